@@ -1,0 +1,1033 @@
+//! Binding a send's variables to a template's slots. Everything Meta would refuse (missing or
+//! extra variables, a media header that is not a link or id, a template that is not approved)
+//! is refused here, before any call, with the key at fault and the keys expected.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::personalize::{DynamicText, PersonalizeError, SkipReason};
+use crate::tags::{NoTags, TagLookup};
+use crate::template::{
+    ButtonSubType, HeaderFormat, LanguageCode, ParameterFormat, SlotKind, SlotLocation, Template,
+    TemplateError, TemplateName, VariableSlot,
+};
+
+/// What the API caller gave: a JSON object `{key: value}` or an array `[values…]`.
+/// Values are strings; numbers are accepted and written as text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum VariableInput {
+    Named(BTreeMap<String, String>),
+    List(Vec<String>),
+}
+
+impl Default for VariableInput {
+    fn default() -> Self {
+        VariableInput::Named(BTreeMap::new())
+    }
+}
+
+impl VariableInput {
+    /// Reads API JSON (object, array or null) with errors that name the offending key.
+    pub fn from_json(v: &Value) -> Result<VariableInput, BindError> {
+        fn text(key: String, v: &Value) -> Result<String, BindError> {
+            match v {
+                Value::String(s) => Ok(s.clone()),
+                Value::Number(n) => Ok(n.to_string()),
+                other => Err(BindError::InvalidInput {
+                    key: Some(key),
+                    message: format!(
+                        "{} is not a variable value: values must be strings (or numbers), e.g. \"Ana\"",
+                        json_kind(other)
+                    ),
+                }),
+            }
+        }
+        match v {
+            Value::Null => Ok(VariableInput::default()),
+            Value::Object(map) => map
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), text(k.clone(), v)?)))
+                .collect::<Result<_, _>>()
+                .map(VariableInput::Named),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| text(i.to_string(), v))
+                .collect::<Result<_, _>>()
+                .map(VariableInput::List),
+            other => Err(BindError::InvalidInput {
+                key: None,
+                message: format!(
+                    "{} cannot hold variables: give an object like {{\"first_name\": \"Ana\"}} or a list like [\"Ana\"]",
+                    json_kind(other)
+                ),
+            }),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            VariableInput::Named(m) => m.len(),
+            VariableInput::List(l) => l.len(),
+        }
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl<'de> Deserialize<'de> for VariableInput {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = VariableInput;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "template variables as an object like {\"first_name\": \"Ana\"} or a list like [\"Ana\"]",
+                )
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<VariableInput, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((k, v)) = map.next_entry::<String, VariableValue>()? {
+                    out.insert(k, v.0);
+                }
+                Ok(VariableInput::Named(out))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<VariableInput, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = seq.next_element::<VariableValue>()? {
+                    out.push(v.0);
+                }
+                Ok(VariableInput::List(out))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<VariableInput, E> {
+                Ok(VariableInput::default())
+            }
+            fn visit_none<E: de::Error>(self) -> Result<VariableInput, E> {
+                Ok(VariableInput::default())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One variable value: a string, or a number written as text.
+struct VariableValue(String);
+
+impl<'de> Deserialize<'de> for VariableValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = VariableValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a variable value: a string (or a number), e.g. \"Ana\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<VariableValue, E> {
+                Ok(VariableValue(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<VariableValue, E> {
+                Ok(VariableValue(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<VariableValue, E> {
+                Ok(VariableValue(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<VariableValue, E> {
+                Ok(VariableValue(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<VariableValue, E> {
+                Ok(VariableValue(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A send's variables do not fit the template. `field()` and `code()` feed the API error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BindError {
+    #[error("{0}")]
+    TemplateNotSendable(TemplateError),
+    #[error(
+        "variable `{key}` is missing: this template needs {}",
+        expected_keys(expected)
+    )]
+    VariableMissing { key: String, expected: Vec<String> },
+    #[error(
+        "variable `{key}` is not used by this template: it needs {}",
+        expected_keys(expected)
+    )]
+    VariableUnknown { key: String, expected: Vec<String> },
+    #[error(
+        "{given} variables given but this template needs {}: {}",
+        expected.len(),
+        expected_keys(expected)
+    )]
+    VariableCountMismatch { given: usize, expected: Vec<String> },
+    #[error("variable `{key}`: {message}")]
+    VariableFormat { key: String, message: String },
+    #[error("variable `{key}` is empty: Meta refuses empty parameters, give a value")]
+    VariableEmpty { key: String },
+    #[error("variable `{key}` is not a valid expression {error}")]
+    ExpressionInvalid {
+        key: String,
+        error: PersonalizeError,
+    },
+    #[error("variable `{key}`: {message}")]
+    Unsupported { key: String, message: String },
+    #[error("{}{message}", key.as_ref().map(|k| format!("variable `{k}`: ")).unwrap_or_default())]
+    InvalidInput {
+        key: Option<String>,
+        message: String,
+    },
+}
+
+fn expected_keys(keys: &[String]) -> String {
+    if keys.is_empty() {
+        return "no variables".to_owned();
+    }
+    let mut out = String::new();
+    for (i, k) in keys.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push('`');
+        out.push_str(k);
+        out.push('`');
+    }
+    out
+}
+
+impl BindError {
+    /// The request field at fault, e.g. "variables.first_name".
+    pub fn field(&self) -> String {
+        match self {
+            BindError::TemplateNotSendable(_) => "template".to_owned(),
+            BindError::VariableCountMismatch { .. } | BindError::InvalidInput { key: None, .. } => {
+                "variables".to_owned()
+            }
+            BindError::VariableMissing { key, .. }
+            | BindError::VariableUnknown { key, .. }
+            | BindError::VariableFormat { key, .. }
+            | BindError::VariableEmpty { key }
+            | BindError::ExpressionInvalid { key, .. }
+            | BindError::Unsupported { key, .. }
+            | BindError::InvalidInput { key: Some(key), .. } => format!("variables.{key}"),
+        }
+    }
+
+    /// Stable snake_case code for the API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BindError::TemplateNotSendable(_) => "template_not_sendable",
+            BindError::VariableMissing { .. } => "variable_missing",
+            BindError::VariableUnknown { .. } => "variable_unknown",
+            BindError::VariableCountMismatch { .. } => "variable_count_mismatch",
+            BindError::VariableFormat { .. } => "variable_format",
+            BindError::VariableEmpty { .. } => "variable_empty",
+            BindError::ExpressionInvalid { .. } => "expression_invalid",
+            BindError::Unsupported { .. } => "template_unsupported",
+            BindError::InvalidInput { .. } => "variables_invalid",
+        }
+    }
+}
+
+/// A template with one expression per slot, compiled once per message or campaign.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundTemplate {
+    name: TemplateName,
+    language: LanguageCode,
+    header: Option<BoundHeader>,
+    body: Vec<BoundParam>,
+    buttons: Vec<BoundButton>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum BoundHeader {
+    Text {
+        parameter_name: Option<String>,
+        value: DynamicText,
+    },
+    Media {
+        kind: HeaderFormat,
+        value: DynamicText,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct BoundParam {
+    key: String,
+    parameter_name: Option<String>,
+    value: DynamicText,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct BoundButton {
+    key: String,
+    index: usize,
+    sub_type: ButtonSubType,
+    value: DynamicText,
+}
+
+/// A media header value: an http(s) link or a media id from an upload.
+enum MediaRef<'a> {
+    Link(&'a str),
+    Id(&'a str),
+}
+
+fn classify_media(value: &str) -> Result<MediaRef<'_>, String> {
+    let v = value.trim();
+    let lower_scheme = v.get(..8).map(str::to_ascii_lowercase).unwrap_or_default();
+    let is_link = (lower_scheme.starts_with("https://") && v.len() > 8)
+        || (lower_scheme.starts_with("http://") && v.len() > 7);
+    if is_link && !v.chars().any(char::is_whitespace) {
+        Ok(MediaRef::Link(v))
+    } else if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(MediaRef::Id(v))
+    } else {
+        Err(format!(
+            "`{}` is not a media link or id: give an http(s) URL like https://example.com/sale.jpg or the numeric id of an uploaded media",
+            crate::excerpt(v)
+        ))
+    }
+}
+
+impl BoundTemplate {
+    /// Maps input to the template's slots. Keys: body parameter names (named templates),
+    /// "1".."n" (positional body), "header" for the header variable or media (a media value is
+    /// an http(s) URL or a numeric media id), "button.<index>" for a button's variable (index =
+    /// button position, 0-based). A named text header may also be filled by its parameter name.
+    /// The list form gives values for all slots in the order of [`Template::variables`].
+    /// Each value is parsed as [`DynamicText`].
+    pub fn bind(template: &Template, input: &VariableInput) -> Result<BoundTemplate, BindError> {
+        template
+            .is_sendable()
+            .map_err(BindError::TemplateNotSendable)?;
+        let slots = template.variables();
+        let expected: Vec<String> = slots.iter().map(|s| s.key.clone()).collect();
+        let header_name = template.header_parameter_name();
+
+        let values: Vec<&str> = match input {
+            VariableInput::Named(map) => {
+                let header_alias = header_name
+                    .as_deref()
+                    .filter(|_| expected.iter().any(|k| k == "header"));
+                if let Some(key) = map
+                    .keys()
+                    .find(|k| !expected.contains(k) && Some(k.as_str()) != header_alias)
+                {
+                    return Err(BindError::VariableUnknown {
+                        key: key.clone(),
+                        expected,
+                    });
+                }
+                let mut values = Vec::with_capacity(slots.len());
+                for slot in &slots {
+                    let value = map.get(&slot.key).or_else(|| {
+                        (slot.location == SlotLocation::Header)
+                            .then_some(header_alias)
+                            .flatten()
+                            .and_then(|alias| map.get(alias))
+                    });
+                    match value {
+                        Some(v) => values.push(v.as_str()),
+                        None => {
+                            return Err(BindError::VariableMissing {
+                                key: slot.key.clone(),
+                                expected,
+                            });
+                        }
+                    }
+                }
+                values
+            }
+            VariableInput::List(items) => {
+                if items.len() != slots.len() {
+                    return Err(BindError::VariableCountMismatch {
+                        given: input.len(),
+                        expected,
+                    });
+                }
+                items.iter().map(String::as_str).collect()
+            }
+        };
+
+        let named = template.parameter_format == ParameterFormat::Named;
+        let mut bound = BoundTemplate {
+            name: template.name.clone(),
+            language: template.language.clone(),
+            header: None,
+            body: Vec::new(),
+            buttons: Vec::new(),
+        };
+        for (slot, raw) in slots.iter().zip(values) {
+            let value = compile(slot, raw)?;
+            match slot.location {
+                SlotLocation::Header => {
+                    bound.header = Some(match slot.kind {
+                        SlotKind::Image | SlotKind::Video | SlotKind::Document => {
+                            let kind = match slot.kind {
+                                SlotKind::Image => HeaderFormat::Image,
+                                SlotKind::Video => HeaderFormat::Video,
+                                _ => HeaderFormat::Document,
+                            };
+                            BoundHeader::Media { kind, value }
+                        }
+                        SlotKind::Location => {
+                            return Err(BindError::Unsupported {
+                                key: slot.key.clone(),
+                                message: "location headers are not supported yet: use a template with a text or media header".into(),
+                            });
+                        }
+                        _ => BoundHeader::Text {
+                            parameter_name: header_name.clone().filter(|_| named),
+                            value,
+                        },
+                    });
+                }
+                SlotLocation::Body => bound.body.push(BoundParam {
+                    key: slot.key.clone(),
+                    parameter_name: named.then(|| slot.key.clone()),
+                    value,
+                }),
+                SlotLocation::Button { index, sub_type } => bound.buttons.push(BoundButton {
+                    key: slot.key.clone(),
+                    index,
+                    sub_type,
+                    value,
+                }),
+            }
+        }
+        Ok(bound)
+    }
+
+    /// Concrete values for one recipient. A text slot that renders empty skips the recipient
+    /// (Meta refuses empty text parameters); so does a media value that is not a link or id.
+    pub fn render(&self, tags: &(impl TagLookup + ?Sized)) -> Result<RenderedTemplate, SkipReason> {
+        let header = match &self.header {
+            None => None,
+            Some(BoundHeader::Text {
+                parameter_name,
+                value,
+            }) => Some(RenderedHeader::Text {
+                text: render_text("header", value, tags)?,
+                parameter_name: parameter_name.clone(),
+            }),
+            Some(BoundHeader::Media { kind, value }) => {
+                let rendered = value.render(tags)?;
+                let media =
+                    classify_media(&rendered).map_err(|reason| SkipReason::BadTagValue {
+                        tag: match value.referenced_tags().as_slice() {
+                            [one] => (*one).to_owned(),
+                            _ => "header".to_owned(),
+                        },
+                        reason,
+                    })?;
+                let (link, id) = match media {
+                    MediaRef::Link(l) => (Some(l.to_owned()), None),
+                    MediaRef::Id(i) => (None, Some(i.to_owned())),
+                };
+                Some(RenderedHeader::Media {
+                    kind: *kind,
+                    link,
+                    id,
+                })
+            }
+        };
+        let mut body = Vec::with_capacity(self.body.len());
+        for p in &self.body {
+            body.push(RenderedParam {
+                parameter_name: p.parameter_name.clone(),
+                text: render_text(&p.key, &p.value, tags)?,
+            });
+        }
+        let mut buttons = Vec::with_capacity(self.buttons.len());
+        for b in &self.buttons {
+            buttons.push(RenderedButton {
+                index: b.index,
+                sub_type: b.sub_type,
+                text: render_text(&b.key, &b.value, tags)?,
+            });
+        }
+        Ok(RenderedTemplate {
+            name: self.name.to_string(),
+            language: self.language.to_string(),
+            header,
+            body,
+            buttons,
+        })
+    }
+
+    pub fn template_name(&self) -> &TemplateName {
+        &self.name
+    }
+
+    pub fn language(&self) -> &LanguageCode {
+        &self.language
+    }
+
+    /// True when no value depends on tags: render once and reuse for every recipient.
+    pub fn is_literal(&self) -> bool {
+        self.values().all(DynamicText::is_literal)
+    }
+
+    /// Every tag any value uses, in order of first use, without duplicates.
+    pub fn referenced_tags(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for v in self.values() {
+            for t in v.referenced_tags() {
+                if !names.contains(&t) {
+                    names.push(t);
+                }
+            }
+        }
+        names
+    }
+
+    fn values(&self) -> impl Iterator<Item = &DynamicText> {
+        let header = self.header.iter().map(|h| match h {
+            BoundHeader::Text { value, .. } | BoundHeader::Media { value, .. } => value,
+        });
+        header
+            .chain(self.body.iter().map(|p| &p.value))
+            .chain(self.buttons.iter().map(|b| &b.value))
+    }
+}
+
+/// Parses one value; literal values are checked now so a bad send fails at the API, not later.
+fn compile(slot: &VariableSlot, raw: &str) -> Result<DynamicText, BindError> {
+    let value = DynamicText::parse(raw).map_err(|error| BindError::ExpressionInvalid {
+        key: slot.key.clone(),
+        error,
+    })?;
+    if value.is_literal() {
+        match slot.kind {
+            SlotKind::Image | SlotKind::Video | SlotKind::Document => {
+                classify_media(raw).map_err(|message| BindError::VariableFormat {
+                    key: slot.key.clone(),
+                    message,
+                })?;
+            }
+            SlotKind::Location => {}
+            SlotKind::Text | SlotKind::Payload | SlotKind::CouponCode => {
+                if raw.trim().is_empty() {
+                    return Err(BindError::VariableEmpty {
+                        key: slot.key.clone(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(value)
+}
+
+fn render_text(
+    key: &str,
+    value: &DynamicText,
+    tags: &(impl TagLookup + ?Sized),
+) -> Result<String, SkipReason> {
+    let text = value.render(tags)?;
+    if text.trim().is_empty() {
+        return Err(SkipReason::EmptyValue {
+            variable: key.to_owned(),
+        });
+    }
+    Ok(text)
+}
+
+impl BoundTemplate {
+    /// Renders a template whose values are all literal, without tags.
+    pub fn render_literal(&self) -> Result<RenderedTemplate, SkipReason> {
+        self.render(&NoTags)
+    }
+}
+
+/// Concrete values for one recipient; stored with the message and turned into Meta's wire
+/// JSON by the client crate.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RenderedTemplate {
+    pub name: String,
+    pub language: String,
+    pub header: Option<RenderedHeader>,
+    pub body: Vec<RenderedParam>,
+    pub buttons: Vec<RenderedButton>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RenderedHeader {
+    Text {
+        text: String,
+        parameter_name: Option<String>,
+    },
+    /// `kind` is Image, Video or Document; exactly one of `link` and `id` is set.
+    Media {
+        kind: HeaderFormat,
+        link: Option<String>,
+        id: Option<String>,
+    },
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RenderedParam {
+    /// Set for named templates (`parameter_name` on the wire).
+    pub parameter_name: Option<String>,
+    pub text: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RenderedButton {
+    pub index: usize,
+    pub sub_type: ButtonSubType,
+    pub text: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tags::{TagValue, Tags};
+    use crate::template::TemplateStatus;
+    use crate::template::tests::{order_update, spring_sale, welcome};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn named(pairs: &[(&str, &str)]) -> VariableInput {
+        VariableInput::Named(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+        )
+    }
+
+    fn list(items: &[&str]) -> VariableInput {
+        VariableInput::List(items.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    fn tags(pairs: &[(&str, &str)]) -> Tags {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), TagValue::String((*v).to_owned())))
+            .collect()
+    }
+
+    #[test]
+    fn welcome_named_literal_and_dynamic() {
+        let t = welcome();
+        let b = BoundTemplate::bind(&t, &named(&[("first_name", "Ana")])).unwrap();
+        assert!(b.is_literal());
+        assert_eq!(b.template_name().as_str(), "welcome");
+        assert_eq!(b.language().as_str(), "en");
+        let r = b.render_literal().unwrap();
+        assert_eq!(
+            r,
+            RenderedTemplate {
+                name: "welcome".into(),
+                language: "en".into(),
+                header: None,
+                body: vec![RenderedParam {
+                    parameter_name: Some("first_name".into()),
+                    text: "Ana".into()
+                }],
+                buttons: vec![],
+            }
+        );
+
+        let b = BoundTemplate::bind(
+            &t,
+            &named(&[("first_name", "{{first_name|CapitalizeFirst|there}}")]),
+        )
+        .unwrap();
+        assert_eq!(b.referenced_tags(), vec!["first_name"]);
+        assert_eq!(
+            b.render(&tags(&[("first_name", "élodie")])).unwrap().body[0].text,
+            "Élodie"
+        );
+        assert_eq!(b.render(&Tags::new()).unwrap().body[0].text, "there");
+
+        // No default: a contact without the tag is skipped.
+        let b = BoundTemplate::bind(&t, &named(&[("first_name", "{{first_name}}")])).unwrap();
+        assert_eq!(b.render(&Tags::new()).unwrap_err().code(), "missing_tag");
+        // Empty default renders empty, which Meta refuses: skipped as empty_value.
+        let b = BoundTemplate::bind(
+            &t,
+            &named(&[("first_name", "{{first_name|CapitalizeFirst|}}")]),
+        )
+        .unwrap();
+        assert_eq!(
+            b.render(&Tags::new()).unwrap_err(),
+            SkipReason::EmptyValue {
+                variable: "first_name".into()
+            }
+        );
+    }
+
+    #[test]
+    fn welcome_binding_errors() {
+        let t = welcome();
+        let err = BoundTemplate::bind(&t, &named(&[])).unwrap_err();
+        assert_eq!(
+            (err.code(), err.field().as_str()),
+            ("variable_missing", "variables.first_name")
+        );
+        assert!(err.to_string().contains("`first_name`"), "{err}");
+
+        let err = BoundTemplate::bind(&t, &named(&[("firstname", "Ana")])).unwrap_err();
+        assert_eq!(
+            (err.code(), err.field().as_str()),
+            ("variable_unknown", "variables.firstname")
+        );
+        assert_eq!(
+            err.to_string(),
+            "variable `firstname` is not used by this template: it needs `first_name`"
+        );
+
+        let err =
+            BoundTemplate::bind(&t, &named(&[("first_name", "{{first_name|Shout}}")])).unwrap_err();
+        assert_eq!(
+            (err.code(), err.field().as_str()),
+            ("expression_invalid", "variables.first_name")
+        );
+        assert!(
+            err.to_string().contains("unknown modifier `Shout`"),
+            "{err}"
+        );
+
+        let err = BoundTemplate::bind(&t, &named(&[("first_name", "  ")])).unwrap_err();
+        assert_eq!(err.code(), "variable_empty");
+
+        let err = BoundTemplate::bind(&t, &list(&["Ana", "extra"])).unwrap_err();
+        assert_eq!(
+            (err.code(), err.field().as_str()),
+            ("variable_count_mismatch", "variables")
+        );
+        assert_eq!(
+            err.to_string(),
+            "2 variables given but this template needs 1: `first_name`"
+        );
+
+        let mut paused = welcome();
+        paused.status = TemplateStatus::Paused;
+        let err = BoundTemplate::bind(&paused, &named(&[("first_name", "Ana")])).unwrap_err();
+        assert_eq!(
+            (err.code(), err.field().as_str()),
+            ("template_not_sendable", "template")
+        );
+    }
+
+    #[test]
+    fn spring_sale_positional_with_media_and_url_button() {
+        let t = spring_sale();
+        let input = named(&[
+            ("header", "https://cdn.example.com/spring.jpg"),
+            ("1", "{{first_name|CapitalizeFirst|there}}"),
+            ("2", "20%"),
+            ("3", "{{sale_end|date:%B %e}}"),
+            ("button.0", "{{coupon||SPRING}}"),
+        ]);
+        let b = BoundTemplate::bind(&t, &input).unwrap();
+        assert!(!b.is_literal());
+        let r = b
+            .render(&tags(&[("first_name", "ana"), ("sale_end", "2025-04-30")]))
+            .unwrap();
+        assert_eq!(
+            r.header,
+            Some(RenderedHeader::Media {
+                kind: HeaderFormat::Image,
+                link: Some("https://cdn.example.com/spring.jpg".into()),
+                id: None
+            })
+        );
+        let texts: Vec<_> = r
+            .body
+            .iter()
+            .map(|p| (p.parameter_name.clone(), p.text.as_str()))
+            .collect();
+        assert_eq!(
+            texts,
+            vec![(None, "Ana"), (None, "20%"), (None, "April 30")]
+        );
+        assert_eq!(
+            r.buttons,
+            vec![RenderedButton {
+                index: 0,
+                sub_type: ButtonSubType::Url,
+                text: "SPRING".into()
+            }]
+        );
+
+        // Missing date tag without default: skipped.
+        assert_eq!(
+            b.render(&tags(&[("first_name", "ana")])).unwrap_err(),
+            SkipReason::MissingTag {
+                tag: "sale_end".into()
+            }
+        );
+
+        // List form: values for all slots in order.
+        let b =
+            BoundTemplate::bind(&t, &list(&["123456789", "Ana", "20%", "May 1", "ana10"])).unwrap();
+        let r = b.render_literal().unwrap();
+        assert_eq!(
+            r.header,
+            Some(RenderedHeader::Media {
+                kind: HeaderFormat::Image,
+                link: None,
+                id: Some("123456789".into())
+            })
+        );
+        assert_eq!(r.buttons[0].text, "ana10");
+        assert_eq!(r.body.len(), 3);
+    }
+
+    #[test]
+    fn spring_sale_binding_errors() {
+        let t = spring_sale();
+        let err = BoundTemplate::bind(&t, &list(&["Ana", "20%", "May 1"])).unwrap_err();
+        assert_eq!(err.code(), "variable_count_mismatch");
+        assert!(
+            err.to_string()
+                .contains("`header`, `1`, `2`, `3`, `button.0`"),
+            "{err}"
+        );
+
+        let err = BoundTemplate::bind(&t, &list(&["spring.jpg", "Ana", "20%", "May 1", "x"]))
+            .unwrap_err();
+        assert_eq!(
+            (err.code(), err.field().as_str()),
+            ("variable_format", "variables.header")
+        );
+        assert!(err.to_string().contains("not a media link or id"), "{err}");
+
+        let err = BoundTemplate::bind(
+            &t,
+            &named(&[
+                ("1", "Ana"),
+                ("2", "20%"),
+                ("3", "May 1"),
+                ("button.0", "x"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (err.code(), err.field().as_str()),
+            ("variable_missing", "variables.header")
+        );
+
+        let err = BoundTemplate::bind(
+            &t,
+            &named(&[
+                ("header", "1"),
+                ("1", "Ana"),
+                ("2", "20%"),
+                ("3", "May 1"),
+                ("button.1", "x"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (err.code(), err.field().as_str()),
+            ("variable_unknown", "variables.button.1")
+        );
+
+        // A dynamic media value is classified per recipient.
+        let b = BoundTemplate::bind(&t, &list(&["{{image}}", "Ana", "20%", "May 1", "x"])).unwrap();
+        let err = b.render(&tags(&[("image", "not a url")])).unwrap_err();
+        assert_eq!(err, SkipReason::BadTagValue {
+            tag: "image".into(),
+            reason: "`not a url` is not a media link or id: give an http(s) URL like https://example.com/sale.jpg or the numeric id of an uploaded media".into(),
+        });
+        assert!(
+            b.render(&tags(&[("image", "http://x.example/a.png")]))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn media_values() {
+        assert!(matches!(
+            classify_media("https://a.example/x.jpg"),
+            Ok(MediaRef::Link(_))
+        ));
+        assert!(matches!(
+            classify_media("HTTP://a.example/x.jpg"),
+            Ok(MediaRef::Link(_))
+        ));
+        assert!(matches!(classify_media(" 1234 "), Ok(MediaRef::Id("1234"))));
+        for bad in ["", "https://", "ftp://a/b", "4::aW1h", "https://a b", "12a"] {
+            assert!(classify_media(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn order_update_named() {
+        let t = order_update();
+        let b = BoundTemplate::bind(
+            &t,
+            &named(&[
+                ("first_name", "{{first_name|CapitalizeAllFirst||}}"),
+                ("order_id", "{{order_id}}"),
+            ]),
+        );
+        let err = b.unwrap_err();
+        assert_eq!(err.code(), "expression_invalid", "{err}");
+
+        let b = BoundTemplate::bind(
+            &t,
+            &named(&[
+                ("first_name", "{{name|CapitalizeAllFirst|customer}}"),
+                ("order_id", "{{order_id}}"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(b.referenced_tags(), vec!["name", "order_id"]);
+        let r = b
+            .render(&tags(&[("name", "mary ann"), ("order_id", "A-1001")]))
+            .unwrap();
+        assert_eq!(
+            r.body[0],
+            RenderedParam {
+                parameter_name: Some("first_name".into()),
+                text: "Mary Ann".into()
+            }
+        );
+        assert_eq!(
+            r.body[1],
+            RenderedParam {
+                parameter_name: Some("order_id".into()),
+                text: "A-1001".into()
+            }
+        );
+        assert_eq!(
+            b.render(&tags(&[("name", "x")])).unwrap_err().code(),
+            "missing_tag"
+        );
+
+        let err = BoundTemplate::bind(&t, &named(&[("first_name", "Ana")])).unwrap_err();
+        assert_eq!(
+            (err.code(), err.field().as_str()),
+            ("variable_missing", "variables.order_id")
+        );
+        // List form works for named templates too, in slot order.
+        let r = BoundTemplate::bind(&t, &list(&["Ana", "A-1"]))
+            .unwrap()
+            .render_literal()
+            .unwrap();
+        assert_eq!(r.body[1].text, "A-1");
+    }
+
+    #[test]
+    fn named_text_header_accepts_its_parameter_name() {
+        let v = json!({
+            "name": "hello", "language": "en", "category": "UTILITY", "status": "APPROVED",
+            "parameter_format": "NAMED",
+            "components": [
+                {"type": "HEADER", "format": "TEXT", "text": "Hello {{shop}}"},
+                {"type": "BODY", "text": "Hi {{first_name}}"}
+            ]
+        });
+        let t = Template::from_meta_json(&v).unwrap();
+        let r = BoundTemplate::bind(&t, &named(&[("shop", "Demo"), ("first_name", "Ana")]))
+            .unwrap()
+            .render_literal()
+            .unwrap();
+        assert_eq!(
+            r.header,
+            Some(RenderedHeader::Text {
+                text: "Demo".into(),
+                parameter_name: Some("shop".into())
+            })
+        );
+        let r = BoundTemplate::bind(&t, &named(&[("header", "Shop"), ("first_name", "Ana")]))
+            .unwrap()
+            .render_literal()
+            .unwrap();
+        assert_eq!(
+            r.header,
+            Some(RenderedHeader::Text {
+                text: "Shop".into(),
+                parameter_name: Some("shop".into())
+            })
+        );
+    }
+
+    #[test]
+    fn variable_input_from_json() {
+        let v: VariableInput =
+            serde_json::from_str(r#"{"first_name":"Ana","n":3,"f":2.5}"#).unwrap();
+        assert_eq!(v, named(&[("first_name", "Ana"), ("n", "3"), ("f", "2.5")]));
+        let v: VariableInput = serde_json::from_str(r#"["Ana", 7]"#).unwrap();
+        assert_eq!(v, list(&["Ana", "7"]));
+        assert!(serde_json::from_str::<VariableInput>(r#"{"a":true}"#).is_err());
+        assert!(serde_json::from_str::<VariableInput>(r#"[null]"#).is_err());
+        assert!(serde_json::from_str::<VariableInput>(r#""x""#).is_err());
+        assert_eq!(serde_json::to_string(&list(&["a"])).unwrap(), r#"["a"]"#);
+
+        let err = VariableInput::from_json(&json!({"first_name": {"x": 1}})).unwrap_err();
+        assert_eq!(
+            (err.code(), err.field().as_str()),
+            ("variables_invalid", "variables.first_name")
+        );
+        assert!(
+            err.to_string()
+                .contains("an object is not a variable value"),
+            "{err}"
+        );
+        assert_eq!(
+            VariableInput::from_json(&json!(null)).unwrap(),
+            VariableInput::default()
+        );
+        assert_eq!(
+            VariableInput::from_json(&json!(true)).unwrap_err().field(),
+            "variables"
+        );
+        assert_eq!(
+            VariableInput::from_json(&json!([1, "b"])).unwrap(),
+            list(&["1", "b"])
+        );
+    }
+
+    #[test]
+    fn rendered_template_serde() {
+        let b = BoundTemplate::bind(&spring_sale(), &list(&["123", "Ana", "20%", "May 1", "x"]))
+            .unwrap();
+        let r = b.render_literal().unwrap();
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            json["header"],
+            json!({"type": "media", "kind": "IMAGE", "link": null, "id": "123"})
+        );
+        assert_eq!(
+            json["buttons"][0],
+            json!({"index": 0, "sub_type": "url", "text": "x"})
+        );
+        assert_eq!(serde_json::from_value::<RenderedTemplate>(json).unwrap(), r);
+    }
+
+    proptest! {
+        #[test]
+        fn bind_never_panics(values in prop::collection::vec("\\PC{0,24}", 0..7), keys in prop::collection::vec("[a-z0-9_.]{0,10}", 0..5)) {
+            for t in [welcome(), spring_sale(), order_update()] {
+                if let Ok(b) = BoundTemplate::bind(&t, &VariableInput::List(values.clone())) {
+                    let _ = b.render(&Tags::new());
+                }
+                let map = keys.iter().cloned().zip(values.iter().cloned()).collect();
+                if let Ok(b) = BoundTemplate::bind(&t, &VariableInput::Named(map)) {
+                    let _ = b.render(&Tags::new());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! Identifiers. Our own rows get prefixed, time-sortable ids (`msg_…`) so an id read in a
+//! log or a URL says what it names; Meta's ids are digit strings we only check and carry.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// An identifier that did not parse; the message says what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{input}` is not a {what}: expected {expected}")]
+pub struct IdError {
+    input: String,
+    what: &'static str,
+    expected: &'static str,
+}
+
+impl IdError {
+    fn new(input: &str, what: &'static str, expected: &'static str) -> Self {
+        Self {
+            input: crate::excerpt(input).into_owned(),
+            what,
+            expected,
+        }
+    }
+
+    /// What kind of id was expected, e.g. "message id".
+    pub fn what(&self) -> &'static str {
+        self.what
+    }
+}
+
+macro_rules! string_id_common {
+    ($name:ident) => {
+        impl $name {
+            /// The id as text, exactly as stored and sent.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// Consumes the id, returning its text.
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                Self::parse(s)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(s: String) -> Result<Self, IdError> {
+                Self::parse(&s)
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = IdError;
+            fn try_from(s: &str) -> Result<Self, IdError> {
+                Self::parse(s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+macro_rules! prefixed_id {
+    ($(#[$meta:meta])* $name:ident, $prefix:literal, $what:literal) => {
+        $(#[$meta])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// The prefix every id of this kind starts with.
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A fresh id: the prefix followed by a UUID v7 in 32 lowercase hex digits, so ids
+            /// sort by creation time.
+            #[allow(clippy::new_without_default)]
+            pub fn new() -> Self {
+                Self::from_uuid(uuid::Uuid::now_v7())
+            }
+
+            /// The id naming this UUID.
+            pub fn from_uuid(uuid: uuid::Uuid) -> Self {
+                let mut s = String::with_capacity($prefix.len() + 32);
+                s.push_str($prefix);
+                s.push_str(uuid.simple().encode_lower(&mut uuid::Uuid::encode_buffer()));
+                Self(s)
+            }
+
+            /// Parses `msg_0190…`-style text; upper-case hex is accepted and lower-cased.
+            pub fn parse(input: &str) -> Result<Self, IdError> {
+                parse_prefixed(input, $prefix)
+                    .map(Self)
+                    .ok_or_else(|| {
+                        IdError::new(
+                            input,
+                            $what,
+                            concat!("`", $prefix, "` followed by 32 hex characters"),
+                        )
+                    })
+            }
+
+            /// The UUID inside the id.
+            pub fn uuid(&self) -> uuid::Uuid {
+                // Parsed ids always hold 32 hex digits after the prefix.
+                uuid::Uuid::try_parse(&self.0[$prefix.len()..]).unwrap_or_default()
+            }
+        }
+
+        string_id_common!($name);
+    };
+}
+
+fn parse_prefixed(input: &str, prefix: &str) -> Option<String> {
+    let hex = input.strip_prefix(prefix)?;
+    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut s = String::with_capacity(input.len());
+    s.push_str(prefix);
+    s.push_str(&hex.to_ascii_lowercase());
+    Some(s)
+}
+
+prefixed_id!(
+    /// One message we send or receive (`msg_…`); also sent to Meta as `biz_opaque_callback_data`.
+    MessageId, "msg_", "message id"
+);
+prefixed_id!(
+    /// An application: one tenant of Parley with its API keys (`app_…`).
+    ApplicationId, "app_", "application id"
+);
+prefixed_id!(
+    /// A WhatsApp Business Account connected to Parley (`acc_…`).
+    AccountId, "acc_", "account id"
+);
+prefixed_id!(
+    /// A contact: one recipient with tags (`ctc_…`).
+    ContactId, "ctc_", "contact id"
+);
+prefixed_id!(
+    /// A campaign: one template sent to a segment (`cmp_…`).
+    CampaignId, "cmp_", "campaign id"
+);
+prefixed_id!(
+    /// A platform: one connected phone number with its credentials (`plt_…`).
+    PlatformId, "plt_", "platform id"
+);
+prefixed_id!(
+    /// A template as stored by Parley (`tpl_…`), not Meta's numeric template id.
+    TemplateId, "tpl_", "template id"
+);
+prefixed_id!(
+    /// A console user (`usr_…`).
+    UserId, "usr_", "user id"
+);
+prefixed_id!(
+    /// One raw webhook delivery as received from Meta (`evt_…`).
+    WebhookEventId, "evt_", "webhook event id"
+);
+
+macro_rules! digit_id {
+    ($(#[$meta:meta])* $name:ident, $what:literal) => {
+        $(#[$meta])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Parses Meta's id: 1 to 32 ASCII digits.
+            pub fn parse(input: &str) -> Result<Self, IdError> {
+                if !input.is_empty() && input.len() <= 32 && input.bytes().all(|b| b.is_ascii_digit()) {
+                    Ok(Self(input.to_owned()))
+                } else {
+                    Err(IdError::new(input, $what, "1 to 32 digits, as Meta shows it"))
+                }
+            }
+        }
+
+        string_id_common!($name);
+    };
+}
+
+digit_id!(
+    /// Meta's id of a business phone number, used in `POST /{phone-number-id}/messages`.
+    PhoneNumberId, "phone number id"
+);
+digit_id!(
+    /// Meta's id of a WhatsApp Business Account.
+    WabaId, "WhatsApp Business Account id"
+);
+digit_id!(
+    /// Meta's id of a business portfolio.
+    BusinessId, "business id"
+);
+digit_id!(
+    /// A WhatsApp user's id: the phone number's digits without `+` as Meta reports it.
+    WaId, "WhatsApp user id (wa_id)"
+);
+
+/// Meta's id of one message (`wamid.…`); opaque, so only its size is checked.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Wamid(String);
+
+impl Wamid {
+    /// Accepts any non-empty text of at most 512 bytes.
+    pub fn parse(input: &str) -> Result<Self, IdError> {
+        if !input.is_empty() && input.len() <= 512 {
+            Ok(Self(input.to_owned()))
+        } else {
+            Err(IdError::new(
+                input,
+                "WhatsApp message id (wamid)",
+                "non-empty text of at most 512 bytes",
+            ))
+        }
+    }
+}
+
+string_id_common!(Wamid);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_ids_parse_back_and_sort_by_time() {
+        let a = MessageId::new();
+        let b = MessageId::new();
+        assert!(a.as_str().starts_with("msg_"));
+        assert_eq!(a.as_str().len(), 36);
+        assert_eq!(MessageId::parse(a.as_str()).unwrap(), a);
+        assert!(a < b);
+        assert_eq!(MessageId::from_uuid(a.uuid()), a);
+    }
+
+    #[test]
+    fn wrong_prefix_or_length_is_rejected_with_a_helpful_message() {
+        let err = MessageId::parse("foo").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`foo` is not a message id: expected `msg_` followed by 32 hex characters"
+        );
+        let cmp = CampaignId::new();
+        assert!(MessageId::parse(cmp.as_str()).is_err());
+        assert!(MessageId::parse("msg_0123").is_err());
+        assert!(MessageId::parse("msg_0123456789abcdef0123456789abcdeg").is_err());
+        assert!(MessageId::parse("msg_0123456789abcdef0123456789abcdéf").is_err());
+    }
+
+    #[test]
+    fn upper_case_hex_is_normalized() {
+        let id = ContactId::parse("ctc_0123456789ABCDEF0123456789abcdef").unwrap();
+        assert_eq!(id.as_str(), "ctc_0123456789abcdef0123456789abcdef");
+    }
+
+    #[test]
+    fn serde_is_a_validated_string() {
+        let id = CampaignId::new();
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{id}\""));
+        assert_eq!(serde_json::from_str::<CampaignId>(&json).unwrap(), id);
+        assert!(serde_json::from_str::<CampaignId>("\"cmp_nope\"").is_err());
+        assert!(serde_json::from_str::<CampaignId>(&format!("\"{}\"", MessageId::new())).is_err());
+    }
+
+    #[test]
+    fn meta_ids_are_digit_strings() {
+        assert_eq!(
+            PhoneNumberId::parse("106540352242922").unwrap().as_str(),
+            "106540352242922"
+        );
+        assert!(WabaId::parse("").is_err());
+        assert!(WabaId::parse("12a").is_err());
+        assert!(WaId::parse(&"1".repeat(33)).is_err());
+        let err = BusinessId::parse("x").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`x` is not a business id: expected 1 to 32 digits, as Meta shows it"
+        );
+        assert_eq!(
+            serde_json::from_str::<WaId>("\"4915112345678\"")
+                .unwrap()
+                .as_str(),
+            "4915112345678"
+        );
+        assert!(serde_json::from_str::<WaId>("\"+49\"").is_err());
+    }
+
+    #[test]
+    fn wamid_is_opaque_but_bounded() {
+        assert!(Wamid::parse("wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJCOTY3NDc0NDFDRUI3NTA0Q0UA").is_ok());
+        assert!(Wamid::parse("").is_err());
+        assert!(Wamid::parse(&"w".repeat(513)).is_err());
+    }
+
+    #[test]
+    fn long_input_is_shortened_in_errors() {
+        let err = MessageId::parse(&"x".repeat(10_000)).unwrap_err();
+        assert!(err.to_string().len() < 200);
+    }
+}

@@ -1,0 +1,915 @@
+//! Dynamic content in the Pushwoosh style: `Hi {{first_name|CapitalizeFirst|there}}`.
+//! Parsed once per campaign into parts, then rendered per recipient into one pre-sized string;
+//! a recipient whose tags cannot fill an expression is skipped with a reason, never sent garbage.
+//!
+//! Forms:
+//! - `{{tag}}`, `{{tag|Modifier}}`: no default; a recipient without the tag is skipped
+//!   ([`SkipReason::MissingTag`]); a blank value renders empty.
+//! - `{{tag|Modifier|}}`: empty default; a missing or blank tag renders as "".
+//! - `{{tag|Modifier|default text}}`, `{{tag||default text}}`: the default (verbatim, without the
+//!   modifier) replaces a missing or blank tag.
+//!
+//! Modifiers (names case-insensitive):
+//! - `CapitalizeFirst`: the first letter of the value upper-cased, the rest unchanged.
+//! - `CapitalizeAllFirst`: the first letter of every word (after whitespace or `-`) upper-cased.
+//! - `UPPERCASE`, `lowercase`.
+//! - `date:<format>` for date tags and strings written `YYYY-MM-DD` or RFC 3339: `%d` day (07),
+//!   `%e` day without padding (7), `%m` month (03), `%B` month name (March), `%b` short month
+//!   (Mar), `%Y` year (2025), `%y` two-digit year (25), `%H` hour (09), `%M` minute, `%S` second,
+//!   `%A` weekday (Friday), `%a` short weekday (Fri), `%%` a percent sign. English names only.
+//! - `number:<decimals>`: `number:2` renders 1234.5 as "1234.50" (no thousands separator).
+//! - `currency:<ISO 4217 code>`: amount with the currency's usual decimals, then the code:
+//!   `currency:EUR` renders 12.5 as "12.50 EUR", `currency:JPY` renders 1200 as "1200 JPY".
+
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
+use std::ops::Range;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use time::format_description::well_known::Rfc3339;
+
+use crate::tags::{TagLookup, TagValue};
+
+/// The modifiers `{{tag|modifier}}` understands, for error messages.
+pub const KNOWN_MODIFIERS: &str = "CapitalizeFirst, CapitalizeAllFirst, UPPERCASE, lowercase, date:<format> (e.g. date:%d.%m.%Y), number:<decimals> (e.g. number:2), currency:<ISO code> (e.g. currency:EUR)";
+
+/// A dynamic-content expression that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("at character {position}: {message} (known modifiers: {KNOWN_MODIFIERS})")]
+pub struct PersonalizeError {
+    /// Character (not byte) offset in the input, counted from 0.
+    pub position: usize,
+    pub message: String,
+}
+
+/// Why a recipient is skipped instead of sent to. Stored with the skipped message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum SkipReason {
+    /// The contact lacks a tag used without a default.
+    #[error(
+        "the contact has no tag `{tag}` and the expression has no default: set the tag, or add a default like {{{{{tag}||default}}}}"
+    )]
+    MissingTag { tag: String },
+    /// The tag exists but cannot be shown as asked (e.g. `date:` on a non-date).
+    #[error("tag `{tag}` cannot be used: {reason}")]
+    BadTagValue { tag: String, reason: String },
+    /// The variable rendered empty; Meta refuses empty text parameters.
+    #[error(
+        "variable `{variable}` renders empty and Meta refuses empty parameters: set the tag or give a non-empty default"
+    )]
+    EmptyValue { variable: String },
+}
+
+impl SkipReason {
+    /// Stable snake_case code for APIs, metrics and storage.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SkipReason::MissingTag { .. } => "missing_tag",
+            SkipReason::BadTagValue { .. } => "bad_tag_value",
+            SkipReason::EmptyValue { .. } => "empty_value",
+        }
+    }
+}
+
+/// Text with `{{tag|modifier|default}}` expressions, parsed once and rendered per recipient.
+#[derive(Clone, PartialEq)]
+pub struct DynamicText {
+    source: String,
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    /// Byte range of literal text in `source`.
+    Literal(Range<usize>),
+    Expr(Expr),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Expr {
+    /// Byte range of the trimmed tag name in `source`.
+    tag: Range<usize>,
+    modifier: Option<Modifier>,
+    /// Byte range of the default in `source`; `None` when the second `|` is absent.
+    default: Option<Range<usize>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Modifier {
+    CapitalizeFirst,
+    CapitalizeAllFirst,
+    Uppercase,
+    Lowercase,
+    Date(Vec<DateItem>),
+    Number { decimals: u8 },
+    Currency { code: String, decimals: u8 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum DateItem {
+    Literal(String),
+    Day,
+    DayUnpadded,
+    Month,
+    MonthName,
+    MonthAbbr,
+    Year,
+    Year2,
+    Hour,
+    Minute,
+    Second,
+    Weekday,
+    WeekdayAbbr,
+}
+
+impl DynamicText {
+    /// Parses `input`. Text outside `{{…}}` is kept verbatim.
+    pub fn parse(input: &str) -> Result<DynamicText, PersonalizeError> {
+        let mut parts = Vec::new();
+        let mut pos = 0;
+        while let Some(rel) = input[pos..].find("{{") {
+            let open = pos + rel;
+            if open > pos {
+                parts.push(Part::Literal(pos..open));
+            }
+            let inner_start = open + 2;
+            let Some(close_rel) = input[inner_start..].find("}}") else {
+                return Err(error_at(
+                    input,
+                    open,
+                    "`{{` is not closed: end the expression with `}}`, e.g. {{first_name}}",
+                ));
+            };
+            let inner_end = inner_start + close_rel;
+            if let Some(nested) = input[inner_start..inner_end].find("{{") {
+                return Err(error_at(
+                    input,
+                    inner_start + nested,
+                    "`{{` inside an expression: close the previous expression with `}}` first",
+                ));
+            }
+            parts.push(Part::Expr(parse_expr(input, inner_start, inner_end)?));
+            pos = inner_end + 2;
+        }
+        if pos < input.len() {
+            parts.push(Part::Literal(pos..input.len()));
+        }
+        Ok(DynamicText {
+            source: input.to_owned(),
+            parts,
+        })
+    }
+
+    /// The text as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// True when there is no expression: the text renders the same for everyone.
+    pub fn is_literal(&self) -> bool {
+        !self.parts.iter().any(|p| matches!(p, Part::Expr(_)))
+    }
+
+    /// The tag names used, in order of first use, without duplicates.
+    pub fn referenced_tags(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for part in &self.parts {
+            if let Part::Expr(e) = part {
+                let name = &self.source[e.tag.clone()];
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        names
+    }
+
+    /// Renders for one recipient.
+    pub fn render(&self, tags: &(impl TagLookup + ?Sized)) -> Result<String, SkipReason> {
+        let mut out = String::with_capacity(self.source.len() + 16);
+        self.render_into(tags, &mut out)?;
+        Ok(out)
+    }
+
+    /// Renders for one recipient, appending to `out` (which is left partly written on error).
+    pub fn render_into(
+        &self,
+        tags: &(impl TagLookup + ?Sized),
+        out: &mut String,
+    ) -> Result<(), SkipReason> {
+        for part in &self.parts {
+            match part {
+                Part::Literal(r) => out.push_str(&self.source[r.clone()]),
+                Part::Expr(e) => self.render_expr(e, tags, out)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn render_expr(
+        &self,
+        e: &Expr,
+        tags: &(impl TagLookup + ?Sized),
+        out: &mut String,
+    ) -> Result<(), SkipReason> {
+        let name = &self.source[e.tag.clone()];
+        let default = e.default.as_ref().map(|r| &self.source[r.clone()]);
+        match tags.tag(name) {
+            None => match default {
+                Some(d) => out.push_str(d),
+                None => {
+                    return Err(SkipReason::MissingTag {
+                        tag: name.to_owned(),
+                    });
+                }
+            },
+            Some(value) if value.is_blank() => {
+                if let Some(d) = default {
+                    out.push_str(d);
+                }
+            }
+            Some(value) => match &e.modifier {
+                None => value.write_text(out),
+                Some(m) => apply_modifier(m, name, &value, out)?,
+            },
+        }
+        Ok(())
+    }
+}
+
+fn error_at(input: &str, byte: usize, message: impl Into<String>) -> PersonalizeError {
+    PersonalizeError {
+        position: input.get(..byte).map_or(0, |s| s.chars().count()),
+        message: message.into(),
+    }
+}
+
+fn parse_expr(input: &str, start: usize, end: usize) -> Result<Expr, PersonalizeError> {
+    let inner = &input[start..end];
+    let (tag_end, rest) = match inner.find('|') {
+        Some(i) => (start + i, Some(start + i + 1)),
+        None => (end, None),
+    };
+    let tag = trimmed_range(input, start..tag_end);
+    if tag.is_empty() {
+        return Err(error_at(
+            input,
+            start,
+            "empty tag name: write the tag between the braces, e.g. {{first_name}}",
+        ));
+    }
+    let tag_text = &input[tag.clone()];
+    if let Some(i) = tag_text.find(['{', '}']) {
+        return Err(error_at(
+            input,
+            tag.start + i,
+            format!(
+                "`{}` is not a tag name: braces are not allowed in tag names",
+                crate::excerpt(tag_text)
+            ),
+        ));
+    }
+    let (modifier, default) = match rest {
+        None => (None, None),
+        Some(mod_start) => {
+            let (mod_end, default) = match input[mod_start..end].find('|') {
+                Some(i) => (mod_start + i, Some(mod_start + i + 1..end)),
+                None => (end, None),
+            };
+            let m = trimmed_range(input, mod_start..mod_end);
+            let modifier = if m.is_empty() {
+                None
+            } else {
+                Some(parse_modifier(input, m)?)
+            };
+            (modifier, default)
+        }
+    };
+    Ok(Expr {
+        tag,
+        modifier,
+        default,
+    })
+}
+
+fn trimmed_range(input: &str, r: Range<usize>) -> Range<usize> {
+    let s = &input[r.clone()];
+    let lead = s.len() - s.trim_start().len();
+    let trail = s.len() - s.trim_end().len();
+    if lead == s.len() {
+        return r.start..r.start;
+    }
+    r.start + lead..r.end - trail
+}
+
+fn parse_modifier(input: &str, r: Range<usize>) -> Result<Modifier, PersonalizeError> {
+    let text = &input[r.clone()];
+    let (name, arg, arg_start) = match text.find(':') {
+        Some(i) => (&text[..i], Some(&text[i + 1..]), r.start + i + 1),
+        None => (text, None, r.end),
+    };
+    let name = name.trim();
+    let bad = |msg: String| Err(error_at(input, r.start, msg));
+    let no_arg = |m: Modifier| -> Result<Modifier, PersonalizeError> {
+        match arg {
+            None => Ok(m),
+            Some(_) => Err(error_at(
+                input,
+                r.start,
+                format!("modifier `{name}` takes no `:` argument"),
+            )),
+        }
+    };
+    if name.eq_ignore_ascii_case("CapitalizeFirst") {
+        no_arg(Modifier::CapitalizeFirst)
+    } else if name.eq_ignore_ascii_case("CapitalizeAllFirst") {
+        no_arg(Modifier::CapitalizeAllFirst)
+    } else if name.eq_ignore_ascii_case("uppercase") {
+        no_arg(Modifier::Uppercase)
+    } else if name.eq_ignore_ascii_case("lowercase") {
+        no_arg(Modifier::Lowercase)
+    } else if name.eq_ignore_ascii_case("date") {
+        match arg {
+            Some(fmt) if !fmt.trim().is_empty() => {
+                parse_date_format(input, arg_start, fmt).map(Modifier::Date)
+            }
+            _ => bad(
+                "`date` needs a format after a colon, e.g. date:%d.%m.%Y or date:%B %e, %Y".into(),
+            ),
+        }
+    } else if name.eq_ignore_ascii_case("number") {
+        match arg.map(str::trim).and_then(|a| a.parse::<u8>().ok()) {
+            Some(decimals) if decimals <= 9 => Ok(Modifier::Number { decimals }),
+            _ => bad(
+                "`number` needs the count of decimals (0 to 9) after a colon, e.g. number:2".into(),
+            ),
+        }
+    } else if name.eq_ignore_ascii_case("currency") {
+        match arg.map(str::trim) {
+            Some(code) if code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic()) => {
+                let code = code.to_ascii_uppercase();
+                let decimals = currency_decimals(&code);
+                Ok(Modifier::Currency { code, decimals })
+            }
+            _ => bad(
+                "`currency` needs a three-letter ISO 4217 code after a colon, e.g. currency:EUR"
+                    .into(),
+            ),
+        }
+    } else {
+        bad(format!("unknown modifier `{}`", crate::excerpt(name)))
+    }
+}
+
+/// Minor units of ISO 4217 currencies that do not use two decimals.
+fn currency_decimals(code: &str) -> u8 {
+    match code {
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
+        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+        _ => 2,
+    }
+}
+
+fn parse_date_format(
+    input: &str,
+    start: usize,
+    fmt: &str,
+) -> Result<Vec<DateItem>, PersonalizeError> {
+    let mut items = Vec::new();
+    let mut literal = String::new();
+    let mut chars = fmt.char_indices();
+    while let Some((i, c)) = chars.next() {
+        if c != '%' {
+            literal.push(c);
+            continue;
+        }
+        let item = match chars.next().map(|(_, c)| c) {
+            Some('%') => {
+                literal.push('%');
+                continue;
+            }
+            Some('d') => DateItem::Day,
+            Some('e') => DateItem::DayUnpadded,
+            Some('m') => DateItem::Month,
+            Some('B') => DateItem::MonthName,
+            Some('b') => DateItem::MonthAbbr,
+            Some('Y') => DateItem::Year,
+            Some('y') => DateItem::Year2,
+            Some('H') => DateItem::Hour,
+            Some('M') => DateItem::Minute,
+            Some('S') => DateItem::Second,
+            Some('A') => DateItem::Weekday,
+            Some('a') => DateItem::WeekdayAbbr,
+            other => {
+                let shown = other.map_or_else(|| "%".to_owned(), |c| format!("%{c}"));
+                return Err(error_at(
+                    input,
+                    start + i,
+                    format!(
+                        "unknown date field `{shown}`: use %d %e %m %B %b %Y %y %H %M %S %A %a or %% for a percent sign"
+                    ),
+                ));
+            }
+        };
+        if !literal.is_empty() {
+            items.push(DateItem::Literal(std::mem::take(&mut literal)));
+        }
+        items.push(item);
+    }
+    if !literal.is_empty() {
+        items.push(DateItem::Literal(literal));
+    }
+    Ok(items)
+}
+
+fn text_of(value: &TagValue) -> Cow<'_, str> {
+    match value {
+        TagValue::String(s) => Cow::Borrowed(s.as_str()),
+        other => Cow::Owned(other.as_text()),
+    }
+}
+
+fn apply_modifier(
+    m: &Modifier,
+    tag: &str,
+    value: &TagValue,
+    out: &mut String,
+) -> Result<(), SkipReason> {
+    match m {
+        Modifier::CapitalizeFirst => {
+            let text = text_of(value);
+            let mut done = false;
+            for c in text.chars() {
+                if !done && !c.is_whitespace() {
+                    out.extend(c.to_uppercase());
+                    done = true;
+                } else {
+                    out.push(c);
+                }
+            }
+        }
+        Modifier::CapitalizeAllFirst => {
+            let text = text_of(value);
+            let mut at_word_start = true;
+            for c in text.chars() {
+                if at_word_start && !c.is_whitespace() && c != '-' {
+                    out.extend(c.to_uppercase());
+                    at_word_start = false;
+                } else {
+                    out.push(c);
+                    if c.is_whitespace() || c == '-' {
+                        at_word_start = true;
+                    }
+                }
+            }
+        }
+        Modifier::Uppercase => {
+            for c in text_of(value).chars() {
+                out.extend(c.to_uppercase());
+            }
+        }
+        // str::to_lowercase knows the Greek final sigma, char-wise lowering does not.
+        Modifier::Lowercase => out.push_str(&text_of(value).to_lowercase()),
+        Modifier::Date(items) => {
+            let dt = date_of(value).ok_or_else(|| SkipReason::BadTagValue {
+                tag: tag.to_owned(),
+                reason: format!(
+                    "`{}` is not a date: the date modifier needs a date tag or text like 2025-03-07 or 2025-03-07T10:30:00Z",
+                    crate::excerpt(&text_of(value))
+                ),
+            })?;
+            write_date(items, dt, out);
+        }
+        Modifier::Number { decimals } => write_number(tag, value, *decimals, out)?,
+        Modifier::Currency { code, decimals } => {
+            write_number(tag, value, *decimals, out)?;
+            out.push(' ');
+            out.push_str(code);
+        }
+    }
+    Ok(())
+}
+
+fn date_of(value: &TagValue) -> Option<time::PrimitiveDateTime> {
+    match value {
+        TagValue::Date(d) => Some(d.midnight()),
+        TagValue::DateTime(dt) => Some(time::PrimitiveDateTime::new(dt.date(), dt.time())),
+        TagValue::String(s) => {
+            let s = s.trim();
+            if let Ok(dt) = time::OffsetDateTime::parse(s, &Rfc3339) {
+                return Some(time::PrimitiveDateTime::new(dt.date(), dt.time()));
+            }
+            let fmt = time::macros::format_description!("[year]-[month]-[day]");
+            time::Date::parse(s, &fmt).ok().map(|d| d.midnight())
+        }
+        _ => None,
+    }
+}
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+fn write_date(items: &[DateItem], dt: time::PrimitiveDateTime, out: &mut String) {
+    let month_index = usize::from(u8::from(dt.month())).saturating_sub(1) % 12;
+    for item in items {
+        let _ = match item {
+            DateItem::Literal(s) => {
+                out.push_str(s);
+                Ok(())
+            }
+            DateItem::Day => write!(out, "{:02}", dt.day()),
+            DateItem::DayUnpadded => write!(out, "{}", dt.day()),
+            DateItem::Month => write!(out, "{:02}", u8::from(dt.month())),
+            DateItem::MonthName => {
+                out.push_str(MONTHS[month_index]);
+                Ok(())
+            }
+            DateItem::MonthAbbr => {
+                out.push_str(&MONTHS[month_index][..3]);
+                Ok(())
+            }
+            DateItem::Year => write!(out, "{:04}", dt.year()),
+            DateItem::Year2 => write!(out, "{:02}", dt.year().rem_euclid(100)),
+            DateItem::Hour => write!(out, "{:02}", dt.hour()),
+            DateItem::Minute => write!(out, "{:02}", dt.minute()),
+            DateItem::Second => write!(out, "{:02}", dt.second()),
+            DateItem::Weekday => write!(out, "{}", dt.weekday()),
+            DateItem::WeekdayAbbr => {
+                let name = dt.weekday().to_string();
+                out.push_str(name.get(..3).unwrap_or(&name));
+                Ok(())
+            }
+        };
+    }
+}
+
+fn write_number(
+    tag: &str,
+    value: &TagValue,
+    decimals: u8,
+    out: &mut String,
+) -> Result<(), SkipReason> {
+    let bad = || SkipReason::BadTagValue {
+        tag: tag.to_owned(),
+        reason: format!(
+            "`{}` is not a number: number and currency modifiers need a number like 12.5",
+            crate::excerpt(&text_of(value))
+        ),
+    };
+    let int = |i: i64, out: &mut String| {
+        let _ = write!(out, "{i}");
+        if decimals > 0 {
+            out.push('.');
+            out.extend(std::iter::repeat_n('0', usize::from(decimals)));
+        }
+    };
+    let float = |f: f64, out: &mut String| {
+        let _ = write!(out, "{:.*}", usize::from(decimals), f);
+    };
+    match value {
+        TagValue::Integer(i) => int(*i, out),
+        TagValue::Float(f) if f.is_finite() => float(*f, out),
+        TagValue::String(s) => {
+            let s = s.trim();
+            if let Ok(i) = s.parse::<i64>() {
+                int(i, out);
+            } else {
+                match s.parse::<f64>() {
+                    Ok(f) if f.is_finite() => float(f, out),
+                    _ => return Err(bad()),
+                }
+            }
+        }
+        _ => return Err(bad()),
+    }
+    Ok(())
+}
+
+impl fmt::Debug for DynamicText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DynamicText({:?})", self.source)
+    }
+}
+
+impl fmt::Display for DynamicText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+impl std::str::FromStr for DynamicText {
+    type Err = PersonalizeError;
+    fn from_str(s: &str) -> Result<Self, PersonalizeError> {
+        Self::parse(s)
+    }
+}
+
+impl Serialize for DynamicText {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.source)
+    }
+}
+
+impl<'de> Deserialize<'de> for DynamicText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Cow::<'de, str>::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tags::Tags;
+    use proptest::prelude::*;
+    use time::macros::{date, datetime};
+
+    fn tags(pairs: &[(&str, TagValue)]) -> Tags {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    fn render(expr: &str, t: &Tags) -> Result<String, SkipReason> {
+        DynamicText::parse(expr).unwrap().render(t)
+    }
+
+    fn s(v: &str) -> TagValue {
+        TagValue::String(v.into())
+    }
+
+    #[test]
+    fn literal_text_is_kept() {
+        let t = DynamicText::parse("Hello, world { } }} {x}").unwrap();
+        assert!(t.is_literal());
+        assert_eq!(t.render(&Tags::new()).unwrap(), "Hello, world { } }} {x}");
+        assert!(DynamicText::parse("").unwrap().is_literal());
+        assert_eq!(
+            DynamicText::parse("")
+                .unwrap()
+                .render(&Tags::new())
+                .unwrap(),
+            ""
+        );
+    }
+
+    #[test]
+    fn plain_tag_and_surrounding_text() {
+        let t = tags(&[("first_name", s("ana")), ("n", TagValue::Integer(3))]);
+        assert_eq!(
+            render("Hi {{first_name}}, you have {{ n }} items", &t).unwrap(),
+            "Hi ana, you have 3 items"
+        );
+        let d = DynamicText::parse("{{a}}{{b}}{{a}}").unwrap();
+        assert_eq!(d.referenced_tags(), vec!["a", "b"]);
+        assert!(!d.is_literal());
+        assert_eq!(d.source(), "{{a}}{{b}}{{a}}");
+    }
+
+    #[test]
+    fn default_rules() {
+        let none = Tags::new();
+        let empty = tags(&[("name", s("  "))]);
+        let full = tags(&[("name", s("ana"))]);
+        // No default: missing skips, blank renders empty.
+        assert_eq!(
+            render("{{name}}", &none),
+            Err(SkipReason::MissingTag { tag: "name".into() })
+        );
+        assert_eq!(
+            render("{{name|CapitalizeFirst}}", &none)
+                .unwrap_err()
+                .code(),
+            "missing_tag"
+        );
+        assert_eq!(render("{{name|CapitalizeFirst}}", &empty).unwrap(), "");
+        // Empty default: renders empty.
+        assert_eq!(
+            render("Hi {{name|CapitalizeFirst|}}!", &none).unwrap(),
+            "Hi !"
+        );
+        assert_eq!(
+            render("Hi {{name|CapitalizeFirst|}}!", &empty).unwrap(),
+            "Hi !"
+        );
+        // Default text for missing or blank, verbatim (no modifier applied).
+        assert_eq!(
+            render("Hi {{name|UPPERCASE|friend}}", &none).unwrap(),
+            "Hi friend"
+        );
+        assert_eq!(
+            render("Hi {{name|UPPERCASE|friend}}", &empty).unwrap(),
+            "Hi friend"
+        );
+        assert_eq!(
+            render("Hi {{name|UPPERCASE|friend}}", &full).unwrap(),
+            "Hi ANA"
+        );
+        // No modifier, with default.
+        assert_eq!(render("Hi {{name||there}}", &none).unwrap(), "Hi there");
+        assert_eq!(render("Hi {{name||there}}", &full).unwrap(), "Hi ana");
+        // A default may contain `|` and spaces.
+        assert_eq!(render("{{name|| a | b }}", &none).unwrap(), " a | b ");
+    }
+
+    #[test]
+    fn case_modifiers_are_unicode_correct() {
+        let t = tags(&[
+            ("fn", s("élodie")),
+            ("full", s("jean-pierre de la tour")),
+            ("street", s("ßtraße")),
+            ("one", s("x")),
+            ("greek", s("ΟΔΟΣ")),
+            ("mixed", s("mcDonald")),
+        ]);
+        assert_eq!(render("{{fn|CapitalizeFirst}}", &t).unwrap(), "Élodie");
+        assert_eq!(render("{{fn|capitalizefirst}}", &t).unwrap(), "Élodie");
+        assert_eq!(render("{{mixed|CapitalizeFirst}}", &t).unwrap(), "McDonald");
+        assert_eq!(render("{{one|CapitalizeFirst}}", &t).unwrap(), "X");
+        assert_eq!(
+            render("{{full|CapitalizeAllFirst}}", &t).unwrap(),
+            "Jean-Pierre De La Tour"
+        );
+        assert_eq!(render("{{street|CapitalizeFirst}}", &t).unwrap(), "SStraße");
+        assert_eq!(render("{{street|UPPERCASE}}", &t).unwrap(), "SSTRASSE");
+        assert_eq!(render("{{fn|uppercase}}", &t).unwrap(), "ÉLODIE");
+        assert_eq!(render("{{greek|lowercase}}", &t).unwrap(), "οδος");
+        assert_eq!(
+            render("{{full|LOWERCASE}}", &t).unwrap(),
+            "jean-pierre de la tour"
+        );
+        assert_eq!(render("{{one|CapitalizeAllFirst}}", &t).unwrap(), "X");
+    }
+
+    #[test]
+    fn date_modifier() {
+        let t = tags(&[
+            ("d", TagValue::Date(date!(2025 - 03 - 07))),
+            (
+                "dt",
+                TagValue::DateTime(datetime!(2025-12-24 18:05:09 +01:00)),
+            ),
+            ("s", s("2024-02-29")),
+            ("rfc", s("2024-02-29T08:30:00Z")),
+            ("bad", s("next tuesday")),
+            ("n", TagValue::Integer(3)),
+        ]);
+        assert_eq!(render("{{d|date:%d.%m.%Y}}", &t).unwrap(), "07.03.2025");
+        assert_eq!(render("{{d|date:%B %e, %Y}}", &t).unwrap(), "March 7, 2025");
+        assert_eq!(
+            render("{{d|DATE:%a %e %b %y}}", &t).unwrap(),
+            "Fri 7 Mar 25"
+        );
+        assert_eq!(render("{{d|date:%A}}", &t).unwrap(), "Friday");
+        assert_eq!(
+            render("{{dt|date:%d/%m %H:%M:%S}}", &t).unwrap(),
+            "24/12 18:05:09"
+        );
+        assert_eq!(render("{{dt|date:100%%}}", &t).unwrap(), "100%");
+        assert_eq!(render("{{s|date:%e %B}}", &t).unwrap(), "29 February");
+        assert_eq!(render("{{rfc|date:%H:%M}}", &t).unwrap(), "08:30");
+        let err = render("{{bad|date:%Y}}", &t).unwrap_err();
+        assert_eq!(err.code(), "bad_tag_value");
+        assert!(err.to_string().contains("next tuesday"), "{err}");
+        assert_eq!(
+            render("{{n|date:%Y}}", &t).unwrap_err().code(),
+            "bad_tag_value"
+        );
+        assert_eq!(render("{{missing|date:%Y|soon}}", &t).unwrap(), "soon");
+    }
+
+    #[test]
+    fn number_and_currency_modifiers() {
+        let t = tags(&[
+            ("f", TagValue::Float(1234.5)),
+            ("i", TagValue::Integer(12)),
+            ("s", s(" 9.999 ")),
+            ("neg", TagValue::Integer(-3)),
+            ("word", s("twelve")),
+            ("b", TagValue::Boolean(true)),
+        ]);
+        assert_eq!(render("{{f|number:2}}", &t).unwrap(), "1234.50");
+        assert_eq!(render("{{f|number:0}}", &t).unwrap(), "1234");
+        assert_eq!(render("{{i|number:2}}", &t).unwrap(), "12.00");
+        assert_eq!(render("{{s|number:1}}", &t).unwrap(), "10.0");
+        assert_eq!(render("{{neg|Number:1}}", &t).unwrap(), "-3.0");
+        assert_eq!(render("{{f|currency:EUR}}", &t).unwrap(), "1234.50 EUR");
+        assert_eq!(render("{{i|currency:jpy}}", &t).unwrap(), "12 JPY");
+        assert_eq!(render("{{i|currency:KWD}}", &t).unwrap(), "12.000 KWD");
+        assert_eq!(
+            render("{{word|number:2}}", &t).unwrap_err().code(),
+            "bad_tag_value"
+        );
+        assert_eq!(
+            render("{{b|currency:EUR}}", &t).unwrap_err().code(),
+            "bad_tag_value"
+        );
+    }
+
+    #[test]
+    fn parse_errors_say_where_and_what() {
+        let err = DynamicText::parse("Hi {{first_name").unwrap_err();
+        assert_eq!(err.position, 3);
+        assert!(
+            err.to_string()
+                .starts_with("at character 3: `{{` is not closed"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("CapitalizeFirst"), "{err}");
+
+        let err = DynamicText::parse("ü {{ |x}}").unwrap_err();
+        assert_eq!(err.position, 4);
+        assert!(err.message.contains("empty tag name"));
+
+        let err = DynamicText::parse("{{name|Shout}}").unwrap_err();
+        assert_eq!(err.position, 7);
+        assert!(err.message.contains("unknown modifier `Shout`"));
+
+        for bad in [
+            "{{a|date}}",
+            "{{a|date:}}",
+            "{{a|date:%Q}}",
+            "{{a|date:%}}",
+            "{{a|number}}",
+            "{{a|number:x}}",
+            "{{a|number:12}}",
+            "{{a|currency:EURO}}",
+            "{{a|UPPERCASE:x}}",
+            "{{a {{b}}",
+            "{{}}",
+        ] {
+            assert!(DynamicText::parse(bad).is_err(), "{bad} should not parse");
+        }
+    }
+
+    #[test]
+    fn skip_reason_serde_and_codes() {
+        let r = SkipReason::EmptyValue {
+            variable: "1".into(),
+        };
+        assert_eq!(r.code(), "empty_value");
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(json, r#"{"code":"empty_value","variable":"1"}"#);
+        assert_eq!(serde_json::from_str::<SkipReason>(&json).unwrap(), r);
+        let m = SkipReason::MissingTag {
+            tag: "first_name".into(),
+        };
+        assert!(m.to_string().contains("{{first_name||default}}"), "{m}");
+    }
+
+    #[test]
+    fn serde_round_trip() {
+        let d = DynamicText::parse("Hi {{name|CapitalizeFirst|there}}").unwrap();
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(serde_json::from_str::<DynamicText>(&json).unwrap(), d);
+        assert!(serde_json::from_str::<DynamicText>("\"{{\"").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn random_strings_never_panic(input in "\\PC{0,60}") {
+            if let Ok(d) = DynamicText::parse(&input) {
+                let _ = d.render(&Tags::new());
+            }
+        }
+
+        #[test]
+        fn brace_heavy_strings_never_panic(input in "[{}|:a%dé ]{0,40}", value in "\\PC{0,12}") {
+            let t = tags(&[("a", TagValue::String(value))]);
+            if let Ok(d) = DynamicText::parse(&input) {
+                let _ = d.render(&t);
+            }
+        }
+
+        #[test]
+        fn text_without_braces_renders_itself(input in "[^{]{0,60}") {
+            let d = DynamicText::parse(&input).unwrap();
+            prop_assert!(d.is_literal());
+            prop_assert_eq!(d.render(&Tags::new()).unwrap(), input);
+        }
+
+        #[test]
+        fn modifiers_never_panic_on_any_value(value in "\\PC{0,20}", m in prop::sample::select(vec![
+            "CapitalizeFirst", "CapitalizeAllFirst", "UPPERCASE", "lowercase", "date:%d %B %Y", "number:2", "currency:EUR",
+        ])) {
+            let t = tags(&[("v", TagValue::String(value))]);
+            let d = DynamicText::parse(&format!("{{{{v|{m}}}}}")).unwrap();
+            let _ = d.render(&t);
+        }
+    }
+}

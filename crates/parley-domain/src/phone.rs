@@ -1,0 +1,257 @@
+//! International phone numbers. Parsed once at import with the `phonenumber` crate and stored in
+//! canonical E.164, so the sending path never re-validates and compares numbers as plain text.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+const EXAMPLE: &str = "+4915112345678";
+
+/// Why a phone number was refused; each message tells the user how to write it instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PhoneError {
+    #[error(
+        "the phone number is empty: write it in E.164 form with the country code, e.g. {EXAMPLE}"
+    )]
+    Empty,
+    #[error(
+        "`{0}` is not an international phone number: write it in E.164 form with the country code, e.g. {EXAMPLE}"
+    )]
+    NotInternational(String),
+    #[error(
+        "`{0}` contains characters that are not part of a phone number: use digits after a leading +, e.g. {EXAMPLE}"
+    )]
+    BadCharacters(String),
+    #[error(
+        "`{0}` is not a valid phone number: check the country code and the number of digits, e.g. {EXAMPLE}"
+    )]
+    Invalid(String),
+}
+
+/// A valid phone number in canonical E.164 form, `+` followed by digits.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct E164(String);
+
+impl E164 {
+    /// Parses "+49 151 1234-5678", "(+49) 15112345678" or "004915112345678".
+    /// A leading `+` or `00` is required: there is no default region to guess from.
+    pub fn parse(input: &str) -> Result<E164, PhoneError> {
+        let trimmed = input.trim();
+        if trimmed.is_empty() {
+            return Err(PhoneError::Empty);
+        }
+        let shown = || crate::excerpt(trimmed).into_owned();
+        // Strip the punctuation people write numbers with; everything else must be a digit.
+        let mut digits = String::with_capacity(trimmed.len());
+        let mut plus = false;
+        for c in trimmed.chars() {
+            match c {
+                '0'..='9' => digits.push(c),
+                '+' if digits.is_empty() && !plus => plus = true,
+                ' ' | '-' | '(' | ')' | '.' | '/' | '\u{a0}' => {}
+                _ => return Err(PhoneError::BadCharacters(shown())),
+            }
+        }
+        if !plus {
+            match digits.strip_prefix("00") {
+                Some(rest) => digits = rest.to_owned(),
+                None => return Err(PhoneError::NotInternational(shown())),
+            }
+        }
+        Self::from_digits(&digits).ok_or_else(|| PhoneError::Invalid(shown()))
+    }
+
+    /// Builds the number from Meta's `wa_id` (digits only, no `+`).
+    pub fn from_wa_id(wa_id: &str) -> Result<E164, PhoneError> {
+        if wa_id.is_empty() {
+            return Err(PhoneError::Empty);
+        }
+        if !wa_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(PhoneError::BadCharacters(
+                crate::excerpt(wa_id).into_owned(),
+            ));
+        }
+        Self::from_digits(wa_id)
+            .ok_or_else(|| PhoneError::Invalid(crate::excerpt(wa_id).into_owned()))
+    }
+
+    /// Validates country code + national digits; `None` when not a valid number.
+    fn from_digits(digits: &str) -> Option<E164> {
+        // E.164 allows at most 15 digits; checking first also keeps odd input away from the parser.
+        if digits.len() < 4 || digits.len() > 15 || digits.starts_with('0') {
+            return None;
+        }
+        let mut candidate = String::with_capacity(digits.len() + 1);
+        candidate.push('+');
+        candidate.push_str(digits);
+        let number = phonenumber::parse(None, &candidate).ok()?;
+        if !phonenumber::is_valid(&number) {
+            return None;
+        }
+        let canonical = number.format().mode(phonenumber::Mode::E164).to_string();
+        if canonical.len() < 2 || !canonical[1..].bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(E164(canonical))
+    }
+
+    /// "+4915112345678".
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// "4915112345678": the digits without `+`, Meta's `wa_id` form.
+    pub fn digits(&self) -> &str {
+        &self.0[1..]
+    }
+
+    /// The number as Meta's `wa_id`.
+    pub fn wa_id(&self) -> crate::WaId {
+        // Canonical digits are 1..=15 ASCII digits, always a valid WaId.
+        crate::WaId::parse(self.digits())
+            .unwrap_or_else(|_| unreachable!("E164 digits are a valid wa_id"))
+    }
+}
+
+/// Parses one number so the `phonenumber` metadata (about 140 ms to load) is ready before the
+/// first real request needs it.
+pub fn warm_up() {
+    let _ = E164::parse(EXAMPLE);
+}
+
+impl fmt::Display for E164 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for E164 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "E164({:?})", self.0)
+    }
+}
+
+impl AsRef<str> for E164 {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for E164 {
+    type Err = PhoneError;
+    fn from_str(s: &str) -> Result<Self, PhoneError> {
+        Self::parse(s)
+    }
+}
+
+impl Serialize for E164 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for E164 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn accepts_common_international_spellings() {
+        for input in [
+            "+4915112345678",
+            "+49 151 12345678",
+            "+49 (151) 1234-5678",
+            "004915112345678",
+            "  +49-151-123-456-78 ",
+        ] {
+            let n = E164::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(n.as_str(), "+4915112345678");
+            assert_eq!(n.digits(), "4915112345678");
+        }
+        assert_eq!(
+            E164::parse("+1 (202) 456-1111").unwrap().as_str(),
+            "+12024561111"
+        );
+    }
+
+    #[test]
+    fn national_numbers_are_refused_with_a_fix() {
+        let err = E164::parse("0151 1234567").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`0151 1234567` is not an international phone number: write it in E.164 form with the country code, e.g. +4915112345678"
+        );
+    }
+
+    #[test]
+    fn junk_is_refused() {
+        assert_eq!(E164::parse(""), Err(PhoneError::Empty));
+        assert!(matches!(
+            E164::parse("+49 abc"),
+            Err(PhoneError::BadCharacters(_))
+        ));
+        assert!(matches!(E164::parse("+49 1"), Err(PhoneError::Invalid(_))));
+        assert!(matches!(
+            E164::parse("+999 123456789"),
+            Err(PhoneError::Invalid(_))
+        ));
+        assert!(matches!(
+            E164::parse("++4915112345678"),
+            Err(PhoneError::BadCharacters(_))
+        ));
+        assert!(matches!(
+            E164::parse("+4915112345678901234"),
+            Err(PhoneError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn wa_id_round_trip() {
+        let n = E164::from_wa_id("4915112345678").unwrap();
+        assert_eq!(n.as_str(), "+4915112345678");
+        assert_eq!(n.wa_id().as_str(), "4915112345678");
+        assert!(E164::from_wa_id("+4915112345678").is_err());
+        assert!(E164::from_wa_id("").is_err());
+    }
+
+    #[test]
+    fn serde_validates() {
+        let n: E164 = serde_json::from_str("\"+49 151 12345678\"").unwrap();
+        assert_eq!(serde_json::to_string(&n).unwrap(), "\"+4915112345678\"");
+        assert!(serde_json::from_str::<E164>("\"0151\"").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn random_strings_never_panic(s in "\\PC{0,40}") {
+            let _ = E164::parse(&s);
+            let _ = E164::from_wa_id(&s);
+        }
+
+        #[test]
+        fn random_plus_digits_never_panic(s in "\\+[0-9 ()-]{0,24}") {
+            let _ = E164::parse(&s);
+        }
+
+        #[test]
+        fn canonical_form_parses_to_itself(
+            national in prop::sample::select(vec!["49151", "1650555", "4420794", "33612", "91981", "5511987"]),
+            rest in "[0-9]{4,8}",
+        ) {
+            let input = format!("+{national}{rest}");
+            if let Ok(n) = E164::parse(&input) {
+                let again = E164::parse(n.as_str()).unwrap();
+                prop_assert_eq!(&again, &n);
+                prop_assert_eq!(E164::from_wa_id(n.digits()).unwrap(), n);
+            }
+        }
+    }
+}
