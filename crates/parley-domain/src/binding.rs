@@ -877,7 +877,7 @@ mod tests {
         let b = BoundTemplate::bind(
             &t,
             &named(&[
-                ("first_name", "{{first_name|CapitalizeAllFirst||}}"),
+                ("first_name", "{{first_name|CapitalizeAllFirst"),
                 ("order_id", "{{order_id}}"),
             ]),
         );
