@@ -289,9 +289,11 @@ enum MediaRef<'a> {
 
 fn classify_media(value: &str) -> Result<MediaRef<'_>, String> {
     let v = value.trim();
-    let lower_scheme = v.get(..8).map(str::to_ascii_lowercase).unwrap_or_default();
-    let is_link = (lower_scheme.starts_with("https://") && v.len() > 8)
-        || (lower_scheme.starts_with("http://") && v.len() > 7);
+    let has_scheme = |scheme: &str| {
+        v.len() > scheme.len()
+            && v.as_bytes()[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes())
+    };
+    let is_link = has_scheme("https://") || has_scheme("http://");
     if is_link && !v.chars().any(char::is_whitespace) {
         Ok(MediaRef::Link(v))
     } else if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
@@ -866,6 +868,10 @@ mod tests {
             Ok(MediaRef::Link(_))
         ));
         assert!(matches!(classify_media(" 1234 "), Ok(MediaRef::Id("1234"))));
+        assert!(matches!(
+            classify_media("http://ñ.example/ü.png"),
+            Ok(MediaRef::Link(_))
+        ));
         for bad in ["", "https://", "ftp://a/b", "4::aW1h", "https://a b", "12a"] {
             assert!(classify_media(bad).is_err(), "{bad}");
         }

@@ -754,6 +754,20 @@ mod tests {
             "jean-pierre de la tour"
         );
         assert_eq!(render("{{one|CapitalizeAllFirst}}", &t).unwrap(), "X");
+        let one_word = tags(&[("name", s("ana"))]);
+        assert_eq!(
+            render("{{name|CapitalizeAllFirst}}", &one_word).unwrap(),
+            "Ana"
+        );
+        assert_eq!(
+            render("{{name|CapitalizeFirst}}", &one_word).unwrap(),
+            "Ana"
+        );
+        let odd = tags(&[("name", s("ǆemal 1st ǳ"))]);
+        assert_eq!(
+            render("{{name|CapitalizeAllFirst}}", &odd).unwrap(),
+            "Ǆemal 1st Ǳ"
+        );
     }
 
     #[test]

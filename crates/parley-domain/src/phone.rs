@@ -42,10 +42,18 @@ impl E164 {
             return Err(PhoneError::Empty);
         }
         let shown = || crate::excerpt(trimmed).into_owned();
+        // "+44 (0) 20 7946 0958": the bracketed trunk prefix is not dialled internationally.
+        let without_trunk;
+        let cleaned = if trimmed.contains("(0)") {
+            without_trunk = trimmed.replace("(0)", "");
+            without_trunk.as_str()
+        } else {
+            trimmed
+        };
         // Strip the punctuation people write numbers with; everything else must be a digit.
         let mut digits = String::with_capacity(trimmed.len());
         let mut plus = false;
-        for c in trimmed.chars() {
+        for c in cleaned.chars() {
             match c {
                 '0'..='9' => digits.push(c),
                 '+' if digits.is_empty() && !plus => plus = true,
@@ -171,6 +179,8 @@ mod tests {
             "+49 (151) 1234-5678",
             "004915112345678",
             "  +49-151-123-456-78 ",
+            "+49 (0) 151 12345678",
+            "+49/151.12345678",
         ] {
             let n = E164::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
             assert_eq!(n.as_str(), "+4915112345678");
@@ -229,6 +239,31 @@ mod tests {
         assert!(serde_json::from_str::<E164>("\"0151\"").is_err());
     }
 
+    const VALID: [&str; 14] = [
+        "+4915112345678",
+        "+12024561111",
+        "+442079460958",
+        "+33612345678",
+        "+919812345678",
+        "+5511987654321",
+        "+390612345678",
+        "+81312345678",
+        "+61412345678",
+        "+27821234567",
+        "+4930123456",
+        "+79161234567",
+        "+8613812345678",
+        "+16505551234",
+    ];
+
+    #[test]
+    fn numbers_from_many_countries_are_canonical() {
+        for n in VALID {
+            assert_eq!(E164::parse(n).unwrap().as_str(), n);
+        }
+        warm_up();
+    }
+
     proptest! {
         #[test]
         fn random_strings_never_panic(s in "\\PC{0,40}") {
@@ -237,8 +272,26 @@ mod tests {
         }
 
         #[test]
-        fn random_plus_digits_never_panic(s in "\\+[0-9 ()-]{0,24}") {
+        fn random_plus_digits_never_panic(s in "(\\+|00)?[0-9 ()-]{0,24}") {
             let _ = E164::parse(&s);
+        }
+
+        #[test]
+        fn valid_numbers_round_trip_whatever_the_spelling(
+            number in prop::sample::select(VALID.to_vec()),
+            seps in prop::collection::vec(prop::sample::select(vec!["", " ", "-", ".", " - "]), 16),
+            double_zero in any::<bool>(),
+        ) {
+            let canonical = E164::parse(number).unwrap();
+            let mut spelled = String::from(if double_zero { "00" } else { "+" });
+            for (c, sep) in number[1..].chars().zip(&seps) {
+                spelled.push(c);
+                spelled.push_str(sep);
+            }
+            let parsed = E164::parse(&spelled).unwrap();
+            prop_assert_eq!(&parsed, &canonical);
+            prop_assert_eq!(E164::parse(parsed.as_str()).unwrap(), parsed.clone());
+            prop_assert_eq!(E164::from_wa_id(parsed.digits()).unwrap(), parsed);
         }
 
         #[test]
