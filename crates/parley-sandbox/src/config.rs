@@ -1,0 +1,310 @@
+//! Configuration of the sandbox: the seeded Meta world (business portfolios, WABAs, numbers,
+//! templates), the secrets it checks and signs with, and the behaviour knobs of the emulated
+//! delivery pipeline. Secrets never appear in `Debug` output.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Everything the sandbox needs to stand in for Meta.
+///
+/// Every field has a default (the demo world), so a partial TOML/JSON file is enough.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SandboxConfig {
+    pub app_id: String,
+    /// Signs webhooks (`X-Hub-Signature-256`).
+    pub app_secret: String,
+    pub verify_token: String,
+    /// Version Parley is told to use; any `/vNN.N/` prefix is accepted on requests.
+    pub graph_version: String,
+    /// Tokens accepted as `Authorization: Bearer …` or `?access_token=`; anything else is 190.
+    pub access_tokens: Vec<String>,
+    /// Where signed webhooks are POSTed. `None`: events are logged as undeliverable.
+    pub webhook_url: Option<String>,
+    pub businesses: Vec<BusinessSeed>,
+    pub behaviour: Behaviour,
+}
+
+impl fmt::Debug for SandboxConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SandboxConfig")
+            .field("app_id", &self.app_id)
+            .field("app_secret", &"<redacted>")
+            .field("verify_token", &"<redacted>")
+            .field("graph_version", &self.graph_version)
+            .field(
+                "access_tokens",
+                &format_args!("[<{} redacted>]", self.access_tokens.len()),
+            )
+            .field("webhook_url", &self.webhook_url)
+            .field("businesses", &self.businesses)
+            .field("behaviour", &self.behaviour)
+            .finish()
+    }
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig::demo()
+    }
+}
+
+/// A business portfolio and the WhatsApp Business Accounts it owns.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BusinessSeed {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub wabas: Vec<WabaSeed>,
+}
+
+/// A WhatsApp Business Account with its numbers and templates.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WabaSeed {
+    pub id: String,
+    pub name: String,
+    #[serde(default = "default_currency")]
+    pub currency: String,
+    #[serde(default = "default_timezone")]
+    pub timezone_id: String,
+    #[serde(default)]
+    pub message_template_namespace: String,
+    #[serde(default)]
+    pub phone_numbers: Vec<PhoneSeed>,
+    /// Meta-shaped template objects, exactly as `GET /{waba}/message_templates` returns them:
+    /// `id, name, language, category, status, parameter_format, components`.
+    #[serde(default)]
+    pub templates: Vec<Value>,
+}
+
+/// A business phone number registered on the Cloud API.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PhoneSeed {
+    pub id: String,
+    /// As Meta displays it, e.g. `"+1 555-010-0100"`.
+    pub display_phone_number: String,
+    pub verified_name: String,
+    #[serde(default = "default_quality")]
+    pub quality_rating: String,
+    /// `TIER_250`, `TIER_2K`, … (`whatsapp_business_manager_messaging_limit`).
+    #[serde(default = "default_limit")]
+    pub messaging_limit: String,
+    /// Messages per second before 130429.
+    #[serde(default = "default_mps")]
+    pub throughput_mps: u32,
+}
+
+/// How the emulated network behaves after a send is accepted, and which rules are enforced.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Behaviour {
+    /// Virtual milliseconds from acceptance to the `sent` (or `failed`) status.
+    pub sent_delay_ms: u64,
+    /// Virtual milliseconds from acceptance to `delivered`.
+    pub delivered_delay_ms: u64,
+    /// Virtual milliseconds from acceptance to `read`.
+    pub read_delay_ms: u64,
+    /// Fraction of delivered messages that get read.
+    pub read_ratio: f64,
+    /// Fraction of accepted messages that end with `failed` (131026) instead of `sent`.
+    pub failure_ratio: f64,
+    /// Recipients (digits or E.164) that always fail asynchronously with 131026.
+    pub undeliverable: Vec<String>,
+    /// Free-form sends outside the 24 h customer-service window fail with 131047.
+    pub enforce_service_window: bool,
+    /// Pair-rate bucket size per (number, recipient); refills one message per 6 s (131056).
+    pub pair_rate_burst: u32,
+    /// Dispatcher tick: statuses due within one tick go out in one POST per number.
+    pub webhook_batch_ms: u64,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour {
+            sent_delay_ms: 200,
+            delivered_delay_ms: 600,
+            read_delay_ms: 1500,
+            read_ratio: 0.6,
+            failure_ratio: 0.0,
+            undeliverable: Vec::new(),
+            enforce_service_window: true,
+            pair_rate_burst: 45,
+            webhook_batch_ms: 100,
+        }
+    }
+}
+
+fn default_currency() -> String {
+    "USD".to_owned()
+}
+fn default_timezone() -> String {
+    "1".to_owned()
+}
+fn default_quality() -> String {
+    "GREEN".to_owned()
+}
+fn default_limit() -> String {
+    "TIER_250".to_owned()
+}
+fn default_mps() -> u32 {
+    80
+}
+
+/// Ids of the demo world, so callers need not repeat literals.
+pub mod demo_ids {
+    pub const APP_ID: &str = "1234567890123456";
+    pub const BUSINESS_ID: &str = "2729063490586005";
+    pub const WABA_ID: &str = "524126980791429";
+    pub const PHONE_NUMBER_ID: &str = "106540352242922";
+    pub const DISPLAY_PHONE_NUMBER: &str = "+1 555-010-0100";
+    pub const ACCESS_TOKEN: &str = "EAAsandboxDemoBusinessToken";
+    pub const VERIFY_TOKEN: &str = "parley-demo-verify";
+    /// Not a secret worth keeping: the demo runs on a laptop against itself.
+    pub const APP_SECRET: &str = "5a9d3c1e7b2f4a6d8c0e1f3a5b7d9c2e";
+}
+
+impl SandboxConfig {
+    /// The world `parley demo` runs against: one business, one WABA, one number, three
+    /// approved templates (see [`demo_templates`]).
+    pub fn demo() -> SandboxConfig {
+        SandboxConfig {
+            app_id: demo_ids::APP_ID.to_owned(),
+            app_secret: demo_ids::APP_SECRET.to_owned(),
+            verify_token: demo_ids::VERIFY_TOKEN.to_owned(),
+            graph_version: "v23.0".to_owned(),
+            access_tokens: vec![demo_ids::ACCESS_TOKEN.to_owned()],
+            webhook_url: None,
+            businesses: vec![BusinessSeed {
+                id: demo_ids::BUSINESS_ID.to_owned(),
+                name: "Parley Demo Shop".to_owned(),
+                wabas: vec![WabaSeed {
+                    id: demo_ids::WABA_ID.to_owned(),
+                    name: "Parley Demo Shop".to_owned(),
+                    currency: "EUR".to_owned(),
+                    timezone_id: "1".to_owned(),
+                    message_template_namespace: "c3f1a2b4_5d6e_4f70_8a9b_0c1d2e3f4a5b".to_owned(),
+                    phone_numbers: vec![PhoneSeed {
+                        id: demo_ids::PHONE_NUMBER_ID.to_owned(),
+                        display_phone_number: demo_ids::DISPLAY_PHONE_NUMBER.to_owned(),
+                        verified_name: "Parley Demo Shop".to_owned(),
+                        quality_rating: "GREEN".to_owned(),
+                        messaging_limit: "TIER_250".to_owned(),
+                        throughput_mps: 80,
+                    }],
+                    templates: demo_templates(),
+                }],
+            }],
+            behaviour: Behaviour::default(),
+        }
+    }
+}
+
+/// The three approved demo templates, exactly as `GET /{waba}/message_templates` returns them.
+/// Parley's demo data relies on their text.
+pub fn demo_templates() -> Vec<Value> {
+    vec![
+        json!({
+            "id": "1193422825532001",
+            "name": "welcome",
+            "language": "en",
+            "category": "MARKETING",
+            "status": "APPROVED",
+            "parameter_format": "NAMED",
+            "components": [
+                {
+                    "type": "BODY",
+                    "text": "Hi {{first_name}}, welcome to Parley Demo Shop! Reply STOP to stop receiving offers.",
+                    "example": {
+                        "body_text_named_params": [
+                            {"param_name": "first_name", "example": "Jessica"}
+                        ]
+                    }
+                },
+                {
+                    "type": "FOOTER",
+                    "text": "Parley Demo Shop"
+                }
+            ]
+        }),
+        json!({
+            "id": "1193422825532002",
+            "name": "spring_sale",
+            "language": "en",
+            "category": "MARKETING",
+            "status": "APPROVED",
+            "parameter_format": "POSITIONAL",
+            "components": [
+                {
+                    "type": "HEADER",
+                    "format": "IMAGE",
+                    "example": {
+                        "header_handle": ["https://scontent.whatsapp.net/v/t61.29466-34/sandbox/spring_sale.jpg"]
+                    }
+                },
+                {
+                    "type": "BODY",
+                    "text": "Hi {{1}}, our spring sale is on: {{2}} off everything until {{3}}.",
+                    "example": {
+                        "body_text": [["Jessica", "20%", "May 31"]]
+                    }
+                },
+                {
+                    "type": "BUTTONS",
+                    "buttons": [
+                        {
+                            "type": "URL",
+                            "text": "Shop now",
+                            "url": "https://shop.example.com/sale/{{1}}",
+                            "example": ["https://shop.example.com/sale/spring"]
+                        }
+                    ]
+                }
+            ]
+        }),
+        json!({
+            "id": "1193422825532003",
+            "name": "order_update",
+            "language": "en",
+            "category": "UTILITY",
+            "status": "APPROVED",
+            "parameter_format": "NAMED",
+            "components": [
+                {
+                    "type": "BODY",
+                    "text": "Hi {{first_name}}, your order {{order_id}} has shipped and will arrive soon.",
+                    "example": {
+                        "body_text_named_params": [
+                            {"param_name": "first_name", "example": "Jessica"},
+                            {"param_name": "order_id", "example": "A-1042"}
+                        ]
+                    }
+                }
+            ]
+        }),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_secrets() {
+        let printed = format!("{:?}", SandboxConfig::demo());
+        assert!(!printed.contains(demo_ids::APP_SECRET));
+        assert!(!printed.contains(demo_ids::ACCESS_TOKEN));
+        assert!(!printed.contains(demo_ids::VERIFY_TOKEN));
+        assert!(printed.contains(demo_ids::WABA_ID));
+    }
+
+    #[test]
+    fn partial_config_falls_back_to_demo() {
+        let config: SandboxConfig =
+            serde_json::from_str(r#"{"behaviour":{"read_ratio":1.0}}"#).expect("parses");
+        assert_eq!(config.behaviour.read_ratio, 1.0);
+        assert_eq!(config.behaviour.sent_delay_ms, 200);
+        assert_eq!(config.businesses.len(), 1);
+    }
+}

@@ -1,0 +1,401 @@
+//! The control API under `/sandbox/`: what a test, a demo or a developer uses to play the
+//! customer and the network. JSON in and out, no authentication (bind it to loopback).
+//! Errors use Meta's error object too, so one client-side parser reads both.
+//!
+//! | Method | Path | Body / query | Answer |
+//! |---|---|---|---|
+//! | `POST` | `/sandbox/clock/advance` | `{"seconds": N}` or `{"ms": N}` | `{"now": <unix secs>, "now_ms", "offset_ms"}`; wakes the dispatcher |
+//! | `GET` | `/sandbox/clock` | | `{"now", "now_ms", "offset_ms"}` |
+//! | `POST` | `/sandbox/inbound` | `{"from": "+4915112345678", "text": "hi", "phone_number_id"?, "name"?}` or `{"from", "message": {…raw Meta message object…}}` | `{"wamid"}`; sends the signed `messages` webhook and opens the 24 h window |
+//! | `GET` | `/sandbox/faults` | | current fault settings |
+//! | `POST` | `/sandbox/faults` | `{"error_rates": {"131000": 0.5}, "fail_next": [131000], "latency_ms": 0, "timeout_rate": 0.0, "timeout_ms": 30000, "duplicate_webhooks": 0.0, "reorder_webhooks": false, "drop_webhooks": 0.0}` (all optional) | replaces the fault settings, returns them |
+//! | `DELETE` | `/sandbox/faults` | | clears all faults |
+//! | `GET` | `/sandbox/behaviour` | | current [`Behaviour`] |
+//! | `POST` | `/sandbox/behaviour` | partial [`Behaviour`], e.g. `{"read_ratio": 1.0}` | the updated behaviour |
+//! | `GET` | `/sandbox/messages` | `?to=<digits or E.164>&phone_number_id=&limit=N` (last N) | `{"data": [{"wamid", "phone_number_id", "to", "input", "type", "request", "received_at", "status", "statuses", "template"?, "biz_opaque_callback_data"?}]}` in acceptance order |
+//! | `GET` | `/sandbox/messages/{wamid}` | | one recorded message |
+//! | `GET` | `/sandbox/webhooks` | `?limit=N` (last N) | `{"data": [{"id", "at", "url", "phone_number_id", "kind", "statuses", "messages", "attempts", "response_code", "outcome", "error"?, "duplicate", "payload"}]}` |
+//! | `POST` | `/sandbox/webhook_url` | `{"url": "http://…" \| null}` | `{"url"}` |
+//! | `GET` | `/sandbox/state` | | businesses, WABAs, numbers, templates, clock (no secrets) |
+//! | `POST` | `/sandbox/reset` | | forgets messages, windows, limits, queued webhooks, the delivery log and faults |
+
+use axum::Json;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::Uri;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::Sandbox;
+use crate::config::Behaviour;
+use crate::errors::GraphError;
+use crate::graph::BODY_LIMIT;
+use crate::send::new_wamid;
+use crate::state::{EventKind, Faults, digits};
+
+type Answer = Result<Response, GraphError>;
+
+fn ok(value: Value) -> Answer {
+    Ok(Json(value).into_response())
+}
+
+/// Reads a JSON body into `T`, answering Meta's error 100 on anything malformed.
+async fn json_body<T: DeserializeOwned>(body: Body) -> Result<T, GraphError> {
+    let bytes = to_bytes(body, BODY_LIMIT)
+        .await
+        .map_err(|_| GraphError::invalid_param("The request body is too large or unreadable."))?;
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &bytes
+    };
+    serde_json::from_slice(bytes)
+        .map_err(|e| GraphError::invalid_param(format!("Invalid request body: {e}")))
+}
+
+fn query(uri: &Uri) -> Result<Vec<(String, String)>, GraphError> {
+    Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|q| q.0)
+        .map_err(|e| GraphError::invalid_param(format!("Invalid query string: {e}")))
+}
+
+fn query_limit(pairs: &[(String, String)]) -> Result<Option<usize>, GraphError> {
+    match pairs.iter().find(|(k, _)| k == "limit") {
+        None => Ok(None),
+        Some((_, raw)) => raw.parse::<usize>().map(Some).map_err(|_| {
+            GraphError::invalid_param(format!(
+                "Param limit must be a non-negative integer - got {raw}."
+            ))
+        }),
+    }
+}
+
+fn check_ratio(name: &str, value: f64) -> Result<(), GraphError> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(GraphError::invalid_param(format!(
+            "{name} must be between 0.0 and 1.0 - got {value}."
+        )))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Advance {
+    seconds: Option<u64>,
+    ms: Option<u64>,
+}
+
+fn clock_json(sandbox: &Sandbox) -> Value {
+    let clock = &sandbox.inner.clock;
+    let now_ms = clock.now_ms();
+    json!({
+        "now": now_ms.div_euclid(1000),
+        "now_ms": now_ms,
+        "offset_ms": clock.offset_ms(),
+    })
+}
+
+pub(crate) async fn clock(State(sandbox): State<Sandbox>) -> Answer {
+    ok(clock_json(&sandbox))
+}
+
+pub(crate) async fn advance_clock(State(sandbox): State<Sandbox>, body: Body) -> Answer {
+    let advance: Advance = json_body(body).await?;
+    let ms = match (advance.seconds, advance.ms) {
+        (Some(s), None) => s.saturating_mul(1000),
+        (None, Some(ms)) => ms,
+        (Some(s), Some(ms)) => s.saturating_mul(1000).saturating_add(ms),
+        (None, None) => {
+            return Err(GraphError::invalid_param(
+                "Give \"seconds\" or \"ms\" to advance the clock by.",
+            ));
+        }
+    };
+    sandbox.inner.clock.advance_ms(ms);
+    sandbox.inner.wake.notify_one();
+    ok(clock_json(&sandbox))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Inbound {
+    from: String,
+    text: Option<String>,
+    message: Option<Value>,
+    phone_number_id: Option<String>,
+    name: Option<String>,
+}
+
+pub(crate) async fn inbound(State(sandbox): State<Sandbox>, body: Body) -> Answer {
+    let inbound: Inbound = json_body(body).await?;
+    let from = digits(&inbound.from);
+    if from.len() < 5 {
+        return Err(GraphError::invalid_param(format!(
+            "\"from\" must be a phone number - got {:?}.",
+            inbound.from
+        )));
+    }
+    let now_ms = sandbox.inner.clock.now_ms();
+    let timestamp = now_ms.div_euclid(1000).to_string();
+    let wamid = {
+        let mut state = sandbox.inner.lock();
+        let phone_id = match inbound.phone_number_id {
+            Some(id) => id,
+            None => state.first_phone_id().ok_or_else(|| {
+                GraphError::invalid_param("The sandbox has no phone number to receive messages.")
+            })?,
+        };
+        if state.phone(&phone_id).is_none() {
+            return Err(GraphError::invalid_param(format!(
+                "Unknown phone_number_id {phone_id}."
+            )));
+        }
+        let mut message = match (inbound.text, inbound.message) {
+            (Some(text), None) => json!({"type": "text", "text": {"body": text}}),
+            (None, Some(Value::Object(message))) => Value::Object(message),
+            (None, Some(_)) => {
+                return Err(GraphError::invalid_param(
+                    "\"message\" must be a JSON object.",
+                ));
+            }
+            _ => {
+                return Err(GraphError::invalid_param(
+                    "Give exactly one of \"text\" and \"message\".",
+                ));
+            }
+        };
+        if message.get("type").and_then(Value::as_str).is_none() {
+            return Err(GraphError::invalid_param(
+                "\"message\" needs a \"type\" (text, button, interactive, image, …).",
+            ));
+        }
+        let wamid = match message.get("id").and_then(Value::as_str) {
+            Some(id) => id.to_owned(),
+            None => new_wamid(&from, true),
+        };
+        message["id"] = json!(wamid);
+        message["from"] = json!(from);
+        if message.get("timestamp").is_none() {
+            message["timestamp"] = json!(timestamp);
+        }
+        let contact = json!({
+            "profile": {"name": inbound.name.unwrap_or_else(|| "Sandbox User".to_owned())},
+            "wa_id": from,
+        });
+        state
+            .windows
+            .insert((phone_id.clone(), from.clone()), now_ms);
+        state.inbound.insert(wamid.clone(), phone_id.clone());
+        state.schedule(now_ms, &phone_id, EventKind::Inbound { contact, message });
+        wamid
+    };
+    sandbox.inner.wake.notify_one();
+    ok(json!({ "wamid": wamid }))
+}
+
+pub(crate) async fn get_faults(State(sandbox): State<Sandbox>) -> Answer {
+    let faults = sandbox.inner.lock().faults.clone();
+    ok(serde_json::to_value(faults).unwrap_or_default())
+}
+
+pub(crate) async fn set_faults(State(sandbox): State<Sandbox>, body: Body) -> Answer {
+    let faults: Faults = json_body(body).await?;
+    for (code, rate) in &faults.error_rates {
+        if code.parse::<u32>().is_err() {
+            return Err(GraphError::invalid_param(format!(
+                "error_rates keys must be Graph error codes - got {code:?}."
+            )));
+        }
+        check_ratio(&format!("error_rates[{code}]"), *rate)?;
+    }
+    check_ratio("timeout_rate", faults.timeout_rate)?;
+    check_ratio("duplicate_webhooks", faults.duplicate_webhooks)?;
+    check_ratio("drop_webhooks", faults.drop_webhooks)?;
+    sandbox.inner.lock().faults = faults.clone();
+    ok(serde_json::to_value(faults).unwrap_or_default())
+}
+
+pub(crate) async fn clear_faults(State(sandbox): State<Sandbox>) -> Answer {
+    sandbox.inner.lock().faults = Faults::default();
+    ok(serde_json::to_value(Faults::default()).unwrap_or_default())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BehaviourPatch {
+    sent_delay_ms: Option<u64>,
+    delivered_delay_ms: Option<u64>,
+    read_delay_ms: Option<u64>,
+    read_ratio: Option<f64>,
+    failure_ratio: Option<f64>,
+    undeliverable: Option<Vec<String>>,
+    enforce_service_window: Option<bool>,
+    pair_rate_burst: Option<u32>,
+    webhook_batch_ms: Option<u64>,
+}
+
+pub(crate) async fn get_behaviour(State(sandbox): State<Sandbox>) -> Answer {
+    let behaviour = sandbox.inner.lock().config.behaviour.clone();
+    ok(serde_json::to_value(behaviour).unwrap_or_default())
+}
+
+pub(crate) async fn set_behaviour(State(sandbox): State<Sandbox>, body: Body) -> Answer {
+    let patch: BehaviourPatch = json_body(body).await?;
+    if let Some(r) = patch.read_ratio {
+        check_ratio("read_ratio", r)?;
+    }
+    if let Some(r) = patch.failure_ratio {
+        check_ratio("failure_ratio", r)?;
+    }
+    let mut state = sandbox.inner.lock();
+    let b: &mut Behaviour = &mut state.config.behaviour;
+    macro_rules! apply {
+        ($($field:ident),*) => { $( if let Some(v) = patch.$field { b.$field = v; } )* };
+    }
+    apply!(
+        sent_delay_ms,
+        delivered_delay_ms,
+        read_delay_ms,
+        read_ratio,
+        failure_ratio,
+        undeliverable,
+        enforce_service_window,
+        pair_rate_burst
+    );
+    if let Some(ms) = patch.webhook_batch_ms {
+        b.webhook_batch_ms = ms.max(1);
+    }
+    let behaviour = b.clone();
+    drop(state);
+    ok(serde_json::to_value(behaviour).unwrap_or_default())
+}
+
+pub(crate) async fn messages(State(sandbox): State<Sandbox>, uri: Uri) -> Answer {
+    let pairs = query(&uri)?;
+    let to = pairs
+        .iter()
+        .find(|(k, _)| k == "to")
+        .map(|(_, v)| digits(v));
+    let phone = pairs
+        .iter()
+        .find(|(k, _)| k == "phone_number_id")
+        .map(|(_, v)| v.clone());
+    let limit = query_limit(&pairs)?;
+    let state = sandbox.inner.lock();
+    let mut data: Vec<Value> = state
+        .messages
+        .iter()
+        .rev()
+        .filter(|m| to.as_ref().is_none_or(|to| &m.to == to))
+        .filter(|m| phone.as_ref().is_none_or(|p| &m.phone_number_id == p))
+        .take(limit.unwrap_or(usize::MAX))
+        .map(|m| serde_json::to_value(m).unwrap_or_default())
+        .collect();
+    drop(state);
+    data.reverse();
+    ok(json!({ "data": data }))
+}
+
+pub(crate) async fn message(State(sandbox): State<Sandbox>, Path(wamid): Path<String>) -> Answer {
+    let state = sandbox.inner.lock();
+    match state.messages.get(&wamid) {
+        Some(m) => ok(serde_json::to_value(m).unwrap_or_default()),
+        None => Err(GraphError::invalid_param(format!(
+            "No accepted message with id {wamid}."
+        ))),
+    }
+}
+
+pub(crate) async fn webhooks(State(sandbox): State<Sandbox>, uri: Uri) -> Answer {
+    let limit = query_limit(&query(&uri)?)?;
+    let state = sandbox.inner.lock();
+    let skip = limit.map_or(0, |n| state.deliveries.len().saturating_sub(n));
+    let data: Vec<Value> = state
+        .deliveries
+        .iter()
+        .skip(skip)
+        .map(|d| serde_json::to_value(d).unwrap_or_default())
+        .collect();
+    drop(state);
+    ok(json!({ "data": data }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookUrl {
+    url: Option<String>,
+}
+
+pub(crate) async fn set_webhook_url(State(sandbox): State<Sandbox>, body: Body) -> Answer {
+    let target: WebhookUrl = json_body(body).await?;
+    if let Some(url) = &target.url
+        && !crate::validate::is_http_url(url)
+    {
+        return Err(GraphError::invalid_param(format!(
+            "url must be an http(s) URL - got {url:?}."
+        )));
+    }
+    sandbox.set_webhook_url(target.url.clone());
+    ok(json!({ "url": target.url }))
+}
+
+pub(crate) async fn state(State(sandbox): State<Sandbox>) -> Answer {
+    let clock = clock_json(&sandbox);
+    let state = sandbox.inner.lock();
+    let config = &state.config;
+    let businesses: Vec<Value> = config
+        .businesses
+        .iter()
+        .map(|b| {
+            json!({
+                "id": b.id,
+                "name": b.name,
+                "wabas": b.wabas.iter().map(|w| json!({
+                    "id": w.id,
+                    "name": w.name,
+                    "currency": w.currency,
+                    "timezone_id": w.timezone_id,
+                    "message_template_namespace": w.message_template_namespace,
+                    "phone_numbers": w.phone_numbers,
+                    "templates": w.templates.iter().map(|t| json!({
+                        "id": t.get("id"),
+                        "name": t.get("name"),
+                        "language": t.get("language"),
+                        "category": t.get("category"),
+                        "status": t.get("status"),
+                        "parameter_format": t.get("parameter_format"),
+                    })).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let summary = json!({
+        "app_id": config.app_id,
+        "graph_version": config.graph_version,
+        "webhook_url": config.webhook_url,
+        "clock": clock,
+        "businesses": businesses,
+        "messages": state.messages.iter().count(),
+        "queued_webhook_events": state.queue.len(),
+    });
+    drop(state);
+    ok(summary)
+}
+
+pub(crate) async fn reset(State(sandbox): State<Sandbox>) -> Answer {
+    let mut state = sandbox.inner.lock();
+    state.messages.clear();
+    state.inbound.clear();
+    state.windows.clear();
+    state.throughput.clear();
+    state.pair_buckets.clear();
+    state.queue.clear();
+    state.deliveries.clear();
+    state.faults = Faults::default();
+    drop(state);
+    ok(json!({ "success": true }))
+}

@@ -1,0 +1,176 @@
+//! A local stand-in for Meta's WhatsApp Cloud API: Graph endpoints with Meta's shapes,
+//! rules and error codes, signed status and inbound webhooks, a virtual clock and faults.
+//!
+//! It is deliberately independent of Parley's own crates (no shared wire types): a client
+//! bug must show up here as Meta's error, exactly as it would in production. `parley demo`
+//! embeds it, Parley's integration tests run against it over real HTTP, and Parley's users
+//! test their own integrations against it.
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use parley_sandbox::{Sandbox, SandboxConfig};
+//! let sandbox = Sandbox::new(SandboxConfig::demo());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! sandbox.serve(listener, shutdown).await
+//! # }
+//! ```
+//!
+//! The Graph surface is described in [`graph`]-level docs (module `graph`), the control API in
+//! the `control` module docs (`/sandbox/…`).
+
+mod clock;
+mod config;
+mod control;
+mod errors;
+mod graph;
+mod send;
+mod state;
+mod validate;
+mod webhooks;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{
+    Behaviour, BusinessSeed, PhoneSeed, SandboxConfig, WabaSeed, demo_ids, demo_templates,
+};
+pub use errors::{GraphError, http_status, title};
+pub use state::{DeliveryRecord, Faults, RecordedMessage, StatusStamp};
+pub use webhooks::signature;
+
+use clock::VirtualClock;
+use state::State;
+
+/// The emulator. Cheap to clone: every clone shares one state.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    state: Mutex<State>,
+    clock: VirtualClock,
+    /// Wakes the webhook dispatcher before its next tick (clock advanced, inbound queued).
+    wake: Notify,
+    http: reqwest::Client,
+}
+
+impl Inner {
+    /// The state lock. A panic while holding it cannot leave the state half-updated in a way
+    /// that matters more than stopping the sandbox would, so poisoning is ignored.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox").finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    pub fn new(config: SandboxConfig) -> Sandbox {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Sandbox {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State::new(config)),
+                clock: VirtualClock::default(),
+                wake: Notify::new(),
+                http,
+            }),
+        }
+    }
+
+    /// The Graph API (any path not under `/sandbox/`) and the `/sandbox/` control API.
+    /// Webhooks only flow while [`Sandbox::spawn_dispatcher`] (or [`Sandbox::serve`]) runs.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/sandbox/clock", get(control::clock))
+            .route("/sandbox/clock/advance", post(control::advance_clock))
+            .route("/sandbox/inbound", post(control::inbound))
+            .route(
+                "/sandbox/faults",
+                get(control::get_faults)
+                    .post(control::set_faults)
+                    .delete(control::clear_faults),
+            )
+            .route(
+                "/sandbox/behaviour",
+                get(control::get_behaviour).post(control::set_behaviour),
+            )
+            .route("/sandbox/messages", get(control::messages))
+            .route("/sandbox/messages/{wamid}", get(control::message))
+            .route("/sandbox/webhooks", get(control::webhooks))
+            .route("/sandbox/webhook_url", post(control::set_webhook_url))
+            .route("/sandbox/state", get(control::state))
+            .route("/sandbox/reset", post(control::reset))
+            .fallback(graph::handle)
+            .with_state(self.clone())
+    }
+
+    /// Serves HTTP on `listener` and runs the webhook dispatcher until `shutdown`.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
+        let dispatcher = self.spawn_dispatcher(shutdown.clone());
+        let router = self.router();
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await;
+        shutdown.cancel();
+        let _ = dispatcher.await;
+        served
+    }
+
+    /// Runs the webhook dispatcher alone, for callers that mount [`Sandbox::router`] in
+    /// their own server. Stops when `shutdown` is cancelled.
+    pub fn spawn_dispatcher(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(webhooks::run_dispatcher(inner, shutdown))
+    }
+
+    pub fn set_webhook_url(&self, url: Option<String>) {
+        self.inner.lock().config.webhook_url = url;
+    }
+
+    /// The current configuration (behaviour and webhook URL as changed at run time).
+    pub fn config(&self) -> SandboxConfig {
+        self.inner.lock().config.clone()
+    }
+
+    /// Moves the virtual clock forward and wakes the dispatcher.
+    pub fn advance_clock(&self, by: std::time::Duration) {
+        self.inner
+            .clock
+            .advance_ms(u64::try_from(by.as_millis()).unwrap_or(u64::MAX));
+        self.inner.wake.notify_one();
+    }
+
+    /// Virtual now, in Unix seconds.
+    pub fn now(&self) -> i64 {
+        self.inner.clock.now_secs()
+    }
+
+    /// Every accepted send so far, in acceptance order.
+    pub fn messages(&self) -> Vec<RecordedMessage> {
+        self.inner.lock().messages.iter().cloned().collect()
+    }
+
+    /// Replaces the fault settings.
+    pub fn set_faults(&self, faults: Faults) {
+        self.inner.lock().faults = faults;
+    }
+}

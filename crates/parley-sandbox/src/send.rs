@@ -1,0 +1,697 @@
+//! `POST /{phone-number-id}/messages`: the send path, checked in Meta's order.
+//!
+//! Envelope and per-type checks first (100, 131008, 131009, 131021, template codes from
+//! [`crate::validate`]), then injected faults, then the rules that depend on time: the 24 h
+//! customer-service window (131047), the number's throughput (130429) and the pair rate per
+//! recipient (131056). An accepted send is recorded with its exact body and its status
+//! webhooks are queued at their virtual times.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use rand::Rng;
+use serde_json::{Value, json};
+
+use crate::errors::GraphError;
+use crate::state::{Bucket, EventKind, RecordedMessage, State, digits};
+use crate::validate::{check_template_send, find_template, is_http_url};
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+/// One pair-rate token refills every 6 s (Meta: 1 message every 6 seconds per user).
+const PAIR_REFILL_MS: f64 = 6000.0;
+const TEXT_MAX: usize = 4096;
+const CAPTION_MAX: usize = 1024;
+const DEFAULT_TIMEOUT_HOLD_MS: u64 = 30_000;
+
+const MESSAGE_TYPES: &[&str] = &[
+    "audio",
+    "contacts",
+    "document",
+    "image",
+    "interactive",
+    "location",
+    "reaction",
+    "sticker",
+    "template",
+    "text",
+    "video",
+];
+
+/// A successful answer, possibly held back by an injected timeout.
+pub(crate) struct SendOutcome {
+    pub body: Value,
+    pub hold: Option<Duration>,
+}
+
+/// Runs one `POST /{phone}/messages` against the state at virtual time `now_ms`.
+/// The caller has checked that `phone_id` exists.
+pub(crate) fn post_messages(
+    state: &mut State,
+    now_ms: i64,
+    version_major: u32,
+    phone_id: &str,
+    body: &Value,
+) -> Result<SendOutcome, GraphError> {
+    if !body.is_object() {
+        return Err(GraphError::invalid_param(
+            "The request body must be a JSON object.",
+        ));
+    }
+    match body.get("messaging_product") {
+        None | Some(Value::Null) => {
+            return Err(GraphError::invalid_param(
+                "The parameter messaging_product is required.",
+            ));
+        }
+        Some(Value::String(p)) if p == "whatsapp" => {}
+        Some(other) => {
+            return Err(GraphError::invalid_param(format!(
+                "Param messaging_product must be one of {{WHATSAPP}} - got {other}."
+            )));
+        }
+    }
+    if body.get("status").is_some() {
+        return mark_as_read(state, phone_id, body);
+    }
+
+    match body.get("recipient_type") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(r)) if r == "individual" || r == "group" => {}
+        Some(other) => {
+            return Err(GraphError::invalid_param(format!(
+                "Param recipient_type must be one of {{INDIVIDUAL, GROUP}} - got {other}."
+            )));
+        }
+    }
+    let input = match body.get("to") {
+        None | Some(Value::Null) => {
+            return Err(GraphError::new(131008, "The parameter to is required."));
+        }
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            return Err(GraphError::new(131008, "The parameter to is required."));
+        }
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(GraphError::invalid_param("Param to must be a string.")),
+    };
+    let wa_id = digits(&input);
+    let plausible = input
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '.'));
+    if !plausible || !(5..=20).contains(&wa_id.len()) {
+        return Err(GraphError::new(
+            131009,
+            format!("Param to '{input}' is not a valid phone number."),
+        ));
+    }
+
+    let (own_digits, mps, templates) = {
+        let Some(phone) = state.phone(phone_id) else {
+            return Err(GraphError::unsupported("post", phone_id));
+        };
+        (
+            digits(&phone.phone.display_phone_number),
+            phone.phone.throughput_mps,
+            phone.waba.templates.clone(),
+        )
+    };
+    if wa_id == own_digits {
+        return Err(GraphError::new(
+            131021,
+            "Recipient phone number is the same as the sender phone number.",
+        ));
+    }
+
+    let kind = match body.get("type") {
+        None | Some(Value::Null) => "text".to_owned(),
+        Some(Value::String(t)) if MESSAGE_TYPES.contains(&t.as_str()) => t.clone(),
+        Some(other) => {
+            return Err(GraphError::invalid_param(format!(
+                "Param type must be one of {{AUDIO, CONTACTS, DOCUMENT, IMAGE, INTERACTIVE, LOCATION, REACTION, STICKER, TEMPLATE, TEXT, VIDEO}} - got {other}."
+            )));
+        }
+    };
+    let category = check_payload(&kind, body, &templates)?;
+    check_context(body)?;
+    let biz_opaque = match body.get("biz_opaque_callback_data") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.chars().count() <= 512 => Some(s.clone()),
+        Some(_) => {
+            return Err(GraphError::invalid_param(
+                "Param biz_opaque_callback_data must be a string of at most 512 characters.",
+            ));
+        }
+    };
+
+    inject_fault(state)?;
+
+    let window_key = (phone_id.to_owned(), wa_id.clone());
+    let window_open = state
+        .windows
+        .get(&window_key)
+        .is_some_and(|opened| now_ms.saturating_sub(*opened) < DAY_MS);
+    if kind != "template" && state.config.behaviour.enforce_service_window && !window_open {
+        return Err(GraphError::new(
+            131047,
+            "Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
+        ));
+    }
+
+    let recent = state.throughput.entry(phone_id.to_owned()).or_default();
+    while recent.front().is_some_and(|t| *t <= now_ms - 1000) {
+        recent.pop_front();
+    }
+    if recent.len() >= mps as usize {
+        return Err(GraphError::new(
+            130429,
+            "Message failed to send because there were too many messages sent from this phone number in a short period of time.",
+        ));
+    }
+
+    let burst = f64::from(state.config.behaviour.pair_rate_burst);
+    let bucket = state.pair_buckets.entry(window_key).or_insert(Bucket {
+        tokens: burst,
+        updated_ms: now_ms,
+    });
+    let elapsed = now_ms.saturating_sub(bucket.updated_ms).max(0) as f64;
+    bucket.tokens = (bucket.tokens + elapsed / PAIR_REFILL_MS).min(burst);
+    bucket.updated_ms = now_ms;
+    if bucket.tokens < 1.0 {
+        return Err(GraphError::new(
+            131056,
+            "Message failed to send because there were too many messages sent from this phone number to the same phone number in a short period of time.",
+        ));
+    }
+    bucket.tokens -= 1.0;
+    if let Some(recent) = state.throughput.get_mut(phone_id) {
+        recent.push_back(now_ms);
+    }
+
+    let wamid = loop {
+        let candidate = new_wamid(&wa_id, false);
+        if !state.messages.contains(&candidate) {
+            break candidate;
+        }
+    };
+    let template_name = (kind == "template")
+        .then(|| body.pointer("/template/name").and_then(Value::as_str))
+        .flatten()
+        .map(str::to_owned);
+    state.messages.push(RecordedMessage {
+        wamid: wamid.clone(),
+        phone_number_id: phone_id.to_owned(),
+        to: wa_id.clone(),
+        input: input.clone(),
+        kind: kind.clone(),
+        request: body.clone(),
+        received_at: now_ms.div_euclid(1000),
+        status: "accepted".to_owned(),
+        statuses: Vec::new(),
+        template: template_name,
+        biz_opaque_callback_data: biz_opaque.clone(),
+    });
+    schedule_statuses(
+        state,
+        &Accepted {
+            now_ms,
+            version_major,
+            phone_id,
+            wamid: &wamid,
+            wa_id: &wa_id,
+            biz_opaque: biz_opaque.as_deref(),
+            category: &category,
+            window_open,
+        },
+    );
+
+    let mut message = json!({ "id": wamid });
+    if kind == "template" {
+        message["message_status"] = json!("accepted");
+    }
+    let response = json!({
+        "messaging_product": "whatsapp",
+        "contacts": [{ "input": input, "wa_id": wa_id }],
+        "messages": [message],
+    });
+
+    let faults = &state.faults;
+    let hold = (faults.timeout_rate > 0.0 && rand::rng().random_bool(faults.timeout_rate.min(1.0)))
+        .then(|| {
+            Duration::from_millis(if faults.timeout_ms == 0 {
+                DEFAULT_TIMEOUT_HOLD_MS
+            } else {
+                faults.timeout_ms
+            })
+        });
+    Ok(SendOutcome {
+        body: response,
+        hold,
+    })
+}
+
+fn mark_as_read(state: &State, phone_id: &str, body: &Value) -> Result<SendOutcome, GraphError> {
+    if body.get("status").and_then(Value::as_str) != Some("read") {
+        return Err(GraphError::invalid_param(
+            "Param status must be one of {READ}.",
+        ));
+    }
+    let Some(message_id) = body.get("message_id").and_then(Value::as_str) else {
+        return Err(GraphError::invalid_param(
+            "The parameter message_id is required.",
+        ));
+    };
+    if state.inbound.get(message_id).map(String::as_str) != Some(phone_id) {
+        return Err(GraphError::invalid_param(format!(
+            "Invalid parameter: message with id {message_id} was not received by this phone number."
+        )));
+    }
+    Ok(SendOutcome {
+        body: json!({ "success": true }),
+        hold: None,
+    })
+}
+
+/// Validates the object named by `type`; returns the pricing category of the send.
+fn check_payload(kind: &str, body: &Value, templates: &[Value]) -> Result<String, GraphError> {
+    let Some(payload) = body.get(kind).filter(|v| !v.is_null()) else {
+        return Err(GraphError::invalid_param(format!(
+            "The parameter {kind} is required."
+        )));
+    };
+    let is_object = payload.is_object();
+    if kind != "contacts" && !is_object {
+        return Err(GraphError::invalid_param(format!(
+            "Param {kind} must be a JSON object."
+        )));
+    }
+    match kind {
+        "text" => {
+            let text = require_str(payload, "text", "body")?;
+            if text.trim().is_empty() {
+                return Err(GraphError::invalid_param(
+                    "Param text['body'] must not be empty.",
+                ));
+            }
+            if text.chars().count() > TEXT_MAX {
+                return Err(GraphError::invalid_param(format!(
+                    "Param text['body'] must be at most {TEXT_MAX} characters long."
+                )));
+            }
+        }
+        "image" | "video" | "audio" | "document" | "sticker" => check_media(kind, payload)?,
+        "reaction" => {
+            require_str(payload, "reaction", "message_id")?;
+            if !payload.get("emoji").is_some_and(Value::is_string) {
+                return Err(GraphError::invalid_param(
+                    "The parameter reaction['emoji'] is required.",
+                ));
+            }
+        }
+        "location" => {
+            for key in ["latitude", "longitude"] {
+                let ok = payload.get(key).is_some_and(|v| {
+                    v.is_number() || v.as_str().is_some_and(|s| s.trim().parse::<f64>().is_ok())
+                });
+                if !ok {
+                    return Err(GraphError::invalid_param(format!(
+                        "The parameter location['{key}'] is required and must be a number."
+                    )));
+                }
+            }
+        }
+        "contacts" => {
+            let contacts = payload
+                .as_array()
+                .filter(|a| !a.is_empty())
+                .ok_or_else(|| {
+                    GraphError::invalid_param("Param contacts must be a non-empty array.")
+                })?;
+            for (i, contact) in contacts.iter().enumerate() {
+                let named = contact
+                    .pointer("/name/formatted_name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| !s.trim().is_empty());
+                if !named {
+                    return Err(GraphError::invalid_param(format!(
+                        "The parameter contacts[{i}]['name']['formatted_name'] is required."
+                    )));
+                }
+            }
+        }
+        "interactive" => check_interactive(payload)?,
+        "template" => return check_template(payload, templates),
+        _ => {}
+    }
+    Ok("service".to_owned())
+}
+
+fn require_str<'a>(payload: &'a Value, kind: &str, key: &str) -> Result<&'a str, GraphError> {
+    payload.get(key).and_then(Value::as_str).ok_or_else(|| {
+        GraphError::invalid_param(format!("The parameter {kind}['{key}'] is required."))
+    })
+}
+
+fn check_media(kind: &str, payload: &Value) -> Result<(), GraphError> {
+    let id = payload.get("id").and_then(Value::as_str).unwrap_or("");
+    let link = payload.get("link").and_then(Value::as_str).unwrap_or("");
+    match (id.trim().is_empty(), link.is_empty()) {
+        (true, true) => {
+            return Err(GraphError::invalid_param(format!(
+                "Param {kind} must contain either 'id' or 'link'."
+            )));
+        }
+        (false, false) => {
+            return Err(GraphError::invalid_param(format!(
+                "Param {kind} must contain only one of 'id' and 'link'."
+            )));
+        }
+        (true, false) if !is_http_url(link) => {
+            return Err(GraphError::new(
+                131009,
+                format!("Param {kind}['link'] is not a valid URI."),
+            ));
+        }
+        _ => {}
+    }
+    if let Some(caption) = payload.get("caption") {
+        if kind == "audio" || kind == "sticker" {
+            return Err(GraphError::invalid_param(format!(
+                "Param {kind}['caption'] is not supported for {kind} messages."
+            )));
+        }
+        let ok = caption
+            .as_str()
+            .is_some_and(|c| c.chars().count() <= CAPTION_MAX);
+        if !ok {
+            return Err(GraphError::invalid_param(format!(
+                "Param {kind}['caption'] must be a string of at most {CAPTION_MAX} characters."
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_interactive(payload: &Value) -> Result<(), GraphError> {
+    let kind = payload.get("type").and_then(Value::as_str).ok_or_else(|| {
+        GraphError::invalid_param("The parameter interactive['type'] is required.")
+    })?;
+    let body_text = || {
+        payload
+            .pointer("/body/text")
+            .and_then(Value::as_str)
+            .filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| {
+                GraphError::invalid_param("The parameter interactive['body']['text'] is required.")
+            })
+    };
+    match kind {
+        "button" => {
+            body_text()?;
+            let buttons = payload
+                .pointer("/action/buttons")
+                .and_then(Value::as_array)
+                .filter(|b| (1..=3).contains(&b.len()))
+                .ok_or_else(|| {
+                    GraphError::invalid_param(
+                        "Param interactive['action']['buttons'] must have between 1 and 3 buttons.",
+                    )
+                })?;
+            let mut ids = Vec::new();
+            for (i, button) in buttons.iter().enumerate() {
+                let id = button.pointer("/reply/id").and_then(Value::as_str);
+                let title = button.pointer("/reply/title").and_then(Value::as_str);
+                let (Some(id), Some(title)) = (id, title) else {
+                    return Err(GraphError::invalid_param(format!(
+                        "Param interactive['action']['buttons'][{i}] needs reply.id and reply.title."
+                    )));
+                };
+                if title.trim().is_empty() || title.chars().count() > 20 {
+                    return Err(GraphError::invalid_param(format!(
+                        "Param interactive['action']['buttons'][{i}]['reply']['title'] must be 1 to 20 characters."
+                    )));
+                }
+                if ids.contains(&id) {
+                    return Err(GraphError::invalid_param(
+                        "Button ids in interactive['action']['buttons'] must be unique.",
+                    ));
+                }
+                ids.push(id);
+            }
+        }
+        "list" => {
+            body_text()?;
+            let ok = payload
+                .pointer("/action/button")
+                .and_then(Value::as_str)
+                .is_some_and(|b| !b.trim().is_empty());
+            if !ok {
+                return Err(GraphError::invalid_param(
+                    "The parameter interactive['action']['button'] is required.",
+                ));
+            }
+            let sections = payload
+                .pointer("/action/sections")
+                .and_then(Value::as_array)
+                .filter(|s| !s.is_empty() && s.len() <= 10)
+                .ok_or_else(|| {
+                    GraphError::invalid_param(
+                        "Param interactive['action']['sections'] must have between 1 and 10 sections.",
+                    )
+                })?;
+            let rows: usize = sections
+                .iter()
+                .map(|s| s.get("rows").and_then(Value::as_array).map_or(0, Vec::len))
+                .sum();
+            if rows == 0 || rows > 10 {
+                return Err(GraphError::invalid_param(
+                    "Param interactive['action']['sections'] must have between 1 and 10 rows in total.",
+                ));
+            }
+        }
+        "cta_url"
+        | "product"
+        | "product_list"
+        | "catalog_message"
+        | "flow"
+        | "location_request_message"
+        | "address_message"
+        | "order_details"
+        | "order_status"
+        | "call_permission_request"
+        | "voice_call" => {}
+        other => {
+            return Err(GraphError::invalid_param(format!(
+                "Param interactive['type'] '{other}' is not a supported interactive type."
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_template(payload: &Value, templates: &[Value]) -> Result<String, GraphError> {
+    let name = payload
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| GraphError::invalid_param("The parameter template['name'] is required."))?;
+    let language = payload
+        .pointer("/language/code")
+        .and_then(Value::as_str)
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            GraphError::invalid_param("The parameter template['language']['code'] is required.")
+        })?;
+    let template = find_template(templates, name, language)?;
+    check_template_send(template, payload)?;
+    Ok(template
+        .get("category")
+        .and_then(Value::as_str)
+        .unwrap_or("marketing")
+        .to_ascii_lowercase())
+}
+
+fn check_context(body: &Value) -> Result<(), GraphError> {
+    match body.get("context") {
+        None | Some(Value::Null) => Ok(()),
+        Some(context) => {
+            let ok = context
+                .get("message_id")
+                .and_then(Value::as_str)
+                .is_some_and(|id| !id.is_empty());
+            if ok {
+                Ok(())
+            } else {
+                Err(GraphError::invalid_param(
+                    "The parameter context['message_id'] is required.",
+                ))
+            }
+        }
+    }
+}
+
+/// `fail_next` first (deterministic), then each `error_rates` entry by its probability.
+fn inject_fault(state: &mut State) -> Result<(), GraphError> {
+    if let Some(code) = state.faults.fail_next.pop_front() {
+        return Err(GraphError::new(
+            code,
+            "Injected by the sandbox (fail_next).",
+        ));
+    }
+    let mut rng = rand::rng();
+    for (code, rate) in &state.faults.error_rates {
+        let Ok(code) = code.parse::<u32>() else {
+            continue;
+        };
+        if *rate > 0.0 && rng.random_bool(rate.clamp(0.0, 1.0)) {
+            return Err(GraphError::new(
+                code,
+                "Injected by the sandbox (error_rates).",
+            ));
+        }
+    }
+    Ok(())
+}
+
+struct Accepted<'a> {
+    now_ms: i64,
+    version_major: u32,
+    phone_id: &'a str,
+    wamid: &'a str,
+    wa_id: &'a str,
+    biz_opaque: Option<&'a str>,
+    category: &'a str,
+    window_open: bool,
+}
+
+/// Queues `sent → delivered → read`, or `failed`, at their virtual times.
+fn schedule_statuses(state: &mut State, sent: &Accepted<'_>) {
+    let behaviour = state.config.behaviour.clone();
+    let mut rng = rand::rng();
+    let undeliverable = behaviour
+        .undeliverable
+        .iter()
+        .any(|u| digits(u) == sent.wa_id);
+    let fails = undeliverable
+        || (behaviour.failure_ratio > 0.0 && rng.random_bool(behaviour.failure_ratio.min(1.0)));
+    let at = |delay: u64| {
+        sent.now_ms
+            .saturating_add(i64::try_from(delay).unwrap_or(i64::MAX))
+    };
+
+    let base = |status: &str, due_ms: i64| {
+        let mut json = json!({
+            "id": sent.wamid,
+            "status": status,
+            "timestamp": due_ms.div_euclid(1000).to_string(),
+            "recipient_id": sent.wa_id,
+        });
+        if let Some(opaque) = sent.biz_opaque {
+            json["biz_opaque_callback_data"] = json!(opaque);
+        }
+        json
+    };
+    let event = |status: &str, json: Value| EventKind::Status {
+        wamid: sent.wamid.to_owned(),
+        status: status.to_owned(),
+        json,
+    };
+
+    if fails {
+        let due = at(behaviour.sent_delay_ms);
+        let mut json = base("failed", due);
+        json["errors"] = json!([{
+            "code": 131026,
+            "title": "Message undeliverable",
+            "message": "Message undeliverable",
+            "error_data": {"details": "Message Undeliverable."},
+            "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"
+        }]);
+        state.schedule(due, sent.phone_id, event("failed", json));
+        return;
+    }
+
+    let free = sent.category == "service" || (sent.category == "utility" && sent.window_open);
+    let pricing = json!({
+        "billable": !free,
+        "pricing_model": "PMP",
+        "type": if free { "free_customer_service" } else { "regular" },
+        "category": sent.category,
+    });
+    let conversation_id = hex_id(16);
+    let sent_due = at(behaviour.sent_delay_ms);
+    let conversation = |with_expiry: bool| {
+        let mut c = json!({"id": conversation_id, "origin": {"type": sent.category}});
+        if with_expiry {
+            c["expiration_timestamp"] = json!((sent_due.div_euclid(1000) + 86_400).to_string());
+        }
+        c
+    };
+    // Webhooks of v24.0+ omit `conversation` (META_API.md §3.4).
+    let with_conversation = sent.version_major <= 23;
+
+    let mut json = base("sent", sent_due);
+    if with_conversation {
+        json["conversation"] = conversation(true);
+    }
+    json["pricing"] = pricing.clone();
+    state.schedule(sent_due, sent.phone_id, event("sent", json));
+
+    let reads = behaviour.read_ratio > 0.0 && rng.random_bool(behaviour.read_ratio.min(1.0));
+    // Meta skips `delivered` when a message is delivered and read at once.
+    let skip_delivered = reads && behaviour.read_delay_ms <= behaviour.delivered_delay_ms;
+    if !skip_delivered {
+        let due = at(behaviour.delivered_delay_ms);
+        let mut json = base("delivered", due);
+        if with_conversation {
+            json["conversation"] = conversation(false);
+        }
+        json["pricing"] = pricing.clone();
+        state.schedule(due, sent.phone_id, event("delivered", json));
+    }
+    if reads {
+        let due = at(behaviour.read_delay_ms.max(behaviour.sent_delay_ms));
+        let mut json = base("read", due);
+        if skip_delivered {
+            if with_conversation {
+                json["conversation"] = conversation(false);
+            }
+            json["pricing"] = pricing;
+        }
+        state.schedule(due, sent.phone_id, event("read", json));
+    }
+}
+
+/// A wamid shaped like Meta's: base64 of a small record holding the user's number.
+pub(crate) fn new_wamid(wa_id: &str, inbound: bool) -> String {
+    let mut bytes = vec![0x1c, 0x18, u8::try_from(wa_id.len()).unwrap_or(0)];
+    bytes.extend_from_slice(wa_id.as_bytes());
+    bytes.extend_from_slice(&[0x15, 0x02, 0x00]);
+    let (marker, len) = if inbound { (0x12, 20) } else { (0x11, 18) };
+    bytes.extend_from_slice(&[marker, 0x18, u8::try_from(len).unwrap_or(0)]);
+    bytes.extend_from_slice(hex_id(len / 2).to_ascii_uppercase().as_bytes());
+    bytes.push(0x00);
+    format!(
+        "wamid.{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+/// `n` random bytes as lowercase hex.
+pub(crate) fn hex_id(n: usize) -> String {
+    let mut rng = rand::rng();
+    (0..n)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wamids_look_like_metas_and_differ() {
+        let a = new_wamid("16505551234", false);
+        let b = new_wamid("16505551234", false);
+        assert!(a.starts_with("wamid.HBgLMTY1MDU1NTEyMzQV"));
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,326 @@
+//! The sandbox's memory: the seeded world, recorded sends, customer-service windows, rate
+//! limiter state, fault settings, the queue of webhook events waiting for their (virtual)
+//! time, and the delivery log.
+//!
+//! It lives behind one `std::sync::Mutex` that is never held across an `.await`: every
+//! operation is a short in-memory step, and one lock keeps the rules (window, throughput,
+//! pair rate, acceptance) atomic per send, like Meta's single answer per request.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::{BusinessSeed, PhoneSeed, SandboxConfig, WabaSeed};
+
+/// How many accepted sends are remembered; the oldest are forgotten beyond this (benchmarks).
+pub(crate) const MESSAGE_LOG_CAP: usize = 200_000;
+/// How many webhook deliveries the delivery log keeps.
+pub(crate) const DELIVERY_LOG_CAP: usize = 5_000;
+
+/// Fault injection settings (`/sandbox/faults`). Unknown fields are refused so a typo in a
+/// test is loud.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Graph error code (as a string) → probability that a valid send fails with it.
+    pub error_rates: BTreeMap<String, f64>,
+    /// The next valid sends fail with these codes, in order, one each.
+    pub fail_next: VecDeque<u32>,
+    /// Extra real-time latency added to every Graph response.
+    pub latency_ms: u64,
+    /// Probability that a valid send is accepted but its answer is held for `timeout_ms`
+    /// (the client times out although Meta took the message).
+    pub timeout_rate: f64,
+    /// How long a "timed out" answer is held (default 30 s when zero).
+    pub timeout_ms: u64,
+    /// Probability that each webhook POST is sent twice.
+    pub duplicate_webhooks: f64,
+    /// Shuffle statuses inside a batch, across numbers, and hold some back a few ticks.
+    pub reorder_webhooks: bool,
+    /// Probability that each webhook POST is silently dropped.
+    pub drop_webhooks: f64,
+}
+
+/// Ranks statuses so a late webhook never moves a recorded message backwards.
+pub(crate) fn status_rank(status: &str) -> u8 {
+    match status {
+        "accepted" => 0,
+        "sent" => 1,
+        "delivered" => 2,
+        "read" => 3,
+        "failed" => 4,
+        _ => 0,
+    }
+}
+
+/// One accepted send, as `/sandbox/messages` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct RecordedMessage {
+    pub wamid: String,
+    pub phone_number_id: String,
+    /// Recipient digits (wa_id).
+    pub to: String,
+    /// `to` exactly as the client sent it.
+    pub input: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The request body exactly as received (parsed JSON).
+    pub request: Value,
+    /// Virtual Unix seconds of acceptance.
+    pub received_at: i64,
+    /// Latest status dispatched: accepted | sent | delivered | read | failed.
+    pub status: String,
+    /// Every status dispatched so far, with its virtual timestamp.
+    pub statuses: Vec<StatusStamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub biz_opaque_callback_data: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusStamp {
+    pub status: String,
+    pub timestamp: i64,
+}
+
+/// Accepted sends in acceptance order, with lookup by wamid; bounded.
+#[derive(Debug, Default)]
+pub(crate) struct MessageLog {
+    entries: VecDeque<RecordedMessage>,
+    first_seq: u64,
+    by_wamid: HashMap<String, u64>,
+}
+
+impl MessageLog {
+    pub(crate) fn push(&mut self, message: RecordedMessage) {
+        let seq = self.first_seq + self.entries.len() as u64;
+        self.by_wamid.insert(message.wamid.clone(), seq);
+        self.entries.push_back(message);
+        while self.entries.len() > MESSAGE_LOG_CAP {
+            if let Some(old) = self.entries.pop_front() {
+                self.by_wamid.remove(&old.wamid);
+            }
+            self.first_seq += 1;
+        }
+    }
+
+    pub(crate) fn contains(&self, wamid: &str) -> bool {
+        self.by_wamid.contains_key(wamid)
+    }
+
+    pub(crate) fn get_mut(&mut self, wamid: &str) -> Option<&mut RecordedMessage> {
+        let seq = *self.by_wamid.get(wamid)?;
+        let index = usize::try_from(seq.checked_sub(self.first_seq)?).ok()?;
+        self.entries.get_mut(index)
+    }
+
+    pub(crate) fn get(&self, wamid: &str) -> Option<&RecordedMessage> {
+        let seq = *self.by_wamid.get(wamid)?;
+        let index = usize::try_from(seq.checked_sub(self.first_seq)?).ok()?;
+        self.entries.get(index)
+    }
+
+    pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = &RecordedMessage> {
+        self.entries.iter()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        *self = MessageLog::default();
+    }
+}
+
+/// A webhook event waiting for its virtual time.
+#[derive(Clone, Debug)]
+pub(crate) struct PendingEvent {
+    pub phone_number_id: String,
+    pub kind: EventKind,
+    /// Set once an event has been held back by `reorder_webhooks`, so it is held only once.
+    pub deferred: bool,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum EventKind {
+    /// One entry of `statuses[]`, complete (its timestamp is its due time).
+    Status {
+        wamid: String,
+        status: String,
+        json: Value,
+    },
+    /// One inbound message with its contact.
+    Inbound { contact: Value, message: Value },
+}
+
+/// One webhook POST (and its retries), as `/sandbox/webhooks` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeliveryRecord {
+    pub id: u64,
+    /// Virtual Unix seconds when the batch was formed.
+    pub at: i64,
+    pub url: Option<String>,
+    pub phone_number_id: String,
+    /// `statuses` or `messages`.
+    pub kind: String,
+    pub statuses: usize,
+    pub messages: usize,
+    pub attempts: u32,
+    pub response_code: Option<u16>,
+    /// pending | delivered | failed | dropped | no_webhook_url
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// This POST is the injected second copy of another.
+    pub duplicate: bool,
+    pub payload: Value,
+}
+
+/// Pair-rate token bucket per (number, recipient).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bucket {
+    pub tokens: f64,
+    pub updated_ms: i64,
+}
+
+/// Where a phone number sits in the seeded world.
+pub(crate) struct PhoneRef<'a> {
+    pub waba: &'a WabaSeed,
+    pub phone: &'a PhoneSeed,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub config: SandboxConfig,
+    pub faults: Faults,
+    pub messages: MessageLog,
+    /// Inbound wamid → phone number id it was sent to (mark-as-read targets).
+    pub inbound: HashMap<String, String>,
+    /// (phone number id, wa_id) → virtual ms of the last inbound message.
+    pub windows: HashMap<(String, String), i64>,
+    /// phone number id → virtual ms of accepted sends in the last second.
+    pub throughput: HashMap<String, VecDeque<i64>>,
+    pub pair_buckets: HashMap<(String, String), Bucket>,
+    /// (due virtual ms, sequence) → event.
+    pub queue: BTreeMap<(i64, u64), PendingEvent>,
+    pub next_seq: u64,
+    pub deliveries: VecDeque<DeliveryRecord>,
+    pub next_delivery_id: u64,
+}
+
+impl State {
+    pub(crate) fn new(config: SandboxConfig) -> Self {
+        State {
+            config,
+            faults: Faults::default(),
+            messages: MessageLog::default(),
+            inbound: HashMap::new(),
+            windows: HashMap::new(),
+            throughput: HashMap::new(),
+            pair_buckets: HashMap::new(),
+            queue: BTreeMap::new(),
+            next_seq: 0,
+            deliveries: VecDeque::new(),
+            next_delivery_id: 1,
+        }
+    }
+
+    pub(crate) fn phone(&self, id: &str) -> Option<PhoneRef<'_>> {
+        self.config
+            .businesses
+            .iter()
+            .flat_map(|b| b.wabas.iter())
+            .find_map(|waba| {
+                waba.phone_numbers
+                    .iter()
+                    .find(|p| p.id == id)
+                    .map(|phone| PhoneRef { waba, phone })
+            })
+    }
+
+    pub(crate) fn waba(&self, id: &str) -> Option<&WabaSeed> {
+        self.config
+            .businesses
+            .iter()
+            .flat_map(|b| b.wabas.iter())
+            .find(|w| w.id == id)
+    }
+
+    pub(crate) fn business(&self, id: &str) -> Option<&BusinessSeed> {
+        self.config.businesses.iter().find(|b| b.id == id)
+    }
+
+    pub(crate) fn template(&self, id: &str) -> Option<&Value> {
+        self.config
+            .businesses
+            .iter()
+            .flat_map(|b| b.wabas.iter())
+            .flat_map(|w| w.templates.iter())
+            .find(|t| t.get("id").and_then(Value::as_str) == Some(id))
+    }
+
+    pub(crate) fn first_phone_id(&self) -> Option<String> {
+        self.config
+            .businesses
+            .iter()
+            .flat_map(|b| b.wabas.iter())
+            .flat_map(|w| w.phone_numbers.iter())
+            .map(|p| p.id.clone())
+            .next()
+    }
+
+    /// Queues an event for the dispatcher at virtual time `due_ms`.
+    pub(crate) fn schedule(&mut self, due_ms: i64, phone_number_id: &str, kind: EventKind) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.queue.insert(
+            (due_ms, seq),
+            PendingEvent {
+                phone_number_id: phone_number_id.to_owned(),
+                kind,
+                deferred: false,
+            },
+        );
+    }
+
+    /// Removes and returns every event due at or before `now_ms`, in due order.
+    pub(crate) fn take_due(&mut self, now_ms: i64) -> Vec<PendingEvent> {
+        let later = self.queue.split_off(&(now_ms.saturating_add(1), 0));
+        let due = std::mem::replace(&mut self.queue, later);
+        due.into_values().collect()
+    }
+
+    /// Applies a dispatched status to the recorded message, never moving it backwards.
+    pub(crate) fn record_status(&mut self, wamid: &str, status: &str, timestamp: i64) {
+        if let Some(message) = self.messages.get_mut(wamid) {
+            message.statuses.push(StatusStamp {
+                status: status.to_owned(),
+                timestamp,
+            });
+            if message.status != "failed" && status_rank(status) > status_rank(&message.status) {
+                message.status = status.to_owned();
+            }
+        }
+    }
+
+    pub(crate) fn push_delivery(&mut self, mut record: DeliveryRecord) -> u64 {
+        let id = self.next_delivery_id;
+        self.next_delivery_id += 1;
+        record.id = id;
+        self.deliveries.push_back(record);
+        while self.deliveries.len() > DELIVERY_LOG_CAP {
+            self.deliveries.pop_front();
+        }
+        id
+    }
+
+    pub(crate) fn delivery_mut(&mut self, id: u64) -> Option<&mut DeliveryRecord> {
+        let first = self.deliveries.front()?.id;
+        let index = usize::try_from(id.checked_sub(first)?).ok()?;
+        self.deliveries.get_mut(index)
+    }
+}
+
+/// Digits of a phone number as Meta's `wa_id` carries them (`"+49 151 …"` → `"49151…"`).
+pub(crate) fn digits(number: &str) -> String {
+    number.chars().filter(char::is_ascii_digit).collect()
+}
