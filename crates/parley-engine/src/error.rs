@@ -1,0 +1,72 @@
+//! The one error shape the engine hands to the API: a kind (→ HTTP status), a stable code, the
+//! field at fault and a message that says how to fix it.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Malformed input (400).
+    BadRequest,
+    /// Well-formed but refused by a rule (422).
+    Unprocessable,
+    NotFound,
+    /// The account is not set up for this yet (409).
+    Conflict,
+    /// Storage or another internal fault (500/503).
+    Internal,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiFailure {
+    pub kind: FailureKind,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl ApiFailure {
+    pub fn new(kind: FailureKind, code: &'static str, message: impl Into<String>) -> Self {
+        ApiFailure {
+            kind,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(FailureKind::BadRequest, code, message)
+    }
+
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Unprocessable, code, message)
+    }
+
+    pub fn internal(err: impl fmt::Display) -> Self {
+        tracing::error!(error = %err, "internal error");
+        Self::new(
+            FailureKind::Internal,
+            "internal_error",
+            "Parley could not complete the request because of an internal error; it was logged. Try again.",
+        )
+    }
+}
+
+impl fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiFailure {}
+
+impl From<parley_store::StoreError> for ApiFailure {
+    fn from(e: parley_store::StoreError) -> Self {
+        ApiFailure::internal(e)
+    }
+}

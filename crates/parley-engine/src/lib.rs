@@ -1,0 +1,99 @@
+//! Parley's application services and background workers: accepting sends, the per-number
+//! sender loops, the webhook processor, template sync and the demo seed.
+
+pub mod auth;
+pub mod clock;
+pub mod demo;
+pub mod error;
+pub mod messages;
+pub mod sender;
+pub mod templates;
+pub mod webhooks;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parley_meta::GraphClient;
+use parley_store::Store;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use clock::{Clock, OffsetClock, SystemClock};
+pub use error::{ApiFailure, FailureKind};
+
+/// Tunables of the workers. Defaults fit production; tests shorten the waits.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How long a claimed message may stay in `sending` before another attempt may take it.
+    pub lease: Duration,
+    /// Extra wait after a lease expires for a status webhook naming the message.
+    pub crash_grace: Duration,
+    /// Give up on a message after this many transient failures.
+    pub max_attempts: i64,
+    /// First retry delay; doubles each attempt (with jitter), capped by `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Messages claimed per round and sent concurrently per number.
+    pub batch_size: u32,
+    pub concurrency: usize,
+    /// How often idle loops look for work they were not woken for.
+    pub poll_interval: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            lease: Duration::from_secs(60),
+            crash_grace: Duration::from_secs(300),
+            max_attempts: 10,
+            base_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            batch_size: 200,
+            concurrency: 32,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Shared handles of the engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    pub store: Arc<dyn Store>,
+    pub graph: GraphClient,
+    pub clock: Arc<dyn Clock>,
+    pub config: EngineConfig,
+    /// Wakes the sender loops when new messages are queued.
+    pub send_wake: Arc<Notify>,
+    /// Wakes the webhook processor when an event is stored.
+    pub webhook_wake: Arc<Notify>,
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<dyn Store>,
+        graph: GraphClient,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+    ) -> Self {
+        Engine {
+            store,
+            graph,
+            clock,
+            config,
+            send_wake: Arc::new(Notify::new()),
+            webhook_wake: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now_millis()
+    }
+
+    /// Starts the background workers; they stop when `shutdown` is cancelled.
+    pub fn spawn_workers(&self, shutdown: CancellationToken) -> tokio::task::JoinSet<()> {
+        let mut set = tokio::task::JoinSet::new();
+        set.spawn(sender::supervise(self.clone(), shutdown.clone()));
+        set.spawn(webhooks::run(self.clone(), shutdown));
+        set
+    }
+}

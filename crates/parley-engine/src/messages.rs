@@ -1,0 +1,271 @@
+//! Accepting a single send from the API: every check Meta would make that Parley can make
+//! first (number format, template approved, variables, 24 h window), then one committed
+//! `queued` row. Once this returns Ok, the message is never lost.
+
+use std::borrow::Cow;
+
+use parley_domain::{
+    ApplicationId, BoundTemplate, DynamicText, E164, MessageId, TagLookup, TagValue, Tags,
+    VariableInput, in_service_window,
+};
+use parley_store::{ContactRecord, InsertOutcome, MessageContent, MessageRecord, NewMessage};
+
+use crate::clock::to_datetime;
+use crate::{ApiFailure, Engine, FailureKind};
+
+/// Meta's limit for a text message body.
+pub const MAX_TEXT_CHARS: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    pub to: String,
+    pub body: SendBody,
+    /// Which of the application's numbers sends; optional when it has exactly one.
+    pub phone_number_id: Option<String>,
+    /// wamid of the message this one replies to.
+    pub reply_to: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SendBody {
+    Template {
+        name: String,
+        language: String,
+        variables: VariableInput,
+    },
+    Text {
+        text: String,
+        preview_url: bool,
+    },
+}
+
+/// The result of `accept`: the message, and whether this call created it.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub message: MessageRecord,
+    pub created: bool,
+}
+
+/// A contact's tags plus the built-in fields (`phone`, `name`) personalization can use.
+pub struct ContactTags<'a> {
+    pub tags: Option<&'a Tags>,
+    pub phone: &'a str,
+    pub name: Option<&'a str>,
+}
+
+impl TagLookup for ContactTags<'_> {
+    fn tag(&self, name: &str) -> Option<Cow<'_, TagValue>> {
+        if let Some(v) = self.tags.and_then(|t| t.tag(name)) {
+            return Some(v);
+        }
+        match name {
+            "phone" => Some(Cow::Owned(TagValue::String(self.phone.to_owned()))),
+            "name" => self
+                .name
+                .map(|n| Cow::Owned(TagValue::String(n.to_owned()))),
+            _ => None,
+        }
+    }
+}
+
+impl Engine {
+    /// Checks and queues one message.
+    pub async fn accept_message(
+        &self,
+        app: &ApplicationId,
+        req: SendRequest,
+    ) -> Result<Accepted, ApiFailure> {
+        let to = E164::parse(&req.to).map_err(|e| {
+            ApiFailure::bad_request("invalid_phone_number", e.to_string()).field("to")
+        })?;
+        let phone_number_id = self
+            .sending_number(app, req.phone_number_id.as_deref())
+            .await?;
+        let contact = self.store.contact_by_phone(app, to.as_str()).await?;
+        let now = self.now();
+        let content = match &req.body {
+            SendBody::Template {
+                name,
+                language,
+                variables,
+            } => {
+                self.render_template(app, name, language, variables, &to, contact.as_ref())
+                    .await?
+            }
+            SendBody::Text { text, preview_url } => {
+                check_text(text)?;
+                let last_inbound = contact.as_ref().and_then(|c| c.last_inbound_at);
+                if !in_service_window(last_inbound.map(to_datetime), to_datetime(now)) {
+                    return Err(ApiFailure::unprocessable(
+                        "outside_service_window",
+                        format!(
+                            "{} has not written to you in the last 24 hours, so WhatsApp only allows a template message now. Send a template, or wait until the customer writes.",
+                            to.as_str()
+                        ),
+                    )
+                    .field("text"));
+                }
+                // Free-form text may personalize too; a missing tag refuses the send.
+                let rendered = render_text(text, &to, contact.as_ref())?;
+                MessageContent::Text {
+                    body: rendered,
+                    preview_url: *preview_url,
+                }
+            }
+        };
+        let id = MessageId::new();
+        let outcome = self
+            .store
+            .insert_message(&NewMessage {
+                id: id.clone(),
+                application_id: app.clone(),
+                phone_number_id,
+                contact_id: contact.as_ref().map(|c| c.id.clone()),
+                to_phone: to.as_str().to_owned(),
+                content,
+                reply_to: req.reply_to,
+                idempotency_key: req.idempotency_key,
+                now,
+            })
+            .await?;
+        match outcome {
+            InsertOutcome::Created => {
+                self.send_wake.notify_waiters();
+                let message = self
+                    .store
+                    .message(app, &id)
+                    .await?
+                    .ok_or_else(|| ApiFailure::internal("message vanished after insert"))?;
+                Ok(Accepted {
+                    message,
+                    created: true,
+                })
+            }
+            InsertOutcome::Existing(message) => Ok(Accepted {
+                message,
+                created: false,
+            }),
+        }
+    }
+
+    async fn sending_number(
+        &self,
+        app: &ApplicationId,
+        requested: Option<&str>,
+    ) -> Result<String, ApiFailure> {
+        let numbers = self.store.phone_numbers(app).await?;
+        match requested {
+            Some(id) => numbers
+                .iter()
+                .find(|n| n.phone_number_id == id)
+                .map(|n| n.phone_number_id.clone())
+                .ok_or_else(|| {
+                    ApiFailure::new(
+                        FailureKind::NotFound,
+                        "phone_number_not_found",
+                        format!(
+                            "this application has no WhatsApp number with id `{id}`; list yours with GET /api/v1/phone-numbers"
+                        ),
+                    )
+                    .field("phone_number_id")
+                }),
+            None => match numbers.as_slice() {
+                [only] => Ok(only.phone_number_id.clone()),
+                [] => Err(ApiFailure::new(
+                    FailureKind::Conflict,
+                    "no_phone_number",
+                    "this application has no WhatsApp number yet: connect one under Settings › Configure platforms",
+                )),
+                _ => Err(ApiFailure::unprocessable(
+                    "phone_number_required",
+                    "this application has several WhatsApp numbers: say which one sends with `phone_number_id`",
+                )
+                .field("phone_number_id")),
+            },
+        }
+    }
+
+    async fn render_template(
+        &self,
+        app: &ApplicationId,
+        name: &str,
+        language: &str,
+        variables: &VariableInput,
+        to: &E164,
+        contact: Option<&ContactRecord>,
+    ) -> Result<MessageContent, ApiFailure> {
+        let record = self.store.template(app, name, language).await?.ok_or_else(|| {
+            ApiFailure::unprocessable(
+                "template_not_found",
+                format!(
+                    "there is no template `{name}` in language `{language}`; check the name and language, or sync templates from Meta"
+                ),
+            )
+            .field("template.name")
+        })?;
+        record.template.is_sendable().map_err(|e| {
+            ApiFailure::unprocessable("template_not_approved", e.to_string()).field("template.name")
+        })?;
+        let bound = BoundTemplate::bind(&record.template, variables).map_err(|e| {
+            ApiFailure::unprocessable(e.code(), e.to_string())
+                .field(format!("template.{}", e.field()))
+        })?;
+        let lookup = ContactTags {
+            tags: contact.map(|c| &c.tags),
+            phone: to.as_str(),
+            name: contact.and_then(|c| c.name.as_deref()),
+        };
+        let rendered = bound.render(&lookup).map_err(|reason| {
+            ApiFailure::unprocessable(
+                "personalization_failed",
+                format!(
+                    "cannot personalize for {}: {reason}. Give the expression a default, e.g. {{{{first_name|CapitalizeFirst|there}}}}, or set the tag on the contact",
+                    to.as_str()
+                ),
+            )
+            .field("template.variables")
+        })?;
+        Ok(MessageContent::Template { template: rendered })
+    }
+}
+
+fn check_text(text: &str) -> Result<(), ApiFailure> {
+    if text.trim().is_empty() {
+        return Err(ApiFailure::bad_request(
+            "text_empty",
+            "the text message is empty; give `text` some content",
+        )
+        .field("text"));
+    }
+    let chars = text.chars().count();
+    if chars > MAX_TEXT_CHARS {
+        return Err(ApiFailure::bad_request(
+            "text_too_long",
+            format!("the text has {chars} characters; WhatsApp allows at most {MAX_TEXT_CHARS}"),
+        )
+        .field("text"));
+    }
+    Ok(())
+}
+
+fn render_text(
+    text: &str,
+    to: &E164,
+    contact: Option<&ContactRecord>,
+) -> Result<String, ApiFailure> {
+    let dynamic = DynamicText::parse(text)
+        .map_err(|e| ApiFailure::bad_request("expression_invalid", e.to_string()).field("text"))?;
+    let lookup = ContactTags {
+        tags: contact.map(|c| &c.tags),
+        phone: to.as_str(),
+        name: contact.and_then(|c| c.name.as_deref()),
+    };
+    dynamic.render(&lookup).map_err(|reason| {
+        ApiFailure::unprocessable(
+            "personalization_failed",
+            format!("cannot personalize the text for {}: {reason}", to.as_str()),
+        )
+        .field("text")
+    })
+}

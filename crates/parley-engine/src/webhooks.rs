@@ -1,0 +1,160 @@
+//! The webhook processor: applies stored webhook events in order, idempotently. Statuses merge
+//! into messages through the monotonic lattice (duplicates and any order end the same);
+//! inbound messages create or refresh the contact and its 24 h window. Fields Parley does not
+//! act on yet stay stored as received, never dropped.
+
+use std::time::Duration;
+
+use parley_domain::{E164, MessageId, MessageState};
+use parley_meta::{MessagesValue, WebhookPayload};
+use parley_store::{InboundRecord, StatusChange, WebhookEventRecord};
+use tokio_util::sync::CancellationToken;
+
+use crate::Engine;
+
+const BATCH: u32 = 100;
+
+/// Runs until `shutdown`, woken by the intake after each stored event.
+pub async fn run(engine: Engine, shutdown: CancellationToken) {
+    loop {
+        let notified = engine.webhook_wake.notified();
+        match process_pending(&engine).await {
+            Ok(n) if n > 0 => continue,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "webhook processing paused by a storage error"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = notified => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Applies up to one batch of pending events; returns how many were handled.
+pub async fn process_pending(engine: &Engine) -> parley_store::Result<usize> {
+    let events = engine.store.pending_webhook_events(BATCH).await?;
+    let n = events.len();
+    for event in events {
+        let note = apply_event(engine, &event).await?;
+        engine
+            .store
+            .finish_webhook_event(event.id, engine.now(), note.as_deref())
+            .await?;
+    }
+    Ok(n)
+}
+
+/// Returns a note for events that were kept but not (fully) understood.
+async fn apply_event(
+    engine: &Engine,
+    event: &WebhookEventRecord,
+) -> parley_store::Result<Option<String>> {
+    let payload: WebhookPayload = match serde_json::from_slice(&event.body) {
+        Ok(p) => p,
+        Err(e) => return Ok(Some(format!("not a webhook envelope: {e}"))),
+    };
+    let mut notes = Vec::new();
+    for entry in &payload.entry {
+        for change in &entry.changes {
+            match change.messages() {
+                Some(Ok(value)) => apply_messages(engine, &value, &mut notes).await?,
+                Some(Err(e)) => notes.push(format!("messages value not understood: {e}")),
+                None => notes.push(format!("field `{}` stored, not acted on yet", change.field)),
+            }
+        }
+    }
+    Ok((!notes.is_empty()).then(|| notes.join("; ")))
+}
+
+async fn apply_messages(
+    engine: &Engine,
+    value: &MessagesValue,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<()> {
+    for status in &value.statuses {
+        let state = match status.status.as_str() {
+            "sent" => MessageState::Sent,
+            "delivered" => MessageState::Delivered,
+            "read" | "played" => MessageState::Read,
+            "failed" => MessageState::Failed,
+            other => {
+                notes.push(format!("status `{other}` for {} not understood", status.id));
+                continue;
+            }
+        };
+        let at = status
+            .unix_time()
+            .map_or_else(|| engine.now(), |s| s.saturating_mul(1000));
+        let error = status.errors.first().map(|e| (e.code, e.description()));
+        let change = StatusChange {
+            wamid: status.id.clone(),
+            message_id: status
+                .biz_opaque_callback_data
+                .as_deref()
+                .and_then(|d| MessageId::parse(d).ok()),
+            state,
+            at,
+            error,
+        };
+        if let Some(m) = engine.store.apply_status(&change).await? {
+            metrics::counter!("parley_statuses_applied_total", "status" => status.status.clone())
+                .increment(1);
+            tracing::debug!(message_id = %m.id, state = %m.state, "status applied");
+        }
+    }
+    if value.messages.is_empty() {
+        return Ok(());
+    }
+    let Some(pnid) = value
+        .metadata
+        .as_ref()
+        .and_then(|m| m.phone_number_id.clone())
+    else {
+        notes.push("inbound message without metadata.phone_number_id".into());
+        return Ok(());
+    };
+    let Some(number) = engine.store.phone_number(&pnid).await? else {
+        notes.push(format!("inbound message for unknown number {pnid}"));
+        return Ok(());
+    };
+    for msg in &value.messages {
+        let Some(from) = msg.from.as_deref() else {
+            notes.push(format!("inbound {} has no sender", msg.id));
+            continue;
+        };
+        let phone = match E164::from_wa_id(from) {
+            Ok(p) => p,
+            Err(e) => {
+                notes.push(format!("inbound {} from `{from}`: {e}", msg.id));
+                continue;
+            }
+        };
+        let profile_name = value
+            .contacts
+            .iter()
+            .find(|c| c.wa_id.as_deref() == Some(from))
+            .and_then(|c| c.profile.as_ref()?.name.clone());
+        let received_at = msg
+            .timestamp
+            .as_deref()
+            .and_then(|t| t.parse::<i64>().ok())
+            .map_or_else(|| engine.now(), |s| s.saturating_mul(1000));
+        let record = InboundRecord {
+            wamid: msg.id.clone(),
+            application_id: number.application_id.clone(),
+            phone_number_id: pnid.clone(),
+            from_phone: phone.as_str().to_owned(),
+            wa_id: from.to_owned(),
+            profile_name,
+            kind: msg.kind.clone().unwrap_or_else(|| "unknown".into()),
+            text: msg.text(),
+            raw: serde_json::to_value(msg).unwrap_or_default(),
+            received_at,
+        };
+        if engine.store.record_inbound(&record).await? {
+            metrics::counter!("parley_inbound_messages_total").increment(1);
+        }
+    }
+    Ok(())
+}

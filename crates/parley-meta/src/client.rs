@@ -1,0 +1,332 @@
+//! The Graph API client. One `reqwest::Client` (connection pool) per process; the base URL is
+//! `https://graph.facebook.com` in production and the sandbox's address everywhere else.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{ErrorEnvelope, GraphError};
+
+#[derive(Clone)]
+pub struct GraphClient {
+    http: reqwest::Client,
+    base_url: String,
+    version: String,
+}
+
+impl std::fmt::Debug for GraphClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphClient")
+            .field("base_url", &self.base_url)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+/// Answer to a successful send.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct SendResponse {
+    #[serde(default)]
+    pub contacts: Vec<SendContact>,
+    #[serde(default)]
+    pub messages: Vec<SentMessage>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct SendContact {
+    #[serde(default)]
+    pub input: Option<String>,
+    #[serde(default)]
+    pub wa_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct SentMessage {
+    pub id: String,
+    #[serde(default)]
+    pub message_status: Option<String>,
+}
+
+impl SendResponse {
+    pub fn wamid(&self) -> Option<&str> {
+        self.messages.first().map(|m| m.id.as_str())
+    }
+}
+
+/// One page of a Graph list with its `after` cursor when more follow.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub after: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawPage<T> {
+    #[serde(default = "Vec::new")]
+    data: Vec<T>,
+    #[serde(default)]
+    paging: Option<Paging>,
+}
+
+#[derive(Deserialize)]
+struct Paging {
+    #[serde(default)]
+    cursors: Option<Cursors>,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Cursors {
+    #[serde(default)]
+    after: Option<String>,
+}
+
+/// The fields of a business phone number that Parley shows and acts on.
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+pub struct PhoneNumberInfo {
+    pub id: String,
+    #[serde(default)]
+    pub display_phone_number: Option<String>,
+    #[serde(default)]
+    pub verified_name: Option<String>,
+    #[serde(default)]
+    pub quality_rating: Option<String>,
+    #[serde(default)]
+    pub name_status: Option<String>,
+    #[serde(default)]
+    pub code_verification_status: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub throughput: Option<Throughput>,
+    #[serde(default)]
+    pub whatsapp_business_manager_messaging_limit: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+pub struct Throughput {
+    #[serde(default)]
+    pub level: Option<String>,
+}
+
+pub const PHONE_NUMBER_FIELDS: &str = "id,display_phone_number,verified_name,quality_rating,name_status,code_verification_status,status,throughput,whatsapp_business_manager_messaging_limit";
+
+/// The fields of a WhatsApp Business Account that Parley shows.
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+pub struct WabaInfo {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub timezone_id: Option<String>,
+    #[serde(default)]
+    pub message_template_namespace: Option<String>,
+    #[serde(default)]
+    pub account_review_status: Option<String>,
+    #[serde(default)]
+    pub business_verification_status: Option<String>,
+}
+
+pub const WABA_FIELDS: &str = "id,name,currency,timezone_id,message_template_namespace,account_review_status,business_verification_status";
+
+impl GraphClient {
+    /// `base_url` without trailing slash, e.g. `https://graph.facebook.com`.
+    pub fn new(base_url: impl Into<String>, version: impl Into<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(64)
+            .user_agent(concat!("parley/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        GraphClient {
+            http,
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            version: version.into(),
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/{}/{}", self.base_url, self.version, path)
+    }
+
+    /// `POST /{phone-number-id}/messages`.
+    pub async fn send_message(
+        &self,
+        token: &str,
+        phone_number_id: &str,
+        body: &Value,
+    ) -> Result<SendResponse, GraphError> {
+        let req = self
+            .http
+            .post(self.url(&format!("{phone_number_id}/messages")))
+            .bearer_auth(token)
+            .json(body);
+        self.execute(req).await
+    }
+
+    /// `GET /{waba-id}/message_templates`, one page; templates stay raw Meta JSON.
+    pub async fn list_templates(
+        &self,
+        token: &str,
+        waba_id: &str,
+        after: Option<&str>,
+    ) -> Result<Page<Value>, GraphError> {
+        let mut query = vec![
+            ("limit", "100".to_owned()),
+            (
+                "fields",
+                "id,name,language,category,status,parameter_format,components,quality_score,rejected_reason".to_owned(),
+            ),
+        ];
+        if let Some(after) = after {
+            query.push(("after", after.to_owned()));
+        }
+        let req = self
+            .http
+            .get(self.url(&format!("{waba_id}/message_templates")))
+            .bearer_auth(token)
+            .query(&query);
+        self.page(req).await
+    }
+
+    /// Every template of a WABA, following the cursors.
+    pub async fn all_templates(
+        &self,
+        token: &str,
+        waba_id: &str,
+    ) -> Result<Vec<Value>, GraphError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .list_templates(token, waba_id, after.as_deref())
+                .await?;
+            out.extend(page.data);
+            match page.after {
+                Some(a) if Some(&a) != after.as_ref() => after = Some(a),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// `GET /{waba-id}/phone_numbers` (all pages).
+    pub async fn list_phone_numbers(
+        &self,
+        token: &str,
+        waba_id: &str,
+    ) -> Result<Vec<PhoneNumberInfo>, GraphError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut query = vec![("fields", PHONE_NUMBER_FIELDS.to_owned())];
+            if let Some(a) = &after {
+                query.push(("after", a.clone()));
+            }
+            let req = self
+                .http
+                .get(self.url(&format!("{waba_id}/phone_numbers")))
+                .bearer_auth(token)
+                .query(&query);
+            let page: Page<PhoneNumberInfo> = self.page(req).await?;
+            out.extend(page.data);
+            match page.after {
+                Some(a) if Some(&a) != after.as_ref() => after = Some(a),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// `GET /{phone-number-id}`.
+    pub async fn get_phone_number(
+        &self,
+        token: &str,
+        phone_number_id: &str,
+    ) -> Result<PhoneNumberInfo, GraphError> {
+        let req = self
+            .http
+            .get(self.url(phone_number_id))
+            .bearer_auth(token)
+            .query(&[("fields", PHONE_NUMBER_FIELDS)]);
+        self.execute(req).await
+    }
+
+    /// `GET /{waba-id}`.
+    pub async fn get_waba(&self, token: &str, waba_id: &str) -> Result<WabaInfo, GraphError> {
+        let req = self
+            .http
+            .get(self.url(waba_id))
+            .bearer_auth(token)
+            .query(&[("fields", WABA_FIELDS)]);
+        self.execute(req).await
+    }
+
+    async fn page<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<Page<T>, GraphError> {
+        let raw: RawPage<T> = self.execute(req).await?;
+        let after = raw.paging.and_then(|p| {
+            // Meta omits `next` on the last page while still giving cursors.
+            p.next.as_ref()?;
+            p.cursors.and_then(|c| c.after)
+        });
+        Ok(Page {
+            data: raw.data,
+            after,
+        })
+    }
+
+    async fn execute<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, GraphError> {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| GraphError::Transport(redact(e)))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| GraphError::Transport(redact(e)))?;
+        if (200..300).contains(&status) {
+            serde_json::from_slice(&bytes).map_err(|e| GraphError::Decode {
+                http_status: status,
+                detail: format!("{e}: {}", snippet(&bytes)),
+            })
+        } else {
+            match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
+                Ok(env) => Err(GraphError::Api {
+                    http_status: status,
+                    error: env.error,
+                }),
+                Err(_) => Err(GraphError::Decode {
+                    http_status: status,
+                    detail: snippet(&bytes),
+                }),
+            }
+        }
+    }
+}
+
+/// reqwest errors may carry the URL; URLs here never hold tokens (bearer header), but strip
+/// query strings anyway so nothing secret reaches a log.
+fn redact(e: reqwest::Error) -> String {
+    let timeout = if e.is_timeout() { " (timed out)" } else { "" };
+    format!("{}{timeout}", e.without_url())
+}
+
+fn snippet(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(bytes);
+    s.chars().take(300).collect()
+}

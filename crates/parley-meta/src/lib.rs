@@ -1,0 +1,20 @@
+//! Meta Graph API client for the WhatsApp Cloud API: wire types, the HTTP client, the webhook
+//! envelope and its signature check. The same client talks to Meta and to `parley-sandbox`.
+
+pub mod client;
+pub mod error;
+pub mod outbound;
+pub mod signature;
+pub mod webhook;
+
+pub use client::{GraphClient, Page, PhoneNumberInfo, SendResponse, WabaInfo};
+pub use error::{ApiError, GraphError};
+pub use outbound::{mark_read_body, template_message_body, text_message_body};
+pub use signature::{SIGNATURE_HEADER, sign, verify_signature};
+pub use webhook::{
+    Change, Entry, InboundMessage, MessagesValue, StatusError, StatusUpdate, WebhookContact,
+    WebhookPayload,
+};
+
+/// The Graph API version Parley speaks (Meta's OpenAPI spec in `shared/meta/` is v23.0).
+pub const DEFAULT_GRAPH_VERSION: &str = "v23.0";

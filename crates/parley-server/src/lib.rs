@@ -1,0 +1,180 @@
+//! Parley's HTTP face: the REST API under `/api/v1`, Meta's webhook intake, health and
+//! metrics, and the OpenAPI document. Handlers are thin: parse, call the engine, render.
+
+pub mod auth;
+pub mod error;
+pub mod openapi;
+pub mod routes;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use parley_engine::Engine;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+/// Largest API request body (a message with its variables is a few KiB).
+pub const API_BODY_LIMIT: usize = 256 * 1024;
+/// Meta's webhook payloads are at most 3 MB.
+pub const WEBHOOK_BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+/// What the HTTP layer needs to know of Meta's app. Debug hides the secret.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Signs Meta's webhooks; checked on every POST to `/webhooks/whatsapp`.
+    pub app_secret: String,
+    /// Echoed back in Meta's verification handshake.
+    pub verify_token: String,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("app_secret", &"<redacted>")
+            .field("verify_token", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub config: Arc<ServerConfig>,
+    pub metrics: PrometheusHandle,
+}
+
+/// The process-wide Prometheus recorder (a process has one; tests start many servers).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed by an embedding program; then ours
+            // renders empty, which is still valid output.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route(
+            "/api/v1/messages",
+            get(routes::messages::list_messages).post(routes::messages::send_message),
+        )
+        .route("/api/v1/messages/{id}", get(routes::messages::get_message))
+        .route(
+            "/api/v1/phone-numbers",
+            get(routes::phone_numbers::list_phone_numbers),
+        )
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
+    let webhooks = Router::new()
+        .route(
+            "/webhooks/whatsapp",
+            get(routes::webhooks::verify).post(routes::webhooks::receive),
+        )
+        .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT));
+    Router::new()
+        .merge(api)
+        .merge(webhooks)
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(routes::health::metrics))
+        .route("/api/openapi.json", get(openapi_json))
+        .route("/api/docs", get(api_docs))
+        .fallback(not_found)
+        .layer(middleware::from_fn(track_requests))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(panic_response))
+        .with_state(state)
+}
+
+async fn openapi_json() -> Response {
+    axum::Json(openapi::ApiDoc::openapi()).into_response()
+}
+
+async fn api_docs() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("api_docs.html"))
+}
+
+async fn not_found() -> error::ApiError {
+    error::ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "route_not_found",
+        "no such endpoint; the API is described at /api/openapi.json",
+    )
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    error::ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "Parley hit an internal error; it was logged. Try again.",
+    )
+    .into_response()
+}
+
+async fn track_requests(req: Request, next: Next) -> Response {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().to_string();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("parley_http_requests_total", "method" => method.clone(), "path" => path.clone(), "status" => status).increment(1);
+    metrics::histogram!("parley_http_request_seconds", "method" => method, "path" => path)
+        .record(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Server {
+    pub fn new(listener: TcpListener, engine: Engine, config: ServerConfig) -> Self {
+        let state = AppState {
+            engine,
+            config: Arc::new(config),
+            metrics: metrics_handle(),
+        };
+        Server {
+            listener,
+            router: router(state),
+        }
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown`, then lets in-flight requests finish (up to 10 s).
+    pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let grace = shutdown.clone();
+        let serve = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { grace.cancelled().await });
+        tokio::select! {
+            r = serve => r,
+            _ = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            } => Ok(()),
+        }
+    }
+}

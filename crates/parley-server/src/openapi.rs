@@ -1,0 +1,48 @@
+//! The OpenAPI document, generated from the handlers' annotations so it cannot drift.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::{ErrorBody, ErrorDetail};
+use crate::routes::{health, messages, phone_numbers, webhooks};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Parley API",
+        description = "Send personalized WhatsApp messages through Meta's Cloud API and follow them to `read`. Errors are `{\"error\": {\"code\", \"message\", \"field\"}}`; lists use `?limit&after` cursors.",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        messages::send_message,
+        messages::get_message,
+        messages::list_messages,
+        phone_numbers::list_phone_numbers,
+        webhooks::verify,
+        webhooks::receive,
+        health::healthz,
+        health::readyz,
+        health::metrics,
+    ),
+    components(schemas(ErrorBody, ErrorDetail)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "messages", description = "Single sends and their delivery states"),
+        (name = "phone numbers", description = "The application's WhatsApp numbers"),
+        (name = "webhooks", description = "Meta's webhook endpoint"),
+        (name = "operations", description = "Health and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}

@@ -1,0 +1,4 @@
+pub mod health;
+pub mod messages;
+pub mod phone_numbers;
+pub mod webhooks;

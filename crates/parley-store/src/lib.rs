@@ -1,0 +1,170 @@
+//! Persistence for Parley: the `Store` trait and one implementation per backend (SQLite now,
+//! PostgreSQL behind the same trait). SQL lives only here; every query is scoped by tenant.
+
+pub mod crypto;
+pub mod sqlite;
+mod types;
+
+pub use crypto::{DecryptError, KeyError, SecretCipher};
+pub use sqlite::SqliteStore;
+pub use types::*;
+
+use async_trait::async_trait;
+use parley_domain::{AccountId, ApplicationId, MessageId, UserId};
+
+/// Unix time in milliseconds; the engine's clock decides what "now" is.
+pub type Millis = i64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Decrypt(#[from] DecryptError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything Parley keeps. Implementations must make each method atomic.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- tenancy -------------------------------------------------------------------------
+    async fn create_account(&self, id: &AccountId, name: &str, now: Millis) -> Result<()>;
+    async fn create_application(
+        &self,
+        id: &ApplicationId,
+        account: &AccountId,
+        name: &str,
+        now: Millis,
+    ) -> Result<()>;
+    async fn applications(&self) -> Result<Vec<ApplicationRecord>>;
+    async fn add_api_token(
+        &self,
+        app: &ApplicationId,
+        token_hash: &str,
+        label: &str,
+        now: Millis,
+    ) -> Result<()>;
+    async fn application_by_token_hash(&self, token_hash: &str) -> Result<Option<ApplicationId>>;
+    async fn create_user(
+        &self,
+        id: &UserId,
+        account: &AccountId,
+        email: &str,
+        password_hash: &str,
+        now: Millis,
+    ) -> Result<()>;
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>>;
+
+    // --- platforms and numbers -----------------------------------------------------------
+    /// Inserts or updates (by application + WABA) and returns the platform's id.
+    async fn upsert_platform(&self, platform: &NewPlatform) -> Result<parley_domain::PlatformId>;
+    async fn platforms(&self, app: &ApplicationId) -> Result<Vec<PlatformRecord>>;
+    async fn platform(&self, id: &parley_domain::PlatformId) -> Result<Option<PlatformRecord>>;
+    /// The decrypted business token. Never log it.
+    async fn platform_token(&self, id: &parley_domain::PlatformId) -> Result<String>;
+    async fn upsert_phone_number(&self, phone: &PhoneNumberRecord) -> Result<()>;
+    async fn phone_numbers(&self, app: &ApplicationId) -> Result<Vec<PhoneNumberRecord>>;
+    async fn all_phone_numbers(&self) -> Result<Vec<PhoneNumberRecord>>;
+    async fn phone_number(&self, phone_number_id: &str) -> Result<Option<PhoneNumberRecord>>;
+
+    // --- templates -----------------------------------------------------------------------
+    async fn upsert_template(&self, template: &TemplateRecord) -> Result<()>;
+    async fn template(
+        &self,
+        app: &ApplicationId,
+        name: &str,
+        language: &str,
+    ) -> Result<Option<TemplateRecord>>;
+    async fn templates(&self, app: &ApplicationId) -> Result<Vec<TemplateRecord>>;
+
+    // --- contacts ------------------------------------------------------------------------
+    /// Inserts or merges tags (by application + phone). Returns how many rows were written.
+    async fn upsert_contacts(
+        &self,
+        app: &ApplicationId,
+        contacts: &[NewContact],
+        now: Millis,
+    ) -> Result<u64>;
+    async fn contact_by_phone(
+        &self,
+        app: &ApplicationId,
+        phone: &str,
+    ) -> Result<Option<ContactRecord>>;
+    async fn count_contacts(&self, app: &ApplicationId) -> Result<u64>;
+    /// Stores an inbound message once (by wamid), creating or refreshing its contact and the
+    /// 24 h window. Returns false when that wamid was already stored.
+    async fn record_inbound(&self, inbound: &InboundRecord) -> Result<bool>;
+
+    // --- messages ------------------------------------------------------------------------
+    /// Commits a new message. With an idempotency key already used, returns the first one.
+    async fn insert_message(&self, message: &NewMessage) -> Result<InsertOutcome>;
+    async fn message(&self, app: &ApplicationId, id: &MessageId) -> Result<Option<MessageRecord>>;
+    async fn messages(
+        &self,
+        app: &ApplicationId,
+        after: Option<&MessageId>,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>>;
+    /// Moves up to `limit` due `queued` messages of one number to `sending` with a lease.
+    async fn claim_due_messages(
+        &self,
+        phone_number_id: &str,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>>;
+    /// Meta accepted the send: records the wamid and folds in statuses that outran it.
+    async fn mark_accepted(&self, id: &MessageId, wamid: &str, now: Millis) -> Result<()>;
+    /// Back to `queued` at `next_attempt_at`, remembering the error that caused it.
+    async fn reschedule_message(
+        &self,
+        id: &MessageId,
+        next_attempt_at: Millis,
+        error: Option<(i64, &str)>,
+        now: Millis,
+    ) -> Result<()>;
+    async fn fail_message(
+        &self,
+        id: &MessageId,
+        code: i64,
+        message: &str,
+        now: Millis,
+    ) -> Result<()>;
+    /// Merges a status (monotonic lattice). Returns the message when one matched; otherwise
+    /// keeps the status as an orphan to fold in when the wamid becomes known.
+    async fn apply_status(&self, change: &StatusChange) -> Result<Option<MessageRecord>>;
+    /// Messages left in `sending` past their lease plus `grace` and still without a wamid go
+    /// back to `queued` (a crash between claim and answer). Returns how many.
+    async fn requeue_stale_sending(&self, now: Millis, grace_ms: i64) -> Result<u64>;
+    /// The earliest `next_attempt_at` of a queued message of this number.
+    async fn next_due_at(&self, phone_number_id: &str) -> Result<Option<Millis>>;
+
+    // --- webhooks ------------------------------------------------------------------------
+    async fn insert_webhook_event(&self, body: &[u8], now: Millis) -> Result<i64>;
+    async fn pending_webhook_events(&self, limit: u32) -> Result<Vec<WebhookEventRecord>>;
+    async fn finish_webhook_event(&self, id: i64, now: Millis, error: Option<&str>) -> Result<()>;
+    async fn count_webhook_events(&self) -> Result<u64>;
+}
+
+/// Opens the store a URL names: `sqlite://path` (file created if missing).
+pub async fn open(url: &str, cipher: SecretCipher) -> Result<std::sync::Arc<dyn Store>> {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        Ok(std::sync::Arc::new(
+            SqliteStore::open(std::path::Path::new(path), cipher).await?,
+        ))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
+}

@@ -1,0 +1,941 @@
+//! The SQLite backend: one file, WAL, `synchronous=NORMAL`, one writer connection (SQLite
+//! serializes writers anyway; one connection avoids "database is locked") and a read pool.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parley_domain::{
+    AccountId, ApplicationId, ContactId, MessageId, MessageState, PlatformId, Tags, Template,
+    TemplateId, UserId,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use crate::types::*;
+use crate::{Millis, Result, SecretCipher, Store, StoreError};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    cipher: SecretCipher,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and runs pending migrations.
+    pub async fn open(path: &Path, cipher: SecretCipher) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .pragma("temp_store", "memory");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR.run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(SqliteStore {
+            writer,
+            reader,
+            cipher,
+        })
+    }
+
+    async fn tx(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn parse_id<T, E: std::fmt::Display>(
+    row: &SqliteRow,
+    col: &str,
+    f: impl Fn(&str) -> std::result::Result<T, E>,
+) -> Result<T> {
+    let s: String = row.try_get(col)?;
+    f(&s).map_err(|e| corrupt(col, e))
+}
+
+fn parse_opt_id<T, E: std::fmt::Display>(
+    row: &SqliteRow,
+    col: &str,
+    f: impl Fn(&str) -> std::result::Result<T, E>,
+) -> Result<Option<T>> {
+    let s: Option<String> = row.try_get(col)?;
+    s.map(|s| f(&s).map_err(|e| corrupt(col, e))).transpose()
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &str) -> Result<T> {
+    let s: String = row.try_get(col)?;
+    serde_json::from_str(&s).map_err(|e| corrupt(col, e))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| corrupt("serialize", e))
+}
+
+fn message_from_row(row: &SqliteRow) -> Result<MessageRecord> {
+    let state: String = row.try_get("state")?;
+    Ok(MessageRecord {
+        id: parse_id(row, "id", MessageId::parse)?,
+        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
+        phone_number_id: row.try_get("phone_number_id")?,
+        contact_id: parse_opt_id(row, "contact_id", ContactId::parse)?,
+        to_phone: row.try_get("to_phone")?,
+        content: json_col(row, "content")?,
+        reply_to: row.try_get("reply_to")?,
+        state: MessageState::from_str(&state).map_err(|e| corrupt("state", e))?,
+        wamid: row.try_get("wamid")?,
+        error_code: row.try_get("error_code")?,
+        error_message: row.try_get("error_message")?,
+        attempts: row.try_get("attempts")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        queued_at: row.try_get("queued_at")?,
+        sending_at: row.try_get("sending_at")?,
+        accepted_at: row.try_get("accepted_at")?,
+        sent_at: row.try_get("sent_at")?,
+        delivered_at: row.try_get("delivered_at")?,
+        read_at: row.try_get("read_at")?,
+        failed_at: row.try_get("failed_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn platform_from_row(row: &SqliteRow) -> Result<PlatformRecord> {
+    Ok(PlatformRecord {
+        id: parse_id(row, "id", PlatformId::parse)?,
+        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
+        business_id: row.try_get("business_id")?,
+        waba_id: row.try_get("waba_id")?,
+        waba_name: row.try_get("waba_name")?,
+        status: row.try_get("status")?,
+        details: json_col(row, "details")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn phone_from_row(row: &SqliteRow) -> Result<PhoneNumberRecord> {
+    let mps: i64 = row.try_get("throughput_mps")?;
+    Ok(PhoneNumberRecord {
+        phone_number_id: row.try_get("phone_number_id")?,
+        platform_id: parse_id(row, "platform_id", PlatformId::parse)?,
+        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
+        display_phone_number: row.try_get("display_phone_number")?,
+        verified_name: row.try_get("verified_name")?,
+        quality_rating: row.try_get("quality_rating")?,
+        messaging_limit: row.try_get("messaging_limit")?,
+        throughput_mps: u32::try_from(mps).unwrap_or(80),
+        status: row.try_get("status")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn template_from_row(row: &SqliteRow) -> Result<TemplateRecord> {
+    let template: Template = json_col(row, "model")?;
+    Ok(TemplateRecord {
+        id: parse_id(row, "id", TemplateId::parse)?,
+        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
+        platform_id: parse_id(row, "platform_id", PlatformId::parse)?,
+        meta_id: row.try_get("meta_id")?,
+        template,
+        raw: json_col(row, "raw")?,
+        updated_at: row.try_get("updated_at")?,
+        deleted_at: row.try_get("deleted_at")?,
+    })
+}
+
+fn contact_from_row(row: &SqliteRow) -> Result<ContactRecord> {
+    let tags: Tags = json_col(row, "tags")?;
+    Ok(ContactRecord {
+        id: parse_id(row, "id", ContactId::parse)?,
+        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
+        phone: row.try_get("phone")?,
+        wa_id: row.try_get("wa_id")?,
+        name: row.try_get("name")?,
+        tags,
+        last_inbound_at: row.try_get("last_inbound_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// The column that records when a message first reached `state`.
+fn time_column(state: MessageState) -> Option<&'static str> {
+    match state {
+        MessageState::Sending => Some("sending_at"),
+        MessageState::Accepted => Some("accepted_at"),
+        MessageState::Sent => Some("sent_at"),
+        MessageState::Delivered => Some("delivered_at"),
+        MessageState::Read => Some("read_at"),
+        MessageState::Failed => Some("failed_at"),
+        MessageState::Queued | MessageState::Skipped => None,
+    }
+}
+
+/// Merges one status into a locked message row inside `tx`.
+async fn merge_status(
+    tx: &mut Transaction<'static, Sqlite>,
+    current: &MessageRecord,
+    change: &StatusChange,
+) -> Result<()> {
+    let merged = current.state.merge(change.state);
+    let (code, msg) = match (&change.error, merged == MessageState::Failed) {
+        (Some((c, m)), true) => (Some(*c), Some(m.as_str())),
+        _ => (current.error_code, current.error_message.as_deref()),
+    };
+    // One statement per state column keeps every query a static string.
+    let sql = match time_column(change.state) {
+        Some("sending_at") => {
+            "UPDATE messages SET state = ?, wamid = COALESCE(wamid, ?), error_code = ?, error_message = ?, lease_until = NULL, updated_at = ?, sending_at = COALESCE(sending_at, ?) WHERE id = ?"
+        }
+        Some("accepted_at") => {
+            "UPDATE messages SET state = ?, wamid = COALESCE(wamid, ?), error_code = ?, error_message = ?, lease_until = NULL, updated_at = ?, accepted_at = COALESCE(accepted_at, ?) WHERE id = ?"
+        }
+        Some("sent_at") => {
+            "UPDATE messages SET state = ?, wamid = COALESCE(wamid, ?), error_code = ?, error_message = ?, lease_until = NULL, updated_at = ?, sent_at = COALESCE(sent_at, ?) WHERE id = ?"
+        }
+        Some("delivered_at") => {
+            "UPDATE messages SET state = ?, wamid = COALESCE(wamid, ?), error_code = ?, error_message = ?, lease_until = NULL, updated_at = ?, delivered_at = COALESCE(delivered_at, ?) WHERE id = ?"
+        }
+        Some("read_at") => {
+            "UPDATE messages SET state = ?, wamid = COALESCE(wamid, ?), error_code = ?, error_message = ?, lease_until = NULL, updated_at = ?, read_at = COALESCE(read_at, ?) WHERE id = ?"
+        }
+        Some("failed_at") => {
+            "UPDATE messages SET state = ?, wamid = COALESCE(wamid, ?), error_code = ?, error_message = ?, lease_until = NULL, updated_at = ?, failed_at = COALESCE(failed_at, ?) WHERE id = ?"
+        }
+        _ => {
+            "UPDATE messages SET state = ?, wamid = COALESCE(wamid, ?), error_code = ?, error_message = ?, lease_until = NULL, updated_at = ?, updated_at = ? WHERE id = ?"
+        }
+    };
+    sqlx::query(sql)
+        .bind(merged.as_str())
+        .bind(&change.wamid)
+        .bind(code)
+        .bind(msg)
+        .bind(change.at.max(current.updated_at))
+        .bind(change.at)
+        .bind(current.id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn fold_orphans(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: &MessageId,
+    wamid: &str,
+) -> Result<()> {
+    let orphans = sqlx::query(
+        "DELETE FROM orphan_statuses WHERE wamid = ? RETURNING state, at, error_code, error_message",
+    )
+    .bind(wamid)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in orphans {
+        let state: String = row.try_get("state")?;
+        let state = MessageState::from_str(&state).map_err(|e| corrupt("orphan state", e))?;
+        let code: Option<i64> = row.try_get("error_code")?;
+        let msg: Option<String> = row.try_get("error_message")?;
+        let change = StatusChange {
+            wamid: wamid.to_owned(),
+            message_id: Some(id.clone()),
+            state,
+            at: row.try_get("at")?,
+            error: code.map(|c| (c, msg.unwrap_or_default())),
+        };
+        let current = sqlx::query("SELECT * FROM messages WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_one(&mut **tx)
+            .await?;
+        merge_status(tx, &message_from_row(&current)?, &change).await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_account(&self, id: &AccountId, name: &str, now: Millis) -> Result<()> {
+        sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES (?, ?, ?)")
+            .bind(id.as_str())
+            .bind(name)
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn create_application(
+        &self,
+        id: &ApplicationId,
+        account: &AccountId,
+        name: &str,
+        now: Millis,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO applications (id, account_id, name, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(id.as_str())
+        .bind(account.as_str())
+        .bind(name)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn applications(&self) -> Result<Vec<ApplicationRecord>> {
+        let rows = sqlx::query("SELECT * FROM applications ORDER BY created_at, id")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ApplicationRecord {
+                    id: parse_id(row, "id", ApplicationId::parse)?,
+                    account_id: parse_id(row, "account_id", AccountId::parse)?,
+                    name: row.try_get("name")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn add_api_token(
+        &self,
+        app: &ApplicationId,
+        token_hash: &str,
+        label: &str,
+        now: Millis,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_tokens (token_hash, application_id, label, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(token_hash)
+        .bind(app.as_str())
+        .bind(label)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn application_by_token_hash(&self, token_hash: &str) -> Result<Option<ApplicationId>> {
+        let row = sqlx::query("SELECT application_id FROM api_tokens WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| parse_id(&r, "application_id", ApplicationId::parse))
+            .transpose()
+    }
+
+    async fn create_user(
+        &self,
+        id: &UserId,
+        account: &AccountId,
+        email: &str,
+        password_hash: &str,
+        now: Millis,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO users (id, account_id, email, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id.as_str())
+        .bind(account.as_str())
+        .bind(email)
+        .bind(password_hash)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>> {
+        let row = sqlx::query("SELECT * FROM users WHERE email = ?")
+            .bind(email)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|row| {
+            Ok(UserRecord {
+                id: parse_id(&row, "id", UserId::parse)?,
+                account_id: parse_id(&row, "account_id", AccountId::parse)?,
+                email: row.try_get("email")?,
+                password_hash: row.try_get("password_hash")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn upsert_platform(&self, p: &NewPlatform) -> Result<PlatformId> {
+        let token = self.cipher.encrypt(p.access_token.as_bytes());
+        let row = sqlx::query(
+            "INSERT INTO platforms (id, application_id, business_id, waba_id, waba_name, status, access_token, details, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (application_id, waba_id) DO UPDATE SET
+               business_id = excluded.business_id, waba_name = excluded.waba_name, status = excluded.status,
+               access_token = excluded.access_token, details = excluded.details, updated_at = excluded.updated_at
+             RETURNING id",
+        )
+        .bind(p.id.as_str())
+        .bind(p.application_id.as_str())
+        .bind(&p.business_id)
+        .bind(&p.waba_id)
+        .bind(&p.waba_name)
+        .bind(&p.status)
+        .bind(token)
+        .bind(to_json(&p.details)?)
+        .bind(p.now)
+        .bind(p.now)
+        .fetch_one(&self.writer)
+        .await?;
+        parse_id(&row, "id", PlatformId::parse)
+    }
+
+    async fn platforms(&self, app: &ApplicationId) -> Result<Vec<PlatformRecord>> {
+        let rows = sqlx::query("SELECT * FROM platforms WHERE application_id = ? ORDER BY id")
+            .bind(app.as_str())
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(platform_from_row).collect()
+    }
+
+    async fn platform(&self, id: &PlatformId) -> Result<Option<PlatformRecord>> {
+        let row = sqlx::query("SELECT * FROM platforms WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(platform_from_row).transpose()
+    }
+
+    async fn platform_token(&self, id: &PlatformId) -> Result<String> {
+        let row = sqlx::query("SELECT access_token FROM platforms WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("platform {id}")))?;
+        let blob: Vec<u8> = row.try_get("access_token")?;
+        let plain = self.cipher.decrypt(&blob)?;
+        String::from_utf8(plain).map_err(|e| corrupt("access_token", e))
+    }
+
+    async fn upsert_phone_number(&self, p: &PhoneNumberRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO phone_numbers (phone_number_id, platform_id, application_id, display_phone_number, verified_name, quality_rating, messaging_limit, throughput_mps, status, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (phone_number_id) DO UPDATE SET
+               platform_id = excluded.platform_id, application_id = excluded.application_id,
+               display_phone_number = excluded.display_phone_number, verified_name = excluded.verified_name,
+               quality_rating = excluded.quality_rating, messaging_limit = excluded.messaging_limit,
+               throughput_mps = excluded.throughput_mps, status = excluded.status, updated_at = excluded.updated_at",
+        )
+        .bind(&p.phone_number_id)
+        .bind(p.platform_id.as_str())
+        .bind(p.application_id.as_str())
+        .bind(&p.display_phone_number)
+        .bind(&p.verified_name)
+        .bind(&p.quality_rating)
+        .bind(&p.messaging_limit)
+        .bind(i64::from(p.throughput_mps))
+        .bind(&p.status)
+        .bind(p.updated_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn phone_numbers(&self, app: &ApplicationId) -> Result<Vec<PhoneNumberRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM phone_numbers WHERE application_id = ? ORDER BY phone_number_id",
+        )
+        .bind(app.as_str())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(phone_from_row).collect()
+    }
+
+    async fn all_phone_numbers(&self) -> Result<Vec<PhoneNumberRecord>> {
+        let rows = sqlx::query("SELECT * FROM phone_numbers ORDER BY phone_number_id")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(phone_from_row).collect()
+    }
+
+    async fn phone_number(&self, phone_number_id: &str) -> Result<Option<PhoneNumberRecord>> {
+        let row = sqlx::query("SELECT * FROM phone_numbers WHERE phone_number_id = ?")
+            .bind(phone_number_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(phone_from_row).transpose()
+    }
+
+    async fn upsert_template(&self, t: &TemplateRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO templates (id, application_id, platform_id, meta_id, name, language, category, status, model, raw, updated_at, deleted_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (platform_id, name, language) DO UPDATE SET
+               meta_id = excluded.meta_id, category = excluded.category, status = excluded.status,
+               model = excluded.model, raw = excluded.raw, updated_at = excluded.updated_at,
+               deleted_at = excluded.deleted_at",
+        )
+        .bind(t.id.as_str())
+        .bind(t.application_id.as_str())
+        .bind(t.platform_id.as_str())
+        .bind(&t.meta_id)
+        .bind(t.template.name.as_str())
+        .bind(t.template.language.as_str())
+        .bind(to_json(&t.template.category)?.trim_matches('"').to_owned())
+        .bind(to_json(&t.template.status)?.trim_matches('"').to_owned())
+        .bind(to_json(&t.template)?)
+        .bind(to_json(&t.raw)?)
+        .bind(t.updated_at)
+        .bind(t.deleted_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn template(
+        &self,
+        app: &ApplicationId,
+        name: &str,
+        language: &str,
+    ) -> Result<Option<TemplateRecord>> {
+        let row = sqlx::query(
+            "SELECT * FROM templates WHERE application_id = ? AND name = ? AND language = ? AND deleted_at IS NULL ORDER BY updated_at DESC LIMIT 1",
+        )
+        .bind(app.as_str())
+        .bind(name)
+        .bind(language)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(template_from_row).transpose()
+    }
+
+    async fn templates(&self, app: &ApplicationId) -> Result<Vec<TemplateRecord>> {
+        let rows =
+            sqlx::query("SELECT * FROM templates WHERE application_id = ? ORDER BY name, language")
+                .bind(app.as_str())
+                .fetch_all(&self.reader)
+                .await?;
+        rows.iter().map(template_from_row).collect()
+    }
+
+    async fn upsert_contacts(
+        &self,
+        app: &ApplicationId,
+        contacts: &[NewContact],
+        now: Millis,
+    ) -> Result<u64> {
+        let mut tx = self.tx().await?;
+        let mut written = 0;
+        for c in contacts {
+            let r = sqlx::query(
+                "INSERT INTO contacts (id, application_id, phone, wa_id, name, tags, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (application_id, phone) DO UPDATE SET
+                   name = COALESCE(excluded.name, contacts.name),
+                   tags = json_patch(contacts.tags, excluded.tags),
+                   updated_at = excluded.updated_at",
+            )
+            .bind(ContactId::new().as_str())
+            .bind(app.as_str())
+            .bind(&c.phone)
+            .bind(c.phone.trim_start_matches('+'))
+            .bind(&c.name)
+            .bind(to_json(&c.tags)?)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            written += r.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    async fn contact_by_phone(
+        &self,
+        app: &ApplicationId,
+        phone: &str,
+    ) -> Result<Option<ContactRecord>> {
+        let row = sqlx::query("SELECT * FROM contacts WHERE application_id = ? AND phone = ?")
+            .bind(app.as_str())
+            .bind(phone)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(contact_from_row).transpose()
+    }
+
+    async fn count_contacts(&self, app: &ApplicationId) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contacts WHERE application_id = ?")
+            .bind(app.as_str())
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn record_inbound(&self, m: &InboundRecord) -> Result<bool> {
+        let mut tx = self.tx().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO inbound_messages (wamid, application_id, phone_number_id, from_phone, kind, text, raw, received_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (wamid) DO NOTHING",
+        )
+        .bind(&m.wamid)
+        .bind(m.application_id.as_str())
+        .bind(&m.phone_number_id)
+        .bind(&m.from_phone)
+        .bind(&m.kind)
+        .bind(&m.text)
+        .bind(to_json(&m.raw)?)
+        .bind(m.received_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let row = sqlx::query(
+            "INSERT INTO contacts (id, application_id, phone, wa_id, name, tags, last_inbound_at, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, '{}', ?, ?, ?)
+             ON CONFLICT (application_id, phone) DO UPDATE SET
+               wa_id = excluded.wa_id,
+               name = COALESCE(contacts.name, excluded.name),
+               last_inbound_at = MAX(COALESCE(contacts.last_inbound_at, 0), excluded.last_inbound_at),
+               updated_at = excluded.updated_at
+             RETURNING id",
+        )
+        .bind(ContactId::new().as_str())
+        .bind(m.application_id.as_str())
+        .bind(&m.from_phone)
+        .bind(&m.wa_id)
+        .bind(&m.profile_name)
+        .bind(m.received_at)
+        .bind(m.received_at)
+        .bind(m.received_at)
+        .fetch_one(&mut *tx)
+        .await?;
+        let contact_id: String = row.try_get("id")?;
+        sqlx::query("UPDATE inbound_messages SET contact_id = ? WHERE wamid = ?")
+            .bind(contact_id)
+            .bind(&m.wamid)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn insert_message(&self, m: &NewMessage) -> Result<InsertOutcome> {
+        let mut tx = self.tx().await?;
+        if let Some(key) = &m.idempotency_key {
+            let existing = sqlx::query(
+                "SELECT * FROM messages WHERE application_id = ? AND idempotency_key = ?",
+            )
+            .bind(m.application_id.as_str())
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = existing {
+                tx.rollback().await?;
+                return Ok(InsertOutcome::Existing(message_from_row(&row)?));
+            }
+        }
+        let (name, language) = match &m.content {
+            MessageContent::Template { template } => (
+                Some(template.name.as_str()),
+                Some(template.language.as_str()),
+            ),
+            MessageContent::Text { .. } => (None, None),
+        };
+        sqlx::query(
+            "INSERT INTO messages (id, application_id, phone_number_id, contact_id, to_phone, kind, template_name, template_language, content, reply_to, idempotency_key, state, next_attempt_at, queued_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+        )
+        .bind(m.id.as_str())
+        .bind(m.application_id.as_str())
+        .bind(&m.phone_number_id)
+        .bind(m.contact_id.as_ref().map(|c| c.as_str()))
+        .bind(&m.to_phone)
+        .bind(m.content.kind())
+        .bind(name)
+        .bind(language)
+        .bind(to_json(&m.content)?)
+        .bind(&m.reply_to)
+        .bind(&m.idempotency_key)
+        .bind(m.now)
+        .bind(m.now)
+        .bind(m.now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(InsertOutcome::Created)
+    }
+
+    async fn message(&self, app: &ApplicationId, id: &MessageId) -> Result<Option<MessageRecord>> {
+        let row = sqlx::query("SELECT * FROM messages WHERE application_id = ? AND id = ?")
+            .bind(app.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(message_from_row).transpose()
+    }
+
+    async fn messages(
+        &self,
+        app: &ApplicationId,
+        after: Option<&MessageId>,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM messages WHERE application_id = ? AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
+        )
+        .bind(app.as_str())
+        .bind(after.map(|a| a.as_str()))
+        .bind(after.map(|a| a.as_str()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    async fn claim_due_messages(
+        &self,
+        phone_number_id: &str,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>> {
+        let rows = sqlx::query(
+            "UPDATE messages SET state = 'sending', lease_until = ?, attempts = attempts + 1,
+               sending_at = COALESCE(sending_at, ?), updated_at = ?
+             WHERE id IN (
+               SELECT id FROM messages
+               WHERE phone_number_id = ? AND state = 'queued' AND next_attempt_at <= ?
+               ORDER BY next_attempt_at, id LIMIT ?)
+             RETURNING *",
+        )
+        .bind(lease_until)
+        .bind(now)
+        .bind(now)
+        .bind(phone_number_id)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await?;
+        let mut out: Vec<MessageRecord> =
+            rows.iter().map(message_from_row).collect::<Result<_>>()?;
+        out.sort_by(|a, b| {
+            a.next_attempt_at
+                .cmp(&b.next_attempt_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(out)
+    }
+
+    async fn mark_accepted(&self, id: &MessageId, wamid: &str, now: Millis) -> Result<()> {
+        let mut tx = self.tx().await?;
+        let row = sqlx::query("SELECT * FROM messages WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("message {id}")))?;
+        let current = message_from_row(&row)?;
+        let change = StatusChange {
+            wamid: wamid.to_owned(),
+            message_id: Some(id.clone()),
+            state: MessageState::Accepted,
+            at: now,
+            error: None,
+        };
+        merge_status(&mut tx, &current, &change).await?;
+        // A retried send that Meta accepted clears the transient error it recovered from.
+        sqlx::query(
+            "UPDATE messages SET error_code = NULL, error_message = NULL WHERE id = ? AND state != 'failed'",
+        )
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        fold_orphans(&mut tx, id, wamid).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn reschedule_message(
+        &self,
+        id: &MessageId,
+        next_attempt_at: Millis,
+        error: Option<(i64, &str)>,
+        now: Millis,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE messages SET state = 'queued', lease_until = NULL, next_attempt_at = ?,
+               error_code = ?, error_message = ?, updated_at = ?
+             WHERE id = ? AND state IN ('queued', 'sending')",
+        )
+        .bind(next_attempt_at)
+        .bind(error.map(|e| e.0))
+        .bind(error.map(|e| e.1))
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn fail_message(
+        &self,
+        id: &MessageId,
+        code: i64,
+        message: &str,
+        now: Millis,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE messages SET state = 'failed', lease_until = NULL, error_code = ?, error_message = ?,
+               failed_at = COALESCE(failed_at, ?), updated_at = ?
+             WHERE id = ? AND state IN ('queued', 'sending')",
+        )
+        .bind(code)
+        .bind(message)
+        .bind(now)
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn apply_status(&self, change: &StatusChange) -> Result<Option<MessageRecord>> {
+        let mut tx = self.tx().await?;
+        let mut row = None;
+        if let Some(id) = &change.message_id {
+            row = sqlx::query("SELECT * FROM messages WHERE id = ?")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        }
+        if row.is_none() {
+            row = sqlx::query("SELECT * FROM messages WHERE wamid = ?")
+                .bind(&change.wamid)
+                .fetch_optional(&mut *tx)
+                .await?;
+        }
+        let Some(row) = row else {
+            sqlx::query(
+                "INSERT INTO orphan_statuses (wamid, state, at, error_code, error_message) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (wamid, state) DO NOTHING",
+            )
+            .bind(&change.wamid)
+            .bind(change.state.as_str())
+            .bind(change.at)
+            .bind(change.error.as_ref().map(|e| e.0))
+            .bind(change.error.as_ref().map(|e| e.1.as_str()))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let current = message_from_row(&row)?;
+        merge_status(&mut tx, &current, change).await?;
+        let updated = sqlx::query("SELECT * FROM messages WHERE id = ?")
+            .bind(current.id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(message_from_row(&updated)?))
+    }
+
+    async fn requeue_stale_sending(&self, now: Millis, grace_ms: i64) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE messages SET state = 'queued', lease_until = NULL, next_attempt_at = ?, updated_at = ?
+             WHERE state = 'sending' AND wamid IS NULL AND lease_until IS NOT NULL AND lease_until + ? < ?",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(grace_ms)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn next_due_at(&self, phone_number_id: &str) -> Result<Option<Millis>> {
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM messages WHERE phone_number_id = ? AND state = 'queued'",
+        )
+        .bind(phone_number_id)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(v)
+    }
+
+    async fn insert_webhook_event(&self, body: &[u8], now: Millis) -> Result<i64> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO webhook_events (received_at, body) VALUES (?, ?) RETURNING id",
+        )
+        .bind(now)
+        .bind(body)
+        .fetch_one(&self.writer)
+        .await?;
+        Ok(id)
+    }
+
+    async fn pending_webhook_events(&self, limit: u32) -> Result<Vec<WebhookEventRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, received_at, body, attempts FROM webhook_events WHERE processed_at IS NULL ORDER BY id LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(WebhookEventRecord {
+                    id: r.try_get("id")?,
+                    received_at: r.try_get("received_at")?,
+                    body: r.try_get("body")?,
+                    attempts: r.try_get("attempts")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn finish_webhook_event(&self, id: i64, now: Millis, error: Option<&str>) -> Result<()> {
+        sqlx::query(
+            "UPDATE webhook_events SET processed_at = ?, error = ?, attempts = attempts + 1 WHERE id = ?",
+        )
+        .bind(now)
+        .bind(error)
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn count_webhook_events(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events")
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
