@@ -5,7 +5,9 @@
 //! | Method | Path | Body / query | Answer |
 //! |---|---|---|---|
 //! | `POST` | `/sandbox/clock/advance` | `{"seconds": N}` or `{"ms": N}` | `{"now": <unix secs>, "now_ms", "offset_ms"}`; wakes the dispatcher |
-//! | `GET` | `/sandbox/clock` | | `{"now", "now_ms", "offset_ms"}` |
+//! | `GET` | `/sandbox/clock` | | `{"now", "now_ms", "offset_ms", "frozen"}` |
+//! | `POST` | `/sandbox/clock/freeze` | | stops virtual time (only advances move it); the clock |
+//! | `POST` | `/sandbox/clock/unfreeze` | | lets virtual time run again from where it stood |
 //! | `POST` | `/sandbox/inbound` | `{"from": "+4915112345678", "text": "hi", "phone_number_id"?, "name"?}` or `{"from", "message": {…raw Meta message object…}}` | `{"wamid"}`; sends the signed `messages` webhook and opens the 24 h window |
 //! | `GET` | `/sandbox/faults` | | current fault settings |
 //! | `POST` | `/sandbox/faults` | `{"error_rates": {"131000": 0.5}, "fail_next": [131000], "latency_ms": 0, "timeout_rate": 0.0, "timeout_ms": 30000, "duplicate_webhooks": 0.0, "reorder_webhooks": false, "drop_webhooks": 0.0}` (all optional) | replaces the fault settings, returns them |
@@ -96,7 +98,19 @@ fn clock_json(sandbox: &Sandbox) -> Value {
         "now": now_ms.div_euclid(1000),
         "now_ms": now_ms,
         "offset_ms": clock.offset_ms(),
+        "frozen": clock.is_frozen(),
     })
+}
+
+pub(crate) async fn freeze_clock(State(sandbox): State<Sandbox>) -> Answer {
+    sandbox.inner.clock.freeze();
+    ok(clock_json(&sandbox))
+}
+
+pub(crate) async fn unfreeze_clock(State(sandbox): State<Sandbox>) -> Answer {
+    sandbox.inner.clock.unfreeze();
+    sandbox.inner.wake.notify_one();
+    ok(clock_json(&sandbox))
 }
 
 pub(crate) async fn clock(State(sandbox): State<Sandbox>) -> Answer {

@@ -98,6 +98,8 @@ impl Sandbox {
         Router::new()
             .route("/sandbox/clock", get(control::clock))
             .route("/sandbox/clock/advance", post(control::advance_clock))
+            .route("/sandbox/clock/freeze", post(control::freeze_clock))
+            .route("/sandbox/clock/unfreeze", post(control::unfreeze_clock))
             .route("/sandbox/inbound", post(control::inbound))
             .route(
                 "/sandbox/faults",
@@ -156,6 +158,16 @@ impl Sandbox {
         self.inner
             .clock
             .advance_ms(u64::try_from(by.as_millis()).unwrap_or(u64::MAX));
+        self.inner.wake.notify_one();
+    }
+
+    /// Stops virtual time; only [`Sandbox::advance_clock`] moves it until unfrozen.
+    pub fn freeze_clock(&self) {
+        self.inner.clock.freeze();
+    }
+
+    pub fn unfreeze_clock(&self) {
+        self.inner.clock.unfreeze();
         self.inner.wake.notify_one();
     }
 
