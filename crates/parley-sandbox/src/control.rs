@@ -19,6 +19,7 @@
 //! | `GET` | `/sandbox/webhooks` | `?limit=N` (last N) | `{"data": [{"id", "at", "url", "phone_number_id", "kind", "statuses", "messages", "attempts", "response_code", "outcome", "error"?, "duplicate", "payload"}]}` |
 //! | `POST` | `/sandbox/webhook_url` | `{"url": "http://…" \| null}` | `{"url"}` |
 //! | `GET` | `/sandbox/state` | | businesses, WABAs, numbers, templates, clock (no secrets) |
+//! | `POST` | `/sandbox/templates/{id}/status` | `{"status": "PAUSED", "reason"?: "NONE"}` | the template's new status; sends `message_template_status_update` |
 //! | `POST` | `/sandbox/reset` | | forgets messages, windows, limits, queued webhooks, the delivery log and faults |
 
 use axum::Json;
@@ -412,4 +413,55 @@ pub(crate) async fn reset(State(sandbox): State<Sandbox>) -> Answer {
     state.faults = Faults::default();
     drop(state);
     ok(json!({ "success": true }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateStatus {
+    status: String,
+    reason: Option<String>,
+}
+
+const TEMPLATE_STATUSES: &[&str] = &[
+    "APPROVED",
+    "PENDING",
+    "REJECTED",
+    "PAUSED",
+    "DISABLED",
+    "IN_APPEAL",
+    "REINSTATED",
+    "FLAGGED",
+    "DELETED",
+    "PENDING_DELETION",
+    "LIMIT_EXCEEDED",
+    "ARCHIVED",
+    "LOCKED",
+];
+
+pub(crate) async fn set_template_status(
+    State(sandbox): State<Sandbox>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Answer {
+    let change: TemplateStatus = json_body(body).await?;
+    let status = change.status.to_ascii_uppercase();
+    if !TEMPLATE_STATUSES.contains(&status.as_str()) {
+        return Err(GraphError::invalid_param(format!(
+            "status must be one of {} - got {:?}.",
+            TEMPLATE_STATUSES.join(", "),
+            change.status
+        )));
+    }
+    let now_ms = sandbox.inner.clock.now_ms();
+    {
+        let mut state = sandbox.inner.lock();
+        let waba_id = crate::templates::waba_of(&state, &id)
+            .ok_or_else(|| GraphError::invalid_param(format!("No template with id {id}.")))?;
+        let reason = change.reason.unwrap_or_else(|| "NONE".to_owned());
+        let event = crate::templates::set_status(&mut state, &waba_id, &id, &status, &reason)
+            .ok_or_else(|| GraphError::invalid_param(format!("No template with id {id}.")))?;
+        state.schedule(now_ms, "", event);
+    }
+    sandbox.inner.wake.notify_one();
+    ok(json!({ "id": id, "status": status }))
 }

@@ -6,8 +6,10 @@
 //!
 //! Objects served: phone numbers (`GET /{phone}`, `POST /{phone}/messages`), WABAs
 //! (`GET /{waba}`, `/{waba}/phone_numbers`, `/{waba}/message_templates`), business portfolios
-//! (`GET /{business}`, `/{business}/owned_whatsapp_business_accounts`) and templates
-//! (`GET /{template-id}`).
+//! (`GET /{business}`, `/{business}/owned_whatsapp_business_accounts`), templates
+//! (`GET /{template-id}`, `POST`/`DELETE /{waba}/message_templates`), and onboarding
+//! (`/oauth/access_token`, `/debug_token`, `/{waba}/subscribed_apps`, `/{phone}/register`,
+//! `/{phone}/deregister`, `/{phone}/whatsapp_business_profile`).
 
 use std::time::Duration;
 
@@ -66,7 +68,17 @@ pub(crate) async fn handle(
         Ok(request) => request,
         Err(error) => return error.into_response(),
     };
-    if let Err(error) = authenticate(&sandbox, &headers, &request) {
+    if request.method == Method::GET && request.segments == ["oauth", "access_token"] {
+        let state = sandbox.inner.lock();
+        return match crate::onboarding::exchange_code(&state, |k| {
+            request.param(k).map(str::to_owned)
+        }) {
+            Ok(value) => (StatusCode::OK, axum::Json(value)).into_response(),
+            Err(error) => error.into_response(),
+        };
+    }
+    let app_token_allowed = request.segments == ["debug_token"];
+    if let Err(error) = authenticate(&sandbox, &headers, &request, app_token_allowed) {
         return error.into_response();
     }
     match route(&sandbox, &request) {
@@ -185,6 +197,7 @@ fn authenticate(
     sandbox: &Sandbox,
     headers: &HeaderMap,
     request: &GraphRequest,
+    app_token_allowed: bool,
 ) -> Result<(), GraphError> {
     let from_header = headers
         .get(header::AUTHORIZATION)
@@ -198,7 +211,12 @@ fn authenticate(
     let Some(token) = token.filter(|t| !t.is_empty()) else {
         return Err(GraphError::missing_token());
     };
-    let accepted = sandbox.inner.lock().config.access_tokens.contains(&token);
+    let accepted = {
+        let state = sandbox.inner.lock();
+        let config = &state.config;
+        config.access_tokens.contains(&token)
+            || (app_token_allowed && token == format!("{}|{}", config.app_id, config.app_secret))
+    };
     if accepted {
         Ok(())
     } else {
@@ -211,8 +229,45 @@ fn route(sandbox: &Sandbox, request: &GraphRequest) -> Result<Answer, GraphError
     let method = request.method.as_str();
     let now_ms = sandbox.inner.clock.now_ms();
     let mut state = sandbox.inner.lock();
+    let json = Answer::Json;
     match (&request.method, segments.as_slice()) {
-        (&Method::GET, [id]) => get_object(&state, request, id).map(Answer::Json),
+        (&Method::GET, ["debug_token"]) => crate::onboarding::debug_token(
+            &state,
+            request.param("input_token"),
+            now_ms.div_euclid(1000),
+        )
+        .map(json),
+        (&Method::GET, [id]) => get_object(&state, request, id).map(json),
+        (&Method::POST, [id, "message_templates"]) if state.waba(id).is_some() => {
+            crate::templates::create(&mut state, now_ms, id, &request.body).map(json)
+        }
+        (&Method::DELETE, [id, "message_templates"]) if state.waba(id).is_some() => {
+            crate::templates::delete(
+                &mut state,
+                id,
+                request.param("name"),
+                request.param("hsm_id"),
+            )
+            .map(json)
+        }
+        (_, [id, "subscribed_apps"]) if state.waba(id).is_some() => {
+            crate::onboarding::subscribed_apps(&mut state, method, id, &request.body).map(json)
+        }
+        (&Method::POST, [id, edge @ ("register" | "deregister")]) if state.phone(id).is_some() => {
+            crate::onboarding::register(
+                &mut state,
+                now_ms,
+                id,
+                &request.body,
+                *edge == "deregister",
+            )
+            .map(json)
+        }
+        (&Method::GET | &Method::POST, [id, "whatsapp_business_profile"])
+            if state.phone(id).is_some() =>
+        {
+            crate::onboarding::business_profile(&mut state, method, id, &request.body).map(json)
+        }
         (&Method::POST, [id, "messages"]) if state.phone(id).is_some() => {
             let outcome =
                 post_messages(&mut state, now_ms, request.version_major, id, &request.body)?;

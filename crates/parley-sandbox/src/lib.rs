@@ -24,8 +24,10 @@ mod config;
 mod control;
 mod errors;
 mod graph;
+mod onboarding;
 mod send;
 mod state;
+mod templates;
 mod validate;
 mod webhooks;
 
@@ -117,6 +119,10 @@ impl Sandbox {
             .route("/sandbox/webhook_url", post(control::set_webhook_url))
             .route("/sandbox/state", get(control::state))
             .route("/sandbox/reset", post(control::reset))
+            .route(
+                "/sandbox/templates/{id}/status",
+                post(control::set_template_status),
+            )
             .fallback(graph::handle)
             .with_state(self.clone())
     }

@@ -150,6 +150,17 @@ pub(crate) enum EventKind {
     },
     /// One inbound message with its contact.
     Inbound { contact: Value, message: Value },
+    /// Meta's review of a created template comes to its decision.
+    TemplateReview {
+        waba_id: String,
+        template_id: String,
+    },
+    /// A management webhook (`message_template_status_update`, …) for a WABA.
+    Change {
+        waba_id: String,
+        field: String,
+        value: Value,
+    },
 }
 
 /// One webhook POST (and its retries), as `/sandbox/webhooks` shows it.
@@ -160,7 +171,7 @@ pub struct DeliveryRecord {
     pub at: i64,
     pub url: Option<String>,
     pub phone_number_id: String,
-    /// `statuses` or `messages`.
+    /// `statuses`, `messages` or `change` (management fields such as template reviews).
     pub kind: String,
     pub statuses: usize,
     pub messages: usize,
@@ -205,6 +216,12 @@ pub(crate) struct State {
     pub next_seq: u64,
     pub deliveries: VecDeque<DeliveryRecord>,
     pub next_delivery_id: u64,
+    /// phone number id → virtual ms of register/deregister calls (10 per 72 h).
+    pub registrations: HashMap<String, VecDeque<i64>>,
+    /// WABA id → `subscribed_apps` row of this app (absent: not subscribed).
+    pub subscriptions: HashMap<String, Value>,
+    /// phone number id → business profile.
+    pub profiles: HashMap<String, Value>,
 }
 
 impl State {
@@ -221,6 +238,9 @@ impl State {
             next_seq: 0,
             deliveries: VecDeque::new(),
             next_delivery_id: 1,
+            registrations: HashMap::new(),
+            subscriptions: HashMap::new(),
+            profiles: HashMap::new(),
         }
     }
 
@@ -242,6 +262,14 @@ impl State {
             .businesses
             .iter()
             .flat_map(|b| b.wabas.iter())
+            .find(|w| w.id == id)
+    }
+
+    pub(crate) fn waba_mut(&mut self, id: &str) -> Option<&mut WabaSeed> {
+        self.config
+            .businesses
+            .iter_mut()
+            .flat_map(|b| b.wabas.iter_mut())
             .find(|w| w.id == id)
     }
 

@@ -91,6 +91,17 @@ pub(crate) fn dispatch_due(inner: &Arc<Inner>, shutdown: &CancellationToken) {
             due.shuffle(&mut rng);
         }
 
+        // Template reviews decide now and become `message_template_status_update` changes.
+        for event in &mut due {
+            if let EventKind::TemplateReview {
+                waba_id,
+                template_id,
+            } = &event.kind
+            {
+                event.kind = crate::templates::conclude_review(&mut state, waba_id, template_id);
+            }
+        }
+
         // Statuses are recorded as dispatched even when the POST is dropped or fails:
         // Meta's state moved on whether or not the client heard of it.
         for event in &due {
@@ -110,9 +121,31 @@ pub(crate) fn dispatch_due(inner: &Arc<Inner>, shutdown: &CancellationToken) {
         }
 
         let mut payloads: Vec<(String, &'static str, usize, usize, Value)> = Vec::new();
+        for event in &due {
+            if let EventKind::Change {
+                waba_id,
+                field,
+                value,
+            } = &event.kind
+            {
+                let payload = json!({
+                    "object": "whatsapp_business_account",
+                    "entry": [{
+                        "id": waba_id,
+                        "time": now_ms.div_euclid(1000),
+                        "changes": [{ "value": value, "field": field }],
+                    }],
+                });
+                payloads.push((String::new(), "change", 0, 0, payload));
+            }
+        }
         let mut phones: Vec<String> = Vec::new();
         for event in &due {
-            if !phones.contains(&event.phone_number_id) {
+            if matches!(
+                event.kind,
+                EventKind::Status { .. } | EventKind::Inbound { .. }
+            ) && !phones.contains(&event.phone_number_id)
+            {
                 phones.push(event.phone_number_id.clone());
             }
         }
@@ -145,6 +178,7 @@ pub(crate) fn dispatch_due(inner: &Arc<Inner>, shutdown: &CancellationToken) {
                             envelope(&waba_id, value),
                         ));
                     }
+                    EventKind::TemplateReview { .. } | EventKind::Change { .. } => {}
                 }
             }
             for chunk in statuses.chunks(MAX_PER_POST) {

@@ -756,3 +756,183 @@ async fn phone_numbers_and_waba_are_served() {
     assert!(!printed.contains(demo_ids::APP_SECRET));
     assert!(!printed.contains(demo_ids::ACCESS_TOKEN));
 }
+
+impl TestSandbox {
+    async fn graph(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(demo_ids::ACCESS_TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("graph request");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("json body"))
+    }
+}
+
+fn template_changes(received: &Received) -> Vec<Value> {
+    received
+        .all()
+        .iter()
+        .filter(|(body, _)| {
+            body["entry"][0]["changes"][0]["field"] == "message_template_status_update"
+        })
+        .map(|(body, _)| body["entry"][0]["changes"][0]["value"].clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn created_templates_are_reviewed_and_announced() {
+    let sb = spawn(test_config()).await;
+    let path = format!("/v23.0/{}/message_templates", demo_ids::WABA_ID);
+    let create = |name: &str| {
+        json!({
+            "name": name,
+            "category": "utility",
+            "language": "en",
+            "parameter_format": "named",
+            "components": [{
+                "type": "BODY",
+                "text": "Your code is {{code}}.",
+                "example": {"body_text_named_params": [{"param_name": "code", "example": "1234"}]}
+            }]
+        })
+    };
+    let (status, created) = sb
+        .graph(reqwest::Method::POST, &path, Some(create("login_code")))
+        .await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["status"], "PENDING");
+    assert_eq!(created["category"], "UTILITY");
+    let id = created["id"].as_str().expect("id").to_owned();
+
+    let (status, body) = sb
+        .graph(reqwest::Method::POST, &path, Some(create("login_code")))
+        .await;
+    assert_meta_error(status, &body, 400, 100);
+    let (_, rejected) = sb
+        .graph(reqwest::Method::POST, &path, Some(create("reject_me")))
+        .await;
+
+    let send = json!({
+        "messaging_product": "whatsapp", "to": CUSTOMER, "type": "template",
+        "template": {"name": "login_code", "language": {"code": "en"}, "components": [
+            {"type": "body", "parameters": [{"type": "text", "parameter_name": "code", "text": "9876"}]}
+        ]}
+    });
+    let (status, body) = sb.send(&send).await;
+    assert_meta_error(status, &body, 404, 132001);
+
+    sb.advance(11).await;
+    let received = sb.received.clone();
+    eventually("two template reviews", || {
+        template_changes(&received).len() >= 2
+    })
+    .await;
+    let changes = template_changes(&sb.received);
+    let approved = changes
+        .iter()
+        .find(|c| c["message_template_name"] == "login_code")
+        .expect("login_code reviewed");
+    assert_eq!(approved["event"], "APPROVED");
+    assert_eq!(
+        approved["message_template_id"]
+            .as_u64()
+            .map(|n| n.to_string()),
+        Some(id.clone())
+    );
+    let refused = changes
+        .iter()
+        .find(|c| c["message_template_name"] == "reject_me")
+        .expect("reject_me reviewed");
+    assert_eq!(refused["event"], "REJECTED");
+
+    assert_eq!(sb.send(&send).await.0, 200, "approved template can be sent");
+    let (_, fetched) = sb
+        .get(&format!("/v23.0/{}", rejected["id"].as_str().expect("id")))
+        .await;
+    assert_eq!(fetched["status"], "REJECTED");
+
+    sb.control(
+        &format!("templates/{id}/status"),
+        json!({"status": "PAUSED"}),
+    )
+    .await;
+    let (status, body) = sb.send(&send).await;
+    assert_meta_error(status, &body, 400, 132015);
+
+    let (status, body) = sb
+        .graph(
+            reqwest::Method::DELETE,
+            &format!("{path}?name=login_code"),
+            None,
+        )
+        .await;
+    assert_eq!((status, body), (200, json!({"success": true})));
+}
+
+#[tokio::test]
+async fn onboarding_calls_answer_like_meta() {
+    let sb = spawn(test_config()).await;
+    let config = SandboxConfig::demo();
+    let exchange = sb
+        .http
+        .get(format!(
+            "{}/v23.0/oauth/access_token?client_id={}&client_secret={}&code=abc",
+            sb.base, config.app_id, config.app_secret
+        ))
+        .send()
+        .await
+        .expect("exchange");
+    assert_eq!(exchange.status().as_u16(), 200);
+    let token: Value = exchange.json().await.expect("json");
+    assert_eq!(token["access_token"], demo_ids::ACCESS_TOKEN);
+
+    let (_, debug) = sb
+        .get(&format!(
+            "/v23.0/debug_token?input_token={}",
+            demo_ids::ACCESS_TOKEN
+        ))
+        .await;
+    assert_eq!(debug["data"]["is_valid"], true);
+    assert_eq!(
+        debug["data"]["granular_scopes"][0]["target_ids"][0],
+        demo_ids::WABA_ID
+    );
+
+    let apps = format!("/v23.0/{}/subscribed_apps", demo_ids::WABA_ID);
+    let (status, body) = sb.graph(reqwest::Method::POST, &apps, None).await;
+    assert_eq!((status, body), (200, json!({"success": true})));
+    let (_, listed) = sb.graph(reqwest::Method::GET, &apps, None).await;
+    assert_eq!(
+        listed["data"][0]["whatsapp_business_api_data"]["id"],
+        config.app_id
+    );
+
+    let register = format!("/v23.0/{}/register", demo_ids::PHONE_NUMBER_ID);
+    let body = json!({"messaging_product": "whatsapp", "pin": "123456"});
+    for _ in 0..10 {
+        let (status, _) = sb
+            .graph(reqwest::Method::POST, &register, Some(body.clone()))
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (status, error) = sb
+        .graph(reqwest::Method::POST, &register, Some(body.clone()))
+        .await;
+    assert_meta_error(status, &error, 400, 133016);
+    sb.advance(72 * 3600).await;
+    assert_eq!(
+        sb.graph(reqwest::Method::POST, &register, Some(body))
+            .await
+            .0,
+        200
+    );
+}

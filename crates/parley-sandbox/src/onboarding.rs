@@ -1,0 +1,241 @@
+//! The Graph calls of onboarding after Embedded Signup (META_API.md §1.3): code exchange,
+//! `debug_token`, `subscribed_apps`, `register`/`deregister` (10 per number per 72 h, else
+//! 133016) and the business profile.
+//!
+//! The Embedded Signup dialog itself is not emulated here: any non-empty `code` is exchanged
+//! for the first configured access token.
+
+use serde_json::{Map, Value, json};
+
+use crate::errors::GraphError;
+use crate::state::State;
+
+const REGISTER_WINDOW_MS: i64 = 72 * 60 * 60 * 1000;
+const REGISTER_MAX: usize = 10;
+
+/// `GET /oauth/access_token?client_id&client_secret&code` (no bearer token).
+pub(crate) fn exchange_code(
+    state: &State,
+    param: impl Fn(&str) -> Option<String>,
+) -> Result<Value, GraphError> {
+    let config = &state.config;
+    let oauth = |message: &str| GraphError {
+        code: 100,
+        message: message.to_owned(),
+        details: None,
+        kind: "OAuthException",
+        subcode: None,
+    };
+    if param("client_id").as_deref() != Some(config.app_id.as_str()) {
+        return Err(oauth(
+            "Error validating application. Invalid application ID.",
+        ));
+    }
+    if param("client_secret").as_deref() != Some(config.app_secret.as_str()) {
+        return Err(GraphError {
+            code: 1,
+            ..oauth("Error validating client secret.")
+        });
+    }
+    if param("redirect_uri").is_some() {
+        return Err(oauth(
+            "Error validating verification code. Please make sure your redirect_uri is identical to the one you used in the OAuth dialog request",
+        ));
+    }
+    if param("code").is_none_or(|c| c.is_empty()) {
+        return Err(oauth("Missing authorization code"));
+    }
+    let Some(token) = config.access_tokens.first() else {
+        return Err(oauth("This sandbox has no access token configured."));
+    };
+    Ok(json!({ "access_token": token, "token_type": "bearer" }))
+}
+
+/// `GET /debug_token?input_token=…`.
+pub(crate) fn debug_token(
+    state: &State,
+    input: Option<&str>,
+    now_secs: i64,
+) -> Result<Value, GraphError> {
+    let Some(input) = input.filter(|t| !t.is_empty()) else {
+        return Err(GraphError::invalid_param(
+            "The parameter input_token is required.",
+        ));
+    };
+    let config = &state.config;
+    let valid = config.access_tokens.iter().any(|t| t == input);
+    let waba_ids: Vec<&str> = config
+        .businesses
+        .iter()
+        .flat_map(|b| b.wabas.iter())
+        .rev()
+        .map(|w| w.id.as_str())
+        .collect();
+    let mut data = json!({
+        "app_id": config.app_id,
+        "type": "SYSTEM_USER",
+        "application": "Parley Sandbox",
+        "data_access_expires_at": 0,
+        "expires_at": 0,
+        "is_valid": valid,
+        "issued_at": now_secs,
+        "scopes": ["whatsapp_business_management", "whatsapp_business_messaging", "public_profile"],
+        "granular_scopes": [
+            {"scope": "whatsapp_business_management", "target_ids": waba_ids},
+            {"scope": "whatsapp_business_messaging", "target_ids": waba_ids}
+        ],
+        "user_id": "10222270944537964",
+    });
+    if !valid {
+        data = json!({
+            "app_id": config.app_id,
+            "is_valid": false,
+            "error": {"code": 190, "message": "Invalid OAuth access token."},
+            "scopes": [],
+        });
+    }
+    Ok(json!({ "data": data }))
+}
+
+/// `GET|POST|DELETE /{waba}/subscribed_apps`.
+pub(crate) fn subscribed_apps(
+    state: &mut State,
+    method: &str,
+    waba_id: &str,
+    body: &Value,
+) -> Result<Value, GraphError> {
+    match method {
+        "GET" => {
+            let data: Vec<Value> = state
+                .subscriptions
+                .get(waba_id)
+                .cloned()
+                .into_iter()
+                .collect();
+            Ok(json!({ "data": data }))
+        }
+        "POST" => {
+            let mut row = json!({
+                "whatsapp_business_api_data": {
+                    "id": state.config.app_id,
+                    "name": "Parley",
+                    "link": "https://www.facebook.com/games/?app_id=".to_owned() + &state.config.app_id,
+                }
+            });
+            if let Some(uri) = body.get("override_callback_uri").and_then(Value::as_str) {
+                if !crate::validate::is_http_url(uri) {
+                    return Err(GraphError::invalid_param(
+                        "Param override_callback_uri must be a valid URL.",
+                    ));
+                }
+                row["override_callback_uri"] = json!(uri);
+            }
+            state.subscriptions.insert(waba_id.to_owned(), row);
+            Ok(json!({ "success": true }))
+        }
+        _ => {
+            state.subscriptions.remove(waba_id);
+            Ok(json!({ "success": true }))
+        }
+    }
+}
+
+/// `POST /{phone}/register` and `/{phone}/deregister`.
+pub(crate) fn register(
+    state: &mut State,
+    now_ms: i64,
+    phone_id: &str,
+    body: &Value,
+    deregister: bool,
+) -> Result<Value, GraphError> {
+    if body.get("messaging_product").and_then(Value::as_str) != Some("whatsapp") && !deregister {
+        return Err(GraphError::invalid_param(
+            "The parameter messaging_product is required and must be whatsapp.",
+        ));
+    }
+    if !deregister {
+        let pin_ok = body
+            .get("pin")
+            .and_then(Value::as_str)
+            .is_some_and(|p| p.len() == 6 && p.chars().all(|c| c.is_ascii_digit()));
+        if !pin_ok {
+            return Err(GraphError::invalid_param(
+                "The parameter pin is required and must be 6 digits.",
+            ));
+        }
+    }
+    let calls = state.registrations.entry(phone_id.to_owned()).or_default();
+    while calls
+        .front()
+        .is_some_and(|t| *t <= now_ms - REGISTER_WINDOW_MS)
+    {
+        calls.pop_front();
+    }
+    if calls.len() >= REGISTER_MAX {
+        return Err(GraphError::new(
+            133016,
+            "Too many register/deregister requests for this number: at most 10 in 72 hours.",
+        ));
+    }
+    calls.push_back(now_ms);
+    Ok(json!({ "success": true }))
+}
+
+/// `GET|POST /{phone}/whatsapp_business_profile`.
+pub(crate) fn business_profile(
+    state: &mut State,
+    method: &str,
+    phone_id: &str,
+    body: &Value,
+) -> Result<Value, GraphError> {
+    let profile = state
+        .profiles
+        .entry(phone_id.to_owned())
+        .or_insert_with(|| {
+            json!({
+                "messaging_product": "whatsapp",
+                "about": "Hello from the Parley sandbox",
+                "address": "",
+                "description": "",
+                "email": "",
+                "profile_picture_url": "",
+                "websites": [],
+                "vertical": "OTHER",
+            })
+        });
+    if method == "GET" {
+        return Ok(json!({ "data": [profile.clone()] }));
+    }
+    let Value::Object(update) = body else {
+        return Err(GraphError::invalid_param(
+            "The request body must be a JSON object.",
+        ));
+    };
+    let allowed = [
+        "about",
+        "address",
+        "description",
+        "email",
+        "websites",
+        "vertical",
+        "profile_picture_handle",
+    ];
+    let mut changes = Map::new();
+    for (key, value) in update {
+        match key.as_str() {
+            "messaging_product" => {}
+            k if allowed.contains(&k) => {
+                changes.insert(key.clone(), value.clone());
+            }
+            other => {
+                return Err(GraphError::invalid_param(format!(
+                    "Param {other} is not a business profile field."
+                )));
+            }
+        }
+    }
+    if let Value::Object(stored) = profile {
+        stored.extend(changes);
+    }
+    Ok(json!({ "success": true }))
+}

@@ -1,0 +1,303 @@
+//! Template management: `POST` and `DELETE /{waba}/message_templates`, Meta's review, and
+//! status changes announced by `message_template_status_update` webhooks.
+//!
+//! Review is deterministic so tests can rely on it: after [`REVIEW_MS`] of virtual time a
+//! template is `APPROVED`, unless its name starts with `reject`, which is `REJECTED` with
+//! reason `INVALID_FORMAT`. `POST /sandbox/templates/{id}/status` moves a template to any
+//! status (e.g. `PAUSED`, `DISABLED`) and announces it the same way.
+
+use rand::Rng;
+use serde_json::{Value, json};
+
+use crate::errors::GraphError;
+use crate::state::{EventKind, State};
+use crate::validate::variables;
+
+/// Virtual time Meta takes to review a new template.
+pub const REVIEW_MS: i64 = 10_000;
+const NAME_MAX: usize = 512;
+
+/// `POST /{waba}/message_templates` → `{"id","status":"PENDING","category"}`.
+pub(crate) fn create(
+    state: &mut State,
+    now_ms: i64,
+    waba_id: &str,
+    body: &Value,
+) -> Result<Value, GraphError> {
+    let name = body
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| GraphError::invalid_param("The parameter name is required."))?;
+    let valid_name = name.len() <= NAME_MAX
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid_name {
+        return Err(GraphError::invalid_param(format!(
+            "Param name '{name}' may only contain lowercase letters, digits and underscores (at most {NAME_MAX} characters)."
+        )));
+    }
+    let category = body
+        .get("category")
+        .and_then(Value::as_str)
+        .map(str::to_ascii_uppercase)
+        .filter(|c| matches!(c.as_str(), "AUTHENTICATION" | "MARKETING" | "UTILITY"))
+        .ok_or_else(|| {
+            GraphError::invalid_param(
+                "Param category must be one of {AUTHENTICATION, MARKETING, UTILITY}.",
+            )
+        })?;
+    let language = body
+        .get("language")
+        .and_then(Value::as_str)
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| GraphError::invalid_param("The parameter language is required."))?;
+    let parameter_format = match body.get("parameter_format").and_then(Value::as_str) {
+        None => "POSITIONAL".to_owned(),
+        Some(f) if f.eq_ignore_ascii_case("named") => "NAMED".to_owned(),
+        Some(f) if f.eq_ignore_ascii_case("positional") => "POSITIONAL".to_owned(),
+        Some(other) => {
+            return Err(GraphError::invalid_param(format!(
+                "Param parameter_format must be one of {{NAMED, POSITIONAL}} - got {other}."
+            )));
+        }
+    };
+    let components = body
+        .get("components")
+        .and_then(Value::as_array)
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| GraphError::invalid_param("Param components must be a non-empty array."))?;
+    check_components(components, parameter_format == "NAMED", &category)?;
+
+    let Some(waba) = state.waba(waba_id) else {
+        return Err(GraphError::unsupported("post", waba_id));
+    };
+    let exists = waba.templates.iter().any(|t| {
+        t.get("name").and_then(Value::as_str) == Some(name)
+            && t.get("language").and_then(Value::as_str) == Some(language)
+    });
+    if exists {
+        return Err(GraphError::invalid_param(format!(
+            "Content in this language already exists: a template named {name} in {language} exists."
+        )));
+    }
+
+    let id = loop {
+        let candidate = format!(
+            "{}",
+            rand::rng().random_range(1_000_000_000_000_000u64..10_000_000_000_000_000)
+        );
+        if state.template(&candidate).is_none() {
+            break candidate;
+        }
+    };
+    let template = json!({
+        "id": id,
+        "name": name,
+        "language": language,
+        "category": category,
+        "status": "PENDING",
+        "parameter_format": parameter_format,
+        "components": components,
+    });
+    if let Some(waba) = state.waba_mut(waba_id) {
+        waba.templates.push(template);
+    }
+    state.schedule(
+        now_ms + REVIEW_MS,
+        "",
+        EventKind::TemplateReview {
+            waba_id: waba_id.to_owned(),
+            template_id: id.clone(),
+        },
+    );
+    Ok(json!({ "id": id, "status": "PENDING", "category": category }))
+}
+
+/// Meta refuses templates whose variables it cannot check: wrong kinds, gaps, no examples.
+fn check_components(components: &[Value], named: bool, category: &str) -> Result<(), GraphError> {
+    let mut has_body = false;
+    for component in components {
+        let kind = component
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        match kind.as_str() {
+            "BODY" => {
+                has_body = true;
+                let text = component.get("text").and_then(Value::as_str).unwrap_or("");
+                if text.trim().is_empty() && category != "AUTHENTICATION" {
+                    return Err(GraphError::invalid_param(
+                        "Message template BODY component needs a non-empty text.",
+                    ));
+                }
+                let vars = variables(text);
+                if vars.is_empty() {
+                    continue;
+                }
+                if named {
+                    let example = component.pointer("/example/body_text_named_params");
+                    let ok = example.and_then(Value::as_array).is_some_and(|examples| {
+                        vars.iter().all(|v| {
+                            examples
+                                .iter()
+                                .any(|e| e.get("param_name").and_then(Value::as_str) == Some(v))
+                        })
+                    });
+                    if !ok {
+                        return Err(GraphError::invalid_param(
+                            "Message template BODY with named parameters needs example.body_text_named_params for every parameter.",
+                        ));
+                    }
+                    if let Some(bad) = vars.iter().find(|v| {
+                        !v.chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                    }) {
+                        return Err(GraphError::invalid_param(format!(
+                            "Named parameter {{{{{bad}}}}} may only contain lowercase letters, digits and underscores."
+                        )));
+                    }
+                } else {
+                    let sequential = vars
+                        .iter()
+                        .enumerate()
+                        .all(|(i, v)| v.parse::<usize>().ok() == Some(i + 1));
+                    if !sequential {
+                        return Err(GraphError::invalid_param(
+                            "Positional parameters must be {{1}}, {{2}}, … in sequence.",
+                        ));
+                    }
+                    if component.pointer("/example/body_text").is_none() {
+                        return Err(GraphError::invalid_param(
+                            "Message template BODY with parameters needs example.body_text.",
+                        ));
+                    }
+                }
+            }
+            "HEADER" | "FOOTER" | "BUTTONS" | "CAROUSEL" | "LIMITED_TIME_OFFER" => {}
+            other => {
+                return Err(GraphError::invalid_param(format!(
+                    "Param components[]['type'] must be one of {{HEADER, BODY, FOOTER, BUTTONS}} - got {other}."
+                )));
+            }
+        }
+    }
+    if !has_body {
+        return Err(GraphError::invalid_param(
+            "Message template needs a BODY component.",
+        ));
+    }
+    Ok(())
+}
+
+/// `DELETE /{waba}/message_templates?name=…[&hsm_id=…]` → `{"success":true}`.
+pub(crate) fn delete(
+    state: &mut State,
+    waba_id: &str,
+    name: Option<&str>,
+    hsm_id: Option<&str>,
+) -> Result<Value, GraphError> {
+    let Some(name) = name.filter(|n| !n.is_empty()) else {
+        return Err(GraphError::invalid_param("The parameter name is required."));
+    };
+    let Some(waba) = state.waba_mut(waba_id) else {
+        return Err(GraphError::unsupported("delete", waba_id));
+    };
+    let before = waba.templates.len();
+    waba.templates.retain(|t| {
+        let same_name = t.get("name").and_then(Value::as_str) == Some(name);
+        let same_id = hsm_id.is_none_or(|id| t.get("id").and_then(Value::as_str) == Some(id));
+        !(same_name && same_id)
+    });
+    if waba.templates.len() == before {
+        return Err(GraphError::invalid_param(format!(
+            "Message template \"{name}\" was not found."
+        )));
+    }
+    Ok(json!({ "success": true }))
+}
+
+/// Decides a pending review and returns the webhook announcing it.
+pub(crate) fn conclude_review(state: &mut State, waba_id: &str, template_id: &str) -> EventKind {
+    let name = find(state, waba_id, template_id)
+        .and_then(|t| t.get("name").and_then(Value::as_str))
+        .unwrap_or("")
+        .to_owned();
+    let (status, reason) = if name.starts_with("reject") {
+        ("REJECTED", "INVALID_FORMAT")
+    } else {
+        ("APPROVED", "NONE")
+    };
+    set_status(state, waba_id, template_id, status, reason).unwrap_or(EventKind::Change {
+        waba_id: waba_id.to_owned(),
+        field: "message_template_status_update".to_owned(),
+        value: json!({ "event": "DELETED", "message_template_id": numeric(template_id), "reason": Value::Null }),
+    })
+}
+
+fn find<'a>(state: &'a State, waba_id: &str, template_id: &str) -> Option<&'a Value> {
+    state
+        .waba(waba_id)?
+        .templates
+        .iter()
+        .find(|t| t.get("id").and_then(Value::as_str) == Some(template_id))
+}
+
+fn numeric(id: &str) -> Value {
+    id.parse::<u64>().map_or_else(|_| json!(id), |n| json!(n))
+}
+
+/// Moves a template to `status` and returns its `message_template_status_update` change.
+pub(crate) fn set_status(
+    state: &mut State,
+    waba_id: &str,
+    template_id: &str,
+    status: &str,
+    reason: &str,
+) -> Option<EventKind> {
+    let waba = state.waba_mut(waba_id)?;
+    let template = waba
+        .templates
+        .iter_mut()
+        .find(|t| t.get("id").and_then(Value::as_str) == Some(template_id))?;
+    template["status"] = json!(status);
+    if status == "REJECTED" {
+        template["rejected_reason"] = json!(reason);
+    }
+    let mut value = json!({
+        "event": status,
+        "message_template_id": numeric(template_id),
+        "message_template_name": template.get("name"),
+        "message_template_language": template.get("language"),
+        "reason": reason,
+        "message_template_category": template.get("category"),
+    });
+    if status == "REJECTED" {
+        value["rejection_info"] = json!({
+            "reason": reason,
+            "recommendation": "Check the template's formatting against Meta's guidelines."
+        });
+    }
+    Some(EventKind::Change {
+        waba_id: waba_id.to_owned(),
+        field: "message_template_status_update".to_owned(),
+        value,
+    })
+}
+
+/// The WABA holding a template id.
+pub(crate) fn waba_of(state: &State, template_id: &str) -> Option<String> {
+    state
+        .config
+        .businesses
+        .iter()
+        .flat_map(|b| b.wabas.iter())
+        .find(|w| {
+            w.templates
+                .iter()
+                .any(|t| t.get("id").and_then(Value::as_str) == Some(template_id))
+        })
+        .map(|w| w.id.clone())
+}
