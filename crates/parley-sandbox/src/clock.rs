@@ -8,6 +8,9 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// The most one advance may move the clock (100 years).
+const MAX_ADVANCE_MS: u64 = 100 * 366 * 24 * 60 * 60 * 1000;
+
 /// Marks a running (not frozen) clock.
 const RUNNING: i64 = i64::MIN;
 
@@ -76,7 +79,8 @@ impl VirtualClock {
 
     /// Moves virtual time forward by `ms` (never backwards: windows and buckets assume it).
     pub(crate) fn advance_ms(&self, ms: u64) {
-        let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+        // A century per call is plenty and keeps every `now + delay` far from overflow.
+        let ms = i64::try_from(ms.min(MAX_ADVANCE_MS)).unwrap_or(0);
         let _ = self
             .frozen_at
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| {

@@ -16,8 +16,9 @@
 //! # }
 //! ```
 //!
-//! The Graph surface is described in [`graph`]-level docs (module `graph`), the control API in
-//! the `control` module docs (`/sandbox/…`).
+//! The Graph surface is listed in the `graph` module docs; the control API (`/sandbox/…`,
+//! virtual clock, simulated customers, faults, recorded sends, delivery log) in the
+//! `control` module docs.
 
 mod clock;
 mod config;

@@ -105,7 +105,7 @@ pub(crate) fn create(
         waba.templates.push(template);
     }
     state.schedule(
-        now_ms + REVIEW_MS,
+        now_ms.saturating_add(REVIEW_MS),
         "",
         EventKind::TemplateReview {
             waba_id: waba_id.to_owned(),

@@ -79,7 +79,7 @@ pub(crate) fn dispatch_due(inner: &Arc<Inner>, shutdown: &CancellationToken) {
                     && rng.random_bool(REORDER_HOLD_RATIO);
                 if hold {
                     event.deferred = true;
-                    let later = now_ms + tick * rng.random_range(1..=3);
+                    let later = now_ms.saturating_add(tick.saturating_mul(rng.random_range(1..=3)));
                     let seq = state.next_seq;
                     state.next_seq += 1;
                     state.queue.insert((later, seq), event);

@@ -936,3 +936,40 @@ async fn onboarding_calls_answer_like_meta() {
         200
     );
 }
+
+#[tokio::test]
+async fn dropped_webhooks_still_move_the_message_on() {
+    let sb = spawn(test_config()).await;
+    sb.control(
+        "faults",
+        json!({"drop_webhooks": 1.0, "reorder_webhooks": true}),
+    )
+    .await;
+    let (_, body) = sb.send(&welcome(CUSTOMER)).await;
+    let wamid = body["messages"][0]["id"]
+        .as_str()
+        .expect("wamid")
+        .to_owned();
+    sb.advance(5).await;
+    let mut last = Value::Null;
+    for _ in 0..500 {
+        sb.advance(1).await;
+        last = sb.control_get(&format!("messages/{wamid}")).await;
+        if last["status"] == "read" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(last["status"], "read", "{last}");
+    assert!(sb.received.all().is_empty(), "every POST dropped");
+    let log = sb.control_get("webhooks").await;
+    let log = log["data"].as_array().cloned().unwrap_or_default();
+    assert!(!log.is_empty());
+    assert!(log.iter().all(|d| d["outcome"] == "dropped"));
+    sb.http
+        .delete(format!("{}/sandbox/faults", sb.base))
+        .send()
+        .await
+        .expect("clear faults");
+    assert_eq!(sb.control_get("faults").await["drop_webhooks"], 0.0);
+}
