@@ -5,10 +5,10 @@
 use std::borrow::Cow;
 
 use parley_domain::{
-    ApplicationId, BoundTemplate, DynamicText, E164, MessageId, TagLookup, TagValue, Tags,
-    VariableInput, in_service_window,
+    ApplicationId, BoundTemplate, DynamicText, E164, MessageId, MessageState, TagLookup, TagValue,
+    Tags, VariableInput, in_service_window,
 };
-use parley_store::{ContactRecord, InsertOutcome, MessageContent, MessageRecord, NewMessage};
+use parley_store::{ContactRecord, InsertOutcome, MessageContent, NewMessage};
 
 use crate::clock::to_datetime;
 use crate::{ApiFailure, Engine, FailureKind};
@@ -40,10 +40,13 @@ pub enum SendBody {
     },
 }
 
-/// The result of `accept`: the message, and whether this call created it.
+/// The result of `accept_message`.
 #[derive(Debug, Clone)]
 pub struct Accepted {
-    pub message: MessageRecord,
+    pub id: MessageId,
+    /// `queued` for a new message; the current state when an idempotency key repeats.
+    pub state: MessageState,
+    /// False when an earlier request with the same idempotency key created the message.
     pub created: bool,
 }
 
@@ -132,18 +135,15 @@ impl Engine {
         match outcome {
             InsertOutcome::Created => {
                 self.send_wake.notify_waiters();
-                let message = self
-                    .store
-                    .message(app, &id)
-                    .await?
-                    .ok_or_else(|| ApiFailure::internal("message vanished after insert"))?;
                 Ok(Accepted {
-                    message,
+                    id,
+                    state: MessageState::Queued,
                     created: true,
                 })
             }
             InsertOutcome::Existing(message) => Ok(Accepted {
-                message,
+                id: message.id,
+                state: message.state,
                 created: false,
             }),
         }

@@ -258,8 +258,8 @@ pub async fn send_message(
         )
         .await?;
     let out = AcceptedBody {
-        id: accepted.message.id.to_string(),
-        state: accepted.message.state.as_str().to_owned(),
+        id: accepted.id.to_string(),
+        state: accepted.state.as_str().to_owned(),
     };
     let mut resp = (StatusCode::ACCEPTED, ApiJson(out)).into_response();
     if !accepted.created {

@@ -1,0 +1,179 @@
+//! `parley serve` configuration: embedded defaults → `parley.toml` → `PARLEY_*` environment.
+//! Secrets are never printed (Debug redacts them).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the master key (and, for SQLite, the database) live.
+    pub data_dir: PathBuf,
+    pub listen: String,
+    pub database: DatabaseConfig,
+    pub meta: MetaConfig,
+}
+
+#[derive(Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH`; empty means `<data_dir>/parley.db`.
+    pub url: String,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetaConfig {
+    pub graph_url: String,
+    pub graph_version: String,
+    pub app_id: String,
+    pub app_secret: String,
+    pub verify_token: String,
+    /// Embedded Signup configuration id (Facebook Login for Business).
+    pub config_id: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./parley-data"),
+            listen: "127.0.0.1:8080".into(),
+            database: DatabaseConfig::default(),
+            meta: MetaConfig::default(),
+        }
+    }
+}
+
+impl Default for MetaConfig {
+    fn default() -> Self {
+        MetaConfig {
+            graph_url: "https://graph.facebook.com".into(),
+            graph_version: parley_meta::DEFAULT_GRAPH_VERSION.into(),
+            app_id: String::new(),
+            app_secret: String::new(),
+            verify_token: String::new(),
+            config_id: String::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("database.url", &redact_url(&self.database.url))
+            .field("meta.graph_url", &self.meta.graph_url)
+            .field("meta.app_id", &self.meta.app_id)
+            .field("meta.app_secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    // postgres://user:password@host → postgres://user:***@host
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Config {
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let mut config = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| {
+                    format!("cannot read the configuration file {}", p.display())
+                })?;
+                toml::from_str(&text).with_context(|| {
+                    format!("{} is not a valid Parley configuration", p.display())
+                })?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok());
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        let set = |target: &mut String, key: &str| {
+            if let Some(v) = get(key) {
+                *target = v;
+            }
+        };
+        if let Some(v) = get("PARLEY_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        set(&mut self.listen, "PARLEY_LISTEN");
+        set(&mut self.database.url, "PARLEY_DATABASE_URL");
+        set(&mut self.meta.graph_url, "PARLEY_META_GRAPH_URL");
+        set(&mut self.meta.graph_version, "PARLEY_META_GRAPH_VERSION");
+        set(&mut self.meta.app_id, "PARLEY_META_APP_ID");
+        set(&mut self.meta.app_secret, "PARLEY_META_APP_SECRET");
+        set(&mut self.meta.verify_token, "PARLEY_META_VERIFY_TOKEN");
+        set(&mut self.meta.config_id, "PARLEY_META_CONFIG_ID");
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.meta.app_secret.is_empty() {
+            bail!(
+                "meta.app_secret is not set: Parley needs your Meta app secret to check webhook signatures (set it in parley.toml or PARLEY_META_APP_SECRET)"
+            );
+        }
+        if self.meta.verify_token.is_empty() {
+            bail!(
+                "meta.verify_token is not set: choose a random string and enter the same in Meta's webhook settings (parley.toml or PARLEY_META_VERIFY_TOKEN)"
+            );
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("parley.db").display())
+        } else {
+            self.database.url.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_and_secrets_stay_hidden() {
+        let mut c: Config = toml::from_str(
+            "listen = \"0.0.0.0:9000\"\n[meta]\napp_secret = \"s3cret\"\nverify_token = \"v\"\n",
+        )
+        .expect("parses");
+        c.apply_env(|k| (k == "PARLEY_LISTEN").then(|| "127.0.0.1:1".to_owned()));
+        assert_eq!(c.listen, "127.0.0.1:1");
+        assert!(c.validate().is_ok());
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret"));
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_secret_are_refused() {
+        assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+        assert!(Config::default().validate().is_err());
+    }
+
+    #[test]
+    fn database_passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://parley:pw@db:5432/parley"),
+            "postgres://parley:***@db:5432/parley"
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! `parley`: the one binary. `demo` runs everything locally with no configuration; `serve`
+//! runs in production; `sandbox` runs the Meta emulator alone; `migrate` and `token` manage
+//! the database.
+
+mod config;
+mod demo;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use parley_engine::{Engine, EngineConfig, SystemClock};
+use parley_meta::GraphClient;
+use parley_store::SecretCipher;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "parley",
+    version,
+    about = "Self-hosted WhatsApp Business engagement platform"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run Parley locally: SQLite, the built-in Meta sandbox and demo data. No configuration.
+    Demo(demo::DemoArgs),
+    /// Run Parley in production against Meta.
+    Serve {
+        /// Path to parley.toml (values may also come from PARLEY_* variables).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Run only the Meta sandbox (Graph API emulator with signed webhooks).
+    Sandbox {
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: SocketAddr,
+        /// Where the sandbox POSTs its signed webhooks.
+        #[arg(long)]
+        webhook_url: Option<String>,
+    },
+    /// Create or update the database schema, then exit.
+    Migrate {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Create an API token for an application and print it (it is shown only once).
+    Create {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Application id (`app_…`); defaults to the only application.
+        #[arg(long)]
+        application: Option<String>,
+        #[arg(long, default_value = "cli")]
+        label: String,
+    },
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(args).await,
+        Command::Serve { config } => serve(config).await,
+        Command::Sandbox {
+            listen,
+            webhook_url,
+        } => sandbox(listen, webhook_url).await,
+        Command::Migrate { config } => migrate(config).await,
+        Command::Token { action } => token(action).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Cancels the token on Ctrl-C or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("stopping…");
+        t.cancel();
+    });
+    token
+}
+
+async fn open_store(config: &config::Config) -> anyhow::Result<Arc<dyn parley_store::Store>> {
+    let cipher = match std::env::var("PARLEY_MASTER_KEY") {
+        Ok(hex) => SecretCipher::from_hex(&hex)?,
+        Err(_) => SecretCipher::load_or_create(&config.data_dir)?,
+    };
+    parley_store::open(&config.database_url(), cipher)
+        .await
+        .context("cannot open the database")
+}
+
+async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = config::Config::load(path.as_deref())?;
+    tracing::info!(?config, "starting");
+    parley_domain::warm_up();
+    let store = open_store(&config).await?;
+    let engine = Engine::new(
+        store,
+        GraphClient::new(&config.meta.graph_url, &config.meta.graph_version),
+        Arc::new(SystemClock),
+        EngineConfig::default(),
+    );
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let server = parley_server::Server::new(
+        listener,
+        engine.clone(),
+        parley_server::ServerConfig {
+            app_secret: config.meta.app_secret.clone(),
+            verify_token: config.meta.verify_token.clone(),
+        },
+    );
+    println!("Parley listens on http://{}", server.local_addr()?);
+    let shutdown = shutdown_on_signal();
+    let mut workers = engine.spawn_workers(shutdown.clone());
+    server.run(shutdown).await?;
+    while workers.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn sandbox(listen: SocketAddr, webhook_url: Option<String>) -> anyhow::Result<()> {
+    let mut config = parley_sandbox::SandboxConfig::demo();
+    config.webhook_url = webhook_url;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    println!(
+        "Meta sandbox on http://{} (Graph API under /{}/…, control API under /sandbox/…)",
+        listener.local_addr()?,
+        config.graph_version
+    );
+    println!("  access token: {}", parley_sandbox::demo_ids::ACCESS_TOKEN);
+    println!("  app secret:   {}", config.app_secret);
+    let shutdown = shutdown_on_signal();
+    parley_sandbox::Sandbox::new(config)
+        .serve(listener, shutdown)
+        .await?;
+    Ok(())
+}
+
+async fn migrate(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut config = config::Config::load(path.as_deref()).or_else(|_| {
+        // Migrating needs no Meta secrets.
+        anyhow::Ok(config::Config::default())
+    })?;
+    if let Ok(url) = std::env::var("PARLEY_DATABASE_URL") {
+        config.database.url = url;
+    }
+    open_store(&config).await?;
+    println!("database is up to date: {}", config.database_url());
+    Ok(())
+}
+
+async fn token(action: TokenAction) -> anyhow::Result<()> {
+    match action {
+        TokenAction::Create {
+            config,
+            application,
+            label,
+        } => {
+            let mut cfg = config::Config::load(config.as_deref())
+                .or_else(|_| anyhow::Ok(config::Config::default()))?;
+            if let Ok(url) = std::env::var("PARLEY_DATABASE_URL") {
+                cfg.database.url = url;
+            }
+            let store = open_store(&cfg).await?;
+            let apps = store.applications().await?;
+            let app = match application {
+                Some(id) => apps
+                    .into_iter()
+                    .find(|a| a.id.as_str() == id)
+                    .with_context(|| format!("no application `{id}`"))?,
+                None => match apps.len() {
+                    1 => apps.into_iter().next().context("no application")?,
+                    0 => anyhow::bail!(
+                        "there is no application yet (run `parley demo` once, or connect a platform)"
+                    ),
+                    _ => anyhow::bail!(
+                        "there are several applications: choose one with --application"
+                    ),
+                },
+            };
+            let token = parley_engine::auth::generate_api_token();
+            let now = SystemClock.now_millis();
+            store
+                .add_api_token(
+                    &app.id,
+                    &parley_engine::auth::hash_api_token(&token),
+                    &label,
+                    now,
+                )
+                .await?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+use parley_engine::Clock as _;

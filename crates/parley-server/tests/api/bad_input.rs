@@ -1,0 +1,244 @@
+//! Each bad request gets a 4xx with a stable code and a helpful message, and nothing reaches
+//! Meta.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app};
+
+async fn expect_error(app: &TestApp, body: &Value, status: u16, code: &str) -> Value {
+    let resp = app.post_message(body).await;
+    assert_eq!(resp.status().as_u16(), status, "for {body}");
+    let v: Value = resp.json().await.expect("json error body");
+    assert_eq!(v["error"]["code"], code, "for {body}: {v}");
+    assert!(
+        v["error"]["message"].as_str().is_some_and(|m| m.len() > 20),
+        "message should explain: {v}"
+    );
+    v
+}
+
+#[tokio::test]
+async fn refusals_happen_before_any_call_to_meta() {
+    let app = spawn_app().await;
+    let (phone, _) = app.contact(0).await;
+    let v = expect_error(
+        &app,
+        &json!({"to": phone, "template": {"name": "no_such_template", "language": "en"}}),
+        422,
+        "template_not_found",
+    )
+    .await;
+    assert_eq!(v["error"]["field"], "template.name");
+    expect_error(
+        &app,
+        &json!({"to": phone, "template": {"name": "welcome", "language": "de"}}),
+        422,
+        "template_not_found",
+    )
+    .await;
+    let v = expect_error(
+        &app,
+        &json!({"to": phone, "template": {"name": "welcome", "language": "en", "variables": {}}}),
+        422,
+        "variable_missing",
+    )
+    .await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .expect("msg")
+            .contains("first_name"),
+        "{v}"
+    );
+    expect_error(
+        &app,
+        &json!({"to": phone, "template": {"name": "welcome", "language": "en", "variables": {"first_name": "A", "surname": "B"}}}),
+        422,
+        "variable_unknown",
+    )
+    .await;
+    expect_error(
+        &app,
+        &json!({"to": phone, "template": {"name": "order_update", "language": "en", "variables": ["only one"]}}),
+        422,
+        "variable_count_mismatch",
+    )
+    .await;
+    expect_error(
+        &app,
+        &json!({"to": phone, "template": {"name": "spring_sale", "language": "en", "variables": {
+            "header": "not a link", "1": "a", "2": "b", "3": "c", "button.0": "d"}}}),
+        422,
+        "variable_format",
+    )
+    .await;
+    expect_error(
+        &app,
+        &json!({"to": phone, "template": {"name": "welcome", "language": "en", "variables": {"first_name": true}}}),
+        400,
+        "invalid_variables",
+    )
+    .await;
+    expect_error(
+        &app,
+        &json!({"to": phone, "template": {"name": "welcome", "language": "en", "variables": {"first_name": "{{nickname|CapitalizeFirst}}"}}}),
+        422,
+        "personalization_failed",
+    )
+    .await;
+    expect_error(
+        &app,
+        &json!({"to": phone, "template": {"name": "welcome", "language": "en", "variables": {"first_name": "{{first_name|Shout|x}}"}}}),
+        422,
+        "expression_invalid",
+    )
+    .await;
+    expect_error(
+        &app,
+        &json!({"to": phone, "template": {"name": "welcome", "language": "en", "variables": {"first_name": {"nested": true}}}}),
+        400,
+        "invalid_variables",
+    )
+    .await;
+    let v = expect_error(
+        &app,
+        &json!({"to": "0151 1234567", "template": {"name": "welcome", "language": "en", "variables": {"first_name": "A"}}}),
+        400,
+        "invalid_phone_number",
+    )
+    .await;
+    assert_eq!(v["error"]["field"], "to");
+    expect_error(
+        &app,
+        &json!({"to": "+12", "text": "hi"}),
+        400,
+        "invalid_phone_number",
+    )
+    .await;
+    expect_error(
+        &app,
+        &json!({"to": phone, "text": "hi"}),
+        422,
+        "outside_service_window",
+    )
+    .await;
+    expect_error(
+        &app,
+        &json!({"to": phone, "text": "   "}),
+        400,
+        "text_empty",
+    )
+    .await;
+    expect_error(
+        &app,
+        &json!({"to": phone, "text": "x".repeat(4097)}),
+        400,
+        "text_too_long",
+    )
+    .await;
+    expect_error(&app, &json!({"to": phone}), 400, "message_content_missing").await;
+    expect_error(
+        &app,
+        &json!({"to": phone, "text": "a", "template": {"name": "welcome", "language": "en"}}),
+        400,
+        "ambiguous_message",
+    )
+    .await;
+    expect_error(
+        &app,
+        &json!({"to": phone, "txet": "typo"}),
+        400,
+        "invalid_body",
+    )
+    .await;
+    expect_error(
+        &app,
+        &json!({"to": phone, "phone_number_id": "999", "template": {"name": "welcome", "language": "en", "variables": {"first_name": "A"}}}),
+        404,
+        "phone_number_not_found",
+    )
+    .await;
+
+    // Malformed JSON, wrong content type, oversized body.
+    let raw = |body: Vec<u8>, ctype: &'static str| {
+        app.http
+            .post(format!("{}/api/v1/messages", app.url))
+            .bearer_auth(&app.token)
+            .header("content-type", ctype)
+            .body(body)
+            .send()
+    };
+    let r = raw(b"{not json".to_vec(), "application/json")
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["error"]["code"],
+        "invalid_json"
+    );
+    let r = raw(b"{}".to_vec(), "text/plain").await.expect("send");
+    assert_eq!(r.status(), 415);
+    let big =
+        serde_json::to_vec(&json!({"to": phone, "text": "x".repeat(300 * 1024)})).expect("json");
+    let r = raw(big, "application/json").await.expect("send");
+    assert_eq!(r.status(), 413);
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["error"]["code"],
+        "body_too_large"
+    );
+
+    assert!(
+        app.sandbox_messages().await.is_empty(),
+        "nothing reached Meta"
+    );
+    let list: Value = app
+        .http
+        .get(format!("{}/api/v1/messages", app.url))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["data"], json!([]), "nothing was stored either");
+}
+
+#[tokio::test]
+async fn missing_or_wrong_token_is_401() {
+    let app = spawn_app().await;
+    let url = format!("{}/api/v1/messages", app.url);
+    let body = json!({"to": "+4915112345678", "text": "hi"});
+    let r = app.http.post(&url).json(&body).send().await.expect("send");
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["error"]["code"], "unauthorized");
+    let r = app
+        .http
+        .post(&url)
+        .bearer_auth("pk_wrong")
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 401);
+    let r = app
+        .http
+        .get(format!("{}/api/v1/messages/msg_0123", app.url))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 404);
+    let r = app
+        .http
+        .get(format!("{}/api/v1/nope", app.url))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["error"]["code"],
+        "route_not_found"
+    );
+}

@@ -1,0 +1,236 @@
+//! `TestApp`: the real server on 127.0.0.1:0 over a real SQLite file, talking over real HTTP
+//! to the real sandbox (also on port 0), seeded like `parley demo`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parley_engine::demo::DemoPlatform;
+use parley_engine::{Engine, EngineConfig, SystemClock};
+use parley_meta::GraphClient;
+use parley_sandbox::{Sandbox, SandboxConfig, demo_ids};
+use parley_server::{Server, ServerConfig};
+use parley_store::{SecretCipher, Store};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+pub struct TestApp {
+    pub url: String,
+    pub sandbox_url: String,
+    pub token: String,
+    pub app_secret: String,
+    pub store: Arc<dyn Store>,
+    pub http: reqwest::Client,
+    pub shutdown: CancellationToken,
+    _workers: tokio::task::JoinSet<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Contacts seeded for every test (deterministic, see `parley_engine::demo::demo_contacts`).
+pub const CONTACTS: usize = 20;
+
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cipher = SecretCipher::load_or_create(dir.path()).expect("key");
+    let store: Arc<dyn Store> = Arc::new(
+        parley_store::SqliteStore::open(&dir.path().join("parley.db"), cipher)
+            .await
+            .expect("sqlite"),
+    );
+    let shutdown = CancellationToken::new();
+
+    let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let sandbox_url = format!("http://{}", sandbox_listener.local_addr().expect("addr"));
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+
+    let mut config = SandboxConfig::demo();
+    config.webhook_url = Some(format!("{url}/webhooks/whatsapp"));
+    config.behaviour.read_ratio = 1.0;
+    config.behaviour.sent_delay_ms = 50;
+    config.behaviour.delivered_delay_ms = 100;
+    config.behaviour.read_delay_ms = 150;
+    config.behaviour.webhook_batch_ms = 20;
+    let app_secret = config.app_secret.clone();
+    let verify_token = config.verify_token.clone();
+    let graph_version = config.graph_version.clone();
+    tokio::spawn(Sandbox::new(config).serve(sandbox_listener, shutdown.clone()));
+
+    let engine = Engine::new(
+        store.clone(),
+        GraphClient::new(&sandbox_url, graph_version),
+        Arc::new(SystemClock),
+        EngineConfig {
+            base_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(500),
+            poll_interval: Duration::from_millis(100),
+            ..EngineConfig::default()
+        },
+    );
+    let seed = engine
+        .seed_demo(
+            &DemoPlatform {
+                business_id: demo_ids::BUSINESS_ID.into(),
+                waba_id: demo_ids::WABA_ID.into(),
+                access_token: demo_ids::ACCESS_TOKEN.into(),
+            },
+            CONTACTS,
+        )
+        .await
+        .expect("seed");
+    let workers = engine.spawn_workers(shutdown.clone());
+    let server = Server::new(
+        listener,
+        engine,
+        ServerConfig {
+            app_secret: app_secret.clone(),
+            verify_token,
+        },
+    );
+    tokio::spawn(server.run(shutdown.clone()));
+    TestApp {
+        url,
+        sandbox_url,
+        token: seed.api_token,
+        app_secret,
+        store,
+        http: reqwest::Client::new(),
+        shutdown,
+        _workers: workers,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub async fn post_message(&self, body: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/api/v1/messages", self.url))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Posts and expects 202; returns the message id.
+    pub async fn send(&self, body: &Value) -> String {
+        let resp = self.post_message(body).await;
+        let status = resp.status();
+        let v: Value = resp.json().await.expect("json");
+        assert_eq!(status, 202, "unexpected answer: {v}");
+        assert_eq!(v["state"], "queued");
+        v["id"].as_str().expect("id").to_owned()
+    }
+
+    pub async fn get_message(&self, id: &str) -> Value {
+        let resp = self
+            .http
+            .get(format!("{}/api/v1/messages/{id}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200);
+        resp.json().await.expect("json")
+    }
+
+    /// Polls until the message reaches `state` (or fails the test after 20 s).
+    pub async fn wait_for_state(&self, id: &str, state: &str) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..400 {
+            last = self.get_message(id).await;
+            if last["state"] == state {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("message {id} never reached `{state}`: {last}");
+    }
+
+    pub async fn sandbox_post(&self, path: &str, body: &Value) -> Value {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.sandbox_url))
+            .json(body)
+            .send()
+            .await
+            .expect("sandbox request");
+        assert!(
+            resp.status().is_success(),
+            "sandbox {path}: {}",
+            resp.status()
+        );
+        resp.json().await.expect("json")
+    }
+
+    pub async fn sandbox_messages(&self) -> Vec<Value> {
+        let v: Value = self
+            .http
+            .get(format!("{}/sandbox/messages", self.sandbox_url))
+            .send()
+            .await
+            .expect("sandbox")
+            .json()
+            .await
+            .expect("json");
+        v["data"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Posts a webhook body to the server, signed with the app secret (or not).
+    pub async fn post_webhook(&self, body: &[u8], signature: Option<&str>) -> reqwest::StatusCode {
+        let mut req = self
+            .http
+            .post(format!("{}/webhooks/whatsapp", self.url))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some(sig) = signature {
+            req = req.header("x-hub-signature-256", sig);
+        }
+        req.send().await.expect("webhook").status()
+    }
+
+    pub fn sign(&self, body: &[u8]) -> String {
+        parley_meta::sign(self.app_secret.as_bytes(), body)
+    }
+
+    /// A seeded contact's phone and first name.
+    pub async fn contact(&self, index: usize) -> (String, String) {
+        let c = &parley_engine::demo::demo_contacts(CONTACTS)[index];
+        let first = match c.tags.get("first_name") {
+            Some(parley_domain::TagValue::String(s)) => s.clone(),
+            other => panic!("seeded contact without first_name: {other:?}"),
+        };
+        (c.phone.clone(), first)
+    }
+}
+
+/// A `messages` webhook with the given statuses, as Meta sends it.
+pub fn status_webhook(statuses: &[(&str, &str, Option<&str>)]) -> Value {
+    let statuses: Vec<Value> = statuses
+        .iter()
+        .map(|(wamid, status, callback)| {
+            let mut s = json!({
+                "id": wamid, "status": status, "timestamp": "1750030073",
+                "recipient_id": "4915110007919",
+            });
+            if let Some(cb) = callback {
+                s["biz_opaque_callback_data"] = json!(cb);
+            }
+            s
+        })
+        .collect();
+    json!({"object": "whatsapp_business_account", "entry": [{"id": demo_ids::WABA_ID, "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550100100", "phone_number_id": demo_ids::PHONE_NUMBER_ID},
+        "statuses": statuses
+    }}]}]})
+}

@@ -1,0 +1,292 @@
+use serde_json::{Value, json};
+
+use crate::helpers::spawn_app;
+
+fn capitalize_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[tokio::test]
+async fn personalized_template_send_reaches_read_with_meta_shaped_request() {
+    let app = spawn_app().await;
+    let (phone, first) = app.contact(0).await;
+    let id = app
+        .send(&json!({
+            "to": phone,
+            "template": {"name": "welcome", "language": "en",
+                         "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}"}}
+        }))
+        .await;
+    let m = app.wait_for_state(&id, "read").await;
+    let expected = capitalize_first(&first);
+    assert_eq!(m["content"]["body"][0]["text"], expected.as_str(), "{m}");
+    assert_eq!(m["content"]["body"][0]["parameter_name"], "first_name");
+    let wamid = m["wamid"].as_str().expect("wamid");
+    assert!(wamid.starts_with("wamid."));
+    for step in ["queued", "sending", "accepted", "sent", "delivered", "read"] {
+        assert!(m["timestamps"][step].is_string(), "no {step} time: {m}");
+    }
+    assert!(m["error"].is_null());
+
+    // What Meta received is exactly Meta's documented shape.
+    let sent = app.sandbox_messages().await;
+    let rec = sent.iter().find(|r| r["wamid"] == wamid).expect("recorded");
+    assert_eq!(
+        rec["request"],
+        json!({
+            "messaging_product": "whatsapp", "recipient_type": "individual",
+            "to": phone, "type": "template", "biz_opaque_callback_data": id,
+            "template": {"name": "welcome", "language": {"code": "en"}, "components": [
+                {"type": "body", "parameters": [{"type": "text", "parameter_name": "first_name", "text": expected}]}
+            ]}
+        })
+    );
+}
+
+#[tokio::test]
+async fn positional_template_with_media_header_and_url_button() {
+    let app = spawn_app().await;
+    let (phone, first) = app.contact(1).await;
+    let id = app
+        .send(&json!({
+            "to": phone,
+            "template": {"name": "spring_sale", "language": "en", "variables": {
+                "header": "https://img.example.com/spring.jpg",
+                "1": "{{first_name|CapitalizeFirst|friend}}",
+                "2": "20%",
+                "3": "31 May",
+                "button.0": "{{plan|lowercase|all}}"
+            }}
+        }))
+        .await;
+    let m = app.wait_for_state(&id, "read").await;
+    let wamid = m["wamid"].as_str().expect("wamid");
+    let rec = app
+        .sandbox_messages()
+        .await
+        .into_iter()
+        .find(|r| r["wamid"] == wamid)
+        .expect("recorded");
+    let components = &rec["request"]["template"]["components"];
+    assert_eq!(
+        components[0],
+        json!({"type": "header", "parameters": [{"type": "image", "image": {"link": "https://img.example.com/spring.jpg"}}]})
+    );
+    assert_eq!(
+        components[1]["parameters"][0]["text"],
+        capitalize_first(&first).as_str()
+    );
+    assert_eq!(
+        components[1]["parameters"][1],
+        json!({"type": "text", "text": "20%"})
+    );
+    assert_eq!(components[2]["type"], "button");
+    assert_eq!(components[2]["sub_type"], "url");
+    assert_eq!(components[2]["index"], "0");
+    assert!(components[2]["parameters"][0]["text"].is_string());
+}
+
+#[tokio::test]
+async fn same_variables_as_a_list() {
+    let app = spawn_app().await;
+    let (phone, _) = app.contact(2).await;
+    let id = app
+        .send(&json!({
+            "to": phone,
+            "template": {"name": "order_update", "language": "en",
+                         "variables": ["{{first_name|CapitalizeFirst|there}}", "A-1001"]}
+        }))
+        .await;
+    let m = app.wait_for_state(&id, "read").await;
+    assert_eq!(m["content"]["body"][1]["text"], "A-1001");
+    assert_eq!(m["content"]["body"][1]["parameter_name"], "order_id");
+}
+
+#[tokio::test]
+async fn transient_faults_are_retried_and_the_message_still_arrives() {
+    let app = spawn_app().await;
+    app.sandbox_post("/sandbox/faults", &json!({"fail_next": [131000, 130429]}))
+        .await;
+    let (phone, _) = app.contact(3).await;
+    let id = app
+        .send(
+            &json!({"to": phone, "template": {"name": "welcome", "language": "en",
+                      "variables": {"first_name": "Sam"}}}),
+        )
+        .await;
+    let m = app.wait_for_state(&id, "read").await;
+    assert_eq!(m["attempts"], 3, "{m}");
+    assert!(m["error"].is_null(), "a recovered send keeps no error: {m}");
+    let accepted: Vec<Value> = app
+        .sandbox_messages()
+        .await
+        .into_iter()
+        .filter(|r| {
+            r["biz_opaque_callback_data"] == id.as_str()
+                || r["request"]["biz_opaque_callback_data"] == id.as_str()
+        })
+        .collect();
+    assert_eq!(accepted.len(), 1, "sent exactly once: {accepted:?}");
+}
+
+#[tokio::test]
+async fn undeliverable_recipient_ends_failed_with_meta_code() {
+    let app = spawn_app().await;
+    let (phone, _) = app.contact(4).await;
+    app.sandbox_post("/sandbox/behaviour", &json!({"undeliverable": [phone]}))
+        .await;
+    let id = app
+        .send(
+            &json!({"to": phone, "template": {"name": "welcome", "language": "en",
+                      "variables": {"first_name": "Kim"}}}),
+        )
+        .await;
+    let m = app.wait_for_state(&id, "failed").await;
+    assert_eq!(m["error"]["code"], 131026, "{m}");
+    assert!(
+        m["error"]["message"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    assert!(m["timestamps"]["failed"].is_string());
+}
+
+#[tokio::test]
+async fn permanent_send_error_fails_at_once() {
+    let app = spawn_app().await;
+    app.sandbox_post("/sandbox/faults", &json!({"fail_next": [131026]}))
+        .await;
+    let (phone, _) = app.contact(5).await;
+    let id = app
+        .send(
+            &json!({"to": phone, "template": {"name": "welcome", "language": "en",
+                      "variables": {"first_name": "Kim"}}}),
+        )
+        .await;
+    let m = app.wait_for_state(&id, "failed").await;
+    assert_eq!(m["error"]["code"], 131026);
+    assert_eq!(m["attempts"], 1);
+}
+
+#[tokio::test]
+async fn free_text_only_inside_the_service_window() {
+    let app = spawn_app().await;
+    let (phone, first) = app.contact(6).await;
+    let resp = app
+        .post_message(&json!({"to": phone, "text": "Hello!"}))
+        .await;
+    assert_eq!(resp.status(), 422);
+    let v: Value = resp.json().await.expect("json");
+    assert_eq!(v["error"]["code"], "outside_service_window");
+    assert!(
+        app.sandbox_messages().await.is_empty(),
+        "refused before any call to Meta"
+    );
+
+    // The customer writes; the window opens.
+    app.sandbox_post(
+        "/sandbox/inbound",
+        &json!({"from": phone, "text": "Hi, is my order on its way?"}),
+    )
+    .await;
+    let mut id = None;
+    for _ in 0..100 {
+        let resp = app
+            .post_message(&json!({"to": phone, "text": "Hi {{first_name|CapitalizeFirst|there}}, yes it is!"}))
+            .await;
+        if resp.status() == 202 {
+            let v: Value = resp.json().await.expect("json");
+            id = v["id"].as_str().map(str::to_owned);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let id = id.expect("text accepted once the inbound webhook was processed");
+    let m = app.wait_for_state(&id, "read").await;
+    assert_eq!(
+        m["content"]["body"],
+        format!("Hi {}, yes it is!", capitalize_first(&first)).as_str()
+    );
+}
+
+#[tokio::test]
+async fn idempotency_key_returns_the_first_message() {
+    let app = spawn_app().await;
+    let (phone, _) = app.contact(7).await;
+    let body = json!({"to": phone, "template": {"name": "welcome", "language": "en", "variables": {"first_name": "Ann"}}});
+    let send = || async {
+        app.http
+            .post(format!("{}/api/v1/messages", app.url))
+            .bearer_auth(&app.token)
+            .header("Idempotency-Key", "order-1001-welcome")
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    };
+    let first = send().await;
+    assert_eq!(first.status(), 202);
+    let a: Value = first.json().await.expect("json");
+    let second = send().await;
+    assert_eq!(second.status(), 202);
+    assert_eq!(second.headers()["idempotent-replayed"], "true");
+    let b: Value = second.json().await.expect("json");
+    assert_eq!(a["id"], b["id"]);
+    app.wait_for_state(a["id"].as_str().expect("id"), "read")
+        .await;
+    let list: Value = app
+        .http
+        .get(format!("{}/api/v1/messages?limit=10", app.url))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn message_list_is_paginated() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (phone, _) = app.contact(8 + i).await;
+        ids.push(
+            app.send(&json!({"to": phone, "template": {"name": "welcome", "language": "en", "variables": {"first_name": "X"}}}))
+                .await,
+        );
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut url = format!("{}/api/v1/messages?limit=2", app.url);
+        if let Some(a) = &after {
+            url.push_str(&format!("&after={a}"));
+        }
+        let page: Value = app
+            .http
+            .get(url)
+            .bearer_auth(&app.token)
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        for m in page["data"].as_array().expect("data") {
+            seen.push(m["id"].as_str().expect("id").to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => after = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    ids.reverse();
+    assert_eq!(seen, ids, "newest first, each once");
+}
