@@ -87,7 +87,15 @@ fn redact_url(url: &str) -> String {
 }
 
 impl Config {
+    /// For `serve`: everything, validated.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let config = Self::load_unchecked(path)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// For database commands (`migrate`, `token`), which need no Meta secrets.
+    pub fn load_unchecked(path: Option<&Path>) -> anyhow::Result<Config> {
         let mut config = match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p).with_context(|| {
@@ -100,7 +108,6 @@ impl Config {
             None => Config::default(),
         };
         config.apply_env(|k| std::env::var(k).ok());
-        config.validate()?;
         Ok(config)
     }
 

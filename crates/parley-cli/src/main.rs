@@ -184,13 +184,7 @@ async fn sandbox(listen: SocketAddr, webhook_url: Option<String>) -> anyhow::Res
 }
 
 async fn migrate(path: Option<PathBuf>) -> anyhow::Result<()> {
-    let mut config = config::Config::load(path.as_deref()).or_else(|_| {
-        // Migrating needs no Meta secrets.
-        anyhow::Ok(config::Config::default())
-    })?;
-    if let Ok(url) = std::env::var("PARLEY_DATABASE_URL") {
-        config.database.url = url;
-    }
+    let config = config::Config::load_unchecked(path.as_deref())?;
     open_store(&config).await?;
     println!("database is up to date: {}", config.database_url());
     Ok(())
@@ -203,11 +197,7 @@ async fn token(action: TokenAction) -> anyhow::Result<()> {
             application,
             label,
         } => {
-            let mut cfg = config::Config::load(config.as_deref())
-                .or_else(|_| anyhow::Ok(config::Config::default()))?;
-            if let Ok(url) = std::env::var("PARLEY_DATABASE_URL") {
-                cfg.database.url = url;
-            }
+            let cfg = config::Config::load_unchecked(config.as_deref())?;
             let store = open_store(&cfg).await?;
             let apps = store.applications().await?;
             let app = match application {

@@ -1,0 +1,170 @@
+//! The `parley` binary as a newcomer runs it: `parley demo` on a fresh data directory seeds,
+//! serves and sends through the built-in sandbox; a second run reuses the same data.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+struct Demo {
+    child: Child,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Demo {
+    /// Starts `parley demo` and waits for its "is running" line.
+    fn start(data_dir: &std::path::Path) -> Demo {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_parley"))
+            .args(["demo", "--port", "0", "--contacts", "50", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn parley demo");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let running = line.contains("Parley demo is running");
+                let _ = tx.send(line);
+                if running {
+                    // Keep draining so the child never blocks on a full pipe.
+                    continue;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+                .expect("parley demo did not start in time");
+            if line.contains("Parley demo is running") {
+                break;
+            }
+        }
+        Demo { child }
+    }
+
+    #[cfg(unix)]
+    fn interrupt(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill -INT");
+        let status = self.child.wait().expect("wait");
+        std::mem::forget(self);
+        status
+    }
+}
+
+fn credentials(dir: &std::path::Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("demo-credentials.json")).expect("credentials");
+    serde_json::from_str(&text).expect("json")
+}
+
+#[tokio::test]
+async fn demo_runs_with_no_configuration_and_reuses_its_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let http = reqwest::Client::new();
+
+    let demo = Demo::start(dir.path());
+    let creds = credentials(dir.path());
+    for key in [
+        "console_url", "email", "password", "api_token", "sandbox_url", "app_id", "app_secret",
+        "verify_token",
+    ] {
+        assert!(creds[key].as_str().is_some_and(|v| !v.is_empty()), "{key} missing: {creds}");
+    }
+    let url = creds["console_url"].as_str().expect("url").to_owned();
+    let token = creds["api_token"].as_str().expect("token").to_owned();
+
+    let resp = http
+        .post(format!("{url}/api/v1/messages"))
+        .bearer_auth(&token)
+        .json(&json!({"to": "+4915110007919", "template": {"name": "order_update", "language": "en",
+               "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}", "order_id": "A-1"}}}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 202);
+    let id = resp.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut state = Value::Null;
+    for _ in 0..200 {
+        let m: Value = http
+            .get(format!("{url}/api/v1/messages/{id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        state = m["state"].clone();
+        if state == "delivered" || state == "read" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(state == "delivered" || state == "read", "message ended {state}");
+
+    #[cfg(unix)]
+    assert!(demo.interrupt().success(), "Ctrl-C stops the demo cleanly");
+    #[cfg(not(unix))]
+    drop(demo);
+
+    // An operator adds a token from the command line.
+    let out = Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(["token", "create", "--label", "ops"])
+        .env("PARLEY_DATA_DIR", dir.path())
+        .output()
+        .expect("token create");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let new_token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(new_token.starts_with("pk_"));
+
+    // Second run: same account, same token, the earlier message still there.
+    let _demo = Demo::start(dir.path());
+    let again = credentials(dir.path());
+    assert_eq!(again["api_token"], creds["api_token"]);
+    assert_eq!(again["password"], creds["password"]);
+    let url = again["console_url"].as_str().expect("url");
+    let m = http
+        .get(format!("{url}/api/v1/messages/{id}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(m.status(), 200);
+    let m = http
+        .get(format!("{url}/api/v1/messages/{id}"))
+        .bearer_auth(&new_token)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(m.status(), 200, "the CLI-made token works");
+}
+
+#[test]
+fn token_create_on_an_empty_database_says_what_to_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(["token", "create"])
+        .env("PARLEY_DATA_DIR", dir.path())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no application yet"), "{err}");
+}
