@@ -79,10 +79,19 @@ async fn demo_runs_with_no_configuration_and_reuses_its_data() {
     let demo = Demo::start(dir.path());
     let creds = credentials(dir.path());
     for key in [
-        "console_url", "email", "password", "api_token", "sandbox_url", "app_id", "app_secret",
+        "console_url",
+        "email",
+        "password",
+        "api_token",
+        "sandbox_url",
+        "app_id",
+        "app_secret",
         "verify_token",
     ] {
-        assert!(creds[key].as_str().is_some_and(|v| !v.is_empty()), "{key} missing: {creds}");
+        assert!(
+            creds[key].as_str().is_some_and(|v| !v.is_empty()),
+            "{key} missing: {creds}"
+        );
     }
     let url = creds["console_url"].as_str().expect("url").to_owned();
     let token = creds["api_token"].as_str().expect("token").to_owned();
@@ -117,7 +126,10 @@ async fn demo_runs_with_no_configuration_and_reuses_its_data() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(state == "delivered" || state == "read", "message ended {state}");
+    assert!(
+        state == "delivered" || state == "read",
+        "message ended {state}"
+    );
 
     #[cfg(unix)]
     assert!(demo.interrupt().success(), "Ctrl-C stops the demo cleanly");
@@ -130,7 +142,11 @@ async fn demo_runs_with_no_configuration_and_reuses_its_data() {
         .env("PARLEY_DATA_DIR", dir.path())
         .output()
         .expect("token create");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let new_token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert!(new_token.starts_with("pk_"));
 
