@@ -12,6 +12,9 @@ pub struct Config {
     /// Where the master key (and, for SQLite, the database) live.
     pub data_dir: PathBuf,
     pub listen: String,
+    /// The address people and Meta reach Parley at, e.g. `https://parley.example.com`
+    /// (webhooks go to `<public_url>/webhooks/whatsapp`; https makes console cookies Secure).
+    pub public_url: String,
     pub database: DatabaseConfig,
     pub meta: MetaConfig,
 }
@@ -40,6 +43,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./parley-data"),
             listen: "127.0.0.1:8080".into(),
+            public_url: String::new(),
             database: DatabaseConfig::default(),
             meta: MetaConfig::default(),
         }
@@ -121,6 +125,7 @@ impl Config {
             self.data_dir = PathBuf::from(v);
         }
         set(&mut self.listen, "PARLEY_LISTEN");
+        set(&mut self.public_url, "PARLEY_PUBLIC_URL");
         set(&mut self.database.url, "PARLEY_DATABASE_URL");
         set(&mut self.meta.graph_url, "PARLEY_META_GRAPH_URL");
         set(&mut self.meta.graph_version, "PARLEY_META_GRAPH_VERSION");

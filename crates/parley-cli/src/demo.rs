@@ -130,6 +130,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         parley_server::ServerConfig {
             app_secret: sandbox_config.app_secret.clone(),
             verify_token: sandbox_config.verify_token.clone(),
+            session_key: crate::session_key(&args.data_dir)?,
+            secure_cookies: false,
         },
     );
     let mut workers = engine.spawn_workers(shutdown.clone());

@@ -123,6 +123,49 @@ fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
+/// The console's cookie-signing key: `PARLEY_SESSION_KEY` (64 hex characters, the same on
+/// every node) or `<data_dir>/session.key`, created on first run with mode 0600.
+pub(crate) fn session_key(
+    data_dir: &std::path::Path,
+) -> anyhow::Result<parley_server::session::SessionKey> {
+    let hex_key = match std::env::var("PARLEY_SESSION_KEY") {
+        Ok(k) => k,
+        Err(_) => {
+            let path = data_dir.join("session.key");
+            match std::fs::read_to_string(&path) {
+                Ok(k) => k,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    std::fs::create_dir_all(data_dir)?;
+                    let key: [u8; 32] = rand::random();
+                    let hex_key = hex::encode(key);
+                    write_private(&path, &hex_key)
+                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    hex_key
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+            }
+        }
+    };
+    let key: [u8; 32] = hex::decode(hex_key.trim())
+        .unwrap_or_default()
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the session key must be 64 hexadecimal characters"))?;
+    Ok(parley_server::session::SessionKey::new(key))
+}
+
+fn write_private(path: &std::path::Path, data: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    f.write_all(data.as_bytes())
+}
+
 async fn open_store(config: &config::Config) -> anyhow::Result<Arc<dyn parley_store::Store>> {
     let cipher = match std::env::var("PARLEY_MASTER_KEY") {
         Ok(hex) => SecretCipher::from_hex(&hex)?,
@@ -153,6 +196,8 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
         parley_server::ServerConfig {
             app_secret: config.meta.app_secret.clone(),
             verify_token: config.meta.verify_token.clone(),
+            session_key: session_key(&config.data_dir)?,
+            secure_cookies: config.public_url.starts_with("https://"),
         },
     );
     println!("Parley listens on http://{}", server.local_addr()?);

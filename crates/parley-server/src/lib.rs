@@ -2,9 +2,11 @@
 //! metrics, and the OpenAPI document. Handlers are thin: parse, call the engine, render.
 
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod openapi;
 pub mod routes;
+pub mod session;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -34,6 +36,10 @@ pub struct ServerConfig {
     pub app_secret: String,
     /// Echoed back in Meta's verification handshake.
     pub verify_token: String,
+    /// Signs console session cookies; the same on every node.
+    pub session_key: session::SessionKey,
+    /// Mark cookies `Secure` (set when the console is served over HTTPS).
+    pub secure_cookies: bool,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -93,6 +99,11 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(routes::health::metrics))
         .route("/api/openapi.json", get(openapi_json))
         .route("/api/docs", get(api_docs))
+        .route("/", get(console::overview))
+        .route("/login", get(console::login_page).post(console::login))
+        .route("/logout", axum::routing::post(console::logout))
+        .route("/messages", get(console::messages))
+        .route("/console.css", get(console::stylesheet))
         .fallback(not_found)
         .layer(middleware::from_fn(track_requests))
         .layer(TraceLayer::new_for_http())

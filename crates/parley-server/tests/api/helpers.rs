@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 pub struct TestApp {
+    pub console_email: String,
+    pub console_password: String,
     pub url: String,
     pub sandbox_url: String,
     pub token: String,
@@ -94,10 +96,15 @@ pub async fn spawn_app() -> TestApp {
         ServerConfig {
             app_secret: app_secret.clone(),
             verify_token,
+            session_key: parley_server::session::SessionKey::new(rand_key()),
+            secure_cookies: false,
         },
     );
     tokio::spawn(server.run(shutdown.clone()));
+    let console_password = seed.password.clone();
     TestApp {
+        console_email: seed.email.clone(),
+        console_password,
         url,
         sandbox_url,
         token: seed.api_token,
@@ -233,4 +240,17 @@ pub fn status_webhook(statuses: &[(&str, &str, Option<&str>)]) -> Value {
         "metadata": {"display_phone_number": "15550100100", "phone_number_id": demo_ids::PHONE_NUMBER_ID},
         "statuses": statuses
     }}]}]})
+}
+
+fn rand_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    for (i, b) in uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .chain(uuid::Uuid::new_v4().as_bytes())
+        .enumerate()
+    {
+        key[i] = *b;
+    }
+    key
 }
