@@ -80,6 +80,11 @@ pub fn router(state: AppState) -> Router {
             get(routes::messages::list_messages).post(routes::messages::send_message),
         )
         .route("/api/v1/messages/{id}", get(routes::messages::get_message))
+        .route("/api/v1/templates", get(routes::templates::list_templates))
+        .route(
+            "/api/v1/templates/sync",
+            axum::routing::post(routes::templates::sync_templates),
+        )
         .route(
             "/api/v1/phone-numbers",
             get(routes::phone_numbers::list_phone_numbers),

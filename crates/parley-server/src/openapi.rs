@@ -4,7 +4,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{health, messages, phone_numbers, webhooks};
+use crate::routes::{health, messages, phone_numbers, templates, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +18,8 @@ use crate::routes::{health, messages, phone_numbers, webhooks};
         messages::get_message,
         messages::list_messages,
         phone_numbers::list_phone_numbers,
+        templates::list_templates,
+        templates::sync_templates,
         webhooks::verify,
         webhooks::receive,
         health::healthz,
@@ -28,6 +30,7 @@ use crate::routes::{health, messages, phone_numbers, webhooks};
     modifiers(&BearerAuth),
     tags(
         (name = "messages", description = "Single sends and their delivery states"),
+        (name = "templates", description = "Message templates, synced from Meta"),
         (name = "phone numbers", description = "The application's WhatsApp numbers"),
         (name = "webhooks", description = "Meta's webhook endpoint"),
         (name = "operations", description = "Health and metrics"),

@@ -1,4 +1,5 @@
 pub mod health;
 pub mod messages;
 pub mod phone_numbers;
+pub mod templates;
 pub mod webhooks;

@@ -52,6 +52,8 @@ async fn openapi_describes_every_route() {
         "/api/v1/messages",
         "/api/v1/messages/{id}",
         "/api/v1/phone-numbers",
+        "/api/v1/templates",
+        "/api/v1/templates/sync",
         "/webhooks/whatsapp",
         "/healthz",
         "/readyz",
@@ -89,4 +91,70 @@ async fn phone_numbers_show_the_connected_number() {
     );
     assert_eq!(n["throughput_mps"], 80);
     assert_eq!(n["messaging_limit"], "TIER_250");
+}
+
+#[tokio::test]
+async fn templates_are_listed_paginated_and_resynced() {
+    let app = spawn_app().await;
+    let get = |q: String| {
+        let app = &app;
+        async move {
+            app.http
+                .get(format!("{}/api/v1/templates{q}", app.url))
+                .bearer_auth(&app.token)
+                .send()
+                .await
+                .expect("get")
+        }
+    };
+    let all: Value = get(String::new()).await.json().await.expect("json");
+    let names: Vec<&str> = all["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|t| t["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["order_update", "spring_sale", "welcome"]);
+    let spring = &all["data"][1];
+    assert_eq!(spring["status"], "APPROVED");
+    assert_eq!(
+        spring["variables"],
+        serde_json::json!(["header", "1", "2", "3", "button.0"])
+    );
+    // Two per page: two pages, nothing lost or repeated.
+    let p1: Value = get("?limit=2".into()).await.json().await.expect("json");
+    assert_eq!(p1["data"].as_array().map(Vec::len), Some(2));
+    let cursor = p1["next_cursor"].as_str().expect("cursor").to_owned();
+    let p2: Value = get(format!("?limit=2&after={cursor}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(p2["data"][0]["name"], "welcome");
+    assert!(p2["next_cursor"].is_null());
+    assert_eq!(get("?limit=0".into()).await.status(), 400);
+    assert_eq!(get("?after=tpl_nope".into()).await.status(), 400);
+    let approved: Value = get("?status=approved".into())
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(approved["data"].as_array().map(Vec::len), Some(3));
+
+    let sync: Value = app
+        .http
+        .post(format!("{}/api/v1/templates/sync", app.url))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(sync["synced"], 3);
+    let again: Value = get(String::new()).await.json().await.expect("json");
+    assert_eq!(
+        again["data"][0]["id"], all["data"][0]["id"],
+        "a resync keeps ids"
+    );
 }
