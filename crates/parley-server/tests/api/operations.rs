@@ -158,3 +158,62 @@ async fn templates_are_listed_paginated_and_resynced() {
         "a resync keeps ids"
     );
 }
+
+/// Meta pauses a template: the webhook updates the local copy, and sends are refused with a
+/// clear error before any call to Meta; reinstated, it sends again.
+#[tokio::test]
+async fn a_paused_template_blocks_sends_until_reinstated() {
+    let app = spawn_app().await;
+    let meta_id = parley_sandbox::demo_templates()
+        .into_iter()
+        .find(|t| t["name"] == "welcome")
+        .and_then(|t| t["id"].as_str().map(str::to_owned))
+        .expect("welcome id");
+    app.sandbox_post(
+        &format!("/sandbox/templates/{meta_id}/status"),
+        &serde_json::json!({"status": "PAUSED"}),
+    )
+    .await;
+    let (phone, _) = app.contact(0).await;
+    let body = serde_json::json!({"to": phone, "template": {"name": "welcome", "language": "en", "variables": {"first_name": "A"}}});
+    let mut refused = None;
+    for _ in 0..100 {
+        let r = app.post_message(&body).await;
+        if r.status() == 422 {
+            refused = Some(r.json::<Value>().await.expect("json"));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let refused = refused.expect("the pause webhook was applied");
+    assert_eq!(refused["error"]["code"], "template_not_approved");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .expect("msg")
+            .contains("PAUSED"),
+        "{refused}"
+    );
+    let sent_before = app.sandbox_messages().await.len();
+
+    app.sandbox_post(
+        &format!("/sandbox/templates/{meta_id}/status"),
+        &serde_json::json!({"status": "REINSTATED"}),
+    )
+    .await;
+    app.sandbox_post(
+        &format!("/sandbox/templates/{meta_id}/status"),
+        &serde_json::json!({"status": "APPROVED"}),
+    )
+    .await;
+    let mut accepted = false;
+    for _ in 0..100 {
+        if app.post_message(&body).await.status() == 202 {
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(accepted, "approved again, the template sends");
+    assert_eq!(sent_before, 0, "nothing reached Meta while paused");
+}
