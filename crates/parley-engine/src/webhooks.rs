@@ -229,10 +229,10 @@ async fn apply_template_update(
                 }
             }
         }
-    } else if let Some(score) = value.get("new_quality_score") {
-        if let Some(raw) = record.raw.as_object_mut() {
-            raw.insert("quality_score".into(), serde_json::json!({"score": score}));
-        }
+    } else if let (Some(score), Some(raw)) =
+        (value.get("new_quality_score"), record.raw.as_object_mut())
+    {
+        raw.insert("quality_score".into(), serde_json::json!({"score": score}));
     }
     record.updated_at = engine.now();
     engine.store.upsert_template(&record).await
