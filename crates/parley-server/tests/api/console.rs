@@ -139,3 +139,77 @@ async fn sign_in_see_the_overview_and_sign_out() {
             .contains("Max-Age=0")
     );
 }
+
+/// The same story in a real browser: the login form, the overview, the messages page.
+#[tokio::test]
+async fn a_person_signs_in_with_a_browser() {
+    use fantoccini::Locator;
+    let app = spawn_app().await;
+    let (phone, _) = app.contact(0).await;
+    let id = app
+        .send(&serde_json::json!({"to": phone, "template": {"name": "welcome", "language": "en", "variables": {"first_name": "Browser"}}}))
+        .await;
+    app.wait_for_state(&id, "read").await;
+
+    let browser = crate::browser::Browser::start().await;
+    let c = &browser.client;
+    c.goto(&format!("{}/", app.url)).await.expect("goto");
+    browser.wait_css("input[name=email]").await;
+    assert!(
+        c.current_url()
+            .await
+            .expect("url")
+            .path()
+            .ends_with("/login")
+    );
+    c.find(Locator::Css("input[name=email]"))
+        .await
+        .expect("email")
+        .send_keys(&app.console_email)
+        .await
+        .expect("type");
+    c.find(Locator::Css("input[name=password]"))
+        .await
+        .expect("pw")
+        .send_keys("not it")
+        .await
+        .expect("type");
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .expect("btn")
+        .click()
+        .await
+        .expect("click");
+    browser.wait_text("Wrong email or password").await;
+
+    c.find(Locator::Css("input[name=password]"))
+        .await
+        .expect("pw")
+        .send_keys(&app.console_password)
+        .await
+        .expect("type");
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .expect("btn")
+        .click()
+        .await
+        .expect("click");
+    browser.wait_text("WhatsApp platforms").await;
+    browser.wait_text("spring_sale").await;
+    c.find(Locator::LinkText("Messages"))
+        .await
+        .expect("nav")
+        .click()
+        .await
+        .expect("click");
+    browser.wait_text("welcome (en): Browser").await;
+    browser.wait_text("read").await;
+    c.find(Locator::Css("button.link"))
+        .await
+        .expect("sign out")
+        .click()
+        .await
+        .expect("click");
+    browser.wait_css("input[name=password]").await;
+    let _ = c.clone().close().await;
+}
