@@ -23,9 +23,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
-    cipher: SecretCipher,
+    /// The one writing connection; area modules (`sqlite_*.rs`) write through it.
+    pub(crate) writer: SqlitePool,
+    pub(crate) reader: SqlitePool,
+    pub(crate) cipher: SecretCipher,
 }
 
 impl SqliteStore {
@@ -61,16 +62,16 @@ impl SqliteStore {
         })
     }
 
-    async fn tx(&self) -> Result<Transaction<'static, Sqlite>> {
+    pub(crate) async fn tx(&self) -> Result<Transaction<'static, Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
 
-fn parse_id<T, E: std::fmt::Display>(
+pub(crate) fn parse_id<T, E: std::fmt::Display>(
     row: &SqliteRow,
     col: &str,
     f: impl Fn(&str) -> std::result::Result<T, E>,
@@ -79,7 +80,7 @@ fn parse_id<T, E: std::fmt::Display>(
     f(&s).map_err(|e| corrupt(col, e))
 }
 
-fn parse_opt_id<T, E: std::fmt::Display>(
+pub(crate) fn parse_opt_id<T, E: std::fmt::Display>(
     row: &SqliteRow,
     col: &str,
     f: impl Fn(&str) -> std::result::Result<T, E>,
@@ -88,16 +89,16 @@ fn parse_opt_id<T, E: std::fmt::Display>(
     s.map(|s| f(&s).map_err(|e| corrupt(col, e))).transpose()
 }
 
-fn json_col<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &str) -> Result<T> {
+pub(crate) fn json_col<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &str) -> Result<T> {
     let s: String = row.try_get(col)?;
     serde_json::from_str(&s).map_err(|e| corrupt(col, e))
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| corrupt("serialize", e))
 }
 
-fn message_from_row(row: &SqliteRow) -> Result<MessageRecord> {
+pub(crate) fn message_from_row(row: &SqliteRow) -> Result<MessageRecord> {
     let state: String = row.try_get("state")?;
     Ok(MessageRecord {
         id: parse_id(row, "id", MessageId::parse)?,
@@ -124,7 +125,7 @@ fn message_from_row(row: &SqliteRow) -> Result<MessageRecord> {
     })
 }
 
-fn platform_from_row(row: &SqliteRow) -> Result<PlatformRecord> {
+pub(crate) fn platform_from_row(row: &SqliteRow) -> Result<PlatformRecord> {
     Ok(PlatformRecord {
         id: parse_id(row, "id", PlatformId::parse)?,
         application_id: parse_id(row, "application_id", ApplicationId::parse)?,
@@ -138,7 +139,7 @@ fn platform_from_row(row: &SqliteRow) -> Result<PlatformRecord> {
     })
 }
 
-fn phone_from_row(row: &SqliteRow) -> Result<PhoneNumberRecord> {
+pub(crate) fn phone_from_row(row: &SqliteRow) -> Result<PhoneNumberRecord> {
     let mps: i64 = row.try_get("throughput_mps")?;
     Ok(PhoneNumberRecord {
         phone_number_id: row.try_get("phone_number_id")?,
@@ -154,7 +155,7 @@ fn phone_from_row(row: &SqliteRow) -> Result<PhoneNumberRecord> {
     })
 }
 
-fn template_from_row(row: &SqliteRow) -> Result<TemplateRecord> {
+pub(crate) fn template_from_row(row: &SqliteRow) -> Result<TemplateRecord> {
     let template: Template = json_col(row, "model")?;
     Ok(TemplateRecord {
         id: parse_id(row, "id", TemplateId::parse)?,
@@ -168,7 +169,7 @@ fn template_from_row(row: &SqliteRow) -> Result<TemplateRecord> {
     })
 }
 
-fn contact_from_row(row: &SqliteRow) -> Result<ContactRecord> {
+pub(crate) fn contact_from_row(row: &SqliteRow) -> Result<ContactRecord> {
     let tags: Tags = json_col(row, "tags")?;
     Ok(ContactRecord {
         id: parse_id(row, "id", ContactId::parse)?,
