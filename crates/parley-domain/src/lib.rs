@@ -10,6 +10,7 @@ pub mod segment;
 pub mod state;
 pub mod tags;
 pub mod template;
+pub mod template_rules;
 pub mod window;
 
 pub use binding::*;
@@ -21,6 +22,7 @@ pub use segment::*;
 pub use state::*;
 pub use tags::*;
 pub use template::*;
+pub use template_rules::*;
 pub use window::*;
 
 /// Shortens user input quoted back in error messages so a megabyte of junk
