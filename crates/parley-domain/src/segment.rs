@@ -1,5 +1,184 @@
-//! Segments: a small filter language over contact tags (`city = "Berlin" and visits >= 3`).
-//! Parsed once, evaluated in memory for previews and compiled to SQL by the stores.
+//! Segments: a small filter language over contact tags, e.g. `city = "Berlin" and visits >= 3`.
+//! Parsed once into an [`Expr`], evaluated in memory for previews and tests, and compiled to SQL
+//! by the stores; the SQL compilers must follow the semantics below exactly.
+//!
+//! # Language
+//!
+//! ```text
+//! filter     := or
+//! or         := and ("or" and)*                      left-associative
+//! and        := unary ("and" unary)*                 left-associative
+//! unary      := "not" unary | primary                precedence: not > and > or
+//! primary    := "(" or ")" | "all" | "exists" "(" tag ")"
+//!             | tag ("=" | "!=" | "<" | "<=" | ">" | ">=") value
+//!             | tag ["not"] "in" "[" value ("," value)* [","] "]"
+//!             | tag "contains" string
+//! tag        := [A-Za-z_][A-Za-z0-9_]*  (not a keyword)  |  `any text`  (escapes \` and \\)
+//! value      := string | ["-"] integer | ["-"] decimal | "true" | "false" | date | relative
+//! string     := "…" (escapes \" and \\; any other character, newlines included, as is)
+//! decimal    := digits "." digits        (no exponent)
+//! date       := YYYY-MM-DD
+//! relative   := "now" [("+" | "-") digits unit]     unit: m (minutes) h (hours) d (days) w (weeks)
+//! ```
+//!
+//! Keywords (`all and contains exists false in not now or true`) are case-insensitive; a tag with
+//! a keyword's name is written in backticks. Units are lower case. `all` selects every contact;
+//! an empty filter is an error. `not exists(tag)` is `not` applied to `exists(tag)`.
+//!
+//! Limits: at most [`MAX_SEGMENT_CHARS`] characters, [`MAX_SEGMENT_DEPTH`] levels of parentheses
+//! and `not`, [`MAX_SEGMENT_LIST_ITEMS`] values in a list (and at least one), relative times at
+//! most 100 years from now, `contains` takes a string.
+//!
+//! [`Segment`]'s `Display` prints a canonical form (lower-case keywords, single spaces, only the
+//! parentheses the precedence needs) that parses back to the same [`Expr`].
+//!
+//! # Semantics (the contract for the SQL compilers)
+//!
+//! Evaluation is two-valued: every condition is true or false, never "unknown".
+//!
+//! 1. **Missing tags.** A tag is missing when the lookup finds nothing ([`TagLookup`]: exact name,
+//!    then ASCII-case-insensitive). Every comparison, `in`, `not in` and `contains` on a missing
+//!    tag is **false, including `!=` and `not in`** (SQL NULL behaviour). Only `exists` and `not`
+//!    see missing tags: for a contact without `plan`, `plan != "pro"` is false while
+//!    `not plan = "pro"` is true. In SQL, `NOT` over NULL is NULL, so each compiled leaf must
+//!    yield FALSE, never NULL (e.g. `COALESCE(…, FALSE)`), for `not` to behave as here.
+//! 2. **Equality.** `tag != v` is exactly `exists(tag) and not tag = v`; `tag in [v1, v2]` is
+//!    exactly `tag = v1 or tag = v2`; `tag not in [v1, v2]` is `exists(tag) and not tag in [v1, v2]`.
+//!    `tag = v` is true only for these pairs, everything else (type mismatch, list tags) is unequal:
+//!    - string tag, string value: equal after case folding ([`fold_case`]: per-character Unicode
+//!      lower case, no locale). `city = "berlin"` matches "Berlin" and "BERLIN".
+//!    - integer or float tag, integer or decimal value: numerically equal (integers exactly; with a
+//!      float on either side both are compared as `f64`). `3 = 3.0`.
+//!    - boolean tag, `true`/`false`.
+//!    - date-like tag, date or relative value: see 4.
+//!    - date or date-time tag, string value: by the tag's text (its JSON form, `2026-01-31` or RFC
+//!      3339 as [`TagValue::write_text`] writes it), folded like strings.
+//!
+//!    So `plan != 3` is true for `plan = "pro"`, and `langs = "de"` is false for a list tag (use
+//!    `langs contains "de"`). Strings are never read as numbers: `visits >= 3` is false when
+//!    `visits` is the string "3".
+//! 3. **Order** (`<`, `<=`, `>`, `>=`): true only when both sides are numbers (as above), both
+//!    strings (by Unicode code point, case-sensitive: SQLite's BINARY collation, PostgreSQL's
+//!    `COLLATE "C"`), a date or date-time tag against a string (by its text), or a date-like tag
+//!    against a date or relative value (see 4). Booleans, lists and mismatches: false.
+//! 4. **Dates.** Tags come back from JSON storage as strings, so a tag is *date-like* when it is a
+//!    `Date`, a `DateTime`, or a string that is exactly `YYYY-MM-DD` (a date) or RFC 3339 as the
+//!    `time` crate parses it (an instant); a date tag and its stored text behave the same.
+//!    - Against a date value (`2026-01-31`): calendar dates are compared; an instant contributes
+//!      its UTC date.
+//!    - Against a relative value: `now±N unit` is the instant `now + N × unit` with fixed units
+//!      (m = 60 s, h = 3,600 s, d = 86,400 s, w = 604,800 s; no calendars, no DST). An instant tag
+//!      is compared with that instant; a date tag with that instant's UTC date.
+//!      `signup_date >= now-30d` keeps dates from 30 days ago on; `last_seen > now-12h` is exact.
+//!    - A string that is not date-like against a date or relative value: a mismatch.
+//! 5. **contains** (string value): a list tag contains an element equal to it after folding; a
+//!    string tag (and a date or date-time tag, by its text) contains it as a substring after
+//!    folding (a plain substring test: `%` and `_` are not wildcards); `contains ""` is true for
+//!    any string. Other tag types: false.
+//! 6. **exists(tag)** is true when the tag is present, whatever its value (an empty string too).
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::fmt::{self, Write as _};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use time::format_description::well_known::Rfc3339;
+use time::{Date, Duration, OffsetDateTime, UtcOffset};
+
+use crate::tags::{TagLookup, TagValue};
+
+/// The longest filter accepted, in characters.
+pub const MAX_SEGMENT_CHARS: usize = 10_000;
+/// How deeply parentheses and `not` may nest.
+pub const MAX_SEGMENT_DEPTH: usize = 64;
+/// The most values one `in [...]` list may hold.
+pub const MAX_SEGMENT_LIST_ITEMS: usize = 1_000;
+/// How far from now a relative time may reach, in seconds (100 years of 365.25 days).
+pub const MAX_RELATIVE_SECONDS: i64 = 36_525 * 86_400;
+
+const KEYWORDS: [&str; 10] = [
+    "all", "and", "contains", "exists", "false", "in", "not", "now", "or", "true",
+];
+
+const OPERATORS: &str = "=, !=, <, <=, >, >=, in, not in, contains";
+const UNITS: &str = "m (minutes), h (hours), d (days) or w (weeks)";
+
+/// A parsed segment filter: which contacts a campaign goes to.
+///
+/// Two segments are equal when their expressions are; the source text (spacing, case of
+/// keywords, redundant parentheses) does not count.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    source: String,
+    expr: Expr,
+}
+
+/// A filter expression. `And`/`Or` chains are left-deep, as written: `a and b and c` is
+/// `And(And(a, b), c)`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    /// Every contact.
+    All,
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
+    Not(Box<Expr>),
+    Compare {
+        tag: String,
+        op: CompareOp,
+        value: Value,
+    },
+    /// `tag in [..]`, or `tag not in [..]` when `negated`. The parser never yields an empty list.
+    In {
+        tag: String,
+        values: Vec<Value>,
+        negated: bool,
+    },
+    /// `tag contains "x"`. The parser only yields string values.
+    Contains {
+        tag: String,
+        value: Value,
+    },
+    Exists {
+        tag: String,
+    },
+}
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CompareOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// A literal on the right of an operator.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    String(String),
+    Integer(i64),
+    /// Always finite when parsed.
+    Float(f64),
+    Boolean(bool),
+    Date(Date),
+    /// `now` plus `amount` units (negative for the past): `now-30d` is `amount: -30, unit: Day`;
+    /// plain `now` is `amount: 0, unit: Day`.
+    Relative {
+        amount: i64,
+        unit: RelativeUnit,
+    },
+}
+
+/// The unit of a relative time; each has a fixed length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RelativeUnit {
+    Minute,
+    Hour,
+    Day,
+    Week,
+}
 
 /// A segment filter that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -8,4 +187,1287 @@ pub struct SegmentError {
     /// Character (not byte) offset in the input, counted from 0.
     pub position: usize,
     pub message: String,
+}
+
+impl Segment {
+    /// Parses a filter such as `city = "Berlin" and visits >= 3`.
+    pub fn parse(input: &str) -> Result<Segment, SegmentError> {
+        let expr = Parser::new(input)?.parse_filter()?;
+        Ok(Segment {
+            source: input.to_owned(),
+            expr,
+        })
+    }
+
+    /// The segment of every contact.
+    pub fn all() -> Segment {
+        Segment {
+            source: "all".to_owned(),
+            expr: Expr::All,
+        }
+    }
+
+    /// Whether a contact with these tags belongs to the segment, at instant `now`.
+    pub fn matches(&self, tags: &(impl TagLookup + ?Sized), now: OffsetDateTime) -> bool {
+        self.expr.matches(tags, now)
+    }
+
+    /// The expression, for the SQL compilers.
+    pub fn expr(&self) -> &Expr {
+        &self.expr
+    }
+
+    /// The filter as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The tag names used, in order of first use, without duplicates.
+    pub fn referenced_tags(&self) -> Vec<&str> {
+        let mut names = Vec::new();
+        self.expr.collect_tags(&mut names);
+        names
+    }
+}
+
+impl PartialEq for Segment {
+    fn eq(&self, other: &Self) -> bool {
+        self.expr == other.expr
+    }
+}
+
+impl fmt::Display for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.expr.fmt(f)
+    }
+}
+
+impl std::str::FromStr for Segment {
+    type Err = SegmentError;
+    fn from_str(s: &str) -> Result<Self, SegmentError> {
+        Self::parse(s)
+    }
+}
+
+impl Serialize for Segment {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.source)
+    }
+}
+
+impl<'de> Deserialize<'de> for Segment {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Cow::<'de, str>::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Expr {
+    /// In-memory evaluation; see the module documentation for the rules.
+    pub fn matches(&self, tags: &(impl TagLookup + ?Sized), now: OffsetDateTime) -> bool {
+        match self {
+            Expr::All => true,
+            Expr::And(a, b) => a.matches(tags, now) && b.matches(tags, now),
+            Expr::Or(a, b) => a.matches(tags, now) || b.matches(tags, now),
+            Expr::Not(e) => !e.matches(tags, now),
+            Expr::Compare { tag, op, value } => {
+                tags.tag(tag).is_some_and(|t| compare(&t, *op, value, now))
+            }
+            Expr::In {
+                tag,
+                values,
+                negated,
+            } => tags
+                .tag(tag)
+                .is_some_and(|t| values.iter().any(|v| equals(&t, v, now)) != *negated),
+            Expr::Contains { tag, value } => tags.tag(tag).is_some_and(|t| contains(&t, value)),
+            Expr::Exists { tag } => tags.tag(tag).is_some(),
+        }
+    }
+
+    fn collect_tags<'a>(&'a self, names: &mut Vec<&'a str>) {
+        match self {
+            Expr::All => {}
+            Expr::And(a, b) | Expr::Or(a, b) => {
+                a.collect_tags(names);
+                b.collect_tags(names);
+            }
+            Expr::Not(e) => e.collect_tags(names),
+            Expr::Compare { tag, .. }
+            | Expr::In { tag, .. }
+            | Expr::Contains { tag, .. }
+            | Expr::Exists { tag } => {
+                if !names.contains(&tag.as_str()) {
+                    names.push(tag);
+                }
+            }
+        }
+    }
+}
+
+impl CompareOp {
+    /// The operator as written: `=`, `!=`, `<`, `<=`, `>`, `>=`.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            CompareOp::Eq => "=",
+            CompareOp::Ne => "!=",
+            CompareOp::Lt => "<",
+            CompareOp::Le => "<=",
+            CompareOp::Gt => ">",
+            CompareOp::Ge => ">=",
+        }
+    }
+
+    fn holds(self, ordering: Ordering) -> bool {
+        match self {
+            CompareOp::Eq => ordering.is_eq(),
+            CompareOp::Ne => ordering.is_ne(),
+            CompareOp::Lt => ordering.is_lt(),
+            CompareOp::Le => ordering.is_le(),
+            CompareOp::Gt => ordering.is_gt(),
+            CompareOp::Ge => ordering.is_ge(),
+        }
+    }
+}
+
+impl fmt::Display for CompareOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.symbol())
+    }
+}
+
+impl RelativeUnit {
+    /// The unit's length in seconds.
+    pub fn seconds(self) -> i64 {
+        match self {
+            RelativeUnit::Minute => 60,
+            RelativeUnit::Hour => 3_600,
+            RelativeUnit::Day => 86_400,
+            RelativeUnit::Week => 604_800,
+        }
+    }
+
+    /// The unit's letter: `m`, `h`, `d` or `w`.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            RelativeUnit::Minute => "m",
+            RelativeUnit::Hour => "h",
+            RelativeUnit::Day => "d",
+            RelativeUnit::Week => "w",
+        }
+    }
+
+    fn from_symbol(s: &str) -> Option<RelativeUnit> {
+        Some(match s {
+            "m" => RelativeUnit::Minute,
+            "h" => RelativeUnit::Hour,
+            "d" => RelativeUnit::Day,
+            "w" => RelativeUnit::Week,
+            _ => return None,
+        })
+    }
+}
+
+impl Value {
+    /// The instant a date or relative value stands for: a date is its midnight UTC, `now-30d`
+    /// is `now` minus 30 × 86,400 s. `None` for other values, or out of the representable range.
+    pub fn resolve_time(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        match self {
+            Value::Date(d) => Some(d.midnight().assume_utc()),
+            Value::Relative { amount, unit } => {
+                let seconds = amount.checked_mul(unit.seconds())?;
+                now.checked_add(Duration::seconds(seconds))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    /// The literal as the filter language writes it. Non-finite floats and dates outside years
+    /// 0–9999 have no literal and print in a form that does not parse.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::String(s) => {
+                f.write_char('"')?;
+                for c in s.chars() {
+                    if c == '"' || c == '\\' {
+                        f.write_char('\\')?;
+                    }
+                    f.write_char(c)?;
+                }
+                f.write_char('"')
+            }
+            Value::Integer(i) => write!(f, "{i}"),
+            Value::Float(x) => {
+                let text = x.to_string();
+                f.write_str(&text)?;
+                if x.is_finite() && !text.contains('.') {
+                    f.write_str(".0")?;
+                }
+                Ok(())
+            }
+            Value::Boolean(b) => f.write_str(if *b { "true" } else { "false" }),
+            Value::Date(d) => {
+                let mut out = String::with_capacity(10);
+                crate::tags::write_date(&mut out, *d);
+                f.write_str(&out)
+            }
+            Value::Relative {
+                amount: 0,
+                unit: RelativeUnit::Day,
+            } => f.write_str("now"),
+            Value::Relative { amount, unit } => {
+                let sign = if *amount < 0 { '-' } else { '+' };
+                write!(f, "now{sign}{}{}", amount.unsigned_abs(), unit.symbol())
+            }
+        }
+    }
+}
+
+/// A tag name as the language writes it: bare when it can be, else in backticks.
+struct TagName<'a>(&'a str);
+
+impl fmt::Display for TagName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if is_bare_tag(self.0) {
+            return f.write_str(self.0);
+        }
+        f.write_char('`')?;
+        for c in self.0.chars() {
+            if c == '`' || c == '\\' {
+                f.write_char('\\')?;
+            }
+            f.write_char(c)?;
+        }
+        f.write_char('`')
+    }
+}
+
+fn is_bare_tag(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !is_keyword(name)
+}
+
+fn is_keyword(word: &str) -> bool {
+    KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(word))
+}
+
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn child(f: &mut fmt::Formatter<'_>, e: &Expr, parens: bool) -> fmt::Result {
+            if parens {
+                write!(f, "({e})")
+            } else {
+                write!(f, "{e}")
+            }
+        }
+        match self {
+            Expr::All => f.write_str("all"),
+            Expr::And(a, b) => {
+                child(f, a, matches!(**a, Expr::Or(..)))?;
+                f.write_str(" and ")?;
+                child(f, b, matches!(**b, Expr::And(..) | Expr::Or(..)))
+            }
+            Expr::Or(a, b) => {
+                child(f, a, false)?;
+                f.write_str(" or ")?;
+                child(f, b, matches!(**b, Expr::Or(..)))
+            }
+            Expr::Not(e) => {
+                f.write_str("not ")?;
+                child(f, e, matches!(**e, Expr::And(..) | Expr::Or(..)))
+            }
+            Expr::Compare { tag, op, value } => write!(f, "{} {op} {value}", TagName(tag)),
+            Expr::In {
+                tag,
+                values,
+                negated,
+            } => {
+                let not = if *negated { "not " } else { "" };
+                write!(f, "{} {not}in [", TagName(tag))?;
+                for (i, v) in values.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                f.write_char(']')
+            }
+            Expr::Contains { tag, value } => write!(f, "{} contains {value}", TagName(tag)),
+            Expr::Exists { tag } => write!(f, "exists({})", TagName(tag)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation
+
+/// The case folding of string equality and `contains`: each character's Unicode lower case
+/// (`char::to_lowercase`, no locale, no context rules). SQL compilers can fold bound values
+/// with it.
+pub fn fold_case(s: &str) -> String {
+    s.chars().flat_map(char::to_lowercase).collect()
+}
+
+fn eq_folded(a: &str, b: &str) -> bool {
+    a.chars()
+        .flat_map(char::to_lowercase)
+        .eq(b.chars().flat_map(char::to_lowercase))
+}
+
+fn compare(tag: &TagValue, op: CompareOp, value: &Value, now: OffsetDateTime) -> bool {
+    match op {
+        CompareOp::Eq => equals(tag, value, now),
+        CompareOp::Ne => !equals(tag, value, now),
+        _ => order(tag, value, now).is_some_and(|o| op.holds(o)),
+    }
+}
+
+fn equals(tag: &TagValue, value: &Value, now: OffsetDateTime) -> bool {
+    match (tag, value) {
+        (TagValue::String(s), Value::String(v)) => eq_folded(s, v),
+        (TagValue::Date(_) | TagValue::DateTime(_), Value::String(v)) => {
+            eq_folded(&tag.as_text(), v)
+        }
+        (TagValue::Boolean(a), Value::Boolean(b)) => a == b,
+        _ => order(tag, value, now) == Some(Ordering::Equal),
+    }
+}
+
+/// How the tag orders against the value, when they are comparable (see the module docs).
+fn order(tag: &TagValue, value: &Value, now: OffsetDateTime) -> Option<Ordering> {
+    match (tag, value) {
+        (TagValue::String(s), Value::String(v)) => Some(s.as_str().cmp(v.as_str())),
+        (TagValue::Date(_) | TagValue::DateTime(_), Value::String(v)) => {
+            Some(tag.as_text().as_str().cmp(v.as_str()))
+        }
+        (TagValue::Integer(a), Value::Integer(b)) => Some(a.cmp(b)),
+        (TagValue::Integer(a), Value::Float(b)) => (*a as f64).partial_cmp(b),
+        (TagValue::Float(a), Value::Integer(b)) => a.partial_cmp(&(*b as f64)),
+        (TagValue::Float(a), Value::Float(b)) => a.partial_cmp(b),
+        (_, Value::Date(_) | Value::Relative { .. }) => temporal_order(tag, value, now),
+        _ => None,
+    }
+}
+
+enum Temporal {
+    Date(Date),
+    Instant(OffsetDateTime),
+}
+
+impl Temporal {
+    fn of(tag: &TagValue) -> Option<Temporal> {
+        match tag {
+            TagValue::Date(d) => Some(Temporal::Date(*d)),
+            TagValue::DateTime(dt) => Some(Temporal::Instant(*dt)),
+            TagValue::String(s) => parse_iso_date(s).map(Temporal::Date).or_else(|| {
+                OffsetDateTime::parse(s, &Rfc3339)
+                    .ok()
+                    .map(Temporal::Instant)
+            }),
+            _ => None,
+        }
+    }
+
+    fn utc_date(&self) -> Option<Date> {
+        match self {
+            Temporal::Date(d) => Some(*d),
+            Temporal::Instant(i) => utc_date(*i),
+        }
+    }
+}
+
+fn utc_date(instant: OffsetDateTime) -> Option<Date> {
+    instant.checked_to_offset(UtcOffset::UTC).map(|u| u.date())
+}
+
+fn temporal_order(tag: &TagValue, value: &Value, now: OffsetDateTime) -> Option<Ordering> {
+    let tag = Temporal::of(tag)?;
+    match value {
+        Value::Date(d) => Some(tag.utc_date()?.cmp(d)),
+        Value::Relative { .. } => {
+            let at = value.resolve_time(now)?;
+            match tag {
+                Temporal::Date(d) => Some(d.cmp(&utc_date(at)?)),
+                Temporal::Instant(i) => Some(i.cmp(&at)),
+            }
+        }
+        _ => None,
+    }
+}
+
+fn contains(tag: &TagValue, value: &Value) -> bool {
+    let Value::String(needle) = value else {
+        return false;
+    };
+    match tag {
+        TagValue::List(items) => items.iter().any(|item| eq_folded(item, needle)),
+        TagValue::String(s) => fold_case(s).contains(&fold_case(needle)),
+        TagValue::Date(_) | TagValue::DateTime(_) => {
+            fold_case(&tag.as_text()).contains(&fold_case(needle))
+        }
+        _ => false,
+    }
+}
+
+/// Exactly `YYYY-MM-DD`, a real calendar date.
+fn parse_iso_date(s: &str) -> Option<Date> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |acc, c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let year = i32::try_from(digits(0..4)?).ok()?;
+    let month = time::Month::try_from(u8::try_from(digits(5..7)?).ok()?).ok()?;
+    let day = u8::try_from(digits(8..10)?).ok()?;
+    Date::from_calendar_date(year, month, day).ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    /// A bare word: a tag name or a keyword.
+    Word(String),
+    /// A tag name in backticks.
+    Quoted(String),
+    Str(String),
+    /// Digits with an optional fraction, and letters written right after them (`30d`).
+    Number {
+        digits: String,
+        fraction: bool,
+        suffix: Option<(String, usize)>,
+    },
+    Date(Date),
+    Op(CompareOp),
+    LParen,
+    RParen,
+    LBracket,
+    RBracket,
+    Comma,
+    Plus,
+    Minus,
+    End,
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    tok: Tok,
+    /// Character offsets.
+    start: usize,
+    end: usize,
+}
+
+struct Parser {
+    chars: Vec<char>,
+    pos: usize,
+    peeked: Option<Token>,
+}
+
+fn err<T>(position: usize, message: impl Into<String>) -> Result<T, SegmentError> {
+    Err(SegmentError {
+        position,
+        message: message.into(),
+    })
+}
+
+/// " after `and`" or "" at the start.
+fn after_text(after: &str) -> String {
+    if after.is_empty() {
+        String::new()
+    } else {
+        format!(" after {after}")
+    }
+}
+
+impl Parser {
+    fn new(input: &str) -> Result<Parser, SegmentError> {
+        let count = input.chars().count();
+        if count > MAX_SEGMENT_CHARS {
+            return err(
+                MAX_SEGMENT_CHARS,
+                format!("the filter is too long: {count} characters, at most {MAX_SEGMENT_CHARS}"),
+            );
+        }
+        Ok(Parser {
+            chars: input.chars().collect(),
+            pos: 0,
+            peeked: None,
+        })
+    }
+
+    // --- tokens ---
+
+    fn peek(&mut self) -> Result<&Token, SegmentError> {
+        if self.peeked.is_none() {
+            let t = self.lex()?;
+            self.peeked = Some(t);
+        }
+        Ok(self.peeked.as_ref().expect("just filled"))
+    }
+
+    fn next(&mut self) -> Result<Token, SegmentError> {
+        match self.peeked.take() {
+            Some(t) => Ok(t),
+            None => self.lex(),
+        }
+    }
+
+    fn peek_is_word(&mut self, keyword: &str) -> Result<bool, SegmentError> {
+        Ok(matches!(&self.peek()?.tok, Tok::Word(w) if w.eq_ignore_ascii_case(keyword)))
+    }
+
+    fn text(&self, start: usize, end: usize) -> String {
+        let s: String = self.chars[start..end.min(self.chars.len())]
+            .iter()
+            .collect();
+        crate::excerpt(&s).into_owned()
+    }
+
+    /// How an error message names a token.
+    fn describe(&self, t: &Token) -> String {
+        let text = self.text(t.start, t.end);
+        match &t.tok {
+            Tok::End => "end of input".to_owned(),
+            Tok::Word(w) if is_keyword(w) => format!("the keyword `{text}`"),
+            Tok::Quoted(_) => format!("the tag name {text}"),
+            Tok::Str(_) => format!("the string {text}"),
+            Tok::Number { .. } => format!("the number `{text}`"),
+            Tok::Date(_) => format!("the date `{text}`"),
+            _ => format!("`{text}`"),
+        }
+    }
+
+    fn lex(&mut self) -> Result<Token, SegmentError> {
+        while self.chars.get(self.pos).is_some_and(|c| c.is_whitespace()) {
+            self.pos += 1;
+        }
+        let start = self.pos;
+        let Some(&c) = self.chars.get(start) else {
+            return Ok(Token {
+                tok: Tok::End,
+                start,
+                end: start,
+            });
+        };
+        let single = |tok| Token {
+            tok,
+            start,
+            end: start + 1,
+        };
+        let token = match c {
+            '(' => single(Tok::LParen),
+            ')' => single(Tok::RParen),
+            '[' => single(Tok::LBracket),
+            ']' => single(Tok::RBracket),
+            ',' => single(Tok::Comma),
+            '+' => single(Tok::Plus),
+            '-' => single(Tok::Minus),
+            '"' => return self.lex_string(),
+            '`' => return self.lex_quoted_tag(),
+            '\'' => return self.single_quote_error(),
+            '0'..='9' => return self.lex_number(),
+            'A'..='Z' | 'a'..='z' | '_' => return self.lex_word(),
+            '=' | '<' | '>' | '!' | '&' | '|' => return self.lex_operator(),
+            c if c.is_alphanumeric() => {
+                let end = self.run_end(start, |c| c.is_alphanumeric() || c == '_');
+                let word = self.text(start, end);
+                return err(
+                    start,
+                    format!(
+                        "unexpected character `{c}`: tag names with characters other than A–Z, a–z, 0–9 and _ go in backticks, e.g. `{word}`"
+                    ),
+                );
+            }
+            c => return err(start, format!("unexpected character `{c}`")),
+        };
+        self.pos = token.end;
+        Ok(token)
+    }
+
+    fn run_end(&self, from: usize, pred: impl Fn(char) -> bool) -> usize {
+        let mut end = from;
+        while self.chars.get(end).is_some_and(|&c| pred(c)) {
+            end += 1;
+        }
+        end
+    }
+
+    fn lex_string(&mut self) -> Result<Token, SegmentError> {
+        let start = self.pos;
+        let mut out = String::new();
+        let mut i = start + 1;
+        loop {
+            match self.chars.get(i) {
+                None => {
+                    return err(
+                        start,
+                        "unclosed string: add a `\"` at its end (write \\\" for a quote inside)",
+                    );
+                }
+                Some('"') => break,
+                Some('\\') => match self.chars.get(i + 1) {
+                    Some(&c @ ('"' | '\\')) => {
+                        out.push(c);
+                        i += 2;
+                    }
+                    Some(&c) => {
+                        return err(
+                            i,
+                            format!(
+                                "unknown escape `\\{c}` in a string: only \\\" (a quote) and \\\\ (a backslash) are escapes"
+                            ),
+                        );
+                    }
+                    None => {
+                        return err(
+                            start,
+                            "unclosed string: add a `\"` at its end (write \\\" for a quote inside)",
+                        );
+                    }
+                },
+                Some(&c) => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+        }
+        self.pos = i + 1;
+        Ok(Token {
+            tok: Tok::Str(out),
+            start,
+            end: self.pos,
+        })
+    }
+
+    fn lex_quoted_tag(&mut self) -> Result<Token, SegmentError> {
+        let start = self.pos;
+        let mut out = String::new();
+        let mut i = start + 1;
+        loop {
+            match self.chars.get(i) {
+                None => return err(start, "unclosed tag name: add a closing backtick `"),
+                Some('`') => break,
+                Some('\\') => match self.chars.get(i + 1) {
+                    Some(&c @ ('`' | '\\')) => {
+                        out.push(c);
+                        i += 2;
+                    }
+                    Some(&c) => {
+                        return err(
+                            i,
+                            format!(
+                                "unknown escape `\\{c}` in a tag name: only \\` (a backtick) and \\\\ (a backslash) are escapes"
+                            ),
+                        );
+                    }
+                    None => return err(start, "unclosed tag name: add a closing backtick `"),
+                },
+                Some(&c) => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+        }
+        if out.is_empty() {
+            return err(
+                start,
+                "empty tag name: write the tag's name between the backticks",
+            );
+        }
+        self.pos = i + 1;
+        Ok(Token {
+            tok: Tok::Quoted(out),
+            start,
+            end: self.pos,
+        })
+    }
+
+    fn single_quote_error(&self) -> Result<Token, SegmentError> {
+        let start = self.pos;
+        let close = (start + 1..self.chars.len()).find(|&i| self.chars[i] == '\'');
+        let hint = match close {
+            Some(end) => {
+                let inner: String = self.chars[start + 1..end].iter().collect();
+                let value = Value::String(inner).to_string();
+                format!("write {}", crate::excerpt(&value))
+            }
+            None => "write \"text\"".to_owned(),
+        };
+        err(start, format!("strings use double quotes: {hint}"))
+    }
+
+    fn lex_number(&mut self) -> Result<Token, SegmentError> {
+        let start = self.pos;
+        let int_end = self.run_end(start, |c| c.is_ascii_digit());
+        // A date: four digits, a dash and a digit.
+        if int_end - start == 4
+            && self.chars.get(int_end) == Some(&'-')
+            && self
+                .chars
+                .get(int_end + 1)
+                .is_some_and(char::is_ascii_digit)
+        {
+            let end = self.run_end(start, |c| c.is_ascii_digit() || c == '-');
+            let text = self.text(start, end);
+            let Some(date) = parse_iso_date(&text) else {
+                return err(
+                    start,
+                    format!(
+                        "invalid date `{text}`: write dates as YYYY-MM-DD with a real day, e.g. 2026-01-31"
+                    ),
+                );
+            };
+            if let Some(&c) = self
+                .chars
+                .get(end)
+                .filter(|c| c.is_alphanumeric() || **c == ':' || **c == '_')
+            {
+                return err(
+                    end,
+                    format!(
+                        "unexpected `{c}` after the date `{text}`: dates have no time of day; compare instants with a relative time such as now-12h"
+                    ),
+                );
+            }
+            self.pos = end;
+            return Ok(Token {
+                tok: Tok::Date(date),
+                start,
+                end,
+            });
+        }
+        let mut end = int_end;
+        let mut fraction = false;
+        if self.chars.get(end) == Some(&'.') {
+            if !self.chars.get(end + 1).is_some_and(char::is_ascii_digit) {
+                return err(
+                    end,
+                    "expected digits after the decimal point, e.g. 2.5".to_owned(),
+                );
+            }
+            fraction = true;
+            end = self.run_end(end + 1, |c| c.is_ascii_digit());
+        }
+        let digits = self.text(start, end);
+        let mut suffix = None;
+        if self
+            .chars
+            .get(end)
+            .is_some_and(|&c| c.is_alphabetic() || c == '_')
+        {
+            let suffix_end = self.run_end(end, |c| c.is_alphanumeric() || c == '_');
+            suffix = Some((self.text(end, suffix_end), end));
+            end = suffix_end;
+        }
+        self.pos = end;
+        Ok(Token {
+            tok: Tok::Number {
+                digits,
+                fraction,
+                suffix,
+            },
+            start,
+            end,
+        })
+    }
+
+    fn lex_word(&mut self) -> Result<Token, SegmentError> {
+        let start = self.pos;
+        let end = self.run_end(start, |c| c.is_alphanumeric() || c == '_');
+        let word = self.text(start, end);
+        if !word.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return err(
+                start,
+                format!(
+                    "tag names with characters other than A–Z, a–z, 0–9 and _ go in backticks: `{word}`"
+                ),
+            );
+        }
+        self.pos = end;
+        Ok(Token {
+            tok: Tok::Word(word),
+            start,
+            end,
+        })
+    }
+
+    fn lex_operator(&mut self) -> Result<Token, SegmentError> {
+        let start = self.pos;
+        let end = self.run_end(start, |c| matches!(c, '=' | '<' | '>' | '!' | '&' | '|'));
+        let text = self.text(start, end);
+        let op = match text.as_str() {
+            "=" => CompareOp::Eq,
+            "!=" => CompareOp::Ne,
+            "<" => CompareOp::Lt,
+            "<=" => CompareOp::Le,
+            ">" => CompareOp::Gt,
+            ">=" => CompareOp::Ge,
+            _ => {
+                let hint = match text.as_str() {
+                    "==" | "===" => Some("`=`"),
+                    "=>" => Some("`>=`"),
+                    "=<" => Some("`<=`"),
+                    "<>" | "=!" | "!==" => Some("`!=`"),
+                    "&&" | "&" => Some("`and`"),
+                    "||" | "|" => Some("`or`"),
+                    "!" => Some("`!=` or `not`"),
+                    _ => None,
+                };
+                let message = match hint {
+                    Some(h) => format!("unknown operator `{text}` (did you mean {h}?)"),
+                    None => format!("unknown operator `{text}` (operators: {OPERATORS})"),
+                };
+                return err(start, message);
+            }
+        };
+        self.pos = end;
+        Ok(Token {
+            tok: Tok::Op(op),
+            start,
+            end,
+        })
+    }
+
+    // --- grammar ---
+
+    fn parse_filter(&mut self) -> Result<Expr, SegmentError> {
+        if self.chars.iter().all(|c| c.is_whitespace()) {
+            return err(
+                0,
+                "empty filter: write a condition such as city = \"Berlin\", or `all` for every contact",
+            );
+        }
+        let expr = self.parse_or(0, "")?;
+        let t = self.next()?;
+        match t.tok {
+            Tok::End => Ok(expr),
+            Tok::RParen => err(
+                t.start,
+                "unbalanced parenthesis: this `)` has no matching `(`",
+            ),
+            _ => err(
+                t.start,
+                format!(
+                    "expected `and` or `or` between conditions, found {}",
+                    self.describe(&t)
+                ),
+            ),
+        }
+    }
+
+    fn parse_or(&mut self, depth: usize, after: &str) -> Result<Expr, SegmentError> {
+        let mut left = self.parse_and(depth, after)?;
+        while self.peek_is_word("or")? {
+            self.next()?;
+            let right = self.parse_and(depth, "`or`")?;
+            left = Expr::Or(Box::new(left), Box::new(right));
+        }
+        Ok(left)
+    }
+
+    fn parse_and(&mut self, depth: usize, after: &str) -> Result<Expr, SegmentError> {
+        let mut left = self.parse_unary(depth, after)?;
+        while self.peek_is_word("and")? {
+            self.next()?;
+            let right = self.parse_unary(depth, "`and`")?;
+            left = Expr::And(Box::new(left), Box::new(right));
+        }
+        Ok(left)
+    }
+
+    fn parse_unary(&mut self, depth: usize, after: &str) -> Result<Expr, SegmentError> {
+        if self.peek_is_word("not")? {
+            let t = self.next()?;
+            let depth = deeper(depth, t.start)?;
+            let inner = self.parse_unary(depth, "`not`")?;
+            return Ok(Expr::Not(Box::new(inner)));
+        }
+        self.parse_primary(depth, after)
+    }
+
+    fn parse_primary(&mut self, depth: usize, after: &str) -> Result<Expr, SegmentError> {
+        let t = self.next()?;
+        let expected = format!("expected a condition{}", after_text(after));
+        match t.tok {
+            Tok::LParen => {
+                let depth = deeper(depth, t.start)?;
+                let inner = self.parse_or(depth, "`(`")?;
+                let close = self.next()?;
+                match close.tok {
+                    Tok::RParen => Ok(inner),
+                    Tok::End => err(
+                        close.start,
+                        format!(
+                            "unbalanced parenthesis: the `(` at character {} is never closed; add a `)`",
+                            t.start
+                        ),
+                    ),
+                    _ => err(
+                        close.start,
+                        format!(
+                            "expected `and`, `or` or `)`, found {}",
+                            self.describe(&close)
+                        ),
+                    ),
+                }
+            }
+            Tok::Word(ref w) if w.eq_ignore_ascii_case("all") => Ok(Expr::All),
+            Tok::Word(ref w) if w.eq_ignore_ascii_case("exists") => self.parse_exists(),
+            Tok::Word(ref w) if is_keyword(w) => err(
+                t.start,
+                format!(
+                    "{expected}, found the keyword `{w}`; a tag with this name is written in backticks: `{w}`"
+                ),
+            ),
+            Tok::Word(name) | Tok::Quoted(name) => self.parse_predicate(name),
+            Tok::Str(_) | Tok::Number { .. } | Tok::Date(_) | Tok::Minus => err(
+                t.start,
+                format!(
+                    "{expected}, found {}: a condition starts with a tag name, e.g. city = \"Berlin\" or city = \"Munich\", or city in [\"Berlin\", \"Munich\"]",
+                    self.describe(&t)
+                ),
+            ),
+            _ => err(t.start, format!("{expected}, found {}", self.describe(&t))),
+        }
+    }
+
+    fn parse_exists(&mut self) -> Result<Expr, SegmentError> {
+        let open = self.next()?;
+        if open.tok != Tok::LParen {
+            return err(
+                open.start,
+                format!(
+                    "expected `(` after `exists`, e.g. exists(city), found {}",
+                    self.describe(&open)
+                ),
+            );
+        }
+        let t = self.next()?;
+        let tag = match t.tok {
+            Tok::Word(ref w) if is_keyword(w) => {
+                return err(
+                    t.start,
+                    format!(
+                        "expected a tag name in exists(…), found the keyword `{w}`; a tag with this name is written in backticks: `{w}`"
+                    ),
+                );
+            }
+            Tok::Word(name) | Tok::Quoted(name) => name,
+            _ => {
+                return err(
+                    t.start,
+                    format!(
+                        "expected a tag name in exists(…), found {}",
+                        self.describe(&t)
+                    ),
+                );
+            }
+        };
+        let close = self.next()?;
+        if close.tok != Tok::RParen {
+            return err(
+                close.start,
+                format!(
+                    "expected `)` after the tag name in exists(…), found {}",
+                    self.describe(&close)
+                ),
+            );
+        }
+        Ok(Expr::Exists { tag })
+    }
+
+    fn parse_predicate(&mut self, tag: String) -> Result<Expr, SegmentError> {
+        let t = self.next()?;
+        match t.tok {
+            Tok::Op(op) => {
+                let value = self.parse_value(&format!("`{op}`"))?;
+                Ok(Expr::Compare { tag, op, value })
+            }
+            Tok::Word(ref w) if w.eq_ignore_ascii_case("in") => {
+                let values = self.parse_list("`in`")?;
+                Ok(Expr::In {
+                    tag,
+                    values,
+                    negated: false,
+                })
+            }
+            Tok::Word(ref w) if w.eq_ignore_ascii_case("not") => {
+                let t2 = self.next()?;
+                if !matches!(&t2.tok, Tok::Word(w) if w.eq_ignore_ascii_case("in")) {
+                    return err(
+                        t2.start,
+                        format!(
+                            "expected `in` after `not` (tag not in [...]), found {}; to negate a comparison put `not` first (not {} = 1) or use `!=`",
+                            self.describe(&t2),
+                            TagName(&tag)
+                        ),
+                    );
+                }
+                let values = self.parse_list("`not in`")?;
+                Ok(Expr::In {
+                    tag,
+                    values,
+                    negated: true,
+                })
+            }
+            Tok::Word(ref w) if w.eq_ignore_ascii_case("contains") => {
+                let start = self.peek()?.start;
+                let value = self.parse_value("`contains`")?;
+                if !matches!(value, Value::String(_)) {
+                    return err(
+                        start,
+                        format!(
+                            "`contains` takes a string in double quotes, e.g. {} contains \"vip\"",
+                            TagName(&tag)
+                        ),
+                    );
+                }
+                Ok(Expr::Contains { tag, value })
+            }
+            _ => err(
+                t.start,
+                format!(
+                    "expected an operator after {} ({OPERATORS}), found {}",
+                    TagName(&tag),
+                    self.describe(&t)
+                ),
+            ),
+        }
+    }
+
+    fn parse_list(&mut self, after: &str) -> Result<Vec<Value>, SegmentError> {
+        let open = self.next()?;
+        if open.tok != Tok::LBracket {
+            return err(
+                open.start,
+                format!(
+                    "expected a list after {after}, e.g. [\"pro\", \"team\"], found {}",
+                    self.describe(&open)
+                ),
+            );
+        }
+        if self.peek()?.tok == Tok::RBracket {
+            return err(
+                open.start,
+                "empty list: list at least one value, e.g. [\"pro\"]",
+            );
+        }
+        let mut values = Vec::new();
+        let mut separator = "`[`";
+        loop {
+            if values.len() == MAX_SEGMENT_LIST_ITEMS {
+                let at = self.peek()?.start;
+                return err(
+                    at,
+                    format!("too many values in the list: at most {MAX_SEGMENT_LIST_ITEMS}"),
+                );
+            }
+            if self.peek()?.tok == Tok::LBracket {
+                let at = self.peek()?.start;
+                return err(at, "lists cannot be nested");
+            }
+            values.push(self.parse_value(separator)?);
+            let t = self.next()?;
+            match t.tok {
+                Tok::RBracket => break,
+                Tok::Comma => {
+                    if self.peek()?.tok == Tok::RBracket {
+                        self.next()?;
+                        break;
+                    }
+                    separator = "`,`";
+                }
+                Tok::End => {
+                    return err(
+                        t.start,
+                        format!(
+                            "unclosed list: the `[` at character {} needs a `]`",
+                            open.start
+                        ),
+                    );
+                }
+                _ => {
+                    return err(
+                        t.start,
+                        format!(
+                            "expected `,` or `]` in the list, found {}",
+                            self.describe(&t)
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(values)
+    }
+
+    fn parse_value(&mut self, after: &str) -> Result<Value, SegmentError> {
+        let t = self.next()?;
+        let expected = format!("expected a value after {after}");
+        match t.tok {
+            Tok::Str(s) => Ok(Value::String(s)),
+            Tok::Number { .. } => self.number(&t, false),
+            Tok::Minus => {
+                let n = self.next()?;
+                if matches!(n.tok, Tok::Number { .. }) {
+                    self.number(&n, true)
+                } else {
+                    err(
+                        n.start,
+                        format!("expected a number after `-`, found {}", self.describe(&n)),
+                    )
+                }
+            }
+            Tok::Date(d) => Ok(Value::Date(d)),
+            Tok::Word(ref w) if w.eq_ignore_ascii_case("true") => Ok(Value::Boolean(true)),
+            Tok::Word(ref w) if w.eq_ignore_ascii_case("false") => Ok(Value::Boolean(false)),
+            Tok::Word(ref w) if w.eq_ignore_ascii_case("now") => self.relative(),
+            Tok::Word(ref w) if !is_keyword(w) => err(
+                t.start,
+                format!(
+                    "{expected}, found `{w}`: write text in double quotes, e.g. \"{w}\" (values are strings, numbers, true/false, dates such as 2026-01-31 or times such as now-30d)"
+                ),
+            ),
+            Tok::LBracket => err(
+                t.start,
+                "a list of values only follows `in` or `not in`, e.g. plan in [\"pro\", \"team\"]",
+            ),
+            _ => err(t.start, format!("{expected}, found {}", self.describe(&t))),
+        }
+    }
+
+    fn number(&self, t: &Token, negative: bool) -> Result<Value, SegmentError> {
+        let Tok::Number {
+            digits,
+            fraction,
+            suffix,
+        } = &t.tok
+        else {
+            return err(t.start, "expected a number");
+        };
+        if let Some((s, at)) = suffix {
+            let hint = if RelativeUnit::from_symbol(s).is_some() {
+                format!(": a duration only follows `now`, e.g. now-{digits}{s}")
+            } else {
+                String::new()
+            };
+            return err(
+                *at,
+                format!("unexpected `{s}` after the number `{digits}`{hint}"),
+            );
+        }
+        let text = if negative {
+            format!("-{digits}")
+        } else {
+            digits.clone()
+        };
+        if *fraction {
+            match text.parse::<f64>() {
+                Ok(x) if x.is_finite() => Ok(Value::Float(x)),
+                _ => err(t.start, format!("the number `{digits}` is too large")),
+            }
+        } else {
+            text.parse::<i64>().map(Value::Integer).or_else(|_| {
+                err(
+                    t.start,
+                    format!(
+                        "the integer `{text}` is out of range: integers go from {} to {}; write a decimal (with a `.`) for larger numbers",
+                        i64::MIN,
+                        i64::MAX
+                    ),
+                )
+            })
+        }
+    }
+
+    /// After `now`: an optional `+N unit` or `-N unit`.
+    fn relative(&mut self) -> Result<Value, SegmentError> {
+        let sign = match self.peek()?.tok {
+            Tok::Plus => '+',
+            Tok::Minus => '-',
+            _ => {
+                return Ok(Value::Relative {
+                    amount: 0,
+                    unit: RelativeUnit::Day,
+                });
+            }
+        };
+        self.next()?;
+        let n = self.next()?;
+        let Tok::Number {
+            digits,
+            fraction,
+            suffix,
+        } = &n.tok
+        else {
+            return err(
+                n.start,
+                format!(
+                    "expected a number and a unit after `now{sign}`, e.g. now{sign}30d, found {}",
+                    self.describe(&n)
+                ),
+            );
+        };
+        if *fraction {
+            return err(
+                n.start,
+                "relative times take whole numbers: write e.g. now-36h rather than now-1.5d",
+            );
+        }
+        let Some((unit_text, unit_at)) = suffix else {
+            return err(
+                n.end,
+                format!("expected a unit after `now{sign}{digits}`: {UNITS}"),
+            );
+        };
+        let Some(unit) = RelativeUnit::from_symbol(unit_text) else {
+            return err(
+                *unit_at,
+                format!(
+                    "unknown unit `{unit_text}`: use {UNITS}; months and years vary in length, so write e.g. now-30d or now-365d"
+                ),
+            );
+        };
+        let too_far = || {
+            err(
+                n.start,
+                format!(
+                    "`now{sign}{digits}{unit_text}` reaches too far: relative times go at most 100 years (36525d) from now"
+                ),
+            )
+        };
+        let Ok(magnitude) = digits.parse::<i64>() else {
+            return too_far();
+        };
+        if magnitude
+            .checked_mul(unit.seconds())
+            .is_none_or(|s| s > MAX_RELATIVE_SECONDS)
+        {
+            return too_far();
+        }
+        let amount = if sign == '-' { -magnitude } else { magnitude };
+        Ok(Value::Relative { amount, unit })
+    }
+}
+
+fn deeper(depth: usize, position: usize) -> Result<usize, SegmentError> {
+    if depth >= MAX_SEGMENT_DEPTH {
+        return err(
+            position,
+            format!(
+                "the filter nests too deeply: at most {MAX_SEGMENT_DEPTH} levels of parentheses and `not`"
+            ),
+        );
+    }
+    Ok(depth + 1)
 }
