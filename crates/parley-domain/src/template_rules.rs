@@ -419,7 +419,7 @@ impl<'a> Checker<'a> {
                 self.push(
                     format!("components[{i}]"),
                     "component_invalid",
-                    "a component must be an object like {\"type\": \"BODY\", \"text\": \"…\"}",
+                    "the component is not an object: write it like {\"type\": \"BODY\", \"text\": \"…\"}",
                 );
                 continue;
             };
@@ -502,7 +502,7 @@ impl<'a> Checker<'a> {
             self.push(
                 "components",
                 "auth_otp_button_missing",
-                "an AUTHENTICATION template needs a BUTTONS component with one OTP button, e.g. {\"type\": \"BUTTONS\", \"buttons\": [{\"type\": \"OTP\", \"otp_type\": \"COPY_CODE\"}]}",
+                "the AUTHENTICATION template has no OTP button: add a BUTTONS component with exactly one, e.g. {\"type\": \"BUTTONS\", \"buttons\": [{\"type\": \"OTP\", \"otp_type\": \"COPY_CODE\"}]}",
             );
         }
     }
@@ -758,7 +758,7 @@ impl<'a> Checker<'a> {
                     None if example.and_then(|e| e.get("header_text")).is_some() => self.push(
                         at("example.header_text"),
                         "header_example_invalid",
-                        "header_text must be a list of exactly one string, e.g. [\"Summer Sale\"]",
+                        "header_text is not a list of exactly one string: write it like [\"Summer Sale\"]",
                     ),
                     None => {}
                 }
@@ -790,7 +790,7 @@ impl<'a> Checker<'a> {
                                 at("example.header_text_named_params"),
                                 "header_example_invalid",
                                 format!(
-                                    "header_text_named_params must hold exactly one entry for the header's variable: [{{\"param_name\": \"{name}\", \"example\": \"…\"}}]"
+                                    "header_text_named_params does not hold exactly one entry for the header's variable: write [{{\"param_name\": \"{name}\", \"example\": \"…\"}}]"
                                 ),
                             ),
                         }
@@ -849,7 +849,7 @@ impl<'a> Checker<'a> {
                 self.push(
                     at("add_security_recommendation"),
                     "auth_security_recommendation_invalid",
-                    "add_security_recommendation must be true or false",
+                    "add_security_recommendation is not true or false: set it to true to add \"For your security, do not share this code.\"",
                 );
             }
             return;
@@ -995,7 +995,7 @@ impl<'a> Checker<'a> {
                     self.push(
                         at("example.body_text"),
                         "body_example_invalid",
-                        "body_text must be a list holding one list of strings, e.g. [[\"Pablo\", \"860198-230332\"]]",
+                        "body_text is not a list holding one list of strings: write it like [[\"Pablo\", \"860198-230332\"]]",
                     );
                     return;
                 };
@@ -1044,7 +1044,7 @@ impl<'a> Checker<'a> {
                         at("example.body_text_named_params"),
                         "body_example_invalid",
                         format!(
-                            "body_text_named_params must be a list like [{}]",
+                            "body_text_named_params is not a list: write it like [{}]",
                             template(&names)
                         ),
                     );
@@ -1059,7 +1059,7 @@ impl<'a> Checker<'a> {
                         self.push(
                             field,
                             "body_example_invalid",
-                            "each entry needs `param_name` and `example` strings, e.g. {\"param_name\": \"first_name\", \"example\": \"Pablo\"}",
+                            "the entry lacks `param_name` or `example` strings: write it like {\"param_name\": \"first_name\", \"example\": \"Pablo\"}",
                         );
                         continue;
                     };
@@ -1122,7 +1122,7 @@ impl<'a> Checker<'a> {
                 self.push(
                     at("code_expiration_minutes"),
                     "footer_code_expiration_invalid",
-                    "code_expiration_minutes must be a whole number from 1 to 90 (Meta shows \"This code expires in N minutes.\"); remove the FOOTER to show no expiry",
+                    "code_expiration_minutes is missing or not a whole number from 1 to 90: set it (Meta shows \"This code expires in N minutes.\") or remove the FOOTER to show no expiry",
                 );
             }
             return;
@@ -1202,7 +1202,7 @@ impl<'a> Checker<'a> {
                 self.push(
                     base,
                     "button_invalid",
-                    "a button must be an object like {\"type\": \"QUICK_REPLY\", \"text\": \"Stop\"}",
+                    "the button is not an object: write it like {\"type\": \"QUICK_REPLY\", \"text\": \"Stop\"}",
                 );
                 continue;
             };
@@ -1354,7 +1354,7 @@ impl<'a> Checker<'a> {
             _ => self.push(
                 &field,
                 "button_text_missing",
-                "the button needs a `text` label of 1 to 25 characters",
+                "the button has no `text` label: add one of 1 to 25 characters",
             ),
         }
     }
@@ -1369,7 +1369,7 @@ impl<'a> Checker<'a> {
             self.push(
                 field,
                 "button_url_missing",
-                "the URL button needs a `url`, e.g. https://example.com/orders/{{1}}",
+                "the URL button has no `url`: add a full web address, e.g. https://example.com/orders/{{1}}",
             );
             return;
         };
@@ -1450,7 +1450,7 @@ impl<'a> Checker<'a> {
             self.push(
                 field,
                 "button_phone_missing",
-                "the PHONE_NUMBER button needs a `phone_number` with the country code, e.g. 15550051234",
+                "the PHONE_NUMBER button has no `phone_number`: add the number with its country code, e.g. 15550051234",
             );
             return;
         };
@@ -1482,7 +1482,7 @@ impl<'a> Checker<'a> {
             None => self.push(
                 field,
                 "copy_code_example_missing",
-                "the COPY_CODE button needs a sample code, e.g. \"example\": \"SAVE25\"",
+                "the COPY_CODE button has no sample code: add one of at most 15 characters, e.g. \"example\": \"SAVE25\"",
             ),
             Some(e) if chars(e) > COPY_CODE_MAX_CHARS => self.push(
                 field,
@@ -1504,7 +1504,7 @@ impl<'a> Checker<'a> {
                 self.push(
                     format!("{base}.autofill_text"),
                     "button_text_too_long",
-                    "autofill_text must be a label of 1 to 25 characters",
+                    "autofill_text is empty, too long or not text: use a label of 1 to 25 characters",
                 );
             }
         }
@@ -1518,7 +1518,7 @@ impl<'a> Checker<'a> {
             self.push(
                 format!("{base}.otp_type"),
                 "otp_type_invalid",
-                "otp_type must be COPY_CODE, ONE_TAP or ZERO_TAP",
+                "otp_type is missing or unknown: use COPY_CODE, ONE_TAP or ZERO_TAP",
             );
             return;
         };
@@ -1554,6 +1554,1002 @@ impl<'a> Checker<'a> {
                 "otp_zero_tap_terms_missing",
                 "ZERO_TAP requires accepting Meta's zero-tap terms: set \"zero_tap_terms_accepted\": true",
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Button, HeaderFormat, Template, TemplateStatus};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn draft(v: Value) -> TemplateDraft {
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// Spec example "image header, text body, text footer, and 2 call-to-action buttons".
+    fn marketing_image_url() -> Value {
+        json!({
+            "name": "limited_time_offer_tuscan_getaway_2023", "language": "en_US", "category": "MARKETING",
+            "components": [
+                {"type": "HEADER", "format": "IMAGE", "example": {"header_handle": ["4::aW1hZ2UvanBn:ARYytyb0kLp5"]}},
+                {"type": "BODY", "text": "Hi {{1}}! For a limited time only you can get our {{2}} for as low as {{3}}. Tap the Offer Details button for more information.",
+                 "example": {"body_text": [["Mark", "Tuscan Getaway package", "800"]]}},
+                {"type": "FOOTER", "text": "Offer valid until May 31, 2023"},
+                {"type": "BUTTONS", "buttons": [
+                    {"type": "PHONE_NUMBER", "text": "Call", "phone_number": "16467043595"},
+                    {"type": "URL", "text": "Shop Now", "url": "https://damp-sea-63235.herokuapp.com/shop?promo={{1}}", "example": ["summer2023"]}
+                ]}
+            ]
+        })
+    }
+
+    /// META_API.md §2.2 named example, category in lower case as Meta's examples write it.
+    fn utility_named() -> Value {
+        json!({
+            "name": "order_thanks", "language": "en", "category": "utility", "parameter_format": "named",
+            "components": [
+                {"type": "BODY", "text": "Thank you, {{first_name}}! Your order number is {{order_number}}.",
+                 "example": {"body_text_named_params": [
+                     {"param_name": "first_name", "example": "Pablo"},
+                     {"param_name": "order_number", "example": "860198-230332"}
+                 ]}}
+            ]
+        })
+    }
+
+    /// Spec example "text header, text body, text footer, and 2 quick reply buttons".
+    fn text_header_quick_replies() -> Value {
+        json!({
+            "name": "seasonal_promotion_text_only", "language": "en", "category": "MARKETING",
+            "parameter_format": "POSITIONAL",
+            "components": [
+                {"type": "HEADER", "format": "TEXT", "text": "Our {{1}} is on!", "example": {"header_text": ["Summer Sale"]}},
+                {"type": "BODY", "text": "Shop now through {{1}} and use code {{2}} to get {{3}} off of all merchandise.",
+                 "example": {"body_text": [["the end of August", "25OFF", "25%"]]}},
+                {"type": "FOOTER", "text": "Use the buttons below to manage your marketing subscriptions"},
+                {"type": "BUTTONS", "buttons": [
+                    {"type": "QUICK_REPLY", "text": "Unsubcribe from Promos"},
+                    {"type": "QUICK_REPLY", "text": "Unsubscribe from All"}
+                ]}
+            ]
+        })
+    }
+
+    /// Spec example "authentication template w/ OTP copy code button".
+    fn auth_copy_code() -> Value {
+        json!({
+            "name": "authentication_code_copy_code_button", "language": "en_US", "category": "AUTHENTICATION",
+            "components": [
+                {"type": "BODY", "add_security_recommendation": true},
+                {"type": "FOOTER", "code_expiration_minutes": 10},
+                {"type": "BUTTONS", "buttons": [{"type": "OTP", "otp_type": "COPY_CODE", "text": "Copy Code"}]}
+            ]
+        })
+    }
+
+    /// Spec example "authentication template w/ OTP one-tap autofill button".
+    fn auth_one_tap() -> Value {
+        json!({
+            "name": "authentication_code_autofill_button", "language": "en_US", "category": "AUTHENTICATION",
+            "components": [
+                {"type": "BODY", "add_security_recommendation": true},
+                {"type": "FOOTER", "code_expiration_minutes": 10},
+                {"type": "BUTTONS", "buttons": [{"type": "OTP", "otp_type": "ONE_TAP", "text": "Copy Code",
+                    "autofill_text": "Autofill", "package_name": "com.example.luckyshrub", "signature_hash": "K8a%2FAINcGX7"}]}
+            ]
+        })
+    }
+
+    /// Spec example "document header, text body, a phone number button, and a URL button".
+    fn document_header() -> Value {
+        json!({
+            "name": "order_confirmation", "language": "en_US", "category": "UTILITY",
+            "components": [
+                {"type": "HEADER", "format": "DOCUMENT", "example": {"header_handle": ["4::YXBwbGljYXRpb24vcGRm:ARZVv4zuog"]}},
+                {"type": "BODY", "text": "Thank you for your order, {{1}}! Your order number is {{2}}. Tap the PDF linked above to view your receipt. If you have any questions, please use the buttons below to contact support. Thanks again!",
+                 "example": {"body_text": [["Mark", "860198-230332"]]}},
+                {"type": "BUTTONS", "buttons": [
+                    {"type": "PHONE_NUMBER", "text": "Call", "phone_number": "16467043595"},
+                    {"type": "URL", "text": "Contact Support", "url": "https://www.examplesite.com/support"}
+                ]}
+            ]
+        })
+    }
+
+    /// Spec example "location header, text body, text footer, and a quick reply".
+    fn location_header() -> Value {
+        json!({
+            "name": "order_delivery_update", "language": "en_US", "category": "UTILITY",
+            "components": [
+                {"type": "HEADER", "format": "LOCATION"},
+                {"type": "BODY", "text": "Good news {{1}}! Your order #{{2}} is on its way to the location above. Thank you for your order!",
+                 "example": {"body_text": [["Mark", "566701"]]}},
+                {"type": "FOOTER", "text": "To stop receiving delivery updates, tap the button below."},
+                {"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": "Stop Delivery Updates"}]}
+            ]
+        })
+    }
+
+    /// A coupon template: text header, named body, phone number and copy code buttons.
+    fn phone_and_copy_code() -> Value {
+        json!({
+            "name": "coupon_code_fall2023_25off", "language": "en_US", "category": "MARKETING",
+            "parameter_format": "named",
+            "components": [
+                {"type": "header", "format": "text", "text": "Hello {{first_name}}, our Fall Sale is on!",
+                 "example": {"header_text_named_params": [{"param_name": "first_name", "example": "Pablo"}]}},
+                {"type": "body", "text": "Shop now through November and use code {{code}} to get {{discount}} off of all merchandise!",
+                 "example": {"body_text_named_params": [
+                     {"param_name": "code", "example": "25OFF"},
+                     {"param_name": "discount", "example": "25%"}
+                 ]}},
+                {"type": "buttons", "buttons": [
+                    {"type": "phone_number", "text": "Call us", "phone_number": "+4915112345678"},
+                    {"type": "copy_code", "example": "25OFF"}
+                ]}
+            ]
+        })
+    }
+
+    fn valid_examples() -> Vec<(&'static str, Value)> {
+        vec![
+            ("marketing image + URL variable", marketing_image_url()),
+            ("utility named", utility_named()),
+            ("text header + quick replies", text_header_quick_replies()),
+            ("authentication copy code", auth_copy_code()),
+            ("authentication one tap", auth_one_tap()),
+            ("document header", document_header()),
+            ("location header", location_header()),
+            ("phone + copy code", phone_and_copy_code()),
+        ]
+    }
+
+    fn issues(v: Value) -> Vec<DraftIssue> {
+        draft(v).check()
+    }
+
+    #[track_caller]
+    fn assert_issue(v: Value, field: &str, code: &str) {
+        let found = issues(v);
+        assert!(
+            found.iter().any(|i| i.field == field && i.code == code),
+            "expected {code} at {field}, got {found:#?}"
+        );
+        for i in &found {
+            assert!(i.message.contains(": "), "message says what and how: {i:?}");
+        }
+    }
+
+    #[test]
+    fn the_valid_examples_pass() {
+        for (what, v) in valid_examples() {
+            assert_eq!(issues(v), vec![], "{what}");
+        }
+    }
+
+    #[test]
+    fn meta_json_is_normalized_and_round_trips_through_template() {
+        for (what, v) in valid_examples() {
+            let d = draft(v);
+            let mut meta = d.to_meta_json();
+            assert_eq!(meta["name"], json!(d.name), "{what}");
+            let category = meta["category"].as_str().unwrap();
+            assert_eq!(category, category.to_ascii_uppercase(), "{what}");
+            let format = meta["parameter_format"].as_str().unwrap();
+            assert!(["named", "positional"].contains(&format), "{what}");
+            for c in meta["components"].as_array().unwrap() {
+                let kind = c["type"].as_str().unwrap();
+                assert_eq!(kind, kind.to_ascii_uppercase(), "{what}");
+            }
+            // What Meta returns on GET adds the id and status.
+            meta["id"] = json!("1689556908129832");
+            meta["status"] = json!("PENDING");
+            let t = Template::from_meta_json(&meta).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(t.name.as_str(), d.name, "{what}");
+            assert_eq!(t.status, TemplateStatus::Pending);
+            assert_eq!(
+                t.category,
+                TemplateCategory::parse(&d.category).unwrap(),
+                "{what}"
+            );
+            let body = d
+                .components
+                .iter()
+                .find(|c| c["type"].as_str().unwrap().eq_ignore_ascii_case("body"))
+                .unwrap();
+            assert_eq!(t.body, body["text"].as_str().unwrap_or_default(), "{what}");
+        }
+
+        let t = Template::from_meta_json(&{
+            let mut m = draft(phone_and_copy_code()).to_meta_json();
+            m["status"] = json!("APPROVED");
+            m
+        })
+        .unwrap();
+        assert_eq!(t.parameter_format, ParameterFormat::Named);
+        assert_eq!(t.header.unwrap().format, HeaderFormat::Text);
+        assert_eq!(
+            t.buttons[1],
+            Button::CopyCode {
+                example: Some("25OFF".into())
+            }
+        );
+        let t = Template::from_meta_json(&{
+            let mut m = draft(auth_copy_code()).to_meta_json();
+            m["status"] = json!("APPROVED");
+            m
+        })
+        .unwrap();
+        assert_eq!(
+            t.buttons,
+            vec![Button::Otp {
+                otp_type: "COPY_CODE".into(),
+                text: Some("Copy Code".into())
+            }]
+        );
+    }
+
+    #[test]
+    fn meta_json_keeps_what_meta_expects() {
+        let mut v = utility_named();
+        v["language"] = json!("en-US");
+        let meta = draft(v).to_meta_json();
+        assert_eq!(meta["language"], "en_US");
+        assert_eq!(meta["category"], "UTILITY");
+        assert_eq!(meta["parameter_format"], "named");
+        assert_eq!(
+            meta["components"][0]["example"],
+            utility_named()["components"][0]["example"]
+        );
+        let meta = draft(phone_and_copy_code()).to_meta_json();
+        assert_eq!(meta["components"][0]["format"], "TEXT");
+        assert_eq!(meta["components"][2]["buttons"][1]["type"], "COPY_CODE");
+        let meta = draft(auth_copy_code()).to_meta_json();
+        assert_eq!(meta["parameter_format"], "positional");
+    }
+
+    #[test]
+    fn top_level_fields() {
+        let mut v = utility_named();
+        v["name"] = json!("Order Update");
+        let found = issues(v);
+        assert_eq!(found[0].field, "name");
+        assert_eq!(found[0].code, "name_invalid");
+        assert!(found[0].message.contains("`order_update`"), "{found:?}");
+        let mut v = utility_named();
+        v["name"] = json!("");
+        assert_issue(v, "name", "name_invalid");
+        let mut v = utility_named();
+        v["name"] = json!("a".repeat(513));
+        assert_issue(v, "name", "name_invalid");
+
+        let mut v = utility_named();
+        v["language"] = json!("english");
+        assert_issue(v, "language", "language_invalid");
+        let mut v = utility_named();
+        v["category"] = json!("PROMOTION");
+        assert_issue(v, "category", "category_invalid");
+        let mut v = utility_named();
+        v["parameter_format"] = json!("numbered");
+        assert_issue(v, "parameter_format", "parameter_format_invalid");
+    }
+
+    #[test]
+    fn component_structure() {
+        let mut v = utility_named();
+        v["components"] = json!([]);
+        assert_issue(v, "components", "body_missing");
+
+        let mut v = location_header();
+        v["components"].as_array_mut().unwrap().swap(0, 1);
+        assert_issue(v, "components[1].type", "component_order");
+
+        let mut v = location_header();
+        let body = v["components"][1].clone();
+        v["components"].as_array_mut().unwrap().insert(2, body);
+        assert_issue(v, "components[2].type", "component_duplicate");
+
+        let mut v = location_header();
+        v["components"][2] = json!({"type": "CAROUSEL", "cards": []});
+        assert_issue(v, "components[2].type", "component_type_unsupported");
+        let mut v = location_header();
+        v["components"][2] = json!({"text": "no type"});
+        assert_issue(v, "components[2].type", "component_type_missing");
+        let mut v = location_header();
+        v["components"][2] = json!("FOOTER");
+        assert_issue(v, "components[2]", "component_invalid");
+    }
+
+    #[test]
+    fn header_rules() {
+        let mut v = text_header_quick_replies();
+        v["components"][0]["text"] = json!(format!("Our {{{{1}}}} is on{}", "!".repeat(60)));
+        assert_issue(v, "components[0].text", "header_text_too_long");
+
+        let mut v = text_header_quick_replies();
+        v["components"][0]["text"] = json!("Our {{1}} is {{2}}");
+        assert_issue(v, "components[0].text", "header_too_many_variables");
+
+        let mut v = text_header_quick_replies();
+        v["components"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("example");
+        assert_issue(
+            v,
+            "components[0].example.header_text",
+            "header_example_missing",
+        );
+
+        let mut v = text_header_quick_replies();
+        v["components"][0]["example"] = json!({"header_text": "Summer Sale"});
+        assert_issue(
+            v,
+            "components[0].example.header_text",
+            "header_example_invalid",
+        );
+
+        let mut v = text_header_quick_replies();
+        v["components"][0]["text"] = json!("Our {{2}} is on!");
+        assert_issue(v, "components[0].text", "variables_not_sequential");
+
+        let mut v = text_header_quick_replies();
+        v["components"][0]["text"] = json!("Our sale is on!");
+        assert_issue(v, "components[0].example", "header_example_unexpected");
+
+        let mut v = text_header_quick_replies();
+        v["components"][0].as_object_mut().unwrap().remove("text");
+        assert_issue(v, "components[0].text", "header_text_missing");
+
+        let mut v = phone_and_copy_code();
+        v["components"][0]["example"]["header_text_named_params"][0]["param_name"] = json!("name");
+        assert_issue(
+            v,
+            "components[0].example.header_text_named_params",
+            "header_example_invalid",
+        );
+
+        let mut v = marketing_image_url();
+        v["components"][0]["example"] = json!({"header_handle": []});
+        assert_issue(
+            v,
+            "components[0].example.header_handle",
+            "header_handle_missing",
+        );
+        let mut v = document_header();
+        v["components"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("example");
+        assert_issue(
+            v,
+            "components[0].example.header_handle",
+            "header_handle_missing",
+        );
+        let mut v = marketing_image_url();
+        v["components"][0]["text"] = json!("Look");
+        assert_issue(v, "components[0].text", "header_text_unexpected");
+
+        let mut v = location_header();
+        v["components"][0]["example"] = json!({"header_handle": ["x"]});
+        assert_issue(v, "components[0].example", "header_example_unexpected");
+
+        let mut v = location_header();
+        v["components"][0]["format"] = json!("AUDIO");
+        assert_issue(v, "components[0].format", "header_format_invalid");
+        let mut v = location_header();
+        v["components"][0].as_object_mut().unwrap().remove("format");
+        assert_issue(v, "components[0].format", "header_format_invalid");
+    }
+
+    fn body_of(text: &str, example: Value) -> Value {
+        let mut v = location_header();
+        v["components"][1] = json!({"type": "BODY", "text": text, "example": example});
+        v
+    }
+
+    #[test]
+    fn body_text_and_variables() {
+        let mut v = location_header();
+        v["components"][1].as_object_mut().unwrap().remove("text");
+        assert_issue(v, "components[1].text", "body_text_missing");
+
+        let long = format!("Hello {{{{1}}}}, {}", "word ".repeat(210));
+        let v = body_of(&long, json!({"body_text": [["Mark"]]}));
+        assert_issue(v, "components[1].text", "body_text_too_long");
+
+        let two = json!({"body_text": [["Mark", "1"]]});
+        let v = body_of(
+            "Hi {{1}}, your order {{3}} has shipped today, thanks a lot.",
+            two.clone(),
+        );
+        assert_issue(v, "components[1].text", "variables_not_sequential");
+        let v = body_of(
+            "Hi {{2}}, your order {{1}} has shipped today, thanks a lot.",
+            two.clone(),
+        );
+        assert_issue(v, "components[1].text", "variables_out_of_order");
+        let v = body_of(
+            "Hi {{1}}, your order {{1}} has shipped today, thanks a lot.",
+            json!({"body_text": [["Mark"]]}),
+        );
+        assert_issue(v, "components[1].text", "variable_duplicate");
+        let v = body_of("Hi {{0}}, your order has shipped today.", json!(null));
+        assert_issue(v, "components[1].text", "variable_invalid");
+        let v = body_of("Hi {{ 1 }}, your order has shipped today.", json!(null));
+        let found = issues(v);
+        assert!(
+            found
+                .iter()
+                .any(|i| i.code == "variable_invalid" && i.message.contains("write `{{1}}`"))
+        );
+        let v = body_of("Hi {{First}}, your order has shipped today.", json!(null));
+        assert_issue(v, "components[1].text", "variable_invalid");
+        let v = body_of("Hi {{1, your order has shipped today.", json!(null));
+        assert_issue(v, "components[1].text", "variable_invalid");
+
+        let v = body_of(
+            "Hi {{first_name}}, your order {{1}} has shipped today, thanks.",
+            json!(null),
+        );
+        assert_issue(v, "components[1].text", "variables_mixed");
+        // parameter_format left out means positional.
+        let v = body_of(
+            "Hi {{first_name}}, your order has shipped today, thanks.",
+            json!({"body_text_named_params": [{"param_name": "first_name", "example": "Pablo"}]}),
+        );
+        let found = issues(v);
+        assert!(
+            found
+                .iter()
+                .any(|i| i.code == "parameter_format_mismatch" && i.message.contains("\"named\"")),
+            "{found:?}"
+        );
+        let mut v = utility_named();
+        v["parameter_format"] = json!("positional");
+        assert_issue(v, "components[0].text", "parameter_format_mismatch");
+    }
+
+    #[test]
+    fn body_variable_placement_and_ratio() {
+        let one = json!({"body_text": [["Mark"]]});
+        let two = json!({"body_text": [["Mark", "1"]]});
+        let v = body_of("{{1}}, your order has shipped today.", one.clone());
+        assert_issue(v, "components[1].text", "variable_at_start");
+        let v = body_of("  {{1}} is the code for your order today.", one.clone());
+        assert_issue(v, "components[1].text", "variable_at_start");
+        let v = body_of("Your order has shipped today, {{1}}  ", one.clone());
+        assert_issue(v, "components[1].text", "variable_at_end");
+        let v = body_of(
+            "Hi {{1}} {{2}}, your order has shipped today, thanks.",
+            two.clone(),
+        );
+        assert_issue(v, "components[1].text", "variables_adjacent");
+        let v = body_of(
+            "Hi {{1}}{{2}}, your order has shipped today, thanks.",
+            two.clone(),
+        );
+        assert_issue(v, "components[1].text", "variables_adjacent");
+        // Punctuation between variables is text.
+        let v = body_of(
+            "Hi {{1}}, {{2}} your order has shipped today, thanks.",
+            two.clone(),
+        );
+        assert!(!issues(v).iter().any(|i| i.code == "variables_adjacent"));
+        // 2 variables need 5 other words.
+        let v = body_of("Hi {{1}}, gate {{2}}. Thank you.", two.clone());
+        assert_issue(v, "components[1].text", "too_many_variables");
+        let v = body_of("Hi {{1}}, gate {{2}} now. Thank you.", two);
+        assert_eq!(issues(v), vec![]);
+    }
+
+    #[test]
+    fn body_examples() {
+        let text = "Hi {{1}}, your order {{2}} has shipped today, thanks.";
+        let v = body_of(text, json!(null));
+        assert_issue(v, "components[1].example.body_text", "body_example_missing");
+        let v = body_of(text, json!({"body_text": ["Mark", "1"]}));
+        assert_issue(v, "components[1].example.body_text", "body_example_invalid");
+        let v = body_of(text, json!({"body_text": [["Mark"]]}));
+        assert_issue(
+            v,
+            "components[1].example.body_text[0]",
+            "body_example_count",
+        );
+        let v = body_of(text, json!({"body_text": [["Mark", "line\nbreak"]]}));
+        assert_issue(
+            v,
+            "components[1].example.body_text[0][1]",
+            "example_value_invalid",
+        );
+        let v = body_of(
+            "Your order has shipped today, thanks.",
+            json!({"body_text": [["Mark"]]}),
+        );
+        assert_issue(v, "components[1].example", "body_example_unexpected");
+
+        let mut v = utility_named();
+        v["components"][0]["example"]["body_text_named_params"]
+            .as_array_mut()
+            .unwrap()
+            .pop();
+        let found = issues(v);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            found[0].field,
+            "components[0].example.body_text_named_params"
+        );
+        assert_eq!(found[0].code, "body_example_missing");
+        assert!(found[0].message.contains("order_number"));
+
+        let mut v = utility_named();
+        v["components"][0]["example"]["body_text_named_params"][1]["param_name"] = json!("order");
+        assert_issue(
+            v,
+            "components[0].example.body_text_named_params[1].param_name",
+            "body_example_unknown_param",
+        );
+        let mut v = utility_named();
+        v["components"][0]["example"]["body_text_named_params"][0] =
+            json!({"param_name": "first_name"});
+        assert_issue(
+            v,
+            "components[0].example.body_text_named_params[0]",
+            "body_example_invalid",
+        );
+        let mut v = utility_named();
+        v["components"][0]["example"]["body_text_named_params"][0]["example"] = json!("a\tb");
+        assert_issue(
+            v,
+            "components[0].example.body_text_named_params[0].example",
+            "example_value_invalid",
+        );
+        let mut v = utility_named();
+        v["components"][0]["example"] = json!({"body_text": [["Pablo", "1"]]});
+        assert_issue(
+            v,
+            "components[0].example.body_text_named_params",
+            "body_example_missing",
+        );
+    }
+
+    #[test]
+    fn footer_rules() {
+        let mut v = location_header();
+        v["components"][2]["text"] = json!("x".repeat(61));
+        assert_issue(v, "components[2].text", "footer_text_too_long");
+        let mut v = location_header();
+        v["components"][2]["text"] = json!("Valid until {{1}}");
+        assert_issue(v, "components[2].text", "footer_variable");
+        let mut v = location_header();
+        v["components"][2] = json!({"type": "FOOTER"});
+        assert_issue(v, "components[2].text", "footer_text_missing");
+        let mut v = location_header();
+        v["components"][2]["code_expiration_minutes"] = json!(10);
+        assert_issue(
+            v,
+            "components[2].code_expiration_minutes",
+            "auth_only_field",
+        );
+    }
+
+    fn with_buttons(buttons: Value) -> Value {
+        let mut v = location_header();
+        v["category"] = json!("MARKETING");
+        v["components"][3] = json!({"type": "BUTTONS", "buttons": buttons});
+        v
+    }
+
+    #[test]
+    fn button_rules() {
+        let v = with_buttons(json!([]));
+        assert_issue(v, "components[3].buttons", "buttons_missing");
+        let many: Vec<Value> = (0..11)
+            .map(|k| json!({"type": "QUICK_REPLY", "text": format!("Option {k}")}))
+            .collect();
+        assert_issue(
+            with_buttons(json!(many)),
+            "components[3].buttons",
+            "buttons_too_many",
+        );
+        let v = with_buttons(json!([{"type": "QUICK_REPLY", "text": "x".repeat(26)}]));
+        assert_issue(v, "components[3].buttons[0].text", "button_text_too_long");
+        let v = with_buttons(json!([{"type": "QUICK_REPLY"}]));
+        assert_issue(v, "components[3].buttons[0].text", "button_text_missing");
+        let v = with_buttons(json!([{"type": "QUICK_REPLY", "text": "Hi {{1}}"}]));
+        assert_issue(v, "components[3].buttons[0].text", "button_text_variable");
+        let v = with_buttons(json!([{"type": "FLOW", "text": "Open", "flow_id": "1"}]));
+        assert_issue(
+            v,
+            "components[3].buttons[0].type",
+            "button_type_unsupported",
+        );
+        let v = with_buttons(json!([{"type": "LINK", "text": "Open"}]));
+        assert_issue(v, "components[3].buttons[0].type", "button_type_invalid");
+        let v = with_buttons(json!([{"text": "Open"}]));
+        assert_issue(v, "components[3].buttons[0].type", "button_type_missing");
+        let v = with_buttons(json!(["Open"]));
+        assert_issue(v, "components[3].buttons[0]", "button_invalid");
+
+        let url = |u: &str| json!({"type": "URL", "text": "Open", "url": u});
+        let v = with_buttons(json!([
+            url("https://a.example"),
+            url("https://b.example"),
+            url("https://c.example")
+        ]));
+        assert_issue(v, "components[3].buttons[2].type", "button_limit");
+        let v = with_buttons(json!([{"type": "URL", "text": "Open"}]));
+        assert_issue(v, "components[3].buttons[0].url", "button_url_missing");
+        let v = with_buttons(json!([url("ftp://example.com/file")]));
+        assert_issue(v, "components[3].buttons[0].url", "button_url_invalid");
+        let v = with_buttons(json!([url("https://{{1}}")]));
+        assert_issue(v, "components[3].buttons[0].url", "button_url_invalid");
+        let long = format!("https://example.com/{}", "a".repeat(2000));
+        let v = with_buttons(json!([url(&long)]));
+        assert_issue(v, "components[3].buttons[0].url", "button_url_too_long");
+        let mut b = url("https://example.com/{{1}}/details");
+        b["example"] = json!(["https://example.com/1/details"]);
+        assert_issue(
+            with_buttons(json!([b])),
+            "components[3].buttons[0].url",
+            "button_url_variable_invalid",
+        );
+        let mut b = url("https://example.com/{{2}}");
+        b["example"] = json!(["https://example.com/2"]);
+        assert_issue(
+            with_buttons(json!([b])),
+            "components[3].buttons[0].url",
+            "button_url_variable_invalid",
+        );
+        let mut b = url("https://example.com/{{1}}?x={{2}}");
+        b["example"] = json!(["x"]);
+        assert_issue(
+            with_buttons(json!([b])),
+            "components[3].buttons[0].url",
+            "button_url_variable_invalid",
+        );
+        let v = with_buttons(json!([url("https://example.com/orders/{{1}}")]));
+        assert_issue(
+            v,
+            "components[3].buttons[0].example",
+            "button_url_example_missing",
+        );
+
+        let phone = |p: &str| json!({"type": "PHONE_NUMBER", "text": "Call", "phone_number": p});
+        let v = with_buttons(json!([phone("16467043595"), phone("4915112345678")]));
+        assert_issue(v, "components[3].buttons[1].type", "button_limit");
+        for bad in [
+            "0151 1234567",
+            "12",
+            "+1-646-704-3595",
+            "123456789012345678901",
+        ] {
+            let v = with_buttons(json!([phone(bad)]));
+            assert_issue(
+                v,
+                "components[3].buttons[0].phone_number",
+                "button_phone_invalid",
+            );
+        }
+        let v = with_buttons(json!([{"type": "PHONE_NUMBER", "text": "Call"}]));
+        assert_issue(
+            v,
+            "components[3].buttons[0].phone_number",
+            "button_phone_missing",
+        );
+
+        let code = |e: Value| json!({"type": "COPY_CODE", "example": e});
+        let v = with_buttons(json!([code(json!("A")), code(json!("B"))]));
+        assert_issue(v, "components[3].buttons[1].type", "button_limit");
+        let v = with_buttons(json!([code(json!("SIXTEEN_CHARS_XX"))]));
+        assert_issue(
+            v,
+            "components[3].buttons[0].example",
+            "copy_code_example_too_long",
+        );
+        let v = with_buttons(json!([{"type": "COPY_CODE"}]));
+        assert_issue(
+            v,
+            "components[3].buttons[0].example",
+            "copy_code_example_missing",
+        );
+        let mut v = with_buttons(json!([code(json!(["SAVE10"]))]));
+        assert_eq!(issues(v.clone()), vec![]);
+        v["category"] = json!("UTILITY");
+        assert_issue(v, "components[3].buttons[0].type", "copy_code_not_allowed");
+
+        let v = with_buttons(json!([{"type": "OTP", "otp_type": "COPY_CODE"}]));
+        assert_issue(v, "components[3].buttons[0].type", "otp_button_not_allowed");
+
+        let qr = json!({"type": "QUICK_REPLY", "text": "Stop"});
+        let v = with_buttons(json!([qr, url("https://example.com"), qr]));
+        assert_issue(
+            v,
+            "components[3].buttons[2].type",
+            "quick_replies_not_grouped",
+        );
+        let v = with_buttons(json!([url("https://example.com"), qr, qr]));
+        assert_eq!(issues(v), vec![]);
+    }
+
+    #[test]
+    fn authentication_rules() {
+        let mut v = auth_copy_code();
+        v["components"].as_array_mut().unwrap().insert(
+            0,
+            json!({"type": "HEADER", "format": "TEXT", "text": "Code"}),
+        );
+        assert_issue(v, "components[0].type", "auth_header_not_allowed");
+
+        let mut v = auth_copy_code();
+        v["components"][0]["text"] = json!("Your code is {{1}}, do not share it.");
+        assert_issue(v, "components[0].text", "auth_body_text_not_allowed");
+        let mut v = auth_copy_code();
+        v["components"][0]["add_security_recommendation"] = json!("yes");
+        assert_issue(
+            v,
+            "components[0].add_security_recommendation",
+            "auth_security_recommendation_invalid",
+        );
+        let mut v = location_header();
+        v["components"][1]["add_security_recommendation"] = json!(true);
+        assert_issue(
+            v,
+            "components[1].add_security_recommendation",
+            "auth_only_field",
+        );
+
+        let mut v = auth_copy_code();
+        v["components"][1]["text"] = json!("Expires soon");
+        assert_issue(v, "components[1].text", "auth_footer_text_not_allowed");
+        for bad in [json!(0), json!(91), json!("10"), json!(1.5)] {
+            let mut v = auth_copy_code();
+            v["components"][1]["code_expiration_minutes"] = bad;
+            assert_issue(
+                v,
+                "components[1].code_expiration_minutes",
+                "footer_code_expiration_invalid",
+            );
+        }
+
+        let mut v = auth_copy_code();
+        v["components"].as_array_mut().unwrap().pop();
+        assert_issue(v, "components", "auth_otp_button_missing");
+        let mut v = auth_copy_code();
+        v["components"][2]["buttons"] = json!([{"type": "QUICK_REPLY", "text": "Stop"}]);
+        let found = issues(v);
+        assert!(
+            found.iter().any(|i| i.code == "auth_button_not_allowed"
+                && i.field == "components[2].buttons[0].type")
+        );
+        assert!(found.iter().any(|i| i.code == "auth_otp_button_missing"));
+        let mut v = auth_copy_code();
+        let otp = v["components"][2]["buttons"][0].clone();
+        v["components"][2]["buttons"]
+            .as_array_mut()
+            .unwrap()
+            .push(otp);
+        assert_issue(v, "components[2].buttons[1].type", "button_limit");
+
+        let mut v = auth_copy_code();
+        v["components"][2]["buttons"][0]["otp_type"] = json!("TWO_TAP");
+        assert_issue(v, "components[2].buttons[0].otp_type", "otp_type_invalid");
+        let mut v = auth_one_tap();
+        v["components"][2]["buttons"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("signature_hash");
+        assert_issue(
+            v,
+            "components[2].buttons[0].supported_apps",
+            "otp_app_missing",
+        );
+        let mut v = auth_one_tap();
+        let button = v["components"][2]["buttons"][0].as_object_mut().unwrap();
+        button.remove("package_name");
+        button.remove("signature_hash");
+        button.insert(
+            "supported_apps".into(),
+            json!([{"package_name": "com.example.app", "signature_hash": "K8a/AINcGX7"}]),
+        );
+        assert_eq!(issues(v.clone()), vec![]);
+        v["components"][2]["buttons"][0]["otp_type"] = json!("zero_tap");
+        assert_issue(
+            v.clone(),
+            "components[2].buttons[0].zero_tap_terms_accepted",
+            "otp_zero_tap_terms_missing",
+        );
+        v["components"][2]["buttons"][0]["zero_tap_terms_accepted"] = json!(true);
+        assert_eq!(issues(v.clone()), vec![]);
+        assert_eq!(
+            draft(v).to_meta_json()["components"][2]["buttons"][0]["otp_type"],
+            "ZERO_TAP"
+        );
+        let mut v = auth_copy_code();
+        v["components"][2]["buttons"][0]["autofill_text"] = json!("x".repeat(26));
+        assert_issue(
+            v,
+            "components[2].buttons[0].autofill_text",
+            "button_text_too_long",
+        );
+    }
+
+    #[test]
+    fn check_reports_every_problem_in_component_order() {
+        let v = json!({
+            "name": "Spring Sale!", "language": "en_US", "category": "marketing",
+            "components": [
+                {"type": "HEADER", "format": "TEXT", "text": "Sale {{1}} and {{2}}"},
+                {"type": "BODY", "text": "{{1}} {{2}}"},
+                {"type": "FOOTER", "text": "Until {{1}}"},
+                {"type": "BUTTONS", "buttons": [{"type": "URL", "text": "Shop", "url": "shop.example.com"}]}
+            ]
+        });
+        let found = issues(v);
+        let codes: Vec<(&str, &str)> = found.iter().map(|i| (i.field.as_str(), i.code)).collect();
+        assert_eq!(
+            codes,
+            vec![
+                ("name", "name_invalid"),
+                ("components[0].text", "header_too_many_variables"),
+                (
+                    "components[0].example.header_text",
+                    "header_example_missing"
+                ),
+                ("components[1].text", "variable_at_start"),
+                ("components[1].text", "variable_at_end"),
+                ("components[1].text", "variables_adjacent"),
+                ("components[1].text", "too_many_variables"),
+                ("components[1].example.body_text", "body_example_missing"),
+                ("components[2].text", "footer_variable"),
+                ("components[3].buttons[0].url", "button_url_invalid"),
+            ]
+        );
+        assert!(found[0].message.contains("`spring_sale`"));
+    }
+
+    #[test]
+    fn parameter_text_at_send_time() {
+        assert_eq!(check_parameter_text("Pablo"), Ok(()));
+        assert_eq!(check_parameter_text("a    b"), Ok(()));
+        assert!(
+            check_parameter_text("a     b")
+                .unwrap_err()
+                .contains("4 spaces")
+        );
+        assert!(
+            check_parameter_text("a\nb")
+                .unwrap_err()
+                .contains("line break")
+        );
+        assert!(check_parameter_text("a\r\nb").is_err());
+        assert!(check_parameter_text("a\tb").unwrap_err().contains("tab"));
+        assert!(check_parameter_text(" ").unwrap_err().contains("empty"));
+        assert!(check_parameter_text(&"é".repeat(1024)).is_ok());
+        assert!(check_parameter_text(&"é".repeat(1025)).is_err());
+    }
+
+    #[test]
+    fn suggested_names() {
+        for (input, want) in [
+            ("Order Update", "order_update"),
+            ("order_update", "order_update"),
+            ("  Spring Sale! 2024 ", "spring_sale_2024"),
+            ("Café-Menü", "cafe_menu"),
+            ("Straße", "strasse"),
+            ("___", "template"),
+            ("", "template"),
+            ("日本語", "template"),
+        ] {
+            assert_eq!(suggest_template_name(input), want, "{input}");
+        }
+        assert_eq!(suggest_template_name(&"Ab ".repeat(400)).len(), 512);
+        assert_eq!(suggest_template_name(&"a ".repeat(400)).len(), 511);
+    }
+
+    fn json_leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-5i64..200).prop_map(|n| json!(n)),
+            prop::sample::select(vec![
+                "HEADER",
+                "BODY",
+                "FOOTER",
+                "BUTTONS",
+                "TEXT",
+                "IMAGE",
+                "LOCATION",
+                "URL",
+                "QUICK_REPLY",
+                "PHONE_NUMBER",
+                "COPY_CODE",
+                "OTP",
+                "ONE_TAP",
+                "ZERO_TAP",
+                "{{1}}",
+                "{{2}}",
+                "{{first_name}}",
+                "Hi {{1}} there",
+                "{{",
+                "}}",
+                "{{{{1}}}}",
+                "https://e.com/{{1}}",
+                "+4915112345678",
+                "é",
+                "",
+            ])
+            .prop_map(|s| json!(s)),
+            "[{}a-z0-9_ é\n]{0,30}".prop_map(Value::String),
+        ]
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let keys = prop::sample::select(vec![
+            "type",
+            "format",
+            "text",
+            "example",
+            "buttons",
+            "url",
+            "phone_number",
+            "otp_type",
+            "header_text",
+            "header_handle",
+            "body_text",
+            "body_text_named_params",
+            "param_name",
+            "code_expiration_minutes",
+            "add_security_recommendation",
+            "supported_apps",
+            "package_name",
+            "signature_hash",
+            "zero_tap_terms_accepted",
+            "autofill_text",
+        ]);
+        json_leaf().prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec((keys.clone(), inner), 0..6).prop_map(|pairs| {
+                    Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn random_drafts_never_panic(
+            name in "\\PC{0,20}",
+            category in prop::sample::select(vec!["MARKETING", "utility", "AUTHENTICATION", "x"]),
+            format in prop::option::of(prop::sample::select(vec!["named", "POSITIONAL", "?"])),
+            components in prop::collection::vec(json_value(), 0..6),
+        ) {
+            let d = TemplateDraft {
+                name,
+                language: "en".into(),
+                category: category.into(),
+                parameter_format: format.map(str::to_owned),
+                components,
+            };
+            for issue in d.check() {
+                prop_assert!(!issue.message.is_empty());
+            }
+            let _ = d.to_meta_json();
+        }
+
+        #[test]
+        fn suggested_names_are_valid(s in "\\PC{0,600}") {
+            prop_assert!(TemplateName::parse(&suggest_template_name(&s)).is_ok());
+        }
+
+        #[test]
+        fn body_scanning_never_panics(text in "[{}a-z0-9_ é]{0,60}") {
+            let v = body_of(&text, json!({"body_text": [["a"]]}));
+            let _ = issues(v);
         }
     }
 }
