@@ -1,11 +1,15 @@
-//! Persistence for Parley: the `Store` trait and one implementation per backend (SQLite now,
-//! PostgreSQL behind the same trait). SQL lives only here; every query is scoped by tenant.
+//! Persistence for Parley: the `Store` trait and one implementation per backend (SQLite for one
+//! machine, PostgreSQL for one or many nodes), each with its own migrations. SQL lives only
+//! here; every query is scoped by tenant.
 
 pub mod crypto;
+mod lattice;
+pub mod postgres;
 pub mod sqlite;
 mod types;
 
 pub use crypto::{DecryptError, KeyError, SecretCipher};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use types::*;
 
@@ -155,7 +159,8 @@ pub trait Store: Send + Sync + 'static {
     async fn count_webhook_events(&self) -> Result<u64>;
 }
 
-/// Opens the store a URL names: `sqlite://path` (file created if missing).
+/// Opens the store a URL names: `sqlite://path` (file created if missing) or
+/// `postgres://…` / `postgresql://…` (the database must exist; migrations run on connect).
 pub async fn open(url: &str, cipher: SecretCipher) -> Result<std::sync::Arc<dyn Store>> {
     if let Some(path) = url
         .strip_prefix("sqlite://")
@@ -163,6 +168,10 @@ pub async fn open(url: &str, cipher: SecretCipher) -> Result<std::sync::Arc<dyn 
     {
         Ok(std::sync::Arc::new(
             SqliteStore::open(std::path::Path::new(path), cipher).await?,
+        ))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(
+            PostgresStore::connect(url, cipher).await?,
         ))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_owned()))

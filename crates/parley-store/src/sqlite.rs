@@ -184,64 +184,39 @@ pub(crate) fn contact_from_row(row: &SqliteRow) -> Result<ContactRecord> {
     })
 }
 
-/// The column that records when a message first reached `state`.
-fn time_column(state: MessageState) -> Option<&'static str> {
-    match state {
-        MessageState::Sending => Some("sending_at"),
-        MessageState::Accepted => Some("accepted_at"),
-        MessageState::Sent => Some("sent_at"),
-        MessageState::Delivered => Some("delivered_at"),
-        MessageState::Read => Some("read_at"),
-        MessageState::Failed => Some("failed_at"),
-        MessageState::Queued | MessageState::Skipped => None,
-    }
-}
-
-/// Merges one status into a locked message row inside `tx`.
+/// Merges one status into a message row inside `tx` (the same rules as `postgres.rs`):
+/// the state is the lattice join, the error follows `lattice::merged_error`, each state's time
+/// is the earliest reported (so duplicates in any order give the same times) and `updated_at`
+/// never goes back.
 async fn merge_status(
     tx: &mut Transaction<'static, Sqlite>,
     current: &MessageRecord,
     change: &StatusChange,
 ) -> Result<()> {
     let merged = current.state.merge(change.state);
-    let (code, msg) = match (&change.error, merged == MessageState::Failed) {
-        (Some((c, m)), true) => (Some(*c), Some(m.as_str())),
-        _ => (current.error_code, current.error_message.as_deref()),
-    };
-    // One statement per state column keeps every query a static string.
-    let sql = match time_column(change.state) {
-        Some("sending_at") => {
-            "UPDATE messages SET state = ?, wamid = COALESCE(wamid, ?), error_code = ?, error_message = ?, lease_until = NULL, updated_at = ?, sending_at = COALESCE(sending_at, ?) WHERE id = ?"
-        }
-        Some("accepted_at") => {
-            "UPDATE messages SET state = ?, wamid = COALESCE(wamid, ?), error_code = ?, error_message = ?, lease_until = NULL, updated_at = ?, accepted_at = COALESCE(accepted_at, ?) WHERE id = ?"
-        }
-        Some("sent_at") => {
-            "UPDATE messages SET state = ?, wamid = COALESCE(wamid, ?), error_code = ?, error_message = ?, lease_until = NULL, updated_at = ?, sent_at = COALESCE(sent_at, ?) WHERE id = ?"
-        }
-        Some("delivered_at") => {
-            "UPDATE messages SET state = ?, wamid = COALESCE(wamid, ?), error_code = ?, error_message = ?, lease_until = NULL, updated_at = ?, delivered_at = COALESCE(delivered_at, ?) WHERE id = ?"
-        }
-        Some("read_at") => {
-            "UPDATE messages SET state = ?, wamid = COALESCE(wamid, ?), error_code = ?, error_message = ?, lease_until = NULL, updated_at = ?, read_at = COALESCE(read_at, ?) WHERE id = ?"
-        }
-        Some("failed_at") => {
-            "UPDATE messages SET state = ?, wamid = COALESCE(wamid, ?), error_code = ?, error_message = ?, lease_until = NULL, updated_at = ?, failed_at = COALESCE(failed_at, ?) WHERE id = ?"
-        }
-        _ => {
-            "UPDATE messages SET state = ?, wamid = COALESCE(wamid, ?), error_code = ?, error_message = ?, lease_until = NULL, updated_at = ?, updated_at = ? WHERE id = ?"
-        }
-    };
-    sqlx::query(sql)
-        .bind(merged.as_str())
-        .bind(&change.wamid)
-        .bind(code)
-        .bind(msg)
-        .bind(change.at.max(current.updated_at))
-        .bind(change.at)
-        .bind(current.id.as_str())
-        .execute(&mut **tx)
-        .await?;
+    let (code, msg) = crate::lattice::merged_error(current, change, merged);
+    // SQLite's two-argument MIN is NULL when either is, hence the COALESCE inside.
+    sqlx::query(
+        "UPDATE messages SET state = ?1, wamid = COALESCE(wamid, ?2), error_code = ?3, error_message = ?4,
+           lease_until = NULL, updated_at = ?5,
+           sending_at = CASE WHEN ?6 = 'sending' THEN MIN(COALESCE(sending_at, ?7), ?7) ELSE sending_at END,
+           accepted_at = CASE WHEN ?6 = 'accepted' THEN MIN(COALESCE(accepted_at, ?7), ?7) ELSE accepted_at END,
+           sent_at = CASE WHEN ?6 = 'sent' THEN MIN(COALESCE(sent_at, ?7), ?7) ELSE sent_at END,
+           delivered_at = CASE WHEN ?6 = 'delivered' THEN MIN(COALESCE(delivered_at, ?7), ?7) ELSE delivered_at END,
+           read_at = CASE WHEN ?6 = 'read' THEN MIN(COALESCE(read_at, ?7), ?7) ELSE read_at END,
+           failed_at = CASE WHEN ?6 = 'failed' THEN MIN(COALESCE(failed_at, ?7), ?7) ELSE failed_at END
+         WHERE id = ?8",
+    )
+    .bind(merged.as_str())
+    .bind(&change.wamid)
+    .bind(code)
+    .bind(msg)
+    .bind(change.at.max(current.updated_at))
+    .bind(change.state.as_str())
+    .bind(change.at)
+    .bind(current.id.as_str())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

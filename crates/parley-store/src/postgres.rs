@@ -1,0 +1,981 @@
+//! The PostgreSQL backend: the same `Store` contract as `sqlite.rs`, for deployments that run
+//! several `parley serve` nodes on one database (DESIGN.md "Many nodes").
+//!
+//! Why it looks the way it does:
+//! - One pool, `READ COMMITTED` transactions. SQLite serializes every writer; PostgreSQL does
+//!   not, so each read-then-write either locks what it reads (`SELECT … FOR UPDATE` on the
+//!   message row) or is a single statement with `ON CONFLICT`, never "select, then insert".
+//! - Claims are one statement: a CTE picks due rows `FOR UPDATE SKIP LOCKED`, so two nodes
+//!   claiming the same number never get the same row and never wait on each other.
+//! - Statuses and acceptances of one wamid are serialized by a transaction-scoped advisory lock
+//!   on the wamid: without it, a status naming only the wamid could be stored as an orphan
+//!   just after `mark_accepted` folded the orphans in, and be lost.
+//! - PostgreSQL text and JSONB cannot hold U+0000 (SQLite can). Free text from outside
+//!   (names, Meta's error texts, inbound messages, JSON documents) has it replaced by U+FFFD,
+//!   so a stray NUL byte does not fail a whole webhook or import.
+//! - Every query is a static string (sqlx 0.9); no `Any` driver.
+//!
+//! Area modules (`postgres_<area>.rs`) use the `pub(crate)` pool and row helpers below.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parley_domain::{
+    AccountId, ApplicationId, ContactId, MessageId, MessageState, PlatformId, Tags, Template,
+    TemplateId, UserId,
+};
+use serde_json::Value;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::{Postgres, Row, Transaction};
+
+use crate::types::*;
+use crate::{Millis, Result, SecretCipher, Store, StoreError};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Connections per node. Each sender loop and request holds one only for a statement or a
+/// short transaction.
+const MAX_CONNECTIONS: u32 = 16;
+
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pub(crate) pool: PgPool,
+    pub(crate) cipher: SecretCipher,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:pass@host:port/db`) and runs pending migrations.
+    /// Migrations take an advisory lock, so several nodes may start at once.
+    pub async fn connect(url: &str, cipher: SecretCipher) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(PostgresStore { pool, cipher })
+    }
+
+    pub(crate) async fn tx(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+}
+
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+/// Text PostgreSQL can store: U+0000 becomes U+FFFD.
+pub(crate) fn pg_text(s: &str) -> Cow<'_, str> {
+    if s.contains('\0') {
+        Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+pub(crate) fn pg_opt_text(s: Option<&str>) -> Option<Cow<'_, str>> {
+    s.map(pg_text)
+}
+
+fn strip_nul(v: Value) -> Value {
+    match v {
+        Value::String(s) if s.contains('\0') => Value::String(s.replace('\0', "\u{FFFD}")),
+        Value::Array(items) => Value::Array(items.into_iter().map(strip_nul).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (pg_text(&k).into_owned(), strip_nul(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// A value as a JSONB parameter.
+pub(crate) fn jsonb<T: serde::Serialize>(v: &T) -> Result<Json<Value>> {
+    let value = serde_json::to_value(v).map_err(|e| corrupt("serialize", e))?;
+    Ok(Json(strip_nul(value)))
+}
+
+/// A JSONB column as `T`; a document that does not fit is `Corrupt`, not a decode panic.
+pub(crate) fn json_col<T: serde::de::DeserializeOwned>(row: &PgRow, col: &str) -> Result<T> {
+    let v: Value = row.try_get(col)?;
+    serde_json::from_value(v).map_err(|e| corrupt(col, e))
+}
+
+/// An enum's serde name (`"MARKETING"` → `MARKETING`), as `sqlite.rs` stores it.
+fn serde_name<T: serde::Serialize>(v: &T) -> Result<String> {
+    let s = serde_json::to_string(v).map_err(|e| corrupt("serialize", e))?;
+    Ok(s.trim_matches('"').to_owned())
+}
+
+pub(crate) fn parse_id<T, E: std::fmt::Display>(
+    row: &PgRow,
+    col: &str,
+    f: impl Fn(&str) -> std::result::Result<T, E>,
+) -> Result<T> {
+    let s: String = row.try_get(col)?;
+    f(&s).map_err(|e| corrupt(col, e))
+}
+
+pub(crate) fn parse_opt_id<T, E: std::fmt::Display>(
+    row: &PgRow,
+    col: &str,
+    f: impl Fn(&str) -> std::result::Result<T, E>,
+) -> Result<Option<T>> {
+    let s: Option<String> = row.try_get(col)?;
+    s.map(|s| f(&s).map_err(|e| corrupt(col, e))).transpose()
+}
+
+pub(crate) fn message_from_row(row: &PgRow) -> Result<MessageRecord> {
+    let state: String = row.try_get("state")?;
+    Ok(MessageRecord {
+        id: parse_id(row, "id", MessageId::parse)?,
+        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
+        phone_number_id: row.try_get("phone_number_id")?,
+        contact_id: parse_opt_id(row, "contact_id", ContactId::parse)?,
+        to_phone: row.try_get("to_phone")?,
+        content: json_col(row, "content")?,
+        reply_to: row.try_get("reply_to")?,
+        state: MessageState::from_str(&state).map_err(|e| corrupt("state", e))?,
+        wamid: row.try_get("wamid")?,
+        error_code: row.try_get("error_code")?,
+        error_message: row.try_get("error_message")?,
+        attempts: row.try_get("attempts")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        queued_at: row.try_get("queued_at")?,
+        sending_at: row.try_get("sending_at")?,
+        accepted_at: row.try_get("accepted_at")?,
+        sent_at: row.try_get("sent_at")?,
+        delivered_at: row.try_get("delivered_at")?,
+        read_at: row.try_get("read_at")?,
+        failed_at: row.try_get("failed_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+pub(crate) fn platform_from_row(row: &PgRow) -> Result<PlatformRecord> {
+    Ok(PlatformRecord {
+        id: parse_id(row, "id", PlatformId::parse)?,
+        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
+        business_id: row.try_get("business_id")?,
+        waba_id: row.try_get("waba_id")?,
+        waba_name: row.try_get("waba_name")?,
+        status: row.try_get("status")?,
+        details: row.try_get("details")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+pub(crate) fn phone_from_row(row: &PgRow) -> Result<PhoneNumberRecord> {
+    let mps: i64 = row.try_get("throughput_mps")?;
+    Ok(PhoneNumberRecord {
+        phone_number_id: row.try_get("phone_number_id")?,
+        platform_id: parse_id(row, "platform_id", PlatformId::parse)?,
+        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
+        display_phone_number: row.try_get("display_phone_number")?,
+        verified_name: row.try_get("verified_name")?,
+        quality_rating: row.try_get("quality_rating")?,
+        messaging_limit: row.try_get("messaging_limit")?,
+        throughput_mps: u32::try_from(mps).unwrap_or(80),
+        status: row.try_get("status")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+pub(crate) fn template_from_row(row: &PgRow) -> Result<TemplateRecord> {
+    let template: Template = json_col(row, "model")?;
+    Ok(TemplateRecord {
+        id: parse_id(row, "id", TemplateId::parse)?,
+        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
+        platform_id: parse_id(row, "platform_id", PlatformId::parse)?,
+        meta_id: row.try_get("meta_id")?,
+        template,
+        raw: row.try_get("raw")?,
+        updated_at: row.try_get("updated_at")?,
+        deleted_at: row.try_get("deleted_at")?,
+    })
+}
+
+pub(crate) fn contact_from_row(row: &PgRow) -> Result<ContactRecord> {
+    let tags: Tags = json_col(row, "tags")?;
+    Ok(ContactRecord {
+        id: parse_id(row, "id", ContactId::parse)?,
+        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
+        phone: row.try_get("phone")?,
+        wa_id: row.try_get("wa_id")?,
+        name: row.try_get("name")?,
+        tags,
+        last_inbound_at: row.try_get("last_inbound_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// Serializes every status and acceptance of one wamid until the transaction ends.
+async fn lock_wamid(tx: &mut Transaction<'static, Postgres>, wamid: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(pg_text(wamid))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Merges one status into a message row locked by `tx`; returns the row as it now is.
+/// The rules are `sqlite.rs`'s `merge_status` (see there): the state is the lattice join, each
+/// state's time is the earliest reported, `updated_at` never goes back.
+async fn merge_status(
+    tx: &mut Transaction<'static, Postgres>,
+    current: &MessageRecord,
+    change: &StatusChange,
+) -> Result<MessageRecord> {
+    let merged = current.state.merge(change.state);
+    let (code, msg) = crate::lattice::merged_error(current, change, merged);
+    let row = sqlx::query(
+        "UPDATE messages SET state = $1, wamid = COALESCE(wamid, $2), error_code = $3, error_message = $4,
+           lease_until = NULL, updated_at = $5,
+           sending_at = CASE WHEN $6::text = 'sending' THEN LEAST(sending_at, $7) ELSE sending_at END,
+           accepted_at = CASE WHEN $6::text = 'accepted' THEN LEAST(accepted_at, $7) ELSE accepted_at END,
+           sent_at = CASE WHEN $6::text = 'sent' THEN LEAST(sent_at, $7) ELSE sent_at END,
+           delivered_at = CASE WHEN $6::text = 'delivered' THEN LEAST(delivered_at, $7) ELSE delivered_at END,
+           read_at = CASE WHEN $6::text = 'read' THEN LEAST(read_at, $7) ELSE read_at END,
+           failed_at = CASE WHEN $6::text = 'failed' THEN LEAST(failed_at, $7) ELSE failed_at END
+         WHERE id = $8
+         RETURNING *",
+    )
+    .bind(merged.as_str())
+    .bind(pg_text(&change.wamid))
+    .bind(code)
+    .bind(msg.map(pg_text))
+    .bind(change.at.max(current.updated_at))
+    .bind(change.state.as_str())
+    .bind(change.at)
+    .bind(current.id.as_str())
+    .fetch_one(&mut **tx)
+    .await?;
+    message_from_row(&row)
+}
+
+/// Folds the statuses that arrived before the wamid was known into the (locked) message.
+async fn fold_orphans(
+    tx: &mut Transaction<'static, Postgres>,
+    mut current: MessageRecord,
+    wamid: &str,
+) -> Result<MessageRecord> {
+    let orphans = sqlx::query(
+        "DELETE FROM orphan_statuses WHERE wamid = $1 RETURNING state, at, error_code, error_message",
+    )
+    .bind(pg_text(wamid))
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in orphans {
+        let state: String = row.try_get("state")?;
+        let state = MessageState::from_str(&state).map_err(|e| corrupt("orphan state", e))?;
+        let code: Option<i64> = row.try_get("error_code")?;
+        let msg: Option<String> = row.try_get("error_message")?;
+        let change = StatusChange {
+            wamid: wamid.to_owned(),
+            message_id: Some(current.id.clone()),
+            state,
+            at: row.try_get("at")?,
+            error: code.map(|c| (c, msg.unwrap_or_default())),
+        };
+        current = merge_status(tx, &current, &change).await?;
+    }
+    Ok(current)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_account(&self, id: &AccountId, name: &str, now: Millis) -> Result<()> {
+        sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(id.as_str())
+            .bind(pg_text(name))
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn create_application(
+        &self,
+        id: &ApplicationId,
+        account: &AccountId,
+        name: &str,
+        now: Millis,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO applications (id, account_id, name, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id.as_str())
+        .bind(account.as_str())
+        .bind(pg_text(name))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn applications(&self) -> Result<Vec<ApplicationRecord>> {
+        let rows = sqlx::query("SELECT * FROM applications ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ApplicationRecord {
+                    id: parse_id(row, "id", ApplicationId::parse)?,
+                    account_id: parse_id(row, "account_id", AccountId::parse)?,
+                    name: row.try_get("name")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn add_api_token(
+        &self,
+        app: &ApplicationId,
+        token_hash: &str,
+        label: &str,
+        now: Millis,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_tokens (token_hash, application_id, label, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_hash)
+        .bind(app.as_str())
+        .bind(pg_text(label))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn application_by_token_hash(&self, token_hash: &str) -> Result<Option<ApplicationId>> {
+        let row = sqlx::query("SELECT application_id FROM api_tokens WHERE token_hash = $1")
+            .bind(pg_text(token_hash))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| parse_id(&r, "application_id", ApplicationId::parse))
+            .transpose()
+    }
+
+    async fn create_user(
+        &self,
+        id: &UserId,
+        account: &AccountId,
+        email: &str,
+        password_hash: &str,
+        now: Millis,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO users (id, account_id, email, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id.as_str())
+        .bind(account.as_str())
+        .bind(email)
+        .bind(password_hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>> {
+        let row = sqlx::query("SELECT * FROM users WHERE email = $1")
+            .bind(pg_text(email))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(UserRecord {
+                id: parse_id(&row, "id", UserId::parse)?,
+                account_id: parse_id(&row, "account_id", AccountId::parse)?,
+                email: row.try_get("email")?,
+                password_hash: row.try_get("password_hash")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn upsert_platform(&self, p: &NewPlatform) -> Result<PlatformId> {
+        let token = self.cipher.encrypt(p.access_token.as_bytes());
+        let row = sqlx::query(
+            "INSERT INTO platforms (id, application_id, business_id, waba_id, waba_name, status, access_token, details, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (application_id, waba_id) DO UPDATE SET
+               business_id = excluded.business_id, waba_name = excluded.waba_name, status = excluded.status,
+               access_token = excluded.access_token, details = excluded.details, updated_at = excluded.updated_at
+             RETURNING id",
+        )
+        .bind(p.id.as_str())
+        .bind(p.application_id.as_str())
+        .bind(&p.business_id)
+        .bind(&p.waba_id)
+        .bind(pg_opt_text(p.waba_name.as_deref()))
+        .bind(&p.status)
+        .bind(token)
+        .bind(jsonb(&p.details)?)
+        .bind(p.now)
+        .bind(p.now)
+        .fetch_one(&self.pool)
+        .await?;
+        parse_id(&row, "id", PlatformId::parse)
+    }
+
+    async fn platforms(&self, app: &ApplicationId) -> Result<Vec<PlatformRecord>> {
+        let rows = sqlx::query("SELECT * FROM platforms WHERE application_id = $1 ORDER BY id")
+            .bind(app.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(platform_from_row).collect()
+    }
+
+    async fn platform(&self, id: &PlatformId) -> Result<Option<PlatformRecord>> {
+        let row = sqlx::query("SELECT * FROM platforms WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(platform_from_row).transpose()
+    }
+
+    async fn platform_token(&self, id: &PlatformId) -> Result<String> {
+        let row = sqlx::query("SELECT access_token FROM platforms WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("platform {id}")))?;
+        let blob: Vec<u8> = row.try_get("access_token")?;
+        let plain = self.cipher.decrypt(&blob)?;
+        String::from_utf8(plain).map_err(|e| corrupt("access_token", e))
+    }
+
+    async fn upsert_phone_number(&self, p: &PhoneNumberRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO phone_numbers (phone_number_id, platform_id, application_id, display_phone_number, verified_name, quality_rating, messaging_limit, throughput_mps, status, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (phone_number_id) DO UPDATE SET
+               platform_id = excluded.platform_id, application_id = excluded.application_id,
+               display_phone_number = excluded.display_phone_number, verified_name = excluded.verified_name,
+               quality_rating = excluded.quality_rating, messaging_limit = excluded.messaging_limit,
+               throughput_mps = excluded.throughput_mps, status = excluded.status, updated_at = excluded.updated_at",
+        )
+        .bind(&p.phone_number_id)
+        .bind(p.platform_id.as_str())
+        .bind(p.application_id.as_str())
+        .bind(pg_text(&p.display_phone_number))
+        .bind(pg_opt_text(p.verified_name.as_deref()))
+        .bind(pg_opt_text(p.quality_rating.as_deref()))
+        .bind(pg_opt_text(p.messaging_limit.as_deref()))
+        .bind(i64::from(p.throughput_mps))
+        .bind(pg_opt_text(p.status.as_deref()))
+        .bind(p.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn phone_numbers(&self, app: &ApplicationId) -> Result<Vec<PhoneNumberRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM phone_numbers WHERE application_id = $1 ORDER BY phone_number_id",
+        )
+        .bind(app.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(phone_from_row).collect()
+    }
+
+    async fn all_phone_numbers(&self) -> Result<Vec<PhoneNumberRecord>> {
+        let rows = sqlx::query("SELECT * FROM phone_numbers ORDER BY phone_number_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(phone_from_row).collect()
+    }
+
+    async fn phone_number(&self, phone_number_id: &str) -> Result<Option<PhoneNumberRecord>> {
+        let row = sqlx::query("SELECT * FROM phone_numbers WHERE phone_number_id = $1")
+            .bind(pg_text(phone_number_id))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(phone_from_row).transpose()
+    }
+
+    async fn upsert_template(&self, t: &TemplateRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO templates (id, application_id, platform_id, meta_id, name, language, category, status, model, raw, updated_at, deleted_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT (platform_id, name, language) DO UPDATE SET
+               meta_id = excluded.meta_id, category = excluded.category, status = excluded.status,
+               model = excluded.model, raw = excluded.raw, updated_at = excluded.updated_at,
+               deleted_at = excluded.deleted_at",
+        )
+        .bind(t.id.as_str())
+        .bind(t.application_id.as_str())
+        .bind(t.platform_id.as_str())
+        .bind(pg_opt_text(t.meta_id.as_deref()))
+        .bind(t.template.name.as_str())
+        .bind(t.template.language.as_str())
+        .bind(pg_text(&serde_name(&t.template.category)?).into_owned())
+        .bind(pg_text(&serde_name(&t.template.status)?).into_owned())
+        .bind(jsonb(&t.template)?)
+        .bind(jsonb(&t.raw)?)
+        .bind(t.updated_at)
+        .bind(t.deleted_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn template(
+        &self,
+        app: &ApplicationId,
+        name: &str,
+        language: &str,
+    ) -> Result<Option<TemplateRecord>> {
+        let row = sqlx::query(
+            "SELECT * FROM templates WHERE application_id = $1 AND name = $2 AND language = $3 AND deleted_at IS NULL ORDER BY updated_at DESC LIMIT 1",
+        )
+        .bind(app.as_str())
+        .bind(pg_text(name))
+        .bind(pg_text(language))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(template_from_row).transpose()
+    }
+
+    async fn templates(&self, app: &ApplicationId) -> Result<Vec<TemplateRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM templates WHERE application_id = $1 ORDER BY name, language",
+        )
+        .bind(app.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(template_from_row).collect()
+    }
+
+    async fn upsert_contacts(
+        &self,
+        app: &ApplicationId,
+        contacts: &[NewContact],
+        now: Millis,
+    ) -> Result<u64> {
+        let mut tx = self.tx().await?;
+        let mut written = 0;
+        for c in contacts {
+            let r = sqlx::query(
+                "INSERT INTO contacts (id, application_id, phone, wa_id, name, tags, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (application_id, phone) DO UPDATE SET
+                   name = COALESCE(excluded.name, contacts.name),
+                   tags = contacts.tags || excluded.tags,
+                   updated_at = excluded.updated_at",
+            )
+            .bind(ContactId::new().as_str())
+            .bind(app.as_str())
+            .bind(pg_text(&c.phone))
+            .bind(pg_text(c.phone.trim_start_matches('+')))
+            .bind(pg_opt_text(c.name.as_deref()))
+            .bind(jsonb(&c.tags)?)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            written += r.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    async fn contact_by_phone(
+        &self,
+        app: &ApplicationId,
+        phone: &str,
+    ) -> Result<Option<ContactRecord>> {
+        let row = sqlx::query("SELECT * FROM contacts WHERE application_id = $1 AND phone = $2")
+            .bind(app.as_str())
+            .bind(pg_text(phone))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(contact_from_row).transpose()
+    }
+
+    async fn count_contacts(&self, app: &ApplicationId) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contacts WHERE application_id = $1")
+            .bind(app.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn record_inbound(&self, m: &InboundRecord) -> Result<bool> {
+        let mut tx = self.tx().await?;
+        // A concurrent insert of the same wamid waits here for the first to commit, then
+        // inserts nothing: exactly one caller sees `true`.
+        let inserted = sqlx::query(
+            "INSERT INTO inbound_messages (wamid, application_id, phone_number_id, from_phone, kind, text, raw, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (wamid) DO NOTHING",
+        )
+        .bind(pg_text(&m.wamid))
+        .bind(m.application_id.as_str())
+        .bind(pg_text(&m.phone_number_id))
+        .bind(pg_text(&m.from_phone))
+        .bind(pg_text(&m.kind))
+        .bind(pg_opt_text(m.text.as_deref()))
+        .bind(jsonb(&m.raw)?)
+        .bind(m.received_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let contact_id: String = sqlx::query_scalar(
+            "INSERT INTO contacts (id, application_id, phone, wa_id, name, tags, last_inbound_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, '{}', $6, $7, $8)
+             ON CONFLICT (application_id, phone) DO UPDATE SET
+               wa_id = excluded.wa_id,
+               name = COALESCE(contacts.name, excluded.name),
+               last_inbound_at = GREATEST(COALESCE(contacts.last_inbound_at, 0), excluded.last_inbound_at),
+               updated_at = excluded.updated_at
+             RETURNING id",
+        )
+        .bind(ContactId::new().as_str())
+        .bind(m.application_id.as_str())
+        .bind(pg_text(&m.from_phone))
+        .bind(pg_text(&m.wa_id))
+        .bind(pg_opt_text(m.profile_name.as_deref()))
+        .bind(m.received_at)
+        .bind(m.received_at)
+        .bind(m.received_at)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE inbound_messages SET contact_id = $1 WHERE wamid = $2")
+            .bind(contact_id)
+            .bind(pg_text(&m.wamid))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn insert_message(&self, m: &NewMessage) -> Result<InsertOutcome> {
+        let (name, language) = match &m.content {
+            MessageContent::Template { template } => (
+                Some(template.name.as_str()),
+                Some(template.language.as_str()),
+            ),
+            MessageContent::Text { .. } => (None, None),
+        };
+        // One statement: a concurrent insert with the same key waits for the first to commit
+        // and then inserts nothing, instead of failing on the unique index.
+        let inserted = sqlx::query(
+            "INSERT INTO messages (id, application_id, phone_number_id, contact_id, to_phone, kind, template_name, template_language, content, reply_to, idempotency_key, state, next_attempt_at, queued_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', $12, $13, $14)
+             ON CONFLICT (application_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+        )
+        .bind(m.id.as_str())
+        .bind(m.application_id.as_str())
+        .bind(pg_text(&m.phone_number_id))
+        .bind(m.contact_id.as_ref().map(|c| c.as_str()))
+        .bind(pg_text(&m.to_phone))
+        .bind(m.content.kind())
+        .bind(pg_opt_text(name))
+        .bind(pg_opt_text(language))
+        .bind(jsonb(&m.content)?)
+        .bind(pg_opt_text(m.reply_to.as_deref()))
+        .bind(pg_opt_text(m.idempotency_key.as_deref()))
+        .bind(m.now)
+        .bind(m.now)
+        .bind(m.now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(InsertOutcome::Created);
+        }
+        let key = m.idempotency_key.as_deref().unwrap_or_default();
+        let row = sqlx::query(
+            "SELECT * FROM messages WHERE application_id = $1 AND idempotency_key = $2",
+        )
+        .bind(m.application_id.as_str())
+        .bind(pg_text(key))
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| {
+            corrupt(
+                "idempotency_key",
+                "the insert conflicted but no message holds the key",
+            )
+        })?;
+        Ok(InsertOutcome::Existing(message_from_row(&row)?))
+    }
+
+    async fn message(&self, app: &ApplicationId, id: &MessageId) -> Result<Option<MessageRecord>> {
+        let row = sqlx::query("SELECT * FROM messages WHERE application_id = $1 AND id = $2")
+            .bind(app.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(message_from_row).transpose()
+    }
+
+    async fn messages(
+        &self,
+        app: &ApplicationId,
+        after: Option<&MessageId>,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM messages WHERE application_id = $1 AND ($2::text IS NULL OR id < $2)
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(app.as_str())
+        .bind(after.map(|a| a.as_str()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    async fn claim_due_messages(
+        &self,
+        phone_number_id: &str,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>> {
+        // Rows another node is claiming right now are skipped, not waited for; a row claimed
+        // and committed meanwhile fails the re-checked `state = 'queued'` and is left out.
+        let rows = sqlx::query(
+            "WITH due AS (
+               SELECT id FROM messages
+               WHERE phone_number_id = $1 AND state = 'queued' AND next_attempt_at <= $2
+               ORDER BY next_attempt_at, id
+               LIMIT $3
+               FOR UPDATE SKIP LOCKED)
+             UPDATE messages m SET state = 'sending', lease_until = $4, attempts = m.attempts + 1,
+               sending_at = COALESCE(m.sending_at, $2), updated_at = $2
+             FROM due WHERE m.id = due.id
+             RETURNING m.*",
+        )
+        .bind(pg_text(phone_number_id))
+        .bind(now)
+        .bind(i64::from(limit))
+        .bind(lease_until)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<MessageRecord> =
+            rows.iter().map(message_from_row).collect::<Result<_>>()?;
+        out.sort_by(|a, b| {
+            a.next_attempt_at
+                .cmp(&b.next_attempt_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(out)
+    }
+
+    async fn mark_accepted(&self, id: &MessageId, wamid: &str, now: Millis) -> Result<()> {
+        let mut tx = self.tx().await?;
+        lock_wamid(&mut tx, wamid).await?;
+        let row = sqlx::query("SELECT * FROM messages WHERE id = $1 FOR UPDATE")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("message {id}")))?;
+        let current = message_from_row(&row)?;
+        let change = StatusChange {
+            wamid: wamid.to_owned(),
+            message_id: Some(id.clone()),
+            state: MessageState::Accepted,
+            at: now,
+            error: None,
+        };
+        let mut current = merge_status(&mut tx, &current, &change).await?;
+        // A retried send that Meta accepted clears the transient error it recovered from.
+        if current.state != MessageState::Failed {
+            sqlx::query(
+                "UPDATE messages SET error_code = NULL, error_message = NULL WHERE id = $1",
+            )
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            current.error_code = None;
+            current.error_message = None;
+        }
+        fold_orphans(&mut tx, current, wamid).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn reschedule_message(
+        &self,
+        id: &MessageId,
+        next_attempt_at: Millis,
+        error: Option<(i64, &str)>,
+        now: Millis,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE messages SET state = 'queued', lease_until = NULL, next_attempt_at = $1,
+               error_code = $2, error_message = $3, updated_at = $4
+             WHERE id = $5 AND state IN ('queued', 'sending')",
+        )
+        .bind(next_attempt_at)
+        .bind(error.map(|e| e.0))
+        .bind(error.map(|e| pg_text(e.1)))
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn fail_message(
+        &self,
+        id: &MessageId,
+        code: i64,
+        message: &str,
+        now: Millis,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE messages SET state = 'failed', lease_until = NULL, error_code = $1, error_message = $2,
+               failed_at = COALESCE(failed_at, $3), updated_at = $3
+             WHERE id = $4 AND state IN ('queued', 'sending')",
+        )
+        .bind(code)
+        .bind(pg_text(message))
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn apply_status(&self, change: &StatusChange) -> Result<Option<MessageRecord>> {
+        let mut tx = self.tx().await?;
+        lock_wamid(&mut tx, &change.wamid).await?;
+        let mut row = None;
+        if let Some(id) = &change.message_id {
+            row = sqlx::query("SELECT * FROM messages WHERE id = $1 FOR UPDATE")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        }
+        if row.is_none() {
+            row = sqlx::query("SELECT * FROM messages WHERE wamid = $1 FOR UPDATE")
+                .bind(pg_text(&change.wamid))
+                .fetch_optional(&mut *tx)
+                .await?;
+        }
+        let Some(row) = row else {
+            sqlx::query(
+                "INSERT INTO orphan_statuses (wamid, state, at, error_code, error_message) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (wamid, state) DO NOTHING",
+            )
+            .bind(pg_text(&change.wamid))
+            .bind(change.state.as_str())
+            .bind(change.at)
+            .bind(change.error.as_ref().map(|e| e.0))
+            .bind(change.error.as_ref().map(|e| pg_text(&e.1)))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let current = message_from_row(&row)?;
+        let updated = merge_status(&mut tx, &current, change).await?;
+        tx.commit().await?;
+        Ok(Some(updated))
+    }
+
+    async fn requeue_stale_sending(&self, now: Millis, grace_ms: i64) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE messages SET state = 'queued', lease_until = NULL, next_attempt_at = $1, updated_at = $1
+             WHERE state = 'sending' AND wamid IS NULL AND lease_until IS NOT NULL AND lease_until + $2 < $1",
+        )
+        .bind(now)
+        .bind(grace_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn next_due_at(&self, phone_number_id: &str) -> Result<Option<Millis>> {
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM messages WHERE phone_number_id = $1 AND state = 'queued'",
+        )
+        .bind(pg_text(phone_number_id))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(v)
+    }
+
+    async fn insert_webhook_event(&self, body: &[u8], now: Millis) -> Result<i64> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO webhook_events (received_at, body) VALUES ($1, $2) RETURNING id",
+        )
+        .bind(now)
+        .bind(body)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn pending_webhook_events(&self, limit: u32) -> Result<Vec<WebhookEventRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, received_at, body, attempts FROM webhook_events WHERE processed_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(WebhookEventRecord {
+                    id: r.try_get("id")?,
+                    received_at: r.try_get("received_at")?,
+                    body: r.try_get("body")?,
+                    attempts: r.try_get("attempts")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn finish_webhook_event(&self, id: i64, now: Millis, error: Option<&str>) -> Result<()> {
+        sqlx::query(
+            "UPDATE webhook_events SET processed_at = $1, error = $2, attempts = attempts + 1 WHERE id = $3",
+        )
+        .bind(now)
+        .bind(error.map(pg_text))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn count_webhook_events(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_is_replaced_in_text_and_json() {
+        assert_eq!(pg_text("a\0b"), "a\u{FFFD}b");
+        assert!(matches!(pg_text("plain"), Cow::Borrowed(_)));
+        let v = serde_json::json!({"k\0": ["x\0", {"y": "z\0"}], "n": 1});
+        let Json(clean) = jsonb(&v).expect("serializes");
+        assert_eq!(
+            clean,
+            serde_json::json!({"k\u{FFFD}": ["x\u{FFFD}", {"y": "z\u{FFFD}"}], "n": 1})
+        );
+    }
+}
