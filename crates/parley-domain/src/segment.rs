@@ -674,6 +674,10 @@ struct Parser {
     peeked: Option<Token>,
 }
 
+fn short(s: &str) -> Cow<'_, str> {
+    crate::excerpt(s)
+}
+
 fn err<T>(position: usize, message: impl Into<String>) -> Result<T, SegmentError> {
     Err(SegmentError {
         position,
@@ -727,11 +731,16 @@ impl Parser {
         Ok(matches!(&self.peek()?.tok, Tok::Word(w) if w.eq_ignore_ascii_case(keyword)))
     }
 
-    fn text(&self, start: usize, end: usize) -> String {
-        let s: String = self.chars[start..end.min(self.chars.len())]
+    /// The input between two character offsets.
+    fn raw(&self, start: usize, end: usize) -> String {
+        self.chars[start..end.min(self.chars.len())]
             .iter()
-            .collect();
-        crate::excerpt(&s).into_owned()
+            .collect()
+    }
+
+    /// The input between two character offsets, shortened for an error message.
+    fn text(&self, start: usize, end: usize) -> String {
+        crate::excerpt(&self.raw(start, end)).into_owned()
     }
 
     /// How an error message names a token.
@@ -919,12 +928,13 @@ impl Parser {
                 .is_some_and(char::is_ascii_digit)
         {
             let end = self.run_end(start, |c| c.is_ascii_digit() || c == '-');
-            let text = self.text(start, end);
+            let text = self.raw(start, end);
             let Some(date) = parse_iso_date(&text) else {
                 return err(
                     start,
                     format!(
-                        "invalid date `{text}`: write dates as YYYY-MM-DD with a real day, e.g. 2026-01-31"
+                        "invalid date `{}`: write dates as YYYY-MM-DD with a real day, e.g. 2026-01-31",
+                        short(&text)
                     ),
                 );
             };
@@ -936,7 +946,8 @@ impl Parser {
                 return err(
                     end,
                     format!(
-                        "unexpected `{c}` after the date `{text}`: dates have no time of day; compare instants with a relative time such as now-12h"
+                        "unexpected `{c}` after the date `{}`: dates have no time of day; compare instants with a relative time such as now-12h",
+                        short(&text)
                     ),
                 );
             }
@@ -959,7 +970,7 @@ impl Parser {
             fraction = true;
             end = self.run_end(end + 1, |c| c.is_ascii_digit());
         }
-        let digits = self.text(start, end);
+        let digits = self.raw(start, end);
         let mut suffix = None;
         if self
             .chars
@@ -967,7 +978,7 @@ impl Parser {
             .is_some_and(|&c| c.is_alphabetic() || c == '_')
         {
             let suffix_end = self.run_end(end, |c| c.is_alphanumeric() || c == '_');
-            suffix = Some((self.text(end, suffix_end), end));
+            suffix = Some((self.raw(end, suffix_end), end));
             end = suffix_end;
         }
         self.pos = end;
@@ -985,12 +996,13 @@ impl Parser {
     fn lex_word(&mut self) -> Result<Token, SegmentError> {
         let start = self.pos;
         let end = self.run_end(start, |c| c.is_alphanumeric() || c == '_');
-        let word = self.text(start, end);
+        let word = self.raw(start, end);
         if !word.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return err(
                 start,
                 format!(
-                    "tag names with characters other than A–Z, a–z, 0–9 and _ go in backticks: `{word}`"
+                    "tag names with characters other than A–Z, a–z, 0–9 and _ go in backticks: `{}`",
+                    short(&word)
                 ),
             );
         }
@@ -1005,7 +1017,7 @@ impl Parser {
     fn lex_operator(&mut self) -> Result<Token, SegmentError> {
         let start = self.pos;
         let end = self.run_end(start, |c| matches!(c, '=' | '<' | '>' | '!' | '&' | '|'));
-        let text = self.text(start, end);
+        let text = self.raw(start, end);
         let op = match text.as_str() {
             "=" => CompareOp::Eq,
             "!=" => CompareOp::Ne,
@@ -1026,7 +1038,10 @@ impl Parser {
                 };
                 let message = match hint {
                     Some(h) => format!("unknown operator `{text}` (did you mean {h}?)"),
-                    None => format!("unknown operator `{text}` (operators: {OPERATORS})"),
+                    None => format!(
+                        "unknown operator `{}` (operators: {OPERATORS})",
+                        short(&text)
+                    ),
                 };
                 return err(start, message);
             }
@@ -1332,12 +1347,15 @@ impl Parser {
             Tok::Word(ref w) if w.eq_ignore_ascii_case("true") => Ok(Value::Boolean(true)),
             Tok::Word(ref w) if w.eq_ignore_ascii_case("false") => Ok(Value::Boolean(false)),
             Tok::Word(ref w) if w.eq_ignore_ascii_case("now") => self.relative(),
-            Tok::Word(ref w) if !is_keyword(w) => err(
-                t.start,
-                format!(
-                    "{expected}, found `{w}`: write text in double quotes, e.g. \"{w}\" (values are strings, numbers, true/false, dates such as 2026-01-31 or times such as now-30d)"
-                ),
-            ),
+            Tok::Word(ref w) if !is_keyword(w) => {
+                let w = short(w);
+                err(
+                    t.start,
+                    format!(
+                        "{expected}, found `{w}`: write text in double quotes, e.g. \"{w}\" (values are strings, numbers, true/false, dates such as 2026-01-31 or times such as now-30d)"
+                    ),
+                )
+            }
             Tok::LBracket => err(
                 t.start,
                 "a list of values only follows `in` or `not in`, e.g. plan in [\"pro\", \"team\"]",
@@ -1355,15 +1373,16 @@ impl Parser {
         else {
             return err(t.start, "expected a number");
         };
+        let shown = short(digits);
         if let Some((s, at)) = suffix {
             let hint = if RelativeUnit::from_symbol(s).is_some() {
-                format!(": a duration only follows `now`, e.g. now-{digits}{s}")
+                format!(": a duration only follows `now`, e.g. now-{shown}{s}")
             } else {
                 String::new()
             };
             return err(
                 *at,
-                format!("unexpected `{s}` after the number `{digits}`{hint}"),
+                format!("unexpected `{}` after the number `{shown}`{hint}", short(s)),
             );
         }
         let text = if negative {
@@ -1374,14 +1393,15 @@ impl Parser {
         if *fraction {
             match text.parse::<f64>() {
                 Ok(x) if x.is_finite() => Ok(Value::Float(x)),
-                _ => err(t.start, format!("the number `{digits}` is too large")),
+                _ => err(t.start, format!("the number `{shown}` is too large")),
             }
         } else {
             text.parse::<i64>().map(Value::Integer).or_else(|_| {
                 err(
                     t.start,
                     format!(
-                        "the integer `{text}` is out of range: integers go from {} to {}; write a decimal (with a `.`) for larger numbers",
+                        "the integer `{}` is out of range: integers go from {} to {}; write a decimal (with a `.`) for larger numbers",
+                        short(&text),
                         i64::MIN,
                         i64::MAX
                     ),
@@ -1424,17 +1444,19 @@ impl Parser {
                 "relative times take whole numbers: write e.g. now-36h rather than now-1.5d",
             );
         }
+        let shown = short(digits);
         let Some((unit_text, unit_at)) = suffix else {
             return err(
                 n.end,
-                format!("expected a unit after `now{sign}{digits}`: {UNITS}"),
+                format!("expected a unit after `now{sign}{shown}`: {UNITS}"),
             );
         };
         let Some(unit) = RelativeUnit::from_symbol(unit_text) else {
             return err(
                 *unit_at,
                 format!(
-                    "unknown unit `{unit_text}`: use {UNITS}; months and years vary in length, so write e.g. now-30d or now-365d"
+                    "unknown unit `{}`: use {UNITS}; months and years vary in length, so write e.g. now-30d or now-365d",
+                    short(unit_text)
                 ),
             );
         };
@@ -1442,7 +1464,7 @@ impl Parser {
             err(
                 n.start,
                 format!(
-                    "`now{sign}{digits}{unit_text}` reaches too far: relative times go at most 100 years (36525d) from now"
+                    "`now{sign}{shown}{unit_text}` reaches too far: relative times go at most 100 years (36525d) from now"
                 ),
             )
         };
@@ -1470,4 +1492,1142 @@ fn deeper(depth: usize, position: usize) -> Result<usize, SegmentError> {
         );
     }
     Ok(depth + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tags::Tags;
+    use proptest::prelude::*;
+    use time::macros::{date, datetime};
+
+    const NOW: OffsetDateTime = datetime!(2026-03-15 12:00 UTC);
+
+    fn seg(input: &str) -> Segment {
+        Segment::parse(input).unwrap_or_else(|e| panic!("{input:?} should parse: {e}"))
+    }
+
+    fn error(input: &str) -> SegmentError {
+        match Segment::parse(input) {
+            Ok(s) => panic!("{input:?} should not parse, got {:?}", s.expr()),
+            Err(e) => e,
+        }
+    }
+
+    fn tags(pairs: &[(&str, TagValue)]) -> Tags {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    /// Asserts each filter's result for one contact.
+    fn check(contact: &Tags, cases: &[(&str, bool)]) {
+        for (filter, expected) in cases {
+            assert_eq!(
+                seg(filter).matches(contact, NOW),
+                *expected,
+                "{filter} for {contact:?}"
+            );
+        }
+    }
+
+    fn cmp(tag: &str, op: CompareOp, value: Value) -> Expr {
+        Expr::Compare {
+            tag: tag.into(),
+            op,
+            value,
+        }
+    }
+
+    fn and(a: Expr, b: Expr) -> Expr {
+        Expr::And(Box::new(a), Box::new(b))
+    }
+
+    fn or(a: Expr, b: Expr) -> Expr {
+        Expr::Or(Box::new(a), Box::new(b))
+    }
+
+    fn not(a: Expr) -> Expr {
+        Expr::Not(Box::new(a))
+    }
+
+    fn int(tag: &str, i: i64) -> Expr {
+        cmp(tag, CompareOp::Eq, Value::Integer(i))
+    }
+
+    #[test]
+    fn parses_the_console_example() {
+        let s = seg(r#"city = "Berlin" and visits >= 3"#);
+        assert_eq!(
+            s.expr(),
+            &and(
+                cmp("city", CompareOp::Eq, Value::String("Berlin".into())),
+                cmp("visits", CompareOp::Ge, Value::Integer(3)),
+            )
+        );
+        assert_eq!(s.source(), r#"city = "Berlin" and visits >= 3"#);
+        let json: serde_json::Value =
+            serde_json::from_str(r#"{"filter": "city = \"Berlin\" and visits >= 3"}"#).unwrap();
+        let from_api: Segment = serde_json::from_value(json["filter"].clone()).unwrap();
+        assert_eq!(from_api, s);
+    }
+
+    #[test]
+    fn every_value_form() {
+        let cases = [
+            (
+                r#"x = "a \"b\" \\ c""#,
+                Value::String(r#"a "b" \ c"#.into()),
+            ),
+            ("x = 42", Value::Integer(42)),
+            ("x = -42", Value::Integer(-42)),
+            ("x = - 42", Value::Integer(-42)),
+            ("x = 2.5", Value::Float(2.5)),
+            ("x = -0.25", Value::Float(-0.25)),
+            ("x = true", Value::Boolean(true)),
+            ("x = FALSE", Value::Boolean(false)),
+            ("x = 2026-01-31", Value::Date(date!(2026 - 01 - 31))),
+            (
+                "x = now",
+                Value::Relative {
+                    amount: 0,
+                    unit: RelativeUnit::Day,
+                },
+            ),
+            (
+                "x = now-30d",
+                Value::Relative {
+                    amount: -30,
+                    unit: RelativeUnit::Day,
+                },
+            ),
+            (
+                "x = NOW + 2w",
+                Value::Relative {
+                    amount: 2,
+                    unit: RelativeUnit::Week,
+                },
+            ),
+            (
+                "x = now-12h",
+                Value::Relative {
+                    amount: -12,
+                    unit: RelativeUnit::Hour,
+                },
+            ),
+            (
+                "x = now+90m",
+                Value::Relative {
+                    amount: 90,
+                    unit: RelativeUnit::Minute,
+                },
+            ),
+            ("x = -9223372036854775808", Value::Integer(i64::MIN)),
+        ];
+        for (input, value) in cases {
+            assert_eq!(
+                seg(input).expr(),
+                &cmp("x", CompareOp::Eq, value),
+                "{input}"
+            );
+        }
+        assert_eq!(
+            seg(r#"plan in ["pro", "team",]"#).expr(),
+            &Expr::In {
+                tag: "plan".into(),
+                values: vec![Value::String("pro".into()), Value::String("team".into())],
+                negated: false,
+            }
+        );
+        assert_eq!(
+            seg("plan NOT IN [1, 2.5, true, 2026-01-01, now-1d]").expr(),
+            &Expr::In {
+                tag: "plan".into(),
+                values: vec![
+                    Value::Integer(1),
+                    Value::Float(2.5),
+                    Value::Boolean(true),
+                    Value::Date(date!(2026 - 01 - 01)),
+                    Value::Relative {
+                        amount: -1,
+                        unit: RelativeUnit::Day
+                    },
+                ],
+                negated: true,
+            }
+        );
+        assert_eq!(
+            seg(r#"`first name` Contains "ana" and exists(`a\`b\\c`) and `and` = 1"#).expr(),
+            &and(
+                and(
+                    Expr::Contains {
+                        tag: "first name".into(),
+                        value: Value::String("ana".into())
+                    },
+                    Expr::Exists {
+                        tag: "a`b\\c".into()
+                    },
+                ),
+                int("and", 1),
+            )
+        );
+        assert_eq!(seg("ALL").expr(), &Expr::All);
+        assert_eq!(
+            seg("not exists( phone )").expr(),
+            &not(Expr::Exists {
+                tag: "phone".into()
+            })
+        );
+    }
+
+    #[test]
+    fn not_binds_tighter_than_and_tighter_than_or() {
+        assert_eq!(
+            seg("a = 1 or b = 1 and not c = 1").expr(),
+            &or(int("a", 1), and(int("b", 1), not(int("c", 1))))
+        );
+        assert_eq!(
+            seg("not a = 1 and b = 1").expr(),
+            &and(not(int("a", 1)), int("b", 1))
+        );
+        assert_eq!(
+            seg("(a = 1 or b = 1) and c = 1").expr(),
+            &and(or(int("a", 1), int("b", 1)), int("c", 1))
+        );
+        assert_eq!(
+            seg("not (a = 1 or b = 1)").expr(),
+            &not(or(int("a", 1), int("b", 1)))
+        );
+        assert_eq!(
+            seg("a = 1 and b = 1 and c = 1").expr(),
+            &and(and(int("a", 1), int("b", 1)), int("c", 1)),
+            "left-associative"
+        );
+        assert_eq!(
+            seg("a = 1 and (b = 1 and c = 1)").expr(),
+            &and(int("a", 1), and(int("b", 1), int("c", 1)))
+        );
+        assert_eq!(seg("((((a = 1))))").expr(), &int("a", 1));
+        assert_eq!(seg("not not a = 1").expr(), &not(not(int("a", 1))));
+
+        let contact = tags(&[("a", 1.into()), ("b", 2.into()), ("c", 1.into())]);
+        check(
+            &contact,
+            &[
+                ("a = 1 or b = 1 and c = 1", true),
+                ("(a = 1 or b = 1) and c = 2", false),
+                ("a = 1 or (b = 1 and c = 2)", true),
+                ("not a = 1 or b = 2", true),
+                ("not (a = 1 or b = 2)", false),
+                ("not a = 2 and not b = 1", true),
+                ("all", true),
+                ("not all", false),
+                ("all and a = 2", false),
+            ],
+        );
+    }
+
+    #[test]
+    fn string_tags() {
+        let contact = tags(&[("city", "Berlin".into()), ("empty", "".into())]);
+        check(
+            &contact,
+            &[
+                (r#"city = "Berlin""#, true),
+                (r#"city = "berlin""#, true),
+                (r#"city = "BERLIN""#, true),
+                (r#"city = "Berlin ""#, false),
+                (r#"city != "berlin""#, false),
+                (r#"city != "Munich""#, true),
+                // Ordered comparisons are case-sensitive, by code point: 'B' < 'C' < 'a'.
+                (r#"city < "C""#, true),
+                (r#"city < "a""#, true),
+                (r#"city > "Ber""#, true),
+                (r#"city >= "Berlin""#, true),
+                (r#"city <= "Berlin""#, true),
+                (r#"city > "berlin""#, false),
+                (r#"city in ["Munich", "BERLIN"]"#, true),
+                (r#"city in ["Munich"]"#, false),
+                (r#"city not in ["munich", "hamburg"]"#, true),
+                (r#"city not in ["berlin"]"#, false),
+                (r#"city contains "ERL""#, true),
+                (r#"city contains """#, true),
+                (r#"city contains "x""#, false),
+                ("exists(city)", true),
+                ("exists(CITY)", true),
+                // Type mismatches: never equal, never ordered.
+                ("city = 3", false),
+                ("city != 3", true),
+                ("city > 3", false),
+                ("city = true", false),
+                ("city < 2026-01-01", false),
+                ("city != 2026-01-01", true),
+                (r#"empty = """#, true),
+                ("exists(empty)", true),
+            ],
+        );
+    }
+
+    #[test]
+    fn unicode_strings() {
+        let contact = tags(&[
+            ("city", "Köln".into()),
+            ("greeting", "Привет, мир 👋".into()),
+            ("`odd` name", "ÅNGSTRÖM".into()),
+        ]);
+        check(
+            &contact,
+            &[
+                (r#"city = "KÖLN""#, true),
+                (r#"city = "köln""#, true),
+                (r#"city = "Koln""#, false),
+                (r#"greeting contains "МИР""#, true),
+                (r#"greeting contains "👋""#, true),
+                (r#"greeting = "привет, МИР 👋""#, true),
+                (r#"`\`odd\` name` = "ångström""#, true),
+                (r#"city > "Kz""#, true),
+            ],
+        );
+        assert_eq!(fold_case("ÅNGSTRÖM Σ"), "ångström σ");
+    }
+
+    #[test]
+    fn number_tags() {
+        let contact = tags(&[("visits", 5.into()), ("score", 2.5.into())]);
+        check(
+            &contact,
+            &[
+                ("visits = 5", true),
+                ("visits = 5.0", true),
+                ("visits != 5", false),
+                ("visits != 4", true),
+                ("visits < 6", true),
+                ("visits <= 5", true),
+                ("visits > 4.5", true),
+                ("visits >= 5", true),
+                ("visits > 5", false),
+                ("visits < -1", false),
+                ("visits in [1, 5]", true),
+                ("visits in [1, 2]", false),
+                ("visits not in [1, 2]", true),
+                ("visits not in [5.0]", false),
+                (r#"visits = "5""#, false),
+                (r#"visits != "5""#, true),
+                (r#"visits > "4""#, false),
+                (r#"visits contains "5""#, false),
+                ("visits = true", false),
+                ("score = 2.5", true),
+                ("score > 2", true),
+                ("score < 3", true),
+                ("score >= 2.5", true),
+                ("score != 2", true),
+                ("score in [2, 2.5]", true),
+                ("score > now", false),
+            ],
+        );
+        let big = tags(&[("n", i64::MAX.into())]);
+        check(
+            &big,
+            &[
+                ("n = 9223372036854775807", true),
+                ("n > 9223372036854775806", true),
+            ],
+        );
+        let nan = tags(&[("n", f64::NAN.into())]);
+        check(
+            &nan,
+            &[
+                ("n = 1", false),
+                ("n != 1", true),
+                ("n < 1", false),
+                ("n >= 1", false),
+            ],
+        );
+    }
+
+    #[test]
+    fn boolean_tags() {
+        let contact = tags(&[("vip", true.into())]);
+        check(
+            &contact,
+            &[
+                ("vip = true", true),
+                ("vip = TRUE", true),
+                ("vip != false", true),
+                ("vip = false", false),
+                ("vip > false", false),
+                ("vip <= true", false),
+                ("vip in [false, true]", true),
+                ("vip not in [false]", true),
+                (r#"vip = "true""#, false),
+                ("vip = 1", false),
+                (r#"vip contains "t""#, false),
+            ],
+        );
+    }
+
+    #[test]
+    fn date_tags() {
+        // NOW is 2026-03-15 12:00 UTC.
+        let contact = tags(&[("signup", date!(2026 - 01 - 31).into())]);
+        check(
+            &contact,
+            &[
+                ("signup = 2026-01-31", true),
+                ("signup != 2026-01-31", false),
+                ("signup < 2026-02-01", true),
+                ("signup <= 2026-01-31", true),
+                ("signup > 2026-01-30", true),
+                ("signup >= 2026-02-01", false),
+                ("signup in [2026-01-01, 2026-01-31]", true),
+                ("signup not in [2026-01-01]", true),
+                // now-60d is 2026-01-14, now-30d is 2026-02-13.
+                ("signup >= now-60d", true),
+                ("signup >= now-30d", false),
+                ("signup < now", true),
+                ("signup = now", false),
+                ("signup = now-43d", true),
+                ("signup > now-6w-", false),
+                // Compared with strings by its text, as once stored in JSON.
+                (r#"signup = "2026-01-31""#, true),
+                (r#"signup > "2026-01""#, true),
+                (r#"signup contains "-01-""#, true),
+                ("signup = 20260131", false),
+                ("signup != 20260131", true),
+            ]
+            .into_iter()
+            .filter(|(f, _)| !f.ends_with('-'))
+            .collect::<Vec<_>>(),
+        );
+        let today = tags(&[("d", date!(2026 - 03 - 15).into())]);
+        check(
+            &today,
+            &[
+                ("d = now", true),
+                // 12:00 + 11h is still the 15th; + 12h is the 16th (UTC dates).
+                ("d = now+11h", true),
+                ("d < now+12h", true),
+                ("d = now-720m", true),
+                ("d = now-721m", false),
+            ],
+        );
+    }
+
+    #[test]
+    fn date_time_tags() {
+        // 2026-03-15T01:00+02:00 is 2026-03-14T23:00Z: its UTC date is the 14th.
+        let seen = datetime!(2026-03-15 01:00 +02:00);
+        let contact = tags(&[("last_seen", seen.into())]);
+        check(
+            &contact,
+            &[
+                ("last_seen = 2026-03-14", true),
+                ("last_seen = 2026-03-15", false),
+                ("last_seen < 2026-03-15", true),
+                ("last_seen >= 2026-03-14", true),
+                // NOW - 12h = 2026-03-15T00:00Z, 13 h earlier than NOW = 2026-03-14T23:00Z.
+                ("last_seen > now-12h", false),
+                ("last_seen >= now-13h", true),
+                ("last_seen = now-780m", true),
+                ("last_seen > now-1d", true),
+                ("last_seen > now-1w", true),
+                ("last_seen < now", true),
+                ("last_seen != now", true),
+                (r#"last_seen = "2026-03-15T01:00:00+02:00""#, true),
+                (r#"last_seen contains "T01:00""#, true),
+                ("last_seen = 1", false),
+            ],
+        );
+    }
+
+    #[test]
+    fn strings_written_as_dates_behave_like_dates() {
+        let contact = tags(&[
+            ("signup", "2026-01-31".into()),
+            ("seen", "2026-03-14T23:00:00Z".into()),
+            ("german", "31.01.2026".into()),
+            ("spaced", " 2026-01-31".into()),
+        ]);
+        check(
+            &contact,
+            &[
+                ("signup = 2026-01-31", true),
+                ("signup >= now-60d", true),
+                ("signup >= now-30d", false),
+                ("seen = 2026-03-14", true),
+                ("seen >= now-13h", true),
+                ("seen > now-12h", false),
+                ("german = 2026-01-31", false),
+                ("german < now", false),
+                ("german != 2026-01-31", true),
+                ("spaced = 2026-01-31", false),
+                (r#"german = "31.01.2026""#, true),
+            ],
+        );
+    }
+
+    #[test]
+    fn list_tags() {
+        let contact = tags(&[("langs", vec!["de".to_owned(), "EN".to_owned()].into())]);
+        check(
+            &contact,
+            &[
+                (r#"langs contains "en""#, true),
+                (r#"langs contains "de""#, true),
+                (r#"langs contains "d""#, false),
+                (r#"langs contains "fr""#, false),
+                // A list is never equal to a value and has no order: use `contains`.
+                (r#"langs = "de""#, false),
+                (r#"langs != "de""#, true),
+                (r#"langs in ["de", "en"]"#, false),
+                (r#"langs not in ["de"]"#, true),
+                (r#"langs > "a""#, false),
+                ("exists(langs)", true),
+            ],
+        );
+    }
+
+    #[test]
+    fn a_missing_tag_fails_every_comparison_even_the_negative_ones() {
+        let nobody = Tags::new();
+        for filter in [
+            "x = 1",
+            "x != 1",
+            "x < 1",
+            "x <= 1",
+            "x > 1",
+            "x >= 1",
+            r#"x = "a""#,
+            r#"x != "a""#,
+            "x = true",
+            "x != false",
+            "x < now",
+            "x != 2026-01-01",
+            "x in [1, 2]",
+            "x not in [1, 2]",
+            r#"x contains """#,
+            "exists(x)",
+        ] {
+            assert!(!seg(filter).matches(&nobody, NOW), "{filter}");
+        }
+        for filter in [
+            "not x = 1",
+            "not x != 1",
+            "not x in [1]",
+            "not x not in [1]",
+            "not exists(x)",
+            "not exists(x) or x != 1",
+            "all",
+        ] {
+            assert!(seg(filter).matches(&nobody, NOW), "{filter}");
+        }
+        // Tag lookup falls back to ASCII-case-insensitive names.
+        let contact = tags(&[("Plan", "pro".into())]);
+        check(
+            &contact,
+            &[(r#"plan = "PRO""#, true), ("exists(PLAN)", true)],
+        );
+    }
+
+    #[test]
+    fn relative_values_resolve_against_now() {
+        let r = |amount, unit| Value::Relative { amount, unit };
+        assert_eq!(
+            r(-30, RelativeUnit::Day).resolve_time(NOW),
+            Some(datetime!(2026-02-13 12:00 UTC))
+        );
+        assert_eq!(
+            r(2, RelativeUnit::Week).resolve_time(NOW),
+            Some(datetime!(2026-03-29 12:00 UTC))
+        );
+        assert_eq!(
+            r(-12, RelativeUnit::Hour).resolve_time(NOW),
+            Some(datetime!(2026-03-15 00:00 UTC))
+        );
+        assert_eq!(
+            r(45, RelativeUnit::Minute).resolve_time(NOW),
+            Some(datetime!(2026-03-15 12:45 UTC))
+        );
+        assert_eq!(r(0, RelativeUnit::Day).resolve_time(NOW), Some(NOW));
+        assert_eq!(r(i64::MAX, RelativeUnit::Week).resolve_time(NOW), None);
+        assert_eq!(
+            Value::Date(date!(2026 - 01 - 31)).resolve_time(NOW),
+            Some(datetime!(2026-01-31 00:00 UTC))
+        );
+        assert_eq!(Value::Integer(1).resolve_time(NOW), None);
+
+        // The same segment moves with `now`.
+        let s = seg("signup >= now-7d");
+        let contact = tags(&[("signup", date!(2026 - 03 - 01).into())]);
+        assert!(s.matches(&contact, datetime!(2026-03-08 09:00 UTC)));
+        assert!(!s.matches(&contact, datetime!(2026-03-09 09:00 UTC)));
+        // `now` in another offset is the same instant; dates are taken in UTC.
+        assert!(s.matches(&contact, datetime!(2026-03-09 00:30 +02:00)));
+    }
+
+    #[test]
+    fn referenced_tags_in_order_without_duplicates() {
+        let s = seg(
+            r#"(b = 1 or a = 2) and not exists(b) and c contains "x" or d in [1] or `e f` < 3"#,
+        );
+        assert_eq!(s.referenced_tags(), vec!["b", "a", "c", "d", "e f"]);
+        assert!(Segment::all().referenced_tags().is_empty());
+    }
+
+    #[test]
+    fn all_selects_everyone() {
+        let all = Segment::all();
+        assert_eq!(all, seg("all"));
+        assert_eq!(all.source(), "all");
+        assert!(all.matches(&Tags::new(), NOW));
+        assert!(all.matches(&NoTagsProbe, NOW));
+    }
+
+    /// A lookup through `dyn`, to prove `matches` takes unsized lookups.
+    struct NoTagsProbe;
+    impl TagLookup for NoTagsProbe {
+        fn tag(&self, _name: &str) -> Option<Cow<'_, TagValue>> {
+            None
+        }
+    }
+
+    #[test]
+    fn matches_takes_trait_objects() {
+        let lookup: &dyn TagLookup = &NoTagsProbe;
+        assert!(seg("not exists(x)").matches(lookup, NOW));
+    }
+
+    #[test]
+    fn canonical_display() {
+        let cases = [
+            (
+                r#"  CITY="Berlin"   AND visits>=3 "#,
+                r#"CITY = "Berlin" and visits >= 3"#,
+            ),
+            (
+                r#"NOT (a=1 OR b=2) and c in ["x",]"#,
+                r#"not (a = 1 or b = 2) and c in ["x"]"#,
+            ),
+            ("(a = 1 and b = 1) and c = 1", "a = 1 and b = 1 and c = 1"),
+            ("a = 1 and (b = 1 and c = 1)", "a = 1 and (b = 1 and c = 1)"),
+            ("(a = 1 or b = 1) or c = 1", "a = 1 or b = 1 or c = 1"),
+            ("a = 1 or (b = 1 or c = 1)", "a = 1 or (b = 1 or c = 1)"),
+            ("a = 1 or (b = 1 and c = 1)", "a = 1 or b = 1 and c = 1"),
+            ("(not a = 1)", "not a = 1"),
+            ("x = 3.0", "x = 3.0"),
+            ("x = -0.50", "x = -0.5"),
+            ("x = now - 0d", "x = now"),
+            ("x = now+0h", "x = now+0h"),
+            ("x > NOW-30d", "x > now-30d"),
+            ("x NOT IN [2026-1-1]", ""),
+            ("`and` = TRUE", "`and` = true"),
+            ("`Now` = 1", "`Now` = 1"),
+            ("`plain` = 1", "plain = 1"),
+            (r#"`a b` contains "q\"\\""#, r#"`a b` contains "q\"\\""#),
+            ("Exists(`x-y`)", "exists(`x-y`)"),
+            ("not exists(x)", "not exists(x)"),
+        ];
+        for (input, canonical) in cases {
+            if canonical.is_empty() {
+                continue;
+            }
+            let s = seg(input);
+            assert_eq!(s.to_string(), canonical, "{input}");
+            assert_eq!(seg(canonical), s, "{canonical} parses back");
+            assert_eq!(s.source(), input);
+        }
+    }
+
+    #[test]
+    fn equality_ignores_spelling_and_serde_keeps_the_source() {
+        assert_eq!(seg("a=1 AND b=2"), seg("(a = 1) and (b = 2)"));
+        assert_ne!(seg("a = 1"), seg("a = 1.0"));
+        let s = seg("a=1  AND b=2");
+        assert_eq!(serde_json::to_string(&s).unwrap(), r#""a=1  AND b=2""#);
+        let back: Segment = serde_json::from_str(r#""a=1  AND b=2""#).unwrap();
+        assert_eq!(back.source(), "a=1  AND b=2");
+        let bad = serde_json::from_str::<Segment>(r#""a = ""#).unwrap_err();
+        assert!(bad.to_string().contains("at character 4"), "{bad}");
+        assert_eq!("a = 1".parse::<Segment>().unwrap(), seg("a = 1"));
+    }
+
+    #[test]
+    fn error_positions_and_messages() {
+        let cases: &[(&str, usize, &str)] = &[
+            ("", 0, "empty filter"),
+            ("   ", 0, "empty filter"),
+            (
+                "city = ",
+                7,
+                "expected a value after `=`, found end of input",
+            ),
+            (r#"city = "Berlin"#, 7, "unclosed string"),
+            (
+                "city = 'Berlin'",
+                7,
+                r#"strings use double quotes: write "Berlin""#,
+            ),
+            (
+                "visits => 3",
+                7,
+                "unknown operator `=>` (did you mean `>=`?)",
+            ),
+            (
+                "visits == 3",
+                7,
+                "unknown operator `==` (did you mean `=`?)",
+            ),
+            ("visits =< 3", 7, "(did you mean `<=`?)"),
+            ("a <> 1", 2, "unknown operator `<>` (did you mean `!=`?)"),
+            (
+                "x = 1 && y = 2",
+                6,
+                "unknown operator `&&` (did you mean `and`?)",
+            ),
+            ("x = 1 || y = 2", 6, "(did you mean `or`?)"),
+            ("!exists(x)", 0, "(did you mean `!=` or `not`?)"),
+            (
+                r#"(city = "x""#,
+                11,
+                "unbalanced parenthesis: the `(` at character 0 is never closed",
+            ),
+            (
+                r#"city = "x")"#,
+                10,
+                "unbalanced parenthesis: this `)` has no matching `(`",
+            ),
+            (
+                r#"city "Berlin""#,
+                5,
+                r#"expected an operator after city (=, !=, <, <=, >, >=, in, not in, contains), found the string "Berlin""#,
+            ),
+            (
+                "city = Berlin",
+                7,
+                r#"expected a value after `=`, found `Berlin`: write text in double quotes, e.g. "Berlin""#,
+            ),
+            (
+                r#"city = "a" and"#,
+                14,
+                "expected a condition after `and`, found end of input",
+            ),
+            (
+                r#"city = "a" city = "b""#,
+                11,
+                "expected `and` or `or` between conditions, found `city`",
+            ),
+            (
+                r#"city = "Berlin" or "Munich""#,
+                19,
+                r#"expected a condition after `or`, found the string "Munich": a condition starts with a tag name"#,
+            ),
+            (
+                "signup > now-30",
+                15,
+                "expected a unit after `now-30`: m (minutes), h (hours), d (days) or w (weeks)",
+            ),
+            ("signup > now-1y", 14, "unknown unit `y`"),
+            ("signup > now-1M", 14, "unknown unit `M`"),
+            ("signup > now-1.5d", 13, "whole numbers"),
+            ("signup > now-40000d", 13, "reaches too far"),
+            (
+                "signup > now-",
+                13,
+                "expected a number and a unit after `now-`",
+            ),
+            ("signup > 2026-13-01", 9, "invalid date `2026-13-01`"),
+            ("signup > 2026-02-30", 9, "invalid date"),
+            ("signup > 2026-1-5", 9, "write dates as YYYY-MM-DD"),
+            ("signup > 2026-01-31T10:00", 19, "dates have no time of day"),
+            (
+                r#"plan in "pro""#,
+                8,
+                r#"expected a list after `in`, e.g. ["pro", "team"], found the string "pro""#,
+            ),
+            (
+                r#"plan in ["pro" "team"]"#,
+                15,
+                r#"expected `,` or `]` in the list, found the string "team""#,
+            ),
+            (
+                r#"plan in ["pro", "team""#,
+                22,
+                "unclosed list: the `[` at character 8 needs a `]`",
+            ),
+            ("plan in []", 8, "empty list"),
+            ("plan in [[1]]", 9, "lists cannot be nested"),
+            (
+                "exists city",
+                7,
+                "expected `(` after `exists`, e.g. exists(city)",
+            ),
+            (
+                "exists(city",
+                11,
+                "expected `)` after the tag name in exists(…)",
+            ),
+            ("exists()", 7, "expected a tag name in exists(…), found `)`"),
+            (
+                "and = 1",
+                0,
+                "expected a condition, found the keyword `and`; a tag with this name is written in backticks: `and`",
+            ),
+            (
+                "tags contains 3",
+                14,
+                "`contains` takes a string in double quotes",
+            ),
+            (
+                r#"x = ["a"]"#,
+                4,
+                "a list of values only follows `in` or `not in`",
+            ),
+            ("x = 1.", 5, "expected digits after the decimal point"),
+            (r#"x = "a\nb""#, 6, r"unknown escape `\n` in a string"),
+            ("x = 99999999999999999999", 4, "is out of range"),
+            ("x = 1 ; y = 2", 6, "unexpected character `;`"),
+            ("x not = 1", 6, "expected `in` after `not`"),
+            (
+                "x = 30d",
+                6,
+                "unexpected `d` after the number `30`: a duration only follows `now`, e.g. now-30d",
+            ),
+            ("x = 3abc", 5, "unexpected `abc` after the number `3`"),
+            ("größe = 1", 0, "go in backticks: `größe`"),
+            ("ö = 1", 0, "go in backticks, e.g. `ö`"),
+            ("`` = 1", 0, "empty tag name"),
+            ("`abc = 1", 0, "unclosed tag name"),
+            ("()", 1, "expected a condition after `(`, found `)`"),
+            (
+                "x = -",
+                5,
+                "expected a number after `-`, found end of input",
+            ),
+            ("x = -y", 5, "expected a number after `-`, found `y`"),
+            ("x", 1, "expected an operator after x"),
+            ("x = 1 or", 8, "expected a condition after `or`"),
+            (
+                "not",
+                3,
+                "expected a condition after `not`, found end of input",
+            ),
+            ("(x = 1 y = 2)", 7, "expected `and`, `or` or `)`, found `y`"),
+            (
+                "x = and",
+                4,
+                "expected a value after `=`, found the keyword `and`",
+            ),
+            ("5 = x", 0, "expected a condition, found the number `5`"),
+        ];
+        for (input, position, message) in cases {
+            let e = error(input);
+            assert_eq!(e.position, *position, "{input:?}: {e}");
+            assert!(
+                e.message.contains(message),
+                "{input:?}: {:?} should contain {message:?}",
+                e.message
+            );
+        }
+        assert_eq!(
+            error(r#"city = "Berlin" and visits ="#).to_string(),
+            "at character 28: expected a value after `=`, found end of input"
+        );
+    }
+
+    #[test]
+    fn error_positions_count_characters_not_bytes() {
+        let e = error(r#"`größe` = "Köln" and x"#);
+        assert_eq!(e.position, 22);
+        let e = error(r#""ünïcödé" = 1"#);
+        assert_eq!(e.position, 0);
+        let e = error(r#"x = "ü" y"#);
+        assert_eq!(e.position, 8);
+    }
+
+    #[test]
+    fn limits() {
+        // Length.
+        let long = format!("x = \"{}\"", "a".repeat(MAX_SEGMENT_CHARS));
+        let e = error(&long);
+        assert_eq!(e.position, MAX_SEGMENT_CHARS);
+        assert!(e.message.contains("too long"), "{e}");
+        let fits = format!("x = \"{}\"", "ü".repeat(MAX_SEGMENT_CHARS - 6));
+        assert!(Segment::parse(&fits).is_ok(), "characters, not bytes");
+
+        // Depth: parentheses and `not` together.
+        let nested = |n: usize| format!("{}a = 1{}", "(".repeat(n), ")".repeat(n));
+        assert!(Segment::parse(&nested(MAX_SEGMENT_DEPTH)).is_ok());
+        let e = error(&nested(MAX_SEGMENT_DEPTH + 1));
+        assert_eq!(e.position, MAX_SEGMENT_DEPTH);
+        assert!(e.message.contains("nests too deeply"), "{e}");
+        let nots = |n: usize| format!("{}a = 1", "not ".repeat(n));
+        assert!(Segment::parse(&nots(MAX_SEGMENT_DEPTH)).is_ok());
+        assert_eq!(
+            error(&nots(MAX_SEGMENT_DEPTH + 1)).position,
+            4 * MAX_SEGMENT_DEPTH
+        );
+        let mixed = format!("{}a = 1{}", "not (".repeat(32), ")".repeat(32));
+        assert!(Segment::parse(&mixed).is_ok());
+        assert!(Segment::parse(&format!("not {mixed}")).is_err());
+        // A deep input far beyond the limit is an error, not a stack overflow.
+        assert!(Segment::parse(&"(".repeat(MAX_SEGMENT_CHARS)).is_err());
+        assert!(Segment::parse(&"not ".repeat(MAX_SEGMENT_CHARS / 4)).is_err());
+
+        // List size.
+        let list = |n: usize| {
+            let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+            format!("x in [{}]", items.join(","))
+        };
+        assert!(Segment::parse(&list(MAX_SEGMENT_LIST_ITEMS)).is_ok());
+        let e = error(&list(MAX_SEGMENT_LIST_ITEMS + 1));
+        assert!(e.message.contains("at most 1000"), "{e}");
+        assert_eq!(
+            e.position,
+            list(MAX_SEGMENT_LIST_ITEMS).chars().count() - 1 + 1
+        );
+
+        // Relative reach.
+        assert!(Segment::parse("x > now-36525d").is_ok());
+        assert!(Segment::parse("x > now-5217w").is_ok());
+        assert!(Segment::parse("x > now-36526d").is_err());
+        assert!(Segment::parse("x > now+99999999999999999999m").is_err());
+    }
+
+    #[test]
+    fn the_longest_chains_parse_evaluate_print_and_drop() {
+        for unit in ["all or ", "x = 1 and ", "not x = 1 or "] {
+            let mut input = unit.repeat((MAX_SEGMENT_CHARS - 5) / unit.len());
+            input.push_str("all");
+            let s = seg(&input);
+            let contact = tags(&[("x", 1.into())]);
+            s.matches(&contact, NOW);
+            let printed = s.to_string();
+            assert_eq!(seg(&printed), s.clone());
+            assert!(s.referenced_tags().len() <= 1);
+        }
+    }
+
+    // --- properties ---
+
+    fn tag_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => "[A-Za-z_][A-Za-z0-9_]{0,6}",
+            1 => prop::sample::select(vec!["and", "OR", "Not", "in", "contains", "exists", "all", "true", "FALSE", "now"])
+                .prop_map(str::to_owned),
+            2 => "(?s:.){1,6}",
+            1 => "[`\\\\ a]{1,4}",
+        ]
+    }
+
+    fn relative() -> impl Strategy<Value = Value> {
+        prop::sample::select(vec![
+            RelativeUnit::Minute,
+            RelativeUnit::Hour,
+            RelativeUnit::Day,
+            RelativeUnit::Week,
+        ])
+        .prop_flat_map(|unit| {
+            let max = MAX_RELATIVE_SECONDS / unit.seconds();
+            (-max..=max).prop_map(move |amount| Value::Relative { amount, unit })
+        })
+    }
+
+    fn date() -> impl Strategy<Value = Date> {
+        (0i32..=9999, 1u8..=12, 1u8..=31).prop_filter_map("a real date", |(y, m, d)| {
+            Date::from_calendar_date(y, time::Month::try_from(m).ok()?, d).ok()
+        })
+    }
+
+    /// Values the parser can produce.
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            "(?s:.){0,8}".prop_map(Value::String),
+            r#"[\\"a ]{0,6}"#.prop_map(Value::String),
+            any::<i64>().prop_map(Value::Integer),
+            (-1e12f64..1e12).prop_map(Value::Float),
+            prop::sample::select(vec![
+                0.0,
+                -0.0,
+                0.1 + 0.2,
+                1e-9,
+                3.0,
+                1e21,
+                f64::MAX,
+                f64::MIN_POSITIVE
+            ])
+            .prop_map(Value::Float),
+            any::<bool>().prop_map(Value::Boolean),
+            date().prop_map(Value::Date),
+            relative(),
+        ]
+    }
+
+    fn leaf() -> impl Strategy<Value = Expr> {
+        let ops = prop::sample::select(vec![
+            CompareOp::Eq,
+            CompareOp::Ne,
+            CompareOp::Lt,
+            CompareOp::Le,
+            CompareOp::Gt,
+            CompareOp::Ge,
+        ]);
+        prop_oneof![
+            1 => Just(Expr::All),
+            4 => (tag_name(), ops, value()).prop_map(|(tag, op, value)| Expr::Compare { tag, op, value }),
+            2 => (tag_name(), prop::collection::vec(value(), 1..4), any::<bool>())
+                .prop_map(|(tag, values, negated)| Expr::In { tag, values, negated }),
+            1 => (tag_name(), "(?s:.){0,6}").prop_map(|(tag, s)| Expr::Contains { tag, value: Value::String(s) }),
+            1 => tag_name().prop_map(|tag| Expr::Exists { tag }),
+        ]
+    }
+
+    fn expr() -> impl Strategy<Value = Expr> {
+        leaf().prop_recursive(8, 48, 2, |inner| {
+            prop_oneof![
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| and(a, b)),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| or(a, b)),
+                inner.prop_map(not),
+            ]
+        })
+    }
+
+    /// Tag values of every kind, including the awkward ones (NaN, extreme dates and offsets).
+    fn tag_value() -> impl Strategy<Value = TagValue> {
+        let any_date = (Date::MIN.to_julian_day()..=Date::MAX.to_julian_day())
+            .prop_map(|j| Date::from_julian_day(j).expect("in range"));
+        let offset =
+            (-93_599i32..=93_599).prop_map(|s| UtcOffset::from_whole_seconds(s).expect("in range"));
+        let any_time = (0u8..24, 0u8..60, 0u8..60)
+            .prop_map(|(h, m, s)| time::Time::from_hms(h, m, s).expect("in range"));
+        prop_oneof![
+            ".{0,8}".prop_map(TagValue::String),
+            date().prop_map(|d| TagValue::String(Value::Date(d).to_string())),
+            Just(TagValue::String("2026-03-14T23:00:00+01:00".into())),
+            any::<i64>().prop_map(TagValue::Integer),
+            any::<f64>().prop_map(TagValue::Float),
+            any::<bool>().prop_map(TagValue::Boolean),
+            any_date.clone().prop_map(TagValue::Date),
+            (any_date, any_time, offset).prop_map(|(d, t, o)| {
+                TagValue::DateTime(time::PrimitiveDateTime::new(d, t).assume_offset(o))
+            }),
+            prop::collection::vec(".{0,4}", 0..4).prop_map(TagValue::List),
+        ]
+    }
+
+    /// Values no parser produces but an AST built by hand may hold.
+    fn any_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            value(),
+            any::<f64>().prop_map(Value::Float),
+            (
+                any::<i64>(),
+                prop::sample::select(vec![RelativeUnit::Minute, RelativeUnit::Week])
+            )
+                .prop_map(|(amount, unit)| Value::Relative { amount, unit }),
+        ]
+    }
+
+    fn contact() -> impl Strategy<Value = Tags> {
+        prop::collection::btree_map(
+            prop::sample::select(vec!["a", "b", "c", "A"]).prop_map(str::to_owned),
+            tag_value(),
+            0..4,
+        )
+    }
+
+    fn any_now() -> impl Strategy<Value = OffsetDateTime> {
+        prop_oneof![
+            Just(NOW),
+            Just(OffsetDateTime::new_utc(Date::MAX, time::Time::MIDNIGHT)),
+            Just(OffsetDateTime::new_utc(Date::MIN, time::Time::MIDNIGHT)),
+            (-10_000_000_000i64..10_000_000_000).prop_map(|s| NOW + Duration::seconds(s)),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics_on_any_text(input in "(?s:.){0,80}") {
+            let _ = Segment::parse(&input);
+        }
+
+        #[test]
+        fn parse_never_panics_on_near_miss_filters(
+            input in r#"[a-z` "'\\()\[\],=<>!&|+.0-9-]{0,60}"#,
+        ) {
+            if let Ok(s) = Segment::parse(&input) {
+                prop_assert_eq!(Segment::parse(&s.to_string()).unwrap(), s);
+            }
+        }
+
+        #[test]
+        fn parse_never_panics_on_token_soup(
+            tokens in prop::collection::vec(prop::sample::select(vec![
+                "x", "`y z`", "=", "!=", "<", ">=", "=>", "in", "not", "and", "OR", "contains",
+                "exists", "(", ")", "[", "]", ",", "\"s\"", "'s'", "1", "-2.5", "2026-01-31",
+                "now", "-", "+", "30d", "all", "true", "\"", "`",
+            ]), 0..24),
+        ) {
+            let input = tokens.join(" ");
+            if let Ok(s) = Segment::parse(&input) {
+                prop_assert_eq!(Segment::parse(&s.to_string()).unwrap(), s);
+            }
+        }
+
+        #[test]
+        fn display_then_parse_round_trips(e in expr()) {
+            let printed = e.to_string();
+            let parsed = Segment::parse(&printed);
+            prop_assert!(parsed.is_ok(), "{} does not parse: {:?}", printed, parsed);
+            let parsed = parsed.unwrap();
+            prop_assert_eq!(parsed.expr(), &e, "printed as {}", printed);
+            prop_assert_eq!(parsed.to_string(), printed);
+        }
+
+        #[test]
+        fn evaluation_never_panics(
+            e in expr(),
+            tags in contact(),
+            now in any_now(),
+        ) {
+            let _ = e.matches(&tags, now);
+        }
+
+        #[test]
+        fn negative_operators_follow_the_documented_identities(
+            tag in prop::sample::select(vec!["a", "b", "z"]),
+            v in any_value(),
+            w in any_value(),
+            tags in contact(),
+            now in any_now(),
+        ) {
+            let tag = tag.to_owned();
+            let exists = Expr::Exists { tag: tag.clone() };
+            let eq = |v: &Value| cmp(&tag, CompareOp::Eq, v.clone());
+            let ne = cmp(&tag, CompareOp::Ne, v.clone());
+            let m = |e: &Expr| e.matches(&tags, now);
+            // `a != v` is `exists(a) and not a = v`.
+            prop_assert_eq!(m(&ne), m(&and(exists.clone(), not(eq(&v)))));
+            // `a in [v, w]` is `a = v or a = w`.
+            let in_list = Expr::In { tag: tag.clone(), values: vec![v.clone(), w.clone()], negated: false };
+            prop_assert_eq!(m(&in_list), m(&or(eq(&v), eq(&w))));
+            // `a not in [v, w]` is `exists(a) and not a in [v, w]`.
+            let not_in = Expr::In { tag: tag.clone(), values: vec![v.clone(), w.clone()], negated: true };
+            prop_assert_eq!(m(&not_in), m(&and(exists.clone(), not(in_list))));
+            // `<=` is `<` or `=` and `>=` is `>` or `=`, except for strings (equality folds case,
+            // order does not) and booleans (equal, never ordered).
+            if !matches!(v, Value::String(_) | Value::Boolean(_)) {
+                let le = cmp(&tag, CompareOp::Le, v.clone());
+                let lt = cmp(&tag, CompareOp::Lt, v.clone());
+                prop_assert_eq!(m(&le), m(&or(lt, eq(&v))));
+                let ge = cmp(&tag, CompareOp::Ge, v.clone());
+                let gt = cmp(&tag, CompareOp::Gt, v.clone());
+                prop_assert_eq!(m(&ge), m(&or(gt, eq(&v))));
+            }
+            // Nothing but `exists` and `not` is true for a missing tag.
+            if tags.tag(&tag).is_none() {
+                prop_assert!(!m(&ne) && !m(&not_in) && !m(&eq(&v)));
+            }
+        }
+    }
 }
