@@ -38,6 +38,9 @@ pub struct EngineConfig {
     pub concurrency: usize,
     /// How often idle loops look for work they were not woken for.
     pub poll_interval: Duration,
+    /// How often every platform's templates are synced in full (webhooks keep them current
+    /// in between).
+    pub template_sync_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -51,6 +54,7 @@ impl Default for EngineConfig {
             batch_size: 200,
             concurrency: 32,
             poll_interval: Duration::from_secs(1),
+            template_sync_interval: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -93,6 +97,11 @@ impl Engine {
     pub fn spawn_workers(&self, shutdown: CancellationToken) -> tokio::task::JoinSet<()> {
         let mut set = tokio::task::JoinSet::new();
         set.spawn(sender::supervise(self.clone(), shutdown.clone()));
+        set.spawn(templates::run_periodic_sync(
+            self.clone(),
+            self.config.template_sync_interval,
+            shutdown.clone(),
+        ));
         set.spawn(webhooks::run(self.clone(), shutdown));
         set
     }

@@ -63,8 +63,11 @@ async fn apply_event(
                     Some(Err(e)) => notes.push(format!("messages value not understood: {e}")),
                     None => {}
                 },
-                "message_template_status_update" | "message_template_quality_update" => {
-                    apply_template_update(
+                "message_template_status_update"
+                | "message_template_quality_update"
+                | "template_category_update"
+                | "message_template_components_update" => {
+                    crate::templates::apply_template_webhook(
                         engine,
                         &entry.id,
                         &change.field,
@@ -172,73 +175,7 @@ async fn apply_messages(
     Ok(())
 }
 
-/// Keeps the local template copy current from Meta's review and quality webhooks. A template
-/// Parley has not seen yet triggers a sync of that WABA.
-async fn apply_template_update(
-    engine: &Engine,
-    waba_id: &str,
-    field: &str,
-    value: &serde_json::Value,
-    notes: &mut Vec<String>,
-) -> parley_store::Result<()> {
-    let name = value.get("message_template_name").and_then(|v| v.as_str());
-    let language = value
-        .get("message_template_language")
-        .and_then(|v| v.as_str())
-        .map(|l| l.replace('-', "_"));
-    let (Some(name), Some(language)) = (name, language) else {
-        notes.push(format!("{field} without template name or language"));
-        return Ok(());
-    };
-    let Some(platform) = platform_by_waba(engine, waba_id).await? else {
-        notes.push(format!("{field} for unknown WABA {waba_id}"));
-        return Ok(());
-    };
-    let Some(mut record) = engine
-        .store
-        .template(&platform.application_id, name, &language)
-        .await?
-    else {
-        // Created outside Parley (e.g. in WhatsApp Manager): fetch it with the rest.
-        if let Err(e) = engine.sync_templates(&platform.id).await {
-            notes.push(format!(
-                "template {name}/{language} unknown and sync failed: {e}"
-            ));
-        }
-        return Ok(());
-    };
-    if field == "message_template_status_update" {
-        let Some(event) = value.get("event").and_then(|v| v.as_str()) else {
-            notes.push("template status update without event".into());
-            return Ok(());
-        };
-        record.template.status = parley_domain::TemplateStatus::parse(event);
-        if let Some(raw) = record.raw.as_object_mut() {
-            raw.insert("status".into(), serde_json::json!(event));
-            for key in ["reason", "other_info", "rejection_info", "disable_info"] {
-                match value.get(key) {
-                    Some(v) if !v.is_null() => {
-                        let target = if key == "reason" {
-                            "rejected_reason"
-                        } else {
-                            key
-                        };
-                        raw.insert(target.into(), v.clone());
-                    }
-                    _ => {}
-                }
-            }
-        }
-    } else if let (Some(score), Some(raw)) =
-        (value.get("new_quality_score"), record.raw.as_object_mut())
-    {
-        raw.insert("quality_score".into(), serde_json::json!({"score": score}));
-    }
-    record.updated_at = engine.now();
-    engine.store.upsert_template(&record).await
-}
-
-async fn platform_by_waba(
+pub(crate) async fn platform_by_waba(
     engine: &Engine,
     waba_id: &str,
 ) -> parley_store::Result<Option<parley_store::PlatformRecord>> {

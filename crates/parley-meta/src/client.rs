@@ -11,7 +11,7 @@ use crate::error::{ErrorEnvelope, GraphError};
 
 #[derive(Clone)]
 pub struct GraphClient {
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     base_url: String,
     version: String,
 }
@@ -155,7 +155,7 @@ impl GraphClient {
         &self.base_url
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}/{}/{}", self.base_url, self.version, path)
     }
 
@@ -286,7 +286,7 @@ impl GraphClient {
         })
     }
 
-    async fn execute<T: DeserializeOwned>(
+    pub(crate) async fn execute<T: DeserializeOwned>(
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<T, GraphError> {

@@ -5,6 +5,7 @@ pub mod client;
 pub mod error;
 pub mod outbound;
 pub mod signature;
+pub mod templates;
 pub mod webhook;
 
 pub use client::{GraphClient, Page, PhoneNumberInfo, SendResponse, WabaInfo};

@@ -29,6 +29,7 @@ mod onboarding;
 mod send;
 mod state;
 mod templates;
+mod uploads;
 mod validate;
 mod webhooks;
 
@@ -124,6 +125,7 @@ impl Sandbox {
                 "/sandbox/templates/{id}/status",
                 post(control::set_template_status),
             )
+            .merge(uploads::routes())
             .fallback(graph::handle)
             .with_state(self.clone())
     }

@@ -26,6 +26,8 @@ use utoipa::OpenApi;
 
 /// Largest API request body (a message with its variables is a few KiB).
 pub const API_BODY_LIMIT: usize = 256 * 1024;
+/// A template's media example: Meta takes documents up to 100 MB.
+pub const MEDIA_BODY_LIMIT: usize = 100 * 1024 * 1024;
 /// Meta's webhook payloads are at most 3 MB.
 pub const WEBHOOK_BODY_LIMIT: usize = 4 * 1024 * 1024;
 
@@ -80,7 +82,18 @@ pub fn router(state: AppState) -> Router {
             get(routes::messages::list_messages).post(routes::messages::send_message),
         )
         .route("/api/v1/messages/{id}", get(routes::messages::get_message))
-        .route("/api/v1/templates", get(routes::templates::list_templates))
+        .route(
+            "/api/v1/templates",
+            get(routes::templates::list_templates)
+                .post(routes::templates::create_template)
+                .delete(routes::templates::delete_templates_by_name),
+        )
+        .route(
+            "/api/v1/templates/{id}",
+            get(routes::templates::get_template)
+                .patch(routes::templates::edit_template)
+                .delete(routes::templates::delete_template),
+        )
         .route(
             "/api/v1/templates/sync",
             axum::routing::post(routes::templates::sync_templates),
@@ -96,9 +109,16 @@ pub fn router(state: AppState) -> Router {
             get(routes::webhooks::verify).post(routes::webhooks::receive),
         )
         .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT));
+    let media = Router::new()
+        .route(
+            "/api/v1/media/uploads",
+            axum::routing::post(routes::templates::upload_media),
+        )
+        .layer(DefaultBodyLimit::max(MEDIA_BODY_LIMIT));
     Router::new()
         .merge(api)
         .merge(webhooks)
+        .merge(media)
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::health::metrics))

@@ -5,12 +5,16 @@
 pub mod crypto;
 mod lattice;
 pub mod postgres;
+mod postgres_templates;
 pub mod sqlite;
+mod sqlite_templates;
+pub mod templates;
 mod types;
 
 pub use crypto::{DecryptError, KeyError, SecretCipher};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use templates::TemplateStore;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -39,7 +43,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Everything Parley keeps. Implementations must make each method atomic.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: TemplateStore + Send + Sync + 'static {
     // --- tenancy -------------------------------------------------------------------------
     async fn create_account(&self, id: &AccountId, name: &str, now: Millis) -> Result<()>;
     async fn create_application(

@@ -6,4 +6,5 @@ mod console;
 mod helpers;
 mod operations;
 mod sending;
+mod templates;
 mod webhooks;
