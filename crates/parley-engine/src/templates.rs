@@ -10,8 +10,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use parley_domain::{
-    ApplicationId, LanguageCode, ParameterFormat, PlatformId, Template, TemplateCategory,
-    TemplateId, TemplateName, TemplateStatus,
+    ApplicationId, LanguageCode, PlatformId, Template, TemplateCategory, TemplateDraft, TemplateId,
+    TemplateStatus,
 };
 use parley_meta::GraphError;
 use parley_store::{PlatformRecord, TemplateRecord};
@@ -153,62 +153,34 @@ fn not_found(id: &str) -> ApiFailure {
     )
 }
 
+fn rules_draft(draft: &NewTemplate) -> TemplateDraft {
+    TemplateDraft {
+        name: draft.name.clone(),
+        language: draft.language.clone(),
+        category: draft.category.clone(),
+        parameter_format: draft.parameter_format.clone(),
+        components: draft.components.clone(),
+    }
+}
+
 /// Meta's template JSON for a draft (what `POST /{waba}/message_templates` takes).
-fn meta_json(draft: &NewTemplate, language: &str) -> Value {
-    let mut v = json!({
-        "name": draft.name,
-        "language": language,
-        "category": draft.category.to_ascii_uppercase(),
-        "components": draft.components,
-    });
-    if let Some(f) = &draft.parameter_format {
-        v["parameter_format"] = json!(f.to_ascii_lowercase());
-    }
-    v
+fn meta_json(draft: &NewTemplate) -> Value {
+    rules_draft(draft).to_meta_json()
 }
 
-/// Meta's rules on a draft, every problem at once.
+/// Meta's rules on a draft, every problem at once; then the check that Parley reads the
+/// template back (its send-time model), which Meta's rules should already imply.
 fn draft_issues(draft: &NewTemplate) -> Vec<TemplateIssue> {
-    let mut issues = Vec::new();
-    if let Err(e) = TemplateName::parse(&draft.name) {
-        issues.push(issue("name", e.code(), e.to_string()));
+    let issues: Vec<TemplateIssue> = rules_draft(draft)
+        .check()
+        .into_iter()
+        .map(|i| issue(i.field, i.code, i.message))
+        .collect();
+    if !issues.is_empty() {
+        return issues;
     }
-    if let Err(e) = LanguageCode::parse(&draft.language) {
-        issues.push(issue("language", e.code(), e.to_string()));
-    }
-    if let Err(e) = TemplateCategory::parse(&draft.category) {
-        issues.push(issue("category", e.code(), e.to_string()));
-    }
-    if let Some(f) = &draft.parameter_format
-        && let Err(e) = ParameterFormat::parse(f)
-    {
-        issues.push(issue("parameter_format", e.code(), e.to_string()));
-    }
-    issues.extend(component_issues(draft));
-    issues
-}
-
-/// The component rules (template_rules when it covers them; the model's own checks here).
-fn component_issues(draft: &NewTemplate) -> Vec<TemplateIssue> {
-    if draft.components.is_empty() {
-        return vec![issue(
-            "components",
-            "components_missing",
-            "a template needs at least a BODY component",
-        )];
-    }
-    let mut probe = meta_json(draft, "en");
-    probe["name"] = json!("probe");
-    probe["category"] = json!("UTILITY");
+    let mut probe = meta_json(draft);
     probe["status"] = json!("PENDING");
-    if draft
-        .parameter_format
-        .as_deref()
-        .is_some_and(|f| ParameterFormat::parse(f).is_err())
-        && let Some(o) = probe.as_object_mut()
-    {
-        o.remove("parameter_format");
-    }
     match Template::from_meta_json(&probe) {
         Ok(_) => Vec::new(),
         Err(e) => vec![issue("components", e.code(), e.to_string())],
@@ -415,7 +387,7 @@ impl Engine {
         if !issues.is_empty() {
             return Err(TemplateChangeError::Invalid(issues));
         }
-        let body = meta_json(&draft, &language);
+        let body = meta_json(&draft);
         let token = self.store.platform_token(&platform.id).await?;
         let created = self
             .graph

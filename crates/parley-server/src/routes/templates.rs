@@ -262,8 +262,7 @@ fn invalid_response(issues: &[TemplateIssue]) -> (StatusCode, axum::Json<Invalid
         error: ErrorDetail {
             code: "template_invalid".into(),
             message: format!(
-                "the template breaks {n} of Meta's rule{}: {}",
-                if n == 1 { "" } else { "s" },
+                "the template breaks {n} of Meta's rules; the first: {}",
                 first.map(|i| i.message.as_str()).unwrap_or_default()
             ),
             field: first.map(|i| i.field.clone()),

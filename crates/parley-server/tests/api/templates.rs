@@ -140,7 +140,7 @@ fn kinds(handle: &str) -> Vec<(Value, Value, Value)> {
             "components": [
                 {"type": "HEADER", "format": "TEXT", "text": "Order for {{customer}}",
                  "example": {"header_text_named_params": [{"param_name": "customer", "example": "Ana"}]}},
-                {"type": "BODY", "text": "Hi {{first_name}}, order {{order_id}} ships today.",
+                {"type": "BODY", "text": "Hi {{first_name}}, your order {{order_id}} ships today from our store.",
                  "example": {"body_text_named_params": [
                     {"param_name": "first_name", "example": "Ana"},
                     {"param_name": "order_id", "example": "A-1"}]}},
@@ -163,7 +163,7 @@ fn kinds(handle: &str) -> Vec<(Value, Value, Value)> {
             json!({"name": "promo_image", "language": "en", "category": "MARKETING",
             "components": [
                 {"type": "HEADER", "format": "IMAGE", "example": {"header_handle": [handle]}},
-                {"type": "BODY", "text": "Hi {{1}}, {{2}} off this week.", "example": {"body_text": [["Ana", "20%"]]}},
+                {"type": "BODY", "text": "Hi {{1}}, enjoy {{2}} off everything this week.", "example": {"body_text": [["Ana", "20%"]]}},
                 {"type": "BUTTONS", "buttons": [
                     {"type": "URL", "text": "Shop", "url": "https://shop.example.com/sale"},
                     {"type": "PHONE_NUMBER", "text": "Call us", "phone_number": "+4930123456"}
