@@ -27,7 +27,8 @@
 //!
 //! Limits: at most [`MAX_SEGMENT_CHARS`] characters, [`MAX_SEGMENT_DEPTH`] levels of parentheses
 //! and `not`, [`MAX_SEGMENT_LIST_ITEMS`] values in a list (and at least one), relative times at
-//! most 100 years from now, `contains` takes a string.
+//! most 100 years from now, `contains` takes a string. `and`/`or` chains do not count towards the
+//! depth: about 1,400 conditions fit in the length limit, and [`Expr::operands`] flattens them.
 //!
 //! [`Segment`]'s `Display` prints a canonical form (lower-case keywords, single spaces, only the
 //! parentheses the precedence needs) that parses back to the same [`Expr`].
