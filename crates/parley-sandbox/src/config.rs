@@ -14,6 +14,10 @@ use serde_json::{Value, json};
 #[serde(default)]
 pub struct SandboxConfig {
     pub app_id: String,
+    /// The app's name as the Embedded Signup dialog shows it ("Connect your account to …").
+    pub app_name: String,
+    /// The partner's (Tech Provider's) own business portfolio: `entry.id` of `account_update`.
+    pub partner_business_id: String,
     /// Signs webhooks (`X-Hub-Signature-256`).
     pub app_secret: String,
     pub verify_token: String,
@@ -31,6 +35,8 @@ impl fmt::Debug for SandboxConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SandboxConfig")
             .field("app_id", &self.app_id)
+            .field("app_name", &self.app_name)
+            .field("partner_business_id", &self.partner_business_id)
             .field("app_secret", &"<redacted>")
             .field("verify_token", &"<redacted>")
             .field("graph_version", &self.graph_version)
@@ -56,6 +62,16 @@ impl Default for SandboxConfig {
 pub struct BusinessSeed {
     pub id: String,
     pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub website: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// `verified`, `not_verified`, … (`business_verification_status` of its WABAs).
+    #[serde(default = "default_verification")]
+    pub verification_status: String,
     #[serde(default)]
     pub wabas: Vec<WabaSeed>,
 }
@@ -71,6 +87,9 @@ pub struct WabaSeed {
     pub timezone_id: String,
     #[serde(default)]
     pub message_template_namespace: String,
+    /// `APPROVED`, `PENDING`, `REJECTED` or `DEFERRED` (Meta's commerce-policy review).
+    #[serde(default = "default_review")]
+    pub account_review_status: String,
     #[serde(default)]
     pub phone_numbers: Vec<PhoneSeed>,
     /// Meta-shaped template objects, exactly as `GET /{waba}/message_templates` returns them:
@@ -86,6 +105,12 @@ pub struct PhoneSeed {
     /// As Meta displays it, e.g. `"+1 555-010-0100"`.
     pub display_phone_number: String,
     pub verified_name: String,
+    /// `APPROVED`, `PENDING_REVIEW`, `DECLINED`, … (review of the display name).
+    #[serde(default = "default_review")]
+    pub name_status: String,
+    /// `CONNECTED` once registered; numbers created by Embedded Signup start `PENDING`.
+    #[serde(default = "default_phone_status")]
+    pub status: String,
     #[serde(default = "default_quality")]
     pub quality_rating: String,
     /// `TIER_250`, `TIER_2K`, … (`whatsapp_business_manager_messaging_limit`).
@@ -118,6 +143,9 @@ pub struct Behaviour {
     pub pair_rate_burst: u32,
     /// Dispatcher tick: statuses due within one tick go out in one POST per number.
     pub webhook_batch_ms: u64,
+    /// Virtual milliseconds from an Embedded Signup to the approval of the new WABA
+    /// (`account_review_update` APPROVED), unless `/sandbox/review` decided first.
+    pub review_delay_ms: u64,
 }
 
 impl Default for Behaviour {
@@ -132,6 +160,7 @@ impl Default for Behaviour {
             enforce_service_window: true,
             pair_rate_burst: 45,
             webhook_batch_ms: 100,
+            review_delay_ms: 30_000,
         }
     }
 }
@@ -141,6 +170,15 @@ fn default_currency() -> String {
 }
 fn default_timezone() -> String {
     "1".to_owned()
+}
+fn default_verification() -> String {
+    "verified".to_owned()
+}
+fn default_review() -> String {
+    "APPROVED".to_owned()
+}
+fn default_phone_status() -> String {
+    "CONNECTED".to_owned()
 }
 fn default_quality() -> String {
     "GREEN".to_owned()
@@ -155,6 +193,8 @@ fn default_mps() -> u32 {
 /// Ids of the demo world, so callers need not repeat literals.
 pub mod demo_ids {
     pub const APP_ID: &str = "1234567890123456";
+    /// The partner's (Parley operator's) business portfolio, `entry.id` of `account_update`.
+    pub const PARTNER_BUSINESS_ID: &str = "1406375403650212";
     pub const BUSINESS_ID: &str = "2729063490586005";
     pub const WABA_ID: &str = "524126980791429";
     pub const PHONE_NUMBER_ID: &str = "106540352242922";
@@ -171,6 +211,8 @@ impl SandboxConfig {
     pub fn demo() -> SandboxConfig {
         SandboxConfig {
             app_id: demo_ids::APP_ID.to_owned(),
+            app_name: "Parley".to_owned(),
+            partner_business_id: demo_ids::PARTNER_BUSINESS_ID.to_owned(),
             app_secret: demo_ids::APP_SECRET.to_owned(),
             verify_token: demo_ids::VERIFY_TOKEN.to_owned(),
             graph_version: "v23.0".to_owned(),
@@ -179,16 +221,23 @@ impl SandboxConfig {
             businesses: vec![BusinessSeed {
                 id: demo_ids::BUSINESS_ID.to_owned(),
                 name: "Parley Demo Shop".to_owned(),
+                website: Some("https://shop.example.com".to_owned()),
+                country: Some("DE".to_owned()),
+                address: None,
+                verification_status: "verified".to_owned(),
                 wabas: vec![WabaSeed {
                     id: demo_ids::WABA_ID.to_owned(),
                     name: "Parley Demo Shop".to_owned(),
                     currency: "EUR".to_owned(),
                     timezone_id: "1".to_owned(),
                     message_template_namespace: "c3f1a2b4_5d6e_4f70_8a9b_0c1d2e3f4a5b".to_owned(),
+                    account_review_status: "APPROVED".to_owned(),
                     phone_numbers: vec![PhoneSeed {
                         id: demo_ids::PHONE_NUMBER_ID.to_owned(),
                         display_phone_number: demo_ids::DISPLAY_PHONE_NUMBER.to_owned(),
                         verified_name: "Parley Demo Shop".to_owned(),
+                        name_status: "APPROVED".to_owned(),
+                        status: "CONNECTED".to_owned(),
                         quality_rating: "GREEN".to_owned(),
                         messaging_limit: "TIER_250".to_owned(),
                         throughput_mps: 80,

@@ -45,7 +45,7 @@ fn ok(value: Value) -> Answer {
 }
 
 /// Reads a JSON body into `T`, answering Meta's error 100 on anything malformed.
-async fn json_body<T: DeserializeOwned>(body: Body) -> Result<T, GraphError> {
+pub(crate) async fn json_body<T: DeserializeOwned>(body: Body) -> Result<T, GraphError> {
     let bytes = to_bytes(body, BODY_LIMIT)
         .await
         .map_err(|_| GraphError::invalid_param("The request body is too large or unreadable."))?;
@@ -251,6 +251,7 @@ struct BehaviourPatch {
     enforce_service_window: Option<bool>,
     pair_rate_burst: Option<u32>,
     webhook_batch_ms: Option<u64>,
+    review_delay_ms: Option<u64>,
 }
 
 pub(crate) async fn get_behaviour(State(sandbox): State<Sandbox>) -> Answer {
@@ -279,7 +280,8 @@ pub(crate) async fn set_behaviour(State(sandbox): State<Sandbox>, body: Body) ->
         failure_ratio,
         undeliverable,
         enforce_service_window,
-        pair_rate_burst
+        pair_rate_burst,
+        review_delay_ms
     );
     if let Some(ms) = patch.webhook_batch_ms {
         b.webhook_batch_ms = ms.max(1);
@@ -369,9 +371,14 @@ pub(crate) async fn state(State(sandbox): State<Sandbox>) -> Answer {
             json!({
                 "id": b.id,
                 "name": b.name,
+                "website": b.website,
+                "country": b.country,
+                "address": b.address,
+                "verification_status": b.verification_status,
                 "wabas": b.wabas.iter().map(|w| json!({
                     "id": w.id,
                     "name": w.name,
+                    "account_review_status": w.account_review_status,
                     "currency": w.currency,
                     "timezone_id": w.timezone_id,
                     "message_template_namespace": w.message_template_namespace,
@@ -390,6 +397,8 @@ pub(crate) async fn state(State(sandbox): State<Sandbox>) -> Answer {
         .collect();
     let summary = json!({
         "app_id": config.app_id,
+        "app_name": config.app_name,
+        "partner_business_id": config.partner_business_id,
         "graph_version": config.graph_version,
         "webhook_url": config.webhook_url,
         "clock": clock,

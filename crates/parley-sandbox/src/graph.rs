@@ -69,8 +69,9 @@ pub(crate) async fn handle(
         Err(error) => return error.into_response(),
     };
     if request.method == Method::GET && request.segments == ["oauth", "access_token"] {
-        let state = sandbox.inner.lock();
-        return match crate::onboarding::exchange_code(&state, |k| {
+        let now_ms = sandbox.inner.clock.now_ms();
+        let mut state = sandbox.inner.lock();
+        return match crate::signup::exchange_code(&mut state, now_ms, |k| {
             request.param(k).map(str::to_owned)
         }) {
             Ok(value) => (StatusCode::OK, axum::Json(value)).into_response(),
@@ -215,6 +216,7 @@ fn authenticate(
         let state = sandbox.inner.lock();
         let config = &state.config;
         config.access_tokens.contains(&token)
+            || state.tokens.contains_key(&token)
             || (app_token_allowed && token == format!("{}|{}", config.app_id, config.app_secret))
     };
     if accepted {
@@ -238,6 +240,9 @@ fn route(sandbox: &Sandbox, request: &GraphRequest) -> Result<Answer, GraphError
         )
         .map(json),
         (&Method::GET, [id]) => get_object(&state, request, id).map(json),
+        (&Method::POST, [id]) if state.phone(id).is_some() => {
+            crate::onboarding::set_pin(&mut state, id, &request.body).map(json)
+        }
         (&Method::POST, [id, "message_templates"]) if state.waba(id).is_some() => {
             crate::templates::create(&mut state, now_ms, id, &request.body).map(json)
         }
@@ -300,18 +305,14 @@ fn get_object(state: &World, request: &GraphRequest, id: &str) -> Result<Value, 
     let fields = requested_fields(request);
     if let Some(phone) = state.phone(id) {
         return select_fields(
-            phone_object(&phone),
+            phone_object(&phone, state.pins.contains_key(id)),
             &PHONE_DEFAULT_FIELDS,
             fields.as_deref(),
             "WhatsAppBusinessPhoneNumber",
         );
     }
     if let Some(waba) = state.waba(id) {
-        let business = state
-            .config
-            .businesses
-            .iter()
-            .find(|b| b.wabas.iter().any(|w| w.id == waba.id));
+        let business = state.business_of_waba(&waba.id);
         let limit = waba
             .phone_numbers
             .first()
@@ -322,8 +323,8 @@ fn get_object(state: &World, request: &GraphRequest, id: &str) -> Result<Value, 
             "currency": waba.currency,
             "timezone_id": waba.timezone_id,
             "message_template_namespace": waba.message_template_namespace,
-            "account_review_status": "APPROVED",
-            "business_verification_status": "verified",
+            "account_review_status": waba.account_review_status,
+            "business_verification_status": business.map_or("verified", |b| b.verification_status.as_str()),
             "ownership_type": "CLIENT_OWNED",
             "whatsapp_business_manager_messaging_limit": limit,
             "on_behalf_of_business_info": business.map(|b| json!({
@@ -341,7 +342,10 @@ fn get_object(state: &World, request: &GraphRequest, id: &str) -> Result<Value, 
         let object = json!({
             "id": business.id,
             "name": business.name,
-            "verification_status": "verified",
+            "verification_status": business.verification_status,
+            "website": business.website,
+            "primary_country": business.country,
+            "address": business.address,
         });
         return select_fields(object, &["id", "name"], fields.as_deref(), "Business");
     }
@@ -377,7 +381,7 @@ const WABA_DEFAULT_FIELDS: [&str; 7] = [
     "business_verification_status",
 ];
 
-fn phone_object(phone: &PhoneRef<'_>) -> Value {
+fn phone_object(phone: &PhoneRef<'_>, pin_enabled: bool) -> Value {
     let p = phone.phone;
     let digits = crate::state::digits(&p.display_phone_number);
     let dial_code: String = p
@@ -399,16 +403,16 @@ fn phone_object(phone: &PhoneRef<'_>) -> Value {
         "verified_name": p.verified_name,
         "quality_rating": p.quality_rating,
         "code_verification_status": "VERIFIED",
-        "name_status": "APPROVED",
+        "name_status": p.name_status,
         "platform_type": "CLOUD_API",
         "throughput": {"level": level},
-        "status": "CONNECTED",
+        "status": p.status,
         "whatsapp_business_manager_messaging_limit": p.messaging_limit,
         "messaging_limit_tier": p.messaging_limit,
         "account_mode": "LIVE",
         "host_platform": "CLOUD_API",
         "is_official_business_account": false,
-        "is_pin_enabled": true,
+        "is_pin_enabled": pin_enabled,
         "quality_score": {"score": p.quality_rating},
         "new_name_status": "NONE",
         "search_visibility": "VISIBLE",
@@ -537,7 +541,7 @@ fn list_phone_numbers(
             continue;
         };
         rows.push(select_fields(
-            phone_object(&found),
+            phone_object(&found, state.pins.contains_key(&phone.id)),
             &PHONE_DEFAULT_FIELDS,
             fields.as_deref(),
             "WhatsAppBusinessPhoneNumber",

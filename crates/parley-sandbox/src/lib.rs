@@ -18,15 +18,19 @@
 //!
 //! The Graph surface is listed in the `graph` module docs; the control API (`/sandbox/…`,
 //! virtual clock, simulated customers, faults, recorded sends, delivery log) in the
-//! `control` module docs.
+//! `control` module docs; Embedded Signup (JS SDK stand-in at `/sdk.js`, the dialog, codes,
+//! `/sandbox/signup`, reviews and limits) in the `sdk`, `dialog` and `signup` module docs.
 
 mod clock;
 mod config;
 mod control;
+mod dialog;
 mod errors;
 mod graph;
 mod onboarding;
+mod sdk;
 mod send;
+mod signup;
 mod state;
 mod templates;
 mod uploads;
@@ -124,6 +128,23 @@ impl Sandbox {
             .route(
                 "/sandbox/templates/{id}/status",
                 post(control::set_template_status),
+            )
+            .route("/sandbox/signup", post(signup::signup))
+            .route("/sandbox/review", post(signup::review))
+            .route(
+                "/sandbox/phone_numbers/{id}/limit",
+                post(signup::phone_limit),
+            )
+            .route("/sdk.js", get(sdk::sdk))
+            .route("/en_US/sdk.js", get(sdk::sdk))
+            .route("/dialog/embedded_signup", get(dialog::open))
+            .route(
+                "/dialog/embedded_signup/{session}",
+                get(dialog::show).post(dialog::submit),
+            )
+            .route(
+                "/dialog/embedded_signup/{session}/finish",
+                post(dialog::finish),
             )
             .merge(uploads::routes())
             .fallback(graph::handle)

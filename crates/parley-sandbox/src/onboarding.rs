@@ -1,9 +1,7 @@
-//! The Graph calls of onboarding after Embedded Signup (META_API.md §1.3): code exchange,
-//! `debug_token`, `subscribed_apps`, `register`/`deregister` (10 per number per 72 h, else
-//! 133016) and the business profile.
-//!
-//! The Embedded Signup dialog itself is not emulated here: any non-empty `code` is exchanged
-//! for the first configured access token.
+//! The Graph calls of onboarding after Embedded Signup (META_API.md §1.3): `debug_token`,
+//! `subscribed_apps`, `register`/`deregister` (10 per number per 72 h, else 133016; a
+//! different PIN than the number's two-step PIN is 133005), the two-step PIN itself and the
+//! business profile. The code exchange lives with the codes, in the `signup` module.
 
 use serde_json::{Map, Value, json};
 
@@ -12,44 +10,6 @@ use crate::state::State;
 
 const REGISTER_WINDOW_MS: i64 = 72 * 60 * 60 * 1000;
 const REGISTER_MAX: usize = 10;
-
-/// `GET /oauth/access_token?client_id&client_secret&code` (no bearer token).
-pub(crate) fn exchange_code(
-    state: &State,
-    param: impl Fn(&str) -> Option<String>,
-) -> Result<Value, GraphError> {
-    let config = &state.config;
-    let oauth = |message: &str| GraphError {
-        code: 100,
-        message: message.to_owned(),
-        details: None,
-        kind: "OAuthException",
-        subcode: None,
-    };
-    if param("client_id").as_deref() != Some(config.app_id.as_str()) {
-        return Err(oauth(
-            "Error validating application. Invalid application ID.",
-        ));
-    }
-    if param("client_secret").as_deref() != Some(config.app_secret.as_str()) {
-        return Err(GraphError {
-            code: 1,
-            ..oauth("Error validating client secret.")
-        });
-    }
-    if param("redirect_uri").is_some() {
-        return Err(oauth(
-            "Error validating verification code. Please make sure your redirect_uri is identical to the one you used in the OAuth dialog request",
-        ));
-    }
-    if param("code").is_none_or(|c| c.is_empty()) {
-        return Err(oauth("Missing authorization code"));
-    }
-    let Some(token) = config.access_tokens.first() else {
-        return Err(oauth("This sandbox has no access token configured."));
-    };
-    Ok(json!({ "access_token": token, "token_type": "bearer" }))
-}
 
 /// `GET /debug_token?input_token=…`.
 pub(crate) fn debug_token(
@@ -63,22 +23,27 @@ pub(crate) fn debug_token(
         ));
     };
     let config = &state.config;
-    let valid = config.access_tokens.iter().any(|t| t == input);
-    let waba_ids: Vec<&str> = config
-        .businesses
-        .iter()
-        .flat_map(|b| b.wabas.iter())
-        .rev()
-        .map(|w| w.id.as_str())
+    let grant = state.tokens.get(input);
+    let valid = grant.is_some() || config.access_tokens.iter().any(|t| t == input);
+    // Most recently onboarded first: the token's own WABA, then the others newest first.
+    let mut waba_ids: Vec<&str> = grant
+        .map(|g| g.created.waba_id.as_str())
+        .into_iter()
         .collect();
+    for waba in config.businesses.iter().flat_map(|b| b.wabas.iter()).rev() {
+        if !waba_ids.contains(&waba.id.as_str()) {
+            waba_ids.push(waba.id.as_str());
+        }
+    }
+    let issued_at = grant.map_or(now_secs, |g| g.issued_ms.div_euclid(1000));
     let mut data = json!({
         "app_id": config.app_id,
         "type": "SYSTEM_USER",
-        "application": "Parley Sandbox",
+        "application": config.app_name,
         "data_access_expires_at": 0,
         "expires_at": 0,
         "is_valid": valid,
-        "issued_at": now_secs,
+        "issued_at": issued_at,
         "scopes": ["whatsapp_business_management", "whatsapp_business_messaging", "public_profile"],
         "granular_scopes": [
             {"scope": "whatsapp_business_management", "target_ids": waba_ids},
@@ -178,6 +143,43 @@ pub(crate) fn register(
         ));
     }
     calls.push_back(now_ms);
+    if !deregister {
+        let pin = body.get("pin").and_then(Value::as_str).unwrap_or_default();
+        match state.pins.get(phone_id) {
+            Some(set) if set != pin => {
+                return Err(GraphError::new(
+                    133005,
+                    "The PIN does not match the two-step verification PIN of this phone number.",
+                ));
+            }
+            Some(_) => {}
+            None => {
+                state.pins.insert(phone_id.to_owned(), pin.to_owned());
+            }
+        }
+        if let Some(phone) = state.phone_mut(phone_id) {
+            phone.status = "CONNECTED".to_owned();
+        }
+    }
+    Ok(json!({ "success": true }))
+}
+
+/// `POST /{phone}` with `{"pin": "<6 digits>"}`: sets the two-step verification PIN.
+pub(crate) fn set_pin(
+    state: &mut State,
+    phone_id: &str,
+    body: &Value,
+) -> Result<Value, GraphError> {
+    let Some(pin) = body
+        .get("pin")
+        .and_then(Value::as_str)
+        .filter(|p| p.len() == 6 && p.chars().all(|c| c.is_ascii_digit()))
+    else {
+        return Err(GraphError::invalid_param(
+            "The parameter pin is required and must be 6 digits.",
+        ));
+    };
+    state.pins.insert(phone_id.to_owned(), pin.to_owned());
     Ok(json!({ "success": true }))
 }
 

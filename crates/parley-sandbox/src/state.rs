@@ -155,9 +155,13 @@ pub(crate) enum EventKind {
         waba_id: String,
         template_id: String,
     },
-    /// A management webhook (`message_template_status_update`, …) for a WABA.
+    /// Meta's commerce-policy review of a WABA created by Embedded Signup comes to its
+    /// decision (approval), unless `/sandbox/review` decided first.
+    AccountReview { waba_id: String },
+    /// A management webhook (`message_template_status_update`, `account_update`, …):
+    /// `entry_id` is the WABA, or the partner's business for `account_update` PARTNER_ADDED.
     Change {
-        waba_id: String,
+        entry_id: String,
         field: String,
         value: Value,
     },
@@ -222,6 +226,14 @@ pub(crate) struct State {
     pub subscriptions: HashMap<String, Value>,
     /// phone number id → business profile.
     pub profiles: HashMap<String, Value>,
+    /// phone number id → two-step verification PIN (set by the first register or `POST /{phone}`).
+    pub pins: HashMap<String, String>,
+    /// Authorization codes minted by Embedded Signup (single use, 30 s).
+    pub codes: HashMap<String, crate::signup::CodeGrant>,
+    /// Business tokens handed out for codes.
+    pub tokens: HashMap<String, crate::signup::TokenGrant>,
+    /// Embedded Signup dialog sessions, by id.
+    pub dialogs: HashMap<String, crate::dialog::DialogSession>,
 }
 
 impl State {
@@ -241,6 +253,10 @@ impl State {
             registrations: HashMap::new(),
             subscriptions: HashMap::new(),
             profiles: HashMap::new(),
+            pins: HashMap::new(),
+            codes: HashMap::new(),
+            tokens: HashMap::new(),
+            dialogs: HashMap::new(),
         }
     }
 
@@ -271,6 +287,32 @@ impl State {
             .iter_mut()
             .flat_map(|b| b.wabas.iter_mut())
             .find(|w| w.id == id)
+    }
+
+    pub(crate) fn phone_mut(&mut self, id: &str) -> Option<&mut PhoneSeed> {
+        self.config
+            .businesses
+            .iter_mut()
+            .flat_map(|b| b.wabas.iter_mut())
+            .flat_map(|w| w.phone_numbers.iter_mut())
+            .find(|p| p.id == id)
+    }
+
+    /// The business portfolio owning a WABA.
+    pub(crate) fn business_of_waba(&self, waba_id: &str) -> Option<&BusinessSeed> {
+        self.config
+            .businesses
+            .iter()
+            .find(|b| b.wabas.iter().any(|w| w.id == waba_id))
+    }
+
+    /// Whether any business, WABA, number or template already uses `id`.
+    pub(crate) fn id_taken(&self, id: &str) -> bool {
+        self.business(id).is_some()
+            || self.waba(id).is_some()
+            || self.phone(id).is_some()
+            || self.template(id).is_some()
+            || id == self.config.partner_business_id
     }
 
     pub(crate) fn business(&self, id: &str) -> Option<&BusinessSeed> {

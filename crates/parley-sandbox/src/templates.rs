@@ -231,7 +231,7 @@ pub(crate) fn conclude_review(state: &mut State, waba_id: &str, template_id: &st
         ("APPROVED", "NONE")
     };
     set_status(state, waba_id, template_id, status, reason).unwrap_or(EventKind::Change {
-        waba_id: waba_id.to_owned(),
+        entry_id: waba_id.to_owned(),
         field: "message_template_status_update".to_owned(),
         value: json!({ "event": "DELETED", "message_template_id": numeric(template_id), "reason": Value::Null }),
     })
@@ -281,7 +281,7 @@ pub(crate) fn set_status(
         });
     }
     Some(EventKind::Change {
-        waba_id: waba_id.to_owned(),
+        entry_id: waba_id.to_owned(),
         field: "message_template_status_update".to_owned(),
         value,
     })

@@ -91,16 +91,33 @@ pub(crate) fn dispatch_due(inner: &Arc<Inner>, shutdown: &CancellationToken) {
             due.shuffle(&mut rng);
         }
 
-        // Template reviews decide now and become `message_template_status_update` changes.
-        for event in &mut due {
-            if let EventKind::TemplateReview {
-                waba_id,
-                template_id,
-            } = &event.kind
-            {
-                event.kind = crate::templates::conclude_review(&mut state, waba_id, template_id);
+        // Template reviews decide now and become `message_template_status_update` changes;
+        // account reviews become `account_review_update` (and name approvals), if still due.
+        let mut expanded = Vec::with_capacity(due.len());
+        for mut event in due {
+            match &event.kind {
+                EventKind::TemplateReview {
+                    waba_id,
+                    template_id,
+                } => {
+                    event.kind =
+                        crate::templates::conclude_review(&mut state, waba_id, template_id);
+                    expanded.push(event);
+                }
+                EventKind::AccountReview { waba_id } => {
+                    let waba_id = waba_id.clone();
+                    for kind in crate::signup::conclude_review(&mut state, &waba_id) {
+                        expanded.push(crate::state::PendingEvent {
+                            phone_number_id: String::new(),
+                            kind,
+                            deferred: false,
+                        });
+                    }
+                }
+                _ => expanded.push(event),
             }
         }
+        let due = expanded;
 
         // Statuses are recorded as dispatched even when the POST is dropped or fails:
         // Meta's state moved on whether or not the client heard of it.
@@ -123,7 +140,7 @@ pub(crate) fn dispatch_due(inner: &Arc<Inner>, shutdown: &CancellationToken) {
         let mut payloads: Vec<(String, &'static str, usize, usize, Value)> = Vec::new();
         for event in &due {
             if let EventKind::Change {
-                waba_id,
+                entry_id,
                 field,
                 value,
             } = &event.kind
@@ -131,7 +148,7 @@ pub(crate) fn dispatch_due(inner: &Arc<Inner>, shutdown: &CancellationToken) {
                 let payload = json!({
                     "object": "whatsapp_business_account",
                     "entry": [{
-                        "id": waba_id,
+                        "id": entry_id,
                         "time": now_ms.div_euclid(1000),
                         "changes": [{ "value": value, "field": field }],
                     }],
@@ -178,7 +195,9 @@ pub(crate) fn dispatch_due(inner: &Arc<Inner>, shutdown: &CancellationToken) {
                             envelope(&waba_id, value),
                         ));
                     }
-                    EventKind::TemplateReview { .. } | EventKind::Change { .. } => {}
+                    EventKind::TemplateReview { .. }
+                    | EventKind::AccountReview { .. }
+                    | EventKind::Change { .. } => {}
                 }
             }
             for chunk in statuses.chunks(MAX_PER_POST) {

@@ -14,6 +14,9 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
+#[path = "sandbox/signup.rs"]
+mod signup;
+
 const CUSTOMER: &str = "+4915112345678";
 const CUSTOMER_DIGITS: &str = "4915112345678";
 
@@ -882,18 +885,20 @@ async fn created_templates_are_reviewed_and_announced() {
 async fn onboarding_calls_answer_like_meta() {
     let sb = spawn(test_config()).await;
     let config = SandboxConfig::demo();
-    let exchange = sb
-        .http
-        .get(format!(
-            "{}/v23.0/oauth/access_token?client_id={}&client_secret={}&code=abc",
-            sb.base, config.app_id, config.app_secret
-        ))
-        .send()
-        .await
-        .expect("exchange");
-    assert_eq!(exchange.status().as_u16(), 200);
-    let token: Value = exchange.json().await.expect("json");
-    assert_eq!(token["access_token"], demo_ids::ACCESS_TOKEN);
+    let signup = sb
+        .control(
+            "signup",
+            json!({"waba": {"id": demo_ids::WABA_ID}, "business": {"id": demo_ids::BUSINESS_ID}}),
+        )
+        .await;
+    let (status, token) = sb.exchange(signup["code"].as_str().expect("code")).await;
+    assert_eq!(status, 200, "{token}");
+    assert_eq!(token["token_type"], "bearer");
+    assert!(
+        token["access_token"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("EAA"))
+    );
 
     let (_, debug) = sb
         .get(&format!(
