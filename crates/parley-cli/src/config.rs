@@ -36,6 +36,11 @@ pub struct MetaConfig {
     pub verify_token: String,
     /// Embedded Signup configuration id (Facebook Login for Business).
     pub config_id: String,
+    /// Meta's JS SDK, loaded by the console's Log in with Facebook button.
+    pub sdk_url: String,
+    /// Where the Embedded Signup dialog's messages may come from: a domain whose
+    /// subdomains are accepted (`facebook.com`) or an exact origin (`https://…`).
+    pub message_origin: String,
 }
 
 impl Default for Config {
@@ -59,6 +64,8 @@ impl Default for MetaConfig {
             app_secret: String::new(),
             verify_token: String::new(),
             config_id: String::new(),
+            sdk_url: parley_engine::onboarding::PRODUCTION_SDK_URL.into(),
+            message_origin: parley_engine::onboarding::PRODUCTION_MESSAGE_ORIGIN.into(),
         }
     }
 }
@@ -72,6 +79,7 @@ impl std::fmt::Debug for Config {
             .field("meta.graph_url", &self.meta.graph_url)
             .field("meta.app_id", &self.meta.app_id)
             .field("meta.app_secret", &"<redacted>")
+            .field("meta.config_id", &self.meta.config_id)
             .finish_non_exhaustive()
     }
 }
@@ -133,6 +141,8 @@ impl Config {
         set(&mut self.meta.app_secret, "PARLEY_META_APP_SECRET");
         set(&mut self.meta.verify_token, "PARLEY_META_VERIFY_TOKEN");
         set(&mut self.meta.config_id, "PARLEY_META_CONFIG_ID");
+        set(&mut self.meta.sdk_url, "PARLEY_META_SDK_URL");
+        set(&mut self.meta.message_origin, "PARLEY_META_MESSAGE_ORIGIN");
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -147,6 +157,18 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// Meta's app as onboarding and the console's Embedded Signup use it.
+    pub fn meta_app(&self) -> parley_engine::MetaApp {
+        parley_engine::MetaApp {
+            app_id: self.meta.app_id.clone(),
+            app_secret: self.meta.app_secret.clone(),
+            config_id: self.meta.config_id.clone(),
+            graph_version: self.meta.graph_version.clone(),
+            sdk_url: self.meta.sdk_url.clone(),
+            message_origin: self.meta.message_origin.clone(),
+        }
     }
 
     pub fn database_url(&self) -> String {

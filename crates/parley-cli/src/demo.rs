@@ -41,6 +41,9 @@ pub struct DemoCredentials {
     pub verify_token: String,
 }
 
+/// The sandbox takes any Embedded Signup configuration id; this one names the demo's.
+const DEMO_CONFIG_ID: &str = "parley-demo-embedded-signup";
+
 fn credentials_path(dir: &Path) -> PathBuf {
     dir.join("demo-credentials.json")
 }
@@ -81,7 +84,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         store.clone(),
         GraphClient::new(&sandbox_url, &sandbox_config.graph_version),
         Arc::new(SystemClock),
-        EngineConfig::default(),
+        EngineConfig {
+            // The sandbox serves the JS SDK stand-in and its dialog posts from its own origin.
+            meta_app: parley_engine::MetaApp {
+                app_id: sandbox_config.app_id.clone(),
+                app_secret: sandbox_config.app_secret.clone(),
+                config_id: DEMO_CONFIG_ID.into(),
+                graph_version: sandbox_config.graph_version.clone(),
+                sdk_url: format!("{sandbox_url}/sdk.js"),
+                message_origin: sandbox_url.clone(),
+            },
+            ..EngineConfig::default()
+        },
     );
     let path = credentials_path(&args.data_dir);
     let mut creds = if store.applications().await?.is_empty() {

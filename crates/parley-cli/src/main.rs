@@ -185,7 +185,10 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
         store,
         GraphClient::new(&config.meta.graph_url, &config.meta.graph_version),
         Arc::new(SystemClock),
-        EngineConfig::default(),
+        EngineConfig {
+            meta_app: config.meta_app(),
+            ..EngineConfig::default()
+        },
     );
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod demo;
 pub mod error;
 pub mod messages;
+pub mod onboarding;
 pub mod sender;
 pub mod templates;
 pub mod webhooks;
@@ -20,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use clock::{Clock, OffsetClock, SystemClock};
 pub use error::{ApiFailure, FailureKind};
+pub use onboarding::MetaApp;
 
 /// Tunables of the workers. Defaults fit production; tests shorten the waits.
 #[derive(Debug, Clone)]
@@ -41,6 +43,8 @@ pub struct EngineConfig {
     /// How often every platform's templates are synced in full (webhooks keep them current
     /// in between).
     pub template_sync_interval: Duration,
+    /// Meta's app as onboarding (Embedded Signup) uses it.
+    pub meta_app: MetaApp,
 }
 
 impl Default for EngineConfig {
@@ -55,6 +59,7 @@ impl Default for EngineConfig {
             concurrency: 32,
             poll_interval: Duration::from_secs(1),
             template_sync_interval: Duration::from_secs(15 * 60),
+            meta_app: MetaApp::default(),
         }
     }
 }

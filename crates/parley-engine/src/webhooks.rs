@@ -76,6 +76,20 @@ async fn apply_event(
                     )
                     .await?
                 }
+                "account_review_update"
+                | "account_update"
+                | "phone_number_quality_update"
+                | "business_capability_update"
+                | "phone_number_name_update" => {
+                    crate::onboarding::apply_platform_update(
+                        engine,
+                        &entry.id,
+                        &change.field,
+                        &change.value,
+                        &mut notes,
+                    )
+                    .await?
+                }
                 other => notes.push(format!("field `{other}` stored, not acted on yet")),
             }
         }

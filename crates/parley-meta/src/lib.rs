@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod error;
+pub mod onboarding;
 pub mod outbound;
 pub mod signature;
 pub mod templates;

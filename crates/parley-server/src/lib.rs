@@ -102,6 +102,23 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/phone-numbers",
             get(routes::phone_numbers::list_phone_numbers),
         )
+        .route("/api/v1/platforms", get(routes::platforms::list_platforms))
+        .route(
+            "/api/v1/platforms/whatsapp/signup",
+            axum::routing::post(routes::platforms::signup),
+        )
+        .route(
+            "/api/v1/platforms/{id}",
+            get(routes::platforms::get_platform).delete(routes::platforms::disconnect_platform),
+        )
+        .route(
+            "/api/v1/platforms/{id}/refresh",
+            axum::routing::post(routes::platforms::refresh_platform),
+        )
+        .route(
+            "/api/v1/platforms/{id}/retry",
+            axum::routing::post(routes::platforms::retry_platform),
+        )
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     let webhooks = Router::new()
         .route(

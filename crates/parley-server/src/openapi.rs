@@ -4,7 +4,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{health, messages, phone_numbers, templates, webhooks};
+use crate::routes::{health, messages, phone_numbers, platforms, templates, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +18,12 @@ use crate::routes::{health, messages, phone_numbers, templates, webhooks};
         messages::get_message,
         messages::list_messages,
         phone_numbers::list_phone_numbers,
+        platforms::signup,
+        platforms::list_platforms,
+        platforms::get_platform,
+        platforms::refresh_platform,
+        platforms::retry_platform,
+        platforms::disconnect_platform,
         templates::list_templates,
         templates::sync_templates,
         templates::get_template,
@@ -38,6 +44,7 @@ use crate::routes::{health, messages, phone_numbers, templates, webhooks};
         (name = "messages", description = "Single sends and their delivery states"),
         (name = "templates", description = "Message templates: synced from Meta, created, edited and deleted through it"),
         (name = "phone numbers", description = "The application's WhatsApp numbers"),
+        (name = "platforms", description = "WhatsApp Business Accounts connected with Embedded Signup"),
         (name = "webhooks", description = "Meta's webhook endpoint"),
         (name = "operations", description = "Health and metrics"),
     )

@@ -4,14 +4,18 @@
 
 pub mod crypto;
 mod lattice;
+pub mod platforms;
 pub mod postgres;
+mod postgres_platforms;
 mod postgres_templates;
 pub mod sqlite;
+mod sqlite_platforms;
 mod sqlite_templates;
 pub mod templates;
 mod types;
 
 pub use crypto::{DecryptError, KeyError, SecretCipher};
+pub use platforms::PlatformStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use templates::TemplateStore;
@@ -43,7 +47,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Everything Parley keeps. Implementations must make each method atomic.
 #[async_trait]
-pub trait Store: TemplateStore + Send + Sync + 'static {
+pub trait Store: PlatformStore + TemplateStore + Send + Sync + 'static {
     // --- tenancy -------------------------------------------------------------------------
     async fn create_account(&self, id: &AccountId, name: &str, now: Millis) -> Result<()>;
     async fn create_application(

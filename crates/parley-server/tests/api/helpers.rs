@@ -21,6 +21,8 @@ pub struct TestApp {
     pub token: String,
     pub app_secret: String,
     pub store: Arc<dyn Store>,
+    /// The SQLite file (with its `-wal` beside it).
+    pub db_path: std::path::PathBuf,
     pub http: reqwest::Client,
     pub shutdown: CancellationToken,
     _workers: tokio::task::JoinSet<()>,
@@ -35,6 +37,9 @@ impl Drop for TestApp {
 
 /// Contacts seeded for every test (deterministic, see `parley_engine::demo::demo_contacts`).
 pub const CONTACTS: usize = 20;
+
+/// The Embedded Signup configuration id the tests' console uses (the sandbox takes any).
+pub const DEMO_CONFIG_ID: &str = "sandbox-embedded-signup";
 
 pub async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -65,6 +70,14 @@ pub async fn spawn_app() -> TestApp {
     let app_secret = config.app_secret.clone();
     let verify_token = config.verify_token.clone();
     let graph_version = config.graph_version.clone();
+    let meta_app = parley_engine::MetaApp {
+        app_id: config.app_id.clone(),
+        app_secret: config.app_secret.clone(),
+        config_id: DEMO_CONFIG_ID.into(),
+        graph_version: graph_version.clone(),
+        sdk_url: format!("{sandbox_url}/sdk.js"),
+        message_origin: sandbox_url.clone(),
+    };
     tokio::spawn(Sandbox::new(config).serve(sandbox_listener, shutdown.clone()));
 
     let engine = Engine::new(
@@ -75,6 +88,7 @@ pub async fn spawn_app() -> TestApp {
             base_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_millis(500),
             poll_interval: Duration::from_millis(100),
+            meta_app,
             ..EngineConfig::default()
         },
     );
@@ -110,6 +124,7 @@ pub async fn spawn_app() -> TestApp {
         token: seed.api_token,
         app_secret,
         store,
+        db_path: dir.path().join("parley.db"),
         http: reqwest::Client::new(),
         shutdown,
         _workers: workers,
@@ -203,6 +218,83 @@ impl TestApp {
             req = req.header("x-hub-signature-256", sig);
         }
         req.send().await.expect("webhook").status()
+    }
+
+    /// An API call with the application's token: (status, JSON body).
+    pub async fn api_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Plays the customer through Embedded Signup without a browser (`POST /sandbox/signup`):
+    /// a new portfolio with company data, a new WABA, profile and number. Returns what the
+    /// dialog hands the page: `{"code", "waba_id", "phone_number_id", "business_id"}`.
+    pub async fn sandbox_signup(&self, company: &str) -> Value {
+        let resp = self
+            .http
+            .post(format!("{}/sandbox/signup", self.sandbox_url))
+            .json(&json!({
+                "business": {"name": company, "website": "https://example.com", "country": "DE"},
+                "waba": {"name": format!("{company} WhatsApp")},
+                "profile": {"display_name": company, "vertical": "RETAIL"},
+                "phone_number": {}
+            }))
+            .send()
+            .await
+            .expect("sandbox signup");
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "sandbox signup: {status} {v}");
+        v
+    }
+
+    /// `POST /api/v1/platforms/whatsapp/signup` with what the dialog handed over.
+    pub async fn platform_signup(&self, signup: &Value) -> (u16, Value) {
+        let body = json!({
+            "code": signup["code"], "waba_id": signup["waba_id"],
+            "phone_number_id": signup["phone_number_id"], "business_id": signup["business_id"],
+            "event": "FINISH",
+        });
+        self.api_call(
+            reqwest::Method::POST,
+            "/api/v1/platforms/whatsapp/signup",
+            Some(&body),
+        )
+        .await
+    }
+
+    /// Polls `GET /api/v1/platforms/{id}` until `check` holds (or fails after 20 s).
+    pub async fn wait_platform(&self, id: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..400 {
+            let (status, v) = self
+                .api_call(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/platforms/{id}"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{v}");
+            if check(&v) {
+                return v;
+            }
+            last = v;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("platform {id} never reached the expected state: {last}");
     }
 
     pub fn sign(&self, body: &[u8]) -> String {

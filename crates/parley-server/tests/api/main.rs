@@ -5,6 +5,7 @@ mod browser;
 mod console;
 mod helpers;
 mod operations;
+mod platforms;
 mod sending;
 mod templates;
 mod webhooks;

@@ -1,0 +1,1199 @@
+//! Platform setup after Embedded Signup. The dialog hands the page a code (alive 30 s) and the
+//! WABA/number/portfolio ids; `signup` runs Meta's server-side steps in order, recording each:
+//! exchange the code (no `redirect_uri`), `debug_token` (scopes; the WABA when the event lacks
+//! it), subscribe the app to the WABA's webhooks, register the number with a generated PIN,
+//! then read the portfolio, the WABA, its numbers and the business profile. A failed step is
+//! retried on its own (`retry_onboarding`) without starting over. Meta's review decides the
+//! platform's status afterwards, through webhooks (`apply_platform_update`).
+//!
+//! The business token and the PIN are stored encrypted and never logged.
+
+use parley_domain::{ApplicationId, PlatformId};
+use parley_meta::{GraphError, PhoneNumberInfo};
+use parley_store::platforms::{
+    NumberPatch, OnboardingRecord, OnboardingSecrets, OnboardingStep, new_onboarding_id,
+};
+use parley_store::{NewPlatform, PhoneNumberRecord, PlatformRecord};
+use rand::Rng;
+use serde_json::{Value, json};
+
+use crate::{ApiFailure, Engine, FailureKind};
+
+/// Meta's app as onboarding and the console's Embedded Signup button use it. Debug hides the
+/// secret.
+#[derive(Clone, Default)]
+pub struct MetaApp {
+    pub app_id: String,
+    pub app_secret: String,
+    /// The Facebook Login for Business configuration ("WhatsApp Embedded Signup").
+    pub config_id: String,
+    /// The Graph version the JS SDK is initialised with.
+    pub graph_version: String,
+    /// Meta's JS SDK (`https://connect.facebook.net/en_US/sdk.js`; the sandbox's stand-in in
+    /// the demo).
+    pub sdk_url: String,
+    /// Where the dialog's `message` events may come from: an exact origin
+    /// (`http://127.0.0.1:9090`) or a domain whose subdomains are accepted (`facebook.com`).
+    pub message_origin: String,
+}
+
+impl std::fmt::Debug for MetaApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetaApp")
+            .field("app_id", &self.app_id)
+            .field("app_secret", &"<redacted>")
+            .field("config_id", &self.config_id)
+            .field("graph_version", &self.graph_version)
+            .field("sdk_url", &self.sdk_url)
+            .field("message_origin", &self.message_origin)
+            .finish()
+    }
+}
+
+pub const PRODUCTION_SDK_URL: &str = "https://connect.facebook.net/en_US/sdk.js";
+pub const PRODUCTION_MESSAGE_ORIGIN: &str = "facebook.com";
+
+/// The server-side steps, in the order they run.
+pub const STEPS: [&str; 8] = [
+    "exchange_code",
+    "debug_token",
+    "subscribe_app",
+    "register_phone",
+    "read_business",
+    "read_waba",
+    "read_phone_numbers",
+    "read_profile",
+];
+
+/// The platform statuses.
+pub mod status {
+    /// Onboarding has not finished (or a step failed and waits for a retry).
+    pub const SETTING_UP: &str = "setting_up";
+    pub const PENDING_REVIEW: &str = "pending_review";
+    pub const ACTIVE: &str = "active";
+    pub const REJECTED: &str = "rejected";
+    pub const RESTRICTED: &str = "restricted";
+    pub const DISCONNECTED: &str = "disconnected";
+}
+
+/// What the dialog handed the page. Debug hides the code.
+#[derive(Clone, Default)]
+pub struct SignupRequest {
+    pub code: String,
+    pub waba_id: Option<String>,
+    pub phone_number_id: Option<String>,
+    pub business_id: Option<String>,
+    /// The finish event (`FINISH`, `FINISH_ONLY_WABA`, `FINISH_WHATSAPP_BUSINESS_APP_ONBOARDING`…).
+    pub event: Option<String>,
+}
+
+impl std::fmt::Debug for SignupRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignupRequest")
+            .field("code", &"<redacted>")
+            .field("waba_id", &self.waba_id)
+            .field("phone_number_id", &self.phone_number_id)
+            .field("business_id", &self.business_id)
+            .field("event", &self.event)
+            .finish()
+    }
+}
+
+/// How an onboarding run ended: the session with its steps, the platform once it exists, and
+/// the failure that stopped it (retry the failed step with `retry_onboarding`).
+#[derive(Debug, Clone)]
+pub struct SignupOutcome {
+    pub session: OnboardingRecord,
+    pub platform_id: Option<PlatformId>,
+    pub failure: Option<ApiFailure>,
+}
+
+/// What a disconnect did at Meta.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DisconnectReport {
+    pub unsubscribed: bool,
+    pub deregistered: Vec<String>,
+    /// Meta calls that failed; the platform is disconnected in Parley regardless.
+    pub warnings: Vec<String>,
+}
+
+fn not_found(platform: &PlatformId) -> ApiFailure {
+    ApiFailure::new(
+        FailureKind::NotFound,
+        "platform_not_found",
+        format!(
+            "this application has no platform `{platform}`; list them with GET /api/v1/platforms"
+        ),
+    )
+}
+
+fn generate_pin() -> String {
+    format!("{:06}", rand::rng().random_range(0..1_000_000u32))
+}
+
+/// Meta's tier strings from either a string (`TIER_2K`) or a number (`2000`, `-1`).
+pub fn tier(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) if s.parse::<i64>().is_ok() => tier(&json!(s.parse::<i64>().ok()?)),
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(match n.as_i64()? {
+            -1 => "TIER_UNLIMITED".to_owned(),
+            50 => "TIER_50".to_owned(),
+            250 => "TIER_250".to_owned(),
+            1000 => "TIER_1K".to_owned(),
+            2000 => "TIER_2K".to_owned(),
+            10_000 => "TIER_10K".to_owned(),
+            100_000 => "TIER_100K".to_owned(),
+            other => format!("TIER_{other}"),
+        }),
+        _ => None,
+    }
+}
+
+fn mps_for(level: Option<&str>) -> u32 {
+    // Meta names only STANDARD (80 mps); upgraded numbers reach 1,000.
+    match level {
+        None | Some("STANDARD") => 80,
+        Some(_) => 1000,
+    }
+}
+
+/// Turns a Graph failure of `step` into the API's failure: Meta's code, what it means for
+/// this step and what to do.
+fn step_failure(step: &str, e: &GraphError) -> ApiFailure {
+    let code = e.code();
+    let text = e.to_string();
+    let lower = text.to_lowercase();
+    let (code_name, message): (&'static str, String) = match (step, code) {
+        (_, None) => (
+            "meta_unavailable",
+            format!("Meta did not answer the `{step}` step ({e}). Retry in a moment."),
+        ),
+        ("exchange_code", Some(100)) if lower.contains("expired") => (
+            "signup_code_expired",
+            "The sign-up code expired before Parley could exchange it (Meta's codes live 30 seconds). Click Log in with Facebook again.".into(),
+        ),
+        ("exchange_code", Some(100)) if lower.contains("used") => (
+            "signup_code_used",
+            "This sign-up code was already exchanged; each code works once. Click Log in with Facebook again.".into(),
+        ),
+        ("exchange_code", Some(1 | 101)) => (
+            "meta_app_misconfigured",
+            format!("Meta refused Parley's app id or app secret ({e}). Check meta.app_id and meta.app_secret."),
+        ),
+        ("exchange_code", _) => (
+            "code_exchange_failed",
+            format!("Meta refused to exchange the sign-up code ({e}). Click Log in with Facebook again."),
+        ),
+        ("subscribe_app", _) => (
+            "webhook_subscription_failed",
+            format!("Meta refused to subscribe Parley to this WhatsApp Business Account's webhooks ({e}). Without it no statuses or replies arrive. Retry the failed step."),
+        ),
+        ("register_phone", Some(133016)) => (
+            "registration_limit_reached",
+            format!("Meta allows 10 registration attempts per number in 72 hours and this number has reached them ({e}). Retry the failed step once the 72 hours have passed."),
+        ),
+        ("register_phone", Some(133005)) => (
+            "registration_pin_mismatch",
+            format!("The number has two-step verification with another PIN ({e}). Turn off two-step verification for it in WhatsApp Manager, then retry the failed step."),
+        ),
+        ("register_phone", _) => (
+            "phone_registration_failed",
+            format!("Meta refused to register the phone number for the Cloud API ({e}). Retry the failed step."),
+        ),
+        ("debug_token", _) => (
+            "business_token_invalid",
+            format!("Meta did not confirm the business token ({e}). Click Log in with Facebook again."),
+        ),
+        _ => (
+            "meta_read_failed",
+            format!("Parley could not read the account from Meta in step `{step}` ({e}). Retry the failed step."),
+        ),
+    };
+    let _ = text;
+    ApiFailure::new(FailureKind::Unprocessable, code_name, message)
+}
+
+fn is_coexistence(event: Option<&str>) -> bool {
+    event.is_some_and(|e| e.contains("WHATSAPP_BUSINESS_APP_ONBOARDING"))
+}
+
+impl Engine {
+    fn meta_app_ready(&self) -> Result<&MetaApp, ApiFailure> {
+        let app = &self.config.meta_app;
+        if app.app_id.is_empty() || app.app_secret.is_empty() {
+            return Err(ApiFailure::new(
+                FailureKind::Conflict,
+                "meta_app_not_configured",
+                "Parley has no Meta app configured: set meta.app_id, meta.app_secret and meta.config_id in parley.toml",
+            ));
+        }
+        Ok(app)
+    }
+
+    /// Runs Embedded Signup's server-side steps for a code the dialog just handed over.
+    pub async fn signup(
+        &self,
+        app: &ApplicationId,
+        request: SignupRequest,
+    ) -> Result<SignupOutcome, ApiFailure> {
+        self.meta_app_ready()?;
+        let code = request.code.trim().to_owned();
+        if code.is_empty() {
+            return Err(ApiFailure::bad_request(
+                "code_required",
+                "`code` is the code FB.login's callback received (authResponse.code)",
+            )
+            .field("code"));
+        }
+        let clean = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+        for (field, value) in [
+            ("waba_id", &request.waba_id),
+            ("phone_number_id", &request.phone_number_id),
+            ("business_id", &request.business_id),
+        ] {
+            if let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+                && !v.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Err(ApiFailure::bad_request(
+                    "invalid_id",
+                    format!("`{field}` is one of Meta's numeric ids, as the WA_EMBEDDED_SIGNUP event gives it"),
+                )
+                .field(field));
+            }
+        }
+        let now = self.now();
+        let session = OnboardingRecord {
+            id: new_onboarding_id(),
+            application_id: app.clone(),
+            platform_id: None,
+            event: clean(request.event),
+            business_id: clean(request.business_id),
+            waba_id: clean(request.waba_id),
+            phone_number_id: clean(request.phone_number_id),
+            state: "running".into(),
+            failed_step: None,
+            created_at: now,
+            updated_at: now,
+            steps: Vec::new(),
+        };
+        self.store.save_onboarding(&session).await?;
+        tracing::info!(session = %session.id, waba = ?session.waba_id, "embedded signup started");
+        self.run_onboarding(session, Some(&code)).await
+    }
+
+    /// Runs a failed onboarding again from its failed step.
+    pub async fn retry_onboarding(
+        &self,
+        app: &ApplicationId,
+        platform: &PlatformId,
+    ) -> Result<SignupOutcome, ApiFailure> {
+        self.meta_app_ready()?;
+        self.owned_platform(app, platform).await?;
+        let session = self
+            .store
+            .latest_onboarding(platform)
+            .await?
+            .filter(|s| s.state == "failed")
+            .ok_or_else(|| {
+                ApiFailure::new(
+                    FailureKind::Conflict,
+                    "nothing_to_retry",
+                    "this platform has no failed set-up step; Refresh reads it from Meta again",
+                )
+            })?;
+        self.run_onboarding(session, None).await
+    }
+
+    async fn owned_platform(
+        &self,
+        app: &ApplicationId,
+        platform: &PlatformId,
+    ) -> Result<PlatformRecord, ApiFailure> {
+        self.store
+            .platform(platform)
+            .await?
+            .filter(|p| &p.application_id == app)
+            .ok_or_else(|| not_found(platform))
+    }
+
+    async fn record(
+        &self,
+        session: &mut OnboardingRecord,
+        step: &str,
+        state: &str,
+        error: Option<(Option<i64>, String)>,
+    ) -> Result<(), ApiFailure> {
+        let (error_code, error_message) = match error {
+            Some((c, m)) => (c, Some(m)),
+            None => (None, None),
+        };
+        let record = OnboardingStep {
+            step: step.to_owned(),
+            state: state.to_owned(),
+            error_code,
+            error_message,
+            at: self.now(),
+        };
+        self.store
+            .record_onboarding_step(&session.id, &record)
+            .await?;
+        session.steps.retain(|s| s.step != step);
+        session.steps.push(record);
+        Ok(())
+    }
+
+    /// Records `step` as failed, stops the session and says why.
+    async fn fail(
+        &self,
+        mut session: OnboardingRecord,
+        step: &str,
+        meta_code: Option<i64>,
+        failure: ApiFailure,
+    ) -> Result<SignupOutcome, ApiFailure> {
+        tracing::warn!(session = %session.id, step, code = failure.code, "onboarding step failed");
+        self.record(
+            &mut session,
+            step,
+            "failed",
+            Some((meta_code, failure.message.clone())),
+        )
+        .await?;
+        session.state = "failed".into();
+        session.failed_step = Some(step.to_owned());
+        session.updated_at = self.now();
+        self.store.save_onboarding(&session).await?;
+        if let Some(platform) = &session.platform_id {
+            self.store
+                .set_platform_status(
+                    platform,
+                    status::SETTING_UP,
+                    Some(&failure.message),
+                    self.now(),
+                )
+                .await?;
+        }
+        Ok(SignupOutcome {
+            platform_id: session.platform_id.clone(),
+            session,
+            failure: Some(failure),
+        })
+    }
+
+    async fn run_onboarding(
+        &self,
+        mut session: OnboardingRecord,
+        code: Option<&str>,
+    ) -> Result<SignupOutcome, ApiFailure> {
+        let meta = self.meta_app_ready()?.clone();
+        let done = |s: &OnboardingRecord, step: &str| {
+            s.steps
+                .iter()
+                .any(|r| r.step == step && r.state != "failed")
+        };
+        session.state = "running".into();
+        session.failed_step = None;
+        self.store.save_onboarding(&session).await?;
+        let mut secrets: OnboardingSecrets = self.store.onboarding_secrets(&session.id).await?;
+
+        // 1. The code, alive 30 s, becomes the business token.
+        if !done(&session, "exchange_code") {
+            let Some(code) = code else {
+                let f = ApiFailure::new(
+                    FailureKind::Conflict,
+                    "signup_again",
+                    "The sign-up code could not be exchanged and cannot be reused. Click Log in with Facebook again.",
+                );
+                return self.fail(session, "exchange_code", None, f).await;
+            };
+            match self
+                .graph
+                .exchange_code(&meta.app_id, &meta.app_secret, code)
+                .await
+            {
+                Ok(t) => {
+                    self.store
+                        .set_onboarding_secrets(&session.id, Some(&t.access_token), None)
+                        .await?;
+                    secrets.access_token = Some(t.access_token);
+                    self.record(&mut session, "exchange_code", "done", None)
+                        .await?;
+                }
+                Err(e) => {
+                    let f = step_failure("exchange_code", &e);
+                    return self.fail(session, "exchange_code", e.code(), f).await;
+                }
+            }
+        }
+        let Some(token) = secrets.access_token.clone() else {
+            let f = ApiFailure::new(
+                FailureKind::Conflict,
+                "signup_again",
+                "Parley no longer holds this sign-up's business token (the platform was disconnected). Click Log in with Facebook again.",
+            );
+            return self.fail(session, "exchange_code", None, f).await;
+        };
+
+        // 2. debug_token: the token is valid, has the WhatsApp scopes, and names the WABA.
+        if !done(&session, "debug_token") {
+            match self
+                .graph
+                .debug_token(&meta.app_id, &meta.app_secret, &token)
+                .await
+            {
+                Ok(info) if !info.is_valid => {
+                    let f = ApiFailure::unprocessable(
+                        "business_token_invalid",
+                        "Meta says the business token from this sign-up is not valid. Click Log in with Facebook again.",
+                    );
+                    return self.fail(session, "debug_token", None, f).await;
+                }
+                Ok(info) => {
+                    let missing: Vec<&str> = [
+                        "whatsapp_business_management",
+                        "whatsapp_business_messaging",
+                    ]
+                    .into_iter()
+                    .filter(|s| !info.has_scope(s))
+                    .collect();
+                    if !missing.is_empty() {
+                        let f = ApiFailure::unprocessable(
+                            "permissions_missing",
+                            format!(
+                                "The sign-up did not grant {}. Click Log in with Facebook again and keep every permission selected.",
+                                missing.join(" and ")
+                            ),
+                        );
+                        return self.fail(session, "debug_token", None, f).await;
+                    }
+                    if session.waba_id.is_none() {
+                        session.waba_id = info.waba_ids().into_iter().next();
+                    }
+                    if session.waba_id.is_none() {
+                        let f = ApiFailure::unprocessable(
+                            "waba_not_shared",
+                            "The sign-up shared no WhatsApp Business Account. Click Log in with Facebook again and choose or create one.",
+                        );
+                        return self.fail(session, "debug_token", None, f).await;
+                    }
+                    self.record(&mut session, "debug_token", "done", None)
+                        .await?;
+                }
+                Err(e) => {
+                    let f = step_failure("debug_token", &e);
+                    return self.fail(session, "debug_token", e.code(), f).await;
+                }
+            }
+        }
+        let waba_id = session.waba_id.clone().unwrap_or_default();
+
+        // The platform exists from here on, so a failed step shows in the list with Retry.
+        let platform_id = match session.platform_id.clone() {
+            Some(p) => p,
+            None => {
+                let existing = self
+                    .store
+                    .platforms_by_waba(&waba_id)
+                    .await?
+                    .into_iter()
+                    .find(|p| p.application_id == session.application_id);
+                let id = self
+                    .store
+                    .upsert_platform(&NewPlatform {
+                        id: PlatformId::new(),
+                        application_id: session.application_id.clone(),
+                        business_id: session
+                            .business_id
+                            .clone()
+                            .or_else(|| existing.as_ref().map(|p| p.business_id.clone()))
+                            .unwrap_or_default(),
+                        waba_id: waba_id.clone(),
+                        waba_name: existing.as_ref().and_then(|p| p.waba_name.clone()),
+                        status: status::SETTING_UP.into(),
+                        access_token: token.clone(),
+                        details: existing.map_or_else(|| json!({}), |p| p.details),
+                        now: self.now(),
+                    })
+                    .await?;
+                self.store
+                    .set_platform_status(&id, status::SETTING_UP, None, self.now())
+                    .await?;
+                session.platform_id = Some(id.clone());
+                self.store.save_onboarding(&session).await?;
+                id
+            }
+        };
+
+        // 3. Webhooks for this WABA come to this app.
+        if !done(&session, "subscribe_app") {
+            if let Err(e) = self.graph.subscribe_app(&token, &waba_id).await {
+                let f = step_failure("subscribe_app", &e);
+                return self.fail(session, "subscribe_app", e.code(), f).await;
+            }
+            self.record(&mut session, "subscribe_app", "done", None)
+                .await?;
+        }
+
+        // 4. The number joins the Cloud API, with a PIN Parley keeps (encrypted) for later.
+        if !done(&session, "register_phone") {
+            match session.phone_number_id.clone() {
+                _ if is_coexistence(session.event.as_deref()) => {
+                    self.record(
+                        &mut session,
+                        "register_phone",
+                        "skipped",
+                        Some((
+                            None,
+                            "numbers shared from the WhatsApp Business app are already registered"
+                                .into(),
+                        )),
+                    )
+                    .await?;
+                }
+                None => {
+                    self.record(
+                        &mut session,
+                        "register_phone",
+                        "skipped",
+                        Some((None, "the sign-up chose no phone number; add one in WhatsApp Manager, then Refresh".into())),
+                    )
+                    .await?;
+                }
+                Some(phone) => {
+                    let pin = match secrets.pin.clone() {
+                        Some(p) => p,
+                        None => {
+                            let p = generate_pin();
+                            self.store
+                                .set_onboarding_secrets(&session.id, None, Some(&p))
+                                .await?;
+                            secrets.pin = Some(p.clone());
+                            p
+                        }
+                    };
+                    if let Err(e) = self.graph.register_phone(&token, &phone, &pin).await {
+                        let f = step_failure("register_phone", &e);
+                        return self.fail(session, "register_phone", e.code(), f).await;
+                    }
+                    self.record(&mut session, "register_phone", "done", None)
+                        .await?;
+                }
+            }
+        }
+
+        // 5–8. Read what Meta knows; each read stores its result.
+        if !done(&session, "read_business") {
+            if let Err((step, e)) = self.read_business(&session, &platform_id, &token).await {
+                let f = step_failure(step, &e);
+                return self.fail(session, step, e.code(), f).await;
+            }
+            let note = session
+                .business_id
+                .is_none()
+                .then(|| (None, "the sign-up named no business portfolio".to_owned()));
+            let state = if note.is_some() { "skipped" } else { "done" };
+            self.record(&mut session, "read_business", state, note)
+                .await?;
+        }
+        for step in ["read_waba", "read_phone_numbers", "read_profile"] {
+            if done(&session, step) {
+                continue;
+            }
+            let result = match step {
+                "read_waba" => self.read_waba(&platform_id, &token).await,
+                "read_phone_numbers" => self.read_numbers(&platform_id, &token).await.map(|_| ()),
+                _ => self.read_profile(&session, &platform_id, &token).await,
+            };
+            if let Err(e) = result {
+                let f = step_failure(step, &e);
+                return self.fail(session, step, e.code(), f).await;
+            }
+            self.record(&mut session, step, "done", None).await?;
+        }
+
+        // Done: the review decides the status; templates and sending start now.
+        let now = self.now();
+        session.state = "done".into();
+        session.updated_at = now;
+        self.store.save_onboarding(&session).await?;
+        let platform = self.store.platform(&platform_id).await?;
+        if let Some(platform) = platform
+            && platform.status == status::SETTING_UP
+        {
+            let review = platform
+                .details
+                .get("account_review_status")
+                .and_then(Value::as_str)
+                .unwrap_or("PENDING");
+            let (st, reason) = review_status(review);
+            self.store
+                .set_platform_status(&platform_id, st, reason, now)
+                .await?;
+        }
+        self.store
+            .set_platform_connected(&platform_id, None, Some(now))
+            .await?;
+        if let Err(e) = self.sync_templates(&platform_id).await {
+            tracing::warn!(platform = %platform_id, error = %e, "template sync after sign-up failed");
+        }
+        self.send_wake.notify_waiters();
+        tracing::info!(session = %session.id, platform = %platform_id, "embedded signup finished");
+        Ok(SignupOutcome {
+            session,
+            platform_id: Some(platform_id),
+            failure: None,
+        })
+    }
+
+    async fn read_business(
+        &self,
+        session: &OnboardingRecord,
+        platform: &PlatformId,
+        token: &str,
+    ) -> Result<(), (&'static str, GraphError)> {
+        let Some(business) = &session.business_id else {
+            return Ok(());
+        };
+        let info = self
+            .graph
+            .get_business(token, business)
+            .await
+            .map_err(|e| ("read_business", e))?;
+        let _ = self
+            .store
+            .set_platform_connected(platform, info.name.as_deref(), None)
+            .await;
+        Ok(())
+    }
+
+    async fn save_platform_details(
+        &self,
+        platform: &PlatformId,
+        token: &str,
+        edit: impl FnOnce(&mut PlatformRecord),
+    ) -> Result<(), GraphError> {
+        let Ok(Some(mut p)) = self.store.platform(platform).await else {
+            return Ok(());
+        };
+        edit(&mut p);
+        let saved = self
+            .store
+            .upsert_platform(&NewPlatform {
+                id: p.id.clone(),
+                application_id: p.application_id.clone(),
+                business_id: p.business_id.clone(),
+                waba_id: p.waba_id.clone(),
+                waba_name: p.waba_name.clone(),
+                status: p.status.clone(),
+                access_token: token.to_owned(),
+                details: p.details.clone(),
+                now: self.now(),
+            })
+            .await;
+        if let Err(e) = saved {
+            tracing::warn!(error = %e, "could not store platform details");
+        }
+        Ok(())
+    }
+
+    async fn read_waba(&self, platform: &PlatformId, token: &str) -> Result<(), GraphError> {
+        let Ok(Some(p)) = self.store.platform(platform).await else {
+            return Ok(());
+        };
+        let waba = self.graph.get_waba(token, &p.waba_id).await?;
+        self.save_platform_details(platform, token, |p| {
+            p.waba_name = waba.name.clone().or(p.waba_name.take());
+            let profile = p.details.get("profile").cloned();
+            let mut details = serde_json::to_value(&waba).unwrap_or_else(|_| json!({}));
+            if let (Some(profile), Some(obj)) = (profile, details.as_object_mut()) {
+                obj.insert("profile".into(), profile);
+            }
+            p.details = details;
+        })
+        .await
+    }
+
+    /// Reads every number of the platform's WABA and stores it; returns how many.
+    async fn read_numbers(&self, platform: &PlatformId, token: &str) -> Result<usize, GraphError> {
+        let Ok(Some(p)) = self.store.platform(platform).await else {
+            return Ok(0);
+        };
+        let numbers = self.graph.list_phone_numbers(token, &p.waba_id).await?;
+        let n = numbers.len();
+        for info in numbers {
+            if let Err(e) = self.store_number(&p, info).await {
+                tracing::warn!(error = %e, "could not store a phone number");
+            }
+        }
+        Ok(n)
+    }
+
+    async fn store_number(&self, p: &PlatformRecord, n: PhoneNumberInfo) -> Result<(), ApiFailure> {
+        let now = self.now();
+        let level = n.throughput.as_ref().and_then(|t| t.level.clone());
+        let id = n.id.clone();
+        let existing_scope = self
+            .store
+            .platform_numbers(&p.id)
+            .await?
+            .into_iter()
+            .find(|x| x.number.phone_number_id == id)
+            .and_then(|x| x.messaging_limit_scope);
+        self.store
+            .upsert_phone_number(&PhoneNumberRecord {
+                display_phone_number: n
+                    .display_phone_number
+                    .clone()
+                    .unwrap_or_else(|| n.id.clone()),
+                phone_number_id: n.id,
+                platform_id: p.id.clone(),
+                application_id: p.application_id.clone(),
+                verified_name: n.verified_name,
+                quality_rating: n.quality_rating,
+                messaging_limit: n.whatsapp_business_manager_messaging_limit,
+                throughput_mps: mps_for(level.as_deref()),
+                status: n.status,
+                updated_at: now,
+            })
+            .await?;
+        self.store
+            .patch_phone_number(
+                &id,
+                &NumberPatch {
+                    name_status: n.name_status,
+                    // Since October 2025 Meta counts the limit per business portfolio.
+                    messaging_limit_scope: Some(
+                        existing_scope.unwrap_or_else(|| "business_portfolio".into()),
+                    ),
+                    throughput_level: Some(level.unwrap_or_else(|| "STANDARD".into())),
+                    ..NumberPatch::default()
+                },
+                now,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn read_profile(
+        &self,
+        session: &OnboardingRecord,
+        platform: &PlatformId,
+        token: &str,
+    ) -> Result<(), GraphError> {
+        let phone = match &session.phone_number_id {
+            Some(p) => p.clone(),
+            None => match self.store.platform_numbers(platform).await {
+                Ok(numbers) => match numbers.into_iter().next() {
+                    Some(n) => n.number.phone_number_id,
+                    None => return Ok(()),
+                },
+                Err(_) => return Ok(()),
+            },
+        };
+        let profile = self.graph.get_business_profile(token, &phone).await?;
+        self.save_platform_details(platform, token, |p| {
+            if let Some(obj) = p.details.as_object_mut() {
+                obj.insert("profile".into(), profile);
+            } else {
+                p.details = json!({"profile": profile});
+            }
+        })
+        .await
+    }
+
+    /// Reads the platform from Meta again (portfolio, WABA, numbers, profile) and syncs
+    /// templates. The review status is taken from Meta unless a webhook restricted it.
+    pub async fn refresh_platform(
+        &self,
+        app: &ApplicationId,
+        platform: &PlatformId,
+    ) -> Result<(), ApiFailure> {
+        let p = self.owned_platform(app, platform).await?;
+        if p.status == status::DISCONNECTED {
+            return Err(ApiFailure::new(
+                FailureKind::Conflict,
+                "platform_disconnected",
+                "this platform is disconnected; connect it again with Log in with Facebook",
+            ));
+        }
+        let token = self.store.platform_token(platform).await?;
+        let session = self.store.latest_onboarding(platform).await?;
+        let read = |step: &'static str| move |e: GraphError| step_failure(step, &e);
+        if !p.business_id.is_empty() {
+            let info = self
+                .graph
+                .get_business(&token, &p.business_id)
+                .await
+                .map_err(read("read_business"))?;
+            self.store
+                .set_platform_connected(platform, info.name.as_deref(), None)
+                .await?;
+        }
+        self.read_waba(platform, &token)
+            .await
+            .map_err(read("read_waba"))?;
+        self.read_numbers(platform, &token)
+            .await
+            .map_err(read("read_phone_numbers"))?;
+        if let Some(s) = &session {
+            self.read_profile(s, platform, &token)
+                .await
+                .map_err(read("read_profile"))?;
+        }
+        if let Some(p) = self.store.platform(platform).await?
+            && matches!(
+                p.status.as_str(),
+                status::PENDING_REVIEW | status::ACTIVE | status::REJECTED
+            )
+            && let Some(review) = p
+                .details
+                .get("account_review_status")
+                .and_then(Value::as_str)
+        {
+            let (st, reason) = review_status(review);
+            self.store
+                .set_platform_status(platform, st, reason, self.now())
+                .await?;
+        }
+        self.sync_templates(platform).await?;
+        self.send_wake.notify_waiters();
+        Ok(())
+    }
+
+    /// Disconnects a platform: unsubscribes the app from the WABA's webhooks, deregisters its
+    /// numbers only when `deregister` confirms it, forgets the token and stops sending.
+    pub async fn disconnect_platform(
+        &self,
+        app: &ApplicationId,
+        platform: &PlatformId,
+        deregister: bool,
+    ) -> Result<DisconnectReport, ApiFailure> {
+        let p = self.owned_platform(app, platform).await?;
+        let mut report = DisconnectReport::default();
+        if p.status == status::DISCONNECTED {
+            return Ok(report);
+        }
+        let token = self.store.platform_token(platform).await?;
+        if !token.is_empty() {
+            match self.graph.unsubscribe_app(&token, &p.waba_id).await {
+                Ok(()) => report.unsubscribed = true,
+                Err(e) => report.warnings.push(format!(
+                    "unsubscribing from the WABA's webhooks failed: {e}"
+                )),
+            }
+            if deregister {
+                for n in self.store.platform_numbers(platform).await? {
+                    let id = n.number.phone_number_id;
+                    match self.graph.deregister_phone(&token, &id).await {
+                        Ok(()) => report.deregistered.push(id),
+                        Err(e) => report
+                            .warnings
+                            .push(format!("deregistering {id} failed: {e}")),
+                    }
+                }
+            }
+        }
+        self.store
+            .disconnect_platform(platform, "Disconnected in Parley", self.now())
+            .await?;
+        tracing::info!(platform = %platform, deregister, "platform disconnected");
+        Ok(report)
+    }
+}
+
+/// `account_review_status` / `account_review_update.decision` → status and reason.
+fn review_status(decision: &str) -> (&'static str, Option<&'static str>) {
+    match decision {
+        "APPROVED" => (status::ACTIVE, None),
+        "REJECTED" => (
+            status::REJECTED,
+            Some(
+                "Meta's review rejected this WhatsApp Business Account (Commerce Policy); see Business Support Home to request another review",
+            ),
+        ),
+        _ => (
+            status::PENDING_REVIEW,
+            Some(
+                "Meta is reviewing this WhatsApp Business Account; sending works once it is approved",
+            ),
+        ),
+    }
+}
+
+fn digits(s: &str) -> String {
+    s.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// Applies a management webhook (`account_review_update`, `account_update`,
+/// `phone_number_quality_update`, `business_capability_update`, `phone_number_name_update`)
+/// to the platforms of the WABA it names.
+pub(crate) async fn apply_platform_update(
+    engine: &Engine,
+    entry_id: &str,
+    field: &str,
+    value: &Value,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<()> {
+    let str_of = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    // account_update's PARTNER_* events come on the partner's business entry and name the
+    // WABA inside.
+    let waba_id = value
+        .get("waba_info")
+        .and_then(|w| str_of(w, "waba_id"))
+        .unwrap_or_else(|| entry_id.to_owned());
+    let platforms = engine.store.platforms_by_waba(&waba_id).await?;
+    if platforms.is_empty() {
+        notes.push(format!("{field} for unknown WABA {waba_id}"));
+        return Ok(());
+    }
+    let now = engine.now();
+    let live: Vec<&PlatformRecord> = platforms
+        .iter()
+        .filter(|p| p.status != status::DISCONNECTED)
+        .collect();
+    match field {
+        "account_review_update" => {
+            let Some(decision) = str_of(value, "decision") else {
+                notes.push("account_review_update without decision".into());
+                return Ok(());
+            };
+            let (st, reason) = review_status(&decision);
+            for p in &live {
+                engine
+                    .store
+                    .set_platform_status(&p.id, st, reason, now)
+                    .await?;
+            }
+            engine.send_wake.notify_waiters();
+        }
+        "account_update" => {
+            let event = str_of(value, "event").unwrap_or_default();
+            match event.as_str() {
+                "ACCOUNT_RESTRICTION" => {
+                    let kinds: Vec<String> = value
+                        .get("restriction_info")
+                        .and_then(Value::as_array)
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|r| {
+                                    let t = str_of(r, "restriction_type")?;
+                                    Some(match r.get("expiration") {
+                                        Some(e) if !e.is_null() => format!("{t} until {e}"),
+                                        _ => t,
+                                    })
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let reason = format!("Meta restricted this account: {}", kinds.join(", "));
+                    for p in &live {
+                        engine
+                            .store
+                            .set_platform_status(&p.id, status::RESTRICTED, Some(&reason), now)
+                            .await?;
+                    }
+                }
+                "DISABLED_UPDATE" => {
+                    let state = value
+                        .get("ban_info")
+                        .and_then(|b| str_of(b, "waba_ban_state"))
+                        .unwrap_or_default();
+                    let (st, reason) = match state.as_str() {
+                        "REINSTATE" => (status::ACTIVE, None),
+                        "SCHEDULE_FOR_DISABLE" => (
+                            status::RESTRICTED,
+                            Some("Meta scheduled this account to be disabled".to_owned()),
+                        ),
+                        _ => (
+                            status::RESTRICTED,
+                            Some("Meta disabled this account".to_owned()),
+                        ),
+                    };
+                    for p in &live {
+                        engine
+                            .store
+                            .set_platform_status(&p.id, st, reason.as_deref(), now)
+                            .await?;
+                    }
+                }
+                "PARTNER_REMOVED"
+                | "ACCOUNT_DELETED"
+                | "ACCOUNT_OFFBOARDED"
+                | "PARTNER_APP_UNINSTALLED" => {
+                    let reason =
+                        format!("Meta reported {event}: the business removed Parley's access");
+                    for p in &live {
+                        engine
+                            .store
+                            .disconnect_platform(&p.id, &reason, now)
+                            .await?;
+                    }
+                }
+                other => notes.push(format!("account_update {other} stored, not acted on")),
+            }
+        }
+        "phone_number_quality_update"
+        | "business_capability_update"
+        | "phone_number_name_update" => {
+            let display = str_of(value, "display_phone_number").map(|d| digits(&d));
+            let mut numbers = Vec::new();
+            for p in &live {
+                numbers.extend(engine.store.platform_numbers(&p.id).await?);
+            }
+            let matching: Vec<String> = numbers
+                .iter()
+                .filter(|n| {
+                    display
+                        .as_deref()
+                        .is_some_and(|d| digits(&n.number.display_phone_number) == d)
+                })
+                .map(|n| n.number.phone_number_id.clone())
+                .collect();
+            let all: Vec<String> = numbers
+                .iter()
+                .map(|n| n.number.phone_number_id.clone())
+                .collect();
+            let mut patches: Vec<(Vec<String>, NumberPatch)> = Vec::new();
+            match field {
+                "phone_number_name_update" => {
+                    let decision = str_of(value, "decision");
+                    let approved = decision.as_deref() == Some("APPROVED");
+                    patches.push((
+                        matching.clone(),
+                        NumberPatch {
+                            name_status: decision,
+                            verified_name: if approved {
+                                str_of(value, "requested_verified_name")
+                            } else {
+                                None
+                            },
+                            ..NumberPatch::default()
+                        },
+                    ));
+                }
+                _ => {
+                    // Per-portfolio limits (Meta's rule since October 2025) apply to every
+                    // number; a per-number limit only to the one named.
+                    if let Some(t) = value
+                        .get("max_daily_conversations_per_business")
+                        .and_then(tier)
+                    {
+                        patches.push((
+                            all.clone(),
+                            NumberPatch {
+                                messaging_limit: Some(t),
+                                messaging_limit_scope: Some("business_portfolio".into()),
+                                ..NumberPatch::default()
+                            },
+                        ));
+                    } else if let Some(t) = value
+                        .get("current_limit")
+                        .or_else(|| value.get("max_daily_conversation_per_phone"))
+                        .and_then(tier)
+                    {
+                        let targets = if matching.is_empty() {
+                            all.clone()
+                        } else {
+                            matching.clone()
+                        };
+                        patches.push((
+                            targets,
+                            NumberPatch {
+                                messaging_limit: Some(t),
+                                messaging_limit_scope: Some("phone_number".into()),
+                                ..NumberPatch::default()
+                            },
+                        ));
+                    }
+                    if str_of(value, "event").as_deref() == Some("THROUGHPUT_UPGRADE") {
+                        patches.push((
+                            matching.clone(),
+                            NumberPatch {
+                                throughput_level: Some("HIGH".into()),
+                                throughput_mps: Some(1000),
+                                ..NumberPatch::default()
+                            },
+                        ));
+                    }
+                }
+            }
+            if patches.iter().all(|(targets, _)| targets.is_empty()) {
+                notes.push(format!("{field} named no known number"));
+            }
+            for (targets, patch) in patches {
+                for id in targets {
+                    engine.store.patch_phone_number(&id, &patch, now).await?;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiers_from_numbers_and_strings() {
+        assert_eq!(tier(&json!(2000)).as_deref(), Some("TIER_2K"));
+        assert_eq!(tier(&json!("2000")).as_deref(), Some("TIER_2K"));
+        assert_eq!(tier(&json!(-1)).as_deref(), Some("TIER_UNLIMITED"));
+        assert_eq!(tier(&json!("TIER_10K")).as_deref(), Some("TIER_10K"));
+        assert_eq!(tier(&json!(null)), None);
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let app = MetaApp {
+            app_secret: "topsecret".into(),
+            ..MetaApp::default()
+        };
+        assert!(!format!("{app:?}").contains("topsecret"));
+        let req = SignupRequest {
+            code: "AQDcode".into(),
+            ..SignupRequest::default()
+        };
+        assert!(!format!("{req:?}").contains("AQDcode"));
+        assert_eq!(generate_pin().len(), 6);
+    }
+
+    #[test]
+    fn expired_codes_and_registration_limits_say_what_to_do() {
+        let api = |code: i64, message: &str| GraphError::Api {
+            http_status: 400,
+            error: parley_meta::ApiError {
+                message: message.into(),
+                kind: Some("OAuthException".into()),
+                code,
+                error_subcode: None,
+                error_data: None,
+                error_user_title: None,
+                error_user_msg: None,
+                is_transient: None,
+                fbtrace_id: None,
+            },
+        };
+        assert_eq!(
+            step_failure(
+                "exchange_code",
+                &api(100, "This authorization code has expired.")
+            )
+            .code,
+            "signup_code_expired"
+        );
+        assert_eq!(
+            step_failure("register_phone", &api(133016, "too many")).code,
+            "registration_limit_reached"
+        );
+        assert_eq!(
+            step_failure("register_phone", &api(133005, "pin")).code,
+            "registration_pin_mismatch"
+        );
+        assert_eq!(
+            step_failure("subscribe_app", &api(2, "x")).code,
+            "webhook_subscription_failed"
+        );
+    }
+}

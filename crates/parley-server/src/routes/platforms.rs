@@ -1,0 +1,438 @@
+//! `/api/v1/platforms`: WhatsApp platforms connected through Embedded Signup. Sign-up with the
+//! dialog's code, the list and one platform with its numbers and set-up steps, refresh from
+//! Meta, retry of a failed step, disconnect.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use parley_domain::{ApplicationId, PlatformId};
+use parley_engine::onboarding::{SignupOutcome, SignupRequest};
+use parley_engine::{ApiFailure, FailureKind};
+use parley_store::platforms::{NumberSetupRecord, OnboardingRecord, PlatformSetupRecord};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::auth::AppAuth;
+use crate::error::{ApiError, ApiJson, ErrorBody, ErrorDetail};
+use crate::routes::messages::rfc3339;
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SignupBody {
+    /// `authResponse.code` from `FB.login`'s callback. It lives 30 seconds.
+    pub code: String,
+    /// `data.waba_id` of the `WA_EMBEDDED_SIGNUP` FINISH event; found with `debug_token` when absent.
+    pub waba_id: Option<String>,
+    /// `data.phone_number_id`; absent for FINISH_ONLY_WABA.
+    pub phone_number_id: Option<String>,
+    /// `data.business_id` (the business portfolio).
+    pub business_id: Option<String>,
+    /// The event (`FINISH`, `FINISH_ONLY_WABA`, `FINISH_WHATSAPP_BUSINESS_APP_ONBOARDING`, …).
+    pub event: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepView {
+    /// `exchange_code`, `debug_token`, `subscribe_app`, `register_phone`, `read_business`,
+    /// `read_waba`, `read_phone_numbers`, `read_profile`.
+    pub step: String,
+    /// `done`, `failed` or `skipped`.
+    pub state: String,
+    pub error_code: Option<i64>,
+    pub error_message: Option<String>,
+    pub at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OnboardingView {
+    /// `onb_…`.
+    pub id: String,
+    /// `running`, `failed` or `done`.
+    pub state: String,
+    /// The step to retry with `POST /api/v1/platforms/{id}/retry`.
+    pub failed_step: Option<String>,
+    pub event: Option<String>,
+    pub steps: Vec<StepView>,
+    pub started_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NumberView {
+    pub phone_number_id: String,
+    pub display_phone_number: String,
+    pub verified_name: Option<String>,
+    /// Display-name review: `APPROVED`, `PENDING_REVIEW`, `DECLINED`, …
+    pub name_status: Option<String>,
+    /// `GREEN`, `YELLOW`, `RED` or `UNKNOWN`.
+    pub quality_rating: Option<String>,
+    /// Business-initiated conversations per rolling 24 h: `TIER_250`, `TIER_2K`, …
+    pub messaging_limit: Option<String>,
+    /// `business_portfolio` (shared by the portfolio's numbers) or `phone_number`.
+    pub messaging_limit_scope: Option<String>,
+    /// `STANDARD` (80 msg/s) or `HIGH`.
+    pub throughput_level: Option<String>,
+    pub throughput_mps: u32,
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlatformView {
+    /// `plt_…`.
+    pub id: String,
+    pub kind: &'static str,
+    /// `setting_up`, `pending_review`, `active`, `rejected`, `restricted` or `disconnected`.
+    pub status: String,
+    /// Why: Meta's review or restriction, or the failed set-up step.
+    pub status_reason: Option<String>,
+    /// The business portfolio's name.
+    pub company_name: Option<String>,
+    pub business_id: String,
+    pub waba_id: String,
+    pub waba_name: Option<String>,
+    /// The WABA as Meta describes it (currency, timezone, template namespace, review and
+    /// verification status) with its business profile under `profile`.
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    pub phone_numbers: Vec<NumberView>,
+    pub connected_at: Option<String>,
+    pub disconnected_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// The most recent sign-up of this platform, step by step.
+    pub onboarding: Option<OnboardingView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlatformList {
+    pub data: Vec<PlatformView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A sign-up or retry that stopped at a step: the error, and the platform (when it exists)
+/// with the failed step to retry.
+#[derive(Serialize, ToSchema)]
+pub struct SignupFailure {
+    pub error: ErrorDetail,
+    pub platform: Option<PlatformView>,
+    pub onboarding: OnboardingView,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DisconnectResult {
+    pub platform: PlatformView,
+    /// The app no longer receives this WABA's webhooks.
+    pub unsubscribed: bool,
+    /// Numbers deregistered from the Cloud API (only with `?deregister=true`).
+    pub deregistered: Vec<String>,
+    /// Meta calls that failed; the platform is disconnected in Parley regardless.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PlatformQuery {
+    /// Page size, 1–100 (default 20).
+    pub limit: Option<u32>,
+    /// Cursor from the previous page.
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct DisconnectQuery {
+    /// `true` also deregisters the numbers from the Cloud API (they stop working with any
+    /// app until registered again; Meta allows 10 register/deregister calls per 72 h).
+    pub deregister: Option<bool>,
+}
+
+fn number_view(n: NumberSetupRecord) -> NumberView {
+    NumberView {
+        phone_number_id: n.number.phone_number_id,
+        display_phone_number: n.number.display_phone_number,
+        verified_name: n.number.verified_name,
+        name_status: n.name_status,
+        quality_rating: n.number.quality_rating,
+        messaging_limit: n.number.messaging_limit,
+        messaging_limit_scope: n.messaging_limit_scope,
+        throughput_level: n.throughput_level,
+        throughput_mps: n.number.throughput_mps,
+        status: n.number.status,
+    }
+}
+
+pub fn onboarding_view(s: OnboardingRecord) -> OnboardingView {
+    OnboardingView {
+        id: s.id,
+        state: s.state,
+        failed_step: s.failed_step,
+        event: s.event,
+        started_at: rfc3339(s.created_at),
+        steps: s
+            .steps
+            .into_iter()
+            .map(|st| StepView {
+                step: st.step,
+                state: st.state,
+                error_code: st.error_code,
+                error_message: st.error_message,
+                at: rfc3339(st.at),
+            })
+            .collect(),
+    }
+}
+
+/// The platform as the API and the console's live list show it.
+pub async fn platform_view(
+    state: &AppState,
+    setup: PlatformSetupRecord,
+) -> Result<PlatformView, ApiError> {
+    let store = &state.engine.store;
+    let p = setup.platform;
+    let numbers = store.platform_numbers(&p.id).await?;
+    let onboarding = store.latest_onboarding(&p.id).await?.map(onboarding_view);
+    Ok(PlatformView {
+        id: p.id.to_string(),
+        kind: "whatsapp",
+        status: p.status,
+        status_reason: setup.status_reason,
+        company_name: setup.company_name,
+        business_id: p.business_id,
+        waba_id: p.waba_id,
+        waba_name: p.waba_name,
+        details: p.details,
+        phone_numbers: numbers.into_iter().map(number_view).collect(),
+        connected_at: setup.connected_at.map(rfc3339),
+        disconnected_at: setup.disconnected_at.map(rfc3339),
+        created_at: rfc3339(p.created_at),
+        updated_at: rfc3339(p.updated_at),
+        onboarding,
+    })
+}
+
+fn parse_platform_id(id: &str) -> Result<PlatformId, ApiError> {
+    PlatformId::parse(id).map_err(|_| ApiError::not_found("this platform"))
+}
+
+/// One of the application's platforms, or 404.
+pub async fn owned_view(
+    state: &AppState,
+    app: &ApplicationId,
+    id: &PlatformId,
+) -> Result<PlatformView, ApiError> {
+    let setup = state
+        .engine
+        .store
+        .platform_setup(id)
+        .await?
+        .filter(|s| &s.platform.application_id == app)
+        .ok_or_else(|| ApiError::not_found("this platform"))?;
+    platform_view(state, setup).await
+}
+
+fn failure_status(f: &ApiFailure) -> StatusCode {
+    match (f.kind, f.code) {
+        (_, "meta_unavailable") => StatusCode::BAD_GATEWAY,
+        (FailureKind::BadRequest, _) => StatusCode::BAD_REQUEST,
+        (FailureKind::Unprocessable, _) => StatusCode::UNPROCESSABLE_ENTITY,
+        (FailureKind::NotFound, _) => StatusCode::NOT_FOUND,
+        (FailureKind::Conflict, _) => StatusCode::CONFLICT,
+        (FailureKind::Internal, _) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The answer to a sign-up or retry: 201/200 with the platform, or the failure with the
+/// platform and its failed step.
+pub async fn outcome_response(
+    state: &AppState,
+    app: &ApplicationId,
+    outcome: SignupOutcome,
+    ok: StatusCode,
+) -> Response {
+    let platform = match &outcome.platform_id {
+        Some(id) => match owned_view(state, app, id).await {
+            Ok(v) => Some(v),
+            Err(e) => return e.into_response(),
+        },
+        None => None,
+    };
+    match (outcome.failure, platform) {
+        (None, Some(platform)) => (ok, axum::Json(platform)).into_response(),
+        (failure, platform) => {
+            let f =
+                failure.unwrap_or_else(|| ApiFailure::internal("sign-up ended without a platform"));
+            let status = failure_status(&f);
+            let body = SignupFailure {
+                error: ErrorDetail {
+                    code: f.code.to_owned(),
+                    message: f.message,
+                    field: f.field,
+                },
+                platform,
+                onboarding: onboarding_view(outcome.session),
+            };
+            (status, axum::Json(body)).into_response()
+        }
+    }
+}
+
+/// Connects a WhatsApp Business Account from Embedded Signup: exchanges the code, checks the
+/// token, subscribes to the WABA's webhooks, registers the number and reads the account.
+/// Post as soon as the dialog finishes (the code lives 30 s).
+#[utoipa::path(
+    post, path = "/api/v1/platforms/whatsapp/signup", tag = "platforms",
+    request_body = SignupBody,
+    responses(
+        (status = 201, description = "Connected; Meta's review decides when it turns active", body = PlatformView),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody),
+        (status = 422, description = "A step failed (expired code, registration limit, …); retry the failed step when `platform` is set", body = SignupFailure),
+        (status = 502, body = SignupFailure),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn signup(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    ApiJson(body): ApiJson<SignupBody>,
+) -> Response {
+    let request = SignupRequest {
+        code: body.code,
+        waba_id: body.waba_id,
+        phone_number_id: body.phone_number_id,
+        business_id: body.business_id,
+        event: body.event,
+    };
+    match state.engine.signup(&app, request).await {
+        Ok(outcome) => outcome_response(&state, &app, outcome, StatusCode::CREATED).await,
+        Err(f) => ApiError::from(f).into_response(),
+    }
+}
+
+/// The application's platforms, oldest first.
+#[utoipa::path(
+    get, path = "/api/v1/platforms", tag = "platforms",
+    params(PlatformQuery),
+    responses((status = 200, body = PlatformList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn list_platforms(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Query(q): Query<PlatformQuery>,
+) -> Result<ApiJson<PlatformList>, ApiError> {
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_limit",
+            "`limit` must be between 1 and 100",
+        )
+        .field("limit"));
+    }
+    let after = match q.after.as_deref() {
+        None => None,
+        Some(a) => Some(PlatformId::parse(a).map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_cursor",
+                "`after` is not a cursor from this list; start again without it",
+            )
+            .field("after")
+        })?),
+    };
+    let mut rows = state
+        .engine
+        .store
+        .platform_setups(&app, after.as_ref(), limit + 1)
+        .await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let mut data = Vec::with_capacity(rows.len());
+    for row in rows {
+        data.push(platform_view(&state, row).await?);
+    }
+    let next_cursor = more.then(|| data.last().map(|p| p.id.clone())).flatten();
+    Ok(ApiJson(PlatformList { data, next_cursor }))
+}
+
+/// One platform with its numbers and the steps of its latest sign-up.
+#[utoipa::path(
+    get, path = "/api/v1/platforms/{id}", tag = "platforms",
+    params(("id" = String, Path, description = "Platform id, `plt_…`")),
+    responses((status = 200, body = PlatformView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn get_platform(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(id): Path<String>,
+) -> Result<ApiJson<PlatformView>, ApiError> {
+    let id = parse_platform_id(&id)?;
+    Ok(ApiJson(owned_view(&state, &app, &id).await?))
+}
+
+/// Reads the portfolio, WABA, numbers and profile from Meta again and syncs templates.
+#[utoipa::path(
+    post, path = "/api/v1/platforms/{id}/refresh", tag = "platforms",
+    params(("id" = String, Path, description = "Platform id, `plt_…`")),
+    responses((status = 200, body = PlatformView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn refresh_platform(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(id): Path<String>,
+) -> Result<ApiJson<PlatformView>, ApiError> {
+    let id = parse_platform_id(&id)?;
+    state.engine.refresh_platform(&app, &id).await?;
+    Ok(ApiJson(owned_view(&state, &app, &id).await?))
+}
+
+/// Runs the failed step of the platform's sign-up again, then the steps after it.
+#[utoipa::path(
+    post, path = "/api/v1/platforms/{id}/retry", tag = "platforms",
+    params(("id" = String, Path, description = "Platform id, `plt_…`")),
+    responses((status = 200, body = PlatformView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = SignupFailure)),
+    security(("bearer" = []))
+)]
+pub async fn retry_platform(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(id): Path<String>,
+) -> Response {
+    let id = match parse_platform_id(&id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    match state.engine.retry_onboarding(&app, &id).await {
+        Ok(outcome) => outcome_response(&state, &app, outcome, StatusCode::OK).await,
+        Err(f) => ApiError::from(f).into_response(),
+    }
+}
+
+/// Disconnects the platform: Parley stops sending from its numbers, unsubscribes from its
+/// webhooks and forgets the business token. Numbers stay registered unless `deregister=true`.
+#[utoipa::path(
+    delete, path = "/api/v1/platforms/{id}", tag = "platforms",
+    params(("id" = String, Path, description = "Platform id, `plt_…`"), DisconnectQuery),
+    responses((status = 200, body = DisconnectResult), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn disconnect_platform(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(id): Path<String>,
+    Query(q): Query<DisconnectQuery>,
+) -> Result<ApiJson<DisconnectResult>, ApiError> {
+    let id = parse_platform_id(&id)?;
+    let report = state
+        .engine
+        .disconnect_platform(&app, &id, q.deregister.unwrap_or(false))
+        .await?;
+    Ok(ApiJson(DisconnectResult {
+        platform: owned_view(&state, &app, &id).await?,
+        unsubscribed: report.unsubscribed,
+        deregistered: report.deregistered,
+        warnings: report.warnings,
+    }))
+}

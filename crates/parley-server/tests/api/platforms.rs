@@ -1,0 +1,331 @@
+//! Platform setup end to end: the customer walks Embedded Signup in the sandbox
+//! (`POST /sandbox/signup`), Parley runs Meta's onboarding steps over HTTP, and Meta's review
+//! and limit webhooks move the platform in the list.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app};
+
+fn step<'a>(platform: &'a Value, name: &str) -> &'a Value {
+    platform["onboarding"]["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["step"] == name))
+        .unwrap_or_else(|| panic!("no step {name}: {platform}"))
+}
+
+async fn connected(app: &TestApp, company: &str) -> (Value, Value) {
+    let signup = app.sandbox_signup(company).await;
+    let (status, platform) = app.platform_signup(&signup).await;
+    assert_eq!(status, 201, "{platform}");
+    (signup, platform)
+}
+
+#[tokio::test]
+async fn signup_connects_a_platform_that_turns_active_after_review() {
+    let app = spawn_app().await;
+    let (signup, platform) = connected(&app, "Acme Shoes GmbH").await;
+    assert_eq!(platform["status"], "pending_review", "{platform}");
+    assert_eq!(platform["company_name"], "Acme Shoes GmbH");
+    assert_eq!(platform["waba_id"], signup["waba_id"]);
+    assert_eq!(platform["waba_name"], "Acme Shoes GmbH WhatsApp");
+    assert_eq!(platform["onboarding"]["state"], "done");
+    for name in parley_engine::onboarding::STEPS {
+        assert_eq!(step(&platform, name)["state"], "done", "{name}: {platform}");
+    }
+    let number = &platform["phone_numbers"][0];
+    assert_eq!(number["phone_number_id"], signup["phone_number_id"]);
+    assert_eq!(number["messaging_limit"], "TIER_250");
+    assert_eq!(number["messaging_limit_scope"], "business_portfolio");
+    assert_eq!(number["throughput_level"], "STANDARD");
+    assert!(platform["connected_at"].is_string());
+
+    // Several platforms per application: the demo one and the new one.
+    let (status, list) = app
+        .api_call(Method::GET, "/api/v1/platforms?limit=1", None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(1));
+    let after = list["next_cursor"].as_str().expect("a second page");
+    let (_, page2) = app
+        .api_call(
+            Method::GET,
+            &format!("/api/v1/platforms?limit=1&after={after}"),
+            None,
+        )
+        .await;
+    assert_eq!(page2["data"][0]["id"], platform["id"]);
+    assert!(page2["next_cursor"].is_null());
+
+    // Meta's review finishes after the configured delay (30 s of sandbox time).
+    app.sandbox_post("/sandbox/clock/advance", &json!({"seconds": 31}))
+        .await;
+    let id = platform["id"].as_str().expect("id");
+    let active = app.wait_platform(id, |p| p["status"] == "active").await;
+    assert!(active["status_reason"].is_null(), "{active}");
+
+    // The new number sends.
+    let (status, refreshed) = app
+        .api_call(
+            Method::POST,
+            &format!("/api/v1/platforms/{id}/refresh"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{refreshed}");
+    assert_eq!(refreshed["status"], "active");
+}
+
+#[tokio::test]
+async fn a_rejected_review_is_shown_with_its_reason() {
+    let app = spawn_app().await;
+    let (signup, platform) = connected(&app, "Rejected Ltd").await;
+    app.sandbox_post(
+        "/sandbox/review",
+        &json!({"waba_id": signup["waba_id"], "decision": "REJECTED"}),
+    )
+    .await;
+    let id = platform["id"].as_str().expect("id");
+    let rejected = app.wait_platform(id, |p| p["status"] == "rejected").await;
+    assert!(
+        rejected["status_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("rejected")),
+        "{rejected}"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_code_asks_to_sign_up_again() {
+    let app = spawn_app().await;
+    let signup = app.sandbox_signup("Slow Fingers").await;
+    app.sandbox_post("/sandbox/clock/advance", &json!({"seconds": 31}))
+        .await;
+    let (status, body) = app.platform_signup(&signup).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "signup_code_expired");
+    assert!(body["platform"].is_null());
+    assert_eq!(body["onboarding"]["failed_step"], "exchange_code");
+
+    // A code works once.
+    let fresh = app.sandbox_signup("Quick Fingers").await;
+    let (status, _) = app.platform_signup(&fresh).await;
+    assert_eq!(status, 201);
+    let (status, body) = app.platform_signup(&fresh).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "signup_code_used");
+}
+
+#[tokio::test]
+#[ignore = "needs a sandbox fault for Graph calls other than sends (`fail_next` only fails message sends)"]
+async fn a_failed_subscription_is_retried_without_starting_over() {
+    let app = spawn_app().await;
+    let signup = app.sandbox_signup("Flaky Hooks").await;
+    app.sandbox_post(
+        "/sandbox/faults",
+        &json!({"fail_next_calls": [{"path": "subscribed_apps", "code": 2}]}),
+    )
+    .await;
+    let (status, body) = app.platform_signup(&signup).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "webhook_subscription_failed");
+    let platform = &body["platform"];
+    assert_eq!(platform["status"], "setting_up");
+    assert_eq!(platform["onboarding"]["failed_step"], "subscribe_app");
+    assert_eq!(step(platform, "exchange_code")["state"], "done");
+    assert_eq!(step(platform, "subscribe_app")["state"], "failed");
+    assert_eq!(step(platform, "subscribe_app")["error_code"], 2);
+    let exchanged_at = step(platform, "exchange_code")["at"].clone();
+
+    let id = platform["id"].as_str().expect("id");
+    let (status, retried) = app
+        .api_call(Method::POST, &format!("/api/v1/platforms/{id}/retry"), None)
+        .await;
+    assert_eq!(status, 200, "{retried}");
+    assert_eq!(retried["status"], "pending_review");
+    assert_eq!(retried["onboarding"]["state"], "done");
+    // The code was not exchanged again (it could not be: codes work once).
+    assert_eq!(step(&retried, "exchange_code")["at"], exchanged_at);
+    assert_eq!(step(&retried, "subscribe_app")["state"], "done");
+
+    let (status, again) = app
+        .api_call(Method::POST, &format!("/api/v1/platforms/{id}/retry"), None)
+        .await;
+    assert_eq!(status, 409, "{again}");
+    assert_eq!(again["error"]["code"], "nothing_to_retry");
+}
+
+async fn graph_post(app: &TestApp, path: &str, body: &Value) -> u16 {
+    app.http
+        .post(format!("{}/v23.0/{path}", app.sandbox_url))
+        .bearer_auth(parley_sandbox::demo_ids::ACCESS_TOKEN)
+        .json(body)
+        .send()
+        .await
+        .expect("graph")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn the_registration_limit_and_a_foreign_pin_are_explained() {
+    let app = spawn_app().await;
+    // Someone registered and deregistered the number 10 times in the last 72 hours.
+    let signup = app.sandbox_signup("Busy Number").await;
+    let phone = signup["phone_number_id"].as_str().expect("phone");
+    for _ in 0..10 {
+        graph_post(&app, &format!("{phone}/deregister"), &json!({})).await;
+    }
+    let (status, body) = app.platform_signup(&signup).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "registration_limit_reached");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("72 hours")),
+        "{body}"
+    );
+    assert_eq!(
+        body["platform"]["onboarding"]["failed_step"],
+        "register_phone"
+    );
+    assert_eq!(
+        step(&body["platform"], "register_phone")["error_code"],
+        133016
+    );
+
+    // A number with someone else's two-step PIN.
+    let signup = app.sandbox_signup("Pinned Number").await;
+    let phone = signup["phone_number_id"].as_str().expect("phone");
+    assert_eq!(
+        graph_post(&app, phone, &json!({"pin": "246810"})).await,
+        200
+    );
+    let (status, body) = app.platform_signup(&signup).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "registration_pin_mismatch");
+}
+
+#[tokio::test]
+async fn a_tier_change_webhook_updates_the_limit_at_once() {
+    let app = spawn_app().await;
+    let (signup, platform) = connected(&app, "Growing Co").await;
+    let id = platform["id"].as_str().expect("id");
+    let phone = signup["phone_number_id"].as_str().expect("phone");
+    app.sandbox_post(
+        &format!("/sandbox/phone_numbers/{phone}/limit"),
+        &json!({"limit": "TIER_2K"}),
+    )
+    .await;
+    let updated = app
+        .wait_platform(id, |p| {
+            p["phone_numbers"][0]["messaging_limit"] == "TIER_2K"
+        })
+        .await;
+    assert_eq!(
+        updated["phone_numbers"][0]["messaging_limit_scope"],
+        "business_portfolio"
+    );
+}
+
+#[tokio::test]
+async fn only_waba_signups_find_the_waba_with_debug_token() {
+    let app = spawn_app().await;
+    let signup = app.sandbox_signup("No Number Yet").await;
+    let body = json!({"code": signup["code"], "event": "FINISH_ONLY_WABA"});
+    let (status, platform) = app
+        .api_call(
+            Method::POST,
+            "/api/v1/platforms/whatsapp/signup",
+            Some(&body),
+        )
+        .await;
+    assert_eq!(status, 201, "{platform}");
+    assert_eq!(platform["waba_id"], signup["waba_id"]);
+    assert_eq!(step(&platform, "register_phone")["state"], "skipped");
+    assert!(
+        platform["phone_numbers"]
+            .as_array()
+            .is_some_and(|n| !n.is_empty()),
+        "the WABA's numbers are listed: {platform}"
+    );
+}
+
+#[tokio::test]
+async fn disconnect_keeps_numbers_registered_unless_confirmed() {
+    let app = spawn_app().await;
+    let (signup, platform) = connected(&app, "Leaving Soon").await;
+    let id = platform["id"].as_str().expect("id");
+    let (status, body) = app
+        .api_call(Method::DELETE, &format!("/api/v1/platforms/{id}"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["platform"]["status"], "disconnected");
+    assert_eq!(body["unsubscribed"], true);
+    assert_eq!(body["deregistered"], json!([]));
+    assert_eq!(body["platform"]["phone_numbers"], json!([]));
+    // The number is no longer a sender of this application.
+    let (_, numbers) = app
+        .api_call(Method::GET, "/api/v1/phone-numbers", None)
+        .await;
+    assert!(
+        !numbers
+            .to_string()
+            .contains(signup["phone_number_id"].as_str().expect("id")),
+        "{numbers}"
+    );
+
+    let (_, other) = connected(&app, "Leaving For Good").await;
+    let other_id = other["id"].as_str().expect("id");
+    let (status, body) = app
+        .api_call(
+            Method::DELETE,
+            &format!("/api/v1/platforms/{other_id}?deregister=true"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["deregistered"].as_array().map(Vec::len), Some(1));
+
+    let (status, _) = app
+        .api_call(
+            Method::GET,
+            "/api/v1/platforms/plt_00000000000000000000000000000000",
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn the_database_holds_neither_the_business_token_nor_the_pin() {
+    let app = spawn_app().await;
+    let (_, platform) = connected(&app, "Secretive AG").await;
+    let id = parley_domain::PlatformId::parse(platform["id"].as_str().expect("id")).expect("id");
+    let token = app.store.platform_token(&id).await.expect("token");
+    let session = platform["onboarding"]["id"].as_str().expect("session");
+    let pin = app
+        .store
+        .onboarding_secrets(session)
+        .await
+        .expect("secrets")
+        .pin
+        .expect("a PIN was generated");
+    assert_eq!(pin.len(), 6);
+    assert!(token.len() > 10);
+    let mut bytes = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = app.db_path.clone().into_os_string();
+        path.push(suffix);
+        if let Ok(b) = std::fs::read(&path) {
+            bytes.extend(b);
+        }
+    }
+    assert!(bytes.len() > 4096);
+    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        !contains(token.as_bytes()),
+        "business token in the database file"
+    );
+    assert!(!contains(pin.as_bytes()), "PIN in the database file");
+}

@@ -1,0 +1,349 @@
+//! `PlatformStore` on SQLite.
+
+use async_trait::async_trait;
+use parley_domain::{ApplicationId, PlatformId};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::platforms::*;
+use crate::sqlite::{corrupt, parse_id, parse_opt_id, phone_from_row, platform_from_row};
+use crate::{Millis, PlatformRecord, Result, SqliteStore};
+
+fn session_from_row(row: &SqliteRow, steps: Vec<OnboardingStep>) -> Result<OnboardingRecord> {
+    Ok(OnboardingRecord {
+        id: row.try_get("id")?,
+        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
+        platform_id: parse_opt_id(row, "platform_id", PlatformId::parse)?,
+        event: row.try_get("event")?,
+        business_id: row.try_get("business_id")?,
+        waba_id: row.try_get("waba_id")?,
+        phone_number_id: row.try_get("phone_number_id")?,
+        state: row.try_get("state")?,
+        failed_step: row.try_get("failed_step")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        steps,
+    })
+}
+
+fn setup_from_row(row: &SqliteRow) -> Result<PlatformSetupRecord> {
+    Ok(PlatformSetupRecord {
+        platform: platform_from_row(row)?,
+        status_reason: row.try_get("status_reason")?,
+        company_name: row.try_get("company_name")?,
+        connected_at: row.try_get("connected_at")?,
+        disconnected_at: row.try_get("disconnected_at")?,
+    })
+}
+
+impl SqliteStore {
+    async fn steps_of(&self, session_id: &str) -> Result<Vec<OnboardingStep>> {
+        let rows = sqlx::query(
+            "SELECT * FROM onboarding_steps WHERE session_id = ? ORDER BY position, at",
+        )
+        .bind(session_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OnboardingStep {
+                    step: r.try_get("step")?,
+                    state: r.try_get("state")?,
+                    error_code: r.try_get("error_code")?,
+                    error_message: r.try_get("error_message")?,
+                    at: r.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
+    fn decrypt_opt(&self, blob: Option<Vec<u8>>, what: &str) -> Result<Option<String>> {
+        blob.map(|b| {
+            let plain = self.cipher.decrypt(&b)?;
+            String::from_utf8(plain).map_err(|e| corrupt(what, e))
+        })
+        .transpose()
+    }
+}
+
+/// Steps sort in the order onboarding runs them, whatever order they were recorded in.
+fn position(step: &str) -> i64 {
+    match step {
+        "exchange_code" => 1,
+        "debug_token" => 2,
+        "subscribe_app" => 3,
+        "register_phone" => 4,
+        "read_business" => 5,
+        "read_waba" => 6,
+        "read_phone_numbers" => 7,
+        "read_profile" => 8,
+        _ => 9,
+    }
+}
+
+#[async_trait]
+impl PlatformStore for SqliteStore {
+    async fn save_onboarding(&self, s: &OnboardingRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO onboarding_sessions (id, application_id, platform_id, event, business_id, waba_id, phone_number_id, state, failed_step, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET
+               platform_id = excluded.platform_id, event = excluded.event, business_id = excluded.business_id,
+               waba_id = excluded.waba_id, phone_number_id = excluded.phone_number_id, state = excluded.state,
+               failed_step = excluded.failed_step, updated_at = excluded.updated_at",
+        )
+        .bind(&s.id)
+        .bind(s.application_id.as_str())
+        .bind(s.platform_id.as_ref().map(|p| p.as_str()))
+        .bind(&s.event)
+        .bind(&s.business_id)
+        .bind(&s.waba_id)
+        .bind(&s.phone_number_id)
+        .bind(&s.state)
+        .bind(&s.failed_step)
+        .bind(s.created_at)
+        .bind(s.updated_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn record_onboarding_step(&self, session_id: &str, step: &OnboardingStep) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO onboarding_steps (session_id, step, position, state, error_code, error_message, at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (session_id, step) DO UPDATE SET
+               state = excluded.state, error_code = excluded.error_code,
+               error_message = excluded.error_message, at = excluded.at",
+        )
+        .bind(session_id)
+        .bind(&step.step)
+        .bind(position(&step.step))
+        .bind(&step.state)
+        .bind(step.error_code)
+        .bind(&step.error_message)
+        .bind(step.at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn onboarding(&self, session_id: &str) -> Result<Option<OnboardingRecord>> {
+        let row = sqlx::query("SELECT * FROM onboarding_sessions WHERE id = ?")
+            .bind(session_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        match row {
+            Some(row) => {
+                let steps = self.steps_of(session_id).await?;
+                Ok(Some(session_from_row(&row, steps)?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn latest_onboarding(&self, platform: &PlatformId) -> Result<Option<OnboardingRecord>> {
+        let row = sqlx::query(
+            "SELECT * FROM onboarding_sessions WHERE platform_id = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(platform.as_str())
+        .fetch_optional(&self.reader)
+        .await?;
+        match row {
+            Some(row) => {
+                let id: String = row.try_get("id")?;
+                let steps = self.steps_of(&id).await?;
+                Ok(Some(session_from_row(&row, steps)?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn set_onboarding_secrets(
+        &self,
+        session_id: &str,
+        access_token: Option<&str>,
+        pin: Option<&str>,
+    ) -> Result<()> {
+        let token = access_token.map(|t| self.cipher.encrypt(t.as_bytes()));
+        let pin = pin.map(|p| self.cipher.encrypt(p.as_bytes()));
+        sqlx::query(
+            "UPDATE onboarding_sessions SET access_token = COALESCE(?, access_token), pin = COALESCE(?, pin) WHERE id = ?",
+        )
+        .bind(token)
+        .bind(pin)
+        .bind(session_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn onboarding_secrets(&self, session_id: &str) -> Result<OnboardingSecrets> {
+        let row = sqlx::query("SELECT access_token, pin FROM onboarding_sessions WHERE id = ?")
+            .bind(session_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        let Some(row) = row else {
+            return Ok(OnboardingSecrets::default());
+        };
+        Ok(OnboardingSecrets {
+            access_token: self.decrypt_opt(row.try_get("access_token")?, "access_token")?,
+            pin: self.decrypt_opt(row.try_get("pin")?, "pin")?,
+        })
+    }
+
+    async fn set_platform_status(
+        &self,
+        platform: &PlatformId,
+        status: &str,
+        reason: Option<&str>,
+        now: Millis,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE platforms SET status = ?, status_reason = ?, updated_at = ?,
+               disconnected_at = CASE WHEN ? = 'disconnected' THEN COALESCE(disconnected_at, ?) ELSE NULL END
+             WHERE id = ?",
+        )
+        .bind(status)
+        .bind(reason)
+        .bind(now)
+        .bind(status)
+        .bind(now)
+        .bind(platform.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_platform_connected(
+        &self,
+        platform: &PlatformId,
+        company_name: Option<&str>,
+        connected_at: Option<Millis>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE platforms SET company_name = COALESCE(?, company_name),
+               connected_at = COALESCE(connected_at, ?)
+             WHERE id = ?",
+        )
+        .bind(company_name)
+        .bind(connected_at)
+        .bind(platform.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn platform_setup(&self, platform: &PlatformId) -> Result<Option<PlatformSetupRecord>> {
+        let row = sqlx::query("SELECT * FROM platforms WHERE id = ?")
+            .bind(platform.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(setup_from_row).transpose()
+    }
+
+    async fn platform_setups(
+        &self,
+        app: &ApplicationId,
+        after: Option<&PlatformId>,
+        limit: u32,
+    ) -> Result<Vec<PlatformSetupRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM platforms WHERE application_id = ? AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(app.as_str())
+        .bind(after.map_or("", |a| a.as_str()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(setup_from_row).collect()
+    }
+
+    async fn platforms_by_waba(&self, waba_id: &str) -> Result<Vec<PlatformRecord>> {
+        let rows = sqlx::query("SELECT * FROM platforms WHERE waba_id = ? ORDER BY id")
+            .bind(waba_id)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(platform_from_row).collect()
+    }
+
+    async fn platform_numbers(&self, platform: &PlatformId) -> Result<Vec<NumberSetupRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM phone_numbers WHERE platform_id = ? ORDER BY phone_number_id",
+        )
+        .bind(platform.as_str())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(NumberSetupRecord {
+                    number: phone_from_row(r)?,
+                    name_status: r.try_get("name_status")?,
+                    messaging_limit_scope: r.try_get("messaging_limit_scope")?,
+                    throughput_level: r.try_get("throughput_level")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn patch_phone_number(
+        &self,
+        phone_number_id: &str,
+        p: &NumberPatch,
+        now: Millis,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE phone_numbers SET
+               verified_name = COALESCE(?, verified_name), name_status = COALESCE(?, name_status),
+               quality_rating = COALESCE(?, quality_rating), messaging_limit = COALESCE(?, messaging_limit),
+               messaging_limit_scope = COALESCE(?, messaging_limit_scope),
+               throughput_level = COALESCE(?, throughput_level), throughput_mps = COALESCE(?, throughput_mps),
+               updated_at = ?
+             WHERE phone_number_id = ?",
+        )
+        .bind(&p.verified_name)
+        .bind(&p.name_status)
+        .bind(&p.quality_rating)
+        .bind(&p.messaging_limit)
+        .bind(&p.messaging_limit_scope)
+        .bind(&p.throughput_level)
+        .bind(p.throughput_mps.map(i64::from))
+        .bind(now)
+        .bind(phone_number_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn disconnect_platform(
+        &self,
+        platform: &PlatformId,
+        reason: &str,
+        now: Millis,
+    ) -> Result<()> {
+        // The token column is NOT NULL: an encrypted empty string stands for "no token".
+        let empty = self.cipher.encrypt(b"");
+        let mut tx = self.tx().await?;
+        sqlx::query(
+            "UPDATE platforms SET status = 'disconnected', status_reason = ?, access_token = ?,
+               connected_at = NULL, disconnected_at = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(reason)
+        .bind(empty)
+        .bind(now)
+        .bind(now)
+        .bind(platform.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM phone_numbers WHERE platform_id = ?")
+            .bind(platform.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE onboarding_sessions SET access_token = NULL WHERE platform_id = ?")
+            .bind(platform.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
