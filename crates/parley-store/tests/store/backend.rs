@@ -1,0 +1,115 @@
+//! One store under test, opened through `parley_store::open` by URL like the server does,
+//! plus what the contract cases need beyond the trait: a second node on the same database and
+//! a look at raw columns.
+
+use std::sync::Arc;
+
+use parley_domain::PlatformId;
+use parley_store::{SecretCipher, Store};
+use sqlx::Connection;
+
+use crate::pg::TestDb;
+
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+pub struct Backend {
+    pub kind: Kind,
+    pub store: Arc<dyn Store>,
+    url: String,
+    key: [u8; 32],
+    _dir: Option<tempfile::TempDir>,
+    db: Option<TestDb>,
+}
+
+impl std::ops::Deref for Backend {
+    type Target = dyn Store;
+    fn deref(&self) -> &dyn Store {
+        &*self.store
+    }
+}
+
+impl Backend {
+    pub async fn sqlite() -> Backend {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("parley.db").display());
+        let key = rand::random();
+        let store = parley_store::open(&url, SecretCipher::from_key(&key))
+            .await
+            .expect("open SQLite");
+        Backend {
+            kind: Kind::Sqlite,
+            store,
+            url,
+            key,
+            _dir: Some(dir),
+            db: None,
+        }
+    }
+
+    pub async fn postgres() -> Backend {
+        let db = TestDb::create().await;
+        let key = rand::random();
+        let store = parley_store::open(&db.url, SecretCipher::from_key(&key))
+            .await
+            .unwrap_or_else(|e| panic!("open PostgreSQL at {}: {e}", db.url));
+        Backend {
+            kind: Kind::Postgres,
+            store,
+            url: db.url.clone(),
+            key,
+            _dir: None,
+            db: Some(db),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self.kind {
+            Kind::Sqlite => "sqlite",
+            Kind::Postgres => "postgres",
+        }
+    }
+
+    /// Another node on the same database (same master key unless `key` is given).
+    pub async fn another_node(&self, key: Option<[u8; 32]>) -> Arc<dyn Store> {
+        let cipher = SecretCipher::from_key(&key.unwrap_or(self.key));
+        parley_store::open(&self.url, cipher)
+            .await
+            .expect("open a second store on the same database")
+    }
+
+    /// The `platforms.access_token` column as stored.
+    pub async fn raw_platform_token(&self, id: &PlatformId) -> Vec<u8> {
+        match self.kind {
+            Kind::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                sqlx::query_scalar("SELECT access_token FROM platforms WHERE id = ?")
+                    .bind(id.as_str())
+                    .fetch_one(&mut c)
+                    .await
+                    .expect("raw token")
+            }
+            Kind::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                sqlx::query_scalar("SELECT access_token FROM platforms WHERE id = $1")
+                    .bind(id.as_str())
+                    .fetch_one(&mut c)
+                    .await
+                    .expect("raw token")
+            }
+        }
+    }
+
+    pub async fn finish(self) {
+        drop(self.store);
+        if let Some(db) = self.db {
+            db.finish().await;
+        }
+    }
+}

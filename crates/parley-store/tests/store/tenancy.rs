@@ -1,0 +1,299 @@
+//! Accounts, applications, API tokens, users, platforms (encrypted token), numbers, templates.
+
+use parley_domain::{AccountId, ApplicationId, PlatformId, TemplateStatus, UserId};
+use parley_store::{NewPlatform, PhoneNumberRecord, StoreError};
+use serde_json::json;
+
+use crate::backend::Backend;
+use crate::fixtures::{T0, meta_template, template_record, tenant};
+
+crate::contract!(
+    accounts_applications_tokens_and_users,
+    platform_token_is_encrypted_at_rest,
+    phone_numbers_upsert_and_scope,
+    templates_upsert_and_lookup,
+);
+
+async fn accounts_applications_tokens_and_users(b: &Backend) {
+    let account = AccountId::new();
+    b.create_account(&account, "Acme", T0)
+        .await
+        .expect("account");
+    let (first, second) = (ApplicationId::new(), ApplicationId::new());
+    b.create_application(&second, &account, "Later", T0 + 5)
+        .await
+        .expect("app");
+    b.create_application(&first, &account, "Earlier", T0)
+        .await
+        .expect("app");
+    let apps = b.applications().await.expect("applications");
+    let names: Vec<&str> = apps.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["Earlier", "Later"], "ordered by creation time");
+    assert_eq!(apps[0].id, first);
+    assert_eq!(apps[0].account_id, account);
+    assert_eq!(apps[0].created_at, T0);
+
+    b.add_api_token(&first, "sha256-of-token", "ci", T0)
+        .await
+        .expect("token");
+    assert_eq!(
+        b.application_by_token_hash("sha256-of-token")
+            .await
+            .expect("lookup"),
+        Some(first.clone())
+    );
+    assert_eq!(
+        b.application_by_token_hash("other").await.expect("lookup"),
+        None
+    );
+    assert!(
+        b.add_api_token(&second, "sha256-of-token", "dup", T0)
+            .await
+            .is_err(),
+        "a token hash names one application"
+    );
+
+    let user = UserId::new();
+    b.create_user(&user, &account, "ann@example.com", "$argon2id$…", T0)
+        .await
+        .expect("user");
+    let found = b
+        .user_by_email("ann@example.com")
+        .await
+        .expect("lookup")
+        .expect("user exists");
+    assert_eq!(found.id, user);
+    assert_eq!(found.account_id, account);
+    assert_eq!(found.password_hash, "$argon2id$…");
+    assert!(
+        b.user_by_email("bob@example.com")
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    assert!(
+        b.create_user(&UserId::new(), &account, "ann@example.com", "x", T0)
+            .await
+            .is_err(),
+        "emails are unique"
+    );
+    assert!(
+        b.create_application(&ApplicationId::new(), &AccountId::new(), "orphan", T0)
+            .await
+            .is_err(),
+        "an application needs an existing account"
+    );
+}
+
+async fn platform_token_is_encrypted_at_rest(b: &Backend) {
+    let t = tenant(&**b, 1).await;
+    let raw = b.raw_platform_token(&t.platform).await;
+    assert!(
+        !raw.windows(b"EAA-secret-1".len())
+            .any(|w| w == b"EAA-secret-1"),
+        "{}: the stored token must not contain the plaintext",
+        b.name()
+    );
+    assert!(
+        raw.len() > 12 + "EAA-secret-1".len(),
+        "nonce and tag are stored"
+    );
+    assert_eq!(
+        b.platform_token(&t.platform).await.expect("token"),
+        "EAA-secret-1"
+    );
+
+    // Same application and WABA: the row is updated in place and keeps its id.
+    let again = b
+        .upsert_platform(&NewPlatform {
+            id: PlatformId::new(),
+            application_id: t.app.clone(),
+            business_id: "901".into(),
+            waba_id: "801".into(),
+            waba_name: None,
+            status: "restricted".into(),
+            access_token: "EAA-rotated".into(),
+            details: json!({"tier": "TIER_10K", "nested": {"a": [1, 2.5, true, null]}}),
+            now: T0 + 10,
+        })
+        .await
+        .expect("upsert");
+    assert_eq!(again, t.platform);
+    assert_eq!(
+        b.platform_token(&t.platform).await.expect("token"),
+        "EAA-rotated"
+    );
+    let p = b
+        .platform(&t.platform)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(p.status, "restricted");
+    assert_eq!(p.waba_name, None);
+    assert_eq!(
+        p.details,
+        json!({"tier": "TIER_10K", "nested": {"a": [1, 2.5, true, null]}})
+    );
+    assert_eq!((p.created_at, p.updated_at), (T0, T0 + 10));
+    assert_eq!(b.platforms(&t.app).await.expect("list").len(), 1);
+    assert!(
+        b.platforms(&ApplicationId::new())
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert!(
+        b.platform(&PlatformId::new())
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert!(matches!(
+        b.platform_token(&PlatformId::new()).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Another master key cannot read it.
+    let other = b.another_node(Some([9; 32])).await;
+    assert!(matches!(
+        other.platform_token(&t.platform).await,
+        Err(StoreError::Decrypt(_))
+    ));
+}
+
+async fn phone_numbers_upsert_and_scope(b: &Backend) {
+    let t1 = tenant(&**b, 1).await;
+    let t2 = tenant(&**b, 2).await;
+    let mut n = b
+        .phone_number(&t1.number)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(n.platform_id, t1.platform);
+    assert_eq!(n.throughput_mps, 80);
+    n.quality_rating = Some("YELLOW".into());
+    n.throughput_mps = 1000;
+    n.verified_name = None;
+    n.updated_at = T0 + 1;
+    b.upsert_phone_number(&n).await.expect("update");
+    let again = b
+        .phone_number(&t1.number)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(again.quality_rating.as_deref(), Some("YELLOW"));
+    assert_eq!(again.throughput_mps, 1000);
+    assert_eq!(again.verified_name, None);
+    assert_eq!(again.updated_at, T0 + 1);
+
+    b.upsert_phone_number(&PhoneNumberRecord {
+        phone_number_id: "99".into(),
+        display_phone_number: "+1 555 0199".into(),
+        ..n.clone()
+    })
+    .await
+    .expect("second number");
+    let ids =
+        |v: Vec<PhoneNumberRecord>| v.into_iter().map(|n| n.phone_number_id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(b.phone_numbers(&t1.app).await.expect("list")),
+        ["10001", "99"]
+    );
+    assert_eq!(
+        ids(b.phone_numbers(&t2.app).await.expect("list")),
+        ["10002"]
+    );
+    assert_eq!(
+        ids(b.all_phone_numbers().await.expect("all")),
+        ["10001", "10002", "99"]
+    );
+    assert!(b.phone_number("nope").await.expect("read").is_none());
+}
+
+async fn templates_upsert_and_lookup(b: &Backend) {
+    let t = tenant(&**b, 1).await;
+    let other = tenant(&**b, 2).await;
+    let pending = template_record(&t, meta_template("order_update", "en_US", "PENDING"), T0);
+    b.upsert_template(&pending).await.expect("insert");
+    b.upsert_template(&template_record(
+        &t,
+        meta_template("order_update", "de", "APPROVED"),
+        T0,
+    ))
+    .await
+    .expect("insert de");
+    b.upsert_template(&template_record(
+        &t,
+        meta_template("a_welcome", "en_US", "APPROVED"),
+        T0,
+    ))
+    .await
+    .expect("insert welcome");
+
+    let found = b
+        .template(&t.app, "order_update", "en_US")
+        .await
+        .expect("lookup")
+        .expect("exists");
+    assert_eq!(found.template, pending.template, "the model round-trips");
+    assert_eq!(found.raw, pending.raw);
+    assert_eq!(found.meta_id, pending.meta_id);
+    assert_eq!(found.template.status, TemplateStatus::Pending);
+
+    // Meta approved it: same (platform, name, language) updates the row.
+    let approved = template_record(
+        &t,
+        meta_template("order_update", "en_US", "APPROVED"),
+        T0 + 5,
+    );
+    b.upsert_template(&approved).await.expect("update");
+    let found = b
+        .template(&t.app, "order_update", "en_US")
+        .await
+        .expect("lookup")
+        .expect("exists");
+    assert_eq!(found.id, pending.id, "the first id stays");
+    assert_eq!(found.template.status, TemplateStatus::Approved);
+    assert_eq!(found.updated_at, T0 + 5);
+
+    let listed: Vec<(String, String)> = b
+        .templates(&t.app)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| {
+            (
+                r.template.name.as_str().to_owned(),
+                r.template.language.as_str().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("a_welcome".to_owned(), "en_US".to_owned()),
+            ("order_update".to_owned(), "de".to_owned()),
+            ("order_update".to_owned(), "en_US".to_owned()),
+        ]
+    );
+
+    // Deleted at Meta: listed, but no longer found for sending.
+    let mut deleted = approved.clone();
+    deleted.deleted_at = Some(T0 + 9);
+    b.upsert_template(&deleted).await.expect("delete");
+    assert!(
+        b.template(&t.app, "order_update", "en_US")
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    assert_eq!(b.templates(&t.app).await.expect("list").len(), 3);
+    assert!(b.templates(&other.app).await.expect("list").is_empty());
+    assert!(
+        b.template(&other.app, "order_update", "de")
+            .await
+            .expect("lookup")
+            .is_none(),
+        "templates are per application"
+    );
+}
