@@ -21,6 +21,9 @@
 //! | `GET` | `/sandbox/state` | | businesses, WABAs, numbers, templates, clock (no secrets) |
 //! | `POST` | `/sandbox/templates/{id}/status` | `{"status": "PAUSED", "reason"?: "NONE"}` | the template's new status; sends `message_template_status_update` |
 //! | `POST` | `/sandbox/reset` | | forgets messages, windows, limits, queued webhooks, the delivery log and faults |
+//!
+//! Embedded Signup's controls (`/sandbox/signup`, `/sandbox/review`,
+//! `/sandbox/phone_numbers/{id}/limit`) are documented in the `signup` module.
 
 use axum::Json;
 use axum::body::{Body, to_bytes};

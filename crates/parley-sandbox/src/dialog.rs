@@ -1131,8 +1131,8 @@ h1{font-size:20px;margin:4px 0 12px}
 .es-fields{border:0;padding:0;margin:0 0 8px;display:flex;flex-direction:column}
 .es-fields[hidden]{display:none}
 label,.es-label{font-weight:bold;font-size:13px;margin:10px 0 4px}
-.es-choice,.es-choice span{font-weight:normal}
-input:not([type=radio]),select,textarea{font:inherit;padding:9px 10px;border:1px solid #ccd0d5;border-radius:6px;width:100%}
+.es-choice,.es-choice span{font-weight:normal;margin:0}
+input:not([type=radio]),select,textarea{font:inherit;background:#fff;padding:9px 10px;border:1px solid #ccd0d5;border-radius:6px;width:100%}
 input:focus,select:focus,textarea:focus{outline:2px solid #0866ff33;border-color:#0866ff}
 .es-error{color:#c80a28;font-size:13px;margin:4px 0 0}
 .es-footer{display:flex;align-items:center;gap:8px;margin-top:auto;padding-top:18px;border-top:1px solid #dadde1}

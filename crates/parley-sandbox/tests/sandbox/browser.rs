@@ -119,10 +119,16 @@ impl Browser {
             .unwrap_or_else(|e| panic!("select {value} in `{css}`: {e}"));
     }
 
-    /// Waits for the dialog to show `step`.
+    /// Waits for the dialog to show `step`; with `SANDBOX_SCREENSHOTS=<dir>` also saves a
+    /// screenshot of it there (to look at the dialog while changing it).
     async fn at_step(&self, step: &str) {
         self.wait_css(&format!(".es-dialog[data-step=\"{step}\"]"))
             .await;
+        if let Some(dir) = std::env::var_os("SANDBOX_SCREENSHOTS")
+            && let Ok(png) = self.client.screenshot().await
+        {
+            let _ = std::fs::write(std::path::Path::new(&dir).join(format!("{step}.png")), png);
+        }
     }
 
     async fn eval(&self, script: &str) -> Value {
