@@ -16,7 +16,7 @@ use crate::AppState;
 use crate::routes::messages::rfc3339;
 use crate::session::{COOKIE, Session, TTL_MS};
 
-fn render(t: &impl Template) -> Response {
+pub(crate) fn render(t: &impl Template) -> Response {
     match t.render() {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
@@ -41,14 +41,14 @@ fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-fn current_session(state: &AppState, headers: &HeaderMap) -> Option<Session> {
+pub(crate) fn current_session(state: &AppState, headers: &HeaderMap) -> Option<Session> {
     let cookie = cookie_value(headers, COOKIE)?;
     state.config.session_key.verify(&cookie, state.engine.now())
 }
 
 /// A POST from another site is refused: browsers send `Origin` (and `Sec-Fetch-Site`) on
 /// form posts; when present they must name this host.
-fn same_origin(headers: &HeaderMap) -> bool {
+pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
     if headers
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
@@ -65,7 +65,7 @@ fn same_origin(headers: &HeaderMap) -> bool {
     origin == format!("http://{host}") || origin == format!("https://{host}")
 }
 
-fn forbidden_cross_site() -> Response {
+pub(crate) fn forbidden_cross_site() -> Response {
     (
         StatusCode::FORBIDDEN,
         "This form was posted from another site and was refused.",
@@ -73,7 +73,10 @@ fn forbidden_cross_site() -> Response {
         .into_response()
 }
 
-async fn application_of(state: &AppState, session: &Session) -> Option<ApplicationRecord> {
+pub(crate) async fn application_of(
+    state: &AppState,
+    session: &Session,
+) -> Option<ApplicationRecord> {
     state
         .engine
         .store

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod console;
+pub mod console_templates;
 pub mod error;
 pub mod openapi;
 pub mod routes;
@@ -131,6 +132,10 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/media/uploads",
             axum::routing::post(routes::templates::upload_media),
         )
+        .route(
+            "/templates/uploads",
+            axum::routing::post(console_templates::upload),
+        )
         .layer(DefaultBodyLimit::max(MEDIA_BODY_LIMIT));
     Router::new()
         .merge(api)
@@ -145,6 +150,22 @@ pub fn router(state: AppState) -> Router {
         .route("/login", get(console::login_page).post(console::login))
         .route("/logout", axum::routing::post(console::logout))
         .route("/messages", get(console::messages))
+        .route(
+            "/templates",
+            get(console_templates::list).post(console_templates::create),
+        )
+        .route("/templates/new", get(console_templates::new_form))
+        .route(
+            "/templates/sync",
+            axum::routing::post(console_templates::sync),
+        )
+        .route("/templates/{id}", get(console_templates::detail))
+        .route(
+            "/templates/{id}/delete",
+            axum::routing::post(console_templates::delete),
+        )
+        .route("/console/templates.js", get(console_templates::script))
+        .route("/console/templates.css", get(console_templates::stylesheet))
         .route("/console.css", get(console::stylesheet))
         .fallback(not_found)
         .layer(middleware::from_fn(track_requests))

@@ -640,3 +640,192 @@ async fn category_component_and_pause_webhooks_update_the_copy() {
     let t = app.template(&id).await;
     assert!(t["components"].is_array(), "{t}");
 }
+
+/// Signs in over HTTP and returns the session cookie.
+async fn console_cookie(app: &TestApp) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let r = http
+        .post(format!("{}/login", app.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "email={}&password={}",
+            enc(&app.console_email),
+            enc(&app.console_password)
+        ))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 303);
+    r.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_owned()
+}
+
+async fn console_page(app: &TestApp, cookie: &str, path: &str) -> (u16, String) {
+    let r = app
+        .http
+        .get(format!("{}{path}", app.url))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("page");
+    (r.status().as_u16(), r.text().await.expect("html"))
+}
+
+#[tokio::test]
+async fn the_console_lists_filters_and_shows_the_rejection_reason() {
+    let app = spawn_app().await;
+    let t = app
+        .create_template(
+            &json!({"name": "reject_console", "language": "en", "category": "MARKETING",
+            "components": [{"type": "BODY", "text": "Big sale today only in our shop."}]}),
+        )
+        .await;
+    let id = t["id"].as_str().expect("id").to_owned();
+    app.advance_review().await;
+    app.wait_template(&id, "REJECTED").await;
+    let cookie = console_cookie(&app).await;
+    let (status, html) = console_page(&app, &cookie, "/templates?status=REJECTED").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("reject_console"), "{html}");
+    assert!(html.contains("INVALID_FORMAT"), "{html}");
+    assert!(!html.contains("spring_sale"), "filtered out: {html}");
+    let (_, html) = console_page(&app, &cookie, "/templates?name=spring").await;
+    assert!(html.contains("spring_sale") && !html.contains("reject_console"));
+    let (status, html) = console_page(&app, &cookie, &format!("/templates/{id}")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("INVALID_FORMAT"), "{html}");
+    assert!(html.contains("Big sale today only in our shop."), "{html}");
+
+    // The form shows the server's issues next to the fields.
+    let r = app
+        .http
+        .post(format!("{}/templates", app.url))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("name=Bad+Name&language=en&category=UTILITY&parameter_format=positional&header_format=NONE&body=Hi+%7B%7B1%7D%7D&body_examples=")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 422);
+    let html = r.text().await.expect("html");
+    assert!(html.contains("field-error"), "{html}");
+    assert!(html.contains("lowercase"), "{html}");
+}
+
+#[tokio::test]
+async fn a_browser_creates_a_template_and_sees_its_preview_and_status() {
+    use fantoccini::Locator;
+    let app = spawn_app().await;
+    let browser = crate::browser::Browser::start().await;
+    let c = &browser.client;
+    c.goto(&format!("{}/login", app.url)).await.expect("goto");
+    browser.wait_css("input[name=email]").await;
+    c.find(Locator::Css("input[name=email]"))
+        .await
+        .expect("email")
+        .send_keys(&app.console_email)
+        .await
+        .expect("type");
+    c.find(Locator::Css("input[name=password]"))
+        .await
+        .expect("pw")
+        .send_keys(&app.console_password)
+        .await
+        .expect("type");
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .expect("btn")
+        .click()
+        .await
+        .expect("click");
+    browser.wait_text("WhatsApp platforms").await;
+    c.find(Locator::LinkText("Templates"))
+        .await
+        .expect("nav")
+        .click()
+        .await
+        .expect("click");
+    browser.wait_text("spring_sale").await;
+    c.find(Locator::LinkText("New template"))
+        .await
+        .expect("new")
+        .click()
+        .await
+        .expect("click");
+    browser.wait_css("#template-form").await;
+    let fill = |name: &'static str, text: &'static str| async move {
+        let el = c
+            .find(Locator::Css(&format!("[name={name}]")))
+            .await
+            .expect("field");
+        el.clear().await.expect("clear");
+        el.send_keys(text).await.expect("type");
+    };
+    fill("name", "browser_made").await;
+    fill(
+        "body",
+        "Hello {{1}}, your table for tonight at our restaurant is ready.",
+    )
+    .await;
+    fill("body_examples", "Maria").await;
+    fill("footer", "Parley Bistro").await;
+    c.find(Locator::Css("select[name=button1_type] option[value=QUICK_REPLY], select[name=button1_type] option:nth-child(2)"))
+        .await
+        .expect("option")
+        .click()
+        .await
+        .expect("select");
+    fill("button1_text", "On my way").await;
+    // The live preview substitutes the example.
+    browser
+        .wait_text("Hello Maria, your table for tonight at our restaurant is ready.")
+        .await;
+    browser.wait_text("On my way").await;
+    c.find(Locator::Css("#submit"))
+        .await
+        .expect("submit")
+        .click()
+        .await
+        .expect("click");
+    browser.wait_css("#status").await;
+    browser.wait_text("PENDING").await;
+    browser
+        .wait_text("Hello Maria, your table for tonight at our restaurant is ready.")
+        .await;
+    app.advance_review().await;
+    let mut approved = false;
+    for _ in 0..100 {
+        c.refresh().await.expect("reload");
+        let status = browser
+            .wait_css("#status")
+            .await
+            .text()
+            .await
+            .expect("text");
+        if status == "APPROVED" {
+            approved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(approved, "the console never showed APPROVED");
+    let _ = c.clone().close().await;
+}
