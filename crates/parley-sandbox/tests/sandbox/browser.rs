@@ -323,7 +323,7 @@ async fn browser_walks_the_dialog_and_the_page_gets_finish_and_code() {
     browser.click("#es-close").await;
     browser
         .client
-        .switch_to_window(main)
+        .switch_to_window(main.clone())
         .await
         .expect("back to the page");
     let (events, callbacks) = browser.recorded(2).await;
@@ -333,6 +333,32 @@ async fn browser_walks_the_dialog_and_the_page_gets_finish_and_code() {
     );
     assert_eq!(
         callbacks[1],
+        json!({"authResponse": null, "status": "unknown"})
+    );
+
+    // "Report a problem": a CANCEL with the user's message.
+    browser.open_popup().await;
+    browser.at_step("LOGIN").await;
+    browser.click("#es-report-problem").await;
+    browser
+        .fill("#es-report-message", "The button does nothing")
+        .await;
+    browser.click("#es-report-send").await;
+    browser
+        .client
+        .switch_to_window(main.clone())
+        .await
+        .expect("back to the page");
+    let (events, callbacks) = browser.recorded(3).await;
+    assert_eq!(events[2]["event"], "CANCEL", "{}", events[2]);
+    assert_eq!(
+        events[2]["data"]["error_message"],
+        "The button does nothing"
+    );
+    assert!(events[2]["data"]["session_id"].is_string());
+    assert!(events[2]["data"]["error_code"].is_string());
+    assert_eq!(
+        callbacks[2],
         json!({"authResponse": null, "status": "unknown"})
     );
     let _ = browser.client.clone().close().await;
