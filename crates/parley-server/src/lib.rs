@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod console;
 pub mod console_templates;
+pub mod console_platforms;
 pub mod error;
 pub mod openapi;
 pub mod routes;
@@ -166,6 +167,27 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/console/templates.js", get(console_templates::script))
         .route("/console/templates.css", get(console_templates::stylesheet))
+        .route(
+            "/settings/platforms",
+            get(console_platforms::platforms_page),
+        )
+        .route(
+            "/settings/platforms/list",
+            get(console_platforms::platforms_list),
+        )
+        .route(
+            "/settings/platforms/whatsapp/signup",
+            axum::routing::post(console_platforms::signup),
+        )
+        .route(
+            "/settings/platforms/{id}/{action}",
+            axum::routing::post(console_platforms::action),
+        )
+        .route(
+            "/campaigns/whatsapp",
+            get(console_platforms::campaigns_page),
+        )
+        .route("/console/platforms.js", get(console_platforms::script))
         .route("/console.css", get(console::stylesheet))
         .fallback(not_found)
         .layer(middleware::from_fn(track_requests))

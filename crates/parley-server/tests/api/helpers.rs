@@ -276,6 +276,65 @@ impl TestApp {
         .await
     }
 
+    /// Signs in to the console as the demo user; returns the `Cookie` header value.
+    pub async fn console_cookie(&self) -> String {
+        let enc = |s: &str| -> String {
+            s.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect()
+        };
+        let resp = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+            .post(format!("{}/login", self.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", self.url.as_str())
+            .body(format!(
+                "email={}&password={}",
+                enc(&self.console_email),
+                enc(&self.console_password)
+            ))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(resp.status(), 303, "console sign-in failed");
+        let cookie = resp.headers()["set-cookie"].to_str().expect("cookie");
+        cookie.split(';').next().expect("pair").to_owned()
+    }
+
+    /// A console JSON POST as the page's `fetch` makes it (same origin, session cookie).
+    pub async fn console_post(&self, cookie: &str, path: &str, body: &Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("cookie", cookie)
+            .header("origin", self.url.as_str())
+            .json(body)
+            .send()
+            .await
+            .expect("console post");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn console_get(&self, cookie: &str, path: &str) -> (u16, String) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .expect("console get");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    }
+
     /// Polls `GET /api/v1/platforms/{id}` until `check` holds (or fails after 20 s).
     pub async fn wait_platform(&self, id: &str, check: impl Fn(&Value) -> bool) -> Value {
         let mut last = Value::Null;

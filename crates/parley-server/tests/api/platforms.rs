@@ -329,3 +329,156 @@ async fn the_database_holds_neither_the_business_token_nor_the_pin() {
     );
     assert!(!contains(pin.as_bytes()), "PIN in the database file");
 }
+
+/// Every screen of the dialog the person may close: the console says which one it was.
+#[tokio::test]
+async fn the_console_says_at_which_step_signup_was_cancelled() {
+    let app = spawn_app().await;
+    let cookie = app.console_cookie().await;
+    for (step, label) in [
+        ("LOGIN", "Log in"),
+        ("GET_STARTED", "Connect your account"),
+        ("BUSINESS_ACCOUNT_SELECTION", "Business portfolio"),
+        ("WABA_PHONE_PROFILE_PICKER", "WhatsApp Business Account"),
+        (
+            "WHATSAPP_BUSINESS_PROFILE_SETUP",
+            "WhatsApp business profile",
+        ),
+        ("PHONE_NUMBER_SETUP", "Phone number"),
+        ("PHONE_NUMBER_VERIFICATION", "Phone number verification"),
+        ("PERMISSIONS", "Permissions"),
+        ("CONFIRMATION", "Confirmation"),
+    ] {
+        let event = app
+            .sandbox_post("/sandbox/signup", &json!({"cancel_at": step}))
+            .await;
+        assert_eq!(event["event"], "CANCEL", "{event}");
+        let (status, body) = app
+            .console_post(
+                &cookie,
+                "/settings/platforms/whatsapp/signup",
+                &json!({"code": null, "event": event}),
+            )
+            .await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["error"]["code"], "signup_cancelled");
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(
+            message.contains(&format!("“{label}”")) && message.contains(step),
+            "{step}: {message}"
+        );
+    }
+    // A problem the person reported in the dialog.
+    let event = app
+        .sandbox_post(
+            "/sandbox/signup",
+            &json!({"report_problem": "My number is not listed"}),
+        )
+        .await;
+    let (status, body) = app
+        .console_post(
+            &cookie,
+            "/settings/platforms/whatsapp/signup",
+            &json!({"code": null, "event": event}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("My number is not listed")),
+        "{body}"
+    );
+    // Nothing was connected: only the demo platform exists.
+    let (_, list) = app.api_call(Method::GET, "/api/v1/platforms", None).await;
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn the_console_connects_and_its_list_follows_review_and_tier_webhooks() {
+    let app = spawn_app().await;
+    let cookie = app.console_cookie().await;
+    let signup = app.sandbox_signup("Console Bakery").await;
+    let event = json!({"type": "WA_EMBEDDED_SIGNUP", "event": "FINISH", "data": {
+        "waba_id": signup["waba_id"], "phone_number_id": signup["phone_number_id"],
+        "business_id": signup["business_id"],
+    }});
+    // Another site cannot post a code for this session.
+    let r = app
+        .http
+        .post(format!("{}/settings/platforms/whatsapp/signup", app.url))
+        .header("cookie", &cookie)
+        .header("origin", "https://evil.example")
+        .json(&json!({"code": signup["code"], "event": event}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+
+    let (status, platform) = app
+        .console_post(
+            &cookie,
+            "/settings/platforms/whatsapp/signup",
+            &json!({"code": signup["code"], "event": event}),
+        )
+        .await;
+    assert_eq!(status, 201, "{platform}");
+    assert_eq!(platform["status"], "pending_review");
+
+    let (status, page) = app.console_get(&cookie, "/settings/platforms").await;
+    assert_eq!(status, 200);
+    for needle in [
+        "Configure platforms",
+        "Log in with Facebook",
+        "Console Bakery",
+        "Pending review",
+    ] {
+        assert!(page.contains(needle), "settings page lacks {needle}");
+    }
+    let (status, campaigns) = app.console_get(&cookie, "/campaigns/whatsapp").await;
+    assert_eq!(status, 200);
+    assert!(campaigns.contains("WhatsApp messages"));
+
+    let wait_list = |needle: &'static str| {
+        let app = &app;
+        let cookie = cookie.clone();
+        async move {
+            for _ in 0..400 {
+                let (_, html) = app.console_get(&cookie, "/settings/platforms/list").await;
+                if html.contains(needle) {
+                    return html;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("the platform list never showed {needle}");
+        }
+    };
+    app.sandbox_post(
+        "/sandbox/review",
+        &json!({"waba_id": signup["waba_id"], "decision": "APPROVED"}),
+    )
+    .await;
+    wait_list(">Active<").await;
+    let phone = signup["phone_number_id"].as_str().expect("phone");
+    let before = wait_list("250 business-initiated conversations").await;
+    assert!(!before.contains("2,000 business-initiated"));
+    app.sandbox_post(
+        &format!("/sandbox/phone_numbers/{phone}/limit"),
+        &json!({"limit": "TIER_2K"}),
+    )
+    .await;
+    let after = wait_list("2,000 business-initiated conversations").await;
+    assert!(after.contains("per business portfolio"), "{after}");
+
+    // Disconnect from the console.
+    let id = platform["id"].as_str().expect("id");
+    let (status, body) = app
+        .console_post(
+            &cookie,
+            &format!("/settings/platforms/{id}/disconnect"),
+            &json!({"deregister": false}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "disconnected");
+}

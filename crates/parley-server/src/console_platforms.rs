@@ -1,0 +1,504 @@
+//! The console's platform pages: Settings › Configure platforms (the list, Log in with
+//! Facebook, Refresh, Retry failed step, Disconnect) and Campaigns › WhatsApp messages (the
+//! same button while no WhatsApp platform exists). The list is a fragment the page polls every
+//! two seconds, so Meta's review webhook shows without a reload. Own JavaScript only
+//! (`/console/platforms.js`); the one foreign script is Meta's SDK from the configured URL.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use parley_domain::PlatformId;
+use parley_engine::onboarding::SignupRequest;
+use parley_store::ApplicationRecord;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::console::{application_of, current_session, render, same_origin};
+use crate::routes::messages::rfc3339;
+use crate::routes::platforms::{outcome_response, owned_view};
+
+/// What the Log in with Facebook button needs; rendered as data attributes.
+struct SignupButton {
+    configured: bool,
+    app_id: String,
+    config_id: String,
+    graph_version: String,
+    sdk_url: String,
+    message_origin: String,
+}
+
+fn button(state: &AppState) -> SignupButton {
+    let m = &state.engine.config.meta_app;
+    SignupButton {
+        configured: !m.app_id.is_empty() && !m.config_id.is_empty() && !m.sdk_url.is_empty(),
+        app_id: m.app_id.clone(),
+        config_id: m.config_id.clone(),
+        graph_version: m.graph_version.clone(),
+        sdk_url: m.sdk_url.clone(),
+        message_origin: m.message_origin.clone(),
+    }
+}
+
+struct NumberRow {
+    display: String,
+    verified_name: String,
+    name_status: String,
+    quality: String,
+    limit: String,
+    scope: String,
+    throughput: String,
+}
+
+struct StepRow {
+    label: String,
+    state: String,
+    error: String,
+}
+
+struct PlatformCard {
+    id: String,
+    status: String,
+    status_label: String,
+    reason: String,
+    company: String,
+    waba_name: String,
+    waba_id: String,
+    connected_at: String,
+    disconnected: bool,
+    failed_step: String,
+    numbers: Vec<NumberRow>,
+    steps: Vec<StepRow>,
+}
+
+#[derive(Template)]
+#[template(path = "platforms_list.html")]
+struct PlatformListFragment {
+    platforms: Vec<PlatformCard>,
+}
+
+#[derive(Template)]
+#[template(path = "platforms.html")]
+struct PlatformsPage {
+    active: &'static str,
+    email: String,
+    button: SignupButton,
+    list: String,
+}
+
+#[derive(Template)]
+#[template(path = "campaigns_whatsapp.html")]
+struct CampaignsPage {
+    active: &'static str,
+    email: String,
+    button: SignupButton,
+    has_platform: bool,
+    list: String,
+}
+
+pub fn status_label(status: &str) -> &'static str {
+    match status {
+        "setting_up" => "Setting up",
+        "pending_review" => "Pending review",
+        "active" => "Active",
+        "rejected" => "Rejected",
+        "restricted" => "Restricted",
+        "disconnected" => "Disconnected",
+        _ => "Unknown",
+    }
+}
+
+/// `TIER_2K` → "2,000 business-initiated conversations / 24 h".
+pub fn limit_label(tier: &str) -> String {
+    let n = match tier {
+        "TIER_50" => "50",
+        "TIER_250" => "250",
+        "TIER_1K" => "1,000",
+        "TIER_2K" => "2,000",
+        "TIER_10K" => "10,000",
+        "TIER_100K" => "100,000",
+        "TIER_UNLIMITED" => return "Unlimited business-initiated conversations".into(),
+        "" => return "—".into(),
+        other => return other.to_owned(),
+    };
+    format!("{n} business-initiated conversations / 24 h")
+}
+
+fn step_label(step: &str) -> &'static str {
+    match step {
+        "exchange_code" => "Exchange the sign-up code",
+        "debug_token" => "Check the granted permissions",
+        "subscribe_app" => "Subscribe to the account's webhooks",
+        "register_phone" => "Register the phone number",
+        "read_business" => "Read the business portfolio",
+        "read_waba" => "Read the WhatsApp Business Account",
+        "read_phone_numbers" => "Read the phone numbers",
+        "read_profile" => "Read the business profile",
+        _ => "Other step",
+    }
+}
+
+/// Embedded Signup's screens by `current_step`, as the person saw them.
+fn dialog_step_label(step: &str) -> &'static str {
+    match step {
+        "LOGIN" => "Log in",
+        "GET_STARTED" => "Connect your account",
+        "BUSINESS_ACCOUNT_SELECTION" => "Business portfolio",
+        "WABA_PHONE_PROFILE_PICKER" => "WhatsApp Business Account",
+        "WHATSAPP_BUSINESS_PROFILE_SETUP" => "WhatsApp business profile",
+        "PHONE_NUMBER_SETUP" => "Phone number",
+        "PHONE_NUMBER_VERIFICATION" => "Phone number verification",
+        "PERMISSIONS" => "Permissions",
+        "CONFIRMATION" => "Confirmation",
+        _ => "an unnamed step",
+    }
+}
+
+/// What to tell the person when the dialog ended without a finish.
+pub fn cancel_message(event: &Value) -> String {
+    let data = &event["data"];
+    if let Some(message) = data["error_message"].as_str() {
+        let code = data["error_code"]
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| data["error_code"].as_i64().map(|c| c.to_string()))
+            .or_else(|| data["error_id"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let session = data["session_id"].as_str().unwrap_or_default();
+        return format!(
+            "Sign-up stopped with an error: {message} (error {code}, session {session}). Nothing was connected; try again or give Meta's support these numbers."
+        );
+    }
+    match data["current_step"].as_str() {
+        Some(step) => {
+            let step = step.trim_matches(|c| c == '<' || c == '>');
+            format!(
+                "Sign-up was cancelled at step “{}” ({step}). Nothing was connected; click Log in with Facebook to start again.",
+                dialog_step_label(step)
+            )
+        }
+        None => "Sign-up was cancelled. Nothing was connected; click Log in with Facebook to start again.".into(),
+    }
+}
+
+async fn cards(state: &AppState, app: &ApplicationRecord) -> Vec<PlatformCard> {
+    let store = &state.engine.store;
+    let setups = store
+        .platform_setups(&app.id, None, 1000)
+        .await
+        .unwrap_or_default();
+    let mut out = Vec::with_capacity(setups.len());
+    for s in setups {
+        let p = &s.platform;
+        let numbers = store.platform_numbers(&p.id).await.unwrap_or_default();
+        let session = store.latest_onboarding(&p.id).await.ok().flatten();
+        let failed_step = session
+            .as_ref()
+            .filter(|s| s.state == "failed")
+            .and_then(|s| s.failed_step.clone())
+            .unwrap_or_default();
+        out.push(PlatformCard {
+            id: p.id.to_string(),
+            status: p.status.clone(),
+            status_label: status_label(&p.status).to_owned(),
+            reason: s.status_reason.clone().unwrap_or_default(),
+            company: s.company_name.clone().unwrap_or_default(),
+            waba_name: p.waba_name.clone().unwrap_or_default(),
+            waba_id: p.waba_id.clone(),
+            connected_at: s.connected_at.map(rfc3339).unwrap_or_default(),
+            disconnected: p.status == "disconnected",
+            failed_step: failed_step.clone(),
+            numbers: numbers
+                .into_iter()
+                .map(|n| NumberRow {
+                    display: n.number.display_phone_number,
+                    verified_name: n.number.verified_name.unwrap_or_default(),
+                    name_status: n.name_status.unwrap_or_default(),
+                    quality: n.number.quality_rating.unwrap_or_default(),
+                    limit: format!(
+                        "{} ({})",
+                        limit_label(n.number.messaging_limit.as_deref().unwrap_or("")),
+                        n.number.messaging_limit.unwrap_or_default()
+                    ),
+                    scope: match n.messaging_limit_scope.as_deref() {
+                        Some("phone_number") => "per phone number".into(),
+                        Some("business_portfolio") | None => "per business portfolio".into(),
+                        Some(other) => other.to_owned(),
+                    },
+                    throughput: format!(
+                        "{} msg/s ({})",
+                        n.number.throughput_mps,
+                        n.throughput_level.unwrap_or_else(|| "STANDARD".into())
+                    ),
+                })
+                .collect(),
+            steps: if failed_step.is_empty() {
+                Vec::new()
+            } else {
+                session
+                    .map(|s| {
+                        s.steps
+                            .into_iter()
+                            .map(|st| StepRow {
+                                label: step_label(&st.step).to_owned(),
+                                state: st.state,
+                                error: st.error_message.unwrap_or_default(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            },
+        });
+    }
+    out
+}
+
+fn list_html(platforms: Vec<PlatformCard>) -> String {
+    PlatformListFragment { platforms }
+        .render()
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "platform list could not be rendered");
+            String::new()
+        })
+}
+
+async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(String, ApplicationRecord), Response> {
+    let Some(session) = current_session(state, headers) else {
+        return Err(Redirect::to("/login").into_response());
+    };
+    let Some(app) = application_of(state, &session).await else {
+        return Err((StatusCode::NOT_FOUND, "This account has no application.").into_response());
+    };
+    Ok((session.email, app))
+}
+
+/// For JSON endpoints: the session's application, or 401/403 as JSON.
+async fn signed_in_post(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<ApplicationRecord, Response> {
+    let fail = |status: StatusCode, code: &str, message: &str| {
+        (
+            status,
+            axum::Json(json!({"error": {"code": code, "message": message}})),
+        )
+            .into_response()
+    };
+    if !same_origin(headers) {
+        return Err(fail(
+            StatusCode::FORBIDDEN,
+            "cross_site",
+            "This request came from another site and was refused.",
+        ));
+    }
+    let Some(session) = current_session(state, headers) else {
+        return Err(fail(
+            StatusCode::UNAUTHORIZED,
+            "signed_out",
+            "Your session ended; sign in again.",
+        ));
+    };
+    application_of(state, &session).await.ok_or_else(|| {
+        fail(
+            StatusCode::NOT_FOUND,
+            "no_application",
+            "This account has no application.",
+        )
+    })
+}
+
+/// `GET /settings/platforms`.
+pub async fn platforms_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let (email, app) = match signed_in(&state, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    render(&PlatformsPage {
+        active: "settings",
+        email,
+        button: button(&state),
+        list: list_html(cards(&state, &app).await),
+    })
+}
+
+/// `GET /settings/platforms/list`: the list alone, polled by the page.
+pub async fn platforms_list(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let (_, app) = match signed_in(&state, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let mut resp = render(&PlatformListFragment {
+        platforms: cards(&state, &app).await,
+    });
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
+/// `GET /campaigns/whatsapp`.
+pub async fn campaigns_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let (email, app) = match signed_in(&state, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let platforms = cards(&state, &app).await;
+    render(&CampaignsPage {
+        active: "campaigns",
+        email,
+        button: button(&state),
+        has_platform: platforms.iter().any(|p| !p.disconnected),
+        list: list_html(platforms),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ConsoleSignup {
+    /// `authResponse.code`; absent when the dialog was cancelled.
+    code: Option<String>,
+    /// The parsed `WA_EMBEDDED_SIGNUP` message.
+    #[serde(default)]
+    event: Value,
+}
+
+/// `POST /settings/platforms/whatsapp/signup`: what the dialog handed the page, as JSON.
+/// A finish runs onboarding (answering like the API); a cancel answers which step it was.
+pub async fn signup(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let app = match signed_in_post(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let Ok(body) = serde_json::from_slice::<ConsoleSignup>(&body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": {"code": "invalid_body", "message": "expected {\"code\", \"event\"}"}})),
+        )
+            .into_response();
+    };
+    let kind = body.event["event"].as_str().unwrap_or_default().to_owned();
+    let code = body.code.filter(|c| !c.is_empty());
+    let finished = kind.starts_with("FINISH");
+    let Some(code) = code.filter(|_| finished || kind.is_empty()) else {
+        let message = if kind == "CANCEL" || kind.starts_with("CANCEL") || kind == "ERROR" {
+            cancel_message(&body.event)
+        } else {
+            "The sign-up window closed before Meta handed over a code. Nothing was connected; click Log in with Facebook to start again.".into()
+        };
+        tracing::info!(event = %kind, "embedded signup ended without a finish");
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({"error": {"code": "signup_cancelled", "message": message}})),
+        )
+            .into_response();
+    };
+    let data = &body.event["data"];
+    let text = |k: &str| {
+        data[k]
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| data[k].as_u64().map(|n| n.to_string()))
+    };
+    let request = SignupRequest {
+        code,
+        waba_id: text("waba_id"),
+        phone_number_id: text("phone_number_id"),
+        business_id: text("business_id"),
+        event: (!kind.is_empty()).then_some(kind),
+    };
+    match state.engine.signup(&app.id, request).await {
+        Ok(outcome) => outcome_response(&state, &app.id, outcome, StatusCode::CREATED).await,
+        Err(f) => crate::error::ApiError::from(f).into_response(),
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct ActionBody {
+    #[serde(default)]
+    deregister: bool,
+}
+
+/// `POST /settings/platforms/{id}/{refresh|retry|disconnect}`.
+pub async fn action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let app = match signed_in_post(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let Ok(id) = PlatformId::parse(&id) else {
+        return crate::error::ApiError::not_found("this platform").into_response();
+    };
+    let body: ActionBody = serde_json::from_slice(&body).unwrap_or_default();
+    let engine = &state.engine;
+    let result = match action.as_str() {
+        "retry" => {
+            return match engine.retry_onboarding(&app.id, &id).await {
+                Ok(outcome) => outcome_response(&state, &app.id, outcome, StatusCode::OK).await,
+                Err(f) => crate::error::ApiError::from(f).into_response(),
+            };
+        }
+        "refresh" => engine.refresh_platform(&app.id, &id).await,
+        "disconnect" => engine
+            .disconnect_platform(&app.id, &id, body.deregister)
+            .await
+            .map(|_| ()),
+        _ => return crate::error::ApiError::not_found("this action").into_response(),
+    };
+    match result {
+        Ok(()) => match owned_view(&state, &app.id, &id).await {
+            Ok(v) => axum::Json(v).into_response(),
+            Err(e) => e.into_response(),
+        },
+        Err(f) => crate::error::ApiError::from(f).into_response(),
+    }
+}
+
+pub async fn script() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/javascript; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("platforms.js"),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancel_messages_name_the_step_or_the_error() {
+        let m = cancel_message(
+            &json!({"type": "WA_EMBEDDED_SIGNUP", "event": "CANCEL", "data": {"current_step": "PHONE_NUMBER_SETUP"}}),
+        );
+        assert!(
+            m.contains("“Phone number”") && m.contains("PHONE_NUMBER_SETUP"),
+            "{m}"
+        );
+        let m = cancel_message(
+            &json!({"event": "CANCEL", "data": {"error_message": "Something broke", "error_code": "524126", "session_id": "f34b", "timestamp": "1"}}),
+        );
+        assert!(m.contains("Something broke") && m.contains("524126"), "{m}");
+        assert_eq!(
+            limit_label("TIER_2K"),
+            "2,000 business-initiated conversations / 24 h"
+        );
+    }
+}
