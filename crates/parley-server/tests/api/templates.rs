@@ -829,3 +829,33 @@ async fn a_browser_creates_a_template_and_sees_its_preview_and_status() {
     assert!(approved, "the console never showed APPROVED");
     let _ = c.clone().close().await;
 }
+
+/// LOCATION headers are created like the others; sending one is refused clearly until the
+/// location value format exists.
+#[tokio::test]
+async fn a_location_header_template_is_created_and_its_send_refused_clearly() {
+    let app = spawn_app().await;
+    let (phone, _) = app.contact(0).await;
+    let t = app
+        .create_template(&json!({"name": "pickup_point", "language": "en", "category": "UTILITY",
+            "components": [
+                {"type": "HEADER", "format": "LOCATION"},
+                {"type": "BODY", "text": "Your parcel waits for you at this pickup point until Friday."}
+            ]}))
+        .await;
+    app.advance_review().await;
+    app.wait_template(t["id"].as_str().expect("id"), "APPROVED")
+        .await;
+    let (status, v) = app
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/messages",
+            Some(
+                &json!({"to": phone, "template": {"name": "pickup_point", "language": "en",
+                "variables": {"header": "52.52,13.405"}}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["field"], "template.variables.header", "{v}");
+}
