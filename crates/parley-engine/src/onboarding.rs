@@ -1029,6 +1029,19 @@ pub(crate) async fn apply_platform_update(
                             .await?;
                     }
                 }
+                "ACCOUNT_VIOLATION" => {
+                    let kind = value
+                        .get("violation_info")
+                        .and_then(|v| str_of(v, "violation_type"))
+                        .unwrap_or_else(|| "unspecified".into());
+                    let reason = format!("Meta reported a policy violation: {kind}");
+                    for p in &live {
+                        engine
+                            .store
+                            .set_platform_status(&p.id, &p.status, Some(&reason), now)
+                            .await?;
+                    }
+                }
                 other => notes.push(format!("account_update {other} stored, not acted on")),
             }
         }

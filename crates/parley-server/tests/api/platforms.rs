@@ -313,6 +313,11 @@ async fn the_database_holds_neither_the_business_token_nor_the_pin() {
         .expect("a PIN was generated");
     assert_eq!(pin.len(), 6);
     assert!(token.len() > 10);
+    if crate::helpers::backend() == crate::helpers::Backend::Postgres {
+        // The file check is SQLite's; the PostgreSQL run of the suite shares the encryption
+        // code checked above through `platform_token` and `onboarding_secrets`.
+        return;
+    }
     let mut bytes = Vec::new();
     for suffix in ["", "-wal", "-shm"] {
         let mut path = app.db_path.clone().into_os_string();
@@ -481,4 +486,172 @@ async fn the_console_connects_and_its_list_follows_review_and_tier_webhooks() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "disconnected");
+}
+
+/// The whole story in headless Chromium: sign in, Log in with Facebook, walk every screen of
+/// the dialog creating a portfolio, a WABA and a profile, finish, see *Pending review*; Meta's
+/// review turns it *Active* in the open page, without a reload.
+#[tokio::test]
+async fn a_person_connects_whatsapp_in_the_browser() {
+    use fantoccini::Locator;
+    let app = spawn_app().await;
+    let browser = crate::browser::Browser::start().await;
+    let b = &browser;
+    let c = &browser.client;
+    let click = |css: &'static str| async move {
+        b.wait_css(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    };
+    let fill = |css: &'static str, text: String| async move {
+        let e = b.wait_css(css).await;
+        e.clear().await.expect("clear");
+        e.send_keys(&text).await.expect("type");
+    };
+    let at_step = |step: &'static str| async move {
+        b.wait_css(&format!(".es-dialog[data-step=\"{step}\"]"))
+            .await;
+    };
+
+    c.goto(&format!("{}/login", app.url)).await.expect("goto");
+    fill("input[name=email]", app.console_email.clone()).await;
+    fill("input[name=password]", app.console_password.clone()).await;
+    click("button[type=submit]").await;
+    browser.wait_text("WhatsApp platforms").await;
+    c.find(Locator::LinkText("Settings"))
+        .await
+        .expect("Settings link")
+        .click()
+        .await
+        .expect("click");
+    browser.wait_text("Configure platforms").await;
+    // The SDK loaded and FB.init ran: the button is enabled.
+    browser
+        .wait_css("button[data-fb-login]:not([disabled])")
+        .await;
+
+    let main = c.window().await.expect("window");
+    click("button[data-fb-login]").await;
+    let mut popup = None;
+    for _ in 0..200 {
+        let windows = c.windows().await.expect("windows");
+        if let Some(w) = windows.into_iter().find(|w| *w != main) {
+            popup = Some(w);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    c.switch_to_window(popup.expect("FB.login opened a popup"))
+        .await
+        .expect("switch to popup");
+
+    at_step("LOGIN").await;
+    click("#es-next").await;
+    at_step("GET_STARTED").await;
+    click("#es-next").await;
+    at_step("BUSINESS_ACCOUNT_SELECTION").await;
+    click("#es-business-new").await;
+    fill("#es-business-name", "Café Lumen Lda".into()).await;
+    fill("#es-business-website", "https://cafe-lumen.example".into()).await;
+    browser
+        .wait_css("#es-business-country")
+        .await
+        .select_by_value("PT")
+        .await
+        .expect("country");
+    fill("#es-business-address", "Rua Augusta 1, Lisboa".into()).await;
+    click("#es-next").await;
+    at_step("WABA_PHONE_PROFILE_PICKER").await;
+    fill("#es-waba-name", "Café Lumen Orders".into()).await;
+    click("#es-next").await;
+    at_step("WHATSAPP_BUSINESS_PROFILE_SETUP").await;
+    fill("#es-profile-display-name", "Café Lumen".into()).await;
+    browser
+        .wait_css("#es-profile-category")
+        .await
+        .select_by_value("RESTAURANT")
+        .await
+        .expect("category");
+    click("#es-next").await;
+    at_step("PHONE_NUMBER_SETUP").await;
+    click("#es-next").await;
+    at_step("PHONE_NUMBER_VERIFICATION").await;
+    click("#es-next").await;
+    at_step("PERMISSIONS").await;
+    click("#es-next").await;
+    at_step("CONFIRMATION").await;
+    click("#es-next").await;
+    at_step("QUOTAS").await;
+    click("#es-next").await; // Finish
+    c.switch_to_window(main).await.expect("back to the console");
+
+    // Parley ran every step and lists the platform as pending review.
+    browser
+        .wait_text("Connected Café Lumen Orders: Pending review")
+        .await;
+    let card_status = || async {
+        c.execute(
+            "return Array.from(document.querySelectorAll('article.platform'))
+               .filter(function (a) { return a.textContent.indexOf('Café Lumen Lda') >= 0; })
+               .map(function (a) { return a.getAttribute('data-status'); });",
+            vec![],
+        )
+        .await
+        .expect("script")
+    };
+    let mut status = serde_json::Value::Null;
+    for _ in 0..150 {
+        status = card_status().await;
+        if status == json!(["pending_review"]) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, json!(["pending_review"]));
+    browser.wait_text("Pending review").await;
+
+    // Meta approves; the open page follows.
+    let (_, list) = app.api_call(Method::GET, "/api/v1/platforms", None).await;
+    let waba = list["data"]
+        .as_array()
+        .and_then(|d| d.iter().find(|p| p["company_name"] == "Café Lumen Lda"))
+        .map(|p| p["waba_id"].clone())
+        .expect("the new platform");
+    app.sandbox_post(
+        "/sandbox/review",
+        &json!({"waba_id": waba, "decision": "APPROVED"}),
+    )
+    .await;
+    for _ in 0..150 {
+        status = card_status().await;
+        if status == json!(["active"]) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, json!(["active"]), "the list never turned Active");
+    let card = c
+        .execute(
+            "return Array.from(document.querySelectorAll('article.platform'))
+               .filter(function (a) { return a.textContent.indexOf('Café Lumen Lda') >= 0; })[0].innerText;",
+            vec![],
+        )
+        .await
+        .expect("card");
+    let card = card.as_str().unwrap_or_default().to_owned();
+    for needle in [
+        "Active",
+        "Café Lumen Orders",
+        "Café Lumen (APPROVED)",
+        "+1 555-",
+        "UNKNOWN",
+        "250 business-initiated conversations",
+        "per business portfolio",
+        "80 msg/s",
+    ] {
+        assert!(card.contains(needle), "the card lacks {needle}: {card}");
+    }
+    let _ = c.clone().close().await;
 }
