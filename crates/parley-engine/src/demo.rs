@@ -132,6 +132,35 @@ impl Engine {
                 })
                 .await?;
         }
+        // The platform list shows the portfolio's name, when it was connected, and each
+        // number's limit scope and throughput level, as after Embedded Signup.
+        let company = self
+            .graph
+            .get_business(&platform.access_token, &platform.business_id)
+            .await
+            .ok()
+            .and_then(|b| b.name);
+        self.store
+            .set_platform_connected(&platform_id, company.as_deref(), Some(now))
+            .await?;
+        for n in self.store.platform_numbers(&platform_id).await? {
+            let level = if n.number.throughput_mps > 80 {
+                "HIGH"
+            } else {
+                "STANDARD"
+            };
+            self.store
+                .patch_phone_number(
+                    &n.number.phone_number_id,
+                    &parley_store::platforms::NumberPatch {
+                        messaging_limit_scope: Some("business_portfolio".into()),
+                        throughput_level: Some(level.into()),
+                        ..Default::default()
+                    },
+                    now,
+                )
+                .await?;
+        }
         self.sync_templates(&platform_id).await?;
         self.send_wake.notify_waiters();
         Ok(platform_id)

@@ -9,6 +9,7 @@ mod contacts;
 mod fixtures;
 mod messages;
 mod pg;
+mod platforms;
 mod statuses;
 mod tenancy;
 mod webhooks;
