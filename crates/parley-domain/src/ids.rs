@@ -200,6 +200,14 @@ prefixed_id!(
     /// One raw webhook delivery as received from Meta (`evt_…`).
     WebhookEventId, "evt_", "webhook event id"
 );
+prefixed_id!(
+    /// A saved segment: a named filter over contact tags (`seg_…`).
+    SegmentId, "seg_", "segment id"
+);
+prefixed_id!(
+    /// One contact import (CSV or NDJSON) and its progress (`imp_…`).
+    ImportId, "imp_", "import id"
+);
 
 macro_rules! digit_id {
     ($(#[$meta:meta])* $name:ident, $what:literal) => {

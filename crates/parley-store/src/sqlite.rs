@@ -524,31 +524,15 @@ impl Store for SqliteStore {
         contacts: &[NewContact],
         now: Millis,
     ) -> Result<u64> {
+        // Through the audience upsert, which keeps the tag index that segments read.
+        let upserts: Vec<_> = contacts
+            .iter()
+            .map(crate::audience::ContactUpsert::from_new)
+            .collect();
         let mut tx = self.tx().await?;
-        let mut written = 0;
-        for c in contacts {
-            let r = sqlx::query(
-                "INSERT INTO contacts (id, application_id, phone, wa_id, name, tags, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (application_id, phone) DO UPDATE SET
-                   name = COALESCE(excluded.name, contacts.name),
-                   tags = json_patch(contacts.tags, excluded.tags),
-                   updated_at = excluded.updated_at",
-            )
-            .bind(ContactId::new().as_str())
-            .bind(app.as_str())
-            .bind(&c.phone)
-            .bind(c.phone.trim_start_matches('+'))
-            .bind(&c.name)
-            .bind(to_json(&c.tags)?)
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            written += r.rows_affected();
-        }
+        let counts = crate::sqlite_audience::upsert_in(&mut tx, app, &upserts, now).await?;
         tx.commit().await?;
-        Ok(written)
+        Ok(counts.created + counts.updated)
     }
 
     async fn contact_by_phone(

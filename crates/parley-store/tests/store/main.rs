@@ -4,6 +4,7 @@
 //!
 //! Add an area's cases in `<area>.rs` and list them in that module's `contract!`.
 
+mod audience;
 mod backend;
 mod contacts;
 mod fixtures;

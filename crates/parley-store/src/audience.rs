@@ -1,0 +1,286 @@
+//! Audience: contacts with typed tags and a marketing subscription, segment queries over them
+//! (compiled by `segment_sql.rs`), saved segments and contact import jobs.
+//!
+//! Tag names are ASCII-case-insensitive per contact: writing `City` replaces a stored `city`,
+//! so a contact never holds two tags that differ only in ASCII case, and the segment language's
+//! lookup (exact, then ASCII-case-insensitive) finds the one tag SQL finds.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use parley_domain::{ApplicationId, ContactId, ImportId, Segment, SegmentId, TagValue};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::{ContactRecord, MessageRecord, Millis, Result};
+
+/// A partial tag update: `Some` sets the tag, `None` removes it (JSON `null`).
+pub type TagPatch = BTreeMap<String, Option<TagValue>>;
+
+/// Marketing subscription state of a contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subscription {
+    /// Never stated: imported or written without consent information.
+    Unknown,
+    OptedIn,
+    OptedOut,
+}
+
+impl Subscription {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Subscription::Unknown => "unknown",
+            Subscription::OptedIn => "opted_in",
+            Subscription::OptedOut => "opted_out",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Subscription> {
+        Some(match s {
+            "unknown" => Subscription::Unknown,
+            "opted_in" => Subscription::OptedIn,
+            "opted_out" => Subscription::OptedOut,
+            _ => return None,
+        })
+    }
+}
+
+/// A change of subscription, recorded in the contact's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionChange {
+    pub state: Subscription,
+    /// Where it came from: `api`, `import`, `console`, `keyword`, `button`.
+    pub source: String,
+    pub note: Option<String>,
+}
+
+/// One insert-or-update of a contact by phone number.
+#[derive(Debug, Clone, Default)]
+pub struct ContactUpsert {
+    /// E.164, parsed at the edge.
+    pub phone: String,
+    /// `None` leaves the stored value as it is.
+    pub name: Option<String>,
+    pub wa_id: Option<String>,
+    pub locale: Option<String>,
+    pub timezone: Option<String>,
+    pub tags: TagPatch,
+    /// Applied (and recorded in the history) only when it changes the state.
+    pub subscription: Option<SubscriptionChange>,
+}
+
+/// A contact with everything the audience features show.
+#[derive(Debug, Clone)]
+pub struct AudienceContact {
+    pub contact: ContactRecord,
+    pub locale: Option<String>,
+    pub timezone: Option<String>,
+    pub subscription: Subscription,
+    pub subscription_source: Option<String>,
+    pub subscription_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionEvent {
+    pub state: Subscription,
+    pub source: String,
+    pub note: Option<String>,
+    pub at: Millis,
+}
+
+/// What one upsert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UpsertCounts {
+    pub created: u64,
+    pub updated: u64,
+}
+
+/// Which contacts a list returns.
+#[derive(Debug, Clone)]
+pub struct ContactQuery<'a> {
+    pub segment: &'a Segment,
+    /// Substring of the phone number or (case-insensitively) of the name.
+    pub search: Option<&'a str>,
+    /// Keyset cursor: the last phone number of the previous page.
+    pub after: Option<&'a str>,
+    pub limit: u32,
+    /// The instant relative times (`now-30d`) are measured from.
+    pub now: OffsetDateTime,
+}
+
+/// What erasing a contact changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EraseReport {
+    pub contacts: u64,
+    pub messages: u64,
+    pub inbound_messages: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentRecord {
+    pub id: SegmentId,
+    pub application_id: ApplicationId,
+    pub name: String,
+    /// The filter as written; parses with `Segment::parse`.
+    pub filter: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportState {
+    Running,
+    Done,
+    Failed,
+}
+
+impl ImportState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImportState::Running => "running",
+            ImportState::Done => "done",
+            ImportState::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<ImportState> {
+        Some(match s {
+            "running" => ImportState::Running,
+            "done" => ImportState::Done,
+            "failed" => ImportState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportJobRecord {
+    pub id: ImportId,
+    pub application_id: ApplicationId,
+    /// `csv` or `ndjson`.
+    pub format: String,
+    pub state: ImportState,
+    pub rows_read: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub rejected: u64,
+    /// Why the whole import stopped (unreadable upload), not a row's problem.
+    pub error: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub finished_at: Option<Millis>,
+}
+
+/// A row an import could not take, with its 1-based line number in the upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedRow {
+    pub line: u64,
+    pub reason: String,
+    /// The row as read (truncated to a few KiB).
+    pub raw: String,
+}
+
+#[async_trait]
+pub trait AudienceStore: Send + Sync {
+    /// Inserts or updates each contact (by application + phone) in one transaction, merging
+    /// tag patches into the stored tags; later entries for the same phone see earlier ones.
+    async fn upsert_audience(
+        &self,
+        app: &ApplicationId,
+        contacts: &[ContactUpsert],
+        now: Millis,
+    ) -> Result<UpsertCounts>;
+    async fn audience_contact(
+        &self,
+        app: &ApplicationId,
+        phone: &str,
+    ) -> Result<Option<AudienceContact>>;
+    /// A page of contacts in phone order.
+    async fn list_audience(
+        &self,
+        app: &ApplicationId,
+        query: &ContactQuery<'_>,
+    ) -> Result<Vec<AudienceContact>>;
+    async fn count_segment(
+        &self,
+        app: &ApplicationId,
+        segment: &Segment,
+        now: OffsetDateTime,
+    ) -> Result<u64>;
+    /// Oldest first.
+    async fn subscription_history(&self, contact: &ContactId) -> Result<Vec<SubscriptionEvent>>;
+    /// The newest messages sent to this phone number, newest first.
+    async fn messages_to(
+        &self,
+        app: &ApplicationId,
+        phone: &str,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>>;
+    /// Deletes the contact and its subscription history; messages to and from the number stay
+    /// for statistics but lose the number, the contact link and their text. Queued messages
+    /// to it are skipped.
+    async fn erase_contact(&self, app: &ApplicationId, phone: &str) -> Result<EraseReport>;
+
+    // --- segments ---------------------------------------------------------------------------
+    async fn create_segment(&self, segment: &SegmentRecord) -> Result<()>;
+    async fn segments(&self, app: &ApplicationId) -> Result<Vec<SegmentRecord>>;
+    async fn segment(&self, app: &ApplicationId, id: &SegmentId) -> Result<Option<SegmentRecord>>;
+    async fn segment_by_name(
+        &self,
+        app: &ApplicationId,
+        name: &str,
+    ) -> Result<Option<SegmentRecord>>;
+
+    // --- imports ----------------------------------------------------------------------------
+    async fn create_import_job(&self, job: &ImportJobRecord) -> Result<()>;
+    /// Writes the job's state, counts, error and times.
+    async fn update_import_job(&self, job: &ImportJobRecord) -> Result<()>;
+    async fn add_import_rejects(&self, job: &ImportId, rows: &[RejectedRow]) -> Result<()>;
+    async fn import_job(
+        &self,
+        app: &ApplicationId,
+        id: &ImportId,
+    ) -> Result<Option<ImportJobRecord>>;
+    /// Rejected rows in line order, after `after_line`.
+    async fn import_rejects(
+        &self,
+        app: &ApplicationId,
+        id: &ImportId,
+        after_line: u64,
+        limit: u32,
+    ) -> Result<Vec<RejectedRow>>;
+}
+
+/// Applies a patch: each named tag replaces any stored tag whose name differs only in ASCII
+/// case; `None` removes it.
+pub fn merge_tags(tags: &mut parley_domain::Tags, patch: &TagPatch) {
+    for (name, value) in patch {
+        if tags.contains_key(name.as_str()) {
+            tags.remove(name.as_str());
+        }
+        if tags.keys().any(|k| k.eq_ignore_ascii_case(name)) {
+            tags.retain(|k, _| !k.eq_ignore_ascii_case(name));
+        }
+        if let Some(v) = value {
+            tags.insert(name.clone(), v.clone());
+        }
+    }
+}
+
+impl ContactUpsert {
+    /// The audience form of the core `NewContact` (tags merged, name kept when absent).
+    pub fn from_new(c: &crate::NewContact) -> ContactUpsert {
+        ContactUpsert {
+            phone: c.phone.clone(),
+            name: c.name.clone(),
+            wa_id: Some(c.phone.trim_start_matches('+').to_owned()),
+            tags: c
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), Some(v.clone())))
+                .collect(),
+            ..ContactUpsert::default()
+        }
+    }
+}
