@@ -27,6 +27,8 @@ pub struct TestApp {
     pub shutdown: CancellationToken,
     _workers: tokio::task::JoinSet<()>,
     _dir: tempfile::TempDir,
+    /// The test's own PostgreSQL database, when the suite runs on PostgreSQL.
+    _pg: Option<crate::pg::TestDb>,
 }
 
 impl Drop for TestApp {
@@ -41,14 +43,42 @@ pub const CONTACTS: usize = 20;
 /// The Embedded Signup configuration id the tests' console uses (the sandbox takes any).
 pub const DEMO_CONFIG_ID: &str = "sandbox-embedded-signup";
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// `PARLEY_TEST_BACKEND=postgres` runs the suite on PostgreSQL.
+pub fn backend() -> Backend {
+    match std::env::var("PARLEY_TEST_BACKEND").as_deref() {
+        Ok("postgres") | Ok("postgresql") => Backend::Postgres,
+        _ => Backend::Sqlite,
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let cipher = SecretCipher::load_or_create(dir.path()).expect("key");
-    let store: Arc<dyn Store> = Arc::new(
-        parley_store::SqliteStore::open(&dir.path().join("parley.db"), cipher)
-            .await
-            .expect("sqlite"),
-    );
+    // The whole suite runs on SQLite by default and on PostgreSQL with
+    // PARLEY_TEST_BACKEND=postgres (scripts/test.sh runs both).
+    let (store, pg): (Arc<dyn Store>, Option<crate::pg::TestDb>) = match backend() {
+        Backend::Sqlite => (
+            Arc::new(
+                parley_store::SqliteStore::open(&dir.path().join("parley.db"), cipher)
+                    .await
+                    .expect("sqlite"),
+            ),
+            None,
+        ),
+        Backend::Postgres => {
+            let db = crate::pg::TestDb::create().await;
+            let store = parley_store::PostgresStore::connect(&db.url, cipher)
+                .await
+                .expect("postgres");
+            (Arc::new(store), Some(db))
+        }
+    };
     let shutdown = CancellationToken::new();
 
     let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -129,6 +159,7 @@ pub async fn spawn_app() -> TestApp {
         shutdown,
         _workers: workers,
         _dir: dir,
+        _pg: pg,
     }
 }
 

@@ -1,10 +1,15 @@
-//! Parley's HTTP API end to end: real server, real SQLite file, real sandbox over HTTP.
+//! Parley's HTTP API end to end: real server, real SQLite file (or PostgreSQL with
+//! `PARLEY_TEST_BACKEND=postgres`), real sandbox over HTTP, real Chromium for the console.
 
 mod bad_input;
 mod browser;
 mod console;
 mod helpers;
 mod operations;
+// The store suite's PostgreSQL harness (throwaway cluster or PARLEY_TEST_POSTGRES_URL).
+#[allow(dead_code)]
+#[path = "../../../parley-store/tests/store/pg.rs"]
+mod pg;
 mod platforms;
 mod sending;
 mod templates;
