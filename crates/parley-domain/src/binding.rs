@@ -264,6 +264,8 @@ enum BoundHeader {
         kind: HeaderFormat,
         value: DynamicText,
     },
+    /// `latitude,longitude` with optional `|name|address`.
+    Location { value: DynamicText },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -387,12 +389,7 @@ impl BoundTemplate {
                             };
                             BoundHeader::Media { kind, value }
                         }
-                        SlotKind::Location => {
-                            return Err(BindError::Unsupported {
-                                key: slot.key.clone(),
-                                message: "location headers are not supported yet: use a template with a text or media header".into(),
-                            });
-                        }
+                        SlotKind::Location => BoundHeader::Location { value },
                         _ => BoundHeader::Text {
                             parameter_name: header_name.clone().filter(|_| named),
                             value,
@@ -447,6 +444,18 @@ impl BoundTemplate {
                     id,
                 })
             }
+            Some(BoundHeader::Location { value }) => {
+                let rendered = value.render(tags)?;
+                let place =
+                    parse_location(&rendered).map_err(|reason| SkipReason::BadTagValue {
+                        tag: match value.referenced_tags().as_slice() {
+                            [one] => (*one).to_owned(),
+                            _ => "header".to_owned(),
+                        },
+                        reason,
+                    })?;
+                Some(place)
+            }
         };
         let mut body = Vec::with_capacity(self.body.len());
         for p in &self.body {
@@ -500,7 +509,9 @@ impl BoundTemplate {
 
     fn values(&self) -> impl Iterator<Item = &DynamicText> {
         let header = self.header.iter().map(|h| match h {
-            BoundHeader::Text { value, .. } | BoundHeader::Media { value, .. } => value,
+            BoundHeader::Text { value, .. }
+            | BoundHeader::Media { value, .. }
+            | BoundHeader::Location { value } => value,
         });
         header
             .chain(self.body.iter().map(|p| &p.value))
@@ -522,7 +533,12 @@ fn compile(slot: &VariableSlot, raw: &str) -> Result<DynamicText, BindError> {
                     message,
                 })?;
             }
-            SlotKind::Location => {}
+            SlotKind::Location => {
+                parse_location(raw).map_err(|message| BindError::VariableFormat {
+                    key: slot.key.clone(),
+                    message,
+                })?;
+            }
             SlotKind::Text | SlotKind::Payload | SlotKind::CouponCode => {
                 if raw.trim().is_empty() {
                     return Err(BindError::VariableEmpty {
@@ -580,6 +596,44 @@ pub enum RenderedHeader {
         link: Option<String>,
         id: Option<String>,
     },
+    /// A LOCATION header: the place shown on the map.
+    Location {
+        latitude: f64,
+        longitude: f64,
+        name: Option<String>,
+        address: Option<String>,
+    },
+}
+
+/// Reads a location value: `latitude,longitude`, optionally followed by `|name` and
+/// `|address` (`52.5219,13.4132|Parley Shop|Alexanderplatz 1, Berlin`).
+pub fn parse_location(raw: &str) -> Result<RenderedHeader, String> {
+    let mut parts = raw.splitn(3, '|');
+    let coords = parts.next().unwrap_or_default().trim();
+    let name = parts.next().map(str::trim).filter(|s| !s.is_empty());
+    let address = parts.next().map(str::trim).filter(|s| !s.is_empty());
+    let fix = "write a location as `latitude,longitude`, optionally `|name|address`, e.g. `52.5219,13.4132|Parley Shop|Alexanderplatz 1, Berlin`";
+    let (lat, long) = coords
+        .split_once(',')
+        .ok_or_else(|| format!("`{}` is not a location: {fix}", crate::excerpt(raw)))?;
+    let parse = |s: &str| s.trim().parse::<f64>().ok().filter(|v| v.is_finite());
+    let (Some(latitude), Some(longitude)) = (parse(lat), parse(long)) else {
+        return Err(format!(
+            "`{}` has no numeric coordinates: {fix}",
+            crate::excerpt(raw)
+        ));
+    };
+    if !(-90.0..=90.0).contains(&latitude) || !(-180.0..=180.0).contains(&longitude) {
+        return Err(format!(
+            "latitude must be within ±90 and longitude within ±180, got {latitude},{longitude}"
+        ));
+    }
+    Ok(RenderedHeader::Location {
+        latitude,
+        longitude,
+        name: name.map(str::to_owned),
+        address: address.map(str::to_owned),
+    })
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -623,6 +677,68 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), TagValue::String((*v).to_owned())))
             .collect()
+    }
+
+    fn pickup_point() -> Template {
+        Template::from_meta_json(&json!({
+            "name": "pickup_point", "language": "en", "category": "UTILITY", "status": "APPROVED",
+            "components": [
+                {"type": "HEADER", "format": "LOCATION"},
+                {"type": "BODY", "text": "Your parcel waits at this pickup point."}
+            ]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn location_header_literal_dynamic_and_invalid() {
+        let t = pickup_point();
+        let b = BoundTemplate::bind(
+            &t,
+            &named(&[(
+                "header",
+                "52.5219, 13.4132|Parley Shop|Alexanderplatz 1, Berlin",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            b.render_literal().unwrap().header,
+            Some(RenderedHeader::Location {
+                latitude: 52.5219,
+                longitude: 13.4132,
+                name: Some("Parley Shop".into()),
+                address: Some("Alexanderplatz 1, Berlin".into()),
+            })
+        );
+        let only = BoundTemplate::bind(&t, &named(&[("header", "-33.86,151.2")])).unwrap();
+        assert!(matches!(
+            only.render_literal().unwrap().header,
+            Some(RenderedHeader::Location {
+                name: None,
+                address: None,
+                ..
+            })
+        ));
+        for bad in ["Berlin", "91,0", "0,181", "a,b", "NaN,1"] {
+            let e = BoundTemplate::bind(&t, &named(&[("header", bad)])).unwrap_err();
+            assert_eq!(e.code(), "variable_format", "{bad}");
+        }
+        let dynamic = BoundTemplate::bind(&t, &named(&[("header", "{{store_location}}")])).unwrap();
+        let ok = dynamic
+            .render(&tags(&[("store_location", "48.137,11.575|Munich store")]))
+            .unwrap();
+        assert!(matches!(ok.header, Some(RenderedHeader::Location { .. })));
+        let skipped = dynamic
+            .render(&tags(&[("store_location", "nowhere")]))
+            .unwrap_err();
+        assert_eq!(skipped.code(), "bad_tag_value");
+        // Stored and read back unchanged.
+        let json = serde_json::to_value(&ok).unwrap();
+        assert_eq!(json["header"]["type"], "location");
+        assert_eq!(
+            serde_json::from_value::<RenderedTemplate>(json).unwrap(),
+            ok
+        );
     }
 
     #[test]

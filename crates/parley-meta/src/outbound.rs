@@ -49,6 +49,23 @@ pub fn template_message_body(
                 }
                 json!({"type": key, key: Value::Object(media)})
             }
+            RenderedHeader::Location {
+                latitude,
+                longitude,
+                name,
+                address,
+            } => {
+                let mut place = Map::new();
+                place.insert("latitude".into(), json!(latitude));
+                place.insert("longitude".into(), json!(longitude));
+                if let Some(name) = name {
+                    place.insert("name".into(), json!(name));
+                }
+                if let Some(address) = address {
+                    place.insert("address".into(), json!(address));
+                }
+                json!({"type": "location", "location": Value::Object(place)})
+            }
         };
         components.push(json!({"type": "header", "parameters": [param]}));
     }

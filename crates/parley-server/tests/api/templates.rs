@@ -830,10 +830,10 @@ async fn a_browser_creates_a_template_and_sees_its_preview_and_status() {
     let _ = c.clone().close().await;
 }
 
-/// LOCATION headers are created like the others; sending one is refused clearly until the
-/// location value format exists.
+/// LOCATION headers: created like the others, sent with `latitude,longitude|name|address`,
+/// and a value that is no location is refused before any call to Meta.
 #[tokio::test]
-async fn a_location_header_template_is_created_and_its_send_refused_clearly() {
+async fn a_location_header_template_is_created_and_sent() {
     let app = spawn_app().await;
     let (phone, _) = app.contact(0).await;
     let t = app
@@ -852,10 +852,33 @@ async fn a_location_header_template_is_created_and_its_send_refused_clearly() {
             "/api/v1/messages",
             Some(
                 &json!({"to": phone, "template": {"name": "pickup_point", "language": "en",
-                "variables": {"header": "52.52,13.405"}}}),
+                "variables": {"header": "Berlin"}}}),
             ),
         )
         .await;
     assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["code"], "variable_format", "{v}");
     assert_eq!(v["error"]["field"], "template.variables.header", "{v}");
+    assert!(app.sandbox_messages().await.is_empty());
+
+    let id = app
+        .send(
+            &json!({"to": phone, "template": {"name": "pickup_point", "language": "en",
+            "variables": {"header": "52.5219,13.4132|Parley Shop|Alexanderplatz 1, Berlin"}}}),
+        )
+        .await;
+    let m = app.wait_for_state(&id, "read").await;
+    let wamid = m["wamid"].as_str().expect("wamid");
+    let rec = app
+        .sandbox_messages()
+        .await
+        .into_iter()
+        .find(|r| r["wamid"] == wamid)
+        .expect("recorded");
+    assert_eq!(
+        rec["request"]["template"]["components"][0],
+        json!({"type": "header", "parameters": [{"type": "location", "location": {
+            "latitude": 52.5219, "longitude": 13.4132, "name": "Parley Shop",
+            "address": "Alexanderplatz 1, Berlin"}}]})
+    );
 }
