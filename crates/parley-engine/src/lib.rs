@@ -1,6 +1,7 @@
 //! Parley's application services and background workers: accepting sends, the per-number
 //! sender loops, the webhook processor, template sync and the demo seed.
 
+pub mod audience;
 pub mod auth;
 pub mod clock;
 pub mod demo;

@@ -184,6 +184,26 @@ async fn apply_messages(
         };
         if engine.store.record_inbound(&record).await? {
             metrics::counter!("parley_inbound_messages_total").increment(1);
+            // Opt-out keywords and marketing opt-out buttons (once per wamid).
+            let payload = msg
+                .rest
+                .get("button")
+                .and_then(|b| b.get("payload"))
+                .and_then(|p| p.as_str());
+            if let Some((state, source)) =
+                crate::audience::opt_keyword(&record.kind, record.text.as_deref(), payload)
+            {
+                let note = Some(format!("message {}", record.wamid));
+                engine
+                    .apply_opt_keyword(
+                        &record.application_id,
+                        &record.from_phone,
+                        state,
+                        source,
+                        note,
+                    )
+                    .await?;
+            }
         }
     }
     Ok(())

@@ -84,6 +84,31 @@ pub fn router(state: AppState) -> Router {
             get(routes::messages::list_messages).post(routes::messages::send_message),
         )
         .route("/api/v1/messages/{id}", get(routes::messages::get_message))
+        .route("/api/v1/contacts", get(routes::contacts::list_contacts))
+        .route(
+            "/api/v1/contacts/{phone}",
+            get(routes::contacts::get_contact)
+                .put(routes::contacts::put_contact)
+                .delete(routes::contacts::delete_contact),
+        )
+        .route("/api/v1/contacts/import/{job}", get(routes::contacts::get_import))
+        .route(
+            "/api/v1/contacts/import/{job}/rejected",
+            get(routes::contacts::rejected_rows),
+        )
+        .route(
+            "/api/v1/segments",
+            get(routes::segments::list_segments).post(routes::segments::create_segment),
+        )
+        .route("/api/v1/segments/{id}", get(routes::segments::get_segment))
+        .route(
+            "/api/v1/segments/preview",
+            axum::routing::post(routes::segments::preview_segment),
+        )
+        .route(
+            "/api/v1/personalize/preview",
+            axum::routing::post(routes::personalize::preview),
+        )
         .route(
             "/api/v1/templates",
             get(routes::templates::list_templates)
@@ -142,6 +167,11 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(webhooks)
         .merge(media)
+        // Imports stream their body (constant memory), so no size limit applies.
+        .route(
+            "/api/v1/contacts/import",
+            axum::routing::post(routes::contacts::start_import).layer(DefaultBodyLimit::disable()),
+        )
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::health::metrics))

@@ -4,7 +4,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{health, messages, phone_numbers, platforms, templates, webhooks};
+use crate::routes::{
+    contacts, health, messages, personalize, phone_numbers, platforms, segments, templates,
+    webhooks,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -34,6 +37,18 @@ use crate::routes::{health, messages, phone_numbers, platforms, templates, webho
         templates::upload_media,
         webhooks::verify,
         webhooks::receive,
+        contacts::put_contact,
+        contacts::get_contact,
+        contacts::delete_contact,
+        contacts::list_contacts,
+        contacts::start_import,
+        contacts::get_import,
+        contacts::rejected_rows,
+        segments::list_segments,
+        segments::create_segment,
+        segments::get_segment,
+        segments::preview_segment,
+        personalize::preview,
         health::healthz,
         health::readyz,
         health::metrics,
@@ -42,6 +57,8 @@ use crate::routes::{health, messages, phone_numbers, platforms, templates, webho
     modifiers(&BearerAuth),
     tags(
         (name = "messages", description = "Single sends and their delivery states"),
+        (name = "contacts", description = "Contacts with typed tags, imports, erasure and personalization previews"),
+        (name = "segments", description = "Filters over contact tags, saved with live counts"),
         (name = "templates", description = "Message templates: synced from Meta, created, edited and deleted through it"),
         (name = "phone numbers", description = "The application's WhatsApp numbers"),
         (name = "platforms", description = "WhatsApp Business Accounts connected with Embedded Signup"),

@@ -1,6 +1,9 @@
+pub mod contacts;
 pub mod health;
 pub mod messages;
+pub mod personalize;
 pub mod phone_numbers;
 pub mod platforms;
+pub mod segments;
 pub mod templates;
 pub mod webhooks;

@@ -1,0 +1,1045 @@
+//! Audience services: contacts (upsert with partial tag updates, lists by segment, detail,
+//! erasure), segments (parse with positions, live counts, samples), personalization previews,
+//! contact imports (CSV or NDJSON, streamed in constant memory, in chunks of
+//! [`IMPORT_CHUNK`] rows per transaction) and opt-out keywords.
+
+use std::fmt::Display;
+
+use futures::{Stream, StreamExt};
+use parley_domain::{
+    ApplicationId, BoundTemplate, DynamicText, E164, ImportId, RenderedTemplate, Segment,
+    SegmentId, SkipReason, TagValue, Tags, VariableInput,
+};
+use parley_store::MessageRecord;
+use parley_store::audience::*;
+use serde_json::Value;
+
+use crate::clock::to_datetime;
+use crate::messages::ContactTags;
+use crate::{ApiFailure, Engine, FailureKind};
+
+/// Rows upserted per transaction during an import.
+pub const IMPORT_CHUNK: usize = 1_000;
+/// Longest tag name.
+pub const MAX_TAG_NAME: usize = 64;
+/// Longest row an import takes (bytes); longer rows are rejected.
+pub const MAX_ROW_BYTES: usize = 64 * 1024;
+
+/// A contact write from the API or the console.
+#[derive(Debug, Clone, Default)]
+pub struct ContactInput {
+    pub name: Option<String>,
+    pub locale: Option<String>,
+    pub timezone: Option<String>,
+    /// Tag name → JSON value; `null` removes the tag.
+    pub tags: serde_json::Map<String, Value>,
+    /// `opted_in` or `opted_out`.
+    pub subscription: Option<String>,
+    /// Where the change comes from (`api`, `console`).
+    pub source: &'static str,
+}
+
+/// A contact with its history, for the detail views.
+pub struct ContactDetail {
+    pub contact: AudienceContact,
+    pub history: Vec<SubscriptionEvent>,
+    pub messages: Vec<MessageRecord>,
+}
+
+/// What a segment selects now.
+pub struct SegmentPreview {
+    pub count: u64,
+    pub sample: Vec<AudienceContact>,
+}
+
+/// A personalization preview's outcome.
+pub enum PreviewOutcome {
+    Text(String),
+    Template(RenderedTemplate),
+    Skipped(SkipReason),
+}
+
+/// The contact a preview renders for: a stored one by phone, or one given inline.
+pub enum PreviewContact {
+    Phone(String),
+    Inline {
+        phone: Option<String>,
+        name: Option<String>,
+        tags: Tags,
+    },
+}
+
+/// How an import reads its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportFormat {
+    Csv,
+    Ndjson,
+}
+
+impl ImportFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImportFormat::Csv => "csv",
+            ImportFormat::Ndjson => "ndjson",
+        }
+    }
+    pub fn parse(s: &str) -> Option<ImportFormat> {
+        match s.to_ascii_lowercase().as_str() {
+            "csv" => Some(ImportFormat::Csv),
+            "ndjson" | "jsonl" => Some(ImportFormat::Ndjson),
+            _ => None,
+        }
+    }
+}
+
+/// The type a CSV column's cells are read as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagType {
+    String,
+    Integer,
+    Float,
+    Boolean,
+    Date,
+    DateTime,
+    /// Items separated by `;`.
+    List,
+}
+
+impl TagType {
+    pub fn parse(s: &str) -> Option<TagType> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "string" | "text" => TagType::String,
+            "integer" | "int" => TagType::Integer,
+            "float" | "price" | "number" => TagType::Float,
+            "boolean" | "bool" => TagType::Boolean,
+            "date" => TagType::Date,
+            "datetime" | "date-time" => TagType::DateTime,
+            "list" => TagType::List,
+            _ => return None,
+        })
+    }
+
+    /// Reads one cell; an empty cell is no value.
+    pub fn read(self, cell: &str) -> Result<Option<TagValue>, String> {
+        let cell = cell.trim();
+        if cell.is_empty() {
+            return Ok(None);
+        }
+        let bad = |what: &str| format!("`{}` is not {what}", excerpt(cell, 64));
+        Ok(Some(match self {
+            TagType::String => TagValue::String(cell.to_owned()),
+            TagType::Integer => TagValue::Integer(cell.parse().map_err(|_| bad("an integer"))?),
+            TagType::Float => {
+                let f: f64 = cell.parse().map_err(|_| bad("a number"))?;
+                if !f.is_finite() {
+                    return Err(bad("a finite number"));
+                }
+                TagValue::Float(f)
+            }
+            TagType::Boolean => match cell.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "1" => TagValue::Boolean(true),
+                "false" | "no" | "0" => TagValue::Boolean(false),
+                _ => return Err(bad("true/false")),
+            },
+            TagType::Date => {
+                let fmt = time::macros::format_description!("[year]-[month]-[day]");
+                TagValue::Date(
+                    time::Date::parse(cell, &fmt).map_err(|_| bad("a date (YYYY-MM-DD)"))?,
+                )
+            }
+            TagType::DateTime => TagValue::DateTime(
+                time::OffsetDateTime::parse(cell, &time::format_description::well_known::Rfc3339)
+                    .map_err(|_| bad("an RFC 3339 date-time"))?,
+            ),
+            TagType::List => TagValue::List(
+                cell.split(';')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+        }))
+    }
+}
+
+/// One column mapping of a CSV import: `column:tag:type`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnMap {
+    pub column: String,
+    /// The tag name, or `phone`, `name`, `locale`, `timezone`, `subscription` for the built-in
+    /// fields; empty to ignore the column.
+    pub tag: String,
+    pub kind: TagType,
+}
+
+impl ColumnMap {
+    /// Parses `column:tag:type` (`column:tag` is a string tag; `column:` ignores the column).
+    pub fn parse(s: &str) -> Result<ColumnMap, String> {
+        let mut parts = s.rsplitn(3, ':').collect::<Vec<_>>();
+        parts.reverse();
+        let (column, tag, kind) = match parts.as_slice() {
+            [c, t, k] if TagType::parse(k).is_some() => (*c, *t, TagType::parse(k)),
+            [c, t, k] => {
+                return Err(format!(
+                    "`{s}`: unknown type `{k}` for column `{c}` (tag `{t}`); use string, integer, float, boolean, date, datetime or list"
+                ));
+            }
+            [c, t] => (*c, *t, Some(TagType::String)),
+            _ => return Err(format!("`{s}` is not `column:tag:type`")),
+        };
+        Ok(ColumnMap {
+            column: column.trim().to_owned(),
+            tag: tag.trim().to_owned(),
+            kind: kind.unwrap_or(TagType::String),
+        })
+    }
+}
+
+/// How an import reads its rows.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    pub format: ImportFormat,
+    /// CSV: columns not listed are string tags named like the column.
+    pub columns: Vec<ColumnMap>,
+}
+
+
+/// Checks a tag name: 1–64 characters, not a built-in field.
+pub fn check_tag_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("a tag name is empty".into());
+    }
+    if name.chars().count() > MAX_TAG_NAME {
+        return Err(format!(
+            "tag name `{}` is longer than {MAX_TAG_NAME} characters",
+            excerpt(name, 64)
+        ));
+    }
+    Ok(())
+}
+
+/// Reads the API's tag object: values typed by their JSON type, `null` removes; names that
+/// differ only in ASCII case are refused.
+pub fn tag_patch(tags: &serde_json::Map<String, Value>) -> Result<TagPatch, ApiFailure> {
+    let mut patch = TagPatch::new();
+    for (name, v) in tags {
+        let field = format!("tags.{name}");
+        check_tag_name(name)
+            .map_err(|m| ApiFailure::bad_request("invalid_tag", m).field(field.clone()))?;
+        if let Some(other) = patch.keys().find(|k| k.eq_ignore_ascii_case(name)) {
+            return Err(ApiFailure::bad_request(
+                "duplicate_tag",
+                format!("tags `{other}` and `{name}` differ only in case; tag names ignore case, so give one"),
+            )
+            .field(field));
+        }
+        let value = if v.is_null() {
+            None
+        } else {
+            let tv: TagValue = serde_json::from_value(v.clone()).map_err(|e| {
+                ApiFailure::bad_request("invalid_tag_value", format!("tag `{name}`: {e}"))
+                    .field(field.clone())
+            })?;
+            if matches!(tv, TagValue::Float(f) if !f.is_finite()) {
+                return Err(ApiFailure::bad_request(
+                    "invalid_tag_value",
+                    format!("tag `{name}` is not a finite number"),
+                )
+                .field(field));
+            }
+            Some(tv)
+        };
+        patch.insert(name.clone(), value);
+    }
+    Ok(patch)
+}
+
+fn parse_phone(phone: &str, field: &str) -> Result<E164, ApiFailure> {
+    E164::parse(phone)
+        .map_err(|e| ApiFailure::bad_request("invalid_phone_number", e.to_string()).field(field))
+}
+
+fn subscription_of(s: &str) -> Option<Subscription> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "opted_in" | "in" | "subscribed" | "yes" | "true" => Some(Subscription::OptedIn),
+        "opted_out" | "out" | "unsubscribed" | "no" | "false" => Some(Subscription::OptedOut),
+        _ => None,
+    }
+}
+
+/// An inbound message that changes the marketing subscription: `STOP`/`UNSUBSCRIBE` (any case,
+/// trimmed) opt out, `START` opts back in; a button reply (`button` type, or an interactive
+/// button) whose payload or title is one of these or "Stop promotions" counts as `button`.
+pub fn opt_keyword(
+    kind: &str,
+    text: Option<&str>,
+    payload: Option<&str>,
+) -> Option<(Subscription, &'static str)> {
+    let word = |s: &str| -> Option<Subscription> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "STOP" | "UNSUBSCRIBE" | "STOP PROMOTIONS" | "OPT_OUT" | "OPT-OUT" => {
+                Some(Subscription::OptedOut)
+            }
+            "START" => Some(Subscription::OptedIn),
+            _ => None,
+        }
+    };
+    match kind {
+        "text" => text.and_then(word).map(|s| (s, "keyword")),
+        "button" | "interactive" => payload
+            .and_then(word)
+            .or_else(|| text.and_then(word))
+            .map(|s| (s, "button")),
+        _ => None,
+    }
+}
+
+impl Engine {
+    /// Parses a filter; errors carry the character position.
+    pub fn parse_segment(&self, filter: &str) -> Result<Segment, ApiFailure> {
+        Segment::parse(filter).map_err(|e| {
+            ApiFailure::bad_request("invalid_segment", format!("the filter does not parse {e}"))
+                .field("filter")
+        })
+    }
+
+    pub async fn upsert_contact(
+        &self,
+        app: &ApplicationId,
+        phone: &str,
+        input: ContactInput,
+    ) -> Result<(AudienceContact, bool), ApiFailure> {
+        let phone = parse_phone(phone, "phone")?;
+        let tags = tag_patch(&input.tags)?;
+        let subscription = match input.subscription.as_deref() {
+            None => None,
+            Some(s) => Some(SubscriptionChange {
+                state: subscription_of(s).ok_or_else(|| {
+                    ApiFailure::bad_request(
+                        "invalid_subscription",
+                        format!("subscription `{s}` is not `opted_in` or `opted_out`"),
+                    )
+                    .field("subscription")
+                })?,
+                source: input.source.to_owned(),
+                note: None,
+            }),
+        };
+        let counts = self
+            .store
+            .upsert_audience(
+                app,
+                &[ContactUpsert {
+                    phone: phone.as_str().to_owned(),
+                    name: input.name.filter(|n| !n.trim().is_empty()),
+                    wa_id: Some(phone.digits().to_owned()),
+                    locale: input.locale,
+                    timezone: input.timezone,
+                    tags,
+                    subscription,
+                }],
+                self.now(),
+            )
+            .await?;
+        let contact = self
+            .store
+            .audience_contact(app, phone.as_str())
+            .await?
+            .ok_or_else(|| ApiFailure::internal("contact vanished after upsert"))?;
+        Ok((contact, counts.created == 1))
+    }
+
+    pub async fn contact_detail(
+        &self,
+        app: &ApplicationId,
+        phone: &str,
+    ) -> Result<ContactDetail, ApiFailure> {
+        let phone = parse_phone(phone, "phone")?;
+        let contact = self
+            .store
+            .audience_contact(app, phone.as_str())
+            .await?
+            .ok_or_else(|| contact_not_found(&phone))?;
+        let history = self.store.subscription_history(&contact.contact.id).await?;
+        let messages = self.store.messages_to(app, phone.as_str(), 20).await?;
+        Ok(ContactDetail {
+            contact,
+            history,
+            messages,
+        })
+    }
+
+    /// A page of contacts matching `filter` (default `all`), and the cursor of the next page.
+    pub async fn list_contacts(
+        &self,
+        app: &ApplicationId,
+        filter: Option<&str>,
+        search: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<AudienceContact>, Option<String>), ApiFailure> {
+        let segment = match filter.map(str::trim).filter(|f| !f.is_empty()) {
+            Some(f) => self.parse_segment(f)?,
+            None => Segment::all(),
+        };
+        let limit = limit.clamp(1, 500);
+        let mut page = self
+            .store
+            .list_audience(
+                app,
+                &ContactQuery {
+                    segment: &segment,
+                    search,
+                    after,
+                    limit: limit + 1,
+                    now: to_datetime(self.now()),
+                },
+            )
+            .await?;
+        let next = if page.len() > limit as usize {
+            page.truncate(limit as usize);
+            page.last().map(|c| c.contact.phone.clone())
+        } else {
+            None
+        };
+        Ok((page, next))
+    }
+
+    pub async fn erase_contact(
+        &self,
+        app: &ApplicationId,
+        phone: &str,
+    ) -> Result<EraseReport, ApiFailure> {
+        let phone = parse_phone(phone, "phone")?;
+        let report = self.store.erase_contact(app, phone.as_str()).await?;
+        if report == EraseReport::default() {
+            return Err(contact_not_found(&phone));
+        }
+        Ok(report)
+    }
+
+    pub async fn preview_segment(
+        &self,
+        app: &ApplicationId,
+        segment: &Segment,
+        sample: u32,
+    ) -> Result<SegmentPreview, ApiFailure> {
+        let now = to_datetime(self.now());
+        let count = self.store.count_segment(app, segment, now).await?;
+        let sample = self
+            .store
+            .list_audience(
+                app,
+                &ContactQuery {
+                    segment,
+                    search: None,
+                    after: None,
+                    limit: sample,
+                    now,
+                },
+            )
+            .await?;
+        Ok(SegmentPreview { count, sample })
+    }
+
+    pub async fn create_segment(
+        &self,
+        app: &ApplicationId,
+        name: &str,
+        filter: &str,
+    ) -> Result<SegmentRecord, ApiFailure> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(ApiFailure::bad_request(
+                "invalid_segment_name",
+                "give the segment a name of 1 to 100 characters",
+            )
+            .field("name"));
+        }
+        let segment = self.parse_segment(filter)?;
+        if self.store.segment_by_name(app, name).await?.is_some() {
+            return Err(ApiFailure::new(
+                FailureKind::Conflict,
+                "segment_exists",
+                format!("a segment named `{name}` exists already; pick another name"),
+            )
+            .field("name"));
+        }
+        let now = self.now();
+        let record = SegmentRecord {
+            id: SegmentId::new(),
+            application_id: app.clone(),
+            name: name.to_owned(),
+            filter: segment.source().to_owned(),
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.create_segment(&record).await?;
+        Ok(record)
+    }
+
+    pub async fn segment_by_id(
+        &self,
+        app: &ApplicationId,
+        id: &str,
+    ) -> Result<SegmentRecord, ApiFailure> {
+        let not_found = || {
+            ApiFailure::new(
+                FailureKind::NotFound,
+                "segment_not_found",
+                format!("there is no segment `{id}`; list them with GET /api/v1/segments"),
+            )
+        };
+        let id = SegmentId::parse(id).map_err(|_| not_found())?;
+        self.store.segment(app, &id).await?.ok_or_else(not_found)
+    }
+
+    /// Renders free text or a template's variables for one contact.
+    pub async fn personalize_preview(
+        &self,
+        app: &ApplicationId,
+        contact: PreviewContact,
+        text: Option<&str>,
+        template: Option<(&str, &str, &Value)>,
+    ) -> Result<PreviewOutcome, ApiFailure> {
+        let (phone, name, tags) = match contact {
+            PreviewContact::Phone(p) => {
+                let phone = parse_phone(&p, "contact")?;
+                let c = self
+                    .store
+                    .audience_contact(app, phone.as_str())
+                    .await?
+                    .ok_or_else(|| contact_not_found(&phone))?;
+                (phone.as_str().to_owned(), c.contact.name, c.contact.tags)
+            }
+            PreviewContact::Inline { phone, name, tags } => {
+                let phone = match phone {
+                    Some(p) => parse_phone(&p, "contact.phone")?.as_str().to_owned(),
+                    None => String::new(),
+                };
+                (phone, name, tags)
+            }
+        };
+        let lookup = ContactTags {
+            tags: Some(&tags),
+            phone: &phone,
+            name: name.as_deref(),
+        };
+        match (text, template) {
+            (Some(text), None) => {
+                let dynamic = DynamicText::parse(text).map_err(|e| {
+                    ApiFailure::bad_request("expression_invalid", e.to_string()).field("text")
+                })?;
+                Ok(match dynamic.render(&lookup) {
+                    Ok(s) => PreviewOutcome::Text(s),
+                    Err(reason) => PreviewOutcome::Skipped(reason),
+                })
+            }
+            (None, Some((name, language, variables))) => {
+                let record = self
+                    .store
+                    .template(app, name, language)
+                    .await?
+                    .ok_or_else(|| {
+                        ApiFailure::unprocessable(
+                            "template_not_found",
+                            format!("there is no template `{name}` in language `{language}`"),
+                        )
+                        .field("template.name")
+                    })?;
+                let input = VariableInput::from_json(variables).map_err(|e| {
+                    ApiFailure::bad_request(e.code(), e.to_string())
+                        .field(format!("variables.{}", e.field()))
+                })?;
+                let bound = BoundTemplate::bind(&record.template, &input).map_err(|e| {
+                    ApiFailure::unprocessable(e.code(), e.to_string())
+                        .field(format!("variables.{}", e.field()))
+                })?;
+                Ok(match bound.render(&lookup) {
+                    Ok(r) => PreviewOutcome::Template(r),
+                    Err(reason) => PreviewOutcome::Skipped(reason),
+                })
+            }
+            _ => Err(ApiFailure::bad_request(
+                "preview_input",
+                "give either `text`, or `template` with `variables`",
+            )),
+        }
+    }
+
+    /// Applies an opt-out/opt-in keyword or button from an inbound message.
+    pub async fn apply_opt_keyword(
+        &self,
+        app: &ApplicationId,
+        phone: &str,
+        state: Subscription,
+        source: &'static str,
+        note: Option<String>,
+    ) -> parley_store::Result<()> {
+        self.store
+            .upsert_audience(
+                app,
+                &[ContactUpsert {
+                    phone: phone.to_owned(),
+                    subscription: Some(SubscriptionChange {
+                        state,
+                        source: source.to_owned(),
+                        note,
+                    }),
+                    ..ContactUpsert::default()
+                }],
+                self.now(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    // --- imports ------------------------------------------------------------------------------
+
+    /// Creates the job row and starts reading `body` in the background.
+    pub async fn start_import<S, B, E>(
+        &self,
+        app: &ApplicationId,
+        options: ImportOptions,
+        body: S,
+    ) -> Result<ImportId, ApiFailure>
+    where
+        S: Stream<Item = Result<B, E>> + Send + Unpin + 'static,
+        B: AsRef<[u8]> + Send,
+        E: Display,
+    {
+        let job = self.create_import(app, options.format).await?;
+        let id = job.id.clone();
+        let engine = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = engine.run_import(job, &options, body, |_| {}).await {
+                tracing::error!(error = %e, "import failed");
+            }
+        });
+        Ok(id)
+    }
+
+    pub async fn create_import(
+        &self,
+        app: &ApplicationId,
+        format: ImportFormat,
+    ) -> Result<ImportJobRecord, ApiFailure> {
+        let now = self.now();
+        let job = ImportJobRecord {
+            id: ImportId::new(),
+            application_id: app.clone(),
+            format: format.as_str().to_owned(),
+            state: ImportState::Running,
+            rows_read: 0,
+            created: 0,
+            updated: 0,
+            rejected: 0,
+            error: None,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+        };
+        self.store.create_import_job(&job).await?;
+        Ok(job)
+    }
+
+    /// Reads every row of `body` into the job; `progress` sees the job after each chunk.
+    /// Bad rows are recorded and skipped; only an unreadable upload or a storage failure ends
+    /// the job early (state `failed`).
+    pub async fn run_import<S, B, E>(
+        &self,
+        mut job: ImportJobRecord,
+        options: &ImportOptions,
+        mut body: S,
+        mut progress: impl FnMut(&ImportJobRecord) + Send,
+    ) -> parley_store::Result<ImportJobRecord>
+    where
+        S: Stream<Item = Result<B, E>> + Send + Unpin,
+        B: AsRef<[u8]> + Send,
+        E: Display,
+    {
+        let mut reader = RowReader::new(options.clone());
+        let mut batch = Batch::default();
+        let mut failure = None;
+        loop {
+            let chunk = match body.next().await {
+                Some(Ok(bytes)) => bytes,
+                Some(Err(e)) => {
+                    failure = Some(format!("the upload broke off: {e}"));
+                    break;
+                }
+                None => break,
+            };
+            reader.feed(chunk.as_ref(), &mut batch);
+            if batch.rows.len() >= IMPORT_CHUNK {
+                self.flush_import(&mut job, &mut batch, &mut progress)
+                    .await?;
+            }
+        }
+        reader.finish(&mut batch);
+        self.flush_import(&mut job, &mut batch, &mut progress)
+            .await?;
+        let now = self.now();
+        job.state = if failure.is_some() {
+            ImportState::Failed
+        } else {
+            ImportState::Done
+        };
+        job.error = failure;
+        job.updated_at = now;
+        job.finished_at = Some(now);
+        self.store.update_import_job(&job).await?;
+        progress(&job);
+        Ok(job)
+    }
+
+    async fn flush_import(
+        &self,
+        job: &mut ImportJobRecord,
+        batch: &mut Batch,
+        progress: &mut (impl FnMut(&ImportJobRecord) + Send),
+    ) -> parley_store::Result<()> {
+        if batch.rows.is_empty() && batch.rejects.is_empty() && batch.read == 0 {
+            return Ok(());
+        }
+        let counts = self
+            .store
+            .upsert_audience(&job.application_id, &batch.rows, self.now())
+            .await?;
+        self.store
+            .add_import_rejects(&job.id, &batch.rejects)
+            .await?;
+        job.rows_read += batch.read;
+        job.created += counts.created;
+        job.updated += counts.updated;
+        job.rejected += batch.rejects.len() as u64;
+        job.updated_at = self.now();
+        self.store.update_import_job(job).await?;
+        batch.rows.clear();
+        batch.rejects.clear();
+        batch.read = 0;
+        progress(job);
+        Ok(())
+    }
+
+    pub async fn import_job(
+        &self,
+        app: &ApplicationId,
+        id: &str,
+    ) -> Result<ImportJobRecord, ApiFailure> {
+        let not_found = || {
+            ApiFailure::new(
+                FailureKind::NotFound,
+                "import_not_found",
+                format!("there is no import `{id}` in this application"),
+            )
+        };
+        let id = ImportId::parse(id).map_err(|_| not_found())?;
+        self.store.import_job(app, &id).await?.ok_or_else(not_found)
+    }
+}
+
+fn contact_not_found(phone: &E164) -> ApiFailure {
+    ApiFailure::new(
+        FailureKind::NotFound,
+        "contact_not_found",
+        format!("there is no contact {} in this application", phone.as_str()),
+    )
+}
+
+#[derive(Default)]
+struct Batch {
+    rows: Vec<ContactUpsert>,
+    rejects: Vec<RejectedRow>,
+    read: u64,
+}
+
+/// Splits the upload into rows and turns each into an upsert or a rejection.
+struct RowReader {
+    options: ImportOptions,
+    /// Bytes of the current, unfinished line (NDJSON) or record (CSV).
+    pending: Vec<u8>,
+    /// Physical line the pending record starts on (1-based).
+    line: u64,
+    /// Lines consumed so far.
+    lines_seen: u64,
+    in_quotes: bool,
+    header: Option<Vec<(String, Option<ColumnMap>)>>,
+    skipping: bool,
+}
+
+impl RowReader {
+    fn new(options: ImportOptions) -> RowReader {
+        RowReader {
+            options,
+            pending: Vec::new(),
+            line: 1,
+            lines_seen: 0,
+            in_quotes: false,
+            header: None,
+            skipping: false,
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8], batch: &mut Batch) {
+        for &b in bytes {
+            if b == b'"' && self.options.format == ImportFormat::Csv {
+                self.in_quotes = !self.in_quotes;
+            }
+            if b == b'\n' {
+                self.lines_seen += 1;
+                if !self.in_quotes {
+                    let record = std::mem::take(&mut self.pending);
+                    let skipped = std::mem::replace(&mut self.skipping, false);
+                    self.record(record, skipped, batch);
+                    self.line = self.lines_seen + 1;
+                    continue;
+                }
+            }
+            if self.skipping {
+                continue;
+            }
+            if self.pending.len() >= MAX_ROW_BYTES {
+                self.skipping = true;
+                continue;
+            }
+            self.pending.push(b);
+        }
+    }
+
+    fn finish(&mut self, batch: &mut Batch) {
+        let record = std::mem::take(&mut self.pending);
+        let skipped = std::mem::replace(&mut self.skipping, false);
+        if !record.is_empty() || skipped {
+            self.record(record, skipped, batch);
+        }
+    }
+
+    fn record(&mut self, mut bytes: Vec<u8>, too_long: bool, batch: &mut Batch) {
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+        if self.line == 1 && bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
+            bytes.drain(..3);
+        }
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if text.trim().is_empty() && !too_long {
+            return;
+        }
+        let line = self.line;
+        if self.options.format == ImportFormat::Csv && self.header.is_none() {
+            let names = split_csv(&text);
+            self.header = Some(
+                names
+                    .into_iter()
+                    .map(|n| {
+                        let n = n.trim().to_owned();
+                        let map = self.options.columns.iter().find(|m| m.column == n).cloned();
+                        (n, map)
+                    })
+                    .collect(),
+            );
+            return;
+        }
+        batch.read += 1;
+        let reject = |reason: String| RejectedRow {
+            line,
+            reason,
+            raw: excerpt(&text, 2_000),
+        };
+        if too_long {
+            batch.rejects.push(reject(format!(
+                "the row is longer than {MAX_ROW_BYTES} bytes"
+            )));
+            return;
+        }
+        let row = match self.options.format {
+            ImportFormat::Csv => self.csv_row(&text),
+            ImportFormat::Ndjson => ndjson_row(&text),
+        };
+        match row {
+            Ok(r) => batch.rows.push(r),
+            Err(reason) => batch.rejects.push(reject(reason)),
+        }
+    }
+
+    fn csv_row(&self, text: &str) -> Result<ContactUpsert, String> {
+        let header = self.header.as_deref().unwrap_or_default();
+        let cells = split_csv(text);
+        if cells.len() > header.len() {
+            return Err(format!(
+                "the row has {} cells but the header names {} columns",
+                cells.len(),
+                header.len()
+            ));
+        }
+        let mut row = ContactUpsert::default();
+        let mut phone = None;
+        for ((column, map), cell) in header.iter().zip(cells.iter()) {
+            let (target, kind) = match map {
+                Some(m) => (m.tag.as_str(), m.kind),
+                None => (column.as_str(), TagType::String),
+            };
+            if target.is_empty() {
+                continue;
+            }
+            match target.to_ascii_lowercase().as_str() {
+                "phone" => phone = Some(cell.trim().to_owned()),
+                "name" => row.name = Some(cell.trim().to_owned()).filter(|s| !s.is_empty()),
+                "locale" => row.locale = Some(cell.trim().to_owned()).filter(|s| !s.is_empty()),
+                "timezone" => row.timezone = Some(cell.trim().to_owned()).filter(|s| !s.is_empty()),
+                "subscription" if !cell.trim().is_empty() => {
+                    let state = subscription_of(cell).ok_or_else(|| {
+                        format!(
+                            "bad subscription `{}`: use opted_in or opted_out",
+                            cell.trim()
+                        )
+                    })?;
+                    row.subscription = Some(SubscriptionChange {
+                        state,
+                        source: "import".into(),
+                        note: None,
+                    });
+                }
+                "subscription" => {}
+                _ => {
+                    check_tag_name(target)?;
+                    if let Some(v) = kind
+                        .read(cell)
+                        .map_err(|e| format!("bad value for tag `{target}`: {e}"))?
+                    {
+                        row.tags.insert(target.to_owned(), Some(v));
+                    }
+                }
+            }
+        }
+        let phone = phone.ok_or("the row has no phone number (map a column to `phone`)")?;
+        row.phone = E164::parse(&phone)
+            .map_err(|e| format!("bad phone number: {e}"))?
+            .as_str()
+            .to_owned();
+        row.wa_id = Some(row.phone.trim_start_matches('+').to_owned());
+        Ok(row)
+    }
+}
+
+fn ndjson_row(text: &str) -> Result<ContactUpsert, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
+    let Value::Object(obj) = v else {
+        return Err("not a JSON object".into());
+    };
+    let s = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_owned);
+    let phone = obj
+        .get("phone")
+        .map(|p| match p {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .ok_or("the row has no `phone`")?;
+    let phone = E164::parse(&phone).map_err(|e| format!("bad phone number: {e}"))?;
+    let tags = match obj.get("tags") {
+        None | Some(Value::Null) => TagPatch::new(),
+        Some(Value::Object(t)) => tag_patch(t).map_err(|e| e.message)?,
+        Some(_) => return Err("`tags` is not an object".into()),
+    };
+    let subscription = match s("subscription") {
+        None => None,
+        Some(v) => Some(SubscriptionChange {
+            state: subscription_of(&v)
+                .ok_or_else(|| format!("bad subscription `{v}`: use opted_in or opted_out"))?,
+            source: "import".into(),
+            note: None,
+        }),
+    };
+    Ok(ContactUpsert {
+        wa_id: Some(phone.digits().to_owned()),
+        phone: phone.as_str().to_owned(),
+        name: s("name"),
+        locale: s("locale"),
+        timezone: s("timezone"),
+        tags,
+        subscription,
+    })
+}
+
+/// Splits one CSV record (RFC 4180: quoted cells, `""` for a quote, newlines inside quotes).
+pub fn split_csv(record: &str) -> Vec<String> {
+    let mut cells = Vec::new();
+    let mut cell = String::new();
+    let mut quoted = false;
+    let mut chars = record.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                cell.push('"');
+            }
+            (true, '"') => quoted = false,
+            (false, '"') if cell.is_empty() => quoted = true,
+            (false, ',') => cells.push(std::mem::take(&mut cell)),
+            (_, c) => cell.push(c),
+        }
+    }
+    cells.push(cell);
+    cells
+}
+
+/// Column names of a CSV header line, for the console's mapping form.
+pub fn csv_header(line: &str) -> Vec<String> {
+    split_csv(line.trim_end_matches(['\r', '\n']))
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .collect()
+}
+
+/// At most `max` characters of `s`, with an ellipsis when cut.
+fn excerpt(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_owned(),
+        Some((byte, _)) => format!("{}…", &s[..byte]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keywords() {
+        assert_eq!(
+            opt_keyword("text", Some("  stop "), None),
+            Some((Subscription::OptedOut, "keyword"))
+        );
+        assert_eq!(
+            opt_keyword("text", Some("Unsubscribe"), None),
+            Some((Subscription::OptedOut, "keyword"))
+        );
+        assert_eq!(
+            opt_keyword("text", Some("START"), None),
+            Some((Subscription::OptedIn, "keyword"))
+        );
+        assert_eq!(opt_keyword("text", Some("stop it"), None), None);
+        assert_eq!(
+            opt_keyword("button", Some("Stop promotions"), Some("x")),
+            Some((Subscription::OptedOut, "button"))
+        );
+    }
+
+    #[test]
+    fn csv_cells() {
+        assert_eq!(
+            split_csv(r#"a,"b,c","d""e",,"#),
+            ["a", "b,c", "d\"e", "", ""]
+        );
+        assert_eq!(split_csv("\"multi\nline\",x"), ["multi\nline", "x"]);
+    }
+
+    #[test]
+    fn column_maps() {
+        let m = ColumnMap::parse("Visits:visits:integer").unwrap();
+        assert_eq!(m.tag, "visits");
+        assert_eq!(m.kind, TagType::Integer);
+        assert_eq!(ColumnMap::parse("a:b").unwrap().kind, TagType::String);
+        assert!(ColumnMap::parse("a:b:wat").is_err());
+    }
+}

@@ -1,0 +1,408 @@
+//! Contacts: `PUT/GET/DELETE /api/v1/contacts/{phone}`, `GET /api/v1/contacts` (filter by a
+//! segment expression, cursor pagination) and imports (`POST /api/v1/contacts/import`,
+//! progress and rejected rows).
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use parley_engine::audience::{
+    ColumnMap, ContactDetail, ContactInput, ImportFormat, ImportOptions,
+};
+use parley_store::audience::{AudienceContact, ImportJobRecord, SubscriptionEvent};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::auth::AppAuth;
+use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::routes::messages::{MessageView, rfc3339};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactBody {
+    pub name: Option<String>,
+    pub locale: Option<String>,
+    pub timezone: Option<String>,
+    /// Partial update: each tag given is set (typed by its JSON type: string, number, boolean,
+    /// array of strings; dates as `YYYY-MM-DD` strings), `null` removes it, others stay.
+    #[schema(value_type = Object)]
+    pub tags: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `opted_in` or `opted_out` (marketing messages); recorded in the history.
+    pub subscription: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContactView {
+    pub id: String,
+    pub phone: String,
+    pub wa_id: Option<String>,
+    pub name: Option<String>,
+    pub locale: Option<String>,
+    pub timezone: Option<String>,
+    #[schema(value_type = Object)]
+    pub tags: serde_json::Value,
+    /// `unknown`, `opted_in` or `opted_out`.
+    pub subscription: String,
+    pub subscription_source: Option<String>,
+    pub subscription_at: Option<String>,
+    pub last_inbound_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&AudienceContact> for ContactView {
+    fn from(c: &AudienceContact) -> Self {
+        ContactView {
+            id: c.contact.id.to_string(),
+            phone: c.contact.phone.clone(),
+            wa_id: c.contact.wa_id.clone(),
+            name: c.contact.name.clone(),
+            locale: c.locale.clone(),
+            timezone: c.timezone.clone(),
+            tags: serde_json::to_value(&c.contact.tags).unwrap_or_default(),
+            subscription: c.subscription.as_str().to_owned(),
+            subscription_source: c.subscription_source.clone(),
+            subscription_at: c.subscription_at.map(rfc3339),
+            last_inbound_at: c.contact.last_inbound_at.map(rfc3339),
+            created_at: rfc3339(c.contact.created_at),
+            updated_at: rfc3339(c.contact.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionEventView {
+    pub state: String,
+    pub source: String,
+    pub note: Option<String>,
+    pub at: String,
+}
+
+impl From<&SubscriptionEvent> for SubscriptionEventView {
+    fn from(e: &SubscriptionEvent) -> Self {
+        SubscriptionEventView {
+            state: e.state.as_str().to_owned(),
+            source: e.source.clone(),
+            note: e.note.clone(),
+            at: rfc3339(e.at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContactDetailView {
+    #[serde(flatten)]
+    pub contact: ContactView,
+    pub subscription_history: Vec<SubscriptionEventView>,
+    /// The newest messages sent to the contact (at most 20).
+    pub messages: Vec<MessageView>,
+}
+
+impl From<ContactDetail> for ContactDetailView {
+    fn from(d: ContactDetail) -> Self {
+        ContactDetailView {
+            contact: (&d.contact).into(),
+            subscription_history: d.history.iter().map(Into::into).collect(),
+            messages: d.messages.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContactList {
+    pub data: Vec<ContactView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ContactListQuery {
+    /// A segment expression, e.g. `city = "Berlin" and visits >= 3` (default: all).
+    pub filter: Option<String>,
+    /// Part of the phone number or name.
+    pub search: Option<String>,
+    /// Page size, 1–500 (default 50).
+    pub limit: Option<u32>,
+    /// Cursor from the previous page's `next_cursor`.
+    pub after: Option<String>,
+}
+
+#[utoipa::path(
+    put, path = "/api/v1/contacts/{phone}", tag = "contacts",
+    params(("phone" = String, Path, description = "E.164, e.g. `+4915112345678`")),
+    request_body = ContactBody,
+    responses(
+        (status = 200, description = "Updated", body = ContactView),
+        (status = 201, description = "Created", body = ContactView),
+        (status = 400, description = "Bad phone number or tag", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn put_contact(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(phone): Path<String>,
+    ApiJson(body): ApiJson<ContactBody>,
+) -> Result<Response, ApiError> {
+    let input = ContactInput {
+        name: body.name,
+        locale: body.locale,
+        timezone: body.timezone,
+        tags: body.tags.unwrap_or_default(),
+        subscription: body.subscription,
+        source: "api",
+    };
+    let (contact, created) = state.engine.upsert_contact(&app, &phone, input).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(ContactView::from(&contact))).into_response())
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/contacts/{phone}", tag = "contacts",
+    params(("phone" = String, Path, description = "E.164")),
+    responses(
+        (status = 200, description = "The contact with its subscription history and last messages", body = ContactDetailView),
+        (status = 404, description = "No such contact", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_contact(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(phone): Path<String>,
+) -> Result<ApiJson<ContactDetailView>, ApiError> {
+    Ok(ApiJson(
+        state.engine.contact_detail(&app, &phone).await?.into(),
+    ))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasedView {
+    pub erased: bool,
+    /// Messages kept for statistics without the number or text.
+    pub messages_anonymized: u64,
+}
+
+#[utoipa::path(
+    delete, path = "/api/v1/contacts/{phone}", tag = "contacts",
+    params(("phone" = String, Path, description = "E.164")),
+    responses(
+        (status = 200, description = "Personal data erased; message counts kept", body = ErasedView),
+        (status = 404, description = "Nothing stored for this number", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete_contact(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(phone): Path<String>,
+) -> Result<ApiJson<ErasedView>, ApiError> {
+    let report = state.engine.erase_contact(&app, &phone).await?;
+    Ok(ApiJson(ErasedView {
+        erased: true,
+        messages_anonymized: report.messages + report.inbound_messages,
+    }))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/contacts", tag = "contacts",
+    params(ContactListQuery),
+    responses(
+        (status = 200, description = "A page of contacts in phone order", body = ContactList),
+        (status = 400, description = "The filter does not parse (the message names the character)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_contacts(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Query(q): Query<ContactListQuery>,
+) -> Result<ApiJson<ContactList>, ApiError> {
+    let (page, next) = state
+        .engine
+        .list_contacts(
+            &app,
+            q.filter.as_deref(),
+            q.search.as_deref(),
+            q.after.as_deref(),
+            q.limit.unwrap_or(50),
+        )
+        .await?;
+    Ok(ApiJson(ContactList {
+        data: page.iter().map(Into::into).collect(),
+        next_cursor: next,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportStarted {
+    pub job_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportView {
+    pub id: String,
+    pub format: String,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    pub rows_read: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub rejected: u64,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+}
+
+impl From<&ImportJobRecord> for ImportView {
+    fn from(j: &ImportJobRecord) -> Self {
+        ImportView {
+            id: j.id.to_string(),
+            format: j.format.clone(),
+            state: j.state.as_str().to_owned(),
+            rows_read: j.rows_read,
+            created: j.created,
+            updated: j.updated,
+            rejected: j.rejected,
+            error: j.error.clone(),
+            created_at: rfc3339(j.created_at),
+            finished_at: j.finished_at.map(rfc3339),
+        }
+    }
+}
+
+/// Reads `format` and every `map=column:tag:type` of the query string.
+pub fn import_options(pairs: &[(String, String)]) -> Result<ImportOptions, ApiError> {
+    let bad = |code: &'static str, msg: String, field: &str| {
+        ApiError::new(StatusCode::BAD_REQUEST, code, msg).field(field.to_owned())
+    };
+    let mut format = ImportFormat::Csv;
+    let mut columns = Vec::new();
+    for (k, v) in pairs {
+        match k.as_str() {
+            "format" => {
+                format = ImportFormat::parse(v).ok_or_else(|| {
+                    bad(
+                        "invalid_format",
+                        format!("format `{v}` is not csv or ndjson"),
+                        "format",
+                    )
+                })?
+            }
+            "map" => {
+                for one in v.split(',').filter(|s| !s.trim().is_empty()) {
+                    columns
+                        .push(ColumnMap::parse(one).map_err(|m| bad("invalid_mapping", m, "map"))?);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(ImportOptions { format, columns })
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/contacts/import", tag = "contacts",
+    params(
+        ("format" = Option<String>, Query, description = "`csv` (default, first row is the header) or `ndjson` (one `{\"phone\", \"name\", \"tags\": {…}}` per line)"),
+        ("map" = Option<String>, Query, description = "CSV column mapping `column:tag:type`, repeated or comma-separated; types string, integer, float, boolean, date, datetime, list (`;`-separated). Map a column to `phone`, `name`, `locale`, `timezone` or `subscription` for those fields, or to an empty tag to skip it. Unmapped columns become string tags named like the column."),
+    ),
+    request_body(content = String, content_type = "text/csv"),
+    responses(
+        (status = 202, description = "Import started; follow it with GET /api/v1/contacts/import/{job}", body = ImportStarted),
+        (status = 400, description = "Bad format or mapping", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn start_import(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Query(pairs): Query<Vec<(String, String)>>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let options = import_options(&pairs)?;
+    let id = state
+        .engine
+        .start_import(&app, options, body.into_data_stream())
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(ImportStarted {
+            job_id: id.to_string(),
+        }),
+    )
+        .into_response())
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/contacts/import/{job}", tag = "contacts",
+    params(("job" = String, Path, description = "Import id, `imp_…`")),
+    responses((status = 200, description = "Progress", body = ImportView), (status = 404, description = "No such import", body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn get_import(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(job): Path<String>,
+) -> Result<ApiJson<ImportView>, ApiError> {
+    Ok(ApiJson(
+        (&state.engine.import_job(&app, &job).await?).into(),
+    ))
+}
+
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/contacts/import/{job}/rejected", tag = "contacts",
+    params(("job" = String, Path, description = "Import id, `imp_…`")),
+    responses((status = 200, description = "CSV `line,reason,row` of every rejected row", content_type = "text/csv", body = String)),
+    security(("bearer" = []))
+)]
+pub async fn rejected_rows(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(job): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = state.engine.import_job(&app, &job).await?;
+    let mut out = String::from("line,reason,row\n");
+    let mut after = 0;
+    loop {
+        let page = state
+            .engine
+            .store
+            .import_rejects(&app, &job.id, after, 1_000)
+            .await
+            .map_err(parley_engine::ApiFailure::from)?;
+        let Some(last) = page.last() else { break };
+        after = last.line;
+        for r in &page {
+            out.push_str(&format!(
+                "{},{},{}\n",
+                r.line,
+                csv_cell(&r.reason),
+                csv_cell(&r.raw)
+            ));
+        }
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}-rejected.csv\"", job.id),
+            ),
+        ],
+        out,
+    )
+        .into_response())
+}

@@ -1,0 +1,153 @@
+//! Saved segments and previews: `GET/POST /api/v1/segments`, `GET /api/v1/segments/{id}` (with
+//! a live count), `POST /api/v1/segments/preview` (count and sample of any filter).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use parley_store::audience::SegmentRecord;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::auth::AppAuth;
+use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::routes::contacts::ContactView;
+use crate::routes::messages::rfc3339;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSegmentBody {
+    pub name: String,
+    /// e.g. `city = "Berlin" and visits >= 3`.
+    pub filter: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewBody {
+    pub filter: String,
+    /// How many contacts to show (default 10, at most 100).
+    pub sample: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SegmentView {
+    pub id: String,
+    pub name: String,
+    pub filter: String,
+    /// Contacts matching now (absent in lists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SegmentList {
+    pub data: Vec<SegmentView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PreviewView {
+    pub count: u64,
+    pub sample: Vec<ContactView>,
+}
+
+fn view(s: &SegmentRecord, count: Option<u64>) -> SegmentView {
+    SegmentView {
+        id: s.id.to_string(),
+        name: s.name.clone(),
+        filter: s.filter.clone(),
+        count,
+        created_at: rfc3339(s.created_at),
+    }
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/segments", tag = "segments",
+    responses((status = 200, description = "Saved segments by name", body = SegmentList)),
+    security(("bearer" = []))
+)]
+pub async fn list_segments(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+) -> Result<ApiJson<SegmentList>, ApiError> {
+    let all = state
+        .engine
+        .store
+        .segments(&app)
+        .await
+        .map_err(parley_engine::ApiFailure::from)?;
+    Ok(ApiJson(SegmentList {
+        data: all.iter().map(|s| view(s, None)).collect(),
+    }))
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/segments", tag = "segments",
+    request_body = NewSegmentBody,
+    responses(
+        (status = 201, description = "Saved, with its count now", body = SegmentView),
+        (status = 400, description = "The filter does not parse (the message names the character)", body = ErrorBody),
+        (status = 409, description = "A segment with that name exists", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_segment(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    ApiJson(body): ApiJson<NewSegmentBody>,
+) -> Result<Response, ApiError> {
+    let record = state
+        .engine
+        .create_segment(&app, &body.name, &body.filter)
+        .await?;
+    let seg = state.engine.parse_segment(&record.filter)?;
+    let preview = state.engine.preview_segment(&app, &seg, 0).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(view(&record, Some(preview.count))),
+    )
+        .into_response())
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/segments/{id}", tag = "segments",
+    params(("id" = String, Path, description = "Segment id, `seg_…`")),
+    responses((status = 200, description = "The segment with its live count", body = SegmentView), (status = 404, description = "No such segment", body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn get_segment(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(id): Path<String>,
+) -> Result<ApiJson<SegmentView>, ApiError> {
+    let record = state.engine.segment_by_id(&app, &id).await?;
+    let seg = state.engine.parse_segment(&record.filter)?;
+    let preview = state.engine.preview_segment(&app, &seg, 0).await?;
+    Ok(ApiJson(view(&record, Some(preview.count))))
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/segments/preview", tag = "segments",
+    request_body = PreviewBody,
+    responses(
+        (status = 200, description = "How many contacts match now, and a few of them", body = PreviewView),
+        (status = 400, description = "The filter does not parse (the message names the character)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn preview_segment(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    ApiJson(body): ApiJson<PreviewBody>,
+) -> Result<ApiJson<PreviewView>, ApiError> {
+    let seg = state.engine.parse_segment(&body.filter)?;
+    let p = state
+        .engine
+        .preview_segment(&app, &seg, body.sample.unwrap_or(10).min(100))
+        .await?;
+    Ok(ApiJson(PreviewView {
+        count: p.count,
+        sample: p.sample.iter().map(Into::into).collect(),
+    }))
+}

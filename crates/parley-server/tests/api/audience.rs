@@ -1,0 +1,403 @@
+//! Audience through the API: contacts (partial tag updates, subscription), imports with good
+//! and bad rows, the segment language (counts, errors with positions), personalization
+//! previews, erasure and opt-out keywords.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app};
+
+async fn import(app: &TestApp, query: &str, body: &str) -> Value {
+    let resp = app
+        .http
+        .post(format!("{}/api/v1/contacts/import?{query}", app.url))
+        .bearer_auth(&app.token)
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("import");
+    assert_eq!(resp.status(), 202);
+    let v: Value = resp.json().await.unwrap();
+    let job = v["job_id"].as_str().expect("job id").to_owned();
+    for _ in 0..300 {
+        let (status, j) = app
+            .api_call(Method::GET, &format!("/api/v1/contacts/import/{job}"), None)
+            .await;
+        assert_eq!(status, 200, "{j}");
+        if j["state"] != "running" {
+            return j;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("import {job} did not finish");
+}
+
+async fn count(app: &TestApp, filter: &str) -> u64 {
+    let (status, v) = app
+        .api_call(
+            Method::POST,
+            "/api/v1/segments/preview",
+            Some(&json!({"filter": filter, "sample": 3})),
+        )
+        .await;
+    assert_eq!(status, 200, "{filter}: {v}");
+    v["count"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn csv_import_takes_good_rows_and_lists_bad_ones_with_line_numbers() {
+    let app = spawn_app().await;
+    let csv = "Phone,first_name,visits,vip,signup,langs\n\
+               +4917000000001,ana,3,yes,2025-01-31,de;en\n\
+               not a number,bob,1,no,2025-01-01,\n\
+               +4917000000002,\"Çağla, \"\"CJ\"\"\",x,no,2025-01-01,\n\
+               \n\
+               +4917000000003,zoë,7,no,2025-02-30,\n\
+               +4917000000004,\"multi\nline\",12,true,2024-12-24,fr\n\
+               +4917000000001,ana,4,yes,2025-01-31,de\n";
+    let job = import(
+        &app,
+        "format=csv&map=Phone:phone&map=visits:visits:integer,vip:vip:boolean&map=signup:signup:date&map=langs:langs:list",
+        csv,
+    )
+    .await;
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["rows_read"], 6, "{job}");
+    assert_eq!(job["created"], 2, "{job}");
+    assert_eq!(job["updated"], 1, "{job}");
+    assert_eq!(job["rejected"], 3, "{job}");
+    let id = job["id"].as_str().unwrap();
+    let resp = app
+        .http
+        .get(format!("{}/api/v1/contacts/import/{id}/rejected", app.url))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let text = resp.text().await.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "line,reason,row");
+    assert!(lines[1].starts_with("3,\"bad phone number"), "{text}");
+    assert!(
+        lines[2].starts_with("4,bad value for tag `visits`"),
+        "{text}"
+    );
+    assert!(
+        lines[3].starts_with("6,bad value for tag `signup`"),
+        "{text}"
+    );
+
+    let (status, c) = app
+        .api_call(Method::GET, "/api/v1/contacts/+4917000000001", None)
+        .await;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["tags"]["visits"], 4, "the later row updates");
+    assert_eq!(c["tags"]["vip"], true);
+    assert_eq!(c["tags"]["langs"], json!(["de"]));
+    assert_eq!(c["tags"]["signup"], "2025-01-31");
+    let (_, c) = app
+        .api_call(Method::GET, "/api/v1/contacts/+4917000000004", None)
+        .await;
+    assert_eq!(
+        c["tags"]["first_name"], "multi\nline",
+        "quoted newlines stay in the cell"
+    );
+    assert_eq!(count(&app, "visits >= 4 and vip = true").await, 2);
+    assert_eq!(count(&app, "langs contains \"FR\"").await, 1);
+
+    // NDJSON, and a job id that does not exist.
+    let nd = "{\"phone\":\"+4917000000005\",\"name\":\"Eve\",\"tags\":{\"city\":\"Köln\",\"n\":2.5}}\n\
+              {\"phone\":\"+4917000000006\",\"tags\":{\"city\":{\"nested\":1}}}\n\
+              [1,2]\n";
+    let job = import(&app, "format=ndjson", nd).await;
+    assert_eq!(
+        (job["created"].as_u64(), job["rejected"].as_u64()),
+        (Some(1), Some(2)),
+        "{job}"
+    );
+    assert_eq!(count(&app, "city = \"KÖLN\" and n > 2").await, 1);
+    let (status, _) = app
+        .api_call(Method::GET, "/api/v1/contacts/import/imp_0000", None)
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn contacts_update_partially_and_filter_by_segments() {
+    let app = spawn_app().await;
+    let phone = "+4917000000010";
+    let (status, c) = app
+        .api_call(
+            Method::PUT,
+            &format!("/api/v1/contacts/{phone}"),
+            Some(&json!({"name": "Ana", "tags": {"office": "Berlin", "visits": 3, "tier": "pro"}, "subscription": "opted_in"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{c}");
+    let (status, c) = app
+        .api_call(
+            Method::PUT,
+            &format!("/api/v1/contacts/{phone}"),
+            Some(&json!({"tags": {"tier": null, "visits": 4}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["tags"], json!({"office": "Berlin", "visits": 4}));
+    assert_eq!(c["name"], "Ana");
+    assert_eq!(c["subscription"], "opted_in");
+    let (status, e) = app
+        .api_call(
+            Method::PUT,
+            "/api/v1/contacts/12345",
+            Some(&json!({"tags": {}})),
+        )
+        .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (400, Some("invalid_phone_number"))
+    );
+    let (status, e) = app
+        .api_call(
+            Method::PUT,
+            &format!("/api/v1/contacts/{phone}"),
+            Some(&json!({"tags": {"x": {"a": 1}}})),
+        )
+        .await;
+    assert_eq!(
+        (status, e["error"]["field"].as_str()),
+        (400, Some("tags.x"))
+    );
+
+    assert_eq!(count(&app, "office = \"berlin\" and visits >= 3").await, 1);
+    assert_eq!(
+        count(&app, "tier != \"pro\"").await,
+        0,
+        "a missing tag is never unequal"
+    );
+
+    // Errors carry the position.
+    let (status, e) = app
+        .api_call(
+            Method::POST,
+            "/api/v1/segments/preview",
+            Some(&json!({"filter": "office = \"Berlin\" and visits >>= 3"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["code"], "invalid_segment");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at character 29"),
+        "{e}"
+    );
+    let (status, e) = app
+        .api_call(Method::GET, "/api/v1/contacts?filter=visits%20%3E", None)
+        .await;
+    assert_eq!(status, 400, "{e}");
+
+    // Saved segments with live counts.
+    let (status, s) = app
+        .api_call(
+            Method::POST,
+            "/api/v1/segments",
+            Some(&json!({"name": "Berliners", "filter": "office = \"Berlin\""})),
+        )
+        .await;
+    assert_eq!(status, 201, "{s}");
+    assert_eq!(s["count"], 1);
+    let id = s["id"].as_str().unwrap().to_owned();
+    let (status, _) = app
+        .api_call(
+            Method::POST,
+            "/api/v1/segments",
+            Some(&json!({"name": "Berliners", "filter": "all"})),
+        )
+        .await;
+    assert_eq!(status, 409);
+    app.api_call(
+        Method::PUT,
+        "/api/v1/contacts/+4917000000011",
+        Some(&json!({"tags": {"office": "BERLIN"}})),
+    )
+    .await;
+    let (_, s) = app
+        .api_call(Method::GET, &format!("/api/v1/segments/{id}"), None)
+        .await;
+    assert_eq!(s["count"], 2, "the count is live");
+    let (_, list) = app.api_call(Method::GET, "/api/v1/segments", None).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+
+    // Pages through the whole list (demo contacts included).
+    let mut after = String::new();
+    let mut total = 0;
+    loop {
+        let (status, page) = app
+            .api_call(
+                Method::GET,
+                &format!(
+                    "/api/v1/contacts?limit=7&after={}",
+                    after.replace('+', "%2B")
+                ),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        total += page["data"].as_array().unwrap().len();
+        match page["next_cursor"].as_str() {
+            Some(c) => after = c.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(total, crate::helpers::CONTACTS + 2);
+}
+
+#[tokio::test]
+async fn personalization_preview_follows_the_default_rules() {
+    let app = spawn_app().await;
+    let preview = |text: &str, contact: Value| {
+        let body = json!({"text": text, "contact": contact});
+        let app = &app;
+        async move {
+            let (status, v) = app
+                .api_call(Method::POST, "/api/v1/personalize/preview", Some(&body))
+                .await;
+            assert_eq!(status, 200, "{v}");
+            v
+        }
+    };
+    let ana = json!({"phone": "+4917000000020", "tags": {"first_name": "ana maría", "city": "münchen", "signup": "2025-01-31", "price": 12.5}});
+    let cases = [
+        ("{{first_name|CapitalizeFirst}}", "Ana maría"),
+        ("{{first_name|CapitalizeAllFirst}}", "Ana María"),
+        ("{{city|UPPERCASE}}", "MÜNCHEN"),
+        ("{{first_name|lowercase}}", "ana maría"),
+        ("{{signup|date:%d.%m.%Y|}}", "31.01.2025"),
+        ("{{missing|CapitalizeFirst|there}}", "there"),
+        ("Hi{{missing||}}!", "Hi!"),
+    ];
+    for (text, expected) in cases {
+        let v = preview(text, ana.clone()).await;
+        assert_eq!(v["text"], expected, "{text}: {v}");
+    }
+    let v = preview("Hi {{last_name|CapitalizeFirst}}", ana.clone()).await;
+    assert_eq!(v["skipped"]["code"], "missing_tag", "{v}");
+    assert!(v.get("text").is_none());
+    // One-word and Unicode names.
+    let v = preview(
+        "{{first_name|CapitalizeAllFirst}}",
+        json!({"tags": {"first_name": "björk"}}),
+    )
+    .await;
+    assert_eq!(v["text"], "Björk");
+    let v = preview(
+        "{{first_name|UPPERCASE}}",
+        json!({"tags": {"first_name": "ßüleyman"}}),
+    )
+    .await;
+    assert_eq!(v["text"], "SSÜLEYMAN");
+    // A stored contact by phone.
+    let (phone, first) = app.contact(0).await;
+    let v = preview("Hi {{first_name|CapitalizeFirst}}", json!(phone)).await;
+    let mut cap = first.chars();
+    let expected = format!("Hi {}{}", cap.next().unwrap().to_uppercase(), cap.as_str());
+    assert_eq!(v["text"], expected);
+    let (status, v) = app
+        .api_call(
+            Method::POST,
+            "/api/v1/personalize/preview",
+            Some(&json!({"text": "{{a|Nope}}", "contact": {"tags": {}}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+}
+
+#[tokio::test]
+async fn erasure_removes_personal_data_and_keeps_counts() {
+    let app = spawn_app().await;
+    let (phone, _) = app.contact(1).await;
+    let id = app
+        .send(&json!({"to": phone, "template": {"name": "welcome", "language": "en", "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}"}}}))
+        .await;
+    let (_, before) = app
+        .api_call(Method::GET, "/api/v1/messages?limit=200", None)
+        .await;
+    let n = before["data"].as_array().unwrap().len();
+    let (status, c) = app
+        .api_call(Method::GET, &format!("/api/v1/contacts/{phone}"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(c["messages"].as_array().unwrap().len(), 1, "{c}");
+    let (status, e) = app
+        .api_call(Method::DELETE, &format!("/api/v1/contacts/{phone}"), None)
+        .await;
+    assert_eq!(status, 200, "{e}");
+    assert_eq!(e["erased"], true);
+    let (status, _) = app
+        .api_call(Method::GET, &format!("/api/v1/contacts/{phone}"), None)
+        .await;
+    assert_eq!(status, 404);
+    let (_, after) = app
+        .api_call(Method::GET, "/api/v1/messages?limit=200", None)
+        .await;
+    assert_eq!(after["data"].as_array().unwrap().len(), n, "counts kept");
+    let m = app.get_message(&id).await;
+    assert_eq!(m["to"], "erased");
+    assert!(!m.to_string().contains(&phone[1..]), "{m}");
+    let (status, _) = app
+        .api_call(Method::DELETE, &format!("/api/v1/contacts/{phone}"), None)
+        .await;
+    assert_eq!(status, 404, "nothing left to erase");
+}
+
+#[tokio::test]
+async fn stop_keyword_opts_out_and_start_opts_back_in() {
+    let app = spawn_app().await;
+    let (phone, _) = app.contact(2).await;
+    let state = |app: &TestApp| {
+        let path = format!("/api/v1/contacts/{phone}");
+        let app = app.http.clone();
+        let _ = app;
+        path
+    };
+    let path = state(&app);
+    app.sandbox_post(
+        "/sandbox/inbound",
+        &json!({"from": phone, "text": "  Stop "}),
+    )
+    .await;
+    let mut c = Value::Null;
+    for _ in 0..200 {
+        c = app.api_call(Method::GET, &path, None).await.1;
+        if c["subscription"] == "opted_out" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(c["subscription"], "opted_out", "{c}");
+    assert_eq!(c["subscription_source"], "keyword");
+    app.sandbox_post("/sandbox/inbound", &json!({"from": phone, "text": "START"}))
+        .await;
+    for _ in 0..200 {
+        c = app.api_call(Method::GET, &path, None).await.1;
+        if c["subscription"] == "opted_in" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(c["subscription"], "opted_in", "{c}");
+    let history: Vec<&str> = c["subscription_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["opted_out", "opted_in"]);
+}
