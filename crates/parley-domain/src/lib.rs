@@ -6,6 +6,7 @@ pub mod ids;
 pub mod meta_error;
 pub mod personalize;
 pub mod phone;
+pub mod quota;
 pub mod segment;
 pub mod state;
 pub mod tags;
