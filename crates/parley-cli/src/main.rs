@@ -2,6 +2,7 @@
 //! runs in production; `sandbox` runs the Meta emulator alone; `migrate` and `token` manage
 //! the database.
 
+mod bench;
 mod config;
 mod demo;
 
@@ -55,6 +56,20 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Benchmarks (run them with --release).
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// Import, count a segment and personalize over N contacts in a temporary SQLite file.
+    Audience {
+        #[arg(long, default_value_t = 1_000_000)]
+        contacts: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -91,6 +106,9 @@ async fn main() -> std::process::ExitCode {
         } => sandbox(listen, webhook_url).await,
         Command::Migrate { config } => migrate(config).await,
         Command::Token { action } => token(action).await,
+        Command::Bench {
+            what: BenchWhat::Audience { contacts },
+        } => bench::audience(contacts).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
