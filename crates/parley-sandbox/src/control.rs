@@ -10,7 +10,7 @@
 //! | `POST` | `/sandbox/clock/unfreeze` | | lets virtual time run again from where it stood |
 //! | `POST` | `/sandbox/inbound` | `{"from": "+4915112345678", "text": "hi", "phone_number_id"?, "name"?}` or `{"from", "message": {…raw Meta message object…}}` | `{"wamid"}`; sends the signed `messages` webhook and opens the 24 h window |
 //! | `GET` | `/sandbox/faults` | | current fault settings |
-//! | `POST` | `/sandbox/faults` | `{"error_rates": {"131000": 0.5}, "fail_next": [131000], "latency_ms": 0, "timeout_rate": 0.0, "timeout_ms": 30000, "duplicate_webhooks": 0.0, "reorder_webhooks": false, "drop_webhooks": 0.0}` (all optional) | replaces the fault settings, returns them |
+//! | `POST` | `/sandbox/faults` | `{"error_rates": {"131000": 0.5}, "fail_next": [131000], "fail_next_calls": [{"path": "subscribed_apps", "code": 2, "method"?: "POST"}], "latency_ms": 0, "timeout_rate": 0.0, "timeout_ms": 30000, "duplicate_webhooks": 0.0, "reorder_webhooks": false, "drop_webhooks": 0.0}` (all optional) | replaces the fault settings, returns them |
 //! | `DELETE` | `/sandbox/faults` | | clears all faults |
 //! | `GET` | `/sandbox/behaviour` | | current [`Behaviour`] |
 //! | `POST` | `/sandbox/behaviour` | partial [`Behaviour`], e.g. `{"read_ratio": 1.0}` | the updated behaviour |
@@ -233,6 +233,24 @@ pub(crate) async fn set_faults(State(sandbox): State<Sandbox>, body: Body) -> An
     check_ratio("timeout_rate", faults.timeout_rate)?;
     check_ratio("duplicate_webhooks", faults.duplicate_webhooks)?;
     check_ratio("drop_webhooks", faults.drop_webhooks)?;
+    for (i, call) in faults.fail_next_calls.iter().enumerate() {
+        if !call.names_a_call() {
+            return Err(GraphError::invalid_param(format!(
+                "fail_next_calls[{i}].path must name the call, e.g. \"subscribed_apps\" or \"oauth/access_token\"."
+            )));
+        }
+        let method_ok = call.method.as_deref().is_none_or(|m| {
+            ["GET", "POST", "DELETE"]
+                .iter()
+                .any(|known| known.eq_ignore_ascii_case(m))
+        });
+        if !method_ok {
+            return Err(GraphError::invalid_param(format!(
+                "fail_next_calls[{i}].method must be GET, POST or DELETE - got {:?}.",
+                call.method.as_deref().unwrap_or_default()
+            )));
+        }
+    }
     sandbox.inner.lock().faults = faults.clone();
     ok(serde_json::to_value(faults).unwrap_or_default())
 }

@@ -71,6 +71,10 @@ pub(crate) async fn handle(
     if request.method == Method::GET && request.segments == ["oauth", "access_token"] {
         let now_ms = sandbox.inner.clock.now_ms();
         let mut state = sandbox.inner.lock();
+        // An injected failure leaves the code unused, as a failed call at Meta does.
+        if let Some(error) = call_fault(&mut state, &request) {
+            return error.into_response();
+        }
         return match crate::signup::exchange_code(&mut state, now_ms, |k| {
             request.param(k).map(str::to_owned)
         }) {
@@ -82,6 +86,9 @@ pub(crate) async fn handle(
     if let Err(error) = authenticate(&sandbox, &headers, &request, app_token_allowed) {
         return error.into_response();
     }
+    if let Some(error) = call_fault(&mut sandbox.inner.lock(), &request) {
+        return error.into_response();
+    }
     match route(&sandbox, &request) {
         Ok(Answer::Json(value)) => (StatusCode::OK, axum::Json(value)).into_response(),
         Ok(Answer::Held(value, hold)) => {
@@ -90,6 +97,14 @@ pub(crate) async fn handle(
         }
         Err(error) => error.into_response(),
     }
+}
+
+/// A `fail_next_calls` fault for this call, taken (checked after the token, like Meta's
+/// front end, so an unauthenticated call does not use it up).
+fn call_fault(state: &mut World, request: &GraphRequest) -> Option<GraphError> {
+    state
+        .faults
+        .take_call_fault(request.method.as_str(), &request.segments)
 }
 
 enum Answer {

@@ -48,7 +48,7 @@ pub use config::{
     Behaviour, BusinessSeed, PhoneSeed, SandboxConfig, WabaSeed, demo_ids, demo_templates,
 };
 pub use errors::{GraphError, http_status, title};
-pub use state::{DeliveryRecord, Faults, RecordedMessage, StatusStamp};
+pub use state::{CallFault, DeliveryRecord, Faults, RecordedMessage, StatusStamp};
 pub use webhooks::signature;
 
 use clock::VirtualClock;

@@ -27,6 +27,10 @@ pub struct Faults {
     pub error_rates: BTreeMap<String, f64>,
     /// The next valid sends fail with these codes, in order, one each.
     pub fail_next: VecDeque<u32>,
+    /// The next Graph calls matching these entries fail with their codes (any call, not only
+    /// sends: `subscribed_apps`, `register`, `oauth/access_token`, `message_templates`, …).
+    /// Each entry fails one call; a call takes the first entry it matches.
+    pub fail_next_calls: VecDeque<CallFault>,
     /// Extra real-time latency added to every Graph response.
     pub latency_ms: u64,
     /// Probability that a valid send is accepted but its answer is held for `timeout_ms`
@@ -40,6 +44,83 @@ pub struct Faults {
     pub reorder_webhooks: bool,
     /// Probability that each webhook POST is silently dropped.
     pub drop_webhooks: f64,
+}
+
+/// One injected failure of a Graph call (`fail_next_calls`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CallFault {
+    /// Matches a call whose last path segment is this, or whose path (`/…` without the
+    /// `vNN.N` segment) contains it: `"subscribed_apps"`, `"/register"`,
+    /// `"oauth/access_token"`, `"524126980791429/message_templates"`.
+    pub path: String,
+    /// The Graph error code answered, with Meta's error object and HTTP status for it.
+    pub code: u32,
+    /// Only calls with this HTTP method (any case); every method when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+}
+
+impl CallFault {
+    /// The fault's path without a leading `vNN.N/` segment (a leading `/` is kept, so
+    /// `"/register"` does not match `…/deregister` while `"register"` matches both).
+    pub(crate) fn normalized_path(&self) -> &str {
+        let path = self.path.trim();
+        let bare = path.trim_start_matches('/');
+        match bare.split_once('/') {
+            Some((first, _)) if is_version(first) => &bare[first.len()..],
+            None if is_version(bare) => "",
+            _ => path,
+        }
+    }
+
+    /// Whether the fault names a call at all (not only slashes or a version).
+    pub(crate) fn names_a_call(&self) -> bool {
+        !self.normalized_path().trim_matches('/').is_empty()
+    }
+
+    fn matches(&self, method: &str, segments: &[String]) -> bool {
+        if self
+            .method
+            .as_deref()
+            .is_some_and(|m| !m.eq_ignore_ascii_case(method))
+        {
+            return false;
+        }
+        if !self.names_a_call() {
+            return false;
+        }
+        let wanted = self.normalized_path();
+        let full = format!("/{}", segments.join("/"));
+        segments.last().is_some_and(|last| last == wanted) || full.contains(wanted)
+    }
+}
+
+/// `v23.0`, `v9`: a Graph version path segment.
+fn is_version(segment: &str) -> bool {
+    segment
+        .strip_prefix('v')
+        .is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_digit() || c == '.'))
+}
+
+impl Faults {
+    /// Takes the first `fail_next_calls` entry matching a call (`segments`: the path without
+    /// its version) and returns the error to answer instead of handling the call.
+    pub(crate) fn take_call_fault(
+        &mut self,
+        method: &str,
+        segments: &[String],
+    ) -> Option<crate::errors::GraphError> {
+        let index = self
+            .fail_next_calls
+            .iter()
+            .position(|f| f.matches(method, segments))?;
+        let fault = self.fail_next_calls.remove(index)?;
+        Some(crate::errors::GraphError::new(
+            fault.code,
+            "Injected by the sandbox (fail_next_calls).",
+        ))
+    }
 }
 
 /// Ranks statuses so a late webhook never moves a recorded message backwards.

@@ -5,6 +5,10 @@
 //! template is `APPROVED`, unless its name starts with `reject`, which is `REJECTED` with
 //! reason `INVALID_FORMAT`. `POST /sandbox/templates/{id}/status` moves a template to any
 //! status (e.g. `PAUSED`, `DISABLED`) and announces it the same way.
+//!
+//! AUTHENTICATION templates are stored as Meta stores them ([`auth_components`]): Meta's
+//! preset body with the code as `{{1}}`, the expiry footer, and the OTP button as a URL button
+//! whose one variable is the code.
 
 use rand::Rng;
 use serde_json::{Value, json};
@@ -69,6 +73,7 @@ pub(crate) fn create(
         .filter(|c| !c.is_empty())
         .ok_or_else(|| GraphError::invalid_param("Param components must be a non-empty array."))?;
     check_components(components, parameter_format == "NAMED", &category)?;
+    let components = stored_components(&category, components)?;
 
     let Some(waba) = state.waba(waba_id) else {
         return Err(GraphError::unsupported("post", waba_id));
@@ -113,6 +118,145 @@ pub(crate) fn create(
         },
     );
     Ok(json!({ "id": id, "status": "PENDING", "category": category }))
+}
+
+/// Meta's preset body of an authentication template (the code is `{{1}}`).
+pub(crate) const AUTH_BODY: &str = "*{{1}}* is your verification code.";
+/// Appended to [`AUTH_BODY`] when `add_security_recommendation` is true.
+pub(crate) const AUTH_SECURITY: &str = "For your security, do not share this code.";
+/// The example code Meta shows in a stored authentication template.
+const AUTH_EXAMPLE_CODE: &str = "123456";
+/// Where Meta points an authentication template's OTP button (stored as a URL button).
+const OTP_URL: &str = "https://www.whatsapp.com/otp/code/";
+
+/// The components as Meta stores them (and `GET` returns them): as given, except that an
+/// AUTHENTICATION template's are rewritten to Meta's preset text (see [`auth_components`]).
+pub(crate) fn stored_components(category: &str, components: &[Value]) -> Result<Value, GraphError> {
+    if category.eq_ignore_ascii_case("AUTHENTICATION") {
+        auth_components(components)
+    } else {
+        Ok(Value::Array(components.to_vec()))
+    }
+}
+
+/// An AUTHENTICATION template as Meta stores it: a BODY with the preset text
+/// `*{{1}}* is your verification code.` (plus the security recommendation when asked) and an
+/// example code; a FOOTER `This code expires in N minutes.` when `code_expiration_minutes`
+/// is set; and the OTP button turned into a URL button whose one variable is the code.
+pub(crate) fn auth_components(components: &[Value]) -> Result<Value, GraphError> {
+    let of_type = |kind: &str| {
+        components.iter().find(|c| {
+            c.get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.eq_ignore_ascii_case(kind))
+        })
+    };
+    if of_type("HEADER").is_some() {
+        return Err(GraphError::invalid_param(
+            "Authentication templates can't have a HEADER component.",
+        ));
+    }
+    let security = match of_type("BODY").and_then(|b| b.get("add_security_recommendation")) {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => {
+            return Err(GraphError::invalid_param(
+                "Param components[BODY]['add_security_recommendation'] must be a boolean.",
+            ));
+        }
+    };
+    let expiration = match of_type("FOOTER").and_then(|f| f.get("code_expiration_minutes")) {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64().filter(|m| (1..=90).contains(m)) {
+            Some(minutes) => Some(minutes),
+            None => {
+                return Err(GraphError::invalid_param(
+                    "Param components[FOOTER]['code_expiration_minutes'] must be an integer from 1 to 90.",
+                ));
+            }
+        },
+    };
+    let buttons = of_type("BUTTONS")
+        .and_then(|b| b.get("buttons"))
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let [button] = buttons else {
+        return Err(GraphError::invalid_param(
+            "Authentication templates need a BUTTONS component with exactly one OTP button.",
+        ));
+    };
+    let is_otp = button
+        .get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.eq_ignore_ascii_case("OTP"));
+    let otp_type = button
+        .get("otp_type")
+        .and_then(Value::as_str)
+        .map(str::to_ascii_uppercase)
+        .filter(|t| matches!(t.as_str(), "COPY_CODE" | "ONE_TAP" | "ZERO_TAP"));
+    let (true, Some(otp_type)) = (is_otp, otp_type) else {
+        return Err(GraphError::invalid_param(
+            "The button of an authentication template must be of type OTP with otp_type COPY_CODE, ONE_TAP or ZERO_TAP.",
+        ));
+    };
+
+    let mut text = AUTH_BODY.to_owned();
+    if security == Some(true) {
+        text.push(' ');
+        text.push_str(AUTH_SECURITY);
+    }
+    let mut body = json!({
+        "type": "BODY",
+        "text": text,
+        "example": {"body_text": [[AUTH_EXAMPLE_CODE]]},
+    });
+    if let Some(security) = security {
+        body["add_security_recommendation"] = json!(security);
+    }
+    let mut stored = vec![body];
+    if let Some(minutes) = expiration {
+        stored.push(json!({
+            "type": "FOOTER",
+            "text": format!("This code expires in {minutes} minutes."),
+            "code_expiration_minutes": minutes,
+        }));
+    }
+    // One-tap and zero-tap buttons name the app that receives the code.
+    let app = button
+        .pointer("/supported_apps/0")
+        .unwrap_or(button)
+        .clone();
+    let mut query = format!("otp_type={otp_type}");
+    for key in ["package_name", "signature_hash"] {
+        if otp_type != "COPY_CODE"
+            && let Some(value) = app.get(key).and_then(Value::as_str)
+        {
+            query.push_str(&format!("&{key}={value}"));
+        }
+    }
+    let url = |code: &str| format!("{OTP_URL}?{query}&code=otp{code}");
+    let mut url_button = json!({
+        "type": "URL",
+        "text": button.get("text").and_then(Value::as_str).filter(|t| !t.is_empty()).unwrap_or("Copy code"),
+        "url": url("{{1}}"),
+        "example": [url(AUTH_EXAMPLE_CODE)],
+    });
+    for key in [
+        "autofill_text",
+        "package_name",
+        "signature_hash",
+        "zero_tap_terms_accepted",
+        "supported_apps",
+    ] {
+        if otp_type != "COPY_CODE"
+            && let Some(value) = button.get(key)
+        {
+            url_button[key] = value.clone();
+        }
+    }
+    stored.push(json!({ "type": "BUTTONS", "buttons": [url_button] }));
+    Ok(Value::Array(stored))
 }
 
 /// Meta refuses templates whose variables it cannot check: wrong kinds, gaps, no examples.

@@ -117,10 +117,28 @@ fn authenticate(
     let Some(token) = token.filter(|t| !t.is_empty()) else {
         return Err(GraphError::missing_token());
     };
-    if sandbox.inner.lock().config.access_tokens.contains(&token) {
+    // The configured tokens and the business tokens Embedded Signup handed out, as in Graph.
+    let accepted = {
+        let state = sandbox.inner.lock();
+        state.config.access_tokens.contains(&token) || state.tokens.contains_key(&token)
+    };
+    if accepted {
         Ok(())
     } else {
         Err(GraphError::invalid_token())
+    }
+}
+
+/// An injected `fail_next_calls` failure for this call, if one matches (after the token).
+fn call_fault(sandbox: &Sandbox, method: &Method, uri: &Uri) -> Result<(), GraphError> {
+    match sandbox
+        .inner
+        .lock()
+        .faults
+        .take_call_fault(method.as_str(), &segments(uri))
+    {
+        Some(error) => Err(error),
+        None => Ok(()),
     }
 }
 
@@ -153,6 +171,7 @@ async fn start(State(sandbox): State<Sandbox>, headers: HeaderMap, uri: Uri) -> 
 fn start_session(sandbox: &Sandbox, headers: &HeaderMap, uri: &Uri) -> Result<Value, GraphError> {
     let query = query_of(uri)?;
     authenticate(sandbox, headers, &query)?;
+    call_fault(sandbox, &Method::POST, uri)?;
     let app = segments(uri).first().cloned().unwrap_or_default();
     if app != sandbox.inner.lock().config.app_id {
         return Err(GraphError::unsupported("post", &app));
@@ -246,6 +265,7 @@ fn transfer(
 ) -> Result<Value, GraphError> {
     let query = query_of(uri)?;
     authenticate(sandbox, headers, &query)?;
+    call_fault(sandbox, method, uri)?;
     let mut uploads = lock(&UPLOADS);
     let Some(upload) = uploads.get_mut(id) else {
         return Err(GraphError::unsupported(method.as_str(), id));
@@ -305,6 +325,7 @@ fn edit_template(
 ) -> Result<Value, GraphError> {
     let query = query_of(uri)?;
     authenticate(sandbox, headers, &query)?;
+    call_fault(sandbox, &Method::POST, uri)?;
     let body: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
@@ -378,6 +399,14 @@ fn edit_template(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
+    // Stored as Meta stores them (authentication templates get Meta's preset text).
+    let components = match components {
+        Some(Value::Array(list)) => Some(crate::templates::stored_components(
+            category.as_deref().unwrap_or(&current_category),
+            &list,
+        )?),
+        other => other,
+    };
     if status == "APPROVED" {
         if category.as_deref().is_some_and(|c| c != current_category) {
             return Err(GraphError::invalid_param(
@@ -399,11 +428,11 @@ fn edit_template(
         }
         history.push(now_ms);
     }
-    if let Some(category) = category {
-        template["category"] = json!(category);
-    }
     if let Some(components) = components {
         template["components"] = components;
+    }
+    if let Some(category) = category {
+        template["category"] = json!(category);
     }
     template["status"] = json!("PENDING");
     if let Some(obj) = template.as_object_mut() {

@@ -249,6 +249,9 @@ pub(crate) fn check_template_send(template: &Value, request: &Value) -> Result<(
     let header_text = check_header(&needs, header_params.unwrap_or(&[]))?;
     check_body(&needs, body_params.unwrap_or(&[]))?;
     check_buttons(&needs, &button_params)?;
+    if str_at(template, "category").eq_ignore_ascii_case("AUTHENTICATION") {
+        check_auth_code(body_params.unwrap_or(&[]), &button_params)?;
+    }
 
     if header_text.chars().count() > HEADER_MAX {
         return Err(GraphError::new(
@@ -542,6 +545,43 @@ fn check_buttons(needs: &Needs, given: &[(usize, String, &[Value])]) -> Result<(
                 button.variables,
             ));
         }
+    }
+    Ok(())
+}
+
+/// Meta's longest one-time code.
+const OTP_MAX: usize = 15;
+
+/// An authentication template carries the code twice: body `{{1}}` and the URL parameter
+/// of button 0 (its copy-code / autofill button). Both must be the same code of at most
+/// [`OTP_MAX`] characters (the counts were checked already).
+fn check_auth_code(
+    body: &[Value],
+    buttons: &[(usize, String, &[Value])],
+) -> Result<(), GraphError> {
+    let body_code = body.first().map(|p| str_at(p, "text"));
+    let button_code = buttons
+        .iter()
+        .find(|(index, _, _)| *index == 0)
+        .and_then(|(_, _, params)| params.first())
+        .map(|p| str_at(p, "text"));
+    for (part, code) in [("body", body_code), ("button at index 0", button_code)] {
+        if code.is_some_and(|c| c.chars().count() > OTP_MAX) {
+            return Err(GraphError::new(
+                132018,
+                format!("{part}: the verification code is longer than {OTP_MAX} characters"),
+            ));
+        }
+    }
+    if let (Some(body_code), Some(button_code)) = (body_code, button_code)
+        && body_code != button_code
+    {
+        return Err(GraphError::new(
+            132018,
+            format!(
+                "authentication template: the code in the body ({body_code}) and in the button at index 0 ({button_code}) differ"
+            ),
+        ));
     }
     Ok(())
 }

@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
+#[path = "sandbox/calls.rs"]
+mod calls;
 #[path = "sandbox/signup.rs"]
 mod signup;
 

@@ -117,7 +117,6 @@ async fn an_expired_code_asks_to_sign_up_again() {
 }
 
 #[tokio::test]
-#[ignore = "needs a sandbox fault for Graph calls other than sends (`fail_next` only fails message sends)"]
 async fn a_failed_subscription_is_retried_without_starting_over() {
     let app = spawn_app().await;
     let signup = app.sandbox_signup("Flaky Hooks").await;

@@ -202,18 +202,6 @@ fn kinds(handle: &str) -> Vec<(Value, Value, Value)> {
                 {"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}
             ]),
         ),
-        (
-            json!({"name": "login_code", "language": "en", "category": "AUTHENTICATION",
-            "components": [
-                {"type": "BODY", "add_security_recommendation": true},
-                {"type": "FOOTER", "code_expiration_minutes": 10},
-                {"type": "BUTTONS", "buttons": [{"type": "OTP", "otp_type": "COPY_CODE", "text": "Copy code"}]}
-            ]}),
-            json!({"button.0": "493817"}),
-            json!([
-                {"type": "button", "sub_type": "url", "index": "0", "parameters": [{"type": "text", "text": "493817"}]}
-            ]),
-        ),
     ]
 }
 
@@ -312,6 +300,44 @@ async fn every_kind_is_created_reviewed_by_webhook_and_sent_in_meta_shape() {
             .unwrap_or_default()
             .contains("not a media link or id"),
         "{v}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "Parley keeps its draft of an AUTHENTICATION template (BODY without text, OTP button) instead of Meta's stored shape (preset BODY `*{{1}}* is your verification code.`, URL button ending in `{{1}}`), so it knows no body variable (`1` is variable_unknown) and would send the code only to the button, which Meta refuses (132000)"]
+async fn an_authentication_template_sends_the_code_in_body_and_button() {
+    let app = spawn_app().await;
+    let (phone, _) = app.contact(0).await;
+    let draft = json!({"name": "login_code", "language": "en", "category": "AUTHENTICATION",
+    "components": [
+        {"type": "BODY", "add_security_recommendation": true},
+        {"type": "FOOTER", "code_expiration_minutes": 10},
+        {"type": "BUTTONS", "buttons": [{"type": "OTP", "otp_type": "COPY_CODE", "text": "Copy code"}]}
+    ]});
+    let t = app.create_template(&draft).await;
+    app.advance_review().await;
+    app.wait_template(t["id"].as_str().expect("id"), "APPROVED")
+        .await;
+    // Meta stores the preset body `*{{1}}* is your verification code. …` and the OTP button
+    // as a URL button ending in `{{1}}`: the code goes to both.
+    let message = app
+        .send(
+            &json!({"to": phone, "template": {"name": "login_code", "language": "en",
+            "variables": {"1": "493817", "button.0": "493817"}}}),
+        )
+        .await;
+    let wamid = app.wait_wamid(&message).await;
+    let sent = app.sandbox_messages().await;
+    let rec = sent
+        .iter()
+        .find(|r| r["wamid"] == wamid.as_str())
+        .expect("recorded");
+    assert_eq!(
+        rec["request"]["template"]["components"],
+        json!([
+            {"type": "body", "parameters": [{"type": "text", "text": "493817"}]},
+            {"type": "button", "sub_type": "url", "index": "0", "parameters": [{"type": "text", "text": "493817"}]}
+        ])
     );
 }
 
