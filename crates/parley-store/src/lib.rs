@@ -3,16 +3,19 @@
 //! here; every query is scoped by tenant.
 
 pub mod audience;
+pub mod campaigns;
 pub mod crypto;
 mod lattice;
 pub mod platforms;
 pub mod postgres;
 mod postgres_audience;
+mod postgres_campaigns;
 mod postgres_platforms;
 mod postgres_templates;
 mod segment_sql;
 pub mod sqlite;
 mod sqlite_audience;
+mod sqlite_campaigns;
 mod sqlite_platforms;
 mod sqlite_templates;
 pub mod tag_index;
@@ -20,6 +23,7 @@ pub mod templates;
 mod types;
 
 pub use audience::AudienceStore;
+pub use campaigns::CampaignStore;
 pub use crypto::{DecryptError, KeyError, SecretCipher};
 pub use platforms::PlatformStore;
 pub use postgres::PostgresStore;
@@ -53,7 +57,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Everything Parley keeps. Implementations must make each method atomic.
 #[async_trait]
-pub trait Store: PlatformStore + TemplateStore + AudienceStore + Send + Sync + 'static {
+pub trait Store:
+    PlatformStore + TemplateStore + AudienceStore + CampaignStore + Send + Sync + 'static {
     // --- tenancy -------------------------------------------------------------------------
     async fn create_account(&self, id: &AccountId, name: &str, now: Millis) -> Result<()>;
     async fn create_application(

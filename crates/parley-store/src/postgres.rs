@@ -738,6 +738,8 @@ impl Store for PostgresStore {
             "WITH due AS (
                SELECT id FROM messages
                WHERE phone_number_id = $1 AND state = 'queued' AND next_attempt_at <= $2
+                 AND (campaign_id IS NULL OR EXISTS (
+                   SELECT 1 FROM campaigns c WHERE c.id = messages.campaign_id AND c.state = 'running'))
                ORDER BY next_attempt_at, id
                LIMIT $3
                FOR UPDATE SKIP LOCKED)
@@ -889,7 +891,9 @@ impl Store for PostgresStore {
 
     async fn next_due_at(&self, phone_number_id: &str) -> Result<Option<Millis>> {
         let v: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM messages WHERE phone_number_id = $1 AND state = 'queued'",
+            "SELECT MIN(next_attempt_at) FROM messages WHERE phone_number_id = $1 AND state = 'queued'
+               AND (campaign_id IS NULL OR EXISTS (
+                 SELECT 1 FROM campaigns c WHERE c.id = messages.campaign_id AND c.state = 'running'))",
         )
         .bind(pg_text(phone_number_id))
         .fetch_one(&self.pool)

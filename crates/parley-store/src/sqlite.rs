@@ -693,6 +693,8 @@ impl Store for SqliteStore {
              WHERE id IN (
                SELECT id FROM messages
                WHERE phone_number_id = ? AND state = 'queued' AND next_attempt_at <= ?
+                 AND (campaign_id IS NULL OR EXISTS (
+                   SELECT 1 FROM campaigns c WHERE c.id = messages.campaign_id AND c.state = 'running'))
                ORDER BY next_attempt_at, id LIMIT ?)
              RETURNING *",
         )
@@ -842,7 +844,9 @@ impl Store for SqliteStore {
 
     async fn next_due_at(&self, phone_number_id: &str) -> Result<Option<Millis>> {
         let v: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM messages WHERE phone_number_id = ? AND state = 'queued'",
+            "SELECT MIN(next_attempt_at) FROM messages WHERE phone_number_id = ? AND state = 'queued'
+               AND (campaign_id IS NULL OR EXISTS (
+                 SELECT 1 FROM campaigns c WHERE c.id = messages.campaign_id AND c.state = 'running'))",
         )
         .bind(phone_number_id)
         .fetch_one(&self.reader)

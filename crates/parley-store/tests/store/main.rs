@@ -5,6 +5,7 @@
 //! Add an area's cases in `<area>.rs` and list them in that module's `contract!`.
 
 mod audience;
+mod campaigns;
 mod backend;
 mod contacts;
 mod fixtures;

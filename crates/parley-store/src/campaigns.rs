@@ -1,0 +1,256 @@
+//! Campaigns: the campaign rows with their state machine, the planner's chunked expansion of
+//! the audience into `messages` rows (each chunk committed with the planner's cursor, so a
+//! crash neither loses nor repeats a recipient), statistics by grouped queries over the
+//! campaign's messages, and the quota ledger of business-initiated conversations.
+//!
+//! Every state change is a conditional UPDATE (`… WHERE state IN (from…)`): starting twice, or
+//! two nodes starting the same campaign, changes it once.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use parley_domain::quota::{Gate, MessagingLimit, Reach};
+use parley_domain::{ApplicationId, CampaignId, MessageId};
+use serde::{Deserialize, Serialize};
+
+use crate::{Millis, NewMessage, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignState {
+    Draft,
+    Scheduled,
+    Running,
+    Paused,
+    Completed,
+    Cancelled,
+}
+
+impl CampaignState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignState::Draft => "draft",
+            CampaignState::Scheduled => "scheduled",
+            CampaignState::Running => "running",
+            CampaignState::Paused => "paused",
+            CampaignState::Completed => "completed",
+            CampaignState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CampaignState> {
+        Some(match s {
+            "draft" => CampaignState::Draft,
+            "scheduled" => CampaignState::Scheduled,
+            "running" => CampaignState::Running,
+            "paused" => CampaignState::Paused,
+            "completed" => CampaignState::Completed,
+            "cancelled" => CampaignState::Cancelled,
+            _ => return None,
+        })
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, CampaignState::Completed | CampaignState::Cancelled)
+    }
+}
+
+/// Marketing skips opted-out contacts; transactional (utility) still sends to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignKind {
+    Marketing,
+    Transactional,
+}
+
+impl CampaignKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignKind::Marketing => "marketing",
+            CampaignKind::Transactional => "transactional",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CampaignKind> {
+        Some(match s {
+            "marketing" => CampaignKind::Marketing,
+            "transactional" => CampaignKind::Transactional,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CampaignRecord {
+    pub id: CampaignId,
+    pub application_id: ApplicationId,
+    pub name: String,
+    pub phone_number_id: String,
+    pub template_name: String,
+    pub template_language: String,
+    /// `VariableInput` as the API gave it.
+    pub variables: serde_json::Value,
+    /// `{"filter": "…"}` or `{"segment_id": "seg_…"}` as the API gave it.
+    pub audience: serde_json::Value,
+    /// The filter the planner expands (a saved segment's filter is copied at creation).
+    pub audience_filter: String,
+    pub kind: CampaignKind,
+    pub scheduled_at: Option<Millis>,
+    pub send_window: Option<serde_json::Value>,
+    pub state: CampaignState,
+    pub state_reason: Option<String>,
+    /// The last contact phone the planner expanded.
+    pub planner_cursor: Option<String>,
+    /// True once the whole audience is expanded into messages.
+    pub planned: bool,
+    /// Messages planned so far (queued and skipped).
+    pub recipients: u64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+}
+
+/// One planned recipient: a message to queue, or to record as skipped with the reason.
+#[derive(Debug, Clone)]
+pub struct PlannedMessage {
+    pub message: NewMessage,
+    /// `(reason code, text)`: the recipient is recorded as `skipped`.
+    pub skip: Option<(String, String)>,
+}
+
+/// Counters of a campaign's messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CampaignCounts {
+    /// Messages by state (`queued`, `sending`, `accepted`, `sent`, …).
+    pub by_state: BTreeMap<String, u64>,
+    /// Queued messages waiting for a messaging-limit slot.
+    pub waiting_for_quota: u64,
+    /// When the earliest of those may go.
+    pub next_slot_at: Option<Millis>,
+    /// Failed messages by Meta's (or Parley's) error code.
+    pub failed_by_code: BTreeMap<String, u64>,
+    /// Skipped messages by reason code.
+    pub skipped_by_reason: BTreeMap<String, u64>,
+    /// Delivered (or read) messages answered by an inbound message within 24 h of delivery.
+    pub replied: u64,
+    /// Per hour (start of the hour, Unix ms): messages that reached `sent` or beyond that hour.
+    pub sent_per_hour: BTreeMap<Millis, u64>,
+}
+
+/// The quota gate's question for one send.
+#[derive(Debug, Clone)]
+pub struct QuotaRequest<'a> {
+    pub scope_key: &'a str,
+    pub application_id: &'a ApplicationId,
+    /// The recipient, E.164.
+    pub contact: &'a str,
+    pub message_id: &'a MessageId,
+    pub limit: MessagingLimit,
+    pub now: Millis,
+}
+
+/// The gate's answer, with the reach to confirm on acceptance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaAnswer {
+    pub gate: Gate,
+    /// The scope's unique contacts counted at `now` (after this reservation).
+    pub used: u64,
+}
+
+impl QuotaAnswer {
+    pub fn reach(&self) -> Option<Reach> {
+        match self.gate {
+            Gate::Go(r) => Some(r),
+            Gate::WaitUntil(_) => None,
+        }
+    }
+}
+
+#[async_trait]
+pub trait CampaignStore: Send + Sync {
+    async fn create_campaign(&self, campaign: &CampaignRecord) -> Result<()>;
+    async fn campaign(
+        &self,
+        app: &ApplicationId,
+        id: &CampaignId,
+    ) -> Result<Option<CampaignRecord>>;
+    /// Newest first, after the cursor.
+    async fn campaigns(
+        &self,
+        app: &ApplicationId,
+        after: Option<&CampaignId>,
+        limit: u32,
+    ) -> Result<Vec<CampaignRecord>>;
+    /// Moves the campaign to `to` only if it is in one of `from` (one conditional UPDATE).
+    /// Sets `started_at` (first time `running`) and `finished_at` (final states). Returns
+    /// whether this call changed it.
+    async fn transition_campaign(
+        &self,
+        id: &CampaignId,
+        from: &[CampaignState],
+        to: CampaignState,
+        reason: Option<&str>,
+        now: Millis,
+    ) -> Result<bool>;
+    /// Running campaigns not fully planned, and scheduled ones whose time has come.
+    async fn campaigns_to_work(&self, now: Millis) -> Result<Vec<CampaignRecord>>;
+    /// Running campaigns fully planned: the ones that may complete.
+    async fn running_planned_campaigns(&self) -> Result<Vec<CampaignRecord>>;
+    /// Commits one planner chunk: the messages and the cursor together, only while the
+    /// campaign is running and its cursor is still `expected_cursor` (so two planners never
+    /// insert the same chunk). Returns false (nothing written) otherwise.
+    async fn add_planned_messages(
+        &self,
+        id: &CampaignId,
+        expected_cursor: Option<&str>,
+        messages: &[PlannedMessage],
+        new_cursor: Option<&str>,
+        done: bool,
+        now: Millis,
+    ) -> Result<bool>;
+    /// Queued or sending messages of the campaign.
+    async fn campaign_open_messages(&self, id: &CampaignId) -> Result<u64>;
+    /// Pause: the campaign's queued messages wait until `until` (resume sets it back).
+    async fn hold_campaign_messages(&self, id: &CampaignId, until: Millis) -> Result<u64>;
+    /// Resume: every queued message of the campaign is due at `now`.
+    async fn release_campaign_messages(&self, id: &CampaignId, now: Millis) -> Result<u64>;
+    /// Cancel: queued messages become `skipped` with reason `cancelled`.
+    async fn cancel_campaign_messages(&self, id: &CampaignId, now: Millis) -> Result<u64>;
+    /// Pauses every running campaign sending from these numbers (auth trouble).
+    async fn pause_campaigns_of_numbers(
+        &self,
+        phone_number_ids: &[String],
+        reason: &str,
+        now: Millis,
+    ) -> Result<Vec<CampaignId>>;
+    async fn campaign_counts(&self, id: &CampaignId) -> Result<CampaignCounts>;
+    /// The campaign a message belongs to.
+    async fn message_campaign(&self, id: &MessageId) -> Result<Option<CampaignId>>;
+
+    // --- the quota ledger -----------------------------------------------------------------
+    /// The gate, atomically per scope: classifies the send (inside the contact's service
+    /// window, already counted, or new), and for a new contact either reserves a slot for
+    /// `message_id` or answers when one frees up.
+    async fn reserve_quota(&self, req: &QuotaRequest<'_>) -> Result<QuotaAnswer>;
+    /// Meta accepted a send that was `reach`: the contact counts from `now`.
+    async fn confirm_quota(
+        &self,
+        scope_key: &str,
+        contact: &str,
+        message_id: &MessageId,
+        reach: Reach,
+        now: Millis,
+    ) -> Result<()>;
+    /// The send did not go: free a slot this message reserved.
+    async fn release_quota(
+        &self,
+        scope_key: &str,
+        contact: &str,
+        message_id: &MessageId,
+    ) -> Result<()>;
+    /// Last-reach instants counted in the scope at `now`, oldest first.
+    async fn quota_active(&self, scope_key: &str, now: Millis) -> Result<Vec<Millis>>;
+    /// Marks a queued message as waiting for a quota slot until `until`.
+    async fn wait_for_quota(&self, id: &MessageId, until: Millis, now: Millis) -> Result<()>;
+}

@@ -1,0 +1,538 @@
+//! `CampaignStore` on SQLite. Writes go through the one writer connection (`BEGIN IMMEDIATE`
+//! for read-then-write), which also serializes the quota gate per scope.
+
+use async_trait::async_trait;
+use parley_domain::quota::{self, Gate, QUOTA_WINDOW_MS, Reach};
+use parley_domain::{ApplicationId, CampaignId, MessageId, SERVICE_WINDOW};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::campaigns::*;
+use crate::sqlite::{corrupt, json_col, parse_id, to_json};
+use crate::{MessageContent, Millis, Result, SqliteStore};
+
+const HOUR_MS: i64 = 60 * 60 * 1000;
+
+fn campaign_from_row(row: &SqliteRow) -> Result<CampaignRecord> {
+    let kind: String = row.try_get("kind")?;
+    let state: String = row.try_get("state")?;
+    let window: Option<String> = row.try_get("send_window")?;
+    let recipients: i64 = row.try_get("recipients")?;
+    let planned: i64 = row.try_get("planned")?;
+    Ok(CampaignRecord {
+        id: parse_id(row, "id", CampaignId::parse)?,
+        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
+        name: row.try_get("name")?,
+        phone_number_id: row.try_get("phone_number_id")?,
+        template_name: row.try_get("template_name")?,
+        template_language: row.try_get("template_language")?,
+        variables: json_col(row, "variables")?,
+        audience: json_col(row, "audience")?,
+        audience_filter: row.try_get("audience_filter")?,
+        kind: CampaignKind::parse(&kind).ok_or_else(|| corrupt("campaign kind", &kind))?,
+        scheduled_at: row.try_get("scheduled_at")?,
+        send_window: window
+            .map(|w| serde_json::from_str(&w).map_err(|e| corrupt("send_window", e)))
+            .transpose()?,
+        state: CampaignState::parse(&state).ok_or_else(|| corrupt("campaign state", &state))?,
+        state_reason: row.try_get("state_reason")?,
+        planner_cursor: row.try_get("planner_cursor")?,
+        planned: planned != 0,
+        recipients: u64::try_from(recipients).unwrap_or(0),
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+fn states_list(states: &[CampaignState]) -> String {
+    states
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[async_trait]
+impl CampaignStore for SqliteStore {
+    async fn create_campaign(&self, c: &CampaignRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO campaigns (id, application_id, name, phone_number_id, template_name, template_language,
+               variables, audience, audience_filter, kind, scheduled_at, send_window, state, state_reason,
+               planner_cursor, planned, recipients, created_at, updated_at, started_at, finished_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(c.id.as_str())
+        .bind(c.application_id.as_str())
+        .bind(&c.name)
+        .bind(&c.phone_number_id)
+        .bind(&c.template_name)
+        .bind(&c.template_language)
+        .bind(to_json(&c.variables)?)
+        .bind(to_json(&c.audience)?)
+        .bind(&c.audience_filter)
+        .bind(c.kind.as_str())
+        .bind(c.scheduled_at)
+        .bind(c.send_window.as_ref().map(to_json).transpose()?)
+        .bind(c.state.as_str())
+        .bind(&c.state_reason)
+        .bind(&c.planner_cursor)
+        .bind(i64::from(c.planned))
+        .bind(i64::try_from(c.recipients).unwrap_or(i64::MAX))
+        .bind(c.created_at)
+        .bind(c.updated_at)
+        .bind(c.started_at)
+        .bind(c.finished_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn campaign(
+        &self,
+        app: &ApplicationId,
+        id: &CampaignId,
+    ) -> Result<Option<CampaignRecord>> {
+        let row = sqlx::query("SELECT * FROM campaigns WHERE application_id = ? AND id = ?")
+            .bind(app.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.writer)
+            .await?;
+        row.as_ref().map(campaign_from_row).transpose()
+    }
+
+    async fn campaigns(
+        &self,
+        app: &ApplicationId,
+        after: Option<&CampaignId>,
+        limit: u32,
+    ) -> Result<Vec<CampaignRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM campaigns WHERE application_id = ? AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
+        )
+        .bind(app.as_str())
+        .bind(after.map(|a| a.as_str()))
+        .bind(after.map(|a| a.as_str()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(campaign_from_row).collect()
+    }
+
+    async fn transition_campaign(
+        &self,
+        id: &CampaignId,
+        from: &[CampaignState],
+        to: CampaignState,
+        reason: Option<&str>,
+        now: Millis,
+    ) -> Result<bool> {
+        // The states are our own constants, never user input.
+        let sql = format!(
+            "UPDATE campaigns SET state = ?, state_reason = ?, updated_at = ?,
+               started_at = CASE WHEN ? = 'running' THEN COALESCE(started_at, ?) ELSE started_at END,
+               finished_at = CASE WHEN ? IN ('completed', 'cancelled') THEN ? ELSE finished_at END
+             WHERE id = ? AND state IN ({})",
+            states_list(from)
+        );
+        let r = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(to.as_str())
+            .bind(reason)
+            .bind(now)
+            .bind(to.as_str())
+            .bind(now)
+            .bind(to.as_str())
+            .bind(now)
+            .bind(id.as_str())
+            .execute(&self.writer)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn campaigns_to_work(&self, now: Millis) -> Result<Vec<CampaignRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM campaigns WHERE (state = 'running' AND planned = 0)
+               OR (state = 'scheduled' AND COALESCE(scheduled_at, 0) <= ?) ORDER BY id",
+        )
+        .bind(now)
+        .fetch_all(&self.writer)
+        .await?;
+        rows.iter().map(campaign_from_row).collect()
+    }
+
+    async fn running_planned_campaigns(&self) -> Result<Vec<CampaignRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM campaigns WHERE state = 'running' AND planned = 1 ORDER BY id",
+        )
+        .fetch_all(&self.writer)
+        .await?;
+        rows.iter().map(campaign_from_row).collect()
+    }
+
+    async fn add_planned_messages(
+        &self,
+        id: &CampaignId,
+        expected_cursor: Option<&str>,
+        messages: &[PlannedMessage],
+        new_cursor: Option<&str>,
+        done: bool,
+        now: Millis,
+    ) -> Result<bool> {
+        let mut tx = self.tx().await?;
+        let r = sqlx::query(
+            "UPDATE campaigns SET planner_cursor = ?, planned = ?, recipients = recipients + ?, updated_at = ?
+             WHERE id = ? AND state = 'running' AND planned = 0 AND planner_cursor IS ?",
+        )
+        .bind(new_cursor)
+        .bind(i64::from(done))
+        .bind(i64::try_from(messages.len()).unwrap_or(i64::MAX))
+        .bind(now)
+        .bind(id.as_str())
+        .bind(expected_cursor)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        for p in messages {
+            let m = &p.message;
+            let (name, language) = match &m.content {
+                MessageContent::Template { template } => (
+                    Some(template.name.as_str()),
+                    Some(template.language.as_str()),
+                ),
+                MessageContent::Text { .. } => (None, None),
+            };
+            let state = if p.skip.is_some() {
+                "skipped"
+            } else {
+                "queued"
+            };
+            sqlx::query(
+                "INSERT INTO messages (id, application_id, phone_number_id, contact_id, to_phone, kind, template_name,
+                   template_language, content, reply_to, idempotency_key, state, next_attempt_at, queued_at, updated_at,
+                   campaign_id, hold_reason, error_message)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(m.id.as_str())
+            .bind(m.application_id.as_str())
+            .bind(&m.phone_number_id)
+            .bind(m.contact_id.as_ref().map(|c| c.as_str()))
+            .bind(&m.to_phone)
+            .bind(m.content.kind())
+            .bind(name)
+            .bind(language)
+            .bind(to_json(&m.content)?)
+            .bind(state)
+            .bind(m.now)
+            .bind(m.now)
+            .bind(m.now)
+            .bind(id.as_str())
+            .bind(p.skip.as_ref().map(|s| s.0.as_str()))
+            .bind(p.skip.as_ref().map(|s| s.1.as_str()))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn campaign_open_messages(&self, id: &CampaignId) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages WHERE campaign_id = ? AND state IN ('queued', 'sending')",
+        )
+        .bind(id.as_str())
+        .fetch_one(&self.writer)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn hold_campaign_messages(&self, id: &CampaignId, until: Millis) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE messages SET next_attempt_at = ? WHERE campaign_id = ? AND state = 'queued'",
+        )
+        .bind(until)
+        .bind(id.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn release_campaign_messages(&self, id: &CampaignId, now: Millis) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE messages SET next_attempt_at = ? WHERE campaign_id = ? AND state = 'queued'",
+        )
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn cancel_campaign_messages(&self, id: &CampaignId, now: Millis) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE messages SET state = 'skipped', hold_reason = 'cancelled',
+               error_message = 'the campaign was cancelled before this message was sent', updated_at = ?
+             WHERE campaign_id = ? AND state = 'queued'",
+        )
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn pause_campaigns_of_numbers(
+        &self,
+        phone_number_ids: &[String],
+        reason: &str,
+        now: Millis,
+    ) -> Result<Vec<CampaignId>> {
+        let mut paused = Vec::new();
+        for pn in phone_number_ids {
+            let rows = sqlx::query(
+                "UPDATE campaigns SET state = 'paused', state_reason = ?, updated_at = ?
+                 WHERE phone_number_id = ? AND state = 'running' RETURNING id",
+            )
+            .bind(reason)
+            .bind(now)
+            .bind(pn)
+            .fetch_all(&self.writer)
+            .await?;
+            for row in rows {
+                paused.push(parse_id(&row, "id", CampaignId::parse)?);
+            }
+        }
+        Ok(paused)
+    }
+
+    async fn campaign_counts(&self, id: &CampaignId) -> Result<CampaignCounts> {
+        let mut counts = CampaignCounts::default();
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM messages WHERE campaign_id = ? GROUP BY state",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.reader)
+        .await?;
+        for r in rows {
+            let n: i64 = r.try_get("n")?;
+            counts
+                .by_state
+                .insert(r.try_get("state")?, u64::try_from(n).unwrap_or(0));
+        }
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, MIN(next_attempt_at) AS next FROM messages
+             WHERE campaign_id = ? AND state = 'queued' AND hold_reason = 'quota'",
+        )
+        .bind(id.as_str())
+        .fetch_one(&self.reader)
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        counts.waiting_for_quota = u64::try_from(n).unwrap_or(0);
+        counts.next_slot_at = row.try_get("next")?;
+        let rows = sqlx::query(
+            "SELECT COALESCE(CAST(error_code AS TEXT), 'unknown') AS k, COUNT(*) AS n FROM messages
+             WHERE campaign_id = ? AND state = 'failed' GROUP BY k",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.reader)
+        .await?;
+        for r in rows {
+            let n: i64 = r.try_get("n")?;
+            counts
+                .failed_by_code
+                .insert(r.try_get("k")?, u64::try_from(n).unwrap_or(0));
+        }
+        let rows = sqlx::query(
+            "SELECT COALESCE(hold_reason, 'unknown') AS k, COUNT(*) AS n FROM messages
+             WHERE campaign_id = ? AND state = 'skipped' GROUP BY k",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.reader)
+        .await?;
+        for r in rows {
+            let n: i64 = r.try_get("n")?;
+            counts
+                .skipped_by_reason
+                .insert(r.try_get("k")?, u64::try_from(n).unwrap_or(0));
+        }
+        let replied: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages m
+             WHERE m.campaign_id = ? AND COALESCE(m.delivered_at, m.read_at) IS NOT NULL
+               AND EXISTS (SELECT 1 FROM inbound_messages i
+                 WHERE i.application_id = m.application_id AND i.from_phone = m.to_phone
+                   AND i.received_at >= COALESCE(m.delivered_at, m.read_at)
+                   AND i.received_at < COALESCE(m.delivered_at, m.read_at) + ?)",
+        )
+        .bind(id.as_str())
+        .bind(SERVICE_WINDOW.whole_milliseconds() as i64)
+        .fetch_one(&self.reader)
+        .await?;
+        counts.replied = u64::try_from(replied).unwrap_or(0);
+        let rows = sqlx::query(
+            "SELECT (COALESCE(sent_at, delivered_at, read_at) / ?) * ? AS h, COUNT(*) AS n FROM messages
+             WHERE campaign_id = ? AND COALESCE(sent_at, delivered_at, read_at) IS NOT NULL GROUP BY h",
+        )
+        .bind(HOUR_MS)
+        .bind(HOUR_MS)
+        .bind(id.as_str())
+        .fetch_all(&self.reader)
+        .await?;
+        for r in rows {
+            let n: i64 = r.try_get("n")?;
+            counts
+                .sent_per_hour
+                .insert(r.try_get("h")?, u64::try_from(n).unwrap_or(0));
+        }
+        Ok(counts)
+    }
+
+    async fn message_campaign(&self, id: &MessageId) -> Result<Option<CampaignId>> {
+        let v: Option<Option<String>> =
+            sqlx::query_scalar("SELECT campaign_id FROM messages WHERE id = ?")
+                .bind(id.as_str())
+                .fetch_optional(&self.reader)
+                .await?;
+        v.flatten()
+            .map(|s| CampaignId::parse(&s).map_err(|e| corrupt("campaign_id", e)))
+            .transpose()
+    }
+
+    async fn reserve_quota(&self, req: &QuotaRequest<'_>) -> Result<QuotaAnswer> {
+        let mut tx = self.tx().await?;
+        let last_inbound: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT last_inbound_at FROM contacts WHERE application_id = ? AND phone = ?",
+        )
+        .bind(req.application_id.as_str())
+        .bind(req.contact)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let in_window = last_inbound
+            .flatten()
+            .is_some_and(|t| req.now - t < SERVICE_WINDOW.whole_milliseconds() as i64);
+        let last_at: Option<i64> = sqlx::query_scalar(
+            "SELECT last_at FROM quota_reach WHERE scope_key = ? AND contact = ?",
+        )
+        .bind(req.scope_key)
+        .bind(req.contact)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let reach = quota::classify_reach(in_window, last_at, req.now);
+        let since = req.now - QUOTA_WINDOW_MS;
+        let used: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM quota_reach WHERE scope_key = ? AND last_at > ?",
+        )
+        .bind(req.scope_key)
+        .bind(since)
+        .fetch_one(&mut *tx)
+        .await?;
+        let used = u64::try_from(used).unwrap_or(0);
+        let kth = if reach == Reach::NewContact && !req.limit.has_room(used) {
+            let k = used - req.limit.per_day().unwrap_or(0);
+            sqlx::query_scalar(
+                "SELECT last_at FROM quota_reach WHERE scope_key = ? AND last_at > ?
+                 ORDER BY last_at LIMIT 1 OFFSET ?",
+            )
+            .bind(req.scope_key)
+            .bind(since)
+            .bind(i64::try_from(k).unwrap_or(i64::MAX))
+            .fetch_optional(&mut *tx)
+            .await?
+        } else {
+            None
+        };
+        let gate = quota::decide(req.limit, reach, used, req.now, |_| kth);
+        let mut answer = QuotaAnswer { gate, used };
+        if let Gate::Go(r) = gate {
+            if r == Reach::NewContact {
+                sqlx::query(
+                    "INSERT INTO quota_reach (scope_key, contact, last_at, reserved_by) VALUES (?, ?, ?, ?)
+                     ON CONFLICT (scope_key, contact) DO UPDATE SET last_at = excluded.last_at, reserved_by = excluded.reserved_by",
+                )
+                .bind(req.scope_key)
+                .bind(req.contact)
+                .bind(req.now)
+                .bind(req.message_id.as_str())
+                .execute(&mut *tx)
+                .await?;
+                answer.used += 1;
+            }
+            sqlx::query(
+                "UPDATE messages SET hold_reason = NULL WHERE id = ? AND hold_reason = 'quota'",
+            )
+            .bind(req.message_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(answer)
+    }
+
+    async fn confirm_quota(
+        &self,
+        scope_key: &str,
+        contact: &str,
+        message_id: &MessageId,
+        reach: Reach,
+        now: Millis,
+    ) -> Result<()> {
+        if reach == Reach::InServiceWindow {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO quota_reach (scope_key, contact, last_at, reserved_by) VALUES (?, ?, ?, NULL)
+             ON CONFLICT (scope_key, contact) DO UPDATE SET last_at = MAX(quota_reach.last_at, excluded.last_at),
+               reserved_by = CASE WHEN quota_reach.reserved_by = ? THEN NULL ELSE quota_reach.reserved_by END",
+        )
+        .bind(scope_key)
+        .bind(contact)
+        .bind(now)
+        .bind(message_id.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn release_quota(
+        &self,
+        scope_key: &str,
+        contact: &str,
+        message_id: &MessageId,
+    ) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM quota_reach WHERE scope_key = ? AND contact = ? AND reserved_by = ?",
+        )
+        .bind(scope_key)
+        .bind(contact)
+        .bind(message_id.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn quota_active(&self, scope_key: &str, now: Millis) -> Result<Vec<Millis>> {
+        Ok(sqlx::query_scalar(
+            "SELECT last_at FROM quota_reach WHERE scope_key = ? AND last_at > ? ORDER BY last_at",
+        )
+        .bind(scope_key)
+        .bind(now - QUOTA_WINDOW_MS)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    async fn wait_for_quota(&self, id: &MessageId, until: Millis, now: Millis) -> Result<()> {
+        sqlx::query(
+            "UPDATE messages SET state = 'queued', lease_until = NULL, next_attempt_at = ?, hold_reason = 'quota',
+               attempts = MAX(attempts - 1, 0), updated_at = ?
+             WHERE id = ? AND state IN ('queued', 'sending')",
+        )
+        .bind(until)
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,238 @@
+//! Campaigns: conditional state changes (starting twice changes once), planner chunks tied to
+//! the cursor (a stale planner writes nothing), paused campaigns are not claimed, and the
+//! quota gate (unique contacts, the service window, the instant a slot frees, release).
+
+use parley_domain::quota::{Gate, MessagingLimit, QUOTA_WINDOW_MS, Reach};
+use parley_domain::{CampaignId, MessageId, MessageState};
+use parley_store::campaigns::{
+    CampaignKind, CampaignRecord, CampaignState, PlannedMessage, QuotaRequest,
+};
+use parley_store::InboundRecord;
+use serde_json::json;
+
+use crate::backend::Backend;
+use crate::fixtures::{T0, get, new_message, tenant};
+
+crate::contract!(
+    campaign_states_change_once_and_chunks_follow_the_cursor,
+    quota_gate_counts_unique_contacts_outside_the_window,
+);
+
+fn campaign(t: &crate::fixtures::Tenant) -> CampaignRecord {
+    CampaignRecord {
+        id: CampaignId::new(),
+        application_id: t.app.clone(),
+        name: "Spring sale".into(),
+        phone_number_id: t.number.clone(),
+        template_name: "order_update".into(),
+        template_language: "en".into(),
+        variables: json!({"1": "{{first_name|CapitalizeFirst|there}}"}),
+        audience: json!({"filter": "city = \"Berlin\""}),
+        audience_filter: "city = \"Berlin\"".into(),
+        kind: CampaignKind::Marketing,
+        scheduled_at: None,
+        send_window: None,
+        state: CampaignState::Draft,
+        state_reason: None,
+        planner_cursor: None,
+        planned: false,
+        recipients: 0,
+        created_at: T0,
+        updated_at: T0,
+        started_at: None,
+        finished_at: None,
+    }
+}
+
+async fn campaign_states_change_once_and_chunks_follow_the_cursor(b: &Backend) {
+    let t = tenant(&**b, 1).await;
+    let c = campaign(&t);
+    b.create_campaign(&c).await.expect("create");
+    let from = [CampaignState::Draft, CampaignState::Scheduled];
+    let other = b.another_node(None).await;
+    let (a, z) = tokio::join!(
+        b.transition_campaign(&c.id, &from, CampaignState::Running, None, T0 + 1),
+        other.transition_campaign(&c.id, &from, CampaignState::Running, None, T0 + 2),
+    );
+    assert!(
+        a.expect("a") ^ z.expect("z"),
+        "exactly one start changes the campaign"
+    );
+    let stored = b.campaign(&t.app, &c.id).await.expect("get").expect("some");
+    assert_eq!(stored.state, CampaignState::Running);
+    assert!(stored.started_at.is_some());
+    assert_eq!(b.campaigns_to_work(T0).await.expect("work").len(), 1);
+
+    let planned = |to: &str, skip: bool| {
+        let mut m = new_message(&t, T0, None);
+        m.to_phone = to.into();
+        PlannedMessage {
+            message: m,
+            skip: skip.then(|| ("opted_out".to_owned(), "opted out".to_owned())),
+        }
+    };
+    let chunk = vec![
+        planned("+4915100000001", false),
+        planned("+4915100000002", true),
+    ];
+    assert!(
+        b.add_planned_messages(&c.id, None, &chunk, Some("+4915100000002"), false, T0)
+            .await
+            .expect("chunk")
+    );
+    // A second planner with the old cursor writes nothing.
+    let again = vec![planned("+4915100000001", false)];
+    assert!(
+        !b.add_planned_messages(&c.id, None, &again, Some("+4915100000001"), false, T0)
+            .await
+            .expect("stale chunk")
+    );
+    assert!(
+        b.add_planned_messages(&c.id, Some("+4915100000002"), &[], None, true, T0)
+            .await
+            .expect("last chunk")
+    );
+    let stored = b.campaign(&t.app, &c.id).await.expect("get").expect("some");
+    assert!(stored.planned);
+    assert_eq!(stored.recipients, 2);
+    assert_eq!(
+        get(&**b, &t, &chunk[1].message.id).await.state,
+        MessageState::Skipped
+    );
+    assert_eq!(b.campaign_open_messages(&c.id).await.expect("open"), 1);
+
+    // Paused: its message is not claimed; resumed: it is.
+    assert!(
+        b.transition_campaign(
+            &c.id,
+            &[CampaignState::Running],
+            CampaignState::Paused,
+            Some("by the user"),
+            T0
+        )
+        .await
+        .expect("pause")
+    );
+    assert!(
+        b.claim_due_messages(&t.number, T0 + 10, T0 + 100, 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    b.transition_campaign(
+        &c.id,
+        &[CampaignState::Paused],
+        CampaignState::Running,
+        None,
+        T0,
+    )
+    .await
+    .expect("resume");
+    let claimed = b
+        .claim_due_messages(&t.number, T0 + 10, T0 + 100, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        b.message_campaign(&claimed[0].id).await.expect("campaign"),
+        Some(c.id.clone())
+    );
+
+    let counts = b.campaign_counts(&c.id).await.expect("counts");
+    assert_eq!(counts.by_state.get("sending"), Some(&1));
+    assert_eq!(counts.skipped_by_reason.get("opted_out"), Some(&1));
+    assert!(
+        b.transition_campaign(
+            &c.id,
+            &[CampaignState::Running, CampaignState::Paused],
+            CampaignState::Cancelled,
+            None,
+            T0
+        )
+        .await
+        .expect("cancel")
+    );
+    let stored = b.campaign(&t.app, &c.id).await.expect("get").expect("some");
+    assert!(stored.finished_at.is_some());
+}
+
+async fn quota_gate_counts_unique_contacts_outside_the_window(b: &Backend) {
+    let t = tenant(&**b, 1).await;
+    let scope = "bp:901";
+    let limit = MessagingLimit::Limited(2);
+    let ask = |contact: &'static str, id: MessageId, now: i64| {
+        let store = b.store.clone();
+        let app = t.app.clone();
+        async move {
+            store
+                .reserve_quota(&QuotaRequest {
+                    scope_key: scope,
+                    application_id: &app,
+                    contact,
+                    message_id: &id,
+                    limit,
+                    now,
+                })
+                .await
+                .expect("reserve")
+        }
+    };
+    let (m1, m2, m3) = (MessageId::new(), MessageId::new(), MessageId::new());
+    let a = ask("+4915100000001", m1.clone(), T0).await;
+    assert_eq!(a.gate, Gate::Go(Reach::NewContact));
+    b.confirm_quota(scope, "+4915100000001", &m1, Reach::NewContact, T0)
+        .await
+        .expect("confirm");
+    assert_eq!(
+        ask("+4915100000001", MessageId::new(), T0 + 1000)
+            .await
+            .gate,
+        Gate::Go(Reach::AlreadyCounted)
+    );
+    assert_eq!(
+        ask("+4915100000002", m2.clone(), T0 + 2000).await.gate,
+        Gate::Go(Reach::NewContact)
+    );
+    // Full: the third waits until the first leaves the window.
+    assert_eq!(
+        ask("+4915100000003", m3.clone(), T0 + 3000).await.gate,
+        Gate::WaitUntil(T0 + QUOTA_WINDOW_MS)
+    );
+    // The second's send failed: its slot is free again.
+    b.release_quota(scope, "+4915100000002", &m2)
+        .await
+        .expect("release");
+    assert_eq!(
+        ask("+4915100000003", m3.clone(), T0 + 4000).await.gate,
+        Gate::Go(Reach::NewContact)
+    );
+    // A contact who wrote in the last 24 h takes no slot.
+    b.record_inbound(&InboundRecord {
+        wamid: "wamid.in1".into(),
+        application_id: t.app.clone(),
+        phone_number_id: t.number.clone(),
+        from_phone: "+4915100000004".into(),
+        wa_id: "4915100000004".into(),
+        profile_name: None,
+        kind: "text".into(),
+        text: Some("hi".into()),
+        raw: json!({}),
+        received_at: T0,
+    })
+    .await
+    .expect("inbound");
+    let answer = ask("+4915100000004", MessageId::new(), T0 + 5000).await;
+    assert_eq!(answer.gate, Gate::Go(Reach::InServiceWindow));
+    assert_eq!(answer.used, 2);
+    assert_eq!(
+        b.quota_active(scope, T0 + 5000).await.expect("active"),
+        vec![T0, T0 + 4000]
+    );
+    // Other scopes are not affected.
+    assert!(
+        b.quota_active("bp:other", T0 + 5000)
+            .await
+            .expect("other")
+            .is_empty()
+    );
+}
