@@ -394,19 +394,28 @@ impl Engine {
             .create_template(&token, &platform.waba_id, &body)
             .await
             .map_err(|e| meta_failure("create the template", e))?;
-        let mut raw = body;
-        raw["id"] = json!(created.id);
-        raw["status"] = json!(created.status.as_deref().unwrap_or("PENDING"));
-        if let Some(c) = &created.category {
-            raw["category"] = json!(c);
-        }
-        raw["parameter_format"] = json!(
-            draft
-                .parameter_format
-                .as_deref()
-                .unwrap_or("positional")
-                .to_ascii_uppercase()
-        );
+        // Meta stores some kinds differently from the draft (authentication templates get a
+        // fixed body with the code as `{{1}}` and the OTP button as a URL button), so keep
+        // what Meta answers for the new id; the draft is the fallback if the read fails.
+        let raw = match self.graph.get_template(&token, &created.id).await {
+            Ok(stored) if stored.get("components").is_some() => stored,
+            _ => {
+                let mut raw = body;
+                raw["id"] = json!(created.id);
+                raw["status"] = json!(created.status.as_deref().unwrap_or("PENDING"));
+                if let Some(c) = &created.category {
+                    raw["category"] = json!(c);
+                }
+                raw["parameter_format"] = json!(
+                    draft
+                        .parameter_format
+                        .as_deref()
+                        .unwrap_or("positional")
+                        .to_ascii_uppercase()
+                );
+                raw
+            }
+        };
         let template = Template::from_meta_json(&raw).map_err(|e| {
             ApiFailure::internal(format!("created template does not read back: {e}"))
         })?;
@@ -535,6 +544,12 @@ impl Engine {
             for key in ["rejected_reason", "rejection_info", "other_info"] {
                 raw.remove(key);
             }
+        }
+        // As for creation: Meta's stored shape wins over the draft when it can be read.
+        if let Ok(stored) = self.graph.get_template(&token, &meta_id).await
+            && stored.get("components").is_some()
+        {
+            record.raw = stored;
         }
         record.template = Template::from_meta_json(&record.raw)
             .map_err(|e| ApiFailure::internal(format!("edited template does not read: {e}")))?;

@@ -304,7 +304,6 @@ async fn every_kind_is_created_reviewed_by_webhook_and_sent_in_meta_shape() {
 }
 
 #[tokio::test]
-#[ignore = "Parley keeps its draft of an AUTHENTICATION template (BODY without text, OTP button) instead of Meta's stored shape (preset BODY `*{{1}}* is your verification code.`, URL button ending in `{{1}}`), so it knows no body variable (`1` is variable_unknown) and would send the code only to the button, which Meta refuses (132000)"]
 async fn an_authentication_template_sends_the_code_in_body_and_button() {
     let app = spawn_app().await;
     let (phone, _) = app.contact(0).await;
