@@ -3,8 +3,8 @@
 
 pub mod auth;
 pub mod console;
-pub mod console_templates;
 pub mod console_platforms;
+pub mod console_templates;
 pub mod error;
 pub mod openapi;
 pub mod routes;
@@ -91,7 +91,10 @@ pub fn router(state: AppState) -> Router {
                 .put(routes::contacts::put_contact)
                 .delete(routes::contacts::delete_contact),
         )
-        .route("/api/v1/contacts/import/{job}", get(routes::contacts::get_import))
+        .route(
+            "/api/v1/contacts/import/{job}",
+            get(routes::contacts::get_import),
+        )
         .route(
             "/api/v1/contacts/import/{job}/rejected",
             get(routes::contacts::rejected_rows),

@@ -58,7 +58,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Everything Parley keeps. Implementations must make each method atomic.
 #[async_trait]
 pub trait Store:
-    PlatformStore + TemplateStore + AudienceStore + CampaignStore + Send + Sync + 'static {
+    PlatformStore + TemplateStore + AudienceStore + CampaignStore + Send + Sync + 'static
+{
     // --- tenancy -------------------------------------------------------------------------
     async fn create_account(&self, id: &AccountId, name: &str, now: Millis) -> Result<()>;
     async fn create_application(
