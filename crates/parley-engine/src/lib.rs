@@ -3,6 +3,7 @@
 
 pub mod audience;
 pub mod auth;
+pub mod campaigns;
 pub mod clock;
 pub mod demo;
 pub mod error;
@@ -76,6 +77,8 @@ pub struct Engine {
     pub send_wake: Arc<Notify>,
     /// Wakes the webhook processor when an event is stored.
     pub webhook_wake: Arc<Notify>,
+    /// Wakes the campaign worker when a campaign starts or resumes.
+    pub campaign_wake: Arc<Notify>,
 }
 
 impl Engine {
@@ -92,6 +95,7 @@ impl Engine {
             config,
             send_wake: Arc::new(Notify::new()),
             webhook_wake: Arc::new(Notify::new()),
+            campaign_wake: Arc::new(Notify::new()),
         }
     }
 
@@ -108,6 +112,7 @@ impl Engine {
             self.config.template_sync_interval,
             shutdown.clone(),
         ));
+        set.spawn(campaigns::run(self.clone(), shutdown.clone()));
         set.spawn(webhooks::run(self.clone(), shutdown));
         set
     }

@@ -149,7 +149,7 @@ impl Engine {
         }
     }
 
-    async fn sending_number(
+    pub(crate) async fn sending_number(
         &self,
         app: &ApplicationId,
         requested: Option<&str>,

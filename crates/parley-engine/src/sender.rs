@@ -2,17 +2,23 @@
 //! to `sending` with a lease, committed before the call), paces calls with the number's
 //! throughput limiter and records what Meta answered. Retryable errors go back to `queued`
 //! with backoff; permanent ones end in `failed` with Meta's code and text.
+//!
+//! Before a template goes out it passes the quota gate (Meta's messaging limit on unique
+//! business-initiated contacts per rolling 24 h, read fresh from the number every round, so a
+//! tier change from a webhook applies at once) and the pair-rate spacing per recipient.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use parley_domain::quota::{Gate, MessagingLimit, Reach};
 use parley_domain::{ErrorClass, classify};
 use parley_meta::{GraphError, template_message_body, text_message_body};
+use parley_store::campaigns::QuotaRequest;
 use parley_store::{MessageContent, MessageRecord, PhoneNumberRecord};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
@@ -74,6 +80,71 @@ struct NumberState {
     limiter: DefaultDirectRateLimiter,
     /// While now < this, the loop waits (Meta throttled the number, or its auth broke).
     paused_until: AtomicI64,
+    /// The messaging limit and the ledger key it counts under, refreshed every round.
+    quota: Mutex<(MessagingLimit, String)>,
+    /// Recipient → when the last message to it went (pair-rate spacing).
+    pair_last: Mutex<HashMap<String, i64>>,
+}
+
+/// Meta's pair rate: one message every 6 s to the same user.
+const PAIR_SPACING_MS: i64 = 6_000;
+
+impl NumberState {
+    fn quota(&self) -> (MessagingLimit, String) {
+        self.quota
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Reads the number's limit and scope as stored now; when the limit rose, messages
+    /// waiting for a slot are looked at again at once.
+    async fn refresh_quota(&self, now: i64) {
+        let engine = &self.engine;
+        let pn = &self.number.phone_number_id;
+        let number = match engine.store.phone_number(pn).await {
+            Ok(Some(n)) => n,
+            _ => return,
+        };
+        let Ok((limit, _, key)) = engine.quota_context(&number).await else {
+            return;
+        };
+        let old = {
+            let mut q = self
+                .quota
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            std::mem::replace(&mut *q, (limit, key))
+        };
+        if limit > old.0 {
+            match engine.store.release_quota_waits(pn, now).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(phone_number_id = %pn, limit = %limit, released = n, "messaging limit raised; messages waiting for quota go again")
+                }
+                Err(e) => tracing::warn!(error = %e, "could not release quota waits"),
+            }
+        }
+    }
+
+    /// True when a message to `to` may go now (and records it); false when it must wait
+    /// until the instant returned in `Err`.
+    fn pair_slot(&self, to: &str, now: i64) -> Result<(), i64> {
+        let mut map = self
+            .pair_last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(last) = map.get(to)
+            && now - last < PAIR_SPACING_MS
+        {
+            return Err(last + PAIR_SPACING_MS);
+        }
+        if map.len() > 50_000 {
+            map.retain(|_, t| now - *t < PAIR_SPACING_MS);
+        }
+        map.insert(to.to_owned(), now);
+        Ok(())
+    }
 }
 
 async fn number_loop(engine: Engine, number: PhoneNumberRecord, shutdown: CancellationToken) {
@@ -81,8 +152,13 @@ async fn number_loop(engine: Engine, number: PhoneNumberRecord, shutdown: Cancel
     let state = Arc::new(NumberState {
         engine: engine.clone(),
         limiter: RateLimiter::direct(Quota::per_second(mps)),
+        quota: Mutex::new((
+            MessagingLimit::from_stored(number.messaging_limit.as_deref()),
+            String::new(),
+        )),
         number,
         paused_until: AtomicI64::new(0),
+        pair_last: Mutex::new(HashMap::new()),
     });
     let pn = state.number.phone_number_id.clone();
     tracing::info!(phone_number_id = %pn, mps = mps.get(), "sender loop started");
@@ -100,6 +176,7 @@ async fn number_loop(engine: Engine, number: PhoneNumberRecord, shutdown: Cancel
                 _ = tokio::time::sleep(wait) => continue,
             }
         }
+        state.refresh_quota(now).await;
         let lease = i64::try_from(engine.config.lease.as_millis()).unwrap_or(60_000);
         let claimed = match engine
             .store
@@ -145,7 +222,6 @@ async fn number_loop(engine: Engine, number: PhoneNumberRecord, shutdown: Cancel
                 let state = state.clone();
                 let token = token.clone();
                 async move {
-                    state.limiter.until_ready().await;
                     send_one(&state, &token, m).await;
                 }
             })
@@ -170,8 +246,63 @@ fn request_body(m: &MessageRecord) -> serde_json::Value {
     }
 }
 
+/// The quota gate for a template: `Ok(Some(reach))` to send (with the ledger key),
+/// `Ok(None)` when the message now waits for a slot.
+async fn gate(state: &NumberState, m: &MessageRecord, now: i64) -> Option<(String, Reach)> {
+    let engine = &state.engine;
+    let (limit, key) = state.quota();
+    let answer = engine
+        .store
+        .reserve_quota(&QuotaRequest {
+            scope_key: &key,
+            application_id: &m.application_id,
+            contact: &m.to_phone,
+            message_id: &m.id,
+            limit,
+            now,
+        })
+        .await;
+    let outcome = match answer {
+        Ok(a) => match a.gate {
+            Gate::Go(reach) => return Some((key, reach)),
+            Gate::WaitUntil(at) => {
+                metrics::counter!("parley_messages_waiting_for_quota_total").increment(1);
+                tracing::debug!(message_id = %m.id, until = at, "no messaging-limit slot; waiting");
+                engine.store.wait_for_quota(&m.id, at, now).await
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, message_id = %m.id, "quota gate failed; retrying soon");
+            engine
+                .store
+                .reschedule_message(&m.id, now + 1_000, None, now)
+                .await
+        }
+    };
+    if let Err(e) = outcome {
+        tracing::error!(message_id = %m.id, error = %e, "could not park a message");
+    }
+    None
+}
+
 async fn send_one(state: &NumberState, token: &str, m: MessageRecord) {
     let engine = &state.engine;
+    let now = engine.now();
+    let reach = match &m.content {
+        MessageContent::Template { .. } => match gate(state, &m, now).await {
+            Some(r) => Some(r),
+            None => return,
+        },
+        MessageContent::Text { .. } => None,
+    };
+    if let Err(at) = state.pair_slot(&m.to_phone, now) {
+        release(state, &m, reach.as_ref()).await;
+        if let Err(e) = engine.store.reschedule_message(&m.id, at, None, now).await {
+            tracing::error!(message_id = %m.id, error = %e, "could not space a message");
+        }
+        return;
+    }
+    state.limiter.until_ready().await;
     let body = request_body(&m);
     let result = engine
         .graph
@@ -182,7 +313,17 @@ async fn send_one(state: &NumberState, token: &str, m: MessageRecord) {
         Ok(resp) => match resp.wamid() {
             Some(wamid) => {
                 metrics::counter!("parley_messages_accepted_total").increment(1);
-                engine.store.mark_accepted(&m.id, wamid, now).await
+                let accepted = engine.store.mark_accepted(&m.id, wamid, now).await;
+                if let Some((key, r)) = &reach {
+                    let confirmed = engine
+                        .store
+                        .confirm_quota(key, &m.to_phone, &m.id, *r, now)
+                        .await;
+                    if let Err(e) = confirmed {
+                        tracing::error!(message_id = %m.id, error = %e, "could not record the conversation in the quota ledger");
+                    }
+                }
+                accepted
             }
             None => {
                 retry(
@@ -200,6 +341,8 @@ async fn send_one(state: &NumberState, token: &str, m: MessageRecord) {
             let text = error.description();
             metrics::counter!("parley_meta_errors_total", "code" => code.to_string()).increment(1);
             tracing::info!(message_id = %m.id, code, error = %text, "Meta refused a send");
+            // Meta refused it: no conversation was opened, the slot is free again.
+            release(state, &m, reach.as_ref()).await;
             handle_meta_error(state, &m, code, &text, now).await
         }
         Err(e) => {
@@ -244,9 +387,21 @@ async fn handle_meta_error(
                 .reschedule_message(&m.id, now + delay, Some((code, text)), now)
                 .await
         }
-        ErrorClass::PermanentRecipient | ErrorClass::PermanentTemplate => {
+        ErrorClass::PermanentRecipient => {
             metrics::counter!("parley_messages_failed_total").increment(1);
             store.fail_message(&m.id, code, text, now).await
+        }
+        ErrorClass::PermanentTemplate => {
+            metrics::counter!("parley_messages_failed_total").increment(1);
+            store.fail_message(&m.id, code, text, now).await?;
+            // Every other message of the campaign would fail the same way: pause it.
+            if let Some(campaign) = store.message_campaign(&m.id).await? {
+                let reason = format!("Meta refused the template: (#{code}) {text}");
+                if state.engine.pause(&campaign, &reason, now).await? {
+                    tracing::warn!(campaign_id = %campaign, code, "campaign paused by a template error");
+                }
+            }
+            Ok(())
         }
         ErrorClass::StopNumber => {
             // Auth or account trouble: nothing this number sends can succeed until a person
@@ -254,6 +409,7 @@ async fn handle_meta_error(
             tracing::error!(phone_number_id = %state.number.phone_number_id, code, error = %text, "Meta refused the number's credentials or account; pausing its sends");
             let pause = 5 * 60_000;
             state.paused_until.fetch_max(now + pause, Ordering::SeqCst);
+            pause_platform_campaigns(state, code, text, now).await?;
             store
                 .reschedule_message(&m.id, now + pause, Some((code, text)), now)
                 .await
@@ -291,4 +447,51 @@ fn backoff(engine: &Engine, attempts: i64) -> i64 {
     let raw = base.saturating_mul(1_i64 << exp).min(cap);
     let jitter = rand::rng().random_range(0.8..1.2);
     ((raw as f64) * jitter) as i64
+}
+
+/// Frees the quota slot a message reserved, when its send did not go.
+async fn release(state: &NumberState, m: &MessageRecord, reach: Option<&(String, Reach)>) {
+    if let Some((key, Reach::NewContact)) = reach
+        && let Err(e) = state
+            .engine
+            .store
+            .release_quota(key, &m.to_phone, &m.id)
+            .await
+    {
+        tracing::warn!(message_id = %m.id, error = %e, "could not release a quota slot");
+    }
+}
+
+/// Auth or account trouble stops every number of the platform: pause their running
+/// campaigns with the reason and note it on the platform, so a person sees what to fix.
+async fn pause_platform_campaigns(
+    state: &NumberState,
+    code: i64,
+    text: &str,
+    now: i64,
+) -> parley_store::Result<()> {
+    let store = &state.engine.store;
+    let platform = &state.number.platform_id;
+    let numbers: Vec<String> = store
+        .platform_numbers(platform)
+        .await?
+        .into_iter()
+        .map(|n| n.number.phone_number_id)
+        .collect();
+    let reason = format!("Meta refused the platform's credentials or account: (#{code}) {text}");
+    for campaign in store
+        .pause_campaigns_of_numbers(&numbers, &reason, now)
+        .await?
+    {
+        store
+            .hold_campaign_messages(&campaign, crate::campaigns::HELD)
+            .await?;
+        tracing::warn!(campaign_id = %campaign, code, "campaign paused: the platform needs attention");
+    }
+    if let Some(p) = store.platform(platform).await? {
+        store
+            .set_platform_status(platform, &p.status, Some(&reason), now)
+            .await?;
+    }
+    Ok(())
 }

@@ -251,6 +251,9 @@ pub trait CampaignStore: Send + Sync {
     ) -> Result<()>;
     /// Last-reach instants counted in the scope at `now`, oldest first.
     async fn quota_active(&self, scope_key: &str, now: Millis) -> Result<Vec<Millis>>;
+    /// The limit rose: every message of this number waiting for a quota slot is due at `now`
+    /// (the gate looks again). Returns how many.
+    async fn release_quota_waits(&self, phone_number_id: &str, now: Millis) -> Result<u64>;
     /// Marks a queued message as waiting for a quota slot until `until`.
     async fn wait_for_quota(&self, id: &MessageId, until: Millis, now: Millis) -> Result<()>;
 }

@@ -537,6 +537,19 @@ impl CampaignStore for PostgresStore {
         .await?)
     }
 
+    async fn release_quota_waits(&self, phone_number_id: &str, now: Millis) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE messages SET next_attempt_at = $1
+             WHERE phone_number_id = $2 AND state = 'queued' AND hold_reason = 'quota' AND next_attempt_at > $3",
+        )
+        .bind(now)
+        .bind(phone_number_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
     async fn wait_for_quota(&self, id: &MessageId, until: Millis, now: Millis) -> Result<()> {
         sqlx::query(
             "UPDATE messages SET state = 'queued', lease_until = NULL, next_attempt_at = $1, hold_reason = 'quota',

@@ -1,0 +1,758 @@
+//! Campaigns: create (template approved, variables bound, audience parsed), plan against the
+//! quota, start (one conditional state change, so starting twice or on two nodes sends once),
+//! pause/resume/cancel, and the planner worker that expands the audience in keyset chunks
+//! (constant memory) into personalized `messages` rows, each chunk committed with its cursor.
+//! The quota gate itself runs in the sender (`sender.rs`), per message, just before the call.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use parley_domain::quota::{self, LimitScope, MessagingLimit, QuotaWave};
+use parley_domain::{
+    ApplicationId, BoundTemplate, CampaignId, E164, MessageId, Segment, SegmentId, VariableInput,
+    in_service_window,
+};
+use parley_store::audience::{AudienceContact, ContactQuery, Subscription};
+use parley_store::campaigns::{
+    CampaignCounts, CampaignKind, CampaignRecord, CampaignState, PlannedMessage,
+};
+use parley_store::{MessageContent, NewMessage, PhoneNumberRecord};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::to_datetime;
+use crate::messages::ContactTags;
+use crate::{ApiFailure, Engine, FailureKind};
+
+/// Contacts read and planned per chunk.
+pub const PLAN_CHUNK: u32 = 500;
+/// `next_attempt_at` of the messages of a paused campaign (year 9999): never due.
+pub const HELD: i64 = 253_402_300_799_000;
+
+/// What the API gives to create a campaign.
+#[derive(Debug, Clone)]
+pub struct NewCampaign {
+    pub name: String,
+    pub phone_number_id: Option<String>,
+    pub template_name: String,
+    pub template_language: String,
+    pub variables: serde_json::Value,
+    pub audience: CampaignAudience,
+    pub kind: CampaignKind,
+    pub scheduled_at: Option<i64>,
+    pub send_window: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone)]
+pub enum CampaignAudience {
+    Filter(String),
+    Segment(String),
+}
+
+/// `GET /api/v1/campaigns/{id}/plan`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CampaignPlan {
+    /// Contacts in the audience.
+    pub audience: u64,
+    /// Messages that will be sent.
+    pub recipients: u64,
+    pub skipped: u64,
+    /// Skipped by reason: `opted_out` (marketing only), `missing_tag`, `bad_tag_value`,
+    /// `empty_value`, `invalid_number`, `duplicate`.
+    pub skipped_by_reason: BTreeMap<String, u64>,
+    pub quota: QuotaNow,
+    /// Recipients that may go at once (inside their service window, or a free slot).
+    pub sendable_now: u64,
+    /// Later waves as slots free up: `{at, contacts}`.
+    pub later: Vec<QuotaWaveView>,
+    /// When the last recipient may go (RFC 3339), if not all at once.
+    pub last_wave_at: Option<String>,
+    /// Messages per second of the number and the time to send the recipients at that rate.
+    pub throughput_mps: u32,
+    pub seconds_to_send: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QuotaNow {
+    /// `business_portfolio` or `phone_number`.
+    pub scope: &'static str,
+    /// Unique contacts reached business-initiated in the rolling 24 h.
+    pub used: u64,
+    /// The limit (`null` when unlimited).
+    pub limit: Option<u64>,
+    /// Meta's tier string as last reported.
+    pub tier: Option<String>,
+    /// Recipients inside their 24 h service window (they take no slot).
+    pub in_service_window: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QuotaWaveView {
+    pub at: String,
+    pub contacts: u64,
+}
+
+/// `GET /api/v1/campaigns/{id}/stats`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CampaignStats {
+    pub state: &'static str,
+    pub state_reason: Option<String>,
+    pub planned: bool,
+    pub recipients: u64,
+    pub queued: u64,
+    pub waiting_for_quota: u64,
+    pub next_slot_at: Option<String>,
+    pub sending: u64,
+    /// Accepted by Meta, no status yet.
+    pub accepted: u64,
+    /// Reached `sent` or beyond (sent + delivered + read).
+    pub sent: u64,
+    /// Reached `delivered` or beyond (delivered + read).
+    pub delivered: u64,
+    pub read: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub replied: u64,
+    /// Messages in a final state (sent or beyond, failed, skipped) per recipient, 0–100.
+    pub progress_percent: f64,
+    pub failed_by_code: BTreeMap<String, u64>,
+    pub skipped_by_reason: BTreeMap<String, u64>,
+    /// Per hour (RFC 3339 start of hour): messages sent.
+    pub sent_per_hour: BTreeMap<String, u64>,
+}
+
+fn rfc3339(ms: i64) -> String {
+    to_datetime(ms)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn not_found(id: &str) -> ApiFailure {
+    ApiFailure::new(
+        FailureKind::NotFound,
+        "campaign_not_found",
+        format!("this application has no campaign `{id}`; list yours with GET /api/v1/campaigns"),
+    )
+}
+
+/// Why a contact is not sent to, or `None` when it is. Personalization is done here too.
+enum Planned {
+    Send(MessageContent),
+    Skip(&'static str, String),
+}
+
+fn plan_contact(
+    bound: &BoundTemplate,
+    kind: CampaignKind,
+    c: &AudienceContact,
+) -> (Planned, Option<E164>) {
+    if kind == CampaignKind::Marketing && c.subscription == Subscription::OptedOut {
+        return (
+            Planned::Skip(
+                "opted_out",
+                "the contact opted out of marketing messages".into(),
+            ),
+            None,
+        );
+    }
+    let phone = match E164::parse(&c.contact.phone) {
+        Ok(p) => p,
+        Err(e) => return (Planned::Skip("invalid_number", e.to_string()), None),
+    };
+    let lookup = ContactTags {
+        tags: Some(&c.contact.tags),
+        phone: phone.as_str(),
+        name: c.contact.name.as_deref(),
+    };
+    match bound.render(&lookup) {
+        Ok(template) => (
+            Planned::Send(MessageContent::Template { template }),
+            Some(phone),
+        ),
+        Err(reason) => (
+            Planned::Skip(reason.code(), reason.to_string()),
+            Some(phone),
+        ),
+    }
+}
+
+impl Engine {
+    fn segment_of(&self, c: &CampaignRecord) -> Result<Segment, ApiFailure> {
+        Segment::parse(&c.audience_filter).map_err(|e| {
+            ApiFailure::unprocessable("audience_invalid", e.to_string()).field("audience.filter")
+        })
+    }
+
+    async fn bound_template(
+        &self,
+        app: &ApplicationId,
+        name: &str,
+        language: &str,
+        variables: &serde_json::Value,
+    ) -> Result<BoundTemplate, ApiFailure> {
+        let record = self.store.template(app, name, language).await?.ok_or_else(|| {
+            ApiFailure::unprocessable(
+                "template_not_found",
+                format!(
+                    "there is no template `{name}` in language `{language}`; check the name and language, or sync templates from Meta"
+                ),
+            )
+            .field("template.name")
+        })?;
+        record.template.is_sendable().map_err(|e| {
+            ApiFailure::unprocessable("template_not_approved", e.to_string()).field("template.name")
+        })?;
+        let input = VariableInput::from_json(variables).map_err(|e| {
+            ApiFailure::bad_request(e.code(), e.to_string())
+                .field(format!("template.{}", e.field()))
+        })?;
+        BoundTemplate::bind(&record.template, &input).map_err(|e| {
+            ApiFailure::unprocessable(e.code(), e.to_string())
+                .field(format!("template.{}", e.field()))
+        })
+    }
+
+    /// Checks and stores a campaign as a draft.
+    pub async fn create_campaign(
+        &self,
+        app: &ApplicationId,
+        input: NewCampaign,
+    ) -> Result<CampaignRecord, ApiFailure> {
+        let name = input.name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(ApiFailure::bad_request(
+                "name_invalid",
+                "give the campaign a name of 1–200 characters",
+            )
+            .field("name"));
+        }
+        let phone_number_id = self
+            .sending_number(app, input.phone_number_id.as_deref())
+            .await?;
+        self.bound_template(
+            app,
+            &input.template_name,
+            &input.template_language,
+            &input.variables,
+        )
+        .await?;
+        let (audience, filter) = match &input.audience {
+            CampaignAudience::Filter(f) => {
+                Segment::parse(f).map_err(|e| {
+                    ApiFailure::unprocessable("audience_invalid", e.to_string())
+                        .field("audience.filter")
+                })?;
+                (serde_json::json!({ "filter": f }), f.clone())
+            }
+            CampaignAudience::Segment(id) => {
+                let seg_id = SegmentId::parse(id).map_err(|e| {
+                    ApiFailure::bad_request("segment_id_invalid", e.to_string())
+                        .field("audience.segment_id")
+                })?;
+                let seg = self.store.segment(app, &seg_id).await?.ok_or_else(|| {
+                    ApiFailure::unprocessable(
+                        "segment_not_found",
+                        format!("this application has no segment `{id}`; list yours with GET /api/v1/segments"),
+                    )
+                    .field("audience.segment_id")
+                })?;
+                (serde_json::json!({ "segment_id": id }), seg.filter)
+            }
+        };
+        let now = self.now();
+        let record = CampaignRecord {
+            id: CampaignId::new(),
+            application_id: app.clone(),
+            name: name.to_owned(),
+            phone_number_id,
+            template_name: input.template_name,
+            template_language: input.template_language,
+            variables: input.variables,
+            audience,
+            audience_filter: filter,
+            kind: input.kind,
+            scheduled_at: input.scheduled_at,
+            send_window: input.send_window,
+            state: CampaignState::Draft,
+            state_reason: None,
+            planner_cursor: None,
+            planned: false,
+            recipients: 0,
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            finished_at: None,
+        };
+        self.store.create_campaign(&record).await?;
+        Ok(record)
+    }
+
+    pub async fn campaign(
+        &self,
+        app: &ApplicationId,
+        id: &str,
+    ) -> Result<CampaignRecord, ApiFailure> {
+        let cid = CampaignId::parse(id).map_err(|_| not_found(id))?;
+        self.store
+            .campaign(app, &cid)
+            .await?
+            .ok_or_else(|| not_found(id))
+    }
+
+    /// The number's limit, scope and scope key, as stored now.
+    pub(crate) async fn quota_context(
+        &self,
+        number: &PhoneNumberRecord,
+    ) -> parley_store::Result<(MessagingLimit, LimitScope, String)> {
+        let limit = MessagingLimit::from_stored(number.messaging_limit.as_deref());
+        let scope = self
+            .store
+            .platform_numbers(&number.platform_id)
+            .await?
+            .into_iter()
+            .find(|n| n.number.phone_number_id == number.phone_number_id)
+            .map(|n| LimitScope::from_stored(n.messaging_limit_scope.as_deref()))
+            .unwrap_or_default();
+        let business = self
+            .store
+            .platform(&number.platform_id)
+            .await?
+            .map(|p| p.business_id)
+            .unwrap_or_default();
+        let key = scope.key(&business, &number.phone_number_id);
+        Ok((limit, scope, key))
+    }
+
+    /// Expands the audience (read-only) and plans it against the quota.
+    pub async fn plan_campaign(
+        &self,
+        app: &ApplicationId,
+        id: &str,
+    ) -> Result<CampaignPlan, ApiFailure> {
+        let c = self.campaign(app, id).await?;
+        let bound = self
+            .bound_template(app, &c.template_name, &c.template_language, &c.variables)
+            .await?;
+        let segment = self.segment_of(&c)?;
+        let now = self.now();
+        let number = self
+            .store
+            .phone_number(&c.phone_number_id)
+            .await?
+            .ok_or_else(|| {
+                ApiFailure::new(
+                    FailureKind::Conflict,
+                    "phone_number_gone",
+                    "the campaign's number is no longer connected",
+                )
+            })?;
+        let (limit, scope, key) = self.quota_context(&number).await?;
+        let active = self.store.quota_active(&key, now).await?;
+        let mut plan = CampaignPlan {
+            audience: 0,
+            recipients: 0,
+            skipped: 0,
+            skipped_by_reason: BTreeMap::new(),
+            quota: QuotaNow {
+                scope: scope.as_str(),
+                used: active.len() as u64,
+                limit: limit.per_day(),
+                tier: number.messaging_limit.clone(),
+                in_service_window: 0,
+            },
+            sendable_now: 0,
+            later: Vec::new(),
+            last_wave_at: None,
+            throughput_mps: number.throughput_mps.max(1),
+            seconds_to_send: 0.0,
+        };
+        let mut after: Option<String> = None;
+        let mut new_contacts = 0u64;
+        loop {
+            let page = self
+                .store
+                .list_audience(
+                    app,
+                    &ContactQuery {
+                        segment: &segment,
+                        search: None,
+                        after: after.as_deref(),
+                        limit: PLAN_CHUNK,
+                        now: to_datetime(now),
+                    },
+                )
+                .await?;
+            for contact in &page {
+                plan.audience += 1;
+                match plan_contact(&bound, c.kind, contact).0 {
+                    Planned::Send(_) => {
+                        plan.recipients += 1;
+                        let inside = in_service_window(
+                            contact.contact.last_inbound_at.map(to_datetime),
+                            to_datetime(now),
+                        );
+                        if inside {
+                            plan.quota.in_service_window += 1;
+                        } else {
+                            new_contacts += 1;
+                        }
+                    }
+                    Planned::Skip(code, _) => {
+                        plan.skipped += 1;
+                        *plan.skipped_by_reason.entry(code.to_owned()).or_default() += 1;
+                    }
+                }
+            }
+            after = page.last().map(|c| c.contact.phone.clone());
+            if page.len() < PLAN_CHUNK as usize {
+                break;
+            }
+        }
+        let sched = quota::schedule(limit, now, &active, new_contacts);
+        plan.sendable_now = plan.quota.in_service_window + sched.now;
+        plan.later = sched
+            .later
+            .iter()
+            .map(|QuotaWave { at, contacts }| QuotaWaveView {
+                at: rfc3339(*at),
+                contacts: *contacts,
+            })
+            .collect();
+        plan.last_wave_at = sched.last_at.map(rfc3339);
+        plan.seconds_to_send = plan.recipients as f64 / f64::from(plan.throughput_mps);
+        Ok(plan)
+    }
+
+    /// Starts (or schedules) a campaign. Idempotent: a campaign already started is answered
+    /// as it is; of two concurrent starts, one changes it.
+    pub async fn start_campaign(
+        &self,
+        app: &ApplicationId,
+        id: &str,
+    ) -> Result<CampaignRecord, ApiFailure> {
+        let c = self.campaign(app, id).await?;
+        // Refuse a campaign whose template can no longer be sent, before anything is queued.
+        self.bound_template(app, &c.template_name, &c.template_language, &c.variables)
+            .await?;
+        let now = self.now();
+        let to = match c.scheduled_at {
+            Some(at) if at > now => CampaignState::Scheduled,
+            _ => CampaignState::Running,
+        };
+        let from: &[CampaignState] = if to == CampaignState::Running {
+            &[CampaignState::Draft, CampaignState::Scheduled]
+        } else {
+            &[CampaignState::Draft]
+        };
+        if self
+            .store
+            .transition_campaign(&c.id, from, to, None, now)
+            .await?
+        {
+            self.campaign_wake.notify_waiters();
+        }
+        self.campaign(app, id).await
+    }
+
+    pub async fn pause_campaign(
+        &self,
+        app: &ApplicationId,
+        id: &str,
+    ) -> Result<CampaignRecord, ApiFailure> {
+        let c = self.campaign(app, id).await?;
+        let now = self.now();
+        self.pause(&c.id, "paused by the user", now).await?;
+        let c = self.campaign(app, id).await?;
+        if !matches!(c.state, CampaignState::Paused) {
+            return Err(ApiFailure::new(
+                FailureKind::Conflict,
+                "campaign_not_running",
+                format!("a {} campaign cannot be paused", c.state.as_str()),
+            ));
+        }
+        Ok(c)
+    }
+
+    pub(crate) async fn pause(
+        &self,
+        id: &CampaignId,
+        reason: &str,
+        now: i64,
+    ) -> parley_store::Result<bool> {
+        let changed = self
+            .store
+            .transition_campaign(
+                id,
+                &[CampaignState::Running, CampaignState::Scheduled],
+                CampaignState::Paused,
+                Some(reason),
+                now,
+            )
+            .await?;
+        if changed {
+            self.store.hold_campaign_messages(id, HELD).await?;
+        }
+        Ok(changed)
+    }
+
+    pub async fn resume_campaign(
+        &self,
+        app: &ApplicationId,
+        id: &str,
+    ) -> Result<CampaignRecord, ApiFailure> {
+        let c = self.campaign(app, id).await?;
+        let now = self.now();
+        if self
+            .store
+            .transition_campaign(
+                &c.id,
+                &[CampaignState::Paused],
+                CampaignState::Running,
+                None,
+                now,
+            )
+            .await?
+        {
+            self.store.release_campaign_messages(&c.id, now).await?;
+            self.send_wake.notify_waiters();
+            self.campaign_wake.notify_waiters();
+        } else if c.state != CampaignState::Running {
+            return Err(ApiFailure::new(
+                FailureKind::Conflict,
+                "campaign_not_paused",
+                format!("a {} campaign cannot be resumed", c.state.as_str()),
+            ));
+        }
+        self.campaign(app, id).await
+    }
+
+    pub async fn cancel_campaign(
+        &self,
+        app: &ApplicationId,
+        id: &str,
+    ) -> Result<CampaignRecord, ApiFailure> {
+        let c = self.campaign(app, id).await?;
+        let now = self.now();
+        let changed = self
+            .store
+            .transition_campaign(
+                &c.id,
+                &[
+                    CampaignState::Draft,
+                    CampaignState::Scheduled,
+                    CampaignState::Running,
+                    CampaignState::Paused,
+                ],
+                CampaignState::Cancelled,
+                Some("cancelled by the user"),
+                now,
+            )
+            .await?;
+        if changed {
+            self.store.cancel_campaign_messages(&c.id, now).await?;
+        } else if c.state == CampaignState::Completed {
+            return Err(ApiFailure::new(
+                FailureKind::Conflict,
+                "campaign_completed",
+                "the campaign has completed; there is nothing left to cancel",
+            ));
+        }
+        self.campaign(app, id).await
+    }
+
+    pub async fn campaign_stats(
+        &self,
+        app: &ApplicationId,
+        id: &str,
+    ) -> Result<CampaignStats, ApiFailure> {
+        let c = self.campaign(app, id).await?;
+        let counts: CampaignCounts = self.store.campaign_counts(&c.id).await?;
+        let n = |s: &str| counts.by_state.get(s).copied().unwrap_or(0);
+        let read = n("read");
+        let delivered = n("delivered") + read;
+        let sent = n("sent") + delivered;
+        let failed = n("failed");
+        let skipped = n("skipped");
+        let recipients = counts.by_state.values().sum::<u64>();
+        let done = sent + failed + skipped;
+        Ok(CampaignStats {
+            state: c.state.as_str(),
+            state_reason: c.state_reason,
+            planned: c.planned,
+            recipients,
+            queued: n("queued"),
+            waiting_for_quota: counts.waiting_for_quota,
+            next_slot_at: counts.next_slot_at.map(rfc3339),
+            sending: n("sending"),
+            accepted: n("accepted"),
+            sent,
+            delivered,
+            read,
+            failed,
+            skipped,
+            replied: counts.replied,
+            progress_percent: if recipients == 0 {
+                if c.planned { 100.0 } else { 0.0 }
+            } else {
+                (done as f64 * 1000.0 / recipients as f64).round() / 10.0
+            },
+            failed_by_code: counts.failed_by_code,
+            skipped_by_reason: counts.skipped_by_reason,
+            sent_per_hour: counts
+                .sent_per_hour
+                .into_iter()
+                .map(|(h, n)| (rfc3339(h), n))
+                .collect(),
+        })
+    }
+
+    /// Plans one chunk of a running campaign. Returns true when more remain.
+    async fn plan_chunk(&self, c: &CampaignRecord) -> Result<bool, ApiFailure> {
+        let bound = match self
+            .bound_template(
+                &c.application_id,
+                &c.template_name,
+                &c.template_language,
+                &c.variables,
+            )
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                // The template was paused, disabled or deleted since: pause with the reason.
+                self.pause(&c.id, &e.message, self.now()).await?;
+                return Ok(false);
+            }
+        };
+        let segment = self.segment_of(c)?;
+        let now = self.now();
+        let page = self
+            .store
+            .list_audience(
+                &c.application_id,
+                &ContactQuery {
+                    segment: &segment,
+                    search: None,
+                    after: c.planner_cursor.as_deref(),
+                    limit: PLAN_CHUNK,
+                    now: to_datetime(now),
+                },
+            )
+            .await?;
+        let done = page.len() < PLAN_CHUNK as usize;
+        let mut planned = Vec::with_capacity(page.len());
+        for contact in &page {
+            let (outcome, phone) = plan_contact(&bound, c.kind, contact);
+            let (content, skip) = match outcome {
+                Planned::Send(content) => (content, None),
+                Planned::Skip(code, text) => (
+                    // A skipped message keeps the template it would have sent, unrendered.
+                    MessageContent::Text {
+                        body: String::new(),
+                        preview_url: false,
+                    },
+                    Some((code.to_owned(), text)),
+                ),
+            };
+            planned.push(PlannedMessage {
+                message: NewMessage {
+                    id: MessageId::new(),
+                    application_id: c.application_id.clone(),
+                    phone_number_id: c.phone_number_id.clone(),
+                    contact_id: Some(contact.contact.id.clone()),
+                    to_phone: phone
+                        .map_or_else(|| contact.contact.phone.clone(), |p| p.as_str().to_owned()),
+                    content,
+                    reply_to: None,
+                    idempotency_key: None,
+                    now,
+                },
+                skip,
+            });
+        }
+        let cursor = page
+            .last()
+            .map(|c| c.contact.phone.clone())
+            .or_else(|| c.planner_cursor.clone());
+        self.store
+            .add_planned_messages(
+                &c.id,
+                c.planner_cursor.as_deref(),
+                &planned,
+                cursor.as_deref(),
+                done,
+                now,
+            )
+            .await?;
+        if !planned.is_empty() {
+            self.send_wake.notify_waiters();
+        }
+        Ok(!done)
+    }
+
+    /// One pass of the campaign worker: starts scheduled campaigns whose time came, plans
+    /// running ones, completes those with nothing left to send.
+    pub async fn work_campaigns(&self) -> Result<(), ApiFailure> {
+        let now = self.now();
+        for c in self.store.campaigns_to_work(now).await? {
+            match c.state {
+                CampaignState::Scheduled => {
+                    self.store
+                        .transition_campaign(
+                            &c.id,
+                            &[CampaignState::Scheduled],
+                            CampaignState::Running,
+                            None,
+                            now,
+                        )
+                        .await?;
+                }
+                CampaignState::Running => {
+                    let mut current = c;
+                    while self.plan_chunk(&current).await? {
+                        match self
+                            .store
+                            .campaign(&current.application_id, &current.id)
+                            .await?
+                        {
+                            Some(next) if next.state == CampaignState::Running && !next.planned => {
+                                current = next
+                            }
+                            _ => break,
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for c in self.store.running_planned_campaigns().await? {
+            if self.store.campaign_open_messages(&c.id).await? == 0 {
+                self.store
+                    .transition_campaign(
+                        &c.id,
+                        &[CampaignState::Running],
+                        CampaignState::Completed,
+                        None,
+                        self.now(),
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The campaign worker: runs until `shutdown`, woken by starts and resumes.
+pub async fn run(engine: Engine, shutdown: CancellationToken) {
+    loop {
+        let notified = engine.campaign_wake.notified();
+        if let Err(e) = engine.work_campaigns().await {
+            tracing::warn!(error = %e, "campaign worker pass failed");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = notified => {}
+            _ = tokio::time::sleep(engine.config.poll_interval.max(Duration::from_millis(50))) => {}
+        }
+    }
+}
