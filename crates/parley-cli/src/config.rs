@@ -22,7 +22,7 @@ pub struct Config {
 #[derive(Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
-    /// `sqlite://PATH`; empty means `<data_dir>/parley.db`.
+    /// `sqlite://PATH` or `postgres://user:password@host/db`; empty means `<data_dir>/parley.db`.
     pub url: String,
 }
 
