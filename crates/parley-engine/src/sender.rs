@@ -127,23 +127,28 @@ impl NumberState {
         }
     }
 
-    /// True when a message to `to` may go now (and records it); false when it must wait
-    /// until the instant returned in `Err`.
+    /// `Err(instant)` while the last message Meta accepted for `to` is under 6 s old.
     fn pair_slot(&self, to: &str, now: i64) -> Result<(), i64> {
+        let map = self
+            .pair_last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match map.get(to) {
+            Some(last) if now - last < PAIR_SPACING_MS => Err(last + PAIR_SPACING_MS),
+            _ => Ok(()),
+        }
+    }
+
+    /// Meta accepted a message for `to` at `now` (refused sends do not count).
+    fn pair_sent(&self, to: &str, now: i64) {
         let mut map = self
             .pair_last
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(last) = map.get(to)
-            && now - last < PAIR_SPACING_MS
-        {
-            return Err(last + PAIR_SPACING_MS);
-        }
         if map.len() > 50_000 {
             map.retain(|_, t| now - *t < PAIR_SPACING_MS);
         }
         map.insert(to.to_owned(), now);
-        Ok(())
     }
 }
 
@@ -313,6 +318,7 @@ async fn send_one(state: &NumberState, token: &str, m: MessageRecord) {
         Ok(resp) => match resp.wamid() {
             Some(wamid) => {
                 metrics::counter!("parley_messages_accepted_total").increment(1);
+                state.pair_sent(&m.to_phone, now);
                 let accepted = engine.store.mark_accepted(&m.id, wamid, now).await;
                 if let Some((key, r)) = &reach {
                     let confirmed = engine

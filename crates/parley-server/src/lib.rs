@@ -84,6 +84,35 @@ pub fn router(state: AppState) -> Router {
             get(routes::messages::list_messages).post(routes::messages::send_message),
         )
         .route("/api/v1/messages/{id}", get(routes::messages::get_message))
+        .route(
+            "/api/v1/campaigns",
+            get(routes::campaigns::list_campaigns).post(routes::campaigns::create_campaign),
+        )
+        .route("/api/v1/campaigns/{id}", get(routes::campaigns::get_campaign))
+        .route(
+            "/api/v1/campaigns/{id}/plan",
+            get(routes::campaigns::plan_campaign),
+        )
+        .route(
+            "/api/v1/campaigns/{id}/stats",
+            get(routes::campaigns::campaign_stats),
+        )
+        .route(
+            "/api/v1/campaigns/{id}/start",
+            axum::routing::post(routes::campaigns::start_campaign),
+        )
+        .route(
+            "/api/v1/campaigns/{id}/pause",
+            axum::routing::post(routes::campaigns::pause_campaign),
+        )
+        .route(
+            "/api/v1/campaigns/{id}/resume",
+            axum::routing::post(routes::campaigns::resume_campaign),
+        )
+        .route(
+            "/api/v1/campaigns/{id}/cancel",
+            axum::routing::post(routes::campaigns::cancel_campaign),
+        )
         .route("/api/v1/contacts", get(routes::contacts::list_contacts))
         .route(
             "/api/v1/contacts/{phone}",

@@ -5,8 +5,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes::{
-    contacts, health, messages, personalize, phone_numbers, platforms, segments, templates,
-    webhooks,
+    campaigns, contacts, health, messages, personalize, phone_numbers, platforms, segments,
+    templates, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -20,6 +20,15 @@ use crate::routes::{
         messages::send_message,
         messages::get_message,
         messages::list_messages,
+        campaigns::create_campaign,
+        campaigns::list_campaigns,
+        campaigns::get_campaign,
+        campaigns::plan_campaign,
+        campaigns::campaign_stats,
+        campaigns::start_campaign,
+        campaigns::pause_campaign,
+        campaigns::resume_campaign,
+        campaigns::cancel_campaign,
         phone_numbers::list_phone_numbers,
         platforms::signup,
         platforms::list_platforms,
@@ -59,6 +68,7 @@ use crate::routes::{
         (name = "messages", description = "Single sends and their delivery states"),
         (name = "contacts", description = "Contacts with typed tags, imports, erasure and personalization previews"),
         (name = "segments", description = "Filters over contact tags, saved with live counts"),
+        (name = "campaigns", description = "One template to an audience, planned against Meta's messaging limit, with live statistics"),
         (name = "templates", description = "Message templates: synced from Meta, created, edited and deleted through it"),
         (name = "phone numbers", description = "The application's WhatsApp numbers"),
         (name = "platforms", description = "WhatsApp Business Accounts connected with Embedded Signup"),

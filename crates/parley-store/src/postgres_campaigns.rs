@@ -373,7 +373,7 @@ impl CampaignStore for PostgresStore {
              WHERE m.campaign_id = $1 AND COALESCE(m.delivered_at, m.read_at) IS NOT NULL
                AND EXISTS (SELECT 1 FROM inbound_messages i
                  WHERE i.application_id = m.application_id AND i.from_phone = m.to_phone
-                   AND i.received_at >= COALESCE(m.delivered_at, m.read_at)
+                   AND i.received_at > COALESCE(m.delivered_at, m.read_at)
                    AND i.received_at < COALESCE(m.delivered_at, m.read_at) + $2)",
         )
         .bind(id.as_str())

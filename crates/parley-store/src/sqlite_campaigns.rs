@@ -363,7 +363,7 @@ impl CampaignStore for SqliteStore {
              WHERE m.campaign_id = ? AND COALESCE(m.delivered_at, m.read_at) IS NOT NULL
                AND EXISTS (SELECT 1 FROM inbound_messages i
                  WHERE i.application_id = m.application_id AND i.from_phone = m.to_phone
-                   AND i.received_at >= COALESCE(m.delivered_at, m.read_at)
+                   AND i.received_at > COALESCE(m.delivered_at, m.read_at)
                    AND i.received_at < COALESCE(m.delivered_at, m.read_at) + ?)",
         )
         .bind(id.as_str())

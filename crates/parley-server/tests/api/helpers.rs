@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parley_engine::demo::DemoPlatform;
-use parley_engine::{Engine, EngineConfig, SystemClock};
+use parley_engine::{Engine, EngineConfig, OffsetClock};
 use parley_meta::GraphClient;
 use parley_sandbox::{Sandbox, SandboxConfig, demo_ids};
 use parley_server::{Server, ServerConfig};
@@ -21,6 +21,8 @@ pub struct TestApp {
     pub token: String,
     pub app_secret: String,
     pub store: Arc<dyn Store>,
+    /// Parley's clock; `advance` moves it together with the sandbox's virtual clock.
+    pub clock: OffsetClock,
     /// The SQLite file (with its `-wal` beside it).
     pub db_path: std::path::PathBuf,
     pub http: reqwest::Client,
@@ -109,11 +111,12 @@ pub async fn spawn_app() -> TestApp {
         message_origin: sandbox_url.clone(),
     };
     tokio::spawn(Sandbox::new(config).serve(sandbox_listener, shutdown.clone()));
+    let clock = OffsetClock::default();
 
     let engine = Engine::new(
         store.clone(),
         GraphClient::new(&sandbox_url, graph_version),
-        Arc::new(SystemClock),
+        Arc::new(clock.clone()),
         EngineConfig {
             base_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_millis(500),
@@ -154,6 +157,7 @@ pub async fn spawn_app() -> TestApp {
         token: seed.api_token,
         app_secret,
         store,
+        clock,
         db_path: dir.path().join("parley.db"),
         http: reqwest::Client::new(),
         shutdown,
@@ -164,6 +168,14 @@ pub async fn spawn_app() -> TestApp {
 }
 
 impl TestApp {
+    /// Moves Parley's clock and the sandbox's virtual clock forward together.
+    pub async fn advance(&self, by: Duration) {
+        let ms = i64::try_from(by.as_millis()).expect("duration");
+        self.sandbox_post("/sandbox/clock/advance", &json!({"ms": ms}))
+            .await;
+        self.clock.advance(ms);
+    }
+
     pub async fn post_message(&self, body: &Value) -> reqwest::Response {
         self.http
             .post(format!("{}/api/v1/messages", self.url))

@@ -4,6 +4,7 @@
 mod audience;
 mod bad_input;
 mod browser;
+mod campaigns;
 mod console;
 mod helpers;
 mod operations;

@@ -1,0 +1,360 @@
+//! `/api/v1/campaigns`: create, list, get, plan, start, pause, resume, cancel, stats.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use parley_domain::CampaignId;
+use parley_engine::campaigns::{CampaignAudience, CampaignPlan, CampaignStats, NewCampaign};
+use parley_store::campaigns::{CampaignKind, CampaignRecord};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::auth::AppAuth;
+use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::routes::messages::rfc3339;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCampaignBody {
+    pub name: String,
+    pub template: CampaignTemplate,
+    pub audience: AudienceSpec,
+    /// `marketing` (skips opted-out contacts) or `transactional` (sends to them too).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The sending number; optional when the application has exactly one.
+    pub phone_number_id: Option<String>,
+    /// RFC 3339 time to start at; absent: when started.
+    pub scheduled_at: Option<String>,
+    /// Optional send window, e.g. `{"start": "09:00", "end": "20:00", "timezone": "contact"}`
+    /// (stored and shown; not yet enforced).
+    #[schema(value_type = Object)]
+    pub send_window: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignTemplate {
+    pub name: String,
+    pub language: String,
+    /// One dynamic-content expression per variable, as in `POST /api/v1/messages`:
+    /// `{"first_name": "{{first_name|CapitalizeFirst|there}}"}`.
+    #[schema(value_type = Object)]
+    pub variables: Option<serde_json::Value>,
+}
+
+/// `{"filter": "…"}` or `{"segment_id": "seg_…"}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AudienceSpec {
+    pub filter: Option<String>,
+    pub segment_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedBody {
+    pub id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignView {
+    pub id: String,
+    pub name: String,
+    /// draft, scheduled, running, paused, completed or cancelled.
+    pub state: String,
+    /// Why it is paused or cancelled (e.g. Meta's template error).
+    pub state_reason: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub phone_number_id: String,
+    #[schema(value_type = Object)]
+    pub template: serde_json::Value,
+    #[schema(value_type = Object)]
+    pub audience: serde_json::Value,
+    pub scheduled_at: Option<String>,
+    #[schema(value_type = Object)]
+    pub send_window: Option<serde_json::Value>,
+    /// Messages planned so far; `planned` once the whole audience is expanded.
+    pub recipients: u64,
+    pub planned: bool,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+impl From<CampaignRecord> for CampaignView {
+    fn from(c: CampaignRecord) -> Self {
+        CampaignView {
+            id: c.id.to_string(),
+            name: c.name,
+            state: c.state.as_str().to_owned(),
+            state_reason: c.state_reason,
+            kind: c.kind.as_str().to_owned(),
+            phone_number_id: c.phone_number_id,
+            template: serde_json::json!({
+                "name": c.template_name, "language": c.template_language, "variables": c.variables,
+            }),
+            audience: c.audience,
+            scheduled_at: c.scheduled_at.map(rfc3339),
+            send_window: c.send_window,
+            recipients: c.recipients,
+            planned: c.planned,
+            created_at: rfc3339(c.created_at),
+            started_at: c.started_at.map(rfc3339),
+            finished_at: c.finished_at.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignList {
+    pub data: Vec<CampaignView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u32>,
+    pub after: Option<String>,
+}
+
+fn bad(code: &'static str, message: impl Into<String>, field: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, code, message).field(field)
+}
+
+/// Create a campaign (a draft). The template must be approved and the variables must fit it;
+/// the audience is a filter expression or a saved segment.
+#[utoipa::path(
+    post, path = "/api/v1/campaigns", tag = "campaigns",
+    request_body = CreateCampaignBody,
+    responses(
+        (status = 201, body = CreatedBody),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_campaign(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    ApiJson(body): ApiJson<CreateCampaignBody>,
+) -> Result<Response, ApiError> {
+    let audience = match (body.audience.filter, body.audience.segment_id) {
+        (Some(f), None) => CampaignAudience::Filter(f),
+        (None, Some(s)) => CampaignAudience::Segment(s),
+        _ => {
+            return Err(bad(
+                "audience_invalid",
+                "give the audience as {\"filter\": \"…\"} or {\"segment_id\": \"seg_…\"}, one of the two",
+                "audience",
+            ));
+        }
+    };
+    let kind = CampaignKind::parse(&body.kind).ok_or_else(|| {
+        bad(
+            "type_invalid",
+            "`type` is `marketing` or `transactional`",
+            "type",
+        )
+    })?;
+    let scheduled_at = body
+        .scheduled_at
+        .as_deref()
+        .map(|s| {
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+                .map_err(|_| {
+                    bad(
+                        "scheduled_at_invalid",
+                        "`scheduled_at` is an RFC 3339 time, e.g. 2026-05-01T09:00:00Z",
+                        "scheduled_at",
+                    )
+                })
+        })
+        .transpose()?;
+    let c = state
+        .engine
+        .create_campaign(
+            &app,
+            NewCampaign {
+                name: body.name,
+                phone_number_id: body.phone_number_id,
+                template_name: body.template.name,
+                template_language: body.template.language,
+                variables: body.template.variables.unwrap_or(serde_json::Value::Null),
+                audience,
+                kind,
+                scheduled_at,
+                send_window: body.send_window,
+            },
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(CreatedBody {
+            id: c.id.to_string(),
+        }),
+    )
+        .into_response())
+}
+
+/// Campaigns of the application, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/campaigns", tag = "campaigns", params(ListQuery),
+    responses((status = 200, body = CampaignList), (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn list_campaigns(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Query(q): Query<ListQuery>,
+) -> Result<ApiJson<CampaignList>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(bad(
+            "invalid_limit",
+            "`limit` must be between 1 and 200",
+            "limit",
+        ));
+    }
+    let after = q
+        .after
+        .as_deref()
+        .map(CampaignId::parse)
+        .transpose()
+        .map_err(|e| bad("invalid_cursor", e.to_string(), "after"))?;
+    let mut rows = state
+        .engine
+        .store
+        .campaigns(&app, after.as_ref(), limit + 1)
+        .await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| rows.last().map(|c| c.id.to_string()))
+        .flatten();
+    Ok(ApiJson(CampaignList {
+        data: rows.into_iter().map(Into::into).collect(),
+        next_cursor,
+    }))
+}
+
+/// One campaign.
+#[utoipa::path(
+    get, path = "/api/v1/campaigns/{id}", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id, `cmp_…`")),
+    responses((status = 200, body = CampaignView), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn get_campaign(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(id): Path<String>,
+) -> Result<ApiJson<CampaignView>, ApiError> {
+    Ok(ApiJson(state.engine.campaign(&app, &id).await?.into()))
+}
+
+/// The plan: recipients, skipped by reason, the quota now (used / limit in the rolling 24 h
+/// for the number's scope), how many go at once, when the rest go, time to send.
+#[utoipa::path(
+    get, path = "/api/v1/campaigns/{id}/plan", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id, `cmp_…`")),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn plan_campaign(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(id): Path<String>,
+) -> Result<ApiJson<CampaignPlan>, ApiError> {
+    Ok(ApiJson(state.engine.plan_campaign(&app, &id).await?))
+}
+
+/// Flat counters (`state`, `recipients`, `queued`, `waiting_for_quota`, `next_slot_at`,
+/// `sending`, `sent`, `delivered`, `read`, `failed`, `skipped`, `replied`, …) and breakdowns
+/// (`failed_by_code`, `skipped_by_reason`, `sent_per_hour`).
+#[utoipa::path(
+    get, path = "/api/v1/campaigns/{id}/stats", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id, `cmp_…`")),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn campaign_stats(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(id): Path<String>,
+) -> Result<ApiJson<CampaignStats>, ApiError> {
+    Ok(ApiJson(state.engine.campaign_stats(&app, &id).await?))
+}
+
+/// Start now (or at `scheduled_at`). Starting again, or from two nodes, sends once.
+#[utoipa::path(
+    post, path = "/api/v1/campaigns/{id}/start", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id, `cmp_…`")),
+    responses((status = 200, body = CampaignView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn start_campaign(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(id): Path<String>,
+) -> Result<ApiJson<CampaignView>, ApiError> {
+    Ok(ApiJson(
+        state.engine.start_campaign(&app, &id).await?.into(),
+    ))
+}
+
+/// Pause: nothing more is sent until resumed.
+#[utoipa::path(
+    post, path = "/api/v1/campaigns/{id}/pause", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id, `cmp_…`")),
+    responses((status = 200, body = CampaignView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn pause_campaign(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(id): Path<String>,
+) -> Result<ApiJson<CampaignView>, ApiError> {
+    Ok(ApiJson(
+        state.engine.pause_campaign(&app, &id).await?.into(),
+    ))
+}
+
+/// Resume a paused campaign.
+#[utoipa::path(
+    post, path = "/api/v1/campaigns/{id}/resume", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id, `cmp_…`")),
+    responses((status = 200, body = CampaignView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn resume_campaign(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(id): Path<String>,
+) -> Result<ApiJson<CampaignView>, ApiError> {
+    Ok(ApiJson(
+        state.engine.resume_campaign(&app, &id).await?.into(),
+    ))
+}
+
+/// Cancel: messages not yet sent are skipped with reason `cancelled`.
+#[utoipa::path(
+    post, path = "/api/v1/campaigns/{id}/cancel", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id, `cmp_…`")),
+    responses((status = 200, body = CampaignView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn cancel_campaign(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(id): Path<String>,
+) -> Result<ApiJson<CampaignView>, ApiError> {
+    Ok(ApiJson(
+        state.engine.cancel_campaign(&app, &id).await?.into(),
+    ))
+}

@@ -1,0 +1,284 @@
+//! Campaigns end to end: plan, start, the quota gate against Meta's messaging limit over
+//! virtual time (Parley's clock and the sandbox's moved together), tier changes by webhook,
+//! opted-out contacts, and the smallest API call.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use parley_domain::{TagValue, Tags};
+use parley_store::audience::{ContactUpsert, Subscription, SubscriptionChange};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app};
+
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Seeds `n` contacts tagged `cohort = <cohort>` (numbers `+49152<start+i>`), the last
+/// `opted_out` of them opted out of marketing. Returns their phones.
+async fn seed(app: &TestApp, cohort: &str, start: u64, n: u64, opted_out: u64) -> Vec<String> {
+    let application = app.store.applications().await.expect("apps")[0].id.clone();
+    let mut phones = Vec::new();
+    let mut batch = Vec::new();
+    for i in 0..n {
+        let phone = format!("+49152{:08}", start + i);
+        let mut tags = Tags::new();
+        tags.insert("cohort".into(), TagValue::String(cohort.into()));
+        tags.insert("first_name".into(), TagValue::String(format!("ana{i}")));
+        batch.push(ContactUpsert {
+            phone: phone.clone(),
+            tags: tags.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+            subscription: (i >= n - opted_out).then(|| SubscriptionChange {
+                state: Subscription::OptedOut,
+                source: "api".into(),
+                note: None,
+            }),
+            ..ContactUpsert::default()
+        });
+        phones.push(phone);
+    }
+    for chunk in batch.chunks(500) {
+        app.store
+            .upsert_audience(&application, chunk, app.clock_now())
+            .await
+            .expect("seed contacts");
+    }
+    phones
+}
+
+impl TestApp {
+    fn clock_now(&self) -> i64 {
+        use parley_engine::Clock;
+        self.clock.now_millis()
+    }
+
+    async fn create_campaign(&self, body: &Value) -> String {
+        let (status, v) = self
+            .api_call(reqwest::Method::POST, "/api/v1/campaigns", Some(body))
+            .await;
+        assert_eq!(status, 201, "{v}");
+        v["id"].as_str().expect("id").to_owned()
+    }
+
+    async fn campaign_get(&self, id: &str, what: &str) -> Value {
+        let (status, v) = self
+            .api_call(
+                reqwest::Method::GET,
+                &format!("/api/v1/campaigns/{id}{what}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
+    async fn campaign_action(&self, id: &str, action: &str) -> (u16, Value) {
+        self.api_call(
+            reqwest::Method::POST,
+            &format!("/api/v1/campaigns/{id}/{action}"),
+            None,
+        )
+        .await
+    }
+
+    /// Polls the campaign's stats until `check` holds (fails after 60 s).
+    async fn wait_stats(&self, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..600 {
+            last = self.campaign_get(id, "/stats").await;
+            if check(&last) {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("campaign {id} never reached {what}: {last}");
+    }
+
+    /// Template sends the sandbox accepted, by recipient digits.
+    async fn accepted_by_recipient(&self) -> std::collections::HashMap<String, usize> {
+        let mut by = std::collections::HashMap::new();
+        for m in self.sandbox_messages().await {
+            if m["type"] == "template" {
+                *by.entry(m["to"].as_str().unwrap_or_default().to_owned())
+                    .or_default() += 1;
+            }
+        }
+        by
+    }
+}
+
+fn digits(phone: &str) -> String {
+    phone.trim_start_matches('+').to_owned()
+}
+
+#[tokio::test]
+async fn a_thousand_on_a_250_limit_go_250_a_day_until_a_tier_raise_speeds_them_up() {
+    let app = spawn_app().await;
+    let phones = seed(&app, "spring", 10_000_000, 1_050, 50).await;
+    let opted_out: HashSet<String> = phones[1_000..].iter().map(|p| digits(p)).collect();
+
+    // The smallest call: name, template, audience filter, type.
+    let id = app
+        .create_campaign(&json!({
+            "name": "Spring sale",
+            "template": {"name": "welcome", "language": "en",
+                         "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}"}},
+            "audience": {"filter": "cohort = \"spring\""},
+            "type": "marketing"
+        }))
+        .await;
+    let c = app.campaign_get(&id, "").await;
+    assert_eq!(c["state"], "draft");
+
+    let plan = app.campaign_get(&id, "/plan").await;
+    assert_eq!(plan["audience"], 1_050, "{plan}");
+    assert_eq!(plan["recipients"], 1_000, "{plan}");
+    assert_eq!(plan["skipped_by_reason"]["opted_out"], 50, "{plan}");
+    assert_eq!(plan["quota"]["limit"], 250, "{plan}");
+    assert_eq!(plan["quota"]["used"], 0, "{plan}");
+    assert_eq!(plan["quota"]["scope"], "business_portfolio", "{plan}");
+    assert_eq!(plan["sendable_now"], 250, "{plan}");
+    assert_eq!(plan["later"].as_array().map(Vec::len), Some(3), "{plan}");
+
+    // Starting twice sends once.
+    let (s1, v1) = app.campaign_action(&id, "start").await;
+    let (s2, v2) = app.campaign_action(&id, "start").await;
+    assert_eq!((s1, s2), (200, 200), "{v1} {v2}");
+    assert_eq!(v2["state"], "running");
+
+    let stats = app
+        .wait_stats(&id, "250 sent, 750 waiting", |s| {
+            s["sent"] == 250 && s["waiting_for_quota"] == 750
+        })
+        .await;
+    assert_eq!(stats["skipped"], 50, "{stats}");
+    assert_eq!(stats["skipped_by_reason"]["opted_out"], 50, "{stats}");
+    assert!(stats["next_slot_at"].is_string(), "{stats}");
+    let sent = app.accepted_by_recipient().await;
+    assert_eq!(sent.len(), 250);
+    assert!(sent.values().all(|n| *n == 1), "one message per recipient");
+    assert!(sent.keys().all(|k| !opted_out.contains(k)));
+
+    // A day later the next 250 go, and no more.
+    app.advance(DAY + Duration::from_secs(60)).await;
+    app.wait_stats(&id, "500 sent", |s| {
+        s["sent"] == 500 && s["waiting_for_quota"] == 500
+    })
+    .await;
+    assert_eq!(app.accepted_by_recipient().await.len(), 500);
+
+    // Meta raises the tier (webhook): the rest go at once.
+    let pn = parley_sandbox::demo_ids::PHONE_NUMBER_ID;
+    app.sandbox_post(
+        &format!("/sandbox/phone_numbers/{pn}/limit"),
+        &json!({"limit": "TIER_2K"}),
+    )
+    .await;
+    let stats = app
+        .wait_stats(&id, "completed with 1,000 sent", |s| {
+            s["state"] == "completed" && s["sent"] == 1_000
+        })
+        .await;
+    assert_eq!(stats["failed"], 0, "{stats}");
+    assert_eq!(stats["recipients"], 1_050, "{stats}");
+    let sent = app.accepted_by_recipient().await;
+    assert_eq!(sent.len(), 1_000);
+    assert!(sent.values().all(|n| *n == 1), "one message per recipient");
+    assert!(sent.keys().all(|k| !opted_out.contains(k)));
+}
+
+#[tokio::test]
+async fn contacts_who_wrote_in_the_last_day_take_no_quota() {
+    let app = spawn_app().await;
+    let phones = seed(&app, "vip", 20_000_000, 300, 0).await;
+    for p in &phones[..60] {
+        app.sandbox_post("/sandbox/inbound", &json!({"from": p, "text": "hi"}))
+            .await;
+    }
+    // Wait until Parley has processed the 60 inbound messages.
+    let application = app.store.applications().await.expect("apps")[0].id.clone();
+    for _ in 0..400 {
+        let mut n = 0;
+        for p in &phones[..60] {
+            let c = app
+                .store
+                .contact_by_phone(&application, p)
+                .await
+                .expect("c");
+            if c.and_then(|c| c.last_inbound_at).is_some() {
+                n += 1;
+            }
+        }
+        if n == 60 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let id = app
+        .create_campaign(&json!({
+            "name": "VIP",
+            "template": {"name": "welcome", "language": "en",
+                         "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}"}},
+            "audience": {"filter": "cohort = \"vip\""},
+            "type": "transactional"
+        }))
+        .await;
+    let plan = app.campaign_get(&id, "/plan").await;
+    assert_eq!(plan["quota"]["in_service_window"], 60, "{plan}");
+    assert_eq!(plan["sendable_now"], 300, "{plan}");
+    app.campaign_action(&id, "start").await;
+    let stats = app
+        .wait_stats(&id, "completed", |s| s["state"] == "completed")
+        .await;
+    assert_eq!(stats["waiting_for_quota"], 0, "{stats}");
+    let stats = app.wait_stats(&id, "300 sent", |s| s["sent"] == 300).await;
+    // They wrote before the campaign, not in answer to it.
+    assert_eq!(stats["replied"], 0, "{stats}");
+    // One of them answers a minute later: a reply.
+    app.advance(Duration::from_secs(60)).await;
+    app.sandbox_post(
+        "/sandbox/inbound",
+        &json!({"from": phones[0], "text": "thanks!"}),
+    )
+    .await;
+    app.wait_stats(&id, "one reply", |s| s["replied"] == 1)
+        .await;
+}
+
+#[tokio::test]
+async fn campaign_requests_are_checked() {
+    let app = spawn_app().await;
+    let (status, v) = app
+        .api_call(
+            reqwest::Method::POST,
+            "/api/v1/campaigns",
+            Some(&json!({
+                "name": "x", "template": {"name": "nope", "language": "en"},
+                "audience": {"filter": "city = \"Berlin\""}, "type": "marketing"
+            })),
+        )
+        .await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["code"], "template_not_found");
+    let (status, v) = app
+        .api_call(
+            reqwest::Method::POST,
+            "/api/v1/campaigns",
+            Some(&json!({
+                "name": "x", "template": {"name": "welcome", "language": "en",
+                    "variables": {"first_name": "x"}},
+                "audience": {"filter": "city = "}, "type": "marketing"
+            })),
+        )
+        .await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["field"], "audience.filter");
+    let (status, _) = app
+        .api_call(reqwest::Method::GET, "/api/v1/campaigns/cmp_nope", None)
+        .await;
+    assert_eq!(status, 404);
+    let (status, v) = app
+        .api_call(reqwest::Method::GET, "/api/v1/campaigns", None)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["data"].as_array().map(Vec::len), Some(0));
+}
