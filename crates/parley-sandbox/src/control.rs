@@ -20,7 +20,8 @@
 //! | `POST` | `/sandbox/webhook_url` | `{"url": "http://…" \| null}` | `{"url"}` |
 //! | `GET` | `/sandbox/state` | | businesses, WABAs, numbers, templates, clock (no secrets) |
 //! | `POST` | `/sandbox/templates/{id}/status` | `{"status": "PAUSED", "reason"?: "NONE"}` | the template's new status; sends `message_template_status_update` |
-//! | `POST` | `/sandbox/reset` | | forgets messages, windows, limits, queued webhooks, the delivery log and faults |
+//! | `GET` | `/sandbox/violations` | | `{"data": [{"at", "business_id", "phone_number_id", "recipient", "limit", "reached"}]}`: sends refused over the messaging limit (131064) |
+//! | `POST` | `/sandbox/reset` | | forgets messages, windows, limits, messaging-limit reach and violations, queued webhooks, the delivery log and faults |
 //!
 //! Embedded Signup's controls (`/sandbox/signup`, `/sandbox/review`,
 //! `/sandbox/phone_numbers/{id}/limit`) are documented in the `signup` module.
@@ -441,6 +442,7 @@ pub(crate) async fn reset(State(sandbox): State<Sandbox>) -> Answer {
     state.queue.clear();
     state.deliveries.clear();
     state.faults = Faults::default();
+    state.limits.clear();
     drop(state);
     ok(json!({ "success": true }))
 }

@@ -27,6 +27,7 @@ mod control;
 mod dialog;
 mod errors;
 mod graph;
+mod limits;
 mod onboarding;
 mod sdk;
 mod send;
@@ -125,6 +126,7 @@ impl Sandbox {
             .route("/sandbox/webhook_url", post(control::set_webhook_url))
             .route("/sandbox/state", get(control::state))
             .route("/sandbox/reset", post(control::reset))
+            .route("/sandbox/violations", get(limits::violations))
             .route(
                 "/sandbox/templates/{id}/status",
                 post(control::set_template_status),

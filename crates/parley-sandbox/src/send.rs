@@ -186,6 +186,13 @@ pub(crate) fn post_messages(
         recent.push_back(now_ms);
     }
 
+    crate::limits::check_and_record(
+        state,
+        now_ms,
+        phone_id,
+        &wa_id,
+        kind == "template" && !window_open,
+    )?;
     let wamid = loop {
         let candidate = new_wamid(&wa_id, false);
         if !state.messages.contains(&candidate) {

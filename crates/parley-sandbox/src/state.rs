@@ -315,6 +315,8 @@ pub(crate) struct State {
     pub tokens: HashMap<String, crate::signup::TokenGrant>,
     /// Embedded Signup dialog sessions, by id.
     pub dialogs: HashMap<String, crate::dialog::DialogSession>,
+    /// Messaging-limit reach per business portfolio and the violations refused.
+    pub limits: crate::limits::Limits,
 }
 
 impl State {
@@ -338,6 +340,7 @@ impl State {
             codes: HashMap::new(),
             tokens: HashMap::new(),
             dialogs: HashMap::new(),
+            limits: crate::limits::Limits::default(),
         }
     }
 

@@ -93,6 +93,21 @@ impl TestApp {
         panic!("campaign {id} never reached {what}: {last}");
     }
 
+    /// The sends the sandbox refused over the messaging limit (`GET /sandbox/violations`).
+    async fn sandbox_violations(&self) -> Value {
+        let v: Value = self
+            .http
+            .get(format!("{}/sandbox/violations", self.sandbox_url))
+            .send()
+            .await
+            .expect("sandbox")
+            .json()
+            .await
+            .expect("json");
+        assert!(v["data"].is_array(), "GET /sandbox/violations: {v}");
+        v["data"].clone()
+    }
+
     /// Template sends the sandbox accepted, by recipient digits.
     async fn accepted_by_recipient(&self) -> std::collections::HashMap<String, usize> {
         let mut by = std::collections::HashMap::new();
@@ -184,6 +199,8 @@ async fn a_thousand_on_a_250_limit_go_250_a_day_until_a_tier_raise_speeds_them_u
     assert_eq!(sent.len(), 1_000);
     assert!(sent.values().all(|n| *n == 1), "one message per recipient");
     assert!(sent.keys().all(|k| !opted_out.contains(k)));
+    // Meta's side counted the same limit on its own and never had to refuse a send.
+    assert_eq!(app.sandbox_violations().await, json!([]));
 }
 
 #[tokio::test]
