@@ -203,7 +203,6 @@ pub struct ImportOptions {
     pub columns: Vec<ColumnMap>,
 }
 
-
 /// Checks a tag name: 1–64 characters, not a built-in field.
 pub fn check_tag_name(name: &str) -> Result<(), String> {
     if name.trim().is_empty() {
@@ -716,6 +715,7 @@ impl Engine {
         job.updated_at = self.now();
         self.store.update_import_job(job).await?;
         batch.rows.clear();
+        batch.lines.clear();
         batch.rejects.clear();
         batch.read = 0;
         progress(job);
@@ -739,6 +739,95 @@ impl Engine {
     }
 }
 
+/// One row of an import preview: what the row would write, or why it would be rejected.
+pub struct ImportPreviewRow {
+    /// 1-based line the row starts on.
+    pub line: u64,
+    pub outcome: Result<ContactUpsert, String>,
+}
+
+/// What the first rows of an upload would import, for the console's mapping step.
+pub struct ImportPreview {
+    /// The CSV header's column names (empty for NDJSON).
+    pub columns: Vec<String>,
+    pub rows: Vec<ImportPreviewRow>,
+}
+
+/// Reads the head of an upload with the import's own row reader, without writing anything.
+/// `complete` says whether `head` is the whole file (else its last, cut row is left out).
+pub fn preview_import(
+    options: &ImportOptions,
+    head: &[u8],
+    complete: bool,
+    max_rows: usize,
+) -> ImportPreview {
+    let mut reader = RowReader::new(options.clone());
+    let mut batch = Batch::default();
+    reader.feed(head, &mut batch);
+    if complete {
+        reader.finish(&mut batch);
+    }
+    let columns = reader
+        .header
+        .as_ref()
+        .map(|h| h.iter().map(|(name, _)| name.clone()).collect())
+        .unwrap_or_default();
+    let mut rows: Vec<ImportPreviewRow> = batch
+        .rows
+        .into_iter()
+        .zip(batch.lines)
+        .map(|(row, line)| ImportPreviewRow {
+            line,
+            outcome: Ok(row),
+        })
+        .chain(batch.rejects.into_iter().map(|r| ImportPreviewRow {
+            line: r.line,
+            outcome: Err(r.reason),
+        }))
+        .collect();
+    rows.sort_by_key(|r| r.line);
+    rows.truncate(max_rows);
+    ImportPreview { columns, rows }
+}
+
+impl Engine {
+    /// Every rejected row of an import as CSV `line,reason,row`.
+    pub async fn import_rejects_csv(
+        &self,
+        app: &ApplicationId,
+        job: &ImportJobRecord,
+    ) -> Result<String, ApiFailure> {
+        let mut out = String::from("line,reason,row\n");
+        let mut after = 0;
+        loop {
+            let page = self
+                .store
+                .import_rejects(app, &job.id, after, 1_000)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = last.line;
+            for r in &page {
+                out.push_str(&format!(
+                    "{},{},{}\n",
+                    r.line,
+                    csv_cell(&r.reason),
+                    csv_cell(&r.raw)
+                ));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A CSV cell, quoted when it needs to be.
+pub fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
 fn contact_not_found(phone: &E164) -> ApiFailure {
     ApiFailure::new(
         FailureKind::NotFound,
@@ -750,6 +839,8 @@ fn contact_not_found(phone: &E164) -> ApiFailure {
 #[derive(Default)]
 struct Batch {
     rows: Vec<ContactUpsert>,
+    /// The line of each row in `rows` (kept only for previews).
+    lines: Vec<u64>,
     rejects: Vec<RejectedRow>,
     read: u64,
 }
@@ -858,7 +949,10 @@ impl RowReader {
             ImportFormat::Ndjson => ndjson_row(&text),
         };
         match row {
-            Ok(r) => batch.rows.push(r),
+            Ok(r) => {
+                batch.rows.push(r);
+                batch.lines.push(line);
+            }
             Err(reason) => batch.rejects.push(reject(reason)),
         }
     }

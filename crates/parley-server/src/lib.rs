@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod console;
+pub mod console_audience;
 pub mod console_platforms;
 pub mod console_templates;
 pub mod error;
@@ -251,6 +252,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/console/platforms.js", get(console_platforms::script))
         .route("/console.css", get(console::stylesheet))
+        .merge(console_audience::routes())
         .fallback(not_found)
         .layer(middleware::from_fn(track_requests))
         .layer(TraceLayer::new_for_http())

@@ -354,14 +354,6 @@ pub async fn get_import(
     ))
 }
 
-fn csv_cell(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
-}
-
 #[utoipa::path(
     get, path = "/api/v1/contacts/import/{job}/rejected", tag = "contacts",
     params(("job" = String, Path, description = "Import id, `imp_…`")),
@@ -374,26 +366,16 @@ pub async fn rejected_rows(
     Path(job): Path<String>,
 ) -> Result<Response, ApiError> {
     let job = state.engine.import_job(&app, &job).await?;
-    let mut out = String::from("line,reason,row\n");
-    let mut after = 0;
-    loop {
-        let page = state
-            .engine
-            .store
-            .import_rejects(&app, &job.id, after, 1_000)
-            .await
-            .map_err(parley_engine::ApiFailure::from)?;
-        let Some(last) = page.last() else { break };
-        after = last.line;
-        for r in &page {
-            out.push_str(&format!(
-                "{},{},{}\n",
-                r.line,
-                csv_cell(&r.reason),
-                csv_cell(&r.raw)
-            ));
-        }
-    }
+    rejected_csv_response(&state, &app, &job).await
+}
+
+/// The rejected rows of `job` as a CSV download (the API's and the console's).
+pub async fn rejected_csv_response(
+    state: &AppState,
+    app: &parley_domain::ApplicationId,
+    job: &ImportJobRecord,
+) -> Result<Response, ApiError> {
+    let out = state.engine.import_rejects_csv(app, job).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),

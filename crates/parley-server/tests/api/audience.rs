@@ -401,3 +401,270 @@ async fn stop_keyword_opts_out_and_start_opts_back_in() {
         .collect();
     assert_eq!(history, ["opted_out", "opted_in"]);
 }
+
+// --- The console's audience pages in a real browser -------------------------------------------
+
+async fn console_sign_in(app: &TestApp) -> crate::browser::Browser {
+    use fantoccini::Locator;
+    let browser = crate::browser::Browser::start().await;
+    let c = &browser.client;
+    c.goto(&format!("{}/login", app.url)).await.expect("goto");
+    browser.wait_css("input[name=email]").await;
+    for (name, value) in [
+        ("email", app.console_email.as_str()),
+        ("password", app.console_password.as_str()),
+    ] {
+        c.find(Locator::Css(&format!("input[name={name}]")))
+            .await
+            .expect("input")
+            .send_keys(value)
+            .await
+            .expect("type");
+    }
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+    browser.wait_text("WhatsApp platforms").await;
+    browser
+}
+
+/// Polls until the element's text satisfies `ok`; returns the text.
+async fn wait_for_text(
+    browser: &crate::browser::Browser,
+    css: &str,
+    ok: impl Fn(&str) -> bool,
+) -> String {
+    let mut last = String::new();
+    for _ in 0..200 {
+        if let Ok(el) = browser.client.find(fantoccini::Locator::Css(css)).await
+            && let Ok(t) = el.text().await
+        {
+            if ok(&t) {
+                return t;
+            }
+            last = t;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("`{css}` never showed what was expected; last text `{last}`");
+}
+
+#[tokio::test]
+async fn console_filters_contacts_with_a_live_count_that_matches_the_api() {
+    use fantoccini::Locator;
+    let app = spawn_app().await;
+    for (i, (city, visits)) in [
+        ("Berlin", 5),
+        ("berlin", 3),
+        ("Berlin", 1),
+        ("Hamburg", 9),
+        ("Berlin", 12),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (status, v) = app
+            .api_call(
+                Method::PUT,
+                &format!("/api/v1/contacts/+49170555000{i}"),
+                Some(&json!({"name": format!("Filter {i}"), "tags": {"city": city, "visits": visits}})),
+            )
+            .await;
+        assert!(status == 201 || status == 200, "{v}");
+    }
+    let filter = r#"city = "Berlin" and visits >= 3"#;
+    let expected = count(&app, filter).await;
+    // The demo seed has some of its own; ours add three.
+    assert!((3..50).contains(&expected), "{expected}");
+
+    let browser = console_sign_in(&app).await;
+    let c = &browser.client;
+    c.find(Locator::LinkText("Contacts"))
+        .await
+        .expect("nav")
+        .click()
+        .await
+        .expect("click");
+    browser.wait_css("#filter").await;
+    // A filter with a mistake shows where it is, live.
+    let input = c.find(Locator::Css("#filter")).await.expect("filter");
+    input.send_keys("city = ").await.expect("type");
+    let err = wait_for_text(&browser, "#filter-error", |t| t.contains("character")).await;
+    assert!(err.contains("at character 6"), "{err}");
+    input.clear().await.expect("clear");
+    input.send_keys(filter).await.expect("type");
+    wait_for_text(&browser, "#filter-count", |t| t == expected.to_string()).await;
+    let err = c
+        .find(Locator::Css("#filter-error"))
+        .await
+        .expect("error box");
+    assert!(!err.is_displayed().await.expect("displayed"));
+    // Applying it lists exactly those contacts; one opens with its tags.
+    c.find(Locator::Css("#contacts-form button[type=submit]"))
+        .await
+        .expect("submit")
+        .click()
+        .await
+        .expect("click");
+    browser.wait_css("#contacts").await;
+    let rows = c
+        .find_all(Locator::Css("#contacts tbody tr"))
+        .await
+        .expect("rows");
+    assert_eq!(rows.len() as u64, expected);
+    browser.wait_text("Filter 4").await;
+    c.find(Locator::LinkText("+491705550004"))
+        .await
+        .expect("link")
+        .click()
+        .await
+        .expect("click");
+    browser.wait_css("#tags").await;
+    let tags = c
+        .find(Locator::Css("#tags"))
+        .await
+        .expect("tags")
+        .text()
+        .await
+        .expect("text");
+    assert!(tags.contains("visits") && tags.contains("12"), "{tags}");
+    browser.wait_text("Marketing subscription").await;
+
+    // Segments: a live count and sample while typing, then saved with its count.
+    c.find(Locator::LinkText("Segments"))
+        .await
+        .expect("nav")
+        .click()
+        .await
+        .expect("click");
+    browser.wait_css("#segment-form").await;
+    c.find(Locator::Css("#segment-form input[name=name]"))
+        .await
+        .expect("name")
+        .send_keys("Berlin regulars")
+        .await
+        .expect("type");
+    c.find(Locator::Css("#filter"))
+        .await
+        .expect("filter")
+        .send_keys(filter)
+        .await
+        .expect("type");
+    wait_for_text(&browser, "#filter-count", |t| t == expected.to_string()).await;
+    wait_for_text(&browser, "#filter-sample", |t| t.contains("+49")).await;
+    c.find(Locator::Css("#segment-form button[type=submit]"))
+        .await
+        .expect("save")
+        .click()
+        .await
+        .expect("click");
+    browser.wait_text("Segment “Berlin regulars” saved.").await;
+    let row = wait_for_text(&browser, "#segments", |t| t.contains("Berlin regulars")).await;
+    assert!(
+        row.contains(&format!("Berlin regulars {filter} {expected}")),
+        "{row}"
+    );
+
+    // A cross-site count request is refused.
+    let r = app
+        .http
+        .post(format!("{}/contacts/count", app.url))
+        .header("origin", "https://evil.example")
+        .json(&json!({"filter": "all"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+}
+
+#[tokio::test]
+async fn console_imports_a_csv_with_progress_and_a_rejected_row() {
+    use fantoccini::Locator;
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("people.csv");
+    std::fs::write(
+        &path,
+        "phone,first_name,city,visits\n\
+         +4917066600001,ana,Berlin,3\n\
+         +4917066600002,bo,Köln,x\n\
+         +4917066600003,cy,Berlin,7\n",
+    )
+    .expect("write");
+
+    let browser = console_sign_in(&app).await;
+    let c = &browser.client;
+    c.find(Locator::LinkText("Import"))
+        .await
+        .expect("nav")
+        .click()
+        .await
+        .expect("click");
+    browser.wait_css("#import-file").await;
+    c.find(Locator::Css("#import-file"))
+        .await
+        .expect("file")
+        .send_keys(&path.display().to_string())
+        .await
+        .expect("choose file");
+    // The header's columns, mapped by guess (phone → the phone field, visits → integer), and a
+    // preview that already shows the bad row.
+    browser
+        .wait_css("#import-columns tr[data-column=visits]")
+        .await;
+    let visits_type = c
+        .find(Locator::Css(
+            "#import-columns tr[data-column=visits] [data-role=type]",
+        ))
+        .await
+        .expect("type");
+    assert_eq!(
+        visits_type.prop("value").await.expect("value").as_deref(),
+        Some("integer")
+    );
+    let preview = wait_for_text(&browser, "#import-preview tbody", |t| {
+        t.contains("is not an integer")
+    })
+    .await;
+    assert!(preview.contains("+4917066600001"), "{preview}");
+    c.find(Locator::Css("#import-start"))
+        .await
+        .expect("start")
+        .click()
+        .await
+        .expect("click");
+    wait_for_text(&browser, "#import-state", |t| t == "done").await;
+    for (id, want) in [
+        ("#import-read", "3"),
+        ("#import-created", "2"),
+        ("#import-rejected", "1"),
+    ] {
+        let got = c
+            .find(Locator::Css(id))
+            .await
+            .expect("count")
+            .text()
+            .await
+            .expect("text");
+        assert_eq!(got, want, "{id}");
+    }
+    let link = c
+        .find(Locator::Css("#import-rejected-link"))
+        .await
+        .expect("link")
+        .attr("href")
+        .await
+        .expect("href")
+        .expect("an href");
+    assert!(link.ends_with("/rejected.csv"), "{link}");
+    // The imported contact has its typed tag.
+    let (status, v) = app
+        .api_call(Method::GET, "/api/v1/contacts/+4917066600003", None)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["tags"]["visits"], 7, "{v}");
+    assert_eq!(v["tags"]["city"], "Berlin", "{v}");
+}
