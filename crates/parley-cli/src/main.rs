@@ -5,6 +5,7 @@
 mod bench;
 mod bench_campaign;
 mod config;
+mod contacts;
 mod demo;
 
 use std::net::SocketAddr;
@@ -51,6 +52,11 @@ enum Command {
     Migrate {
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+    /// Manage contacts (import a CSV or NDJSON file).
+    Contacts {
+        #[command(subcommand)]
+        action: contacts::ContactsAction,
     },
     /// Manage API tokens.
     Token {
@@ -119,6 +125,11 @@ async fn main() -> std::process::ExitCode {
         } => sandbox(listen, webhook_url).await,
         Command::Migrate { config } => migrate(config).await,
         Command::Token { action } => token(action).await,
+        Command::Contacts { action } => match contacts::run(action).await {
+            Ok(0) => Ok(()),
+            Ok(code) => return std::process::ExitCode::from(code),
+            Err(e) => Err(e),
+        },
         Command::Bench {
             what: BenchWhat::Audience { contacts },
         } => bench::audience(contacts).await,

@@ -184,3 +184,89 @@ fn token_create_on_an_empty_database_says_what_to_do() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no application yet"), "{err}");
 }
+
+#[tokio::test]
+async fn contacts_import_reads_a_csv_into_the_configured_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let http = reqwest::Client::new();
+    // The demo creates the database and its application once.
+    let demo = Demo::start(dir.path());
+    #[cfg(unix)]
+    assert!(demo.interrupt().success());
+    #[cfg(not(unix))]
+    drop(demo);
+
+    let csv = dir.path().join("people.csv");
+    std::fs::write(
+        &csv,
+        "Mobile,first_name,city,visits\n\
+         +4917077700001,ana,Berlin,3\n\
+         +4917077700002,bo,Köln,many\n\
+         +4917077700003,cy,Berlin,7\n",
+    )
+    .expect("write csv");
+    let out = Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(["contacts", "import"])
+        .arg(&csv)
+        .args(["--map", "Mobile:phone", "--map", "visits:visits:integer"])
+        .env("PARLEY_DATA_DIR", dir.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("contacts import");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a rejected row exits 2: {stdout} {stderr}"
+    );
+    assert!(
+        stdout.contains("3 rows read, 2 created, 0 updated, 1 rejected"),
+        "{stdout}"
+    );
+    let rejected_path = dir.path().join("people.csv.rejected.csv");
+    assert!(
+        stdout.contains(&rejected_path.display().to_string()),
+        "{stdout}"
+    );
+    let rejected = std::fs::read_to_string(&rejected_path).expect("rejected rows");
+    assert!(
+        rejected.starts_with("line,reason,row\n3,") && rejected.contains("many"),
+        "{rejected}"
+    );
+
+    // A bad mapping is refused before anything is read.
+    let out = Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(["contacts", "import"])
+        .arg(&csv)
+        .args(["--map", "visits:visits:wat"])
+        .env("PARLEY_DATA_DIR", dir.path())
+        .output()
+        .expect("contacts import");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown type `wat`"));
+
+    // The served database has them, typed.
+    let _demo = Demo::start(dir.path());
+    let creds = credentials(dir.path());
+    let url = creds["console_url"].as_str().expect("url");
+    let token = creds["api_token"].as_str().expect("token");
+    let c: Value = http
+        .get(format!("{url}/api/v1/contacts/+4917077700003"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(c["tags"]["visits"], 7, "{c}");
+    assert_eq!(c["tags"]["first_name"], "cy", "{c}");
+    let missing = http
+        .get(format!("{url}/api/v1/contacts/+4917077700002"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(missing.status(), 404);
+}

@@ -1,0 +1,188 @@
+//! `parley contacts import FILE`: the API's streamed import (`Engine::run_import`) run against
+//! the configured database, with a progress bar. Bad rows never stop it; they are written next
+//! to the file as `FILE.rejected.csv` (line, reason, row).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Subcommand;
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use parley_engine::audience::{ColumnMap, ImportFormat, ImportOptions};
+use parley_engine::{Engine, EngineConfig, SystemClock};
+use parley_meta::GraphClient;
+use parley_store::audience::ImportState;
+use tokio::io::AsyncReadExt;
+
+use crate::config;
+
+/// Exit code when the import finished but rejected some rows.
+pub const EXIT_REJECTED: u8 = 2;
+
+#[derive(Subcommand)]
+pub enum ContactsAction {
+    /// Import contacts from a CSV (first row names the columns) or NDJSON file, streamed.
+    /// Exits 0 when every row was taken, 2 when some were rejected (listed in
+    /// FILE.rejected.csv), 1 when the import could not run.
+    Import {
+        /// The file to read.
+        file: PathBuf,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// `csv` or `ndjson` (default: from the file's extension, else csv).
+        #[arg(long)]
+        format: Option<String>,
+        /// CSV column mapping `column:tag:type`, repeatable. Types: string, integer, float,
+        /// boolean, date, datetime, list (`;`-separated). Map a column to `phone`, `name`,
+        /// `locale`, `timezone` or `subscription` for those fields, or to an empty tag
+        /// (`column:`) to skip it. Unmapped columns become string tags named like the column.
+        #[arg(long = "map", value_name = "COLUMN:TAG:TYPE")]
+        map: Vec<String>,
+        /// Application id (`app_…`); defaults to the only application.
+        #[arg(long)]
+        application: Option<String>,
+    },
+}
+
+/// Runs the action; `Ok(code)` is the process's exit code.
+pub async fn run(action: ContactsAction) -> anyhow::Result<u8> {
+    match action {
+        ContactsAction::Import {
+            file,
+            config,
+            format,
+            map,
+            application,
+        } => import(file, config, format, map, application).await,
+    }
+}
+
+async fn import(
+    file: PathBuf,
+    config: Option<PathBuf>,
+    format: Option<String>,
+    map: Vec<String>,
+    application: Option<String>,
+) -> anyhow::Result<u8> {
+    let format = match format {
+        Some(f) => ImportFormat::parse(&f)
+            .with_context(|| format!("--format `{f}` is not csv or ndjson"))?,
+        None => match file.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("ndjson") || e.eq_ignore_ascii_case("jsonl") => {
+                ImportFormat::Ndjson
+            }
+            _ => ImportFormat::Csv,
+        },
+    };
+    let columns = map
+        .iter()
+        .map(|m| ColumnMap::parse(m).map_err(|e| anyhow::anyhow!("--map {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let handle = tokio::fs::File::open(&file)
+        .await
+        .with_context(|| format!("cannot open {}", file.display()))?;
+    let size = handle.metadata().await.map(|m| m.len()).unwrap_or(0);
+
+    let cfg = config::Config::load_unchecked(config.as_deref())?;
+    let store = crate::open_store(&cfg).await?;
+    let apps = store.applications().await?;
+    let app = match application {
+        Some(id) => apps
+            .into_iter()
+            .find(|a| a.id.as_str() == id)
+            .with_context(|| format!("no application `{id}`"))?,
+        None => match apps.len() {
+            1 => apps.into_iter().next().context("no application")?,
+            0 => anyhow::bail!(
+                "there is no application yet (run `parley demo` once, or connect a platform)"
+            ),
+            _ => anyhow::bail!("there are several applications: choose one with --application"),
+        },
+    };
+    parley_domain::warm_up();
+    let engine = Engine::new(
+        store,
+        GraphClient::new(&cfg.meta.graph_url, &cfg.meta.graph_version),
+        Arc::new(SystemClock),
+        EngineConfig::default(),
+    );
+
+    let bar = ProgressBar::new(size);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {bytes}/{total_bytes} {elapsed_precise} eta {eta}  {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message("starting…");
+    // The file as a stream of 64 KiB chunks, advancing the bar as they are read.
+    let read_bar = bar.clone();
+    let body = futures::stream::unfold(Some(handle), move |state| {
+        let bar = read_bar.clone();
+        async move {
+            let mut f = state?;
+            let mut buf = vec![0u8; 64 * 1024];
+            match f.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    bar.inc(n as u64);
+                    Some((Ok::<_, std::io::Error>(buf), Some(f)))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        }
+    })
+    .boxed();
+
+    let job = engine
+        .create_import(&app.id, format)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let options = ImportOptions { format, columns };
+    let progress_bar = bar.clone();
+    let job = engine
+        .run_import(job, &options, body, move |j| {
+            progress_bar.set_message(format!(
+                "{} rows read, {} created, {} updated, {} rejected",
+                j.rows_read, j.created, j.updated, j.rejected
+            ));
+        })
+        .await?;
+    bar.finish_and_clear();
+
+    println!(
+        "{}: {} rows read, {} created, {} updated, {} rejected (import {})",
+        file.display(),
+        job.rows_read,
+        job.created,
+        job.updated,
+        job.rejected,
+        job.id
+    );
+    if job.rejected > 0 {
+        let csv = engine
+            .import_rejects_csv(&app.id, &job)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let mut name = file.file_name().unwrap_or_default().to_os_string();
+        name.push(".rejected.csv");
+        let path = file.with_file_name(name);
+        match std::fs::write(&path, csv) {
+            Ok(()) => println!("rejected rows (line, reason, row): {}", path.display()),
+            Err(e) => eprintln!("cannot write {}: {e}", path.display()),
+        }
+        println!(
+            "they can also be read with GET /api/v1/contacts/import/{}/rejected",
+            job.id
+        );
+    }
+    if job.state == ImportState::Failed {
+        anyhow::bail!(
+            "the import stopped: {}",
+            job.error.unwrap_or_else(|| "unknown error".into())
+        );
+    }
+    Ok(if job.rejected > 0 { EXIT_REJECTED } else { 0 })
+}
