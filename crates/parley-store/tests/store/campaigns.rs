@@ -4,10 +4,10 @@
 
 use parley_domain::quota::{Gate, MessagingLimit, QUOTA_WINDOW_MS, Reach};
 use parley_domain::{CampaignId, MessageId, MessageState};
+use parley_store::InboundRecord;
 use parley_store::campaigns::{
     CampaignKind, CampaignRecord, CampaignState, PlannedMessage, QuotaRequest,
 };
-use parley_store::InboundRecord;
 use serde_json::json;
 
 use crate::backend::Backend;

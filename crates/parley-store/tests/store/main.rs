@@ -5,8 +5,8 @@
 //! Add an area's cases in `<area>.rs` and list them in that module's `contract!`.
 
 mod audience;
-mod campaigns;
 mod backend;
+mod campaigns;
 mod contacts;
 mod fixtures;
 mod messages;
