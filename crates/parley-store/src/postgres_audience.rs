@@ -237,8 +237,9 @@ impl AudienceStore for PostgresStore {
         app: &ApplicationId,
         q: &ContactQuery<'_>,
     ) -> Result<Vec<AudienceContact>> {
-        let mut qb =
-            QueryBuilder::<Postgres>::new("SELECT * FROM contacts WHERE application_id = ");
+        let mut qb = QueryBuilder::<Postgres>::new(
+            "SELECT id, application_id, phone, wa_id, name, tags, last_inbound_at, created_at, updated_at, locale, timezone, subscription, subscription_source, subscription_at FROM contacts WHERE application_id = ",
+        );
         qb.push_bind(app.as_str());
         if let Some(after) = q.after {
             qb.push(" AND phone COLLATE \"C\" > ");

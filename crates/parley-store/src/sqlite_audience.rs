@@ -223,7 +223,9 @@ impl AudienceStore for SqliteStore {
         app: &ApplicationId,
         q: &ContactQuery<'_>,
     ) -> Result<Vec<AudienceContact>> {
-        let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM contacts WHERE application_id = ");
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "SELECT id, application_id, phone, wa_id, name, tags, last_inbound_at, created_at, updated_at, locale, timezone, subscription, subscription_source, subscription_at FROM contacts WHERE application_id = ",
+        );
         qb.push_bind(app.as_str());
         if let Some(after) = q.after {
             qb.push(" AND phone > ");
