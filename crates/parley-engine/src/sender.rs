@@ -296,7 +296,7 @@ async fn send_one(state: &NumberState, token: &str, m: MessageRecord) {
     let reach = match &m.content {
         MessageContent::Template { .. } => match gate(state, &m, now).await {
             Some(r) => Some(r),
-            None => return,
+            None => return skip_if_cancelled(state, &m, now).await,
         },
         MessageContent::Text { .. } => None,
     };
@@ -305,7 +305,7 @@ async fn send_one(state: &NumberState, token: &str, m: MessageRecord) {
         if let Err(e) = engine.store.reschedule_message(&m.id, at, None, now).await {
             tracing::error!(message_id = %m.id, error = %e, "could not space a message");
         }
-        return;
+        return skip_if_cancelled(state, &m, now).await;
     }
     state.limiter.until_ready().await;
     let body = request_body(&m);
@@ -314,6 +314,7 @@ async fn send_one(state: &NumberState, token: &str, m: MessageRecord) {
         .send_message(token, &state.number.phone_number_id, &body)
         .await;
     let now = engine.now();
+    let accepted = matches!(&result, Ok(resp) if resp.wamid().is_some());
     let outcome = match result {
         Ok(resp) => match resp.wamid() {
             Some(wamid) => {
@@ -361,6 +362,27 @@ async fn send_one(state: &NumberState, token: &str, m: MessageRecord) {
     if let Err(e) = outcome {
         // The row keeps its lease; the crash-recovery pass will requeue it.
         tracing::error!(message_id = %m.id, error = %e, "could not record a send's outcome");
+    }
+    if !accepted {
+        skip_if_cancelled(state, &m, now).await;
+    }
+}
+
+/// A message claimed before its campaign was cancelled and then put back in the queue (a
+/// retry, a quota wait, pair spacing) would wait there forever: the cancel skipped only
+/// the messages queued at that moment. Called after the message went back, so a cancel
+/// that comes later finds it queued and one that came earlier is seen here.
+async fn skip_if_cancelled(state: &NumberState, m: &MessageRecord, now: i64) {
+    let store = &state.engine.store;
+    let Ok(Some(campaign)) = store.message_campaign(&m.id).await else {
+        return;
+    };
+    let cancelled = matches!(
+        store.campaign(&m.application_id, &campaign).await,
+        Ok(Some(c)) if c.state == parley_store::campaigns::CampaignState::Cancelled
+    );
+    if cancelled && let Err(e) = store.cancel_campaign_messages(&campaign, now).await {
+        tracing::warn!(campaign_id = %campaign, error = %e, "could not skip the messages of a cancelled campaign");
     }
 }
 

@@ -299,3 +299,222 @@ async fn campaign_requests_are_checked() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["data"].as_array().map(Vec::len), Some(0));
 }
+
+impl TestApp {
+    /// Meta raises the demo number's tier; waits until Parley's plan for `campaign` shows it.
+    async fn raise_tier(&self, campaign: &str, tier: &str, limit: u64) {
+        let pn = parley_sandbox::demo_ids::PHONE_NUMBER_ID;
+        self.sandbox_post(
+            &format!("/sandbox/phone_numbers/{pn}/limit"),
+            &json!({"limit": tier}),
+        )
+        .await;
+        for _ in 0..400 {
+            let plan = self.campaign_get(campaign, "/plan").await;
+            if plan["quota"]["limit"] == limit {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("Parley never saw the tier {tier}");
+    }
+
+    async fn sandbox_faults(&self, faults: Value) {
+        self.sandbox_post("/sandbox/faults", &faults).await;
+    }
+
+    /// A `welcome` campaign to everyone tagged `cohort`.
+    async fn welcome_campaign(&self, name: &str, cohort: &str, extra: Value) -> String {
+        let mut body = json!({
+            "name": name,
+            "template": {"name": "welcome", "language": "en",
+                         "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}"}},
+            "audience": {"filter": format!("cohort = \"{cohort}\"")},
+            "type": "transactional"
+        });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        self.create_campaign(&body).await
+    }
+
+    /// Asserts the sandbox accepted exactly one template for each of `phones` and no other.
+    async fn assert_one_each(&self, phones: &[String]) {
+        let sent = self.accepted_by_recipient().await;
+        let doubled: Vec<_> = sent.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(doubled.is_empty(), "sent twice: {doubled:?}");
+        let want: HashSet<String> = phones.iter().map(|p| digits(p)).collect();
+        let got: HashSet<String> = sent.keys().cloned().collect();
+        let lost: Vec<_> = want.difference(&got).collect();
+        assert!(lost.is_empty(), "never sent: {lost:?}");
+        assert_eq!(got.len(), want.len(), "sent to others");
+    }
+}
+
+#[tokio::test]
+async fn transient_errors_throttling_and_messy_webhooks_end_with_one_message_each() {
+    let app = spawn_app().await;
+    let phones = seed(&app, "storm", 30_000_000, 300, 0).await;
+    let id = app.welcome_campaign("Storm", "storm", json!({})).await;
+    app.raise_tier(&id, "TIER_2K", 2_000).await;
+    app.sandbox_faults(json!({
+        "error_rates": {"131000": 0.05},
+        "fail_next": [130429, 130429, 130429, 130429, 130429, 131000, 130429, 130429],
+        "duplicate_webhooks": 0.3,
+        "reorder_webhooks": true,
+    }))
+    .await;
+    app.campaign_action(&id, "start").await;
+    let stats = app
+        .wait_stats(&id, "completed, every message read", |s| {
+            s["state"] == "completed" && s["read"] == 300
+        })
+        .await;
+    for key in [
+        "queued",
+        "waiting_for_quota",
+        "sending",
+        "accepted",
+        "failed",
+    ] {
+        assert_eq!(stats[key], 0, "{key}: {stats}");
+    }
+    assert_eq!(stats["recipients"], 300, "{stats}");
+    app.assert_one_each(&phones).await;
+    assert_eq!(app.sandbox_violations().await, json!([]));
+}
+
+#[tokio::test]
+async fn pause_holds_the_rest_resume_continues_and_cancel_leaves_nothing_to_send() {
+    let app = spawn_app().await;
+    let phones = seed(&app, "steady", 40_000_000, 300, 0).await;
+    let id = app.welcome_campaign("Steady", "steady", json!({})).await;
+    app.raise_tier(&id, "TIER_2K", 2_000).await;
+    // Slow answers so the campaign is still going when it is paused.
+    app.sandbox_faults(json!({"latency_ms": 300})).await;
+    app.campaign_action(&id, "start").await;
+    app.wait_stats(&id, "some sent", |s| {
+        s["accepted"].as_u64() > Some(0) || s["sent"].as_u64() > Some(0)
+    })
+    .await;
+    let (status, v) = app.campaign_action(&id, "pause").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["state"], "paused");
+    let stats = app
+        .wait_stats(&id, "nothing in flight", |s| s["sending"] == 0)
+        .await;
+    assert_eq!(stats["state_reason"], "paused by the user", "{stats}");
+    let sent_at_pause = app.accepted_by_recipient().await.len();
+    assert!(sent_at_pause < 300, "paused too late to test: {stats}");
+    // Time passes (and the sender polls): nothing more goes while paused.
+    app.advance(Duration::from_secs(600)).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(app.accepted_by_recipient().await.len(), sent_at_pause);
+    let stats = app.campaign_get(&id, "/stats").await;
+    assert_eq!(stats["state"], "paused");
+
+    app.sandbox_faults(json!({})).await;
+    let (status, v) = app.campaign_action(&id, "resume").await;
+    assert_eq!(status, 200, "{v}");
+    app.wait_stats(&id, "completed", |s| {
+        s["state"] == "completed" && s["sent"] == 300
+    })
+    .await;
+    app.assert_one_each(&phones).await;
+    let (status, _) = app.campaign_action(&id, "cancel").await;
+    assert_eq!(status, 409, "a completed campaign cannot be cancelled");
+
+    // A second campaign, cancelled while running: nothing is left to send.
+    let more = seed(&app, "cancelled", 41_000_000, 300, 0).await;
+    let id = app
+        .welcome_campaign("Cancelled", "cancelled", json!({}))
+        .await;
+    app.sandbox_faults(json!({"latency_ms": 300})).await;
+    app.campaign_action(&id, "start").await;
+    app.wait_stats(&id, "some sent", |s| {
+        s["accepted"].as_u64() > Some(0) || s["sent"].as_u64() > Some(0)
+    })
+    .await;
+    let (status, v) = app.campaign_action(&id, "cancel").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["state"], "cancelled");
+    let stats = app
+        .wait_stats(&id, "nothing in flight", |s| s["sending"] == 0)
+        .await;
+    assert_eq!(stats["queued"], 0, "{stats}");
+    assert_eq!(stats["waiting_for_quota"], 0, "{stats}");
+    app.sandbox_faults(json!({})).await;
+    let count = |by: &std::collections::HashMap<String, usize>| {
+        more.iter().filter(|p| by.contains_key(&digits(p))).count()
+    };
+    let at_cancel = count(&app.accepted_by_recipient().await);
+    assert!(at_cancel < 300, "cancelled too late to test: {stats}");
+    app.advance(Duration::from_secs(600)).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(count(&app.accepted_by_recipient().await), at_cancel);
+    let (status, _) = app.campaign_action(&id, "resume").await;
+    assert_eq!(status, 409, "a cancelled campaign cannot be resumed");
+    assert_eq!(app.campaign_get(&id, "/stats").await["state"], "cancelled");
+}
+
+#[tokio::test]
+async fn a_scheduled_campaign_starts_when_the_clock_passes_its_time() {
+    let app = spawn_app().await;
+    let phones = seed(&app, "later", 50_000_000, 10, 0).await;
+    let at = app.clock_now() / 1000 + 3_600;
+    let at = time::OffsetDateTime::from_unix_timestamp(at)
+        .expect("time")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("rfc3339");
+    let id = app
+        .welcome_campaign("Later", "later", json!({"scheduled_at": at}))
+        .await;
+    let (status, v) = app.campaign_action(&id, "start").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["state"], "scheduled");
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(app.campaign_get(&id, "/stats").await["state"], "scheduled");
+    assert!(app.accepted_by_recipient().await.is_empty());
+    app.advance(Duration::from_secs(3_540)).await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(
+        app.campaign_get(&id, "/stats").await["state"],
+        "scheduled",
+        "a minute early"
+    );
+    app.advance(Duration::from_secs(61)).await;
+    app.wait_stats(&id, "completed", |s| {
+        s["state"] == "completed" && s["sent"] == 10
+    })
+    .await;
+    app.assert_one_each(&phones).await;
+}
+
+#[tokio::test]
+async fn a_template_error_pauses_the_campaign_with_the_reason() {
+    let app = spawn_app().await;
+    let phones = seed(&app, "broken", 60_000_000, 40, 0).await;
+    let id = app.welcome_campaign("Broken", "broken", json!({})).await;
+    app.sandbox_faults(json!({"fail_next": [132001]})).await;
+    app.campaign_action(&id, "start").await;
+    let stats = app
+        .wait_stats(&id, "paused by the template error", |s| {
+            s["state"] == "paused" && s["sending"] == 0
+        })
+        .await;
+    let reason = stats["state_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("132001"), "{stats}");
+    assert_eq!(stats["failed"], 1, "{stats}");
+    assert_eq!(stats["failed_by_code"]["132001"], 1, "{stats}");
+    // Fixed at Meta: resume sends the rest.
+    app.campaign_action(&id, "resume").await;
+    let stats = app
+        .wait_stats(&id, "completed", |s| s["state"] == "completed")
+        .await;
+    assert_eq!(stats["failed"], 1, "{stats}");
+    assert_eq!(stats["sent"], 39, "{stats}");
+    let sent = app.accepted_by_recipient().await;
+    assert_eq!(sent.len(), 39);
+    assert!(sent.values().all(|n| *n == 1));
+    assert!(sent.keys().all(|k| phones.iter().any(|p| digits(p) == *k)));
+}
