@@ -186,3 +186,44 @@ fn write_credentials(path: &Path, creds: &DemoCredentials) -> anyhow::Result<()>
     std::fs::rename(&tmp, path)?;
     Ok(())
 }
+
+/// `parley serve --seed-demo N` (hidden; for tests that run `parley sandbox` and
+/// `parley serve` as separate processes): on a database with no application yet, seeds the
+/// demo account exactly as `parley demo` does (`Engine::seed_demo`: account, user, API token,
+/// the sandbox's demo platform connected over `meta.graph_url`, N demo contacts) and writes
+/// `<data_dir>/demo-credentials.json`. A database already seeded is left alone.
+pub async fn seed_for_serve(
+    engine: &Engine,
+    config: &crate::config::Config,
+    console_url: &str,
+    contacts: usize,
+) -> anyhow::Result<()> {
+    if !engine.store.applications().await?.is_empty() {
+        return Ok(());
+    }
+    let seed = engine
+        .seed_demo(
+            &DemoPlatform {
+                business_id: demo_ids::BUSINESS_ID.into(),
+                waba_id: demo_ids::WABA_ID.into(),
+                access_token: demo_ids::ACCESS_TOKEN.into(),
+            },
+            contacts,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("seeding the demo failed: {e}"))?;
+    std::fs::create_dir_all(&config.data_dir)?;
+    write_credentials(
+        &credentials_path(&config.data_dir),
+        &DemoCredentials {
+            console_url: console_url.to_owned(),
+            email: seed.email,
+            password: seed.password,
+            api_token: seed.api_token,
+            sandbox_url: config.meta.graph_url.clone(),
+            app_id: config.meta.app_id.clone(),
+            app_secret: config.meta.app_secret.clone(),
+            verify_token: config.meta.verify_token.clone(),
+        },
+    )
+}

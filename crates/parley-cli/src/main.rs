@@ -39,6 +39,8 @@ enum Command {
         /// Path to parley.toml (values may also come from PARLEY_* variables).
         #[arg(long, short)]
         config: Option<PathBuf>,
+        #[command(flatten)]
+        test: ServeTestArgs,
     },
     /// Run only the Meta sandbox (Graph API emulator with signed webhooks).
     Sandbox {
@@ -68,6 +70,22 @@ enum Command {
         #[command(subcommand)]
         what: BenchWhat,
     },
+}
+
+/// Hidden `serve` options for tests that run Parley and the sandbox as separate processes.
+#[derive(clap::Args)]
+struct ServeTestArgs {
+    /// On an empty database, seed the demo account against `meta.graph_url` (a running
+    /// `parley sandbox`) with this many contacts; credentials go to
+    /// `<data_dir>/demo-credentials.json`.
+    #[arg(long, hide = true)]
+    seed_demo: Option<usize>,
+    /// How long a claimed message may stay in `sending` (ms; default 60 s).
+    #[arg(long, hide = true)]
+    lease_ms: Option<u64>,
+    /// Extra wait after a lease for a status webhook naming the message (ms; default 300 s).
+    #[arg(long, hide = true)]
+    crash_grace_ms: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -118,7 +136,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args).await,
-        Command::Serve { config } => serve(config).await,
+        Command::Serve { config, test } => serve(config, test).await,
         Command::Sandbox {
             listen,
             webhook_url,
@@ -233,23 +251,31 @@ async fn open_store(config: &config::Config) -> anyhow::Result<Arc<dyn parley_st
         .context("cannot open the database")
 }
 
-async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
+async fn serve(path: Option<PathBuf>, test: ServeTestArgs) -> anyhow::Result<()> {
     let config = config::Config::load(path.as_deref())?;
     tracing::info!(?config, "starting");
     parley_domain::warm_up();
     let store = open_store(&config).await?;
+    let defaults = EngineConfig::default();
+    let ms = std::time::Duration::from_millis;
     let engine = Engine::new(
         store,
         GraphClient::new(&config.meta.graph_url, &config.meta.graph_version),
         Arc::new(SystemClock),
         EngineConfig {
             meta_app: config.meta_app(),
-            ..EngineConfig::default()
+            lease: test.lease_ms.map_or(defaults.lease, ms),
+            crash_grace: test.crash_grace_ms.map_or(defaults.crash_grace, ms),
+            ..defaults
         },
     );
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    if let Some(contacts) = test.seed_demo {
+        let url = format!("http://{}", listener.local_addr()?);
+        demo::seed_for_serve(&engine, &config, &url, contacts).await?;
+    }
     let server = parley_server::Server::new(
         listener,
         engine.clone(),
