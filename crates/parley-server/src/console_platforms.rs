@@ -5,7 +5,7 @@
 //! (`/console/platforms.js`); the one foreign script is Meta's SDK from the configured URL.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use parley_domain::PlatformId;
@@ -95,6 +95,8 @@ struct CampaignsPage {
     button: SignupButton,
     has_platform: bool,
     list: String,
+    /// The campaign list (`console_campaigns`), once a platform exists.
+    campaigns: String,
 }
 
 pub fn status_label(status: &str) -> &'static str {
@@ -341,19 +343,31 @@ pub async fn platforms_list(State(state): State<AppState>, headers: HeaderMap) -
     resp
 }
 
-/// `GET /campaigns/whatsapp`.
-pub async fn campaigns_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// `GET /campaigns/whatsapp`: the campaigns (paginated with `?after=`) once a platform
+/// exists, Log in with Facebook before.
+pub async fn campaigns_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<crate::console_campaigns::ListQuery>,
+) -> Response {
     let (email, app) = match signed_in(&state, &headers).await {
         Ok(v) => v,
         Err(r) => return r,
     };
     let platforms = cards(&state, &app).await;
+    let has_platform = platforms.iter().any(|p| !p.disconnected);
+    let campaigns = if has_platform {
+        crate::console_campaigns::list_section(&state, &app.id, q.after.as_deref()).await
+    } else {
+        String::new()
+    };
     render(&CampaignsPage {
         active: "campaigns",
         email,
         button: button(&state),
-        has_platform: platforms.iter().any(|p| !p.disconnected),
+        has_platform,
         list: list_html(platforms),
+        campaigns,
     })
 }
 

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod console;
 pub mod console_audience;
+pub mod console_campaigns;
 pub mod console_platforms;
 pub mod console_templates;
 pub mod error;
@@ -250,6 +251,24 @@ pub fn router(state: AppState) -> Router {
             "/campaigns/whatsapp",
             get(console_platforms::campaigns_page),
         )
+        .route(
+            "/campaigns/whatsapp/new",
+            get(console_campaigns::new_form).post(console_campaigns::create),
+        )
+        .route(
+            "/campaigns/whatsapp/preview",
+            axum::routing::post(console_campaigns::preview),
+        )
+        .route("/campaigns/whatsapp/{id}", get(console_campaigns::detail))
+        .route(
+            "/campaigns/whatsapp/{id}/stats",
+            get(console_campaigns::stats),
+        )
+        .route(
+            "/campaigns/whatsapp/{id}/{action}",
+            axum::routing::post(console_campaigns::action),
+        )
+        .route("/console/campaigns.js", get(console_campaigns::script))
         .route("/console/platforms.js", get(console_platforms::script))
         .route("/console.css", get(console::stylesheet))
         .merge(console_audience::routes())

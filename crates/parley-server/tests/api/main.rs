@@ -5,6 +5,7 @@ mod audience;
 mod bad_input;
 mod browser;
 mod campaigns;
+mod campaigns_console;
 mod console;
 mod helpers;
 mod operations;

@@ -1,0 +1,687 @@
+//! The console's campaign pages under Campaigns › WhatsApp messages: the list (paginated,
+//! shown by `console_platforms::campaigns_page` once a platform exists), the New campaign form
+//! (one dynamic-content expression per template variable, with a live preview for a sample
+//! contact and the audience's live count), the campaign page with the plan and Start for a
+//! draft, and live progress (the page polls the statistics) with Pause / Resume / Cancel.
+//! Everything goes through the same engine calls as `/api/v1/campaigns`; field errors come
+//! back with the engine's field names and the page shows them next to the fields.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use parley_domain::{ApplicationId, CampaignId, SlotKind, SlotLocation};
+use parley_engine::audience::{PreviewContact, PreviewOutcome};
+use parley_engine::campaigns::{CampaignAudience, CampaignPlan, NewCampaign};
+use parley_store::ApplicationRecord;
+use parley_store::campaigns::{CampaignKind, CampaignRecord, CampaignState};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::console::{application_of, current_session, render, same_origin};
+use crate::error::ApiError;
+use crate::routes::messages::rfc3339;
+
+/// Campaigns per page of the list.
+const PAGE: u32 = 20;
+
+fn fail(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(String, ApplicationRecord), Response> {
+    let Some(session) = current_session(state, headers) else {
+        return Err(Redirect::to("/login").into_response());
+    };
+    let Some(app) = application_of(state, &session).await else {
+        return Err((StatusCode::NOT_FOUND, "This account has no application.").into_response());
+    };
+    Ok((session.email, app))
+}
+
+/// For the page's JSON calls: the session's application, or 401/403 as JSON. POSTs must come
+/// from this site.
+async fn signed_in_json(
+    state: &AppState,
+    headers: &HeaderMap,
+    post: bool,
+) -> Result<ApplicationRecord, Response> {
+    if post && !same_origin(headers) {
+        return Err(fail(
+            StatusCode::FORBIDDEN,
+            "cross_site",
+            "This request came from another site and was refused.",
+        ));
+    }
+    let Some(session) = current_session(state, headers) else {
+        return Err(fail(
+            StatusCode::UNAUTHORIZED,
+            "signed_out",
+            "Your session ended; sign in again.",
+        ));
+    };
+    application_of(state, &session).await.ok_or_else(|| {
+        fail(
+            StatusCode::NOT_FOUND,
+            "no_application",
+            "This account has no application.",
+        )
+    })
+}
+
+fn state_label(s: CampaignState) -> &'static str {
+    match s {
+        CampaignState::Draft => "Draft",
+        CampaignState::Scheduled => "Scheduled",
+        CampaignState::Running => "Running",
+        CampaignState::Paused => "Paused",
+        CampaignState::Completed => "Completed",
+        CampaignState::Cancelled => "Cancelled",
+    }
+}
+
+struct Row {
+    id: String,
+    name: String,
+    state: String,
+    state_label: &'static str,
+    kind: String,
+    template: String,
+    progress: String,
+    created: String,
+}
+
+#[derive(Template)]
+#[template(path = "campaigns_list.html")]
+struct ListFragment {
+    rows: Vec<Row>,
+    next: Option<String>,
+}
+
+/// `GET /campaigns/whatsapp?after=cmp_…`.
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
+    pub after: Option<String>,
+}
+
+/// The campaign list with its pagination, as HTML for the WhatsApp messages page.
+pub async fn list_section(state: &AppState, app: &ApplicationId, after: Option<&str>) -> String {
+    let after = after.and_then(|a| CampaignId::parse(a).ok());
+    let store = &state.engine.store;
+    let mut records = store
+        .campaigns(app, after.as_ref(), PAGE + 1)
+        .await
+        .unwrap_or_default();
+    let more = records.len() > PAGE as usize;
+    records.truncate(PAGE as usize);
+    let next = more
+        .then(|| records.last().map(|c| c.id.to_string()))
+        .flatten();
+    let mut rows = Vec::with_capacity(records.len());
+    for c in records {
+        let progress = match state.engine.campaign_stats(app, c.id.as_str()).await {
+            Ok(s) if s.recipients > 0 || s.planned => format!(
+                "{} % · {} of {} sent",
+                s.progress_percent, s.sent, s.recipients
+            ),
+            _ => "—".into(),
+        };
+        rows.push(Row {
+            id: c.id.to_string(),
+            name: c.name,
+            state: c.state.as_str().to_owned(),
+            state_label: state_label(c.state),
+            kind: c.kind.as_str().to_owned(),
+            template: format!("{} ({})", c.template_name, c.template_language),
+            progress,
+            created: rfc3339(c.created_at),
+        });
+    }
+    ListFragment { rows, next }.render().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "campaign list could not be rendered");
+        String::new()
+    })
+}
+
+struct NumberOption {
+    id: String,
+    label: String,
+}
+
+struct SegmentOption {
+    id: String,
+    label: String,
+}
+
+#[derive(Template)]
+#[template(path = "campaign_new.html")]
+struct NewPage {
+    active: &'static str,
+    email: String,
+    numbers: Vec<NumberOption>,
+    segments: Vec<SegmentOption>,
+    /// `[{name, language, category, variables: [{key, where, kind}]}]` for the page's script.
+    templates_json: String,
+    has_templates: bool,
+}
+
+fn slot_where(l: SlotLocation) -> String {
+    match l {
+        SlotLocation::Header => "header".into(),
+        SlotLocation::Body => "body".into(),
+        SlotLocation::Button { index, .. } => format!("button {}", index + 1),
+    }
+}
+
+fn slot_kind(k: SlotKind) -> &'static str {
+    match k {
+        SlotKind::Text => "text",
+        SlotKind::Image => "image URL",
+        SlotKind::Video => "video URL",
+        SlotKind::Document => "document URL",
+        SlotKind::Location => "location",
+        SlotKind::Payload => "button payload",
+        SlotKind::CouponCode => "coupon code",
+    }
+}
+
+/// `GET /campaigns/whatsapp/new`.
+pub async fn new_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let (email, app) = match signed_in(&state, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let store = &state.engine.store;
+    let numbers = store
+        .phone_numbers(&app.id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| NumberOption {
+            label: format!(
+                "{} · {} msg/s · {}",
+                n.display_phone_number,
+                n.throughput_mps,
+                crate::console_platforms::limit_label(n.messaging_limit.as_deref().unwrap_or(""))
+            ),
+            id: n.phone_number_id,
+        })
+        .collect();
+    let segments = store
+        .segments(&app.id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| SegmentOption {
+            label: format!("{} — {}", s.name, s.filter),
+            id: s.id.to_string(),
+        })
+        .collect();
+    let templates: Vec<Value> = store
+        .templates(&app.id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| t.deleted_at.is_none() && t.template.is_sendable().is_ok())
+        .map(|t| {
+            let vars: Vec<Value> = t
+                .template
+                .variables()
+                .into_iter()
+                .map(|s| {
+                    json!({"key": s.key, "where": slot_where(s.location), "kind": slot_kind(s.kind)})
+                })
+                .collect();
+            json!({
+                "name": t.template.name.as_str(),
+                "language": t.template.language.as_str(),
+                "category": t.template.category.as_str(),
+                "variables": vars,
+            })
+        })
+        .collect();
+    render(&NewPage {
+        active: "campaigns",
+        email,
+        numbers,
+        segments,
+        has_templates: !templates.is_empty(),
+        // `</` cannot close the script element the JSON sits in.
+        templates_json: serde_json::to_string(&templates)
+            .unwrap_or_else(|_| "[]".into())
+            .replace("</", "<\\/"),
+    })
+}
+
+/// What the New campaign form posts: the API's body, with the schedule as RFC 3339.
+#[derive(Deserialize)]
+pub struct CreateBody {
+    name: String,
+    phone_number_id: Option<String>,
+    template_name: String,
+    template_language: String,
+    #[serde(default)]
+    variables: serde_json::Map<String, Value>,
+    segment_id: Option<String>,
+    filter: Option<String>,
+    #[serde(rename = "type")]
+    kind: String,
+    scheduled_at: Option<String>,
+}
+
+fn field_error(code: &'static str, message: &str, field: &str) -> Response {
+    ApiError::new(StatusCode::BAD_REQUEST, code, message)
+        .field(field)
+        .into_response()
+}
+
+/// `POST /campaigns/whatsapp/new` (JSON): creates the draft; answers `{"id"}` or the engine's
+/// error with its field.
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let app = match signed_in_json(&state, &headers, true).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let body: CreateBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                &format!("the form could not be read: {e}"),
+            );
+        }
+    };
+    let nonempty = |s: Option<String>| s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    let audience = match (nonempty(body.segment_id), nonempty(body.filter)) {
+        (Some(id), _) => CampaignAudience::Segment(id),
+        (None, Some(f)) => CampaignAudience::Filter(f),
+        (None, None) => {
+            return field_error(
+                "audience_invalid",
+                "choose a saved segment or write a filter, e.g. city = \"Berlin\" (or all)",
+                "audience.filter",
+            );
+        }
+    };
+    let Some(kind) = CampaignKind::parse(&body.kind) else {
+        return field_error("type_invalid", "choose marketing or transactional", "type");
+    };
+    let scheduled_at = match nonempty(body.scheduled_at) {
+        None => None,
+        Some(s) => {
+            match time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339) {
+                Ok(t) => Some((t.unix_timestamp_nanos() / 1_000_000) as i64),
+                Err(_) => {
+                    return field_error(
+                        "scheduled_at_invalid",
+                        "give the date and time to start at",
+                        "scheduled_at",
+                    );
+                }
+            }
+        }
+    };
+    if body.template_name.is_empty() {
+        return field_error(
+            "template_not_found",
+            "choose an approved template",
+            "template.name",
+        );
+    }
+    let result = state
+        .engine
+        .create_campaign(
+            &app.id,
+            NewCampaign {
+                name: body.name,
+                phone_number_id: nonempty(body.phone_number_id),
+                template_name: body.template_name,
+                template_language: body.template_language,
+                variables: Value::Object(body.variables),
+                audience,
+                kind,
+                scheduled_at,
+                send_window: None,
+            },
+        )
+        .await;
+    match result {
+        Ok(c) => (
+            StatusCode::CREATED,
+            axum::Json(json!({"id": c.id.to_string()})),
+        )
+            .into_response(),
+        Err(f) => ApiError::from(f).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct PreviewBody {
+    #[serde(default)]
+    variables: serde_json::Map<String, Value>,
+    segment_id: Option<String>,
+    filter: Option<String>,
+}
+
+/// `POST /campaigns/whatsapp/preview` (JSON): the audience's live count, a sample contact
+/// from it, and each variable's expression rendered for that contact (or why it would be
+/// skipped, or what is wrong with the expression).
+pub async fn preview(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let app = match signed_in_json(&state, &headers, true).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let Ok(body) = serde_json::from_slice::<PreviewBody>(&body) else {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "the form could not be read",
+        );
+    };
+    let engine = &state.engine;
+    let nonempty = |s: Option<String>| s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    let filter = match (nonempty(body.segment_id), nonempty(body.filter)) {
+        (Some(id), _) => match engine.segment_by_id(&app.id, &id).await {
+            Ok(s) => Ok(s.filter),
+            Err(f) => Err(json!({"field": "audience.segment_id", "message": f.message})),
+        },
+        (None, Some(f)) => Ok(f),
+        (None, None) => Ok("all".to_owned()),
+    };
+    let mut audience = json!(null);
+    let mut sample_phone: Option<String> = None;
+    match filter.and_then(|f| {
+        engine
+            .parse_segment(&f)
+            .map_err(|e| json!({"field": "audience.filter", "message": e.message}))
+    }) {
+        Ok(segment) => match engine.preview_segment(&app.id, &segment, 1).await {
+            Ok(p) => {
+                let sample = p.sample.first();
+                sample_phone = sample.map(|c| c.contact.phone.clone());
+                audience = json!({
+                    "count": p.count,
+                    "sample": sample.map(|c| json!({"phone": c.contact.phone, "name": c.contact.name})),
+                });
+            }
+            Err(f) => {
+                audience = json!({"error": {"field": "audience.filter", "message": f.message}})
+            }
+        },
+        Err(e) => audience = json!({"error": e}),
+    }
+    let mut values = serde_json::Map::new();
+    for (key, expr) in &body.variables {
+        let Some(expr) = expr.as_str() else { continue };
+        let contact = match &sample_phone {
+            Some(p) => PreviewContact::Phone(p.clone()),
+            None => PreviewContact::Inline {
+                phone: None,
+                name: None,
+                tags: Default::default(),
+            },
+        };
+        let v = match engine
+            .personalize_preview(&app.id, contact, Some(expr), None)
+            .await
+        {
+            Ok(PreviewOutcome::Text(t)) => json!({"text": t}),
+            Ok(PreviewOutcome::Skipped(r)) => {
+                json!({"skipped": {"code": r.code(), "reason": r.to_string()}})
+            }
+            Ok(PreviewOutcome::Template(_)) => json!(null),
+            Err(f) => json!({"error": f.message}),
+        };
+        values.insert(key.clone(), v);
+    }
+    axum::Json(json!({"audience": audience, "values": values})).into_response()
+}
+
+struct PlanView {
+    audience: u64,
+    recipients: u64,
+    skipped: Vec<(String, u64)>,
+    quota_used: u64,
+    quota_limit: String,
+    scope: String,
+    tier: String,
+    in_window: u64,
+    sendable_now: u64,
+    later: Vec<(String, u64)>,
+    last_wave_at: String,
+    throughput: u32,
+    duration: String,
+}
+
+fn skip_label(code: &str) -> String {
+    match code {
+        "opted_out" => "opted out of marketing".into(),
+        "missing_tag" => "missing tag with no default".into(),
+        "bad_tag_value" => "tag value unusable".into(),
+        "empty_value" => "empty value".into(),
+        "invalid_number" => "invalid number".into(),
+        "duplicate" => "duplicate".into(),
+        "cancelled" => "cancelled".into(),
+        other => other.replace('_', " "),
+    }
+}
+
+fn duration_label(seconds: f64) -> String {
+    let s = seconds.ceil() as u64;
+    match s {
+        0 => "under a second".into(),
+        1..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
+    }
+}
+
+fn plan_view(p: CampaignPlan) -> PlanView {
+    PlanView {
+        audience: p.audience,
+        recipients: p.recipients,
+        skipped: p
+            .skipped_by_reason
+            .into_iter()
+            .map(|(k, n)| (skip_label(&k), n))
+            .collect(),
+        quota_used: p.quota.used,
+        quota_limit: p
+            .quota
+            .limit
+            .map_or_else(|| "unlimited".into(), |l| l.to_string()),
+        scope: match p.quota.scope {
+            "phone_number" => "this phone number".into(),
+            _ => "the business portfolio".into(),
+        },
+        tier: p.quota.tier.unwrap_or_default(),
+        in_window: p.quota.in_service_window,
+        sendable_now: p.sendable_now,
+        later: p.later.into_iter().map(|w| (w.at, w.contacts)).collect(),
+        last_wave_at: p.last_wave_at.unwrap_or_default(),
+        throughput: p.throughput_mps,
+        duration: duration_label(p.seconds_to_send),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "campaign_detail.html")]
+struct DetailPage {
+    active: &'static str,
+    email: String,
+    c: CampaignView,
+    plan: Option<PlanView>,
+    plan_error: String,
+}
+
+struct CampaignView {
+    id: String,
+    name: String,
+    state: String,
+    state_label: &'static str,
+    reason: String,
+    kind: String,
+    template: String,
+    variables: Vec<(String, String)>,
+    audience: String,
+    number: String,
+    scheduled: String,
+    created: String,
+    draft: bool,
+}
+
+fn view(c: &CampaignRecord) -> CampaignView {
+    CampaignView {
+        id: c.id.to_string(),
+        name: c.name.clone(),
+        state: c.state.as_str().to_owned(),
+        state_label: state_label(c.state),
+        reason: c.state_reason.clone().unwrap_or_default(),
+        kind: c.kind.as_str().to_owned(),
+        template: format!("{} ({})", c.template_name, c.template_language),
+        variables: c
+            .variables
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        audience: match c.audience.get("segment_id").and_then(Value::as_str) {
+            Some(id) => format!("segment {id}: {}", c.audience_filter),
+            None => c.audience_filter.clone(),
+        },
+        number: c.phone_number_id.clone(),
+        scheduled: c
+            .scheduled_at
+            .map_or_else(|| "when started".into(), rfc3339),
+        created: rfc3339(c.created_at),
+        draft: c.state == CampaignState::Draft,
+    }
+}
+
+/// `GET /campaigns/whatsapp/{id}`: the campaign, its plan while a draft, live progress.
+pub async fn detail(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let (email, app) = match signed_in(&state, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let c = match state.engine.campaign(&app.id, &id).await {
+        Ok(c) => c,
+        Err(f) => return (StatusCode::NOT_FOUND, f.message).into_response(),
+    };
+    let (plan, plan_error) = if c.state == CampaignState::Draft {
+        match state.engine.plan_campaign(&app.id, &id).await {
+            Ok(p) => (Some(plan_view(p)), String::new()),
+            Err(f) => (None, f.message),
+        }
+    } else {
+        (None, String::new())
+    };
+    render(&DetailPage {
+        active: "campaigns",
+        email,
+        c: view(&c),
+        plan,
+        plan_error,
+    })
+}
+
+/// `GET /campaigns/whatsapp/{id}/stats`: the API's statistics, polled by the page.
+pub async fn stats(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let app = match signed_in_json(&state, &headers, false).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    match state.engine.campaign_stats(&app.id, &id).await {
+        Ok(s) => {
+            let mut resp = axum::Json(s).into_response();
+            resp.headers_mut().insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-store"),
+            );
+            resp
+        }
+        Err(f) => ApiError::from(f).into_response(),
+    }
+}
+
+/// `POST /campaigns/whatsapp/{id}/{start|pause|resume|cancel}`: answers `{"state"}` or the
+/// engine's error.
+pub async fn action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+) -> Response {
+    let app = match signed_in_json(&state, &headers, true).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let engine = &state.engine;
+    let result = match action.as_str() {
+        "start" => engine.start_campaign(&app.id, &id).await,
+        "pause" => engine.pause_campaign(&app.id, &id).await,
+        "resume" => engine.resume_campaign(&app.id, &id).await,
+        "cancel" => engine.cancel_campaign(&app.id, &id).await,
+        _ => return ApiError::not_found("this action").into_response(),
+    };
+    match result {
+        Ok(c) => axum::Json(json!({"state": c.state.as_str(), "state_reason": c.state_reason}))
+            .into_response(),
+        Err(f) => ApiError::from(f).into_response(),
+    }
+}
+
+pub async fn script() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/javascript; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("console_campaigns.js"),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_people_say_them() {
+        assert_eq!(duration_label(0.0), "under a second");
+        assert_eq!(duration_label(12.5), "13 s");
+        assert_eq!(duration_label(1250.0), "20 min 50 s");
+        assert_eq!(duration_label(100_000.0), "27 h 46 min");
+        assert_eq!(skip_label("opted_out"), "opted out of marketing");
+    }
+}

@@ -1,0 +1,285 @@
+//! Campaigns › WhatsApp messages in a real browser: the New campaign form with its live
+//! preview and audience count, field errors from the engine, the plan, Start, and live
+//! progress to 100 % without a reload.
+
+use std::time::Duration;
+
+use fantoccini::Locator;
+use reqwest::Method;
+use serde_json::json;
+
+use crate::browser::Browser;
+use crate::helpers::{CONTACTS, TestApp, spawn_app};
+
+async fn sign_in(app: &TestApp, browser: &Browser) {
+    let c = &browser.client;
+    c.goto(&format!("{}/login", app.url)).await.expect("goto");
+    let email = browser.wait_css("input[name=email]").await;
+    email.send_keys(&app.console_email).await.expect("type");
+    c.find(Locator::Css("input[name=password]"))
+        .await
+        .expect("pw")
+        .send_keys(&app.console_password)
+        .await
+        .expect("type");
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .expect("btn")
+        .click()
+        .await
+        .expect("click");
+    browser.wait_text("Sign out").await;
+}
+
+async fn set(browser: &Browser, css: &str, text: &str) {
+    let el = browser.wait_css(css).await;
+    el.clear().await.expect("clear");
+    el.send_keys(text).await.expect("type");
+}
+
+#[tokio::test]
+async fn a_campaign_is_created_planned_started_and_followed_to_100_percent_in_the_console() {
+    let app = spawn_app().await;
+    let (status, seg) = app
+        .api_call(
+            Method::POST,
+            "/api/v1/segments",
+            Some(&json!({"name": "Named contacts", "filter": "exists(first_name)"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{seg}");
+    assert_eq!(seg["count"], CONTACTS as u64);
+    let segment_id = seg["id"].as_str().expect("id").to_owned();
+
+    let browser = Browser::start().await;
+    let c = &browser.client;
+    sign_in(&app, &browser).await;
+
+    // The WhatsApp messages page lists campaigns (none yet) and offers New campaign.
+    c.goto(&format!("{}/campaigns/whatsapp", app.url))
+        .await
+        .expect("goto");
+    browser.wait_text("No campaigns yet").await;
+    browser
+        .wait_css("#new-campaign")
+        .await
+        .click()
+        .await
+        .expect("new");
+    browser.wait_css("#campaign-form").await;
+
+    // The template's variables get one expression input each, previewed live for a contact
+    // of the audience; the audience shows its live count.
+    set(&browser, "input[name=name]", "Spring hello").await;
+    browser
+        .wait_css("select[name=template]")
+        .await
+        .select_by_label("welcome (en, MARKETING)")
+        .await
+        .expect("template");
+    browser
+        .wait_css("select[name=segment_id]")
+        .await
+        .select_by_value(&segment_id)
+        .await
+        .expect("segment");
+    browser
+        .wait_text(&format!("{CONTACTS} contacts match"))
+        .await;
+    set(
+        &browser,
+        "input[data-key=first_name]",
+        "{{first_name|CapitalizeFirst",
+    )
+    .await;
+    browser.wait_text("⚠").await;
+    set(
+        &browser,
+        "input[data-key=first_name]",
+        "{{first_name|CapitalizeFirst|there}}",
+    )
+    .await;
+    let preview = browser.wait_css("[data-preview-for=first_name]").await;
+    let mut shown = String::new();
+    for _ in 0..100 {
+        shown = preview.text().await.unwrap_or_default();
+        if shown.starts_with("→ ") && shown.chars().nth(2).is_some_and(char::is_uppercase) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        shown.starts_with("→ ") && shown.chars().nth(2).is_some_and(char::is_uppercase),
+        "preview: {shown:?}"
+    );
+
+    // An error from the engine lands next to its field: a bad filter without a segment.
+    browser
+        .wait_css("select[name=segment_id]")
+        .await
+        .select_by_value("")
+        .await
+        .expect("no segment");
+    set(&browser, "input[name=filter]", "city = ").await;
+    browser
+        .wait_css("#create-campaign")
+        .await
+        .click()
+        .await
+        .expect("create");
+    let err = browser
+        .wait_css("[data-error-for='audience.filter']:not(:empty)")
+        .await;
+    assert!(!err.text().await.expect("text").is_empty());
+
+    // With the segment: the draft is created and its plan shown.
+    set(&browser, "input[name=filter]", "").await;
+    browser
+        .wait_css("select[name=segment_id]")
+        .await
+        .select_by_value(&segment_id)
+        .await
+        .expect("segment");
+    browser
+        .wait_css("#create-campaign")
+        .await
+        .click()
+        .await
+        .expect("create");
+    browser.wait_css("#plan").await;
+    browser.wait_text("business-initiated contacts used").await;
+    let recipients = browser.wait_css("#plan-recipients").await;
+    let text = recipients.text().await.expect("text");
+    assert!(
+        text.ends_with(&format!("of {CONTACTS} contacts in the audience")),
+        "{text}"
+    );
+    let planned: u64 = text
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("recipients");
+    assert!(planned > 0, "{text}");
+    browser.wait_text("at the number's 80 messages/s").await;
+
+    // Start; progress climbs to 100 % on the page without a reload.
+    browser
+        .wait_css("button[data-action=start]")
+        .await
+        .click()
+        .await
+        .expect("start");
+    let mut last = String::new();
+    for _ in 0..300 {
+        last = browser
+            .wait_css("#progress-percent")
+            .await
+            .text()
+            .await
+            .unwrap_or_default();
+        if last == "100 %" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last, "100 %", "progress never reached 100 %");
+    browser.wait_text("Completed").await;
+    let sent = browser
+        .wait_css("[data-count=sent]")
+        .await
+        .text()
+        .await
+        .expect("sent");
+    assert_eq!(sent, planned.to_string());
+
+    // The list shows it, completed.
+    c.goto(&format!("{}/campaigns/whatsapp", app.url))
+        .await
+        .expect("goto");
+    browser.wait_text("Spring hello").await;
+    browser.wait_text("100 %").await;
+}
+
+async fn scheduled_campaign(app: &TestApp, name: &str) -> String {
+    let (status, v) = app
+        .api_call(
+            Method::POST,
+            "/api/v1/campaigns",
+            Some(&json!({
+                "name": name, "type": "marketing",
+                "template": {"name": "welcome", "language": "en",
+                    "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}"}},
+                "audience": {"filter": "all"},
+                "scheduled_at": "2099-01-01T09:00:00Z",
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    v["id"].as_str().expect("id").to_owned()
+}
+
+async fn api_state(app: &TestApp, id: &str) -> String {
+    let (_, v) = app
+        .api_call(Method::GET, &format!("/api/v1/campaigns/{id}"), None)
+        .await;
+    v["state"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn click(browser: &Browser, css: &str) {
+    browser
+        .wait_css(css)
+        .await
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+/// Start (scheduled for later, so nothing is sent yet), pause, cancel; and resume.
+#[tokio::test]
+async fn pause_resume_and_cancel_from_the_campaign_page() {
+    let app = spawn_app().await;
+    let browser = Browser::start().await;
+    sign_in(&app, &browser).await;
+
+    let id = scheduled_campaign(&app, "To cancel").await;
+    browser
+        .client
+        .goto(&format!("{}/campaigns/whatsapp/{id}", app.url))
+        .await
+        .expect("goto");
+    browser.wait_css("#plan").await;
+    click(&browser, "button[data-action=start]").await;
+    browser.wait_text("Scheduled").await;
+    click(&browser, "button[data-action=pause]:not([hidden])").await;
+    browser
+        .wait_css("button[data-action=resume]:not([hidden])")
+        .await;
+    assert_eq!(api_state(&app, &id).await, "paused");
+    browser
+        .client
+        .execute("window.confirm = function () { return true; };", vec![])
+        .await
+        .expect("confirm");
+    click(&browser, "button[data-action=cancel]:not([hidden])").await;
+    browser.wait_text("Cancelled").await;
+    assert_eq!(api_state(&app, &id).await, "cancelled");
+    assert!(app.sandbox_messages().await.is_empty());
+
+    let id = scheduled_campaign(&app, "To resume").await;
+    browser
+        .client
+        .goto(&format!("{}/campaigns/whatsapp/{id}", app.url))
+        .await
+        .expect("goto");
+    click(&browser, "button[data-action=start]").await;
+    click(&browser, "button[data-action=pause]:not([hidden])").await;
+    click(&browser, "button[data-action=resume]:not([hidden])").await;
+    for _ in 0..100 {
+        if api_state(&app, &id).await != "paused" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_ne!(api_state(&app, &id).await, "paused");
+    browser.wait_css("button[data-action=resume][hidden]").await;
+}
