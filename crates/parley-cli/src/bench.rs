@@ -9,7 +9,6 @@ use parley_domain::{AccountId, ApplicationId, DynamicText, Segment};
 use parley_engine::audience::{ColumnMap, ImportFormat, ImportOptions};
 use parley_engine::messages::ContactTags;
 use parley_engine::{Clock as _, Engine, EngineConfig, SystemClock};
-use parley_store::audience::ContactQuery;
 use parley_store::{SecretCipher, SqliteStore, Store};
 
 const CITIES: [&str; 8] = [
@@ -157,25 +156,22 @@ pub async fn audience(contacts: u64) -> anyhow::Result<()> {
     let mut out = String::with_capacity(256);
     loop {
         let page = store
-            .list_audience(
+            .recipients_page(
                 &app,
-                &ContactQuery {
-                    segment: &all,
-                    search: None,
-                    after: after.as_deref(),
-                    limit: 5_000,
-                    now: parley_engine::clock::to_datetime(now),
-                },
+                &all,
+                after.as_deref(),
+                5_000,
+                parley_engine::clock::to_datetime(now),
             )
             .await?;
         let Some(last) = page.last() else { break };
-        after = Some(last.contact.phone.clone());
+        after = Some(last.phone.clone());
         let t = Instant::now();
         for c in &page {
             let lookup = ContactTags {
-                tags: Some(&c.contact.tags),
-                phone: &c.contact.phone,
-                name: c.contact.name.as_deref(),
+                tags: Some(&c.tags),
+                phone: &c.phone,
+                name: c.name.as_deref(),
             };
             let mut ok = true;
             for v in &vars {

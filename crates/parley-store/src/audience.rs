@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use parley_domain::{ApplicationId, ContactId, ImportId, Segment, SegmentId, TagValue};
+use parley_domain::{ApplicationId, ContactId, ImportId, Segment, SegmentId, TagValue, Tags};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -109,6 +109,17 @@ pub struct ContactQuery<'a> {
     pub now: OffsetDateTime,
 }
 
+/// One contact as a send needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recipient {
+    pub id: ContactId,
+    /// E.164.
+    pub phone: String,
+    pub name: Option<String>,
+    pub tags: Tags,
+    pub subscription: Subscription,
+}
+
 /// What erasing a contact changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct EraseReport {
@@ -202,6 +213,16 @@ pub trait AudienceStore: Send + Sync {
         app: &ApplicationId,
         query: &ContactQuery<'_>,
     ) -> Result<Vec<AudienceContact>>;
+    /// A page of what personalization needs of each contact in a segment (phone order):
+    /// fewer columns than `list_audience`, for planners reading a whole audience.
+    async fn recipients_page(
+        &self,
+        app: &ApplicationId,
+        segment: &Segment,
+        after: Option<&str>,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Recipient>>;
     async fn count_segment(
         &self,
         app: &ApplicationId,

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use crate::audience::*;
 use crate::postgres::{
-    contact_from_row, corrupt, jsonb, message_from_row, parse_id, pg_opt_text, pg_text,
+    contact_from_row, corrupt, json_col, jsonb, message_from_row, parse_id, pg_opt_text, pg_text,
 };
 use crate::segment_sql::{lower, push_postgres};
 use crate::sqlite_audience::ERASED_CONTENT;
@@ -31,6 +31,17 @@ fn audience_from_row(row: &PgRow) -> Result<AudienceContact> {
         subscription: Subscription::parse(&sub).ok_or_else(|| corrupt("subscription", &sub))?,
         subscription_source: row.try_get("subscription_source")?,
         subscription_at: row.try_get("subscription_at")?,
+    })
+}
+
+fn recipient_from_row(row: &PgRow) -> Result<Recipient> {
+    let sub: String = row.try_get("subscription")?;
+    Ok(Recipient {
+        id: parse_id(row, "id", ContactId::parse)?,
+        phone: row.try_get("phone")?,
+        name: row.try_get("name")?,
+        tags: json_col(row, "tags")?,
+        subscription: Subscription::parse(&sub).ok_or_else(|| corrupt("subscription", &sub))?,
     })
 }
 
@@ -258,6 +269,30 @@ impl AudienceStore for PostgresStore {
         qb.push_bind(i64::from(q.limit));
         let rows = qb.build().fetch_all(&self.pool).await?;
         rows.iter().map(audience_from_row).collect()
+    }
+
+    async fn recipients_page(
+        &self,
+        app: &ApplicationId,
+        segment: &Segment,
+        after: Option<&str>,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Recipient>> {
+        let mut qb = QueryBuilder::<Postgres>::new(
+            "SELECT id, phone, name, tags, subscription FROM contacts WHERE application_id = ",
+        );
+        qb.push_bind(app.as_str());
+        if let Some(after) = after {
+            qb.push(" AND phone COLLATE \"C\" > ");
+            qb.push_bind(pg_text(after).into_owned());
+        }
+        qb.push(" AND ");
+        push_postgres(&mut qb, &lower(segment, now));
+        qb.push(" ORDER BY phone COLLATE \"C\" LIMIT ");
+        qb.push_bind(i64::from(limit));
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter().map(recipient_from_row).collect()
     }
 
     async fn count_segment(

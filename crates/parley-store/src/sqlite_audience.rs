@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use crate::audience::*;
 use crate::segment_sql::{lower, push_sqlite};
-use crate::sqlite::{contact_from_row, corrupt, message_from_row, parse_id, to_json};
+use crate::sqlite::{contact_from_row, corrupt, json_col, message_from_row, parse_id, to_json};
 use crate::tag_index::tag_index;
 use crate::{MessageRecord, Millis, Result, SqliteStore};
 
@@ -29,6 +29,17 @@ fn audience_from_row(row: &SqliteRow) -> Result<AudienceContact> {
         subscription: Subscription::parse(&sub).ok_or_else(|| corrupt("subscription", &sub))?,
         subscription_source: row.try_get("subscription_source")?,
         subscription_at: row.try_get("subscription_at")?,
+    })
+}
+
+fn recipient_from_row(row: &SqliteRow) -> Result<Recipient> {
+    let sub: String = row.try_get("subscription")?;
+    Ok(Recipient {
+        id: parse_id(row, "id", ContactId::parse)?,
+        phone: row.try_get("phone")?,
+        name: row.try_get("name")?,
+        tags: json_col(row, "tags")?,
+        subscription: Subscription::parse(&sub).ok_or_else(|| corrupt("subscription", &sub))?,
     })
 }
 
@@ -244,6 +255,30 @@ impl AudienceStore for SqliteStore {
         qb.push_bind(i64::from(q.limit));
         let rows = qb.build().fetch_all(&self.reader).await?;
         rows.iter().map(audience_from_row).collect()
+    }
+
+    async fn recipients_page(
+        &self,
+        app: &ApplicationId,
+        segment: &Segment,
+        after: Option<&str>,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Recipient>> {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "SELECT id, phone, name, tags, subscription FROM contacts WHERE application_id = ",
+        );
+        qb.push_bind(app.as_str());
+        if let Some(after) = after {
+            qb.push(" AND phone > ");
+            qb.push_bind(after.to_owned());
+        }
+        qb.push(" AND ");
+        push_sqlite(&mut qb, &lower(segment, now));
+        qb.push(" ORDER BY phone LIMIT ");
+        qb.push_bind(i64::from(limit));
+        let rows = qb.build().fetch_all(&self.reader).await?;
+        rows.iter().map(recipient_from_row).collect()
     }
 
     async fn count_segment(

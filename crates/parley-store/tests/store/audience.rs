@@ -251,6 +251,35 @@ async fn audience_lists_by_segment_with_keyset_pages(b: &Backend) {
         .await
         .unwrap();
     assert_eq!(by_phone.len(), 1);
+
+    // Recipient pages: the same contacts, same order, same tags, in fewer columns.
+    let mut after: Option<String> = None;
+    let mut recipients = Vec::new();
+    loop {
+        let page = b
+            .recipients_page(&t.app, &seg, after.as_deref(), 6, NOW)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.phone.clone());
+        recipients.extend(page);
+    }
+    assert_eq!(
+        recipients
+            .iter()
+            .map(|r| r.phone.clone())
+            .collect::<Vec<_>>(),
+        expected
+    );
+    let full = b
+        .audience_contact(&t.app, &expected[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(recipients[0].tags, full.contact.tags);
+    assert_eq!(recipients[0].id, full.contact.id);
+    assert_eq!(recipients[0].name.as_deref(), Some("Bob"));
+    assert_eq!(recipients[0].subscription, full.subscription);
 }
 
 async fn audience_erase_keeps_anonymous_messages(b: &Backend) {
