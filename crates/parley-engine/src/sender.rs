@@ -99,15 +99,22 @@ impl NumberState {
 
     /// Reads the number's limit and scope as stored now; when the limit rose, messages
     /// waiting for a slot are looked at again at once.
-    async fn refresh_quota(&self, now: i64) {
+    /// Re-reads the number: its messaging limit applies at once; a number that is gone
+    /// (platform disconnected) or whose throughput changed ends this loop, and the supervisor
+    /// starts a fresh one from the current record if the number still exists.
+    async fn refresh_quota(&self, now: i64) -> LoopFate {
         let engine = &self.engine;
         let pn = &self.number.phone_number_id;
         let number = match engine.store.phone_number(pn).await {
             Ok(Some(n)) => n,
-            _ => return,
+            Ok(None) => return LoopFate::Stop("the number is no longer connected"),
+            Err(_) => return LoopFate::Continue,
         };
+        if number.throughput_mps != self.number.throughput_mps {
+            return LoopFate::Stop("the number's throughput changed");
+        }
         let Ok((limit, _, key)) = engine.quota_context(&number).await else {
-            return;
+            return LoopFate::Continue;
         };
         let old = {
             let mut q = self
@@ -125,6 +132,7 @@ impl NumberState {
                 Err(e) => tracing::warn!(error = %e, "could not release quota waits"),
             }
         }
+        LoopFate::Continue
     }
 
     /// `Err(instant)` while the last message Meta accepted for `to` is under 6 s old.
@@ -150,6 +158,12 @@ impl NumberState {
         }
         map.insert(to.to_owned(), now);
     }
+}
+
+/// Whether a number's loop goes on after re-reading the number.
+enum LoopFate {
+    Continue,
+    Stop(&'static str),
 }
 
 async fn number_loop(engine: Engine, number: PhoneNumberRecord, shutdown: CancellationToken) {
@@ -181,7 +195,10 @@ async fn number_loop(engine: Engine, number: PhoneNumberRecord, shutdown: Cancel
                 _ = tokio::time::sleep(wait) => continue,
             }
         }
-        state.refresh_quota(now).await;
+        if let LoopFate::Stop(why) = state.refresh_quota(now).await {
+            tracing::info!(phone_number_id = %pn, reason = why, "sender loop ends");
+            break;
+        }
         let lease = i64::try_from(engine.config.lease.as_millis()).unwrap_or(60_000);
         let claimed = match engine
             .store

@@ -290,3 +290,49 @@ async fn message_list_is_paginated() {
     ids.reverse();
     assert_eq!(seen, ids, "newest first, each once");
 }
+
+/// Meta upgrades the number's throughput: the sender starts a fresh loop at the new rate and
+/// keeps sending (the old loop, paced at 80 mps, ends).
+#[tokio::test]
+async fn a_throughput_upgrade_restarts_the_number_sender_and_sends_go_on() {
+    let app = spawn_app().await;
+    let (phone, _) = app.contact(0).await;
+    let body = json!({"to": phone, "template": {"name": "welcome", "language": "en", "variables": {"first_name": "A"}}});
+    let first = app.send(&body).await;
+    app.wait_for_state(&first, "read").await;
+    app.sandbox_post(
+        &format!(
+            "/sandbox/phone_numbers/{}/limit",
+            parley_sandbox::demo_ids::PHONE_NUMBER_ID
+        ),
+        &json!({"limit": "TIER_UNLIMITED", "event": "THROUGHPUT_UPGRADE"}),
+    )
+    .await;
+    let mut upgraded = false;
+    for _ in 0..200 {
+        let v: Value = app
+            .http
+            .get(format!("{}/api/v1/phone-numbers", app.url))
+            .bearer_auth(&app.token)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if v["data"][0]["throughput_mps"] == 1000 {
+            upgraded = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        upgraded,
+        "the upgrade webhook raised the number to 1,000 mps"
+    );
+    let (other, _) = app.contact(1).await;
+    let second = app
+        .send(&json!({"to": other, "template": {"name": "welcome", "language": "en", "variables": {"first_name": "B"}}}))
+        .await;
+    app.wait_for_state(&second, "read").await;
+}
