@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::to_datetime;
 use crate::messages::ContactTags;
+use crate::send_window::{SendWindow, next_opening};
 use crate::{ApiFailure, Engine, FailureKind};
 
 /// Contacts read and planned per chunk.
@@ -70,6 +71,12 @@ pub struct CampaignPlan {
     /// Messages per second of the number and the time to send the recipients at that rate.
     pub throughput_mps: u32,
     pub seconds_to_send: f64,
+    /// Recipients outside their send window now (they wait for it to open; the quota waves
+    /// above do not account for the window).
+    pub waiting_for_window: u64,
+    /// When the first message may go given the window (RFC 3339): now when some recipient is
+    /// inside it, else the earliest opening; `null` without recipients.
+    pub first_send_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -102,6 +109,10 @@ pub struct CampaignStats {
     pub queued: u64,
     pub waiting_for_quota: u64,
     pub next_slot_at: Option<String>,
+    /// Queued messages waiting for their recipient's send window to open.
+    pub waiting_for_window: u64,
+    /// When the earliest of those opens (RFC 3339).
+    pub next_window_at: Option<String>,
     pub sending: u64,
     /// Accepted by Meta, no status yet.
     pub accepted: u64,
@@ -173,6 +184,19 @@ fn plan_contact(
             Planned::Skip(reason.code(), reason.to_string()),
             Some(phone),
         ),
+    }
+}
+
+/// The campaign's send window; one stored before windows were checked and no longer valid
+/// is ignored (with a warning) rather than holding its messages forever.
+fn window_of(c: &CampaignRecord) -> Option<SendWindow> {
+    let v = c.send_window.as_ref().filter(|v| !v.is_null())?;
+    match SendWindow::from_json(v) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(campaign_id = %c.id, error = %e.message, "ignoring an invalid send window");
+            None
+        }
     }
 }
 
@@ -259,6 +283,9 @@ impl Engine {
                 (serde_json::json!({ "segment_id": id }), seg.filter)
             }
         };
+        if let Some(w) = input.send_window.as_ref().filter(|v| !v.is_null()) {
+            SendWindow::from_json(w)?;
+        }
         let now = self.now();
         let record = CampaignRecord {
             id: CampaignId::new(),
@@ -365,7 +392,11 @@ impl Engine {
             last_wave_at: None,
             throughput_mps: number.throughput_mps.max(1),
             seconds_to_send: 0.0,
+            waiting_for_window: 0,
+            first_send_at: None,
         };
+        let window = window_of(&c);
+        let mut first_send: Option<i64> = None;
         let mut after: Option<String> = None;
         let mut new_contacts = 0u64;
         loop {
@@ -387,6 +418,14 @@ impl Engine {
                 match plan_contact(&bound, c.kind, contact).0 {
                     Planned::Send(_) => {
                         plan.recipients += 1;
+                        let opens = window.as_ref().and_then(|w| {
+                            next_opening(&w.resolve(contact.timezone.as_deref()), now)
+                        });
+                        if opens.is_some() {
+                            plan.waiting_for_window += 1;
+                        }
+                        let at = opens.unwrap_or(now);
+                        first_send = Some(first_send.map_or(at, |f| f.min(at)));
                         let inside = in_service_window(
                             contact.contact.last_inbound_at.map(to_datetime),
                             to_datetime(now),
@@ -420,6 +459,7 @@ impl Engine {
             .collect();
         plan.last_wave_at = sched.last_at.map(rfc3339);
         plan.seconds_to_send = plan.recipients as f64 / f64::from(plan.throughput_mps);
+        plan.first_send_at = first_send.map(rfc3339);
         Ok(plan)
     }
 
@@ -583,6 +623,8 @@ impl Engine {
             queued: n("queued"),
             waiting_for_quota: counts.waiting_for_quota,
             next_slot_at: counts.next_slot_at.map(rfc3339),
+            waiting_for_window: counts.waiting_for_window,
+            next_window_at: counts.next_window_at.map(rfc3339),
             sending: n("sending"),
             accepted: n("accepted"),
             sent,
@@ -640,9 +682,14 @@ impl Engine {
             )
             .await?;
         let done = page.len() < PLAN_CHUNK as usize;
+        let window = window_of(c);
         let mut planned = Vec::with_capacity(page.len());
         for contact in &page {
             let (outcome, phone) = plan_contact(&bound, c.kind, contact);
+            let send_window = window
+                .as_ref()
+                .map(|w| w.resolve(contact.timezone.as_deref()));
+            let window_opens_at = send_window.as_deref().and_then(|w| next_opening(w, now));
             let (content, skip) = match outcome {
                 Planned::Send(content) => (content, None),
                 Planned::Skip(code, text) => (
@@ -668,6 +715,8 @@ impl Engine {
                     now,
                 },
                 skip,
+                send_window,
+                window_opens_at,
             });
         }
         let cursor = page

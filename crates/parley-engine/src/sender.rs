@@ -310,6 +310,19 @@ async fn gate(state: &NumberState, m: &MessageRecord, now: i64) -> Option<(Strin
 async fn send_one(state: &NumberState, token: &str, m: MessageRecord) {
     let engine = &state.engine;
     let now = engine.now();
+    // Outside the recipient's send window (it may have closed since planning, or a quota
+    // wait ended at night): wait for the next opening, before taking a quota slot.
+    if let Some(at) = m
+        .send_window
+        .as_deref()
+        .and_then(|w| crate::send_window::next_opening(w, now))
+    {
+        tracing::debug!(message_id = %m.id, until = at, "outside the send window; waiting");
+        if let Err(e) = engine.store.wait_for_window(&m.id, at, now).await {
+            tracing::error!(message_id = %m.id, error = %e, "could not park a message");
+        }
+        return skip_if_cancelled(state, &m, now).await;
+    }
     let reach = match &m.content {
         MessageContent::Template { .. } => match gate(state, &m, now).await {
             Some(r) => Some(r),

@@ -117,6 +117,10 @@ pub struct PlannedMessage {
     pub message: NewMessage,
     /// `(reason code, text)`: the recipient is recorded as `skipped`.
     pub skip: Option<(String, String)>,
+    /// The recipient's send window (`09:00-20:00@Europe/Berlin`), checked before each send.
+    pub send_window: Option<String>,
+    /// Outside its window now: queued with `hold_reason = 'window'`, due at this instant.
+    pub window_opens_at: Option<Millis>,
 }
 
 /// Counters of a campaign's messages.
@@ -128,6 +132,10 @@ pub struct CampaignCounts {
     pub waiting_for_quota: u64,
     /// When the earliest of those may go.
     pub next_slot_at: Option<Millis>,
+    /// Queued messages waiting for their send window to open.
+    pub waiting_for_window: u64,
+    /// When the earliest of those opens.
+    pub next_window_at: Option<Millis>,
     /// Failed messages by Meta's (or Parley's) error code.
     pub failed_by_code: BTreeMap<String, u64>,
     /// Skipped messages by reason code.
@@ -256,4 +264,6 @@ pub trait CampaignStore: Send + Sync {
     async fn release_quota_waits(&self, phone_number_id: &str, now: Millis) -> Result<u64>;
     /// Marks a queued message as waiting for a quota slot until `until`.
     async fn wait_for_quota(&self, id: &MessageId, until: Millis, now: Millis) -> Result<()>;
+    /// Marks a queued (or claimed) message as waiting for its send window to open at `until`.
+    async fn wait_for_window(&self, id: &MessageId, until: Millis, now: Millis) -> Result<()>;
 }

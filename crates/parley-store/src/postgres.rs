@@ -154,6 +154,7 @@ pub(crate) fn message_from_row(row: &PgRow) -> Result<MessageRecord> {
         read_at: row.try_get("read_at")?,
         failed_at: row.try_get("failed_at")?,
         updated_at: row.try_get("updated_at")?,
+        send_window: row.try_get("send_window")?,
     })
 }
 

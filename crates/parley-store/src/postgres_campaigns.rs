@@ -220,11 +220,12 @@ impl CampaignStore for PostgresStore {
             } else {
                 "queued"
             };
+            let window_hold = p.window_opens_at.filter(|_| p.skip.is_none());
             sqlx::query(
                 "INSERT INTO messages (id, application_id, phone_number_id, contact_id, to_phone, kind, template_name,
                    template_language, content, reply_to, idempotency_key, state, next_attempt_at, queued_at, updated_at,
-                   campaign_id, hold_reason, error_message)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, $10, $11, $12, $13, $14, $15, $16)",
+                   campaign_id, hold_reason, error_message, send_window)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, $10, $11, $12, $13, $14, $15, $16, $17)",
             )
             .bind(m.id.as_str())
             .bind(m.application_id.as_str())
@@ -236,12 +237,18 @@ impl CampaignStore for PostgresStore {
             .bind(language)
             .bind(jsonb(&m.content)?)
             .bind(state)
-            .bind(m.now)
+            .bind(window_hold.unwrap_or(m.now))
             .bind(m.now)
             .bind(m.now)
             .bind(id.as_str())
-            .bind(p.skip.as_ref().map(|s| s.0.as_str()))
+            .bind(
+                p.skip
+                    .as_ref()
+                    .map(|s| s.0.as_str())
+                    .or(window_hold.map(|_| "window")),
+            )
             .bind(p.skip.as_ref().map(|s| s.1.as_str()))
+            .bind(p.send_window.as_deref())
             .execute(&mut *tx)
             .await?;
         }
@@ -342,6 +349,16 @@ impl CampaignStore for PostgresStore {
         let n: i64 = row.try_get("n")?;
         counts.waiting_for_quota = u64::try_from(n).unwrap_or(0);
         counts.next_slot_at = row.try_get("next")?;
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, MIN(next_attempt_at) AS next FROM messages
+             WHERE campaign_id = $1 AND state = 'queued' AND hold_reason = 'window'",
+        )
+        .bind(id.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        counts.waiting_for_window = u64::try_from(n).unwrap_or(0);
+        counts.next_window_at = row.try_get("next")?;
         let rows = sqlx::query(
             "SELECT COALESCE(CAST(error_code AS TEXT), 'unknown') AS k, COUNT(*) AS n FROM messages
              WHERE campaign_id = $1 AND state = 'failed' GROUP BY k",
@@ -475,7 +492,7 @@ impl CampaignStore for PostgresStore {
                 answer.used += 1;
             }
             sqlx::query(
-                "UPDATE messages SET hold_reason = NULL WHERE id = $1 AND hold_reason = 'quota'",
+                "UPDATE messages SET hold_reason = NULL WHERE id = $1 AND hold_reason IN ('quota', 'window')",
             )
             .bind(req.message_id.as_str())
             .execute(&mut *tx)
@@ -553,6 +570,20 @@ impl CampaignStore for PostgresStore {
     async fn wait_for_quota(&self, id: &MessageId, until: Millis, now: Millis) -> Result<()> {
         sqlx::query(
             "UPDATE messages SET state = 'queued', lease_until = NULL, next_attempt_at = $1, hold_reason = 'quota',
+               attempts = GREATEST(attempts - 1, 0), updated_at = $2
+             WHERE id = $3 AND state IN ('queued', 'sending')",
+        )
+        .bind(until)
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn wait_for_window(&self, id: &MessageId, until: Millis, now: Millis) -> Result<()> {
+        sqlx::query(
+            "UPDATE messages SET state = 'queued', lease_until = NULL, next_attempt_at = $1, hold_reason = 'window',
                attempts = GREATEST(attempts - 1, 0), updated_at = $2
              WHERE id = $3 AND state IN ('queued', 'sending')",
         )

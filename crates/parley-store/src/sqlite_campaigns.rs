@@ -210,11 +210,12 @@ impl CampaignStore for SqliteStore {
             } else {
                 "queued"
             };
+            let window_hold = p.window_opens_at.filter(|_| p.skip.is_none());
             sqlx::query(
                 "INSERT INTO messages (id, application_id, phone_number_id, contact_id, to_phone, kind, template_name,
                    template_language, content, reply_to, idempotency_key, state, next_attempt_at, queued_at, updated_at,
-                   campaign_id, hold_reason, error_message)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?, ?, ?)",
+                   campaign_id, hold_reason, error_message, send_window)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(m.id.as_str())
             .bind(m.application_id.as_str())
@@ -226,12 +227,18 @@ impl CampaignStore for SqliteStore {
             .bind(language)
             .bind(to_json(&m.content)?)
             .bind(state)
-            .bind(m.now)
+            .bind(window_hold.unwrap_or(m.now))
             .bind(m.now)
             .bind(m.now)
             .bind(id.as_str())
-            .bind(p.skip.as_ref().map(|s| s.0.as_str()))
+            .bind(
+                p.skip
+                    .as_ref()
+                    .map(|s| s.0.as_str())
+                    .or(window_hold.map(|_| "window")),
+            )
             .bind(p.skip.as_ref().map(|s| s.1.as_str()))
+            .bind(p.send_window.as_deref())
             .execute(&mut *tx)
             .await?;
         }
@@ -332,6 +339,16 @@ impl CampaignStore for SqliteStore {
         let n: i64 = row.try_get("n")?;
         counts.waiting_for_quota = u64::try_from(n).unwrap_or(0);
         counts.next_slot_at = row.try_get("next")?;
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, MIN(next_attempt_at) AS next FROM messages
+             WHERE campaign_id = ? AND state = 'queued' AND hold_reason = 'window'",
+        )
+        .bind(id.as_str())
+        .fetch_one(&self.reader)
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        counts.waiting_for_window = u64::try_from(n).unwrap_or(0);
+        counts.next_window_at = row.try_get("next")?;
         let rows = sqlx::query(
             "SELECT COALESCE(CAST(error_code AS TEXT), 'unknown') AS k, COUNT(*) AS n FROM messages
              WHERE campaign_id = ? AND state = 'failed' GROUP BY k",
@@ -460,7 +477,7 @@ impl CampaignStore for SqliteStore {
                 answer.used += 1;
             }
             sqlx::query(
-                "UPDATE messages SET hold_reason = NULL WHERE id = ? AND hold_reason = 'quota'",
+                "UPDATE messages SET hold_reason = NULL WHERE id = ? AND hold_reason IN ('quota', 'window')",
             )
             .bind(req.message_id.as_str())
             .execute(&mut *tx)
@@ -538,6 +555,20 @@ impl CampaignStore for SqliteStore {
     async fn wait_for_quota(&self, id: &MessageId, until: Millis, now: Millis) -> Result<()> {
         sqlx::query(
             "UPDATE messages SET state = 'queued', lease_until = NULL, next_attempt_at = ?, hold_reason = 'quota',
+               attempts = MAX(attempts - 1, 0), updated_at = ?
+             WHERE id = ? AND state IN ('queued', 'sending')",
+        )
+        .bind(until)
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn wait_for_window(&self, id: &MessageId, until: Millis, now: Millis) -> Result<()> {
+        sqlx::query(
+            "UPDATE messages SET state = 'queued', lease_until = NULL, next_attempt_at = ?, hold_reason = 'window',
                attempts = MAX(attempts - 1, 0), updated_at = ?
              WHERE id = ? AND state IN ('queued', 'sending')",
         )

@@ -182,6 +182,8 @@ pub struct MessageRecord {
     pub read_at: Option<Millis>,
     pub failed_at: Option<Millis>,
     pub updated_at: Millis,
+    /// A campaign message's send window in its recipient's timezone (`09:00-20:00@Zone`).
+    pub send_window: Option<String>,
 }
 
 /// A status Meta reported, to merge into a message.

@@ -27,9 +27,13 @@ pub struct CreateCampaignBody {
     pub phone_number_id: Option<String>,
     /// RFC 3339 time to start at; absent: when started.
     pub scheduled_at: Option<String>,
-    /// Optional send window, e.g. `{"start": "09:00", "end": "20:00", "timezone": "contact"}`
-    /// (stored and shown; not yet enforced).
-    #[schema(value_type = Object)]
+    /// Optional send window in local time, e.g.
+    /// `{"start": "09:00", "end": "20:00", "timezone": "Europe/Berlin"}` (`end` before `start`
+    /// spans midnight). A message goes only inside the window in its contact's timezone
+    /// (the contact's IANA `timezone`), else in `timezone` (IANA name; default UTC); outside
+    /// it waits for the next opening (`waiting_for_window` in the stats). Unknown timezone
+    /// names are refused (422, field `send_window.timezone`).
+    #[schema(value_type = Object, example = json!({"start": "09:00", "end": "20:00", "timezone": "Europe/Berlin"}))]
     pub send_window: Option<serde_json::Value>,
 }
 
@@ -259,7 +263,9 @@ pub async fn get_campaign(
 }
 
 /// The plan: recipients, skipped by reason, the quota now (used / limit in the rolling 24 h
-/// for the number's scope), how many go at once, when the rest go, time to send.
+/// for the number's scope), how many go at once, when the rest go, time to send; with a send
+/// window, `waiting_for_window` (recipients outside it now) and `first_send_at` (when the
+/// first message may go).
 #[utoipa::path(
     get, path = "/api/v1/campaigns/{id}/plan", tag = "campaigns",
     params(("id" = String, Path, description = "Campaign id, `cmp_…`")),
@@ -275,7 +281,8 @@ pub async fn plan_campaign(
 }
 
 /// Flat counters (`state`, `recipients`, `queued`, `waiting_for_quota`, `next_slot_at`,
-/// `sending`, `sent`, `delivered`, `read`, `failed`, `skipped`, `replied`, …) and breakdowns
+/// `waiting_for_window`, `next_window_at`, `sending`, `sent`, `delivered`, `read`, `failed`,
+/// `skipped`, `replied`, …) and breakdowns
 /// (`failed_by_code`, `skipped_by_reason`, `sent_per_hour`).
 #[utoipa::path(
     get, path = "/api/v1/campaigns/{id}/stats", tag = "campaigns",

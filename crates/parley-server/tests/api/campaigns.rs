@@ -508,13 +508,161 @@ async fn a_template_error_pauses_the_campaign_with_the_reason() {
     assert_eq!(stats["failed_by_code"]["132001"], 1, "{stats}");
     // Fixed at Meta: resume sends the rest.
     app.campaign_action(&id, "resume").await;
+    // `completed` means nothing is left to send; the last status webhooks may still come.
     let stats = app
-        .wait_stats(&id, "completed", |s| s["state"] == "completed")
+        .wait_stats(&id, "completed with 39 sent", |s| {
+            s["state"] == "completed" && s["sent"] == 39
+        })
         .await;
     assert_eq!(stats["failed"], 1, "{stats}");
-    assert_eq!(stats["sent"], 39, "{stats}");
     let sent = app.accepted_by_recipient().await;
     assert_eq!(sent.len(), 39);
     assert!(sent.values().all(|n| *n == 1));
     assert!(sent.keys().all(|k| phones.iter().any(|p| digits(p) == *k)));
+}
+
+/// Seeds contacts tagged `cohort = <cohort>` with the given timezones (numbers `+49152<start+i>`).
+async fn seed_zoned(
+    app: &TestApp,
+    cohort: &str,
+    start: u64,
+    zones: &[Option<&str>],
+) -> Vec<String> {
+    let application = app.store.applications().await.expect("apps")[0].id.clone();
+    let mut phones = Vec::new();
+    let mut batch = Vec::new();
+    for (i, zone) in zones.iter().enumerate() {
+        let phone = format!("+49152{:08}", start + i as u64);
+        let mut tags = Tags::new();
+        tags.insert("cohort".into(), TagValue::String(cohort.into()));
+        batch.push(ContactUpsert {
+            phone: phone.clone(),
+            timezone: zone.map(str::to_owned),
+            tags: tags.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+            ..ContactUpsert::default()
+        });
+        phones.push(phone);
+    }
+    app.store
+        .upsert_audience(&application, &batch, app.clock_now())
+        .await
+        .expect("seed contacts");
+    phones
+}
+
+#[tokio::test]
+async fn a_send_window_holds_night_sends_until_it_opens_in_each_contacts_timezone() {
+    let app = spawn_app().await;
+    // 22:00 UTC (the campaign has no timezone of its own: UTC).
+    const H: i64 = 60 * 60 * 1000;
+    let now = app.clock_now();
+    let mut at = now - now.rem_euclid(24 * H) + 22 * H;
+    if at <= now {
+        at += 24 * H;
+    }
+    app.advance(Duration::from_millis(
+        u64::try_from(at - now).expect("ahead"),
+    ))
+    .await;
+    // 20 contacts in UTC (or with an unknown zone: UTC), one in Los Angeles (14:00 or 15:00 there).
+    let mut zones = vec![None; 19];
+    zones.push(Some("Not/AZone"));
+    zones.push(Some("America/Los_Angeles"));
+    let phones = seed_zoned(&app, "night", 30_000_000, &zones).await;
+    let la = digits(&phones[20]);
+
+    let id = app
+        .create_campaign(&json!({
+            "name": "Night owls",
+            "template": {"name": "welcome", "language": "en",
+                         "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}"}},
+            "audience": {"filter": "cohort = \"night\""},
+            "type": "marketing",
+            "send_window": {"start": "09:00", "end": "20:00"}
+        }))
+        .await;
+    let plan = app.campaign_get(&id, "/plan").await;
+    assert_eq!(plan["recipients"], 21, "{plan}");
+    assert_eq!(plan["waiting_for_window"], 20, "{plan}");
+    assert!(plan["first_send_at"].is_string(), "{plan}");
+
+    app.campaign_action(&id, "start").await;
+    let stats = app
+        .wait_stats(&id, "LA sent, 20 waiting for the window", |s| {
+            s["sent"] == 1 && s["waiting_for_window"] == 20
+        })
+        .await;
+    assert_eq!(stats["state"], "running", "{stats}");
+    let next = stats["next_window_at"].as_str().expect("next_window_at");
+    assert!(next.contains("T09:00:00"), "{stats}");
+    let sent = app.accepted_by_recipient().await;
+    assert_eq!(sent.keys().cloned().collect::<Vec<_>>(), vec![la.clone()]);
+
+    // 08:50 next morning: still nothing more.
+    app.advance(Duration::from_secs(10 * 3600 + 50 * 60)).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let stats = app.campaign_get(&id, "/stats").await;
+    assert_eq!(stats["sent"], 1, "{stats}");
+    assert_eq!(stats["waiting_for_window"], 20, "{stats}");
+    assert_eq!(app.accepted_by_recipient().await.len(), 1);
+
+    // Past 09:00: the rest go and the campaign completes.
+    app.advance(Duration::from_secs(15 * 60)).await;
+    let stats = app
+        .wait_stats(&id, "completed with 21 sent", |s| {
+            s["state"] == "completed" && s["sent"] == 21
+        })
+        .await;
+    assert_eq!(stats["waiting_for_window"], 0, "{stats}");
+    let sent = app.accepted_by_recipient().await;
+    assert_eq!(sent.len(), 21);
+    assert!(sent.values().all(|n| *n == 1), "one message per recipient");
+}
+
+#[tokio::test]
+async fn send_windows_are_checked_at_creation() {
+    let app = spawn_app().await;
+    let body = |window: Value| {
+        json!({
+            "name": "x", "template": {"name": "welcome", "language": "en",
+                "variables": {"first_name": "x"}},
+            "audience": {"filter": "city = \"Berlin\""}, "type": "marketing",
+            "send_window": window
+        })
+    };
+    for (window, code, field) in [
+        (
+            json!({"start": "09:00", "end": "20:00", "timezone": "Europe/Atlantis"}),
+            "timezone_unknown",
+            "send_window.timezone",
+        ),
+        (
+            json!({"start": "9am", "end": "20:00"}),
+            "send_window_time_invalid",
+            "send_window.start",
+        ),
+        (
+            json!({"start": "09:00", "end": "09:00"}),
+            "send_window_empty",
+            "send_window.end",
+        ),
+    ] {
+        let (status, v) = app
+            .api_call(
+                reqwest::Method::POST,
+                "/api/v1/campaigns",
+                Some(&body(window)),
+            )
+            .await;
+        assert_eq!(status, 422, "{v}");
+        assert_eq!(v["error"]["code"], code, "{v}");
+        assert_eq!(v["error"]["field"], field, "{v}");
+    }
+    let id = app
+        .create_campaign(&body(
+            json!({"start": "20:00", "end": "08:00", "timezone": "Europe/Berlin"}),
+        ))
+        .await;
+    let c = app.campaign_get(&id, "").await;
+    assert_eq!(c["send_window"]["timezone"], "Europe/Berlin", "{c}");
 }

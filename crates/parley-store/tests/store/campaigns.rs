@@ -69,6 +69,8 @@ async fn campaign_states_change_once_and_chunks_follow_the_cursor(b: &Backend) {
         PlannedMessage {
             message: m,
             skip: skip.then(|| ("opted_out".to_owned(), "opted out".to_owned())),
+            send_window: None,
+            window_opens_at: None,
         }
     };
     let chunk = vec![
