@@ -12,9 +12,10 @@ use parley_domain::{
     ApplicationId, BoundTemplate, CampaignId, E164, MessageId, Segment, SegmentId, VariableInput,
     in_service_window,
 };
+use parley_store::audience::ContactUpsert;
 use parley_store::audience::{AudienceContact, ContactQuery, Subscription};
 use parley_store::campaigns::{
-    CampaignCounts, CampaignKind, CampaignRecord, CampaignState, PlannedMessage,
+    CampaignCounts, CampaignKind, CampaignRecord, CampaignState, ListEntry, PlannedMessage,
 };
 use parley_store::{MessageContent, NewMessage, PhoneNumberRecord};
 use serde::Serialize;
@@ -48,6 +49,53 @@ pub struct NewCampaign {
 pub enum CampaignAudience {
     Filter(String),
     Segment(String),
+    /// An uploaded list of numbers (E.164), up to `MAX_LIST` of them.
+    List(Vec<String>),
+}
+
+/// Numbers an uploaded list may hold.
+pub const MAX_LIST: usize = 100_000;
+
+/// One item of an audience page: a contact to plan, or a list entry skipped with a reason.
+enum AudienceItem {
+    Contact(Box<AudienceContact>),
+    Skip {
+        phone: String,
+        code: &'static str,
+        text: String,
+    },
+}
+
+/// Checks an uploaded list: E.164 numbers, each once; later copies are `duplicate`.
+fn list_entries(phones: &[String]) -> Result<Vec<ListEntry>, ApiFailure> {
+    if phones.is_empty() || phones.len() > MAX_LIST {
+        return Err(ApiFailure::unprocessable(
+            "audience_list_size",
+            format!(
+                "`audience.phones` holds 1–{MAX_LIST} numbers; this one has {}; split a longer list into several campaigns",
+                phones.len()
+            ),
+        )
+        .field("audience.phones"));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(phones.len());
+    Ok(phones
+        .iter()
+        .map(|raw| match E164::parse(raw) {
+            Ok(p) if seen.insert(p.as_str().to_owned()) => ListEntry {
+                phone: p.as_str().to_owned(),
+                skip: None,
+            },
+            Ok(p) => ListEntry {
+                phone: p.as_str().to_owned(),
+                skip: Some("duplicate".into()),
+            },
+            Err(_) => ListEntry {
+                phone: raw.chars().take(64).collect(),
+                skip: Some("invalid_number".into()),
+            },
+        })
+        .collect())
 }
 
 /// `GET /api/v1/campaigns/{id}/plan`.
@@ -200,7 +248,84 @@ fn window_of(c: &CampaignRecord) -> Option<SendWindow> {
     }
 }
 
+/// Whether the campaign's audience is an uploaded list.
+fn is_list(c: &CampaignRecord) -> bool {
+    c.audience.get("list").is_some()
+}
+
 impl Engine {
+    /// The segment to expand, or `None` for an uploaded list.
+    fn segment_for(&self, c: &CampaignRecord) -> Result<Option<Segment>, ApiFailure> {
+        if is_list(c) {
+            Ok(None)
+        } else {
+            self.segment_of(c).map(Some)
+        }
+    }
+
+    /// One page (`PLAN_CHUNK`) of the audience after the cursor, and the cursor after it: a
+    /// segment's contacts in phone order, or a list's entries in upload order (cursor: the
+    /// position).
+    async fn audience_page(
+        &self,
+        c: &CampaignRecord,
+        segment: Option<&Segment>,
+        after: Option<&str>,
+        now: i64,
+    ) -> Result<(Vec<AudienceItem>, Option<String>), ApiFailure> {
+        if let Some(segment) = segment {
+            let page = self
+                .store
+                .list_audience(
+                    &c.application_id,
+                    &ContactQuery {
+                        segment,
+                        search: None,
+                        after,
+                        limit: PLAN_CHUNK,
+                        now: to_datetime(now),
+                    },
+                )
+                .await?;
+            let next = page.last().map(|c| c.contact.phone.clone());
+            return Ok((
+                page.into_iter()
+                    .map(|c| AudienceItem::Contact(Box::new(c)))
+                    .collect(),
+                next,
+            ));
+        }
+        let after = after.and_then(|a| a.parse::<i64>().ok()).unwrap_or(0);
+        let page = self
+            .store
+            .campaign_list_page(&c.application_id, &c.id, after, PLAN_CHUNK)
+            .await?;
+        let next = page.last().map(|r| r.position.to_string());
+        let items = page
+            .into_iter()
+            .map(|r| match (r.entry.skip.as_deref(), r.contact) {
+                (None, Some(contact)) => AudienceItem::Contact(Box::new(contact)),
+                (Some("duplicate"), _) => AudienceItem::Skip {
+                    phone: r.entry.phone,
+                    code: "duplicate",
+                    text: "the number appears earlier in the list".into(),
+                },
+                (Some(_), _) => AudienceItem::Skip {
+                    phone: r.entry.phone,
+                    code: "invalid_number",
+                    text: "not a valid phone number in E.164 format (+ country code, number)"
+                        .into(),
+                },
+                (None, None) => AudienceItem::Skip {
+                    phone: r.entry.phone,
+                    code: "contact_erased",
+                    text: "the contact was erased after the list was uploaded".into(),
+                },
+            })
+            .collect();
+        Ok((items, next))
+    }
+
     fn segment_of(&self, c: &CampaignRecord) -> Result<Segment, ApiFailure> {
         Segment::parse(&c.audience_filter).map_err(|e| {
             ApiFailure::unprocessable("audience_invalid", e.to_string()).field("audience.filter")
@@ -282,13 +407,44 @@ impl Engine {
                 })?;
                 (serde_json::json!({ "segment_id": id }), seg.filter)
             }
+            CampaignAudience::List(_) => (serde_json::Value::Null, String::new()),
+        };
+        let id = CampaignId::new();
+        let audience = match &input.audience {
+            CampaignAudience::List(phones) => {
+                let entries = list_entries(phones)?;
+                let count = |code: &str| {
+                    entries
+                        .iter()
+                        .filter(|e| e.skip.as_deref() == Some(code))
+                        .count()
+                };
+                let (invalid, duplicate) = (count("invalid_number"), count("duplicate"));
+                // Numbers that are not contacts yet become contacts (no name, no tags).
+                let fresh: Vec<ContactUpsert> = entries
+                    .iter()
+                    .filter(|e| e.skip.is_none())
+                    .map(|e| ContactUpsert {
+                        phone: e.phone.clone(),
+                        ..ContactUpsert::default()
+                    })
+                    .collect();
+                for chunk in fresh.chunks(crate::audience::IMPORT_CHUNK) {
+                    self.store.upsert_audience(app, chunk, self.now()).await?;
+                }
+                self.store.add_campaign_list(&id, &entries).await?;
+                serde_json::json!({ "list": {
+                    "numbers": entries.len(), "invalid_number": invalid, "duplicate": duplicate,
+                }})
+            }
+            _ => audience,
         };
         if let Some(w) = input.send_window.as_ref().filter(|v| !v.is_null()) {
             SendWindow::from_json(w)?;
         }
         let now = self.now();
         let record = CampaignRecord {
-            id: CampaignId::new(),
+            id,
             application_id: app.clone(),
             name: name.to_owned(),
             phone_number_id,
@@ -360,7 +516,7 @@ impl Engine {
         let bound = self
             .bound_template(app, &c.template_name, &c.template_language, &c.variables)
             .await?;
-        let segment = self.segment_of(&c)?;
+        let segment = self.segment_for(&c)?;
         let now = self.now();
         let number = self
             .store
@@ -400,21 +556,22 @@ impl Engine {
         let mut after: Option<String> = None;
         let mut new_contacts = 0u64;
         loop {
-            let page = self
-                .store
-                .list_audience(
-                    app,
-                    &ContactQuery {
-                        segment: &segment,
-                        search: None,
-                        after: after.as_deref(),
-                        limit: PLAN_CHUNK,
-                        now: to_datetime(now),
-                    },
-                )
+            let (page, next) = self
+                .audience_page(&c, segment.as_ref(), after.as_deref(), now)
                 .await?;
-            for contact in &page {
+            for item in &page {
                 plan.audience += 1;
+                let contact = match item {
+                    AudienceItem::Contact(contact) => contact,
+                    AudienceItem::Skip { code, .. } => {
+                        plan.skipped += 1;
+                        *plan
+                            .skipped_by_reason
+                            .entry((*code).to_owned())
+                            .or_default() += 1;
+                        continue;
+                    }
+                };
                 match plan_contact(&bound, c.kind, contact).0 {
                     Planned::Send(_) => {
                         plan.recipients += 1;
@@ -442,7 +599,7 @@ impl Engine {
                     }
                 }
             }
-            after = page.last().map(|c| c.contact.phone.clone());
+            after = next;
             if page.len() < PLAN_CHUNK as usize {
                 break;
             }
@@ -666,25 +823,40 @@ impl Engine {
                 return Ok(false);
             }
         };
-        let segment = self.segment_of(c)?;
+        let segment = self.segment_for(c)?;
         let now = self.now();
-        let page = self
-            .store
-            .list_audience(
-                &c.application_id,
-                &ContactQuery {
-                    segment: &segment,
-                    search: None,
-                    after: c.planner_cursor.as_deref(),
-                    limit: PLAN_CHUNK,
-                    now: to_datetime(now),
-                },
-            )
+        let (page, next) = self
+            .audience_page(c, segment.as_ref(), c.planner_cursor.as_deref(), now)
             .await?;
         let done = page.len() < PLAN_CHUNK as usize;
         let window = window_of(c);
         let mut planned = Vec::with_capacity(page.len());
-        for contact in &page {
+        for item in &page {
+            let contact = match item {
+                AudienceItem::Contact(contact) => contact,
+                AudienceItem::Skip { phone, code, text } => {
+                    planned.push(PlannedMessage {
+                        message: NewMessage {
+                            id: MessageId::new(),
+                            application_id: c.application_id.clone(),
+                            phone_number_id: c.phone_number_id.clone(),
+                            contact_id: None,
+                            to_phone: phone.clone(),
+                            content: MessageContent::Text {
+                                body: String::new(),
+                                preview_url: false,
+                            },
+                            reply_to: None,
+                            idempotency_key: None,
+                            now,
+                        },
+                        skip: Some(((*code).to_owned(), text.clone())),
+                        send_window: None,
+                        window_opens_at: None,
+                    });
+                    continue;
+                }
+            };
             let (outcome, phone) = plan_contact(&bound, c.kind, contact);
             let send_window = window
                 .as_ref()
@@ -719,10 +891,7 @@ impl Engine {
                 window_opens_at,
             });
         }
-        let cursor = page
-            .last()
-            .map(|c| c.contact.phone.clone())
-            .or_else(|| c.planner_cursor.clone());
+        let cursor = next.or_else(|| c.planner_cursor.clone());
         self.store
             .add_planned_messages(
                 &c.id,

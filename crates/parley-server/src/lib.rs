@@ -32,6 +32,8 @@ use utoipa::OpenApi;
 pub const API_BODY_LIMIT: usize = 256 * 1024;
 /// A template's media example: Meta takes documents up to 100 MB.
 pub const MEDIA_BODY_LIMIT: usize = 100 * 1024 * 1024;
+/// A campaign with an uploaded list: 100,000 E.164 numbers in JSON are under 2 MB.
+pub const CAMPAIGN_BODY_LIMIT: usize = 4 * 1024 * 1024;
 /// Meta's webhook payloads are at most 3 MB.
 pub const WEBHOOK_BODY_LIMIT: usize = 4 * 1024 * 1024;
 
@@ -88,9 +90,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/messages/{id}", get(routes::messages::get_message))
         .route(
             "/api/v1/campaigns",
-            get(routes::campaigns::list_campaigns).post(routes::campaigns::create_campaign),
+            get(routes::campaigns::list_campaigns)
+                .post(routes::campaigns::create_campaign)
+                .layer(DefaultBodyLimit::max(CAMPAIGN_BODY_LIMIT)),
         )
-        .route("/api/v1/campaigns/{id}", get(routes::campaigns::get_campaign))
+        .route(
+            "/api/v1/campaigns/{id}",
+            get(routes::campaigns::get_campaign),
+        )
         .route(
             "/api/v1/campaigns/{id}/plan",
             get(routes::campaigns::plan_campaign),

@@ -13,6 +13,7 @@ use parley_domain::quota::{Gate, MessagingLimit, Reach};
 use parley_domain::{ApplicationId, CampaignId, MessageId};
 use serde::{Deserialize, Serialize};
 
+use crate::audience::AudienceContact;
 use crate::{Millis, NewMessage, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -121,6 +122,23 @@ pub struct PlannedMessage {
     pub send_window: Option<String>,
     /// Outside its window now: queued with `hold_reason = 'window'`, due at this instant.
     pub window_opens_at: Option<Millis>,
+}
+
+/// One number of an uploaded list, as checked at upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListEntry {
+    /// E.164 when valid, else the text as given.
+    pub phone: String,
+    /// `invalid_number` or `duplicate`; `None` to send.
+    pub skip: Option<String>,
+}
+
+/// One entry of a campaign's list with its contact (none when invalid, or erased since).
+#[derive(Debug, Clone)]
+pub struct ListRecipient {
+    pub position: i64,
+    pub entry: ListEntry,
+    pub contact: Option<AudienceContact>,
 }
 
 /// Counters of a campaign's messages.
@@ -264,6 +282,16 @@ pub trait CampaignStore: Send + Sync {
     async fn release_quota_waits(&self, phone_number_id: &str, now: Millis) -> Result<u64>;
     /// Marks a queued message as waiting for a quota slot until `until`.
     async fn wait_for_quota(&self, id: &MessageId, until: Millis, now: Millis) -> Result<()>;
+    /// Stores an uploaded list for a campaign (before the campaign row), positions from 1.
+    async fn add_campaign_list(&self, id: &CampaignId, entries: &[ListEntry]) -> Result<()>;
+    /// A page of the campaign's list after `after` (position), with each entry's contact.
+    async fn campaign_list_page(
+        &self,
+        app: &ApplicationId,
+        id: &CampaignId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<ListRecipient>>;
     /// Marks a queued (or claimed) message as waiting for its send window to open at `until`.
     async fn wait_for_window(&self, id: &MessageId, until: Millis, now: Millis) -> Result<()>;
 }

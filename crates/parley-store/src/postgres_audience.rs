@@ -22,7 +22,7 @@ use crate::{MessageRecord, Millis, PostgresStore, Result};
 /// Phones looked up per `IN (…)` when merging a batch.
 const LOOKUP_CHUNK: usize = 500;
 
-fn audience_from_row(row: &PgRow) -> Result<AudienceContact> {
+pub(crate) fn audience_from_row(row: &PgRow) -> Result<AudienceContact> {
     let sub: String = row.try_get("subscription")?;
     Ok(AudienceContact {
         contact: contact_from_row(row)?,

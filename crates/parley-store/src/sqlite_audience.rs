@@ -20,7 +20,7 @@ const LOOKUP_CHUNK: usize = 500;
 /// The content left in place of an erased message's text.
 pub(crate) const ERASED_CONTENT: &str = r#"{"type":"text","body":"","preview_url":false}"#;
 
-fn audience_from_row(row: &SqliteRow) -> Result<AudienceContact> {
+pub(crate) fn audience_from_row(row: &SqliteRow) -> Result<AudienceContact> {
     let sub: String = row.try_get("subscription")?;
     Ok(AudienceContact {
         contact: contact_from_row(row)?,

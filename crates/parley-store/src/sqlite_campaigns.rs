@@ -12,6 +12,8 @@ use crate::sqlite::{corrupt, json_col, parse_id, to_json};
 use crate::{MessageContent, Millis, Result, SqliteStore};
 
 const HOUR_MS: i64 = 60 * 60 * 1000;
+/// List entries per multi-row INSERT (4 binds each).
+const LIST_INSERT_CHUNK: usize = 1_000;
 
 fn campaign_from_row(row: &SqliteRow) -> Result<CampaignRecord> {
     let kind: String = row.try_get("kind")?;
@@ -564,6 +566,62 @@ impl CampaignStore for SqliteStore {
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    async fn add_campaign_list(&self, id: &CampaignId, entries: &[ListEntry]) -> Result<()> {
+        let mut tx = self.tx().await?;
+        for (n, chunk) in entries.chunks(LIST_INSERT_CHUNK).enumerate() {
+            let first = (n * LIST_INSERT_CHUNK) as i64 + 1;
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO campaign_list_entries (campaign_id, position, phone, skip) ",
+            );
+            qb.push_values(chunk.iter().enumerate(), |mut b, (i, e)| {
+                b.push_bind(id.as_str())
+                    .push_bind(first + i as i64)
+                    .push_bind(e.phone.as_str())
+                    .push_bind(e.skip.as_deref());
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn campaign_list_page(
+        &self,
+        app: &ApplicationId,
+        id: &CampaignId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<ListRecipient>> {
+        let rows = sqlx::query(
+            "SELECT l.position AS list_position, l.phone AS list_phone, l.skip AS list_skip, c.*
+             FROM campaign_list_entries l
+             LEFT JOIN contacts c ON c.application_id = ? AND c.phone = l.phone AND l.skip IS NULL
+             WHERE l.campaign_id = ? AND l.position > ? ORDER BY l.position LIMIT ?",
+        )
+        .bind(app.as_str())
+        .bind(id.as_str())
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let contact_id: Option<String> = row.try_get("id")?;
+                Ok(ListRecipient {
+                    position: row.try_get("list_position")?,
+                    entry: ListEntry {
+                        phone: row.try_get("list_phone")?,
+                        skip: row.try_get("list_skip")?,
+                    },
+                    contact: match contact_id {
+                        Some(_) => Some(crate::sqlite_audience::audience_from_row(row)?),
+                        None => None,
+                    },
+                })
+            })
+            .collect()
     }
 
     async fn wait_for_window(&self, id: &MessageId, until: Millis, now: Millis) -> Result<()> {

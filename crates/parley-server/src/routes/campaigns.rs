@@ -48,12 +48,16 @@ pub struct CampaignTemplate {
     pub variables: Option<serde_json::Value>,
 }
 
-/// `{"filter": "…"}` or `{"segment_id": "seg_…"}`.
+/// `{"filter": "…"}`, `{"segment_id": "seg_…"}` or `{"phones": ["+4915…", …]}`, one of them.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AudienceSpec {
     pub filter: Option<String>,
     pub segment_id: Option<String>,
+    /// An uploaded list: up to 100,000 E.164 numbers. Invalid numbers and later copies of a
+    /// number are planned as skipped (`invalid_number`, `duplicate`); numbers that are not
+    /// contacts yet become contacts without tags (expressions fall back to their defaults).
+    pub phones: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -129,7 +133,8 @@ fn bad(code: &'static str, message: impl Into<String>, field: &str) -> ApiError 
 }
 
 /// Create a campaign (a draft). The template must be approved and the variables must fit it;
-/// the audience is a filter expression or a saved segment.
+/// the audience is a filter expression, a saved segment, or an uploaded list of up to 100,000
+/// numbers (body up to 4 MiB).
 #[utoipa::path(
     post, path = "/api/v1/campaigns", tag = "campaigns",
     request_body = CreateCampaignBody,
@@ -147,13 +152,15 @@ pub async fn create_campaign(
     AppAuth(app): AppAuth,
     ApiJson(body): ApiJson<CreateCampaignBody>,
 ) -> Result<Response, ApiError> {
-    let audience = match (body.audience.filter, body.audience.segment_id) {
-        (Some(f), None) => CampaignAudience::Filter(f),
-        (None, Some(s)) => CampaignAudience::Segment(s),
+    let a = body.audience;
+    let audience = match (a.filter, a.segment_id, a.phones) {
+        (Some(f), None, None) => CampaignAudience::Filter(f),
+        (None, Some(s), None) => CampaignAudience::Segment(s),
+        (None, None, Some(p)) => CampaignAudience::List(p),
         _ => {
             return Err(bad(
                 "audience_invalid",
-                "give the audience as {\"filter\": \"…\"} or {\"segment_id\": \"seg_…\"}, one of the two",
+                "give the audience as {\"filter\": \"…\"}, {\"segment_id\": \"seg_…\"} or {\"phones\": [\"+4915…\"]}, one of them",
                 "audience",
             ));
         }

@@ -666,3 +666,96 @@ async fn send_windows_are_checked_at_creation() {
     let c = app.campaign_get(&id, "").await;
     assert_eq!(c["send_window"]["timezone"], "Europe/Berlin", "{c}");
 }
+
+#[tokio::test]
+async fn an_uploaded_list_skips_invalid_and_duplicate_numbers_and_sends_the_rest() {
+    let app = spawn_app().await;
+    // Two known contacts (tagged), three numbers Parley has never seen.
+    let known = seed(&app, "listed", 40_000_000, 2, 0).await;
+    let fresh: Vec<String> = (0..3)
+        .map(|i| format!("+49152{:08}", 41_000_000 + i))
+        .collect();
+    let mut phones: Vec<Value> = known.iter().chain(&fresh).map(|p| json!(p)).collect();
+    phones.push(json!("not a number"));
+    phones.push(json!(known[0]));
+    let id = app
+        .create_campaign(&json!({
+            "name": "From a spreadsheet",
+            "template": {"name": "welcome", "language": "en",
+                         "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}"}},
+            "audience": {"phones": phones},
+            "type": "marketing"
+        }))
+        .await;
+    let c = app.campaign_get(&id, "").await;
+    assert_eq!(c["audience"]["list"]["numbers"], 7, "{c}");
+    let plan = app.campaign_get(&id, "/plan").await;
+    assert_eq!(plan["audience"], 7, "{plan}");
+    assert_eq!(plan["recipients"], 5, "{plan}");
+    assert_eq!(plan["skipped_by_reason"]["invalid_number"], 1, "{plan}");
+    assert_eq!(plan["skipped_by_reason"]["duplicate"], 1, "{plan}");
+
+    app.campaign_action(&id, "start").await;
+    let stats = app
+        .wait_stats(&id, "completed with 5 sent", |s| {
+            s["state"] == "completed" && s["sent"] == 5
+        })
+        .await;
+    assert_eq!(stats["skipped_by_reason"]["invalid_number"], 1, "{stats}");
+    assert_eq!(stats["skipped_by_reason"]["duplicate"], 1, "{stats}");
+    let sent = app.accepted_by_recipient().await;
+    assert_eq!(sent.len(), 5);
+    assert!(sent.values().all(|n| *n == 1), "one message per recipient");
+    // The new numbers became contacts, without tags: the greeting fell back to its default.
+    let application = app.store.applications().await.expect("apps")[0].id.clone();
+    let contact = app
+        .store
+        .contact_by_phone(&application, &fresh[0])
+        .await
+        .expect("contact")
+        .expect("created from the list");
+    assert!(contact.tags.is_empty());
+    let to_fresh = app
+        .sandbox_messages()
+        .await
+        .into_iter()
+        .find(|m| m["to"] == digits(&fresh[0]))
+        .expect("sent to the new contact");
+    assert!(
+        to_fresh.to_string().contains(r#""text":"there""#),
+        "{to_fresh}"
+    );
+
+    // Longer than a planner page (keyset by position): every number is read once.
+    let mut many: Vec<String> = (0..1_200)
+        .map(|i| format!("+49152{:08}", 42_000_000 + i))
+        .collect();
+    many.push(many[700].clone());
+    let id = app
+        .create_campaign(&json!({
+            "name": "Many", "template": {"name": "welcome", "language": "en",
+                "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}"}},
+            "audience": {"phones": many}, "type": "transactional"
+        }))
+        .await;
+    let plan = app.campaign_get(&id, "/plan").await;
+    assert_eq!(plan["audience"], 1_201, "{plan}");
+    assert_eq!(plan["recipients"], 1_200, "{plan}");
+    assert_eq!(plan["skipped_by_reason"], json!({"duplicate": 1}), "{plan}");
+
+    // Too long a list is refused, naming the field.
+    let too_many: Vec<String> = (0..100_001).map(|i| format!("+49152{i:08}")).collect();
+    let (status, v) = app
+        .api_call(
+            reqwest::Method::POST,
+            "/api/v1/campaigns",
+            Some(&json!({
+                "name": "x", "template": {"name": "welcome", "language": "en",
+                    "variables": {"first_name": "x"}},
+                "audience": {"phones": too_many}, "type": "marketing"
+            })),
+        )
+        .await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["field"], "audience.phones", "{v}");
+}
