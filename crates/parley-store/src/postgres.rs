@@ -879,6 +879,18 @@ impl Store for PostgresStore {
     }
 
     async fn requeue_stale_sending(&self, now: Millis, grace_ms: i64) -> Result<u64> {
+        // A stale row whose campaign was cancelled meanwhile is not sent any more: the sender
+        // claims no message of a campaign that is not running, so requeued it would wait forever.
+        sqlx::query(
+            "UPDATE messages SET state = 'skipped', hold_reason = 'cancelled', lease_until = NULL,
+               error_message = 'the campaign was cancelled before this message was sent', updated_at = $1
+             WHERE state = 'sending' AND wamid IS NULL AND lease_until IS NOT NULL AND lease_until + $2 < $1
+               AND campaign_id IN (SELECT id FROM campaigns WHERE state = 'cancelled')",
+        )
+        .bind(now)
+        .bind(grace_ms)
+        .execute(&self.pool)
+        .await?;
         let r = sqlx::query(
             "UPDATE messages SET state = 'queued', lease_until = NULL, next_attempt_at = $1, updated_at = $1
              WHERE state = 'sending' AND wamid IS NULL AND lease_until IS NOT NULL AND lease_until + $2 < $1",

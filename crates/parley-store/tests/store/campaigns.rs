@@ -156,6 +156,13 @@ async fn campaign_states_change_once_and_chunks_follow_the_cursor(b: &Backend) {
     );
     let stored = b.campaign(&t.app, &c.id).await.expect("get").expect("some");
     assert!(stored.finished_at.is_some());
+    // The claimed message's lease lapses (a crash): cancelled meanwhile, it is skipped, not
+    // put back in a queue nothing will claim.
+    b.requeue_stale_sending(T0 + 1_000, 0)
+        .await
+        .expect("requeue");
+    let m = get(&**b, &t, &claimed[0].id).await;
+    assert_eq!(m.state, MessageState::Skipped);
 }
 
 async fn quota_gate_counts_unique_contacts_outside_the_window(b: &Backend) {
