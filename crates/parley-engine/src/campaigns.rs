@@ -699,15 +699,14 @@ impl Engine {
     ) -> Result<CampaignRecord, ApiFailure> {
         let c = self.campaign(app, id).await?;
         let now = self.now();
+        // A campaign paused before its scheduled time goes back to waiting for that time.
+        let to = match c.scheduled_at {
+            Some(at) if at > now => CampaignState::Scheduled,
+            _ => CampaignState::Running,
+        };
         if self
             .store
-            .transition_campaign(
-                &c.id,
-                &[CampaignState::Paused],
-                CampaignState::Running,
-                None,
-                now,
-            )
+            .transition_campaign(&c.id, &[CampaignState::Paused], to, None, now)
             .await?
         {
             self.store.release_campaign_messages(&c.id, now).await?;

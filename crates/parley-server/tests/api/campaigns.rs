@@ -490,6 +490,40 @@ async fn a_scheduled_campaign_starts_when_the_clock_passes_its_time() {
     app.assert_one_each(&phones).await;
 }
 
+/// Paused before its time and resumed, a scheduled campaign waits for its time again.
+#[tokio::test]
+async fn a_scheduled_campaign_paused_and_resumed_still_waits_for_its_time() {
+    let app = spawn_app().await;
+    let phones = seed(&app, "waits", 51_000_000, 5, 0).await;
+    let at = app.clock_now() / 1000 + 3_600;
+    let at = time::OffsetDateTime::from_unix_timestamp(at)
+        .expect("time")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("rfc3339");
+    let id = app
+        .welcome_campaign("Waits", "waits", json!({"scheduled_at": at}))
+        .await;
+    assert_eq!(
+        app.campaign_action(&id, "start").await.1["state"],
+        "scheduled"
+    );
+    assert_eq!(app.campaign_action(&id, "pause").await.1["state"], "paused");
+    let (status, v) = app.campaign_action(&id, "resume").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["state"], "scheduled", "{v}");
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert!(
+        app.accepted_by_recipient().await.is_empty(),
+        "nothing before its time"
+    );
+    app.advance(Duration::from_secs(3_601)).await;
+    app.wait_stats(&id, "completed", |s| {
+        s["state"] == "completed" && s["sent"] == 5
+    })
+    .await;
+    app.assert_one_each(&phones).await;
+}
+
 #[tokio::test]
 async fn a_template_error_pauses_the_campaign_with_the_reason() {
     let app = spawn_app().await;
