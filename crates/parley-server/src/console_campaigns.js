@@ -164,7 +164,11 @@
         segment_id: a.segment_id,
         filter: a.filter,
         type: form.querySelector('input[name="type"]:checked').value,
-        scheduled_at: scheduled
+        scheduled_at: scheduled,
+        phones: form.elements["phones"].value,
+        window_start: form.elements["window_start"].value,
+        window_end: form.elements["window_end"].value,
+        window_timezone: form.elements["window_timezone"].value
       }).then(function (res) {
         button.disabled = false;
         if (res.ok) {

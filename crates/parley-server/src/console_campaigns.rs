@@ -275,6 +275,12 @@ pub struct CreateBody {
     #[serde(rename = "type")]
     kind: String,
     scheduled_at: Option<String>,
+    /// An uploaded list: numbers separated by lines, commas or semicolons.
+    phones: Option<String>,
+    /// The send window, `HH:MM` each, and its timezone (IANA name).
+    window_start: Option<String>,
+    window_end: Option<String>,
+    window_timezone: Option<String>,
 }
 
 fn field_error(code: &'static str, message: &str, field: &str) -> Response {
@@ -305,7 +311,45 @@ pub async fn create(
         }
     };
     let nonempty = |s: Option<String>| s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    let phones: Vec<String> = body
+        .phones
+        .as_deref()
+        .unwrap_or_default()
+        .split(['\n', ',', ';'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let send_window = match (
+        nonempty(body.window_start),
+        nonempty(body.window_end),
+        nonempty(body.window_timezone),
+    ) {
+        (None, None, None) => None,
+        (Some(start), Some(end), tz) => {
+            let mut w = json!({"start": start, "end": end});
+            if let Some(tz) = tz {
+                w["timezone"] = json!(tz);
+            }
+            Some(w)
+        }
+        (None, _, _) => {
+            return field_error(
+                "send_window_time_invalid",
+                "give the hour sending may start, e.g. 09:00",
+                "send_window.start",
+            );
+        }
+        (_, None, _) => {
+            return field_error(
+                "send_window_time_invalid",
+                "give the hour sending must stop, e.g. 20:00",
+                "send_window.end",
+            );
+        }
+    };
     let audience = match (nonempty(body.segment_id), nonempty(body.filter)) {
+        _ if !phones.is_empty() => CampaignAudience::List(phones),
         (Some(id), _) => CampaignAudience::Segment(id),
         (None, Some(f)) => CampaignAudience::Filter(f),
         (None, None) => {
@@ -354,7 +398,7 @@ pub async fn create(
                 audience,
                 kind,
                 scheduled_at,
-                send_window: None,
+                send_window,
             },
         )
         .await;

@@ -283,3 +283,49 @@ async fn pause_resume_and_cancel_from_the_campaign_page() {
     assert_ne!(api_state(&app, &id).await, "paused");
     browser.wait_css("button[data-action=resume][hidden]").await;
 }
+
+/// The New campaign form also takes an uploaded list and a send window; a half-given window
+/// is refused with the field at fault.
+#[tokio::test]
+async fn the_console_form_takes_a_list_and_a_send_window() {
+    let app = spawn_app().await;
+    let cookie = app.console_cookie().await;
+    let (phone, _) = app.contact(0).await;
+    let form = |extra: serde_json::Value| {
+        let mut body = json!({
+            "name": "List with window", "phone_number_id": "", "type": "marketing",
+            "template_name": "welcome", "template_language": "en",
+            "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}"},
+            "segment_id": "", "filter": "all", "scheduled_at": null,
+        });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        body
+    };
+    let (status, v) = app
+        .console_post(
+            &cookie,
+            "/campaigns/whatsapp/new",
+            &form(json!({"window_start": "09:00", "window_end": ""})),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["field"], "send_window.end", "{v}");
+    let (status, v) = app
+        .console_post(
+            &cookie,
+            "/campaigns/whatsapp/new",
+            &form(json!({"phones": format!("{phone}\n+4915112345678; not a number"),
+                "window_start": "09:00", "window_end": "20:00", "window_timezone": "Europe/Berlin"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let id = v["id"].as_str().expect("id").to_owned();
+    let (_, c) = app
+        .api_call(Method::GET, &format!("/api/v1/campaigns/{id}"), None)
+        .await;
+    assert_eq!(c["send_window"]["timezone"], "Europe/Berlin", "{c}");
+    assert_eq!(c["audience"]["list"]["numbers"], 3, "{c}");
+    assert_eq!(c["audience"]["list"]["invalid_number"], 1, "{c}");
+}
