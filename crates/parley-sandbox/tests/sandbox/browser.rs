@@ -1,4 +1,5 @@
-//! One smoke test in headless Chromium (skipped when chromium or chromedriver is missing): a
+//! One smoke test in headless Chromium (it fails, saying what to install, when chromium or
+//! chromedriver is missing — `.ci/run` installs them): a
 //! page on another origin loads `{sandbox}/sdk.js`, calls `FB.login`, and records the
 //! `WA_EMBEDDED_SIGNUP` message events and the callback while the test walks the dialog.
 
@@ -224,8 +225,9 @@ async fn serve_page(sb: &TestSandbox) -> String {
 #[tokio::test]
 async fn browser_walks_the_dialog_and_the_page_gets_finish_and_code() {
     let (Some(driver), Some(chrome)) = (installed(&DRIVERS), installed(&CHROMES)) else {
-        eprintln!("skipped: chromium and chromedriver are not installed");
-        return;
+        panic!(
+            "chromium and chromedriver are not installed: run `apt-get install -y chromium chromium-driver` (CI's .ci/run does)"
+        );
     };
     let sb = spawn(test_config()).await;
     let page = serve_page(&sb).await;
