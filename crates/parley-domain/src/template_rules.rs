@@ -223,6 +223,15 @@ impl Var {
     }
 }
 
+/// How one required text field is checked: its codes, messages and length limit.
+struct TextRule {
+    missing: &'static str,
+    missing_message: &'static str,
+    too_long: &'static str,
+    what: &'static str,
+    max: usize,
+}
+
 /// Finds the variables in `text`; malformed ones become messages saying how to write them.
 fn scan(text: &str) -> (Vec<Found>, Vec<String>) {
     let mut found = Vec::new();
@@ -358,6 +367,42 @@ impl<'a> Checker<'a> {
             code,
             message: message.into(),
         });
+    }
+
+    /// A component's required `text`: reports it missing, too long, or with malformed
+    /// variables, and hands back the text, its field path and the variables found.
+    fn scanned_text<'t>(
+        &mut self,
+        c: &'t Map<String, Value>,
+        field: String,
+        rule: TextRule,
+    ) -> Option<(&'t str, String, Vec<Found>)> {
+        let Some(text) = c
+            .get("text")
+            .and_then(Value::as_str)
+            .filter(|t| !t.trim().is_empty())
+        else {
+            self.push(field, rule.missing, rule.missing_message);
+            return None;
+        };
+        let n = chars(text);
+        if n > rule.max {
+            self.push(
+                &field,
+                rule.too_long,
+                format!(
+                    "the {} has {n} characters; Meta allows at most {}: shorten it by {}",
+                    rule.what,
+                    rule.max,
+                    n - rule.max
+                ),
+            );
+        }
+        let (vars, bad) = scan(text);
+        for message in bad {
+            self.push(&field, "variable_invalid", message);
+        }
+        Some((text, field, vars))
     }
 
     fn is_auth(&self) -> bool {
@@ -687,34 +732,19 @@ impl<'a> Checker<'a> {
 
     fn text_header(&mut self, i: usize, c: &Map<String, Value>) {
         let at = |f: &str| format!("components[{i}].{f}");
-        let Some(text) = c
-            .get("text")
-            .and_then(Value::as_str)
-            .filter(|t| !t.trim().is_empty())
-        else {
-            self.push(
-                at("text"),
-                "header_text_missing",
-                "a TEXT header needs `text`: write up to 60 characters, or remove the HEADER",
-            );
+        let Some((text, field, vars)) = self.scanned_text(
+            c,
+            at("text"),
+            TextRule {
+                missing: "header_text_missing",
+                missing_message: "a TEXT header needs `text`: write up to 60 characters, or remove the HEADER",
+                too_long: "header_text_too_long",
+                what: "header",
+                max: HEADER_TEXT_MAX_CHARS,
+            },
+        ) else {
             return;
         };
-        let field = at("text");
-        let n = chars(text);
-        if n > HEADER_TEXT_MAX_CHARS {
-            self.push(
-                &field,
-                "header_text_too_long",
-                format!(
-                    "the header has {n} characters; Meta allows at most {HEADER_TEXT_MAX_CHARS}: shorten it by {}",
-                    n - HEADER_TEXT_MAX_CHARS
-                ),
-            );
-        }
-        let (vars, bad) = scan(text);
-        for message in bad {
-            self.push(&field, "variable_invalid", message);
-        }
         if vars.len() > 1 {
             self.push(
                 &field,
@@ -861,34 +891,19 @@ impl<'a> Checker<'a> {
                 "add_security_recommendation is only for AUTHENTICATION templates: remove it",
             );
         }
-        let Some(text) = c
-            .get("text")
-            .and_then(Value::as_str)
-            .filter(|t| !t.trim().is_empty())
-        else {
-            self.push(
-                at("text"),
-                "body_text_missing",
-                "the BODY needs `text`: write the message, e.g. \"Hi {{1}}, your order has shipped.\"",
-            );
+        let Some((text, field, vars)) = self.scanned_text(
+            c,
+            at("text"),
+            TextRule {
+                missing: "body_text_missing",
+                missing_message: "the BODY needs `text`: write the message, e.g. \"Hi {{1}}, your order has shipped.\"",
+                too_long: "body_text_too_long",
+                what: "body",
+                max: BODY_TEXT_MAX_CHARS,
+            },
+        ) else {
             return;
         };
-        let field = at("text");
-        let n = chars(text);
-        if n > BODY_TEXT_MAX_CHARS {
-            self.push(
-                &field,
-                "body_text_too_long",
-                format!(
-                    "the body has {n} characters; Meta allows at most {BODY_TEXT_MAX_CHARS}: shorten it by {}",
-                    n - BODY_TEXT_MAX_CHARS
-                ),
-            );
-        }
-        let (vars, bad) = scan(text);
-        for message in bad {
-            self.push(&field, "variable_invalid", message);
-        }
         let own = self.variable_format(&field, &vars);
         self.variable_sequence(&field, &vars);
         if let (Some(first), Some(last)) = (vars.first(), vars.last()) {
