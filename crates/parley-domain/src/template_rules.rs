@@ -732,7 +732,7 @@ impl<'a> Checker<'a> {
 
     fn text_header(&mut self, i: usize, c: &Map<String, Value>) {
         let at = |f: &str| format!("components[{i}].{f}");
-        let Some((text, field, vars)) = self.scanned_text(
+        let Some((_, field, vars)) = self.scanned_text(
             c,
             at("text"),
             TextRule {
