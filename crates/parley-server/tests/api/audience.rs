@@ -405,28 +405,8 @@ async fn stop_keyword_opts_out_and_start_opts_back_in() {
 // --- The console's audience pages in a real browser -------------------------------------------
 
 async fn console_sign_in(app: &TestApp) -> crate::browser::Browser {
-    use fantoccini::Locator;
     let browser = crate::browser::Browser::start().await;
-    let c = &browser.client;
-    c.goto(&format!("{}/login", app.url)).await.expect("goto");
-    browser.wait_css("input[name=email]").await;
-    for (name, value) in [
-        ("email", app.console_email.as_str()),
-        ("password", app.console_password.as_str()),
-    ] {
-        c.find(Locator::Css(&format!("input[name={name}]")))
-            .await
-            .expect("input")
-            .send_keys(value)
-            .await
-            .expect("type");
-    }
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
+    browser.sign_in(app).await;
     browser.wait_text("WhatsApp platforms").await;
     browser
 }

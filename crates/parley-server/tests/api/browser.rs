@@ -118,4 +118,25 @@ impl Browser {
         let body = self.client.source().await.unwrap_or_default();
         panic!("page never showed `{text}`: {body}");
     }
+
+    /// Signs in to the console with the app's printed login and waits for a signed-in page.
+    pub async fn sign_in(&self, app: &crate::helpers::TestApp) {
+        let c = &self.client;
+        c.goto(&format!("{}/login", app.url)).await.expect("goto");
+        let email = self.wait_css("input[name=email]").await;
+        email.send_keys(&app.console_email).await.expect("type");
+        c.find(Locator::Css("input[name=password]"))
+            .await
+            .expect("pw")
+            .send_keys(&app.console_password)
+            .await
+            .expect("type");
+        c.find(Locator::Css("button[type=submit]"))
+            .await
+            .expect("btn")
+            .click()
+            .await
+            .expect("click");
+        self.wait_text("Sign out").await;
+    }
 }

@@ -4,32 +4,11 @@
 
 use std::time::Duration;
 
-use fantoccini::Locator;
 use reqwest::Method;
 use serde_json::json;
 
 use crate::browser::Browser;
 use crate::helpers::{CONTACTS, TestApp, spawn_app};
-
-async fn sign_in(app: &TestApp, browser: &Browser) {
-    let c = &browser.client;
-    c.goto(&format!("{}/login", app.url)).await.expect("goto");
-    let email = browser.wait_css("input[name=email]").await;
-    email.send_keys(&app.console_email).await.expect("type");
-    c.find(Locator::Css("input[name=password]"))
-        .await
-        .expect("pw")
-        .send_keys(&app.console_password)
-        .await
-        .expect("type");
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .expect("btn")
-        .click()
-        .await
-        .expect("click");
-    browser.wait_text("Sign out").await;
-}
 
 async fn set(browser: &Browser, css: &str, text: &str) {
     let el = browser.wait_css(css).await;
@@ -53,7 +32,7 @@ async fn a_campaign_is_created_planned_started_and_followed_to_100_percent_in_th
 
     let browser = Browser::start().await;
     let c = &browser.client;
-    sign_in(&app, &browser).await;
+    browser.sign_in(&app).await;
 
     // The WhatsApp messages page lists campaigns (none yet) and offers New campaign.
     c.goto(&format!("{}/campaigns/whatsapp", app.url))
@@ -239,7 +218,7 @@ async fn click(browser: &Browser, css: &str) {
 async fn pause_resume_and_cancel_from_the_campaign_page() {
     let app = spawn_app().await;
     let browser = Browser::start().await;
-    sign_in(&app, &browser).await;
+    browser.sign_in(&app).await;
 
     let id = scheduled_campaign(&app, "To cancel").await;
     browser

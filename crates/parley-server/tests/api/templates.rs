@@ -761,26 +761,7 @@ async fn a_browser_creates_a_template_and_sees_its_preview_and_status() {
     let app = spawn_app().await;
     let browser = crate::browser::Browser::start().await;
     let c = &browser.client;
-    c.goto(&format!("{}/login", app.url)).await.expect("goto");
-    browser.wait_css("input[name=email]").await;
-    c.find(Locator::Css("input[name=email]"))
-        .await
-        .expect("email")
-        .send_keys(&app.console_email)
-        .await
-        .expect("type");
-    c.find(Locator::Css("input[name=password]"))
-        .await
-        .expect("pw")
-        .send_keys(&app.console_password)
-        .await
-        .expect("type");
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .expect("btn")
-        .click()
-        .await
-        .expect("click");
+    browser.sign_in(&app).await;
     browser.wait_text("WhatsApp platforms").await;
     c.find(Locator::LinkText("Templates"))
         .await
