@@ -176,12 +176,97 @@ pub struct QuotaRequest<'a> {
     pub now: Millis,
 }
 
+/// One send asking the gate, in a `QuotaBatch`.
+#[derive(Debug, Clone)]
+pub struct QuotaItem<'a> {
+    /// The recipient, E.164.
+    pub contact: &'a str,
+    pub message_id: &'a MessageId,
+}
+
+/// The quota gate's question for a round of sends in one scope.
+#[derive(Debug, Clone)]
+pub struct QuotaBatch<'a> {
+    pub scope_key: &'a str,
+    pub application_id: &'a ApplicationId,
+    pub limit: MessagingLimit,
+    pub now: Millis,
+    pub items: &'a [QuotaItem<'a>],
+}
+
+/// What a backend read for a `QuotaBatch`; `decide_batch` takes the decisions for both.
+#[derive(Debug, Default)]
+pub(crate) struct QuotaFacts {
+    /// Contacts of the batch inside their customer-service window.
+    pub in_window: std::collections::HashSet<String>,
+    /// Contacts of the batch in the ledger, with their last reach.
+    pub last_at: std::collections::HashMap<String, Millis>,
+    /// Contacts counted in the scope now (`None` when the limit is unlimited: not counted).
+    pub used: Option<u64>,
+    /// Every counted last reach, oldest first, when the batch may fill the limit.
+    pub active: Option<Vec<Millis>>,
+}
+
+impl QuotaFacts {
+    /// Whether the backend must read the counted instants (`active`) for this batch.
+    pub fn needs_active(&self, req: &QuotaBatch<'_>) -> bool {
+        match (req.limit.per_day(), self.used) {
+            (Some(per_day), Some(used)) => used + req.items.len() as u64 > per_day,
+            _ => false,
+        }
+    }
+}
+
+/// The decisions for a batch: the answers, the items that reserve a slot (new contacts
+/// let through) and the items let through at all (their quota/window hold is lifted).
+pub(crate) struct QuotaDecisions {
+    pub answers: Vec<QuotaAnswer>,
+    pub reserve: Vec<usize>,
+    pub go: Vec<usize>,
+}
+
+/// The items one after the other, each seeing the reservations of those before it.
+pub(crate) fn decide_batch(req: &QuotaBatch<'_>, mut facts: QuotaFacts) -> QuotaDecisions {
+    let mut out = QuotaDecisions {
+        answers: Vec::with_capacity(req.items.len()),
+        reserve: Vec::new(),
+        go: Vec::new(),
+    };
+    let mut used = facts.used.unwrap_or(0);
+    for (i, item) in req.items.iter().enumerate() {
+        let in_window = facts.in_window.contains(item.contact);
+        let last_at = facts.last_at.get(item.contact).copied();
+        let reach = parley_domain::quota::classify_reach(in_window, last_at, req.now);
+        let active = facts.active.as_deref();
+        let gate = parley_domain::quota::decide(req.limit, reach, used, req.now, |k| {
+            active.and_then(|a| a.get(usize::try_from(k).ok()?).copied())
+        });
+        if let Gate::Go(r) = gate {
+            out.go.push(i);
+            if r == Reach::NewContact {
+                out.reserve.push(i);
+                facts.last_at.insert(item.contact.to_owned(), req.now);
+                if let Some(a) = facts.active.as_mut() {
+                    a.push(req.now);
+                }
+                used += 1;
+            }
+        }
+        out.answers.push(QuotaAnswer {
+            gate,
+            used: facts.used.map(|_| used),
+        });
+    }
+    out
+}
+
 /// The gate's answer, with the reach to confirm on acceptance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuotaAnswer {
     pub gate: Gate,
-    /// The scope's unique contacts counted at `now` (after this reservation).
-    pub used: u64,
+    /// The scope's unique contacts counted at `now` (after this reservation); `None` when
+    /// the limit is unlimited and nothing is counted against it.
+    pub used: Option<u64>,
 }
 
 impl QuotaAnswer {
@@ -258,7 +343,26 @@ pub trait CampaignStore: Send + Sync {
     /// The gate, atomically per scope: classifies the send (inside the contact's service
     /// window, already counted, or new), and for a new contact either reserves a slot for
     /// `message_id` or answers when one frees up.
-    async fn reserve_quota(&self, req: &QuotaRequest<'_>) -> Result<QuotaAnswer>;
+    async fn reserve_quota(&self, req: &QuotaRequest<'_>) -> Result<QuotaAnswer> {
+        let batch = QuotaBatch {
+            scope_key: req.scope_key,
+            application_id: req.application_id,
+            limit: req.limit,
+            now: req.now,
+            items: &[QuotaItem {
+                contact: req.contact,
+                message_id: req.message_id,
+            }],
+        };
+        let answers = self.reserve_quota_batch(&batch).await?;
+        answers
+            .into_iter()
+            .next()
+            .ok_or_else(|| crate::StoreError::NotFound("a quota answer".into()))
+    }
+    /// `reserve_quota` for a round of sends in one scope, in one transaction; the answers
+    /// are the ones the items would get one after the other, in the order given.
+    async fn reserve_quota_batch(&self, req: &QuotaBatch<'_>) -> Result<Vec<QuotaAnswer>>;
     /// Meta accepted a send that was `reach`: the contact counts from `now`.
     async fn confirm_quota(
         &self,

@@ -1,26 +1,266 @@
-//! What both backends do with the error fields when a status is merged, in one place so the
-//! SQLite and PostgreSQL rules cannot drift apart.
+//! How a status merges into a message, in one place so the SQLite and PostgreSQL backends
+//! cannot drift apart: both read the rows a batch names, merge in Rust here, and write the
+//! merged rows back in one statement.
 //!
 //! The state is the lattice join (`MessageState::merge`). The error must also come out the
 //! same whatever order statuses arrive in: a `failed` status sets it while the message is
 //! failed, and evidence of delivery (`delivered`, `read`) clears it, because a failure that
 //! delivery overruled is not the message's outcome. Without the clearing, `failed` then
-//! `delivered` kept Meta's error while `delivered` then `failed` did not.
+//! `delivered` kept Meta's error while `delivered` then `failed` did not. Each state's time is
+//! the earliest reported (so duplicates in any order give the same times), `updated_at` never
+//! goes back, and a merged row has no lease any more.
 
 use parley_domain::MessageState;
+use serde_json::json;
 
-use crate::types::{MessageRecord, StatusChange};
+use crate::Millis;
+use crate::types::StatusChange;
 
-/// The `(error_code, error_message)` a message has after merging `change` into `current`,
-/// given the merged state.
-pub(crate) fn merged_error<'a>(
-    current: &'a MessageRecord,
-    change: &'a StatusChange,
-    merged: MessageState,
-) -> (Option<i64>, Option<&'a str>) {
-    match (merged, &change.error) {
-        (MessageState::Delivered | MessageState::Read, _) => (None, None),
-        (MessageState::Failed, Some((code, message))) => (Some(*code), Some(message.as_str())),
-        _ => (current.error_code, current.error_message.as_deref()),
+/// The columns of a message that a status merge reads and writes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StatusRow {
+    pub id: String,
+    pub state: MessageState,
+    pub wamid: Option<String>,
+    pub error_code: Option<i64>,
+    pub error_message: Option<String>,
+    pub updated_at: Millis,
+    pub sending_at: Option<Millis>,
+    pub accepted_at: Option<Millis>,
+    pub sent_at: Option<Millis>,
+    pub delivered_at: Option<Millis>,
+    pub read_at: Option<Millis>,
+    pub failed_at: Option<Millis>,
+}
+
+/// The columns `StatusRow` is read from, for `SELECT {STATUS_COLUMNS} FROM messages …`.
+pub(crate) const STATUS_COLUMNS: &str = "id, state, wamid, error_code, error_message, updated_at, \
+     sending_at, accepted_at, sent_at, delivered_at, read_at, failed_at";
+
+fn earliest(slot: &mut Option<Millis>, at: Millis) {
+    *slot = Some(slot.map_or(at, |t| t.min(at)));
+}
+
+impl StatusRow {
+    /// Merges one status into the row.
+    pub fn merge(&mut self, change: &StatusChange) {
+        let merged = self.state.merge(change.state);
+        match (merged, &change.error) {
+            (MessageState::Delivered | MessageState::Read, _) => {
+                self.error_code = None;
+                self.error_message = None;
+            }
+            (MessageState::Failed, Some((code, message))) => {
+                self.error_code = Some(*code);
+                self.error_message = Some(message.clone());
+            }
+            _ => {}
+        }
+        self.state = merged;
+        if self.wamid.is_none() {
+            self.wamid = Some(change.wamid.clone());
+        }
+        self.updated_at = self.updated_at.max(change.at);
+        let slot = match change.state {
+            MessageState::Sending => &mut self.sending_at,
+            MessageState::Accepted => &mut self.accepted_at,
+            MessageState::Sent => &mut self.sent_at,
+            MessageState::Delivered => &mut self.delivered_at,
+            MessageState::Read => &mut self.read_at,
+            MessageState::Failed => &mut self.failed_at,
+            _ => return,
+        };
+        earliest(slot, change.at);
+    }
+
+    /// Meta accepted a send: the `accepted` status, and a retried send that Meta accepted
+    /// clears the transient error it recovered from.
+    pub fn accept(&mut self, wamid: &str, at: Millis) {
+        self.merge(&StatusChange {
+            wamid: wamid.to_owned(),
+            message_id: None,
+            state: MessageState::Accepted,
+            at,
+            error: None,
+        });
+        if self.state != MessageState::Failed {
+            self.error_code = None;
+            self.error_message = None;
+        }
+    }
+
+    /// The row as one element of the JSON array the batch `UPDATE` reads.
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "id": self.id,
+            "state": self.state.as_str(),
+            "wamid": self.wamid,
+            "error_code": self.error_code,
+            "error_message": self.error_message,
+            "updated_at": self.updated_at,
+            "sending_at": self.sending_at,
+            "accepted_at": self.accepted_at,
+            "sent_at": self.sent_at,
+            "delivered_at": self.delivered_at,
+            "read_at": self.read_at,
+            "failed_at": self.failed_at,
+        })
+    }
+}
+
+/// A status that named no known message yet, as one element of the orphan `INSERT`'s array.
+pub(crate) fn orphan_json(change: &StatusChange) -> serde_json::Value {
+    json!({
+        "wamid": change.wamid,
+        "state": change.state.as_str(),
+        "at": change.at,
+        "error_code": change.error.as_ref().map(|e| e.0),
+        "error_message": change.error.as_ref().map(|e| e.1.as_str()),
+    })
+}
+
+/// The rows a batch works on, found by message id or by wamid, merged in the order given.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub rows: Vec<StatusRow>,
+    by_id: std::collections::HashMap<String, usize>,
+    by_wamid: std::collections::HashMap<String, usize>,
+    /// Rows whose wamid became known in this batch (their orphans are folded in).
+    pub new_wamids: Vec<usize>,
+    dirty: Vec<bool>,
+}
+
+impl Batch {
+    pub fn add(&mut self, row: StatusRow) {
+        if self.by_id.contains_key(&row.id) {
+            return;
+        }
+        let i = self.rows.len();
+        self.by_id.insert(row.id.clone(), i);
+        if let Some(w) = &row.wamid {
+            self.by_wamid.insert(w.clone(), i);
+        }
+        self.rows.push(row);
+        self.dirty.push(false);
+    }
+
+    /// The row a change names: by our id when Meta echoed it, else by wamid.
+    pub fn find(&self, id: Option<&str>, wamid: &str) -> Option<usize> {
+        id.and_then(|id| self.by_id.get(id))
+            .or_else(|| self.by_wamid.get(wamid))
+            .copied()
+    }
+
+    pub fn find_id(&self, id: &str) -> Option<usize> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Applies `f` to row `i`, keeping the wamid index and the dirty marks up to date.
+    pub fn update(&mut self, i: usize, f: impl FnOnce(&mut StatusRow)) {
+        let had_wamid = self.rows[i].wamid.is_some();
+        f(&mut self.rows[i]);
+        self.dirty[i] = true;
+        if !had_wamid && let Some(w) = &self.rows[i].wamid {
+            self.by_wamid.entry(w.clone()).or_insert(i);
+            self.new_wamids.push(i);
+        }
+    }
+
+    /// The merged rows to write back.
+    pub fn dirty_json(&self) -> Option<String> {
+        let rows: Vec<serde_json::Value> = self
+            .rows
+            .iter()
+            .zip(&self.dirty)
+            .filter(|(_, d)| **d)
+            .map(|(r, _)| r.to_json())
+            .collect();
+        (!rows.is_empty()).then(|| serde_json::Value::Array(rows).to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> StatusRow {
+        StatusRow {
+            id: "msg_1".into(),
+            state: MessageState::Sending,
+            wamid: None,
+            error_code: Some(131000),
+            error_message: Some("transient".into()),
+            updated_at: 10,
+            sending_at: Some(5),
+            accepted_at: None,
+            sent_at: None,
+            delivered_at: None,
+            read_at: None,
+            failed_at: None,
+        }
+    }
+
+    fn change(state: MessageState, at: Millis, error: Option<(i64, &str)>) -> StatusChange {
+        StatusChange {
+            wamid: "wamid.1".into(),
+            message_id: None,
+            state,
+            at,
+            error: error.map(|(c, m)| (c, m.to_owned())),
+        }
+    }
+
+    #[test]
+    fn acceptance_sets_the_wamid_and_clears_a_retry_error() {
+        let mut r = row();
+        r.accept("wamid.1", 20);
+        assert_eq!(r.state, MessageState::Accepted);
+        assert_eq!(r.wamid.as_deref(), Some("wamid.1"));
+        assert_eq!(
+            (r.error_code, r.accepted_at, r.updated_at),
+            (None, Some(20), 20)
+        );
+    }
+
+    #[test]
+    fn any_order_of_the_same_statuses_ends_the_same() {
+        use MessageState::*;
+        let changes = [
+            change(Sent, 30, None),
+            change(Failed, 35, Some((131026, "undeliverable"))),
+            change(Delivered, 40, None),
+            change(Sent, 25, None),
+        ];
+        let mut expected = None;
+        for perm in [[0, 1, 2, 3], [3, 2, 1, 0], [1, 0, 3, 2], [2, 3, 0, 1]] {
+            let mut r = row();
+            for i in perm {
+                r.merge(&changes[i]);
+            }
+            assert_eq!(r.state, Delivered);
+            assert_eq!(r.error_code, None, "delivery overrules the failure");
+            assert_eq!(
+                (r.sent_at, r.delivered_at, r.failed_at),
+                (Some(25), Some(40), Some(35))
+            );
+            assert_eq!(r.updated_at, 40);
+            if let Some(e) = &expected {
+                assert_eq!(&r, e);
+            }
+            expected = Some(r);
+        }
+    }
+
+    #[test]
+    fn a_failure_keeps_meta_s_error() {
+        let mut r = row();
+        r.merge(&change(
+            MessageState::Failed,
+            50,
+            Some((131026, "undeliverable")),
+        ));
+        assert_eq!(r.state, MessageState::Failed);
+        assert_eq!(r.error_code, Some(131026));
+        assert_eq!(r.error_message.as_deref(), Some("undeliverable"));
     }
 }

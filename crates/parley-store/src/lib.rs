@@ -147,7 +147,23 @@ pub trait Store:
         limit: u32,
     ) -> Result<Vec<MessageRecord>>;
     /// Meta accepted the send: records the wamid and folds in statuses that outran it.
-    async fn mark_accepted(&self, id: &MessageId, wamid: &str, now: Millis) -> Result<()>;
+    async fn mark_accepted(&self, id: &MessageId, wamid: &str, now: Millis) -> Result<()> {
+        let missing = self
+            .record_acceptances(&[Acceptance {
+                id: id.clone(),
+                wamid: wamid.to_owned(),
+                at: now,
+                quota: None,
+            }])
+            .await?;
+        match missing.is_empty() {
+            true => Ok(()),
+            false => Err(StoreError::NotFound(format!("message {id}"))),
+        }
+    }
+    /// `mark_accepted` for a round of sends in one transaction, with each send's quota
+    /// confirmation (`CampaignStore::confirm_quota`). Returns the ids no message has.
+    async fn record_acceptances(&self, accepted: &[Acceptance]) -> Result<Vec<MessageId>>;
     /// Back to `queued` at `next_attempt_at`, remembering the error that caused it.
     async fn reschedule_message(
         &self,
@@ -166,6 +182,9 @@ pub trait Store:
     /// Merges a status (monotonic lattice). Returns the message when one matched; otherwise
     /// keeps the status as an orphan to fold in when the wamid becomes known.
     async fn apply_status(&self, change: &StatusChange) -> Result<Option<MessageRecord>>;
+    /// `apply_status` for many statuses in one transaction, merged in the order given.
+    /// Returns, per change, the id of the message it matched.
+    async fn apply_statuses(&self, changes: &[StatusChange]) -> Result<Vec<Option<MessageId>>>;
     /// Messages left in `sending` past their lease plus `grace` and still without a wamid go
     /// back to `queued` (a crash between claim and answer). Returns how many.
     async fn requeue_stale_sending(&self, now: Millis, grace_ms: i64) -> Result<u64>;
@@ -175,7 +194,16 @@ pub trait Store:
     // --- webhooks ------------------------------------------------------------------------
     async fn insert_webhook_event(&self, body: &[u8], now: Millis) -> Result<i64>;
     async fn pending_webhook_events(&self, limit: u32) -> Result<Vec<WebhookEventRecord>>;
-    async fn finish_webhook_event(&self, id: i64, now: Millis, error: Option<&str>) -> Result<()>;
+    async fn finish_webhook_event(&self, id: i64, now: Millis, error: Option<&str>) -> Result<()> {
+        self.finish_webhook_events(&[(id, error.map(str::to_owned))], now)
+            .await
+    }
+    /// Marks many events processed in one statement, each with its note.
+    async fn finish_webhook_events(
+        &self,
+        done: &[(i64, Option<String>)],
+        now: Millis,
+    ) -> Result<()>;
     async fn count_webhook_events(&self) -> Result<u64>;
 }
 

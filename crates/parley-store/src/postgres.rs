@@ -31,6 +31,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{Postgres, Row, Transaction};
 
+use crate::lattice::{Batch, STATUS_COLUMNS, StatusRow, orphan_json};
 use crate::types::*;
 use crate::{Millis, Result, SecretCipher, Store, StoreError};
 
@@ -217,77 +218,160 @@ pub(crate) fn contact_from_row(row: &PgRow) -> Result<ContactRecord> {
     })
 }
 
-/// Serializes every status and acceptance of one wamid until the transaction ends.
-async fn lock_wamid(tx: &mut Transaction<'static, Postgres>, wamid: &str) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(pg_text(wamid))
+/// Serializes every status and acceptance of these wamids until the transaction ends, taken
+/// in one order (sorted) so two batches cannot wait on each other.
+async fn lock_wamids(tx: &mut Transaction<'static, Postgres>, wamids: &[&str]) -> Result<()> {
+    let mut keys: Vec<String> = wamids.iter().map(|w| pg_text(w).into_owned()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended(w, 0)) FROM unnest($1::text[]) WITH ORDINALITY AS t(w, n) ORDER BY n")
+        .bind(keys)
         .execute(&mut **tx)
         .await?;
     Ok(())
 }
 
-/// Merges one status into a message row locked by `tx`; returns the row as it now is.
-/// The rules are `sqlite.rs`'s `merge_status` (see there): the state is the lattice join, each
-/// state's time is the earliest reported, `updated_at` never goes back.
-async fn merge_status(
-    tx: &mut Transaction<'static, Postgres>,
-    current: &MessageRecord,
-    change: &StatusChange,
-) -> Result<MessageRecord> {
-    let merged = current.state.merge(change.state);
-    let (code, msg) = crate::lattice::merged_error(current, change, merged);
-    let row = sqlx::query(
-        "UPDATE messages SET state = $1, wamid = COALESCE(wamid, $2), error_code = $3, error_message = $4,
-           lease_until = NULL, updated_at = $5,
-           sending_at = CASE WHEN $6::text = 'sending' THEN LEAST(sending_at, $7) ELSE sending_at END,
-           accepted_at = CASE WHEN $6::text = 'accepted' THEN LEAST(accepted_at, $7) ELSE accepted_at END,
-           sent_at = CASE WHEN $6::text = 'sent' THEN LEAST(sent_at, $7) ELSE sent_at END,
-           delivered_at = CASE WHEN $6::text = 'delivered' THEN LEAST(delivered_at, $7) ELSE delivered_at END,
-           read_at = CASE WHEN $6::text = 'read' THEN LEAST(read_at, $7) ELSE read_at END,
-           failed_at = CASE WHEN $6::text = 'failed' THEN LEAST(failed_at, $7) ELSE failed_at END
-         WHERE id = $8
-         RETURNING *",
-    )
-    .bind(merged.as_str())
-    .bind(pg_text(&change.wamid))
-    .bind(code)
-    .bind(msg.map(pg_text))
-    .bind(change.at.max(current.updated_at))
-    .bind(change.state.as_str())
-    .bind(change.at)
-    .bind(current.id.as_str())
-    .fetch_one(&mut **tx)
-    .await?;
-    message_from_row(&row)
+fn status_row(row: &PgRow) -> Result<StatusRow> {
+    let state: String = row.try_get("state")?;
+    Ok(StatusRow {
+        id: row.try_get("id")?,
+        state: MessageState::from_str(&state).map_err(|e| corrupt("state", e))?,
+        wamid: row.try_get("wamid")?,
+        error_code: row.try_get("error_code")?,
+        error_message: row.try_get("error_message")?,
+        updated_at: row.try_get("updated_at")?,
+        sending_at: row.try_get("sending_at")?,
+        accepted_at: row.try_get("accepted_at")?,
+        sent_at: row.try_get("sent_at")?,
+        delivered_at: row.try_get("delivered_at")?,
+        read_at: row.try_get("read_at")?,
+        failed_at: row.try_get("failed_at")?,
+    })
 }
 
-/// Folds the statuses that arrived before the wamid was known into the (locked) message.
-async fn fold_orphans(
+/// Reads and locks the rows with these ids (`by = "id"`) or wamids (`by = "wamid"`).
+async fn load_status_rows(
     tx: &mut Transaction<'static, Postgres>,
-    mut current: MessageRecord,
-    wamid: &str,
-) -> Result<MessageRecord> {
-    let orphans = sqlx::query(
-        "DELETE FROM orphan_statuses WHERE wamid = $1 RETURNING state, at, error_code, error_message",
-    )
-    .bind(pg_text(wamid))
-    .fetch_all(&mut **tx)
-    .await?;
-    for row in orphans {
-        let state: String = row.try_get("state")?;
-        let state = MessageState::from_str(&state).map_err(|e| corrupt("orphan state", e))?;
-        let code: Option<i64> = row.try_get("error_code")?;
-        let msg: Option<String> = row.try_get("error_message")?;
-        let change = StatusChange {
-            wamid: wamid.to_owned(),
-            message_id: Some(current.id.clone()),
-            state,
-            at: row.try_get("at")?,
-            error: code.map(|c| (c, msg.unwrap_or_default())),
-        };
-        current = merge_status(tx, &current, &change).await?;
+    batch: &mut Batch,
+    by: &str,
+    keys: &[&str],
+) -> Result<()> {
+    if keys.is_empty() {
+        return Ok(());
     }
-    Ok(current)
+    let keys: Vec<String> = keys.iter().map(|k| pg_text(k).into_owned()).collect();
+    let sql = format!(
+        "SELECT {STATUS_COLUMNS} FROM messages WHERE {by} = ANY($1) ORDER BY id FOR UPDATE"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(keys)
+        .fetch_all(&mut **tx)
+        .await?;
+    for row in &rows {
+        batch.add(status_row(row)?);
+    }
+    Ok(())
+}
+
+/// Folds in the orphans of the wamids this batch recorded, then writes the merged rows back
+/// in one statement (the rules are in `lattice.rs`).
+async fn write_status_rows(
+    tx: &mut Transaction<'static, Postgres>,
+    batch: &mut Batch,
+) -> Result<()> {
+    let fresh: Vec<usize> = std::mem::take(&mut batch.new_wamids);
+    if !fresh.is_empty() {
+        let wamids: Vec<String> = fresh
+            .iter()
+            .filter_map(|&i| batch.rows[i].wamid.as_deref())
+            .map(|w| pg_text(w).into_owned())
+            .collect();
+        let orphans = sqlx::query(
+            "DELETE FROM orphan_statuses WHERE wamid = ANY($1)
+             RETURNING wamid, state, at, error_code, error_message",
+        )
+        .bind(wamids)
+        .fetch_all(&mut **tx)
+        .await?;
+        for row in orphans {
+            let wamid: String = row.try_get("wamid")?;
+            let state: String = row.try_get("state")?;
+            let state = MessageState::from_str(&state).map_err(|e| corrupt("orphan state", e))?;
+            let code: Option<i64> = row.try_get("error_code")?;
+            let msg: Option<String> = row.try_get("error_message")?;
+            let change = StatusChange {
+                wamid: wamid.clone(),
+                message_id: None,
+                state,
+                at: row.try_get("at")?,
+                error: code.map(|c| (c, msg.unwrap_or_default())),
+            };
+            if let Some(i) = batch.find(None, &wamid) {
+                batch.update(i, |r| r.merge(&change));
+            }
+        }
+    }
+    for r in &mut batch.rows {
+        r.wamid = r.wamid.as_deref().map(|w| pg_text(w).into_owned());
+        r.error_message = r.error_message.as_deref().map(|m| pg_text(m).into_owned());
+    }
+    let Some(rows) = batch.dirty_json() else {
+        return Ok(());
+    };
+    sqlx::query(
+        "UPDATE messages AS m SET state = v.state, wamid = v.wamid, error_code = v.error_code,
+           error_message = v.error_message, lease_until = NULL, updated_at = v.updated_at,
+           sending_at = v.sending_at, accepted_at = v.accepted_at, sent_at = v.sent_at,
+           delivered_at = v.delivered_at, read_at = v.read_at, failed_at = v.failed_at
+         FROM jsonb_to_recordset($1::jsonb) AS v(id text, state text, wamid text, error_code bigint,
+           error_message text, updated_at bigint, sending_at bigint, accepted_at bigint, sent_at bigint,
+           delivered_at bigint, read_at bigint, failed_at bigint)
+         WHERE m.id = v.id",
+    )
+    .bind(rows)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Confirms quota ledger entries (see `CampaignStore::confirm_quota`): each contact counts
+/// from its acceptance, and a slot its message reserved becomes a confirmed one.
+pub(crate) async fn confirm_quota_rows(
+    tx: &mut Transaction<'static, Postgres>,
+    rows: &[(&str, &str, &str, Millis)],
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let json = Value::Array(
+        rows.iter()
+            .map(|(scope, contact, id, at)| {
+                serde_json::json!({"scope": pg_text(scope), "contact": pg_text(contact), "id": id, "at": at})
+            })
+            .collect(),
+    )
+    .to_string();
+    sqlx::query(
+        "INSERT INTO quota_reach (scope_key, contact, last_at, reserved_by)
+         SELECT DISTINCT ON (v.scope, v.contact) v.scope, v.contact, v.at, NULL
+         FROM jsonb_to_recordset($1::jsonb) AS v(scope text, contact text, at bigint)
+         ON CONFLICT (scope_key, contact) DO NOTHING",
+    )
+    .bind(&json)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE quota_reach AS q SET last_at = GREATEST(q.last_at, v.at),
+           reserved_by = CASE WHEN q.reserved_by = ANY(v.ids) THEN NULL ELSE q.reserved_by END
+         FROM (SELECT scope, contact, MAX(at) AS at, array_agg(id) AS ids
+               FROM jsonb_to_recordset($1::jsonb) AS r(scope text, contact text, id text, at bigint)
+               GROUP BY scope, contact) AS v
+         WHERE q.scope_key = v.scope AND q.contact = v.contact",
+    )
+    .bind(&json)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -765,37 +849,37 @@ impl Store for PostgresStore {
         Ok(out)
     }
 
-    async fn mark_accepted(&self, id: &MessageId, wamid: &str, now: Millis) -> Result<()> {
-        let mut tx = self.tx().await?;
-        lock_wamid(&mut tx, wamid).await?;
-        let row = sqlx::query("SELECT * FROM messages WHERE id = $1 FOR UPDATE")
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("message {id}")))?;
-        let current = message_from_row(&row)?;
-        let change = StatusChange {
-            wamid: wamid.to_owned(),
-            message_id: Some(id.clone()),
-            state: MessageState::Accepted,
-            at: now,
-            error: None,
-        };
-        let mut current = merge_status(&mut tx, &current, &change).await?;
-        // A retried send that Meta accepted clears the transient error it recovered from.
-        if current.state != MessageState::Failed {
-            sqlx::query(
-                "UPDATE messages SET error_code = NULL, error_message = NULL WHERE id = $1",
-            )
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
-            current.error_code = None;
-            current.error_message = None;
+    async fn record_acceptances(&self, accepted: &[Acceptance]) -> Result<Vec<MessageId>> {
+        if accepted.is_empty() {
+            return Ok(Vec::new());
         }
-        fold_orphans(&mut tx, current, wamid).await?;
+        let mut tx = self.tx().await?;
+        let wamids: Vec<&str> = accepted.iter().map(|a| a.wamid.as_str()).collect();
+        lock_wamids(&mut tx, &wamids).await?;
+        let mut batch = Batch::default();
+        let ids: Vec<&str> = accepted.iter().map(|a| a.id.as_str()).collect();
+        load_status_rows(&mut tx, &mut batch, "id", &ids).await?;
+        let mut missing = Vec::new();
+        let mut confirms = Vec::new();
+        for a in accepted {
+            let Some(i) = batch.find_id(a.id.as_str()) else {
+                missing.push(a.id.clone());
+                continue;
+            };
+            batch.update(i, |r| r.accept(&a.wamid, a.at));
+            if let Some(q) = &a.quota {
+                confirms.push((
+                    q.scope_key.as_str(),
+                    q.contact.as_str(),
+                    a.id.as_str(),
+                    a.at,
+                ));
+            }
+        }
+        write_status_rows(&mut tx, &mut batch).await?;
+        confirm_quota_rows(&mut tx, &confirms).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(missing)
     }
 
     async fn reschedule_message(
@@ -842,40 +926,91 @@ impl Store for PostgresStore {
     }
 
     async fn apply_status(&self, change: &StatusChange) -> Result<Option<MessageRecord>> {
-        let mut tx = self.tx().await?;
-        lock_wamid(&mut tx, &change.wamid).await?;
-        let mut row = None;
-        if let Some(id) = &change.message_id {
-            row = sqlx::query("SELECT * FROM messages WHERE id = $1 FOR UPDATE")
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-        }
-        if row.is_none() {
-            row = sqlx::query("SELECT * FROM messages WHERE wamid = $1 FOR UPDATE")
-                .bind(pg_text(&change.wamid))
-                .fetch_optional(&mut *tx)
-                .await?;
-        }
-        let Some(row) = row else {
-            sqlx::query(
-                "INSERT INTO orphan_statuses (wamid, state, at, error_code, error_message) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (wamid, state) DO NOTHING",
-            )
-            .bind(pg_text(&change.wamid))
-            .bind(change.state.as_str())
-            .bind(change.at)
-            .bind(change.error.as_ref().map(|e| e.0))
-            .bind(change.error.as_ref().map(|e| pg_text(&e.1)))
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
+        let matched = self.apply_statuses(std::slice::from_ref(change)).await?;
+        let Some(Some(id)) = matched.into_iter().next() else {
             return Ok(None);
         };
-        let current = message_from_row(&row)?;
-        let updated = merge_status(&mut tx, &current, change).await?;
+        let row = sqlx::query("SELECT * FROM messages WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Some(message_from_row(&row)?))
+    }
+
+    async fn apply_statuses(&self, changes: &[StatusChange]) -> Result<Vec<Option<MessageId>>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.tx().await?;
+        let wamids: Vec<&str> = changes.iter().map(|c| c.wamid.as_str()).collect();
+        lock_wamids(&mut tx, &wamids).await?;
+        let mut batch = Batch::default();
+        let ids: Vec<&str> = changes
+            .iter()
+            .filter_map(|c| c.message_id.as_ref().map(|m| m.as_str()))
+            .collect();
+        load_status_rows(&mut tx, &mut batch, "id", &ids).await?;
+        let wamids: Vec<&str> = changes
+            .iter()
+            .filter(|c| {
+                batch
+                    .find(c.message_id.as_ref().map(|m| m.as_str()), &c.wamid)
+                    .is_none()
+            })
+            .map(|c| c.wamid.as_str())
+            .collect();
+        load_status_rows(&mut tx, &mut batch, "wamid", &wamids).await?;
+        let mut matched = vec![None; changes.len()];
+        let mut unmatched = Vec::new();
+        for (n, c) in changes.iter().enumerate() {
+            match batch.find(c.message_id.as_ref().map(|m| m.as_str()), &c.wamid) {
+                Some(i) => {
+                    batch.update(i, |r| r.merge(c));
+                    matched[n] = Some(i);
+                }
+                None => unmatched.push(n),
+            }
+        }
+        // A wamid this batch recorded on a row takes the batch's statuses that named only it.
+        let mut orphans = Vec::new();
+        for n in unmatched {
+            let c = &changes[n];
+            match batch.find(None, &c.wamid) {
+                Some(i) => {
+                    batch.update(i, |r| r.merge(c));
+                    matched[n] = Some(i);
+                }
+                None => {
+                    let mut o = orphan_json(c);
+                    o["wamid"] = Value::String(pg_text(&c.wamid).into_owned());
+                    if let Some((_, m)) = &c.error {
+                        o["error_message"] = Value::String(pg_text(m).into_owned());
+                    }
+                    orphans.push(o);
+                }
+            }
+        }
+        write_status_rows(&mut tx, &mut batch).await?;
+        if !orphans.is_empty() {
+            sqlx::query(
+                "INSERT INTO orphan_statuses (wamid, state, at, error_code, error_message)
+                 SELECT v.wamid, v.state, v.at, v.error_code, v.error_message
+                 FROM jsonb_to_recordset($1::jsonb) AS v(wamid text, state text, at bigint, error_code bigint,
+                   error_message text)
+                 ON CONFLICT (wamid, state) DO NOTHING",
+            )
+            .bind(Value::Array(orphans).to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
-        Ok(Some(updated))
+        matched
+            .into_iter()
+            .map(|m| {
+                m.map(|i| MessageId::parse(&batch.rows[i].id).map_err(|e| corrupt("message id", e)))
+                    .transpose()
+            })
+            .collect()
     }
 
     async fn requeue_stale_sending(&self, now: Millis, grace_ms: i64) -> Result<u64> {
@@ -944,13 +1079,26 @@ impl Store for PostgresStore {
             .collect()
     }
 
-    async fn finish_webhook_event(&self, id: i64, now: Millis, error: Option<&str>) -> Result<()> {
+    async fn finish_webhook_events(
+        &self,
+        done: &[(i64, Option<String>)],
+        now: Millis,
+    ) -> Result<()> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = done.iter().map(|d| d.0).collect();
+        let errors: Vec<Option<String>> = done
+            .iter()
+            .map(|d| d.1.as_deref().map(|e| pg_text(e).into_owned()))
+            .collect();
         sqlx::query(
-            "UPDATE webhook_events SET processed_at = $1, error = $2, attempts = attempts + 1 WHERE id = $3",
+            "UPDATE webhook_events AS w SET processed_at = $1, error = v.error, attempts = w.attempts + 1
+             FROM unnest($2::bigint[], $3::text[]) AS v(id, error) WHERE w.id = v.id",
         )
         .bind(now)
-        .bind(error.map(pg_text))
-        .bind(id)
+        .bind(ids)
+        .bind(errors)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -3,13 +3,13 @@
 //! chunks and state changes are conditional UPDATEs.
 
 use async_trait::async_trait;
-use parley_domain::quota::{self, Gate, QUOTA_WINDOW_MS, Reach};
+use parley_domain::quota::{QUOTA_WINDOW_MS, Reach};
 use parley_domain::{ApplicationId, CampaignId, MessageId, SERVICE_WINDOW};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use crate::campaigns::*;
-use crate::postgres::{corrupt, jsonb, parse_id};
+use crate::postgres::{confirm_quota_rows, corrupt, jsonb, parse_id, pg_text};
 use crate::{MessageContent, Millis, PostgresStore, Result};
 
 const HOUR_MS: i64 = 60 * 60 * 1000;
@@ -429,79 +429,120 @@ impl CampaignStore for PostgresStore {
             .transpose()
     }
 
-    async fn reserve_quota(&self, req: &QuotaRequest<'_>) -> Result<QuotaAnswer> {
+    async fn reserve_quota_batch(&self, req: &QuotaBatch<'_>) -> Result<Vec<QuotaAnswer>> {
+        if req.items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let contacts: Vec<String> = req
+            .items
+            .iter()
+            .map(|i| pg_text(i.contact).into_owned())
+            .collect();
         let mut tx = self.tx().await?;
         // One gate at a time per scope, on every node.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))")
             .bind(req.scope_key)
             .execute(&mut *tx)
             .await?;
-        let last_inbound: Option<Option<i64>> = sqlx::query_scalar(
-            "SELECT last_inbound_at FROM contacts WHERE application_id = $1 AND phone = $2",
+        let mut facts = QuotaFacts::default();
+        let in_window: Vec<String> = sqlx::query_scalar(
+            "SELECT phone FROM contacts WHERE application_id = $1 AND last_inbound_at > $2
+               AND phone = ANY($3)",
         )
         .bind(req.application_id.as_str())
-        .bind(req.contact)
-        .fetch_optional(&mut *tx)
+        .bind(req.now - SERVICE_WINDOW.whole_milliseconds() as i64)
+        .bind(&contacts)
+        .fetch_all(&mut *tx)
         .await?;
-        let in_window = last_inbound
-            .flatten()
-            .is_some_and(|t| req.now - t < SERVICE_WINDOW.whole_milliseconds() as i64);
-        let last_at: Option<i64> = sqlx::query_scalar(
-            "SELECT last_at FROM quota_reach WHERE scope_key = $1 AND contact = $2",
+        facts.in_window.extend(in_window);
+        let rows = sqlx::query(
+            "SELECT contact, last_at FROM quota_reach WHERE scope_key = $1 AND contact = ANY($2)",
         )
         .bind(req.scope_key)
-        .bind(req.contact)
-        .fetch_optional(&mut *tx)
+        .bind(&contacts)
+        .fetch_all(&mut *tx)
         .await?;
-        let reach = quota::classify_reach(in_window, last_at, req.now);
+        for r in rows {
+            facts
+                .last_at
+                .insert(r.try_get("contact")?, r.try_get("last_at")?);
+        }
         let since = req.now - QUOTA_WINDOW_MS;
-        let used: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM quota_reach WHERE scope_key = $1 AND last_at > $2",
-        )
-        .bind(req.scope_key)
-        .bind(since)
-        .fetch_one(&mut *tx)
-        .await?;
-        let used = u64::try_from(used).unwrap_or(0);
-        let kth = if reach == Reach::NewContact && !req.limit.has_room(used) {
-            let k = used - req.limit.per_day().unwrap_or(0);
-            sqlx::query_scalar(
-                "SELECT last_at FROM quota_reach WHERE scope_key = $1 AND last_at > $2
-                 ORDER BY last_at LIMIT 1 OFFSET $3",
+        if req.limit.per_day().is_some() {
+            let used: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM quota_reach WHERE scope_key = $1 AND last_at > $2",
             )
             .bind(req.scope_key)
             .bind(since)
-            .bind(i64::try_from(k).unwrap_or(i64::MAX))
-            .fetch_optional(&mut *tx)
-            .await?
-        } else {
-            None
-        };
-        let gate = quota::decide(req.limit, reach, used, req.now, |_| kth);
-        let mut answer = QuotaAnswer { gate, used };
-        if let Gate::Go(r) = gate {
-            if r == Reach::NewContact {
-                sqlx::query(
-                    "INSERT INTO quota_reach (scope_key, contact, last_at, reserved_by) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (scope_key, contact) DO UPDATE SET last_at = excluded.last_at, reserved_by = excluded.reserved_by",
+            .fetch_one(&mut *tx)
+            .await?;
+            facts.used = Some(u64::try_from(used).unwrap_or(0));
+        }
+        if facts.needs_active(req) {
+            facts.active = Some(
+                sqlx::query_scalar(
+                    "SELECT last_at FROM quota_reach WHERE scope_key = $1 AND last_at > $2 ORDER BY last_at",
                 )
                 .bind(req.scope_key)
-                .bind(req.contact)
-                .bind(req.now)
-                .bind(req.message_id.as_str())
-                .execute(&mut *tx)
-                .await?;
-                answer.used += 1;
-            }
+                .bind(since)
+                .fetch_all(&mut *tx)
+                .await?,
+            );
+        }
+        // The facts were read with the sanitized contacts; decide on those too.
+        let items: Vec<QuotaItem<'_>> = req
+            .items
+            .iter()
+            .zip(&contacts)
+            .map(|(i, c)| QuotaItem {
+                contact: c.as_str(),
+                message_id: i.message_id,
+            })
+            .collect();
+        let sanitized = QuotaBatch {
+            items: &items,
+            ..req.clone()
+        };
+        let decisions = decide_batch(&sanitized, facts);
+        if !decisions.reserve.is_empty() {
+            let who: Vec<&str> = decisions
+                .reserve
+                .iter()
+                .map(|&i| items[i].contact)
+                .collect();
+            let ids: Vec<&str> = decisions
+                .reserve
+                .iter()
+                .map(|&i| items[i].message_id.as_str())
+                .collect();
             sqlx::query(
-                "UPDATE messages SET hold_reason = NULL WHERE id = $1 AND hold_reason IN ('quota', 'window')",
+                "INSERT INTO quota_reach (scope_key, contact, last_at, reserved_by)
+                 SELECT $1, v.contact, $2, v.id FROM unnest($3::text[], $4::text[]) AS v(contact, id)
+                 ON CONFLICT (scope_key, contact) DO UPDATE SET last_at = excluded.last_at, reserved_by = excluded.reserved_by",
             )
-            .bind(req.message_id.as_str())
+            .bind(req.scope_key)
+            .bind(req.now)
+            .bind(who)
+            .bind(ids)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !decisions.go.is_empty() {
+            let ids: Vec<&str> = decisions
+                .go
+                .iter()
+                .map(|&i| items[i].message_id.as_str())
+                .collect();
+            sqlx::query(
+                "UPDATE messages SET hold_reason = NULL
+                 WHERE id = ANY($1) AND hold_reason IN ('quota', 'window')",
+            )
+            .bind(ids)
             .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;
-        Ok(answer)
+        Ok(decisions.answers)
     }
 
     async fn confirm_quota(
@@ -515,17 +556,9 @@ impl CampaignStore for PostgresStore {
         if reach == Reach::InServiceWindow {
             return Ok(());
         }
-        sqlx::query(
-            "INSERT INTO quota_reach (scope_key, contact, last_at, reserved_by) VALUES ($1, $2, $3, NULL)
-             ON CONFLICT (scope_key, contact) DO UPDATE SET last_at = GREATEST(quota_reach.last_at, excluded.last_at),
-               reserved_by = CASE WHEN quota_reach.reserved_by = $4 THEN NULL ELSE quota_reach.reserved_by END",
-        )
-        .bind(scope_key)
-        .bind(contact)
-        .bind(now)
-        .bind(message_id.as_str())
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.tx().await?;
+        confirm_quota_rows(&mut tx, &[(scope_key, contact, message_id.as_str(), now)]).await?;
+        tx.commit().await?;
         Ok(())
     }
 

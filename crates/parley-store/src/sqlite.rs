@@ -16,6 +16,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
+use crate::lattice::{Batch, STATUS_COLUMNS, StatusRow, orphan_json};
 use crate::types::*;
 use crate::{Millis, Result, SecretCipher, Store, StoreError};
 
@@ -185,71 +186,145 @@ pub(crate) fn contact_from_row(row: &SqliteRow) -> Result<ContactRecord> {
     })
 }
 
-/// Merges one status into a message row inside `tx` (the same rules as `postgres.rs`):
-/// the state is the lattice join, the error follows `lattice::merged_error`, each state's time
-/// is the earliest reported (so duplicates in any order give the same times) and `updated_at`
-/// never goes back.
-async fn merge_status(
-    tx: &mut Transaction<'static, Sqlite>,
-    current: &MessageRecord,
-    change: &StatusChange,
-) -> Result<()> {
-    let merged = current.state.merge(change.state);
-    let (code, msg) = crate::lattice::merged_error(current, change, merged);
-    // SQLite's two-argument MIN is NULL when either is, hence the COALESCE inside.
-    sqlx::query(
-        "UPDATE messages SET state = ?1, wamid = COALESCE(wamid, ?2), error_code = ?3, error_message = ?4,
-           lease_until = NULL, updated_at = ?5,
-           sending_at = CASE WHEN ?6 = 'sending' THEN MIN(COALESCE(sending_at, ?7), ?7) ELSE sending_at END,
-           accepted_at = CASE WHEN ?6 = 'accepted' THEN MIN(COALESCE(accepted_at, ?7), ?7) ELSE accepted_at END,
-           sent_at = CASE WHEN ?6 = 'sent' THEN MIN(COALESCE(sent_at, ?7), ?7) ELSE sent_at END,
-           delivered_at = CASE WHEN ?6 = 'delivered' THEN MIN(COALESCE(delivered_at, ?7), ?7) ELSE delivered_at END,
-           read_at = CASE WHEN ?6 = 'read' THEN MIN(COALESCE(read_at, ?7), ?7) ELSE read_at END,
-           failed_at = CASE WHEN ?6 = 'failed' THEN MIN(COALESCE(failed_at, ?7), ?7) ELSE failed_at END
-         WHERE id = ?8",
+/// A JSON array of strings, for `… IN (SELECT value FROM json_each(?))`.
+pub(crate) fn json_strings<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    serde_json::Value::Array(
+        items
+            .into_iter()
+            .map(|s| serde_json::Value::String(s.to_owned()))
+            .collect(),
     )
-    .bind(merged.as_str())
-    .bind(&change.wamid)
-    .bind(code)
-    .bind(msg)
-    .bind(change.at.max(current.updated_at))
-    .bind(change.state.as_str())
-    .bind(change.at)
-    .bind(current.id.as_str())
+    .to_string()
+}
+
+fn status_row(row: &SqliteRow) -> Result<StatusRow> {
+    let state: String = row.try_get("state")?;
+    Ok(StatusRow {
+        id: row.try_get("id")?,
+        state: MessageState::from_str(&state).map_err(|e| corrupt("state", e))?,
+        wamid: row.try_get("wamid")?,
+        error_code: row.try_get("error_code")?,
+        error_message: row.try_get("error_message")?,
+        updated_at: row.try_get("updated_at")?,
+        sending_at: row.try_get("sending_at")?,
+        accepted_at: row.try_get("accepted_at")?,
+        sent_at: row.try_get("sent_at")?,
+        delivered_at: row.try_get("delivered_at")?,
+        read_at: row.try_get("read_at")?,
+        failed_at: row.try_get("failed_at")?,
+    })
+}
+
+/// Reads the rows with these ids (`by = "id"`) or wamids (`by = "wamid"`) into the batch.
+async fn load_status_rows(
+    tx: &mut Transaction<'static, Sqlite>,
+    batch: &mut Batch,
+    by: &str,
+    keys: &[&str],
+) -> Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "SELECT {STATUS_COLUMNS} FROM messages WHERE {by} IN (SELECT value FROM json_each(?))"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(json_strings(keys.iter().copied()))
+        .fetch_all(&mut **tx)
+        .await?;
+    for row in &rows {
+        batch.add(status_row(row)?);
+    }
+    Ok(())
+}
+
+/// Folds in the statuses that arrived before their wamid was known, for every row whose
+/// wamid this batch recorded, then writes the merged rows back in one statement.
+async fn write_status_rows(tx: &mut Transaction<'static, Sqlite>, batch: &mut Batch) -> Result<()> {
+    let fresh: Vec<usize> = std::mem::take(&mut batch.new_wamids);
+    if !fresh.is_empty() {
+        let wamids = json_strings(fresh.iter().filter_map(|&i| batch.rows[i].wamid.as_deref()));
+        let orphans = sqlx::query(
+            "DELETE FROM orphan_statuses WHERE wamid IN (SELECT value FROM json_each(?))
+             RETURNING wamid, state, at, error_code, error_message",
+        )
+        .bind(wamids)
+        .fetch_all(&mut **tx)
+        .await?;
+        for row in orphans {
+            let wamid: String = row.try_get("wamid")?;
+            let state: String = row.try_get("state")?;
+            let state = MessageState::from_str(&state).map_err(|e| corrupt("orphan state", e))?;
+            let code: Option<i64> = row.try_get("error_code")?;
+            let msg: Option<String> = row.try_get("error_message")?;
+            let change = StatusChange {
+                wamid: wamid.clone(),
+                message_id: None,
+                state,
+                at: row.try_get("at")?,
+                error: code.map(|c| (c, msg.unwrap_or_default())),
+            };
+            if let Some(i) = batch.find(None, &wamid) {
+                batch.update(i, |r| r.merge(&change));
+            }
+        }
+    }
+    let Some(rows) = batch.dirty_json() else {
+        return Ok(());
+    };
+    sqlx::query(
+        "UPDATE messages SET state = j.value ->> 'state', wamid = j.value ->> 'wamid',
+           error_code = j.value ->> 'error_code', error_message = j.value ->> 'error_message',
+           lease_until = NULL, updated_at = j.value ->> 'updated_at',
+           sending_at = j.value ->> 'sending_at', accepted_at = j.value ->> 'accepted_at',
+           sent_at = j.value ->> 'sent_at', delivered_at = j.value ->> 'delivered_at',
+           read_at = j.value ->> 'read_at', failed_at = j.value ->> 'failed_at'
+         FROM json_each(?) AS j WHERE messages.id = j.value ->> 'id'",
+    )
+    .bind(rows)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-async fn fold_orphans(
+/// Confirms quota ledger entries (see `CampaignStore::confirm_quota`): each contact counts
+/// from its acceptance, and a slot its message reserved becomes a confirmed one.
+pub(crate) async fn confirm_quota_rows(
     tx: &mut Transaction<'static, Sqlite>,
-    id: &MessageId,
-    wamid: &str,
+    rows: &[(&str, &str, &str, Millis)],
 ) -> Result<()> {
-    let orphans = sqlx::query(
-        "DELETE FROM orphan_statuses WHERE wamid = ? RETURNING state, at, error_code, error_message",
-    )
-    .bind(wamid)
-    .fetch_all(&mut **tx)
-    .await?;
-    for row in orphans {
-        let state: String = row.try_get("state")?;
-        let state = MessageState::from_str(&state).map_err(|e| corrupt("orphan state", e))?;
-        let code: Option<i64> = row.try_get("error_code")?;
-        let msg: Option<String> = row.try_get("error_message")?;
-        let change = StatusChange {
-            wamid: wamid.to_owned(),
-            message_id: Some(id.clone()),
-            state,
-            at: row.try_get("at")?,
-            error: code.map(|c| (c, msg.unwrap_or_default())),
-        };
-        let current = sqlx::query("SELECT * FROM messages WHERE id = ?")
-            .bind(id.as_str())
-            .fetch_one(&mut **tx)
-            .await?;
-        merge_status(tx, &message_from_row(&current)?, &change).await?;
+    if rows.is_empty() {
+        return Ok(());
     }
+    let json = serde_json::Value::Array(
+        rows.iter()
+            .map(|(scope, contact, id, at)| {
+                serde_json::json!({"scope": scope, "contact": contact, "id": id, "at": at})
+            })
+            .collect(),
+    )
+    .to_string();
+    sqlx::query(
+        "INSERT INTO quota_reach (scope_key, contact, last_at, reserved_by)
+         SELECT j.value ->> 'scope', j.value ->> 'contact', j.value ->> 'at', NULL FROM json_each(?1) AS j WHERE true
+         ON CONFLICT (scope_key, contact) DO NOTHING",
+    )
+    .bind(&json)
+    .execute(&mut **tx)
+    .await?;
+    // One row per (scope, contact) in the join: a contact twice in one round keeps its
+    // latest reach, and whichever of its messages held the reservation releases it.
+    sqlx::query(
+        "UPDATE quota_reach SET last_at = MAX(quota_reach.last_at, j.at),
+           reserved_by = CASE WHEN quota_reach.reserved_by IN (SELECT value FROM json_each(j.ids)) THEN NULL ELSE quota_reach.reserved_by END
+         FROM (SELECT value ->> 'scope' AS scope, value ->> 'contact' AS contact, MAX(value ->> 'at') AS at,
+                 json_group_array(value ->> 'id') AS ids
+               FROM json_each(?1) GROUP BY 1, 2) AS j
+         WHERE quota_reach.scope_key = j.scope AND quota_reach.contact = j.contact",
+    )
+    .bind(&json)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -717,32 +792,35 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    async fn mark_accepted(&self, id: &MessageId, wamid: &str, now: Millis) -> Result<()> {
+    async fn record_acceptances(&self, accepted: &[Acceptance]) -> Result<Vec<MessageId>> {
+        if accepted.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.tx().await?;
-        let row = sqlx::query("SELECT * FROM messages WHERE id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("message {id}")))?;
-        let current = message_from_row(&row)?;
-        let change = StatusChange {
-            wamid: wamid.to_owned(),
-            message_id: Some(id.clone()),
-            state: MessageState::Accepted,
-            at: now,
-            error: None,
-        };
-        merge_status(&mut tx, &current, &change).await?;
-        // A retried send that Meta accepted clears the transient error it recovered from.
-        sqlx::query(
-            "UPDATE messages SET error_code = NULL, error_message = NULL WHERE id = ? AND state != 'failed'",
-        )
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await?;
-        fold_orphans(&mut tx, id, wamid).await?;
+        let mut batch = Batch::default();
+        let ids: Vec<&str> = accepted.iter().map(|a| a.id.as_str()).collect();
+        load_status_rows(&mut tx, &mut batch, "id", &ids).await?;
+        let mut missing = Vec::new();
+        let mut confirms = Vec::new();
+        for a in accepted {
+            let Some(i) = batch.find_id(a.id.as_str()) else {
+                missing.push(a.id.clone());
+                continue;
+            };
+            batch.update(i, |r| r.accept(&a.wamid, a.at));
+            if let Some(q) = &a.quota {
+                confirms.push((
+                    q.scope_key.as_str(),
+                    q.contact.as_str(),
+                    a.id.as_str(),
+                    a.at,
+                ));
+            }
+        }
+        write_status_rows(&mut tx, &mut batch).await?;
+        confirm_quota_rows(&mut tx, &confirms).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(missing)
     }
 
     async fn reschedule_message(
@@ -790,43 +868,82 @@ impl Store for SqliteStore {
     }
 
     async fn apply_status(&self, change: &StatusChange) -> Result<Option<MessageRecord>> {
-        let mut tx = self.tx().await?;
-        let mut row = None;
-        if let Some(id) = &change.message_id {
-            row = sqlx::query("SELECT * FROM messages WHERE id = ?")
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-        }
-        if row.is_none() {
-            row = sqlx::query("SELECT * FROM messages WHERE wamid = ?")
-                .bind(&change.wamid)
-                .fetch_optional(&mut *tx)
-                .await?;
-        }
-        let Some(row) = row else {
-            sqlx::query(
-                "INSERT INTO orphan_statuses (wamid, state, at, error_code, error_message) VALUES (?, ?, ?, ?, ?)
-                 ON CONFLICT (wamid, state) DO NOTHING",
-            )
-            .bind(&change.wamid)
-            .bind(change.state.as_str())
-            .bind(change.at)
-            .bind(change.error.as_ref().map(|e| e.0))
-            .bind(change.error.as_ref().map(|e| e.1.as_str()))
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
+        let matched = self.apply_statuses(std::slice::from_ref(change)).await?;
+        let Some(Some(id)) = matched.into_iter().next() else {
             return Ok(None);
         };
-        let current = message_from_row(&row)?;
-        merge_status(&mut tx, &current, change).await?;
-        let updated = sqlx::query("SELECT * FROM messages WHERE id = ?")
-            .bind(current.id.as_str())
-            .fetch_one(&mut *tx)
+        let row = sqlx::query("SELECT * FROM messages WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_one(&self.writer)
             .await?;
+        Ok(Some(message_from_row(&row)?))
+    }
+
+    async fn apply_statuses(&self, changes: &[StatusChange]) -> Result<Vec<Option<MessageId>>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.tx().await?;
+        let mut batch = Batch::default();
+        let ids: Vec<&str> = changes
+            .iter()
+            .filter_map(|c| c.message_id.as_ref().map(|m| m.as_str()))
+            .collect();
+        load_status_rows(&mut tx, &mut batch, "id", &ids).await?;
+        let wamids: Vec<&str> = changes
+            .iter()
+            .filter(|c| {
+                batch
+                    .find(c.message_id.as_ref().map(|m| m.as_str()), &c.wamid)
+                    .is_none()
+            })
+            .map(|c| c.wamid.as_str())
+            .collect();
+        load_status_rows(&mut tx, &mut batch, "wamid", &wamids).await?;
+        let mut matched = vec![None; changes.len()];
+        let mut unmatched = Vec::new();
+        for (n, c) in changes.iter().enumerate() {
+            match batch.find(c.message_id.as_ref().map(|m| m.as_str()), &c.wamid) {
+                Some(i) => {
+                    batch.update(i, |r| r.merge(c));
+                    matched[n] = Some(i);
+                }
+                None => unmatched.push(n),
+            }
+        }
+        // A wamid this batch recorded on a row takes the batch's statuses that named only it.
+        let mut orphans = Vec::new();
+        for n in unmatched {
+            let c = &changes[n];
+            match batch.find(None, &c.wamid) {
+                Some(i) => {
+                    batch.update(i, |r| r.merge(c));
+                    matched[n] = Some(i);
+                }
+                None => orphans.push(orphan_json(c)),
+            }
+        }
+        write_status_rows(&mut tx, &mut batch).await?;
+        if !orphans.is_empty() {
+            sqlx::query(
+                "INSERT INTO orphan_statuses (wamid, state, at, error_code, error_message)
+                 SELECT j.value ->> 'wamid', j.value ->> 'state', j.value ->> 'at', j.value ->> 'error_code',
+                   j.value ->> 'error_message'
+                 FROM json_each(?) AS j WHERE true
+                 ON CONFLICT (wamid, state) DO NOTHING",
+            )
+            .bind(serde_json::Value::Array(orphans).to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
-        Ok(Some(message_from_row(&updated)?))
+        matched
+            .into_iter()
+            .map(|m| {
+                m.map(|i| MessageId::parse(&batch.rows[i].id).map_err(|e| corrupt("message id", e)))
+                    .transpose()
+            })
+            .collect()
     }
 
     async fn requeue_stale_sending(&self, now: Millis, grace_ms: i64) -> Result<u64> {
@@ -898,13 +1015,26 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn finish_webhook_event(&self, id: i64, now: Millis, error: Option<&str>) -> Result<()> {
+    async fn finish_webhook_events(
+        &self,
+        done: &[(i64, Option<String>)],
+        now: Millis,
+    ) -> Result<()> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let json = serde_json::Value::Array(
+            done.iter()
+                .map(|(id, error)| serde_json::json!({"id": id, "error": error}))
+                .collect(),
+        )
+        .to_string();
         sqlx::query(
-            "UPDATE webhook_events SET processed_at = ?, error = ?, attempts = attempts + 1 WHERE id = ?",
+            "UPDATE webhook_events SET processed_at = ?, error = j.value ->> 'error', attempts = attempts + 1
+             FROM json_each(?) AS j WHERE webhook_events.id = j.value ->> 'id'",
         )
         .bind(now)
-        .bind(error)
-        .bind(id)
+        .bind(json)
         .execute(&self.writer)
         .await?;
         Ok(())

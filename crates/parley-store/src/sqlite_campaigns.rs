@@ -2,13 +2,13 @@
 //! for read-then-write), which also serializes the quota gate per scope.
 
 use async_trait::async_trait;
-use parley_domain::quota::{self, Gate, QUOTA_WINDOW_MS, Reach};
+use parley_domain::quota::{QUOTA_WINDOW_MS, Reach};
 use parley_domain::{ApplicationId, CampaignId, MessageId, SERVICE_WINDOW};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use crate::campaigns::*;
-use crate::sqlite::{corrupt, json_col, parse_id, to_json};
+use crate::sqlite::{confirm_quota_rows, corrupt, json_col, json_strings, parse_id, to_json};
 use crate::{MessageContent, Millis, Result, SqliteStore};
 
 const HOUR_MS: i64 = 60 * 60 * 1000;
@@ -419,74 +419,94 @@ impl CampaignStore for SqliteStore {
             .transpose()
     }
 
-    async fn reserve_quota(&self, req: &QuotaRequest<'_>) -> Result<QuotaAnswer> {
+    async fn reserve_quota_batch(&self, req: &QuotaBatch<'_>) -> Result<Vec<QuotaAnswer>> {
+        if req.items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let contacts = json_strings(req.items.iter().map(|i| i.contact));
         let mut tx = self.tx().await?;
-        let last_inbound: Option<Option<i64>> = sqlx::query_scalar(
-            "SELECT last_inbound_at FROM contacts WHERE application_id = ? AND phone = ?",
+        let mut facts = QuotaFacts::default();
+        let in_window: Vec<String> = sqlx::query_scalar(
+            "SELECT phone FROM contacts WHERE application_id = ? AND last_inbound_at > ?
+               AND phone IN (SELECT value FROM json_each(?))",
         )
         .bind(req.application_id.as_str())
-        .bind(req.contact)
-        .fetch_optional(&mut *tx)
+        .bind(req.now - SERVICE_WINDOW.whole_milliseconds() as i64)
+        .bind(&contacts)
+        .fetch_all(&mut *tx)
         .await?;
-        let in_window = last_inbound
-            .flatten()
-            .is_some_and(|t| req.now - t < SERVICE_WINDOW.whole_milliseconds() as i64);
-        let last_at: Option<i64> = sqlx::query_scalar(
-            "SELECT last_at FROM quota_reach WHERE scope_key = ? AND contact = ?",
+        facts.in_window.extend(in_window);
+        let rows = sqlx::query(
+            "SELECT contact, last_at FROM quota_reach WHERE scope_key = ?
+               AND contact IN (SELECT value FROM json_each(?))",
         )
         .bind(req.scope_key)
-        .bind(req.contact)
-        .fetch_optional(&mut *tx)
+        .bind(&contacts)
+        .fetch_all(&mut *tx)
         .await?;
-        let reach = quota::classify_reach(in_window, last_at, req.now);
+        for r in rows {
+            facts
+                .last_at
+                .insert(r.try_get("contact")?, r.try_get("last_at")?);
+        }
         let since = req.now - QUOTA_WINDOW_MS;
-        let used: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM quota_reach WHERE scope_key = ? AND last_at > ?",
-        )
-        .bind(req.scope_key)
-        .bind(since)
-        .fetch_one(&mut *tx)
-        .await?;
-        let used = u64::try_from(used).unwrap_or(0);
-        let kth = if reach == Reach::NewContact && !req.limit.has_room(used) {
-            let k = used - req.limit.per_day().unwrap_or(0);
-            sqlx::query_scalar(
-                "SELECT last_at FROM quota_reach WHERE scope_key = ? AND last_at > ?
-                 ORDER BY last_at LIMIT 1 OFFSET ?",
+        if req.limit.per_day().is_some() {
+            let used: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM quota_reach WHERE scope_key = ? AND last_at > ?",
             )
             .bind(req.scope_key)
             .bind(since)
-            .bind(i64::try_from(k).unwrap_or(i64::MAX))
-            .fetch_optional(&mut *tx)
-            .await?
-        } else {
-            None
-        };
-        let gate = quota::decide(req.limit, reach, used, req.now, |_| kth);
-        let mut answer = QuotaAnswer { gate, used };
-        if let Gate::Go(r) = gate {
-            if r == Reach::NewContact {
-                sqlx::query(
-                    "INSERT INTO quota_reach (scope_key, contact, last_at, reserved_by) VALUES (?, ?, ?, ?)
-                     ON CONFLICT (scope_key, contact) DO UPDATE SET last_at = excluded.last_at, reserved_by = excluded.reserved_by",
+            .fetch_one(&mut *tx)
+            .await?;
+            facts.used = Some(u64::try_from(used).unwrap_or(0));
+        }
+        if facts.needs_active(req) {
+            facts.active = Some(
+                sqlx::query_scalar(
+                    "SELECT last_at FROM quota_reach WHERE scope_key = ? AND last_at > ? ORDER BY last_at",
                 )
                 .bind(req.scope_key)
-                .bind(req.contact)
-                .bind(req.now)
-                .bind(req.message_id.as_str())
-                .execute(&mut *tx)
-                .await?;
-                answer.used += 1;
-            }
+                .bind(since)
+                .fetch_all(&mut *tx)
+                .await?,
+            );
+        }
+        let decisions = decide_batch(req, facts);
+        if !decisions.reserve.is_empty() {
+            let rows = serde_json::Value::Array(
+                decisions
+                    .reserve
+                    .iter()
+                    .map(|&i| {
+                        let item = &req.items[i];
+                        serde_json::json!({"contact": item.contact, "id": item.message_id.as_str()})
+                    })
+                    .collect(),
+            );
             sqlx::query(
-                "UPDATE messages SET hold_reason = NULL WHERE id = ? AND hold_reason IN ('quota', 'window')",
+                "INSERT INTO quota_reach (scope_key, contact, last_at, reserved_by)
+                 SELECT ?, j.value ->> 'contact', ?, j.value ->> 'id' FROM json_each(?) AS j WHERE true
+                 ON CONFLICT (scope_key, contact) DO UPDATE SET last_at = excluded.last_at, reserved_by = excluded.reserved_by",
             )
-            .bind(req.message_id.as_str())
+            .bind(req.scope_key)
+            .bind(req.now)
+            .bind(rows.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !decisions.go.is_empty() {
+            sqlx::query(
+                "UPDATE messages SET hold_reason = NULL
+                 WHERE id IN (SELECT value FROM json_each(?)) AND hold_reason IN ('quota', 'window')",
+            )
+            .bind(json_strings(
+                decisions.go.iter().map(|&i| req.items[i].message_id.as_str()),
+            ))
             .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;
-        Ok(answer)
+        Ok(decisions.answers)
     }
 
     async fn confirm_quota(
@@ -500,17 +520,9 @@ impl CampaignStore for SqliteStore {
         if reach == Reach::InServiceWindow {
             return Ok(());
         }
-        sqlx::query(
-            "INSERT INTO quota_reach (scope_key, contact, last_at, reserved_by) VALUES (?, ?, ?, NULL)
-             ON CONFLICT (scope_key, contact) DO UPDATE SET last_at = MAX(quota_reach.last_at, excluded.last_at),
-               reserved_by = CASE WHEN quota_reach.reserved_by = ? THEN NULL ELSE quota_reach.reserved_by END",
-        )
-        .bind(scope_key)
-        .bind(contact)
-        .bind(now)
-        .bind(message_id.as_str())
-        .execute(&self.writer)
-        .await?;
+        let mut tx = self.tx().await?;
+        confirm_quota_rows(&mut tx, &[(scope_key, contact, message_id.as_str(), now)]).await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -197,6 +197,24 @@ pub struct StatusChange {
     pub error: Option<(i64, String)>,
 }
 
+/// A send Meta accepted, recorded in a batch with the others of its round.
+#[derive(Debug, Clone)]
+pub struct Acceptance {
+    pub id: MessageId,
+    pub wamid: String,
+    pub at: Millis,
+    /// The quota ledger entry the send confirms, when it was business-initiated.
+    pub quota: Option<QuotaConfirm>,
+}
+
+/// Meta accepted a send that reached `contact` in the limit scope `scope_key`: the contact
+/// counts from the acceptance, and the slot `reserved_by` this message is now a confirmed one.
+#[derive(Debug, Clone)]
+pub struct QuotaConfirm {
+    pub scope_key: String,
+    pub contact: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct WebhookEventRecord {
     pub id: i64,

@@ -232,7 +232,7 @@ async fn quota_gate_counts_unique_contacts_outside_the_window(b: &Backend) {
     .expect("inbound");
     let answer = ask("+4915100000004", MessageId::new(), T0 + 5000).await;
     assert_eq!(answer.gate, Gate::Go(Reach::InServiceWindow));
-    assert_eq!(answer.used, 2);
+    assert_eq!(answer.used, Some(2));
     assert_eq!(
         b.quota_active(scope, T0 + 5000).await.expect("active"),
         vec![T0, T0 + 4000]

@@ -6,6 +6,7 @@
 
 mod audience;
 mod backend;
+mod batches;
 mod campaigns;
 mod contacts;
 mod fixtures;

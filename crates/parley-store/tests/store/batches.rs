@@ -1,0 +1,314 @@
+//! The batch writes the sender and the webhook processor use: one transaction for a round of
+//! sends or a webhook's statuses must end exactly as the same calls one at a time.
+
+use parley_domain::quota::{Gate, MessagingLimit, QUOTA_WINDOW_MS, Reach};
+use parley_domain::{MessageId, MessageState};
+use parley_store::campaigns::{QuotaBatch, QuotaItem, QuotaRequest};
+use parley_store::{Acceptance, InboundRecord, MessageRecord, QuotaConfirm, StatusChange};
+use serde_json::json;
+
+use crate::backend::Backend;
+use crate::fixtures::{T0, accepted, get, queued, tenant};
+
+crate::contract!(
+    a_batch_of_statuses_ends_as_one_at_a_time,
+    a_status_naming_only_a_wamid_recorded_in_the_same_batch_applies,
+    acceptances_record_wamids_and_quota_and_report_unknown_ids,
+    a_quota_batch_answers_as_one_request_at_a_time,
+    webhook_events_finish_in_one_batch,
+);
+
+fn status(wamid: &str, id: Option<&MessageId>, state: MessageState, at: i64) -> StatusChange {
+    StatusChange {
+        wamid: wamid.into(),
+        message_id: id.cloned(),
+        state,
+        at,
+        error: (state == MessageState::Failed).then(|| (131026, "undeliverable".to_owned())),
+    }
+}
+
+fn outcome(m: &MessageRecord) -> impl PartialEq + std::fmt::Debug + use<> {
+    (
+        m.state,
+        (
+            m.accepted_at,
+            m.sent_at,
+            m.delivered_at,
+            m.read_at,
+            m.failed_at,
+        ),
+        (m.error_code, m.error_message.clone()),
+        m.updated_at,
+        m.wamid.clone(),
+    )
+}
+
+async fn a_batch_of_statuses_ends_as_one_at_a_time(b: &Backend) {
+    use MessageState::*;
+    let t = tenant(&**b, 1).await;
+    // The same statuses for two sets of three messages: one at a time (set a), one batch (b).
+    let mut ids = Vec::new();
+    for set in ["a", "b"] {
+        let mut row = Vec::new();
+        for n in 0..3 {
+            let wamid = format!("wamid.{set}{n}");
+            row.push((wamid.clone(), accepted(&**b, &t, &wamid, T0).await));
+        }
+        ids.push(row);
+    }
+    let changes = |set: usize| {
+        let m = &ids[set];
+        vec![
+            status(&m[0].0, Some(&m[0].1), Sent, T0 + 10),
+            status(&m[0].0, None, Delivered, T0 + 20),
+            status(&m[1].0, None, Failed, T0 + 15),
+            status(&m[1].0, Some(&m[1].1), Sent, T0 + 12),
+            status(&m[2].0, None, Read, T0 + 30),
+            status(&m[2].0, None, Sent, T0 + 9),
+            status(&m[0].0, None, Sent, T0 + 8),
+            // Not ours (yet): kept as an orphan either way.
+            status(&format!("wamid.unknown.{set}"), None, Delivered, T0 + 40),
+        ]
+    };
+    let mut one_by_one = Vec::new();
+    for c in changes(0) {
+        one_by_one.push(b.apply_status(&c).await.expect("apply").map(|m| m.id));
+    }
+    let batched = b.apply_statuses(&changes(1)).await.expect("apply batch");
+    let expect: Vec<Option<MessageId>> = changes(1).iter().map(|c| c.message_id.clone()).collect();
+    assert_eq!(batched.len(), 8);
+    for (n, got) in batched.iter().enumerate() {
+        let want = ids[1]
+            .iter()
+            .find(|(w, _)| *w == changes(1)[n].wamid)
+            .map(|(_, id)| id);
+        assert_eq!(got.as_ref(), want, "change {n}");
+        assert_eq!(got.is_some(), one_by_one[n].is_some(), "change {n}");
+        if let Some(e) = &expect[n] {
+            assert_eq!(got.as_ref(), Some(e));
+        }
+    }
+    for (n, (a, bm)) in ids[0].iter().zip(&ids[1]).enumerate() {
+        let a = get(&**b, &t, &a.1).await;
+        let bm = get(&**b, &t, &bm.1).await;
+        let mut oa = format!("{:?}", outcome(&a));
+        let ob = format!("{:?}", outcome(&bm));
+        oa = oa.replace("wamid.a", "wamid.b");
+        assert_eq!(oa, ob, "message {n}");
+    }
+    assert_eq!(get(&**b, &t, &ids[1][0].1).await.state, Delivered);
+    assert_eq!(get(&**b, &t, &ids[1][1].1).await.state, Failed);
+    assert_eq!(get(&**b, &t, &ids[1][1].1).await.error_code, Some(131026));
+    // The orphan is folded in when a send with that wamid is accepted.
+    let late = queued(&**b, &t, T0).await;
+    b.claim_due_messages(&t.number, T0, T0 + 30_000, 10)
+        .await
+        .expect("claim");
+    b.mark_accepted(&late, "wamid.unknown.1", T0 + 35)
+        .await
+        .expect("accept");
+    assert_eq!(get(&**b, &t, &late).await.state, Delivered);
+}
+
+async fn a_status_naming_only_a_wamid_recorded_in_the_same_batch_applies(b: &Backend) {
+    let t = tenant(&**b, 1).await;
+    let id = queued(&**b, &t, T0).await;
+    b.claim_due_messages(&t.number, T0, T0 + 30_000, 1)
+        .await
+        .expect("claim");
+    // `delivered` names only the wamid; the `sent` after it carries our id (callback data)
+    // and records the wamid on the row: the batch applies both.
+    let matched = b
+        .apply_statuses(&[
+            status("wamid.x", None, MessageState::Delivered, T0 + 20),
+            status("wamid.x", Some(&id), MessageState::Sent, T0 + 10),
+        ])
+        .await
+        .expect("apply");
+    assert_eq!(matched, vec![Some(id.clone()), Some(id.clone())]);
+    let m = get(&**b, &t, &id).await;
+    assert_eq!(m.state, MessageState::Delivered);
+    assert_eq!(m.wamid.as_deref(), Some("wamid.x"));
+    assert_eq!((m.sent_at, m.delivered_at), (Some(T0 + 10), Some(T0 + 20)));
+}
+
+async fn acceptances_record_wamids_and_quota_and_report_unknown_ids(b: &Backend) {
+    let t = tenant(&**b, 1).await;
+    let (m1, m2) = (queued(&**b, &t, T0).await, queued(&**b, &t, T0).await);
+    b.claim_due_messages(&t.number, T0, T0 + 30_000, 10)
+        .await
+        .expect("claim");
+    b.reschedule_message(&m2, T0, Some((131000, "transient")), T0)
+        .await
+        .expect("retry");
+    b.claim_due_messages(&t.number, T0, T0 + 30_000, 10)
+        .await
+        .expect("claim again");
+    // A status outran the acceptance of m1: folded in.
+    b.apply_status(&status("wamid.m1", None, MessageState::Sent, T0 + 50))
+        .await
+        .expect("orphan");
+    let unknown = MessageId::new();
+    let scope = "pn:batch";
+    let missing = b
+        .record_acceptances(&[
+            Acceptance {
+                id: m1.clone(),
+                wamid: "wamid.m1".into(),
+                at: T0 + 40,
+                quota: Some(QuotaConfirm {
+                    scope_key: scope.into(),
+                    contact: "+4915100000001".into(),
+                }),
+            },
+            Acceptance {
+                id: unknown.clone(),
+                wamid: "wamid.none".into(),
+                at: T0 + 40,
+                quota: None,
+            },
+            Acceptance {
+                id: m2.clone(),
+                wamid: "wamid.m2".into(),
+                at: T0 + 41,
+                quota: Some(QuotaConfirm {
+                    scope_key: scope.into(),
+                    contact: "+4915100000002".into(),
+                }),
+            },
+        ])
+        .await
+        .expect("record");
+    assert_eq!(missing, vec![unknown]);
+    let a = get(&**b, &t, &m1).await;
+    assert_eq!(
+        (a.state, a.wamid.as_deref()),
+        (MessageState::Sent, Some("wamid.m1"))
+    );
+    assert_eq!((a.accepted_at, a.sent_at), (Some(T0 + 40), Some(T0 + 50)));
+    let c = get(&**b, &t, &m2).await;
+    assert_eq!(c.state, MessageState::Accepted);
+    assert_eq!(c.error_code, None, "the retry's error is cleared");
+    assert_eq!(
+        b.quota_active(scope, T0 + 100).await.expect("active"),
+        vec![T0 + 40, T0 + 41]
+    );
+}
+
+async fn a_quota_batch_answers_as_one_request_at_a_time(b: &Backend) {
+    let t = tenant(&**b, 1).await;
+    b.record_inbound(&InboundRecord {
+        wamid: "wamid.in.batch".into(),
+        application_id: t.app.clone(),
+        phone_number_id: t.number.clone(),
+        from_phone: "+4915100000009".into(),
+        wa_id: "4915100000009".into(),
+        profile_name: None,
+        kind: "text".into(),
+        text: Some("hi".into()),
+        raw: json!({}),
+        received_at: T0,
+    })
+    .await
+    .expect("inbound");
+    let contacts = [
+        "+4915100000001",
+        "+4915100000001",
+        "+4915100000002",
+        "+4915100000003",
+        "+4915100000009",
+    ];
+    let limit = MessagingLimit::Limited(2);
+    // One at a time in scope a, as one batch in scope b.
+    let ids: Vec<MessageId> = contacts.iter().map(|_| MessageId::new()).collect();
+    let mut single = Vec::new();
+    for (c, id) in contacts.iter().zip(&ids) {
+        single.push(
+            b.reserve_quota(&QuotaRequest {
+                scope_key: "pn:a",
+                application_id: &t.app,
+                contact: c,
+                message_id: id,
+                limit,
+                now: T0 + 10,
+            })
+            .await
+            .expect("reserve"),
+        );
+    }
+    let items: Vec<QuotaItem<'_>> = contacts
+        .iter()
+        .zip(&ids)
+        .map(|(c, id)| QuotaItem {
+            contact: c,
+            message_id: id,
+        })
+        .collect();
+    let batch = b
+        .reserve_quota_batch(&QuotaBatch {
+            scope_key: "pn:b",
+            application_id: &t.app,
+            limit,
+            now: T0 + 10,
+            items: &items,
+        })
+        .await
+        .expect("reserve batch");
+    assert_eq!(batch, single);
+    let gates: Vec<Gate> = batch.iter().map(|a| a.gate).collect();
+    assert_eq!(
+        gates,
+        vec![
+            Gate::Go(Reach::NewContact),
+            Gate::Go(Reach::AlreadyCounted),
+            Gate::Go(Reach::NewContact),
+            Gate::WaitUntil(T0 + 10 + QUOTA_WINDOW_MS),
+            Gate::Go(Reach::InServiceWindow),
+        ]
+    );
+    assert_eq!(batch[4].used, Some(2));
+    // Unlimited: everyone goes, nothing is counted against it.
+    let unlimited = b
+        .reserve_quota_batch(&QuotaBatch {
+            scope_key: "pn:c",
+            application_id: &t.app,
+            limit: MessagingLimit::Unlimited,
+            now: T0 + 10,
+            items: &items,
+        })
+        .await
+        .expect("reserve unlimited");
+    assert!(
+        unlimited
+            .iter()
+            .all(|a| matches!(a.gate, Gate::Go(_)) && a.used.is_none())
+    );
+    assert_eq!(
+        b.quota_active("pn:c", T0 + 20).await.expect("active").len(),
+        3
+    );
+}
+
+async fn webhook_events_finish_in_one_batch(b: &Backend) {
+    let first = b.insert_webhook_event(b"{}", T0).await.expect("insert");
+    let second = b.insert_webhook_event(b"[]", T0).await.expect("insert");
+    let third = b.insert_webhook_event(b"{}", T0).await.expect("insert");
+    b.finish_webhook_events(
+        &[
+            (first, None),
+            (third, Some("field `x` stored, not acted on yet".into())),
+        ],
+        T0 + 1,
+    )
+    .await
+    .expect("finish");
+    let pending: Vec<i64> = b
+        .pending_webhook_events(10)
+        .await
+        .expect("pending")
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(pending, vec![second]);
+}
