@@ -18,8 +18,8 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use parley_domain::quota::{Gate, MessagingLimit, Reach};
 use parley_domain::{ErrorClass, classify};
 use parley_meta::{GraphError, template_message_body, text_message_body};
-use parley_store::campaigns::QuotaRequest;
-use parley_store::{MessageContent, MessageRecord, PhoneNumberRecord};
+use parley_store::campaigns::{QuotaBatch, QuotaItem};
+use parley_store::{Acceptance, MessageContent, MessageRecord, PhoneNumberRecord, QuotaConfirm};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
@@ -197,6 +197,8 @@ async fn number_loop(engine: Engine, number: PhoneNumberRecord, shutdown: Cancel
     });
     let pn = state.number.phone_number_id.clone();
     tracing::info!(phone_number_id = %pn, mps = mps.get(), "sender loop started");
+    let (accepted_tx, accepted_rx) = tokio::sync::mpsc::unbounded_channel();
+    let recorder = tokio::spawn(record_acceptances(engine.clone(), accepted_rx));
     let poll = i64::try_from(engine.config.poll_interval.as_millis()).unwrap_or(1000);
     loop {
         if shutdown.is_cancelled() {
@@ -255,16 +257,11 @@ async fn number_loop(engine: Engine, number: PhoneNumberRecord, shutdown: Cancel
                 continue;
             }
         };
-        futures::stream::iter(claimed)
-            .for_each_concurrent(engine.config.concurrency, |m| {
-                let state = state.clone();
-                let token = token.clone();
-                async move {
-                    send_one(&state, &token, m).await;
-                }
-            })
-            .await;
+        send_round(&state, &token, claimed, &accepted_tx).await;
     }
+    // Every acceptance of this loop is written before it reports stopped.
+    drop(accepted_tx);
+    let _ = recorder.await;
     tracing::info!(phone_number_id = %pn, "sender loop stopped");
 }
 
@@ -284,75 +281,181 @@ fn request_body(m: &MessageRecord) -> serde_json::Value {
     }
 }
 
-/// The quota gate for a template: `Ok(Some(reach))` to send (with the ledger key),
-/// `Ok(None)` when the message now waits for a slot.
-async fn gate(state: &NumberState, m: &MessageRecord, now: i64) -> Option<(String, Reach)> {
-    let engine = &state.engine;
-    let (limit, key) = state.quota();
-    let answer = engine
-        .store
-        .reserve_quota(&QuotaRequest {
-            scope_key: &key,
-            application_id: &m.application_id,
-            contact: &m.to_phone,
-            message_id: &m.id,
-            limit,
-            now,
-        })
-        .await;
-    let outcome = match answer {
-        Ok(a) => match a.gate {
-            Gate::Go(reach) => return Some((key, reach)),
-            Gate::WaitUntil(at) => {
-                metrics::counter!("parley_messages_waiting_for_quota_total").increment(1);
-                tracing::debug!(message_id = %m.id, until = at, "no messaging-limit slot; waiting");
-                engine.store.wait_for_quota(&m.id, at, now).await
+/// Writes the sends Meta accepted, as many per transaction as have arrived since the last
+/// write (one per round at full speed, one per send when they trickle in). A write that fails
+/// is tried again: the rows stay `sending` under their lease meanwhile, so nothing is sent
+/// twice, and if Parley stops before it succeeds the crash-recovery pass settles them (the
+/// status webhooks carry our message ids).
+async fn record_acceptances(
+    engine: Engine,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Acceptance>,
+) {
+    let mut buf = Vec::with_capacity(1_000);
+    while rx.recv_many(&mut buf, 1_000).await > 0 {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match engine.store.record_acceptances(&buf).await {
+                Ok(missing) => {
+                    for id in missing {
+                        tracing::error!(message_id = %id, "Meta accepted a send whose message is gone");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, count = buf.len(), "could not record accepted sends; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
             }
-        },
-        Err(e) => {
-            tracing::warn!(error = %e, message_id = %m.id, "quota gate failed; retrying soon");
-            engine
-                .store
-                .reschedule_message(&m.id, now + 1_000, None, now)
-                .await
         }
-    };
-    if let Err(e) = outcome {
-        tracing::error!(message_id = %m.id, error = %e, "could not park a message");
+        buf.clear();
     }
-    None
 }
 
-async fn send_one(state: &NumberState, token: &str, m: MessageRecord) {
+/// One claimed round: each message outside its send window waits for the opening; the
+/// templates pass the quota gate together (one transaction); then the sends go out paced by
+/// the number's limiter, up to `concurrency` in flight.
+async fn send_round(
+    state: &Arc<NumberState>,
+    token: &Arc<String>,
+    claimed: Vec<MessageRecord>,
+    accepted: &tokio::sync::mpsc::UnboundedSender<Acceptance>,
+) {
     let engine = &state.engine;
     let now = engine.now();
-    // Outside the recipient's send window (it may have closed since planning, or a quota
-    // wait ended at night): wait for the next opening, before taking a quota slot.
-    if let Some(at) = m
-        .send_window
-        .as_deref()
-        .and_then(|w| crate::send_window::next_opening(w, now))
-    {
-        tracing::debug!(message_id = %m.id, until = at, "outside the send window; waiting");
-        if let Err(e) = engine.store.wait_for_window(&m.id, at, now).await {
-            tracing::error!(message_id = %m.id, error = %e, "could not park a message");
+    let mut ready = Vec::with_capacity(claimed.len());
+    for m in claimed {
+        // Outside the recipient's send window (it may have closed since planning, or a quota
+        // wait ended at night): wait for the next opening, before taking a quota slot.
+        if let Some(at) = m
+            .send_window
+            .as_deref()
+            .and_then(|w| crate::send_window::next_opening(w, now))
+        {
+            tracing::debug!(message_id = %m.id, until = at, "outside the send window; waiting");
+            if let Err(e) = engine.store.wait_for_window(&m.id, at, now).await {
+                tracing::error!(message_id = %m.id, error = %e, "could not park a message");
+            }
+            skip_if_cancelled(state, &m, now).await;
+            continue;
         }
-        return skip_if_cancelled(state, &m, now).await;
+        ready.push(m);
     }
-    let reach = match &m.content {
-        MessageContent::Template { .. } => match gate(state, &m, now).await {
-            Some(r) => Some(r),
-            None => return skip_if_cancelled(state, &m, now).await,
-        },
-        MessageContent::Text { .. } => None,
-    };
-    if let Err(at) = state.pair_slot(&m.to_phone, now) {
-        release(state, &m, reach.as_ref()).await;
-        if let Err(e) = engine.store.reschedule_message(&m.id, at, None, now).await {
-            tracing::error!(message_id = %m.id, error = %e, "could not space a message");
+    let reaches = gate(state, &ready, now).await;
+    let mut go = Vec::with_capacity(ready.len());
+    for (m, reach) in ready.into_iter().zip(reaches) {
+        let reach = match (&m.content, reach) {
+            (MessageContent::Text { .. }, _) => None,
+            (MessageContent::Template { .. }, Some(r)) => Some(r),
+            (MessageContent::Template { .. }, None) => {
+                skip_if_cancelled(state, &m, now).await;
+                continue;
+            }
+        };
+        if let Err(at) = state.pair_slot(&m.to_phone, now) {
+            release(state, &m, reach.as_ref()).await;
+            if let Err(e) = engine.store.reschedule_message(&m.id, at, None, now).await {
+                tracing::error!(message_id = %m.id, error = %e, "could not space a message");
+            }
+            skip_if_cancelled(state, &m, now).await;
+            continue;
         }
-        return skip_if_cancelled(state, &m, now).await;
+        go.push((m, reach));
     }
+    futures::stream::iter(go)
+        .for_each_concurrent(engine.config.concurrency, |(m, reach)| {
+            let state = state.clone();
+            let token = token.clone();
+            async move { send_one(&state, &token, m, reach, accepted).await }
+        })
+        .await;
+}
+
+/// The quota gate for the round's templates, in one transaction: per message, `Some(reach)`
+/// (with the ledger key) to send, `None` when it now waits for a slot (or the gate failed and
+/// it goes again in a second). Text messages (inside the service window) get `None` and are
+/// not asked about.
+async fn gate(
+    state: &NumberState,
+    round: &[MessageRecord],
+    now: i64,
+) -> Vec<Option<(String, Reach)>> {
+    let engine = &state.engine;
+    let (limit, key) = state.quota();
+    let templates: Vec<usize> = (0..round.len())
+        .filter(|&i| matches!(round[i].content, MessageContent::Template { .. }))
+        .collect();
+    let mut out = vec![None; round.len()];
+    // One application per number; the batch is asked per application all the same.
+    let mut by_app: Vec<(&parley_domain::ApplicationId, Vec<usize>)> = Vec::new();
+    for &i in &templates {
+        let app = &round[i].application_id;
+        match by_app.iter_mut().find(|(a, _)| *a == app) {
+            Some((_, v)) => v.push(i),
+            None => by_app.push((app, vec![i])),
+        }
+    }
+    for (app, idx) in by_app {
+        let items: Vec<QuotaItem<'_>> = idx
+            .iter()
+            .map(|&i| QuotaItem {
+                contact: &round[i].to_phone,
+                message_id: &round[i].id,
+            })
+            .collect();
+        let answers = engine
+            .store
+            .reserve_quota_batch(&QuotaBatch {
+                scope_key: &key,
+                application_id: app,
+                limit,
+                now,
+                items: &items,
+            })
+            .await;
+        match answers {
+            Ok(answers) => {
+                for (&i, a) in idx.iter().zip(answers) {
+                    let m = &round[i];
+                    match a.gate {
+                        Gate::Go(reach) => out[i] = Some((key.clone(), reach)),
+                        Gate::WaitUntil(at) => {
+                            metrics::counter!("parley_messages_waiting_for_quota_total")
+                                .increment(1);
+                            tracing::debug!(message_id = %m.id, until = at, "no messaging-limit slot; waiting");
+                            if let Err(e) = engine.store.wait_for_quota(&m.id, at, now).await {
+                                tracing::error!(message_id = %m.id, error = %e, "could not park a message");
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "quota gate failed; retrying soon");
+                for &i in &idx {
+                    let m = &round[i];
+                    if let Err(e) = engine
+                        .store
+                        .reschedule_message(&m.id, now + 1_000, None, now)
+                        .await
+                    {
+                        tracing::error!(message_id = %m.id, error = %e, "could not park a message");
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn send_one(
+    state: &NumberState,
+    token: &str,
+    m: MessageRecord,
+    reach: Option<(String, Reach)>,
+    accepted: &tokio::sync::mpsc::UnboundedSender<Acceptance>,
+) {
+    let engine = &state.engine;
     state.limiter.until_ready().await;
     let body = request_body(&m);
     let result = engine
@@ -360,23 +463,27 @@ async fn send_one(state: &NumberState, token: &str, m: MessageRecord) {
         .send_message(token, &state.number.phone_number_id, &body)
         .await;
     let now = engine.now();
-    let accepted = matches!(&result, Ok(resp) if resp.wamid().is_some());
     let outcome = match result {
         Ok(resp) => match resp.wamid() {
             Some(wamid) => {
                 metrics::counter!("parley_messages_accepted_total").increment(1);
                 state.pair_sent(&m.to_phone, now);
-                let accepted = engine.store.mark_accepted(&m.id, wamid, now).await;
-                if let Some((key, r)) = &reach {
-                    let confirmed = engine
-                        .store
-                        .confirm_quota(key, &m.to_phone, &m.id, *r, now)
-                        .await;
-                    if let Err(e) = confirmed {
-                        tracing::error!(message_id = %m.id, error = %e, "could not record the conversation in the quota ledger");
-                    }
+                let quota = reach.and_then(|(key, r)| {
+                    (r != Reach::InServiceWindow).then(|| QuotaConfirm {
+                        scope_key: key,
+                        contact: m.to_phone.clone(),
+                    })
+                });
+                let record = Acceptance {
+                    id: m.id.clone(),
+                    wamid: wamid.to_owned(),
+                    at: now,
+                    quota,
+                };
+                if accepted.send(record).is_err() {
+                    tracing::error!(message_id = %m.id, "the acceptance recorder stopped; the crash-recovery pass will settle this message");
                 }
-                accepted
+                return;
             }
             None => {
                 retry(
@@ -409,9 +516,7 @@ async fn send_one(state: &NumberState, token: &str, m: MessageRecord) {
         // The row keeps its lease; the crash-recovery pass will requeue it.
         tracing::error!(message_id = %m.id, error = %e, "could not record a send's outcome");
     }
-    if !accepted {
-        skip_if_cancelled(state, &m, now).await;
-    }
+    skip_if_cancelled(state, &m, now).await;
 }
 
 /// A message claimed before its campaign was cancelled and then put back in the queue (a

@@ -31,24 +31,42 @@ pub async fn run(engine: Engine, shutdown: CancellationToken) {
     }
 }
 
-/// Applies up to one batch of pending events; returns how many were handled.
+/// Statuses merged per transaction.
+const STATUS_CHUNK: usize = 1_000;
+
+/// Applies up to one batch of pending events; returns how many were handled. The events'
+/// statuses are merged together in a few transactions (the lattice makes their order
+/// irrelevant), the rest of each event in order; the events are then marked processed in one
+/// statement. A storage error leaves every event of the batch pending, to be applied again
+/// (each part is idempotent).
 pub async fn process_pending(engine: &Engine) -> parley_store::Result<usize> {
     let events = engine.store.pending_webhook_events(BATCH).await?;
     let n = events.len();
-    for event in events {
-        let note = apply_event(engine, &event).await?;
-        engine
-            .store
-            .finish_webhook_event(event.id, engine.now(), note.as_deref())
-            .await?;
+    let mut statuses = Vec::new();
+    let mut done = Vec::with_capacity(n);
+    for event in &events {
+        let note = apply_event(engine, event, &mut statuses).await?;
+        done.push((event.id, note));
     }
+    for chunk in statuses.chunks(STATUS_CHUNK) {
+        let matched = engine.store.apply_statuses(chunk).await?;
+        let applied = matched.iter().filter(|m| m.is_some()).count();
+        metrics::counter!("parley_statuses_applied_total").increment(applied as u64);
+        tracing::debug!(statuses = chunk.len(), applied, "statuses applied");
+    }
+    engine
+        .store
+        .finish_webhook_events(&done, engine.now())
+        .await?;
     Ok(n)
 }
 
-/// Returns a note for events that were kept but not (fully) understood.
+/// Returns a note for events that were kept but not (fully) understood; the event's
+/// statuses are added to `statuses` for the caller to merge.
 async fn apply_event(
     engine: &Engine,
     event: &WebhookEventRecord,
+    statuses: &mut Vec<StatusChange>,
 ) -> parley_store::Result<Option<String>> {
     let payload: WebhookPayload = match serde_json::from_slice(&event.body) {
         Ok(p) => p,
@@ -59,7 +77,7 @@ async fn apply_event(
         for change in &entry.changes {
             match change.field.as_str() {
                 "messages" => match change.messages() {
-                    Some(Ok(value)) => apply_messages(engine, &value, &mut notes).await?,
+                    Some(Ok(value)) => apply_messages(engine, &value, statuses, &mut notes).await?,
                     Some(Err(e)) => notes.push(format!("messages value not understood: {e}")),
                     None => {}
                 },
@@ -100,6 +118,7 @@ async fn apply_event(
 async fn apply_messages(
     engine: &Engine,
     value: &MessagesValue,
+    statuses: &mut Vec<StatusChange>,
     notes: &mut Vec<String>,
 ) -> parley_store::Result<()> {
     for status in &value.statuses {
@@ -117,7 +136,7 @@ async fn apply_messages(
             .unix_time()
             .map_or_else(|| engine.now(), |s| s.saturating_mul(1000));
         let error = status.errors.first().map(|e| (e.code, e.description()));
-        let change = StatusChange {
+        statuses.push(StatusChange {
             wamid: status.id.clone(),
             message_id: status
                 .biz_opaque_callback_data
@@ -126,12 +145,7 @@ async fn apply_messages(
             state,
             at,
             error,
-        };
-        if let Some(m) = engine.store.apply_status(&change).await? {
-            metrics::counter!("parley_statuses_applied_total", "status" => status.status.clone())
-                .increment(1);
-            tracing::debug!(message_id = %m.id, state = %m.state, "status applied");
-        }
+        });
     }
     if value.messages.is_empty() {
         return Ok(());
