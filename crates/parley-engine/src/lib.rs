@@ -9,6 +9,7 @@ pub mod demo;
 pub mod error;
 pub mod messages;
 pub mod onboarding;
+pub mod pacer;
 pub mod send_window;
 pub mod sender;
 pub mod templates;

@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use parley_domain::quota::{Gate, MessagingLimit, Reach};
 use parley_domain::{ErrorClass, classify};
 use parley_meta::{GraphError, template_message_body, text_message_body};
@@ -77,7 +76,7 @@ pub async fn supervise(engine: Engine, shutdown: CancellationToken) {
 struct NumberState {
     engine: Engine,
     number: PhoneNumberRecord,
-    limiter: DefaultDirectRateLimiter,
+    limiter: crate::pacer::Pacer,
     /// While now < this, the loop waits (Meta throttled the number, or its auth broke).
     paused_until: AtomicI64,
     /// The messaging limit and the ledger key it counts under, refreshed every round.
@@ -160,22 +159,6 @@ impl NumberState {
     }
 }
 
-/// Evenly spaced sends, a hair slower than `mps`: Meta counts any one-second window, so a
-/// burst allowance (GCRA's default is a full second's worth) would let up to twice the rate
-/// through in some window and earn 130429s. With a period 1 % longer than 1/mps no window of
-/// one second holds more than `mps` sends (80 mps → 79.2 sent per second).
-fn pacing(mps: NonZeroU32) -> Quota {
-    let period = Duration::from_micros(pacing_period_us(mps.get()));
-    Quota::with_period(period)
-        .unwrap_or_else(|| Quota::per_second(mps))
-        .allow_burst(NonZeroU32::MIN)
-}
-
-fn pacing_period_us(mps: u32) -> u64 {
-    let mps = u64::from(mps.max(1));
-    1_000_000 / mps + (10_000 / mps).max(1)
-}
-
 /// Whether a number's loop goes on after re-reading the number.
 enum LoopFate {
     Continue,
@@ -186,7 +169,7 @@ async fn number_loop(engine: Engine, number: PhoneNumberRecord, shutdown: Cancel
     let mps = NonZeroU32::new(number.throughput_mps.max(1)).unwrap_or(NonZeroU32::MIN);
     let state = Arc::new(NumberState {
         engine: engine.clone(),
-        limiter: RateLimiter::direct(pacing(mps)),
+        limiter: crate::pacer::Pacer::new(mps.get()),
         quota: Mutex::new((
             MessagingLimit::from_stored(number.messaging_limit.as_deref()),
             String::new(),
@@ -673,27 +656,4 @@ async fn pause_platform_campaigns(
             .await?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod pacing_tests {
-    use super::*;
-
-    /// Sends spaced by the pacing period: no closed one-second window holds more than `mps`.
-    #[test]
-    fn no_second_holds_more_than_the_rate() {
-        for mps in [1u32, 20, 80, 1000, 5000] {
-            let period = Duration::from_micros(1_000_000 / u64::from(mps) + 100);
-            let in_one_second = 1_000_000 / period.as_micros() + 1;
-            assert!(
-                in_one_second <= u128::from(mps),
-                "{mps} mps: {in_one_second} in a second"
-            );
-            // …and not much slower than the rate either (≥ 98 % at 80 mps and below).
-            if mps <= 80 {
-                assert!(in_one_second * 100 >= u128::from(mps) * 98, "{mps}");
-            }
-            let _ = pacing(NonZeroU32::new(mps).expect("nonzero"));
-        }
-    }
 }
