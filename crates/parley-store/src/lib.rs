@@ -193,6 +193,9 @@ pub trait Store:
 
     // --- webhooks ------------------------------------------------------------------------
     async fn insert_webhook_event(&self, body: &[u8], now: Millis) -> Result<i64>;
+    /// The oldest unprocessed events, up to `limit` and fewer when their bodies together
+    /// pass `PENDING_BODY_BUDGET` (always at least one): Meta puts up to 1,000 statuses in
+    /// one body, and a hundred of those parsed at once is hundreds of megabytes.
     async fn pending_webhook_events(&self, limit: u32) -> Result<Vec<WebhookEventRecord>>;
     async fn finish_webhook_event(&self, id: i64, now: Millis, error: Option<&str>) -> Result<()> {
         self.finish_webhook_events(&[(id, error.map(str::to_owned))], now)
@@ -205,6 +208,23 @@ pub trait Store:
         now: Millis,
     ) -> Result<()>;
     async fn count_webhook_events(&self) -> Result<u64>;
+}
+
+/// The bytes of webhook bodies `Store::pending_webhook_events` hands out at once.
+pub const PENDING_BODY_BUDGET: i64 = 2 * 1024 * 1024;
+
+/// The last id of `(id, body size)` pairs (in id order) that fits the budget, at least one.
+fn within_budget(sizes: &[(i64, i64)]) -> Option<i64> {
+    let mut total = 0;
+    let mut last = None;
+    for &(id, size) in sizes {
+        if last.is_some() && total + size > PENDING_BODY_BUDGET {
+            break;
+        }
+        total += size;
+        last = Some(id);
+    }
+    last
 }
 
 /// Opens the store a URL names: `sqlite://path` (file created if missing) or

@@ -1061,10 +1061,21 @@ impl Store for PostgresStore {
     }
 
     async fn pending_webhook_events(&self, limit: u32) -> Result<Vec<WebhookEventRecord>> {
-        let rows = sqlx::query(
-            "SELECT id, received_at, body, attempts FROM webhook_events WHERE processed_at IS NULL ORDER BY id LIMIT $1",
+        // Sizes first: the batch stops where the bodies pass the budget (at least one).
+        let sizes: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT id, length(body)::bigint FROM webhook_events WHERE processed_at IS NULL ORDER BY id LIMIT $1",
         )
         .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let Some(last) = crate::within_budget(&sizes) else {
+            return Ok(Vec::new());
+        };
+        let rows = sqlx::query(
+            "SELECT id, received_at, body, attempts FROM webhook_events WHERE processed_at IS NULL AND id <= $1 ORDER BY id LIMIT $2",
+        )
+        .bind(last)
+.bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -997,10 +997,21 @@ impl Store for SqliteStore {
     }
 
     async fn pending_webhook_events(&self, limit: u32) -> Result<Vec<WebhookEventRecord>> {
-        let rows = sqlx::query(
-            "SELECT id, received_at, body, attempts FROM webhook_events WHERE processed_at IS NULL ORDER BY id LIMIT ?",
+        // Sizes first: the batch stops where the bodies pass the budget (at least one).
+        let sizes: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT id, length(body) FROM webhook_events WHERE processed_at IS NULL ORDER BY id LIMIT ?",
         )
         .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await?;
+        let Some(last) = crate::within_budget(&sizes) else {
+            return Ok(Vec::new());
+        };
+        let rows = sqlx::query(
+            "SELECT id, received_at, body, attempts FROM webhook_events WHERE processed_at IS NULL AND id <= ? ORDER BY id LIMIT ?",
+        )
+        .bind(last)
+.bind(i64::from(limit))
         .fetch_all(&self.writer)
         .await?;
         rows.iter()

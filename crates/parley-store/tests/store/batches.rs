@@ -16,6 +16,7 @@ crate::contract!(
     acceptances_record_wamids_and_quota_and_report_unknown_ids,
     a_quota_batch_answers_as_one_request_at_a_time,
     webhook_events_finish_in_one_batch,
+    pending_events_stop_at_the_body_budget,
 );
 
 fn status(wamid: &str, id: Option<&MessageId>, state: MessageState, at: i64) -> StatusChange {
@@ -311,4 +312,34 @@ async fn webhook_events_finish_in_one_batch(b: &Backend) {
         .map(|e| e.id)
         .collect();
     assert_eq!(pending, vec![second]);
+}
+
+async fn pending_events_stop_at_the_body_budget(b: &Backend) {
+    let big = vec![b' '; (parley_store::PENDING_BODY_BUDGET as usize) / 2 + 1];
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(b.insert_webhook_event(&big, T0).await.expect("insert"));
+    }
+    let first: Vec<i64> = b
+        .pending_webhook_events(10)
+        .await
+        .expect("pending")
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(first, vec![ids[0]], "two halves and a byte pass the budget");
+    let huge = vec![b' '; parley_store::PENDING_BODY_BUDGET as usize + 1];
+    b.finish_webhook_events(&[(ids[0], None), (ids[1], None), (ids[2], None)], T0)
+        .await
+        .expect("finish");
+    let alone = b.insert_webhook_event(&huge, T0).await.expect("insert");
+    b.insert_webhook_event(b"{}", T0).await.expect("insert");
+    let got: Vec<i64> = b
+        .pending_webhook_events(10)
+        .await
+        .expect("pending")
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(got, vec![alone], "one event over the budget still goes, alone");
 }
