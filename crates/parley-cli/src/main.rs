@@ -19,7 +19,6 @@ use parley_meta::GraphClient;
 use parley_store::SecretCipher;
 use tokio_util::sync::CancellationToken;
 
-
 #[derive(Parser)]
 #[command(
     name = "parley",

@@ -264,8 +264,13 @@ fn request_body(m: &MessageRecord) -> serde_json::Value {
     }
 }
 
-/// Writes the sends Meta accepted, as many per transaction as have arrived since the last
-/// write (one per round at full speed, one per send when they trickle in). A write that fails
+/// The most acceptances written in one transaction.
+const RECORD_BATCH: usize = 1_000;
+/// How long the first acceptance of a batch waits for others (not the send: Meta has it).
+const RECORD_GATHER: Duration = Duration::from_millis(20);
+
+/// Writes the sends Meta accepted, as many per transaction as arrive within
+/// `RECORD_GATHER` of the first. A write that fails
 /// is tried again: the rows stay `sending` under their lease meanwhile, so nothing is sent
 /// twice, and if Parley stops before it succeeds the crash-recovery pass settles them (the
 /// status webhooks carry our message ids).
@@ -273,8 +278,19 @@ async fn record_acceptances(
     engine: Engine,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Acceptance>,
 ) {
-    let mut buf = Vec::with_capacity(1_000);
-    while rx.recv_many(&mut buf, 1_000).await > 0 {
+    let mut buf = Vec::with_capacity(RECORD_BATCH);
+    while rx.recv_many(&mut buf, RECORD_BATCH).await > 0 {
+        // Let a round's answers gather: one transaction for many sends costs about what one
+        // costs for a single send.
+        if buf.len() < RECORD_BATCH {
+            tokio::time::sleep(RECORD_GATHER).await;
+            while buf.len() < RECORD_BATCH {
+                match rx.try_recv() {
+                    Ok(a) => buf.push(a),
+                    Err(_) => break,
+                }
+            }
+        }
         let mut delay = Duration::from_millis(100);
         loop {
             match engine.store.record_acceptances(&buf).await {

@@ -279,7 +279,7 @@ async fn write_status_rows(tx: &mut Transaction<'static, Sqlite>, batch: &mut Ba
            sending_at = j.value ->> 'sending_at', accepted_at = j.value ->> 'accepted_at',
            sent_at = j.value ->> 'sent_at', delivered_at = j.value ->> 'delivered_at',
            read_at = j.value ->> 'read_at', failed_at = j.value ->> 'failed_at'
-         FROM json_each(?) AS j WHERE messages.id = j.value ->> 'id'",
+         FROM jsonb_each(?) AS j WHERE messages.id = j.value ->> 'id'",
     )
     .bind(rows)
     .execute(&mut **tx)
@@ -306,7 +306,7 @@ pub(crate) async fn confirm_quota_rows(
     .to_string();
     sqlx::query(
         "INSERT INTO quota_reach (scope_key, contact, last_at, reserved_by)
-         SELECT j.value ->> 'scope', j.value ->> 'contact', j.value ->> 'at', NULL FROM json_each(?1) AS j WHERE true
+         SELECT j.value ->> 'scope', j.value ->> 'contact', j.value ->> 'at', NULL FROM jsonb_each(?1) AS j WHERE true
          ON CONFLICT (scope_key, contact) DO NOTHING",
     )
     .bind(&json)
@@ -319,7 +319,7 @@ pub(crate) async fn confirm_quota_rows(
            reserved_by = CASE WHEN quota_reach.reserved_by IN (SELECT value FROM json_each(j.ids)) THEN NULL ELSE quota_reach.reserved_by END
          FROM (SELECT value ->> 'scope' AS scope, value ->> 'contact' AS contact, MAX(value ->> 'at') AS at,
                  json_group_array(value ->> 'id') AS ids
-               FROM json_each(?1) GROUP BY 1, 2) AS j
+               FROM jsonb_each(?1) GROUP BY 1, 2) AS j
          WHERE quota_reach.scope_key = j.scope AND quota_reach.contact = j.contact",
     )
     .bind(&json)
@@ -929,7 +929,7 @@ impl Store for SqliteStore {
                 "INSERT INTO orphan_statuses (wamid, state, at, error_code, error_message)
                  SELECT j.value ->> 'wamid', j.value ->> 'state', j.value ->> 'at', j.value ->> 'error_code',
                    j.value ->> 'error_message'
-                 FROM json_each(?) AS j WHERE true
+                 FROM jsonb_each(?) AS j WHERE true
                  ON CONFLICT (wamid, state) DO NOTHING",
             )
             .bind(serde_json::Value::Array(orphans).to_string())
@@ -1042,7 +1042,7 @@ impl Store for SqliteStore {
         .to_string();
         sqlx::query(
             "UPDATE webhook_events SET processed_at = ?, error = j.value ->> 'error', attempts = attempts + 1
-             FROM json_each(?) AS j WHERE webhook_events.id = j.value ->> 'id'",
+             FROM jsonb_each(?) AS j WHERE webhook_events.id = j.value ->> 'id'",
         )
         .bind(now)
         .bind(json)

@@ -11,7 +11,9 @@ use crate::campaigns::*;
 use crate::sqlite::{confirm_quota_rows, corrupt, json_col, json_strings, parse_id, to_json};
 use crate::{MessageContent, Millis, Result, SqliteStore};
 
-const HOUR_MS: i64 = 60 * 60 * 1000;
+/// Planned messages per `INSERT` (19 values each, under SQLite's 32,766 parameters).
+const PLANNED_INSERT_CHUNK: usize = 500;
+
 /// List entries per multi-row INSERT (4 binds each).
 const LIST_INSERT_CHUNK: usize = 1_000;
 
@@ -198,51 +200,57 @@ impl CampaignStore for SqliteStore {
             tx.rollback().await?;
             return Ok(false);
         }
-        for p in messages {
-            let m = &p.message;
-            let (name, language) = match &m.content {
-                MessageContent::Template { template } => (
-                    Some(template.name.as_str()),
-                    Some(template.language.as_str()),
-                ),
-                MessageContent::Text { .. } => (None, None),
-            };
-            let state = if p.skip.is_some() {
-                "skipped"
-            } else {
-                "queued"
-            };
-            let window_hold = p.window_opens_at.filter(|_| p.skip.is_none());
-            sqlx::query(
+        // Multi-row inserts: one statement per 500 messages, not one each.
+        for chunk in messages.chunks(PLANNED_INSERT_CHUNK) {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO messages (id, application_id, phone_number_id, contact_id, to_phone, kind, template_name,
                    template_language, content, reply_to, idempotency_key, state, next_attempt_at, queued_at, updated_at,
-                   campaign_id, hold_reason, error_message, send_window)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(m.id.as_str())
-            .bind(m.application_id.as_str())
-            .bind(&m.phone_number_id)
-            .bind(m.contact_id.as_ref().map(|c| c.as_str()))
-            .bind(&m.to_phone)
-            .bind(m.content.kind())
-            .bind(name)
-            .bind(language)
-            .bind(to_json(&m.content)?)
-            .bind(state)
-            .bind(window_hold.unwrap_or(m.now))
-            .bind(m.now)
-            .bind(m.now)
-            .bind(id.as_str())
-            .bind(
-                p.skip
-                    .as_ref()
-                    .map(|s| s.0.as_str())
-                    .or(window_hold.map(|_| "window")),
-            )
-            .bind(p.skip.as_ref().map(|s| s.1.as_str()))
-            .bind(p.send_window.as_deref())
-            .execute(&mut *tx)
-            .await?;
+                   campaign_id, hold_reason, error_message, send_window) ",
+            );
+            let mut rows = Vec::with_capacity(chunk.len());
+            for p in chunk {
+                rows.push((p, to_json(&p.message.content)?));
+            }
+            qb.push_values(rows, |mut b, (p, content)| {
+                let m = &p.message;
+                let (name, language) = match &m.content {
+                    MessageContent::Template { template } => {
+                        (Some(template.name.clone()), Some(template.language.clone()))
+                    }
+                    MessageContent::Text { .. } => (None, None),
+                };
+                let state = if p.skip.is_some() {
+                    "skipped"
+                } else {
+                    "queued"
+                };
+                let window_hold = p.window_opens_at.filter(|_| p.skip.is_none());
+                b.push_bind(m.id.as_str().to_owned())
+                    .push_bind(m.application_id.as_str().to_owned())
+                    .push_bind(m.phone_number_id.clone())
+                    .push_bind(m.contact_id.as_ref().map(|c| c.as_str().to_owned()))
+                    .push_bind(m.to_phone.clone())
+                    .push_bind(m.content.kind())
+                    .push_bind(name)
+                    .push_bind(language)
+                    .push_bind(content)
+                    .push("NULL")
+                    .push("NULL")
+                    .push_bind(state)
+                    .push_bind(window_hold.unwrap_or(m.now))
+                    .push_bind(m.now)
+                    .push_bind(m.now)
+                    .push_bind(id.as_str().to_owned())
+                    .push_bind(
+                        p.skip
+                            .as_ref()
+                            .map(|s| s.0.clone())
+                            .or(window_hold.map(|_| "window".to_owned())),
+                    )
+                    .push_bind(p.skip.as_ref().map(|s| s.1.clone()))
+                    .push_bind(p.send_window.clone());
+            });
+            qb.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -250,7 +258,7 @@ impl CampaignStore for SqliteStore {
 
     async fn campaign_open_messages(&self, id: &CampaignId) -> Result<u64> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM messages WHERE campaign_id = ? AND state IN ('queued', 'sending')",
+            "SELECT COALESCE(SUM(n), 0) FROM campaign_counts WHERE campaign_id = ? AND state IN ('queued', 'sending')",
         )
         .bind(id.as_str())
         .fetch_one(&self.writer)
@@ -318,92 +326,76 @@ impl CampaignStore for SqliteStore {
     }
 
     async fn campaign_counts(&self, id: &CampaignId) -> Result<CampaignCounts> {
+        // The counters the triggers of migration 0009 keep: no scan of the messages.
         let mut counts = CampaignCounts::default();
         let rows = sqlx::query(
-            "SELECT state, COUNT(*) AS n FROM messages WHERE campaign_id = ? GROUP BY state",
+            "SELECT state, reason, n FROM campaign_counts WHERE campaign_id = ? AND n > 0",
         )
         .bind(id.as_str())
         .fetch_all(&self.reader)
         .await?;
         for r in rows {
-            let n: i64 = r.try_get("n")?;
-            counts
-                .by_state
-                .insert(r.try_get("state")?, u64::try_from(n).unwrap_or(0));
+            let state: String = r.try_get("state")?;
+            let reason: String = r.try_get("reason")?;
+            let n = u64::try_from(r.try_get::<i64, _>("n")?).unwrap_or(0);
+            *counts.by_state.entry(state.clone()).or_default() += n;
+            match (state.as_str(), reason.as_str()) {
+                ("failed", code) => *counts.failed_by_code.entry(code.to_owned()).or_default() += n,
+                ("skipped", why) => {
+                    *counts.skipped_by_reason.entry(why.to_owned()).or_default() += n
+                }
+                ("queued", "quota") => counts.waiting_for_quota += n,
+                ("queued", "window") => counts.waiting_for_window += n,
+                _ => {}
+            }
         }
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n, MIN(next_attempt_at) AS next FROM messages
-             WHERE campaign_id = ? AND state = 'queued' AND hold_reason = 'quota'",
-        )
-        .bind(id.as_str())
-        .fetch_one(&self.reader)
-        .await?;
-        let n: i64 = row.try_get("n")?;
-        counts.waiting_for_quota = u64::try_from(n).unwrap_or(0);
-        counts.next_slot_at = row.try_get("next")?;
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n, MIN(next_attempt_at) AS next FROM messages
-             WHERE campaign_id = ? AND state = 'queued' AND hold_reason = 'window'",
-        )
-        .bind(id.as_str())
-        .fetch_one(&self.reader)
-        .await?;
-        let n: i64 = row.try_get("n")?;
-        counts.waiting_for_window = u64::try_from(n).unwrap_or(0);
-        counts.next_window_at = row.try_get("next")?;
-        let rows = sqlx::query(
-            "SELECT COALESCE(CAST(error_code AS TEXT), 'unknown') AS k, COUNT(*) AS n FROM messages
-             WHERE campaign_id = ? AND state = 'failed' GROUP BY k",
-        )
-        .bind(id.as_str())
-        .fetch_all(&self.reader)
-        .await?;
-        for r in rows {
-            let n: i64 = r.try_get("n")?;
-            counts
-                .failed_by_code
-                .insert(r.try_get("k")?, u64::try_from(n).unwrap_or(0));
+        for (hold, count, next) in [
+            ("quota", counts.waiting_for_quota, &mut counts.next_slot_at),
+            (
+                "window",
+                counts.waiting_for_window,
+                &mut counts.next_window_at,
+            ),
+        ] {
+            if count > 0 {
+                *next = sqlx::query_scalar(
+                    "SELECT MIN(next_attempt_at) FROM messages
+                     WHERE campaign_id = ? AND state = 'queued' AND hold_reason = ?",
+                )
+                .bind(id.as_str())
+                .bind(hold)
+                .fetch_one(&self.reader)
+                .await?;
+            }
         }
-        let rows = sqlx::query(
-            "SELECT COALESCE(hold_reason, 'unknown') AS k, COUNT(*) AS n FROM messages
-             WHERE campaign_id = ? AND state = 'skipped' GROUP BY k",
-        )
-        .bind(id.as_str())
-        .fetch_all(&self.reader)
-        .await?;
-        for r in rows {
-            let n: i64 = r.try_get("n")?;
-            counts
-                .skipped_by_reason
-                .insert(r.try_get("k")?, u64::try_from(n).unwrap_or(0));
-        }
+        // Replies come after the campaign started: read from the inbound side, which is
+        // small next to the campaign's messages.
         let replied: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM messages m
-             WHERE m.campaign_id = ? AND COALESCE(m.delivered_at, m.read_at) IS NOT NULL
-               AND EXISTS (SELECT 1 FROM inbound_messages i
-                 WHERE i.application_id = m.application_id AND i.from_phone = m.to_phone
-                   AND i.received_at > COALESCE(m.delivered_at, m.read_at)
-                   AND i.received_at < COALESCE(m.delivered_at, m.read_at) + ?)",
+            "SELECT COUNT(DISTINCT m.id) FROM campaigns c
+             CROSS JOIN inbound_messages i
+             CROSS JOIN messages m
+             WHERE c.id = ?1 AND i.application_id = c.application_id
+               AND i.received_at >= COALESCE(c.started_at, c.created_at)
+               AND m.application_id = i.application_id AND m.to_phone = i.from_phone
+               AND m.campaign_id = ?1 AND COALESCE(m.delivered_at, m.read_at) IS NOT NULL
+               AND i.received_at > COALESCE(m.delivered_at, m.read_at)
+               AND i.received_at < COALESCE(m.delivered_at, m.read_at) + ?2",
         )
         .bind(id.as_str())
         .bind(SERVICE_WINDOW.whole_milliseconds() as i64)
         .fetch_one(&self.reader)
         .await?;
         counts.replied = u64::try_from(replied).unwrap_or(0);
-        let rows = sqlx::query(
-            "SELECT (COALESCE(sent_at, delivered_at, read_at) / ?) * ? AS h, COUNT(*) AS n FROM messages
-             WHERE campaign_id = ? AND COALESCE(sent_at, delivered_at, read_at) IS NOT NULL GROUP BY h",
-        )
-        .bind(HOUR_MS)
-        .bind(HOUR_MS)
-        .bind(id.as_str())
-        .fetch_all(&self.reader)
-        .await?;
+        let rows =
+            sqlx::query("SELECT hour, n FROM campaign_hours WHERE campaign_id = ? AND n > 0")
+                .bind(id.as_str())
+                .fetch_all(&self.reader)
+                .await?;
         for r in rows {
             let n: i64 = r.try_get("n")?;
             counts
                 .sent_per_hour
-                .insert(r.try_get("h")?, u64::try_from(n).unwrap_or(0));
+                .insert(r.try_get("hour")?, u64::try_from(n).unwrap_or(0));
         }
         Ok(counts)
     }
@@ -485,7 +477,7 @@ impl CampaignStore for SqliteStore {
             );
             sqlx::query(
                 "INSERT INTO quota_reach (scope_key, contact, last_at, reserved_by)
-                 SELECT ?, j.value ->> 'contact', ?, j.value ->> 'id' FROM json_each(?) AS j WHERE true
+                 SELECT ?, j.value ->> 'contact', ?, j.value ->> 'id' FROM jsonb_each(?) AS j WHERE true
                  ON CONFLICT (scope_key, contact) DO UPDATE SET last_at = excluded.last_at, reserved_by = excluded.reserved_by",
             )
             .bind(req.scope_key)

@@ -341,5 +341,9 @@ async fn pending_events_stop_at_the_body_budget(b: &Backend) {
         .iter()
         .map(|e| e.id)
         .collect();
-    assert_eq!(got, vec![alone], "one event over the budget still goes, alone");
+    assert_eq!(
+        got,
+        vec![alone],
+        "one event over the budget still goes, alone"
+    );
 }

@@ -16,6 +16,7 @@ use crate::fixtures::{T0, get, new_message, tenant};
 crate::contract!(
     campaign_states_change_once_and_chunks_follow_the_cursor,
     quota_gate_counts_unique_contacts_outside_the_window,
+    campaign_counts_follow_every_transition,
 );
 
 fn campaign(t: &crate::fixtures::Tenant) -> CampaignRecord {
@@ -244,4 +245,138 @@ async fn quota_gate_counts_unique_contacts_outside_the_window(b: &Backend) {
             .expect("other")
             .is_empty()
     );
+}
+
+/// The statistics (counters on SQLite) after every kind of change a message goes through.
+async fn campaign_counts_follow_every_transition(b: &Backend) {
+    use parley_store::StatusChange;
+    const HOUR: i64 = 3_600_000;
+    let t = tenant(&**b, 1).await;
+    let c = campaign(&t);
+    b.create_campaign(&c).await.expect("create");
+    b.transition_campaign(
+        &c.id,
+        &[CampaignState::Draft],
+        CampaignState::Running,
+        None,
+        T0,
+    )
+    .await
+    .expect("start");
+    let planned: Vec<PlannedMessage> = (0..6)
+        .map(|n| {
+            let mut m = new_message(&t, T0, None);
+            m.to_phone = format!("+491510000010{n}");
+            PlannedMessage {
+                message: m,
+                skip: (n == 0).then(|| ("opted_out".to_owned(), "opted out".to_owned())),
+                send_window: None,
+                window_opens_at: None,
+            }
+        })
+        .collect();
+    let ids: Vec<MessageId> = planned.iter().map(|p| p.message.id.clone()).collect();
+    b.add_planned_messages(&c.id, None, &planned, None, true, T0)
+        .await
+        .expect("plan");
+    let counts = b.campaign_counts(&c.id).await.expect("counts");
+    assert_eq!(counts.by_state.get("queued"), Some(&5));
+    assert_eq!(counts.skipped_by_reason.get("opted_out"), Some(&1));
+    assert_eq!(
+        b.claim_due_messages(&t.number, T0, T0 + 60_000, 10)
+            .await
+            .expect("claim")
+            .len(),
+        5
+    );
+    b.wait_for_quota(&ids[1], T0 + 5 * HOUR, T0)
+        .await
+        .expect("quota");
+    b.wait_for_window(&ids[2], T0 + 7 * HOUR, T0)
+        .await
+        .expect("window");
+    b.mark_accepted(&ids[3], "wamid.c3", T0 + 1)
+        .await
+        .expect("accept");
+    b.mark_accepted(&ids[4], "wamid.c4", T0 + 1)
+        .await
+        .expect("accept");
+    b.fail_message(&ids[5], 131049, "healthy ecosystem", T0 + 1)
+        .await
+        .expect("fail");
+    let status = |wamid: &str, state: MessageState, at: i64, error: Option<i64>| StatusChange {
+        wamid: wamid.into(),
+        message_id: None,
+        state,
+        at,
+        error: error.map(|c| (c, "undeliverable".to_owned())),
+    };
+    // `sent` reported two hours late first, then its real (earlier) time: one hour counted.
+    b.apply_statuses(&[
+        status("wamid.c3", MessageState::Sent, T0 + 2 * HOUR, None),
+        status("wamid.c4", MessageState::Failed, T0 + 20, Some(131026)),
+    ])
+    .await
+    .expect("statuses");
+    b.apply_statuses(&[
+        status("wamid.c3", MessageState::Sent, T0 + 10, None),
+        status("wamid.c3", MessageState::Delivered, T0 + 30, None),
+    ])
+    .await
+    .expect("statuses");
+    b.record_inbound(&InboundRecord {
+        wamid: "wamid.reply.c3".into(),
+        application_id: t.app.clone(),
+        phone_number_id: t.number.clone(),
+        from_phone: "+4915100000103".into(),
+        wa_id: "4915100000103".into(),
+        profile_name: None,
+        kind: "text".into(),
+        text: Some("thanks".into()),
+        raw: json!({}),
+        received_at: T0 + 60,
+    })
+    .await
+    .expect("reply");
+    let counts = b.campaign_counts(&c.id).await.expect("counts");
+    let by_state: Vec<(&str, u64)> = counts
+        .by_state
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    assert_eq!(
+        by_state,
+        vec![
+            ("delivered", 1),
+            ("failed", 2),
+            ("queued", 2),
+            ("skipped", 1)
+        ]
+    );
+    assert_eq!(
+        (counts.waiting_for_quota, counts.next_slot_at),
+        (1, Some(T0 + 5 * HOUR))
+    );
+    assert_eq!(
+        (counts.waiting_for_window, counts.next_window_at),
+        (1, Some(T0 + 7 * HOUR))
+    );
+    let failed: Vec<(&str, u64)> = counts
+        .failed_by_code
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    assert_eq!(failed, vec![("131026", 1), ("131049", 1)]);
+    assert_eq!(counts.replied, 1);
+    let hours: Vec<(i64, u64)> = counts.sent_per_hour.into_iter().collect();
+    assert_eq!(hours, vec![((T0 + 10) / HOUR * HOUR, 1)]);
+    // Cancelled: what waited is skipped with the reason.
+    b.cancel_campaign_messages(&c.id, T0 + 100)
+        .await
+        .expect("cancel");
+    let counts = b.campaign_counts(&c.id).await.expect("counts");
+    assert_eq!(counts.by_state.get("queued"), None);
+    assert_eq!(counts.waiting_for_quota, 0);
+    assert_eq!(counts.skipped_by_reason.get("cancelled"), Some(&2));
+    assert_eq!(counts.by_state.get("skipped"), Some(&3));
 }
