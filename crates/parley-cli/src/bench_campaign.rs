@@ -178,9 +178,10 @@ pub async fn campaign(args: Args) -> anyhow::Result<()> {
         )
         .await?;
     println!(
-        "seeded:      {} contacts in {:.1} s",
+        "seeded:      {} contacts in {:.1} s (peak RSS so far {:.1} MiB)",
         seed.contacts,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        peak_rss_mib()
     );
 
     let shutdown = CancellationToken::new();

@@ -54,10 +54,14 @@ impl Engine {
             .create_user(&UserId::new(), &account, DEMO_EMAIL, &hash, now)
             .await?;
         self.connect_platform(&app, platform).await?;
-        let people = demo_contacts(contacts);
+        let mut people = demo_contact_stream().take(contacts);
         let mut written = 0;
-        for chunk in people.chunks(500) {
-            written += self.store.upsert_contacts(&app, chunk, now).await?;
+        loop {
+            let chunk: Vec<NewContact> = people.by_ref().take(500).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            written += self.store.upsert_contacts(&app, &chunk, now).await?;
         }
         Ok(DemoSeed {
             application_id: app,
@@ -209,45 +213,51 @@ const INTERESTS: &[&str] = &[
 
 /// Deterministic demo people with valid German mobile numbers (+49 151 …).
 pub fn demo_contacts(n: usize) -> Vec<NewContact> {
+    demo_contact_stream().take(n).collect()
+}
+
+/// The demo contacts one after the other, generated as they are read (a large seed does not
+/// hold them all in memory).
+pub fn demo_contact_stream() -> impl Iterator<Item = NewContact> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(2026);
-    let mut out = Vec::with_capacity(n);
     let mut serial: u64 = 0;
-    while out.len() < n {
-        serial += 1;
-        let number = format!("+49151{:08}", 10_000_000 + serial * 7919 % 89_999_999);
-        let Ok(phone) = E164::parse(&number) else {
-            continue;
-        };
-        let first = FIRST[rng.random_range(0..FIRST.len())];
-        let last = LAST[rng.random_range(0..LAST.len())];
-        let mut tags = Tags::new();
-        // Names are stored as people typed them (lower case); templates capitalize.
-        tags.insert("first_name".into(), TagValue::String(first.into()));
-        tags.insert("last_name".into(), TagValue::String(last.into()));
-        tags.insert(
-            "city".into(),
-            TagValue::String(CITIES[rng.random_range(0..CITIES.len())].into()),
-        );
-        tags.insert(
-            "plan".into(),
-            TagValue::String(PLANS[rng.random_range(0..PLANS.len())].into()),
-        );
-        let days_ago = rng.random_range(0..720);
-        let signup = time::OffsetDateTime::now_utc().date() - time::Duration::days(days_ago);
-        tags.insert("signup_date".into(), TagValue::Date(signup));
-        tags.insert("visits".into(), TagValue::Integer(rng.random_range(0..40)));
-        let a = INTERESTS[rng.random_range(0..INTERESTS.len())];
-        let b = INTERESTS[rng.random_range(0..INTERESTS.len())];
-        let mut interests = vec![a.to_owned()];
-        if b != a {
-            interests.push(b.to_owned());
+    std::iter::from_fn(move || {
+        loop {
+            serial += 1;
+            let number = format!("+49151{:08}", 10_000_000 + serial * 7919 % 89_999_999);
+            let Ok(phone) = E164::parse(&number) else {
+                continue;
+            };
+            let first = FIRST[rng.random_range(0..FIRST.len())];
+            let last = LAST[rng.random_range(0..LAST.len())];
+            let mut tags = Tags::new();
+            // Names are stored as people typed them (lower case); templates capitalize.
+            tags.insert("first_name".into(), TagValue::String(first.into()));
+            tags.insert("last_name".into(), TagValue::String(last.into()));
+            tags.insert(
+                "city".into(),
+                TagValue::String(CITIES[rng.random_range(0..CITIES.len())].into()),
+            );
+            tags.insert(
+                "plan".into(),
+                TagValue::String(PLANS[rng.random_range(0..PLANS.len())].into()),
+            );
+            let days_ago = rng.random_range(0..720);
+            let signup = time::OffsetDateTime::now_utc().date() - time::Duration::days(days_ago);
+            tags.insert("signup_date".into(), TagValue::Date(signup));
+            tags.insert("visits".into(), TagValue::Integer(rng.random_range(0..40)));
+            let a = INTERESTS[rng.random_range(0..INTERESTS.len())];
+            let b = INTERESTS[rng.random_range(0..INTERESTS.len())];
+            let mut interests = vec![a.to_owned()];
+            if b != a {
+                interests.push(b.to_owned());
+            }
+            tags.insert("interests".into(), TagValue::List(interests));
+            return Some(NewContact {
+                phone: phone.as_str().to_owned(),
+                name: None,
+                tags,
+            });
         }
-        tags.insert("interests".into(), TagValue::List(interests));
-        out.push(NewContact {
-            phone: phone.as_str().to_owned(),
-            name: None,
-            tags,
-        });
-    }
-    out
+    })
 }
