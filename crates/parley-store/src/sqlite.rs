@@ -197,25 +197,25 @@ pub(crate) fn json_strings<'a>(items: impl IntoIterator<Item = &'a str>) -> Stri
     .to_string()
 }
 
-fn status_row(row: &SqliteRow) -> Result<StatusRow> {
-    let state: String = row.try_get("state")?;
-    Ok(StatusRow {
-        id: row.try_get("id")?,
-        state: MessageState::from_str(&state).map_err(|e| corrupt("state", e))?,
-        wamid: row.try_get("wamid")?,
-        error_code: row.try_get("error_code")?,
-        error_message: row.try_get("error_message")?,
-        updated_at: row.try_get("updated_at")?,
-        sending_at: row.try_get("sending_at")?,
-        accepted_at: row.try_get("accepted_at")?,
-        sent_at: row.try_get("sent_at")?,
-        delivered_at: row.try_get("delivered_at")?,
-        read_at: row.try_get("read_at")?,
-        failed_at: row.try_get("failed_at")?,
-    })
-}
+/// One message's status columns as `json_array` gives them, in `STATUS_COLUMNS` order.
+type StatusTuple = (
+    String,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
 
 /// Reads the rows with these ids (`by = "id"`) or wamids (`by = "wamid"`) into the batch.
+/// SQLite hands them over as one JSON array in one row: sqlx's driver moves every row to the
+/// async side on its own, which cost more than the lookups themselves.
 async fn load_status_rows(
     tx: &mut Transaction<'static, Sqlite>,
     batch: &mut Batch,
@@ -226,14 +226,30 @@ async fn load_status_rows(
         return Ok(());
     }
     let sql = format!(
-        "SELECT {STATUS_COLUMNS} FROM messages WHERE {by} IN (SELECT value FROM json_each(?))"
+        "SELECT json_group_array(json_array({STATUS_COLUMNS})) FROM messages
+         WHERE {by} IN (SELECT value FROM json_each(?))"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(json_strings(keys.iter().copied()))
-        .fetch_all(&mut **tx)
+        .fetch_one(&mut **tx)
         .await?;
-    for row in &rows {
-        batch.add(status_row(row)?);
+    let rows: Vec<StatusTuple> =
+        serde_json::from_str(&rows).map_err(|e| corrupt("status rows", e))?;
+    for r in rows {
+        batch.add(StatusRow {
+            id: r.0,
+            state: MessageState::from_str(&r.1).map_err(|e| corrupt("state", e))?,
+            wamid: r.2,
+            error_code: r.3,
+            error_message: r.4,
+            updated_at: r.5,
+            sending_at: r.6,
+            accepted_at: r.7,
+            sent_at: r.8,
+            delivered_at: r.9,
+            read_at: r.10,
+            failed_at: r.11,
+        });
     }
     Ok(())
 }
