@@ -89,7 +89,7 @@ async fn apply_event(
                         engine,
                         &entry.id,
                         &change.field,
-                        &change.value,
+                        &change.value(),
                         &mut notes,
                     )
                     .await?
@@ -103,7 +103,7 @@ async fn apply_event(
                         engine,
                         &entry.id,
                         &change.field,
-                        &change.value,
+                        &change.value(),
                         &mut notes,
                     )
                     .await?

@@ -779,27 +779,53 @@ impl Store for SqliteStore {
         lease_until: Millis,
         limit: u32,
     ) -> Result<Vec<MessageRecord>> {
-        let rows = sqlx::query(
-            "UPDATE messages SET state = 'sending', lease_until = ?, attempts = attempts + 1,
-               sending_at = COALESCE(sending_at, ?), updated_at = ?
-             WHERE id IN (
-               SELECT id FROM messages
+        // Read the batch as one JSON row (see `load_status_rows`), then move it to `sending`.
+        let mut tx = self.tx().await?;
+        let json: String = sqlx::query_scalar(
+            "SELECT json_group_array(json_object('id', id, 'application_id', application_id,
+               'phone_number_id', phone_number_id, 'contact_id', contact_id, 'to_phone', to_phone,
+               'content', json(content), 'reply_to', reply_to, 'state', state, 'wamid', wamid,
+               'error_code', error_code, 'error_message', error_message, 'attempts', attempts,
+               'next_attempt_at', next_attempt_at, 'queued_at', queued_at, 'sending_at', sending_at,
+               'accepted_at', accepted_at, 'sent_at', sent_at, 'delivered_at', delivered_at,
+               'read_at', read_at, 'failed_at', failed_at, 'updated_at', updated_at,
+               'send_window', send_window))
+             FROM (SELECT * FROM messages
                WHERE phone_number_id = ? AND state = 'queued' AND next_attempt_at <= ?
                  AND (campaign_id IS NULL OR EXISTS (
                    SELECT 1 FROM campaigns c WHERE c.id = messages.campaign_id AND c.state = 'running'))
-               ORDER BY next_attempt_at, id LIMIT ?)
-             RETURNING *",
+               ORDER BY next_attempt_at, id LIMIT ?)",
+        )
+        .bind(phone_number_id)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut out: Vec<MessageRecord> =
+            serde_json::from_str(&json).map_err(|e| corrupt("claimed messages", e))?;
+        if out.is_empty() {
+            tx.rollback().await?;
+            return Ok(out);
+        }
+        sqlx::query(
+            "UPDATE messages SET state = 'sending', lease_until = ?, attempts = attempts + 1,
+               sending_at = COALESCE(sending_at, ?), updated_at = ?
+             WHERE id IN (SELECT value FROM json_each(?))",
         )
         .bind(lease_until)
         .bind(now)
         .bind(now)
-        .bind(phone_number_id)
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&self.writer)
+        .bind(json_strings(out.iter().map(|m| m.id.as_str())))
+        .execute(&mut *tx)
         .await?;
-        let mut out: Vec<MessageRecord> =
-            rows.iter().map(message_from_row).collect::<Result<_>>()?;
+        tx.commit().await?;
+        for m in &mut out {
+            m.state = MessageState::Sending;
+            m.attempts += 1;
+            m.sending_at = Some(m.sending_at.unwrap_or(now));
+            m.updated_at = now;
+        }
+
         out.sort_by(|a, b| {
             a.next_attempt_at
                 .cmp(&b.next_attempt_at)

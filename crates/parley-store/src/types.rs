@@ -159,7 +159,7 @@ pub enum InsertOutcome {
     Existing(MessageRecord),
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MessageRecord {
     pub id: MessageId,
     pub application_id: ApplicationId,
