@@ -70,6 +70,23 @@ impl E164 {
         Self::from_digits(&digits).ok_or_else(|| PhoneError::Invalid(shown()))
     }
 
+    /// A number Parley stored after `parse` (a contact's phone): when it has the canonical
+    /// shape (`+`, then 8 to 15 digits, the first not 0) it is taken as it is, without the
+    /// numbering-plan check again (~10 µs a number, the most a campaign planner spent per
+    /// recipient); anything else goes through `parse`.
+    pub fn from_stored(stored: &str) -> Result<E164, PhoneError> {
+        let canonical = stored.strip_prefix('+').is_some_and(|d| {
+            (8..=15).contains(&d.len())
+                && d.bytes().all(|b| b.is_ascii_digit())
+                && !d.starts_with('0')
+        });
+        if canonical {
+            Ok(E164(stored.to_owned()))
+        } else {
+            Self::parse(stored)
+        }
+    }
+
     /// Builds the number from Meta's `wa_id` (digits only, no `+`).
     pub fn from_wa_id(wa_id: &str) -> Result<E164, PhoneError> {
         if wa_id.is_empty() {
@@ -170,6 +187,36 @@ impl<'de> Deserialize<'de> for E164 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn stored_numbers_in_canonical_shape_are_taken_as_they_are() {
+        assert_eq!(
+            E164::from_stored("+4915112345678")
+                .expect("canonical")
+                .as_str(),
+            "+4915112345678"
+        );
+        // Not canonical: parsed (and refused) like any input.
+        assert_eq!(
+            E164::from_stored("+49 151 12345678")
+                .expect("parsed")
+                .as_str(),
+            "+4915112345678"
+        );
+        assert!(E164::from_stored("+0123").is_err());
+        assert!(E164::from_stored("4915112345678").is_err());
+        assert!(E164::from_stored("").is_err());
+    }
+
+    proptest! {
+        /// Whatever `parse` returns, `from_stored` gives back unchanged.
+        #[test]
+        fn what_parse_stores_from_stored_keeps(n in 10_000_000u64..999_999_999_999_999u64) {
+            if let Ok(p) = E164::parse(&format!("+{n}")) {
+                prop_assert_eq!(E164::from_stored(p.as_str()).expect("stored"), p);
+            }
+        }
+    }
 
     #[test]
     fn accepts_common_international_spellings() {

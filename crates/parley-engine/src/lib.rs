@@ -39,7 +39,8 @@ pub struct EngineConfig {
     /// First retry delay; doubles each attempt (with jitter), capped by `max_backoff`.
     pub base_backoff: Duration,
     pub max_backoff: Duration,
-    /// Messages claimed per round and sent concurrently per number.
+    /// The most messages claimed in one round per number; a round is otherwise about 200 ms
+    /// of the number's throughput (a pause or a cancel waits for the round in flight).
     pub batch_size: u32,
     pub concurrency: usize,
     /// How often idle loops look for work they were not woken for.
@@ -59,7 +60,7 @@ impl Default for EngineConfig {
             max_attempts: 10,
             base_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
-            batch_size: 200,
+            batch_size: 1_000,
             concurrency: 32,
             poll_interval: Duration::from_secs(1),
             template_sync_interval: Duration::from_secs(15 * 60),

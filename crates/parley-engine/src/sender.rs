@@ -159,6 +159,12 @@ impl NumberState {
     }
 }
 
+/// Messages per claimed round: about 200 ms of the number's throughput, at least 10 and at
+/// most `max`.
+fn round_size(mps: u32, max: u32) -> u32 {
+    (mps / 5).clamp(10, max.max(10))
+}
+
 /// Whether a number's loop goes on after re-reading the number.
 enum LoopFate {
     Continue,
@@ -203,7 +209,12 @@ async fn number_loop(engine: Engine, number: PhoneNumberRecord, shutdown: Cancel
         let lease = i64::try_from(engine.config.lease.as_millis()).unwrap_or(60_000);
         let claimed = match engine
             .store
-            .claim_due_messages(&pn, now, now + lease, engine.config.batch_size)
+            .claim_due_messages(
+                &pn,
+                now,
+                now + lease,
+                round_size(mps.get(), engine.config.batch_size),
+            )
             .await
         {
             Ok(c) => c,
@@ -267,7 +278,7 @@ fn request_body(m: &MessageRecord) -> serde_json::Value {
 /// The most acceptances written in one transaction.
 const RECORD_BATCH: usize = 1_000;
 /// How long the first acceptance of a batch waits for others (not the send: Meta has it).
-const RECORD_GATHER: Duration = Duration::from_millis(20);
+const RECORD_GATHER: Duration = Duration::from_millis(50);
 
 /// Writes the sends Meta accepted, as many per transaction as arrive within
 /// `RECORD_GATHER` of the first. A write that fails

@@ -244,7 +244,11 @@ pub(crate) fn decide_batch(req: &QuotaBatch<'_>, mut facts: QuotaFacts) -> Quota
         if let Gate::Go(r) = gate {
             out.go.push(i);
             if r == Reach::NewContact {
-                out.reserve.push(i);
+                // Unlimited: no slot to hold for the send in flight; the ledger row is
+                // written when Meta accepts it (`confirm_quota`).
+                if req.limit.per_day().is_some() {
+                    out.reserve.push(i);
+                }
                 facts.last_at.insert(item.contact.to_owned(), req.now);
                 if let Some(a) = facts.active.as_mut() {
                     a.push(req.now);

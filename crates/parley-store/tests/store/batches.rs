@@ -285,9 +285,12 @@ async fn a_quota_batch_answers_as_one_request_at_a_time(b: &Backend) {
             .iter()
             .all(|a| matches!(a.gate, Gate::Go(_)) && a.used.is_none())
     );
-    assert_eq!(
-        b.quota_active("pn:c", T0 + 20).await.expect("active").len(),
-        3
+    // No slot is held for an unlimited send: the contact counts once Meta accepts it.
+    assert!(
+        b.quota_active("pn:c", T0 + 20)
+            .await
+            .expect("active")
+            .is_empty()
     );
 }
 
