@@ -1028,20 +1028,27 @@ impl Store for SqliteStore {
     }
 
     async fn insert_webhook_event(&self, body: &[u8], now: Millis) -> Result<i64> {
+        let mut tx = self.tx().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO webhook_events (received_at, body) VALUES (?, ?) RETURNING id",
+            "INSERT INTO webhook_events (received_at, size) VALUES (?, ?) RETURNING id",
         )
         .bind(now)
-        .bind(body)
-        .fetch_one(&self.writer)
+        .bind(i64::try_from(body.len()).unwrap_or(i64::MAX))
+        .fetch_one(&mut *tx)
         .await?;
+        sqlx::query("INSERT INTO webhook_bodies (id, body) VALUES (?, ?)")
+            .bind(id)
+            .bind(body)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(id)
     }
 
     async fn pending_webhook_events(&self, limit: u32) -> Result<Vec<WebhookEventRecord>> {
         // Sizes first: the batch stops where the bodies pass the budget (at least one).
         let sizes: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT id, length(body) FROM webhook_events WHERE processed_at IS NULL ORDER BY id LIMIT ?",
+            "SELECT id, size FROM webhook_events WHERE processed_at IS NULL ORDER BY id LIMIT ?",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.writer)
@@ -1050,10 +1057,12 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         };
         let rows = sqlx::query(
-            "SELECT id, received_at, body, attempts FROM webhook_events WHERE processed_at IS NULL AND id <= ? ORDER BY id LIMIT ?",
+            "SELECT e.id, e.received_at, b.body, e.attempts FROM webhook_events e
+             JOIN webhook_bodies b ON b.id = e.id
+             WHERE e.processed_at IS NULL AND e.id <= ? ORDER BY e.id LIMIT ?",
         )
         .bind(last)
-.bind(i64::from(limit))
+        .bind(i64::from(limit))
         .fetch_all(&self.writer)
         .await?;
         rows.iter()
