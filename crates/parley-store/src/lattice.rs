@@ -16,8 +16,9 @@ use serde_json::json;
 use crate::Millis;
 use crate::types::StatusChange;
 
-/// The columns of a message that a status merge reads and writes.
-#[derive(Debug, Clone, PartialEq)]
+/// The columns of a message that a status merge reads and writes. Serialized (serde, field
+/// names as the columns) into the JSON array the batch `UPDATE` reads.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub(crate) struct StatusRow {
     pub id: String,
     pub state: MessageState,
@@ -88,24 +89,15 @@ impl StatusRow {
             self.error_message = None;
         }
     }
+}
 
-    /// The row as one element of the JSON array the batch `UPDATE` reads.
-    pub fn to_json(&self) -> serde_json::Value {
-        json!({
-            "id": self.id,
-            "state": self.state.as_str(),
-            "wamid": self.wamid,
-            "error_code": self.error_code,
-            "error_message": self.error_message,
-            "updated_at": self.updated_at,
-            "sending_at": self.sending_at,
-            "accepted_at": self.accepted_at,
-            "sent_at": self.sent_at,
-            "delivered_at": self.delivered_at,
-            "read_at": self.read_at,
-            "failed_at": self.failed_at,
-        })
-    }
+/// One quota confirmation, as an element of the JSON array the batch upsert reads.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct QuotaConfirmRow<'a> {
+    pub scope: std::borrow::Cow<'a, str>,
+    pub contact: std::borrow::Cow<'a, str>,
+    pub id: &'a str,
+    pub at: Millis,
 }
 
 /// A status that named no known message yet, as one element of the orphan `INSERT`'s array.
@@ -166,16 +158,19 @@ impl Batch {
         }
     }
 
-    /// The merged rows to write back.
+    /// The merged rows to write back, as a JSON array of `StatusRow`s.
     pub fn dirty_json(&self) -> Option<String> {
-        let rows: Vec<serde_json::Value> = self
+        let rows: Vec<&StatusRow> = self
             .rows
             .iter()
             .zip(&self.dirty)
             .filter(|(_, d)| **d)
-            .map(|(r, _)| r.to_json())
+            .map(|(r, _)| r)
             .collect();
-        (!rows.is_empty()).then(|| serde_json::Value::Array(rows).to_string())
+        if rows.is_empty() {
+            return None;
+        }
+        serde_json::to_string(&rows).ok()
     }
 }
 

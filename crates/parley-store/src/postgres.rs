@@ -343,14 +343,16 @@ pub(crate) async fn confirm_quota_rows(
     if rows.is_empty() {
         return Ok(());
     }
-    let json = Value::Array(
-        rows.iter()
-            .map(|(scope, contact, id, at)| {
-                serde_json::json!({"scope": pg_text(scope), "contact": pg_text(contact), "id": id, "at": at})
-            })
-            .collect(),
-    )
-    .to_string();
+    let rows: Vec<crate::lattice::QuotaConfirmRow<'_>> = rows
+        .iter()
+        .map(|(scope, contact, id, at)| crate::lattice::QuotaConfirmRow {
+            scope: pg_text(scope),
+            contact: pg_text(contact),
+            id,
+            at: *at,
+        })
+        .collect();
+    let json = serde_json::to_string(&rows).map_err(|e| corrupt("quota rows", e))?;
     sqlx::query(
         "INSERT INTO quota_reach (scope_key, contact, last_at, reserved_by)
          SELECT DISTINCT ON (v.scope, v.contact) v.scope, v.contact, v.at, NULL

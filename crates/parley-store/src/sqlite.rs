@@ -312,14 +312,16 @@ pub(crate) async fn confirm_quota_rows(
     if rows.is_empty() {
         return Ok(());
     }
-    let json = serde_json::Value::Array(
-        rows.iter()
-            .map(|(scope, contact, id, at)| {
-                serde_json::json!({"scope": scope, "contact": contact, "id": id, "at": at})
-            })
-            .collect(),
-    )
-    .to_string();
+    let rows: Vec<crate::lattice::QuotaConfirmRow<'_>> = rows
+        .iter()
+        .map(|(scope, contact, id, at)| crate::lattice::QuotaConfirmRow {
+            scope: std::borrow::Cow::Borrowed(scope),
+            contact: std::borrow::Cow::Borrowed(contact),
+            id,
+            at: *at,
+        })
+        .collect();
+    let json = serde_json::to_string(&rows).map_err(|e| corrupt("quota rows", e))?;
     sqlx::query(
         "INSERT INTO quota_reach (scope_key, contact, last_at, reserved_by)
          SELECT j.value ->> 'scope', j.value ->> 'contact', j.value ->> 'at', NULL FROM jsonb_each(?1) AS j WHERE true
