@@ -82,7 +82,7 @@ struct NumberState {
     /// The messaging limit and the ledger key it counts under, refreshed every round.
     quota: Mutex<(MessagingLimit, String)>,
     /// Recipient → when the last message to it went (pair-rate spacing).
-    pair_last: Mutex<HashMap<String, i64>>,
+    pair_last: Mutex<foldhash::HashMap<String, i64>>,
 }
 
 /// Meta's pair rate: one message every 6 s to the same user.
@@ -182,7 +182,7 @@ async fn number_loop(engine: Engine, number: PhoneNumberRecord, shutdown: Cancel
         )),
         number,
         paused_until: AtomicI64::new(0),
-        pair_last: Mutex::new(HashMap::new()),
+        pair_last: Mutex::new(foldhash::HashMap::default()),
     });
     let pn = state.number.phone_number_id.clone();
     tracing::info!(phone_number_id = %pn, mps = mps.get(), "sender loop started");

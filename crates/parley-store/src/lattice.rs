@@ -115,8 +115,8 @@ pub(crate) fn orphan_json(change: &StatusChange) -> serde_json::Value {
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
     pub rows: Vec<StatusRow>,
-    by_id: std::collections::HashMap<String, usize>,
-    by_wamid: std::collections::HashMap<String, usize>,
+    by_id: foldhash::HashMap<String, usize>,
+    by_wamid: foldhash::HashMap<String, usize>,
     /// Rows whose wamid became known in this batch (their orphans are folded in).
     pub new_wamids: Vec<usize>,
     dirty: Vec<bool>,
