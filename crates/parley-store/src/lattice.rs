@@ -120,6 +120,8 @@ pub(crate) struct Batch {
     /// Rows whose wamid became known in this batch (their orphans are folded in).
     pub new_wamids: Vec<usize>,
     dirty: Vec<bool>,
+    /// Per row: its wamid became known in this batch.
+    wamid_set: Vec<bool>,
 }
 
 impl Batch {
@@ -134,6 +136,7 @@ impl Batch {
         }
         self.rows.push(row);
         self.dirty.push(false);
+        self.wamid_set.push(false);
     }
 
     /// The row a change names: by our id when Meta echoed it, else by wamid.
@@ -155,17 +158,17 @@ impl Batch {
         if !had_wamid && let Some(w) = &self.rows[i].wamid {
             self.by_wamid.entry(w.clone()).or_insert(i);
             self.new_wamids.push(i);
+            self.wamid_set[i] = true;
         }
     }
 
-    /// The merged rows to write back, as a JSON array of `StatusRow`s.
-    pub fn dirty_json(&self) -> Option<String> {
-        let rows: Vec<&StatusRow> = self
-            .rows
-            .iter()
-            .zip(&self.dirty)
-            .filter(|(_, d)| **d)
-            .map(|(r, _)| r)
+    /// The merged rows to write back, as a JSON array of `StatusRow`s: those whose wamid this
+    /// batch recorded (`new_wamid`), or the others (their wamid column is left alone, so its
+    /// unique index is not rewritten for every status).
+    pub fn dirty_json(&self, new_wamid: bool) -> Option<String> {
+        let rows: Vec<&StatusRow> = (0..self.rows.len())
+            .filter(|&i| self.dirty[i] && self.wamid_set[i] == new_wamid)
+            .map(|i| &self.rows[i])
             .collect();
         if rows.is_empty() {
             return None;

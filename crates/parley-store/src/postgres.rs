@@ -315,10 +315,12 @@ async fn write_status_rows(
         r.wamid = r.wamid.as_deref().map(|w| pg_text(w).into_owned());
         r.error_message = r.error_message.as_deref().map(|m| pg_text(m).into_owned());
     }
-    let Some(rows) = batch.dirty_json() else {
-        return Ok(());
-    };
-    sqlx::query(
+    let rows: Vec<String> = [true, false]
+        .into_iter()
+        .filter_map(|new_wamid| batch.dirty_json(new_wamid))
+        .collect();
+    for rows in rows {
+        sqlx::query(
         "UPDATE messages AS m SET state = v.state, wamid = v.wamid, error_code = v.error_code,
            error_message = v.error_message, lease_until = NULL, updated_at = v.updated_at,
            sending_at = v.sending_at, accepted_at = v.accepted_at, sent_at = v.sent_at,
@@ -331,6 +333,7 @@ async fn write_status_rows(
     .bind(rows)
     .execute(&mut **tx)
     .await?;
+    }
     Ok(())
 }
 
