@@ -20,6 +20,25 @@ const LOOKUP_CHUNK: usize = 500;
 /// The content left in place of an erased message's text.
 pub(crate) const ERASED_CONTENT: &str = r#"{"type":"text","body":"","preview_url":false}"#;
 
+/// A contact row as `json_object` gives it in `list_audience`.
+#[derive(serde::Deserialize)]
+struct AudienceJson {
+    id: ContactId,
+    application_id: ApplicationId,
+    phone: String,
+    wa_id: Option<String>,
+    name: Option<String>,
+    tags: parley_domain::Tags,
+    last_inbound_at: Option<Millis>,
+    created_at: Millis,
+    updated_at: Millis,
+    locale: Option<String>,
+    timezone: Option<String>,
+    subscription: String,
+    subscription_source: Option<String>,
+    subscription_at: Option<Millis>,
+}
+
 pub(crate) fn audience_from_row(row: &SqliteRow) -> Result<AudienceContact> {
     let sub: String = row.try_get("subscription")?;
     Ok(AudienceContact {
@@ -234,8 +253,15 @@ impl AudienceStore for SqliteStore {
         app: &ApplicationId,
         q: &ContactQuery<'_>,
     ) -> Result<Vec<AudienceContact>> {
+        // One JSON row for the page (sqlx's driver moves each row to the async side on its
+        // own; the campaign planner reads whole audiences through here).
         let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT id, application_id, phone, wa_id, name, tags, last_inbound_at, created_at, updated_at, locale, timezone, subscription, subscription_source, subscription_at FROM contacts WHERE application_id = ",
+            "SELECT json_group_array(json_object('id', id, 'application_id', application_id,
+               'phone', phone, 'wa_id', wa_id, 'name', name, 'tags', json(tags),
+               'last_inbound_at', last_inbound_at, 'created_at', created_at, 'updated_at', updated_at,
+               'locale', locale, 'timezone', timezone, 'subscription', subscription,
+               'subscription_source', subscription_source, 'subscription_at', subscription_at))
+             FROM (SELECT * FROM contacts WHERE application_id = ",
         );
         qb.push_bind(app.as_str());
         if let Some(after) = q.after {
@@ -253,8 +279,33 @@ impl AudienceStore for SqliteStore {
         push_sqlite(&mut qb, &lower(q.segment, q.now));
         qb.push(" ORDER BY phone LIMIT ");
         qb.push_bind(i64::from(q.limit));
-        let rows = qb.build().fetch_all(&self.reader).await?;
-        rows.iter().map(audience_from_row).collect()
+        qb.push(")");
+        let json: String = qb.build_query_scalar().fetch_one(&self.reader).await?;
+        let rows: Vec<AudienceJson> =
+            serde_json::from_str(&json).map_err(|e| corrupt("contacts", e))?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(AudienceContact {
+                    subscription: Subscription::parse(&r.subscription)
+                        .ok_or_else(|| corrupt("subscription", &r.subscription))?,
+                    contact: crate::ContactRecord {
+                        id: r.id,
+                        application_id: r.application_id,
+                        phone: r.phone,
+                        wa_id: r.wa_id,
+                        name: r.name,
+                        tags: r.tags,
+                        last_inbound_at: r.last_inbound_at,
+                        created_at: r.created_at,
+                        updated_at: r.updated_at,
+                    },
+                    locale: r.locale,
+                    timezone: r.timezone,
+                    subscription_source: r.subscription_source,
+                    subscription_at: r.subscription_at,
+                })
+            })
+            .collect()
     }
 
     async fn recipients_page(
