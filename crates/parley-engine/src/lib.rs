@@ -39,8 +39,8 @@ pub struct EngineConfig {
     /// First retry delay; doubles each attempt (with jitter), capped by `max_backoff`.
     pub base_backoff: Duration,
     pub max_backoff: Duration,
-    /// The most messages claimed in one round per number; a round is otherwise about 200 ms
-    /// of the number's throughput (a pause or a cancel waits for the round in flight).
+    /// The most messages claimed in one round per number; a round is otherwise about two
+    /// seconds of the number's throughput (a pause or a cancel waits for the round in flight).
     pub batch_size: u32,
     pub concurrency: usize,
     /// How often idle loops look for work they were not woken for.
