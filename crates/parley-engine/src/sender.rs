@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use parley_domain::quota::{Gate, MessagingLimit, Reach};
 use parley_domain::{ErrorClass, classify};
-use parley_meta::{GraphError, template_message_body, text_message_body};
+use parley_meta::{GraphError, Outbound, template_message, text_message};
 use parley_store::campaigns::{QuotaBatch, QuotaItem};
 use parley_store::{Acceptance, MessageContent, MessageRecord, PhoneNumberRecord, QuotaConfirm};
 use rand::Rng;
@@ -260,13 +260,13 @@ async fn number_loop(engine: Engine, number: PhoneNumberRecord, shutdown: Cancel
     tracing::info!(phone_number_id = %pn, "sender loop stopped");
 }
 
-fn request_body(m: &MessageRecord) -> serde_json::Value {
+fn request_body(m: &MessageRecord) -> Outbound<'_> {
     let callback = Some(m.id.as_str());
     match &m.content {
         MessageContent::Template { template } => {
-            template_message_body(&m.to_phone, template, m.reply_to.as_deref(), callback)
+            template_message(&m.to_phone, template, m.reply_to.as_deref(), callback)
         }
-        MessageContent::Text { body, preview_url } => text_message_body(
+        MessageContent::Text { body, preview_url } => text_message(
             &m.to_phone,
             body,
             *preview_url,

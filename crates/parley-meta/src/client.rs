@@ -164,7 +164,7 @@ impl GraphClient {
         &self,
         token: &str,
         phone_number_id: &str,
-        body: &Value,
+        body: &impl Serialize,
     ) -> Result<SendResponse, GraphError> {
         let req = self
             .http

@@ -11,7 +11,10 @@ pub mod webhook;
 
 pub use client::{GraphClient, Page, PhoneNumberInfo, SendResponse, WabaInfo};
 pub use error::{ApiError, GraphError};
-pub use outbound::{mark_read_body, template_message_body, text_message_body};
+pub use outbound::{
+    Outbound, mark_read_body, template_message, template_message_body, text_message,
+    text_message_body,
+};
 pub use signature::{SIGNATURE_HEADER, sign, verify_signature};
 pub use webhook::{
     Change, Entry, InboundMessage, MessagesValue, StatusError, StatusUpdate, WebhookContact,

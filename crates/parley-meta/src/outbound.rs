@@ -2,7 +2,8 @@
 //! (`shared/meta/business-messaging-api_v23.0.yaml`, "Send Message Template …").
 
 use parley_domain::{ButtonSubType, HeaderFormat, RenderedHeader, RenderedTemplate};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Value, json};
 
 /// A free-form text message.
 pub fn text_message_body(
@@ -12,12 +13,8 @@ pub fn text_message_body(
     reply_to: Option<&str>,
     callback_data: Option<&str>,
 ) -> Value {
-    let mut v = envelope(to, "text", reply_to, callback_data);
-    v.insert(
-        "text".into(),
-        json!({"body": body, "preview_url": preview_url}),
-    );
-    Value::Object(v)
+    serde_json::to_value(text_message(to, body, preview_url, reply_to, callback_data))
+        .unwrap_or_default()
 }
 
 /// A template message with its parameters per component.
@@ -27,84 +24,121 @@ pub fn template_message_body(
     reply_to: Option<&str>,
     callback_data: Option<&str>,
 ) -> Value {
-    let mut components = Vec::new();
+    serde_json::to_value(template_message(to, template, reply_to, callback_data))
+        .unwrap_or_default()
+}
+
+/// `text_message_body` as a typed value the sender serializes straight into the request
+/// (no `Value` tree per send).
+pub fn text_message<'a>(
+    to: &'a str,
+    body: &'a str,
+    preview_url: bool,
+    reply_to: Option<&'a str>,
+    callback_data: Option<&'a str>,
+) -> Outbound<'a> {
+    Outbound {
+        text: Some(TextBody { body, preview_url }),
+        ..envelope(to, "text", reply_to, callback_data)
+    }
+}
+
+/// `template_message_body` as a typed value the sender serializes straight into the request.
+pub fn template_message<'a>(
+    to: &'a str,
+    template: &'a RenderedTemplate,
+    reply_to: Option<&'a str>,
+    callback_data: Option<&'a str>,
+) -> Outbound<'a> {
+    let mut components = Vec::with_capacity(2 + template.buttons.len());
     if let Some(header) = &template.header {
         let param = match header {
             RenderedHeader::Text {
                 text,
                 parameter_name,
-            } => text_param(parameter_name.as_deref(), text),
+            } => HeaderParam::Text(text_param(parameter_name.as_deref(), text)),
             RenderedHeader::Media { kind, link, id } => {
-                let key = match kind {
-                    HeaderFormat::Video => "video",
-                    HeaderFormat::Document => "document",
-                    _ => "image",
+                let media = Media {
+                    link: link.as_deref(),
+                    id: id.as_deref(),
                 };
-                let mut media = Map::new();
-                if let Some(link) = link {
-                    media.insert("link".into(), json!(link));
+                match kind {
+                    HeaderFormat::Video => HeaderParam::Video {
+                        kind: "video",
+                        video: media,
+                    },
+                    HeaderFormat::Document => HeaderParam::Document {
+                        kind: "document",
+                        document: media,
+                    },
+                    _ => HeaderParam::Image {
+                        kind: "image",
+                        image: media,
+                    },
                 }
-                if let Some(id) = id {
-                    media.insert("id".into(), json!(id));
-                }
-                json!({"type": key, key: Value::Object(media)})
             }
             RenderedHeader::Location {
                 latitude,
                 longitude,
                 name,
                 address,
-            } => {
-                let mut place = Map::new();
-                place.insert("latitude".into(), json!(latitude));
-                place.insert("longitude".into(), json!(longitude));
-                if let Some(name) = name {
-                    place.insert("name".into(), json!(name));
-                }
-                if let Some(address) = address {
-                    place.insert("address".into(), json!(address));
-                }
-                json!({"type": "location", "location": Value::Object(place)})
-            }
+            } => HeaderParam::Location {
+                kind: "location",
+                location: Place {
+                    latitude: *latitude,
+                    longitude: *longitude,
+                    name: name.as_deref(),
+                    address: address.as_deref(),
+                },
+            },
         };
-        components.push(json!({"type": "header", "parameters": [param]}));
+        components.push(Component::Header {
+            parameters: vec![param],
+        });
     }
     if !template.body.is_empty() {
-        let params: Vec<Value> = template
-            .body
-            .iter()
-            .map(|p| text_param(p.parameter_name.as_deref(), &p.text))
-            .collect();
-        components.push(json!({"type": "body", "parameters": params}));
+        components.push(Component::Body {
+            parameters: template
+                .body
+                .iter()
+                .map(|p| text_param(p.parameter_name.as_deref(), &p.text))
+                .collect(),
+        });
     }
     for button in &template.buttons {
         let (sub_type, param) = match button.sub_type {
-            ButtonSubType::Url => ("url", json!({"type": "text", "text": button.text})),
+            ButtonSubType::Url => ("url", ButtonParam::Text(text_param(None, &button.text))),
             ButtonSubType::CopyCode => (
                 "copy_code",
-                json!({"type": "coupon_code", "coupon_code": button.text}),
+                ButtonParam::Coupon {
+                    kind: "coupon_code",
+                    coupon_code: &button.text,
+                },
             ),
             ButtonSubType::QuickReply => (
                 "quick_reply",
-                json!({"type": "payload", "payload": button.text}),
+                ButtonParam::Payload {
+                    kind: "payload",
+                    payload: &button.text,
+                },
             ),
         };
-        components.push(json!({
-            "type": "button",
-            "sub_type": sub_type,
-            "index": button.index.to_string(),
-            "parameters": [param],
-        }));
+        components.push(Component::Button {
+            sub_type,
+            index: button.index.to_string(),
+            parameters: vec![param],
+        });
     }
-    let mut template_obj = Map::new();
-    template_obj.insert("name".into(), json!(template.name));
-    template_obj.insert("language".into(), json!({"code": template.language}));
-    if !components.is_empty() {
-        template_obj.insert("components".into(), Value::Array(components));
+    Outbound {
+        template: Some(TemplateBody {
+            name: &template.name,
+            language: Language {
+                code: &template.language,
+            },
+            components,
+        }),
+        ..envelope(to, "template", reply_to, callback_data)
     }
-    let mut v = envelope(to, "template", reply_to, callback_data);
-    v.insert("template".into(), Value::Object(template_obj));
-    Value::Object(v)
 }
 
 /// Marks an inbound message as read (blue ticks).
@@ -112,31 +146,157 @@ pub fn mark_read_body(wamid: &str) -> Value {
     json!({"messaging_product": "whatsapp", "status": "read", "message_id": wamid})
 }
 
-fn text_param(parameter_name: Option<&str>, text: &str) -> Value {
-    match parameter_name {
-        Some(name) => json!({"type": "text", "parameter_name": name, "text": text}),
-        None => json!({"type": "text", "text": text}),
+/// A `POST /{phone-number-id}/messages` body.
+#[derive(Debug, Serialize)]
+pub struct Outbound<'a> {
+    messaging_product: &'static str,
+    recipient_type: &'static str,
+    to: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<Context<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    biz_opaque_callback_data: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<TextBody<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    template: Option<TemplateBody<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct Context<'a> {
+    message_id: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct TextBody<'a> {
+    body: &'a str,
+    preview_url: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct TemplateBody<'a> {
+    name: &'a str,
+    language: Language<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    components: Vec<Component<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct Language<'a> {
+    code: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Component<'a> {
+    Header {
+        parameters: Vec<HeaderParam<'a>>,
+    },
+    Body {
+        parameters: Vec<TextParam<'a>>,
+    },
+    Button {
+        sub_type: &'static str,
+        index: String,
+        parameters: Vec<ButtonParam<'a>>,
+    },
+}
+
+#[derive(Debug, Serialize)]
+struct TextParam<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameter_name: Option<&'a str>,
+    text: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum HeaderParam<'a> {
+    Text(TextParam<'a>),
+    Image {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        image: Media<'a>,
+    },
+    Video {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        video: Media<'a>,
+    },
+    Document {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        document: Media<'a>,
+    },
+    Location {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        location: Place<'a>,
+    },
+}
+
+#[derive(Debug, Serialize)]
+struct Media<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+struct Place<'a> {
+    latitude: f64,
+    longitude: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum ButtonParam<'a> {
+    Text(TextParam<'a>),
+    Coupon {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        coupon_code: &'a str,
+    },
+    Payload {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        payload: &'a str,
+    },
+}
+
+fn text_param<'a>(parameter_name: Option<&'a str>, text: &'a str) -> TextParam<'a> {
+    TextParam {
+        kind: "text",
+        parameter_name,
+        text,
     }
 }
 
-fn envelope(
-    to: &str,
-    kind: &str,
-    reply_to: Option<&str>,
-    callback_data: Option<&str>,
-) -> Map<String, Value> {
-    let mut v = Map::new();
-    v.insert("messaging_product".into(), json!("whatsapp"));
-    v.insert("recipient_type".into(), json!("individual"));
-    v.insert("to".into(), json!(to));
-    v.insert("type".into(), json!(kind));
-    if let Some(wamid) = reply_to {
-        v.insert("context".into(), json!({"message_id": wamid}));
+fn envelope<'a>(
+    to: &'a str,
+    kind: &'static str,
+    reply_to: Option<&'a str>,
+    callback_data: Option<&'a str>,
+) -> Outbound<'a> {
+    Outbound {
+        messaging_product: "whatsapp",
+        recipient_type: "individual",
+        to,
+        kind,
+        context: reply_to.map(|message_id| Context { message_id }),
+        biz_opaque_callback_data: callback_data,
+        text: None,
+        template: None,
     }
-    if let Some(data) = callback_data {
-        v.insert("biz_opaque_callback_data".into(), json!(data));
-    }
-    v
 }
 
 #[cfg(test)]
@@ -184,6 +344,80 @@ mod tests {
                 ]}
             })
         );
+    }
+
+    #[test]
+    fn named_text_header_location_and_every_button_kind_match_meta_shape() {
+        let named = |name: &str, text: &str| RenderedParam {
+            parameter_name: Some(name.into()),
+            text: text.into(),
+        };
+        let mut t = RenderedTemplate {
+            name: "order".into(),
+            language: "de".into(),
+            header: Some(RenderedHeader::Text {
+                text: "Anna".into(),
+                parameter_name: Some("first_name".into()),
+            }),
+            body: vec![named("order_id", "A-1")],
+            buttons: vec![
+                RenderedButton {
+                    index: 0,
+                    sub_type: ButtonSubType::CopyCode,
+                    text: "SAVE20".into(),
+                },
+                RenderedButton {
+                    index: 1,
+                    sub_type: ButtonSubType::QuickReply,
+                    text: "stop".into(),
+                },
+            ],
+        };
+        let v = template_message_body("+4915112345678", &t, Some("wamid.Q"), None);
+        assert_eq!(
+            v,
+            json!({
+                "messaging_product": "whatsapp", "recipient_type": "individual",
+                "to": "+4915112345678", "type": "template",
+                "context": {"message_id": "wamid.Q"},
+                "template": {"name": "order", "language": {"code": "de"}, "components": [
+                    {"type": "header", "parameters": [{"type": "text", "parameter_name": "first_name", "text": "Anna"}]},
+                    {"type": "body", "parameters": [{"type": "text", "parameter_name": "order_id", "text": "A-1"}]},
+                    {"type": "button", "sub_type": "copy_code", "index": "0", "parameters": [{"type": "coupon_code", "coupon_code": "SAVE20"}]},
+                    {"type": "button", "sub_type": "quick_reply", "index": "1", "parameters": [{"type": "payload", "payload": "stop"}]}
+                ]}
+            })
+        );
+        t.header = Some(RenderedHeader::Location {
+            latitude: 52.5219,
+            longitude: 13.4132,
+            name: Some("Parley Shop".into()),
+            address: None,
+        });
+        t.body.clear();
+        t.buttons.clear();
+        let v = template_message_body("+4915112345678", &t, None, None);
+        assert_eq!(
+            v["template"],
+            json!({"name": "order", "language": {"code": "de"}, "components": [
+                {"type": "header", "parameters": [{"type": "location", "location":
+                    {"latitude": 52.5219, "longitude": 13.4132, "name": "Parley Shop"}}]}
+            ]})
+        );
+        t.header = Some(RenderedHeader::Media {
+            kind: HeaderFormat::Video,
+            link: None,
+            id: Some("4490".into()),
+        });
+        let v = template_message_body("+4915112345678", &t, None, None);
+        assert_eq!(
+            v["template"]["components"][0]["parameters"][0],
+            json!({"type": "video", "video": {"id": "4490"}})
+        );
+        // No parameters at all: no `components`.
+        t.header = None;
+        let v = template_message_body("+4915112345678", &t, None, None);
+        assert!(v["template"].get("components").is_none());
     }
 
     #[test]
