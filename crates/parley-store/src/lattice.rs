@@ -10,11 +10,11 @@
 //! the earliest reported (so duplicates in any order give the same times), `updated_at` never
 //! goes back, and a merged row has no lease any more.
 
-use parley_domain::MessageState;
+use parley_domain::{MessageId, MessageState};
 use serde_json::json;
 
 use crate::Millis;
-use crate::types::StatusChange;
+use crate::types::{Acceptance, StatusChange};
 
 /// The columns of a message that a status merge reads and writes. Serialized (serde, field
 /// names as the columns) into the JSON array the batch `UPDATE` reads.
@@ -111,6 +111,9 @@ pub(crate) fn orphan_json(change: &StatusChange) -> serde_json::Value {
     })
 }
 
+/// A quota confirmation to write: `(scope key, contact, message id, accepted at)`.
+pub(crate) type QuotaConfirmation<'a> = (&'a str, &'a str, &'a str, Millis);
+
 /// The rows a batch works on, found by message id or by wamid, merged in the order given.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
@@ -118,7 +121,7 @@ pub(crate) struct Batch {
     by_id: foldhash::HashMap<String, usize>,
     by_wamid: foldhash::HashMap<String, usize>,
     /// Rows whose wamid became known in this batch (their orphans are folded in).
-    pub new_wamids: Vec<usize>,
+    new_wamids: Vec<usize>,
     dirty: Vec<bool>,
     /// Per row: its wamid became known in this batch.
     wamid_set: Vec<bool>,
@@ -160,6 +163,137 @@ impl Batch {
             self.new_wamids.push(i);
             self.wamid_set[i] = true;
         }
+    }
+
+    /// The wamids this batch recorded on rows since the last call: their orphans are to be
+    /// folded in.
+    pub fn take_new_wamids(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.new_wamids)
+            .into_iter()
+            .filter_map(|i| self.rows[i].wamid.clone())
+            .collect()
+    }
+
+    /// Merges a status kept as an orphan (read back as its columns) into the row with its
+    /// wamid.
+    pub fn fold_orphan(
+        &mut self,
+        wamid: String,
+        state: &str,
+        at: Millis,
+        error_code: Option<i64>,
+        error_message: Option<String>,
+    ) -> crate::Result<()> {
+        let state = state
+            .parse::<MessageState>()
+            .map_err(|e| crate::StoreError::Corrupt(format!("orphan state: {e}")))?;
+        if let Some(i) = self.find(None, &wamid) {
+            let change = StatusChange {
+                wamid,
+                message_id: None,
+                state,
+                at,
+                error: error_code.map(|c| (c, error_message.unwrap_or_default())),
+            };
+            self.update(i, |r| r.merge(&change));
+        }
+        Ok(())
+    }
+
+    /// The message ids the changes name (read first).
+    pub fn ids_named(changes: &[StatusChange]) -> Vec<&str> {
+        changes
+            .iter()
+            .filter_map(|c| c.message_id.as_ref().map(|m| m.as_str()))
+            .collect()
+    }
+
+    /// The wamids of the changes no row read so far matches (read next).
+    pub fn wamids_unmatched<'c>(&self, changes: &'c [StatusChange]) -> Vec<&'c str> {
+        changes
+            .iter()
+            .filter(|c| self.find_change(c).is_none())
+            .map(|c| c.wamid.as_str())
+            .collect()
+    }
+
+    fn find_change(&self, c: &StatusChange) -> Option<usize> {
+        self.find(c.message_id.as_ref().map(|m| m.as_str()), &c.wamid)
+    }
+
+    /// Merges the changes in the order given. Returns, per change, the row it matched, and
+    /// the changes no row matched (to keep as orphans). A wamid this batch recorded on a row
+    /// takes the batch's statuses that named only it.
+    pub fn merge_all<'c>(
+        &mut self,
+        changes: &'c [StatusChange],
+    ) -> (Vec<Option<usize>>, Vec<&'c StatusChange>) {
+        let mut matched = vec![None; changes.len()];
+        let mut unmatched = Vec::new();
+        for (n, c) in changes.iter().enumerate() {
+            match self.find_change(c) {
+                Some(i) => {
+                    self.update(i, |r| r.merge(c));
+                    matched[n] = Some(i);
+                }
+                None => unmatched.push(n),
+            }
+        }
+        let mut orphans = Vec::new();
+        for n in unmatched {
+            let c = &changes[n];
+            match self.find(None, &c.wamid) {
+                Some(i) => {
+                    self.update(i, |r| r.merge(c));
+                    matched[n] = Some(i);
+                }
+                None => orphans.push(c),
+            }
+        }
+        (matched, orphans)
+    }
+
+    /// Records the acceptances on the rows read for them. Returns the ids no row has, and
+    /// the quota confirmations `(scope key, contact, message id, at)` to write.
+    pub fn accept_all<'a>(
+        &mut self,
+        accepted: &'a [Acceptance],
+    ) -> (Vec<MessageId>, Vec<QuotaConfirmation<'a>>) {
+        let mut missing = Vec::new();
+        let mut confirms = Vec::new();
+        for a in accepted {
+            let Some(i) = self.find_id(a.id.as_str()) else {
+                missing.push(a.id.clone());
+                continue;
+            };
+            self.update(i, |r| r.accept(&a.wamid, a.at));
+            if let Some(q) = &a.quota {
+                confirms.push((
+                    q.scope_key.as_str(),
+                    q.contact.as_str(),
+                    a.id.as_str(),
+                    a.at,
+                ));
+            }
+        }
+        (missing, confirms)
+    }
+
+    /// The message ids of `merge_all`'s matches.
+    pub fn matched_ids(
+        &self,
+        matched: Vec<Option<usize>>,
+    ) -> crate::Result<Vec<Option<MessageId>>> {
+        matched
+            .into_iter()
+            .map(|m| {
+                m.map(|i| {
+                    MessageId::parse(&self.rows[i].id)
+                        .map_err(|e| crate::StoreError::Corrupt(format!("message id: {e}")))
+                })
+                .transpose()
+            })
+            .collect()
     }
 
     /// The merged rows to write back, as a JSON array of `StatusRow`s: those whose wamid this

@@ -279,36 +279,28 @@ async fn write_status_rows(
     tx: &mut Transaction<'static, Postgres>,
     batch: &mut Batch,
 ) -> Result<()> {
-    let fresh: Vec<usize> = std::mem::take(&mut batch.new_wamids);
+    let fresh: Vec<String> = batch
+        .take_new_wamids()
+        .iter()
+        .map(|w| pg_text(w).into_owned())
+        .collect();
     if !fresh.is_empty() {
-        let wamids: Vec<String> = fresh
-            .iter()
-            .filter_map(|&i| batch.rows[i].wamid.as_deref())
-            .map(|w| pg_text(w).into_owned())
-            .collect();
         let orphans = sqlx::query(
             "DELETE FROM orphan_statuses WHERE wamid = ANY($1)
              RETURNING wamid, state, at, error_code, error_message",
         )
-        .bind(wamids)
+        .bind(fresh)
         .fetch_all(&mut **tx)
         .await?;
         for row in orphans {
-            let wamid: String = row.try_get("wamid")?;
             let state: String = row.try_get("state")?;
-            let state = MessageState::from_str(&state).map_err(|e| corrupt("orphan state", e))?;
-            let code: Option<i64> = row.try_get("error_code")?;
-            let msg: Option<String> = row.try_get("error_message")?;
-            let change = StatusChange {
-                wamid: wamid.clone(),
-                message_id: None,
-                state,
-                at: row.try_get("at")?,
-                error: code.map(|c| (c, msg.unwrap_or_default())),
-            };
-            if let Some(i) = batch.find(None, &wamid) {
-                batch.update(i, |r| r.merge(&change));
-            }
+            batch.fold_orphan(
+                row.try_get("wamid")?,
+                &state,
+                row.try_get("at")?,
+                row.try_get("error_code")?,
+                row.try_get("error_message")?,
+            )?;
         }
     }
     for r in &mut batch.rows {
@@ -341,7 +333,7 @@ async fn write_status_rows(
 /// from its acceptance, and a slot its message reserved becomes a confirmed one.
 pub(crate) async fn confirm_quota_rows(
     tx: &mut Transaction<'static, Postgres>,
-    rows: &[(&str, &str, &str, Millis)],
+    rows: &[crate::lattice::QuotaConfirmation<'_>],
 ) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
@@ -864,23 +856,7 @@ impl Store for PostgresStore {
         let mut batch = Batch::default();
         let ids: Vec<&str> = accepted.iter().map(|a| a.id.as_str()).collect();
         load_status_rows(&mut tx, &mut batch, "id", &ids).await?;
-        let mut missing = Vec::new();
-        let mut confirms = Vec::new();
-        for a in accepted {
-            let Some(i) = batch.find_id(a.id.as_str()) else {
-                missing.push(a.id.clone());
-                continue;
-            };
-            batch.update(i, |r| r.accept(&a.wamid, a.at));
-            if let Some(q) = &a.quota {
-                confirms.push((
-                    q.scope_key.as_str(),
-                    q.contact.as_str(),
-                    a.id.as_str(),
-                    a.at,
-                ));
-            }
-        }
+        let (missing, confirms) = batch.accept_all(accepted);
         write_status_rows(&mut tx, &mut batch).await?;
         confirm_quota_rows(&mut tx, &confirms).await?;
         tx.commit().await?;
@@ -950,51 +926,21 @@ impl Store for PostgresStore {
         let wamids: Vec<&str> = changes.iter().map(|c| c.wamid.as_str()).collect();
         lock_wamids(&mut tx, &wamids).await?;
         let mut batch = Batch::default();
-        let ids: Vec<&str> = changes
-            .iter()
-            .filter_map(|c| c.message_id.as_ref().map(|m| m.as_str()))
-            .collect();
-        load_status_rows(&mut tx, &mut batch, "id", &ids).await?;
-        let wamids: Vec<&str> = changes
-            .iter()
-            .filter(|c| {
-                batch
-                    .find(c.message_id.as_ref().map(|m| m.as_str()), &c.wamid)
-                    .is_none()
-            })
-            .map(|c| c.wamid.as_str())
-            .collect();
+        load_status_rows(&mut tx, &mut batch, "id", &Batch::ids_named(changes)).await?;
+        let wamids = batch.wamids_unmatched(changes);
         load_status_rows(&mut tx, &mut batch, "wamid", &wamids).await?;
-        let mut matched = vec![None; changes.len()];
-        let mut unmatched = Vec::new();
-        for (n, c) in changes.iter().enumerate() {
-            match batch.find(c.message_id.as_ref().map(|m| m.as_str()), &c.wamid) {
-                Some(i) => {
-                    batch.update(i, |r| r.merge(c));
-                    matched[n] = Some(i);
+        let (matched, orphans) = batch.merge_all(changes);
+        let orphans: Vec<Value> = orphans
+            .into_iter()
+            .map(|c| {
+                let mut o = orphan_json(c);
+                o["wamid"] = Value::String(pg_text(&c.wamid).into_owned());
+                if let Some((_, m)) = &c.error {
+                    o["error_message"] = Value::String(pg_text(m).into_owned());
                 }
-                None => unmatched.push(n),
-            }
-        }
-        // A wamid this batch recorded on a row takes the batch's statuses that named only it.
-        let mut orphans = Vec::new();
-        for n in unmatched {
-            let c = &changes[n];
-            match batch.find(None, &c.wamid) {
-                Some(i) => {
-                    batch.update(i, |r| r.merge(c));
-                    matched[n] = Some(i);
-                }
-                None => {
-                    let mut o = orphan_json(c);
-                    o["wamid"] = Value::String(pg_text(&c.wamid).into_owned());
-                    if let Some((_, m)) = &c.error {
-                        o["error_message"] = Value::String(pg_text(m).into_owned());
-                    }
-                    orphans.push(o);
-                }
-            }
-        }
+                o
+            })
+            .collect();
         write_status_rows(&mut tx, &mut batch).await?;
         if !orphans.is_empty() {
             sqlx::query(
@@ -1009,13 +955,7 @@ impl Store for PostgresStore {
             .await?;
         }
         tx.commit().await?;
-        matched
-            .into_iter()
-            .map(|m| {
-                m.map(|i| MessageId::parse(&batch.rows[i].id).map_err(|e| corrupt("message id", e)))
-                    .transpose()
-            })
-            .collect()
+        batch.matched_ids(matched)
     }
 
     async fn requeue_stale_sending(&self, now: Millis, grace_ms: i64) -> Result<u64> {

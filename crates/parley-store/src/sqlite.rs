@@ -257,32 +257,24 @@ async fn load_status_rows(
 /// Folds in the statuses that arrived before their wamid was known, for every row whose
 /// wamid this batch recorded, then writes the merged rows back in one statement.
 async fn write_status_rows(tx: &mut Transaction<'static, Sqlite>, batch: &mut Batch) -> Result<()> {
-    let fresh: Vec<usize> = std::mem::take(&mut batch.new_wamids);
+    let fresh = batch.take_new_wamids();
     if !fresh.is_empty() {
-        let wamids = json_strings(fresh.iter().filter_map(|&i| batch.rows[i].wamid.as_deref()));
         let orphans = sqlx::query(
             "DELETE FROM orphan_statuses WHERE wamid IN (SELECT value FROM json_each(?))
              RETURNING wamid, state, at, error_code, error_message",
         )
-        .bind(wamids)
+        .bind(json_strings(fresh.iter().map(String::as_str)))
         .fetch_all(&mut **tx)
         .await?;
         for row in orphans {
-            let wamid: String = row.try_get("wamid")?;
             let state: String = row.try_get("state")?;
-            let state = MessageState::from_str(&state).map_err(|e| corrupt("orphan state", e))?;
-            let code: Option<i64> = row.try_get("error_code")?;
-            let msg: Option<String> = row.try_get("error_message")?;
-            let change = StatusChange {
-                wamid: wamid.clone(),
-                message_id: None,
-                state,
-                at: row.try_get("at")?,
-                error: code.map(|c| (c, msg.unwrap_or_default())),
-            };
-            if let Some(i) = batch.find(None, &wamid) {
-                batch.update(i, |r| r.merge(&change));
-            }
+            batch.fold_orphan(
+                row.try_get("wamid")?,
+                &state,
+                row.try_get("at")?,
+                row.try_get("error_code")?,
+                row.try_get("error_message")?,
+            )?;
         }
     }
     for new_wamid in [true, false] {
@@ -315,7 +307,7 @@ async fn write_status_rows(tx: &mut Transaction<'static, Sqlite>, batch: &mut Ba
 /// from its acceptance, and a slot its message reserved becomes a confirmed one.
 pub(crate) async fn confirm_quota_rows(
     tx: &mut Transaction<'static, Sqlite>,
-    rows: &[(&str, &str, &str, Millis)],
+    rows: &[crate::lattice::QuotaConfirmation<'_>],
 ) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
@@ -852,23 +844,7 @@ impl Store for SqliteStore {
         let mut batch = Batch::default();
         let ids: Vec<&str> = accepted.iter().map(|a| a.id.as_str()).collect();
         load_status_rows(&mut tx, &mut batch, "id", &ids).await?;
-        let mut missing = Vec::new();
-        let mut confirms = Vec::new();
-        for a in accepted {
-            let Some(i) = batch.find_id(a.id.as_str()) else {
-                missing.push(a.id.clone());
-                continue;
-            };
-            batch.update(i, |r| r.accept(&a.wamid, a.at));
-            if let Some(q) = &a.quota {
-                confirms.push((
-                    q.scope_key.as_str(),
-                    q.contact.as_str(),
-                    a.id.as_str(),
-                    a.at,
-                ));
-            }
-        }
+        let (missing, confirms) = batch.accept_all(accepted);
         write_status_rows(&mut tx, &mut batch).await?;
         confirm_quota_rows(&mut tx, &confirms).await?;
         tx.commit().await?;
@@ -937,44 +913,11 @@ impl Store for SqliteStore {
         }
         let mut tx = self.tx().await?;
         let mut batch = Batch::default();
-        let ids: Vec<&str> = changes
-            .iter()
-            .filter_map(|c| c.message_id.as_ref().map(|m| m.as_str()))
-            .collect();
-        load_status_rows(&mut tx, &mut batch, "id", &ids).await?;
-        let wamids: Vec<&str> = changes
-            .iter()
-            .filter(|c| {
-                batch
-                    .find(c.message_id.as_ref().map(|m| m.as_str()), &c.wamid)
-                    .is_none()
-            })
-            .map(|c| c.wamid.as_str())
-            .collect();
+        load_status_rows(&mut tx, &mut batch, "id", &Batch::ids_named(changes)).await?;
+        let wamids = batch.wamids_unmatched(changes);
         load_status_rows(&mut tx, &mut batch, "wamid", &wamids).await?;
-        let mut matched = vec![None; changes.len()];
-        let mut unmatched = Vec::new();
-        for (n, c) in changes.iter().enumerate() {
-            match batch.find(c.message_id.as_ref().map(|m| m.as_str()), &c.wamid) {
-                Some(i) => {
-                    batch.update(i, |r| r.merge(c));
-                    matched[n] = Some(i);
-                }
-                None => unmatched.push(n),
-            }
-        }
-        // A wamid this batch recorded on a row takes the batch's statuses that named only it.
-        let mut orphans = Vec::new();
-        for n in unmatched {
-            let c = &changes[n];
-            match batch.find(None, &c.wamid) {
-                Some(i) => {
-                    batch.update(i, |r| r.merge(c));
-                    matched[n] = Some(i);
-                }
-                None => orphans.push(orphan_json(c)),
-            }
-        }
+        let (matched, orphans) = batch.merge_all(changes);
+        let orphans: Vec<serde_json::Value> = orphans.into_iter().map(orphan_json).collect();
         write_status_rows(&mut tx, &mut batch).await?;
         if !orphans.is_empty() {
             sqlx::query(
@@ -989,13 +932,7 @@ impl Store for SqliteStore {
             .await?;
         }
         tx.commit().await?;
-        matched
-            .into_iter()
-            .map(|m| {
-                m.map(|i| MessageId::parse(&batch.rows[i].id).map_err(|e| corrupt("message id", e)))
-                    .transpose()
-            })
-            .collect()
+        batch.matched_ids(matched)
     }
 
     async fn requeue_stale_sending(&self, now: Millis, grace_ms: i64) -> Result<u64> {
