@@ -393,65 +393,57 @@ async fn gate(
 ) -> Vec<Option<(String, Reach)>> {
     let engine = &state.engine;
     let (limit, key) = state.quota();
-    let templates: Vec<usize> = (0..round.len())
+    // Messages are sent from their own application's numbers: one batch for the round.
+    let idx: Vec<usize> = (0..round.len())
         .filter(|&i| matches!(round[i].content, MessageContent::Template { .. }))
         .collect();
     let mut out = vec![None; round.len()];
-    // One application per number; the batch is asked per application all the same.
-    let mut by_app: Vec<(&parley_domain::ApplicationId, Vec<usize>)> = Vec::new();
-    for &i in &templates {
-        let app = &round[i].application_id;
-        match by_app.iter_mut().find(|(a, _)| *a == app) {
-            Some((_, v)) => v.push(i),
-            None => by_app.push((app, vec![i])),
-        }
+    if idx.is_empty() {
+        return out;
     }
-    for (app, idx) in by_app {
-        let items: Vec<QuotaItem<'_>> = idx
-            .iter()
-            .map(|&i| QuotaItem {
-                contact: &round[i].to_phone,
-                message_id: &round[i].id,
-            })
-            .collect();
-        let answers = engine
-            .store
-            .reserve_quota_batch(&QuotaBatch {
-                scope_key: &key,
-                application_id: app,
-                limit,
-                now,
-                items: &items,
-            })
-            .await;
-        match answers {
-            Ok(answers) => {
-                for (&i, a) in idx.iter().zip(answers) {
-                    let m = &round[i];
-                    match a.gate {
-                        Gate::Go(reach) => out[i] = Some((key.clone(), reach)),
-                        Gate::WaitUntil(at) => {
-                            metrics::counter!("parley_messages_waiting_for_quota_total")
-                                .increment(1);
-                            tracing::debug!(message_id = %m.id, until = at, "no messaging-limit slot; waiting");
-                            if let Err(e) = engine.store.wait_for_quota(&m.id, at, now).await {
-                                tracing::error!(message_id = %m.id, error = %e, "could not park a message");
-                            }
+    let items: Vec<QuotaItem<'_>> = idx
+        .iter()
+        .map(|&i| QuotaItem {
+            contact: &round[i].to_phone,
+            message_id: &round[i].id,
+        })
+        .collect();
+    let answers = engine
+        .store
+        .reserve_quota_batch(&QuotaBatch {
+            scope_key: &key,
+            application_id: &state.number.application_id,
+            limit,
+            now,
+            items: &items,
+        })
+        .await;
+    match answers {
+        Ok(answers) => {
+            for (&i, a) in idx.iter().zip(answers) {
+                let m = &round[i];
+                match a.gate {
+                    Gate::Go(reach) => out[i] = Some((key.clone(), reach)),
+                    Gate::WaitUntil(at) => {
+                        metrics::counter!("parley_messages_waiting_for_quota_total").increment(1);
+                        tracing::debug!(message_id = %m.id, until = at, "no messaging-limit slot; waiting");
+                        if let Err(e) = engine.store.wait_for_quota(&m.id, at, now).await {
+                            tracing::error!(message_id = %m.id, error = %e, "could not park a message");
                         }
                     }
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "quota gate failed; retrying soon");
-                for &i in &idx {
-                    let m = &round[i];
-                    if let Err(e) = engine
-                        .store
-                        .reschedule_message(&m.id, now + 1_000, None, now)
-                        .await
-                    {
-                        tracing::error!(message_id = %m.id, error = %e, "could not park a message");
-                    }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "quota gate failed; retrying soon");
+            for &i in &idx {
+                let m = &round[i];
+                if let Err(e) = engine
+                    .store
+                    .reschedule_message(&m.id, now + 1_000, None, now)
+                    .await
+                {
+                    tracing::error!(message_id = %m.id, error = %e, "could not park a message");
                 }
             }
         }
