@@ -67,6 +67,31 @@ fn states_list(states: &[CampaignState]) -> String {
         .join(", ")
 }
 
+impl PostgresStore {
+    /// Puts a queued (or claimed) message back to wait until `until` for `reason` (`quota`,
+    /// `window`); the wait is not counted as an attempt.
+    async fn hold_message(
+        &self,
+        id: &MessageId,
+        reason: &str,
+        until: Millis,
+        now: Millis,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE messages SET state = 'queued', lease_until = NULL, next_attempt_at = $1, hold_reason = $2,
+               attempts = GREATEST(attempts - 1, 0), updated_at = $3
+             WHERE id = $4 AND state IN ('queued', 'sending')",
+        )
+        .bind(until)
+        .bind(reason)
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl CampaignStore for PostgresStore {
     async fn create_campaign(&self, c: &CampaignRecord) -> Result<()> {
@@ -603,17 +628,7 @@ impl CampaignStore for PostgresStore {
     }
 
     async fn wait_for_quota(&self, id: &MessageId, until: Millis, now: Millis) -> Result<()> {
-        sqlx::query(
-            "UPDATE messages SET state = 'queued', lease_until = NULL, next_attempt_at = $1, hold_reason = 'quota',
-               attempts = GREATEST(attempts - 1, 0), updated_at = $2
-             WHERE id = $3 AND state IN ('queued', 'sending')",
-        )
-        .bind(until)
-        .bind(now)
-        .bind(id.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.hold_message(id, "quota", until, now).await
     }
 
     async fn add_campaign_list(&self, id: &CampaignId, entries: &[ListEntry]) -> Result<()> {
@@ -673,16 +688,6 @@ impl CampaignStore for PostgresStore {
     }
 
     async fn wait_for_window(&self, id: &MessageId, until: Millis, now: Millis) -> Result<()> {
-        sqlx::query(
-            "UPDATE messages SET state = 'queued', lease_until = NULL, next_attempt_at = $1, hold_reason = 'window',
-               attempts = GREATEST(attempts - 1, 0), updated_at = $2
-             WHERE id = $3 AND state IN ('queued', 'sending')",
-        )
-        .bind(until)
-        .bind(now)
-        .bind(id.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.hold_message(id, "window", until, now).await
     }
 }

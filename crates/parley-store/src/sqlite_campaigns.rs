@@ -58,6 +58,31 @@ fn states_list(states: &[CampaignState]) -> String {
         .join(", ")
 }
 
+impl SqliteStore {
+    /// Puts a queued (or claimed) message back to wait until `until` for `reason` (`quota`,
+    /// `window`); the wait is not counted as an attempt.
+    async fn hold_message(
+        &self,
+        id: &MessageId,
+        reason: &str,
+        until: Millis,
+        now: Millis,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE messages SET state = 'queued', lease_until = NULL, next_attempt_at = ?, hold_reason = ?,
+               attempts = MAX(attempts - 1, 0), updated_at = ?
+             WHERE id = ? AND state IN ('queued', 'sending')",
+        )
+        .bind(until)
+        .bind(reason)
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl CampaignStore for SqliteStore {
     async fn create_campaign(&self, c: &CampaignRecord) -> Result<()> {
@@ -559,17 +584,7 @@ impl CampaignStore for SqliteStore {
     }
 
     async fn wait_for_quota(&self, id: &MessageId, until: Millis, now: Millis) -> Result<()> {
-        sqlx::query(
-            "UPDATE messages SET state = 'queued', lease_until = NULL, next_attempt_at = ?, hold_reason = 'quota',
-               attempts = MAX(attempts - 1, 0), updated_at = ?
-             WHERE id = ? AND state IN ('queued', 'sending')",
-        )
-        .bind(until)
-        .bind(now)
-        .bind(id.as_str())
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        self.hold_message(id, "quota", until, now).await
     }
 
     async fn add_campaign_list(&self, id: &CampaignId, entries: &[ListEntry]) -> Result<()> {
@@ -629,16 +644,6 @@ impl CampaignStore for SqliteStore {
     }
 
     async fn wait_for_window(&self, id: &MessageId, until: Millis, now: Millis) -> Result<()> {
-        sqlx::query(
-            "UPDATE messages SET state = 'queued', lease_until = NULL, next_attempt_at = ?, hold_reason = 'window',
-               attempts = MAX(attempts - 1, 0), updated_at = ?
-             WHERE id = ? AND state IN ('queued', 'sending')",
-        )
-        .bind(until)
-        .bind(now)
-        .bind(id.as_str())
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        self.hold_message(id, "window", until, now).await
     }
 }
