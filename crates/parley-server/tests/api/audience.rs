@@ -489,6 +489,8 @@ async fn console_filters_contacts_with_a_live_count_that_matches_the_api() {
         .click()
         .await
         .expect("click");
+    // The unfiltered page has a `#contacts` table too: wait for the filtered one.
+    browser.wait_url("filter=").await;
     browser.wait_css("#contacts").await;
     let rows = c
         .find_all(Locator::Css("#contacts tbody tr"))

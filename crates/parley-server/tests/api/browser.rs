@@ -104,6 +104,20 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no element `{css}`: {e}"))
     }
 
+    /// Waits until the page's URL contains `part` (a submitted form has navigated).
+    pub async fn wait_url(&self, part: &str) {
+        for _ in 0..150 {
+            if let Ok(url) = self.client.current_url().await
+                && url.as_str().contains(part)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let url = self.client.current_url().await.map(|u| u.to_string());
+        panic!("the page never went to a URL with `{part}`: {url:?}");
+    }
+
     /// Waits until the page body contains `text`.
     pub async fn wait_text(&self, text: &str) {
         for _ in 0..150 {
