@@ -373,7 +373,15 @@ async fn send_round(
         }
         go.push((m, reach));
     }
+    // One pass of the limiter per send, taken in order by this stream and only when a send
+    // slot is free: a single waiter on the limiter, instead of every idle slot waking at each
+    // tick to find that only a few may go.
+    let limiter = &state.limiter;
     futures::stream::iter(go)
+        .then(|item| async move {
+            limiter.until_ready().await;
+            item
+        })
         .for_each_concurrent(engine.config.concurrency, |(m, reach)| {
             let state = state.clone();
             let token = token.clone();
@@ -459,7 +467,6 @@ async fn send_one(
     accepted: &tokio::sync::mpsc::UnboundedSender<Acceptance>,
 ) {
     let engine = &state.engine;
-    state.limiter.until_ready().await;
     let body = request_body(&m);
     let result = engine
         .graph
