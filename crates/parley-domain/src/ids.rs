@@ -158,9 +158,10 @@ fn parse_prefixed(input: &str, prefix: &str) -> Option<String> {
     if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    let mut s = String::with_capacity(input.len());
-    s.push_str(prefix);
-    s.push_str(&hex.to_ascii_lowercase());
+    // One allocation: ids are read back by the thousand (claims, webhooks) and are stored
+    // lowercase already.
+    let mut s = input.to_owned();
+    s[prefix.len()..].make_ascii_lowercase();
     Some(s)
 }
 

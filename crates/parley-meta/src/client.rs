@@ -1,6 +1,7 @@
 //! The Graph API client. One `reqwest::Client` (connection pool) per process; the base URL is
 //! `https://graph.facebook.com` in production and the sandbox's address everywhere else.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -14,6 +15,9 @@ pub struct GraphClient {
     pub(crate) http: reqwest::Client,
     base_url: String,
     version: String,
+    /// `…/{phone-number-id}/messages`, parsed once per number: a send is the hot path, and
+    /// parsing the address took about as long as serializing the message.
+    send_urls: std::sync::Arc<std::sync::Mutex<HashMap<String, reqwest::Url>>>,
 }
 
 impl std::fmt::Debug for GraphClient {
@@ -148,6 +152,7 @@ impl GraphClient {
             http,
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             version: version.into(),
+            send_urls: Default::default(),
         }
     }
 
@@ -168,10 +173,27 @@ impl GraphClient {
     ) -> Result<SendResponse, GraphError> {
         let req = self
             .http
-            .post(self.url(&format!("{phone_number_id}/messages")))
+            .post(self.send_url(phone_number_id)?)
             .bearer_auth(token)
             .json(body);
         self.execute(req).await
+    }
+
+    fn send_url(&self, phone_number_id: &str) -> Result<reqwest::Url, GraphError> {
+        let mut urls = self
+            .send_urls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(url) = urls.get(phone_number_id) {
+            return Ok(url.clone());
+        }
+        let url = reqwest::Url::parse(&self.url(&format!("{phone_number_id}/messages")))
+            .map_err(|e| GraphError::Transport(format!("invalid Graph API address: {e}")))?;
+        if urls.len() >= 10_000 {
+            urls.clear();
+        }
+        urls.insert(phone_number_id.to_owned(), url.clone());
+        Ok(url)
     }
 
     /// `GET /{waba-id}/message_templates`, one page; templates stay raw Meta JSON.
