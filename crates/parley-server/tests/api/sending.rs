@@ -21,7 +21,13 @@ async fn personalized_template_send_reaches_read_with_meta_shaped_request() {
                          "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}"}}
         }))
         .await;
-    let m = app.wait_for_state(&id, "read").await;
+    // Meta's acceptance is written by the sender's recorder in batches (up to 200 ms later),
+    // so the statuses of the sandbox's instant webhooks may land first: wait for both.
+    let m = app
+        .wait_for_message(&id, "read, with its acceptance recorded", |m| {
+            m["state"] == "read" && m["timestamps"]["accepted"].is_string()
+        })
+        .await;
     let expected = capitalize_first(&first);
     assert_eq!(m["content"]["body"][0]["text"], expected.as_str(), "{m}");
     assert_eq!(m["content"]["body"][0]["parameter_name"], "first_name");
