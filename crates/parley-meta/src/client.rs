@@ -171,15 +171,17 @@ impl GraphClient {
         phone_number_id: &str,
         body: &impl Serialize,
     ) -> Result<SendResponse, GraphError> {
-        let req = self
-            .http
-            .post(self.send_url(phone_number_id)?)
-            .bearer_auth(token)
-            .json(body);
+        let req =
+            self.http
+                .post(self.send_url(phone_number_id).map_err(|e| {
+                    GraphError::Transport(format!("invalid Graph API address: {e}"))
+                })?)
+                .bearer_auth(token)
+                .json(body);
         self.execute(req).await
     }
 
-    fn send_url(&self, phone_number_id: &str) -> Result<reqwest::Url, GraphError> {
+    fn send_url(&self, phone_number_id: &str) -> Result<reqwest::Url, String> {
         let mut urls = self
             .send_urls
             .lock()
@@ -188,7 +190,7 @@ impl GraphClient {
             return Ok(url.clone());
         }
         let url = reqwest::Url::parse(&self.url(&format!("{phone_number_id}/messages")))
-            .map_err(|e| GraphError::Transport(format!("invalid Graph API address: {e}")))?;
+            .map_err(|e| e.to_string())?;
         if urls.len() >= 10_000 {
             urls.clear();
         }
