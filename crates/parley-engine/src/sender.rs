@@ -252,7 +252,7 @@ async fn number_loop(engine: Engine, number: PhoneNumberRecord, shutdown: Cancel
                 continue;
             }
         };
-        send_round(&state, &token, claimed, &accepted_tx).await;
+        send_round(&state, &token, claimed, &accepted_tx, &shutdown).await;
     }
     // Every acceptance of this loop is written before it reports stopped.
     drop(accepted_tx);
@@ -329,12 +329,15 @@ async fn record_acceptances(
 
 /// One claimed round: each message outside its send window waits for the opening; the
 /// templates pass the quota gate together (one transaction); then the sends go out paced by
-/// the number's limiter, up to `concurrency` in flight.
+/// the number's limiter, up to `concurrency` in flight. When Meta throttles the number (or
+/// refuses its credentials) during the round, the sends not yet gone wait out the pause, or go
+/// back to the queue if it outlasts a quarter of the lease or Parley is stopping.
 async fn send_round(
     state: &Arc<NumberState>,
     token: &Arc<String>,
     claimed: Vec<MessageRecord>,
     accepted: &tokio::sync::mpsc::UnboundedSender<Acceptance>,
+    shutdown: &CancellationToken,
 ) {
     let engine = &state.engine;
     let now = engine.now();
@@ -381,10 +384,28 @@ async fn send_round(
     // slot is free: a single waiter on the limiter, instead of every idle slot waking at each
     // tick to find that only a few may go.
     let limiter = &state.limiter;
+    // The rows stay `sending` under their lease meanwhile: a round waits out a pause only
+    // while that is far from the lease's end (and the crash pass's requeue after it).
+    let lease = i64::try_from(engine.config.lease.as_millis()).unwrap_or(60_000);
+    let hold_limit = now + lease / 4;
     futures::stream::iter(go)
-        .then(|item| async move {
+        .filter_map(|(m, reach)| async move {
             limiter.until_ready().await;
-            item
+            // Looked at after the pass: a refusal may have come back while this send waited.
+            if let Err(until) = wait_out_pause(state, hold_limit, shutdown).await {
+                release(state, &m, reach.as_ref()).await;
+                let now = state.engine.now();
+                if let Err(e) = state
+                    .engine
+                    .store
+                    .reschedule_message(&m.id, until.max(now), None, now)
+                    .await
+                {
+                    tracing::error!(message_id = %m.id, error = %e, "could not put a message back to the queue");
+                }
+                return None;
+            }
+            Some((m, reach))
         })
         .for_each_concurrent(engine.config.concurrency, |(m, reach)| {
             let state = state.clone();
@@ -392,6 +413,32 @@ async fn send_round(
             async move { send_one(&state, &token, m, reach, accepted).await }
         })
         .await;
+}
+
+/// Waits while the number is paused (Meta's 130429, or its credentials refused). `Err(until)`
+/// when the pause lasts past `hold_limit` or Parley is stopping: the message goes back to the
+/// queue, due at `until`.
+async fn wait_out_pause(
+    state: &NumberState,
+    hold_limit: i64,
+    shutdown: &CancellationToken,
+) -> Result<(), i64> {
+    let poll = i64::try_from(state.engine.config.poll_interval.as_millis()).unwrap_or(1000);
+    loop {
+        let paused = state.paused_until.load(Ordering::SeqCst);
+        let now = state.engine.now();
+        if paused <= now {
+            return Ok(());
+        }
+        if paused > hold_limit || shutdown.is_cancelled() {
+            return Err(paused);
+        }
+        let wait = Duration::from_millis(u64::try_from((paused - now).min(poll)).unwrap_or(0));
+        tokio::select! {
+            _ = shutdown.cancelled() => return Err(now),
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
 }
 
 /// The quota gate for the round's templates, in one transaction: per message, `Some(reach)`

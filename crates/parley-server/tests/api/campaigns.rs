@@ -793,3 +793,38 @@ async fn an_uploaded_list_skips_invalid_and_duplicate_numbers_and_sends_the_rest
     assert_eq!(status, 422, "{v}");
     assert_eq!(v["error"]["field"], "audience.phones", "{v}");
 }
+
+/// Meta refusing the number's credentials stops the round in flight: the sends not yet gone
+/// go back to the queue (none after the refusal, none lost or failed) and the campaign pauses
+/// with the reason. Before, the rest of the round (up to two seconds of sends) still went.
+#[tokio::test]
+async fn refused_credentials_stop_the_round_in_flight() {
+    let app = spawn_app().await;
+    seed(&app, "locked", 62_000_000, 40, 0).await;
+    let id = app.welcome_campaign("Locked", "locked", json!({})).await;
+    app.sandbox_faults(json!({"fail_next": [190]})).await;
+    app.campaign_action(&id, "start").await;
+    let stats = app
+        .wait_stats(&id, "paused by the refused credentials", |s| {
+            s["state"] == "paused" && s["sending"] == 0
+        })
+        .await;
+    assert!(
+        stats["state_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("190"),
+        "{stats}"
+    );
+    // The first send was refused. At 80 mps the next pass comes 12.5 ms later, normally long
+    // after the sandbox's answer; a send that left while the answer was on its way (a loaded
+    // machine) may still go, but not the rest of the round (39 went before this was fixed).
+    let sent = app.accepted_by_recipient().await;
+    assert!(sent.len() <= 5, "sent after the refusal: {sent:?}");
+    assert_eq!(
+        stats["queued"].as_u64(),
+        Some(40 - sent.len() as u64),
+        "{stats}"
+    );
+    assert_eq!(stats["failed"], 0, "{stats}");
+}
