@@ -305,6 +305,10 @@ async fn write_status_rows(tx: &mut Transaction<'static, Sqlite>, batch: &mut Ba
 
 /// Confirms quota ledger entries (see `CampaignStore::confirm_quota`): each contact counts
 /// from its acceptance, and a slot its message reserved becomes a confirmed one.
+///
+/// The rows are grouped per (scope, contact) here (a contact twice in one batch keeps its
+/// latest reach, and whichever of its messages held the reservation releases it), so each
+/// ledger row is looked up once: the reserved ones are updated, then the rest inserted.
 pub(crate) async fn confirm_quota_rows(
     tx: &mut Transaction<'static, Sqlite>,
     rows: &[crate::lattice::QuotaConfirmation<'_>],
@@ -312,33 +316,48 @@ pub(crate) async fn confirm_quota_rows(
     if rows.is_empty() {
         return Ok(());
     }
-    let rows: Vec<crate::lattice::QuotaConfirmRow<'_>> = rows
-        .iter()
-        .map(|(scope, contact, id, at)| crate::lattice::QuotaConfirmRow {
-            scope: std::borrow::Cow::Borrowed(scope),
-            contact: std::borrow::Cow::Borrowed(contact),
-            id,
-            at: *at,
-        })
-        .collect();
-    let json = serde_json::to_string(&rows).map_err(|e| corrupt("quota rows", e))?;
+    #[derive(serde::Serialize)]
+    struct Group<'a> {
+        scope: &'a str,
+        contact: &'a str,
+        at: Millis,
+        ids: Vec<&'a str>,
+    }
+    let mut index: foldhash::HashMap<(&str, &str), usize> = foldhash::HashMap::default();
+    let mut groups: Vec<Group<'_>> = Vec::with_capacity(rows.len());
+    for &(scope, contact, id, at) in rows {
+        match index.get(&(scope, contact)) {
+            Some(&i) => {
+                let g = &mut groups[i];
+                g.at = g.at.max(at);
+                g.ids.push(id);
+            }
+            None => {
+                index.insert((scope, contact), groups.len());
+                groups.push(Group {
+                    scope,
+                    contact,
+                    at,
+                    ids: vec![id],
+                });
+            }
+        }
+    }
+    let json = serde_json::to_string(&groups).map_err(|e| corrupt("quota rows", e))?;
     sqlx::query(
-        "INSERT INTO quota_reach (scope_key, contact, last_at, reserved_by)
-         SELECT j.value ->> 'scope', j.value ->> 'contact', j.value ->> 'at', NULL FROM jsonb_each(?1) AS j WHERE true
-         ON CONFLICT (scope_key, contact) DO NOTHING",
+        "UPDATE quota_reach SET last_at = MAX(quota_reach.last_at, j.value ->> 'at'),
+           reserved_by = CASE WHEN quota_reach.reserved_by IN (SELECT value FROM json_each(j.value -> 'ids'))
+                              THEN NULL ELSE quota_reach.reserved_by END
+         FROM jsonb_each(?1) AS j
+         WHERE quota_reach.scope_key = j.value ->> 'scope' AND quota_reach.contact = j.value ->> 'contact'",
     )
     .bind(&json)
     .execute(&mut **tx)
     .await?;
-    // One row per (scope, contact) in the join: a contact twice in one round keeps its
-    // latest reach, and whichever of its messages held the reservation releases it.
     sqlx::query(
-        "UPDATE quota_reach SET last_at = MAX(quota_reach.last_at, j.at),
-           reserved_by = CASE WHEN quota_reach.reserved_by IN (SELECT value FROM json_each(j.ids)) THEN NULL ELSE quota_reach.reserved_by END
-         FROM (SELECT value ->> 'scope' AS scope, value ->> 'contact' AS contact, MAX(value ->> 'at') AS at,
-                 json_group_array(value ->> 'id') AS ids
-               FROM jsonb_each(?1) GROUP BY 1, 2) AS j
-         WHERE quota_reach.scope_key = j.scope AND quota_reach.contact = j.contact",
+        "INSERT INTO quota_reach (scope_key, contact, last_at, reserved_by)
+         SELECT j.value ->> 'scope', j.value ->> 'contact', j.value ->> 'at', NULL FROM jsonb_each(?1) AS j WHERE true
+         ON CONFLICT (scope_key, contact) DO NOTHING",
     )
     .bind(&json)
     .execute(&mut **tx)

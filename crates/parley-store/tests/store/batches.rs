@@ -14,6 +14,7 @@ crate::contract!(
     a_batch_of_statuses_ends_as_one_at_a_time,
     a_status_naming_only_a_wamid_recorded_in_the_same_batch_applies,
     acceptances_record_wamids_and_quota_and_report_unknown_ids,
+    a_contact_confirmed_twice_in_one_batch_keeps_its_latest_reach,
     a_quota_batch_answers_as_one_request_at_a_time,
     webhook_events_finish_in_one_batch,
     pending_events_stop_at_the_body_budget,
@@ -194,6 +195,58 @@ async fn acceptances_record_wamids_and_quota_and_report_unknown_ids(b: &Backend)
     assert_eq!(
         b.quota_active(scope, T0 + 100).await.expect("active"),
         vec![T0 + 40, T0 + 41]
+    );
+}
+
+/// Two acceptances for one contact in one batch (the first had reserved the slot): one ledger
+/// row, at the later time, and the reservation is confirmed (a later release of it by the
+/// first message frees nothing).
+async fn a_contact_confirmed_twice_in_one_batch_keeps_its_latest_reach(b: &Backend) {
+    let t = tenant(&**b, 1).await;
+    let scope = "bp:twice";
+    let contact = "+4915100000077";
+    let (m1, m2) = (queued(&**b, &t, T0).await, queued(&**b, &t, T0).await);
+    b.claim_due_messages(&t.number, T0, T0 + 30_000, 10)
+        .await
+        .expect("claim");
+    let answer = b
+        .reserve_quota(&QuotaRequest {
+            scope_key: scope,
+            application_id: &t.app,
+            contact,
+            message_id: &m1,
+            limit: MessagingLimit::Limited(10),
+            now: T0,
+        })
+        .await
+        .expect("reserve");
+    assert_eq!(answer.gate, Gate::Go(Reach::NewContact));
+    let accept = |id: &MessageId, wamid: &str, at: i64| Acceptance {
+        id: id.clone(),
+        wamid: wamid.into(),
+        at,
+        quota: Some(QuotaConfirm {
+            scope_key: scope.into(),
+            contact: contact.into(),
+        }),
+    };
+    let missing = b
+        .record_acceptances(&[
+            accept(&m2, "wamid.twice2", T0 + 40),
+            accept(&m1, "wamid.twice1", T0 + 45),
+        ])
+        .await
+        .expect("record");
+    assert!(missing.is_empty());
+    assert_eq!(
+        b.quota_active(scope, T0 + 100).await.expect("active"),
+        vec![T0 + 45]
+    );
+    b.release_quota(scope, contact, &m1).await.expect("release");
+    assert_eq!(
+        b.quota_active(scope, T0 + 100).await.expect("active"),
+        vec![T0 + 45],
+        "the confirmed reach is not a reservation any more"
     );
 }
 
