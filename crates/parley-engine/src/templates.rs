@@ -759,7 +759,21 @@ pub(crate) async fn apply_template_webhook(
                 notes.push("template status update without event".into());
                 return Ok(());
             };
-            record.template.status = TemplateStatus::parse(event);
+            let status = TemplateStatus::parse(event);
+            // Meta does not deliver webhooks in order. REINSTATED (active again after a pause)
+            // or UNARCHIVED coming to an APPROVED template can only be the earlier event of
+            // the pair arriving late: it must not take the approval back.
+            if matches!(
+                status,
+                TemplateStatus::Reinstated | TemplateStatus::Unarchived
+            ) && record.template.status == TemplateStatus::Approved
+            {
+                notes.push(format!(
+                    "{event} for an approved template ignored: it came after the approval"
+                ));
+                return Ok(());
+            }
+            record.template.status = status;
             if let Some(raw) = record.raw.as_object_mut() {
                 raw.insert("status".into(), json!(event));
                 // A new status replaces the details of the previous one.

@@ -217,3 +217,31 @@ async fn a_paused_template_blocks_sends_until_reinstated() {
     assert!(accepted, "approved again, the template sends");
     assert_eq!(sent_before, 0, "nothing reached Meta while paused");
 }
+
+/// Meta does not order webhooks: a REINSTATED that reaches an approved template (the late
+/// half of "reinstated, then approved") leaves it approved and sending. Before, it took the
+/// approval back, and the test above failed whenever the two arrived in the other order.
+#[tokio::test]
+async fn a_late_reinstated_does_not_take_an_approval_back() {
+    let app = spawn_app().await;
+    let meta_id = parley_sandbox::demo_templates()
+        .into_iter()
+        .find(|t| t["name"] == "welcome")
+        .and_then(|t| t["id"].as_str().map(str::to_owned))
+        .expect("welcome id");
+    let (phone, _) = app.contact(0).await;
+    let body = serde_json::json!({"to": phone, "template": {"name": "welcome", "language": "en", "variables": {"first_name": "A"}}});
+    assert_eq!(app.post_message(&body).await.status(), 202);
+    app.sandbox_post(
+        &format!("/sandbox/templates/{meta_id}/status"),
+        &serde_json::json!({"status": "REINSTATED"}),
+    )
+    .await;
+    // The webhook is applied within a few hundred milliseconds; the template must stay
+    // sendable throughout and after.
+    for _ in 0..30 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let r = app.post_message(&body).await;
+        assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
+    }
+}
