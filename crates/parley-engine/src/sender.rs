@@ -371,11 +371,7 @@ async fn send_round(
             }
         };
         if let Err(at) = state.pair_slot(&m.to_phone, now) {
-            release(state, &m, reach.as_ref()).await;
-            if let Err(e) = engine.store.reschedule_message(&m.id, at, None, now).await {
-                tracing::error!(message_id = %m.id, error = %e, "could not space a message");
-            }
-            skip_if_cancelled(state, &m, now).await;
+            put_back(state, &m, reach.as_ref(), at, now).await;
             continue;
         }
         go.push((m, reach));
@@ -393,16 +389,8 @@ async fn send_round(
             limiter.until_ready().await;
             // Looked at after the pass: a refusal may have come back while this send waited.
             if let Err(until) = wait_out_pause(state, hold_limit, shutdown).await {
-                release(state, &m, reach.as_ref()).await;
                 let now = state.engine.now();
-                if let Err(e) = state
-                    .engine
-                    .store
-                    .reschedule_message(&m.id, until.max(now), None, now)
-                    .await
-                {
-                    tracing::error!(message_id = %m.id, error = %e, "could not put a message back to the queue");
-                }
+                put_back(state, &m, reach.as_ref(), until.max(now), now).await;
                 return None;
             }
             Some((m, reach))
@@ -413,6 +401,27 @@ async fn send_round(
             async move { send_one(&state, &token, m, reach, accepted).await }
         })
         .await;
+}
+
+/// A claimed message that does not go this round: its quota slot is freed, it is queued
+/// again, due at `at`, and skipped if its campaign was cancelled meanwhile.
+async fn put_back(
+    state: &NumberState,
+    m: &MessageRecord,
+    reach: Option<&(String, Reach)>,
+    at: i64,
+    now: i64,
+) {
+    release(state, m, reach).await;
+    if let Err(e) = state
+        .engine
+        .store
+        .reschedule_message(&m.id, at, None, now)
+        .await
+    {
+        tracing::error!(message_id = %m.id, error = %e, "could not put a message back to the queue");
+    }
+    skip_if_cancelled(state, m, now).await;
 }
 
 /// Waits while the number is paused (Meta's 130429, or its credentials refused). `Err(until)`
