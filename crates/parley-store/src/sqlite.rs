@@ -281,22 +281,25 @@ async fn write_status_rows(tx: &mut Transaction<'static, Sqlite>, batch: &mut Ba
         let Some(rows) = batch.dirty_json(new_wamid) else {
             continue;
         };
+        // The same statement, with the wamid column only for rows whose wamid is new.
+        macro_rules! merge_sql {
+            ($wamid:literal) => {
+                concat!(
+                    "UPDATE messages SET state = j.value ->> 'state', ",
+                    $wamid,
+                    "error_code = j.value ->> 'error_code', error_message = j.value ->> 'error_message',
+                       lease_until = NULL, updated_at = j.value ->> 'updated_at',
+                       sending_at = j.value ->> 'sending_at', accepted_at = j.value ->> 'accepted_at',
+                       sent_at = j.value ->> 'sent_at', delivered_at = j.value ->> 'delivered_at',
+                       read_at = j.value ->> 'read_at', failed_at = j.value ->> 'failed_at'
+                     FROM jsonb_each(?) AS j WHERE messages.id = j.value ->> 'id'"
+                )
+            };
+        }
         let sql = if new_wamid {
-            "UPDATE messages SET state = j.value ->> 'state', wamid = j.value ->> 'wamid',
-               error_code = j.value ->> 'error_code', error_message = j.value ->> 'error_message',
-               lease_until = NULL, updated_at = j.value ->> 'updated_at',
-               sending_at = j.value ->> 'sending_at', accepted_at = j.value ->> 'accepted_at',
-               sent_at = j.value ->> 'sent_at', delivered_at = j.value ->> 'delivered_at',
-               read_at = j.value ->> 'read_at', failed_at = j.value ->> 'failed_at'
-             FROM jsonb_each(?) AS j WHERE messages.id = j.value ->> 'id'"
+            merge_sql!("wamid = j.value ->> 'wamid', ")
         } else {
-            "UPDATE messages SET state = j.value ->> 'state',
-               error_code = j.value ->> 'error_code', error_message = j.value ->> 'error_message',
-               lease_until = NULL, updated_at = j.value ->> 'updated_at',
-               sending_at = j.value ->> 'sending_at', accepted_at = j.value ->> 'accepted_at',
-               sent_at = j.value ->> 'sent_at', delivered_at = j.value ->> 'delivered_at',
-               read_at = j.value ->> 'read_at', failed_at = j.value ->> 'failed_at'
-             FROM jsonb_each(?) AS j WHERE messages.id = j.value ->> 'id'"
+            merge_sql!("")
         };
         sqlx::query(sql).bind(rows).execute(&mut **tx).await?;
     }
