@@ -1,6 +1,6 @@
 use serde_json::Value;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{TestApp, spawn_app};
 
 #[tokio::test]
 async fn health_readiness_and_metrics() {
@@ -159,21 +159,31 @@ async fn templates_are_listed_paginated_and_resynced() {
     );
 }
 
+/// Meta's id of the demo `welcome` template in the sandbox.
+fn welcome_meta_id() -> String {
+    parley_sandbox::demo_templates()
+        .into_iter()
+        .find(|t| t["name"] == "welcome")
+        .and_then(|t| t["id"].as_str().map(str::to_owned))
+        .expect("welcome id")
+}
+
+/// Changes a template's status at the sandbox, which sends Meta's status webhook.
+async fn set_template_status(app: &TestApp, meta_id: &str, status: &str) {
+    app.sandbox_post(
+        &format!("/sandbox/templates/{meta_id}/status"),
+        &serde_json::json!({ "status": status }),
+    )
+    .await;
+}
+
 /// Meta pauses a template: the webhook updates the local copy, and sends are refused with a
 /// clear error before any call to Meta; reinstated, it sends again.
 #[tokio::test]
 async fn a_paused_template_blocks_sends_until_reinstated() {
     let app = spawn_app().await;
-    let meta_id = parley_sandbox::demo_templates()
-        .into_iter()
-        .find(|t| t["name"] == "welcome")
-        .and_then(|t| t["id"].as_str().map(str::to_owned))
-        .expect("welcome id");
-    app.sandbox_post(
-        &format!("/sandbox/templates/{meta_id}/status"),
-        &serde_json::json!({"status": "PAUSED"}),
-    )
-    .await;
+    let meta_id = welcome_meta_id();
+    set_template_status(&app, &meta_id, "PAUSED").await;
     let (phone, _) = app.contact(0).await;
     let body = serde_json::json!({"to": phone, "template": {"name": "welcome", "language": "en", "variables": {"first_name": "A"}}});
     let mut refused = None;
@@ -196,16 +206,8 @@ async fn a_paused_template_blocks_sends_until_reinstated() {
     );
     let sent_before = app.sandbox_messages().await.len();
 
-    app.sandbox_post(
-        &format!("/sandbox/templates/{meta_id}/status"),
-        &serde_json::json!({"status": "REINSTATED"}),
-    )
-    .await;
-    app.sandbox_post(
-        &format!("/sandbox/templates/{meta_id}/status"),
-        &serde_json::json!({"status": "APPROVED"}),
-    )
-    .await;
+    set_template_status(&app, &meta_id, "REINSTATED").await;
+    set_template_status(&app, &meta_id, "APPROVED").await;
     let mut accepted = false;
     for _ in 0..100 {
         if app.post_message(&body).await.status() == 202 {
@@ -224,19 +226,11 @@ async fn a_paused_template_blocks_sends_until_reinstated() {
 #[tokio::test]
 async fn a_late_reinstated_does_not_take_an_approval_back() {
     let app = spawn_app().await;
-    let meta_id = parley_sandbox::demo_templates()
-        .into_iter()
-        .find(|t| t["name"] == "welcome")
-        .and_then(|t| t["id"].as_str().map(str::to_owned))
-        .expect("welcome id");
+    let meta_id = welcome_meta_id();
     let (phone, _) = app.contact(0).await;
     let body = serde_json::json!({"to": phone, "template": {"name": "welcome", "language": "en", "variables": {"first_name": "A"}}});
     assert_eq!(app.post_message(&body).await.status(), 202);
-    app.sandbox_post(
-        &format!("/sandbox/templates/{meta_id}/status"),
-        &serde_json::json!({"status": "REINSTATED"}),
-    )
-    .await;
+    set_template_status(&app, &meta_id, "REINSTATED").await;
     // The webhook is applied within a few hundred milliseconds; the template must stay
     // sendable throughout and after.
     for _ in 0..30 {
