@@ -2,6 +2,10 @@
 //! machine, PostgreSQL for one or many nodes), each with its own migrations. SQL lives only
 //! here; every query is scoped by tenant.
 
+// `shared/*.rs` is compiled once per backend on purpose (one SQL source, two dialects):
+// `sqlite.rs` and `postgres.rs` each include it as a module of their own.
+#![allow(clippy::duplicate_mod)]
+
 pub mod audience;
 pub mod campaigns;
 pub mod crypto;
@@ -10,14 +14,10 @@ pub mod platforms;
 pub mod postgres;
 mod postgres_audience;
 mod postgres_campaigns;
-mod postgres_platforms;
-mod postgres_templates;
 mod segment_sql;
 pub mod sqlite;
 mod sqlite_audience;
 mod sqlite_campaigns;
-mod sqlite_platforms;
-mod sqlite_templates;
 pub mod tag_index;
 pub mod templates;
 mod types;
@@ -54,6 +54,16 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+/// An enum's serde name (`"MARKETING"` → `MARKETING`), as both backends store it.
+pub(crate) fn serde_name<T: serde::Serialize>(v: &T) -> Result<String> {
+    let s = serde_json::to_string(v).map_err(|e| corrupt("serialize", e))?;
+    Ok(s.trim_matches('"').to_owned())
+}
 
 /// Everything Parley keeps. Implementations must make each method atomic.
 #[async_trait]

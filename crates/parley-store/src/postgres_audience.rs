@@ -12,12 +12,12 @@ use time::OffsetDateTime;
 
 use crate::audience::*;
 use crate::postgres::{
-    contact_from_row, corrupt, json_col, jsonb, message_from_row, parse_id, pg_opt_text, pg_text,
+    contact_from_row, json_col, jsonb, message_from_row, parse_id, pg_opt_text, pg_text,
 };
 use crate::segment_sql::{lower, push_postgres};
 use crate::sqlite_audience::ERASED_CONTENT;
 use crate::tag_index::tag_index;
-use crate::{MessageRecord, Millis, PostgresStore, Result};
+use crate::{MessageRecord, Millis, PostgresStore, Result, corrupt};
 
 /// Phones looked up per `IN (…)` when merging a batch.
 const LOOKUP_CHUNK: usize = 500;

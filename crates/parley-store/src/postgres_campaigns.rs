@@ -9,8 +9,8 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use crate::campaigns::*;
-use crate::postgres::{confirm_quota_rows, corrupt, jsonb, parse_id, pg_text};
-use crate::{MessageContent, Millis, PostgresStore, Result};
+use crate::postgres::{confirm_quota_rows, jsonb, parse_id, pg_text};
+use crate::{MessageContent, Millis, PostgresStore, Result, corrupt};
 
 const HOUR_MS: i64 = 60 * 60 * 1000;
 /// List entries per multi-row INSERT (4 binds each).

@@ -1,14 +1,14 @@
 //! The SQLite backend: one file, WAL, `synchronous=NORMAL`, one writer connection (SQLite
 //! serializes writers anyway; one connection avoids "database is locked") and a read pool.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use parley_domain::{
-    AccountId, ApplicationId, ContactId, MessageId, MessageState, PlatformId, Tags, Template,
-    TemplateId, UserId,
+    AccountId, ApplicationId, ContactId, MessageId, MessageState, PlatformId, UserId,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -18,7 +18,7 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use crate::lattice::{Batch, STATUS_COLUMNS, StatusRow, orphan_json};
 use crate::types::*;
-use crate::{Millis, Result, SecretCipher, Store, StoreError};
+use crate::{Millis, Result, SecretCipher, Store, StoreError, corrupt};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -68,28 +68,7 @@ impl SqliteStore {
     }
 }
 
-pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {e}"))
-}
-
-pub(crate) fn parse_id<T, E: std::fmt::Display>(
-    row: &SqliteRow,
-    col: &str,
-    f: impl Fn(&str) -> std::result::Result<T, E>,
-) -> Result<T> {
-    let s: String = row.try_get(col)?;
-    f(&s).map_err(|e| corrupt(col, e))
-}
-
-pub(crate) fn parse_opt_id<T, E: std::fmt::Display>(
-    row: &SqliteRow,
-    col: &str,
-    f: impl Fn(&str) -> std::result::Result<T, E>,
-) -> Result<Option<T>> {
-    let s: Option<String> = row.try_get(col)?;
-    s.map(|s| f(&s).map_err(|e| corrupt(col, e))).transpose()
-}
-
+/// A JSON column as `T`; a document that does not fit is `Corrupt`, not a decode panic.
 pub(crate) fn json_col<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &str) -> Result<T> {
     let s: String = row.try_get(col)?;
     serde_json::from_str(&s).map_err(|e| corrupt(col, e))
@@ -99,92 +78,44 @@ pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| corrupt("serialize", e))
 }
 
-pub(crate) fn message_from_row(row: &SqliteRow) -> Result<MessageRecord> {
-    let state: String = row.try_get("state")?;
-    Ok(MessageRecord {
-        id: parse_id(row, "id", MessageId::parse)?,
-        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
-        phone_number_id: row.try_get("phone_number_id")?,
-        contact_id: parse_opt_id(row, "contact_id", ContactId::parse)?,
-        to_phone: row.try_get("to_phone")?,
-        content: json_col(row, "content")?,
-        reply_to: row.try_get("reply_to")?,
-        state: MessageState::from_str(&state).map_err(|e| corrupt("state", e))?,
-        wamid: row.try_get("wamid")?,
-        error_code: row.try_get("error_code")?,
-        error_message: row.try_get("error_message")?,
-        attempts: row.try_get("attempts")?,
-        next_attempt_at: row.try_get("next_attempt_at")?,
-        queued_at: row.try_get("queued_at")?,
-        sending_at: row.try_get("sending_at")?,
-        accepted_at: row.try_get("accepted_at")?,
-        sent_at: row.try_get("sent_at")?,
-        delivered_at: row.try_get("delivered_at")?,
-        read_at: row.try_get("read_at")?,
-        failed_at: row.try_get("failed_at")?,
-        updated_at: row.try_get("updated_at")?,
-        send_window: row.try_get("send_window")?,
-    })
+// The vocabulary the shared modules (`shared/*.rs`) are written in; `postgres.rs` defines the
+// same names for PostgreSQL.
+pub(crate) type DbRow = SqliteRow;
+pub(crate) type Backend = SqliteStore;
+
+/// Text as bound: SQLite stores any text as it is.
+pub(crate) fn text(s: &str) -> Cow<'_, str> {
+    Cow::Borrowed(s)
 }
 
-pub(crate) fn platform_from_row(row: &SqliteRow) -> Result<PlatformRecord> {
-    Ok(PlatformRecord {
-        id: parse_id(row, "id", PlatformId::parse)?,
-        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
-        business_id: row.try_get("business_id")?,
-        waba_id: row.try_get("waba_id")?,
-        waba_name: row.try_get("waba_name")?,
-        status: row.try_get("status")?,
-        details: json_col(row, "details")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+pub(crate) fn opt_text(s: Option<&str>) -> Option<Cow<'_, str>> {
+    s.map(text)
 }
 
-pub(crate) fn phone_from_row(row: &SqliteRow) -> Result<PhoneNumberRecord> {
-    let mps: i64 = row.try_get("throughput_mps")?;
-    Ok(PhoneNumberRecord {
-        phone_number_id: row.try_get("phone_number_id")?,
-        platform_id: parse_id(row, "platform_id", PlatformId::parse)?,
-        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
-        display_phone_number: row.try_get("display_phone_number")?,
-        verified_name: row.try_get("verified_name")?,
-        quality_rating: row.try_get("quality_rating")?,
-        messaging_limit: row.try_get("messaging_limit")?,
-        throughput_mps: u32::try_from(mps).unwrap_or(80),
-        status: row.try_get("status")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+/// A value as a JSON parameter (SQLite keeps JSON as text).
+pub(crate) fn json<T: serde::Serialize>(v: &T) -> Result<String> {
+    to_json(v)
 }
 
-pub(crate) fn template_from_row(row: &SqliteRow) -> Result<TemplateRecord> {
-    let template: Template = json_col(row, "model")?;
-    Ok(TemplateRecord {
-        id: parse_id(row, "id", TemplateId::parse)?,
-        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
-        platform_id: parse_id(row, "platform_id", PlatformId::parse)?,
-        meta_id: row.try_get("meta_id")?,
-        template,
-        raw: json_col(row, "raw")?,
-        updated_at: row.try_get("updated_at")?,
-        deleted_at: row.try_get("deleted_at")?,
-    })
+impl SqliteStore {
+    /// Where reads go: the read-only pool.
+    pub(crate) fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    /// Where writes go: the one writing connection.
+    pub(crate) fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
 }
 
-pub(crate) fn contact_from_row(row: &SqliteRow) -> Result<ContactRecord> {
-    let tags: Tags = json_col(row, "tags")?;
-    Ok(ContactRecord {
-        id: parse_id(row, "id", ContactId::parse)?,
-        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
-        phone: row.try_get("phone")?,
-        wa_id: row.try_get("wa_id")?,
-        name: row.try_get("name")?,
-        tags,
-        last_inbound_at: row.try_get("last_inbound_at")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
+#[path = "shared/rows.rs"]
+mod rows;
+pub(crate) use rows::*;
+#[path = "shared/platforms.rs"]
+mod platforms;
+#[path = "shared/templates.rs"]
+mod templates;
 
 /// A JSON array of strings, for `… IN (SELECT value FROM json_each(?))`.
 pub(crate) fn json_strings<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
@@ -497,7 +428,7 @@ impl Store for SqliteStore {
         .bind(&p.waba_name)
         .bind(&p.status)
         .bind(token)
-        .bind(to_json(&p.details)?)
+        .bind(json(&p.details)?)
         .bind(p.now)
         .bind(p.now)
         .fetch_one(&self.writer)
@@ -597,10 +528,10 @@ impl Store for SqliteStore {
         .bind(&t.meta_id)
         .bind(t.template.name.as_str())
         .bind(t.template.language.as_str())
-        .bind(to_json(&t.template.category)?.trim_matches('"').to_owned())
-        .bind(to_json(&t.template.status)?.trim_matches('"').to_owned())
-        .bind(to_json(&t.template)?)
-        .bind(to_json(&t.raw)?)
+        .bind(json(&t.template.category)?.trim_matches('"').to_owned())
+        .bind(json(&t.template.status)?.trim_matches('"').to_owned())
+        .bind(json(&t.template)?)
+        .bind(json(&t.raw)?)
         .bind(t.updated_at)
         .bind(t.deleted_at)
         .execute(&self.writer)
@@ -684,7 +615,7 @@ impl Store for SqliteStore {
         .bind(&m.from_phone)
         .bind(&m.kind)
         .bind(&m.text)
-        .bind(to_json(&m.raw)?)
+        .bind(json(&m.raw)?)
         .bind(m.received_at)
         .execute(&mut *tx)
         .await?
@@ -757,7 +688,7 @@ impl Store for SqliteStore {
         .bind(m.content.kind())
         .bind(name)
         .bind(language)
-        .bind(to_json(&m.content)?)
+        .bind(json(&m.content)?)
         .bind(&m.reply_to)
         .bind(&m.idempotency_key)
         .bind(m.now)

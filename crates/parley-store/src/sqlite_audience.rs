@@ -10,9 +10,9 @@ use time::OffsetDateTime;
 
 use crate::audience::*;
 use crate::segment_sql::{lower, push_sqlite};
-use crate::sqlite::{contact_from_row, corrupt, json_col, message_from_row, parse_id, to_json};
+use crate::sqlite::{contact_from_row, json_col, message_from_row, parse_id, to_json};
 use crate::tag_index::tag_index;
-use crate::{MessageRecord, Millis, Result, SqliteStore};
+use crate::{MessageRecord, Millis, Result, SqliteStore, corrupt};
 
 /// Phones looked up per `IN (…)` when merging a batch.
 const LOOKUP_CHUNK: usize = 500;

@@ -8,8 +8,8 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use crate::campaigns::*;
-use crate::sqlite::{confirm_quota_rows, corrupt, json_col, json_strings, parse_id, to_json};
-use crate::{MessageContent, Millis, Result, SqliteStore};
+use crate::sqlite::{confirm_quota_rows, json_col, json_strings, parse_id, to_json};
+use crate::{MessageContent, Millis, Result, SqliteStore, corrupt};
 
 /// Planned messages per `INSERT` (19 values each, under SQLite's 32,766 parameters).
 const PLANNED_INSERT_CHUNK: usize = 500;

@@ -1,15 +1,15 @@
-//! `PlatformStore` on SQLite.
+//! `PlatformStore`, written once for both backends (compiled into `sqlite.rs` and
+//! `postgres.rs`, whose `Backend`, `DbRow` and bind helpers it uses).
 
 use async_trait::async_trait;
 use parley_domain::{ApplicationId, PlatformId};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
+use super::{Backend, DbRow, opt_text, parse_id, parse_opt_id, phone_from_row, platform_from_row};
 use crate::platforms::*;
-use crate::sqlite::{corrupt, parse_id, parse_opt_id, phone_from_row, platform_from_row};
-use crate::{Millis, PlatformRecord, Result, SqliteStore};
+use crate::{Millis, PlatformRecord, Result, corrupt};
 
-fn session_from_row(row: &SqliteRow, steps: Vec<OnboardingStep>) -> Result<OnboardingRecord> {
+fn session_from_row(row: &DbRow, steps: Vec<OnboardingStep>) -> Result<OnboardingRecord> {
     Ok(OnboardingRecord {
         id: row.try_get("id")?,
         application_id: parse_id(row, "application_id", ApplicationId::parse)?,
@@ -26,7 +26,7 @@ fn session_from_row(row: &SqliteRow, steps: Vec<OnboardingStep>) -> Result<Onboa
     })
 }
 
-fn setup_from_row(row: &SqliteRow) -> Result<PlatformSetupRecord> {
+fn setup_from_row(row: &DbRow) -> Result<PlatformSetupRecord> {
     Ok(PlatformSetupRecord {
         platform: platform_from_row(row)?,
         status_reason: row.try_get("status_reason")?,
@@ -36,13 +36,13 @@ fn setup_from_row(row: &SqliteRow) -> Result<PlatformSetupRecord> {
     })
 }
 
-impl SqliteStore {
+impl Backend {
     async fn steps_of(&self, session_id: &str) -> Result<Vec<OnboardingStep>> {
         let rows = sqlx::query(
-            "SELECT * FROM onboarding_steps WHERE session_id = ? ORDER BY position, at",
+            "SELECT * FROM onboarding_steps WHERE session_id = $1 ORDER BY position, at",
         )
         .bind(session_id)
-        .fetch_all(&self.reader)
+        .fetch_all(self.reader())
         .await?;
         rows.iter()
             .map(|r| {
@@ -82,11 +82,11 @@ fn position(step: &str) -> i64 {
 }
 
 #[async_trait]
-impl PlatformStore for SqliteStore {
+impl PlatformStore for Backend {
     async fn save_onboarding(&self, s: &OnboardingRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO onboarding_sessions (id, application_id, platform_id, event, business_id, waba_id, phone_number_id, state, failed_step, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT (id) DO UPDATE SET
                platform_id = excluded.platform_id, event = excluded.event, business_id = excluded.business_id,
                waba_id = excluded.waba_id, phone_number_id = excluded.phone_number_id, state = excluded.state,
@@ -103,7 +103,7 @@ impl PlatformStore for SqliteStore {
         .bind(&s.failed_step)
         .bind(s.created_at)
         .bind(s.updated_at)
-        .execute(&self.writer)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -111,7 +111,7 @@ impl PlatformStore for SqliteStore {
     async fn record_onboarding_step(&self, session_id: &str, step: &OnboardingStep) -> Result<()> {
         sqlx::query(
             "INSERT INTO onboarding_steps (session_id, step, position, state, error_code, error_message, at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (session_id, step) DO UPDATE SET
                state = excluded.state, error_code = excluded.error_code,
                error_message = excluded.error_message, at = excluded.at",
@@ -121,17 +121,17 @@ impl PlatformStore for SqliteStore {
         .bind(position(&step.step))
         .bind(&step.state)
         .bind(step.error_code)
-        .bind(&step.error_message)
+        .bind(opt_text(step.error_message.as_deref()))
         .bind(step.at)
-        .execute(&self.writer)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
 
     async fn onboarding(&self, session_id: &str) -> Result<Option<OnboardingRecord>> {
-        let row = sqlx::query("SELECT * FROM onboarding_sessions WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM onboarding_sessions WHERE id = $1")
             .bind(session_id)
-            .fetch_optional(&self.reader)
+            .fetch_optional(self.reader())
             .await?;
         match row {
             Some(row) => {
@@ -144,10 +144,10 @@ impl PlatformStore for SqliteStore {
 
     async fn latest_onboarding(&self, platform: &PlatformId) -> Result<Option<OnboardingRecord>> {
         let row = sqlx::query(
-            "SELECT * FROM onboarding_sessions WHERE platform_id = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+            "SELECT * FROM onboarding_sessions WHERE platform_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
         )
         .bind(platform.as_str())
-        .fetch_optional(&self.reader)
+        .fetch_optional(self.reader())
         .await?;
         match row {
             Some(row) => {
@@ -168,20 +168,20 @@ impl PlatformStore for SqliteStore {
         let token = access_token.map(|t| self.cipher.encrypt(t.as_bytes()));
         let pin = pin.map(|p| self.cipher.encrypt(p.as_bytes()));
         sqlx::query(
-            "UPDATE onboarding_sessions SET access_token = COALESCE(?, access_token), pin = COALESCE(?, pin) WHERE id = ?",
+            "UPDATE onboarding_sessions SET access_token = COALESCE($1, access_token), pin = COALESCE($2, pin) WHERE id = $3",
         )
         .bind(token)
         .bind(pin)
         .bind(session_id)
-        .execute(&self.writer)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
 
     async fn onboarding_secrets(&self, session_id: &str) -> Result<OnboardingSecrets> {
-        let row = sqlx::query("SELECT access_token, pin FROM onboarding_sessions WHERE id = ?")
+        let row = sqlx::query("SELECT access_token, pin FROM onboarding_sessions WHERE id = $1")
             .bind(session_id)
-            .fetch_optional(&self.reader)
+            .fetch_optional(self.reader())
             .await?;
         let Some(row) = row else {
             return Ok(OnboardingSecrets::default());
@@ -200,17 +200,17 @@ impl PlatformStore for SqliteStore {
         now: Millis,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE platforms SET status = ?, status_reason = ?, updated_at = ?,
-               disconnected_at = CASE WHEN ? = 'disconnected' THEN COALESCE(disconnected_at, ?) ELSE NULL END
-             WHERE id = ?",
+            "UPDATE platforms SET status = $1, status_reason = $2, updated_at = $3,
+               disconnected_at = CASE WHEN $4 = 'disconnected' THEN COALESCE(disconnected_at, $5) ELSE NULL END
+             WHERE id = $6",
         )
         .bind(status)
-        .bind(reason)
+        .bind(opt_text(reason))
         .bind(now)
         .bind(status)
         .bind(now)
         .bind(platform.as_str())
-        .execute(&self.writer)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -222,22 +222,22 @@ impl PlatformStore for SqliteStore {
         connected_at: Option<Millis>,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE platforms SET company_name = COALESCE(?, company_name),
-               connected_at = COALESCE(connected_at, ?)
-             WHERE id = ?",
+            "UPDATE platforms SET company_name = COALESCE($1, company_name),
+               connected_at = COALESCE(connected_at, $2)
+             WHERE id = $3",
         )
         .bind(company_name)
         .bind(connected_at)
         .bind(platform.as_str())
-        .execute(&self.writer)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
 
     async fn platform_setup(&self, platform: &PlatformId) -> Result<Option<PlatformSetupRecord>> {
-        let row = sqlx::query("SELECT * FROM platforms WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM platforms WHERE id = $1")
             .bind(platform.as_str())
-            .fetch_optional(&self.reader)
+            .fetch_optional(self.reader())
             .await?;
         row.as_ref().map(setup_from_row).transpose()
     }
@@ -249,30 +249,30 @@ impl PlatformStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<PlatformSetupRecord>> {
         let rows = sqlx::query(
-            "SELECT * FROM platforms WHERE application_id = ? AND id > ? ORDER BY id LIMIT ?",
+            "SELECT * FROM platforms WHERE application_id = $1 AND id > $2 ORDER BY id LIMIT $3",
         )
         .bind(app.as_str())
         .bind(after.map_or("", |a| a.as_str()))
         .bind(i64::from(limit))
-        .fetch_all(&self.reader)
+        .fetch_all(self.reader())
         .await?;
         rows.iter().map(setup_from_row).collect()
     }
 
     async fn platforms_by_waba(&self, waba_id: &str) -> Result<Vec<PlatformRecord>> {
-        let rows = sqlx::query("SELECT * FROM platforms WHERE waba_id = ? ORDER BY id")
+        let rows = sqlx::query("SELECT * FROM platforms WHERE waba_id = $1 ORDER BY id")
             .bind(waba_id)
-            .fetch_all(&self.reader)
+            .fetch_all(self.reader())
             .await?;
         rows.iter().map(platform_from_row).collect()
     }
 
     async fn platform_numbers(&self, platform: &PlatformId) -> Result<Vec<NumberSetupRecord>> {
         let rows = sqlx::query(
-            "SELECT * FROM phone_numbers WHERE platform_id = ? ORDER BY phone_number_id",
+            "SELECT * FROM phone_numbers WHERE platform_id = $1 ORDER BY phone_number_id",
         )
         .bind(platform.as_str())
-        .fetch_all(&self.reader)
+        .fetch_all(self.reader())
         .await?;
         rows.iter()
             .map(|r| {
@@ -294,12 +294,12 @@ impl PlatformStore for SqliteStore {
     ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE phone_numbers SET
-               verified_name = COALESCE(?, verified_name), name_status = COALESCE(?, name_status),
-               quality_rating = COALESCE(?, quality_rating), messaging_limit = COALESCE(?, messaging_limit),
-               messaging_limit_scope = COALESCE(?, messaging_limit_scope),
-               throughput_level = COALESCE(?, throughput_level), throughput_mps = COALESCE(?, throughput_mps),
-               updated_at = ?
-             WHERE phone_number_id = ?",
+               verified_name = COALESCE($1, verified_name), name_status = COALESCE($2, name_status),
+               quality_rating = COALESCE($3, quality_rating), messaging_limit = COALESCE($4, messaging_limit),
+               messaging_limit_scope = COALESCE($5, messaging_limit_scope),
+               throughput_level = COALESCE($6, throughput_level), throughput_mps = COALESCE($7, throughput_mps),
+               updated_at = $8
+             WHERE phone_number_id = $9",
         )
         .bind(&p.verified_name)
         .bind(&p.name_status)
@@ -310,7 +310,7 @@ impl PlatformStore for SqliteStore {
         .bind(p.throughput_mps.map(i64::from))
         .bind(now)
         .bind(phone_number_id)
-        .execute(&self.writer)
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -325,8 +325,8 @@ impl PlatformStore for SqliteStore {
         let empty = self.cipher.encrypt(b"");
         let mut tx = self.tx().await?;
         sqlx::query(
-            "UPDATE platforms SET status = 'disconnected', status_reason = ?, access_token = ?,
-               connected_at = NULL, disconnected_at = ?, updated_at = ? WHERE id = ?",
+            "UPDATE platforms SET status = 'disconnected', status_reason = $1, access_token = $2,
+               connected_at = NULL, disconnected_at = $3, updated_at = $4 WHERE id = $5",
         )
         .bind(reason)
         .bind(empty)
@@ -335,11 +335,11 @@ impl PlatformStore for SqliteStore {
         .bind(platform.as_str())
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM phone_numbers WHERE platform_id = ?")
+        sqlx::query("DELETE FROM phone_numbers WHERE platform_id = $1")
             .bind(platform.as_str())
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE onboarding_sessions SET access_token = NULL WHERE platform_id = ?")
+        sqlx::query("UPDATE onboarding_sessions SET access_token = NULL WHERE platform_id = $1")
             .bind(platform.as_str())
             .execute(&mut *tx)
             .await?;

@@ -1,14 +1,15 @@
-//! `TemplateStore` on PostgreSQL.
+//! `TemplateStore`, written once for both backends (compiled into `sqlite.rs` and
+//! `postgres.rs`).
 
 use async_trait::async_trait;
 use parley_domain::{ApplicationId, PlatformId, TemplateId};
 
-use crate::postgres::template_from_row;
+use super::{Backend, template_from_row};
 use crate::templates::TemplateStore;
-use crate::{PostgresStore, Result, TemplateRecord};
+use crate::{Result, TemplateRecord};
 
 #[async_trait]
-impl TemplateStore for PostgresStore {
+impl TemplateStore for Backend {
     async fn template_by_id(
         &self,
         app: &ApplicationId,
@@ -17,7 +18,7 @@ impl TemplateStore for PostgresStore {
         let row = sqlx::query("SELECT * FROM templates WHERE application_id = $1 AND id = $2")
             .bind(app.as_str())
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await?;
         row.as_ref().map(template_from_row).transpose()
     }
@@ -32,7 +33,7 @@ impl TemplateStore for PostgresStore {
         )
         .bind(platform.as_str())
         .bind(meta_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await?;
         row.as_ref().map(template_from_row).transpose()
     }
@@ -41,7 +42,7 @@ impl TemplateStore for PostgresStore {
         let rows =
             sqlx::query("SELECT * FROM templates WHERE platform_id = $1 ORDER BY name, language")
                 .bind(platform.as_str())
-                .fetch_all(&self.pool)
+                .fetch_all(self.reader())
                 .await?;
         rows.iter().map(template_from_row).collect()
     }

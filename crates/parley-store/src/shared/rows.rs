@@ -1,0 +1,118 @@
+//! Row mapping, written once: compiled into `sqlite.rs` and `postgres.rs` (see `shared/README`
+//! in `docs/DECISIONS.md`, "One SQL source"), where `DbRow` and `json_col` are that backend's.
+
+use std::str::FromStr;
+
+use parley_domain::{
+    ApplicationId, ContactId, MessageId, MessageState, PlatformId, Tags, Template, TemplateId,
+};
+use sqlx::Row;
+
+use super::{DbRow, json_col};
+use crate::types::*;
+use crate::{Result, corrupt};
+
+pub(crate) fn parse_id<T, E: std::fmt::Display>(
+    row: &DbRow,
+    col: &str,
+    f: impl Fn(&str) -> std::result::Result<T, E>,
+) -> Result<T> {
+    let s: String = row.try_get(col)?;
+    f(&s).map_err(|e| corrupt(col, e))
+}
+
+pub(crate) fn parse_opt_id<T, E: std::fmt::Display>(
+    row: &DbRow,
+    col: &str,
+    f: impl Fn(&str) -> std::result::Result<T, E>,
+) -> Result<Option<T>> {
+    let s: Option<String> = row.try_get(col)?;
+    s.map(|s| f(&s).map_err(|e| corrupt(col, e))).transpose()
+}
+
+pub(crate) fn message_from_row(row: &DbRow) -> Result<MessageRecord> {
+    let state: String = row.try_get("state")?;
+    Ok(MessageRecord {
+        id: parse_id(row, "id", MessageId::parse)?,
+        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
+        phone_number_id: row.try_get("phone_number_id")?,
+        contact_id: parse_opt_id(row, "contact_id", ContactId::parse)?,
+        to_phone: row.try_get("to_phone")?,
+        content: json_col(row, "content")?,
+        reply_to: row.try_get("reply_to")?,
+        state: MessageState::from_str(&state).map_err(|e| corrupt("state", e))?,
+        wamid: row.try_get("wamid")?,
+        error_code: row.try_get("error_code")?,
+        error_message: row.try_get("error_message")?,
+        attempts: row.try_get("attempts")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        queued_at: row.try_get("queued_at")?,
+        sending_at: row.try_get("sending_at")?,
+        accepted_at: row.try_get("accepted_at")?,
+        sent_at: row.try_get("sent_at")?,
+        delivered_at: row.try_get("delivered_at")?,
+        read_at: row.try_get("read_at")?,
+        failed_at: row.try_get("failed_at")?,
+        updated_at: row.try_get("updated_at")?,
+        send_window: row.try_get("send_window")?,
+    })
+}
+
+pub(crate) fn platform_from_row(row: &DbRow) -> Result<PlatformRecord> {
+    Ok(PlatformRecord {
+        id: parse_id(row, "id", PlatformId::parse)?,
+        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
+        business_id: row.try_get("business_id")?,
+        waba_id: row.try_get("waba_id")?,
+        waba_name: row.try_get("waba_name")?,
+        status: row.try_get("status")?,
+        details: json_col(row, "details")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+pub(crate) fn phone_from_row(row: &DbRow) -> Result<PhoneNumberRecord> {
+    let mps: i64 = row.try_get("throughput_mps")?;
+    Ok(PhoneNumberRecord {
+        phone_number_id: row.try_get("phone_number_id")?,
+        platform_id: parse_id(row, "platform_id", PlatformId::parse)?,
+        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
+        display_phone_number: row.try_get("display_phone_number")?,
+        verified_name: row.try_get("verified_name")?,
+        quality_rating: row.try_get("quality_rating")?,
+        messaging_limit: row.try_get("messaging_limit")?,
+        throughput_mps: u32::try_from(mps).unwrap_or(80),
+        status: row.try_get("status")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+pub(crate) fn template_from_row(row: &DbRow) -> Result<TemplateRecord> {
+    let template: Template = json_col(row, "model")?;
+    Ok(TemplateRecord {
+        id: parse_id(row, "id", TemplateId::parse)?,
+        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
+        platform_id: parse_id(row, "platform_id", PlatformId::parse)?,
+        meta_id: row.try_get("meta_id")?,
+        template,
+        raw: json_col(row, "raw")?,
+        updated_at: row.try_get("updated_at")?,
+        deleted_at: row.try_get("deleted_at")?,
+    })
+}
+
+pub(crate) fn contact_from_row(row: &DbRow) -> Result<ContactRecord> {
+    let tags: Tags = json_col(row, "tags")?;
+    Ok(ContactRecord {
+        id: parse_id(row, "id", ContactId::parse)?,
+        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
+        phone: row.try_get("phone")?,
+        wa_id: row.try_get("wa_id")?,
+        name: row.try_get("name")?,
+        tags,
+        last_inbound_at: row.try_get("last_inbound_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
