@@ -3,6 +3,7 @@
 
 pub mod binding;
 pub mod ids;
+pub mod lifecycle;
 pub mod meta_error;
 pub mod personalize;
 pub mod phone;
@@ -16,6 +17,7 @@ pub mod window;
 
 pub use binding::*;
 pub use ids::*;
+pub use lifecycle::*;
 pub use meta_error::*;
 pub use personalize::*;
 pub use phone::*;

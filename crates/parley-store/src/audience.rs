@@ -9,42 +9,15 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use parley_domain::{ApplicationId, ContactId, ImportId, Segment, SegmentId, TagValue, Tags};
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::{ContactRecord, MessageRecord, Millis, Result};
 
+// Moved to `parley-domain` (#11); re-exported until every user imports it from there.
+pub use parley_domain::{ImportState, Subscription};
+
 /// A partial tag update: `Some` sets the tag, `None` removes it (JSON `null`).
 pub type TagPatch = BTreeMap<String, Option<TagValue>>;
-
-/// Marketing subscription state of a contact.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Subscription {
-    /// Never stated: imported or written without consent information.
-    Unknown,
-    OptedIn,
-    OptedOut,
-}
-
-impl Subscription {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Subscription::Unknown => "unknown",
-            Subscription::OptedIn => "opted_in",
-            Subscription::OptedOut => "opted_out",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Subscription> {
-        Some(match s {
-            "unknown" => Subscription::Unknown,
-            "opted_in" => Subscription::OptedIn,
-            "opted_out" => Subscription::OptedOut,
-            _ => return None,
-        })
-    }
-}
 
 /// A change of subscription, recorded in the contact's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,32 +110,6 @@ pub struct SegmentRecord {
     pub filter: String,
     pub created_at: Millis,
     pub updated_at: Millis,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ImportState {
-    Running,
-    Done,
-    Failed,
-}
-
-impl ImportState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ImportState::Running => "running",
-            ImportState::Done => "done",
-            ImportState::Failed => "failed",
-        }
-    }
-    pub fn parse(s: &str) -> Option<ImportState> {
-        Some(match s {
-            "running" => ImportState::Running,
-            "done" => ImportState::Done,
-            "failed" => ImportState::Failed,
-            _ => return None,
-        })
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,75 +11,13 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use parley_domain::quota::{Gate, MessagingLimit, Reach};
 use parley_domain::{ApplicationId, CampaignId, MessageId};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::audience::AudienceContact;
+
+// Moved to `parley-domain` (#11); re-exported until every user imports it from there.
 use crate::{Millis, NewMessage, Result};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CampaignState {
-    Draft,
-    Scheduled,
-    Running,
-    Paused,
-    Completed,
-    Cancelled,
-}
-
-impl CampaignState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CampaignState::Draft => "draft",
-            CampaignState::Scheduled => "scheduled",
-            CampaignState::Running => "running",
-            CampaignState::Paused => "paused",
-            CampaignState::Completed => "completed",
-            CampaignState::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<CampaignState> {
-        Some(match s {
-            "draft" => CampaignState::Draft,
-            "scheduled" => CampaignState::Scheduled,
-            "running" => CampaignState::Running,
-            "paused" => CampaignState::Paused,
-            "completed" => CampaignState::Completed,
-            "cancelled" => CampaignState::Cancelled,
-            _ => return None,
-        })
-    }
-
-    pub fn is_final(self) -> bool {
-        matches!(self, CampaignState::Completed | CampaignState::Cancelled)
-    }
-}
-
-/// Marketing skips opted-out contacts; transactional (utility) still sends to them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CampaignKind {
-    Marketing,
-    Transactional,
-}
-
-impl CampaignKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CampaignKind::Marketing => "marketing",
-            CampaignKind::Transactional => "transactional",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<CampaignKind> {
-        Some(match s {
-            "marketing" => CampaignKind::Marketing,
-            "transactional" => CampaignKind::Transactional,
-            _ => return None,
-        })
-    }
-}
+pub use parley_domain::{CampaignKind, CampaignState};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CampaignRecord {

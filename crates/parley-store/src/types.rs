@@ -1,12 +1,15 @@
 //! Rows as the rest of Parley sees them.
 
 use parley_domain::{
-    AccountId, ApplicationId, ContactId, MessageId, MessageState, PlatformId, RenderedTemplate,
-    Tags, Template, TemplateId, UserId,
+    AccountId, ApplicationId, ContactId, MessageId, MessageState, PlatformId, Tags, Template,
+    TemplateId, UserId,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::Millis;
+
+// Moved to `parley-domain` (#11); re-exported until every user imports it from there.
+pub use parley_domain::MessageContent;
 
 #[derive(Debug, Clone)]
 pub struct ApplicationRecord {
@@ -120,23 +123,6 @@ pub struct InboundRecord {
     pub text: Option<String>,
     pub raw: serde_json::Value,
     pub received_at: Millis,
-}
-
-/// What a message carries.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum MessageContent {
-    Template { template: RenderedTemplate },
-    Text { body: String, preview_url: bool },
-}
-
-impl MessageContent {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            MessageContent::Template { .. } => "template",
-            MessageContent::Text { .. } => "text",
-        }
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -1,0 +1,145 @@
+//! The states and kinds that Parley's records carry from the API to the database: a
+//! campaign's state machine and kind, a contact's marketing subscription, an import's state,
+//! and what a message carries. Each has one text form (`as_str`/`parse`, and the same names in
+//! serde), which is what the API shows and both stores keep.
+
+use serde::{Deserialize, Serialize};
+
+use crate::RenderedTemplate;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignState {
+    Draft,
+    Scheduled,
+    Running,
+    Paused,
+    Completed,
+    Cancelled,
+}
+
+impl CampaignState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignState::Draft => "draft",
+            CampaignState::Scheduled => "scheduled",
+            CampaignState::Running => "running",
+            CampaignState::Paused => "paused",
+            CampaignState::Completed => "completed",
+            CampaignState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CampaignState> {
+        Some(match s {
+            "draft" => CampaignState::Draft,
+            "scheduled" => CampaignState::Scheduled,
+            "running" => CampaignState::Running,
+            "paused" => CampaignState::Paused,
+            "completed" => CampaignState::Completed,
+            "cancelled" => CampaignState::Cancelled,
+            _ => return None,
+        })
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, CampaignState::Completed | CampaignState::Cancelled)
+    }
+}
+
+/// Marketing skips opted-out contacts; transactional (utility) still sends to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignKind {
+    Marketing,
+    Transactional,
+}
+
+impl CampaignKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignKind::Marketing => "marketing",
+            CampaignKind::Transactional => "transactional",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CampaignKind> {
+        Some(match s {
+            "marketing" => CampaignKind::Marketing,
+            "transactional" => CampaignKind::Transactional,
+            _ => return None,
+        })
+    }
+}
+
+/// Marketing subscription state of a contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subscription {
+    /// Never stated: imported or written without consent information.
+    Unknown,
+    OptedIn,
+    OptedOut,
+}
+
+impl Subscription {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Subscription::Unknown => "unknown",
+            Subscription::OptedIn => "opted_in",
+            Subscription::OptedOut => "opted_out",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Subscription> {
+        Some(match s {
+            "unknown" => Subscription::Unknown,
+            "opted_in" => Subscription::OptedIn,
+            "opted_out" => Subscription::OptedOut,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportState {
+    Running,
+    Done,
+    Failed,
+}
+
+impl ImportState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImportState::Running => "running",
+            ImportState::Done => "done",
+            ImportState::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<ImportState> {
+        Some(match s {
+            "running" => ImportState::Running,
+            "done" => ImportState::Done,
+            "failed" => ImportState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// What a message carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MessageContent {
+    Template { template: RenderedTemplate },
+    Text { body: String, preview_url: bool },
+}
+
+impl MessageContent {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MessageContent::Template { .. } => "template",
+            MessageContent::Text { .. } => "text",
+        }
+    }
+}
