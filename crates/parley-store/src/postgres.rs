@@ -135,10 +135,14 @@ impl PostgresStore {
 #[path = "shared/rows.rs"]
 mod rows;
 pub(crate) use rows::*;
+#[path = "shared/campaigns.rs"]
+mod campaigns;
 #[path = "shared/platforms.rs"]
 mod platforms;
 #[path = "shared/templates.rs"]
 mod templates;
+// The campaign list page reads its contacts as the audience area maps them.
+use crate::postgres_audience::audience_from_row;
 
 /// Serializes every status and acceptance of these wamids until the transaction ends, taken
 /// in one order (sorted) so two batches cannot wait on each other.

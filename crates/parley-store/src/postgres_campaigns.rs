@@ -1,213 +1,21 @@
-//! `CampaignStore` on PostgreSQL. The quota gate takes a transaction-scoped advisory lock on
-//! the scope, so nodes sending for one portfolio never hand out the same slot twice; planner
+//! `CampaignStore` on PostgreSQL: only what differs from SQLite; the rest is
+//! `shared/campaigns.rs`. The quota gate takes a transaction-scoped advisory lock on the
+//! scope, so nodes sending for one portfolio never hand out the same slot twice; planner
 //! chunks and state changes are conditional UPDATEs.
 
-use async_trait::async_trait;
-use parley_domain::quota::{QUOTA_WINDOW_MS, Reach};
-use parley_domain::{ApplicationId, CampaignId, MessageId, SERVICE_WINDOW};
-use sqlx::Row;
-use sqlx::postgres::PgRow;
+use parley_domain::{CampaignId, SERVICE_WINDOW};
+use sqlx::{Postgres, Row, Transaction};
 
 use crate::campaigns::*;
-use crate::postgres::{confirm_quota_rows, jsonb, parse_id, pg_text};
-use crate::{MessageContent, Millis, PostgresStore, Result, corrupt};
+use crate::postgres::jsonb;
+use crate::{MessageContent, Millis, PostgresStore, Result};
 
 const HOUR_MS: i64 = 60 * 60 * 1000;
-/// List entries per multi-row INSERT (4 binds each).
-const LIST_INSERT_CHUNK: usize = 1_000;
-
-fn campaign_from_row(row: &PgRow) -> Result<CampaignRecord> {
-    let kind: String = row.try_get("kind")?;
-    let state: String = row.try_get("state")?;
-    let window: Option<String> = row.try_get("send_window")?;
-    let recipients: i64 = row.try_get("recipients")?;
-    let planned: bool = row.try_get("planned")?;
-    Ok(CampaignRecord {
-        id: parse_id(row, "id", CampaignId::parse)?,
-        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
-        name: row.try_get("name")?,
-        phone_number_id: row.try_get("phone_number_id")?,
-        template_name: row.try_get("template_name")?,
-        template_language: row.try_get("template_language")?,
-        variables: text_json(row, "variables")?,
-        audience: text_json(row, "audience")?,
-        audience_filter: row.try_get("audience_filter")?,
-        kind: CampaignKind::parse(&kind).ok_or_else(|| corrupt("campaign kind", &kind))?,
-        scheduled_at: row.try_get("scheduled_at")?,
-        send_window: window
-            .map(|w| serde_json::from_str(&w).map_err(|e| corrupt("send_window", e)))
-            .transpose()?,
-        state: CampaignState::parse(&state).ok_or_else(|| corrupt("campaign state", &state))?,
-        state_reason: row.try_get("state_reason")?,
-        planner_cursor: row.try_get("planner_cursor")?,
-        planned,
-        recipients: u64::try_from(recipients).unwrap_or(0),
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-    })
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| corrupt("serialize", e))
-}
-
-/// A JSON document kept in a TEXT column.
-fn text_json(row: &PgRow, col: &str) -> Result<serde_json::Value> {
-    let s: String = row.try_get(col)?;
-    serde_json::from_str(&s).map_err(|e| corrupt(col, e))
-}
-
-fn states_list(states: &[CampaignState]) -> String {
-    states
-        .iter()
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 impl PostgresStore {
-    /// Puts a queued (or claimed) message back to wait until `until` for `reason` (`quota`,
-    /// `window`); the wait is not counted as an attempt.
-    async fn hold_message(
-        &self,
-        id: &MessageId,
-        reason: &str,
-        until: Millis,
-        now: Millis,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE messages SET state = 'queued', lease_until = NULL, next_attempt_at = $1, hold_reason = $2,
-               attempts = GREATEST(attempts - 1, 0), updated_at = $3
-             WHERE id = $4 AND state IN ('queued', 'sending')",
-        )
-        .bind(until)
-        .bind(reason)
-        .bind(now)
-        .bind(id.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl CampaignStore for PostgresStore {
-    async fn create_campaign(&self, c: &CampaignRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO campaigns (id, application_id, name, phone_number_id, template_name, template_language,
-               variables, audience, audience_filter, kind, scheduled_at, send_window, state, state_reason,
-               planner_cursor, planned, recipients, created_at, updated_at, started_at, finished_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
-        )
-        .bind(c.id.as_str())
-        .bind(c.application_id.as_str())
-        .bind(&c.name)
-        .bind(&c.phone_number_id)
-        .bind(&c.template_name)
-        .bind(&c.template_language)
-        .bind(to_json(&c.variables)?)
-        .bind(to_json(&c.audience)?)
-        .bind(&c.audience_filter)
-        .bind(c.kind.as_str())
-        .bind(c.scheduled_at)
-        .bind(c.send_window.as_ref().map(to_json).transpose()?)
-        .bind(c.state.as_str())
-        .bind(&c.state_reason)
-        .bind(&c.planner_cursor)
-        .bind(c.planned)
-        .bind(i64::try_from(c.recipients).unwrap_or(i64::MAX))
-        .bind(c.created_at)
-        .bind(c.updated_at)
-        .bind(c.started_at)
-        .bind(c.finished_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn campaign(
-        &self,
-        app: &ApplicationId,
-        id: &CampaignId,
-    ) -> Result<Option<CampaignRecord>> {
-        let row = sqlx::query("SELECT * FROM campaigns WHERE application_id = $1 AND id = $2")
-            .bind(app.as_str())
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(campaign_from_row).transpose()
-    }
-
-    async fn campaigns(
-        &self,
-        app: &ApplicationId,
-        after: Option<&CampaignId>,
-        limit: u32,
-    ) -> Result<Vec<CampaignRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM campaigns WHERE application_id = $1 AND ($2 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
-        )
-        .bind(app.as_str())
-        .bind(after.map(|a| a.as_str()))
-        .bind(after.map(|a| a.as_str()))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(campaign_from_row).collect()
-    }
-
-    async fn transition_campaign(
-        &self,
-        id: &CampaignId,
-        from: &[CampaignState],
-        to: CampaignState,
-        reason: Option<&str>,
-        now: Millis,
-    ) -> Result<bool> {
-        // The states are our own constants, never user input.
-        let sql = format!(
-            "UPDATE campaigns SET state = $1, state_reason = $2, updated_at = $3,
-               started_at = CASE WHEN $4 = 'running' THEN COALESCE(started_at, $5) ELSE started_at END,
-               finished_at = CASE WHEN $6 IN ('completed', 'cancelled') THEN $7 ELSE finished_at END
-             WHERE id = $8 AND state IN ({})",
-            states_list(from)
-        );
-        let r = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(to.as_str())
-            .bind(reason)
-            .bind(now)
-            .bind(to.as_str())
-            .bind(now)
-            .bind(to.as_str())
-            .bind(now)
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    async fn campaigns_to_work(&self, now: Millis) -> Result<Vec<CampaignRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM campaigns WHERE (state = 'running' AND planned = FALSE)
-               OR (state = 'scheduled' AND COALESCE(scheduled_at, 0) <= $1) ORDER BY id",
-        )
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(campaign_from_row).collect()
-    }
-
-    async fn running_planned_campaigns(&self) -> Result<Vec<CampaignRecord>> {
-        let rows =
-            sqlx::query("SELECT * FROM campaigns WHERE state = 'running' AND planned ORDER BY id")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter().map(campaign_from_row).collect()
-    }
-
-    async fn add_planned_messages(
+    /// `CampaignStore::add_planned_messages`: the cursor check (`IS NOT DISTINCT FROM`,
+    /// `planned` as BOOLEAN) and one INSERT per message.
+    pub(crate) async fn commit_planner_chunk(
         &self,
         id: &CampaignId,
         expected_cursor: Option<&str>,
@@ -283,82 +91,25 @@ impl CampaignStore for PostgresStore {
         Ok(true)
     }
 
-    async fn campaign_open_messages(&self, id: &CampaignId) -> Result<u64> {
+    /// Queued or sending messages, counted.
+    pub(crate) async fn open_message_count(&self, id: &CampaignId) -> Result<u64> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM messages WHERE campaign_id = $1 AND state IN ('queued', 'sending')",
         )
         .bind(id.as_str())
-        .fetch_one(&self.pool)
+        .fetch_one(self.writer())
         .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    async fn hold_campaign_messages(&self, id: &CampaignId, until: Millis) -> Result<u64> {
-        let r = sqlx::query(
-            "UPDATE messages SET next_attempt_at = $1 WHERE campaign_id = $2 AND state = 'queued'",
-        )
-        .bind(until)
-        .bind(id.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected())
-    }
-
-    async fn release_campaign_messages(&self, id: &CampaignId, now: Millis) -> Result<u64> {
-        let r = sqlx::query(
-            "UPDATE messages SET next_attempt_at = $1 WHERE campaign_id = $2 AND state = 'queued'",
-        )
-        .bind(now)
-        .bind(id.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected())
-    }
-
-    async fn cancel_campaign_messages(&self, id: &CampaignId, now: Millis) -> Result<u64> {
-        let r = sqlx::query(
-            "UPDATE messages SET state = 'skipped', hold_reason = 'cancelled',
-               error_message = 'the campaign was cancelled before this message was sent', updated_at = $1
-             WHERE campaign_id = $2 AND state = 'queued'",
-        )
-        .bind(now)
-        .bind(id.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected())
-    }
-
-    async fn pause_campaigns_of_numbers(
-        &self,
-        phone_number_ids: &[String],
-        reason: &str,
-        now: Millis,
-    ) -> Result<Vec<CampaignId>> {
-        let mut paused = Vec::new();
-        for pn in phone_number_ids {
-            let rows = sqlx::query(
-                "UPDATE campaigns SET state = 'paused', state_reason = $1, updated_at = $2
-                 WHERE phone_number_id = $3 AND state = 'running' RETURNING id",
-            )
-            .bind(reason)
-            .bind(now)
-            .bind(pn)
-            .fetch_all(&self.pool)
-            .await?;
-            for row in rows {
-                paused.push(parse_id(&row, "id", CampaignId::parse)?);
-            }
-        }
-        Ok(paused)
-    }
-
-    async fn campaign_counts(&self, id: &CampaignId) -> Result<CampaignCounts> {
+    /// `CampaignStore::campaign_counts`, by grouped queries over the campaign's messages.
+    pub(crate) async fn message_counts(&self, id: &CampaignId) -> Result<CampaignCounts> {
         let mut counts = CampaignCounts::default();
         let rows = sqlx::query(
             "SELECT state, COUNT(*) AS n FROM messages WHERE campaign_id = $1 GROUP BY state",
         )
         .bind(id.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(self.writer())
         .await?;
         for r in rows {
             let n: i64 = r.try_get("n")?;
@@ -371,7 +122,7 @@ impl CampaignStore for PostgresStore {
              WHERE campaign_id = $1 AND state = 'queued' AND hold_reason = 'quota'",
         )
         .bind(id.as_str())
-        .fetch_one(&self.pool)
+        .fetch_one(self.writer())
         .await?;
         let n: i64 = row.try_get("n")?;
         counts.waiting_for_quota = u64::try_from(n).unwrap_or(0);
@@ -381,7 +132,7 @@ impl CampaignStore for PostgresStore {
              WHERE campaign_id = $1 AND state = 'queued' AND hold_reason = 'window'",
         )
         .bind(id.as_str())
-        .fetch_one(&self.pool)
+        .fetch_one(self.writer())
         .await?;
         let n: i64 = row.try_get("n")?;
         counts.waiting_for_window = u64::try_from(n).unwrap_or(0);
@@ -391,7 +142,7 @@ impl CampaignStore for PostgresStore {
              WHERE campaign_id = $1 AND state = 'failed' GROUP BY k",
         )
         .bind(id.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(self.writer())
         .await?;
         for r in rows {
             let n: i64 = r.try_get("n")?;
@@ -404,7 +155,7 @@ impl CampaignStore for PostgresStore {
              WHERE campaign_id = $1 AND state = 'skipped' GROUP BY k",
         )
         .bind(id.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(self.writer())
         .await?;
         for r in rows {
             let n: i64 = r.try_get("n")?;
@@ -422,7 +173,7 @@ impl CampaignStore for PostgresStore {
         )
         .bind(id.as_str())
         .bind(SERVICE_WINDOW.whole_milliseconds() as i64)
-        .fetch_one(&self.pool)
+        .fetch_one(self.writer())
         .await?;
         counts.replied = u64::try_from(replied).unwrap_or(0);
         let rows = sqlx::query(
@@ -432,7 +183,7 @@ impl CampaignStore for PostgresStore {
         .bind(HOUR_MS)
         .bind(HOUR_MS)
         .bind(id.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(self.writer())
         .await?;
         for r in rows {
             let n: i64 = r.try_get("n")?;
@@ -443,32 +194,28 @@ impl CampaignStore for PostgresStore {
         Ok(counts)
     }
 
-    async fn message_campaign(&self, id: &MessageId) -> Result<Option<CampaignId>> {
-        let v: Option<Option<String>> =
-            sqlx::query_scalar("SELECT campaign_id FROM messages WHERE id = $1")
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-        v.flatten()
-            .map(|s| CampaignId::parse(&s).map_err(|e| corrupt("campaign_id", e)))
-            .transpose()
-    }
-
-    async fn reserve_quota_batch(&self, req: &QuotaBatch<'_>) -> Result<Vec<QuotaAnswer>> {
-        if req.items.is_empty() {
-            return Ok(Vec::new());
-        }
-        let contacts: Vec<String> = req
-            .items
-            .iter()
-            .map(|i| pg_text(i.contact).into_owned())
-            .collect();
+    /// The quota gate's transaction, holding the scope's lock.
+    pub(crate) async fn quota_gate_tx(
+        &self,
+        scope_key: &str,
+    ) -> Result<Transaction<'static, Postgres>> {
         let mut tx = self.tx().await?;
         // One gate at a time per scope, on every node.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))")
-            .bind(req.scope_key)
+            .bind(scope_key)
             .execute(&mut *tx)
             .await?;
+        Ok(tx)
+    }
+
+    /// The batch's contacts inside their service window, and those in the ledger with their
+    /// last reach.
+    pub(crate) async fn quota_reach_facts(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        req: &QuotaBatch<'_>,
+    ) -> Result<QuotaFacts> {
+        let contacts: Vec<&str> = req.items.iter().map(|i| i.contact).collect();
         let mut facts = QuotaFacts::default();
         let in_window: Vec<String> = sqlx::query_scalar(
             "SELECT phone FROM contacts WHERE application_id = $1 AND last_inbound_at > $2
@@ -477,7 +224,7 @@ impl CampaignStore for PostgresStore {
         .bind(req.application_id.as_str())
         .bind(req.now - SERVICE_WINDOW.whole_milliseconds() as i64)
         .bind(&contacts)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut **tx)
         .await?;
         facts.in_window.extend(in_window);
         let rows = sqlx::query(
@@ -485,62 +232,29 @@ impl CampaignStore for PostgresStore {
         )
         .bind(req.scope_key)
         .bind(&contacts)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut **tx)
         .await?;
         for r in rows {
             facts
                 .last_at
                 .insert(r.try_get("contact")?, r.try_get("last_at")?);
         }
-        let since = req.now - QUOTA_WINDOW_MS;
-        if req.limit.per_day().is_some() {
-            let used: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM quota_reach WHERE scope_key = $1 AND last_at > $2",
-            )
-            .bind(req.scope_key)
-            .bind(since)
-            .fetch_one(&mut *tx)
-            .await?;
-            facts.used = Some(u64::try_from(used).unwrap_or(0));
-        }
-        if facts.needs_active(req) {
-            facts.active = Some(
-                sqlx::query_scalar(
-                    "SELECT last_at FROM quota_reach WHERE scope_key = $1 AND last_at > $2 ORDER BY last_at",
-                )
-                .bind(req.scope_key)
-                .bind(since)
-                .fetch_all(&mut *tx)
-                .await?,
-            );
-        }
-        // The facts were read with the sanitized contacts; decide on those too.
-        let items: Vec<QuotaItem<'_>> = req
-            .items
+        Ok(facts)
+    }
+
+    /// Reserves a slot for each of these items (new contacts let through).
+    pub(crate) async fn reserve_quota_slots(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        req: &QuotaBatch<'_>,
+        reserve: &[usize],
+    ) -> Result<()> {
+        let who: Vec<&str> = reserve.iter().map(|&i| req.items[i].contact).collect();
+        let ids: Vec<&str> = reserve
             .iter()
-            .zip(&contacts)
-            .map(|(i, c)| QuotaItem {
-                contact: c.as_str(),
-                message_id: i.message_id,
-            })
+            .map(|&i| req.items[i].message_id.as_str())
             .collect();
-        let sanitized = QuotaBatch {
-            items: &items,
-            ..req.clone()
-        };
-        let decisions = decide_batch(&sanitized, facts);
-        if !decisions.reserve.is_empty() {
-            let who: Vec<&str> = decisions
-                .reserve
-                .iter()
-                .map(|&i| items[i].contact)
-                .collect();
-            let ids: Vec<&str> = decisions
-                .reserve
-                .iter()
-                .map(|&i| items[i].message_id.as_str())
-                .collect();
-            sqlx::query(
+        sqlx::query(
                 "INSERT INTO quota_reach (scope_key, contact, last_at, reserved_by)
                  SELECT $1, v.contact, $2, v.id FROM unnest($3::text[], $4::text[]) AS v(contact, id)
                  ON CONFLICT (scope_key, contact) DO UPDATE SET last_at = excluded.last_at, reserved_by = excluded.reserved_by",
@@ -549,145 +263,24 @@ impl CampaignStore for PostgresStore {
             .bind(req.now)
             .bind(who)
             .bind(ids)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-        }
-        if !decisions.go.is_empty() {
-            let ids: Vec<&str> = decisions
-                .go
-                .iter()
-                .map(|&i| items[i].message_id.as_str())
-                .collect();
-            sqlx::query(
-                "UPDATE messages SET hold_reason = NULL
-                 WHERE id = ANY($1) AND hold_reason IN ('quota', 'window')",
-            )
-            .bind(ids)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(decisions.answers)
-    }
-
-    async fn confirm_quota(
-        &self,
-        scope_key: &str,
-        contact: &str,
-        message_id: &MessageId,
-        reach: Reach,
-        now: Millis,
-    ) -> Result<()> {
-        if reach == Reach::InServiceWindow {
-            return Ok(());
-        }
-        let mut tx = self.tx().await?;
-        confirm_quota_rows(&mut tx, &[(scope_key, contact, message_id.as_str(), now)]).await?;
-        tx.commit().await?;
         Ok(())
     }
 
-    async fn release_quota(
+    /// Lifts the quota/window hold of the messages let through.
+    pub(crate) async fn lift_quota_holds(
         &self,
-        scope_key: &str,
-        contact: &str,
-        message_id: &MessageId,
+        tx: &mut Transaction<'static, Postgres>,
+        ids: &[&str],
     ) -> Result<()> {
         sqlx::query(
-            "DELETE FROM quota_reach WHERE scope_key = $1 AND contact = $2 AND reserved_by = $3",
+            "UPDATE messages SET hold_reason = NULL
+                 WHERE id = ANY($1) AND hold_reason IN ('quota', 'window')",
         )
-        .bind(scope_key)
-        .bind(contact)
-        .bind(message_id.as_str())
-        .execute(&self.pool)
+        .bind(ids)
+        .execute(&mut **tx)
         .await?;
         Ok(())
-    }
-
-    async fn quota_active(&self, scope_key: &str, now: Millis) -> Result<Vec<Millis>> {
-        Ok(sqlx::query_scalar(
-            "SELECT last_at FROM quota_reach WHERE scope_key = $1 AND last_at > $2 ORDER BY last_at",
-        )
-        .bind(scope_key)
-        .bind(now - QUOTA_WINDOW_MS)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    async fn release_quota_waits(&self, phone_number_id: &str, now: Millis) -> Result<u64> {
-        let r = sqlx::query(
-            "UPDATE messages SET next_attempt_at = $1
-             WHERE phone_number_id = $2 AND state = 'queued' AND hold_reason = 'quota' AND next_attempt_at > $3",
-        )
-        .bind(now)
-        .bind(phone_number_id)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected())
-    }
-
-    async fn wait_for_quota(&self, id: &MessageId, until: Millis, now: Millis) -> Result<()> {
-        self.hold_message(id, "quota", until, now).await
-    }
-
-    async fn add_campaign_list(&self, id: &CampaignId, entries: &[ListEntry]) -> Result<()> {
-        let mut tx = self.tx().await?;
-        for (n, chunk) in entries.chunks(LIST_INSERT_CHUNK).enumerate() {
-            let first = (n * LIST_INSERT_CHUNK) as i64 + 1;
-            let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-                "INSERT INTO campaign_list_entries (campaign_id, position, phone, skip) ",
-            );
-            qb.push_values(chunk.iter().enumerate(), |mut b, (i, e)| {
-                b.push_bind(id.as_str())
-                    .push_bind(first + i as i64)
-                    .push_bind(e.phone.as_str())
-                    .push_bind(e.skip.as_deref());
-            });
-            qb.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn campaign_list_page(
-        &self,
-        app: &ApplicationId,
-        id: &CampaignId,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<ListRecipient>> {
-        let rows = sqlx::query(
-            "SELECT l.position AS list_position, l.phone AS list_phone, l.skip AS list_skip, c.*
-             FROM campaign_list_entries l
-             LEFT JOIN contacts c ON c.application_id = $1 AND c.phone = l.phone AND l.skip IS NULL
-             WHERE l.campaign_id = $2 AND l.position > $3 ORDER BY l.position LIMIT $4",
-        )
-        .bind(app.as_str())
-        .bind(id.as_str())
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let contact_id: Option<String> = row.try_get("id")?;
-                Ok(ListRecipient {
-                    position: row.try_get("list_position")?,
-                    entry: ListEntry {
-                        phone: row.try_get("list_phone")?,
-                        skip: row.try_get("list_skip")?,
-                    },
-                    contact: match contact_id {
-                        Some(_) => Some(crate::postgres_audience::audience_from_row(row)?),
-                        None => None,
-                    },
-                })
-            })
-            .collect()
-    }
-
-    async fn wait_for_window(&self, id: &MessageId, until: Millis, now: Millis) -> Result<()> {
-        self.hold_message(id, "window", until, now).await
     }
 }

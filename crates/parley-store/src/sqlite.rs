@@ -112,10 +112,14 @@ impl SqliteStore {
 #[path = "shared/rows.rs"]
 mod rows;
 pub(crate) use rows::*;
+#[path = "shared/campaigns.rs"]
+mod campaigns;
 #[path = "shared/platforms.rs"]
 mod platforms;
 #[path = "shared/templates.rs"]
 mod templates;
+// The campaign list page reads its contacts as the audience area maps them.
+use crate::sqlite_audience::audience_from_row;
 
 /// A JSON array of strings, for `… IN (SELECT value FROM json_each(?))`.
 pub(crate) fn json_strings<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
