@@ -141,6 +141,7 @@ mod templates;
 #[path = "shared/core.rs"]
 mod store_impl;
 
+// `Store::upsert_contacts` goes through the audience upsert, which keeps the tag index.
 use crate::postgres_audience::upsert_in;
 
 /// Serializes every status and acceptance of these wamids until the transaction ends, taken

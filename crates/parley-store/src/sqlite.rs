@@ -118,6 +118,7 @@ mod templates;
 #[path = "shared/core.rs"]
 mod store_impl;
 
+// `Store::upsert_contacts` goes through the audience upsert, which keeps the tag index.
 use crate::sqlite_audience::upsert_in;
 
 /// A JSON array of strings, for `… IN (SELECT value FROM json_each(?))`.
