@@ -21,10 +21,7 @@ use std::borrow::Cow;
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use parley_domain::{
-    AccountId, ApplicationId, ContactId, MessageId, MessageState, PlatformId, UserId,
-};
+use parley_domain::MessageState;
 use serde_json::Value;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
@@ -32,7 +29,7 @@ use sqlx::{Postgres, Row, Transaction};
 
 use crate::lattice::{Batch, STATUS_COLUMNS, StatusRow, orphan_json};
 use crate::types::*;
-use crate::{Millis, Result, SecretCipher, Store, StoreError, corrupt, serde_name};
+use crate::{Millis, Result, SecretCipher, corrupt};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -106,6 +103,7 @@ pub(crate) fn json_col<T: serde::de::DeserializeOwned>(row: &PgRow, col: &str) -
 // same names for SQLite.
 pub(crate) type DbRow = PgRow;
 pub(crate) type Backend = PostgresStore;
+pub(crate) type Tx = Transaction<'static, Postgres>;
 
 /// Text as bound: PostgreSQL's, with U+0000 replaced.
 pub(crate) fn text(s: &str) -> Cow<'_, str> {
@@ -143,11 +141,20 @@ mod platforms;
 mod templates;
 // The campaign list page reads its contacts as the audience area maps them.
 use crate::postgres_audience::audience_from_row;
+// `Store` itself; named so as not to shadow `::core`.
+#[path = "shared/core.rs"]
+mod store_impl;
+
+// `Store::upsert_contacts` goes through the audience upsert, which keeps the tag index.
+use crate::postgres_audience::upsert_in;
 
 /// Serializes every status and acceptance of these wamids until the transaction ends, taken
 /// in one order (sorted) so two batches cannot wait on each other.
-async fn lock_wamids(tx: &mut Transaction<'static, Postgres>, wamids: &[&str]) -> Result<()> {
-    let mut keys: Vec<String> = wamids.iter().map(|w| pg_text(w).into_owned()).collect();
+async fn lock_wamids<'a>(tx: &mut Tx, wamids: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    let mut keys: Vec<String> = wamids
+        .into_iter()
+        .map(|w| pg_text(w).into_owned())
+        .collect();
     keys.sort_unstable();
     keys.dedup();
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended(w, 0)) FROM unnest($1::text[]) WITH ORDINALITY AS t(w, n) ORDER BY n")
@@ -199,36 +206,20 @@ async fn load_status_rows(
     Ok(())
 }
 
-/// Folds in the orphans of the wamids this batch recorded, then writes the merged rows back
-/// in one statement (the rules are in `lattice.rs`).
-async fn write_status_rows(
-    tx: &mut Transaction<'static, Postgres>,
-    batch: &mut Batch,
-) -> Result<()> {
-    let fresh: Vec<String> = batch
-        .take_new_wamids()
-        .iter()
-        .map(|w| pg_text(w).into_owned())
-        .collect();
-    if !fresh.is_empty() {
-        let orphans = sqlx::query(
-            "DELETE FROM orphan_statuses WHERE wamid = ANY($1)
-             RETURNING wamid, state, at, error_code, error_message",
-        )
-        .bind(fresh)
-        .fetch_all(&mut **tx)
-        .await?;
-        for row in orphans {
-            let state: String = row.try_get("state")?;
-            batch.fold_orphan(
-                row.try_get("wamid")?,
-                &state,
-                row.try_get("at")?,
-                row.try_get("error_code")?,
-                row.try_get("error_message")?,
-            )?;
-        }
-    }
+/// Deletes and hands back the statuses kept for these wamids before they were known.
+async fn take_orphans(tx: &mut Tx, wamids: &[String]) -> Result<Vec<PgRow>> {
+    let wamids: Vec<String> = wamids.iter().map(|w| pg_text(w).into_owned()).collect();
+    Ok(sqlx::query(
+        "DELETE FROM orphan_statuses WHERE wamid = ANY($1)
+         RETURNING wamid, state, at, error_code, error_message",
+    )
+    .bind(wamids)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+/// Writes the batch's merged rows back in one statement.
+async fn write_status_rows(tx: &mut Tx, batch: &mut Batch) -> Result<()> {
     for r in &mut batch.rows {
         r.wamid = r.wamid.as_deref().map(|w| pg_text(w).into_owned());
         r.error_message = r.error_message.as_deref().map(|m| pg_text(m).into_owned());
@@ -252,6 +243,32 @@ async fn write_status_rows(
     .execute(&mut **tx)
     .await?;
     }
+    Ok(())
+}
+
+/// Keeps statuses that named no known message, to fold in when their wamid becomes known.
+async fn insert_orphans(tx: &mut Tx, orphans: &[&StatusChange]) -> Result<()> {
+    let orphans: Vec<Value> = orphans
+        .iter()
+        .map(|c| {
+            let mut o = orphan_json(c);
+            o["wamid"] = Value::String(text(&c.wamid).into_owned());
+            if let Some((_, m)) = &c.error {
+                o["error_message"] = Value::String(text(m).into_owned());
+            }
+            o
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO orphan_statuses (wamid, state, at, error_code, error_message)
+         SELECT v.wamid, v.state, v.at, v.error_code, v.error_message
+         FROM jsonb_to_recordset($1::jsonb) AS v(wamid text, state text, at bigint, error_code bigint,
+           error_message text)
+         ON CONFLICT (wamid, state) DO NOTHING",
+    )
+    .bind(Value::Array(orphans).to_string())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -297,451 +314,17 @@ pub(crate) async fn confirm_quota_rows(
     Ok(())
 }
 
-#[async_trait]
-impl Store for PostgresStore {
-    async fn create_account(&self, id: &AccountId, name: &str, now: Millis) -> Result<()> {
-        sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)")
-            .bind(id.as_str())
-            .bind(text(name))
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn create_application(
-        &self,
-        id: &ApplicationId,
-        account: &AccountId,
-        name: &str,
-        now: Millis,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO applications (id, account_id, name, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(id.as_str())
-        .bind(account.as_str())
-        .bind(text(name))
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn applications(&self) -> Result<Vec<ApplicationRecord>> {
-        let rows = sqlx::query("SELECT * FROM applications ORDER BY created_at, id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ApplicationRecord {
-                    id: parse_id(row, "id", ApplicationId::parse)?,
-                    account_id: parse_id(row, "account_id", AccountId::parse)?,
-                    name: row.try_get("name")?,
-                    created_at: row.try_get("created_at")?,
-                })
-            })
-            .collect()
-    }
-
-    async fn add_api_token(
-        &self,
-        app: &ApplicationId,
-        token_hash: &str,
-        label: &str,
-        now: Millis,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO api_tokens (token_hash, application_id, label, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(token_hash)
-        .bind(app.as_str())
-        .bind(text(label))
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn application_by_token_hash(&self, token_hash: &str) -> Result<Option<ApplicationId>> {
-        let row = sqlx::query("SELECT application_id FROM api_tokens WHERE token_hash = $1")
-            .bind(text(token_hash))
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| parse_id(&r, "application_id", ApplicationId::parse))
-            .transpose()
-    }
-
-    async fn create_user(
-        &self,
-        id: &UserId,
-        account: &AccountId,
-        email: &str,
-        password_hash: &str,
-        now: Millis,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO users (id, account_id, email, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(id.as_str())
-        .bind(account.as_str())
-        .bind(email)
-        .bind(password_hash)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>> {
-        let row = sqlx::query("SELECT * FROM users WHERE email = $1")
-            .bind(text(email))
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| {
-            Ok(UserRecord {
-                id: parse_id(&row, "id", UserId::parse)?,
-                account_id: parse_id(&row, "account_id", AccountId::parse)?,
-                email: row.try_get("email")?,
-                password_hash: row.try_get("password_hash")?,
-            })
-        })
-        .transpose()
-    }
-
-    async fn upsert_platform(&self, p: &NewPlatform) -> Result<PlatformId> {
-        let token = self.cipher.encrypt(p.access_token.as_bytes());
-        let row = sqlx::query(
-            "INSERT INTO platforms (id, application_id, business_id, waba_id, waba_name, status, access_token, details, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (application_id, waba_id) DO UPDATE SET
-               business_id = excluded.business_id, waba_name = excluded.waba_name, status = excluded.status,
-               access_token = excluded.access_token, details = excluded.details, updated_at = excluded.updated_at
-             RETURNING id",
-        )
-        .bind(p.id.as_str())
-        .bind(p.application_id.as_str())
-        .bind(&p.business_id)
-        .bind(&p.waba_id)
-        .bind(pg_opt_text(p.waba_name.as_deref()))
-        .bind(&p.status)
-        .bind(token)
-        .bind(json(&p.details)?)
-        .bind(p.now)
-        .bind(p.now)
-        .fetch_one(&self.pool)
-        .await?;
-        parse_id(&row, "id", PlatformId::parse)
-    }
-
-    async fn platforms(&self, app: &ApplicationId) -> Result<Vec<PlatformRecord>> {
-        let rows = sqlx::query("SELECT * FROM platforms WHERE application_id = $1 ORDER BY id")
-            .bind(app.as_str())
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(platform_from_row).collect()
-    }
-
-    async fn platform(&self, id: &PlatformId) -> Result<Option<PlatformRecord>> {
-        let row = sqlx::query("SELECT * FROM platforms WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(platform_from_row).transpose()
-    }
-
-    async fn platform_token(&self, id: &PlatformId) -> Result<String> {
-        let row = sqlx::query("SELECT access_token FROM platforms WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("platform {id}")))?;
-        let blob: Vec<u8> = row.try_get("access_token")?;
-        let plain = self.cipher.decrypt(&blob)?;
-        String::from_utf8(plain).map_err(|e| corrupt("access_token", e))
-    }
-
-    async fn upsert_phone_number(&self, p: &PhoneNumberRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO phone_numbers (phone_number_id, platform_id, application_id, display_phone_number, verified_name, quality_rating, messaging_limit, throughput_mps, status, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (phone_number_id) DO UPDATE SET
-               platform_id = excluded.platform_id, application_id = excluded.application_id,
-               display_phone_number = excluded.display_phone_number, verified_name = excluded.verified_name,
-               quality_rating = excluded.quality_rating, messaging_limit = excluded.messaging_limit,
-               throughput_mps = excluded.throughput_mps, status = excluded.status, updated_at = excluded.updated_at",
-        )
-        .bind(&p.phone_number_id)
-        .bind(p.platform_id.as_str())
-        .bind(p.application_id.as_str())
-        .bind(text(&p.display_phone_number))
-        .bind(pg_opt_text(p.verified_name.as_deref()))
-        .bind(pg_opt_text(p.quality_rating.as_deref()))
-        .bind(pg_opt_text(p.messaging_limit.as_deref()))
-        .bind(i64::from(p.throughput_mps))
-        .bind(pg_opt_text(p.status.as_deref()))
-        .bind(p.updated_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn phone_numbers(&self, app: &ApplicationId) -> Result<Vec<PhoneNumberRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM phone_numbers WHERE application_id = $1 ORDER BY phone_number_id",
-        )
-        .bind(app.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(phone_from_row).collect()
-    }
-
-    async fn all_phone_numbers(&self) -> Result<Vec<PhoneNumberRecord>> {
-        let rows = sqlx::query("SELECT * FROM phone_numbers ORDER BY phone_number_id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(phone_from_row).collect()
-    }
-
-    async fn phone_number(&self, phone_number_id: &str) -> Result<Option<PhoneNumberRecord>> {
-        let row = sqlx::query("SELECT * FROM phone_numbers WHERE phone_number_id = $1")
-            .bind(text(phone_number_id))
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(phone_from_row).transpose()
-    }
-
-    async fn upsert_template(&self, t: &TemplateRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO templates (id, application_id, platform_id, meta_id, name, language, category, status, model, raw, updated_at, deleted_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-             ON CONFLICT (platform_id, name, language) DO UPDATE SET
-               meta_id = excluded.meta_id, category = excluded.category, status = excluded.status,
-               model = excluded.model, raw = excluded.raw, updated_at = excluded.updated_at,
-               deleted_at = excluded.deleted_at",
-        )
-        .bind(t.id.as_str())
-        .bind(t.application_id.as_str())
-        .bind(t.platform_id.as_str())
-        .bind(pg_opt_text(t.meta_id.as_deref()))
-        .bind(t.template.name.as_str())
-        .bind(t.template.language.as_str())
-        .bind(text(&serde_name(&t.template.category)?).into_owned())
-        .bind(text(&serde_name(&t.template.status)?).into_owned())
-        .bind(json(&t.template)?)
-        .bind(json(&t.raw)?)
-        .bind(t.updated_at)
-        .bind(t.deleted_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn template(
-        &self,
-        app: &ApplicationId,
-        name: &str,
-        language: &str,
-    ) -> Result<Option<TemplateRecord>> {
-        let row = sqlx::query(
-            "SELECT * FROM templates WHERE application_id = $1 AND name = $2 AND language = $3 AND deleted_at IS NULL ORDER BY updated_at DESC LIMIT 1",
-        )
-        .bind(app.as_str())
-        .bind(text(name))
-        .bind(text(language))
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(template_from_row).transpose()
-    }
-
-    async fn templates(&self, app: &ApplicationId) -> Result<Vec<TemplateRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM templates WHERE application_id = $1 ORDER BY name, language",
-        )
-        .bind(app.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(template_from_row).collect()
-    }
-
-    async fn upsert_contacts(
-        &self,
-        app: &ApplicationId,
-        contacts: &[NewContact],
-        now: Millis,
-    ) -> Result<u64> {
-        // Through the audience upsert, which keeps the tag index that segments read.
-        let upserts: Vec<_> = contacts
-            .iter()
-            .map(crate::audience::ContactUpsert::from_new)
-            .collect();
-        let mut tx = self.tx().await?;
-        let counts = crate::postgres_audience::upsert_in(&mut tx, app, &upserts, now).await?;
-        tx.commit().await?;
-        Ok(counts.created + counts.updated)
-    }
-
-    async fn contact_by_phone(
-        &self,
-        app: &ApplicationId,
-        phone: &str,
-    ) -> Result<Option<ContactRecord>> {
-        let row = sqlx::query("SELECT * FROM contacts WHERE application_id = $1 AND phone = $2")
-            .bind(app.as_str())
-            .bind(text(phone))
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(contact_from_row).transpose()
-    }
-
-    async fn count_contacts(&self, app: &ApplicationId) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contacts WHERE application_id = $1")
-            .bind(app.as_str())
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-
-    async fn record_inbound(&self, m: &InboundRecord) -> Result<bool> {
-        let mut tx = self.tx().await?;
-        // A concurrent insert of the same wamid waits here for the first to commit, then
-        // inserts nothing: exactly one caller sees `true`.
-        let inserted = sqlx::query(
-            "INSERT INTO inbound_messages (wamid, application_id, phone_number_id, from_phone, kind, text, raw, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (wamid) DO NOTHING",
-        )
-        .bind(text(&m.wamid))
-        .bind(m.application_id.as_str())
-        .bind(text(&m.phone_number_id))
-        .bind(text(&m.from_phone))
-        .bind(text(&m.kind))
-        .bind(pg_opt_text(m.text.as_deref()))
-        .bind(json(&m.raw)?)
-        .bind(m.received_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        let contact_id: String = sqlx::query_scalar(
-            "INSERT INTO contacts (id, application_id, phone, wa_id, name, tags, last_inbound_at, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, '{}', $6, $7, $8)
-             ON CONFLICT (application_id, phone) DO UPDATE SET
-               wa_id = excluded.wa_id,
-               name = COALESCE(contacts.name, excluded.name),
-               last_inbound_at = GREATEST(COALESCE(contacts.last_inbound_at, 0), excluded.last_inbound_at),
-               updated_at = excluded.updated_at
-             RETURNING id",
-        )
-        .bind(ContactId::new().as_str())
-        .bind(m.application_id.as_str())
-        .bind(text(&m.from_phone))
-        .bind(text(&m.wa_id))
-        .bind(pg_opt_text(m.profile_name.as_deref()))
-        .bind(m.received_at)
-        .bind(m.received_at)
-        .bind(m.received_at)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE inbound_messages SET contact_id = $1 WHERE wamid = $2")
-            .bind(contact_id)
-            .bind(text(&m.wamid))
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn insert_message(&self, m: &NewMessage) -> Result<InsertOutcome> {
-        let (name, language) = match &m.content {
-            MessageContent::Template { template } => (
-                Some(template.name.as_str()),
-                Some(template.language.as_str()),
-            ),
-            MessageContent::Text { .. } => (None, None),
-        };
-        // One statement: a concurrent insert with the same key waits for the first to commit
-        // and then inserts nothing, instead of failing on the unique index.
-        let inserted = sqlx::query(
-            "INSERT INTO messages (id, application_id, phone_number_id, contact_id, to_phone, kind, template_name, template_language, content, reply_to, idempotency_key, state, next_attempt_at, queued_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', $12, $13, $14)
-             ON CONFLICT (application_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
-        )
-        .bind(m.id.as_str())
-        .bind(m.application_id.as_str())
-        .bind(text(&m.phone_number_id))
-        .bind(m.contact_id.as_ref().map(|c| c.as_str()))
-        .bind(text(&m.to_phone))
-        .bind(m.content.kind())
-        .bind(pg_opt_text(name))
-        .bind(pg_opt_text(language))
-        .bind(json(&m.content)?)
-        .bind(pg_opt_text(m.reply_to.as_deref()))
-        .bind(pg_opt_text(m.idempotency_key.as_deref()))
-        .bind(m.now)
-        .bind(m.now)
-        .bind(m.now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if inserted == 1 {
-            return Ok(InsertOutcome::Created);
-        }
-        let key = m.idempotency_key.as_deref().unwrap_or_default();
-        let row = sqlx::query(
-            "SELECT * FROM messages WHERE application_id = $1 AND idempotency_key = $2",
-        )
-        .bind(m.application_id.as_str())
-        .bind(text(key))
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| {
-            corrupt(
-                "idempotency_key",
-                "the insert conflicted but no message holds the key",
-            )
-        })?;
-        Ok(InsertOutcome::Existing(message_from_row(&row)?))
-    }
-
-    async fn message(&self, app: &ApplicationId, id: &MessageId) -> Result<Option<MessageRecord>> {
-        let row = sqlx::query("SELECT * FROM messages WHERE application_id = $1 AND id = $2")
-            .bind(app.as_str())
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(message_from_row).transpose()
-    }
-
-    async fn messages(
-        &self,
-        app: &ApplicationId,
-        after: Option<&MessageId>,
-        limit: u32,
-    ) -> Result<Vec<MessageRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM messages WHERE application_id = $1 AND ($2::text IS NULL OR id < $2)
-             ORDER BY id DESC LIMIT $3",
-        )
-        .bind(app.as_str())
-        .bind(after.map(|a| a.as_str()))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(message_from_row).collect()
-    }
-
-    async fn claim_due_messages(
+impl PostgresStore {
+    /// `Store::claim_due_messages` before sorting. Rows another node is claiming right now
+    /// are skipped, not waited for; a row claimed and committed meanwhile fails the re-checked
+    /// `state = 'queued'` and is left out.
+    async fn claim_due(
         &self,
         phone_number_id: &str,
         now: Millis,
         lease_until: Millis,
         limit: u32,
     ) -> Result<Vec<MessageRecord>> {
-        // Rows another node is claiming right now are skipped, not waited for; a row claimed
-        // and committed meanwhile fails the re-checked `state = 'queued'` and is left out.
         let rows = sqlx::query(
             "WITH due AS (
                SELECT id FROM messages
@@ -762,222 +345,11 @@ impl Store for PostgresStore {
         .bind(lease_until)
         .fetch_all(&self.pool)
         .await?;
-        let mut out: Vec<MessageRecord> =
-            rows.iter().map(message_from_row).collect::<Result<_>>()?;
-        out.sort_by(|a, b| {
-            a.next_attempt_at
-                .cmp(&b.next_attempt_at)
-                .then_with(|| a.id.cmp(&b.id))
-        });
-        Ok(out)
+        rows.iter().map(message_from_row).collect()
     }
 
-    async fn record_acceptances(&self, accepted: &[Acceptance]) -> Result<Vec<MessageId>> {
-        if accepted.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut tx = self.tx().await?;
-        let wamids: Vec<&str> = accepted.iter().map(|a| a.wamid.as_str()).collect();
-        lock_wamids(&mut tx, &wamids).await?;
-        let mut batch = Batch::default();
-        let ids: Vec<&str> = accepted.iter().map(|a| a.id.as_str()).collect();
-        load_status_rows(&mut tx, &mut batch, "id", &ids).await?;
-        let (missing, confirms) = batch.accept_all(accepted);
-        write_status_rows(&mut tx, &mut batch).await?;
-        confirm_quota_rows(&mut tx, &confirms).await?;
-        tx.commit().await?;
-        Ok(missing)
-    }
-
-    async fn reschedule_message(
-        &self,
-        id: &MessageId,
-        next_attempt_at: Millis,
-        error: Option<(i64, &str)>,
-        now: Millis,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE messages SET state = 'queued', lease_until = NULL, next_attempt_at = $1,
-               error_code = $2, error_message = $3, updated_at = $4
-             WHERE id = $5 AND state IN ('queued', 'sending')",
-        )
-        .bind(next_attempt_at)
-        .bind(error.map(|e| e.0))
-        .bind(error.map(|e| text(e.1)))
-        .bind(now)
-        .bind(id.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn fail_message(
-        &self,
-        id: &MessageId,
-        code: i64,
-        message: &str,
-        now: Millis,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE messages SET state = 'failed', lease_until = NULL, error_code = $1, error_message = $2,
-               failed_at = COALESCE(failed_at, $3), updated_at = $3
-             WHERE id = $4 AND state IN ('queued', 'sending')",
-        )
-        .bind(code)
-        .bind(text(message))
-        .bind(now)
-        .bind(id.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn apply_status(&self, change: &StatusChange) -> Result<Option<MessageRecord>> {
-        let matched = self.apply_statuses(std::slice::from_ref(change)).await?;
-        let Some(Some(id)) = matched.into_iter().next() else {
-            return Ok(None);
-        };
-        let row = sqlx::query("SELECT * FROM messages WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(Some(message_from_row(&row)?))
-    }
-
-    async fn apply_statuses(&self, changes: &[StatusChange]) -> Result<Vec<Option<MessageId>>> {
-        if changes.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut tx = self.tx().await?;
-        let wamids: Vec<&str> = changes.iter().map(|c| c.wamid.as_str()).collect();
-        lock_wamids(&mut tx, &wamids).await?;
-        let mut batch = Batch::default();
-        load_status_rows(&mut tx, &mut batch, "id", &Batch::ids_named(changes)).await?;
-        let wamids = batch.wamids_unmatched(changes);
-        load_status_rows(&mut tx, &mut batch, "wamid", &wamids).await?;
-        let (matched, orphans) = batch.merge_all(changes);
-        let orphans: Vec<Value> = orphans
-            .into_iter()
-            .map(|c| {
-                let mut o = orphan_json(c);
-                o["wamid"] = Value::String(text(&c.wamid).into_owned());
-                if let Some((_, m)) = &c.error {
-                    o["error_message"] = Value::String(text(m).into_owned());
-                }
-                o
-            })
-            .collect();
-        write_status_rows(&mut tx, &mut batch).await?;
-        if !orphans.is_empty() {
-            sqlx::query(
-                "INSERT INTO orphan_statuses (wamid, state, at, error_code, error_message)
-                 SELECT v.wamid, v.state, v.at, v.error_code, v.error_message
-                 FROM jsonb_to_recordset($1::jsonb) AS v(wamid text, state text, at bigint, error_code bigint,
-                   error_message text)
-                 ON CONFLICT (wamid, state) DO NOTHING",
-            )
-            .bind(Value::Array(orphans).to_string())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        batch.matched_ids(matched)
-    }
-
-    async fn requeue_stale_sending(&self, now: Millis, grace_ms: i64) -> Result<u64> {
-        // A stale row whose campaign was cancelled meanwhile is not sent any more: the sender
-        // claims no message of a campaign that is not running, so requeued it would wait forever.
-        sqlx::query(
-            "UPDATE messages SET state = 'skipped', hold_reason = 'cancelled', lease_until = NULL,
-               error_message = 'the campaign was cancelled before this message was sent', updated_at = $1
-             WHERE state = 'sending' AND wamid IS NULL AND lease_until IS NOT NULL AND lease_until + $2 < $1
-               AND campaign_id IN (SELECT id FROM campaigns WHERE state = 'cancelled')",
-        )
-        .bind(now)
-        .bind(grace_ms)
-        .execute(&self.pool)
-        .await?;
-        let r = sqlx::query(
-            "UPDATE messages SET state = 'queued', lease_until = NULL, next_attempt_at = $1, updated_at = $1
-             WHERE state = 'sending' AND wamid IS NULL AND lease_until IS NOT NULL AND lease_until + $2 < $1",
-        )
-        .bind(now)
-        .bind(grace_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected())
-    }
-
-    async fn next_due_at(&self, phone_number_id: &str) -> Result<Option<Millis>> {
-        let v: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM messages WHERE phone_number_id = $1 AND state = 'queued'
-               AND (campaign_id IS NULL OR EXISTS (
-                 SELECT 1 FROM campaigns c WHERE c.id = messages.campaign_id AND c.state = 'running'))",
-        )
-        .bind(text(phone_number_id))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(v)
-    }
-
-    async fn insert_webhook_event(&self, body: &[u8], now: Millis) -> Result<i64> {
-        let mut tx = self.tx().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO webhook_events (received_at, size) VALUES ($1, $2) RETURNING id",
-        )
-        .bind(now)
-        .bind(i64::try_from(body.len()).unwrap_or(i64::MAX))
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO webhook_bodies (id, body) VALUES ($1, $2)")
-            .bind(id)
-            .bind(body)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(id)
-    }
-
-    async fn pending_webhook_events(&self, limit: u32) -> Result<Vec<WebhookEventRecord>> {
-        // Sizes first: the batch stops where the bodies pass the budget (at least one).
-        let sizes: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT id, size FROM webhook_events WHERE processed_at IS NULL ORDER BY id LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        let Some(last) = crate::within_budget(&sizes) else {
-            return Ok(Vec::new());
-        };
-        let rows = sqlx::query(
-            "SELECT e.id, e.received_at, b.body, e.attempts FROM webhook_events e
-             JOIN webhook_bodies b ON b.id = e.id
-             WHERE e.processed_at IS NULL AND e.id <= $1 ORDER BY e.id LIMIT $2",
-        )
-        .bind(last)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(WebhookEventRecord {
-                    id: r.try_get("id")?,
-                    received_at: r.try_get("received_at")?,
-                    body: r.try_get("body")?,
-                    attempts: r.try_get("attempts")?,
-                })
-            })
-            .collect()
-    }
-
-    async fn finish_webhook_events(
-        &self,
-        done: &[(i64, Option<String>)],
-        now: Millis,
-    ) -> Result<()> {
-        if done.is_empty() {
-            return Ok(());
-        }
+    /// `Store::finish_webhook_events`: one `UPDATE` over the ids and notes as two arrays.
+    async fn finish_events(&self, done: &[(i64, Option<String>)], now: Millis) -> Result<()> {
         let ids: Vec<i64> = done.iter().map(|d| d.0).collect();
         let errors: Vec<Option<String>> = done
             .iter()
@@ -993,13 +365,6 @@ impl Store for PostgresStore {
         .execute(&self.pool)
         .await?;
         Ok(())
-    }
-
-    async fn count_webhook_events(&self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(u64::try_from(n).unwrap_or(0))
     }
 }
 

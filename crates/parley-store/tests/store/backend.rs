@@ -65,6 +65,11 @@ impl Backend {
         }
     }
 
+    /// The database URL the store was opened with.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     pub fn name(&self) -> &'static str {
         match self.kind {
             Kind::Sqlite => "sqlite",

@@ -13,6 +13,7 @@ mod fixtures;
 mod messages;
 mod pg;
 mod platforms;
+mod schema;
 mod statuses;
 mod tenancy;
 mod webhooks;
