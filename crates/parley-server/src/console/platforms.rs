@@ -17,7 +17,7 @@ use super::{SignedIn, SignedInJson, render};
 use crate::AppState;
 use crate::error::{ApiError, ApiJson};
 use crate::routes::messages::rfc3339;
-use crate::routes::platforms::{SignupBody, outcome_response, owned_view};
+use crate::routes::platforms::{DisconnectQuery, SignupBody, outcome_response, owned_view};
 
 /// What the Log in with Facebook button needs; rendered as data attributes.
 struct SignupButton {
@@ -95,7 +95,7 @@ struct CampaignsPage {
     button: SignupButton,
     has_platform: bool,
     list: String,
-    /// The campaign list (`console_campaigns`), once a platform exists.
+    /// The campaign list (`campaigns::list_section`), once a platform exists.
     campaigns: String,
 }
 
@@ -370,12 +370,6 @@ pub async fn signup(
     }
 }
 
-#[derive(Deserialize, Default)]
-pub struct ActionBody {
-    #[serde(default)]
-    deregister: bool,
-}
-
 /// `POST /settings/platforms/{id}/{refresh|retry|disconnect}`.
 pub async fn action(
     State(state): State<AppState>,
@@ -384,8 +378,11 @@ pub async fn action(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let id = PlatformId::parse(&id).map_err(|_| ApiError::not_found("this platform"))?;
-    // The body is optional: `{"deregister": true}` only matters to a disconnect.
-    let body: ActionBody = serde_json::from_slice(&body).unwrap_or_default();
+    // The API's disconnect options as an optional body: only `{"deregister": true}` matters.
+    let deregister = serde_json::from_slice::<DisconnectQuery>(&body)
+        .ok()
+        .and_then(|q| q.deregister)
+        .unwrap_or(false);
     let engine = &state.engine;
     match action.as_str() {
         "retry" => {
@@ -394,9 +391,7 @@ pub async fn action(
         }
         "refresh" => engine.refresh_platform(&app.id, &id).await?,
         "disconnect" => {
-            engine
-                .disconnect_platform(&app.id, &id, body.deregister)
-                .await?;
+            engine.disconnect_platform(&app.id, &id, deregister).await?;
         }
         _ => return Err(ApiError::not_found("this action")),
     }

@@ -13,8 +13,9 @@ use parley_store::TemplateRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::render_with;
-use super::{PageError, PageResult, SameOrigin, SignedIn, SignedInJson, query_value, render};
+use super::{
+    PageError, PageResult, SameOrigin, SignedIn, SignedInJson, query_value, render, render_with,
+};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::routes::messages::rfc3339;

@@ -365,7 +365,7 @@ pub async fn get_platform(
 #[utoipa::path(
     post, path = "/api/v1/platforms/{id}/refresh", tag = "platforms",
     params(("id" = String, Path, description = "Platform id, `plt_…`")),
-    responses((status = 200, body = PlatformView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 200, body = PlatformView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 502, description = "Meta did not answer", body = ErrorBody)),
     security(("bearer" = []))
 )]
 pub async fn refresh_platform(
