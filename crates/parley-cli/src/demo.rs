@@ -198,7 +198,7 @@ pub async fn seed_for_serve(
     console_url: &str,
     contacts: usize,
 ) -> anyhow::Result<()> {
-    if !engine.store.applications().await?.is_empty() {
+    if engine.has_applications().await? {
         return Ok(());
     }
     let seed = engine

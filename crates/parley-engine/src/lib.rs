@@ -10,6 +10,7 @@ pub mod error;
 pub mod messages;
 pub mod onboarding;
 pub mod pacer;
+pub mod reads;
 pub mod send_window;
 pub mod sender;
 pub mod templates;
@@ -72,7 +73,8 @@ impl Default for EngineConfig {
 /// Shared handles of the engine; cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
-    pub store: Arc<dyn Store>,
+    /// The engine's own: the server reaches data through the engine's services only.
+    store: Arc<dyn Store>,
     pub graph: GraphClient,
     pub clock: Arc<dyn Clock>,
     pub config: EngineConfig,

@@ -4,7 +4,6 @@ use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use parley_domain::ApplicationId;
-use parley_engine::auth::hash_api_token;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -36,8 +35,7 @@ impl FromRequestParts<AppState> for AppAuth {
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
         let app = state
             .engine
-            .store
-            .application_by_token_hash(&hash_api_token(token))
+            .application_for_token(token)
             .await?
             .ok_or_else(|| {
                 unauthorized("the API token is not valid; create one with `parley token create`")

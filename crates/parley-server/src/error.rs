@@ -69,17 +69,33 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The HTTP status of an engine failure: the one place engine errors meet HTTP.
+pub fn status_of(f: &ApiFailure) -> StatusCode {
+    match (f.kind, f.code) {
+        // Meta could not be reached: 502, not 500.
+        (_, "meta_unavailable") => StatusCode::BAD_GATEWAY,
+        (FailureKind::BadRequest, _) => StatusCode::BAD_REQUEST,
+        (FailureKind::Unprocessable, _) => StatusCode::UNPROCESSABLE_ENTITY,
+        (FailureKind::NotFound, _) => StatusCode::NOT_FOUND,
+        (FailureKind::Conflict, _) => StatusCode::CONFLICT,
+        (FailureKind::Internal, _) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<ApiFailure> for ErrorDetail {
+    fn from(f: ApiFailure) -> Self {
+        ErrorDetail {
+            code: f.code.to_owned(),
+            message: f.message,
+            field: f.field,
+        }
+    }
+}
+
 impl From<ApiFailure> for ApiError {
     fn from(f: ApiFailure) -> Self {
-        let status = match f.kind {
-            FailureKind::BadRequest => StatusCode::BAD_REQUEST,
-            FailureKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
-            FailureKind::NotFound => StatusCode::NOT_FOUND,
-            FailureKind::Conflict => StatusCode::CONFLICT,
-            FailureKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        };
         ApiError {
-            status,
+            status: status_of(&f),
             code: f.code,
             message: f.message,
             field: f.field,

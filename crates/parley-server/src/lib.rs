@@ -3,10 +3,6 @@
 
 pub mod auth;
 pub mod console;
-pub mod console_audience;
-pub mod console_campaigns;
-pub mod console_platforms;
-pub mod console_templates;
 pub mod error;
 pub mod openapi;
 pub mod routes;
@@ -19,7 +15,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use parley_engine::Engine;
 use tokio::net::TcpListener;
@@ -201,13 +197,65 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/templates/uploads",
-            axum::routing::post(console_templates::upload),
+            axum::routing::post(console::templates::upload),
         )
         .layer(DefaultBodyLimit::max(MEDIA_BODY_LIMIT));
+    let console = {
+        use console::{audience, campaigns, platforms, templates};
+        Router::new()
+            .route("/", get(console::overview))
+            .route("/login", get(console::login_page).post(console::login))
+            .route("/logout", post(console::logout))
+            .route("/messages", get(console::messages))
+            .route("/contacts", get(audience::contacts_page))
+            .route("/contacts/count", post(audience::count))
+            .route("/contacts/{phone}", get(audience::contact_page))
+            .route(
+                "/segments",
+                get(audience::segments_page).post(audience::create_segment),
+            )
+            .route("/import", get(audience::import_page))
+            .route("/import/preview", post(audience::import_preview))
+            // The file streams into the import (constant memory), so no size limit applies.
+            .route(
+                "/import/upload",
+                post(audience::import_upload).layer(DefaultBodyLimit::disable()),
+            )
+            .route("/import/{id}/progress", get(audience::import_progress))
+            .route("/import/{id}/rejected.csv", get(audience::import_rejected))
+            .route("/templates", get(templates::list).post(templates::create))
+            .route("/templates/new", get(templates::new_form))
+            .route("/templates/sync", post(templates::sync))
+            .route("/templates/{id}", get(templates::detail))
+            .route("/templates/{id}/delete", post(templates::delete))
+            .route("/settings/platforms", get(platforms::platforms_page))
+            .route("/settings/platforms/list", get(platforms::platforms_list))
+            .route(
+                "/settings/platforms/whatsapp/signup",
+                post(platforms::signup),
+            )
+            .route("/settings/platforms/{id}/{action}", post(platforms::action))
+            .route("/campaigns/whatsapp", get(platforms::campaigns_page))
+            .route(
+                "/campaigns/whatsapp/new",
+                get(campaigns::new_form).post(campaigns::create),
+            )
+            .route("/campaigns/whatsapp/preview", post(campaigns::preview))
+            .route("/campaigns/whatsapp/{id}", get(campaigns::detail))
+            .route("/campaigns/whatsapp/{id}/stats", get(campaigns::stats))
+            .route("/campaigns/whatsapp/{id}/{action}", post(campaigns::action))
+            .route("/console.css", get(console::stylesheet))
+            .route("/console/templates.css", get(console::templates_stylesheet))
+            .route("/console/templates.js", get(console::templates_script))
+            .route("/console/campaigns.js", get(console::campaigns_script))
+            .route("/console/platforms.js", get(console::platforms_script))
+            .route("/console/audience.js", get(console::audience_script))
+    };
     Router::new()
         .merge(api)
         .merge(webhooks)
         .merge(media)
+        .merge(console)
         // Imports stream their body (constant memory), so no size limit applies.
         .route(
             "/api/v1/contacts/import",
@@ -218,67 +266,6 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(routes::health::metrics))
         .route("/api/openapi.json", get(openapi_json))
         .route("/api/docs", get(api_docs))
-        .route("/", get(console::overview))
-        .route("/login", get(console::login_page).post(console::login))
-        .route("/logout", axum::routing::post(console::logout))
-        .route("/messages", get(console::messages))
-        .route(
-            "/templates",
-            get(console_templates::list).post(console_templates::create),
-        )
-        .route("/templates/new", get(console_templates::new_form))
-        .route(
-            "/templates/sync",
-            axum::routing::post(console_templates::sync),
-        )
-        .route("/templates/{id}", get(console_templates::detail))
-        .route(
-            "/templates/{id}/delete",
-            axum::routing::post(console_templates::delete),
-        )
-        .route("/console/templates.js", get(console_templates::script))
-        .route("/console/templates.css", get(console_templates::stylesheet))
-        .route(
-            "/settings/platforms",
-            get(console_platforms::platforms_page),
-        )
-        .route(
-            "/settings/platforms/list",
-            get(console_platforms::platforms_list),
-        )
-        .route(
-            "/settings/platforms/whatsapp/signup",
-            axum::routing::post(console_platforms::signup),
-        )
-        .route(
-            "/settings/platforms/{id}/{action}",
-            axum::routing::post(console_platforms::action),
-        )
-        .route(
-            "/campaigns/whatsapp",
-            get(console_platforms::campaigns_page),
-        )
-        .route(
-            "/campaigns/whatsapp/new",
-            get(console_campaigns::new_form).post(console_campaigns::create),
-        )
-        .route(
-            "/campaigns/whatsapp/preview",
-            axum::routing::post(console_campaigns::preview),
-        )
-        .route("/campaigns/whatsapp/{id}", get(console_campaigns::detail))
-        .route(
-            "/campaigns/whatsapp/{id}/stats",
-            get(console_campaigns::stats),
-        )
-        .route(
-            "/campaigns/whatsapp/{id}/{action}",
-            axum::routing::post(console_campaigns::action),
-        )
-        .route("/console/campaigns.js", get(console_campaigns::script))
-        .route("/console/platforms.js", get(console_platforms::script))
-        .route("/console.css", get(console::stylesheet))
-        .merge(console_audience::routes())
         .fallback(not_found)
         .layer(middleware::from_fn(track_requests))
         .layer(TraceLayer::new_for_http())

@@ -152,6 +152,21 @@ pub async fn create_campaign(
     AppAuth(app): AppAuth,
     ApiJson(body): ApiJson<CreateCampaignBody>,
 ) -> Result<Response, ApiError> {
+    let c = state
+        .engine
+        .create_campaign(&app, new_campaign(body)?)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(CreatedBody {
+            id: c.id.to_string(),
+        }),
+    )
+        .into_response())
+}
+
+/// Reads a create body (the API's, or the console form's once shaped like it).
+pub fn new_campaign(body: CreateCampaignBody) -> Result<NewCampaign, ApiError> {
     let a = body.audience;
     let audience = match (a.filter, a.segment_id, a.phones) {
         (Some(f), None, None) => CampaignAudience::Filter(f),
@@ -187,30 +202,17 @@ pub async fn create_campaign(
                 })
         })
         .transpose()?;
-    let c = state
-        .engine
-        .create_campaign(
-            &app,
-            NewCampaign {
-                name: body.name,
-                phone_number_id: body.phone_number_id,
-                template_name: body.template.name,
-                template_language: body.template.language,
-                variables: body.template.variables.unwrap_or(serde_json::Value::Null),
-                audience,
-                kind,
-                scheduled_at,
-                send_window: body.send_window,
-            },
-        )
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        ApiJson(CreatedBody {
-            id: c.id.to_string(),
-        }),
-    )
-        .into_response())
+    Ok(NewCampaign {
+        name: body.name,
+        phone_number_id: body.phone_number_id,
+        template_name: body.template.name,
+        template_language: body.template.language,
+        variables: body.template.variables.unwrap_or(serde_json::Value::Null),
+        audience,
+        kind,
+        scheduled_at,
+        send_window: body.send_window,
+    })
 }
 
 /// Campaigns of the application, newest first.
@@ -240,7 +242,6 @@ pub async fn list_campaigns(
         .map_err(|e| bad("invalid_cursor", e.to_string(), "after"))?;
     let mut rows = state
         .engine
-        .store
         .campaigns(&app, after.as_ref(), limit + 1)
         .await?;
     let more = rows.len() > limit as usize;

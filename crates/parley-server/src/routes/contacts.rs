@@ -275,8 +275,20 @@ impl From<&ImportJobRecord> for ImportView {
     }
 }
 
+/// How the `map` parameters of an import list their mappings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mappings {
+    /// Repeated or comma-separated (the API).
+    CommaSeparated,
+    /// One per parameter, so column names may hold commas (the console's import page).
+    OnePerParameter,
+}
+
 /// Reads `format` and every `map=column:tag:type` of the query string.
-pub fn import_options(pairs: &[(String, String)]) -> Result<ImportOptions, ApiError> {
+pub fn import_options(
+    pairs: &[(String, String)],
+    mappings: Mappings,
+) -> Result<ImportOptions, ApiError> {
     let bad = |code: &'static str, msg: String, field: &str| {
         ApiError::new(StatusCode::BAD_REQUEST, code, msg).field(field.to_owned())
     };
@@ -292,6 +304,9 @@ pub fn import_options(pairs: &[(String, String)]) -> Result<ImportOptions, ApiEr
                         "format",
                     )
                 })?
+            }
+            "map" if mappings == Mappings::OnePerParameter => {
+                columns.push(ColumnMap::parse(v).map_err(|m| bad("invalid_mapping", m, "map"))?);
             }
             "map" => {
                 for one in v.split(',').filter(|s| !s.trim().is_empty()) {
@@ -324,7 +339,7 @@ pub async fn start_import(
     Query(pairs): Query<Vec<(String, String)>>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let options = import_options(&pairs)?;
+    let options = import_options(&pairs, Mappings::CommaSeparated)?;
     let id = state
         .engine
         .start_import(&app, options, body.into_data_stream())

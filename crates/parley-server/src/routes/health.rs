@@ -15,7 +15,7 @@ pub async fn healthz() -> &'static str {
 /// The process can serve: its database answers.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = String), (status = 503, body = String)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.engine.store.applications().await {
+    match state.engine.ready().await {
         Ok(_) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");

@@ -292,7 +292,6 @@ pub async fn get_message(
     })?;
     let m = state
         .engine
-        .store
         .message(&app, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(&format!("message {id}")))?;
@@ -330,7 +329,6 @@ pub async fn list_messages(
         })?;
     let mut rows = state
         .engine
-        .store
         .messages(&app, after.as_ref(), limit + 1)
         .await?;
     let more = rows.len() > limit as usize;

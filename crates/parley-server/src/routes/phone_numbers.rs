@@ -38,7 +38,7 @@ pub async fn list_phone_numbers(
     State(state): State<AppState>,
     AppAuth(app): AppAuth,
 ) -> Result<ApiJson<PhoneNumberList>, ApiError> {
-    let numbers = state.engine.store.phone_numbers(&app).await?;
+    let numbers = state.engine.phone_numbers(&app).await?;
     Ok(ApiJson(PhoneNumberList {
         data: numbers
             .into_iter()

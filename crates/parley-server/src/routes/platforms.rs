@@ -6,15 +6,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use parley_domain::{ApplicationId, PlatformId};
+use parley_engine::ApiFailure;
 use parley_engine::onboarding::{SignupOutcome, SignupRequest};
-use parley_engine::{ApiFailure, FailureKind};
 use parley_store::platforms::{NumberSetupRecord, OnboardingRecord, PlatformSetupRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::auth::AppAuth;
-use crate::error::{ApiError, ApiJson, ErrorBody, ErrorDetail};
+use crate::error::{ApiError, ApiJson, ErrorBody, ErrorDetail, status_of};
 use crate::routes::messages::rfc3339;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -29,6 +29,18 @@ pub struct SignupBody {
     pub business_id: Option<String>,
     /// The event (`FINISH`, `FINISH_ONLY_WABA`, `FINISH_WHATSAPP_BUSINESS_APP_ONBOARDING`, …).
     pub event: Option<String>,
+}
+
+impl From<SignupBody> for SignupRequest {
+    fn from(body: SignupBody) -> Self {
+        SignupRequest {
+            code: body.code,
+            waba_id: body.waba_id,
+            phone_number_id: body.phone_number_id,
+            business_id: body.business_id,
+            event: body.event,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -185,10 +197,13 @@ pub async fn platform_view(
     state: &AppState,
     setup: PlatformSetupRecord,
 ) -> Result<PlatformView, ApiError> {
-    let store = &state.engine.store;
     let p = setup.platform;
-    let numbers = store.platform_numbers(&p.id).await?;
-    let onboarding = store.latest_onboarding(&p.id).await?.map(onboarding_view);
+    let numbers = state.engine.platform_numbers(&p.id).await?;
+    let onboarding = state
+        .engine
+        .latest_onboarding(&p.id)
+        .await?
+        .map(onboarding_view);
     Ok(PlatformView {
         id: p.id.to_string(),
         kind: "whatsapp",
@@ -220,23 +235,10 @@ pub async fn owned_view(
 ) -> Result<PlatformView, ApiError> {
     let setup = state
         .engine
-        .store
-        .platform_setup(id)
+        .platform_setup(app, id)
         .await?
-        .filter(|s| &s.platform.application_id == app)
         .ok_or_else(|| ApiError::not_found("this platform"))?;
     platform_view(state, setup).await
-}
-
-fn failure_status(f: &ApiFailure) -> StatusCode {
-    match (f.kind, f.code) {
-        (_, "meta_unavailable") => StatusCode::BAD_GATEWAY,
-        (FailureKind::BadRequest, _) => StatusCode::BAD_REQUEST,
-        (FailureKind::Unprocessable, _) => StatusCode::UNPROCESSABLE_ENTITY,
-        (FailureKind::NotFound, _) => StatusCode::NOT_FOUND,
-        (FailureKind::Conflict, _) => StatusCode::CONFLICT,
-        (FailureKind::Internal, _) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
 }
 
 /// The answer to a sign-up or retry: 201/200 with the platform, or the failure with the
@@ -259,13 +261,9 @@ pub async fn outcome_response(
         (failure, platform) => {
             let f =
                 failure.unwrap_or_else(|| ApiFailure::internal("sign-up ended without a platform"));
-            let status = failure_status(&f);
+            let status = status_of(&f);
             let body = SignupFailure {
-                error: ErrorDetail {
-                    code: f.code.to_owned(),
-                    message: f.message,
-                    field: f.field,
-                },
+                error: f.into(),
                 platform,
                 onboarding: onboarding_view(outcome.session),
             };
@@ -295,14 +293,7 @@ pub async fn signup(
     AppAuth(app): AppAuth,
     ApiJson(body): ApiJson<SignupBody>,
 ) -> Response {
-    let request = SignupRequest {
-        code: body.code,
-        waba_id: body.waba_id,
-        phone_number_id: body.phone_number_id,
-        business_id: body.business_id,
-        event: body.event,
-    };
-    match state.engine.signup(&app, request).await {
+    match state.engine.signup(&app, body.into()).await {
         Ok(outcome) => outcome_response(&state, &app, outcome, StatusCode::CREATED).await,
         Err(f) => ApiError::from(f).into_response(),
     }
@@ -342,7 +333,6 @@ pub async fn list_platforms(
     };
     let mut rows = state
         .engine
-        .store
         .platform_setups(&app, after.as_ref(), limit + 1)
         .await?;
     let more = rows.len() > limit as usize;
@@ -375,7 +365,7 @@ pub async fn get_platform(
 #[utoipa::path(
     post, path = "/api/v1/platforms/{id}/refresh", tag = "platforms",
     params(("id" = String, Path, description = "Platform id, `plt_…`")),
-    responses((status = 200, body = PlatformView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 200, body = PlatformView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 502, description = "Meta did not answer", body = ErrorBody)),
     security(("bearer" = []))
 )]
 pub async fn refresh_platform(

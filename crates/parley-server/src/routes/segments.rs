@@ -71,12 +71,7 @@ pub async fn list_segments(
     State(state): State<AppState>,
     AppAuth(app): AppAuth,
 ) -> Result<ApiJson<SegmentList>, ApiError> {
-    let all = state
-        .engine
-        .store
-        .segments(&app)
-        .await
-        .map_err(parley_engine::ApiFailure::from)?;
+    let all = state.engine.segments(&app).await?;
     Ok(ApiJson(SegmentList {
         data: all.iter().map(|s| view(s, None)).collect(),
     }))

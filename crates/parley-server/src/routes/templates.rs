@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use parley_engine::ApiFailure;
+use parley_domain::ApplicationId;
 use parley_engine::templates::{
     NewTemplate, TemplateChangeError, TemplateEdit, TemplateIssue, UploadedMedia,
 };
@@ -238,19 +238,10 @@ pub fn matches(t: &TemplateRecord, q: &TemplateQuery) -> bool {
             .is_none_or(|n| t.template.name.as_str().contains(&n.to_ascii_lowercase()))
 }
 
-/// Meta could not be reached: 502, not 500.
-fn from_failure(f: ApiFailure) -> ApiError {
-    if f.code == "meta_unavailable" {
-        ApiError::new(StatusCode::BAD_GATEWAY, "meta_unavailable", f.message)
-    } else {
-        f.into()
-    }
-}
-
 /// The 422 with every issue (or the failure's own error).
 pub fn change_error(e: TemplateChangeError) -> Response {
     match e {
-        TemplateChangeError::Failed(f) => from_failure(f).into_response(),
+        TemplateChangeError::Failed(f) => ApiError::from(f).into_response(),
         TemplateChangeError::Invalid(issues) => invalid_response(&issues).into_response(),
     }
 }
@@ -304,7 +295,6 @@ pub async fn list_templates(
     // the page is cut from the ordered list; the cursor is the last template's id.
     let all: Vec<TemplateRecord> = state
         .engine
-        .store
         .templates(&app)
         .await?
         .into_iter()
@@ -437,11 +427,7 @@ pub async fn delete_template(
     AppAuth(app): AppAuth,
     Path(id): Path<String>,
 ) -> Result<ApiJson<TemplateView>, ApiError> {
-    let t = state
-        .engine
-        .delete_template(&app, &id)
-        .await
-        .map_err(from_failure)?;
+    let t = state.engine.delete_template(&app, &id).await?;
     Ok(ApiJson(view(t)))
 }
 
@@ -465,11 +451,7 @@ pub async fn delete_templates_by_name(
         )
         .field("name"));
     };
-    let deleted = state
-        .engine
-        .delete_templates_named(&app, &name)
-        .await
-        .map_err(from_failure)?;
+    let deleted = state.engine.delete_templates_named(&app, &name).await?;
     Ok(ApiJson(DeletedTemplates {
         deleted: deleted.into_iter().map(view).collect(),
     }))
@@ -491,12 +473,8 @@ pub async fn sync_templates(
         skipped: Vec::new(),
         deleted: 0,
     };
-    for platform in state.engine.store.platforms(&app).await? {
-        let report = state
-            .engine
-            .sync_templates(&platform.id)
-            .await
-            .map_err(from_failure)?;
+    for platform in state.engine.platforms(&app).await? {
+        let report = state.engine.sync_templates(&platform.id).await?;
         result.synced += report.synced;
         result.skipped.extend(report.skipped);
         result.deleted += report.deleted;
@@ -521,6 +499,17 @@ pub async fn upload_media(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, ApiJson<UploadView>), ApiError> {
+    upload_template_media(&state, &app, q, &headers, body).await
+}
+
+/// The upload of the API and of the console's template form.
+pub async fn upload_template_media(
+    state: &AppState,
+    app: &ApplicationId,
+    q: UploadQuery,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, ApiJson<UploadView>), ApiError> {
     let mime = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -529,8 +518,7 @@ pub async fn upload_media(
     let name = q.file_name.unwrap_or_else(|| "upload".into());
     let uploaded = state
         .engine
-        .upload_template_media(&app, q.platform_id.as_deref(), &name, &mime, body.to_vec())
-        .await
-        .map_err(from_failure)?;
+        .upload_template_media(app, q.platform_id.as_deref(), &name, &mime, body.to_vec())
+        .await?;
     Ok((StatusCode::CREATED, ApiJson(uploaded.into())))
 }

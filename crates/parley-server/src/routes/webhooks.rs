@@ -80,15 +80,9 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
         )
         .into_response();
     }
-    match state
-        .engine
-        .store
-        .insert_webhook_event(&body, state.engine.now())
-        .await
-    {
-        Ok(_) => {
+    match state.engine.accept_webhook(&body).await {
+        Ok(()) => {
             metrics::counter!("parley_webhooks_received_total").increment(1);
-            state.engine.webhook_wake.notify_waiters();
             StatusCode::OK.into_response()
         }
         // Not stored: a non-200 makes Meta deliver it again.

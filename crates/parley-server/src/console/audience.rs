@@ -5,23 +5,27 @@
 //! import's progress without a reload). Own JavaScript only (`/console/audience.js`).
 
 use askama::Template;
+use axum::Form;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::{Form, Router};
 use parley_domain::{Segment, TagValue};
-use parley_engine::audience::{ColumnMap, ImportFormat, ImportOptions, preview_import};
+use parley_engine::audience::{ImportOptions, preview_import};
+use parley_store::ApplicationRecord;
 use parley_store::audience::{AudienceContact, ContactUpsert};
-use parley_store::{ApplicationRecord, MessageContent};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::{
+    PageError, PageResult, SameOrigin, SignedIn, SignedInJson, escape_html, message_error,
+    message_summary, query_value, render, render_with,
+};
 use crate::AppState;
-use crate::console::{application_of, current_session, forbidden_cross_site, render, same_origin};
-use crate::routes::contacts::{ImportView, rejected_csv_response};
+use crate::error::{ApiError, ApiJson};
+use crate::routes::contacts::{ImportView, Mappings, import_options, rejected_csv_response};
 use crate::routes::messages::rfc3339;
+use crate::routes::segments::PreviewBody;
 
 /// Contacts per console page.
 const PAGE: u32 = 50;
@@ -29,85 +33,6 @@ const PAGE: u32 = 50;
 const PREVIEW_ROWS: usize = 10;
 /// Bytes of the file's head the import preview reads.
 pub const PREVIEW_BYTES: usize = 64 * 1024;
-
-/// The console's audience routes (merged into the server's router).
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/contacts", get(contacts_page))
-        .route("/contacts/count", post(count))
-        .route("/contacts/{phone}", get(contact_page))
-        .route("/segments", get(segments_page).post(create_segment))
-        .route("/import", get(import_page))
-        .route("/import/preview", post(import_preview))
-        .route(
-            "/import/upload",
-            post(import_upload).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/import/{id}/progress", get(import_progress))
-        .route("/import/{id}/rejected.csv", get(import_rejected))
-        .route("/console/audience.js", get(script))
-}
-
-async fn signed_in(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<(String, ApplicationRecord), Response> {
-    let Some(session) = current_session(state, headers) else {
-        return Err(Redirect::to("/login").into_response());
-    };
-    let Some(app) = application_of(state, &session).await else {
-        return Err((StatusCode::NOT_FOUND, "This account has no application.").into_response());
-    };
-    Ok((session.email, app))
-}
-
-fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({"error": {"code": code, "message": message}})),
-    )
-        .into_response()
-}
-
-/// For the pages' scripts: same origin (also on GETs that the scripts make) and a session.
-async fn signed_in_json(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<ApplicationRecord, Response> {
-    if !same_origin(headers) {
-        return Err(json_error(
-            StatusCode::FORBIDDEN,
-            "cross_site",
-            "This request came from another site and was refused.",
-        ));
-    }
-    let Some(session) = current_session(state, headers) else {
-        return Err(json_error(
-            StatusCode::UNAUTHORIZED,
-            "signed_out",
-            "Your session ended; sign in again.",
-        ));
-    };
-    application_of(state, &session).await.ok_or_else(|| {
-        json_error(
-            StatusCode::NOT_FOUND,
-            "no_application",
-            "This account has no application.",
-        )
-    })
-}
-
-/// Percent-encodes a query value.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 fn tag_text(v: &TagValue) -> String {
     match v {
@@ -170,13 +95,9 @@ pub struct ContactsQuery {
 /// `GET /contacts`.
 pub async fn contacts_page(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedIn { email, app }: SignedIn,
     Query(q): Query<ContactsQuery>,
 ) -> Response {
-    let (email, app) = match signed_in(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let search = q.search.unwrap_or_default().trim().to_owned();
     let filter = q.filter.unwrap_or_default().trim().to_owned();
     let engine = &state.engine;
@@ -218,9 +139,9 @@ pub async fn contacts_page(
                     page.next = next.map(|n| {
                         format!(
                             "/contacts?search={}&filter={}&after={}",
-                            enc(&search),
-                            enc(&filter),
-                            enc(&n)
+                            query_value(&search),
+                            query_value(&filter),
+                            query_value(&n)
                         )
                     });
                 }
@@ -231,62 +152,32 @@ pub async fn contacts_page(
     render(&page)
 }
 
-#[derive(Deserialize)]
-pub struct CountBody {
-    filter: String,
-    #[serde(default)]
-    sample: u32,
-}
-
-/// `POST /contacts/count`: the live count (and a sample) of a filter, or where it fails to
-/// parse.
-pub async fn count(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let app = match signed_in_json(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let Ok(body) = serde_json::from_slice::<CountBody>(&body) else {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            "expected {\"filter\"}",
-        );
-    };
+/// `POST /contacts/count` (the API's segment preview body): the live count (and a sample) of a
+/// filter, or where it fails to parse. An empty filter counts everyone.
+pub async fn count(
+    State(state): State<AppState>,
+    SignedInJson(app): SignedInJson,
+    ApiJson(body): ApiJson<PreviewBody>,
+) -> Result<Response, ApiError> {
     let filter = body.filter.trim();
     let segment = if filter.is_empty() {
         Segment::all()
     } else {
-        match Segment::parse(filter) {
-            Ok(s) => s,
-            Err(e) => {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    axum::Json(json!({"error": {
-                        "code": "invalid_segment",
-                        "message": format!("The filter does not parse {e}"),
-                        "position": e.position,
-                    }})),
-                )
-                    .into_response();
-            }
-        }
+        state.engine.parse_segment(filter)?
     };
-    match state
+    let p = state
         .engine
-        .preview_segment(&app.id, &segment, body.sample.min(20))
-        .await
-    {
-        Ok(p) => axum::Json(json!({
-            "count": p.count,
-            "sample": p.sample.iter().map(|c| json!({
-                "phone": c.contact.phone,
-                "name": c.contact.name,
-                "tags": tags_summary(c),
-            })).collect::<Vec<_>>(),
-        }))
-        .into_response(),
-        Err(f) => crate::error::ApiError::from(f).into_response(),
-    }
+        .preview_segment(&app.id, &segment, body.sample.unwrap_or(0).min(20))
+        .await?;
+    Ok(axum::Json(json!({
+        "count": p.count,
+        "sample": p.sample.iter().map(|c| json!({
+            "phone": c.contact.phone,
+            "name": c.contact.name,
+            "tags": tags_summary(c),
+        })).collect::<Vec<_>>(),
+    }))
+    .into_response())
 }
 
 struct TagRow {
@@ -330,48 +221,27 @@ struct ContactPage {
     messages: Vec<MessageRow>,
 }
 
-fn summary(content: &MessageContent) -> String {
-    match content {
-        MessageContent::Template { template } => format!(
-            "{} ({}): {}",
-            template.name,
-            template.language,
-            template
-                .body
-                .iter()
-                .map(|p| p.text.as_str())
-                .collect::<Vec<_>>()
-                .join(" · ")
-        ),
-        MessageContent::Text { body, .. } => body.chars().take(160).collect(),
-    }
-}
-
 /// `GET /contacts/{phone}`.
 pub async fn contact_page(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedIn { email, app }: SignedIn,
     Path(phone): Path<String>,
-) -> Response {
-    let (email, app) = match signed_in(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let d = match state.engine.contact_detail(&app.id, &phone).await {
-        Ok(d) => d,
-        Err(f) => {
-            return (
+) -> PageResult {
+    let d = state
+        .engine
+        .contact_detail(&app.id, &phone)
+        .await
+        .map_err(|f| {
+            PageError::Html(
                 StatusCode::NOT_FOUND,
-                axum::response::Html(format!(
+                format!(
                     "<p>{}</p><p><a href=\"/contacts\">← Contacts</a></p>",
-                    askama_escape(&f.message)
-                )),
+                    escape_html(&f.message)
+                ),
             )
-                .into_response();
-        }
-    };
+        })?;
     let c = &d.contact;
-    render(&ContactPage {
+    Ok(render(&ContactPage {
         active: "contacts",
         email,
         phone: c.contact.phone.clone(),
@@ -411,22 +281,11 @@ pub async fn contact_page(
             .map(|m| MessageRow {
                 queued: rfc3339(m.queued_at),
                 state: m.state.as_str().to_owned(),
-                summary: summary(&m.content),
-                error: match (m.error_code, &m.error_message) {
-                    (Some(c), Some(msg)) => format!("{c}: {msg}"),
-                    (Some(c), None) => c.to_string(),
-                    _ => String::new(),
-                },
+                summary: message_summary(&m.content, 160),
+                error: message_error(m.error_code, m.error_message.as_deref()),
             })
             .collect(),
-    })
-}
-
-fn askama_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    }))
 }
 
 // --- Segments ---------------------------------------------------------------------------------
@@ -454,7 +313,7 @@ struct SegmentsPage {
 async fn segments_view(state: &AppState, app: &ApplicationRecord, email: String) -> SegmentsPage {
     let engine = &state.engine;
     let mut rows = Vec::new();
-    for s in engine.store.segments(&app.id).await.unwrap_or_default() {
+    for s in engine.segments(&app.id).await.unwrap_or_default() {
         let count = match engine.parse_segment(&s.filter) {
             Ok(seg) => engine
                 .preview_segment(&app.id, &seg, 0)
@@ -464,7 +323,7 @@ async fn segments_view(state: &AppState, app: &ApplicationRecord, email: String)
             Err(f) => f.message,
         };
         rows.push(SegmentRow {
-            link: format!("/contacts?filter={}", enc(&s.filter)),
+            link: format!("/contacts?filter={}", query_value(&s.filter)),
             name: s.name,
             filter: s.filter,
             count,
@@ -490,13 +349,9 @@ pub struct SegmentsQuery {
 /// `GET /segments`.
 pub async fn segments_page(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedIn { email, app }: SignedIn,
     Query(q): Query<SegmentsQuery>,
 ) -> Response {
-    let (email, app) = match signed_in(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let mut page = segments_view(&state, &app, email).await;
     page.notice = q.created.map(|n| format!("Segment “{n}” saved."));
     render(&page)
@@ -510,31 +365,25 @@ pub struct SegmentForm {
 
 /// `POST /segments`: save a segment, or show why not.
 pub async fn create_segment(
+    _: SameOrigin,
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedIn { email, app }: SignedIn,
     Form(form): Form<SegmentForm>,
 ) -> Response {
-    if !same_origin(&headers) {
-        return forbidden_cross_site();
-    }
-    let (email, app) = match signed_in(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     match state
         .engine
         .create_segment(&app.id, &form.name, &form.filter)
         .await
     {
-        Ok(s) => Redirect::to(&format!("/segments?created={}", enc(&s.name))).into_response(),
+        Ok(s) => {
+            Redirect::to(&format!("/segments?created={}", query_value(&s.name))).into_response()
+        }
         Err(f) => {
             let mut page = segments_view(&state, &app, email).await;
             page.name = form.name;
             page.filter = form.filter;
             page.error = Some(f.message);
-            let mut resp = render(&page);
-            *resp.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-            resp
+            render_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
     }
 }
@@ -550,11 +399,7 @@ struct ImportPage {
 }
 
 /// `GET /import`.
-pub async fn import_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let (email, _) = match signed_in(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn import_page(SignedIn { email, .. }: SignedIn) -> Response {
     render(&ImportPage {
         active: "import",
         email,
@@ -562,24 +407,17 @@ pub async fn import_page(State(state): State<AppState>, headers: HeaderMap) -> R
     })
 }
 
-/// Reads `format`, each `map=column:tag:type` (one per parameter: column names may hold
-/// commas) and `complete` from the query.
-fn options_of(pairs: &[(String, String)]) -> Result<(ImportOptions, bool), String> {
-    let mut format = ImportFormat::Csv;
-    let mut columns = Vec::new();
-    let mut complete = false;
-    for (k, v) in pairs {
-        match k.as_str() {
-            "format" => {
-                format = ImportFormat::parse(v)
-                    .ok_or_else(|| format!("format `{v}` is not csv or ndjson"))?;
-            }
-            "map" => columns.push(ColumnMap::parse(v)?),
-            "complete" => complete = v == "1" || v == "true",
-            _ => {}
-        }
-    }
-    Ok((ImportOptions { format, columns }, complete))
+/// The import's options from the query: `format` and each `map=column:tag:type`, one per
+/// parameter (column names may hold commas); with `complete=1` the preview's body is the
+/// whole file.
+fn options_of(pairs: &[(String, String)]) -> Result<(ImportOptions, bool), ApiError> {
+    let options = import_options(pairs, Mappings::OnePerParameter)?;
+    let complete = pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "complete")
+        .is_some_and(|(_, v)| v == "1" || v == "true");
+    Ok((options, complete))
 }
 
 fn upsert_json(row: &ContactUpsert) -> Value {
@@ -598,126 +436,70 @@ fn upsert_json(row: &ContactUpsert) -> Value {
 /// `POST /import/preview?format&map…&complete`: the body is the head of the file; answers the
 /// header's columns and what the first rows would import.
 pub async fn import_preview(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    _: SignedInJson,
     Query(pairs): Query<Vec<(String, String)>>,
     body: Bytes,
-) -> Response {
-    if let Err(r) = signed_in_json(&state, &headers).await {
-        return r;
-    }
-    let (options, complete) = match options_of(&pairs) {
-        Ok(v) => v,
-        Err(m) => return json_error(StatusCode::BAD_REQUEST, "invalid_mapping", &m),
-    };
+) -> Result<Response, ApiError> {
+    let (options, complete) = options_of(&pairs)?;
     let head = &body[..body.len().min(PREVIEW_BYTES)];
     let p = preview_import(&options, head, complete, PREVIEW_ROWS);
-    axum::Json(json!({
+    Ok(axum::Json(json!({
         "columns": p.columns,
         "rows": p.rows.iter().map(|r| match &r.outcome {
             Ok(row) => json!({"line": r.line, "contact": upsert_json(row)}),
             Err(reason) => json!({"line": r.line, "error": reason}),
         }).collect::<Vec<_>>(),
     }))
-    .into_response()
+    .into_response())
 }
 
 /// `POST /import/upload?format&map…`: the file as the body, read as a stream by the engine's
 /// import; answers the job id at once.
 pub async fn import_upload(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedInJson(app): SignedInJson,
     Query(pairs): Query<Vec<(String, String)>>,
     body: Body,
-) -> Response {
-    let app = match signed_in_json(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let (options, _) = match options_of(&pairs) {
-        Ok(v) => v,
-        Err(m) => return json_error(StatusCode::BAD_REQUEST, "invalid_mapping", &m),
-    };
-    match state
+) -> Result<Response, ApiError> {
+    let (options, _) = options_of(&pairs)?;
+    let id = state
         .engine
         .start_import(&app.id, options, body.into_data_stream())
-        .await
-    {
-        Ok(id) => (
-            StatusCode::ACCEPTED,
-            axum::Json(json!({"job_id": id.to_string()})),
-        )
-            .into_response(),
-        Err(f) => crate::error::ApiError::from(f).into_response(),
-    }
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"job_id": id.to_string()})),
+    )
+        .into_response())
 }
 
 /// `GET /import/{id}/progress`: the job, polled by the page.
 pub async fn import_progress(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedInJson(app): SignedInJson,
     Path(id): Path<String>,
-) -> Response {
-    let app = match signed_in_json(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    match state.engine.import_job(&app.id, &id).await {
-        Ok(job) => {
-            let mut resp = axum::Json(ImportView::from(&job)).into_response();
-            resp.headers_mut().insert(
-                header::CACHE_CONTROL,
-                header::HeaderValue::from_static("no-store"),
-            );
-            resp
-        }
-        Err(f) => crate::error::ApiError::from(f).into_response(),
-    }
+) -> Result<Response, ApiError> {
+    let job = state.engine.import_job(&app.id, &id).await?;
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(ImportView::from(&job)),
+    )
+        .into_response())
 }
 
 /// `GET /import/{id}/rejected.csv`.
 pub async fn import_rejected(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedIn { app, .. }: SignedIn,
     Path(id): Path<String>,
-) -> Response {
-    let (_, app) = match signed_in(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let job = match state.engine.import_job(&app.id, &id).await {
-        Ok(j) => j,
-        Err(f) => return crate::error::ApiError::from(f).into_response(),
-    };
-    match rejected_csv_response(&state, &app.id, &job).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
-}
-
-pub async fn script() -> Response {
-    (
-        [
-            (
-                header::CONTENT_TYPE,
-                "application/javascript; charset=utf-8",
-            ),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        include_str!("console_audience.js"),
-    )
-        .into_response()
+) -> Result<Response, ApiError> {
+    let job = state.engine.import_job(&app.id, &id).await?;
+    rejected_csv_response(&state, &app.id, &job).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn query_values_are_encoded() {
-        assert_eq!(enc("city = \"Berlin\""), "city%20%3D%20%22Berlin%22");
-        assert_eq!(enc("+4917"), "%2B4917");
-    }
 
     #[test]
     fn mappings_keep_commas_in_column_names() {

@@ -1,5 +1,5 @@
 //! The console's campaign pages under Campaigns › WhatsApp messages: the list (paginated,
-//! shown by `console_platforms::campaigns_page` once a platform exists), the New campaign form
+//! shown by `platforms::campaigns_page` once a platform exists), the New campaign form
 //! (one dynamic-content expression per template variable, with a live preview for a sample
 //! contact and the audience's live count), the campaign page with the plan and Start for a
 //! draft, and live progress (the page polls the statistics) with Pause / Resume / Cancel.
@@ -8,74 +8,25 @@
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use parley_domain::{ApplicationId, CampaignId, SlotKind, SlotLocation};
 use parley_engine::audience::{PreviewContact, PreviewOutcome};
-use parley_engine::campaigns::{CampaignAudience, CampaignPlan, NewCampaign};
-use parley_store::ApplicationRecord;
-use parley_store::campaigns::{CampaignKind, CampaignRecord, CampaignState};
+use parley_engine::campaigns::CampaignPlan;
+use parley_store::campaigns::{CampaignRecord, CampaignState};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::{PageError, PageResult, SignedIn, SignedInJson, render};
 use crate::AppState;
-use crate::console::{application_of, current_session, render, same_origin};
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiJson};
+use crate::routes::campaigns::{
+    AudienceSpec, CampaignTemplate, CreateCampaignBody, CreatedBody, new_campaign,
+};
 use crate::routes::messages::rfc3339;
 
 /// Campaigns per page of the list.
 const PAGE: u32 = 20;
-
-fn fail(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({"error": {"code": code, "message": message}})),
-    )
-        .into_response()
-}
-
-async fn signed_in(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<(String, ApplicationRecord), Response> {
-    let Some(session) = current_session(state, headers) else {
-        return Err(Redirect::to("/login").into_response());
-    };
-    let Some(app) = application_of(state, &session).await else {
-        return Err((StatusCode::NOT_FOUND, "This account has no application.").into_response());
-    };
-    Ok((session.email, app))
-}
-
-/// For the page's JSON calls: the session's application, or 401/403 as JSON. POSTs must come
-/// from this site.
-async fn signed_in_json(
-    state: &AppState,
-    headers: &HeaderMap,
-    post: bool,
-) -> Result<ApplicationRecord, Response> {
-    if post && !same_origin(headers) {
-        return Err(fail(
-            StatusCode::FORBIDDEN,
-            "cross_site",
-            "This request came from another site and was refused.",
-        ));
-    }
-    let Some(session) = current_session(state, headers) else {
-        return Err(fail(
-            StatusCode::UNAUTHORIZED,
-            "signed_out",
-            "Your session ended; sign in again.",
-        ));
-    };
-    application_of(state, &session).await.ok_or_else(|| {
-        fail(
-            StatusCode::NOT_FOUND,
-            "no_application",
-            "This account has no application.",
-        )
-    })
-}
 
 fn state_label(s: CampaignState) -> &'static str {
     match s {
@@ -115,8 +66,8 @@ pub struct ListQuery {
 /// The campaign list with its pagination, as HTML for the WhatsApp messages page.
 pub async fn list_section(state: &AppState, app: &ApplicationId, after: Option<&str>) -> String {
     let after = after.and_then(|a| CampaignId::parse(a).ok());
-    let store = &state.engine.store;
-    let mut records = store
+    let mut records = state
+        .engine
         .campaigns(app, after.as_ref(), PAGE + 1)
         .await
         .unwrap_or_default();
@@ -194,13 +145,12 @@ fn slot_kind(k: SlotKind) -> &'static str {
 }
 
 /// `GET /campaigns/whatsapp/new`.
-pub async fn new_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let (email, app) = match signed_in(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let store = &state.engine.store;
-    let numbers = store
+pub async fn new_form(
+    State(state): State<AppState>,
+    SignedIn { email, app }: SignedIn,
+) -> Response {
+    let engine = &state.engine;
+    let numbers = engine
         .phone_numbers(&app.id)
         .await
         .unwrap_or_default()
@@ -210,12 +160,12 @@ pub async fn new_form(State(state): State<AppState>, headers: HeaderMap) -> Resp
                 "{} · {} msg/s · {}",
                 n.display_phone_number,
                 n.throughput_mps,
-                crate::console_platforms::limit_label(n.messaging_limit.as_deref().unwrap_or(""))
+                super::platforms::limit_label(n.messaging_limit.as_deref().unwrap_or(""))
             ),
             id: n.phone_number_id,
         })
         .collect();
-    let segments = store
+    let segments = engine
         .segments(&app.id)
         .await
         .unwrap_or_default()
@@ -225,7 +175,7 @@ pub async fn new_form(State(state): State<AppState>, headers: HeaderMap) -> Resp
             id: s.id.to_string(),
         })
         .collect();
-    let templates: Vec<Value> = store
+    let templates: Vec<Value> = engine
         .templates(&app.id)
         .await
         .unwrap_or_default()
@@ -261,9 +211,10 @@ pub async fn new_form(State(state): State<AppState>, headers: HeaderMap) -> Resp
     })
 }
 
-/// What the New campaign form posts: the API's body, with the schedule as RFC 3339.
+/// What the New campaign form posts: the API's body flattened into the form's fields, with
+/// the schedule as RFC 3339.
 #[derive(Deserialize)]
-pub struct CreateBody {
+pub struct CreateForm {
     name: String,
     phone_number_id: Option<String>,
     template_name: String,
@@ -283,35 +234,19 @@ pub struct CreateBody {
     window_timezone: Option<String>,
 }
 
-fn field_error(code: &'static str, message: &str, field: &str) -> Response {
-    ApiError::new(StatusCode::BAD_REQUEST, code, message)
-        .field(field)
-        .into_response()
+fn field_error(code: &'static str, message: &str, field: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, code, message).field(field)
 }
 
-/// `POST /campaigns/whatsapp/new` (JSON): creates the draft; answers `{"id"}` or the engine's
-/// error with its field.
-pub async fn create(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let app = match signed_in_json(&state, &headers, true).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let body: CreateBody = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => {
-            return fail(
-                StatusCode::BAD_REQUEST,
-                "invalid_body",
-                &format!("the form could not be read: {e}"),
-            );
-        }
-    };
-    let nonempty = |s: Option<String>| s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
-    let phones: Vec<String> = body
+fn nonempty(s: Option<String>) -> Option<String> {
+    s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// The form as the API's create body: empty fields are absent, the list is split into
+/// numbers, the window's fields make one object; the audience is the list if given, else the
+/// saved segment, else the filter. What only the form can get wrong is refused here.
+fn api_body(form: CreateForm) -> Result<CreateCampaignBody, ApiError> {
+    let phones: Vec<String> = form
         .phones
         .as_deref()
         .unwrap_or_default()
@@ -321,9 +256,9 @@ pub async fn create(
         .map(str::to_owned)
         .collect();
     let send_window = match (
-        nonempty(body.window_start),
-        nonempty(body.window_end),
-        nonempty(body.window_timezone),
+        nonempty(form.window_start),
+        nonempty(form.window_end),
+        nonempty(form.window_timezone),
     ) {
         (None, None, None) => None,
         (Some(start), Some(end), tz) => {
@@ -334,82 +269,84 @@ pub async fn create(
             Some(w)
         }
         (None, _, _) => {
-            return field_error(
+            return Err(field_error(
                 "send_window_time_invalid",
                 "give the hour sending may start, e.g. 09:00",
                 "send_window.start",
-            );
+            ));
         }
         (_, None, _) => {
-            return field_error(
+            return Err(field_error(
                 "send_window_time_invalid",
                 "give the hour sending must stop, e.g. 20:00",
                 "send_window.end",
-            );
+            ));
         }
     };
-    let audience = match (nonempty(body.segment_id), nonempty(body.filter)) {
-        _ if !phones.is_empty() => CampaignAudience::List(phones),
-        (Some(id), _) => CampaignAudience::Segment(id),
-        (None, Some(f)) => CampaignAudience::Filter(f),
+    let none = AudienceSpec {
+        filter: None,
+        segment_id: None,
+        phones: None,
+    };
+    let audience = match (nonempty(form.segment_id), nonempty(form.filter)) {
+        _ if !phones.is_empty() => AudienceSpec {
+            phones: Some(phones),
+            ..none
+        },
+        (Some(id), _) => AudienceSpec {
+            segment_id: Some(id),
+            ..none
+        },
+        (None, Some(f)) => AudienceSpec {
+            filter: Some(f),
+            ..none
+        },
         (None, None) => {
-            return field_error(
+            return Err(field_error(
                 "audience_invalid",
                 "choose a saved segment or write a filter, e.g. city = \"Berlin\" (or all)",
                 "audience.filter",
-            );
+            ));
         }
     };
-    let Some(kind) = CampaignKind::parse(&body.kind) else {
-        return field_error("type_invalid", "choose marketing or transactional", "type");
-    };
-    let scheduled_at = match nonempty(body.scheduled_at) {
-        None => None,
-        Some(s) => {
-            match time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339) {
-                Ok(t) => Some((t.unix_timestamp_nanos() / 1_000_000) as i64),
-                Err(_) => {
-                    return field_error(
-                        "scheduled_at_invalid",
-                        "give the date and time to start at",
-                        "scheduled_at",
-                    );
-                }
-            }
-        }
-    };
-    if body.template_name.is_empty() {
-        return field_error(
+    if form.template_name.is_empty() {
+        return Err(field_error(
             "template_not_found",
             "choose an approved template",
             "template.name",
-        );
+        ));
     }
-    let result = state
-        .engine
-        .create_campaign(
-            &app.id,
-            NewCampaign {
-                name: body.name,
-                phone_number_id: nonempty(body.phone_number_id),
-                template_name: body.template_name,
-                template_language: body.template_language,
-                variables: Value::Object(body.variables),
-                audience,
-                kind,
-                scheduled_at,
-                send_window,
-            },
-        )
-        .await;
-    match result {
-        Ok(c) => (
-            StatusCode::CREATED,
-            axum::Json(json!({"id": c.id.to_string()})),
-        )
-            .into_response(),
-        Err(f) => ApiError::from(f).into_response(),
-    }
+    Ok(CreateCampaignBody {
+        name: form.name,
+        template: CampaignTemplate {
+            name: form.template_name,
+            language: form.template_language,
+            variables: Some(Value::Object(form.variables)),
+        },
+        audience,
+        kind: form.kind,
+        phone_number_id: nonempty(form.phone_number_id),
+        scheduled_at: nonempty(form.scheduled_at),
+        send_window,
+    })
+}
+
+/// `POST /campaigns/whatsapp/new` (JSON): creates the draft as `POST /api/v1/campaigns` does;
+/// answers `{"id"}` or the error with its field.
+pub async fn create(
+    State(state): State<AppState>,
+    SignedInJson(app): SignedInJson,
+    ApiJson(form): ApiJson<CreateForm>,
+) -> Result<Response, ApiError> {
+    let campaign = new_campaign(api_body(form)?)?;
+    let c = state.engine.create_campaign(&app.id, campaign).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreatedBody {
+            id: c.id.to_string(),
+        }),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -425,22 +362,10 @@ pub struct PreviewBody {
 /// skipped, or what is wrong with the expression).
 pub async fn preview(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    SignedInJson(app): SignedInJson,
+    ApiJson(body): ApiJson<PreviewBody>,
 ) -> Response {
-    let app = match signed_in_json(&state, &headers, true).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let Ok(body) = serde_json::from_slice::<PreviewBody>(&body) else {
-        return fail(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            "the form could not be read",
-        );
-    };
     let engine = &state.engine;
-    let nonempty = |s: Option<String>| s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
     let filter = match (nonempty(body.segment_id), nonempty(body.filter)) {
         (Some(id), _) => match engine.segment_by_id(&app.id, &id).await {
             Ok(s) => Ok(s.filter),
@@ -625,17 +550,14 @@ fn view(c: &CampaignRecord) -> CampaignView {
 /// `GET /campaigns/whatsapp/{id}`: the campaign, its plan while a draft, live progress.
 pub async fn detail(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedIn { email, app }: SignedIn,
     Path(id): Path<String>,
-) -> Response {
-    let (email, app) = match signed_in(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let c = match state.engine.campaign(&app.id, &id).await {
-        Ok(c) => c,
-        Err(f) => return (StatusCode::NOT_FOUND, f.message).into_response(),
-    };
+) -> PageResult {
+    let c = state
+        .engine
+        .campaign(&app.id, &id)
+        .await
+        .map_err(|f| PageError::not_found(f.message))?;
     let (plan, plan_error) = if c.state == CampaignState::Draft {
         match state.engine.plan_campaign(&app.id, &id).await {
             Ok(p) => (Some(plan_view(p)), String::new()),
@@ -644,76 +566,44 @@ pub async fn detail(
     } else {
         (None, String::new())
     };
-    render(&DetailPage {
+    Ok(render(&DetailPage {
         active: "campaigns",
         email,
         c: view(&c),
         plan,
         plan_error,
-    })
+    }))
 }
 
 /// `GET /campaigns/whatsapp/{id}/stats`: the API's statistics, polled by the page.
 pub async fn stats(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedInJson(app): SignedInJson,
     Path(id): Path<String>,
-) -> Response {
-    let app = match signed_in_json(&state, &headers, false).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    match state.engine.campaign_stats(&app.id, &id).await {
-        Ok(s) => {
-            let mut resp = axum::Json(s).into_response();
-            resp.headers_mut().insert(
-                header::CACHE_CONTROL,
-                header::HeaderValue::from_static("no-store"),
-            );
-            resp
-        }
-        Err(f) => ApiError::from(f).into_response(),
-    }
+) -> Result<Response, ApiError> {
+    let s = state.engine.campaign_stats(&app.id, &id).await?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(s)).into_response())
 }
 
 /// `POST /campaigns/whatsapp/{id}/{start|pause|resume|cancel}`: answers `{"state"}` or the
 /// engine's error.
 pub async fn action(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedInJson(app): SignedInJson,
     Path((id, action)): Path<(String, String)>,
-) -> Response {
-    let app = match signed_in_json(&state, &headers, true).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+) -> Result<Response, ApiError> {
     let engine = &state.engine;
-    let result = match action.as_str() {
-        "start" => engine.start_campaign(&app.id, &id).await,
-        "pause" => engine.pause_campaign(&app.id, &id).await,
-        "resume" => engine.resume_campaign(&app.id, &id).await,
-        "cancel" => engine.cancel_campaign(&app.id, &id).await,
-        _ => return ApiError::not_found("this action").into_response(),
+    let c = match action.as_str() {
+        "start" => engine.start_campaign(&app.id, &id).await?,
+        "pause" => engine.pause_campaign(&app.id, &id).await?,
+        "resume" => engine.resume_campaign(&app.id, &id).await?,
+        "cancel" => engine.cancel_campaign(&app.id, &id).await?,
+        _ => return Err(ApiError::not_found("this action")),
     };
-    match result {
-        Ok(c) => axum::Json(json!({"state": c.state.as_str(), "state_reason": c.state_reason}))
+    Ok(
+        axum::Json(json!({"state": c.state.as_str(), "state_reason": c.state_reason}))
             .into_response(),
-        Err(f) => ApiError::from(f).into_response(),
-    }
-}
-
-pub async fn script() -> Response {
-    (
-        [
-            (
-                header::CONTENT_TYPE,
-                "application/javascript; charset=utf-8",
-            ),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        include_str!("console_campaigns.js"),
     )
-        .into_response()
 }
 
 #[cfg(test)]

@@ -92,7 +92,7 @@
           document.getElementById("header-handle").value = res.body.handle;
           status.textContent = "Uploaded: Meta's example handle is set.";
         } else {
-          status.textContent = res.body.error || "The upload failed.";
+          status.textContent = (res.body.error && res.body.error.message) || "The upload failed.";
         }
       }).catch(function () {
         status.textContent = "The upload failed; try again.";

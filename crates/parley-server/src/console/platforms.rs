@@ -6,18 +6,18 @@
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use parley_domain::PlatformId;
-use parley_engine::onboarding::SignupRequest;
 use parley_store::ApplicationRecord;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::{SignedIn, SignedInJson, render};
 use crate::AppState;
-use crate::console::{application_of, current_session, render, same_origin};
+use crate::error::{ApiError, ApiJson};
 use crate::routes::messages::rfc3339;
-use crate::routes::platforms::{outcome_response, owned_view};
+use crate::routes::platforms::{DisconnectQuery, SignupBody, outcome_response, owned_view};
 
 /// What the Log in with Facebook button needs; rendered as data attributes.
 struct SignupButton {
@@ -95,7 +95,7 @@ struct CampaignsPage {
     button: SignupButton,
     has_platform: bool,
     list: String,
-    /// The campaign list (`console_campaigns`), once a platform exists.
+    /// The campaign list (`campaigns::list_section`), once a platform exists.
     campaigns: String,
 }
 
@@ -185,16 +185,16 @@ pub fn cancel_message(event: &Value) -> String {
 }
 
 async fn cards(state: &AppState, app: &ApplicationRecord) -> Vec<PlatformCard> {
-    let store = &state.engine.store;
-    let setups = store
+    let engine = &state.engine;
+    let setups = engine
         .platform_setups(&app.id, None, 1000)
         .await
         .unwrap_or_default();
     let mut out = Vec::with_capacity(setups.len());
     for s in setups {
         let p = &s.platform;
-        let numbers = store.platform_numbers(&p.id).await.unwrap_or_default();
-        let session = store.latest_onboarding(&p.id).await.ok().flatten();
+        let numbers = engine.platform_numbers(&p.id).await.unwrap_or_default();
+        let session = engine.latest_onboarding(&p.id).await.ok().flatten();
         let failed_step = session
             .as_ref()
             .filter(|s| s.state == "failed")
@@ -265,60 +265,11 @@ fn list_html(platforms: Vec<PlatformCard>) -> String {
         })
 }
 
-async fn signed_in(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<(String, ApplicationRecord), Response> {
-    let Some(session) = current_session(state, headers) else {
-        return Err(Redirect::to("/login").into_response());
-    };
-    let Some(app) = application_of(state, &session).await else {
-        return Err((StatusCode::NOT_FOUND, "This account has no application.").into_response());
-    };
-    Ok((session.email, app))
-}
-
-/// For JSON endpoints: the session's application, or 401/403 as JSON.
-async fn signed_in_post(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<ApplicationRecord, Response> {
-    let fail = |status: StatusCode, code: &str, message: &str| {
-        (
-            status,
-            axum::Json(json!({"error": {"code": code, "message": message}})),
-        )
-            .into_response()
-    };
-    if !same_origin(headers) {
-        return Err(fail(
-            StatusCode::FORBIDDEN,
-            "cross_site",
-            "This request came from another site and was refused.",
-        ));
-    }
-    let Some(session) = current_session(state, headers) else {
-        return Err(fail(
-            StatusCode::UNAUTHORIZED,
-            "signed_out",
-            "Your session ended; sign in again.",
-        ));
-    };
-    application_of(state, &session).await.ok_or_else(|| {
-        fail(
-            StatusCode::NOT_FOUND,
-            "no_application",
-            "This account has no application.",
-        )
-    })
-}
-
 /// `GET /settings/platforms`.
-pub async fn platforms_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let (email, app) = match signed_in(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn platforms_page(
+    State(state): State<AppState>,
+    SignedIn { email, app }: SignedIn,
+) -> Response {
     render(&PlatformsPage {
         active: "settings",
         email,
@@ -328,11 +279,10 @@ pub async fn platforms_page(State(state): State<AppState>, headers: HeaderMap) -
 }
 
 /// `GET /settings/platforms/list`: the list alone, polled by the page.
-pub async fn platforms_list(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let (_, app) = match signed_in(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn platforms_list(
+    State(state): State<AppState>,
+    SignedIn { app, .. }: SignedIn,
+) -> Response {
     let mut resp = render(&PlatformListFragment {
         platforms: cards(&state, &app).await,
     });
@@ -347,17 +297,13 @@ pub async fn platforms_list(State(state): State<AppState>, headers: HeaderMap) -
 /// exists, Log in with Facebook before.
 pub async fn campaigns_page(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<crate::console_campaigns::ListQuery>,
+    SignedIn { email, app }: SignedIn,
+    Query(q): Query<super::campaigns::ListQuery>,
 ) -> Response {
-    let (email, app) = match signed_in(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let platforms = cards(&state, &app).await;
     let has_platform = platforms.iter().any(|p| !p.disconnected);
     let campaigns = if has_platform {
-        crate::console_campaigns::list_section(&state, &app.id, q.after.as_deref()).await
+        super::campaigns::list_section(&state, &app.id, q.after.as_deref()).await
     } else {
         String::new()
     };
@@ -384,20 +330,9 @@ pub struct ConsoleSignup {
 /// A finish runs onboarding (answering like the API); a cancel answers which step it was.
 pub async fn signup(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    SignedInJson(app): SignedInJson,
+    ApiJson(body): ApiJson<ConsoleSignup>,
 ) -> Response {
-    let app = match signed_in_post(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let Ok(body) = serde_json::from_slice::<ConsoleSignup>(&body) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({"error": {"code": "invalid_body", "message": "expected {\"code\", \"event\"}"}})),
-        )
-            .into_response();
-    };
     let kind = body.event["event"].as_str().unwrap_or_default().to_owned();
     let code = body.code.filter(|c| !c.is_empty());
     let finished = kind.starts_with("FINISH");
@@ -408,11 +343,12 @@ pub async fn signup(
             "The sign-up window closed before Meta handed over a code. Nothing was connected; click Log in with Facebook to start again.".into()
         };
         tracing::info!(event = %kind, "embedded signup ended without a finish");
-        return (
+        return ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            axum::Json(json!({"error": {"code": "signup_cancelled", "message": message}})),
+            "signup_cancelled",
+            message,
         )
-            .into_response();
+        .into_response();
     };
     let data = &body.event["data"];
     let text = |k: &str| {
@@ -421,80 +357,51 @@ pub async fn signup(
             .map(str::to_owned)
             .or_else(|| data[k].as_u64().map(|n| n.to_string()))
     };
-    let request = SignupRequest {
+    let request = SignupBody {
         code,
         waba_id: text("waba_id"),
         phone_number_id: text("phone_number_id"),
         business_id: text("business_id"),
         event: (!kind.is_empty()).then_some(kind),
     };
-    match state.engine.signup(&app.id, request).await {
+    match state.engine.signup(&app.id, request.into()).await {
         Ok(outcome) => outcome_response(&state, &app.id, outcome, StatusCode::CREATED).await,
-        Err(f) => crate::error::ApiError::from(f).into_response(),
+        Err(f) => ApiError::from(f).into_response(),
     }
-}
-
-#[derive(Deserialize, Default)]
-pub struct ActionBody {
-    #[serde(default)]
-    deregister: bool,
 }
 
 /// `POST /settings/platforms/{id}/{refresh|retry|disconnect}`.
 pub async fn action(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedInJson(app): SignedInJson,
     Path((id, action)): Path<(String, String)>,
     body: axum::body::Bytes,
-) -> Response {
-    let app = match signed_in_post(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let Ok(id) = PlatformId::parse(&id) else {
-        return crate::error::ApiError::not_found("this platform").into_response();
-    };
-    let body: ActionBody = serde_json::from_slice(&body).unwrap_or_default();
+) -> Result<Response, ApiError> {
+    let id = PlatformId::parse(&id).map_err(|_| ApiError::not_found("this platform"))?;
+    // The API's disconnect options as an optional body: only `{"deregister": true}` matters.
+    let deregister = serde_json::from_slice::<DisconnectQuery>(&body)
+        .ok()
+        .and_then(|q| q.deregister)
+        .unwrap_or(false);
     let engine = &state.engine;
-    let result = match action.as_str() {
+    match action.as_str() {
         "retry" => {
-            return match engine.retry_onboarding(&app.id, &id).await {
-                Ok(outcome) => outcome_response(&state, &app.id, outcome, StatusCode::OK).await,
-                Err(f) => crate::error::ApiError::from(f).into_response(),
-            };
+            let outcome = engine.retry_onboarding(&app.id, &id).await?;
+            return Ok(outcome_response(&state, &app.id, outcome, StatusCode::OK).await);
         }
-        "refresh" => engine.refresh_platform(&app.id, &id).await,
-        "disconnect" => engine
-            .disconnect_platform(&app.id, &id, body.deregister)
-            .await
-            .map(|_| ()),
-        _ => return crate::error::ApiError::not_found("this action").into_response(),
-    };
-    match result {
-        Ok(()) => match owned_view(&state, &app.id, &id).await {
-            Ok(v) => axum::Json(v).into_response(),
-            Err(e) => e.into_response(),
-        },
-        Err(f) => crate::error::ApiError::from(f).into_response(),
+        "refresh" => engine.refresh_platform(&app.id, &id).await?,
+        "disconnect" => {
+            engine.disconnect_platform(&app.id, &id, deregister).await?;
+        }
+        _ => return Err(ApiError::not_found("this action")),
     }
-}
-
-pub async fn script() -> Response {
-    (
-        [
-            (
-                header::CONTENT_TYPE,
-                "application/javascript; charset=utf-8",
-            ),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        include_str!("platforms.js"),
-    )
-        .into_response()
+    Ok(axum::Json(owned_view(&state, &app.id, &id).await?).into_response())
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

@@ -6,30 +6,20 @@ use askama::Template;
 use axum::Form;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use parley_engine::templates::{NewTemplate, TemplateChangeError, TemplateIssue};
-use parley_store::{ApplicationRecord, TemplateRecord};
+use parley_store::TemplateRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::{
+    PageError, PageResult, SameOrigin, SignedIn, SignedInJson, query_value, render, render_with,
+};
 use crate::AppState;
-use crate::console::{application_of, current_session, forbidden_cross_site, render, same_origin};
+use crate::error::ApiError;
 use crate::routes::messages::rfc3339;
-use crate::routes::templates::{TemplateQuery, matches};
-
-async fn signed_in(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<(String, ApplicationRecord), Response> {
-    let Some(session) = current_session(state, headers) else {
-        return Err(Redirect::to("/login").into_response());
-    };
-    let Some(app) = application_of(state, &session).await else {
-        return Err((StatusCode::NOT_FOUND, "This account has no application.").into_response());
-    };
-    Ok((session.email, app))
-}
+use crate::routes::templates::{TemplateQuery, UploadQuery, matches, upload_template_media};
 
 /// What the bubble shows.
 pub struct Preview {
@@ -244,13 +234,9 @@ pub struct ListQuery {
 
 pub async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedIn { email, app }: SignedIn,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let (email, app) = match signed_in(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let filter = TemplateQuery {
         status: Some(q.status.clone()),
         category: Some(q.category.clone()),
@@ -260,7 +246,6 @@ pub async fn list(
     };
     let rows = state
         .engine
-        .store
         .templates(&app.id)
         .await
         .unwrap_or_default()
@@ -289,22 +274,13 @@ pub async fn list(
     })
 }
 
-pub async fn sync(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if !same_origin(&headers) {
-        return forbidden_cross_site();
-    }
-    let (_, app) = match signed_in(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn sync(
+    _: SameOrigin,
+    State(state): State<AppState>,
+    SignedIn { app, .. }: SignedIn,
+) -> Response {
     let (mut synced, mut deleted, mut failed) = (0, 0, Vec::new());
-    for p in state
-        .engine
-        .store
-        .platforms(&app.id)
-        .await
-        .unwrap_or_default()
-    {
+    for p in state.engine.platforms(&app.id).await.unwrap_or_default() {
         match state.engine.sync_templates(&p.id).await {
             Ok(r) => {
                 synced += r.synced;
@@ -317,16 +293,7 @@ pub async fn sync(State(state): State<AppState>, headers: HeaderMap) -> Response
     if !failed.is_empty() {
         note.push_str(&format!("; failed: {}", failed.join("; ")));
     }
-    Redirect::to(&format!("/templates?synced={}", urlencode(&note))).into_response()
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    Redirect::to(&format!("/templates?synced={}", query_value(&note))).into_response()
 }
 
 #[derive(Template)]
@@ -357,20 +324,17 @@ pub struct DetailQuery {
 
 pub async fn detail(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedIn { email, app }: SignedIn,
     Path(id): Path<String>,
     Query(q): Query<DetailQuery>,
-) -> Response {
-    let (email, app) = match signed_in(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let t = match state.engine.template_by_id(&app.id, &id).await {
-        Ok(t) => t,
-        Err(_) => return (StatusCode::NOT_FOUND, "No such template.").into_response(),
-    };
+) -> PageResult {
+    let t = state
+        .engine
+        .template_by_id(&app.id, &id)
+        .await
+        .map_err(|_| PageError::not_found("No such template."))?;
     let components = t.raw.get("components").cloned().unwrap_or_default();
-    render(&DetailPage {
+    Ok(render(&DetailPage {
         active: "templates",
         email,
         id: t.id.to_string(),
@@ -393,25 +357,21 @@ pub async fn detail(
         preview: preview(&components),
         confirm_delete: q.confirm_delete.is_some() && t.deleted_at.is_none(),
         components_json: serde_json::to_string_pretty(&components).unwrap_or_default(),
-    })
+    }))
 }
 
 pub async fn delete(
+    _: SameOrigin,
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedIn { app, .. }: SignedIn,
     Path(id): Path<String>,
-) -> Response {
-    if !same_origin(&headers) {
-        return forbidden_cross_site();
-    }
-    let (_, app) = match signed_in(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    match state.engine.delete_template(&app.id, &id).await {
-        Ok(_) => Redirect::to(&format!("/templates/{id}")).into_response(),
-        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.message).into_response(),
-    }
+) -> PageResult {
+    state
+        .engine
+        .delete_template(&app.id, &id)
+        .await
+        .map_err(|e| PageError::unprocessable(e.message))?;
+    Ok(Redirect::to(&format!("/templates/{id}")).into_response())
 }
 
 /// The create form's fields (all text; empty means absent).
@@ -626,11 +586,7 @@ struct NewPage {
     failure: Option<String>,
 }
 
-pub async fn new_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let (email, _) = match signed_in(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn new_form(SignedIn { email, .. }: SignedIn) -> Response {
     render(&NewPage {
         active: "templates",
         email,
@@ -647,17 +603,11 @@ pub async fn new_form(State(state): State<AppState>, headers: HeaderMap) -> Resp
 }
 
 pub async fn create(
+    _: SameOrigin,
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedIn { email, app }: SignedIn,
     Form(form): Form<CreateForm>,
 ) -> Response {
-    if !same_origin(&headers) {
-        return forbidden_cross_site();
-    }
-    let (email, app) = match signed_in(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let (list, sections) = components(&form);
     let draft = NewTemplate {
         platform_id: None,
@@ -672,72 +622,31 @@ pub async fn create(
         Err(TemplateChangeError::Invalid(issues)) => (issues, None),
         Err(TemplateChangeError::Failed(f)) => (Vec::new(), Some(f.message)),
     };
-    let mut resp = render(&NewPage {
-        active: "templates",
-        email,
-        errors: field_errors(&issues, &sections),
-        issues,
-        failure,
-        form,
-    });
-    *resp.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-    resp
-}
-
-#[derive(Deserialize)]
-pub struct UploadQuery {
-    file_name: Option<String>,
+    render_with(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &NewPage {
+            active: "templates",
+            email,
+            errors: field_errors(&issues, &sections),
+            issues,
+            failure,
+            form,
+        },
+    )
 }
 
 /// The create form's media header example: the page's script posts the file here and puts
-/// the returned handle into the form.
+/// the returned handle into the form. Answers as `POST /api/v1/media/uploads` does.
 pub async fn upload(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedInJson(app): SignedInJson,
     Query(q): Query<UploadQuery>,
+    headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    if !same_origin(&headers) {
-        return forbidden_cross_site();
-    }
-    let (_, app) = match signed_in(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let mime = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let name = q.file_name.unwrap_or_else(|| "upload".into());
-    match state
-        .engine
-        .upload_template_media(&app.id, None, &name, &mime, body.to_vec())
-        .await
-    {
-        Ok(u) => axum::Json(json!({"handle": u.handle})).into_response(),
-        Err(e) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            axum::Json(json!({"error": e.message})),
-        )
-            .into_response(),
-    }
-}
-
-pub async fn script() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("console_templates.js"),
-    )
-        .into_response()
-}
-
-pub async fn stylesheet() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-        include_str!("console_templates.css"),
-    )
-        .into_response()
+) -> Result<Response, ApiError> {
+    Ok(upload_template_media(&state, &app.id, q, &headers, body)
+        .await?
+        .into_response())
 }
 
 #[cfg(test)]

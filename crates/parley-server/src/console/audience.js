@@ -54,9 +54,6 @@
           errorEl.hidden = false;
           errorEl.textContent = e.message || "The filter could not be counted.";
           filter.setAttribute("aria-invalid", "true");
-          if (typeof e.position === "number" && document.activeElement === filter) {
-            errorEl.setAttribute("data-position", String(e.position));
-          }
           if (sampleEl) sampleEl.textContent = "";
         }
       }).catch(function () {

@@ -1,0 +1,175 @@
+//! What the HTTP layer asks of the engine besides the workflows: who is asking (API tokens,
+//! console sign-in), whether it can serve, Meta's webhooks to keep, and an application's
+//! records as lists and pages show them. The store stays the engine's own.
+
+use parley_domain::{AccountId, ApplicationId, CampaignId, MessageId, PlatformId};
+use parley_store::audience::SegmentRecord;
+use parley_store::campaigns::CampaignRecord;
+use parley_store::platforms::{NumberSetupRecord, OnboardingRecord, PlatformSetupRecord};
+use parley_store::{
+    ApplicationRecord, MessageRecord, PhoneNumberRecord, PlatformRecord, StoreError,
+    TemplateRecord, UserRecord,
+};
+
+use crate::auth::{generate_password, hash_api_token, hash_password, verify_password};
+use crate::{ApiFailure, Engine};
+
+impl Engine {
+    /// The engine can serve: its database answers.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        self.store.applications().await.map(|_| ())
+    }
+
+    /// Keeps a webhook delivery (its signature already checked) for the webhook processor and
+    /// wakes it. An error means it was not kept: Meta must deliver it again.
+    pub async fn accept_webhook(&self, body: &[u8]) -> Result<(), ApiFailure> {
+        self.store.insert_webhook_event(body, self.now()).await?;
+        self.webhook_wake.notify_waiters();
+        Ok(())
+    }
+
+    /// Whether any application exists yet (a fresh database).
+    pub async fn has_applications(&self) -> Result<bool, ApiFailure> {
+        Ok(!self.store.applications().await?.is_empty())
+    }
+
+    /// The application an API token belongs to; `None` for a token Parley never issued.
+    pub async fn application_for_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<ApplicationId>, ApiFailure> {
+        Ok(self
+            .store
+            .application_by_token_hash(&hash_api_token(token))
+            .await?)
+    }
+
+    /// The console user with this email and password, or `None`. An unknown email costs what
+    /// a wrong password costs (a dummy hash is checked), so timing does not tell which emails
+    /// exist; a database that does not answer refuses the sign-in.
+    pub async fn sign_in(&self, email: &str, password: String) -> Option<UserRecord> {
+        let user = self.store.user_by_email(email).await.ok().flatten();
+        let hash = user
+            .as_ref()
+            .map_or_else(dummy_hash, |u| u.password_hash.clone());
+        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+            .await
+            .unwrap_or(false);
+        user.filter(|_| ok)
+    }
+
+    /// The application of a console account, if it has one.
+    pub async fn account_application(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<ApplicationRecord>, ApiFailure> {
+        Ok(self
+            .store
+            .applications()
+            .await?
+            .into_iter()
+            .find(|a| &a.account_id == account))
+    }
+
+    /// The application's WhatsApp numbers.
+    pub async fn phone_numbers(
+        &self,
+        app: &ApplicationId,
+    ) -> Result<Vec<PhoneNumberRecord>, ApiFailure> {
+        Ok(self.store.phone_numbers(app).await?)
+    }
+
+    /// The application's platforms (connected or not).
+    pub async fn platforms(&self, app: &ApplicationId) -> Result<Vec<PlatformRecord>, ApiFailure> {
+        Ok(self.store.platforms(app).await?)
+    }
+
+    /// One page of the application's platforms with their set-up, oldest first.
+    pub async fn platform_setups(
+        &self,
+        app: &ApplicationId,
+        after: Option<&PlatformId>,
+        limit: u32,
+    ) -> Result<Vec<PlatformSetupRecord>, ApiFailure> {
+        Ok(self.store.platform_setups(app, after, limit).await?)
+    }
+
+    /// One of the application's platforms with its set-up; `None` when it is not this
+    /// application's.
+    pub async fn platform_setup(
+        &self,
+        app: &ApplicationId,
+        id: &PlatformId,
+    ) -> Result<Option<PlatformSetupRecord>, ApiFailure> {
+        Ok(self
+            .store
+            .platform_setup(id)
+            .await?
+            .filter(|s| &s.platform.application_id == app))
+    }
+
+    /// A platform's numbers with their set-up.
+    pub async fn platform_numbers(
+        &self,
+        platform: &PlatformId,
+    ) -> Result<Vec<NumberSetupRecord>, ApiFailure> {
+        Ok(self.store.platform_numbers(platform).await?)
+    }
+
+    /// The platform's most recent sign-up, step by step.
+    pub async fn latest_onboarding(
+        &self,
+        platform: &PlatformId,
+    ) -> Result<Option<OnboardingRecord>, ApiFailure> {
+        Ok(self.store.latest_onboarding(platform).await?)
+    }
+
+    /// Every template of the application, deleted ones included.
+    pub async fn templates(&self, app: &ApplicationId) -> Result<Vec<TemplateRecord>, ApiFailure> {
+        Ok(self.store.templates(app).await?)
+    }
+
+    pub async fn count_contacts(&self, app: &ApplicationId) -> Result<u64, ApiFailure> {
+        Ok(self.store.count_contacts(app).await?)
+    }
+
+    pub async fn message(
+        &self,
+        app: &ApplicationId,
+        id: &MessageId,
+    ) -> Result<Option<MessageRecord>, ApiFailure> {
+        Ok(self.store.message(app, id).await?)
+    }
+
+    /// The application's messages, newest first, after the cursor.
+    pub async fn messages(
+        &self,
+        app: &ApplicationId,
+        after: Option<&MessageId>,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>, ApiFailure> {
+        Ok(self.store.messages(app, after, limit).await?)
+    }
+
+    /// The application's campaigns, newest first, after the cursor.
+    pub async fn campaigns(
+        &self,
+        app: &ApplicationId,
+        after: Option<&CampaignId>,
+        limit: u32,
+    ) -> Result<Vec<CampaignRecord>, ApiFailure> {
+        Ok(self.store.campaigns(app, after, limit).await?)
+    }
+
+    /// The application's saved segments by name.
+    pub async fn segments(&self, app: &ApplicationId) -> Result<Vec<SegmentRecord>, ApiFailure> {
+        Ok(self.store.segments(app).await?)
+    }
+}
+
+/// An Argon2id hash of a random string, made once.
+fn dummy_hash() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password(&generate_password()).unwrap_or_default())
+        .clone()
+}
