@@ -9,7 +9,11 @@
 //! The business token and the PIN are stored encrypted and never logged.
 
 use parley_domain::{ApplicationId, PlatformId};
-use parley_meta::{GraphError, PhoneNumberInfo};
+use parley_meta::webhook::fields;
+use parley_meta::{
+    AccountReviewValue, AccountUpdateValue, CapabilityValue, GraphError, LimitTier,
+    PhoneNumberInfo, PhoneNumberNameValue, PhoneNumberQualityValue,
+};
 use parley_store::platforms::{
     NumberPatch, OnboardingRecord, OnboardingSecrets, OnboardingStep, new_onboarding_id,
 };
@@ -129,25 +133,6 @@ fn not_found(platform: &PlatformId) -> ApiFailure {
 
 fn generate_pin() -> String {
     format!("{:06}", rand::rng().random_range(0..1_000_000u32))
-}
-
-/// Meta's tier strings from either a string (`TIER_2K`) or a number (`2000`, `-1`).
-pub fn tier(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) if s.parse::<i64>().is_ok() => tier(&json!(s.parse::<i64>().ok()?)),
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(match n.as_i64()? {
-            -1 => "TIER_UNLIMITED".to_owned(),
-            50 => "TIER_50".to_owned(),
-            250 => "TIER_250".to_owned(),
-            1000 => "TIER_1K".to_owned(),
-            2000 => "TIER_2K".to_owned(),
-            10_000 => "TIER_10K".to_owned(),
-            100_000 => "TIER_100K".to_owned(),
-            other => format!("TIER_{other}"),
-        }),
-        _ => None,
-    }
 }
 
 fn mps_for(level: Option<&str>) -> u32 {
@@ -924,237 +909,415 @@ fn digits(s: &str) -> String {
     s.chars().filter(char::is_ascii_digit).collect()
 }
 
-/// Applies a management webhook (`account_review_update`, `account_update`,
-/// `phone_number_quality_update`, `business_capability_update`, `phone_number_name_update`)
-/// to the platforms of the WABA it names.
-pub(crate) async fn apply_platform_update(
+// Meta's management webhooks (`account_review_update`, `account_update`,
+// `phone_number_quality_update`, `business_capability_update`, `phone_number_name_update`),
+// applied to the platforms of the WABA they name.
+
+/// The platforms of `waba_id` that are not disconnected; `None` (noted) when the WABA is not
+/// Parley's.
+async fn webhook_platforms(
     engine: &Engine,
-    entry_id: &str,
+    waba_id: &str,
     field: &str,
-    value: &Value,
     notes: &mut Vec<String>,
-) -> parley_store::Result<()> {
-    let str_of = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-    // account_update's PARTNER_* events come on the partner's business entry and name the
-    // WABA inside.
-    let waba_id = value
-        .get("waba_info")
-        .and_then(|w| str_of(w, "waba_id"))
-        .unwrap_or_else(|| entry_id.to_owned());
-    let platforms = engine.store.platforms_by_waba(&waba_id).await?;
+) -> parley_store::Result<Option<Vec<PlatformRecord>>> {
+    let platforms = engine.store.platforms_by_waba(waba_id).await?;
     if platforms.is_empty() {
         notes.push(format!("{field} for unknown WABA {waba_id}"));
-        return Ok(());
+        return Ok(None);
     }
+    Ok(Some(
+        platforms
+            .into_iter()
+            .filter(|p| p.status != status::DISCONNECTED)
+            .collect(),
+    ))
+}
+
+/// `account_review_update`: Meta's review decides whether the platform may send.
+pub(crate) async fn apply_account_review(
+    engine: &Engine,
+    waba_id: &str,
+    value: &AccountReviewValue,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<()> {
+    let Some(live) = webhook_platforms(engine, waba_id, fields::ACCOUNT_REVIEW, notes).await?
+    else {
+        return Ok(());
+    };
+    let Some(decision) = value.decision.as_deref() else {
+        notes.push("account_review_update without decision".into());
+        return Ok(());
+    };
+    let (st, reason) = review_status(decision);
     let now = engine.now();
-    let live: Vec<&PlatformRecord> = platforms
-        .iter()
-        .filter(|p| p.status != status::DISCONNECTED)
-        .collect();
-    match field {
-        "account_review_update" => {
-            let Some(decision) = str_of(value, "decision") else {
-                notes.push("account_review_update without decision".into());
-                return Ok(());
-            };
-            let (st, reason) = review_status(&decision);
-            for p in &live {
+    for p in &live {
+        engine
+            .store
+            .set_platform_status(&p.id, st, reason, now)
+            .await?;
+    }
+    engine.send_wake.notify_waiters();
+    Ok(())
+}
+
+/// What an `account_update` event does to the WABA's platforms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AccountChange {
+    /// A new status, with its reason.
+    Status(&'static str, Option<String>),
+    /// The status stays; the reason tells what Meta reported.
+    Reason(String),
+    /// The business removed Parley's access.
+    Disconnect(String),
+}
+
+/// The change an `account_update` asks for; `None` for events Parley does not act on.
+fn account_change(value: &AccountUpdateValue) -> Option<AccountChange> {
+    let event = value.event.as_deref().unwrap_or_default();
+    Some(match event {
+        "ACCOUNT_RESTRICTION" => {
+            let kinds: Vec<String> = value
+                .restriction_info
+                .iter()
+                .filter_map(|r| {
+                    let kind = r.restriction_type.clone()?;
+                    Some(match &r.expiration {
+                        Some(until) => format!("{kind} until {until}"),
+                        None => kind,
+                    })
+                })
+                .collect();
+            AccountChange::Status(
+                status::RESTRICTED,
+                Some(format!(
+                    "Meta restricted this account: {}",
+                    kinds.join(", ")
+                )),
+            )
+        }
+        "DISABLED_UPDATE" => {
+            let ban = value
+                .ban_info
+                .as_ref()
+                .and_then(|b| b.waba_ban_state.as_deref());
+            match ban {
+                Some("REINSTATE") => AccountChange::Status(status::ACTIVE, None),
+                Some("SCHEDULE_FOR_DISABLE") => AccountChange::Status(
+                    status::RESTRICTED,
+                    Some("Meta scheduled this account to be disabled".to_owned()),
+                ),
+                _ => AccountChange::Status(
+                    status::RESTRICTED,
+                    Some("Meta disabled this account".to_owned()),
+                ),
+            }
+        }
+        "PARTNER_REMOVED"
+        | "ACCOUNT_DELETED"
+        | "ACCOUNT_OFFBOARDED"
+        | "PARTNER_APP_UNINSTALLED" => AccountChange::Disconnect(format!(
+            "Meta reported {event}: the business removed Parley's access"
+        )),
+        "ACCOUNT_VIOLATION" => {
+            let kind = value
+                .violation_info
+                .as_ref()
+                .and_then(|v| v.violation_type.as_deref())
+                .unwrap_or("unspecified");
+            AccountChange::Reason(format!("Meta reported a policy violation: {kind}"))
+        }
+        _ => return None,
+    })
+}
+
+/// `account_update`: restrictions, bans, violations and removed access.
+pub(crate) async fn apply_account_update(
+    engine: &Engine,
+    entry_id: &str,
+    value: &AccountUpdateValue,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<()> {
+    // The PARTNER_* events come on the partner's business entry and name the WABA inside.
+    let waba_id = value
+        .waba_info
+        .as_ref()
+        .and_then(|w| w.waba_id.as_deref())
+        .unwrap_or(entry_id);
+    let Some(live) = webhook_platforms(engine, waba_id, fields::ACCOUNT_UPDATE, notes).await?
+    else {
+        return Ok(());
+    };
+    let Some(change) = account_change(value) else {
+        let event = value.event.as_deref().unwrap_or_default();
+        notes.push(format!("account_update {event} stored, not acted on"));
+        return Ok(());
+    };
+    let now = engine.now();
+    for p in &live {
+        match &change {
+            AccountChange::Status(st, reason) => {
                 engine
                     .store
-                    .set_platform_status(&p.id, st, reason, now)
-                    .await?;
+                    .set_platform_status(&p.id, st, reason.as_deref(), now)
+                    .await?
             }
-            engine.send_wake.notify_waiters();
-        }
-        "account_update" => {
-            let event = str_of(value, "event").unwrap_or_default();
-            match event.as_str() {
-                "ACCOUNT_RESTRICTION" => {
-                    let kinds: Vec<String> = value
-                        .get("restriction_info")
-                        .and_then(Value::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|r| {
-                                    let t = str_of(r, "restriction_type")?;
-                                    Some(match r.get("expiration") {
-                                        Some(e) if !e.is_null() => format!("{t} until {e}"),
-                                        _ => t,
-                                    })
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    let reason = format!("Meta restricted this account: {}", kinds.join(", "));
-                    for p in &live {
-                        engine
-                            .store
-                            .set_platform_status(&p.id, status::RESTRICTED, Some(&reason), now)
-                            .await?;
-                    }
-                }
-                "DISABLED_UPDATE" => {
-                    let state = value
-                        .get("ban_info")
-                        .and_then(|b| str_of(b, "waba_ban_state"))
-                        .unwrap_or_default();
-                    let (st, reason) = match state.as_str() {
-                        "REINSTATE" => (status::ACTIVE, None),
-                        "SCHEDULE_FOR_DISABLE" => (
-                            status::RESTRICTED,
-                            Some("Meta scheduled this account to be disabled".to_owned()),
-                        ),
-                        _ => (
-                            status::RESTRICTED,
-                            Some("Meta disabled this account".to_owned()),
-                        ),
-                    };
-                    for p in &live {
-                        engine
-                            .store
-                            .set_platform_status(&p.id, st, reason.as_deref(), now)
-                            .await?;
-                    }
-                }
-                "PARTNER_REMOVED"
-                | "ACCOUNT_DELETED"
-                | "ACCOUNT_OFFBOARDED"
-                | "PARTNER_APP_UNINSTALLED" => {
-                    let reason =
-                        format!("Meta reported {event}: the business removed Parley's access");
-                    for p in &live {
-                        engine
-                            .store
-                            .disconnect_platform(&p.id, &reason, now)
-                            .await?;
-                    }
-                }
-                "ACCOUNT_VIOLATION" => {
-                    let kind = value
-                        .get("violation_info")
-                        .and_then(|v| str_of(v, "violation_type"))
-                        .unwrap_or_else(|| "unspecified".into());
-                    let reason = format!("Meta reported a policy violation: {kind}");
-                    for p in &live {
-                        engine
-                            .store
-                            .set_platform_status(&p.id, &p.status, Some(&reason), now)
-                            .await?;
-                    }
-                }
-                other => notes.push(format!("account_update {other} stored, not acted on")),
+            AccountChange::Reason(reason) => {
+                engine
+                    .store
+                    .set_platform_status(&p.id, &p.status, Some(reason), now)
+                    .await?
+            }
+            AccountChange::Disconnect(reason) => {
+                engine.store.disconnect_platform(&p.id, reason, now).await?
             }
         }
-        "phone_number_quality_update"
-        | "business_capability_update"
-        | "phone_number_name_update" => {
-            let display = str_of(value, "display_phone_number").map(|d| digits(&d));
-            let mut numbers = Vec::new();
-            for p in &live {
-                numbers.extend(engine.store.platform_numbers(&p.id).await?);
-            }
-            let matching: Vec<String> = numbers
-                .iter()
-                .filter(|n| {
-                    display
-                        .as_deref()
-                        .is_some_and(|d| digits(&n.number.display_phone_number) == d)
-                })
-                .map(|n| n.number.phone_number_id.clone())
-                .collect();
-            let all: Vec<String> = numbers
-                .iter()
-                .map(|n| n.number.phone_number_id.clone())
-                .collect();
-            let mut patches: Vec<(Vec<String>, NumberPatch)> = Vec::new();
-            match field {
-                "phone_number_name_update" => {
-                    let decision = str_of(value, "decision");
-                    let approved = decision.as_deref() == Some("APPROVED");
-                    patches.push((
-                        matching.clone(),
-                        NumberPatch {
-                            name_status: decision,
-                            verified_name: if approved {
-                                str_of(value, "requested_verified_name")
-                            } else {
-                                None
-                            },
-                            ..NumberPatch::default()
-                        },
-                    ));
-                }
-                _ => {
-                    // Per-portfolio limits (Meta's rule since October 2025) apply to every
-                    // number; a per-number limit only to the one named.
-                    if let Some(t) = value
-                        .get("max_daily_conversations_per_business")
-                        .and_then(tier)
-                    {
-                        patches.push((
-                            all.clone(),
-                            NumberPatch {
-                                messaging_limit: Some(t),
-                                messaging_limit_scope: Some("business_portfolio".into()),
-                                ..NumberPatch::default()
-                            },
-                        ));
-                    } else if let Some(t) = value
-                        .get("current_limit")
-                        .or_else(|| value.get("max_daily_conversation_per_phone"))
-                        .and_then(tier)
-                    {
-                        let targets = if matching.is_empty() {
-                            all.clone()
-                        } else {
-                            matching.clone()
-                        };
-                        patches.push((
-                            targets,
-                            NumberPatch {
-                                messaging_limit: Some(t),
-                                messaging_limit_scope: Some("phone_number".into()),
-                                ..NumberPatch::default()
-                            },
-                        ));
-                    }
-                    if str_of(value, "event").as_deref() == Some("THROUGHPUT_UPGRADE") {
-                        patches.push((
-                            matching.clone(),
-                            NumberPatch {
-                                throughput_level: Some("HIGH".into()),
-                                throughput_mps: Some(1000),
-                                ..NumberPatch::default()
-                            },
-                        ));
-                    }
-                }
-            }
-            if patches.iter().all(|(targets, _)| targets.is_empty()) {
-                notes.push(format!("{field} named no known number"));
-            }
-            for (targets, patch) in patches {
-                for id in targets {
-                    engine.store.patch_phone_number(&id, &patch, now).await?;
-                }
-            }
-        }
-        _ => {}
     }
     Ok(())
+}
+
+/// The numbers of a WABA's live platforms: all of them, and those a webhook's display number
+/// names.
+struct WabaNumbers {
+    all: Vec<String>,
+    matching: Vec<String>,
+}
+
+async fn waba_numbers(
+    engine: &Engine,
+    live: &[PlatformRecord],
+    display: Option<&str>,
+) -> parley_store::Result<WabaNumbers> {
+    let display = display.map(digits);
+    let mut numbers = Vec::new();
+    for p in live {
+        numbers.extend(engine.store.platform_numbers(&p.id).await?);
+    }
+    let matching = numbers
+        .iter()
+        .filter(|n| {
+            display
+                .as_deref()
+                .is_some_and(|d| digits(&n.number.display_phone_number) == d)
+        })
+        .map(|n| n.number.phone_number_id.clone())
+        .collect();
+    let all = numbers
+        .into_iter()
+        .map(|n| n.number.phone_number_id)
+        .collect();
+    Ok(WabaNumbers { all, matching })
+}
+
+/// A new messaging limit: the portfolio's (Meta's rule since October 2025) applies to every
+/// number; a per-number one only to the number named (to all when none is named).
+fn limit_patch(
+    numbers: &WabaNumbers,
+    per_business: Option<&LimitTier>,
+    per_number: Option<&LimitTier>,
+) -> Option<(Vec<String>, NumberPatch)> {
+    let (targets, tier, scope) = match (per_business, per_number) {
+        (Some(tier), _) => (&numbers.all, tier, "business_portfolio"),
+        (None, Some(tier)) if numbers.matching.is_empty() => (&numbers.all, tier, "phone_number"),
+        (None, Some(tier)) => (&numbers.matching, tier, "phone_number"),
+        (None, None) => return None,
+    };
+    let patch = NumberPatch {
+        messaging_limit: Some(tier.as_str().to_owned()),
+        messaging_limit_scope: Some(scope.into()),
+        ..NumberPatch::default()
+    };
+    Some((targets.clone(), patch))
+}
+
+/// Applies number patches; notes when none of them names a known number.
+async fn patch_numbers(
+    engine: &Engine,
+    field: &str,
+    patches: Vec<(Vec<String>, NumberPatch)>,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<()> {
+    if patches.iter().all(|(targets, _)| targets.is_empty()) {
+        notes.push(format!("{field} named no known number"));
+    }
+    let now = engine.now();
+    for (targets, patch) in patches {
+        for id in targets {
+            engine.store.patch_phone_number(&id, &patch, now).await?;
+        }
+    }
+    Ok(())
+}
+
+/// `phone_number_quality_update`: a number's limit changed, or its throughput was upgraded.
+pub(crate) async fn apply_number_quality(
+    engine: &Engine,
+    waba_id: &str,
+    value: &PhoneNumberQualityValue,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<()> {
+    let field = fields::PHONE_NUMBER_QUALITY;
+    let Some(live) = webhook_platforms(engine, waba_id, field, notes).await? else {
+        return Ok(());
+    };
+    let numbers = waba_numbers(engine, &live, value.display_phone_number.as_deref()).await?;
+    let mut patches: Vec<_> = limit_patch(
+        &numbers,
+        value.max_daily_conversations_per_business.as_ref(),
+        value.current_limit.as_ref(),
+    )
+    .into_iter()
+    .collect();
+    if value.event.as_deref() == Some("THROUGHPUT_UPGRADE") {
+        let upgrade = NumberPatch {
+            throughput_level: Some("HIGH".into()),
+            throughput_mps: Some(1000),
+            ..NumberPatch::default()
+        };
+        patches.push((numbers.matching.clone(), upgrade));
+    }
+    patch_numbers(engine, field, patches, notes).await
+}
+
+/// `business_capability_update`: the portfolio's limits changed.
+pub(crate) async fn apply_capability(
+    engine: &Engine,
+    waba_id: &str,
+    value: &CapabilityValue,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<()> {
+    let field = fields::CAPABILITY_UPDATE;
+    let Some(live) = webhook_platforms(engine, waba_id, field, notes).await? else {
+        return Ok(());
+    };
+    let numbers = waba_numbers(engine, &live, None).await?;
+    let patches = limit_patch(
+        &numbers,
+        value.max_daily_conversations_per_business.as_ref(),
+        value.max_daily_conversation_per_phone.as_ref(),
+    );
+    patch_numbers(engine, field, patches.into_iter().collect(), notes).await
+}
+
+/// `phone_number_name_update`: Meta's decision on a number's display name.
+pub(crate) async fn apply_number_name(
+    engine: &Engine,
+    waba_id: &str,
+    value: &PhoneNumberNameValue,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<()> {
+    let field = fields::PHONE_NUMBER_NAME;
+    let Some(live) = webhook_platforms(engine, waba_id, field, notes).await? else {
+        return Ok(());
+    };
+    let numbers = waba_numbers(engine, &live, value.display_phone_number.as_deref()).await?;
+    let approved = value.decision.as_deref() == Some("APPROVED");
+    let patch = NumberPatch {
+        name_status: value.decision.clone(),
+        verified_name: approved
+            .then(|| value.requested_verified_name.clone())
+            .flatten(),
+        ..NumberPatch::default()
+    };
+    patch_numbers(engine, field, vec![(numbers.matching, patch)], notes).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn account_update(value: serde_json::Value) -> AccountUpdateValue {
+        serde_json::from_value(value).expect("an account_update value")
+    }
+
     #[test]
-    fn tiers_from_numbers_and_strings() {
-        assert_eq!(tier(&json!(2000)).as_deref(), Some("TIER_2K"));
-        assert_eq!(tier(&json!("2000")).as_deref(), Some("TIER_2K"));
-        assert_eq!(tier(&json!(-1)).as_deref(), Some("TIER_UNLIMITED"));
-        assert_eq!(tier(&json!("TIER_10K")).as_deref(), Some("TIER_10K"));
-        assert_eq!(tier(&json!(null)), None);
+    fn account_updates_become_status_changes() {
+        assert_eq!(
+            account_change(&account_update(json!({"event": "ACCOUNT_RESTRICTION", "restriction_info": [
+                {"restriction_type": "RESTRICTED_BIZ_INITIATED_MESSAGING", "expiration": 1750000000},
+                {"restriction_type": "RESTRICTED_ADD_PHONE_NUMBER_ACTION", "expiration": null},
+                {"expiration": 5}]}))),
+            Some(AccountChange::Status(
+                status::RESTRICTED,
+                Some("Meta restricted this account: RESTRICTED_BIZ_INITIATED_MESSAGING until 1750000000, RESTRICTED_ADD_PHONE_NUMBER_ACTION".into())
+            ))
+        );
+        let ban = |state: &str| {
+            account_change(&account_update(
+                json!({"event": "DISABLED_UPDATE", "ban_info": {"waba_ban_state": state, "waba_ban_date": "April 17, 2025"}}),
+            ))
+        };
+        assert_eq!(
+            ban("REINSTATE"),
+            Some(AccountChange::Status(status::ACTIVE, None))
+        );
+        assert_eq!(
+            ban("SCHEDULE_FOR_DISABLE"),
+            Some(AccountChange::Status(
+                status::RESTRICTED,
+                Some("Meta scheduled this account to be disabled".into())
+            ))
+        );
+        assert_eq!(
+            ban("DISABLE"),
+            Some(AccountChange::Status(
+                status::RESTRICTED,
+                Some("Meta disabled this account".into())
+            ))
+        );
+        assert_eq!(
+            account_change(&account_update(json!({"event": "PARTNER_REMOVED",
+                "waba_info": {"waba_id": "1", "owner_business_id": "2"}}))),
+            Some(AccountChange::Disconnect(
+                "Meta reported PARTNER_REMOVED: the business removed Parley's access".into()
+            ))
+        );
+        assert_eq!(
+            account_change(&account_update(
+                json!({"event": "ACCOUNT_VIOLATION", "violation_info": {"violation_type": "ADULT"}})
+            )),
+            Some(AccountChange::Reason(
+                "Meta reported a policy violation: ADULT".into()
+            ))
+        );
+        assert_eq!(
+            account_change(&account_update(json!({"event": "ACCOUNT_VIOLATION"}))),
+            Some(AccountChange::Reason(
+                "Meta reported a policy violation: unspecified".into()
+            ))
+        );
+        assert_eq!(
+            account_change(&account_update(json!({"event": "PARTNER_ADDED"}))),
+            None
+        );
+        assert_eq!(account_change(&account_update(json!({}))), None);
+    }
+
+    #[test]
+    fn portfolio_limits_reach_every_number_and_number_limits_the_one_named() {
+        let tier = |t: &str| LimitTier::from_json(&json!(t)).expect("tier");
+        let numbers = WabaNumbers {
+            all: vec!["1".into(), "2".into()],
+            matching: vec!["2".into()],
+        };
+        let (targets, patch) =
+            limit_patch(&numbers, Some(&tier("TIER_2K")), Some(&tier("TIER_250"))).expect("patch");
+        assert_eq!(targets, ["1", "2"]);
+        assert_eq!(patch.messaging_limit.as_deref(), Some("TIER_2K"));
+        assert_eq!(
+            patch.messaging_limit_scope.as_deref(),
+            Some("business_portfolio")
+        );
+        let (targets, patch) = limit_patch(&numbers, None, Some(&tier("TIER_250"))).expect("patch");
+        assert_eq!(targets, ["2"]);
+        assert_eq!(patch.messaging_limit_scope.as_deref(), Some("phone_number"));
+        let unnamed = WabaNumbers {
+            all: vec!["1".into()],
+            matching: Vec::new(),
+        };
+        let (targets, _) = limit_patch(&unnamed, None, Some(&tier("TIER_250"))).expect("patch");
+        assert_eq!(targets, ["1"]);
+        assert!(limit_patch(&numbers, None, None).is_none());
     }
 
     #[test]
