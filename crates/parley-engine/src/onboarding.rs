@@ -57,17 +57,193 @@ impl std::fmt::Debug for MetaApp {
 pub const PRODUCTION_SDK_URL: &str = "https://connect.facebook.net/en_US/sdk.js";
 pub const PRODUCTION_MESSAGE_ORIGIN: &str = "facebook.com";
 
-/// The server-side steps, in the order they run.
-pub const STEPS: [&str; 8] = [
-    "exchange_code",
-    "debug_token",
-    "subscribe_app",
-    "register_phone",
-    "read_business",
-    "read_waba",
-    "read_phone_numbers",
-    "read_profile",
-];
+/// Embedded Signup's server-side steps, in the order they run. Each has its own function
+/// (`Engine::run_step`), its own rule for a retry ([`Step::retry`]) and its own reading of
+/// Meta's refusals ([`Step::failure`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The dialog's code (alive 30 s) becomes the business token.
+    ExchangeCode,
+    /// `debug_token`: the token is valid, has the WhatsApp scopes, and names the WABA.
+    DebugToken,
+    /// Webhooks for the WABA come to this app.
+    SubscribeApp,
+    /// The number joins the Cloud API, with a PIN Parley keeps (encrypted) for later.
+    RegisterPhone,
+    /// The business portfolio's name.
+    ReadBusiness,
+    /// The WABA: name, review status and the rest of its details.
+    ReadWaba,
+    /// Every number of the WABA.
+    ReadPhoneNumbers,
+    /// The business profile of the sign-up's number.
+    ReadProfile,
+}
+
+/// What a retry does with a step that did not finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Runs it again, with what the session kept (token, ids, the PIN).
+    Again,
+    /// Cannot run it again: Meta's sign-up code works once, so only a new sign-up can.
+    NewSignup,
+}
+
+impl Step {
+    pub const ALL: [Step; 8] = [
+        Step::ExchangeCode,
+        Step::DebugToken,
+        Step::SubscribeApp,
+        Step::RegisterPhone,
+        Step::ReadBusiness,
+        Step::ReadWaba,
+        Step::ReadPhoneNumbers,
+        Step::ReadProfile,
+    ];
+
+    /// The name the store records (and sorts by), the console shows and the tests read.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Step::ExchangeCode => "exchange_code",
+            Step::DebugToken => "debug_token",
+            Step::SubscribeApp => "subscribe_app",
+            Step::RegisterPhone => "register_phone",
+            Step::ReadBusiness => "read_business",
+            Step::ReadWaba => "read_waba",
+            Step::ReadPhoneNumbers => "read_phone_numbers",
+            Step::ReadProfile => "read_profile",
+        }
+    }
+
+    pub fn retry(self) -> Retry {
+        match self {
+            Step::ExchangeCode => Retry::NewSignup,
+            _ => Retry::Again,
+        }
+    }
+
+    /// Turns Meta's refusal of this step into the API's failure: Meta's code, what it means
+    /// for this step and what to do.
+    pub fn failure(self, e: &GraphError) -> ApiFailure {
+        let lower = e.to_string().to_lowercase();
+        let (code_name, message): (&'static str, String) = match (self, e.code()) {
+            (_, None) => (
+                "meta_unavailable",
+                format!("Meta did not answer the `{self}` step ({e}). Retry in a moment."),
+            ),
+            (Step::ExchangeCode, Some(100)) if lower.contains("expired") => (
+                "signup_code_expired",
+                "The sign-up code expired before Parley could exchange it (Meta's codes live 30 seconds). Click Log in with Facebook again.".into(),
+            ),
+            (Step::ExchangeCode, Some(100)) if lower.contains("used") => (
+                "signup_code_used",
+                "This sign-up code was already exchanged; each code works once. Click Log in with Facebook again.".into(),
+            ),
+            (Step::ExchangeCode, Some(1 | 101)) => (
+                "meta_app_misconfigured",
+                format!("Meta refused Parley's app id or app secret ({e}). Check meta.app_id and meta.app_secret."),
+            ),
+            (Step::ExchangeCode, _) => (
+                "code_exchange_failed",
+                format!("Meta refused to exchange the sign-up code ({e}). Click Log in with Facebook again."),
+            ),
+            (Step::SubscribeApp, _) => (
+                "webhook_subscription_failed",
+                format!("Meta refused to subscribe Parley to this WhatsApp Business Account's webhooks ({e}). Without it no statuses or replies arrive. Retry the failed step."),
+            ),
+            (Step::RegisterPhone, Some(133016)) => (
+                "registration_limit_reached",
+                format!("Meta allows 10 registration attempts per number in 72 hours and this number has reached them ({e}). Retry the failed step once the 72 hours have passed."),
+            ),
+            (Step::RegisterPhone, Some(133005)) => (
+                "registration_pin_mismatch",
+                format!("The number has two-step verification with another PIN ({e}). Turn off two-step verification for it in WhatsApp Manager, then retry the failed step."),
+            ),
+            (Step::RegisterPhone, _) => (
+                "phone_registration_failed",
+                format!("Meta refused to register the phone number for the Cloud API ({e}). Retry the failed step."),
+            ),
+            (Step::DebugToken, _) => (
+                "business_token_invalid",
+                format!("Meta did not confirm the business token ({e}). Click Log in with Facebook again."),
+            ),
+            (Step::ReadBusiness | Step::ReadWaba | Step::ReadPhoneNumbers | Step::ReadProfile, _) => (
+                "meta_read_failed",
+                format!("Parley could not read the account from Meta in step `{self}` ({e}). Retry the failed step."),
+            ),
+        };
+        ApiFailure::new(FailureKind::Unprocessable, code_name, message)
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The step names, in the order the steps run.
+pub const STEPS: [&str; 8] = {
+    let mut names = [""; 8];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = Step::ALL[i].name();
+        i += 1;
+    }
+    names
+};
+
+/// How a step ended.
+#[derive(Debug)]
+enum StepEnd {
+    Done,
+    /// Nothing to do for this sign-up; the reason is recorded with the step.
+    Skipped(String),
+    /// The step stopped the onboarding (Meta's error code when Meta refused).
+    Failed(Option<i64>, ApiFailure),
+}
+
+impl StepEnd {
+    /// Meta refused `step`.
+    fn refused(step: Step, e: &GraphError) -> StepEnd {
+        StepEnd::Failed(e.code(), step.failure(e))
+    }
+
+    fn from_read<T>(step: Step, read: Result<T, GraphError>) -> StepEnd {
+        match read {
+            Ok(_) => StepEnd::Done,
+            Err(e) => StepEnd::refused(step, &e),
+        }
+    }
+}
+
+/// One run of an onboarding session: what its steps read and change.
+struct OnboardingRun<'a> {
+    session: OnboardingRecord,
+    secrets: OnboardingSecrets,
+    meta: MetaApp,
+    /// The dialog's code; `None` on a retry (a code works once).
+    code: Option<&'a str>,
+}
+
+impl OnboardingRun<'_> {
+    /// Done before (or skipped): a retry does not run it again.
+    fn done(&self, step: Step) -> bool {
+        self.session
+            .steps
+            .iter()
+            .any(|r| r.step == step.name() && r.state != "failed")
+    }
+
+    /// The business token (every step after `exchange_code` runs only when it is held).
+    fn token(&self) -> &str {
+        self.secrets.access_token.as_deref().unwrap_or_default()
+    }
+
+    fn waba_id(&self) -> &str {
+        self.session.waba_id.as_deref().unwrap_or_default()
+    }
+}
 
 /// The platform statuses.
 pub mod status {
@@ -141,62 +317,6 @@ fn mps_for(level: Option<&str>) -> u32 {
         None | Some("STANDARD") => 80,
         Some(_) => 1000,
     }
-}
-
-/// Turns a Graph failure of `step` into the API's failure: Meta's code, what it means for
-/// this step and what to do.
-fn step_failure(step: &str, e: &GraphError) -> ApiFailure {
-    let code = e.code();
-    let text = e.to_string();
-    let lower = text.to_lowercase();
-    let (code_name, message): (&'static str, String) = match (step, code) {
-        (_, None) => (
-            "meta_unavailable",
-            format!("Meta did not answer the `{step}` step ({e}). Retry in a moment."),
-        ),
-        ("exchange_code", Some(100)) if lower.contains("expired") => (
-            "signup_code_expired",
-            "The sign-up code expired before Parley could exchange it (Meta's codes live 30 seconds). Click Log in with Facebook again.".into(),
-        ),
-        ("exchange_code", Some(100)) if lower.contains("used") => (
-            "signup_code_used",
-            "This sign-up code was already exchanged; each code works once. Click Log in with Facebook again.".into(),
-        ),
-        ("exchange_code", Some(1 | 101)) => (
-            "meta_app_misconfigured",
-            format!("Meta refused Parley's app id or app secret ({e}). Check meta.app_id and meta.app_secret."),
-        ),
-        ("exchange_code", _) => (
-            "code_exchange_failed",
-            format!("Meta refused to exchange the sign-up code ({e}). Click Log in with Facebook again."),
-        ),
-        ("subscribe_app", _) => (
-            "webhook_subscription_failed",
-            format!("Meta refused to subscribe Parley to this WhatsApp Business Account's webhooks ({e}). Without it no statuses or replies arrive. Retry the failed step."),
-        ),
-        ("register_phone", Some(133016)) => (
-            "registration_limit_reached",
-            format!("Meta allows 10 registration attempts per number in 72 hours and this number has reached them ({e}). Retry the failed step once the 72 hours have passed."),
-        ),
-        ("register_phone", Some(133005)) => (
-            "registration_pin_mismatch",
-            format!("The number has two-step verification with another PIN ({e}). Turn off two-step verification for it in WhatsApp Manager, then retry the failed step."),
-        ),
-        ("register_phone", _) => (
-            "phone_registration_failed",
-            format!("Meta refused to register the phone number for the Cloud API ({e}). Retry the failed step."),
-        ),
-        ("debug_token", _) => (
-            "business_token_invalid",
-            format!("Meta did not confirm the business token ({e}). Click Log in with Facebook again."),
-        ),
-        _ => (
-            "meta_read_failed",
-            format!("Parley could not read the account from Meta in step `{step}` ({e}). Retry the failed step."),
-        ),
-    };
-    let _ = text;
-    ApiFailure::new(FailureKind::Unprocessable, code_name, message)
 }
 
 fn is_coexistence(event: Option<&str>) -> bool {
@@ -305,7 +425,7 @@ impl Engine {
     async fn record(
         &self,
         session: &mut OnboardingRecord,
-        step: &str,
+        step: Step,
         state: &str,
         error: Option<(Option<i64>, String)>,
     ) -> Result<(), ApiFailure> {
@@ -314,7 +434,7 @@ impl Engine {
             None => (None, None),
         };
         let record = OnboardingStep {
-            step: step.to_owned(),
+            step: step.name().to_owned(),
             state: state.to_owned(),
             error_code,
             error_message,
@@ -323,7 +443,7 @@ impl Engine {
         self.store
             .record_onboarding_step(&session.id, &record)
             .await?;
-        session.steps.retain(|s| s.step != step);
+        session.steps.retain(|s| s.step != step.name());
         session.steps.push(record);
         Ok(())
     }
@@ -332,11 +452,11 @@ impl Engine {
     async fn fail(
         &self,
         mut session: OnboardingRecord,
-        step: &str,
+        step: Step,
         meta_code: Option<i64>,
         failure: ApiFailure,
     ) -> Result<SignupOutcome, ApiFailure> {
-        tracing::warn!(session = %session.id, step, code = failure.code, "onboarding step failed");
+        tracing::warn!(session = %session.id, step = step.name(), code = failure.code, "onboarding step failed");
         self.record(
             &mut session,
             step,
@@ -345,7 +465,7 @@ impl Engine {
         )
         .await?;
         session.state = "failed".into();
-        session.failed_step = Some(step.to_owned());
+        session.failed_step = Some(step.name().to_owned());
         session.updated_at = self.now();
         self.store.save_onboarding(&session).await?;
         if let Some(platform) = &session.platform_id {
@@ -365,238 +485,289 @@ impl Engine {
         })
     }
 
+    /// Runs the steps not done yet, in order; stops at the first that fails.
     async fn run_onboarding(
         &self,
         mut session: OnboardingRecord,
         code: Option<&str>,
     ) -> Result<SignupOutcome, ApiFailure> {
         let meta = self.meta_app_ready()?.clone();
-        let done = |s: &OnboardingRecord, step: &str| {
-            s.steps
-                .iter()
-                .any(|r| r.step == step && r.state != "failed")
-        };
         session.state = "running".into();
         session.failed_step = None;
         self.store.save_onboarding(&session).await?;
-        let mut secrets: OnboardingSecrets = self.store.onboarding_secrets(&session.id).await?;
+        let secrets = self.store.onboarding_secrets(&session.id).await?;
+        let mut run = OnboardingRun {
+            session,
+            secrets,
+            meta,
+            code,
+        };
+        for step in Step::ALL {
+            if run.done(step) {
+                continue;
+            }
+            let end = match self.step_blocker(step, &run) {
+                Some((blocked, failure)) => {
+                    return self.fail(run.session, blocked, None, failure).await;
+                }
+                None => self.run_step(step, &mut run).await?,
+            };
+            match end {
+                StepEnd::Done => self.record(&mut run.session, step, "done", None).await?,
+                StepEnd::Skipped(why) => {
+                    let why = Some((None, why));
+                    self.record(&mut run.session, step, "skipped", why).await?
+                }
+                StepEnd::Failed(meta_code, failure) => {
+                    return self.fail(run.session, step, meta_code, failure).await;
+                }
+            }
+        }
+        let platform_id = self.onboarding_platform(&mut run).await?;
+        self.finish_onboarding(run.session, platform_id).await
+    }
 
-        // 1. The code, alive 30 s, becomes the business token.
-        if !done(&session, "exchange_code") {
-            let Some(code) = code else {
-                let f = ApiFailure::new(
+    /// Why `step` cannot run in this run, and the step to record the failure on: a step that
+    /// needs a new sign-up on a retry, or the business token gone (the platform was
+    /// disconnected meanwhile).
+    fn step_blocker(&self, step: Step, run: &OnboardingRun<'_>) -> Option<(Step, ApiFailure)> {
+        if step.retry() == Retry::NewSignup && run.code.is_none() {
+            return Some((
+                step,
+                ApiFailure::new(
                     FailureKind::Conflict,
                     "signup_again",
                     "The sign-up code could not be exchanged and cannot be reused. Click Log in with Facebook again.",
-                );
-                return self.fail(session, "exchange_code", None, f).await;
-            };
-            match self
-                .graph
-                .exchange_code(&meta.app_id, &meta.app_secret, code)
-                .await
-            {
-                Ok(t) => {
-                    self.store
-                        .set_onboarding_secrets(&session.id, Some(&t.access_token), None)
-                        .await?;
-                    secrets.access_token = Some(t.access_token);
-                    self.record(&mut session, "exchange_code", "done", None)
-                        .await?;
-                }
-                Err(e) => {
-                    let f = step_failure("exchange_code", &e);
-                    return self.fail(session, "exchange_code", e.code(), f).await;
-                }
-            }
+                ),
+            ));
         }
-        let Some(token) = secrets.access_token.clone() else {
-            let f = ApiFailure::new(
-                FailureKind::Conflict,
-                "signup_again",
-                "Parley no longer holds this sign-up's business token (the platform was disconnected). Click Log in with Facebook again.",
-            );
-            return self.fail(session, "exchange_code", None, f).await;
+        if step != Step::ExchangeCode && run.secrets.access_token.is_none() {
+            return Some((
+                Step::ExchangeCode,
+                ApiFailure::new(
+                    FailureKind::Conflict,
+                    "signup_again",
+                    "Parley no longer holds this sign-up's business token (the platform was disconnected). Click Log in with Facebook again.",
+                ),
+            ));
+        }
+        None
+    }
+
+    /// One step, by its own function. The platform exists from `subscribe_app` on (each
+    /// later step asks for it), so a failed step shows in the list with Retry.
+    async fn run_step(
+        &self,
+        step: Step,
+        run: &mut OnboardingRun<'_>,
+    ) -> Result<StepEnd, ApiFailure> {
+        Ok(match step {
+            Step::ExchangeCode => self.exchange_code(run).await?,
+            Step::DebugToken => self.check_token(run).await?,
+            Step::SubscribeApp => {
+                self.onboarding_platform(run).await?;
+                let subscribed = self.graph.subscribe_app(run.token(), run.waba_id()).await;
+                StepEnd::from_read(step, subscribed)
+            }
+            Step::RegisterPhone => {
+                self.onboarding_platform(run).await?;
+                self.register_phone(run).await?
+            }
+            Step::ReadBusiness => {
+                let platform = self.onboarding_platform(run).await?;
+                self.read_business(&run.session, &platform, run.token())
+                    .await
+            }
+            Step::ReadWaba => {
+                let platform = self.onboarding_platform(run).await?;
+                StepEnd::from_read(step, self.read_waba(&platform, run.token()).await)
+            }
+            Step::ReadPhoneNumbers => {
+                let platform = self.onboarding_platform(run).await?;
+                StepEnd::from_read(step, self.read_numbers(&platform, run.token()).await)
+            }
+            Step::ReadProfile => {
+                let platform = self.onboarding_platform(run).await?;
+                let read = self
+                    .read_profile(&run.session, &platform, run.token())
+                    .await;
+                StepEnd::from_read(step, read)
+            }
+        })
+    }
+
+    /// `exchange_code`: the code, alive 30 s, becomes the business token (stored encrypted).
+    async fn exchange_code(&self, run: &mut OnboardingRun<'_>) -> Result<StepEnd, ApiFailure> {
+        // Without a code (a retry) the step does not run: see `Step::retry`.
+        let code = run.code.unwrap_or_default();
+        let (app_id, app_secret) = (&run.meta.app_id, &run.meta.app_secret);
+        match self.graph.exchange_code(app_id, app_secret, code).await {
+            Ok(t) => {
+                self.store
+                    .set_onboarding_secrets(&run.session.id, Some(&t.access_token), None)
+                    .await?;
+                run.secrets.access_token = Some(t.access_token);
+                Ok(StepEnd::Done)
+            }
+            Err(e) => Ok(StepEnd::refused(Step::ExchangeCode, &e)),
+        }
+    }
+
+    /// `debug_token`: the token is valid, has the WhatsApp scopes, and names the WABA when
+    /// the dialog did not.
+    async fn check_token(&self, run: &mut OnboardingRun<'_>) -> Result<StepEnd, ApiFailure> {
+        let (app_id, app_secret) = (&run.meta.app_id, &run.meta.app_secret);
+        let info = match self
+            .graph
+            .debug_token(app_id, app_secret, run.token())
+            .await
+        {
+            Ok(info) => info,
+            Err(e) => return Ok(StepEnd::refused(Step::DebugToken, &e)),
         };
-
-        // 2. debug_token: the token is valid, has the WhatsApp scopes, and names the WABA.
-        if !done(&session, "debug_token") {
-            match self
-                .graph
-                .debug_token(&meta.app_id, &meta.app_secret, &token)
-                .await
-            {
-                Ok(info) if !info.is_valid => {
-                    let f = ApiFailure::unprocessable(
-                        "business_token_invalid",
-                        "Meta says the business token from this sign-up is not valid. Click Log in with Facebook again.",
-                    );
-                    return self.fail(session, "debug_token", None, f).await;
-                }
-                Ok(info) => {
-                    let missing: Vec<&str> = [
-                        "whatsapp_business_management",
-                        "whatsapp_business_messaging",
-                    ]
-                    .into_iter()
-                    .filter(|s| !info.has_scope(s))
-                    .collect();
-                    if !missing.is_empty() {
-                        let f = ApiFailure::unprocessable(
-                            "permissions_missing",
-                            format!(
-                                "The sign-up did not grant {}. Click Log in with Facebook again and keep every permission selected.",
-                                missing.join(" and ")
-                            ),
-                        );
-                        return self.fail(session, "debug_token", None, f).await;
-                    }
-                    if session.waba_id.is_none() {
-                        session.waba_id = info.waba_ids().into_iter().next();
-                    }
-                    if session.waba_id.is_none() {
-                        let f = ApiFailure::unprocessable(
-                            "waba_not_shared",
-                            "The sign-up shared no WhatsApp Business Account. Click Log in with Facebook again and choose or create one.",
-                        );
-                        return self.fail(session, "debug_token", None, f).await;
-                    }
-                    self.record(&mut session, "debug_token", "done", None)
-                        .await?;
-                }
-                Err(e) => {
-                    let f = step_failure("debug_token", &e);
-                    return self.fail(session, "debug_token", e.code(), f).await;
-                }
-            }
+        if !info.is_valid {
+            return Ok(StepEnd::Failed(
+                None,
+                ApiFailure::unprocessable(
+                    "business_token_invalid",
+                    "Meta says the business token from this sign-up is not valid. Click Log in with Facebook again.",
+                ),
+            ));
         }
-        let waba_id = session.waba_id.clone().unwrap_or_default();
+        let missing: Vec<&str> = [
+            "whatsapp_business_management",
+            "whatsapp_business_messaging",
+        ]
+        .into_iter()
+        .filter(|s| !info.has_scope(s))
+        .collect();
+        if !missing.is_empty() {
+            return Ok(StepEnd::Failed(
+                None,
+                ApiFailure::unprocessable(
+                    "permissions_missing",
+                    format!(
+                        "The sign-up did not grant {}. Click Log in with Facebook again and keep every permission selected.",
+                        missing.join(" and ")
+                    ),
+                ),
+            ));
+        }
+        if run.session.waba_id.is_none() {
+            run.session.waba_id = info.waba_ids().into_iter().next();
+        }
+        if run.session.waba_id.is_none() {
+            return Ok(StepEnd::Failed(
+                None,
+                ApiFailure::unprocessable(
+                    "waba_not_shared",
+                    "The sign-up shared no WhatsApp Business Account. Click Log in with Facebook again and choose or create one.",
+                ),
+            ));
+        }
+        Ok(StepEnd::Done)
+    }
 
-        // The platform exists from here on, so a failed step shows in the list with Retry.
-        let platform_id = match session.platform_id.clone() {
+    /// The session's platform, created (in `setting_up`) the first time a step needs it.
+    async fn onboarding_platform(
+        &self,
+        run: &mut OnboardingRun<'_>,
+    ) -> Result<PlatformId, ApiFailure> {
+        if let Some(id) = &run.session.platform_id {
+            return Ok(id.clone());
+        }
+        let session = &mut run.session;
+        let waba_id = session.waba_id.clone().unwrap_or_default();
+        let existing = self
+            .store
+            .platforms_by_waba(&waba_id)
+            .await?
+            .into_iter()
+            .find(|p| p.application_id == session.application_id);
+        let id = self
+            .store
+            .upsert_platform(&NewPlatform {
+                id: PlatformId::new(),
+                application_id: session.application_id.clone(),
+                business_id: session
+                    .business_id
+                    .clone()
+                    .or_else(|| existing.as_ref().map(|p| p.business_id.clone()))
+                    .unwrap_or_default(),
+                waba_id,
+                waba_name: existing.as_ref().and_then(|p| p.waba_name.clone()),
+                status: status::SETTING_UP.into(),
+                access_token: run.secrets.access_token.clone().unwrap_or_default(),
+                details: existing.map_or_else(|| json!({}), |p| p.details),
+                now: self.now(),
+            })
+            .await?;
+        self.store
+            .set_platform_status(&id, status::SETTING_UP, None, self.now())
+            .await?;
+        session.platform_id = Some(id.clone());
+        self.store.save_onboarding(session).await?;
+        Ok(id)
+    }
+
+    /// `register_phone`: the number joins the Cloud API with a PIN Parley generates once and
+    /// keeps (encrypted), so a retry registers with the same PIN. Numbers shared from the
+    /// WhatsApp Business app are registered already; a sign-up without a number has none.
+    async fn register_phone(&self, run: &mut OnboardingRun<'_>) -> Result<StepEnd, ApiFailure> {
+        if is_coexistence(run.session.event.as_deref()) {
+            return Ok(StepEnd::Skipped(
+                "numbers shared from the WhatsApp Business app are already registered".into(),
+            ));
+        }
+        let Some(phone) = run.session.phone_number_id.clone() else {
+            return Ok(StepEnd::Skipped(
+                "the sign-up chose no phone number; add one in WhatsApp Manager, then Refresh"
+                    .into(),
+            ));
+        };
+        let pin = match run.secrets.pin.clone() {
             Some(p) => p,
             None => {
-                let existing = self
-                    .store
-                    .platforms_by_waba(&waba_id)
-                    .await?
-                    .into_iter()
-                    .find(|p| p.application_id == session.application_id);
-                let id = self
-                    .store
-                    .upsert_platform(&NewPlatform {
-                        id: PlatformId::new(),
-                        application_id: session.application_id.clone(),
-                        business_id: session
-                            .business_id
-                            .clone()
-                            .or_else(|| existing.as_ref().map(|p| p.business_id.clone()))
-                            .unwrap_or_default(),
-                        waba_id: waba_id.clone(),
-                        waba_name: existing.as_ref().and_then(|p| p.waba_name.clone()),
-                        status: status::SETTING_UP.into(),
-                        access_token: token.clone(),
-                        details: existing.map_or_else(|| json!({}), |p| p.details),
-                        now: self.now(),
-                    })
-                    .await?;
+                let p = generate_pin();
                 self.store
-                    .set_platform_status(&id, status::SETTING_UP, None, self.now())
+                    .set_onboarding_secrets(&run.session.id, None, Some(&p))
                     .await?;
-                session.platform_id = Some(id.clone());
-                self.store.save_onboarding(&session).await?;
-                id
+                run.secrets.pin = Some(p.clone());
+                p
             }
         };
+        let registered = self.graph.register_phone(run.token(), &phone, &pin).await;
+        Ok(StepEnd::from_read(Step::RegisterPhone, registered))
+    }
 
-        // 3. Webhooks for this WABA come to this app.
-        if !done(&session, "subscribe_app") {
-            if let Err(e) = self.graph.subscribe_app(&token, &waba_id).await {
-                let f = step_failure("subscribe_app", &e);
-                return self.fail(session, "subscribe_app", e.code(), f).await;
+    /// `read_business`: the portfolio's name, when the sign-up named a portfolio.
+    async fn read_business(
+        &self,
+        session: &OnboardingRecord,
+        platform: &PlatformId,
+        token: &str,
+    ) -> StepEnd {
+        let Some(business) = &session.business_id else {
+            return StepEnd::Skipped("the sign-up named no business portfolio".into());
+        };
+        match self.graph.get_business(token, business).await {
+            Ok(info) => {
+                let _ = self
+                    .store
+                    .set_platform_connected(platform, info.name.as_deref(), None)
+                    .await;
+                StepEnd::Done
             }
-            self.record(&mut session, "subscribe_app", "done", None)
-                .await?;
+            Err(e) => StepEnd::refused(Step::ReadBusiness, &e),
         }
+    }
 
-        // 4. The number joins the Cloud API, with a PIN Parley keeps (encrypted) for later.
-        if !done(&session, "register_phone") {
-            match session.phone_number_id.clone() {
-                _ if is_coexistence(session.event.as_deref()) => {
-                    self.record(
-                        &mut session,
-                        "register_phone",
-                        "skipped",
-                        Some((
-                            None,
-                            "numbers shared from the WhatsApp Business app are already registered"
-                                .into(),
-                        )),
-                    )
-                    .await?;
-                }
-                None => {
-                    self.record(
-                        &mut session,
-                        "register_phone",
-                        "skipped",
-                        Some((None, "the sign-up chose no phone number; add one in WhatsApp Manager, then Refresh".into())),
-                    )
-                    .await?;
-                }
-                Some(phone) => {
-                    let pin = match secrets.pin.clone() {
-                        Some(p) => p,
-                        None => {
-                            let p = generate_pin();
-                            self.store
-                                .set_onboarding_secrets(&session.id, None, Some(&p))
-                                .await?;
-                            secrets.pin = Some(p.clone());
-                            p
-                        }
-                    };
-                    if let Err(e) = self.graph.register_phone(&token, &phone, &pin).await {
-                        let f = step_failure("register_phone", &e);
-                        return self.fail(session, "register_phone", e.code(), f).await;
-                    }
-                    self.record(&mut session, "register_phone", "done", None)
-                        .await?;
-                }
-            }
-        }
-
-        // 5–8. Read what Meta knows; each read stores its result.
-        if !done(&session, "read_business") {
-            if let Err((step, e)) = self.read_business(&session, &platform_id, &token).await {
-                let f = step_failure(step, &e);
-                return self.fail(session, step, e.code(), f).await;
-            }
-            let note = session
-                .business_id
-                .is_none()
-                .then(|| (None, "the sign-up named no business portfolio".to_owned()));
-            let state = if note.is_some() { "skipped" } else { "done" };
-            self.record(&mut session, "read_business", state, note)
-                .await?;
-        }
-        for step in ["read_waba", "read_phone_numbers", "read_profile"] {
-            if done(&session, step) {
-                continue;
-            }
-            let result = match step {
-                "read_waba" => self.read_waba(&platform_id, &token).await,
-                "read_phone_numbers" => self.read_numbers(&platform_id, &token).await.map(|_| ()),
-                _ => self.read_profile(&session, &platform_id, &token).await,
-            };
-            if let Err(e) = result {
-                let f = step_failure(step, &e);
-                return self.fail(session, step, e.code(), f).await;
-            }
-            self.record(&mut session, step, "done", None).await?;
-        }
-
-        // Done: the review decides the status; templates and sending start now.
+    /// Every step done: the review decides the status; templates and sending start now.
+    async fn finish_onboarding(
+        &self,
+        mut session: OnboardingRecord,
+        platform_id: PlatformId,
+    ) -> Result<SignupOutcome, ApiFailure> {
         let now = self.now();
         session.state = "done".into();
         session.updated_at = now;
@@ -628,27 +799,6 @@ impl Engine {
             platform_id: Some(platform_id),
             failure: None,
         })
-    }
-
-    async fn read_business(
-        &self,
-        session: &OnboardingRecord,
-        platform: &PlatformId,
-        token: &str,
-    ) -> Result<(), (&'static str, GraphError)> {
-        let Some(business) = &session.business_id else {
-            return Ok(());
-        };
-        let info = self
-            .graph
-            .get_business(token, business)
-            .await
-            .map_err(|e| ("read_business", e))?;
-        let _ = self
-            .store
-            .set_platform_connected(platform, info.name.as_deref(), None)
-            .await;
-        Ok(())
     }
 
     async fn save_platform_details(
@@ -803,27 +953,27 @@ impl Engine {
         }
         let token = self.store.platform_token(platform).await?;
         let session = self.store.latest_onboarding(platform).await?;
-        let read = |step: &'static str| move |e: GraphError| step_failure(step, &e);
+        let read = |step: Step| move |e: GraphError| step.failure(&e);
         if !p.business_id.is_empty() {
             let info = self
                 .graph
                 .get_business(&token, &p.business_id)
                 .await
-                .map_err(read("read_business"))?;
+                .map_err(read(Step::ReadBusiness))?;
             self.store
                 .set_platform_connected(platform, info.name.as_deref(), None)
                 .await?;
         }
         self.read_waba(platform, &token)
             .await
-            .map_err(read("read_waba"))?;
+            .map_err(read(Step::ReadWaba))?;
         self.read_numbers(platform, &token)
             .await
-            .map_err(read("read_phone_numbers"))?;
+            .map_err(read(Step::ReadPhoneNumbers))?;
         if let Some(s) = &session {
             self.read_profile(s, platform, &token)
                 .await
-                .map_err(read("read_profile"))?;
+                .map_err(read(Step::ReadProfile))?;
         }
         if let Some(p) = self.store.platform(platform).await?
             && matches!(
@@ -1321,6 +1471,32 @@ mod tests {
     }
 
     #[test]
+    fn steps_keep_their_recorded_names_and_retry_rules() {
+        assert_eq!(
+            STEPS,
+            [
+                "exchange_code",
+                "debug_token",
+                "subscribe_app",
+                "register_phone",
+                "read_business",
+                "read_waba",
+                "read_phone_numbers",
+                "read_profile",
+            ]
+        );
+        for step in Step::ALL {
+            assert_eq!(step.to_string(), step.name());
+            let expected = if step == Step::ExchangeCode {
+                Retry::NewSignup
+            } else {
+                Retry::Again
+            };
+            assert_eq!(step.retry(), expected, "{step}");
+        }
+    }
+
+    #[test]
     fn secrets_stay_out_of_debug() {
         let app = MetaApp {
             app_secret: "topsecret".into(),
@@ -1352,23 +1528,21 @@ mod tests {
             },
         };
         assert_eq!(
-            step_failure(
-                "exchange_code",
-                &api(100, "This authorization code has expired.")
-            )
-            .code,
+            Step::ExchangeCode
+                .failure(&api(100, "This authorization code has expired."))
+                .code,
             "signup_code_expired"
         );
         assert_eq!(
-            step_failure("register_phone", &api(133016, "too many")).code,
+            Step::RegisterPhone.failure(&api(133016, "too many")).code,
             "registration_limit_reached"
         );
         assert_eq!(
-            step_failure("register_phone", &api(133005, "pin")).code,
+            Step::RegisterPhone.failure(&api(133005, "pin")).code,
             "registration_pin_mismatch"
         );
         assert_eq!(
-            step_failure("subscribe_app", &api(2, "x")).code,
+            Step::SubscribeApp.failure(&api(2, "x")).code,
             "webhook_subscription_failed"
         );
     }
