@@ -4,7 +4,8 @@
 //! it), subscribe the app to the WABA's webhooks, register the number with a generated PIN,
 //! then read the portfolio, the WABA, its numbers and the business profile. A failed step is
 //! retried on its own (`retry_onboarding`) without starting over. Meta's review decides the
-//! platform's status afterwards, through webhooks (`apply_platform_update`).
+//! platform's status afterwards, through webhooks (`apply_account_review` and the other
+//! management-webhook handlers at the end of this file).
 //!
 //! The business token and the PIN are stored encrypted and never logged.
 
@@ -242,6 +243,33 @@ impl OnboardingRun<'_> {
 
     fn waba_id(&self) -> &str {
         self.session.waba_id.as_deref().unwrap_or_default()
+    }
+
+    /// Why `step` cannot run in this run, and the step to record the failure on: a step that
+    /// needs a new sign-up on a retry, or the business token gone (the platform was
+    /// disconnected meanwhile).
+    fn blocker(&self, step: Step) -> Option<(Step, ApiFailure)> {
+        if step.retry() == Retry::NewSignup && self.code.is_none() {
+            return Some((
+                step,
+                ApiFailure::new(
+                    FailureKind::Conflict,
+                    "signup_again",
+                    "The sign-up code could not be exchanged and cannot be reused. Click Log in with Facebook again.",
+                ),
+            ));
+        }
+        if step != Step::ExchangeCode && self.secrets.access_token.is_none() {
+            return Some((
+                Step::ExchangeCode,
+                ApiFailure::new(
+                    FailureKind::Conflict,
+                    "signup_again",
+                    "Parley no longer holds this sign-up's business token (the platform was disconnected). Click Log in with Facebook again.",
+                ),
+            ));
+        }
+        None
     }
 }
 
@@ -506,13 +534,10 @@ impl Engine {
             if run.done(step) {
                 continue;
             }
-            let end = match self.step_blocker(step, &run) {
-                Some((blocked, failure)) => {
-                    return self.fail(run.session, blocked, None, failure).await;
-                }
-                None => self.run_step(step, &mut run).await?,
-            };
-            match end {
+            if let Some((blocked, failure)) = run.blocker(step) {
+                return self.fail(run.session, blocked, None, failure).await;
+            }
+            match self.run_step(step, &mut run).await? {
                 StepEnd::Done => self.record(&mut run.session, step, "done", None).await?,
                 StepEnd::Skipped(why) => {
                     let why = Some((None, why));
@@ -525,33 +550,6 @@ impl Engine {
         }
         let platform_id = self.onboarding_platform(&mut run).await?;
         self.finish_onboarding(run.session, platform_id).await
-    }
-
-    /// Why `step` cannot run in this run, and the step to record the failure on: a step that
-    /// needs a new sign-up on a retry, or the business token gone (the platform was
-    /// disconnected meanwhile).
-    fn step_blocker(&self, step: Step, run: &OnboardingRun<'_>) -> Option<(Step, ApiFailure)> {
-        if step.retry() == Retry::NewSignup && run.code.is_none() {
-            return Some((
-                step,
-                ApiFailure::new(
-                    FailureKind::Conflict,
-                    "signup_again",
-                    "The sign-up code could not be exchanged and cannot be reused. Click Log in with Facebook again.",
-                ),
-            ));
-        }
-        if step != Step::ExchangeCode && run.secrets.access_token.is_none() {
-            return Some((
-                Step::ExchangeCode,
-                ApiFailure::new(
-                    FailureKind::Conflict,
-                    "signup_again",
-                    "Parley no longer holds this sign-up's business token (the platform was disconnected). Click Log in with Facebook again.",
-                ),
-            ));
-        }
-        None
     }
 
     /// One step, by its own function. The platform exists from `subscribe_app` on (each

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use parley_domain::{E164, MessageId};
 use parley_meta::webhook::fields;
-use parley_meta::{MessagesValue, WebhookChange, WebhookPayload};
+use parley_meta::{InboundMessage, MessagesValue, WebhookChange, WebhookPayload};
 use parley_store::{InboundRecord, StatusChange, WebhookEventRecord};
 use tokio_util::sync::CancellationToken;
 
@@ -145,12 +145,27 @@ async fn apply_change(
     }
 }
 
+/// `messages`: statuses go to `statuses` for the caller to merge; inbound messages are
+/// recorded here.
 async fn apply_messages(
     engine: &Engine,
     value: &MessagesValue,
     statuses: &mut Vec<StatusChange>,
     notes: &mut Vec<String>,
 ) -> parley_store::Result<()> {
+    collect_statuses(engine, value, statuses, notes);
+    if value.messages.is_empty() {
+        return Ok(());
+    }
+    apply_inbound(engine, value, notes).await
+}
+
+fn collect_statuses(
+    engine: &Engine,
+    value: &MessagesValue,
+    statuses: &mut Vec<StatusChange>,
+    notes: &mut Vec<String>,
+) {
     for status in &value.statuses {
         let Some(state) = status.status.message_state() else {
             notes.push(format!(
@@ -175,9 +190,14 @@ async fn apply_messages(
             error,
         });
     }
-    if value.messages.is_empty() {
-        return Ok(());
-    }
+}
+
+/// Records the inbound messages of the number the value names, and applies opt-out keywords.
+async fn apply_inbound(
+    engine: &Engine,
+    value: &MessagesValue,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<()> {
     let Some(pnid) = value
         .metadata
         .as_ref()
@@ -224,29 +244,40 @@ async fn apply_messages(
             raw: serde_json::to_value(msg).unwrap_or_default(),
             received_at,
         };
-        if engine.store.record_inbound(&record).await? {
-            metrics::counter!("parley_inbound_messages_total").increment(1);
-            // Opt-out keywords and marketing opt-out buttons (once per wamid).
-            let payload = msg
-                .rest
-                .get("button")
-                .and_then(|b| b.get("payload"))
-                .and_then(|p| p.as_str());
-            if let Some((state, source)) =
-                crate::audience::opt_keyword(&record.kind, record.text.as_deref(), payload)
-            {
-                let note = Some(format!("message {}", record.wamid));
-                engine
-                    .apply_opt_keyword(
-                        &record.application_id,
-                        &record.from_phone,
-                        state,
-                        source,
-                        note,
-                    )
-                    .await?;
-            }
-        }
+        record_inbound(engine, &record, msg).await?;
+    }
+    Ok(())
+}
+
+/// Stores one inbound message; the first time its wamid is seen, its opt-out keyword or
+/// marketing opt-out button applies.
+async fn record_inbound(
+    engine: &Engine,
+    record: &InboundRecord,
+    msg: &InboundMessage,
+) -> parley_store::Result<()> {
+    if !engine.store.record_inbound(record).await? {
+        return Ok(());
+    }
+    metrics::counter!("parley_inbound_messages_total").increment(1);
+    let payload = msg
+        .rest
+        .get("button")
+        .and_then(|b| b.get("payload"))
+        .and_then(|p| p.as_str());
+    if let Some((state, source)) =
+        crate::audience::opt_keyword(&record.kind, record.text.as_deref(), payload)
+    {
+        let note = Some(format!("message {}", record.wamid));
+        engine
+            .apply_opt_keyword(
+                &record.application_id,
+                &record.from_phone,
+                state,
+                source,
+                note,
+            )
+            .await?;
     }
     Ok(())
 }
