@@ -4,12 +4,17 @@
 //! it), subscribe the app to the WABA's webhooks, register the number with a generated PIN,
 //! then read the portfolio, the WABA, its numbers and the business profile. A failed step is
 //! retried on its own (`retry_onboarding`) without starting over. Meta's review decides the
-//! platform's status afterwards, through webhooks (`apply_platform_update`).
+//! platform's status afterwards, through webhooks (`apply_account_review` and the other
+//! management-webhook handlers at the end of this file).
 //!
 //! The business token and the PIN are stored encrypted and never logged.
 
 use parley_domain::{ApplicationId, PlatformId};
-use parley_meta::{GraphError, PhoneNumberInfo};
+use parley_meta::webhook::fields;
+use parley_meta::{
+    AccountReviewValue, AccountUpdateValue, CapabilityValue, GraphError, LimitTier,
+    PhoneNumberInfo, PhoneNumberNameValue, PhoneNumberQualityValue,
+};
 use parley_store::platforms::{
     NumberPatch, OnboardingRecord, OnboardingSecrets, OnboardingStep, new_onboarding_id,
 };
@@ -53,17 +58,220 @@ impl std::fmt::Debug for MetaApp {
 pub const PRODUCTION_SDK_URL: &str = "https://connect.facebook.net/en_US/sdk.js";
 pub const PRODUCTION_MESSAGE_ORIGIN: &str = "facebook.com";
 
-/// The server-side steps, in the order they run.
-pub const STEPS: [&str; 8] = [
-    "exchange_code",
-    "debug_token",
-    "subscribe_app",
-    "register_phone",
-    "read_business",
-    "read_waba",
-    "read_phone_numbers",
-    "read_profile",
-];
+/// Embedded Signup's server-side steps, in the order they run. Each has its own function
+/// (`Engine::run_step`), its own rule for a retry ([`Step::retry`]) and its own reading of
+/// Meta's refusals ([`Step::failure`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The dialog's code (alive 30 s) becomes the business token.
+    ExchangeCode,
+    /// `debug_token`: the token is valid, has the WhatsApp scopes, and names the WABA.
+    DebugToken,
+    /// Webhooks for the WABA come to this app.
+    SubscribeApp,
+    /// The number joins the Cloud API, with a PIN Parley keeps (encrypted) for later.
+    RegisterPhone,
+    /// The business portfolio's name.
+    ReadBusiness,
+    /// The WABA: name, review status and the rest of its details.
+    ReadWaba,
+    /// Every number of the WABA.
+    ReadPhoneNumbers,
+    /// The business profile of the sign-up's number.
+    ReadProfile,
+}
+
+/// What a retry does with a step that did not finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Runs it again, with what the session kept (token, ids, the PIN).
+    Again,
+    /// Cannot run it again: Meta's sign-up code works once, so only a new sign-up can.
+    NewSignup,
+}
+
+impl Step {
+    pub const ALL: [Step; 8] = [
+        Step::ExchangeCode,
+        Step::DebugToken,
+        Step::SubscribeApp,
+        Step::RegisterPhone,
+        Step::ReadBusiness,
+        Step::ReadWaba,
+        Step::ReadPhoneNumbers,
+        Step::ReadProfile,
+    ];
+
+    /// The name the store records (and sorts by), the console shows and the tests read.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Step::ExchangeCode => "exchange_code",
+            Step::DebugToken => "debug_token",
+            Step::SubscribeApp => "subscribe_app",
+            Step::RegisterPhone => "register_phone",
+            Step::ReadBusiness => "read_business",
+            Step::ReadWaba => "read_waba",
+            Step::ReadPhoneNumbers => "read_phone_numbers",
+            Step::ReadProfile => "read_profile",
+        }
+    }
+
+    pub fn retry(self) -> Retry {
+        match self {
+            Step::ExchangeCode => Retry::NewSignup,
+            _ => Retry::Again,
+        }
+    }
+
+    /// Turns Meta's refusal of this step into the API's failure: Meta's code, what it means
+    /// for this step and what to do.
+    pub fn failure(self, e: &GraphError) -> ApiFailure {
+        let lower = e.to_string().to_lowercase();
+        let (code_name, message): (&'static str, String) = match (self, e.code()) {
+            (_, None) => (
+                "meta_unavailable",
+                format!("Meta did not answer the `{self}` step ({e}). Retry in a moment."),
+            ),
+            (Step::ExchangeCode, Some(100)) if lower.contains("expired") => (
+                "signup_code_expired",
+                "The sign-up code expired before Parley could exchange it (Meta's codes live 30 seconds). Click Log in with Facebook again.".into(),
+            ),
+            (Step::ExchangeCode, Some(100)) if lower.contains("used") => (
+                "signup_code_used",
+                "This sign-up code was already exchanged; each code works once. Click Log in with Facebook again.".into(),
+            ),
+            (Step::ExchangeCode, Some(1 | 101)) => (
+                "meta_app_misconfigured",
+                format!("Meta refused Parley's app id or app secret ({e}). Check meta.app_id and meta.app_secret."),
+            ),
+            (Step::ExchangeCode, _) => (
+                "code_exchange_failed",
+                format!("Meta refused to exchange the sign-up code ({e}). Click Log in with Facebook again."),
+            ),
+            (Step::SubscribeApp, _) => (
+                "webhook_subscription_failed",
+                format!("Meta refused to subscribe Parley to this WhatsApp Business Account's webhooks ({e}). Without it no statuses or replies arrive. Retry the failed step."),
+            ),
+            (Step::RegisterPhone, Some(133016)) => (
+                "registration_limit_reached",
+                format!("Meta allows 10 registration attempts per number in 72 hours and this number has reached them ({e}). Retry the failed step once the 72 hours have passed."),
+            ),
+            (Step::RegisterPhone, Some(133005)) => (
+                "registration_pin_mismatch",
+                format!("The number has two-step verification with another PIN ({e}). Turn off two-step verification for it in WhatsApp Manager, then retry the failed step."),
+            ),
+            (Step::RegisterPhone, _) => (
+                "phone_registration_failed",
+                format!("Meta refused to register the phone number for the Cloud API ({e}). Retry the failed step."),
+            ),
+            (Step::DebugToken, _) => (
+                "business_token_invalid",
+                format!("Meta did not confirm the business token ({e}). Click Log in with Facebook again."),
+            ),
+            (Step::ReadBusiness | Step::ReadWaba | Step::ReadPhoneNumbers | Step::ReadProfile, _) => (
+                "meta_read_failed",
+                format!("Parley could not read the account from Meta in step `{self}` ({e}). Retry the failed step."),
+            ),
+        };
+        ApiFailure::new(FailureKind::Unprocessable, code_name, message)
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The step names, in the order the steps run.
+pub const STEPS: [&str; 8] = {
+    let mut names = [""; 8];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = Step::ALL[i].name();
+        i += 1;
+    }
+    names
+};
+
+/// How a step ended.
+#[derive(Debug)]
+enum StepEnd {
+    Done,
+    /// Nothing to do for this sign-up; the reason is recorded with the step.
+    Skipped(String),
+    /// The step stopped the onboarding (Meta's error code when Meta refused).
+    Failed(Option<i64>, ApiFailure),
+}
+
+impl StepEnd {
+    /// Meta refused `step`.
+    fn refused(step: Step, e: &GraphError) -> StepEnd {
+        StepEnd::Failed(e.code(), step.failure(e))
+    }
+
+    fn from_read<T>(step: Step, read: Result<T, GraphError>) -> StepEnd {
+        match read {
+            Ok(_) => StepEnd::Done,
+            Err(e) => StepEnd::refused(step, &e),
+        }
+    }
+}
+
+/// One run of an onboarding session: what its steps read and change.
+struct OnboardingRun<'a> {
+    session: OnboardingRecord,
+    secrets: OnboardingSecrets,
+    meta: MetaApp,
+    /// The dialog's code; `None` on a retry (a code works once).
+    code: Option<&'a str>,
+}
+
+impl OnboardingRun<'_> {
+    /// Done before (or skipped): a retry does not run it again.
+    fn done(&self, step: Step) -> bool {
+        self.session
+            .steps
+            .iter()
+            .any(|r| r.step == step.name() && r.state != "failed")
+    }
+
+    /// The business token (every step after `exchange_code` runs only when it is held).
+    fn token(&self) -> &str {
+        self.secrets.access_token.as_deref().unwrap_or_default()
+    }
+
+    fn waba_id(&self) -> &str {
+        self.session.waba_id.as_deref().unwrap_or_default()
+    }
+
+    /// Why `step` cannot run in this run, and the step to record the failure on: a step that
+    /// needs a new sign-up on a retry, or the business token gone (the platform was
+    /// disconnected meanwhile).
+    fn blocker(&self, step: Step) -> Option<(Step, ApiFailure)> {
+        if step.retry() == Retry::NewSignup && self.code.is_none() {
+            return Some((
+                step,
+                ApiFailure::new(
+                    FailureKind::Conflict,
+                    "signup_again",
+                    "The sign-up code could not be exchanged and cannot be reused. Click Log in with Facebook again.",
+                ),
+            ));
+        }
+        if step != Step::ExchangeCode && self.secrets.access_token.is_none() {
+            return Some((
+                Step::ExchangeCode,
+                ApiFailure::new(
+                    FailureKind::Conflict,
+                    "signup_again",
+                    "Parley no longer holds this sign-up's business token (the platform was disconnected). Click Log in with Facebook again.",
+                ),
+            ));
+        }
+        None
+    }
+}
 
 /// The platform statuses.
 pub mod status {
@@ -131,87 +339,12 @@ fn generate_pin() -> String {
     format!("{:06}", rand::rng().random_range(0..1_000_000u32))
 }
 
-/// Meta's tier strings from either a string (`TIER_2K`) or a number (`2000`, `-1`).
-pub fn tier(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) if s.parse::<i64>().is_ok() => tier(&json!(s.parse::<i64>().ok()?)),
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(match n.as_i64()? {
-            -1 => "TIER_UNLIMITED".to_owned(),
-            50 => "TIER_50".to_owned(),
-            250 => "TIER_250".to_owned(),
-            1000 => "TIER_1K".to_owned(),
-            2000 => "TIER_2K".to_owned(),
-            10_000 => "TIER_10K".to_owned(),
-            100_000 => "TIER_100K".to_owned(),
-            other => format!("TIER_{other}"),
-        }),
-        _ => None,
-    }
-}
-
 fn mps_for(level: Option<&str>) -> u32 {
     // Meta names only STANDARD (80 mps); upgraded numbers reach 1,000.
     match level {
         None | Some("STANDARD") => 80,
         Some(_) => 1000,
     }
-}
-
-/// Turns a Graph failure of `step` into the API's failure: Meta's code, what it means for
-/// this step and what to do.
-fn step_failure(step: &str, e: &GraphError) -> ApiFailure {
-    let code = e.code();
-    let text = e.to_string();
-    let lower = text.to_lowercase();
-    let (code_name, message): (&'static str, String) = match (step, code) {
-        (_, None) => (
-            "meta_unavailable",
-            format!("Meta did not answer the `{step}` step ({e}). Retry in a moment."),
-        ),
-        ("exchange_code", Some(100)) if lower.contains("expired") => (
-            "signup_code_expired",
-            "The sign-up code expired before Parley could exchange it (Meta's codes live 30 seconds). Click Log in with Facebook again.".into(),
-        ),
-        ("exchange_code", Some(100)) if lower.contains("used") => (
-            "signup_code_used",
-            "This sign-up code was already exchanged; each code works once. Click Log in with Facebook again.".into(),
-        ),
-        ("exchange_code", Some(1 | 101)) => (
-            "meta_app_misconfigured",
-            format!("Meta refused Parley's app id or app secret ({e}). Check meta.app_id and meta.app_secret."),
-        ),
-        ("exchange_code", _) => (
-            "code_exchange_failed",
-            format!("Meta refused to exchange the sign-up code ({e}). Click Log in with Facebook again."),
-        ),
-        ("subscribe_app", _) => (
-            "webhook_subscription_failed",
-            format!("Meta refused to subscribe Parley to this WhatsApp Business Account's webhooks ({e}). Without it no statuses or replies arrive. Retry the failed step."),
-        ),
-        ("register_phone", Some(133016)) => (
-            "registration_limit_reached",
-            format!("Meta allows 10 registration attempts per number in 72 hours and this number has reached them ({e}). Retry the failed step once the 72 hours have passed."),
-        ),
-        ("register_phone", Some(133005)) => (
-            "registration_pin_mismatch",
-            format!("The number has two-step verification with another PIN ({e}). Turn off two-step verification for it in WhatsApp Manager, then retry the failed step."),
-        ),
-        ("register_phone", _) => (
-            "phone_registration_failed",
-            format!("Meta refused to register the phone number for the Cloud API ({e}). Retry the failed step."),
-        ),
-        ("debug_token", _) => (
-            "business_token_invalid",
-            format!("Meta did not confirm the business token ({e}). Click Log in with Facebook again."),
-        ),
-        _ => (
-            "meta_read_failed",
-            format!("Parley could not read the account from Meta in step `{step}` ({e}). Retry the failed step."),
-        ),
-    };
-    let _ = text;
-    ApiFailure::new(FailureKind::Unprocessable, code_name, message)
 }
 
 fn is_coexistence(event: Option<&str>) -> bool {
@@ -320,7 +453,7 @@ impl Engine {
     async fn record(
         &self,
         session: &mut OnboardingRecord,
-        step: &str,
+        step: Step,
         state: &str,
         error: Option<(Option<i64>, String)>,
     ) -> Result<(), ApiFailure> {
@@ -329,7 +462,7 @@ impl Engine {
             None => (None, None),
         };
         let record = OnboardingStep {
-            step: step.to_owned(),
+            step: step.name().to_owned(),
             state: state.to_owned(),
             error_code,
             error_message,
@@ -338,7 +471,7 @@ impl Engine {
         self.store
             .record_onboarding_step(&session.id, &record)
             .await?;
-        session.steps.retain(|s| s.step != step);
+        session.steps.retain(|s| s.step != step.name());
         session.steps.push(record);
         Ok(())
     }
@@ -347,11 +480,11 @@ impl Engine {
     async fn fail(
         &self,
         mut session: OnboardingRecord,
-        step: &str,
+        step: Step,
         meta_code: Option<i64>,
         failure: ApiFailure,
     ) -> Result<SignupOutcome, ApiFailure> {
-        tracing::warn!(session = %session.id, step, code = failure.code, "onboarding step failed");
+        tracing::warn!(session = %session.id, step = step.name(), code = failure.code, "onboarding step failed");
         self.record(
             &mut session,
             step,
@@ -360,7 +493,7 @@ impl Engine {
         )
         .await?;
         session.state = "failed".into();
-        session.failed_step = Some(step.to_owned());
+        session.failed_step = Some(step.name().to_owned());
         session.updated_at = self.now();
         self.store.save_onboarding(&session).await?;
         if let Some(platform) = &session.platform_id {
@@ -380,238 +513,259 @@ impl Engine {
         })
     }
 
+    /// Runs the steps not done yet, in order; stops at the first that fails.
     async fn run_onboarding(
         &self,
         mut session: OnboardingRecord,
         code: Option<&str>,
     ) -> Result<SignupOutcome, ApiFailure> {
         let meta = self.meta_app_ready()?.clone();
-        let done = |s: &OnboardingRecord, step: &str| {
-            s.steps
-                .iter()
-                .any(|r| r.step == step && r.state != "failed")
-        };
         session.state = "running".into();
         session.failed_step = None;
         self.store.save_onboarding(&session).await?;
-        let mut secrets: OnboardingSecrets = self.store.onboarding_secrets(&session.id).await?;
-
-        // 1. The code, alive 30 s, becomes the business token.
-        if !done(&session, "exchange_code") {
-            let Some(code) = code else {
-                let f = ApiFailure::new(
-                    FailureKind::Conflict,
-                    "signup_again",
-                    "The sign-up code could not be exchanged and cannot be reused. Click Log in with Facebook again.",
-                );
-                return self.fail(session, "exchange_code", None, f).await;
-            };
-            match self
-                .graph
-                .exchange_code(&meta.app_id, &meta.app_secret, code)
-                .await
-            {
-                Ok(t) => {
-                    self.store
-                        .set_onboarding_secrets(&session.id, Some(&t.access_token), None)
-                        .await?;
-                    secrets.access_token = Some(t.access_token);
-                    self.record(&mut session, "exchange_code", "done", None)
-                        .await?;
-                }
-                Err(e) => {
-                    let f = step_failure("exchange_code", &e);
-                    return self.fail(session, "exchange_code", e.code(), f).await;
-                }
-            }
-        }
-        let Some(token) = secrets.access_token.clone() else {
-            let f = ApiFailure::new(
-                FailureKind::Conflict,
-                "signup_again",
-                "Parley no longer holds this sign-up's business token (the platform was disconnected). Click Log in with Facebook again.",
-            );
-            return self.fail(session, "exchange_code", None, f).await;
+        let secrets = self.store.onboarding_secrets(&session.id).await?;
+        let mut run = OnboardingRun {
+            session,
+            secrets,
+            meta,
+            code,
         };
-
-        // 2. debug_token: the token is valid, has the WhatsApp scopes, and names the WABA.
-        if !done(&session, "debug_token") {
-            match self
-                .graph
-                .debug_token(&meta.app_id, &meta.app_secret, &token)
-                .await
-            {
-                Ok(info) if !info.is_valid => {
-                    let f = ApiFailure::unprocessable(
-                        "business_token_invalid",
-                        "Meta says the business token from this sign-up is not valid. Click Log in with Facebook again.",
-                    );
-                    return self.fail(session, "debug_token", None, f).await;
-                }
-                Ok(info) => {
-                    let missing: Vec<&str> = [
-                        "whatsapp_business_management",
-                        "whatsapp_business_messaging",
-                    ]
-                    .into_iter()
-                    .filter(|s| !info.has_scope(s))
-                    .collect();
-                    if !missing.is_empty() {
-                        let f = ApiFailure::unprocessable(
-                            "permissions_missing",
-                            format!(
-                                "The sign-up did not grant {}. Click Log in with Facebook again and keep every permission selected.",
-                                missing.join(" and ")
-                            ),
-                        );
-                        return self.fail(session, "debug_token", None, f).await;
-                    }
-                    if session.waba_id.is_none() {
-                        session.waba_id = info.waba_ids().into_iter().next();
-                    }
-                    if session.waba_id.is_none() {
-                        let f = ApiFailure::unprocessable(
-                            "waba_not_shared",
-                            "The sign-up shared no WhatsApp Business Account. Click Log in with Facebook again and choose or create one.",
-                        );
-                        return self.fail(session, "debug_token", None, f).await;
-                    }
-                    self.record(&mut session, "debug_token", "done", None)
-                        .await?;
-                }
-                Err(e) => {
-                    let f = step_failure("debug_token", &e);
-                    return self.fail(session, "debug_token", e.code(), f).await;
-                }
-            }
-        }
-        let waba_id = session.waba_id.clone().unwrap_or_default();
-
-        // The platform exists from here on, so a failed step shows in the list with Retry.
-        let platform_id = match session.platform_id.clone() {
-            Some(p) => p,
-            None => {
-                let existing = self
-                    .store
-                    .platforms_by_waba(&waba_id)
-                    .await?
-                    .into_iter()
-                    .find(|p| p.application_id == session.application_id);
-                let id = self
-                    .store
-                    .upsert_platform(&NewPlatform {
-                        id: PlatformId::new(),
-                        application_id: session.application_id.clone(),
-                        business_id: session
-                            .business_id
-                            .clone()
-                            .or_else(|| existing.as_ref().map(|p| p.business_id.clone()))
-                            .unwrap_or_default(),
-                        waba_id: waba_id.clone(),
-                        waba_name: existing.as_ref().and_then(|p| p.waba_name.clone()),
-                        status: status::SETTING_UP.into(),
-                        access_token: token.clone(),
-                        details: existing.map_or_else(|| json!({}), |p| p.details),
-                        now: self.now(),
-                    })
-                    .await?;
-                self.store
-                    .set_platform_status(&id, status::SETTING_UP, None, self.now())
-                    .await?;
-                session.platform_id = Some(id.clone());
-                self.store.save_onboarding(&session).await?;
-                id
-            }
-        };
-
-        // 3. Webhooks for this WABA come to this app.
-        if !done(&session, "subscribe_app") {
-            if let Err(e) = self.graph.subscribe_app(&token, &waba_id).await {
-                let f = step_failure("subscribe_app", &e);
-                return self.fail(session, "subscribe_app", e.code(), f).await;
-            }
-            self.record(&mut session, "subscribe_app", "done", None)
-                .await?;
-        }
-
-        // 4. The number joins the Cloud API, with a PIN Parley keeps (encrypted) for later.
-        if !done(&session, "register_phone") {
-            match session.phone_number_id.clone() {
-                _ if is_coexistence(session.event.as_deref()) => {
-                    self.record(
-                        &mut session,
-                        "register_phone",
-                        "skipped",
-                        Some((
-                            None,
-                            "numbers shared from the WhatsApp Business app are already registered"
-                                .into(),
-                        )),
-                    )
-                    .await?;
-                }
-                None => {
-                    self.record(
-                        &mut session,
-                        "register_phone",
-                        "skipped",
-                        Some((None, "the sign-up chose no phone number; add one in WhatsApp Manager, then Refresh".into())),
-                    )
-                    .await?;
-                }
-                Some(phone) => {
-                    let pin = match secrets.pin.clone() {
-                        Some(p) => p,
-                        None => {
-                            let p = generate_pin();
-                            self.store
-                                .set_onboarding_secrets(&session.id, None, Some(&p))
-                                .await?;
-                            secrets.pin = Some(p.clone());
-                            p
-                        }
-                    };
-                    if let Err(e) = self.graph.register_phone(&token, &phone, &pin).await {
-                        let f = step_failure("register_phone", &e);
-                        return self.fail(session, "register_phone", e.code(), f).await;
-                    }
-                    self.record(&mut session, "register_phone", "done", None)
-                        .await?;
-                }
-            }
-        }
-
-        // 5–8. Read what Meta knows; each read stores its result.
-        if !done(&session, "read_business") {
-            if let Err((step, e)) = self.read_business(&session, &platform_id, &token).await {
-                let f = step_failure(step, &e);
-                return self.fail(session, step, e.code(), f).await;
-            }
-            let note = session
-                .business_id
-                .is_none()
-                .then(|| (None, "the sign-up named no business portfolio".to_owned()));
-            let state = if note.is_some() { "skipped" } else { "done" };
-            self.record(&mut session, "read_business", state, note)
-                .await?;
-        }
-        for step in ["read_waba", "read_phone_numbers", "read_profile"] {
-            if done(&session, step) {
+        for step in Step::ALL {
+            if run.done(step) {
                 continue;
             }
-            let result = match step {
-                "read_waba" => self.read_waba(&platform_id, &token).await,
-                "read_phone_numbers" => self.read_numbers(&platform_id, &token).await.map(|_| ()),
-                _ => self.read_profile(&session, &platform_id, &token).await,
-            };
-            if let Err(e) = result {
-                let f = step_failure(step, &e);
-                return self.fail(session, step, e.code(), f).await;
+            if let Some((blocked, failure)) = run.blocker(step) {
+                return self.fail(run.session, blocked, None, failure).await;
             }
-            self.record(&mut session, step, "done", None).await?;
+            match self.run_step(step, &mut run).await? {
+                StepEnd::Done => self.record(&mut run.session, step, "done", None).await?,
+                StepEnd::Skipped(why) => {
+                    let why = Some((None, why));
+                    self.record(&mut run.session, step, "skipped", why).await?
+                }
+                StepEnd::Failed(meta_code, failure) => {
+                    return self.fail(run.session, step, meta_code, failure).await;
+                }
+            }
         }
+        let platform_id = self.onboarding_platform(&mut run).await?;
+        self.finish_onboarding(run.session, platform_id).await
+    }
 
-        // Done: the review decides the status; templates and sending start now.
+    /// One step, by its own function. The platform exists from `subscribe_app` on (each
+    /// later step asks for it), so a failed step shows in the list with Retry.
+    async fn run_step(
+        &self,
+        step: Step,
+        run: &mut OnboardingRun<'_>,
+    ) -> Result<StepEnd, ApiFailure> {
+        Ok(match step {
+            Step::ExchangeCode => self.exchange_code(run).await?,
+            Step::DebugToken => self.check_token(run).await?,
+            Step::SubscribeApp => {
+                self.onboarding_platform(run).await?;
+                let subscribed = self.graph.subscribe_app(run.token(), run.waba_id()).await;
+                StepEnd::from_read(step, subscribed)
+            }
+            Step::RegisterPhone => {
+                self.onboarding_platform(run).await?;
+                self.register_phone(run).await?
+            }
+            Step::ReadBusiness => {
+                let platform = self.onboarding_platform(run).await?;
+                self.read_business(&run.session, &platform, run.token())
+                    .await
+            }
+            Step::ReadWaba => {
+                let platform = self.onboarding_platform(run).await?;
+                StepEnd::from_read(step, self.read_waba(&platform, run.token()).await)
+            }
+            Step::ReadPhoneNumbers => {
+                let platform = self.onboarding_platform(run).await?;
+                StepEnd::from_read(step, self.read_numbers(&platform, run.token()).await)
+            }
+            Step::ReadProfile => {
+                let platform = self.onboarding_platform(run).await?;
+                let read = self
+                    .read_profile(&run.session, &platform, run.token())
+                    .await;
+                StepEnd::from_read(step, read)
+            }
+        })
+    }
+
+    /// `exchange_code`: the code, alive 30 s, becomes the business token (stored encrypted).
+    async fn exchange_code(&self, run: &mut OnboardingRun<'_>) -> Result<StepEnd, ApiFailure> {
+        // Without a code (a retry) the step does not run: see `Step::retry`.
+        let code = run.code.unwrap_or_default();
+        let (app_id, app_secret) = (&run.meta.app_id, &run.meta.app_secret);
+        match self.graph.exchange_code(app_id, app_secret, code).await {
+            Ok(t) => {
+                self.store
+                    .set_onboarding_secrets(&run.session.id, Some(&t.access_token), None)
+                    .await?;
+                run.secrets.access_token = Some(t.access_token);
+                Ok(StepEnd::Done)
+            }
+            Err(e) => Ok(StepEnd::refused(Step::ExchangeCode, &e)),
+        }
+    }
+
+    /// `debug_token`: the token is valid, has the WhatsApp scopes, and names the WABA when
+    /// the dialog did not.
+    async fn check_token(&self, run: &mut OnboardingRun<'_>) -> Result<StepEnd, ApiFailure> {
+        let (app_id, app_secret) = (&run.meta.app_id, &run.meta.app_secret);
+        let info = match self
+            .graph
+            .debug_token(app_id, app_secret, run.token())
+            .await
+        {
+            Ok(info) => info,
+            Err(e) => return Ok(StepEnd::refused(Step::DebugToken, &e)),
+        };
+        if !info.is_valid {
+            return Ok(StepEnd::Failed(
+                None,
+                ApiFailure::unprocessable(
+                    "business_token_invalid",
+                    "Meta says the business token from this sign-up is not valid. Click Log in with Facebook again.",
+                ),
+            ));
+        }
+        let missing: Vec<&str> = [
+            "whatsapp_business_management",
+            "whatsapp_business_messaging",
+        ]
+        .into_iter()
+        .filter(|s| !info.has_scope(s))
+        .collect();
+        if !missing.is_empty() {
+            return Ok(StepEnd::Failed(
+                None,
+                ApiFailure::unprocessable(
+                    "permissions_missing",
+                    format!(
+                        "The sign-up did not grant {}. Click Log in with Facebook again and keep every permission selected.",
+                        missing.join(" and ")
+                    ),
+                ),
+            ));
+        }
+        if run.session.waba_id.is_none() {
+            run.session.waba_id = info.waba_ids().into_iter().next();
+        }
+        if run.session.waba_id.is_none() {
+            return Ok(StepEnd::Failed(
+                None,
+                ApiFailure::unprocessable(
+                    "waba_not_shared",
+                    "The sign-up shared no WhatsApp Business Account. Click Log in with Facebook again and choose or create one.",
+                ),
+            ));
+        }
+        Ok(StepEnd::Done)
+    }
+
+    /// The session's platform, created (in `setting_up`) the first time a step needs it.
+    async fn onboarding_platform(
+        &self,
+        run: &mut OnboardingRun<'_>,
+    ) -> Result<PlatformId, ApiFailure> {
+        if let Some(id) = &run.session.platform_id {
+            return Ok(id.clone());
+        }
+        let session = &mut run.session;
+        let waba_id = session.waba_id.clone().unwrap_or_default();
+        let existing = self
+            .store
+            .platforms_by_waba(&waba_id)
+            .await?
+            .into_iter()
+            .find(|p| p.application_id == session.application_id);
+        let id = self
+            .store
+            .upsert_platform(&NewPlatform {
+                id: PlatformId::new(),
+                application_id: session.application_id.clone(),
+                business_id: session
+                    .business_id
+                    .clone()
+                    .or_else(|| existing.as_ref().map(|p| p.business_id.clone()))
+                    .unwrap_or_default(),
+                waba_id,
+                waba_name: existing.as_ref().and_then(|p| p.waba_name.clone()),
+                status: status::SETTING_UP.into(),
+                access_token: run.secrets.access_token.clone().unwrap_or_default(),
+                details: existing.map_or_else(|| json!({}), |p| p.details),
+                now: self.now(),
+            })
+            .await?;
+        self.store
+            .set_platform_status(&id, status::SETTING_UP, None, self.now())
+            .await?;
+        session.platform_id = Some(id.clone());
+        self.store.save_onboarding(session).await?;
+        Ok(id)
+    }
+
+    /// `register_phone`: the number joins the Cloud API with a PIN Parley generates once and
+    /// keeps (encrypted), so a retry registers with the same PIN. Numbers shared from the
+    /// WhatsApp Business app are registered already; a sign-up without a number has none.
+    async fn register_phone(&self, run: &mut OnboardingRun<'_>) -> Result<StepEnd, ApiFailure> {
+        if is_coexistence(run.session.event.as_deref()) {
+            return Ok(StepEnd::Skipped(
+                "numbers shared from the WhatsApp Business app are already registered".into(),
+            ));
+        }
+        let Some(phone) = run.session.phone_number_id.clone() else {
+            return Ok(StepEnd::Skipped(
+                "the sign-up chose no phone number; add one in WhatsApp Manager, then Refresh"
+                    .into(),
+            ));
+        };
+        let pin = match run.secrets.pin.clone() {
+            Some(p) => p,
+            None => {
+                let p = generate_pin();
+                self.store
+                    .set_onboarding_secrets(&run.session.id, None, Some(&p))
+                    .await?;
+                run.secrets.pin = Some(p.clone());
+                p
+            }
+        };
+        let registered = self.graph.register_phone(run.token(), &phone, &pin).await;
+        Ok(StepEnd::from_read(Step::RegisterPhone, registered))
+    }
+
+    /// `read_business`: the portfolio's name, when the sign-up named a portfolio.
+    async fn read_business(
+        &self,
+        session: &OnboardingRecord,
+        platform: &PlatformId,
+        token: &str,
+    ) -> StepEnd {
+        let Some(business) = &session.business_id else {
+            return StepEnd::Skipped("the sign-up named no business portfolio".into());
+        };
+        match self.graph.get_business(token, business).await {
+            Ok(info) => {
+                let _ = self
+                    .store
+                    .set_platform_connected(platform, info.name.as_deref(), None)
+                    .await;
+                StepEnd::Done
+            }
+            Err(e) => StepEnd::refused(Step::ReadBusiness, &e),
+        }
+    }
+
+    /// Every step done: the review decides the status; templates and sending start now.
+    async fn finish_onboarding(
+        &self,
+        mut session: OnboardingRecord,
+        platform_id: PlatformId,
+    ) -> Result<SignupOutcome, ApiFailure> {
         let now = self.now();
         session.state = "done".into();
         session.updated_at = now;
@@ -643,27 +797,6 @@ impl Engine {
             platform_id: Some(platform_id),
             failure: None,
         })
-    }
-
-    async fn read_business(
-        &self,
-        session: &OnboardingRecord,
-        platform: &PlatformId,
-        token: &str,
-    ) -> Result<(), (&'static str, GraphError)> {
-        let Some(business) = &session.business_id else {
-            return Ok(());
-        };
-        let info = self
-            .graph
-            .get_business(token, business)
-            .await
-            .map_err(|e| ("read_business", e))?;
-        let _ = self
-            .store
-            .set_platform_connected(platform, info.name.as_deref(), None)
-            .await;
-        Ok(())
     }
 
     async fn save_platform_details(
@@ -818,27 +951,27 @@ impl Engine {
         }
         let token = self.store.platform_token(platform).await?;
         let session = self.store.latest_onboarding(platform).await?;
-        let read = |step: &'static str| move |e: GraphError| step_failure(step, &e);
+        let read = |step: Step| move |e: GraphError| step.failure(&e);
         if !p.business_id.is_empty() {
             let info = self
                 .graph
                 .get_business(&token, &p.business_id)
                 .await
-                .map_err(read("read_business"))?;
+                .map_err(read(Step::ReadBusiness))?;
             self.store
                 .set_platform_connected(platform, info.name.as_deref(), None)
                 .await?;
         }
         self.read_waba(platform, &token)
             .await
-            .map_err(read("read_waba"))?;
+            .map_err(read(Step::ReadWaba))?;
         self.read_numbers(platform, &token)
             .await
-            .map_err(read("read_phone_numbers"))?;
+            .map_err(read(Step::ReadPhoneNumbers))?;
         if let Some(s) = &session {
             self.read_profile(s, platform, &token)
                 .await
-                .map_err(read("read_profile"))?;
+                .map_err(read(Step::ReadProfile))?;
         }
         if let Some(p) = self.store.platform(platform).await?
             && matches!(
@@ -924,237 +1057,441 @@ fn digits(s: &str) -> String {
     s.chars().filter(char::is_ascii_digit).collect()
 }
 
-/// Applies a management webhook (`account_review_update`, `account_update`,
-/// `phone_number_quality_update`, `business_capability_update`, `phone_number_name_update`)
-/// to the platforms of the WABA it names.
-pub(crate) async fn apply_platform_update(
+// Meta's management webhooks (`account_review_update`, `account_update`,
+// `phone_number_quality_update`, `business_capability_update`, `phone_number_name_update`),
+// applied to the platforms of the WABA they name.
+
+/// The platforms of `waba_id` that are not disconnected; `None` (noted) when the WABA is not
+/// Parley's.
+async fn webhook_platforms(
     engine: &Engine,
-    entry_id: &str,
+    waba_id: &str,
     field: &str,
-    value: &Value,
     notes: &mut Vec<String>,
-) -> parley_store::Result<()> {
-    let str_of = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-    // account_update's PARTNER_* events come on the partner's business entry and name the
-    // WABA inside.
-    let waba_id = value
-        .get("waba_info")
-        .and_then(|w| str_of(w, "waba_id"))
-        .unwrap_or_else(|| entry_id.to_owned());
-    let platforms = engine.store.platforms_by_waba(&waba_id).await?;
+) -> parley_store::Result<Option<Vec<PlatformRecord>>> {
+    let platforms = engine.store.platforms_by_waba(waba_id).await?;
     if platforms.is_empty() {
         notes.push(format!("{field} for unknown WABA {waba_id}"));
-        return Ok(());
+        return Ok(None);
     }
+    Ok(Some(
+        platforms
+            .into_iter()
+            .filter(|p| p.status != status::DISCONNECTED)
+            .collect(),
+    ))
+}
+
+/// `account_review_update`: Meta's review decides whether the platform may send.
+pub(crate) async fn apply_account_review(
+    engine: &Engine,
+    waba_id: &str,
+    value: &AccountReviewValue,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<()> {
+    let Some(live) = webhook_platforms(engine, waba_id, fields::ACCOUNT_REVIEW, notes).await?
+    else {
+        return Ok(());
+    };
+    let Some(decision) = value.decision.as_deref() else {
+        notes.push("account_review_update without decision".into());
+        return Ok(());
+    };
+    let (st, reason) = review_status(decision);
     let now = engine.now();
-    let live: Vec<&PlatformRecord> = platforms
-        .iter()
-        .filter(|p| p.status != status::DISCONNECTED)
-        .collect();
-    match field {
-        "account_review_update" => {
-            let Some(decision) = str_of(value, "decision") else {
-                notes.push("account_review_update without decision".into());
-                return Ok(());
-            };
-            let (st, reason) = review_status(&decision);
-            for p in &live {
+    for p in &live {
+        engine
+            .store
+            .set_platform_status(&p.id, st, reason, now)
+            .await?;
+    }
+    engine.send_wake.notify_waiters();
+    Ok(())
+}
+
+/// What an `account_update` event does to the WABA's platforms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AccountChange {
+    /// A new status, with its reason.
+    Status(&'static str, Option<String>),
+    /// The status stays; the reason tells what Meta reported.
+    Reason(String),
+    /// The business removed Parley's access.
+    Disconnect(String),
+}
+
+/// The change an `account_update` asks for; `None` for events Parley does not act on.
+fn account_change(value: &AccountUpdateValue) -> Option<AccountChange> {
+    let event = value.event.as_deref().unwrap_or_default();
+    Some(match event {
+        "ACCOUNT_RESTRICTION" => {
+            let kinds: Vec<String> = value
+                .restriction_info
+                .iter()
+                .filter_map(|r| {
+                    let kind = r.restriction_type.clone()?;
+                    Some(match &r.expiration {
+                        Some(until) => format!("{kind} until {until}"),
+                        None => kind,
+                    })
+                })
+                .collect();
+            AccountChange::Status(
+                status::RESTRICTED,
+                Some(format!(
+                    "Meta restricted this account: {}",
+                    kinds.join(", ")
+                )),
+            )
+        }
+        "DISABLED_UPDATE" => {
+            let ban = value
+                .ban_info
+                .as_ref()
+                .and_then(|b| b.waba_ban_state.as_deref());
+            match ban {
+                Some("REINSTATE") => AccountChange::Status(status::ACTIVE, None),
+                Some("SCHEDULE_FOR_DISABLE") => AccountChange::Status(
+                    status::RESTRICTED,
+                    Some("Meta scheduled this account to be disabled".to_owned()),
+                ),
+                _ => AccountChange::Status(
+                    status::RESTRICTED,
+                    Some("Meta disabled this account".to_owned()),
+                ),
+            }
+        }
+        "PARTNER_REMOVED"
+        | "ACCOUNT_DELETED"
+        | "ACCOUNT_OFFBOARDED"
+        | "PARTNER_APP_UNINSTALLED" => AccountChange::Disconnect(format!(
+            "Meta reported {event}: the business removed Parley's access"
+        )),
+        "ACCOUNT_VIOLATION" => {
+            let kind = value
+                .violation_info
+                .as_ref()
+                .and_then(|v| v.violation_type.as_deref())
+                .unwrap_or("unspecified");
+            AccountChange::Reason(format!("Meta reported a policy violation: {kind}"))
+        }
+        _ => return None,
+    })
+}
+
+/// `account_update`: restrictions, bans, violations and removed access.
+pub(crate) async fn apply_account_update(
+    engine: &Engine,
+    entry_id: &str,
+    value: &AccountUpdateValue,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<()> {
+    // The PARTNER_* events come on the partner's business entry and name the WABA inside.
+    let waba_id = value
+        .waba_info
+        .as_ref()
+        .and_then(|w| w.waba_id.as_deref())
+        .unwrap_or(entry_id);
+    let Some(live) = webhook_platforms(engine, waba_id, fields::ACCOUNT_UPDATE, notes).await?
+    else {
+        return Ok(());
+    };
+    let Some(change) = account_change(value) else {
+        let event = value.event.as_deref().unwrap_or_default();
+        notes.push(format!("account_update {event} stored, not acted on"));
+        return Ok(());
+    };
+    let now = engine.now();
+    for p in &live {
+        match &change {
+            AccountChange::Status(st, reason) => {
                 engine
                     .store
-                    .set_platform_status(&p.id, st, reason, now)
-                    .await?;
+                    .set_platform_status(&p.id, st, reason.as_deref(), now)
+                    .await?
             }
-            engine.send_wake.notify_waiters();
-        }
-        "account_update" => {
-            let event = str_of(value, "event").unwrap_or_default();
-            match event.as_str() {
-                "ACCOUNT_RESTRICTION" => {
-                    let kinds: Vec<String> = value
-                        .get("restriction_info")
-                        .and_then(Value::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|r| {
-                                    let t = str_of(r, "restriction_type")?;
-                                    Some(match r.get("expiration") {
-                                        Some(e) if !e.is_null() => format!("{t} until {e}"),
-                                        _ => t,
-                                    })
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    let reason = format!("Meta restricted this account: {}", kinds.join(", "));
-                    for p in &live {
-                        engine
-                            .store
-                            .set_platform_status(&p.id, status::RESTRICTED, Some(&reason), now)
-                            .await?;
-                    }
-                }
-                "DISABLED_UPDATE" => {
-                    let state = value
-                        .get("ban_info")
-                        .and_then(|b| str_of(b, "waba_ban_state"))
-                        .unwrap_or_default();
-                    let (st, reason) = match state.as_str() {
-                        "REINSTATE" => (status::ACTIVE, None),
-                        "SCHEDULE_FOR_DISABLE" => (
-                            status::RESTRICTED,
-                            Some("Meta scheduled this account to be disabled".to_owned()),
-                        ),
-                        _ => (
-                            status::RESTRICTED,
-                            Some("Meta disabled this account".to_owned()),
-                        ),
-                    };
-                    for p in &live {
-                        engine
-                            .store
-                            .set_platform_status(&p.id, st, reason.as_deref(), now)
-                            .await?;
-                    }
-                }
-                "PARTNER_REMOVED"
-                | "ACCOUNT_DELETED"
-                | "ACCOUNT_OFFBOARDED"
-                | "PARTNER_APP_UNINSTALLED" => {
-                    let reason =
-                        format!("Meta reported {event}: the business removed Parley's access");
-                    for p in &live {
-                        engine
-                            .store
-                            .disconnect_platform(&p.id, &reason, now)
-                            .await?;
-                    }
-                }
-                "ACCOUNT_VIOLATION" => {
-                    let kind = value
-                        .get("violation_info")
-                        .and_then(|v| str_of(v, "violation_type"))
-                        .unwrap_or_else(|| "unspecified".into());
-                    let reason = format!("Meta reported a policy violation: {kind}");
-                    for p in &live {
-                        engine
-                            .store
-                            .set_platform_status(&p.id, &p.status, Some(&reason), now)
-                            .await?;
-                    }
-                }
-                other => notes.push(format!("account_update {other} stored, not acted on")),
+            AccountChange::Reason(reason) => {
+                engine
+                    .store
+                    .set_platform_status(&p.id, &p.status, Some(reason), now)
+                    .await?
+            }
+            AccountChange::Disconnect(reason) => {
+                engine.store.disconnect_platform(&p.id, reason, now).await?
             }
         }
-        "phone_number_quality_update"
-        | "business_capability_update"
-        | "phone_number_name_update" => {
-            let display = str_of(value, "display_phone_number").map(|d| digits(&d));
-            let mut numbers = Vec::new();
-            for p in &live {
-                numbers.extend(engine.store.platform_numbers(&p.id).await?);
-            }
-            let matching: Vec<String> = numbers
-                .iter()
-                .filter(|n| {
-                    display
-                        .as_deref()
-                        .is_some_and(|d| digits(&n.number.display_phone_number) == d)
-                })
-                .map(|n| n.number.phone_number_id.clone())
-                .collect();
-            let all: Vec<String> = numbers
-                .iter()
-                .map(|n| n.number.phone_number_id.clone())
-                .collect();
-            let mut patches: Vec<(Vec<String>, NumberPatch)> = Vec::new();
-            match field {
-                "phone_number_name_update" => {
-                    let decision = str_of(value, "decision");
-                    let approved = decision.as_deref() == Some("APPROVED");
-                    patches.push((
-                        matching.clone(),
-                        NumberPatch {
-                            name_status: decision,
-                            verified_name: if approved {
-                                str_of(value, "requested_verified_name")
-                            } else {
-                                None
-                            },
-                            ..NumberPatch::default()
-                        },
-                    ));
-                }
-                _ => {
-                    // Per-portfolio limits (Meta's rule since October 2025) apply to every
-                    // number; a per-number limit only to the one named.
-                    if let Some(t) = value
-                        .get("max_daily_conversations_per_business")
-                        .and_then(tier)
-                    {
-                        patches.push((
-                            all.clone(),
-                            NumberPatch {
-                                messaging_limit: Some(t),
-                                messaging_limit_scope: Some("business_portfolio".into()),
-                                ..NumberPatch::default()
-                            },
-                        ));
-                    } else if let Some(t) = value
-                        .get("current_limit")
-                        .or_else(|| value.get("max_daily_conversation_per_phone"))
-                        .and_then(tier)
-                    {
-                        let targets = if matching.is_empty() {
-                            all.clone()
-                        } else {
-                            matching.clone()
-                        };
-                        patches.push((
-                            targets,
-                            NumberPatch {
-                                messaging_limit: Some(t),
-                                messaging_limit_scope: Some("phone_number".into()),
-                                ..NumberPatch::default()
-                            },
-                        ));
-                    }
-                    if str_of(value, "event").as_deref() == Some("THROUGHPUT_UPGRADE") {
-                        patches.push((
-                            matching.clone(),
-                            NumberPatch {
-                                throughput_level: Some("HIGH".into()),
-                                throughput_mps: Some(1000),
-                                ..NumberPatch::default()
-                            },
-                        ));
-                    }
-                }
-            }
-            if patches.iter().all(|(targets, _)| targets.is_empty()) {
-                notes.push(format!("{field} named no known number"));
-            }
-            for (targets, patch) in patches {
-                for id in targets {
-                    engine.store.patch_phone_number(&id, &patch, now).await?;
-                }
-            }
-        }
-        _ => {}
     }
     Ok(())
+}
+
+/// The numbers of a WABA's live platforms: all of them, and those a webhook's display number
+/// names.
+struct WabaNumbers {
+    all: Vec<String>,
+    matching: Vec<String>,
+}
+
+async fn waba_numbers(
+    engine: &Engine,
+    live: &[PlatformRecord],
+    display: Option<&str>,
+) -> parley_store::Result<WabaNumbers> {
+    let display = display.map(digits);
+    let mut numbers = Vec::new();
+    for p in live {
+        numbers.extend(engine.store.platform_numbers(&p.id).await?);
+    }
+    let matching = numbers
+        .iter()
+        .filter(|n| {
+            display
+                .as_deref()
+                .is_some_and(|d| digits(&n.number.display_phone_number) == d)
+        })
+        .map(|n| n.number.phone_number_id.clone())
+        .collect();
+    let all = numbers
+        .into_iter()
+        .map(|n| n.number.phone_number_id)
+        .collect();
+    Ok(WabaNumbers { all, matching })
+}
+
+/// A new messaging limit: the portfolio's (Meta's rule since October 2025) applies to every
+/// number; a per-number one only to the number named (to all when none is named).
+fn limit_patch(
+    numbers: &WabaNumbers,
+    per_business: Option<&LimitTier>,
+    per_number: Option<&LimitTier>,
+) -> Option<(Vec<String>, NumberPatch)> {
+    let (targets, tier, scope) = match (per_business, per_number) {
+        (Some(tier), _) => (&numbers.all, tier, "business_portfolio"),
+        (None, Some(tier)) if numbers.matching.is_empty() => (&numbers.all, tier, "phone_number"),
+        (None, Some(tier)) => (&numbers.matching, tier, "phone_number"),
+        (None, None) => return None,
+    };
+    let patch = NumberPatch {
+        messaging_limit: Some(tier.as_str().to_owned()),
+        messaging_limit_scope: Some(scope.into()),
+        ..NumberPatch::default()
+    };
+    Some((targets.clone(), patch))
+}
+
+/// Applies number patches; notes when none of them names a known number.
+async fn patch_numbers(
+    engine: &Engine,
+    field: &str,
+    patches: Vec<(Vec<String>, NumberPatch)>,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<()> {
+    if patches.iter().all(|(targets, _)| targets.is_empty()) {
+        notes.push(format!("{field} named no known number"));
+    }
+    let now = engine.now();
+    for (targets, patch) in patches {
+        for id in targets {
+            engine.store.patch_phone_number(&id, &patch, now).await?;
+        }
+    }
+    Ok(())
+}
+
+/// `phone_number_quality_update`: a number's limit changed, or its throughput was upgraded.
+pub(crate) async fn apply_number_quality(
+    engine: &Engine,
+    waba_id: &str,
+    value: &PhoneNumberQualityValue,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<()> {
+    let field = fields::PHONE_NUMBER_QUALITY;
+    let Some(live) = webhook_platforms(engine, waba_id, field, notes).await? else {
+        return Ok(());
+    };
+    let numbers = waba_numbers(engine, &live, value.display_phone_number.as_deref()).await?;
+    let mut patches: Vec<_> = limit_patch(
+        &numbers,
+        value.max_daily_conversations_per_business.as_ref(),
+        value.current_limit.as_ref(),
+    )
+    .into_iter()
+    .collect();
+    if value.event.as_deref() == Some("THROUGHPUT_UPGRADE") {
+        let upgrade = NumberPatch {
+            throughput_level: Some("HIGH".into()),
+            throughput_mps: Some(1000),
+            ..NumberPatch::default()
+        };
+        patches.push((numbers.matching.clone(), upgrade));
+    }
+    patch_numbers(engine, field, patches, notes).await
+}
+
+/// `business_capability_update`: the portfolio's limits changed.
+pub(crate) async fn apply_capability(
+    engine: &Engine,
+    waba_id: &str,
+    value: &CapabilityValue,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<()> {
+    let field = fields::CAPABILITY_UPDATE;
+    let Some(live) = webhook_platforms(engine, waba_id, field, notes).await? else {
+        return Ok(());
+    };
+    let numbers = waba_numbers(engine, &live, None).await?;
+    let patches = limit_patch(
+        &numbers,
+        value.max_daily_conversations_per_business.as_ref(),
+        value.max_daily_conversation_per_phone.as_ref(),
+    );
+    patch_numbers(engine, field, patches.into_iter().collect(), notes).await
+}
+
+/// `phone_number_name_update`: Meta's decision on a number's display name.
+pub(crate) async fn apply_number_name(
+    engine: &Engine,
+    waba_id: &str,
+    value: &PhoneNumberNameValue,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<()> {
+    let field = fields::PHONE_NUMBER_NAME;
+    let Some(live) = webhook_platforms(engine, waba_id, field, notes).await? else {
+        return Ok(());
+    };
+    let numbers = waba_numbers(engine, &live, value.display_phone_number.as_deref()).await?;
+    let approved = value.decision.as_deref() == Some("APPROVED");
+    let patch = NumberPatch {
+        name_status: value.decision.clone(),
+        verified_name: approved
+            .then(|| value.requested_verified_name.clone())
+            .flatten(),
+        ..NumberPatch::default()
+    };
+    patch_numbers(engine, field, vec![(numbers.matching, patch)], notes).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn account_update(value: serde_json::Value) -> AccountUpdateValue {
+        serde_json::from_value(value).expect("an account_update value")
+    }
+
     #[test]
-    fn tiers_from_numbers_and_strings() {
-        assert_eq!(tier(&json!(2000)).as_deref(), Some("TIER_2K"));
-        assert_eq!(tier(&json!("2000")).as_deref(), Some("TIER_2K"));
-        assert_eq!(tier(&json!(-1)).as_deref(), Some("TIER_UNLIMITED"));
-        assert_eq!(tier(&json!("TIER_10K")).as_deref(), Some("TIER_10K"));
-        assert_eq!(tier(&json!(null)), None);
+    fn account_updates_become_status_changes() {
+        assert_eq!(
+            account_change(&account_update(json!({"event": "ACCOUNT_RESTRICTION", "restriction_info": [
+                {"restriction_type": "RESTRICTED_BIZ_INITIATED_MESSAGING", "expiration": 1750000000},
+                {"restriction_type": "RESTRICTED_ADD_PHONE_NUMBER_ACTION", "expiration": null},
+                {"expiration": 5}]}))),
+            Some(AccountChange::Status(
+                status::RESTRICTED,
+                Some("Meta restricted this account: RESTRICTED_BIZ_INITIATED_MESSAGING until 1750000000, RESTRICTED_ADD_PHONE_NUMBER_ACTION".into())
+            ))
+        );
+        let ban = |state: &str| {
+            account_change(&account_update(
+                json!({"event": "DISABLED_UPDATE", "ban_info": {"waba_ban_state": state, "waba_ban_date": "April 17, 2025"}}),
+            ))
+        };
+        assert_eq!(
+            ban("REINSTATE"),
+            Some(AccountChange::Status(status::ACTIVE, None))
+        );
+        assert_eq!(
+            ban("SCHEDULE_FOR_DISABLE"),
+            Some(AccountChange::Status(
+                status::RESTRICTED,
+                Some("Meta scheduled this account to be disabled".into())
+            ))
+        );
+        assert_eq!(
+            ban("DISABLE"),
+            Some(AccountChange::Status(
+                status::RESTRICTED,
+                Some("Meta disabled this account".into())
+            ))
+        );
+        assert_eq!(
+            account_change(&account_update(json!({"event": "PARTNER_REMOVED",
+                "waba_info": {"waba_id": "1", "owner_business_id": "2"}}))),
+            Some(AccountChange::Disconnect(
+                "Meta reported PARTNER_REMOVED: the business removed Parley's access".into()
+            ))
+        );
+        assert_eq!(
+            account_change(&account_update(
+                json!({"event": "ACCOUNT_VIOLATION", "violation_info": {"violation_type": "ADULT"}})
+            )),
+            Some(AccountChange::Reason(
+                "Meta reported a policy violation: ADULT".into()
+            ))
+        );
+        assert_eq!(
+            account_change(&account_update(json!({"event": "ACCOUNT_VIOLATION"}))),
+            Some(AccountChange::Reason(
+                "Meta reported a policy violation: unspecified".into()
+            ))
+        );
+        assert_eq!(
+            account_change(&account_update(json!({"event": "PARTNER_ADDED"}))),
+            None
+        );
+        assert_eq!(account_change(&account_update(json!({}))), None);
+    }
+
+    #[test]
+    fn portfolio_limits_reach_every_number_and_number_limits_the_one_named() {
+        let tier = |t: &str| LimitTier::from_json(&json!(t)).expect("tier");
+        let numbers = WabaNumbers {
+            all: vec!["1".into(), "2".into()],
+            matching: vec!["2".into()],
+        };
+        let (targets, patch) =
+            limit_patch(&numbers, Some(&tier("TIER_2K")), Some(&tier("TIER_250"))).expect("patch");
+        assert_eq!(targets, ["1", "2"]);
+        assert_eq!(patch.messaging_limit.as_deref(), Some("TIER_2K"));
+        assert_eq!(
+            patch.messaging_limit_scope.as_deref(),
+            Some("business_portfolio")
+        );
+        let (targets, patch) = limit_patch(&numbers, None, Some(&tier("TIER_250"))).expect("patch");
+        assert_eq!(targets, ["2"]);
+        assert_eq!(patch.messaging_limit_scope.as_deref(), Some("phone_number"));
+        let unnamed = WabaNumbers {
+            all: vec!["1".into()],
+            matching: Vec::new(),
+        };
+        let (targets, _) = limit_patch(&unnamed, None, Some(&tier("TIER_250"))).expect("patch");
+        assert_eq!(targets, ["1"]);
+        assert!(limit_patch(&numbers, None, None).is_none());
+    }
+
+    #[test]
+    fn steps_keep_their_recorded_names_and_retry_rules() {
+        assert_eq!(
+            STEPS,
+            [
+                "exchange_code",
+                "debug_token",
+                "subscribe_app",
+                "register_phone",
+                "read_business",
+                "read_waba",
+                "read_phone_numbers",
+                "read_profile",
+            ]
+        );
+        for step in Step::ALL {
+            assert_eq!(step.to_string(), step.name());
+            let expected = if step == Step::ExchangeCode {
+                Retry::NewSignup
+            } else {
+                Retry::Again
+            };
+            assert_eq!(step.retry(), expected, "{step}");
+        }
     }
 
     #[test]
@@ -1189,23 +1526,21 @@ mod tests {
             },
         };
         assert_eq!(
-            step_failure(
-                "exchange_code",
-                &api(100, "This authorization code has expired.")
-            )
-            .code,
+            Step::ExchangeCode
+                .failure(&api(100, "This authorization code has expired."))
+                .code,
             "signup_code_expired"
         );
         assert_eq!(
-            step_failure("register_phone", &api(133016, "too many")).code,
+            Step::RegisterPhone.failure(&api(133016, "too many")).code,
             "registration_limit_reached"
         );
         assert_eq!(
-            step_failure("register_phone", &api(133005, "pin")).code,
+            Step::RegisterPhone.failure(&api(133005, "pin")).code,
             "registration_pin_mismatch"
         );
         assert_eq!(
-            step_failure("subscribe_app", &api(2, "x")).code,
+            Step::SubscribeApp.failure(&api(2, "x")).code,
             "webhook_subscription_failed"
         );
     }

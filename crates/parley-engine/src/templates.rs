@@ -13,7 +13,11 @@ use parley_domain::{
     ApplicationId, LanguageCode, PlatformId, Template, TemplateCategory, TemplateDraft, TemplateId,
     TemplateStatus,
 };
-use parley_meta::GraphError;
+use parley_meta::webhook::fields;
+use parley_meta::{
+    GraphError, TemplateCategoryValue, TemplateComponentsValue, TemplateQualityValue, TemplateRef,
+    TemplateStatusValue,
+};
 use parley_store::{PlatformRecord, TemplateRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -709,160 +713,214 @@ pub async fn run_periodic_sync(engine: Engine, interval: Duration, shutdown: Can
     }
 }
 
-/// Applies Meta's template webhooks to the local copy: status (with rejection, pause and
-/// disable details), quality, category changes and component changes. A template Parley has
-/// not seen yet triggers a sync of that WABA.
-pub(crate) async fn apply_template_webhook(
+// Meta's template webhooks, applied to the local copy: status (with rejection, pause and
+// disable details), quality, category changes and component changes. A template Parley has
+// not seen yet triggers a sync of that WABA instead.
+
+/// The template a template webhook names, and the platform of its WABA. `None` when the WABA is
+/// not Parley's (noted), or when Parley does not know the template yet: then the WABA's
+/// templates are synced, which brings it with its current state.
+async fn webhook_template(
     engine: &Engine,
     waba_id: &str,
     field: &str,
-    value: &Value,
+    template: &TemplateRef,
     notes: &mut Vec<String>,
-) -> parley_store::Result<()> {
+) -> parley_store::Result<Option<(PlatformRecord, TemplateRecord)>> {
     let Some(platform) = crate::webhooks::platform_by_waba(engine, waba_id).await? else {
         notes.push(format!("{field} for unknown WABA {waba_id}"));
-        return Ok(());
+        return Ok(None);
     };
-    let meta_id = match value.get("message_template_id") {
-        Some(Value::Number(n)) => Some(n.to_string()),
-        Some(Value::String(s)) => Some(s.clone()),
-        _ => None,
-    };
-    let mut record = match &meta_id {
+    let mut record = match &template.id {
         Some(id) => engine.store.template_by_meta_id(&platform.id, id).await?,
         None => None,
     };
-    if record.is_none() {
-        let name = value.get("message_template_name").and_then(Value::as_str);
-        let language = value
-            .get("message_template_language")
-            .and_then(Value::as_str)
-            .map(|l| l.replace('-', "_"));
-        if let (Some(name), Some(language)) = (name, language) {
-            record = engine
-                .store
-                .template(&platform.application_id, name, &language)
-                .await?;
-        }
+    if record.is_none()
+        && let (Some(name), Some(language)) = (&template.name, &template.language)
+    {
+        let language = language.replace('-', "_");
+        record = engine
+            .store
+            .template(&platform.application_id, name, &language)
+            .await?;
     }
-    let Some(mut record) = record else {
+    if record.is_none() {
         // Created outside Parley (e.g. in WhatsApp Manager): fetch it with the rest.
         if let Err(e) = engine.sync_templates(&platform.id).await {
             notes.push(format!("{field}: template unknown and sync failed: {e}"));
         }
+    }
+    Ok(record.map(|r| (platform, r)))
+}
+
+/// Stores a template a webhook changed.
+async fn save_webhook_template(
+    engine: &Engine,
+    mut record: TemplateRecord,
+    now: i64,
+) -> parley_store::Result<()> {
+    record.updated_at = now;
+    engine.store.upsert_template(&record).await
+}
+
+/// Keeps one of Meta's details in the template's raw object, when Meta sent it.
+fn keep_detail(raw: &mut serde_json::Map<String, Value>, key: &str, value: Option<Value>) {
+    if let Some(value) = value {
+        raw.insert(key.to_owned(), value);
+    }
+}
+
+/// `message_template_status_update`: the new status, with the details of why.
+pub(crate) async fn apply_status_webhook(
+    engine: &Engine,
+    waba_id: &str,
+    value: &TemplateStatusValue,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<()> {
+    let field = fields::TEMPLATE_STATUS;
+    let Some((_, mut record)) =
+        webhook_template(engine, waba_id, field, &value.template, notes).await?
+    else {
         return Ok(());
     };
     let now = engine.now();
-    match field {
-        "message_template_status_update" => {
-            let Some(event) = value.get("event").and_then(Value::as_str) else {
-                notes.push("template status update without event".into());
-                return Ok(());
-            };
-            let status = TemplateStatus::parse(event);
-            // Meta does not deliver webhooks in order. REINSTATED (active again after a pause)
-            // or UNARCHIVED coming to an APPROVED template can only be the earlier event of
-            // the pair arriving late: it must not take the approval back.
-            if matches!(
-                status,
-                TemplateStatus::Reinstated | TemplateStatus::Unarchived
-            ) && record.template.status == TemplateStatus::Approved
-            {
-                notes.push(format!(
-                    "{event} for an approved template ignored: it came after the approval"
-                ));
-                return Ok(());
-            }
-            record.template.status = status;
-            if let Some(raw) = record.raw.as_object_mut() {
-                raw.insert("status".into(), json!(event));
-                // A new status replaces the details of the previous one.
-                for key in ["rejection_info", "other_info", "disable_info"] {
-                    raw.remove(key);
-                }
-                for key in ["reason", "other_info", "rejection_info", "disable_info"] {
-                    match value.get(key) {
-                        Some(v) if !v.is_null() => {
-                            let target = if key == "reason" {
-                                "rejected_reason"
-                            } else {
-                                key
-                            };
-                            raw.insert(target.into(), v.clone());
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            if event.eq_ignore_ascii_case("DELETED") {
-                record.deleted_at = Some(now);
-            }
-        }
-        "message_template_quality_update" => {
-            if let (Some(score), Some(raw)) =
-                (value.get("new_quality_score"), record.raw.as_object_mut())
-            {
-                raw.insert("quality_score".into(), json!({"score": score}));
-            }
-        }
-        "template_category_update" => {
-            let new = value.get("new_category").and_then(Value::as_str);
-            let previous = value.get("previous_category").and_then(Value::as_str);
-            if let Some(raw) = record.raw.as_object_mut() {
-                for key in [
-                    "previous_category",
-                    "correct_category",
-                    "category_update_timestamp",
-                ] {
-                    if let Some(v) = value.get(key).filter(|v| !v.is_null()) {
-                        raw.insert(key.into(), v.clone());
-                    }
-                }
-            }
-            // `previous_category` marks a completed change; without it the change is only
-            // announced (`correct_category` from `category_update_timestamp` on).
-            if let (Some(new), Some(_)) = (new, previous) {
-                match TemplateCategory::parse(new) {
-                    Ok(c) => {
-                        record.template.category = c;
-                        if let Some(raw) = record.raw.as_object_mut() {
-                            raw.insert("category".into(), json!(c.as_str()));
-                        }
-                    }
-                    Err(e) => notes.push(format!("template_category_update: {e}")),
-                }
-            }
-        }
-        "message_template_components_update" => {
-            // The webhook describes the new content loosely; Meta's template object is exact.
-            let fetched = match &record.meta_id {
-                Some(id) => match engine.store.platform_token(&platform.id).await {
-                    Ok(token) => engine.graph.get_template(&token, id).await.ok(),
-                    Err(_) => None,
-                },
-                None => None,
-            };
-            match fetched.map(|v| (Template::from_meta_json(&v), v)) {
-                Some((Ok(template), v)) => {
-                    record.template = template;
-                    if let Some(raw) = record.raw.as_object_mut()
-                        && let Some(fresh) = v.as_object()
-                    {
-                        for (k, val) in fresh {
-                            raw.insert(k.clone(), val.clone());
-                        }
-                    }
-                }
-                Some((Err(e), _)) => notes.push(format!(
-                    "message_template_components_update: template does not read: {e}"
-                )),
-                None => notes.push(
-                    "message_template_components_update: could not fetch the template from Meta; the next sync applies it".into(),
-                ),
-            }
-        }
-        other => notes.push(format!("template field `{other}` not understood")),
+    let Some(event) = value.event.as_deref() else {
+        notes.push("template status update without event".into());
+        return Ok(());
+    };
+    let status = TemplateStatus::parse(event);
+    // Meta does not deliver webhooks in order. REINSTATED (active again after a pause) or
+    // UNARCHIVED coming to an APPROVED template can only be the earlier event of the pair
+    // arriving late: it must not take the approval back.
+    if matches!(
+        status,
+        TemplateStatus::Reinstated | TemplateStatus::Unarchived
+    ) && record.template.status == TemplateStatus::Approved
+    {
+        notes.push(format!(
+            "{event} for an approved template ignored: it came after the approval"
+        ));
+        return Ok(());
     }
-    record.updated_at = now;
-    engine.store.upsert_template(&record).await
+    record.template.status = status;
+    if let Some(raw) = record.raw.as_object_mut() {
+        raw.insert("status".into(), json!(event));
+        // A new status replaces the details of the previous one.
+        for key in ["rejection_info", "other_info", "disable_info"] {
+            raw.remove(key);
+        }
+        keep_detail(
+            raw,
+            "rejected_reason",
+            value.reason.as_ref().map(|r| json!(r)),
+        );
+        keep_detail(raw, "other_info", value.other_info.clone());
+        keep_detail(raw, "rejection_info", value.rejection_info.clone());
+        keep_detail(raw, "disable_info", value.disable_info.clone());
+    }
+    if event.eq_ignore_ascii_case("DELETED") {
+        record.deleted_at = Some(now);
+    }
+    save_webhook_template(engine, record, now).await
+}
+
+/// `message_template_quality_update`: the new quality score.
+pub(crate) async fn apply_quality_webhook(
+    engine: &Engine,
+    waba_id: &str,
+    value: &TemplateQualityValue,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<()> {
+    let field = fields::TEMPLATE_QUALITY;
+    let Some((_, mut record)) =
+        webhook_template(engine, waba_id, field, &value.template, notes).await?
+    else {
+        return Ok(());
+    };
+    let now = engine.now();
+    if let (Some(score), Some(raw)) = (&value.new_quality_score, record.raw.as_object_mut()) {
+        raw.insert("quality_score".into(), json!({"score": score}));
+    }
+    save_webhook_template(engine, record, now).await
+}
+
+/// `template_category_update`: a category change, announced or done.
+pub(crate) async fn apply_category_webhook(
+    engine: &Engine,
+    waba_id: &str,
+    value: &TemplateCategoryValue,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<()> {
+    let field = fields::TEMPLATE_CATEGORY;
+    let Some((_, mut record)) =
+        webhook_template(engine, waba_id, field, &value.template, notes).await?
+    else {
+        return Ok(());
+    };
+    let now = engine.now();
+    if let Some(raw) = record.raw.as_object_mut() {
+        let text = |s: &Option<String>| s.as_ref().map(|s| json!(s));
+        keep_detail(raw, "previous_category", text(&value.previous_category));
+        keep_detail(raw, "correct_category", text(&value.correct_category));
+        keep_detail(
+            raw,
+            "category_update_timestamp",
+            value.category_update_timestamp.clone(),
+        );
+    }
+    // `previous_category` marks a completed change; without it the change is only announced
+    // (`correct_category` from `category_update_timestamp` on).
+    if let (Some(new), Some(_)) = (&value.new_category, &value.previous_category) {
+        match TemplateCategory::parse(new) {
+            Ok(c) => {
+                record.template.category = c;
+                if let Some(raw) = record.raw.as_object_mut() {
+                    raw.insert("category".into(), json!(c.as_str()));
+                }
+            }
+            Err(e) => notes.push(format!("{field}: {e}")),
+        }
+    }
+    save_webhook_template(engine, record, now).await
+}
+
+/// `message_template_components_update`: the webhook describes the new content loosely, so
+/// Parley reads Meta's exact template object instead.
+pub(crate) async fn apply_components_webhook(
+    engine: &Engine,
+    waba_id: &str,
+    value: &TemplateComponentsValue,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<()> {
+    let field = fields::TEMPLATE_COMPONENTS;
+    let Some((platform, mut record)) =
+        webhook_template(engine, waba_id, field, &value.template, notes).await?
+    else {
+        return Ok(());
+    };
+    let now = engine.now();
+    let fetched = match &record.meta_id {
+        Some(id) => match engine.store.platform_token(&platform.id).await {
+            Ok(token) => engine.graph.get_template(&token, id).await.ok(),
+            Err(_) => None,
+        },
+        None => None,
+    };
+    match fetched.map(|v| (Template::from_meta_json(&v), v)) {
+        Some((Ok(template), v)) => {
+            record.template = template;
+            if let Some(raw) = record.raw.as_object_mut()
+                && let Some(fresh) = v.as_object()
+            {
+                for (k, val) in fresh {
+                    raw.insert(k.clone(), val.clone());
+                }
+            }
+        }
+        Some((Err(e), _)) => notes.push(format!("{field}: template does not read: {e}")),
+        None => notes.push(format!(
+            "{field}: could not fetch the template from Meta; the next sync applies it"
+        )),
+    }
+    save_webhook_template(engine, record, now).await
 }

@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-use parley_domain::{E164, MessageId, MessageState};
-use parley_meta::{MessagesValue, WebhookPayload};
+use parley_domain::{E164, MessageId};
+use parley_meta::webhook::fields;
+use parley_meta::{InboundMessage, MessagesValue, WebhookChange, WebhookPayload};
 use parley_store::{InboundRecord, StatusChange, WebhookEventRecord};
 use tokio_util::sync::CancellationToken;
 
@@ -75,62 +76,104 @@ async fn apply_event(
     let mut notes = Vec::new();
     for entry in &payload.entry {
         for change in &entry.changes {
-            match change.field.as_str() {
-                "messages" => match change.messages() {
-                    Some(Ok(value)) => apply_messages(engine, &value, statuses, &mut notes).await?,
-                    Some(Err(e)) => notes.push(format!("messages value not understood: {e}")),
-                    None => {}
-                },
-                "message_template_status_update"
-                | "message_template_quality_update"
-                | "template_category_update"
-                | "message_template_components_update" => {
-                    crate::templates::apply_template_webhook(
-                        engine,
-                        &entry.id,
-                        &change.field,
-                        &change.value(),
-                        &mut notes,
-                    )
-                    .await?
-                }
-                "account_review_update"
-                | "account_update"
-                | "phone_number_quality_update"
-                | "business_capability_update"
-                | "phone_number_name_update" => {
-                    crate::onboarding::apply_platform_update(
-                        engine,
-                        &entry.id,
-                        &change.field,
-                        &change.value(),
-                        &mut notes,
-                    )
-                    .await?
-                }
-                other => notes.push(format!("field `{other}` stored, not acted on yet")),
-            }
+            apply_change(engine, &entry.id, change.parse(), statuses, &mut notes).await?;
         }
     }
     Ok((!notes.is_empty()).then(|| notes.join("; ")))
 }
 
+/// One change, by its kind; `entry_id` is the entry's WABA (or, for `account_update`'s
+/// partner events, the partner's portfolio).
+async fn apply_change(
+    engine: &Engine,
+    entry_id: &str,
+    change: WebhookChange,
+    statuses: &mut Vec<StatusChange>,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<()> {
+    use crate::{onboarding as platform, templates};
+    match change {
+        WebhookChange::Messages(v) => apply_messages(engine, &v, statuses, notes).await,
+        WebhookChange::TemplateStatus(v) => {
+            templates::apply_status_webhook(engine, entry_id, &v, notes).await
+        }
+        WebhookChange::TemplateQuality(v) => {
+            templates::apply_quality_webhook(engine, entry_id, &v, notes).await
+        }
+        WebhookChange::TemplateCategory(v) => {
+            templates::apply_category_webhook(engine, entry_id, &v, notes).await
+        }
+        WebhookChange::TemplateComponents(v) => {
+            templates::apply_components_webhook(engine, entry_id, &v, notes).await
+        }
+        WebhookChange::AccountReview(v) => {
+            platform::apply_account_review(engine, entry_id, &v, notes).await
+        }
+        WebhookChange::AccountUpdate(v) => {
+            platform::apply_account_update(engine, entry_id, &v, notes).await
+        }
+        WebhookChange::PhoneNumberQuality(v) => {
+            platform::apply_number_quality(engine, entry_id, &v, notes).await
+        }
+        WebhookChange::CapabilityUpdate(v) => {
+            platform::apply_capability(engine, entry_id, &v, notes).await
+        }
+        WebhookChange::PhoneNumberName(v) => {
+            platform::apply_number_name(engine, entry_id, &v, notes).await
+        }
+        WebhookChange::UserPreferences(_) => {
+            notes.push(format!(
+                "field `{}` stored, not acted on yet",
+                fields::USER_PREFERENCES
+            ));
+            Ok(())
+        }
+        WebhookChange::Unknown {
+            field, error: None, ..
+        } => {
+            notes.push(format!("field `{field}` stored, not acted on yet"));
+            Ok(())
+        }
+        WebhookChange::Unknown {
+            field,
+            error: Some(e),
+            ..
+        } => {
+            notes.push(format!("{field} value not understood: {e}"));
+            Ok(())
+        }
+    }
+}
+
+/// `messages`: statuses go to `statuses` for the caller to merge; inbound messages are
+/// recorded here.
 async fn apply_messages(
     engine: &Engine,
     value: &MessagesValue,
     statuses: &mut Vec<StatusChange>,
     notes: &mut Vec<String>,
 ) -> parley_store::Result<()> {
+    collect_statuses(engine, value, statuses, notes);
+    if value.messages.is_empty() {
+        return Ok(());
+    }
+    apply_inbound(engine, value, notes).await
+}
+
+fn collect_statuses(
+    engine: &Engine,
+    value: &MessagesValue,
+    statuses: &mut Vec<StatusChange>,
+    notes: &mut Vec<String>,
+) {
     for status in &value.statuses {
-        let state = match status.status.as_str() {
-            "sent" => MessageState::Sent,
-            "delivered" => MessageState::Delivered,
-            "read" | "played" => MessageState::Read,
-            "failed" => MessageState::Failed,
-            other => {
-                notes.push(format!("status `{other}` for {} not understood", status.id));
-                continue;
-            }
+        let Some(state) = status.status.message_state() else {
+            notes.push(format!(
+                "status `{}` for {} not understood",
+                status.status.as_str(),
+                status.id
+            ));
+            continue;
         };
         let at = status
             .unix_time()
@@ -147,9 +190,14 @@ async fn apply_messages(
             error,
         });
     }
-    if value.messages.is_empty() {
-        return Ok(());
-    }
+}
+
+/// Records the inbound messages of the number the value names, and applies opt-out keywords.
+async fn apply_inbound(
+    engine: &Engine,
+    value: &MessagesValue,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<()> {
     let Some(pnid) = value
         .metadata
         .as_ref()
@@ -196,29 +244,40 @@ async fn apply_messages(
             raw: serde_json::to_value(msg).unwrap_or_default(),
             received_at,
         };
-        if engine.store.record_inbound(&record).await? {
-            metrics::counter!("parley_inbound_messages_total").increment(1);
-            // Opt-out keywords and marketing opt-out buttons (once per wamid).
-            let payload = msg
-                .rest
-                .get("button")
-                .and_then(|b| b.get("payload"))
-                .and_then(|p| p.as_str());
-            if let Some((state, source)) =
-                crate::audience::opt_keyword(&record.kind, record.text.as_deref(), payload)
-            {
-                let note = Some(format!("message {}", record.wamid));
-                engine
-                    .apply_opt_keyword(
-                        &record.application_id,
-                        &record.from_phone,
-                        state,
-                        source,
-                        note,
-                    )
-                    .await?;
-            }
-        }
+        record_inbound(engine, &record, msg).await?;
+    }
+    Ok(())
+}
+
+/// Stores one inbound message; the first time its wamid is seen, its opt-out keyword or
+/// marketing opt-out button applies.
+async fn record_inbound(
+    engine: &Engine,
+    record: &InboundRecord,
+    msg: &InboundMessage,
+) -> parley_store::Result<()> {
+    if !engine.store.record_inbound(record).await? {
+        return Ok(());
+    }
+    metrics::counter!("parley_inbound_messages_total").increment(1);
+    let payload = msg
+        .rest
+        .get("button")
+        .and_then(|b| b.get("payload"))
+        .and_then(|p| p.as_str());
+    if let Some((state, source)) =
+        crate::audience::opt_keyword(&record.kind, record.text.as_deref(), payload)
+    {
+        let note = Some(format!("message {}", record.wamid));
+        engine
+            .apply_opt_keyword(
+                &record.application_id,
+                &record.from_phone,
+                state,
+                source,
+                note,
+            )
+            .await?;
     }
     Ok(())
 }

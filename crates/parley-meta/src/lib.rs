@@ -17,8 +17,11 @@ pub use outbound::{
 };
 pub use signature::{SIGNATURE_HEADER, sign, verify_signature};
 pub use webhook::{
-    Change, Entry, InboundMessage, MessagesValue, StatusError, StatusUpdate, WebhookContact,
-    WebhookPayload,
+    AccountReviewValue, AccountUpdateValue, CapabilityValue, Change, DeliveryStatus, Entry,
+    InboundMessage, LimitTier, MessagesValue, PhoneNumberNameValue, PhoneNumberQualityValue,
+    StatusError, StatusUpdate, TemplateCategoryValue, TemplateComponentsValue,
+    TemplateQualityValue, TemplateRef, TemplateStatusValue, UserPreferencesValue, WebhookChange,
+    WebhookContact, WebhookPayload,
 };
 
 /// The Graph API version Parley speaks (Meta's OpenAPI spec in `shared/meta/` is v23.0).
