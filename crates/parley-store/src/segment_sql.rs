@@ -466,3 +466,174 @@ fn pg_leaf(qb: &mut QueryBuilder<Postgres>, leaf: &Cond) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Filters that reach every leaf and the chain, `not` and empty cases.
+    const FILTERS: &[&str] = &[
+        "all",
+        "exists(city)",
+        "city = \"Köln\"",
+        "`Straße x` in [\"a\", \"b\", 3, true]",
+        "city != \"x\"",
+        "name < \"m\"",
+        "n >= 5",
+        "score > 2.5",
+        "vip = true",
+        "vip < true",
+        "signup >= 2026-01-31",
+        "seen > now-12h",
+        "langs contains \"de\"",
+        "not (a = 1 or b = 2 or c = 3)",
+        "a not in [1, 2.5]",
+    ];
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_780_000_000).unwrap()
+    }
+
+    fn conds() -> Vec<Cond> {
+        let mut conds: Vec<Cond> = FILTERS
+            .iter()
+            .map(|f| lower(&Segment::parse(f).unwrap(), now()))
+            .collect();
+        conds.push(Cond::And(vec![]));
+        conds.push(Cond::Or(vec![]));
+        conds.push(Cond::TimeCmp("k".into(), CompareOp::Lt, None, "ik".into()));
+        // U+0000, which PostgreSQL text cannot hold.
+        conds.push(Cond::StrCmp("k".into(), CompareOp::Ge, "a\0b".into()));
+        conds.push(Cond::Contains("k".into(), "\0".into()));
+        conds.push(Cond::StrIn("k".into(), vec!["\0".into(), "b".into()]));
+        conds
+    }
+
+    fn sqlite_sql(c: &Cond) -> String {
+        let mut qb = QueryBuilder::<Sqlite>::new("");
+        push_sqlite(&mut qb, c);
+        qb.into_string()
+    }
+
+    fn postgres_sql(c: &Cond) -> String {
+        let mut qb = QueryBuilder::<Postgres>::new("");
+        push_postgres(&mut qb, c);
+        qb.into_string()
+    }
+
+    fn fingerprint(s: &str) -> u64 {
+        // FNV-1a: stable across runs and Rust versions, unlike `DefaultHasher`.
+        s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+
+    fn arguments(c: &Cond) -> String {
+        use sqlx::Execute;
+        let mut sq = QueryBuilder::<Sqlite>::new("");
+        push_sqlite(&mut sq, c);
+        let mut pg = QueryBuilder::<Postgres>::new("");
+        push_postgres(&mut pg, c);
+        format!(
+            "{:?}\n{:?}\n",
+            sq.build().take_arguments().unwrap(),
+            pg.build().take_arguments().unwrap()
+        )
+    }
+
+    /// The SQL of each condition in `conds()`, per dialect, as the two renderers wrote it before
+    /// they became one walk (SQLite, PostgreSQL).
+    const PINNED: &[(&str, &str)] = &[
+        ("1", "TRUE"),
+        (
+            "COALESCE((json_type(tag_index, ?) IS NOT NULL), 0)",
+            "COALESCE(jsonb_exists(tag_index, $1), FALSE)",
+        ),
+        (
+            "COALESCE((json_extract(tag_index, ?) = 's' AND json_extract(tag_index, ?) IN (?)), 0)",
+            "COALESCE((CASE WHEN (tag_index -> $1 ->> 't') = 's' THEN (tag_index -> $2 ->> 'f') COLLATE \"C\" = ANY($3) ELSE FALSE END), FALSE)",
+        ),
+        (
+            "(COALESCE((json_extract(tag_index, ?) = 's' AND json_extract(tag_index, ?) IN (?, ?)), 0) OR (COALESCE((CASE json_extract(tag_index, ?) WHEN 'i' THEN json_extract(tag_index, ?) = ? WHEN 'r' THEN json_extract(tag_index, ?) = ? ELSE 0 END), 0) OR COALESCE((json_extract(tag_index, ?) = 'b' AND json_extract(tag_index, ?) = ?), 0)))",
+            "(COALESCE((CASE WHEN (tag_index -> $1 ->> 't') = 's' THEN (tag_index -> $2 ->> 'f') COLLATE \"C\" = ANY($3) ELSE FALSE END), FALSE) OR (COALESCE((CASE (tag_index -> $4 ->> 't') WHEN 'i' THEN (tag_index -> $5 ->> 'n')::bigint = $6 WHEN 'r' THEN (tag_index -> $7 ->> 'x')::float8 = $8 ELSE FALSE END), FALSE) OR COALESCE((CASE WHEN (tag_index -> $9 ->> 't') = 'b' THEN (tag_index -> $10 ->> 'b') = '1' ELSE FALSE END), FALSE)))",
+        ),
+        (
+            "(COALESCE((json_type(tag_index, ?) IS NOT NULL), 0) AND (NOT COALESCE((json_extract(tag_index, ?) = 's' AND json_extract(tag_index, ?) IN (?)), 0)))",
+            "(COALESCE(jsonb_exists(tag_index, $1), FALSE) AND (NOT COALESCE((CASE WHEN (tag_index -> $2 ->> 't') = 's' THEN (tag_index -> $3 ->> 'f') COLLATE \"C\" = ANY($4) ELSE FALSE END), FALSE)))",
+        ),
+        (
+            "COALESCE((json_extract(tag_index, ?) = 's' AND json_extract(tag_index, ?) < ?), 0)",
+            "COALESCE((CASE WHEN (tag_index -> $1 ->> 't') = 's' THEN (tag_index -> $2 ->> 's') COLLATE \"C\" < $3 ELSE FALSE END), FALSE)",
+        ),
+        (
+            "COALESCE((CASE json_extract(tag_index, ?) WHEN 'i' THEN json_extract(tag_index, ?) >= ? WHEN 'r' THEN json_extract(tag_index, ?) >= ? ELSE 0 END), 0)",
+            "COALESCE((CASE (tag_index -> $1 ->> 't') WHEN 'i' THEN (tag_index -> $2 ->> 'n')::bigint >= $3 WHEN 'r' THEN (tag_index -> $4 ->> 'x')::float8 >= $5 ELSE FALSE END), FALSE)",
+        ),
+        (
+            "COALESCE((json_extract(tag_index, ?) IN ('i', 'r') AND json_extract(tag_index, ?) > ?), 0)",
+            "COALESCE((CASE WHEN (tag_index -> $1 ->> 't') IN ('i', 'r') THEN (tag_index -> $2 ->> 'x')::float8 > $3 ELSE FALSE END), FALSE)",
+        ),
+        (
+            "COALESCE((json_extract(tag_index, ?) = 'b' AND json_extract(tag_index, ?) = ?), 0)",
+            "COALESCE((CASE WHEN (tag_index -> $1 ->> 't') = 'b' THEN (tag_index -> $2 ->> 'b') = '1' ELSE FALSE END), FALSE)",
+        ),
+        ("0", "FALSE"),
+        (
+            "COALESCE((json_extract(tag_index, ?) >= ?), 0)",
+            "COALESCE(((tag_index -> $1 ->> 'jd')::int >= $2), FALSE)",
+        ),
+        (
+            "COALESCE((CASE json_extract(tag_index, ?) WHEN 'd' THEN json_extract(tag_index, ?) > ? WHEN 'i' THEN json_extract(tag_index, ?) > ? ELSE 0 END), 0)",
+            "COALESCE((CASE (tag_index -> $1 ->> 'dk') WHEN 'd' THEN (tag_index -> $2 ->> 'jd')::int > $3 WHEN 'i' THEN (tag_index -> $4 ->> 'ik') COLLATE \"C\" > $5 ELSE FALSE END), FALSE)",
+        ),
+        (
+            "COALESCE((CASE json_extract(tag_index, ?) WHEN 's' THEN instr(json_extract(tag_index, ?), ?) > 0 WHEN 'l' THEN EXISTS (SELECT 1 FROM json_each(tag_index, ?) WHERE value = ?) ELSE 0 END), 0)",
+            "COALESCE((CASE (tag_index -> $1 ->> 't') WHEN 's' THEN strpos((tag_index -> $2 ->> 'f'), $3) > 0 WHEN 'l' THEN jsonb_exists(tag_index -> $4 -> 'l', $5) ELSE FALSE END), FALSE)",
+        ),
+        (
+            "(NOT (COALESCE((CASE json_extract(tag_index, ?) WHEN 'i' THEN json_extract(tag_index, ?) = ? WHEN 'r' THEN json_extract(tag_index, ?) = ? ELSE 0 END), 0) OR (COALESCE((CASE json_extract(tag_index, ?) WHEN 'i' THEN json_extract(tag_index, ?) = ? WHEN 'r' THEN json_extract(tag_index, ?) = ? ELSE 0 END), 0) OR COALESCE((CASE json_extract(tag_index, ?) WHEN 'i' THEN json_extract(tag_index, ?) = ? WHEN 'r' THEN json_extract(tag_index, ?) = ? ELSE 0 END), 0))))",
+            "(NOT (COALESCE((CASE (tag_index -> $1 ->> 't') WHEN 'i' THEN (tag_index -> $2 ->> 'n')::bigint = $3 WHEN 'r' THEN (tag_index -> $4 ->> 'x')::float8 = $5 ELSE FALSE END), FALSE) OR (COALESCE((CASE (tag_index -> $6 ->> 't') WHEN 'i' THEN (tag_index -> $7 ->> 'n')::bigint = $8 WHEN 'r' THEN (tag_index -> $9 ->> 'x')::float8 = $10 ELSE FALSE END), FALSE) OR COALESCE((CASE (tag_index -> $11 ->> 't') WHEN 'i' THEN (tag_index -> $12 ->> 'n')::bigint = $13 WHEN 'r' THEN (tag_index -> $14 ->> 'x')::float8 = $15 ELSE FALSE END), FALSE))))",
+        ),
+        (
+            "(COALESCE((json_type(tag_index, ?) IS NOT NULL), 0) AND (NOT (COALESCE((CASE json_extract(tag_index, ?) WHEN 'i' THEN json_extract(tag_index, ?) = ? WHEN 'r' THEN json_extract(tag_index, ?) = ? ELSE 0 END), 0) OR COALESCE((json_extract(tag_index, ?) IN ('i', 'r') AND json_extract(tag_index, ?) = ?), 0))))",
+            "(COALESCE(jsonb_exists(tag_index, $1), FALSE) AND (NOT (COALESCE((CASE (tag_index -> $2 ->> 't') WHEN 'i' THEN (tag_index -> $3 ->> 'n')::bigint = $4 WHEN 'r' THEN (tag_index -> $5 ->> 'x')::float8 = $6 ELSE FALSE END), FALSE) OR COALESCE((CASE WHEN (tag_index -> $7 ->> 't') IN ('i', 'r') THEN (tag_index -> $8 ->> 'x')::float8 = $9 ELSE FALSE END), FALSE))))",
+        ),
+        ("1", "TRUE"),
+        ("0", "FALSE"),
+        (
+            "COALESCE((CASE json_extract(tag_index, ?) WHEN 'd' THEN 0 WHEN 'i' THEN json_extract(tag_index, ?) < ? ELSE 0 END), 0)",
+            "COALESCE((CASE (tag_index -> $1 ->> 'dk') WHEN 'd' THEN FALSE WHEN 'i' THEN (tag_index -> $2 ->> 'ik') COLLATE \"C\" < $3 ELSE FALSE END), FALSE)",
+        ),
+        (
+            "COALESCE((json_extract(tag_index, ?) = 's' AND json_extract(tag_index, ?) >= ?), 0)",
+            "COALESCE((CASE WHEN (tag_index -> $1 ->> 't') = 's' THEN (tag_index -> $2 ->> 's') COLLATE \"C\" >= $3 ELSE FALSE END), FALSE)",
+        ),
+        (
+            "COALESCE((CASE json_extract(tag_index, ?) WHEN 's' THEN instr(json_extract(tag_index, ?), ?) > 0 WHEN 'l' THEN EXISTS (SELECT 1 FROM json_each(tag_index, ?) WHERE value = ?) ELSE 0 END), 0)",
+            "COALESCE((CASE (tag_index -> $1 ->> 't') WHEN 's' THEN strpos((tag_index -> $2 ->> 'f'), $3) > 0 WHEN 'l' THEN jsonb_exists(tag_index -> $4 -> 'l', $5) ELSE FALSE END), FALSE)",
+        ),
+        (
+            "COALESCE((json_extract(tag_index, ?) = 's' AND json_extract(tag_index, ?) IN (?, ?)), 0)",
+            "COALESCE((CASE WHEN (tag_index -> $1 ->> 't') = 's' THEN (tag_index -> $2 ->> 'f') COLLATE \"C\" = ANY($3) ELSE FALSE END), FALSE)",
+        ),
+    ];
+
+    /// The bound values of all of `conds()`, both dialects (`arguments`), before the same change.
+    const PINNED_ARGUMENTS: u64 = 0xcb8cafd628072357;
+
+    #[test]
+    fn rendered_sql_is_pinned_per_dialect() {
+        let conds = conds();
+        assert_eq!(conds.len(), PINNED.len());
+        for (c, (sqlite, postgres)) in conds.iter().zip(PINNED) {
+            assert_eq!(sqlite_sql(c), *sqlite, "SQLite, {c:?}");
+            assert_eq!(postgres_sql(c), *postgres, "PostgreSQL, {c:?}");
+        }
+        let all: String = conds.iter().map(arguments).collect();
+        assert_eq!(
+            fingerprint(&all),
+            PINNED_ARGUMENTS,
+            "bound values changed:\n{all}"
+        );
+    }
+}
