@@ -14,7 +14,7 @@ use crate::audience::*;
 use crate::postgres::{
     contact_from_row, json_col, jsonb, message_from_row, parse_id, pg_opt_text, pg_text,
 };
-use crate::segment_sql::{lower, push_postgres};
+use crate::segment_sql::{lower, push};
 use crate::sqlite_audience::ERASED_CONTENT;
 use crate::tag_index::tag_index;
 use crate::{MessageRecord, Millis, PostgresStore, Result, corrupt};
@@ -264,7 +264,7 @@ impl AudienceStore for PostgresStore {
             qb.push(") > 0)");
         }
         qb.push(" AND ");
-        push_postgres(&mut qb, &lower(q.segment, q.now));
+        push(&mut qb, &lower(q.segment, q.now));
         qb.push(" ORDER BY phone COLLATE \"C\" LIMIT ");
         qb.push_bind(i64::from(q.limit));
         let rows = qb.build().fetch_all(&self.pool).await?;
@@ -288,7 +288,7 @@ impl AudienceStore for PostgresStore {
             qb.push_bind(pg_text(after).into_owned());
         }
         qb.push(" AND ");
-        push_postgres(&mut qb, &lower(segment, now));
+        push(&mut qb, &lower(segment, now));
         qb.push(" ORDER BY phone COLLATE \"C\" LIMIT ");
         qb.push_bind(i64::from(limit));
         let rows = qb.build().fetch_all(&self.pool).await?;
@@ -305,7 +305,7 @@ impl AudienceStore for PostgresStore {
             QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM contacts WHERE application_id = ");
         qb.push_bind(app.as_str());
         qb.push(" AND ");
-        push_postgres(&mut qb, &lower(segment, now));
+        push(&mut qb, &lower(segment, now));
         let n: i64 = qb.build_query_scalar().fetch_one(&self.pool).await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }

@@ -9,7 +9,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use time::OffsetDateTime;
 
 use crate::audience::*;
-use crate::segment_sql::{lower, push_sqlite};
+use crate::segment_sql::{lower, push};
 use crate::sqlite::{contact_from_row, json_col, message_from_row, parse_id, to_json};
 use crate::tag_index::tag_index;
 use crate::{MessageRecord, Millis, Result, SqliteStore, corrupt};
@@ -276,7 +276,7 @@ impl AudienceStore for SqliteStore {
             qb.push(") > 0)");
         }
         qb.push(" AND ");
-        push_sqlite(&mut qb, &lower(q.segment, q.now));
+        push(&mut qb, &lower(q.segment, q.now));
         qb.push(" ORDER BY phone LIMIT ");
         qb.push_bind(i64::from(q.limit));
         qb.push(")");
@@ -325,7 +325,7 @@ impl AudienceStore for SqliteStore {
             qb.push_bind(after.to_owned());
         }
         qb.push(" AND ");
-        push_sqlite(&mut qb, &lower(segment, now));
+        push(&mut qb, &lower(segment, now));
         qb.push(" ORDER BY phone LIMIT ");
         qb.push_bind(i64::from(limit));
         let rows = qb.build().fetch_all(&self.reader).await?;
@@ -342,7 +342,7 @@ impl AudienceStore for SqliteStore {
             QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM contacts WHERE application_id = ");
         qb.push_bind(app.as_str());
         qb.push(" AND ");
-        push_sqlite(&mut qb, &lower(segment, now));
+        push(&mut qb, &lower(segment, now));
         let n: i64 = qb.build_query_scalar().fetch_one(&self.reader).await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
