@@ -12,7 +12,13 @@ use parley_domain::{ApplicationId, ContactId, ImportId, Segment, SegmentId, TagV
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::{ContactRecord, MessageRecord, Millis, Result};
+use crate::{ContactRecord, MessageContent, MessageRecord, Millis, Result};
+
+/// The content left in place of an erased message's text.
+pub(crate) const ERASED_CONTENT: MessageContent = MessageContent::Text {
+    body: String::new(),
+    preview_url: false,
+};
 
 /// A partial tag update: `Some` sets the tag, `None` removes it (JSON `null`).
 pub type TagPatch = BTreeMap<String, Option<TagValue>>;
@@ -303,5 +309,19 @@ impl ContactUpsert {
                 .collect(),
             ..ContactUpsert::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erased_content_is_stored_as_before() {
+        // The text SQLite stores (and PostgreSQL parses) since erasure was written.
+        assert_eq!(
+            serde_json::to_string(&ERASED_CONTENT).unwrap(),
+            r#"{"type":"text","body":"","preview_url":false}"#
+        );
     }
 }

@@ -135,10 +135,13 @@ impl PostgresStore {
 #[path = "shared/rows.rs"]
 mod rows;
 pub(crate) use rows::*;
+#[path = "shared/audience.rs"]
+mod audience;
 #[path = "shared/platforms.rs"]
 mod platforms;
 #[path = "shared/templates.rs"]
 mod templates;
+pub(crate) use audience::{audience_from_row, upsert_in};
 
 /// Serializes every status and acceptance of these wamids until the transaction ends, taken
 /// in one order (sorted) so two batches cannot wait on each other.
@@ -572,7 +575,7 @@ impl Store for PostgresStore {
             .map(crate::audience::ContactUpsert::from_new)
             .collect();
         let mut tx = self.tx().await?;
-        let counts = crate::postgres_audience::upsert_in(&mut tx, app, &upserts, now).await?;
+        let counts = upsert_in(&mut tx, app, &upserts, now).await?;
         tx.commit().await?;
         Ok(counts.created + counts.updated)
     }

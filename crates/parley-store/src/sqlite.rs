@@ -112,10 +112,13 @@ impl SqliteStore {
 #[path = "shared/rows.rs"]
 mod rows;
 pub(crate) use rows::*;
+#[path = "shared/audience.rs"]
+mod audience;
 #[path = "shared/platforms.rs"]
 mod platforms;
 #[path = "shared/templates.rs"]
 mod templates;
+pub(crate) use audience::{audience_from_row, upsert_in};
 
 /// A JSON array of strings, for `… IN (SELECT value FROM json_each(?))`.
 pub(crate) fn json_strings<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
@@ -577,7 +580,7 @@ impl Store for SqliteStore {
             .map(crate::audience::ContactUpsert::from_new)
             .collect();
         let mut tx = self.tx().await?;
-        let counts = crate::sqlite_audience::upsert_in(&mut tx, app, &upserts, now).await?;
+        let counts = upsert_in(&mut tx, app, &upserts, now).await?;
         tx.commit().await?;
         Ok(counts.created + counts.updated)
     }
