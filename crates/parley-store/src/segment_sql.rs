@@ -226,7 +226,7 @@ where
         }
     }
 
-    /// `GUARD guard THEN test END`, with the guard `t IN types` (a list such as `= 's'`).
+    /// `test`, when tag `key`'s type field `t` passes `types` (e.g. ` = 's'`), else false.
     fn typed(&mut self, key: &str, types: &str, test: impl FnOnce(&mut Self)) {
         self.push(D::GUARD)
             .field(key, "t")
