@@ -11,7 +11,13 @@ use async_trait::async_trait;
 use parley_domain::{ApplicationId, ContactId, ImportId, Segment, SegmentId, TagValue, Tags};
 use time::OffsetDateTime;
 
-use crate::{ContactRecord, MessageRecord, Millis, Result};
+use crate::{ContactRecord, MessageContent, MessageRecord, Millis, Result};
+
+/// The content left in place of an erased message's text.
+pub(crate) const ERASED_CONTENT: MessageContent = MessageContent::Text {
+    body: String::new(),
+    preview_url: false,
+};
 
 // Moved to `parley-domain` (#11); re-exported until every user imports it from there.
 pub use parley_domain::{ImportState, Subscription};
@@ -250,5 +256,19 @@ impl ContactUpsert {
                 .collect(),
             ..ContactUpsert::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erased_content_is_stored_as_before() {
+        // The text SQLite stores (and PostgreSQL parses) since erasure was written.
+        assert_eq!(
+            serde_json::to_string(&ERASED_CONTENT).unwrap(),
+            r#"{"type":"text","body":"","preview_url":false}"#
+        );
     }
 }

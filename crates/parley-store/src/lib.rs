@@ -9,6 +9,7 @@
 pub mod audience;
 pub mod campaigns;
 pub mod crypto;
+mod dialect;
 mod lattice;
 pub mod platforms;
 pub mod postgres;

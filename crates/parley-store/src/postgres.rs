@@ -133,20 +133,21 @@ impl PostgresStore {
 #[path = "shared/rows.rs"]
 mod rows;
 pub(crate) use rows::*;
+#[path = "shared/audience.rs"]
+mod audience;
 #[path = "shared/campaigns.rs"]
 mod campaigns;
 #[path = "shared/platforms.rs"]
 mod platforms;
 #[path = "shared/templates.rs"]
 mod templates;
-// The campaign list page reads its contacts as the audience area maps them.
-use crate::postgres_audience::audience_from_row;
 // `Store` itself; named so as not to shadow `::core`.
 #[path = "shared/core.rs"]
 mod store_impl;
 
+// The campaign list page reads its contacts as the audience area maps them, and
 // `Store::upsert_contacts` goes through the audience upsert, which keeps the tag index.
-use crate::postgres_audience::upsert_in;
+pub(crate) use audience::{audience_from_row, upsert_in};
 
 /// Serializes every status and acceptance of these wamids until the transaction ends, taken
 /// in one order (sorted) so two batches cannot wait on each other.

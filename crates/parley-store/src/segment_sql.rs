@@ -1,5 +1,6 @@
-//! Segment filters compiled to SQL, one renderer per backend, over the tag index of
-//! `tag_index.rs` (column `tag_index`). The semantics are `parley_domain::segment`'s, and the
+//! Segment filters compiled to SQL over the tag index of `tag_index.rs` (column `tag_index`):
+//! one walk of the tree for both backends, with the few fragments that differ from the
+//! backend's `Dialect` (`dialect.rs`). The semantics are `parley_domain::segment`'s, and the
 //! store tests check SQL against `Segment::matches` on random contacts and filters.
 //!
 //! - The filter is first lowered to [`Cond`]: `!=`, `in`, `not in` become `exists`/`not`/`or`
@@ -14,9 +15,10 @@
 //!   SQLite, bound keys on PostgreSQL); only fixed SQL text is pushed.
 
 use parley_domain::{CompareOp, Expr, Segment, Value};
-use sqlx::{Postgres, QueryBuilder, Sqlite};
+use sqlx::{Database, Encode, QueryBuilder, Type};
 use time::OffsetDateTime;
 
+use crate::dialect::Dialect;
 use crate::tag_index::{index_key, instant_key, utc_date};
 
 /// A lowered condition over the tag index.
@@ -145,324 +147,331 @@ fn sql_op(op: CompareOp) -> &'static str {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// SQLite
+/// Pushes the condition as an expression over `tag_index` that is never NULL: 1 or 0 on SQLite,
+/// a boolean on PostgreSQL.
+pub(crate) fn push<D>(qb: &mut QueryBuilder<D>, cond: &Cond)
+where
+    D: Dialect,
+    i32: for<'a> Encode<'a, D> + Type<D>,
+    i64: for<'a> Encode<'a, D> + Type<D>,
+    f64: for<'a> Encode<'a, D> + Type<D>,
+    String: for<'a> Encode<'a, D> + Type<D>,
+{
+    Walk(qb).cond(cond);
+}
 
-/// Pushes the condition as a 0/1 SQLite expression over `tag_index`.
-pub(crate) fn push_sqlite(qb: &mut QueryBuilder<Sqlite>, cond: &Cond) {
-    match cond {
-        Cond::True => {
-            qb.push("1");
-        }
-        Cond::False => {
-            qb.push("0");
-        }
-        Cond::And(items) => sqlite_chain(qb, items, " AND ", "1"),
-        Cond::Or(items) => sqlite_chain(qb, items, " OR ", "0"),
-        Cond::Not(inner) => {
-            qb.push("(NOT ");
-            push_sqlite(qb, inner);
-            qb.push(")");
-        }
-        leaf => {
-            qb.push("COALESCE(");
-            sqlite_leaf(qb, leaf);
-            qb.push(", 0)");
-        }
+/// One walk of the tree for both dialects; only leaf fragments come from `D`.
+struct Walk<'q, D: Database>(&'q mut QueryBuilder<D>);
+
+impl<D> Walk<'_, D>
+where
+    D: Dialect,
+    i32: for<'a> Encode<'a, D> + Type<D>,
+    i64: for<'a> Encode<'a, D> + Type<D>,
+    f64: for<'a> Encode<'a, D> + Type<D>,
+    String: for<'a> Encode<'a, D> + Type<D>,
+{
+    fn push(&mut self, sql: &str) -> &mut Self {
+        self.0.push(sql);
+        self
     }
-}
 
-fn sqlite_chain(qb: &mut QueryBuilder<Sqlite>, items: &[Cond], op: &str, empty: &str) {
-    match items {
-        [] => {
-            qb.push(empty);
-        }
-        [one] => push_sqlite(qb, one),
-        _ => {
-            let (a, b) = items.split_at(items.len() / 2);
-            qb.push("(");
-            sqlite_chain(qb, a, op, empty);
-            qb.push(op);
-            sqlite_chain(qb, b, op, empty);
-            qb.push(")");
-        }
+    fn field(&mut self, key: &str, field: &str) -> &mut Self {
+        D::tag_field(self.0, key, field);
+        self
     }
-}
 
-fn sq_field(qb: &mut QueryBuilder<Sqlite>, key: &str, field: &str) {
-    qb.push("json_extract(tag_index, ");
-    qb.push_bind(format!("$.\"{key}\".{field}"));
-    qb.push(")");
-}
+    fn bind<T: for<'a> Encode<'a, D> + Type<D>>(&mut self, v: T) -> &mut Self {
+        self.0.push_bind(v);
+        self
+    }
 
-fn sqlite_leaf(qb: &mut QueryBuilder<Sqlite>, leaf: &Cond) {
-    match leaf {
-        Cond::Exists(key) => {
-            qb.push("(json_type(tag_index, ");
-            qb.push_bind(format!("$.\"{key}\""));
-            qb.push(") IS NOT NULL)");
-        }
-        Cond::StrIn(key, values) => {
-            qb.push("(");
-            sq_field(qb, key, "t");
-            qb.push(" = 's' AND ");
-            sq_field(qb, key, "f");
-            qb.push(" IN (");
-            let mut sep = qb.separated(", ");
-            for v in values {
-                sep.push_bind(v.clone());
+    fn cond(&mut self, cond: &Cond) {
+        match cond {
+            Cond::True => {
+                self.push(D::TRUE);
             }
-            qb.push("))");
-        }
-        Cond::StrCmp(key, op, v) => {
-            qb.push("(");
-            sq_field(qb, key, "t");
-            qb.push(" = 's' AND ");
-            sq_field(qb, key, "s");
-            qb.push(sql_op(*op));
-            qb.push_bind(v.clone());
-            qb.push(")");
-        }
-        Cond::IntCmp(key, op, i) => {
-            qb.push("(CASE ");
-            sq_field(qb, key, "t");
-            qb.push(" WHEN 'i' THEN ");
-            sq_field(qb, key, "n");
-            qb.push(sql_op(*op));
-            qb.push_bind(*i);
-            qb.push(" WHEN 'r' THEN ");
-            sq_field(qb, key, "x");
-            qb.push(sql_op(*op));
-            qb.push_bind(*i as f64);
-            qb.push(" ELSE 0 END)");
-        }
-        Cond::FloatCmp(key, op, f) => {
-            qb.push("(");
-            sq_field(qb, key, "t");
-            qb.push(" IN ('i', 'r') AND ");
-            sq_field(qb, key, "x");
-            qb.push(sql_op(*op));
-            qb.push_bind(*f);
-            qb.push(")");
-        }
-        Cond::BoolEq(key, b) => {
-            qb.push("(");
-            sq_field(qb, key, "t");
-            qb.push(" = 'b' AND ");
-            sq_field(qb, key, "b");
-            qb.push(" = ");
-            qb.push_bind(i64::from(*b));
-            qb.push(")");
-        }
-        Cond::DateCmp(key, op, jd) => {
-            qb.push("(");
-            sq_field(qb, key, "jd");
-            qb.push(sql_op(*op));
-            qb.push_bind(*jd);
-            qb.push(")");
-        }
-        Cond::TimeCmp(key, op, jd, ik) => {
-            qb.push("(CASE ");
-            sq_field(qb, key, "dk");
-            qb.push(" WHEN 'd' THEN ");
-            match jd {
-                Some(jd) => {
-                    sq_field(qb, key, "jd");
-                    qb.push(sql_op(*op));
-                    qb.push_bind(*jd);
-                }
-                None => {
-                    qb.push("0");
-                }
+            Cond::False => {
+                self.push(D::FALSE);
             }
-            qb.push(" WHEN 'i' THEN ");
-            sq_field(qb, key, "ik");
-            qb.push(sql_op(*op));
-            qb.push_bind(ik.clone());
-            qb.push(" ELSE 0 END)");
-        }
-        Cond::Contains(key, needle) => {
-            qb.push("(CASE ");
-            sq_field(qb, key, "t");
-            qb.push(" WHEN 's' THEN instr(");
-            sq_field(qb, key, "f");
-            qb.push(", ");
-            qb.push_bind(needle.clone());
-            qb.push(") > 0 WHEN 'l' THEN EXISTS (SELECT 1 FROM json_each(tag_index, ");
-            qb.push_bind(format!("$.\"{key}\".l"));
-            qb.push(") WHERE value = ");
-            qb.push_bind(needle.clone());
-            qb.push(") ELSE 0 END)");
-        }
-        Cond::True | Cond::False | Cond::And(_) | Cond::Or(_) | Cond::Not(_) => {
-            push_sqlite(qb, leaf)
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// PostgreSQL
-
-/// PostgreSQL text cannot hold U+0000; stored tags have it as U+FFFD, so values do too.
-fn pg(s: &str) -> String {
-    crate::postgres::pg_text(s).into_owned()
-}
-
-/// Pushes the condition as a boolean PostgreSQL expression over `tag_index` (JSONB).
-pub(crate) fn push_postgres(qb: &mut QueryBuilder<Postgres>, cond: &Cond) {
-    match cond {
-        Cond::True => {
-            qb.push("TRUE");
-        }
-        Cond::False => {
-            qb.push("FALSE");
-        }
-        Cond::And(items) => pg_chain(qb, items, " AND ", "TRUE"),
-        Cond::Or(items) => pg_chain(qb, items, " OR ", "FALSE"),
-        Cond::Not(inner) => {
-            qb.push("(NOT ");
-            push_postgres(qb, inner);
-            qb.push(")");
-        }
-        leaf => {
-            qb.push("COALESCE(");
-            pg_leaf(qb, leaf);
-            qb.push(", FALSE)");
-        }
-    }
-}
-
-fn pg_chain(qb: &mut QueryBuilder<Postgres>, items: &[Cond], op: &str, empty: &str) {
-    match items {
-        [] => {
-            qb.push(empty);
-        }
-        [one] => push_postgres(qb, one),
-        _ => {
-            let (a, b) = items.split_at(items.len() / 2);
-            qb.push("(");
-            pg_chain(qb, a, op, empty);
-            qb.push(op);
-            pg_chain(qb, b, op, empty);
-            qb.push(")");
-        }
-    }
-}
-
-/// `(tag_index -> $key ->> 'field')`, as text.
-fn pg_field(qb: &mut QueryBuilder<Postgres>, key: &str, field: &'static str) {
-    qb.push("(tag_index -> ");
-    qb.push_bind(key.to_owned());
-    qb.push(" ->> '");
-    qb.push(field);
-    qb.push("')");
-}
-
-fn pg_leaf(qb: &mut QueryBuilder<Postgres>, leaf: &Cond) {
-    match leaf {
-        Cond::Exists(key) => {
-            qb.push("jsonb_exists(tag_index, ");
-            qb.push_bind(key.clone());
-            qb.push(")");
-        }
-        Cond::StrIn(key, values) => {
-            qb.push("(CASE WHEN ");
-            pg_field(qb, key, "t");
-            qb.push(" = 's' THEN ");
-            pg_field(qb, key, "f");
-            qb.push(" COLLATE \"C\" = ANY(");
-            qb.push_bind(values.iter().map(|v| pg(v)).collect::<Vec<_>>());
-            qb.push(") ELSE FALSE END)");
-        }
-        Cond::StrCmp(key, op, v) => {
-            qb.push("(CASE WHEN ");
-            pg_field(qb, key, "t");
-            qb.push(" = 's' THEN ");
-            pg_field(qb, key, "s");
-            qb.push(" COLLATE \"C\"");
-            qb.push(sql_op(*op));
-            qb.push_bind(pg(v));
-            qb.push(" ELSE FALSE END)");
-        }
-        Cond::IntCmp(key, op, i) => {
-            qb.push("(CASE ");
-            pg_field(qb, key, "t");
-            qb.push(" WHEN 'i' THEN ");
-            pg_field(qb, key, "n");
-            qb.push("::bigint");
-            qb.push(sql_op(*op));
-            qb.push_bind(*i);
-            qb.push(" WHEN 'r' THEN ");
-            pg_field(qb, key, "x");
-            qb.push("::float8");
-            qb.push(sql_op(*op));
-            qb.push_bind(*i as f64);
-            qb.push(" ELSE FALSE END)");
-        }
-        Cond::FloatCmp(key, op, f) => {
-            qb.push("(CASE WHEN ");
-            pg_field(qb, key, "t");
-            qb.push(" IN ('i', 'r') THEN ");
-            pg_field(qb, key, "x");
-            qb.push("::float8");
-            qb.push(sql_op(*op));
-            qb.push_bind(*f);
-            qb.push(" ELSE FALSE END)");
-        }
-        Cond::BoolEq(key, b) => {
-            qb.push("(CASE WHEN ");
-            pg_field(qb, key, "t");
-            qb.push(" = 'b' THEN ");
-            pg_field(qb, key, "b");
-            qb.push(" = ");
-            qb.push(if *b { "'1'" } else { "'0'" });
-            qb.push(" ELSE FALSE END)");
-        }
-        Cond::DateCmp(key, op, jd) => {
-            qb.push("(");
-            pg_field(qb, key, "jd");
-            qb.push("::int");
-            qb.push(sql_op(*op));
-            qb.push_bind(*jd);
-            qb.push(")");
-        }
-        Cond::TimeCmp(key, op, jd, ik) => {
-            qb.push("(CASE ");
-            pg_field(qb, key, "dk");
-            qb.push(" WHEN 'd' THEN ");
-            match jd {
-                Some(jd) => {
-                    pg_field(qb, key, "jd");
-                    qb.push("::int");
-                    qb.push(sql_op(*op));
-                    qb.push_bind(*jd);
-                }
-                None => {
-                    qb.push("FALSE");
-                }
+            Cond::And(items) => self.chain(items, " AND ", D::TRUE),
+            Cond::Or(items) => self.chain(items, " OR ", D::FALSE),
+            Cond::Not(inner) => {
+                self.push("(NOT ");
+                self.cond(inner);
+                self.push(")");
             }
-            qb.push(" WHEN 'i' THEN ");
-            pg_field(qb, key, "ik");
-            qb.push(" COLLATE \"C\"");
-            qb.push(sql_op(*op));
-            qb.push_bind(ik.clone());
-            qb.push(" ELSE FALSE END)");
+            leaf => {
+                self.push("COALESCE(");
+                self.leaf(leaf);
+                self.push(", ").push(D::FALSE).push(")");
+            }
         }
-        Cond::Contains(key, needle) => {
-            qb.push("(CASE ");
-            pg_field(qb, key, "t");
-            qb.push(" WHEN 's' THEN strpos(");
-            pg_field(qb, key, "f");
-            qb.push(", ");
-            qb.push_bind(pg(needle));
-            qb.push(") > 0 WHEN 'l' THEN jsonb_exists(tag_index -> ");
-            qb.push_bind(key.clone());
-            qb.push(" -> 'l', ");
-            qb.push_bind(pg(needle));
-            qb.push(") ELSE FALSE END)");
+    }
+
+    fn chain(&mut self, items: &[Cond], op: &str, empty: &str) {
+        match items {
+            [] => {
+                self.push(empty);
+            }
+            [one] => self.cond(one),
+            _ => {
+                let (a, b) = items.split_at(items.len() / 2);
+                self.push("(");
+                self.chain(a, op, empty);
+                self.push(op);
+                self.chain(b, op, empty);
+                self.push(")");
+            }
         }
-        Cond::True | Cond::False | Cond::And(_) | Cond::Or(_) | Cond::Not(_) => {
-            push_postgres(qb, leaf)
+    }
+
+    /// `test`, when tag `key`'s type field `t` passes `types` (e.g. ` = 's'`), else false.
+    fn typed(&mut self, key: &str, types: &str, test: impl FnOnce(&mut Self)) {
+        self.push(D::GUARD)
+            .field(key, "t")
+            .push(types)
+            .push(D::GUARD_THEN);
+        test(self);
+        self.push(D::GUARD_END);
+    }
+
+    fn leaf(&mut self, leaf: &Cond) {
+        match leaf {
+            Cond::Exists(key) => D::tag_exists(self.0, key),
+            Cond::StrIn(key, values) => self.typed(key, " = 's'", |w| {
+                w.field(key, "f").push(D::BY_CODE_POINT);
+                D::one_of(w.0, values);
+            }),
+            Cond::StrCmp(key, op, v) => self.typed(key, " = 's'", |w| {
+                w.field(key, "s").push(D::BY_CODE_POINT).push(sql_op(*op));
+                w.bind(D::text(v));
+            }),
+            Cond::IntCmp(key, op, i) => {
+                self.push("(CASE ").field(key, "t").push(" WHEN 'i' THEN ");
+                self.field(key, "n").push(D::INT).push(sql_op(*op)).bind(*i);
+                self.push(" WHEN 'r' THEN ");
+                self.field(key, "x")
+                    .push(D::FLOAT)
+                    .push(sql_op(*op))
+                    .bind(*i as f64);
+                self.push(" ELSE ").push(D::FALSE).push(" END)");
+            }
+            Cond::FloatCmp(key, op, f) => self.typed(key, " IN ('i', 'r')", |w| {
+                w.field(key, "x").push(D::FLOAT).push(sql_op(*op)).bind(*f);
+            }),
+            Cond::BoolEq(key, b) => self.typed(key, " = 'b'", |w| {
+                w.field(key, "b").push(" = ");
+                D::bool_value(w.0, *b);
+            }),
+            Cond::DateCmp(key, op, jd) => {
+                self.push("(")
+                    .field(key, "jd")
+                    .push(D::DAY)
+                    .push(sql_op(*op));
+                self.bind(*jd).push(")");
+            }
+            Cond::TimeCmp(key, op, jd, ik) => {
+                self.push("(CASE ").field(key, "dk").push(" WHEN 'd' THEN ");
+                match jd {
+                    Some(jd) => {
+                        self.field(key, "jd")
+                            .push(D::DAY)
+                            .push(sql_op(*op))
+                            .bind(*jd);
+                    }
+                    None => {
+                        self.push(D::FALSE);
+                    }
+                }
+                self.push(" WHEN 'i' THEN ");
+                self.field(key, "ik")
+                    .push(D::BY_CODE_POINT)
+                    .push(sql_op(*op));
+                self.bind(ik.clone());
+                self.push(" ELSE ").push(D::FALSE).push(" END)");
+            }
+            Cond::Contains(key, needle) => {
+                self.push("(CASE ").field(key, "t").push(" WHEN 's' THEN ");
+                self.push(D::POSITION).field(key, "f").push(", ");
+                self.bind(D::text(needle)).push(") > 0 WHEN 'l' THEN ");
+                D::list_has(self.0, key, needle);
+                self.push(" ELSE ").push(D::FALSE).push(" END)");
+            }
+            Cond::True | Cond::False | Cond::And(_) | Cond::Or(_) | Cond::Not(_) => self.cond(leaf),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{Postgres, Sqlite};
+
+    use super::*;
+
+    /// Filters that reach every leaf and the chain, `not` and empty cases.
+    const FILTERS: &[&str] = &[
+        "all",
+        "exists(city)",
+        "city = \"Köln\"",
+        "`Straße x` in [\"a\", \"b\", 3, true]",
+        "city != \"x\"",
+        "name < \"m\"",
+        "n >= 5",
+        "score > 2.5",
+        "vip = true",
+        "vip < true",
+        "signup >= 2026-01-31",
+        "seen > now-12h",
+        "langs contains \"de\"",
+        "not (a = 1 or b = 2 or c = 3)",
+        "a not in [1, 2.5]",
+    ];
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_780_000_000).unwrap()
+    }
+
+    fn conds() -> Vec<Cond> {
+        let mut conds: Vec<Cond> = FILTERS
+            .iter()
+            .map(|f| lower(&Segment::parse(f).unwrap(), now()))
+            .collect();
+        conds.push(Cond::And(vec![]));
+        conds.push(Cond::Or(vec![]));
+        conds.push(Cond::TimeCmp("k".into(), CompareOp::Lt, None, "ik".into()));
+        // U+0000, which PostgreSQL text cannot hold.
+        conds.push(Cond::StrCmp("k".into(), CompareOp::Ge, "a\0b".into()));
+        conds.push(Cond::Contains("k".into(), "\0".into()));
+        conds.push(Cond::StrIn("k".into(), vec!["\0".into(), "b".into()]));
+        conds
+    }
+
+    fn sqlite_sql(c: &Cond) -> String {
+        let mut qb = QueryBuilder::<Sqlite>::new("");
+        push(&mut qb, c);
+        qb.into_string()
+    }
+
+    fn postgres_sql(c: &Cond) -> String {
+        let mut qb = QueryBuilder::<Postgres>::new("");
+        push(&mut qb, c);
+        qb.into_string()
+    }
+
+    fn fingerprint(s: &str) -> u64 {
+        // FNV-1a: stable across runs and Rust versions, unlike `DefaultHasher`.
+        s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+
+    fn arguments(c: &Cond) -> String {
+        use sqlx::Execute;
+        let mut sq = QueryBuilder::<Sqlite>::new("");
+        push(&mut sq, c);
+        let mut pg = QueryBuilder::<Postgres>::new("");
+        push(&mut pg, c);
+        format!(
+            "{:?}\n{:?}\n",
+            sq.build().take_arguments().unwrap(),
+            pg.build().take_arguments().unwrap()
+        )
+    }
+
+    /// The SQL of each condition in `conds()`, per dialect, as the two renderers wrote it before
+    /// they became one walk (SQLite, PostgreSQL).
+    const PINNED: &[(&str, &str)] = &[
+        ("1", "TRUE"),
+        (
+            "COALESCE((json_type(tag_index, ?) IS NOT NULL), 0)",
+            "COALESCE(jsonb_exists(tag_index, $1), FALSE)",
+        ),
+        (
+            "COALESCE((json_extract(tag_index, ?) = 's' AND json_extract(tag_index, ?) IN (?)), 0)",
+            "COALESCE((CASE WHEN (tag_index -> $1 ->> 't') = 's' THEN (tag_index -> $2 ->> 'f') COLLATE \"C\" = ANY($3) ELSE FALSE END), FALSE)",
+        ),
+        (
+            "(COALESCE((json_extract(tag_index, ?) = 's' AND json_extract(tag_index, ?) IN (?, ?)), 0) OR (COALESCE((CASE json_extract(tag_index, ?) WHEN 'i' THEN json_extract(tag_index, ?) = ? WHEN 'r' THEN json_extract(tag_index, ?) = ? ELSE 0 END), 0) OR COALESCE((json_extract(tag_index, ?) = 'b' AND json_extract(tag_index, ?) = ?), 0)))",
+            "(COALESCE((CASE WHEN (tag_index -> $1 ->> 't') = 's' THEN (tag_index -> $2 ->> 'f') COLLATE \"C\" = ANY($3) ELSE FALSE END), FALSE) OR (COALESCE((CASE (tag_index -> $4 ->> 't') WHEN 'i' THEN (tag_index -> $5 ->> 'n')::bigint = $6 WHEN 'r' THEN (tag_index -> $7 ->> 'x')::float8 = $8 ELSE FALSE END), FALSE) OR COALESCE((CASE WHEN (tag_index -> $9 ->> 't') = 'b' THEN (tag_index -> $10 ->> 'b') = '1' ELSE FALSE END), FALSE)))",
+        ),
+        (
+            "(COALESCE((json_type(tag_index, ?) IS NOT NULL), 0) AND (NOT COALESCE((json_extract(tag_index, ?) = 's' AND json_extract(tag_index, ?) IN (?)), 0)))",
+            "(COALESCE(jsonb_exists(tag_index, $1), FALSE) AND (NOT COALESCE((CASE WHEN (tag_index -> $2 ->> 't') = 's' THEN (tag_index -> $3 ->> 'f') COLLATE \"C\" = ANY($4) ELSE FALSE END), FALSE)))",
+        ),
+        (
+            "COALESCE((json_extract(tag_index, ?) = 's' AND json_extract(tag_index, ?) < ?), 0)",
+            "COALESCE((CASE WHEN (tag_index -> $1 ->> 't') = 's' THEN (tag_index -> $2 ->> 's') COLLATE \"C\" < $3 ELSE FALSE END), FALSE)",
+        ),
+        (
+            "COALESCE((CASE json_extract(tag_index, ?) WHEN 'i' THEN json_extract(tag_index, ?) >= ? WHEN 'r' THEN json_extract(tag_index, ?) >= ? ELSE 0 END), 0)",
+            "COALESCE((CASE (tag_index -> $1 ->> 't') WHEN 'i' THEN (tag_index -> $2 ->> 'n')::bigint >= $3 WHEN 'r' THEN (tag_index -> $4 ->> 'x')::float8 >= $5 ELSE FALSE END), FALSE)",
+        ),
+        (
+            "COALESCE((json_extract(tag_index, ?) IN ('i', 'r') AND json_extract(tag_index, ?) > ?), 0)",
+            "COALESCE((CASE WHEN (tag_index -> $1 ->> 't') IN ('i', 'r') THEN (tag_index -> $2 ->> 'x')::float8 > $3 ELSE FALSE END), FALSE)",
+        ),
+        (
+            "COALESCE((json_extract(tag_index, ?) = 'b' AND json_extract(tag_index, ?) = ?), 0)",
+            "COALESCE((CASE WHEN (tag_index -> $1 ->> 't') = 'b' THEN (tag_index -> $2 ->> 'b') = '1' ELSE FALSE END), FALSE)",
+        ),
+        ("0", "FALSE"),
+        (
+            "COALESCE((json_extract(tag_index, ?) >= ?), 0)",
+            "COALESCE(((tag_index -> $1 ->> 'jd')::int >= $2), FALSE)",
+        ),
+        (
+            "COALESCE((CASE json_extract(tag_index, ?) WHEN 'd' THEN json_extract(tag_index, ?) > ? WHEN 'i' THEN json_extract(tag_index, ?) > ? ELSE 0 END), 0)",
+            "COALESCE((CASE (tag_index -> $1 ->> 'dk') WHEN 'd' THEN (tag_index -> $2 ->> 'jd')::int > $3 WHEN 'i' THEN (tag_index -> $4 ->> 'ik') COLLATE \"C\" > $5 ELSE FALSE END), FALSE)",
+        ),
+        (
+            "COALESCE((CASE json_extract(tag_index, ?) WHEN 's' THEN instr(json_extract(tag_index, ?), ?) > 0 WHEN 'l' THEN EXISTS (SELECT 1 FROM json_each(tag_index, ?) WHERE value = ?) ELSE 0 END), 0)",
+            "COALESCE((CASE (tag_index -> $1 ->> 't') WHEN 's' THEN strpos((tag_index -> $2 ->> 'f'), $3) > 0 WHEN 'l' THEN jsonb_exists(tag_index -> $4 -> 'l', $5) ELSE FALSE END), FALSE)",
+        ),
+        (
+            "(NOT (COALESCE((CASE json_extract(tag_index, ?) WHEN 'i' THEN json_extract(tag_index, ?) = ? WHEN 'r' THEN json_extract(tag_index, ?) = ? ELSE 0 END), 0) OR (COALESCE((CASE json_extract(tag_index, ?) WHEN 'i' THEN json_extract(tag_index, ?) = ? WHEN 'r' THEN json_extract(tag_index, ?) = ? ELSE 0 END), 0) OR COALESCE((CASE json_extract(tag_index, ?) WHEN 'i' THEN json_extract(tag_index, ?) = ? WHEN 'r' THEN json_extract(tag_index, ?) = ? ELSE 0 END), 0))))",
+            "(NOT (COALESCE((CASE (tag_index -> $1 ->> 't') WHEN 'i' THEN (tag_index -> $2 ->> 'n')::bigint = $3 WHEN 'r' THEN (tag_index -> $4 ->> 'x')::float8 = $5 ELSE FALSE END), FALSE) OR (COALESCE((CASE (tag_index -> $6 ->> 't') WHEN 'i' THEN (tag_index -> $7 ->> 'n')::bigint = $8 WHEN 'r' THEN (tag_index -> $9 ->> 'x')::float8 = $10 ELSE FALSE END), FALSE) OR COALESCE((CASE (tag_index -> $11 ->> 't') WHEN 'i' THEN (tag_index -> $12 ->> 'n')::bigint = $13 WHEN 'r' THEN (tag_index -> $14 ->> 'x')::float8 = $15 ELSE FALSE END), FALSE))))",
+        ),
+        (
+            "(COALESCE((json_type(tag_index, ?) IS NOT NULL), 0) AND (NOT (COALESCE((CASE json_extract(tag_index, ?) WHEN 'i' THEN json_extract(tag_index, ?) = ? WHEN 'r' THEN json_extract(tag_index, ?) = ? ELSE 0 END), 0) OR COALESCE((json_extract(tag_index, ?) IN ('i', 'r') AND json_extract(tag_index, ?) = ?), 0))))",
+            "(COALESCE(jsonb_exists(tag_index, $1), FALSE) AND (NOT (COALESCE((CASE (tag_index -> $2 ->> 't') WHEN 'i' THEN (tag_index -> $3 ->> 'n')::bigint = $4 WHEN 'r' THEN (tag_index -> $5 ->> 'x')::float8 = $6 ELSE FALSE END), FALSE) OR COALESCE((CASE WHEN (tag_index -> $7 ->> 't') IN ('i', 'r') THEN (tag_index -> $8 ->> 'x')::float8 = $9 ELSE FALSE END), FALSE))))",
+        ),
+        ("1", "TRUE"),
+        ("0", "FALSE"),
+        (
+            "COALESCE((CASE json_extract(tag_index, ?) WHEN 'd' THEN 0 WHEN 'i' THEN json_extract(tag_index, ?) < ? ELSE 0 END), 0)",
+            "COALESCE((CASE (tag_index -> $1 ->> 'dk') WHEN 'd' THEN FALSE WHEN 'i' THEN (tag_index -> $2 ->> 'ik') COLLATE \"C\" < $3 ELSE FALSE END), FALSE)",
+        ),
+        (
+            "COALESCE((json_extract(tag_index, ?) = 's' AND json_extract(tag_index, ?) >= ?), 0)",
+            "COALESCE((CASE WHEN (tag_index -> $1 ->> 't') = 's' THEN (tag_index -> $2 ->> 's') COLLATE \"C\" >= $3 ELSE FALSE END), FALSE)",
+        ),
+        (
+            "COALESCE((CASE json_extract(tag_index, ?) WHEN 's' THEN instr(json_extract(tag_index, ?), ?) > 0 WHEN 'l' THEN EXISTS (SELECT 1 FROM json_each(tag_index, ?) WHERE value = ?) ELSE 0 END), 0)",
+            "COALESCE((CASE (tag_index -> $1 ->> 't') WHEN 's' THEN strpos((tag_index -> $2 ->> 'f'), $3) > 0 WHEN 'l' THEN jsonb_exists(tag_index -> $4 -> 'l', $5) ELSE FALSE END), FALSE)",
+        ),
+        (
+            "COALESCE((json_extract(tag_index, ?) = 's' AND json_extract(tag_index, ?) IN (?, ?)), 0)",
+            "COALESCE((CASE WHEN (tag_index -> $1 ->> 't') = 's' THEN (tag_index -> $2 ->> 'f') COLLATE \"C\" = ANY($3) ELSE FALSE END), FALSE)",
+        ),
+    ];
+
+    /// The bound values of all of `conds()`, both dialects (`arguments`), before the same change.
+    const PINNED_ARGUMENTS: u64 = 0xcb8cafd628072357;
+
+    #[test]
+    fn rendered_sql_is_pinned_per_dialect() {
+        let conds = conds();
+        assert_eq!(conds.len(), PINNED.len());
+        for (c, (sqlite, postgres)) in conds.iter().zip(PINNED) {
+            assert_eq!(sqlite_sql(c), *sqlite, "SQLite, {c:?}");
+            assert_eq!(postgres_sql(c), *postgres, "PostgreSQL, {c:?}");
+        }
+        let all: String = conds.iter().map(arguments).collect();
+        assert_eq!(
+            fingerprint(&all),
+            PINNED_ARGUMENTS,
+            "bound values changed:\n{all}"
+        );
     }
 }

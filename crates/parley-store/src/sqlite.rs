@@ -110,20 +110,21 @@ impl SqliteStore {
 #[path = "shared/rows.rs"]
 mod rows;
 pub(crate) use rows::*;
+#[path = "shared/audience.rs"]
+mod audience;
 #[path = "shared/campaigns.rs"]
 mod campaigns;
 #[path = "shared/platforms.rs"]
 mod platforms;
 #[path = "shared/templates.rs"]
 mod templates;
-// The campaign list page reads its contacts as the audience area maps them.
-use crate::sqlite_audience::audience_from_row;
 // `Store` itself; named so as not to shadow `::core`.
 #[path = "shared/core.rs"]
 mod store_impl;
 
+// The campaign list page reads its contacts as the audience area maps them, and
 // `Store::upsert_contacts` goes through the audience upsert, which keeps the tag index.
-use crate::sqlite_audience::upsert_in;
+pub(crate) use audience::{audience_from_row, upsert_in};
 
 /// A JSON array of strings, for `… IN (SELECT value FROM json_each(?))`.
 pub(crate) fn json_strings<'a>(items: impl IntoIterator<Item = &'a str>) -> String {

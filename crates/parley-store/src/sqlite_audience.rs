@@ -1,26 +1,12 @@
-//! `AudienceStore` on SQLite.
+//! What `AudienceStore` does its own way on SQLite; the rest is `shared/audience.rs`.
 
-use std::collections::HashMap;
+use parley_domain::{ApplicationId, ContactId};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use async_trait::async_trait;
-use parley_domain::{ApplicationId, ContactId, ImportId, Segment, SegmentId, Tags};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
-use time::OffsetDateTime;
+use crate::audience::{AudienceContact, ContactQuery, Subscription};
+use crate::{ContactRecord, Millis, Result, SqliteStore, corrupt};
 
-use crate::audience::*;
-use crate::segment_sql::{lower, push_sqlite};
-use crate::sqlite::{contact_from_row, json_col, message_from_row, parse_id, to_json};
-use crate::tag_index::tag_index;
-use crate::{MessageRecord, Millis, Result, SqliteStore, corrupt};
-
-/// Phones looked up per `IN (…)` when merging a batch.
-const LOOKUP_CHUNK: usize = 500;
-
-/// The content left in place of an erased message's text.
-pub(crate) const ERASED_CONTENT: &str = r#"{"type":"text","body":"","preview_url":false}"#;
-
-/// A contact row as `json_object` gives it in `list_audience`.
+/// A contact row as `json_object` gives it in `audience_page`.
 #[derive(serde::Deserialize)]
 struct AudienceJson {
     id: ContactId,
@@ -39,222 +25,24 @@ struct AudienceJson {
     subscription_at: Option<Millis>,
 }
 
-pub(crate) fn audience_from_row(row: &SqliteRow) -> Result<AudienceContact> {
-    let sub: String = row.try_get("subscription")?;
-    Ok(AudienceContact {
-        contact: contact_from_row(row)?,
-        locale: row.try_get("locale")?,
-        timezone: row.try_get("timezone")?,
-        subscription: Subscription::parse(&sub).ok_or_else(|| corrupt("subscription", &sub))?,
-        subscription_source: row.try_get("subscription_source")?,
-        subscription_at: row.try_get("subscription_at")?,
-    })
-}
-
-fn recipient_from_row(row: &SqliteRow) -> Result<Recipient> {
-    let sub: String = row.try_get("subscription")?;
-    Ok(Recipient {
-        id: parse_id(row, "id", ContactId::parse)?,
-        phone: row.try_get("phone")?,
-        name: row.try_get("name")?,
-        tags: json_col(row, "tags")?,
-        subscription: Subscription::parse(&sub).ok_or_else(|| corrupt("subscription", &sub))?,
-    })
-}
-
-fn segment_from_row(row: &SqliteRow) -> Result<SegmentRecord> {
-    Ok(SegmentRecord {
-        id: parse_id(row, "id", SegmentId::parse)?,
-        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
-        name: row.try_get("name")?,
-        filter: row.try_get("filter")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
-fn count(row: &SqliteRow, col: &str) -> Result<u64> {
-    let n: i64 = row.try_get(col)?;
-    Ok(u64::try_from(n).unwrap_or(0))
-}
-
-fn import_from_row(row: &SqliteRow) -> Result<ImportJobRecord> {
-    let state: String = row.try_get("state")?;
-    Ok(ImportJobRecord {
-        id: parse_id(row, "id", ImportId::parse)?,
-        application_id: parse_id(row, "application_id", ApplicationId::parse)?,
-        format: row.try_get("format")?,
-        state: ImportState::parse(&state).ok_or_else(|| corrupt("import state", &state))?,
-        rows_read: count(row, "rows_read")?,
-        created: count(row, "created")?,
-        updated: count(row, "updated")?,
-        rejected: count(row, "rejected")?,
-        error: row.try_get("error")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        finished_at: row.try_get("finished_at")?,
-    })
-}
-
-struct Existing {
-    id: String,
-    tags: Tags,
-    subscription: Subscription,
-}
-
-async fn lookup_existing(
-    conn: &mut SqliteConnection,
-    app: &ApplicationId,
-    phones: &[&str],
-) -> Result<HashMap<String, Existing>> {
-    let mut found = HashMap::with_capacity(phones.len());
-    for chunk in phones.chunks(LOOKUP_CHUNK) {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT id, phone, tags, subscription FROM contacts WHERE application_id = ",
-        );
-        qb.push_bind(app.as_str());
-        qb.push(" AND phone IN (");
-        let mut sep = qb.separated(", ");
-        for p in chunk {
-            sep.push_bind(*p);
-        }
-        qb.push(")");
-        let rows = qb.build().fetch_all(&mut *conn).await?;
-        for row in rows {
-            let tags: String = row.try_get("tags")?;
-            let sub: String = row.try_get("subscription")?;
-            found.insert(
-                row.try_get("phone")?,
-                Existing {
-                    id: row.try_get("id")?,
-                    tags: serde_json::from_str(&tags).map_err(|e| corrupt("tags", e))?,
-                    subscription: Subscription::parse(&sub)
-                        .ok_or_else(|| corrupt("subscription", &sub))?,
-                },
-            );
-        }
-    }
-    Ok(found)
-}
-
-pub(crate) async fn upsert_in(
-    conn: &mut SqliteConnection,
-    app: &ApplicationId,
-    contacts: &[ContactUpsert],
-    now: Millis,
-) -> Result<UpsertCounts> {
-    let phones: Vec<&str> = contacts.iter().map(|c| c.phone.as_str()).collect();
-    let mut existing = lookup_existing(conn, app, &phones).await?;
-    let mut counts = UpsertCounts::default();
-    for c in contacts {
-        let (id, mut tags, current, created) = match existing.remove(&c.phone) {
-            Some(e) => (e.id, e.tags, e.subscription, false),
-            None => (
-                ContactId::new().as_str().to_owned(),
-                Tags::new(),
-                Subscription::Unknown,
-                true,
-            ),
-        };
-        merge_tags(&mut tags, &c.tags);
-        let change = c.subscription.as_ref().filter(|s| s.state != current);
-        sqlx::query(
-            "INSERT INTO contacts (id, application_id, phone, wa_id, name, locale, timezone, tags, tag_index, subscription, subscription_source, subscription_at, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, jsonb(?), ?, ?, ?, ?, ?)
-             ON CONFLICT (application_id, phone) DO UPDATE SET
-               wa_id = COALESCE(excluded.wa_id, contacts.wa_id),
-               name = COALESCE(excluded.name, contacts.name),
-               locale = COALESCE(excluded.locale, contacts.locale),
-               timezone = COALESCE(excluded.timezone, contacts.timezone),
-               tags = excluded.tags,
-               tag_index = excluded.tag_index,
-               subscription = CASE WHEN excluded.subscription_at IS NULL THEN contacts.subscription ELSE excluded.subscription END,
-               subscription_source = CASE WHEN excluded.subscription_at IS NULL THEN contacts.subscription_source ELSE excluded.subscription_source END,
-               subscription_at = COALESCE(excluded.subscription_at, contacts.subscription_at),
-               updated_at = excluded.updated_at",
-        )
-        .bind(&id)
-        .bind(app.as_str())
-        .bind(&c.phone)
-        .bind(&c.wa_id)
-        .bind(&c.name)
-        .bind(&c.locale)
-        .bind(&c.timezone)
-        .bind(to_json(&tags)?)
-        .bind(to_json(&tag_index(&tags))?)
-        .bind(change.map_or(current, |s| s.state).as_str())
-        .bind(change.map(|s| s.source.as_str()))
-        .bind(change.map(|_| now))
-        .bind(now)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-        if let Some(s) = change {
-            sqlx::query(
-                "INSERT INTO contact_subscription_events (application_id, contact_id, state, source, note, at)
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(app.as_str())
-            .bind(&id)
-            .bind(s.state.as_str())
-            .bind(&s.source)
-            .bind(&s.note)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-        }
-        if created {
-            counts.created += 1;
-        } else {
-            counts.updated += 1;
-        }
-        let subscription = change.map_or(current, |s| s.state);
-        existing.insert(
-            c.phone.clone(),
-            Existing {
-                id,
-                tags,
-                subscription,
-            },
-        );
-    }
-    Ok(counts)
-}
-
-#[async_trait]
-impl AudienceStore for SqliteStore {
-    async fn upsert_audience(
-        &self,
-        app: &ApplicationId,
-        contacts: &[ContactUpsert],
-        now: Millis,
-    ) -> Result<UpsertCounts> {
-        let mut tx = self.tx().await?;
-        let counts = upsert_in(&mut tx, app, contacts, now).await?;
-        tx.commit().await?;
-        Ok(counts)
+impl SqliteStore {
+    /// Nothing to lock before an upsert reads the stored tags: the one writer runs one
+    /// transaction at a time.
+    pub(crate) async fn lock_phones(
+        _: &mut SqliteConnection,
+        _: &ApplicationId,
+        _: &[&str],
+    ) -> Result<()> {
+        Ok(())
     }
 
-    async fn audience_contact(
-        &self,
-        app: &ApplicationId,
-        phone: &str,
-    ) -> Result<Option<AudienceContact>> {
-        let row = sqlx::query("SELECT * FROM contacts WHERE application_id = ? AND phone = ?")
-            .bind(app.as_str())
-            .bind(phone)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref().map(audience_from_row).transpose()
-    }
-
-    async fn list_audience(
+    /// A page of `list_audience` as one JSON row: sqlx's driver moves each row to the async
+    /// side on its own, and the campaign planner reads whole audiences through here.
+    pub(crate) async fn audience_page(
         &self,
         app: &ApplicationId,
         q: &ContactQuery<'_>,
     ) -> Result<Vec<AudienceContact>> {
-        // One JSON row for the page (sqlx's driver moves each row to the async side on its
-        // own; the campaign planner reads whole audiences through here).
         let mut qb = QueryBuilder::<Sqlite>::new(
             "SELECT json_group_array(json_object('id', id, 'application_id', application_id,
                'phone', phone, 'wa_id', wa_id, 'name', name, 'tags', json(tags),
@@ -263,24 +51,9 @@ impl AudienceStore for SqliteStore {
                'subscription_source', subscription_source, 'subscription_at', subscription_at))
              FROM (SELECT * FROM contacts WHERE application_id = ",
         );
-        qb.push_bind(app.as_str());
-        if let Some(after) = q.after {
-            qb.push(" AND phone > ");
-            qb.push_bind(after.to_owned());
-        }
-        if let Some(search) = q.search.map(str::trim).filter(|s| !s.is_empty()) {
-            qb.push(" AND (instr(phone, ");
-            qb.push_bind(search.to_owned());
-            qb.push(") > 0 OR instr(lower(COALESCE(name, '')), ");
-            qb.push_bind(search.to_lowercase());
-            qb.push(") > 0)");
-        }
-        qb.push(" AND ");
-        push_sqlite(&mut qb, &lower(q.segment, q.now));
-        qb.push(" ORDER BY phone LIMIT ");
-        qb.push_bind(i64::from(q.limit));
+        Self::push_contact_page(&mut qb, app, q.after, q.search, q.segment, q.now, q.limit);
         qb.push(")");
-        let json: String = qb.build_query_scalar().fetch_one(&self.reader).await?;
+        let json: String = qb.build_query_scalar().fetch_one(self.reader()).await?;
         let rows: Vec<AudienceJson> =
             serde_json::from_str(&json).map_err(|e| corrupt("contacts", e))?;
         rows.into_iter()
@@ -288,7 +61,7 @@ impl AudienceStore for SqliteStore {
                 Ok(AudienceContact {
                     subscription: Subscription::parse(&r.subscription)
                         .ok_or_else(|| corrupt("subscription", &r.subscription))?,
-                    contact: crate::ContactRecord {
+                    contact: ContactRecord {
                         id: r.id,
                         application_id: r.application_id,
                         phone: r.phone,
@@ -303,280 +76,6 @@ impl AudienceStore for SqliteStore {
                     timezone: r.timezone,
                     subscription_source: r.subscription_source,
                     subscription_at: r.subscription_at,
-                })
-            })
-            .collect()
-    }
-
-    async fn recipients_page(
-        &self,
-        app: &ApplicationId,
-        segment: &Segment,
-        after: Option<&str>,
-        limit: u32,
-        now: OffsetDateTime,
-    ) -> Result<Vec<Recipient>> {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT id, phone, name, tags, subscription FROM contacts WHERE application_id = ",
-        );
-        qb.push_bind(app.as_str());
-        if let Some(after) = after {
-            qb.push(" AND phone > ");
-            qb.push_bind(after.to_owned());
-        }
-        qb.push(" AND ");
-        push_sqlite(&mut qb, &lower(segment, now));
-        qb.push(" ORDER BY phone LIMIT ");
-        qb.push_bind(i64::from(limit));
-        let rows = qb.build().fetch_all(&self.reader).await?;
-        rows.iter().map(recipient_from_row).collect()
-    }
-
-    async fn count_segment(
-        &self,
-        app: &ApplicationId,
-        segment: &Segment,
-        now: OffsetDateTime,
-    ) -> Result<u64> {
-        let mut qb =
-            QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM contacts WHERE application_id = ");
-        qb.push_bind(app.as_str());
-        qb.push(" AND ");
-        push_sqlite(&mut qb, &lower(segment, now));
-        let n: i64 = qb.build_query_scalar().fetch_one(&self.reader).await?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-
-    async fn subscription_history(&self, contact: &ContactId) -> Result<Vec<SubscriptionEvent>> {
-        let rows = sqlx::query(
-            "SELECT state, source, note, at FROM contact_subscription_events WHERE contact_id = ? ORDER BY id",
-        )
-        .bind(contact.as_str())
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let s: String = r.try_get("state")?;
-                Ok(SubscriptionEvent {
-                    state: Subscription::parse(&s).ok_or_else(|| corrupt("subscription", &s))?,
-                    source: r.try_get("source")?,
-                    note: r.try_get("note")?,
-                    at: r.try_get("at")?,
-                })
-            })
-            .collect()
-    }
-
-    async fn messages_to(
-        &self,
-        app: &ApplicationId,
-        phone: &str,
-        limit: u32,
-    ) -> Result<Vec<MessageRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM messages WHERE application_id = ? AND to_phone = ? ORDER BY id DESC LIMIT ?",
-        )
-        .bind(app.as_str())
-        .bind(phone)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(message_from_row).collect()
-    }
-
-    async fn erase_contact(&self, app: &ApplicationId, phone: &str) -> Result<EraseReport> {
-        let mut tx = self.tx().await?;
-        let id: Option<String> =
-            sqlx::query_scalar("SELECT id FROM contacts WHERE application_id = ? AND phone = ?")
-                .bind(app.as_str())
-                .bind(phone)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let id = id.unwrap_or_default();
-        let messages = sqlx::query(
-            "UPDATE messages SET to_phone = 'erased', contact_id = NULL, content = ?,
-               state = CASE WHEN state IN ('queued', 'sending') THEN 'skipped' ELSE state END,
-               error_message = CASE WHEN state IN ('queued', 'sending') THEN 'contact erased' ELSE error_message END
-             WHERE application_id = ? AND (to_phone = ? OR contact_id = ?)",
-        )
-        .bind(ERASED_CONTENT)
-        .bind(app.as_str())
-        .bind(phone)
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let inbound = sqlx::query(
-            "UPDATE inbound_messages SET from_phone = 'erased', contact_id = NULL, text = NULL, raw = '{}'
-             WHERE application_id = ? AND (from_phone = ? OR contact_id = ?)",
-        )
-        .bind(app.as_str())
-        .bind(phone)
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        sqlx::query("DELETE FROM contact_subscription_events WHERE contact_id = ?")
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-        let contacts = sqlx::query("DELETE FROM contacts WHERE application_id = ? AND phone = ?")
-            .bind(app.as_str())
-            .bind(phone)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok(EraseReport {
-            contacts,
-            messages,
-            inbound_messages: inbound,
-        })
-    }
-
-    async fn create_segment(&self, s: &SegmentRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO segments (id, application_id, name, filter, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(s.id.as_str())
-        .bind(s.application_id.as_str())
-        .bind(&s.name)
-        .bind(&s.filter)
-        .bind(s.created_at)
-        .bind(s.updated_at)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
-
-    async fn segments(&self, app: &ApplicationId) -> Result<Vec<SegmentRecord>> {
-        let rows = sqlx::query("SELECT * FROM segments WHERE application_id = ? ORDER BY name")
-            .bind(app.as_str())
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter().map(segment_from_row).collect()
-    }
-
-    async fn segment(&self, app: &ApplicationId, id: &SegmentId) -> Result<Option<SegmentRecord>> {
-        let row = sqlx::query("SELECT * FROM segments WHERE application_id = ? AND id = ?")
-            .bind(app.as_str())
-            .bind(id.as_str())
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref().map(segment_from_row).transpose()
-    }
-
-    async fn segment_by_name(
-        &self,
-        app: &ApplicationId,
-        name: &str,
-    ) -> Result<Option<SegmentRecord>> {
-        let row = sqlx::query("SELECT * FROM segments WHERE application_id = ? AND name = ?")
-            .bind(app.as_str())
-            .bind(name)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref().map(segment_from_row).transpose()
-    }
-
-    async fn create_import_job(&self, j: &ImportJobRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO import_jobs (id, application_id, format, state, rows_read, created, updated, rejected, error, created_at, updated_at, finished_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(j.id.as_str())
-        .bind(j.application_id.as_str())
-        .bind(&j.format)
-        .bind(j.state.as_str())
-        .bind(j.rows_read as i64)
-        .bind(j.created as i64)
-        .bind(j.updated as i64)
-        .bind(j.rejected as i64)
-        .bind(&j.error)
-        .bind(j.created_at)
-        .bind(j.updated_at)
-        .bind(j.finished_at)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
-
-    async fn update_import_job(&self, j: &ImportJobRecord) -> Result<()> {
-        sqlx::query(
-            "UPDATE import_jobs SET state = ?, rows_read = ?, created = ?, updated = ?, rejected = ?, error = ?, updated_at = ?, finished_at = ?
-             WHERE id = ?",
-        )
-        .bind(j.state.as_str())
-        .bind(j.rows_read as i64)
-        .bind(j.created as i64)
-        .bind(j.updated as i64)
-        .bind(j.rejected as i64)
-        .bind(&j.error)
-        .bind(j.updated_at)
-        .bind(j.finished_at)
-        .bind(j.id.as_str())
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
-
-    async fn add_import_rejects(&self, job: &ImportId, rows: &[RejectedRow]) -> Result<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.tx().await?;
-        for r in rows {
-            sqlx::query(
-                "INSERT INTO import_rejects (job_id, line, reason, raw) VALUES (?, ?, ?, ?)
-                 ON CONFLICT (job_id, line) DO NOTHING",
-            )
-            .bind(job.as_str())
-            .bind(r.line as i64)
-            .bind(&r.reason)
-            .bind(&r.raw)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn import_job(
-        &self,
-        app: &ApplicationId,
-        id: &ImportId,
-    ) -> Result<Option<ImportJobRecord>> {
-        let row = sqlx::query("SELECT * FROM import_jobs WHERE application_id = ? AND id = ?")
-            .bind(app.as_str())
-            .bind(id.as_str())
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref().map(import_from_row).transpose()
-    }
-
-    async fn import_rejects(
-        &self,
-        app: &ApplicationId,
-        id: &ImportId,
-        after_line: u64,
-        limit: u32,
-    ) -> Result<Vec<RejectedRow>> {
-        let rows = sqlx::query(
-            "SELECT r.line, r.reason, r.raw FROM import_rejects r JOIN import_jobs j ON j.id = r.job_id
-             WHERE j.application_id = ? AND r.job_id = ? AND r.line > ? ORDER BY r.line LIMIT ?",
-        )
-        .bind(app.as_str())
-        .bind(id.as_str())
-        .bind(after_line as i64)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RejectedRow {
-                    line: count(r, "line")?,
-                    reason: r.try_get("reason")?,
-                    raw: r.try_get("raw")?,
                 })
             })
             .collect()
