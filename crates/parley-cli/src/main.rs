@@ -245,9 +245,12 @@ pub(crate) fn write_private(path: &std::path::Path, data: &str) -> std::io::Resu
 }
 
 async fn open_store(config: &config::Config) -> anyhow::Result<Arc<dyn parley_store::Store>> {
-    // The data directory holds the keys (and the SQLite files): 0700, tightened if older.
-    parley_store::files::ensure_private_dir(&config.data_dir)
-        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    // The data directory holds the keys (and the SQLite files): 0700. Whoever writes there
+    // first creates it so; an older install's is tightened here.
+    if config.data_dir.is_dir() {
+        parley_store::files::ensure_private_dir(&config.data_dir)
+            .with_context(|| format!("cannot make {} private", config.data_dir.display()))?;
+    }
     let cipher = match std::env::var("PARLEY_MASTER_KEY") {
         Ok(hex) => SecretCipher::from_hex(&hex)?,
         Err(_) => SecretCipher::load_or_create(&config.data_dir)?,
