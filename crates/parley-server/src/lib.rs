@@ -333,11 +333,17 @@ pub fn signup_content_security_policy(meta: &parley_engine::MetaApp) -> String {
     let sdk = source_origin(&meta.sdk_url);
     let dialog = if meta.message_origin.contains("://") {
         source_origin(&meta.message_origin)
-    } else if meta.message_origin.is_empty() {
-        String::new()
     } else {
         let domain = meta.message_origin.trim_matches('.');
-        format!("https://{domain} https://*.{domain}")
+        let ok = !domain.is_empty()
+            && domain
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'));
+        if ok {
+            format!("https://{domain} https://*.{domain}")
+        } else {
+            String::new()
+        }
     };
     let foreign = [sdk.as_str(), dialog.as_str()]
         .iter()
@@ -345,9 +351,14 @@ pub fn signup_content_security_policy(meta: &parley_engine::MetaApp) -> String {
         .copied()
         .collect::<Vec<_>>()
         .join(" ");
+    let frames = if foreign.is_empty() {
+        "'none'"
+    } else {
+        foreign.as_str()
+    };
     format!(
         "default-src 'self'; script-src 'self' {sdk}; style-src 'self' 'unsafe-inline'; \
-         img-src 'self' data: {foreign}; connect-src 'self' {foreign}; frame-src {foreign}; \
+         img-src 'self' data: {foreign}; connect-src 'self' {foreign}; frame-src {frames}; \
          object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     )
 }

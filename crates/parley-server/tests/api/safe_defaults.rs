@@ -152,6 +152,13 @@ fn the_production_signup_policy_allows_metas_sdk_and_dialog() {
         ..Default::default()
     });
     assert!(!csp.contains("evil") && !csp.contains('*'), "{csp}");
+    let csp = parley_server::signup_content_security_policy(&parley_engine::MetaApp {
+        sdk_url: String::new(),
+        message_origin: "facebook.com; script-src *".into(),
+        ..Default::default()
+    });
+    assert!(!csp.contains('*'), "{csp}");
+    assert!(csp.contains("frame-src 'none';"), "{csp}");
 }
 
 #[tokio::test]
