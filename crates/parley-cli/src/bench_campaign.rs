@@ -193,6 +193,7 @@ pub async fn campaign(args: Args) -> anyhow::Result<()> {
             verify_token: config.verify_token.clone(),
             session_key: parley_server::session::SessionKey::new(rand::random()),
             secure_cookies: false,
+            metrics_token: None,
         },
     );
     let server_task = tokio::spawn(server.run(shutdown.clone()));

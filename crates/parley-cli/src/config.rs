@@ -17,6 +17,15 @@ pub struct Config {
     pub public_url: String,
     pub database: DatabaseConfig,
     pub meta: MetaConfig,
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// When set, `/metrics` answers only `Authorization: Bearer <token>`; empty leaves it
+    /// open (fine when only the scraper can reach the port).
+    pub token: String,
 }
 
 #[derive(Deserialize, Clone, Default)]
@@ -51,6 +60,7 @@ impl Default for Config {
             public_url: String::new(),
             database: DatabaseConfig::default(),
             meta: MetaConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -80,6 +90,14 @@ impl std::fmt::Debug for Config {
             .field("meta.app_id", &self.meta.app_id)
             .field("meta.app_secret", &"<redacted>")
             .field("meta.config_id", &self.meta.config_id)
+            .field(
+                "metrics.token",
+                &if self.metrics.token.is_empty() {
+                    "<none>"
+                } else {
+                    "<redacted>"
+                },
+            )
             .finish_non_exhaustive()
     }
 }
@@ -143,6 +161,7 @@ impl Config {
         set(&mut self.meta.config_id, "PARLEY_META_CONFIG_ID");
         set(&mut self.meta.sdk_url, "PARLEY_META_SDK_URL");
         set(&mut self.meta.message_origin, "PARLEY_META_MESSAGE_ORIGIN");
+        set(&mut self.metrics.token, "PARLEY_METRICS_TOKEN");
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -171,6 +190,11 @@ impl Config {
         }
     }
 
+    /// The bearer token `/metrics` asks for, if any.
+    pub fn metrics_token(&self) -> Option<String> {
+        Some(self.metrics.token.trim().to_owned()).filter(|t| !t.is_empty())
+    }
+
     pub fn database_url(&self) -> String {
         if self.database.url.is_empty() {
             format!("sqlite://{}", self.data_dir.join("parley.db").display())
@@ -195,6 +219,16 @@ mod tests {
         assert!(c.validate().is_ok());
         let shown = format!("{c:?}");
         assert!(!shown.contains("s3cret"));
+    }
+
+    #[test]
+    fn the_metrics_token_comes_from_the_file_or_the_environment() {
+        assert_eq!(Config::default().metrics_token(), None);
+        let mut c: Config = toml::from_str("[metrics]\ntoken = \"from-file\"\n").expect("parses");
+        assert_eq!(c.metrics_token().as_deref(), Some("from-file"));
+        c.apply_env(|k| (k == "PARLEY_METRICS_TOKEN").then(|| "from-env".to_owned()));
+        assert_eq!(c.metrics_token().as_deref(), Some("from-env"));
+        assert!(!format!("{c:?}").contains("from-env"));
     }
 
     #[test]

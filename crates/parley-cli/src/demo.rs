@@ -49,7 +49,8 @@ fn credentials_path(dir: &Path) -> PathBuf {
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
+    // 0700, and tightened on an older install: the directory holds keys and the database.
+    parley_store::files::ensure_private_dir(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     parley_domain::warm_up();
     let cipher = SecretCipher::load_or_create(&args.data_dir)?;
@@ -75,6 +76,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let console_url = format!("http://{}", listener.local_addr()?);
 
     let mut sandbox_config = SandboxConfig::demo();
+    sandbox_config.app_secret = demo_app_secret(&args.data_dir)?;
     sandbox_config.webhook_url = Some(format!("{console_url}/webhooks/whatsapp"));
     let sandbox = Sandbox::new(sandbox_config.clone());
     let shutdown = crate::shutdown_on_signal();
@@ -136,6 +138,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     creds.console_url = console_url.clone();
     creds.sandbox_url = sandbox_url.clone();
+    creds.app_secret = sandbox_config.app_secret.clone();
     write_credentials(&path, &creds)?;
 
     let server = parley_server::Server::new(
@@ -146,6 +149,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             verify_token: sandbox_config.verify_token.clone(),
             session_key: crate::session_key(&args.data_dir)?,
             secure_cookies: false,
+            metrics_token: None,
         },
     );
     let mut workers = engine.spawn_workers(shutdown.clone());
@@ -172,6 +176,27 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let _ = sandbox_task.await;
     println!("Parley demo stopped.");
     Ok(())
+}
+
+/// The demo's Meta app secret (it signs the sandbox's webhooks and the code exchange):
+/// random per data directory, made on the first run into `<data-dir>/demo-app-secret`
+/// (mode 0600) and reused after, so no two demos share one.
+fn demo_app_secret(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("demo-app-secret");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => {
+            parley_store::files::tighten_file(&path)?;
+            Ok(s.trim().to_owned())
+        }
+        Ok(_) => anyhow::bail!("{} is empty; delete it to get a new one", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret = hex::encode(rand::random::<[u8; 16]>());
+            crate::write_private(&path, &secret)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            Ok(secret)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
 }
 
 fn write_credentials(path: &Path, creds: &DemoCredentials) -> anyhow::Result<()> {

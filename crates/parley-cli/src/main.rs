@@ -208,9 +208,12 @@ pub(crate) fn session_key(
         Err(_) => {
             let path = data_dir.join("session.key");
             match std::fs::read_to_string(&path) {
-                Ok(k) => k,
+                Ok(k) => {
+                    parley_store::files::tighten_file(&path)?;
+                    k
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    std::fs::create_dir_all(data_dir)?;
+                    parley_store::files::ensure_private_dir(data_dir)?;
                     let key: [u8; 32] = rand::random();
                     let hex_key = hex::encode(key);
                     write_private(&path, &hex_key)
@@ -228,7 +231,7 @@ pub(crate) fn session_key(
     Ok(parley_server::session::SessionKey::new(key))
 }
 
-fn write_private(path: &std::path::Path, data: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &std::path::Path, data: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -242,6 +245,12 @@ fn write_private(path: &std::path::Path, data: &str) -> std::io::Result<()> {
 }
 
 async fn open_store(config: &config::Config) -> anyhow::Result<Arc<dyn parley_store::Store>> {
+    // The data directory holds the keys (and the SQLite files): 0700. Whoever writes there
+    // first creates it so; an older install's is tightened here.
+    if config.data_dir.is_dir() {
+        parley_store::files::ensure_private_dir(&config.data_dir)
+            .with_context(|| format!("cannot make {} private", config.data_dir.display()))?;
+    }
     let cipher = match std::env::var("PARLEY_MASTER_KEY") {
         Ok(hex) => SecretCipher::from_hex(&hex)?,
         Err(_) => SecretCipher::load_or_create(&config.data_dir)?,
@@ -284,6 +293,7 @@ async fn serve(path: Option<PathBuf>, test: ServeTestArgs) -> anyhow::Result<()>
             verify_token: config.meta.verify_token.clone(),
             session_key: session_key(&config.data_dir)?,
             secure_cookies: config.public_url.starts_with("https://"),
+            metrics_token: config.metrics_token(),
         },
     );
     println!("Parley listens on http://{}", server.local_addr()?);

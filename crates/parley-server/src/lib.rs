@@ -44,6 +44,8 @@ pub struct ServerConfig {
     pub session_key: session::SessionKey,
     /// Mark cookies `Secure` (set when the console is served over HTTPS).
     pub secure_cookies: bool,
+    /// When set, `/metrics` answers only `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -266,10 +268,22 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(routes::health::metrics))
         .route("/api/openapi.json", get(openapi_json))
         .route("/api/docs", get(api_docs))
+        .route(
+            "/api/docs.js",
+            get(|| async { console::asset(console::JS, include_str!("api_docs.js")) }),
+        )
+        .route(
+            "/api/docs.css",
+            get(|| async { console::asset(console::CSS, include_str!("api_docs.css")) }),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn(track_requests))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security_headers,
+        ))
         .with_state(state)
 }
 
@@ -297,6 +311,104 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
         "Parley hit an internal error; it was logged. Try again.",
     )
     .into_response()
+}
+
+/// Put on a response (as an extension) by the pages that show Log in with Facebook: their
+/// Content-Security-Policy also allows Meta's SDK (or the sandbox's stand-in) from the
+/// configured origin.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadsMetaSdk;
+
+/// Every page, asset and API answer: only Parley's own scripts, styles, images and fetches;
+/// no framing; no MIME sniffing; no referrer to other sites.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-src 'none'; \
+     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The signup pages' policy: the default one plus the SDK's origin (its script, its calls) and
+/// the dialog's origins (Meta's SDK frames and calls facebook.com; the sandbox's stand-in
+/// calls its own origin). Meta's SDK injects its own `<style>` elements, so inline styles (not
+/// scripts) are allowed on these pages only.
+pub fn signup_content_security_policy(meta: &parley_engine::MetaApp) -> String {
+    let sdk = source_origin(&meta.sdk_url);
+    let dialog = if meta.message_origin.contains("://") {
+        source_origin(&meta.message_origin)
+    } else {
+        let domain = meta.message_origin.trim_matches('.');
+        let ok = !domain.is_empty()
+            && domain
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'));
+        if ok {
+            format!("https://{domain} https://*.{domain}")
+        } else {
+            String::new()
+        }
+    };
+    let foreign = [sdk.as_str(), dialog.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let frames = if foreign.is_empty() {
+        "'none'"
+    } else {
+        foreign.as_str()
+    };
+    format!(
+        "default-src 'self'; script-src 'self' {sdk}; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' data: {foreign}; connect-src 'self' {foreign}; frame-src {frames}; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// `scheme://host[:port]` of a URL, as a CSP source; empty when it is not an http(s) URL
+/// (or would break the header).
+fn source_origin(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return String::new();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let ok = matches!(scheme, "http" | "https")
+        && !authority.is_empty()
+        && authority
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if ok {
+        format!("{scheme}://{authority}")
+    } else {
+        String::new()
+    }
+}
+
+async fn security_headers(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    use axum::http::{HeaderValue, header};
+    let mut resp = next.run(req).await;
+    let csp = if resp.extensions().get::<LoadsMetaSdk>().is_some() {
+        HeaderValue::from_str(&signup_content_security_policy(
+            &state.engine.config.meta_app,
+        ))
+        .unwrap_or(HeaderValue::from_static(CONTENT_SECURITY_POLICY))
+    } else {
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY)
+    };
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    resp
 }
 
 async fn track_requests(req: Request, next: Next) -> Response {

@@ -61,9 +61,13 @@ impl SecretCipher {
             source,
         };
         match std::fs::read_to_string(&path) {
-            Ok(s) => Self::from_hex(&s),
+            Ok(s) => {
+                // An install from before the file-mode rule gets it tightened here.
+                crate::files::tighten_file(&path).map_err(io)?;
+                Self::from_hex(&s)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(dir).map_err(io)?;
+                crate::files::create_parent_dir(dir).map_err(io)?;
                 let key: [u8; 32] = rand::random();
                 write_private(&path, hex::encode(key).as_bytes()).map_err(io)?;
                 Ok(Self::from_key(&key))

@@ -10,6 +10,7 @@ pub mod audience;
 pub mod campaigns;
 pub mod crypto;
 mod dialect;
+pub mod files;
 mod lattice;
 pub mod platforms;
 pub mod postgres;

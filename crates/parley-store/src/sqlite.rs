@@ -30,9 +30,14 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and runs pending migrations.
     pub async fn open(path: &Path, cipher: SecretCipher) -> Result<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        let io = |e: std::io::Error| StoreError::Database(sqlx::Error::Io(e));
+        if let Some(dir) = path.parent() {
+            crate::files::create_parent_dir(dir).map_err(io)?;
         }
+        // The database, its WAL and shared-memory files are 0600 (SQLite gives the last two
+        // the database file's mode); an existing install's files are tightened here too.
+        crate::files::create_private_file(path).map_err(io)?;
+        crate::files::tighten_file(path).map_err(io)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -53,6 +58,11 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            crate::files::tighten_file(Path::new(&side)).map_err(io)?;
+        }
         Ok(SqliteStore {
             writer,
             reader,

@@ -93,6 +93,34 @@ async fn demo_runs_with_no_configuration_and_reuses_its_data() {
             "{key} missing: {creds}"
         );
     }
+    // The app secret is this data directory's own, kept beside the database.
+    let secret = std::fs::read_to_string(dir.path().join("demo-app-secret")).expect("secret");
+    assert_eq!(creds["app_secret"].as_str(), Some(secret.trim()));
+    assert_eq!(secret.trim().len(), 32, "{secret}");
+    assert_ne!(secret.trim(), parley_sandbox::demo_ids::APP_SECRET);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |name: &str| {
+            std::fs::metadata(dir.path().join(name))
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode(""), 0o700, "the data directory");
+        for name in [
+            "parley.db",
+            "parley.db-wal",
+            "parley.db-shm",
+            "master.key",
+            "session.key",
+            "demo-credentials.json",
+            "demo-app-secret",
+        ] {
+            assert_eq!(mode(name), 0o600, "{name}");
+        }
+    }
     let url = creds["console_url"].as_str().expect("url").to_owned();
     let token = creds["api_token"].as_str().expect("token").to_owned();
 
@@ -155,6 +183,10 @@ async fn demo_runs_with_no_configuration_and_reuses_its_data() {
     let again = credentials(dir.path());
     assert_eq!(again["api_token"], creds["api_token"]);
     assert_eq!(again["password"], creds["password"]);
+    assert_eq!(
+        again["app_secret"], creds["app_secret"],
+        "the secret is reused"
+    );
     let url = again["console_url"].as_str().expect("url");
     let m = http
         .get(format!("{url}/api/v1/messages/{id}"))

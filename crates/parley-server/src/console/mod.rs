@@ -93,7 +93,7 @@ impl FromRequestParts<AppState> for SignedInJson {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if !same_origin(&parts.headers) {
+        if !same_origin(state, &parts.headers) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "cross_site",
@@ -118,15 +118,16 @@ impl FromRequestParts<AppState> for SignedInJson {
     }
 }
 
-/// A form post from this site. Browsers send `Origin` (and `Sec-Fetch-Site`) on form posts;
-/// when present they must name this host, else the post is refused (403).
+/// A form post from this site. Browsers send `Origin` (or at least `Referer`, and
+/// `Sec-Fetch-Site`) on form posts; when present they must name this site's scheme, host and
+/// port, else the post is refused (403).
 pub struct SameOrigin;
 
-impl<S: Sync> FromRequestParts<S> for SameOrigin {
+impl FromRequestParts<AppState> for SameOrigin {
     type Rejection = PageError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, PageError> {
-        if same_origin(&parts.headers) {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
+        if same_origin(state, &parts.headers) {
             Ok(SameOrigin)
         } else {
             Err(PageError::Text(
@@ -137,21 +138,52 @@ impl<S: Sync> FromRequestParts<S> for SameOrigin {
     }
 }
 
-fn same_origin(headers: &HeaderMap) -> bool {
-    if headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
+/// Whether a request comes from this site: `Origin` (else `Referer`) must have this site's
+/// scheme, host and port. This site's scheme is https when Parley is configured for it
+/// (`secure_cookies`) or a proxy says so (`X-Forwarded-Proto`, which a cross-site page
+/// cannot set); its host and port are the `Host` header's. Requests naming neither (not from
+/// a browser) pass; `Sec-Fetch-Site: cross-site` never does.
+fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
+    let header_str = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    if header_str(header::HeaderName::from_static("sec-fetch-site"))
         .is_some_and(|v| v == "cross-site")
     {
         return false;
     }
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+    let Some(claimed) = header_str(header::ORIGIN).or_else(|| header_str(header::REFERER)) else {
         return true;
     };
-    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+    let Some(host) = header_str(header::HOST) else {
         return false;
     };
-    origin == format!("http://{host}") || origin == format!("https://{host}")
+    let forwarded_https = header_str(header::HeaderName::from_static("x-forwarded-proto"))
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    let scheme = if state.config.secure_cookies || forwarded_https {
+        "https"
+    } else {
+        "http"
+    };
+    match (origin_of(claimed), origin_of(&format!("{scheme}://{host}"))) {
+        (Some(theirs), Some(ours)) => theirs == ours,
+        _ => false,
+    }
+}
+
+/// (scheme, host, port) of a URL or origin, lower-cased, with the scheme's default port.
+fn origin_of(url: &str) -> Option<(String, String, u16)> {
+    let uri: axum::http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    let host = uri.host()?.to_ascii_lowercase();
+    Some((scheme, host, uri.port_u16().unwrap_or(default_port)))
 }
 
 fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -250,7 +282,7 @@ fn message_error(code: Option<i64>, message: Option<&str>) -> String {
     }
 }
 
-fn asset(content_type: &'static str, body: &'static str) -> Response {
+pub(crate) fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type),
@@ -261,8 +293,8 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-const JS: &str = "application/javascript; charset=utf-8";
-const CSS: &str = "text/css; charset=utf-8";
+pub(crate) const JS: &str = "application/javascript; charset=utf-8";
+pub(crate) const CSS: &str = "text/css; charset=utf-8";
 
 pub async fn stylesheet() -> Response {
     asset(CSS, include_str!("console.css"))

@@ -270,12 +270,14 @@ pub async fn platforms_page(
     State(state): State<AppState>,
     SignedIn { email, app }: SignedIn,
 ) -> Response {
-    render(&PlatformsPage {
+    let mut resp = render(&PlatformsPage {
         active: "settings",
         email,
         button: button(&state),
         list: list_html(cards(&state, &app).await),
-    })
+    });
+    resp.extensions_mut().insert(crate::LoadsMetaSdk);
+    resp
 }
 
 /// `GET /settings/platforms/list`: the list alone, polled by the page.
@@ -307,14 +309,18 @@ pub async fn campaigns_page(
     } else {
         String::new()
     };
-    render(&CampaignsPage {
+    let mut resp = render(&CampaignsPage {
         active: "campaigns",
         email,
         button: button(&state),
         has_platform,
         list: list_html(platforms),
         campaigns,
-    })
+    });
+    if !has_platform {
+        resp.extensions_mut().insert(crate::LoadsMetaSdk);
+    }
+    resp
 }
 
 #[derive(Deserialize)]

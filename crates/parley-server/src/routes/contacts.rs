@@ -328,7 +328,7 @@ pub fn import_options(
     ),
     request_body(content = String, content_type = "text/csv"),
     responses(
-        (status = 202, description = "Import started; follow it with GET /api/v1/contacts/import/{job}", body = ImportStarted),
+        (status = 202, description = "The body was read and its rows committed (or rejected, with their line); the job's counts are at GET /api/v1/contacts/import/{job}", body = ImportStarted),
         (status = 400, description = "Bad format or mapping", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -340,10 +340,34 @@ pub async fn start_import(
     body: Body,
 ) -> Result<Response, ApiError> {
     let options = import_options(&pairs, Mappings::CommaSeparated)?;
-    let id = state
-        .engine
-        .start_import(&app, options, body.into_data_stream())
-        .await?;
+    let job = state.engine.create_import(&app, options.format).await?;
+    let id = job.id.clone();
+    // The answer waits for the whole body: a client that sent `Expect: 100-continue` (curl
+    // does above 1 MB) gets `100 Continue` when the body is first read and the answer after
+    // the last row is committed, never a final answer before it sent the body. The import
+    // runs on its own task, so a client that goes away mid-upload still has its job settled
+    // (`failed`, with the rows read so far committed).
+    let engine = state.engine.clone();
+    let run = tokio::spawn(async move {
+        engine
+            .run_import(job, &options, body.into_data_stream(), |_| {})
+            .await
+    });
+    match run.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "import failed");
+            return Err(e.into());
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "import task ended abnormally");
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the import stopped unexpectedly; see GET /api/v1/contacts/import/{job}",
+            ));
+        }
+    }
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(ImportStarted {

@@ -1,7 +1,7 @@
 //! Liveness, readiness and Prometheus metrics.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
@@ -24,9 +24,31 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus text format.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, body = String)))]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus text format. With `metrics.token` set, only for `Authorization: Bearer <token>`.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, body = String), (status = 401, body = String)))]
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.config.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        // Compared in constant time: the token is a secret.
+        let equal = given.len() == token.len()
+            && given
+                .bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !equal {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "/metrics needs Authorization: Bearer <metrics.token>",
+            )
+                .into_response();
+        }
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

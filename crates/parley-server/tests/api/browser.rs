@@ -133,6 +133,26 @@ impl Browser {
         panic!("page never showed `{text}`: {body}");
     }
 
+    /// What the page's Content-Security-Policy refused since it loaded (Chromium keeps the
+    /// reports; `buffered` hands over the earlier ones), as `directive blocked-url`.
+    pub async fn csp_violations(&self) -> Vec<String> {
+        let v = self
+            .client
+            .execute(
+                "var o = new ReportingObserver(function () {}, {types: ['csp-violation'], buffered: true});
+                 o.observe();
+                 var r = o.takeRecords().map(function (r) {
+                   return r.body.effectiveDirective + ' ' + r.body.blockedURL;
+                 });
+                 o.disconnect();
+                 return r;",
+                vec![],
+            )
+            .await
+            .expect("script");
+        serde_json::from_value(v).expect("strings")
+    }
+
     /// Signs in to the console with the app's printed login and waits for a signed-in page.
     pub async fn sign_in(&self, app: &crate::helpers::TestApp) {
         let c = &self.client;

@@ -211,5 +211,6 @@ async fn a_person_signs_in_with_a_browser() {
         .await
         .expect("click");
     browser.wait_css("input[name=password]").await;
+    assert_eq!(browser.csp_violations().await, Vec::<String>::new());
     let _ = c.clone().close().await;
 }

@@ -60,6 +60,11 @@ pub fn backend() -> Backend {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(None).await
+}
+
+/// `spawn_app` with `/metrics` behind `metrics_token`.
+pub async fn spawn_app_with(metrics_token: Option<String>) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let cipher = SecretCipher::load_or_create(dir.path()).expect("key");
     // The whole suite runs on SQLite by default and on PostgreSQL with
@@ -145,6 +150,7 @@ pub async fn spawn_app() -> TestApp {
             verify_token,
             session_key: parley_server::session::SessionKey::new(rand_key()),
             secure_cookies: false,
+            metrics_token,
         },
     );
     tokio::spawn(server.run(shutdown.clone()));

@@ -14,6 +14,7 @@ mod operations;
 #[path = "../../../parley-store/tests/store/pg.rs"]
 mod pg;
 mod platforms;
+mod safe_defaults;
 mod sending;
 mod templates;
 mod webhooks;

@@ -652,5 +652,7 @@ async fn a_person_connects_whatsapp_in_the_browser() {
     ] {
         assert!(card.contains(needle), "the card lacks {needle}: {card}");
     }
+    // The page's policy let through all that the SDK stand-in and the page needed.
+    assert_eq!(browser.csp_violations().await, Vec::<String>::new());
     let _ = c.clone().close().await;
 }

@@ -833,6 +833,7 @@ async fn a_browser_creates_a_template_and_sees_its_preview_and_status() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(approved, "the console never showed APPROVED");
+    assert_eq!(browser.csp_violations().await, Vec::<String>::new());
     let _ = c.clone().close().await;
 }
 
