@@ -10,13 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use parley_domain::{ApplicationId, MessageState};
+use parley_domain::{ApplicationId, CampaignKind, MessageState};
 use parley_engine::campaigns::{CampaignAudience, NewCampaign};
 use parley_engine::demo::DemoPlatform;
 use parley_engine::{Engine, EngineConfig, SystemClock};
 use parley_meta::GraphClient;
 use parley_sandbox::{Sandbox, SandboxConfig, demo_ids};
-use parley_store::campaigns::CampaignKind;
 use parley_store::platforms::NumberPatch;
 use parley_store::{SecretCipher, SqliteStore, Store};
 use tokio_util::sync::CancellationToken;

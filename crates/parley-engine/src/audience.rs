@@ -7,8 +7,8 @@ use std::fmt::Display;
 
 use futures::{Stream, StreamExt};
 use parley_domain::{
-    ApplicationId, BoundTemplate, DynamicText, E164, ImportId, RenderedTemplate, Segment,
-    SegmentId, SkipReason, TagValue, Tags, VariableInput,
+    ApplicationId, BoundTemplate, DynamicText, E164, ImportId, ImportState, RenderedTemplate,
+    Segment, SegmentId, SkipReason, Subscription, TagValue, Tags, VariableInput,
 };
 use parley_store::MessageRecord;
 use parley_store::audience::*;

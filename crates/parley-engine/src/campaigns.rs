@@ -9,15 +9,13 @@ use std::time::Duration;
 
 use parley_domain::quota::{self, LimitScope, MessagingLimit, QuotaWave};
 use parley_domain::{
-    ApplicationId, BoundTemplate, CampaignId, E164, MessageId, Segment, SegmentId, VariableInput,
-    in_service_window,
+    ApplicationId, BoundTemplate, CampaignId, CampaignKind, CampaignState, E164, MessageContent,
+    MessageId, Segment, SegmentId, Subscription, VariableInput, in_service_window,
 };
 use parley_store::audience::ContactUpsert;
-use parley_store::audience::{AudienceContact, ContactQuery, Subscription};
-use parley_store::campaigns::{
-    CampaignCounts, CampaignKind, CampaignRecord, CampaignState, ListEntry, PlannedMessage,
-};
-use parley_store::{MessageContent, NewMessage, PhoneNumberRecord};
+use parley_store::audience::{AudienceContact, ContactQuery};
+use parley_store::campaigns::{CampaignCounts, CampaignRecord, ListEntry, PlannedMessage};
+use parley_store::{NewMessage, PhoneNumberRecord};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 

@@ -5,10 +5,10 @@
 use std::borrow::Cow;
 
 use parley_domain::{
-    ApplicationId, BoundTemplate, DynamicText, E164, MessageId, MessageState, TagLookup, TagValue,
-    Tags, VariableInput, in_service_window,
+    ApplicationId, BoundTemplate, DynamicText, E164, MessageContent, MessageId, MessageState,
+    TagLookup, TagValue, Tags, VariableInput, in_service_window,
 };
-use parley_store::{ContactRecord, InsertOutcome, MessageContent, NewMessage};
+use parley_store::{ContactRecord, InsertOutcome, NewMessage};
 
 use crate::clock::to_datetime;
 use crate::{ApiFailure, Engine, FailureKind};

@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use parley_domain::quota::{Gate, MessagingLimit, Reach};
-use parley_domain::{ErrorClass, classify};
+use parley_domain::{ErrorClass, MessageContent, classify};
 use parley_meta::{GraphError, Outbound, template_message, text_message};
 use parley_store::campaigns::{QuotaBatch, QuotaItem};
-use parley_store::{Acceptance, MessageContent, MessageRecord, PhoneNumberRecord, QuotaConfirm};
+use parley_store::{Acceptance, MessageRecord, PhoneNumberRecord, QuotaConfirm};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
@@ -600,7 +600,7 @@ async fn skip_if_cancelled(state: &NumberState, m: &MessageRecord, now: i64) {
     };
     let cancelled = matches!(
         store.campaign(&m.application_id, &campaign).await,
-        Ok(Some(c)) if c.state == parley_store::campaigns::CampaignState::Cancelled
+        Ok(Some(c)) if c.state == parley_domain::CampaignState::Cancelled
     );
     if cancelled && let Err(e) = store.cancel_campaign_messages(&campaign, now).await {
         tracing::warn!(campaign_id = %campaign, error = %e, "could not skip the messages of a cancelled campaign");

@@ -8,19 +8,19 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use parley_domain::{ApplicationId, ContactId, ImportId, Segment, SegmentId, TagValue, Tags};
+use parley_domain::{
+    ApplicationId, ContactId, ImportId, ImportState, MessageContent, Segment, SegmentId,
+    Subscription, TagValue, Tags,
+};
 use time::OffsetDateTime;
 
-use crate::{ContactRecord, MessageContent, MessageRecord, Millis, Result};
+use crate::{ContactRecord, MessageRecord, Millis, Result};
 
 /// The content left in place of an erased message's text.
 pub(crate) const ERASED_CONTENT: MessageContent = MessageContent::Text {
     body: String::new(),
     preview_url: false,
 };
-
-// Moved to `parley-domain` (#11); re-exported until every user imports it from there.
-pub use parley_domain::{ImportState, Subscription};
 
 /// A partial tag update: `Some` sets the tag, `None` removes it (JSON `null`).
 pub type TagPatch = BTreeMap<String, Option<TagValue>>;

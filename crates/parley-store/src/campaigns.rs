@@ -10,14 +10,12 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use parley_domain::quota::{Gate, MessagingLimit, Reach};
-use parley_domain::{ApplicationId, CampaignId, MessageId};
+use parley_domain::{ApplicationId, CampaignId, CampaignKind, CampaignState, MessageId};
 use serde::Serialize;
 
 use crate::audience::AudienceContact;
 
-// Moved to `parley-domain` (#11); re-exported until every user imports it from there.
 use crate::{Millis, NewMessage, Result};
-pub use parley_domain::{CampaignKind, CampaignState};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CampaignRecord {

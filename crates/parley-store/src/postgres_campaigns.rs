@@ -8,7 +8,8 @@ use sqlx::{Postgres, Row, Transaction};
 
 use crate::campaigns::*;
 use crate::postgres::jsonb;
-use crate::{MessageContent, Millis, PostgresStore, Result};
+use crate::{Millis, PostgresStore, Result};
+use parley_domain::MessageContent;
 
 const HOUR_MS: i64 = 60 * 60 * 1000;
 

@@ -7,7 +7,8 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use crate::campaigns::*;
 use crate::sqlite::{json_strings, to_json};
-use crate::{MessageContent, Millis, Result, SqliteStore};
+use crate::{Millis, Result, SqliteStore};
+use parley_domain::MessageContent;
 
 /// Planned messages per `INSERT` (19 values each, under SQLite's 32,766 parameters).
 const PLANNED_INSERT_CHUNK: usize = 500;

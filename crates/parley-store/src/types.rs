@@ -8,8 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Millis;
 
-// Moved to `parley-domain` (#11); re-exported until every user imports it from there.
-pub use parley_domain::MessageContent;
+use parley_domain::MessageContent;
 
 #[derive(Debug, Clone)]
 pub struct ApplicationRecord {

@@ -10,10 +10,10 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use parley_domain::{ApplicationId, CampaignId, SlotKind, SlotLocation};
+use parley_domain::{ApplicationId, CampaignId, CampaignState, SlotKind, SlotLocation};
 use parley_engine::audience::{PreviewContact, PreviewOutcome};
 use parley_engine::campaigns::CampaignPlan;
-use parley_store::campaigns::{CampaignRecord, CampaignState};
+use parley_store::campaigns::CampaignRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
 

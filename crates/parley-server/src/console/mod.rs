@@ -19,8 +19,8 @@ use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use parley_domain::{MessageId, VariableSlot};
-use parley_store::{ApplicationRecord, MessageContent};
+use parley_domain::{MessageContent, MessageId, VariableSlot};
+use parley_store::ApplicationRecord;
 use serde::Deserialize;
 
 use crate::AppState;

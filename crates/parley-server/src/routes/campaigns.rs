@@ -3,9 +3,9 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use parley_domain::CampaignId;
+use parley_domain::{CampaignId, CampaignKind};
 use parley_engine::campaigns::{CampaignAudience, CampaignPlan, CampaignStats, NewCampaign};
-use parley_store::campaigns::{CampaignKind, CampaignRecord};
+use parley_store::campaigns::CampaignRecord;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 

@@ -3,9 +3,9 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use parley_domain::{MessageId, VariableInput};
+use parley_domain::{MessageContent, MessageId, VariableInput};
 use parley_engine::messages::{SendBody, SendRequest};
-use parley_store::{MessageContent, MessageRecord};
+use parley_store::MessageRecord;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 

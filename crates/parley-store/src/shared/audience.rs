@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use parley_domain::{ApplicationId, ContactId, ImportId, Segment, SegmentId, Tags};
+use parley_domain::{
+    ApplicationId, ContactId, ImportId, ImportState, Segment, SegmentId, Subscription, Tags,
+};
 use sqlx::{QueryBuilder, Row};
 use time::OffsetDateTime;
 

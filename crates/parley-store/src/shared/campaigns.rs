@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use async_trait::async_trait;
 use parley_domain::quota::{QUOTA_WINDOW_MS, Reach};
-use parley_domain::{ApplicationId, CampaignId, MessageId};
+use parley_domain::{ApplicationId, CampaignId, CampaignKind, CampaignState, MessageId};
 use sqlx::Row;
 
 use super::{Backend, DbRow, audience_from_row, confirm_quota_rows, parse_id, text};

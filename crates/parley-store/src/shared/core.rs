@@ -10,7 +10,9 @@
 //! statements), and the audience upsert `upsert_in`.
 
 use async_trait::async_trait;
-use parley_domain::{AccountId, ApplicationId, ContactId, MessageId, PlatformId, UserId};
+use parley_domain::{
+    AccountId, ApplicationId, ContactId, MessageContent, MessageId, PlatformId, UserId,
+};
 use sqlx::Row;
 
 use super::{

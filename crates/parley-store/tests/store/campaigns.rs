@@ -3,11 +3,9 @@
 //! quota gate (unique contacts, the service window, the instant a slot frees, release).
 
 use parley_domain::quota::{Gate, MessagingLimit, QUOTA_WINDOW_MS, Reach};
-use parley_domain::{CampaignId, MessageId, MessageState};
+use parley_domain::{CampaignId, CampaignKind, CampaignState, MessageId, MessageState};
 use parley_store::InboundRecord;
-use parley_store::campaigns::{
-    CampaignKind, CampaignRecord, CampaignState, PlannedMessage, QuotaRequest,
-};
+use parley_store::campaigns::{CampaignRecord, PlannedMessage, QuotaRequest};
 use serde_json::json;
 
 use crate::backend::Backend;

@@ -1,12 +1,11 @@
 //! A tenant with a platform and a number, and messages built from real domain types.
 
 use parley_domain::{
-    AccountId, ApplicationId, MessageId, PlatformId, RenderedParam, RenderedTemplate, Template,
-    TemplateId,
+    AccountId, ApplicationId, MessageContent, MessageId, PlatformId, RenderedParam,
+    RenderedTemplate, Template, TemplateId,
 };
 use parley_store::{
-    MessageContent, MessageRecord, NewMessage, NewPlatform, PhoneNumberRecord, Store,
-    TemplateRecord,
+    MessageRecord, NewMessage, NewPlatform, PhoneNumberRecord, Store, TemplateRecord,
 };
 use serde_json::json;
 

@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 
-use parley_domain::{ApplicationId, MessageId, MessageState};
-use parley_store::{InsertOutcome, MessageContent, Store};
+use parley_domain::{ApplicationId, MessageContent, MessageId, MessageState};
+use parley_store::{InsertOutcome, Store};
 
 use crate::backend::Backend;
 use crate::fixtures::{T0, get, new_message, queued, rendered, tenant};
