@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use parley_domain::{ApplicationId, CampaignKind, MessageState};
+use parley_domain::{ApplicationId, BusinessId, CampaignKind, MessageState, PhoneNumberId, WabaId};
 use parley_engine::campaigns::{CampaignAudience, NewCampaign};
 use parley_engine::demo::DemoPlatform;
 use parley_engine::{Engine, EngineConfig, SystemClock};
@@ -155,8 +155,8 @@ pub async fn campaign(args: Args) -> anyhow::Result<()> {
     let seed = engine
         .seed_demo(
             &DemoPlatform {
-                business_id: demo_ids::BUSINESS_ID.into(),
-                waba_id: demo_ids::WABA_ID.into(),
+                business_id: BusinessId::parse(demo_ids::BUSINESS_ID)?,
+                waba_id: WabaId::parse(demo_ids::WABA_ID)?,
                 access_token: demo_ids::ACCESS_TOKEN.into(),
             },
             args.recipients,
@@ -167,7 +167,7 @@ pub async fn campaign(args: Args) -> anyhow::Result<()> {
     // The sandbox reports the tier; Parley's number gets the same throughput.
     store
         .patch_phone_number(
-            demo_ids::PHONE_NUMBER_ID,
+            &PhoneNumberId::parse(demo_ids::PHONE_NUMBER_ID)?,
             &NumberPatch {
                 messaging_limit: Some("TIER_UNLIMITED".into()),
                 throughput_mps: Some(args.mps),

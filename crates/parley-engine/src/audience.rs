@@ -331,7 +331,7 @@ impl Engine {
                 &[ContactUpsert {
                     phone: phone.as_str().to_owned(),
                     name: input.name.filter(|n| !n.trim().is_empty()),
-                    wa_id: Some(phone.digits().to_owned()),
+                    wa_id: Some(phone.wa_id()),
                     locale: input.locale,
                     timezone: input.timezone,
                     tags,
@@ -1008,11 +1008,9 @@ impl RowReader {
             }
         }
         let phone = phone.ok_or("the row has no phone number (map a column to `phone`)")?;
-        row.phone = E164::parse(&phone)
-            .map_err(|e| format!("bad phone number: {e}"))?
-            .as_str()
-            .to_owned();
-        row.wa_id = Some(row.phone.trim_start_matches('+').to_owned());
+        let phone = E164::parse(&phone).map_err(|e| format!("bad phone number: {e}"))?;
+        row.phone = phone.as_str().to_owned();
+        row.wa_id = Some(phone.wa_id());
         Ok(row)
     }
 }
@@ -1046,7 +1044,7 @@ fn ndjson_row(text: &str) -> Result<ContactUpsert, String> {
         }),
     };
     Ok(ContactUpsert {
-        wa_id: Some(phone.digits().to_owned()),
+        wa_id: Some(phone.wa_id()),
         phone: phone.as_str().to_owned(),
         name: s("name"),
         locale: s("locale"),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use parley_domain::quota::{self, LimitScope, MessagingLimit, QuotaWave};
 use parley_domain::{
     ApplicationId, BoundTemplate, CampaignId, CampaignKind, CampaignState, E164, MessageContent,
-    MessageId, Segment, SegmentId, Subscription, VariableInput, in_service_window,
+    MessageId, PhoneNumberId, Segment, SegmentId, Subscription, VariableInput, in_service_window,
 };
 use parley_store::audience::ContactUpsert;
 use parley_store::audience::{AudienceContact, ContactQuery};
@@ -35,7 +35,7 @@ pub const HELD: i64 = 253_402_300_799_000;
 #[derive(Debug, Clone)]
 pub struct NewCampaign {
     pub name: String,
-    pub phone_number_id: Option<String>,
+    pub phone_number_id: Option<PhoneNumberId>,
     pub template_name: String,
     pub template_language: String,
     pub variables: serde_json::Value,
@@ -377,7 +377,7 @@ impl Engine {
             .field("name"));
         }
         let phone_number_id = self
-            .sending_number(app, input.phone_number_id.as_deref())
+            .sending_number(app, input.phone_number_id.as_ref())
             .await?;
         self.bound_template(
             app,
@@ -501,9 +501,10 @@ impl Engine {
             .store
             .platform(&number.platform_id)
             .await?
-            .map(|p| p.business_id)
+            .and_then(|p| p.business_id)
+            .map(String::from)
             .unwrap_or_default();
-        let key = scope.key(&business, &number.phone_number_id);
+        let key = scope.key(&business, number.phone_number_id.as_str());
         Ok((limit, scope, key))
     }
 

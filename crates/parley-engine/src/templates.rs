@@ -244,7 +244,7 @@ impl Engine {
         let started = self.now();
         let raw = self
             .graph
-            .all_templates(&token, &platform.waba_id)
+            .all_templates(&token, platform.waba_id.as_str())
             .await
             .map_err(|e| {
                 ApiFailure::new(
@@ -395,7 +395,7 @@ impl Engine {
         let token = self.store.platform_token(&platform.id).await?;
         let created = self
             .graph
-            .create_template(&token, &platform.waba_id, &body)
+            .create_template(&token, platform.waba_id.as_str(), &body)
             .await
             .map_err(|e| meta_failure("create the template", e))?;
         // Meta stores some kinds differently from the draft (authentication templates get a
@@ -581,7 +581,7 @@ impl Engine {
         self.graph
             .delete_template(
                 &token,
-                &platform.waba_id,
+                platform.waba_id.as_str(),
                 record.template.name.as_str(),
                 record.meta_id.as_deref(),
             )
@@ -624,7 +624,7 @@ impl Engine {
                 .ok_or_else(|| not_found(name))?;
             let token = self.store.platform_token(&platform_id).await?;
             self.graph
-                .delete_template(&token, &platform.waba_id, name, None)
+                .delete_template(&token, platform.waba_id.as_str(), name, None)
                 .await
                 .map_err(|e| meta_failure("delete the template", e))?;
         }

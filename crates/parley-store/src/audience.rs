@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use parley_domain::{
     ApplicationId, ContactId, ImportId, ImportState, MessageContent, Segment, SegmentId,
-    Subscription, TagValue, Tags,
+    Subscription, TagValue, Tags, WaId,
 };
 use time::OffsetDateTime;
 
@@ -41,7 +41,7 @@ pub struct ContactUpsert {
     pub phone: String,
     /// `None` leaves the stored value as it is.
     pub name: Option<String>,
-    pub wa_id: Option<String>,
+    pub wa_id: Option<WaId>,
     pub locale: Option<String>,
     pub timezone: Option<String>,
     pub tags: TagPatch,
@@ -248,7 +248,8 @@ impl ContactUpsert {
         ContactUpsert {
             phone: c.phone.clone(),
             name: c.name.clone(),
-            wa_id: Some(c.phone.trim_start_matches('+').to_owned()),
+            // The phone is E.164, so its digits are a valid wa_id.
+            wa_id: WaId::parse(c.phone.trim_start_matches('+')).ok(),
             tags: c
                 .tags
                 .iter()

@@ -65,7 +65,7 @@ impl PostgresStore {
             )
             .bind(m.id.as_str())
             .bind(m.application_id.as_str())
-            .bind(&m.phone_number_id)
+            .bind(m.phone_number_id.as_str())
             .bind(m.contact_id.as_ref().map(|c| c.as_str()))
             .bind(&m.to_phone)
             .bind(m.content.kind())

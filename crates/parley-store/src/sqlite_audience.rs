@@ -13,7 +13,7 @@ struct AudienceJson {
     id: ContactId,
     application_id: ApplicationId,
     phone: String,
-    wa_id: Option<String>,
+    wa_id: Option<parley_domain::WaId>,
     name: Option<String>,
     tags: parley_domain::Tags,
     last_inbound_at: Option<Millis>,

@@ -162,7 +162,7 @@ pub async fn new_form(
                 n.throughput_mps,
                 super::platforms::limit_label(n.messaging_limit.as_deref().unwrap_or(""))
             ),
-            id: n.phone_number_id,
+            id: n.phone_number_id.into(),
         })
         .collect();
     let segments = engine
@@ -538,7 +538,7 @@ fn view(c: &CampaignRecord) -> CampaignView {
             Some(id) => format!("segment {id}: {}", c.audience_filter),
             None => c.audience_filter.clone(),
         },
-        number: c.phone_number_id.clone(),
+        number: c.phone_number_id.to_string(),
         scheduled: c
             .scheduled_at
             .map_or_else(|| "when started".into(), rfc3339),

@@ -406,7 +406,7 @@ pub async fn overview(
             let platform = platforms.iter().find(|p| p.id == n.platform_id);
             PlatformRow {
                 waba: platform
-                    .map(|p| p.waba_name.clone().unwrap_or_else(|| p.waba_id.clone()))
+                    .map(|p| p.waba_name.clone().unwrap_or_else(|| p.waba_id.to_string()))
                     .unwrap_or_default(),
                 status: platform.map(|p| p.status.clone()).unwrap_or_default(),
                 number: n.display_phone_number,

@@ -183,7 +183,7 @@ pub(crate) async fn upsert_in(
             .bind(&id)
             .bind(app.as_str())
             .bind(text(&c.phone))
-            .bind(opt_text(c.wa_id.as_deref()))
+            .bind(opt_text(c.wa_id.as_ref().map(|w| w.as_str())))
             .bind(opt_text(c.name.as_deref()))
             .bind(opt_text(c.locale.as_deref()))
             .bind(opt_text(c.timezone.as_deref()))
