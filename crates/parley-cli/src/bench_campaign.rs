@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use parley_domain::{ApplicationId, BusinessId, CampaignKind, MessageState, PhoneNumberId, WabaId};
+use parley_domain::{
+    ApplicationId, BusinessId, CampaignKind, MessageState, PhoneNumberId, VariableInput, WabaId,
+};
 use parley_engine::campaigns::{CampaignAudience, NewCampaign};
 use parley_engine::demo::DemoPlatform;
 use parley_engine::{Engine, EngineConfig, SystemClock};
@@ -207,7 +209,13 @@ pub async fn campaign(args: Args) -> anyhow::Result<()> {
                 phone_number_id: None,
                 template_name: "welcome".into(),
                 template_language: "en".into(),
-                variables: serde_json::json!({"first_name": "{{first_name|CapitalizeFirst|there}}"}),
+                variables: VariableInput::Named(
+                    [(
+                        "first_name".into(),
+                        "{{first_name|CapitalizeFirst|there}}".into(),
+                    )]
+                    .into(),
+                ),
                 audience: CampaignAudience::Filter("all".into()),
                 kind: CampaignKind::Marketing,
                 scheduled_at: None,

@@ -499,7 +499,7 @@ impl Engine {
         app: &ApplicationId,
         contact: PreviewContact,
         text: Option<&str>,
-        template: Option<(&str, &str, &Value)>,
+        template: Option<(&str, &str, &VariableInput)>,
     ) -> Result<PreviewOutcome, ApiFailure> {
         let (phone, name, tags) = match contact {
             PreviewContact::Phone(p) => {
@@ -546,11 +546,7 @@ impl Engine {
                         )
                         .field("template.name")
                     })?;
-                let input = VariableInput::from_json(variables).map_err(|e| {
-                    ApiFailure::bad_request(e.code(), e.to_string())
-                        .field(format!("variables.{}", e.field()))
-                })?;
-                let bound = BoundTemplate::bind(&record.template, &input).map_err(|e| {
+                let bound = BoundTemplate::bind(&record.template, variables).map_err(|e| {
                     ApiFailure::unprocessable(e.code(), e.to_string())
                         .field(format!("variables.{}", e.field()))
                 })?;

@@ -107,6 +107,15 @@ impl SendWindow {
         })
     }
 
+    /// The JSON `from_json` reads, as a campaign stores it (`timezone` only when set).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({"start": hhmm(self.start), "end": hhmm(self.end)});
+        if let Some(tz) = &self.timezone {
+            v["timezone"] = serde_json::Value::String(tz.clone());
+        }
+        v
+    }
+
     /// The window as stored on one message, in the recipient's timezone: the contact's when
     /// it is known, else the campaign's, else UTC.
     pub fn resolve(&self, contact_timezone: Option<&str>) -> String {
@@ -173,6 +182,7 @@ mod tests {
         assert!(
             SendWindow::from_json(&serde_json::json!({"start": "09:00", "end": "09:00"})).is_err()
         );
+        assert_eq!(SendWindow::from_json(&w.to_json()).expect("round trip"), w);
         assert_eq!(w.resolve(Some("Asia/Tokyo")), "09:00-20:00@Asia/Tokyo");
         assert_eq!(w.resolve(Some("Nowhere")), "09:00-20:00@Europe/Berlin");
         let utc = SendWindow::from_json(&serde_json::json!({"start": "09:00", "end": "20:00"}))

@@ -5,7 +5,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use parley_domain::{CampaignId, CampaignKind, PhoneNumberId};
 use parley_engine::ApiFailure;
-use parley_engine::campaigns::{CampaignAudience, CampaignPlan, CampaignStats, NewCampaign};
+use parley_engine::campaigns::{
+    CampaignAudience, CampaignPlan, CampaignStats, NewCampaign, variable_input,
+};
+use parley_engine::send_window::SendWindow;
 use parley_store::campaigns::CampaignRecord;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -207,16 +210,22 @@ pub fn new_campaign(body: CreateCampaignBody) -> Result<NewCampaign, ApiError> {
         .phone_number_id
         .map(|id| PhoneNumberId::parse(&id).map_err(|_| ApiFailure::phone_number_not_found(&id)))
         .transpose()?;
+    let variables = variable_input(&body.template.variables.unwrap_or(serde_json::Value::Null))?;
+    let send_window = body
+        .send_window
+        .filter(|w| !w.is_null())
+        .map(|w| SendWindow::from_json(&w))
+        .transpose()?;
     Ok(NewCampaign {
         name: body.name,
         phone_number_id,
         template_name: body.template.name,
         template_language: body.template.language,
-        variables: body.template.variables.unwrap_or(serde_json::Value::Null),
+        variables,
         audience,
         kind,
         scheduled_at,
-        send_window: body.send_window,
+        send_window,
     })
 }
 
