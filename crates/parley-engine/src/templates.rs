@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use parley_domain::{
     ApplicationId, LanguageCode, PlatformId, Template, TemplateCategory, TemplateDraft, TemplateId,
-    TemplateStatus,
+    TemplateStatus, WabaId,
 };
 use parley_meta::webhook::fields;
 use parley_meta::{
@@ -727,7 +727,12 @@ async fn webhook_template(
     template: &TemplateRef,
     notes: &mut Vec<String>,
 ) -> parley_store::Result<Option<(PlatformRecord, TemplateRecord)>> {
-    let Some(platform) = crate::webhooks::platform_by_waba(engine, waba_id).await? else {
+    // The entry id is Meta's wire text: one that is not a WABA id names no platform of ours.
+    let platform = match WabaId::parse(waba_id) {
+        Ok(waba) => crate::webhooks::platform_by_waba(engine, &waba).await?,
+        Err(_) => None,
+    };
+    let Some(platform) = platform else {
         notes.push(format!("{field} for unknown WABA {waba_id}"));
         return Ok(None);
     };

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use parley_domain::{E164, MessageId, PhoneNumberId, WaId, Wamid};
+use parley_domain::{E164, MessageId, PhoneNumberId, WaId, WabaId, Wamid};
 use parley_meta::webhook::fields;
 use parley_meta::{InboundMessage, MessagesValue, WebhookChange, WebhookPayload};
 use parley_store::{InboundRecord, StatusChange, WebhookEventRecord};
@@ -303,7 +303,7 @@ async fn record_inbound(
 
 pub(crate) async fn platform_by_waba(
     engine: &Engine,
-    waba_id: &str,
+    waba_id: &WabaId,
 ) -> parley_store::Result<Option<parley_store::PlatformRecord>> {
     for app in engine.store.applications().await? {
         if let Some(p) = engine
@@ -311,7 +311,7 @@ pub(crate) async fn platform_by_waba(
             .platforms(&app.id)
             .await?
             .into_iter()
-            .find(|p| p.waba_id.as_str() == waba_id)
+            .find(|p| &p.waba_id == waba_id)
         {
             return Ok(Some(p));
         }
