@@ -10,7 +10,8 @@ use std::time::Duration;
 use parley_domain::quota::{self, LimitScope, MessagingLimit, QuotaWave};
 use parley_domain::{
     ApplicationId, BoundTemplate, CampaignId, CampaignKind, CampaignState, E164, MessageContent,
-    MessageId, PhoneNumberId, Segment, SegmentId, Subscription, VariableInput, in_service_window,
+    MessageId, PhoneNumberId, Segment, SegmentId, SendWindow, Subscription, VariableInput,
+    in_service_window, next_opening,
 };
 use parley_store::audience::ContactUpsert;
 use parley_store::audience::{AudienceContact, ContactQuery};
@@ -21,7 +22,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::to_datetime;
 use crate::messages::ContactTags;
-use crate::send_window::{SendWindow, next_opening};
 use crate::{ApiFailure, Engine, FailureKind};
 
 /// Contacts read and planned per chunk (one transaction). Planned messages go into indexes

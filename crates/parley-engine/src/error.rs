@@ -70,6 +70,13 @@ impl ApiFailure {
     }
 }
 
+/// A refused send window, as the API reports it (422 with the field at fault).
+impl From<parley_domain::SendWindowError> for ApiFailure {
+    fn from(e: parley_domain::SendWindowError) -> Self {
+        ApiFailure::unprocessable(e.code, e.message).field(e.field)
+    }
+}
+
 impl fmt::Display for ApiFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.code, self.message)

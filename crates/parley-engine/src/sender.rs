@@ -348,7 +348,7 @@ async fn send_round(
         if let Some(at) = m
             .send_window
             .as_deref()
-            .and_then(|w| crate::send_window::next_opening(w, now))
+            .and_then(|w| parley_domain::next_opening(w, now))
         {
             tracing::debug!(message_id = %m.id, until = at, "outside the send window; waiting");
             if let Err(e) = engine.store.wait_for_window(&m.id, at, now).await {

@@ -3,12 +3,11 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use parley_domain::{CampaignId, CampaignKind, PhoneNumberId};
+use parley_domain::{CampaignId, CampaignKind, PhoneNumberId, SendWindow};
 use parley_engine::ApiFailure;
 use parley_engine::campaigns::{
     CampaignAudience, CampaignPlan, CampaignStats, NewCampaign, variable_input,
 };
-use parley_engine::send_window::SendWindow;
 use parley_store::campaigns::CampaignRecord;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -214,7 +213,7 @@ pub fn new_campaign(body: CreateCampaignBody) -> Result<NewCampaign, ApiError> {
     let send_window = body
         .send_window
         .filter(|w| !w.is_null())
-        .map(|w| SendWindow::from_json(&w))
+        .map(|w| SendWindow::from_json(&w).map_err(ApiFailure::from))
         .transpose()?;
     Ok(NewCampaign {
         name: body.name,
