@@ -10,13 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use parley_domain::{ApplicationId, MessageState};
+use parley_domain::{
+    ApplicationId, BusinessId, CampaignKind, MessageState, PhoneNumberId, VariableInput, WabaId,
+};
 use parley_engine::campaigns::{CampaignAudience, NewCampaign};
 use parley_engine::demo::DemoPlatform;
 use parley_engine::{Engine, EngineConfig, SystemClock};
 use parley_meta::GraphClient;
 use parley_sandbox::{Sandbox, SandboxConfig, demo_ids};
-use parley_store::campaigns::CampaignKind;
 use parley_store::platforms::NumberPatch;
 use parley_store::{SecretCipher, SqliteStore, Store};
 use tokio_util::sync::CancellationToken;
@@ -156,8 +157,8 @@ pub async fn campaign(args: Args) -> anyhow::Result<()> {
     let seed = engine
         .seed_demo(
             &DemoPlatform {
-                business_id: demo_ids::BUSINESS_ID.into(),
-                waba_id: demo_ids::WABA_ID.into(),
+                business_id: BusinessId::parse(demo_ids::BUSINESS_ID)?,
+                waba_id: WabaId::parse(demo_ids::WABA_ID)?,
                 access_token: demo_ids::ACCESS_TOKEN.into(),
             },
             args.recipients,
@@ -168,7 +169,7 @@ pub async fn campaign(args: Args) -> anyhow::Result<()> {
     // The sandbox reports the tier; Parley's number gets the same throughput.
     store
         .patch_phone_number(
-            demo_ids::PHONE_NUMBER_ID,
+            &PhoneNumberId::parse(demo_ids::PHONE_NUMBER_ID)?,
             &NumberPatch {
                 messaging_limit: Some("TIER_UNLIMITED".into()),
                 throughput_mps: Some(args.mps),
@@ -209,7 +210,13 @@ pub async fn campaign(args: Args) -> anyhow::Result<()> {
                 phone_number_id: None,
                 template_name: "welcome".into(),
                 template_language: "en".into(),
-                variables: serde_json::json!({"first_name": "{{first_name|CapitalizeFirst|there}}"}),
+                variables: VariableInput::Named(
+                    [(
+                        "first_name".into(),
+                        "{{first_name|CapitalizeFirst|there}}".into(),
+                    )]
+                    .into(),
+                ),
                 audience: CampaignAudience::Filter("all".into()),
                 kind: CampaignKind::Marketing,
                 scheduled_at: None,

@@ -2,6 +2,7 @@
 //! the configured database, with a progress bar. Bad rows never stop it; they are written next
 //! to the file as `FILE.rejected.csv` (line, reason, row).
 
+use parley_domain::ImportState;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -12,7 +13,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use parley_engine::audience::{ColumnMap, ImportFormat, ImportOptions};
 use parley_engine::{Engine, EngineConfig, SystemClock};
 use parley_meta::GraphClient;
-use parley_store::audience::ImportState;
 use tokio::io::AsyncReadExt;
 
 use crate::config;

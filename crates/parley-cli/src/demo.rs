@@ -1,6 +1,7 @@
 //! `parley demo`: the whole product on a laptop. SQLite in `--data-dir`, the Meta sandbox
 //! in-process on its own loopback port, demo data seeded on the first run and reused after.
 
+use parley_domain::{BusinessId, WabaId};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -108,8 +109,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let seed = engine
             .seed_demo(
                 &DemoPlatform {
-                    business_id: demo_ids::BUSINESS_ID.into(),
-                    waba_id: demo_ids::WABA_ID.into(),
+                    business_id: BusinessId::parse(demo_ids::BUSINESS_ID)?,
+                    waba_id: WabaId::parse(demo_ids::WABA_ID)?,
                     access_token: demo_ids::ACCESS_TOKEN.into(),
                 },
                 args.contacts,
@@ -229,8 +230,8 @@ pub async fn seed_for_serve(
     let seed = engine
         .seed_demo(
             &DemoPlatform {
-                business_id: demo_ids::BUSINESS_ID.into(),
-                waba_id: demo_ids::WABA_ID.into(),
+                business_id: BusinessId::parse(demo_ids::BUSINESS_ID)?,
+                waba_id: WabaId::parse(demo_ids::WABA_ID)?,
                 access_token: demo_ids::ACCESS_TOKEN.into(),
             },
             contacts,

@@ -7,8 +7,8 @@ use std::fmt::Display;
 
 use futures::{Stream, StreamExt};
 use parley_domain::{
-    ApplicationId, BoundTemplate, DynamicText, E164, ImportId, RenderedTemplate, Segment,
-    SegmentId, SkipReason, TagValue, Tags, VariableInput,
+    ApplicationId, BoundTemplate, DynamicText, E164, ImportId, ImportState, RenderedTemplate,
+    Segment, SegmentId, SkipReason, Subscription, TagValue, Tags, VariableInput,
 };
 use parley_store::MessageRecord;
 use parley_store::audience::*;
@@ -331,7 +331,7 @@ impl Engine {
                 &[ContactUpsert {
                     phone: phone.as_str().to_owned(),
                     name: input.name.filter(|n| !n.trim().is_empty()),
-                    wa_id: Some(phone.digits().to_owned()),
+                    wa_id: Some(phone.wa_id()),
                     locale: input.locale,
                     timezone: input.timezone,
                     tags,
@@ -499,7 +499,7 @@ impl Engine {
         app: &ApplicationId,
         contact: PreviewContact,
         text: Option<&str>,
-        template: Option<(&str, &str, &Value)>,
+        template: Option<(&str, &str, &VariableInput)>,
     ) -> Result<PreviewOutcome, ApiFailure> {
         let (phone, name, tags) = match contact {
             PreviewContact::Phone(p) => {
@@ -546,11 +546,7 @@ impl Engine {
                         )
                         .field("template.name")
                     })?;
-                let input = VariableInput::from_json(variables).map_err(|e| {
-                    ApiFailure::bad_request(e.code(), e.to_string())
-                        .field(format!("variables.{}", e.field()))
-                })?;
-                let bound = BoundTemplate::bind(&record.template, &input).map_err(|e| {
+                let bound = BoundTemplate::bind(&record.template, variables).map_err(|e| {
                     ApiFailure::unprocessable(e.code(), e.to_string())
                         .field(format!("variables.{}", e.field()))
                 })?;
@@ -1008,11 +1004,9 @@ impl RowReader {
             }
         }
         let phone = phone.ok_or("the row has no phone number (map a column to `phone`)")?;
-        row.phone = E164::parse(&phone)
-            .map_err(|e| format!("bad phone number: {e}"))?
-            .as_str()
-            .to_owned();
-        row.wa_id = Some(row.phone.trim_start_matches('+').to_owned());
+        let phone = E164::parse(&phone).map_err(|e| format!("bad phone number: {e}"))?;
+        row.phone = phone.as_str().to_owned();
+        row.wa_id = Some(phone.wa_id());
         Ok(row)
     }
 }
@@ -1046,7 +1040,7 @@ fn ndjson_row(text: &str) -> Result<ContactUpsert, String> {
         }),
     };
     Ok(ContactUpsert {
-        wa_id: Some(phone.digits().to_owned()),
+        wa_id: Some(phone.wa_id()),
         phone: phone.as_str().to_owned(),
         name: s("name"),
         locale: s("locale"),

@@ -9,21 +9,19 @@ use std::time::Duration;
 
 use parley_domain::quota::{self, LimitScope, MessagingLimit, QuotaWave};
 use parley_domain::{
-    ApplicationId, BoundTemplate, CampaignId, E164, MessageId, Segment, SegmentId, VariableInput,
-    in_service_window,
+    ApplicationId, BoundTemplate, CampaignId, CampaignKind, CampaignState, E164, MessageContent,
+    MessageId, PhoneNumberId, Segment, SegmentId, SendWindow, Subscription, VariableInput,
+    in_service_window, next_opening,
 };
 use parley_store::audience::ContactUpsert;
-use parley_store::audience::{AudienceContact, ContactQuery, Subscription};
-use parley_store::campaigns::{
-    CampaignCounts, CampaignKind, CampaignRecord, CampaignState, ListEntry, PlannedMessage,
-};
-use parley_store::{MessageContent, NewMessage, PhoneNumberRecord};
+use parley_store::audience::{AudienceContact, ContactQuery};
+use parley_store::campaigns::{CampaignCounts, CampaignRecord, ListEntry, PlannedMessage};
+use parley_store::{NewMessage, PhoneNumberRecord};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::to_datetime;
 use crate::messages::ContactTags;
-use crate::send_window::{SendWindow, next_opening};
 use crate::{ApiFailure, Engine, FailureKind};
 
 /// Contacts read and planned per chunk (one transaction). Planned messages go into indexes
@@ -37,14 +35,14 @@ pub const HELD: i64 = 253_402_300_799_000;
 #[derive(Debug, Clone)]
 pub struct NewCampaign {
     pub name: String,
-    pub phone_number_id: Option<String>,
+    pub phone_number_id: Option<PhoneNumberId>,
     pub template_name: String,
     pub template_language: String,
-    pub variables: serde_json::Value,
+    pub variables: VariableInput,
     pub audience: CampaignAudience,
     pub kind: CampaignKind,
     pub scheduled_at: Option<i64>,
-    pub send_window: Option<serde_json::Value>,
+    pub send_window: Option<SendWindow>,
 }
 
 #[derive(Debug, Clone)]
@@ -238,6 +236,14 @@ fn plan_contact(
     }
 }
 
+/// Template variables as the API gives them (object, array or null), with the API's error:
+/// the edge's parse, and the reading of a campaign's stored variables.
+pub fn variable_input(v: &serde_json::Value) -> Result<VariableInput, ApiFailure> {
+    VariableInput::from_json(v).map_err(|e| {
+        ApiFailure::bad_request(e.code(), e.to_string()).field(format!("template.{}", e.field()))
+    })
+}
+
 /// The campaign's send window; one stored before windows were checked and no longer valid
 /// is ignored (with a warning) rather than holding its messages forever.
 fn window_of(c: &CampaignRecord) -> Option<SendWindow> {
@@ -340,7 +346,7 @@ impl Engine {
         app: &ApplicationId,
         name: &str,
         language: &str,
-        variables: &serde_json::Value,
+        input: &VariableInput,
     ) -> Result<BoundTemplate, ApiFailure> {
         let record = self.store.template(app, name, language).await?.ok_or_else(|| {
             ApiFailure::unprocessable(
@@ -354,11 +360,7 @@ impl Engine {
         record.template.is_sendable().map_err(|e| {
             ApiFailure::unprocessable("template_not_approved", e.to_string()).field("template.name")
         })?;
-        let input = VariableInput::from_json(variables).map_err(|e| {
-            ApiFailure::bad_request(e.code(), e.to_string())
-                .field(format!("template.{}", e.field()))
-        })?;
-        BoundTemplate::bind(&record.template, &input).map_err(|e| {
+        BoundTemplate::bind(&record.template, input).map_err(|e| {
             ApiFailure::unprocessable(e.code(), e.to_string())
                 .field(format!("template.{}", e.field()))
         })
@@ -379,7 +381,7 @@ impl Engine {
             .field("name"));
         }
         let phone_number_id = self
-            .sending_number(app, input.phone_number_id.as_deref())
+            .sending_number(app, input.phone_number_id.as_ref())
             .await?;
         self.bound_template(
             app,
@@ -442,9 +444,6 @@ impl Engine {
             }
             _ => audience,
         };
-        if let Some(w) = input.send_window.as_ref().filter(|v| !v.is_null()) {
-            SendWindow::from_json(w)?;
-        }
         let now = self.now();
         let record = CampaignRecord {
             id,
@@ -453,12 +452,14 @@ impl Engine {
             phone_number_id,
             template_name: input.template_name,
             template_language: input.template_language,
-            variables: input.variables,
+            // Stored in the canonical JSON form (`VariableInput`'s), read back by
+            // `variable_input`.
+            variables: serde_json::to_value(&input.variables).map_err(ApiFailure::internal)?,
             audience,
             audience_filter: filter,
             kind: input.kind,
             scheduled_at: input.scheduled_at,
-            send_window: input.send_window,
+            send_window: input.send_window.as_ref().map(SendWindow::to_json),
             state: CampaignState::Draft,
             state_reason: None,
             planner_cursor: None,
@@ -503,9 +504,10 @@ impl Engine {
             .store
             .platform(&number.platform_id)
             .await?
-            .map(|p| p.business_id)
+            .and_then(|p| p.business_id)
+            .map(String::from)
             .unwrap_or_default();
-        let key = scope.key(&business, &number.phone_number_id);
+        let key = scope.key(&business, number.phone_number_id.as_str());
         Ok((limit, scope, key))
     }
 
@@ -517,7 +519,12 @@ impl Engine {
     ) -> Result<CampaignPlan, ApiFailure> {
         let c = self.campaign(app, id).await?;
         let bound = self
-            .bound_template(app, &c.template_name, &c.template_language, &c.variables)
+            .bound_template(
+                app,
+                &c.template_name,
+                &c.template_language,
+                &variable_input(&c.variables)?,
+            )
             .await?;
         let segment = self.segment_for(&c)?;
         let now = self.now();
@@ -632,8 +639,13 @@ impl Engine {
     ) -> Result<CampaignRecord, ApiFailure> {
         let c = self.campaign(app, id).await?;
         // Refuse a campaign whose template can no longer be sent, before anything is queued.
-        self.bound_template(app, &c.template_name, &c.template_language, &c.variables)
-            .await?;
+        self.bound_template(
+            app,
+            &c.template_name,
+            &c.template_language,
+            &variable_input(&c.variables)?,
+        )
+        .await?;
         let now = self.now();
         let to = match c.scheduled_at {
             Some(at) if at > now => CampaignState::Scheduled,
@@ -809,14 +821,17 @@ impl Engine {
 
     /// Plans one chunk of a running campaign. Returns true when more remain.
     async fn plan_chunk(&self, c: &CampaignRecord) -> Result<bool, ApiFailure> {
-        let bound = match self
-            .bound_template(
+        let bound = match async {
+            let input = variable_input(&c.variables)?;
+            self.bound_template(
                 &c.application_id,
                 &c.template_name,
                 &c.template_language,
-                &c.variables,
+                &input,
             )
             .await
+        }
+        .await
         {
             Ok(b) => b,
             Err(e) => {

@@ -2,7 +2,10 @@
 //! on the sandbox's demo WABA, its templates (synced over HTTP like production) and 1,000
 //! contacts with tags. Seeding runs once; later runs reuse the same data.
 
-use parley_domain::{AccountId, ApplicationId, E164, PlatformId, TagValue, Tags, UserId};
+use parley_domain::{
+    AccountId, ApplicationId, BusinessId, E164, PhoneNumberId, PlatformId, TagValue, Tags, UserId,
+    WabaId,
+};
 use parley_store::{NewContact, NewPlatform, PhoneNumberRecord};
 use rand::{Rng, SeedableRng};
 
@@ -11,8 +14,8 @@ use crate::{ApiFailure, Engine, auth};
 /// What the sandbox's demo WABA looks like, as the CLI learns it from the sandbox config.
 #[derive(Debug, Clone)]
 pub struct DemoPlatform {
-    pub business_id: String,
-    pub waba_id: String,
+    pub business_id: BusinessId,
+    pub waba_id: WabaId,
     pub access_token: String,
 }
 
@@ -88,7 +91,7 @@ impl Engine {
         };
         let waba = self
             .graph
-            .get_waba(&platform.access_token, &platform.waba_id)
+            .get_waba(&platform.access_token, platform.waba_id.as_str())
             .await
             .map_err(meta_err)?;
         let now = self.now();
@@ -97,7 +100,7 @@ impl Engine {
             .upsert_platform(&NewPlatform {
                 id: PlatformId::new(),
                 application_id: app.clone(),
-                business_id: platform.business_id.clone(),
+                business_id: Some(platform.business_id.clone()),
                 waba_id: platform.waba_id.clone(),
                 waba_name: waba.name.clone(),
                 status: "active".into(),
@@ -108,7 +111,7 @@ impl Engine {
             .await?;
         let numbers = self
             .graph
-            .list_phone_numbers(&platform.access_token, &platform.waba_id)
+            .list_phone_numbers(&platform.access_token, platform.waba_id.as_str())
             .await
             .map_err(meta_err)?;
         for n in numbers {
@@ -119,7 +122,7 @@ impl Engine {
                         .display_phone_number
                         .clone()
                         .unwrap_or_else(|| n.id.clone()),
-                    phone_number_id: n.id,
+                    phone_number_id: PhoneNumberId::parse(&n.id).map_err(ApiFailure::internal)?,
                     platform_id: platform_id.clone(),
                     application_id: app.clone(),
                     verified_name: n.verified_name,
@@ -140,7 +143,7 @@ impl Engine {
         // number's limit scope and throughput level, as after Embedded Signup.
         let company = self
             .graph
-            .get_business(&platform.access_token, &platform.business_id)
+            .get_business(&platform.access_token, platform.business_id.as_str())
             .await
             .ok()
             .and_then(|b| b.name);

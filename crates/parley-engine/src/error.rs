@@ -47,6 +47,19 @@ impl ApiFailure {
         Self::new(FailureKind::Unprocessable, code, message)
     }
 
+    /// No number of the application has this id; also what a `phone_number_id` that is not
+    /// Meta's digits gets at the edge, so both read the same.
+    pub fn phone_number_not_found(id: &str) -> Self {
+        Self::new(
+            FailureKind::NotFound,
+            "phone_number_not_found",
+            format!(
+                "this application has no WhatsApp number with id `{id}`; list yours with GET /api/v1/phone-numbers"
+            ),
+        )
+        .field("phone_number_id")
+    }
+
     pub fn internal(err: impl fmt::Display) -> Self {
         tracing::error!(error = %err, "internal error");
         Self::new(
@@ -54,6 +67,13 @@ impl ApiFailure {
             "internal_error",
             "Parley could not complete the request because of an internal error; it was logged. Try again.",
         )
+    }
+}
+
+/// A refused send window, as the API reports it (422 with the field at fault).
+impl From<parley_domain::SendWindowError> for ApiFailure {
+    fn from(e: parley_domain::SendWindowError) -> Self {
+        ApiFailure::unprocessable(e.code, e.message).field(e.field)
     }
 }
 

@@ -11,7 +11,6 @@ pub mod messages;
 pub mod onboarding;
 pub mod pacer;
 pub mod reads;
-pub mod send_window;
 pub mod sender;
 pub mod templates;
 pub mod webhooks;

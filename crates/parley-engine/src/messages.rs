@@ -5,10 +5,10 @@
 use std::borrow::Cow;
 
 use parley_domain::{
-    ApplicationId, BoundTemplate, DynamicText, E164, MessageId, MessageState, TagLookup, TagValue,
-    Tags, VariableInput, in_service_window,
+    ApplicationId, BoundTemplate, DynamicText, E164, MessageContent, MessageId, MessageState,
+    PhoneNumberId, TagLookup, TagValue, Tags, VariableInput, in_service_window,
 };
-use parley_store::{ContactRecord, InsertOutcome, MessageContent, NewMessage};
+use parley_store::{ContactRecord, InsertOutcome, NewMessage};
 
 use crate::clock::to_datetime;
 use crate::{ApiFailure, Engine, FailureKind};
@@ -21,7 +21,7 @@ pub struct SendRequest {
     pub to: String,
     pub body: SendBody,
     /// Which of the application's numbers sends; optional when it has exactly one.
-    pub phone_number_id: Option<String>,
+    pub phone_number_id: Option<PhoneNumberId>,
     /// wamid of the message this one replies to.
     pub reply_to: Option<String>,
     pub idempotency_key: Option<String>,
@@ -83,7 +83,7 @@ impl Engine {
             ApiFailure::bad_request("invalid_phone_number", e.to_string()).field("to")
         })?;
         let phone_number_id = self
-            .sending_number(app, req.phone_number_id.as_deref())
+            .sending_number(app, req.phone_number_id.as_ref())
             .await?;
         let contact = self.store.contact_by_phone(app, to.as_str()).await?;
         let now = self.now();
@@ -152,24 +152,15 @@ impl Engine {
     pub(crate) async fn sending_number(
         &self,
         app: &ApplicationId,
-        requested: Option<&str>,
-    ) -> Result<String, ApiFailure> {
+        requested: Option<&PhoneNumberId>,
+    ) -> Result<PhoneNumberId, ApiFailure> {
         let numbers = self.store.phone_numbers(app).await?;
         match requested {
             Some(id) => numbers
                 .iter()
-                .find(|n| n.phone_number_id == id)
+                .find(|n| &n.phone_number_id == id)
                 .map(|n| n.phone_number_id.clone())
-                .ok_or_else(|| {
-                    ApiFailure::new(
-                        FailureKind::NotFound,
-                        "phone_number_not_found",
-                        format!(
-                            "this application has no WhatsApp number with id `{id}`; list yours with GET /api/v1/phone-numbers"
-                        ),
-                    )
-                    .field("phone_number_id")
-                }),
+                .ok_or_else(|| ApiFailure::phone_number_not_found(id.as_str())),
             None => match numbers.as_slice() {
                 [only] => Ok(only.phone_number_id.clone()),
                 [] => Err(ApiFailure::new(

@@ -9,7 +9,7 @@
 //!
 //! The business token and the PIN are stored encrypted and never logged.
 
-use parley_domain::{ApplicationId, PlatformId};
+use parley_domain::{ApplicationId, BusinessId, PhoneNumberId, PlatformId, WabaId};
 use parley_meta::webhook::fields;
 use parley_meta::{
     AccountReviewValue, AccountUpdateValue, CapabilityValue, GraphError, LimitTier,
@@ -242,7 +242,7 @@ impl OnboardingRun<'_> {
     }
 
     fn waba_id(&self) -> &str {
-        self.session.waba_id.as_deref().unwrap_or_default()
+        self.session.waba_id.as_ref().map_or("", |w| w.as_str())
     }
 
     /// Why `step` cannot run in this run, and the step to record the failure on: a step that
@@ -320,7 +320,7 @@ pub struct SignupOutcome {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct DisconnectReport {
     pub unsubscribed: bool,
-    pub deregistered: Vec<String>,
+    pub deregistered: Vec<PhoneNumberId>,
     /// Meta calls that failed; the platform is disconnected in Parley regardless.
     pub warnings: Vec<String>,
 }
@@ -385,8 +385,9 @@ impl Engine {
             ("phone_number_id", &request.phone_number_id),
             ("business_id", &request.business_id),
         ] {
+            // Meta's ids are at most 32 digits (`PhoneNumberId::parse` and its kin).
             if let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty())
-                && !v.bytes().all(|b| b.is_ascii_digit())
+                && (!v.bytes().all(|b| b.is_ascii_digit()) || v.len() > 32)
             {
                 return Err(ApiFailure::bad_request(
                     "invalid_id",
@@ -401,9 +402,11 @@ impl Engine {
             application_id: app.clone(),
             platform_id: None,
             event: clean(request.event),
-            business_id: clean(request.business_id),
-            waba_id: clean(request.waba_id),
-            phone_number_id: clean(request.phone_number_id),
+            // Checked above: each is digits, so it parses.
+            business_id: clean(request.business_id).and_then(|s| BusinessId::parse(&s).ok()),
+            waba_id: clean(request.waba_id).and_then(|s| WabaId::parse(&s).ok()),
+            phone_number_id: clean(request.phone_number_id)
+                .and_then(|s| PhoneNumberId::parse(&s).ok()),
             state: "running".into(),
             failed_step: None,
             created_at: now,
@@ -652,7 +655,11 @@ impl Engine {
             ));
         }
         if run.session.waba_id.is_none() {
-            run.session.waba_id = info.waba_ids().into_iter().next();
+            // Meta's own answer; an id that does not parse counts as none shared.
+            run.session.waba_id = info
+                .waba_ids()
+                .into_iter()
+                .find_map(|w| WabaId::parse(&w).ok());
         }
         if run.session.waba_id.is_none() {
             return Ok(StepEnd::Failed(
@@ -675,7 +682,13 @@ impl Engine {
             return Ok(id.clone());
         }
         let session = &mut run.session;
-        let waba_id = session.waba_id.clone().unwrap_or_default();
+        // `debug_token` fails the run when no WABA was shared, so this is set.
+        let Some(waba_id) = session.waba_id.clone() else {
+            return Err(ApiFailure::unprocessable(
+                "waba_not_shared",
+                "The sign-up shared no WhatsApp Business Account. Click Log in with Facebook again and choose or create one.",
+            ));
+        };
         let existing = self
             .store
             .platforms_by_waba(&waba_id)
@@ -690,8 +703,7 @@ impl Engine {
                 business_id: session
                     .business_id
                     .clone()
-                    .or_else(|| existing.as_ref().map(|p| p.business_id.clone()))
-                    .unwrap_or_default(),
+                    .or_else(|| existing.as_ref().and_then(|p| p.business_id.clone())),
                 waba_id,
                 waba_name: existing.as_ref().and_then(|p| p.waba_name.clone()),
                 status: status::SETTING_UP.into(),
@@ -734,7 +746,10 @@ impl Engine {
                 p
             }
         };
-        let registered = self.graph.register_phone(run.token(), &phone, &pin).await;
+        let registered = self
+            .graph
+            .register_phone(run.token(), phone.as_str(), &pin)
+            .await;
         Ok(StepEnd::from_read(Step::RegisterPhone, registered))
     }
 
@@ -748,7 +763,7 @@ impl Engine {
         let Some(business) = &session.business_id else {
             return StepEnd::Skipped("the sign-up named no business portfolio".into());
         };
-        match self.graph.get_business(token, business).await {
+        match self.graph.get_business(token, business.as_str()).await {
             Ok(info) => {
                 let _ = self
                     .store
@@ -833,7 +848,7 @@ impl Engine {
         let Ok(Some(p)) = self.store.platform(platform).await else {
             return Ok(());
         };
-        let waba = self.graph.get_waba(token, &p.waba_id).await?;
+        let waba = self.graph.get_waba(token, p.waba_id.as_str()).await?;
         self.save_platform_details(platform, token, |p| {
             p.waba_name = waba.name.clone().or(p.waba_name.take());
             let profile = p.details.get("profile").cloned();
@@ -851,7 +866,10 @@ impl Engine {
         let Ok(Some(p)) = self.store.platform(platform).await else {
             return Ok(0);
         };
-        let numbers = self.graph.list_phone_numbers(token, &p.waba_id).await?;
+        let numbers = self
+            .graph
+            .list_phone_numbers(token, p.waba_id.as_str())
+            .await?;
         let n = numbers.len();
         for info in numbers {
             if let Err(e) = self.store_number(&p, info).await {
@@ -864,7 +882,7 @@ impl Engine {
     async fn store_number(&self, p: &PlatformRecord, n: PhoneNumberInfo) -> Result<(), ApiFailure> {
         let now = self.now();
         let level = n.throughput.as_ref().and_then(|t| t.level.clone());
-        let id = n.id.clone();
+        let id = PhoneNumberId::parse(&n.id).map_err(ApiFailure::internal)?;
         let existing_scope = self
             .store
             .platform_numbers(&p.id)
@@ -878,7 +896,7 @@ impl Engine {
                     .display_phone_number
                     .clone()
                     .unwrap_or_else(|| n.id.clone()),
-                phone_number_id: n.id,
+                phone_number_id: id.clone(),
                 platform_id: p.id.clone(),
                 application_id: p.application_id.clone(),
                 verified_name: n.verified_name,
@@ -923,7 +941,10 @@ impl Engine {
                 Err(_) => return Ok(()),
             },
         };
-        let profile = self.graph.get_business_profile(token, &phone).await?;
+        let profile = self
+            .graph
+            .get_business_profile(token, phone.as_str())
+            .await?;
         self.save_platform_details(platform, token, |p| {
             if let Some(obj) = p.details.as_object_mut() {
                 obj.insert("profile".into(), profile);
@@ -952,10 +973,10 @@ impl Engine {
         let token = self.store.platform_token(platform).await?;
         let session = self.store.latest_onboarding(platform).await?;
         let read = |step: Step| move |e: GraphError| step.failure(&e);
-        if !p.business_id.is_empty() {
+        if let Some(business) = &p.business_id {
             let info = self
                 .graph
-                .get_business(&token, &p.business_id)
+                .get_business(&token, business.as_str())
                 .await
                 .map_err(read(Step::ReadBusiness))?;
             self.store
@@ -1008,7 +1029,7 @@ impl Engine {
         }
         let token = self.store.platform_token(platform).await?;
         if !token.is_empty() {
-            match self.graph.unsubscribe_app(&token, &p.waba_id).await {
+            match self.graph.unsubscribe_app(&token, p.waba_id.as_str()).await {
                 Ok(()) => report.unsubscribed = true,
                 Err(e) => report.warnings.push(format!(
                     "unsubscribing from the WABA's webhooks failed: {e}"
@@ -1017,7 +1038,7 @@ impl Engine {
             if deregister {
                 for n in self.store.platform_numbers(platform).await? {
                     let id = n.number.phone_number_id;
-                    match self.graph.deregister_phone(&token, &id).await {
+                    match self.graph.deregister_phone(&token, id.as_str()).await {
                         Ok(()) => report.deregistered.push(id),
                         Err(e) => report
                             .warnings
@@ -1069,7 +1090,11 @@ async fn webhook_platforms(
     field: &str,
     notes: &mut Vec<String>,
 ) -> parley_store::Result<Option<Vec<PlatformRecord>>> {
-    let platforms = engine.store.platforms_by_waba(waba_id).await?;
+    // The entry id is Meta's wire text: one that is not a WABA id names no platform of ours.
+    let platforms = match WabaId::parse(waba_id) {
+        Ok(waba) => engine.store.platforms_by_waba(&waba).await?,
+        Err(_) => Vec::new(),
+    };
     if platforms.is_empty() {
         notes.push(format!("{field} for unknown WABA {waba_id}"));
         return Ok(None);
@@ -1227,8 +1252,8 @@ pub(crate) async fn apply_account_update(
 /// The numbers of a WABA's live platforms: all of them, and those a webhook's display number
 /// names.
 struct WabaNumbers {
-    all: Vec<String>,
-    matching: Vec<String>,
+    all: Vec<PhoneNumberId>,
+    matching: Vec<PhoneNumberId>,
 }
 
 async fn waba_numbers(
@@ -1263,7 +1288,7 @@ fn limit_patch(
     numbers: &WabaNumbers,
     per_business: Option<&LimitTier>,
     per_number: Option<&LimitTier>,
-) -> Option<(Vec<String>, NumberPatch)> {
+) -> Option<(Vec<PhoneNumberId>, NumberPatch)> {
     let (targets, tier, scope) = match (per_business, per_number) {
         (Some(tier), _) => (&numbers.all, tier, "business_portfolio"),
         (None, Some(tier)) if numbers.matching.is_empty() => (&numbers.all, tier, "phone_number"),
@@ -1282,7 +1307,7 @@ fn limit_patch(
 async fn patch_numbers(
     engine: &Engine,
     field: &str,
-    patches: Vec<(Vec<String>, NumberPatch)>,
+    patches: Vec<(Vec<PhoneNumberId>, NumberPatch)>,
     notes: &mut Vec<String>,
 ) -> parley_store::Result<()> {
     if patches.iter().all(|(targets, _)| targets.is_empty()) {
@@ -1444,27 +1469,29 @@ mod tests {
     #[test]
     fn portfolio_limits_reach_every_number_and_number_limits_the_one_named() {
         let tier = |t: &str| LimitTier::from_json(&json!(t)).expect("tier");
+        let pn = |s: &str| PhoneNumberId::parse(s).expect("id");
+        let ids = |v: &[PhoneNumberId]| v.iter().map(|p| p.to_string()).collect::<Vec<_>>();
         let numbers = WabaNumbers {
-            all: vec!["1".into(), "2".into()],
-            matching: vec!["2".into()],
+            all: vec![pn("1"), pn("2")],
+            matching: vec![pn("2")],
         };
         let (targets, patch) =
             limit_patch(&numbers, Some(&tier("TIER_2K")), Some(&tier("TIER_250"))).expect("patch");
-        assert_eq!(targets, ["1", "2"]);
+        assert_eq!(ids(&targets), ["1", "2"]);
         assert_eq!(patch.messaging_limit.as_deref(), Some("TIER_2K"));
         assert_eq!(
             patch.messaging_limit_scope.as_deref(),
             Some("business_portfolio")
         );
         let (targets, patch) = limit_patch(&numbers, None, Some(&tier("TIER_250"))).expect("patch");
-        assert_eq!(targets, ["2"]);
+        assert_eq!(ids(&targets), ["2"]);
         assert_eq!(patch.messaging_limit_scope.as_deref(), Some("phone_number"));
         let unnamed = WabaNumbers {
-            all: vec!["1".into()],
+            all: vec![pn("1")],
             matching: Vec::new(),
         };
         let (targets, _) = limit_patch(&unnamed, None, Some(&tier("TIER_250"))).expect("patch");
-        assert_eq!(targets, ["1"]);
+        assert_eq!(ids(&targets), ["1"]);
         assert!(limit_patch(&numbers, None, None).is_none());
     }
 

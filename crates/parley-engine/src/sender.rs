@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use parley_domain::quota::{Gate, MessagingLimit, Reach};
-use parley_domain::{ErrorClass, classify};
+use parley_domain::{ErrorClass, MessageContent, PhoneNumberId, Wamid, classify};
 use parley_meta::{GraphError, Outbound, template_message, text_message};
 use parley_store::campaigns::{QuotaBatch, QuotaItem};
-use parley_store::{Acceptance, MessageContent, MessageRecord, PhoneNumberRecord, QuotaConfirm};
+use parley_store::{Acceptance, MessageRecord, PhoneNumberRecord, QuotaConfirm};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
@@ -27,7 +27,7 @@ use crate::Engine;
 /// Starts a loop for every known number, picks up numbers added later, and returns stale
 /// `sending` rows to the queue after the crash grace period.
 pub async fn supervise(engine: Engine, shutdown: CancellationToken) {
-    let mut loops: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut loops: HashMap<PhoneNumberId, tokio::task::JoinHandle<()>> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
@@ -348,7 +348,7 @@ async fn send_round(
         if let Some(at) = m
             .send_window
             .as_deref()
-            .and_then(|w| crate::send_window::next_opening(w, now))
+            .and_then(|w| parley_domain::next_opening(w, now))
         {
             tracing::debug!(message_id = %m.id, until = at, "outside the send window; waiting");
             if let Err(e) = engine.store.wait_for_window(&m.id, at, now).await {
@@ -530,11 +530,12 @@ async fn send_one(
     let body = request_body(&m);
     let result = engine
         .graph
-        .send_message(token, &state.number.phone_number_id, &body)
+        .send_message(token, state.number.phone_number_id.as_str(), &body)
         .await;
     let now = engine.now();
     let outcome = match result {
-        Ok(resp) => match resp.wamid() {
+        // A wamid Meta sent that does not parse (empty, oversized) counts as none.
+        Ok(resp) => match resp.wamid().and_then(|w| Wamid::parse(w).ok()) {
             Some(wamid) => {
                 metrics::counter!("parley_messages_accepted_total").increment(1);
                 state.pair_sent(&m.to_phone, now);
@@ -546,7 +547,7 @@ async fn send_one(
                 });
                 let record = Acceptance {
                     id: m.id.clone(),
-                    wamid: wamid.to_owned(),
+                    wamid,
                     at: now,
                     quota,
                 };
@@ -600,7 +601,7 @@ async fn skip_if_cancelled(state: &NumberState, m: &MessageRecord, now: i64) {
     };
     let cancelled = matches!(
         store.campaign(&m.application_id, &campaign).await,
-        Ok(Some(c)) if c.state == parley_store::campaigns::CampaignState::Cancelled
+        Ok(Some(c)) if c.state == parley_domain::CampaignState::Cancelled
     );
     if cancelled && let Err(e) = store.cancel_campaign_messages(&campaign, now).await {
         tracing::warn!(campaign_id = %campaign, error = %e, "could not skip the messages of a cancelled campaign");
@@ -721,7 +722,7 @@ async fn pause_platform_campaigns(
 ) -> parley_store::Result<()> {
     let store = &state.engine.store;
     let platform = &state.number.platform_id;
-    let numbers: Vec<String> = store
+    let numbers: Vec<PhoneNumberId> = store
         .platform_numbers(platform)
         .await?
         .into_iter()

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use parley_domain::{
     ApplicationId, LanguageCode, PlatformId, Template, TemplateCategory, TemplateDraft, TemplateId,
-    TemplateStatus,
+    TemplateStatus, WabaId,
 };
 use parley_meta::webhook::fields;
 use parley_meta::{
@@ -244,7 +244,7 @@ impl Engine {
         let started = self.now();
         let raw = self
             .graph
-            .all_templates(&token, &platform.waba_id)
+            .all_templates(&token, platform.waba_id.as_str())
             .await
             .map_err(|e| {
                 ApiFailure::new(
@@ -395,7 +395,7 @@ impl Engine {
         let token = self.store.platform_token(&platform.id).await?;
         let created = self
             .graph
-            .create_template(&token, &platform.waba_id, &body)
+            .create_template(&token, platform.waba_id.as_str(), &body)
             .await
             .map_err(|e| meta_failure("create the template", e))?;
         // Meta stores some kinds differently from the draft (authentication templates get a
@@ -581,7 +581,7 @@ impl Engine {
         self.graph
             .delete_template(
                 &token,
-                &platform.waba_id,
+                platform.waba_id.as_str(),
                 record.template.name.as_str(),
                 record.meta_id.as_deref(),
             )
@@ -624,7 +624,7 @@ impl Engine {
                 .ok_or_else(|| not_found(name))?;
             let token = self.store.platform_token(&platform_id).await?;
             self.graph
-                .delete_template(&token, &platform.waba_id, name, None)
+                .delete_template(&token, platform.waba_id.as_str(), name, None)
                 .await
                 .map_err(|e| meta_failure("delete the template", e))?;
         }
@@ -727,7 +727,12 @@ async fn webhook_template(
     template: &TemplateRef,
     notes: &mut Vec<String>,
 ) -> parley_store::Result<Option<(PlatformRecord, TemplateRecord)>> {
-    let Some(platform) = crate::webhooks::platform_by_waba(engine, waba_id).await? else {
+    // The entry id is Meta's wire text: one that is not a WABA id names no platform of ours.
+    let platform = match WabaId::parse(waba_id) {
+        Ok(waba) => crate::webhooks::platform_by_waba(engine, &waba).await?,
+        Err(_) => None,
+    };
+    let Some(platform) = platform else {
         notes.push(format!("{field} for unknown WABA {waba_id}"));
         return Ok(None);
     };

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use parley_domain::{E164, MessageId};
+use parley_domain::{E164, MessageId, PhoneNumberId, WaId, WabaId, Wamid};
 use parley_meta::webhook::fields;
 use parley_meta::{InboundMessage, MessagesValue, WebhookChange, WebhookPayload};
 use parley_store::{InboundRecord, StatusChange, WebhookEventRecord};
@@ -178,9 +178,16 @@ fn collect_statuses(
         let at = status
             .unix_time()
             .map_or_else(|| engine.now(), |s| s.saturating_mul(1000));
+        let wamid = match Wamid::parse(&status.id) {
+            Ok(w) => w,
+            Err(e) => {
+                notes.push(format!("status `{}`: {e}", status.status.as_str()));
+                continue;
+            }
+        };
         let error = status.errors.first().map(|e| (e.code, e.description()));
         statuses.push(StatusChange {
-            wamid: status.id.clone(),
+            wamid,
             message_id: status
                 .biz_opaque_callback_data
                 .as_deref()
@@ -206,7 +213,12 @@ async fn apply_inbound(
         notes.push("inbound message without metadata.phone_number_id".into());
         return Ok(());
     };
-    let Some(number) = engine.store.phone_number(&pnid).await? else {
+    // Not Meta's digits: no number of ours has it.
+    let number = match PhoneNumberId::parse(&pnid) {
+        Ok(id) => engine.store.phone_number(&id).await?,
+        Err(_) => None,
+    };
+    let Some(number) = number else {
         notes.push(format!("inbound message for unknown number {pnid}"));
         return Ok(());
     };
@@ -222,6 +234,13 @@ async fn apply_inbound(
                 continue;
             }
         };
+        let (wamid, wa_id) = match (Wamid::parse(&msg.id), WaId::parse(from)) {
+            (Ok(wamid), Ok(wa_id)) => (wamid, wa_id),
+            (Err(e), _) | (_, Err(e)) => {
+                notes.push(format!("inbound {}: {e}", msg.id));
+                continue;
+            }
+        };
         let profile_name = value
             .contacts
             .iter()
@@ -233,11 +252,11 @@ async fn apply_inbound(
             .and_then(|t| t.parse::<i64>().ok())
             .map_or_else(|| engine.now(), |s| s.saturating_mul(1000));
         let record = InboundRecord {
-            wamid: msg.id.clone(),
+            wamid,
             application_id: number.application_id.clone(),
-            phone_number_id: pnid.clone(),
+            phone_number_id: number.phone_number_id.clone(),
             from_phone: phone.as_str().to_owned(),
-            wa_id: from.to_owned(),
+            wa_id,
             profile_name,
             kind: msg.kind.clone().unwrap_or_else(|| "unknown".into()),
             text: msg.text(),
@@ -284,7 +303,7 @@ async fn record_inbound(
 
 pub(crate) async fn platform_by_waba(
     engine: &Engine,
-    waba_id: &str,
+    waba_id: &WabaId,
 ) -> parley_store::Result<Option<parley_store::PlatformRecord>> {
     for app in engine.store.applications().await? {
         if let Some(p) = engine
@@ -292,7 +311,7 @@ pub(crate) async fn platform_by_waba(
             .platforms(&app.id)
             .await?
             .into_iter()
-            .find(|p| p.waba_id == waba_id)
+            .find(|p| &p.waba_id == waba_id)
         {
             return Ok(Some(p));
         }

@@ -8,19 +8,19 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use parley_domain::{ApplicationId, ContactId, ImportId, Segment, SegmentId, TagValue, Tags};
+use parley_domain::{
+    ApplicationId, ContactId, ImportId, ImportState, MessageContent, Segment, SegmentId,
+    Subscription, TagValue, Tags, WaId,
+};
 use time::OffsetDateTime;
 
-use crate::{ContactRecord, MessageContent, MessageRecord, Millis, Result};
+use crate::{ContactRecord, MessageRecord, Millis, Result};
 
 /// The content left in place of an erased message's text.
 pub(crate) const ERASED_CONTENT: MessageContent = MessageContent::Text {
     body: String::new(),
     preview_url: false,
 };
-
-// Moved to `parley-domain` (#11); re-exported until every user imports it from there.
-pub use parley_domain::{ImportState, Subscription};
 
 /// A partial tag update: `Some` sets the tag, `None` removes it (JSON `null`).
 pub type TagPatch = BTreeMap<String, Option<TagValue>>;
@@ -41,7 +41,7 @@ pub struct ContactUpsert {
     pub phone: String,
     /// `None` leaves the stored value as it is.
     pub name: Option<String>,
-    pub wa_id: Option<String>,
+    pub wa_id: Option<WaId>,
     pub locale: Option<String>,
     pub timezone: Option<String>,
     pub tags: TagPatch,
@@ -248,7 +248,8 @@ impl ContactUpsert {
         ContactUpsert {
             phone: c.phone.clone(),
             name: c.name.clone(),
-            wa_id: Some(c.phone.trim_start_matches('+').to_owned()),
+            // The phone is E.164, so its digits are a valid wa_id.
+            wa_id: WaId::parse(c.phone.trim_start_matches('+')).ok(),
             tags: c
                 .tags
                 .iter()

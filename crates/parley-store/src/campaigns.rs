@@ -10,21 +10,21 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use parley_domain::quota::{Gate, MessagingLimit, Reach};
-use parley_domain::{ApplicationId, CampaignId, MessageId};
+use parley_domain::{
+    ApplicationId, CampaignId, CampaignKind, CampaignState, MessageId, PhoneNumberId,
+};
 use serde::Serialize;
 
 use crate::audience::AudienceContact;
 
-// Moved to `parley-domain` (#11); re-exported until every user imports it from there.
 use crate::{Millis, NewMessage, Result};
-pub use parley_domain::{CampaignKind, CampaignState};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CampaignRecord {
     pub id: CampaignId,
     pub application_id: ApplicationId,
     pub name: String,
-    pub phone_number_id: String,
+    pub phone_number_id: PhoneNumberId,
     pub template_name: String,
     pub template_language: String,
     /// `VariableInput` as the API gave it.
@@ -273,7 +273,7 @@ pub trait CampaignStore: Send + Sync {
     /// Pauses every running campaign sending from these numbers (auth trouble).
     async fn pause_campaigns_of_numbers(
         &self,
-        phone_number_ids: &[String],
+        phone_number_ids: &[PhoneNumberId],
         reason: &str,
         now: Millis,
     ) -> Result<Vec<CampaignId>>;
@@ -325,7 +325,11 @@ pub trait CampaignStore: Send + Sync {
     async fn quota_active(&self, scope_key: &str, now: Millis) -> Result<Vec<Millis>>;
     /// The limit rose: every message of this number waiting for a quota slot is due at `now`
     /// (the gate looks again). Returns how many.
-    async fn release_quota_waits(&self, phone_number_id: &str, now: Millis) -> Result<u64>;
+    async fn release_quota_waits(
+        &self,
+        phone_number_id: &PhoneNumberId,
+        now: Millis,
+    ) -> Result<u64>;
     /// Marks a queued message as waiting for a quota slot until `until`.
     async fn wait_for_quota(&self, id: &MessageId, until: Millis, now: Millis) -> Result<()>;
     /// Stores an uploaded list for a campaign (before the campaign row), positions from 1.

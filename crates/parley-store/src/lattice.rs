@@ -10,7 +10,7 @@
 //! the earliest reported (so duplicates in any order give the same times), `updated_at` never
 //! goes back, and a merged row has no lease any more.
 
-use parley_domain::{MessageId, MessageState};
+use parley_domain::{MessageId, MessageState, Wamid};
 use serde_json::json;
 
 use crate::Millis;
@@ -59,7 +59,7 @@ impl StatusRow {
         }
         self.state = merged;
         if self.wamid.is_none() {
-            self.wamid = Some(change.wamid.clone());
+            self.wamid = Some(change.wamid.as_str().to_owned());
         }
         self.updated_at = self.updated_at.max(change.at);
         let slot = match change.state {
@@ -76,9 +76,9 @@ impl StatusRow {
 
     /// Meta accepted a send: the `accepted` status, and a retried send that Meta accepted
     /// clears the transient error it recovered from.
-    pub fn accept(&mut self, wamid: &str, at: Millis) {
+    pub fn accept(&mut self, wamid: &Wamid, at: Millis) {
         self.merge(&StatusChange {
-            wamid: wamid.to_owned(),
+            wamid: wamid.clone(),
             message_id: None,
             state: MessageState::Accepted,
             at,
@@ -189,7 +189,7 @@ impl Batch {
             .map_err(|e| crate::StoreError::Corrupt(format!("orphan state: {e}")))?;
         if let Some(i) = self.find(None, &wamid) {
             let change = StatusChange {
-                wamid,
+                wamid: Wamid::parse(&wamid).map_err(|e| crate::corrupt("orphan wamid", e))?,
                 message_id: None,
                 state,
                 at,
@@ -218,7 +218,7 @@ impl Batch {
     }
 
     fn find_change(&self, c: &StatusChange) -> Option<usize> {
-        self.find(c.message_id.as_ref().map(|m| m.as_str()), &c.wamid)
+        self.find(c.message_id.as_ref().map(|m| m.as_str()), c.wamid.as_str())
     }
 
     /// Merges the changes in the order given. Returns, per change, the row it matched, and
@@ -242,7 +242,7 @@ impl Batch {
         let mut orphans = Vec::new();
         for n in unmatched {
             let c = &changes[n];
-            match self.find(None, &c.wamid) {
+            match self.find(None, c.wamid.as_str()) {
                 Some(i) => {
                     self.update(i, |r| r.merge(c));
                     matched[n] = Some(i);
@@ -334,7 +334,7 @@ mod tests {
 
     fn change(state: MessageState, at: Millis, error: Option<(i64, &str)>) -> StatusChange {
         StatusChange {
-            wamid: "wamid.1".into(),
+            wamid: Wamid::parse("wamid.1").unwrap(),
             message_id: None,
             state,
             at,
@@ -345,7 +345,7 @@ mod tests {
     #[test]
     fn acceptance_sets_the_wamid_and_clears_a_retry_error() {
         let mut r = row();
-        r.accept("wamid.1", 20);
+        r.accept(&Wamid::parse("wamid.1").unwrap(), 20);
         assert_eq!(r.state, MessageState::Accepted);
         assert_eq!(r.wamid.as_deref(), Some("wamid.1"));
         assert_eq!(

@@ -34,7 +34,7 @@ pub use templates::TemplateStore;
 pub use types::*;
 
 use async_trait::async_trait;
-use parley_domain::{AccountId, ApplicationId, MessageId, UserId};
+use parley_domain::{AccountId, ApplicationId, MessageId, PhoneNumberId, UserId, Wamid};
 
 /// Unix time in milliseconds; the engine's clock decides what "now" is.
 pub type Millis = i64;
@@ -110,7 +110,10 @@ pub trait Store:
     async fn upsert_phone_number(&self, phone: &PhoneNumberRecord) -> Result<()>;
     async fn phone_numbers(&self, app: &ApplicationId) -> Result<Vec<PhoneNumberRecord>>;
     async fn all_phone_numbers(&self) -> Result<Vec<PhoneNumberRecord>>;
-    async fn phone_number(&self, phone_number_id: &str) -> Result<Option<PhoneNumberRecord>>;
+    async fn phone_number(
+        &self,
+        phone_number_id: &PhoneNumberId,
+    ) -> Result<Option<PhoneNumberRecord>>;
 
     // --- templates -----------------------------------------------------------------------
     async fn upsert_template(&self, template: &TemplateRecord) -> Result<()>;
@@ -153,17 +156,17 @@ pub trait Store:
     /// Moves up to `limit` due `queued` messages of one number to `sending` with a lease.
     async fn claim_due_messages(
         &self,
-        phone_number_id: &str,
+        phone_number_id: &PhoneNumberId,
         now: Millis,
         lease_until: Millis,
         limit: u32,
     ) -> Result<Vec<MessageRecord>>;
     /// Meta accepted the send: records the wamid and folds in statuses that outran it.
-    async fn mark_accepted(&self, id: &MessageId, wamid: &str, now: Millis) -> Result<()> {
+    async fn mark_accepted(&self, id: &MessageId, wamid: &Wamid, now: Millis) -> Result<()> {
         let missing = self
             .record_acceptances(&[Acceptance {
                 id: id.clone(),
-                wamid: wamid.to_owned(),
+                wamid: wamid.clone(),
                 at: now,
                 quota: None,
             }])
@@ -201,7 +204,7 @@ pub trait Store:
     /// back to `queued` (a crash between claim and answer). Returns how many.
     async fn requeue_stale_sending(&self, now: Millis, grace_ms: i64) -> Result<u64>;
     /// The earliest `next_attempt_at` of a queued message of this number.
-    async fn next_due_at(&self, phone_number_id: &str) -> Result<Option<Millis>>;
+    async fn next_due_at(&self, phone_number_id: &PhoneNumberId) -> Result<Option<Millis>>;
 
     // --- webhooks ------------------------------------------------------------------------
     async fn insert_webhook_event(&self, body: &[u8], now: Millis) -> Result<i64>;

@@ -5,7 +5,7 @@
 //! this area adds columns to them rather than parallel tables.
 
 use async_trait::async_trait;
-use parley_domain::{ApplicationId, PlatformId};
+use parley_domain::{ApplicationId, BusinessId, PhoneNumberId, PlatformId, WabaId};
 use serde::Serialize;
 
 use crate::{Millis, PhoneNumberRecord, PlatformRecord, Result};
@@ -26,9 +26,9 @@ pub struct OnboardingRecord {
     pub platform_id: Option<PlatformId>,
     /// The dialog's finish event (`FINISH`, `FINISH_ONLY_WABA`, …), when the page gave it.
     pub event: Option<String>,
-    pub business_id: Option<String>,
-    pub waba_id: Option<String>,
-    pub phone_number_id: Option<String>,
+    pub business_id: Option<BusinessId>,
+    pub waba_id: Option<WabaId>,
+    pub phone_number_id: Option<PhoneNumberId>,
     /// `running`, `failed` or `done`.
     pub state: String,
     pub failed_step: Option<String>,
@@ -150,12 +150,12 @@ pub trait PlatformStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<PlatformSetupRecord>>;
     /// Every platform with this WABA (one per application that connected it).
-    async fn platforms_by_waba(&self, waba_id: &str) -> Result<Vec<PlatformRecord>>;
+    async fn platforms_by_waba(&self, waba_id: &WabaId) -> Result<Vec<PlatformRecord>>;
     async fn platform_numbers(&self, platform: &PlatformId) -> Result<Vec<NumberSetupRecord>>;
     /// Applies the fields that are `Some`. Returns false when the number is unknown.
     async fn patch_phone_number(
         &self,
-        phone_number_id: &str,
+        phone_number_id: &PhoneNumberId,
         patch: &NumberPatch,
         now: Millis,
     ) -> Result<bool>;

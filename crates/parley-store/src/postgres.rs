@@ -21,7 +21,7 @@ use std::borrow::Cow;
 use std::str::FromStr;
 use std::time::Duration;
 
-use parley_domain::MessageState;
+use parley_domain::{MessageState, PhoneNumberId};
 use serde_json::Value;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
@@ -253,7 +253,7 @@ async fn insert_orphans(tx: &mut Tx, orphans: &[&StatusChange]) -> Result<()> {
         .iter()
         .map(|c| {
             let mut o = orphan_json(c);
-            o["wamid"] = Value::String(text(&c.wamid).into_owned());
+            o["wamid"] = Value::String(text(c.wamid.as_str()).into_owned());
             if let Some((_, m)) = &c.error {
                 o["error_message"] = Value::String(text(m).into_owned());
             }
@@ -321,7 +321,7 @@ impl PostgresStore {
     /// `state = 'queued'` and is left out.
     async fn claim_due(
         &self,
-        phone_number_id: &str,
+        phone_number_id: &PhoneNumberId,
         now: Millis,
         lease_until: Millis,
         limit: u32,
@@ -340,7 +340,7 @@ impl PostgresStore {
              FROM due WHERE m.id = due.id
              RETURNING m.*",
         )
-        .bind(text(phone_number_id))
+        .bind(phone_number_id.as_str())
         .bind(now)
         .bind(i64::from(limit))
         .bind(lease_until)

@@ -8,7 +8,8 @@ use sqlx::{Postgres, Row, Transaction};
 
 use crate::campaigns::*;
 use crate::postgres::jsonb;
-use crate::{MessageContent, Millis, PostgresStore, Result};
+use crate::{Millis, PostgresStore, Result};
+use parley_domain::MessageContent;
 
 const HOUR_MS: i64 = 60 * 60 * 1000;
 
@@ -64,7 +65,7 @@ impl PostgresStore {
             )
             .bind(m.id.as_str())
             .bind(m.application_id.as_str())
-            .bind(&m.phone_number_id)
+            .bind(m.phone_number_id.as_str())
             .bind(m.contact_id.as_ref().map(|c| c.as_str()))
             .bind(&m.to_phone)
             .bind(m.content.kind())

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use parley_domain::MessageState;
+use parley_domain::{MessageState, PhoneNumberId};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -335,7 +335,7 @@ impl SqliteStore {
     /// `load_status_rows`), then moved to `sending`; the one writer keeps two claims apart.
     async fn claim_due(
         &self,
-        phone_number_id: &str,
+        phone_number_id: &PhoneNumberId,
         now: Millis,
         lease_until: Millis,
         limit: u32,
@@ -356,7 +356,7 @@ impl SqliteStore {
                    SELECT 1 FROM campaigns c WHERE c.id = messages.campaign_id AND c.state = 'running'))
                ORDER BY next_attempt_at, id LIMIT $3)",
         )
-        .bind(phone_number_id)
+        .bind(phone_number_id.as_str())
         .bind(now)
         .bind(i64::from(limit))
         .fetch_one(&mut *tx)

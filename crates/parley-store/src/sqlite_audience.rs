@@ -3,8 +3,9 @@
 use parley_domain::{ApplicationId, ContactId};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use crate::audience::{AudienceContact, ContactQuery, Subscription};
+use crate::audience::{AudienceContact, ContactQuery};
 use crate::{ContactRecord, Millis, Result, SqliteStore, corrupt};
+use parley_domain::Subscription;
 
 /// A contact row as `json_object` gives it in `audience_page`.
 #[derive(serde::Deserialize)]
@@ -12,7 +13,7 @@ struct AudienceJson {
     id: ContactId,
     application_id: ApplicationId,
     phone: String,
-    wa_id: Option<String>,
+    wa_id: Option<parley_domain::WaId>,
     name: Option<String>,
     tags: parley_domain::Tags,
     last_inbound_at: Option<Millis>,

@@ -7,7 +7,8 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use crate::campaigns::*;
 use crate::sqlite::{json_strings, to_json};
-use crate::{MessageContent, Millis, Result, SqliteStore};
+use crate::{Millis, Result, SqliteStore};
+use parley_domain::MessageContent;
 
 /// Planned messages per `INSERT` (19 values each, under SQLite's 32,766 parameters).
 const PLANNED_INSERT_CHUNK: usize = 500;
@@ -68,7 +69,7 @@ impl SqliteStore {
                 let window_hold = p.window_opens_at.filter(|_| p.skip.is_none());
                 b.push_bind(m.id.as_str().to_owned())
                     .push_bind(m.application_id.as_str().to_owned())
-                    .push_bind(m.phone_number_id.clone())
+                    .push_bind(m.phone_number_id.as_str().to_owned())
                     .push_bind(m.contact_id.as_ref().map(|c| c.as_str().to_owned()))
                     .push_bind(m.to_phone.clone())
                     .push_bind(m.content.kind())

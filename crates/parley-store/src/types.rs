@@ -1,15 +1,14 @@
 //! Rows as the rest of Parley sees them.
 
 use parley_domain::{
-    AccountId, ApplicationId, ContactId, MessageId, MessageState, PlatformId, Tags, Template,
-    TemplateId, UserId,
+    AccountId, ApplicationId, BusinessId, ContactId, MessageId, MessageState, PhoneNumberId,
+    PlatformId, Tags, Template, TemplateId, UserId, WaId, WabaId, Wamid,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::Millis;
 
-// Moved to `parley-domain` (#11); re-exported until every user imports it from there.
-pub use parley_domain::MessageContent;
+use parley_domain::MessageContent;
 
 #[derive(Debug, Clone)]
 pub struct ApplicationRecord {
@@ -31,8 +30,9 @@ pub struct UserRecord {
 pub struct NewPlatform {
     pub id: PlatformId,
     pub application_id: ApplicationId,
-    pub business_id: String,
-    pub waba_id: String,
+    /// Unknown when the sign-up named no portfolio (stored as "").
+    pub business_id: Option<BusinessId>,
+    pub waba_id: WabaId,
     pub waba_name: Option<String>,
     pub status: String,
     pub access_token: String,
@@ -54,8 +54,9 @@ impl std::fmt::Debug for NewPlatform {
 pub struct PlatformRecord {
     pub id: PlatformId,
     pub application_id: ApplicationId,
-    pub business_id: String,
-    pub waba_id: String,
+    /// Unknown when the sign-up named no portfolio (stored as "").
+    pub business_id: Option<BusinessId>,
+    pub waba_id: WabaId,
     pub waba_name: Option<String>,
     pub status: String,
     pub details: serde_json::Value,
@@ -65,7 +66,7 @@ pub struct PlatformRecord {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PhoneNumberRecord {
-    pub phone_number_id: String,
+    pub phone_number_id: PhoneNumberId,
     pub platform_id: PlatformId,
     pub application_id: ApplicationId,
     pub display_phone_number: String,
@@ -102,7 +103,7 @@ pub struct ContactRecord {
     pub id: ContactId,
     pub application_id: ApplicationId,
     pub phone: String,
-    pub wa_id: Option<String>,
+    pub wa_id: Option<WaId>,
     pub name: Option<String>,
     pub tags: Tags,
     pub last_inbound_at: Option<Millis>,
@@ -112,12 +113,12 @@ pub struct ContactRecord {
 
 #[derive(Debug, Clone)]
 pub struct InboundRecord {
-    pub wamid: String,
+    pub wamid: Wamid,
     pub application_id: ApplicationId,
-    pub phone_number_id: String,
+    pub phone_number_id: PhoneNumberId,
     /// E.164.
     pub from_phone: String,
-    pub wa_id: String,
+    pub wa_id: WaId,
     pub profile_name: Option<String>,
     pub kind: String,
     pub text: Option<String>,
@@ -129,7 +130,7 @@ pub struct InboundRecord {
 pub struct NewMessage {
     pub id: MessageId,
     pub application_id: ApplicationId,
-    pub phone_number_id: String,
+    pub phone_number_id: PhoneNumberId,
     pub contact_id: Option<ContactId>,
     pub to_phone: String,
     pub content: MessageContent,
@@ -149,13 +150,13 @@ pub enum InsertOutcome {
 pub struct MessageRecord {
     pub id: MessageId,
     pub application_id: ApplicationId,
-    pub phone_number_id: String,
+    pub phone_number_id: PhoneNumberId,
     pub contact_id: Option<ContactId>,
     pub to_phone: String,
     pub content: MessageContent,
     pub reply_to: Option<String>,
     pub state: MessageState,
-    pub wamid: Option<String>,
+    pub wamid: Option<Wamid>,
     pub error_code: Option<i64>,
     pub error_message: Option<String>,
     pub attempts: i64,
@@ -175,7 +176,7 @@ pub struct MessageRecord {
 /// A status Meta reported, to merge into a message.
 #[derive(Debug, Clone)]
 pub struct StatusChange {
-    pub wamid: String,
+    pub wamid: Wamid,
     /// Our id from `biz_opaque_callback_data`, when Meta echoed it.
     pub message_id: Option<MessageId>,
     pub state: MessageState,
@@ -187,7 +188,7 @@ pub struct StatusChange {
 #[derive(Debug, Clone)]
 pub struct Acceptance {
     pub id: MessageId,
-    pub wamid: String,
+    pub wamid: Wamid,
     pub at: Millis,
     /// The quota ledger entry the send confirms, when it was business-initiated.
     pub quota: Option<QuotaConfirm>,

@@ -246,7 +246,12 @@ pub async fn contact_page(
         email,
         phone: c.contact.phone.clone(),
         name: c.contact.name.clone().unwrap_or_default(),
-        wa_id: c.contact.wa_id.clone().unwrap_or_default(),
+        wa_id: c
+            .contact
+            .wa_id
+            .clone()
+            .map(String::from)
+            .unwrap_or_default(),
         locale: c.locale.clone().unwrap_or_default(),
         timezone: c.timezone.clone().unwrap_or_default(),
         created: rfc3339(c.contact.created_at),

@@ -10,10 +10,10 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use parley_domain::{ApplicationId, CampaignId, SlotKind, SlotLocation};
+use parley_domain::{ApplicationId, CampaignId, CampaignState, SlotKind, SlotLocation};
 use parley_engine::audience::{PreviewContact, PreviewOutcome};
 use parley_engine::campaigns::CampaignPlan;
-use parley_store::campaigns::{CampaignRecord, CampaignState};
+use parley_store::campaigns::CampaignRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -162,7 +162,7 @@ pub async fn new_form(
                 n.throughput_mps,
                 super::platforms::limit_label(n.messaging_limit.as_deref().unwrap_or(""))
             ),
-            id: n.phone_number_id,
+            id: n.phone_number_id.into(),
         })
         .collect();
     let segments = engine
@@ -538,7 +538,7 @@ fn view(c: &CampaignRecord) -> CampaignView {
             Some(id) => format!("segment {id}: {}", c.audience_filter),
             None => c.audience_filter.clone(),
         },
-        number: c.phone_number_id.clone(),
+        number: c.phone_number_id.to_string(),
         scheduled: c
             .scheduled_at
             .map_or_else(|| "when started".into(), rfc3339),

@@ -19,8 +19,8 @@ use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use parley_domain::{MessageId, VariableSlot};
-use parley_store::{ApplicationRecord, MessageContent};
+use parley_domain::{MessageContent, MessageId, VariableSlot};
+use parley_store::ApplicationRecord;
 use serde::Deserialize;
 
 use crate::AppState;
@@ -438,7 +438,7 @@ pub async fn overview(
             let platform = platforms.iter().find(|p| p.id == n.platform_id);
             PlatformRow {
                 waba: platform
-                    .map(|p| p.waba_name.clone().unwrap_or_else(|| p.waba_id.clone()))
+                    .map(|p| p.waba_name.clone().unwrap_or_else(|| p.waba_id.to_string()))
                     .unwrap_or_default(),
                 status: platform.map(|p| p.status.clone()).unwrap_or_default(),
                 number: n.display_phone_number,

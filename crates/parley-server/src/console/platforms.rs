@@ -207,7 +207,7 @@ async fn cards(state: &AppState, app: &ApplicationRecord) -> Vec<PlatformCard> {
             reason: s.status_reason.clone().unwrap_or_default(),
             company: s.company_name.clone().unwrap_or_default(),
             waba_name: p.waba_name.clone().unwrap_or_default(),
-            waba_id: p.waba_id.clone(),
+            waba_id: p.waba_id.to_string(),
             connected_at: s.connected_at.map(rfc3339).unwrap_or_default(),
             disconnected: p.status == "disconnected",
             failed_step: failed_step.clone(),

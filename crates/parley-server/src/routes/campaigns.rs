@@ -3,9 +3,12 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use parley_domain::CampaignId;
-use parley_engine::campaigns::{CampaignAudience, CampaignPlan, CampaignStats, NewCampaign};
-use parley_store::campaigns::{CampaignKind, CampaignRecord};
+use parley_domain::{CampaignId, CampaignKind, PhoneNumberId, SendWindow};
+use parley_engine::ApiFailure;
+use parley_engine::campaigns::{
+    CampaignAudience, CampaignPlan, CampaignStats, NewCampaign, variable_input,
+};
+use parley_store::campaigns::CampaignRecord;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -99,7 +102,7 @@ impl From<CampaignRecord> for CampaignView {
             state: c.state.as_str().to_owned(),
             state_reason: c.state_reason,
             kind: c.kind.as_str().to_owned(),
-            phone_number_id: c.phone_number_id,
+            phone_number_id: c.phone_number_id.into(),
             template: serde_json::json!({
                 "name": c.template_name, "language": c.template_language, "variables": c.variables,
             }),
@@ -202,16 +205,26 @@ pub fn new_campaign(body: CreateCampaignBody) -> Result<NewCampaign, ApiError> {
                 })
         })
         .transpose()?;
+    let phone_number_id = body
+        .phone_number_id
+        .map(|id| PhoneNumberId::parse(&id).map_err(|_| ApiFailure::phone_number_not_found(&id)))
+        .transpose()?;
+    let variables = variable_input(&body.template.variables.unwrap_or(serde_json::Value::Null))?;
+    let send_window = body
+        .send_window
+        .filter(|w| !w.is_null())
+        .map(|w| SendWindow::from_json(&w).map_err(ApiFailure::from))
+        .transpose()?;
     Ok(NewCampaign {
         name: body.name,
-        phone_number_id: body.phone_number_id,
+        phone_number_id,
         template_name: body.template.name,
         template_language: body.template.language,
-        variables: body.template.variables.unwrap_or(serde_json::Value::Null),
+        variables,
         audience,
         kind,
         scheduled_at,
-        send_window: body.send_window,
+        send_window,
     })
 }
 

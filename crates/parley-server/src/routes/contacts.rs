@@ -56,7 +56,7 @@ impl From<&AudienceContact> for ContactView {
         ContactView {
             id: c.contact.id.to_string(),
             phone: c.contact.phone.clone(),
-            wa_id: c.contact.wa_id.clone(),
+            wa_id: c.contact.wa_id.clone().map(String::from),
             name: c.contact.name.clone(),
             locale: c.locale.clone(),
             timezone: c.timezone.clone(),

@@ -3,9 +3,10 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use parley_domain::{MessageId, VariableInput};
+use parley_domain::{MessageContent, MessageId, PhoneNumberId, VariableInput};
+use parley_engine::ApiFailure;
 use parley_engine::messages::{SendBody, SendRequest};
-use parley_store::{MessageContent, MessageRecord};
+use parley_store::MessageRecord;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -138,10 +139,10 @@ impl From<MessageRecord> for MessageView {
             id: m.id.to_string(),
             state: m.state.as_str().to_owned(),
             to: m.to_phone,
-            phone_number_id: m.phone_number_id,
+            phone_number_id: m.phone_number_id.into(),
             kind,
             content,
-            wamid: m.wamid,
+            wamid: m.wamid.map(String::from),
             reply_to: m.reply_to,
             error,
             attempts: m.attempts,
@@ -251,7 +252,13 @@ pub async fn send_message(
             SendRequest {
                 to: body.to,
                 body: send_body,
-                phone_number_id: body.phone_number_id,
+                phone_number_id: body
+                    .phone_number_id
+                    .map(|id| {
+                        PhoneNumberId::parse(&id)
+                            .map_err(|_| ApiFailure::phone_number_not_found(&id))
+                    })
+                    .transpose()?,
                 reply_to: body.reply_to,
                 idempotency_key,
             },

@@ -2,7 +2,8 @@
 //! the contact would be skipped.
 
 use axum::extract::State;
-use parley_domain::Tags;
+use parley_domain::{Tags, VariableInput};
+use parley_engine::ApiFailure;
 use parley_engine::audience::{PreviewContact, PreviewOutcome};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -92,7 +93,14 @@ pub async fn preview(
             }
         }
     };
-    let variables = body.variables.unwrap_or(serde_json::Value::Null);
+    let variables = match &body.template {
+        Some(_) => VariableInput::from_json(&body.variables.unwrap_or(serde_json::Value::Null))
+            .map_err(|e| {
+                ApiFailure::bad_request(e.code(), e.to_string())
+                    .field(format!("variables.{}", e.field()))
+            })?,
+        None => VariableInput::default(),
+    };
     let template = body
         .template
         .as_ref()

@@ -43,7 +43,7 @@ pub async fn list_phone_numbers(
         data: numbers
             .into_iter()
             .map(|n| PhoneNumberView {
-                phone_number_id: n.phone_number_id,
+                phone_number_id: n.phone_number_id.into(),
                 display_phone_number: n.display_phone_number,
                 verified_name: n.verified_name,
                 quality_rating: n.quality_rating,

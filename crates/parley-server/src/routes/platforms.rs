@@ -158,7 +158,7 @@ pub struct DisconnectQuery {
 
 fn number_view(n: NumberSetupRecord) -> NumberView {
     NumberView {
-        phone_number_id: n.number.phone_number_id,
+        phone_number_id: n.number.phone_number_id.into(),
         display_phone_number: n.number.display_phone_number,
         verified_name: n.number.verified_name,
         name_status: n.name_status,
@@ -210,8 +210,8 @@ pub async fn platform_view(
         status: p.status,
         status_reason: setup.status_reason,
         company_name: setup.company_name,
-        business_id: p.business_id,
-        waba_id: p.waba_id,
+        business_id: p.business_id.map(String::from).unwrap_or_default(),
+        waba_id: p.waba_id.into(),
         waba_name: p.waba_name,
         details: p.details,
         phone_numbers: numbers.into_iter().map(number_view).collect(),
@@ -422,7 +422,7 @@ pub async fn disconnect_platform(
     Ok(ApiJson(DisconnectResult {
         platform: owned_view(&state, &app, &id).await?,
         unsubscribed: report.unsubscribed,
-        deregistered: report.deregistered,
+        deregistered: report.deregistered.into_iter().map(String::from).collect(),
         warnings: report.warnings,
     }))
 }

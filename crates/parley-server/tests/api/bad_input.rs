@@ -158,6 +158,14 @@ async fn refusals_happen_before_any_call_to_meta() {
         "phone_number_not_found",
     )
     .await;
+    // Not Meta's digits: parsed at the edge, refused the same way.
+    expect_error(
+        &app,
+        &json!({"to": phone, "phone_number_id": "pn-1", "template": {"name": "welcome", "language": "en", "variables": {"first_name": "A"}}}),
+        404,
+        "phone_number_not_found",
+    )
+    .await;
 
     // Malformed JSON, wrong content type, oversized body.
     let raw = |body: Vec<u8>, ctype: &'static str| {

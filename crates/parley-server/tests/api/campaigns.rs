@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use parley_domain::{TagValue, Tags};
-use parley_store::audience::{ContactUpsert, Subscription, SubscriptionChange};
+use parley_domain::{Subscription, TagValue, Tags};
+use parley_store::audience::{ContactUpsert, SubscriptionChange};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app};

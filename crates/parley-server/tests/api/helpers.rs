@@ -1,6 +1,7 @@
 //! `TestApp`: the real server on 127.0.0.1:0 over a real SQLite file, talking over real HTTP
 //! to the real sandbox (also on port 0), seeded like `parley demo`.
 
+use parley_domain::{BusinessId, WabaId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -133,8 +134,8 @@ pub async fn spawn_app_with(metrics_token: Option<String>) -> TestApp {
     let seed = engine
         .seed_demo(
             &DemoPlatform {
-                business_id: demo_ids::BUSINESS_ID.into(),
-                waba_id: demo_ids::WABA_ID.into(),
+                business_id: BusinessId::parse(demo_ids::BUSINESS_ID).expect("business id"),
+                waba_id: WabaId::parse(demo_ids::WABA_ID).expect("WABA id"),
                 access_token: demo_ids::ACCESS_TOKEN.into(),
             },
             CONTACTS,

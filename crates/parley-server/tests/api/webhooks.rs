@@ -176,3 +176,24 @@ async fn a_status_that_outruns_the_send_is_kept_and_folded_in() {
     );
     assert_eq!(app.store.count_webhook_events().await.expect("count"), 3);
 }
+
+/// A status whose wamid does not parse is noted and skipped; the rest of the event applies.
+#[tokio::test]
+async fn a_malformed_wamid_costs_only_its_own_status() {
+    let app = spawn_app().await;
+    let (phone, _) = app.contact(0).await;
+    app.sandbox_post("/sandbox/faults", &json!({"drop_webhooks": 1.0}))
+        .await;
+    let id = app
+        .send(&json!({"to": phone, "template": {"name": "welcome", "language": "en", "variables": {"first_name": "A"}}}))
+        .await;
+    let m = app.wait_for_state(&id, "accepted").await;
+    let wamid = m["wamid"].as_str().expect("wamid").to_owned();
+    let body = serde_json::to_vec(&status_webhook(&[
+        ("", "delivered", None),
+        (&wamid, "read", Some(&id)),
+    ]))
+    .expect("json");
+    assert_eq!(app.post_webhook(&body, Some(&app.sign(&body))).await, 200);
+    app.wait_for_state(&id, "read").await;
+}

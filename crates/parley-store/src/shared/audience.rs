@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use parley_domain::{ApplicationId, ContactId, ImportId, Segment, SegmentId, Tags};
+use parley_domain::{
+    ApplicationId, ContactId, ImportId, ImportState, Segment, SegmentId, Subscription, Tags,
+};
 use sqlx::{QueryBuilder, Row};
 use time::OffsetDateTime;
 
@@ -181,7 +183,7 @@ pub(crate) async fn upsert_in(
             .bind(&id)
             .bind(app.as_str())
             .bind(text(&c.phone))
-            .bind(opt_text(c.wa_id.as_deref()))
+            .bind(opt_text(c.wa_id.as_ref().map(|w| w.as_str())))
             .bind(opt_text(c.name.as_deref()))
             .bind(opt_text(c.locale.as_deref()))
             .bind(opt_text(c.timezone.as_deref()))

@@ -8,7 +8,9 @@ use std::borrow::Cow;
 
 use async_trait::async_trait;
 use parley_domain::quota::{QUOTA_WINDOW_MS, Reach};
-use parley_domain::{ApplicationId, CampaignId, MessageId};
+use parley_domain::{
+    ApplicationId, CampaignId, CampaignKind, CampaignState, MessageId, PhoneNumberId,
+};
 use sqlx::Row;
 
 use super::{Backend, DbRow, audience_from_row, confirm_quota_rows, parse_id, text};
@@ -42,7 +44,7 @@ fn campaign_from_row(row: &DbRow) -> Result<CampaignRecord> {
         id: parse_id(row, "id", CampaignId::parse)?,
         application_id: parse_id(row, "application_id", ApplicationId::parse)?,
         name: row.try_get("name")?,
-        phone_number_id: row.try_get("phone_number_id")?,
+        phone_number_id: parse_id(row, "phone_number_id", PhoneNumberId::parse)?,
         template_name: row.try_get("template_name")?,
         template_language: row.try_get("template_language")?,
         variables: text_json(row, "variables")?,
@@ -143,7 +145,7 @@ impl CampaignStore for Backend {
         .bind(c.id.as_str())
         .bind(c.application_id.as_str())
         .bind(&c.name)
-        .bind(&c.phone_number_id)
+        .bind(c.phone_number_id.as_str())
         .bind(&c.template_name)
         .bind(&c.template_language)
         .bind(to_json(&c.variables)?)
@@ -296,7 +298,7 @@ impl CampaignStore for Backend {
 
     async fn pause_campaigns_of_numbers(
         &self,
-        phone_number_ids: &[String],
+        phone_number_ids: &[PhoneNumberId],
         reason: &str,
         now: Millis,
     ) -> Result<Vec<CampaignId>> {
@@ -308,7 +310,7 @@ impl CampaignStore for Backend {
             )
             .bind(reason)
             .bind(now)
-            .bind(pn)
+            .bind(pn.as_str())
             .fetch_all(self.writer())
             .await?;
             for row in rows {
@@ -417,13 +419,17 @@ impl CampaignStore for Backend {
         quota_active_since(self.reader(), scope_key, now - QUOTA_WINDOW_MS).await
     }
 
-    async fn release_quota_waits(&self, phone_number_id: &str, now: Millis) -> Result<u64> {
+    async fn release_quota_waits(
+        &self,
+        phone_number_id: &PhoneNumberId,
+        now: Millis,
+    ) -> Result<u64> {
         let r = sqlx::query(
             "UPDATE messages SET next_attempt_at = $1
              WHERE phone_number_id = $2 AND state = 'queued' AND hold_reason = 'quota' AND next_attempt_at > $3",
         )
         .bind(now)
-        .bind(phone_number_id)
+        .bind(phone_number_id.as_str())
         .bind(now)
         .execute(self.writer())
         .await?;

@@ -10,7 +10,10 @@
 //! statements), and the audience upsert `upsert_in`.
 
 use async_trait::async_trait;
-use parley_domain::{AccountId, ApplicationId, ContactId, MessageId, PlatformId, UserId};
+use parley_domain::{
+    AccountId, ApplicationId, ContactId, MessageContent, MessageId, PhoneNumberId, PlatformId,
+    UserId,
+};
 use sqlx::Row;
 
 use super::{
@@ -176,8 +179,8 @@ impl Store for Backend {
         )
         .bind(p.id.as_str())
         .bind(p.application_id.as_str())
-        .bind(&p.business_id)
-        .bind(&p.waba_id)
+        .bind(p.business_id.as_ref().map_or("", |b| b.as_str()))
+        .bind(p.waba_id.as_str())
         .bind(opt_text(p.waba_name.as_deref()))
         .bind(&p.status)
         .bind(token)
@@ -226,7 +229,7 @@ impl Store for Backend {
                quality_rating = excluded.quality_rating, messaging_limit = excluded.messaging_limit,
                throughput_mps = excluded.throughput_mps, status = excluded.status, updated_at = excluded.updated_at",
         )
-        .bind(&p.phone_number_id)
+        .bind(p.phone_number_id.as_str())
         .bind(p.platform_id.as_str())
         .bind(p.application_id.as_str())
         .bind(text(&p.display_phone_number))
@@ -258,9 +261,12 @@ impl Store for Backend {
         rows.iter().map(phone_from_row).collect()
     }
 
-    async fn phone_number(&self, phone_number_id: &str) -> Result<Option<PhoneNumberRecord>> {
+    async fn phone_number(
+        &self,
+        phone_number_id: &PhoneNumberId,
+    ) -> Result<Option<PhoneNumberRecord>> {
         let row = sqlx::query("SELECT * FROM phone_numbers WHERE phone_number_id = $1")
-            .bind(text(phone_number_id))
+            .bind(phone_number_id.as_str())
             .fetch_optional(self.reader())
             .await?;
         row.as_ref().map(phone_from_row).transpose()
@@ -365,9 +371,9 @@ impl Store for Backend {
             "INSERT INTO inbound_messages (wamid, application_id, phone_number_id, from_phone, kind, text, raw, received_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (wamid) DO NOTHING",
         )
-        .bind(text(&m.wamid))
+        .bind(text(m.wamid.as_str()))
         .bind(m.application_id.as_str())
-        .bind(text(&m.phone_number_id))
+        .bind(m.phone_number_id.as_str())
         .bind(text(&m.from_phone))
         .bind(text(&m.kind))
         .bind(opt_text(m.text.as_deref()))
@@ -396,7 +402,7 @@ impl Store for Backend {
         .bind(ContactId::new().as_str())
         .bind(m.application_id.as_str())
         .bind(text(&m.from_phone))
-        .bind(text(&m.wa_id))
+        .bind(m.wa_id.as_str())
         .bind(opt_text(m.profile_name.as_deref()))
         .bind(m.received_at)
         .bind(m.received_at)
@@ -405,7 +411,7 @@ impl Store for Backend {
         .await?;
         sqlx::query("UPDATE inbound_messages SET contact_id = $1 WHERE wamid = $2")
             .bind(contact_id)
-            .bind(text(&m.wamid))
+            .bind(text(m.wamid.as_str()))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -429,7 +435,7 @@ impl Store for Backend {
         )
         .bind(m.id.as_str())
         .bind(m.application_id.as_str())
-        .bind(text(&m.phone_number_id))
+        .bind(m.phone_number_id.as_str())
         .bind(m.contact_id.as_ref().map(|c| c.as_str()))
         .bind(text(&m.to_phone))
         .bind(m.content.kind())
@@ -493,7 +499,7 @@ impl Store for Backend {
 
     async fn claim_due_messages(
         &self,
-        phone_number_id: &str,
+        phone_number_id: &PhoneNumberId,
         now: Millis,
         lease_until: Millis,
         limit: u32,
@@ -623,13 +629,13 @@ impl Store for Backend {
         Ok(r.rows_affected())
     }
 
-    async fn next_due_at(&self, phone_number_id: &str) -> Result<Option<Millis>> {
+    async fn next_due_at(&self, phone_number_id: &PhoneNumberId) -> Result<Option<Millis>> {
         let v: Option<i64> = sqlx::query_scalar(
             "SELECT MIN(next_attempt_at) FROM messages WHERE phone_number_id = $1 AND state = 'queued'
                AND (campaign_id IS NULL OR EXISTS (
                  SELECT 1 FROM campaigns c WHERE c.id = messages.campaign_id AND c.state = 'running'))",
         )
-        .bind(text(phone_number_id))
+        .bind(phone_number_id.as_str())
         .fetch_one(self.reader())
         .await?;
         Ok(v)

@@ -2,7 +2,7 @@
 //! `postgres.rs`, whose `Backend`, `DbRow` and bind helpers it uses).
 
 use async_trait::async_trait;
-use parley_domain::{ApplicationId, PlatformId};
+use parley_domain::{ApplicationId, BusinessId, PhoneNumberId, PlatformId, WabaId};
 use sqlx::Row;
 
 use super::{Backend, DbRow, opt_text, parse_id, parse_opt_id, phone_from_row, platform_from_row};
@@ -15,9 +15,9 @@ fn session_from_row(row: &DbRow, steps: Vec<OnboardingStep>) -> Result<Onboardin
         application_id: parse_id(row, "application_id", ApplicationId::parse)?,
         platform_id: parse_opt_id(row, "platform_id", PlatformId::parse)?,
         event: row.try_get("event")?,
-        business_id: row.try_get("business_id")?,
-        waba_id: row.try_get("waba_id")?,
-        phone_number_id: row.try_get("phone_number_id")?,
+        business_id: parse_opt_id(row, "business_id", BusinessId::parse)?,
+        waba_id: parse_opt_id(row, "waba_id", WabaId::parse)?,
+        phone_number_id: parse_opt_id(row, "phone_number_id", PhoneNumberId::parse)?,
         state: row.try_get("state")?,
         failed_step: row.try_get("failed_step")?,
         created_at: row.try_get("created_at")?,
@@ -96,9 +96,9 @@ impl PlatformStore for Backend {
         .bind(s.application_id.as_str())
         .bind(s.platform_id.as_ref().map(|p| p.as_str()))
         .bind(&s.event)
-        .bind(&s.business_id)
-        .bind(&s.waba_id)
-        .bind(&s.phone_number_id)
+        .bind(s.business_id.as_ref().map(|b| b.as_str()))
+        .bind(s.waba_id.as_ref().map(|w| w.as_str()))
+        .bind(s.phone_number_id.as_ref().map(|p| p.as_str()))
         .bind(&s.state)
         .bind(&s.failed_step)
         .bind(s.created_at)
@@ -259,9 +259,9 @@ impl PlatformStore for Backend {
         rows.iter().map(setup_from_row).collect()
     }
 
-    async fn platforms_by_waba(&self, waba_id: &str) -> Result<Vec<PlatformRecord>> {
+    async fn platforms_by_waba(&self, waba_id: &WabaId) -> Result<Vec<PlatformRecord>> {
         let rows = sqlx::query("SELECT * FROM platforms WHERE waba_id = $1 ORDER BY id")
-            .bind(waba_id)
+            .bind(waba_id.as_str())
             .fetch_all(self.reader())
             .await?;
         rows.iter().map(platform_from_row).collect()
@@ -288,7 +288,7 @@ impl PlatformStore for Backend {
 
     async fn patch_phone_number(
         &self,
-        phone_number_id: &str,
+        phone_number_id: &PhoneNumberId,
         p: &NumberPatch,
         now: Millis,
     ) -> Result<bool> {
@@ -309,7 +309,7 @@ impl PlatformStore for Backend {
         .bind(&p.throughput_level)
         .bind(p.throughput_mps.map(i64::from))
         .bind(now)
-        .bind(phone_number_id)
+        .bind(phone_number_id.as_str())
         .execute(self.writer())
         .await?;
         Ok(done.rows_affected() > 0)

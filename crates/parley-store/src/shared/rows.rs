@@ -4,7 +4,8 @@
 use std::str::FromStr;
 
 use parley_domain::{
-    ApplicationId, ContactId, MessageId, MessageState, PlatformId, Tags, Template, TemplateId,
+    ApplicationId, BusinessId, ContactId, MessageId, MessageState, PhoneNumberId, PlatformId, Tags,
+    Template, TemplateId, WaId, WabaId, Wamid,
 };
 use sqlx::Row;
 
@@ -21,13 +22,16 @@ pub(crate) fn parse_id<T, E: std::fmt::Display>(
     f(&s).map_err(|e| corrupt(col, e))
 }
 
+/// `NULL` and `""` are `None`.
 pub(crate) fn parse_opt_id<T, E: std::fmt::Display>(
     row: &DbRow,
     col: &str,
     f: impl Fn(&str) -> std::result::Result<T, E>,
 ) -> Result<Option<T>> {
     let s: Option<String> = row.try_get(col)?;
-    s.map(|s| f(&s).map_err(|e| corrupt(col, e))).transpose()
+    s.filter(|s| !s.is_empty())
+        .map(|s| f(&s).map_err(|e| corrupt(col, e)))
+        .transpose()
 }
 
 pub(crate) fn message_from_row(row: &DbRow) -> Result<MessageRecord> {
@@ -35,13 +39,13 @@ pub(crate) fn message_from_row(row: &DbRow) -> Result<MessageRecord> {
     Ok(MessageRecord {
         id: parse_id(row, "id", MessageId::parse)?,
         application_id: parse_id(row, "application_id", ApplicationId::parse)?,
-        phone_number_id: row.try_get("phone_number_id")?,
+        phone_number_id: parse_id(row, "phone_number_id", PhoneNumberId::parse)?,
         contact_id: parse_opt_id(row, "contact_id", ContactId::parse)?,
         to_phone: row.try_get("to_phone")?,
         content: json_col(row, "content")?,
         reply_to: row.try_get("reply_to")?,
         state: MessageState::from_str(&state).map_err(|e| corrupt("state", e))?,
-        wamid: row.try_get("wamid")?,
+        wamid: parse_opt_id(row, "wamid", Wamid::parse)?,
         error_code: row.try_get("error_code")?,
         error_message: row.try_get("error_message")?,
         attempts: row.try_get("attempts")?,
@@ -62,8 +66,9 @@ pub(crate) fn platform_from_row(row: &DbRow) -> Result<PlatformRecord> {
     Ok(PlatformRecord {
         id: parse_id(row, "id", PlatformId::parse)?,
         application_id: parse_id(row, "application_id", ApplicationId::parse)?,
-        business_id: row.try_get("business_id")?,
-        waba_id: row.try_get("waba_id")?,
+        // "" when the sign-up named no portfolio.
+        business_id: parse_opt_id(row, "business_id", BusinessId::parse)?,
+        waba_id: parse_id(row, "waba_id", WabaId::parse)?,
         waba_name: row.try_get("waba_name")?,
         status: row.try_get("status")?,
         details: json_col(row, "details")?,
@@ -75,7 +80,7 @@ pub(crate) fn platform_from_row(row: &DbRow) -> Result<PlatformRecord> {
 pub(crate) fn phone_from_row(row: &DbRow) -> Result<PhoneNumberRecord> {
     let mps: i64 = row.try_get("throughput_mps")?;
     Ok(PhoneNumberRecord {
-        phone_number_id: row.try_get("phone_number_id")?,
+        phone_number_id: parse_id(row, "phone_number_id", PhoneNumberId::parse)?,
         platform_id: parse_id(row, "platform_id", PlatformId::parse)?,
         application_id: parse_id(row, "application_id", ApplicationId::parse)?,
         display_phone_number: row.try_get("display_phone_number")?,
@@ -108,7 +113,7 @@ pub(crate) fn contact_from_row(row: &DbRow) -> Result<ContactRecord> {
         id: parse_id(row, "id", ContactId::parse)?,
         application_id: parse_id(row, "application_id", ApplicationId::parse)?,
         phone: row.try_get("phone")?,
-        wa_id: row.try_get("wa_id")?,
+        wa_id: parse_opt_id(row, "wa_id", WaId::parse)?,
         name: row.try_get("name")?,
         tags,
         last_inbound_at: row.try_get("last_inbound_at")?,

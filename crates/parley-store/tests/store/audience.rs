@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 
 use parley_domain::{
-    CompareOp, Expr, ImportId, RelativeUnit, Segment, SegmentId, TagValue, Tags, Value,
+    CompareOp, Expr, ImportId, ImportState, RelativeUnit, Segment, SegmentId, Subscription,
+    TagValue, Tags, Value,
 };
 use parley_store::audience::*;
 use proptest::prelude::*;

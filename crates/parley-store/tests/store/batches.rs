@@ -22,7 +22,7 @@ crate::contract!(
 
 fn status(wamid: &str, id: Option<&MessageId>, state: MessageState, at: i64) -> StatusChange {
     StatusChange {
-        wamid: wamid.into(),
+        wamid: crate::fixtures::wm(wamid),
         message_id: id.cloned(),
         state,
         at,
@@ -83,7 +83,7 @@ async fn a_batch_of_statuses_ends_as_one_at_a_time(b: &Backend) {
     for (n, got) in batched.iter().enumerate() {
         let want = ids[1]
             .iter()
-            .find(|(w, _)| *w == changes(1)[n].wamid)
+            .find(|(w, _)| w.as_str() == changes(1)[n].wamid.as_str())
             .map(|(_, id)| id);
         assert_eq!(got.as_ref(), want, "change {n}");
         assert_eq!(got.is_some(), one_by_one[n].is_some(), "change {n}");
@@ -107,7 +107,7 @@ async fn a_batch_of_statuses_ends_as_one_at_a_time(b: &Backend) {
     b.claim_due_messages(&t.number, T0, T0 + 30_000, 10)
         .await
         .expect("claim");
-    b.mark_accepted(&late, "wamid.unknown.1", T0 + 35)
+    b.mark_accepted(&late, &crate::fixtures::wm("wamid.unknown.1"), T0 + 35)
         .await
         .expect("accept");
     assert_eq!(get(&**b, &t, &late).await.state, Delivered);
@@ -131,7 +131,7 @@ async fn a_status_naming_only_a_wamid_recorded_in_the_same_batch_applies(b: &Bac
     assert_eq!(matched, vec![Some(id.clone()), Some(id.clone())]);
     let m = get(&**b, &t, &id).await;
     assert_eq!(m.state, MessageState::Delivered);
-    assert_eq!(m.wamid.as_deref(), Some("wamid.x"));
+    assert_eq!(m.wamid.as_ref().map(|x| x.as_str()), Some("wamid.x"));
     assert_eq!((m.sent_at, m.delivered_at), (Some(T0 + 10), Some(T0 + 20)));
 }
 
@@ -157,7 +157,7 @@ async fn acceptances_record_wamids_and_quota_and_report_unknown_ids(b: &Backend)
         .record_acceptances(&[
             Acceptance {
                 id: m1.clone(),
-                wamid: "wamid.m1".into(),
+                wamid: crate::fixtures::wm("wamid.m1"),
                 at: T0 + 40,
                 quota: Some(QuotaConfirm {
                     scope_key: scope.into(),
@@ -166,13 +166,13 @@ async fn acceptances_record_wamids_and_quota_and_report_unknown_ids(b: &Backend)
             },
             Acceptance {
                 id: unknown.clone(),
-                wamid: "wamid.none".into(),
+                wamid: crate::fixtures::wm("wamid.none"),
                 at: T0 + 40,
                 quota: None,
             },
             Acceptance {
                 id: m2.clone(),
-                wamid: "wamid.m2".into(),
+                wamid: crate::fixtures::wm("wamid.m2"),
                 at: T0 + 41,
                 quota: Some(QuotaConfirm {
                     scope_key: scope.into(),
@@ -185,7 +185,7 @@ async fn acceptances_record_wamids_and_quota_and_report_unknown_ids(b: &Backend)
     assert_eq!(missing, vec![unknown]);
     let a = get(&**b, &t, &m1).await;
     assert_eq!(
-        (a.state, a.wamid.as_deref()),
+        (a.state, a.wamid.as_ref().map(|x| x.as_str())),
         (MessageState::Sent, Some("wamid.m1"))
     );
     assert_eq!((a.accepted_at, a.sent_at), (Some(T0 + 40), Some(T0 + 50)));
@@ -223,7 +223,7 @@ async fn a_contact_confirmed_twice_in_one_batch_keeps_its_latest_reach(b: &Backe
     assert_eq!(answer.gate, Gate::Go(Reach::NewContact));
     let accept = |id: &MessageId, wamid: &str, at: i64| Acceptance {
         id: id.clone(),
-        wamid: wamid.into(),
+        wamid: crate::fixtures::wm(wamid),
         at,
         quota: Some(QuotaConfirm {
             scope_key: scope.into(),
@@ -253,11 +253,11 @@ async fn a_contact_confirmed_twice_in_one_batch_keeps_its_latest_reach(b: &Backe
 async fn a_quota_batch_answers_as_one_request_at_a_time(b: &Backend) {
     let t = tenant(&**b, 1).await;
     b.record_inbound(&InboundRecord {
-        wamid: "wamid.in.batch".into(),
+        wamid: crate::fixtures::wm("wamid.in.batch"),
         application_id: t.app.clone(),
         phone_number_id: t.number.clone(),
         from_phone: "+4915100000009".into(),
-        wa_id: "4915100000009".into(),
+        wa_id: crate::fixtures::waid("4915100000009"),
         profile_name: None,
         kind: "text".into(),
         text: Some("hi".into()),

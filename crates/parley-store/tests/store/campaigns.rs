@@ -3,11 +3,9 @@
 //! quota gate (unique contacts, the service window, the instant a slot frees, release).
 
 use parley_domain::quota::{Gate, MessagingLimit, QUOTA_WINDOW_MS, Reach};
-use parley_domain::{CampaignId, MessageId, MessageState};
+use parley_domain::{CampaignId, CampaignKind, CampaignState, MessageId, MessageState};
 use parley_store::InboundRecord;
-use parley_store::campaigns::{
-    CampaignKind, CampaignRecord, CampaignState, PlannedMessage, QuotaRequest,
-};
+use parley_store::campaigns::{CampaignRecord, PlannedMessage, QuotaRequest};
 use serde_json::json;
 
 use crate::backend::Backend;
@@ -218,11 +216,11 @@ async fn quota_gate_counts_unique_contacts_outside_the_window(b: &Backend) {
     );
     // A contact who wrote in the last 24 h takes no slot.
     b.record_inbound(&InboundRecord {
-        wamid: "wamid.in1".into(),
+        wamid: crate::fixtures::wm("wamid.in1"),
         application_id: t.app.clone(),
         phone_number_id: t.number.clone(),
         from_phone: "+4915100000004".into(),
-        wa_id: "4915100000004".into(),
+        wa_id: crate::fixtures::waid("4915100000004"),
         profile_name: None,
         kind: "text".into(),
         text: Some("hi".into()),
@@ -295,17 +293,17 @@ async fn campaign_counts_follow_every_transition(b: &Backend) {
     b.wait_for_window(&ids[2], T0 + 7 * HOUR, T0)
         .await
         .expect("window");
-    b.mark_accepted(&ids[3], "wamid.c3", T0 + 1)
+    b.mark_accepted(&ids[3], &crate::fixtures::wm("wamid.c3"), T0 + 1)
         .await
         .expect("accept");
-    b.mark_accepted(&ids[4], "wamid.c4", T0 + 1)
+    b.mark_accepted(&ids[4], &crate::fixtures::wm("wamid.c4"), T0 + 1)
         .await
         .expect("accept");
     b.fail_message(&ids[5], 131049, "healthy ecosystem", T0 + 1)
         .await
         .expect("fail");
     let status = |wamid: &str, state: MessageState, at: i64, error: Option<i64>| StatusChange {
-        wamid: wamid.into(),
+        wamid: crate::fixtures::wm(wamid),
         message_id: None,
         state,
         at,
@@ -325,11 +323,11 @@ async fn campaign_counts_follow_every_transition(b: &Backend) {
     .await
     .expect("statuses");
     b.record_inbound(&InboundRecord {
-        wamid: "wamid.reply.c3".into(),
+        wamid: crate::fixtures::wm("wamid.reply.c3"),
         application_id: t.app.clone(),
         phone_number_id: t.number.clone(),
         from_phone: "+4915100000103".into(),
-        wa_id: "4915100000103".into(),
+        wa_id: crate::fixtures::waid("4915100000103"),
         profile_name: None,
         kind: "text".into(),
         text: Some("thanks".into()),

@@ -71,7 +71,7 @@ async fn contacts_upsert_merges_tags(b: &Backend) {
         Some("Ann"),
         "a missing name keeps the stored one"
     );
-    assert_eq!(c.wa_id.as_deref(), Some("4915100000001"));
+    assert_eq!(c.wa_id.as_ref().map(|x| x.as_str()), Some("4915100000001"));
     assert_eq!(
         c.tags,
         tags(&[
@@ -118,11 +118,11 @@ async fn contacts_upsert_merges_tags(b: &Backend) {
 
 fn inbound(t: &Tenant, wamid: &str, at: i64, name: Option<&str>, text: &str) -> InboundRecord {
     InboundRecord {
-        wamid: wamid.into(),
+        wamid: crate::fixtures::wm(wamid),
         application_id: t.app.clone(),
         phone_number_id: t.number.clone(),
         from_phone: "+4915100000009".into(),
-        wa_id: "4915100000009".into(),
+        wa_id: crate::fixtures::waid("4915100000009"),
         profile_name: name.map(str::to_owned),
         kind: "text".into(),
         text: Some(text.into()),
@@ -145,7 +145,7 @@ async fn record_inbound_is_idempotent_and_refreshes_the_window(b: &Backend) {
         .expect("read")
         .expect("created");
     assert_eq!(c.name.as_deref(), Some("Zoe"));
-    assert_eq!(c.wa_id.as_deref(), Some("4915100000009"));
+    assert_eq!(c.wa_id.as_ref().map(|x| x.as_str()), Some("4915100000009"));
     assert_eq!(c.last_inbound_at, Some(T0));
     assert!(c.tags.is_empty());
 
@@ -210,7 +210,7 @@ async fn record_inbound_is_idempotent_and_refreshes_the_window(b: &Backend) {
         .expect("import");
     let mut m = inbound(&t, "wamid.in.3", T0 + 7, Some("Kim"), "NUL \0 inside");
     m.from_phone = "+4915100000010".into();
-    m.wa_id = "4915100000010".into();
+    m.wa_id = crate::fixtures::waid("4915100000010");
     assert!(
         b.record_inbound(&m)
             .await

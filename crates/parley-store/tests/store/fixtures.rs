@@ -1,12 +1,11 @@
 //! A tenant with a platform and a number, and messages built from real domain types.
 
 use parley_domain::{
-    AccountId, ApplicationId, MessageId, PlatformId, RenderedParam, RenderedTemplate, Template,
-    TemplateId,
+    AccountId, ApplicationId, BusinessId, MessageContent, MessageId, PhoneNumberId, PlatformId,
+    RenderedParam, RenderedTemplate, Template, TemplateId, WaId, WabaId, Wamid,
 };
 use parley_store::{
-    MessageContent, MessageRecord, NewMessage, NewPlatform, PhoneNumberRecord, Store,
-    TemplateRecord,
+    MessageRecord, NewMessage, NewPlatform, PhoneNumberRecord, Store, TemplateRecord,
 };
 use serde_json::json;
 
@@ -15,7 +14,7 @@ pub const T0: i64 = 1_760_000_000_000;
 pub struct Tenant {
     pub app: ApplicationId,
     pub platform: PlatformId,
-    pub number: String,
+    pub number: PhoneNumberId,
 }
 
 /// An account, an application, a platform (token `EAA-secret-<n>`) and number `1000<n>`.
@@ -34,8 +33,8 @@ pub async fn tenant(store: &dyn Store, n: u32) -> Tenant {
         .upsert_platform(&NewPlatform {
             id: PlatformId::new(),
             application_id: app.clone(),
-            business_id: format!("90{n}"),
-            waba_id: format!("80{n}"),
+            business_id: Some(BusinessId::parse(&format!("90{n}")).unwrap()),
+            waba_id: WabaId::parse(&format!("80{n}")).unwrap(),
             waba_name: Some(format!("WABA {n}")),
             status: "connected".into(),
             access_token: format!("EAA-secret-{n}"),
@@ -44,7 +43,7 @@ pub async fn tenant(store: &dyn Store, n: u32) -> Tenant {
         })
         .await
         .expect("platform");
-    let number = format!("1000{n}");
+    let number = pnid(&format!("1000{n}"));
     store
         .upsert_phone_number(&PhoneNumberRecord {
             phone_number_id: number.clone(),
@@ -148,7 +147,7 @@ pub async fn accepted(store: &dyn Store, t: &Tenant, wamid: &str, now: i64) -> M
         .expect("claim");
     assert_eq!(claimed.len(), 1, "the message just queued is claimed");
     store
-        .mark_accepted(&id, wamid, now + 1)
+        .mark_accepted(&id, &wm(wamid), now + 1)
         .await
         .expect("accept");
     id
@@ -160,4 +159,17 @@ pub async fn get(store: &dyn Store, t: &Tenant, id: &MessageId) -> MessageRecord
         .await
         .expect("read message")
         .expect("message exists")
+}
+
+/// Test ids: Meta's id types from literals the tests know are valid.
+pub fn wm(s: &str) -> Wamid {
+    Wamid::parse(s).expect("wamid")
+}
+
+pub fn waid(s: &str) -> WaId {
+    WaId::parse(s).expect("wa_id")
+}
+
+pub fn pnid(s: &str) -> PhoneNumberId {
+    PhoneNumberId::parse(s).expect("phone number id")
 }

@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 
-use parley_domain::{ApplicationId, MessageId, MessageState};
-use parley_store::{InsertOutcome, MessageContent, Store};
+use parley_domain::{ApplicationId, MessageContent, MessageId, MessageState};
+use parley_store::{InsertOutcome, Store};
 
 use crate::backend::Backend;
 use crate::fixtures::{T0, get, new_message, queued, rendered, tenant};
@@ -163,7 +163,12 @@ async fn claim_takes_due_messages_in_order_with_a_lease(b: &Backend) {
         get(&**b, &other, &elsewhere).await.state,
         MessageState::Queued
     );
-    assert_eq!(b.next_due_at("no-such-number").await.expect("due"), None);
+    assert_eq!(
+        b.next_due_at(&crate::fixtures::pnid("999999999"))
+            .await
+            .expect("due"),
+        None
+    );
 }
 
 async fn concurrent_claimers_never_share_a_message(b: &Backend) {
@@ -241,12 +246,12 @@ async fn mark_accepted_records_the_wamid_and_clears_retry_errors(b: &Backend) {
     b.claim_due_messages(&t.number, T0 + 2_000, T0 + 3_000, 1)
         .await
         .expect("claim again");
-    b.mark_accepted(&id, "wamid.A", T0 + 2_010)
+    b.mark_accepted(&id, &crate::fixtures::wm("wamid.A"), T0 + 2_010)
         .await
         .expect("accept");
     let m = get(&**b, &t, &id).await;
     assert_eq!(m.state, MessageState::Accepted);
-    assert_eq!(m.wamid.as_deref(), Some("wamid.A"));
+    assert_eq!(m.wamid.as_ref().map(|x| x.as_str()), Some("wamid.A"));
     assert_eq!(m.accepted_at, Some(T0 + 2_010));
     assert_eq!(m.sending_at, Some(T0), "the first claim's time is kept");
     assert_eq!(m.attempts, 2);
@@ -257,7 +262,8 @@ async fn mark_accepted_records_the_wamid_and_clears_retry_errors(b: &Backend) {
     );
     assert_eq!(m.updated_at, T0 + 2_010);
     assert!(matches!(
-        b.mark_accepted(&MessageId::new(), "wamid.B", T0).await,
+        b.mark_accepted(&MessageId::new(), &crate::fixtures::wm("wamid.B"), T0)
+            .await,
         Err(parley_store::StoreError::NotFound(_))
     ));
     // Accepted is not due again, and a second wamid does not replace the first.
@@ -267,7 +273,7 @@ async fn mark_accepted_records_the_wamid_and_clears_retry_errors(b: &Backend) {
             .expect("claim")
             .is_empty()
     );
-    b.mark_accepted(&id, "wamid.A", T0 + 3_000)
+    b.mark_accepted(&id, &crate::fixtures::wm("wamid.A"), T0 + 3_000)
         .await
         .expect("repeat accept");
     let again = get(&**b, &t, &id).await;
@@ -350,7 +356,7 @@ async fn requeue_stale_sending_after_lease_and_grace(b: &Backend) {
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 2);
-    b.mark_accepted(&answered, "wamid.answered", T0 + 5)
+    b.mark_accepted(&answered, &crate::fixtures::wm("wamid.answered"), T0 + 5)
         .await
         .expect("accept");
 

@@ -29,7 +29,7 @@ async fn onboarding_steps_and_secrets_round_trip(b: &Backend) {
         application_id: t.app.clone(),
         platform_id: None,
         event: Some("FINISH".into()),
-        business_id: Some("901".into()),
+        business_id: Some(parley_domain::BusinessId::parse("901").unwrap()),
         waba_id: None,
         phone_number_id: Some(t.number.clone()),
         state: "running".into(),
@@ -50,7 +50,7 @@ async fn onboarding_steps_and_secrets_round_trip(b: &Backend) {
         .await
         .expect("step");
     session.platform_id = Some(t.platform.clone());
-    session.waba_id = Some("801".into());
+    session.waba_id = Some(parley_domain::WabaId::parse("801").unwrap());
     session.state = "failed".into();
     session.failed_step = Some("subscribe_app".into());
     session.updated_at = T0 + 3;
@@ -64,7 +64,7 @@ async fn onboarding_steps_and_secrets_round_trip(b: &Backend) {
     assert_eq!(names, ["exchange_code", "debug_token", "subscribe_app"]);
     assert_eq!(stored.steps[2].error_code, Some(2));
     assert_eq!(stored.failed_step.as_deref(), Some("subscribe_app"));
-    assert_eq!(stored.waba_id.as_deref(), Some("801"));
+    assert_eq!(stored.waba_id.as_ref().map(|x| x.as_str()), Some("801"));
     b.record_onboarding_step(&session.id, &step("subscribe_app", "done", T0 + 9))
         .await
         .expect("retry");
@@ -128,7 +128,10 @@ async fn platform_status_numbers_and_disconnect(b: &Backend) {
             .is_empty()
     );
     assert_eq!(
-        b.platforms_by_waba("803").await.expect("by waba")[0].id,
+        b.platforms_by_waba(&parley_domain::WabaId::parse("803").unwrap())
+            .await
+            .expect("by waba")[0]
+            .id,
         other.platform
     );
 
@@ -148,9 +151,13 @@ async fn platform_status_numbers_and_disconnect(b: &Backend) {
         .expect("patch");
     assert!(patched);
     assert!(
-        !b.patch_phone_number("nope", &NumberPatch::default(), T0)
-            .await
-            .expect("unknown")
+        !b.patch_phone_number(
+            &crate::fixtures::pnid("999999999"),
+            &NumberPatch::default(),
+            T0
+        )
+        .await
+        .expect("unknown")
     );
     let numbers = b.platform_numbers(&t.platform).await.expect("numbers");
     assert_eq!(numbers.len(), 1);

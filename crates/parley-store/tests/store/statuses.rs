@@ -18,7 +18,7 @@ crate::contract!(
 
 fn status(wamid: &str, id: Option<&MessageId>, state: MessageState, at: i64) -> StatusChange {
     StatusChange {
-        wamid: wamid.into(),
+        wamid: crate::fixtures::wm(wamid),
         message_id: id.cloned(),
         state,
         at,
@@ -84,7 +84,7 @@ async fn statuses_in_any_order_end_the_same(b: &Backend) {
                 assert_eq!(m.id, id);
             }
             let end = get(&**b, &t, &id).await;
-            assert_eq!(end.wamid.as_deref(), Some(wamid.as_str()));
+            assert_eq!(end.wamid.as_ref().map(|x| x.as_str()), Some(wamid.as_str()));
             let end = outcome(&end);
             match &first {
                 None => first = Some(end),
@@ -170,7 +170,7 @@ async fn status_matched_by_callback_data_before_acceptance(b: &Backend) {
         .expect("matched by id");
     assert_eq!(m.state, MessageState::Delivered);
     assert_eq!(
-        m.wamid.as_deref(),
+        m.wamid.as_ref().map(|x| x.as_str()),
         Some("wamid.late"),
         "the wamid is learned from the status"
     );
@@ -210,7 +210,7 @@ async fn orphan_statuses_are_folded_in_at_acceptance(b: &Backend) {
         assert!(r.is_none(), "no message has that wamid yet");
     }
     assert_eq!(get(&**b, &t, &id).await.state, MessageState::Sending);
-    b.mark_accepted(&id, "wamid.fast", T0 + 5)
+    b.mark_accepted(&id, &crate::fixtures::wm("wamid.fast"), T0 + 5)
         .await
         .expect("accept");
     let m = get(&**b, &t, &id).await;
@@ -222,7 +222,7 @@ async fn orphan_statuses_are_folded_in_at_acceptance(b: &Backend) {
     assert_eq!(m.updated_at, T0 + 20);
 
     // Folded orphans are gone: a repeat of the acceptance changes nothing.
-    b.mark_accepted(&id, "wamid.fast", T0 + 6)
+    b.mark_accepted(&id, &crate::fixtures::wm("wamid.fast"), T0 + 6)
         .await
         .expect("repeat");
     assert_eq!(outcome(&get(&**b, &t, &id).await), outcome(&m));
@@ -247,7 +247,10 @@ async fn concurrent_acceptance_and_status_lose_nothing(b: &Backend) {
         let (a, s) = (node_a.clone(), node_b.clone());
         let accept = {
             let (id, wamid) = (id.clone(), wamid.clone());
-            tokio::spawn(async move { a.mark_accepted(&id, &wamid, T0 + 1).await })
+            tokio::spawn(async move {
+                a.mark_accepted(&id, &crate::fixtures::wm(&wamid), T0 + 1)
+                    .await
+            })
         };
         // A status that names only the wamid, racing the acceptance on another node.
         let deliver = tokio::spawn(async move {

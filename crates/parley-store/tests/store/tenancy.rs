@@ -108,8 +108,8 @@ async fn platform_token_is_encrypted_at_rest(b: &Backend) {
         .upsert_platform(&NewPlatform {
             id: PlatformId::new(),
             application_id: t.app.clone(),
-            business_id: "901".into(),
-            waba_id: "801".into(),
+            business_id: Some(parley_domain::BusinessId::parse("901").unwrap()),
+            waba_id: parley_domain::WabaId::parse("801").unwrap(),
             waba_name: None,
             status: "restricted".into(),
             access_token: "EAA-rotated".into(),
@@ -187,14 +187,17 @@ async fn phone_numbers_upsert_and_scope(b: &Backend) {
     assert_eq!(again.updated_at, T0 + 1);
 
     b.upsert_phone_number(&PhoneNumberRecord {
-        phone_number_id: "99".into(),
+        phone_number_id: crate::fixtures::pnid("99"),
         display_phone_number: "+1 555 0199".into(),
         ..n.clone()
     })
     .await
     .expect("second number");
-    let ids =
-        |v: Vec<PhoneNumberRecord>| v.into_iter().map(|n| n.phone_number_id).collect::<Vec<_>>();
+    let ids = |v: Vec<PhoneNumberRecord>| {
+        v.into_iter()
+            .map(|n| n.phone_number_id.to_string())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(
         ids(b.phone_numbers(&t1.app).await.expect("list")),
         ["10001", "99"]
@@ -207,7 +210,12 @@ async fn phone_numbers_upsert_and_scope(b: &Backend) {
         ids(b.all_phone_numbers().await.expect("all")),
         ["10001", "10002", "99"]
     );
-    assert!(b.phone_number("nope").await.expect("read").is_none());
+    assert!(
+        b.phone_number(&crate::fixtures::pnid("999999999"))
+            .await
+            .expect("read")
+            .is_none()
+    );
 }
 
 async fn templates_upsert_and_lookup(b: &Backend) {

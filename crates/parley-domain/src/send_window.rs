@@ -1,4 +1,4 @@
-//! Campaign send windows: `{"start": "09:00", "end": "20:00", "timezone": "Europe/Berlin"}`.
+//! Campaign send windows (pure: jiff's bundled IANA database, no I/O): `{"start": "09:00", "end": "20:00", "timezone": "Europe/Berlin"}`.
 //!
 //! A message may go only while the local time of its recipient is inside `[start, end)`. The
 //! timezone is the contact's own (`contacts.timezone`, IANA) when it has a valid one, else the
@@ -13,7 +13,17 @@ use jiff::Timestamp;
 use jiff::civil::Time;
 use jiff::tz::TimeZone;
 
-use crate::ApiFailure;
+/// A send window the API refused: a stable code, the field at fault and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SendWindowError {
+    /// `send_window_invalid`, `send_window_time_invalid`, `send_window_empty` or
+    /// `timezone_unknown`.
+    pub code: &'static str,
+    /// `send_window` or `send_window.<key>`.
+    pub field: String,
+    pub message: String,
+}
 
 /// A parsed window: minutes of the day, and the fallback timezone name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,16 +54,16 @@ pub fn known_timezone(name: &str) -> bool {
 
 impl SendWindow {
     /// Parses the API's JSON, refusing what would be ambiguous, with the failing field.
-    pub fn from_json(v: &serde_json::Value) -> Result<SendWindow, ApiFailure> {
-        let bad = |code: &'static str, msg: String, field: &str| {
-            ApiFailure::unprocessable(code, msg).field(format!("send_window.{field}"))
+    pub fn from_json(v: &serde_json::Value) -> Result<SendWindow, SendWindowError> {
+        let bad = |code: &'static str, message: String, field: &str| SendWindowError {
+            code,
+            field: format!("send_window.{field}"),
+            message,
         };
-        let obj = v.as_object().ok_or_else(|| {
-            ApiFailure::unprocessable(
-                "send_window_invalid",
-                "`send_window` is an object like {\"start\": \"09:00\", \"end\": \"20:00\", \"timezone\": \"Europe/Berlin\"}",
-            )
-            .field("send_window")
+        let obj = v.as_object().ok_or_else(|| SendWindowError {
+            code: "send_window_invalid",
+            field: "send_window".into(),
+            message: "`send_window` is an object like {\"start\": \"09:00\", \"end\": \"20:00\", \"timezone\": \"Europe/Berlin\"}".into(),
         })?;
         if let Some(k) = obj
             .keys()
@@ -105,6 +115,15 @@ impl SendWindow {
             end,
             timezone,
         })
+    }
+
+    /// The JSON `from_json` reads, as a campaign stores it (`timezone` only when set).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({"start": hhmm(self.start), "end": hhmm(self.end)});
+        if let Some(tz) = &self.timezone {
+            v["timezone"] = serde_json::Value::String(tz.clone());
+        }
+        v
     }
 
     /// The window as stored on one message, in the recipient's timezone: the contact's when
@@ -168,11 +187,12 @@ mod tests {
             &serde_json::json!({"start": "09:00", "end": "20:00", "timezone": "Mars/Base"}),
         )
         .expect_err("unknown tz");
-        assert_eq!(e.field.as_deref(), Some("send_window.timezone"));
+        assert_eq!(e.field, "send_window.timezone");
         assert!(SendWindow::from_json(&serde_json::json!({"start": "9", "end": "20:00"})).is_err());
         assert!(
             SendWindow::from_json(&serde_json::json!({"start": "09:00", "end": "09:00"})).is_err()
         );
+        assert_eq!(SendWindow::from_json(&w.to_json()).expect("round trip"), w);
         assert_eq!(w.resolve(Some("Asia/Tokyo")), "09:00-20:00@Asia/Tokyo");
         assert_eq!(w.resolve(Some("Nowhere")), "09:00-20:00@Europe/Berlin");
         let utc = SendWindow::from_json(&serde_json::json!({"start": "09:00", "end": "20:00"}))
