@@ -225,7 +225,7 @@ pub async fn campaign(args: Args) -> anyhow::Result<()> {
         )
         .await
         .map_err(anyhow::Error::msg)?;
-    let id = c.id.to_string();
+    let id = c.id;
     engine
         .start_campaign(&app, &id)
         .await

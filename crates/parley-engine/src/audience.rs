@@ -480,17 +480,12 @@ impl Engine {
     pub async fn segment_by_id(
         &self,
         app: &ApplicationId,
-        id: &str,
+        id: &SegmentId,
     ) -> Result<SegmentRecord, ApiFailure> {
-        let not_found = || {
-            ApiFailure::new(
-                FailureKind::NotFound,
-                "segment_not_found",
-                format!("there is no segment `{id}`; list them with GET /api/v1/segments"),
-            )
-        };
-        let id = SegmentId::parse(id).map_err(|_| not_found())?;
-        self.store.segment(app, &id).await?.ok_or_else(not_found)
+        self.store
+            .segment(app, id)
+            .await?
+            .ok_or_else(|| segment_not_found(id.as_str()))
     }
 
     /// Renders free text or a template's variables for one contact.
@@ -721,18 +716,41 @@ impl Engine {
     pub async fn import_job(
         &self,
         app: &ApplicationId,
-        id: &str,
+        id: &ImportId,
     ) -> Result<ImportJobRecord, ApiFailure> {
-        let not_found = || {
-            ApiFailure::new(
-                FailureKind::NotFound,
-                "import_not_found",
-                format!("there is no import `{id}` in this application"),
-            )
-        };
-        let id = ImportId::parse(id).map_err(|_| not_found())?;
-        self.store.import_job(app, &id).await?.ok_or_else(not_found)
+        self.store
+            .import_job(app, id)
+            .await?
+            .ok_or_else(|| import_not_found(id.as_str()))
     }
+}
+
+/// A segment id from a URL or a form, parsed at the edge: text that is not a segment id is
+/// answered like an id no segment has.
+pub fn segment_id(raw: &str) -> Result<SegmentId, ApiFailure> {
+    SegmentId::parse(raw).map_err(|_| segment_not_found(raw))
+}
+
+fn segment_not_found(id: &str) -> ApiFailure {
+    ApiFailure::new(
+        FailureKind::NotFound,
+        "segment_not_found",
+        format!("there is no segment `{id}`; list them with GET /api/v1/segments"),
+    )
+}
+
+/// An import id from a URL, parsed at the edge: text that is not an import id is answered
+/// like an id no import has.
+pub fn import_id(raw: &str) -> Result<ImportId, ApiFailure> {
+    ImportId::parse(raw).map_err(|_| import_not_found(raw))
+}
+
+fn import_not_found(id: &str) -> ApiFailure {
+    ApiFailure::new(
+        FailureKind::NotFound,
+        "import_not_found",
+        format!("there is no import `{id}` in this application"),
+    )
 }
 
 /// One row of an import preview: what the row would write, or why it would be rejected.

@@ -186,6 +186,12 @@ fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// A campaign id from a URL or a form, parsed at the edge: text that is not a campaign id is
+/// answered like an id no campaign has.
+pub fn campaign_id(raw: &str) -> Result<CampaignId, ApiFailure> {
+    CampaignId::parse(raw).map_err(|_| not_found(raw))
+}
+
 fn not_found(id: &str) -> ApiFailure {
     ApiFailure::new(
         FailureKind::NotFound,
@@ -477,13 +483,12 @@ impl Engine {
     pub async fn campaign(
         &self,
         app: &ApplicationId,
-        id: &str,
+        id: &CampaignId,
     ) -> Result<CampaignRecord, ApiFailure> {
-        let cid = CampaignId::parse(id).map_err(|_| not_found(id))?;
         self.store
-            .campaign(app, &cid)
+            .campaign(app, id)
             .await?
-            .ok_or_else(|| not_found(id))
+            .ok_or_else(|| not_found(id.as_str()))
     }
 
     /// The number's limit, scope and scope key, as stored now.
@@ -515,7 +520,7 @@ impl Engine {
     pub async fn plan_campaign(
         &self,
         app: &ApplicationId,
-        id: &str,
+        id: &CampaignId,
     ) -> Result<CampaignPlan, ApiFailure> {
         let c = self.campaign(app, id).await?;
         let bound = self
@@ -635,7 +640,7 @@ impl Engine {
     pub async fn start_campaign(
         &self,
         app: &ApplicationId,
-        id: &str,
+        id: &CampaignId,
     ) -> Result<CampaignRecord, ApiFailure> {
         let c = self.campaign(app, id).await?;
         // Refuse a campaign whose template can no longer be sent, before anything is queued.
@@ -669,7 +674,7 @@ impl Engine {
     pub async fn pause_campaign(
         &self,
         app: &ApplicationId,
-        id: &str,
+        id: &CampaignId,
     ) -> Result<CampaignRecord, ApiFailure> {
         let c = self.campaign(app, id).await?;
         let now = self.now();
@@ -710,7 +715,7 @@ impl Engine {
     pub async fn resume_campaign(
         &self,
         app: &ApplicationId,
-        id: &str,
+        id: &CampaignId,
     ) -> Result<CampaignRecord, ApiFailure> {
         let c = self.campaign(app, id).await?;
         let now = self.now();
@@ -740,7 +745,7 @@ impl Engine {
     pub async fn cancel_campaign(
         &self,
         app: &ApplicationId,
-        id: &str,
+        id: &CampaignId,
     ) -> Result<CampaignRecord, ApiFailure> {
         let c = self.campaign(app, id).await?;
         let now = self.now();
@@ -774,7 +779,7 @@ impl Engine {
     pub async fn campaign_stats(
         &self,
         app: &ApplicationId,
-        id: &str,
+        id: &CampaignId,
     ) -> Result<CampaignStats, ApiFailure> {
         let c = self.campaign(app, id).await?;
         let counts: CampaignCounts = self.store.campaign_counts(&c.id).await?;

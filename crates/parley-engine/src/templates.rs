@@ -149,6 +149,12 @@ pub fn meta_failure(action: &str, e: GraphError) -> ApiFailure {
     }
 }
 
+/// A template id from a URL or a form, parsed at the edge: text that is not a template id is
+/// answered like an id no template has.
+pub fn template_id(raw: &str) -> Result<TemplateId, ApiFailure> {
+    TemplateId::parse(raw).map_err(|_| not_found(raw))
+}
+
 fn not_found(id: &str) -> ApiFailure {
     ApiFailure::new(
         FailureKind::NotFound,
@@ -343,13 +349,12 @@ impl Engine {
     pub async fn template_by_id(
         &self,
         app: &ApplicationId,
-        id: &str,
+        id: &TemplateId,
     ) -> Result<TemplateRecord, ApiFailure> {
-        let tid = TemplateId::parse(id).map_err(|_| not_found(id))?;
         self.store
-            .template_by_id(app, &tid)
+            .template_by_id(app, id)
             .await?
-            .ok_or_else(|| not_found(id))
+            .ok_or_else(|| not_found(id.as_str()))
     }
 
     /// Checks the draft with Meta's rules (every problem at once), submits it to Meta and
@@ -447,7 +452,7 @@ impl Engine {
     pub async fn edit_template(
         &self,
         app: &ApplicationId,
-        id: &str,
+        id: &TemplateId,
         edit: TemplateEdit,
     ) -> Result<TemplateRecord, TemplateChangeError> {
         let mut record = self.template_by_id(app, id).await?;
@@ -566,7 +571,7 @@ impl Engine {
     pub async fn delete_template(
         &self,
         app: &ApplicationId,
-        id: &str,
+        id: &TemplateId,
     ) -> Result<TemplateRecord, ApiFailure> {
         let mut record = self.template_by_id(app, id).await?;
         if record.deleted_at.is_some() {
@@ -577,7 +582,7 @@ impl Engine {
             .store
             .platform(&record.platform_id)
             .await?
-            .ok_or_else(|| not_found(id))?;
+            .ok_or_else(|| not_found(id.as_str()))?;
         self.graph
             .delete_template(
                 &token,

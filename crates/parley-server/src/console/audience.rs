@@ -11,6 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use parley_domain::{Segment, TagValue};
+use parley_engine::audience::import_id;
 use parley_engine::audience::{ImportOptions, preview_import};
 use parley_store::ApplicationRecord;
 use parley_store::audience::{AudienceContact, ContactUpsert};
@@ -484,7 +485,7 @@ pub async fn import_progress(
     SignedInJson(app): SignedInJson,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let job = state.engine.import_job(&app.id, &id).await?;
+    let job = state.engine.import_job(&app.id, &import_id(&id)?).await?;
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
         axum::Json(ImportView::from(&job)),
@@ -498,7 +499,7 @@ pub async fn import_rejected(
     SignedIn { app, .. }: SignedIn,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let job = state.engine.import_job(&app.id, &id).await?;
+    let job = state.engine.import_job(&app.id, &import_id(&id)?).await?;
     rejected_csv_response(&state, &app.id, &job).await
 }
 

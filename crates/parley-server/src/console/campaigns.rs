@@ -11,8 +11,10 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use parley_domain::{ApplicationId, CampaignId, CampaignState, SlotKind, SlotLocation};
+use parley_engine::audience::segment_id;
 use parley_engine::audience::{PreviewContact, PreviewOutcome};
 use parley_engine::campaigns::CampaignPlan;
+use parley_engine::campaigns::campaign_id;
 use parley_store::campaigns::CampaignRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -78,7 +80,7 @@ pub async fn list_section(state: &AppState, app: &ApplicationId, after: Option<&
         .flatten();
     let mut rows = Vec::with_capacity(records.len());
     for c in records {
-        let progress = match state.engine.campaign_stats(app, c.id.as_str()).await {
+        let progress = match state.engine.campaign_stats(app, &c.id).await {
             Ok(s) if s.recipients > 0 || s.planned => format!(
                 "{} % · {} of {} sent",
                 s.progress_percent, s.sent, s.recipients
@@ -367,10 +369,12 @@ pub async fn preview(
 ) -> Response {
     let engine = &state.engine;
     let filter = match (nonempty(body.segment_id), nonempty(body.filter)) {
-        (Some(id), _) => match engine.segment_by_id(&app.id, &id).await {
-            Ok(s) => Ok(s.filter),
-            Err(f) => Err(json!({"field": "audience.segment_id", "message": f.message})),
-        },
+        (Some(id), _) => {
+            match async { engine.segment_by_id(&app.id, &segment_id(&id)?).await }.await {
+                Ok(s) => Ok(s.filter),
+                Err(f) => Err(json!({"field": "audience.segment_id", "message": f.message})),
+            }
+        }
         (None, Some(f)) => Ok(f),
         (None, None) => Ok("all".to_owned()),
     };
@@ -555,11 +559,15 @@ pub async fn detail(
 ) -> PageResult {
     let c = state
         .engine
-        .campaign(&app.id, &id)
+        .campaign(&app.id, &campaign_id(&id)?)
         .await
         .map_err(|f| PageError::not_found(f.message))?;
     let (plan, plan_error) = if c.state == CampaignState::Draft {
-        match state.engine.plan_campaign(&app.id, &id).await {
+        match state
+            .engine
+            .plan_campaign(&app.id, &campaign_id(&id)?)
+            .await
+        {
             Ok(p) => (Some(plan_view(p)), String::new()),
             Err(f) => (None, f.message),
         }
@@ -581,7 +589,10 @@ pub async fn stats(
     SignedInJson(app): SignedInJson,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let s = state.engine.campaign_stats(&app.id, &id).await?;
+    let s = state
+        .engine
+        .campaign_stats(&app.id, &campaign_id(&id)?)
+        .await?;
     Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(s)).into_response())
 }
 
@@ -594,10 +605,10 @@ pub async fn action(
 ) -> Result<Response, ApiError> {
     let engine = &state.engine;
     let c = match action.as_str() {
-        "start" => engine.start_campaign(&app.id, &id).await?,
-        "pause" => engine.pause_campaign(&app.id, &id).await?,
-        "resume" => engine.resume_campaign(&app.id, &id).await?,
-        "cancel" => engine.cancel_campaign(&app.id, &id).await?,
+        "start" => engine.start_campaign(&app.id, &campaign_id(&id)?).await?,
+        "pause" => engine.pause_campaign(&app.id, &campaign_id(&id)?).await?,
+        "resume" => engine.resume_campaign(&app.id, &campaign_id(&id)?).await?,
+        "cancel" => engine.cancel_campaign(&app.id, &campaign_id(&id)?).await?,
         _ => return Err(ApiError::not_found("this action")),
     };
     Ok(

@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use parley_engine::templates::template_id;
 use parley_engine::templates::{NewTemplate, TemplateChangeError, TemplateIssue};
 use parley_store::TemplateRecord;
 use serde::Deserialize;
@@ -330,7 +331,7 @@ pub async fn detail(
 ) -> PageResult {
     let t = state
         .engine
-        .template_by_id(&app.id, &id)
+        .template_by_id(&app.id, &template_id(&id)?)
         .await
         .map_err(|_| PageError::not_found("No such template."))?;
     let components = t.raw.get("components").cloned().unwrap_or_default();
@@ -368,7 +369,7 @@ pub async fn delete(
 ) -> PageResult {
     state
         .engine
-        .delete_template(&app.id, &id)
+        .delete_template(&app.id, &template_id(&id)?)
         .await
         .map_err(|e| PageError::unprocessable(e.message))?;
     Ok(Redirect::to(&format!("/templates/{id}")).into_response())

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use parley_domain::{CampaignId, CampaignKind, PhoneNumberId, SendWindow};
 use parley_engine::ApiFailure;
+use parley_engine::campaigns::campaign_id;
 use parley_engine::campaigns::{
     CampaignAudience, CampaignPlan, CampaignStats, NewCampaign, variable_input,
 };
@@ -280,7 +281,13 @@ pub async fn get_campaign(
     AppAuth(app): AppAuth,
     Path(id): Path<String>,
 ) -> Result<ApiJson<CampaignView>, ApiError> {
-    Ok(ApiJson(state.engine.campaign(&app, &id).await?.into()))
+    Ok(ApiJson(
+        state
+            .engine
+            .campaign(&app, &campaign_id(&id)?)
+            .await?
+            .into(),
+    ))
 }
 
 /// The plan: recipients, skipped by reason, the quota now (used / limit in the rolling 24 h
@@ -298,7 +305,9 @@ pub async fn plan_campaign(
     AppAuth(app): AppAuth,
     Path(id): Path<String>,
 ) -> Result<ApiJson<CampaignPlan>, ApiError> {
-    Ok(ApiJson(state.engine.plan_campaign(&app, &id).await?))
+    Ok(ApiJson(
+        state.engine.plan_campaign(&app, &campaign_id(&id)?).await?,
+    ))
 }
 
 /// Flat counters (`state`, `recipients`, `queued`, `waiting_for_quota`, `next_slot_at`,
@@ -316,7 +325,12 @@ pub async fn campaign_stats(
     AppAuth(app): AppAuth,
     Path(id): Path<String>,
 ) -> Result<ApiJson<CampaignStats>, ApiError> {
-    Ok(ApiJson(state.engine.campaign_stats(&app, &id).await?))
+    Ok(ApiJson(
+        state
+            .engine
+            .campaign_stats(&app, &campaign_id(&id)?)
+            .await?,
+    ))
 }
 
 /// Start now (or at `scheduled_at`). Starting again, or from two nodes, sends once.
@@ -332,7 +346,11 @@ pub async fn start_campaign(
     Path(id): Path<String>,
 ) -> Result<ApiJson<CampaignView>, ApiError> {
     Ok(ApiJson(
-        state.engine.start_campaign(&app, &id).await?.into(),
+        state
+            .engine
+            .start_campaign(&app, &campaign_id(&id)?)
+            .await?
+            .into(),
     ))
 }
 
@@ -349,7 +367,11 @@ pub async fn pause_campaign(
     Path(id): Path<String>,
 ) -> Result<ApiJson<CampaignView>, ApiError> {
     Ok(ApiJson(
-        state.engine.pause_campaign(&app, &id).await?.into(),
+        state
+            .engine
+            .pause_campaign(&app, &campaign_id(&id)?)
+            .await?
+            .into(),
     ))
 }
 
@@ -366,7 +388,11 @@ pub async fn resume_campaign(
     Path(id): Path<String>,
 ) -> Result<ApiJson<CampaignView>, ApiError> {
     Ok(ApiJson(
-        state.engine.resume_campaign(&app, &id).await?.into(),
+        state
+            .engine
+            .resume_campaign(&app, &campaign_id(&id)?)
+            .await?
+            .into(),
     ))
 }
 
@@ -383,6 +409,10 @@ pub async fn cancel_campaign(
     Path(id): Path<String>,
 ) -> Result<ApiJson<CampaignView>, ApiError> {
     Ok(ApiJson(
-        state.engine.cancel_campaign(&app, &id).await?.into(),
+        state
+            .engine
+            .cancel_campaign(&app, &campaign_id(&id)?)
+            .await?
+            .into(),
     ))
 }

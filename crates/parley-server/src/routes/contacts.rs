@@ -6,6 +6,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use parley_engine::audience::import_id;
 use parley_engine::audience::{
     ColumnMap, ContactDetail, ContactInput, ImportFormat, ImportOptions,
 };
@@ -389,7 +390,7 @@ pub async fn get_import(
     Path(job): Path<String>,
 ) -> Result<ApiJson<ImportView>, ApiError> {
     Ok(ApiJson(
-        (&state.engine.import_job(&app, &job).await?).into(),
+        (&state.engine.import_job(&app, &import_id(&job)?).await?).into(),
     ))
 }
 
@@ -404,7 +405,7 @@ pub async fn rejected_rows(
     AppAuth(app): AppAuth,
     Path(job): Path<String>,
 ) -> Result<Response, ApiError> {
-    let job = state.engine.import_job(&app, &job).await?;
+    let job = state.engine.import_job(&app, &import_id(&job)?).await?;
     rejected_csv_response(&state, &app, &job).await
 }
 

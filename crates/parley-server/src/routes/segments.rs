@@ -4,6 +4,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use parley_engine::audience::segment_id;
 use parley_store::audience::SegmentRecord;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -116,7 +117,7 @@ pub async fn get_segment(
     AppAuth(app): AppAuth,
     Path(id): Path<String>,
 ) -> Result<ApiJson<SegmentView>, ApiError> {
-    let record = state.engine.segment_by_id(&app, &id).await?;
+    let record = state.engine.segment_by_id(&app, &segment_id(&id)?).await?;
     let seg = state.engine.parse_segment(&record.filter)?;
     let preview = state.engine.preview_segment(&app, &seg, 0).await?;
     Ok(ApiJson(view(&record, Some(preview.count))))

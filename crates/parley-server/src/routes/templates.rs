@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use parley_domain::ApplicationId;
+use parley_engine::templates::template_id;
 use parley_engine::templates::{
     NewTemplate, TemplateChangeError, TemplateEdit, TemplateIssue, UploadedMedia,
 };
@@ -339,7 +340,10 @@ pub async fn get_template(
     AppAuth(app): AppAuth,
     Path(id): Path<String>,
 ) -> Result<ApiJson<TemplateView>, ApiError> {
-    let t = state.engine.template_by_id(&app, &id).await?;
+    let t = state
+        .engine
+        .template_by_id(&app, &template_id(&id)?)
+        .await?;
     Ok(ApiJson(view(t)))
 }
 
@@ -404,6 +408,10 @@ pub async fn edit_template(
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
+    let id = match template_id(&id) {
+        Ok(id) => id,
+        Err(f) => return ApiError::from(f).into_response(),
+    };
     let edit = TemplateEdit {
         category: body.category,
         components: body.components,
@@ -427,7 +435,10 @@ pub async fn delete_template(
     AppAuth(app): AppAuth,
     Path(id): Path<String>,
 ) -> Result<ApiJson<TemplateView>, ApiError> {
-    let t = state.engine.delete_template(&app, &id).await?;
+    let t = state
+        .engine
+        .delete_template(&app, &template_id(&id)?)
+        .await?;
     Ok(ApiJson(view(t)))
 }
 
