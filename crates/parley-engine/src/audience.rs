@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::clock::to_datetime;
 use crate::messages::ContactTags;
-use crate::{ApiFailure, Engine, FailureKind};
+use crate::{EngineError, Engine, ErrorKind};
 
 /// Rows upserted per transaction during an import.
 pub const IMPORT_CHUNK: usize = 1_000;
@@ -219,14 +219,14 @@ pub fn check_tag_name(name: &str) -> Result<(), String> {
 
 /// Reads the API's tag object: values typed by their JSON type, `null` removes; names that
 /// differ only in ASCII case are refused.
-pub fn tag_patch(tags: &serde_json::Map<String, Value>) -> Result<TagPatch, ApiFailure> {
+pub fn tag_patch(tags: &serde_json::Map<String, Value>) -> Result<TagPatch, EngineError> {
     let mut patch = TagPatch::new();
     for (name, v) in tags {
         let field = format!("tags.{name}");
         check_tag_name(name)
-            .map_err(|m| ApiFailure::bad_request("invalid_tag", m).field(field.clone()))?;
+            .map_err(|m| EngineError::bad_request("invalid_tag", m).field(field.clone()))?;
         if let Some(other) = patch.keys().find(|k| k.eq_ignore_ascii_case(name)) {
-            return Err(ApiFailure::bad_request(
+            return Err(EngineError::bad_request(
                 "duplicate_tag",
                 format!("tags `{other}` and `{name}` differ only in case; tag names ignore case, so give one"),
             )
@@ -236,11 +236,11 @@ pub fn tag_patch(tags: &serde_json::Map<String, Value>) -> Result<TagPatch, ApiF
             None
         } else {
             let tv: TagValue = serde_json::from_value(v.clone()).map_err(|e| {
-                ApiFailure::bad_request("invalid_tag_value", format!("tag `{name}`: {e}"))
+                EngineError::bad_request("invalid_tag_value", format!("tag `{name}`: {e}"))
                     .field(field.clone())
             })?;
             if matches!(tv, TagValue::Float(f) if !f.is_finite()) {
-                return Err(ApiFailure::bad_request(
+                return Err(EngineError::bad_request(
                     "invalid_tag_value",
                     format!("tag `{name}` is not a finite number"),
                 )
@@ -253,9 +253,9 @@ pub fn tag_patch(tags: &serde_json::Map<String, Value>) -> Result<TagPatch, ApiF
     Ok(patch)
 }
 
-fn parse_phone(phone: &str, field: &str) -> Result<E164, ApiFailure> {
+fn parse_phone(phone: &str, field: &str) -> Result<E164, EngineError> {
     E164::parse(phone)
-        .map_err(|e| ApiFailure::bad_request("invalid_phone_number", e.to_string()).field(field))
+        .map_err(|e| EngineError::bad_request("invalid_phone_number", e.to_string()).field(field))
 }
 
 fn subscription_of(s: &str) -> Option<Subscription> {
@@ -295,9 +295,9 @@ pub fn opt_keyword(
 
 impl Engine {
     /// Parses a filter; errors carry the character position.
-    pub fn parse_segment(&self, filter: &str) -> Result<Segment, ApiFailure> {
+    pub fn parse_segment(&self, filter: &str) -> Result<Segment, EngineError> {
         Segment::parse(filter).map_err(|e| {
-            ApiFailure::bad_request("invalid_segment", format!("the filter does not parse {e}"))
+            EngineError::bad_request("invalid_segment", format!("the filter does not parse {e}"))
                 .field("filter")
         })
     }
@@ -307,14 +307,14 @@ impl Engine {
         app: &ApplicationId,
         phone: &str,
         input: ContactInput,
-    ) -> Result<(AudienceContact, bool), ApiFailure> {
+    ) -> Result<(AudienceContact, bool), EngineError> {
         let phone = parse_phone(phone, "phone")?;
         let tags = tag_patch(&input.tags)?;
         let subscription = match input.subscription.as_deref() {
             None => None,
             Some(s) => Some(SubscriptionChange {
                 state: subscription_of(s).ok_or_else(|| {
-                    ApiFailure::bad_request(
+                    EngineError::bad_request(
                         "invalid_subscription",
                         format!("subscription `{s}` is not `opted_in` or `opted_out`"),
                     )
@@ -344,7 +344,7 @@ impl Engine {
             .store
             .audience_contact(app, phone.as_str())
             .await?
-            .ok_or_else(|| ApiFailure::internal("contact vanished after upsert"))?;
+            .ok_or_else(|| EngineError::internal("contact vanished after upsert"))?;
         Ok((contact, counts.created == 1))
     }
 
@@ -352,7 +352,7 @@ impl Engine {
         &self,
         app: &ApplicationId,
         phone: &str,
-    ) -> Result<ContactDetail, ApiFailure> {
+    ) -> Result<ContactDetail, EngineError> {
         let phone = parse_phone(phone, "phone")?;
         let contact = self
             .store
@@ -376,7 +376,7 @@ impl Engine {
         search: Option<&str>,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<(Vec<AudienceContact>, Option<String>), ApiFailure> {
+    ) -> Result<(Vec<AudienceContact>, Option<String>), EngineError> {
         let segment = match filter.map(str::trim).filter(|f| !f.is_empty()) {
             Some(f) => self.parse_segment(f)?,
             None => Segment::all(),
@@ -408,7 +408,7 @@ impl Engine {
         &self,
         app: &ApplicationId,
         phone: &str,
-    ) -> Result<EraseReport, ApiFailure> {
+    ) -> Result<EraseReport, EngineError> {
         let phone = parse_phone(phone, "phone")?;
         let report = self.store.erase_contact(app, phone.as_str()).await?;
         if report == EraseReport::default() {
@@ -422,7 +422,7 @@ impl Engine {
         app: &ApplicationId,
         segment: &Segment,
         sample: u32,
-    ) -> Result<SegmentPreview, ApiFailure> {
+    ) -> Result<SegmentPreview, EngineError> {
         let now = to_datetime(self.now());
         let count = self.store.count_segment(app, segment, now).await?;
         let sample = self
@@ -446,10 +446,10 @@ impl Engine {
         app: &ApplicationId,
         name: &str,
         filter: &str,
-    ) -> Result<SegmentRecord, ApiFailure> {
+    ) -> Result<SegmentRecord, EngineError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 {
-            return Err(ApiFailure::bad_request(
+            return Err(EngineError::bad_request(
                 "invalid_segment_name",
                 "give the segment a name of 1 to 100 characters",
             )
@@ -457,8 +457,8 @@ impl Engine {
         }
         let segment = self.parse_segment(filter)?;
         if self.store.segment_by_name(app, name).await?.is_some() {
-            return Err(ApiFailure::new(
-                FailureKind::Conflict,
+            return Err(EngineError::new(
+                ErrorKind::Conflict,
                 "segment_exists",
                 format!("a segment named `{name}` exists already; pick another name"),
             )
@@ -481,7 +481,7 @@ impl Engine {
         &self,
         app: &ApplicationId,
         id: &SegmentId,
-    ) -> Result<SegmentRecord, ApiFailure> {
+    ) -> Result<SegmentRecord, EngineError> {
         self.store
             .segment(app, id)
             .await?
@@ -495,7 +495,7 @@ impl Engine {
         contact: PreviewContact,
         text: Option<&str>,
         template: Option<(&str, &str, &VariableInput)>,
-    ) -> Result<PreviewOutcome, ApiFailure> {
+    ) -> Result<PreviewOutcome, EngineError> {
         let (phone, name, tags) = match contact {
             PreviewContact::Phone(p) => {
                 let phone = parse_phone(&p, "contact")?;
@@ -522,7 +522,7 @@ impl Engine {
         match (text, template) {
             (Some(text), None) => {
                 let dynamic = DynamicText::parse(text).map_err(|e| {
-                    ApiFailure::bad_request("expression_invalid", e.to_string()).field("text")
+                    EngineError::bad_request("expression_invalid", e.to_string()).field("text")
                 })?;
                 Ok(match dynamic.render(&lookup) {
                     Ok(s) => PreviewOutcome::Text(s),
@@ -535,14 +535,14 @@ impl Engine {
                     .template(app, name, language)
                     .await?
                     .ok_or_else(|| {
-                        ApiFailure::unprocessable(
+                        EngineError::unprocessable(
                             "template_not_found",
                             format!("there is no template `{name}` in language `{language}`"),
                         )
                         .field("template.name")
                     })?;
                 let bound = BoundTemplate::bind(&record.template, variables).map_err(|e| {
-                    ApiFailure::unprocessable(e.code(), e.to_string())
+                    EngineError::unprocessable(e.code(), e.to_string())
                         .field(format!("variables.{}", e.field()))
                 })?;
                 Ok(match bound.render(&lookup) {
@@ -550,7 +550,7 @@ impl Engine {
                     Err(reason) => PreviewOutcome::Skipped(reason),
                 })
             }
-            _ => Err(ApiFailure::bad_request(
+            _ => Err(EngineError::bad_request(
                 "preview_input",
                 "give either `text`, or `template` with `variables`",
             )),
@@ -592,7 +592,7 @@ impl Engine {
         app: &ApplicationId,
         options: ImportOptions,
         body: S,
-    ) -> Result<ImportId, ApiFailure>
+    ) -> Result<ImportId, EngineError>
     where
         S: Stream<Item = Result<B, E>> + Send + Unpin + 'static,
         B: AsRef<[u8]> + Send,
@@ -613,7 +613,7 @@ impl Engine {
         &self,
         app: &ApplicationId,
         format: ImportFormat,
-    ) -> Result<ImportJobRecord, ApiFailure> {
+    ) -> Result<ImportJobRecord, EngineError> {
         let now = self.now();
         let job = ImportJobRecord {
             id: ImportId::new(),
@@ -717,7 +717,7 @@ impl Engine {
         &self,
         app: &ApplicationId,
         id: &ImportId,
-    ) -> Result<ImportJobRecord, ApiFailure> {
+    ) -> Result<ImportJobRecord, EngineError> {
         self.store
             .import_job(app, id)
             .await?
@@ -727,13 +727,13 @@ impl Engine {
 
 /// A segment id from a URL or a form, parsed at the edge: text that is not a segment id is
 /// answered like an id no segment has.
-pub fn segment_id(raw: &str) -> Result<SegmentId, ApiFailure> {
+pub fn segment_id(raw: &str) -> Result<SegmentId, EngineError> {
     SegmentId::parse(raw).map_err(|_| segment_not_found(raw))
 }
 
-fn segment_not_found(id: &str) -> ApiFailure {
-    ApiFailure::new(
-        FailureKind::NotFound,
+fn segment_not_found(id: &str) -> EngineError {
+    EngineError::new(
+        ErrorKind::NotFound,
         "segment_not_found",
         format!("there is no segment `{id}`; list them with GET /api/v1/segments"),
     )
@@ -741,13 +741,13 @@ fn segment_not_found(id: &str) -> ApiFailure {
 
 /// An import id from a URL, parsed at the edge: text that is not an import id is answered
 /// like an id no import has.
-pub fn import_id(raw: &str) -> Result<ImportId, ApiFailure> {
+pub fn import_id(raw: &str) -> Result<ImportId, EngineError> {
     ImportId::parse(raw).map_err(|_| import_not_found(raw))
 }
 
-fn import_not_found(id: &str) -> ApiFailure {
-    ApiFailure::new(
-        FailureKind::NotFound,
+fn import_not_found(id: &str) -> EngineError {
+    EngineError::new(
+        ErrorKind::NotFound,
         "import_not_found",
         format!("there is no import `{id}` in this application"),
     )
@@ -810,7 +810,7 @@ impl Engine {
         &self,
         app: &ApplicationId,
         job: &ImportJobRecord,
-    ) -> Result<String, ApiFailure> {
+    ) -> Result<String, EngineError> {
         let mut out = String::from("line,reason,row\n");
         let mut after = 0;
         loop {
@@ -842,9 +842,9 @@ pub fn csv_cell(s: &str) -> String {
     }
 }
 
-fn contact_not_found(phone: &E164) -> ApiFailure {
-    ApiFailure::new(
-        FailureKind::NotFound,
+fn contact_not_found(phone: &E164) -> EngineError {
+    EngineError::new(
+        ErrorKind::NotFound,
         "contact_not_found",
         format!("there is no contact {} in this application", phone.as_str()),
     )

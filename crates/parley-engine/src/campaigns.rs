@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::to_datetime;
 use crate::messages::ContactTags;
-use crate::{ApiFailure, Engine, FailureKind};
+use crate::{EngineError, Engine, ErrorKind};
 
 /// Contacts read and planned per chunk (one transaction). Planned messages go into indexes
 /// keyed by the recipient's number, in no order: 2,000 rows to a transaction dirty about half
@@ -67,9 +67,9 @@ enum AudienceItem {
 }
 
 /// Checks an uploaded list: E.164 numbers, each once; later copies are `duplicate`.
-fn list_entries(phones: &[String]) -> Result<Vec<ListEntry>, ApiFailure> {
+fn list_entries(phones: &[String]) -> Result<Vec<ListEntry>, EngineError> {
     if phones.is_empty() || phones.len() > MAX_LIST {
-        return Err(ApiFailure::unprocessable(
+        return Err(EngineError::unprocessable(
             "audience_list_size",
             format!(
                 "`audience.phones` holds 1–{MAX_LIST} numbers; this one has {}; split a longer list into several campaigns",
@@ -188,13 +188,13 @@ fn rfc3339(ms: i64) -> String {
 
 /// A campaign id from a URL or a form, parsed at the edge: text that is not a campaign id is
 /// answered like an id no campaign has.
-pub fn campaign_id(raw: &str) -> Result<CampaignId, ApiFailure> {
+pub fn campaign_id(raw: &str) -> Result<CampaignId, EngineError> {
     CampaignId::parse(raw).map_err(|_| not_found(raw))
 }
 
-fn not_found(id: &str) -> ApiFailure {
-    ApiFailure::new(
-        FailureKind::NotFound,
+fn not_found(id: &str) -> EngineError {
+    EngineError::new(
+        ErrorKind::NotFound,
         "campaign_not_found",
         format!("this application has no campaign `{id}`; list yours with GET /api/v1/campaigns"),
     )
@@ -244,9 +244,9 @@ fn plan_contact(
 
 /// Template variables as the API gives them (object, array or null), with the API's error:
 /// the edge's parse, and the reading of a campaign's stored variables.
-pub fn variable_input(v: &serde_json::Value) -> Result<VariableInput, ApiFailure> {
+pub fn variable_input(v: &serde_json::Value) -> Result<VariableInput, EngineError> {
     VariableInput::from_json(v).map_err(|e| {
-        ApiFailure::bad_request(e.code(), e.to_string()).field(format!("template.{}", e.field()))
+        EngineError::bad_request(e.code(), e.to_string()).field(format!("template.{}", e.field()))
     })
 }
 
@@ -270,7 +270,7 @@ fn is_list(c: &CampaignRecord) -> bool {
 
 impl Engine {
     /// The segment to expand, or `None` for an uploaded list.
-    fn segment_for(&self, c: &CampaignRecord) -> Result<Option<Segment>, ApiFailure> {
+    fn segment_for(&self, c: &CampaignRecord) -> Result<Option<Segment>, EngineError> {
         if is_list(c) {
             Ok(None)
         } else {
@@ -287,7 +287,7 @@ impl Engine {
         segment: Option<&Segment>,
         after: Option<&str>,
         now: i64,
-    ) -> Result<(Vec<AudienceItem>, Option<String>), ApiFailure> {
+    ) -> Result<(Vec<AudienceItem>, Option<String>), EngineError> {
         if let Some(segment) = segment {
             let page = self
                 .store
@@ -341,9 +341,9 @@ impl Engine {
         Ok((items, next))
     }
 
-    fn segment_of(&self, c: &CampaignRecord) -> Result<Segment, ApiFailure> {
+    fn segment_of(&self, c: &CampaignRecord) -> Result<Segment, EngineError> {
         Segment::parse(&c.audience_filter).map_err(|e| {
-            ApiFailure::unprocessable("audience_invalid", e.to_string()).field("audience.filter")
+            EngineError::unprocessable("audience_invalid", e.to_string()).field("audience.filter")
         })
     }
 
@@ -353,9 +353,9 @@ impl Engine {
         name: &str,
         language: &str,
         input: &VariableInput,
-    ) -> Result<BoundTemplate, ApiFailure> {
+    ) -> Result<BoundTemplate, EngineError> {
         let record = self.store.template(app, name, language).await?.ok_or_else(|| {
-            ApiFailure::unprocessable(
+            EngineError::unprocessable(
                 "template_not_found",
                 format!(
                     "there is no template `{name}` in language `{language}`; check the name and language, or sync templates from Meta"
@@ -364,10 +364,10 @@ impl Engine {
             .field("template.name")
         })?;
         record.template.is_sendable().map_err(|e| {
-            ApiFailure::unprocessable("template_not_approved", e.to_string()).field("template.name")
+            EngineError::unprocessable("template_not_approved", e.to_string()).field("template.name")
         })?;
         BoundTemplate::bind(&record.template, input).map_err(|e| {
-            ApiFailure::unprocessable(e.code(), e.to_string())
+            EngineError::unprocessable(e.code(), e.to_string())
                 .field(format!("template.{}", e.field()))
         })
     }
@@ -377,10 +377,10 @@ impl Engine {
         &self,
         app: &ApplicationId,
         input: NewCampaign,
-    ) -> Result<CampaignRecord, ApiFailure> {
+    ) -> Result<CampaignRecord, EngineError> {
         let name = input.name.trim();
         if name.is_empty() || name.chars().count() > 200 {
-            return Err(ApiFailure::bad_request(
+            return Err(EngineError::bad_request(
                 "name_invalid",
                 "give the campaign a name of 1–200 characters",
             )
@@ -399,18 +399,18 @@ impl Engine {
         let (audience, filter) = match &input.audience {
             CampaignAudience::Filter(f) => {
                 Segment::parse(f).map_err(|e| {
-                    ApiFailure::unprocessable("audience_invalid", e.to_string())
+                    EngineError::unprocessable("audience_invalid", e.to_string())
                         .field("audience.filter")
                 })?;
                 (serde_json::json!({ "filter": f }), f.clone())
             }
             CampaignAudience::Segment(id) => {
                 let seg_id = SegmentId::parse(id).map_err(|e| {
-                    ApiFailure::bad_request("segment_id_invalid", e.to_string())
+                    EngineError::bad_request("segment_id_invalid", e.to_string())
                         .field("audience.segment_id")
                 })?;
                 let seg = self.store.segment(app, &seg_id).await?.ok_or_else(|| {
-                    ApiFailure::unprocessable(
+                    EngineError::unprocessable(
                         "segment_not_found",
                         format!("this application has no segment `{id}`; list yours with GET /api/v1/segments"),
                     )
@@ -460,7 +460,7 @@ impl Engine {
             template_language: input.template_language,
             // Stored in the canonical JSON form (`VariableInput`'s), read back by
             // `variable_input`.
-            variables: serde_json::to_value(&input.variables).map_err(ApiFailure::internal)?,
+            variables: serde_json::to_value(&input.variables).map_err(EngineError::internal)?,
             audience,
             audience_filter: filter,
             kind: input.kind,
@@ -484,7 +484,7 @@ impl Engine {
         &self,
         app: &ApplicationId,
         id: &CampaignId,
-    ) -> Result<CampaignRecord, ApiFailure> {
+    ) -> Result<CampaignRecord, EngineError> {
         self.store
             .campaign(app, id)
             .await?
@@ -521,7 +521,7 @@ impl Engine {
         &self,
         app: &ApplicationId,
         id: &CampaignId,
-    ) -> Result<CampaignPlan, ApiFailure> {
+    ) -> Result<CampaignPlan, EngineError> {
         let c = self.campaign(app, id).await?;
         let bound = self
             .bound_template(
@@ -538,8 +538,8 @@ impl Engine {
             .phone_number(&c.phone_number_id)
             .await?
             .ok_or_else(|| {
-                ApiFailure::new(
-                    FailureKind::Conflict,
+                EngineError::new(
+                    ErrorKind::Conflict,
                     "phone_number_gone",
                     "the campaign's number is no longer connected",
                 )
@@ -641,7 +641,7 @@ impl Engine {
         &self,
         app: &ApplicationId,
         id: &CampaignId,
-    ) -> Result<CampaignRecord, ApiFailure> {
+    ) -> Result<CampaignRecord, EngineError> {
         let c = self.campaign(app, id).await?;
         // Refuse a campaign whose template can no longer be sent, before anything is queued.
         self.bound_template(
@@ -675,14 +675,14 @@ impl Engine {
         &self,
         app: &ApplicationId,
         id: &CampaignId,
-    ) -> Result<CampaignRecord, ApiFailure> {
+    ) -> Result<CampaignRecord, EngineError> {
         let c = self.campaign(app, id).await?;
         let now = self.now();
         self.pause(&c.id, "paused by the user", now).await?;
         let c = self.campaign(app, id).await?;
         if !matches!(c.state, CampaignState::Paused) {
-            return Err(ApiFailure::new(
-                FailureKind::Conflict,
+            return Err(EngineError::new(
+                ErrorKind::Conflict,
                 "campaign_not_running",
                 format!("a {} campaign cannot be paused", c.state.as_str()),
             ));
@@ -716,7 +716,7 @@ impl Engine {
         &self,
         app: &ApplicationId,
         id: &CampaignId,
-    ) -> Result<CampaignRecord, ApiFailure> {
+    ) -> Result<CampaignRecord, EngineError> {
         let c = self.campaign(app, id).await?;
         let now = self.now();
         // A campaign paused before its scheduled time goes back to waiting for that time.
@@ -733,8 +733,8 @@ impl Engine {
             self.send_wake.notify_waiters();
             self.campaign_wake.notify_waiters();
         } else if c.state != CampaignState::Running {
-            return Err(ApiFailure::new(
-                FailureKind::Conflict,
+            return Err(EngineError::new(
+                ErrorKind::Conflict,
                 "campaign_not_paused",
                 format!("a {} campaign cannot be resumed", c.state.as_str()),
             ));
@@ -746,7 +746,7 @@ impl Engine {
         &self,
         app: &ApplicationId,
         id: &CampaignId,
-    ) -> Result<CampaignRecord, ApiFailure> {
+    ) -> Result<CampaignRecord, EngineError> {
         let c = self.campaign(app, id).await?;
         let now = self.now();
         let changed = self
@@ -767,8 +767,8 @@ impl Engine {
         if changed {
             self.store.cancel_campaign_messages(&c.id, now).await?;
         } else if c.state == CampaignState::Completed {
-            return Err(ApiFailure::new(
-                FailureKind::Conflict,
+            return Err(EngineError::new(
+                ErrorKind::Conflict,
                 "campaign_completed",
                 "the campaign has completed; there is nothing left to cancel",
             ));
@@ -780,7 +780,7 @@ impl Engine {
         &self,
         app: &ApplicationId,
         id: &CampaignId,
-    ) -> Result<CampaignStats, ApiFailure> {
+    ) -> Result<CampaignStats, EngineError> {
         let c = self.campaign(app, id).await?;
         let counts: CampaignCounts = self.store.campaign_counts(&c.id).await?;
         let n = |s: &str| counts.by_state.get(s).copied().unwrap_or(0);
@@ -825,7 +825,7 @@ impl Engine {
     }
 
     /// Plans one chunk of a running campaign. Returns true when more remain.
-    async fn plan_chunk(&self, c: &CampaignRecord) -> Result<bool, ApiFailure> {
+    async fn plan_chunk(&self, c: &CampaignRecord) -> Result<bool, EngineError> {
         let bound = match async {
             let input = variable_input(&c.variables)?;
             self.bound_template(
@@ -932,7 +932,7 @@ impl Engine {
 
     /// One pass of the campaign worker: starts scheduled campaigns whose time came, plans
     /// running ones, completes those with nothing left to send.
-    pub async fn work_campaigns(&self) -> Result<(), ApiFailure> {
+    pub async fn work_campaigns(&self) -> Result<(), EngineError> {
         let now = self.now();
         for c in self.store.campaigns_to_work(now).await? {
             match c.state {

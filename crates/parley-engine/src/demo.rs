@@ -9,7 +9,7 @@ use parley_domain::{
 use parley_store::{NewContact, NewPlatform, PhoneNumberRecord};
 use rand::{Rng, SeedableRng};
 
-use crate::{ApiFailure, Engine, auth};
+use crate::{EngineError, Engine, auth};
 
 /// What the sandbox's demo WABA looks like, as the CLI learns it from the sandbox config.
 #[derive(Debug, Clone)]
@@ -37,7 +37,7 @@ impl Engine {
         &self,
         platform: &DemoPlatform,
         contacts: usize,
-    ) -> Result<DemoSeed, ApiFailure> {
+    ) -> Result<DemoSeed, EngineError> {
         let now = self.now();
         let account = AccountId::new();
         let app = ApplicationId::new();
@@ -52,7 +52,7 @@ impl Engine {
             .add_api_token(&app, &auth::hash_api_token(&api_token), "demo", now)
             .await?;
         let password = auth::generate_password();
-        let hash = auth::hash_password(&password).map_err(ApiFailure::internal)?;
+        let hash = auth::hash_password(&password).map_err(EngineError::internal)?;
         self.store
             .create_user(&UserId::new(), &account, DEMO_EMAIL, &hash, now)
             .await?;
@@ -81,10 +81,10 @@ impl Engine {
         &self,
         app: &ApplicationId,
         platform: &DemoPlatform,
-    ) -> Result<PlatformId, ApiFailure> {
+    ) -> Result<PlatformId, EngineError> {
         let meta_err = |e: parley_meta::GraphError| {
-            ApiFailure::new(
-                crate::FailureKind::Internal,
+            EngineError::new(
+                crate::ErrorKind::Upstream,
                 "meta_unavailable",
                 format!("Meta refused or did not answer: {e}"),
             )
@@ -122,7 +122,7 @@ impl Engine {
                         .display_phone_number
                         .clone()
                         .unwrap_or_else(|| n.id.clone()),
-                    phone_number_id: PhoneNumberId::parse(&n.id).map_err(ApiFailure::internal)?,
+                    phone_number_id: PhoneNumberId::parse(&n.id).map_err(EngineError::internal)?,
                     platform_id: platform_id.clone(),
                     application_id: app.clone(),
                     verified_name: n.verified_name,

@@ -1,10 +1,11 @@
-//! The one error shape the engine hands to the API: a kind (→ HTTP status), a stable code, the
-//! field at fault and a message that says how to fix it.
+//! The engine's one error: a kind, a stable code, the field at fault and a message that says
+//! how to fix it. It knows nothing of HTTP: `parley-server`'s `error::status_of` maps the kind
+//! to a status, in that one place.
 
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
+pub enum ErrorKind {
     /// Malformed input (400).
     BadRequest,
     /// Well-formed but refused by a rule (422).
@@ -12,21 +13,23 @@ pub enum FailureKind {
     NotFound,
     /// The account is not set up for this yet (409).
     Conflict,
+    /// Meta refused to answer or could not be reached (502): retry later.
+    Upstream,
     /// Storage or another internal fault (500/503).
     Internal,
 }
 
 #[derive(Debug, Clone)]
-pub struct ApiFailure {
-    pub kind: FailureKind,
+pub struct EngineError {
+    pub kind: ErrorKind,
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
 }
 
-impl ApiFailure {
-    pub fn new(kind: FailureKind, code: &'static str, message: impl Into<String>) -> Self {
-        ApiFailure {
+impl EngineError {
+    pub fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Self {
+        EngineError {
             kind,
             code,
             message: message.into(),
@@ -40,18 +43,18 @@ impl ApiFailure {
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(FailureKind::BadRequest, code, message)
+        Self::new(ErrorKind::BadRequest, code, message)
     }
 
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(FailureKind::Unprocessable, code, message)
+        Self::new(ErrorKind::Unprocessable, code, message)
     }
 
     /// No number of the application has this id; also what a `phone_number_id` that is not
     /// Meta's digits gets at the edge, so both read the same.
     pub fn phone_number_not_found(id: &str) -> Self {
         Self::new(
-            FailureKind::NotFound,
+            ErrorKind::NotFound,
             "phone_number_not_found",
             format!(
                 "this application has no WhatsApp number with id `{id}`; list yours with GET /api/v1/phone-numbers"
@@ -63,7 +66,7 @@ impl ApiFailure {
     pub fn internal(err: impl fmt::Display) -> Self {
         tracing::error!(error = %err, "internal error");
         Self::new(
-            FailureKind::Internal,
+            ErrorKind::Internal,
             "internal_error",
             "Parley could not complete the request because of an internal error; it was logged. Try again.",
         )
@@ -71,22 +74,22 @@ impl ApiFailure {
 }
 
 /// A refused send window, as the API reports it (422 with the field at fault).
-impl From<parley_domain::SendWindowError> for ApiFailure {
+impl From<parley_domain::SendWindowError> for EngineError {
     fn from(e: parley_domain::SendWindowError) -> Self {
-        ApiFailure::unprocessable(e.code, e.message).field(e.field)
+        EngineError::unprocessable(e.code, e.message).field(e.field)
     }
 }
 
-impl fmt::Display for ApiFailure {
+impl fmt::Display for EngineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.code, self.message)
     }
 }
 
-impl std::error::Error for ApiFailure {}
+impl std::error::Error for EngineError {}
 
-impl From<parley_store::StoreError> for ApiFailure {
+impl From<parley_store::StoreError> for EngineError {
     fn from(e: parley_store::StoreError) -> Self {
-        ApiFailure::internal(e)
+        EngineError::internal(e)
     }
 }

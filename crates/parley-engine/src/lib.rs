@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use clock::{Clock, OffsetClock, SystemClock};
-pub use error::{ApiFailure, FailureKind};
+pub use error::{EngineError, ErrorKind};
 pub use onboarding::MetaApp;
 
 /// Tunables of the workers. Defaults fit production; tests shorten the waits.

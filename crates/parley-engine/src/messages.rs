@@ -11,7 +11,7 @@ use parley_domain::{
 use parley_store::{ContactRecord, InsertOutcome, NewMessage};
 
 use crate::clock::to_datetime;
-use crate::{ApiFailure, Engine, FailureKind};
+use crate::{EngineError, Engine, ErrorKind};
 
 /// Meta's limit for a text message body.
 pub const MAX_TEXT_CHARS: usize = 4096;
@@ -78,9 +78,9 @@ impl Engine {
         &self,
         app: &ApplicationId,
         req: SendRequest,
-    ) -> Result<Accepted, ApiFailure> {
+    ) -> Result<Accepted, EngineError> {
         let to = E164::parse(&req.to).map_err(|e| {
-            ApiFailure::bad_request("invalid_phone_number", e.to_string()).field("to")
+            EngineError::bad_request("invalid_phone_number", e.to_string()).field("to")
         })?;
         let phone_number_id = self
             .sending_number(app, req.phone_number_id.as_ref())
@@ -100,7 +100,7 @@ impl Engine {
                 check_text(text)?;
                 let last_inbound = contact.as_ref().and_then(|c| c.last_inbound_at);
                 if !in_service_window(last_inbound.map(to_datetime), to_datetime(now)) {
-                    return Err(ApiFailure::unprocessable(
+                    return Err(EngineError::unprocessable(
                         "outside_service_window",
                         format!(
                             "{} has not written to you in the last 24 hours, so WhatsApp only allows a template message now. Send a template, or wait until the customer writes.",
@@ -153,22 +153,22 @@ impl Engine {
         &self,
         app: &ApplicationId,
         requested: Option<&PhoneNumberId>,
-    ) -> Result<PhoneNumberId, ApiFailure> {
+    ) -> Result<PhoneNumberId, EngineError> {
         let numbers = self.store.phone_numbers(app).await?;
         match requested {
             Some(id) => numbers
                 .iter()
                 .find(|n| &n.phone_number_id == id)
                 .map(|n| n.phone_number_id.clone())
-                .ok_or_else(|| ApiFailure::phone_number_not_found(id.as_str())),
+                .ok_or_else(|| EngineError::phone_number_not_found(id.as_str())),
             None => match numbers.as_slice() {
                 [only] => Ok(only.phone_number_id.clone()),
-                [] => Err(ApiFailure::new(
-                    FailureKind::Conflict,
+                [] => Err(EngineError::new(
+                    ErrorKind::Conflict,
                     "no_phone_number",
                     "this application has no WhatsApp number yet: connect one under Settings › Configure platforms",
                 )),
-                _ => Err(ApiFailure::unprocessable(
+                _ => Err(EngineError::unprocessable(
                     "phone_number_required",
                     "this application has several WhatsApp numbers: say which one sends with `phone_number_id`",
                 )
@@ -185,9 +185,9 @@ impl Engine {
         variables: &VariableInput,
         to: &E164,
         contact: Option<&ContactRecord>,
-    ) -> Result<MessageContent, ApiFailure> {
+    ) -> Result<MessageContent, EngineError> {
         let record = self.store.template(app, name, language).await?.ok_or_else(|| {
-            ApiFailure::unprocessable(
+            EngineError::unprocessable(
                 "template_not_found",
                 format!(
                     "there is no template `{name}` in language `{language}`; check the name and language, or sync templates from Meta"
@@ -196,10 +196,10 @@ impl Engine {
             .field("template.name")
         })?;
         record.template.is_sendable().map_err(|e| {
-            ApiFailure::unprocessable("template_not_approved", e.to_string()).field("template.name")
+            EngineError::unprocessable("template_not_approved", e.to_string()).field("template.name")
         })?;
         let bound = BoundTemplate::bind(&record.template, variables).map_err(|e| {
-            ApiFailure::unprocessable(e.code(), e.to_string())
+            EngineError::unprocessable(e.code(), e.to_string())
                 .field(format!("template.{}", e.field()))
         })?;
         let lookup = ContactTags {
@@ -208,7 +208,7 @@ impl Engine {
             name: contact.and_then(|c| c.name.as_deref()),
         };
         let rendered = bound.render(&lookup).map_err(|reason| {
-            ApiFailure::unprocessable(
+            EngineError::unprocessable(
                 "personalization_failed",
                 format!(
                     "cannot personalize for {}: {reason}. Give the expression a default, e.g. {{{{first_name|CapitalizeFirst|there}}}}, or set the tag on the contact",
@@ -221,9 +221,9 @@ impl Engine {
     }
 }
 
-fn check_text(text: &str) -> Result<(), ApiFailure> {
+fn check_text(text: &str) -> Result<(), EngineError> {
     if text.trim().is_empty() {
-        return Err(ApiFailure::bad_request(
+        return Err(EngineError::bad_request(
             "text_empty",
             "the text message is empty; give `text` some content",
         )
@@ -231,7 +231,7 @@ fn check_text(text: &str) -> Result<(), ApiFailure> {
     }
     let chars = text.chars().count();
     if chars > MAX_TEXT_CHARS {
-        return Err(ApiFailure::bad_request(
+        return Err(EngineError::bad_request(
             "text_too_long",
             format!("the text has {chars} characters; WhatsApp allows at most {MAX_TEXT_CHARS}"),
         )
@@ -244,16 +244,16 @@ fn render_text(
     text: &str,
     to: &E164,
     contact: Option<&ContactRecord>,
-) -> Result<String, ApiFailure> {
+) -> Result<String, EngineError> {
     let dynamic = DynamicText::parse(text)
-        .map_err(|e| ApiFailure::bad_request("expression_invalid", e.to_string()).field("text"))?;
+        .map_err(|e| EngineError::bad_request("expression_invalid", e.to_string()).field("text"))?;
     let lookup = ContactTags {
         tags: contact.map(|c| &c.tags),
         phone: to.as_str(),
         name: contact.and_then(|c| c.name.as_deref()),
     };
     dynamic.render(&lookup).map_err(|reason| {
-        ApiFailure::unprocessable(
+        EngineError::unprocessable(
             "personalization_failed",
             format!("cannot personalize the text for {}: {reason}", to.as_str()),
         )

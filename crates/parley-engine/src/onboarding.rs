@@ -22,7 +22,7 @@ use parley_store::{NewPlatform, PhoneNumberRecord, PlatformRecord};
 use rand::Rng;
 use serde_json::{Value, json};
 
-use crate::{ApiFailure, Engine, FailureKind};
+use crate::{EngineError, Engine, ErrorKind};
 
 /// Meta's app as onboarding and the console's Embedded Signup button use it. Debug hides the
 /// secret.
@@ -125,13 +125,16 @@ impl Step {
 
     /// Turns Meta's refusal of this step into the API's failure: Meta's code, what it means
     /// for this step and what to do.
-    pub fn failure(self, e: &GraphError) -> ApiFailure {
-        let lower = e.to_string().to_lowercase();
-        let (code_name, message): (&'static str, String) = match (self, e.code()) {
-            (_, None) => (
+    pub fn failure(self, e: &GraphError) -> EngineError {
+        if e.code().is_none() {
+            return EngineError::new(
+                ErrorKind::Upstream,
                 "meta_unavailable",
                 format!("Meta did not answer the `{self}` step ({e}). Retry in a moment."),
-            ),
+            );
+        }
+        let lower = e.to_string().to_lowercase();
+        let (code_name, message): (&'static str, String) = match (self, e.code()) {
             (Step::ExchangeCode, Some(100)) if lower.contains("expired") => (
                 "signup_code_expired",
                 "The sign-up code expired before Parley could exchange it (Meta's codes live 30 seconds). Click Log in with Facebook again.".into(),
@@ -173,7 +176,7 @@ impl Step {
                 format!("Parley could not read the account from Meta in step `{self}` ({e}). Retry the failed step."),
             ),
         };
-        ApiFailure::new(FailureKind::Unprocessable, code_name, message)
+        EngineError::new(ErrorKind::Unprocessable, code_name, message)
     }
 }
 
@@ -201,7 +204,7 @@ enum StepEnd {
     /// Nothing to do for this sign-up; the reason is recorded with the step.
     Skipped(String),
     /// The step stopped the onboarding (Meta's error code when Meta refused).
-    Failed(Option<i64>, ApiFailure),
+    Failed(Option<i64>, EngineError),
 }
 
 impl StepEnd {
@@ -248,12 +251,12 @@ impl OnboardingRun<'_> {
     /// Why `step` cannot run in this run, and the step to record the failure on: a step that
     /// needs a new sign-up on a retry, or the business token gone (the platform was
     /// disconnected meanwhile).
-    fn blocker(&self, step: Step) -> Option<(Step, ApiFailure)> {
+    fn blocker(&self, step: Step) -> Option<(Step, EngineError)> {
         if step.retry() == Retry::NewSignup && self.code.is_none() {
             return Some((
                 step,
-                ApiFailure::new(
-                    FailureKind::Conflict,
+                EngineError::new(
+                    ErrorKind::Conflict,
                     "signup_again",
                     "The sign-up code could not be exchanged and cannot be reused. Click Log in with Facebook again.",
                 ),
@@ -262,8 +265,8 @@ impl OnboardingRun<'_> {
         if step != Step::ExchangeCode && self.secrets.access_token.is_none() {
             return Some((
                 Step::ExchangeCode,
-                ApiFailure::new(
-                    FailureKind::Conflict,
+                EngineError::new(
+                    ErrorKind::Conflict,
                     "signup_again",
                     "Parley no longer holds this sign-up's business token (the platform was disconnected). Click Log in with Facebook again.",
                 ),
@@ -313,7 +316,7 @@ impl std::fmt::Debug for SignupRequest {
 pub struct SignupOutcome {
     pub session: OnboardingRecord,
     pub platform_id: Option<PlatformId>,
-    pub failure: Option<ApiFailure>,
+    pub failure: Option<EngineError>,
 }
 
 /// What a disconnect did at Meta.
@@ -325,9 +328,9 @@ pub struct DisconnectReport {
     pub warnings: Vec<String>,
 }
 
-fn not_found(platform: &PlatformId) -> ApiFailure {
-    ApiFailure::new(
-        FailureKind::NotFound,
+fn not_found(platform: &PlatformId) -> EngineError {
+    EngineError::new(
+        ErrorKind::NotFound,
         "platform_not_found",
         format!(
             "this application has no platform `{platform}`; list them with GET /api/v1/platforms"
@@ -352,11 +355,11 @@ fn is_coexistence(event: Option<&str>) -> bool {
 }
 
 impl Engine {
-    fn meta_app_ready(&self) -> Result<&MetaApp, ApiFailure> {
+    fn meta_app_ready(&self) -> Result<&MetaApp, EngineError> {
         let app = &self.config.meta_app;
         if app.app_id.is_empty() || app.app_secret.is_empty() {
-            return Err(ApiFailure::new(
-                FailureKind::Conflict,
+            return Err(EngineError::new(
+                ErrorKind::Conflict,
                 "meta_app_not_configured",
                 "Parley has no Meta app configured: set meta.app_id, meta.app_secret and meta.config_id in parley.toml",
             ));
@@ -369,11 +372,11 @@ impl Engine {
         &self,
         app: &ApplicationId,
         request: SignupRequest,
-    ) -> Result<SignupOutcome, ApiFailure> {
+    ) -> Result<SignupOutcome, EngineError> {
         self.meta_app_ready()?;
         let code = request.code.trim().to_owned();
         if code.is_empty() {
-            return Err(ApiFailure::bad_request(
+            return Err(EngineError::bad_request(
                 "code_required",
                 "`code` is the code FB.login's callback received (authResponse.code)",
             )
@@ -389,7 +392,7 @@ impl Engine {
             if let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty())
                 && (!v.bytes().all(|b| b.is_ascii_digit()) || v.len() > 32)
             {
-                return Err(ApiFailure::bad_request(
+                return Err(EngineError::bad_request(
                     "invalid_id",
                     format!("`{field}` is one of Meta's numeric ids, as the WA_EMBEDDED_SIGNUP event gives it"),
                 )
@@ -423,7 +426,7 @@ impl Engine {
         &self,
         app: &ApplicationId,
         platform: &PlatformId,
-    ) -> Result<SignupOutcome, ApiFailure> {
+    ) -> Result<SignupOutcome, EngineError> {
         self.meta_app_ready()?;
         self.owned_platform(app, platform).await?;
         let session = self
@@ -432,8 +435,8 @@ impl Engine {
             .await?
             .filter(|s| s.state == "failed")
             .ok_or_else(|| {
-                ApiFailure::new(
-                    FailureKind::Conflict,
+                EngineError::new(
+                    ErrorKind::Conflict,
                     "nothing_to_retry",
                     "this platform has no failed set-up step; Refresh reads it from Meta again",
                 )
@@ -445,7 +448,7 @@ impl Engine {
         &self,
         app: &ApplicationId,
         platform: &PlatformId,
-    ) -> Result<PlatformRecord, ApiFailure> {
+    ) -> Result<PlatformRecord, EngineError> {
         self.store
             .platform(platform)
             .await?
@@ -459,7 +462,7 @@ impl Engine {
         step: Step,
         state: &str,
         error: Option<(Option<i64>, String)>,
-    ) -> Result<(), ApiFailure> {
+    ) -> Result<(), EngineError> {
         let (error_code, error_message) = match error {
             Some((c, m)) => (c, Some(m)),
             None => (None, None),
@@ -485,8 +488,8 @@ impl Engine {
         mut session: OnboardingRecord,
         step: Step,
         meta_code: Option<i64>,
-        failure: ApiFailure,
-    ) -> Result<SignupOutcome, ApiFailure> {
+        failure: EngineError,
+    ) -> Result<SignupOutcome, EngineError> {
         tracing::warn!(session = %session.id, step = step.name(), code = failure.code, "onboarding step failed");
         self.record(
             &mut session,
@@ -521,7 +524,7 @@ impl Engine {
         &self,
         mut session: OnboardingRecord,
         code: Option<&str>,
-    ) -> Result<SignupOutcome, ApiFailure> {
+    ) -> Result<SignupOutcome, EngineError> {
         let meta = self.meta_app_ready()?.clone();
         session.state = "running".into();
         session.failed_step = None;
@@ -561,7 +564,7 @@ impl Engine {
         &self,
         step: Step,
         run: &mut OnboardingRun<'_>,
-    ) -> Result<StepEnd, ApiFailure> {
+    ) -> Result<StepEnd, EngineError> {
         Ok(match step {
             Step::ExchangeCode => self.exchange_code(run).await?,
             Step::DebugToken => self.check_token(run).await?,
@@ -598,7 +601,7 @@ impl Engine {
     }
 
     /// `exchange_code`: the code, alive 30 s, becomes the business token (stored encrypted).
-    async fn exchange_code(&self, run: &mut OnboardingRun<'_>) -> Result<StepEnd, ApiFailure> {
+    async fn exchange_code(&self, run: &mut OnboardingRun<'_>) -> Result<StepEnd, EngineError> {
         // Without a code (a retry) the step does not run: see `Step::retry`.
         let code = run.code.unwrap_or_default();
         let (app_id, app_secret) = (&run.meta.app_id, &run.meta.app_secret);
@@ -616,7 +619,7 @@ impl Engine {
 
     /// `debug_token`: the token is valid, has the WhatsApp scopes, and names the WABA when
     /// the dialog did not.
-    async fn check_token(&self, run: &mut OnboardingRun<'_>) -> Result<StepEnd, ApiFailure> {
+    async fn check_token(&self, run: &mut OnboardingRun<'_>) -> Result<StepEnd, EngineError> {
         let (app_id, app_secret) = (&run.meta.app_id, &run.meta.app_secret);
         let info = match self
             .graph
@@ -629,7 +632,7 @@ impl Engine {
         if !info.is_valid {
             return Ok(StepEnd::Failed(
                 None,
-                ApiFailure::unprocessable(
+                EngineError::unprocessable(
                     "business_token_invalid",
                     "Meta says the business token from this sign-up is not valid. Click Log in with Facebook again.",
                 ),
@@ -645,7 +648,7 @@ impl Engine {
         if !missing.is_empty() {
             return Ok(StepEnd::Failed(
                 None,
-                ApiFailure::unprocessable(
+                EngineError::unprocessable(
                     "permissions_missing",
                     format!(
                         "The sign-up did not grant {}. Click Log in with Facebook again and keep every permission selected.",
@@ -664,7 +667,7 @@ impl Engine {
         if run.session.waba_id.is_none() {
             return Ok(StepEnd::Failed(
                 None,
-                ApiFailure::unprocessable(
+                EngineError::unprocessable(
                     "waba_not_shared",
                     "The sign-up shared no WhatsApp Business Account. Click Log in with Facebook again and choose or create one.",
                 ),
@@ -677,14 +680,14 @@ impl Engine {
     async fn onboarding_platform(
         &self,
         run: &mut OnboardingRun<'_>,
-    ) -> Result<PlatformId, ApiFailure> {
+    ) -> Result<PlatformId, EngineError> {
         if let Some(id) = &run.session.platform_id {
             return Ok(id.clone());
         }
         let session = &mut run.session;
         // `debug_token` fails the run when no WABA was shared, so this is set.
         let Some(waba_id) = session.waba_id.clone() else {
-            return Err(ApiFailure::unprocessable(
+            return Err(EngineError::unprocessable(
                 "waba_not_shared",
                 "The sign-up shared no WhatsApp Business Account. Click Log in with Facebook again and choose or create one.",
             ));
@@ -723,7 +726,7 @@ impl Engine {
     /// `register_phone`: the number joins the Cloud API with a PIN Parley generates once and
     /// keeps (encrypted), so a retry registers with the same PIN. Numbers shared from the
     /// WhatsApp Business app are registered already; a sign-up without a number has none.
-    async fn register_phone(&self, run: &mut OnboardingRun<'_>) -> Result<StepEnd, ApiFailure> {
+    async fn register_phone(&self, run: &mut OnboardingRun<'_>) -> Result<StepEnd, EngineError> {
         if is_coexistence(run.session.event.as_deref()) {
             return Ok(StepEnd::Skipped(
                 "numbers shared from the WhatsApp Business app are already registered".into(),
@@ -780,7 +783,7 @@ impl Engine {
         &self,
         mut session: OnboardingRecord,
         platform_id: PlatformId,
-    ) -> Result<SignupOutcome, ApiFailure> {
+    ) -> Result<SignupOutcome, EngineError> {
         let now = self.now();
         session.state = "done".into();
         session.updated_at = now;
@@ -879,10 +882,10 @@ impl Engine {
         Ok(n)
     }
 
-    async fn store_number(&self, p: &PlatformRecord, n: PhoneNumberInfo) -> Result<(), ApiFailure> {
+    async fn store_number(&self, p: &PlatformRecord, n: PhoneNumberInfo) -> Result<(), EngineError> {
         let now = self.now();
         let level = n.throughput.as_ref().and_then(|t| t.level.clone());
-        let id = PhoneNumberId::parse(&n.id).map_err(ApiFailure::internal)?;
+        let id = PhoneNumberId::parse(&n.id).map_err(EngineError::internal)?;
         let existing_scope = self
             .store
             .platform_numbers(&p.id)
@@ -961,11 +964,11 @@ impl Engine {
         &self,
         app: &ApplicationId,
         platform: &PlatformId,
-    ) -> Result<(), ApiFailure> {
+    ) -> Result<(), EngineError> {
         let p = self.owned_platform(app, platform).await?;
         if p.status == status::DISCONNECTED {
-            return Err(ApiFailure::new(
-                FailureKind::Conflict,
+            return Err(EngineError::new(
+                ErrorKind::Conflict,
                 "platform_disconnected",
                 "this platform is disconnected; connect it again with Log in with Facebook",
             ));
@@ -1021,7 +1024,7 @@ impl Engine {
         app: &ApplicationId,
         platform: &PlatformId,
         deregister: bool,
-    ) -> Result<DisconnectReport, ApiFailure> {
+    ) -> Result<DisconnectReport, EngineError> {
         let p = self.owned_platform(app, platform).await?;
         let mut report = DisconnectReport::default();
         if p.status == status::DISCONNECTED {

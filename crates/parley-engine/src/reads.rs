@@ -12,7 +12,7 @@ use parley_store::{
 };
 
 use crate::auth::{generate_password, hash_api_token, hash_password, verify_password};
-use crate::{ApiFailure, Engine};
+use crate::{EngineError, Engine};
 
 impl Engine {
     /// The engine can serve: its database answers.
@@ -22,14 +22,14 @@ impl Engine {
 
     /// Keeps a webhook delivery (its signature already checked) for the webhook processor and
     /// wakes it. An error means it was not kept: Meta must deliver it again.
-    pub async fn accept_webhook(&self, body: &[u8]) -> Result<(), ApiFailure> {
+    pub async fn accept_webhook(&self, body: &[u8]) -> Result<(), EngineError> {
         self.store.insert_webhook_event(body, self.now()).await?;
         self.webhook_wake.notify_waiters();
         Ok(())
     }
 
     /// Whether any application exists yet (a fresh database).
-    pub async fn has_applications(&self) -> Result<bool, ApiFailure> {
+    pub async fn has_applications(&self) -> Result<bool, EngineError> {
         Ok(!self.store.applications().await?.is_empty())
     }
 
@@ -37,7 +37,7 @@ impl Engine {
     pub async fn application_for_token(
         &self,
         token: &str,
-    ) -> Result<Option<ApplicationId>, ApiFailure> {
+    ) -> Result<Option<ApplicationId>, EngineError> {
         Ok(self
             .store
             .application_by_token_hash(&hash_api_token(token))
@@ -62,7 +62,7 @@ impl Engine {
     pub async fn account_application(
         &self,
         account: &AccountId,
-    ) -> Result<Option<ApplicationRecord>, ApiFailure> {
+    ) -> Result<Option<ApplicationRecord>, EngineError> {
         Ok(self
             .store
             .applications()
@@ -75,12 +75,12 @@ impl Engine {
     pub async fn phone_numbers(
         &self,
         app: &ApplicationId,
-    ) -> Result<Vec<PhoneNumberRecord>, ApiFailure> {
+    ) -> Result<Vec<PhoneNumberRecord>, EngineError> {
         Ok(self.store.phone_numbers(app).await?)
     }
 
     /// The application's platforms (connected or not).
-    pub async fn platforms(&self, app: &ApplicationId) -> Result<Vec<PlatformRecord>, ApiFailure> {
+    pub async fn platforms(&self, app: &ApplicationId) -> Result<Vec<PlatformRecord>, EngineError> {
         Ok(self.store.platforms(app).await?)
     }
 
@@ -90,7 +90,7 @@ impl Engine {
         app: &ApplicationId,
         after: Option<&PlatformId>,
         limit: u32,
-    ) -> Result<Vec<PlatformSetupRecord>, ApiFailure> {
+    ) -> Result<Vec<PlatformSetupRecord>, EngineError> {
         Ok(self.store.platform_setups(app, after, limit).await?)
     }
 
@@ -100,7 +100,7 @@ impl Engine {
         &self,
         app: &ApplicationId,
         id: &PlatformId,
-    ) -> Result<Option<PlatformSetupRecord>, ApiFailure> {
+    ) -> Result<Option<PlatformSetupRecord>, EngineError> {
         Ok(self
             .store
             .platform_setup(id)
@@ -112,7 +112,7 @@ impl Engine {
     pub async fn platform_numbers(
         &self,
         platform: &PlatformId,
-    ) -> Result<Vec<NumberSetupRecord>, ApiFailure> {
+    ) -> Result<Vec<NumberSetupRecord>, EngineError> {
         Ok(self.store.platform_numbers(platform).await?)
     }
 
@@ -120,16 +120,16 @@ impl Engine {
     pub async fn latest_onboarding(
         &self,
         platform: &PlatformId,
-    ) -> Result<Option<OnboardingRecord>, ApiFailure> {
+    ) -> Result<Option<OnboardingRecord>, EngineError> {
         Ok(self.store.latest_onboarding(platform).await?)
     }
 
     /// Every template of the application, deleted ones included.
-    pub async fn templates(&self, app: &ApplicationId) -> Result<Vec<TemplateRecord>, ApiFailure> {
+    pub async fn templates(&self, app: &ApplicationId) -> Result<Vec<TemplateRecord>, EngineError> {
         Ok(self.store.templates(app).await?)
     }
 
-    pub async fn count_contacts(&self, app: &ApplicationId) -> Result<u64, ApiFailure> {
+    pub async fn count_contacts(&self, app: &ApplicationId) -> Result<u64, EngineError> {
         Ok(self.store.count_contacts(app).await?)
     }
 
@@ -137,7 +137,7 @@ impl Engine {
         &self,
         app: &ApplicationId,
         id: &MessageId,
-    ) -> Result<Option<MessageRecord>, ApiFailure> {
+    ) -> Result<Option<MessageRecord>, EngineError> {
         Ok(self.store.message(app, id).await?)
     }
 
@@ -147,7 +147,7 @@ impl Engine {
         app: &ApplicationId,
         after: Option<&MessageId>,
         limit: u32,
-    ) -> Result<Vec<MessageRecord>, ApiFailure> {
+    ) -> Result<Vec<MessageRecord>, EngineError> {
         Ok(self.store.messages(app, after, limit).await?)
     }
 
@@ -157,12 +157,12 @@ impl Engine {
         app: &ApplicationId,
         after: Option<&CampaignId>,
         limit: u32,
-    ) -> Result<Vec<CampaignRecord>, ApiFailure> {
+    ) -> Result<Vec<CampaignRecord>, EngineError> {
         Ok(self.store.campaigns(app, after, limit).await?)
     }
 
     /// The application's saved segments by name.
-    pub async fn segments(&self, app: &ApplicationId) -> Result<Vec<SegmentRecord>, ApiFailure> {
+    pub async fn segments(&self, app: &ApplicationId) -> Result<Vec<SegmentRecord>, EngineError> {
         Ok(self.store.segments(app).await?)
     }
 }

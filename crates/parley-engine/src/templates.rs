@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::{ApiFailure, Engine, FailureKind};
+use crate::{EngineError, Engine, ErrorKind};
 
 /// Keys of Meta's template object that only webhooks bring (pause, rejection and category
 /// details); a sync that finds the status unchanged keeps them.
@@ -96,11 +96,11 @@ pub struct TemplateIssue {
 #[derive(Debug)]
 pub enum TemplateChangeError {
     Invalid(Vec<TemplateIssue>),
-    Failed(ApiFailure),
+    Failed(EngineError),
 }
 
-impl From<ApiFailure> for TemplateChangeError {
-    fn from(f: ApiFailure) -> Self {
+impl From<EngineError> for TemplateChangeError {
+    fn from(f: EngineError) -> Self {
         TemplateChangeError::Failed(f)
     }
 }
@@ -131,9 +131,9 @@ fn issue(field: impl Into<String>, code: &str, message: impl Into<String>) -> Te
 
 /// Meta refused or could not be reached: a refusal is the caller's to fix (422 with Meta's
 /// words), no answer is `meta_unavailable` (the API answers 502).
-pub fn meta_failure(action: &str, e: GraphError) -> ApiFailure {
+pub fn meta_failure(action: &str, e: GraphError) -> EngineError {
     match &e {
-        GraphError::Api { error, .. } => ApiFailure::unprocessable(
+        GraphError::Api { error, .. } => EngineError::unprocessable(
             "meta_refused",
             format!(
                 "Meta refused to {action}: {} (code {})",
@@ -141,8 +141,8 @@ pub fn meta_failure(action: &str, e: GraphError) -> ApiFailure {
                 error.code
             ),
         ),
-        _ => ApiFailure::new(
-            FailureKind::Internal,
+        _ => EngineError::new(
+            ErrorKind::Upstream,
             "meta_unavailable",
             format!("could not {action} at Meta: {e}; try again"),
         ),
@@ -151,13 +151,13 @@ pub fn meta_failure(action: &str, e: GraphError) -> ApiFailure {
 
 /// A template id from a URL or a form, parsed at the edge: text that is not a template id is
 /// answered like an id no template has.
-pub fn template_id(raw: &str) -> Result<TemplateId, ApiFailure> {
+pub fn template_id(raw: &str) -> Result<TemplateId, EngineError> {
     TemplateId::parse(raw).map_err(|_| not_found(raw))
 }
 
-fn not_found(id: &str) -> ApiFailure {
-    ApiFailure::new(
-        FailureKind::NotFound,
+fn not_found(id: &str) -> EngineError {
+    EngineError::new(
+        ErrorKind::NotFound,
         "template_not_found",
         format!("this application has no template `{id}`; list them with GET /api/v1/templates"),
     )
@@ -203,15 +203,15 @@ impl Engine {
         &self,
         app: &ApplicationId,
         platform_id: Option<&str>,
-    ) -> Result<PlatformRecord, ApiFailure> {
+    ) -> Result<PlatformRecord, EngineError> {
         let platforms = self.store.platforms(app).await?;
         match platform_id {
             Some(id) => platforms
                 .into_iter()
                 .find(|p| p.id.as_str() == id)
                 .ok_or_else(|| {
-                    ApiFailure::new(
-                        FailureKind::NotFound,
+                    EngineError::new(
+                        ErrorKind::NotFound,
                         "platform_not_found",
                         format!("this application has no platform `{id}`"),
                     )
@@ -221,12 +221,12 @@ impl Engine {
                 let mut platforms = platforms;
                 match platforms.len() {
                     1 => Ok(platforms.remove(0)),
-                    0 => Err(ApiFailure::new(
-                        FailureKind::Conflict,
+                    0 => Err(EngineError::new(
+                        ErrorKind::Conflict,
                         "no_platform",
                         "this application has no WhatsApp Business Account yet: connect one first",
                     )),
-                    _ => Err(ApiFailure::unprocessable(
+                    _ => Err(EngineError::unprocessable(
                         "platform_required",
                         "this application has several WhatsApp Business Accounts: say which one with `platform_id`",
                     )
@@ -238,10 +238,10 @@ impl Engine {
 
     /// Reads every template of the platform's WABA and stores it; local templates Meta no
     /// longer has are marked deleted.
-    pub async fn sync_templates(&self, platform_id: &PlatformId) -> Result<SyncReport, ApiFailure> {
+    pub async fn sync_templates(&self, platform_id: &PlatformId) -> Result<SyncReport, EngineError> {
         let platform = self.store.platform(platform_id).await?.ok_or_else(|| {
-            ApiFailure::new(
-                FailureKind::NotFound,
+            EngineError::new(
+                ErrorKind::NotFound,
                 "platform_not_found",
                 format!("no platform {platform_id}"),
             )
@@ -253,8 +253,8 @@ impl Engine {
             .all_templates(&token, platform.waba_id.as_str())
             .await
             .map_err(|e| {
-                ApiFailure::new(
-                    FailureKind::Internal,
+                EngineError::new(
+                    ErrorKind::Upstream,
                     "meta_unavailable",
                     format!("could not read templates from Meta: {e}"),
                 )
@@ -350,7 +350,7 @@ impl Engine {
         &self,
         app: &ApplicationId,
         id: &TemplateId,
-    ) -> Result<TemplateRecord, ApiFailure> {
+    ) -> Result<TemplateRecord, EngineError> {
         self.store
             .template_by_id(app, id)
             .await?
@@ -426,7 +426,7 @@ impl Engine {
             }
         };
         let template = Template::from_meta_json(&raw).map_err(|e| {
-            ApiFailure::internal(format!("created template does not read back: {e}"))
+            EngineError::internal(format!("created template does not read back: {e}"))
         })?;
         let record = TemplateRecord {
             id: TemplateId::new(),
@@ -458,7 +458,7 @@ impl Engine {
         let mut record = self.template_by_id(app, id).await?;
         let status = record.template.status.clone();
         if record.deleted_at.is_some() {
-            return Err(ApiFailure::unprocessable(
+            return Err(EngineError::unprocessable(
                 "template_deleted",
                 "this template was deleted; create a new one",
             )
@@ -468,7 +468,7 @@ impl Engine {
             status,
             TemplateStatus::Approved | TemplateStatus::Rejected | TemplateStatus::Paused
         ) {
-            return Err(ApiFailure::unprocessable(
+            return Err(EngineError::unprocessable(
                 "template_not_editable",
                 format!(
                     "a {status} template cannot be edited: Meta allows edits only of APPROVED, REJECTED or PAUSED templates"
@@ -529,7 +529,7 @@ impl Engine {
             return Err(TemplateChangeError::Invalid(issues));
         }
         let meta_id = record.meta_id.clone().ok_or_else(|| {
-            ApiFailure::unprocessable(
+            EngineError::unprocessable(
                 "template_not_at_meta",
                 "this template has no Meta id yet; sync templates and try again",
             )
@@ -561,7 +561,7 @@ impl Engine {
             record.raw = stored;
         }
         record.template = Template::from_meta_json(&record.raw)
-            .map_err(|e| ApiFailure::internal(format!("edited template does not read: {e}")))?;
+            .map_err(|e| EngineError::internal(format!("edited template does not read: {e}")))?;
         record.updated_at = self.now();
         self.store.upsert_template(&record).await?;
         Ok(record)
@@ -572,7 +572,7 @@ impl Engine {
         &self,
         app: &ApplicationId,
         id: &TemplateId,
-    ) -> Result<TemplateRecord, ApiFailure> {
+    ) -> Result<TemplateRecord, EngineError> {
         let mut record = self.template_by_id(app, id).await?;
         if record.deleted_at.is_some() {
             return Ok(record);
@@ -602,7 +602,7 @@ impl Engine {
         &self,
         app: &ApplicationId,
         name: &str,
-    ) -> Result<Vec<TemplateRecord>, ApiFailure> {
+    ) -> Result<Vec<TemplateRecord>, EngineError> {
         let mut matching: Vec<TemplateRecord> = self
             .store
             .templates(app)
@@ -611,8 +611,8 @@ impl Engine {
             .filter(|t| t.deleted_at.is_none() && t.template.name.as_str() == name)
             .collect();
         if matching.is_empty() {
-            return Err(ApiFailure::new(
-                FailureKind::NotFound,
+            return Err(EngineError::new(
+                ErrorKind::NotFound,
                 "template_not_found",
                 format!("this application has no template named `{name}`"),
             )
@@ -650,7 +650,7 @@ impl Engine {
         file_name: &str,
         mime_type: &str,
         bytes: Vec<u8>,
-    ) -> Result<UploadedMedia, ApiFailure> {
+    ) -> Result<UploadedMedia, EngineError> {
         let mime = mime_type
             .split(';')
             .next()
@@ -658,7 +658,7 @@ impl Engine {
             .trim()
             .to_ascii_lowercase();
         let Some((_, max)) = MEDIA_TYPES.iter().find(|(m, _)| *m == mime) else {
-            return Err(ApiFailure::unprocessable(
+            return Err(EngineError::unprocessable(
                 "media_type_unsupported",
                 format!(
                     "`{mime}` cannot be a template header example: send image/jpeg or image/png (IMAGE), video/mp4 (VIDEO) or application/pdf (DOCUMENT) as the Content-Type"
@@ -667,7 +667,7 @@ impl Engine {
             .field("content_type"));
         };
         if bytes.is_empty() || bytes.len() > *max {
-            return Err(ApiFailure::unprocessable(
+            return Err(EngineError::unprocessable(
                 "media_size_invalid",
                 format!(
                     "the file has {} bytes; Meta takes 1 to {max} bytes for {mime}",

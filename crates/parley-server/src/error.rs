@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use parley_engine::{ApiFailure, FailureKind};
+use parley_engine::{EngineError, ErrorKind};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -70,20 +70,19 @@ impl IntoResponse for ApiError {
 }
 
 /// The HTTP status of an engine failure: the one place engine errors meet HTTP.
-pub fn status_of(f: &ApiFailure) -> StatusCode {
-    match (f.kind, f.code) {
-        // Meta could not be reached: 502, not 500.
-        (_, "meta_unavailable") => StatusCode::BAD_GATEWAY,
-        (FailureKind::BadRequest, _) => StatusCode::BAD_REQUEST,
-        (FailureKind::Unprocessable, _) => StatusCode::UNPROCESSABLE_ENTITY,
-        (FailureKind::NotFound, _) => StatusCode::NOT_FOUND,
-        (FailureKind::Conflict, _) => StatusCode::CONFLICT,
-        (FailureKind::Internal, _) => StatusCode::INTERNAL_SERVER_ERROR,
+pub fn status_of(f: &EngineError) -> StatusCode {
+    match f.kind {
+        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
-impl From<ApiFailure> for ErrorDetail {
-    fn from(f: ApiFailure) -> Self {
+impl From<EngineError> for ErrorDetail {
+    fn from(f: EngineError) -> Self {
         ErrorDetail {
             code: f.code.to_owned(),
             message: f.message,
@@ -92,8 +91,8 @@ impl From<ApiFailure> for ErrorDetail {
     }
 }
 
-impl From<ApiFailure> for ApiError {
-    fn from(f: ApiFailure) -> Self {
+impl From<EngineError> for ApiError {
+    fn from(f: EngineError) -> Self {
         ApiError {
             status: status_of(&f),
             code: f.code,
@@ -105,7 +104,7 @@ impl From<ApiFailure> for ApiError {
 
 impl From<parley_store::StoreError> for ApiError {
     fn from(e: parley_store::StoreError) -> Self {
-        ApiFailure::from(e).into()
+        EngineError::from(e).into()
     }
 }
 

@@ -52,8 +52,8 @@ impl PageError {
 }
 
 /// An engine failure on a page: its status and its message, as plain text.
-impl From<parley_engine::ApiFailure> for PageError {
-    fn from(f: parley_engine::ApiFailure) -> Self {
+impl From<parley_engine::EngineError> for PageError {
+    fn from(f: parley_engine::EngineError) -> Self {
         PageError::Text(crate::error::status_of(&f), f.message)
     }
 }

@@ -4,7 +4,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use parley_domain::{CampaignId, CampaignKind, PhoneNumberId, SendWindow};
-use parley_engine::ApiFailure;
+use parley_engine::EngineError;
 use parley_engine::campaigns::campaign_id;
 use parley_engine::campaigns::{
     CampaignAudience, CampaignPlan, CampaignStats, NewCampaign, variable_input,
@@ -208,13 +208,13 @@ pub fn new_campaign(body: CreateCampaignBody) -> Result<NewCampaign, ApiError> {
         .transpose()?;
     let phone_number_id = body
         .phone_number_id
-        .map(|id| PhoneNumberId::parse(&id).map_err(|_| ApiFailure::phone_number_not_found(&id)))
+        .map(|id| PhoneNumberId::parse(&id).map_err(|_| EngineError::phone_number_not_found(&id)))
         .transpose()?;
     let variables = variable_input(&body.template.variables.unwrap_or(serde_json::Value::Null))?;
     let send_window = body
         .send_window
         .filter(|w| !w.is_null())
-        .map(|w| SendWindow::from_json(&w).map_err(ApiFailure::from))
+        .map(|w| SendWindow::from_json(&w).map_err(EngineError::from))
         .transpose()?;
     Ok(NewCampaign {
         name: body.name,

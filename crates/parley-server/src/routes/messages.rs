@@ -4,7 +4,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use parley_domain::{MessageContent, MessageId, PhoneNumberId, VariableInput};
-use parley_engine::ApiFailure;
+use parley_engine::EngineError;
 use parley_engine::messages::{SendBody, SendRequest};
 use parley_store::MessageRecord;
 use serde::{Deserialize, Serialize};
@@ -256,7 +256,7 @@ pub async fn send_message(
                     .phone_number_id
                     .map(|id| {
                         PhoneNumberId::parse(&id)
-                            .map_err(|_| ApiFailure::phone_number_not_found(&id))
+                            .map_err(|_| EngineError::phone_number_not_found(&id))
                     })
                     .transpose()?,
                 reply_to: body.reply_to,

@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use parley_domain::{Tags, VariableInput};
-use parley_engine::ApiFailure;
+use parley_engine::EngineError;
 use parley_engine::audience::{PreviewContact, PreviewOutcome};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -96,7 +96,7 @@ pub async fn preview(
     let variables = match &body.template {
         Some(_) => VariableInput::from_json(&body.variables.unwrap_or(serde_json::Value::Null))
             .map_err(|e| {
-                ApiFailure::bad_request(e.code(), e.to_string())
+                EngineError::bad_request(e.code(), e.to_string())
                     .field(format!("variables.{}", e.field()))
             })?,
         None => VariableInput::default(),

@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use parley_domain::{ApplicationId, PlatformId};
-use parley_engine::ApiFailure;
+use parley_engine::EngineError;
 use parley_engine::onboarding::{SignupOutcome, SignupRequest};
 use parley_store::platforms::{NumberSetupRecord, OnboardingRecord, PlatformSetupRecord};
 use serde::{Deserialize, Serialize};
@@ -260,7 +260,7 @@ pub async fn outcome_response(
         (None, Some(platform)) => (ok, axum::Json(platform)).into_response(),
         (failure, platform) => {
             let f =
-                failure.unwrap_or_else(|| ApiFailure::internal("sign-up ended without a platform"));
+                failure.unwrap_or_else(|| EngineError::internal("sign-up ended without a platform"));
             let status = status_of(&f);
             let body = SignupFailure {
                 error: f.into(),
