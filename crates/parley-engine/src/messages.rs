@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use parley_domain::{
     ApplicationId, BoundTemplate, DynamicText, E164, MessageContent, MessageId, MessageState,
-    PhoneNumberId, TagLookup, TagValue, Tags, VariableInput, in_service_window,
+    PhoneNumberId, TagLookup, TagValue, Tags, VariableInput, Wamid, in_service_window,
 };
 use parley_store::{ContactRecord, InsertOutcome, NewMessage};
 
@@ -23,7 +23,7 @@ pub struct SendRequest {
     /// Which of the application's numbers sends; optional when it has exactly one.
     pub phone_number_id: Option<PhoneNumberId>,
     /// wamid of the message this one replies to.
-    pub reply_to: Option<String>,
+    pub reply_to: Option<Wamid>,
     pub idempotency_key: Option<String>,
 }
 

@@ -134,7 +134,7 @@ pub struct NewMessage {
     pub contact_id: Option<ContactId>,
     pub to_phone: String,
     pub content: MessageContent,
-    pub reply_to: Option<String>,
+    pub reply_to: Option<Wamid>,
     pub idempotency_key: Option<String>,
     pub now: Millis,
 }
@@ -154,7 +154,7 @@ pub struct MessageRecord {
     pub contact_id: Option<ContactId>,
     pub to_phone: String,
     pub content: MessageContent,
-    pub reply_to: Option<String>,
+    pub reply_to: Option<Wamid>,
     pub state: MessageState,
     pub wamid: Option<Wamid>,
     pub error_code: Option<i64>,

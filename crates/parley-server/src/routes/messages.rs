@@ -3,7 +3,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use parley_domain::{MessageContent, MessageId, PhoneNumberId, VariableInput};
+use parley_domain::{MessageContent, MessageId, PhoneNumberId, VariableInput, Wamid};
 use parley_engine::EngineError;
 use parley_engine::messages::{SendBody, SendRequest};
 use parley_store::MessageRecord;
@@ -143,7 +143,7 @@ impl From<MessageRecord> for MessageView {
             kind,
             content,
             wamid: m.wamid.map(String::from),
-            reply_to: m.reply_to,
+            reply_to: m.reply_to.map(Wamid::into_string),
             error,
             attempts: m.attempts,
             timestamps: Timestamps {
@@ -259,7 +259,15 @@ pub async fn send_message(
                             .map_err(|_| EngineError::phone_number_not_found(&id))
                     })
                     .transpose()?,
-                reply_to: body.reply_to,
+                reply_to: body
+                    .reply_to
+                    .map(|w| {
+                        Wamid::parse(&w).map_err(|e| {
+                            ApiError::new(StatusCode::BAD_REQUEST, "invalid_reply_to", e.to_string())
+                                .field("reply_to")
+                        })
+                    })
+                    .transpose()?,
                 idempotency_key,
             },
         )

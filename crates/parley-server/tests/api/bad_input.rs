@@ -250,3 +250,40 @@ async fn missing_or_wrong_token_is_401() {
         "route_not_found"
     );
 }
+
+#[tokio::test]
+async fn a_reply_to_that_is_no_wamid_is_refused_at_the_edge_and_a_good_one_is_kept() {
+    let app = spawn_app().await;
+    let (phone, _) = app.contact(0).await;
+    let send = |reply_to: Value| {
+        json!({"to": phone, "reply_to": reply_to,
+               "template": {"name": "welcome", "language": "en",
+                            "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}"}}})
+    };
+    for bad in [json!(""), json!("w".repeat(513))] {
+        let v = expect_error(&app, &send(bad), 400, "invalid_reply_to").await;
+        assert_eq!(v["error"]["field"], "reply_to");
+    }
+    assert!(
+        app.sandbox_messages().await.is_empty(),
+        "nothing reached Meta"
+    );
+
+    let resp = app.post_message(&send(json!("wamid.HBgLNDkxNTExMDAwNzkxORUCABIYFDNB"))).await;
+    assert_eq!(resp.status(), 202);
+    let id = resp.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let message: Value = app
+        .http
+        .get(format!("{}/api/v1/messages/{id}", app.url))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(message["reply_to"], "wamid.HBgLNDkxNTExMDAwNzkxORUCABIYFDNB");
+}

@@ -442,7 +442,7 @@ impl Store for Backend {
         .bind(opt_text(name))
         .bind(opt_text(language))
         .bind(json(&m.content)?)
-        .bind(opt_text(m.reply_to.as_deref()))
+        .bind(m.reply_to.as_ref().map(|w| text(w.as_str())))
         .bind(opt_text(m.idempotency_key.as_deref()))
         .bind(m.now)
         .bind(m.now)

@@ -43,7 +43,7 @@ pub(crate) fn message_from_row(row: &DbRow) -> Result<MessageRecord> {
         contact_id: parse_opt_id(row, "contact_id", ContactId::parse)?,
         to_phone: row.try_get("to_phone")?,
         content: json_col(row, "content")?,
-        reply_to: row.try_get("reply_to")?,
+        reply_to: parse_opt_id(row, "reply_to", Wamid::parse)?,
         state: MessageState::from_str(&state).map_err(|e| corrupt("state", e))?,
         wamid: parse_opt_id(row, "wamid", Wamid::parse)?,
         error_code: row.try_get("error_code")?,
