@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::clock::to_datetime;
 use crate::messages::ContactTags;
-use crate::{EngineError, Engine, ErrorKind};
+use crate::{Engine, EngineError, ErrorKind};
 
 /// Rows upserted per transaction during an import.
 pub const IMPORT_CHUNK: usize = 1_000;

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::to_datetime;
 use crate::messages::ContactTags;
-use crate::{EngineError, Engine, ErrorKind};
+use crate::{Engine, EngineError, ErrorKind};
 
 /// Contacts read and planned per chunk (one transaction). Planned messages go into indexes
 /// keyed by the recipient's number, in no order: 2,000 rows to a transaction dirty about half
@@ -364,7 +364,8 @@ impl Engine {
             .field("template.name")
         })?;
         record.template.is_sendable().map_err(|e| {
-            EngineError::unprocessable("template_not_approved", e.to_string()).field("template.name")
+            EngineError::unprocessable("template_not_approved", e.to_string())
+                .field("template.name")
         })?;
         BoundTemplate::bind(&record.template, input).map_err(|e| {
             EngineError::unprocessable(e.code(), e.to_string())

@@ -9,7 +9,7 @@ use parley_domain::{
 use parley_store::{NewContact, NewPlatform, PhoneNumberRecord};
 use rand::{Rng, SeedableRng};
 
-use crate::{EngineError, Engine, auth};
+use crate::{Engine, EngineError, auth};
 
 /// What the sandbox's demo WABA looks like, as the CLI learns it from the sandbox config.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ use parley_domain::{
 use parley_store::{ContactRecord, InsertOutcome, NewMessage};
 
 use crate::clock::to_datetime;
-use crate::{EngineError, Engine, ErrorKind};
+use crate::{Engine, EngineError, ErrorKind};
 
 /// Meta's limit for a text message body.
 pub const MAX_TEXT_CHARS: usize = 4096;
@@ -196,7 +196,8 @@ impl Engine {
             .field("template.name")
         })?;
         record.template.is_sendable().map_err(|e| {
-            EngineError::unprocessable("template_not_approved", e.to_string()).field("template.name")
+            EngineError::unprocessable("template_not_approved", e.to_string())
+                .field("template.name")
         })?;
         let bound = BoundTemplate::bind(&record.template, variables).map_err(|e| {
             EngineError::unprocessable(e.code(), e.to_string())

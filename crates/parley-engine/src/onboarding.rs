@@ -22,7 +22,7 @@ use parley_store::{NewPlatform, PhoneNumberRecord, PlatformRecord};
 use rand::Rng;
 use serde_json::{Value, json};
 
-use crate::{EngineError, Engine, ErrorKind};
+use crate::{Engine, EngineError, ErrorKind};
 
 /// Meta's app as onboarding and the console's Embedded Signup button use it. Debug hides the
 /// secret.
@@ -882,7 +882,11 @@ impl Engine {
         Ok(n)
     }
 
-    async fn store_number(&self, p: &PlatformRecord, n: PhoneNumberInfo) -> Result<(), EngineError> {
+    async fn store_number(
+        &self,
+        p: &PlatformRecord,
+        n: PhoneNumberInfo,
+    ) -> Result<(), EngineError> {
         let now = self.now();
         let level = n.throughput.as_ref().and_then(|t| t.level.clone());
         let id = PhoneNumberId::parse(&n.id).map_err(EngineError::internal)?;

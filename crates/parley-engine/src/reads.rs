@@ -12,7 +12,7 @@ use parley_store::{
 };
 
 use crate::auth::{generate_password, hash_api_token, hash_password, verify_password};
-use crate::{EngineError, Engine};
+use crate::{Engine, EngineError};
 
 impl Engine {
     /// The engine can serve: its database answers.

@@ -263,9 +263,12 @@ async fn number_loop(engine: Engine, number: PhoneNumberRecord, shutdown: Cancel
 fn request_body(m: &MessageRecord) -> Outbound<'_> {
     let callback = Some(m.id.as_str());
     match &m.content {
-        MessageContent::Template { template } => {
-            template_message(&m.to_phone, template, m.reply_to.as_ref().map(Wamid::as_str), callback)
-        }
+        MessageContent::Template { template } => template_message(
+            &m.to_phone,
+            template,
+            m.reply_to.as_ref().map(Wamid::as_str),
+            callback,
+        ),
         MessageContent::Text { body, preview_url } => text_message(
             &m.to_phone,
             body,

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::{EngineError, Engine, ErrorKind};
+use crate::{Engine, EngineError, ErrorKind};
 
 /// Keys of Meta's template object that only webhooks bring (pause, rejection and category
 /// details); a sync that finds the status unchanged keeps them.
@@ -238,7 +238,10 @@ impl Engine {
 
     /// Reads every template of the platform's WABA and stores it; local templates Meta no
     /// longer has are marked deleted.
-    pub async fn sync_templates(&self, platform_id: &PlatformId) -> Result<SyncReport, EngineError> {
+    pub async fn sync_templates(
+        &self,
+        platform_id: &PlatformId,
+    ) -> Result<SyncReport, EngineError> {
         let platform = self.store.platform(platform_id).await?.ok_or_else(|| {
             EngineError::new(
                 ErrorKind::NotFound,

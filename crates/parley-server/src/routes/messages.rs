@@ -263,8 +263,12 @@ pub async fn send_message(
                     .reply_to
                     .map(|w| {
                         Wamid::parse(&w).map_err(|e| {
-                            ApiError::new(StatusCode::BAD_REQUEST, "invalid_reply_to", e.to_string())
-                                .field("reply_to")
+                            ApiError::new(
+                                StatusCode::BAD_REQUEST,
+                                "invalid_reply_to",
+                                e.to_string(),
+                            )
+                            .field("reply_to")
                         })
                     })
                     .transpose()?,

@@ -259,8 +259,8 @@ pub async fn outcome_response(
     match (outcome.failure, platform) {
         (None, Some(platform)) => (ok, axum::Json(platform)).into_response(),
         (failure, platform) => {
-            let f =
-                failure.unwrap_or_else(|| EngineError::internal("sign-up ended without a platform"));
+            let f = failure
+                .unwrap_or_else(|| EngineError::internal("sign-up ended without a platform"));
             let status = status_of(&f);
             let body = SignupFailure {
                 error: f.into(),

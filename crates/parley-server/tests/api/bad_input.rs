@@ -269,7 +269,9 @@ async fn a_reply_to_that_is_no_wamid_is_refused_at_the_edge_and_a_good_one_is_ke
         "nothing reached Meta"
     );
 
-    let resp = app.post_message(&send(json!("wamid.HBgLNDkxNTExMDAwNzkxORUCABIYFDNB"))).await;
+    let resp = app
+        .post_message(&send(json!("wamid.HBgLNDkxNTExMDAwNzkxORUCABIYFDNB")))
+        .await;
     assert_eq!(resp.status(), 202);
     let id = resp.json::<Value>().await.expect("json")["id"]
         .as_str()
@@ -285,5 +287,8 @@ async fn a_reply_to_that_is_no_wamid_is_refused_at_the_edge_and_a_good_one_is_ke
         .json()
         .await
         .expect("json");
-    assert_eq!(message["reply_to"], "wamid.HBgLNDkxNTExMDAwNzkxORUCABIYFDNB");
+    assert_eq!(
+        message["reply_to"],
+        "wamid.HBgLNDkxNTExMDAwNzkxORUCABIYFDNB"
+    );
 }

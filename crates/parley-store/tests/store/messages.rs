@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use parley_domain::{ApplicationId, MessageContent, MessageId, MessageState};
+use parley_domain::{ApplicationId, MessageContent, MessageId, MessageState, Wamid};
 use parley_store::{InsertOutcome, Store};
 
 use crate::backend::Backend;
@@ -68,11 +68,14 @@ async fn insert_message_is_idempotent_per_application(b: &Backend) {
         body: "Hallo, grüß dich 👋".into(),
         preview_url: true,
     };
-    text.reply_to = Some("wamid.in.1".into());
+    text.reply_to = Some(Wamid::parse("wamid.in.1").expect("wamid"));
     b.insert_message(&text).await.expect("text");
     let stored = get(&**b, &t, &text.id).await;
     assert_eq!(stored.content, text.content);
-    assert_eq!(stored.reply_to.as_deref(), Some("wamid.in.1"));
+    assert_eq!(
+        stored.reply_to.as_ref().map(Wamid::as_str),
+        Some("wamid.in.1")
+    );
     assert!(
         b.message(&other.app, &first.id)
             .await
