@@ -21,5 +21,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# Live (not zombie) Chromium processes: the browser tests must end every one they start.
+live_chromium() { ps -eo stat=,comm= | awk '$2 == "chromium" && $1 !~ /^Z/' | wc -l; }
+before=$(live_chromium)
+
 cargo test --workspace "$@"
 PARLEY_TEST_BACKEND=postgres cargo test -p parley-server --test api "$@"
+
+sleep 1
+left=$(( $(live_chromium) - before ))
+if [ "$left" -gt 0 ]; then
+  echo "the tests left $left Chromium processes running: a browser test did not end its browser" >&2
+  exit 1
+fi

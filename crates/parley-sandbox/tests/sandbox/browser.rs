@@ -3,6 +3,7 @@
 //! page on another origin loads `{sandbox}/sdk.js`, calls `FB.login`, and records the
 //! `WA_EMBEDDED_SIGNUP` message events and the callback while the test walks the dialog.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -24,7 +25,14 @@ struct Browser {
 }
 
 impl Drop for Browser {
+    /// Runs on success and on panic alike. Chromium's processes are chromedriver's children in
+    /// its own process group (see `start`): the whole group goes, or they outlive the test.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -48,6 +56,7 @@ impl Browser {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("start chromedriver");
         let profile = tempfile::tempdir().expect("profile dir");

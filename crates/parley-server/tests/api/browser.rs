@@ -1,6 +1,7 @@
 //! Headless Chromium driving the console through chromedriver (Debian's `chromium` and
 //! `chromium-driver`, installed by `.ci/run`). Each test gets its own driver and profile.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -13,7 +14,14 @@ pub struct Browser {
 }
 
 impl Drop for Browser {
+    /// Runs on success and on panic alike. Chromium's processes are chromedriver's children in
+    /// its own process group (see `start`): the whole group goes, or they outlive the test.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -53,6 +61,7 @@ impl Browser {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("start chromedriver");
         let profile = tempfile::tempdir().expect("profile dir");
