@@ -42,6 +42,39 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Argon2 work on the blocking pool, a few at a time. Each check holds ~19 MiB for tens of
+/// milliseconds: unbounded, a burst of wrong passwords becomes gigabytes (the blocking pool
+/// grows to 512 threads). Callers wait their turn instead; the login form's own throttle
+/// decides how long anyone waits.
+pub struct HashingPool {
+    permits: tokio::sync::Semaphore,
+}
+
+impl HashingPool {
+    pub fn new(permits: usize) -> Self {
+        HashingPool {
+            permits: tokio::sync::Semaphore::new(permits.max(1)),
+        }
+    }
+
+    /// The process's pool: as many at once as there are cores.
+    pub fn global() -> &'static HashingPool {
+        static POOL: std::sync::OnceLock<HashingPool> = std::sync::OnceLock::new();
+        POOL.get_or_init(|| {
+            HashingPool::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        })
+    }
+
+    /// Runs `work` on the blocking pool once a permit is free; `None` if it panicked.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let _permit = self.permits.acquire().await.ok()?;
+        tokio::task::spawn_blocking(work).await.ok()
+    }
+}
+
 pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
         .map(|h| {
@@ -55,6 +88,41 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_burst_of_password_checks_runs_a_few_at_a_time() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let pool = Arc::new(HashingPool::new(2));
+        let now = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let (pool, now, most) = (pool.clone(), now.clone(), most.clone());
+                tokio::spawn(async move {
+                    pool.run(move || {
+                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(n, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        now.fetch_sub(1, Ordering::SeqCst);
+                        i
+                    })
+                    .await
+                })
+            })
+            .collect();
+        let mut done = 0;
+        for t in tasks {
+            assert!(t.await.expect("task").is_some());
+            done += 1;
+        }
+        assert_eq!(done, 20, "every check ran");
+        let most = most.load(Ordering::SeqCst);
+        assert!(
+            (1..=2).contains(&most),
+            "never more than the permits at once: {most}"
+        );
+    }
 
     #[test]
     fn tokens_are_random_and_hashed() {

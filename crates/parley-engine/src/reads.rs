@@ -52,7 +52,8 @@ impl Engine {
         let hash = user
             .as_ref()
             .map_or_else(dummy_hash, |u| u.password_hash.clone());
-        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        let ok = crate::auth::HashingPool::global()
+            .run(move || verify_password(&password, &hash))
             .await
             .unwrap_or(false);
         user.filter(|_| ok)
