@@ -557,17 +557,14 @@ pub async fn detail(
     SignedIn { email, app }: SignedIn,
     Path(id): Path<String>,
 ) -> PageResult {
+    let id = campaign_id(&id).map_err(|f| PageError::not_found(f.message))?;
     let c = state
         .engine
-        .campaign(&app.id, &campaign_id(&id)?)
+        .campaign(&app.id, &id)
         .await
         .map_err(|f| PageError::not_found(f.message))?;
     let (plan, plan_error) = if c.state == CampaignState::Draft {
-        match state
-            .engine
-            .plan_campaign(&app.id, &campaign_id(&id)?)
-            .await
-        {
+        match state.engine.plan_campaign(&app.id, &id).await {
             Ok(p) => (Some(plan_view(p)), String::new()),
             Err(f) => (None, f.message),
         }

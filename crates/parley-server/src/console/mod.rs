@@ -51,13 +51,6 @@ impl PageError {
     }
 }
 
-/// An engine failure on a page: its status and its message, as plain text.
-impl From<parley_engine::EngineError> for PageError {
-    fn from(f: parley_engine::EngineError) -> Self {
-        PageError::Text(crate::error::status_of(&f), f.message)
-    }
-}
-
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         match self {

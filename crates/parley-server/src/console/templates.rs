@@ -329,11 +329,14 @@ pub async fn detail(
     Path(id): Path<String>,
     Query(q): Query<DetailQuery>,
 ) -> PageResult {
-    let t = state
-        .engine
-        .template_by_id(&app.id, &template_id(&id)?)
-        .await
-        .map_err(|_| PageError::not_found("No such template."))?;
+    let t = async {
+        state
+            .engine
+            .template_by_id(&app.id, &template_id(&id)?)
+            .await
+    }
+    .await
+    .map_err(|_| PageError::not_found("No such template."))?;
     let components = t.raw.get("components").cloned().unwrap_or_default();
     Ok(render(&DetailPage {
         active: "templates",
@@ -367,11 +370,14 @@ pub async fn delete(
     SignedIn { app, .. }: SignedIn,
     Path(id): Path<String>,
 ) -> PageResult {
-    state
-        .engine
-        .delete_template(&app.id, &template_id(&id)?)
-        .await
-        .map_err(|e| PageError::unprocessable(e.message))?;
+    async {
+        state
+            .engine
+            .delete_template(&app.id, &template_id(&id)?)
+            .await
+    }
+    .await
+    .map_err(|e| PageError::unprocessable(e.message))?;
     Ok(Redirect::to(&format!("/templates/{id}")).into_response())
 }
 

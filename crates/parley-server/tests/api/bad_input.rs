@@ -269,24 +269,10 @@ async fn a_reply_to_that_is_no_wamid_is_refused_at_the_edge_and_a_good_one_is_ke
         "nothing reached Meta"
     );
 
-    let resp = app
-        .post_message(&send(json!("wamid.HBgLNDkxNTExMDAwNzkxORUCABIYFDNB")))
+    let id = app
+        .send(&send(json!("wamid.HBgLNDkxNTExMDAwNzkxORUCABIYFDNB")))
         .await;
-    assert_eq!(resp.status(), 202);
-    let id = resp.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let message: Value = app
-        .http
-        .get(format!("{}/api/v1/messages/{id}", app.url))
-        .bearer_auth(&app.token)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let message = app.get_message(&id).await;
     assert_eq!(
         message["reply_to"],
         "wamid.HBgLNDkxNTExMDAwNzkxORUCABIYFDNB"
