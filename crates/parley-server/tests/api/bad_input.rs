@@ -278,3 +278,44 @@ async fn a_reply_to_that_is_no_wamid_is_refused_at_the_edge_and_a_good_one_is_ke
         "wamid.HBgLNDkxNTExMDAwNzkxORUCABIYFDNB"
     );
 }
+
+#[tokio::test]
+async fn an_id_in_a_path_that_is_no_id_or_nobodys_gets_that_resources_404() {
+    let app = spawn_app().await;
+    let long = "x".repeat(10_000);
+    let cases: [(&str, &str, &str); 6] = [
+        ("GET", "/api/v1/campaigns/{}", "campaign_not_found"),
+        ("POST", "/api/v1/campaigns/{}/start", "campaign_not_found"),
+        ("GET", "/api/v1/templates/{}", "template_not_found"),
+        ("GET", "/api/v1/segments/{}", "segment_not_found"),
+        ("GET", "/api/v1/contacts/import/{}", "import_not_found"),
+        (
+            "GET",
+            "/api/v1/contacts/import/{}/rejected",
+            "import_not_found",
+        ),
+    ];
+    let prefix = |code: &str| match code {
+        "campaign_not_found" => "cmp_",
+        "template_not_found" => "tpl_",
+        "segment_not_found" => "seg_",
+        _ => "imp_",
+    };
+    for (method, path, code) in cases {
+        // Not an id at all, an absurdly long one, and a well-formed id nothing has.
+        let missing = format!("{}0190f0e0c6a87b3c9d2e4f5a6b7c8d9e", prefix(code));
+        for id in ["nope", long.as_str(), missing.as_str()] {
+            let path = path.replace("{}", id);
+            let (status, v) = app
+                .api_call(method.parse().expect("method"), &path, None)
+                .await;
+            assert_eq!(status, 404, "{method} {}: {v}", &path[..path.len().min(80)]);
+            assert_eq!(
+                v["error"]["code"],
+                code,
+                "{method} {}",
+                &path[..path.len().min(80)]
+            );
+        }
+    }
+}
