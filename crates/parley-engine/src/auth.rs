@@ -47,13 +47,13 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 /// grows to 512 threads). Callers wait their turn instead; the login form's own throttle
 /// decides how long anyone waits.
 pub struct HashingPool {
-    permits: tokio::sync::Semaphore,
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl HashingPool {
     pub fn new(permits: usize) -> Self {
         HashingPool {
-            permits: tokio::sync::Semaphore::new(permits.max(1)),
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(permits.max(1))),
         }
     }
 
@@ -65,13 +65,21 @@ impl HashingPool {
         })
     }
 
-    /// Runs `work` on the blocking pool once a permit is free; `None` if it panicked.
+    /// Runs `work` on the blocking pool once a permit is free; `None` if it panicked. The
+    /// permit goes with the work, so a caller that hangs up mid-check frees it only when the
+    /// check ends: dropped requests cannot raise the number running.
     pub async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Option<T> {
-        let _permit = self.permits.acquire().await.ok()?;
-        tokio::task::spawn_blocking(work).await.ok()
+        let permit = self.permits.clone().acquire_owned().await.ok()?;
+        tokio::task::spawn_blocking(move || {
+            let out = work();
+            drop(permit);
+            out
+        })
+        .await
+        .ok()
     }
 }
 
@@ -88,6 +96,41 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn callers_that_hang_up_do_not_raise_the_number_of_checks_running() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let pool = Arc::new(HashingPool::new(2));
+        let now = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let check = |ms: u64| {
+            let (pool, now, most) = (pool.clone(), now.clone(), most.clone());
+            tokio::spawn(async move {
+                pool.run(move || {
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(n, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(ms));
+                    now.fetch_sub(1, Ordering::SeqCst);
+                })
+                .await
+            })
+        };
+        let first = [check(300), check(300)];
+        while now.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        // Both callers hang up while their checks run on.
+        for t in &first {
+            t.abort();
+        }
+        let later = [check(10), check(10)];
+        for t in later {
+            assert!(t.await.expect("task").is_some());
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!(most <= 2, "checks running at once: {most}");
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_burst_of_password_checks_runs_a_few_at_a_time() {
