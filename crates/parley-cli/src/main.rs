@@ -60,6 +60,11 @@ enum Command {
         #[command(subcommand)]
         action: contacts::ContactsAction,
     },
+    /// Manage console users (first owner, password reset).
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
@@ -110,6 +115,30 @@ enum BenchWhat {
 }
 
 #[derive(Subcommand)]
+enum AdminAction {
+    /// Create an account with its first application and owner, and print the owner's
+    /// generated password (shown once). On a fresh database this replaces the setup link;
+    /// on one with users it adds another account.
+    CreateOwner {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "My account")]
+        account: String,
+        #[arg(long, default_value = "Main")]
+        application: String,
+    },
+    /// Give a user a new generated password (printed once) and end all their sessions.
+    ResetPassword {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum TokenAction {
     /// Create an API token for an application and print it (it is shown only once).
     Create {
@@ -143,6 +172,7 @@ async fn main() -> std::process::ExitCode {
         } => sandbox(listen, webhook_url).await,
         Command::Migrate { config } => migrate(config).await,
         Command::Token { action } => token(action).await,
+        Command::Admin { action } => admin(action).await,
         Command::Contacts { action } => match contacts::run(action).await {
             Ok(0) => Ok(()),
             Ok(code) => return std::process::ExitCode::from(code),
@@ -297,11 +327,78 @@ async fn serve(path: Option<PathBuf>, test: ServeTestArgs) -> anyhow::Result<()>
         },
     );
     println!("Parley listens on http://{}", server.local_addr()?);
+    print_setup_link(&engine, &config, server.local_addr()?).await?;
     let shutdown = shutdown_on_signal();
     let mut workers = engine.spawn_workers(shutdown.clone());
     server.run(shutdown).await?;
     while workers.join_next().await.is_some() {}
     Ok(())
+}
+
+/// On a database without users: a fresh one-time setup link, printed and logged (the token
+/// is only in this line; the database keeps its hash).
+async fn print_setup_link(
+    engine: &Engine,
+    config: &config::Config,
+    addr: SocketAddr,
+) -> anyhow::Result<()> {
+    if let Some(token) = engine.issue_setup_link().await? {
+        let base = if config.public_url.is_empty() {
+            format!("http://{addr}")
+        } else {
+            config.public_url.trim_end_matches('/').to_owned()
+        };
+        let link = format!("{base}/setup/{token}");
+        tracing::warn!(%link, "no user yet: open the setup link to create the first owner (valid 24 h, once)");
+        println!("No user yet. Create the first owner at: {link}");
+        println!("  (valid for 24 hours, once; or run `parley admin create-owner --email …`)");
+    }
+    Ok(())
+}
+
+async fn engine_for_cli(cfg: &config::Config) -> anyhow::Result<Engine> {
+    let store = open_store(cfg).await?;
+    Ok(Engine::new(
+        store,
+        GraphClient::new(&cfg.meta.graph_url, &cfg.meta.graph_version),
+        Arc::new(SystemClock),
+        EngineConfig::default(),
+    ))
+}
+
+async fn admin(action: AdminAction) -> anyhow::Result<()> {
+    let failed = |e: parley_engine::EngineError| anyhow::anyhow!("{} ({})", e.message, e.code);
+    match action {
+        AdminAction::CreateOwner {
+            config,
+            email,
+            account,
+            application,
+        } => {
+            let cfg = config::Config::load_unchecked(config.as_deref())?;
+            let engine = engine_for_cli(&cfg).await?;
+            let (_, app, password) = engine
+                .create_owner(&email, &account, &application)
+                .await
+                .map_err(failed)?;
+            println!("Owner created: {}", email.trim().to_lowercase());
+            println!("  password:    {password}");
+            println!("  application: {app}");
+            println!("Sign in to the console and change the password under My account.");
+            Ok(())
+        }
+        AdminAction::ResetPassword { config, email } => {
+            let cfg = config::Config::load_unchecked(config.as_deref())?;
+            let engine = engine_for_cli(&cfg).await?;
+            let password = engine.reset_password(&email).await.map_err(failed)?;
+            println!(
+                "New password for {}: {password}",
+                email.trim().to_lowercase()
+            );
+            println!("All their sessions have ended.");
+            Ok(())
+        }
+    }
 }
 
 async fn sandbox(listen: SocketAddr, webhook_url: Option<String>) -> anyhow::Result<()> {

@@ -41,20 +41,26 @@ impl Engine {
         let now = self.now();
         let account = AccountId::new();
         let app = ApplicationId::new();
+        let password = auth::generate_password();
+        let hash = auth::hash_password(&password).map_err(EngineError::internal)?;
         self.store
-            .create_account(&account, "Parley Demo Shop", now)
-            .await?;
-        self.store
-            .create_application(&app, &account, "Demo application", now)
+            .create_owner(
+                &parley_store::identity::NewOwner {
+                    account_id: account,
+                    account_name: "Parley Demo Shop".into(),
+                    application_id: app.clone(),
+                    application_name: "Demo application".into(),
+                    user_id: UserId::new(),
+                    email: DEMO_EMAIL.into(),
+                    password_hash: hash,
+                    now,
+                },
+                None,
+            )
             .await?;
         let api_token = auth::generate_api_token();
         self.store
             .add_api_token(&app, &auth::hash_api_token(&api_token), "demo", now)
-            .await?;
-        let password = auth::generate_password();
-        let hash = auth::hash_password(&password).map_err(EngineError::internal)?;
-        self.store
-            .create_user(&UserId::new(), &account, DEMO_EMAIL, &hash, now)
             .await?;
         self.connect_platform(&app, platform).await?;
         let mut people = demo_contact_stream().take(contacts);

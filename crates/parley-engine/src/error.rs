@@ -13,6 +13,10 @@ pub enum ErrorKind {
     NotFound,
     /// The account is not set up for this yet (409).
     Conflict,
+    /// The user's role does not allow this (403).
+    Forbidden,
+    /// Too many attempts; try again later (429).
+    TooManyRequests,
     /// Meta refused to answer or could not be reached (502): retry later.
     Upstream,
     /// Storage or another internal fault (500/503).

@@ -7,6 +7,7 @@ pub mod campaigns;
 pub mod clock;
 pub mod demo;
 pub mod error;
+pub mod identity;
 pub mod messages;
 pub mod onboarding;
 pub mod pacer;

@@ -7,11 +7,10 @@ use parley_store::audience::SegmentRecord;
 use parley_store::campaigns::CampaignRecord;
 use parley_store::platforms::{NumberSetupRecord, OnboardingRecord, PlatformSetupRecord};
 use parley_store::{
-    ApplicationRecord, MessageRecord, PhoneNumberRecord, PlatformRecord, StoreError,
-    TemplateRecord, UserRecord,
+    ApplicationRecord, MessageRecord, PhoneNumberRecord, PlatformRecord, StoreError, TemplateRecord,
 };
 
-use crate::auth::{generate_password, hash_api_token, hash_password, verify_password};
+use crate::auth::hash_api_token;
 use crate::{Engine, EngineError};
 
 impl Engine {
@@ -42,21 +41,6 @@ impl Engine {
             .store
             .application_by_token_hash(&hash_api_token(token))
             .await?)
-    }
-
-    /// The console user with this email and password, or `None`. An unknown email costs what
-    /// a wrong password costs (a dummy hash is checked), so timing does not tell which emails
-    /// exist; a database that does not answer refuses the sign-in.
-    pub async fn sign_in(&self, email: &str, password: String) -> Option<UserRecord> {
-        let user = self.store.user_by_email(email).await.ok().flatten();
-        let hash = user
-            .as_ref()
-            .map_or_else(dummy_hash, |u| u.password_hash.clone());
-        let ok = crate::auth::HashingPool::global()
-            .run(move || verify_password(&password, &hash))
-            .await
-            .unwrap_or(false);
-        user.filter(|_| ok)
     }
 
     /// The application of a console account, if it has one.
@@ -166,11 +150,4 @@ impl Engine {
     pub async fn segments(&self, app: &ApplicationId) -> Result<Vec<SegmentRecord>, EngineError> {
         Ok(self.store.segments(app).await?)
     }
-}
-
-/// An Argon2id hash of a random string, made once.
-fn dummy_hash() -> String {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| hash_password(&generate_password()).unwrap_or_default())
-        .clone()
 }

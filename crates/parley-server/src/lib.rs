@@ -168,6 +168,11 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/phone-numbers",
             get(routes::phone_numbers::list_phone_numbers),
         )
+        .route(
+            "/api/v1/applications",
+            get(routes::applications::list_applications)
+                .post(routes::applications::create_application),
+        )
         .route("/api/v1/platforms", get(routes::platforms::list_platforms))
         .route(
             "/api/v1/platforms/whatsapp/signup",
@@ -203,11 +208,39 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(DefaultBodyLimit::max(MEDIA_BODY_LIMIT));
     let console = {
-        use console::{audience, campaigns, platforms, templates};
+        use console::{audience, campaigns, people, platforms, templates};
         Router::new()
             .route("/", get(console::overview))
-            .route("/login", get(console::login_page).post(console::login))
-            .route("/logout", post(console::logout))
+            .route("/login", get(people::login_page).post(people::login))
+            .route("/login/code", get(people::code_page).post(people::code))
+            .route("/logout", post(people::logout))
+            .route(
+                "/setup/{token}",
+                get(people::setup_page).post(people::setup),
+            )
+            .route(
+                "/invite/{token}",
+                get(people::invite_page).post(people::accept_invite),
+            )
+            .route("/session/application", post(people::switch_application))
+            .route(
+                "/settings/applications",
+                get(people::applications_page).post(people::create_application),
+            )
+            .route("/settings/users", get(people::users_page))
+            .route("/settings/users/invite", post(people::invite_user))
+            .route("/settings/users/{user}/role", post(people::change_role))
+            .route("/settings/users/{user}/remove", post(people::remove_user))
+            .route(
+                "/settings/users/invites/{id}/revoke",
+                post(people::revoke_invite),
+            )
+            .route("/account", get(people::account_page))
+            .route("/account/password", post(people::change_password))
+            .route("/account/totp/start", post(people::totp_start))
+            .route("/account/totp/confirm", post(people::totp_confirm))
+            .route("/account/totp/disable", post(people::totp_disable))
+            .route("/account/sessions/{id}/end", post(people::end_session))
             .route("/messages", get(console::messages))
             .route("/contacts", get(audience::contacts_page))
             .route("/contacts/count", post(audience::count))
@@ -277,6 +310,7 @@ pub fn router(state: AppState) -> Router {
             get(|| async { console::asset(console::CSS, include_str!("api_docs.css")) }),
         )
         .fallback(not_found)
+        .layer(middleware::from_fn(console::nav_scope))
         .layer(middleware::from_fn(track_requests))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(panic_response))
@@ -452,7 +486,11 @@ impl Server {
     /// Serves until `shutdown`, then lets in-flight requests finish (up to 10 s).
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let grace = shutdown.clone();
-        let serve = axum::serve(self.listener, self.router)
+        // The peer address reaches handlers (the sign-in throttle counts per address).
+        let app = self
+            .router
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let serve = axum::serve(self.listener, app)
             .with_graceful_shutdown(async move { grace.cancelled().await });
         tokio::select! {
             r = serve => r,

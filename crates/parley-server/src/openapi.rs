@@ -5,8 +5,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes::{
-    campaigns, contacts, health, messages, personalize, phone_numbers, platforms, segments,
-    templates, webhooks,
+    applications, campaigns, contacts, health, messages, personalize, phone_numbers, platforms,
+    segments, templates, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -30,6 +30,8 @@ use crate::routes::{
         campaigns::resume_campaign,
         campaigns::cancel_campaign,
         phone_numbers::list_phone_numbers,
+        applications::list_applications,
+        applications::create_application,
         platforms::signup,
         platforms::list_platforms,
         platforms::get_platform,

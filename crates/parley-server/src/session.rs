@@ -1,18 +1,18 @@
-//! Console sessions: a cookie holding who signed in and until when, signed with HMAC-SHA256
-//! under a key kept outside the database (shared by every node of a deployment). Stateless, so
-//! any node can check it; logging out clears the cookie.
+//! Console sessions are kept on the server (`sessions` table, see
+//! `parley_engine::identity`): the cookie carries a random 256-bit token, the database only its
+//! SHA-256, so any node can check it and logout, password changes and "end this session"
+//! take effect everywhere at once. This module holds the cookies' names and attributes.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, KeyInit, Mac};
-use parley_domain::{AccountId, UserId};
-use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+use axum::http::HeaderValue;
 
+/// The session cookie.
 pub const COOKIE: &str = "parley_session";
-/// Sessions last 12 hours.
-pub const TTL_MS: i64 = 12 * 3600 * 1000;
+/// Between a right password and the TOTP code: the pending sign-in's token.
+pub const PENDING_COOKIE: &str = "parley_pending";
 
+/// The key `PARLEY_SESSION_KEY` / `<data_dir>/session.key` holds. Sessions no longer need it
+/// (they are server-side since issue #12); it is still loaded, so a deployment's
+/// configuration stays valid, and is kept for signing what may need it later.
 #[derive(Clone)]
 pub struct SessionKey([u8; 32]);
 
@@ -22,68 +22,21 @@ impl std::fmt::Debug for SessionKey {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Session {
-    pub user: UserId,
-    pub account: AccountId,
-    pub email: String,
-    /// Unix millis.
-    pub expires: i64,
-}
-
 impl SessionKey {
     pub fn new(key: [u8; 32]) -> Self {
         SessionKey(key)
     }
 
-    fn mac(&self, payload: &str) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
-        mac.update(payload.as_bytes());
-        mac
-    }
-
-    pub fn issue(&self, session: &Session) -> String {
-        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(session).unwrap_or_default());
-        let tag = hex::encode(self.mac(&payload).finalize().into_bytes());
-        format!("{payload}.{tag}")
-    }
-
-    /// The session in `cookie` if its signature holds and it has not expired at `now`.
-    pub fn verify(&self, cookie: &str, now: i64) -> Option<Session> {
-        let (payload, tag) = cookie.split_once('.')?;
-        let tag = hex::decode(tag).ok()?;
-        self.mac(payload).verify_slice(&tag).ok()?;
-        let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
-        let session: Session = serde_json::from_slice(&bytes).ok()?;
-        (session.expires > now).then_some(session)
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn session(expires: i64) -> Session {
-        Session {
-            user: UserId::new(),
-            account: AccountId::new(),
-            email: "a@b.c".into(),
-            expires,
-        }
-    }
-
-    #[test]
-    fn round_trip_expiry_and_forgery() {
-        let key = SessionKey::new([1; 32]);
-        let s = session(1_000);
-        let c = key.issue(&s);
-        assert_eq!(key.verify(&c, 999), Some(s.clone()));
-        assert_eq!(key.verify(&c, 1_000), None, "expired");
-        assert_eq!(SessionKey::new([2; 32]).verify(&c, 0), None, "other key");
-        let (payload, tag) = c.split_once('.').expect("dot");
-        let forged = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&session(i64::MAX)).expect("json"));
-        assert_eq!(key.verify(&format!("{forged}.{tag}"), 0), None);
-        assert_eq!(key.verify(payload, 0), None);
-        assert_eq!(key.verify("garbage", 0), None);
-    }
+/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, `Secure` over HTTPS; `max_age` 0 clears it.
+pub fn cookie(name: &str, value: &str, max_age_secs: i64, secure: bool) -> Option<HeaderValue> {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
+    ))
+    .ok()
 }

@@ -11,6 +11,7 @@ pub mod campaigns;
 pub mod crypto;
 mod dialect;
 pub mod files;
+pub mod identity;
 mod lattice;
 pub mod platforms;
 pub mod postgres;
@@ -27,6 +28,7 @@ mod types;
 pub use audience::AudienceStore;
 pub use campaigns::CampaignStore;
 pub use crypto::{DecryptError, KeyError, SecretCipher};
+pub use identity::IdentityStore;
 pub use platforms::PlatformStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -70,7 +72,14 @@ pub(crate) fn serde_name<T: serde::Serialize>(v: &T) -> Result<String> {
 /// Everything Parley keeps. Implementations must make each method atomic.
 #[async_trait]
 pub trait Store:
-    PlatformStore + TemplateStore + AudienceStore + CampaignStore + Send + Sync + 'static
+    PlatformStore
+    + TemplateStore
+    + AudienceStore
+    + CampaignStore
+    + IdentityStore
+    + Send
+    + Sync
+    + 'static
 {
     // --- tenancy -------------------------------------------------------------------------
     async fn create_account(&self, id: &AccountId, name: &str, now: Millis) -> Result<()>;

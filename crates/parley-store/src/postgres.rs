@@ -137,6 +137,8 @@ pub(crate) use rows::*;
 mod audience;
 #[path = "shared/campaigns.rs"]
 mod campaigns;
+#[path = "shared/identity.rs"]
+mod identity;
 #[path = "shared/platforms.rs"]
 mod platforms;
 #[path = "shared/templates.rs"]

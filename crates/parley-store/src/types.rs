@@ -24,6 +24,8 @@ pub struct UserRecord {
     pub account_id: AccountId,
     pub email: String,
     pub password_hash: String,
+    /// A TOTP second factor is enrolled (the secret itself is read apart, decrypted).
+    pub totp_enabled: bool,
 }
 
 /// A platform to save; the token is encrypted by the store.

@@ -96,7 +96,7 @@ pub struct ContactsQuery {
 /// `GET /contacts`.
 pub async fn contacts_page(
     State(state): State<AppState>,
-    SignedIn { email, app }: SignedIn,
+    SignedIn { email, app, .. }: SignedIn,
     Query(q): Query<ContactsQuery>,
 ) -> Response {
     let search = q.search.unwrap_or_default().trim().to_owned();
@@ -225,7 +225,7 @@ struct ContactPage {
 /// `GET /contacts/{phone}`.
 pub async fn contact_page(
     State(state): State<AppState>,
-    SignedIn { email, app }: SignedIn,
+    SignedIn { email, app, .. }: SignedIn,
     Path(phone): Path<String>,
 ) -> PageResult {
     let d = state
@@ -355,7 +355,7 @@ pub struct SegmentsQuery {
 /// `GET /segments`.
 pub async fn segments_page(
     State(state): State<AppState>,
-    SignedIn { email, app }: SignedIn,
+    SignedIn { email, app, .. }: SignedIn,
     Query(q): Query<SegmentsQuery>,
 ) -> Response {
     let mut page = segments_view(&state, &app, email).await;
@@ -373,7 +373,7 @@ pub struct SegmentForm {
 pub async fn create_segment(
     _: SameOrigin,
     State(state): State<AppState>,
-    SignedIn { email, app }: SignedIn,
+    SignedIn { email, app, .. }: SignedIn,
     Form(form): Form<SegmentForm>,
 ) -> Response {
     match state

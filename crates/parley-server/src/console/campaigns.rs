@@ -149,7 +149,7 @@ fn slot_kind(k: SlotKind) -> &'static str {
 /// `GET /campaigns/whatsapp/new`.
 pub async fn new_form(
     State(state): State<AppState>,
-    SignedIn { email, app }: SignedIn,
+    SignedIn { email, app, .. }: SignedIn,
 ) -> Response {
     let engine = &state.engine;
     let numbers = engine
@@ -554,7 +554,7 @@ fn view(c: &CampaignRecord) -> CampaignView {
 /// `GET /campaigns/whatsapp/{id}`: the campaign, its plan while a draft, live progress.
 pub async fn detail(
     State(state): State<AppState>,
-    SignedIn { email, app }: SignedIn,
+    SignedIn { email, app, .. }: SignedIn,
     Path(id): Path<String>,
 ) -> PageResult {
     let id = campaign_id(&id).map_err(|f| PageError::not_found(f.message))?;

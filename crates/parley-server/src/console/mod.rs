@@ -10,23 +10,25 @@
 
 pub mod audience;
 pub mod campaigns;
+pub mod people;
 pub mod platforms;
+pub mod roles;
 pub mod templates;
 
 use askama::Template;
-use axum::Form;
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{FromRequestParts, MatchedPath, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use parley_domain::{MessageContent, MessageId, VariableSlot};
+use parley_domain::{AccountId, MessageContent, MessageId, Role, UserId, VariableSlot};
+use parley_engine::identity::Actor;
 use parley_store::ApplicationRecord;
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::routes::messages::rfc3339;
-use crate::session::{COOKIE, Session, TTL_MS};
+use crate::session::COOKIE;
 
 // --- Sessions and errors ----------------------------------------------------------------------
 
@@ -64,29 +66,145 @@ impl IntoResponse for PageError {
 /// A page's answer.
 pub type PageResult = Result<Response, PageError>;
 
-/// The person signed in to a console page and their application.
+/// The person signed in to a console page, in their current application (part of the
+/// session: the application switcher changes it), with their role there. The route's
+/// required role (`roles::required_role`) has been checked already.
 pub struct SignedIn {
-    pub email: String,
+    pub user_id: UserId,
+    pub account_id: AccountId,
+    /// The current application (`app.id`).
     pub app: ApplicationRecord,
+    pub role: Role,
+    /// The session's public handle (`ses_…`), not its token.
+    pub session_id: String,
+    pub email: String,
+}
+
+impl SignedIn {
+    /// The actor for the engine's checks.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            user: self.user_id.clone(),
+            account: self.account_id.clone(),
+            app: self.app.id.clone(),
+            role: self.role,
+        }
+    }
+}
+
+/// Why a signed-in request is refused.
+enum Refusal {
+    SignedOut,
+    NoApplication,
+    Role { needed: Role, have: Role },
+}
+
+/// The session behind the cookie, its current application and role, checked against the
+/// route's required role. Fills the page's navigation (application switcher) for the
+/// templates.
+async fn signed_in(parts: &Parts, state: &AppState) -> Result<SignedIn, Refusal> {
+    let token = cookie_value(&parts.headers, COOKIE).ok_or(Refusal::SignedOut)?;
+    let view = state
+        .engine
+        .session(&token)
+        .await
+        .filter(|v| !v.session.second_factor)
+        .ok_or(Refusal::SignedOut)?;
+    let apps = state
+        .engine
+        .user_applications(&view.session.user_id)
+        .await
+        .map_err(|_| Refusal::SignedOut)?;
+    let current = view
+        .session
+        .application_id
+        .as_ref()
+        .and_then(|id| apps.iter().find(|(a, _)| &a.id == id))
+        .or_else(|| apps.first())
+        .cloned()
+        .ok_or(Refusal::NoApplication)?;
+    if view.session.application_id.as_ref() != Some(&current.0.id) {
+        // The user lost their role in the session's application: the session moves on to one
+        // they have.
+        let _ = state
+            .engine
+            .switch_application(&view.session.id, &view.session.user_id, &current.0.id)
+            .await;
+    }
+    let (app, role) = current;
+    let route = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
+    let needed = roles::required_role(&parts.method, &route);
+    set_nav(Nav {
+        apps: apps
+            .iter()
+            .map(|(a, _)| NavApp {
+                id: a.id.to_string(),
+                name: a.name.clone(),
+                current: a.id == app.id,
+            })
+            .collect(),
+        role: role.as_str(),
+        admin: role.allows(Role::Admin),
+    });
+    if !role.allows(needed) {
+        return Err(Refusal::Role { needed, have: role });
+    }
+    Ok(SignedIn {
+        user_id: view.session.user_id,
+        account_id: view.account_id,
+        app,
+        role,
+        session_id: view.session.id,
+        email: view.email,
+    })
+}
+
+/// The stable code of a refusal by role, in pages and JSON alike.
+pub const INSUFFICIENT_ROLE: &str = "insufficient_role";
+
+fn role_message(needed: Role, have: Role) -> String {
+    format!("This needs the {needed} role in this application; yours is {have}.")
 }
 
 impl FromRequestParts<AppState> for SignedIn {
     type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
-        let session = current_session(state, &parts.headers).ok_or(PageError::SignedOut)?;
-        let app = application_of(state, &session)
-            .await
-            .ok_or_else(|| PageError::not_found("This account has no application.".to_owned()))?;
-        Ok(SignedIn {
-            email: session.email,
-            app,
+        signed_in(parts, state).await.map_err(|r| match r {
+            Refusal::SignedOut => PageError::SignedOut,
+            Refusal::NoApplication => PageError::Html(
+                StatusCode::FORBIDDEN,
+                forbidden_page(
+                    "no_application",
+                    "You have no role in any application any more: ask an admin to invite you.",
+                ),
+            ),
+            Refusal::Role { needed, have } => PageError::Html(
+                StatusCode::FORBIDDEN,
+                forbidden_page(INSUFFICIENT_ROLE, &role_message(needed, have)),
+            ),
         })
     }
 }
 
+/// The 403 page: the message and its stable code.
+fn forbidden_page(code: &str, message: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not allowed · Parley</title>\
+         <link rel=\"stylesheet\" href=\"/console.css\"></head><body><main><section class=\"card narrow\">\
+         <h1>Not allowed</h1><p class=\"error\" role=\"alert\" data-code=\"{}\">{}</p>\
+         <p><a href=\"/\">Back to the overview</a></p></section></main></body></html>",
+        escape_html(code),
+        escape_html(message)
+    )
+}
+
 /// The application behind a page script's JSON call. The call must come from this site (also
-/// a GET) and carry a session; else 403 or 401 in the API's error shape.
+/// a GET) and carry a session whose role allows the route; else 403 or 401 in the API's error
+/// shape.
 pub struct SignedInJson(pub ApplicationRecord);
 
 impl FromRequestParts<AppState> for SignedInJson {
@@ -100,22 +218,64 @@ impl FromRequestParts<AppState> for SignedInJson {
                 "This request came from another site and was refused.",
             ));
         }
-        let session = current_session(state, &parts.headers).ok_or_else(|| {
-            ApiError::new(
+        match signed_in(parts, state).await {
+            Ok(s) => Ok(SignedInJson(s.app)),
+            Err(Refusal::SignedOut) => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "signed_out",
                 "Your session ended; sign in again.",
-            )
-        })?;
-        let app = application_of(state, &session).await.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
+            )),
+            Err(Refusal::NoApplication) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
                 "no_application",
-                "This account has no application.",
-            )
-        })?;
-        Ok(SignedInJson(app))
+                "You have no role in any application any more: ask an admin to invite you.",
+            )),
+            Err(Refusal::Role { needed, have }) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                INSUFFICIENT_ROLE,
+                role_message(needed, have),
+            )),
+        }
     }
+}
+
+// --- The navigation every page shows ----------------------------------------------------------
+
+/// An application in the switcher.
+#[derive(Clone, Debug)]
+pub struct NavApp {
+    pub id: String,
+    pub name: String,
+    pub current: bool,
+}
+
+/// What `nav.html` shows of the signed-in user beyond their email: the applications they can
+/// switch to and their role. Set by `SignedIn` for the request being answered (a task-local
+/// that `nav_scope` opens around every request), read by the template through [`nav`].
+#[derive(Clone, Debug, Default)]
+pub struct Nav {
+    pub apps: Vec<NavApp>,
+    pub role: &'static str,
+    pub admin: bool,
+}
+
+tokio::task_local! {
+    static NAV: std::cell::RefCell<Nav>;
+}
+
+fn set_nav(nav: Nav) {
+    let _ = NAV.try_with(|n| *n.borrow_mut() = nav);
+}
+
+/// The navigation of the request being rendered (empty outside a request).
+pub fn nav() -> Nav {
+    NAV.try_with(|n| n.borrow().clone()).unwrap_or_default()
+}
+
+/// Middleware: gives each request its own navigation slot.
+pub async fn nav_scope(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    NAV.scope(std::cell::RefCell::new(Nav::default()), next.run(req))
+        .await
 }
 
 /// A form post from this site. Browsers send `Origin` (or at least `Referer`, and
@@ -143,7 +303,7 @@ impl FromRequestParts<AppState> for SameOrigin {
 /// (`secure_cookies`) or a proxy says so (`X-Forwarded-Proto`, which a cross-site page
 /// cannot set); its host and port are the `Host` header's. Requests naming neither (not from
 /// a browser) pass; `Sec-Fetch-Site: cross-site` never does.
-fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
+pub(crate) fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
     let header_str = |name| {
         headers
             .get(name)
@@ -186,7 +346,7 @@ fn origin_of(url: &str) -> Option<(String, String, u16)> {
     Some((scheme, host, uri.port_u16().unwrap_or(default_port)))
 }
 
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -195,20 +355,6 @@ fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
-}
-
-fn current_session(state: &AppState, headers: &HeaderMap) -> Option<Session> {
-    let cookie = cookie_value(headers, COOKIE)?;
-    state.config.session_key.verify(&cookie, state.engine.now())
-}
-
-async fn application_of(state: &AppState, session: &Session) -> Option<ApplicationRecord> {
-    state
-        .engine
-        .account_application(&session.account)
-        .await
-        .ok()
-        .flatten()
 }
 
 // --- What every page shares -------------------------------------------------------------------
@@ -228,7 +374,7 @@ pub(crate) fn render(t: &impl Template) -> Response {
 }
 
 /// A page with a status other than 200 (a form shown again with its errors).
-fn render_with(status: StatusCode, t: &impl Template) -> Response {
+pub(crate) fn render_with(status: StatusCode, t: &impl Template) -> Response {
     let mut resp = render(t);
     if resp.status().is_success() {
         *resp.status_mut() = status;
@@ -248,7 +394,7 @@ fn query_value(s: &str) -> String {
         .collect()
 }
 
-fn escape_html(s: &str) -> String {
+pub(crate) fn escape_html(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -320,80 +466,6 @@ pub async fn templates_script() -> Response {
     asset(JS, include_str!("templates.js"))
 }
 
-// --- Sign-in ----------------------------------------------------------------------------------
-
-#[derive(Template)]
-#[template(path = "login.html")]
-struct LoginPage {
-    error: Option<String>,
-    email: String,
-}
-
-pub async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if current_session(&state, &headers).is_some() {
-        return Redirect::to("/").into_response();
-    }
-    render(&LoginPage {
-        error: None,
-        email: String::new(),
-    })
-}
-
-#[derive(Deserialize)]
-pub struct LoginForm {
-    email: String,
-    password: String,
-}
-
-fn session_cookie(state: &AppState, value: &str, max_age: i64) -> Option<HeaderValue> {
-    let secure = if state.config.secure_cookies {
-        "; Secure"
-    } else {
-        ""
-    };
-    HeaderValue::from_str(&format!(
-        "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
-    ))
-    .ok()
-}
-
-pub async fn login(
-    _: SameOrigin,
-    State(state): State<AppState>,
-    Form(form): Form<LoginForm>,
-) -> Response {
-    let email = form.email.trim().to_lowercase();
-    let Some(user) = state.engine.sign_in(&email, form.password).await else {
-        return render_with(
-            StatusCode::UNAUTHORIZED,
-            &LoginPage {
-                error: Some("Wrong email or password.".into()),
-                email,
-            },
-        );
-    };
-    let session = Session {
-        user: user.id,
-        account: user.account_id,
-        email: user.email,
-        expires: state.engine.now() + TTL_MS,
-    };
-    let value = state.config.session_key.issue(&session);
-    let mut resp = Redirect::to("/").into_response();
-    if let Some(v) = session_cookie(&state, &value, TTL_MS / 1000) {
-        resp.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    resp
-}
-
-pub async fn logout(_: SameOrigin, State(state): State<AppState>) -> Response {
-    let mut resp = Redirect::to("/login").into_response();
-    if let Some(v) = session_cookie(&state, "", 0) {
-        resp.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    resp
-}
-
 // --- Overview ---------------------------------------------------------------------------------
 
 struct PlatformRow {
@@ -427,7 +499,7 @@ struct OverviewPage {
 
 pub async fn overview(
     State(state): State<AppState>,
-    SignedIn { email, app }: SignedIn,
+    SignedIn { email, app, .. }: SignedIn,
 ) -> Response {
     let engine = &state.engine;
     let platforms = engine.platforms(&app.id).await.unwrap_or_default();
@@ -508,7 +580,7 @@ const MESSAGES_PAGE: u32 = 50;
 
 pub async fn messages(
     State(state): State<AppState>,
-    SignedIn { email, app }: SignedIn,
+    SignedIn { email, app, .. }: SignedIn,
     Query(q): Query<PageQuery>,
 ) -> Response {
     let after = q.after.as_deref().and_then(|a| MessageId::parse(a).ok());

@@ -268,7 +268,7 @@ fn list_html(platforms: Vec<PlatformCard>) -> String {
 /// `GET /settings/platforms`.
 pub async fn platforms_page(
     State(state): State<AppState>,
-    SignedIn { email, app }: SignedIn,
+    SignedIn { email, app, .. }: SignedIn,
 ) -> Response {
     let mut resp = render(&PlatformsPage {
         active: "settings",
@@ -299,7 +299,7 @@ pub async fn platforms_list(
 /// exists, Log in with Facebook before.
 pub async fn campaigns_page(
     State(state): State<AppState>,
-    SignedIn { email, app }: SignedIn,
+    SignedIn { email, app, .. }: SignedIn,
     Query(q): Query<super::campaigns::ListQuery>,
 ) -> Response {
     let platforms = cards(&state, &app).await;

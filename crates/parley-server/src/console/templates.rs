@@ -235,7 +235,7 @@ pub struct ListQuery {
 
 pub async fn list(
     State(state): State<AppState>,
-    SignedIn { email, app }: SignedIn,
+    SignedIn { email, app, .. }: SignedIn,
     Query(q): Query<ListQuery>,
 ) -> Response {
     let filter = TemplateQuery {
@@ -325,7 +325,7 @@ pub struct DetailQuery {
 
 pub async fn detail(
     State(state): State<AppState>,
-    SignedIn { email, app }: SignedIn,
+    SignedIn { email, app, .. }: SignedIn,
     Path(id): Path<String>,
     Query(q): Query<DetailQuery>,
 ) -> PageResult {
@@ -612,7 +612,7 @@ pub async fn new_form(SignedIn { email, .. }: SignedIn) -> Response {
 pub async fn create(
     _: SameOrigin,
     State(state): State<AppState>,
-    SignedIn { email, app }: SignedIn,
+    SignedIn { email, app, .. }: SignedIn,
     Form(form): Form<CreateForm>,
 ) -> Response {
     let (list, sections) = components(&form);

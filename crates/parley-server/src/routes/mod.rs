@@ -1,3 +1,4 @@
+pub mod applications;
 pub mod campaigns;
 pub mod contacts;
 pub mod health;

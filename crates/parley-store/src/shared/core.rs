@@ -40,6 +40,7 @@ fn user_from_row(row: &DbRow) -> Result<UserRecord> {
         account_id: parse_id(row, "account_id", AccountId::parse)?,
         email: row.try_get("email")?,
         password_hash: row.try_get("password_hash")?,
+        totp_enabled: row.try_get::<Option<Vec<u8>>, _>("totp_secret")?.is_some(),
     })
 }
 

@@ -1,0 +1,92 @@
+//! `/api/v1/applications`: the applications of the token's account, and a new one.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::auth::AppAuth;
+use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::routes::messages::rfc3339;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApplicationView {
+    /// `app_…`.
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+    /// The application the request's token belongs to.
+    pub current: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApplicationList {
+    pub data: Vec<ApplicationView>,
+    /// Always absent: an account has few applications, all on one page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewApplicationBody {
+    /// 1 to 100 characters.
+    pub name: String,
+}
+
+/// The applications of the account the token's application belongs to.
+#[utoipa::path(
+    get, path = "/api/v1/applications", tag = "applications",
+    responses((status = 200, body = ApplicationList), (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn list_applications(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+) -> Result<ApiJson<ApplicationList>, ApiError> {
+    let apps = state.engine.sibling_applications(&app).await?;
+    Ok(ApiJson(ApplicationList {
+        data: apps
+            .into_iter()
+            .map(|a| ApplicationView {
+                current: a.id == app,
+                id: a.id.to_string(),
+                name: a.name,
+                created_at: rfc3339(a.created_at),
+            })
+            .collect(),
+        next_cursor: None,
+    }))
+}
+
+/// Creates another application in the token's account. The account's owners own it; its
+/// platforms, templates, contacts and tokens are its own (create a token for it with
+/// `parley token create --application <id>`).
+#[utoipa::path(
+    post, path = "/api/v1/applications", tag = "applications",
+    request_body = NewApplicationBody,
+    responses(
+        (status = 201, body = ApplicationView),
+        (status = 401, body = ErrorBody),
+        (status = 422, description = "The name is empty or longer than 100 characters", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_application(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    ApiJson(body): ApiJson<NewApplicationBody>,
+) -> Result<(StatusCode, ApiJson<ApplicationView>), ApiError> {
+    let created = state
+        .engine
+        .create_sibling_application(&app, &body.name)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(ApplicationView {
+            id: created.id.to_string(),
+            name: created.name,
+            created_at: rfc3339(created.created_at),
+            current: false,
+        }),
+    ))
+}
