@@ -9,6 +9,7 @@ mod campaigns_console;
 mod console;
 mod helpers;
 mod operations;
+mod people;
 // The store suite's PostgreSQL harness (throwaway cluster or PARLEY_TEST_POSTGRES_URL).
 #[allow(dead_code)]
 #[path = "../../../parley-store/tests/store/pg.rs"]
