@@ -111,6 +111,32 @@ impl Backend {
         }
     }
 
+    /// The `users.totp_secret` column as stored.
+    pub async fn raw_totp_secret(&self, user: &parley_domain::UserId) -> Option<Vec<u8>> {
+        match self.kind {
+            Kind::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                sqlx::query_scalar("SELECT totp_secret FROM users WHERE id = ?")
+                    .bind(user.as_str())
+                    .fetch_one(&mut c)
+                    .await
+                    .expect("raw secret")
+            }
+            Kind::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                sqlx::query_scalar("SELECT totp_secret FROM users WHERE id = $1")
+                    .bind(user.as_str())
+                    .fetch_one(&mut c)
+                    .await
+                    .expect("raw secret")
+            }
+        }
+    }
+
     pub async fn finish(self) {
         drop(self.store);
         if let Some(db) = self.db {

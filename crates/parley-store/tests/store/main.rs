@@ -10,6 +10,7 @@ mod batches;
 mod campaigns;
 mod contacts;
 mod fixtures;
+mod identity;
 mod messages;
 mod pg;
 mod platforms;
