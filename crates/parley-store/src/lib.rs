@@ -6,6 +6,7 @@
 // `sqlite.rs` and `postgres.rs` each include it as a module of their own.
 #![allow(clippy::duplicate_mod)]
 
+pub mod access;
 pub mod audience;
 pub mod campaigns;
 pub mod crypto;
@@ -24,6 +25,7 @@ pub mod tag_index;
 pub mod templates;
 mod types;
 
+pub use access::AccessStore;
 pub use audience::AudienceStore;
 pub use campaigns::CampaignStore;
 pub use crypto::{DecryptError, KeyError, SecretCipher};
@@ -70,7 +72,7 @@ pub(crate) fn serde_name<T: serde::Serialize>(v: &T) -> Result<String> {
 /// Everything Parley keeps. Implementations must make each method atomic.
 #[async_trait]
 pub trait Store:
-    PlatformStore + TemplateStore + AudienceStore + CampaignStore + Send + Sync + 'static
+    PlatformStore + TemplateStore + AudienceStore + CampaignStore + AccessStore + Send + Sync + 'static
 {
     // --- tenancy -------------------------------------------------------------------------
     async fn create_account(&self, id: &AccountId, name: &str, now: Millis) -> Result<()>;
@@ -82,6 +84,7 @@ pub trait Store:
         now: Millis,
     ) -> Result<()>;
     async fn applications(&self) -> Result<Vec<ApplicationRecord>>;
+    /// A token with every scope and no expiry (`AccessStore::insert_token` chooses).
     async fn add_api_token(
         &self,
         app: &ApplicationId,
@@ -89,7 +92,6 @@ pub trait Store:
         label: &str,
         now: Millis,
     ) -> Result<()>;
-    async fn application_by_token_hash(&self, token_hash: &str) -> Result<Option<ApplicationId>>;
     async fn create_user(
         &self,
         id: &UserId,
