@@ -11,7 +11,7 @@ use parley_store::{
     TemplateRecord, UserRecord,
 };
 
-use crate::auth::{generate_password, hash_api_token, hash_password, verify_password};
+use crate::auth::{generate_password, hash_password, verify_password};
 use crate::{Engine, EngineError};
 
 impl Engine {
@@ -31,17 +31,6 @@ impl Engine {
     /// Whether any application exists yet (a fresh database).
     pub async fn has_applications(&self) -> Result<bool, EngineError> {
         Ok(!self.store.applications().await?.is_empty())
-    }
-
-    /// The application an API token belongs to; `None` for a token Parley never issued.
-    pub async fn application_for_token(
-        &self,
-        token: &str,
-    ) -> Result<Option<ApplicationId>, EngineError> {
-        Ok(self
-            .store
-            .application_by_token_hash(&hash_api_token(token))
-            .await?)
     }
 
     /// The console user with this email and password, or `None`. An unknown email costs what
