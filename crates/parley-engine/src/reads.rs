@@ -28,6 +28,11 @@ impl Engine {
         Ok(())
     }
 
+    /// Every application, oldest first.
+    pub async fn applications(&self) -> Result<Vec<ApplicationRecord>, EngineError> {
+        Ok(self.store.applications().await?)
+    }
+
     /// Whether any application exists yet (a fresh database).
     pub async fn has_applications(&self) -> Result<bool, EngineError> {
         Ok(!self.store.applications().await?.is_empty())

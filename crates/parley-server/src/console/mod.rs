@@ -8,6 +8,7 @@
 //! SameSite=Strict cookies plus an Origin check: [`SameOrigin`] on every form post,
 //! [`SignedInJson`] on every script call.
 
+pub mod access;
 pub mod audience;
 pub mod campaigns;
 pub mod platforms;
@@ -78,6 +79,7 @@ impl FromRequestParts<AppState> for SignedIn {
         let app = application_of(state, &session)
             .await
             .ok_or_else(|| PageError::not_found("This account has no application.".to_owned()))?;
+        crate::audit::ActorSlot::fill(parts, crate::audit::Actor::user(&session, &app.id));
         Ok(SignedIn {
             email: session.email,
             app,
@@ -114,6 +116,7 @@ impl FromRequestParts<AppState> for SignedInJson {
                 "This account has no application.",
             )
         })?;
+        crate::audit::ActorSlot::fill(parts, crate::audit::Actor::user(&session, &app.id));
         Ok(SignedInJson(app))
     }
 }

@@ -1,3 +1,4 @@
+pub mod audit;
 pub mod campaigns;
 pub mod contacts;
 pub mod health;
@@ -7,4 +8,5 @@ pub mod phone_numbers;
 pub mod platforms;
 pub mod segments;
 pub mod templates;
+pub mod tokens;
 pub mod webhooks;

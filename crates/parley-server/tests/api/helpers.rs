@@ -152,6 +152,7 @@ pub async fn spawn_app_with(metrics_token: Option<String>) -> TestApp {
             session_key: parley_server::session::SessionKey::new(rand_key()),
             secure_cookies: false,
             metrics_token,
+            rate_limit: Default::default(),
         },
     );
     tokio::spawn(server.run(shutdown.clone()));
