@@ -195,6 +195,11 @@ pub async fn campaign(args: Args) -> anyhow::Result<()> {
             session_key: parley_server::session::SessionKey::new(rand::random()),
             secure_cookies: false,
             metrics_token: None,
+            // The bench measures sending, not the API's limits.
+            rate_limit: parley_server::auth::RateLimit {
+                per_second: std::num::NonZeroU32::new(1_000_000).expect("non-zero"),
+                burst: std::num::NonZeroU32::new(1_000_000).expect("non-zero"),
+            },
         },
     );
     let server_task = tokio::spawn(server.run(shutdown.clone()));

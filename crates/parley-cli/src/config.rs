@@ -18,6 +18,41 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub meta: MetaConfig,
     pub metrics: MetricsConfig,
+    pub api: ApiConfig,
+    pub audit: AuditConfig,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Requests per second each API token may make on average (`429 rate_limited` beyond).
+    pub rate_limit_per_second: u32,
+    /// How many requests a token may make at once above that rate.
+    pub rate_limit_burst: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            rate_limit_per_second: 50,
+            rate_limit_burst: 100,
+        }
+    }
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Audit log entries older than this many days are deleted (hourly).
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            retention_days: 365,
+        }
+    }
 }
 
 #[derive(Deserialize, Clone, Default)]
@@ -61,6 +96,8 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             meta: MetaConfig::default(),
             metrics: MetricsConfig::default(),
+            api: ApiConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -162,9 +199,24 @@ impl Config {
         set(&mut self.meta.sdk_url, "PARLEY_META_SDK_URL");
         set(&mut self.meta.message_origin, "PARLEY_META_MESSAGE_ORIGIN");
         set(&mut self.metrics.token, "PARLEY_METRICS_TOKEN");
+        let number = |target: &mut u32, key: &str| {
+            if let Some(v) = get(key).and_then(|v| v.trim().parse().ok()) {
+                *target = v;
+            }
+        };
+        number(
+            &mut self.api.rate_limit_per_second,
+            "PARLEY_API_RATE_LIMIT_PER_SECOND",
+        );
+        number(&mut self.api.rate_limit_burst, "PARLEY_API_RATE_LIMIT_BURST");
+        number(&mut self.audit.retention_days, "PARLEY_AUDIT_RETENTION_DAYS");
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        self.rate_limit()?;
+        if self.audit.retention_days == 0 {
+            bail!("audit.retention_days must be at least 1");
+        }
         if self.meta.app_secret.is_empty() {
             bail!(
                 "meta.app_secret is not set: Parley needs your Meta app secret to check webhook signatures (set it in parley.toml or PARLEY_META_APP_SECRET)"
@@ -188,6 +240,23 @@ impl Config {
             sdk_url: self.meta.sdk_url.clone(),
             message_origin: self.meta.message_origin.clone(),
         }
+    }
+
+    /// Each API token's rate limit.
+    pub fn rate_limit(&self) -> anyhow::Result<parley_server::auth::RateLimit> {
+        use std::num::NonZeroU32;
+        match (
+            NonZeroU32::new(self.api.rate_limit_per_second),
+            NonZeroU32::new(self.api.rate_limit_burst),
+        ) {
+            (Some(per_second), Some(burst)) => Ok(parley_server::auth::RateLimit { per_second, burst }),
+            _ => bail!("api.rate_limit_per_second and api.rate_limit_burst must be at least 1"),
+        }
+    }
+
+    /// How long audit log entries are kept.
+    pub fn audit_retention(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.audit.retention_days.max(1)) * 86_400)
     }
 
     /// The bearer token `/metrics` asks for, if any.
@@ -229,6 +298,22 @@ mod tests {
         c.apply_env(|k| (k == "PARLEY_METRICS_TOKEN").then(|| "from-env".to_owned()));
         assert_eq!(c.metrics_token().as_deref(), Some("from-env"));
         assert!(!format!("{c:?}").contains("from-env"));
+    }
+
+    #[test]
+    fn rate_limits_and_retention_come_from_the_file_or_the_environment() {
+        let c = Config::default();
+        let limit = c.rate_limit().expect("default");
+        assert_eq!((limit.per_second.get(), limit.burst.get()), (50, 100));
+        assert_eq!(c.audit_retention().as_secs(), 365 * 86_400);
+        let mut c: Config = toml::from_str(
+            "[api]\nrate_limit_per_second = 5\nrate_limit_burst = 7\n[audit]\nretention_days = 30\n",
+        )
+        .expect("parses");
+        assert_eq!(c.rate_limit().expect("limit").burst.get(), 7);
+        assert_eq!(c.audit_retention().as_secs(), 30 * 86_400);
+        c.apply_env(|k| (k == "PARLEY_API_RATE_LIMIT_BURST").then(|| "0".to_owned()));
+        assert!(c.rate_limit().is_err(), "a burst of 0 is refused");
     }
 
     #[test]

@@ -151,6 +151,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             session_key: crate::session_key(&args.data_dir)?,
             secure_cookies: false,
             metrics_token: None,
+            rate_limit: Default::default(),
         },
     );
     let mut workers = engine.spawn_workers(shutdown.clone());

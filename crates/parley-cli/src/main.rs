@@ -149,6 +149,30 @@ enum TokenAction {
         application: Option<String>,
         #[arg(long, default_value = "cli")]
         label: String,
+        /// What the token may do: `send`, `read` or `manage`; repeat for several
+        /// (default: all three).
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// When the token stops working: an RFC 3339 time, a day (`2027-01-31`, the end of
+        /// that day UTC) or a number of days from now (`30d`). Default: never.
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List an application's API tokens (revoked ones too).
+    List {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        application: Option<String>,
+    },
+    /// Revoke an API token: it is refused (401) from now on.
+    Revoke {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        application: Option<String>,
+        /// The token's id (`tok_…`, from `parley token list`).
+        id: String,
     },
 }
 
@@ -303,6 +327,7 @@ async fn serve(path: Option<PathBuf>, test: ServeTestArgs) -> anyhow::Result<()>
         Arc::new(SystemClock),
         EngineConfig {
             meta_app: config.meta_app(),
+            audit_retention: config.audit_retention(),
             lease: test.lease_ms.map_or(defaults.lease, ms),
             crash_grace: test.crash_grace_ms.map_or(defaults.crash_grace, ms),
             ..defaults
@@ -324,6 +349,7 @@ async fn serve(path: Option<PathBuf>, test: ServeTestArgs) -> anyhow::Result<()>
             session_key: session_key(&config.data_dir)?,
             secure_cookies: config.public_url.starts_with("https://"),
             metrics_token: config.metrics_token(),
+            rate_limit: config.rate_limit()?,
         },
     );
     println!("Parley listens on http://{}", server.local_addr()?);
@@ -428,45 +454,159 @@ async fn migrate(path: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The engine over the configured database, for the commands that manage records.
+async fn cli_engine(config: Option<&std::path::Path>) -> anyhow::Result<Engine> {
+    let cfg = config::Config::load_unchecked(config)?;
+    let store = open_store(&cfg).await?;
+    Ok(Engine::new(
+        store,
+        GraphClient::new(&cfg.meta.graph_url, &cfg.meta.graph_version),
+        Arc::new(SystemClock),
+        EngineConfig::default(),
+    ))
+}
+
+/// The application `--application` names, or the only one.
+async fn chosen_application(
+    engine: &Engine,
+    application: Option<String>,
+) -> anyhow::Result<parley_domain::ApplicationId> {
+    let apps = engine.applications().await?;
+    let app = match application {
+        Some(id) => apps
+            .into_iter()
+            .find(|a| a.id.as_str() == id)
+            .with_context(|| format!("no application `{id}`"))?,
+        None => match apps.len() {
+            1 => apps.into_iter().next().context("no application")?,
+            0 => anyhow::bail!(
+                "there is no application yet (run `parley demo` once, or connect a platform)"
+            ),
+            _ => anyhow::bail!("there are several applications: choose one with --application"),
+        },
+    };
+    Ok(app.id)
+}
+
+/// `--expires`: an RFC 3339 time, a day (its end, UTC) or `<n>d` from `now`.
+fn parse_expiry(text: &str, now: i64) -> anyhow::Result<i64> {
+    let text = text.trim();
+    if let Some(days) = text.strip_suffix('d')
+        && let Ok(days) = days.parse::<i64>()
+        && days > 0
+    {
+        return Ok(now + days * 86_400_000);
+    }
+    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
+        return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let day = time::Date::parse(text, &format).map_err(|_| {
+        anyhow::anyhow!(
+            "--expires takes an RFC 3339 time (2027-01-31T12:00:00Z), a day (2027-01-31) or a number of days (30d)"
+        )
+    })?;
+    let end = day.next_day().context("that day is too far away")?.midnight().assume_utc();
+    Ok((end.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+fn show_time(millis: Option<i64>) -> String {
+    millis.map_or_else(
+        || "-".to_owned(),
+        |m| {
+            parley_engine::clock::to_datetime(m)
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        },
+    )
+}
+
 async fn token(action: TokenAction) -> anyhow::Result<()> {
     match action {
         TokenAction::Create {
             config,
             application,
             label,
+            scopes,
+            expires,
         } => {
-            let cfg = config::Config::load_unchecked(config.as_deref())?;
-            let store = open_store(&cfg).await?;
-            let apps = store.applications().await?;
-            let app = match application {
-                Some(id) => apps
-                    .into_iter()
-                    .find(|a| a.id.as_str() == id)
-                    .with_context(|| format!("no application `{id}`"))?,
-                None => match apps.len() {
-                    1 => apps.into_iter().next().context("no application")?,
-                    0 => anyhow::bail!(
-                        "there is no application yet (run `parley demo` once, or connect a platform)"
-                    ),
-                    _ => anyhow::bail!(
-                        "there are several applications: choose one with --application"
-                    ),
-                },
+            let engine = cli_engine(config.as_deref()).await?;
+            let app = chosen_application(&engine, application).await?;
+            let scopes = if scopes.is_empty() {
+                parley_domain::Scopes::ALL
+            } else {
+                let list = scopes
+                    .iter()
+                    .flat_map(|s| s.split(','))
+                    .map(parley_domain::Scope::parse)
+                    .collect::<Result<Vec<_>, _>>()?;
+                parley_domain::Scopes::from_list(&list)?
             };
-            let token = parley_engine::auth::generate_api_token();
-            let now = SystemClock.now_millis();
-            store
-                .add_api_token(
-                    &app.id,
-                    &parley_engine::auth::hash_api_token(&token),
-                    &label,
-                    now,
+            let expires_at = expires
+                .as_deref()
+                .map(|e| parse_expiry(e, engine.now()))
+                .transpose()?;
+            let created = engine
+                .create_token(
+                    &app,
+                    parley_engine::access::TokenRequest {
+                        label,
+                        scopes,
+                        expires_at,
+                    },
                 )
-                .await?;
-            println!("{token}");
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            eprintln!(
+                "token {} ({}) for {app}; it is shown only once:",
+                created.record.id, created.record.scopes
+            );
+            println!("{}", created.secret);
+            Ok(())
+        }
+        TokenAction::List {
+            config,
+            application,
+        } => {
+            let engine = cli_engine(config.as_deref()).await?;
+            let app = chosen_application(&engine, application).await?;
+            println!("id\tlabel\tscopes\tcreated\tlast used\texpires\trevoked");
+            let mut after = None;
+            loop {
+                let page = engine.tokens(&app, after.as_ref(), 200).await?;
+                for t in &page {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                        t.id,
+                        t.label,
+                        t.scopes,
+                        show_time(Some(t.created_at)),
+                        show_time(t.last_used_at),
+                        show_time(t.expires_at),
+                        show_time(t.revoked_at),
+                    );
+                }
+                match page.last() {
+                    Some(t) if page.len() == 200 => after = Some(t.id.clone()),
+                    _ => break,
+                }
+            }
+            Ok(())
+        }
+        TokenAction::Revoke {
+            config,
+            application,
+            id,
+        } => {
+            let engine = cli_engine(config.as_deref()).await?;
+            let app = chosen_application(&engine, application).await?;
+            let token = engine
+                .revoke_token(&app, &parley_engine::access::token_id(&id)?)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            println!("revoked {} ({})", token.id, token.label);
             Ok(())
         }
     }
 }
 
-use parley_engine::Clock as _;

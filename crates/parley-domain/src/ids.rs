@@ -209,6 +209,14 @@ prefixed_id!(
     /// One contact import (CSV or NDJSON) and its progress (`imp_…`).
     ImportId, "imp_", "import id"
 );
+prefixed_id!(
+    /// An API token of an application (`tok_…`); the secret itself is never stored.
+    TokenId, "tok_", "token id"
+);
+prefixed_id!(
+    /// One entry of an application's audit log (`aud_…`).
+    AuditEntryId, "aud_", "audit entry id"
+);
 
 macro_rules! digit_id {
     ($(#[$meta:meta])* $name:ident, $what:literal) => {

@@ -1,6 +1,7 @@
 //! Parley's vocabulary: ids, phone numbers, templates, personalization and message rules.
 //! Pure types and rules with no I/O and no async, so every other crate can trust a parsed value.
 
+pub mod access;
 pub mod binding;
 pub mod ids;
 pub mod lifecycle;
@@ -17,6 +18,7 @@ pub mod template;
 pub mod template_rules;
 pub mod window;
 
+pub use access::*;
 pub use binding::*;
 pub use ids::*;
 pub use lifecycle::*;

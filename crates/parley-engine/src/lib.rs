@@ -1,6 +1,7 @@
 //! Parley's application services and background workers: accepting sends, the per-number
 //! sender loops, the webhook processor, template sync and the demo seed.
 
+pub mod access;
 pub mod audience;
 pub mod auth;
 pub mod campaigns;
@@ -51,6 +52,8 @@ pub struct EngineConfig {
     pub template_sync_interval: Duration,
     /// Meta's app as onboarding (Embedded Signup) uses it.
     pub meta_app: MetaApp,
+    /// How long audit log entries are kept.
+    pub audit_retention: Duration,
 }
 
 impl Default for EngineConfig {
@@ -66,6 +69,7 @@ impl Default for EngineConfig {
             poll_interval: Duration::from_secs(1),
             template_sync_interval: Duration::from_secs(15 * 60),
             meta_app: MetaApp::default(),
+            audit_retention: Duration::from_secs(365 * 24 * 3600),
         }
     }
 }
@@ -118,6 +122,7 @@ impl Engine {
             shutdown.clone(),
         ));
         set.spawn(campaigns::run(self.clone(), shutdown.clone()));
+        set.spawn(access::run_audit_retention(self.clone(), shutdown.clone()));
         set.spawn(webhooks::run(self.clone(), shutdown));
         set
     }

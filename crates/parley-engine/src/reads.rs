@@ -10,7 +10,6 @@ use parley_store::{
     ApplicationRecord, MessageRecord, PhoneNumberRecord, PlatformRecord, StoreError, TemplateRecord,
 };
 
-use crate::auth::hash_api_token;
 use crate::{Engine, EngineError};
 
 impl Engine {
@@ -27,20 +26,14 @@ impl Engine {
         Ok(())
     }
 
+    /// Every application, oldest first.
+    pub async fn applications(&self) -> Result<Vec<ApplicationRecord>, EngineError> {
+        Ok(self.store.applications().await?)
+    }
+
     /// Whether any application exists yet (a fresh database).
     pub async fn has_applications(&self) -> Result<bool, EngineError> {
         Ok(!self.store.applications().await?.is_empty())
-    }
-
-    /// The application an API token belongs to; `None` for a token Parley never issued.
-    pub async fn application_for_token(
-        &self,
-        token: &str,
-    ) -> Result<Option<ApplicationId>, EngineError> {
-        Ok(self
-            .store
-            .application_by_token_hash(&hash_api_token(token))
-            .await?)
     }
 
     /// The application of a console account, if it has one.

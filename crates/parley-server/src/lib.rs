@@ -1,6 +1,7 @@
 //! Parley's HTTP face: the REST API under `/api/v1`, Meta's webhook intake, health and
 //! metrics, and the OpenAPI document. Handlers are thin: parse, call the engine, render.
 
+pub mod audit;
 pub mod auth;
 pub mod console;
 pub mod error;
@@ -46,6 +47,8 @@ pub struct ServerConfig {
     pub secure_cookies: bool,
     /// When set, `/metrics` answers only `Authorization: Bearer <token>`.
     pub metrics_token: Option<String>,
+    /// Requests per second and burst each API token may make.
+    pub rate_limit: auth::RateLimit,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -62,6 +65,8 @@ pub struct AppState {
     pub engine: Engine,
     pub config: Arc<ServerConfig>,
     pub metrics: PrometheusHandle,
+    /// Per-token API rate limits.
+    pub limiter: Arc<auth::TokenLimiter>,
 }
 
 /// The process-wide Prometheus recorder (a process has one; tests start many servers).
@@ -190,6 +195,15 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/platforms/{id}/retry",
             axum::routing::post(routes::platforms::retry_platform),
         )
+        .route(
+            "/api/v1/tokens",
+            get(routes::tokens::list_tokens).post(routes::tokens::create_token),
+        )
+        .route(
+            "/api/v1/tokens/{id}/revoke",
+            post(routes::tokens::revoke_token),
+        )
+        .route("/api/v1/audit", get(routes::audit::list_audit))
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     let webhooks = Router::new()
         .route(
@@ -208,7 +222,7 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(DefaultBodyLimit::max(MEDIA_BODY_LIMIT));
     let console = {
-        use console::{audience, campaigns, people, platforms, templates};
+        use console::{access, audience, campaigns, people, platforms, templates};
         Router::new()
             .route("/", get(console::overview))
             .route("/login", get(people::login_page).post(people::login))
@@ -279,6 +293,12 @@ pub fn router(state: AppState) -> Router {
             .route("/campaigns/whatsapp/{id}", get(campaigns::detail))
             .route("/campaigns/whatsapp/{id}/stats", get(campaigns::stats))
             .route("/campaigns/whatsapp/{id}/{action}", post(campaigns::action))
+            .route(
+                "/settings/tokens",
+                get(access::tokens_page).post(access::create_token),
+            )
+            .route("/settings/tokens/{id}/revoke", post(access::revoke_token))
+            .route("/settings/audit", get(access::audit_page))
             .route("/console.css", get(console::stylesheet))
             .route("/console/templates.css", get(console::templates_stylesheet))
             .route("/console/templates.js", get(console::templates_script))
@@ -311,6 +331,7 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(not_found)
         .layer(middleware::from_fn(console::nav_scope))
+        .layer(middleware::from_fn_with_state(state.clone(), audit::record))
         .layer(middleware::from_fn(track_requests))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(panic_response))
@@ -470,6 +491,7 @@ impl Server {
     pub fn new(listener: TcpListener, engine: Engine, config: ServerConfig) -> Self {
         let state = AppState {
             engine,
+            limiter: Arc::new(auth::TokenLimiter::new(config.rate_limit)),
             config: Arc::new(config),
             metrics: metrics_handle(),
         };

@@ -5,15 +5,15 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes::{
-    applications, campaigns, contacts, health, messages, personalize, phone_numbers, platforms,
-    segments, templates, webhooks,
+    applications, audit, campaigns, contacts, health, messages, personalize, phone_numbers,
+    platforms, segments, templates, tokens, webhooks,
 };
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Parley API",
-        description = "Send personalized WhatsApp messages through Meta's Cloud API and follow them to `read`. Errors are `{\"error\": {\"code\", \"message\", \"field\"}}`; lists use `?limit&after` cursors.",
+        description = "Send personalized WhatsApp messages through Meta's Cloud API and follow them to `read`. Errors are `{\"error\": {\"code\", \"message\", \"field\"}}`; lists use `?limit&after` cursors. Each operation's `security` names the token scope it needs (`send`, `read` or `manage`): a token without it gets 403 `insufficient_scope`; an expired or revoked token gets 401; each token is rate limited (429 `rate_limited` with `Retry-After`).",
         license(name = "Apache-2.0")
     ),
     paths(
@@ -60,6 +60,10 @@ use crate::routes::{
         segments::get_segment,
         segments::preview_segment,
         personalize::preview,
+        tokens::list_tokens,
+        tokens::create_token,
+        tokens::revoke_token,
+        audit::list_audit,
         health::healthz,
         health::readyz,
         health::metrics,
@@ -74,6 +78,8 @@ use crate::routes::{
         (name = "templates", description = "Message templates: synced from Meta, created, edited and deleted through it"),
         (name = "phone numbers", description = "The application's WhatsApp numbers"),
         (name = "platforms", description = "WhatsApp Business Accounts connected with Embedded Signup"),
+        (name = "tokens", description = "The application's API tokens: scopes `send`, `read`, `manage`, expiry, revocation"),
+        (name = "audit", description = "Who changed what, when and from where"),
         (name = "webhooks", description = "Meta's webhook endpoint"),
         (name = "operations", description = "Health and metrics"),
     )

@@ -6,6 +6,7 @@
 // `sqlite.rs` and `postgres.rs` each include it as a module of their own.
 #![allow(clippy::duplicate_mod)]
 
+pub mod access;
 pub mod audience;
 pub mod campaigns;
 pub mod crypto;
@@ -25,6 +26,7 @@ pub mod tag_index;
 pub mod templates;
 mod types;
 
+pub use access::AccessStore;
 pub use audience::AudienceStore;
 pub use campaigns::CampaignStore;
 pub use crypto::{DecryptError, KeyError, SecretCipher};
@@ -77,6 +79,7 @@ pub trait Store:
     + AudienceStore
     + CampaignStore
     + IdentityStore
+    + AccessStore
     + Send
     + Sync
     + 'static
@@ -91,6 +94,7 @@ pub trait Store:
         now: Millis,
     ) -> Result<()>;
     async fn applications(&self) -> Result<Vec<ApplicationRecord>>;
+    /// A token with every scope and no expiry (`AccessStore::insert_token` chooses).
     async fn add_api_token(
         &self,
         app: &ApplicationId,
@@ -98,7 +102,6 @@ pub trait Store:
         label: &str,
         now: Millis,
     ) -> Result<()>;
-    async fn application_by_token_hash(&self, token_hash: &str) -> Result<Option<ApplicationId>>;
     async fn create_user(
         &self,
         id: &UserId,

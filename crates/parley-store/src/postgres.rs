@@ -133,6 +133,8 @@ impl PostgresStore {
 #[path = "shared/rows.rs"]
 mod rows;
 pub(crate) use rows::*;
+#[path = "shared/access.rs"]
+mod access;
 #[path = "shared/audience.rs"]
 mod audience;
 #[path = "shared/campaigns.rs"]

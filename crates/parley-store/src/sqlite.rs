@@ -120,6 +120,8 @@ impl SqliteStore {
 #[path = "shared/rows.rs"]
 mod rows;
 pub(crate) use rows::*;
+#[path = "shared/access.rs"]
+mod access;
 #[path = "shared/audience.rs"]
 mod audience;
 #[path = "shared/campaigns.rs"]

@@ -178,6 +178,41 @@ async fn demo_runs_with_no_configuration_and_reuses_its_data() {
     let new_token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert!(new_token.starts_with("pk_"));
 
+    // A read-only token that expires, listed, then revoked.
+    let parley = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_parley"))
+            .args(args)
+            .env("PARLEY_DATA_DIR", dir.path())
+            .output()
+            .expect("parley");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let viewer = parley(&[
+        "token", "create", "--label", "viewer", "--scope", "read", "--expires", "30d",
+    ])
+    .trim()
+    .to_owned();
+    assert!(viewer.starts_with("pk_"));
+    let list = parley(&["token", "list"]);
+    let row = list
+        .lines()
+        .find(|l| l.contains("\tviewer\t"))
+        .unwrap_or_else(|| panic!("viewer not listed: {list}"));
+    let cols: Vec<&str> = row.split('\t').collect();
+    assert_eq!(cols[2], "read", "{row}");
+    assert_ne!(cols[5], "-", "it expires: {row}");
+    assert!(
+        list.lines().any(|l| l.contains("\tops\tsend read manage\t")),
+        "a token made without --scope has all three: {list}"
+    );
+    let revoked = parley(&["token", "revoke", cols[0]]);
+    assert!(revoked.contains("revoked"), "{revoked}");
+
     // Second run: same account, same token, the earlier message still there.
     let _demo = Demo::start(dir.path());
     let again = credentials(dir.path());
@@ -202,6 +237,13 @@ async fn demo_runs_with_no_configuration_and_reuses_its_data() {
         .await
         .expect("get");
     assert_eq!(m.status(), 200, "the CLI-made token works");
+    let m = http
+        .get(format!("{url}/api/v1/messages/{id}"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(m.status(), 401, "the revoked token is refused");
 }
 
 #[test]

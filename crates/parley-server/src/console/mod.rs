@@ -8,6 +8,7 @@
 //! SameSite=Strict cookies plus an Origin check: [`SameOrigin`] on every form post,
 //! [`SignedInJson`] on every script call.
 
+pub mod access;
 pub mod audience;
 pub mod campaigns;
 pub mod people;
@@ -152,6 +153,10 @@ async fn signed_in(parts: &Parts, state: &AppState) -> Result<SignedIn, Refusal>
     if !role.allows(needed) {
         return Err(Refusal::Role { needed, have: role });
     }
+    crate::audit::ActorSlot::fill(
+        parts,
+        crate::audit::Actor::user(&view.session.user_id, &view.email, &app.id),
+    );
     Ok(SignedIn {
         user_id: view.session.user_id,
         account_id: view.account_id,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::auth::AppAuth;
+use crate::auth::{AppAuth, Manages, Reads};
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::routes::messages::rfc3339;
 
@@ -37,11 +37,11 @@ pub struct NewApplicationBody {
 #[utoipa::path(
     get, path = "/api/v1/applications", tag = "applications",
     responses((status = 200, body = ApplicationList), (status = 401, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["read"]))
 )]
 pub async fn list_applications(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Reads>,
 ) -> Result<ApiJson<ApplicationList>, ApiError> {
     let apps = state.engine.sibling_applications(&app).await?;
     Ok(ApiJson(ApplicationList {
@@ -67,13 +67,14 @@ pub async fn list_applications(
     responses(
         (status = 201, body = ApplicationView),
         (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
         (status = 422, description = "The name is empty or longer than 100 characters", body = ErrorBody)
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["manage"]))
 )]
 pub async fn create_application(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Manages>,
     ApiJson(body): ApiJson<NewApplicationBody>,
 ) -> Result<(StatusCode, ApiJson<ApplicationView>), ApiError> {
     let created = state

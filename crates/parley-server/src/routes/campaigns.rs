@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::auth::AppAuth;
+use crate::auth::{AppAuth, Manages, Reads};
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::routes::messages::rfc3339;
 
@@ -149,11 +149,11 @@ fn bad(code: &'static str, message: impl Into<String>, field: &str) -> ApiError 
         (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["manage"]))
 )]
 pub async fn create_campaign(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Manages>,
     ApiJson(body): ApiJson<CreateCampaignBody>,
 ) -> Result<Response, ApiError> {
     let c = state
@@ -233,11 +233,11 @@ pub fn new_campaign(body: CreateCampaignBody) -> Result<NewCampaign, ApiError> {
 #[utoipa::path(
     get, path = "/api/v1/campaigns", tag = "campaigns", params(ListQuery),
     responses((status = 200, body = CampaignList), (status = 401, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["read"]))
 )]
 pub async fn list_campaigns(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Reads>,
     Query(q): Query<ListQuery>,
 ) -> Result<ApiJson<CampaignList>, ApiError> {
     let limit = q.limit.unwrap_or(50);
@@ -274,11 +274,11 @@ pub async fn list_campaigns(
     get, path = "/api/v1/campaigns/{id}", tag = "campaigns",
     params(("id" = String, Path, description = "Campaign id, `cmp_…`")),
     responses((status = 200, body = CampaignView), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["read"]))
 )]
 pub async fn get_campaign(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Reads>,
     Path(id): Path<String>,
 ) -> Result<ApiJson<CampaignView>, ApiError> {
     Ok(ApiJson(
@@ -298,11 +298,11 @@ pub async fn get_campaign(
     get, path = "/api/v1/campaigns/{id}/plan", tag = "campaigns",
     params(("id" = String, Path, description = "Campaign id, `cmp_…`")),
     responses((status = 200, body = Object), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["read"]))
 )]
 pub async fn plan_campaign(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Reads>,
     Path(id): Path<String>,
 ) -> Result<ApiJson<CampaignPlan>, ApiError> {
     Ok(ApiJson(
@@ -318,11 +318,11 @@ pub async fn plan_campaign(
     get, path = "/api/v1/campaigns/{id}/stats", tag = "campaigns",
     params(("id" = String, Path, description = "Campaign id, `cmp_…`")),
     responses((status = 200, body = Object), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["read"]))
 )]
 pub async fn campaign_stats(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Reads>,
     Path(id): Path<String>,
 ) -> Result<ApiJson<CampaignStats>, ApiError> {
     Ok(ApiJson(
@@ -338,11 +338,11 @@ pub async fn campaign_stats(
     post, path = "/api/v1/campaigns/{id}/start", tag = "campaigns",
     params(("id" = String, Path, description = "Campaign id, `cmp_…`")),
     responses((status = 200, body = CampaignView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["manage"]))
 )]
 pub async fn start_campaign(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Manages>,
     Path(id): Path<String>,
 ) -> Result<ApiJson<CampaignView>, ApiError> {
     Ok(ApiJson(
@@ -359,11 +359,11 @@ pub async fn start_campaign(
     post, path = "/api/v1/campaigns/{id}/pause", tag = "campaigns",
     params(("id" = String, Path, description = "Campaign id, `cmp_…`")),
     responses((status = 200, body = CampaignView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["manage"]))
 )]
 pub async fn pause_campaign(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Manages>,
     Path(id): Path<String>,
 ) -> Result<ApiJson<CampaignView>, ApiError> {
     Ok(ApiJson(
@@ -380,11 +380,11 @@ pub async fn pause_campaign(
     post, path = "/api/v1/campaigns/{id}/resume", tag = "campaigns",
     params(("id" = String, Path, description = "Campaign id, `cmp_…`")),
     responses((status = 200, body = CampaignView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["manage"]))
 )]
 pub async fn resume_campaign(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Manages>,
     Path(id): Path<String>,
 ) -> Result<ApiJson<CampaignView>, ApiError> {
     Ok(ApiJson(
@@ -401,11 +401,11 @@ pub async fn resume_campaign(
     post, path = "/api/v1/campaigns/{id}/cancel", tag = "campaigns",
     params(("id" = String, Path, description = "Campaign id, `cmp_…`")),
     responses((status = 200, body = CampaignView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["manage"]))
 )]
 pub async fn cancel_campaign(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Manages>,
     Path(id): Path<String>,
 ) -> Result<ApiJson<CampaignView>, ApiError> {
     Ok(ApiJson(

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::auth::AppAuth;
+use crate::auth::{AppAuth, Manages, Reads};
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::routes::messages::{MessageView, rfc3339};
 
@@ -137,11 +137,11 @@ pub struct ContactListQuery {
         (status = 201, description = "Created", body = ContactView),
         (status = 400, description = "Bad phone number or tag", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["manage"]))
 )]
 pub async fn put_contact(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Manages>,
     Path(phone): Path<String>,
     ApiJson(body): ApiJson<ContactBody>,
 ) -> Result<Response, ApiError> {
@@ -169,11 +169,11 @@ pub async fn put_contact(
         (status = 200, description = "The contact with its subscription history and last messages", body = ContactDetailView),
         (status = 404, description = "No such contact", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["read"]))
 )]
 pub async fn get_contact(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Reads>,
     Path(phone): Path<String>,
 ) -> Result<ApiJson<ContactDetailView>, ApiError> {
     Ok(ApiJson(
@@ -195,11 +195,11 @@ pub struct ErasedView {
         (status = 200, description = "Personal data erased; message counts kept", body = ErasedView),
         (status = 404, description = "Nothing stored for this number", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["manage"]))
 )]
 pub async fn delete_contact(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Manages>,
     Path(phone): Path<String>,
 ) -> Result<ApiJson<ErasedView>, ApiError> {
     let report = state.engine.erase_contact(&app, &phone).await?;
@@ -216,11 +216,11 @@ pub async fn delete_contact(
         (status = 200, description = "A page of contacts in phone order", body = ContactList),
         (status = 400, description = "The filter does not parse (the message names the character)", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["read"]))
 )]
 pub async fn list_contacts(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Reads>,
     Query(q): Query<ContactListQuery>,
 ) -> Result<ApiJson<ContactList>, ApiError> {
     let (page, next) = state
@@ -332,11 +332,11 @@ pub fn import_options(
         (status = 202, description = "The body was read and its rows committed (or rejected, with their line); the job's counts are at GET /api/v1/contacts/import/{job}", body = ImportStarted),
         (status = 400, description = "Bad format or mapping", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["manage"]))
 )]
 pub async fn start_import(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Manages>,
     Query(pairs): Query<Vec<(String, String)>>,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -382,11 +382,11 @@ pub async fn start_import(
     get, path = "/api/v1/contacts/import/{job}", tag = "contacts",
     params(("job" = String, Path, description = "Import id, `imp_…`")),
     responses((status = 200, description = "Progress", body = ImportView), (status = 404, description = "No such import", body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["read"]))
 )]
 pub async fn get_import(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Reads>,
     Path(job): Path<String>,
 ) -> Result<ApiJson<ImportView>, ApiError> {
     Ok(ApiJson(
@@ -398,11 +398,11 @@ pub async fn get_import(
     get, path = "/api/v1/contacts/import/{job}/rejected", tag = "contacts",
     params(("job" = String, Path, description = "Import id, `imp_…`")),
     responses((status = 200, description = "CSV `line,reason,row` of every rejected row", content_type = "text/csv", body = String)),
-    security(("bearer" = []))
+    security(("bearer" = ["read"]))
 )]
 pub async fn rejected_rows(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Reads>,
     Path(job): Path<String>,
 ) -> Result<Response, ApiError> {
     let job = state.engine.import_job(&app, &import_id(&job)?).await?;

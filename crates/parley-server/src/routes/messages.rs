@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::auth::AppAuth;
+use crate::auth::{AppAuth, Reads, Sends};
 use crate::error::{ApiError, ApiJson, ErrorBody};
 
 /// A message to send: a template (`template`) or, inside the 24 h window, free text (`text`).
@@ -177,11 +177,11 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "Refused by a WhatsApp rule", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["send"]))
 )]
 pub async fn send_message(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Sends>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SendMessageBody>,
 ) -> Result<Response, ApiError> {
@@ -299,11 +299,11 @@ pub async fn send_message(
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["read"]))
 )]
 pub async fn get_message(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Reads>,
     Path(id): Path<String>,
 ) -> Result<ApiJson<MessageView>, ApiError> {
     let id = MessageId::parse(&id).map_err(|e| {
@@ -322,11 +322,11 @@ pub async fn get_message(
     get, path = "/api/v1/messages", tag = "messages",
     params(ListQuery),
     responses((status = 200, body = MessageList), (status = 401, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["read"]))
 )]
 pub async fn list_messages(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Reads>,
     Query(q): Query<ListQuery>,
 ) -> Result<ApiJson<MessageList>, ApiError> {
     let limit = q.limit.unwrap_or(50);

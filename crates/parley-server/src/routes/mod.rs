@@ -1,4 +1,5 @@
 pub mod applications;
+pub mod audit;
 pub mod campaigns;
 pub mod contacts;
 pub mod health;
@@ -8,4 +9,5 @@ pub mod phone_numbers;
 pub mod platforms;
 pub mod segments;
 pub mod templates;
+pub mod tokens;
 pub mod webhooks;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::auth::AppAuth;
+use crate::auth::{AppAuth, Reads};
 use crate::error::{ApiError, ApiJson, ErrorBody};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -66,11 +66,11 @@ pub struct PreviewResult {
         (status = 400, description = "Bad expression or contact", body = ErrorBody),
         (status = 404, description = "No such contact", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["read"]))
 )]
 pub async fn preview(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Reads>,
     ApiJson(body): ApiJson<PreviewRequest>,
 ) -> Result<ApiJson<PreviewResult>, ApiError> {
     let contact = match body.contact {

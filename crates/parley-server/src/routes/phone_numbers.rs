@@ -5,7 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::auth::AppAuth;
+use crate::auth::{AppAuth, Reads};
 use crate::error::{ApiError, ApiJson, ErrorBody};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -32,11 +32,11 @@ pub struct PhoneNumberList {
 #[utoipa::path(
     get, path = "/api/v1/phone-numbers", tag = "phone numbers",
     responses((status = 200, body = PhoneNumberList), (status = 401, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["read"]))
 )]
 pub async fn list_phone_numbers(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Reads>,
 ) -> Result<ApiJson<PhoneNumberList>, ApiError> {
     let numbers = state.engine.phone_numbers(&app).await?;
     Ok(ApiJson(PhoneNumberList {

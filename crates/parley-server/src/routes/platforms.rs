@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::auth::AppAuth;
+use crate::auth::{AppAuth, Manages, Reads};
 use crate::error::{ApiError, ApiJson, ErrorBody, ErrorDetail, status_of};
 use crate::routes::messages::rfc3339;
 
@@ -286,11 +286,11 @@ pub async fn outcome_response(
         (status = 422, description = "A step failed (expired code, registration limit, …); retry the failed step when `platform` is set", body = SignupFailure),
         (status = 502, body = SignupFailure),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["manage"]))
 )]
 pub async fn signup(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Manages>,
     ApiJson(body): ApiJson<SignupBody>,
 ) -> Response {
     match state.engine.signup(&app, body.into()).await {
@@ -304,11 +304,11 @@ pub async fn signup(
     get, path = "/api/v1/platforms", tag = "platforms",
     params(PlatformQuery),
     responses((status = 200, body = PlatformList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["read"]))
 )]
 pub async fn list_platforms(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Reads>,
     Query(q): Query<PlatformQuery>,
 ) -> Result<ApiJson<PlatformList>, ApiError> {
     let limit = q.limit.unwrap_or(20);
@@ -350,11 +350,11 @@ pub async fn list_platforms(
     get, path = "/api/v1/platforms/{id}", tag = "platforms",
     params(("id" = String, Path, description = "Platform id, `plt_…`")),
     responses((status = 200, body = PlatformView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["read"]))
 )]
 pub async fn get_platform(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Reads>,
     Path(id): Path<String>,
 ) -> Result<ApiJson<PlatformView>, ApiError> {
     let id = parse_platform_id(&id)?;
@@ -366,11 +366,11 @@ pub async fn get_platform(
     post, path = "/api/v1/platforms/{id}/refresh", tag = "platforms",
     params(("id" = String, Path, description = "Platform id, `plt_…`")),
     responses((status = 200, body = PlatformView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 502, description = "Meta did not answer", body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["manage"]))
 )]
 pub async fn refresh_platform(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Manages>,
     Path(id): Path<String>,
 ) -> Result<ApiJson<PlatformView>, ApiError> {
     let id = parse_platform_id(&id)?;
@@ -383,11 +383,11 @@ pub async fn refresh_platform(
     post, path = "/api/v1/platforms/{id}/retry", tag = "platforms",
     params(("id" = String, Path, description = "Platform id, `plt_…`")),
     responses((status = 200, body = PlatformView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = SignupFailure)),
-    security(("bearer" = []))
+    security(("bearer" = ["manage"]))
 )]
 pub async fn retry_platform(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Manages>,
     Path(id): Path<String>,
 ) -> Response {
     let id = match parse_platform_id(&id) {
@@ -406,11 +406,11 @@ pub async fn retry_platform(
     delete, path = "/api/v1/platforms/{id}", tag = "platforms",
     params(("id" = String, Path, description = "Platform id, `plt_…`"), DisconnectQuery),
     responses((status = 200, body = DisconnectResult), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["manage"]))
 )]
 pub async fn disconnect_platform(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Manages>,
     Path(id): Path<String>,
     Query(q): Query<DisconnectQuery>,
 ) -> Result<ApiJson<DisconnectResult>, ApiError> {

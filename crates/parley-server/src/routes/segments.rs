@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::auth::AppAuth;
+use crate::auth::{AppAuth, Manages, Reads};
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::routes::contacts::ContactView;
 use crate::routes::messages::rfc3339;
@@ -66,11 +66,11 @@ fn view(s: &SegmentRecord, count: Option<u64>) -> SegmentView {
 #[utoipa::path(
     get, path = "/api/v1/segments", tag = "segments",
     responses((status = 200, description = "Saved segments by name", body = SegmentList)),
-    security(("bearer" = []))
+    security(("bearer" = ["read"]))
 )]
 pub async fn list_segments(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Reads>,
 ) -> Result<ApiJson<SegmentList>, ApiError> {
     let all = state.engine.segments(&app).await?;
     Ok(ApiJson(SegmentList {
@@ -86,11 +86,11 @@ pub async fn list_segments(
         (status = 400, description = "The filter does not parse (the message names the character)", body = ErrorBody),
         (status = 409, description = "A segment with that name exists", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["manage"]))
 )]
 pub async fn create_segment(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Manages>,
     ApiJson(body): ApiJson<NewSegmentBody>,
 ) -> Result<Response, ApiError> {
     let record = state
@@ -110,11 +110,11 @@ pub async fn create_segment(
     get, path = "/api/v1/segments/{id}", tag = "segments",
     params(("id" = String, Path, description = "Segment id, `seg_…`")),
     responses((status = 200, description = "The segment with its live count", body = SegmentView), (status = 404, description = "No such segment", body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["read"]))
 )]
 pub async fn get_segment(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Reads>,
     Path(id): Path<String>,
 ) -> Result<ApiJson<SegmentView>, ApiError> {
     let record = state.engine.segment_by_id(&app, &segment_id(&id)?).await?;
@@ -130,11 +130,11 @@ pub async fn get_segment(
         (status = 200, description = "How many contacts match now, and a few of them", body = PreviewView),
         (status = 400, description = "The filter does not parse (the message names the character)", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["read"]))
 )]
 pub async fn preview_segment(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Reads>,
     ApiJson(body): ApiJson<PreviewBody>,
 ) -> Result<ApiJson<PreviewView>, ApiError> {
     let seg = state.engine.parse_segment(&body.filter)?;

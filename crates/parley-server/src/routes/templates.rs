@@ -17,7 +17,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::auth::AppAuth;
+use crate::auth::{AppAuth, Manages, Reads};
 use crate::error::{ApiError, ApiJson, ErrorBody, ErrorDetail};
 use crate::routes::messages::rfc3339;
 
@@ -276,11 +276,11 @@ fn invalid_response(issues: &[TemplateIssue]) -> (StatusCode, axum::Json<Invalid
     get, path = "/api/v1/templates", tag = "templates",
     params(TemplateQuery),
     responses((status = 200, body = TemplateList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["read"]))
 )]
 pub async fn list_templates(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Reads>,
     Query(q): Query<TemplateQuery>,
 ) -> Result<ApiJson<TemplateList>, ApiError> {
     let limit = q.limit.unwrap_or(50);
@@ -333,11 +333,11 @@ pub async fn list_templates(
     get, path = "/api/v1/templates/{id}", tag = "templates",
     params(("id" = String, Path, description = "Parley's template id, `tpl_…`")),
     responses((status = 200, body = TemplateView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["read"]))
 )]
 pub async fn get_template(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Reads>,
     Path(id): Path<String>,
 ) -> Result<ApiJson<TemplateView>, ApiError> {
     let t = state
@@ -358,11 +358,11 @@ pub async fn get_template(
         (status = 422, description = "`template_invalid` with every issue, or Meta's refusal (`meta_refused`)", body = InvalidTemplateBody),
         (status = 502, body = ErrorBody)
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["manage"]))
 )]
 pub async fn create_template(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Manages>,
     body: Result<ApiJson<Value>, ApiError>,
 ) -> Response {
     let ApiJson(body) = match body {
@@ -396,11 +396,11 @@ pub async fn create_template(
         (status = 200, body = TemplateView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = InvalidTemplateBody), (status = 502, body = ErrorBody)
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["manage"]))
 )]
 pub async fn edit_template(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Manages>,
     Path(id): Path<String>,
     body: Result<ApiJson<EditTemplateBody>, ApiError>,
 ) -> Response {
@@ -428,11 +428,11 @@ pub async fn edit_template(
     delete, path = "/api/v1/templates/{id}", tag = "templates",
     params(("id" = String, Path, description = "Parley's template id")),
     responses((status = 200, body = TemplateView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 502, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["manage"]))
 )]
 pub async fn delete_template(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Manages>,
     Path(id): Path<String>,
 ) -> Result<ApiJson<TemplateView>, ApiError> {
     let t = state
@@ -447,11 +447,11 @@ pub async fn delete_template(
     delete, path = "/api/v1/templates", tag = "templates",
     params(DeleteByName),
     responses((status = 200, body = DeletedTemplates), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["manage"]))
 )]
 pub async fn delete_templates_by_name(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Manages>,
     Query(q): Query<DeleteByName>,
 ) -> Result<ApiJson<DeletedTemplates>, ApiError> {
     let Some(name) = q.name.filter(|n| !n.is_empty()) else {
@@ -473,11 +473,11 @@ pub async fn delete_templates_by_name(
 #[utoipa::path(
     post, path = "/api/v1/templates/sync", tag = "templates",
     responses((status = 200, body = SyncResult), (status = 401, body = ErrorBody), (status = 502, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["manage"]))
 )]
 pub async fn sync_templates(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Manages>,
 ) -> Result<ApiJson<SyncResult>, ApiError> {
     let mut result = SyncResult {
         synced: 0,
@@ -501,11 +501,11 @@ pub async fn sync_templates(
     params(UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file's bytes; send its type as Content-Type"),
     responses((status = 201, body = UploadView), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 502, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["manage"]))
 )]
 pub async fn upload_media(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Manages>,
     Query(q): Query<UploadQuery>,
     headers: HeaderMap,
     body: Bytes,

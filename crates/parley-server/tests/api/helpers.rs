@@ -66,6 +66,11 @@ pub async fn spawn_app() -> TestApp {
 
 /// `spawn_app` with `/metrics` behind `metrics_token`.
 pub async fn spawn_app_with(metrics_token: Option<String>) -> TestApp {
+    spawn_app_with_server(|c| c.metrics_token = metrics_token).await
+}
+
+/// `spawn_app` with the server's configuration changed by `configure`.
+pub async fn spawn_app_with_server(configure: impl FnOnce(&mut ServerConfig)) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let cipher = SecretCipher::load_or_create(dir.path()).expect("key");
     // The whole suite runs on SQLite by default and on PostgreSQL with
@@ -143,17 +148,16 @@ pub async fn spawn_app_with(metrics_token: Option<String>) -> TestApp {
         .await
         .expect("seed");
     let workers = engine.spawn_workers(shutdown.clone());
-    let server = Server::new(
-        listener,
-        engine,
-        ServerConfig {
-            app_secret: app_secret.clone(),
-            verify_token,
-            session_key: parley_server::session::SessionKey::new(rand_key()),
-            secure_cookies: false,
-            metrics_token,
-        },
-    );
+    let mut server_config = ServerConfig {
+        app_secret: app_secret.clone(),
+        verify_token,
+        session_key: parley_server::session::SessionKey::new(rand_key()),
+        secure_cookies: false,
+        metrics_token: None,
+        rate_limit: Default::default(),
+    };
+    configure(&mut server_config);
+    let server = Server::new(listener, engine, server_config);
     tokio::spawn(server.run(shutdown.clone()));
     let console_password = seed.password.clone();
     TestApp {

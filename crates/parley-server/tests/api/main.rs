@@ -1,6 +1,7 @@
 //! Parley's HTTP API end to end: real server, real SQLite file (or PostgreSQL with
 //! `PARLEY_TEST_BACKEND=postgres`), real sandbox over HTTP, real Chromium for the console.
 
+mod access;
 mod audience;
 mod bad_input;
 mod browser;

@@ -72,6 +72,7 @@ pub async fn spawn_fresh() -> Fresh {
             session_key: parley_server::session::SessionKey::new([3; 32]),
             secure_cookies: false,
             metrics_token: None,
+            rate_limit: Default::default(),
         },
     );
     tokio::spawn(server.run(shutdown.clone()));

@@ -118,25 +118,17 @@ impl Store for Backend {
         label: &str,
         now: Millis,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO api_tokens (token_hash, application_id, label, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(token_hash)
-        .bind(app.as_str())
-        .bind(text(label))
-        .bind(now)
-        .execute(self.writer())
-        .await?;
-        Ok(())
-    }
-
-    async fn application_by_token_hash(&self, token_hash: &str) -> Result<Option<ApplicationId>> {
-        let row = sqlx::query("SELECT application_id FROM api_tokens WHERE token_hash = $1")
-            .bind(text(token_hash))
-            .fetch_optional(self.reader())
-            .await?;
-        row.map(|r| parse_id(&r, "application_id", ApplicationId::parse))
-            .transpose()
+        use crate::access::{AccessStore, NewToken};
+        self.insert_token(&NewToken {
+            id: parley_domain::TokenId::new(),
+            application_id: app.clone(),
+            token_hash: token_hash.to_owned(),
+            label: label.to_owned(),
+            scopes: parley_domain::Scopes::ALL,
+            expires_at: None,
+            now,
+        })
+        .await
     }
 
     async fn create_user(

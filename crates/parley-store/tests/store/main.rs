@@ -4,6 +4,7 @@
 //!
 //! Add an area's cases in `<area>.rs` and list them in that module's `contract!`.
 
+mod access;
 mod audience;
 mod backend;
 mod batches;

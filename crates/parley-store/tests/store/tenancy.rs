@@ -36,16 +36,14 @@ async fn accounts_applications_tokens_and_users(b: &Backend) {
     b.add_api_token(&first, "sha256-of-token", "ci", T0)
         .await
         .expect("token");
-    assert_eq!(
-        b.application_by_token_hash("sha256-of-token")
-            .await
-            .expect("lookup"),
-        Some(first.clone())
-    );
-    assert_eq!(
-        b.application_by_token_hash("other").await.expect("lookup"),
-        None
-    );
+    let token = b
+        .token_by_hash("sha256-of-token")
+        .await
+        .expect("lookup")
+        .expect("token");
+    assert_eq!(token.application_id, first);
+    assert_eq!(token.scopes, parley_domain::Scopes::ALL);
+    assert!(b.token_by_hash("other").await.expect("lookup").is_none());
     assert!(
         b.add_api_token(&second, "sha256-of-token", "dup", T0)
             .await
