@@ -294,6 +294,7 @@ impl Engine {
             return Ok(None);
         }
         self.store.delete_unused_setup_links().await?;
+        self.prune_identity().await;
         let token = random_token();
         let now = self.now();
         self.store
@@ -315,6 +316,16 @@ impl Engine {
         Ok(Some(token))
     }
 
+    /// Drops expired sessions and invites and idle throttle rows (at start and now and then
+    /// at sign-in, so the tables stay the size of what is live).
+    pub async fn prune_identity(&self) {
+        let now = self.now();
+        let idle = now - EMAIL_THROTTLE.window_ms.max(ADDRESS_THROTTLE.window_ms);
+        if let Err(e) = self.store.prune_identity(now, idle).await {
+            tracing::warn!(error = %e, "pruning sessions, invites and the sign-in throttle failed");
+        }
+    }
+
     /// Whether a setup token can still be used.
     pub async fn setup_link_valid(&self, token: &str) -> bool {
         let link = self.store.link_by_token_hash(&hash_token(token)).await;
@@ -333,6 +344,10 @@ impl Engine {
         application_name: &str,
         client: &Client,
     ) -> Result<IssuedSession, EngineError> {
+        // A link that cannot work costs no password hash.
+        if !self.setup_link_valid(token).await {
+            return Err(setup_used());
+        }
         let email = parse_email(email)?;
         check_password_rules(&password)?;
         let account_name = check_name(account_name, "account")?;
@@ -353,11 +368,7 @@ impl Engine {
             .create_owner(&owner, Some(&hash_token(token)))
             .await?
         {
-            return Err(EngineError::new(
-                ErrorKind::NotFound,
-                "setup_link_used",
-                "This setup link was used already or has expired. Restart `parley serve` for a new one, or use `parley admin create-owner`.",
-            ));
+            return Err(setup_used());
         }
         tracing::info!(user = %owner.user_id, "first owner created through the setup link");
         self.open_session(&owner.user_id, Some(owner.application_id), false, client)
@@ -472,6 +483,9 @@ impl Engine {
     /// any password is checked; an unknown email is checked against a dummy hash, so it gets
     /// the same answer in about the same time as a wrong password.
     pub async fn sign_in(&self, email: &str, password: String, client: &Client) -> SignIn {
+        if rand::random::<u8>() < 4 {
+            self.prune_identity().await;
+        }
         let email = email.trim().to_lowercase();
         // Keys are bounded: an email longer than any real one is throttled as its prefix.
         let email_key = format!("email:{}", email.chars().take(254).collect::<String>());
@@ -1105,6 +1119,14 @@ impl Engine {
         self.store.remove_totp(user).await?;
         Ok(())
     }
+}
+
+fn setup_used() -> EngineError {
+    EngineError::new(
+        ErrorKind::NotFound,
+        "setup_link_used",
+        "This setup link was used already or has expired. Restart `parley serve` for a new one, or use `parley admin create-owner`.",
+    )
 }
 
 fn invite_gone() -> EngineError {

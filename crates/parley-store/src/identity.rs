@@ -223,4 +223,8 @@ pub trait IdentityStore: Send + Sync {
         new: &ThrottleRecord,
     ) -> Result<bool>;
     async fn clear_throttle(&self, key: &str) -> Result<()>;
+
+    /// Drops what can no longer matter: sessions expired at `now`, invites expired unused,
+    /// throttle rows without an attempt since `idle_before` whose wait is over.
+    async fn prune_identity(&self, now: Millis, idle_before: Millis) -> Result<()>;
 }

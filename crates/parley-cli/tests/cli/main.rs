@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+mod people;
+
 struct Demo {
     child: Child,
 }

@@ -632,4 +632,21 @@ impl IdentityStore for Backend {
             .await?;
         Ok(())
     }
+
+    async fn prune_identity(&self, now: Millis, idle_before: Millis) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(self.writer())
+            .await?;
+        sqlx::query("DELETE FROM invites WHERE used_at IS NULL AND expires_at <= $1")
+            .bind(now)
+            .execute(self.writer())
+            .await?;
+        sqlx::query("DELETE FROM login_throttle WHERE updated_at < $1 AND next_at <= $2")
+            .bind(idle_before)
+            .bind(now)
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
 }

@@ -17,6 +17,7 @@ crate::contract!(
     invites_are_accepted_once_before_they_expire,
     the_throttle_swaps_only_what_it_read,
     totp_secrets_are_encrypted_at_rest,
+    pruning_drops_only_what_is_over,
 );
 
 fn owner(email: &str) -> NewOwner {
@@ -417,4 +418,50 @@ async fn totp_secrets_are_encrypted_at_rest(b: &Backend) {
     assert!(other.totp(&o.user_id).await.is_err());
     b.remove_totp(&o.user_id).await.expect("remove");
     assert_eq!(b.totp(&o.user_id).await.expect("read"), (None, None));
+}
+
+async fn pruning_drops_only_what_is_over(b: &Backend) {
+    let o = owner("a@acme.test");
+    b.create_owner(&o, None).await.expect("owner");
+    for (hash, expires) in [("old", T0 + 10), ("live", T0 + 10_000)] {
+        b.create_session(&NewSession {
+            record: session(&o.user_id, None, expires),
+            token_hash: hash.into(),
+        })
+        .await
+        .expect("session");
+    }
+    let idle = ThrottleRecord {
+        failures: 3,
+        next_at: T0,
+        updated_at: T0,
+    };
+    let waiting = ThrottleRecord {
+        failures: 30,
+        next_at: T0 + 1_000_000,
+        updated_at: T0,
+    };
+    b.swap_throttle("email:idle", None, &idle)
+        .await
+        .expect("row");
+    b.swap_throttle("email:waiting", None, &waiting)
+        .await
+        .expect("row");
+    b.prune_identity(T0 + 100, T0 + 1).await.expect("prune");
+    let node = b.another_node(None).await;
+    assert!(
+        node.session_by_token_hash("live", T0)
+            .await
+            .expect("read")
+            .is_some()
+    );
+    assert_eq!(
+        b.user_sessions(&o.user_id, T0).await.expect("list").len(),
+        1
+    );
+    assert!(b.throttle("email:idle").await.expect("read").is_none());
+    assert_eq!(
+        b.throttle("email:waiting").await.expect("read"),
+        Some(waiting)
+    );
 }
