@@ -5,8 +5,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes::{
-    audit, campaigns, contacts, health, messages, personalize, phone_numbers, platforms,
-    segments, templates, tokens, webhooks,
+    audit, campaigns, contacts, health, messages, personalize, phone_numbers, platforms, segments,
+    templates, tokens, webhooks,
 };
 
 #[derive(OpenApi)]
