@@ -208,8 +208,14 @@ impl Config {
             &mut self.api.rate_limit_per_second,
             "PARLEY_API_RATE_LIMIT_PER_SECOND",
         );
-        number(&mut self.api.rate_limit_burst, "PARLEY_API_RATE_LIMIT_BURST");
-        number(&mut self.audit.retention_days, "PARLEY_AUDIT_RETENTION_DAYS");
+        number(
+            &mut self.api.rate_limit_burst,
+            "PARLEY_API_RATE_LIMIT_BURST",
+        );
+        number(
+            &mut self.audit.retention_days,
+            "PARLEY_AUDIT_RETENTION_DAYS",
+        );
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -249,7 +255,9 @@ impl Config {
             NonZeroU32::new(self.api.rate_limit_per_second),
             NonZeroU32::new(self.api.rate_limit_burst),
         ) {
-            (Some(per_second), Some(burst)) => Ok(parley_server::auth::RateLimit { per_second, burst }),
+            (Some(per_second), Some(burst)) => {
+                Ok(parley_server::auth::RateLimit { per_second, burst })
+            }
             _ => bail!("api.rate_limit_per_second and api.rate_limit_burst must be at least 1"),
         }
     }

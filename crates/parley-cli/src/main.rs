@@ -497,7 +497,8 @@ fn parse_expiry(text: &str, now: i64) -> anyhow::Result<i64> {
     {
         return Ok(now + days * 86_400_000);
     }
-    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
+    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+    {
         return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
     }
     let format = time::macros::format_description!("[year]-[month]-[day]");
@@ -506,7 +507,11 @@ fn parse_expiry(text: &str, now: i64) -> anyhow::Result<i64> {
             "--expires takes an RFC 3339 time (2027-01-31T12:00:00Z), a day (2027-01-31) or a number of days (30d)"
         )
     })?;
-    let end = day.next_day().context("that day is too far away")?.midnight().assume_utc();
+    let end = day
+        .next_day()
+        .context("that day is too far away")?
+        .midnight()
+        .assume_utc();
     Ok((end.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
@@ -609,4 +614,3 @@ async fn token(action: TokenAction) -> anyhow::Result<()> {
         }
     }
 }
-

@@ -125,7 +125,10 @@ mod tests {
         assert_eq!(s.to_string(), "send manage");
         assert!(s.contains(Scope::Send) && s.contains(Scope::Manage));
         assert!(!s.contains(Scope::Read));
-        assert_eq!(Scopes::parse(&Scopes::ALL.to_string()).unwrap(), Scopes::ALL);
+        assert_eq!(
+            Scopes::parse(&Scopes::ALL.to_string()).unwrap(),
+            Scopes::ALL
+        );
         assert_eq!(Scopes::parse(""), Err(ScopesError::Empty));
         assert_eq!(
             Scopes::parse("read admin").unwrap_err().to_string(),

@@ -91,7 +91,11 @@ pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> 
     ) {
         return next.run(req).await;
     }
-    let Some(route) = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()) else {
+    let Some(route) = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+    else {
         return next.run(req).await;
     };
     if NOT_AUDITED.contains(&route.as_str()) {
@@ -175,8 +179,7 @@ pub fn action_of(method: &Method, route: &str, params: &[(String, String)]) -> O
     let last = words.last().copied().unwrap_or_default();
     let verb = if last == "{action}" {
         let v = params.iter().find(|(k, _)| k == "action")?.1.as_str();
-        if v.is_empty() || v.len() > 32 || !v.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
-        {
+        if v.is_empty() || v.len() > 32 || !v.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
             return None;
         }
         v.to_owned()
@@ -212,7 +215,10 @@ mod tests {
     #[test]
     fn actions_are_named_after_the_route() {
         let id = [("id", "cmp_1")];
-        assert_eq!(act(Method::POST, "/api/v1/campaigns", &[]).as_deref(), Some("campaign.create"));
+        assert_eq!(
+            act(Method::POST, "/api/v1/campaigns", &[]).as_deref(),
+            Some("campaign.create")
+        );
         assert_eq!(
             act(Method::POST, "/api/v1/campaigns/{id}/start", &id).as_deref(),
             Some("campaign.start")
@@ -259,9 +265,17 @@ mod tests {
             act(Method::POST, "/templates/{id}/delete", &id).as_deref(),
             Some("template.delete")
         );
-        assert_eq!(act(Method::POST, "/settings/tokens", &[]).as_deref(), Some("token.create"));
         assert_eq!(
-            act(Method::PUT, "/api/v1/contacts/{phone}", &[("phone", "+4915")]).as_deref(),
+            act(Method::POST, "/settings/tokens", &[]).as_deref(),
+            Some("token.create")
+        );
+        assert_eq!(
+            act(
+                Method::PUT,
+                "/api/v1/contacts/{phone}",
+                &[("phone", "+4915")]
+            )
+            .as_deref(),
             Some("contact.update")
         );
     }

@@ -97,15 +97,12 @@ impl<S: RequiredScope> FromRequestParts<AppState> for AppAuth<S> {
         let unauthorized = |code: &'static str, msg: &str| {
             ApiError::new(StatusCode::UNAUTHORIZED, code, msg.to_owned()).into_response()
         };
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| {
-                unauthorized(
-                    "unauthorized",
-                    "missing API token: send the header `Authorization: Bearer <token>`",
-                )
-            })?;
+        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            unauthorized(
+                "unauthorized",
+                "missing API token: send the header `Authorization: Bearer <token>`",
+            )
+        })?;
         let secret = header
             .to_str()
             .ok()
@@ -160,7 +157,7 @@ impl<S: RequiredScope> FromRequestParts<AppState> for AppAuth<S> {
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
             return Err(resp);
         }
-        require(token.scopes, S::SCOPE)?;
+        require(token.scopes, S::SCOPE).map_err(IntoResponse::into_response)?;
         ActorSlot::fill(
             parts,
             Actor {
@@ -175,7 +172,7 @@ impl<S: RequiredScope> FromRequestParts<AppState> for AppAuth<S> {
 }
 
 /// 403 `insufficient_scope` naming the scope when `scopes` lacks it.
-fn require(scopes: Scopes, needed: Scope) -> Result<(), Response> {
+fn require(scopes: Scopes, needed: Scope) -> Result<(), ApiError> {
     if scopes.contains(needed) {
         return Ok(());
     }
@@ -185,6 +182,5 @@ fn require(scopes: Scopes, needed: Scope) -> Result<(), Response> {
         format!(
             "this API token lacks the `{needed}` scope this endpoint needs (it has: {scopes}); create a token with `--scope {needed}`"
         ),
-    )
-    .into_response())
+    ))
 }

@@ -195,7 +195,14 @@ async fn demo_runs_with_no_configuration_and_reuses_its_data() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let viewer = parley(&[
-        "token", "create", "--label", "viewer", "--scope", "read", "--expires", "30d",
+        "token",
+        "create",
+        "--label",
+        "viewer",
+        "--scope",
+        "read",
+        "--expires",
+        "30d",
     ])
     .trim()
     .to_owned();
@@ -209,7 +216,8 @@ async fn demo_runs_with_no_configuration_and_reuses_its_data() {
     assert_eq!(cols[2], "read", "{row}");
     assert_ne!(cols[5], "-", "it expires: {row}");
     assert!(
-        list.lines().any(|l| l.contains("\tops\tsend read manage\t")),
+        list.lines()
+            .any(|l| l.contains("\tops\tsend read manage\t")),
         "a token made without --scope has all three: {list}"
     );
     let revoked = parley(&["token", "revoke", cols[0]]);

@@ -197,7 +197,10 @@ pub async fn revoke_token(
 ) -> PageResult {
     let revoked = state
         .engine
-        .revoke_token(&app.id, &token_id(&id).map_err(|e| PageError::not_found(e.message))?)
+        .revoke_token(
+            &app.id,
+            &token_id(&id).map_err(|e| PageError::not_found(e.message))?,
+        )
         .await
         .map_err(|e| PageError::Text(crate::error::status_of(&e), e.message))?;
     Ok(Redirect::to(&format!(

@@ -70,7 +70,10 @@ async fn a_token_without_send_gets_403_on_a_send() {
     assert_eq!(status, 403, "{v}");
     assert_eq!(v["error"]["code"], "insufficient_scope");
     assert!(
-        v["error"]["message"].as_str().unwrap_or_default().contains("`send`"),
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`send`"),
         "the message names the scope: {v}"
     );
     // It still reads; a `send` token sends but cannot read the list.
@@ -200,7 +203,10 @@ async fn expired_and_revoked_tokens_get_401() {
             Some(&json!({"label": "x", "scopes": ["admin"]})),
         )
         .await;
-    assert_eq!((status, v["error"]["code"].as_str()), (422, Some("invalid_scope")));
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (422, Some("invalid_scope"))
+    );
     let (status, v) = app
         .api_call(
             Method::POST,
@@ -208,7 +214,10 @@ async fn expired_and_revoked_tokens_get_401() {
             Some(&json!({"label": "x", "scopes": []})),
         )
         .await;
-    assert_eq!((status, v["error"]["code"].as_str()), (422, Some("invalid_scope")));
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (422, Some("invalid_scope"))
+    );
     let (status, v) = app
         .api_call(
             Method::POST,
@@ -216,7 +225,10 @@ async fn expired_and_revoked_tokens_get_401() {
             Some(&json!({"label": " ", "expires_at": "2001-01-01T00:00:00Z"})),
         )
         .await;
-    assert_eq!((status, v["error"]["code"].as_str()), (422, Some("invalid_label")));
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (422, Some("invalid_label"))
+    );
     let (status, v) = app
         .api_call(
             Method::POST,
@@ -224,11 +236,17 @@ async fn expired_and_revoked_tokens_get_401() {
             Some(&json!({"label": "x", "expires_at": "2001-01-01T00:00:00Z"})),
         )
         .await;
-    assert_eq!((status, v["error"]["code"].as_str()), (422, Some("invalid_expiry")));
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (422, Some("invalid_expiry"))
+    );
     let (status, v) = app
         .api_call(Method::POST, "/api/v1/tokens/tok_nope/revoke", None)
         .await;
-    assert_eq!((status, v["error"]["code"].as_str()), (404, Some("token_not_found")));
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (404, Some("token_not_found"))
+    );
 }
 
 #[tokio::test]
@@ -395,7 +413,12 @@ async fn the_audit_log_names_who_changed_what_and_stays_in_its_application() {
     );
     let e = find(&list, "platform.refresh", &app.console_email).expect("refresh by the user");
     assert_eq!(e["actor"]["kind"], "user");
-    assert!(e["actor"]["id"].as_str().unwrap_or_default().starts_with("usr_"));
+    assert!(
+        e["actor"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("usr_")
+    );
     find(&list, "token.create", &app.console_email).expect("token.create by the user");
     // Newest first: the console's token came last.
     assert_eq!(list[0]["action"], "token.create");
@@ -404,7 +427,10 @@ async fn the_audit_log_names_who_changed_what_and_stays_in_its_application() {
     // The console page shows them, and pages.
     let (status, page) = app.console_get(&cookie, "/settings/audit").await;
     assert_eq!(status, 200);
-    assert!(page.contains("campaign.create") && page.contains("ci (token)"), "{page}");
+    assert!(
+        page.contains("campaign.create") && page.contains("ci (token)"),
+        "{page}"
+    );
     let (status, v, _) = call(&app, &ci, Method::GET, "/api/v1/audit?limit=2", None).await;
     assert_eq!(status, 200);
     assert_eq!(entries(&v).len(), 2);
@@ -437,7 +463,10 @@ async fn the_audit_log_names_who_changed_what_and_stays_in_its_application() {
     // Reading the log needs `manage`.
     let (_, reader) = create_token(&app, "reader", &["read"]).await;
     let (status, v, _) = call(&app, &reader, Method::GET, "/api/v1/audit", None).await;
-    assert_eq!((status, v["error"]["code"].as_str()), (403, Some("insufficient_scope")));
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (403, Some("insufficient_scope"))
+    );
 }
 
 /// A second account and application with an all-scopes token, straight in the store.
@@ -478,7 +507,8 @@ async fn a_burst_over_a_tokens_rate_gets_429_with_retry_after() {
     let (_, other) = create_token(&app, "other", &["read"]).await;
     let mut limited = None;
     for _ in 0..20 {
-        let (status, v, retry) = call(&app, &app.token, Method::GET, "/api/v1/messages", None).await;
+        let (status, v, retry) =
+            call(&app, &app.token, Method::GET, "/api/v1/messages", None).await;
         if status == 429 {
             limited = Some((v, retry));
             break;
@@ -538,7 +568,10 @@ async fn the_console_tokens_page_creates_shows_once_and_revokes() {
     let (status, _, _) = call(&app, &secret, Method::GET, "/api/v1/messages", None).await;
     assert_eq!(status, 200, "the shown token works");
     let (status, v, _) = call(&app, &secret, Method::GET, "/api/v1/tokens", None).await;
-    assert_eq!((status, v["error"]["code"].as_str()), (403, Some("insufficient_scope")));
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (403, Some("insufficient_scope"))
+    );
 
     // Shown once: the list page does not have it.
     c.goto(&format!("{}/settings/tokens", app.url))
@@ -549,7 +582,9 @@ async fn the_console_tokens_page_creates_shows_once_and_revokes() {
     assert!(!source.contains(&secret), "the secret is shown only once");
     assert!(source.contains("send, read"), "scopes listed");
 
-    let row = browser.wait_css("tr[data-token-id] [data-role=revoke]").await;
+    let row = browser
+        .wait_css("tr[data-token-id] [data-role=revoke]")
+        .await;
     // The newest token is first: Zapier's.
     let first_label = c
         .find(Locator::Css("tr[data-token-id] [data-role=label]"))
@@ -563,7 +598,10 @@ async fn the_console_tokens_page_creates_shows_once_and_revokes() {
     browser.wait_url("revoked=").await;
     browser.wait_text("revoked").await;
     let (status, v, _) = call(&app, &secret, Method::GET, "/api/v1/messages", None).await;
-    assert_eq!((status, v["error"]["code"].as_str()), (401, Some("token_revoked")));
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (401, Some("token_revoked"))
+    );
 
     // Both changes are in the log, by the signed-in user.
     c.goto(&format!("{}/settings/audit", app.url))

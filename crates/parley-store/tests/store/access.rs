@@ -57,8 +57,12 @@ async fn tokens_scopes_pages_last_use_and_revocation(b: &Backend) {
     );
 
     // The last use is written at most once per gap.
-    b.touch_token(&ids[0], T0 + 10, 60_000).await.expect("touch");
-    b.touch_token(&ids[0], T0 + 20, 60_000).await.expect("touch");
+    b.touch_token(&ids[0], T0 + 10, 60_000)
+        .await
+        .expect("touch");
+    b.touch_token(&ids[0], T0 + 20, 60_000)
+        .await
+        .expect("touch");
     let t = b.token(&one.app, &ids[0]).await.expect("get").expect("t");
     assert_eq!(t.last_used_at, Some(T0 + 10));
     b.touch_token(&ids[0], T0 + 60_010, 60_000)
