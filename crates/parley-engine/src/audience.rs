@@ -859,6 +859,32 @@ struct Batch {
     read: u64,
 }
 
+/// Where a CSV byte stands with respect to quoting, read as [`split_csv`] reads cells: a `"`
+/// opens a quoted cell only at the start of a cell (elsewhere it is an ordinary character, as
+/// in `5" screen`); inside one, `""` is a quote and a lone `"` closes it. A newline ends the
+/// record unless it is inside a quoted cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CsvQuote {
+    CellStart,
+    Unquoted,
+    Quoted,
+    /// A `"` inside a quoted cell: the closing one, or the first of `""`.
+    QuotedQuote,
+}
+
+impl CsvQuote {
+    fn next(self, b: u8) -> CsvQuote {
+        match (self, b) {
+            (CsvQuote::CellStart, b'"') => CsvQuote::Quoted,
+            (CsvQuote::Quoted, b'"') => CsvQuote::QuotedQuote,
+            (CsvQuote::QuotedQuote, b'"') => CsvQuote::Quoted,
+            (CsvQuote::Quoted, _) => CsvQuote::Quoted,
+            (_, b',' | b'\n') => CsvQuote::CellStart,
+            _ => CsvQuote::Unquoted,
+        }
+    }
+}
+
 /// Splits the upload into rows and turns each into an upsert or a rejection.
 struct RowReader {
     options: ImportOptions,
@@ -868,7 +894,7 @@ struct RowReader {
     line: u64,
     /// Lines consumed so far.
     lines_seen: u64,
-    in_quotes: bool,
+    quote: CsvQuote,
     header: Option<Vec<(String, Option<ColumnMap>)>>,
     skipping: bool,
 }
@@ -880,7 +906,7 @@ impl RowReader {
             pending: Vec::new(),
             line: 1,
             lines_seen: 0,
-            in_quotes: false,
+            quote: CsvQuote::CellStart,
             header: None,
             skipping: false,
         }
@@ -888,12 +914,22 @@ impl RowReader {
 
     fn feed(&mut self, bytes: &[u8], batch: &mut Batch) {
         for &b in bytes {
-            if b == b'"' && self.options.format == ImportFormat::Csv {
-                self.in_quotes = !self.in_quotes;
+            if self.options.format == ImportFormat::Csv {
+                // The byte order mark (dropped from the first line later) starts no cell; the
+                // start of one that does not go on was the cell's first content.
+                const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
+                let n = self.pending.len();
+                let in_bom = self.line == 1 && n < 3 && BOM[..n] == self.pending[..];
+                if !(in_bom && BOM[n] == b) {
+                    if in_bom && n > 0 {
+                        self.quote = CsvQuote::Unquoted;
+                    }
+                    self.quote = self.quote.next(b);
+                }
             }
             if b == b'\n' {
                 self.lines_seen += 1;
-                if !self.in_quotes {
+                if self.quote != CsvQuote::Quoted {
                     let record = std::mem::take(&mut self.pending);
                     let skipped = std::mem::replace(&mut self.skipping, false);
                     self.record(record, skipped, batch);
@@ -1138,6 +1174,78 @@ mod tests {
             ["a", "b,c", "d\"e", "", ""]
         );
         assert_eq!(split_csv("\"multi\nline\",x"), ["multi\nline", "x"]);
+    }
+
+    fn preview_lines(format: ImportFormat, body: &str) -> Vec<(u64, Result<String, String>)> {
+        let options = ImportOptions {
+            format,
+            columns: Vec::new(),
+        };
+        preview_import(&options, body.as_bytes(), true, usize::MAX)
+            .rows
+            .into_iter()
+            .map(|r| (r.line, r.outcome.map(|u| u.phone)))
+            .collect()
+    }
+
+    /// Found by fuzzing: a `"` inside an unquoted cell opened a quoted section in the row
+    /// reader (but not in the cell splitter), so one `5" screen` swallowed the rows after it,
+    /// up to the next quote or the end of the file, into one rejected row.
+    #[test]
+    fn a_quote_inside_an_unquoted_cell_is_an_ordinary_character() {
+        let rows = preview_lines(
+            ImportFormat::Csv,
+            "phone,size\n+4915112345678,5\" screen\n+4915112345679,7 inch\n+4915112345680,\"a \"\"b\"\"\nc\"\n",
+        );
+        assert_eq!(
+            rows,
+            [
+                (2, Ok("+4915112345678".to_owned())),
+                (3, Ok("+4915112345679".to_owned())),
+                (4, Ok("+4915112345680".to_owned())),
+            ]
+        );
+        // The header's quote is ordinary too, and a byte order mark starts no cell.
+        let rows = preview_lines(
+            ImportFormat::Csv,
+            "\u{feff}\"phone\nnumber\",x\"y\n+4915112345678,1\n",
+        );
+        assert_eq!(
+            rows,
+            [(
+                3,
+                Err("the row has no phone number (map a column to `phone`)".to_owned())
+            )]
+        );
+        // The start of a byte order mark that does not go on is content: its quote is ordinary.
+        let options = ImportOptions {
+            format: ImportFormat::Csv,
+            columns: Vec::new(),
+        };
+        let rows = preview_import(&options, b"\xef\"\n,\n", true, usize::MAX).rows;
+        assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), [2]);
+    }
+
+    /// Found by fuzzing: serde_json read `2.1874407370955165` one unit in the last place off
+    /// and wrote it back as text that read as yet another float, so an exported and
+    /// re-imported float tag drifted (the workspace now enables `float_roundtrip`).
+    #[test]
+    fn ndjson_float_tags_read_back_exactly() {
+        let options = ImportOptions {
+            format: ImportFormat::Ndjson,
+            columns: Vec::new(),
+        };
+        let tag = |body: &str| {
+            let rows = preview_import(&options, body.as_bytes(), true, 1).rows;
+            match &rows[0].outcome {
+                Ok(row) => row.tags["c"].clone(),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let first = tag(r#"{"phone":"+4915112345678","tags":{"c":2.1874407370955165}}"#);
+        assert_eq!(first, Some(TagValue::Float(2.1874407370955165)));
+        let written = serde_json::json!({"phone": "+4915112345678", "tags": {"c": first}});
+        assert_eq!(tag(&written.to_string()), first);
     }
 
     #[test]
