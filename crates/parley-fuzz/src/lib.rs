@@ -331,11 +331,19 @@ pub fn signature(parts: &[&[u8]]) -> u64 {
     h
 }
 
-/// An error message's shape: its text without digits, so positions do not count as new.
+/// An error message's shape: its text without digits and without what it quotes (between
+/// backticks or double quotes), so positions and echoed input do not count as new outcomes.
 pub fn message_shape(message: &str) -> Vec<u8> {
+    let mut quoted = false;
     message
         .bytes()
-        .filter(|b| !b.is_ascii_digit())
+        .filter(|&b| {
+            if b == b'`' || b == b'"' {
+                quoted = !quoted;
+                return true;
+            }
+            !quoted && !b.is_ascii_digit()
+        })
         .take(80)
         .collect()
 }
