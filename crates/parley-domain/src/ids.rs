@@ -286,6 +286,7 @@ string_id_common!(Wamid);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn new_ids_parse_back_and_sort_by_time() {
@@ -362,5 +363,137 @@ mod tests {
     fn long_input_is_shortened_in_errors() {
         let err = MessageId::parse(&"x".repeat(10_000)).unwrap_err();
         assert!(err.to_string().len() < 200);
+    }
+
+    /// What every prefixed id offers, for checks over all of them.
+    trait Prefixed: Sized + PartialEq + fmt::Debug + fmt::Display + Ord + Serialize {
+        const P: &'static str;
+        fn parse_id(s: &str) -> Result<Self, IdError>;
+        fn of_uuid(u: uuid::Uuid) -> Self;
+        fn inner(&self) -> uuid::Uuid;
+        fn text(&self) -> &str;
+    }
+
+    macro_rules! prefixed {
+        ($($t:ident),*) => {$(
+            impl Prefixed for $t {
+                const P: &'static str = $t::PREFIX;
+                fn parse_id(s: &str) -> Result<Self, IdError> { $t::parse(s) }
+                fn of_uuid(u: uuid::Uuid) -> Self { $t::from_uuid(u) }
+                fn inner(&self) -> uuid::Uuid { self.uuid() }
+                fn text(&self) -> &str { self.as_str() }
+            }
+        )*};
+    }
+    prefixed!(
+        MessageId,
+        ApplicationId,
+        AccountId,
+        ContactId,
+        CampaignId,
+        PlatformId,
+        TemplateId,
+        UserId,
+        WebhookEventId,
+        SegmentId,
+        ImportId
+    );
+
+    fn hex_case(hex: &str, upper: &[bool]) -> String {
+        hex.chars()
+            .zip(upper.iter().cycle())
+            .map(|(c, u)| if *u { c.to_ascii_uppercase() } else { c })
+            .collect()
+    }
+
+    proptest! {
+        /// An id names its UUID: printed, parsed (in any hex case) and through JSON it is the
+        /// same id, and ids sort as their UUIDs do (so v7 ids sort by time).
+        #[test]
+        fn prefixed_ids_round_trip(a in any::<u128>(), b in any::<u128>(), upper in prop::collection::vec(any::<bool>(), 1..8)) {
+            let (ua, ub) = (uuid::Uuid::from_u128(a), uuid::Uuid::from_u128(b));
+            let check = || -> Result<(), TestCaseError> {
+                fn one<T: Prefixed>(ua: uuid::Uuid, ub: uuid::Uuid, upper: &[bool]) -> Result<(), TestCaseError> {
+                    let id = T::of_uuid(ua);
+                    prop_assert_eq!(id.text(), format!("{}{}", T::P, ua.simple()));
+                    prop_assert_eq!(id.to_string(), id.text());
+                    prop_assert_eq!(T::parse_id(&id.to_string())?, T::of_uuid(ua));
+                    prop_assert_eq!(id.inner(), ua);
+                    let shouted = format!("{}{}", T::P, hex_case(&ua.simple().to_string(), upper));
+                    prop_assert_eq!(T::parse_id(&shouted)?, T::of_uuid(ua));
+                    let json = serde_json::to_string(&id).expect("json");
+                    prop_assert_eq!(json, format!("\"{}\"", id.text()));
+                    prop_assert_eq!(T::of_uuid(ua).cmp(&T::of_uuid(ub)), ua.cmp(&ub));
+                    Ok(())
+                }
+                let go = |f: fn(uuid::Uuid, uuid::Uuid, &[bool]) -> Result<(), TestCaseError>| f(ua, ub, &upper);
+                go(one::<MessageId>)?;
+                go(one::<ApplicationId>)?;
+                go(one::<AccountId>)?;
+                go(one::<ContactId>)?;
+                go(one::<CampaignId>)?;
+                go(one::<PlatformId>)?;
+                go(one::<TemplateId>)?;
+                go(one::<UserId>)?;
+                go(one::<WebhookEventId>)?;
+                go(one::<SegmentId>)?;
+                go(one::<ImportId>)?;
+                Ok(())
+            };
+            check()?;
+        }
+
+        /// Text is an id exactly when it is the prefix and 32 hex digits; errors stay short.
+        #[test]
+        fn prefixed_ids_accept_exactly_prefix_and_32_hex(
+            s in "(msg_|cmp_|ctc_|MSG_|msg-|)[0-9a-fA-FgG\u{e9}_ ]{0,34}|\\PC{0,40}",
+        ) {
+            let expected = |prefix: &str| {
+                s.strip_prefix(prefix).is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            };
+            let check = || -> Result<(), TestCaseError> {
+                fn one<T: Prefixed>(s: &str, expected: bool) -> Result<(), TestCaseError> {
+                    match T::parse_id(s) {
+                        Ok(id) => {
+                            prop_assert!(expected, "{:?} parsed as {:?}", s, id);
+                            prop_assert_eq!(id.text(), s.to_ascii_lowercase());
+                        }
+                        Err(e) => {
+                            prop_assert!(!expected, "{:?} refused: {}", s, e);
+                            prop_assert!(e.to_string().len() < 400);
+                        }
+                    }
+                    Ok(())
+                }
+                one::<MessageId>(&s, expected(MessageId::PREFIX))?;
+                one::<CampaignId>(&s, expected(CampaignId::PREFIX))?;
+                one::<ContactId>(&s, expected(ContactId::PREFIX))?;
+                Ok(())
+            };
+            check()?;
+        }
+
+        /// Meta's ids: 1 to 32 ASCII digits, kept as written; wamids: 1 to 512 bytes.
+        #[test]
+        fn meta_ids_accept_exactly_what_they_say(s in "[0-9]{0,34}|[0-9 +a\u{664}]{0,6}|\\PC{0,20}", n in 0usize..600) {
+            let digits = !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_digit());
+            for parsed in [
+                PhoneNumberId::parse(&s).map(|i| i.to_string()),
+                WabaId::parse(&s).map(|i| i.to_string()),
+                BusinessId::parse(&s).map(|i| i.to_string()),
+                WaId::parse(&s).map(|i| i.to_string()),
+            ] {
+                match parsed {
+                    Ok(text) => prop_assert!(digits && text == s),
+                    Err(e) => prop_assert!(!digits && e.to_string().len() < 400),
+                }
+            }
+            let long = "w".repeat(n);
+            prop_assert_eq!(Wamid::parse(&long).is_ok(), (1..=512).contains(&n));
+            if let Ok(w) = Wamid::parse(&s) {
+                prop_assert_eq!(w.as_str(), s.as_str());
+                prop_assert_eq!(serde_json::from_str::<Wamid>(&serde_json::to_string(&w).expect("json")).expect("back"), w);
+            }
+        }
     }
 }

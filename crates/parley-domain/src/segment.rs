@@ -2595,9 +2595,14 @@ mod tests {
     }
 
     proptest! {
+        /// Any text parses to a filter whose canonical form parses back equal, or fails at a
+        /// position inside it.
         #[test]
-        fn parse_never_panics_on_any_text(input in "(?s:.){0,80}") {
-            let _ = Segment::parse(&input);
+        fn any_text_round_trips_or_fails_inside(input in "(?s:.){0,80}") {
+            match Segment::parse(&input) {
+                Ok(s) => prop_assert_eq!(Segment::parse(&s.to_string()).unwrap(), s),
+                Err(e) => prop_assert!(e.position <= input.chars().count(), "{:?} at {}", input, e.position),
+            }
         }
 
         #[test]
@@ -2633,13 +2638,24 @@ mod tests {
             prop_assert_eq!(parsed.to_string(), printed);
         }
 
+        /// Evaluation follows the connectives, and a contact's tag names count ignoring ASCII
+        /// case (the lookup's rule), so renaming them changes nothing when no two collide.
         #[test]
-        fn evaluation_never_panics(
+        fn evaluation_follows_the_connectives_and_ignores_tag_name_case(
             e in expr(),
+            f in expr(),
             tags in contact(),
             now in any_now(),
         ) {
-            let _ = e.matches(&tags, now);
+            let m = |x: &Expr, t: &Tags| x.matches(t, now);
+            let (a, b) = (m(&e, &tags), m(&f, &tags));
+            prop_assert_eq!(m(&not(e.clone()), &tags), !a);
+            prop_assert_eq!(m(&and(e.clone(), f.clone()), &tags), a && b);
+            prop_assert_eq!(m(&or(e.clone(), f.clone()), &tags), a || b);
+            let shouted: Tags = tags.iter().map(|(k, v)| (k.to_ascii_uppercase(), v.clone())).collect();
+            if shouted.len() == tags.len() {
+                prop_assert_eq!(m(&e, &shouted), a, "{} on {:?}", e, shouted);
+            }
         }
 
         #[test]

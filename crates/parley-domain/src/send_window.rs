@@ -36,7 +36,9 @@ pub struct SendWindow {
 
 fn minutes(s: &str) -> Option<u16> {
     let (h, m) = s.split_once(':')?;
-    if h.len() != 2 || m.len() != 2 {
+    // Digits only: `str::parse` also takes a sign, so "+9:00" would read as 09:00.
+    let two_digits = |t: &str| t.len() == 2 && t.bytes().all(|b| b.is_ascii_digit());
+    if !two_digits(h) || !two_digits(m) {
         return None;
     }
     let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
@@ -171,6 +173,7 @@ pub fn next_opening(stored: &str, now_ms: i64) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn ms(s: &str) -> i64 {
         s.parse::<Timestamp>().expect("ts").as_millisecond()
@@ -222,5 +225,141 @@ mod tests {
             next_opening(night, ms("2026-01-10T08:00:00Z")),
             Some(ms("2026-01-10T20:00:00Z"))
         );
+    }
+
+    /// Found by a property test: `"+9:00"` was read as 09:00 (integer parsing takes a sign).
+    #[test]
+    fn signed_times_are_refused() {
+        for bad in ["+9:00", "09:+5", "-0:00", "+0:+0"] {
+            let e = SendWindow::from_json(&serde_json::json!({"start": bad, "end": "20:00"}))
+                .expect_err(bad);
+            assert_eq!(e.code, "send_window_time_invalid", "{bad}");
+            assert_eq!(next_opening(&format!("{bad}-20:00@UTC"), 0), None, "{bad}");
+        }
+    }
+
+    const ZONES: [&str; 6] = [
+        "UTC",
+        "Europe/Berlin",
+        "America/New_York",
+        "Asia/Kolkata",
+        "Pacific/Chatham",
+        "Australia/Lord_Howe",
+    ];
+
+    fn any_window() -> impl Strategy<Value = SendWindow> {
+        (
+            0u16..1440,
+            0u16..1440,
+            prop::option::of(prop::sample::select(ZONES.to_vec())),
+        )
+            .prop_filter("start and end differ", |(s, e, _)| s != e)
+            .prop_map(|(start, end, tz)| SendWindow {
+                start,
+                end,
+                timezone: tz.map(str::to_owned),
+            })
+    }
+
+    /// The reference reading of a local time: exactly two digits, a colon, two digits.
+    fn reference_minutes(s: &str) -> Option<u16> {
+        let b = s.as_bytes();
+        if b.len() != 5
+            || b[2] != b':'
+            || !b
+                .iter()
+                .enumerate()
+                .all(|(i, c)| i == 2 || c.is_ascii_digit())
+        {
+            return None;
+        }
+        let n = |i: usize| u16::from(b[i] - b'0');
+        let (h, m) = (n(0) * 10 + n(1), n(3) * 10 + n(4));
+        (h < 24 && m < 60).then_some(h * 60 + m)
+    }
+
+    proptest! {
+        #[test]
+        fn windows_round_trip_through_json(w in any_window()) {
+            prop_assert_eq!(SendWindow::from_json(&w.to_json()), Ok(w.clone()));
+            let stored = w.resolve(None);
+            let zone = format!("@{}", w.timezone.as_deref().unwrap_or("UTC"));
+            prop_assert!(stored.ends_with(&zone), "{} for {:?}", stored, w);
+        }
+
+        #[test]
+        fn times_are_read_exactly_as_hh_mm(start in "[0-9+: -]{0,6}|[0-9+ -]{2}:[0-9+ -]{2}|[0-2][0-9]:[0-6][0-9]") {
+            let parsed = SendWindow::from_json(&serde_json::json!({"start": start, "end": "00:00"}))
+                .map(|w| w.start);
+            match reference_minutes(&start) {
+                Some(0) => prop_assert_eq!(parsed.map_err(|e| e.code), Err("send_window_empty")),
+                Some(m) => prop_assert_eq!(parsed, Ok(m)),
+                None => prop_assert_eq!(parsed.map_err(|e| e.code), Err("send_window_time_invalid")),
+            }
+        }
+
+        #[test]
+        fn any_json_is_a_window_or_a_coded_error(
+            start in prop::option::of("\\PC{0,6}"),
+            end in prop::option::of("[0-9:]{0,6}"),
+            tz in prop::option::of("\\PC{0,20}"),
+            extra in prop::option::of("[a-z]{1,6}"),
+        ) {
+            let mut v = serde_json::Map::new();
+            if let Some(s) = start { v.insert("start".into(), s.into()); }
+            if let Some(e) = end { v.insert("end".into(), e.into()); }
+            if let Some(t) = tz { v.insert("timezone".into(), t.into()); }
+            if let Some(x) = extra { v.insert(x, 1.into()); }
+            match SendWindow::from_json(&serde_json::Value::Object(v)) {
+                Ok(w) => {
+                    prop_assert!(w.start < 1440 && w.end < 1440 && w.start != w.end);
+                    prop_assert_eq!(SendWindow::from_json(&w.to_json()), Ok(w));
+                }
+                Err(e) => {
+                    prop_assert!(["send_window_invalid", "send_window_time_invalid", "send_window_empty", "timezone_unknown"].contains(&e.code));
+                    prop_assert!(e.field.starts_with("send_window"));
+                }
+            }
+        }
+
+        /// In a zone with a fixed offset, the next opening is the first instant after now at
+        /// the window's start, less than a day ahead, and the window is open then; `None`
+        /// exactly when the local time is inside the window.
+        #[test]
+        fn next_opening_is_the_next_start_in_fixed_zones(
+            w in any_window(),
+            zone in prop::sample::select(vec!["UTC", "Asia/Kolkata", "Asia/Tokyo", "Etc/GMT+5"]),
+            now in -2_000_000_000_000i64..4_000_000_000_000,
+        ) {
+            let stored = w.resolve(Some(zone));
+            let tz = TimeZone::get(zone).expect("zone");
+            let local = Timestamp::from_millisecond(now).expect("ts").to_zoned(tz.clone());
+            let minute = local.hour() as u16 * 60 + local.minute() as u16;
+            let inside = if w.start < w.end {
+                minute >= w.start && minute < w.end
+            } else {
+                minute >= w.start || minute < w.end
+            };
+            match next_opening(&stored, now) {
+                None => prop_assert!(inside, "{} held at {}", stored, local),
+                Some(at) => {
+                    prop_assert!(!inside, "{} open at {} but held", stored, local);
+                    prop_assert!(at > now && at - now <= 86_400_000, "{} at {}: opens {}", stored, local, at);
+                    let opens = Timestamp::from_millisecond(at).expect("ts").to_zoned(tz);
+                    prop_assert_eq!(opens.hour() as u16 * 60 + opens.minute() as u16, w.start);
+                    prop_assert_eq!(next_opening(&stored, at), None);
+                }
+            }
+        }
+
+        #[test]
+        fn next_opening_never_panics_and_is_ahead(
+            stored in "[0-9:]{0,6}-[0-9:]{0,6}@(UTC|Europe/Berlin|America/Santiago|Nowhere|\\PC{0,8})",
+            now in any::<i64>(),
+        ) {
+            if let Some(at) = next_opening(&stored, now) {
+                prop_assert!(at > now);
+            }
+        }
     }
 }

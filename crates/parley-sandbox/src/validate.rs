@@ -619,6 +619,7 @@ fn hydrate(text: &str, vars: &[String], named: bool, params: Option<&[Value]>) -
 mod tests {
     use super::*;
     use crate::config::demo_templates;
+    use proptest::prelude::*;
     use serde_json::json;
 
     fn template(name: &str) -> Value {
@@ -676,5 +677,241 @@ mod tests {
             {"type": "text", "parameter_name": "first_name", "text": "A\nB"}]}]});
         let err = check_template_send(&template("welcome"), &bad).expect_err("fails");
         assert_eq!(err.code, 132018);
+    }
+
+    /// A template with a body of literal pieces and variables, an optional text header with one
+    /// variable and an optional URL button with one, positional or named.
+    #[derive(Debug, Clone)]
+    struct Shape {
+        named: bool,
+        pieces: Vec<String>,
+        vars: usize,
+        header: bool,
+        button: bool,
+        auth: bool,
+    }
+
+    fn shape() -> impl Strategy<Value = Shape> {
+        (
+            any::<bool>(),
+            prop::collection::vec("[a-zA-Z ,.!{}]{0,12}", 1..5),
+            0usize..4,
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(|(named, pieces, vars, header, button, auth)| Shape {
+                named,
+                pieces,
+                vars,
+                header,
+                button,
+                auth,
+            })
+    }
+
+    impl Shape {
+        fn var(&self, i: usize) -> String {
+            if self.named {
+                format!("v_{i}")
+            } else {
+                (i + 1).to_string()
+            }
+        }
+
+        /// The body text: the pieces with the variables between them (each used once, some
+        /// twice), with no stray `{{…}}` of their own.
+        fn body(&self) -> String {
+            let mut text = String::new();
+            for (i, piece) in self.pieces.iter().enumerate() {
+                text.push_str(&piece.replace("{{", "{").replace("}}", "}"));
+                text.push(' ');
+                if i < self.vars {
+                    text.push_str(&format!("{{{{{}}}}} ", self.var(i)));
+                }
+            }
+            for i in self.pieces.len()..self.vars {
+                text.push_str(&format!("{{{{{}}}}} ", self.var(i)));
+            }
+            if self.vars > 0 {
+                text.push_str(&format!("again {{{{{}}}}}", self.var(0)));
+            }
+            text
+        }
+
+        fn template(&self) -> Value {
+            let mut components = Vec::new();
+            if self.header {
+                components.push(json!({"type": "HEADER", "format": "TEXT", "text": format!("Hello {{{{{}}}}}", self.header_var())}));
+            }
+            components.push(json!({"type": "BODY", "text": self.body()}));
+            if self.button {
+                components.push(json!({"type": "BUTTONS", "buttons": [
+                    {"type": "URL", "text": "Open", "url": "https://x.example/{{1}}"}]}));
+            }
+            json!({"name": "t", "language": "en", "status": "APPROVED",
+                "category": if self.auth { "AUTHENTICATION" } else { "MARKETING" },
+                "parameter_format": if self.named { "NAMED" } else { "POSITIONAL" },
+                "components": components})
+        }
+
+        fn header_var(&self) -> String {
+            if self.named {
+                "h".to_owned()
+            } else {
+                "1".to_owned()
+            }
+        }
+
+        fn param(&self, name: String, text: &str) -> Value {
+            if self.named {
+                json!({"type": "text", "parameter_name": name, "text": text})
+            } else {
+                json!({"type": "text", "text": text})
+            }
+        }
+
+        /// A send that fills every variable with `values` (cycled).
+        fn send(&self, values: &[String]) -> Value {
+            let value = |i: usize| values[i % values.len()].clone();
+            let mut components = Vec::new();
+            if self.header {
+                components.push(json!({"type": "header", "parameters": [self.param(self.header_var(), &value(7))]}));
+            }
+            let body: Vec<Value> = (0..self.vars)
+                .map(|i| self.param(self.var(i), &value(i)))
+                .collect();
+            components.push(json!({"type": "body", "parameters": body}));
+            if self.button {
+                components.push(json!({"type": "button", "sub_type": "url", "index": 0,
+                    "parameters": [{"type": "text", "text": if self.auth && self.vars > 0 { value(0) } else { value(5) }}]}));
+            }
+            json!({"name": "t", "language": {"code": "en"}, "components": components})
+        }
+    }
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-z_ \n]{0,6}".prop_map(Value::from),
+            prop::sample::select(vec![
+                "text",
+                "body",
+                "header",
+                "button",
+                "url",
+                "image",
+                "currency",
+                "payload",
+                "quick_reply",
+                "0",
+                "1"
+            ])
+            .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 40, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::vec(
+                    (
+                        prop::sample::select(vec![
+                            "type",
+                            "parameters",
+                            "components",
+                            "text",
+                            "sub_type",
+                            "index",
+                            "parameter_name",
+                            "image",
+                            "link",
+                            "id",
+                            "currency",
+                            "fallback_value",
+                            "payload"
+                        ]),
+                        inner
+                    ),
+                    0..5
+                )
+                .prop_map(|kv| Value::Object(
+                    kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    /// The codes Meta answers a template send with.
+    const CODES: [u32; 5] = [100, 132000, 132005, 132012, 132018];
+
+    proptest! {
+        /// A send built for the template is accepted; each single mistake is refused with
+        /// Meta's code for it.
+        #[test]
+        fn sends_built_for_the_template_pass_and_each_mistake_has_its_code(
+            shape in shape(),
+            values in prop::collection::vec("[a-zA-Z0-9][a-zA-Z0-9 %]{0,10}", 1..4),
+            mistake in 0usize..6,
+        ) {
+            let template = shape.template();
+            prop_assert_eq!(variables(&shape.body()).len(), shape.vars);
+            let good = shape.send(&values);
+            prop_assert_eq!(check_template_send(&template, &good), Ok(()), "{} for {}", good, template);
+
+            let mut bad = good.clone();
+            let body = bad["components"].as_array_mut().unwrap().iter_mut()
+                .find(|c| c["type"] == "body").unwrap();
+            let params = body["parameters"].as_array_mut().unwrap();
+            let expected = match mistake {
+                0 if !params.is_empty() => { params.pop(); 132000 }
+                1 if !params.is_empty() => { params[0]["text"] = "two\nlines".into(); 132018 }
+                2 if !params.is_empty() => { params[0]["type"] = "image".into(); 132012 }
+                3 if !params.is_empty() && !shape.auth => { params[0]["text"] = "x".repeat(1_100).into(); 132005 }
+                4 if !params.is_empty() && shape.named => { params[0]["parameter_name"] = "nope".into(); 132000 }
+                _ => { params.push(shape.param("extra".into(), "x")); 132000 }
+            };
+            let err = check_template_send(&template, &bad).expect_err("refused");
+            prop_assert_eq!(err.code, expected, "{} for {}: {}", bad, template, err.message);
+        }
+
+        /// Any request against any demo template: accepted or refused with one of Meta's
+        /// codes, never a panic.
+        #[test]
+        fn any_request_is_checked_without_panicking(request in any_json(), which in 0usize..16) {
+            let templates = demo_templates();
+            let template = &templates[which % templates.len()];
+            for r in [request.clone(), json!({"components": [request.clone()]}), json!({"components": request})] {
+                if let Err(e) = check_template_send(template, &r) {
+                    prop_assert!(CODES.contains(&e.code), "{}: {}", e.code, e.message);
+                }
+            }
+        }
+
+        /// Variables are found in order of first use, once each, with their names trimmed.
+        #[test]
+        fn variables_follow_first_use(names in prop::collection::vec("[a-z_0-9]{1,4}", 0..6), filler in "[a-z {}]{0,4}") {
+            let filler = filler.replace("{{", "{").replace("}}", "}");
+            let text: String = names.iter().map(|n| format!("{filler}{{{{ {n} }}}}")).collect();
+            let mut expected: Vec<String> = Vec::new();
+            for n in &names {
+                if !expected.contains(n) {
+                    expected.push(n.clone());
+                }
+            }
+            if !filler.contains('{') && !filler.contains('}') {
+                prop_assert_eq!(variables(&text), expected);
+            } else {
+                prop_assert!(variables(&text).len() <= expected.len() + 1);
+            }
+        }
+
+        /// A link is an http(s) URL exactly when it has the scheme and a host without spaces.
+        #[test]
+        fn http_urls(link in "(https?://|http:/|ftp://|)[a-z. /?#]{0,12}") {
+            let host = link.strip_prefix("https://").or_else(|| link.strip_prefix("http://"))
+                .map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+            prop_assert_eq!(is_http_url(&link), host.is_some_and(|h| !h.is_empty() && !h.contains(' ')));
+        }
     }
 }

@@ -1,0 +1,6 @@
+//! The fuzz targets, one per parser of untrusted input.
+
+pub mod import;
+pub mod personalize;
+pub mod segment;
+pub mod webhook;
