@@ -22,6 +22,10 @@ use crate::{Engine, EngineError, ErrorKind};
 pub const IMPORT_CHUNK: usize = 1_000;
 /// Longest tag name.
 pub const MAX_TAG_NAME: usize = 64;
+/// Longest text tag value (and list item), in characters: what a template parameter takes.
+pub const MAX_TAG_VALUE_CHARS: usize = 1024;
+/// Most items of a list tag.
+pub const MAX_TAG_LIST_ITEMS: usize = 100;
 /// Longest row an import takes (bytes); longer rows are rejected.
 pub const MAX_ROW_BYTES: usize = 64 * 1024;
 
@@ -217,6 +221,28 @@ pub fn check_tag_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a tag value's size: text (and each list item) at most [`MAX_TAG_VALUE_CHARS`]
+/// characters, lists at most [`MAX_TAG_LIST_ITEMS`] items.
+pub fn check_tag_value(name: &str, value: &TagValue) -> Result<(), String> {
+    let long = |s: &str| s.chars().nth(MAX_TAG_VALUE_CHARS).is_some();
+    match value {
+        TagValue::String(s) if long(s) => Err(format!(
+            "tag `{}` is longer than {MAX_TAG_VALUE_CHARS} characters: keep tag values short (a template parameter takes at most {MAX_TAG_VALUE_CHARS})",
+            excerpt(name, 64)
+        )),
+        TagValue::List(items) if items.len() > MAX_TAG_LIST_ITEMS => Err(format!(
+            "tag `{}` lists {} items: a list tag holds at most {MAX_TAG_LIST_ITEMS}",
+            excerpt(name, 64),
+            items.len()
+        )),
+        TagValue::List(items) if items.iter().any(|i| long(i)) => Err(format!(
+            "an item of tag `{}` is longer than {MAX_TAG_VALUE_CHARS} characters",
+            excerpt(name, 64)
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Reads the API's tag object: values typed by their JSON type, `null` removes; names that
 /// differ only in ASCII case are refused.
 pub fn tag_patch(tags: &serde_json::Map<String, Value>) -> Result<TagPatch, EngineError> {
@@ -238,6 +264,9 @@ pub fn tag_patch(tags: &serde_json::Map<String, Value>) -> Result<TagPatch, Engi
             let tv: TagValue = serde_json::from_value(v.clone()).map_err(|e| {
                 EngineError::bad_request("invalid_tag_value", format!("tag `{name}`: {e}"))
                     .field(field.clone())
+            })?;
+            check_tag_value(name, &tv).map_err(|m| {
+                EngineError::unprocessable("tag_value_too_long", m).field(field.clone())
             })?;
             if matches!(tv, TagValue::Float(f) if !f.is_finite()) {
                 return Err(EngineError::bad_request(
@@ -524,10 +553,15 @@ impl Engine {
                 let dynamic = DynamicText::parse(text).map_err(|e| {
                     EngineError::bad_request("expression_invalid", e.to_string()).field("text")
                 })?;
-                Ok(match dynamic.render(&lookup) {
-                    Ok(s) => PreviewOutcome::Text(s),
-                    Err(reason) => PreviewOutcome::Skipped(reason),
-                })
+                Ok(
+                    match dynamic.render(&lookup, &crate::messages::text_limit()) {
+                        Ok(s) => PreviewOutcome::Text(s),
+                        Err(reason) => match crate::messages::too_long(&reason, "") {
+                            Some(e) => return Err(e),
+                            None => PreviewOutcome::Skipped(reason),
+                        },
+                    },
+                )
             }
             (None, Some((name, language, variables))) => {
                 let record = self
@@ -547,7 +581,10 @@ impl Engine {
                 })?;
                 Ok(match bound.render(&lookup) {
                     Ok(r) => PreviewOutcome::Template(r),
-                    Err(reason) => PreviewOutcome::Skipped(reason),
+                    Err(reason) => match crate::messages::too_long(&reason, "variables") {
+                        Some(e) => return Err(e),
+                        None => PreviewOutcome::Skipped(reason),
+                    },
                 })
             }
             _ => Err(EngineError::bad_request(
@@ -1016,6 +1053,7 @@ impl RowReader {
                         .read(cell)
                         .map_err(|e| format!("bad value for tag `{target}`: {e}"))?
                     {
+                        check_tag_value(target, &v)?;
                         row.tags.insert(target.to_owned(), Some(v));
                     }
                 }

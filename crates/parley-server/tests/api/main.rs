@@ -3,6 +3,7 @@
 
 mod audience;
 mod bad_input;
+mod bounded;
 mod browser;
 mod campaigns;
 mod campaigns_console;
