@@ -282,6 +282,18 @@ pub fn tag_patch(tags: &serde_json::Map<String, Value>) -> Result<TagPatch, Engi
     Ok(patch)
 }
 
+/// A filter over the nesting or condition limit: 422 `filter_too_complex`. `None` for a
+/// filter that does not parse.
+pub fn too_complex(e: &parley_domain::SegmentError, field: &str) -> Option<EngineError> {
+    e.too_complex.then(|| {
+        EngineError::unprocessable(
+            "filter_too_complex",
+            format!("the filter is too complex to run {e}"),
+        )
+        .field(field)
+    })
+}
+
 fn parse_phone(phone: &str, field: &str) -> Result<E164, EngineError> {
     E164::parse(phone)
         .map_err(|e| EngineError::bad_request("invalid_phone_number", e.to_string()).field(field))
@@ -326,8 +338,13 @@ impl Engine {
     /// Parses a filter; errors carry the character position.
     pub fn parse_segment(&self, filter: &str) -> Result<Segment, EngineError> {
         Segment::parse(filter).map_err(|e| {
-            EngineError::bad_request("invalid_segment", format!("the filter does not parse {e}"))
+            too_complex(&e, "filter").unwrap_or_else(|| {
+                EngineError::bad_request(
+                    "invalid_segment",
+                    format!("the filter does not parse {e}"),
+                )
                 .field("filter")
+            })
         })
     }
 
@@ -411,19 +428,21 @@ impl Engine {
             None => Segment::all(),
         };
         let limit = limit.clamp(1, 500);
-        let mut page = self
-            .store
-            .list_audience(
-                app,
-                &ContactQuery {
-                    segment: &segment,
-                    search,
-                    after,
-                    limit: limit + 1,
-                    now: to_datetime(self.now()),
-                },
-            )
-            .await?;
+        let query = ContactQuery {
+            segment: &segment,
+            search,
+            after,
+            limit: limit + 1,
+            now: to_datetime(self.now()),
+        };
+        // A filter runs bounded, on the filter connections; a plain list does not need to.
+        let mut page = if filter.is_some_and(|f| !f.trim().is_empty()) {
+            self.store
+                .list_audience_bounded(app, &query, self.config.filter_timeout)
+                .await?
+        } else {
+            self.store.list_audience(app, &query).await?
+        };
         let next = if page.len() > limit as usize {
             page.truncate(limit as usize);
             page.last().map(|c| c.contact.phone.clone())
@@ -453,20 +472,28 @@ impl Engine {
         sample: u32,
     ) -> Result<SegmentPreview, EngineError> {
         let now = to_datetime(self.now());
-        let count = self.store.count_segment(app, segment, now).await?;
-        let sample = self
+        let budget = self.config.filter_timeout;
+        let count = self
             .store
-            .list_audience(
-                app,
-                &ContactQuery {
-                    segment,
-                    search: None,
-                    after: None,
-                    limit: sample,
-                    now,
-                },
-            )
+            .count_segment_bounded(app, segment, now, budget)
             .await?;
+        let sample = if sample == 0 {
+            Vec::new()
+        } else {
+            self.store
+                .list_audience_bounded(
+                    app,
+                    &ContactQuery {
+                        segment,
+                        search: None,
+                        after: None,
+                        limit: sample,
+                        now,
+                    },
+                    budget,
+                )
+                .await?
+        };
         Ok(SegmentPreview { count, sample })
     }
 

@@ -50,7 +50,13 @@ pub struct EngineConfig {
     pub template_sync_interval: Duration,
     /// Meta's app as onboarding (Embedded Signup) uses it.
     pub meta_app: MetaApp,
+    /// The longest a segment count or preview may run in the database before it is stopped
+    /// (422 `filter_too_expensive`).
+    pub filter_timeout: Duration,
 }
+
+/// How long a segment count or preview may run by default.
+pub const DEFAULT_FILTER_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -65,6 +71,7 @@ impl Default for EngineConfig {
             poll_interval: Duration::from_secs(1),
             template_sync_interval: Duration::from_secs(15 * 60),
             meta_app: MetaApp::default(),
+            filter_timeout: DEFAULT_FILTER_TIMEOUT,
         }
     }
 }

@@ -2,10 +2,14 @@
 //! renderer that stops at the limit, tag values with a size limit, and every request body
 //! bounded.
 
+use std::time::Duration;
+
+use parley_domain::{AccountId, ApplicationId, MAX_SEGMENT_CONDITIONS, TagValue};
+use parley_store::audience::ContactUpsert;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{Backend, TestApp, backend, spawn_app, spawn_app_tuned};
 
 /// How many messages the application has (all pages).
 async fn message_count(app: &TestApp) -> usize {
@@ -186,4 +190,257 @@ pub(crate) async fn rejected_csv(app: &TestApp, id: &str) -> String {
         .text()
         .await
         .expect("text")
+}
+
+// --- filters bounded in cost ------------------------------------------------------------------
+
+/// Contacts each with a long tag the expensive filter searches.
+const CONTACTS_FOR_FILTERS: usize = 20_000;
+
+/// A filter within every limit that is still expensive: as many `contains` conditions as a
+/// filter may hold, none matching, each a substring search over every contact's long tag.
+fn expensive_filter() -> String {
+    let c: Vec<String> = (0..MAX_SEGMENT_CONDITIONS)
+        .map(|i| format!("bio contains \"{}b{i}\"", "a".repeat(24)))
+        .collect();
+    let f = c.join(" or ");
+    assert!(f.chars().count() <= parley_domain::MAX_SEGMENT_CHARS);
+    f
+}
+
+async fn seed_long_tags(app: &TestApp) {
+    let application = app.store.applications().await.expect("apps")[0].id.clone();
+    let bio = "a".repeat(1000);
+    for chunk in 0..CONTACTS_FOR_FILTERS / 1000 {
+        let batch: Vec<ContactUpsert> = (0..1000)
+            .map(|i| ContactUpsert {
+                phone: format!("+4915900{:06}", chunk * 1000 + i),
+                tags: [("bio".to_owned(), Some(TagValue::String(bio.clone())))]
+                    .into_iter()
+                    .collect(),
+                ..ContactUpsert::default()
+            })
+            .collect();
+        app.store
+            .upsert_audience(&application, &batch, 0)
+            .await
+            .expect("seed");
+    }
+}
+
+async fn preview(app: &TestApp, filter: &str) -> (u16, Value) {
+    app.api_call(
+        Method::POST,
+        "/api/v1/segments/preview",
+        Some(&json!({"filter": filter, "sample": 5})),
+    )
+    .await
+}
+
+/// A second tenant with its own token, for "other tenants are unaffected".
+async fn other_tenant(app: &TestApp) -> String {
+    let account = AccountId::new();
+    let application = ApplicationId::new();
+    app.store
+        .create_account(&account, "Other", 0)
+        .await
+        .expect("account");
+    app.store
+        .create_application(&application, &account, "Other app", 0)
+        .await
+        .expect("application");
+    let token = "other-tenant-token-0123456789".to_owned();
+    app.store
+        .add_api_token(
+            &application,
+            &parley_engine::auth::hash_api_token(&token),
+            "other",
+            0,
+        )
+        .await
+        .expect("token");
+    token
+}
+
+#[tokio::test]
+async fn an_expensive_filter_is_stopped_at_its_budget_with_a_clear_error() {
+    let app = spawn_app_tuned(None, |c| c.filter_timeout = Duration::from_millis(200)).await;
+    seed_long_tags(&app).await;
+    let filter = expensive_filter();
+    let (status, v) = preview(&app, &filter).await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["code"], "filter_too_expensive", "{v}");
+    assert_eq!(v["error"]["field"], "filter", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("simpler")),
+        "says what to do: {v}"
+    );
+    // The contact list with the same filter is bounded too.
+    let (status, v) = app
+        .api_call(
+            Method::GET,
+            &format!("/api/v1/contacts?filter={}", url_escape(&filter)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["code"], "filter_too_expensive", "{v}");
+    // The filter connections are usable again: a cheap filter answers.
+    let (status, v) = preview(&app, "bio contains \"aaa\"").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["count"], CONTACTS_FOR_FILTERS as u64, "{v}");
+    // Over the condition limit: refused before it runs.
+    let (status, v) = preview(&app, &format!("{filter} or x = 1")).await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["code"], "filter_too_complex", "{v}");
+    let nested = format!("{}x = 1{}", "(".repeat(65), ")".repeat(65));
+    let (status, v) = preview(&app, &nested).await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["code"], "filter_too_complex", "{v}");
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn four_expensive_filters_leave_readyz_and_other_tenants_answering() {
+    let app = spawn_app_tuned(None, |c| c.filter_timeout = Duration::from_secs(2)).await;
+    seed_long_tags(&app).await;
+    let other = other_tenant(&app).await;
+    let filter = expensive_filter();
+    let app = std::sync::Arc::new(app);
+    let previews: Vec<_> = (0..4)
+        .map(|_| {
+            let (app, filter) = (app.clone(), filter.clone());
+            tokio::spawn(async move { preview(&app, &filter).await })
+        })
+        .collect();
+    // Wait until the filters hold the filter connections (positive evidence they run).
+    let mut running = 0;
+    for _ in 0..400 {
+        running = app.store.filter_queries_running();
+        if running >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(running >= 1, "the previews never started");
+    // Health checks and another tenant's reads answer meanwhile.
+    let ready = app
+        .http
+        .get(format!("{}/readyz", app.url))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status().as_u16(), 200);
+    for path in [
+        "/api/v1/contacts?limit=5",
+        "/api/v1/templates",
+        "/api/v1/messages",
+    ] {
+        let resp = app
+            .http
+            .get(format!("{}{path}", app.url))
+            .bearer_auth(&other)
+            .send()
+            .await
+            .expect("other tenant");
+        assert_eq!(resp.status().as_u16(), 200, "{path}");
+    }
+    let (status, _) = app
+        .api_call(Method::GET, "/api/v1/contacts?limit=5", None)
+        .await;
+    assert_eq!(status, 200, "an unfiltered list of the same tenant");
+    assert!(
+        app.store.filter_queries_running() >= 1 && previews.iter().any(|p| !p.is_finished()),
+        "the answers above came while the filters were still running"
+    );
+    for p in previews {
+        let (status, v) = p.await.expect("preview task");
+        assert_eq!(status, 422, "{v}");
+        assert_eq!(v["error"]["code"], "filter_too_expensive", "{v}");
+    }
+    assert_eq!(app.store.filter_queries_running(), 0);
+}
+
+#[tokio::test]
+async fn a_filter_whose_client_hangs_up_stops_in_the_database() {
+    // A budget far longer than the test: only the hang-up can stop the queries.
+    let app = spawn_app_tuned(None, |c| c.filter_timeout = Duration::from_secs(120)).await;
+    seed_long_tags(&app).await;
+    let filter = expensive_filter();
+    let app = std::sync::Arc::new(app);
+    // Two hung-up clients hold both filter connections.
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let (app, filter) = (app.clone(), filter.clone());
+            tokio::spawn(async move { preview(&app, &filter).await })
+        })
+        .collect();
+    for _ in 0..1000 {
+        if app.store.filter_queries_running() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(app.store.filter_queries_running(), 2, "both filters run");
+    let pg = match backend() {
+        Backend::Postgres => {
+            let url = &app.pg.as_ref().expect("postgres").url;
+            let pool = sqlx::PgPool::connect(url).await.expect("pg");
+            assert_eq!(
+                running_filters(&pool).await,
+                2,
+                "both are in pg_stat_activity"
+            );
+            Some(pool)
+        }
+        Backend::Sqlite => None,
+    };
+    for c in &clients {
+        c.abort();
+    }
+    for c in clients {
+        assert!(c.await.is_err(), "the clients hung up");
+    }
+    if let Some(pool) = &pg {
+        // Gone from the server long before their two-minute budget.
+        let mut left = usize::MAX;
+        for _ in 0..300 {
+            left = running_filters(pool).await;
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(left, 0, "the abandoned queries still run in PostgreSQL");
+    }
+    // Both filter connections serve again: the abandoned statements were stopped, not left
+    // to run out their two-minute budget.
+    let cheap = tokio::time::timeout(
+        Duration::from_secs(30),
+        preview(&app, "bio contains \"aaa\""),
+    )
+    .await
+    .expect("a filter connection came free: the abandoned statements were stopped");
+    assert_eq!(cheap.0, 200, "{}", cheap.1);
+}
+
+/// Active statements over the contacts' tag index in PostgreSQL (the segment queries).
+async fn running_filters(pool: &sqlx::PgPool) -> usize {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%tag_index%' AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("pg_stat_activity");
+    usize::try_from(n).unwrap_or(0)
 }
