@@ -462,3 +462,168 @@ async fn running_filters(pool: &sqlx::PgPool) -> usize {
     .expect("pg_stat_activity");
     usize::try_from(n).unwrap_or(0)
 }
+
+// --- request bodies ---------------------------------------------------------------------------
+
+/// Posts a body of `len` bytes in 64 KiB chunks over a plain connection (the client never
+/// holds it whole) and returns the answer's status.
+async fn post_streamed(app: &TestApp, path: &str, content_type: &str, len: usize) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.url.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n",
+        app.token
+    );
+    conn.write_all(head.as_bytes()).await.expect("head");
+    let chunk = vec![b'%'; 64 * 1024];
+    let mut sent = 0;
+    while sent < len {
+        let n = chunk.len().min(len - sent);
+        // The server may answer and close before the whole body is sent.
+        if conn.write_all(&chunk[..n]).await.is_err() {
+            break;
+        }
+        sent += n;
+    }
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer).await;
+    let text = String::from_utf8_lossy(&answer);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP answer: {text}"))
+}
+
+#[tokio::test]
+async fn webhook_campaign_media_and_console_bodies_have_their_limits() {
+    let app = spawn_app().await;
+    let limit = |n: usize| n + 1;
+
+    // Meta's webhooks: at most 4 MiB (Meta sends up to 3 MB), even with a valid signature.
+    let mut big = br#"{"object":"whatsapp_business_account","entry":[],"pad":""#.to_vec();
+    big.resize(limit(parley_server::WEBHOOK_BODY_LIMIT) - 2, b'x');
+    big.extend_from_slice(br#""}"#);
+    let status = app.post_webhook(&big, Some(&app.sign(&big))).await;
+    assert_eq!(status.as_u16(), 413);
+
+    // Campaigns: 4 MiB, more than the API's 256 KiB (a list of 20,000 numbers fits)...
+    let phones: Vec<String> = (0..20_000).map(|i| format!("+4915800{i:06}")).collect();
+    let body = json!({"name": "Big list", "template": {"name": "welcome", "language": "en",
+        "variables": {"first_name": "{{first_name||there}}"}},
+        "audience": {"phones": phones}, "type": "transactional"});
+    assert!(body.to_string().len() > parley_server::API_BODY_LIMIT);
+    let (status, v) = app
+        .api_call(Method::POST, "/api/v1/campaigns", Some(&body))
+        .await;
+    assert_eq!(status, 201, "{v}");
+    // ...and no more.
+    let pad = "x".repeat(parley_server::CAMPAIGN_BODY_LIMIT);
+    let (status, v) = app
+        .api_call(
+            Method::POST,
+            "/api/v1/campaigns",
+            Some(
+                &json!({"name": pad, "template": {"name": "welcome", "language": "en"},
+                "audience": {"filter": "all"}, "type": "transactional"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 413, "{v}");
+    assert_eq!(v["error"]["code"], "body_too_large", "{v}");
+    // Other API routes: 256 KiB.
+    let (status, v) = app
+        .api_call(
+            Method::POST,
+            "/api/v1/segments/preview",
+            Some(&json!({"filter": "x".repeat(parley_server::API_BODY_LIMIT)})),
+        )
+        .await;
+    assert_eq!(status, 413, "{v}");
+
+    // Media examples: 100 MiB, streamed to the server.
+    let status = post_streamed(
+        &app,
+        "/api/v1/media/uploads",
+        "application/pdf",
+        limit(parley_server::MEDIA_BODY_LIMIT),
+    )
+    .await;
+    assert_eq!(status, 413);
+
+    // The console: its JSON calls take 256 KiB (the import preview posts 64 KiB).
+    let cookie = app.console_cookie().await;
+    let resp = app
+        .http
+        .post(format!("{}/import/preview?format=csv", app.url))
+        .header("cookie", &cookie)
+        .header("origin", app.url.as_str())
+        .body(vec![b'a'; limit(parley_server::CONSOLE_BODY_LIMIT)])
+        .send()
+        .await
+        .expect("preview");
+    assert_eq!(resp.status().as_u16(), 413);
+    let resp = app
+        .http
+        .post(format!("{}/import/preview?format=csv", app.url))
+        .header("cookie", &cookie)
+        .header("origin", app.url.as_str())
+        .body("phone,city\n+4917000000201,Berlin\n")
+        .send()
+        .await
+        .expect("preview");
+    assert_eq!(resp.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn an_over_long_csv_row_is_rejected_with_its_line_and_the_rest_imported() {
+    let app = spawn_app().await;
+    let long = "l".repeat(parley_engine::audience::MAX_ROW_BYTES + 10);
+    let csv =
+        format!("phone,note\n+4917000000301,first\n+4917000000302,{long}\n+4917000000303,after\n");
+    // Through the API...
+    let done = crate::audience::import(&app, "format=csv", &csv).await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["created"], 2, "{done}");
+    assert_eq!(done["rejected"], 1, "{done}");
+    let text = rejected_csv(&app, done["id"].as_str().expect("id")).await;
+    let line = text.lines().nth(1).expect("a rejected row");
+    assert!(line.starts_with("3,"), "{}", &text[..text.len().min(300)]);
+    assert!(
+        text.len() < 16 * 1024,
+        "the rejected row is kept truncated: {}",
+        text.len()
+    );
+    // ...and through the console's streamed upload.
+    let cookie = app.console_cookie().await;
+    let csv = csv.replace("+49170000003", "+49170000004");
+    let resp = app
+        .http
+        .post(format!("{}/import/upload?format=csv", app.url))
+        .header("cookie", &cookie)
+        .header("origin", app.url.as_str())
+        .body(csv)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(resp.status().as_u16(), 202);
+    let v: Value = resp.json().await.expect("json");
+    let done = wait_import(&app, v["job_id"].as_str().expect("job")).await;
+    assert_eq!(done["created"], 2, "{done}");
+    assert_eq!(done["rejected"], 1, "{done}");
+}
+
+/// Polls an import until it is no longer running.
+async fn wait_import(app: &TestApp, id: &str) -> Value {
+    for _ in 0..300 {
+        let (status, v) = app
+            .api_call(Method::GET, &format!("/api/v1/contacts/import/{id}"), None)
+            .await;
+        assert_eq!(status, 200, "{v}");
+        if v["state"] != "running" {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("import {id} never finished");
+}
