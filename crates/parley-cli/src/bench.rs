@@ -176,7 +176,9 @@ pub async fn audience(contacts: u64) -> anyhow::Result<()> {
             let mut ok = true;
             for v in &vars {
                 out.clear();
-                if v.render_into(&lookup, &mut out).is_err() {
+                if v.render_into(&lookup, &mut out, &parley_domain::Limit::value("v", 1024))
+                    .is_err()
+                {
                     ok = false;
                 }
                 bytes += out.len();

@@ -9,11 +9,15 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::personalize::{DynamicText, PersonalizeError, SkipReason};
+use crate::personalize::{DynamicText, Limit, PersonalizeError, SkipReason};
 use crate::tags::{NoTags, TagLookup};
 use crate::template::{
-    ButtonSubType, HeaderFormat, LanguageCode, ParameterFormat, SlotKind, SlotLocation, Template,
-    TemplateError, TemplateName, VariableSlot,
+    Button, ButtonSubType, HeaderFormat, LanguageCode, ParameterFormat, SlotKind, SlotLocation,
+    Template, TemplateError, TemplateName, VariableSlot,
+};
+use crate::template_rules::{
+    BODY_TEXT_MAX_CHARS, BUTTON_URL_MAX_CHARS, COPY_CODE_MAX_CHARS, HEADER_TEXT_MAX_CHARS,
+    PARAMETER_TEXT_MAX_CHARS,
 };
 
 /// What the API caller gave: a JSON object `{key: value}` or an array `[values…]`.
@@ -187,6 +191,9 @@ pub enum BindError {
     },
     #[error("variable `{key}`: {message}")]
     Unsupported { key: String, message: String },
+    /// A literal value (or the part it fills) over WhatsApp's length limit.
+    #[error("{0}")]
+    TooLong(SkipReason),
     #[error("{}{message}", key.as_ref().map(|k| format!("variable `{k}`: ")).unwrap_or_default())]
     InvalidInput {
         key: Option<String>,
@@ -225,6 +232,10 @@ impl BindError {
             | BindError::ExpressionInvalid { key, .. }
             | BindError::Unsupported { key, .. }
             | BindError::InvalidInput { key: Some(key), .. } => format!("variables.{key}"),
+            BindError::TooLong(reason) => match reason {
+                SkipReason::TooLong { variable, .. } => format!("variables.{variable}"),
+                _ => "variables".to_owned(),
+            },
         }
     }
 
@@ -240,9 +251,19 @@ impl BindError {
             BindError::ExpressionInvalid { .. } => "expression_invalid",
             BindError::Unsupported { .. } => "template_unsupported",
             BindError::InvalidInput { .. } => "variables_invalid",
+            BindError::TooLong(_) => VARIABLE_TOO_LONG,
         }
     }
 }
+
+/// The error code of a value, or the part of the message it fills, over WhatsApp's length
+/// limit (the API's 422, a campaign recipient's skip reason is `too_long`).
+pub const VARIABLE_TOO_LONG: &str = "variable_too_long";
+
+/// A media link's length limit (Meta publishes none; a URL button takes 2,000 characters).
+pub const MEDIA_LINK_MAX_CHARS: usize = 2000;
+/// A location header value's length limit (`latitude,longitude|name|address`).
+pub const LOCATION_MAX_CHARS: usize = 1024;
 
 /// A template with one expression per slot, compiled once per message or campaign.
 #[derive(Debug, Clone, PartialEq)]
@@ -252,6 +273,10 @@ pub struct BoundTemplate {
     header: Option<BoundHeader>,
     body: Vec<BoundParam>,
     buttons: Vec<BoundButton>,
+    /// Characters of the header and body text outside their parameters: the filled text must
+    /// stay within Meta's 60 and 1,024 characters.
+    header_fixed: usize,
+    body_fixed: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -273,6 +298,8 @@ struct BoundParam {
     key: String,
     parameter_name: Option<String>,
     value: DynamicText,
+    /// How often the parameter appears in the body text.
+    occurrences: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -281,6 +308,11 @@ struct BoundButton {
     index: usize,
     sub_type: ButtonSubType,
     value: DynamicText,
+    /// The longest value: what the URL leaves of its 2,000 characters, or a code's 15.
+    max_chars: usize,
+    /// What `max_chars` limits, for the error.
+    part: &'static str,
+    part_limit: usize,
 }
 
 /// A media header value: an http(s) link or a media id from an upload.
@@ -375,6 +407,12 @@ impl BoundTemplate {
             header: None,
             body: Vec::new(),
             buttons: Vec::new(),
+            header_fixed: template
+                .header
+                .as_ref()
+                .and_then(|h| h.text.as_deref())
+                .map_or(0, fixed_chars),
+            body_fixed: fixed_chars(&template.body),
         };
         for (slot, raw) in slots.iter().zip(values) {
             let value = compile(slot, raw)?;
@@ -400,20 +438,51 @@ impl BoundTemplate {
                     key: slot.key.clone(),
                     parameter_name: named.then(|| slot.key.clone()),
                     value,
+                    occurrences: occurrences(&template.body, &slot.key).max(1),
                 }),
-                SlotLocation::Button { index, sub_type } => bound.buttons.push(BoundButton {
-                    key: slot.key.clone(),
-                    index,
-                    sub_type,
-                    value,
-                }),
+                SlotLocation::Button { index, sub_type } => {
+                    let (max_chars, part, part_limit) = match template.buttons.get(index) {
+                        Some(Button::Url { url, .. }) => (
+                            BUTTON_URL_MAX_CHARS.saturating_sub(fixed_chars(url)),
+                            "the button URL",
+                            BUTTON_URL_MAX_CHARS,
+                        ),
+                        Some(Button::CopyCode { .. } | Button::Otp { .. }) => {
+                            (COPY_CODE_MAX_CHARS, "the code", COPY_CODE_MAX_CHARS)
+                        }
+                        _ => (
+                            PARAMETER_TEXT_MAX_CHARS,
+                            "the value",
+                            PARAMETER_TEXT_MAX_CHARS,
+                        ),
+                    };
+                    bound.buttons.push(BoundButton {
+                        key: slot.key.clone(),
+                        index,
+                        sub_type,
+                        value,
+                        max_chars,
+                        part,
+                        part_limit,
+                    })
+                }
+            }
+        }
+        // Values without expressions are checked now, so the request fails, not a recipient.
+        if bound.is_literal() {
+            if let Err(reason @ SkipReason::TooLong { .. }) = bound.render(&NoTags) {
+                return Err(BindError::TooLong(reason));
             }
         }
         Ok(bound)
     }
 
     /// Concrete values for one recipient. A text slot that renders empty skips the recipient
-    /// (Meta refuses empty text parameters); so does a media value that is not a link or id.
+    /// (Meta refuses empty text parameters); so does a media value that is not a link or id,
+    /// and a value that makes its part longer than Meta takes (`SkipReason::TooLong`: each
+    /// body value at most 1,024 characters and the filled body too, the filled header 60,
+    /// a button URL 2,000, a code 15). Rendering stops at the limit, so no value ever
+    /// grows past it in memory.
     pub fn render(&self, tags: &(impl TagLookup + ?Sized)) -> Result<RenderedTemplate, SkipReason> {
         let header = match &self.header {
             None => None,
@@ -421,11 +490,20 @@ impl BoundTemplate {
                 parameter_name,
                 value,
             }) => Some(RenderedHeader::Text {
-                text: render_text("header", value, tags)?,
+                text: render_text(
+                    value,
+                    tags,
+                    &Limit {
+                        variable: "header",
+                        part: "the header",
+                        part_limit: HEADER_TEXT_MAX_CHARS,
+                        max_chars: HEADER_TEXT_MAX_CHARS.saturating_sub(self.header_fixed),
+                    },
+                )?,
                 parameter_name: parameter_name.clone(),
             }),
             Some(BoundHeader::Media { kind, value }) => {
-                let rendered = value.render(tags)?;
+                let rendered = value.render(tags, &Limit::value("header", MEDIA_LINK_MAX_CHARS))?;
                 let media =
                     classify_media(&rendered).map_err(|reason| SkipReason::BadTagValue {
                         tag: match value.referenced_tags().as_slice() {
@@ -445,7 +523,7 @@ impl BoundTemplate {
                 })
             }
             Some(BoundHeader::Location { value }) => {
-                let rendered = value.render(tags)?;
+                let rendered = value.render(tags, &Limit::value("header", LOCATION_MAX_CHARS))?;
                 let place =
                     parse_location(&rendered).map_err(|reason| SkipReason::BadTagValue {
                         tag: match value.referenced_tags().as_slice() {
@@ -458,10 +536,25 @@ impl BoundTemplate {
             }
         };
         let mut body = Vec::with_capacity(self.body.len());
+        let mut body_chars = self.body_fixed;
         for p in &self.body {
+            // What the body has left, shared by every place the parameter appears.
+            let left = BODY_TEXT_MAX_CHARS.saturating_sub(body_chars) / p.occurrences;
+            let limit = if left < PARAMETER_TEXT_MAX_CHARS {
+                Limit {
+                    variable: &p.key,
+                    part: "the body",
+                    part_limit: BODY_TEXT_MAX_CHARS,
+                    max_chars: left,
+                }
+            } else {
+                Limit::value(&p.key, PARAMETER_TEXT_MAX_CHARS)
+            };
+            let text = render_text(&p.value, tags, &limit)?;
+            body_chars += text.chars().count() * p.occurrences;
             body.push(RenderedParam {
                 parameter_name: p.parameter_name.clone(),
-                text: render_text(&p.key, &p.value, tags)?,
+                text,
             });
         }
         let mut buttons = Vec::with_capacity(self.buttons.len());
@@ -469,7 +562,16 @@ impl BoundTemplate {
             buttons.push(RenderedButton {
                 index: b.index,
                 sub_type: b.sub_type,
-                text: render_text(&b.key, &b.value, tags)?,
+                text: render_text(
+                    &b.value,
+                    tags,
+                    &Limit {
+                        variable: &b.key,
+                        part: b.part,
+                        part_limit: b.part_limit,
+                        max_chars: b.max_chars,
+                    },
+                )?,
             });
         }
         Ok(RenderedTemplate {
@@ -545,6 +647,11 @@ fn compile(slot: &VariableSlot, raw: &str) -> Result<DynamicText, BindError> {
                         key: slot.key.clone(),
                     });
                 }
+                if raw.chars().nth(PARAMETER_TEXT_MAX_CHARS).is_some() {
+                    return Err(BindError::TooLong(
+                        Limit::value(&slot.key, PARAMETER_TEXT_MAX_CHARS).too_long(),
+                    ));
+                }
             }
         }
     }
@@ -552,17 +659,48 @@ fn compile(slot: &VariableSlot, raw: &str) -> Result<DynamicText, BindError> {
 }
 
 fn render_text(
-    key: &str,
     value: &DynamicText,
     tags: &(impl TagLookup + ?Sized),
+    limit: &Limit<'_>,
 ) -> Result<String, SkipReason> {
-    let text = value.render(tags)?;
+    let text = value.render(tags, limit)?;
     if text.trim().is_empty() {
         return Err(SkipReason::EmptyValue {
-            variable: key.to_owned(),
+            variable: limit.variable.to_owned(),
         });
     }
     Ok(text)
+}
+
+/// Characters of a template text outside its `{{…}}` parameters.
+fn fixed_chars(text: &str) -> usize {
+    let mut n = 0;
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        n += rest[..open].chars().count();
+        match rest[open + 2..].find("}}") {
+            Some(close) => rest = &rest[open + 2 + close + 2..],
+            None => return n + rest[open..].chars().count(),
+        }
+    }
+    n + rest.chars().count()
+}
+
+/// How often `{{key}}` appears in a template text.
+fn occurrences(text: &str, key: &str) -> usize {
+    let mut n = 0;
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        let after = &rest[open + 2..];
+        let Some(close) = after.find("}}") else {
+            break;
+        };
+        if after[..close].trim() == key {
+            n += 1;
+        }
+        rest = &after[close + 2..];
+    }
+    n
 }
 
 impl BoundTemplate {
@@ -688,6 +826,102 @@ mod tests {
             ]
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn filled_values_stay_within_meta_limits() {
+        let t = Template::from_meta_json(&json!({
+            "name": "sale", "language": "en", "category": "MARKETING", "status": "APPROVED",
+            "parameter_format": "NAMED",
+            "components": [
+                {"type": "HEADER", "format": "TEXT", "text": "Hi {{who}}, our sale is on",
+                 "example": {"header_text_named_params": [{"param_name": "who", "example": "Ana"}]}},
+                {"type": "BODY", "text": "Dear {{first_name}}, {{first_name}}! Code {{code}}.",
+                 "example": {"body_text_named_params": [
+                    {"param_name": "first_name", "example": "Ana"},
+                    {"param_name": "code", "example": "X1"}]}},
+                {"type": "BUTTONS", "buttons": [{"type": "URL", "text": "Shop",
+                 "url": "https://shop.example/{{1}}", "example": ["a"]}]}
+            ]
+        }))
+        .unwrap();
+        let input = named(&[
+            ("who", "{{who}}"),
+            ("first_name", "{{first_name}}"),
+            ("code", "{{code}}"),
+            ("button.0", "{{path}}"),
+        ]);
+        let b = BoundTemplate::bind(&t, &input).unwrap();
+        let ok = tags(&[
+            ("who", "Ana"),
+            ("first_name", "Ana"),
+            ("code", "X"),
+            ("path", "p"),
+        ]);
+        assert!(b.render(&ok).is_ok());
+        let too_long = |pairs: &[(&str, &str)]| {
+            let mut t = ok.clone();
+            for (k, v) in pairs {
+                t.insert((*k).into(), TagValue::String((*v).into()));
+            }
+            match b.render(&t).unwrap_err() {
+                SkipReason::TooLong {
+                    variable,
+                    part,
+                    limit,
+                } => (variable, part, limit),
+                other => panic!("{other:?}"),
+            }
+        };
+        // The header holds 60 characters with its text: 19 of them are fixed.
+        let h = "x".repeat(60 - 19);
+        assert!(
+            b.render(&tags(&[
+                ("who", &h),
+                ("first_name", "A"),
+                ("code", "X"),
+                ("path", "p")
+            ]))
+            .is_ok()
+        );
+        assert_eq!(
+            too_long(&[("who", &format!("{h}x"))]),
+            ("header".into(), "the header".into(), 60)
+        );
+        // Each value takes 1,024 characters; the filled body (15 fixed characters, a value used
+        // twice counts twice) too.
+        let full = "x".repeat(504);
+        let fits = tags(&[
+            ("who", "A"),
+            ("first_name", &full),
+            ("code", "X"),
+            ("path", "p"),
+        ]);
+        assert!(b.render(&fits).is_ok());
+        assert_eq!(
+            too_long(&[("first_name", &"x".repeat(504)), ("code", "xy")]),
+            ("code".into(), "the body".into(), 1024)
+        );
+        assert_eq!(
+            too_long(&[("first_name", &"x".repeat(505))]),
+            ("first_name".into(), "the body".into(), 1024)
+        );
+        assert_eq!(
+            too_long(&[("code", &"x".repeat(1025))]),
+            ("code".into(), "the body".into(), 1024)
+        );
+        assert_eq!(
+            too_long(&[("path", &"x".repeat(2000))]),
+            ("button.0".into(), "the button URL".into(), 2000)
+        );
+        // A literal value over the limit is refused when binding, naming the variable.
+        let mut literal = input.clone();
+        if let VariableInput::Named(m) = &mut literal {
+            m.insert("code".into(), "y".repeat(1025));
+        }
+        let e = BoundTemplate::bind(&t, &literal).unwrap_err();
+        assert_eq!(e.code(), VARIABLE_TOO_LONG);
+        assert_eq!(e.field(), "variables.code");
     }
 
     #[test]

@@ -59,6 +59,18 @@ pub enum SkipReason {
         "variable `{variable}` renders empty and Meta refuses empty parameters: set the tag or give a non-empty default"
     )]
     EmptyValue { variable: String },
+    /// The rendered value, or the part of the message it fills, is longer than WhatsApp takes.
+    /// Rendering stops at the limit, so a value that repeats a long tag never grows in memory.
+    #[error(
+        "variable `{variable}` makes {part} longer than {limit} characters, WhatsApp's limit: shorten the text, its default or the tag values it uses"
+    )]
+    TooLong {
+        variable: String,
+        /// What the limit applies to: `the value`, `the body`, `the header`, `the button URL`,
+        /// `the text`.
+        part: String,
+        limit: usize,
+    },
 }
 
 impl SkipReason {
@@ -68,6 +80,7 @@ impl SkipReason {
             SkipReason::MissingTag { .. } => "missing_tag",
             SkipReason::BadTagValue { .. } => "bad_tag_value",
             SkipReason::EmptyValue { .. } => "empty_value",
+            SkipReason::TooLong { .. } => "too_long",
         }
     }
 }
@@ -185,22 +198,46 @@ impl DynamicText {
         names
     }
 
-    /// Renders for one recipient.
-    pub fn render(&self, tags: &(impl TagLookup + ?Sized)) -> Result<String, SkipReason> {
-        let mut out = String::with_capacity(self.source.len() + 16);
-        self.render_into(tags, &mut out)?;
+    /// Renders for one recipient, at most `limit.max_chars` characters: rendering stops at
+    /// the limit (the output never grows past it) and answers [`SkipReason::TooLong`].
+    pub fn render(
+        &self,
+        tags: &(impl TagLookup + ?Sized),
+        limit: &Limit<'_>,
+    ) -> Result<String, SkipReason> {
+        let mut out = String::with_capacity(self.source.len().min(limit.max_chars) + 16);
+        self.render_into(tags, &mut out, limit)?;
         Ok(out)
     }
 
-    /// Renders for one recipient, appending to `out` (which is left partly written on error).
+    /// Renders for one recipient, appending to `out` (which is left partly written on error);
+    /// at most `limit.max_chars` characters are appended.
     pub fn render_into(
         &self,
         tags: &(impl TagLookup + ?Sized),
         out: &mut String,
+        limit: &Limit<'_>,
     ) -> Result<(), SkipReason> {
+        let mut sink = Sink {
+            buf: out,
+            left: limit.max_chars,
+        };
+        let result = self.render_parts(tags, &mut sink);
+        match result {
+            Ok(()) => Ok(()),
+            Err(Stop::Skip(reason)) => Err(reason),
+            Err(Stop::Full) => Err(limit.too_long()),
+        }
+    }
+
+    fn render_parts(
+        &self,
+        tags: &(impl TagLookup + ?Sized),
+        out: &mut Sink<'_>,
+    ) -> Result<(), Stop> {
         for part in &self.parts {
             match part {
-                Part::Literal(r) => out.push_str(&self.source[r.clone()]),
+                Part::Literal(r) => out.push_str(&self.source[r.clone()])?,
                 Part::Expr(e) => self.render_expr(e, tags, out)?,
             }
         }
@@ -211,30 +248,124 @@ impl DynamicText {
         &self,
         e: &Expr,
         tags: &(impl TagLookup + ?Sized),
-        out: &mut String,
-    ) -> Result<(), SkipReason> {
+        out: &mut Sink<'_>,
+    ) -> Result<(), Stop> {
         let name = &self.source[e.tag.clone()];
         let default = e.default.as_ref().map(|r| &self.source[r.clone()]);
         match tags.tag(name) {
             None => match default {
-                Some(d) => out.push_str(d),
+                Some(d) => out.push_str(d)?,
                 None => {
-                    return Err(SkipReason::MissingTag {
+                    return Err(Stop::Skip(SkipReason::MissingTag {
                         tag: name.to_owned(),
-                    });
+                    }));
                 }
             },
             Some(value) if value.is_blank() => {
                 if let Some(d) = default {
-                    out.push_str(d);
+                    out.push_str(d)?;
                 }
             }
             Some(value) => match &e.modifier {
-                None => value.write_text(out),
+                None => match &*value {
+                    TagValue::String(s) => out.push_str(s)?,
+                    other => {
+                        let mut text = String::new();
+                        other.write_text(&mut text);
+                        out.push_str(&text)?;
+                    }
+                },
                 Some(m) => apply_modifier(m, name, &value, out)?,
             },
         }
         Ok(())
+    }
+}
+
+/// How long a rendered value may be, and what to name in the error when it is longer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limit<'a> {
+    /// The variable named in the error (`first_name`, `1`, `header`, `button.0`, `text`).
+    pub variable: &'a str,
+    /// What the limit applies to, for the error: `the value`, `the body`, `the text`…
+    pub part: &'a str,
+    /// The limit of the whole part, for the error.
+    pub part_limit: usize,
+    /// Characters the value may still take.
+    pub max_chars: usize,
+}
+
+impl<'a> Limit<'a> {
+    /// A value that may be `max_chars` characters long on its own.
+    pub fn value(variable: &'a str, max_chars: usize) -> Limit<'a> {
+        Limit {
+            variable,
+            part: "the value",
+            part_limit: max_chars,
+            max_chars,
+        }
+    }
+
+    pub fn too_long(&self) -> SkipReason {
+        SkipReason::TooLong {
+            variable: self.variable.to_owned(),
+            part: self.part.to_owned(),
+            limit: self.part_limit,
+        }
+    }
+}
+
+/// Why rendering stopped early.
+enum Stop {
+    Skip(SkipReason),
+    /// The output reached its limit.
+    Full,
+}
+
+impl From<SkipReason> for Stop {
+    fn from(r: SkipReason) -> Stop {
+        Stop::Skip(r)
+    }
+}
+
+/// The output of one render: refuses to grow past `left` more characters.
+struct Sink<'a> {
+    buf: &'a mut String,
+    left: usize,
+}
+
+impl Sink<'_> {
+    /// Appends all of `s`, or nothing and `Full` when it does not fit. Counts at most
+    /// `left + 1` characters of `s`, so a huge piece costs no more than the limit.
+    fn push_str(&mut self, s: &str) -> Result<(), Stop> {
+        let mut n = 0;
+        for _ in s.chars() {
+            if n == self.left {
+                return Err(Stop::Full);
+            }
+            n += 1;
+        }
+        self.buf.push_str(s);
+        self.left -= n;
+        Ok(())
+    }
+
+    fn push(&mut self, c: char) -> Result<(), Stop> {
+        if self.left == 0 {
+            return Err(Stop::Full);
+        }
+        self.buf.push(c);
+        self.left -= 1;
+        Ok(())
+    }
+
+    /// The longest prefix of `s` that can still matter: one character more than fits (case
+    /// mappings never make text shorter in characters, so a longer input cannot fit either).
+    fn clip<'s>(&self, s: &'s str) -> &'s str {
+        match s.char_indices().nth(self.left.saturating_add(1)) {
+            Some((i, _)) => &s[..i],
+            None => s,
+        }
     }
 }
 
@@ -435,30 +566,34 @@ fn apply_modifier(
     m: &Modifier,
     tag: &str,
     value: &TagValue,
-    out: &mut String,
-) -> Result<(), SkipReason> {
+    out: &mut Sink<'_>,
+) -> Result<(), Stop> {
     match m {
         Modifier::CapitalizeFirst => {
             let text = text_of(value);
             let mut done = false;
-            for c in text.chars() {
+            for c in out.clip(&text).chars() {
                 if !done && !c.is_whitespace() {
-                    out.extend(c.to_uppercase());
+                    for u in c.to_uppercase() {
+                        out.push(u)?;
+                    }
                     done = true;
                 } else {
-                    out.push(c);
+                    out.push(c)?;
                 }
             }
         }
         Modifier::CapitalizeAllFirst => {
             let text = text_of(value);
             let mut at_word_start = true;
-            for c in text.chars() {
+            for c in out.clip(&text).chars() {
                 if at_word_start && !c.is_whitespace() && c != '-' {
-                    out.extend(c.to_uppercase());
+                    for u in c.to_uppercase() {
+                        out.push(u)?;
+                    }
                     at_word_start = false;
                 } else {
-                    out.push(c);
+                    out.push(c)?;
                     if c.is_whitespace() || c == '-' {
                         at_word_start = true;
                     }
@@ -466,12 +601,19 @@ fn apply_modifier(
             }
         }
         Modifier::Uppercase => {
-            for c in text_of(value).chars() {
-                out.extend(c.to_uppercase());
+            let text = text_of(value);
+            for c in out.clip(&text).chars() {
+                for u in c.to_uppercase() {
+                    out.push(u)?;
+                }
             }
         }
         // str::to_lowercase knows the Greek final sigma, char-wise lowering does not.
-        Modifier::Lowercase => out.push_str(&text_of(value).to_lowercase()),
+        Modifier::Lowercase => {
+            let text = text_of(value);
+            let lower = out.clip(&text).to_lowercase();
+            out.push_str(&lower)?;
+        }
         Modifier::Date(items) => {
             let dt = date_of(value).ok_or_else(|| SkipReason::BadTagValue {
                 tag: tag.to_owned(),
@@ -480,13 +622,19 @@ fn apply_modifier(
                     crate::excerpt(&text_of(value))
                 ),
             })?;
-            write_date(items, dt, out);
+            write_date(items, dt, out)?;
         }
-        Modifier::Number { decimals } => write_number(tag, value, *decimals, out)?,
+        Modifier::Number { decimals } => {
+            let mut text = String::new();
+            write_number(tag, value, *decimals, &mut text)?;
+            out.push_str(&text)?;
+        }
         Modifier::Currency { code, decimals } => {
-            write_number(tag, value, *decimals, out)?;
-            out.push(' ');
-            out.push_str(code);
+            let mut text = String::new();
+            write_number(tag, value, *decimals, &mut text)?;
+            out.push_str(&text)?;
+            out.push(' ')?;
+            out.push_str(code)?;
         }
     }
     Ok(())
@@ -523,38 +671,47 @@ const MONTHS: [&str; 12] = [
     "December",
 ];
 
-fn write_date(items: &[DateItem], dt: time::PrimitiveDateTime, out: &mut String) {
+/// Writes a date item by item, so a format that repeats `%B` stops at the limit too.
+fn write_date(
+    items: &[DateItem],
+    dt: time::PrimitiveDateTime,
+    out: &mut Sink<'_>,
+) -> Result<(), Stop> {
     let month_index = usize::from(u8::from(dt.month())).saturating_sub(1) % 12;
+    let mut piece = String::new();
     for item in items {
+        piece.clear();
         let _ = match item {
             DateItem::Literal(s) => {
-                out.push_str(s);
+                piece.push_str(s);
                 Ok(())
             }
-            DateItem::Day => write!(out, "{:02}", dt.day()),
-            DateItem::DayUnpadded => write!(out, "{}", dt.day()),
-            DateItem::Month => write!(out, "{:02}", u8::from(dt.month())),
+            DateItem::Day => write!(piece, "{:02}", dt.day()),
+            DateItem::DayUnpadded => write!(piece, "{}", dt.day()),
+            DateItem::Month => write!(piece, "{:02}", u8::from(dt.month())),
             DateItem::MonthName => {
-                out.push_str(MONTHS[month_index]);
+                piece.push_str(MONTHS[month_index]);
                 Ok(())
             }
             DateItem::MonthAbbr => {
-                out.push_str(&MONTHS[month_index][..3]);
+                piece.push_str(&MONTHS[month_index][..3]);
                 Ok(())
             }
-            DateItem::Year => write!(out, "{:04}", dt.year()),
-            DateItem::Year2 => write!(out, "{:02}", dt.year().rem_euclid(100)),
-            DateItem::Hour => write!(out, "{:02}", dt.hour()),
-            DateItem::Minute => write!(out, "{:02}", dt.minute()),
-            DateItem::Second => write!(out, "{:02}", dt.second()),
-            DateItem::Weekday => write!(out, "{}", dt.weekday()),
+            DateItem::Year => write!(piece, "{:04}", dt.year()),
+            DateItem::Year2 => write!(piece, "{:02}", dt.year().rem_euclid(100)),
+            DateItem::Hour => write!(piece, "{:02}", dt.hour()),
+            DateItem::Minute => write!(piece, "{:02}", dt.minute()),
+            DateItem::Second => write!(piece, "{:02}", dt.second()),
+            DateItem::Weekday => write!(piece, "{}", dt.weekday()),
             DateItem::WeekdayAbbr => {
                 let name = dt.weekday().to_string();
-                out.push_str(name.get(..3).unwrap_or(&name));
+                piece.push_str(name.get(..3).unwrap_or(&name));
                 Ok(())
             }
         };
+        out.push_str(&piece)?;
     }
+    Ok(())
 }
 
 fn write_number(
@@ -646,8 +803,15 @@ mod tests {
     }
 
     fn render(expr: &str, t: &Tags) -> Result<String, SkipReason> {
-        DynamicText::parse(expr).unwrap().render(t)
+        DynamicText::parse(expr).unwrap().render(t, &BIG)
     }
+
+    const BIG: Limit<'static> = Limit {
+        variable: "v",
+        part: "the value",
+        part_limit: 1 << 20,
+        max_chars: 1 << 20,
+    };
 
     fn s(v: &str) -> TagValue {
         TagValue::String(v.into())
@@ -657,12 +821,15 @@ mod tests {
     fn literal_text_is_kept() {
         let t = DynamicText::parse("Hello, world { } }} {x}").unwrap();
         assert!(t.is_literal());
-        assert_eq!(t.render(&Tags::new()).unwrap(), "Hello, world { } }} {x}");
+        assert_eq!(
+            t.render(&Tags::new(), &BIG).unwrap(),
+            "Hello, world { } }} {x}"
+        );
         assert!(DynamicText::parse("").unwrap().is_literal());
         assert_eq!(
             DynamicText::parse("")
                 .unwrap()
-                .render(&Tags::new())
+                .render(&Tags::new(), &BIG)
                 .unwrap(),
             ""
         );
@@ -1003,6 +1170,50 @@ mod tests {
         prop::collection::vec(piece, 0..6).prop_map(|p| p.concat())
     }
 
+    #[test]
+    fn rendering_stops_at_the_limit() {
+        let t = tags(&[("first_name", s(&"x".repeat(1000))), ("d", s("2025-03-07"))]);
+        // 250 copies of a 1,000-character tag: 250,000 characters if rendered in full.
+        let amplified = DynamicText::parse(&"{{first_name}}".repeat(250)).unwrap();
+        let limit = Limit::value("1", 1024);
+        let err = amplified.render(&t, &limit).unwrap_err();
+        assert_eq!(
+            err,
+            SkipReason::TooLong {
+                variable: "1".into(),
+                part: "the value".into(),
+                limit: 1024
+            }
+        );
+        assert_eq!(err.code(), "too_long");
+        assert!(err.to_string().contains("`1`"), "{err}");
+        // The output never grows past the limit, whatever the input would expand to.
+        let mut out = String::new();
+        assert!(amplified.render_into(&t, &mut out, &limit).is_err());
+        assert!(out.chars().count() <= 1024, "{}", out.len());
+        let mut out = String::new();
+        let dates = DynamicText::parse(&format!("{{{{d|date:{}}}}}", "%B".repeat(500))).unwrap();
+        assert!(dates.render_into(&t, &mut out, &limit).is_err());
+        assert!(out.chars().count() <= 1024);
+        for m in [
+            "UPPERCASE",
+            "lowercase",
+            "CapitalizeFirst",
+            "CapitalizeAllFirst",
+        ] {
+            let mut out = String::new();
+            let d = DynamicText::parse(&format!("{{{{first_name|{m}}}}}{{{{first_name|{m}}}}}"))
+                .unwrap();
+            assert!(d.render_into(&t, &mut out, &limit).is_err(), "{m}");
+            assert!(out.chars().count() <= 1024, "{m}");
+        }
+        // Exactly at the limit fits; characters, not bytes, count.
+        let t = tags(&[("e", s(&"é".repeat(512)))]);
+        let d = DynamicText::parse("{{e}}{{e|UPPERCASE}}").unwrap();
+        assert_eq!(d.render(&t, &limit).unwrap().chars().count(), 1024);
+        assert!(d.render(&t, &Limit::value("1", 1023)).is_err());
+    }
+
     proptest! {
         /// Any text either parses, printing as itself and parsing back equal, or fails at a
         /// position inside it.
@@ -1033,7 +1244,7 @@ mod tests {
                 .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
                 .collect();
             if let Ok(d) = DynamicText::parse(&input) {
-                let rendered = d.render(&t);
+                let rendered = d.render(&t, &BIG);
                 if let Some(expected) = reference_render(&input, &t) {
                     prop_assert_eq!(rendered, expected, "{:?} with {:?}", input, t);
                 }
@@ -1044,14 +1255,14 @@ mod tests {
         fn text_without_braces_renders_itself(input in "[^{]{0,60}") {
             let d = DynamicText::parse(&input).unwrap();
             prop_assert!(d.is_literal());
-            prop_assert_eq!(d.render(&Tags::new()).unwrap(), input);
+            prop_assert_eq!(d.render(&Tags::new(), &BIG).unwrap(), input);
         }
 
         /// Each modifier on any value renders what it promises, or skips with `bad_tag_value`.
         #[test]
         fn modifiers_keep_their_promises(v in any_tag_value(), decimals in 0u8..=9) {
             let t = tags(&[("v", v.clone())]);
-            let render = |m: &str| DynamicText::parse(&format!("{{{{v|{m}}}}}")).unwrap().render(&t);
+            let render = |m: &str| DynamicText::parse(&format!("{{{{v|{m}}}}}")).unwrap().render(&t, &BIG);
             let blank = v.is_blank();
             for m in ["UPPERCASE", "lowercase", "CapitalizeFirst"] {
                 let expected = if blank { String::new() } else { reference_modifier(m, &v).unwrap() };

@@ -27,8 +27,10 @@
 //!
 //! Limits: at most [`MAX_SEGMENT_CHARS`] characters, [`MAX_SEGMENT_DEPTH`] levels of parentheses
 //! and `not`, [`MAX_SEGMENT_LIST_ITEMS`] values in a list (and at least one), relative times at
-//! most 100 years from now, `contains` takes a string. `and`/`or` chains do not count towards the
-//! depth: about 1,400 conditions fit in the length limit, and [`Expr::operands`] flattens them.
+//! most 100 years from now, `contains` takes a string, at most [`MAX_SEGMENT_CONDITIONS`]
+//! conditions (an `in` list is one). `and`/`or` chains do not count towards the depth, and
+//! [`Expr::operands`] flattens them. Over the depth or condition limit the error says
+//! [`SegmentError::too_complex`].
 //!
 //! [`Segment`]'s `Display` prints a canonical form (lower-case keywords, single spaces, only the
 //! parentheses the precedence needs) that parses back to the same [`Expr`].
@@ -92,6 +94,9 @@ use crate::tags::{TagLookup, TagValue};
 pub const MAX_SEGMENT_CHARS: usize = 10_000;
 /// How deeply parentheses and `not` may nest.
 pub const MAX_SEGMENT_DEPTH: usize = 64;
+/// The most conditions (comparisons, `in`, `contains`, `exists`) one filter may hold: each
+/// costs the database work on every contact, so a filter's cost is bounded before it runs.
+pub const MAX_SEGMENT_CONDITIONS: usize = 200;
 /// The most values one `in [...]` list may hold.
 pub const MAX_SEGMENT_LIST_ITEMS: usize = 1_000;
 /// How far from now a relative time may reach, in seconds (100 years of 365.25 days).
@@ -188,6 +193,8 @@ pub struct SegmentError {
     /// Character (not byte) offset in the input, counted from 0.
     pub position: usize,
     pub message: String,
+    /// The filter is well formed but over the nesting or condition limit.
+    pub too_complex: bool,
 }
 
 impl Segment {
@@ -702,6 +709,8 @@ struct Parser {
     chars: Vec<char>,
     pos: usize,
     peeked: Option<Token>,
+    /// Conditions read so far.
+    conditions: usize,
 }
 
 fn short(s: &str) -> Cow<'_, str> {
@@ -712,6 +721,7 @@ fn err<T>(position: usize, message: impl Into<String>) -> Result<T, SegmentError
     Err(SegmentError {
         position,
         message: message.into(),
+        too_complex: false,
     })
 }
 
@@ -737,6 +747,7 @@ impl Parser {
             chars: input.chars().collect(),
             pos: 0,
             peeked: None,
+            conditions: 0,
         })
     }
 
@@ -1143,6 +1154,23 @@ impl Parser {
 
     fn parse_primary(&mut self, depth: usize, after: &str) -> Result<Expr, SegmentError> {
         let t = self.next()?;
+        let condition = match &t.tok {
+            Tok::LParen => false,
+            Tok::Word(w) => !w.eq_ignore_ascii_case("all"),
+            _ => true,
+        };
+        if condition {
+            self.conditions += 1;
+            if self.conditions > MAX_SEGMENT_CONDITIONS {
+                return Err(SegmentError {
+                    position: t.start,
+                    message: format!(
+                        "the filter has more than {MAX_SEGMENT_CONDITIONS} conditions: split it into simpler segments, or use `in [...]` for many values of one tag"
+                    ),
+                    too_complex: true,
+                });
+            }
+        }
         let expected = format!("expected a condition{}", after_text(after));
         match t.tok {
             Tok::LParen => {
@@ -1514,12 +1542,13 @@ impl Parser {
 
 fn deeper(depth: usize, position: usize) -> Result<usize, SegmentError> {
     if depth >= MAX_SEGMENT_DEPTH {
-        return err(
+        return Err(SegmentError {
             position,
-            format!(
-                "the filter nests too deeply: at most {MAX_SEGMENT_DEPTH} levels of parentheses and `not`"
+            message: format!(
+                "the filter nests too deeply: at most {MAX_SEGMENT_DEPTH} levels of parentheses and `not`; write it flatter"
             ),
-        );
+            too_complex: true,
+        });
     }
     Ok(depth + 1)
 }
@@ -2423,6 +2452,23 @@ mod tests {
         assert!(Segment::parse(&"(".repeat(MAX_SEGMENT_CHARS)).is_err());
         assert!(Segment::parse(&"not ".repeat(MAX_SEGMENT_CHARS / 4)).is_err());
 
+        // Conditions: each comparison, `in`, `contains` and `exists` counts; `all` does not.
+        let chain = |n: usize| {
+            let c: Vec<String> = (0..n).map(|i| format!("t{i} contains \"x\"")).collect();
+            c.join(" or ")
+        };
+        assert!(Segment::parse(&chain(MAX_SEGMENT_CONDITIONS)).is_ok());
+        let e = error(&chain(MAX_SEGMENT_CONDITIONS + 1));
+        assert!(e.too_complex, "{e}");
+        assert!(e.message.contains("more than 200 conditions"), "{e}");
+        assert_eq!(
+            e.position,
+            chain(MAX_SEGMENT_CONDITIONS).chars().count() + " or ".len()
+        );
+        assert!(Segment::parse(&format!("{} or all", chain(MAX_SEGMENT_CONDITIONS))).is_ok());
+        assert!(error(&nested(MAX_SEGMENT_DEPTH + 1)).too_complex);
+        assert!(!error("x = ").too_complex);
+
         // List size.
         let list = |n: usize| {
             let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
@@ -2446,9 +2492,13 @@ mod tests {
     #[test]
     fn the_longest_chains_parse_evaluate_print_and_drop() {
         for unit in ["all or ", "x = 1 and ", "not x = 1 or "] {
-            let mut input = unit.repeat((MAX_SEGMENT_CHARS - 5) / unit.len());
+            // As many conditions as allowed, the rest of the length in `all`s.
+            let n = ((MAX_SEGMENT_CHARS - 5) / unit.len()).min(MAX_SEGMENT_CONDITIONS);
+            let mut input = unit.repeat(n);
+            let pad = "all and ";
+            input.push_str(&pad.repeat((MAX_SEGMENT_CHARS - 5 - input.len()) / pad.len()));
             input.push_str("all");
-            let s = seg(&input);
+            let s = Segment::parse(&input).unwrap_or_else(|e| panic!("{e}"));
             let contact = tags(&[("x", 1.into())]);
             s.matches(&contact, NOW);
             let printed = s.to_string();

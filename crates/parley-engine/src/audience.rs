@@ -22,6 +22,10 @@ use crate::{Engine, EngineError, ErrorKind};
 pub const IMPORT_CHUNK: usize = 1_000;
 /// Longest tag name.
 pub const MAX_TAG_NAME: usize = 64;
+/// Longest text tag value (and list item), in characters: what a template parameter takes.
+pub const MAX_TAG_VALUE_CHARS: usize = 1024;
+/// Most items of a list tag.
+pub const MAX_TAG_LIST_ITEMS: usize = 100;
 /// Longest row an import takes (bytes); longer rows are rejected.
 pub const MAX_ROW_BYTES: usize = 64 * 1024;
 
@@ -217,6 +221,28 @@ pub fn check_tag_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a tag value's size: text (and each list item) at most [`MAX_TAG_VALUE_CHARS`]
+/// characters, lists at most [`MAX_TAG_LIST_ITEMS`] items.
+pub fn check_tag_value(name: &str, value: &TagValue) -> Result<(), String> {
+    let long = |s: &str| s.chars().nth(MAX_TAG_VALUE_CHARS).is_some();
+    match value {
+        TagValue::String(s) if long(s) => Err(format!(
+            "tag `{}` is longer than {MAX_TAG_VALUE_CHARS} characters: keep tag values short (a template parameter takes at most {MAX_TAG_VALUE_CHARS})",
+            excerpt(name, 64)
+        )),
+        TagValue::List(items) if items.len() > MAX_TAG_LIST_ITEMS => Err(format!(
+            "tag `{}` lists {} items: a list tag holds at most {MAX_TAG_LIST_ITEMS}",
+            excerpt(name, 64),
+            items.len()
+        )),
+        TagValue::List(items) if items.iter().any(|i| long(i)) => Err(format!(
+            "an item of tag `{}` is longer than {MAX_TAG_VALUE_CHARS} characters",
+            excerpt(name, 64)
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Reads the API's tag object: values typed by their JSON type, `null` removes; names that
 /// differ only in ASCII case are refused.
 pub fn tag_patch(tags: &serde_json::Map<String, Value>) -> Result<TagPatch, EngineError> {
@@ -239,6 +265,9 @@ pub fn tag_patch(tags: &serde_json::Map<String, Value>) -> Result<TagPatch, Engi
                 EngineError::bad_request("invalid_tag_value", format!("tag `{name}`: {e}"))
                     .field(field.clone())
             })?;
+            check_tag_value(name, &tv).map_err(|m| {
+                EngineError::unprocessable("tag_value_too_long", m).field(field.clone())
+            })?;
             if matches!(tv, TagValue::Float(f) if !f.is_finite()) {
                 return Err(EngineError::bad_request(
                     "invalid_tag_value",
@@ -251,6 +280,18 @@ pub fn tag_patch(tags: &serde_json::Map<String, Value>) -> Result<TagPatch, Engi
         patch.insert(name.clone(), value);
     }
     Ok(patch)
+}
+
+/// A filter over the nesting or condition limit: 422 `filter_too_complex`. `None` for a
+/// filter that does not parse.
+pub fn too_complex(e: &parley_domain::SegmentError, field: &str) -> Option<EngineError> {
+    e.too_complex.then(|| {
+        EngineError::unprocessable(
+            "filter_too_complex",
+            format!("the filter is too complex to run {e}"),
+        )
+        .field(field)
+    })
 }
 
 fn parse_phone(phone: &str, field: &str) -> Result<E164, EngineError> {
@@ -297,8 +338,13 @@ impl Engine {
     /// Parses a filter; errors carry the character position.
     pub fn parse_segment(&self, filter: &str) -> Result<Segment, EngineError> {
         Segment::parse(filter).map_err(|e| {
-            EngineError::bad_request("invalid_segment", format!("the filter does not parse {e}"))
+            too_complex(&e, "filter").unwrap_or_else(|| {
+                EngineError::bad_request(
+                    "invalid_segment",
+                    format!("the filter does not parse {e}"),
+                )
                 .field("filter")
+            })
         })
     }
 
@@ -382,19 +428,21 @@ impl Engine {
             None => Segment::all(),
         };
         let limit = limit.clamp(1, 500);
-        let mut page = self
-            .store
-            .list_audience(
-                app,
-                &ContactQuery {
-                    segment: &segment,
-                    search,
-                    after,
-                    limit: limit + 1,
-                    now: to_datetime(self.now()),
-                },
-            )
-            .await?;
+        let query = ContactQuery {
+            segment: &segment,
+            search,
+            after,
+            limit: limit + 1,
+            now: to_datetime(self.now()),
+        };
+        // A filter runs bounded, on the filter connections; a plain list does not need to.
+        let mut page = if filter.is_some_and(|f| !f.trim().is_empty()) {
+            self.store
+                .list_audience_bounded(app, &query, self.config.filter_timeout)
+                .await?
+        } else {
+            self.store.list_audience(app, &query).await?
+        };
         let next = if page.len() > limit as usize {
             page.truncate(limit as usize);
             page.last().map(|c| c.contact.phone.clone())
@@ -424,20 +472,28 @@ impl Engine {
         sample: u32,
     ) -> Result<SegmentPreview, EngineError> {
         let now = to_datetime(self.now());
-        let count = self.store.count_segment(app, segment, now).await?;
-        let sample = self
+        let budget = self.config.filter_timeout;
+        let count = self
             .store
-            .list_audience(
-                app,
-                &ContactQuery {
-                    segment,
-                    search: None,
-                    after: None,
-                    limit: sample,
-                    now,
-                },
-            )
+            .count_segment_bounded(app, segment, now, budget)
             .await?;
+        let sample = if sample == 0 {
+            Vec::new()
+        } else {
+            self.store
+                .list_audience_bounded(
+                    app,
+                    &ContactQuery {
+                        segment,
+                        search: None,
+                        after: None,
+                        limit: sample,
+                        now,
+                    },
+                    budget,
+                )
+                .await?
+        };
         Ok(SegmentPreview { count, sample })
     }
 
@@ -524,10 +580,15 @@ impl Engine {
                 let dynamic = DynamicText::parse(text).map_err(|e| {
                     EngineError::bad_request("expression_invalid", e.to_string()).field("text")
                 })?;
-                Ok(match dynamic.render(&lookup) {
-                    Ok(s) => PreviewOutcome::Text(s),
-                    Err(reason) => PreviewOutcome::Skipped(reason),
-                })
+                Ok(
+                    match dynamic.render(&lookup, &crate::messages::text_limit()) {
+                        Ok(s) => PreviewOutcome::Text(s),
+                        Err(reason) => match crate::messages::too_long(&reason, "") {
+                            Some(e) => return Err(e),
+                            None => PreviewOutcome::Skipped(reason),
+                        },
+                    },
+                )
             }
             (None, Some((name, language, variables))) => {
                 let record = self
@@ -547,7 +608,10 @@ impl Engine {
                 })?;
                 Ok(match bound.render(&lookup) {
                     Ok(r) => PreviewOutcome::Template(r),
-                    Err(reason) => PreviewOutcome::Skipped(reason),
+                    Err(reason) => match crate::messages::too_long(&reason, "variables") {
+                        Some(e) => return Err(e),
+                        None => PreviewOutcome::Skipped(reason),
+                    },
                 })
             }
             _ => Err(EngineError::bad_request(
@@ -1052,6 +1116,7 @@ impl RowReader {
                         .read(cell)
                         .map_err(|e| format!("bad value for tag `{target}`: {e}"))?
                     {
+                        check_tag_value(target, &v)?;
                         row.tags.insert(target.to_owned(), Some(v));
                     }
                 }

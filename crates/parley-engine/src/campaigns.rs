@@ -400,8 +400,10 @@ impl Engine {
         let (audience, filter) = match &input.audience {
             CampaignAudience::Filter(f) => {
                 Segment::parse(f).map_err(|e| {
-                    EngineError::unprocessable("audience_invalid", e.to_string())
-                        .field("audience.filter")
+                    crate::audience::too_complex(&e, "audience.filter").unwrap_or_else(|| {
+                        EngineError::unprocessable("audience_invalid", e.to_string())
+                            .field("audience.filter")
+                    })
                 })?;
                 (serde_json::json!({ "filter": f }), f.clone())
             }

@@ -94,6 +94,20 @@ impl std::error::Error for EngineError {}
 
 impl From<parley_store::StoreError> for EngineError {
     fn from(e: parley_store::StoreError) -> Self {
-        EngineError::internal(e)
+        match e {
+            parley_store::StoreError::TooExpensive => EngineError::too_expensive(),
+            e => EngineError::internal(e),
+        }
+    }
+}
+
+impl EngineError {
+    /// A filter stopped at its time budget.
+    pub fn too_expensive() -> EngineError {
+        EngineError::unprocessable(
+            "filter_too_expensive",
+            "the filter took too long to run over your contacts and was stopped: make it simpler (fewer conditions, fewer `contains`), or narrow it with an exact condition first, e.g. city = \"Berlin\" and …",
+        )
+        .field("filter")
     }
 }

@@ -54,7 +54,13 @@ pub struct EngineConfig {
     pub meta_app: MetaApp,
     /// How long audit log entries are kept.
     pub audit_retention: Duration,
+    /// The longest a segment count or preview may run in the database before it is stopped
+    /// (422 `filter_too_expensive`).
+    pub filter_timeout: Duration,
 }
+
+/// How long a segment count or preview may run by default.
+pub const DEFAULT_FILTER_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -70,6 +76,7 @@ impl Default for EngineConfig {
             template_sync_interval: Duration::from_secs(15 * 60),
             meta_app: MetaApp::default(),
             audit_retention: Duration::from_secs(365 * 24 * 3600),
+            filter_timeout: DEFAULT_FILTER_TIMEOUT,
         }
     }
 }

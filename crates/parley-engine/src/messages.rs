@@ -5,8 +5,9 @@
 use std::borrow::Cow;
 
 use parley_domain::{
-    ApplicationId, BoundTemplate, DynamicText, E164, MessageContent, MessageId, MessageState,
-    PhoneNumberId, TagLookup, TagValue, Tags, VariableInput, Wamid, in_service_window,
+    ApplicationId, BoundTemplate, DynamicText, E164, Limit, MessageContent, MessageId,
+    MessageState, PhoneNumberId, SkipReason, TagLookup, TagValue, Tags, VARIABLE_TOO_LONG,
+    VariableInput, Wamid, in_service_window,
 };
 use parley_store::{ContactRecord, InsertOutcome, NewMessage};
 
@@ -209,6 +210,9 @@ impl Engine {
             name: contact.and_then(|c| c.name.as_deref()),
         };
         let rendered = bound.render(&lookup).map_err(|reason| {
+            if let Some(e) = too_long(&reason, "template.variables") {
+                return e;
+            }
             EngineError::unprocessable(
                 "personalization_failed",
                 format!(
@@ -220,6 +224,32 @@ impl Engine {
         })?;
         Ok(MessageContent::Template { template: rendered })
     }
+}
+
+/// A text message's rendered body: at most [`MAX_TEXT_CHARS`].
+pub(crate) fn text_limit() -> Limit<'static> {
+    Limit {
+        variable: "text",
+        part: "the text",
+        part_limit: MAX_TEXT_CHARS,
+        max_chars: MAX_TEXT_CHARS,
+    }
+}
+
+/// A value over WhatsApp's length limit as the API's 422: `variable_too_long` naming the
+/// variable (`{prefix}.{variable}`), or `text_too_long` for a text message's body. `None` for
+/// other skip reasons.
+pub(crate) fn too_long(reason: &SkipReason, prefix: &str) -> Option<EngineError> {
+    let SkipReason::TooLong { variable, .. } = reason else {
+        return None;
+    };
+    Some(if prefix.is_empty() {
+        EngineError::unprocessable("text_too_long", format!("{reason}; nothing was stored"))
+            .field(variable.as_str())
+    } else {
+        EngineError::unprocessable(VARIABLE_TOO_LONG, format!("{reason}; nothing was stored"))
+            .field(format!("{prefix}.{variable}"))
+    })
 }
 
 fn check_text(text: &str) -> Result<(), EngineError> {
@@ -253,7 +283,10 @@ fn render_text(
         phone: to.as_str(),
         name: contact.and_then(|c| c.name.as_deref()),
     };
-    dynamic.render(&lookup).map_err(|reason| {
+    dynamic.render(&lookup, &text_limit()).map_err(|reason| {
+        if let Some(e) = too_long(&reason, "") {
+            return e;
+        }
         EngineError::unprocessable(
             "personalization_failed",
             format!("cannot personalize the text for {}: {reason}", to.as_str()),

@@ -136,8 +136,9 @@ impl From<JsonRejection> for ApiError {
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "body_too_large",
                     format!(
-                        "the body is larger than the {} KiB this endpoint accepts",
-                        crate::API_BODY_LIMIT / 1024
+                        "the body is larger than this endpoint accepts: {} KiB for most of the API, {} MiB for campaigns",
+                        crate::API_BODY_LIMIT / 1024,
+                        crate::CAMPAIGN_BODY_LIMIT / (1024 * 1024)
                     ),
                 )
             }

@@ -33,6 +33,12 @@ pub const MEDIA_BODY_LIMIT: usize = 100 * 1024 * 1024;
 pub const CAMPAIGN_BODY_LIMIT: usize = 4 * 1024 * 1024;
 /// Meta's webhook payloads are at most 3 MB.
 pub const WEBHOOK_BODY_LIMIT: usize = 4 * 1024 * 1024;
+/// Console forms and the page's JSON calls (an import preview posts the file's first 64 KiB).
+/// The console's campaign form takes `CAMPAIGN_BODY_LIMIT` (it may carry a list of numbers).
+pub const CONSOLE_BODY_LIMIT: usize = 256 * 1024;
+// Contact imports (`POST /api/v1/contacts/import`, the console's `/import/upload`) have no
+// total limit: the body streams into the import in constant memory, and each row is at most
+// `parley_engine::audience::MAX_ROW_BYTES`.
 
 /// What the HTTP layer needs to know of Meta's app. Debug hides the secret.
 #[derive(Clone)]
@@ -287,7 +293,9 @@ pub fn router(state: AppState) -> Router {
             .route("/campaigns/whatsapp", get(platforms::campaigns_page))
             .route(
                 "/campaigns/whatsapp/new",
-                get(campaigns::new_form).post(campaigns::create),
+                get(campaigns::new_form)
+                    .post(campaigns::create)
+                    .layer(DefaultBodyLimit::max(CAMPAIGN_BODY_LIMIT)),
             )
             .route("/campaigns/whatsapp/preview", post(campaigns::preview))
             .route("/campaigns/whatsapp/{id}", get(campaigns::detail))
@@ -305,6 +313,7 @@ pub fn router(state: AppState) -> Router {
             .route("/console/campaigns.js", get(console::campaigns_script))
             .route("/console/platforms.js", get(console::platforms_script))
             .route("/console/audience.js", get(console::audience_script))
+            .layer(DefaultBodyLimit::max(CONSOLE_BODY_LIMIT))
     };
     Router::new()
         .merge(api)

@@ -16,6 +16,9 @@ use time::OffsetDateTime;
 
 use crate::{ContactRecord, MessageRecord, Millis, Result};
 
+/// Connections of the pool bounded filter queries run on (per node).
+pub const FILTER_CONNECTIONS: u32 = 2;
+
 /// The content left in place of an erased message's text.
 pub(crate) const ERASED_CONTENT: MessageContent = MessageContent::Text {
     body: String::new(),
@@ -182,6 +185,27 @@ pub trait AudienceStore: Send + Sync {
         segment: &Segment,
         now: OffsetDateTime,
     ) -> Result<u64>;
+    /// `count_segment` for a request: on the store's own small pool of filter connections
+    /// ([`FILTER_CONNECTIONS`]), so expensive filters cannot take the connections health
+    /// checks and other reads need; stopped after `budget` (`StoreError::TooExpensive`:
+    /// PostgreSQL's `statement_timeout`, SQLite's progress handler) and stopped in the
+    /// database as soon as the returned future is dropped (a client that hung up).
+    async fn count_segment_bounded(
+        &self,
+        app: &ApplicationId,
+        segment: &Segment,
+        now: OffsetDateTime,
+        budget: std::time::Duration,
+    ) -> Result<u64>;
+    /// `list_audience` bounded like [`AudienceStore::count_segment_bounded`].
+    async fn list_audience_bounded(
+        &self,
+        app: &ApplicationId,
+        query: &ContactQuery<'_>,
+        budget: std::time::Duration,
+    ) -> Result<Vec<AudienceContact>>;
+    /// Bounded filter queries running now (holding one of the filter connections).
+    fn filter_queries_running(&self) -> usize;
     /// Oldest first.
     async fn subscription_history(&self, contact: &ContactId) -> Result<Vec<SubscriptionEvent>>;
     /// The newest messages sent to this phone number, newest first.

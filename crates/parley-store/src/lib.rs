@@ -57,6 +57,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
+    /// A bounded query (a segment count or preview) ran out of its time and was stopped.
+    #[error("the query took longer than its time budget and was stopped")]
+    TooExpensive,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -19,11 +19,14 @@
 
 use std::borrow::Cow;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parley_domain::{MessageState, PhoneNumberId};
 use serde_json::Value;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{Postgres, Row, Transaction};
 
@@ -40,6 +43,10 @@ const MAX_CONNECTIONS: u32 = 16;
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pub(crate) pool: PgPool,
+    /// Bounded filter queries (segment counts and previews) run here, apart from `pool`.
+    pub(crate) filter: PgPool,
+    /// Filter queries holding a `filter` connection now.
+    pub(crate) filter_running: Arc<AtomicUsize>,
     pub(crate) cipher: SecretCipher,
 }
 
@@ -53,7 +60,17 @@ impl PostgresStore {
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(PostgresStore { pool, cipher })
+        let filter = PgPoolOptions::new()
+            .max_connections(crate::audience::FILTER_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect(url)
+            .await?;
+        Ok(PostgresStore {
+            pool,
+            filter,
+            filter_running: Arc::default(),
+            cipher,
+        })
     }
 
     pub(crate) async fn tx(&self) -> Result<Transaction<'static, Postgres>> {
@@ -127,6 +144,85 @@ impl PostgresStore {
 
     pub(crate) fn writer(&self) -> &PgPool {
         &self.pool
+    }
+}
+
+/// A filter connection lent to one bounded query: its statements stop after the budget
+/// (`statement_timeout`), and dropping the lease before [`FilterLease::finish`] (the request's
+/// future dropped: its client went away) cancels the running statement on the server
+/// (`pg_cancel_backend`; dropping a sqlx query alone leaves it running) and closes the
+/// connection, so the cancel cannot reach a later query.
+pub(crate) struct FilterLease {
+    conn: PoolConnection<Postgres>,
+    pid: i32,
+    /// Where the cancel goes: the main pool.
+    pool: PgPool,
+    running: Arc<AtomicUsize>,
+    armed: bool,
+}
+
+/// SQLSTATE `query_canceled`: the statement timeout, or a cancel.
+const QUERY_CANCELED: &str = "57014";
+
+impl PostgresStore {
+    /// A filter connection whose statements stop after `budget`.
+    pub(crate) async fn filter_lease(&self, budget: Duration) -> Result<FilterLease> {
+        let mut conn = self.filter.acquire().await?;
+        let ms = budget.as_millis().clamp(1, i32::MAX as u128);
+        let pid: i32 = sqlx::query_scalar(
+            "SELECT pg_backend_pid() FROM (SELECT set_config('statement_timeout', $1, false)) s",
+        )
+        .bind(format!("{ms}ms"))
+        .fetch_one(&mut *conn)
+        .await?;
+        self.filter_running.fetch_add(1, Ordering::SeqCst);
+        Ok(FilterLease {
+            conn,
+            pid,
+            pool: self.pool.clone(),
+            running: self.filter_running.clone(),
+            armed: true,
+        })
+    }
+}
+
+impl FilterLease {
+    pub(crate) fn conn(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+
+    /// The query's outcome: a statement stopped by its timeout is `TooExpensive`.
+    pub(crate) async fn finish<T>(mut self, r: std::result::Result<T, sqlx::Error>) -> Result<T> {
+        self.armed = false;
+        match r {
+            Ok(v) => Ok(v),
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(QUERY_CANCELED) => {
+                Err(crate::StoreError::TooExpensive)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl Drop for FilterLease {
+    fn drop(&mut self) {
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        if !self.armed {
+            return;
+        }
+        self.conn.close_on_drop();
+        let (pool, pid) = (self.pool.clone(), self.pid);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = sqlx::query("SELECT pg_cancel_backend($1)")
+                    .bind(pid)
+                    .execute(&pool)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not cancel an abandoned filter query");
+                }
+            });
+        }
     }
 }
 

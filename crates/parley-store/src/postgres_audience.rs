@@ -36,11 +36,23 @@ impl PostgresStore {
         app: &ApplicationId,
         q: &ContactQuery<'_>,
     ) -> Result<Vec<AudienceContact>> {
+        Self::audience_page_on(self.reader(), app, q).await
+    }
+
+    /// `audience_page` on a given connection or pool.
+    pub(crate) async fn audience_page_on<'e, E>(
+        ex: E,
+        app: &ApplicationId,
+        q: &ContactQuery<'_>,
+    ) -> Result<Vec<AudienceContact>>
+    where
+        E: sqlx::Executor<'e, Database = Postgres>,
+    {
         let mut qb = QueryBuilder::<Postgres>::new(
             "SELECT id, application_id, phone, wa_id, name, tags, last_inbound_at, created_at, updated_at, locale, timezone, subscription, subscription_source, subscription_at FROM contacts WHERE application_id = ",
         );
         Self::push_contact_page(&mut qb, app, q.after, q.search, q.segment, q.now, q.limit);
-        let rows = qb.build().fetch_all(self.reader()).await?;
+        let rows = qb.build().fetch_all(ex).await?;
         rows.iter()
             .map(crate::postgres::audience_from_row)
             .collect()

@@ -4,12 +4,15 @@
 use std::borrow::Cow;
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use parley_domain::{MessageState, PhoneNumberId};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 
@@ -24,6 +27,10 @@ pub struct SqliteStore {
     /// The one writing connection; area modules (`sqlite_*.rs`) write through it.
     pub(crate) writer: SqlitePool,
     pub(crate) reader: SqlitePool,
+    /// Bounded filter queries (segment counts and previews) run here, apart from `reader`.
+    pub(crate) filter: SqlitePool,
+    /// Filter queries holding a `filter` connection now.
+    pub(crate) filter_running: Arc<AtomicUsize>,
     pub(crate) cipher: SecretCipher,
 }
 
@@ -56,6 +63,11 @@ impl SqliteStore {
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone().read_only(true))
+            .await?;
+        let filter = SqlitePoolOptions::new()
+            .max_connections(crate::audience::FILTER_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(60))
             .connect_with(options.read_only(true))
             .await?;
         for suffix in ["-wal", "-shm"] {
@@ -66,6 +78,8 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer,
             reader,
+            filter,
+            filter_running: Arc::default(),
             cipher,
         })
     }
@@ -114,6 +128,84 @@ impl SqliteStore {
     /// Where writes go: the one writing connection.
     pub(crate) fn writer(&self) -> &SqlitePool {
         &self.writer
+    }
+}
+
+/// Virtual-machine steps between two looks at the clock during a bounded query.
+const PROGRESS_STEPS: i32 = 1_000;
+
+/// A filter connection lent to one bounded query, with a progress handler that interrupts the
+/// statement at its deadline, or as soon as the lease is dropped before [`FilterLease::finish`]
+/// (the request's future dropped: its client went away).
+pub(crate) struct FilterLease {
+    conn: PoolConnection<Sqlite>,
+    /// Set on an early drop: the handler interrupts at its next look.
+    stop: Arc<AtomicBool>,
+    /// Set by the handler when it interrupted at the deadline.
+    timed_out: Arc<AtomicBool>,
+    running: Arc<AtomicUsize>,
+    armed: bool,
+}
+
+impl SqliteStore {
+    /// A filter connection whose statements stop after `budget`.
+    pub(crate) async fn filter_lease(&self, budget: Duration) -> Result<FilterLease> {
+        let mut conn = self.filter.acquire().await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let deadline = Instant::now() + budget;
+        {
+            let mut handle = conn.lock_handle().await?;
+            let (stop, timed_out) = (stop.clone(), timed_out.clone());
+            // `false` interrupts the running statement (SQLITE_INTERRUPT).
+            handle.set_progress_handler(PROGRESS_STEPS, move || {
+                if stop.load(Ordering::Relaxed) {
+                    return false;
+                }
+                if Instant::now() >= deadline {
+                    timed_out.store(true, Ordering::Relaxed);
+                    return false;
+                }
+                true
+            });
+        }
+        self.filter_running.fetch_add(1, Ordering::SeqCst);
+        Ok(FilterLease {
+            conn,
+            stop,
+            timed_out,
+            running: self.filter_running.clone(),
+            armed: true,
+        })
+    }
+}
+
+impl FilterLease {
+    pub(crate) fn conn(&mut self) -> &mut SqliteConnection {
+        &mut self.conn
+    }
+
+    /// The query's outcome: an interrupt at the deadline is `TooExpensive`.
+    pub(crate) async fn finish<T>(mut self, r: std::result::Result<T, sqlx::Error>) -> Result<T> {
+        self.armed = false;
+        if let Ok(mut handle) = self.conn.lock_handle().await {
+            handle.remove_progress_handler();
+        }
+        match r {
+            Ok(v) => Ok(v),
+            Err(_) if self.timed_out.load(Ordering::Relaxed) => Err(StoreError::TooExpensive),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl Drop for FilterLease {
+    fn drop(&mut self) {
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        if self.armed {
+            // The statement may still run on the connection's worker thread: stop it.
+            self.stop.store(true, Ordering::Relaxed);
+        }
     }
 }
 

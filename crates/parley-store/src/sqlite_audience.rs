@@ -44,6 +44,18 @@ impl SqliteStore {
         app: &ApplicationId,
         q: &ContactQuery<'_>,
     ) -> Result<Vec<AudienceContact>> {
+        Self::audience_page_on(self.reader(), app, q).await
+    }
+
+    /// `audience_page` on a given connection or pool.
+    pub(crate) async fn audience_page_on<'e, E>(
+        ex: E,
+        app: &ApplicationId,
+        q: &ContactQuery<'_>,
+    ) -> Result<Vec<AudienceContact>>
+    where
+        E: sqlx::Executor<'e, Database = Sqlite>,
+    {
         let mut qb = QueryBuilder::<Sqlite>::new(
             "SELECT json_group_array(json_object('id', id, 'application_id', application_id,
                'phone', phone, 'wa_id', wa_id, 'name', name, 'tags', json(tags),
@@ -54,7 +66,7 @@ impl SqliteStore {
         );
         Self::push_contact_page(&mut qb, app, q.after, q.search, q.segment, q.now, q.limit);
         qb.push(")");
-        let json: String = qb.build_query_scalar().fetch_one(self.reader()).await?;
+        let json: String = qb.build_query_scalar().fetch_one(ex).await?;
         let rows: Vec<AudienceJson> =
             serde_json::from_str(&json).map_err(|e| corrupt("contacts", e))?;
         rows.into_iter()

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app};
 
-async fn import(app: &TestApp, query: &str, body: &str) -> Value {
+pub(crate) async fn import(app: &TestApp, query: &str, body: &str) -> Value {
     let resp = app
         .http
         .post(format!("{}/api/v1/contacts/import?{query}", app.url))

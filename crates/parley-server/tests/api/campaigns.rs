@@ -828,3 +828,43 @@ async fn refused_credentials_stop_the_round_in_flight() {
     );
     assert_eq!(stats["failed"], 0, "{stats}");
 }
+
+#[tokio::test]
+async fn a_recipient_whose_message_would_be_too_long_is_skipped_with_the_reason() {
+    let app = spawn_app().await;
+    let phones = seed(&app, "amp", 10_500_000, 3, 0).await;
+    // One contact's name is long: twice over it is more than the body's 1,024 characters.
+    let (status, v) = app
+        .api_call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/contacts/{}", phones[0]),
+            Some(&json!({"tags": {"first_name": "x".repeat(1000)}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let id = app
+        .create_campaign(&json!({
+            "name": "Amplified",
+            "template": {"name": "welcome", "language": "en",
+                         "variables": {"first_name": "{{first_name}}{{first_name}}"}},
+            "audience": {"filter": "cohort = \"amp\""},
+            "type": "transactional"
+        }))
+        .await;
+    let plan = app.campaign_get(&id, "/plan").await;
+    assert_eq!(plan["recipients"], 2, "{plan}");
+    assert_eq!(plan["skipped_by_reason"]["too_long"], 1, "{plan}");
+    let (status, v) = app.campaign_action(&id, "start").await;
+    assert_eq!(status, 200, "{v}");
+    let stats = app
+        .wait_stats(&id, "2 sent, 1 skipped", |s| {
+            s["sent"] == 2 && s["skipped"] == 1
+        })
+        .await;
+    assert_eq!(stats["skipped_by_reason"]["too_long"], 1, "{stats}");
+    let sent = app.accepted_by_recipient().await;
+    assert!(
+        !sent.contains_key(&digits(&phones[0])),
+        "never sent: {sent:?}"
+    );
+}

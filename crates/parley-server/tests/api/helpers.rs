@@ -31,7 +31,7 @@ pub struct TestApp {
     _workers: tokio::task::JoinSet<()>,
     _dir: tempfile::TempDir,
     /// The test's own PostgreSQL database, when the suite runs on PostgreSQL.
-    _pg: Option<crate::pg::TestDb>,
+    pub pg: Option<crate::pg::TestDb>,
 }
 
 impl Drop for TestApp {
@@ -66,11 +66,27 @@ pub async fn spawn_app() -> TestApp {
 
 /// `spawn_app` with `/metrics` behind `metrics_token`.
 pub async fn spawn_app_with(metrics_token: Option<String>) -> TestApp {
-    spawn_app_with_server(|c| c.metrics_token = metrics_token).await
+    spawn_app_configured(|c| c.metrics_token = metrics_token, |_| {}).await
 }
 
 /// `spawn_app` with the server's configuration changed by `configure`.
 pub async fn spawn_app_with_server(configure: impl FnOnce(&mut ServerConfig)) -> TestApp {
+    spawn_app_configured(configure, |_| {}).await
+}
+
+/// `spawn_app` with the engine's configuration changed by `tune`.
+pub async fn spawn_app_tuned(
+    metrics_token: Option<String>,
+    tune: impl FnOnce(&mut EngineConfig),
+) -> TestApp {
+    spawn_app_configured(|c| c.metrics_token = metrics_token, tune).await
+}
+
+/// `spawn_app` with the server's and the engine's configurations changed.
+pub async fn spawn_app_configured(
+    configure: impl FnOnce(&mut ServerConfig),
+    tune: impl FnOnce(&mut EngineConfig),
+) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let cipher = SecretCipher::load_or_create(dir.path()).expect("key");
     // The whole suite runs on SQLite by default and on PostgreSQL with
@@ -124,17 +140,19 @@ pub async fn spawn_app_with_server(configure: impl FnOnce(&mut ServerConfig)) ->
     tokio::spawn(Sandbox::new(config).serve(sandbox_listener, shutdown.clone()));
     let clock = OffsetClock::default();
 
+    let mut engine_config = EngineConfig {
+        base_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(500),
+        poll_interval: Duration::from_millis(100),
+        meta_app,
+        ..EngineConfig::default()
+    };
+    tune(&mut engine_config);
     let engine = Engine::new(
         store.clone(),
         GraphClient::new(&sandbox_url, graph_version),
         Arc::new(clock.clone()),
-        EngineConfig {
-            base_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_millis(500),
-            poll_interval: Duration::from_millis(100),
-            meta_app,
-            ..EngineConfig::default()
-        },
+        engine_config,
     );
     let seed = engine
         .seed_demo(
@@ -174,7 +192,7 @@ pub async fn spawn_app_with_server(configure: impl FnOnce(&mut ServerConfig)) ->
         shutdown,
         _workers: workers,
         _dir: dir,
-        _pg: pg,
+        pg,
     }
 }
 

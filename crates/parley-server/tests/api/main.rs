@@ -4,6 +4,7 @@
 mod access;
 mod audience;
 mod bad_input;
+mod bounded;
 mod browser;
 mod campaigns;
 mod campaigns_console;

@@ -19,7 +19,7 @@ use crate::audience::*;
 use crate::dialect::{Dialect, Kind};
 use crate::segment_sql::{self, lower};
 use crate::tag_index::tag_index;
-use crate::{MessageRecord, Millis, Result, corrupt};
+use crate::{MessageRecord, Millis, Result, StoreError, corrupt};
 
 /// This backend's database (`Sqlite` or `Postgres`) and connection.
 type Db = <DbRow as Row>::Database;
@@ -327,6 +327,47 @@ impl AudienceStore for Backend {
         segment_sql::push(&mut qb, &lower(segment, now));
         let n: i64 = qb.build_query_scalar().fetch_one(self.reader()).await?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn count_segment_bounded(
+        &self,
+        app: &ApplicationId,
+        segment: &Segment,
+        now: OffsetDateTime,
+        budget: std::time::Duration,
+    ) -> Result<u64> {
+        let mut qb =
+            QueryBuilder::<Db>::new("SELECT COUNT(*) FROM contacts WHERE application_id = ");
+        qb.push_bind(app.as_str());
+        qb.push(" AND ");
+        segment_sql::push(&mut qb, &lower(segment, now));
+        let mut lease = self.filter_lease(budget).await?;
+        let n = qb.build_query_scalar::<i64>().fetch_one(lease.conn()).await;
+        let n = lease.finish(n).await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn list_audience_bounded(
+        &self,
+        app: &ApplicationId,
+        q: &ContactQuery<'_>,
+        budget: std::time::Duration,
+    ) -> Result<Vec<AudienceContact>> {
+        let mut lease = self.filter_lease(budget).await?;
+        let page = Self::audience_page_on(lease.conn(), app, q).await;
+        match page {
+            Ok(page) => lease.finish(Ok(page)).await,
+            Err(StoreError::Database(e)) => lease.finish(Err(e)).await,
+            Err(e) => {
+                lease.finish(Ok(())).await?;
+                Err(e)
+            }
+        }
+    }
+
+    fn filter_queries_running(&self) -> usize {
+        self.filter_running
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     async fn subscription_history(&self, contact: &ContactId) -> Result<Vec<SubscriptionEvent>> {

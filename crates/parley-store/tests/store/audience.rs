@@ -432,10 +432,15 @@ async fn audience_long_chains_compile(b: &Backend) {
     )
     .await
     .unwrap();
-    let or: Vec<String> = (0..1_000).map(|i| format!("t{i}=1")).collect();
+    // As many conditions as a filter may hold (`MAX_SEGMENT_CONDITIONS`), t700 among them.
+    let or: Vec<String> = (0..parley_domain::MAX_SEGMENT_CONDITIONS)
+        .map(|i| format!("t{}=1", i * 5))
+        .collect();
     let seg = Segment::parse(&or.join(" or ")).unwrap();
     assert_eq!(b.count_segment(&t.app, &seg, NOW).await.unwrap(), 1);
-    let and: Vec<String> = (0..400).map(|i| format!("t{i}!=2")).collect();
+    let and: Vec<String> = (0..parley_domain::MAX_SEGMENT_CONDITIONS)
+        .map(|i| format!("t{}!=2", i * 5))
+        .collect();
     let seg = Segment::parse(&format!("not ({})", and.join(" and "))).unwrap();
     assert_eq!(
         b.count_segment(&t.app, &seg, NOW).await.unwrap(),
