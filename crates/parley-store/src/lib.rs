@@ -107,6 +107,8 @@ pub trait Store:
     async fn platform(&self, id: &parley_domain::PlatformId) -> Result<Option<PlatformRecord>>;
     /// The decrypted business token. Never log it.
     async fn platform_token(&self, id: &parley_domain::PlatformId) -> Result<String>;
+    /// Inserts or updates a number. A number another application holds is left as it is: it
+    /// changes hands only after that application disconnects it (which deletes its row).
     async fn upsert_phone_number(&self, phone: &PhoneNumberRecord) -> Result<()>;
     async fn phone_numbers(&self, app: &ApplicationId) -> Result<Vec<PhoneNumberRecord>>;
     async fn all_phone_numbers(&self) -> Result<Vec<PhoneNumberRecord>>;

@@ -227,7 +227,8 @@ impl Store for Backend {
                platform_id = excluded.platform_id, application_id = excluded.application_id,
                display_phone_number = excluded.display_phone_number, verified_name = excluded.verified_name,
                quality_rating = excluded.quality_rating, messaging_limit = excluded.messaging_limit,
-               throughput_mps = excluded.throughput_mps, status = excluded.status, updated_at = excluded.updated_at",
+               throughput_mps = excluded.throughput_mps, status = excluded.status, updated_at = excluded.updated_at
+             WHERE phone_numbers.application_id = excluded.application_id",
         )
         .bind(p.phone_number_id.as_str())
         .bind(p.platform_id.as_str())
