@@ -106,7 +106,7 @@ pub async fn audience(contacts: u64) -> anyhow::Result<()> {
             .map(Ok::<_, std::io::Error>),
     );
     let job = engine
-        .create_import(&app, ImportFormat::Csv)
+        .create_import(&app, &options)
         .await
         .map_err(anyhow::Error::msg)?;
     let started = Instant::now();
@@ -118,7 +118,8 @@ pub async fn audience(contacts: u64) -> anyhow::Result<()> {
                 eprintln!("  … {} rows", j.rows_read);
             }
         })
-        .await?;
+        .await
+        .map_err(anyhow::Error::msg)?;
     let import_s = started.elapsed().as_secs_f64();
     println!(
         "import:      {import_s:8.2} s  ({} read, {} created, {} rejected; {:.0} rows/s)",

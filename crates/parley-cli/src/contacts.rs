@@ -42,6 +42,10 @@ pub enum ContactsAction {
         /// Application id (`app_…`); defaults to the only application.
         #[arg(long)]
         application: Option<String>,
+        /// Resume an interrupted import (`imp_…`) with the same file: the rows it committed
+        /// are skipped, not imported twice; the import's own format and mapping apply.
+        #[arg(long, value_name = "IMPORT_ID")]
+        resume: Option<String>,
     },
 }
 
@@ -54,7 +58,8 @@ pub async fn run(action: ContactsAction) -> anyhow::Result<u8> {
             format,
             map,
             application,
-        } => import(file, config, format, map, application).await,
+            resume,
+        } => import(file, config, format, map, application, resume).await,
     }
 }
 
@@ -64,6 +69,7 @@ async fn import(
     format: Option<String>,
     map: Vec<String>,
     application: Option<String>,
+    resume: Option<String>,
 ) -> anyhow::Result<u8> {
     let format = match format {
         Some(f) => ImportFormat::parse(&f)
@@ -136,11 +142,23 @@ async fn import(
     })
     .boxed();
 
-    let job = engine
-        .create_import(&app.id, format)
-        .await
-        .map_err(anyhow::Error::msg)?;
-    let options = ImportOptions { format, columns };
+    let (job, options) = match resume {
+        Some(id) => {
+            let id = parley_engine::audience::import_id(&id).map_err(anyhow::Error::msg)?;
+            engine
+                .resume_import(&app.id, &id)
+                .await
+                .map_err(anyhow::Error::msg)?
+        }
+        None => {
+            let options = ImportOptions { format, columns };
+            let job = engine
+                .create_import(&app.id, &options)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            (job, options)
+        }
+    };
     let progress_bar = bar.clone();
     let job = engine
         .run_import(job, &options, body, move |j| {
@@ -149,7 +167,8 @@ async fn import(
                 j.rows_read, j.created, j.updated, j.rejected
             ));
         })
-        .await?;
+        .await
+        .map_err(anyhow::Error::msg)?;
     bar.finish_and_clear();
 
     println!(
@@ -175,6 +194,14 @@ async fn import(
         }
         println!(
             "they can also be read with GET /api/v1/contacts/import/{}/rejected",
+            job.id
+        );
+    }
+    if job.state == ImportState::Interrupted {
+        anyhow::bail!(
+            "the import stopped: {}\nresume it with: parley contacts import {} --resume {}",
+            job.error.unwrap_or_else(|| "unknown error".into()),
+            file.display(),
             job.id
         );
     }

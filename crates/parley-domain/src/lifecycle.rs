@@ -107,6 +107,9 @@ pub enum ImportState {
     Running,
     Done,
     Failed,
+    /// Parley stopped (or the upload broke off) mid-import: the rows committed so far are
+    /// kept, and the import can be resumed with the same file.
+    Interrupted,
 }
 
 impl ImportState {
@@ -115,6 +118,7 @@ impl ImportState {
             ImportState::Running => "running",
             ImportState::Done => "done",
             ImportState::Failed => "failed",
+            ImportState::Interrupted => "interrupted",
         }
     }
     pub fn parse(s: &str) -> Option<ImportState> {
@@ -122,6 +126,7 @@ impl ImportState {
             "running" => ImportState::Running,
             "done" => ImportState::Done,
             "failed" => ImportState::Failed,
+            "interrupted" => ImportState::Interrupted,
             _ => return None,
         })
     }

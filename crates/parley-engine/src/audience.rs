@@ -13,6 +13,7 @@ use parley_domain::{
 use parley_store::MessageRecord;
 use parley_store::audience::*;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::clock::to_datetime;
 use crate::messages::ContactTags;
@@ -110,6 +111,18 @@ pub enum TagType {
 }
 
 impl TagType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TagType::String => "string",
+            TagType::Integer => "integer",
+            TagType::Float => "float",
+            TagType::Boolean => "boolean",
+            TagType::Date => "date",
+            TagType::DateTime => "datetime",
+            TagType::List => "list",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<TagType> {
         Some(match s.to_ascii_lowercase().as_str() {
             "string" | "text" => TagType::String,
@@ -205,6 +218,31 @@ pub struct ImportOptions {
     pub format: ImportFormat,
     /// CSV: columns not listed are string tags named like the column.
     pub columns: Vec<ColumnMap>,
+}
+
+impl ImportOptions {
+    /// The options as an import job keeps them, so that a resume reads the rest of the file
+    /// the same way: `{"format": "csv", "map": ["column:tag:type", …]}`.
+    pub fn to_stored(&self) -> String {
+        let map: Vec<String> = self
+            .columns
+            .iter()
+            .map(|m| format!("{}:{}:{}", m.column, m.tag, m.kind.as_str()))
+            .collect();
+        serde_json::json!({"format": self.format.as_str(), "map": map}).to_string()
+    }
+
+    /// Reads what `to_stored` wrote; `None` when it does not read.
+    pub fn from_stored(text: &str) -> Option<ImportOptions> {
+        let v: Value = serde_json::from_str(text).ok()?;
+        let format = ImportFormat::parse(v["format"].as_str()?)?;
+        let columns = v["map"]
+            .as_array()?
+            .iter()
+            .map(|m| m.as_str().and_then(|m| ColumnMap::parse(m).ok()))
+            .collect::<Option<Vec<_>>>()?;
+        Some(ImportOptions { format, columns })
+    }
 }
 
 /// Checks a tag name: 1–64 characters, not a built-in field.
@@ -662,7 +700,7 @@ impl Engine {
         B: AsRef<[u8]> + Send,
         E: Display,
     {
-        let job = self.create_import(app, options.format).await?;
+        let job = self.create_import(app, &options).await?;
         let id = job.id.clone();
         let engine = self.clone();
         tokio::spawn(async move {
@@ -676,13 +714,13 @@ impl Engine {
     pub async fn create_import(
         &self,
         app: &ApplicationId,
-        format: ImportFormat,
+        options: &ImportOptions,
     ) -> Result<ImportJobRecord, EngineError> {
         let now = self.now();
         let job = ImportJobRecord {
             id: ImportId::new(),
             application_id: app.clone(),
-            format: format.as_str().to_owned(),
+            format: options.format.as_str().to_owned(),
             state: ImportState::Running,
             rows_read: 0,
             created: 0,
@@ -692,21 +730,73 @@ impl Engine {
             created_at: now,
             updated_at: now,
             finished_at: None,
+            options: Some(options.to_stored()),
+            committed_bytes: 0,
+            committed_sha256: None,
         };
         self.store.create_import_job(&job).await?;
         Ok(job)
     }
 
+    /// Takes an `interrupted` (or `failed`) import back to `running` for a resume with the
+    /// same file, and the options it was started with. 404 for no such import, 409 when it
+    /// is running or done.
+    pub async fn resume_import(
+        &self,
+        app: &ApplicationId,
+        id: &ImportId,
+    ) -> Result<(ImportJobRecord, ImportOptions), EngineError> {
+        let Some(job) = self.store.resume_import_job(app, id, self.now()).await? else {
+            let job = self.import_job(app, id).await?;
+            return Err(EngineError::new(
+                ErrorKind::Conflict,
+                "import_not_resumable",
+                format!(
+                    "import {id} is {}; only an interrupted (or failed) import can be resumed",
+                    job.state.as_str()
+                ),
+            ));
+        };
+        let format = ImportFormat::parse(&job.format).unwrap_or(ImportFormat::Csv);
+        let options = job
+            .options
+            .as_deref()
+            .and_then(ImportOptions::from_stored)
+            .unwrap_or(ImportOptions {
+                format,
+                columns: Vec::new(),
+            });
+        Ok((job, options))
+    }
+
+    /// Imports left `running` by a Parley that is gone (last written before `started`)
+    /// become `interrupted`, with the rows committed so far; they can be resumed.
+    pub async fn interrupt_stale_imports(&self, started: i64) {
+        match self.store.interrupt_stale_imports(started, self.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                count = n,
+                "imports left running by a Parley that stopped are marked interrupted; resume them with the same file"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not mark interrupted imports"),
+        }
+    }
+
     /// Reads every row of `body` into the job; `progress` sees the job after each chunk.
-    /// Bad rows are recorded and skipped; only an unreadable upload or a storage failure ends
-    /// the job early (state `failed`).
+    /// Bad rows are recorded and skipped. Each chunk commits with the job's progress in one
+    /// transaction, so the job always says which rows the database holds. An upload that
+    /// breaks off leaves the job `interrupted`; a storage failure ends it `failed`.
+    ///
+    /// A resumed job (`committed_bytes` > 0) reads the file from its start again: the bytes
+    /// up to the last committed row are read but not written, and must be the same bytes
+    /// (their SHA-256 is kept), else the resume is refused (409 `import_file_differs`).
     pub async fn run_import<S, B, E>(
         &self,
         mut job: ImportJobRecord,
         options: &ImportOptions,
         mut body: S,
         mut progress: impl FnMut(&ImportJobRecord) + Send,
-    ) -> parley_store::Result<ImportJobRecord>
+    ) -> Result<ImportJobRecord, EngineError>
     where
         S: Stream<Item = Result<B, E>> + Send + Unpin,
         B: AsRef<[u8]> + Send,
@@ -715,6 +805,9 @@ impl Engine {
         let mut reader = RowReader::new(options.clone());
         let mut batch = Batch::default();
         let mut failure = None;
+        // Bytes still to replay (committed before), and what they must hash to.
+        let mut replay = job.committed_bytes;
+        let mut replay_check = (replay > 0).then(|| job.committed_sha256.clone());
         loop {
             let chunk = match body.next().await {
                 Some(Ok(bytes)) => bytes,
@@ -724,57 +817,108 @@ impl Engine {
                 }
                 None => break,
             };
-            reader.feed(chunk.as_ref(), &mut batch);
+            let mut bytes = chunk.as_ref();
+            if replay > 0 {
+                let n = bytes.len().min(usize::try_from(replay).unwrap_or(usize::MAX));
+                let mut discard = Batch::default();
+                reader.feed(&bytes[..n], &mut discard);
+                replay -= n as u64;
+                bytes = &bytes[n..];
+            }
+            if replay == 0
+                && let Some(expected) = replay_check.take()
+                && Some(reader.committed()) != expected.map(|h| (job.committed_bytes, h))
+            {
+                return Err(self.refuse_other_file(job).await);
+            }
+            reader.feed(bytes, &mut batch);
             if batch.rows.len() >= IMPORT_CHUNK {
-                self.flush_import(&mut job, &mut batch, &mut progress)
+                self.flush_import(&mut job, &mut batch, &reader, &mut progress)
                     .await?;
             }
         }
-        reader.finish(&mut batch);
-        self.flush_import(&mut job, &mut batch, &mut progress)
+        if failure.is_none() && replay_check.is_some() {
+            // The upload ended before the bytes already imported: not the same file.
+            return Err(self.refuse_other_file(job).await);
+        }
+        if failure.is_none() {
+            reader.finish(&mut batch);
+        }
+        self.flush_import(&mut job, &mut batch, &reader, &mut progress)
             .await?;
         let now = self.now();
         job.state = if failure.is_some() {
-            ImportState::Failed
+            ImportState::Interrupted
         } else {
             ImportState::Done
         };
-        job.error = failure;
+        job.error = failure.map(|f| {
+            format!("{f}; the rows committed so far are kept. Resume the import with the same file.")
+        });
         job.updated_at = now;
-        job.finished_at = Some(now);
+        job.finished_at = (job.state == ImportState::Done).then_some(now);
         self.store.update_import_job(&job).await?;
         progress(&job);
         Ok(job)
+    }
+
+    /// A resume whose upload does not begin with the bytes the import already read: the job
+    /// goes back to `interrupted`, unchanged.
+    async fn refuse_other_file(&self, mut job: ImportJobRecord) -> EngineError {
+        job.state = ImportState::Interrupted;
+        job.updated_at = self.now();
+        if let Err(e) = self.store.update_import_job(&job).await {
+            return e.into();
+        }
+        EngineError::new(
+            ErrorKind::Conflict,
+            "import_file_differs",
+            format!(
+                "this upload does not begin with the {} bytes import {} already read; resume it with the same file",
+                job.committed_bytes, job.id
+            ),
+        )
     }
 
     async fn flush_import(
         &self,
         job: &mut ImportJobRecord,
         batch: &mut Batch,
+        reader: &RowReader,
         progress: &mut (impl FnMut(&ImportJobRecord) + Send),
-    ) -> parley_store::Result<()> {
+    ) -> Result<(), EngineError> {
         if batch.rows.is_empty() && batch.rejects.is_empty() && batch.read == 0 {
             return Ok(());
         }
+        job.rows_read += batch.read;
+        job.rejected += batch.rejects.len() as u64;
+        let (bytes, sha) = reader.committed();
+        job.committed_bytes = bytes;
+        job.committed_sha256 = Some(sha);
+        let now = self.now();
         let counts = self
             .store
-            .upsert_audience(&job.application_id, &batch.rows, self.now())
+            .commit_import_chunk(job, &batch.rows, &batch.rejects, now)
             .await?;
-        self.store
-            .add_import_rejects(&job.id, &batch.rejects)
-            .await?;
-        job.rows_read += batch.read;
         job.created += counts.created;
         job.updated += counts.updated;
-        job.rejected += batch.rejects.len() as u64;
-        job.updated_at = self.now();
-        self.store.update_import_job(job).await?;
+        job.updated_at = now;
         batch.rows.clear();
         batch.lines.clear();
         batch.rejects.clear();
         batch.read = 0;
         progress(job);
         Ok(())
+    }
+
+    /// The application's imports, newest first (`limit` + 1 read to tell a next page).
+    pub async fn import_jobs(
+        &self,
+        app: &ApplicationId,
+        before: Option<&ImportId>,
+        limit: u32,
+    ) -> Result<Vec<ImportJobRecord>, EngineError> {
+        Ok(self.store.import_jobs(app, before, limit).await?)
     }
 
     pub async fn import_job(
@@ -961,6 +1105,13 @@ struct RowReader {
     quote: CsvQuote,
     header: Option<Vec<(String, Option<ColumnMap>)>>,
     skipping: bool,
+    /// Bytes fed so far, and their SHA-256.
+    fed: u64,
+    hasher: Sha256,
+    /// The end of the last complete record (every row before it is in the batch) and the
+    /// SHA-256 of the bytes up to it: what a chunk commits, and what a resume checks.
+    boundary: u64,
+    boundary_hasher: Sha256,
 }
 
 impl RowReader {
@@ -973,11 +1124,25 @@ impl RowReader {
             quote: CsvQuote::CellStart,
             header: None,
             skipping: false,
+            fed: 0,
+            hasher: Sha256::new(),
+            boundary: 0,
+            boundary_hasher: Sha256::new(),
         }
     }
 
+    /// Bytes up to the end of the last complete record, and their SHA-256 (hex).
+    fn committed(&self) -> (u64, String) {
+        (
+            self.boundary,
+            hex::encode(self.boundary_hasher.clone().finalize()),
+        )
+    }
+
     fn feed(&mut self, bytes: &[u8], batch: &mut Batch) {
-        for &b in bytes {
+        // Bytes since the last record end, not hashed yet.
+        let mut unhashed = 0;
+        for (i, &b) in bytes.iter().enumerate() {
             if self.options.format == ImportFormat::Csv {
                 // The byte order mark (dropped from the first line later) starts no cell; the
                 // start of one that does not go on was the cell's first content.
@@ -998,6 +1163,10 @@ impl RowReader {
                     let skipped = std::mem::replace(&mut self.skipping, false);
                     self.record(record, skipped, batch);
                     self.line = self.lines_seen + 1;
+                    self.hasher.update(&bytes[unhashed..=i]);
+                    unhashed = i + 1;
+                    self.boundary = self.fed + unhashed as u64;
+                    self.boundary_hasher = self.hasher.clone();
                     continue;
                 }
             }
@@ -1010,6 +1179,8 @@ impl RowReader {
             }
             self.pending.push(b);
         }
+        self.hasher.update(&bytes[unhashed..]);
+        self.fed += bytes.len() as u64;
     }
 
     fn finish(&mut self, batch: &mut Batch) {
@@ -1018,6 +1189,8 @@ impl RowReader {
         if !record.is_empty() || skipped {
             self.record(record, skipped, batch);
         }
+        self.boundary = self.fed;
+        self.boundary_hasher = self.hasher.clone();
     }
 
     fn record(&mut self, mut bytes: Vec<u8>, too_long: bool, batch: &mut Batch) {

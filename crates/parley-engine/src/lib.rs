@@ -122,6 +122,10 @@ impl Engine {
     /// Starts the background workers; they stop when `shutdown` is cancelled.
     pub fn spawn_workers(&self, shutdown: CancellationToken) -> tokio::task::JoinSet<()> {
         let mut set = tokio::task::JoinSet::new();
+        // Imports still `running` from before this start were left by a Parley that is gone.
+        let started = self.now();
+        let engine = self.clone();
+        set.spawn(async move { engine.interrupt_stale_imports(started).await });
         set.spawn(sender::supervise(self.clone(), shutdown.clone()));
         set.spawn(templates::run_periodic_sync(
             self.clone(),

@@ -416,6 +416,17 @@ impl Engine {
             updated_at: now,
             steps: Vec::new(),
         };
+        // Refused before the code is exchanged: nothing changes at Meta or here.
+        if let Some(taken) = self
+            .held_elsewhere(
+                app,
+                session.waba_id.as_ref(),
+                session.phone_number_id.as_ref(),
+            )
+            .await?
+        {
+            return Err(taken);
+        }
         self.store.save_onboarding(&session).await?;
         tracing::info!(session = %session.id, waba = ?session.waba_id, "embedded signup started");
         self.run_onboarding(session, Some(&code)).await
@@ -442,6 +453,50 @@ impl Engine {
                 )
             })?;
         self.run_onboarding(session, None).await
+    }
+
+    /// `Some(conflict)` when another application of this Parley holds the WABA or the number
+    /// (a platform not disconnected, a number in its sending set): taking it over would move
+    /// its sends and inbound messages to this application. Disconnecting releases both.
+    async fn held_elsewhere(
+        &self,
+        app: &ApplicationId,
+        waba: Option<&WabaId>,
+        phone: Option<&PhoneNumberId>,
+    ) -> Result<Option<EngineError>, EngineError> {
+        if let Some(waba) = waba {
+            let held = self
+                .store
+                .platforms_by_waba(waba)
+                .await?
+                .into_iter()
+                .any(|p| &p.application_id != app && p.status != status::DISCONNECTED);
+            if held {
+                return Ok(Some(EngineError::new(
+                    ErrorKind::Conflict,
+                    "waba_taken",
+                    format!(
+                        "WhatsApp Business Account {waba} is connected to another application in this Parley. \
+                         Disconnect it there first (Settings › Configure platforms › Disconnect), then sign up again here."
+                    ),
+                )));
+            }
+        }
+        if let Some(phone) = phone
+            && let Some(n) = self.store.phone_number(phone).await?
+            && &n.application_id != app
+        {
+            return Ok(Some(EngineError::new(
+                ErrorKind::Conflict,
+                "number_taken",
+                format!(
+                    "Phone number {} ({phone}) is connected to another application in this Parley. \
+                     Disconnect its platform there first (Settings › Configure platforms › Disconnect), then sign up again here.",
+                    n.display_phone_number
+                ),
+            )));
+        }
+        Ok(None)
     }
 
     async fn owned_platform(
@@ -569,11 +624,27 @@ impl Engine {
             Step::ExchangeCode => self.exchange_code(run).await?,
             Step::DebugToken => self.check_token(run).await?,
             Step::SubscribeApp => {
+                // The WABA `debug_token` confirmed, before this application's platform exists.
+                let app = &run.session.application_id;
+                if let Some(taken) = self
+                    .held_elsewhere(app, run.session.waba_id.as_ref(), None)
+                    .await?
+                {
+                    return Ok(StepEnd::Failed(None, taken));
+                }
                 self.onboarding_platform(run).await?;
                 let subscribed = self.graph.subscribe_app(run.token(), run.waba_id()).await;
                 StepEnd::from_read(step, subscribed)
             }
             Step::RegisterPhone => {
+                // Registering again (a new PIN) would also break the other application's number.
+                let app = &run.session.application_id;
+                if let Some(taken) = self
+                    .held_elsewhere(app, None, run.session.phone_number_id.as_ref())
+                    .await?
+                {
+                    return Ok(StepEnd::Failed(None, taken));
+                }
                 self.onboarding_platform(run).await?;
                 self.register_phone(run).await?
             }
@@ -890,6 +961,14 @@ impl Engine {
         let now = self.now();
         let level = n.throughput.as_ref().and_then(|t| t.level.clone());
         let id = PhoneNumberId::parse(&n.id).map_err(EngineError::internal)?;
+        if self
+            .held_elsewhere(&p.application_id, None, Some(&id))
+            .await?
+            .is_some()
+        {
+            tracing::warn!(phone_number_id = %id, platform = %p.id, "a number of this WABA is held by another application; left with it");
+            return Ok(());
+        }
         let existing_scope = self
             .store
             .platform_numbers(&p.id)

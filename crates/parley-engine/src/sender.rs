@@ -51,25 +51,41 @@ pub async fn supervise(engine: Engine, shutdown: CancellationToken) {
             }
             Err(e) => tracing::warn!(error = %e, "could not list phone numbers"),
         }
-        let grace = i64::try_from(engine.config.crash_grace.as_millis()).unwrap_or(i64::MAX);
-        match engine
-            .store
-            .requeue_stale_sending(engine.now(), grace)
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => {
-                tracing::warn!(
-                    count = n,
-                    "returned messages left in `sending` to the queue"
-                );
-                engine.send_wake.notify_waiters();
-            }
-            Err(e) => tracing::warn!(error = %e, "could not requeue stale messages"),
-        }
+        recover_stale_sending(&engine).await;
     }
     for (_, h) in loops {
         let _ = h.await;
+    }
+}
+
+/// One crash-recovery pass over `sending` rows (the supervisor runs it at start and every
+/// tick): rows past their lease start their grace; rows whose grace passed with no status
+/// naming them go back to the queue (at least once: Meta offers no lookup by our id, so a send
+/// Meta took whose every status webhook was lost is sent again).
+pub async fn recover_stale_sending(engine: &Engine) {
+    let grace = i64::try_from(engine.config.crash_grace.as_millis()).unwrap_or(i64::MAX);
+    match engine
+        .store
+        .requeue_stale_sending(engine.now(), grace)
+        .await
+    {
+        Ok(pass) => {
+            if pass.noticed > 0 {
+                tracing::warn!(
+                    count = pass.noticed,
+                    grace_ms = grace,
+                    "messages left in `sending` past their lease (a crash?); waiting the grace for a status naming them"
+                );
+            }
+            if pass.requeued > 0 {
+                tracing::warn!(
+                    count = pass.requeued,
+                    "no status named messages left in `sending`; returned them to the queue"
+                );
+                engine.send_wake.notify_waiters();
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not requeue stale messages"),
     }
 }
 

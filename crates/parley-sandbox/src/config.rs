@@ -143,6 +143,10 @@ pub struct Behaviour {
     pub pair_rate_burst: u32,
     /// Dispatcher tick: statuses due within one tick go out in one POST per number.
     pub webhook_batch_ms: u64,
+    /// Attempts per webhook POST (the first included) before it is given up; retries back
+    /// off from 200 ms, doubling up to 2 s. Meta retries for days: raise it to emulate that
+    /// across a restart of the receiver.
+    pub webhook_attempts: u32,
     /// Virtual milliseconds from an Embedded Signup to the approval of the new WABA
     /// (`account_review_update` APPROVED), unless `/sandbox/review` decided first.
     pub review_delay_ms: u64,
@@ -160,6 +164,7 @@ impl Default for Behaviour {
             enforce_service_window: true,
             pair_rate_burst: 45,
             webhook_batch_ms: 100,
+            webhook_attempts: 5,
             review_delay_ms: 30_000,
         }
     }

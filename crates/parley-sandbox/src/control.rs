@@ -273,6 +273,7 @@ struct BehaviourPatch {
     enforce_service_window: Option<bool>,
     pair_rate_burst: Option<u32>,
     webhook_batch_ms: Option<u64>,
+    webhook_attempts: Option<u32>,
     review_delay_ms: Option<u64>,
 }
 
@@ -307,6 +308,9 @@ pub(crate) async fn set_behaviour(State(sandbox): State<Sandbox>, body: Body) ->
     );
     if let Some(ms) = patch.webhook_batch_ms {
         b.webhook_batch_ms = ms.max(1);
+    }
+    if let Some(n) = patch.webhook_attempts {
+        b.webhook_attempts = n.max(1);
     }
     let behaviour = b.clone();
     drop(state);

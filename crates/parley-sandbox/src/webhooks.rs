@@ -22,10 +22,10 @@ use crate::state::{DeliveryRecord, EventKind, digits};
 
 /// Meta batches at most 1000 updates per POST.
 const MAX_PER_POST: usize = 1000;
-/// Attempts per POST (the first included) before it is logged as failed.
-const MAX_ATTEMPTS: u32 = 5;
-/// First retry delay (real time); doubles each attempt.
+/// First retry delay (real time); doubles each attempt up to `MAX_BACKOFF_MS`. How many
+/// attempts: `Behaviour::webhook_attempts`.
 const FIRST_BACKOFF_MS: u64 = 200;
+const MAX_BACKOFF_MS: u64 = 2_000;
 /// Share of status events held back a few ticks when `reorder_webhooks` is on.
 const REORDER_HOLD_RATIO: f64 = 0.3;
 
@@ -299,7 +299,8 @@ async fn deliver(
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(FIRST_BACKOFF_MS);
-    for attempt in 1..=MAX_ATTEMPTS {
+    let max_attempts = inner.lock().config.behaviour.webhook_attempts.max(1);
+    for attempt in 1..=max_attempts {
         let request = inner
             .http
             .post(&url)
@@ -324,7 +325,7 @@ async fn deliver(
                 record.error = error.clone();
                 record.outcome = if delivered {
                     "delivered".to_owned()
-                } else if attempt == MAX_ATTEMPTS {
+                } else if attempt == max_attempts {
                     "failed".to_owned()
                 } else {
                     "retrying".to_owned()
@@ -335,15 +336,15 @@ async fn deliver(
             return;
         }
         tracing::debug!(%url, attempt, ?code, ?error, "sandbox webhook POST not acknowledged");
-        if attempt == MAX_ATTEMPTS {
-            tracing::warn!(%url, "sandbox webhook POST abandoned after {MAX_ATTEMPTS} attempts");
+        if attempt == max_attempts {
+            tracing::warn!(%url, "sandbox webhook POST abandoned after {max_attempts} attempts");
             return;
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(backoff) => {}
         }
-        backoff *= 2;
+        backoff = (backoff * 2).min(Duration::from_millis(MAX_BACKOFF_MS));
     }
 }
 

@@ -277,6 +277,10 @@ pub fn router(state: AppState) -> Router {
                 post(audience::import_upload).layer(DefaultBodyLimit::disable()),
             )
             .route("/import/{id}/progress", get(audience::import_progress))
+            .route(
+                "/import/{id}/resume",
+                post(audience::import_resume).layer(DefaultBodyLimit::disable()),
+            )
             .route("/import/{id}/rejected.csv", get(audience::import_rejected))
             .route("/templates", get(templates::list).post(templates::create))
             .route("/templates/new", get(templates::new_form))
@@ -323,7 +327,13 @@ pub fn router(state: AppState) -> Router {
         // Imports stream their body (constant memory), so no size limit applies.
         .route(
             "/api/v1/contacts/import",
-            axum::routing::post(routes::contacts::start_import).layer(DefaultBodyLimit::disable()),
+            axum::routing::post(routes::contacts::start_import)
+                .layer(DefaultBodyLimit::disable())
+                .get(routes::contacts::list_imports),
+        )
+        .route(
+            "/api/v1/contacts/import/{job}/resume",
+            axum::routing::post(routes::contacts::resume_import).layer(DefaultBodyLimit::disable()),
         )
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))

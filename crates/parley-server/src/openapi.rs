@@ -53,6 +53,8 @@ use crate::routes::{
         contacts::delete_contact,
         contacts::list_contacts,
         contacts::start_import,
+        contacts::resume_import,
+        contacts::list_imports,
         contacts::get_import,
         contacts::rejected_rows,
         segments::list_segments,

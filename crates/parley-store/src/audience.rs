@@ -137,6 +137,12 @@ pub struct ImportJobRecord {
     pub created_at: Millis,
     pub updated_at: Millis,
     pub finished_at: Option<Millis>,
+    /// The upload's options as the engine wrote them (JSON), so a resume reads the same way.
+    pub options: Option<String>,
+    /// Bytes of the upload up to the end of the last row committed, and their SHA-256 (hex):
+    /// a resumed upload skips them and must begin with the same bytes.
+    pub committed_bytes: u64,
+    pub committed_sha256: Option<String>,
 }
 
 /// A row an import could not take, with its 1-based line number in the upload.
@@ -235,11 +241,40 @@ pub trait AudienceStore: Send + Sync {
     /// Writes the job's state, counts, error and times.
     async fn update_import_job(&self, job: &ImportJobRecord) -> Result<()>;
     async fn add_import_rejects(&self, job: &ImportId, rows: &[RejectedRow]) -> Result<()>;
+    /// One chunk of an import in one transaction: the contacts upserted, the rejected rows,
+    /// and the job's progress (`job` holds the counts before this chunk's upserts, with
+    /// `rows_read`, `rejected` and the committed bytes already advanced). A crash leaves the
+    /// job's counts and committed bytes exactly at the rows the database holds.
+    async fn commit_import_chunk(
+        &self,
+        job: &ImportJobRecord,
+        contacts: &[ContactUpsert],
+        rejects: &[RejectedRow],
+        now: Millis,
+    ) -> Result<UpsertCounts>;
+    /// Imports still `running` that were last written before `before` (by a process that is
+    /// gone) become `interrupted`, with the rows committed so far. Returns how many.
+    async fn interrupt_stale_imports(&self, before: Millis, now: Millis) -> Result<u64>;
+    /// Takes an `interrupted` (or `failed`) import back to `running` for a resume; `None` when
+    /// it is not one (a concurrent resume took it, or it is running or done).
+    async fn resume_import_job(
+        &self,
+        app: &ApplicationId,
+        id: &ImportId,
+        now: Millis,
+    ) -> Result<Option<ImportJobRecord>>;
     async fn import_job(
         &self,
         app: &ApplicationId,
         id: &ImportId,
     ) -> Result<Option<ImportJobRecord>>;
+    /// The application's imports, newest first, before the cursor (an import id).
+    async fn import_jobs(
+        &self,
+        app: &ApplicationId,
+        before: Option<&ImportId>,
+        limit: u32,
+    ) -> Result<Vec<ImportJobRecord>>;
     /// Rejected rows in line order, after `after_line`.
     async fn import_rejects(
         &self,

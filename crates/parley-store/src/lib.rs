@@ -74,6 +74,15 @@ pub(crate) fn serde_name<T: serde::Serialize>(v: &T) -> Result<String> {
     Ok(s.trim_matches('"').to_owned())
 }
 
+/// What one crash-recovery pass over `sending` rows did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StaleSending {
+    /// Rows newly found past their lease: their grace starts now.
+    pub noticed: u64,
+    /// Rows returned to the queue after their grace.
+    pub requeued: u64,
+}
+
 /// Everything Parley keeps. Implementations must make each method atomic.
 #[async_trait]
 pub trait Store:
@@ -122,6 +131,8 @@ pub trait Store:
     async fn platform(&self, id: &parley_domain::PlatformId) -> Result<Option<PlatformRecord>>;
     /// The decrypted business token. Never log it.
     async fn platform_token(&self, id: &parley_domain::PlatformId) -> Result<String>;
+    /// Inserts or updates a number. A number another application holds is left as it is: it
+    /// changes hands only after that application disconnects it (which deletes its row).
     async fn upsert_phone_number(&self, phone: &PhoneNumberRecord) -> Result<()>;
     async fn phone_numbers(&self, app: &ApplicationId) -> Result<Vec<PhoneNumberRecord>>;
     async fn all_phone_numbers(&self) -> Result<Vec<PhoneNumberRecord>>;
@@ -215,9 +226,11 @@ pub trait Store:
     /// `apply_status` for many statuses in one transaction, merged in the order given.
     /// Returns, per change, the id of the message it matched.
     async fn apply_statuses(&self, changes: &[StatusChange]) -> Result<Vec<Option<MessageId>>>;
-    /// Messages left in `sending` past their lease plus `grace` and still without a wamid go
-    /// back to `queued` (a crash between claim and answer). Returns how many.
-    async fn requeue_stale_sending(&self, now: Millis, grace_ms: i64) -> Result<u64>;
+    /// Crash recovery of `sending` rows (a crash between claim and answer): a row past its
+    /// lease is noted stale (`stale_since`, once); a stale row still without a wamid and with
+    /// no status naming it `grace_ms` after that goes back to `queued`, once (or is skipped
+    /// when its campaign was cancelled). A status that names it meanwhile settles it.
+    async fn requeue_stale_sending(&self, now: Millis, grace_ms: i64) -> Result<StaleSending>;
     /// The earliest `next_attempt_at` of a queued message of this number.
     async fn next_due_at(&self, phone_number_id: &PhoneNumberId) -> Result<Option<Millis>>;
 

@@ -435,7 +435,7 @@ impl PostgresStore {
                ORDER BY next_attempt_at, id
                LIMIT $3
                FOR UPDATE SKIP LOCKED)
-             UPDATE messages m SET state = 'sending', lease_until = $4, attempts = m.attempts + 1,
+             UPDATE messages m SET state = 'sending', lease_until = $4, stale_since = NULL, attempts = m.attempts + 1,
                sending_at = COALESCE(m.sending_at, $2), updated_at = $2
              FROM due WHERE m.id = due.id
              RETURNING m.*",

@@ -464,7 +464,7 @@ impl SqliteStore {
             return Ok(out);
         }
         sqlx::query(
-            "UPDATE messages SET state = 'sending', lease_until = $1, attempts = attempts + 1,
+            "UPDATE messages SET state = 'sending', lease_until = $1, stale_since = NULL, attempts = attempts + 1,
                sending_at = COALESCE(sending_at, $2), updated_at = $2
              WHERE id IN (SELECT value FROM json_each($3))",
         )

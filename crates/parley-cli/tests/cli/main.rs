@@ -7,7 +7,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+mod crash;
 mod people;
+// The store suite's PostgreSQL harness (throwaway cluster or PARLEY_TEST_POSTGRES_URL).
+#[allow(dead_code)]
+#[path = "../../../parley-store/tests/store/pg.rs"]
+mod pg;
 
 struct Demo {
     child: Child,
@@ -68,7 +73,7 @@ impl Demo {
     }
 }
 
-fn credentials(dir: &std::path::Path) -> Value {
+pub(crate) fn credentials(dir: &std::path::Path) -> Value {
     let text = std::fs::read_to_string(dir.join("demo-credentials.json")).expect("credentials");
     serde_json::from_str(&text).expect("json")
 }
@@ -353,216 +358,4 @@ async fn contacts_import_reads_a_csv_into_the_configured_database() {
         .await
         .expect("get");
     assert_eq!(missing.status(), 404);
-}
-
-/// A child process killed (SIGKILL) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `parley <args>` and waits until it prints a line containing `ready`.
-fn start(args: &[&str], envs: &[(&str, String)], ready: &str) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_parley"));
-    cmd.args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn parley");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let proc = Proc(child);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-            .unwrap_or_else(|_| panic!("parley {args:?} did not print {ready:?} in time"));
-        if line.contains(ready) {
-            return proc;
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// Template sends the sandbox accepted, by recipient digits.
-async fn accepted(http: &reqwest::Client, sandbox: &str) -> std::collections::HashMap<String, u32> {
-    let v: Value = http
-        .get(format!("{sandbox}/sandbox/messages"))
-        .send()
-        .await
-        .expect("sandbox messages")
-        .json()
-        .await
-        .expect("json");
-    let mut by = std::collections::HashMap::new();
-    for m in v["data"].as_array().cloned().unwrap_or_default() {
-        if m["type"] == "template" {
-            *by.entry(m["to"].as_str().unwrap_or_default().to_owned())
-                .or_default() += 1;
-        }
-    }
-    by
-}
-
-#[tokio::test]
-async fn a_campaign_survives_sigkill_with_nothing_lost_or_doubled() {
-    use parley_sandbox::demo_ids;
-    const RECIPIENTS: usize = 300;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let http = reqwest::Client::new();
-    let (sandbox_port, parley_port) = (free_port(), free_port());
-    let sandbox = format!("http://127.0.0.1:{sandbox_port}");
-    let parley = format!("http://127.0.0.1:{parley_port}");
-    let config = parley_sandbox::SandboxConfig::demo();
-
-    // Meta's side is its own process: its record of accepted sends survives Parley's crash.
-    let _sandbox = start(
-        &[
-            "sandbox",
-            "--listen",
-            &format!("127.0.0.1:{sandbox_port}"),
-            "--webhook-url",
-            &format!("{parley}/webhooks/whatsapp"),
-        ],
-        &[],
-        "Meta sandbox on",
-    );
-    let pn = demo_ids::PHONE_NUMBER_ID;
-    let raised = http
-        .post(format!("{sandbox}/sandbox/phone_numbers/{pn}/limit"))
-        .json(&json!({"limit": "TIER_2K"}))
-        .send()
-        .await
-        .expect("limit");
-    assert!(raised.status().is_success());
-
-    let envs = [
-        ("PARLEY_DATA_DIR", dir.path().display().to_string()),
-        ("PARLEY_LISTEN", format!("127.0.0.1:{parley_port}")),
-        ("PARLEY_META_GRAPH_URL", sandbox.clone()),
-        ("PARLEY_META_APP_ID", config.app_id.clone()),
-        ("PARLEY_META_APP_SECRET", config.app_secret.clone()),
-        ("PARLEY_META_VERIFY_TOKEN", config.verify_token.clone()),
-    ];
-    // A short lease and grace so the test need not wait minutes; the grace still outlasts
-    // the sandbox's webhook retries (about 6 s), as Meta's retries outlast a restart.
-    let serve_args = [
-        "serve",
-        "--seed-demo",
-        "300",
-        "--lease-ms",
-        "3000",
-        "--crash-grace-ms",
-        "10000",
-    ];
-    let serve = start(&serve_args, &envs, "Parley listens on");
-    let creds = credentials(dir.path());
-    let token = creds["api_token"].as_str().expect("token").to_owned();
-    let api = |method: reqwest::Method, path: &str| {
-        http.request(method, format!("{parley}/api/v1{path}"))
-            .bearer_auth(&token)
-    };
-
-    let created: Value = api(reqwest::Method::POST, "/campaigns")
-        .json(&json!({
-            "name": "Crash",
-            "template": {"name": "welcome", "language": "en",
-                         "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}"}},
-            "audience": {"filter": "visits >= 0"},
-            "type": "transactional"
-        }))
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
-    let id = created["id"].as_str().expect("campaign id").to_owned();
-    let plan: Value = api(reqwest::Method::GET, &format!("/campaigns/{id}/plan"))
-        .send()
-        .await
-        .expect("plan")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(plan["recipients"], RECIPIENTS, "{plan}");
-    assert_eq!(plan["quota"]["limit"], 2_000, "{plan}");
-
-    // Some answers are held after Meta took the message: at the kill, sends are accepted at
-    // Meta but not yet recorded by Parley (the crash window between claim and answer).
-    let faults = http
-        .post(format!("{sandbox}/sandbox/faults"))
-        .json(&json!({"timeout_rate": 0.3, "timeout_ms": 1500}))
-        .send()
-        .await
-        .expect("faults");
-    assert!(faults.status().is_success());
-    let started = api(reqwest::Method::POST, &format!("/campaigns/{id}/start"))
-        .send()
-        .await
-        .expect("start");
-    assert_eq!(started.status(), 200);
-
-    let mut at_kill = 0;
-    for _ in 0..600 {
-        at_kill = accepted(&http, &sandbox).await.len();
-        if at_kill >= 60 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    drop(serve); // SIGKILL
-    assert!(
-        (60..RECIPIENTS).contains(&at_kill),
-        "killed at {at_kill} accepted"
-    );
-    let _ = http
-        .delete(format!("{sandbox}/sandbox/faults"))
-        .send()
-        .await;
-
-    let _serve = start(&serve_args, &envs, "Parley listens on");
-    let mut stats = Value::Null;
-    for _ in 0..900 {
-        stats = api(reqwest::Method::GET, &format!("/campaigns/{id}/stats"))
-            .send()
-            .await
-            .expect("stats")
-            .json()
-            .await
-            .expect("json");
-        if stats["state"] == "completed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(stats["state"], "completed", "{stats}");
-    assert_eq!(stats["failed"], 0, "{stats}");
-
-    let sent = accepted(&http, &sandbox).await;
-    let doubled: Vec<_> = sent.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(
-        doubled.is_empty(),
-        "sent twice across the crash: {doubled:?}"
-    );
-    assert_eq!(sent.len(), RECIPIENTS, "lost across the crash: {stats}");
 }

@@ -244,11 +244,12 @@
           setTimeout(function () { poll(id); }, 500);
           return;
         }
-        if (j.error) {
-          var fail = document.getElementById("import-failure");
-          fail.hidden = false;
-          fail.textContent = j.error;
-        }
+        var fail = document.getElementById("import-failure");
+        fail.hidden = !j.error;
+        fail.textContent = j.error || "";
+        // Parley stopped (or the upload broke off): the same file resumes it.
+        document.getElementById("import-resume-step").hidden = j.state !== "interrupted";
+        if (j.state === "interrupted") { return; }
         if (j.rejected > 0) {
           var link = document.getElementById("import-rejected-link");
           link.href = "/import/" + encodeURIComponent(id) + "/rejected.csv";
@@ -258,6 +259,35 @@
       })
       .catch(function () { setTimeout(function () { poll(id); }, 1000); });
   }
+
+  document.getElementById("import-resume").addEventListener("click", function () {
+    var f = fileInput.files && fileInput.files[0];
+    var id = progressStep.getAttribute("data-job");
+    if (!f || !id) { showError("Choose the same file again first."); return; }
+    var btn = this;
+    btn.disabled = true;
+    fetch("/import/" + encodeURIComponent(id) + "/resume", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "content-type": formatSel.value === "csv" ? "text/csv" : "application/x-ndjson" },
+      body: f
+    }).then(function (r) {
+      return r.json().then(function (v) {
+        btn.disabled = false;
+        if (!r.ok) {
+          var fail = document.getElementById("import-failure");
+          fail.hidden = false;
+          fail.textContent = (v.error && v.error.message) || "The import could not be resumed.";
+          return;
+        }
+        document.getElementById("import-resume-step").hidden = true;
+        poll(id);
+      });
+    }).catch(function (e) {
+      btn.disabled = false;
+      showError("The upload failed: " + e);
+    });
+  });
 
   startBtn.addEventListener("click", function () {
     var f = fileInput.files && fileInput.files[0];

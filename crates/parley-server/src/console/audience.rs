@@ -479,6 +479,35 @@ pub async fn import_upload(
         .into_response())
 }
 
+/// `POST /import/{id}/resume`: the same file again, for an interrupted import (the page's
+/// Resume button). Answers at once like the upload; the page polls the job.
+pub async fn import_resume(
+    State(state): State<AppState>,
+    SignedInJson(app): SignedInJson,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (job, options) = state
+        .engine
+        .resume_import(&app.id, &import_id(&id)?)
+        .await?;
+    let id = job.id.clone();
+    let engine = state.engine.clone();
+    tokio::spawn(async move {
+        if let Err(e) = engine
+            .run_import(job, &options, body.into_data_stream(), |_| {})
+            .await
+        {
+            tracing::warn!(error = %e, "resumed import failed");
+        }
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"job_id": id.to_string()})),
+    )
+        .into_response())
+}
+
 /// `GET /import/{id}/progress`: the job, polled by the page.
 pub async fn import_progress(
     State(state): State<AppState>,

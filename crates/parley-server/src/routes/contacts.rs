@@ -248,7 +248,9 @@ pub struct ImportStarted {
 pub struct ImportView {
     pub id: String,
     pub format: String,
-    /// `running`, `done` or `failed`.
+    /// `running`, `done`, `failed` or `interrupted` (Parley stopped or the upload broke off:
+    /// the rows committed so far are kept; resume with the same file at
+    /// `POST /api/v1/contacts/import/{job}/resume`).
     pub state: String,
     pub rows_read: u64,
     pub created: u64,
@@ -341,13 +343,48 @@ pub async fn start_import(
     body: Body,
 ) -> Result<Response, ApiError> {
     let options = import_options(&pairs, Mappings::CommaSeparated)?;
-    let job = state.engine.create_import(&app, options.format).await?;
+    let job = state.engine.create_import(&app, &options).await?;
+    read_import(&state, job, options, body).await
+}
+
+/// Resumes an import that Parley's stop (or a broken upload) interrupted: send the same file
+/// again, whole. The bytes up to the last committed row are read but not written (they must
+/// be the same bytes, else 409 `import_file_differs`), so no row is imported twice; the rest
+/// is imported as before, with the options the import was started with.
+#[utoipa::path(
+    post, path = "/api/v1/contacts/import/{job}/resume", tag = "contacts",
+    params(("job" = String, Path, description = "Import id, `imp_…`")),
+    request_body(content = String, content_type = "text/csv"),
+    responses(
+        (status = 202, description = "The rest of the body was read and its rows committed; the job's counts are at GET /api/v1/contacts/import/{job}", body = ImportStarted),
+        (status = 404, description = "No such import", body = ErrorBody),
+        (status = 409, description = "`import_not_resumable` (running or done) or `import_file_differs`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn resume_import(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(job): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (job, options) = state.engine.resume_import(&app, &import_id(&job)?).await?;
+    read_import(&state, job, options, body).await
+}
+
+/// Reads the whole body into the job and answers 202 once its rows are committed.
+async fn read_import(
+    state: &AppState,
+    job: ImportJobRecord,
+    options: ImportOptions,
+    body: Body,
+) -> Result<Response, ApiError> {
     let id = job.id.clone();
     // The answer waits for the whole body: a client that sent `Expect: 100-continue` (curl
     // does above 1 MB) gets `100 Continue` when the body is first read and the answer after
     // the last row is committed, never a final answer before it sent the body. The import
     // runs on its own task, so a client that goes away mid-upload still has its job settled
-    // (`failed`, with the rows read so far committed).
+    // (`interrupted`, with the rows read so far committed).
     let engine = state.engine.clone();
     let run = tokio::spawn(async move {
         engine
@@ -376,6 +413,65 @@ pub async fn start_import(
         }),
     )
         .into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ImportQuery {
+    /// Page size, 1–100 (default 20).
+    pub limit: Option<u32>,
+    /// Cursor from the previous page.
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportList {
+    pub data: Vec<ImportView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The application's imports, newest first: after a crash, the `interrupted` ones are here
+/// to resume (a client whose upload broke off never got the job id).
+#[utoipa::path(
+    get, path = "/api/v1/contacts/import", tag = "contacts",
+    params(ImportQuery),
+    responses((status = 200, body = ImportList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn list_imports(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Query(q): Query<ImportQuery>,
+) -> Result<ApiJson<ImportList>, ApiError> {
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_limit",
+            "`limit` must be between 1 and 100",
+        )
+        .field("limit"));
+    }
+    let after = match q.after.as_deref() {
+        None => None,
+        Some(a) => Some(parley_domain::ImportId::parse(a).map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_cursor",
+                "`after` is not a cursor from this list; start again without it",
+            )
+            .field("after")
+        })?),
+    };
+    let mut rows = state
+        .engine
+        .import_jobs(&app, after.as_ref(), limit + 1)
+        .await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let data: Vec<ImportView> = rows.iter().map(ImportView::from).collect();
+    let next_cursor = more.then(|| data.last().map(|j| j.id.clone())).flatten();
+    Ok(ApiJson(ImportList { data, next_cursor }))
 }
 
 #[utoipa::path(

@@ -650,3 +650,109 @@ async fn console_imports_a_csv_with_progress_and_a_rejected_row() {
     assert_eq!(v["tags"]["visits"], 7, "{v}");
     assert_eq!(v["tags"]["city"], "Berlin", "{v}");
 }
+
+/// `POST /api/v1/contacts/import/{job}/resume` with `body`: (status, JSON).
+async fn resume(app: &TestApp, job: &str, body: &str) -> (u16, Value) {
+    let resp = app
+        .http
+        .post(format!("{}/api/v1/contacts/import/{job}/resume", app.url))
+        .bearer_auth(&app.token)
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("resume");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn an_upload_cut_off_is_interrupted_and_resumes_with_the_same_file_importing_each_row_once()
+{
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    let rows = 2_500;
+    let mut csv = String::from("phone,batch\n");
+    for i in 0..rows {
+        csv.push_str(&format!("+49152{:08},r1\n", 61_000_000 + i));
+    }
+    // The client goes away after 60 % of the file (raw HTTP: the length of the whole file,
+    // then the connection closes).
+    let addr = app.url.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let head = format!(
+        "POST /api/v1/contacts/import?map=batch:batch HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: text/csv\r\nContent-Length: {}\r\n\r\n",
+        app.token,
+        csv.len()
+    );
+    socket.write_all(head.as_bytes()).await.expect("head");
+    socket
+        .write_all(&csv.as_bytes()[..csv.len() * 6 / 10])
+        .await
+        .expect("part of the body");
+    socket.flush().await.expect("flush");
+    drop(socket);
+
+    // The client never got the job id: the list has it, interrupted, with the whole rows
+    // before the cut committed.
+    let mut job = Value::Null;
+    for _ in 0..300 {
+        let resp = app
+            .http
+            .get(format!("{}/api/v1/contacts/import?limit=5", app.url))
+            .bearer_auth(&app.token)
+            .send()
+            .await
+            .expect("list");
+        let status = resp.status();
+        let headers = format!("{:?}", resp.headers());
+        let text = resp.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "{headers} {text}");
+        let list: Value = serde_json::from_str(&text).expect("json");
+        job = list["data"][0].clone();
+        if job["state"] != "running" && !job.is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(job["state"], "interrupted", "{job}");
+    let id = job["id"].as_str().expect("id").to_owned();
+    let committed = job["rows_read"].as_u64().expect("rows read");
+    assert!((1_000..rows).contains(&committed), "{job}");
+    assert_eq!(job["created"], committed, "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("broke off") && e.contains("Resume")),
+        "{job}"
+    );
+    assert_eq!(count(&app, "batch = \"r1\"").await, committed);
+
+    // Another file is refused and changes nothing.
+    let other = csv.replacen("+4915261000000", "+4915269999999", 1);
+    let (status, body) = resume(&app, &id, &other).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "import_file_differs", "{body}");
+    let (_, still) = app
+        .api_call(Method::GET, &format!("/api/v1/contacts/import/{id}"), None)
+        .await;
+    assert_eq!(still["state"], "interrupted", "{still}");
+    assert_eq!(still["rows_read"], committed, "{still}");
+
+    // The same file: the committed rows are read, not written again; the rest is imported.
+    let (status, body) = resume(&app, &id, &csv).await;
+    assert_eq!(status, 202, "{body}");
+    let (_, done) = app
+        .api_call(Method::GET, &format!("/api/v1/contacts/import/{id}"), None)
+        .await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["rows_read"], rows, "{done}");
+    assert_eq!(done["created"], rows, "{done}");
+    assert_eq!(done["updated"], 0, "no row imported twice: {done}");
+    assert_eq!(count(&app, "batch = \"r1\"").await, rows);
+
+    let (status, body) = resume(&app, &id, &csv).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "import_not_resumable", "{body}");
+    let (status, body) = resume(&app, "imp_00000000000000000000000000000000", &csv).await;
+    assert_eq!(status, 404, "{body}");
+}

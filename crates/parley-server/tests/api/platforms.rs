@@ -656,3 +656,159 @@ async fn a_person_connects_whatsapp_in_the_browser() {
     assert_eq!(browser.csp_violations().await, Vec::<String>::new());
     let _ = c.clone().close().await;
 }
+
+/// A second application (its own account) with an API token, as another tenant of the same
+/// Parley: returns its token.
+async fn second_application(app: &TestApp) -> String {
+    use parley_domain::{AccountId, ApplicationId};
+    let now = parley_engine::Clock::now_millis(&app.clock);
+    let account = AccountId::new();
+    let other = ApplicationId::new();
+    app.store
+        .create_account(&account, "Other Company", now)
+        .await
+        .expect("account");
+    app.store
+        .create_application(&other, &account, "Other application", now)
+        .await
+        .expect("application");
+    let token = parley_engine::auth::generate_api_token();
+    app.store
+        .add_api_token(
+            &other,
+            &parley_engine::auth::hash_api_token(&token),
+            "other",
+            now,
+        )
+        .await
+        .expect("token");
+    token
+}
+
+/// `POST /api/v1/platforms/whatsapp/signup` as the application holding `token`.
+async fn signup_as(app: &TestApp, token: &str, body: &Value) -> (u16, Value) {
+    let resp = app
+        .http
+        .post(format!("{}/api/v1/platforms/whatsapp/signup", app.url))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .expect("signup");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The customer walks Embedded Signup again choosing the WABA and number that exist already
+/// (as a second application's admin could, with access to the same business portfolio).
+async fn signup_existing(app: &TestApp, first: &Value) -> Value {
+    app.sandbox_post(
+        "/sandbox/signup",
+        &json!({
+            "business": {"id": first["business_id"]},
+            "waba": {"id": first["waba_id"]},
+            "phone_number": {"id": first["phone_number_id"]},
+        }),
+    )
+    .await
+}
+
+/// A sign-up that shares the WABA only (no number chosen, so none is registered: the
+/// number has the two-step PIN of the first registration); Parley reads the WABA's numbers.
+fn finish_only_waba(signup: &Value) -> Value {
+    json!({
+        "code": signup["code"], "waba_id": signup["waba_id"],
+        "business_id": signup["business_id"], "event": "FINISH_ONLY_WABA",
+    })
+}
+
+fn finish(signup: &Value) -> Value {
+    json!({
+        "code": signup["code"], "waba_id": signup["waba_id"],
+        "phone_number_id": signup["phone_number_id"], "business_id": signup["business_id"],
+        "event": "FINISH",
+    })
+}
+
+#[tokio::test]
+async fn a_waba_or_number_another_application_holds_cannot_be_taken_until_it_is_disconnected() {
+    let app = spawn_app().await;
+    let other = second_application(&app).await;
+    let (first, platform) = connected(&app, "Held Tight GmbH").await;
+    let platform_id = platform["id"].as_str().expect("id").to_owned();
+    let phone = first["phone_number_id"].as_str().expect("phone").to_owned();
+
+    // The other application signs up for the same WABA and number: refused before anything
+    // is exchanged or registered, with what to do.
+    let again = signup_existing(&app, &first).await;
+    let (status, body) = signup_as(&app, &other, &finish(&again)).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "waba_taken", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("Disconnect it there first"), "{message}");
+
+    // Without ids in the request, the WABA `debug_token` names is refused the same way, and
+    // no platform of the other application is left behind.
+    let again = signup_existing(&app, &first).await;
+    let (status, body) = signup_as(&app, &other, &json!({"code": again["code"]})).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "waba_taken", "{body}");
+    assert!(body["platform"].is_null(), "{body}");
+
+    // Its own WABA, naming the first application's number: the number is refused.
+    let own = app.sandbox_signup("Other Company").await;
+    let mut request = finish(&own);
+    request["phone_number_id"] = json!(phone);
+    let (status, body) = signup_as(&app, &other, &request).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "number_taken", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&phone) && m.contains("Disconnect")),
+        "{body}"
+    );
+
+    // Nothing moved: the number still sends for the first application only.
+    let list = |token: String| {
+        let app = &app;
+        async move {
+            let resp = app
+                .http
+                .get(format!("{}/api/v1/phone-numbers", app.url))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("numbers");
+            assert_eq!(resp.status(), 200);
+            resp.json::<Value>().await.expect("json").to_string()
+        }
+    };
+    assert!(list(app.token.clone()).await.contains(&phone));
+    assert!(!list(other.clone()).await.contains(&phone));
+
+    // The application that holds it may connect it again.
+    let again = signup_existing(&app, &first).await;
+    let (status, body) = signup_as(&app, &app.token, &finish_only_waba(&again)).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["id"], platform_id.as_str(), "the same platform");
+
+    // Disconnected, it is free: the other application takes it, and now holds it.
+    let (status, body) = app
+        .api_call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/platforms/{platform_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let again = signup_existing(&app, &first).await;
+    let (status, body) = signup_as(&app, &other, &finish_only_waba(&again)).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(list(other.clone()).await.contains(&phone));
+    assert!(!list(app.token.clone()).await.contains(&phone));
+    let again = signup_existing(&app, &first).await;
+    let (status, body) = signup_as(&app, &app.token, &finish_only_waba(&again)).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "waba_taken", "{body}");
+}

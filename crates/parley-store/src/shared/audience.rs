@@ -112,7 +112,30 @@ fn import_from_row(row: &DbRow) -> Result<ImportJobRecord> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         finished_at: row.try_get("finished_at")?,
+        options: row.try_get("options")?,
+        committed_bytes: count(row, "committed_bytes")?,
+        committed_sha256: row.try_get("committed_sha256")?,
     })
+}
+
+async fn insert_rejects(
+    conn: &mut Connection,
+    job: &ImportId,
+    rows: &[RejectedRow],
+) -> Result<()> {
+    for r in rows {
+        sqlx::query(
+            "INSERT INTO import_rejects (job_id, line, reason, raw) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (job_id, line) DO NOTHING",
+        )
+        .bind(job.as_str())
+        .bind(r.line as i64)
+        .bind(text(&r.reason))
+        .bind(text(&r.raw))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 struct Existing {
@@ -504,8 +527,8 @@ impl AudienceStore for Backend {
 
     async fn create_import_job(&self, j: &ImportJobRecord) -> Result<()> {
         sqlx::query(
-            "INSERT INTO import_jobs (id, application_id, format, state, rows_read, created, updated, rejected, error, created_at, updated_at, finished_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            "INSERT INTO import_jobs (id, application_id, format, state, rows_read, created, updated, rejected, error, created_at, updated_at, finished_at, options, committed_bytes, committed_sha256)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(j.id.as_str())
         .bind(j.application_id.as_str())
@@ -519,6 +542,9 @@ impl AudienceStore for Backend {
         .bind(j.created_at)
         .bind(j.updated_at)
         .bind(j.finished_at)
+        .bind(opt_text(j.options.as_deref()))
+        .bind(j.committed_bytes as i64)
+        .bind(j.committed_sha256.as_deref())
         .execute(self.writer())
         .await?;
         Ok(())
@@ -548,20 +574,81 @@ impl AudienceStore for Backend {
             return Ok(());
         }
         let mut tx = self.tx().await?;
-        for r in rows {
-            sqlx::query(
-                "INSERT INTO import_rejects (job_id, line, reason, raw) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (job_id, line) DO NOTHING",
-            )
-            .bind(job.as_str())
-            .bind(r.line as i64)
-            .bind(text(&r.reason))
-            .bind(text(&r.raw))
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_rejects(&mut tx, job, rows).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn commit_import_chunk(
+        &self,
+        j: &ImportJobRecord,
+        contacts: &[ContactUpsert],
+        rejects: &[RejectedRow],
+        now: Millis,
+    ) -> Result<UpsertCounts> {
+        let mut tx = self.tx().await?;
+        let counts = upsert_in(&mut tx, &j.application_id, contacts, now).await?;
+        insert_rejects(&mut tx, &j.id, rejects).await?;
+        sqlx::query(
+            "UPDATE import_jobs SET rows_read = $1, created = $2, updated = $3, rejected = $4,
+               committed_bytes = $5, committed_sha256 = $6, updated_at = $7
+             WHERE id = $8",
+        )
+        .bind(j.rows_read as i64)
+        .bind((j.created + counts.created) as i64)
+        .bind((j.updated + counts.updated) as i64)
+        .bind(j.rejected as i64)
+        .bind(j.committed_bytes as i64)
+        .bind(j.committed_sha256.as_deref())
+        .bind(now)
+        .bind(j.id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(counts)
+    }
+
+    async fn interrupt_stale_imports(&self, before: Millis, now: Millis) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE import_jobs SET state = 'interrupted', updated_at = $1,
+               error = 'Parley stopped during this import; the rows committed so far are kept. Resume it with the same file.'
+             WHERE state = 'running' AND updated_at < $2",
+        )
+        .bind(now)
+        .bind(before)
+        .execute(self.writer())
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn resume_import_job(
+        &self,
+        app: &ApplicationId,
+        id: &ImportId,
+        now: Millis,
+    ) -> Result<Option<ImportJobRecord>> {
+        let mut tx = self.tx().await?;
+        let taken = sqlx::query(
+            "UPDATE import_jobs SET state = 'running', error = NULL, finished_at = NULL, updated_at = $1
+             WHERE application_id = $2 AND id = $3 AND state IN ('interrupted', 'failed')",
+        )
+        .bind(now)
+        .bind(app.as_str())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if taken == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let row = sqlx::query("SELECT * FROM import_jobs WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        let job = import_from_row(&row)?;
+        tx.commit().await?;
+        Ok(Some(job))
     }
 
     async fn import_job(
@@ -575,6 +662,24 @@ impl AudienceStore for Backend {
             .fetch_optional(self.reader())
             .await?;
         row.as_ref().map(import_from_row).transpose()
+    }
+
+    async fn import_jobs(
+        &self,
+        app: &ApplicationId,
+        before: Option<&ImportId>,
+        limit: u32,
+    ) -> Result<Vec<ImportJobRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM import_jobs WHERE application_id = $1 AND ($2 IS NULL OR id < $2)
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(app.as_str())
+        .bind(before.map(|b| b.as_str()))
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(import_from_row).collect()
     }
 
     async fn import_rejects(

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::lattice::Batch;
 use crate::types::*;
-use crate::{Millis, Result, Store, StoreError, corrupt, serde_name};
+use crate::{Millis, Result, StaleSending, Store, StoreError, corrupt, serde_name};
 
 fn application_from_row(row: &DbRow) -> Result<ApplicationRecord> {
     Ok(ApplicationRecord {
@@ -220,7 +220,8 @@ impl Store for Backend {
                platform_id = excluded.platform_id, application_id = excluded.application_id,
                display_phone_number = excluded.display_phone_number, verified_name = excluded.verified_name,
                quality_rating = excluded.quality_rating, messaging_limit = excluded.messaging_limit,
-               throughput_mps = excluded.throughput_mps, status = excluded.status, updated_at = excluded.updated_at",
+               throughput_mps = excluded.throughput_mps, status = excluded.status, updated_at = excluded.updated_at
+             WHERE phone_numbers.application_id = excluded.application_id",
         )
         .bind(p.phone_number_id.as_str())
         .bind(p.platform_id.as_str())
@@ -598,28 +599,40 @@ impl Store for Backend {
         batch.matched_ids(matched)
     }
 
-    async fn requeue_stale_sending(&self, now: Millis, grace_ms: i64) -> Result<u64> {
+    async fn requeue_stale_sending(&self, now: Millis, grace_ms: i64) -> Result<StaleSending> {
+        // The grace counts from when a running Parley first saw the lease expired: after an
+        // outage, Meta's retried status webhooks get the whole grace to reach it, and a restart
+        // does not start the grace again (each row is requeued once, after one grace).
+        let noticed = sqlx::query(
+            "UPDATE messages SET stale_since = $1
+             WHERE state = 'sending' AND lease_until IS NOT NULL AND lease_until < $1 AND stale_since IS NULL",
+        )
+        .bind(now)
+        .execute(self.writer())
+        .await?
+        .rows_affected();
         // A stale row whose campaign was cancelled meanwhile is not sent any more: the sender
         // claims no message of a campaign that is not running, so requeued it would wait forever.
         sqlx::query(
-            "UPDATE messages SET state = 'skipped', hold_reason = 'cancelled', lease_until = NULL,
+            "UPDATE messages SET state = 'skipped', hold_reason = 'cancelled', lease_until = NULL, stale_since = NULL,
                error_message = 'the campaign was cancelled before this message was sent', updated_at = $1
-             WHERE state = 'sending' AND wamid IS NULL AND lease_until IS NOT NULL AND lease_until + $2 < $1
+             WHERE state = 'sending' AND wamid IS NULL AND stale_since IS NOT NULL AND stale_since + $2 <= $1
                AND campaign_id IN (SELECT id FROM campaigns WHERE state = 'cancelled')",
         )
         .bind(now)
         .bind(grace_ms)
         .execute(self.writer())
         .await?;
-        let r = sqlx::query(
-            "UPDATE messages SET state = 'queued', lease_until = NULL, next_attempt_at = $1, updated_at = $1
-             WHERE state = 'sending' AND wamid IS NULL AND lease_until IS NOT NULL AND lease_until + $2 < $1",
+        let requeued = sqlx::query(
+            "UPDATE messages SET state = 'queued', lease_until = NULL, stale_since = NULL, next_attempt_at = $1, updated_at = $1
+             WHERE state = 'sending' AND wamid IS NULL AND stale_since IS NOT NULL AND stale_since + $2 <= $1",
         )
         .bind(now)
         .bind(grace_ms)
         .execute(self.writer())
-        .await?;
-        Ok(r.rows_affected())
+        .await?
+        .rows_affected();
+        Ok(StaleSending { noticed, requeued })
     }
 
     async fn next_due_at(&self, phone_number_id: &PhoneNumberId) -> Result<Option<Millis>> {

@@ -24,6 +24,7 @@ crate::contract!(
     audience_lists_by_segment_with_keyset_pages,
     audience_erase_keeps_anonymous_messages,
     audience_segments_and_import_jobs,
+    audience_import_chunks_commit_with_their_progress_and_interrupted_jobs_resume,
     audience_sql_agrees_with_memory_on_random_contacts_and_filters,
     audience_long_chains_compile,
 );
@@ -386,6 +387,9 @@ async fn audience_segments_and_import_jobs(b: &Backend) {
         created_at: T0,
         updated_at: T0,
         finished_at: None,
+        options: Some(r#"{"format":"csv"}"#.into()),
+        committed_bytes: 0,
+        committed_sha256: None,
     };
     b.create_import_job(&job).await.unwrap();
     let rejects: Vec<_> = (0..5)
@@ -722,4 +726,88 @@ async fn audience_sql_agrees_with_memory_on_random_contacts_and_filters(b: &Back
             );
         }
     }
+}
+
+async fn audience_import_chunks_commit_with_their_progress_and_interrupted_jobs_resume(
+    b: &Backend,
+) {
+    let t = tenant(&**b, 1).await;
+    let other = tenant(&**b, 2).await;
+    let mut job = ImportJobRecord {
+        id: ImportId::new(),
+        application_id: t.app.clone(),
+        format: "csv".into(),
+        state: ImportState::Running,
+        rows_read: 0,
+        created: 0,
+        updated: 0,
+        rejected: 0,
+        error: None,
+        created_at: T0,
+        updated_at: T0,
+        finished_at: None,
+        options: None,
+        committed_bytes: 0,
+        committed_sha256: None,
+    };
+    b.create_import_job(&job).await.unwrap();
+    let rows: Vec<ContactUpsert> = ["+4915112340001", "+4915112340002", "+4915112340001"]
+        .iter()
+        .map(|p| ContactUpsert {
+            phone: (*p).into(),
+            ..ContactUpsert::default()
+        })
+        .collect();
+    job.rows_read = 4;
+    job.rejected = 1;
+    job.committed_bytes = 120;
+    job.committed_sha256 = Some("ab".repeat(32));
+    let reject = RejectedRow {
+        line: 3,
+        reason: "bad phone".into(),
+        raw: "x".into(),
+    };
+    let counts = b
+        .commit_import_chunk(&job, &rows, &[reject], T0 + 1)
+        .await
+        .unwrap();
+    assert_eq!((counts.created, counts.updated), (2, 1));
+    let stored = b.import_job(&t.app, &job.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.rows_read, stored.created, stored.updated, stored.rejected),
+        (4, 2, 1, 1)
+    );
+    assert_eq!(stored.committed_bytes, 120);
+    assert_eq!(stored.committed_sha256, job.committed_sha256);
+    assert_eq!(
+        b.import_rejects(&t.app, &job.id, 0, 10).await.unwrap().len(),
+        1
+    );
+
+    // Parley restarts: a job last written before the start is interrupted, a newer one not.
+    assert_eq!(b.interrupt_stale_imports(T0 + 1, T0 + 5).await.unwrap(), 0);
+    assert_eq!(b.interrupt_stale_imports(T0 + 2, T0 + 5).await.unwrap(), 1);
+    let stored = b.import_job(&t.app, &job.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, ImportState::Interrupted);
+    assert_eq!((stored.created, stored.committed_bytes), (2, 120));
+    assert!(stored.error.is_some());
+
+    // Resumed once, by its own application only.
+    assert_eq!(
+        b.resume_import_job(&other.app, &job.id, T0 + 6).await.unwrap(),
+        None
+    );
+    let resumed = b
+        .resume_import_job(&t.app, &job.id, T0 + 6)
+        .await
+        .unwrap()
+        .expect("resumed");
+    assert_eq!(resumed.state, ImportState::Running);
+    assert_eq!((resumed.created, resumed.committed_bytes), (2, 120));
+    assert_eq!(resumed.error, None);
+    assert_eq!(
+        b.resume_import_job(&t.app, &job.id, T0 + 7).await.unwrap(),
+        None,
+        "a running import is not resumed twice"
+    );
 }

@@ -350,47 +350,70 @@ async fn reschedule_and_fail(b: &Backend) {
 }
 
 async fn requeue_stale_sending_after_lease_and_grace(b: &Backend) {
+    use parley_store::{StaleSending, StatusChange};
     let t = tenant(&**b, 1).await;
     let stale = queued(&**b, &t, T0).await;
     let answered = queued(&**b, &t, T0).await;
+    let settled = queued(&**b, &t, T0).await;
     let lease = T0 + 30_000;
     let claimed = b
-        .claim_due_messages(&t.number, T0, lease, 2)
+        .claim_due_messages(&t.number, T0, lease, 3)
         .await
         .expect("claim");
-    assert_eq!(claimed.len(), 2);
+    assert_eq!(claimed.len(), 3);
     b.mark_accepted(&answered, &crate::fixtures::wm("wamid.answered"), T0 + 5)
         .await
         .expect("accept");
-
+    let pass = |now: i64| async move {
+        b.requeue_stale_sending(now, 300_000)
+            .await
+            .expect("requeue")
+    };
     let grace = 300_000;
-    assert_eq!(
-        b.requeue_stale_sending(lease + grace, grace)
-            .await
-            .expect("requeue"),
-        0,
-        "not before lease + grace has passed"
-    );
-    assert_eq!(
-        b.requeue_stale_sending(lease + grace + 1, grace)
-            .await
-            .expect("requeue"),
-        1
-    );
+    assert_eq!(pass(lease - 1).await, StaleSending::default(), "leased");
+    // Parley was down far past lease + grace: the first pass after the restart notes the
+    // rows stale, and the grace counts from then, so Meta's retried webhooks still come in time.
+    let back = lease + 10 * grace;
+    let noted = StaleSending {
+        noticed: 2,
+        requeued: 0,
+    };
+    assert_eq!(pass(back).await, noted);
+    // A status naming one of them (our id in the callback data) settles it meanwhile.
+    b.apply_status(&StatusChange {
+        wamid: crate::fixtures::wm("wamid.settled"),
+        message_id: Some(settled.clone()),
+        state: MessageState::Sent,
+        at: back + 10,
+        error: None,
+    })
+    .await
+    .expect("status")
+    .expect("matched");
+    // Later passes (another restart) do not start the grace again.
+    assert_eq!(pass(back + grace - 1).await, StaleSending::default());
+    let requeued = StaleSending {
+        noticed: 0,
+        requeued: 1,
+    };
+    assert_eq!(pass(back + grace).await, requeued, "once, after one grace");
     let m = get(&**b, &t, &stale).await;
     assert_eq!(m.state, MessageState::Queued);
-    assert_eq!(m.next_attempt_at, lease + grace + 1);
+    assert_eq!(m.next_attempt_at, back + grace);
     assert_eq!(get(&**b, &t, &answered).await.state, MessageState::Accepted);
-    assert_eq!(
-        b.requeue_stale_sending(lease + grace + 2, grace)
-            .await
-            .expect("again"),
-        0
-    );
+    assert_eq!(get(&**b, &t, &settled).await.state, MessageState::Sent);
+    assert_eq!(pass(back + grace + 1).await, StaleSending::default());
+    let new_lease = back + grace + 30_000;
     let again = b
-        .claim_due_messages(&t.number, lease + grace + 1, lease + grace + 30_000, 5)
+        .claim_due_messages(&t.number, back + grace, new_lease, 5)
         .await
         .expect("claim");
     assert_eq!(again.len(), 1);
     assert_eq!((again[0].id.clone(), again[0].attempts), (stale, 2));
+    // Claimed again, it has a fresh lease and, once that lapses, a fresh grace.
+    let noted_one = StaleSending {
+        noticed: 1,
+        requeued: 0,
+    };
+    assert_eq!(pass(new_lease + 1).await, noted_one);
 }

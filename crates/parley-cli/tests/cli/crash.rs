@@ -1,0 +1,577 @@
+//! Crash safety with real processes: `parley sandbox` runs on its own (Meta's side keeps its
+//! record of every send across Parley's crashes) and `parley serve` is killed with SIGKILL and
+//! started again, on SQLite or, with `PARLEY_TEST_BACKEND=postgres`, on PostgreSQL.
+//!
+//! The sandbox retries webhooks 60 times (Meta retries for days), so the statuses of sends Meta
+//! took while Parley was down reach it after its restart; the crash grace is short so the
+//! tests need not wait minutes.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use parley_domain::MessageState;
+use parley_sandbox::demo_ids;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+use crate::credentials;
+
+/// A child process killed (SIGKILL) when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `parley <args>` and waits until it prints a line containing `ready`.
+fn start(args: &[String], envs: &[(&str, String)], ready: &str) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_parley"));
+    cmd.args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn parley");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let proc = Proc(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("parley {args:?} did not print {ready:?} in time"));
+        if line.contains(ready) {
+            return proc;
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn postgres() -> bool {
+    match std::env::var("PARLEY_TEST_BACKEND").as_deref() {
+        Err(_) | Ok("") | Ok("sqlite") => false,
+        Ok("postgres") | Ok("postgresql") => true,
+        Ok(other) => panic!("PARLEY_TEST_BACKEND={other}: use sqlite or postgres"),
+    }
+}
+
+/// The chaos seed: `PARLEY_CHAOS_SEED`, or a fresh one (printed, so a failure can be repeated).
+fn chaos_seed(test: &str) -> u64 {
+    let seed = std::env::var("PARLEY_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("{test}: chaos seed {seed} (PARLEY_CHAOS_SEED={seed} repeats these moments)");
+    seed
+}
+
+/// `parley sandbox` as its own process, a database, and how to start `parley serve`.
+struct Rig {
+    dir: tempfile::TempDir,
+    sandbox: String,
+    parley: String,
+    db_url: String,
+    envs: Vec<(&'static str, String)>,
+    serve_args: Vec<String>,
+    /// No pooled connections: a pooled one to a killed Parley fails the next request.
+    http: reqwest::Client,
+    _sandbox: Proc,
+    pg: Option<crate::pg::TestDb>,
+}
+
+impl Rig {
+    async fn new(contacts: usize, lease_ms: u64, grace_ms: u64) -> Rig {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (sandbox_port, parley_port) = (free_port(), free_port());
+        let sandbox = format!("http://127.0.0.1:{sandbox_port}");
+        let parley = format!("http://127.0.0.1:{parley_port}");
+        let pg = match postgres() {
+            true => Some(crate::pg::TestDb::create().await),
+            false => None,
+        };
+        let db_url = match &pg {
+            Some(db) => db.url.clone(),
+            None => format!("sqlite://{}", dir.path().join("parley.db").display()),
+        };
+        let sandbox_proc = start(
+            &[
+                "sandbox".into(),
+                "--listen".into(),
+                format!("127.0.0.1:{sandbox_port}"),
+                "--webhook-url".into(),
+                format!("{parley}/webhooks/whatsapp"),
+            ],
+            &[],
+            "Meta sandbox on",
+        );
+        let config = parley_sandbox::SandboxConfig::demo();
+        let envs = vec![
+            ("PARLEY_DATA_DIR", dir.path().display().to_string()),
+            ("PARLEY_DATABASE_URL", db_url.clone()),
+            ("PARLEY_LISTEN", format!("127.0.0.1:{parley_port}")),
+            ("PARLEY_META_GRAPH_URL", sandbox.clone()),
+            ("PARLEY_META_APP_ID", config.app_id.clone()),
+            ("PARLEY_META_APP_SECRET", config.app_secret.clone()),
+            ("PARLEY_META_VERIFY_TOKEN", config.verify_token.clone()),
+        ];
+        let serve_args = vec![
+            "serve".into(),
+            "--seed-demo".into(),
+            contacts.to_string(),
+            "--lease-ms".into(),
+            lease_ms.to_string(),
+            "--crash-grace-ms".into(),
+            grace_ms.to_string(),
+        ];
+        let rig = Rig {
+            dir,
+            sandbox,
+            parley,
+            db_url,
+            envs,
+            serve_args,
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("client"),
+            _sandbox: sandbox_proc,
+            pg,
+        };
+        rig.sandbox_post("/sandbox/behaviour", &json!({"webhook_attempts": 60}))
+            .await;
+        rig
+    }
+
+    fn serve(&self) -> Proc {
+        start(&self.serve_args, &self.envs, "Parley listens on")
+    }
+
+    fn token(&self) -> String {
+        credentials(self.dir.path())["api_token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    }
+
+    /// An API call: (status, JSON body).
+    async fn api(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.parley))
+            .bearer_auth(self.token());
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn sandbox_call(&self, method: reqwest::Method, path: &str, body: &Value) -> Value {
+        let resp = self
+            .http
+            .request(method, format!("{}{path}", self.sandbox))
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("sandbox {path}: {e}"));
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "sandbox {path}: {status} {v}");
+        v
+    }
+
+    async fn sandbox_post(&self, path: &str, body: &Value) -> Value {
+        self.sandbox_call(reqwest::Method::POST, path, body).await
+    }
+
+    /// Template sends the sandbox accepted, by recipient digits.
+    async fn sandbox_sent(&self) -> HashMap<String, u32> {
+        let v: Value = self
+            .http
+            .get(format!("{}/sandbox/messages", self.sandbox))
+            .send()
+            .await
+            .expect("sandbox messages")
+            .json()
+            .await
+            .expect("json");
+        let mut by = HashMap::new();
+        for m in v["data"].as_array().expect("messages") {
+            if m["type"] == "template" {
+                *by.entry(m["to"].as_str().unwrap_or_default().to_owned())
+                    .or_default() += 1;
+            }
+        }
+        by
+    }
+
+    /// Creates the campaign to every contact and answers its id and plan.
+    async fn campaign(&self) -> (String, Value) {
+        let (status, created) = self
+            .api(
+                reqwest::Method::POST,
+                "/campaigns",
+                Some(&json!({
+                    "name": "Crash",
+                    "template": {"name": "welcome", "language": "en",
+                                 "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}"}},
+                    "audience": {"filter": "visits >= 0"},
+                    "type": "transactional"
+                })),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["id"].as_str().expect("campaign id").to_owned();
+        let (status, plan) = self
+            .api(reqwest::Method::GET, &format!("/campaigns/{id}/plan"), None)
+            .await;
+        assert_eq!(status, 200, "{plan}");
+        (id, plan)
+    }
+
+    async fn stats(&self, id: &str) -> Value {
+        let (status, stats) = self
+            .api(reqwest::Method::GET, &format!("/campaigns/{id}/stats"), None)
+            .await;
+        assert_eq!(status, 200, "{stats}");
+        stats
+    }
+
+    /// Waits until the campaign completes; panics with its stats when it does not in `limit`.
+    async fn completed(&self, id: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let stats = self.stats(id).await;
+            if stats["state"] == "completed" {
+                return stats;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the campaign did not complete: {stats}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Messages Parley has in `sending`, without a wamid, whose recipient Meta accepted a send
+    /// for: the kill fell between Meta's acceptance and Parley's record of it. Read from the
+    /// database while Parley is down.
+    async fn in_the_window(&self, accepted: &HashMap<String, u32>) -> usize {
+        let cipher = parley_store::SecretCipher::load_or_create(self.dir.path()).expect("key");
+        let store = parley_store::open(&self.db_url, cipher)
+            .await
+            .expect("open the database");
+        let apps = store.applications().await.expect("applications");
+        let app = &apps.first().expect("the demo application").id;
+        let mut n = 0;
+        let mut after = None;
+        loop {
+            let page = store
+                .messages(app, after.as_ref(), 1_000)
+                .await
+                .expect("messages");
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            n += page
+                .iter()
+                .filter(|m| {
+                    m.state == MessageState::Sending
+                        && m.wamid.is_none()
+                        && accepted.contains_key(m.to_phone.trim_start_matches('+'))
+                })
+                .count();
+        }
+        n
+    }
+
+    async fn finish(self) {
+        if let Some(db) = self.pg {
+            db.finish().await;
+        }
+    }
+}
+
+/// Every recipient got exactly one message, as Meta counts them.
+fn assert_each_once(sent: &HashMap<String, u32>, recipients: usize, stats: &Value) {
+    let mut doubled: Vec<_> = sent.iter().filter(|(_, n)| **n > 1).collect();
+    doubled.sort();
+    assert!(
+        doubled.is_empty(),
+        "sent twice across the crashes: {doubled:?}"
+    );
+    assert_eq!(sent.len(), recipients, "lost across the crashes: {stats}");
+}
+
+#[tokio::test]
+async fn a_campaign_survives_sigkill_with_nothing_lost_or_doubled() {
+    const RECIPIENTS: usize = 250;
+    // A short lease and grace so the test need not wait minutes; the grace counts from the
+    // restart, when the sandbox's retried webhooks reach Parley again.
+    let rig = Rig::new(RECIPIENTS, 3_000, 10_000).await;
+    let serve = rig.serve();
+    // The tier is not raised: the number's limit, 250 contacts a day, is exactly the audience,
+    // so a slot the crash leaked would leave a recipient waiting 24 h and the campaign open.
+    let (id, plan) = rig.campaign().await;
+    assert_eq!(plan["recipients"], RECIPIENTS, "{plan}");
+    assert_eq!(plan["quota"]["limit"], 250, "{plan}");
+
+    // Some answers are held after Meta took the message: at the kill, sends are accepted at
+    // Meta but not yet recorded by Parley (the crash window between claim and answer).
+    rig.sandbox_post(
+        "/sandbox/faults",
+        &json!({"timeout_rate": 0.3, "timeout_ms": 1500}),
+    )
+    .await;
+    let (status, body) = rig
+        .api(reqwest::Method::POST, &format!("/campaigns/{id}/start"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rig.sandbox_sent().await.len() < 60 {
+        assert!(Instant::now() < deadline, "Meta took no 60 sends");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(serve); // SIGKILL
+    let at_kill = rig.sandbox_sent().await;
+    assert!(
+        (60..RECIPIENTS).contains(&at_kill.len()),
+        "killed at {} accepted",
+        at_kill.len()
+    );
+    let window = rig.in_the_window(&at_kill).await;
+    println!("killed with {window} sends accepted by Meta and not yet recorded by Parley");
+    assert!(
+        window > 0,
+        "the kill did not fall between Meta's acceptance and Parley's record"
+    );
+    rig.sandbox_call(reqwest::Method::DELETE, "/sandbox/faults", &json!({}))
+        .await;
+
+    let _serve = rig.serve();
+    let stats = rig.completed(&id, Duration::from_secs(90)).await;
+    assert_eq!(stats["failed"], 0, "{stats}");
+    assert_each_once(&rig.sandbox_sent().await, RECIPIENTS, &stats);
+    drop(_serve);
+    rig.finish().await;
+}
+
+#[tokio::test]
+async fn a_5000_recipient_campaign_survives_five_sigkills_at_random_moments() {
+    const RECIPIENTS: usize = 5_000;
+    let seed = chaos_seed("campaign chaos");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let rig = Rig::new(RECIPIENTS, 2_000, 6_000).await;
+    let mut serve = rig.serve();
+    // Crashes, not the messaging limit, are under test here: the tier is raised first.
+    let pn = demo_ids::PHONE_NUMBER_ID;
+    rig.sandbox_post(
+        &format!("/sandbox/phone_numbers/{pn}/limit"),
+        &json!({"limit": "TIER_10K"}),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, numbers) = rig.api(reqwest::Method::GET, "/phone-numbers", None).await;
+        assert_eq!(status, 200, "{numbers}");
+        if numbers["data"][0]["messaging_limit"] == "TIER_10K" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the tier was not raised: {numbers}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (id, plan) = rig.campaign().await;
+    assert_eq!(plan["quota"]["limit"], 10_000, "{plan}");
+    assert_eq!(plan["recipients"], RECIPIENTS, "{plan}");
+    rig.sandbox_post(
+        "/sandbox/faults",
+        &json!({"timeout_rate": 0.1, "timeout_ms": 1000}),
+    )
+    .await;
+    let (status, body) = rig
+        .api(reqwest::Method::POST, &format!("/campaigns/{id}/start"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Five kills at random points of the campaign, by the messages Parley had settled.
+    let mut marks: Vec<u64> = (0..5).map(|_| rng.random_range(100..4_600)).collect();
+    marks.sort_unstable();
+    let mut window = 0;
+    for (i, mark) in marks.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let progress = loop {
+            let s = rig.stats(&id).await;
+            // Settled: planned, and neither waiting nor in flight.
+            let open = s["queued"].as_u64().unwrap_or(0) + s["sending"].as_u64().unwrap_or(0);
+            let done = match s["planned"] == true {
+                true => (RECIPIENTS as u64).saturating_sub(open),
+                false => 0,
+            };
+            if done >= *mark {
+                break done;
+            }
+            assert!(Instant::now() < deadline, "stuck before {mark}: {s}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
+        drop(serve); // SIGKILL
+        let accepted = rig.sandbox_sent().await;
+        let w = rig.in_the_window(&accepted).await;
+        window += w;
+        println!(
+            "kill {} at {progress} settled as Parley knew it, {} accepted by Meta, {w} of them not yet recorded",
+            i + 1,
+            accepted.len()
+        );
+        serve = rig.serve();
+    }
+    rig.sandbox_call(reqwest::Method::DELETE, "/sandbox/faults", &json!({}))
+        .await;
+    let stats = rig.completed(&id, Duration::from_secs(180)).await;
+    assert_eq!(stats["failed"], 0, "{stats}");
+    assert_each_once(&rig.sandbox_sent().await, RECIPIENTS, &stats);
+    assert!(
+        window > 0,
+        "no kill fell between Meta's acceptance and Parley's record (seed {seed})"
+    );
+    drop(serve);
+    rig.finish().await;
+}
+
+/// Sends the head of `body` (up to `cut`) as a request announcing the whole length, and keeps
+/// the connection open: an upload in flight.
+async fn upload_part(rig: &Rig, path: &str, body: &str, cut: usize) -> tokio::net::TcpStream {
+    let addr = rig.parley.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /api/v1{path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: text/csv\r\nContent-Length: {}\r\n\r\n",
+        rig.token(),
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await.expect("head");
+    socket
+        .write_all(&body.as_bytes()[..cut])
+        .await
+        .expect("body");
+    socket.flush().await.expect("flush");
+    socket
+}
+
+/// The newest import, once `check` holds for it.
+async fn import_when(rig: &Rig, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, list) = rig
+            .api(reqwest::Method::GET, "/contacts/import?limit=1", None)
+            .await;
+        assert_eq!(status, 200, "{list}");
+        let job = &list["data"][0];
+        if !job.is_null() && check(job) {
+            return job.clone();
+        }
+        assert!(Instant::now() < deadline, "{what}: {list}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_import_killed_mid_upload_resumes_to_done_with_each_contact_once() {
+    const ROWS: usize = 30_000;
+    let seed = chaos_seed("import chaos");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let rig = Rig::new(10, 60_000, 300_000).await;
+    let mut serve = rig.serve();
+    let mut csv = String::from("phone,batch\n");
+    for i in 0..ROWS {
+        csv.push_str(&format!("+49152{:08},chaos\n", 62_000_000 + i));
+    }
+    let rows_in = |cut: usize| csv[..cut].matches('\n').count() - 1;
+
+    // Killed twice mid-upload at random bytes (the first upload, then its resume), each time
+    // once Parley committed what it could of the part it read.
+    let mut committed_rows = 0;
+    let mut path = "/contacts/import?map=batch:batch".to_owned();
+    let mut from = csv.len() / 10;
+    for kill in 1..=2 {
+        let cut = rng.random_range(from..from + csv.len() * 3 / 10);
+        let upload = upload_part(&rig, &path, &csv, cut).await;
+        let read = rows_in(cut);
+        let job = import_when(&rig, "the part sent was not committed", |j| {
+            let n = j["rows_read"].as_u64().unwrap_or(0) as usize;
+            n > committed_rows && read - n < 1_000
+        })
+        .await;
+        drop(serve); // SIGKILL
+        drop(upload);
+        println!(
+            "kill {kill}: upload cut at byte {cut} ({read} rows sent), {} committed",
+            job["rows_read"]
+        );
+        serve = rig.serve();
+        // Marked at start: left running by a Parley that is gone.
+        let job = import_when(&rig, "not marked interrupted", |j| {
+            j["state"] == "interrupted"
+        })
+        .await;
+        committed_rows = job["rows_read"].as_u64().expect("rows read") as usize;
+        assert!(committed_rows <= read && read - committed_rows < 1_000, "{job}");
+        assert_eq!(job["created"], committed_rows, "{job}");
+        path = format!(
+            "/contacts/import/{}/resume",
+            job["id"].as_str().expect("id")
+        );
+        from = cut + csv.len() / 10;
+    }
+
+    // The whole file once more: the import completes, each row imported once.
+    let resp = rig
+        .http
+        .post(format!("{}/api/v1{path}", rig.parley))
+        .bearer_auth(rig.token())
+        .body(csv.clone())
+        .send()
+        .await
+        .expect("resume");
+    assert_eq!(resp.status(), 202);
+    let job = import_when(&rig, "not done", |j| j["state"] != "running").await;
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["rows_read"], ROWS, "{job}");
+    assert_eq!(job["created"], ROWS, "{job}");
+    assert_eq!(job["updated"], 0, "a row imported twice: {job}");
+    let (status, count) = rig
+        .api(
+            reqwest::Method::POST,
+            "/segments/preview",
+            Some(&json!({"filter": "batch = \"chaos\"", "sample": 1})),
+        )
+        .await;
+    assert_eq!(status, 200, "{count}");
+    assert_eq!(count["count"], ROWS, "{count}");
+    drop(serve);
+    rig.finish().await;
+}
