@@ -990,6 +990,7 @@ pub async fn run(engine: Engine, shutdown: CancellationToken) {
         if let Err(e) = engine.work_campaigns().await {
             tracing::warn!(error = %e, "campaign worker pass failed");
         }
+        engine.progress.campaign_pass_done();
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = notified => {}

@@ -228,6 +228,7 @@ async fn number_loop(engine: Engine, number: PhoneNumberRecord, shutdown: Cancel
             }
         };
         if claimed.is_empty() {
+            engine.progress.sender_pass_done();
             let next = engine.store.next_due_at(&pn).await.ok().flatten();
             let wait = next.map_or(poll, |t| (t - now).clamp(1, poll));
             let notified = engine.send_wake.notified();
@@ -253,6 +254,7 @@ async fn number_loop(engine: Engine, number: PhoneNumberRecord, shutdown: Cancel
             }
         };
         send_round(&state, &token, claimed, &accepted_tx, &shutdown).await;
+        engine.progress.sender_pass_done();
     }
     // Every acceptance of this loop is written before it reports stopped.
     drop(accepted_tx);
