@@ -845,3 +845,54 @@ async fn refused_credentials_stop_the_round_in_flight() {
     );
     assert_eq!(stats["failed"], 0, "{stats}");
 }
+
+/// Meta answers 131064, its messaging limit reached for the account (the sandbox's refusal
+/// over the portfolio's reach limit): not the recipient's fault. The message stays queued,
+/// nothing fails, the campaign pauses saying the quota at Meta is reached; resumed once the
+/// hold has passed, every recipient gets one message.
+#[tokio::test]
+async fn metas_messaging_limit_keeps_the_message_queued_and_pauses_the_campaign() {
+    let app = spawn_app().await;
+    let phones = seed(&app, "capped", 63_000_000, 20, 0).await;
+    let id = app.welcome_campaign("Capped", "capped", json!({})).await;
+    app.sandbox_faults(json!({"fail_next": [131064]})).await;
+    app.campaign_action(&id, "start").await;
+    let stats = app
+        .wait_stats(&id, "paused by Meta's messaging limit", |s| {
+            s["state"] == "paused" && s["sending"] == 0
+        })
+        .await;
+    let reason = stats["state_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("131064") && reason.contains("messaging limit"),
+        "{stats}"
+    );
+    assert_eq!(stats["failed"], 0, "{stats}");
+    let refused = app.sandbox_requests("sends=true&outcome=refused").await;
+    let refused = refused["data"].as_array().expect("data").clone();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["code"], 131064);
+    // The refused message waits, queued, with Meta's reason; it is not failed.
+    let to = digits(refused[0]["to"].as_str().expect("to"));
+    let (status, list) = app
+        .api_call(reqwest::Method::GET, "/api/v1/messages?limit=100", None)
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let waiting = list["data"]
+        .as_array()
+        .and_then(|d| d.iter().find(|m| digits(m["to"].as_str().unwrap_or_default()) == to))
+        .cloned()
+        .expect("the refused message is listed");
+    assert_eq!(waiting["state"], "queued", "{waiting}");
+    assert_eq!(waiting["error"]["code"], 131064, "{waiting}");
+
+    // Meta lifts the limit; an hour later (the hold) the resumed campaign completes.
+    app.campaign_action(&id, "resume").await;
+    app.advance(Duration::from_secs(3_601)).await;
+    app.wait_stats(&id, "completed with 20 sent", |s| {
+        s["state"] == "completed" && s["sent"] == 20
+    })
+    .await;
+    app.assert_one_each(&phones).await;
+    app.assert_no_rate_refusals().await;
+}
