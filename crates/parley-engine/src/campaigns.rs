@@ -508,7 +508,7 @@ impl Engine {
             .unwrap_or_default();
         let business = self
             .store
-            .platform(&number.platform_id)
+            .platform(&number.application_id, &number.platform_id)
             .await?
             .and_then(|p| p.business_id)
             .map(String::from)

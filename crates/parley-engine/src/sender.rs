@@ -760,7 +760,10 @@ async fn pause_platform_campaigns(
             .await?;
         tracing::warn!(campaign_id = %campaign, code, "campaign paused: the platform needs attention");
     }
-    if let Some(p) = store.platform(platform).await? {
+    if let Some(p) = store
+        .platform(&state.number.application_id, platform)
+        .await?
+    {
         store
             .set_platform_status(platform, &p.status, Some(reason), now)
             .await?;
