@@ -20,6 +20,10 @@ pub enum ErrorClass {
     PermanentTemplate,
     /// The number, token or account is unusable: stop sending from the number, ask for attention.
     StopNumber,
+    /// The account reached its messaging limit at Meta (131064): no send from it can go for a
+    /// while, whoever the recipient. Not the message's fault: keep it queued, hold the number's
+    /// sends for [`MESSAGING_LIMIT_HOLD`] and pause its campaigns with the reason.
+    MessagingLimit,
 }
 
 impl ErrorClass {
@@ -31,6 +35,7 @@ impl ErrorClass {
                 | ErrorClass::ThrottleNumber
                 | ErrorClass::ThrottleRecipient
                 | ErrorClass::RetryAfter(_)
+                | ErrorClass::MessagingLimit
         )
     }
 
@@ -44,12 +49,18 @@ impl ErrorClass {
             ErrorClass::PermanentRecipient => "permanent_recipient",
             ErrorClass::PermanentTemplate => "permanent_template",
             ErrorClass::StopNumber => "stop_number",
+            ErrorClass::MessagingLimit => "messaging_limit",
         }
     }
 }
 
 /// The per-user marketing limit (131049) asks for at least 24 h before resending.
 pub const MARKETING_LIMIT_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How long a number's sends wait after Meta said the account reached its messaging limit
+/// (131064). Meta lifts the limit after an enforcement period it does not publish; the
+/// portfolio's reach limit frees slots as its moving 24 h passes. An hour, then try again.
+pub const MESSAGING_LIMIT_HOLD: Duration = Duration::from_secs(60 * 60);
 
 /// Classifies a Graph error `code` (never the deprecated `error_subcode`).
 pub fn classify(code: i64) -> ErrorClass {
@@ -63,6 +74,10 @@ pub fn classify(code: i64) -> ErrorClass {
         131056 => ErrorClass::ThrottleRecipient,
         // Per-user marketing limit: Meta says not before 24 hours.
         131049 => ErrorClass::RetryAfter(MARKETING_LIMIT_DELAY),
+        // "This account has reached its messaging limit … This applies to both template
+        // messages and direct send messages" (Meta; the sandbox answers it over the portfolio's
+        // reach limit): the account, not the recipient, so nothing is failed.
+        131064 => ErrorClass::MessagingLimit,
         // Template missing, paused, disabled, or its parameters do not fit: every send with it
         // fails the same way, so stop the campaign rather than burn through the audience.
         132000 | 132001 | 132005 | 132007 | 132012 | 132015 | 132016 | 132068 => {
@@ -102,6 +117,7 @@ mod tests {
             assert_eq!(classify(c), ErrorClass::ThrottleNumber, "{c}");
         }
         assert_eq!(classify(131056), ErrorClass::ThrottleRecipient);
+        assert_eq!(classify(131064), ErrorClass::MessagingLimit);
         assert_eq!(
             classify(131049),
             ErrorClass::RetryAfter(Duration::from_secs(86_400))
@@ -127,6 +143,8 @@ mod tests {
     fn retryable_classes() {
         assert!(classify(130429).is_retryable());
         assert!(classify(131049).is_retryable());
+        assert!(classify(131064).is_retryable());
+        assert_eq!(classify(131064).as_str(), "messaging_limit");
         assert!(!classify(131026).is_retryable());
         assert!(!classify(132001).is_retryable());
         assert!(!classify(190).is_retryable());

@@ -510,7 +510,7 @@ impl Engine {
             .unwrap_or_default();
         let business = self
             .store
-            .platform(&number.platform_id)
+            .platform(&number.application_id, &number.platform_id)
             .await?
             .and_then(|p| p.business_id)
             .map(String::from)
@@ -992,6 +992,7 @@ pub async fn run(engine: Engine, shutdown: CancellationToken) {
         if let Err(e) = engine.work_campaigns().await {
             tracing::warn!(error = %e, "campaign worker pass failed");
         }
+        engine.progress.campaign_pass_done();
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = notified => {}

@@ -95,6 +95,42 @@ pub struct Engine {
     pub webhook_wake: Arc<Notify>,
     /// Wakes the campaign worker when a campaign starts or resumes.
     pub campaign_wake: Arc<Notify>,
+    /// How far the workers got: counts a test waits on to know that a pass ran.
+    pub progress: Arc<Progress>,
+}
+
+/// Passes the background workers completed, per engine. A test that must show that nothing
+/// happens waits until a pass that began after its change has finished (positive evidence
+/// that the worker looked), instead of sleeping and hoping it did.
+#[derive(Debug, Default)]
+pub struct Progress {
+    sender_passes: std::sync::atomic::AtomicU64,
+    campaign_passes: std::sync::atomic::AtomicU64,
+}
+
+impl Progress {
+    /// Claim passes finished by the sender loops (all numbers): each claimed what was due at
+    /// its start and handed it to Meta, or found nothing due.
+    pub fn sender_passes(&self) -> u64 {
+        self.sender_passes
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Passes finished by the campaign worker (scheduled starts, planning, completion).
+    pub fn campaign_passes(&self) -> u64 {
+        self.campaign_passes
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(crate) fn sender_pass_done(&self) {
+        self.sender_passes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(crate) fn campaign_pass_done(&self) {
+        self.campaign_passes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Engine {
@@ -112,6 +148,7 @@ impl Engine {
             send_wake: Arc::new(Notify::new()),
             webhook_wake: Arc::new(Notify::new()),
             campaign_wake: Arc::new(Notify::new()),
+            progress: Arc::new(Progress::default()),
         }
     }
 

@@ -505,9 +505,8 @@ impl Engine {
         platform: &PlatformId,
     ) -> Result<PlatformRecord, EngineError> {
         self.store
-            .platform(platform)
+            .platform(app, platform)
             .await?
-            .filter(|p| &p.application_id == app)
             .ok_or_else(|| not_found(platform))
     }
 
@@ -655,11 +654,16 @@ impl Engine {
             }
             Step::ReadWaba => {
                 let platform = self.onboarding_platform(run).await?;
-                StepEnd::from_read(step, self.read_waba(&platform, run.token()).await)
+                let app = run.session.application_id.clone();
+                StepEnd::from_read(step, self.read_waba(&app, &platform, run.token()).await)
             }
             Step::ReadPhoneNumbers => {
                 let platform = self.onboarding_platform(run).await?;
-                StepEnd::from_read(step, self.read_numbers(&platform, run.token()).await)
+                let app = run.session.application_id.clone();
+                StepEnd::from_read(
+                    step,
+                    self.read_numbers(&app, &platform, run.token()).await,
+                )
             }
             Step::ReadProfile => {
                 let platform = self.onboarding_platform(run).await?;
@@ -859,7 +863,10 @@ impl Engine {
         session.state = "done".into();
         session.updated_at = now;
         self.store.save_onboarding(&session).await?;
-        let platform = self.store.platform(&platform_id).await?;
+        let platform = self
+            .store
+            .platform(&session.application_id, &platform_id)
+            .await?;
         if let Some(platform) = platform
             && platform.status == status::SETTING_UP
         {
@@ -876,7 +883,10 @@ impl Engine {
         self.store
             .set_platform_connected(&platform_id, None, Some(now))
             .await?;
-        if let Err(e) = self.sync_templates(&platform_id).await {
+        if let Err(e) = self
+            .sync_templates(&session.application_id, &platform_id)
+            .await
+        {
             tracing::warn!(platform = %platform_id, error = %e, "template sync after sign-up failed");
         }
         self.send_wake.notify_waiters();
@@ -890,11 +900,12 @@ impl Engine {
 
     async fn save_platform_details(
         &self,
+        app: &ApplicationId,
         platform: &PlatformId,
         token: &str,
         edit: impl FnOnce(&mut PlatformRecord),
     ) -> Result<(), GraphError> {
-        let Ok(Some(mut p)) = self.store.platform(platform).await else {
+        let Ok(Some(mut p)) = self.store.platform(app, platform).await else {
             return Ok(());
         };
         edit(&mut p);
@@ -918,12 +929,17 @@ impl Engine {
         Ok(())
     }
 
-    async fn read_waba(&self, platform: &PlatformId, token: &str) -> Result<(), GraphError> {
-        let Ok(Some(p)) = self.store.platform(platform).await else {
+    async fn read_waba(
+        &self,
+        app: &ApplicationId,
+        platform: &PlatformId,
+        token: &str,
+    ) -> Result<(), GraphError> {
+        let Ok(Some(p)) = self.store.platform(app, platform).await else {
             return Ok(());
         };
         let waba = self.graph.get_waba(token, p.waba_id.as_str()).await?;
-        self.save_platform_details(platform, token, |p| {
+        self.save_platform_details(app, platform, token, |p| {
             p.waba_name = waba.name.clone().or(p.waba_name.take());
             let profile = p.details.get("profile").cloned();
             let mut details = serde_json::to_value(&waba).unwrap_or_else(|_| json!({}));
@@ -936,8 +952,13 @@ impl Engine {
     }
 
     /// Reads every number of the platform's WABA and stores it; returns how many.
-    async fn read_numbers(&self, platform: &PlatformId, token: &str) -> Result<usize, GraphError> {
-        let Ok(Some(p)) = self.store.platform(platform).await else {
+    async fn read_numbers(
+        &self,
+        app: &ApplicationId,
+        platform: &PlatformId,
+        token: &str,
+    ) -> Result<usize, GraphError> {
+        let Ok(Some(p)) = self.store.platform(app, platform).await else {
             return Ok(0);
         };
         let numbers = self
@@ -1031,7 +1052,7 @@ impl Engine {
             .graph
             .get_business_profile(token, phone.as_str())
             .await?;
-        self.save_platform_details(platform, token, |p| {
+        self.save_platform_details(&session.application_id, platform, token, |p| {
             if let Some(obj) = p.details.as_object_mut() {
                 obj.insert("profile".into(), profile);
             } else {
@@ -1069,10 +1090,10 @@ impl Engine {
                 .set_platform_connected(platform, info.name.as_deref(), None)
                 .await?;
         }
-        self.read_waba(platform, &token)
+        self.read_waba(app, platform, &token)
             .await
             .map_err(read(Step::ReadWaba))?;
-        self.read_numbers(platform, &token)
+        self.read_numbers(app, platform, &token)
             .await
             .map_err(read(Step::ReadPhoneNumbers))?;
         if let Some(s) = &session {
@@ -1080,7 +1101,7 @@ impl Engine {
                 .await
                 .map_err(read(Step::ReadProfile))?;
         }
-        if let Some(p) = self.store.platform(platform).await?
+        if let Some(p) = self.store.platform(app, platform).await?
             && matches!(
                 p.status.as_str(),
                 status::PENDING_REVIEW | status::ACTIVE | status::REJECTED
@@ -1095,7 +1116,7 @@ impl Engine {
                 .set_platform_status(platform, st, reason, self.now())
                 .await?;
         }
-        self.sync_templates(platform).await?;
+        self.sync_templates(app, platform).await?;
         self.send_wake.notify_waiters();
         Ok(())
     }

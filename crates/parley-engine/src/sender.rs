@@ -244,6 +244,7 @@ async fn number_loop(engine: Engine, number: PhoneNumberRecord, shutdown: Cancel
             }
         };
         if claimed.is_empty() {
+            engine.progress.sender_pass_done();
             let next = engine.store.next_due_at(&pn).await.ok().flatten();
             let wait = next.map_or(poll, |t| (t - now).clamp(1, poll));
             let notified = engine.send_wake.notified();
@@ -269,6 +270,7 @@ async fn number_loop(engine: Engine, number: PhoneNumberRecord, shutdown: Cancel
             }
         };
         send_round(&state, &token, claimed, &accepted_tx, &shutdown).await;
+        engine.progress.sender_pass_done();
     }
     // Every acceptance of this loop is written before it reports stopped.
     drop(accepted_tx);
@@ -678,9 +680,27 @@ async fn handle_meta_error(
             tracing::error!(phone_number_id = %state.number.phone_number_id, code, error = %text, "Meta refused the number's credentials or account; pausing its sends");
             let pause = 5 * 60_000;
             state.paused_until.fetch_max(now + pause, Ordering::SeqCst);
-            pause_platform_campaigns(state, code, text, now).await?;
+            let reason =
+                format!("Meta refused the platform's credentials or account: (#{code}) {text}");
+            pause_platform_campaigns(state, code, &reason, now).await?;
             store
                 .reschedule_message(&m.id, now + pause, Some((code, text)), now)
+                .await
+        }
+        ErrorClass::MessagingLimit => {
+            // The account's messaging limit at Meta is reached: no send of this number can go
+            // for a while, whatever its recipient. The message stays queued (it did nothing
+            // wrong), the number holds its sends, its campaigns pause with the reason.
+            tracing::warn!(phone_number_id = %state.number.phone_number_id, code, error = %text, "Meta's messaging limit reached; holding the number's sends");
+            let hold = i64::try_from(parley_domain::MESSAGING_LIMIT_HOLD.as_millis())
+                .unwrap_or(3_600_000);
+            state.paused_until.fetch_max(now + hold, Ordering::SeqCst);
+            let reason = format!(
+                "Meta's messaging limit is reached for this account (quota at Meta): (#{code}) {text}. The rest stays queued; resume when Meta lifts the limit."
+            );
+            pause_platform_campaigns(state, code, &reason, now).await?;
+            store
+                .reschedule_message(&m.id, now + hold, Some((code, text)), now)
                 .await
         }
     }
@@ -736,7 +756,7 @@ async fn release(state: &NumberState, m: &MessageRecord, reach: Option<&(String,
 async fn pause_platform_campaigns(
     state: &NumberState,
     code: i64,
-    text: &str,
+    reason: &str,
     now: i64,
 ) -> parley_store::Result<()> {
     let store = &state.engine.store;
@@ -747,9 +767,8 @@ async fn pause_platform_campaigns(
         .into_iter()
         .map(|n| n.number.phone_number_id)
         .collect();
-    let reason = format!("Meta refused the platform's credentials or account: (#{code}) {text}");
     for campaign in store
-        .pause_campaigns_of_numbers(&numbers, &reason, now)
+        .pause_campaigns_of_numbers(&numbers, reason, now)
         .await?
     {
         store
@@ -757,9 +776,12 @@ async fn pause_platform_campaigns(
             .await?;
         tracing::warn!(campaign_id = %campaign, code, "campaign paused: the platform needs attention");
     }
-    if let Some(p) = store.platform(platform).await? {
+    if let Some(p) = store
+        .platform(&state.number.application_id, platform)
+        .await?
+    {
         store
-            .set_platform_status(platform, &p.status, Some(&reason), now)
+            .set_platform_status(platform, &p.status, Some(reason), now)
             .await?;
     }
     Ok(())

@@ -240,9 +240,10 @@ impl Engine {
     /// longer has are marked deleted.
     pub async fn sync_templates(
         &self,
+        app: &ApplicationId,
         platform_id: &PlatformId,
     ) -> Result<SyncReport, EngineError> {
-        let platform = self.store.platform(platform_id).await?.ok_or_else(|| {
+        let platform = self.store.platform(app, platform_id).await?.ok_or_else(|| {
             EngineError::new(
                 ErrorKind::NotFound,
                 "platform_not_found",
@@ -336,7 +337,10 @@ impl Engine {
         for app in apps {
             let platforms = self.store.platforms(&app.id).await.unwrap_or_default();
             for platform in platforms {
-                match self.sync_templates(&platform.id).await {
+                match self
+                    .sync_templates(&platform.application_id, &platform.id)
+                    .await
+                {
                     Ok(r) => {
                         tracing::debug!(platform = %platform.id, synced = r.synced, deleted = r.deleted, "templates synced")
                     }
@@ -583,7 +587,7 @@ impl Engine {
         let token = self.store.platform_token(&record.platform_id).await?;
         let platform = self
             .store
-            .platform(&record.platform_id)
+            .platform(app, &record.platform_id)
             .await?
             .ok_or_else(|| not_found(id.as_str()))?;
         self.graph
@@ -627,7 +631,7 @@ impl Engine {
         for platform_id in platforms {
             let platform = self
                 .store
-                .platform(&platform_id)
+                .platform(app, &platform_id)
                 .await?
                 .ok_or_else(|| not_found(name))?;
             let token = self.store.platform_token(&platform_id).await?;
@@ -759,7 +763,10 @@ async fn webhook_template(
     }
     if record.is_none() {
         // Created outside Parley (e.g. in WhatsApp Manager): fetch it with the rest.
-        if let Err(e) = engine.sync_templates(&platform.id).await {
+        if let Err(e) = engine
+            .sync_templates(&platform.application_id, &platform.id)
+            .await
+        {
             notes.push(format!("{field}: template unknown and sync failed: {e}"));
         }
     }

@@ -16,12 +16,13 @@
 //! | `POST` | `/sandbox/behaviour` | partial [`Behaviour`], e.g. `{"read_ratio": 1.0}` | the updated behaviour |
 //! | `GET` | `/sandbox/messages` | `?to=<digits or E.164>&phone_number_id=&limit=N` (last N) | `{"data": [{"wamid", "phone_number_id", "to", "input", "type", "request", "received_at", "status", "statuses", "template"?, "biz_opaque_callback_data"?}]}` in acceptance order |
 //! | `GET` | `/sandbox/messages/{wamid}` | | one recorded message |
+//! | `GET` | `/sandbox/requests` | `?sends=true&outcome=accepted\|refused&to=&phone_number_id=&limit=N` (last N) | `{"data": [{"seq", "at_ms", "method", "path", "phone_number_id"?, "to"?, "type"?, "template"?, "outcome", "http_status", "code"?, "wamid"?}], "rate_refusals": {"<phone id>": {"throughput", "pair_rate"}}}`: every Graph call received, refused ones with their code |
 //! | `GET` | `/sandbox/webhooks` | `?limit=N` (last N) | `{"data": [{"id", "at", "url", "phone_number_id", "kind", "statuses", "messages", "attempts", "response_code", "outcome", "error"?, "duplicate", "payload"}]}` |
 //! | `POST` | `/sandbox/webhook_url` | `{"url": "http://…" \| null}` | `{"url"}` |
 //! | `GET` | `/sandbox/state` | | businesses, WABAs, numbers, templates, clock (no secrets) |
 //! | `POST` | `/sandbox/templates/{id}/status` | `{"status": "PAUSED", "reason"?: "NONE"}` | the template's new status; sends `message_template_status_update` |
 //! | `GET` | `/sandbox/violations` | | `{"data": [{"at", "business_id", "phone_number_id", "recipient", "limit", "reached"}]}`: sends refused over the messaging limit (131064) |
-//! | `POST` | `/sandbox/reset` | | forgets messages, windows, limits, messaging-limit reach and violations, queued webhooks, the delivery log and faults |
+//! | `POST` | `/sandbox/reset` | | forgets messages, the request log and rate-refusal counts, windows, limits, messaging-limit reach and violations, queued webhooks, the delivery log and faults |
 //!
 //! Embedded Signup's controls (`/sandbox/signup`, `/sandbox/review`,
 //! `/sandbox/phone_numbers/{id}/limit`) are documented in the `signup` module.
@@ -343,6 +344,63 @@ pub(crate) async fn messages(State(sandbox): State<Sandbox>, uri: Uri) -> Answer
     ok(json!({ "data": data }))
 }
 
+/// `GET /sandbox/requests`: every Graph call received, accepted or refused, oldest first,
+/// and the sends refused by the rate rules per number.
+pub(crate) async fn requests(State(sandbox): State<Sandbox>, uri: Uri) -> Answer {
+    let pairs = query(&uri)?;
+    let param = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let to = param("to").map(|v| digits(&v));
+    let phone = param("phone_number_id");
+    let outcome = param("outcome");
+    if let Some(o) = &outcome
+        && o != "accepted"
+        && o != "refused"
+    {
+        return Err(GraphError::invalid_param(format!(
+            "Param outcome must be one of {{accepted, refused}} - got {o}."
+        )));
+    }
+    let sends_only = match param("sends").as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(GraphError::invalid_param(format!(
+                "Param sends must be true or false - got {other}."
+            )));
+        }
+    };
+    let limit = query_limit(&pairs)?;
+    let state = sandbox.inner.lock();
+    let mut data: Vec<Value> = state
+        .requests
+        .entries
+        .iter()
+        .rev()
+        .filter(|r| !sends_only || r.phone_number_id.is_some())
+        .filter(|r| {
+            to.as_ref()
+                .is_none_or(|to| r.to.as_deref().map(digits).as_ref() == Some(to))
+        })
+        .filter(|r| {
+            phone
+                .as_ref()
+                .is_none_or(|p| r.phone_number_id.as_ref() == Some(p))
+        })
+        .filter(|r| outcome.as_ref().is_none_or(|o| &r.outcome == o))
+        .take(limit.unwrap_or(usize::MAX))
+        .map(|r| serde_json::to_value(r).unwrap_or_default())
+        .collect();
+    let rate_refusals = serde_json::to_value(&state.requests.rate_refusals).unwrap_or_default();
+    drop(state);
+    data.reverse();
+    ok(json!({ "data": data, "rate_refusals": rate_refusals }))
+}
+
 pub(crate) async fn message(State(sandbox): State<Sandbox>, Path(wamid): Path<String>) -> Answer {
     let state = sandbox.inner.lock();
     match state.messages.get(&wamid) {
@@ -439,6 +497,7 @@ pub(crate) async fn state(State(sandbox): State<Sandbox>) -> Answer {
 pub(crate) async fn reset(State(sandbox): State<Sandbox>) -> Answer {
     let mut state = sandbox.inner.lock();
     state.messages.clear();
+    state.requests.clear();
     state.inbound.clear();
     state.windows.clear();
     state.throughput.clear();

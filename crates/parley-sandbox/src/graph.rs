@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 use crate::Sandbox;
 use crate::errors::GraphError;
 use crate::send::post_messages;
-use crate::state::{PhoneRef, State as World};
+use crate::state::{PhoneRef, RequestRecord, State as World};
 
 /// Bodies above this are refused (Meta's webhook limit is 3 MB; sends are far smaller).
 pub(crate) const BODY_LIMIT: usize = 4 * 1024 * 1024;
@@ -64,32 +64,26 @@ pub(crate) async fn handle(
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
-    let request = match parse_request(&sandbox, method, &uri, &headers, body).await {
+    let request = match parse_request(&sandbox, method.clone(), &uri, &headers, body).await {
         Ok(request) => request,
-        Err(error) => return error.into_response(),
-    };
-    if request.method == Method::GET && request.segments == ["oauth", "access_token"] {
-        let now_ms = sandbox.inner.clock.now_ms();
-        let mut state = sandbox.inner.lock();
-        // An injected failure leaves the code unused, as a failed call at Meta does.
-        if let Some(error) = call_fault(&mut state, &request) {
+        Err(error) => {
+            let path = uri.path().trim_start_matches('/').to_owned();
+            record_request(&sandbox, method.as_str(), path, None, Err(&error));
             return error.into_response();
         }
-        return match crate::signup::exchange_code(&mut state, now_ms, |k| {
-            request.param(k).map(str::to_owned)
-        }) {
-            Ok(value) => (StatusCode::OK, axum::Json(value)).into_response(),
-            Err(error) => error.into_response(),
-        };
-    }
-    let app_token_allowed = request.segments == ["debug_token"];
-    if let Err(error) = authenticate(&sandbox, &headers, &request, app_token_allowed) {
-        return error.into_response();
-    }
-    if let Some(error) = call_fault(&mut sandbox.inner.lock(), &request) {
-        return error.into_response();
-    }
-    match route(&sandbox, &request) {
+    };
+    let answer = answer(&sandbox, &request, &headers);
+    let path = request.segments.join("/");
+    record_request(
+        &sandbox,
+        request.method.as_str(),
+        path,
+        Some(&request),
+        answer.as_ref().map(|a| match a {
+            Answer::Json(v) | Answer::Held(v, _) => v,
+        }),
+    );
+    match answer {
         Ok(Answer::Json(value)) => (StatusCode::OK, axum::Json(value)).into_response(),
         Ok(Answer::Held(value, hold)) => {
             tokio::time::sleep(hold).await;
@@ -97,6 +91,83 @@ pub(crate) async fn handle(
         }
         Err(error) => error.into_response(),
     }
+}
+
+/// Adds one Graph call to the request log (`/sandbox/requests`): every call, accepted or
+/// refused, so a test can prove that nothing reached Meta rather than that nothing was taken.
+fn record_request(
+    sandbox: &Sandbox,
+    method: &str,
+    path: String,
+    request: Option<&GraphRequest>,
+    outcome: Result<&Value, &GraphError>,
+) {
+    let at_ms = sandbox.inner.clock.now_ms();
+    let send = request.filter(|r| {
+        r.method == Method::POST && r.segments.len() == 2 && r.segments[1] == "messages"
+    });
+    let field = |key: &str| {
+        send.and_then(|r| r.body.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let record = RequestRecord {
+        seq: 0,
+        at_ms,
+        method: method.to_owned(),
+        path,
+        phone_number_id: send.map(|r| r.segments[0].clone()),
+        to: field("to"),
+        kind: send.map(|r| {
+            r.body
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("text")
+                .to_owned()
+        }),
+        template: send
+            .and_then(|r| r.body.pointer("/template/name"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        outcome: if outcome.is_ok() { "accepted" } else { "refused" }.to_owned(),
+        http_status: match outcome {
+            Ok(_) => 200,
+            Err(e) => e.http_status().as_u16(),
+        },
+        code: outcome.err().map(|e| e.code),
+        wamid: send
+            .and(outcome.ok())
+            .and_then(|v| v.pointer("/messages/0/id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    };
+    sandbox.inner.lock().requests.push(record);
+}
+
+/// Authenticates, applies `fail_next_calls` and routes one parsed Graph call.
+fn answer(
+    sandbox: &Sandbox,
+    request: &GraphRequest,
+    headers: &HeaderMap,
+) -> Result<Answer, GraphError> {
+    if request.method == Method::GET && request.segments == ["oauth", "access_token"] {
+        let now_ms = sandbox.inner.clock.now_ms();
+        let mut state = sandbox.inner.lock();
+        // An injected failure leaves the code unused, as a failed call at Meta does.
+        if let Some(error) = call_fault(&mut state, request) {
+            return Err(error);
+        }
+        return crate::signup::exchange_code(&mut state, now_ms, |k| {
+            request.param(k).map(str::to_owned)
+        })
+        .map(Answer::Json);
+    }
+    let app_token_allowed = request.segments == ["debug_token"];
+    authenticate(sandbox, headers, request, app_token_allowed)?;
+    if let Some(error) = call_fault(&mut sandbox.inner.lock(), request) {
+        return Err(error);
+    }
+    route(sandbox, request)
 }
 
 /// A `fail_next_calls` fault for this call, taken (checked after the token, like Meta's

@@ -49,7 +49,9 @@ pub use config::{
     Behaviour, BusinessSeed, PhoneSeed, SandboxConfig, WabaSeed, demo_ids, demo_templates,
 };
 pub use errors::{GraphError, http_status, title};
-pub use state::{CallFault, DeliveryRecord, Faults, RecordedMessage, StatusStamp};
+pub use state::{
+    CallFault, DeliveryRecord, Faults, RateRefusals, RecordedMessage, RequestRecord, StatusStamp,
+};
 pub use webhooks::signature;
 
 use clock::VirtualClock;
@@ -122,6 +124,7 @@ impl Sandbox {
             )
             .route("/sandbox/messages", get(control::messages))
             .route("/sandbox/messages/{wamid}", get(control::message))
+            .route("/sandbox/requests", get(control::requests))
             .route("/sandbox/webhooks", get(control::webhooks))
             .route("/sandbox/webhook_url", post(control::set_webhook_url))
             .route("/sandbox/state", get(control::state))
@@ -211,6 +214,16 @@ impl Sandbox {
     /// Every accepted send so far, in acceptance order.
     pub fn messages(&self) -> Vec<RecordedMessage> {
         self.inner.lock().messages.iter().cloned().collect()
+    }
+
+    /// Every Graph call received so far, accepted or refused, oldest first.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.inner.lock().requests.entries.iter().cloned().collect()
+    }
+
+    /// Sends refused by the throughput (130429) and pair-rate (131056) rules, per number.
+    pub fn rate_refusals(&self) -> std::collections::BTreeMap<String, RateRefusals> {
+        self.inner.lock().requests.rate_refusals.clone()
     }
 
     /// Replaces the fault settings.

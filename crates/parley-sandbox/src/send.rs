@@ -161,6 +161,7 @@ pub(crate) fn post_messages(
         recent.pop_front();
     }
     if recent.len() >= mps as usize {
+        state.requests.rate_refused(phone_id, 130429);
         return Err(GraphError::new(
             130429,
             "Message failed to send because there were too many messages sent from this phone number in a short period of time.",
@@ -176,6 +177,7 @@ pub(crate) fn post_messages(
     bucket.tokens = (bucket.tokens + elapsed / PAIR_REFILL_MS).min(burst);
     bucket.updated_ms = now_ms;
     if bucket.tokens < 1.0 {
+        state.requests.rate_refused(phone_id, 131056);
         return Err(GraphError::new(
             131056,
             "Message failed to send because there were too many messages sent from this phone number to the same phone number in a short period of time.",

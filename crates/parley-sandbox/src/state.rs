@@ -135,6 +135,77 @@ pub(crate) fn status_rank(status: &str) -> u8 {
     }
 }
 
+/// One Graph call as the sandbox received it, accepted or refused (`/sandbox/requests`).
+#[derive(Clone, Debug, Serialize)]
+pub struct RequestRecord {
+    /// Position in the log since start (or the last `/sandbox/reset`), from 1.
+    pub seq: u64,
+    /// Virtual Unix milliseconds when the call was answered.
+    pub at_ms: i64,
+    pub method: String,
+    /// The path without its `vNN.N` segment, e.g. `106540352242922/messages`.
+    pub path: String,
+    /// Sends (`POST /{phone}/messages`) only: the number, `to` as sent, the message type and
+    /// the template's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_number_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// `accepted` or `refused`.
+    pub outcome: String,
+    pub http_status: u16,
+    /// Meta's error code of a refused call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<u32>,
+    /// The wamid of an accepted send.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wamid: Option<String>,
+}
+
+/// Sends refused by the sandbox's own rate rules, per number (injected faults not counted).
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct RateRefusals {
+    /// 130429: over the number's messages per second.
+    pub throughput: u64,
+    /// 131056: over the pair rate to one recipient.
+    pub pair_rate: u64,
+}
+
+/// Every Graph call received (the last [`MESSAGE_LOG_CAP`]) and the rate refusals per number.
+#[derive(Debug, Default)]
+pub(crate) struct RequestLog {
+    pub entries: VecDeque<RequestRecord>,
+    pub next_seq: u64,
+    pub rate_refusals: BTreeMap<String, RateRefusals>,
+}
+
+impl RequestLog {
+    pub(crate) fn push(&mut self, mut record: RequestRecord) {
+        self.next_seq += 1;
+        record.seq = self.next_seq;
+        self.entries.push_back(record);
+        while self.entries.len() > MESSAGE_LOG_CAP {
+            self.entries.pop_front();
+        }
+    }
+
+    pub(crate) fn rate_refused(&mut self, phone_id: &str, code: u32) {
+        let counts = self.rate_refusals.entry(phone_id.to_owned()).or_default();
+        match code {
+            130429 => counts.throughput += 1,
+            _ => counts.pair_rate += 1,
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        *self = RequestLog::default();
+    }
+}
+
 /// One accepted send, as `/sandbox/messages` shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct RecordedMessage {
@@ -289,6 +360,8 @@ pub(crate) struct State {
     pub config: SandboxConfig,
     pub faults: Faults,
     pub messages: MessageLog,
+    /// Every Graph call received, accepted or refused, and rate refusals per number.
+    pub requests: RequestLog,
     /// Inbound wamid → phone number id it was sent to (mark-as-read targets).
     pub inbound: HashMap<String, String>,
     /// (phone number id, wa_id) → virtual ms of the last inbound message.
@@ -325,6 +398,7 @@ impl State {
             config,
             faults: Faults::default(),
             messages: MessageLog::default(),
+            requests: RequestLog::default(),
             inbound: HashMap::new(),
             windows: HashMap::new(),
             throughput: HashMap::new(),

@@ -511,6 +511,70 @@ async fn pair_rate_limit_is_131056() {
 }
 
 #[tokio::test]
+async fn every_call_is_in_the_request_log_refused_ones_with_their_code() {
+    let mut config = test_config();
+    config.businesses[0].wabas[0].phone_numbers[0].throughput_mps = 1;
+    config.behaviour.pair_rate_burst = 1;
+    let sb = spawn(config).await;
+    let (_, accepted) = sb.send(&welcome(CUSTOMER)).await;
+    let wamid = accepted["messages"][0]["id"].as_str().expect("wamid");
+    // Over the number's 1 mps, then (a second later) over the pair rate, then a bad send,
+    // a bad token and an injected failure (not a rate refusal).
+    assert_eq!(sb.send(&welcome("+4915100000002")).await.0, 400);
+    sb.advance(1).await;
+    assert_eq!(sb.send(&welcome(CUSTOMER)).await.0, 400);
+    assert_eq!(sb.send(&text("", "no recipient")).await.0, 400);
+    assert_eq!(sb.send_as("wrong", &welcome(CUSTOMER)).await.0, 401);
+    sb.control("faults", json!({"fail_next": [130429]})).await;
+    assert_eq!(sb.send(&welcome("+4915100000003")).await.0, 400);
+    assert_eq!(sb.get(&format!("/v23.0/{}", demo_ids::PHONE_NUMBER_ID)).await.0, 200);
+
+    let log = sb.control_get("requests").await;
+    let calls = log["data"].as_array().expect("data");
+    let codes: Vec<(Value, Value)> = calls
+        .iter()
+        .map(|c| (c["outcome"].clone(), c["code"].clone()))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            (json!("accepted"), Value::Null),
+            (json!("refused"), json!(130429)),
+            (json!("refused"), json!(131056)),
+            (json!("refused"), json!(131008)),
+            (json!("refused"), json!(190)),
+            (json!("refused"), json!(130429)),
+            (json!("accepted"), Value::Null),
+        ],
+        "{log}"
+    );
+    assert_eq!(calls[0]["wamid"], wamid);
+    assert_eq!(calls[0]["to"], CUSTOMER);
+    assert_eq!(calls[0]["type"], "template");
+    assert_eq!(calls[0]["template"], "welcome");
+    assert_eq!(calls[0]["phone_number_id"], demo_ids::PHONE_NUMBER_ID);
+    assert_eq!(calls[1]["http_status"], 400);
+    assert_eq!(calls[6]["method"], "GET");
+    assert!(calls[6].get("phone_number_id").is_none(), "not a send");
+    // Only the sandbox's own rate rules count, not the injected 130429.
+    assert_eq!(
+        log["rate_refusals"],
+        json!({ demo_ids::PHONE_NUMBER_ID: {"throughput": 1, "pair_rate": 1} })
+    );
+
+    let refused = sb.control_get("requests?sends=true&outcome=refused&limit=2").await;
+    let refused = refused["data"].as_array().expect("data");
+    assert_eq!(refused.len(), 2);
+    assert_eq!(refused[1]["code"], 130429);
+    let to_customer = sb.control_get(&format!("requests?to={CUSTOMER_DIGITS}")).await;
+    assert_eq!(to_customer["data"].as_array().expect("data").len(), 3);
+
+    sb.control("reset", json!({})).await;
+    let log = sb.control_get("requests").await;
+    assert_eq!(log, json!({"data": [], "rate_refusals": {}}));
+}
+
+#[tokio::test]
 async fn fail_next_injects_errors_in_order() {
     let sb = spawn(test_config()).await;
     sb.control("faults", json!({"fail_next": [131000, 130429]}))

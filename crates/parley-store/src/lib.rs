@@ -128,7 +128,13 @@ pub trait Store:
     /// Inserts or updates (by application + WABA) and returns the platform's id.
     async fn upsert_platform(&self, platform: &NewPlatform) -> Result<parley_domain::PlatformId>;
     async fn platforms(&self, app: &ApplicationId) -> Result<Vec<PlatformRecord>>;
-    async fn platform(&self, id: &parley_domain::PlatformId) -> Result<Option<PlatformRecord>>;
+    /// The application's platform `id`; `None` when it does not exist or is another
+    /// application's (the scope is in the statement, not left to the caller).
+    async fn platform(
+        &self,
+        app: &ApplicationId,
+        id: &parley_domain::PlatformId,
+    ) -> Result<Option<PlatformRecord>>;
     /// The decrypted business token. Never log it.
     async fn platform_token(&self, id: &parley_domain::PlatformId) -> Result<String>;
     /// Inserts or updates a number. A number another application holds is left as it is: it

@@ -282,7 +282,7 @@ pub async fn sync(
 ) -> Response {
     let (mut synced, mut deleted, mut failed) = (0, 0, Vec::new());
     for p in state.engine.platforms(&app.id).await.unwrap_or_default() {
-        match state.engine.sync_templates(&p.id).await {
+        match state.engine.sync_templates(&app.id, &p.id).await {
             Ok(r) => {
                 synced += r.synced;
                 deleted += r.deleted;

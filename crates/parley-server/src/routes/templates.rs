@@ -485,7 +485,7 @@ pub async fn sync_templates(
         deleted: 0,
     };
     for platform in state.engine.platforms(&app).await? {
-        let report = state.engine.sync_templates(&platform.id).await?;
+        let report = state.engine.sync_templates(&app, &platform.id).await?;
         result.synced += report.synced;
         result.skipped.extend(report.skipped);
         result.deleted += report.deleted;

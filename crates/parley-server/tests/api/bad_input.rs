@@ -195,10 +195,7 @@ async fn refusals_happen_before_any_call_to_meta() {
         "body_too_large"
     );
 
-    assert!(
-        app.sandbox_messages().await.is_empty(),
-        "nothing reached Meta"
-    );
+    app.assert_nothing_reached_meta("refused at the edge").await;
     let list: Value = app
         .http
         .get(format!("{}/api/v1/messages", app.url))
@@ -264,10 +261,7 @@ async fn a_reply_to_that_is_no_wamid_is_refused_at_the_edge_and_a_good_one_is_ke
         let v = expect_error(&app, &send(bad), 400, "invalid_reply_to").await;
         assert_eq!(v["error"]["field"], "reply_to");
     }
-    assert!(
-        app.sandbox_messages().await.is_empty(),
-        "nothing reached Meta"
-    );
+    app.assert_nothing_reached_meta("refused at the edge").await;
 
     let id = app
         .send(&send(json!("wamid.HBgLNDkxNTExMDAwNzkxORUCABIYFDNB")))

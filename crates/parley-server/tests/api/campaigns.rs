@@ -201,6 +201,7 @@ async fn a_thousand_on_a_250_limit_go_250_a_day_until_a_tier_raise_speeds_them_u
     assert!(sent.keys().all(|k| !opted_out.contains(k)));
     // Meta's side counted the same limit on its own and never had to refuse a send.
     assert_eq!(app.sandbox_violations().await, json!([]));
+    app.assert_no_rate_refusals().await;
 }
 
 #[tokio::test]
@@ -213,8 +214,9 @@ async fn contacts_who_wrote_in_the_last_day_take_no_quota() {
     }
     // Wait until Parley has processed the 60 inbound messages.
     let application = app.store.applications().await.expect("apps")[0].id.clone();
+    let mut seen = 0;
     for _ in 0..400 {
-        let mut n = 0;
+        seen = 0;
         for p in &phones[..60] {
             let c = app
                 .store
@@ -222,14 +224,15 @@ async fn contacts_who_wrote_in_the_last_day_take_no_quota() {
                 .await
                 .expect("c");
             if c.and_then(|c| c.last_inbound_at).is_some() {
-                n += 1;
+                seen += 1;
             }
         }
-        if n == 60 {
+        if seen == 60 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert_eq!(seen, 60, "Parley never processed the 60 inbound messages");
     let id = app
         .create_campaign(&json!({
             "name": "VIP",
@@ -259,6 +262,7 @@ async fn contacts_who_wrote_in_the_last_day_take_no_quota() {
     .await;
     app.wait_stats(&id, "one reply", |s| s["replied"] == 1)
         .await;
+    app.assert_no_rate_refusals().await;
 }
 
 #[tokio::test]
@@ -382,6 +386,7 @@ async fn transient_errors_throttling_and_messy_webhooks_end_with_one_message_eac
     assert_eq!(stats["recipients"], 300, "{stats}");
     app.assert_one_each(&phones).await;
     assert_eq!(app.sandbox_violations().await, json!([]));
+    app.assert_no_rate_refusals().await;
 }
 
 #[tokio::test]
@@ -406,10 +411,16 @@ async fn pause_holds_the_rest_resume_continues_and_cancel_leaves_nothing_to_send
     assert_eq!(stats["state_reason"], "paused by the user", "{stats}");
     let sent_at_pause = app.accepted_by_recipient().await.len();
     assert!(sent_at_pause < 300, "paused too late to test: {stats}");
-    // Time passes (and the sender polls): nothing more goes while paused.
+    // Time passes and the workers look again: nothing more goes while paused.
+    let sends_at_pause = app.sandbox_sends().await.len();
     app.advance(Duration::from_secs(600)).await;
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    app.workers_looked().await;
     assert_eq!(app.accepted_by_recipient().await.len(), sent_at_pause);
+    assert_eq!(
+        app.sandbox_sends().await.len(),
+        sends_at_pause,
+        "nothing reached Meta while paused, refused or not"
+    );
     let stats = app.campaign_get(&id, "/stats").await;
     assert_eq!(stats["state"], "paused");
 
@@ -449,9 +460,12 @@ async fn pause_holds_the_rest_resume_continues_and_cancel_leaves_nothing_to_send
     };
     let at_cancel = count(&app.accepted_by_recipient().await);
     assert!(at_cancel < 300, "cancelled too late to test: {stats}");
+    let sends_at_cancel = app.sandbox_sends().await.len();
     app.advance(Duration::from_secs(600)).await;
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    app.workers_looked().await;
     assert_eq!(count(&app.accepted_by_recipient().await), at_cancel);
+    assert_eq!(app.sandbox_sends().await.len(), sends_at_cancel);
+    app.assert_no_rate_refusals().await;
     let (status, _) = app.campaign_action(&id, "resume").await;
     assert_eq!(status, 409, "a cancelled campaign cannot be resumed");
     assert_eq!(app.campaign_get(&id, "/stats").await["state"], "cancelled");
@@ -472,22 +486,24 @@ async fn a_scheduled_campaign_starts_when_the_clock_passes_its_time() {
     let (status, v) = app.campaign_action(&id, "start").await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["state"], "scheduled");
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    app.workers_looked().await;
     assert_eq!(app.campaign_get(&id, "/stats").await["state"], "scheduled");
-    assert!(app.accepted_by_recipient().await.is_empty());
+    app.assert_nothing_reached_meta("before its time").await;
     app.advance(Duration::from_secs(3_540)).await;
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    app.workers_looked().await;
     assert_eq!(
         app.campaign_get(&id, "/stats").await["state"],
         "scheduled",
         "a minute early"
     );
+    app.assert_nothing_reached_meta("a minute early").await;
     app.advance(Duration::from_secs(61)).await;
     app.wait_stats(&id, "completed", |s| {
         s["state"] == "completed" && s["sent"] == 10
     })
     .await;
     app.assert_one_each(&phones).await;
+    app.assert_no_rate_refusals().await;
 }
 
 /// Paused before its time and resumed, a scheduled campaign waits for its time again.
@@ -511,11 +527,9 @@ async fn a_scheduled_campaign_paused_and_resumed_still_waits_for_its_time() {
     let (status, v) = app.campaign_action(&id, "resume").await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["state"], "scheduled", "{v}");
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
-    assert!(
-        app.accepted_by_recipient().await.is_empty(),
-        "nothing before its time"
-    );
+    app.workers_looked().await;
+    app.assert_nothing_reached_meta("nothing before its time")
+        .await;
     app.advance(Duration::from_secs(3_601)).await;
     app.wait_stats(&id, "completed", |s| {
         s["state"] == "completed" && s["sent"] == 5
@@ -553,6 +567,7 @@ async fn a_template_error_pauses_the_campaign_with_the_reason() {
     assert_eq!(sent.len(), 39);
     assert!(sent.values().all(|n| *n == 1));
     assert!(sent.keys().all(|k| phones.iter().any(|p| digits(p) == *k)));
+    app.assert_no_rate_refusals().await;
 }
 
 /// Seeds contacts tagged `cohort = <cohort>` with the given timezones (numbers `+49152<start+i>`).
@@ -634,11 +649,12 @@ async fn a_send_window_holds_night_sends_until_it_opens_in_each_contacts_timezon
 
     // 08:50 next morning: still nothing more.
     app.advance(Duration::from_secs(10 * 3600 + 50 * 60)).await;
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    app.workers_looked().await;
     let stats = app.campaign_get(&id, "/stats").await;
     assert_eq!(stats["sent"], 1, "{stats}");
     assert_eq!(stats["waiting_for_window"], 20, "{stats}");
     assert_eq!(app.accepted_by_recipient().await.len(), 1);
+    assert_eq!(app.sandbox_sends().await.len(), 1, "only LA reached Meta");
 
     // Past 09:00: the rest go and the campaign completes.
     app.advance(Duration::from_secs(15 * 60)).await;
@@ -651,6 +667,7 @@ async fn a_send_window_holds_night_sends_until_it_opens_in_each_contacts_timezon
     let sent = app.accepted_by_recipient().await;
     assert_eq!(sent.len(), 21);
     assert!(sent.values().all(|n| *n == 1), "one message per recipient");
+    app.assert_no_rate_refusals().await;
 }
 
 #[tokio::test]
@@ -867,4 +884,55 @@ async fn a_recipient_whose_message_would_be_too_long_is_skipped_with_the_reason(
         !sent.contains_key(&digits(&phones[0])),
         "never sent: {sent:?}"
     );
+}
+
+/// Meta answers 131064, its messaging limit reached for the account (the sandbox's refusal
+/// over the portfolio's reach limit): not the recipient's fault. The message stays queued,
+/// nothing fails, the campaign pauses saying the quota at Meta is reached; resumed once the
+/// hold has passed, every recipient gets one message.
+#[tokio::test]
+async fn metas_messaging_limit_keeps_the_message_queued_and_pauses_the_campaign() {
+    let app = spawn_app().await;
+    let phones = seed(&app, "capped", 63_000_000, 20, 0).await;
+    let id = app.welcome_campaign("Capped", "capped", json!({})).await;
+    app.sandbox_faults(json!({"fail_next": [131064]})).await;
+    app.campaign_action(&id, "start").await;
+    let stats = app
+        .wait_stats(&id, "paused by Meta's messaging limit", |s| {
+            s["state"] == "paused" && s["sending"] == 0
+        })
+        .await;
+    let reason = stats["state_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("131064") && reason.contains("messaging limit"),
+        "{stats}"
+    );
+    assert_eq!(stats["failed"], 0, "{stats}");
+    let refused = app.sandbox_requests("sends=true&outcome=refused").await;
+    let refused = refused["data"].as_array().expect("data").clone();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["code"], 131064);
+    // The refused message waits, queued, with Meta's reason; it is not failed.
+    let to = digits(refused[0]["to"].as_str().expect("to"));
+    let (status, list) = app
+        .api_call(reqwest::Method::GET, "/api/v1/messages?limit=100", None)
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let waiting = list["data"]
+        .as_array()
+        .and_then(|d| d.iter().find(|m| digits(m["to"].as_str().unwrap_or_default()) == to))
+        .cloned()
+        .expect("the refused message is listed");
+    assert_eq!(waiting["state"], "queued", "{waiting}");
+    assert_eq!(waiting["error"]["code"], 131064, "{waiting}");
+
+    // Meta lifts the limit; an hour later (the hold) the resumed campaign completes.
+    app.campaign_action(&id, "resume").await;
+    app.advance(Duration::from_secs(3_601)).await;
+    app.wait_stats(&id, "completed with 20 sent", |s| {
+        s["state"] == "completed" && s["sent"] == 20
+    })
+    .await;
+    app.assert_one_each(&phones).await;
+    app.assert_no_rate_refusals().await;
 }

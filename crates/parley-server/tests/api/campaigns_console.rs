@@ -242,7 +242,8 @@ async fn pause_resume_and_cancel_from_the_campaign_page() {
     click(&browser, "button[data-action=cancel]:not([hidden])").await;
     browser.wait_text("Cancelled").await;
     assert_eq!(api_state(&app, &id).await, "cancelled");
-    assert!(app.sandbox_messages().await.is_empty());
+    app.workers_looked().await;
+    app.assert_nothing_reached_meta("cancelled before its time").await;
 
     let id = scheduled_campaign(&app, "To resume").await;
     browser
@@ -253,14 +254,23 @@ async fn pause_resume_and_cancel_from_the_campaign_page() {
     click(&browser, "button[data-action=start]").await;
     click(&browser, "button[data-action=pause]:not([hidden])").await;
     click(&browser, "button[data-action=resume]:not([hidden])").await;
+    // Resumed before its time (2099), a scheduled campaign is scheduled again: not running,
+    // not any state other than the one resume promises.
+    let mut state = String::new();
     for _ in 0..100 {
-        if api_state(&app, &id).await != "paused" {
+        state = api_state(&app, &id).await;
+        if state != "paused" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_ne!(api_state(&app, &id).await, "paused");
+    assert_eq!(state, "scheduled");
     browser.wait_css("button[data-action=resume][hidden]").await;
+    browser.wait_text("Scheduled").await;
+    app.workers_looked().await;
+    assert_eq!(api_state(&app, &id).await, "scheduled");
+    app.assert_nothing_reached_meta("resumed before its time")
+        .await;
 }
 
 /// The New campaign form also takes an uploaded list and a send window; a half-given window

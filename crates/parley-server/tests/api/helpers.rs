@@ -22,6 +22,8 @@ pub struct TestApp {
     pub token: String,
     pub app_secret: String,
     pub store: Arc<dyn Store>,
+    /// The engine the server runs (its `progress` tells when the workers made a pass).
+    pub engine: Engine,
     /// Parley's clock; `advance` moves it together with the sandbox's virtual clock.
     pub clock: OffsetClock,
     /// The SQLite file (with its `-wal` beside it).
@@ -52,11 +54,19 @@ pub enum Backend {
     Postgres,
 }
 
-/// `PARLEY_TEST_BACKEND=postgres` runs the suite on PostgreSQL.
+/// `PARLEY_TEST_BACKEND=postgres` runs the suite on PostgreSQL; unset or `sqlite` on SQLite.
+/// Anything else is a mistake that would silently test SQLite twice: it panics.
 pub fn backend() -> Backend {
-    match std::env::var("PARLEY_TEST_BACKEND").as_deref() {
-        Ok("postgres") | Ok("postgresql") => Backend::Postgres,
-        _ => Backend::Sqlite,
+    backend_named(std::env::var("PARLEY_TEST_BACKEND").ok().as_deref())
+}
+
+pub fn backend_named(name: Option<&str>) -> Backend {
+    match name {
+        Some("postgres" | "postgresql") => Backend::Postgres,
+        None | Some("" | "sqlite") => Backend::Sqlite,
+        Some(other) => panic!(
+            "PARLEY_TEST_BACKEND={other:?} is no backend: use \"sqlite\" (or leave it unset) or \"postgres\""
+        ),
     }
 }
 
@@ -175,7 +185,7 @@ pub async fn spawn_app_configured(
         rate_limit: Default::default(),
     };
     configure(&mut server_config);
-    let server = Server::new(listener, engine, server_config);
+    let server = Server::new(listener, engine.clone(), server_config);
     tokio::spawn(server.run(shutdown.clone()));
     let console_password = seed.password.clone();
     TestApp {
@@ -186,6 +196,7 @@ pub async fn spawn_app_configured(
         token: seed.api_token,
         app_secret,
         store,
+        engine,
         clock,
         db_path: dir.path().join("parley.db"),
         http: reqwest::Client::new(),
@@ -289,6 +300,90 @@ impl TestApp {
             .await
             .expect("json");
         v["data"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The test's PostgreSQL database URL, when the suite runs on PostgreSQL.
+    pub fn pg_url(&self) -> Option<&str> {
+        self._pg.as_ref().map(|db| db.url.as_str())
+    }
+
+    /// Every send (`POST /{phone}/messages`) the sandbox received, accepted or refused, oldest
+    /// first (`GET /sandbox/requests?sends=true`): what reached Meta, not only what Meta took.
+    pub async fn sandbox_sends(&self) -> Vec<Value> {
+        self.sandbox_requests("sends=true").await["data"]
+            .as_array()
+            .cloned()
+            .expect("GET /sandbox/requests: data")
+    }
+
+    /// `GET /sandbox/requests?{query}`.
+    pub async fn sandbox_requests(&self, query: &str) -> Value {
+        let resp = self
+            .http
+            .get(format!("{}/sandbox/requests?{query}", self.sandbox_url))
+            .send()
+            .await
+            .expect("sandbox");
+        assert!(resp.status().is_success(), "GET /sandbox/requests: {}", resp.status());
+        resp.json().await.expect("json")
+    }
+
+    /// Asserts that no send reached Meta at all, refused ones included.
+    pub async fn assert_nothing_reached_meta(&self, why: &str) {
+        let sends = self.sandbox_sends().await;
+        assert!(sends.is_empty(), "{why}: Meta received {sends:?}");
+    }
+
+    /// Asserts that Meta never refused a send for rate (130429 over the number's throughput,
+    /// 131056 over the pair rate): Parley's pacer kept to Meta's limits.
+    pub async fn assert_no_rate_refusals(&self) {
+        let v = self.sandbox_requests("limit=0").await;
+        let refusals = v["rate_refusals"].as_object().expect("rate_refusals");
+        for (number, counts) in refusals {
+            assert_eq!(
+                (&counts["throughput"], &counts["pair_rate"]),
+                (&json!(0), &json!(0)),
+                "Meta refused sends of {number} for rate: {counts}"
+            );
+        }
+    }
+
+    /// Waits until the sender loops and the campaign worker have each finished a pass that
+    /// began after this call: the positive evidence that they looked, which a check that
+    /// nothing happens needs (the suite's apps have one number; with several, a pass of any
+    /// number counts). Fails the test after 20 s.
+    pub async fn workers_looked(&self) {
+        let progress = &self.engine.progress;
+        let (sender, campaigns) = (progress.sender_passes(), progress.campaign_passes());
+        for _ in 0..400 {
+            if progress.sender_passes() >= sender + 2 && progress.campaign_passes() >= campaigns + 2
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "the workers made no pass in 20 s (sender {sender} → {}, campaigns {campaigns} → {})",
+            progress.sender_passes(),
+            progress.campaign_passes()
+        );
+    }
+
+    /// Waits until every stored webhook event has been processed (fails after 20 s).
+    pub async fn webhooks_processed(&self) {
+        for _ in 0..400 {
+            if self
+                .store
+                .pending_webhook_events(1)
+                .await
+                .expect("pending events")
+                .is_empty()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("webhook events still pending after 20 s");
     }
 
     /// Posts a webhook body to the server, signed with the app secret (or not).
@@ -488,4 +583,18 @@ fn rand_key() -> [u8; 32] {
         key[i] = *b;
     }
     key
+}
+
+/// A typo in `PARLEY_TEST_BACKEND` must not quietly run the suite on SQLite a second time.
+#[test]
+#[should_panic(expected = "is no backend")]
+fn an_unknown_test_backend_panics() {
+    backend_named(Some("postgress"));
+}
+
+#[test]
+fn the_test_backends_are_named() {
+    assert_eq!(backend_named(None), Backend::Sqlite);
+    assert_eq!(backend_named(Some("sqlite")), Backend::Sqlite);
+    assert_eq!(backend_named(Some("postgres")), Backend::Postgres);
 }

@@ -20,4 +20,5 @@ mod platforms;
 mod safe_defaults;
 mod sending;
 mod templates;
+mod tenancy;
 mod webhooks;

@@ -184,18 +184,28 @@ async fn a_paused_template_blocks_sends_until_reinstated() {
     let app = spawn_app().await;
     let meta_id = welcome_meta_id();
     set_template_status(&app, &meta_id, "PAUSED").await;
-    let (phone, _) = app.contact(0).await;
-    let body = serde_json::json!({"to": phone, "template": {"name": "welcome", "language": "en", "variables": {"first_name": "A"}}});
-    let mut refused = None;
-    for _ in 0..100 {
-        let r = app.post_message(&body).await;
-        if r.status() == 422 {
-            refused = Some(r.json::<Value>().await.expect("json"));
+    // Until Parley has the pause webhook, a send is taken and Meta refuses it: wait for it.
+    let mut status = Value::Null;
+    for _ in 0..400 {
+        let (_, list) = app
+            .api_call(reqwest::Method::GET, "/api/v1/templates?limit=100", None)
+            .await;
+        status = list["data"]
+            .as_array()
+            .and_then(|d| d.iter().find(|t| t["name"] == "welcome"))
+            .map(|t| t["status"].clone())
+            .unwrap_or_default();
+        if status == "PAUSED" {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let refused = refused.expect("the pause webhook was applied");
+    assert_eq!(status, "PAUSED", "the pause webhook was never applied");
+    let (phone, _) = app.contact(0).await;
+    let body = serde_json::json!({"to": phone, "template": {"name": "welcome", "language": "en", "variables": {"first_name": "A"}}});
+    let r = app.post_message(&body).await;
+    assert_eq!(r.status(), 422);
+    let refused = r.json::<Value>().await.expect("json");
     assert_eq!(refused["error"]["code"], "template_not_approved");
     assert!(
         refused["error"]["message"]
@@ -204,20 +214,30 @@ async fn a_paused_template_blocks_sends_until_reinstated() {
             .contains("PAUSED"),
         "{refused}"
     );
-    let sent_before = app.sandbox_messages().await.len();
+    app.assert_nothing_reached_meta("refused while paused").await;
 
     set_template_status(&app, &meta_id, "REINSTATED").await;
     set_template_status(&app, &meta_id, "APPROVED").await;
-    let mut accepted = false;
+    let mut accepted = None;
     for _ in 0..100 {
-        if app.post_message(&body).await.status() == 202 {
-            accepted = true;
+        let r = app.post_message(&body).await;
+        if r.status() == 202 {
+            accepted = r.json::<Value>().await.expect("json")["id"]
+                .as_str()
+                .map(str::to_owned);
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert!(accepted, "approved again, the template sends");
-    assert_eq!(sent_before, 0, "nothing reached Meta while paused");
+    let id = accepted.expect("approved again, the template sends");
+    let m = app
+        .wait_for_message(&id, "a wamid", |m| m["wamid"].is_string())
+        .await;
+    // Meta received exactly one send, this one: none of the refused ones, not even later.
+    let sends = app.sandbox_sends().await;
+    assert_eq!(sends.len(), 1, "{sends:?}");
+    assert_eq!(sends[0]["outcome"], "accepted", "{sends:?}");
+    assert_eq!(sends[0]["wamid"], m["wamid"], "{sends:?}");
 }
 
 /// Meta does not order webhooks: a REINSTATED that reaches an approved template (the late

@@ -312,26 +312,69 @@ async fn the_database_holds_neither_the_business_token_nor_the_pin() {
         .expect("a PIN was generated");
     assert_eq!(pin.len(), 6);
     assert!(token.len() > 10);
-    if crate::helpers::backend() == crate::helpers::Backend::Postgres {
-        // The file check is SQLite's; the PostgreSQL run of the suite shares the encryption
-        // code checked above through `platform_token` and `onboarding_secrets`.
-        return;
-    }
     let mut bytes = Vec::new();
-    for suffix in ["", "-wal", "-shm"] {
-        let mut path = app.db_path.clone().into_os_string();
-        path.push(suffix);
-        if let Ok(b) = std::fs::read(&path) {
-            bytes.extend(b);
+    if let Some(url) = app.pg_url() {
+        // Every row of every table as PostgreSQL prints it (a BYTEA column as `\x` and hex).
+        use sqlx::{Connection, Row};
+        let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("tables");
+        assert!(tables.iter().any(|t| t == "platforms"), "{tables:?}");
+        // The six digits of the PIN would be found by chance among the rows' numbers: its
+        // column is checked as the raw bytes it holds.
+        let pins: Vec<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT pin FROM onboarding_sessions WHERE id = $1")
+                .bind(session)
+                .fetch_all(&mut conn)
+                .await
+                .expect("pin column");
+        let raw = pins.into_iter().flatten().next().expect("the PIN is stored");
+        assert!(raw.len() > 6 + 16, "nonce and tag around the PIN: {raw:?}");
+        assert!(
+            !raw.windows(6).any(|w| w == pin.as_bytes()),
+            "PIN in plain text in its column"
+        );
+        for table in &tables {
+            let sql = format!("SELECT t::text AS row FROM \"{table}\" t");
+            for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut conn)
+                .await
+                .expect("rows")
+            {
+                let text: String = row.try_get("row").expect("row text");
+                bytes.extend(text.into_bytes());
+                bytes.push(b'\n');
+            }
+        }
+    } else {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = app.db_path.clone().into_os_string();
+            path.push(suffix);
+            if let Ok(b) = std::fs::read(&path) {
+                bytes.extend(b);
+            }
         }
     }
     assert!(bytes.len() > 4096);
     let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
-    assert!(
-        !contains(token.as_bytes()),
-        "business token in the database file"
-    );
-    assert!(!contains(pin.as_bytes()), "PIN in the database file");
+    let hex = |s: &str| -> String { s.bytes().map(|b| format!("{b:02x}")).collect() };
+    for (what, secret) in [
+        ("business token", token.as_str()),
+        ("PIN", pin.as_str()),
+        ("app secret", app.app_secret.as_str()),
+    ] {
+        if what != "PIN" || app.pg_url().is_none() {
+            assert!(!contains(secret.as_bytes()), "{what} in the database");
+        }
+        assert!(
+            !contains(hex(secret).as_bytes()),
+            "{what} in the database (as bytes)"
+        );
+    }
 }
 
 /// Every screen of the dialog the person may close: the console says which one it was.

@@ -188,10 +188,8 @@ async fn free_text_only_inside_the_service_window() {
     assert_eq!(resp.status(), 422);
     let v: Value = resp.json().await.expect("json");
     assert_eq!(v["error"]["code"], "outside_service_window");
-    assert!(
-        app.sandbox_messages().await.is_empty(),
-        "refused before any call to Meta"
-    );
+    app.assert_nothing_reached_meta("refused before any call to Meta")
+        .await;
 
     // The customer writes; the window opens.
     app.sandbox_post(
@@ -217,6 +215,10 @@ async fn free_text_only_inside_the_service_window() {
         m["content"]["body"],
         format!("Hi {}, yes it is!", capitalize_first(&first)).as_str()
     );
+    // The one send Meta ever received is this one: the refused text never went, even later.
+    let sends = app.sandbox_sends().await;
+    assert_eq!(sends.len(), 1, "{sends:?}");
+    assert_eq!(sends[0]["wamid"], m["wamid"], "{sends:?}");
 }
 
 #[tokio::test]

@@ -866,7 +866,7 @@ async fn a_location_header_template_is_created_and_sent() {
     assert_eq!(status, 422, "{v}");
     assert_eq!(v["error"]["code"], "variable_format", "{v}");
     assert_eq!(v["error"]["field"], "template.variables.header", "{v}");
-    assert!(app.sandbox_messages().await.is_empty());
+    app.assert_nothing_reached_meta("refused before Meta").await;
 
     let id = app
         .send(

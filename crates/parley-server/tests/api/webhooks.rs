@@ -56,7 +56,15 @@ async fn bad_signature_gets_401_and_changes_nothing() {
         app.store.count_webhook_events().await.expect("count"),
         before
     );
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Positive evidence that the processor ran past where the forged bodies would be: a
+    // signed event posted after them has been processed, and the message did not move.
+    let marker = serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "brand_new_field", "value": {"x": 1}}]}]})).expect("json");
+    assert_eq!(app.post_webhook(&marker, Some(&app.sign(&marker))).await, 200);
+    app.webhooks_processed().await;
+    assert_eq!(
+        app.store.count_webhook_events().await.expect("count"),
+        before + 1
+    );
     assert_eq!(app.get_message(&id).await["state"], "accepted");
 
     // The same body, correctly signed, is taken.
@@ -159,10 +167,29 @@ async fn sandbox_duplicated_and_reordered_webhooks_end_in_read() {
 #[tokio::test]
 async fn a_status_that_outruns_the_send_is_kept_and_folded_in() {
     let app = spawn_app().await;
-    // A status for a wamid Parley does not know yet is stored, not dropped.
-    let body = serde_json::to_vec(&status_webhook(&[("wamid.unknown-yet", "delivered", None)]))
-        .expect("json");
+    let (phone, _) = app.contact(0).await;
+    // Meta takes the send but its answer is held for 5 s; its own status webhooks are lost.
+    // Meanwhile a `delivered` for the new wamid, naming it only by wamid, reaches Parley.
+    app.sandbox_post(
+        "/sandbox/faults",
+        &json!({"timeout_rate": 1.0, "timeout_ms": 5_000, "drop_webhooks": 1.0}),
+    )
+    .await;
+    let id = app
+        .send(&json!({"to": phone, "template": {"name": "welcome", "language": "en", "variables": {"first_name": "A"}}}))
+        .await;
+    let mut wamid = None;
+    for _ in 0..400 {
+        if let Some(m) = app.sandbox_messages().await.first() {
+            wamid = m["wamid"].as_str().map(str::to_owned);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let wamid = wamid.expect("Meta took the send");
+    let body = serde_json::to_vec(&status_webhook(&[(&wamid, "delivered", None)])).expect("json");
     assert_eq!(app.post_webhook(&body, Some(&app.sign(&body))).await, 200);
+    // Other kept-but-not-understood events: an unknown field and a body that is not JSON.
     let unknown_field = serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "brand_new_field", "value": {"x": 1}}]}]})).expect("json");
     assert_eq!(
         app.post_webhook(&unknown_field, Some(&app.sign(&unknown_field)))
@@ -174,7 +201,18 @@ async fn a_status_that_outruns_the_send_is_kept_and_folded_in() {
         app.post_webhook(&garbage, Some(&app.sign(&garbage))).await,
         200
     );
+    app.webhooks_processed().await;
     assert_eq!(app.store.count_webhook_events().await.expect("count"), 3);
+    // Processed before Meta's answer came back: the status had no message to go to yet.
+    let m = app.get_message(&id).await;
+    assert!(
+        m["wamid"].is_null() && m["state"] == "sending",
+        "the answer came back before the status was processed; nothing to test: {m}"
+    );
+    // Meta's answer arrives: the acceptance folds the stored status in.
+    let m = app.wait_for_state(&id, "delivered").await;
+    assert_eq!(m["wamid"], wamid.as_str(), "{m}");
+    assert!(m["timestamps"]["delivered"].is_string(), "{m}");
 }
 
 /// A status whose wamid does not parse is noted and skipped; the rest of the event applies.

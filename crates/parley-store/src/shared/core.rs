@@ -193,9 +193,14 @@ impl Store for Backend {
         rows.iter().map(platform_from_row).collect()
     }
 
-    async fn platform(&self, id: &PlatformId) -> Result<Option<PlatformRecord>> {
-        let row = sqlx::query("SELECT * FROM platforms WHERE id = $1")
+    async fn platform(
+        &self,
+        app: &ApplicationId,
+        id: &PlatformId,
+    ) -> Result<Option<PlatformRecord>> {
+        let row = sqlx::query("SELECT * FROM platforms WHERE id = $1 AND application_id = $2")
             .bind(id.as_str())
+            .bind(app.as_str())
             .fetch_optional(self.reader())
             .await?;
         row.as_ref().map(platform_from_row).transpose()

@@ -122,7 +122,7 @@ async fn platform_token_is_encrypted_at_rest(b: &Backend) {
         "EAA-rotated"
     );
     let p = b
-        .platform(&t.platform)
+        .platform(&t.app, &t.platform)
         .await
         .expect("read")
         .expect("exists");
@@ -141,10 +141,18 @@ async fn platform_token_is_encrypted_at_rest(b: &Backend) {
             .is_empty()
     );
     assert!(
-        b.platform(&PlatformId::new())
+        b.platform(&t.app, &PlatformId::new())
             .await
             .expect("read")
             .is_none()
+    );
+    // Another application's platform is not found by id: the scope is the store's.
+    assert!(
+        b.platform(&ApplicationId::new(), &t.platform)
+            .await
+            .expect("read")
+            .is_none(),
+        "another application's platform was read by its id"
     );
     assert!(matches!(
         b.platform_token(&PlatformId::new()).await,
