@@ -20,7 +20,7 @@ use tokio::io::AsyncWriteExt;
 use crate::credentials;
 
 /// A child process killed (SIGKILL) when dropped.
-struct Proc(Child);
+pub(crate) struct Proc(pub(crate) Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -59,7 +59,7 @@ fn start(args: &[String], envs: &[(&str, String)], ready: &str) -> Proc {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()

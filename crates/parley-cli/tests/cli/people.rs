@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{Proc, free_port};
+use crate::crash::{Proc, free_port};
 
 /// Starts `parley serve` and returns it with the lines it printed up to one containing
 /// `until`.

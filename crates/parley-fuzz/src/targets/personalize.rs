@@ -10,7 +10,10 @@
 //! blanks, defaults, plain values); and the output is bounded: at most linear in the input
 //! and the longest tag value, so no expression amplifies.
 
-use parley_domain::{DynamicText, NoTags, SkipReason, TagLookup, TagValue, Tags};
+use parley_domain::{DynamicText, Limit, NoTags, SkipReason, TagLookup, TagValue, Tags};
+
+/// A limit no fuzzed input reaches: rendering in full, as the reference does.
+const UNLIMITED: usize = 1 << 24;
 
 use crate::{Outcome, Target, message_shape, signature};
 
@@ -224,10 +227,24 @@ fn check(data: &[u8]) -> Outcome {
         expr.len() + expressions * (3 * longest_value + 16 * expr.len() + 400).max(expr.len());
     let mut sig = vec![b"ok".to_vec(), expressions.min(8).to_string().into_bytes()];
     for (lookup, name) in [(None, "no tags"), (Some(&tags), "tags")] {
-        let rendered = match lookup {
-            None => parsed.render(&NoTags),
-            Some(t) => parsed.render(t),
+        let render = |limit: &Limit| match lookup {
+            None => parsed.render(&NoTags, limit),
+            Some(t) => parsed.render(t, limit),
         };
+        let rendered = render(&Limit::value("fuzz", UNLIMITED));
+        // WhatsApp's 1,024 characters: the same text when it fits, `too_long` when it does not.
+        let bounded = render(&Limit::value("fuzz", 1024));
+        match (&rendered, &bounded) {
+            (Ok(full), Ok(cut)) if full == cut && full.chars().count() <= 1024 => {}
+            (Ok(full), Err(SkipReason::TooLong { .. })) if full.chars().count() > 1024 => {}
+            (Err(a), Err(b)) if a == b => {}
+            (Err(_), Err(SkipReason::TooLong { .. })) => {}
+            _ => {
+                return Err(format!(
+                    "rendering within 1,024 characters disagrees with rendering in full\n{bounded:?}\nin full {rendered:?}"
+                ));
+            }
+        }
         let reference = reference_render(expr, lookup.unwrap_or(&Tags::new()));
         if let Some(expected) = &reference
             && &rendered != expected

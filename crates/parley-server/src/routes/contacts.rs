@@ -360,11 +360,11 @@ pub async fn start_import(
         (status = 404, description = "No such import", body = ErrorBody),
         (status = 409, description = "`import_not_resumable` (running or done) or `import_file_differs`", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["manage"]))
 )]
 pub async fn resume_import(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Manages>,
     Path(job): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -436,11 +436,11 @@ pub struct ImportList {
     get, path = "/api/v1/contacts/import", tag = "contacts",
     params(ImportQuery),
     responses((status = 200, body = ImportList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["read"]))
 )]
 pub async fn list_imports(
     State(state): State<AppState>,
-    AppAuth(app): AppAuth,
+    AppAuth(app, _): AppAuth<Reads>,
     Query(q): Query<ImportQuery>,
 ) -> Result<ApiJson<ImportList>, ApiError> {
     let limit = q.limit.unwrap_or(20);

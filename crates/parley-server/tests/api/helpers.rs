@@ -304,7 +304,7 @@ impl TestApp {
 
     /// The test's PostgreSQL database URL, when the suite runs on PostgreSQL.
     pub fn pg_url(&self) -> Option<&str> {
-        self._pg.as_ref().map(|db| db.url.as_str())
+        self.pg.as_ref().map(|db| db.url.as_str())
     }
 
     /// Every send (`POST /{phone}/messages`) the sandbox received, accepted or refused, oldest
