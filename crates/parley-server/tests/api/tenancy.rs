@@ -23,6 +23,8 @@ struct Owned {
     contact: String,
     /// A's phone number id (bodies name it).
     phone_number_id: String,
+    /// A's API token's id (`tok_…`), not the token.
+    token: String,
 }
 
 impl Owned {
@@ -38,6 +40,7 @@ impl Owned {
             ("segments", "id") => &self.segment,
             ("contacts", "job") => &self.import,
             ("contacts", "phone") => &self.contact,
+            ("tokens", "id") => &self.token,
             _ => panic!(
                 "{path}: a route with {{{param}}} this isolation test does not know: add which of A's ids to try"
             ),
@@ -156,6 +159,8 @@ fn body_for(method: &str, path: &str, a: &Owned) -> Option<Value> {
         })),
         ("post", "/api/v1/segments/preview") => Some(json!({"filter": "all"})),
         ("post", "/api/v1/segments") => Some(json!({"name": "B's", "filter": "all"})),
+        ("post", "/api/v1/applications") => Some(json!({"name": "B's second"})),
+        ("post", "/api/v1/tokens") => Some(json!({"label": "B's", "scopes": ["read"]})),
         _ => None,
     }
 }
@@ -222,6 +227,8 @@ async fn another_applications_ids_are_404_on_every_route_and_change_nothing() {
         .as_str()
         .expect("number")
         .to_owned();
+    let tokens = a_get(&app, "/api/v1/tokens").await;
+    let token = tokens["data"][0]["id"].as_str().expect("token id").to_owned();
     let a = Owned {
         message,
         campaign,
@@ -231,6 +238,7 @@ async fn another_applications_ids_are_404_on_every_route_and_change_nothing() {
         import,
         contact: phone.replace('+', "%2B"),
         phone_number_id,
+        token,
     };
     let before = snapshot(&app, &a).await;
     let writes_before = meta_writes(&app).await;
@@ -244,6 +252,7 @@ async fn another_applications_ids_are_404_on_every_route_and_change_nothing() {
         a.import.clone(),
         phone.trim_start_matches('+').to_owned(),
         a.phone_number_id.clone(),
+        a.token.clone(),
         format!("\"{first_name}\""),
     ];
 
@@ -368,7 +377,10 @@ async fn another_applications_ids_are_404_on_every_route_and_change_nothing() {
                 ("post", "/api/v1/templates/sync")
                 | ("post", "/api/v1/segments")
                 | ("post", "/api/v1/segments/preview")
-                | ("post", "/api/v1/contacts/import") => assert!(status < 300, "{what}"),
+                | ("post", "/api/v1/contacts/import")
+                // B's own application (in B's account) and B's own token.
+                | ("post", "/api/v1/applications")
+                | ("post", "/api/v1/tokens") => assert!(status < 300, "{what}"),
                 // Another application's WABA: refused (its ownership is another test's),
                 // never taken.
                 ("post", "/api/v1/platforms/whatsapp/signup") => {
