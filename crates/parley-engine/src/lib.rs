@@ -87,6 +87,10 @@ pub struct Engine {
     pub webhook_wake: Arc<Notify>,
     /// Wakes the campaign worker when a campaign starts or resumes.
     pub campaign_wake: Arc<Notify>,
+    /// When each token's last use was last written (or is being written): one entry per
+    /// token that authenticated, so concurrent requests write it once a minute, not each.
+    pub(crate) token_touches:
+        Arc<std::sync::Mutex<std::collections::HashMap<parley_domain::TokenId, i64>>>,
 }
 
 impl Engine {
@@ -104,6 +108,7 @@ impl Engine {
             send_wake: Arc::new(Notify::new()),
             webhook_wake: Arc::new(Notify::new()),
             campaign_wake: Arc::new(Notify::new()),
+            token_touches: Arc::default(),
         }
     }
 
