@@ -80,10 +80,18 @@ impl Engine {
         if token.expires_at.is_some_and(|at| at <= now) {
             return Ok(TokenCheck::Expired);
         }
-        if token
-            .last_used_at
-            .is_none_or(|at| now - at >= LAST_USED_GRANULARITY_MS)
-        {
+        let due = match self.token_touches.lock() {
+            Ok(mut touches) => {
+                let last = touches.get(&token.id).copied().or(token.last_used_at);
+                let due = last.is_none_or(|at| now - at >= LAST_USED_GRANULARITY_MS);
+                if due {
+                    touches.insert(token.id.clone(), now);
+                }
+                due
+            }
+            Err(_) => false,
+        };
+        if due {
             let store = self.store.clone();
             let id = token.id.clone();
             tokio::spawn(async move {

@@ -97,6 +97,10 @@ pub struct Engine {
     pub campaign_wake: Arc<Notify>,
     /// How far the workers got: counts a test waits on to know that a pass ran.
     pub progress: Arc<Progress>,
+    /// When each token's last use was last written (or is being written): one entry per
+    /// token that authenticated, so concurrent requests write it once a minute, not each.
+    pub(crate) token_touches:
+        Arc<std::sync::Mutex<std::collections::HashMap<parley_domain::TokenId, i64>>>,
 }
 
 /// Passes the background workers completed, per engine. A test that must show that nothing
@@ -149,6 +153,7 @@ impl Engine {
             webhook_wake: Arc::new(Notify::new()),
             campaign_wake: Arc::new(Notify::new()),
             progress: Arc::new(Progress::default()),
+            token_touches: Arc::default(),
         }
     }
 

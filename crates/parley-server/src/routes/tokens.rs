@@ -205,6 +205,11 @@ pub fn created_response(created: CreatedToken) -> Response {
         }),
     )
         .into_response();
+    // The answer holds a secret: not to be kept by any cache.
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
     resp.extensions_mut().insert(AuditTarget(id));
     resp
 }

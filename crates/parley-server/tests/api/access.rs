@@ -391,6 +391,21 @@ async fn the_audit_log_names_who_changed_what_and_stays_in_its_application() {
         .await
         .expect("form");
     assert_eq!(resp.status(), 201);
+    let resp = app
+        .http
+        .post(format!("{}/settings/tokens", app.url))
+        .header("cookie", &cookie)
+        .header("origin", "http://evil.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("label=planted&scope_manage=on")
+        .send()
+        .await
+        .expect("form");
+    assert_eq!(
+        resp.status(),
+        403,
+        "a token form posted from another site is refused"
+    );
 
     let (status, v, _) = call(&app, &ci, Method::GET, "/api/v1/audit", None).await;
     assert_eq!(status, 200, "{v}");
@@ -410,6 +425,13 @@ async fn the_audit_log_names_who_changed_what_and_stays_in_its_application() {
     assert!(
         !list.iter().any(|e| e["action"] == "campaign.start"),
         "a refused change is no entry: {v}"
+    );
+    assert_eq!(
+        list.iter()
+            .filter(|e| e["action"] == "token.create")
+            .count(),
+        3,
+        "ci's, the console's and the first one; not the cross-site one: {v}"
     );
     let e = find(&list, "platform.refresh", &app.console_email).expect("refresh by the user");
     assert_eq!(e["actor"]["kind"], "user");

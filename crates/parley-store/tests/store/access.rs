@@ -135,3 +135,99 @@ async fn audit_entries_page_per_application_and_expire(b: &Backend) {
     let left = b.audit_entries(&one.app, None, 10).await.expect("page");
     assert_eq!(left.iter().map(|e| &e.id).collect::<Vec<_>>(), [&ids[2]]);
 }
+
+/// Runs a backend's migrations before 0012 on `pool`, as an install from before scopes had.
+async fn migrate_to_0011<DB: sqlx::Database>(dir: &str, pool: &sqlx::Pool<DB>)
+where
+    DB::Connection: sqlx::migrate::Migrate,
+{
+    let mut migrator = sqlx::migrate::Migrator::new(std::path::Path::new(dir))
+        .await
+        .expect("migrations");
+    migrator.migrations = migrator
+        .migrations
+        .iter()
+        .filter(|m| m.version < 12)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    migrator.run(pool).await.expect("old migrations");
+}
+
+const LEGACY_INSERTS: [&str; 3] = [
+    "INSERT INTO accounts (id, name, created_at) VALUES ('acc_0190c3b5a1b27c3e8a1b2c3d4e5f6a7b', 'Old', 1)",
+    "INSERT INTO applications (id, account_id, name, created_at) VALUES ('app_0190c3b5a1b27c3e8a1b2c3d4e5f6a7b', 'acc_0190c3b5a1b27c3e8a1b2c3d4e5f6a7b', 'Old app', 1)",
+    "INSERT INTO api_tokens (token_hash, application_id, label, created_at) VALUES ('legacy-hash', 'app_0190c3b5a1b27c3e8a1b2c3d4e5f6a7b', 'legacy', 1760000000000)",
+];
+
+/// A token made before 0012 gets an id that parses, and every scope, and still works.
+async fn legacy_token_keeps_every_scope(store: &dyn parley_store::Store) {
+    let token = store
+        .token_by_hash("legacy-hash")
+        .await
+        .expect("lookup")
+        .expect("the old token is still there");
+    assert_eq!(token.scopes, Scopes::ALL);
+    assert_eq!(token.label, "legacy");
+    assert!(token.expires_at.is_none() && token.revoked_at.is_none());
+    assert!(
+        token.id.as_str().starts_with("tok_0199c82cc000"),
+        "the id starts with the creation time, as new ids do: {:?}",
+        token.id
+    );
+    let listed = store
+        .tokens(&token.application_id, None, 10)
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 1);
+    // New tokens get their own ids beside it.
+    store
+        .add_api_token(&token.application_id, "new-hash", "new", T0)
+        .await
+        .expect("new token");
+}
+
+#[tokio::test]
+async fn sqlite_tokens_made_before_scopes_keep_every_scope() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("parley.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("sqlite");
+    migrate_to_0011(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"),
+        &pool,
+    )
+    .await;
+    for sql in LEGACY_INSERTS {
+        sqlx::query(sql).execute(&pool).await.expect("insert");
+    }
+    pool.close().await;
+    let store = parley_store::open(
+        &format!("sqlite://{}", path.display()),
+        parley_store::SecretCipher::from_key(&[7; 32]),
+    )
+    .await
+    .expect("open runs 0012");
+    legacy_token_keeps_every_scope(&*store).await;
+}
+
+#[tokio::test]
+async fn postgres_tokens_made_before_scopes_keep_every_scope() {
+    let db = crate::pg::TestDb::create().await;
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("postgres");
+    migrate_to_0011(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"),
+        &pool,
+    )
+    .await;
+    for sql in LEGACY_INSERTS {
+        sqlx::query(sql).execute(&pool).await.expect("insert");
+    }
+    pool.close().await;
+    let store = parley_store::open(&db.url, parley_store::SecretCipher::from_key(&[7; 32]))
+        .await
+        .expect("open runs 0012");
+    legacy_token_keeps_every_scope(&*store).await;
+    drop(store);
+    db.finish().await;
+}
