@@ -1,14 +1,12 @@
-//! What the HTTP layer asks of the engine besides the workflows: who is asking (API tokens,
-//! console sign-in), whether it can serve, Meta's webhooks to keep, and an application's
+//! What the HTTP layer asks of the engine besides the workflows: who is asking (API tokens;
+//! console sign-in and sessions are in `identity.rs`), whether it can serve, Meta's webhooks to keep, and an application's
 //! records as lists and pages show them. The store stays the engine's own.
 
-use parley_domain::{AccountId, ApplicationId, CampaignId, MessageId, PlatformId};
+use parley_domain::{ApplicationId, CampaignId, MessageId, PlatformId};
 use parley_store::audience::SegmentRecord;
 use parley_store::campaigns::CampaignRecord;
 use parley_store::platforms::{NumberSetupRecord, OnboardingRecord, PlatformSetupRecord};
-use parley_store::{
-    ApplicationRecord, MessageRecord, PhoneNumberRecord, PlatformRecord, StoreError, TemplateRecord,
-};
+use parley_store::{MessageRecord, PhoneNumberRecord, PlatformRecord, StoreError, TemplateRecord};
 
 use crate::auth::hash_api_token;
 use crate::{Engine, EngineError};
@@ -41,19 +39,6 @@ impl Engine {
             .store
             .application_by_token_hash(&hash_api_token(token))
             .await?)
-    }
-
-    /// The application of a console account, if it has one.
-    pub async fn account_application(
-        &self,
-        account: &AccountId,
-    ) -> Result<Option<ApplicationRecord>, EngineError> {
-        Ok(self
-            .store
-            .applications()
-            .await?
-            .into_iter()
-            .find(|a| &a.account_id == account))
     }
 
     /// The application's WhatsApp numbers.
