@@ -1,8 +1,9 @@
-//! What the HTTP layer asks of the engine besides the workflows: who is asking (API tokens,
-//! console sign-in), whether it can serve, Meta's webhooks to keep, and an application's
-//! records as lists and pages show them. The store stays the engine's own.
+//! What the HTTP layer asks of the engine besides the workflows: whether it can serve, Meta's
+//! webhooks to keep, and an application's records as lists and pages show them (who is asking
+//! is in `access.rs` for API tokens and `identity.rs` for console sessions). The store stays
+//! the engine's own.
 
-use parley_domain::{AccountId, ApplicationId, CampaignId, MessageId, PlatformId};
+use parley_domain::{ApplicationId, CampaignId, MessageId, PlatformId};
 use parley_store::audience::SegmentRecord;
 use parley_store::campaigns::CampaignRecord;
 use parley_store::platforms::{NumberSetupRecord, OnboardingRecord, PlatformSetupRecord};
@@ -34,19 +35,6 @@ impl Engine {
     /// Whether any application exists yet (a fresh database).
     pub async fn has_applications(&self) -> Result<bool, EngineError> {
         Ok(!self.store.applications().await?.is_empty())
-    }
-
-    /// The application of a console account, if it has one.
-    pub async fn account_application(
-        &self,
-        account: &AccountId,
-    ) -> Result<Option<ApplicationRecord>, EngineError> {
-        Ok(self
-            .store
-            .applications()
-            .await?
-            .into_iter()
-            .find(|a| &a.account_id == account))
     }
 
     /// The application's WhatsApp numbers.

@@ -562,6 +562,35 @@ async fn unknown_and_wrong_credentials_get_the_same_answer() {
 }
 
 #[tokio::test]
+async fn sign_in_is_throttled_per_client_address_across_emails() {
+    let app = spawn_fresh().await;
+    app.set_up_owner(OWNER, OWNER_PW).await;
+    // Twenty attempts from one address run, each on an email of its own …
+    for i in 0..20 {
+        let r = app
+            .post(
+                "/login",
+                None,
+                &form(&[("email", &format!("guess{i}@acme.test")), ("password", "x")]),
+            )
+            .await;
+        assert_eq!(r.status(), 401, "attempt {i}");
+    }
+    // … then the address waits, whatever the email, the right password included.
+    let r = app
+        .post(
+            "/login",
+            None,
+            &form(&[("email", OWNER), ("password", OWNER_PW)]),
+        )
+        .await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    app.clock.advance(2_000);
+    app.sign_in(OWNER, OWNER_PW).await;
+}
+
+#[tokio::test]
 async fn totp_second_factor_is_enrolled_and_asked_at_sign_in() {
     let app = spawn_fresh().await;
     let cookie = app.set_up_owner(OWNER, OWNER_PW).await;
@@ -773,6 +802,14 @@ async fn every_console_route_checks_the_role() {
         )
         .await;
     assert_eq!(promote.status(), 403);
+    let owner_invite = app
+        .post(
+            "/settings/users/invite",
+            Some(admin),
+            &form(&[("email", "boss@acme.test"), ("role", "owner")]),
+        )
+        .await;
+    assert_eq!(owner_invite.status(), 403, "admins invite no owners");
     let to_agent = app
         .post(
             &format!("/settings/users/{viewer_id}/role"),
