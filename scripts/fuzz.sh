@@ -11,8 +11,9 @@ seconds="${1:-60}"
 shift || true
 
 # PARLEY_CARGO lets a shared machine wrap the build, e.g. PARLEY_CARGO="flock /tmp/cargo.lock cargo".
-${PARLEY_CARGO:-cargo} build --release -p parley-fuzz --locked
-bin="${CARGO_TARGET_DIR:-target}/release/parley-fuzz"
+bin=$(${PARLEY_CARGO:-cargo} build --release -p parley-fuzz --locked --message-format=json-render-diagnostics |
+  sed -n 's/.*"executable":"\([^"]*parley-fuzz\)".*/\1/p' | tail -n 1)
+[ -x "$bin" ] || { echo "parley-fuzz did not build" >&2; exit 2; }
 
 status=0
 for target in $("$bin" list); do

@@ -1077,15 +1077,15 @@ enum CsvQuote {
     Unquoted,
     Quoted,
     /// A `"` inside a quoted cell: the closing one, or the first of `""`.
-    QuotedQuote,
+    AfterQuote,
 }
 
 impl CsvQuote {
     fn next(self, b: u8) -> CsvQuote {
         match (self, b) {
             (CsvQuote::CellStart, b'"') => CsvQuote::Quoted,
-            (CsvQuote::Quoted, b'"') => CsvQuote::QuotedQuote,
-            (CsvQuote::QuotedQuote, b'"') => CsvQuote::Quoted,
+            (CsvQuote::Quoted, b'"') => CsvQuote::AfterQuote,
+            (CsvQuote::AfterQuote, b'"') => CsvQuote::Quoted,
             (CsvQuote::Quoted, _) => CsvQuote::Quoted,
             (_, b',' | b'\n') => CsvQuote::CellStart,
             _ => CsvQuote::Unquoted,

@@ -314,7 +314,7 @@ pub fn shown(input: &[u8]) -> String {
             cut -= 1;
         }
         out.truncate(cut);
-        out.push_str("…");
+        out.push('…');
     }
     if std::str::from_utf8(input).is_err() {
         out.push_str(" (not UTF-8; exact bytes in the .input file)");

@@ -148,7 +148,7 @@ fn mutate_once(
             data.drain(start..end);
         }
         // Insert a grammar token (the most useful mutation: it keeps inputs near valid).
-        4 | 5 | 6 => {
+        4..=6 => {
             let t = token(rng, dictionary);
             let i = rng.below(len + 1);
             data.splice(i..i, t.iter().copied());

@@ -94,12 +94,12 @@ struct Record {
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum Quote {
+enum CsvState {
     CellStart,
     Unquoted,
     Quoted,
     /// A `"` inside a quoted cell: either the closing one or the first of `""`.
-    QuotedQuote,
+    AfterQuote,
 }
 
 /// Splits an upload into records, independently of the reader: CSV quotes as RFC 4180 and
@@ -111,24 +111,24 @@ fn reference_records(body: &[u8], csv: bool) -> Vec<Record> {
         .strip_prefix(b"\xef\xbb\xbf".as_slice())
         .unwrap_or(body);
     let mut records = Vec::new();
-    let mut state = Quote::CellStart;
+    let mut state = CsvState::CellStart;
     let mut current = Vec::new();
     let mut start_line = 1u64;
     let mut line = 1u64;
     for &b in body {
         if csv {
             state = match (state, b) {
-                (Quote::CellStart, b'"') => Quote::Quoted,
-                (Quote::Quoted, b'"') => Quote::QuotedQuote,
-                (Quote::QuotedQuote, b'"') => Quote::Quoted,
-                (Quote::Quoted, _) => Quote::Quoted,
-                (_, b',') | (_, b'\n') => Quote::CellStart,
-                _ => Quote::Unquoted,
+                (CsvState::CellStart, b'"') => CsvState::Quoted,
+                (CsvState::Quoted, b'"') => CsvState::AfterQuote,
+                (CsvState::AfterQuote, b'"') => CsvState::Quoted,
+                (CsvState::Quoted, _) => CsvState::Quoted,
+                (_, b',') | (_, b'\n') => CsvState::CellStart,
+                _ => CsvState::Unquoted,
             };
         }
         if b == b'\n' {
             line += 1;
-            if state != Quote::Quoted {
+            if state != CsvState::Quoted {
                 records.push(Record {
                     line: start_line,
                     bytes: std::mem::take(&mut current),
