@@ -182,10 +182,7 @@ impl Rig {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
@@ -255,7 +252,11 @@ impl Rig {
 
     async fn stats(&self, id: &str) -> Value {
         let (status, stats) = self
-            .api(reqwest::Method::GET, &format!("/campaigns/{id}/stats"), None)
+            .api(
+                reqwest::Method::GET,
+                &format!("/campaigns/{id}/stats"),
+                None,
+            )
             .await;
         assert_eq!(status, 200, "{stats}");
         stats
@@ -347,7 +348,11 @@ async fn a_campaign_survives_sigkill_with_nothing_lost_or_doubled() {
     )
     .await;
     let (status, body) = rig
-        .api(reqwest::Method::POST, &format!("/campaigns/{id}/start"), None)
+        .api(
+            reqwest::Method::POST,
+            &format!("/campaigns/{id}/start"),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{body}");
 
@@ -401,7 +406,10 @@ async fn a_5000_recipient_campaign_survives_five_sigkills_at_random_moments() {
         if numbers["data"][0]["messaging_limit"] == "TIER_10K" {
             break;
         }
-        assert!(Instant::now() < deadline, "the tier was not raised: {numbers}");
+        assert!(
+            Instant::now() < deadline,
+            "the tier was not raised: {numbers}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (id, plan) = rig.campaign().await;
@@ -413,7 +421,11 @@ async fn a_5000_recipient_campaign_survives_five_sigkills_at_random_moments() {
     )
     .await;
     let (status, body) = rig
-        .api(reqwest::Method::POST, &format!("/campaigns/{id}/start"), None)
+        .api(
+            reqwest::Method::POST,
+            &format!("/campaigns/{id}/start"),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{body}");
 
@@ -539,7 +551,10 @@ async fn an_import_killed_mid_upload_resumes_to_done_with_each_contact_once() {
         })
         .await;
         committed_rows = job["rows_read"].as_u64().expect("rows read") as usize;
-        assert!(committed_rows <= read && read - committed_rows < 1_000, "{job}");
+        assert!(
+            committed_rows <= read && read - committed_rows < 1_000,
+            "{job}"
+        );
         assert_eq!(job["created"], committed_rows, "{job}");
         path = format!(
             "/contacts/import/{}/resume",
