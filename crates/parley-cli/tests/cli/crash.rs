@@ -590,3 +590,64 @@ async fn an_import_killed_mid_upload_resumes_to_done_with_each_contact_once() {
     drop(serve);
     rig.finish().await;
 }
+
+#[tokio::test]
+async fn parley_contacts_import_resumes_an_interrupted_import_from_the_command_line() {
+    const ROWS: usize = 5_000;
+    let rig = Rig::new(10, 60_000, 300_000).await;
+    let serve = rig.serve();
+    let mut csv = String::from("phone,batch\n");
+    for i in 0..ROWS {
+        csv.push_str(&format!("+49152{:08},cli\n", 63_000_000 + i));
+    }
+    // The upload breaks off after 2,500 rows: the import is interrupted at once.
+    let cut = csv.match_indices('\n').nth(2_500).expect("row").0 + 1;
+    let upload = upload_part(&rig, "/contacts/import?map=batch:batch", &csv, cut).await;
+    let job = import_when(&rig, "nothing committed", |j| {
+        j["rows_read"].as_u64().unwrap_or(0) >= 1_000
+    })
+    .await;
+    drop(upload);
+    import_when(&rig, "not interrupted", |j| j["state"] == "interrupted").await;
+    let id = job["id"].as_str().expect("id").to_owned();
+    drop(serve);
+
+    let file = rig.dir.path().join("people.csv");
+    std::fs::write(&file, &csv).expect("write csv");
+    let envs: Vec<_> = rig
+        .envs
+        .iter()
+        .filter(|(k, _)| k.starts_with("PARLEY_DATA") || *k == "PARLEY_DATABASE_URL")
+        .cloned()
+        .collect();
+    let run = |extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_parley"));
+        cmd.args(["contacts", "import"])
+            .arg(&file)
+            .args(extra)
+            .env("RUST_LOG", "warn");
+        for (k, v) in &envs {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("parley contacts import")
+    };
+    let out = run(&["--resume", &id]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout} {stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "{ROWS} rows read, {ROWS} created, 0 updated, 0 rejected (import {id})"
+        )),
+        "{stdout}"
+    );
+    // Done: a second resume is refused.
+    let out = run(&["--resume", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only an interrupted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    rig.finish().await;
+}
