@@ -754,6 +754,28 @@ async fn an_upload_cut_off_is_interrupted_and_resumes_with_the_same_file_importi
     let (status, body) = resume(&app, &id, &csv).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "import_not_resumable", "{body}");
+
+    // The console's Resume button posts the chosen file to its own route, same answers.
+    let cookie = app.console_cookie().await;
+    let resp = app
+        .http
+        .post(format!("{}/import/{id}/resume", app.url))
+        .header("cookie", &cookie)
+        .header("origin", app.url.as_str())
+        .header("content-type", "text/csv")
+        .body(csv.clone())
+        .send()
+        .await
+        .expect("console resume");
+    assert_eq!(resp.status(), 409);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "import_not_resumable", "{body}");
+    let (status, page) = app.console_get(&cookie, "/import").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("id=\"import-resume\""),
+        "the page has the Resume button"
+    );
     let (status, body) = resume(&app, "imp_00000000000000000000000000000000", &csv).await;
     assert_eq!(status, 404, "{body}");
 }
