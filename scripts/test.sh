@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: every crate on SQLite (the store suite also on PostgreSQL), then the
-# API suite again on PostgreSQL. The tests start PostgreSQL and headless Chromium themselves,
+# API suite and the crash tests again on PostgreSQL. The tests start PostgreSQL and headless Chromium themselves,
 # from Debian's packages: this script installs those packages first when they are missing and
 # it runs as root (as on CI), or says in one line what to install otherwise.
 set -euo pipefail
@@ -27,6 +27,8 @@ before=$(live_chromium)
 
 cargo test --workspace "$@"
 PARLEY_TEST_BACKEND=postgres cargo test -p parley-server --test api "$@"
+# The crash and chaos tests (real processes, SIGKILL) on PostgreSQL too.
+PARLEY_TEST_BACKEND=postgres cargo test -p parley-cli --test cli crash:: "$@"
 
 sleep 1
 left=$(( $(live_chromium) - before ))

@@ -772,7 +772,11 @@ impl Engine {
     /// Imports left `running` by a Parley that is gone (last written before `started`)
     /// become `interrupted`, with the rows committed so far; they can be resumed.
     pub async fn interrupt_stale_imports(&self, started: i64) {
-        match self.store.interrupt_stale_imports(started, self.now()).await {
+        match self
+            .store
+            .interrupt_stale_imports(started, self.now())
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::warn!(
                 count = n,
@@ -819,7 +823,9 @@ impl Engine {
             };
             let mut bytes = chunk.as_ref();
             if replay > 0 {
-                let n = bytes.len().min(usize::try_from(replay).unwrap_or(usize::MAX));
+                let n = bytes
+                    .len()
+                    .min(usize::try_from(replay).unwrap_or(usize::MAX));
                 let mut discard = Batch::default();
                 reader.feed(&bytes[..n], &mut discard);
                 replay -= n as u64;
@@ -853,7 +859,9 @@ impl Engine {
             ImportState::Done
         };
         job.error = failure.map(|f| {
-            format!("{f}; the rows committed so far are kept. Resume the import with the same file.")
+            format!(
+                "{f}; the rows committed so far are kept. Resume the import with the same file."
+            )
         });
         job.updated_at = now;
         job.finished_at = (job.state == ImportState::Done).then_some(now);

@@ -182,10 +182,7 @@ impl Rig {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
@@ -255,7 +252,11 @@ impl Rig {
 
     async fn stats(&self, id: &str) -> Value {
         let (status, stats) = self
-            .api(reqwest::Method::GET, &format!("/campaigns/{id}/stats"), None)
+            .api(
+                reqwest::Method::GET,
+                &format!("/campaigns/{id}/stats"),
+                None,
+            )
             .await;
         assert_eq!(status, 200, "{stats}");
         stats
@@ -347,7 +348,11 @@ async fn a_campaign_survives_sigkill_with_nothing_lost_or_doubled() {
     )
     .await;
     let (status, body) = rig
-        .api(reqwest::Method::POST, &format!("/campaigns/{id}/start"), None)
+        .api(
+            reqwest::Method::POST,
+            &format!("/campaigns/{id}/start"),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{body}");
 
@@ -401,7 +406,10 @@ async fn a_5000_recipient_campaign_survives_five_sigkills_at_random_moments() {
         if numbers["data"][0]["messaging_limit"] == "TIER_10K" {
             break;
         }
-        assert!(Instant::now() < deadline, "the tier was not raised: {numbers}");
+        assert!(
+            Instant::now() < deadline,
+            "the tier was not raised: {numbers}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (id, plan) = rig.campaign().await;
@@ -413,7 +421,11 @@ async fn a_5000_recipient_campaign_survives_five_sigkills_at_random_moments() {
     )
     .await;
     let (status, body) = rig
-        .api(reqwest::Method::POST, &format!("/campaigns/{id}/start"), None)
+        .api(
+            reqwest::Method::POST,
+            &format!("/campaigns/{id}/start"),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{body}");
 
@@ -539,7 +551,10 @@ async fn an_import_killed_mid_upload_resumes_to_done_with_each_contact_once() {
         })
         .await;
         committed_rows = job["rows_read"].as_u64().expect("rows read") as usize;
-        assert!(committed_rows <= read && read - committed_rows < 1_000, "{job}");
+        assert!(
+            committed_rows <= read && read - committed_rows < 1_000,
+            "{job}"
+        );
         assert_eq!(job["created"], committed_rows, "{job}");
         path = format!(
             "/contacts/import/{}/resume",
@@ -573,5 +588,66 @@ async fn an_import_killed_mid_upload_resumes_to_done_with_each_contact_once() {
     assert_eq!(status, 200, "{count}");
     assert_eq!(count["count"], ROWS, "{count}");
     drop(serve);
+    rig.finish().await;
+}
+
+#[tokio::test]
+async fn parley_contacts_import_resumes_an_interrupted_import_from_the_command_line() {
+    const ROWS: usize = 5_000;
+    let rig = Rig::new(10, 60_000, 300_000).await;
+    let serve = rig.serve();
+    let mut csv = String::from("phone,batch\n");
+    for i in 0..ROWS {
+        csv.push_str(&format!("+49152{:08},cli\n", 63_000_000 + i));
+    }
+    // The upload breaks off after 2,500 rows: the import is interrupted at once.
+    let cut = csv.match_indices('\n').nth(2_500).expect("row").0 + 1;
+    let upload = upload_part(&rig, "/contacts/import?map=batch:batch", &csv, cut).await;
+    let job = import_when(&rig, "nothing committed", |j| {
+        j["rows_read"].as_u64().unwrap_or(0) >= 1_000
+    })
+    .await;
+    drop(upload);
+    import_when(&rig, "not interrupted", |j| j["state"] == "interrupted").await;
+    let id = job["id"].as_str().expect("id").to_owned();
+    drop(serve);
+
+    let file = rig.dir.path().join("people.csv");
+    std::fs::write(&file, &csv).expect("write csv");
+    let envs: Vec<_> = rig
+        .envs
+        .iter()
+        .filter(|(k, _)| k.starts_with("PARLEY_DATA") || *k == "PARLEY_DATABASE_URL")
+        .cloned()
+        .collect();
+    let run = |extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_parley"));
+        cmd.args(["contacts", "import"])
+            .arg(&file)
+            .args(extra)
+            .env("RUST_LOG", "warn");
+        for (k, v) in &envs {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("parley contacts import")
+    };
+    let out = run(&["--resume", &id]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout} {stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "{ROWS} rows read, {ROWS} created, 0 updated, 0 rejected (import {id})"
+        )),
+        "{stdout}"
+    );
+    // Done: a second resume is refused.
+    let out = run(&["--resume", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only an interrupted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     rig.finish().await;
 }

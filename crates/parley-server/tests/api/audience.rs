@@ -666,8 +666,7 @@ async fn resume(app: &TestApp, job: &str, body: &str) -> (u16, Value) {
 }
 
 #[tokio::test]
-async fn an_upload_cut_off_is_interrupted_and_resumes_with_the_same_file_importing_each_row_once()
-{
+async fn an_upload_cut_off_is_interrupted_and_resumes_with_the_same_file_importing_each_row_once() {
     use tokio::io::AsyncWriteExt;
     let app = spawn_app().await;
     let rows = 2_500;
@@ -678,7 +677,9 @@ async fn an_upload_cut_off_is_interrupted_and_resumes_with_the_same_file_importi
     // The client goes away after 60 % of the file (raw HTTP: the length of the whole file,
     // then the connection closes).
     let addr = app.url.trim_start_matches("http://").to_owned();
-    let mut socket = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let mut socket = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
     let head = format!(
         "POST /api/v1/contacts/import?map=batch:batch HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: text/csv\r\nContent-Length: {}\r\n\r\n",
         app.token,
@@ -753,6 +754,28 @@ async fn an_upload_cut_off_is_interrupted_and_resumes_with_the_same_file_importi
     let (status, body) = resume(&app, &id, &csv).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "import_not_resumable", "{body}");
+
+    // The console's Resume button posts the chosen file to its own route, same answers.
+    let cookie = app.console_cookie().await;
+    let resp = app
+        .http
+        .post(format!("{}/import/{id}/resume", app.url))
+        .header("cookie", &cookie)
+        .header("origin", app.url.as_str())
+        .header("content-type", "text/csv")
+        .body(csv.clone())
+        .send()
+        .await
+        .expect("console resume");
+    assert_eq!(resp.status(), 409);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "import_not_resumable", "{body}");
+    let (status, page) = app.console_get(&cookie, "/import").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("id=\"import-resume\""),
+        "the page has the Resume button"
+    );
     let (status, body) = resume(&app, "imp_00000000000000000000000000000000", &csv).await;
     assert_eq!(status, 404, "{body}");
 }

@@ -118,11 +118,7 @@ fn import_from_row(row: &DbRow) -> Result<ImportJobRecord> {
     })
 }
 
-async fn insert_rejects(
-    conn: &mut Connection,
-    job: &ImportId,
-    rows: &[RejectedRow],
-) -> Result<()> {
+async fn insert_rejects(conn: &mut Connection, job: &ImportId, rows: &[RejectedRow]) -> Result<()> {
     for r in rows {
         sqlx::query(
             "INSERT INTO import_rejects (job_id, line, reason, raw) VALUES ($1, $2, $3, $4)

@@ -774,13 +774,21 @@ async fn audience_import_chunks_commit_with_their_progress_and_interrupted_jobs_
     assert_eq!((counts.created, counts.updated), (2, 1));
     let stored = b.import_job(&t.app, &job.id).await.unwrap().unwrap();
     assert_eq!(
-        (stored.rows_read, stored.created, stored.updated, stored.rejected),
+        (
+            stored.rows_read,
+            stored.created,
+            stored.updated,
+            stored.rejected
+        ),
         (4, 2, 1, 1)
     );
     assert_eq!(stored.committed_bytes, 120);
     assert_eq!(stored.committed_sha256, job.committed_sha256);
     assert_eq!(
-        b.import_rejects(&t.app, &job.id, 0, 10).await.unwrap().len(),
+        b.import_rejects(&t.app, &job.id, 0, 10)
+            .await
+            .unwrap()
+            .len(),
         1
     );
 
@@ -794,7 +802,9 @@ async fn audience_import_chunks_commit_with_their_progress_and_interrupted_jobs_
 
     // Resumed once, by its own application only.
     assert_eq!(
-        b.resume_import_job(&other.app, &job.id, T0 + 6).await.unwrap(),
+        b.resume_import_job(&other.app, &job.id, T0 + 6)
+            .await
+            .unwrap(),
         None
     );
     let resumed = b
