@@ -68,6 +68,9 @@ pub struct MetricsConfig {
 pub struct DatabaseConfig {
     /// `sqlite://PATH` or `postgres://user:password@host/db`; empty means `<data_dir>/parley.db`.
     pub url: String,
+    /// The longest a segment count or preview may run before it is stopped (seconds; 10 when
+    /// unset).
+    pub filter_timeout_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Clone)]

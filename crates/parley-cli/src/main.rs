@@ -330,6 +330,11 @@ async fn serve(path: Option<PathBuf>, test: ServeTestArgs) -> anyhow::Result<()>
             audit_retention: config.audit_retention(),
             lease: test.lease_ms.map_or(defaults.lease, ms),
             crash_grace: test.crash_grace_ms.map_or(defaults.crash_grace, ms),
+            filter_timeout: config
+                .database
+                .filter_timeout_secs
+                .filter(|s| *s > 0)
+                .map_or(defaults.filter_timeout, std::time::Duration::from_secs),
             ..defaults
         },
     );

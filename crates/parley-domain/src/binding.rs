@@ -469,10 +469,10 @@ impl BoundTemplate {
             }
         }
         // Values without expressions are checked now, so the request fails, not a recipient.
-        if bound.is_literal() {
-            if let Err(reason @ SkipReason::TooLong { .. }) = bound.render(&NoTags) {
-                return Err(BindError::TooLong(reason));
-            }
+        if bound.is_literal()
+            && let Err(reason @ SkipReason::TooLong { .. }) = bound.render(&NoTags)
+        {
+            return Err(BindError::TooLong(reason));
         }
         Ok(bound)
     }

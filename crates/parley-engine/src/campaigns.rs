@@ -107,7 +107,8 @@ pub struct CampaignPlan {
     pub recipients: u64,
     pub skipped: u64,
     /// Skipped by reason: `opted_out` (marketing only), `missing_tag`, `bad_tag_value`,
-    /// `empty_value`, `invalid_number`, `duplicate`.
+    /// `empty_value`, `too_long` (a value over WhatsApp's limit for this contact), `invalid_number`,
+    /// `duplicate`.
     pub skipped_by_reason: BTreeMap<String, u64>,
     pub quota: QuotaNow,
     /// Recipients that may go at once (inside their service window, or a free slot).

@@ -212,6 +212,9 @@ pub trait AudienceStore: Send + Sync {
     ) -> Result<Vec<AudienceContact>>;
     /// Bounded filter queries running now (holding one of the filter connections).
     fn filter_queries_running(&self) -> usize;
+    /// Bounded filter statements stopped in the database because their request was dropped
+    /// (since the store was opened).
+    fn filter_queries_abandoned(&self) -> u64;
     /// Oldest first.
     async fn subscription_history(&self, contact: &ContactId) -> Result<Vec<SubscriptionEvent>>;
     /// The newest messages sent to this phone number, newest first.

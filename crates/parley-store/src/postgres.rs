@@ -20,7 +20,7 @@
 use std::borrow::Cow;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parley_domain::{MessageState, PhoneNumberId};
@@ -47,6 +47,8 @@ pub struct PostgresStore {
     pub(crate) filter: PgPool,
     /// Filter queries holding a `filter` connection now.
     pub(crate) filter_running: Arc<AtomicUsize>,
+    /// Filter statements cancelled because their request was dropped.
+    pub(crate) filter_abandoned: Arc<AtomicU64>,
     pub(crate) cipher: SecretCipher,
 }
 
@@ -69,6 +71,7 @@ impl PostgresStore {
             pool,
             filter,
             filter_running: Arc::default(),
+            filter_abandoned: Arc::default(),
             cipher,
         })
     }
@@ -158,6 +161,7 @@ pub(crate) struct FilterLease {
     /// Where the cancel goes: the main pool.
     pool: PgPool,
     running: Arc<AtomicUsize>,
+    abandoned: Arc<AtomicU64>,
     armed: bool,
 }
 
@@ -181,6 +185,7 @@ impl PostgresStore {
             pid,
             pool: self.pool.clone(),
             running: self.filter_running.clone(),
+            abandoned: self.filter_abandoned.clone(),
             armed: true,
         })
     }
@@ -211,15 +216,21 @@ impl Drop for FilterLease {
             return;
         }
         self.conn.close_on_drop();
-        let (pool, pid) = (self.pool.clone(), self.pid);
+        let (pool, pid, abandoned) = (self.pool.clone(), self.pid, self.abandoned.clone());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                if let Err(e) = sqlx::query("SELECT pg_cancel_backend($1)")
+                match sqlx::query_scalar::<_, bool>("SELECT pg_cancel_backend($1)")
                     .bind(pid)
-                    .execute(&pool)
+                    .fetch_one(&pool)
                     .await
                 {
-                    tracing::warn!(error = %e, "could not cancel an abandoned filter query");
+                    Ok(true) => {
+                        abandoned.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not cancel an abandoned filter query");
+                    }
                 }
             });
         }

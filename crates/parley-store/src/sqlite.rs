@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parley_domain::{MessageState, PhoneNumberId};
@@ -31,6 +31,8 @@ pub struct SqliteStore {
     pub(crate) filter: SqlitePool,
     /// Filter queries holding a `filter` connection now.
     pub(crate) filter_running: Arc<AtomicUsize>,
+    /// Filter statements interrupted because their request was dropped.
+    pub(crate) filter_abandoned: Arc<AtomicU64>,
     pub(crate) cipher: SecretCipher,
 }
 
@@ -80,6 +82,7 @@ impl SqliteStore {
             reader,
             filter,
             filter_running: Arc::default(),
+            filter_abandoned: Arc::default(),
             cipher,
         })
     }
@@ -157,9 +160,15 @@ impl SqliteStore {
         {
             let mut handle = conn.lock_handle().await?;
             let (stop, timed_out) = (stop.clone(), timed_out.clone());
+            let abandoned = self.filter_abandoned.clone();
+            let mut counted = false;
             // `false` interrupts the running statement (SQLITE_INTERRUPT).
             handle.set_progress_handler(PROGRESS_STEPS, move || {
                 if stop.load(Ordering::Relaxed) {
+                    if !counted {
+                        counted = true;
+                        abandoned.fetch_add(1, Ordering::SeqCst);
+                    }
                     return false;
                 }
                 if Instant::now() >= deadline {

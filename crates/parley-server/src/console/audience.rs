@@ -376,11 +376,25 @@ pub async fn create_segment(
     SignedIn { email, app, .. }: SignedIn,
     Form(form): Form<SegmentForm>,
 ) -> Response {
-    match state
-        .engine
-        .create_segment(&app.id, &form.name, &form.filter)
-        .await
-    {
+    // Counted first: a filter too expensive to run is refused before it is saved.
+    let counted = match state.engine.parse_segment(&form.filter) {
+        Ok(seg) => state
+            .engine
+            .preview_segment(&app.id, &seg, 0)
+            .await
+            .map(|_| ()),
+        Err(e) => Err(e),
+    };
+    let created = match counted {
+        Ok(()) => {
+            state
+                .engine
+                .create_segment(&app.id, &form.name, &form.filter)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match created {
         Ok(s) => {
             Redirect::to(&format!("/segments?created={}", query_value(&s.name))).into_response()
         }

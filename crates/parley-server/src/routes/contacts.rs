@@ -136,6 +136,7 @@ pub struct ContactListQuery {
         (status = 200, description = "Updated", body = ContactView),
         (status = 201, description = "Created", body = ContactView),
         (status = 400, description = "Bad phone number or tag", body = ErrorBody),
+        (status = 422, description = "`tag_value_too_long`: a text tag (or a list item) over 1,024 characters, or a list over 100 items", body = ErrorBody),
     ),
     security(("bearer" = ["manage"]))
 )]
@@ -215,6 +216,7 @@ pub async fn delete_contact(
     responses(
         (status = 200, description = "A page of contacts in phone order", body = ContactList),
         (status = 400, description = "The filter does not parse (the message names the character)", body = ErrorBody),
+        (status = 422, description = "`filter_too_complex` or `filter_too_expensive`, as for `POST /api/v1/segments/preview`", body = ErrorBody),
     ),
     security(("bearer" = ["read"]))
 )]

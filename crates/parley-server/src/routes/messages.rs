@@ -175,7 +175,7 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
         (status = 401, description = "Missing or bad token", body = ErrorBody),
         (status = 409, description = "No WhatsApp number connected", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 422, description = "Refused by a WhatsApp rule", body = ErrorBody),
+        (status = 422, description = "Refused by a WhatsApp rule; `variable_too_long` (field `template.variables.<key>`) when a value, once rendered for the contact, is over WhatsApp's limit or makes its part over it: each body value 1,024 characters and the filled body 1,024, the filled header 60, a button URL 2,000, a code 15; `text_too_long` for a text message over 4,096 characters once rendered. Nothing is stored", body = ErrorBody),
     ),
     security(("bearer" = ["send"]))
 )]

@@ -65,6 +65,7 @@ pub struct PreviewResult {
         (status = 200, description = "Rendered, or skipped with the reason", body = PreviewResult),
         (status = 400, description = "Bad expression or contact", body = ErrorBody),
         (status = 404, description = "No such contact", body = ErrorBody),
+        (status = 422, description = "`variable_too_long` (field `variables.<key>`) or `text_too_long`: the rendered value is over WhatsApp's limit; rendering stops at the limit, so the answer is never larger than a message", body = ErrorBody),
     ),
     security(("bearer" = ["read"]))
 )]

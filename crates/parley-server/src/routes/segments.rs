@@ -85,6 +85,7 @@ pub async fn list_segments(
         (status = 201, description = "Saved, with its count now", body = SegmentView),
         (status = 400, description = "The filter does not parse (the message names the character)", body = ErrorBody),
         (status = 409, description = "A segment with that name exists", body = ErrorBody),
+        (status = 422, description = "`filter_too_complex` (over 200 conditions or 64 levels) or `filter_too_expensive` (it ran out of its time budget and was stopped): nothing saved", body = ErrorBody),
     ),
     security(("bearer" = ["manage"]))
 )]
@@ -93,12 +94,13 @@ pub async fn create_segment(
     AppAuth(app, _): AppAuth<Manages>,
     ApiJson(body): ApiJson<NewSegmentBody>,
 ) -> Result<Response, ApiError> {
+    // Counted first: a filter too expensive to run is refused before it is saved.
+    let seg = state.engine.parse_segment(&body.filter)?;
+    let preview = state.engine.preview_segment(&app, &seg, 0).await?;
     let record = state
         .engine
         .create_segment(&app, &body.name, &body.filter)
         .await?;
-    let seg = state.engine.parse_segment(&record.filter)?;
-    let preview = state.engine.preview_segment(&app, &seg, 0).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(view(&record, Some(preview.count))),
@@ -129,6 +131,7 @@ pub async fn get_segment(
     responses(
         (status = 200, description = "How many contacts match now, and a few of them", body = PreviewView),
         (status = 400, description = "The filter does not parse (the message names the character)", body = ErrorBody),
+        (status = 422, description = "`filter_too_complex` (over 200 conditions or 64 levels of parentheses and `not`) or `filter_too_expensive` (the count ran out of its time budget, 10 s by default, and was stopped in the database)", body = ErrorBody),
     ),
     security(("bearer" = ["read"]))
 )]

@@ -422,12 +422,26 @@ async fn a_filter_whose_client_hangs_up_stops_in_the_database() {
             "both are in pg_stat_activity"
         );
     }
+    let abandoned = app.store.filter_queries_abandoned();
     for c in &clients {
         c.abort();
     }
     for c in clients {
         assert!(c.await.is_err(), "the clients hung up");
     }
+    // Both statements are stopped in the database (SQLite's progress handler interrupts
+    // them; PostgreSQL's backends get a cancel), long before their budget.
+    for _ in 0..1000 {
+        if app.store.filter_queries_abandoned() == abandoned + 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        app.store.filter_queries_abandoned(),
+        abandoned + 2,
+        "the abandoned statements were stopped"
+    );
     if let Some((pool, lock)) = pg {
         // Gone from the server while the lock is still held: cancelled, not finished.
         let mut left = usize::MAX;

@@ -384,6 +384,11 @@ impl AudienceStore for Backend {
         }
     }
 
+    fn filter_queries_abandoned(&self) -> u64 {
+        self.filter_abandoned
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn filter_queries_running(&self) -> usize {
         self.filter_running
             .load(std::sync::atomic::Ordering::SeqCst)

@@ -27,6 +27,7 @@ crate::contract!(
     audience_import_chunks_commit_with_their_progress_and_interrupted_jobs_resume,
     audience_sql_agrees_with_memory_on_random_contacts_and_filters,
     audience_long_chains_compile,
+    audience_bounded_filters_stop_at_their_budget,
 );
 
 const NOW: OffsetDateTime = datetime!(2025-06-15 12:00:00 UTC);
@@ -819,5 +820,76 @@ async fn audience_import_chunks_commit_with_their_progress_and_interrupted_jobs_
         b.resume_import_job(&t.app, &job.id, T0 + 7).await.unwrap(),
         None,
         "a running import is not resumed twice"
+    );
+}
+
+/// Counts and pages on the filter connections stop at their budget (`TooExpensive`), leave
+/// the connections usable, and answer as the unbounded ones do within it.
+async fn audience_bounded_filters_stop_at_their_budget(b: &Backend) {
+    use std::time::Duration;
+    let t = tenant(&**b, 1).await;
+    let bio = "a".repeat(1000);
+    for chunk in 0..5 {
+        let batch: Vec<ContactUpsert> = (0..1000)
+            .map(|i| {
+                upsert(
+                    &format!("+4915100{:06}", chunk * 1000 + i),
+                    patch(&[("bio", Some(TagValue::String(bio.clone())))]),
+                )
+            })
+            .collect();
+        b.upsert_audience(&t.app, &batch, T0).await.unwrap();
+    }
+    // As many `contains` as a filter may hold, none matching: work on every contact.
+    let expensive: Vec<String> = (0..parley_domain::MAX_SEGMENT_CONDITIONS)
+        .map(|i| format!("bio contains \"{}b{i}\"", "a".repeat(24)))
+        .collect();
+    let expensive = Segment::parse(&expensive.join(" or ")).unwrap();
+    let short = Duration::from_millis(50);
+    let e = b
+        .count_segment_bounded(&t.app, &expensive, NOW, short)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, parley_store::StoreError::TooExpensive), "{e:?}");
+    let query = ContactQuery {
+        segment: &expensive,
+        search: None,
+        after: None,
+        limit: 10,
+        now: NOW,
+    };
+    let e = b
+        .list_audience_bounded(&t.app, &query, short)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, parley_store::StoreError::TooExpensive), "{e:?}");
+    assert_eq!(b.filter_queries_running(), 0);
+    // The same connections answer a cheap filter, as the unbounded count does.
+    let cheap = Segment::parse("bio contains \"aaa\"").unwrap();
+    let long = Duration::from_secs(60);
+    for _ in 0..parley_store::audience::FILTER_CONNECTIONS + 1 {
+        assert_eq!(
+            b.count_segment_bounded(&t.app, &cheap, NOW, long)
+                .await
+                .unwrap(),
+            5_000
+        );
+    }
+    assert_eq!(b.count_segment(&t.app, &cheap, NOW).await.unwrap(), 5_000);
+    let query = ContactQuery {
+        segment: &cheap,
+        search: None,
+        after: None,
+        limit: 3,
+        now: NOW,
+    };
+    let page = b.list_audience_bounded(&t.app, &query, long).await.unwrap();
+    assert_eq!(page.len(), 3);
+    let phones = |p: &[AudienceContact]| -> Vec<String> {
+        p.iter().map(|c| c.contact.phone.clone()).collect()
+    };
+    assert_eq!(
+        phones(&page),
+        phones(&b.list_audience(&t.app, &query).await.unwrap())
     );
 }
