@@ -920,7 +920,10 @@ async fn metas_messaging_limit_keeps_the_message_queued_and_pauses_the_campaign(
     assert_eq!(status, 200, "{list}");
     let waiting = list["data"]
         .as_array()
-        .and_then(|d| d.iter().find(|m| digits(m["to"].as_str().unwrap_or_default()) == to))
+        .and_then(|d| {
+            d.iter()
+                .find(|m| digits(m["to"].as_str().unwrap_or_default()) == to)
+        })
         .cloned()
         .expect("the refused message is listed");
     assert_eq!(waiting["state"], "queued", "{waiting}");
