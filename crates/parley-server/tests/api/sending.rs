@@ -93,7 +93,19 @@ async fn positional_template_with_media_header_and_url_button() {
     assert_eq!(components[2]["type"], "button");
     assert_eq!(components[2]["sub_type"], "url");
     assert_eq!(components[2]["index"], "0");
-    assert!(components[2]["parameters"][0]["text"].is_string());
+    // `{{plan|lowercase|all}}` for this contact: its plan, lowercased, or `all` without one.
+    let plan = match parley_engine::demo::demo_contacts(crate::helpers::CONTACTS)[1]
+        .tags
+        .get("plan")
+    {
+        Some(parley_domain::TagValue::String(p)) => p.to_lowercase(),
+        None => "all".to_owned(),
+        Some(other) => panic!("a plan that is no string: {other:?}"),
+    };
+    assert_eq!(
+        components[2]["parameters"][0],
+        json!({"type": "text", "text": plan})
+    );
 }
 
 #[tokio::test]
