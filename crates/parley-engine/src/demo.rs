@@ -168,7 +168,7 @@ impl Engine {
                 )
                 .await?;
         }
-        self.sync_templates(&app, &platform_id).await?;
+        self.sync_templates(app, &platform_id).await?;
         self.send_wake.notify_waiters();
         Ok(platform_id)
     }

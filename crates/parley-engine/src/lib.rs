@@ -100,8 +100,7 @@ impl Progress {
     /// Claim passes finished by the sender loops (all numbers): each claimed what was due at
     /// its start and handed it to Meta, or found nothing due.
     pub fn sender_passes(&self) -> u64 {
-        self.sender_passes
-            .load(std::sync::atomic::Ordering::SeqCst)
+        self.sender_passes.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Passes finished by the campaign worker (scheduled starts, planning, completion).

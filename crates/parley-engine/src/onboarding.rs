@@ -589,10 +589,7 @@ impl Engine {
             Step::ReadPhoneNumbers => {
                 let platform = self.onboarding_platform(run).await?;
                 let app = run.session.application_id.clone();
-                StepEnd::from_read(
-                    step,
-                    self.read_numbers(&app, &platform, run.token()).await,
-                )
+                StepEnd::from_read(step, self.read_numbers(&app, &platform, run.token()).await)
             }
             Step::ReadProfile => {
                 let platform = self.onboarding_platform(run).await?;

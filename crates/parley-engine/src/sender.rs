@@ -676,8 +676,8 @@ async fn handle_meta_error(
             // for a while, whatever its recipient. The message stays queued (it did nothing
             // wrong), the number holds its sends, its campaigns pause with the reason.
             tracing::warn!(phone_number_id = %state.number.phone_number_id, code, error = %text, "Meta's messaging limit reached; holding the number's sends");
-            let hold = i64::try_from(parley_domain::MESSAGING_LIMIT_HOLD.as_millis())
-                .unwrap_or(3_600_000);
+            let hold =
+                i64::try_from(parley_domain::MESSAGING_LIMIT_HOLD.as_millis()).unwrap_or(3_600_000);
             state.paused_until.fetch_max(now + hold, Ordering::SeqCst);
             let reason = format!(
                 "Meta's messaging limit is reached for this account (quota at Meta): (#{code}) {text}. The rest stays queued; resume when Meta lifts the limit."

@@ -243,13 +243,17 @@ impl Engine {
         app: &ApplicationId,
         platform_id: &PlatformId,
     ) -> Result<SyncReport, EngineError> {
-        let platform = self.store.platform(app, platform_id).await?.ok_or_else(|| {
-            EngineError::new(
-                ErrorKind::NotFound,
-                "platform_not_found",
-                format!("no platform {platform_id}"),
-            )
-        })?;
+        let platform = self
+            .store
+            .platform(app, platform_id)
+            .await?
+            .ok_or_else(|| {
+                EngineError::new(
+                    ErrorKind::NotFound,
+                    "platform_not_found",
+                    format!("no platform {platform_id}"),
+                )
+            })?;
         let token = self.store.platform_token(platform_id).await?;
         let started = self.now();
         let raw = self

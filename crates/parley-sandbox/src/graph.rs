@@ -129,7 +129,12 @@ fn record_request(
             .and_then(|r| r.body.pointer("/template/name"))
             .and_then(Value::as_str)
             .map(str::to_owned),
-        outcome: if outcome.is_ok() { "accepted" } else { "refused" }.to_owned(),
+        outcome: if outcome.is_ok() {
+            "accepted"
+        } else {
+            "refused"
+        }
+        .to_owned(),
         http_status: match outcome {
             Ok(_) => 200,
             Err(e) => e.http_status().as_u16(),

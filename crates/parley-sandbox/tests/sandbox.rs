@@ -527,7 +527,12 @@ async fn every_call_is_in_the_request_log_refused_ones_with_their_code() {
     assert_eq!(sb.send_as("wrong", &welcome(CUSTOMER)).await.0, 401);
     sb.control("faults", json!({"fail_next": [130429]})).await;
     assert_eq!(sb.send(&welcome("+4915100000003")).await.0, 400);
-    assert_eq!(sb.get(&format!("/v23.0/{}", demo_ids::PHONE_NUMBER_ID)).await.0, 200);
+    assert_eq!(
+        sb.get(&format!("/v23.0/{}", demo_ids::PHONE_NUMBER_ID))
+            .await
+            .0,
+        200
+    );
 
     let log = sb.control_get("requests").await;
     let calls = log["data"].as_array().expect("data");
@@ -562,11 +567,15 @@ async fn every_call_is_in_the_request_log_refused_ones_with_their_code() {
         json!({ demo_ids::PHONE_NUMBER_ID: {"throughput": 1, "pair_rate": 1} })
     );
 
-    let refused = sb.control_get("requests?sends=true&outcome=refused&limit=2").await;
+    let refused = sb
+        .control_get("requests?sends=true&outcome=refused&limit=2")
+        .await;
     let refused = refused["data"].as_array().expect("data");
     assert_eq!(refused.len(), 2);
     assert_eq!(refused[1]["code"], 130429);
-    let to_customer = sb.control_get(&format!("requests?to={CUSTOMER_DIGITS}")).await;
+    let to_customer = sb
+        .control_get(&format!("requests?to={CUSTOMER_DIGITS}"))
+        .await;
     assert_eq!(to_customer["data"].as_array().expect("data").len(), 3);
 
     sb.control("reset", json!({})).await;

@@ -880,7 +880,10 @@ async fn metas_messaging_limit_keeps_the_message_queued_and_pauses_the_campaign(
     assert_eq!(status, 200, "{list}");
     let waiting = list["data"]
         .as_array()
-        .and_then(|d| d.iter().find(|m| digits(m["to"].as_str().unwrap_or_default()) == to))
+        .and_then(|d| {
+            d.iter()
+                .find(|m| digits(m["to"].as_str().unwrap_or_default()) == to)
+        })
         .cloned()
         .expect("the refused message is listed");
     assert_eq!(waiting["state"], "queued", "{waiting}");
@@ -920,8 +923,14 @@ async fn identical_inbound_webhooks_count_once() {
         }}]}]});
         serde_json::to_vec(&body).expect("json")
     };
-    let reply = inbound("wamid.HBgLNDkxNTIwNjQwMDAwMDAVAgASGBQzQUFBQUFBQUFBQUFBQUFBQUFBAA==", "thanks!");
-    let stop = inbound("wamid.HBgLNDkxNTIwNjQwMDAwMDAVAgASGBQzQkJCQkJCQkJCQkJCQkJCQkJCAA==", "STOP");
+    let reply = inbound(
+        "wamid.HBgLNDkxNTIwNjQwMDAwMDAVAgASGBQzQUFBQUFBQUFBQUFBQUFBQUFBAA==",
+        "thanks!",
+    );
+    let stop = inbound(
+        "wamid.HBgLNDkxNTIwNjQwMDAwMDAVAgASGBQzQkJCQkJCQkJCQkJCQkJCQkJCAA==",
+        "STOP",
+    );
     for body in [&reply, &reply, &stop, &stop] {
         assert_eq!(app.post_webhook(body, Some(&app.sign(body))).await, 200);
     }

@@ -243,7 +243,8 @@ async fn pause_resume_and_cancel_from_the_campaign_page() {
     browser.wait_text("Cancelled").await;
     assert_eq!(api_state(&app, &id).await, "cancelled");
     app.workers_looked().await;
-    app.assert_nothing_reached_meta("cancelled before its time").await;
+    app.assert_nothing_reached_meta("cancelled before its time")
+        .await;
 
     let id = scheduled_campaign(&app, "To resume").await;
     browser

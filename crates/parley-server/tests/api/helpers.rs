@@ -302,7 +302,11 @@ impl TestApp {
             .send()
             .await
             .expect("sandbox");
-        assert!(resp.status().is_success(), "GET /sandbox/requests: {}", resp.status());
+        assert!(
+            resp.status().is_success(),
+            "GET /sandbox/requests: {}",
+            resp.status()
+        );
         resp.json().await.expect("json")
     }
 

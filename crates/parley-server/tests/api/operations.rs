@@ -214,7 +214,8 @@ async fn a_paused_template_blocks_sends_until_reinstated() {
             .contains("PAUSED"),
         "{refused}"
     );
-    app.assert_nothing_reached_meta("refused while paused").await;
+    app.assert_nothing_reached_meta("refused while paused")
+        .await;
 
     set_template_status(&app, &meta_id, "REINSTATED").await;
     set_template_status(&app, &meta_id, "APPROVED").await;

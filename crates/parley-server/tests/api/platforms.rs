@@ -332,7 +332,11 @@ async fn the_database_holds_neither_the_business_token_nor_the_pin() {
                 .fetch_all(&mut conn)
                 .await
                 .expect("pin column");
-        let raw = pins.into_iter().flatten().next().expect("the PIN is stored");
+        let raw = pins
+            .into_iter()
+            .flatten()
+            .next()
+            .expect("the PIN is stored");
         assert!(raw.len() > 6 + 16, "nonce and tag around the PIN: {raw:?}");
         assert!(
             !raw.windows(6).any(|w| w == pin.as_bytes()),

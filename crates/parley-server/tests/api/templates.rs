@@ -647,12 +647,7 @@ async fn category_component_and_pause_webhooks_update_the_copy() {
 
     // Components changed at Meta (edited there, not through Parley): the webhook makes
     // Parley read the template again, and its copy shows Meta's new text.
-    let graph = |path: String| {
-        format!(
-            "{}/v23.0/{path}",
-            app.sandbox_url
-        )
-    };
+    let graph = |path: String| format!("{}/v23.0/{path}", app.sandbox_url);
     let at_meta: Value = app
         .http
         .get(graph(meta_id.to_string()))
@@ -663,7 +658,10 @@ async fn category_component_and_pause_webhooks_update_the_copy() {
         .json()
         .await
         .expect("json");
-    let mut components = at_meta["components"].as_array().expect("components").clone();
+    let mut components = at_meta["components"]
+        .as_array()
+        .expect("components")
+        .clone();
     let body_index = components
         .iter()
         .position(|c| c["type"] == "BODY")
@@ -681,7 +679,12 @@ async fn category_component_and_pause_webhooks_update_the_copy() {
         .send()
         .await
         .expect("graph edit");
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
     let body = post(
         "message_template_components_update",
         json!({"message_template_id": meta_id, "message_template_name": "order_update",

@@ -214,9 +214,15 @@ async fn another_applications_ids_are_404_on_every_route_and_change_nothing() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let platforms = a_get(&app, "/api/v1/platforms").await;
-    let platform = platforms["data"][0]["id"].as_str().expect("platform").to_owned();
+    let platform = platforms["data"][0]["id"]
+        .as_str()
+        .expect("platform")
+        .to_owned();
     let templates = a_get(&app, "/api/v1/templates?limit=100").await;
-    let template = templates["data"][0]["id"].as_str().expect("template").to_owned();
+    let template = templates["data"][0]["id"]
+        .as_str()
+        .expect("template")
+        .to_owned();
     let numbers = a_get(&app, "/api/v1/phone-numbers").await;
     let phone_number_id = numbers["data"][0]["phone_number_id"]
         .as_str()
@@ -266,7 +272,8 @@ async fn another_applications_ids_are_404_on_every_route_and_change_nothing() {
             // Meta's webhook and the operations endpoints belong to no application.
             if !path.starts_with("/api/v1/") {
                 assert!(
-                    ["/webhooks/whatsapp", "/healthz", "/readyz", "/metrics"].contains(&path.as_str()),
+                    ["/webhooks/whatsapp", "/healthz", "/readyz", "/metrics"]
+                        .contains(&path.as_str()),
                     "{path}: outside /api/v1/ and not known to belong to no application"
                 );
                 continue;
@@ -334,7 +341,10 @@ async fn another_applications_ids_are_404_on_every_route_and_change_nothing() {
             };
             tried += 1;
             let what = format!("{} {path} as B: {status} {v}", method.to_uppercase());
-            assert_ne!(status, 403, "{what}: another application's id is not found, not forbidden");
+            assert_ne!(
+                status, 403,
+                "{what}: another application's id is not found, not forbidden"
+            );
             // A's data must not show, except the ids B itself sent (echoed in the error).
             let text = v.to_string();
             let sent = format!(
@@ -374,14 +384,20 @@ async fn another_applications_ids_are_404_on_every_route_and_change_nothing() {
                 ("post", "/api/v1/platforms/whatsapp/signup") => {
                     assert!(status >= 400, "{what}")
                 }
-                _ => panic!("{what}: a route this isolation test does not know yet: say what B may do"),
+                _ => panic!(
+                    "{what}: a route this isolation test does not know yet: say what B may do"
+                ),
             }
         }
     }
     let (path, body) = put_contact.expect("PUT /api/v1/contacts/{phone} is documented");
     let (status, v) = call(&app, &other, Method::PUT, &path, body.as_ref()).await;
     assert!(status < 300, "PUT {path} as B: {status} {v}");
-    assert_eq!(v["tags"], json!({"city": "Elsewhere"}), "B's own contact, not A's: {v}");
+    assert_eq!(
+        v["tags"],
+        json!({"city": "Elsewhere"}),
+        "B's own contact, not A's: {v}"
+    );
     tried += 1;
     // 39 operations when this was written; fewer means the document was not walked.
     assert!(tried >= 39, "only {tried} route calls tried");
@@ -392,5 +408,9 @@ async fn another_applications_ids_are_404_on_every_route_and_change_nothing() {
     for (path, v) in &before {
         assert_eq!(&after[path], v, "A's {path} changed");
     }
-    assert_eq!(meta_writes(&app).await, writes_before, "B's calls reached Meta");
+    assert_eq!(
+        meta_writes(&app).await,
+        writes_before,
+        "B's calls reached Meta"
+    );
 }

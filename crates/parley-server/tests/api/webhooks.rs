@@ -59,7 +59,10 @@ async fn bad_signature_gets_401_and_changes_nothing() {
     // Positive evidence that the processor ran past where the forged bodies would be: a
     // signed event posted after them has been processed, and the message did not move.
     let marker = serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "brand_new_field", "value": {"x": 1}}]}]})).expect("json");
-    assert_eq!(app.post_webhook(&marker, Some(&app.sign(&marker))).await, 200);
+    assert_eq!(
+        app.post_webhook(&marker, Some(&app.sign(&marker))).await,
+        200
+    );
     app.webhooks_processed().await;
     assert_eq!(
         app.store.count_webhook_events().await.expect("count"),

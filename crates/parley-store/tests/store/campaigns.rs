@@ -284,7 +284,13 @@ async fn quota_reservations_at_once_agree_with_the_reference_ledger(b: &Backend)
             T0 + 1_000,
             (0..16)
                 .map(|i| format!("+49151000010{i:02}"))
-                .chain(["+4915100000901", "+4915100000902"].iter().cycle().take(4).map(|s| s.to_string()))
+                .chain(
+                    ["+4915100000901", "+4915100000902"]
+                        .iter()
+                        .cycle()
+                        .take(4)
+                        .map(|s| s.to_string()),
+                )
                 .collect(),
         ),
         (
