@@ -517,10 +517,16 @@ mod tests {
             let mut sends = sends;
             sends.sort_by_key(|s| s.2);
             let mut l = QuotaLedger::new();
+            // The oracle, independent of the ledger: every business-initiated send that went.
+            let mut went: Vec<(String, Millis)> = Vec::new();
             for (contact, in_window, at) in sends {
                 let contact = contact.to_string();
                 match l.try_send(limit, &contact, in_window, T0 + at) {
-                    Gate::Go(_) => {}
+                    Gate::Go(_) => {
+                        if !in_window {
+                            went.push((contact.clone(), T0 + at));
+                        }
+                    }
                     Gate::WaitUntil(t) => {
                         prop_assert!(t > T0 + at);
                         let mut probe = l.clone();
@@ -528,7 +534,15 @@ mod tests {
                         prop_assert_eq!(probe.try_send(limit, &contact, false, t), Gate::Go(Reach::NewContact));
                     }
                 }
-                prop_assert!(limit.has_room(l.used(T0 + at).saturating_sub(1)));
+                // Unique contacts sent to in the 24 h up to now, counted from the sends alone.
+                let now = T0 + at;
+                let reached: std::collections::HashSet<&str> = went
+                    .iter()
+                    .filter(|(_, t)| now - t < QUOTA_WINDOW_MS)
+                    .map(|(c, _)| c.as_str())
+                    .collect();
+                prop_assert!(reached.is_empty() || limit.has_room(reached.len() as u64 - 1), "{} reached over {:?}", reached.len(), limit);
+                prop_assert_eq!(l.used(now), reached.len() as u64);
             }
         }
 

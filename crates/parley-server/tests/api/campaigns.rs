@@ -939,3 +939,58 @@ async fn metas_messaging_limit_keeps_the_message_queued_and_pauses_the_campaign(
     app.assert_one_each(&phones).await;
     app.assert_no_rate_refusals().await;
 }
+
+/// Meta may deliver one webhook twice: the same reply and the same STOP posted twice count
+/// once (one reply in the campaign's statistics, one opt-out in the contact's history).
+#[tokio::test]
+async fn identical_inbound_webhooks_count_once() {
+    let app = spawn_app().await;
+    let phones = seed(&app, "twice", 64_000_000, 1, 0).await;
+    let id = app.welcome_campaign("Twice", "twice", json!({})).await;
+    app.campaign_action(&id, "start").await;
+    app.wait_stats(&id, "completed with 1 sent", |s| {
+        s["state"] == "completed" && s["sent"] == 1
+    })
+    .await;
+    let from = digits(&phones[0]);
+    let timestamp = (app.clock_now() / 1000 + 1).to_string();
+    let inbound = |wamid: &str, text: &str| {
+        let body = json!({"object": "whatsapp_business_account", "entry": [{"id": parley_sandbox::demo_ids::WABA_ID, "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550100100", "phone_number_id": parley_sandbox::demo_ids::PHONE_NUMBER_ID},
+            "contacts": [{"profile": {"name": "Ana"}, "wa_id": from}],
+            "messages": [{"from": from, "id": wamid, "timestamp": timestamp, "type": "text", "text": {"body": text}}]
+        }}]}]});
+        serde_json::to_vec(&body).expect("json")
+    };
+    let reply = inbound(
+        "wamid.HBgLNDkxNTIwNjQwMDAwMDAVAgASGBQzQUFBQUFBQUFBQUFBQUFBQUFBAA==",
+        "thanks!",
+    );
+    let stop = inbound(
+        "wamid.HBgLNDkxNTIwNjQwMDAwMDAVAgASGBQzQkJCQkJCQkJCQkJCQkJCQkJCAA==",
+        "STOP",
+    );
+    for body in [&reply, &reply, &stop, &stop] {
+        assert_eq!(app.post_webhook(body, Some(&app.sign(body))).await, 200);
+    }
+    app.webhooks_processed().await;
+    let stats = app.campaign_get(&id, "/stats").await;
+    assert_eq!(stats["replied"], 1, "{stats}");
+    let (status, c) = app
+        .api_call(
+            reqwest::Method::GET,
+            &format!("/api/v1/contacts/{}", phones[0].replace('+', "%2B")),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["subscription"], "opted_out", "{c}");
+    let opt_outs = c["subscription_history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter(|e| e["state"] == "opted_out")
+        .count();
+    assert_eq!(opt_outs, 1, "{c}");
+}

@@ -93,7 +93,19 @@ async fn positional_template_with_media_header_and_url_button() {
     assert_eq!(components[2]["type"], "button");
     assert_eq!(components[2]["sub_type"], "url");
     assert_eq!(components[2]["index"], "0");
-    assert!(components[2]["parameters"][0]["text"].is_string());
+    // `{{plan|lowercase|all}}` for this contact: its plan, lowercased, or `all` without one.
+    let plan = match parley_engine::demo::demo_contacts(crate::helpers::CONTACTS)[1]
+        .tags
+        .get("plan")
+    {
+        Some(parley_domain::TagValue::String(p)) => p.to_lowercase(),
+        None => "all".to_owned(),
+        Some(other) => panic!("a plan that is no string: {other:?}"),
+    };
+    assert_eq!(
+        components[2]["parameters"][0],
+        json!({"type": "text", "text": plan})
+    );
 }
 
 #[tokio::test]
@@ -343,4 +355,83 @@ async fn a_throughput_upgrade_restarts_the_number_sender_and_sends_go_on() {
         .send(&json!({"to": other, "template": {"name": "welcome", "language": "en", "variables": {"first_name": "B"}}}))
         .await;
     app.wait_for_state(&second, "read").await;
+}
+
+/// Ten requests with one `Idempotency-Key` at once: one message, every answer names it, and
+/// Meta receives one send.
+#[tokio::test]
+async fn one_idempotency_key_at_once_makes_one_message() {
+    let app = spawn_app().await;
+    let (phone, _) = app.contact(8).await;
+    let body = json!({"to": phone, "template": {"name": "welcome", "language": "en", "variables": {"first_name": "Ann"}}});
+    let send = || {
+        app.http
+            .post(format!("{}/api/v1/messages", app.url))
+            .bearer_auth(&app.token)
+            .header("Idempotency-Key", "order-2002-welcome")
+            .json(&body)
+            .send()
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        tasks.spawn(send());
+    }
+    let mut ids = std::collections::HashSet::new();
+    let mut replayed = 0;
+    for answer in tasks.join_all().await {
+        let answer = answer.expect("request");
+        assert_eq!(answer.status(), 202);
+        if answer.headers().get("idempotent-replayed").is_some() {
+            replayed += 1;
+        }
+        let v: Value = answer.json().await.expect("json");
+        ids.insert(v["id"].as_str().expect("id").to_owned());
+    }
+    assert_eq!(ids.len(), 1, "one message for one key: {ids:?}");
+    assert_eq!(replayed, 9, "all but the first are replays");
+    let id = ids.into_iter().next().expect("id");
+    let m = app.wait_for_state(&id, "read").await;
+    let sends = app.sandbox_sends().await;
+    assert_eq!(sends.len(), 1, "{sends:?}");
+    assert_eq!(sends[0]["wamid"], m["wamid"]);
+}
+
+/// The same `Idempotency-Key` with another body is the same request to Parley: the first
+/// message is returned (marked replayed) and the second body is neither stored nor sent.
+#[tokio::test]
+async fn an_idempotency_key_reused_with_another_body_returns_the_first_message() {
+    let app = spawn_app().await;
+    let (phone, _) = app.contact(9).await;
+    let (other, _) = app.contact(10).await;
+    let send = |to: &str, name: &str| {
+        let body = json!({"to": to, "template": {"name": "welcome", "language": "en", "variables": {"first_name": name}}});
+        let request = app
+            .http
+            .post(format!("{}/api/v1/messages", app.url))
+            .bearer_auth(&app.token)
+            .header("Idempotency-Key", "order-3003")
+            .json(&body);
+        async move { request.send().await.expect("request") }
+    };
+    let first = send(&phone, "Ann").await;
+    assert_eq!(first.status(), 202);
+    let a: Value = first.json().await.expect("json");
+    let second = send(&other, "Bob").await;
+    assert_eq!(second.status(), 202);
+    assert_eq!(second.headers()["idempotent-replayed"], "true");
+    let b: Value = second.json().await.expect("json");
+    assert_eq!(a["id"], b["id"]);
+    let m = app
+        .wait_for_state(a["id"].as_str().expect("id"), "read")
+        .await;
+    assert_eq!(m["to"], phone.as_str(), "{m}");
+    assert_eq!(m["content"]["body"][0]["text"], "Ann", "{m}");
+    let list = app
+        .api_call(reqwest::Method::GET, "/api/v1/messages?limit=10", None)
+        .await
+        .1;
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(1), "{list}");
+    let sends = app.sandbox_sends().await;
+    assert_eq!(sends.len(), 1, "{sends:?}");
+    assert_eq!(sends[0]["wamid"], m["wamid"]);
 }

@@ -399,7 +399,9 @@ async fn another_applications_ids_are_404_on_every_route_and_change_nothing() {
                 ("post", "/api/v1/platforms/whatsapp/signup") => {
                     assert!(status >= 400, "{what}")
                 }
-                _ => panic!("{what}: a route this isolation test does not know yet: say what B may do"),
+                _ => panic!(
+                    "{what}: a route this isolation test does not know yet: say what B may do"
+                ),
             }
         }
     }

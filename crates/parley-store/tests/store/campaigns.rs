@@ -14,6 +14,7 @@ use crate::fixtures::{T0, get, new_message, tenant};
 crate::contract!(
     campaign_states_change_once_and_chunks_follow_the_cursor,
     quota_gate_counts_unique_contacts_outside_the_window,
+    quota_reservations_at_once_agree_with_the_reference_ledger,
     campaign_counts_follow_every_transition,
 );
 
@@ -243,6 +244,107 @@ async fn quota_gate_counts_unique_contacts_outside_the_window(b: &Backend) {
             .expect("other")
             .is_empty()
     );
+}
+
+/// Many senders asking the gate at the same instant (the concurrent rounds of several
+/// numbers of one portfolio): the store's answers must be those of some one-after-the-other
+/// order, checked by replaying them through `QuotaLedger`, the reference model: the sends
+/// that went first, then those told to wait. An over-admission (two reservations taking the
+/// last slot) makes the ledger answer `WaitUntil` where the store said `Go`.
+async fn quota_reservations_at_once_agree_with_the_reference_ledger(b: &Backend) {
+    use parley_domain::quota::QuotaLedger;
+    let t = tenant(&**b, 1).await;
+    let scope = "bp:concurrent";
+    let limit = MessagingLimit::Limited(6);
+    let mut ledger = QuotaLedger::new();
+    // Two contacts counted since T0.
+    for contact in ["+4915100000901", "+4915100000902"] {
+        let id = MessageId::new();
+        let a = b
+            .reserve_quota(&QuotaRequest {
+                scope_key: scope,
+                application_id: &t.app,
+                contact,
+                message_id: &id,
+                limit,
+                now: T0,
+            })
+            .await
+            .expect("reserve");
+        assert_eq!(a.gate, Gate::Go(Reach::NewContact));
+        b.confirm_quota(scope, contact, &id, Reach::NewContact, T0)
+            .await
+            .expect("confirm");
+        ledger.record(contact, false, T0);
+    }
+    // Wave 1: 16 new contacts and 4 asks for the counted ones, at once: 4 slots are free.
+    // Wave 2: a day later the first two leave the window; 10 new contacts at once.
+    let waves: [(i64, Vec<String>); 2] = [
+        (
+            T0 + 1_000,
+            (0..16)
+                .map(|i| format!("+49151000010{i:02}"))
+                .chain(
+                    ["+4915100000901", "+4915100000902"]
+                        .iter()
+                        .cycle()
+                        .take(4)
+                        .map(|s| s.to_string()),
+                )
+                .collect(),
+        ),
+        (
+            T0 + QUOTA_WINDOW_MS,
+            (0..10).map(|i| format!("+49151000020{i:02}")).collect(),
+        ),
+    ];
+    for (now, contacts) in waves {
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(contacts.len()));
+        let mut tasks = tokio::task::JoinSet::new();
+        for contact in contacts {
+            let store = b.store.clone();
+            let app = t.app.clone();
+            let barrier = barrier.clone();
+            tasks.spawn(async move {
+                barrier.wait().await;
+                let answer = store
+                    .reserve_quota(&QuotaRequest {
+                        scope_key: scope,
+                        application_id: &app,
+                        contact: &contact,
+                        message_id: &MessageId::new(),
+                        limit,
+                        now,
+                    })
+                    .await
+                    .expect("reserve");
+                (contact, answer.gate)
+            });
+        }
+        let mut answers = tasks.join_all().await;
+        // Sends that went first (in any order among them), then the waits.
+        answers.sort_by_key(|(_, gate)| matches!(gate, Gate::WaitUntil(_)));
+        for (contact, gate) in &answers {
+            // A reservation holds a new contact's slot; a counted contact's reach moves only
+            // when Meta accepts (confirm_quota), so the ledger records new contacts here.
+            let expected = ledger.check(limit, contact, false, now);
+            if expected == Gate::Go(Reach::NewContact) {
+                ledger.record(contact, false, now);
+            }
+            assert_eq!(
+                *gate,
+                expected,
+                "{}: {contact} at {now}: the store's answers are no sequential order: {answers:?}",
+                b.name()
+            );
+        }
+        assert_eq!(
+            b.quota_active(scope, now).await.expect("active"),
+            ledger.active(now),
+            "{}: the store's ledger and the reference differ",
+            b.name()
+        );
+    }
 }
 
 /// The statistics (counters on SQLite) after every kind of change a message goes through.
