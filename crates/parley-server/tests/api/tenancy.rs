@@ -176,7 +176,12 @@ async fn another_applications_ids_are_404_on_every_route_and_change_nothing() {
         .send(&json!({"to": phone, "template": {"name": "welcome", "language": "en", "variables": {"first_name": "A"}}}))
         .await;
     // Settled (read), so that A's snapshot cannot move on its own.
-    app.wait_for_state(&message, "read").await;
+    // Meta's statuses can outrun Parley's record of the acceptance (they are folded in): wait
+    // for both.
+    app.wait_for_message(&message, "read and accepted", |m| {
+        m["state"] == "read" && !m["timestamps"]["accepted"].is_null()
+    })
+    .await;
     let (status, v) = app
         .api_call(
             Method::POST,
