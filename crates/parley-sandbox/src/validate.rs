@@ -851,7 +851,7 @@ mod tests {
         #[test]
         fn sends_built_for_the_template_pass_and_each_mistake_has_its_code(
             shape in shape(),
-            values in prop::collection::vec("[a-zA-Z0-9][a-zA-Z0-9 %]{0,10}", 1..4),
+            values in prop::collection::vec("[a-zA-Z0-9][a-zA-Z0-9%]{0,3}( [a-zA-Z0-9%]{1,3}){0,2}", 1..4),
             mistake in 0usize..6,
         ) {
             let template = shape.template();
