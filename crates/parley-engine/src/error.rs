@@ -29,6 +29,8 @@ pub struct EngineError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// For a refusal to retry later (429): after how many seconds (`Retry-After`).
+    pub retry_after_secs: Option<u64>,
 }
 
 impl EngineError {
@@ -38,6 +40,7 @@ impl EngineError {
             code,
             message: message.into(),
             field: None,
+            retry_after_secs: None,
         }
     }
 

@@ -263,11 +263,15 @@ pub fn totp_code(secret_b32: &str, at_ms: i64) -> Option<String> {
 }
 
 fn totp_ok(secret_b32: &str, code: &str, at_ms: i64) -> bool {
+    totp_step(secret_b32, code, at_ms).is_some()
+}
+
+/// The time step a right code belongs to (within one step of skew); `None` for a wrong code.
+fn totp_step(secret_b32: &str, code: &str, at_ms: i64) -> Option<i64> {
     let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
-    match (totp_for(secret_b32, "x"), u64::try_from(at_ms / 1000)) {
-        (Some(t), Ok(now)) => t.check(&code, now).is_some(),
-        _ => false,
-    }
+    let t = totp_for(secret_b32, "x")?;
+    let step = t.check(&code, u64::try_from(at_ms / 1000).ok()?)?;
+    i64::try_from(step).ok()
 }
 
 fn bad_code() -> EngineError {
@@ -595,18 +599,27 @@ impl Engine {
             .ok_or_else(expired)?;
         let email_key = format!("email:{}", view.email);
         if let Err(ms) = self.take_attempt(&email_key, EMAIL_THROTTLE).await {
-            return Err(EngineError::new(
+            let secs = (ms + 999) / 1000;
+            let mut e = EngineError::new(
                 ErrorKind::TooManyRequests,
                 "too_many_attempts",
-                format!(
-                    "Too many attempts; try again in {} seconds.",
-                    (ms + 999) / 1000
-                ),
-            ));
+                format!("Too many attempts; try again in {secs} seconds."),
+            );
+            e.retry_after_secs = u64::try_from(secs).ok();
+            return Err(e);
         }
         let (secret, _) = self.store.totp(&view.session.user_id).await?;
         let secret = secret.ok_or_else(expired)?;
-        if !totp_ok(&secret, code, self.now()) {
+        // A code is accepted once: its step must be newer than the last accepted one
+        // (RFC 6238 §5.2); a replay gets the same answer as a wrong code.
+        let Some(step) = totp_step(&secret, code, self.now()) else {
+            return Err(bad_code());
+        };
+        if !self
+            .store
+            .accept_totp_step(&view.session.user_id, step)
+            .await?
+        {
             return Err(bad_code());
         }
         let _ = self.store.clear_throttle(&email_key).await;

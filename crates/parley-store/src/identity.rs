@@ -173,6 +173,9 @@ pub trait IdentityStore: Send + Sync {
     /// Makes the pending secret the user's second factor.
     async fn confirm_totp(&self, user: &UserId) -> Result<()>;
     async fn remove_totp(&self, user: &UserId) -> Result<()>;
+    /// Records `step` (a TOTP time step) as the user's last accepted one, only if it is newer
+    /// than the last: `false` means the code was already used (RFC 6238 §5.2). Atomic.
+    async fn accept_totp_step(&self, user: &UserId, step: i64) -> Result<bool>;
 
     // --- sessions --------------------------------------------------------------------------
     async fn create_session(&self, session: &NewSession) -> Result<()>;

@@ -218,12 +218,17 @@ pub async fn code(
             } else {
                 status_of(&e)
             };
-            render_with(
+            let mut resp = render_with(
                 status,
                 &CodePage {
                     error: Some(e.message),
                 },
-            )
+            );
+            if let Some(secs) = e.retry_after_secs {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            resp
         }
     }
 }

@@ -660,6 +660,43 @@ async fn totp_second_factor_is_enrolled_and_asked_at_sign_in() {
         .post("/login/code", Some(&pending), &form(&[("code", &code)]))
         .await;
     assert_eq!(again.headers()["location"], "/login");
+
+    // The same code in the same window is accepted once (RFC 6238 §5.2): a second sign-in
+    // replaying it gets the wrong-code answer.
+    let second = app
+        .post(
+            "/login",
+            None,
+            &form(&[("email", OWNER), ("password", OWNER_PW)]),
+        )
+        .await;
+    assert_eq!(second.headers()["location"], "/login/code");
+    let pending = cookie_of(&second, "parley_pending").expect("pending cookie");
+    let replay = app
+        .post("/login/code", Some(&pending), &form(&[("code", &code)]))
+        .await;
+    assert_eq!(replay.status(), 401, "a used code is refused");
+    assert!(cookie_of(&replay, "parley_session").is_none());
+
+    // Wrong codes are throttled, and the refusal says when to come back.
+    let mut throttled = None;
+    for _ in 0..20 {
+        let r = app
+            .post("/login/code", Some(&pending), &form(&[("code", "123456")]))
+            .await;
+        if r.status() == 429 {
+            throttled = Some(r);
+            break;
+        }
+        assert_eq!(r.status(), 401);
+    }
+    let throttled = throttled.expect("the code step is throttled");
+    let secs: u64 = throttled.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!(secs >= 1);
 }
 
 #[tokio::test]

@@ -317,7 +317,7 @@ impl IdentityStore for Backend {
 
     async fn confirm_totp(&self, user: &UserId) -> Result<()> {
         sqlx::query(
-            "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL WHERE id = $1 AND totp_pending IS NOT NULL",
+            "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, totp_last_step = NULL WHERE id = $1 AND totp_pending IS NOT NULL",
         )
         .bind(user.as_str())
         .execute(self.writer())
@@ -326,11 +326,24 @@ impl IdentityStore for Backend {
     }
 
     async fn remove_totp(&self, user: &UserId) -> Result<()> {
-        sqlx::query("UPDATE users SET totp_secret = NULL, totp_pending = NULL WHERE id = $1")
-            .bind(user.as_str())
-            .execute(self.writer())
-            .await?;
+        sqlx::query(
+            "UPDATE users SET totp_secret = NULL, totp_pending = NULL, totp_last_step = NULL WHERE id = $1",
+        )
+        .bind(user.as_str())
+        .execute(self.writer())
+        .await?;
         Ok(())
+    }
+
+    async fn accept_totp_step(&self, user: &UserId, step: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE users SET totp_last_step = $2 WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)",
+        )
+        .bind(user.as_str())
+        .bind(step)
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn create_session(&self, s: &NewSession) -> Result<()> {

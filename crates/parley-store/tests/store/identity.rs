@@ -416,8 +416,30 @@ async fn totp_secrets_are_encrypted_at_rest(b: &Backend) {
     // Another master key cannot read it.
     let other = b.another_node(Some([9; 32])).await;
     assert!(other.totp(&o.user_id).await.is_err());
+    // A time step is accepted once, and only if newer than the last accepted one.
+    assert!(b.accept_totp_step(&o.user_id, 100).await.expect("step"));
+    assert!(!b.accept_totp_step(&o.user_id, 100).await.expect("replay"));
+    assert!(!b.accept_totp_step(&o.user_id, 99).await.expect("older"));
+    assert!(b.accept_totp_step(&o.user_id, 101).await.expect("newer"));
+    // Two nodes accepting the same step at once: exactly one wins.
+    let node = b.another_node(None).await;
+    let (x, y) = tokio::join!(
+        b.accept_totp_step(&o.user_id, 102),
+        node.accept_totp_step(&o.user_id, 102)
+    );
+    assert_eq!(
+        u8::from(x.expect("x")) + u8::from(y.expect("y")),
+        1,
+        "one of two concurrent acceptances of a step wins"
+    );
     b.remove_totp(&o.user_id).await.expect("remove");
     assert_eq!(b.totp(&o.user_id).await.expect("read"), (None, None));
+    // A new secret starts afresh.
+    assert!(
+        b.accept_totp_step(&o.user_id, 50)
+            .await
+            .expect("after removal")
+    );
 }
 
 async fn pruning_drops_only_what_is_over(b: &Backend) {
