@@ -92,19 +92,15 @@ pub async fn spawn_app_tuned(
     spawn_app_configured(|c| c.metrics_token = metrics_token, tune).await
 }
 
-/// `spawn_app` with the server's and the engine's configurations changed.
-pub async fn spawn_app_configured(
-    configure: impl FnOnce(&mut ServerConfig),
-    tune: impl FnOnce(&mut EngineConfig),
-) -> TestApp {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cipher = SecretCipher::load_or_create(dir.path()).expect("key");
-    // The whole suite runs on SQLite by default and on PostgreSQL with
-    // PARLEY_TEST_BACKEND=postgres (scripts/test.sh runs both).
-    let (store, pg): (Arc<dyn Store>, Option<crate::pg::TestDb>) = match backend() {
+/// A store over an empty database in `dir`: SQLite by default, PostgreSQL (a throwaway
+/// database, dropped with the returned guard) with PARLEY_TEST_BACKEND=postgres
+/// (scripts/test.sh runs both).
+pub async fn test_store(dir: &std::path::Path) -> (Arc<dyn Store>, Option<crate::pg::TestDb>) {
+    let cipher = SecretCipher::load_or_create(dir).expect("key");
+    match backend() {
         Backend::Sqlite => (
             Arc::new(
-                parley_store::SqliteStore::open(&dir.path().join("parley.db"), cipher)
+                parley_store::SqliteStore::open(&dir.join("parley.db"), cipher)
                     .await
                     .expect("sqlite"),
             ),
@@ -117,7 +113,16 @@ pub async fn spawn_app_configured(
                 .expect("postgres");
             (Arc::new(store), Some(db))
         }
-    };
+    }
+}
+
+/// `spawn_app` with the server's and the engine's configurations changed.
+pub async fn spawn_app_configured(
+    configure: impl FnOnce(&mut ServerConfig),
+    tune: impl FnOnce(&mut EngineConfig),
+) -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, pg) = test_store(dir.path()).await;
     let shutdown = CancellationToken::new();
 
     let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0")

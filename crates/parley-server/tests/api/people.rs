@@ -8,11 +8,9 @@ use std::sync::Arc;
 use parley_engine::{Engine, EngineConfig, OffsetClock};
 use parley_meta::GraphClient;
 use parley_server::{Server, ServerConfig};
-use parley_store::{SecretCipher, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::browser::Browser;
-use crate::helpers::{Backend, backend};
 
 pub struct Fresh {
     pub url: String,
@@ -33,24 +31,7 @@ impl Drop for Fresh {
 /// A server over an empty database (SQLite, or PostgreSQL with PARLEY_TEST_BACKEND=postgres).
 pub async fn spawn_fresh() -> Fresh {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cipher = SecretCipher::load_or_create(dir.path()).expect("key");
-    let (store, pg): (Arc<dyn Store>, Option<crate::pg::TestDb>) = match backend() {
-        Backend::Sqlite => (
-            Arc::new(
-                parley_store::SqliteStore::open(&dir.path().join("parley.db"), cipher)
-                    .await
-                    .expect("sqlite"),
-            ),
-            None,
-        ),
-        Backend::Postgres => {
-            let db = crate::pg::TestDb::create().await;
-            let store = parley_store::PostgresStore::connect(&db.url, cipher)
-                .await
-                .expect("postgres");
-            (Arc::new(store), Some(db))
-        }
-    };
+    let (store, pg) = crate::helpers::test_store(dir.path()).await;
     let clock = OffsetClock::default();
     let engine = Engine::new(
         store,
