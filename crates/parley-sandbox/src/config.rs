@@ -139,6 +139,12 @@ pub struct Behaviour {
     pub undeliverable: Vec<String>,
     /// Free-form sends outside the 24 h customer-service window fail with 131047.
     pub enforce_service_window: bool,
+    /// Limit webhooks in the shape Meta sent to apps on webhook version v23.0 and older
+    /// before February 2026: `business_capability_update` with `max_daily_conversation_per_phone`
+    /// (an integer, -1 unlimited) instead of `max_daily_conversations_per_business`, and
+    /// `phone_number_quality_update` with `old_limit`/`current_limit`. Off by default: the
+    /// current (v24+) shape, `max_daily_conversations_per_business` only.
+    pub legacy_limit_webhooks: bool,
     /// Pair-rate bucket size per (number, recipient); refills one message per 6 s (131056).
     pub pair_rate_burst: u32,
     /// Dispatcher tick: statuses due within one tick go out in one POST per number.
@@ -162,6 +168,7 @@ impl Default for Behaviour {
             failure_ratio: 0.0,
             undeliverable: Vec::new(),
             enforce_service_window: true,
+            legacy_limit_webhooks: false,
             pair_rate_burst: 45,
             webhook_batch_ms: 100,
             webhook_attempts: 5,
@@ -220,7 +227,7 @@ impl SandboxConfig {
             partner_business_id: demo_ids::PARTNER_BUSINESS_ID.to_owned(),
             app_secret: demo_ids::APP_SECRET.to_owned(),
             verify_token: demo_ids::VERIFY_TOKEN.to_owned(),
-            graph_version: "v23.0".to_owned(),
+            graph_version: "v27.0".to_owned(),
             access_tokens: vec![demo_ids::ACCESS_TOKEN.to_owned()],
             webhook_url: None,
             businesses: vec![BusinessSeed {

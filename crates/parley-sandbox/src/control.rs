@@ -272,6 +272,7 @@ struct BehaviourPatch {
     failure_ratio: Option<f64>,
     undeliverable: Option<Vec<String>>,
     enforce_service_window: Option<bool>,
+    legacy_limit_webhooks: Option<bool>,
     pair_rate_burst: Option<u32>,
     webhook_batch_ms: Option<u64>,
     webhook_attempts: Option<u32>,
@@ -304,6 +305,7 @@ pub(crate) async fn set_behaviour(State(sandbox): State<Sandbox>, body: Body) ->
         failure_ratio,
         undeliverable,
         enforce_service_window,
+        legacy_limit_webhooks,
         pair_rate_burst,
         review_delay_ms
     );

@@ -17,18 +17,16 @@ use axum::body::{Body, to_bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::Sandbox;
 use crate::errors::GraphError;
+use crate::fields::{self, Ctx, FieldSpec, Kind, PageRequest, Summary};
 use crate::send::post_messages;
-use crate::state::{PhoneRef, RequestRecord, State as World};
+use crate::state::{RequestRecord, State as World};
 
 /// Bodies above this are refused (Meta's webhook limit is 3 MB; sends are far smaller).
 pub(crate) const BODY_LIMIT: usize = 4 * 1024 * 1024;
-const DEFAULT_PAGE: usize = 25;
-const MAX_PAGE: usize = 1000;
 
 /// A parsed request: what every Graph endpoint needs.
 struct GraphRequest {
@@ -227,6 +225,7 @@ async fn parse_request(
         }
         None => configured,
     };
+    check_version(&version)?;
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -234,13 +233,39 @@ async fn parse_request(
         .to_owned();
     Ok(GraphRequest {
         method,
-        version_major: version_major(&version).unwrap_or(23),
+        version_major: version_major(&version).unwrap_or(NEWEST_VERSION),
         version,
         segments,
         query,
         body,
         host,
     })
+}
+
+/// The oldest Graph API version Meta still serves (v20.0 was removed on 2026-09-24; v21.0
+/// goes on 2027-01-21, META_2026.md §9.1).
+pub(crate) const OLDEST_VERSION: u32 = 21;
+/// The current version (v27.0, since 2026-11-04).
+pub(crate) const NEWEST_VERSION: u32 = 27;
+
+/// Any `vNN.0` from v21.0 on is served; older versions (and minor versions Meta never had)
+/// get error 100 naming the versions to use.
+fn check_version(version: &str) -> Result<(), GraphError> {
+    let minor_ok = version
+        .split_once('.')
+        .is_none_or(|(_, minor)| minor.chars().all(|c| c == '0'));
+    match version_major(version) {
+        Some(major) if major >= OLDEST_VERSION && minor_ok => Ok(()),
+        _ => Err(GraphError {
+            code: 100,
+            message: format!(
+                "Unsupported version: {version}. The Graph API versions available are v{OLDEST_VERSION}.0 to v{NEWEST_VERSION}.0 (current: v{NEWEST_VERSION}.0); older versions have been removed. Use a format like 'v{NEWEST_VERSION}.0'."
+            ),
+            details: None,
+            kind: "OAuthException",
+            subcode: None,
+        }),
+    }
 }
 
 /// `"v23.0"` → 23; anything else is not a version segment.
@@ -359,9 +384,7 @@ fn route(sandbox: &Sandbox, request: &GraphRequest) -> Result<Answer, GraphError
             )
             .map(json)
         }
-        (&Method::GET | &Method::POST, [id, "whatsapp_business_profile"])
-            if state.phone(id).is_some() =>
-        {
+        (&Method::POST, [id, "whatsapp_business_profile"]) if state.phone(id).is_some() => {
             crate::onboarding::business_profile(&mut state, method, id, &request.body).map(json)
         }
         (&Method::POST, [id, "messages"]) if state.phone(id).is_some() => {
@@ -375,206 +398,96 @@ fn route(sandbox: &Sandbox, request: &GraphRequest) -> Result<Answer, GraphError
         (&Method::GET, [id, "message_templates"]) if state.waba(id).is_some() => {
             list_templates(&state, request, id).map(Answer::Json)
         }
-        (&Method::GET, [id, "phone_numbers"]) if state.waba(id).is_some() => {
-            list_phone_numbers(&state, request, id).map(Answer::Json)
-        }
-        (
-            &Method::GET,
-            [
-                id,
-                "owned_whatsapp_business_accounts" | "client_whatsapp_business_accounts",
-            ],
-        ) if state.business(id).is_some() => {
-            list_wabas(&state, request, id, segments[1]).map(Answer::Json)
+        (&Method::GET, [id, edge])
+            if Kind::of(&state, id).is_some_and(|k| fields::is_edge(k, edge)) =>
+        {
+            let kind = Kind::of(&state, id).unwrap_or(Kind::Waba);
+            get_edge(&state, request, kind, id, edge).map(json)
         }
         (_, [id, ..]) => Err(GraphError::unsupported(method, id)),
         (_, []) => Err(GraphError::unsupported(method, "")),
     }
 }
 
-fn get_object(state: &World, request: &GraphRequest, id: &str) -> Result<Value, GraphError> {
-    let fields = requested_fields(request);
-    if let Some(phone) = state.phone(id) {
-        return select_fields(
-            phone_object(&phone, state.pins.contains_key(id)),
-            &PHONE_DEFAULT_FIELDS,
-            fields.as_deref(),
-            "WhatsAppBusinessPhoneNumber",
-        );
+fn ctx(request: &GraphRequest) -> Ctx<'_> {
+    Ctx {
+        host: &request.host,
+        version: &request.version,
     }
-    if let Some(waba) = state.waba(id) {
-        let business = state.business_of_waba(&waba.id);
-        let limit = waba
-            .phone_numbers
-            .first()
-            .map_or("TIER_250", |p| p.messaging_limit.as_str());
-        let object = json!({
-            "id": waba.id,
-            "name": waba.name,
-            "currency": waba.currency,
-            "timezone_id": waba.timezone_id,
-            "message_template_namespace": waba.message_template_namespace,
-            "account_review_status": waba.account_review_status,
-            "business_verification_status": business.map_or("verified", |b| b.verification_status.as_str()),
-            "ownership_type": "CLIENT_OWNED",
-            "whatsapp_business_manager_messaging_limit": limit,
-            "on_behalf_of_business_info": business.map(|b| json!({
-                "id": b.id, "name": b.name, "status": "APPROVED", "type": "SELF"
-            })),
-        });
-        return select_fields(
-            object,
-            &WABA_DEFAULT_FIELDS,
-            fields.as_deref(),
-            "WhatsAppBusinessAccount",
-        );
-    }
-    if let Some(business) = state.business(id) {
-        let object = json!({
-            "id": business.id,
-            "name": business.name,
-            "verification_status": business.verification_status,
-            "website": business.website,
-            "primary_country": business.country,
-            "address": business.address,
-        });
-        return select_fields(object, &["id", "name"], fields.as_deref(), "Business");
-    }
-    if let Some(template) = state.template(id) {
-        return Ok(match fields {
-            Some(fields) => pick(template, &fields),
-            None => template.clone(),
-        });
-    }
-    Err(GraphError::unsupported("get", id))
 }
 
-const PHONE_DEFAULT_FIELDS: [&str; 10] = [
-    "id",
-    "display_phone_number",
-    "verified_name",
-    "quality_rating",
-    "code_verification_status",
-    "name_status",
-    "platform_type",
-    "throughput",
-    "status",
-    "whatsapp_business_manager_messaging_limit",
-];
+/// The `fields` parameter, parsed (`None`: the node's default fields).
+fn requested_fields(request: &GraphRequest) -> Result<Option<Vec<FieldSpec>>, GraphError> {
+    match request.param("fields") {
+        None => Ok(None),
+        Some(raw) => fields::parse(raw),
+    }
+}
 
-const WABA_DEFAULT_FIELDS: [&str; 7] = [
-    "id",
-    "name",
-    "currency",
-    "timezone_id",
-    "message_template_namespace",
-    "account_review_status",
-    "business_verification_status",
-];
-
-fn phone_object(phone: &PhoneRef<'_>, pin_enabled: bool) -> Value {
-    let p = phone.phone;
-    let digits = crate::state::digits(&p.display_phone_number);
-    let dial_code: String = p
-        .display_phone_number
-        .trim_start_matches('+')
-        .split([' ', '-'])
-        .next()
-        .unwrap_or("")
-        .to_owned();
-    // Meta names only STANDARD; "HIGH" for upgraded numbers is our guess (META_API.md §2.3).
-    let level = if p.throughput_mps > 80 {
-        "HIGH"
-    } else {
-        "STANDARD"
+/// `limit`, `after`, `before` and `summary` of a list edge.
+fn page_request<'a>(
+    request: &'a GraphRequest,
+    keep: &[&'a str],
+) -> Result<PageRequest<'a>, GraphError> {
+    let limit = match request.param("limit") {
+        None | Some("") => None,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if n >= 1 => Some(n),
+            _ => {
+                return Err(GraphError::invalid_param(format!(
+                    "Param limit must be a positive integer - got {raw}."
+                )));
+            }
+        },
     };
-    json!({
-        "id": p.id,
-        "display_phone_number": p.display_phone_number,
-        "verified_name": p.verified_name,
-        "quality_rating": p.quality_rating,
-        "code_verification_status": "VERIFIED",
-        "name_status": p.name_status,
-        "platform_type": "CLOUD_API",
-        "throughput": {"level": level},
-        "status": p.status,
-        "whatsapp_business_manager_messaging_limit": p.messaging_limit,
-        "messaging_limit_tier": p.messaging_limit,
-        "account_mode": "LIVE",
-        "host_platform": "CLOUD_API",
-        "is_official_business_account": false,
-        "is_pin_enabled": pin_enabled,
-        "quality_score": {"score": p.quality_rating},
-        "new_name_status": "NONE",
-        "search_visibility": "VISIBLE",
-        "country_dial_code": dial_code,
-        "wa_id": digits,
+    let summary = match request.param("summary") {
+        None => None,
+        Some(raw) => Summary::parse(raw)?,
+    };
+    Ok(PageRequest {
+        limit,
+        after: request.param("after"),
+        before: request.param("before"),
+        summary,
+        keep: keep
+            .iter()
+            .filter_map(|key| {
+                request
+                    .param(key)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| (*key, v.to_owned()))
+            })
+            .collect(),
     })
 }
 
-/// The `fields` query parameter, without sub-selections (`throughput{level}` → `throughput`).
-fn requested_fields(request: &GraphRequest) -> Option<Vec<String>> {
-    let raw = request.param("fields")?;
-    let fields: Vec<String> = raw
-        .split(',')
-        .map(|f| {
-            f.split(['{', '.', '('])
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_owned()
-        })
-        .filter(|f| !f.is_empty())
-        .collect();
-    (!fields.is_empty()).then_some(fields)
-}
-
-/// Default fields, or exactly the asked ones plus `id`; unknown fields are Meta's error 100.
-fn select_fields(
-    object: Value,
-    defaults: &[&str],
-    fields: Option<&[String]>,
-    node_type: &str,
-) -> Result<Value, GraphError> {
-    let Value::Object(all) = object else {
-        return Ok(object);
+fn get_object(state: &World, request: &GraphRequest, id: &str) -> Result<Value, GraphError> {
+    let Some(kind) = Kind::of(state, id) else {
+        return Err(GraphError::unsupported("get", id));
     };
-    let mut out = Map::new();
-    match fields {
-        None => {
-            for key in defaults {
-                if let Some(value) = all.get(*key).filter(|v| !v.is_null()) {
-                    out.insert((*key).to_owned(), value.clone());
-                }
-            }
-        }
-        Some(fields) => {
-            for field in fields {
-                match all.get(field) {
-                    Some(Value::Null) => {}
-                    Some(value) => {
-                        out.insert(field.clone(), value.clone());
-                    }
-                    None => return Err(GraphError::nonexisting_field(field, node_type)),
-                }
-            }
-            if let Some(id) = all.get("id") {
-                out.insert("id".to_owned(), id.clone());
-            }
-        }
-    }
-    Ok(Value::Object(out))
+    let fields = requested_fields(request)?;
+    fields::node(state, kind, id, fields.as_deref(), &ctx(request))
 }
 
-/// Keeps only `fields` (and `id`) of a stored object; absent fields are simply absent.
-fn pick(object: &Value, fields: &[String]) -> Value {
-    let mut out = Map::new();
-    for field in fields.iter().map(String::as_str).chain(["id"]) {
-        if let Some(value) = object.get(field) {
-            out.insert(field.to_owned(), value.clone());
-        }
-    }
-    Value::Object(out)
+/// `GET /{parent}/{edge}` for the list edges served through field selection.
+fn get_edge(
+    state: &World,
+    request: &GraphRequest,
+    kind: Kind,
+    id: &str,
+    edge: &str,
+) -> Result<Value, GraphError> {
+    let fields = requested_fields(request)?;
+    let page = page_request(request, &[])?;
+    fields::edge(
+        state,
+        kind,
+        id,
+        edge,
+        fields.as_deref(),
+        &page,
+        &ctx(request),
+    )
 }
 
 fn list_templates(
@@ -596,158 +509,27 @@ fn list_templates(
             }
         }
     };
-    let filtered: Vec<&Value> = waba
+    let ids: Vec<String> = waba
         .templates
         .iter()
         .filter(|t| matches(t, "name", true))
         .filter(|t| matches(t, "language", true))
         .filter(|t| matches(t, "status", false))
         .filter(|t| matches(t, "category", false))
+        .filter_map(|t| t.get("id").and_then(Value::as_str).map(str::to_owned))
         .collect();
-    let fields = requested_fields(request);
-    let rows: Vec<Value> = filtered
-        .iter()
-        .map(|t| match &fields {
-            Some(fields) => pick(t, fields),
-            None => (*t).clone(),
-        })
-        .collect();
-    let path = format!("{waba_id}/message_templates");
-    let keep = ["name", "language", "status", "category", "fields"];
-    paginate(request, &path, &keep, rows)
-}
-
-fn list_phone_numbers(
-    state: &World,
-    request: &GraphRequest,
-    waba_id: &str,
-) -> Result<Value, GraphError> {
-    let Some(waba) = state.waba(waba_id) else {
-        return Err(GraphError::unsupported("get", waba_id));
-    };
-    let fields = requested_fields(request);
-    let mut rows = Vec::new();
-    for phone in &waba.phone_numbers {
-        let Some(found) = state.phone(&phone.id) else {
-            continue;
-        };
-        rows.push(select_fields(
-            phone_object(&found, state.pins.contains_key(&phone.id)),
-            &PHONE_DEFAULT_FIELDS,
-            fields.as_deref(),
-            "WhatsAppBusinessPhoneNumber",
-        )?);
-    }
-    paginate(
-        request,
-        &format!("{waba_id}/phone_numbers"),
-        &["fields"],
-        rows,
+    let fields = requested_fields(request)?;
+    let page = page_request(request, &["name", "language", "status", "category"])?;
+    fields::edge_of(
+        state,
+        Kind::Waba,
+        waba_id,
+        "message_templates",
+        ids,
+        fields.as_deref(),
+        &page,
+        &ctx(request),
     )
-}
-
-fn list_wabas(
-    state: &World,
-    request: &GraphRequest,
-    business_id: &str,
-    edge: &str,
-) -> Result<Value, GraphError> {
-    let Some(business) = state.business(business_id) else {
-        return Err(GraphError::unsupported("get", business_id));
-    };
-    // The seeded portfolio owns its WABAs; clients' WABAs are the same list in the sandbox.
-    let rows = business
-        .wabas
-        .iter()
-        .map(|w| {
-            json!({
-                "id": w.id,
-                "name": w.name,
-                "currency": w.currency,
-                "timezone_id": w.timezone_id,
-                "message_template_namespace": w.message_template_namespace,
-            })
-        })
-        .collect();
-    paginate(request, &format!("{business_id}/{edge}"), &["fields"], rows)
-}
-
-fn encode_cursor(index: usize) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("cursor:{index}"))
-}
-
-fn decode_cursor(cursor: &str) -> Result<usize, GraphError> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor.trim_end_matches('='))
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|s| s.strip_prefix("cursor:").and_then(|n| n.parse().ok()))
-        .ok_or_else(|| GraphError::invalid_param(format!("Invalid cursor '{cursor}'.")))
-}
-
-/// Meta's cursor paging: `{"data":[…],"paging":{"cursors":{"before","after"},"next"?,"previous"?}}`.
-fn paginate(
-    request: &GraphRequest,
-    path: &str,
-    keep: &[&str],
-    rows: Vec<Value>,
-) -> Result<Value, GraphError> {
-    let limit = match request.param("limit") {
-        None | Some("") => DEFAULT_PAGE,
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(n) if n >= 1 => n.min(MAX_PAGE),
-            _ => {
-                return Err(GraphError::invalid_param(format!(
-                    "Param limit must be a positive integer - got {raw}."
-                )));
-            }
-        },
-    };
-    let total = rows.len();
-    let (start, end) = if let Some(after) = request.param("after").filter(|s| !s.is_empty()) {
-        let start = decode_cursor(after)?.saturating_add(1).min(total);
-        (start, start.saturating_add(limit).min(total))
-    } else if let Some(before) = request.param("before").filter(|s| !s.is_empty()) {
-        let end = decode_cursor(before)?.min(total);
-        (end.saturating_sub(limit), end)
-    } else {
-        (0, limit.min(total))
-    };
-    let data: Vec<Value> = rows.into_iter().skip(start).take(end - start).collect();
-    if data.is_empty() {
-        return Ok(json!({ "data": [] }));
-    }
-    let link = |cursor_key: &str, cursor: &str| {
-        let mut query = format!("limit={limit}&{cursor_key}={}", encode_query(cursor));
-        for key in keep {
-            if let Some(value) = request.param(key).filter(|v| !v.is_empty()) {
-                query.push_str(&format!("&{key}={}", encode_query(value)));
-            }
-        }
-        format!("http://{}/{}/{path}?{query}", request.host, request.version)
-    };
-    let before = encode_cursor(start);
-    let after = encode_cursor(end - 1);
-    let mut paging = json!({ "cursors": { "before": before, "after": after } });
-    if end < total {
-        paging["next"] = json!(link("after", &after));
-    }
-    if start > 0 {
-        paging["previous"] = json!(link("before", &before));
-    }
-    Ok(json!({ "data": data, "paging": paging }))
-}
-
-fn encode_query(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -763,8 +545,21 @@ mod tests {
     }
 
     #[test]
-    fn cursors_round_trip() {
-        assert_eq!(decode_cursor(&encode_cursor(41)), Ok(41));
-        assert!(decode_cursor("???").is_err());
+    fn versions_from_v21_on() {
+        for ok in [
+            "v21.0", "v23.0", "v24.0", "v25.0", "v26.0", "v27.0", "v28.0",
+        ] {
+            assert!(check_version(ok).is_ok(), "{ok}");
+        }
+        for old in ["v20.0", "v2.0", "v9", "v23.1", "v0.0"] {
+            let err = check_version(old).expect_err(old);
+            assert_eq!(err.code, 100, "{old}");
+            assert!(err.message.contains("v27.0"), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn cursors_are_checked() {
+        assert!(fields::decode_cursor("???").is_err());
     }
 }

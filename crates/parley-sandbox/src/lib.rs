@@ -26,6 +26,7 @@ mod config;
 mod control;
 mod dialog;
 mod errors;
+mod fields;
 mod graph;
 mod limits;
 mod onboarding;

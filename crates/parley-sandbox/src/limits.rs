@@ -149,6 +149,48 @@ fn portfolio_limit(state: &State, phone_id: &str) -> Option<(String, Option<i64>
     Some((business.id.clone(), limit))
 }
 
+/// The two webhooks of a limit change (META_2026.md §4.1, §4.2). The current (v24+) shape:
+/// `business_capability_update` `{"max_daily_conversations_per_business": "<tier>",
+/// "max_phone_numbers_per_waba": 25}` (plus `"max_phone_numbers_per_business": 2` at 250 and
+/// below) and `phone_number_quality_update` `{"display_phone_number", "event",
+/// "max_daily_conversations_per_business"}`. `legacy` (`Behaviour::legacy_limit_webhooks`):
+/// the v23 shape, `max_daily_conversation_per_phone` (integer, -1 unlimited) and
+/// `old_limit`/`current_limit` instead.
+pub(crate) fn limit_webhooks(
+    waba_id: &str,
+    display_phone_number: &str,
+    old: &str,
+    limit: &str,
+    per_day: i64,
+    event: &str,
+    legacy: bool,
+) -> Vec<crate::state::EventKind> {
+    let mut capability = if legacy {
+        json!({ "max_daily_conversation_per_phone": per_day, "max_phone_numbers_per_waba": 25 })
+    } else {
+        json!({ "max_daily_conversations_per_business": limit, "max_phone_numbers_per_waba": 25 })
+    };
+    if matches!(limit, "TIER_50" | "TIER_250") {
+        capability["max_phone_numbers_per_business"] = json!(2);
+    }
+    let mut quality = json!({ "display_phone_number": display_phone_number, "event": event });
+    if legacy {
+        quality["old_limit"] = json!(old);
+        quality["current_limit"] = json!(limit);
+    } else {
+        quality["max_daily_conversations_per_business"] = json!(limit);
+    }
+    let change = |field: &str, value: serde_json::Value| crate::state::EventKind::Change {
+        entry_id: waba_id.to_owned(),
+        field: field.to_owned(),
+        value,
+    };
+    vec![
+        change("business_capability_update", capability),
+        change("phone_number_quality_update", quality),
+    ]
+}
+
 /// `GET /sandbox/violations`: every send refused over the messaging limit, oldest first.
 pub(crate) async fn violations(AxumState(sandbox): AxumState<Sandbox>) -> Response {
     let data = sandbox.inner.lock().limits.violations.clone();

@@ -679,32 +679,9 @@ pub(crate) fn set_limit(
     };
     let old = std::mem::replace(&mut phone.messaging_limit, limit.to_owned());
     let display = digits(&phone.display_phone_number);
-    let mut capability = json!({
-        "max_daily_conversation_per_phone": per_day,
-        "max_daily_conversations_per_business": limit,
-        "max_phone_numbers_per_waba": 25,
-    });
-    if matches!(limit, "TIER_50" | "TIER_250") {
-        capability["max_phone_numbers_per_business"] = json!(2);
-    }
-    let events = vec![
-        EventKind::Change {
-            entry_id: waba_id.clone(),
-            field: "business_capability_update".to_owned(),
-            value: capability,
-        },
-        EventKind::Change {
-            entry_id: waba_id,
-            field: "phone_number_quality_update".to_owned(),
-            value: json!({
-                "display_phone_number": display,
-                "event": event,
-                "old_limit": old,
-                "current_limit": limit,
-                "max_daily_conversations_per_business": limit,
-            }),
-        },
-    ];
+    let legacy = state.config.behaviour.legacy_limit_webhooks;
+    let events =
+        crate::limits::limit_webhooks(&waba_id, &display, &old, limit, per_day, event, legacy);
     Ok((old, events))
 }
 

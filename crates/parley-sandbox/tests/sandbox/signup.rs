@@ -176,12 +176,22 @@ async fn json_signup_creates_everything_and_its_code_becomes_a_working_token() {
         .graph_as(
             &token,
             get.clone(),
-            &format!("/v23.0/{business}?fields=name,website,primary_country"),
+            &format!("/v23.0/{business}?fields=name,verification_status"),
             None,
         )
         .await;
     assert_eq!(portfolio["name"], "Acme GmbH");
-    assert_eq!(portfolio["primary_country"], "DE");
+    assert_eq!(portfolio["verification_status"], "not_verified");
+    // Website and country are no fields of Meta's Business node: the control API shows them.
+    let world = sb.control_get("state").await;
+    let stored = world["businesses"]
+        .as_array()
+        .expect("businesses")
+        .iter()
+        .find(|b| b["id"] == business)
+        .cloned()
+        .expect("the new portfolio");
+    assert_eq!(stored["country"], "DE");
     let (_, profile) = sb
         .graph_as(
             &token,
@@ -546,19 +556,20 @@ async fn limit_changes_send_capability_and_quality_webhooks() {
         has_change(&sb.received, &waba, "business_capability_update")
     })
     .await;
+    // The current (v24+) shape: the portfolio's limit only, no per-phone legacy fields.
     let capability = change_value(&sb.received, &waba, "business_capability_update");
     assert_eq!(
-        capability["max_daily_conversations_per_business"],
-        "TIER_2K"
+        capability,
+        json!({"max_daily_conversations_per_business": "TIER_2K", "max_phone_numbers_per_waba": 25})
     );
-    assert_eq!(capability["max_daily_conversation_per_phone"], 2000);
     eventually("quality", || {
         has_change(&sb.received, &waba, "phone_number_quality_update")
     })
     .await;
     let quality = change_value(&sb.received, &waba, "phone_number_quality_update");
-    assert_eq!(quality["current_limit"], "TIER_2K");
-    assert_eq!(quality["old_limit"], "TIER_250");
+    assert_eq!(quality["max_daily_conversations_per_business"], "TIER_2K");
+    assert!(quality.get("current_limit").is_none(), "{quality}");
+    assert!(quality.get("old_limit").is_none(), "{quality}");
     assert_eq!(quality["event"], "ONBOARDING");
     let state = sb.control_get("state").await;
     let display = state["businesses"]
