@@ -82,7 +82,7 @@ pub async fn audience(contacts: u64) -> anyhow::Result<()> {
         .await?;
     let engine = Engine::new(
         store.clone(),
-        parley_meta::GraphClient::new("http://127.0.0.1:9", "v23.0"),
+        parley_meta::GraphClient::new("http://127.0.0.1:9", parley_meta::DEFAULT_GRAPH_VERSION),
         Arc::new(SystemClock),
         EngineConfig::default(),
     );

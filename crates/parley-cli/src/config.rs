@@ -223,6 +223,9 @@ impl Config {
 
     fn validate(&self) -> anyhow::Result<()> {
         self.rate_limit()?;
+        if let Err(problem) = parley_meta::check_graph_version(&self.meta.graph_version) {
+            bail!("meta.graph_version (or PARLEY_META_GRAPH_VERSION): {problem}");
+        }
         if self.audit.retention_days == 0 {
             bail!("audit.retention_days must be at least 1");
         }
@@ -331,6 +334,22 @@ mod tests {
     fn unknown_keys_and_missing_secret_are_refused() {
         assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
         assert!(Config::default().validate().is_err());
+    }
+
+    #[test]
+    fn one_graph_version_setting_defaults_to_the_current_version() {
+        let mut c: Config =
+            toml::from_str("[meta]\napp_secret = \"s\"\nverify_token = \"v\"\n").expect("parses");
+        assert_eq!(c.meta.graph_version, "v27.0");
+        assert_eq!(c.meta_app().graph_version, "v27.0");
+        c.apply_env(|k| (k == "PARLEY_META_GRAPH_VERSION").then(|| "v21.0".to_owned()));
+        assert!(c.validate().is_ok());
+        assert_eq!(c.meta_app().graph_version, "v21.0");
+        for bad in ["v20.0", "23.0", "latest"] {
+            c.apply_env(|k| (k == "PARLEY_META_GRAPH_VERSION").then(|| bad.to_owned()));
+            let err = c.validate().expect_err(bad).to_string();
+            assert!(err.contains("meta.graph_version"), "{err}");
+        }
     }
 
     #[test]

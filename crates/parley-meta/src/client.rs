@@ -106,8 +106,15 @@ pub struct PhoneNumberInfo {
     pub status: Option<String>,
     #[serde(default)]
     pub throughput: Option<Throughput>,
-    #[serde(default)]
+    /// The portfolio's messaging limit as a tier string (`TIER_2K`), whatever form Meta gave
+    /// it in: a tier string, `UNLIMITED`, a number of users (`2000`) or `-1` (unlimited).
+    #[serde(default, deserialize_with = "limit_text")]
     pub whatsapp_business_manager_messaging_limit: Option<String>,
+}
+
+/// A messaging limit read like the webhooks' (`LimitTier`), kept as its tier string.
+fn limit_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(crate::webhook::limit_tier(d)?.map(|tier| tier.as_str().to_owned()))
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]

@@ -463,10 +463,12 @@ impl LimitTier {
     /// The tier of a JSON string or number; `None` for anything else or an empty string.
     pub fn from_json(value: &Value) -> Option<LimitTier> {
         let tier = match value {
-            Value::String(s) => match s.parse::<i64>() {
+            Value::String(s) => match s.trim().parse::<i64>() {
                 Ok(n) => return LimitTier::from_json(&Value::from(n)),
-                Err(_) if s.is_empty() => return None,
-                Err(_) => s.clone(),
+                Err(_) if s.trim().is_empty() => return None,
+                // Meta's Oct-2025 page writes the top of the ladder as plain `UNLIMITED`.
+                Err(_) if s.trim().eq_ignore_ascii_case("UNLIMITED") => "TIER_UNLIMITED".to_owned(),
+                Err(_) => s.trim().to_ascii_uppercase(),
             },
             Value::Number(n) => match n.as_i64()? {
                 -1 => "TIER_UNLIMITED".to_owned(),
@@ -489,7 +491,9 @@ impl LimitTier {
 }
 
 /// Reads a tier leniently: a value that is no tier is no tier, not a broken webhook.
-fn limit_tier<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<LimitTier>, D::Error> {
+pub(crate) fn limit_tier<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<LimitTier>, D::Error> {
     Ok(Option::<Value>::deserialize(d)?
         .as_ref()
         .and_then(LimitTier::from_json))
@@ -876,6 +880,88 @@ mod tests {
                 .map(LimitTier::as_str),
             Some("TIER_UNLIMITED")
         );
+    }
+
+    /// Every form Meta writes a limit in (META_2026.md §4.1): integers, tier strings,
+    /// `UNLIMITED` and `-1`, in the current webhook shapes (no legacy field at all) and on the
+    /// phone number node.
+    #[test]
+    fn every_limit_value_form_reads_in_both_webhooks_and_on_the_node() {
+        use parley_domain::quota::MessagingLimit;
+        let limited = |n| Some(MessagingLimit::Limited(n));
+        let forms = [
+            (json!(250), limited(250)),
+            (json!(2000), limited(2_000)),
+            (json!(10_000), limited(10_000)),
+            (json!(100_000), limited(100_000)),
+            (json!("2000"), limited(2_000)),
+            (json!("TIER_250"), limited(250)),
+            (json!("TIER_2K"), limited(2_000)),
+            (json!("TIER_10K"), limited(10_000)),
+            (json!("TIER_100K"), limited(100_000)),
+            (json!("TIER_UNLIMITED"), Some(MessagingLimit::Unlimited)),
+            (json!("UNLIMITED"), Some(MessagingLimit::Unlimited)),
+            (json!("unlimited"), Some(MessagingLimit::Unlimited)),
+            (json!(-1), Some(MessagingLimit::Unlimited)),
+            (json!("-1"), Some(MessagingLimit::Unlimited)),
+        ];
+        let read =
+            |tier: Option<&LimitTier>| tier.and_then(|t| MessagingLimit::parse_tier(t.as_str()));
+        for (value, expected) in forms {
+            let WebhookChange::CapabilityUpdate(c) = change(
+                "business_capability_update",
+                json!({"max_daily_conversations_per_business": value, "max_phone_numbers_per_waba": 25}),
+            ) else {
+                panic!("capability {value}");
+            };
+            assert_eq!(
+                read(c.max_daily_conversations_per_business.as_ref()),
+                expected,
+                "{value}"
+            );
+            assert_eq!(c.max_daily_conversation_per_phone, None);
+            let WebhookChange::PhoneNumberQuality(q) = change(
+                "phone_number_quality_update",
+                json!({"display_phone_number": "15550783881", "event": "ONBOARDING",
+                    "max_daily_conversations_per_business": value}),
+            ) else {
+                panic!("quality {value}");
+            };
+            assert_eq!(
+                read(q.max_daily_conversations_per_business.as_ref()),
+                expected,
+                "{value}"
+            );
+            assert!(q.current_limit.is_none() && q.old_limit.is_none());
+            let node: crate::PhoneNumberInfo = serde_json::from_value(
+                json!({"id": "1", "whatsapp_business_manager_messaging_limit": value}),
+            )
+            .expect("node reads");
+            assert_eq!(
+                node.whatsapp_business_manager_messaging_limit
+                    .as_deref()
+                    .and_then(MessagingLimit::parse_tier),
+                expected,
+                "node {value}"
+            );
+        }
+        // Legacy fields still read when they come.
+        let WebhookChange::CapabilityUpdate(c) = change(
+            "business_capability_update",
+            json!({"max_daily_conversation_per_phone": 10000}),
+        ) else {
+            panic!("legacy capability");
+        };
+        assert_eq!(
+            read(c.max_daily_conversation_per_phone.as_ref()),
+            limited(10_000)
+        );
+        // A node without the field, or with an odd value, has no limit rather than failing.
+        let node: crate::PhoneNumberInfo = serde_json::from_value(
+            json!({"id": "1", "whatsapp_business_manager_messaging_limit": {"x": 1}}),
+        )
+        .expect("node reads");
+        assert_eq!(node.whatsapp_business_manager_messaging_limit, None);
     }
 
     #[test]

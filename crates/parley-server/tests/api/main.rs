@@ -9,6 +9,7 @@ mod browser;
 mod campaigns;
 mod campaigns_console;
 mod console;
+mod graph_versions;
 mod helpers;
 mod operations;
 mod people;

@@ -35,7 +35,7 @@ pub async fn spawn_fresh() -> Fresh {
     let clock = OffsetClock::default();
     let engine = Engine::new(
         store,
-        GraphClient::new("http://127.0.0.1:9", "v23.0"),
+        GraphClient::new("http://127.0.0.1:9", parley_meta::DEFAULT_GRAPH_VERSION),
         Arc::new(clock.clone()),
         EngineConfig::default(),
     );

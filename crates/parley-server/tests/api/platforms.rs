@@ -227,6 +227,30 @@ async fn a_tier_change_webhook_updates_the_limit_at_once() {
     );
 }
 
+/// Apps still on webhook version v23 get the legacy shape (`max_daily_conversation_per_phone`,
+/// -1 for unlimited; `current_limit`): Parley reads it as well as the current one.
+#[tokio::test]
+async fn a_tier_change_in_the_legacy_webhook_shape_updates_the_limit_too() {
+    let app = spawn_app().await;
+    let (signup, platform) = connected(&app, "Old Hooks Co").await;
+    let id = platform["id"].as_str().expect("id");
+    let phone = signup["phone_number_id"].as_str().expect("phone");
+    app.sandbox_post(
+        "/sandbox/behaviour",
+        &json!({"legacy_limit_webhooks": true}),
+    )
+    .await;
+    app.sandbox_post(
+        &format!("/sandbox/phone_numbers/{phone}/limit"),
+        &json!({"limit": "TIER_UNLIMITED"}),
+    )
+    .await;
+    app.wait_platform(id, |p| {
+        p["phone_numbers"][0]["messaging_limit"] == "TIER_UNLIMITED"
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn only_waba_signups_find_the_waba_with_debug_token() {
     let app = spawn_app().await;
