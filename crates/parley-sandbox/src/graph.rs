@@ -10,6 +10,9 @@
 //! (`GET /{template-id}`, `POST`/`DELETE /{waba}/message_templates`), and onboarding
 //! (`/oauth/access_token`, `/debug_token`, `/{waba}/subscribed_apps`, `/{phone}/register`,
 //! `/{phone}/deregister`, `/{phone}/whatsapp_business_profile`).
+//!
+//! Versions: any `vNN.0` from v21.0 on (older: error 100, [`check_version`]). Reads go through
+//! the `fields` module: field selection, expansion, `summary` and Meta's paging.
 
 use std::time::Duration;
 
