@@ -1141,6 +1141,11 @@ mod tests {
             "a b",
             "a.(1)",
             "a.limit(2",
+            "a.limit(99999999999999999999999)",
+            "名前",
+            "a{b{c{d{e{f{g{h{i{j{k}}}}}}}}}}",
+            "{",
+            ".",
         ] {
             let err = parse(bad).expect_err(bad);
             assert_eq!(err.code, 100, "{bad}");

@@ -134,7 +134,7 @@ const SDK: &str = r#"/* Parley sandbox stand-in for Meta's JavaScript SDK (Embed
   var FB = {
     __sandbox: true,
     init: function (options) {
-      settings = Object.assign({ version: 'v23.0' }, options || {});
+      settings = Object.assign({ version: 'v27.0' }, options || {});
     },
     login: function (callback, options) {
       callback = typeof callback === 'function' ? callback : function () {};
