@@ -123,15 +123,15 @@ impl Reading {
         };
         let separator = match self.separator.as_deref() {
             None | Some("auto") => None,
-            Some(s) => Some(Separator::parse(s).with_context(|| {
-                format!("--separator `{s}` is not comma, semicolon or tab")
-            })?),
+            Some(s) => Some(
+                Separator::parse(s)
+                    .with_context(|| format!("--separator `{s}` is not comma, semicolon or tab"))?,
+            ),
         };
         let country = match self.country.as_deref() {
             None => None,
             Some(c) => Some(
-                parley_domain::Region::parse(c)
-                    .map_err(|e| anyhow::anyhow!("--country {e}"))?,
+                parley_domain::Region::parse(c).map_err(|e| anyhow::anyhow!("--country {e}"))?,
             ),
         };
         Ok(ImportOptions {

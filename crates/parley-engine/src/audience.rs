@@ -19,11 +19,11 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::clock::to_datetime;
-pub use crate::import_file::{Separator, TextEncoding};
 use crate::import_file::{
     DETECT_BYTES, MAX_XLSX_BYTES, TextDecoder, decode_all, detect_encoding, detect_separator,
     is_zip, read_xlsx, xlsx_upload_too_large,
 };
+pub use crate::import_file::{Separator, TextEncoding};
 use crate::messages::ContactTags;
 use crate::{Engine, EngineError, ErrorKind};
 
@@ -952,8 +952,7 @@ impl Engine {
         options: &ImportOptions,
     ) -> Result<(), EngineError> {
         let stored = options.to_stored();
-        if job.options.as_deref() != Some(stored.as_str())
-            || job.format != options.format.as_str()
+        if job.options.as_deref() != Some(stored.as_str()) || job.format != options.format.as_str()
         {
             job.options = Some(stored);
             job.format = options.format.as_str().to_owned();
@@ -1784,10 +1783,7 @@ mod tests {
         let row = p.rows[0].outcome.as_ref().expect("imports");
         assert_eq!(row.phone, "+79161234567");
         assert_eq!(row.name.as_deref(), Some("Иван Петров"));
-        assert_eq!(
-            row.tags["Город"],
-            Some(TagValue::String("Москва".into()))
-        );
+        assert_eq!(row.tags["Город"], Some(TagValue::String("Москва".into())));
         // Told it is commas: one column, and the reason says what to change.
         let commas = ImportOptions {
             separator: Some(Separator::Comma),

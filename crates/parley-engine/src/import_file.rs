@@ -443,7 +443,9 @@ pub fn sample_xlsx(sheet: &str, rows: &[Vec<SampleCell>]) -> Vec<u8> {
             .replace('"', "&quot;")
     };
     let sheet_xml = |rows: &[Vec<SampleCell>]| {
-        let mut x = format!(r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><worksheet xmlns="{MAIN}"><sheetData>"#);
+        let mut x = format!(
+            r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><worksheet xmlns="{MAIN}"><sheetData>"#
+        );
         for (r, row) in rows.iter().enumerate() {
             x.push_str(&format!(r#"<row r="{}">"#, r + 1));
             for (c, cell) in row.iter().enumerate() {
@@ -546,7 +548,10 @@ mod tests {
     #[test]
     fn separators_are_detected_from_the_header() {
         assert_eq!(detect_separator("phone,name\n"), Separator::Comma);
-        assert_eq!(detect_separator("\n\nphone;name;city\n"), Separator::Semicolon);
+        assert_eq!(
+            detect_separator("\n\nphone;name;city\n"),
+            Separator::Semicolon
+        );
         assert_eq!(detect_separator("phone\tname\n"), Separator::Tab);
         assert_eq!(detect_separator("\"a;b\",c\n"), Separator::Comma);
         assert_eq!(detect_separator("phone\n"), Separator::Comma);
@@ -604,7 +609,12 @@ mod tests {
                     SampleCell::Number(3.0),
                 ],
                 vec![],
-                vec![text("+79161234567"), SampleCell::Empty, SampleCell::Empty, text("x")],
+                vec![
+                    text("+79161234567"),
+                    SampleCell::Empty,
+                    SampleCell::Empty,
+                    text("x"),
+                ],
             ],
         );
         let sheet = read_xlsx(&book).expect("reads");

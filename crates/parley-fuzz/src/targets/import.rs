@@ -193,7 +193,10 @@ fn check_sheet(options: &ImportOptions, body: &[u8]) -> Outcome {
             shape(&from_csv)
         ));
     }
-    Ok(signature(&[b"sheet", &[from_book.rows.len().min(255) as u8]]))
+    Ok(signature(&[
+        b"sheet",
+        &[from_book.rows.len().min(255) as u8],
+    ]))
 }
 
 /// Where a record starts (1-based line) and its bytes (without the newline).
@@ -327,7 +330,9 @@ fn check(data: &[u8]) -> Outcome {
     if preview.read_as.format == ImportFormat::Xlsx {
         let lines: Vec<u64> = preview.rows.iter().map(|r| r.line).collect();
         if !lines.windows(2).all(|w| w[0] < w[1]) {
-            return Err(format!("a workbook's rows are not on distinct lines: {lines:?}"));
+            return Err(format!(
+                "a workbook's rows are not on distinct lines: {lines:?}"
+            ));
         }
     }
     let encoding = preview.read_as.encoding.unwrap_or(TextEncoding::Utf8);
