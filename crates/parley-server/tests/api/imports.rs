@@ -439,6 +439,14 @@ async fn the_preview_says_what_it_detected_and_an_override_changes_the_reading()
 /// interrupted job from the list.
 async fn cut_upload(app: &TestApp, query: &str, file: &[u8], cut: usize) -> Value {
     use tokio::io::AsyncWriteExt;
+    let newest = || async {
+        let (status, list) = app
+            .api_call(Method::GET, "/api/v1/contacts/import?limit=1", None)
+            .await;
+        assert_eq!(status, 200, "{list}");
+        list["data"][0].clone()
+    };
+    let before = newest().await["id"].clone();
     let addr = app.url.trim_start_matches("http://").to_owned();
     let mut socket = tokio::net::TcpStream::connect(&addr)
         .await
@@ -456,13 +464,9 @@ async fn cut_upload(app: &TestApp, query: &str, file: &[u8], cut: usize) -> Valu
     socket.flush().await.expect("flush");
     drop(socket);
     for _ in 0..300 {
-        let (status, list) = app
-            .api_call(Method::GET, "/api/v1/contacts/import?limit=1", None)
-            .await;
-        assert_eq!(status, 200, "{list}");
-        let job = &list["data"][0];
-        if !job.is_null() && job["state"] != "running" {
-            return job.clone();
+        let job = newest().await;
+        if !job.is_null() && job["id"] != before && job["state"] != "running" {
+            return job;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
