@@ -548,3 +548,131 @@ async fn decoded_files_resume_after_a_cut_upload_importing_each_row_once() {
         assert_eq!(v["count"], rows, "{name}: {v}");
     }
 }
+
+#[tokio::test]
+async fn the_console_preview_says_what_it_detected_and_its_controls_change_the_reading() {
+    use crate::audience::{console_sign_in, wait_for_text};
+    use fantoccini::Locator;
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let csv = dir.path().join("clients.csv");
+    std::fs::write(
+        &csv,
+        cp1251("Телефон;Имя;Город\r\n8 (916) 123-45-70;Иван;Москва\r\n"),
+    )
+    .expect("write");
+    let browser = console_sign_in(&app).await;
+    let c = &browser.client;
+    c.goto(&format!("{}/import", app.url))
+        .await
+        .expect("import page");
+    browser.wait_css("#import-file").await;
+    c.find(Locator::Css("#import-file"))
+        .await
+        .expect("file")
+        .send_keys(&csv.display().to_string())
+        .await
+        .expect("choose file");
+    let said = wait_for_text(&browser, "#import-detected", |t| {
+        t.contains("windows-1251 (detected)")
+    })
+    .await;
+    assert!(said.contains("semicolon (detected)"), "{said}");
+    // The Cyrillic header is read as such; the phone column goes to the phone field.
+    let phone_column = "#import-columns tr[data-column=\"Телефон\"] [data-role=target]";
+    browser.wait_css(phone_column).await;
+    c.find(Locator::Css(phone_column))
+        .await
+        .expect("target")
+        .select_by_value("phone")
+        .await
+        .expect("phone");
+    // A local number needs the default country.
+    wait_for_text(&browser, "#import-preview tbody", |t| {
+        t.contains("not an international phone number")
+    })
+    .await;
+    c.find(Locator::Css("#import-country"))
+        .await
+        .expect("country")
+        .select_by_value("RU")
+        .await
+        .expect("RU");
+    let preview = wait_for_text(&browser, "#import-preview tbody", |t| {
+        t.contains("+79161234570")
+    })
+    .await;
+    assert!(preview.contains("Москва"), "{preview}");
+    // Overriding the separator reads one column, and the row says which one it seems to be.
+    c.find(Locator::Css("#import-separator"))
+        .await
+        .expect("separator")
+        .select_by_value("comma")
+        .await
+        .expect("comma");
+    wait_for_text(&browser, "#import-preview tbody", |t| {
+        t.contains("separated by semicolon")
+    })
+    .await;
+    let said = wait_for_text(&browser, "#import-detected", |t| {
+        t.contains("separator comma")
+    })
+    .await;
+    assert!(!said.contains("comma (detected)"), "{said}");
+    // Back to detection, and import.
+    c.find(Locator::Css("#import-separator"))
+        .await
+        .expect("separator")
+        .select_by_value("auto")
+        .await
+        .expect("auto");
+    browser.wait_css(phone_column).await;
+    c.find(Locator::Css(phone_column))
+        .await
+        .expect("target")
+        .select_by_value("phone")
+        .await
+        .expect("phone");
+    wait_for_text(&browser, "#import-preview tbody", |t| {
+        t.contains("+79161234570")
+    })
+    .await;
+    c.find(Locator::Css("#import-start"))
+        .await
+        .expect("start")
+        .click()
+        .await
+        .expect("click");
+    wait_for_text(&browser, "#import-state", |t| t == "done").await;
+    let ivan = contact(&app, "+79161234570").await;
+    assert_eq!(ivan["tags"]["Город"], "Москва", "{ivan}");
+    // A workbook: its sheet is named, the text controls are hidden.
+    let xlsx = dir.path().join("clients.xlsx");
+    let book = sample_xlsx(
+        "Kunden",
+        &[vec![text("phone")], vec![SampleCell::Number(79161234571.0)]],
+    );
+    std::fs::write(&xlsx, book).expect("write");
+    c.find(Locator::Css("#import-file"))
+        .await
+        .expect("file")
+        .send_keys(&xlsx.display().to_string())
+        .await
+        .expect("choose file");
+    wait_for_text(&browser, "#import-detected", |t| t.contains("Kunden")).await;
+    wait_for_text(&browser, "#import-preview tbody", |t| {
+        t.contains("+79161234571")
+    })
+    .await;
+    let hidden = c
+        .find(Locator::Css("#import-text-reading"))
+        .await
+        .expect("text controls")
+        .attr("hidden")
+        .await
+        .expect("attr");
+    assert!(
+        hidden.is_some(),
+        "encoding and separator do not apply to a workbook"
+    );
+}
