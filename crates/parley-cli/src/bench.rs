@@ -94,6 +94,7 @@ pub async fn audience(contacts: u64) -> anyhow::Result<()> {
             .iter()
             .map(|m| ColumnMap::parse(m).map_err(anyhow::Error::msg))
             .collect::<anyhow::Result<_>>()?,
+        ..ImportOptions::default()
     };
     let header = b"phone,first_name,city,visits,signup_date,plan\n".to_vec();
     let chunk = 1_000u64;

@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use parley_engine::audience::{ColumnMap, ImportFormat, ImportOptions};
+use parley_engine::audience::{ColumnMap, ImportFormat, ImportOptions, Separator, TextEncoding};
 use parley_engine::{Engine, EngineConfig, SystemClock};
 use parley_meta::GraphClient;
 use tokio::io::AsyncReadExt;
@@ -22,17 +22,30 @@ pub const EXIT_REJECTED: u8 = 2;
 
 #[derive(Subcommand)]
 pub enum ContactsAction {
-    /// Import contacts from a CSV (first row names the columns) or NDJSON file, streamed.
-    /// Exits 0 when every row was taken, 2 when some were rejected (listed in
-    /// FILE.rejected.csv), 1 when the import could not run.
+    /// Import contacts from a CSV (first row names the columns), NDJSON or .xlsx file (its
+    /// first sheet), streamed. Exits 0 when every row was taken, 2 when some were rejected
+    /// (listed in FILE.rejected.csv), 1 when the import could not run.
     Import {
         /// The file to read.
         file: PathBuf,
         #[arg(long, short)]
         config: Option<PathBuf>,
-        /// `csv` or `ndjson` (default: from the file's extension, else csv).
+        /// `csv`, `ndjson` or `xlsx` (default: from the file's extension, else csv; a file
+        /// that is a zip archive is read as a workbook).
         #[arg(long)]
         format: Option<String>,
+        /// The file's text encoding: utf-8, utf-16le, utf-16be, windows-1251, windows-1252
+        /// (default: detected from the head of the file).
+        #[arg(long)]
+        encoding: Option<String>,
+        /// CSV's cell separator: comma, semicolon, tab (or `,` `;`; default: detected from
+        /// the header).
+        #[arg(long)]
+        separator: Option<String>,
+        /// Default country (ISO code, e.g. DE) for phone numbers written without a country
+        /// code (`0151 23456789`); numbers with `+` or `00` are read as they are.
+        #[arg(long)]
+        country: Option<String>,
         /// CSV column mapping `column:tag:type`, repeatable. Types: string, integer, float,
         /// boolean, date, datetime, list (`;`-separated). Map a column to `phone`, `name`,
         /// `locale`, `timezone` or `subscription` for those fields, or to an empty tag
@@ -56,35 +69,90 @@ pub async fn run(action: ContactsAction) -> anyhow::Result<u8> {
             file,
             config,
             format,
+            encoding,
+            separator,
+            country,
             map,
             application,
             resume,
-        } => import(file, config, format, map, application, resume).await,
+        } => {
+            let reading = Reading {
+                format,
+                encoding,
+                separator,
+                country,
+                map,
+            };
+            import(file, config, reading, application, resume).await
+        }
+    }
+}
+
+/// How the command line says to read the file.
+struct Reading {
+    format: Option<String>,
+    encoding: Option<String>,
+    separator: Option<String>,
+    country: Option<String>,
+    map: Vec<String>,
+}
+
+impl Reading {
+    fn options(self, file: &std::path::Path) -> anyhow::Result<ImportOptions> {
+        let format = match self.format {
+            Some(f) => ImportFormat::parse(&f)
+                .with_context(|| format!("--format `{f}` is not csv, ndjson or xlsx"))?,
+            None => match file.extension().and_then(|e| e.to_str()) {
+                Some(e) if e.eq_ignore_ascii_case("ndjson") || e.eq_ignore_ascii_case("jsonl") => {
+                    ImportFormat::Ndjson
+                }
+                Some(e) if e.eq_ignore_ascii_case("xlsx") => ImportFormat::Xlsx,
+                _ => ImportFormat::Csv,
+            },
+        };
+        let columns = self
+            .map
+            .iter()
+            .map(|m| ColumnMap::parse(m).map_err(|e| anyhow::anyhow!("--map {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let encoding = match self.encoding.as_deref() {
+            None | Some("auto") => None,
+            Some(e) => Some(TextEncoding::parse(e).with_context(|| {
+                format!("--encoding `{e}` is not utf-8, utf-16le, utf-16be, windows-1251 or windows-1252")
+            })?),
+        };
+        let separator = match self.separator.as_deref() {
+            None | Some("auto") => None,
+            Some(s) => Some(
+                Separator::parse(s)
+                    .with_context(|| format!("--separator `{s}` is not comma, semicolon or tab"))?,
+            ),
+        };
+        let country = match self.country.as_deref() {
+            None => None,
+            Some(c) => Some(
+                parley_domain::Region::parse(c).map_err(|e| anyhow::anyhow!("--country {e}"))?,
+            ),
+        };
+        Ok(ImportOptions {
+            format,
+            columns,
+            encoding,
+            separator,
+            country,
+            sheet: None,
+        })
     }
 }
 
 async fn import(
     file: PathBuf,
     config: Option<PathBuf>,
-    format: Option<String>,
-    map: Vec<String>,
+    reading: Reading,
     application: Option<String>,
     resume: Option<String>,
 ) -> anyhow::Result<u8> {
-    let format = match format {
-        Some(f) => ImportFormat::parse(&f)
-            .with_context(|| format!("--format `{f}` is not csv or ndjson"))?,
-        None => match file.extension().and_then(|e| e.to_str()) {
-            Some(e) if e.eq_ignore_ascii_case("ndjson") || e.eq_ignore_ascii_case("jsonl") => {
-                ImportFormat::Ndjson
-            }
-            _ => ImportFormat::Csv,
-        },
-    };
-    let columns = map
-        .iter()
-        .map(|m| ColumnMap::parse(m).map_err(|e| anyhow::anyhow!("--map {e}")))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let options = reading.options(&file)?;
     let handle = tokio::fs::File::open(&file)
         .await
         .with_context(|| format!("cannot open {}", file.display()))?;
@@ -151,7 +219,6 @@ async fn import(
                 .map_err(anyhow::Error::msg)?
         }
         None => {
-            let options = ImportOptions { format, columns };
             let job = engine
                 .create_import(&app.id, &options)
                 .await

@@ -27,6 +27,52 @@ pub enum PhoneError {
         "`{0}` is not a valid phone number: check the country code and the number of digits, e.g. {EXAMPLE}"
     )]
     Invalid(String),
+    #[error(
+        "`{0}` is not a valid phone number in {1} (the default country) nor an international one: check the digits, or write it with the country code, e.g. {EXAMPLE}"
+    )]
+    InvalidIn(String, &'static str),
+}
+
+/// A country whose numbers may be written the local way ("8 (916) 123-45-67" in Russia,
+/// "0151 23456789" in Germany, "(415) 555-0132" in the US): an import's default country.
+/// Two letters, ISO 3166-1 (`RU`, `DE`, `US`), known to the numbering-plan metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Region(phonenumber::country::Id);
+
+impl Region {
+    pub fn parse(input: &str) -> Result<Region, String> {
+        let code = input.trim().to_ascii_uppercase();
+        let bad = || {
+            format!(
+                "`{}` is not a country Parley knows phone numbers of: give its two-letter ISO code, e.g. DE, RU or US",
+                crate::excerpt(input.trim())
+            )
+        };
+        if code.len() != 2 {
+            return Err(bad());
+        }
+        let id: phonenumber::country::Id = code.parse().map_err(|_| bad())?;
+        // An id the metadata has no plan for cannot parse a national number.
+        phonenumber::metadata::DATABASE
+            .by_id(id.as_ref())
+            .ok_or_else(bad)?;
+        Ok(Region(id))
+    }
+
+    /// "DE".
+    pub fn as_str(&self) -> &'static str {
+        // `Id`'s names are its two-letter codes.
+        match phonenumber::metadata::DATABASE.by_id(self.0.as_ref()) {
+            Some(m) => m.id(),
+            None => "??",
+        }
+    }
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A valid phone number in canonical E.164 form, `+` followed by digits.
@@ -68,6 +114,49 @@ impl E164 {
             }
         }
         Self::from_digits(&digits).ok_or_else(|| PhoneError::Invalid(shown()))
+    }
+
+    /// Parses a number that may be written the local way of `region` (an import's default
+    /// country): a number with `+` or `00` is international and read as [`E164::parse`] reads
+    /// it, whatever the region; any other is read as a national number of the region (its
+    /// trunk prefix, `8` in Russia or `0` in Germany, dropped); digits alone that are no valid
+    /// national number are tried as an international number that lost its `+` (a spreadsheet
+    /// that stored it as a number). Without a region this is [`E164::parse`].
+    pub fn parse_in(input: &str, region: Option<Region>) -> Result<E164, PhoneError> {
+        let Some(region) = region else {
+            return Self::parse(input);
+        };
+        let trimmed = input.trim();
+        let international = trimmed
+            .trim_start_matches(['(', ' ', '\u{a0}'])
+            .starts_with(['+'])
+            || trimmed.starts_with("00");
+        if trimmed.is_empty() || international {
+            return Self::parse(input);
+        }
+        let shown = || crate::excerpt(trimmed).into_owned();
+        let mut digits = String::with_capacity(trimmed.len());
+        for c in trimmed.chars() {
+            match c {
+                '0'..='9' => digits.push(c),
+                ' ' | '-' | '(' | ')' | '.' | '/' | '\u{a0}' => {}
+                _ => return Err(PhoneError::BadCharacters(shown())),
+            }
+        }
+        // A national number has at most 17 digits with its trunk prefix; more is not a number.
+        if digits.len() < 3 || digits.len() > 17 {
+            return Err(PhoneError::InvalidIn(shown(), region.as_str()));
+        }
+        let national = phonenumber::parse(Some(region.0), &digits)
+            .ok()
+            .filter(phonenumber::is_valid)
+            .map(|n| n.format().mode(phonenumber::Mode::E164).to_string())
+            .filter(|c| c.len() > 1 && c[1..].bytes().all(|b| b.is_ascii_digit()));
+        match national {
+            Some(canonical) => Ok(E164(canonical)),
+            None => Self::from_digits(&digits)
+                .ok_or_else(|| PhoneError::InvalidIn(shown(), region.as_str())),
+        }
     }
 
     /// A number Parley stored after `parse` (a contact's phone): when it has the canonical
@@ -246,6 +335,47 @@ mod tests {
             E164::parse("+1 (202) 456-1111").unwrap().as_str(),
             "+12024561111"
         );
+    }
+
+    #[test]
+    fn local_spellings_read_with_a_default_country() {
+        let ru = Some(Region::parse("ru").expect("RU"));
+        let de = Some(Region::parse("DE").expect("DE"));
+        let us = Some(Region::parse("US").expect("US"));
+        let cases = [
+            ("8 (916) 123-45-67", ru, "+79161234567"),
+            ("8-916-123-45-67", ru, "+79161234567"),
+            ("0151 23456789", de, "+4915123456789"),
+            ("0151/234.567-89", de, "+4915123456789"),
+            ("(415) 555-0132", us, "+14155550132"),
+            ("415.555.0132", us, "+14155550132"),
+            // E.164 wins over the default country.
+            ("+4915123456789", us, "+4915123456789"),
+            ("0049 151 23456789", ru, "+4915123456789"),
+            // Digits that lost their `+` in a spreadsheet.
+            ("4915123456789", us, "+4915123456789"),
+        ];
+        for (input, region, want) in cases {
+            assert_eq!(
+                E164::parse_in(input, region).map(|n| n.as_str().to_owned()),
+                Ok(want.to_owned()),
+                "{input} in {region:?}"
+            );
+        }
+        // Without a default country a local spelling is still refused, with the fix.
+        assert!(matches!(
+            E164::parse_in("0151 23456789", None),
+            Err(PhoneError::NotInternational(_))
+        ));
+        let e = E164::parse_in("0151 2", de).unwrap_err();
+        assert!(e.to_string().contains("in DE"), "{e}");
+        assert!(matches!(
+            E164::parse_in("0151 x", de),
+            Err(PhoneError::BadCharacters(_))
+        ));
+        assert!(Region::parse("XX").is_err());
+        assert!(Region::parse("Germany").is_err());
+        assert_eq!(Region::parse(" de ").map(|r| r.as_str()), Ok("DE"));
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! Audience services: contacts (upsert with partial tag updates, lists by segment, detail,
 //! erasure), segments (parse with positions, live counts, samples), personalization previews,
-//! contact imports (CSV or NDJSON, streamed in constant memory, in chunks of
-//! [`IMPORT_CHUNK`] rows per transaction) and opt-out keywords.
+//! contact imports (CSV in any of the encodings and separators spreadsheets save, NDJSON, or
+//! an `.xlsx` workbook's first sheet; streamed in constant memory, in chunks of
+//! [`IMPORT_CHUNK`] rows per transaction; how the file becomes text is in `import_file.rs`)
+//! and opt-out keywords.
 
+use std::borrow::Cow;
 use std::fmt::Display;
 
 use futures::{Stream, StreamExt};
 use parley_domain::{
-    ApplicationId, BoundTemplate, DynamicText, E164, ImportId, ImportState, RenderedTemplate,
-    Segment, SegmentId, SkipReason, Subscription, TagValue, Tags, VariableInput,
+    ApplicationId, BoundTemplate, DynamicText, E164, ImportId, ImportState, Region,
+    RenderedTemplate, Segment, SegmentId, SkipReason, Subscription, TagValue, Tags, VariableInput,
 };
 use parley_store::MessageRecord;
 use parley_store::audience::*;
@@ -16,6 +19,11 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::clock::to_datetime;
+use crate::import_file::{
+    DETECT_BYTES, MAX_XLSX_BYTES, TextDecoder, decode_all, detect_encoding, detect_separator,
+    is_zip, read_xlsx, xlsx_upload_too_large,
+};
+pub use crate::import_file::{Separator, TextEncoding};
 use crate::messages::ContactTags;
 use crate::{Engine, EngineError, ErrorKind};
 
@@ -75,10 +83,14 @@ pub enum PreviewContact {
 }
 
 /// How an import reads its rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ImportFormat {
+    /// Also an `.xlsx` upload: a file that begins like a zip archive is read as a workbook.
+    #[default]
     Csv,
     Ndjson,
+    /// The first sheet of a workbook, read as a CSV file with its first row the header.
+    Xlsx,
 }
 
 impl ImportFormat {
@@ -86,12 +98,14 @@ impl ImportFormat {
         match self {
             ImportFormat::Csv => "csv",
             ImportFormat::Ndjson => "ndjson",
+            ImportFormat::Xlsx => "xlsx",
         }
     }
     pub fn parse(s: &str) -> Option<ImportFormat> {
         match s.to_ascii_lowercase().as_str() {
             "csv" => Some(ImportFormat::Csv),
             "ndjson" | "jsonl" => Some(ImportFormat::Ndjson),
+            "xlsx" => Some(ImportFormat::Xlsx),
             _ => None,
         }
     }
@@ -213,26 +227,46 @@ impl ColumnMap {
 }
 
 /// How an import reads its rows.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ImportOptions {
     pub format: ImportFormat,
     /// CSV: columns not listed are string tags named like the column.
     pub columns: Vec<ColumnMap>,
+    /// The file's text encoding (CSV, NDJSON); `None` detects it from the head of the file.
+    pub encoding: Option<TextEncoding>,
+    /// CSV's cell separator; `None` detects it from the header.
+    pub separator: Option<Separator>,
+    /// The country whose local spellings phone numbers may use (`0151 …` with `DE`); numbers
+    /// with `+` or `00` are read as they are.
+    pub country: Option<Region>,
+    /// The sheet an `.xlsx` import read (the first), once known.
+    pub sheet: Option<String>,
 }
 
 impl ImportOptions {
     /// The options as an import job keeps them, so that a resume reads the rest of the file
-    /// the same way: `{"format": "csv", "map": ["column:tag:type", …]}`.
+    /// the same way: `{"format": "csv", "map": ["column:tag:type", …], "encoding": …,
+    /// "separator": …, "country": …, "sheet": …}` (once the import has begun, with what was
+    /// detected).
     pub fn to_stored(&self) -> String {
         let map: Vec<String> = self
             .columns
             .iter()
             .map(|m| format!("{}:{}:{}", m.column, m.tag, m.kind.as_str()))
             .collect();
-        serde_json::json!({"format": self.format.as_str(), "map": map}).to_string()
+        serde_json::json!({
+            "format": self.format.as_str(),
+            "map": map,
+            "encoding": self.encoding.map(TextEncoding::as_str),
+            "separator": self.separator.map(Separator::as_str),
+            "country": self.country.map(|c| c.as_str()),
+            "sheet": self.sheet,
+        })
+        .to_string()
     }
 
-    /// Reads what `to_stored` wrote; `None` when it does not read.
+    /// Reads what `to_stored` wrote; `None` when it does not read. Options stored before
+    /// imports detected anything (no `encoding` key) read UTF-8 and commas, as those imports did.
     pub fn from_stored(text: &str) -> Option<ImportOptions> {
         let v: Value = serde_json::from_str(text).ok()?;
         let format = ImportFormat::parse(v["format"].as_str()?)?;
@@ -241,7 +275,34 @@ impl ImportOptions {
             .iter()
             .map(|m| m.as_str().and_then(|m| ColumnMap::parse(m).ok()))
             .collect::<Option<Vec<_>>>()?;
-        Some(ImportOptions { format, columns })
+        let legacy = v.get("encoding").is_none();
+        let encoding = match &v["encoding"] {
+            Value::Null if legacy => Some(TextEncoding::Utf8),
+            Value::Null => None,
+            e => Some(TextEncoding::parse(e.as_str()?)?),
+        };
+        let separator = match &v["separator"] {
+            Value::Null if legacy => Some(Separator::Comma),
+            Value::Null => None,
+            e => Some(Separator::parse(e.as_str()?)?),
+        };
+        let country = match &v["country"] {
+            Value::Null => None,
+            c => Some(Region::parse(c.as_str()?).ok()?),
+        };
+        Some(ImportOptions {
+            format,
+            columns,
+            encoding,
+            separator,
+            country,
+            sheet: v["sheet"].as_str().map(str::to_owned),
+        })
+    }
+
+    /// The separator rows are split on (comma until detected).
+    fn sep(&self) -> u8 {
+        self.separator.unwrap_or(Separator::Comma).byte()
     }
 }
 
@@ -764,7 +825,9 @@ impl Engine {
             .and_then(ImportOptions::from_stored)
             .unwrap_or(ImportOptions {
                 format,
-                columns: Vec::new(),
+                encoding: Some(TextEncoding::Utf8),
+                separator: Some(Separator::Comma),
+                ..ImportOptions::default()
             });
         Ok((job, options))
     }
@@ -789,23 +852,141 @@ impl Engine {
     /// Reads every row of `body` into the job; `progress` sees the job after each chunk.
     /// Bad rows are recorded and skipped. Each chunk commits with the job's progress in one
     /// transaction, so the job always says which rows the database holds. An upload that
-    /// breaks off leaves the job `interrupted`; a storage failure ends it `failed`.
+    /// breaks off leaves the job `interrupted`; a storage failure ends it `failed`, and so does
+    /// a workbook that does not read (with its error).
     ///
-    /// A resumed job (`committed_bytes` > 0) reads the file from its start again: the bytes
-    /// up to the last committed row are read but not written, and must be the same bytes
-    /// (their SHA-256 is kept), else the resume is refused (409 `import_file_differs`).
+    /// First the head of the file ([`DETECT_BYTES`]) is read: a zip archive is a workbook
+    /// (read whole, at most [`MAX_XLSX_BYTES`], and its first sheet turned into CSV text);
+    /// otherwise the encoding and the separator the options leave open are detected there.
+    /// What was detected is kept in the job's options, so a resume reads the same way.
+    ///
+    /// A resumed job (`committed_bytes` > 0) reads the file from its start again: the text up
+    /// to the last committed row is read but not written, and must be the same text (its
+    /// SHA-256 is kept), else the resume is refused (409 `import_file_differs`). The text is
+    /// the file's own bytes for UTF-8, the decoded text (as UTF-8) for other encodings, and
+    /// the first sheet's CSV text for a workbook: a workbook saved again with the same rows
+    /// resumes too.
     pub async fn run_import<S, B, E>(
         &self,
         mut job: ImportJobRecord,
         options: &ImportOptions,
         mut body: S,
-        mut progress: impl FnMut(&ImportJobRecord) + Send,
+        progress: impl FnMut(&ImportJobRecord) + Send,
     ) -> Result<ImportJobRecord, EngineError>
     where
         S: Stream<Item = Result<B, E>> + Send + Unpin,
         B: AsRef<[u8]> + Send,
         E: Display,
     {
+        let mut options = options.clone();
+        let mut head = Vec::new();
+        let mut failure = None;
+        let mut ended = false;
+        while head.len() < DETECT_BYTES {
+            match body.next().await {
+                Some(Ok(bytes)) => head.extend_from_slice(bytes.as_ref()),
+                Some(Err(e)) => {
+                    failure = Some(format!("the upload broke off: {e}"));
+                    break;
+                }
+                None => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        let workbook = options.format == ImportFormat::Xlsx
+            || (options.format == ImportFormat::Csv && is_zip(&head));
+        if workbook {
+            while failure.is_none() && !ended && head.len() <= MAX_XLSX_BYTES {
+                match body.next().await {
+                    Some(Ok(bytes)) => head.extend_from_slice(bytes.as_ref()),
+                    Some(Err(e)) => failure = Some(format!("the upload broke off: {e}")),
+                    None => ended = true,
+                }
+            }
+            if head.len() > MAX_XLSX_BYTES {
+                return Err(self.fail_import(job, xlsx_upload_too_large()).await);
+            }
+            options.format = ImportFormat::Xlsx;
+            options.encoding = Some(TextEncoding::Utf8);
+            options.separator = Some(Separator::Comma);
+            if let Some(f) = failure {
+                // Nothing of a workbook is read before all of it is here.
+                let chunks = futures::stream::iter([Err::<Vec<u8>, String>(f)]);
+                return self.read_rows(job, &options, chunks, progress).await;
+            }
+            let sheet = tokio::task::spawn_blocking(move || read_xlsx(&head))
+                .await
+                .map_err(EngineError::internal)?;
+            let sheet = match sheet {
+                Ok(sheet) => sheet,
+                Err(e) => return Err(self.fail_import(job, e).await),
+            };
+            options.sheet = Some(sheet.name);
+            self.keep_import_options(&mut job, &options).await?;
+            let text = sheet.text.into_bytes();
+            let chunks = futures::stream::iter(
+                text.chunks(DETECT_BYTES)
+                    .map(|c| Ok::<Vec<u8>, String>(c.to_vec()))
+                    .collect::<Vec<_>>(),
+            );
+            return self.read_rows(job, &options, chunks, progress).await;
+        }
+        resolve_text_options(&mut options, &head, ended);
+        self.keep_import_options(&mut job, &options).await?;
+        let first = futures::stream::iter(
+            std::iter::once(Ok::<Vec<u8>, String>(head)).chain(failure.map(Err)),
+        );
+        let rest = futures::stream::iter((!ended).then_some(body))
+            .flatten()
+            .map(|r| r.map(|b| b.as_ref().to_vec()).map_err(|e| e.to_string()));
+        self.read_rows(job, &options, first.chain(rest), progress)
+            .await
+    }
+
+    /// Keeps the options the import reads with (once detected) on the job.
+    async fn keep_import_options(
+        &self,
+        job: &mut ImportJobRecord,
+        options: &ImportOptions,
+    ) -> Result<(), EngineError> {
+        let stored = options.to_stored();
+        if job.options.as_deref() != Some(stored.as_str()) || job.format != options.format.as_str()
+        {
+            job.options = Some(stored);
+            job.format = options.format.as_str().to_owned();
+            job.updated_at = self.now();
+            self.store.update_import_job(job).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends an import `failed` with `error`'s message, and gives the error back.
+    async fn fail_import(&self, mut job: ImportJobRecord, error: EngineError) -> EngineError {
+        let now = self.now();
+        job.state = ImportState::Failed;
+        job.error = Some(error.message.clone());
+        job.updated_at = now;
+        job.finished_at = Some(now);
+        if let Err(e) = self.store.update_import_job(&job).await {
+            return e.into();
+        }
+        error
+    }
+
+    /// Reads the file's chunks (decoded with the options' encoding) into the job's rows.
+    async fn read_rows<S>(
+        &self,
+        mut job: ImportJobRecord,
+        options: &ImportOptions,
+        mut chunks: S,
+        mut progress: impl FnMut(&ImportJobRecord) + Send,
+    ) -> Result<ImportJobRecord, EngineError>
+    where
+        S: Stream<Item = Result<Vec<u8>, String>> + Send + Unpin,
+    {
+        let mut decoder = TextDecoder::new(options.encoding.unwrap_or(TextEncoding::Utf8));
         let mut reader = RowReader::new(options.clone());
         let mut batch = Batch::default();
         let mut failure = None;
@@ -813,15 +994,16 @@ impl Engine {
         let mut replay = job.committed_bytes;
         let mut replay_check = (replay > 0).then(|| job.committed_sha256.clone());
         loop {
-            let chunk = match body.next().await {
-                Some(Ok(bytes)) => bytes,
+            let (raw, last) = match chunks.next().await {
+                Some(Ok(bytes)) => (bytes, false),
                 Some(Err(e)) => {
-                    failure = Some(format!("the upload broke off: {e}"));
+                    failure = Some(e);
                     break;
                 }
-                None => break,
+                None => (Vec::new(), true),
             };
-            let mut bytes = chunk.as_ref();
+            let text = decoder.decode(&raw, last);
+            let mut bytes = &text[..];
             if replay > 0 {
                 let n = bytes
                     .len()
@@ -841,6 +1023,9 @@ impl Engine {
             if batch.rows.len() >= IMPORT_CHUNK {
                 self.flush_import(&mut job, &mut batch, &reader, &mut progress)
                     .await?;
+            }
+            if last {
+                break;
             }
         }
         if failure.is_none() && replay_check.is_some() {
@@ -978,22 +1163,67 @@ pub struct ImportPreviewRow {
 
 /// What the first rows of an upload would import, for the console's mapping step.
 pub struct ImportPreview {
+    /// The options the import would read with: what was given, and what was detected
+    /// (format, encoding, separator, sheet).
+    pub read_as: ImportOptions,
     /// The CSV header's column names (empty for NDJSON).
     pub columns: Vec<String>,
     pub rows: Vec<ImportPreviewRow>,
 }
 
+/// The encoding and separator the options leave open, detected from the head of the file
+/// (`complete` when it is the whole file).
+fn resolve_text_options(options: &mut ImportOptions, head: &[u8], complete: bool) {
+    let encoding = *options
+        .encoding
+        .get_or_insert_with(|| detect_encoding(head, complete));
+    if options.format == ImportFormat::Csv && options.separator.is_none() {
+        let text = decode_all(&head[..head.len().min(DETECT_BYTES)], encoding, complete);
+        options.separator = Some(detect_separator(&String::from_utf8_lossy(&text)));
+    }
+}
+
 /// Reads the head of an upload with the import's own row reader, without writing anything.
-/// `complete` says whether `head` is the whole file (else its last, cut row is left out).
+/// `complete` says whether `head` is the whole file (else its last, cut row is left out). A
+/// workbook (`xlsx`, or a zip archive given as CSV) must be complete; one that does not read
+/// is the error an import of it would end with.
 pub fn preview_import(
     options: &ImportOptions,
     head: &[u8],
     complete: bool,
     max_rows: usize,
-) -> ImportPreview {
+) -> Result<ImportPreview, EngineError> {
+    let mut options = options.clone();
+    let sheet;
+    let text: Cow<[u8]> = if options.format == ImportFormat::Xlsx
+        || (options.format == ImportFormat::Csv && is_zip(head))
+    {
+        if !complete {
+            return Err(EngineError::unprocessable(
+                "xlsx_incomplete",
+                "an .xlsx workbook is read whole: send all of the file to preview it",
+            ));
+        }
+        if head.len() > MAX_XLSX_BYTES {
+            return Err(xlsx_upload_too_large());
+        }
+        sheet = read_xlsx(head)?;
+        options.format = ImportFormat::Xlsx;
+        options.encoding = Some(TextEncoding::Utf8);
+        options.separator = Some(Separator::Comma);
+        options.sheet = Some(sheet.name.clone());
+        Cow::Borrowed(sheet.text.as_bytes())
+    } else {
+        resolve_text_options(&mut options, head, complete);
+        Cow::Owned(decode_all(
+            head,
+            options.encoding.unwrap_or(TextEncoding::Utf8),
+            complete,
+        ))
+    };
     let mut reader = RowReader::new(options.clone());
     let mut batch = Batch::default();
-    reader.feed(head, &mut batch);
+    reader.feed(&text, &mut batch);
     if complete {
         reader.finish(&mut batch);
     }
@@ -1017,7 +1247,11 @@ pub fn preview_import(
         .collect();
     rows.sort_by_key(|r| r.line);
     rows.truncate(max_rows);
-    ImportPreview { columns, rows }
+    Ok(ImportPreview {
+        read_as: options,
+        columns,
+        rows,
+    })
 }
 
 impl Engine {
@@ -1089,13 +1323,15 @@ enum CsvQuote {
 }
 
 impl CsvQuote {
-    fn next(self, b: u8) -> CsvQuote {
+    /// The state after byte `b`, cells separated by `sep`.
+    fn next(self, b: u8, sep: u8) -> CsvQuote {
         match (self, b) {
             (CsvQuote::CellStart, b'"') => CsvQuote::Quoted,
             (CsvQuote::Quoted, b'"') => CsvQuote::AfterQuote,
             (CsvQuote::AfterQuote, b'"') => CsvQuote::Quoted,
             (CsvQuote::Quoted, _) => CsvQuote::Quoted,
-            (_, b',' | b'\n') => CsvQuote::CellStart,
+            (_, b'\n') => CsvQuote::CellStart,
+            (_, b) if b == sep => CsvQuote::CellStart,
             _ => CsvQuote::Unquoted,
         }
     }
@@ -1161,7 +1397,7 @@ impl RowReader {
                     if in_bom && n > 0 {
                         self.quote = CsvQuote::Unquoted;
                     }
-                    self.quote = self.quote.next(b);
+                    self.quote = self.quote.next(b, self.options.sep());
                 }
             }
             if b == b'\n' {
@@ -1213,8 +1449,8 @@ impl RowReader {
             return;
         }
         let line = self.line;
-        if self.options.format == ImportFormat::Csv && self.header.is_none() {
-            let names = split_csv(&text);
+        if self.options.format != ImportFormat::Ndjson && self.header.is_none() {
+            let names = split_cells(&text, self.options.sep());
             self.header = Some(
                 names
                     .into_iter()
@@ -1240,8 +1476,8 @@ impl RowReader {
             return;
         }
         let row = match self.options.format {
-            ImportFormat::Csv => self.csv_row(&text),
-            ImportFormat::Ndjson => ndjson_row(&text),
+            ImportFormat::Csv | ImportFormat::Xlsx => self.csv_row(&text),
+            ImportFormat::Ndjson => ndjson_row(&text, self.options.country),
         };
         match row {
             Ok(r) => {
@@ -1252,9 +1488,28 @@ impl RowReader {
         }
     }
 
+    /// Why a row has no phone: no column maps to it, or (the header read as one column that
+    /// holds another separator) the file is split on the wrong character.
+    fn no_phone(&self) -> String {
+        let header = self.header.as_deref().unwrap_or_default();
+        if let [(one, _)] = header
+            && let Some(other) = [Separator::Semicolon, Separator::Tab, Separator::Comma]
+                .into_iter()
+                .find(|s| s.byte() != self.options.sep() && one.contains(s.char()))
+        {
+            return format!(
+                "the row has no phone number: the header reads as one column, and it holds `{}`; the file seems separated by {} (set the separator to `{}`)",
+                other.char().escape_default(),
+                other.as_str(),
+                other.as_str()
+            );
+        }
+        "the row has no phone number (map a column to `phone`)".to_owned()
+    }
+
     fn csv_row(&self, text: &str) -> Result<ContactUpsert, String> {
         let header = self.header.as_deref().unwrap_or_default();
-        let cells = split_csv(text);
+        let cells = split_cells(text, self.options.sep());
         if cells.len() > header.len() {
             return Err(format!(
                 "the row has {} cells but the header names {} columns",
@@ -1303,15 +1558,16 @@ impl RowReader {
                 }
             }
         }
-        let phone = phone.ok_or("the row has no phone number (map a column to `phone`)")?;
-        let phone = E164::parse(&phone).map_err(|e| format!("bad phone number: {e}"))?;
+        let phone = phone.ok_or_else(|| self.no_phone())?;
+        let phone = E164::parse_in(&phone, self.options.country)
+            .map_err(|e| format!("bad phone number: {e}"))?;
         row.phone = phone.as_str().to_owned();
         row.wa_id = Some(phone.wa_id());
         Ok(row)
     }
 }
 
-fn ndjson_row(text: &str) -> Result<ContactUpsert, String> {
+fn ndjson_row(text: &str, country: Option<Region>) -> Result<ContactUpsert, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
     let Value::Object(obj) = v else {
         return Err("not a JSON object".into());
@@ -1324,7 +1580,7 @@ fn ndjson_row(text: &str) -> Result<ContactUpsert, String> {
             other => other.to_string(),
         })
         .ok_or("the row has no `phone`")?;
-    let phone = E164::parse(&phone).map_err(|e| format!("bad phone number: {e}"))?;
+    let phone = E164::parse_in(&phone, country).map_err(|e| format!("bad phone number: {e}"))?;
     let tags = match obj.get("tags") {
         None | Some(Value::Null) => TagPatch::new(),
         Some(Value::Object(t)) => tag_patch(t).map_err(|e| e.message)?,
@@ -1350,8 +1606,16 @@ fn ndjson_row(text: &str) -> Result<ContactUpsert, String> {
     })
 }
 
-/// Splits one CSV record (RFC 4180: quoted cells, `""` for a quote, newlines inside quotes).
+/// Splits one comma-separated record (RFC 4180: quoted cells, `""` for a quote, newlines
+/// inside quotes).
 pub fn split_csv(record: &str) -> Vec<String> {
+    split_cells(record, b',')
+}
+
+/// Splits one CSV record whose cells are separated by `sep` (an ASCII byte), as
+/// [`split_csv`] splits on commas.
+pub fn split_cells(record: &str, sep: u8) -> Vec<String> {
+    let sep = char::from(sep);
     let mut cells = Vec::new();
     let mut cell = String::new();
     let mut quoted = false;
@@ -1364,7 +1628,7 @@ pub fn split_csv(record: &str) -> Vec<String> {
             }
             (true, '"') => quoted = false,
             (false, '"') if cell.is_empty() => quoted = true,
-            (false, ',') => cells.push(std::mem::take(&mut cell)),
+            (false, c) if c == sep => cells.push(std::mem::take(&mut cell)),
             (_, c) => cell.push(c),
         }
     }
@@ -1425,9 +1689,10 @@ mod tests {
     fn preview_lines(format: ImportFormat, body: &str) -> Vec<(u64, Result<String, String>)> {
         let options = ImportOptions {
             format,
-            columns: Vec::new(),
+            ..ImportOptions::default()
         };
         preview_import(&options, body.as_bytes(), true, usize::MAX)
+            .expect("text previews")
             .rows
             .into_iter()
             .map(|r| (r.line, r.outcome.map(|u| u.phone)))
@@ -1466,9 +1731,12 @@ mod tests {
         // The start of a byte order mark that does not go on is content: its quote is ordinary.
         let options = ImportOptions {
             format: ImportFormat::Csv,
-            columns: Vec::new(),
+            encoding: Some(TextEncoding::Utf8),
+            ..ImportOptions::default()
         };
-        let rows = preview_import(&options, b"\xef\"\n,\n", true, usize::MAX).rows;
+        let rows = preview_import(&options, b"\xef\"\n,\n", true, usize::MAX)
+            .expect("text previews")
+            .rows;
         assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), [2]);
     }
 
@@ -1479,10 +1747,12 @@ mod tests {
     fn ndjson_float_tags_read_back_exactly() {
         let options = ImportOptions {
             format: ImportFormat::Ndjson,
-            columns: Vec::new(),
+            ..ImportOptions::default()
         };
         let tag = |body: &str| {
-            let rows = preview_import(&options, body.as_bytes(), true, 1).rows;
+            let rows = preview_import(&options, body.as_bytes(), true, 1)
+                .expect("text previews")
+                .rows;
             match &rows[0].outcome {
                 Ok(row) => row.tags["c"].clone(),
                 Err(e) => panic!("{e}"),
@@ -1492,6 +1762,79 @@ mod tests {
         assert_eq!(first, Some(TagValue::Float(2.1874407370955165)));
         let written = serde_json::json!({"phone": "+4915112345678", "tags": {"c": first}});
         assert_eq!(tag(&written.to_string()), first);
+    }
+
+    #[test]
+    fn spreadsheet_csv_files_preview_as_detected_and_overrides_change_the_reading() {
+        let (cp1251, _, _) = encoding_rs::WINDOWS_1251
+            .encode("Телефон;Имя;Город\r\n8 (916) 123-45-67;Иван Петров;Москва\r\n");
+        let options = ImportOptions {
+            columns: vec![
+                ColumnMap::parse("Телефон:phone").unwrap(),
+                ColumnMap::parse("Имя:name").unwrap(),
+            ],
+            country: Some(Region::parse("RU").unwrap()),
+            ..ImportOptions::default()
+        };
+        let p = preview_import(&options, &cp1251, true, 10).unwrap();
+        assert_eq!(p.read_as.encoding, Some(TextEncoding::Windows1251));
+        assert_eq!(p.read_as.separator, Some(Separator::Semicolon));
+        assert_eq!(p.columns, ["Телефон", "Имя", "Город"]);
+        let row = p.rows[0].outcome.as_ref().expect("imports");
+        assert_eq!(row.phone, "+79161234567");
+        assert_eq!(row.name.as_deref(), Some("Иван Петров"));
+        assert_eq!(row.tags["Город"], Some(TagValue::String("Москва".into())));
+        // Told it is commas: one column, and the reason says what to change.
+        let commas = ImportOptions {
+            separator: Some(Separator::Comma),
+            ..options.clone()
+        };
+        let p = preview_import(&commas, &cp1251, true, 10).unwrap();
+        assert_eq!(p.columns.len(), 1);
+        let e = p.rows[0].outcome.as_ref().unwrap_err();
+        assert!(e.contains("separated by semicolon"), "{e}");
+        // Told it is Windows-1252: the names come out as Latin letters, not Cyrillic.
+        let latin = ImportOptions {
+            encoding: Some(TextEncoding::Windows1252),
+            ..ImportOptions::default()
+        };
+        let p = preview_import(&latin, &cp1251, true, 10).unwrap();
+        assert!(!p.columns[0].contains('Т'), "{:?}", p.columns);
+        // UTF-16 LE with its byte order mark, tab-separated (Excel's "Unicode text").
+        let utf16: Vec<u8> = [0xFEFFu16]
+            .into_iter()
+            .chain("phone\tname\r\n+4915112345678\tJürgen\r\n".encode_utf16())
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        let p = preview_import(&ImportOptions::default(), &utf16, true, 10).unwrap();
+        assert_eq!(p.read_as.encoding, Some(TextEncoding::Utf16Le));
+        assert_eq!(p.read_as.separator, Some(Separator::Tab));
+        let row = p.rows[0].outcome.as_ref().expect("imports");
+        assert_eq!(
+            (row.phone.as_str(), row.name.as_deref()),
+            ("+4915112345678", Some("Jürgen"))
+        );
+    }
+
+    #[test]
+    fn options_keep_what_was_detected_and_old_jobs_read_as_before() {
+        let options = ImportOptions {
+            format: ImportFormat::Xlsx,
+            encoding: Some(TextEncoding::Windows1251),
+            separator: Some(Separator::Tab),
+            country: Some(Region::parse("DE").unwrap()),
+            sheet: Some("Kunden".into()),
+            columns: vec![ColumnMap::parse("a:b:integer").unwrap()],
+        };
+        let back = ImportOptions::from_stored(&options.to_stored()).unwrap();
+        assert_eq!(back.to_stored(), options.to_stored());
+        let auto = ImportOptions::from_stored(&ImportOptions::default().to_stored()).unwrap();
+        assert_eq!((auto.encoding, auto.separator), (None, None));
+        let old = ImportOptions::from_stored(r#"{"format":"csv","map":[]}"#).unwrap();
+        assert_eq!(
+            (old.encoding, old.separator),
+            (Some(TextEncoding::Utf8), Some(Separator::Comma))
+        );
     }
 
     #[test]
@@ -1670,8 +2013,9 @@ mod tests {
                     .iter()
                     .map(|m| ColumnMap::parse(m).unwrap())
                     .collect(),
+                    ..ImportOptions::default()
                 };
-                let got = preview_import(&options, body.as_bytes(), true, usize::MAX);
+                let got = preview_import(&options, body.as_bytes(), true, usize::MAX).expect("text previews");
                 prop_assert_eq!(&got.columns[..2], &["Phone".to_owned(), "Name".to_owned()]);
                 check(&rows, got, true, 2, &lines)?;
             }
@@ -1691,8 +2035,8 @@ mod tests {
                     body.push_str(&v.to_string());
                     body.push('\n');
                 }
-                let options = ImportOptions { format: ImportFormat::Ndjson, columns: Vec::new() };
-                let got = preview_import(&options, body.as_bytes(), true, usize::MAX);
+                let options = ImportOptions { format: ImportFormat::Ndjson, ..ImportOptions::default() };
+                let got = preview_import(&options, body.as_bytes(), true, usize::MAX).expect("text previews");
                 let lines: Vec<u64> = (0..rows.len() as u64).collect();
                 check(&rows, got, false, 1, &lines)?;
             }
@@ -1702,9 +2046,11 @@ mod tests {
             fn any_upload_reads_to_rows_on_distinct_lines(body in prop::collection::vec(prop::sample::select(b"ab,\"\n\r+49151;x\xef\xbb\xbf{}".to_vec()), 0..200), csv in any::<bool>()) {
                 let options = ImportOptions {
                     format: if csv { ImportFormat::Csv } else { ImportFormat::Ndjson },
-                    columns: Vec::new(),
+                    encoding: Some(TextEncoding::Utf8),
+                    separator: Some(Separator::Comma),
+                    ..ImportOptions::default()
                 };
-                let got = preview_import(&options, &body, true, usize::MAX);
+                let got = preview_import(&options, &body, true, usize::MAX).expect("text previews");
                 let total = 1 + body.iter().filter(|&&b| b == b'\n').count() as u64;
                 let lines: Vec<u64> = got.rows.iter().map(|r| r.line).collect();
                 prop_assert!(lines.windows(2).all(|w| w[0] < w[1]), "{:?}", lines);

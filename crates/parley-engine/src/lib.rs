@@ -9,6 +9,7 @@ pub mod clock;
 pub mod demo;
 pub mod error;
 pub mod identity;
+pub mod import_file;
 pub mod messages;
 pub mod onboarding;
 pub mod pacer;

@@ -38,7 +38,8 @@ pub const WEBHOOK_BODY_LIMIT: usize = 4 * 1024 * 1024;
 pub const CONSOLE_BODY_LIMIT: usize = 256 * 1024;
 // Contact imports (`POST /api/v1/contacts/import`, the console's `/import/upload`) have no
 // total limit: the body streams into the import in constant memory, and each row is at most
-// `parley_engine::audience::MAX_ROW_BYTES`.
+// `parley_engine::audience::MAX_ROW_BYTES`. An `.xlsx` upload is read whole, so the engine
+// stops it at `parley_engine::import_file::MAX_XLSX_BYTES` (and at what it unpacks to).
 
 /// What the HTTP layer needs to know of Meta's app. Debug hides the secret.
 #[derive(Clone)]
@@ -271,6 +272,14 @@ pub fn router(state: AppState) -> Router {
             )
             .route("/import", get(audience::import_page))
             .route("/import/preview", post(audience::import_preview))
+            // A workbook is previewed whole (its directory is at its end), as large as an
+            // `.xlsx` import takes.
+            .route(
+                "/import/preview/workbook",
+                post(audience::import_preview).layer(DefaultBodyLimit::max(
+                    parley_engine::import_file::MAX_XLSX_BYTES,
+                )),
+            )
             // The file streams into the import (constant memory), so no size limit applies.
             .route(
                 "/import/upload",

@@ -241,7 +241,7 @@ pub trait AudienceStore: Send + Sync {
 
     // --- imports ----------------------------------------------------------------------------
     async fn create_import_job(&self, job: &ImportJobRecord) -> Result<()>;
-    /// Writes the job's state, counts, error and times.
+    /// Writes the job's state, counts, error, times, format and options (what an import detected).
     async fn update_import_job(&self, job: &ImportJobRecord) -> Result<()>;
     async fn add_import_rejects(&self, job: &ImportId, rows: &[RejectedRow]) -> Result<()>;
     /// One chunk of an import in one transaction: the contacts upserted, the rejected rows,

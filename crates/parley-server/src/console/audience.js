@@ -84,6 +84,10 @@
   var fileInput = document.getElementById("import-file");
   if (!fileInput) return;
   var formatSel = document.getElementById("import-format");
+  var encodingSel = document.getElementById("import-encoding");
+  var separatorSel = document.getElementById("import-separator");
+  var countrySel = document.getElementById("import-country");
+  var detectedBox = document.getElementById("import-detected");
   var errorBox = document.getElementById("import-error");
   var mapStep = document.getElementById("import-step-map");
   var progressStep = document.getElementById("import-step-progress");
@@ -154,9 +158,21 @@
     });
   }
 
+  // How the file is read: its format, encoding, separator and the phones' default country.
+  function reading() {
+    return [
+      "format=" + encodeURIComponent(formatSel.value),
+      "encoding=" + encodeURIComponent(encodingSel.value),
+      "separator=" + encodeURIComponent(separatorSel.value),
+      "country=" + encodeURIComponent(countrySel.value)
+    ];
+  }
+
+  function workbook() { return formatSel.value === "xlsx"; }
+
   function mapping() {
-    var params = ["format=" + encodeURIComponent(formatSel.value)];
-    if (formatSel.value !== "csv") return params;
+    var params = reading();
+    if (formatSel.value === "ndjson") return params;
     Array.prototype.forEach.call(columnsBody.querySelectorAll("tr[data-column]"), function (tr) {
       var col = tr.getAttribute("data-column");
       var target = tr.querySelector('[data-role="target"]').value;
@@ -191,16 +207,33 @@
     });
   }
 
+  // Says how the preview read the file; "detected" where the page left it to Parley.
+  function showReading(r) {
+    if (!r) { detectedBox.hidden = true; return; }
+    var parts = [];
+    if (r.sheet) parts.push("sheet “" + r.sheet + "” (the first)");
+    if (r.format !== "xlsx" && r.encoding) parts.push("encoding " + r.encoding + (encodingSel.value === "auto" ? " (detected)" : ""));
+    if (r.format === "csv" && r.separator) parts.push("separator " + r.separator + (separatorSel.value === "auto" ? " (detected)" : ""));
+    if (r.country) parts.push("local phone numbers from " + r.country);
+    detectedBox.textContent = "Read as: " + parts.join(", ") + ".";
+    detectedBox.setAttribute("data-encoding", r.encoding || "");
+    detectedBox.setAttribute("data-separator", r.separator || "");
+    detectedBox.setAttribute("data-sheet", r.sheet || "");
+    detectedBox.hidden = parts.length === 0;
+  }
+
   function preview(first) {
     if (!head) return Promise.resolve();
-    var params = first === true ? ["format=" + encodeURIComponent(formatSel.value)] : mapping();
+    var params = first === true ? reading() : mapping();
     if (complete) params.push("complete=1");
-    return fetch("/import/preview?" + params.join("&"), {
+    var url = workbook() ? "/import/preview/workbook?" : "/import/preview?";
+    return fetch(url + params.join("&"), {
       method: "POST", credentials: "same-origin", body: head
     }).then(function (r) {
       return r.json().then(function (v) {
         if (!r.ok) { showError((v.error && v.error.message) || "The preview failed."); return; }
         showError("");
+        showReading(v.read_as);
         if (first === true) {
           buildColumns(v.columns || []);
           // The first answer used no mapping; read the rows again with the guessed one.
@@ -214,17 +247,34 @@
   function load() {
     var f = fileInput.files && fileInput.files[0];
     if (!f) return;
-    if (/\.(ndjson|jsonl)$/i.test(f.name)) formatSel.value = "ndjson";
-    complete = f.size <= previewBytes;
-    f.slice(0, previewBytes).arrayBuffer().then(function (buf) {
+    if (this === fileInput) {
+      if (/\.(ndjson|jsonl)$/i.test(f.name)) formatSel.value = "ndjson";
+      else if (/\.xlsx$/i.test(f.name)) formatSel.value = "xlsx";
+      else if (/\.(csv|tsv|txt)$/i.test(f.name)) formatSel.value = "csv";
+    }
+    // A workbook is read whole; a text file by its head.
+    var whole = workbook();
+    complete = whole || f.size <= previewBytes;
+    document.getElementById("import-text-reading").hidden = whole;
+    (whole ? f : f.slice(0, previewBytes)).arrayBuffer().then(function (buf) {
       head = buf;
       mapStep.hidden = false;
-      document.getElementById("import-columns").hidden = formatSel.value !== "csv";
+      document.getElementById("import-columns").hidden = formatSel.value === "ndjson";
       return preview(true);
     });
   }
   fileInput.addEventListener("change", load);
   formatSel.addEventListener("change", load);
+  // Another encoding or separator can change the columns: read the header again.
+  [encodingSel, separatorSel].forEach(function (s) {
+    s.addEventListener("change", function () { if (head) preview(true); });
+  });
+  countrySel.addEventListener("change", function () { if (head) preview(); });
+
+  function contentType() {
+    if (workbook()) return "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+    return formatSel.value === "csv" ? "text/csv" : "application/x-ndjson";
+  }
 
   function setText(id, v) { document.getElementById(id).textContent = String(v); }
 
@@ -269,7 +319,7 @@
     fetch("/import/" + encodeURIComponent(id) + "/resume", {
       method: "POST",
       credentials: "same-origin",
-      headers: { "content-type": formatSel.value === "csv" ? "text/csv" : "application/x-ndjson" },
+      headers: { "content-type": contentType() },
       body: f
     }).then(function (r) {
       return r.json().then(function (v) {
@@ -296,7 +346,7 @@
     fetch("/import/upload?" + mapping().join("&"), {
       method: "POST",
       credentials: "same-origin",
-      headers: { "content-type": formatSel.value === "csv" ? "text/csv" : "application/x-ndjson" },
+      headers: { "content-type": contentType() },
       body: f
     }).then(function (r) {
       return r.json().then(function (v) {

@@ -12,7 +12,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use parley_domain::{Segment, TagValue};
 use parley_engine::audience::import_id;
-use parley_engine::audience::{ImportOptions, preview_import};
+use parley_engine::audience::{ImportFormat, ImportOptions, preview_import};
+use parley_engine::import_file::is_zip;
 use parley_store::ApplicationRecord;
 use parley_store::audience::{AudienceContact, ContactUpsert};
 use serde::Deserialize;
@@ -416,7 +417,41 @@ struct ImportPage {
     active: &'static str,
     email: String,
     preview_bytes: usize,
+    countries: &'static [(&'static str, &'static str)],
 }
+
+/// The default countries the import page offers (the API takes any ISO code).
+const COUNTRIES: &[(&str, &str)] = &[
+    ("AR", "Argentina"),
+    ("AT", "Austria"),
+    ("AU", "Australia"),
+    ("BE", "Belgium"),
+    ("BR", "Brazil"),
+    ("BY", "Belarus"),
+    ("CA", "Canada"),
+    ("CH", "Switzerland"),
+    ("CO", "Colombia"),
+    ("CZ", "Czechia"),
+    ("DE", "Germany"),
+    ("ES", "Spain"),
+    ("FR", "France"),
+    ("GB", "United Kingdom"),
+    ("ID", "Indonesia"),
+    ("IN", "India"),
+    ("IT", "Italy"),
+    ("KZ", "Kazakhstan"),
+    ("MX", "Mexico"),
+    ("NG", "Nigeria"),
+    ("NL", "Netherlands"),
+    ("PL", "Poland"),
+    ("PT", "Portugal"),
+    ("RU", "Russia"),
+    ("SA", "Saudi Arabia"),
+    ("TR", "Türkiye"),
+    ("UA", "Ukraine"),
+    ("US", "United States"),
+    ("ZA", "South Africa"),
+];
 
 /// `GET /import`.
 pub async fn import_page(SignedIn { email, .. }: SignedIn) -> Response {
@@ -424,6 +459,7 @@ pub async fn import_page(SignedIn { email, .. }: SignedIn) -> Response {
         active: "import",
         email,
         preview_bytes: PREVIEW_BYTES,
+        countries: COUNTRIES,
     })
 }
 
@@ -453,17 +489,36 @@ fn upsert_json(row: &ContactUpsert) -> Value {
     })
 }
 
-/// `POST /import/preview?format&map…&complete`: the body is the head of the file; answers the
-/// header's columns and what the first rows would import.
+/// `POST /import/preview?format&encoding&separator&country&map…&complete`: the body is the head
+/// of the file; answers how it is read (`read_as`: the format, encoding, separator and sheet,
+/// given or detected), the header's columns and what the first rows would import.
+/// `POST /import/preview/workbook?…` takes a whole `.xlsx` file (a workbook is read whole).
 pub async fn import_preview(
     _: SignedInJson,
     Query(pairs): Query<Vec<(String, String)>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (options, complete) = options_of(&pairs)?;
-    let head = &body[..body.len().min(PREVIEW_BYTES)];
-    let p = preview_import(&options, head, complete, PREVIEW_ROWS);
+    let p = tokio::task::spawn_blocking(move || {
+        let workbook = options.format == ImportFormat::Xlsx || is_zip(&body);
+        let head = if workbook {
+            &body[..]
+        } else {
+            &body[..body.len().min(PREVIEW_BYTES)]
+        };
+        preview_import(&options, head, complete, PREVIEW_ROWS)
+    })
+    .await
+    .map_err(|e| ApiError::from(parley_engine::EngineError::internal(e)))??;
+    let r = &p.read_as;
     Ok(axum::Json(json!({
+        "read_as": {
+            "format": r.format.as_str(),
+            "encoding": r.encoding.map(|e| e.as_str()),
+            "separator": r.separator.map(|s| s.as_str()),
+            "country": r.country.map(|c| c.as_str()),
+            "sheet": r.sheet,
+        },
         "columns": p.columns,
         "rows": p.rows.iter().map(|r| match &r.outcome {
             Ok(row) => json!({"line": r.line, "contact": upsert_json(row)}),
@@ -549,6 +604,16 @@ pub async fn import_rejected(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_offered_countries_are_known_to_the_phone_parser() {
+        for (code, _) in COUNTRIES {
+            assert_eq!(
+                parley_domain::Region::parse(code).map(|r| r.as_str()),
+                Ok(*code)
+            );
+        }
+    }
 
     #[test]
     fn mappings_keep_commas_in_column_names() {

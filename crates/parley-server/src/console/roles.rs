@@ -30,7 +30,12 @@ const VIEWER_POSTS: &[&str] = &[
 
 /// What agents may do beyond reading: work the audience (imports, segments) and the
 /// conversations (sends and replies go through the API and the conversation pages).
-const AGENT_POSTS: &[&str] = &["/import/preview", "/import/upload", "/segments"];
+const AGENT_POSTS: &[&str] = &[
+    "/import/preview",
+    "/import/preview/workbook",
+    "/import/upload",
+    "/segments",
+];
 const AGENT_PAGES: &[&str] = &["/import"];
 
 /// The role a console route needs, by method and matched route pattern.

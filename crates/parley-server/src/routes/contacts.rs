@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use parley_engine::audience::import_id;
 use parley_engine::audience::{
-    ColumnMap, ContactDetail, ContactInput, ImportFormat, ImportOptions,
+    ColumnMap, ContactDetail, ContactInput, ImportFormat, ImportOptions, Separator, TextEncoding,
 };
 use parley_store::audience::{AudienceContact, ImportJobRecord, SubscriptionEvent};
 use serde::{Deserialize, Serialize};
@@ -249,7 +249,18 @@ pub struct ImportStarted {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ImportView {
     pub id: String,
+    /// `csv`, `ndjson` or `xlsx` (also for an `.xlsx` file uploaded as CSV).
     pub format: String,
+    /// The text encoding the file is read in, given or detected (`utf-8`, `utf-16le`,
+    /// `utf-16be`, `windows-1251`, `windows-1252`); absent until the import has read the head
+    /// of the file.
+    pub encoding: Option<String>,
+    /// CSV's cell separator, given or detected: `comma`, `semicolon` or `tab`.
+    pub separator: Option<String>,
+    /// The default country local phone spellings were read in (`DE`).
+    pub country: Option<String>,
+    /// The sheet of an `.xlsx` file that was read (the first).
+    pub sheet: Option<String>,
     /// `running`, `done`, `failed` or `interrupted` (Parley stopped or the upload broke off:
     /// the rows committed so far are kept; resume with the same file at
     /// `POST /api/v1/contacts/import/{job}/resume`).
@@ -265,9 +276,18 @@ pub struct ImportView {
 
 impl From<&ImportJobRecord> for ImportView {
     fn from(j: &ImportJobRecord) -> Self {
+        let read_as = j
+            .options
+            .as_deref()
+            .and_then(ImportOptions::from_stored)
+            .unwrap_or_default();
         ImportView {
             id: j.id.to_string(),
             format: j.format.clone(),
+            encoding: read_as.encoding.map(|e| e.as_str().to_owned()),
+            separator: read_as.separator.map(|s| s.as_str().to_owned()),
+            country: read_as.country.map(|c| c.as_str().to_owned()),
+            sheet: read_as.sheet,
             state: j.state.as_str().to_owned(),
             rows_read: j.rows_read,
             created: j.created,
@@ -297,32 +317,62 @@ pub fn import_options(
     let bad = |code: &'static str, msg: String, field: &str| {
         ApiError::new(StatusCode::BAD_REQUEST, code, msg).field(field.to_owned())
     };
-    let mut format = ImportFormat::Csv;
-    let mut columns = Vec::new();
+    let mut options = ImportOptions::default();
+    let auto = |v: &str| v.trim().is_empty() || v.trim().eq_ignore_ascii_case("auto");
     for (k, v) in pairs {
         match k.as_str() {
             "format" => {
-                format = ImportFormat::parse(v).ok_or_else(|| {
+                options.format = ImportFormat::parse(v).ok_or_else(|| {
                     bad(
                         "invalid_format",
-                        format!("format `{v}` is not csv or ndjson"),
+                        format!("format `{v}` is not csv, ndjson or xlsx"),
                         "format",
                     )
                 })?
             }
+            "encoding" if auto(v) => options.encoding = None,
+            "encoding" => {
+                options.encoding = Some(TextEncoding::parse(v).ok_or_else(|| {
+                    bad(
+                        "invalid_encoding",
+                        format!("encoding `{v}` is not auto, utf-8, utf-16le, utf-16be, windows-1251 or windows-1252"),
+                        "encoding",
+                    )
+                })?)
+            }
+            "separator" if v.is_empty() || v.trim().eq_ignore_ascii_case("auto") => {
+                options.separator = None
+            }
+            "separator" => {
+                options.separator = Some(Separator::parse(v).ok_or_else(|| {
+                    bad(
+                        "invalid_separator",
+                        format!("separator `{v}` is not auto, comma, semicolon or tab (or `,` `;`)"),
+                        "separator",
+                    )
+                })?)
+            }
+            "country" if v.trim().is_empty() => options.country = None,
+            "country" => {
+                options.country = Some(
+                    parley_domain::Region::parse(v)
+                        .map_err(|m| bad("invalid_country", m, "country"))?,
+                )
+            }
             "map" if mappings == Mappings::OnePerParameter => {
-                columns.push(ColumnMap::parse(v).map_err(|m| bad("invalid_mapping", m, "map"))?);
+                options.columns.push(ColumnMap::parse(v).map_err(|m| bad("invalid_mapping", m, "map"))?);
             }
             "map" => {
                 for one in v.split(',').filter(|s| !s.trim().is_empty()) {
-                    columns
+                    options
+                        .columns
                         .push(ColumnMap::parse(one).map_err(|m| bad("invalid_mapping", m, "map"))?);
                 }
             }
             _ => {}
         }
     }
-    Ok(ImportOptions { format, columns })
+    Ok(options)
 }
 
 #[utoipa::path(
@@ -330,11 +380,15 @@ pub fn import_options(
     params(
         ("format" = Option<String>, Query, description = "`csv` (default, first row is the header) or `ndjson` (one `{\"phone\", \"name\", \"tags\": {…}}` per line)"),
         ("map" = Option<String>, Query, description = "CSV column mapping `column:tag:type`, repeated or comma-separated; types string, integer, float, boolean, date, datetime, list (`;`-separated). Map a column to `phone`, `name`, `locale`, `timezone` or `subscription` for those fields, or to an empty tag to skip it. Unmapped columns become string tags named like the column."),
+        ("encoding" = Option<String>, Query, description = "The file's text encoding: `auto` (default: a byte order mark, else UTF-16 by its zero bytes, else UTF-8 when it is valid UTF-8, else Windows-1251 or Windows-1252 by its letters), `utf-8`, `utf-16le`, `utf-16be`, `windows-1251`, `windows-1252`. The import's `encoding` says what was used."),
+        ("separator" = Option<String>, Query, description = "CSV's cell separator: `auto` (default: the one of `,` `;` tab found most often in the header), `comma`, `semicolon`, `tab`. The import's `separator` says what was used."),
+        ("country" = Option<String>, Query, description = "Default country (ISO 3166 two letters, e.g. `DE`) for phone numbers written the local way (`0151 23456789`, `8 (916) 123-45-67`); numbers with `+` or `00` are read as they are. Without it, every number needs its country code."),
     ),
-    request_body(content = String, content_type = "text/csv"),
+    request_body(content = String, content_type = "text/csv", description = "The file: CSV (any encoding above), NDJSON, or an `.xlsx` workbook (its first sheet, at most 32 MiB, unpacking to at most 128 MiB), which is recognised by its content also when `format` is `csv`."),
     responses(
         (status = 202, description = "The body was read and its rows committed (or rejected, with their line); the job's counts are at GET /api/v1/contacts/import/{job}", body = ImportStarted),
-        (status = 400, description = "Bad format or mapping", body = ErrorBody),
+        (status = 400, description = "Bad format, mapping, encoding, separator or country", body = ErrorBody),
+        (status = 422, description = "`xlsx_unreadable` (not a readable workbook: truncated, damaged, encrypted) or `xlsx_too_large` (over 32 MiB, unpacking to over 128 MiB, or a first sheet of over 64 MiB of text); the import is `failed` with the same message", body = ErrorBody),
     ),
     security(("bearer" = ["manage"]))
 )]

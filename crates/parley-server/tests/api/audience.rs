@@ -404,7 +404,7 @@ async fn stop_keyword_opts_out_and_start_opts_back_in() {
 
 // --- The console's audience pages in a real browser -------------------------------------------
 
-async fn console_sign_in(app: &TestApp) -> crate::browser::Browser {
+pub(crate) async fn console_sign_in(app: &TestApp) -> crate::browser::Browser {
     let browser = crate::browser::Browser::start().await;
     browser.sign_in(app).await;
     browser.wait_text("WhatsApp platforms").await;
@@ -412,7 +412,7 @@ async fn console_sign_in(app: &TestApp) -> crate::browser::Browser {
 }
 
 /// Polls until the element's text satisfies `ok`; returns the text.
-async fn wait_for_text(
+pub(crate) async fn wait_for_text(
     browser: &crate::browser::Browser,
     css: &str,
     ok: impl Fn(&str) -> bool,

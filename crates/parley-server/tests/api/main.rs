@@ -11,6 +11,7 @@ mod campaigns_console;
 mod console;
 mod graph_versions;
 mod helpers;
+mod imports;
 mod operations;
 mod people;
 // The store suite's PostgreSQL harness (throwaway cluster or PARLEY_TEST_POSTGRES_URL).

@@ -553,7 +553,8 @@ impl AudienceStore for Backend {
 
     async fn update_import_job(&self, j: &ImportJobRecord) -> Result<()> {
         sqlx::query(
-            "UPDATE import_jobs SET state = $1, rows_read = $2, created = $3, updated = $4, rejected = $5, error = $6, updated_at = $7, finished_at = $8
+            "UPDATE import_jobs SET state = $1, rows_read = $2, created = $3, updated = $4, rejected = $5, error = $6, updated_at = $7, finished_at = $8,
+                    format = $10, options = $11
              WHERE id = $9",
         )
         .bind(j.state.as_str())
@@ -565,6 +566,8 @@ impl AudienceStore for Backend {
         .bind(j.updated_at)
         .bind(j.finished_at)
         .bind(j.id.as_str())
+        .bind(text(&j.format))
+        .bind(opt_text(j.options.as_deref()))
         .execute(self.writer())
         .await?;
         Ok(())
