@@ -7,11 +7,12 @@ use std::fmt::Display;
 
 use futures::{Stream, StreamExt};
 use parley_domain::{
-    ApplicationId, BoundTemplate, DynamicText, E164, ImportId, ImportState, RenderedTemplate,
-    Segment, SegmentId, SkipReason, Subscription, TagValue, Tags, VariableInput,
+    ApplicationId, BoundTemplate, Bsuid, DynamicText, E164, ImportId, ImportState,
+    RenderedTemplate, Segment, SegmentId, SkipReason, Subscription, TagValue, Tags, VariableInput,
+    is_bsuid_address,
 };
-use parley_store::MessageRecord;
 use parley_store::audience::*;
+use parley_store::{ContactIdentity, MessageRecord};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -42,6 +43,8 @@ pub struct ContactInput {
     pub subscription: Option<String>,
     /// Where the change comes from (`api`, `console`).
     pub source: &'static str,
+    /// A business-scoped user id (BSUID) to link to the contact (META_2026 §3.8).
+    pub bsuid: Option<String>,
 }
 
 /// A contact with its history, for the detail views.
@@ -392,7 +395,7 @@ impl Engine {
         phone: &str,
         input: ContactInput,
     ) -> Result<(AudienceContact, bool), EngineError> {
-        let phone = parse_phone(phone, "phone")?;
+        let address = self.contact_address(app, phone, true).await?;
         let tags = tag_patch(&input.tags)?;
         let subscription = match input.subscription.as_deref() {
             None => None,
@@ -413,9 +416,9 @@ impl Engine {
             .upsert_audience(
                 app,
                 &[ContactUpsert {
-                    phone: phone.as_str().to_owned(),
+                    phone: address.clone(),
                     name: input.name.filter(|n| !n.trim().is_empty()),
-                    wa_id: Some(phone.wa_id()),
+                    wa_id: E164::from_stored(&address).ok().map(|p| p.wa_id()),
                     locale: input.locale,
                     timezone: input.timezone,
                     tags,
@@ -424,9 +427,28 @@ impl Engine {
                 self.now(),
             )
             .await?;
+        let mut address = address;
+        if let Some(bsuid) = input.bsuid.as_deref().filter(|b| !b.trim().is_empty()) {
+            let bsuid = Bsuid::parse(bsuid).map_err(|e| {
+                EngineError::bad_request("invalid_bsuid", e.to_string()).field("bsuid")
+            })?;
+            let ident = ContactIdentity {
+                phone: E164::from_stored(&address)
+                    .ok()
+                    .map(|p| p.as_str().to_owned()),
+                bsuid: Some(bsuid.as_str().to_owned()),
+                ..ContactIdentity::default()
+            };
+            self.store
+                .resolve_contact(app, &ident, false, self.now())
+                .await?;
+            if let Some(c) = self.store.contact_by_bsuid(app, bsuid.as_str()).await? {
+                address = c.phone;
+            }
+        }
         let contact = self
             .store
-            .audience_contact(app, phone.as_str())
+            .audience_contact(app, &address)
             .await?
             .ok_or_else(|| EngineError::internal("contact vanished after upsert"))?;
         Ok((contact, counts.created == 1))
@@ -437,14 +459,14 @@ impl Engine {
         app: &ApplicationId,
         phone: &str,
     ) -> Result<ContactDetail, EngineError> {
-        let phone = parse_phone(phone, "phone")?;
+        let address = self.contact_address(app, phone, false).await?;
         let contact = self
             .store
-            .audience_contact(app, phone.as_str())
+            .audience_contact(app, &address)
             .await?
-            .ok_or_else(|| contact_not_found(&phone))?;
+            .ok_or_else(|| contact_not_found(&address))?;
         let history = self.store.subscription_history(&contact.contact.id).await?;
-        let messages = self.store.messages_to(app, phone.as_str(), 20).await?;
+        let messages = self.store.messages_to(app, &address, 20).await?;
         Ok(ContactDetail {
             contact,
             history,
@@ -495,12 +517,60 @@ impl Engine {
         app: &ApplicationId,
         phone: &str,
     ) -> Result<EraseReport, EngineError> {
-        let phone = parse_phone(phone, "phone")?;
-        let report = self.store.erase_contact(app, phone.as_str()).await?;
+        // The phone, or any BSUID of the contact: the store finds it by either and erases
+        // the row with every identity on it.
+        let key = if is_bsuid_address(phone) {
+            Bsuid::parse(phone)
+                .map_err(|e| {
+                    EngineError::bad_request("invalid_bsuid", e.to_string()).field("phone")
+                })?
+                .as_str()
+                .to_owned()
+        } else {
+            parse_phone(phone, "phone")?.as_str().to_owned()
+        };
+        let report = self.store.erase_contact(app, &key).await?;
         if report == EraseReport::default() {
-            return Err(contact_not_found(&phone));
+            return Err(contact_not_found(&key));
         }
         Ok(report)
+    }
+
+    /// The stored address of the contact `key` names: a phone (E.164) as given, or the
+    /// address of the contact with that business-scoped user id (BSUID, or parent BSUID).
+    /// With `create`, a BSUID nobody has yet becomes a new contact known only by it.
+    pub(crate) async fn contact_address(
+        &self,
+        app: &ApplicationId,
+        key: &str,
+        create: bool,
+    ) -> Result<String, EngineError> {
+        if !is_bsuid_address(key) {
+            return Ok(parse_phone(key, "phone")?.as_str().to_owned());
+        }
+        let bsuid = Bsuid::parse(key)
+            .map_err(|e| EngineError::bad_request("invalid_bsuid", e.to_string()).field("phone"))?;
+        if let Some(c) = self.store.contact_by_bsuid(app, bsuid.as_str()).await? {
+            return Ok(c.phone);
+        }
+        if !create {
+            return Err(contact_not_found(bsuid.as_str()));
+        }
+        if bsuid.is_parent() {
+            return Err(EngineError::bad_request(
+                "invalid_bsuid",
+                "a parent BSUID cannot create a contact: give the contact's own BSUID",
+            )
+            .field("phone"));
+        }
+        let ident = ContactIdentity {
+            bsuid: Some(bsuid.as_str().to_owned()),
+            ..ContactIdentity::default()
+        };
+        self.store
+            .resolve_contact(app, &ident, true, self.now())
+            .await?;
+        Ok(bsuid.as_str().to_owned())
     }
 
     pub async fn preview_segment(
@@ -597,7 +667,7 @@ impl Engine {
                     .store
                     .audience_contact(app, phone.as_str())
                     .await?
-                    .ok_or_else(|| contact_not_found(&phone))?;
+                    .ok_or_else(|| contact_not_found(phone.as_str()))?;
                 (phone.as_str().to_owned(), c.contact.name, c.contact.tags)
             }
             PreviewContact::Inline { phone, name, tags } => {
@@ -1058,11 +1128,11 @@ pub fn csv_cell(s: &str) -> String {
     }
 }
 
-fn contact_not_found(phone: &E164) -> EngineError {
+fn contact_not_found(key: &str) -> EngineError {
     EngineError::new(
         ErrorKind::NotFound,
         "contact_not_found",
-        format!("there is no contact {} in this application", phone.as_str()),
+        format!("there is no contact {key} in this application"),
     )
 }
 

@@ -14,6 +14,7 @@ crate::contract!(
     an_identity_change_repoints_the_contact_and_keeps_its_history,
     a_status_can_link_but_never_creates,
     erasure_by_bsuid_removes_every_identity,
+    segments_see_phone_and_bsuid_identities,
 );
 
 const BSUID: &str = "US.13491208655302741918";
@@ -345,4 +346,48 @@ async fn erasure_by_bsuid_removes_every_identity(b: &Backend) {
             .expect("read")
             .is_none()
     );
+}
+
+async fn segments_see_phone_and_bsuid_identities(b: &Backend) {
+    use parley_domain::Segment;
+    let t = tenant(&**b, 1).await;
+    // Phone only (imported), BSUID only (a username user), and both.
+    b.upsert_contacts(
+        &t.app,
+        &[NewContact {
+            phone: "+4915100000001".into(),
+            name: None,
+            tags: Tags::new(),
+        }],
+        T0,
+    )
+    .await
+    .expect("import");
+    b.record_inbound(&inbound(&t, "wamid.g1", T0, ident(None, Some("US.1"))))
+        .await
+        .expect("bsuid only");
+    b.record_inbound(&inbound(
+        &t,
+        "wamid.g2",
+        T0,
+        ident(Some(PHONE), Some(BSUID)),
+    ))
+    .await
+    .expect("both");
+    let now = time::OffsetDateTime::from_unix_timestamp(T0 / 1000).expect("now");
+    for (filter, n) in [
+        ("exists(phone)", 2),
+        ("exists(bsuid)", 2),
+        ("exists(phone) and exists(bsuid)", 1),
+        ("not exists(phone)", 1),
+        ("not exists(bsuid)", 1),
+        ("all", 3),
+    ] {
+        let seg = Segment::parse(filter).expect("filter");
+        assert_eq!(
+            b.count_segment(&t.app, &seg, now).await.expect("count"),
+            n,
+            "{filter}"
+        );
+    }
 }
