@@ -395,7 +395,7 @@ impl Engine {
         phone: &str,
         input: ContactInput,
     ) -> Result<(AudienceContact, bool), EngineError> {
-        let address = self.contact_address(app, phone, true).await?;
+        let (address, made) = self.contact_address_or_new(app, phone).await?;
         let tags = tag_patch(&input.tags)?;
         let subscription = match input.subscription.as_deref() {
             None => None,
@@ -451,7 +451,7 @@ impl Engine {
             .audience_contact(app, &address)
             .await?
             .ok_or_else(|| EngineError::internal("contact vanished after upsert"))?;
-        Ok((contact, counts.created == 1))
+        Ok((contact, made || counts.created == 1))
     }
 
     pub async fn contact_detail(
@@ -459,7 +459,7 @@ impl Engine {
         app: &ApplicationId,
         phone: &str,
     ) -> Result<ContactDetail, EngineError> {
-        let address = self.contact_address(app, phone, false).await?;
+        let address = self.contact_address(app, phone).await?;
         let contact = self
             .store
             .audience_contact(app, &address)
@@ -538,23 +538,35 @@ impl Engine {
 
     /// The stored address of the contact `key` names: a phone (E.164) as given, or the
     /// address of the contact with that business-scoped user id (BSUID, or parent BSUID).
-    /// With `create`, a BSUID nobody has yet becomes a new contact known only by it.
     pub(crate) async fn contact_address(
         &self,
         app: &ApplicationId,
         key: &str,
-        create: bool,
     ) -> Result<String, EngineError> {
         if !is_bsuid_address(key) {
             return Ok(parse_phone(key, "phone")?.as_str().to_owned());
         }
         let bsuid = Bsuid::parse(key)
             .map_err(|e| EngineError::bad_request("invalid_bsuid", e.to_string()).field("phone"))?;
-        if let Some(c) = self.store.contact_by_bsuid(app, bsuid.as_str()).await? {
-            return Ok(c.phone);
+        match self.store.contact_by_bsuid(app, bsuid.as_str()).await? {
+            Some(c) => Ok(c.phone),
+            None => Err(contact_not_found(bsuid.as_str())),
         }
-        if !create {
-            return Err(contact_not_found(bsuid.as_str()));
+    }
+
+    /// `contact_address`, creating a contact known only by a new BSUID (true when created).
+    async fn contact_address_or_new(
+        &self,
+        app: &ApplicationId,
+        key: &str,
+    ) -> Result<(String, bool), EngineError> {
+        if !is_bsuid_address(key) {
+            return Ok((parse_phone(key, "phone")?.as_str().to_owned(), false));
+        }
+        let bsuid = Bsuid::parse(key)
+            .map_err(|e| EngineError::bad_request("invalid_bsuid", e.to_string()).field("phone"))?;
+        if let Some(c) = self.store.contact_by_bsuid(app, bsuid.as_str()).await? {
+            return Ok((c.phone, false));
         }
         if bsuid.is_parent() {
             return Err(EngineError::bad_request(
@@ -570,7 +582,7 @@ impl Engine {
         self.store
             .resolve_contact(app, &ident, true, self.now())
             .await?;
-        Ok(bsuid.as_str().to_owned())
+        Ok((bsuid.as_str().to_owned(), true))
     }
 
     pub async fn preview_segment(

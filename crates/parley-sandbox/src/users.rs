@@ -320,7 +320,9 @@ pub(crate) async fn get_user(
 ) -> Answer {
     let wa_id = user_digits(&phone)?;
     let now_ms = sandbox.inner.clock.now_ms();
-    let state = sandbox.inner.lock();
+    let mut state = sandbox.inner.lock();
+    // A user asked about exists from now on (a test may address them by BSUID first).
+    state.users.known.insert(wa_id.clone());
     Ok(Json(describe(&state, &wa_id, now_ms)).into_response())
 }
 

@@ -10,6 +10,7 @@ mod campaigns;
 mod campaigns_console;
 mod console;
 mod helpers;
+mod identity_bsuid;
 mod operations;
 mod people;
 // The store suite's PostgreSQL harness (throwaway cluster or PARLEY_TEST_POSTGRES_URL).
