@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod binding;
+pub mod bsuid;
 pub mod ids;
 pub mod lifecycle;
 pub mod meta_error;
@@ -20,6 +21,7 @@ pub mod window;
 
 pub use access::*;
 pub use binding::*;
+pub use bsuid::*;
 pub use ids::*;
 pub use lifecycle::*;
 pub use meta_error::*;

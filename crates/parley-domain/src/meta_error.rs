@@ -24,7 +24,15 @@ pub enum ErrorClass {
     /// while, whoever the recipient. Not the message's fault: keep it queued, hold the number's
     /// sends for [`MESSAGING_LIMIT_HOLD`] and pause its campaigns with the reason.
     MessagingLimit,
+    /// 131062: this message cannot go to a business-scoped user id (BSUID) alone (one-tap,
+    /// zero-tap or copy-code authentication templates, Direct Send authentication, marketing
+    /// sends with a bid or optimization spec). The recipient did nothing wrong and nothing
+    /// else is paused: fail this message with [`BSUID_UNSUPPORTED_EXPLANATION`].
+    BsuidUnsupported,
 }
+
+/// What Parley adds to Meta's text for 131062.
+pub const BSUID_UNSUPPORTED_EXPLANATION: &str = "this message needs the customer's phone number, and Parley knows only their business-scoped user id (BSUID): Meta does not deliver authentication templates (and marketing sends with a price cap) to a BSUID. Ask the customer for their number (a REQUEST_CONTACT_INFO button), or send a different template.";
 
 impl ErrorClass {
     /// True when the same message may be sent again later.
@@ -50,6 +58,7 @@ impl ErrorClass {
             ErrorClass::PermanentTemplate => "permanent_template",
             ErrorClass::StopNumber => "stop_number",
             ErrorClass::MessagingLimit => "messaging_limit",
+            ErrorClass::BsuidUnsupported => "bsuid_unsupported",
         }
     }
 }
@@ -78,6 +87,8 @@ pub fn classify(code: i64) -> ErrorClass {
         // messages and direct send messages" (Meta; the sandbox answers it over the portfolio's
         // reach limit): the account, not the recipient, so nothing is failed.
         131064 => ErrorClass::MessagingLimit,
+        // "Business-scoped User ID (BSUID) recipients are not supported for this message."
+        131062 => ErrorClass::BsuidUnsupported,
         // Template missing, paused, disabled, or its parameters do not fit: every send with it
         // fails the same way, so stop the campaign rather than burn through the audience.
         132000 | 132001 | 132005 | 132007 | 132012 | 132015 | 132016 | 132068 => {
@@ -149,5 +160,8 @@ mod tests {
         assert!(!classify(132001).is_retryable());
         assert!(!classify(190).is_retryable());
         assert_eq!(classify(131056).as_str(), "throttle_recipient");
+        assert_eq!(classify(131062), ErrorClass::BsuidUnsupported);
+        assert!(!classify(131062).is_retryable());
+        assert_eq!(classify(131062).as_str(), "bsuid_unsupported");
     }
 }

@@ -10,11 +10,12 @@ use std::fmt::Display;
 
 use futures::{Stream, StreamExt};
 use parley_domain::{
-    ApplicationId, BoundTemplate, DynamicText, E164, ImportId, ImportState, Region,
+    ApplicationId, BoundTemplate, Bsuid, DynamicText, E164, ImportId, ImportState, Region,
     RenderedTemplate, Segment, SegmentId, SkipReason, Subscription, TagValue, Tags, VariableInput,
+    is_bsuid_address,
 };
-use parley_store::MessageRecord;
 use parley_store::audience::*;
+use parley_store::{ContactIdentity, MessageRecord};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -50,6 +51,8 @@ pub struct ContactInput {
     pub subscription: Option<String>,
     /// Where the change comes from (`api`, `console`).
     pub source: &'static str,
+    /// A business-scoped user id (BSUID) to link to the contact (META_2026 §3.8).
+    pub bsuid: Option<String>,
 }
 
 /// A contact with its history, for the detail views.
@@ -453,7 +456,7 @@ impl Engine {
         phone: &str,
         input: ContactInput,
     ) -> Result<(AudienceContact, bool), EngineError> {
-        let phone = parse_phone(phone, "phone")?;
+        let (address, made) = self.contact_address_or_new(app, phone).await?;
         let tags = tag_patch(&input.tags)?;
         let subscription = match input.subscription.as_deref() {
             None => None,
@@ -474,9 +477,9 @@ impl Engine {
             .upsert_audience(
                 app,
                 &[ContactUpsert {
-                    phone: phone.as_str().to_owned(),
+                    phone: address.clone(),
                     name: input.name.filter(|n| !n.trim().is_empty()),
-                    wa_id: Some(phone.wa_id()),
+                    wa_id: E164::from_stored(&address).ok().map(|p| p.wa_id()),
                     locale: input.locale,
                     timezone: input.timezone,
                     tags,
@@ -485,12 +488,31 @@ impl Engine {
                 self.now(),
             )
             .await?;
+        let mut address = address;
+        if let Some(bsuid) = input.bsuid.as_deref().filter(|b| !b.trim().is_empty()) {
+            let bsuid = Bsuid::parse(bsuid).map_err(|e| {
+                EngineError::bad_request("invalid_bsuid", e.to_string()).field("bsuid")
+            })?;
+            let ident = ContactIdentity {
+                phone: E164::from_stored(&address)
+                    .ok()
+                    .map(|p| p.as_str().to_owned()),
+                bsuid: Some(bsuid.as_str().to_owned()),
+                ..ContactIdentity::default()
+            };
+            self.store
+                .resolve_contact(app, &ident, false, self.now())
+                .await?;
+            if let Some(c) = self.store.contact_by_bsuid(app, bsuid.as_str()).await? {
+                address = c.phone;
+            }
+        }
         let contact = self
             .store
-            .audience_contact(app, phone.as_str())
+            .audience_contact(app, &address)
             .await?
             .ok_or_else(|| EngineError::internal("contact vanished after upsert"))?;
-        Ok((contact, counts.created == 1))
+        Ok((contact, made || counts.created == 1))
     }
 
     pub async fn contact_detail(
@@ -498,14 +520,14 @@ impl Engine {
         app: &ApplicationId,
         phone: &str,
     ) -> Result<ContactDetail, EngineError> {
-        let phone = parse_phone(phone, "phone")?;
+        let address = self.contact_address(app, phone).await?;
         let contact = self
             .store
-            .audience_contact(app, phone.as_str())
+            .audience_contact(app, &address)
             .await?
-            .ok_or_else(|| contact_not_found(&phone))?;
+            .ok_or_else(|| contact_not_found(&address))?;
         let history = self.store.subscription_history(&contact.contact.id).await?;
-        let messages = self.store.messages_to(app, phone.as_str(), 20).await?;
+        let messages = self.store.messages_to(app, &address, 20).await?;
         Ok(ContactDetail {
             contact,
             history,
@@ -556,12 +578,72 @@ impl Engine {
         app: &ApplicationId,
         phone: &str,
     ) -> Result<EraseReport, EngineError> {
-        let phone = parse_phone(phone, "phone")?;
-        let report = self.store.erase_contact(app, phone.as_str()).await?;
+        // The phone, or any BSUID of the contact: the store finds it by either and erases
+        // the row with every identity on it.
+        let key = if is_bsuid_address(phone) {
+            Bsuid::parse(phone)
+                .map_err(|e| {
+                    EngineError::bad_request("invalid_bsuid", e.to_string()).field("phone")
+                })?
+                .as_str()
+                .to_owned()
+        } else {
+            parse_phone(phone, "phone")?.as_str().to_owned()
+        };
+        let report = self.store.erase_contact(app, &key).await?;
         if report == EraseReport::default() {
-            return Err(contact_not_found(&phone));
+            return Err(contact_not_found(&key));
         }
         Ok(report)
+    }
+
+    /// The stored address of the contact `key` names: a phone (E.164) as given, or the
+    /// address of the contact with that business-scoped user id (BSUID, or parent BSUID).
+    pub(crate) async fn contact_address(
+        &self,
+        app: &ApplicationId,
+        key: &str,
+    ) -> Result<String, EngineError> {
+        if !is_bsuid_address(key) {
+            return Ok(parse_phone(key, "phone")?.as_str().to_owned());
+        }
+        let bsuid = Bsuid::parse(key)
+            .map_err(|e| EngineError::bad_request("invalid_bsuid", e.to_string()).field("phone"))?;
+        match self.store.contact_by_bsuid(app, bsuid.as_str()).await? {
+            Some(c) => Ok(c.phone),
+            None => Err(contact_not_found(bsuid.as_str())),
+        }
+    }
+
+    /// `contact_address`, creating a contact known only by a new BSUID (true when created).
+    async fn contact_address_or_new(
+        &self,
+        app: &ApplicationId,
+        key: &str,
+    ) -> Result<(String, bool), EngineError> {
+        if !is_bsuid_address(key) {
+            return Ok((parse_phone(key, "phone")?.as_str().to_owned(), false));
+        }
+        let bsuid = Bsuid::parse(key)
+            .map_err(|e| EngineError::bad_request("invalid_bsuid", e.to_string()).field("phone"))?;
+        if let Some(c) = self.store.contact_by_bsuid(app, bsuid.as_str()).await? {
+            return Ok((c.phone, false));
+        }
+        if bsuid.is_parent() {
+            return Err(EngineError::bad_request(
+                "invalid_bsuid",
+                "a parent BSUID cannot create a contact: give the contact's own BSUID",
+            )
+            .field("phone"));
+        }
+        let ident = ContactIdentity {
+            bsuid: Some(bsuid.as_str().to_owned()),
+            ..ContactIdentity::default()
+        };
+        self.store
+            .resolve_contact(app, &ident, true, self.now())
+            .await?;
+        Ok((bsuid.as_str().to_owned(), true))
     }
 
     pub async fn preview_segment(
@@ -658,7 +740,7 @@ impl Engine {
                     .store
                     .audience_contact(app, phone.as_str())
                     .await?
-                    .ok_or_else(|| contact_not_found(&phone))?;
+                    .ok_or_else(|| contact_not_found(phone.as_str()))?;
                 (phone.as_str().to_owned(), c.contact.name, c.contact.tags)
             }
             PreviewContact::Inline { phone, name, tags } => {
@@ -1292,11 +1374,11 @@ pub fn csv_cell(s: &str) -> String {
     }
 }
 
-fn contact_not_found(phone: &E164) -> EngineError {
+fn contact_not_found(key: &str) -> EngineError {
     EngineError::new(
         ErrorKind::NotFound,
         "contact_not_found",
-        format!("there is no contact {} in this application", phone.as_str()),
+        format!("there is no contact {key} in this application"),
     )
 }
 

@@ -11,7 +11,7 @@ use parley_domain::quota::{self, LimitScope, MessagingLimit, QuotaWave};
 use parley_domain::{
     ApplicationId, BoundTemplate, CampaignId, CampaignKind, CampaignState, E164, MessageContent,
     MessageId, PhoneNumberId, Segment, SegmentId, SendWindow, Subscription, VariableInput,
-    in_service_window, next_opening,
+    in_service_window, is_bsuid_address, next_opening,
 };
 use parley_store::audience::ContactUpsert;
 use parley_store::audience::{AudienceContact, ContactQuery};
@@ -210,8 +210,9 @@ enum Planned {
 fn plan_contact(
     bound: &BoundTemplate,
     kind: CampaignKind,
+    needs_phone: bool,
     c: &AudienceContact,
-) -> (Planned, Option<E164>) {
+) -> (Planned, Option<String>) {
     if kind == CampaignKind::Marketing && c.subscription == Subscription::OptedOut {
         return (
             Planned::Skip(
@@ -221,24 +222,39 @@ fn plan_contact(
             None,
         );
     }
-    // Stored contacts were validated when they were written.
-    let phone = match E164::from_stored(&c.contact.phone) {
-        Ok(p) => p,
-        Err(e) => return (Planned::Skip("invalid_number", e.to_string()), None),
+    // A contact known only by its business-scoped user id (BSUID) is sent by `recipient`
+    // (META_2026 §3.8), except what Meta refuses to a BSUID (131062).
+    let address = if is_bsuid_address(&c.contact.phone) {
+        if needs_phone {
+            return (
+                Planned::Skip(
+                    "bsuid_recipient_not_supported",
+                    "an authentication template needs the customer's phone number, and Parley knows only their business-scoped user id (BSUID)".into(),
+                ),
+                None,
+            );
+        }
+        c.contact.phone.clone()
+    } else {
+        // Stored contacts were validated when they were written.
+        match E164::from_stored(&c.contact.phone) {
+            Ok(p) => p.as_str().to_owned(),
+            Err(e) => return (Planned::Skip("invalid_number", e.to_string()), None),
+        }
     };
     let lookup = ContactTags {
         tags: Some(&c.contact.tags),
-        phone: phone.as_str(),
+        phone: crate::messages::phone_tag(&address),
         name: c.contact.name.as_deref(),
     };
     match bound.render(&lookup) {
         Ok(template) => (
             Planned::Send(MessageContent::Template { template }),
-            Some(phone),
+            Some(address),
         ),
         Err(reason) => (
             Planned::Skip(reason.code(), reason.to_string()),
-            Some(phone),
+            Some(address),
         ),
     }
 }
@@ -346,6 +362,22 @@ impl Engine {
         Segment::parse(&c.audience_filter).map_err(|e| {
             EngineError::unprocessable("audience_invalid", e.to_string()).field("audience.filter")
         })
+    }
+
+    /// True for a template Meta refuses to send to a BSUID alone (authentication, 131062).
+    async fn needs_phone(
+        &self,
+        app: &ApplicationId,
+        name: &str,
+        language: &str,
+    ) -> Result<bool, EngineError> {
+        Ok(self
+            .store
+            .template(app, name, language)
+            .await?
+            .is_some_and(|t| {
+                t.template.category == parley_domain::TemplateCategory::Authentication
+            }))
     }
 
     async fn bound_template(
@@ -535,6 +567,9 @@ impl Engine {
                 &variable_input(&c.variables)?,
             )
             .await?;
+        let needs_phone = self
+            .needs_phone(app, &c.template_name, &c.template_language)
+            .await?;
         let segment = self.segment_for(&c)?;
         let now = self.now();
         let number = self
@@ -591,7 +626,7 @@ impl Engine {
                         continue;
                     }
                 };
-                match plan_contact(&bound, c.kind, contact).0 {
+                match plan_contact(&bound, c.kind, needs_phone, contact).0 {
                     Planned::Send(_) => {
                         plan.recipients += 1;
                         let opens = window.as_ref().and_then(|w| {
@@ -849,6 +884,9 @@ impl Engine {
                 return Ok(false);
             }
         };
+        let needs_phone = self
+            .needs_phone(&c.application_id, &c.template_name, &c.template_language)
+            .await?;
         let segment = self.segment_for(c)?;
         let now = self.now();
         let (page, next) = self
@@ -883,7 +921,7 @@ impl Engine {
                     continue;
                 }
             };
-            let (outcome, phone) = plan_contact(&bound, c.kind, contact);
+            let (outcome, phone) = plan_contact(&bound, c.kind, needs_phone, contact);
             let send_window = window
                 .as_ref()
                 .map(|w| w.resolve(contact.timezone.as_deref()));
@@ -905,8 +943,7 @@ impl Engine {
                     application_id: c.application_id.clone(),
                     phone_number_id: c.phone_number_id.clone(),
                     contact_id: Some(contact.contact.id.clone()),
-                    to_phone: phone
-                        .map_or_else(|| contact.contact.phone.clone(), |p| p.as_str().to_owned()),
+                    to_phone: phone.unwrap_or_else(|| contact.contact.phone.clone()),
                     content,
                     reply_to: None,
                     idempotency_key: None,

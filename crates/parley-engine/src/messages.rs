@@ -5,9 +5,9 @@
 use std::borrow::Cow;
 
 use parley_domain::{
-    ApplicationId, BoundTemplate, DynamicText, E164, Limit, MessageContent, MessageId,
-    MessageState, PhoneNumberId, SkipReason, TagLookup, TagValue, Tags, VARIABLE_TOO_LONG,
-    VariableInput, Wamid, in_service_window,
+    ApplicationId, BoundTemplate, Bsuid, DynamicText, E164, Limit, MessageContent, MessageId,
+    MessageState, PhoneNumberId, SkipReason, TagLookup, TagValue, Tags, TemplateCategory,
+    VARIABLE_TOO_LONG, VariableInput, Wamid, in_service_window, is_bsuid_address,
 };
 use parley_store::{ContactRecord, InsertOutcome, NewMessage};
 
@@ -80,13 +80,10 @@ impl Engine {
         app: &ApplicationId,
         req: SendRequest,
     ) -> Result<Accepted, EngineError> {
-        let to = E164::parse(&req.to).map_err(|e| {
-            EngineError::bad_request("invalid_phone_number", e.to_string()).field("to")
-        })?;
+        let (to, contact) = self.recipient(app, &req.to).await?;
         let phone_number_id = self
             .sending_number(app, req.phone_number_id.as_ref())
             .await?;
-        let contact = self.store.contact_by_phone(app, to.as_str()).await?;
         let now = self.now();
         let content = match &req.body {
             SendBody::Template {
@@ -105,7 +102,7 @@ impl Engine {
                         "outside_service_window",
                         format!(
                             "{} has not written to you in the last 24 hours, so WhatsApp only allows a template message now. Send a template, or wait until the customer writes.",
-                            to.as_str()
+                            to
                         ),
                     )
                     .field("text"));
@@ -126,7 +123,7 @@ impl Engine {
                 application_id: app.clone(),
                 phone_number_id,
                 contact_id: contact.as_ref().map(|c| c.id.clone()),
-                to_phone: to.as_str().to_owned(),
+                to_phone: to.clone(),
                 content,
                 reply_to: req.reply_to,
                 idempotency_key: req.idempotency_key,
@@ -148,6 +145,36 @@ impl Engine {
                 created: false,
             }),
         }
+    }
+
+    /// The address a send goes to and the contact it names. `to` is an E.164 phone or a
+    /// business-scoped user id (BSUID, or parent BSUID): a BSUID of a contact whose phone
+    /// Parley knows is sent by phone (`to`, as Meta recommends, META_2026 §3.8); otherwise
+    /// the BSUID goes as `recipient`.
+    pub(crate) async fn recipient(
+        &self,
+        app: &ApplicationId,
+        to: &str,
+    ) -> Result<(String, Option<ContactRecord>), EngineError> {
+        if is_bsuid_address(to) {
+            let bsuid = Bsuid::parse(to).map_err(|e| {
+                EngineError::bad_request("invalid_recipient", e.to_string()).field("to")
+            })?;
+            let contact = self.store.contact_by_bsuid(app, bsuid.as_str()).await?;
+            let address = contact
+                .as_ref()
+                .map_or_else(|| bsuid.as_str().to_owned(), |c| c.phone.clone());
+            return Ok((address, contact));
+        }
+        let phone = E164::parse(to).map_err(|e| {
+            EngineError::bad_request(
+                "invalid_phone_number",
+                format!("{e}; `to` is a phone number in international format or a business-scoped user id (BSUID) like `US.13491208655302741918`"),
+            )
+            .field("to")
+        })?;
+        let contact = self.store.contact_by_phone(app, phone.as_str()).await?;
+        Ok((phone.as_str().to_owned(), contact))
     }
 
     pub(crate) async fn sending_number(
@@ -184,7 +211,7 @@ impl Engine {
         name: &str,
         language: &str,
         variables: &VariableInput,
-        to: &E164,
+        to: &str,
         contact: Option<&ContactRecord>,
     ) -> Result<MessageContent, EngineError> {
         let record = self.store.template(app, name, language).await?.ok_or_else(|| {
@@ -200,13 +227,22 @@ impl Engine {
             EngineError::unprocessable("template_not_approved", e.to_string())
                 .field("template.name")
         })?;
+        if record.template.category == TemplateCategory::Authentication && is_bsuid_address(to) {
+            return Err(EngineError::unprocessable(
+                "bsuid_recipient_not_supported",
+                format!(
+                    "`{name}` is an authentication template, and Parley knows this customer only by their business-scoped user id (BSUID): Meta refuses authentication templates to a BSUID (error 131062). Ask the customer for their phone number first (a REQUEST_CONTACT_INFO button), or send by phone."
+                ),
+            )
+            .field("to"));
+        }
         let bound = BoundTemplate::bind(&record.template, variables).map_err(|e| {
             EngineError::unprocessable(e.code(), e.to_string())
                 .field(format!("template.{}", e.field()))
         })?;
         let lookup = ContactTags {
             tags: contact.map(|c| &c.tags),
-            phone: to.as_str(),
+            phone: phone_tag(to),
             name: contact.and_then(|c| c.name.as_deref()),
         };
         let rendered = bound.render(&lookup).map_err(|reason| {
@@ -217,7 +253,7 @@ impl Engine {
                 "personalization_failed",
                 format!(
                     "cannot personalize for {}: {reason}. Give the expression a default, e.g. {{{{first_name|CapitalizeFirst|there}}}}, or set the tag on the contact",
-                    to.as_str()
+                    to
                 ),
             )
             .field("template.variables")
@@ -271,16 +307,25 @@ fn check_text(text: &str) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// The `phone` personalization tag of an address: the number, or empty for a BSUID.
+pub(crate) fn phone_tag(address: &str) -> &str {
+    if is_bsuid_address(address) {
+        ""
+    } else {
+        address
+    }
+}
+
 fn render_text(
     text: &str,
-    to: &E164,
+    to: &str,
     contact: Option<&ContactRecord>,
 ) -> Result<String, EngineError> {
     let dynamic = DynamicText::parse(text)
         .map_err(|e| EngineError::bad_request("expression_invalid", e.to_string()).field("text"))?;
     let lookup = ContactTags {
         tags: contact.map(|c| &c.tags),
-        phone: to.as_str(),
+        phone: phone_tag(to),
         name: contact.and_then(|c| c.name.as_deref()),
     };
     dynamic.render(&lookup, &text_limit()).map_err(|reason| {
@@ -289,7 +334,7 @@ fn render_text(
         }
         EngineError::unprocessable(
             "personalization_failed",
-            format!("cannot personalize the text for {}: {reason}", to.as_str()),
+            format!("cannot personalize the text for {to}: {reason}"),
         )
         .field("text")
     })

@@ -662,6 +662,11 @@ async fn handle_meta_error(
             metrics::counter!("parley_messages_failed_total").increment(1);
             store.fail_message(&m.id, code, text, now).await
         }
+        ErrorClass::BsuidUnsupported => {
+            metrics::counter!("parley_messages_failed_total").increment(1);
+            let explained = format!("{text}: {}", parley_domain::BSUID_UNSUPPORTED_EXPLANATION);
+            store.fail_message(&m.id, code, &explained, now).await
+        }
         ErrorClass::PermanentTemplate => {
             metrics::counter!("parley_messages_failed_total").increment(1);
             store.fail_message(&m.id, code, text, now).await?;

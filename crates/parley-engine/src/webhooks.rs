@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use parley_domain::{E164, MessageId, PhoneNumberId, WaId, WabaId, Wamid};
+use parley_domain::{MessageId, PhoneNumberId, WabaId, Wamid};
 use parley_meta::webhook::fields;
 use parley_meta::{InboundMessage, MessagesValue, WebhookChange, WebhookPayload};
 use parley_store::{InboundRecord, StatusChange, WebhookEventRecord};
@@ -154,6 +154,9 @@ async fn apply_messages(
     notes: &mut Vec<String>,
 ) -> parley_store::Result<()> {
     collect_statuses(engine, value, statuses, notes);
+    if !value.statuses.is_empty() {
+        crate::contact_identity::learn_from_statuses(engine, value, notes).await?;
+    }
     if value.messages.is_empty() {
         return Ok(());
     }
@@ -223,29 +226,29 @@ async fn apply_inbound(
         return Ok(());
     };
     for msg in &value.messages {
-        let Some(from) = msg.from.as_deref() else {
-            notes.push(format!("inbound {} has no sender", msg.id));
+        if let Some(change) = msg.system().filter(|c| c.is_identity_change()) {
+            crate::contact_identity::apply_identity_change(engine, &number, msg, &change, notes)
+                .await?;
+            continue;
+        }
+        let Some(from) = crate::contact_identity::sender_identity(value, msg, notes) else {
+            notes.push(format!(
+                "inbound {} has no sender (no `from`, no `from_user_id`)",
+                msg.id
+            ));
             continue;
         };
-        let phone = match E164::from_wa_id(from) {
-            Ok(p) => p,
+        let wamid = match Wamid::parse(&msg.id) {
+            Ok(wamid) => wamid,
             Err(e) => {
-                notes.push(format!("inbound {} from `{from}`: {e}", msg.id));
-                continue;
-            }
-        };
-        let (wamid, wa_id) = match (Wamid::parse(&msg.id), WaId::parse(from)) {
-            (Ok(wamid), Ok(wa_id)) => (wamid, wa_id),
-            (Err(e), _) | (_, Err(e)) => {
                 notes.push(format!("inbound {}: {e}", msg.id));
                 continue;
             }
         };
-        let profile_name = value
-            .contacts
-            .iter()
-            .find(|c| c.wa_id.as_deref() == Some(from))
-            .and_then(|c| c.profile.as_ref()?.name.clone());
+        let Some(address) = from.address().map(str::to_owned) else {
+            notes.push(format!("inbound {} has no sender", msg.id));
+            continue;
+        };
         let received_at = msg
             .timestamp
             .as_deref()
@@ -255,15 +258,15 @@ async fn apply_inbound(
             wamid,
             application_id: number.application_id.clone(),
             phone_number_id: number.phone_number_id.clone(),
-            from_phone: phone.as_str().to_owned(),
-            wa_id,
-            profile_name,
+            from_phone: address,
+            from,
             kind: msg.kind.clone().unwrap_or_else(|| "unknown".into()),
             text: msg.text(),
             raw: serde_json::to_value(msg).unwrap_or_default(),
             received_at,
         };
         record_inbound(engine, &record, msg).await?;
+        crate::contact_identity::apply_shared_phone(engine, &record, msg, notes).await?;
     }
     Ok(())
 }
@@ -288,14 +291,14 @@ async fn record_inbound(
         crate::audience::opt_keyword(&record.kind, record.text.as_deref(), payload)
     {
         let note = Some(format!("message {}", record.wamid));
+        // The contact's own address: the sender may have written by BSUID to a contact
+        // Parley knows by phone.
+        let address =
+            crate::contact_identity::contact_address(engine, &record.application_id, &record.from)
+                .await?
+                .unwrap_or_else(|| record.from_phone.clone());
         engine
-            .apply_opt_keyword(
-                &record.application_id,
-                &record.from_phone,
-                state,
-                source,
-                note,
-            )
+            .apply_opt_keyword(&record.application_id, &address, state, source, note)
             .await?;
     }
     Ok(())

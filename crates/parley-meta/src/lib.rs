@@ -19,9 +19,9 @@ pub use signature::{SIGNATURE_HEADER, sign, verify_signature};
 pub use webhook::{
     AccountReviewValue, AccountUpdateValue, CapabilityValue, Change, DeliveryStatus, Entry,
     InboundMessage, LimitTier, MessagesValue, PhoneNumberNameValue, PhoneNumberQualityValue,
-    StatusError, StatusUpdate, TemplateCategoryValue, TemplateComponentsValue,
-    TemplateQualityValue, TemplateRef, TemplateStatusValue, UserPreferencesValue, WebhookChange,
-    WebhookContact, WebhookPayload,
+    Profile, SharedContact, SharedPhone, StatusError, StatusUpdate, SystemChange,
+    TemplateCategoryValue, TemplateComponentsValue, TemplateQualityValue, TemplateRef,
+    TemplateStatusValue, UserPreferencesValue, WebhookChange, WebhookContact, WebhookPayload,
 };
 
 /// The Graph API version Parley speaks unless `meta.graph_version` says otherwise: Meta's

@@ -151,7 +151,12 @@ pub fn mark_read_body(wamid: &str) -> Value {
 pub struct Outbound<'a> {
     messaging_product: &'static str,
     recipient_type: &'static str,
-    to: &'a str,
+    /// The phone number; absent when the message goes to a BSUID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<&'a str>,
+    /// The BSUID (META_2026 §3.3), only when no phone is known (`to` would win at Meta).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recipient: Option<&'a str>,
     #[serde(rename = "type")]
     kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -281,6 +286,8 @@ fn text_param<'a>(parameter_name: Option<&'a str>, text: &'a str) -> TextParam<'
     }
 }
 
+/// `to` is the recipient's address: an E.164 phone goes as `to`, a business-scoped user id
+/// (BSUID) as `recipient` (META_2026 §3.3).
 fn envelope<'a>(
     to: &'a str,
     kind: &'static str,
@@ -290,7 +297,8 @@ fn envelope<'a>(
     Outbound {
         messaging_product: "whatsapp",
         recipient_type: "individual",
-        to,
+        to: (!parley_domain::is_bsuid_address(to)).then_some(to),
+        recipient: parley_domain::is_bsuid_address(to).then_some(to),
         kind,
         context: reply_to.map(|message_id| Context { message_id }),
         biz_opaque_callback_data: callback_data,
@@ -303,6 +311,19 @@ fn envelope<'a>(
 mod tests {
     use super::*;
     use parley_domain::{RenderedButton, RenderedParam};
+
+    #[test]
+    fn a_bsuid_goes_as_recipient_and_a_phone_as_to() {
+        let by_bsuid = text_message_body("US.13491208655302741918", "hi", false, None, None);
+        assert_eq!(
+            by_bsuid,
+            json!({"messaging_product":"whatsapp","recipient_type":"individual",
+                "recipient":"US.13491208655302741918","type":"text","text":{"body":"hi","preview_url":false}})
+        );
+        let by_phone = text_message_body("+4915112345678", "hi", false, None, None);
+        assert_eq!(by_phone["to"], "+4915112345678");
+        assert!(by_phone.get("recipient").is_none());
+    }
 
     #[test]
     fn template_body_matches_meta_shape() {

@@ -180,25 +180,99 @@ pub struct Metadata {
     pub phone_number_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// One entry of `contacts` on inbound messages, statuses and echoes. Every field is optional:
+/// Meta omits `wa_id` when the user hides their number behind a username, and status
+/// `contacts` seen in practice lack `profile` or even `user_id` (META_2026 §3.2).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct WebhookContact {
     #[serde(default)]
     pub wa_id: Option<String>,
     #[serde(default)]
     pub profile: Option<Profile>,
+    /// The user's business-scoped user id (BSUID).
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// The parent BSUID, only where Meta enrolled the portfolio in a parent account.
+    #[serde(default)]
+    pub parent_user_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+impl WebhookContact {
+    /// The username, when the user adopted one (display text: Meta writes it with or
+    /// without `@`).
+    pub fn username(&self) -> Option<&str> {
+        self.profile.as_ref()?.username.as_deref()
+    }
+
+    pub fn name(&self) -> Option<&str> {
+        self.profile.as_ref()?.name.as_deref()
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct Profile {
     #[serde(default)]
     pub name: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+}
+
+/// `system` on an inbound message of type `system`: an identity change (META_2026 §3.5).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct SystemChange {
+    #[serde(default)]
+    pub body: Option<String>,
+    /// `user_changed_number` or `user_changed_user_id` (older: `customer_changed_number`).
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// The new phone number (`user_changed_number` only).
+    #[serde(default)]
+    pub wa_id: Option<String>,
+    /// The new BSUID.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub parent_user_id: Option<String>,
+    #[serde(default)]
+    pub previous_user_id: Option<String>,
+    #[serde(default)]
+    pub previous_parent_user_id: Option<String>,
+    /// Meta's older name for the new phone (`customer` in early payloads).
+    #[serde(default)]
+    pub new_wa_id: Option<String>,
+}
+
+impl SystemChange {
+    pub const USER_CHANGED_NUMBER: &'static str = "user_changed_number";
+    pub const USER_CHANGED_USER_ID: &'static str = "user_changed_user_id";
+
+    /// True for the identity changes Parley applies to a contact.
+    pub fn is_identity_change(&self) -> bool {
+        matches!(
+            self.kind.as_deref(),
+            Some(
+                Self::USER_CHANGED_NUMBER | Self::USER_CHANGED_USER_ID | "customer_changed_number"
+            )
+        )
+    }
+
+    /// The new phone (`wa_id`, or the older `new_wa_id`).
+    pub fn new_phone(&self) -> Option<&str> {
+        self.wa_id.as_deref().or(self.new_wa_id.as_deref())
+    }
 }
 
 /// An inbound message. The type-specific object stays raw (`rest`) so every type is kept.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct InboundMessage {
+    /// The sender's phone; absent when the user hides it behind a username (META_2026 §3.1).
     #[serde(default)]
     pub from: Option<String>,
+    /// The sender's BSUID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_parent_user_id: Option<String>,
     pub id: String,
     #[serde(default, deserialize_with = "string_or_number")]
     pub timestamp: Option<String>,
@@ -211,6 +285,26 @@ pub struct InboundMessage {
 }
 
 impl InboundMessage {
+    /// The identity change a `system` message announces.
+    pub fn system(&self) -> Option<SystemChange> {
+        if self.kind.as_deref() != Some("system") {
+            return None;
+        }
+        serde_json::from_value(self.rest.get("system")?.clone()).ok()
+    }
+
+    /// The phones a `contacts` message shares, each with its `origin` (`contact_request` when
+    /// it answers a `REQUEST_CONTACT_INFO` button, META_2026 §3.4).
+    pub fn shared_contacts(&self) -> Vec<SharedContact> {
+        if self.kind.as_deref() != Some("contacts") {
+            return Vec::new();
+        }
+        self.rest
+            .get("contacts")
+            .and_then(|c| serde_json::from_value(c.clone()).ok())
+            .unwrap_or_default()
+    }
+
     /// The human-readable text of the message, for the inbox and opt-out keywords.
     pub fn text(&self) -> Option<String> {
         let kind = self.kind.as_deref()?;
@@ -235,6 +329,25 @@ impl InboundMessage {
     }
 }
 
+/// One contact of a `contacts` message.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct SharedContact {
+    #[serde(default)]
+    pub origin: Option<String>,
+    #[serde(default)]
+    pub phones: Vec<SharedPhone>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct SharedPhone {
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub wa_id: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+}
+
 /// A status update for a message Parley sent.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct StatusUpdate {
@@ -242,8 +355,21 @@ pub struct StatusUpdate {
     pub status: DeliveryStatus,
     #[serde(default, deserialize_with = "string_or_number")]
     pub timestamp: Option<String>,
+    /// The phone (or group id); omitted when the message went to a BSUID and the phone cannot
+    /// be shared.
     #[serde(default)]
     pub recipient_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_user_id: Option<String>,
+    /// The parent BSUID, by its May 2026 name …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_parent_user_id: Option<String>,
+    /// … its April 2026 name …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_recipient_user_id: Option<String>,
+    /// … and its February 2026 name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_user_id: Option<String>,
     #[serde(default)]
     pub biz_opaque_callback_data: Option<String>,
     #[serde(default)]
@@ -255,6 +381,14 @@ pub struct StatusUpdate {
 }
 
 impl StatusUpdate {
+    /// The recipient's parent BSUID under whichever of its three names Meta used.
+    pub fn recipient_parent(&self) -> Option<&str> {
+        self.recipient_parent_user_id
+            .as_deref()
+            .or(self.parent_recipient_user_id.as_deref())
+            .or(self.parent_user_id.as_deref())
+    }
+
     /// Unix seconds of the status, when Meta gave a parseable one.
     pub fn unix_time(&self) -> Option<i64> {
         self.timestamp.as_deref()?.parse().ok()
@@ -678,6 +812,89 @@ mod tests {
             m.statuses[0].errors[0].description(),
             "Message undeliverable (Receiver incapable)"
         );
+    }
+
+    #[test]
+    fn bsuid_identities_of_inbound_messages_statuses_and_system_changes() {
+        // META_2026 §3.1: a username user with the phone withheld: no `wa_id`, no `from`.
+        let WebhookChange::Messages(v) = change(
+            "messages",
+            json!({"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
+                "contacts":[{"profile":{"name":"Sheena Nelson","username":"@realsheenanelson"},
+                    "user_id":"US.13491208655302741918","parent_user_id":"US.ENT.11815799212886844830"}],
+                "messages":[{"from_user_id":"US.13491208655302741918","from_parent_user_id":"US.ENT.11815799212886844830",
+                    "id":"wamid.A","timestamp":"1749416383","type":"text","text":{"body":"Does it come in another color?"}}]}),
+        ) else {
+            panic!("messages")
+        };
+        let m = &v.messages[0];
+        assert_eq!(m.from, None);
+        assert_eq!(m.from_user_id.as_deref(), Some("US.13491208655302741918"));
+        assert_eq!(
+            m.from_parent_user_id.as_deref(),
+            Some("US.ENT.11815799212886844830")
+        );
+        assert_eq!(m.text().as_deref(), Some("Does it come in another color?"));
+        assert_eq!(v.contacts[0].username(), Some("@realsheenanelson"));
+        assert_eq!(v.contacts[0].wa_id, None);
+        assert_eq!(
+            v.contacts[0].user_id.as_deref(),
+            Some("US.13491208655302741918")
+        );
+        // The re-serialized message keeps its ids (the inbox stores it raw).
+        let raw = serde_json::to_value(m).unwrap();
+        assert_eq!(raw["from_user_id"], "US.13491208655302741918");
+        assert!(raw.get("from_user_id").is_some() && raw["text"]["body"].is_string());
+
+        // §3.2, with the lean `contacts` seen in practice and each parent-field name.
+        for parent in [
+            "recipient_parent_user_id",
+            "parent_recipient_user_id",
+            "parent_user_id",
+        ] {
+            let WebhookChange::Messages(v) = change(
+                "messages",
+                json!({"contacts":[{"wa_id":"972526111549","user_id":"IL.831795919964525"}, {"wa_id":"4915112345678"}],
+                    "statuses":[{"id":"wamid.B","status":"delivered","timestamp":"1750030073",
+                        "recipient_user_id":"IL.831795919964525", parent:"IL.ENT.1"}]}),
+            ) else {
+                panic!("messages")
+            };
+            let s = &v.statuses[0];
+            assert_eq!(s.recipient_id, None);
+            assert_eq!(s.recipient_user_id.as_deref(), Some("IL.831795919964525"));
+            assert_eq!(s.recipient_parent(), Some("IL.ENT.1"), "{parent}");
+            assert_eq!(v.contacts[0].wa_id.as_deref(), Some("972526111549"));
+            assert!(v.contacts[0].profile.is_none() && v.contacts[1].user_id.is_none());
+        }
+
+        // §3.5.
+        let WebhookChange::Messages(v) = change(
+            "messages",
+            json!({"messages":[{"from":"16505551234","id":"wamid.C","timestamp":"1","type":"system",
+                "system":{"body":"User A changed from 1 to 2","wa_id":"16505550000","user_id":"US.2",
+                    "parent_user_id":"US.ENT.2","previous_user_id":"US.1","previous_parent_user_id":"US.ENT.1",
+                    "type":"user_changed_number"}}]}),
+        ) else {
+            panic!("messages")
+        };
+        let sys = v.messages[0].system().unwrap();
+        assert!(sys.is_identity_change());
+        assert_eq!(sys.new_phone(), Some("16505550000"));
+        assert_eq!(sys.previous_user_id.as_deref(), Some("US.1"));
+        assert_eq!(sys.user_id.as_deref(), Some("US.2"));
+
+        // §3.4: the answer to REQUEST_CONTACT_INFO.
+        let WebhookChange::Messages(v) = change(
+            "messages",
+            json!({"messages":[{"id":"wamid.D","timestamp":"1","type":"contacts","from_user_id":"US.1",
+                "contacts":[{"origin":"contact_request","phones":[{"phone":"+1 650-555-1234","wa_id":"16505551234","type":"MOBILE"}]}]}]}),
+        ) else {
+            panic!("messages")
+        };
+        let shared = v.messages[0].shared_contacts();
+        assert_eq!(shared[0].origin.as_deref(), Some("contact_request"));
+        assert_eq!(shared[0].phones[0].wa_id.as_deref(), Some("16505551234"));
     }
 
     #[test]

@@ -156,6 +156,16 @@ pub struct Behaviour {
     /// Virtual milliseconds from an Embedded Signup to the approval of the new WABA
     /// (`account_review_update` APPROVED), unless `/sandbox/review` decided first.
     pub review_delay_ms: u64,
+    /// The portfolio's contact book (META_2026 §3): users the business exchanged messages
+    /// with by phone keep their phone in webhooks after adopting a username. Turning it off
+    /// is Business settings' switch (it deletes the book).
+    pub contact_book: bool,
+    /// The portfolio is enrolled in a parent-BSUID account: webhooks carry parent BSUIDs.
+    pub parent_bsuids: bool,
+    /// The name statuses give the parent BSUID: `recipient_parent_user_id` (since
+    /// 2026-05-05, the default), `parent_recipient_user_id` (April 2026) or `parent_user_id`
+    /// (February 2026).
+    pub parent_field: String,
 }
 
 impl Default for Behaviour {
@@ -173,6 +183,9 @@ impl Default for Behaviour {
             webhook_batch_ms: 100,
             webhook_attempts: 5,
             review_delay_ms: 30_000,
+            contact_book: true,
+            parent_bsuids: false,
+            parent_field: "recipient_parent_user_id".to_owned(),
         }
     }
 }

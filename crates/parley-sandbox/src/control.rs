@@ -206,6 +206,8 @@ pub(crate) async fn inbound(State(sandbox): State<Sandbox>, body: Body) -> Answe
             "profile": {"name": inbound.name.unwrap_or_else(|| "Sandbox User".to_owned())},
             "wa_id": from,
         });
+        let mut contact = contact;
+        state.dress_inbound(&phone_id, &from, &mut contact, &mut message, now_ms);
         state
             .windows
             .insert((phone_id.clone(), from.clone()), now_ms);
@@ -508,6 +510,7 @@ pub(crate) async fn reset(State(sandbox): State<Sandbox>) -> Answer {
     state.deliveries.clear();
     state.faults = Faults::default();
     state.limits.clear();
+    state.users = crate::users::Users::default();
     drop(state);
     ok(json!({ "success": true }))
 }

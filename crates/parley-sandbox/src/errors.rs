@@ -145,6 +145,7 @@ pub fn title(code: u32) -> &'static str {
         131016 => "Service unavailable",
         131021 => "Recipient cannot be sender",
         131026 => "Message undeliverable",
+        131062 => "Business-scoped User ID (BSUID) recipients are not supported for this message.",
         131031 => "Business Account locked",
         131042 => "Business eligibility payment issue",
         131045 => "Incorrect certificate",

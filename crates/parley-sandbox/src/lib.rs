@@ -36,6 +36,7 @@ mod signup;
 mod state;
 mod templates;
 mod uploads;
+mod users;
 mod validate;
 mod webhooks;
 
@@ -113,6 +114,18 @@ impl Sandbox {
             .route("/sandbox/clock/freeze", post(control::freeze_clock))
             .route("/sandbox/clock/unfreeze", post(control::unfreeze_clock))
             .route("/sandbox/inbound", post(control::inbound))
+            .route(
+                "/sandbox/users/{phone}",
+                get(users::get_user).post(users::set_user),
+            )
+            .route(
+                "/sandbox/users/{phone}/change_number",
+                post(users::change_number),
+            )
+            .route(
+                "/sandbox/users/{phone}/change_user_id",
+                post(users::change_user_id),
+            )
             .route(
                 "/sandbox/faults",
                 get(control::get_faults)

@@ -83,26 +83,42 @@ pub(crate) fn post_messages(
             )));
         }
     }
-    let input = match body.get("to") {
-        None | Some(Value::Null) => {
+    // `to` (a phone) wins over `recipient` (a BSUID), which is read only without it
+    // (META_2026 §3.3).
+    let (input, wa_id, by_bsuid) = match (
+        string_param(body, "to")?,
+        string_param(body, "recipient")?,
+    ) {
+        (Some(input), _) => {
+            let wa_id = digits(&input);
+            let plausible = input
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '.'));
+            if !plausible || !(5..=20).contains(&wa_id.len()) {
+                return Err(GraphError::new(
+                    131009,
+                    format!("Param to '{input}' is not a valid phone number."),
+                ));
+            }
+            (input, wa_id, false)
+        }
+        (None, Some(recipient)) => {
+            // Byte-exact, and only a BSUID of this number's own portfolio.
+            let business = state.business_of_phone(phone_id);
+            let Some(wa_id) = state.users.find(&business, &recipient) else {
+                return Err(GraphError::new(
+                    131009,
+                    format!(
+                        "Param recipient '{recipient}' is not a business-scoped user ID of a WhatsApp user of this business portfolio."
+                    ),
+                ));
+            };
+            (recipient, wa_id, true)
+        }
+        (None, None) => {
             return Err(GraphError::new(131008, "The parameter to is required."));
         }
-        Some(Value::String(s)) if s.trim().is_empty() => {
-            return Err(GraphError::new(131008, "The parameter to is required."));
-        }
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err(GraphError::invalid_param("Param to must be a string.")),
     };
-    let wa_id = digits(&input);
-    let plausible = input
-        .chars()
-        .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '.'));
-    if !plausible || !(5..=20).contains(&wa_id.len()) {
-        return Err(GraphError::new(
-            131009,
-            format!("Param to '{input}' is not a valid phone number."),
-        ));
-    }
 
     let (own_digits, mps, templates) = {
         let Some(phone) = state.phone(phone_id) else {
@@ -131,6 +147,12 @@ pub(crate) fn post_messages(
         }
     };
     let category = check_payload(&kind, body, &templates)?;
+    if by_bsuid && category == "authentication" {
+        return Err(GraphError::new(
+            131062,
+            "Authentication templates need the user's phone number: send them with `to`.",
+        ));
+    }
     check_context(body)?;
     let biz_opaque = match body.get("biz_opaque_callback_data") {
         None | Some(Value::Null) => None,
@@ -195,6 +217,21 @@ pub(crate) fn post_messages(
         &wa_id,
         kind == "template" && !window_open,
     )?;
+    let business = state.business_of_phone(phone_id);
+    let recipient = crate::users::StatusRecipient {
+        user_id: state.users.bsuid(&business, &wa_id),
+        parent: state
+            .config
+            .behaviour
+            .parent_bsuids
+            .then(|| state.users.parent_bsuid(&wa_id)),
+        withheld: by_bsuid && state.withholds_phone(phone_id, &wa_id, now_ms),
+        wa_id: wa_id.clone(),
+        by_bsuid,
+    };
+    if !by_bsuid {
+        state.exchanged_by_phone(phone_id, &wa_id, now_ms);
+    }
     let wamid = loop {
         let candidate = new_wamid(&wa_id, false);
         if !state.messages.contains(&candidate) {
@@ -229,6 +266,7 @@ pub(crate) fn post_messages(
             biz_opaque: biz_opaque.as_deref(),
             category: &category,
             window_open,
+            recipient: &recipient,
         },
     );
 
@@ -236,9 +274,15 @@ pub(crate) fn post_messages(
     if kind == "template" {
         message["message_status"] = json!("accepted");
     }
+    // `wa_id` only when sent by phone, `user_id` only when sent by BSUID alone.
+    let contact = if by_bsuid {
+        json!({ "input": input, "user_id": input })
+    } else {
+        json!({ "input": input, "wa_id": wa_id })
+    };
     let response = json!({
         "messaging_product": "whatsapp",
-        "contacts": [{ "input": input, "wa_id": wa_id }],
+        "contacts": [contact],
         "messages": [message],
     });
 
@@ -255,6 +299,18 @@ pub(crate) fn post_messages(
         body: response,
         hold,
     })
+}
+
+/// A string parameter: `None` when absent, null or blank.
+fn string_param(body: &Value, name: &str) -> Result<Option<String>, GraphError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(GraphError::invalid_param(format!(
+            "Param {name} must be a string."
+        ))),
+    }
 }
 
 fn mark_as_read(state: &State, phone_id: &str, body: &Value) -> Result<SendOutcome, GraphError> {
@@ -569,6 +625,7 @@ struct Accepted<'a> {
     biz_opaque: Option<&'a str>,
     category: &'a str,
     window_open: bool,
+    recipient: &'a crate::users::StatusRecipient,
 }
 
 /// Queues `sent → delivered → read`, or `failed`, at their virtual times.
@@ -596,6 +653,7 @@ fn schedule_statuses(state: &mut State, sent: &Accepted<'_>) {
         if let Some(opaque) = sent.biz_opaque {
             json["biz_opaque_callback_data"] = json!(opaque);
         }
+        crate::users::dress_status(&mut json, sent.recipient, &behaviour.parent_field);
         json
     };
     let event = |status: &str, json: Value| EventKind::Status {

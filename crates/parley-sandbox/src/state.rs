@@ -390,6 +390,8 @@ pub(crate) struct State {
     pub dialogs: HashMap<String, crate::dialog::DialogSession>,
     /// Messaging-limit reach per business portfolio and the violations refused.
     pub limits: crate::limits::Limits,
+    /// WhatsApp users: usernames, BSUID generations, who saw whose phone (META_2026 §3).
+    pub users: crate::users::Users,
 }
 
 impl State {
@@ -415,6 +417,7 @@ impl State {
             tokens: HashMap::new(),
             dialogs: HashMap::new(),
             limits: crate::limits::Limits::default(),
+            users: crate::users::Users::default(),
         }
     }
 

@@ -181,12 +181,18 @@ pub(crate) fn dispatch_due(inner: &Arc<Inner>, shutdown: &CancellationToken) {
                 match &event.kind {
                     EventKind::Status { json, .. } => statuses.push(json.clone()),
                     EventKind::Inbound { contact, message } => {
-                        let value = json!({
+                        let mut value = json!({
                             "messaging_product": "whatsapp",
                             "metadata": metadata,
                             "contacts": [contact],
                             "messages": [message],
                         });
+                        // System messages (identity changes) carry no `contacts`.
+                        if contact.is_null()
+                            && let Some(v) = value.as_object_mut()
+                        {
+                            v.remove("contacts");
+                        }
                         payloads.push((
                             phone_id.clone(),
                             "messages",
@@ -200,12 +206,16 @@ pub(crate) fn dispatch_due(inner: &Arc<Inner>, shutdown: &CancellationToken) {
                     | EventKind::Change { .. } => {}
                 }
             }
-            for chunk in statuses.chunks(MAX_PER_POST) {
-                let value = json!({
+            for chunk in statuses.chunks_mut(MAX_PER_POST) {
+                let contacts = crate::users::lift_status_contacts(chunk);
+                let mut value = json!({
                     "messaging_product": "whatsapp",
                     "metadata": metadata,
                     "statuses": chunk,
                 });
+                if !contacts.is_empty() {
+                    value["contacts"] = json!(contacts);
+                }
                 payloads.push((
                     phone_id.clone(),
                     "statuses",

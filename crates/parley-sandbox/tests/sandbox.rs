@@ -22,6 +22,8 @@ mod fields;
 mod limits;
 #[path = "sandbox/signup.rs"]
 mod signup;
+#[path = "sandbox/users.rs"]
+mod users;
 
 const CUSTOMER: &str = "+4915112345678";
 const CUSTOMER_DIGITS: &str = "4915112345678";
@@ -679,12 +681,19 @@ async fn inbound_messages_reach_the_webhook_and_can_be_marked_read() {
     let (body, signed) = &sb.received.all()[0];
     assert!(*signed);
     let value = &body["entry"][0]["changes"][0]["value"];
+    // Every messages webhook carries the user's business-scoped user id (META_2026 §3.1).
+    let user_id = value["contacts"][0]["user_id"]
+        .as_str()
+        .expect("a BSUID")
+        .to_owned();
+    assert!(user_id.contains('.'), "{user_id}");
     assert_eq!(
         value["contacts"],
-        json!([{"profile": {"name": "Ana Lima"}, "wa_id": CUSTOMER_DIGITS}])
+        json!([{"profile": {"name": "Ana Lima"}, "wa_id": CUSTOMER_DIGITS, "user_id": user_id}])
     );
     let message = &value["messages"][0];
     assert_eq!(message["from"], CUSTOMER_DIGITS);
+    assert_eq!(message["from_user_id"], user_id.as_str());
     assert_eq!(message["id"], wamid);
     assert_eq!(message["type"], "text");
     assert_eq!(message["text"]["body"], "Does it come in blue?");

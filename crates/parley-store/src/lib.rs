@@ -38,7 +38,7 @@ pub use templates::TemplateStore;
 pub use types::*;
 
 use async_trait::async_trait;
-use parley_domain::{AccountId, ApplicationId, MessageId, PhoneNumberId, UserId, Wamid};
+use parley_domain::{AccountId, ApplicationId, ContactId, MessageId, PhoneNumberId, UserId, Wamid};
 
 /// Unix time in milliseconds; the engine's clock decides what "now" is.
 pub type Millis = i64;
@@ -174,6 +174,31 @@ pub trait Store:
     /// Stores an inbound message once (by wamid), creating or refreshing its contact and the
     /// 24 h window. Returns false when that wamid was already stored.
     async fn record_inbound(&self, inbound: &InboundRecord) -> Result<bool>;
+    /// The one contact `ident` names (by phone, BSUID, or parent BSUID), after linking the
+    /// identities it carries together and merging two contacts it shows to be one person;
+    /// with `create`, a new contact when nobody is known by any of them.
+    async fn resolve_contact(
+        &self,
+        app: &ApplicationId,
+        ident: &ContactIdentity,
+        create: bool,
+        now: Millis,
+    ) -> Result<Option<ContactId>>;
+    /// Meta's `user_changed_number` / `user_changed_user_id`: the contact known by
+    /// `previous` now answers to `current`, keeping its history.
+    async fn repoint_contact(
+        &self,
+        app: &ApplicationId,
+        previous: &ContactIdentity,
+        current: &ContactIdentity,
+        now: Millis,
+    ) -> Result<Option<ContactId>>;
+    /// The contact with this BSUID (or, failing that, this parent BSUID).
+    async fn contact_by_bsuid(
+        &self,
+        app: &ApplicationId,
+        bsuid: &str,
+    ) -> Result<Option<ContactRecord>>;
 
     // --- messages ------------------------------------------------------------------------
     /// Commits a new message. With an idempotency key already used, returns the first one.

@@ -246,6 +246,8 @@ mod access;
 mod audience;
 #[path = "shared/campaigns.rs"]
 mod campaigns;
+#[path = "shared/contact_identity.rs"]
+mod contact_identity;
 #[path = "shared/identity.rs"]
 mod identity;
 #[path = "shared/platforms.rs"]
@@ -259,6 +261,7 @@ mod store_impl;
 // The campaign list page reads its contacts as the audience area maps them, and
 // `Store::upsert_contacts` goes through the audience upsert, which keeps the tag index.
 pub(crate) use audience::{audience_from_row, upsert_in};
+pub(crate) use contact_identity::{repoint_in, resolve_in};
 
 /// Serializes every status and acceptance of these wamids until the transaction ends, taken
 /// in one order (sorted) so two batches cannot wait on each other.

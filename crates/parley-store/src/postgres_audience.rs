@@ -49,7 +49,7 @@ impl PostgresStore {
         E: sqlx::Executor<'e, Database = Postgres>,
     {
         let mut qb = QueryBuilder::<Postgres>::new(
-            "SELECT id, application_id, phone, wa_id, name, tags, last_inbound_at, created_at, updated_at, locale, timezone, subscription, subscription_source, subscription_at FROM contacts WHERE application_id = ",
+            "SELECT id, application_id, phone, bsuid, parent_bsuid, username, wa_id, name, tags, last_inbound_at, created_at, updated_at, locale, timezone, subscription, subscription_source, subscription_at FROM contacts WHERE application_id = ",
         );
         Self::push_contact_page(&mut qb, app, q.after, q.search, q.segment, q.now, q.limit);
         let rows = qb.build().fetch_all(ex).await?;

@@ -46,6 +46,19 @@ pub(crate) enum Cond {
     TimeCmp(String, CompareOp, Option<i32>, String),
     /// A list tag with this folded element, or a string tag with this folded substring.
     Contains(String, String),
+    /// The contact has this identity (a phone number, a business-scoped user id), from its
+    /// columns rather than its tags.
+    Identity(Identity),
+}
+
+/// The identities `exists(…)` reads from a contact's columns (META_2026 §3.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Identity {
+    /// `exists(phone)`: Parley knows the E.164 number (`contacts.phone` is the address, the
+    /// BSUID when the phone is not known; migration 0015).
+    Phone,
+    /// `exists(bsuid)`: Meta named the person by a business-scoped user id.
+    Bsuid,
 }
 
 pub(crate) fn lower(segment: &Segment, now: OffsetDateTime) -> Cond {
@@ -68,7 +81,15 @@ fn lower_expr(e: &Expr, now: OffsetDateTime) -> Cond {
                 .collect(),
         ),
         Expr::Not(inner) => Cond::Not(Box::new(lower_expr(inner, now))),
-        Expr::Exists { tag } => Cond::Exists(index_key(tag)),
+        Expr::Exists { tag } => {
+            let key = index_key(tag);
+            // A tag of that name counts too: identities never hide a tag.
+            match key.as_str() {
+                "phone" => Cond::Or(vec![Cond::Identity(Identity::Phone), Cond::Exists(key)]),
+                "bsuid" => Cond::Or(vec![Cond::Identity(Identity::Bsuid), Cond::Exists(key)]),
+                _ => Cond::Exists(key),
+            }
+        }
         Expr::Compare { tag, op, value } => {
             let key = index_key(tag);
             match op {
@@ -239,6 +260,12 @@ where
     fn leaf(&mut self, leaf: &Cond) {
         match leaf {
             Cond::Exists(key) => D::tag_exists(self.0, key),
+            Cond::Identity(Identity::Phone) => {
+                self.push("(phone LIKE '+%')");
+            }
+            Cond::Identity(Identity::Bsuid) => {
+                self.push("(bsuid IS NOT NULL)");
+            }
             Cond::StrIn(key, values) => self.typed(key, " = 's'", |w| {
                 w.field(key, "f").push(D::BY_CODE_POINT);
                 D::one_of(w.0, values);

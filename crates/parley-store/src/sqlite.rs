@@ -227,6 +227,8 @@ mod access;
 mod audience;
 #[path = "shared/campaigns.rs"]
 mod campaigns;
+#[path = "shared/contact_identity.rs"]
+mod contact_identity;
 #[path = "shared/identity.rs"]
 mod identity;
 #[path = "shared/platforms.rs"]
@@ -240,6 +242,7 @@ mod store_impl;
 // The campaign list page reads its contacts as the audience area maps them, and
 // `Store::upsert_contacts` goes through the audience upsert, which keeps the tag index.
 pub(crate) use audience::{audience_from_row, upsert_in};
+pub(crate) use contact_identity::{repoint_in, resolve_in};
 
 /// A JSON array of strings, for `… IN (SELECT value FROM json_each(?))`.
 pub(crate) fn json_strings<'a>(items: impl IntoIterator<Item = &'a str>) -> String {

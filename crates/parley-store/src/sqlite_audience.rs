@@ -13,6 +13,9 @@ struct AudienceJson {
     id: ContactId,
     application_id: ApplicationId,
     phone: String,
+    bsuid: Option<String>,
+    parent_bsuid: Option<String>,
+    username: Option<String>,
     wa_id: Option<parley_domain::WaId>,
     name: Option<String>,
     tags: parley_domain::Tags,
@@ -58,7 +61,7 @@ impl SqliteStore {
     {
         let mut qb = QueryBuilder::<Sqlite>::new(
             "SELECT json_group_array(json_object('id', id, 'application_id', application_id,
-               'phone', phone, 'wa_id', wa_id, 'name', name, 'tags', json(tags),
+               'phone', phone, 'bsuid', bsuid, 'parent_bsuid', parent_bsuid, 'username', username, 'wa_id', wa_id, 'name', name, 'tags', json(tags),
                'last_inbound_at', last_inbound_at, 'created_at', created_at, 'updated_at', updated_at,
                'locale', locale, 'timezone', timezone, 'subscription', subscription,
                'subscription_source', subscription_source, 'subscription_at', subscription_at))
@@ -78,6 +81,9 @@ impl SqliteStore {
                         id: r.id,
                         application_id: r.application_id,
                         phone: r.phone,
+                        bsuid: r.bsuid,
+                        parent_bsuid: r.parent_bsuid,
+                        username: r.username,
                         wa_id: r.wa_id,
                         name: r.name,
                         tags: r.tags,

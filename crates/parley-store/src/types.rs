@@ -100,11 +100,49 @@ pub struct NewContact {
     pub tags: Tags,
 }
 
+/// Who a webhook (or a request) names: any of a phone, a business-scoped user id (BSUID) and
+/// a parent BSUID, with the username and profile name that came along (META_2026 §3.8).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactIdentity {
+    /// E.164.
+    pub phone: Option<String>,
+    pub bsuid: Option<String>,
+    pub parent_bsuid: Option<String>,
+    pub username: Option<String>,
+    pub name: Option<String>,
+}
+
+impl ContactIdentity {
+    /// The contact's address: its phone when known, else its BSUID.
+    pub fn address(&self) -> Option<&str> {
+        self.phone.as_deref().or(self.bsuid.as_deref())
+    }
+
+    /// Meta's `wa_id` of the phone (its digits).
+    pub fn wa_id(&self) -> Option<String> {
+        self.phone
+            .as_deref()
+            .map(|p| p.trim_start_matches('+').to_owned())
+    }
+
+    /// True when it names nobody.
+    pub fn is_empty(&self) -> bool {
+        self.phone.is_none() && self.bsuid.is_none() && self.parent_bsuid.is_none()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ContactRecord {
     pub id: ContactId,
     pub application_id: ApplicationId,
+    /// The contact's address: its E.164 phone when known, else its BSUID (migration 0015);
+    /// [`ContactRecord::phone_number`] is the phone alone.
     pub phone: String,
+    /// The business-scoped user id Meta last named this person by.
+    pub bsuid: Option<String>,
+    pub parent_bsuid: Option<String>,
+    /// The WhatsApp username, as display text.
+    pub username: Option<String>,
     pub wa_id: Option<WaId>,
     pub name: Option<String>,
     pub tags: Tags,
@@ -113,15 +151,22 @@ pub struct ContactRecord {
     pub updated_at: Millis,
 }
 
+impl ContactRecord {
+    /// The E.164 phone, when Parley knows it.
+    pub fn phone_number(&self) -> Option<&str> {
+        self.phone.starts_with('+').then_some(self.phone.as_str())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct InboundRecord {
     pub wamid: Wamid,
     pub application_id: ApplicationId,
     pub phone_number_id: PhoneNumberId,
-    /// E.164.
+    /// The sender's address: E.164 when Meta gave the phone, else the BSUID.
     pub from_phone: String,
-    pub wa_id: WaId,
-    pub profile_name: Option<String>,
+    /// Everything the webhook said about the sender.
+    pub from: ContactIdentity,
     pub kind: String,
     pub text: Option<String>,
     pub raw: serde_json::Value,

@@ -66,7 +66,12 @@ impl From<&AudienceContact> for ContactRow {
     fn from(c: &AudienceContact) -> Self {
         ContactRow {
             phone: c.contact.phone.clone(),
-            name: c.contact.name.clone().unwrap_or_default(),
+            name: c
+                .contact
+                .name
+                .clone()
+                .or_else(|| c.contact.username.clone())
+                .unwrap_or_default(),
             subscription: c.subscription.as_str().to_owned(),
             tags: tags_summary(c),
             updated: rfc3339(c.contact.updated_at),
@@ -208,6 +213,11 @@ struct ContactPage {
     active: &'static str,
     email: String,
     phone: String,
+    /// Every identity Meta knows the person by (META_2026 §3.8); empty when unknown.
+    phone_number: String,
+    bsuid: String,
+    parent_bsuid: String,
+    username: String,
     name: String,
     wa_id: String,
     locale: String,
@@ -247,6 +257,10 @@ pub async fn contact_page(
         active: "contacts",
         email,
         phone: c.contact.phone.clone(),
+        phone_number: c.contact.phone_number().unwrap_or_default().to_owned(),
+        bsuid: c.contact.bsuid.clone().unwrap_or_default(),
+        parent_bsuid: c.contact.parent_bsuid.clone().unwrap_or_default(),
+        username: c.contact.username.clone().unwrap_or_default(),
         name: c.contact.name.clone().unwrap_or_default(),
         wa_id: c
             .contact

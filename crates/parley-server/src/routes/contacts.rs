@@ -31,12 +31,22 @@ pub struct ContactBody {
     pub tags: Option<serde_json::Map<String, serde_json::Value>>,
     /// `opted_in` or `opted_out` (marketing messages); recorded in the history.
     pub subscription: Option<String>,
+    /// A business-scoped user id (BSUID, e.g. `US.13491208655302741918`) to link to this
+    /// contact; a contact already known by it is merged in (one person, one contact).
+    pub bsuid: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ContactView {
     pub id: String,
-    pub phone: String,
+    /// E.164; `null` when Parley knows the person only by their business-scoped user id.
+    pub phone: Option<String>,
+    /// The business-scoped user id (BSUID) Meta last named this person by.
+    pub bsuid: Option<String>,
+    /// The parent BSUID (only for portfolios in a parent-BSUID account).
+    pub parent_bsuid: Option<String>,
+    /// The WhatsApp username, as display text.
+    pub username: Option<String>,
     pub wa_id: Option<String>,
     pub name: Option<String>,
     pub locale: Option<String>,
@@ -56,7 +66,10 @@ impl From<&AudienceContact> for ContactView {
     fn from(c: &AudienceContact) -> Self {
         ContactView {
             id: c.contact.id.to_string(),
-            phone: c.contact.phone.clone(),
+            phone: c.contact.phone_number().map(str::to_owned),
+            bsuid: c.contact.bsuid.clone(),
+            parent_bsuid: c.contact.parent_bsuid.clone(),
+            username: c.contact.username.clone(),
             wa_id: c.contact.wa_id.clone().map(String::from),
             name: c.contact.name.clone(),
             locale: c.locale.clone(),
@@ -130,7 +143,7 @@ pub struct ContactListQuery {
 
 #[utoipa::path(
     put, path = "/api/v1/contacts/{phone}", tag = "contacts",
-    params(("phone" = String, Path, description = "E.164, e.g. `+4915112345678`")),
+    params(("phone" = String, Path, description = "E.164, e.g. `+4915112345678`, or a business-scoped user id (BSUID), e.g. `US.13491208655302741918`: a new BSUID creates a contact known only by it")),
     request_body = ContactBody,
     responses(
         (status = 200, description = "Updated", body = ContactView),
@@ -153,6 +166,7 @@ pub async fn put_contact(
         tags: body.tags.unwrap_or_default(),
         subscription: body.subscription,
         source: "api",
+        bsuid: body.bsuid,
     };
     let (contact, created) = state.engine.upsert_contact(&app, &phone, input).await?;
     let status = if created {
@@ -165,7 +179,7 @@ pub async fn put_contact(
 
 #[utoipa::path(
     get, path = "/api/v1/contacts/{phone}", tag = "contacts",
-    params(("phone" = String, Path, description = "E.164")),
+    params(("phone" = String, Path, description = "E.164, or any business-scoped user id (BSUID) or parent BSUID of the contact")),
     responses(
         (status = 200, description = "The contact with its subscription history and last messages", body = ContactDetailView),
         (status = 404, description = "No such contact", body = ErrorBody),
@@ -191,7 +205,7 @@ pub struct ErasedView {
 
 #[utoipa::path(
     delete, path = "/api/v1/contacts/{phone}", tag = "contacts",
-    params(("phone" = String, Path, description = "E.164")),
+    params(("phone" = String, Path, description = "E.164, or any business-scoped user id (BSUID) or parent BSUID of the contact")),
     responses(
         (status = 200, description = "Personal data erased; message counts kept", body = ErasedView),
         (status = 404, description = "Nothing stored for this number", body = ErrorBody),

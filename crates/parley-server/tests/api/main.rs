@@ -12,6 +12,7 @@ mod console;
 mod graph_versions;
 mod helpers;
 mod imports;
+mod identity_bsuid;
 mod operations;
 mod people;
 // The store suite's PostgreSQL harness (throwaway cluster or PARLEY_TEST_POSTGRES_URL).

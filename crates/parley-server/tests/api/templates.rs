@@ -38,7 +38,7 @@ impl TestApp {
         (status, v)
     }
 
-    async fn create_template(&self, draft: &Value) -> Value {
+    pub(crate) async fn create_template(&self, draft: &Value) -> Value {
         let (status, v) = self
             .api(reqwest::Method::POST, "/api/v1/templates", Some(draft))
             .await;
@@ -60,7 +60,7 @@ impl TestApp {
     }
 
     /// Polls until the template reaches `status` (webhooks are asynchronous).
-    async fn wait_template(&self, id: &str, status: &str) -> Value {
+    pub(crate) async fn wait_template(&self, id: &str, status: &str) -> Value {
         let mut last = Value::Null;
         for _ in 0..200 {
             last = self.template(id).await;
@@ -73,7 +73,7 @@ impl TestApp {
     }
 
     /// Polls until Meta accepted the message (any later state is fine).
-    async fn wait_wamid(&self, id: &str) -> String {
+    pub(crate) async fn wait_wamid(&self, id: &str) -> String {
         for _ in 0..400 {
             let m = self.get_message(id).await;
             if let Some(w) = m["wamid"].as_str() {
@@ -85,7 +85,7 @@ impl TestApp {
         panic!("message {id} was never accepted");
     }
 
-    async fn advance_review(&self) {
+    pub(crate) async fn advance_review(&self) {
         self.sandbox_post("/sandbox/clock/advance", &json!({"seconds": 11}))
             .await;
     }

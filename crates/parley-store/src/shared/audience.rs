@@ -420,8 +420,12 @@ impl AudienceStore for Backend {
         phone: &str,
         limit: u32,
     ) -> Result<Vec<MessageRecord>> {
+        // By address or by contact: a contact's history follows it across the phone and the
+        // BSUIDs it was addressed by (migration 0015).
         let rows = sqlx::query(
-            "SELECT * FROM messages WHERE application_id = $1 AND to_phone = $2 ORDER BY id DESC LIMIT $3",
+            "SELECT * FROM messages WHERE application_id = $1 AND (to_phone = $2 OR contact_id =
+               (SELECT id FROM contacts WHERE application_id = $1 AND phone = $2))
+             ORDER BY id DESC LIMIT $3",
         )
         .bind(app.as_str())
         .bind(phone)
@@ -433,33 +437,47 @@ impl AudienceStore for Backend {
 
     async fn erase_contact(&self, app: &ApplicationId, phone: &str) -> Result<EraseReport> {
         let mut tx = self.tx().await?;
-        let id: Option<String> =
-            sqlx::query_scalar("SELECT id FROM contacts WHERE application_id = $1 AND phone = $2")
-                .bind(app.as_str())
-                .bind(phone)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let id = id.unwrap_or_default();
+        // `phone` is the address the caller knows: the phone or any BSUID of the contact.
+        let found = sqlx::query(
+            "SELECT id, phone, bsuid FROM contacts WHERE application_id = $1 AND (phone = $2 OR bsuid = $2)",
+        )
+        .bind(app.as_str())
+        .bind(phone)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (id, address, bsuid): (String, String, String) = match &found {
+            Some(r) => (
+                r.try_get("id")?,
+                r.try_get("phone")?,
+                r.try_get::<Option<String>, _>("bsuid")?.unwrap_or_default(),
+            ),
+            None => (String::new(), phone.to_owned(), String::new()),
+        };
         let messages = sqlx::query(
             "UPDATE messages SET to_phone = 'erased', contact_id = NULL, content = $1,
                state = CASE WHEN state IN ('queued', 'sending') THEN 'skipped' ELSE state END,
                error_message = CASE WHEN state IN ('queued', 'sending') THEN 'contact erased' ELSE error_message END
-             WHERE application_id = $2 AND (to_phone = $3 OR contact_id = $4)",
+             WHERE application_id = $2 AND (to_phone IN ($3, $5, $6) OR contact_id = $4)",
         )
         .bind(json(&ERASED_CONTENT)?)
         .bind(app.as_str())
         .bind(phone)
         .bind(&id)
+        .bind(&address)
+        .bind(&bsuid)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         let inbound = sqlx::query(
-            "UPDATE inbound_messages SET from_phone = 'erased', contact_id = NULL, text = NULL, raw = '{}'
-             WHERE application_id = $1 AND (from_phone = $2 OR contact_id = $3)",
+            "UPDATE inbound_messages SET from_phone = 'erased', from_user_id = NULL, contact_id = NULL, text = NULL, raw = '{}'
+             WHERE application_id = $1 AND (from_phone IN ($2, $4, $5) OR contact_id = $3
+               OR (from_user_id IS NOT NULL AND from_user_id = $5))",
         )
         .bind(app.as_str())
         .bind(phone)
         .bind(&id)
+        .bind(&address)
+        .bind(&bsuid)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -467,9 +485,10 @@ impl AudienceStore for Backend {
             .bind(&id)
             .execute(&mut *tx)
             .await?;
-        let contacts = sqlx::query("DELETE FROM contacts WHERE application_id = $1 AND phone = $2")
+        // The row holds every identity (phone, BSUID, parent BSUID, username): all go.
+        let contacts = sqlx::query("DELETE FROM contacts WHERE application_id = $1 AND id = $2")
             .bind(app.as_str())
-            .bind(phone)
+            .bind(&id)
             .execute(&mut *tx)
             .await?
             .rows_affected();

@@ -19,7 +19,8 @@ use sqlx::Row;
 use super::{
     Backend, DbRow, Tx, confirm_quota_rows, contact_from_row, insert_orphans, json,
     load_status_rows, lock_wamids, message_from_row, opt_text, parse_id, phone_from_row,
-    platform_from_row, take_orphans, template_from_row, text, upsert_in, write_status_rows,
+    platform_from_row, repoint_in, resolve_in, take_orphans, template_from_row, text, upsert_in,
+    write_status_rows,
 };
 use crate::lattice::Batch;
 use crate::types::*;
@@ -367,8 +368,8 @@ impl Store for Backend {
         // A concurrent insert of the same wamid waits here for the first to commit, then
         // inserts nothing: exactly one caller sees `true`.
         let inserted = sqlx::query(
-            "INSERT INTO inbound_messages (wamid, application_id, phone_number_id, from_phone, kind, text, raw, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (wamid) DO NOTHING",
+            "INSERT INTO inbound_messages (wamid, application_id, phone_number_id, from_phone, kind, text, raw, received_at, from_user_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (wamid) DO NOTHING",
         )
         .bind(text(m.wamid.as_str()))
         .bind(m.application_id.as_str())
@@ -378,6 +379,7 @@ impl Store for Backend {
         .bind(opt_text(m.text.as_deref()))
         .bind(json(&m.raw)?)
         .bind(m.received_at)
+        .bind(opt_text(m.from.bsuid.as_deref()))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -385,29 +387,26 @@ impl Store for Backend {
             tx.rollback().await?;
             return Ok(false);
         }
+        let Some(contact_id) =
+            resolve_in(&mut tx, &m.application_id, &m.from, true, m.received_at).await?
+        else {
+            tx.commit().await?;
+            return Ok(true);
+        };
         // The window only moves forward: a late inbound (older than the last) leaves it. CASE
         // rather than MAX/GREATEST, which the two dialects spell differently.
-        let contact_id: String = sqlx::query_scalar(
-            "INSERT INTO contacts (id, application_id, phone, wa_id, name, tags, last_inbound_at, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, '{}', $6, $7, $8)
-             ON CONFLICT (application_id, phone) DO UPDATE SET
-               wa_id = excluded.wa_id,
-               name = COALESCE(contacts.name, excluded.name),
-               last_inbound_at = CASE WHEN COALESCE(contacts.last_inbound_at, 0) > excluded.last_inbound_at
-                 THEN COALESCE(contacts.last_inbound_at, 0) ELSE excluded.last_inbound_at END,
-               updated_at = excluded.updated_at
-             RETURNING id",
+        sqlx::query(
+            "UPDATE contacts SET
+               last_inbound_at = CASE WHEN COALESCE(last_inbound_at, 0) > $1
+                 THEN COALESCE(last_inbound_at, 0) ELSE $1 END,
+               updated_at = $1
+             WHERE id = $2",
         )
-        .bind(ContactId::new().as_str())
-        .bind(m.application_id.as_str())
-        .bind(text(&m.from_phone))
-        .bind(m.wa_id.as_str())
-        .bind(opt_text(m.profile_name.as_deref()))
         .bind(m.received_at)
-        .bind(m.received_at)
-        .bind(m.received_at)
-        .fetch_one(&mut *tx)
+        .bind(contact_id.as_str())
+        .execute(&mut *tx)
         .await?;
+        let contact_id = contact_id.as_str().to_owned();
         sqlx::query("UPDATE inbound_messages SET contact_id = $1 WHERE wamid = $2")
             .bind(contact_id)
             .bind(text(m.wamid.as_str()))
@@ -415,6 +414,48 @@ impl Store for Backend {
             .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn resolve_contact(
+        &self,
+        app: &ApplicationId,
+        ident: &ContactIdentity,
+        create: bool,
+        now: Millis,
+    ) -> Result<Option<ContactId>> {
+        let mut tx = self.tx().await?;
+        let id = resolve_in(&mut tx, app, ident, create, now).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn repoint_contact(
+        &self,
+        app: &ApplicationId,
+        previous: &ContactIdentity,
+        current: &ContactIdentity,
+        now: Millis,
+    ) -> Result<Option<ContactId>> {
+        let mut tx = self.tx().await?;
+        let id = repoint_in(&mut tx, app, previous, current, now).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn contact_by_bsuid(
+        &self,
+        app: &ApplicationId,
+        bsuid: &str,
+    ) -> Result<Option<ContactRecord>> {
+        let row = sqlx::query(
+            "SELECT * FROM contacts WHERE application_id = $1 AND (bsuid = $2 OR parent_bsuid = $2)
+             ORDER BY CASE WHEN bsuid = $2 THEN 0 ELSE 1 END, created_at LIMIT 1",
+        )
+        .bind(app.as_str())
+        .bind(text(bsuid))
+        .fetch_optional(self.reader())
+        .await?;
+        row.as_ref().map(contact_from_row).transpose()
     }
 
     async fn insert_message(&self, m: &NewMessage) -> Result<InsertOutcome> {

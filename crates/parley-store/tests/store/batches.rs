@@ -257,8 +257,11 @@ async fn a_quota_batch_answers_as_one_request_at_a_time(b: &Backend) {
         application_id: t.app.clone(),
         phone_number_id: t.number.clone(),
         from_phone: "+4915100000009".into(),
-        wa_id: crate::fixtures::waid("4915100000009"),
-        profile_name: None,
+        from: parley_store::ContactIdentity {
+            phone: Some("+4915100000009".into()),
+            name: None,
+            ..Default::default()
+        },
         kind: "text".into(),
         text: Some("hi".into()),
         raw: json!({}),

@@ -221,8 +221,11 @@ async fn quota_gate_counts_unique_contacts_outside_the_window(b: &Backend) {
         application_id: t.app.clone(),
         phone_number_id: t.number.clone(),
         from_phone: "+4915100000004".into(),
-        wa_id: crate::fixtures::waid("4915100000004"),
-        profile_name: None,
+        from: parley_store::ContactIdentity {
+            phone: Some("+4915100000004".into()),
+            name: None,
+            ..Default::default()
+        },
         kind: "text".into(),
         text: Some("hi".into()),
         raw: json!({}),
@@ -429,8 +432,11 @@ async fn campaign_counts_follow_every_transition(b: &Backend) {
         application_id: t.app.clone(),
         phone_number_id: t.number.clone(),
         from_phone: "+4915100000103".into(),
-        wa_id: crate::fixtures::waid("4915100000103"),
-        profile_name: None,
+        from: parley_store::ContactIdentity {
+            phone: Some("+4915100000103".into()),
+            name: None,
+            ..Default::default()
+        },
         kind: "text".into(),
         text: Some("thanks".into()),
         raw: json!({}),

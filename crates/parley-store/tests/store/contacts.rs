@@ -122,8 +122,11 @@ fn inbound(t: &Tenant, wamid: &str, at: i64, name: Option<&str>, text: &str) -> 
         application_id: t.app.clone(),
         phone_number_id: t.number.clone(),
         from_phone: "+4915100000009".into(),
-        wa_id: crate::fixtures::waid("4915100000009"),
-        profile_name: name.map(str::to_owned),
+        from: parley_store::ContactIdentity {
+            phone: Some("+4915100000009".into()),
+            name: name.map(str::to_owned),
+            ..Default::default()
+        },
         kind: "text".into(),
         text: Some(text.into()),
         raw: json!({"from": "4915100000009", "id": wamid, "text": {"body": text}}),
@@ -210,7 +213,7 @@ async fn record_inbound_is_idempotent_and_refreshes_the_window(b: &Backend) {
         .expect("import");
     let mut m = inbound(&t, "wamid.in.3", T0 + 7, Some("Kim"), "NUL \0 inside");
     m.from_phone = "+4915100000010".into();
-    m.wa_id = crate::fixtures::waid("4915100000010");
+    m.from.phone = Some("+4915100000010".into());
     assert!(
         b.record_inbound(&m)
             .await

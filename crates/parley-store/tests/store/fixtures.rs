@@ -2,7 +2,7 @@
 
 use parley_domain::{
     AccountId, ApplicationId, BusinessId, MessageContent, MessageId, PhoneNumberId, PlatformId,
-    RenderedParam, RenderedTemplate, Template, TemplateId, WaId, WabaId, Wamid,
+    RenderedParam, RenderedTemplate, Template, TemplateId, WabaId, Wamid,
 };
 use parley_store::{
     MessageRecord, NewMessage, NewPlatform, PhoneNumberRecord, Store, TemplateRecord,
@@ -164,10 +164,6 @@ pub async fn get(store: &dyn Store, t: &Tenant, id: &MessageId) -> MessageRecord
 /// Test ids: Meta's id types from literals the tests know are valid.
 pub fn wm(s: &str) -> Wamid {
     Wamid::parse(s).expect("wamid")
-}
-
-pub fn waid(s: &str) -> WaId {
-    WaId::parse(s).expect("wa_id")
 }
 
 pub fn pnid(s: &str) -> PhoneNumberId {

@@ -9,6 +9,7 @@ mod audience;
 mod backend;
 mod batches;
 mod campaigns;
+mod contact_identity;
 mod contacts;
 mod fixtures;
 mod identity;

@@ -1,0 +1,291 @@
+//! Who a webhook is about (META_2026 §3): the phone, business-scoped user id (BSUID), parent
+//! BSUID and username a `messages` webhook carries, turned into a [`ContactIdentity`] the store
+//! matches to one contact (`Store::resolve_contact`). Inbound messages create their contact;
+//! statuses only teach what they reveal (a phone first seen on a status is kept); identity
+//! change system messages re-point the contact; a `contacts` reply to a
+//! `REQUEST_CONTACT_INFO` button stores the shared phone.
+//!
+//! BSUIDs are validated loosely (§3.6): an id that does not look like Meta's documented shape
+//! is logged and used as sent; only an id that could be confused with a phone is dropped.
+
+use std::collections::HashSet;
+
+use parley_domain::{ApplicationId, Bsuid, E164, PhoneNumberId};
+use parley_meta::{InboundMessage, MessagesValue, SystemChange, WebhookContact};
+use parley_store::{ContactIdentity, InboundRecord, PhoneNumberRecord};
+
+use crate::Engine;
+
+/// A BSUID from a webhook: kept byte-exact; a malformed one is logged, a phone-like one is
+/// dropped with a note.
+fn bsuid(raw: Option<&str>, notes: &mut Vec<String>) -> Option<String> {
+    let raw = raw?;
+    match Bsuid::parse(raw) {
+        Ok(b) => {
+            if !b.is_well_formed() {
+                tracing::warn!(bsuid = %b, "a business-scoped user id not in Meta's documented shape; used as sent");
+            }
+            Some(b.as_str().to_owned())
+        }
+        Err(e) => {
+            notes.push(e.to_string());
+            None
+        }
+    }
+}
+
+/// A phone from Meta's `wa_id` (digits), as E.164.
+fn phone(raw: Option<&str>, notes: &mut Vec<String>) -> Option<String> {
+    let raw = raw?;
+    match E164::from_wa_id(raw) {
+        Ok(p) => Some(p.as_str().to_owned()),
+        Err(e) => {
+            notes.push(format!("`{raw}`: {e}"));
+            None
+        }
+    }
+}
+
+/// The `contacts` entry that names the same person as `wa_id` or `user_id`.
+fn contact_entry<'a>(
+    contacts: &'a [WebhookContact],
+    wa_id: Option<&str>,
+    user_id: Option<&str>,
+) -> Option<&'a WebhookContact> {
+    contacts
+        .iter()
+        .find(|c| {
+            (wa_id.is_some() && c.wa_id.as_deref() == wa_id)
+                || (user_id.is_some() && c.user_id.as_deref() == user_id)
+        })
+        .or(match contacts {
+            // One contact and nothing to tell it by: it is the sender (Meta sends one per
+            // value of a one-to-one chat).
+            [only] if wa_id.is_none() && user_id.is_none() => Some(only),
+            _ => None,
+        })
+}
+
+/// Everything an inbound message and its `contacts` entry say about the sender; `None` when
+/// they name nobody.
+pub(crate) fn sender_identity(
+    value: &MessagesValue,
+    msg: &InboundMessage,
+    notes: &mut Vec<String>,
+) -> Option<ContactIdentity> {
+    let entry = contact_entry(
+        &value.contacts,
+        msg.from.as_deref(),
+        msg.from_user_id.as_deref(),
+    );
+    let ident = ContactIdentity {
+        phone: phone(
+            msg.from
+                .as_deref()
+                .or_else(|| entry.and_then(|c| c.wa_id.as_deref())),
+            notes,
+        ),
+        bsuid: bsuid(
+            msg.from_user_id
+                .as_deref()
+                .or_else(|| entry.and_then(|c| c.user_id.as_deref())),
+            notes,
+        ),
+        parent_bsuid: bsuid(
+            msg.from_parent_user_id
+                .as_deref()
+                .or_else(|| entry.and_then(|c| c.parent_user_id.as_deref())),
+            notes,
+        ),
+        username: entry.and_then(WebhookContact::username).map(str::to_owned),
+        name: entry.and_then(WebhookContact::name).map(str::to_owned),
+    };
+    (!ident.is_empty()).then_some(ident)
+}
+
+/// The address of the contact `ident` names (its phone when known, else its BSUID).
+pub(crate) async fn contact_address(
+    engine: &Engine,
+    app: &ApplicationId,
+    ident: &ContactIdentity,
+) -> parley_store::Result<Option<String>> {
+    if let Some(phone) = &ident.phone {
+        return Ok(Some(phone.clone()));
+    }
+    let Some(bsuid) = &ident.bsuid else {
+        return Ok(None);
+    };
+    Ok(engine
+        .store
+        .contact_by_bsuid(app, bsuid)
+        .await?
+        .map(|c| c.phone))
+}
+
+async fn number_of(
+    engine: &Engine,
+    value: &MessagesValue,
+) -> parley_store::Result<Option<PhoneNumberRecord>> {
+    let Some(pnid) = value
+        .metadata
+        .as_ref()
+        .and_then(|m| m.phone_number_id.as_deref())
+    else {
+        return Ok(None);
+    };
+    match PhoneNumberId::parse(pnid) {
+        Ok(id) => engine.store.phone_number(&id).await,
+        Err(_) => Ok(None),
+    }
+}
+
+/// What statuses (and their `contacts`, new in 2026) reveal about a recipient: a phone, a
+/// BSUID and a parent BSUID named together are linked on the contact that has any of them.
+/// A status never creates a contact. Each person is looked at once per webhook value, and
+/// only when the status names them by more than one identifier (one alone links nothing).
+pub(crate) async fn learn_from_statuses(
+    engine: &Engine,
+    value: &MessagesValue,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<()> {
+    let mut seen = HashSet::new();
+    let mut number = None;
+    for status in &value.statuses {
+        // `recipient_id` of a group is the group's id, not a phone.
+        let recipient_phone = status
+            .recipient_id
+            .as_deref()
+            .filter(|r| r.bytes().all(|b| b.is_ascii_digit()));
+        let entry = contact_entry(
+            &value.contacts,
+            recipient_phone,
+            status.recipient_user_id.as_deref(),
+        );
+        let wa_id = recipient_phone.or_else(|| entry.and_then(|c| c.wa_id.as_deref()));
+        let user_id = status
+            .recipient_user_id
+            .as_deref()
+            .or_else(|| entry.and_then(|c| c.user_id.as_deref()));
+        let parent = status
+            .recipient_parent()
+            .or_else(|| entry.and_then(|c| c.parent_user_id.as_deref()));
+        let named = [wa_id, user_id, parent].iter().flatten().count();
+        if named < 2 || !seen.insert((wa_id, user_id, parent)) {
+            continue;
+        }
+        let ident = ContactIdentity {
+            phone: phone(wa_id, notes),
+            bsuid: bsuid(user_id, notes),
+            parent_bsuid: bsuid(parent, notes),
+            username: entry.and_then(WebhookContact::username).map(str::to_owned),
+            name: None,
+        };
+        if number.is_none() {
+            number = Some(number_of(engine, value).await?);
+        }
+        let Some(Some(n)) = &number else {
+            return Ok(());
+        };
+        // Nothing new: the contact already has every identifier the status names.
+        if let Some(b) = &ident.bsuid
+            && let Some(c) = engine.store.contact_by_bsuid(&n.application_id, b).await?
+            && c.bsuid.as_ref() == Some(b)
+            && (ident.phone.is_none() || ident.phone.as_deref() == c.phone_number())
+            && (ident.parent_bsuid.is_none() || ident.parent_bsuid == c.parent_bsuid)
+            && (ident.username.is_none() || ident.username == c.username)
+        {
+            continue;
+        }
+        engine
+            .store
+            .resolve_contact(&n.application_id, &ident, false, engine.now())
+            .await?;
+    }
+    Ok(())
+}
+
+/// `user_changed_number` / `user_changed_user_id` (§3.5): the contact known by the previous
+/// BSUID (or the old phone in `from`) answers to the new ones from now on, with its history.
+pub(crate) async fn apply_identity_change(
+    engine: &Engine,
+    number: &PhoneNumberRecord,
+    msg: &InboundMessage,
+    change: &SystemChange,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<()> {
+    let previous = ContactIdentity {
+        phone: phone(msg.from.as_deref(), notes),
+        bsuid: bsuid(
+            change
+                .previous_user_id
+                .as_deref()
+                .or(msg.from_user_id.as_deref()),
+            notes,
+        ),
+        parent_bsuid: bsuid(change.previous_parent_user_id.as_deref(), notes),
+        ..ContactIdentity::default()
+    };
+    let current = ContactIdentity {
+        phone: phone(change.new_phone(), notes),
+        bsuid: bsuid(change.user_id.as_deref(), notes),
+        parent_bsuid: bsuid(change.parent_user_id.as_deref(), notes),
+        ..ContactIdentity::default()
+    };
+    if current.is_empty() {
+        notes.push(format!(
+            "system message {} names no new number or BSUID",
+            msg.id
+        ));
+        return Ok(());
+    }
+    let contact = engine
+        .store
+        .repoint_contact(&number.application_id, &previous, &current, engine.now())
+        .await?;
+    tracing::info!(
+        kind = change.kind.as_deref().unwrap_or(""),
+        contact_id = ?contact.as_ref().map(|c| c.as_str().to_owned()),
+        "a customer's WhatsApp identity changed; contact re-pointed"
+    );
+    Ok(())
+}
+
+/// A `contacts` message answering a `REQUEST_CONTACT_INFO` button (`origin:
+/// contact_request`) shares the sender's own phone: it is stored on the contact. A contact
+/// card shared for any other reason (`origin: other`) is someone else's and changes nothing.
+pub(crate) async fn apply_shared_phone(
+    engine: &Engine,
+    record: &InboundRecord,
+    msg: &InboundMessage,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<()> {
+    let shared = msg.shared_contacts();
+    let Some(wa_id) = shared
+        .iter()
+        .filter(|c| c.origin.as_deref() == Some("contact_request"))
+        .flat_map(|c| &c.phones)
+        .find_map(|p| {
+            p.wa_id.clone().or_else(|| {
+                p.phone
+                    .as_deref()
+                    .map(|s| s.chars().filter(char::is_ascii_digit).collect())
+            })
+        })
+    else {
+        return Ok(());
+    };
+    let Some(phone) = phone(Some(&wa_id), notes) else {
+        return Ok(());
+    };
+    let ident = ContactIdentity {
+        phone: Some(phone),
+        bsuid: record.from.bsuid.clone(),
+        parent_bsuid: record.from.parent_bsuid.clone(),
+        ..ContactIdentity::default()
+    };
+    engine
+        .store
+        .resolve_contact(&record.application_id, &ident, false, engine.now())
+        .await?;
+    Ok(())
+}
