@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod binding;
+pub mod consent;
 pub mod ids;
 pub mod lifecycle;
 pub mod meta_error;

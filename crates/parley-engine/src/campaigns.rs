@@ -177,6 +177,14 @@ pub struct CampaignStats {
     pub progress_percent: f64,
     pub failed_by_code: BTreeMap<String, u64>,
     pub skipped_by_reason: BTreeMap<String, u64>,
+    /// Accepted by Meta but held for quality assessment (template or portfolio pacing), not
+    /// released yet (also counted in `accepted`).
+    pub held_by_meta: u64,
+    /// Capped by Meta's per-user marketing limit (131049): waiting 24 h to go again (also in
+    /// `queued`) plus those that failed with it after the last reschedule (in `failed`).
+    pub capped_by_meta: u64,
+    /// Messages by the category Meta charged (`pricing.category` of their statuses).
+    pub charged_by_category: BTreeMap<String, u64>,
     /// Per hour (RFC 3339 start of hour): messages sent.
     pub sent_per_hour: BTreeMap<String, u64>,
 }
@@ -787,6 +795,9 @@ impl Engine {
     ) -> Result<CampaignStats, EngineError> {
         let c = self.campaign(app, id).await?;
         let counts: CampaignCounts = self.store.campaign_counts(&c.id).await?;
+        let meta = self.store.campaign_meta_counts(&c.id).await?;
+        let charged_by_category = self.store.campaign_charged_categories(&c.id).await?;
+        let capped_failed = counts.failed_by_code.get("131049").copied().unwrap_or(0);
         let n = |s: &str| counts.by_state.get(s).copied().unwrap_or(0);
         let read = n("read");
         let delivered = n("delivered") + read;
@@ -820,6 +831,9 @@ impl Engine {
             },
             failed_by_code: counts.failed_by_code,
             skipped_by_reason: counts.skipped_by_reason,
+            held_by_meta: meta.held_by_meta,
+            capped_by_meta: meta.capped_waiting + capped_failed,
+            charged_by_category,
             sent_per_hour: counts
                 .sent_per_hour
                 .into_iter()
