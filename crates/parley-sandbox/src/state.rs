@@ -390,6 +390,8 @@ pub(crate) struct State {
     pub dialogs: HashMap<String, crate::dialog::DialogSession>,
     /// Messaging-limit reach per business portfolio and the violations refused.
     pub limits: crate::limits::Limits,
+    /// Marketing consent, caps, pacing, pricing cut-over, marketing flags (`consent.rs`).
+    pub consent: crate::consent::Consent,
 }
 
 impl State {
@@ -415,6 +417,7 @@ impl State {
             tokens: HashMap::new(),
             dialogs: HashMap::new(),
             limits: crate::limits::Limits::default(),
+            consent: crate::consent::Consent::default(),
         }
     }
 
