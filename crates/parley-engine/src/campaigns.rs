@@ -984,7 +984,11 @@ impl Engine {
             }
         }
         for c in self.store.running_planned_campaigns().await? {
-            if self.store.campaign_open_messages(&c.id).await? == 0 {
+            // Sends Meta holds for quality assessment are not done: a drop (132015, 135000)
+            // still pauses the campaign with Meta's reason.
+            if self.store.campaign_open_messages(&c.id).await? == 0
+                && self.store.campaign_meta_counts(&c.id).await?.held_by_meta == 0
+            {
                 self.store
                     .transition_campaign(
                         &c.id,

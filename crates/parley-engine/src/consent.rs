@@ -323,15 +323,31 @@ pub(crate) async fn after_statuses(
         };
         let now = engine.now();
         match class {
-            ErrorClass::RetryAfter(delay) if m.state == MessageState::Failed => {
-                let until = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
-                if engine
-                    .store
-                    .requeue_capped(&m.id, until, MARKETING_CAP_RESCHEDULES, now)
-                    .await?
-                {
-                    metrics::counter!("parley_messages_capped_by_meta_total").increment(1);
-                    tracing::info!(message_id = %m.id, "Meta's per-user marketing cap (131049); trying again in 24 h");
+            ErrorClass::RetryAfter(delay)
+                if m.state == MessageState::Failed
+                    && m.capped_times < MARKETING_CAP_RESCHEDULES =>
+            {
+                let delay = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+                if m.accepted {
+                    requeue_capped(engine, &m.id, delay).await?;
+                } else {
+                    // The failure outran the acceptance's write: requeue once the acceptance
+                    // is written, or the recorder would make the requeued row `accepted`.
+                    let engine = engine.clone();
+                    let id = m.id.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..40 {
+                            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                            match requeue_capped(&engine, &id, delay).await {
+                                Ok(true) => return,
+                                Ok(false) => {}
+                                Err(e) => {
+                                    tracing::warn!(message_id = %id, error = %e, "could not reschedule a capped message");
+                                }
+                            }
+                        }
+                        tracing::warn!(message_id = %id, "a message Meta capped (131049) stays failed: its acceptance was never written");
+                    });
                 }
             }
             ErrorClass::MarketingOptOut => {
@@ -361,6 +377,23 @@ pub(crate) async fn after_statuses(
         }
     }
     Ok(())
+}
+
+async fn requeue_capped(
+    engine: &Engine,
+    id: &parley_domain::MessageId,
+    delay: i64,
+) -> parley_store::Result<bool> {
+    let now = engine.now();
+    let done = engine
+        .store
+        .requeue_capped(id, now + delay, MARKETING_CAP_RESCHEDULES, now)
+        .await?;
+    if done {
+        metrics::counter!("parley_messages_capped_by_meta_total").increment(1);
+        tracing::info!(message_id = %id, "Meta's per-user marketing cap (131049); trying again in 24 h");
+    }
+    Ok(done)
 }
 
 /// 131063: marketing templates are refused on `/messages` for the WABA of `number`: every

@@ -35,6 +35,9 @@ pub struct MessageRef {
     pub campaign_id: Option<CampaignId>,
     pub state: MessageState,
     pub error_code: Option<i64>,
+    /// False while Meta's acceptance of the send is not written yet (a status can outrun it).
+    pub accepted: bool,
+    pub capped_times: i64,
 }
 
 /// A status's `pricing`, to store on its message.
@@ -79,7 +82,8 @@ pub trait ConsentStore: Send + Sync {
     async fn message_ref(&self, wamid: &Wamid, id: Option<&MessageId>)
     -> Result<Option<MessageRef>>;
     /// A message Meta failed with 131049 goes back to the queue, due at `until`, unless it was
-    /// already capped `limit` times; `false` when it stays failed.
+    /// already capped `limit` times or its acceptance is not written yet (the recorder would
+    /// then move the requeued row to `accepted`); `false` when it stays failed.
     async fn requeue_capped(
         &self,
         id: &MessageId,

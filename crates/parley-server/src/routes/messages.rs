@@ -89,6 +89,12 @@ pub struct MessageView {
 impl MessageView {
     /// Adds what Meta said beyond the state.
     pub fn with_meta(mut self, meta: Option<&parley_store::consent::MessageMeta>) -> Self {
+        self.apply_meta(meta);
+        self
+    }
+
+    /// [`MessageView::with_meta`] in place.
+    pub fn apply_meta(&mut self, meta: Option<&parley_store::consent::MessageMeta>) {
         if let Some(meta) = meta {
             self.held_by_meta = self.state == "accepted"
                 && meta.meta_status.as_deref()
@@ -96,7 +102,6 @@ impl MessageView {
             self.capped_by_meta = meta.capped_times;
             self.pricing = meta.pricing.clone();
         }
-        self
     }
 }
 

@@ -98,7 +98,7 @@ impl ConsentStore for Backend {
         id: Option<&MessageId>,
     ) -> Result<Option<MessageRef>> {
         let mut row = sqlx::query(
-            "SELECT id, application_id, phone_number_id, to_phone, campaign_id, state, error_code FROM messages WHERE wamid = $1",
+            "SELECT id, application_id, phone_number_id, to_phone, campaign_id, state, error_code, accepted_at, capped_times FROM messages WHERE wamid = $1",
         )
             .bind(wamid.as_str())
             .fetch_optional(self.writer())
@@ -107,7 +107,7 @@ impl ConsentStore for Backend {
             && let Some(id) = id
         {
             row = sqlx::query(
-                "SELECT id, application_id, phone_number_id, to_phone, campaign_id, state, error_code FROM messages WHERE id = $1",
+                "SELECT id, application_id, phone_number_id, to_phone, campaign_id, state, error_code, accepted_at, capped_times FROM messages WHERE id = $1",
             )
                 .bind(id.as_str())
                 .fetch_optional(self.writer())
@@ -125,6 +125,8 @@ impl ConsentStore for Backend {
                 .parse::<MessageState>()
                 .map_err(|e| corrupt("state", e))?,
             error_code: row.try_get("error_code")?,
+            accepted: row.try_get::<Option<i64>, _>("accepted_at")?.is_some(),
+            capped_times: row.try_get("capped_times")?,
         }))
     }
 
@@ -141,7 +143,8 @@ impl ConsentStore for Backend {
             "UPDATE messages SET state = 'queued', wamid = NULL, lease_until = NULL, stale_since = NULL,
                next_attempt_at = $1, hold_reason = $2, capped_times = capped_times + 1,
                failed_at = NULL, accepted_at = NULL, meta_status = NULL, updated_at = $3
-             WHERE id = $4 AND state = 'failed' AND error_code = 131049 AND capped_times < $5",
+             WHERE id = $4 AND state = 'failed' AND error_code = 131049 AND capped_times < $5
+               AND accepted_at IS NOT NULL",
         )
         .bind(until)
         .bind(CAPPED_BY_META)
@@ -151,6 +154,18 @@ impl ConsentStore for Backend {
         .execute(self.writer())
         .await?
         .rows_affected();
+        if n > 0 {
+            // The failure may have let the campaign complete (nothing was open) before the
+            // message went back to the queue: it runs again until the message is done.
+            sqlx::query(
+                "UPDATE campaigns SET state = 'running', finished_at = NULL, updated_at = $1
+                 WHERE id = (SELECT campaign_id FROM messages WHERE id = $2) AND state = 'completed'",
+            )
+            .bind(now)
+            .bind(id.as_str())
+            .execute(self.writer())
+            .await?;
+        }
         Ok(n > 0)
     }
 
