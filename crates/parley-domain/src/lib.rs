@@ -4,6 +4,7 @@
 pub mod access;
 pub mod binding;
 pub mod bsuid;
+pub mod consent;
 pub mod ids;
 pub mod lifecycle;
 pub mod meta_error;

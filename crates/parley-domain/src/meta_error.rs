@@ -29,6 +29,13 @@ pub enum ErrorClass {
     /// sends with a bid or optimization spec). The recipient did nothing wrong and nothing
     /// else is paused: fail this message with [`BSUID_UNSUPPORTED_EXPLANATION`].
     BsuidUnsupported,
+    /// The user stopped marketing messages from this business (131050): fail the message and
+    /// mark the contact opted out of marketing, with Meta as the source.
+    MarketingOptOut,
+    /// The WABA has `disable_marketing_messages_on_cloud_api` on (131063): no marketing
+    /// template goes through `/messages` from any of its numbers. Keep the message, pause every
+    /// marketing campaign of the WABA and say how to turn marketing back on.
+    MarketingDisabled,
 }
 
 /// What Parley adds to Meta's text for 131062.
@@ -59,6 +66,8 @@ impl ErrorClass {
             ErrorClass::StopNumber => "stop_number",
             ErrorClass::MessagingLimit => "messaging_limit",
             ErrorClass::BsuidUnsupported => "bsuid_unsupported",
+            ErrorClass::MarketingOptOut => "marketing_opt_out",
+            ErrorClass::MarketingDisabled => "marketing_disabled",
         }
     }
 }
@@ -91,9 +100,15 @@ pub fn classify(code: i64) -> ErrorClass {
         131062 => ErrorClass::BsuidUnsupported,
         // Template missing, paused, disabled, or its parameters do not fit: every send with it
         // fails the same way, so stop the campaign rather than burn through the audience.
-        132000 | 132001 | 132005 | 132007 | 132012 | 132015 | 132016 | 132068 => {
+        // 132015: the template was paused (also: held sends dropped by template pacing);
+        // 135000: portfolio pacing dropped the send (META_2026 §6.3): stop the campaign too.
+        132000 | 132001 | 132005 | 132007 | 132012 | 132015 | 132016 | 132068 | 135000 => {
             ErrorClass::PermanentTemplate
         }
+        // The user stopped marketing messages (META_2026 §6.2).
+        131050 => ErrorClass::MarketingOptOut,
+        // Marketing templates disabled for Cloud API on the WABA (META_2026 §7).
+        131063 => ErrorClass::MarketingDisabled,
         // Authentication, permissions, policy blocks, locked or unregistered numbers, billing,
         // deleted number (33): nothing sent from this number can succeed until a human acts.
         0
@@ -110,7 +125,7 @@ pub fn classify(code: i64) -> ErrorClass {
         | 131048
         | 133010 => ErrorClass::StopNumber,
         // Everything else concerns this message or recipient (not on WhatsApp 131026, outside
-        // the window 131047, marketing opt-out 131050, bad parameter 100/131008/131009…).
+        // the window 131047, bad parameter 100/131008/131009…).
         _ => ErrorClass::PermanentRecipient,
     }
 }
@@ -129,12 +144,14 @@ mod tests {
         }
         assert_eq!(classify(131056), ErrorClass::ThrottleRecipient);
         assert_eq!(classify(131064), ErrorClass::MessagingLimit);
+        assert_eq!(classify(131050), ErrorClass::MarketingOptOut);
+        assert_eq!(classify(131063), ErrorClass::MarketingDisabled);
         assert_eq!(
             classify(131049),
             ErrorClass::RetryAfter(Duration::from_secs(86_400))
         );
         for c in [
-            132000, 132001, 132005, 132007, 132012, 132015, 132016, 132068,
+            132000, 132001, 132005, 132007, 132012, 132015, 132016, 132068, 135000,
         ] {
             assert_eq!(classify(c), ErrorClass::PermanentTemplate, "{c}");
         }
@@ -144,7 +161,7 @@ mod tests {
             assert_eq!(classify(c), ErrorClass::StopNumber, "{c}");
         }
         for c in [
-            131026, 131047, 131050, 131021, 131051, 130472, 100, 131008, 131009, 135000, -1, 300,
+            131026, 131047, 131021, 131051, 130472, 100, 131008, 131009, -1, 300,
         ] {
             assert_eq!(classify(c), ErrorClass::PermanentRecipient, "{c}");
         }

@@ -177,6 +177,14 @@ pub struct CampaignStats {
     pub progress_percent: f64,
     pub failed_by_code: BTreeMap<String, u64>,
     pub skipped_by_reason: BTreeMap<String, u64>,
+    /// Accepted by Meta but held for quality assessment (template or portfolio pacing), not
+    /// released yet (also counted in `accepted`).
+    pub held_by_meta: u64,
+    /// Capped by Meta's per-user marketing limit (131049): waiting 24 h to go again (also in
+    /// `queued`) plus those that failed with it after the last reschedule (in `failed`).
+    pub capped_by_meta: u64,
+    /// Messages by the category Meta charged (`pricing.category` of their statuses).
+    pub charged_by_category: BTreeMap<String, u64>,
     /// Per hour (RFC 3339 start of hour): messages sent.
     pub sent_per_hour: BTreeMap<String, u64>,
 }
@@ -822,6 +830,9 @@ impl Engine {
     ) -> Result<CampaignStats, EngineError> {
         let c = self.campaign(app, id).await?;
         let counts: CampaignCounts = self.store.campaign_counts(&c.id).await?;
+        let meta = self.store.campaign_meta_counts(&c.id).await?;
+        let charged_by_category = self.store.campaign_charged_categories(&c.id).await?;
+        let capped_failed = counts.failed_by_code.get("131049").copied().unwrap_or(0);
         let n = |s: &str| counts.by_state.get(s).copied().unwrap_or(0);
         let read = n("read");
         let delivered = n("delivered") + read;
@@ -855,6 +866,9 @@ impl Engine {
             },
             failed_by_code: counts.failed_by_code,
             skipped_by_reason: counts.skipped_by_reason,
+            held_by_meta: meta.held_by_meta,
+            capped_by_meta: meta.capped_waiting + capped_failed,
+            charged_by_category,
             sent_per_hour: counts
                 .sent_per_hour
                 .into_iter()
@@ -1007,7 +1021,11 @@ impl Engine {
             }
         }
         for c in self.store.running_planned_campaigns().await? {
-            if self.store.campaign_open_messages(&c.id).await? == 0 {
+            // Sends Meta holds for quality assessment are not done: a drop (132015, 135000)
+            // still pauses the campaign with Meta's reason.
+            if self.store.campaign_open_messages(&c.id).await? == 0
+                && self.store.campaign_meta_counts(&c.id).await?.held_by_meta == 0
+            {
                 self.store
                     .transition_campaign(
                         &c.id,

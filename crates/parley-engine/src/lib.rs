@@ -7,6 +7,7 @@ pub mod auth;
 pub mod campaigns;
 pub mod clock;
 mod contact_identity;
+pub mod consent;
 pub mod demo;
 pub mod error;
 pub mod identity;

@@ -362,6 +362,7 @@ async fn send_round(
 ) {
     let engine = &state.engine;
     let now = engine.now();
+    let claimed = skip_opted_out(state, claimed, now).await;
     let mut ready = Vec::with_capacity(claimed.len());
     for m in claimed {
         // Outside the recipient's send window (it may have closed since planning, or a quota
@@ -422,6 +423,53 @@ async fn send_round(
             async move { send_one(&state, &token, m, reach, accepted).await }
         })
         .await;
+}
+
+/// The send-time consent check: a marketing campaign's message whose contact opted out
+/// after planning (a keyword, `user_preferences`, 131050 on another send) is skipped, not sent.
+async fn skip_opted_out(
+    state: &NumberState,
+    claimed: Vec<MessageRecord>,
+    now: i64,
+) -> Vec<MessageRecord> {
+    if !claimed
+        .iter()
+        .any(|m| matches!(m.content, MessageContent::Template { .. }))
+    {
+        return claimed;
+    }
+    let store = &state.engine.store;
+    let opted = match store
+        .opted_out_sending(&state.number.phone_number_id)
+        .await
+    {
+        Ok(ids) => ids,
+        Err(e) => {
+            // Not knowing is not sending: the round goes back to the queue for a moment.
+            tracing::warn!(error = %e, "could not check marketing consent; retrying soon");
+            for m in &claimed {
+                let _ = store
+                    .reschedule_message(&m.id, now + 1_000, None, now)
+                    .await;
+            }
+            return Vec::new();
+        }
+    };
+    if opted.is_empty() {
+        return claimed;
+    }
+    let mut out = Vec::with_capacity(claimed.len());
+    for m in claimed {
+        if opted.contains(&m.id) {
+            tracing::info!(message_id = %m.id, "the contact opted out of marketing; skipped");
+            if let Err(e) = store.skip_opted_out(&m.id, now).await {
+                tracing::error!(message_id = %m.id, error = %e, "could not skip a message");
+            }
+        } else {
+            out.push(m);
+        }
+    }
+    out
 }
 
 /// A claimed message that does not go this round: its quota slot is freed, it is queued
@@ -559,6 +607,19 @@ async fn send_one(
         Ok(resp) => match resp.wamid().and_then(|w| Wamid::parse(w).ok()) {
             Some(wamid) => {
                 metrics::counter!("parley_messages_accepted_total").increment(1);
+                // Held for quality assessment (pacing): noted before the acceptance is queued
+                // for writing, so crash recovery never sends it again (META_2026 §6.3).
+                if let Some(status) = resp
+                    .messages
+                    .first()
+                    .and_then(|m| m.message_status.as_deref())
+                    .filter(|s| *s != "accepted")
+                {
+                    metrics::counter!("parley_messages_held_by_meta_total").increment(1);
+                    if let Err(e) = engine.store.mark_meta_status(&m.id, status).await {
+                        tracing::error!(message_id = %m.id, error = %e, "could not note Meta's message status");
+                    }
+                }
                 state.pair_sent(&m.to_phone, now);
                 let quota = reach.and_then(|(key, r)| {
                     (r != Reach::InServiceWindow).then(|| QuotaConfirm {
@@ -653,10 +714,58 @@ async fn handle_meta_error(
                 .await
         }
         ErrorClass::RetryAfter(d) => {
+            // Meta's per-user marketing cap (131049): not before 24 h, a few times at most.
             let delay = i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2);
-            store
-                .reschedule_message(&m.id, now + delay, Some((code, text)), now)
+            let again = store
+                .reschedule_capped(
+                    &m.id,
+                    now + delay,
+                    (code, text),
+                    parley_domain::consent::MARKETING_CAP_RESCHEDULES,
+                    now,
+                )
+                .await?;
+            if again {
+                metrics::counter!("parley_messages_capped_by_meta_total").increment(1);
+                Ok(())
+            } else {
+                metrics::counter!("parley_messages_failed_total").increment(1);
+                store.fail_message(&m.id, code, text, now).await
+            }
+        }
+        ErrorClass::MarketingOptOut => {
+            metrics::counter!("parley_messages_failed_total").increment(1);
+            store.fail_message(&m.id, code, text, now).await?;
+            state
+                .engine
+                .set_marketing_consent(
+                    &m.application_id,
+                    &m.to_phone,
+                    parley_domain::Subscription::OptedOut,
+                    crate::consent::SOURCE_META,
+                    Some(format!("131050 on message {}", m.id)),
+                )
                 .await
+        }
+        ErrorClass::MarketingDisabled => {
+            crate::consent::marketing_disabled(
+                &state.engine,
+                &state.number.phone_number_id,
+                code,
+                text,
+                now,
+            )
+            .await?;
+            if store.message_campaign(&m.id).await?.is_some() {
+                // The campaign is paused: the message waits with the others for a resume.
+                store
+                    .reschedule_message(&m.id, crate::campaigns::HELD, Some((code, text)), now)
+                    .await
+            } else {
+                metrics::counter!("parley_messages_failed_total").increment(1);
+                let text = crate::consent::pause_reason(code, text);
+                store.fail_message(&m.id, code, &text, now).await
+            }
         }
         ErrorClass::PermanentRecipient => {
             metrics::counter!("parley_messages_failed_total").increment(1);
@@ -672,7 +781,7 @@ async fn handle_meta_error(
             store.fail_message(&m.id, code, text, now).await?;
             // Every other message of the campaign would fail the same way: pause it.
             if let Some(campaign) = store.message_campaign(&m.id).await? {
-                let reason = format!("Meta refused the template: (#{code}) {text}");
+                let reason = crate::consent::pause_reason(code, text);
                 if state.engine.pause(&campaign, &reason, now).await? {
                     tracing::warn!(campaign_id = %campaign, code, "campaign paused by a template error");
                 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use parley_domain::{MessageId, PhoneNumberId, WabaId, Wamid};
+use parley_domain::{E164, MessageId, PhoneNumberId, WaId, WabaId, Wamid};
 use parley_meta::webhook::fields;
 use parley_meta::{InboundMessage, MessagesValue, WebhookChange, WebhookPayload};
 use parley_store::{InboundRecord, StatusChange, WebhookEventRecord};
@@ -55,6 +55,7 @@ pub async fn process_pending(engine: &Engine) -> parley_store::Result<usize> {
         metrics::counter!("parley_statuses_applied_total").increment(applied as u64);
         tracing::debug!(statuses = chunk.len(), applied, "statuses applied");
     }
+    crate::consent::after_statuses(engine, &statuses).await?;
     engine
         .store
         .finish_webhook_events(&done, engine.now())
@@ -121,12 +122,8 @@ async fn apply_change(
         WebhookChange::PhoneNumberName(v) => {
             platform::apply_number_name(engine, entry_id, &v, notes).await
         }
-        WebhookChange::UserPreferences(_) => {
-            notes.push(format!(
-                "field `{}` stored, not acted on yet",
-                fields::USER_PREFERENCES
-            ));
-            Ok(())
+        WebhookChange::UserPreferences(v) => {
+            crate::consent::apply_user_preferences(engine, &v, notes).await
         }
         WebhookChange::Unknown {
             field, error: None, ..
@@ -157,6 +154,7 @@ async fn apply_messages(
     if !value.statuses.is_empty() {
         crate::contact_identity::learn_from_statuses(engine, value, notes).await?;
     }
+    crate::consent::record_pricing(engine, value).await?;
     if value.messages.is_empty() {
         return Ok(());
     }
@@ -287,21 +285,7 @@ async fn record_inbound(
         .get("button")
         .and_then(|b| b.get("payload"))
         .and_then(|p| p.as_str());
-    if let Some((state, source)) =
-        crate::audience::opt_keyword(&record.kind, record.text.as_deref(), payload)
-    {
-        let note = Some(format!("message {}", record.wamid));
-        // The contact's own address: the sender may have written by BSUID to a contact
-        // Parley knows by phone.
-        let address =
-            crate::contact_identity::contact_address(engine, &record.application_id, &record.from)
-                .await?
-                .unwrap_or_else(|| record.from_phone.clone());
-        engine
-            .apply_opt_keyword(&record.application_id, &address, state, source, note)
-            .await?;
-    }
-    Ok(())
+    crate::consent::apply_inbound_keyword(engine, record, payload).await
 }
 
 pub(crate) async fn platform_by_waba(

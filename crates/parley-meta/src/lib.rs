@@ -5,6 +5,7 @@ pub mod client;
 pub mod error;
 pub mod onboarding;
 pub mod outbound;
+pub mod pricing;
 pub mod signature;
 pub mod templates;
 pub mod webhook;

@@ -757,6 +757,11 @@ pub struct UserPreferencesValue {
 pub struct UserPreference {
     #[serde(default)]
     pub wa_id: Option<String>,
+    /// The user's business-scoped user id (BSUID, META_2026 §3).
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub parent_user_id: Option<String>,
     #[serde(default)]
     pub detail: Option<String>,
     /// `marketing_messages`.

@@ -22,7 +22,12 @@
 //! | `GET` | `/sandbox/state` | | businesses, WABAs, numbers, templates, clock (no secrets) |
 //! | `POST` | `/sandbox/templates/{id}/status` | `{"status": "PAUSED", "reason"?: "NONE"}` | the template's new status; sends `message_template_status_update` |
 //! | `GET` | `/sandbox/violations` | | `{"data": [{"at", "business_id", "phone_number_id", "recipient", "limit", "reached"}]}`: sends refused over the messaging limit (131064) |
-//! | `POST` | `/sandbox/reset` | | forgets messages, the request log and rate-refusal counts, windows, limits, messaging-limit reach and violations, queued webhooks, the delivery log and faults |
+//! | `POST` | `/sandbox/reset` | | forgets messages, the request log and rate-refusal counts, windows, limits, messaging-limit reach and violations, queued webhooks, the delivery log, faults, and the consent, pacing and marketing settings |
+//!
+//! Consent, pacing, pricing and marketing controls (`/sandbox/user_preferences`,
+//! `/sandbox/marketing_cap`, `/sandbox/pacing`, `/sandbox/pacing/release`,
+//! `/sandbox/wabas/{id}/marketing`, `/sandbox/pricing`, `/sandbox/consent`) are documented in
+//! the `consent` module.
 //!
 //! Embedded Signup's controls (`/sandbox/signup`, `/sandbox/review`,
 //! `/sandbox/phone_numbers/{id}/limit`) are documented in the `signup` module.
@@ -208,6 +213,7 @@ pub(crate) async fn inbound(State(sandbox): State<Sandbox>, body: Body) -> Answe
         });
         let mut contact = contact;
         state.dress_inbound(&phone_id, &from, &mut contact, &mut message, now_ms);
+        crate::consent::note_inbound(&mut state, &phone_id, &from, &message, now_ms);
         state
             .windows
             .insert((phone_id.clone(), from.clone()), now_ms);
@@ -511,6 +517,7 @@ pub(crate) async fn reset(State(sandbox): State<Sandbox>) -> Answer {
     state.faults = Faults::default();
     state.limits.clear();
     state.users = crate::users::Users::default();
+    state.consent = crate::consent::Consent::default();
     drop(state);
     ok(json!({ "success": true }))
 }

@@ -160,6 +160,7 @@ pub fn title(code: u32) -> &'static str {
         131053 => "Media upload error",
         131056 => "(Business Account, Consumer Account) pair rate limit hit",
         131057 => "Account in maintenance mode",
+        131063 => "Marketing templates disabled for Cloud API",
         131064 => "Messaging limit reached",
         132000 => "Number of parameters does not match the expected number of params",
         132001 => "Template name does not exist in the translation",

@@ -121,6 +121,9 @@ impl Kind {
                 "primary_funding_id",
                 "linked_commerce_account",
                 "whatsapp_business_manager_messaging_limit",
+                // META_2026 §7: the Cloud API marketing switch and the MM API onboarding.
+                "disable_marketing_messages_on_cloud_api",
+                "marketing_messages_onboarding_status",
                 "phone_numbers",
                 "message_templates",
                 "subscribed_apps",
@@ -1004,6 +1007,15 @@ fn waba_values(state: &World, id: &str) -> Option<Value> {
         "health_status": health(&[("WABA", waba.id.as_str()), ("BUSINESS", business.id.as_str())]),
         "whatsapp_business_manager_messaging_limit": portfolio_tier(business),
     }))
+    .map(|mut object| {
+        if let (Some(o), Value::Object(flags)) = (
+            object.as_object_mut(),
+            crate::consent::waba_fields(state, &waba.id),
+        ) {
+            o.extend(flags);
+        }
+        object
+    })
 }
 
 fn business_values(state: &World, id: &str) -> Option<Value> {

@@ -105,7 +105,9 @@ fn record_request(
 ) {
     let at_ms = sandbox.inner.clock.now_ms();
     let send = request.filter(|r| {
-        r.method == Method::POST && r.segments.len() == 2 && r.segments[1] == "messages"
+        r.method == Method::POST
+            && r.segments.len() == 2
+            && matches!(r.segments[1].as_str(), "messages" | "marketing_messages")
     });
     let field = |key: &str| {
         send.and_then(|r| r.body.get(key))
@@ -362,6 +364,9 @@ fn route(sandbox: &Sandbox, request: &GraphRequest) -> Result<Answer, GraphError
         (&Method::POST, [id]) if state.phone(id).is_some() => {
             crate::onboarding::set_pin(&mut state, id, &request.body).map(json)
         }
+        (&Method::POST, [id]) if state.waba(id).is_some() => {
+            crate::consent::post_waba(&mut state, id, &request.body).map(json)
+        }
         (&Method::POST, [id, "message_templates"]) if state.waba(id).is_some() => {
             crate::templates::create(&mut state, now_ms, id, &request.body).map(json)
         }
@@ -393,6 +398,19 @@ fn route(sandbox: &Sandbox, request: &GraphRequest) -> Result<Answer, GraphError
         (&Method::POST, [id, "messages"]) if state.phone(id).is_some() => {
             let outcome =
                 post_messages(&mut state, now_ms, request.version_major, id, &request.body)?;
+            Ok(match outcome.hold {
+                Some(hold) => Answer::Held(outcome.body, hold),
+                None => Answer::Json(outcome.body),
+            })
+        }
+        (&Method::POST, [id, "marketing_messages"]) if state.phone(id).is_some() => {
+            let outcome = crate::consent::post_marketing_messages(
+                &mut state,
+                now_ms,
+                request.version_major,
+                id,
+                &request.body,
+            )?;
             Ok(match outcome.hold {
                 Some(hold) => Answer::Held(outcome.body, hold),
                 None => Answer::Json(outcome.body),

@@ -23,6 +23,7 @@
 
 mod clock;
 mod config;
+mod consent;
 mod control;
 mod dialog;
 mod errors;
@@ -144,6 +145,13 @@ impl Sandbox {
             .route("/sandbox/state", get(control::state))
             .route("/sandbox/reset", post(control::reset))
             .route("/sandbox/violations", get(limits::violations))
+            .route("/sandbox/user_preferences", post(consent::user_preferences))
+            .route("/sandbox/marketing_cap", post(consent::marketing_cap))
+            .route("/sandbox/pacing", post(consent::pacing))
+            .route("/sandbox/pacing/release", post(consent::release))
+            .route("/sandbox/wabas/{id}/marketing", post(consent::waba_marketing))
+            .route("/sandbox/pricing", post(consent::set_pricing))
+            .route("/sandbox/consent", get(consent::get_consent))
             .route(
                 "/sandbox/templates/{id}/status",
                 post(control::set_template_status),

@@ -12,6 +12,7 @@ use base64::Engine as _;
 use rand::Rng;
 use serde_json::{Value, json};
 
+use crate::consent::{Endpoint, Fate, HeldSend};
 use crate::errors::GraphError;
 use crate::state::{Bucket, EventKind, RecordedMessage, State, digits};
 use crate::validate::{check_template_send, find_template, is_http_url};
@@ -51,6 +52,18 @@ pub(crate) fn post_messages(
     version_major: u32,
     phone_id: &str,
     body: &Value,
+) -> Result<SendOutcome, GraphError> {
+    post_via(state, now_ms, version_major, phone_id, body, Endpoint::CloudApi)
+}
+
+/// One send through `endpoint` (`/messages` or `/marketing_messages`).
+pub(crate) fn post_via(
+    state: &mut State,
+    now_ms: i64,
+    version_major: u32,
+    phone_id: &str,
+    body: &Value,
+    endpoint: Endpoint,
 ) -> Result<SendOutcome, GraphError> {
     if !body.is_object() {
         return Err(GraphError::invalid_param(
@@ -120,7 +133,7 @@ pub(crate) fn post_messages(
         }
     };
 
-    let (own_digits, mps, templates) = {
+    let (own_digits, mps, templates, waba_id) = {
         let Some(phone) = state.phone(phone_id) else {
             return Err(GraphError::unsupported("post", phone_id));
         };
@@ -128,6 +141,7 @@ pub(crate) fn post_messages(
             digits(&phone.phone.display_phone_number),
             phone.phone.throughput_mps,
             phone.waba.templates.clone(),
+            phone.waba.id.clone(),
         )
     };
     if wa_id == own_digits {
@@ -165,6 +179,7 @@ pub(crate) fn post_messages(
     };
 
     inject_fault(state)?;
+    crate::consent::check_marketing_allowed(state, &waba_id, &kind, &category, endpoint)?;
 
     let window_key = (phone_id.to_owned(), wa_id.clone());
     let window_open = state
@@ -238,6 +253,13 @@ pub(crate) fn post_messages(
             break candidate;
         }
     };
+    let fate = crate::consent::fate_of_accepted(state, &wa_id, &kind, &category);
+    // Sent through the Marketing Messages API: Meta prices it as `marketing_lite` (§7).
+    let category = if endpoint == Endpoint::MarketingMessages && category == "marketing" {
+        "marketing_lite".to_owned()
+    } else {
+        category
+    };
     let template_name = (kind == "template")
         .then(|| body.pointer("/template/name").and_then(Value::as_str))
         .flatten()
@@ -255,24 +277,54 @@ pub(crate) fn post_messages(
         template: template_name,
         biz_opaque_callback_data: biz_opaque.clone(),
     });
-    schedule_statuses(
-        state,
-        &Accepted {
-            now_ms,
-            version_major,
-            phone_id,
-            wamid: &wamid,
-            wa_id: &wa_id,
-            biz_opaque: biz_opaque.as_deref(),
-            category: &category,
+    if fate == Fate::Hold {
+        state.consent.held.push(HeldSend {
+            wamid: wamid.clone(),
+            phone_number_id: phone_id.to_owned(),
+            waba_id: waba_id.clone(),
+            wa_id: wa_id.clone(),
+            biz_opaque: biz_opaque.clone(),
+            category: category.clone(),
             window_open,
-            recipient: &recipient,
-        },
-    );
+            version_major,
+            recipient: recipient.clone(),
+            template: body
+                .pointer("/template/name")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            language: body
+                .pointer("/template/language/code")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        });
+    } else {
+        schedule_statuses(
+            state,
+            &Accepted {
+                now_ms,
+                version_major,
+                phone_id,
+                wamid: &wamid,
+                wa_id: &wa_id,
+                biz_opaque: biz_opaque.as_deref(),
+                category: &category,
+                window_open,
+                recipient: &recipient,
+                fail_code: match fate {
+                    Fate::FailAsync(code) => Some(code),
+                    _ => None,
+                },
+            },
+        );
+    }
 
     let mut message = json!({ "id": wamid });
     if kind == "template" {
-        message["message_status"] = json!("accepted");
+        message["message_status"] = json!(if fate == Fate::Hold {
+            "held_for_quality_assessment"
+        } else {
+            "accepted"
+        });
     }
     // `wa_id` only when sent by phone, `user_id` only when sent by BSUID alone.
     let contact = if by_bsuid {
@@ -626,6 +678,59 @@ struct Accepted<'a> {
     category: &'a str,
     window_open: bool,
     recipient: &'a crate::users::StatusRecipient,
+    /// An asynchronous failure Meta decided at acceptance (131049, 131050, a dropped held
+    /// send), instead of `sent`.
+    fail_code: Option<u32>,
+}
+
+/// A held send goes on: its statuses from `now_ms` as for any send.
+pub(crate) fn release_held(state: &mut State, now_ms: i64, h: &HeldSend) {
+    held_outcome(state, now_ms, h, None);
+}
+
+/// A held send is dropped: `failed` with `code` (132015 template pacing, 135000 portfolio).
+pub(crate) fn fail_held(state: &mut State, now_ms: i64, h: &HeldSend, code: u32) {
+    held_outcome(state, now_ms, h, Some(code));
+}
+
+fn held_outcome(state: &mut State, now_ms: i64, h: &HeldSend, fail_code: Option<u32>) {
+    schedule_statuses(
+        state,
+        &Accepted {
+            now_ms,
+            version_major: h.version_major,
+            phone_id: &h.phone_number_id,
+            wamid: &h.wamid,
+            wa_id: &h.wa_id,
+            biz_opaque: h.biz_opaque.as_deref(),
+            category: &h.category,
+            window_open: h.window_open,
+            recipient: &h.recipient,
+            fail_code,
+        },
+    );
+}
+
+/// Meta's `errors[]` entry of an asynchronous failure.
+fn async_error(code: u32) -> Value {
+    let title = crate::errors::title(code);
+    let details = match code {
+        131026 => "Message Undeliverable.",
+        131049 => {
+            "In order to maintain a healthy ecosystem engagement, the message failed to be delivered."
+        }
+        131050 => "The user has stopped marketing messages from this business.",
+        132015 => "The template was paused because of its quality.",
+        135000 => "The message was dropped by business portfolio pacing.",
+        _ => title,
+    };
+    json!([{
+        "code": code,
+        "title": title,
+        "message": title,
+        "error_data": {"details": details},
+        "href": "/documentation/business-messaging/whatsapp/support/error-codes"
+    }])
 }
 
 /// Queues `sent → delivered → read`, or `failed`, at their virtual times.
@@ -636,8 +741,12 @@ fn schedule_statuses(state: &mut State, sent: &Accepted<'_>) {
         .undeliverable
         .iter()
         .any(|u| digits(u) == sent.wa_id);
-    let fails = undeliverable
-        || (behaviour.failure_ratio > 0.0 && rng.random_bool(behaviour.failure_ratio.min(1.0)));
+    let fail_code = sent.fail_code.or_else(|| {
+        (undeliverable
+            || (behaviour.failure_ratio > 0.0
+                && rng.random_bool(behaviour.failure_ratio.min(1.0))))
+        .then_some(131026)
+    });
     let at = |delay: u64| {
         sent.now_ms
             .saturating_add(i64::try_from(delay).unwrap_or(i64::MAX))
@@ -662,38 +771,41 @@ fn schedule_statuses(state: &mut State, sent: &Accepted<'_>) {
         json,
     };
 
-    if fails {
+    if let Some(code) = fail_code {
         let due = at(behaviour.sent_delay_ms);
         let mut json = base("failed", due);
-        json["errors"] = json!([{
-            "code": 131026,
-            "title": "Message undeliverable",
-            "message": "Message undeliverable",
-            "error_data": {"details": "Message Undeliverable."},
-            "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"
-        }]);
+        json["errors"] = async_error(code);
         state.schedule(due, sent.phone_id, event("failed", json));
         return;
     }
 
-    let free = sent.category == "service" || (sent.category == "utility" && sent.window_open);
-    let pricing = json!({
-        "billable": !free,
-        "pricing_model": "PMP",
-        "type": if free { "free_customer_service" } else { "regular" },
-        "category": sent.category,
-    });
-    let conversation_id = hex_id(16);
     let sent_due = at(behaviour.sent_delay_ms);
+    // Priced by the delivery date: service and utility in the window are free before the
+    // 2026-10-01 cut-over, `regular` after it; a free entry point is free (§5).
+    let (pricing, fep_conversation) = crate::consent::pricing(
+        state,
+        sent.phone_id,
+        sent.wa_id,
+        sent.category,
+        sent.window_open,
+        at(behaviour.delivered_delay_ms),
+    );
+    let origin = if fep_conversation.is_some() {
+        "referral_conversion"
+    } else {
+        sent.category
+    };
+    let conversation_id = fep_conversation.clone().unwrap_or_else(|| hex_id(16));
     let conversation = |with_expiry: bool| {
-        let mut c = json!({"id": conversation_id, "origin": {"type": sent.category}});
+        let mut c = json!({"id": conversation_id, "origin": {"type": origin}});
         if with_expiry {
             c["expiration_timestamp"] = json!((sent_due.div_euclid(1000) + 86_400).to_string());
         }
         c
     };
     // Webhooks of v24.0+ omit `conversation` (META_API.md §3.4).
-    let with_conversation = sent.version_major <= 23;
+    // ... and inside a free entry point, where its id is unique per window (§5.1).
+    let with_conversation = sent.version_major <= 23 || fep_conversation.is_some();
 
     let mut json = base("sent", sent_due);
     if with_conversation {

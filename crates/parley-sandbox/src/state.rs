@@ -392,6 +392,8 @@ pub(crate) struct State {
     pub limits: crate::limits::Limits,
     /// WhatsApp users: usernames, BSUID generations, who saw whose phone (META_2026 §3).
     pub users: crate::users::Users,
+    /// Marketing consent, caps, pacing, pricing cut-over, marketing flags (`consent.rs`).
+    pub consent: crate::consent::Consent,
 }
 
 impl State {
@@ -418,6 +420,7 @@ impl State {
             dialogs: HashMap::new(),
             limits: crate::limits::Limits::default(),
             users: crate::users::Users::default(),
+            consent: crate::consent::Consent::default(),
         }
     }
 

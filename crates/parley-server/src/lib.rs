@@ -181,6 +181,10 @@ pub fn router(state: AppState) -> Router {
             get(routes::phone_numbers::list_phone_numbers),
         )
         .route(
+            "/api/v1/settings/opt-out",
+            get(routes::consent::get_opt_out).put(routes::consent::put_opt_out),
+        )
+        .route(
             "/api/v1/applications",
             get(routes::applications::list_applications)
                 .post(routes::applications::create_application),

@@ -5,7 +5,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes::{
-    applications, audit, campaigns, contacts, health, messages, personalize, phone_numbers,
+    applications, audit, campaigns, consent, contacts, health, messages, personalize, phone_numbers,
     platforms, segments, templates, tokens, webhooks,
 };
 
@@ -57,6 +57,8 @@ use crate::routes::{
         contacts::list_imports,
         contacts::get_import,
         contacts::rejected_rows,
+        consent::get_opt_out,
+        consent::put_opt_out,
         segments::list_segments,
         segments::create_segment,
         segments::get_segment,

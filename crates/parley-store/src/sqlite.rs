@@ -229,6 +229,8 @@ mod audience;
 mod campaigns;
 #[path = "shared/contact_identity.rs"]
 mod contact_identity;
+#[path = "shared/consent.rs"]
+mod consent;
 #[path = "shared/identity.rs"]
 mod identity;
 #[path = "shared/platforms.rs"]

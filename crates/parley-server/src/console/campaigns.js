@@ -231,7 +231,7 @@
           });
           document.getElementById("next-slot").textContent = s.waiting_for_quota && s.next_slot_at
             ? "Next messaging-limit slot frees at " + s.next_slot_at : (s.planned ? "" : "Planning the audience…");
-          document.getElementById("breakdowns").textContent = [breakdown(s.failed_by_code, "Failed by error code"), breakdown(s.skipped_by_reason, "Skipped")]
+          document.getElementById("breakdowns").textContent = [s.held_by_meta ? s.held_by_meta + " held by Meta (pacing)" : "", s.capped_by_meta ? s.capped_by_meta + " capped by Meta (per-user marketing limit)" : "", breakdown(s.failed_by_code, "Failed by error code"), breakdown(s.skipped_by_reason, "Skipped")]
             .filter(Boolean).join(" · ");
           setState(s.state, s.state_reason);
           stopped = (s.state === "completed" || s.state === "cancelled") && s.queued + s.sending + s.accepted === 0;

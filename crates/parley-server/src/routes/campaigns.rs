@@ -312,8 +312,9 @@ pub async fn plan_campaign(
 
 /// Flat counters (`state`, `recipients`, `queued`, `waiting_for_quota`, `next_slot_at`,
 /// `waiting_for_window`, `next_window_at`, `sending`, `sent`, `delivered`, `read`, `failed`,
-/// `skipped`, `replied`, …) and breakdowns
-/// (`failed_by_code`, `skipped_by_reason`, `sent_per_hour`).
+/// `skipped`, `replied`, `held_by_meta` (held for quality assessment by Meta's pacing),
+/// `capped_by_meta` (Meta's per-user marketing limit, 131049), …) and breakdowns
+/// (`failed_by_code`, `skipped_by_reason`, `charged_by_category`, `sent_per_hour`).
 #[utoipa::path(
     get, path = "/api/v1/campaigns/{id}/stats", tag = "campaigns",
     params(("id" = String, Path, description = "Campaign id, `cmp_…`")),

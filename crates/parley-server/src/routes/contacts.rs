@@ -191,9 +191,15 @@ pub async fn get_contact(
     AppAuth(app, _): AppAuth<Reads>,
     Path(phone): Path<String>,
 ) -> Result<ApiJson<ContactDetailView>, ApiError> {
-    Ok(ApiJson(
-        state.engine.contact_detail(&app, &phone).await?.into(),
-    ))
+    let detail = state.engine.contact_detail(&app, &phone).await?;
+    let ids: Vec<_> = detail.messages.iter().map(|m| m.id.clone()).collect();
+    let meta = state.engine.message_meta(&app, &ids).await?;
+    let mut view = ContactDetailView::from(detail);
+    for m in &mut view.messages {
+        let id = parley_domain::MessageId::parse(&m.id).ok();
+        m.apply_meta(id.as_ref().and_then(|id| meta.get(id)));
+    }
+    Ok(ApiJson(view))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -74,6 +74,35 @@ pub struct MessageView {
     pub error: Option<MessageErrorView>,
     pub attempts: i64,
     pub timestamps: Timestamps,
+    /// True while Meta holds the accepted send for quality assessment (template or portfolio
+    /// pacing): no `sent` until Meta releases it; a release moves it on, a drop fails it
+    /// (132015 or 135000).
+    pub held_by_meta: bool,
+    /// How many times Meta's per-user marketing limit (131049) sent it back for 24 h.
+    pub capped_by_meta: i64,
+    /// The `pricing` object of Meta's latest status carrying one (`billable`, `pricing_model`,
+    /// `type`, `category`), as received.
+    #[schema(value_type = Option<Object>)]
+    pub pricing: Option<serde_json::Value>,
+}
+
+impl MessageView {
+    /// Adds what Meta said beyond the state.
+    pub fn with_meta(mut self, meta: Option<&parley_store::consent::MessageMeta>) -> Self {
+        self.apply_meta(meta);
+        self
+    }
+
+    /// [`MessageView::with_meta`] in place.
+    pub fn apply_meta(&mut self, meta: Option<&parley_store::consent::MessageMeta>) {
+        if let Some(meta) = meta {
+            self.held_by_meta = self.state == "accepted"
+                && meta.meta_status.as_deref()
+                    == Some(parley_domain::consent::HELD_FOR_QUALITY_ASSESSMENT);
+            self.capped_by_meta = meta.capped_times;
+            self.pricing = meta.pricing.clone();
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -156,6 +185,9 @@ impl From<MessageRecord> for MessageView {
                 failed: m.failed_at.map(rfc3339),
                 updated: rfc3339(m.updated_at),
             },
+            held_by_meta: false,
+            capped_by_meta: 0,
+            pricing: None,
         }
     }
 }
@@ -314,7 +346,12 @@ pub async fn get_message(
         .message(&app, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(&format!("message {id}")))?;
-    Ok(ApiJson(m.into()))
+    let meta = state
+        .engine
+        .message_meta(&app, std::slice::from_ref(&m.id))
+        .await?;
+    let view = MessageView::from(m).with_meta(meta.values().next());
+    Ok(ApiJson(view))
 }
 
 /// Messages of the application, newest first, with cursor pagination.
@@ -355,8 +392,16 @@ pub async fn list_messages(
     let next_cursor = more
         .then(|| rows.last().map(|m| m.id.to_string()))
         .flatten();
+    let ids: Vec<MessageId> = rows.iter().map(|m| m.id.clone()).collect();
+    let meta = state.engine.message_meta(&app, &ids).await?;
     Ok(ApiJson(MessageList {
-        data: rows.into_iter().map(Into::into).collect(),
+        data: rows
+            .into_iter()
+            .map(|m| {
+                let id = m.id.clone();
+                MessageView::from(m).with_meta(meta.get(&id))
+            })
+            .collect(),
         next_cursor,
     }))
 }

@@ -1,6 +1,7 @@
 pub mod applications;
 pub mod audit;
 pub mod campaigns;
+pub mod consent;
 pub mod contacts;
 pub mod health;
 pub mod messages;

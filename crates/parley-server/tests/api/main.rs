@@ -8,6 +8,7 @@ mod bounded;
 mod browser;
 mod campaigns;
 mod campaigns_console;
+mod consent;
 mod console;
 mod graph_versions;
 mod helpers;

@@ -117,6 +117,7 @@ async fn snapshot(app: &TestApp, a: &Owned) -> BTreeMap<String, Value> {
         "/api/v1/platforms".to_owned(),
         "/api/v1/phone-numbers".to_owned(),
         "/api/v1/contacts?limit=100".to_owned(),
+        "/api/v1/settings/opt-out".to_owned(),
     ] {
         let v = a_get(app, &path).await;
         seen.insert(path, v);
@@ -161,6 +162,7 @@ fn body_for(method: &str, path: &str, a: &Owned) -> Option<Value> {
         ("post", "/api/v1/segments") => Some(json!({"name": "B's", "filter": "all"})),
         ("post", "/api/v1/applications") => Some(json!({"name": "B's second"})),
         ("post", "/api/v1/tokens") => Some(json!({"label": "B's", "scopes": ["read"]})),
+        ("put", "/api/v1/settings/opt-out") => Some(json!({"keywords": ["halt"]})),
         _ => None,
     }
 }
@@ -398,7 +400,9 @@ async fn another_applications_ids_are_404_on_every_route_and_change_nothing() {
                 | ("post", "/api/v1/contacts/import")
                 // B's own application (in B's account) and B's own token.
                 | ("post", "/api/v1/applications")
-                | ("post", "/api/v1/tokens") => assert!(status < 300, "{what}"),
+                | ("post", "/api/v1/tokens")
+                // B's own opt-out keywords (A's are in the snapshot, unchanged).
+                | ("put", "/api/v1/settings/opt-out") => assert!(status < 300, "{what}"),
                 // Another application's WABA: refused (its ownership is another test's),
                 // never taken.
                 ("post", "/api/v1/platforms/whatsapp/signup") => {

@@ -669,9 +669,13 @@ impl Store for Backend {
         .bind(grace_ms)
         .execute(self.writer())
         .await?;
+        // A send Meta answered "held for quality assessment" (`meta_status`, noted before the
+        // acceptance is written) is never sent again from here: Meta has it and releases or
+        // fails it later, with statuses that name it by our id (META_2026 §6.3).
         let requeued = sqlx::query(
             "UPDATE messages SET state = 'queued', lease_until = NULL, stale_since = NULL, next_attempt_at = $1, updated_at = $1
-             WHERE state = 'sending' AND wamid IS NULL AND stale_since IS NOT NULL AND stale_since + $2 <= $1",
+             WHERE state = 'sending' AND wamid IS NULL AND stale_since IS NOT NULL AND stale_since + $2 <= $1
+               AND meta_status IS NULL",
         )
         .bind(now)
         .bind(grace_ms)
