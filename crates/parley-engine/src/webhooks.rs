@@ -5,8 +5,7 @@
 
 use std::time::Duration;
 
-use parley_domain::{E164, MessageId, PhoneNumberId, WaId, WabaId, Wamid};
-use parley_meta::webhook::fields;
+use parley_domain::{MessageId, PhoneNumberId, WabaId, Wamid};
 use parley_meta::{InboundMessage, MessagesValue, WebhookChange, WebhookPayload};
 use parley_store::{InboundRecord, StatusChange, WebhookEventRecord};
 use tokio_util::sync::CancellationToken;

@@ -246,10 +246,10 @@ mod access;
 mod audience;
 #[path = "shared/campaigns.rs"]
 mod campaigns;
-#[path = "shared/contact_identity.rs"]
-mod contact_identity;
 #[path = "shared/consent.rs"]
 mod consent;
+#[path = "shared/contact_identity.rs"]
+mod contact_identity;
 #[path = "shared/identity.rs"]
 mod identity;
 #[path = "shared/platforms.rs"]

@@ -12,8 +12,8 @@ mod consent;
 mod console;
 mod graph_versions;
 mod helpers;
-mod imports;
 mod identity_bsuid;
+mod imports;
 mod operations;
 mod people;
 // The store suite's PostgreSQL harness (throwaway cluster or PARLEY_TEST_POSTGRES_URL).
