@@ -167,7 +167,10 @@ fn answer(
         })
         .map(Answer::Json);
     }
-    let app_token_allowed = request.segments == ["debug_token"];
+    let app_token_allowed = request.segments == ["debug_token"]
+        || (request.segments.len() == 2
+            && request.segments[1] == "subscriptions"
+            && request.segments[0] == sandbox.inner.lock().config.app_id);
     authenticate(sandbox, headers, request, app_token_allowed)?;
     if let Some(error) = call_fault(&mut sandbox.inner.lock(), request) {
         return Err(error);
@@ -349,7 +352,25 @@ fn route(sandbox: &Sandbox, request: &GraphRequest) -> Result<Answer, GraphError
         (_, [id, "subscribed_apps"]) if state.waba(id).is_some() => {
             crate::onboarding::subscribed_apps(&mut state, method, id, &request.body).map(json)
         }
+        (_, [id, "subscriptions"]) if *id == state.config.app_id => {
+            crate::coexist::app_subscriptions(&mut state, method, |k| {
+                request
+                    .query
+                    .iter()
+                    .rev()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, v)| Value::String(v.clone()))
+                    .or_else(|| request.body.get(k).cloned())
+            })
+            .map(json)
+        }
+        (&Method::POST, [id, "smb_app_data"]) if state.phone(id).is_some() => {
+            crate::coexist::smb_app_data(&mut state, now_ms, id, &request.body).map(json)
+        }
         (&Method::POST, [id, edge @ ("register" | "deregister")]) if state.phone(id).is_some() => {
+            if *edge == "deregister" {
+                crate::coexist::refuse_deregister(&state, id)?;
+            }
             crate::onboarding::register(
                 &mut state,
                 now_ms,
@@ -395,8 +416,10 @@ fn route(sandbox: &Sandbox, request: &GraphRequest) -> Result<Answer, GraphError
 fn get_object(state: &World, request: &GraphRequest, id: &str) -> Result<Value, GraphError> {
     let fields = requested_fields(request);
     if let Some(phone) = state.phone(id) {
+        let mut object = phone_object(&phone, state.pins.contains_key(id));
+        object["is_on_biz_app"] = json!(state.coexistence.contains_key(id));
         return select_fields(
-            phone_object(&phone, state.pins.contains_key(id)),
+            object,
             &PHONE_DEFAULT_FIELDS,
             fields.as_deref(),
             "WhatsAppBusinessPhoneNumber",
@@ -631,8 +654,10 @@ fn list_phone_numbers(
         let Some(found) = state.phone(&phone.id) else {
             continue;
         };
+        let mut object = phone_object(&found, state.pins.contains_key(&phone.id));
+        object["is_on_biz_app"] = json!(state.coexistence.contains_key(&phone.id));
         rows.push(select_fields(
-            phone_object(&found, state.pins.contains_key(&phone.id)),
+            object,
             &PHONE_DEFAULT_FIELDS,
             fields.as_deref(),
             "WhatsAppBusinessPhoneNumber",

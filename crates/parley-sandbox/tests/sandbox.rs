@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 #[path = "sandbox/calls.rs"]
 mod calls;
+#[path = "sandbox/coexistence.rs"]
+mod coexistence;
 #[path = "sandbox/limits.rs"]
 mod limits;
 #[path = "sandbox/signup.rs"]
