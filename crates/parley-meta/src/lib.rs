@@ -2,6 +2,7 @@
 //! envelope and its signature check. The same client talks to Meta and to `parley-sandbox`.
 
 pub mod client;
+pub mod coexistence;
 pub mod error;
 pub mod onboarding;
 pub mod outbound;
@@ -18,6 +19,7 @@ pub use outbound::{
 pub use signature::{SIGNATURE_HEADER, sign, verify_signature};
 pub use webhook::{
     AccountReviewValue, AccountUpdateValue, CapabilityValue, Change, DeliveryStatus, Entry,
+    HistoryValue, MessageEchoesValue, StateSyncValue,
     InboundMessage, LimitTier, MessagesValue, PhoneNumberNameValue, PhoneNumberQualityValue,
     StatusError, StatusUpdate, TemplateCategoryValue, TemplateComponentsValue,
     TemplateQualityValue, TemplateRef, TemplateStatusValue, UserPreferencesValue, WebhookChange,

@@ -9,6 +9,7 @@
 pub mod access;
 pub mod audience;
 pub mod campaigns;
+pub mod coexistence;
 pub mod crypto;
 mod dialect;
 pub mod files;
@@ -29,6 +30,7 @@ mod types;
 pub use access::AccessStore;
 pub use audience::AudienceStore;
 pub use campaigns::CampaignStore;
+pub use coexistence::CoexistenceStore;
 pub use crypto::{DecryptError, KeyError, SecretCipher};
 pub use identity::IdentityStore;
 pub use platforms::PlatformStore;
@@ -92,6 +94,7 @@ pub trait Store:
     + CampaignStore
     + IdentityStore
     + AccessStore
+    + CoexistenceStore
     + Send
     + Sync
     + 'static

@@ -227,6 +227,8 @@ mod access;
 mod audience;
 #[path = "shared/campaigns.rs"]
 mod campaigns;
+#[path = "shared/coexistence.rs"]
+mod coexistence;
 #[path = "shared/identity.rs"]
 mod identity;
 #[path = "shared/platforms.rs"]
