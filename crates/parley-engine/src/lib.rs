@@ -6,6 +6,7 @@ pub mod audience;
 pub mod auth;
 pub mod campaigns;
 pub mod clock;
+pub mod coexistence;
 pub mod demo;
 pub mod error;
 pub mod identity;

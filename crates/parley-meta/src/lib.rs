@@ -19,11 +19,10 @@ pub use outbound::{
 pub use signature::{SIGNATURE_HEADER, sign, verify_signature};
 pub use webhook::{
     AccountReviewValue, AccountUpdateValue, CapabilityValue, Change, DeliveryStatus, Entry,
-    HistoryValue, MessageEchoesValue, StateSyncValue,
-    InboundMessage, LimitTier, MessagesValue, PhoneNumberNameValue, PhoneNumberQualityValue,
-    StatusError, StatusUpdate, TemplateCategoryValue, TemplateComponentsValue,
-    TemplateQualityValue, TemplateRef, TemplateStatusValue, UserPreferencesValue, WebhookChange,
-    WebhookContact, WebhookPayload,
+    HistoryValue, InboundMessage, LimitTier, MessageEchoesValue, MessagesValue,
+    PhoneNumberNameValue, PhoneNumberQualityValue, StateSyncValue, StatusError, StatusUpdate,
+    TemplateCategoryValue, TemplateComponentsValue, TemplateQualityValue, TemplateRef,
+    TemplateStatusValue, UserPreferencesValue, WebhookChange, WebhookContact, WebhookPayload,
 };
 
 /// The Graph API version Parley speaks (Meta's OpenAPI spec in `shared/meta/` is v23.0).

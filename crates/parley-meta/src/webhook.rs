@@ -863,7 +863,10 @@ mod tests {
         assert_eq!(item.metadata.as_ref().and_then(|m| m.progress), Some(55));
         let thread = &item.threads[0];
         assert_eq!(thread.id, "16505551234");
-        assert_eq!(thread.messages[0].text().as_deref(), Some("Here's the info"));
+        assert_eq!(
+            thread.messages[0].text().as_deref(),
+            Some("Here's the info")
+        );
         assert_eq!(
             thread.messages[1]
                 .history_context

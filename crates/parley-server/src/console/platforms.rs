@@ -136,6 +136,8 @@ fn step_label(step: &str) -> &'static str {
         "read_business" => "Read the business portfolio",
         "read_waba" => "Read the WhatsApp Business Account",
         "read_phone_numbers" => "Read the phone numbers",
+        "sync_contacts" => "Import the WhatsApp Business app's contacts",
+        "sync_history" => "Import the WhatsApp Business app's chat history",
         "read_profile" => "Read the business profile",
         _ => "Other step",
     }

@@ -8,6 +8,7 @@ mod bounded;
 mod browser;
 mod campaigns;
 mod campaigns_console;
+mod coexistence;
 mod console;
 mod helpers;
 mod operations;
