@@ -269,6 +269,23 @@ async fn a_business_app_number_is_onboarded_without_register_and_its_history_imp
     app.webhooks_processed().await;
     let again = app.contact_detail(PABLO).await;
     assert_eq!(again["app_messages"].as_array().map(Vec::len), Some(4));
+
+    // Erasing the person erases the app's messages of them too.
+    let (status, erased) = app
+        .api_call(
+            Method::DELETE,
+            &format!("/api/v1/contacts/{}", PABLO.replace('+', "%2B")),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{erased}");
+    let application = app.store.applications().await.expect("apps")[0].id.clone();
+    let left = app
+        .store
+        .contact_app_messages(&application, PABLO, 50)
+        .await
+        .expect("app messages");
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[tokio::test]
