@@ -241,6 +241,20 @@ async fn a_business_app_number_is_onboarded_without_register_and_its_history_imp
     assert!(pablo["last_inbound_at"].is_null());
     assert_eq!(pablo["messages"], json!([]), "an echo is not a Parley send");
 
+    // The console shows both: the sync on the platform list, the app messages on the contact.
+    let cookie = app.console_cookie().await;
+    let (status, list) = app.console_get(&cookie, "/settings/platforms/list").await;
+    assert_eq!(status, 200);
+    assert!(list.contains("WhatsApp Business app"), "{list}");
+    assert!(list.contains("history imported"), "{list}");
+    let (status, page) = app
+        .console_get(&cookie, &format!("/contacts/{}", PABLO.replace('+', "%2B")))
+        .await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Typed in the app"), "{page}");
+    assert!(page.contains("sent from WhatsApp Business app"));
+    assert!(page.contains("imported from WhatsApp Business app"));
+
     // Removed from the app's contacts: the contact and its history stay, the tag says so.
     app.sandbox_post(
         &format!("/sandbox/coexistence/{phone}/contacts"),
