@@ -22,6 +22,14 @@ impl TestApp {
     /// finished in Parley as the page would: the event and the WABA only. Returns
     /// (platform id, coexistence phone number id).
     async fn coexistence_onboarding(&self, app_setup: Value) -> (String, String) {
+        let (status, platform, phone) = self.coexistence_signup(app_setup).await;
+        assert_eq!(status, 201, "{platform}");
+        let id = platform["id"].as_str().expect("platform id").to_owned();
+        (id, phone)
+    }
+
+    /// The signup's answer from Parley: (status, body, coexistence phone number id).
+    async fn coexistence_signup(&self, app_setup: Value) -> (u16, Value, String) {
         let mut body = json!({
             "completion": "coexistence",
             "business": {"id": demo_ids::BUSINESS_ID},
@@ -38,7 +46,7 @@ impl TestApp {
             .as_str()
             .expect("phone")
             .to_owned();
-        let (status, platform) = self
+        let (status, answer) = self
             .api_call(
                 Method::POST,
                 "/api/v1/platforms/whatsapp/signup",
@@ -49,9 +57,7 @@ impl TestApp {
                 })),
             )
             .await;
-        assert_eq!(status, 201, "{platform}");
-        let id = platform["id"].as_str().expect("platform id").to_owned();
-        (id, phone)
+        (status, answer, phone)
     }
 
     async fn number_of(
@@ -477,4 +483,75 @@ async fn a_campaign_on_a_business_app_number_never_passes_20_messages_a_second()
         .sandbox_requests(&format!("sends=true&phone_number_id={phone}"))
         .await;
     assert_eq!(sends["data"].as_array().map(Vec::len), Some(120));
+}
+
+fn step_state<'a>(platform: &'a Value, name: &str) -> &'a Value {
+    platform["onboarding"]["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["step"] == name))
+        .map_or(&Value::Null, |s| &s["state"])
+}
+
+#[tokio::test]
+async fn a_refused_sync_is_shown_and_retried_once_and_not_after_24_hours() {
+    let app = spawn_app().await;
+    app.sandbox_post(
+        "/sandbox/faults",
+        &json!({"fail_next_calls": [{"path": "smb_app_data", "code": 2}]}),
+    )
+    .await;
+    let (status, body, phone) = app.coexistence_signup(Value::Null).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "coexistence_sync_failed");
+    let platform = &body["platform"];
+    assert_eq!(platform["status"], "setting_up");
+    assert_eq!(platform["onboarding"]["failed_step"], "sync_contacts");
+    assert_eq!(step_state(platform, "sync_contacts"), "failed");
+    let number = platform["phone_numbers"]
+        .as_array()
+        .and_then(|ns| ns.iter().find(|n| n["phone_number_id"] == phone))
+        .expect("the number");
+    assert_eq!(number["coexistence"]["sync_status"], "failed");
+    // Meta's refusal is not retried by itself: one call reached Meta.
+    let requests = app.sandbox_requests("").await;
+    assert_eq!(
+        paths(&requests, "POST", &format!("{phone}/smb_app_data")).len(),
+        1
+    );
+
+    let id = platform["id"].as_str().expect("id");
+    let (status, retried) = app
+        .api_call(Method::POST, &format!("/api/v1/platforms/{id}/retry"), None)
+        .await;
+    assert_eq!(status, 200, "{retried}");
+    assert_eq!(step_state(&retried, "sync_contacts"), "done");
+    assert_eq!(step_state(&retried, "sync_history"), "done");
+    let requests = app.sandbox_requests("").await;
+    let syncs = paths(&requests, "POST", &format!("{phone}/smb_app_data"));
+    assert_eq!(syncs.len(), 3, "one refused, then one each: {syncs:?}");
+    assert_eq!(
+        syncs.iter().filter(|s| s["outcome"] == "accepted").count(),
+        2
+    );
+
+    // A second coexistence number whose sync fails, retried a day later: too late.
+    app.sandbox_post(
+        "/sandbox/faults",
+        &json!({"fail_next_calls": [{"path": "smb_app_data", "code": 2}]}),
+    )
+    .await;
+    let (status, body, late_phone) = app.coexistence_signup(Value::Null).await;
+    assert_eq!(status, 422, "{body}");
+    app.advance(Duration::from_secs(25 * 60 * 60)).await;
+    let (status, late) = app
+        .api_call(Method::POST, &format!("/api/v1/platforms/{id}/retry"), None)
+        .await;
+    assert_eq!(status, 422, "{late}");
+    assert_eq!(late["error"]["code"], "coexistence_sync_window_passed");
+    let requests = app.sandbox_requests("").await;
+    assert_eq!(
+        paths(&requests, "POST", &format!("{late_phone}/smb_app_data")).len(),
+        1,
+        "no call after the window"
+    );
 }
