@@ -60,6 +60,8 @@ pub struct ContactDetail {
     pub contact: AudienceContact,
     pub history: Vec<SubscriptionEvent>,
     pub messages: Vec<MessageRecord>,
+    /// Messages of the WhatsApp Business app (imported history and echoes), newest first.
+    pub app_messages: Vec<parley_store::coexistence::AppMessageRecord>,
 }
 
 /// What a segment selects now.
@@ -528,10 +530,15 @@ impl Engine {
             .ok_or_else(|| contact_not_found(&address))?;
         let history = self.store.subscription_history(&contact.contact.id).await?;
         let messages = self.store.messages_to(app, &address, 20).await?;
+        let app_messages = self
+            .store
+            .contact_app_messages(app, &address, 50)
+            .await?;
         Ok(ContactDetail {
             contact,
             history,
             messages,
+            app_messages,
         })
     }
 

@@ -8,6 +8,7 @@ pub mod campaigns;
 pub mod clock;
 pub mod consent;
 mod contact_identity;
+pub mod coexistence;
 pub mod demo;
 pub mod error;
 pub mod identity;

@@ -77,6 +77,10 @@ pub enum Step {
     ReadWaba,
     /// Every number of the WABA.
     ReadPhoneNumbers,
+    /// Coexistence: the WhatsApp Business app's contacts (`smb_app_data`, once, within 24 h).
+    SyncContacts,
+    /// Coexistence: the app's chat history (`smb_app_data`, once, within 24 h).
+    SyncHistory,
     /// The business profile of the sign-up's number.
     ReadProfile,
 }
@@ -91,7 +95,7 @@ pub enum Retry {
 }
 
 impl Step {
-    pub const ALL: [Step; 8] = [
+    pub const ALL: [Step; 10] = [
         Step::ExchangeCode,
         Step::DebugToken,
         Step::SubscribeApp,
@@ -99,6 +103,8 @@ impl Step {
         Step::ReadBusiness,
         Step::ReadWaba,
         Step::ReadPhoneNumbers,
+        Step::SyncContacts,
+        Step::SyncHistory,
         Step::ReadProfile,
     ];
 
@@ -112,6 +118,8 @@ impl Step {
             Step::ReadBusiness => "read_business",
             Step::ReadWaba => "read_waba",
             Step::ReadPhoneNumbers => "read_phone_numbers",
+            Step::SyncContacts => "sync_contacts",
+            Step::SyncHistory => "sync_history",
             Step::ReadProfile => "read_profile",
         }
     }
@@ -171,6 +179,10 @@ impl Step {
                 "business_token_invalid",
                 format!("Meta did not confirm the business token ({e}). Click Log in with Facebook again."),
             ),
+            (Step::SyncContacts | Step::SyncHistory, _) => (
+                "coexistence_sync_failed",
+                format!("Meta refused the WhatsApp Business app sync in step `{self}` ({e}). Each sync works once, within 24 hours of onboarding."),
+            ),
             (Step::ReadBusiness | Step::ReadWaba | Step::ReadPhoneNumbers | Step::ReadProfile, _) => (
                 "meta_read_failed",
                 format!("Parley could not read the account from Meta in step `{self}` ({e}). Retry the failed step."),
@@ -187,8 +199,8 @@ impl std::fmt::Display for Step {
 }
 
 /// The step names, in the order the steps run.
-pub const STEPS: [&str; 8] = {
-    let mut names = [""; 8];
+pub const STEPS: [&str; 10] = {
+    let mut names = [""; 10];
     let mut i = 0;
     while i < names.len() {
         names[i] = Step::ALL[i].name();
@@ -662,6 +674,19 @@ impl Engine {
                 let app = run.session.application_id.clone();
                 StepEnd::from_read(step, self.read_numbers(&app, &platform, run.token()).await)
             }
+            Step::SyncContacts | Step::SyncHistory => {
+                let platform = self.onboarding_platform(run).await?;
+                let kind = if step == Step::SyncContacts {
+                    parley_meta::coexistence::SyncType::Contacts
+                } else {
+                    parley_meta::coexistence::SyncType::History
+                };
+                match self.sync_app_data(&platform, run.token(), kind).await? {
+                    crate::coexistence::SyncEnd::Done => StepEnd::Done,
+                    crate::coexistence::SyncEnd::Skipped(why) => StepEnd::Skipped(why),
+                    crate::coexistence::SyncEnd::Failed(code, e) => StepEnd::Failed(code, e),
+                }
+            }
             Step::ReadProfile => {
                 let platform = self.onboarding_platform(run).await?;
                 let read = self
@@ -979,6 +1004,13 @@ impl Engine {
         let now = self.now();
         let level = n.throughput.as_ref().and_then(|t| t.level.clone());
         let id = PhoneNumberId::parse(&n.id).map_err(EngineError::internal)?;
+        let on_biz_app = n.is_on_biz_app == Some(true);
+        // A WhatsApp Business app number is held to 20 mps whatever `throughput` says.
+        let mps = if on_biz_app {
+            mps_for(level.as_deref()).min(crate::coexistence::COEXISTENCE_MPS)
+        } else {
+            mps_for(level.as_deref())
+        };
         if self
             .held_elsewhere(&p.application_id, None, Some(&id))
             .await?
@@ -994,23 +1026,25 @@ impl Engine {
             .into_iter()
             .find(|x| x.number.phone_number_id == id)
             .and_then(|x| x.messaging_limit_scope);
-        self.store
-            .upsert_phone_number(&PhoneNumberRecord {
-                display_phone_number: n
-                    .display_phone_number
-                    .clone()
-                    .unwrap_or_else(|| n.id.clone()),
-                phone_number_id: id.clone(),
-                platform_id: p.id.clone(),
-                application_id: p.application_id.clone(),
-                verified_name: n.verified_name,
-                quality_rating: n.quality_rating,
-                messaging_limit: n.whatsapp_business_manager_messaging_limit,
-                throughput_mps: mps_for(level.as_deref()),
-                status: n.status,
-                updated_at: now,
-            })
-            .await?;
+        let record = PhoneNumberRecord {
+            display_phone_number: n
+                .display_phone_number
+                .clone()
+                .unwrap_or_else(|| n.id.clone()),
+            phone_number_id: id.clone(),
+            platform_id: p.id.clone(),
+            application_id: p.application_id.clone(),
+            verified_name: n.verified_name,
+            quality_rating: n.quality_rating,
+            messaging_limit: n.whatsapp_business_manager_messaging_limit,
+            throughput_mps: mps,
+            status: n.status,
+            updated_at: now,
+        };
+        self.store.upsert_phone_number(&record).await?;
+        if on_biz_app {
+            self.note_coexistence_number(&record).await?;
+        }
         self.store
             .patch_phone_number(
                 &id,
@@ -1142,6 +1176,14 @@ impl Engine {
             if deregister {
                 for n in self.store.platform_numbers(platform).await? {
                     let id = n.number.phone_number_id;
+                    if self.store.coexistence_number(&id).await?.is_some() {
+                        // Meta: deregister does not work for these; the business
+                        // disconnects in the WhatsApp Business app.
+                        report.warnings.push(format!(
+                            "{id} is a WhatsApp Business app number: it is not deregistered (the business disconnects it in the app: Settings › Account › Business Platform)"
+                        ));
+                        continue;
+                    }
                     match self.graph.deregister_phone(&token, id.as_str()).await {
                         Ok(()) => report.deregistered.push(id),
                         Err(e) => report
@@ -1611,6 +1653,8 @@ mod tests {
                 "read_business",
                 "read_waba",
                 "read_phone_numbers",
+                "sync_contacts",
+                "sync_history",
                 "read_profile",
             ]
         );

@@ -35,9 +35,15 @@ pub async fn supervise(engine: Engine, shutdown: CancellationToken) {
             _ = tick.tick() => {}
             _ = engine.send_wake.notified() => {}
         }
+        // Numbers their business disconnected in the WhatsApp Business app send nothing
+        // until Meta reports them reconnected; their queued messages wait.
+        let offboarded = engine.store.offboarded_numbers().await.unwrap_or_default();
         match engine.store.all_phone_numbers().await {
             Ok(numbers) => {
                 for number in numbers {
+                    if offboarded.contains(&number.phone_number_id) {
+                        continue;
+                    }
                     let running = loops
                         .get(&number.phone_number_id)
                         .is_some_and(|h| !h.is_finished());
@@ -128,6 +134,13 @@ impl NumberState {
         if number.throughput_mps != self.number.throughput_mps {
             return LoopFate::Stop("the number's throughput changed");
         }
+        if let Ok(Some(coexistence)) = engine.store.coexistence_number(pn).await
+            && coexistence.offboarded_at.is_some()
+        {
+            return LoopFate::Stop(
+                "the business disconnected the number in the WhatsApp Business app",
+            );
+        }
         let Ok((limit, _, key)) = engine.quota_context(&number).await else {
             return LoopFate::Continue;
         };
@@ -189,7 +202,16 @@ enum LoopFate {
 }
 
 async fn number_loop(engine: Engine, number: PhoneNumberRecord, shutdown: CancellationToken) {
-    let mps = NonZeroU32::new(number.throughput_mps.max(1)).unwrap_or(NonZeroU32::MIN);
+    let mut mps = number.throughput_mps.max(1);
+    // Meta fixes WhatsApp Business app numbers at 20 mps, whatever their throughput field.
+    if let Ok(Some(_)) = engine
+        .store
+        .coexistence_number(&number.phone_number_id)
+        .await
+    {
+        mps = mps.min(crate::coexistence::COEXISTENCE_MPS);
+    }
+    let mps = NonZeroU32::new(mps).unwrap_or(NonZeroU32::MIN);
     let state = Arc::new(NumberState {
         engine: engine.clone(),
         limiter: crate::pacer::Pacer::new(mps.get()),

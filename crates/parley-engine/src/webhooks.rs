@@ -110,7 +110,17 @@ async fn apply_change(
             platform::apply_account_review(engine, entry_id, &v, notes).await
         }
         WebhookChange::AccountUpdate(v) => {
+            if crate::coexistence::apply_offboarding(engine, entry_id, &v, notes).await? {
+                return Ok(());
+            }
             platform::apply_account_update(engine, entry_id, &v, notes).await
+        }
+        WebhookChange::History(v) => crate::coexistence::apply_history(engine, &v, notes).await,
+        WebhookChange::StateSync(v) => {
+            crate::coexistence::apply_state_sync(engine, &v, notes).await
+        }
+        WebhookChange::MessageEchoes(v) => {
+            crate::coexistence::apply_echoes(engine, &v, notes).await
         }
         WebhookChange::PhoneNumberQuality(v) => {
             platform::apply_number_quality(engine, entry_id, &v, notes).await

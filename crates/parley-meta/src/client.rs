@@ -110,6 +110,11 @@ pub struct PhoneNumberInfo {
     /// it in: a tier string, `UNLIMITED`, a number of users (`2000`) or `-1` (unlimited).
     #[serde(default, deserialize_with = "limit_text")]
     pub whatsapp_business_manager_messaging_limit: Option<String>,
+    /// True for a WhatsApp Business app number on the Cloud API (coexistence).
+    #[serde(default)]
+    pub is_on_biz_app: Option<bool>,
+    #[serde(default)]
+    pub platform_type: Option<String>,
 }
 
 /// A messaging limit read like the webhooks' (`LimitTier`), kept as its tier string.
@@ -123,7 +128,7 @@ pub struct Throughput {
     pub level: Option<String>,
 }
 
-pub const PHONE_NUMBER_FIELDS: &str = "id,display_phone_number,verified_name,quality_rating,name_status,code_verification_status,status,throughput,whatsapp_business_manager_messaging_limit";
+pub const PHONE_NUMBER_FIELDS: &str = "id,display_phone_number,verified_name,quality_rating,name_status,code_verification_status,status,throughput,whatsapp_business_manager_messaging_limit,is_on_biz_app,platform_type";
 
 /// The fields of a WhatsApp Business Account that Parley shows.
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]

@@ -2,6 +2,7 @@
 //! envelope and its signature check. The same client talks to Meta and to `parley-sandbox`.
 
 pub mod client;
+pub mod coexistence;
 pub mod error;
 pub mod onboarding;
 pub mod outbound;
@@ -19,8 +20,9 @@ pub use outbound::{
 pub use signature::{SIGNATURE_HEADER, sign, verify_signature};
 pub use webhook::{
     AccountReviewValue, AccountUpdateValue, CapabilityValue, Change, DeliveryStatus, Entry,
-    InboundMessage, LimitTier, MessagesValue, PhoneNumberNameValue, PhoneNumberQualityValue,
-    Profile, SharedContact, SharedPhone, StatusError, StatusUpdate, SystemChange,
+    HistoryValue, InboundMessage, LimitTier, MessageEchoesValue, MessagesValue,
+    PhoneNumberNameValue, PhoneNumberQualityValue, Profile, SharedContact, SharedPhone,
+    StateSyncValue, StatusError, StatusUpdate, SystemChange,
     TemplateCategoryValue, TemplateComponentsValue, TemplateQualityValue, TemplateRef,
     TemplateStatusValue, UserPreferencesValue, WebhookChange, WebhookContact, WebhookPayload,
 };

@@ -23,6 +23,12 @@ pub mod fields {
     pub const ACCOUNT_UPDATE: &str = "account_update";
     pub const CAPABILITY_UPDATE: &str = "business_capability_update";
     pub const USER_PREFERENCES: &str = "user_preferences";
+    /// Coexistence: the WhatsApp Business app's chat history after the history sync.
+    pub const HISTORY: &str = "history";
+    /// Coexistence: the app's contacts (after the contacts sync, then on every change).
+    pub const SMB_APP_STATE_SYNC: &str = "smb_app_state_sync";
+    /// Coexistence: messages the business sent from the app or a companion device.
+    pub const SMB_MESSAGE_ECHOES: &str = "smb_message_echoes";
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -38,7 +44,8 @@ pub struct Entry {
     /// The WABA id for `messages` and most fields; the partner's portfolio id for `account_update`.
     #[serde(default)]
     pub id: String,
-    #[serde(default)]
+    /// Unix seconds; Meta's coexistence examples send it as a string, so both are read.
+    #[serde(default, deserialize_with = "int_or_string")]
     pub time: Option<i64>,
     #[serde(default)]
     pub changes: Vec<Change>,
@@ -87,6 +94,12 @@ pub enum WebhookChange {
     AccountUpdate(AccountUpdateValue),
     CapabilityUpdate(CapabilityValue),
     UserPreferences(UserPreferencesValue),
+    /// Coexistence: a chunk of the app's chat history (or the decline, or late media).
+    History(HistoryValue),
+    /// Coexistence: contacts added, edited or removed in the app.
+    StateSync(StateSyncValue),
+    /// Coexistence: messages the business sent from the app.
+    MessageEchoes(MessageEchoesValue),
     /// A field Parley does not type (`error` is `None`), or a known field whose value did not
     /// read (`error` says why). `value` is what Meta sent (`null` when nothing).
     Unknown {
@@ -129,6 +142,9 @@ impl WebhookChange {
             fields::ACCOUNT_UPDATE => typed(field, value, WebhookChange::AccountUpdate),
             fields::CAPABILITY_UPDATE => typed(field, value, WebhookChange::CapabilityUpdate),
             fields::USER_PREFERENCES => typed(field, value, WebhookChange::UserPreferences),
+            fields::HISTORY => typed(field, value, WebhookChange::History),
+            fields::SMB_APP_STATE_SYNC => typed(field, value, WebhookChange::StateSync),
+            fields::SMB_MESSAGE_ECHOES => typed(field, value, WebhookChange::MessageEchoes),
             _ => WebhookChange::Unknown {
                 field: field.to_owned(),
                 value: raw_json(value),
@@ -151,6 +167,9 @@ impl WebhookChange {
             WebhookChange::AccountUpdate(_) => fields::ACCOUNT_UPDATE,
             WebhookChange::CapabilityUpdate(_) => fields::CAPABILITY_UPDATE,
             WebhookChange::UserPreferences(_) => fields::USER_PREFERENCES,
+            WebhookChange::History(_) => fields::HISTORY,
+            WebhookChange::StateSync(_) => fields::SMB_APP_STATE_SYNC,
+            WebhookChange::MessageEchoes(_) => fields::SMB_MESSAGE_ECHOES,
             WebhookChange::Unknown { field, .. } => field,
         }
     }
@@ -307,8 +326,15 @@ impl InboundMessage {
 
     /// The human-readable text of the message, for the inbox and opt-out keywords.
     pub fn text(&self) -> Option<String> {
-        let kind = self.kind.as_deref()?;
-        let obj = self.rest.get(kind)?;
+        message_text(self.kind.as_deref(), &self.rest)
+    }
+}
+
+/// The human-readable text of a message object of type `kind` (its type object in `rest`).
+fn message_text(kind: Option<&str>, rest: &serde_json::Map<String, Value>) -> Option<String> {
+    {
+        let kind = kind?;
+        let obj = rest.get(kind)?;
         let pick = |path: &[&str]| -> Option<String> {
             let mut v = obj;
             for p in path {
@@ -686,6 +712,154 @@ pub struct AccountReviewValue {
     pub decision: Option<String>,
 }
 
+/// `history` (coexistence): chunks of the WhatsApp Business app's 1:1 chats from before
+/// onboarding, the `2593109` decline, or media sent after its placeholder.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct HistoryValue {
+    #[serde(default)]
+    pub messaging_product: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<Metadata>,
+    #[serde(default)]
+    pub history: Vec<HistoryItem>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct HistoryItem {
+    #[serde(default)]
+    pub metadata: Option<HistoryMetadata>,
+    #[serde(default)]
+    pub threads: Vec<HistoryThread>,
+    /// Late media may come as messages outside a thread.
+    #[serde(default)]
+    pub messages: Vec<AppMessage>,
+    /// The decline (`2593109`: history sharing is off in the app).
+    #[serde(default)]
+    pub errors: Vec<StatusError>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct HistoryMetadata {
+    /// 0: day 0–1, 1: day 1–90, 2: day 90–180.
+    #[serde(default, deserialize_with = "int_or_string")]
+    pub phase: Option<i64>,
+    #[serde(default, deserialize_with = "int_or_string")]
+    pub chunk_order: Option<i64>,
+    /// 100: the sync is done.
+    #[serde(default, deserialize_with = "int_or_string")]
+    pub progress: Option<i64>,
+}
+
+/// One 1:1 chat: `id` is the customer's number.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct HistoryThread {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub messages: Vec<AppMessage>,
+}
+
+/// A message of the app's history or an echo. The type object stays raw (`rest`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct AppMessage {
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Only on echoes (and may be absent for a username user).
+    #[serde(default)]
+    pub to: Option<String>,
+    /// BSUID of the recipient of an echo (since 2026).
+    #[serde(default)]
+    pub to_user_id: Option<String>,
+    pub id: String,
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub timestamp: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// History only: where the message stood in the app (`DELIVERED`, `ERROR`, `PENDING`,
+    /// `PLAYED`, `READ`, `SENT`); kept apart from Cloud API statuses.
+    #[serde(default)]
+    pub history_context: Option<HistoryContext>,
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, Value>,
+}
+
+impl AppMessage {
+    pub fn text(&self) -> Option<String> {
+        message_text(self.kind.as_deref(), &self.rest)
+    }
+
+    pub fn unix_time(&self) -> Option<i64> {
+        self.timestamp.as_deref()?.parse().ok()
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct HistoryContext {
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// `smb_app_state_sync` (coexistence): contacts of the app, added (or edited) and removed.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct StateSyncValue {
+    #[serde(default)]
+    pub messaging_product: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<Metadata>,
+    #[serde(default)]
+    pub state_sync: Vec<StateSyncItem>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct StateSyncItem {
+    /// `contact`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub contact: Option<SyncContact>,
+    /// `add` (also edits) or `remove`.
+    #[serde(default)]
+    pub action: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct SyncContact {
+    #[serde(default)]
+    pub full_name: Option<String>,
+    #[serde(default)]
+    pub first_name: Option<String>,
+    /// May be absent since 2026 (a username user known by BSUID only).
+    #[serde(default)]
+    pub phone_number: Option<String>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+}
+
+/// `smb_message_echoes` (coexistence): what the business sent from the app.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct MessageEchoesValue {
+    #[serde(default)]
+    pub messaging_product: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<Metadata>,
+    #[serde(default)]
+    pub message_echoes: Vec<AppMessage>,
+}
+
+/// `account_update`'s `disconnection_info` (coexistence offboarding).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct DisconnectionInfo {
+    /// `ACCOUNT_DISCONNECTED`, `BUSINESS_DOWNGRADE`, `CHANGE_NUMBER`, `COMPANION_INACTIVITY`,
+    /// `PRIMARY_INACTIVITY`, `USER_RE_REGISTERED`.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// `USER` or `SYSTEM`.
+    #[serde(default)]
+    pub initiated_by: Option<String>,
+}
+
 /// `account_update`: an event about the WABA (`PARTNER_ADDED`, `ACCOUNT_RESTRICTION`,
 /// `DISABLED_UPDATE`, `ACCOUNT_VIOLATION`, `PARTNER_REMOVED`…) with the details it carries.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -704,6 +878,12 @@ pub struct AccountUpdateValue {
     /// `BUSINESS_PRIMARY_LOCATION_COUNTRY_UPDATE`'s country.
     #[serde(default)]
     pub country: Option<String>,
+    /// Coexistence `PARTNER_REMOVED`: the number (digits) the business disconnected.
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub phone_number: Option<String>,
+    /// Coexistence `PARTNER_REMOVED`: why and by whom.
+    #[serde(default)]
+    pub disconnection_info: Option<DisconnectionInfo>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -775,6 +955,14 @@ pub struct UserPreference {
 }
 
 /// Meta sends timestamps as strings; tolerate numbers too.
+fn int_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
 fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(match Option::<Value>::deserialize(d)? {
         Some(Value::String(s)) => Some(s),
@@ -797,6 +985,78 @@ mod tests {
         let p: WebhookPayload =
             serde_json::from_slice(&serde_json::to_vec(&body).expect("json")).expect("envelope");
         p.entry[0].changes[0].parse()
+    }
+
+    #[test]
+    fn coexistence_changes_read_as_meta_documents_them() {
+        let history = change(
+            "history",
+            json!({"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
+             "history":[{"metadata":{"phase":0,"chunk_order":1,"progress":55},
+               "threads":[{"id":"16505551234","messages":[
+                 {"from":"15550783881","id":"wamid.HBgL","timestamp":"1739230955","type":"text",
+                  "text":{"body":"Here's the info"},"history_context":{"status":"READ"}},
+                 {"from":"15550783881","id":"wamid.QyNU","timestamp":"1739230970","type":"media_placeholder",
+                  "history_context":{"status":"PLAYED"}}]}]}]}),
+        );
+        let WebhookChange::History(h) = history else {
+            panic!("history: {history:?}")
+        };
+        let item = &h.history[0];
+        assert_eq!(item.metadata.as_ref().and_then(|m| m.progress), Some(55));
+        let thread = &item.threads[0];
+        assert_eq!(thread.id, "16505551234");
+        assert_eq!(
+            thread.messages[0].text().as_deref(),
+            Some("Here's the info")
+        );
+        assert_eq!(
+            thread.messages[1]
+                .history_context
+                .as_ref()
+                .and_then(|c| c.status.as_deref()),
+            Some("PLAYED")
+        );
+        let declined = change(
+            "history",
+            json!({"messaging_product":"whatsapp","history":[{"errors":[{"code":2593109,"title":"History sync is turned off by the business from the WhatsApp Business App","error_data":{"details":"History sharing is turned off by the business"}}]}]}),
+        );
+        let WebhookChange::History(d) = declined else {
+            panic!("decline")
+        };
+        assert_eq!(d.history[0].errors[0].code, 2593109);
+        let sync = change(
+            "smb_app_state_sync",
+            json!({"messaging_product":"whatsapp","state_sync":[{"type":"contact","contact":{"full_name":"Pablo Morales","first_name":"Pablo","phone_number":"16505551234"},"action":"add","metadata":{"timestamp":"1738346006"}}]}),
+        );
+        let WebhookChange::StateSync(s) = sync else {
+            panic!("state sync")
+        };
+        assert_eq!(s.state_sync[0].action.as_deref(), Some("add"));
+        let echoes = change(
+            "smb_message_echoes",
+            json!({"messaging_product":"whatsapp","message_echoes":[{"from":"15550783881","to":"16505551234","id":"wamid.HBgL","timestamp":"1700255121","type":"text","text":{"body":"Here's the info"}}]}),
+        );
+        let WebhookChange::MessageEchoes(e) = echoes else {
+            panic!("echoes")
+        };
+        assert_eq!(e.message_echoes[0].to.as_deref(), Some("16505551234"));
+    }
+
+    #[test]
+    fn an_entry_time_may_be_a_string_and_offboarding_carries_its_reason() {
+        let body = json!({"object":"whatsapp_business_account","entry":[{"id":"524126980791429","time":"1739321024",
+            "changes":[{"value":{"phone_number":"15550783881","event":"PARTNER_REMOVED",
+              "disconnection_info":{"reason":"PRIMARY_INACTIVITY","initiated_by":"SYSTEM"}},"field":"account_update"}]}]});
+        let p: WebhookPayload = serde_json::from_value(body).expect("envelope");
+        assert_eq!(p.entry[0].time, Some(1_739_321_024));
+        let WebhookChange::AccountUpdate(u) = p.entry[0].changes[0].parse() else {
+            panic!("account_update")
+        };
+        assert_eq!(u.phone_number.as_deref(), Some("15550783881"));
+        let info = u.disconnection_info.expect("disconnection_info");
+        assert_eq!(info.reason.as_deref(), Some("PRIMARY_INACTIVITY"));
+        assert_eq!(info.initiated_by.as_deref(), Some("SYSTEM"));
     }
 
     #[test]

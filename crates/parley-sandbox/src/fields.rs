@@ -955,7 +955,7 @@ fn phone_values(state: &World, id: &str) -> Option<Value> {
         "account_mode": "LIVE",
         "host_platform": "CLOUD_API",
         "platform_type": "CLOUD_API",
-        "is_on_biz_app": false,
+        "is_on_biz_app": state.coexistence.contains_key(&p.id),
         "throughput": {"level": level},
         "whatsapp_business_manager_messaging_limit": tier,
         // Deprecated (META_2026.md §4): answered when asked for, never by default.

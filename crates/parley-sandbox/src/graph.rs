@@ -170,7 +170,10 @@ fn answer(
         })
         .map(Answer::Json);
     }
-    let app_token_allowed = request.segments == ["debug_token"];
+    let app_token_allowed = request.segments == ["debug_token"]
+        || (request.segments.len() == 2
+            && request.segments[1] == "subscriptions"
+            && request.segments[0] == sandbox.inner.lock().config.app_id);
     authenticate(sandbox, headers, request, app_token_allowed)?;
     if let Some(error) = call_fault(&mut sandbox.inner.lock(), request) {
         return Err(error);
@@ -382,7 +385,25 @@ fn route(sandbox: &Sandbox, request: &GraphRequest) -> Result<Answer, GraphError
         (_, [id, "subscribed_apps"]) if state.waba(id).is_some() => {
             crate::onboarding::subscribed_apps(&mut state, method, id, &request.body).map(json)
         }
+        (_, [id, "subscriptions"]) if *id == state.config.app_id => {
+            crate::coexist::app_subscriptions(&mut state, method, |k| {
+                request
+                    .query
+                    .iter()
+                    .rev()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, v)| Value::String(v.clone()))
+                    .or_else(|| request.body.get(k).cloned())
+            })
+            .map(json)
+        }
+        (&Method::POST, [id, "smb_app_data"]) if state.phone(id).is_some() => {
+            crate::coexist::smb_app_data(&mut state, now_ms, id, &request.body).map(json)
+        }
         (&Method::POST, [id, edge @ ("register" | "deregister")]) if state.phone(id).is_some() => {
+            if *edge == "deregister" {
+                crate::coexist::refuse_deregister(&state, id)?;
+            }
             crate::onboarding::register(
                 &mut state,
                 now_ms,

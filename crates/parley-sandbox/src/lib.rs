@@ -22,6 +22,7 @@
 //! `/sandbox/signup`, reviews and limits) in the `sdk`, `dialog` and `signup` module docs.
 
 mod clock;
+mod coexist;
 mod config;
 mod consent;
 mod control;
@@ -164,6 +165,23 @@ impl Sandbox {
             .route(
                 "/sandbox/phone_numbers/{id}/limit",
                 post(signup::phone_limit),
+            )
+            .route("/sandbox/coexistence/{id}", get(coexist::show))
+            .route(
+                "/sandbox/coexistence/{id}/app_message",
+                post(coexist::app_message),
+            )
+            .route(
+                "/sandbox/coexistence/{id}/contacts",
+                post(coexist::contacts),
+            )
+            .route(
+                "/sandbox/coexistence/{id}/offboard",
+                post(coexist::offboard),
+            )
+            .route(
+                "/sandbox/coexistence/{id}/reconnect",
+                post(coexist::reconnect),
             )
             .route("/sdk.js", get(sdk::sdk))
             .route("/en_US/sdk.js", get(sdk::sdk))

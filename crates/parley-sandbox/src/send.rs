@@ -151,6 +151,13 @@ pub(crate) fn post_via(
             phone.waba.id.clone(),
         )
     };
+    // Coexistence numbers are fixed at 20 mps whatever their throughput setting.
+    let mps = if state.coexistence.contains_key(phone_id) {
+        crate::coexist::COEXISTENCE_MPS
+    } else {
+        mps
+    };
+    crate::coexist::refuse_offboarded_send(state, phone_id)?;
     if wa_id == own_digits {
         return Err(GraphError::new(
             131021,

@@ -775,6 +775,10 @@ struct SignupIn {
     phone_number: Option<PhoneIn>,
     cancel_at: Option<String>,
     report_problem: Option<String>,
+    /// How the signup ends; `"coexistence"`: a WhatsApp Business app number (`coexist` module).
+    completion: Option<String>,
+    /// With `"completion": "coexistence"`: the app's contacts, chats and history setting.
+    coexistence: Option<crate::coexist::AppSetup>,
 }
 
 fn field_errors(errors: Vec<FieldError>) -> GraphError {
@@ -927,12 +931,43 @@ pub(crate) async fn signup(State(sandbox): State<Sandbox>, body: Body) -> Answer
             now_ms.div_euclid(1000),
         ));
     }
-    let (created, code) = {
+    let completion = input.completion.take();
+    let app_setup = input.coexistence.take();
+    match completion.as_deref() {
+        None | Some("verified" | "coexistence") => {}
+        Some(other) => {
+            return Err(GraphError::invalid_param(format!(
+                "completion must be verified or coexistence - got {other:?}."
+            )));
+        }
+    }
+    let coexistence = completion.as_deref() == Some("coexistence");
+    if app_setup.is_some() && !coexistence {
+        return Err(GraphError::invalid_param(
+            "coexistence: the app's setup goes with \"completion\": \"coexistence\".",
+        ));
+    }
+    let (created, code, finish) = {
         let mut state = sandbox.inner.lock();
         let choices = choices_from(&state, input)?;
+        if coexistence && matches!(choices.phone, Pick::Existing(_)) {
+            return Err(GraphError::invalid_param(
+                "phone_number: a coexistence signup brings the WhatsApp Business app's own number; give display_phone_number or nothing.",
+            ));
+        }
         let created = create(&mut state, now_ms, &choices)?;
+        let finish = if coexistence {
+            crate::coexist::create_coexistence_number(
+                &mut state,
+                now_ms,
+                &created,
+                app_setup.unwrap_or_default(),
+            )?
+        } else {
+            finish_message(&created)
+        };
         let code = mint_code(&mut state, now_ms, &created);
-        (created, code)
+        (created, code, finish)
     };
     sandbox.inner.wake.notify_one();
     ok(json!({
@@ -940,6 +975,8 @@ pub(crate) async fn signup(State(sandbox): State<Sandbox>, body: Body) -> Answer
         "waba_id": created.waba_id,
         "phone_number_id": created.phone_number_id,
         "business_id": created.business_id,
+        "event": finish["event"],
+        "message": finish,
     }))
 }
 

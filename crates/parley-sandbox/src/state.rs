@@ -310,6 +310,10 @@ pub(crate) enum EventKind {
     /// Meta's commerce-policy review of a WABA created by Embedded Signup comes to its
     /// decision (approval), unless `/sandbox/review` decided first.
     AccountReview { waba_id: String },
+    /// A whole webhook body, sent as built (coexistence: `history`, `smb_app_state_sync`,
+    /// `smb_message_echoes`, and `account_update` with `entry[].time` as a string). Fields
+    /// the app has not subscribed to are logged as `not_subscribed`, not POSTed.
+    Payload { field: String, payload: Value },
     /// A management webhook (`message_template_status_update`, `account_update`, …):
     /// `entry_id` is the WABA, or the partner's business for `account_update` PARTNER_ADDED.
     Change {
@@ -394,6 +398,10 @@ pub(crate) struct State {
     pub users: crate::users::Users,
     /// Marketing consent, caps, pacing, pricing cut-over, marketing flags (`consent.rs`).
     pub consent: crate::consent::Consent,
+    /// Coexistence numbers (WhatsApp Business app numbers on the Cloud API), by phone id.
+    pub coexistence: HashMap<String, crate::coexist::AppNumber>,
+    /// The app's `whatsapp_business_account` webhook fields (`/{app-id}/subscriptions`).
+    pub app_fields: std::collections::BTreeSet<String>,
 }
 
 impl State {
@@ -421,6 +429,8 @@ impl State {
             limits: crate::limits::Limits::default(),
             users: crate::users::Users::default(),
             consent: crate::consent::Consent::default(),
+            coexistence: HashMap::new(),
+            app_fields: crate::coexist::default_app_fields(),
         }
     }
 

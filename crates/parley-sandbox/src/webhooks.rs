@@ -156,6 +156,40 @@ pub(crate) fn dispatch_due(inner: &Arc<Inner>, shutdown: &CancellationToken) {
                 payloads.push((String::new(), "change", 0, 0, payload));
             }
         }
+        let mut unsubscribed = Vec::new();
+        for event in &due {
+            if let EventKind::Payload { field, payload } = &event.kind {
+                let kind = if field == "account_update" {
+                    "change"
+                } else {
+                    "coexistence"
+                };
+                if state.app_fields.contains(field) {
+                    payloads.push((event.phone_number_id.clone(), kind, 0, 0, payload.clone()));
+                } else {
+                    unsubscribed.push((event.phone_number_id.clone(), payload.clone()));
+                }
+            }
+        }
+        for (phone_id, payload) in unsubscribed {
+            // Meta sends no field the app has not subscribed to; the log says so.
+            let url = state.config.webhook_url.clone();
+            state.push_delivery(DeliveryRecord {
+                id: 0,
+                at: now_ms.div_euclid(1000),
+                url,
+                phone_number_id: phone_id,
+                kind: "coexistence".to_owned(),
+                statuses: 0,
+                messages: 0,
+                attempts: 0,
+                response_code: None,
+                outcome: "not_subscribed".to_owned(),
+                error: None,
+                duplicate: false,
+                payload,
+            });
+        }
         let mut phones: Vec<String> = Vec::new();
         for event in &due {
             if matches!(
@@ -203,7 +237,8 @@ pub(crate) fn dispatch_due(inner: &Arc<Inner>, shutdown: &CancellationToken) {
                     }
                     EventKind::TemplateReview { .. }
                     | EventKind::AccountReview { .. }
-                    | EventKind::Change { .. } => {}
+                    | EventKind::Change { .. }
+                    | EventKind::Payload { .. } => {}
                 }
             }
             for chunk in statuses.chunks_mut(MAX_PER_POST) {

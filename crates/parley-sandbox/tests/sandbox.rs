@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 mod calls;
 #[path = "sandbox/fields.rs"]
 mod fields;
+#[path = "sandbox/coexistence.rs"]
+mod coexistence;
 #[path = "sandbox/limits.rs"]
 mod limits;
 #[path = "sandbox/signup.rs"]

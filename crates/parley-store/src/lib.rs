@@ -10,6 +10,7 @@ pub mod access;
 pub mod audience;
 pub mod campaigns;
 pub mod consent;
+pub mod coexistence;
 pub mod crypto;
 mod dialect;
 pub mod files;
@@ -31,6 +32,7 @@ pub use access::AccessStore;
 pub use audience::AudienceStore;
 pub use campaigns::CampaignStore;
 pub use consent::ConsentStore;
+pub use coexistence::CoexistenceStore;
 pub use crypto::{DecryptError, KeyError, SecretCipher};
 pub use identity::IdentityStore;
 pub use platforms::PlatformStore;
@@ -95,6 +97,7 @@ pub trait Store:
     + ConsentStore
     + IdentityStore
     + AccessStore
+    + CoexistenceStore
     + Send
     + Sync
     + 'static

@@ -231,6 +231,8 @@ mod campaigns;
 mod consent;
 #[path = "shared/contact_identity.rs"]
 mod contact_identity;
+#[path = "shared/coexistence.rs"]
+mod coexistence;
 #[path = "shared/identity.rs"]
 mod identity;
 #[path = "shared/platforms.rs"]

@@ -207,6 +207,15 @@ struct MessageRow {
     error: String,
 }
 
+/// A message of the WhatsApp Business app: imported history or an echo.
+struct AppMessageRow {
+    at: String,
+    direction: String,
+    label: String,
+    text: String,
+    history_status: String,
+}
+
 #[derive(Template)]
 #[template(path = "contact_detail.html")]
 struct ContactPage {
@@ -231,6 +240,7 @@ struct ContactPage {
     tags: Vec<TagRow>,
     history: Vec<HistoryRow>,
     messages: Vec<MessageRow>,
+    app_messages: Vec<AppMessageRow>,
 }
 
 /// `GET /contacts/{phone}`.
@@ -304,6 +314,25 @@ pub async fn contact_page(
                 state: m.state.as_str().to_owned(),
                 summary: message_summary(&m.content, 160),
                 error: message_error(m.error_code, m.error_message.as_deref()),
+            })
+            .collect(),
+        app_messages: d
+            .app_messages
+            .iter()
+            .map(|m| AppMessageRow {
+                at: rfc3339(m.sent_at),
+                direction: if m.direction == "outbound" {
+                    "to the contact".into()
+                } else {
+                    "from the contact".into()
+                },
+                label: if m.source == "history" {
+                    "imported from WhatsApp Business app".into()
+                } else {
+                    "sent from WhatsApp Business app".into()
+                },
+                text: m.text.clone().unwrap_or_else(|| format!("[{}]", m.kind)),
+                history_status: m.history_status.clone().unwrap_or_default(),
             })
             .collect(),
     }))

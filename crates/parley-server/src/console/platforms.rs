@@ -49,6 +49,8 @@ struct NumberRow {
     limit: String,
     scope: String,
     throughput: String,
+    /// A WhatsApp Business app number: where its syncs stand (empty for other numbers).
+    coexistence: String,
 }
 
 struct StepRow {
@@ -127,6 +129,32 @@ pub fn limit_label(tier: &str) -> String {
     format!("{n} business-initiated conversations / 24 h")
 }
 
+/// "WhatsApp Business app · history in progress 55%", or the failure, the decline, the
+/// offboarding.
+fn coexistence_label(c: &parley_store::coexistence::CoexistenceRecord) -> String {
+    if let Some(reason) = &c.disconnection_reason {
+        return format!("WhatsApp Business app · disconnected: {reason}");
+    }
+    let history = match c.history_sync.as_str() {
+        "in_progress" => format!("history sync in progress {}%", c.history_progress),
+        "done" => "history imported".to_owned(),
+        "declined" => "history not shared by the business".to_owned(),
+        "requested" => "history sync requested".to_owned(),
+        "failed" => "history sync failed".to_owned(),
+        _ => "history sync pending".to_owned(),
+    };
+    let contacts = match c.contacts_sync.as_str() {
+        "requested" => "contacts sync requested",
+        "failed" => "contacts sync failed",
+        _ => "contacts sync pending",
+    };
+    let mut label = format!("WhatsApp Business app · {contacts} · {history} · 20 msg/s");
+    if let Some(error) = &c.sync_error {
+        label.push_str(&format!(" · {error}"));
+    }
+    label
+}
+
 fn step_label(step: &str) -> &'static str {
     match step {
         "exchange_code" => "Exchange the sign-up code",
@@ -136,6 +164,8 @@ fn step_label(step: &str) -> &'static str {
         "read_business" => "Read the business portfolio",
         "read_waba" => "Read the WhatsApp Business Account",
         "read_phone_numbers" => "Read the phone numbers",
+        "sync_contacts" => "Import the WhatsApp Business app's contacts",
+        "sync_history" => "Import the WhatsApp Business app's chat history",
         "read_profile" => "Read the business profile",
         _ => "Other step",
     }
@@ -194,6 +224,7 @@ async fn cards(state: &AppState, app: &ApplicationRecord) -> Vec<PlatformCard> {
     for s in setups {
         let p = &s.platform;
         let numbers = engine.platform_numbers(&p.id).await.unwrap_or_default();
+        let coexistence = engine.platform_coexistence(&p.id).await.unwrap_or_default();
         let session = engine.latest_onboarding(&p.id).await.ok().flatten();
         let failed_step = session
             .as_ref()
@@ -228,6 +259,11 @@ async fn cards(state: &AppState, app: &ApplicationRecord) -> Vec<PlatformCard> {
                         Some("business_portfolio") | None => "per business portfolio".into(),
                         Some(other) => other.to_owned(),
                     },
+                    coexistence: coexistence
+                        .iter()
+                        .find(|c| c.phone_number_id == n.number.phone_number_id)
+                        .map(coexistence_label)
+                        .unwrap_or_default(),
                     throughput: format!(
                         "{} msg/s ({})",
                         n.number.throughput_mps,

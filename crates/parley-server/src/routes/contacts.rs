@@ -111,6 +111,56 @@ pub struct ContactDetailView {
     pub subscription_history: Vec<SubscriptionEventView>,
     /// The newest messages sent to the contact (at most 20).
     pub messages: Vec<MessageView>,
+    /// Messages of a WhatsApp Business app number that did not go through Parley (at most
+    /// 50, newest first): history imported from the app, and messages the business typed in
+    /// the app. Not Parley sends: they cost nothing and count towards no quota or window.
+    pub app_messages: Vec<AppMessageView>,
+}
+
+/// One message of the WhatsApp Business app (coexistence).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppMessageView {
+    pub wamid: String,
+    pub phone_number_id: String,
+    /// `inbound` (from the contact) or `outbound` (from the business).
+    pub direction: String,
+    /// `history` (imported from the app at onboarding) or `business_app` (sent from the
+    /// WhatsApp Business app, reported by an echo).
+    pub source: String,
+    /// True for history imported from the app.
+    pub imported: bool,
+    /// `sent from WhatsApp Business app` or `imported from WhatsApp Business app`.
+    pub label: &'static str,
+    /// Meta's message type (`text`, `image`, `media_placeholder`, …).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub text: Option<String>,
+    /// History only: where the message stood in the app (`READ`, `DELIVERED`, …); not a
+    /// delivery status of Parley's.
+    pub history_status: Option<String>,
+    pub sent_at: String,
+}
+
+impl From<parley_store::coexistence::AppMessageRecord> for AppMessageView {
+    fn from(m: parley_store::coexistence::AppMessageRecord) -> Self {
+        let imported = m.source == "history";
+        AppMessageView {
+            wamid: m.wamid,
+            phone_number_id: m.phone_number_id.into(),
+            direction: m.direction,
+            label: if imported {
+                "imported from WhatsApp Business app"
+            } else {
+                "sent from WhatsApp Business app"
+            },
+            source: m.source,
+            imported,
+            kind: m.kind,
+            text: m.text,
+            history_status: m.history_status,
+            sent_at: rfc3339(m.sent_at),
+        }
+    }
 }
 
 impl From<ContactDetail> for ContactDetailView {
@@ -119,6 +169,7 @@ impl From<ContactDetail> for ContactDetailView {
             contact: (&d.contact).into(),
             subscription_history: d.history.iter().map(Into::into).collect(),
             messages: d.messages.into_iter().map(Into::into).collect(),
+            app_messages: d.app_messages.into_iter().map(Into::into).collect(),
         }
     }
 }

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use parley_domain::{ApplicationId, PlatformId};
 use parley_engine::EngineError;
 use parley_engine::onboarding::{SignupOutcome, SignupRequest};
+use parley_store::coexistence::CoexistenceRecord;
 use parley_store::platforms::{NumberSetupRecord, OnboardingRecord, PlatformSetupRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -85,6 +86,48 @@ pub struct NumberView {
     pub throughput_level: Option<String>,
     pub throughput_mps: u32,
     pub status: Option<String>,
+    /// Set for a WhatsApp Business app number (coexistence): its syncs and offboarding.
+    pub coexistence: Option<CoexistenceView>,
+}
+
+/// A WhatsApp Business app number on the Cloud API (coexistence).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CoexistenceView {
+    /// When Parley saw it onboarded; both syncs must be asked for within 24 h of it.
+    pub onboarded_at: String,
+    /// The app's contacts: `pending`, `requested` or `failed`.
+    pub contacts_sync: String,
+    /// The app's chat history: `pending`, `requested`, `in_progress`, `done`, `declined` or `failed`.
+    pub history_sync: String,
+    /// 0–100, from Meta's history webhooks.
+    pub history_progress: i64,
+    /// What the platform page shows: `requested`, `in progress 55%`, `done`, `declined`, …
+    pub sync_status: String,
+    /// Why a sync failed, or the business's decline.
+    pub sync_error: Option<String>,
+    /// Set while the business has disconnected the number in the app (Meta's reason);
+    /// its messages stay queued meanwhile.
+    pub disconnection_reason: Option<String>,
+}
+
+fn coexistence_view(c: CoexistenceRecord) -> CoexistenceView {
+    let sync_status = match (c.history_sync.as_str(), c.contacts_sync.as_str()) {
+        (_, "failed") | ("failed", _) => "failed".to_owned(),
+        ("in_progress", _) => format!("in progress {}%", c.history_progress),
+        ("done", _) => "done".to_owned(),
+        ("declined", _) => "declined".to_owned(),
+        ("requested", _) | (_, "requested") => "requested".to_owned(),
+        _ => "pending".to_owned(),
+    };
+    CoexistenceView {
+        onboarded_at: rfc3339(c.onboarded_at),
+        contacts_sync: c.contacts_sync,
+        history_sync: c.history_sync,
+        history_progress: c.history_progress,
+        sync_status,
+        sync_error: c.sync_error,
+        disconnection_reason: c.disconnection_reason,
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -156,8 +199,13 @@ pub struct DisconnectQuery {
     pub deregister: Option<bool>,
 }
 
-fn number_view(n: NumberSetupRecord) -> NumberView {
+fn number_view(n: NumberSetupRecord, coexistence: &mut Vec<CoexistenceRecord>) -> NumberView {
+    let coexistence = coexistence
+        .iter()
+        .position(|c| c.phone_number_id == n.number.phone_number_id)
+        .map(|i| coexistence_view(coexistence.swap_remove(i)));
     NumberView {
+        coexistence,
         phone_number_id: n.number.phone_number_id.into(),
         display_phone_number: n.number.display_phone_number,
         verified_name: n.number.verified_name,
@@ -199,6 +247,7 @@ pub async fn platform_view(
 ) -> Result<PlatformView, ApiError> {
     let p = setup.platform;
     let numbers = state.engine.platform_numbers(&p.id).await?;
+    let mut coexistence = state.engine.platform_coexistence(&p.id).await?;
     let onboarding = state
         .engine
         .latest_onboarding(&p.id)
@@ -214,7 +263,10 @@ pub async fn platform_view(
         waba_id: p.waba_id.into(),
         waba_name: p.waba_name,
         details: p.details,
-        phone_numbers: numbers.into_iter().map(number_view).collect(),
+        phone_numbers: numbers
+            .into_iter()
+            .map(|n| number_view(n, &mut coexistence))
+            .collect(),
         connected_at: setup.connected_at.map(rfc3339),
         disconnected_at: setup.disconnected_at.map(rfc3339),
         created_at: rfc3339(p.created_at),

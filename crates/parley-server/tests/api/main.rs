@@ -9,6 +9,7 @@ mod browser;
 mod campaigns;
 mod campaigns_console;
 mod consent;
+mod coexistence;
 mod console;
 mod graph_versions;
 mod helpers;

@@ -481,6 +481,15 @@ impl AudienceStore for Backend {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        // Coexistence: the WhatsApp Business app's history and echoes of this person.
+        sqlx::query(
+            "DELETE FROM app_messages WHERE application_id = $1 AND (contact_phone = $2 OR contact_id = $3)",
+        )
+        .bind(app.as_str())
+        .bind(phone)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM contact_subscription_events WHERE contact_id = $1")
             .bind(&id)
             .execute(&mut *tx)

@@ -76,8 +76,10 @@ fn position(step: &str) -> i64 {
         "read_business" => 5,
         "read_waba" => 6,
         "read_phone_numbers" => 7,
-        "read_profile" => 8,
-        _ => 9,
+        "sync_contacts" => 8,
+        "sync_history" => 9,
+        "read_profile" => 10,
+        _ => 11,
     }
 }
 
