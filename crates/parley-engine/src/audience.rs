@@ -530,10 +530,7 @@ impl Engine {
             .ok_or_else(|| contact_not_found(&address))?;
         let history = self.store.subscription_history(&contact.contact.id).await?;
         let messages = self.store.messages_to(app, &address, 20).await?;
-        let app_messages = self
-            .store
-            .contact_app_messages(app, &address, 50)
-            .await?;
+        let app_messages = self.store.contact_app_messages(app, &address, 50).await?;
         Ok(ContactDetail {
             contact,
             history,

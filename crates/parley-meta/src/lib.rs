@@ -22,9 +22,9 @@ pub use webhook::{
     AccountReviewValue, AccountUpdateValue, CapabilityValue, Change, DeliveryStatus, Entry,
     HistoryValue, InboundMessage, LimitTier, MessageEchoesValue, MessagesValue,
     PhoneNumberNameValue, PhoneNumberQualityValue, Profile, SharedContact, SharedPhone,
-    StateSyncValue, StatusError, StatusUpdate, SystemChange,
-    TemplateCategoryValue, TemplateComponentsValue, TemplateQualityValue, TemplateRef,
-    TemplateStatusValue, UserPreferencesValue, WebhookChange, WebhookContact, WebhookPayload,
+    StateSyncValue, StatusError, StatusUpdate, SystemChange, TemplateCategoryValue,
+    TemplateComponentsValue, TemplateQualityValue, TemplateRef, TemplateStatusValue,
+    UserPreferencesValue, WebhookChange, WebhookContact, WebhookPayload,
 };
 
 /// The Graph API version Parley speaks unless `meta.graph_version` says otherwise: Meta's

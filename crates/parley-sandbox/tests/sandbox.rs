@@ -16,10 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 #[path = "sandbox/calls.rs"]
 mod calls;
-#[path = "sandbox/fields.rs"]
-mod fields;
 #[path = "sandbox/coexistence.rs"]
 mod coexistence;
+#[path = "sandbox/fields.rs"]
+mod fields;
 #[path = "sandbox/limits.rs"]
 mod limits;
 #[path = "sandbox/signup.rs"]

@@ -246,12 +246,12 @@ mod access;
 mod audience;
 #[path = "shared/campaigns.rs"]
 mod campaigns;
+#[path = "shared/coexistence.rs"]
+mod coexistence;
 #[path = "shared/consent.rs"]
 mod consent;
 #[path = "shared/contact_identity.rs"]
 mod contact_identity;
-#[path = "shared/coexistence.rs"]
-mod coexistence;
 #[path = "shared/identity.rs"]
 mod identity;
 #[path = "shared/platforms.rs"]

@@ -168,6 +168,11 @@ fn facts(change: &WebhookChange) -> Vec<String> {
                 out.push(format!("pref={:?} {:?}", p.wa_id, p.value));
             }
         }
+        WebhookChange::History(h) => out.push(format!("history items={}", h.history.len())),
+        WebhookChange::StateSync(s) => out.push(format!("state_sync items={}", s.state_sync.len())),
+        WebhookChange::MessageEchoes(e) => {
+            out.push(format!("echoes={}", e.message_echoes.len()));
+        }
         WebhookChange::Unknown { error, .. } => {
             out.push(format!("unknown error={}", error.is_some()))
         }
@@ -216,6 +221,9 @@ fn value_round_trip(change: &WebhookChange) -> Result<(), String> {
         WebhookChange::AccountUpdate(v) => serde_json::to_string(v),
         WebhookChange::CapabilityUpdate(v) => serde_json::to_string(v),
         WebhookChange::UserPreferences(v) => serde_json::to_string(v),
+        WebhookChange::History(v) => serde_json::to_string(v),
+        WebhookChange::StateSync(v) => serde_json::to_string(v),
+        WebhookChange::MessageEchoes(v) => serde_json::to_string(v),
         WebhookChange::Unknown { .. } => return Ok(()),
     }
     .map_err(|e| format!("a typed value does not serialize\n{}: {e}", change.field()))?;

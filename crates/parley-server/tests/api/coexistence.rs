@@ -93,26 +93,6 @@ impl TestApp {
         v
     }
 
-    /// Polls the contact until `check` holds (20 s).
-    async fn wait_contact(&self, phone: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let mut last = Value::Null;
-        for _ in 0..400 {
-            let (status, v) = self
-                .api_call(
-                    Method::GET,
-                    &format!("/api/v1/contacts/{}", phone.replace('+', "%2B")),
-                    None,
-                )
-                .await;
-            if status == 200 && check(&v) {
-                return v;
-            }
-            last = v;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("contact {phone} never showed {what}: {last}");
-    }
-
     async fn sandbox_get(&self, path: &str) -> Value {
         self.http
             .get(format!("{}{path}", self.sandbox_url))

@@ -427,6 +427,27 @@ impl TestApp {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// Polls `GET /api/v1/contacts/{key}` (a phone or a BSUID) until `check` holds (fails
+    /// after 20 s).
+    pub async fn wait_contact(
+        &self,
+        key: &str,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let path = format!("/api/v1/contacts/{}", key.replace('+', "%2B"));
+        let mut last = Value::Null;
+        for _ in 0..400 {
+            let (status, v) = self.api_call(reqwest::Method::GET, &path, None).await;
+            if status == 200 && check(&v) {
+                return v;
+            }
+            last = v;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("contact {key} never showed {what}: {last}");
+    }
+
     /// Plays the customer through Embedded Signup without a browser (`POST /sandbox/signup`):
     /// a new portfolio with company data, a new WABA, profile and number. Returns what the
     /// dialog hands the page: `{"code", "waba_id", "phone_number_id", "business_id"}`.

@@ -4,8 +4,6 @@
 //! through a number change and a BSUID change; a phone first seen on a status is kept; 131062
 //! is explained; authentication templates never go to a BSUID alone.
 
-use std::time::Duration;
-
 use parley_sandbox::demo_ids;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -32,22 +30,6 @@ impl TestApp {
             .as_str()
             .expect("a BSUID")
             .to_owned()
-    }
-
-    /// Polls `GET /api/v1/contacts/{key}` until `check` holds (fails after 20 s).
-    async fn wait_contact(&self, key: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let mut last = Value::Null;
-        for _ in 0..400 {
-            let (status, v) = self
-                .api_call(Method::GET, &format!("/api/v1/contacts/{key}"), None)
-                .await;
-            if status == 200 && check(&v) {
-                return v;
-            }
-            last = v;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("contact {key} never showed {what}: {last}");
     }
 
     /// Every messages webhook the sandbox delivered, as posted.
