@@ -359,6 +359,20 @@ fn route(sandbox: &Sandbox, request: &GraphRequest) -> Result<Answer, GraphError
             )
             .map(json)
         }
+        (&Method::POST, [id, "phone_numbers"]) if state.waba(id).is_some() => {
+            let query = |name: &str| request.param(name).map(str::to_owned);
+            crate::verification::add_phone_number(&mut state, id, &request.body, &query).map(json)
+        }
+        (&Method::POST, [id, "request_code"]) if state.phone(id).is_some() => {
+            let query = |name: &str| request.param(name).map(str::to_owned);
+            crate::verification::request_code(&mut state, now_ms, id, &request.body, &query)
+                .map(json)
+        }
+        (&Method::POST, [id, "verify_code"]) if state.phone(id).is_some() => {
+            let query = |name: &str| request.param(name).map(str::to_owned);
+            crate::verification::verify_code(&mut state, now_ms, id, &request.body, &query)
+                .map(json)
+        }
         (&Method::GET | &Method::POST, [id, "whatsapp_business_profile"])
             if state.phone(id).is_some() =>
         {
@@ -493,7 +507,8 @@ fn phone_object(phone: &PhoneRef<'_>, pin_enabled: bool) -> Value {
         "display_phone_number": p.display_phone_number,
         "verified_name": p.verified_name,
         "quality_rating": p.quality_rating,
-        "code_verification_status": "VERIFIED",
+        "code_verification_status": p.code_verification_status,
+        "is_on_biz_app": p.is_on_biz_app,
         "name_status": p.name_status,
         "platform_type": "CLOUD_API",
         "throughput": {"level": level},

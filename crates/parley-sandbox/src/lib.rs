@@ -36,6 +36,7 @@ mod state;
 mod templates;
 mod uploads;
 mod validate;
+mod verification;
 mod webhooks;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -140,6 +141,11 @@ impl Sandbox {
                 "/sandbox/phone_numbers/{id}/limit",
                 post(signup::phone_limit),
             )
+            .route(
+                "/sandbox/phone_numbers/{id}/code",
+                get(verification::sent_code),
+            )
+            .route("/sandbox/signups", get(verification::signups))
             .route("/sdk.js", get(sdk::sdk))
             .route("/en_US/sdk.js", get(sdk::sdk))
             .route("/dialog/embedded_signup", get(dialog::open))

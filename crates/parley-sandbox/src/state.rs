@@ -390,6 +390,12 @@ pub(crate) struct State {
     pub dialogs: HashMap<String, crate::dialog::DialogSession>,
     /// Messaging-limit reach per business portfolio and the violations refused.
     pub limits: crate::limits::Limits,
+    /// phone number id → the verification code `request_code` sent last.
+    pub verifications: HashMap<String, crate::signup::PendingCode>,
+    /// phone number id → virtual ms of its `request_code` calls in the last hour.
+    pub code_requests: HashMap<String, VecDeque<i64>>,
+    /// Signups with the extras their page sent (`GET /sandbox/signups`), oldest first.
+    pub signups: VecDeque<crate::signup::SignupRecord>,
 }
 
 impl State {
@@ -415,6 +421,9 @@ impl State {
             tokens: HashMap::new(),
             dialogs: HashMap::new(),
             limits: crate::limits::Limits::default(),
+            verifications: HashMap::new(),
+            code_requests: HashMap::new(),
+            signups: VecDeque::new(),
         }
     }
 

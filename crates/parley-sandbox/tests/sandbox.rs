@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 #[path = "sandbox/calls.rs"]
 mod calls;
+#[path = "sandbox/completions.rs"]
+mod completions;
 #[path = "sandbox/limits.rs"]
 mod limits;
 #[path = "sandbox/signup.rs"]
