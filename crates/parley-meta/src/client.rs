@@ -108,6 +108,11 @@ pub struct PhoneNumberInfo {
     pub throughput: Option<Throughput>,
     #[serde(default)]
     pub whatsapp_business_manager_messaging_limit: Option<String>,
+    /// A WhatsApp Business app number onboarded by coexistence.
+    #[serde(default)]
+    pub is_on_biz_app: Option<bool>,
+    #[serde(default)]
+    pub platform_type: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
@@ -116,7 +121,7 @@ pub struct Throughput {
     pub level: Option<String>,
 }
 
-pub const PHONE_NUMBER_FIELDS: &str = "id,display_phone_number,verified_name,quality_rating,name_status,code_verification_status,status,throughput,whatsapp_business_manager_messaging_limit";
+pub const PHONE_NUMBER_FIELDS: &str = "id,display_phone_number,verified_name,quality_rating,name_status,code_verification_status,status,throughput,whatsapp_business_manager_messaging_limit,is_on_biz_app,platform_type";
 
 /// The fields of a WhatsApp Business Account that Parley shows.
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]

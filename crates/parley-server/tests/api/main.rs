@@ -19,6 +19,7 @@ mod pg;
 mod platforms;
 mod safe_defaults;
 mod sending;
+mod signup_states;
 mod templates;
 mod tenancy;
 mod webhooks;
