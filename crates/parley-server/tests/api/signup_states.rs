@@ -401,7 +401,9 @@ async fn partner_added_alone_ends_with_a_working_platform() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let id = id.expect("the reply was accepted once the customer's message arrived");
-    let delivered = app.wait_for_state(&id, "delivered").await;
+    let delivered = app
+        .wait_for_message(&id, "delivered", |m| !m["timestamps"]["delivered"].is_null())
+        .await;
     assert_eq!(delivered["phone_number_id"], phone.as_str(), "{delivered}");
 
     // The browser's code arrives late after all: the same platform, the number registered
