@@ -13,10 +13,10 @@
     exchange_code: 'Exchange the sign-up code',
     debug_token: 'Check the granted permissions',
     subscribe_app: "Subscribe to the account's webhooks",
+    read_business: 'Read the business portfolio',
     find_number: 'Find the phone number',
     verify_number: 'Verify the phone number',
     register_phone: 'Register the phone number',
-    read_business: 'Read the business portfolio',
     read_waba: 'Read the WhatsApp Business Account',
     read_phone_numbers: 'Read the phone numbers',
     read_profile: 'Read the business profile'

@@ -402,7 +402,9 @@ async fn partner_added_alone_ends_with_a_working_platform() {
     }
     let id = id.expect("the reply was accepted once the customer's message arrived");
     let delivered = app
-        .wait_for_message(&id, "delivered", |m| !m["timestamps"]["delivered"].is_null())
+        .wait_for_message(&id, "delivered", |m| {
+            !m["timestamps"]["delivered"].is_null()
+        })
         .await;
     assert_eq!(delivered["phone_number_id"], phone.as_str(), "{delivered}");
 

@@ -76,7 +76,7 @@ fn position(step: &str) -> i64 {
         "find_number" => 34,
         "verify_number" => 36,
         "register_phone" => 40,
-        "read_business" => 50,
+        "read_business" => 32,
         "read_waba" => 60,
         "read_phone_numbers" => 70,
         "read_profile" => 80,
