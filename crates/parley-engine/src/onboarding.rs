@@ -1248,8 +1248,6 @@ impl Engine {
     }
 }
 
-/// `account_review_status` / `account_review_update.decision` → status and reason.
-
 /// What the person must do before a platform's sign-up can finish (`PlatformView::next_step`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct NextStep {
@@ -1735,6 +1733,7 @@ impl Engine {
     }
 }
 
+/// `account_review_status` / `account_review_update.decision` → status and reason.
 fn review_status(decision: &str) -> (&'static str, Option<&'static str>) {
     match decision {
         "APPROVED" => (status::ACTIVE, None),
