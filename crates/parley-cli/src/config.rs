@@ -88,6 +88,13 @@ pub struct MetaConfig {
     /// Where the Embedded Signup dialog's messages may come from: a domain whose
     /// subdomains are accepted (`facebook.com`) or an exact origin (`https://…`).
     pub message_origin: String,
+    /// A system-user token of your business with access to your customers' WABAs: lets
+    /// Meta's `PARTNER_ADDED` webhook connect a WABA whose sign-up never reached Parley
+    /// (closed tab, blocked popup, a sign-up started elsewhere). Empty: such webhooks are
+    /// only logged.
+    pub system_user_token: String,
+    /// The application (`app_…`) that owns platforms created from `PARTNER_ADDED` alone.
+    pub partner_signup_application: String,
 }
 
 impl Default for Config {
@@ -116,6 +123,8 @@ impl Default for MetaConfig {
             config_id: String::new(),
             sdk_url: parley_engine::onboarding::PRODUCTION_SDK_URL.into(),
             message_origin: parley_engine::onboarding::PRODUCTION_MESSAGE_ORIGIN.into(),
+            system_user_token: String::new(),
+            partner_signup_application: String::new(),
         }
     }
 }
@@ -201,6 +210,14 @@ impl Config {
         set(&mut self.meta.config_id, "PARLEY_META_CONFIG_ID");
         set(&mut self.meta.sdk_url, "PARLEY_META_SDK_URL");
         set(&mut self.meta.message_origin, "PARLEY_META_MESSAGE_ORIGIN");
+        set(
+            &mut self.meta.system_user_token,
+            "PARLEY_META_SYSTEM_USER_TOKEN",
+        );
+        set(
+            &mut self.meta.partner_signup_application,
+            "PARLEY_META_PARTNER_SIGNUP_APPLICATION",
+        );
         set(&mut self.metrics.token, "PARLEY_METRICS_TOKEN");
         let number = |target: &mut u32, key: &str| {
             if let Some(v) = get(key).and_then(|v| v.trim().parse().ok()) {
@@ -251,6 +268,11 @@ impl Config {
             graph_version: self.meta.graph_version.clone(),
             sdk_url: self.meta.sdk_url.clone(),
             message_origin: self.meta.message_origin.clone(),
+            system_user_token: Some(self.meta.system_user_token.clone()).filter(|t| !t.is_empty()),
+            partner_signup_application: parley_domain::ApplicationId::parse(
+                &self.meta.partner_signup_application,
+            )
+            .ok(),
         }
     }
 

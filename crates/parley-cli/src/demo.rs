@@ -96,6 +96,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 graph_version: sandbox_config.graph_version.clone(),
                 sdk_url: format!("{sandbox_url}/sdk.js"),
                 message_origin: sandbox_url.clone(),
+                ..Default::default()
             },
             ..EngineConfig::default()
         },

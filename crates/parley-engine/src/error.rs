@@ -99,6 +99,14 @@ impl From<parley_store::StoreError> for EngineError {
     fn from(e: parley_store::StoreError) -> Self {
         match e {
             parley_store::StoreError::TooExpensive => EngineError::too_expensive(),
+            parley_store::StoreError::WabaTaken(waba) => EngineError::new(
+                ErrorKind::Conflict,
+                "waba_taken",
+                format!(
+                    "WhatsApp Business Account {waba} is connected to another application in this Parley. \
+                     Disconnect it there first (Settings › Configure platforms › Disconnect), then sign up again here."
+                ),
+            ),
             e => EngineError::internal(e),
         }
     }

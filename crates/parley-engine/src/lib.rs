@@ -105,6 +105,9 @@ pub struct Engine {
     /// token that authenticated, so concurrent requests write it once a minute, not each.
     pub(crate) token_touches:
         Arc<std::sync::Mutex<std::collections::HashMap<parley_domain::TokenId, i64>>>,
+    /// One sign-up at a time per WABA (`onboarding::Engine::waba_lock`).
+    pub(crate) onboarding_locks:
+        Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 /// Passes the background workers completed, per engine. A test that must show that nothing
@@ -157,6 +160,7 @@ impl Engine {
             campaign_wake: Arc::new(Notify::new()),
             progress: Arc::new(Progress::default()),
             token_touches: Arc::default(),
+            onboarding_locks: Arc::default(),
         }
     }
 

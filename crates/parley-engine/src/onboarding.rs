@@ -40,6 +40,12 @@ pub struct MetaApp {
     /// Where the dialog's `message` events may come from: an exact origin
     /// (`http://127.0.0.1:9090`) or a domain whose subdomains are accepted (`facebook.com`).
     pub message_origin: String,
+    /// A system-user token of the partner's business with access to the WABAs customers
+    /// share (Business Settings › System users). With `partner_signup_application` it lets
+    /// Meta's `PARTNER_ADDED` webhook onboard a WABA whose sign-up never reached Parley.
+    pub system_user_token: Option<String>,
+    /// The application that owns platforms created from `PARTNER_ADDED` alone.
+    pub partner_signup_application: Option<ApplicationId>,
 }
 
 impl std::fmt::Debug for MetaApp {
@@ -51,6 +57,14 @@ impl std::fmt::Debug for MetaApp {
             .field("graph_version", &self.graph_version)
             .field("sdk_url", &self.sdk_url)
             .field("message_origin", &self.message_origin)
+            .field(
+                "system_user_token",
+                &self.system_user_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "partner_signup_application",
+                &self.partner_signup_application,
+            )
             .finish()
     }
 }
@@ -69,6 +83,12 @@ pub enum Step {
     DebugToken,
     /// Webhooks for the WABA come to this app.
     SubscribeApp,
+    /// The sign-up's number: the one the dialog named, else the WABA's (a coexistence finish
+    /// names none). Without any, the platform waits for "Add a number".
+    FindNumber,
+    /// The number is verified (`code_verification_status`); an unverified one waits for the
+    /// code Meta sends by SMS or voice, typed in Parley.
+    VerifyNumber,
     /// The number joins the Cloud API, with a PIN Parley keeps (encrypted) for later.
     RegisterPhone,
     /// The business portfolio's name.
@@ -99,8 +119,11 @@ impl Step {
         Step::ExchangeCode,
         Step::DebugToken,
         Step::SubscribeApp,
-        Step::RegisterPhone,
+        // Early, so a platform waiting for its number already shows its company.
         Step::ReadBusiness,
+        Step::FindNumber,
+        Step::VerifyNumber,
+        Step::RegisterPhone,
         Step::ReadWaba,
         Step::ReadPhoneNumbers,
         Step::SyncContacts,
@@ -114,6 +137,8 @@ impl Step {
             Step::ExchangeCode => "exchange_code",
             Step::DebugToken => "debug_token",
             Step::SubscribeApp => "subscribe_app",
+            Step::FindNumber => "find_number",
+            Step::VerifyNumber => "verify_number",
             Step::RegisterPhone => "register_phone",
             Step::ReadBusiness => "read_business",
             Step::ReadWaba => "read_waba",
@@ -162,6 +187,30 @@ impl Step {
             (Step::SubscribeApp, _) => (
                 "webhook_subscription_failed",
                 format!("Meta refused to subscribe Parley to this WhatsApp Business Account's webhooks ({e}). Without it no statuses or replies arrive. Retry the failed step."),
+            ),
+            (Step::FindNumber, _) => (
+                "meta_read_failed",
+                format!("Parley could not read the WhatsApp Business Account's phone numbers from Meta ({e}). Retry the failed step."),
+            ),
+            (Step::VerifyNumber, Some(136025)) => (
+                "verification_code_wrong",
+                format!("Meta did not accept the code ({e}). Check the code you received, or ask for a new one (by text message or call) and enter that."),
+            ),
+            (Step::VerifyNumber, Some(136024)) => (
+                "verification_code_refused",
+                format!("Meta would not send a code now ({e}). Wait a while (Meta limits codes per hour), then ask for a new one."),
+            ),
+            (Step::VerifyNumber, Some(100)) => (
+                "verification_failed",
+                format!("Meta refused the request ({e}). Check the phone number and the code, then try again."),
+            ),
+            (Step::VerifyNumber, _) => (
+                "verification_failed",
+                format!("Meta could not verify the number ({e}). Try again, or ask for a new code."),
+            ),
+            (Step::RegisterPhone, Some(133006)) => (
+                "number_not_verified",
+                format!("Meta will not register the number before it is verified ({e}). Ask for a code on the platform page, enter it, and Parley registers the number."),
             ),
             (Step::RegisterPhone, Some(133016)) => (
                 "registration_limit_reached",
@@ -215,6 +264,9 @@ enum StepEnd {
     Done,
     /// Nothing to do for this sign-up; the reason is recorded with the step.
     Skipped(String),
+    /// The step needs the person (add a number, type a code): the run stops without a
+    /// failure, the platform shows what to do, and the action resumes the run.
+    Waiting(String),
     /// The step stopped the onboarding (Meta's error code when Meta refused).
     Failed(Option<i64>, EngineError),
 }
@@ -240,6 +292,11 @@ struct OnboardingRun<'a> {
     meta: MetaApp,
     /// The dialog's code; `None` on a retry (a code works once).
     code: Option<&'a str>,
+    /// Meta says the number runs the WhatsApp Business app (coexistence): never registered.
+    on_biz_app: bool,
+    /// `find_number` chose a number the dialog did not name, and Meta lists it registered
+    /// already (`CONNECTED`): registering it again could only fail on its two-step PIN.
+    found_registered: bool,
 }
 
 impl OnboardingRun<'_> {
@@ -248,7 +305,7 @@ impl OnboardingRun<'_> {
         self.session
             .steps
             .iter()
-            .any(|r| r.step == step.name() && r.state != "failed")
+            .any(|r| r.step == step.name() && r.state != "failed" && r.state != "waiting")
     }
 
     /// The business token (every step after `exchange_code` runs only when it is held).
@@ -441,6 +498,10 @@ impl Engine {
         }
         self.store.save_onboarding(&session).await?;
         tracing::info!(session = %session.id, waba = ?session.waba_id, "embedded signup started");
+        let _guard = match session.waba_id.clone() {
+            Some(waba) => Some(self.waba_lock(&waba).await),
+            None => None,
+        };
         self.run_onboarding(session, Some(&code)).await
     }
 
@@ -596,11 +657,14 @@ impl Engine {
         session.failed_step = None;
         self.store.save_onboarding(&session).await?;
         let secrets = self.store.onboarding_secrets(&session.id).await?;
+        let on_biz_app = is_coexistence(session.event.as_deref());
         let mut run = OnboardingRun {
             session,
             secrets,
             meta,
             code,
+            on_biz_app,
+            found_registered: false,
         };
         for step in Step::ALL {
             if run.done(step) {
@@ -618,6 +682,7 @@ impl Engine {
                 StepEnd::Failed(meta_code, failure) => {
                     return self.fail(run.session, step, meta_code, failure).await;
                 }
+                StepEnd::Waiting(why) => return self.wait(run.session, step, why).await,
             }
         }
         let platform_id = self.onboarding_platform(&mut run).await?;
@@ -647,6 +712,8 @@ impl Engine {
                 let subscribed = self.graph.subscribe_app(run.token(), run.waba_id()).await;
                 StepEnd::from_read(step, subscribed)
             }
+            Step::FindNumber => self.find_number(run).await?,
+            Step::VerifyNumber => self.check_verification(run).await?,
             Step::RegisterPhone => {
                 // Registering again (a new PIN) would also break the other application's number.
                 let app = &run.session.application_id;
@@ -795,6 +862,19 @@ impl Engine {
             .await?
             .into_iter()
             .find(|p| p.application_id == session.application_id);
+        // The number keeps the two-step PIN an earlier sign-up of this WABA registered it with
+        // (Meta refuses another PIN with 133005).
+        if run.secrets.pin.is_none()
+            && let Some(p) = &existing
+            && let Some(earlier) = self.store.latest_onboarding(&p.id).await?
+            && earlier.id != session.id
+            && let Some(pin) = self.store.onboarding_secrets(&earlier.id).await?.pin
+        {
+            self.store
+                .set_onboarding_secrets(&session.id, None, Some(&pin))
+                .await?;
+            run.secrets.pin = Some(pin);
+        }
         let id = self
             .store
             .upsert_platform(&NewPlatform {
@@ -831,10 +911,19 @@ impl Engine {
         }
         let Some(phone) = run.session.phone_number_id.clone() else {
             return Ok(StepEnd::Skipped(
-                "the sign-up chose no phone number; add one in WhatsApp Manager, then Refresh"
-                    .into(),
+                "the sign-up chose no phone number; add one on the platform page".into(),
             ));
         };
+        if run.on_biz_app {
+            return Ok(StepEnd::Skipped(
+                "numbers shared from the WhatsApp Business app are already registered".into(),
+            ));
+        }
+        if run.found_registered {
+            return Ok(StepEnd::Skipped(
+                "the sign-up named no number; the WABA's number is registered already".into(),
+            ));
+        }
         let pin = match run.secrets.pin.clone() {
             Some(p) => p,
             None => {
@@ -1201,6 +1290,491 @@ impl Engine {
     }
 }
 
+/// What the person must do before a platform's sign-up can finish (`PlatformView::next_step`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NextStep {
+    /// `add_number` (the sign-up finished without a number) or `verify_number` (the number
+    /// waits for the code Meta sends).
+    pub action: &'static str,
+    /// The number to verify.
+    pub phone_number_id: Option<String>,
+    /// What to do, in words.
+    pub message: String,
+}
+
+/// How Meta delivers a verification code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeMethod {
+    Sms,
+    Voice,
+}
+
+impl CodeMethod {
+    pub fn parse(text: &str) -> Option<CodeMethod> {
+        match text.trim().to_ascii_uppercase().as_str() {
+            "SMS" => Some(CodeMethod::Sms),
+            "VOICE" => Some(CodeMethod::Voice),
+            _ => None,
+        }
+    }
+
+    fn meta(self) -> &'static str {
+        match self {
+            CodeMethod::Sms => "SMS",
+            CodeMethod::Voice => "VOICE",
+        }
+    }
+}
+
+/// A number to add to a platform that has none (`POST /{waba}/phone_numbers`).
+#[derive(Debug, Clone)]
+pub struct NewNumber {
+    /// The country calling code, e.g. `1`, `49`.
+    pub cc: String,
+    /// The number, with or without the country code.
+    pub phone_number: String,
+    /// The business name shown in WhatsApp (Meta reviews it).
+    pub verified_name: String,
+}
+
+/// The waiting step of a session, as the platform shows it.
+pub fn next_step(session: &OnboardingRecord) -> Option<NextStep> {
+    if session.state != "waiting" {
+        return None;
+    }
+    let message = session
+        .steps
+        .iter()
+        .find(|s| s.state == "waiting")
+        .and_then(|s| s.error_message.clone())
+        .unwrap_or_default();
+    match session.failed_step.as_deref() {
+        Some("find_number") => Some(NextStep {
+            action: "add_number",
+            phone_number_id: None,
+            message,
+        }),
+        Some("verify_number") => Some(NextStep {
+            action: "verify_number",
+            phone_number_id: session.phone_number_id.as_ref().map(|p| p.to_string()),
+            message,
+        }),
+        _ => None,
+    }
+}
+
+impl Engine {
+    /// One sign-up at a time per WABA in this process: the browser's sign-up and Meta's
+    /// `PARTNER_ADDED` fallback for the same account run one after the other, so the second
+    /// finds the first's platform (and its PIN) instead of registering the number again with
+    /// another PIN.
+    async fn waba_lock(&self, waba: &WabaId) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self
+                .onboarding_locks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            locks.retain(|_, l| std::sync::Arc::strong_count(l) > 1);
+            locks
+                .entry(waba.to_string())
+                .or_insert_with(|| std::sync::Arc::new(tokio::sync::Mutex::new(())))
+                .clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// Stops the run at a step that needs the person; the platform says what to do.
+    async fn wait(
+        &self,
+        mut session: OnboardingRecord,
+        step: Step,
+        why: String,
+    ) -> Result<SignupOutcome, EngineError> {
+        self.record(&mut session, step, "waiting", Some((None, why.clone())))
+            .await?;
+        session.state = "waiting".into();
+        session.failed_step = Some(step.name().to_owned());
+        session.updated_at = self.now();
+        self.store.save_onboarding(&session).await?;
+        if let Some(platform) = &session.platform_id {
+            self.store
+                .set_platform_status(platform, status::SETTING_UP, Some(&why), self.now())
+                .await?;
+            // Show the number (or its absence) at once, not only once the run finishes.
+            if let Ok(token) = self.store.platform_token(platform).await {
+                let _ = self
+                    .read_numbers(&session.application_id, platform, &token)
+                    .await;
+            }
+        }
+        tracing::info!(session = %session.id, step = step.name(), "onboarding waits for the person");
+        Ok(SignupOutcome {
+            platform_id: session.platform_id.clone(),
+            session,
+            failure: None,
+        })
+    }
+
+    /// `find_number`: the number the dialog named, else the WABA's first (a coexistence
+    /// finish names none; a no-number finish has none: wait for "Add a number").
+    async fn find_number(&self, run: &mut OnboardingRun<'_>) -> Result<StepEnd, EngineError> {
+        if run.session.phone_number_id.is_some() {
+            return Ok(StepEnd::Done);
+        }
+        let numbers = match self
+            .graph
+            .list_phone_numbers(run.token(), run.waba_id())
+            .await
+        {
+            Ok(n) => n,
+            Err(e) => return Ok(StepEnd::refused(Step::FindNumber, &e)),
+        };
+        let pick = numbers
+            .iter()
+            .find(|n| n.is_on_biz_app == Some(true))
+            .or_else(|| numbers.first());
+        let registered = pick.is_some_and(|n| n.status.as_deref() == Some("CONNECTED"));
+        match pick.and_then(|n| PhoneNumberId::parse(&n.id).ok()) {
+            Some(id) => {
+                run.found_registered = registered;
+                run.session.phone_number_id = Some(id);
+                self.store.save_onboarding(&run.session).await?;
+                Ok(StepEnd::Done)
+            }
+            None => Ok(StepEnd::Waiting(
+                "No phone number yet: the sign-up finished without one. Add a number on the platform page; Meta sends it a code to verify it."
+                    .into(),
+            )),
+        }
+    }
+
+    /// `verify_number`: reads `code_verification_status` (and whether the number runs the
+    /// WhatsApp Business app); an unverified number waits for its code.
+    async fn check_verification(
+        &self,
+        run: &mut OnboardingRun<'_>,
+    ) -> Result<StepEnd, EngineError> {
+        let Some(phone) = run.session.phone_number_id.clone() else {
+            return Ok(StepEnd::Skipped("the sign-up has no phone number".into()));
+        };
+        let info = match self
+            .graph
+            .get_phone_number(run.token(), phone.as_str())
+            .await
+        {
+            Ok(info) => info,
+            Err(e) => return Ok(StepEnd::refused(Step::VerifyNumber, &e)),
+        };
+        if info.is_on_biz_app == Some(true) {
+            run.on_biz_app = true;
+            return Ok(StepEnd::Skipped(
+                "numbers of the WhatsApp Business app are verified in the app".into(),
+            ));
+        }
+        match info.code_verification_status.as_deref() {
+            None | Some("VERIFIED") => Ok(StepEnd::Done),
+            Some(_) => {
+                let display = info
+                    .display_phone_number
+                    .unwrap_or_else(|| phone.to_string());
+                Ok(StepEnd::Waiting(format!(
+                    "Verify {display}: ask Meta for a code by text message or call, then enter it on the platform page. Parley registers the number once it is verified."
+                )))
+            }
+        }
+    }
+
+    /// The platform's latest sign-up, when it waits at `step`, with its business token.
+    async fn waiting_session(
+        &self,
+        app: &ApplicationId,
+        platform: &PlatformId,
+        step: Step,
+    ) -> Result<(OnboardingRecord, String), EngineError> {
+        self.meta_app_ready()?;
+        self.owned_platform(app, platform).await?;
+        let session = self
+            .store
+            .latest_onboarding(platform)
+            .await?
+            .filter(|s| s.state == "waiting" && s.failed_step.as_deref() == Some(step.name()));
+        let Some(session) = session else {
+            let (code, what) = match step {
+                Step::FindNumber => (
+                    "number_not_needed",
+                    "this platform is not waiting for a phone number (it has one, or its sign-up did not finish: see its steps)",
+                ),
+                _ => (
+                    "nothing_to_verify",
+                    "this platform has no number waiting for its verification code",
+                ),
+            };
+            return Err(EngineError::new(ErrorKind::Conflict, code, what));
+        };
+        let secrets = self.store.onboarding_secrets(&session.id).await?;
+        let Some(token) = secrets.access_token else {
+            return Err(EngineError::new(
+                ErrorKind::Conflict,
+                "signup_again",
+                "Parley no longer holds this sign-up's business token (the platform was disconnected). Click Log in with Facebook again.",
+            ));
+        };
+        Ok((session, token))
+    }
+
+    /// "Add a number": adds it to the platform's WABA at Meta (`POST /{waba}/phone_numbers`),
+    /// then continues the sign-up, which waits for the number's verification code.
+    pub async fn add_phone_number(
+        &self,
+        app: &ApplicationId,
+        platform: &PlatformId,
+        number: NewNumber,
+    ) -> Result<SignupOutcome, EngineError> {
+        let cc = number.cc.trim().trim_start_matches('+').to_owned();
+        if cc.is_empty() || cc.len() > 3 || !cc.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(EngineError::bad_request(
+                "invalid_country_code",
+                "`cc` is the country calling code, 1 to 3 digits (1 for the US, 49 for Germany)",
+            )
+            .field("cc"));
+        }
+        let national: String = number
+            .phone_number
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        if national.len() < 4 || national.len() > 17 {
+            return Err(EngineError::bad_request(
+                "invalid_phone_number",
+                "`phone_number` is the number's digits, with or without the country code",
+            )
+            .field("phone_number"));
+        }
+        let name = number.verified_name.trim().to_owned();
+        if name.chars().count() < 3 || name.chars().count() > 100 {
+            return Err(EngineError::bad_request(
+                "invalid_verified_name",
+                "`verified_name` is the business name WhatsApp shows, 3 to 100 characters",
+            )
+            .field("verified_name"));
+        }
+        let (mut session, token) = self
+            .waiting_session(app, platform, Step::FindNumber)
+            .await?;
+        let waba = session
+            .waba_id
+            .clone()
+            .ok_or_else(|| EngineError::internal("waiting sign-up without a WABA"))?;
+        let added = self
+            .graph
+            .add_phone_number(&token, waba.as_str(), &cc, &national, &name)
+            .await;
+        let id = match added {
+            Ok(id) => id,
+            Err(e) => {
+                let failure = if e.code().is_none() {
+                    Step::FindNumber.failure(&e)
+                } else {
+                    EngineError::unprocessable(
+                        "number_not_added",
+                        format!(
+                            "Meta did not add the number ({e}). Check the country code, the number and the name, then try again."
+                        ),
+                    )
+                };
+                return Err(failure);
+            }
+        };
+        let id = PhoneNumberId::parse(&id).map_err(EngineError::internal)?;
+        session.phone_number_id = Some(id);
+        self.store.save_onboarding(&session).await?;
+        self.record(&mut session, Step::FindNumber, "done", None)
+            .await?;
+        tracing::info!(session = %session.id, "number added; the sign-up continues");
+        self.run_onboarding(session, None).await
+    }
+
+    /// Asks Meta to text or call the waiting number with a verification code.
+    pub async fn request_verification_code(
+        &self,
+        app: &ApplicationId,
+        platform: &PlatformId,
+        method: CodeMethod,
+        language: Option<&str>,
+    ) -> Result<NextStep, EngineError> {
+        let language = language.unwrap_or("en_US").trim();
+        if language.is_empty()
+            || language.len() > 10
+            || !language
+                .chars()
+                .all(|c| c.is_ascii_alphabetic() || c == '_')
+        {
+            return Err(EngineError::bad_request(
+                "invalid_language",
+                "`language` is a language code such as en_US or pt_BR",
+            )
+            .field("language"));
+        }
+        let (session, token) = self
+            .waiting_session(app, platform, Step::VerifyNumber)
+            .await?;
+        let phone = session
+            .phone_number_id
+            .clone()
+            .ok_or_else(|| EngineError::internal("waiting verification without a number"))?;
+        self.graph
+            .request_code(&token, phone.as_str(), method.meta(), language)
+            .await
+            .map_err(|e| Step::VerifyNumber.failure(&e))?;
+        let how = match method {
+            CodeMethod::Sms => "by text message",
+            CodeMethod::Voice => "by a phone call",
+        };
+        Ok(NextStep {
+            action: "verify_number",
+            phone_number_id: Some(phone.to_string()),
+            message: format!("Meta is sending the code {how}. Enter it to verify the number."),
+        })
+    }
+
+    /// Verifies the waiting number with the code the person typed, then finishes the sign-up
+    /// (register, read the account): the platform turns pending review or active.
+    pub async fn verify_phone_number(
+        &self,
+        app: &ApplicationId,
+        platform: &PlatformId,
+        code: &str,
+    ) -> Result<SignupOutcome, EngineError> {
+        let code = code.trim();
+        if code.len() < 4 || code.len() > 8 || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(EngineError::bad_request(
+                "invalid_code",
+                "`code` is the 4 to 8 digit code Meta sent by text message or call",
+            )
+            .field("code"));
+        }
+        let (mut session, token) = self
+            .waiting_session(app, platform, Step::VerifyNumber)
+            .await?;
+        let phone = session
+            .phone_number_id
+            .clone()
+            .ok_or_else(|| EngineError::internal("waiting verification without a number"))?;
+        self.graph
+            .verify_code(&token, phone.as_str(), code)
+            .await
+            .map_err(|e| Step::VerifyNumber.failure(&e))?;
+        self.record(&mut session, Step::VerifyNumber, "done", None)
+            .await?;
+        tracing::info!(session = %session.id, "number verified; the sign-up continues");
+        self.run_onboarding(session, None).await
+    }
+
+    /// Meta's `account_update` `PARTNER_ADDED` / `PARTNER_APP_INSTALLED` for a WABA: when no
+    /// platform holds it yet (the browser's message never reached Parley, or the sign-up
+    /// started elsewhere), onboards it with the system-user token for the configured
+    /// application. Needs `meta.system_user_token` and `meta.partner_signup_application`.
+    pub(crate) async fn partner_added(
+        &self,
+        waba_id: &str,
+        owner_business_id: Option<&str>,
+        event: &str,
+        notes: &mut Vec<String>,
+    ) -> Result<(), EngineError> {
+        let Ok(waba) = WabaId::parse(waba_id) else {
+            notes.push(format!("account_update {event} without a WABA id"));
+            return Ok(());
+        };
+        let meta = &self.config.meta_app;
+        // The configured application, else the only one of this Parley.
+        let app = match meta.partner_signup_application.clone() {
+            Some(app) => Some(app),
+            None => {
+                let apps = self.store.applications().await?;
+                match apps.as_slice() {
+                    [only] => Some(only.id.clone()),
+                    _ => None,
+                }
+            }
+        };
+        let (Some(token), Some(app)) = (
+            meta.system_user_token.clone().filter(|t| !t.is_empty()),
+            app,
+        ) else {
+            let live = self
+                .store
+                .platforms_by_waba(&waba)
+                .await?
+                .into_iter()
+                .any(|p| p.status != status::DISCONNECTED);
+            if !live {
+                notes.push(format!(
+                    "account_update {event} for WABA {waba}, which no platform holds: set meta.system_user_token (and meta.partner_signup_application when this Parley has several applications) to onboard it from this webhook"
+                ));
+            }
+            return Ok(());
+        };
+        let _guard = self.waba_lock(&waba).await;
+        let held = self
+            .store
+            .platforms_by_waba(&waba)
+            .await?
+            .into_iter()
+            .find(|p| p.status != status::DISCONNECTED);
+        if let Some(p) = held {
+            notes.push(format!(
+                "account_update {event}: WABA {waba} is already platform {}",
+                p.id
+            ));
+            return Ok(());
+        }
+        let now = self.now();
+        let session = OnboardingRecord {
+            id: new_onboarding_id(),
+            application_id: app,
+            platform_id: None,
+            event: Some(event.to_owned()),
+            business_id: owner_business_id.and_then(|b| BusinessId::parse(b).ok()),
+            waba_id: Some(waba.clone()),
+            phone_number_id: None,
+            state: "running".into(),
+            failed_step: None,
+            created_at: now,
+            updated_at: now,
+            steps: Vec::new(),
+        };
+        self.store.save_onboarding(&session).await?;
+        self.store
+            .set_onboarding_secrets(&session.id, Some(&token), None)
+            .await?;
+        let mut session = session;
+        self.record(
+            &mut session,
+            Step::ExchangeCode,
+            "skipped",
+            Some((
+                None,
+                format!("no sign-up code reached Parley: Meta's {event} webhook started this set-up with the system-user token"),
+            )),
+        )
+        .await?;
+        tracing::info!(session = %session.id, waba = %waba, "onboarding from {event}");
+        let outcome = self.run_onboarding(session, None).await?;
+        match (&outcome.failure, &outcome.platform_id) {
+            (Some(f), _) => notes.push(format!(
+                "account_update {event}: set-up of WABA {waba} stopped at {}: {}",
+                outcome.session.failed_step.as_deref().unwrap_or("?"),
+                f.message
+            )),
+            (None, Some(p)) => notes.push(format!(
+                "account_update {event}: WABA {waba} connected as platform {p}"
+            )),
+            (None, None) => {}
+        }
+        Ok(())
+    }
+}
+
 /// `account_review_status` / `account_review_update.decision` → status and reason.
 fn review_status(decision: &str) -> (&'static str, Option<&'static str>) {
     match decision {
@@ -1271,6 +1845,15 @@ pub(crate) async fn apply_account_review(
     let (st, reason) = review_status(decision);
     let now = engine.now();
     for p in &live {
+        if p.status == status::SETTING_UP {
+            // The sign-up has not finished (a failed step, or a number waiting for its code):
+            // it reads the review from Meta when it does.
+            notes.push(format!(
+                "account_review_update {decision} for platform {} still setting up",
+                p.id
+            ));
+            continue;
+        }
         engine
             .store
             .set_platform_status(&p.id, st, reason, now)
@@ -1363,6 +1946,17 @@ pub(crate) async fn apply_account_update(
         .as_ref()
         .and_then(|w| w.waba_id.as_deref())
         .unwrap_or(entry_id);
+    let event = value.event.as_deref().unwrap_or_default();
+    if matches!(event, "PARTNER_ADDED" | "PARTNER_APP_INSTALLED") {
+        let owner = value
+            .waba_info
+            .as_ref()
+            .and_then(|w| w.owner_business_id.as_deref());
+        if let Err(e) = engine.partner_added(waba_id, owner, event, notes).await {
+            notes.push(format!("account_update {event}: {}", e.message));
+        }
+        return Ok(());
+    }
     let Some(live) = webhook_platforms(engine, waba_id, fields::ACCOUNT_UPDATE, notes).await?
     else {
         return Ok(());
@@ -1649,8 +2243,10 @@ mod tests {
                 "exchange_code",
                 "debug_token",
                 "subscribe_app",
-                "register_phone",
                 "read_business",
+                "find_number",
+                "verify_number",
+                "register_phone",
                 "read_waba",
                 "read_phone_numbers",
                 "sync_contacts",

@@ -212,6 +212,57 @@ impl GraphClient {
         Ok(first.get("business_profile").cloned().unwrap_or(first))
     }
 
+    /// `POST /{waba-id}/phone_numbers` `{"cc","phone_number","verified_name"}`: adds a number
+    /// to the WABA (not verified, not registered); returns its id.
+    pub async fn add_phone_number(
+        &self,
+        token: &str,
+        waba_id: &str,
+        cc: &str,
+        phone_number: &str,
+        verified_name: &str,
+    ) -> Result<String, GraphError> {
+        let req = self
+            .http
+            .post(self.url(&format!("{waba_id}/phone_numbers")))
+            .bearer_auth(token)
+            .json(&json!({"cc": cc, "phone_number": phone_number, "verified_name": verified_name}));
+        let created: Created = self.execute(req).await?;
+        Ok(created.id)
+    }
+
+    /// `POST /{phone-number-id}/request_code` `{"code_method": "SMS"|"VOICE", "language"}`:
+    /// Meta texts or calls the number with a verification code.
+    pub async fn request_code(
+        &self,
+        token: &str,
+        phone_number_id: &str,
+        code_method: &str,
+        language: &str,
+    ) -> Result<(), GraphError> {
+        let req = self
+            .http
+            .post(self.url(&format!("{phone_number_id}/request_code")))
+            .bearer_auth(token)
+            .json(&json!({"code_method": code_method, "language": language}));
+        self.expect_success(req).await
+    }
+
+    /// `POST /{phone-number-id}/verify_code` `{"code"}`: the number becomes verified.
+    pub async fn verify_code(
+        &self,
+        token: &str,
+        phone_number_id: &str,
+        code: &str,
+    ) -> Result<(), GraphError> {
+        let req = self
+            .http
+            .post(self.url(&format!("{phone_number_id}/verify_code")))
+            .bearer_auth(token)
+            .json(&json!({"code": code}));
+        self.expect_success(req).await
+    }
+
     async fn expect_success(&self, req: reqwest::RequestBuilder) -> Result<(), GraphError> {
         let answer: Success = self.execute(req).await?;
         if answer.success {
@@ -223,6 +274,12 @@ impl GraphClient {
             })
         }
     }
+}
+
+/// `{"id": "…"}`: what a create answers.
+#[derive(Deserialize)]
+struct Created {
+    id: String,
 }
 
 #[cfg(test)]

@@ -894,6 +894,11 @@ pub struct WabaInfo {
     pub owner_business_id: Option<String>,
     #[serde(default)]
     pub partner_app_id: Option<String>,
+    /// Multi-Partner Solution onboardings only.
+    #[serde(default)]
+    pub solution_id: Option<String>,
+    #[serde(default)]
+    pub solution_partner_business_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -1,7 +1,7 @@
 //! Coexistence: WhatsApp Business app numbers on the Cloud API (META_2026.md §2).
 //!
 //! A coexistence signup (`POST /sandbox/signup` with `"completion": "coexistence"`, or the
-//! dialog through [`create_coexistence_number`]) leaves a number that is already registered
+//! dialog through [`onboard_app_number`]) leaves a number that is already registered
 //! (`status` `CONNECTED`), `is_on_biz_app: true`, `platform_type` `CLOUD_API`, and fixed at
 //! 20 messages per second whatever its throughput setting. The finish event carries only the
 //! WABA: `FINISH_WHATSAPP_BUSINESS_APP_ONBOARDING`.
@@ -173,12 +173,12 @@ fn default_chats() -> Vec<AppChatMessage> {
 
 /// Turns a finished signup into a coexistence onboarding: the number is the app's, already
 /// registered, at 20 mps. Returns the finish message the page receives (only the WABA).
-pub(crate) fn create_coexistence_number(
+pub(crate) fn onboard_app_number(
     state: &mut World,
     now_ms: i64,
-    created: &Created,
+    phone_number_id: &str,
     setup: AppSetup,
-) -> Result<Value, GraphError> {
+) -> Result<(), GraphError> {
     let mut contacts = BTreeMap::new();
     for c in setup.contacts.unwrap_or_else(default_contacts) {
         let d = digits(&c.phone_number);
@@ -204,10 +204,9 @@ pub(crate) fn create_coexistence_number(
             ));
         }
     }
-    let Some(phone) = state.phone_mut(&created.phone_number_id) else {
+    let Some(phone) = state.phone_mut(phone_number_id) else {
         return Err(GraphError::invalid_param(format!(
-            "Phone number {} does not exist.",
-            created.phone_number_id
+            "Phone number {phone_number_id} does not exist."
         )));
     };
     // The app registered the number long ago; its name is the app's.
@@ -215,7 +214,7 @@ pub(crate) fn create_coexistence_number(
     phone.name_status = "APPROVED".to_owned();
     phone.throughput_mps = COEXISTENCE_MPS;
     state.coexistence.insert(
-        created.phone_number_id.clone(),
+        phone_number_id.to_owned(),
         AppNumber {
             onboarded_ms: now_ms,
             share_history: setup.share_history.unwrap_or(true),
@@ -225,17 +224,7 @@ pub(crate) fn create_coexistence_number(
             connected: true,
         },
     );
-    Ok(finish_message(created))
-}
-
-/// Meta's coexistence finish: no phone_number_id, no business_id.
-pub(crate) fn finish_message(created: &Created) -> Value {
-    json!({
-        "data": {"waba_id": created.waba_id},
-        "type": "WA_EMBEDDED_SIGNUP",
-        "event": "FINISH_WHATSAPP_BUSINESS_APP_ONBOARDING",
-        "version": 3,
-    })
+    Ok(())
 }
 
 /// The metadata block of a number's webhooks.
@@ -883,13 +872,8 @@ mod tests {
         let mut state = World::new(SandboxConfig::demo());
         let phone = state.first_phone_id().expect("a demo number");
         let waba = state.phone(&phone).expect("phone").waba.id.clone();
-        let created = Created {
-            business_id: "b".into(),
-            waba_id: waba,
-            phone_number_id: phone.clone(),
-        };
-        create_coexistence_number(&mut state, 1_000, &created, AppSetup::default())
-            .expect("coexistence");
+        let _ = waba;
+        onboard_app_number(&mut state, 1_000, &phone, AppSetup::default()).expect("coexistence");
         (state, phone)
     }
 

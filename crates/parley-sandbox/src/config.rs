@@ -119,6 +119,13 @@ pub struct PhoneSeed {
     /// Messages per second before 130429.
     #[serde(default = "default_mps")]
     pub throughput_mps: u32,
+    /// `VERIFIED`, or `NOT_VERIFIED` for a number added (or signed up) without its code:
+    /// `register` refuses it until `verify_code` succeeds.
+    #[serde(default = "default_code_verification")]
+    pub code_verification_status: String,
+    /// A WhatsApp Business app number onboarded by coexistence (`is_on_biz_app`).
+    #[serde(default)]
+    pub is_on_biz_app: bool,
 }
 
 /// How the emulated network behaves after a send is accepted, and which rules are enforced.
@@ -166,6 +173,9 @@ pub struct Behaviour {
     /// 2026-05-05, the default), `parent_recipient_user_id` (April 2026) or `parent_user_id`
     /// (February 2026).
     pub parent_field: String,
+    /// The event of a signup finished without a number: `FINISH` (v4: FINISH without
+    /// `phone_number_id`, the default) or `FINISH_ONLY_WABA` (Meta's older name for it).
+    pub no_number_event: String,
 }
 
 impl Default for Behaviour {
@@ -186,6 +196,7 @@ impl Default for Behaviour {
             contact_book: true,
             parent_bsuids: false,
             parent_field: "recipient_parent_user_id".to_owned(),
+            no_number_event: "FINISH".to_owned(),
         }
     }
 }
@@ -213,6 +224,9 @@ fn default_limit() -> String {
 }
 fn default_mps() -> u32 {
     80
+}
+fn default_code_verification() -> String {
+    "VERIFIED".to_owned()
 }
 
 /// Ids of the demo world, so callers need not repeat literals.
@@ -266,6 +280,8 @@ impl SandboxConfig {
                         quality_rating: "GREEN".to_owned(),
                         messaging_limit: "TIER_250".to_owned(),
                         throughput_mps: 80,
+                        code_verification_status: default_code_verification(),
+                        is_on_biz_app: false,
                     }],
                     templates: demo_templates(),
                 }],

@@ -285,6 +285,7 @@ struct BehaviourPatch {
     webhook_batch_ms: Option<u64>,
     webhook_attempts: Option<u32>,
     review_delay_ms: Option<u64>,
+    no_number_event: Option<String>,
 }
 
 pub(crate) async fn get_behaviour(State(sandbox): State<Sandbox>) -> Answer {
@@ -299,6 +300,13 @@ pub(crate) async fn set_behaviour(State(sandbox): State<Sandbox>, body: Body) ->
     }
     if let Some(r) = patch.failure_ratio {
         check_ratio("failure_ratio", r)?;
+    }
+    if let Some(e) = &patch.no_number_event
+        && !matches!(e.as_str(), "FINISH" | "FINISH_ONLY_WABA")
+    {
+        return Err(GraphError::invalid_param(format!(
+            "no_number_event must be FINISH or FINISH_ONLY_WABA - got {e:?}."
+        )));
     }
     let mut state = sandbox.inner.lock();
     let b: &mut Behaviour = &mut state.config.behaviour;
@@ -315,7 +323,8 @@ pub(crate) async fn set_behaviour(State(sandbox): State<Sandbox>, body: Body) ->
         enforce_service_window,
         legacy_limit_webhooks,
         pair_rate_burst,
-        review_delay_ms
+        review_delay_ms,
+        no_number_event
     );
     if let Some(ms) = patch.webhook_batch_ms {
         b.webhook_batch_ms = ms.max(1);
@@ -497,6 +506,7 @@ pub(crate) async fn state(State(sandbox): State<Sandbox>) -> Answer {
         "webhook_url": config.webhook_url,
         "clock": clock,
         "businesses": businesses,
+        "verification_codes": state.verifications,
         "messages": state.messages.iter().count(),
         "queued_webhook_events": state.queue.len(),
     });

@@ -3,18 +3,21 @@
 //!
 //! `GET /dialog/embedded_signup?app_id=…&config_id=…&origin=<opener's origin>&extras=<JSON>`
 //! starts a session and redirects to `/dialog/embedded_signup/{session}`; each screen is a form
-//! POSTed back there (`action=next|back|login_other`). Screens, in order (`data-step` of the
-//! `.es-dialog` element, also `current_step` of a CANCEL when the popup closes there):
+//! POSTed back there (`action=next|back|login_other|later`). Embedded Signup v4 in the Phone
+//! Number First order (META_2026.md §1.2): the number is entered and verified before the
+//! portfolio and the WABA. Screens (`data-step` of the `.es-dialog` element, also
+//! `current_step` of a CANCEL when the popup closes there):
 //!
 //! | `data-step` | Screen | Fields (CSS selectors) |
 //! |---|---|---|
 //! | `LOGIN` | continue as "Alex Example" (`#es-next`), or log in to another account | `#es-other-account` (reveals) → `#es-login-name`, `#es-login-other` |
 //! | `GET_STARTED` | "Connect your account to {app_name}", what will be asked | `#es-next` "Get started" |
+//! | `PHONE_NUMBER_SETUP` | an existing number, a new sandbox number (default), your own, a WhatsApp Business app number, or none yet | `#es-phone-existing-{id}`, `#es-phone-sandbox`, `#es-phone-own` (+ `#es-phone-number`), `#es-phone-business-app`, `#es-phone-later` |
+//! | `PHONE_NUMBER_VERIFICATION` | the 6-digit code (prefilled: the sandbox "sends" it), or verify later | `#es-verification-code`, `#es-verify-later` |
 //! | `BUSINESS_ACCOUNT_SELECTION` | choose a business portfolio or create one | radios `input[name=business_choice]` (`#es-business-{id}`, `#es-business-new`); `#es-business-name`, `#es-business-website`, `#es-business-country` (select), `#es-business-address` |
-//! | `WABA_PHONE_PROFILE_PICKER` | choose or create a WhatsApp Business Account | `#es-waba-{id}`, `#es-waba-new`; `#es-waba-name` |
-//! | `WHATSAPP_BUSINESS_PROFILE_SETUP` | choose a number's profile or create one | `#es-profile-{phone id}`, `#es-profile-new`; `#es-profile-display-name`, `#es-profile-category` (select) |
-//! | `PHONE_NUMBER_SETUP` | a new sandbox number (default) or your own | `#es-phone-sandbox`, `#es-phone-own`; `#es-phone-number` |
-//! | `PHONE_NUMBER_VERIFICATION` | the 6-digit code (prefilled: the sandbox "sends" it) | `#es-verification-code` |
+//! | `WHATSAPP_BUSINESS_APP_QR` | coexistence only: the QR code scanned in the WhatsApp Business app | `#es-next` "I scanned the code" |
+//! | `WABA_PHONE_PROFILE_PICKER` | choose or create a WhatsApp Business Account (coexistence: create) | `#es-waba-{id}`, `#es-waba-new`; `#es-waba-name` |
+//! | `WHATSAPP_BUSINESS_PROFILE_SETUP` | the new number's profile (skipped without a new number) | `#es-profile-display-name`, `#es-profile-category` (select) |
 //! | `PERMISSIONS` | review of the access granted; Continue creates everything | `#es-next` "Continue" |
 //! | `CONFIRMATION` | what was connected | `#es-next` "Continue" |
 //! | `QUOTAS` | the limits; the final screen | `#es-next` "Finish" |
@@ -42,7 +45,8 @@ use serde_json::{Value, json};
 use crate::Sandbox;
 use crate::errors::GraphError;
 use crate::signup::{
-    COUNTRIES, Choices, Created, FINAL_STEP, FieldError, NewBusiness, NewPhone, Pick, VERTICALS,
+    COUNTRIES, Choices, Completion, Created, FINAL_STEP, FieldError, NewBusiness, NewPhone, Pick,
+    VERTICALS,
 };
 use crate::state::State as World;
 
@@ -63,8 +67,14 @@ pub(crate) struct DialogSession {
     person: String,
     business: Option<Pick<NewBusiness>>,
     waba: Option<Pick<String>>,
-    /// An existing number chosen on the profile screen.
+    /// An existing number chosen on the phone screen.
     existing_phone: Option<String>,
+    /// How the phone screen ended: `Verified` (a new number, verified), `Unverified` (verify
+    /// later), `NoNumber` (add one later), `Coexistence` (a WhatsApp Business app number);
+    /// `None` until chosen or for an existing number.
+    phone_kind: Option<Completion>,
+    /// `extras.features` asked for `app_only_install`.
+    app_only: bool,
     /// Display name and vertical of a new profile.
     profile: Option<(String, String)>,
     suggested_number: String,
@@ -184,6 +194,8 @@ pub(crate) async fn open(State(sandbox): State<Sandbox>, uri: Uri) -> Response {
         business: None,
         waba: None,
         existing_phone: None,
+        phone_kind: None,
+        app_only: crate::signup::wants_app_only(&extras),
         profile: None,
         suggested_number: crate::signup::new_display_number(&state),
         phone_number: None,
@@ -204,6 +216,17 @@ pub(crate) async fn open(State(sandbox): State<Sandbox>, uri: Uri) -> Response {
         state.dialogs.remove(&oldest);
     }
     state.dialogs.insert(id.clone(), session);
+    crate::signup::log_signup(
+        &mut state,
+        crate::signup::SignupRecord {
+            session: id.clone(),
+            at_ms: now_ms,
+            flavour: crate::signup::extras_flavour(&extras),
+            extras: extras.clone(),
+            event: None,
+            completion: None,
+        },
+    );
     Redirect::to(&format!("/dialog/embedded_signup/{id}")).into_response()
 }
 
@@ -229,6 +252,9 @@ fn prefill(extras: &Value) -> HashMap<&'static str, String> {
         .collect();
     put("address", Some(address.join(", ")));
     put("display_name", text(&setup["phone"]["displayName"]));
+    if extras["featureType"] == "whatsapp_business_app_onboarding" {
+        put("phone_choice", Some("business_app".to_owned()));
+    }
     put(
         "vertical",
         text(&setup["phone"]["category"]).map(|c| c.to_ascii_uppercase()),
@@ -334,14 +360,20 @@ fn apply(
             session.person = DEFAULT_PERSON.to_owned();
             Ok("GET_STARTED")
         }
-        ("GET_STARTED", _) => Ok("BUSINESS_ACCOUNT_SELECTION"),
+        ("GET_STARTED", _) => Ok("PHONE_NUMBER_SETUP"),
         ("BUSINESS_ACCOUNT_SELECTION", _) => choose_business(state, session, form),
+        ("WHATSAPP_BUSINESS_APP_QR", _) => Ok("WABA_PHONE_PROFILE_PICKER"),
         ("WABA_PHONE_PROFILE_PICKER", _) => choose_waba(state, session, form),
-        ("WHATSAPP_BUSINESS_PROFILE_SETUP", _) => choose_profile(state, session, form),
+        ("WHATSAPP_BUSINESS_PROFILE_SETUP", _) => choose_profile(session, form),
         ("PHONE_NUMBER_SETUP", _) => choose_number(state, session, form),
+        ("PHONE_NUMBER_VERIFICATION", "later") => {
+            session.phone_kind = Some(Completion::Unverified);
+            Ok("BUSINESS_ACCOUNT_SELECTION")
+        }
         ("PHONE_NUMBER_VERIFICATION", _) => {
             if field(form, "verification_code").trim() == session.verification_code {
-                Ok("PERMISSIONS")
+                session.phone_kind = Some(Completion::Verified);
+                Ok("BUSINESS_ACCOUNT_SELECTION")
             } else {
                 Err(vec![(
                     "verification_code",
@@ -389,8 +421,11 @@ fn choose_business(
         )]);
     }
     session.waba = None;
-    session.existing_phone = None;
-    Ok("WABA_PHONE_PROFILE_PICKER")
+    if session.phone_kind == Some(Completion::Coexistence) {
+        Ok("WHATSAPP_BUSINESS_APP_QR")
+    } else {
+        Ok("WABA_PHONE_PROFILE_PICKER")
+    }
 }
 
 fn choose_waba(
@@ -415,35 +450,21 @@ fn choose_waba(
             "Choose a WhatsApp Business Account or create a new one.".to_owned(),
         )]);
     }
-    session.existing_phone = None;
-    Ok("WHATSAPP_BUSINESS_PROFILE_SETUP")
+    if session.phone_kind == Some(Completion::NoNumber) {
+        Ok("PERMISSIONS")
+    } else {
+        Ok("WHATSAPP_BUSINESS_PROFILE_SETUP")
+    }
 }
 
 fn choose_profile(
-    state: &World,
     session: &mut DialogSession,
     form: &HashMap<String, String>,
 ) -> Result<&'static str, Vec<FieldError>> {
-    let choice = field(form, "profile_choice");
-    if choice == "new" {
-        let profile =
-            crate::signup::validate_profile(field(form, "display_name"), field(form, "vertical"))?;
-        session.profile = Some(profile);
-        session.existing_phone = None;
-        Ok("PHONE_NUMBER_SETUP")
-    } else if numbers_offered(state, session)
-        .iter()
-        .any(|(id, _, _)| id == choice)
-    {
-        session.existing_phone = Some(choice.to_owned());
-        session.profile = None;
-        Ok("PERMISSIONS")
-    } else {
-        Err(vec![(
-            "profile_choice",
-            "Choose a WhatsApp business profile or create a new one.".to_owned(),
-        )])
-    }
+    let profile =
+        crate::signup::validate_profile(field(form, "display_name"), field(form, "vertical"))?;
+    session.profile = Some(profile);
+    Ok("PERMISSIONS")
 }
 
 fn choose_number(
@@ -451,7 +472,34 @@ fn choose_number(
     session: &mut DialogSession,
     form: &HashMap<String, String>,
 ) -> Result<&'static str, Vec<FieldError>> {
-    let number = if field(form, "phone_choice") == "own" {
+    let choice = field(form, "phone_choice");
+    session.existing_phone = None;
+    if choice == "later" {
+        session.phone_kind = Some(Completion::NoNumber);
+        session.phone_number = None;
+        return Ok("BUSINESS_ACCOUNT_SELECTION");
+    }
+    if let Some(id) = choice.strip_prefix("existing:") {
+        let Some(found) = state.phone(id) else {
+            return Err(vec![(
+                "phone_choice",
+                "Choose a phone number or add a new one.".to_owned(),
+            )]);
+        };
+        let waba = found.waba.id.clone();
+        let Some(owner) = state.business_of_waba(&waba).map(|b| b.id.clone()) else {
+            return Err(vec![(
+                "phone_choice",
+                "Choose a phone number or add a new one.".to_owned(),
+            )]);
+        };
+        session.existing_phone = Some(id.to_owned());
+        session.business = Some(Pick::Existing(owner));
+        session.waba = Some(Pick::Existing(waba));
+        session.phone_kind = None;
+        return Ok("PERMISSIONS");
+    }
+    let number = if choice == "own" {
         crate::signup::validate_phone_number(state, field(form, "phone_number"))?
     } else {
         crate::signup::validate_phone_number(state, &session.suggested_number).map_err(|_| {
@@ -463,6 +511,12 @@ fn choose_number(
         })?
     };
     session.phone_number = Some(number);
+    if choice == "business_app" {
+        // Meta starts coexistence itself when the number entered runs the Business app.
+        session.phone_kind = Some(Completion::Coexistence);
+        return Ok("BUSINESS_ACCOUNT_SELECTION");
+    }
+    session.phone_kind = None;
     session.verification_code = format!("{:06}", rand::rng().random_range(0..1_000_000));
     Ok("PHONE_NUMBER_VERIFICATION")
 }
@@ -485,23 +539,35 @@ fn connect(
     let (Some(business), Some(waba)) = (session.business.clone(), session.waba.clone()) else {
         return Err(incomplete());
     };
-    let phone = match (
+    let (phone, completion) = match (
         &session.existing_phone,
+        session.phone_kind,
         &session.profile,
         &session.phone_number,
     ) {
-        (Some(id), _, _) => Pick::Existing(id.clone()),
-        (None, Some((display_name, vertical)), Some(number)) => Pick::New(NewPhone {
-            display_phone_number: number.clone(),
-            display_name: display_name.clone(),
-            vertical: vertical.clone(),
-        }),
+        (Some(id), _, _, _) => (Some(Pick::Existing(id.clone())), Completion::Verified),
+        (None, Some(Completion::NoNumber), _, _) => (None, Completion::NoNumber),
+        (None, Some(kind), Some((display_name, vertical)), Some(number)) => (
+            Some(Pick::New(NewPhone {
+                display_phone_number: number.clone(),
+                display_name: display_name.clone(),
+                vertical: vertical.clone(),
+            })),
+            kind,
+        ),
         _ => return Err(incomplete()),
+    };
+    // App-only install cannot be combined with coexistence (META_2026.md §1.3).
+    let completion = if session.app_only && completion == Completion::Verified {
+        Completion::AppOnly
+    } else {
+        completion
     };
     let choices = Choices {
         business,
         waba,
         phone,
+        completion,
     };
     let created = crate::signup::create(state, now_ms, &choices)
         .map_err(|e| vec![("form", e.details.unwrap_or(e.message))])?;
@@ -509,8 +575,12 @@ fn connect(
     Ok("CONFIRMATION")
 }
 
-/// WABAs of the chosen existing portfolio (none for a new one).
+/// WABAs of the chosen existing portfolio (none for a new one, nor for coexistence, which
+/// creates its WABA).
 fn wabas_offered(state: &World, session: &DialogSession) -> Vec<(String, String)> {
+    if session.phone_kind == Some(Completion::Coexistence) {
+        return Vec::new();
+    }
     match &session.business {
         Some(Pick::Existing(id)) => state
             .business(id)
@@ -525,26 +595,24 @@ fn wabas_offered(state: &World, session: &DialogSession) -> Vec<(String, String)
     }
 }
 
-/// Numbers (profiles) of the chosen existing WABA: id, verified name, display number.
-fn numbers_offered(state: &World, session: &DialogSession) -> Vec<(String, String, String)> {
-    match &session.waba {
-        Some(Pick::Existing(id)) => state
-            .waba(id)
-            .map(|w| {
-                w.phone_numbers
-                    .iter()
-                    .map(|p| {
-                        (
-                            p.id.clone(),
-                            p.verified_name.clone(),
-                            p.display_phone_number.clone(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-        _ => Vec::new(),
-    }
+/// Numbers already on the person's accounts (the phone screen's dropdown): id, verified
+/// name, display number.
+fn numbers_offered(state: &World) -> Vec<(String, String, String)> {
+    state
+        .config
+        .businesses
+        .iter()
+        .flat_map(|b| b.wabas.iter())
+        .flat_map(|w| w.phone_numbers.iter())
+        .filter(|p| !p.is_on_biz_app)
+        .map(|p| {
+            (
+                p.id.clone(),
+                p.verified_name.clone(),
+                p.display_phone_number.clone(),
+            )
+        })
+        .collect()
 }
 
 /// `POST /dialog/embedded_signup/{session}/finish` (CORS): mints the code once the final
@@ -571,12 +639,18 @@ pub(crate) async fn finish(State(sandbox): State<Sandbox>, Path(id): Path<String
                 .into_response(),
             );
         };
+        let message =
+            crate::signup::finish_message(&created, &state.config.behaviour.no_number_event);
         let code = match &session.code {
             Some(code) => code.clone(),
             None => {
                 let code = crate::signup::mint_code(&mut state, now_ms, &created);
                 session.code = Some(code.clone());
                 state.dialogs.insert(id.clone(), session);
+                if let Some(record) = state.signups.iter_mut().rev().find(|r| r.session == id) {
+                    record.event = message["event"].as_str().map(str::to_owned);
+                    record.completion = Some(created.completion.name());
+                }
                 code
             }
         };
@@ -585,7 +659,7 @@ pub(crate) async fn finish(State(sandbox): State<Sandbox>, Path(id): Path<String
             "waba_id": created.waba_id,
             "phone_number_id": created.phone_number_id,
             "business_id": created.business_id,
-            "message": crate::signup::finish_message(&created),
+            "message": message,
             "response": {
                 "authResponse": {
                     "code": code,
@@ -623,7 +697,8 @@ fn render(state: &World, session: &DialogSession, now_secs: i64) -> String {
         "BUSINESS_ACCOUNT_SELECTION" => business_screen(state, session),
         "WABA_PHONE_PROFILE_PICKER" => waba_screen(state, session),
         "WHATSAPP_BUSINESS_PROFILE_SETUP" => profile_screen(state, session),
-        "PHONE_NUMBER_SETUP" => number_screen(session),
+        "WHATSAPP_BUSINESS_APP_QR" => qr_screen(session),
+        "PHONE_NUMBER_SETUP" => number_screen(state, session),
         "PHONE_NUMBER_VERIFICATION" => verification_screen(session),
         "PERMISSIONS" => permissions_screen(state, session, &app),
         "CONFIRMATION" => confirmation_screen(state, session, &app),
@@ -679,6 +754,8 @@ fn render(state: &World, session: &DialogSession, now_secs: i64) -> String {
   <div id="es-report" class="es-report" hidden>
     <label for="es-report-message">What went wrong?</label>
     <textarea id="es-report-message" rows="3">Something went wrong while connecting my account.</textarea>
+    <label for="es-report-code">Error</label>
+    <select id="es-report-code">{report_codes}</select>
     <button type="button" id="es-report-send" class="es-button es-primary">Send report</button>
   </div>
 </div>
@@ -691,6 +768,10 @@ var ES = {config};
         session_id = esc(&session.id),
         person = esc(&session.person),
         form_error = session.error("form"),
+        report_codes = crate::signup::ES_ERRORS
+            .iter()
+            .map(|(code, text)| format!(r#"<option value="{code}">{code}: {}</option>"#, esc(text)))
+            .collect::<String>(),
         config = script_json(&config),
     )
 }
@@ -910,12 +991,6 @@ fn waba_screen(state: &World, session: &DialogSession) -> Screen {
 }
 
 fn profile_screen(state: &World, session: &DialogSession) -> Screen {
-    let offered = numbers_offered(state, session);
-    let current = match (&session.existing_phone, session.form.get("profile_choice")) {
-        (_, Some(choice)) => choice.clone(),
-        (Some(id), None) => id.clone(),
-        (None, None) => "new".to_owned(),
-    };
     let default_name = match &session.waba {
         Some(Pick::New(name)) => name.clone(),
         Some(Pick::Existing(id)) => state.waba(id).map(|w| w.name.clone()).unwrap_or_default(),
@@ -933,31 +1008,19 @@ fn profile_screen(state: &World, session: &DialogSession) -> Screen {
             session.value("vertical"),
         ),
     };
-    let mut body = String::from(
-        r#"<p class="es-lead">Customers see your business profile in WhatsApp. Choose an existing one or create a new one with a phone number.</p><div class="es-choices" data-group="profile_choice">"#,
-    );
-    for (id, name, number) in &offered {
-        body.push_str(&radio(
-            "profile_choice",
-            &format!("es-profile-{id}"),
-            id,
-            current == *id,
-            name,
-            number,
-        ));
-    }
-    body.push_str(&radio(
-        "profile_choice",
-        "es-profile-new",
-        "new",
-        current == "new",
-        "Create a new WhatsApp business profile",
-        "With a new phone number",
-    ));
-    body.push_str("</div>");
-    body.push_str(&session.error("profile_choice"));
-    body.push_str(&format!(
-        r#"<fieldset class="es-fields" data-when="profile_choice=new" {hidden}>
+    let number = esc(session.phone_number.as_deref().unwrap_or_default());
+    let lead = if session.phone_kind == Some(Completion::Coexistence) {
+        format!(
+            "This is the profile of {number} in the WhatsApp Business app. Confirm it; customers keep seeing it in WhatsApp."
+        )
+    } else {
+        format!(
+            "Customers see this business profile in WhatsApp when you message them from {number}."
+        )
+    };
+    let body = format!(
+        r#"<p class="es-lead">{lead}</p>
+<fieldset class="es-fields">
   <label for="es-profile-display-name">Business display name</label>
   <input id="es-profile-display-name" name="display_name" value="{name}">
   {name_error}
@@ -966,29 +1029,69 @@ fn profile_screen(state: &World, session: &DialogSession) -> Screen {
   <select id="es-profile-category" name="vertical">{verticals}</select>
   {vertical_error}
 </fieldset>"#,
-        hidden = if current == "new" { "" } else { "hidden" },
         name = esc(&display_name),
         name_error = session.error("display_name"),
         verticals = options(&VERTICALS, &vertical, "Choose a category"),
         vertical_error = session.error("vertical"),
-    ));
+    );
     (
-        "Create or select a WhatsApp business profile".to_owned(),
+        "Set up your WhatsApp business profile".to_owned(),
         body,
         "Next",
     )
 }
 
-fn number_screen(session: &DialogSession) -> Screen {
-    let own = session.form.get("phone_choice").map(String::as_str) == Some("own");
-    let mut body = String::from(
-        r#"<p class="es-lead">Add a phone number for WhatsApp. It can't be in use with another WhatsApp account.</p><div class="es-choices" data-group="phone_choice">"#,
+fn qr_screen(session: &DialogSession) -> Screen {
+    let number = esc(session.phone_number.as_deref().unwrap_or_default());
+    let body = format!(
+        r#"<p class="es-lead">Open the WhatsApp Business app on {number}, go to Settings › Linked devices (or tap the message we sent to the number) and scan this code.</p>
+<div class="es-qr" id="es-qr" aria-label="QR code">▚▞▚▞<br>▞▚▞▚<br>▚▞▚▞</div>
+<p class="es-note">Sandbox: no phone is needed; continue as if you scanned it. Your chats, contacts and the app keep working on the phone.</p>"#
     );
+    (
+        "Scan the QR code in the WhatsApp Business app".to_owned(),
+        body,
+        "I scanned the code",
+    )
+}
+
+fn number_screen(state: &World, session: &DialogSession) -> Screen {
+    let current = session
+        .form
+        .get("phone_choice")
+        .cloned()
+        .or_else(|| {
+            session
+                .existing_phone
+                .as_ref()
+                .map(|id| format!("existing:{id}"))
+        })
+        .or_else(|| match session.phone_kind {
+            Some(Completion::NoNumber) => Some("later".to_owned()),
+            Some(Completion::Coexistence) => Some("business_app".to_owned()),
+            _ => None,
+        })
+        .or_else(|| session.prefill.get("phone_choice").cloned())
+        .unwrap_or_else(|| "sandbox".to_owned());
+    let mut body = String::from(
+        r#"<p class="es-lead">Enter the phone number for WhatsApp. We check first whether it can be used; you choose your business portfolio after that.</p><div class="es-choices" data-group="phone_choice">"#,
+    );
+    for (id, name, number) in numbers_offered(state) {
+        let value = format!("existing:{id}");
+        body.push_str(&radio(
+            "phone_choice",
+            &format!("es-phone-existing-{id}"),
+            &value,
+            current == value,
+            &format!("{number} · {name}"),
+            "A number already on your WhatsApp Business Account",
+        ));
+    }
     body.push_str(&radio(
         "phone_choice",
         "es-phone-sandbox",
         "sandbox",
-        !own,
+        current == "sandbox",
         &format!("Use a new sandbox number: {}", session.suggested_number),
         "The sandbox creates it for you",
     ));
@@ -996,9 +1099,28 @@ fn number_screen(session: &DialogSession) -> Screen {
         "phone_choice",
         "es-phone-own",
         "own",
-        own,
+        current == "own",
         "Use another phone number",
         "",
+    ));
+    body.push_str(&radio(
+        "phone_choice",
+        "es-phone-business-app",
+        "business_app",
+        current == "business_app",
+        &format!(
+            "Connect the WhatsApp Business app number {}",
+            session.suggested_number
+        ),
+        "Keep using the app on your phone; messages are shared with this business solution",
+    ));
+    body.push_str(&radio(
+        "phone_choice",
+        "es-phone-later",
+        "later",
+        current == "later",
+        "Add a phone number later",
+        "Finish with a WhatsApp Business Account only",
     ));
     body.push_str("</div>");
     body.push_str(&session.error("phone_choice"));
@@ -1010,7 +1132,7 @@ fn number_screen(session: &DialogSession) -> Screen {
 </fieldset>
 <p class="es-label">Choose how you would like to verify your number</p>
 <div class="es-choices es-inline"><label class="es-choice"><input type="radio" name="verification_method" value="sms" checked><span>Text message</span></label><label class="es-choice"><input type="radio" name="verification_method" value="voice"><span>Phone call</span></label></div>"#,
-        hidden = if own { "" } else { "hidden" },
+        hidden = if current == "own" { "" } else { "hidden" },
         number = esc(&session.value("phone_number")),
         error = session.error("phone_number"),
     ));
@@ -1024,7 +1146,9 @@ fn verification_screen(session: &DialogSession) -> Screen {
 <p class="es-note">Sandbox: no text message is sent; the code is <strong id="es-sandbox-code">{code}</strong> and already filled in.</p>
 <label for="es-verification-code">Verification code</label>
 <input id="es-verification-code" name="verification_code" value="{value}" inputmode="numeric" maxlength="6" autocomplete="one-time-code">
-{error}"#,
+{error}
+<p class="es-muted">No code? You can finish now and verify the number later from your business solution.</p>
+<button type="submit" name="action" value="later" id="es-verify-later" class="es-button es-secondary">Verify later</button>"#,
         number = esc(&number),
         code = esc(&session.verification_code),
         value = esc(&session
@@ -1034,7 +1158,7 @@ fn verification_screen(session: &DialogSession) -> Screen {
             .unwrap_or_else(|| session.verification_code.clone())),
         error = session.error("verification_code"),
     );
-    ("Verify your phone number".to_owned(), body, "Next")
+    ("Verify your phone number".to_owned(), body, "Verify")
 }
 
 fn waba_name(state: &World, session: &DialogSession) -> String {
@@ -1066,30 +1190,37 @@ fn confirmation_screen(state: &World, session: &DialogSession, app: &str) -> Scr
         .business(&created.business_id)
         .map(|b| b.name.clone())
         .unwrap_or_default();
-    let (number, name) = state
-        .phone(&created.phone_number_id)
-        .map(|p| {
-            (
-                p.phone.display_phone_number.clone(),
-                p.phone.verified_name.clone(),
-            )
-        })
-        .unwrap_or_default();
+    let phone_id = created.phone_number_id.clone().unwrap_or_default();
+    let phone_text = match state.phone(&phone_id) {
+        Some(p) => {
+            let mut text = format!(
+                "{} · {}",
+                p.phone.display_phone_number, p.phone.verified_name
+            );
+            if p.phone.code_verification_status != "VERIFIED" {
+                text.push_str(" (not verified yet)");
+            }
+            if p.phone.is_on_biz_app {
+                text.push_str(" (WhatsApp Business app)");
+            }
+            text
+        }
+        None => "No phone number yet: add one from your business solution".to_owned(),
+    };
     let body = format!(
         r#"<p class="es-lead">Your WhatsApp Business Account is connected to {app}.</p>
 <dl class="es-summary" id="es-summary">
   <dt>Business portfolio</dt><dd id="es-summary-business" data-id="{business_id}">{business}</dd>
   <dt>WhatsApp Business Account</dt><dd id="es-summary-waba" data-id="{waba_id}">{waba}</dd>
-  <dt>Phone number</dt><dd id="es-summary-phone" data-id="{phone_id}">{number} · {name}</dd>
+  <dt>Phone number</dt><dd id="es-summary-phone" data-id="{phone_id}">{phone_text}</dd>
 </dl>
 <p class="es-muted">Meta reviews new accounts against its commerce policy; until then the account shows as pending review.</p>"#,
         business_id = esc(&created.business_id),
         business = esc(&business),
         waba_id = esc(&created.waba_id),
         waba = esc(&waba_name(state, session)),
-        phone_id = esc(&created.phone_number_id),
-        number = esc(&number),
-        name = esc(&name),
+        phone_id = esc(&phone_id),
+        phone_text = esc(&phone_text),
     );
     ("You're connected".to_owned(), body, "Continue")
 }
@@ -1150,6 +1281,7 @@ details{margin-top:8px}details[open]{display:flex;flex-direction:column}
 .es-summary dt{color:#65676b}.es-summary dd{margin:0;font-weight:bold}
 .es-report{padding:12px 24px 20px;border-top:1px solid #dadde1;display:flex;flex-direction:column;gap:8px}
 .es-report[hidden]{display:none}
+.es-qr{font:32px/1 monospace;letter-spacing:-2px;padding:16px;border:1px solid #dadde1;border-radius:8px;align-self:center;margin:8px 0 14px}
 "#;
 
 const SCRIPT: &str = r#"
@@ -1186,7 +1318,7 @@ const SCRIPT: &str = r#"
   document.getElementById('es-report-send').addEventListener('click', function () {
     var text = document.getElementById('es-report-message').value || 'The user reported a problem.';
     deliver([
-      { data: { error_message: text, error_code: '524126', session_id: ES.session, timestamp: String(ES.now) },
+      { data: { error_message: text, error_code: document.getElementById('es-report-code').value || '524126', session_id: ES.session, timestamp: String(ES.now) },
         type: 'WA_EMBEDDED_SIGNUP', event: 'CANCEL' },
       { type: 'SANDBOX_FB_LOGIN', response: { authResponse: null, status: 'unknown' } }
     ]);

@@ -184,6 +184,8 @@ pub fn title(code: u32) -> &'static str {
         }
         133016 => "Account register deregister rate limit exceeded",
         135000 => "Generic user error",
+        136024 => "Request code error",
+        136025 => "Verify code error",
         _ => "Unknown error",
     }
 }

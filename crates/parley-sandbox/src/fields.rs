@@ -945,7 +945,7 @@ fn phone_values(state: &World, id: &str) -> Option<Value> {
         "display_phone_number": p.display_phone_number,
         "verified_name": p.verified_name,
         "quality_rating": p.quality_rating,
-        "code_verification_status": "VERIFIED",
+        "code_verification_status": p.code_verification_status,
         "name_status": p.name_status,
         "new_name_status": "NONE",
         "status": p.status,
@@ -955,7 +955,7 @@ fn phone_values(state: &World, id: &str) -> Option<Value> {
         "account_mode": "LIVE",
         "host_platform": "CLOUD_API",
         "platform_type": "CLOUD_API",
-        "is_on_biz_app": state.coexistence.contains_key(&p.id),
+        "is_on_biz_app": p.is_on_biz_app || state.coexistence.contains_key(&p.id),
         "throughput": {"level": level},
         "whatsapp_business_manager_messaging_limit": tier,
         // Deprecated (META_2026.md §4): answered when asked for, never by default.

@@ -413,6 +413,20 @@ fn route(sandbox: &Sandbox, request: &GraphRequest) -> Result<Answer, GraphError
             )
             .map(json)
         }
+        (&Method::POST, [id, "phone_numbers"]) if state.waba(id).is_some() => {
+            let query = |name: &str| request.param(name).map(str::to_owned);
+            crate::verification::add_phone_number(&mut state, id, &request.body, &query).map(json)
+        }
+        (&Method::POST, [id, "request_code"]) if state.phone(id).is_some() => {
+            let query = |name: &str| request.param(name).map(str::to_owned);
+            crate::verification::request_code(&mut state, now_ms, id, &request.body, &query)
+                .map(json)
+        }
+        (&Method::POST, [id, "verify_code"]) if state.phone(id).is_some() => {
+            let query = |name: &str| request.param(name).map(str::to_owned);
+            crate::verification::verify_code(&mut state, now_ms, id, &request.body, &query)
+                .map(json)
+        }
         (&Method::POST, [id, "whatsapp_business_profile"]) if state.phone(id).is_some() => {
             crate::onboarding::business_profile(&mut state, method, id, &request.body).map(json)
         }

@@ -40,6 +40,7 @@ mod templates;
 mod uploads;
 mod users;
 mod validate;
+mod verification;
 mod webhooks;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -183,6 +184,9 @@ impl Sandbox {
                 "/sandbox/coexistence/{id}/reconnect",
                 post(coexist::reconnect),
             )
+                "/sandbox/phone_numbers/{id}/code",
+                get(verification::sent_code),
+            .route("/sandbox/signups", get(verification::signups))
             .route("/sdk.js", get(sdk::sdk))
             .route("/en_US/sdk.js", get(sdk::sdk))
             .route("/dialog/embedded_signup", get(dialog::open))

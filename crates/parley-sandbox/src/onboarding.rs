@@ -129,6 +129,18 @@ pub(crate) fn register(
             ));
         }
     }
+    if !deregister
+        && state
+            .phone(phone_id)
+            .is_some_and(|p| p.phone.code_verification_status != "VERIFIED")
+    {
+        // UNCERTAIN: Meta documents no error for registering an unverified number; 133006
+        // ("Phone number re-verification needed") says what to do.
+        return Err(GraphError::new(
+            133006,
+            "This phone number is not verified. Verify it with request_code and verify_code, then register.",
+        ));
+    }
     let calls = state.registrations.entry(phone_id.to_owned()).or_default();
     while calls
         .front()

@@ -36,14 +36,15 @@ const CODE_MEMORY_MS: i64 = 24 * 60 * 60 * 1000;
 /// Where Meta says a signup was abandoned (`current_step`), plus the sandbox's own names for
 /// the screens Meta has no name for. The last, `QUOTAS`, is the final screen: leaving it is a
 /// finish, not a cancel.
-pub(crate) const STEPS: [&str; 10] = [
+pub(crate) const STEPS: [&str; 11] = [
     "LOGIN",
     "GET_STARTED",
-    "BUSINESS_ACCOUNT_SELECTION",
-    "WABA_PHONE_PROFILE_PICKER",
-    "WHATSAPP_BUSINESS_PROFILE_SETUP",
     "PHONE_NUMBER_SETUP",
     "PHONE_NUMBER_VERIFICATION",
+    "BUSINESS_ACCOUNT_SELECTION",
+    "WHATSAPP_BUSINESS_APP_QR",
+    "WABA_PHONE_PROFILE_PICKER",
+    "WHATSAPP_BUSINESS_PROFILE_SETUP",
     "PERMISSIONS",
     "CONFIRMATION",
     "QUOTAS",
@@ -140,7 +141,125 @@ pub(crate) struct TokenGrant {
 pub(crate) struct Created {
     pub business_id: String,
     pub waba_id: String,
-    pub phone_number_id: String,
+    /// `None` when the signup finished without a number.
+    pub phone_number_id: Option<String>,
+    pub completion: Completion,
+}
+
+/// How an Embedded Signup v4 ends (META_2026.md §1.3, §1.4): the FINISH variant the page
+/// receives and what exists at Meta afterwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Completion {
+    /// `FINISH`: a WABA and a verified number.
+    Verified,
+    /// `FINISH`: the number exists with `code_verification_status: "NOT_VERIFIED"`.
+    Unverified,
+    /// `FINISH` without `phone_number_id` (or `FINISH_ONLY_WABA`, see
+    /// `Behaviour::no_number_event`): a WABA only.
+    NoNumber,
+    /// `FINISH_GRANT_ONLY_API_ACCESS`: app-only install (`features: [{name: "app_only_install"}]`).
+    AppOnly,
+    /// `FINISH_WHATSAPP_BUSINESS_APP_ONBOARDING`: a WhatsApp Business app number, already
+    /// registered (coexistence).
+    Coexistence,
+}
+
+impl Completion {
+    pub(crate) const NAMES: [&'static str; 5] = [
+        "verified",
+        "unverified",
+        "no_number",
+        "app_only",
+        "coexistence",
+    ];
+
+    pub(crate) fn parse(name: &str) -> Option<Completion> {
+        Some(match name {
+            "verified" => Completion::Verified,
+            "unverified" => Completion::Unverified,
+            "no_number" => Completion::NoNumber,
+            "app_only" => Completion::AppOnly,
+            "coexistence" => Completion::Coexistence,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Completion::Verified => "verified",
+            Completion::Unverified => "unverified",
+            Completion::NoNumber => "no_number",
+            Completion::AppOnly => "app_only",
+            Completion::Coexistence => "coexistence",
+        }
+    }
+}
+
+/// A pending phone-number verification code (`request_code`), as `/sandbox/state` and
+/// `GET /sandbox/phone_numbers/{id}/code` show it so a test or a person can type it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub(crate) struct PendingCode {
+    pub code: String,
+    /// `SMS` or `VOICE`.
+    pub code_method: String,
+    pub language: String,
+    /// Virtual ms when it was sent; it expires after [`VERIFY_CODE_TTL_MS`].
+    pub sent_ms: i64,
+    /// Wrong codes typed against it.
+    pub attempts: u32,
+}
+
+/// How long a verification code works (Meta's spec: "typically 10 minutes").
+pub(crate) const VERIFY_CODE_TTL_MS: i64 = 10 * 60 * 1000;
+/// Wrong codes before the code is void (a new one must be requested).
+pub(crate) const VERIFY_MAX_ATTEMPTS: u32 = 5;
+/// `request_code` calls per number per hour before 136024.
+pub(crate) const REQUEST_CODE_MAX_PER_HOUR: usize = 5;
+
+/// Which extras a dialog (or headless signup) was launched with, for
+/// `GET /sandbox/signups`: `v4` (`{}` or `{setup: {}}` only, plus v4's `featureType` and
+/// `features`), `v4-public-preview`, `v3`, or `legacy` (`sessionInfoVersion`, an empty
+/// `featureType` or `only_waba_sharing`: the deprecated v2 shape).
+pub(crate) fn extras_flavour(extras: &Value) -> &'static str {
+    let version = extras.get("version").and_then(Value::as_str);
+    match version {
+        Some("v4-public-preview") => return "v4-public-preview",
+        Some("v3") | Some("v3-public-preview") => return "v3",
+        Some(_) => return "legacy",
+        None => {}
+    }
+    let feature_type = extras.get("featureType").and_then(Value::as_str);
+    if extras.get("sessionInfoVersion").is_some()
+        || matches!(feature_type, Some("") | Some("only_waba_sharing"))
+    {
+        return "legacy";
+    }
+    "v4"
+}
+
+/// One signup as `GET /sandbox/signups` lists it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub(crate) struct SignupRecord {
+    /// The dialog session, or `headless` for `POST /sandbox/signup`.
+    pub session: String,
+    pub at_ms: i64,
+    /// The `extras` the page sent, as received.
+    pub extras: Value,
+    /// [`extras_flavour`] of them.
+    pub flavour: &'static str,
+    /// The FINISH variant once finished (`None`: still open or cancelled).
+    pub event: Option<String>,
+    pub completion: Option<&'static str>,
+}
+
+/// Signups remembered for `GET /sandbox/signups`.
+pub(crate) const SIGNUP_LOG_CAP: usize = 1000;
+
+pub(crate) fn log_signup(state: &mut World, record: SignupRecord) {
+    state.signups.push_back(record);
+    while state.signups.len() > SIGNUP_LOG_CAP {
+        state.signups.pop_front();
+    }
 }
 
 /// Either an existing object (by id) or a new one.
@@ -170,7 +289,9 @@ pub(crate) struct NewPhone {
 pub(crate) struct Choices {
     pub business: Pick<NewBusiness>,
     pub waba: Pick<String>,
-    pub phone: Pick<NewPhone>,
+    /// `None`: finish without a number (`Completion::NoNumber`).
+    pub phone: Option<Pick<NewPhone>>,
+    pub completion: Completion,
 }
 
 /// One form error: the field and what to fix.
@@ -321,7 +442,7 @@ pub(crate) fn new_display_number(state: &World) -> String {
     }
 }
 
-fn new_id(state: &World, digits: u32) -> String {
+pub(crate) fn new_id(state: &World, digits: u32) -> String {
     let mut rng = rand::rng();
     let low = 10u64.pow(digits - 1);
     loop {
@@ -371,19 +492,20 @@ pub(crate) fn check(state: &World, choices: &Choices) -> Result<(), GraphError> 
         }
     }
     match (&choices.phone, &choices.waba) {
-        (Pick::Existing(phone_id), Pick::Existing(waba_id)) => {
+        (None, _) => {}
+        (Some(Pick::Existing(phone_id)), Pick::Existing(waba_id)) => {
             if state.phone(phone_id).is_none_or(|p| &p.waba.id != waba_id) {
                 return Err(GraphError::invalid_param(format!(
                     "Phone number {phone_id} is not a number of WhatsApp Business Account {waba_id}."
                 )));
             }
         }
-        (Pick::Existing(phone_id), Pick::New(_)) => {
+        (Some(Pick::Existing(phone_id)), Pick::New(_)) => {
             return Err(GraphError::invalid_param(format!(
                 "Phone number {phone_id} belongs to another WhatsApp Business Account; a new account needs a new number."
             )));
         }
-        (Pick::New(phone), _) => {
+        (Some(Pick::New(phone)), _) => {
             if number_taken(state, &digits(&phone.display_phone_number)) {
                 return Err(GraphError::invalid_param(format!(
                     "The phone number {} is already registered with a WhatsApp Business Account.",
@@ -449,9 +571,36 @@ pub(crate) fn create(
         }
     };
     let phone_number_id = match &choices.phone {
-        Pick::Existing(id) => id.clone(),
-        Pick::New(new) => {
+        None => None,
+        Some(Pick::Existing(id)) => Some(id.clone()),
+        Some(Pick::New(new)) if choices.completion == Completion::Coexistence => {
             let id = new_id(state, 15);
+            if !state.create_coexistence_number(
+                &waba_id,
+                &id,
+                &new.display_phone_number,
+                &new.display_name,
+            ) {
+                return Err(GraphError::invalid_param(format!(
+                    "WhatsApp Business Account {waba_id} does not exist."
+                )));
+            }
+            // What the app brings (contacts, chats, history sharing): `coexist` owns it.
+            crate::coexist::onboard_app_number(
+                state,
+                now_ms,
+                &id,
+                crate::coexist::AppSetup::default(),
+            )?;
+            Some(id)
+        }
+        Some(Pick::New(new)) => {
+            let id = new_id(state, 15);
+            let verification = if choices.completion == Completion::Unverified {
+                "NOT_VERIFIED"
+            } else {
+                "VERIFIED"
+            };
             let phone = PhoneSeed {
                 id: id.clone(),
                 display_phone_number: new.display_phone_number.clone(),
@@ -461,6 +610,8 @@ pub(crate) fn create(
                 quality_rating: "UNKNOWN".to_owned(),
                 messaging_limit: "TIER_250".to_owned(),
                 throughput_mps: 80,
+                code_verification_status: verification.to_owned(),
+                is_on_biz_app: false,
             };
             let Some(waba) = state.waba_mut(&waba_id) else {
                 return Err(GraphError::invalid_param(format!(
@@ -481,20 +632,32 @@ pub(crate) fn create(
                     "vertical": new.vertical,
                 }),
             );
-            id
+            Some(id)
         }
     };
     let partner = state.config.partner_business_id.clone();
+    let value = if choices.completion == Completion::AppOnly {
+        json!({
+            "event": "PARTNER_APP_INSTALLED",
+            "waba_info": {
+                "waba_id": waba_id,
+                "owner_business_id": business_id,
+                "partner_app_id": state.config.app_id,
+            },
+        })
+    } else {
+        json!({
+            "event": "PARTNER_ADDED",
+            "waba_info": {"waba_id": waba_id, "owner_business_id": business_id},
+        })
+    };
     state.schedule(
         now_ms,
         "",
         EventKind::Change {
             entry_id: partner,
             field: "account_update".to_owned(),
-            value: json!({
-                "event": "PARTNER_ADDED",
-                "waba_info": {"waba_id": waba_id, "owner_business_id": business_id},
-            }),
+            value,
         },
     );
     if new_waba {
@@ -511,6 +674,7 @@ pub(crate) fn create(
         business_id,
         waba_id,
         phone_number_id,
+        completion: choices.completion,
     })
 }
 
@@ -696,11 +860,16 @@ pub(crate) fn cancel_message(step: &str) -> Value {
 }
 
 /// The CANCEL message of a problem the user reported.
-pub(crate) fn problem_message(message: &str, session_id: &str, now_secs: i64) -> Value {
+pub(crate) fn problem_message(
+    message: &str,
+    error_code: &str,
+    session_id: &str,
+    now_secs: i64,
+) -> Value {
     json!({
         "data": {
             "error_message": message,
-            "error_code": PROBLEM_CODE,
+            "error_code": error_code,
             "session_id": session_id,
             "timestamp": now_secs.to_string(),
         },
@@ -712,17 +881,136 @@ pub(crate) fn problem_message(message: &str, session_id: &str, now_secs: i64) ->
 /// `error_code` of a user-reported problem (Meta's example value).
 pub(crate) const PROBLEM_CODE: &str = "524126";
 
-/// The FINISH message of a completed signup (`event.data`, parsed).
-pub(crate) fn finish_message(created: &Created) -> Value {
-    json!({
-        "data": {
-            "phone_number_id": created.phone_number_id,
-            "waba_id": created.waba_id,
-            "business_id": created.business_id,
-        },
-        "type": "WA_EMBEDDED_SIGNUP",
-        "event": "FINISH",
-    })
+/// The numeric Embedded Signup error codes Meta documents (META_2026.md §1.3), with the
+/// user-visible text the dialog shows and reports as `error_message`.
+pub(crate) const ES_ERRORS: [(&str, &str); 21] = [
+    (
+        "524126",
+        "Something went wrong while connecting your account.",
+    ),
+    (
+        "3441045",
+        "This phone number isn't eligible to connect to the WhatsApp Business app and a business solution.",
+    ),
+    (
+        "2655095",
+        "This phone number isn't registered on the WhatsApp Business app.",
+    ),
+    (
+        "2655048",
+        "This phone number isn't a WhatsApp Business app number.",
+    ),
+    (
+        "3441042",
+        "Connecting a WhatsApp Business app number isn't available in this region yet.",
+    ),
+    (
+        "2655093",
+        "This WhatsApp Business app number is already shared with another business solution provider.",
+    ),
+    (
+        "3441049",
+        "Disconnect your current business solution, then wait 15 minutes and try again.",
+    ),
+    (
+        "2655094",
+        "Disconnect your current business solution, then wait 15 minutes and try again.",
+    ),
+    (
+        "4563015",
+        "Update the WhatsApp Business app to the latest version and try again.",
+    ),
+    (
+        "3441047",
+        "This WhatsApp Business Account uses marketing messages and can't be onboarded this way.",
+    ),
+    (
+        "2593037",
+        "The verification code couldn't be sent. Try again later.",
+    ),
+    ("2593039", "The verification code is incorrect."),
+    (
+        "2494158",
+        "Too many verification codes were requested. Try again later.",
+    ),
+    (
+        "2388091",
+        "The verification code has expired. Request a new one.",
+    ),
+    ("2388093", "The phone number couldn't be verified."),
+    ("3441033", "You're doing this too often. Try again later."),
+    ("3441046", "Too many attempts. Try again later."),
+    ("1675004", "Too many requests. Try again later."),
+    (
+        "2655049",
+        "This account is already shared with another business.",
+    ),
+    (
+        "2494028",
+        "This WhatsApp Business Account is already shared with this app.",
+    ),
+    (
+        "2388098",
+        "This business portfolio has reached its limit of WhatsApp Business Accounts.",
+    ),
+];
+
+/// The text of a numeric ES error code, `None` for a code Meta does not document.
+pub(crate) fn es_error_text(code: &str) -> Option<&'static str> {
+    ES_ERRORS.iter().find(|(c, _)| *c == code).map(|(_, t)| *t)
+}
+
+/// The FINISH message of a completed signup (`event.data`, parsed), in the variant of its
+/// completion (META_2026.md §1.3): `FINISH` (verified or unverified number), `FINISH` without
+/// `phone_number_id` or `FINISH_ONLY_WABA` (no number, per `no_number_event`),
+/// `FINISH_WHATSAPP_BUSINESS_APP_ONBOARDING` with only `waba_id` and `version: 3` (Meta's
+/// example), `FINISH_GRANT_ONLY_API_ACCESS` (app-only).
+pub(crate) fn finish_message(created: &Created, no_number_event: &str) -> Value {
+    match created.completion {
+        Completion::Verified | Completion::Unverified => json!({
+            "data": {
+                "phone_number_id": created.phone_number_id,
+                "waba_id": created.waba_id,
+                "business_id": created.business_id,
+            },
+            "type": "WA_EMBEDDED_SIGNUP",
+            "event": "FINISH",
+        }),
+        Completion::NoNumber if no_number_event == "FINISH_ONLY_WABA" => json!({
+            "data": {"waba_id": created.waba_id, "business_id": created.business_id},
+            "type": "WA_EMBEDDED_SIGNUP",
+            "event": "FINISH_ONLY_WABA",
+            "version": 3,
+        }),
+        Completion::NoNumber => json!({
+            "data": {"waba_id": created.waba_id, "business_id": created.business_id},
+            "type": "WA_EMBEDDED_SIGNUP",
+            "event": "FINISH",
+        }),
+        Completion::Coexistence => json!({
+            "data": {"waba_id": created.waba_id},
+            "type": "WA_EMBEDDED_SIGNUP",
+            "event": "FINISH_WHATSAPP_BUSINESS_APP_ONBOARDING",
+            "version": 3,
+        }),
+        Completion::AppOnly => json!({
+            "data": {
+                "phone_number_id": created.phone_number_id,
+                "waba_id": created.waba_id,
+                "business_id": created.business_id,
+            },
+            "type": "WA_EMBEDDED_SIGNUP",
+            "event": "FINISH_GRANT_ONLY_API_ACCESS",
+        }),
+    }
+}
+
+/// Whether the extras ask for an app-only install (`features: [{name: "app_only_install"}]`).
+pub(crate) fn wants_app_only(extras: &Value) -> bool {
+    extras
+        .get("features")
+        .and_then(Value::as_array)
+        .is_some_and(|f| f.iter().any(|x| x["name"] == "app_only_install"))
 }
 
 /// A fresh session id (dialog sessions, user-reported problems).
@@ -731,6 +1019,44 @@ pub(crate) fn session_id() -> String {
     (0..15)
         .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
         .collect()
+}
+
+impl World {
+    /// Adds a WhatsApp Business app number to a WABA as a coexistence signup leaves it
+    /// (META_2026.md §1.4, §2): already registered (`CONNECTED`), verified, `is_on_biz_app`,
+    /// `platform_type` `CLOUD_API`, 20 messages per second. Returns false when the WABA does
+    /// not exist. The coexistence area owns what follows (sync calls, history, echoes).
+    pub(crate) fn create_coexistence_number(
+        &mut self,
+        waba_id: &str,
+        id: &str,
+        display_phone_number: &str,
+        verified_name: &str,
+    ) -> bool {
+        let Some(waba) = self.waba_mut(waba_id) else {
+            return false;
+        };
+        waba.phone_numbers.push(PhoneSeed {
+            id: id.to_owned(),
+            display_phone_number: display_phone_number.to_owned(),
+            verified_name: verified_name.to_owned(),
+            name_status: "APPROVED".to_owned(),
+            status: "CONNECTED".to_owned(),
+            quality_rating: "GREEN".to_owned(),
+            messaging_limit: "TIER_250".to_owned(),
+            throughput_mps: 20,
+            code_verification_status: "VERIFIED".to_owned(),
+            is_on_biz_app: true,
+        });
+        self.profiles.insert(
+            id.to_owned(),
+            json!({
+                "messaging_product": "whatsapp", "about": "", "address": "", "description": "",
+                "email": "", "profile_picture_url": "", "websites": [], "vertical": "OTHER",
+            }),
+        );
+        true
+    }
 }
 
 // ---- control API ----------------------------------------------------------------------
@@ -775,8 +1101,12 @@ struct SignupIn {
     phone_number: Option<PhoneIn>,
     cancel_at: Option<String>,
     report_problem: Option<String>,
-    /// How the signup ends; `"coexistence"`: a WhatsApp Business app number (`coexist` module).
+    /// `verified` (default), `unverified`, `no_number`, `app_only` or `coexistence`.
     completion: Option<String>,
+    /// With `report_problem`: the numeric ES error code (META_2026.md §1.3); `524126` when absent.
+    error_code: Option<String>,
+    /// The `extras` a page would have sent (recorded for `GET /sandbox/signups`).
+    extras: Option<Value>,
     /// With `"completion": "coexistence"`: the app's contacts, chats and history setting.
     coexistence: Option<crate::coexist::AppSetup>,
 }
@@ -852,7 +1182,43 @@ fn choices_from(state: &World, input: SignupIn) -> Result<Choices, GraphError> {
         ),
     };
     let profile = input.profile.unwrap_or_default();
-    let phone = match input.phone_number.unwrap_or_default() {
+    let completion = match input.completion.as_deref() {
+        None => Completion::Verified,
+        Some(name) => Completion::parse(name).ok_or_else(|| {
+            GraphError::invalid_param(format!(
+                "completion must be one of {} - got {name:?}.",
+                Completion::NAMES.join(", ")
+            ))
+        })?,
+    };
+    if completion == Completion::NoNumber {
+        if input.phone_number.is_some() || profile.display_name.is_some() {
+            return Err(GraphError::invalid_param(
+                "completion no_number finishes without a number: give no phone_number and no profile.",
+            ));
+        }
+        return Ok(Choices {
+            business,
+            waba,
+            phone: None,
+            completion,
+        });
+    }
+    let phone_in = input.phone_number.unwrap_or_default();
+    if phone_in.id.is_some()
+        && matches!(completion, Completion::Unverified | Completion::Coexistence)
+    {
+        return Err(GraphError::invalid_param(format!(
+            "completion {} enters a new number: give no phone_number id.",
+            completion.name()
+        )));
+    }
+    if completion == Completion::Coexistence && matches!(waba, Pick::Existing(_)) {
+        return Err(GraphError::invalid_param(
+            "completion coexistence creates a new WhatsApp Business Account: give no waba id.",
+        ));
+    }
+    let phone = match phone_in {
         PhoneIn {
             id: Some(id),
             display_phone_number: None,
@@ -891,7 +1257,8 @@ fn choices_from(state: &World, input: SignupIn) -> Result<Choices, GraphError> {
     Ok(Choices {
         business,
         waba,
-        phone,
+        phone: Some(phone),
+        completion,
     })
 }
 
@@ -925,49 +1292,56 @@ pub(crate) async fn signup(State(sandbox): State<Sandbox>, body: Body) -> Answer
         return ok(cancel_message(&step));
     }
     if let Some(message) = input.report_problem.take() {
+        let code = input.error_code.as_deref().unwrap_or(PROBLEM_CODE);
+        if es_error_text(code).is_none() {
+            return Err(GraphError::invalid_param(format!(
+                "error_code must be one of Meta's Embedded Signup codes ({}) - got {code:?}.",
+                ES_ERRORS
+                    .iter()
+                    .map(|(c, _)| *c)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         return ok(problem_message(
             &message,
+            code,
             &session_id(),
             now_ms.div_euclid(1000),
         ));
     }
-    let completion = input.completion.take();
+    let extras = input.extras.take().unwrap_or_else(|| json!({"setup": {}}));
     let app_setup = input.coexistence.take();
-    match completion.as_deref() {
-        None | Some("verified" | "coexistence") => {}
-        Some(other) => {
-            return Err(GraphError::invalid_param(format!(
-                "completion must be verified or coexistence - got {other:?}."
-            )));
-        }
-    }
-    let coexistence = completion.as_deref() == Some("coexistence");
-    if app_setup.is_some() && !coexistence {
-        return Err(GraphError::invalid_param(
-            "coexistence: the app's setup goes with \"completion\": \"coexistence\".",
-        ));
-    }
-    let (created, code, finish) = {
+    let (created, code, message) = {
         let mut state = sandbox.inner.lock();
-        let choices = choices_from(&state, input)?;
-        if coexistence && matches!(choices.phone, Pick::Existing(_)) {
+        let mut choices = choices_from(&state, input)?;
+        if extras_flavour(&extras) == "v4" && wants_app_only(&extras) {
+            choices.completion = Completion::AppOnly;
+        }
+        if app_setup.is_some() && choices.completion != Completion::Coexistence {
             return Err(GraphError::invalid_param(
-                "phone_number: a coexistence signup brings the WhatsApp Business app's own number; give display_phone_number or nothing.",
+                "coexistence: the app's setup goes with \"completion\": \"coexistence\".",
             ));
         }
         let created = create(&mut state, now_ms, &choices)?;
-        let finish = if coexistence {
-            crate::coexist::create_coexistence_number(
-                &mut state,
-                now_ms,
-                &created,
-                app_setup.unwrap_or_default(),
-            )?
-        } else {
-            finish_message(&created)
-        };
+        if let (Some(setup), Some(phone_id)) = (app_setup, created.phone_number_id.as_deref()) {
+            // The app's own contacts, chats and history setting, as the caller described them.
+            crate::coexist::onboard_app_number(&mut state, now_ms, phone_id, setup)?;
+        }
         let code = mint_code(&mut state, now_ms, &created);
-        (created, code, finish)
+        let message = finish_message(&created, &state.config.behaviour.no_number_event);
+        log_signup(
+            &mut state,
+            SignupRecord {
+                session: "headless".to_owned(),
+                at_ms: now_ms,
+                flavour: extras_flavour(&extras),
+                extras,
+                event: message["event"].as_str().map(str::to_owned),
+                completion: Some(created.completion.name()),
+            },
+        );
+        (created, code, message)
     };
     sandbox.inner.wake.notify_one();
     ok(json!({
@@ -975,8 +1349,8 @@ pub(crate) async fn signup(State(sandbox): State<Sandbox>, body: Body) -> Answer
         "waba_id": created.waba_id,
         "phone_number_id": created.phone_number_id,
         "business_id": created.business_id,
-        "event": finish["event"],
-        "message": finish,
+        "event": message["event"],
+        "message": message,
     }))
 }
 
@@ -1068,7 +1442,8 @@ mod tests {
         let created = Created {
             business_id: "b".into(),
             waba_id: "w".into(),
-            phone_number_id: "p".into(),
+            phone_number_id: Some("p".into()),
+            completion: Completion::Verified,
         };
         let app_id = state.config.app_id.clone();
         let secret = state.config.app_secret.clone();

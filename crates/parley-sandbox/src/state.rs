@@ -402,6 +402,12 @@ pub(crate) struct State {
     pub coexistence: HashMap<String, crate::coexist::AppNumber>,
     /// The app's `whatsapp_business_account` webhook fields (`/{app-id}/subscriptions`).
     pub app_fields: std::collections::BTreeSet<String>,
+    /// phone number id → the verification code `request_code` sent last.
+    pub verifications: HashMap<String, crate::signup::PendingCode>,
+    /// phone number id → virtual ms of its `request_code` calls in the last hour.
+    pub code_requests: HashMap<String, VecDeque<i64>>,
+    /// Signups with the extras their page sent (`GET /sandbox/signups`), oldest first.
+    pub signups: VecDeque<crate::signup::SignupRecord>,
 }
 
 impl State {
@@ -431,6 +437,9 @@ impl State {
             consent: crate::consent::Consent::default(),
             coexistence: HashMap::new(),
             app_fields: crate::coexist::default_app_fields(),
+            verifications: HashMap::new(),
+            code_requests: HashMap::new(),
+            signups: VecDeque::new(),
         }
     }
 

@@ -20,6 +20,8 @@ mod calls;
 mod coexistence;
 #[path = "sandbox/fields.rs"]
 mod fields;
+#[path = "sandbox/completions.rs"]
+mod completions;
 #[path = "sandbox/limits.rs"]
 mod limits;
 #[path = "sandbox/signup.rs"]

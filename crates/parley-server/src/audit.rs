@@ -159,6 +159,7 @@ pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> 
 pub fn action_of(method: &Method, route: &str, params: &[(String, String)]) -> Option<String> {
     let special = match (method.as_str(), route) {
         ("DELETE", "/api/v1/platforms/{id}") => Some("platform.disconnect"),
+        ("POST", "/api/v1/platforms/{id}/phone_numbers") => Some("platform.add_number"),
         (_, "/import/upload" | "/api/v1/contacts/import") => Some("contact.import"),
         (_, "/templates/uploads" | "/api/v1/media/uploads") => Some("media.upload"),
         _ => None,

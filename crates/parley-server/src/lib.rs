@@ -207,6 +207,18 @@ pub fn router(state: AppState) -> Router {
             axum::routing::post(routes::platforms::retry_platform),
         )
         .route(
+            "/api/v1/platforms/{id}/request_code",
+            axum::routing::post(routes::platforms::request_code),
+        )
+        .route(
+            "/api/v1/platforms/{id}/verify_code",
+            axum::routing::post(routes::platforms::verify_code),
+        )
+        .route(
+            "/api/v1/platforms/{id}/phone_numbers",
+            axum::routing::post(routes::platforms::add_phone_number),
+        )
+        .route(
             "/api/v1/tokens",
             get(routes::tokens::list_tokens).post(routes::tokens::create_token),
         )

@@ -64,6 +64,20 @@ pub enum StoreError {
     /// A bounded query (a segment count or preview) ran out of its time and was stopped.
     #[error("the query took longer than its time budget and was stopped")]
     TooExpensive,
+    /// The WhatsApp Business Account already has a live platform (in another application):
+    /// the partial unique index `platforms_live_waba` refused a second one.
+    #[error("WhatsApp Business Account {0} already has a live platform")]
+    WabaTaken(String),
+}
+
+/// Maps a unique violation of `platforms_live_waba` to [`StoreError::WabaTaken`].
+pub(crate) fn waba_taken(e: sqlx::Error, waba: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::WabaTaken(waba.to_owned())
+        }
+        _ => StoreError::Database(e),
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

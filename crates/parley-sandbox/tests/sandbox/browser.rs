@@ -204,7 +204,7 @@ window.addEventListener('message', function (event) {{
 document.getElementById('go').addEventListener('click', function () {{
   FB.login(function (response) {{ window.callbacks.push(response); }}, {{
     config_id: '987654321', response_type: 'code', override_default_response_type: true,
-    extras: {{ setup: {{}}, featureType: '', sessionInfoVersion: '3' }}
+    extras: window.extras || {{ setup: {{}} }}
   }});
 }});
 </script>
@@ -259,6 +259,12 @@ async fn browser_walks_the_dialog_and_the_page_gets_finish_and_code() {
     browser.click("#es-next").await;
     browser.at_step("GET_STARTED").await;
     browser.click("#es-next").await;
+    // Phone Number First: the number and its code come before the portfolio.
+    browser.at_step("PHONE_NUMBER_SETUP").await;
+    browser.click("#es-phone-sandbox").await;
+    browser.click("#es-next").await;
+    browser.at_step("PHONE_NUMBER_VERIFICATION").await;
+    browser.click("#es-next").await;
     browser.at_step("BUSINESS_ACCOUNT_SELECTION").await;
     browser.click("#es-business-new").await;
     browser.fill("#es-business-name", "Café Lumen").await;
@@ -279,10 +285,6 @@ async fn browser_walks_the_dialog_and_the_page_gets_finish_and_code() {
     browser.at_step("WHATSAPP_BUSINESS_PROFILE_SETUP").await;
     browser.fill("#es-profile-display-name", "Café Lumen").await;
     browser.select("#es-profile-category", "RESTAURANT").await;
-    browser.click("#es-next").await;
-    browser.at_step("PHONE_NUMBER_SETUP").await;
-    browser.click("#es-next").await;
-    browser.at_step("PHONE_NUMBER_VERIFICATION").await;
     browser.click("#es-next").await;
     browser.at_step("PERMISSIONS").await;
     browser.click("#es-next").await;
@@ -323,12 +325,23 @@ async fn browser_walks_the_dialog_and_the_page_gets_finish_and_code() {
         business["wabas"][0]["phone_numbers"][0]["id"],
         data["phone_number_id"]
     );
+    assert_eq!(
+        business["wabas"][0]["phone_numbers"][0]["code_verification_status"],
+        "VERIFIED"
+    );
+    let signups = sb.control_get("signups").await;
+    assert_eq!(signups["data"][0]["flavour"], "v4", "{signups}");
+    assert_eq!(signups["data"][0]["extras"], json!({"setup": {}}));
+    assert_eq!(signups["data"][0]["event"], "FINISH");
 
     // Closing the popup early: the SDK notices and reports the step it was on.
     browser.open_popup().await;
     browser.at_step("LOGIN").await;
     browser.click("#es-next").await;
     browser.at_step("GET_STARTED").await;
+    browser.click("#es-next").await;
+    browser.at_step("PHONE_NUMBER_SETUP").await;
+    browser.click("#es-phone-later").await;
     browser.click("#es-next").await;
     browser.at_step("BUSINESS_ACCOUNT_SELECTION").await;
     browser.click("#es-close").await;
@@ -354,6 +367,7 @@ async fn browser_walks_the_dialog_and_the_page_gets_finish_and_code() {
     browser
         .fill("#es-report-message", "The button does nothing")
         .await;
+    browser.select("#es-report-code", "2655093").await;
     browser.click("#es-report-send").await;
     browser
         .client
@@ -367,10 +381,81 @@ async fn browser_walks_the_dialog_and_the_page_gets_finish_and_code() {
         "The button does nothing"
     );
     assert!(events[2]["data"]["session_id"].is_string());
-    assert!(events[2]["data"]["error_code"].is_string());
+    assert_eq!(events[2]["data"]["error_code"], "2655093");
     assert_eq!(
         callbacks[2],
         json!({"authResponse": null, "status": "unknown"})
     );
+
+    // A WhatsApp Business app number, launched as Meta's coexistence page does (legacy pair):
+    // the QR step, then FINISH_WHATSAPP_BUSINESS_APP_ONBOARDING with only the WABA.
+    browser
+        .eval("window.extras = {setup: {}, featureType: 'whatsapp_business_app_onboarding', sessionInfoVersion: '3'}; return true;")
+        .await;
+    browser.open_popup().await;
+    browser.at_step("LOGIN").await;
+    browser.click("#es-next").await;
+    browser.at_step("GET_STARTED").await;
+    browser.click("#es-next").await;
+    browser.at_step("PHONE_NUMBER_SETUP").await;
+    browser.click("#es-next").await; // the Business app choice is preselected
+    browser.at_step("BUSINESS_ACCOUNT_SELECTION").await;
+    browser.click("#es-next").await; // the sandbox's portfolio
+    browser.at_step("WHATSAPP_BUSINESS_APP_QR").await;
+    browser.click("#es-next").await;
+    browser.at_step("WABA_PHONE_PROFILE_PICKER").await;
+    browser.fill("#es-waba-name", "Lumen Corner").await;
+    browser.click("#es-next").await;
+    browser.at_step("WHATSAPP_BUSINESS_PROFILE_SETUP").await;
+    browser
+        .fill("#es-profile-display-name", "Lumen Corner")
+        .await;
+    browser.select("#es-profile-category", "RETAIL").await;
+    browser.click("#es-next").await;
+    browser.at_step("PERMISSIONS").await;
+    browser.click("#es-next").await;
+    browser.at_step("CONFIRMATION").await;
+    browser.click("#es-next").await;
+    browser.at_step("QUOTAS").await;
+    browser.click("#es-next").await;
+    browser
+        .client
+        .switch_to_window(main.clone())
+        .await
+        .expect("back to the page");
+    let (events, _) = browser.recorded(4).await;
+    assert_eq!(
+        events[3]["event"],
+        "FINISH_WHATSAPP_BUSINESS_APP_ONBOARDING"
+    );
+    assert!(
+        events[3]["data"]["phone_number_id"].is_null(),
+        "{}",
+        events[3]
+    );
+    let waba = events[3]["data"]["waba_id"]
+        .as_str()
+        .expect("waba_id")
+        .to_owned();
+    let signups = sb.control_get("signups").await;
+    let last = signups["data"]
+        .as_array()
+        .and_then(|d| d.last())
+        .cloned()
+        .expect("signup");
+    assert_eq!(last["flavour"], "legacy", "{last}");
+    assert_eq!(last["completion"], "coexistence");
+    let state = sb.control_get("state").await;
+    let number = state["businesses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|b| b["wabas"].as_array().cloned().unwrap_or_default())
+        .find(|w| w["id"] == waba)
+        .map(|w| w["phone_numbers"][0].clone())
+        .expect("the coexistence WABA");
+    assert_eq!(number["is_on_biz_app"], true, "{number}");
+    assert_eq!(number["status"], "CONNECTED");
+    assert_eq!(number["throughput_mps"], 20);
     let _ = browser.client.clone().close().await;
 }

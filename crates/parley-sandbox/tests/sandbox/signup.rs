@@ -750,6 +750,41 @@ async fn dialog_forms_walk_every_screen_and_finish_with_a_code() {
     let page = dialog
         .post(&[("step", "GET_STARTED"), ("action", "next")])
         .await;
+    // Phone Number First: the number and its code before the portfolio.
+    assert_eq!(step_of(&page), "PHONE_NUMBER_SETUP");
+    assert!(page.contains(&format!("es-phone-existing-{}", demo_ids::PHONE_NUMBER_ID)));
+    assert!(page.contains("es-phone-business-app"));
+    assert!(page.contains("es-phone-later"));
+    let page = dialog
+        .post(&[
+            ("step", "PHONE_NUMBER_SETUP"),
+            ("action", "next"),
+            ("phone_choice", "own"),
+            ("phone_number", "+55 11 91234-5678"),
+        ])
+        .await;
+    assert_eq!(step_of(&page), "PHONE_NUMBER_VERIFICATION");
+    let page = dialog
+        .post(&[
+            ("step", "PHONE_NUMBER_VERIFICATION"),
+            ("action", "next"),
+            ("verification_code", "x"),
+        ])
+        .await;
+    assert!(page.contains("es-error-verification_code"));
+    let code = page
+        .split("id=\"es-sandbox-code\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("sandbox code")
+        .to_owned();
+    let page = dialog
+        .post(&[
+            ("step", "PHONE_NUMBER_VERIFICATION"),
+            ("action", "next"),
+            ("verification_code", &code),
+        ])
+        .await;
     assert_eq!(step_of(&page), "BUSINESS_ACCOUNT_SELECTION");
     assert!(page.contains(&format!("es-business-{}", demo_ids::BUSINESS_ID)));
 
@@ -802,40 +837,8 @@ async fn dialog_forms_walk_every_screen_and_finish_with_a_code() {
         .post(&[
             ("step", "WHATSAPP_BUSINESS_PROFILE_SETUP"),
             ("action", "next"),
-            ("profile_choice", "new"),
             ("display_name", "Loja Azul"),
             ("vertical", "RETAIL"),
-        ])
-        .await;
-    assert_eq!(step_of(&page), "PHONE_NUMBER_SETUP");
-    let page = dialog
-        .post(&[
-            ("step", "PHONE_NUMBER_SETUP"),
-            ("action", "next"),
-            ("phone_choice", "own"),
-            ("phone_number", "+55 11 91234-5678"),
-        ])
-        .await;
-    assert_eq!(step_of(&page), "PHONE_NUMBER_VERIFICATION");
-    let page = dialog
-        .post(&[
-            ("step", "PHONE_NUMBER_VERIFICATION"),
-            ("action", "next"),
-            ("verification_code", "x"),
-        ])
-        .await;
-    assert!(page.contains("es-error-verification_code"));
-    let code = page
-        .split("id=\"es-sandbox-code\">")
-        .nth(1)
-        .and_then(|rest| rest.split('<').next())
-        .expect("sandbox code")
-        .to_owned();
-    let page = dialog
-        .post(&[
-            ("step", "PHONE_NUMBER_VERIFICATION"),
-            ("action", "next"),
-            ("verification_code", &code),
         ])
         .await;
     assert_eq!(step_of(&page), "PERMISSIONS");

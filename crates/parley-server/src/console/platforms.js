@@ -4,6 +4,7 @@
 (function () {
   'use strict';
   var button = document.querySelector('[data-fb-login]');
+  var buttons = Array.prototype.slice.call(document.querySelectorAll('[data-fb-login]'));
   var statusBox = document.getElementById('signup-status');
   var list = document.getElementById('platform-list');
   var actionStatus = document.getElementById('action-status');
@@ -12,8 +13,10 @@
     exchange_code: 'Exchange the sign-up code',
     debug_token: 'Check the granted permissions',
     subscribe_app: "Subscribe to the account's webhooks",
-    register_phone: 'Register the phone number',
     read_business: 'Read the business portfolio',
+    find_number: 'Find the phone number',
+    verify_number: 'Verify the phone number',
+    register_phone: 'Register the phone number',
     read_waba: 'Read the WhatsApp Business Account',
     read_phone_numbers: 'Read the phone numbers',
     read_profile: 'Read the business profile'
@@ -67,6 +70,20 @@
       var id = b.getAttribute('data-id');
       var action = b.getAttribute('data-action');
       if (action === 'disconnect') { confirmDisconnect(id, b.getAttribute('data-name') || id); return; }
+      var card = b.closest('article');
+      var field = function (name) {
+        var input = card && card.querySelector('[name=' + name + ']');
+        return input ? input.value.trim() : '';
+      };
+      if (action === 'request_code') {
+        runAction(id, action, { code_method: b.getAttribute('data-method') || 'SMS' });
+        return;
+      }
+      if (action === 'verify_code') { runAction(id, action, { code: field('code') }); return; }
+      if (action === 'add_number') {
+        runAction(id, action, { cc: field('cc'), phone_number: field('phone_number'), verified_name: field('verified_name') });
+        return;
+      }
       runAction(id, action, {});
     });
   }
@@ -78,12 +95,17 @@
   }
 
   function runAction(id, action, body) {
-    var verbs = { refresh: 'Refreshing from Meta…', retry: 'Retrying the failed step…', disconnect: 'Disconnecting…' };
+    var verbs = {
+      refresh: 'Refreshing from Meta…', retry: 'Retrying the failed step…', disconnect: 'Disconnecting…',
+      request_code: 'Asking Meta to send the code…', verify_code: 'Verifying the number…', add_number: 'Adding the number…'
+    };
     say(verbs[action] || '…', false);
     return post('/settings/platforms/' + encodeURIComponent(id) + '/' + action, body).then(function (r) {
       if (r.ok) {
         var p = r.body.platform || r.body;
-        say((STATUS_LABELS[p.status] || p.status || 'Done') + (p.status_reason ? ': ' + p.status_reason : ''), false);
+        if (p.message && !p.status) { say(p.message, false); return refreshList(); }
+        var next = p.next_step ? ': ' + p.next_step.message : (p.status_reason ? ': ' + p.status_reason : '');
+        say((STATUS_LABELS[p.status] || p.status || 'Done') + next, false);
       } else {
         say((r.body.error && r.body.error.message) || ('Failed (HTTP ' + r.status + ')'), true);
       }
@@ -109,6 +131,12 @@
 
   /* ---- Embedded Signup -------------------------------------------------------------- */
   if (!button) { return; }
+  /* v4: the Login for Business configuration picks the version; the extras stay minimal
+     (META_2026.md §1.1). A WhatsApp Business app number adds only the coexistence flow. */
+  function extrasFor(flow) {
+    if (flow === 'business_app') { return { setup: {}, featureType: 'whatsapp_business_app_onboarding' }; }
+    return { setup: {} };
+  }
   var cfg = {
     appId: button.getAttribute('data-app-id'),
     configId: button.getAttribute('data-config-id'),
@@ -162,19 +190,19 @@
     post('/settings/platforms/whatsapp/signup', { code: p.code || null, event: p.event || {} }).then(function (r) {
       var b = r.body || {};
       if (r.ok) {
-        var label = STATUS_LABELS[b.status] || b.status;
+        var label = b.next_step ? b.next_step.message : (STATUS_LABELS[b.status] || b.status);
         showSteps('Connected ' + (b.waba_name || b.waba_id) + ': ' + label, b.onboarding && b.onboarding.steps, null, null);
       } else if (b.onboarding) {
         showSteps('Sign-up stopped', b.onboarding.steps, b.onboarding.failed_step, b.error && b.error.message);
       } else {
         message((b.error && b.error.message) || ('Sign-up failed (HTTP ' + r.status + ')'), true);
       }
-      button.disabled = false;
+      enable(true);
       pending = null;
       return refreshList();
     }, function () {
       message('Parley could not be reached; check your connection and try again.', true);
-      button.disabled = false;
+      enable(true);
       pending = null;
     });
   }
@@ -206,23 +234,30 @@
     maybeSend();
   }
 
-  function launchWhatsAppSignup() {
+  function enable(on) { buttons.forEach(function (b) { b.disabled = !on; }); }
+
+  /* Parley acts on the event it receives (FINISH, FINISH_ONLY_WABA,
+     FINISH_WHATSAPP_BUSINESS_APP_ONBOARDING, FINISH_GRANT_ONLY_API_ACCESS), not on the flow
+     it asked for: Meta switches to coexistence by itself for a Business app number. */
+  function launchWhatsAppSignup(flow) {
     pending = { code: undefined, event: null, sent: false };
-    button.disabled = true;
+    enable(false);
     message('Continue in the Facebook window…', false);
     window.FB.login(fbLoginCallback, {
       config_id: cfg.configId,
       response_type: 'code',
       override_default_response_type: true,
-      extras: { setup: {}, featureType: '', sessionInfoVersion: '3' }
+      extras: extrasFor(flow)
     });
   }
 
   window.fbAsyncInit = function () {
     window.FB.init({ appId: cfg.appId, autoLogAppEvents: true, xfbml: true, version: cfg.version });
-    button.disabled = false;
+    enable(true);
   };
-  button.addEventListener('click', launchWhatsAppSignup);
+  buttons.forEach(function (b) {
+    b.addEventListener('click', function () { launchWhatsAppSignup(b.getAttribute('data-flow') || 'cloud_api'); });
+  });
 
   var sdk = document.createElement('script');
   sdk.async = true;

@@ -17,7 +17,10 @@ use super::{SignedIn, SignedInJson, render};
 use crate::AppState;
 use crate::error::{ApiError, ApiJson};
 use crate::routes::messages::rfc3339;
-use crate::routes::platforms::{DisconnectQuery, SignupBody, outcome_response, owned_view};
+use crate::routes::platforms::{
+    AddNumberBody, DisconnectQuery, NextStepView, RequestCodeBody, SignupBody, VerifyCodeBody,
+    outcome_response, owned_view,
+};
 
 /// What the Log in with Facebook button needs; rendered as data attributes.
 struct SignupButton {
@@ -70,6 +73,9 @@ struct PlatformCard {
     connected_at: String,
     disconnected: bool,
     failed_step: String,
+    /// `add_number` or `verify_number` while the sign-up waits for the person; empty else.
+    next_action: String,
+    next_message: String,
     numbers: Vec<NumberRow>,
     steps: Vec<StepRow>,
 }
@@ -160,6 +166,8 @@ fn step_label(step: &str) -> &'static str {
         "exchange_code" => "Exchange the sign-up code",
         "debug_token" => "Check the granted permissions",
         "subscribe_app" => "Subscribe to the account's webhooks",
+        "find_number" => "Find the phone number",
+        "verify_number" => "Verify the phone number",
         "register_phone" => "Register the phone number",
         "read_business" => "Read the business portfolio",
         "read_waba" => "Read the WhatsApp Business Account",
@@ -181,6 +189,7 @@ fn dialog_step_label(step: &str) -> &'static str {
         "WHATSAPP_BUSINESS_PROFILE_SETUP" => "WhatsApp business profile",
         "PHONE_NUMBER_SETUP" => "Phone number",
         "PHONE_NUMBER_VERIFICATION" => "Phone number verification",
+        "WHATSAPP_BUSINESS_APP_QR" => "WhatsApp Business app QR code",
         "PERMISSIONS" => "Permissions",
         "CONFIRMATION" => "Confirmation",
         _ => "an unnamed step",
@@ -231,10 +240,25 @@ async fn cards(state: &AppState, app: &ApplicationRecord) -> Vec<PlatformCard> {
             .filter(|s| s.state == "failed")
             .and_then(|s| s.failed_step.clone())
             .unwrap_or_default();
+        let next = session
+            .as_ref()
+            .and_then(parley_engine::onboarding::next_step);
+        let label = match next.as_ref().map(|n| n.action) {
+            // Not an error: the sign-up finished without a number, or the number waits for
+            // its code.
+            Some("add_number") => "No phone number yet",
+            Some("verify_number") => "Verify the number",
+            _ => status_label(&p.status),
+        };
         out.push(PlatformCard {
             id: p.id.to_string(),
             status: p.status.clone(),
-            status_label: status_label(&p.status).to_owned(),
+            status_label: label.to_owned(),
+            next_action: next
+                .as_ref()
+                .map(|n| n.action.to_owned())
+                .unwrap_or_default(),
+            next_message: next.map(|n| n.message).unwrap_or_default(),
             reason: s.status_reason.clone().unwrap_or_default(),
             company: s.company_name.clone().unwrap_or_default(),
             waba_name: p.waba_name.clone().unwrap_or_default(),
@@ -432,6 +456,57 @@ pub async fn action(
             return Ok(outcome_response(&state, &app.id, outcome, StatusCode::OK).await);
         }
         "refresh" => engine.refresh_platform(&app.id, &id).await?,
+        "request_code" => {
+            let body: RequestCodeBody = serde_json::from_slice(&body).map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_body",
+                    "send {\"code_method\": \"SMS\"} or {\"code_method\": \"VOICE\"}",
+                )
+            })?;
+            let method = parley_engine::onboarding::CodeMethod::parse(
+                body.code_method.as_deref().unwrap_or("SMS"),
+            )
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_code_method",
+                    "`code_method` is SMS (a text message) or VOICE (a call)",
+                )
+                .field("code_method")
+            })?;
+            let next = engine
+                .request_verification_code(&app.id, &id, method, body.language.as_deref())
+                .await?;
+            return Ok(axum::Json(NextStepView::from(next)).into_response());
+        }
+        "verify_code" => {
+            let body: VerifyCodeBody = serde_json::from_slice(&body).map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_body",
+                    "send {\"code\": \"<the code Meta sent>\"}",
+                )
+            })?;
+            let outcome = engine.verify_phone_number(&app.id, &id, &body.code).await?;
+            return Ok(outcome_response(&state, &app.id, outcome, StatusCode::OK).await);
+        }
+        "add_number" => {
+            let body: AddNumberBody = serde_json::from_slice(&body).map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_body",
+                    "send the country code, the number and the name shown in WhatsApp",
+                )
+            })?;
+            let number = parley_engine::onboarding::NewNumber {
+                cc: body.cc,
+                phone_number: body.phone_number,
+                verified_name: body.verified_name,
+            };
+            let outcome = engine.add_phone_number(&app.id, &id, number).await?;
+            return Ok(outcome_response(&state, &app.id, outcome, StatusCode::OK).await);
+        }
         "disconnect" => {
             engine.disconnect_platform(&app.id, &id, deregister).await?;
         }

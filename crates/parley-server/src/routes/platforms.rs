@@ -46,10 +46,10 @@ impl From<SignupBody> for SignupRequest {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StepView {
-    /// `exchange_code`, `debug_token`, `subscribe_app`, `register_phone`, `read_business`,
-    /// `read_waba`, `read_phone_numbers`, `read_profile`.
+    /// `exchange_code`, `debug_token`, `subscribe_app`, `find_number`, `verify_number`,
+    /// `register_phone`, `read_business`, `read_waba`, `read_phone_numbers`, `read_profile`.
     pub step: String,
-    /// `done`, `failed` or `skipped`.
+    /// `done`, `failed`, `skipped` or `waiting`.
     pub state: String,
     pub error_code: Option<i64>,
     pub error_message: Option<String>,
@@ -60,9 +60,11 @@ pub struct StepView {
 pub struct OnboardingView {
     /// `onb_…`.
     pub id: String,
-    /// `running`, `failed` or `done`.
+    /// `running`, `failed`, `waiting` (for the person: see the platform's `next_step`) or
+    /// `done`.
     pub state: String,
-    /// The step to retry with `POST /api/v1/platforms/{id}/retry`.
+    /// The step to retry with `POST /api/v1/platforms/{id}/retry` (`failed`), or the step
+    /// waiting (`waiting`).
     pub failed_step: Option<String>,
     pub event: Option<String>,
     pub steps: Vec<StepView>,
@@ -155,6 +157,53 @@ pub struct PlatformView {
     pub updated_at: String,
     /// The most recent sign-up of this platform, step by step.
     pub onboarding: Option<OnboardingView>,
+    /// What the person must do before the sign-up can finish: `add_number` (it finished
+    /// without a number: `POST /api/v1/platforms/{id}/phone_numbers`) or `verify_number`
+    /// (`POST …/request_code`, then `POST …/verify_code`). Absent when nothing waits.
+    pub next_step: Option<NextStepView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NextStepView {
+    /// `add_number` or `verify_number`.
+    pub action: String,
+    /// The number waiting for its code (`verify_number`).
+    pub phone_number_id: Option<String>,
+    pub message: String,
+}
+
+impl From<parley_engine::onboarding::NextStep> for NextStepView {
+    fn from(n: parley_engine::onboarding::NextStep) -> Self {
+        NextStepView {
+            action: n.action.to_owned(),
+            phone_number_id: n.phone_number_id,
+            message: n.message,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RequestCodeBody {
+    /// `SMS` (default) or `VOICE`.
+    pub code_method: Option<String>,
+    /// The language of the text or call, e.g. `en_US` (default), `pt_BR`.
+    pub language: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct VerifyCodeBody {
+    /// The code Meta sent by text message or call.
+    pub code: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AddNumberBody {
+    /// The country calling code: `1`, `49`, …
+    pub cc: String,
+    /// The number, with or without the country code.
+    pub phone_number: String,
+    /// The business name WhatsApp shows with it (Meta reviews it).
+    pub verified_name: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -248,11 +297,12 @@ pub async fn platform_view(
     let p = setup.platform;
     let numbers = state.engine.platform_numbers(&p.id).await?;
     let mut coexistence = state.engine.platform_coexistence(&p.id).await?;
-    let onboarding = state
-        .engine
-        .latest_onboarding(&p.id)
-        .await?
-        .map(onboarding_view);
+    let session = state.engine.latest_onboarding(&p.id).await?;
+    let next_step = session
+        .as_ref()
+        .and_then(parley_engine::onboarding::next_step)
+        .map(NextStepView::from);
+    let onboarding = session.map(onboarding_view);
     Ok(PlatformView {
         id: p.id.to_string(),
         kind: "whatsapp",
@@ -272,6 +322,7 @@ pub async fn platform_view(
         created_at: rfc3339(p.created_at),
         updated_at: rfc3339(p.updated_at),
         onboarding,
+        next_step,
     })
 }
 
@@ -477,4 +528,115 @@ pub async fn disconnect_platform(
         deregistered: report.deregistered.into_iter().map(String::from).collect(),
         warnings: report.warnings,
     }))
+}
+
+/// Asks Meta to send the waiting number its verification code, by text message (`SMS`) or
+/// call (`VOICE`). Call again to resend.
+#[utoipa::path(
+    post, path = "/api/v1/platforms/{id}/request_code", tag = "platforms",
+    params(("id" = String, Path, description = "Platform id, `plt_…`")),
+    request_body = RequestCodeBody,
+    responses(
+        (status = 200, description = "Meta is sending the code", body = NextStepView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "No number of this platform waits for a code", body = ErrorBody),
+        (status = 422, description = "Meta refused (too many codes: wait, then ask again)", body = ErrorBody),
+        (status = 502, body = ErrorBody),
+    ),
+    security(("bearer" = ["manage"]))
+)]
+pub async fn request_code(
+    State(state): State<AppState>,
+    AppAuth(app, _): AppAuth<Manages>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RequestCodeBody>,
+) -> Result<ApiJson<NextStepView>, ApiError> {
+    let id = parse_platform_id(&id)?;
+    let method = match body.code_method.as_deref() {
+        None => parley_engine::onboarding::CodeMethod::Sms,
+        Some(m) => parley_engine::onboarding::CodeMethod::parse(m).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_code_method",
+                "`code_method` is SMS (a text message) or VOICE (a call)",
+            )
+            .field("code_method")
+        })?,
+    };
+    let next = state
+        .engine
+        .request_verification_code(&app, &id, method, body.language.as_deref())
+        .await?;
+    Ok(ApiJson(next.into()))
+}
+
+/// Verifies the waiting number with the code Meta sent; Parley then registers it and
+/// finishes the set-up.
+#[utoipa::path(
+    post, path = "/api/v1/platforms/{id}/verify_code", tag = "platforms",
+    params(("id" = String, Path, description = "Platform id, `plt_…`")),
+    request_body = VerifyCodeBody,
+    responses(
+        (status = 200, description = "Verified and registered", body = PlatformView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody),
+        (status = 422, description = "A wrong or expired code (`verification_code_wrong`), or a later step failed", body = SignupFailure),
+        (status = 502, body = ErrorBody),
+    ),
+    security(("bearer" = ["manage"]))
+)]
+pub async fn verify_code(
+    State(state): State<AppState>,
+    AppAuth(app, _): AppAuth<Manages>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<VerifyCodeBody>,
+) -> Response {
+    let id = match parse_platform_id(&id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    match state
+        .engine
+        .verify_phone_number(&app, &id, &body.code)
+        .await
+    {
+        Ok(outcome) => outcome_response(&state, &app, outcome, StatusCode::OK).await,
+        Err(f) => ApiError::from(f).into_response(),
+    }
+}
+
+/// Adds a phone number to a platform whose sign-up finished without one; Meta then sends it
+/// a code (`request_code`, `verify_code`).
+#[utoipa::path(
+    post, path = "/api/v1/platforms/{id}/phone_numbers", tag = "platforms",
+    params(("id" = String, Path, description = "Platform id, `plt_…`")),
+    request_body = AddNumberBody,
+    responses(
+        (status = 200, description = "Added; the platform's next step is `verify_number`", body = PlatformView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The platform does not wait for a number", body = ErrorBody),
+        (status = 422, description = "Meta refused the number", body = ErrorBody),
+        (status = 502, body = ErrorBody),
+    ),
+    security(("bearer" = ["manage"]))
+)]
+pub async fn add_phone_number(
+    State(state): State<AppState>,
+    AppAuth(app, _): AppAuth<Manages>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AddNumberBody>,
+) -> Response {
+    let id = match parse_platform_id(&id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    let number = parley_engine::onboarding::NewNumber {
+        cc: body.cc,
+        phone_number: body.phone_number,
+        verified_name: body.verified_name,
+    };
+    match state.engine.add_phone_number(&app, &id, number).await {
+        Ok(outcome) => outcome_response(&state, &app, outcome, StatusCode::OK).await,
+        Err(f) => ApiError::from(f).into_response(),
+    }
 }

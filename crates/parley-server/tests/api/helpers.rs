@@ -151,6 +151,7 @@ pub async fn spawn_app_configured(
         graph_version: graph_version.clone(),
         sdk_url: format!("{sandbox_url}/sdk.js"),
         message_origin: sandbox_url.clone(),
+        ..Default::default()
     };
     tokio::spawn(Sandbox::new(config).serve(sandbox_listener, shutdown.clone()));
     let clock = OffsetClock::default();

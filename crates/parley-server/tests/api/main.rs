@@ -24,6 +24,7 @@ mod pg;
 mod platforms;
 mod safe_defaults;
 mod sending;
+mod signup_states;
 mod templates;
 mod tenancy;
 mod webhooks;

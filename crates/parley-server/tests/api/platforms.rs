@@ -275,7 +275,10 @@ async fn only_waba_signups_find_the_waba_with_debug_token() {
         .await;
     assert_eq!(status, 201, "{platform}");
     assert_eq!(platform["waba_id"], signup["waba_id"]);
-    assert_eq!(step(&platform, "register_phone")["state"], "skipped");
+    // v4: without a number in the event, the WABA's own number is found and registered.
+    assert_eq!(step(&platform, "find_number")["state"], "done");
+    assert_eq!(step(&platform, "register_phone")["state"], "done");
+    assert!(platform["next_step"].is_null(), "{platform}");
     assert!(
         platform["phone_numbers"]
             .as_array()
@@ -568,9 +571,157 @@ async fn the_console_connects_and_its_list_follows_review_and_tier_webhooks() {
     assert_eq!(body["status"], "disconnected");
 }
 
-/// The whole story in headless Chromium: sign in, Log in with Facebook, walk every screen of
-/// the dialog creating a portfolio, a WABA and a profile, finish, see *Pending review*; Meta's
-/// review turns it *Active* in the open page, without a reload.
+/// Clicks a console button that opens Embedded Signup and switches to the popup; returns the
+/// console's window.
+async fn open_dialog(b: &crate::browser::Browser, button: &str) -> fantoccini::wd::WindowHandle {
+    let c = &b.client;
+    let main = c.window().await.expect("window");
+    b.wait_css(button).await.click().await.expect("click");
+    for _ in 0..200 {
+        let windows = c.windows().await.expect("windows");
+        if let Some(w) = windows.into_iter().find(|w| *w != main) {
+            c.switch_to_window(w).await.expect("switch to popup");
+            return main;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("FB.login opened no popup");
+}
+
+async fn click(b: &crate::browser::Browser, css: &str) {
+    b.wait_css(css)
+        .await
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+async fn fill(b: &crate::browser::Browser, css: &str, text: &str) {
+    let e = b.wait_css(css).await;
+    e.clear().await.expect("clear");
+    e.send_keys(text).await.expect("type");
+}
+
+async fn at_step(b: &crate::browser::Browser, step: &str) {
+    b.wait_css(&format!(".es-dialog[data-step=\"{step}\"]"))
+        .await;
+}
+
+/// The dialog from its first screen: the phone choice (`#es-phone-…`), then a new portfolio,
+/// WABA and profile named `company`, and Finish. `verify`: type the code, or "Verify later".
+async fn walk_dialog(b: &crate::browser::Browser, phone: &str, verify: bool, company: &str) {
+    at_step(b, "LOGIN").await;
+    click(b, "#es-next").await;
+    at_step(b, "GET_STARTED").await;
+    click(b, "#es-next").await;
+    // Phone Number First: the number comes before the portfolio.
+    at_step(b, "PHONE_NUMBER_SETUP").await;
+    click(b, phone).await;
+    click(b, "#es-next").await;
+    if phone == "#es-phone-sandbox" {
+        at_step(b, "PHONE_NUMBER_VERIFICATION").await;
+        let button = if verify {
+            "#es-next"
+        } else {
+            "#es-verify-later"
+        };
+        click(b, button).await;
+    }
+    at_step(b, "BUSINESS_ACCOUNT_SELECTION").await;
+    click(b, "#es-business-new").await;
+    fill(b, "#es-business-name", company).await;
+    fill(b, "#es-business-website", "https://cafe-lumen.example").await;
+    b.wait_css("#es-business-country")
+        .await
+        .select_by_value("PT")
+        .await
+        .expect("country");
+    fill(b, "#es-business-address", "Rua Augusta 1, Lisboa").await;
+    click(b, "#es-next").await;
+    if phone == "#es-phone-business-app" {
+        at_step(b, "WHATSAPP_BUSINESS_APP_QR").await;
+        click(b, "#es-next").await;
+    }
+    at_step(b, "WABA_PHONE_PROFILE_PICKER").await;
+    fill(b, "#es-waba-name", &format!("{company} Orders")).await;
+    click(b, "#es-next").await;
+    if phone != "#es-phone-later" {
+        at_step(b, "WHATSAPP_BUSINESS_PROFILE_SETUP").await;
+        fill(b, "#es-profile-display-name", company).await;
+        b.wait_css("#es-profile-category")
+            .await
+            .select_by_value("RESTAURANT")
+            .await
+            .expect("category");
+        click(b, "#es-next").await;
+    }
+    at_step(b, "PERMISSIONS").await;
+    click(b, "#es-next").await;
+    at_step(b, "CONFIRMATION").await;
+    click(b, "#es-next").await;
+    at_step(b, "QUOTAS").await;
+    click(b, "#es-next").await; // Finish
+}
+
+/// The `article.platform` of a company: its `data-status` and text.
+async fn card(c: &fantoccini::Client, company: &str) -> (String, String) {
+    let v = c
+        .execute(
+            "var name = arguments[0];
+             var a = Array.from(document.querySelectorAll('article.platform'))
+               .filter(function (a) { return a.textContent.indexOf(name) >= 0; })[0];
+             return a ? [a.getAttribute('data-status'), a.innerText] : ['', ''];",
+            vec![json!(company)],
+        )
+        .await
+        .expect("script");
+    (
+        v[0].as_str().unwrap_or_default().to_owned(),
+        v[1].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+async fn wait_card(
+    c: &fantoccini::Client,
+    company: &str,
+    check: impl Fn(&str, &str) -> bool,
+) -> String {
+    let mut last = (String::new(), String::new());
+    for _ in 0..200 {
+        last = card(c, company).await;
+        if check(&last.0, &last.1) {
+            return last.1;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the card of {company} never matched: {last:?}");
+}
+
+/// A platform of the list by company.
+async fn platform_by_company(app: &TestApp, company: &str) -> Value {
+    let (_, list) = app
+        .api_call(Method::GET, "/api/v1/platforms?limit=100", None)
+        .await;
+    list["data"]
+        .as_array()
+        .and_then(|d| {
+            d.iter()
+                .find(|p| {
+                    p["company_name"] == company
+                        // A coexistence finish names no portfolio: its WABA's name, then.
+                        || p["waba_name"] == format!("{company} Orders").as_str()
+                })
+                .cloned()
+        })
+        .unwrap_or_else(|| panic!("no platform of {company}: {list}"))
+}
+
+/// The whole story in headless Chromium, for every way Embedded Signup v4 can finish: sign
+/// in, Log in with Facebook, walk the dialog (Phone Number First), finish; the list shows the
+/// platform with its status and next step. A verified number is *Pending review* until Meta's
+/// review turns it *Active* in the open page; an unverified number and a sign-up without a
+/// number become *Active* once the code is typed in the console; a WhatsApp Business app
+/// number (the second button) is connected without registration.
 #[tokio::test]
 async fn a_person_connects_whatsapp_in_the_browser() {
     use fantoccini::Locator;
@@ -578,27 +729,11 @@ async fn a_person_connects_whatsapp_in_the_browser() {
     let browser = crate::browser::Browser::start().await;
     let b = &browser;
     let c = &browser.client;
-    let click = |css: &'static str| async move {
-        b.wait_css(css)
-            .await
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("click {css}: {e}"));
-    };
-    let fill = |css: &'static str, text: String| async move {
-        let e = b.wait_css(css).await;
-        e.clear().await.expect("clear");
-        e.send_keys(&text).await.expect("type");
-    };
-    let at_step = |step: &'static str| async move {
-        b.wait_css(&format!(".es-dialog[data-step=\"{step}\"]"))
-            .await;
-    };
 
     c.goto(&format!("{}/login", app.url)).await.expect("goto");
-    fill("input[name=email]", app.console_email.clone()).await;
-    fill("input[name=password]", app.console_password.clone()).await;
-    click("button[type=submit]").await;
+    fill(b, "input[name=email]", &app.console_email).await;
+    fill(b, "input[name=password]", &app.console_password).await;
+    click(b, "button[type=submit]").await;
     browser.wait_text("WhatsApp platforms").await;
     c.find(Locator::LinkText("Settings"))
         .await
@@ -607,132 +742,179 @@ async fn a_person_connects_whatsapp_in_the_browser() {
         .await
         .expect("click");
     browser.wait_text("Configure platforms").await;
-    // The SDK loaded and FB.init ran: the button is enabled.
+    // The SDK loaded and FB.init ran: the buttons are enabled.
     browser
         .wait_css("button[data-fb-login]:not([disabled])")
         .await;
-
-    let main = c.window().await.expect("window");
-    click("button[data-fb-login]").await;
-    let mut popup = None;
-    for _ in 0..200 {
-        let windows = c.windows().await.expect("windows");
-        if let Some(w) = windows.into_iter().find(|w| *w != main) {
-            popup = Some(w);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    c.switch_to_window(popup.expect("FB.login opened a popup"))
-        .await
-        .expect("switch to popup");
-
-    at_step("LOGIN").await;
-    click("#es-next").await;
-    at_step("GET_STARTED").await;
-    click("#es-next").await;
-    at_step("BUSINESS_ACCOUNT_SELECTION").await;
-    click("#es-business-new").await;
-    fill("#es-business-name", "Café Lumen Lda".into()).await;
-    fill("#es-business-website", "https://cafe-lumen.example".into()).await;
     browser
-        .wait_css("#es-business-country")
-        .await
-        .select_by_value("PT")
-        .await
-        .expect("country");
-    fill("#es-business-address", "Rua Augusta 1, Lisboa".into()).await;
-    click("#es-next").await;
-    at_step("WABA_PHONE_PROFILE_PICKER").await;
-    fill("#es-waba-name", "Café Lumen Orders".into()).await;
-    click("#es-next").await;
-    at_step("WHATSAPP_BUSINESS_PROFILE_SETUP").await;
-    fill("#es-profile-display-name", "Café Lumen".into()).await;
-    browser
-        .wait_css("#es-profile-category")
-        .await
-        .select_by_value("RESTAURANT")
-        .await
-        .expect("category");
-    click("#es-next").await;
-    at_step("PHONE_NUMBER_SETUP").await;
-    click("#es-next").await;
-    at_step("PHONE_NUMBER_VERIFICATION").await;
-    click("#es-next").await;
-    at_step("PERMISSIONS").await;
-    click("#es-next").await;
-    at_step("CONFIRMATION").await;
-    click("#es-next").await;
-    at_step("QUOTAS").await;
-    click("#es-next").await; // Finish
-    c.switch_to_window(main).await.expect("back to the console");
-
-    // Parley ran every step and lists the platform as pending review.
-    browser
-        .wait_text("Connected Café Lumen Orders: Pending review")
+        .wait_text("Connect a WhatsApp Business app number")
         .await;
-    let card_status = || async {
-        c.execute(
-            "return Array.from(document.querySelectorAll('article.platform'))
-               .filter(function (a) { return a.textContent.indexOf('Café Lumen Lda') >= 0; })
-               .map(function (a) { return a.getAttribute('data-status'); });",
-            vec![],
-        )
+
+    // 1. A new number, verified in the dialog.
+    let main = open_dialog(b, "button[data-fb-login]").await;
+    walk_dialog(b, "#es-phone-sandbox", true, "Café Lumen Lda").await;
+    c.switch_to_window(main.clone())
         .await
-        .expect("script")
-    };
-    let mut status = serde_json::Value::Null;
-    for _ in 0..150 {
-        status = card_status().await;
-        if status == json!(["pending_review"]) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, json!(["pending_review"]));
-    browser.wait_text("Pending review").await;
+        .expect("back to the console");
+    browser
+        .wait_text("Connected Café Lumen Lda Orders: Pending review")
+        .await;
+    wait_card(c, "Café Lumen Lda", |s, _| s == "pending_review").await;
+    let signups: Value = app
+        .http
+        .get(format!("{}/sandbox/signups", app.sandbox_url))
+        .send()
+        .await
+        .expect("signups")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        signups["data"][0]["extras"],
+        json!({"setup": {}}),
+        "v4's extras: {signups}"
+    );
+    assert_eq!(signups["data"][0]["flavour"], "v4");
 
     // Meta approves; the open page follows.
-    let (_, list) = app.api_call(Method::GET, "/api/v1/platforms", None).await;
-    let waba = list["data"]
-        .as_array()
-        .and_then(|d| d.iter().find(|p| p["company_name"] == "Café Lumen Lda"))
-        .map(|p| p["waba_id"].clone())
-        .expect("the new platform");
+    let waba = platform_by_company(&app, "Café Lumen Lda").await["waba_id"].clone();
     app.sandbox_post(
         "/sandbox/review",
         &json!({"waba_id": waba, "decision": "APPROVED"}),
     )
     .await;
-    for _ in 0..150 {
-        status = card_status().await;
-        if status == json!(["active"]) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, json!(["active"]), "the list never turned Active");
-    let card = c
-        .execute(
-            "return Array.from(document.querySelectorAll('article.platform'))
-               .filter(function (a) { return a.textContent.indexOf('Café Lumen Lda') >= 0; })[0].innerText;",
-            vec![],
-        )
-        .await
-        .expect("card");
-    let card = card.as_str().unwrap_or_default().to_owned();
+    let text = wait_card(c, "Café Lumen Lda", |s, _| s == "active").await;
     for needle in [
         "Active",
-        "Café Lumen Orders",
-        "Café Lumen (APPROVED)",
+        "Café Lumen Lda Orders",
+        "Café Lumen Lda (APPROVED)",
         "+1 555-",
         "UNKNOWN",
         "250 business-initiated conversations",
         "per business portfolio",
         "80 msg/s",
     ] {
-        assert!(card.contains(needle), "the card lacks {needle}: {card}");
+        assert!(text.contains(needle), "the card lacks {needle}: {text}");
     }
+
+    // 2. A new number, verified later: the platform asks for the code.
+    let main = open_dialog(b, "button[data-fb-login]").await;
+    walk_dialog(b, "#es-phone-sandbox", false, "Verify Later Lda").await;
+    c.switch_to_window(main.clone()).await.expect("back");
+    let text = wait_card(c, "Verify Later Lda", |s, t| {
+        s == "setting_up" && t.contains("Verify the number")
+    })
+    .await;
+    assert!(text.contains("Send the code by text message"), "{text}");
+    let platform = platform_by_company(&app, "Verify Later Lda").await;
+    let phone = platform["next_step"]["phone_number_id"]
+        .as_str()
+        .expect("the number waiting")
+        .to_owned();
+    app.sandbox_post(
+        "/sandbox/review",
+        &json!({"waba_id": platform["waba_id"], "decision": "APPROVED"}),
+    )
+    .await;
+    let id = platform["id"].as_str().expect("id").to_owned();
+    click(
+        b,
+        &format!("article[data-platform=\"{id}\"] [data-action=request_code][data-method=SMS]"),
+    )
+    .await;
+    browser
+        .wait_text("Meta is sending the code by text message")
+        .await;
+    let code = app.sent_code(&phone).await;
+    fill(
+        b,
+        &format!("article[data-platform=\"{id}\"] input[name=code]"),
+        &code,
+    )
+    .await;
+    click(
+        b,
+        &format!("article[data-platform=\"{id}\"] [data-action=verify_code]"),
+    )
+    .await;
+    let text = wait_card(c, "Verify Later Lda", |s, _| s == "active").await;
+    assert!(!text.contains("Verify the number"), "{text}");
+
+    // 3. No number: shown as such (not an error), then one is added and verified.
+    let main = open_dialog(b, "button[data-fb-login]").await;
+    walk_dialog(b, "#es-phone-later", false, "Number Later Lda").await;
+    c.switch_to_window(main.clone()).await.expect("back");
+    let text = wait_card(c, "Number Later Lda", |s, t| {
+        s == "setting_up" && t.contains("No phone number yet")
+    })
+    .await;
+    assert!(!text.contains("Retry failed step"), "not a failure: {text}");
+    let platform = platform_by_company(&app, "Number Later Lda").await;
+    let id = platform["id"].as_str().expect("id").to_owned();
+    app.sandbox_post(
+        "/sandbox/review",
+        &json!({"waba_id": platform["waba_id"], "decision": "APPROVED"}),
+    )
+    .await;
+    let in_card = |what: &str| format!("article[data-platform=\"{id}\"] {what}");
+    fill(b, &in_card("input[name=cc]"), "351").await;
+    fill(b, &in_card("input[name=phone_number]"), "912345678").await;
+    fill(b, &in_card("input[name=verified_name]"), "Number Later").await;
+    click(b, &in_card("[data-action=add_number]")).await;
+    wait_card(c, "Number Later Lda", |_, t| {
+        t.contains("Verify the number")
+    })
+    .await;
+    click(b, &in_card("[data-action=request_code][data-method=VOICE]")).await;
+    browser
+        .wait_text("Meta is sending the code by a phone call")
+        .await;
+    let phone = platform_by_company(&app, "Number Later Lda").await["next_step"]["phone_number_id"]
+        .as_str()
+        .expect("the added number")
+        .to_owned();
+    let code = app.sent_code(&phone).await;
+    fill(b, &in_card("input[name=code]"), &code).await;
+    click(b, &in_card("[data-action=verify_code]")).await;
+    let text = wait_card(c, "Number Later Lda", |s, _| s == "active").await;
+    assert!(text.contains("+351 912345678"), "{text}");
+
+    // 4. A WhatsApp Business app number, from its own button: no registration.
+    let main = open_dialog(b, "button[data-flow=business_app]").await;
+    walk_dialog(b, "#es-phone-business-app", true, "Corner Shop Lda").await;
+    c.switch_to_window(main.clone()).await.expect("back");
+    let text = wait_card(c, "Corner Shop Lda", |s, _| s == "pending_review").await;
+    assert!(text.contains("+1 555-"), "{text}");
+    let platform = platform_by_company(&app, "Corner Shop Lda").await;
+    assert_eq!(
+        platform["onboarding"]["event"],
+        "FINISH_WHATSAPP_BUSINESS_APP_ONBOARDING"
+    );
+    let register = platform["onboarding"]["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["step"] == "register_phone").cloned())
+        .expect("register step");
+    assert_eq!(register["state"], "skipped", "{platform}");
+    let signups: Value = app
+        .http
+        .get(format!("{}/sandbox/signups", app.sandbox_url))
+        .send()
+        .await
+        .expect("signups")
+        .json()
+        .await
+        .expect("json");
+    let last = signups["data"]
+        .as_array()
+        .and_then(|d| d.last())
+        .cloned()
+        .expect("signup");
+    assert_eq!(
+        last["extras"],
+        json!({"setup": {}, "featureType": "whatsapp_business_app_onboarding"}),
+        "{last}"
+    );
+
     // The page's policy let through all that the SDK stand-in and the page needed.
     assert_eq!(browser.csp_violations().await, Vec::<String>::new());
     let _ = c.clone().close().await;
@@ -740,7 +922,7 @@ async fn a_person_connects_whatsapp_in_the_browser() {
 
 /// A second application (its own account) with an API token, as another tenant of the same
 /// Parley: returns its token.
-async fn second_application(app: &TestApp) -> String {
+pub async fn second_application(app: &TestApp) -> String {
     use parley_domain::{AccountId, ApplicationId};
     let now = parley_engine::Clock::now_millis(&app.clock);
     let account = AccountId::new();

@@ -163,6 +163,13 @@ fn body_for(method: &str, path: &str, a: &Owned) -> Option<Value> {
         ("post", "/api/v1/applications") => Some(json!({"name": "B's second"})),
         ("post", "/api/v1/tokens") => Some(json!({"label": "B's", "scopes": ["read"]})),
         ("put", "/api/v1/settings/opt-out") => Some(json!({"keywords": ["halt"]})),
+        ("post", "/api/v1/platforms/{id}/request_code") => {
+            Some(json!({"code_method": "SMS", "language": "en_US"}))
+        }
+        ("post", "/api/v1/platforms/{id}/verify_code") => Some(json!({"code": "123456"})),
+        ("post", "/api/v1/platforms/{id}/phone_numbers") => Some(json!({
+            "cc": "1", "phone_number": "4195551518", "verified_name": "B's number"
+        })),
         _ => None,
     }
 }

@@ -182,7 +182,8 @@ impl Store for Backend {
         .bind(p.now)
         .bind(p.now)
         .fetch_one(self.writer())
-        .await?;
+        .await
+        .map_err(|e| crate::waba_taken(e, p.waba_id.as_str()))?;
         parse_id(&row, "id", PlatformId::parse)
     }
 

@@ -69,17 +69,20 @@ impl Backend {
 /// Steps sort in the order onboarding runs them, whatever order they were recorded in.
 fn position(step: &str) -> i64 {
     match step {
-        "exchange_code" => 1,
-        "debug_token" => 2,
-        "subscribe_app" => 3,
-        "register_phone" => 4,
-        "read_business" => 5,
-        "read_waba" => 6,
-        "read_phone_numbers" => 7,
-        "sync_contacts" => 8,
-        "sync_history" => 9,
-        "read_profile" => 10,
-        _ => 11,
+        // Tens, so steps added later fit between (sessions recorded before keep 1-8).
+        "exchange_code" => 10,
+        "debug_token" => 20,
+        "subscribe_app" => 30,
+        "find_number" => 34,
+        "verify_number" => 36,
+        "register_phone" => 40,
+        "read_business" => 32,
+        "read_waba" => 60,
+        "read_phone_numbers" => 70,
+        "sync_contacts" => 72,
+        "sync_history" => 74,
+        "read_profile" => 80,
+        _ => 90,
     }
 }
 
@@ -213,7 +216,8 @@ impl PlatformStore for Backend {
         .bind(now)
         .bind(platform.as_str())
         .execute(self.writer())
-        .await?;
+        .await
+        .map_err(|e| crate::waba_taken(e, platform.as_str()))?;
         Ok(())
     }
 
