@@ -115,7 +115,7 @@ pub enum Retry {
 }
 
 impl Step {
-    pub const ALL: [Step; 10] = [
+    pub const ALL: [Step; 12] = [
         Step::ExchangeCode,
         Step::DebugToken,
         Step::SubscribeApp,
@@ -248,8 +248,8 @@ impl std::fmt::Display for Step {
 }
 
 /// The step names, in the order the steps run.
-pub const STEPS: [&str; 10] = {
-    let mut names = [""; 10];
+pub const STEPS: [&str; Step::ALL.len()] = {
+    let mut names = [""; Step::ALL.len()];
     let mut i = 0;
     while i < names.len() {
         names[i] = Step::ALL[i].name();

@@ -37,7 +37,6 @@ use serde_json::{Value, json};
 use crate::Sandbox;
 use crate::control::json_body;
 use crate::errors::GraphError;
-use crate::signup::Created;
 use crate::state::{EventKind, State as World, digits};
 
 /// Meta: "Throughput is fixed at 20 mps" for coexistence numbers.

@@ -184,8 +184,10 @@ impl Sandbox {
                 "/sandbox/coexistence/{id}/reconnect",
                 post(coexist::reconnect),
             )
+            .route(
                 "/sandbox/phone_numbers/{id}/code",
                 get(verification::sent_code),
+            )
             .route("/sandbox/signups", get(verification::signups))
             .route("/sdk.js", get(sdk::sdk))
             .route("/en_US/sdk.js", get(sdk::sdk))

@@ -18,10 +18,10 @@ use tokio_util::sync::CancellationToken;
 mod calls;
 #[path = "sandbox/coexistence.rs"]
 mod coexistence;
-#[path = "sandbox/fields.rs"]
-mod fields;
 #[path = "sandbox/completions.rs"]
 mod completions;
+#[path = "sandbox/fields.rs"]
+mod fields;
 #[path = "sandbox/limits.rs"]
 mod limits;
 #[path = "sandbox/signup.rs"]
