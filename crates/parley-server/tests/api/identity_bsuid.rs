@@ -311,3 +311,59 @@ async fn error_131062_is_explained_and_authentication_templates_never_go_to_a_bs
     let text = m["error"]["message"].as_str().expect("message");
     assert!(text.contains("business-scoped user id"), "{text}");
 }
+
+#[tokio::test]
+async fn an_import_bsuid_column_links_or_creates_and_erasure_removes_every_identity() {
+    let app = spawn_app().await;
+    // A customer who wrote in by username first (known by BSUID only).
+    app.sandbox_post(
+        &format!("/sandbox/users/{CUSTOMER}"),
+        &json!({"username": "ana"}),
+    )
+    .await;
+    let bsuid = app.sandbox_bsuid(CUSTOMER).await;
+    app.sandbox_post("/sandbox/inbound", &json!({"from": CUSTOMER, "text": "hi"}))
+        .await;
+    let written = app
+        .wait_contact(&bsuid, "the inbound", |c| c["last_inbound_at"].is_string())
+        .await;
+    let csv = format!(
+        "phone,bsuid,plan\n{CUSTOMER},{bsuid},pro\n,US.77777777777777777777,basic\n+4915112340009,,free\n,US.ENT.1,x\n"
+    );
+    let job = crate::audience::import(&app, "format=csv&map=plan:plan", &csv).await;
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(
+        job["rejected"], 1,
+        "a parent BSUID is not a contact's own: {job}"
+    );
+    // The phone and BSUID of the first row are one person: the contact who wrote in.
+    let c = app
+        .wait_contact(&bsuid, "the imported phone", |c| c["phone"] == CUSTOMER)
+        .await;
+    assert_eq!(c["id"], written["id"], "{c}");
+    assert_eq!(c["tags"]["plan"], "pro");
+    assert_eq!(c["username"], "ana");
+    // A BSUID-only row creates a contact known by it alone.
+    let (status, only) = app
+        .api_call(
+            Method::GET,
+            "/api/v1/contacts/US.77777777777777777777",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{only}");
+    assert_eq!(only["phone"], Value::Null);
+    assert_eq!(only["tags"]["plan"], "basic");
+
+    // Erasure by the BSUID removes the phone, the BSUID and the username with the row.
+    let (status, v) = app
+        .api_call(Method::DELETE, &format!("/api/v1/contacts/{bsuid}"), None)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    for key in [CUSTOMER, bsuid.as_str()] {
+        let (status, _) = app
+            .api_call(Method::GET, &format!("/api/v1/contacts/{key}"), None)
+            .await;
+        assert_eq!(status, 404, "{key}");
+    }
+}
