@@ -182,6 +182,19 @@ impl State {
         } else {
             self.exchanged_by_phone(phone_id, wa_id, now_ms);
         }
+        // Sharing their number through a REQUEST_CONTACT_INFO button puts the user in the
+        // portfolio's contact book: later webhooks carry the phone (META_2026 §3.4).
+        let shared = message.get("type").and_then(Value::as_str) == Some("contacts")
+            && message
+                .get("contacts")
+                .and_then(Value::as_array)
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.get("origin").and_then(Value::as_str) == Some("contact_request"))
+                });
+        if shared {
+            self.users.book.insert((business, wa_id.to_owned()));
+        }
     }
 }
 
