@@ -204,10 +204,10 @@ impl State {
 /// to lift into the value.
 pub(crate) fn dress_status(status: &mut Value, recipient: &StatusRecipient, parent_field: &str) {
     let failed = status.get("status").and_then(Value::as_str) == Some("failed");
-    if recipient.withheld {
-        if let Some(s) = status.as_object_mut() {
-            s.remove("recipient_id");
-        }
+    if recipient.withheld
+        && let Some(s) = status.as_object_mut()
+    {
+        s.remove("recipient_id");
     }
     // Meta omits the BSUID on `failed` statuses of messages sent to a phone number.
     if failed && !recipient.by_bsuid {
