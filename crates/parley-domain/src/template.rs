@@ -396,6 +396,11 @@ pub enum Button {
         otp_type: String,
         text: Option<String>,
     },
+    /// Asks a customer known only by their business-scoped user id to share their phone
+    /// number (META_2026 §3.4); no parameters at send time.
+    RequestContactInfo {
+        text: Option<String>,
+    },
     Other {
         kind: String,
     },
@@ -812,6 +817,7 @@ fn button_from_meta(b: &Value) -> Button {
             otp_type: s("otp_type").unwrap_or_default(),
             text: s("text"),
         },
+        "REQUEST_CONTACT_INFO" => Button::RequestContactInfo { text: s("text") },
         _ => Button::Other { kind },
     }
 }

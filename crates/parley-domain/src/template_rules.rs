@@ -42,6 +42,8 @@ pub const BUTTON_TEXT_MAX_CHARS: usize = 25;
 pub const BUTTON_URL_MAX_CHARS: usize = 2000;
 pub const MAX_BUTTONS: usize = 10;
 pub const COPY_CODE_MAX_CHARS: usize = 15;
+/// The only text a `REQUEST_CONTACT_INFO` button may carry.
+pub const CONTACT_INFO_TEXT: &str = "Share Contact Info";
 pub const PARAMETER_TEXT_MAX_CHARS: usize = 1024;
 
 /// What a user submits to create (or edit) a template, in Meta's create shape.
@@ -1207,7 +1209,7 @@ impl<'a> Checker<'a> {
                 ),
             );
         }
-        let mut counts = [0usize; 4]; // URL, PHONE_NUMBER, COPY_CODE, OTP
+        let mut counts = [0usize; 5]; // URL, PHONE_NUMBER, COPY_CODE, OTP, REQUEST_CONTACT_INFO
         let mut groups = 0;
         let mut previous_quick = None::<bool>;
         let mut has_otp = false;
@@ -1225,7 +1227,7 @@ impl<'a> Checker<'a> {
                 self.push(
                     format!("{base}.type"),
                     "button_type_missing",
-                    "the button has no `type`: use QUICK_REPLY, URL, PHONE_NUMBER, COPY_CODE or OTP",
+                    "the button has no `type`: use QUICK_REPLY, URL, PHONE_NUMBER, COPY_CODE, OTP or REQUEST_CONTACT_INFO",
                 );
                 continue;
             };
@@ -1242,7 +1244,7 @@ impl<'a> Checker<'a> {
                 }
             }
             previous_quick = Some(quick);
-            let limit = |slot: usize, max: usize, counts: &mut [usize; 4]| {
+            let limit = |slot: usize, max: usize, counts: &mut [usize; 5]| {
                 counts[slot] += 1;
                 counts[slot] > max
             };
@@ -1320,24 +1322,61 @@ impl<'a> Checker<'a> {
                     }
                     self.otp_button(&base, obj);
                 }
+                "REQUEST_CONTACT_INFO" => {
+                    if limit(4, 1, &mut counts) {
+                        self.push(
+                            format!("{base}.type"),
+                            "button_limit",
+                            "more than 1 REQUEST_CONTACT_INFO button: Meta allows at most 1",
+                        );
+                    }
+                    self.contact_info_button(&base, obj);
+                }
                 "FLOW" | "MPM" | "CATALOG" | "SPM" | "VOICE_CALL" | "APP" => self.push(
                     format!("{base}.type"),
                     "button_type_unsupported",
                     format!(
-                        "{kind} buttons cannot be created here: use QUICK_REPLY, URL, PHONE_NUMBER, COPY_CODE or OTP, or create the template in WhatsApp Manager"
+                        "{kind} buttons cannot be created here: use QUICK_REPLY, URL, PHONE_NUMBER, COPY_CODE, OTP or REQUEST_CONTACT_INFO, or create the template in WhatsApp Manager"
                     ),
                 ),
                 _ => self.push(
                     format!("{base}.type"),
                     "button_type_invalid",
                     format!(
-                        "`{}` is not a button type: use QUICK_REPLY, URL, PHONE_NUMBER, COPY_CODE or OTP",
+                        "`{}` is not a button type: use QUICK_REPLY, URL, PHONE_NUMBER, COPY_CODE, OTP or REQUEST_CONTACT_INFO",
                         crate::excerpt(&kind)
                     ),
                 ),
             }
         }
         has_otp
+    }
+
+    /// `REQUEST_CONTACT_INFO` (META_2026 §3.4): on UTILITY and MARKETING templates (the
+    /// AUTHENTICATION check above already refused it there); its optional `text` must be
+    /// exactly "Share Contact Info" (WhatsApp localises the label); nothing else.
+    fn contact_info_button(&mut self, base: &str, b: &Map<String, Value>) {
+        match b.get("text") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(t)) if t == CONTACT_INFO_TEXT => {}
+            Some(_) => self.push(
+                format!("{base}.text"),
+                "button_text_invalid",
+                format!(
+                    "a REQUEST_CONTACT_INFO button's text is fixed: write exactly \"{CONTACT_INFO_TEXT}\" (WhatsApp shows it in the customer's language), or leave `text` out"
+                ),
+            ),
+        }
+        if let Some(key) = b.keys().find(|k| !matches!(k.as_str(), "type" | "text")) {
+            self.push(
+                format!("{base}.{key}"),
+                "button_field_unknown",
+                format!(
+                    "a REQUEST_CONTACT_INFO button takes only `type` and `text`: remove `{}`",
+                    crate::excerpt(key)
+                ),
+            );
+        }
     }
 
     /// The label every QUICK_REPLY, URL and PHONE_NUMBER button needs (optional for OTP).
@@ -1824,6 +1863,72 @@ mod tests {
         assert_eq!(meta["components"][2]["buttons"][1]["type"], "COPY_CODE");
         let meta = draft(auth_copy_code()).to_meta_json();
         assert_eq!(meta["parameter_format"], "positional");
+    }
+
+    #[test]
+    fn request_contact_info_buttons() {
+        let with = |button: Value, category: &str| {
+            let mut v = utility_named();
+            v["category"] = json!(category);
+            v["components"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "BUTTONS", "buttons": [button]}));
+            v
+        };
+        for category in ["utility", "MARKETING"] {
+            assert_eq!(
+                issues(with(json!({"type": "REQUEST_CONTACT_INFO"}), category)),
+                vec![]
+            );
+            assert_eq!(
+                issues(with(
+                    json!({"type": "REQUEST_CONTACT_INFO", "text": "Share Contact Info"}),
+                    category
+                )),
+                vec![]
+            );
+        }
+        assert_issue(
+            with(
+                json!({"type": "REQUEST_CONTACT_INFO", "text": "Send us your number"}),
+                "utility",
+            ),
+            "components[1].buttons[0].text",
+            "button_text_invalid",
+        );
+        assert_issue(
+            with(
+                json!({"type": "REQUEST_CONTACT_INFO", "url": "https://x"}),
+                "utility",
+            ),
+            "components[1].buttons[0].url",
+            "button_field_unknown",
+        );
+        let two = {
+            let mut v = utility_named();
+            v["components"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "BUTTONS", "buttons": [
+                {"type": "REQUEST_CONTACT_INFO"}, {"type": "REQUEST_CONTACT_INFO"}]}));
+            v
+        };
+        assert_issue(two, "components[1].buttons[1].type", "button_limit");
+        // Meta's stored template reads back as the button, with nothing to fill at send time.
+        let t = crate::Template::from_meta_json(&json!({
+            "name": "share_number", "language": "en", "category": "UTILITY", "status": "APPROVED",
+            "components": [{"type": "BODY", "text": "Please share your number."},
+                {"type": "BUTTONS", "buttons": [{"type": "REQUEST_CONTACT_INFO", "text": "Share Contact Info"}]}]
+        }))
+        .unwrap();
+        assert_eq!(
+            t.buttons,
+            vec![crate::Button::RequestContactInfo {
+                text: Some("Share Contact Info".into())
+            }]
+        );
+        assert!(t.variables().is_empty());
     }
 
     #[test]

@@ -486,6 +486,7 @@ impl Engine {
                     timezone: input.timezone,
                     tags,
                     subscription,
+                    bsuid: None,
                 }],
                 self.now(),
             )
@@ -1614,7 +1615,10 @@ impl RowReader {
                 continue;
             }
             match target.to_ascii_lowercase().as_str() {
-                "phone" => phone = Some(cell.trim().to_owned()),
+                "phone" => phone = Some(cell.trim().to_owned()).filter(|s| !s.is_empty()),
+                "bsuid" => {
+                    row.bsuid = import_bsuid(cell)?;
+                }
                 "name" => row.name = Some(cell.trim().to_owned()).filter(|s| !s.is_empty()),
                 "locale" => row.locale = Some(cell.trim().to_owned()).filter(|s| !s.is_empty()),
                 "timezone" => row.timezone = Some(cell.trim().to_owned()).filter(|s| !s.is_empty()),
@@ -1644,11 +1648,18 @@ impl RowReader {
                 }
             }
         }
-        let phone = phone.ok_or_else(|| self.no_phone())?;
-        let phone = E164::parse_in(&phone, self.options.country)
-            .map_err(|e| format!("bad phone number: {e}"))?;
-        row.phone = phone.as_str().to_owned();
-        row.wa_id = Some(phone.wa_id());
+        match (phone, &row.bsuid) {
+            (Some(phone), _) => {
+                let phone = E164::parse_in(&phone, self.options.country).map_err(|e| format!("bad phone number: {e}"))?;
+                row.phone = phone.as_str().to_owned();
+                row.wa_id = Some(phone.wa_id());
+            }
+            // Known by its business-scoped user id alone (META_2026 §3.8).
+            (None, Some(bsuid)) => row.phone = bsuid.clone(),
+            (None, None) => {
+                return Err(self.no_phone());
+            }
+        }
         Ok(row)
     }
 }
@@ -1659,14 +1670,22 @@ fn ndjson_row(text: &str, country: Option<Region>) -> Result<ContactUpsert, Stri
         return Err("not a JSON object".into());
     };
     let s = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_owned);
-    let phone = obj
-        .get("phone")
-        .map(|p| match p {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-        .ok_or("the row has no `phone`")?;
-    let phone = E164::parse_in(&phone, country).map_err(|e| format!("bad phone number: {e}"))?;
+    let bsuid = match s("bsuid") {
+        Some(b) => import_bsuid(&b)?,
+        None => None,
+    };
+    let phone = obj.get("phone").filter(|p| !p.is_null()).map(|p| match p {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    });
+    let (address, wa_id) = match (phone, &bsuid) {
+        (Some(phone), _) => {
+            let phone = E164::parse_in(&phone, country).map_err(|e| format!("bad phone number: {e}"))?;
+            (phone.as_str().to_owned(), Some(phone.wa_id()))
+        }
+        (None, Some(b)) => (b.clone(), None),
+        (None, None) => return Err("the row has no `phone`".into()),
+    };
     let tags = match obj.get("tags") {
         None | Some(Value::Null) => TagPatch::new(),
         Some(Value::Object(t)) => tag_patch(t).map_err(|e| e.message)?,
@@ -1682,14 +1701,30 @@ fn ndjson_row(text: &str, country: Option<Region>) -> Result<ContactUpsert, Stri
         }),
     };
     Ok(ContactUpsert {
-        wa_id: Some(phone.wa_id()),
-        phone: phone.as_str().to_owned(),
+        wa_id,
+        phone: address,
+        bsuid,
         name: s("name"),
         locale: s("locale"),
         timezone: s("timezone"),
         tags,
         subscription,
     })
+}
+
+/// An import's `bsuid` cell: empty is none; anything else must read as a BSUID.
+fn import_bsuid(cell: &str) -> Result<Option<String>, String> {
+    let cell = cell.trim();
+    if cell.is_empty() {
+        return Ok(None);
+    }
+    let b = Bsuid::parse(cell).map_err(|e| format!("bad bsuid: {e}"))?;
+    if b.is_parent() {
+        return Err(format!(
+            "bad bsuid: `{b}` is a parent BSUID; give the customer's own BSUID"
+        ));
+    }
+    Ok(Some(b.as_str().to_owned()))
 }
 
 /// Splits one comma-separated record (RFC 4180: quoted cells, `""` for a quote, newlines

@@ -22,12 +22,15 @@
 //! | `GET` | `/sandbox/state` | | businesses, WABAs, numbers, templates, clock (no secrets) |
 //! | `POST` | `/sandbox/templates/{id}/status` | `{"status": "PAUSED", "reason"?: "NONE"}` | the template's new status; sends `message_template_status_update` |
 //! | `GET` | `/sandbox/violations` | | `{"data": [{"at", "business_id", "phone_number_id", "recipient", "limit", "reached"}]}`: sends refused over the messaging limit (131064) |
-//! | `POST` | `/sandbox/reset` | | forgets messages, the request log and rate-refusal counts, windows, limits, messaging-limit reach and violations, queued webhooks, the delivery log, faults, and the consent, pacing and marketing settings |
+//! | `POST` | `/sandbox/reset` | | forgets messages, the request log and rate-refusal counts, windows, limits, messaging-limit reach and violations, queued webhooks, the delivery log, faults, users, and the consent, pacing and marketing settings |
 //!
 //! Consent, pacing, pricing and marketing controls (`/sandbox/user_preferences`,
 //! `/sandbox/marketing_cap`, `/sandbox/pacing`, `/sandbox/pacing/release`,
 //! `/sandbox/wabas/{id}/marketing`, `/sandbox/pricing`, `/sandbox/consent`) are documented in
 //! the `consent` module.
+//!
+//! The users' controls (`/sandbox/users/{phone}`, `…/change_number`, `…/change_user_id`:
+//! usernames, BSUIDs, identity changes) are documented in the `users` module and SANDBOX.md.
 //!
 //! Embedded Signup's controls (`/sandbox/signup`, `/sandbox/review`,
 //! `/sandbox/phone_numbers/{id}/limit`) are documented in the `signup` module.

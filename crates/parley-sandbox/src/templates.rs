@@ -320,7 +320,8 @@ fn check_components(components: &[Value], named: bool, category: &str) -> Result
                     }
                 }
             }
-            "HEADER" | "FOOTER" | "BUTTONS" | "CAROUSEL" | "LIMITED_TIME_OFFER" => {}
+            "BUTTONS" => check_contact_info_buttons(component, category)?,
+            "HEADER" | "FOOTER" | "CAROUSEL" | "LIMITED_TIME_OFFER" => {}
             other => {
                 return Err(GraphError::invalid_param(format!(
                     "Param components[]['type'] must be one of {{HEADER, BODY, FOOTER, BUTTONS}} - got {other}."
@@ -334,6 +335,44 @@ fn check_components(components: &[Value], named: bool, category: &str) -> Result
         ));
     }
     Ok(())
+}
+
+/// The `REQUEST_CONTACT_INFO` button (META_2026 §3.4): on UTILITY and MARKETING templates
+/// only, at most one, and its optional `text` is exactly "Share Contact Info".
+fn check_contact_info_buttons(component: &Value, category: &str) -> Result<(), GraphError> {
+    let buttons = component
+        .get("buttons")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let asks: Vec<&Value> = buttons
+        .iter()
+        .filter(|b| {
+            b.get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.eq_ignore_ascii_case("REQUEST_CONTACT_INFO"))
+        })
+        .collect();
+    if asks.is_empty() {
+        return Ok(());
+    }
+    if !matches!(category, "UTILITY" | "MARKETING") {
+        return Err(GraphError::invalid_param(
+            "A REQUEST_CONTACT_INFO button is allowed on UTILITY and MARKETING templates only.",
+        ));
+    }
+    if asks.len() > 1 {
+        return Err(GraphError::invalid_param(
+            "A template can have at most one REQUEST_CONTACT_INFO button.",
+        ));
+    }
+    match asks[0].get("text") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(t)) if t == "Share Contact Info" => Ok(()),
+        Some(_) => Err(GraphError::invalid_param(
+            "Param text of a REQUEST_CONTACT_INFO button must be \"Share Contact Info\".",
+        )),
+    }
 }
 
 /// `DELETE /{waba}/message_templates?name=…[&hsm_id=…]` → `{"success":true}`.

@@ -182,6 +182,19 @@ impl State {
         } else {
             self.exchanged_by_phone(phone_id, wa_id, now_ms);
         }
+        // Sharing their number through a REQUEST_CONTACT_INFO button puts the user in the
+        // portfolio's contact book: later webhooks carry the phone (META_2026 §3.4).
+        let shared = message.get("type").and_then(Value::as_str) == Some("contacts")
+            && message
+                .get("contacts")
+                .and_then(Value::as_array)
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.get("origin").and_then(Value::as_str) == Some("contact_request"))
+                });
+        if shared {
+            self.users.book.insert((business, wa_id.to_owned()));
+        }
     }
 }
 
@@ -191,10 +204,10 @@ impl State {
 /// to lift into the value.
 pub(crate) fn dress_status(status: &mut Value, recipient: &StatusRecipient, parent_field: &str) {
     let failed = status.get("status").and_then(Value::as_str) == Some("failed");
-    if recipient.withheld {
-        if let Some(s) = status.as_object_mut() {
-            s.remove("recipient_id");
-        }
+    if recipient.withheld
+        && let Some(s) = status.as_object_mut()
+    {
+        s.remove("recipient_id");
     }
     // Meta omits the BSUID on `failed` statuses of messages sent to a phone number.
     if failed && !recipient.by_bsuid {

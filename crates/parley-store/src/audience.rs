@@ -50,6 +50,10 @@ pub struct ContactUpsert {
     pub tags: TagPatch,
     /// Applied (and recorded in the history) only when it changes the state.
     pub subscription: Option<SubscriptionChange>,
+    /// A business-scoped user id to link to the contact (an import's `bsuid` column). With
+    /// no phone, `phone` holds this BSUID (the contact's address, migration 0015) and the
+    /// contact already known by it, if any, is the one updated.
+    pub bsuid: Option<String>,
 }
 
 /// A contact with everything the audience features show.

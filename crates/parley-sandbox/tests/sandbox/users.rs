@@ -227,3 +227,52 @@ async fn identity_changes_arrive_as_system_messages_without_contacts() {
     );
     assert!(s.get("recipient_parent_user_id").is_none());
 }
+
+#[tokio::test]
+async fn request_contact_info_buttons_follow_metas_rules() {
+    let sb = spawn(test_config()).await;
+    let path = format!("/v23.0/{}/message_templates", demo_ids::WABA_ID);
+    let template = |name: &str, category: &str, button: Value| {
+        json!({"name": name, "language": "en", "category": category, "components": [
+            {"type": "BODY", "text": "Please share your number."},
+            {"type": "BUTTONS", "buttons": [button]}]})
+    };
+    for (name, category, button) in [
+        (
+            "share_u",
+            "UTILITY",
+            json!({"type": "REQUEST_CONTACT_INFO"}),
+        ),
+        (
+            "share_m",
+            "MARKETING",
+            json!({"type": "REQUEST_CONTACT_INFO", "text": "Share Contact Info"}),
+        ),
+    ] {
+        let (status, body) = sb
+            .graph(Method::POST, &path, Some(template(name, category, button)))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = sb
+        .graph(
+            Method::POST,
+            &path,
+            Some(template(
+                "share_bad",
+                "UTILITY",
+                json!({"type": "REQUEST_CONTACT_INFO", "text": "Your number?"}),
+            )),
+        )
+        .await;
+    assert_meta_error(status, &body, 400, 100);
+    // Approved, it is sent with no button parameters.
+    sb.advance(11).await;
+    let (status, body) = sb
+        .send(
+            &json!({"messaging_product": "whatsapp", "to": CUSTOMER, "type": "template",
+            "template": {"name": "share_u", "language": {"code": "en"}}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -293,3 +293,120 @@ async fn error_131062_is_explained_and_authentication_templates_never_go_to_a_bs
     let text = m["error"]["message"].as_str().expect("message");
     assert!(text.contains("business-scoped user id"), "{text}");
 }
+
+#[tokio::test]
+async fn an_import_bsuid_column_links_or_creates_and_erasure_removes_every_identity() {
+    let app = spawn_app().await;
+    // A customer who wrote in by username first (known by BSUID only).
+    app.sandbox_post(
+        &format!("/sandbox/users/{CUSTOMER}"),
+        &json!({"username": "ana"}),
+    )
+    .await;
+    let bsuid = app.sandbox_bsuid(CUSTOMER).await;
+    app.sandbox_post("/sandbox/inbound", &json!({"from": CUSTOMER, "text": "hi"}))
+        .await;
+    let written = app
+        .wait_contact(&bsuid, "the inbound", |c| c["last_inbound_at"].is_string())
+        .await;
+    let csv = format!(
+        "phone,bsuid,plan\n{CUSTOMER},{bsuid},pro\n,US.77777777777777777777,basic\n+4915112340009,,free\n,US.ENT.1,x\n"
+    );
+    let job = crate::audience::import(&app, "format=csv&map=plan:plan", &csv).await;
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(
+        job["rejected"], 1,
+        "a parent BSUID is not a contact's own: {job}"
+    );
+    // The phone and BSUID of the first row are one person: the contact who wrote in.
+    let c = app
+        .wait_contact(&bsuid, "the imported phone", |c| c["phone"] == CUSTOMER)
+        .await;
+    assert_eq!(c["id"], written["id"], "{c}");
+    assert_eq!(c["tags"]["plan"], "pro");
+    assert_eq!(c["username"], "ana");
+    // A BSUID-only row creates a contact known by it alone.
+    let (status, only) = app
+        .api_call(
+            Method::GET,
+            "/api/v1/contacts/US.77777777777777777777",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{only}");
+    assert_eq!(only["phone"], Value::Null);
+    assert_eq!(only["tags"]["plan"], "basic");
+
+    // Erasure by the BSUID removes the phone, the BSUID and the username with the row.
+    let (status, v) = app
+        .api_call(Method::DELETE, &format!("/api/v1/contacts/{bsuid}"), None)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    for key in [CUSTOMER, bsuid.as_str()] {
+        let (status, _) = app
+            .api_call(Method::GET, &format!("/api/v1/contacts/{key}"), None)
+            .await;
+        assert_eq!(status, 404, "{key}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_contact_info_template_brings_the_phone_onto_the_contact() {
+    let app = spawn_app().await;
+    let draft = json!({"name": "share_number", "language": "en", "category": "UTILITY",
+    "components": [
+        {"type": "BODY", "text": "To send your order updates by SMS too, please share your number."},
+        {"type": "BUTTONS", "buttons": [{"type": "REQUEST_CONTACT_INFO", "text": "Share Contact Info"}]}
+    ]});
+    let t = app.create_template(&draft).await;
+    app.advance_review().await;
+    app.wait_template(t["id"].as_str().expect("id"), "APPROVED")
+        .await;
+    let (status, v) = app
+        .api_call(
+            Method::POST,
+            "/api/v1/templates",
+            Some(&json!({"name": "bad_share", "language": "en", "category": "UTILITY",
+                "components": [{"type": "BODY", "text": "Share?"},
+                    {"type": "BUTTONS", "buttons": [{"type": "REQUEST_CONTACT_INFO", "text": "Give number"}]}]})),
+        )
+        .await;
+    assert_eq!(status, 422, "{v}");
+
+    app.sandbox_post(
+        &format!("/sandbox/users/{CUSTOMER}"),
+        &json!({"username": "kim"}),
+    )
+    .await;
+    let bsuid = app.sandbox_bsuid(CUSTOMER).await;
+    app.sandbox_post(
+        "/sandbox/inbound",
+        &json!({"from": CUSTOMER, "text": "hello"}),
+    )
+    .await;
+    app.wait_contact(&bsuid, "the inbound", |c| c["last_inbound_at"].is_string())
+        .await;
+    let id = app
+        .send(&json!({"to": bsuid, "template": {"name": "share_number", "language": "en"}}))
+        .await;
+    let wamid = app.wait_wamid(&id).await;
+    let sent = app.sandbox_messages().await;
+    let rec = sent
+        .iter()
+        .find(|r| r["wamid"] == wamid.as_str())
+        .expect("recorded");
+    assert_eq!(rec["request"]["recipient"], bsuid.as_str());
+    // The customer taps the button: a `contacts` message with origin `contact_request`.
+    app.sandbox_post(
+        "/sandbox/inbound",
+        &json!({"from": CUSTOMER, "message": {"type": "contacts", "contacts": [{
+            "origin": "contact_request",
+            "phones": [{"phone": "+49 151 12340001", "wa_id": CUSTOMER_DIGITS, "type": "MOBILE"}]}]}}),
+    )
+    .await;
+    let c = app
+        .wait_contact(&bsuid, "the shared phone", |c| c["phone"] == CUSTOMER)
+        .await;
+    assert_eq!(c["bsuid"], bsuid.as_str());
+    assert_eq!(app.contacts_where("exists(bsuid)").await.len(), 1);
+}

@@ -182,6 +182,29 @@ pub(crate) async fn upsert_in(
     contacts: &[ContactUpsert],
     now: Millis,
 ) -> Result<UpsertCounts> {
+    // A row known by its BSUID alone updates the contact that has it, whatever its address.
+    let readdressed;
+    let contacts = if contacts.iter().any(|c| c.bsuid.is_some()) {
+        let mut owned = contacts.to_vec();
+        for c in &mut owned {
+            if let Some(b) = &c.bsuid
+                && !c.phone.starts_with('+')
+            {
+                let found: Option<String> = sqlx::query_scalar(
+                    "SELECT phone FROM contacts WHERE application_id = $1 AND bsuid = $2",
+                )
+                .bind(app.as_str())
+                .bind(text(b))
+                .fetch_optional(&mut *conn)
+                .await?;
+                c.phone = found.unwrap_or_else(|| b.clone());
+            }
+        }
+        readdressed = owned;
+        readdressed.as_slice()
+    } else {
+        contacts
+    };
     let phones: Vec<&str> = contacts.iter().map(|c| c.phone.as_str()).collect();
     Backend::lock_phones(conn, app, &phones).await?;
     let mut existing = lookup_existing(conn, app, &phones).await?;
@@ -235,6 +258,9 @@ pub(crate) async fn upsert_in(
             counts.updated += 1;
         }
         let subscription = change.map_or(current, |s| s.state);
+        if let Some(b) = &c.bsuid {
+            link_bsuid(conn, app, &c.phone, b, now).await?;
+        }
         existing.insert(
             c.phone.clone(),
             Existing {
@@ -245,6 +271,35 @@ pub(crate) async fn upsert_in(
         );
     }
     Ok(counts)
+}
+
+/// Links an imported row's BSUID to the contact at `address` (merging a contact already
+/// known by it, `contact_identity.rs`).
+async fn link_bsuid(
+    conn: &mut Connection,
+    app: &ApplicationId,
+    address: &str,
+    bsuid: &str,
+    now: Millis,
+) -> Result<()> {
+    if address.starts_with('+') {
+        let ident = crate::ContactIdentity {
+            phone: Some(address.to_owned()),
+            bsuid: Some(bsuid.to_owned()),
+            ..crate::ContactIdentity::default()
+        };
+        super::resolve_in(conn, app, &ident, false, now).await?;
+    } else {
+        sqlx::query(
+            "UPDATE contacts SET bsuid = $1 WHERE application_id = $2 AND phone = $3 AND bsuid IS NULL",
+        )
+        .bind(text(bsuid))
+        .bind(app.as_str())
+        .bind(text(address))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 impl Backend {
