@@ -133,10 +133,7 @@ pub fn keyword_match(opt_out: &[String], message: &str) -> Option<bool> {
     if opt_out.iter().any(|k| fold_keyword(k) == folded) {
         return Some(false);
     }
-    OPT_IN_KEYWORDS
-        .iter()
-        .any(|k| *k == folded)
-        .then_some(true)
+    OPT_IN_KEYWORDS.iter().any(|k| *k == folded).then_some(true)
 }
 
 /// The default keyword list, owned.

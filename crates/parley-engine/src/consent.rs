@@ -13,8 +13,8 @@ use parley_domain::{
     ApplicationId, E164, ErrorClass, MessageState, PhoneNumberId, Subscription, classify,
 };
 use parley_meta::{MessagesValue, UserPreferencesValue};
-use parley_store::consent::{OptOutSettings, PricingUpdate};
 use parley_store::audience::{ContactUpsert, SubscriptionChange};
+use parley_store::consent::{OptOutSettings, PricingUpdate};
 use parley_store::{InboundRecord, StatusChange};
 use serde::Serialize;
 
@@ -70,9 +70,8 @@ impl Engine {
     ) -> Result<OptOutView, EngineError> {
         let keywords = keywords
             .map(|k| {
-                parse_keywords(&k).map_err(|e| {
-                    EngineError::bad_request("invalid_keywords", e).field("keywords")
-                })
+                parse_keywords(&k)
+                    .map_err(|e| EngineError::bad_request("invalid_keywords", e).field("keywords"))
             })
             .transpose()?;
         if keywords.as_ref().is_some_and(Vec::is_empty) {
@@ -186,10 +185,12 @@ pub(crate) async fn apply_user_preferences(
                 continue;
             }
         };
-        let note = pref
-            .detail
-            .clone()
-            .or_else(|| Some(format!("user_preferences {}", pref.value.as_deref().unwrap_or(""))));
+        let note = pref.detail.clone().or_else(|| {
+            Some(format!(
+                "user_preferences {}",
+                pref.value.as_deref().unwrap_or("")
+            ))
+        });
         engine
             .set_marketing_consent(
                 &number.application_id,
@@ -220,7 +221,10 @@ pub(crate) async fn apply_inbound_keyword(
     if candidates.is_empty() {
         return Ok(());
     }
-    let settings = engine.store.opt_out_settings(&record.application_id).await?;
+    let settings = engine
+        .store
+        .opt_out_settings(&record.application_id)
+        .await?;
     let keywords = settings.keywords.unwrap_or_else(default_keywords);
     let Some(opt_in) = candidates.iter().find_map(|c| keyword_match(&keywords, c)) else {
         return Ok(());

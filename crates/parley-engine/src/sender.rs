@@ -439,10 +439,7 @@ async fn skip_opted_out(
         return claimed;
     }
     let store = &state.engine.store;
-    let opted = match store
-        .opted_out_sending(&state.number.phone_number_id)
-        .await
-    {
+    let opted = match store.opted_out_sending(&state.number.phone_number_id).await {
         Ok(ids) => ids,
         Err(e) => {
             // Not knowing is not sending: the round goes back to the queue for a moment.

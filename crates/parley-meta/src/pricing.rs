@@ -70,16 +70,28 @@ mod tests {
 
     #[test]
     fn reads_metas_shapes() {
-        let p = pricing(serde_json::json!({"billable": true, "pricing_model": "PMP", "type": "regular", "category": "service"}));
+        let p = pricing(
+            serde_json::json!({"billable": true, "pricing_model": "PMP", "type": "regular", "category": "service"}),
+        );
         assert_eq!(p.charged(), Some(true));
         assert_eq!(p.category_key().as_deref(), Some("service"));
-        let p = pricing(serde_json::json!({"pricing_model": "PMP", "type": "free_entry_point", "category": "referral_conversion"}));
+        let p = pricing(
+            serde_json::json!({"pricing_model": "PMP", "type": "free_entry_point", "category": "referral_conversion"}),
+        );
         assert_eq!(p.charged(), Some(false));
         assert_eq!(p.category_key().as_deref(), Some("referral_conversion"));
         let p = pricing(serde_json::json!({"category": "AUTHENTICATION_INTERNATIONAL"}));
-        assert_eq!(p.category_key().as_deref(), Some("authentication-international"));
-        let p = pricing(serde_json::json!({"category": "authentication-international", "billable": false}));
-        assert_eq!(p.category_key().as_deref(), Some("authentication-international"));
+        assert_eq!(
+            p.category_key().as_deref(),
+            Some("authentication-international")
+        );
+        let p = pricing(
+            serde_json::json!({"category": "authentication-international", "billable": false}),
+        );
+        assert_eq!(
+            p.category_key().as_deref(),
+            Some("authentication-international")
+        );
         assert_eq!(p.charged(), Some(false));
         let p = pricing(serde_json::json!({"category": "marketing_lite", "type": "brand_new"}));
         assert_eq!(p.category_key().as_deref(), Some("marketing_lite"));

@@ -197,13 +197,19 @@ pub(crate) fn pricing(
 
 /// An inbound message: one carrying a click-to-WhatsApp `referral` opens a free entry point
 /// for that user on that number.
-pub(crate) fn note_inbound(state: &mut World, phone_id: &str, wa_id: &str, message: &Value, now_ms: i64) {
+pub(crate) fn note_inbound(
+    state: &mut World,
+    phone_id: &str,
+    wa_id: &str,
+    message: &Value,
+    now_ms: i64,
+) {
     if message.get("referral").is_some_and(Value::is_object) {
         let conversation = crate::send::hex_id(16);
-        state
-            .consent
-            .fep
-            .insert((phone_id.to_owned(), wa_id.to_owned()), (now_ms, conversation));
+        state.consent.fep.insert(
+            (phone_id.to_owned(), wa_id.to_owned()),
+            (now_ms, conversation),
+        );
     }
 }
 
@@ -220,7 +226,11 @@ pub(crate) fn waba_fields(state: &World, waba_id: &str) -> Value {
 }
 
 /// `POST /<WABA_ID>` with `disable_marketing_messages_on_cloud_api`.
-pub(crate) fn post_waba(state: &mut World, waba_id: &str, body: &Value) -> Result<Value, GraphError> {
+pub(crate) fn post_waba(
+    state: &mut World,
+    waba_id: &str,
+    body: &Value,
+) -> Result<Value, GraphError> {
     match body.get("disable_marketing_messages_on_cloud_api") {
         Some(Value::Bool(on)) => {
             set_marketing_disabled(state, waba_id, *on);
@@ -286,9 +296,9 @@ pub(crate) async fn user_preferences(
         let mut state = sandbox.inner.lock();
         let phone_id = match b.phone_number_id {
             Some(id) => id,
-            None => state.first_phone_id().ok_or_else(|| {
-                GraphError::invalid_param("The sandbox has no phone number.")
-            })?,
+            None => state
+                .first_phone_id()
+                .ok_or_else(|| GraphError::invalid_param("The sandbox has no phone number."))?,
         };
         let Some(phone) = state.phone(&phone_id) else {
             return Err(GraphError::invalid_param(format!(
@@ -356,7 +366,9 @@ pub(crate) async fn marketing_cap(
         }
     }
     let left = state.consent.capped.get(&wa_id).copied();
-    answer(json!({ "to": wa_id, "sends": left.filter(|n| *n != u32::MAX), "capped": left.is_some() }))
+    answer(
+        json!({ "to": wa_id, "sends": left.filter(|n| *n != u32::MAX), "capped": left.is_some() }),
+    )
 }
 
 #[derive(Deserialize)]
@@ -416,7 +428,14 @@ pub(crate) async fn release(
                         && let (Some(name), Some(lang)) = (&h.template, &h.language)
                         && paused.insert((h.waba_id.clone(), name.clone(), lang.clone()))
                     {
-                        pause_template(&mut state, now_ms, &h.waba_id, &h.phone_number_id, name, lang);
+                        pause_template(
+                            &mut state,
+                            now_ms,
+                            &h.waba_id,
+                            &h.phone_number_id,
+                            name,
+                            lang,
+                        );
                     }
                     crate::send::fail_held(&mut state, now_ms, h, code);
                 }
@@ -429,7 +448,14 @@ pub(crate) async fn release(
 }
 
 /// Template pacing's bad signal: the template goes `PAUSED` (`FIRST_PAUSE`).
-fn pause_template(state: &mut World, now_ms: i64, waba_id: &str, phone_id: &str, name: &str, lang: &str) {
+fn pause_template(
+    state: &mut World,
+    now_ms: i64,
+    waba_id: &str,
+    phone_id: &str,
+    name: &str,
+    lang: &str,
+) {
     let id = state.waba(waba_id).and_then(|w| {
         w.templates
             .iter()
@@ -451,7 +477,15 @@ fn pause_template(state: &mut World, now_ms: i64, waba_id: &str, phone_id: &str,
             "title": "FIRST_PAUSE",
             "description": "Your template has been paused for 3 hours as it has received negative feedback from customers."
         });
-        state.schedule(now_ms, phone_id, EventKind::Change { entry_id, field, value });
+        state.schedule(
+            now_ms,
+            phone_id,
+            EventKind::Change {
+                entry_id,
+                field,
+                value,
+            },
+        );
     }
 }
 
@@ -475,7 +509,11 @@ pub(crate) async fn waba_marketing(
         let Some(waba) = state.waba(&waba_id) else {
             return Err(GraphError::unsupported("post", &waba_id));
         };
-        let phone_id = waba.phone_numbers.first().map(|p| p.id.clone()).unwrap_or_default();
+        let phone_id = waba
+            .phone_numbers
+            .first()
+            .map(|p| p.id.clone())
+            .unwrap_or_default();
         let owner = state
             .business_of_waba(&waba_id)
             .map(|b| b.id.clone())
@@ -484,7 +522,10 @@ pub(crate) async fn waba_marketing(
             set_marketing_disabled(&mut state, &waba_id, on);
         }
         if let Some(status) = b.marketing_messages_onboarding_status {
-            let was = state.consent.mm_onboarding.insert(waba_id.clone(), status.clone());
+            let was = state
+                .consent
+                .mm_onboarding
+                .insert(waba_id.clone(), status.clone());
             if status == "ONBOARDED" && was.as_deref() != Some("ONBOARDED") {
                 state.schedule(
                     now_ms,

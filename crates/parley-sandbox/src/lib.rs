@@ -135,7 +135,10 @@ impl Sandbox {
             .route("/sandbox/marketing_cap", post(consent::marketing_cap))
             .route("/sandbox/pacing", post(consent::pacing))
             .route("/sandbox/pacing/release", post(consent::release))
-            .route("/sandbox/wabas/{id}/marketing", post(consent::waba_marketing))
+            .route(
+                "/sandbox/wabas/{id}/marketing",
+                post(consent::waba_marketing),
+            )
             .route("/sandbox/pricing", post(consent::set_pricing))
             .route("/sandbox/consent", get(consent::get_consent))
             .route(

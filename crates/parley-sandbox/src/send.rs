@@ -53,7 +53,14 @@ pub(crate) fn post_messages(
     phone_id: &str,
     body: &Value,
 ) -> Result<SendOutcome, GraphError> {
-    post_via(state, now_ms, version_major, phone_id, body, Endpoint::CloudApi)
+    post_via(
+        state,
+        now_ms,
+        version_major,
+        phone_id,
+        body,
+        Endpoint::CloudApi,
+    )
 }
 
 /// One send through `endpoint` (`/messages` or `/marketing_messages`).
@@ -684,8 +691,7 @@ fn schedule_statuses(state: &mut State, sent: &Accepted<'_>) {
         .any(|u| digits(u) == sent.wa_id);
     let fail_code = sent.fail_code.or_else(|| {
         (undeliverable
-            || (behaviour.failure_ratio > 0.0
-                && rng.random_bool(behaviour.failure_ratio.min(1.0))))
+            || (behaviour.failure_ratio > 0.0 && rng.random_bool(behaviour.failure_ratio.min(1.0))))
         .then_some(131026)
     });
     let at = |delay: u64| {

@@ -79,8 +79,11 @@ pub trait ConsentStore: Send + Sync {
     /// Stores each status's `pricing` on its message (by wamid, else by our id).
     async fn record_pricing(&self, updates: &[PricingUpdate]) -> Result<u64>;
     /// The message a status names: by wamid, else by our id from the callback data.
-    async fn message_ref(&self, wamid: &Wamid, id: Option<&MessageId>)
-    -> Result<Option<MessageRef>>;
+    async fn message_ref(
+        &self,
+        wamid: &Wamid,
+        id: Option<&MessageId>,
+    ) -> Result<Option<MessageRef>>;
     /// A message Meta failed with 131049 goes back to the queue, due at `until`, unless it was
     /// already capped `limit` times or its acceptance is not written yet (the recorder would
     /// then move the requeued row to `accepted`); `false` when it stays failed.

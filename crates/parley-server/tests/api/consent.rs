@@ -68,12 +68,24 @@ async fn marketing_campaign(app: &TestApp, cohort: &str, extra: Value) -> String
     }
     let v = api(app, Method::POST, "/api/v1/campaigns", Some(&body)).await;
     let id = v["id"].as_str().expect("id").to_owned();
-    api(app, Method::POST, &format!("/api/v1/campaigns/{id}/start"), None).await;
+    api(
+        app,
+        Method::POST,
+        &format!("/api/v1/campaigns/{id}/start"),
+        None,
+    )
+    .await;
     id
 }
 
 async fn stats(app: &TestApp, id: &str) -> Value {
-    api(app, Method::GET, &format!("/api/v1/campaigns/{id}/stats"), None).await
+    api(
+        app,
+        Method::GET,
+        &format!("/api/v1/campaigns/{id}/stats"),
+        None,
+    )
+    .await
 }
 
 async fn wait_stats(app: &TestApp, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
@@ -98,7 +110,12 @@ async fn contact(app: &TestApp, phone: &str) -> Value {
     .await
 }
 
-async fn wait_contact(app: &TestApp, phone: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+async fn wait_contact(
+    app: &TestApp,
+    phone: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
     let mut last = Value::Null;
     for _ in 0..400 {
         let (status, v) = app
@@ -204,7 +221,13 @@ async fn russian_opt_out_keywords_opt_out_after_case_folding_and_custom_keywords
     // The defaults cover Russian: whole message, any case, trimmed.
     let v = api(&app, Method::GET, "/api/v1/settings/opt-out", None).await;
     assert_eq!(v["defaults"], true, "{v}");
-    assert!(v["keywords"].as_array().expect("keywords").contains(&json!("стоп")), "{v}");
+    assert!(
+        v["keywords"]
+            .as_array()
+            .expect("keywords")
+            .contains(&json!("стоп")),
+        "{v}"
+    );
     for (phone, text) in [(&phones[0], "  СТОП! "), (&phones[1], "Отписаться")] {
         app.sandbox_post("/sandbox/inbound", &json!({"from": phone, "text": text}))
             .await;
@@ -242,8 +265,11 @@ async fn russian_opt_out_keywords_opt_out_after_case_folding_and_custom_keywords
     .await;
     assert_eq!(v["keywords"], json!(["хватит", "stop"]), "{v}");
     assert_eq!(v["defaults"], false, "{v}");
-    app.sandbox_post("/sandbox/inbound", &json!({"from": phones[3], "text": "ХВАТИТ"}))
-        .await;
+    app.sandbox_post(
+        "/sandbox/inbound",
+        &json!({"from": phones[3], "text": "ХВАТИТ"}),
+    )
+    .await;
     wait_contact(&app, &phones[3], "opted out by a custom keyword", |c| {
         c["subscription"] == "opted_out"
     })
@@ -302,7 +328,13 @@ async fn marketing_switched_off_for_the_waba_pauses_the_campaign_with_how_to_tur
         &json!({"disable_marketing_messages_on_cloud_api": false}),
     )
     .await;
-    api(&app, Method::POST, &format!("/api/v1/campaigns/{id}/resume"), None).await;
+    api(
+        &app,
+        Method::POST,
+        &format!("/api/v1/campaigns/{id}/resume"),
+        None,
+    )
+    .await;
     wait_stats(&app, &id, "completed", |s| {
         s["state"] == "completed" && s["sent"] == 3
     })
@@ -321,11 +353,14 @@ async fn marketing_switched_off_for_the_waba_pauses_the_campaign_with_how_to_tur
 #[tokio::test]
 async fn a_paced_send_is_held_then_released_and_sent_once_across_crash_recovery() {
     let app = spawn_app().await;
-    app.sandbox_post("/sandbox/pacing", &json!({"hold": true})).await;
+    app.sandbox_post("/sandbox/pacing", &json!({"hold": true}))
+        .await;
     let (phone, _) = app.contact(0).await;
     let id = app
-        .send(&json!({"to": phone, "template": {"name": "welcome", "language": "en",
-            "variables": {"first_name": "Ana"}}}))
+        .send(
+            &json!({"to": phone, "template": {"name": "welcome", "language": "en",
+            "variables": {"first_name": "Ana"}}}),
+        )
         .await;
     let m = app
         .wait_for_message(&id, "held by Meta", |m| m["held_by_meta"] == true)
@@ -339,7 +374,11 @@ async fn a_paced_send_is_held_then_released_and_sent_once_across_crash_recovery(
     parley_engine::sender::recover_stale_sending(&app.engine).await;
     app.workers_looked().await;
     let m = app.get_message(&id).await;
-    assert_eq!((m["state"].clone(), m["held_by_meta"].clone()), (json!("accepted"), json!(true)), "{m}");
+    assert_eq!(
+        (m["state"].clone(), m["held_by_meta"].clone()),
+        (json!("accepted"), json!(true)),
+        "{m}"
+    );
     assert_eq!(sends_to(&app, &phone).await, 1);
 
     let v = app
@@ -356,7 +395,8 @@ async fn a_paced_send_is_held_then_released_and_sent_once_across_crash_recovery(
 #[tokio::test]
 async fn held_sends_count_as_held_by_meta_and_a_template_pause_stops_the_campaign() {
     let app = spawn_app().await;
-    app.sandbox_post("/sandbox/pacing", &json!({"hold": true})).await;
+    app.sandbox_post("/sandbox/pacing", &json!({"hold": true}))
+        .await;
     seed(&app, "paced", 40_000_000, 3).await;
     let id = marketing_campaign(&app, "paced", json!({})).await;
     let s = wait_stats(&app, &id, "3 held by Meta", |s| s["held_by_meta"] == 3).await;
@@ -371,7 +411,10 @@ async fn held_sends_count_as_held_by_meta_and_a_template_pause_stops_the_campaig
     .await;
     assert_eq!(s["held_by_meta"], 0, "{s}");
     assert!(
-        s["state_reason"].as_str().unwrap_or_default().contains("132015"),
+        s["state_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("132015"),
         "{s}"
     );
 }
@@ -379,7 +422,8 @@ async fn held_sends_count_as_held_by_meta_and_a_template_pause_stops_the_campaig
 #[tokio::test]
 async fn portfolio_pacing_drops_pause_the_campaign_with_metas_reason() {
     let app = spawn_app().await;
-    app.sandbox_post("/sandbox/pacing", &json!({"hold": true})).await;
+    app.sandbox_post("/sandbox/pacing", &json!({"hold": true}))
+        .await;
     seed(&app, "portfolio", 50_000_000, 2).await;
     let id = marketing_campaign(&app, "portfolio", json!({})).await;
     wait_stats(&app, &id, "2 held by Meta", |s| s["held_by_meta"] == 2).await;
@@ -390,12 +434,15 @@ async fn portfolio_pacing_drops_pause_the_campaign_with_metas_reason() {
     })
     .await;
     let reason = s["state_reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("135000") && reason.contains("portfolio"), "{s}");
+    assert!(
+        reason.contains("135000") && reason.contains("portfolio"),
+        "{s}"
+    );
 }
 
 #[tokio::test]
 async fn the_per_user_marketing_cap_reschedules_a_day_later_then_gives_up_counted_as_capped_by_meta()
-{
+ {
     let app = spawn_app().await;
     let phones = seed(&app, "capped", 60_000_000, 2).await;
     app.sandbox_post("/sandbox/marketing_cap", &json!({"to": phones[0]}))
@@ -430,7 +477,11 @@ async fn the_per_user_marketing_cap_reschedules_a_day_later_then_gives_up_counte
     })
     .await;
     assert_eq!(s["capped_by_meta"], 1, "{s}");
-    assert_eq!(sends_to(&app, &phones[0]).await, 4, "never sooner than a day");
+    assert_eq!(
+        sends_to(&app, &phones[0]).await,
+        4,
+        "never sooner than a day"
+    );
     let c = contact(&app, &phones[0]).await;
     let m = &c["messages"][0];
     assert_eq!(m["capped_by_meta"], 3, "{c}");
@@ -464,10 +515,13 @@ async fn every_webhook_example_of_sections_5_to_7_is_accepted_stored_and_applied
     let app = spawn_app().await;
     // A message of ours for the status examples.
     let (phone, _) = app.contact(1).await;
-    app.sandbox_post("/sandbox/pacing", &json!({"hold": true})).await;
+    app.sandbox_post("/sandbox/pacing", &json!({"hold": true}))
+        .await;
     let id = app
-        .send(&json!({"to": phone, "template": {"name": "welcome", "language": "en",
-            "variables": {"first_name": "Ana"}}}))
+        .send(
+            &json!({"to": phone, "template": {"name": "welcome", "language": "en",
+            "variables": {"first_name": "Ana"}}}),
+        )
         .await;
     let m = app
         .wait_for_message(&id, "held", |m| m["held_by_meta"] == true)
@@ -492,19 +546,38 @@ async fn every_webhook_example_of_sections_5_to_7_is_accepted_stored_and_applied
         json!({"billable": true, "pricing_model": "PMP", "type": "regular", "category": "service"}),
         json!({"billable": true, "pricing_model": "PMP", "type": "regular", "category": "marketing_lite"}),
     ] {
-        feed(&app, &statuses(vec![json!({"id": wamid, "status": "delivered", "timestamp": "1751142890",
-            "recipient_id": wa_id, "pricing": pricing.clone()})]))
+        feed(
+            &app,
+            &statuses(vec![
+                json!({"id": wamid, "status": "delivered", "timestamp": "1751142890",
+            "recipient_id": wa_id, "pricing": pricing.clone()}),
+            ]),
+        )
         .await;
         assert_eq!(app.get_message(&id).await["pricing"], pricing);
     }
 
     // §5.2: the volume tier update: accepted and stored, nothing to change.
-    feed(&app, &envelope("account_update", json!({"volume_tier_info": {"tier_update_time": 1743451903,
+    feed(
+        &app,
+        &envelope(
+            "account_update",
+            json!({"volume_tier_info": {"tier_update_time": 1743451903,
         "pricing_category": "UTILITY", "tier": "25000001:50000000", "effective_month": "2025-11",
-        "region": "India"}, "event": "VOLUME_BASED_PRICING_TIER_UPDATE"}))).await;
+        "region": "India"}, "event": "VOLUME_BASED_PRICING_TIER_UPDATE"}),
+        ),
+    )
+    .await;
     // §7: the Marketing Messages API terms signed.
-    feed(&app, &envelope("account_update", json!({"event": "MM_LITE_TERMS_SIGNED",
-        "waba_info": {"owner_business_id": demo_ids::BUSINESS_ID, "waba_id": demo_ids::WABA_ID}}))).await;
+    feed(
+        &app,
+        &envelope(
+            "account_update",
+            json!({"event": "MM_LITE_TERMS_SIGNED",
+        "waba_info": {"owner_business_id": demo_ids::BUSINESS_ID, "waba_id": demo_ids::WABA_ID}}),
+        ),
+    )
+    .await;
     assert!(app.store.count_webhook_events().await.expect("count") >= 5);
 
     // §6.1: `user_preferences` stop, exactly Meta's example (our number in the metadata).
@@ -521,18 +594,21 @@ async fn every_webhook_example_of_sections_5_to_7_is_accepted_stored_and_applied
     assert_eq!(c["subscription"], "opted_out", "{c}");
     assert_eq!(c["subscription_source"], "meta", "{c}");
     assert_eq!(
-        c["subscription_history"][0]["note"],
-        "User requested to stop marketing messages",
+        c["subscription_history"][0]["note"], "User requested to stop marketing messages",
         "{c}"
     );
 
     // §6.2: 131049 as an asynchronous `failed`: rescheduled, not failed.
-    app.sandbox_post("/sandbox/pacing", &json!({"hold": false})).await;
+    app.sandbox_post("/sandbox/pacing", &json!({"hold": false}))
+        .await;
     let (other, _) = app.contact(2).await;
-    app.sandbox_post("/sandbox/pacing", &json!({"hold": true})).await;
+    app.sandbox_post("/sandbox/pacing", &json!({"hold": true}))
+        .await;
     let capped = app
-        .send(&json!({"to": other, "template": {"name": "welcome", "language": "en",
-            "variables": {"first_name": "Bo"}}}))
+        .send(
+            &json!({"to": other, "template": {"name": "welcome", "language": "en",
+            "variables": {"first_name": "Bo"}}}),
+        )
         .await;
     let m = app
         .wait_for_message(&capped, "held", |m| m["held_by_meta"] == true)
@@ -552,8 +628,10 @@ async fn every_webhook_example_of_sections_5_to_7_is_accepted_stored_and_applied
     // §6.2: 131050 as an asynchronous `failed`: the contact is opted out by Meta.
     let (third, _) = app.contact(3).await;
     let stopped = app
-        .send(&json!({"to": third, "template": {"name": "welcome", "language": "en",
-            "variables": {"first_name": "Cy"}}}))
+        .send(
+            &json!({"to": third, "template": {"name": "welcome", "language": "en",
+            "variables": {"first_name": "Cy"}}}),
+        )
         .await;
     let m = app
         .wait_for_message(&stopped, "held", |m| m["held_by_meta"] == true)
@@ -578,7 +656,10 @@ async fn the_console_edits_the_opt_out_keywords_and_the_reply() {
     let cookie = app.console_cookie().await;
     let (status, html) = app.console_get(&cookie, "/settings/opt-out").await;
     assert_eq!(status, 200);
-    assert!(html.contains("отписаться") && html.contains("abmelden"), "defaults shown");
+    assert!(
+        html.contains("отписаться") && html.contains("abmelden"),
+        "defaults shown"
+    );
     let post = |form: Vec<(&'static str, &'static str)>| {
         app.http
             .post(format!("{}/settings/opt-out", app.url))
@@ -588,17 +669,27 @@ async fn the_console_edits_the_opt_out_keywords_and_the_reply() {
             .body(form_body(&form))
             .send()
     };
-    let resp = post(vec![("keywords", "Basta ya\n\n  NEIN  "), ("reply", "Erledigt.")])
-        .await
-        .expect("post");
+    let resp = post(vec![
+        ("keywords", "Basta ya\n\n  NEIN  "),
+        ("reply", "Erledigt."),
+    ])
+    .await
+    .expect("post");
     assert_eq!(resp.status(), 200);
     let v = api(&app, Method::GET, "/api/v1/settings/opt-out", None).await;
     assert_eq!(v["keywords"], json!(["basta ya", "nein"]), "{v}");
     assert_eq!(v["reply"], "Erledigt.", "{v}");
     // A blank list is refused with the reason, nothing changes.
-    let resp = post(vec![("keywords", "  \n "), ("reply", "")]).await.expect("post");
+    let resp = post(vec![("keywords", "  \n "), ("reply", "")])
+        .await
+        .expect("post");
     assert_eq!(resp.status(), 422);
-    assert!(resp.text().await.unwrap_or_default().contains("at least one keyword"));
+    assert!(
+        resp.text()
+            .await
+            .unwrap_or_default()
+            .contains("at least one keyword")
+    );
     assert_eq!(
         api(&app, Method::GET, "/api/v1/settings/opt-out", None).await["keywords"],
         json!(["basta ya", "nein"])
@@ -608,7 +699,11 @@ async fn the_console_edits_the_opt_out_keywords_and_the_reply() {
         .expect("post");
     assert_eq!(resp.status(), 200);
     let v = api(&app, Method::GET, "/api/v1/settings/opt-out", None).await;
-    assert_eq!((v["defaults"].clone(), v["reply"].clone()), (json!(true), Value::Null), "{v}");
+    assert_eq!(
+        (v["defaults"].clone(), v["reply"].clone()),
+        (json!(true), Value::Null),
+        "{v}"
+    );
 }
 
 /// `application/x-www-form-urlencoded`, as a browser posts a form.

@@ -309,12 +309,11 @@ impl ConsentStore for Backend {
     }
 
     async fn opt_out_settings(&self, app: &ApplicationId) -> Result<OptOutSettings> {
-        let row = sqlx::query(
-            "SELECT opt_out_keywords, opt_out_reply FROM applications WHERE id = $1",
-        )
-        .bind(app.as_str())
-        .fetch_optional(self.reader())
-        .await?;
+        let row =
+            sqlx::query("SELECT opt_out_keywords, opt_out_reply FROM applications WHERE id = $1")
+                .bind(app.as_str())
+                .fetch_optional(self.reader())
+                .await?;
         let Some(row) = row else {
             return Ok(OptOutSettings::default());
         };
@@ -333,12 +332,14 @@ impl ConsentStore for Backend {
             .as_ref()
             .map(|k| serde_json::to_string(k).map_err(|e| corrupt("opt_out_keywords", e)))
             .transpose()?;
-        sqlx::query("UPDATE applications SET opt_out_keywords = $1, opt_out_reply = $2 WHERE id = $3")
-            .bind(keywords.as_deref().map(text))
-            .bind(s.reply.as_deref().map(text))
-            .bind(app.as_str())
-            .execute(self.writer())
-            .await?;
+        sqlx::query(
+            "UPDATE applications SET opt_out_keywords = $1, opt_out_reply = $2 WHERE id = $3",
+        )
+        .bind(keywords.as_deref().map(text))
+        .bind(s.reply.as_deref().map(text))
+        .bind(app.as_str())
+        .execute(self.writer())
+        .await?;
         Ok(())
     }
 }
