@@ -88,7 +88,7 @@ struct ServeTestArgs {
     /// How long a claimed message may stay in `sending` (ms; default 60 s).
     #[arg(long, hide = true)]
     lease_ms: Option<u64>,
-    /// Extra wait after a lease for a status webhook naming the message (ms; default 300 s).
+    /// Extra wait after a lease for a status webhook naming the message (ms; default 65 min).
     #[arg(long, hide = true)]
     crash_grace_ms: Option<u64>,
 }

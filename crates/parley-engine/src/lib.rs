@@ -70,7 +70,10 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             lease: Duration::from_secs(60),
-            crash_grace: Duration::from_secs(300),
+            // Over an hour: Meta may hold a paced send (`held_for_quality_assessment`) for
+            // about an hour with no status; a crash before Parley noted the hold must not send
+            // it again sooner (META_2026 §6.3).
+            crash_grace: Duration::from_secs(65 * 60),
             max_attempts: 10,
             base_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),

@@ -162,6 +162,9 @@ pub fn action_of(method: &Method, route: &str, params: &[(String, String)]) -> O
         ("POST", "/api/v1/platforms/{id}/phone_numbers") => Some("platform.add_number"),
         (_, "/import/upload" | "/api/v1/contacts/import") => Some("contact.import"),
         (_, "/templates/uploads" | "/api/v1/media/uploads") => Some("media.upload"),
+        ("POST" | "PUT", "/settings/opt-out" | "/api/v1/settings/opt-out") => {
+            Some("opt_out_keywords.update")
+        }
         _ => None,
     };
     if let Some(s) = special {

@@ -336,6 +336,10 @@ pub fn router(state: AppState) -> Router {
             )
             .route("/settings/tokens/{id}/revoke", post(access::revoke_token))
             .route("/settings/audit", get(access::audit_page))
+            .route(
+                "/settings/opt-out",
+                get(console::consent::opt_out_page).post(console::consent::save_opt_out),
+            )
             .route("/console.css", get(console::stylesheet))
             .route("/console/templates.css", get(console::templates_stylesheet))
             .route("/console/templates.js", get(console::templates_script))

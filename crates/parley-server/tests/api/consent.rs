@@ -649,3 +649,79 @@ async fn every_webhook_example_of_sections_5_to_7_is_accepted_stored_and_applied
         "{c}"
     );
 }
+
+#[tokio::test]
+async fn the_console_edits_the_opt_out_keywords_and_the_reply() {
+    let app = spawn_app().await;
+    let cookie = app.console_cookie().await;
+    let (status, html) = app.console_get(&cookie, "/settings/opt-out").await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("отписаться") && html.contains("abmelden"),
+        "defaults shown"
+    );
+    let post = |form: Vec<(&'static str, &'static str)>| {
+        app.http
+            .post(format!("{}/settings/opt-out", app.url))
+            .header("cookie", cookie.as_str())
+            .header("origin", app.url.as_str())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&form))
+            .send()
+    };
+    let resp = post(vec![
+        ("keywords", "Basta ya\n\n  NEIN  "),
+        ("reply", "Erledigt."),
+    ])
+    .await
+    .expect("post");
+    assert_eq!(resp.status(), 200);
+    let v = api(&app, Method::GET, "/api/v1/settings/opt-out", None).await;
+    assert_eq!(v["keywords"], json!(["basta ya", "nein"]), "{v}");
+    assert_eq!(v["reply"], "Erledigt.", "{v}");
+    // A blank list is refused with the reason, nothing changes.
+    let resp = post(vec![("keywords", "  \n "), ("reply", "")])
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 422);
+    assert!(
+        resp.text()
+            .await
+            .unwrap_or_default()
+            .contains("at least one keyword")
+    );
+    assert_eq!(
+        api(&app, Method::GET, "/api/v1/settings/opt-out", None).await["keywords"],
+        json!(["basta ya", "nein"])
+    );
+    let resp = post(vec![("keywords", ""), ("reply", ""), ("defaults", "1")])
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 200);
+    let v = api(&app, Method::GET, "/api/v1/settings/opt-out", None).await;
+    assert_eq!(
+        (v["defaults"].clone(), v["reply"].clone()),
+        (json!(true), Value::Null),
+        "{v}"
+    );
+}
+
+/// `application/x-www-form-urlencoded`, as a browser posts a form.
+fn form_body(fields: &[(&str, &str)]) -> String {
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                b' ' => "+".to_owned(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}

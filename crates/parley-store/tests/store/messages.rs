@@ -17,6 +17,7 @@ crate::contract!(
     mark_accepted_records_the_wamid_and_clears_retry_errors,
     reschedule_and_fail,
     requeue_stale_sending_after_lease_and_grace,
+    a_send_meta_holds_is_never_requeued_by_crash_recovery,
 );
 
 async fn insert_message_is_idempotent_per_application(b: &Backend) {
@@ -416,4 +417,65 @@ async fn requeue_stale_sending_after_lease_and_grace(b: &Backend) {
         requeued: 0,
     };
     assert_eq!(pass(new_lease + 1).await, noted_one);
+}
+
+/// A crash after Meta answered "held for quality assessment" (noted on the row) but before
+/// the acceptance was written: the row stays `sending` past lease and grace, and recovery
+/// never puts it back in the queue (Meta has it); its release settles it (META_2026 §6.3).
+async fn a_send_meta_holds_is_never_requeued_by_crash_recovery(b: &Backend) {
+    use parley_store::{ConsentStore, StaleSending, StatusChange};
+    let t = tenant(&**b, 1).await;
+    let held = queued(&**b, &t, T0).await;
+    let lost = queued(&**b, &t, T0).await;
+    let lease = T0 + 30_000;
+    assert_eq!(
+        b.claim_due_messages(&t.number, T0, lease, 2)
+            .await
+            .expect("claim")
+            .len(),
+        2
+    );
+    b.mark_meta_status(&held, "held_for_quality_assessment")
+        .await
+        .expect("note the hold");
+    let grace = 300_000;
+    let noted = b
+        .requeue_stale_sending(lease + 1, grace)
+        .await
+        .expect("pass");
+    assert_eq!(noted.noticed, 2);
+    let pass = b
+        .requeue_stale_sending(lease + 1 + 10 * grace, grace)
+        .await
+        .expect("pass");
+    assert_eq!(
+        pass,
+        StaleSending {
+            noticed: 0,
+            requeued: 1
+        },
+        "only the send Meta never answered goes again"
+    );
+    assert_eq!(get(&**b, &t, &lost).await.state, MessageState::Queued);
+    assert_eq!(get(&**b, &t, &held).await.state, MessageState::Sending);
+    // Meta releases it: the status (our id in the callback data) settles the row.
+    b.apply_status(&StatusChange {
+        wamid: crate::fixtures::wm("wamid.released"),
+        message_id: Some(held.clone()),
+        state: MessageState::Sent,
+        at: lease + 20 * grace,
+        error: None,
+    })
+    .await
+    .expect("status")
+    .expect("matched");
+    assert_eq!(get(&**b, &t, &held).await.state, MessageState::Sent);
+    let meta = b
+        .message_meta(&t.app, std::slice::from_ref(&held))
+        .await
+        .expect("meta");
+    assert_eq!(
+        meta[&held].meta_status.as_deref(),
+        Some("held_for_quality_assessment")
+    );
 }
