@@ -25,7 +25,8 @@
 //! | `POST` | `/sandbox/reset` | | forgets messages, the request log and rate-refusal counts, windows, limits, messaging-limit reach and violations, queued webhooks, the delivery log and faults |
 //!
 //! Embedded Signup's controls (`/sandbox/signup`, `/sandbox/review`,
-//! `/sandbox/phone_numbers/{id}/limit`) are documented in the `signup` module.
+//! `/sandbox/phone_numbers/{id}/limit`) are documented in the `signup` module; the
+//! WhatsApp Business app's (`/sandbox/coexistence/{phone}/…`) in the `coexist` module.
 
 use axum::Json;
 use axum::body::{Body, to_bytes};

@@ -168,6 +168,48 @@ fn facts(change: &WebhookChange) -> Vec<String> {
                 out.push(format!("pref={:?} {:?}", p.wa_id, p.value));
             }
         }
+        WebhookChange::History(h) => {
+            for item in &h.history {
+                out.push(format!(
+                    "history meta={:?} errors={:?}",
+                    item.metadata
+                        .as_ref()
+                        .map(|m| (m.phase, m.chunk_order, m.progress)),
+                    item.errors.iter().map(|e| e.code).collect::<Vec<_>>()
+                ));
+                for thread in &item.threads {
+                    for m in &thread.messages {
+                        out.push(format!(
+                            "thread={} msg={} from={:?} kind={:?} text={:?} ctx={:?}",
+                            thread.id,
+                            m.id,
+                            m.from,
+                            m.kind,
+                            m.text(),
+                            m.history_context.as_ref().map(|c| &c.status)
+                        ));
+                    }
+                }
+                for m in &item.messages {
+                    out.push(format!("late={} kind={:?}", m.id, m.kind));
+                }
+            }
+        }
+        WebhookChange::StateSync(v) => {
+            for item in &v.state_sync {
+                out.push(format!(
+                    "sync={:?} {:?} {:?}",
+                    item.action,
+                    item.contact.as_ref().map(|c| &c.phone_number),
+                    item.contact.as_ref().map(|c| &c.full_name)
+                ));
+            }
+        }
+        WebhookChange::MessageEchoes(v) => {
+            for m in &v.message_echoes {
+                out.push(format!("echo={} to={:?} text={:?}", m.id, m.to, m.text()));
+            }
+        }
         WebhookChange::Unknown { error, .. } => {
             out.push(format!("unknown error={}", error.is_some()))
         }
@@ -216,6 +258,9 @@ fn value_round_trip(change: &WebhookChange) -> Result<(), String> {
         WebhookChange::AccountUpdate(v) => serde_json::to_string(v),
         WebhookChange::CapabilityUpdate(v) => serde_json::to_string(v),
         WebhookChange::UserPreferences(v) => serde_json::to_string(v),
+        WebhookChange::History(v) => serde_json::to_string(v),
+        WebhookChange::StateSync(v) => serde_json::to_string(v),
+        WebhookChange::MessageEchoes(v) => serde_json::to_string(v),
         WebhookChange::Unknown { .. } => return Ok(()),
     }
     .map_err(|e| format!("a typed value does not serialize\n{}: {e}", change.field()))?;
