@@ -555,3 +555,25 @@ async fn a_refused_sync_is_shown_and_retried_once_and_not_after_24_hours() {
         "no call after the window"
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_app_messages_and_the_sync_status() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .http
+        .get(format!("{}/api/openapi.json", app.url))
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("json");
+    let schemas = &doc["components"]["schemas"];
+    assert!(schemas["AppMessageView"]["properties"]["imported"].is_object());
+    assert!(schemas["CoexistenceView"]["properties"]["sync_status"].is_object());
+    assert!(schemas["NumberView"]["properties"]["coexistence"].is_object());
+    // ContactDetailView flattens ContactView, so its own properties sit under `allOf`.
+    let detail = schemas["ContactDetailView"].to_string();
+    assert!(detail.contains("\"app_messages\""), "{detail}");
+    assert!(detail.contains("AppMessageView"), "{detail}");
+}
