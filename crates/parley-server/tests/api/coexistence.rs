@@ -410,8 +410,26 @@ async fn offboarding_in_the_app_disconnects_with_metas_reason_and_reconnect_resu
         )
         .await;
     assert_eq!(status, 200, "{report}");
+    assert!(
+        report["warnings"]
+            .as_array()
+            .is_some_and(|w| w.iter().any(|w| w
+                .as_str()
+                .is_some_and(|w| w.contains(&phone) && w.contains("not deregistered")))),
+        "{report}"
+    );
     let requests = app.sandbox_requests("").await;
     assert!(paths(&requests, "POST", &format!("{phone}/deregister")).is_empty());
+    // The demo number of the same WABA was deregistered as asked: the call was made.
+    assert_eq!(
+        paths(
+            &requests,
+            "POST",
+            &format!("{}/deregister", demo_ids::PHONE_NUMBER_ID)
+        )
+        .len(),
+        1
+    );
 }
 
 #[tokio::test]
