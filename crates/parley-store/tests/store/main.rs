@@ -9,6 +9,7 @@ mod audience;
 mod backend;
 mod batches;
 mod campaigns;
+mod coexistence;
 mod contacts;
 mod fixtures;
 mod identity;
