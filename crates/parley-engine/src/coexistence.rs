@@ -30,6 +30,10 @@ use crate::{Engine, EngineError, ErrorKind};
 
 /// Meta: "Throughput is fixed at 20 mps" for coexistence numbers, whatever `throughput` says.
 pub const COEXISTENCE_MPS: u32 = 20;
+/// The pace the sender keeps on such a number: Meta counts sends as they *arrive* in any
+/// one second, and the pacer's own margin (about 15 ms a second) is less than the jitter of
+/// concurrent requests on a busy machine; one message a second less leaves ~60 ms.
+pub const COEXISTENCE_PACE_MPS: u32 = COEXISTENCE_MPS - 1;
 /// The two sync calls must come within 24 h of onboarding.
 pub const SYNC_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 /// Meta's code for "history sharing is turned off in the app".

@@ -1251,7 +1251,15 @@ impl Engine {
     ) -> Result<DisconnectReport, EngineError> {
         let p = self.owned_platform(app, platform).await?;
         let mut report = DisconnectReport::default();
-        if p.status == status::DISCONNECTED {
+        // A platform Meta offboarded (WhatsApp Business app) still holds its token and
+        // numbers: disconnecting it in Parley goes on.
+        let offboarded = self
+            .store
+            .platform_coexistence(platform)
+            .await?
+            .iter()
+            .any(|c| c.offboarded_at.is_some());
+        if p.status == status::DISCONNECTED && !offboarded {
             return Ok(report);
         }
         let token = self.store.platform_token(platform).await?;

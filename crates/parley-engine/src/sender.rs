@@ -209,7 +209,7 @@ async fn number_loop(engine: Engine, number: PhoneNumberRecord, shutdown: Cancel
         .coexistence_number(&number.phone_number_id)
         .await
     {
-        mps = mps.min(crate::coexistence::COEXISTENCE_MPS);
+        mps = mps.min(crate::coexistence::COEXISTENCE_PACE_MPS);
     }
     let mps = NonZeroU32::new(mps).unwrap_or(NonZeroU32::MIN);
     let state = Arc::new(NumberState {

@@ -33,7 +33,8 @@
 //! usernames, BSUIDs, identity changes) are documented in the `users` module and SANDBOX.md.
 //!
 //! Embedded Signup's controls (`/sandbox/signup`, `/sandbox/review`,
-//! `/sandbox/phone_numbers/{id}/limit`) are documented in the `signup` module.
+//! `/sandbox/phone_numbers/{id}/limit`) are documented in the `signup` module; the
+//! WhatsApp Business app's (`/sandbox/coexistence/{phone}/…`) in the `coexist` module.
 
 use axum::Json;
 use axum::body::{Body, to_bytes};

@@ -9,7 +9,8 @@
 //! (`GET /{business}`, `/{business}/owned_whatsapp_business_accounts`), templates
 //! (`GET /{template-id}`, `POST`/`DELETE /{waba}/message_templates`), and onboarding
 //! (`/oauth/access_token`, `/debug_token`, `/{waba}/subscribed_apps`, `/{phone}/register`,
-//! `/{phone}/deregister`, `/{phone}/whatsapp_business_profile`).
+//! `/{phone}/deregister`, `/{phone}/whatsapp_business_profile`), coexistence
+//! (`/{phone}/smb_app_data`, `/{app-id}/subscriptions`: the `coexist` module).
 //!
 //! Versions: any `vNN.0` from v21.0 on (older: error 100, [`check_version`]). Reads go through
 //! the `fields` module: field selection, expansion, `summary` and Meta's paging.

@@ -61,7 +61,8 @@ pub struct AppMessageRecord {
 #[async_trait]
 pub trait CoexistenceStore: Send + Sync + 'static {
     /// Records a coexistence number the first time it is seen (both syncs `pending`,
-    /// `onboarded_at` = `now`); a number already known keeps its row. Returns the row.
+    /// `onboarded_at` = `now`); a number already known to the same platform keeps its row,
+    /// one that moved to another platform starts afresh (a new onboarding). Returns the row.
     async fn upsert_coexistence_number(
         &self,
         phone: &PhoneNumberId,

@@ -168,10 +168,47 @@ fn facts(change: &WebhookChange) -> Vec<String> {
                 out.push(format!("pref={:?} {:?}", p.wa_id, p.value));
             }
         }
-        WebhookChange::History(h) => out.push(format!("history items={}", h.history.len())),
-        WebhookChange::StateSync(s) => out.push(format!("state_sync items={}", s.state_sync.len())),
-        WebhookChange::MessageEchoes(e) => {
-            out.push(format!("echoes={}", e.message_echoes.len()));
+        WebhookChange::History(h) => {
+            for item in &h.history {
+                out.push(format!(
+                    "history meta={:?} errors={:?}",
+                    item.metadata
+                        .as_ref()
+                        .map(|m| (m.phase, m.chunk_order, m.progress)),
+                    item.errors.iter().map(|e| e.code).collect::<Vec<_>>()
+                ));
+                for thread in &item.threads {
+                    for m in &thread.messages {
+                        out.push(format!(
+                            "thread={} msg={} from={:?} kind={:?} text={:?} ctx={:?}",
+                            thread.id,
+                            m.id,
+                            m.from,
+                            m.kind,
+                            m.text(),
+                            m.history_context.as_ref().map(|c| &c.status)
+                        ));
+                    }
+                }
+                for m in &item.messages {
+                    out.push(format!("late={} kind={:?}", m.id, m.kind));
+                }
+            }
+        }
+        WebhookChange::StateSync(v) => {
+            for item in &v.state_sync {
+                out.push(format!(
+                    "sync={:?} {:?} {:?}",
+                    item.action,
+                    item.contact.as_ref().map(|c| &c.phone_number),
+                    item.contact.as_ref().map(|c| &c.full_name)
+                ));
+            }
+        }
+        WebhookChange::MessageEchoes(v) => {
+            for m in &v.message_echoes {
+                out.push(format!("echo={} to={:?} text={:?}", m.id, m.to, m.text()));
+            }
         }
         WebhookChange::Unknown { error, .. } => {
             out.push(format!("unknown error={}", error.is_some()))

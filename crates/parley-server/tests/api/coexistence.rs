@@ -390,8 +390,26 @@ async fn offboarding_in_the_app_disconnects_with_metas_reason_and_reconnect_resu
         )
         .await;
     assert_eq!(status, 200, "{report}");
+    assert!(
+        report["warnings"]
+            .as_array()
+            .is_some_and(|w| w.iter().any(|w| w
+                .as_str()
+                .is_some_and(|w| w.contains(&phone) && w.contains("not deregistered")))),
+        "{report}"
+    );
     let requests = app.sandbox_requests("").await;
     assert!(paths(&requests, "POST", &format!("{phone}/deregister")).is_empty());
+    // The demo number of the same WABA was deregistered as asked: the call was made.
+    assert_eq!(
+        paths(
+            &requests,
+            "POST",
+            &format!("{}/deregister", demo_ids::PHONE_NUMBER_ID)
+        )
+        .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -534,4 +552,26 @@ async fn a_refused_sync_is_shown_and_retried_once_and_not_after_24_hours() {
         1,
         "no call after the window"
     );
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_app_messages_and_the_sync_status() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .http
+        .get(format!("{}/api/openapi.json", app.url))
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("json");
+    let schemas = &doc["components"]["schemas"];
+    assert!(schemas["AppMessageView"]["properties"]["imported"].is_object());
+    assert!(schemas["CoexistenceView"]["properties"]["sync_status"].is_object());
+    assert!(schemas["NumberView"]["properties"]["coexistence"].is_object());
+    // ContactDetailView flattens ContactView, so its own properties sit under `allOf`.
+    let detail = schemas["ContactDetailView"].to_string();
+    assert!(detail.contains("\"app_messages\""), "{detail}");
+    assert!(detail.contains("AppMessageView"), "{detail}");
 }

@@ -65,7 +65,12 @@ impl CoexistenceStore for Backend {
             "INSERT INTO coexistence_numbers (phone_number_id, application_id, platform_id, onboarded_at, \
                contacts_sync, history_sync, history_progress, updated_at) \
              VALUES ($1, $2, $3, $4, 'pending', 'pending', 0, $4) \
-             ON CONFLICT (phone_number_id) DO NOTHING",
+             ON CONFLICT (phone_number_id) DO UPDATE SET application_id = excluded.application_id, \
+               platform_id = excluded.platform_id, onboarded_at = excluded.onboarded_at, \
+               contacts_sync = 'pending', contacts_request_id = NULL, history_sync = 'pending', \
+               history_request_id = NULL, history_progress = 0, sync_error = NULL, \
+               offboarded_at = NULL, disconnection_reason = NULL, updated_at = excluded.updated_at \
+             WHERE coexistence_numbers.platform_id <> excluded.platform_id",
         )
         .bind(phone.as_str())
         .bind(app.as_str())

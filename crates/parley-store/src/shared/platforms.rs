@@ -345,6 +345,12 @@ impl PlatformStore for Backend {
             .bind(platform.as_str())
             .execute(&mut *tx)
             .await?;
+        // A WhatsApp Business app number connected again later is a new onboarding at Meta,
+        // with its own 24 h window and syncs (the imported messages stay).
+        sqlx::query("DELETE FROM coexistence_numbers WHERE platform_id = $1")
+            .bind(platform.as_str())
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("UPDATE onboarding_sessions SET access_token = NULL WHERE platform_id = $1")
             .bind(platform.as_str())
             .execute(&mut *tx)

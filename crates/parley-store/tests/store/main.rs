@@ -10,6 +10,7 @@ mod backend;
 mod batches;
 mod campaigns;
 mod contact_identity;
+mod coexistence;
 mod contacts;
 mod fixtures;
 mod identity;
