@@ -898,7 +898,7 @@ pub struct WabaInfo {
     #[serde(default)]
     pub solution_id: Option<String>,
     #[serde(default)]
-    pub solution_partner_business_ids: Vec<String>,
+    pub solution_partner_business_ids: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -15,6 +15,7 @@ mod contacts;
 mod fixtures;
 mod identity;
 mod messages;
+mod migrations;
 mod pg;
 mod platforms;
 mod schema;
