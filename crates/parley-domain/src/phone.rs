@@ -147,13 +147,15 @@ impl E164 {
         if digits.len() < 3 || digits.len() > 17 {
             return Err(PhoneError::InvalidIn(shown(), region.as_str()));
         }
+        // What the national reading gives must be a number `parse` keeps as it is (the
+        // metadata takes some numbers longer than E.164's 15 digits).
         let national = phonenumber::parse(Some(region.0), &digits)
             .ok()
             .filter(phonenumber::is_valid)
             .map(|n| n.format().mode(phonenumber::Mode::E164).to_string())
-            .filter(|c| c.len() > 1 && c[1..].bytes().all(|b| b.is_ascii_digit()));
+            .and_then(|c| Self::from_digits(c.strip_prefix('+')?));
         match national {
-            Some(canonical) => Ok(E164(canonical)),
+            Some(number) => Ok(number),
             None => Self::from_digits(&digits)
                 .ok_or_else(|| PhoneError::InvalidIn(shown(), region.as_str())),
         }
@@ -373,6 +375,12 @@ mod tests {
             E164::parse_in("0151 x", de),
             Err(PhoneError::BadCharacters(_))
         ));
+        // Found by fuzzing: the metadata read this as a German number of 16 digits, which
+        // `parse` refuses; a national reading must be a number `parse` keeps.
+        match E164::parse_in("64112345634567", de) {
+            Ok(n) => assert_eq!(E164::parse(n.as_str()).as_ref(), Ok(&n)),
+            Err(e) => assert!(matches!(e, PhoneError::InvalidIn(..)), "{e}"),
+        }
         assert!(Region::parse("XX").is_err());
         assert!(Region::parse("Germany").is_err());
         assert_eq!(Region::parse(" de ").map(|r| r.as_str()), Ok("DE"));

@@ -1027,7 +1027,10 @@ impl Engine {
         );
         let rest = futures::stream::iter((!ended).then_some(body))
             .flatten()
-            .map(|r| r.map(|b| b.as_ref().to_vec()).map_err(|e| e.to_string()));
+            .map(|r| {
+                r.map(|b| b.as_ref().to_vec())
+                    .map_err(|e| format!("the upload broke off: {e}"))
+            });
         self.read_rows(job, &options, first.chain(rest), progress)
             .await
     }
@@ -1260,12 +1263,16 @@ pub struct ImportPreview {
 
 /// The encoding and separator the options leave open, detected from the head of the file
 /// (`complete` when it is the whole file).
+/// Only the first [`DETECT_BYTES`] count, so that a preview of a longer head and the import
+/// of the whole file agree.
 fn resolve_text_options(options: &mut ImportOptions, head: &[u8], complete: bool) {
+    let n = head.len().min(DETECT_BYTES);
+    let (head, complete) = (&head[..n], complete && n == head.len());
     let encoding = *options
         .encoding
         .get_or_insert_with(|| detect_encoding(head, complete));
     if options.format == ImportFormat::Csv && options.separator.is_none() {
-        let text = decode_all(&head[..head.len().min(DETECT_BYTES)], encoding, complete);
+        let text = decode_all(head, encoding, complete);
         options.separator = Some(detect_separator(&String::from_utf8_lossy(&text)));
     }
 }

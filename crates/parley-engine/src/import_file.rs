@@ -10,8 +10,10 @@ use calamine::{DataRef, Reader, Xlsx};
 
 use crate::EngineError;
 
-/// Bytes of the head of a file that encoding and separator detection look at.
-pub const DETECT_BYTES: usize = 64 * 1024;
+/// Bytes of the head of a file that encoding and separator detection look at (some hundred
+/// rows). An import commits nothing before it has them (or the whole file), so they are few:
+/// a slow upload's first rows are not held back long.
+pub const DETECT_BYTES: usize = 16 * 1024;
 /// Largest `.xlsx` upload: a workbook is read whole (its directory is at its end).
 pub const MAX_XLSX_BYTES: usize = 32 * 1024 * 1024;
 /// Most bytes every part of a workbook may unpack to together (a zip bomb stops here).

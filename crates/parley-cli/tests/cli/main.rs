@@ -335,6 +335,75 @@ async fn contacts_import_reads_a_csv_into_the_configured_database() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown type `wat`"));
 
+    // A Russian spreadsheet's CSV (Windows-1251, `;`), read as the flags say, its local phone
+    // numbers with the default country; and a workbook's first sheet.
+    let ru = dir.path().join("clients.csv");
+    let cp1251: Vec<u8> = "Телефон;Имя\r\n8 (916) 123-45-80;Иван\r\n"
+        .chars()
+        .map(|c| match c {
+            c if c.is_ascii() => c as u8,
+            c => (c as u32 - 'А' as u32 + 0xC0) as u8,
+        })
+        .collect();
+    std::fs::write(&ru, cp1251).expect("write");
+    let book = dir.path().join("kunden.xlsx");
+    std::fs::write(
+        &book,
+        parley_engine::import_file::sample_xlsx(
+            "Kunden",
+            &[
+                vec![parley_engine::import_file::SampleCell::Text("phone".into())],
+                vec![parley_engine::import_file::SampleCell::Text(
+                    "0151 77700004".into(),
+                )],
+            ],
+        ),
+    )
+    .expect("write");
+    for (file, flags) in [
+        (
+            &ru,
+            &[
+                "--encoding",
+                "windows-1251",
+                "--separator",
+                "semicolon",
+                "--country",
+                "RU",
+                "--map",
+                "Телефон:phone",
+                "--map",
+                "Имя:name",
+            ][..],
+        ),
+        (&book, &["--country", "DE"][..]),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_parley"))
+            .args(["contacts", "import"])
+            .arg(file)
+            .args(flags)
+            .env("PARLEY_DATA_DIR", dir.path())
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("contacts import");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("1 rows read, 1 created"), "{stdout}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(["contacts", "import"])
+        .arg(&ru)
+        .args(["--country", "Russia"])
+        .env("PARLEY_DATA_DIR", dir.path())
+        .output()
+        .expect("contacts import");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--country"));
+
     // The served database has them, typed.
     let _demo = Demo::start(dir.path());
     let creds = credentials(dir.path());
@@ -351,6 +420,18 @@ async fn contacts_import_reads_a_csv_into_the_configured_database() {
         .expect("json");
     assert_eq!(c["tags"]["visits"], 7, "{c}");
     assert_eq!(c["tags"]["first_name"], "cy", "{c}");
+    for (phone, name) in [("+79161234580", Some("Иван")), ("+4915177700004", None)] {
+        let c: Value = http
+            .get(format!("{url}/api/v1/contacts/{phone}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(c["name"].as_str(), name, "{c}");
+    }
     let missing = http
         .get(format!("{url}/api/v1/contacts/+4917077700002"))
         .bearer_auth(token)

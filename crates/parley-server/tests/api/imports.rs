@@ -514,6 +514,10 @@ async fn decoded_files_resume_after_a_cut_upload_importing_each_row_once() {
         assert_eq!(job["separator"], "semicolon", "{job}");
         let committed = job["rows_read"].as_u64().expect("rows");
         assert!((1_000..rows).contains(&committed), "{name}: {job}");
+        assert!(
+            job["error"].as_str().is_some_and(|e| e.contains("broke off")),
+            "{job}"
+        );
         let id = job["id"].as_str().expect("id").to_owned();
         // Another file (one letter changed before the cut) is refused.
         let mut other = file.clone();
