@@ -96,6 +96,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 graph_version: sandbox_config.graph_version.clone(),
                 sdk_url: format!("{sandbox_url}/sdk.js"),
                 message_origin: sandbox_url.clone(),
+                // The sandbox's demo token reaches every WABA, as a partner's system user
+                // does: Meta's PARTNER_ADDED connects a sign-up whose tab was closed.
+                system_user_token: Some(demo_ids::ACCESS_TOKEN.to_owned()),
                 ..Default::default()
             },
             ..EngineConfig::default()

@@ -423,7 +423,7 @@ async fn requeue_stale_sending_after_lease_and_grace(b: &Backend) {
 /// the acceptance was written: the row stays `sending` past lease and grace, and recovery
 /// never puts it back in the queue (Meta has it); its release settles it (META_2026 §6.3).
 async fn a_send_meta_holds_is_never_requeued_by_crash_recovery(b: &Backend) {
-    use parley_store::{ConsentStore, StaleSending, StatusChange};
+    use parley_store::{StaleSending, StatusChange};
     let t = tenant(&**b, 1).await;
     let held = queued(&**b, &t, T0).await;
     let lost = queued(&**b, &t, T0).await;
