@@ -1213,11 +1213,6 @@ fn choices_from(state: &World, input: SignupIn) -> Result<Choices, GraphError> {
             completion.name()
         )));
     }
-    if completion == Completion::Coexistence && matches!(waba, Pick::Existing(_)) {
-        return Err(GraphError::invalid_param(
-            "completion coexistence creates a new WhatsApp Business Account: give no waba id.",
-        ));
-    }
     let phone = match phone_in {
         PhoneIn {
             id: Some(id),
