@@ -710,3 +710,41 @@ async fn the_console_preview_says_what_it_detected_and_its_controls_change_the_r
         "encoding and separator do not apply to a workbook"
     );
 }
+
+#[tokio::test]
+async fn a_workbook_cut_off_commits_nothing_and_resumes_with_the_same_file() {
+    let app = spawn_app().await;
+    let mut rows = vec![vec![text("phone"), text("batch")]];
+    for i in 0..1_500u64 {
+        rows.push(vec![
+            text(&format!("+49152{:08}", 64_000_000 + i)),
+            text("book"),
+        ]);
+    }
+    let book = sample_xlsx("S", &rows);
+    let job = cut_upload(&app, "format=xlsx", &book, book.len() / 2).await;
+    assert_eq!(job["state"], "interrupted", "{job}");
+    // A workbook is read whole before any row: nothing was committed.
+    assert_eq!(job["rows_read"], 0, "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("broke off")),
+        "{job}"
+    );
+    let id = job["id"].as_str().expect("id").to_owned();
+    let (status, v) = resume(&app, &id, book).await;
+    assert_eq!(status, 202, "{v}");
+    let (_, done) = app
+        .api_call(Method::GET, &format!("/api/v1/contacts/import/{id}"), None)
+        .await;
+    assert_eq!(
+        (
+            done["state"].as_str(),
+            done["created"].as_u64(),
+            done["sheet"].as_str()
+        ),
+        (Some("done"), Some(1_500), Some("S")),
+        "{done}"
+    );
+}
