@@ -274,7 +274,7 @@ async fn an_xlsx_file_imports_its_first_sheet_with_a_phone_stored_as_a_number() 
     let mut rows = vec![vec![text("phone"), text("batch")]];
     for i in 0..2_500u64 {
         rows.push(vec![
-            SampleCell::Number((4915240_000_000 + i) as f64),
+            SampleCell::Number((4_915_240_000_000 + i) as f64),
             text("sheet"),
         ]);
     }
