@@ -1012,11 +1012,14 @@ impl Engine {
             };
             options.sheet = Some(sheet.name);
             self.keep_import_options(&mut job, &options).await?;
+            // The sheet's text in 64 KiB chunks, copied one at a time (not all at once).
+            const CHUNK: usize = 64 * 1024;
             let text = sheet.text.into_bytes();
+            let len = text.len();
             let chunks = futures::stream::iter(
-                text.chunks(DETECT_BYTES)
-                    .map(|c| Ok::<Vec<u8>, String>(c.to_vec()))
-                    .collect::<Vec<_>>(),
+                (0..len)
+                    .step_by(CHUNK)
+                    .map(move |at| Ok::<Vec<u8>, String>(text[at..len.min(at + CHUNK)].to_vec())),
             );
             return self.read_rows(job, &options, chunks, progress).await;
         }

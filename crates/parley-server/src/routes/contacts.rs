@@ -477,7 +477,10 @@ pub async fn start_import(
 /// Resumes an import that Parley's stop (or a broken upload) interrupted: send the same file
 /// again, whole. The bytes up to the last committed row are read but not written (they must
 /// be the same bytes, else 409 `import_file_differs`), so no row is imported twice; the rest
-/// is imported as before, with the options the import was started with.
+/// is imported as before, with the options the import was started with and the encoding,
+/// separator and default country it used (never detected again). For a file in another
+/// encoding than UTF-8 the comparison is of the decoded text; for an `.xlsx` workbook, of its
+/// first sheet's rows (a workbook saved again with the same rows resumes too).
 #[utoipa::path(
     post, path = "/api/v1/contacts/import/{job}/resume", tag = "contacts",
     params(("job" = String, Path, description = "Import id, `imp_…`")),

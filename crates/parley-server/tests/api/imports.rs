@@ -269,6 +269,34 @@ async fn an_xlsx_file_imports_its_first_sheet_with_a_phone_stored_as_a_number() 
     let mut pairs = pairs.to_vec();
     pairs.push(("format", "xlsx"));
     let job = import(&app, &pairs, book).await;
+    let again = job.clone();
+    // A sheet of many rows goes in chunks of 1,000, each row once.
+    let mut rows = vec![vec![text("phone"), text("batch")]];
+    for i in 0..2_500u64 {
+        rows.push(vec![
+            SampleCell::Number((4_915_240_000_000 + i) as f64),
+            text("sheet"),
+        ]);
+    }
+    let many = import(&app, &[("country", "DE")], sample_xlsx("Viele", &rows)).await;
+    assert_eq!(
+        (
+            many["state"].as_str(),
+            many["created"].as_u64(),
+            many["rejected"].as_u64()
+        ),
+        (Some("done"), Some(2_500), Some(0)),
+        "{many}"
+    );
+    let (status, v) = app
+        .api_call(
+            Method::POST,
+            "/api/v1/segments/preview",
+            Some(&serde_json::json!({"filter": "batch = \"sheet\""})),
+        )
+        .await;
+    assert_eq!((status, &v["count"]), (200, &2_500.into()), "{v}");
+    let job = again;
     assert_eq!(
         (job["created"].as_u64(), job["updated"].as_u64()),
         (Some(0), Some(1)),
@@ -515,7 +543,9 @@ async fn decoded_files_resume_after_a_cut_upload_importing_each_row_once() {
         let committed = job["rows_read"].as_u64().expect("rows");
         assert!((1_000..rows).contains(&committed), "{name}: {job}");
         assert!(
-            job["error"].as_str().is_some_and(|e| e.contains("broke off")),
+            job["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("broke off")),
             "{job}"
         );
         let id = job["id"].as_str().expect("id").to_owned();
@@ -678,5 +708,43 @@ async fn the_console_preview_says_what_it_detected_and_its_controls_change_the_r
     assert!(
         hidden.is_some(),
         "encoding and separator do not apply to a workbook"
+    );
+}
+
+#[tokio::test]
+async fn a_workbook_cut_off_commits_nothing_and_resumes_with_the_same_file() {
+    let app = spawn_app().await;
+    let mut rows = vec![vec![text("phone"), text("batch")]];
+    for i in 0..1_500u64 {
+        rows.push(vec![
+            text(&format!("+49152{:08}", 64_000_000 + i)),
+            text("book"),
+        ]);
+    }
+    let book = sample_xlsx("S", &rows);
+    let job = cut_upload(&app, "format=xlsx", &book, book.len() / 2).await;
+    assert_eq!(job["state"], "interrupted", "{job}");
+    // A workbook is read whole before any row: nothing was committed.
+    assert_eq!(job["rows_read"], 0, "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("broke off")),
+        "{job}"
+    );
+    let id = job["id"].as_str().expect("id").to_owned();
+    let (status, v) = resume(&app, &id, book).await;
+    assert_eq!(status, 202, "{v}");
+    let (_, done) = app
+        .api_call(Method::GET, &format!("/api/v1/contacts/import/{id}"), None)
+        .await;
+    assert_eq!(
+        (
+            done["state"].as_str(),
+            done["created"].as_u64(),
+            done["sheet"].as_str()
+        ),
+        (Some("done"), Some(1_500), Some("S")),
+        "{done}"
     );
 }
