@@ -15,6 +15,9 @@ pub struct Config {
     /// The address people and Meta reach Parley at, e.g. `https://parley.example.com`
     /// (webhooks go to `<public_url>/webhooks/whatsapp`; https makes console cookies Secure).
     pub public_url: String,
+    /// What this node does: `api` (HTTP and webhook intake, no workers), `worker` (the
+    /// workers; only health, readiness and metrics over HTTP) or `all`.
+    pub role: String,
     pub database: DatabaseConfig,
     pub meta: MetaConfig,
     pub metrics: MetricsConfig,
@@ -96,6 +99,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./parley-data"),
             listen: "127.0.0.1:8080".into(),
             public_url: String::new(),
+            role: "all".into(),
             database: DatabaseConfig::default(),
             meta: MetaConfig::default(),
             metrics: MetricsConfig::default(),
@@ -125,6 +129,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("data_dir", &self.data_dir)
             .field("listen", &self.listen)
+            .field("role", &self.role)
             .field("database.url", &redact_url(&self.database.url))
             .field("meta.graph_url", &self.meta.graph_url)
             .field("meta.app_id", &self.meta.app_id)
@@ -192,6 +197,7 @@ impl Config {
         }
         set(&mut self.listen, "PARLEY_LISTEN");
         set(&mut self.public_url, "PARLEY_PUBLIC_URL");
+        set(&mut self.role, "PARLEY_ROLE");
         set(&mut self.database.url, "PARLEY_DATABASE_URL");
         set(&mut self.meta.graph_url, "PARLEY_META_GRAPH_URL");
         set(&mut self.meta.graph_version, "PARLEY_META_GRAPH_VERSION");
@@ -223,6 +229,7 @@ impl Config {
 
     fn validate(&self) -> anyhow::Result<()> {
         self.rate_limit()?;
+        self.node_role()?;
         if self.audit.retention_days == 0 {
             bail!("audit.retention_days must be at least 1");
         }
@@ -237,6 +244,16 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// This node's role (`role`, `PARLEY_ROLE`, `--role`).
+    pub fn node_role(&self) -> anyhow::Result<parley_engine::nodes::NodeRole> {
+        parley_engine::nodes::NodeRole::parse(&self.role).with_context(|| {
+            format!(
+                "role `{}` is not a node role: use api, worker or all",
+                self.role
+            )
+        })
     }
 
     /// Meta's app as onboarding and the console's Embedded Signup use it.

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod error;
 pub mod identity;
 pub mod messages;
+pub mod nodes;
 pub mod onboarding;
 pub mod pacer;
 pub mod reads;
@@ -101,6 +102,8 @@ pub struct Engine {
     /// token that authenticated, so concurrent requests write it once a minute, not each.
     pub(crate) token_touches:
         Arc<std::sync::Mutex<std::collections::HashMap<parley_domain::TokenId, i64>>>,
+    /// This process's role and workers (`nodes.rs`), set when its workers start.
+    pub(crate) node: Arc<std::sync::RwLock<nodes::NodeInfo>>,
 }
 
 /// Passes the background workers completed, per engine. A test that must show that nothing
@@ -153,6 +156,7 @@ impl Engine {
             campaign_wake: Arc::new(Notify::new()),
             progress: Arc::new(Progress::default()),
             token_touches: Arc::default(),
+            node: Arc::new(std::sync::RwLock::new(nodes::NodeInfo::new())),
         }
     }
 
@@ -162,11 +166,33 @@ impl Engine {
 
     /// Starts the background workers; they stop when `shutdown` is cancelled.
     pub fn spawn_workers(&self, shutdown: CancellationToken) -> tokio::task::JoinSet<()> {
+        self.spawn_node(nodes::NodeRole::All, shutdown)
+    }
+
+    /// Starts what a node of `role` runs (`nodes.rs`): the workers on `worker` and `all`
+    /// nodes, the recovery of interrupted imports where imports run (`api`, `all`), and the
+    /// heartbeat on every node. They stop when `shutdown` is cancelled.
+    pub fn spawn_node(
+        &self,
+        role: nodes::NodeRole,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinSet<()> {
         let mut set = tokio::task::JoinSet::new();
-        // Imports still `running` from before this start were left by a Parley that is gone.
-        let started = self.now();
-        let engine = self.clone();
-        set.spawn(async move { engine.interrupt_stale_imports(started).await });
+        if role.serves_api() {
+            // Imports still `running` from before this start were left by a Parley that is gone.
+            let started = self.now();
+            let engine = self.clone();
+            set.spawn(async move { engine.interrupt_stale_imports(started).await });
+        }
+        let workers = match role.runs_workers() {
+            true => nodes::WORKERS.to_vec(),
+            false => Vec::new(),
+        };
+        self.set_node(role, workers);
+        set.spawn(nodes::heartbeat(self.clone(), shutdown.clone()));
+        if !role.runs_workers() {
+            return set;
+        }
         set.spawn(sender::supervise(self.clone(), shutdown.clone()));
         set.spawn(templates::run_periodic_sync(
             self.clone(),

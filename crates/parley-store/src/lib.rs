@@ -14,6 +14,7 @@ mod dialect;
 pub mod files;
 pub mod identity;
 mod lattice;
+pub mod nodes;
 pub mod platforms;
 pub mod postgres;
 mod postgres_audience;
@@ -24,6 +25,7 @@ mod sqlite_audience;
 mod sqlite_campaigns;
 pub mod tag_index;
 pub mod templates;
+pub mod transfer;
 mod types;
 
 pub use access::AccessStore;
@@ -31,6 +33,7 @@ pub use audience::AudienceStore;
 pub use campaigns::CampaignStore;
 pub use crypto::{DecryptError, KeyError, SecretCipher};
 pub use identity::IdentityStore;
+pub use nodes::{NodeRecord, NodeStore};
 pub use platforms::PlatformStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -92,6 +95,7 @@ pub trait Store:
     + CampaignStore
     + IdentityStore
     + AccessStore
+    + NodeStore
     + Send
     + Sync
     + 'static
