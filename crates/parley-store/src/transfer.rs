@@ -318,8 +318,20 @@ pub async fn sqlite_to_postgres(
             .map(|(n, _)| quote(n))
             .collect::<Vec<_>>()
             .join(", ");
+        // SQLite may keep JSON as its binary JSONB (the tag index does): read it as text.
+        let read = columns
+            .iter()
+            .map(|(n, k)| match k {
+                Kind::Json => format!(
+                    "CASE WHEN typeof({c}) = 'blob' THEN json({c}) ELSE {c} END",
+                    c = quote(n)
+                ),
+                _ => quote(n),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         let select = format!(
-            "SELECT rowid AS parley_rowid, {list} FROM {} WHERE rowid > $1 ORDER BY rowid LIMIT {per_batch}",
+            "SELECT rowid AS parley_rowid, {read} FROM {} WHERE rowid > $1 ORDER BY rowid LIMIT {per_batch}",
             quote(table)
         );
         let mut after = i64::MIN;
@@ -491,6 +503,7 @@ fn sqlite_value(
         (Kind::Bytes, Val::Text(s)) => Val::Bytes(s.into_bytes()),
         (Kind::Real, Val::Real(f)) => Val::Real(f),
         (Kind::Real, Val::Int(v)) => Val::Real(v as f64),
+        (_, Val::Bytes(b)) => return Err(bad(&format!("{} bytes", b.len()))),
         (_, other) => return Err(bad(&format!("{other:?}"))),
     })
 }
