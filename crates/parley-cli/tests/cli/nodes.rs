@@ -498,3 +498,114 @@ async fn an_api_node_runs_no_workers_and_a_worker_node_sends_what_it_queued() {
         pg.finish().await;
     }
 }
+
+/// Runs a documented command (DEPLOY.md, "Backups and restores").
+fn run(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_documented_backups_restore_and_parley_serves_the_restored_data() {
+    let site = Site::new();
+    let deploy = include_str!("../../../../docs/DEPLOY.md");
+    for command in [
+        "sqlite3 /var/lib/parley/parley.db \".backup '/var/backups/parley/parley.db'\"",
+        "pg_dump --format=custom --file=/var/backups/parley/parley.dump \"$DATABASE_URL\"",
+        "pg_restore --no-owner --dbname=\"$NEW_DATABASE_URL\" /var/backups/parley/parley.dump",
+    ] {
+        assert!(deploy.contains(command), "DEPLOY.md no longer says {command}");
+    }
+
+    // SQLite: an online backup while the node serves, restored over the live file.
+    let sqlite = site.sqlite_url();
+    let db = site.dir.path().join("parley.db");
+    let backup = site.dir.path().join("backup.db");
+    let node = site.serve_on(&sqlite, site.port, 10, &[]);
+    let id = delivered_message(&site).await;
+    run(
+        "sqlite3",
+        &[
+            db.to_str().expect("path"),
+            &format!(".backup '{}'", backup.display()),
+        ],
+    );
+    let later = delivered_message(&site).await;
+    stop(node);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    std::fs::copy(&backup, &db).expect("restore");
+    let node = site.serve_on(&sqlite, site.port, 10, &[]);
+    let (status, m) = site
+        .api(reqwest::Method::GET, &format!("/messages/{id}"), None)
+        .await;
+    assert_eq!(status, 200, "{m}");
+    assert!(m["state"] == "delivered" || m["state"] == "read", "{m}");
+    let (status, _) = site
+        .api(reqwest::Method::GET, &format!("/messages/{later}"), None)
+        .await;
+    assert_eq!(status, 404, "the message sent after the backup is not in it");
+    stop(node);
+
+    // PostgreSQL: pg_dump of a served database, pg_restore into a new one, served from there.
+    let pg = crate::pg::TestDb::create().await;
+    let restored = crate::pg::TestDb::create().await;
+    std::fs::remove_file(site.dir.path().join("demo-credentials.json")).expect("fresh seed");
+    let node = site.serve_on(&pg.url, site.port, 10, &[]);
+    let id = delivered_message(&site).await;
+    let dump = site.dir.path().join("parley.dump");
+    run(
+        "pg_dump",
+        &[
+            "--format=custom",
+            &format!("--file={}", dump.display()),
+            &pg.url,
+        ],
+    );
+    stop(node);
+    run(
+        "pg_restore",
+        &[
+            "--no-owner",
+            &format!("--dbname={}", restored.url),
+            dump.to_str().expect("path"),
+        ],
+    );
+    let node = site.serve_on(&restored.url, site.port, 10, &[]);
+    let (status, m) = site
+        .api(reqwest::Method::GET, &format!("/messages/{id}"), None)
+        .await;
+    assert_eq!(status, 200, "{m}");
+    assert!(m["state"] == "delivered" || m["state"] == "read", "{m}");
+    stop(node);
+    pg.finish().await;
+    restored.finish().await;
+}
+
+/// Sends a template message and waits until it is delivered; answers its id.
+async fn delivered_message(site: &Site) -> String {
+    let (status, m) = site
+        .api(
+            reqwest::Method::POST,
+            "/messages",
+            Some(&json!({"to": "+4915110007919", "template": {"name": "welcome", "language": "en",
+                         "variables": {"first_name": "there"}}})),
+        )
+        .await;
+    assert_eq!(status, 202, "{m}");
+    let id = m["id"].as_str().expect("id").to_owned();
+    site.until(&site.parley, &format!("/messages/{id}"), "delivered", |m| {
+        m["state"] == "delivered" || m["state"] == "read"
+    })
+    .await;
+    id
+}
