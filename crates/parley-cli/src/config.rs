@@ -208,7 +208,9 @@ impl Config {
         set(&mut self.meta.sdk_url, "PARLEY_META_SDK_URL");
         set(&mut self.meta.message_origin, "PARLEY_META_MESSAGE_ORIGIN");
         set(&mut self.metrics.token, "PARLEY_METRICS_TOKEN");
-        if let Some(v) = get("PARLEY_DATABASE_FILTER_TIMEOUT_SECS").and_then(|v| v.trim().parse().ok()) {
+        if let Some(v) =
+            get("PARLEY_DATABASE_FILTER_TIMEOUT_SECS").and_then(|v| v.trim().parse().ok())
+        {
             self.database.filter_timeout_secs = Some(v);
         }
         let number = |target: &mut u32, key: &str| {
@@ -355,7 +357,11 @@ mod tests {
 
     /// Every key of the configuration, dotted (`database.url`), with its value as text.
     fn keys(c: &Config) -> std::collections::BTreeMap<String, String> {
-        fn walk(prefix: &str, v: &toml::Value, out: &mut std::collections::BTreeMap<String, String>) {
+        fn walk(
+            prefix: &str,
+            v: &toml::Value,
+            out: &mut std::collections::BTreeMap<String, String>,
+        ) {
             match v {
                 toml::Value::Table(t) => {
                     for (k, v) in t {
@@ -404,9 +410,15 @@ mod tests {
             parley_engine::nodes::NodeRole::All
         );
         let mut c: Config = toml::from_str("role = \"worker\"\n").expect("parses");
-        assert_eq!(c.node_role().expect("worker"), parley_engine::nodes::NodeRole::Worker);
+        assert_eq!(
+            c.node_role().expect("worker"),
+            parley_engine::nodes::NodeRole::Worker
+        );
         c.apply_env(|k| (k == "PARLEY_ROLE").then(|| "api".to_owned()));
-        assert_eq!(c.node_role().expect("api"), parley_engine::nodes::NodeRole::Api);
+        assert_eq!(
+            c.node_role().expect("api"),
+            parley_engine::nodes::NodeRole::Api
+        );
         c.role = "leader".into();
         assert!(c.node_role().is_err(), "an unknown role is refused");
     }

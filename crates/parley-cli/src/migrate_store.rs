@@ -22,14 +22,9 @@ pub async fn run(from: &str, to: &str, replace: bool, batch: usize) -> anyhow::R
         }
     };
     let now = parley_engine::Clock::now_millis(&parley_engine::SystemClock);
-    let reports = transfer::sqlite_to_postgres(
-        from,
-        to,
-        &Options { replace, batch },
-        now,
-        &mut print,
-    )
-    .await?;
+    let reports =
+        transfer::sqlite_to_postgres(from, to, &Options { replace, batch }, now, &mut print)
+            .await?;
     let rows: u64 = reports.iter().map(|r| r.rows).sum();
     println!(
         "Done: {} tables, {rows} rows, every count and checksum matches.",

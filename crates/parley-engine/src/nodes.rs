@@ -99,7 +99,10 @@ fn hostname() -> String {
 impl Engine {
     /// This node: its id, role and the workers it runs.
     pub fn node(&self) -> NodeInfo {
-        self.node.read().map(|n| n.clone()).unwrap_or_else(|e| e.into_inner().clone())
+        self.node
+            .read()
+            .map(|n| n.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
     }
 
     pub(crate) fn set_node(&self, role: NodeRole, workers: Vec<&'static str>) {

@@ -673,9 +673,16 @@ mod tests {
         let mut tables: Vec<String> = COPIED_TABLES.iter().map(|t| (*t).to_owned()).collect();
         assert!(check_tables(&tables, &tables).is_ok());
         tables.push("leases".into());
-        let err = check_tables(&tables, &tables).expect_err("unknown").to_string();
-        assert!(err.contains("`leases` is unknown to migrate-store"), "{err}");
-        let err = check_tables(&tables[1..], &tables).expect_err("missing").to_string();
+        let err = check_tables(&tables, &tables)
+            .expect_err("unknown")
+            .to_string();
+        assert!(
+            err.contains("`leases` is unknown to migrate-store"),
+            "{err}"
+        );
+        let err = check_tables(&tables[1..], &tables)
+            .expect_err("missing")
+            .to_string();
         assert!(err.contains("no table `accounts`"), "{err}");
     }
 

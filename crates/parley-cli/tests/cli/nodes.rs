@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use crate::credentials;
 use crate::crash::{Proc, free_port, postgres, start};
+use crate::credentials;
 
 /// The tables the demo data and the steps below fill; the others stay empty in this test.
 const FILLED: &[&str] = &[
@@ -97,11 +97,8 @@ impl Site {
 
     /// `parley serve` with `extra` arguments on `port`, seeding `contacts` on an empty database.
     fn serve_on(&self, db_url: &str, port: u16, contacts: usize, extra: &[&str]) -> Proc {
-        let mut args: Vec<String> = vec![
-            "serve".into(),
-            "--seed-demo".into(),
-            contacts.to_string(),
-        ];
+        let mut args: Vec<String> =
+            vec!["serve".into(), "--seed-demo".into(), contacts.to_string()];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         start(&args, &self.envs(db_url, port), "Parley listens on")
     }
@@ -175,7 +172,13 @@ impl Site {
     }
 
     /// Polls `path` until `check` holds.
-    async fn until(&self, base: &str, path: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    async fn until(
+        &self,
+        base: &str,
+        path: &str,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             let (status, v) = self.api_at(base, reqwest::Method::GET, path, None).await;
@@ -273,9 +276,12 @@ async fn migrate_store_moves_a_served_sqlite_installation_and_its_paused_campaig
         .await
         .expect("import");
     assert_eq!(resp.status(), 202);
-    site.until(&site.parley, "/contacts/import?limit=1", "the import", |v| {
-        v["data"][0]["state"] == "done"
-    })
+    site.until(
+        &site.parley,
+        "/contacts/import?limit=1",
+        "the import",
+        |v| v["data"][0]["state"] == "done",
+    )
     .await;
     let (status, body) = site
         .api(
@@ -312,7 +318,11 @@ async fn migrate_store_moves_a_served_sqlite_installation_and_its_paused_campaig
     )
     .await;
     let (status, body) = site
-        .api(reqwest::Method::POST, &format!("/campaigns/{id}/start"), None)
+        .api(
+            reqwest::Method::POST,
+            &format!("/campaigns/{id}/start"),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -321,15 +331,22 @@ async fn migrate_store_moves_a_served_sqlite_installation_and_its_paused_campaig
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (status, body) = site
-        .api(reqwest::Method::POST, &format!("/campaigns/{id}/pause"), None)
+        .api(
+            reqwest::Method::POST,
+            &format!("/campaigns/{id}/pause"),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     site.sandbox(reqwest::Method::DELETE, "/sandbox/faults", &json!({}))
         .await;
     let paused = site
-        .until(&site.parley, &format!("/campaigns/{id}/stats"), "settled", |s| {
-            s["state"] == "paused" && s["sending"] == 0 && s["planned"] == true
-        })
+        .until(
+            &site.parley,
+            &format!("/campaigns/{id}/stats"),
+            "settled",
+            |s| s["state"] == "paused" && s["sending"] == 0 && s["planned"] == true,
+        )
         .await;
     let before = site.sandbox_sent().await;
     assert!(
@@ -401,24 +418,37 @@ async fn migrate_store_moves_a_served_sqlite_installation_and_its_paused_campaig
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("the target database already holds Parley data") && stderr.contains("--replace"),
+        stderr.contains("the target database already holds Parley data")
+            && stderr.contains("--replace"),
         "{stderr}"
     );
 
     // Served from PostgreSQL, the paused campaign resumes and completes, each recipient once.
     let node = site.serve_on(&pg.url, site.port, RECIPIENTS, &[]);
     let stats = site
-        .until(&site.parley, &format!("/campaigns/{id}/stats"), "moved", |_| true)
+        .until(
+            &site.parley,
+            &format!("/campaigns/{id}/stats"),
+            "moved",
+            |_| true,
+        )
         .await;
     assert_eq!(stats["state"], "paused", "{stats}");
     let (status, body) = site
-        .api(reqwest::Method::POST, &format!("/campaigns/{id}/resume"), None)
+        .api(
+            reqwest::Method::POST,
+            &format!("/campaigns/{id}/resume"),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let stats = site
-        .until(&site.parley, &format!("/campaigns/{id}/stats"), "completed", |s| {
-            s["state"] == "completed"
-        })
+        .until(
+            &site.parley,
+            &format!("/campaigns/{id}/stats"),
+            "completed",
+            |s| s["state"] == "completed",
+        )
         .await;
     assert_eq!(stats["failed"], 0, "{stats}");
     let sent = site.sandbox_sent().await;
@@ -436,7 +466,9 @@ async fn an_api_node_runs_no_workers_and_a_worker_node_sends_what_it_queued() {
         true => Some(crate::pg::TestDb::create().await),
         false => None,
     };
-    let db = pg.as_ref().map_or_else(|| site.sqlite_url(), |p| p.url.clone());
+    let db = pg
+        .as_ref()
+        .map_or_else(|| site.sqlite_url(), |p| p.url.clone());
     let api = site.serve_on(&db, site.port, 10, &["--role", "api"]);
     let ready = site.readyz(&site.parley).await;
     assert_eq!(ready["status"], "ready", "{ready}");
@@ -447,8 +479,10 @@ async fn an_api_node_runs_no_workers_and_a_worker_node_sends_what_it_queued() {
         .api(
             reqwest::Method::POST,
             "/messages",
-            Some(&json!({"to": "+4915110007919", "template": {"name": "welcome", "language": "en",
-                         "variables": {"first_name": "there"}}})),
+            Some(
+                &json!({"to": "+4915110007919", "template": {"name": "welcome", "language": "en",
+                         "variables": {"first_name": "there"}}}),
+            ),
         )
         .await;
     assert_eq!(status, 202, "{queued}");
@@ -475,7 +509,13 @@ async fn an_api_node_runs_no_workers_and_a_worker_node_sends_what_it_queued() {
     assert_eq!(ready["role"], "worker", "{ready}");
     assert_eq!(
         ready["workers"],
-        json!(["sender", "campaign_planner", "webhook_processor", "template_sync", "audit_retention"]),
+        json!([
+            "sender",
+            "campaign_planner",
+            "webhook_processor",
+            "template_sync",
+            "audit_retention"
+        ]),
         "{ready}"
     );
     let (status, body) = site
@@ -486,9 +526,12 @@ async fn an_api_node_runs_no_workers_and_a_worker_node_sends_what_it_queued() {
 
     // The worker sends it; Meta's statuses reach the api node and the worker applies them.
     let m = site
-        .until(&site.parley, &format!("/messages/{id}"), "not delivered", |m| {
-            m["state"] == "delivered" || m["state"] == "read"
-        })
+        .until(
+            &site.parley,
+            &format!("/messages/{id}"),
+            "not delivered",
+            |m| m["state"] == "delivered" || m["state"] == "read",
+        )
         .await;
     assert!(m["wamid"].is_string(), "{m}");
     assert_eq!(site.sandbox_sent().await.len(), 1);
@@ -522,7 +565,10 @@ async fn the_documented_backups_restore_and_parley_serves_the_restored_data() {
         "pg_dump --format=custom --file=/var/backups/parley/parley.dump \"$DATABASE_URL\"",
         "pg_restore --no-owner --dbname=\"$NEW_DATABASE_URL\" /var/backups/parley/parley.dump",
     ] {
-        assert!(deploy.contains(command), "DEPLOY.md no longer says {command}");
+        assert!(
+            deploy.contains(command),
+            "DEPLOY.md no longer says {command}"
+        );
     }
 
     // SQLite: an online backup while the node serves, restored over the live file.
@@ -553,7 +599,10 @@ async fn the_documented_backups_restore_and_parley_serves_the_restored_data() {
     let (status, _) = site
         .api(reqwest::Method::GET, &format!("/messages/{later}"), None)
         .await;
-    assert_eq!(status, 404, "the message sent after the backup is not in it");
+    assert_eq!(
+        status, 404,
+        "the message sent after the backup is not in it"
+    );
     stop(node);
 
     // PostgreSQL: pg_dump of a served database, pg_restore into a new one, served from there.
@@ -597,8 +646,10 @@ async fn delivered_message(site: &Site) -> String {
         .api(
             reqwest::Method::POST,
             "/messages",
-            Some(&json!({"to": "+4915110007919", "template": {"name": "welcome", "language": "en",
-                         "variables": {"first_name": "there"}}})),
+            Some(
+                &json!({"to": "+4915110007919", "template": {"name": "welcome", "language": "en",
+                         "variables": {"first_name": "there"}}}),
+            ),
         )
         .await;
     assert_eq!(status, 202, "{m}");

@@ -30,7 +30,9 @@ async fn health_readiness_and_metrics() {
         "{ready}"
     );
     assert!(
-        ready["node"].as_str().is_some_and(|n| n.starts_with("node_")),
+        ready["node"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("node_")),
         "{ready}"
     );
     // Make one API call so request metrics exist.
