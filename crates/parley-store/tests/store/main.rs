@@ -13,6 +13,7 @@ mod contacts;
 mod fixtures;
 mod identity;
 mod messages;
+mod nodes;
 mod pg;
 mod platforms;
 mod schema;
