@@ -35,6 +35,8 @@ const FILLED: &[&str] = &[
     "quota_reach",
     "campaign_list_entries",
     "memberships",
+    "sessions",
+    "login_throttle",
     "audit_log",
 ];
 
@@ -295,6 +297,38 @@ async fn migrate_store_moves_a_served_sqlite_installation_and_its_paused_campaig
         )
         .await;
     assert_eq!(status, 201, "{body}");
+
+    // A console sign-in after a wrong password: a session and the sign-in throttle's row.
+    let creds = credentials(site.dir.path());
+    let form = |password: &str| {
+        let enc = |s: &str| {
+            s.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
+                    _ => format!("%{b:02X}"),
+                })
+                .collect::<String>()
+        };
+        format!(
+            "email={}&password={}",
+            enc(creds["email"].as_str().expect("email")),
+            enc(password)
+        )
+    };
+    for password in [
+        "wrong password",
+        creds["password"].as_str().expect("password"),
+    ] {
+        let resp = site
+            .http
+            .post(format!("{}/login", site.parley))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form(password))
+            .send()
+            .await
+            .expect("login");
+        assert!(resp.status().as_u16() < 500, "{}", resp.status());
+    }
 
     // The campaign, paused mid-way: each send is slowed so the pause falls inside it.
     let (status, created) = site
