@@ -457,6 +457,37 @@ async fn migrate_store_moves_a_served_sqlite_installation_and_its_paused_campaig
         "{stderr}"
     );
 
+    // --replace empties the target first: the same rows again, sequences set past them.
+    let out = Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args([
+            "migrate-store",
+            "--from",
+            &sqlite,
+            "--to",
+            &pg.url,
+            "--replace",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("parley migrate-store --replace");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("webhook_events.id: sequence set past the copied rows"),
+        "{stdout}"
+    );
+    for table in ["messages", "campaigns", "webhook_events"] {
+        assert_eq!(
+            sqlite_count(&sqlite, table).await,
+            pg_count(&pg.url, table).await,
+            "{table} after --replace"
+        );
+    }
+
     // Served from PostgreSQL, the paused campaign resumes and completes, each recipient once.
     let node = site.serve_on(&pg.url, site.port, RECIPIENTS, &[]);
     let stats = site
