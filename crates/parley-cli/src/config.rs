@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize, Clone)]
+#[derive(Deserialize, Serialize, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Where the master key (and, for SQLite, the database) live.
@@ -15,6 +15,9 @@ pub struct Config {
     /// The address people and Meta reach Parley at, e.g. `https://parley.example.com`
     /// (webhooks go to `<public_url>/webhooks/whatsapp`; https makes console cookies Secure).
     pub public_url: String,
+    /// What this node does: `api` (HTTP and webhook intake, no workers), `worker` (the
+    /// workers; only health, readiness and metrics over HTTP) or `all`.
+    pub role: String,
     pub database: DatabaseConfig,
     pub meta: MetaConfig,
     pub metrics: MetricsConfig,
@@ -22,7 +25,7 @@ pub struct Config {
     pub audit: AuditConfig,
 }
 
-#[derive(Deserialize, Clone)]
+#[derive(Deserialize, Serialize, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     /// Requests per second each API token may make on average (`429 rate_limited` beyond).
@@ -40,7 +43,7 @@ impl Default for ApiConfig {
     }
 }
 
-#[derive(Deserialize, Clone)]
+#[derive(Deserialize, Serialize, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
     /// Audit log entries older than this many days are deleted (hourly).
@@ -55,7 +58,7 @@ impl Default for AuditConfig {
     }
 }
 
-#[derive(Deserialize, Clone, Default)]
+#[derive(Deserialize, Serialize, Clone, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// When set, `/metrics` answers only `Authorization: Bearer <token>`; empty leaves it
@@ -63,7 +66,7 @@ pub struct MetricsConfig {
     pub token: String,
 }
 
-#[derive(Deserialize, Clone, Default)]
+#[derive(Deserialize, Serialize, Clone, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// `sqlite://PATH` or `postgres://user:password@host/db`; empty means `<data_dir>/parley.db`.
@@ -73,7 +76,7 @@ pub struct DatabaseConfig {
     pub filter_timeout_secs: Option<u64>,
 }
 
-#[derive(Deserialize, Clone)]
+#[derive(Deserialize, Serialize, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetaConfig {
     pub graph_url: String,
@@ -103,6 +106,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./parley-data"),
             listen: "127.0.0.1:8080".into(),
             public_url: String::new(),
+            role: "all".into(),
             database: DatabaseConfig::default(),
             meta: MetaConfig::default(),
             metrics: MetricsConfig::default(),
@@ -134,6 +138,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("data_dir", &self.data_dir)
             .field("listen", &self.listen)
+            .field("role", &self.role)
             .field("database.url", &redact_url(&self.database.url))
             .field("meta.graph_url", &self.meta.graph_url)
             .field("meta.app_id", &self.meta.app_id)
@@ -201,6 +206,7 @@ impl Config {
         }
         set(&mut self.listen, "PARLEY_LISTEN");
         set(&mut self.public_url, "PARLEY_PUBLIC_URL");
+        set(&mut self.role, "PARLEY_ROLE");
         set(&mut self.database.url, "PARLEY_DATABASE_URL");
         set(&mut self.meta.graph_url, "PARLEY_META_GRAPH_URL");
         set(&mut self.meta.graph_version, "PARLEY_META_GRAPH_VERSION");
@@ -219,6 +225,11 @@ impl Config {
             "PARLEY_META_PARTNER_SIGNUP_APPLICATION",
         );
         set(&mut self.metrics.token, "PARLEY_METRICS_TOKEN");
+        if let Some(v) =
+            get("PARLEY_DATABASE_FILTER_TIMEOUT_SECS").and_then(|v| v.trim().parse().ok())
+        {
+            self.database.filter_timeout_secs = Some(v);
+        }
         let number = |target: &mut u32, key: &str| {
             if let Some(v) = get(key).and_then(|v| v.trim().parse().ok()) {
                 *target = v;
@@ -243,6 +254,7 @@ impl Config {
         if let Err(problem) = parley_meta::check_graph_version(&self.meta.graph_version) {
             bail!("meta.graph_version (or PARLEY_META_GRAPH_VERSION): {problem}");
         }
+        self.node_role()?;
         if self.audit.retention_days == 0 {
             bail!("audit.retention_days must be at least 1");
         }
@@ -257,6 +269,16 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// This node's role (`role`, `PARLEY_ROLE`, `--role`).
+    pub fn node_role(&self) -> anyhow::Result<parley_engine::nodes::NodeRole> {
+        parley_engine::nodes::NodeRole::parse(&self.role).with_context(|| {
+            format!(
+                "role `{}` is not a node role: use api, worker or all",
+                self.role
+            )
+        })
     }
 
     /// Meta's app as onboarding and the console's Embedded Signup use it.
@@ -356,6 +378,74 @@ mod tests {
     fn unknown_keys_and_missing_secret_are_refused() {
         assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
         assert!(Config::default().validate().is_err());
+    }
+
+    /// Every key of the configuration, dotted (`database.url`), with its value as text.
+    fn keys(c: &Config) -> std::collections::BTreeMap<String, String> {
+        fn walk(
+            prefix: &str,
+            v: &toml::Value,
+            out: &mut std::collections::BTreeMap<String, String>,
+        ) {
+            match v {
+                toml::Value::Table(t) => {
+                    for (k, v) in t {
+                        let key = match prefix.is_empty() {
+                            true => k.clone(),
+                            false => format!("{prefix}.{k}"),
+                        };
+                        walk(&key, v, out);
+                    }
+                }
+                other => {
+                    out.insert(prefix.to_owned(), other.to_string());
+                }
+            }
+        }
+        let mut out = std::collections::BTreeMap::new();
+        walk("", &toml::Value::try_from(c).expect("serializes"), &mut out);
+        out
+    }
+
+    #[test]
+    fn every_key_is_in_deploy_md_with_its_variable() {
+        let deploy = include_str!("../../../docs/DEPLOY.md");
+        let mut all = Config::default();
+        all.database.filter_timeout_secs = Some(10);
+        let before = keys(&all);
+        assert!(before.len() >= 18, "{before:?}");
+        for key in before.keys() {
+            let env = format!("PARLEY_{}", key.replace('.', "_").to_uppercase());
+            assert!(
+                deploy.contains(&format!("| `{key}` | `{env}` |")),
+                "docs/DEPLOY.md has no row for `{key}` with `{env}`"
+            );
+            // The variable sets that key.
+            let mut c = all.clone();
+            c.apply_env(|k| (k == env).then(|| "7".to_owned()));
+            let after = keys(&c);
+            assert_ne!(after[key], before[key], "{env} does not set `{key}`");
+        }
+    }
+
+    #[test]
+    fn the_role_comes_from_the_file_or_the_environment() {
+        assert_eq!(
+            Config::default().node_role().expect("default"),
+            parley_engine::nodes::NodeRole::All
+        );
+        let mut c: Config = toml::from_str("role = \"worker\"\n").expect("parses");
+        assert_eq!(
+            c.node_role().expect("worker"),
+            parley_engine::nodes::NodeRole::Worker
+        );
+        c.apply_env(|k| (k == "PARLEY_ROLE").then(|| "api".to_owned()));
+        assert_eq!(
+            c.node_role().expect("api"),
+            parley_engine::nodes::NodeRole::Api
+        );
+        c.role = "leader".into();
+        assert!(c.node_role().is_err(), "an unknown role is refused");
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod bench_campaign;
 mod config;
 mod contacts;
 mod demo;
+mod migrate_store;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +40,12 @@ enum Command {
         /// Path to parley.toml (values may also come from PARLEY_* variables).
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// What this node does: `api` (API, console, webhook intake; no workers), `worker`
+        /// (sender loops, planner, webhook processor, template sync, retention; only
+        /// /healthz, /readyz and /metrics over HTTP) or `all` (both; the default). Overrides
+        /// `role` in the file and PARLEY_ROLE.
+        #[arg(long, value_parser = ["api", "worker", "all"])]
+        role: Option<String>,
         #[command(flatten)]
         test: ServeTestArgs,
     },
@@ -54,6 +61,23 @@ enum Command {
     Migrate {
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+    /// Move an installation from SQLite to PostgreSQL: copies every row of every table into
+    /// a freshly migrated, empty PostgreSQL database and checks each table's count and
+    /// checksum. Stop every node serving the source first (it refuses otherwise).
+    MigrateStore {
+        /// The SQLite store: sqlite:///var/lib/parley/parley.db
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL database (it must exist): postgres://user:password@host/db
+        #[arg(long)]
+        to: String,
+        /// Delete the target's Parley data first instead of refusing a non-empty target.
+        #[arg(long)]
+        replace: bool,
+        /// Rows read and written at once.
+        #[arg(long, default_value_t = parley_store::transfer::BATCH)]
+        batch: usize,
     },
     /// Manage contacts (import a CSV or NDJSON file).
     Contacts {
@@ -189,12 +213,18 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args).await,
-        Command::Serve { config, test } => serve(config, test).await,
+        Command::Serve { config, role, test } => serve(config, role, test).await,
         Command::Sandbox {
             listen,
             webhook_url,
         } => sandbox(listen, webhook_url).await,
         Command::Migrate { config } => migrate(config).await,
+        Command::MigrateStore {
+            from,
+            to,
+            replace,
+            batch,
+        } => migrate_store::run(&from, &to, replace, batch).await,
         Command::Token { action } => token(action).await,
         Command::Admin { action } => admin(action).await,
         Command::Contacts { action } => match contacts::run(action).await {
@@ -314,8 +344,16 @@ async fn open_store(config: &config::Config) -> anyhow::Result<Arc<dyn parley_st
         .context("cannot open the database")
 }
 
-async fn serve(path: Option<PathBuf>, test: ServeTestArgs) -> anyhow::Result<()> {
-    let config = config::Config::load(path.as_deref())?;
+async fn serve(
+    path: Option<PathBuf>,
+    role: Option<String>,
+    test: ServeTestArgs,
+) -> anyhow::Result<()> {
+    let mut config = config::Config::load(path.as_deref())?;
+    if let Some(role) = role {
+        config.role = role;
+    }
+    let role = config.node_role()?;
     tracing::info!(?config, "starting");
     parley_domain::warm_up();
     let store = open_store(&config).await?;
@@ -345,22 +383,29 @@ async fn serve(path: Option<PathBuf>, test: ServeTestArgs) -> anyhow::Result<()>
         let url = format!("http://{}", listener.local_addr()?);
         demo::seed_for_serve(&engine, &config, &url, contacts).await?;
     }
-    let server = parley_server::Server::new(
-        listener,
-        engine.clone(),
-        parley_server::ServerConfig {
-            app_secret: config.meta.app_secret.clone(),
-            verify_token: config.meta.verify_token.clone(),
-            session_key: session_key(&config.data_dir)?,
-            secure_cookies: config.public_url.starts_with("https://"),
-            metrics_token: config.metrics_token(),
-            rate_limit: config.rate_limit()?,
-        },
+    let server_config = parley_server::ServerConfig {
+        app_secret: config.meta.app_secret.clone(),
+        verify_token: config.meta.verify_token.clone(),
+        session_key: session_key(&config.data_dir)?,
+        secure_cookies: config.public_url.starts_with("https://"),
+        metrics_token: config.metrics_token(),
+        rate_limit: config.rate_limit()?,
+    };
+    // A worker node serves health, readiness and metrics only.
+    let server = match role.serves_api() {
+        true => parley_server::Server::new(listener, engine.clone(), server_config),
+        false => parley_server::Server::health_only(listener, engine.clone(), server_config),
+    };
+    println!(
+        "Parley listens on http://{} (role {})",
+        server.local_addr()?,
+        role.as_str()
     );
-    println!("Parley listens on http://{}", server.local_addr()?);
-    print_setup_link(&engine, &config, server.local_addr()?).await?;
+    if role.serves_api() {
+        print_setup_link(&engine, &config, server.local_addr()?).await?;
+    }
     let shutdown = shutdown_on_signal();
-    let mut workers = engine.spawn_workers(shutdown.clone());
+    let mut workers = engine.spawn_node(role, shutdown.clone());
     server.run(shutdown).await?;
     while workers.join_next().await.is_some() {}
     Ok(())

@@ -14,6 +14,7 @@ pub mod error;
 pub mod identity;
 pub mod import_file;
 pub mod messages;
+pub mod nodes;
 pub mod onboarding;
 pub mod pacer;
 pub mod reads;
@@ -111,6 +112,8 @@ pub struct Engine {
     /// One sign-up at a time per WABA (`onboarding::Engine::waba_lock`).
     pub(crate) onboarding_locks:
         Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// This process's role and workers (`nodes.rs`), set when its workers start.
+    pub(crate) node: Arc<std::sync::RwLock<nodes::NodeInfo>>,
 }
 
 /// Passes the background workers completed, per engine. A test that must show that nothing
@@ -164,6 +167,7 @@ impl Engine {
             progress: Arc::new(Progress::default()),
             token_touches: Arc::default(),
             onboarding_locks: Arc::default(),
+            node: Arc::new(std::sync::RwLock::new(nodes::NodeInfo::new())),
         }
     }
 
@@ -173,11 +177,33 @@ impl Engine {
 
     /// Starts the background workers; they stop when `shutdown` is cancelled.
     pub fn spawn_workers(&self, shutdown: CancellationToken) -> tokio::task::JoinSet<()> {
+        self.spawn_node(nodes::NodeRole::All, shutdown)
+    }
+
+    /// Starts what a node of `role` runs (`nodes.rs`): the workers on `worker` and `all`
+    /// nodes, the recovery of interrupted imports where imports run (`api`, `all`), and the
+    /// heartbeat on every node. They stop when `shutdown` is cancelled.
+    pub fn spawn_node(
+        &self,
+        role: nodes::NodeRole,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinSet<()> {
         let mut set = tokio::task::JoinSet::new();
-        // Imports still `running` from before this start were left by a Parley that is gone.
-        let started = self.now();
-        let engine = self.clone();
-        set.spawn(async move { engine.interrupt_stale_imports(started).await });
+        if role.serves_api() {
+            // Imports still `running` from before this start were left by a Parley that is gone.
+            let started = self.now();
+            let engine = self.clone();
+            set.spawn(async move { engine.interrupt_stale_imports(started).await });
+        }
+        let workers = match role.runs_workers() {
+            true => nodes::WORKERS.to_vec(),
+            false => Vec::new(),
+        };
+        self.set_node(role, workers);
+        set.spawn(nodes::heartbeat(self.clone(), shutdown.clone()));
+        if !role.runs_workers() {
+            return set;
+        }
         set.spawn(sender::supervise(self.clone(), shutdown.clone()));
         set.spawn(templates::run_periodic_sync(
             self.clone(),

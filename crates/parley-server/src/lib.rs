@@ -549,6 +549,30 @@ impl Server {
         }
     }
 
+    /// A worker node's server (`parley serve --role worker`): `/healthz`, `/readyz` and
+    /// `/metrics` only; everything else is 404 `route_not_found`.
+    pub fn health_only(listener: TcpListener, engine: Engine, config: ServerConfig) -> Self {
+        let state = AppState {
+            engine,
+            limiter: Arc::new(auth::TokenLimiter::new(config.rate_limit)),
+            config: Arc::new(config),
+            metrics: metrics_handle(),
+        };
+        let router = Router::new()
+            .route("/healthz", get(routes::health::healthz))
+            .route("/readyz", get(routes::health::readyz))
+            .route("/metrics", get(routes::health::metrics))
+            .fallback(not_found)
+            .layer(middleware::from_fn(track_requests))
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                security_headers,
+            ))
+            .with_state(state);
+        Server { listener, router }
+    }
+
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
         self.listener.local_addr()
     }

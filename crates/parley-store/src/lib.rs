@@ -16,6 +16,7 @@ mod dialect;
 pub mod files;
 pub mod identity;
 mod lattice;
+pub mod nodes;
 pub mod platforms;
 pub mod postgres;
 mod postgres_audience;
@@ -26,6 +27,7 @@ mod sqlite_audience;
 mod sqlite_campaigns;
 pub mod tag_index;
 pub mod templates;
+pub mod transfer;
 mod types;
 
 pub use access::AccessStore;
@@ -35,6 +37,7 @@ pub use coexistence::CoexistenceStore;
 pub use consent::ConsentStore;
 pub use crypto::{DecryptError, KeyError, SecretCipher};
 pub use identity::IdentityStore;
+pub use nodes::{NodeRecord, NodeStore};
 pub use platforms::PlatformStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -112,6 +115,7 @@ pub trait Store:
     + IdentityStore
     + AccessStore
     + CoexistenceStore
+    + NodeStore
     + Send
     + Sync
     + 'static

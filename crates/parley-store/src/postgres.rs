@@ -34,7 +34,7 @@ use crate::lattice::{Batch, STATUS_COLUMNS, StatusRow, orphan_json};
 use crate::types::*;
 use crate::{Millis, Result, SecretCipher, corrupt};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Connections per node. Each sender loop and request holds one only for a statement or a
 /// short transaction.
@@ -254,6 +254,8 @@ mod consent;
 mod contact_identity;
 #[path = "shared/identity.rs"]
 mod identity;
+#[path = "shared/nodes.rs"]
+mod nodes;
 #[path = "shared/platforms.rs"]
 mod platforms;
 #[path = "shared/templates.rs"]

@@ -20,7 +20,7 @@ use crate::lattice::{Batch, STATUS_COLUMNS, StatusRow, orphan_json};
 use crate::types::*;
 use crate::{Millis, Result, SecretCipher, StoreError, corrupt};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -235,6 +235,8 @@ mod consent;
 mod contact_identity;
 #[path = "shared/identity.rs"]
 mod identity;
+#[path = "shared/nodes.rs"]
+mod nodes;
 #[path = "shared/platforms.rs"]
 mod platforms;
 #[path = "shared/templates.rs"]

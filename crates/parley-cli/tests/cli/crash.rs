@@ -30,7 +30,7 @@ impl Drop for Proc {
 }
 
 /// Starts `parley <args>` and waits until it prints a line containing `ready`.
-fn start(args: &[String], envs: &[(&str, String)], ready: &str) -> Proc {
+pub(crate) fn start(args: &[String], envs: &[(&str, String)], ready: &str) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_parley"));
     cmd.args(args)
         .env("RUST_LOG", "warn")
@@ -67,7 +67,7 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
-fn postgres() -> bool {
+pub(crate) fn postgres() -> bool {
     match std::env::var("PARLEY_TEST_BACKEND").as_deref() {
         Err(_) | Ok("") | Ok("sqlite") => false,
         Ok("postgres") | Ok("postgresql") => true,

@@ -12,14 +12,28 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// The process can serve: its database answers.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = String), (status = 503, body = String)))]
+/// The process can serve: its database answers. The JSON body says what this node does:
+/// `{"status": "ready", "node": "node_…", "role": "api" | "worker" | "all", "workers": [...],
+/// "host": "…", "started_at": …}` (503 with `"status": "unavailable"` when the database does
+/// not answer).
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Object), (status = 503, body = Object)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
+    let node = state.engine.node();
+    let body = |status: &str| {
+        axum::Json(serde_json::json!({
+            "status": status,
+            "node": node.id,
+            "role": node.role,
+            "workers": node.workers,
+            "host": node.host,
+            "started_at": node.started_at,
+        }))
+    };
     match state.engine.ready().await {
-        Ok(_) => (StatusCode::OK, "ready").into_response(),
+        Ok(_) => (StatusCode::OK, body("ready")).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, body("unavailable")).into_response()
         }
     }
 }

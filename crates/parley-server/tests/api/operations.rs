@@ -5,16 +5,36 @@ use crate::helpers::{TestApp, spawn_app};
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let app = spawn_app().await;
-    for (path, needle) in [("/healthz", "ok"), ("/readyz", "ready")] {
-        let r = app
-            .http
-            .get(format!("{}{path}", app.url))
-            .send()
-            .await
-            .expect("get");
-        assert_eq!(r.status(), 200);
-        assert_eq!(r.text().await.expect("text"), needle);
-    }
+    let r = app
+        .http
+        .get(format!("{}/healthz", app.url))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.expect("text"), "ok");
+    // Readiness says what the node does: one node with every worker.
+    let r = app
+        .http
+        .get(format!("{}/readyz", app.url))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+    let ready: Value = r.json().await.expect("json");
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["role"], "all", "{ready}");
+    assert_eq!(
+        ready["workers"],
+        serde_json::json!(parley_engine::nodes::WORKERS),
+        "{ready}"
+    );
+    assert!(
+        ready["node"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("node_")),
+        "{ready}"
+    );
     // Make one API call so request metrics exist.
     let _ = app
         .http

@@ -16,6 +16,7 @@ mod fixtures;
 mod identity;
 mod messages;
 mod migrations;
+mod nodes;
 mod pg;
 mod platforms;
 mod schema;

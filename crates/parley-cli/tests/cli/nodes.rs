@@ -1,0 +1,727 @@
+//! Several nodes (#17), with real processes: `parley migrate-store` moves a served SQLite
+//! installation (a campaign paused mid-way) to PostgreSQL, refusing while a node serves the
+//! source and refusing a non-empty target; `parley serve --role api|worker` splits the HTTP
+//! side from the workers, and `/readyz` says which is which.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+use crate::crash::{Proc, free_port, postgres, start};
+use crate::credentials;
+
+/// The tables the demo data and the steps below fill; the others stay empty in this test.
+const FILLED: &[&str] = &[
+    "accounts",
+    "applications",
+    "users",
+    "api_tokens",
+    "platforms",
+    "phone_numbers",
+    "templates",
+    "contacts",
+    "messages",
+    "webhook_events",
+    "webhook_bodies",
+    "inbound_messages",
+    "contact_subscription_events",
+    "segments",
+    "import_jobs",
+    "import_rejects",
+    "campaigns",
+    "quota_reach",
+    "campaign_list_entries",
+    "memberships",
+    "sessions",
+    "login_throttle",
+    "audit_log",
+];
+
+/// A sandbox process, a data directory and how to start `parley serve` on one port.
+struct Site {
+    dir: tempfile::TempDir,
+    sandbox: String,
+    parley: String,
+    port: u16,
+    http: reqwest::Client,
+    _sandbox: Proc,
+}
+
+impl Site {
+    fn new() -> Site {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (sandbox_port, port) = (free_port(), free_port());
+        let sandbox = format!("http://127.0.0.1:{sandbox_port}");
+        let parley = format!("http://127.0.0.1:{port}");
+        let proc = start(
+            &[
+                "sandbox".into(),
+                "--listen".into(),
+                format!("127.0.0.1:{sandbox_port}"),
+                "--webhook-url".into(),
+                format!("{parley}/webhooks/whatsapp"),
+            ],
+            &[],
+            "Meta sandbox on",
+        );
+        Site {
+            dir,
+            sandbox,
+            parley,
+            port,
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("client"),
+            _sandbox: proc,
+        }
+    }
+
+    fn sqlite_url(&self) -> String {
+        format!("sqlite://{}", self.dir.path().join("parley.db").display())
+    }
+
+    fn envs(&self, db_url: &str, port: u16) -> Vec<(&'static str, String)> {
+        let config = parley_sandbox::SandboxConfig::demo();
+        vec![
+            ("PARLEY_DATA_DIR", self.dir.path().display().to_string()),
+            ("PARLEY_DATABASE_URL", db_url.to_owned()),
+            ("PARLEY_LISTEN", format!("127.0.0.1:{port}")),
+            ("PARLEY_META_GRAPH_URL", self.sandbox.clone()),
+            ("PARLEY_META_APP_ID", config.app_id.clone()),
+            ("PARLEY_META_APP_SECRET", config.app_secret.clone()),
+            ("PARLEY_META_VERIFY_TOKEN", config.verify_token.clone()),
+        ]
+    }
+
+    /// `parley serve` with `extra` arguments on `port`, seeding `contacts` on an empty database.
+    fn serve_on(&self, db_url: &str, port: u16, contacts: usize, extra: &[&str]) -> Proc {
+        let mut args: Vec<String> =
+            vec!["serve".into(), "--seed-demo".into(), contacts.to_string()];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        start(&args, &self.envs(db_url, port), "Parley listens on")
+    }
+
+    fn token(&self) -> String {
+        credentials(self.dir.path())["api_token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    }
+
+    async fn api(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+        self.api_at(&self.parley, method, path, body).await
+    }
+
+    async fn api_at(
+        &self,
+        base: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{base}/api/v1{path}"))
+            .bearer_auth(self.token());
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn sandbox(&self, method: reqwest::Method, path: &str, body: &Value) -> Value {
+        let resp = self
+            .http
+            .request(method, format!("{}{path}", self.sandbox))
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("sandbox {path}: {e}"));
+        assert!(resp.status().is_success(), "sandbox {path}");
+        resp.json().await.unwrap_or(Value::Null)
+    }
+
+    /// Template sends the sandbox accepted, by recipient digits.
+    async fn sandbox_sent(&self) -> HashMap<String, u32> {
+        let v = self
+            .sandbox(reqwest::Method::GET, "/sandbox/messages", &json!({}))
+            .await;
+        let mut by = HashMap::new();
+        for m in v["data"].as_array().expect("messages") {
+            if m["type"] == "template" {
+                *by.entry(m["to"].as_str().unwrap_or_default().to_owned())
+                    .or_default() += 1;
+            }
+        }
+        by
+    }
+
+    async fn readyz(&self, base: &str) -> Value {
+        let r = self
+            .http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .expect("readyz");
+        assert_eq!(r.status(), 200);
+        r.json().await.expect("readyz json")
+    }
+
+    /// Polls `path` until `check` holds.
+    async fn until(
+        &self,
+        base: &str,
+        path: &str,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let (status, v) = self.api_at(base, reqwest::Method::GET, path, None).await;
+            if status == 200 && check(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{what}: {status} {v}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Stops a node as its operator would (SIGTERM) and waits for it: it deletes its heartbeat.
+fn stop(mut node: Proc) {
+    let pid = node.0.id().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM");
+    let status = node.0.wait().expect("wait");
+    assert!(status.success(), "a clean stop: {status}");
+}
+
+fn migrate_store(from: &str, to: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(["migrate-store", "--from", from, "--to", to, "--batch", "64"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("parley migrate-store")
+}
+
+async fn sqlite_count(url: &str, table: &str) -> i64 {
+    let mut c = sqlx::SqliteConnection::connect(url).await.expect("SQLite");
+    let n = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+        .fetch_one(&mut c)
+        .await
+        .expect("count");
+    let _ = c.close().await;
+    n
+}
+
+async fn pg_count(url: &str, table: &str) -> i64 {
+    let mut c = sqlx::PgConnection::connect(url).await.expect("PostgreSQL");
+    let n = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+        .fetch_one(&mut c)
+        .await
+        .expect("count");
+    let _ = c.close().await;
+    n
+}
+
+#[tokio::test]
+async fn migrate_store_moves_a_served_sqlite_installation_and_its_paused_campaign_resumes() {
+    const RECIPIENTS: usize = 200;
+    let site = Site::new();
+    let sqlite = site.sqlite_url();
+    let node = site.serve_on(&sqlite, site.port, RECIPIENTS, &[]);
+    site.sandbox(
+        reqwest::Method::POST,
+        "/sandbox/behaviour",
+        &json!({"webhook_attempts": 60}),
+    )
+    .await;
+
+    // Rows in as many tables as the API reaches: an opt-out (subscription history), an
+    // inbound message, a segment, an import with a rejected row, a draft list campaign.
+    let (status, body) = site
+        .api(
+            reqwest::Method::PUT,
+            "/contacts/+4917099900001",
+            Some(&json!({"name": "Ana", "subscription": "opted_out", "tags": {"city": "Köln"}})),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+    site.sandbox(
+        reqwest::Method::POST,
+        "/sandbox/inbound",
+        &json!({"from": "+4917099900002", "text": "Hallo"}),
+    )
+    .await;
+    let (status, body) = site
+        .api(
+            reqwest::Method::POST,
+            "/segments",
+            Some(&json!({"name": "Everyone", "filter": "visits >= 0"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let resp = site
+        .http
+        .post(format!("{}/api/v1/contacts/import?format=csv", site.parley))
+        .bearer_auth(site.token())
+        .body("phone,city\n+4917099900003,Berlin\nnot-a-number,Bonn\n")
+        .send()
+        .await
+        .expect("import");
+    assert_eq!(resp.status(), 202);
+    site.until(
+        &site.parley,
+        "/contacts/import?limit=1",
+        "the import",
+        |v| v["data"][0]["state"] == "done",
+    )
+    .await;
+    let (status, body) = site
+        .api(
+            reqwest::Method::POST,
+            "/campaigns",
+            Some(&json!({
+                "name": "List", "type": "transactional",
+                "template": {"name": "welcome", "language": "en", "variables": {"first_name": "there"}},
+                "audience": {"phones": ["+4917099900004", "+4917099900004"]}
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    // A console sign-in after a wrong password: a session and the sign-in throttle's row.
+    let creds = credentials(site.dir.path());
+    let form = |password: &str| {
+        let enc = |s: &str| {
+            s.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
+                    _ => format!("%{b:02X}"),
+                })
+                .collect::<String>()
+        };
+        format!(
+            "email={}&password={}",
+            enc(creds["email"].as_str().expect("email")),
+            enc(password)
+        )
+    };
+    for password in [
+        "wrong password",
+        creds["password"].as_str().expect("password"),
+    ] {
+        let resp = site
+            .http
+            .post(format!("{}/login", site.parley))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form(password))
+            .send()
+            .await
+            .expect("login");
+        assert!(resp.status().as_u16() < 500, "{}", resp.status());
+    }
+
+    // The campaign, paused mid-way: each send is slowed so the pause falls inside it.
+    let (status, created) = site
+        .api(
+            reqwest::Method::POST,
+            "/campaigns",
+            Some(&json!({
+                "name": "Moving", "type": "transactional",
+                "template": {"name": "welcome", "language": "en",
+                             "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}"}},
+                "audience": {"filter": "visits >= 0"}
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    site.sandbox(
+        reqwest::Method::POST,
+        "/sandbox/faults",
+        &json!({"latency_ms": 400}),
+    )
+    .await;
+    let (status, body) = site
+        .api(
+            reqwest::Method::POST,
+            &format!("/campaigns/{id}/start"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while site.sandbox_sent().await.len() < 20 {
+        assert!(Instant::now() < deadline, "Meta took no 20 sends");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = site
+        .api(
+            reqwest::Method::POST,
+            &format!("/campaigns/{id}/pause"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    site.sandbox(reqwest::Method::DELETE, "/sandbox/faults", &json!({}))
+        .await;
+    let paused = site
+        .until(
+            &site.parley,
+            &format!("/campaigns/{id}/stats"),
+            "settled",
+            |s| s["state"] == "paused" && s["sending"] == 0 && s["planned"] == true,
+        )
+        .await;
+    let before = site.sandbox_sent().await;
+    assert!(
+        before.len() < RECIPIENTS,
+        "the pause fell after the end: {paused}"
+    );
+
+    // Refused while the node serves the source.
+    let pg = crate::pg::TestDb::create().await;
+    let out = migrate_store(&sqlite, &pg.url);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "moved while served");
+    assert!(
+        stderr.contains("a Parley node is running on the source: a `all` node"),
+        "{stderr}"
+    );
+    assert_eq!(pg_count(&pg.url, "accounts").await, 0, "nothing was copied");
+
+    stop(node);
+    let out = migrate_store(&sqlite, &pg.url);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("every count and checksum matches"),
+        "{stdout}"
+    );
+    for table in parley_store::transfer::COPIED_TABLES {
+        let (s, p) = (
+            sqlite_count(&sqlite, table).await,
+            pg_count(&pg.url, table).await,
+        );
+        assert_eq!(s, p, "{table}: {s} rows in SQLite, {p} in PostgreSQL");
+        assert!(
+            stdout.contains(&format!("  {table}: {s} rows copied; count and checksum")),
+            "{table} not reported: {stdout}"
+        );
+        if FILLED.contains(table) {
+            assert!(s > 0, "{table} has no row to move");
+        }
+    }
+    // Secrets are the same ciphertext.
+    let token_of = |url: String| async move {
+        let query = "SELECT access_token FROM platforms ORDER BY id LIMIT 1";
+        match url.starts_with("sqlite") {
+            true => {
+                let mut c = sqlx::SqliteConnection::connect(&url).await.expect("c");
+                sqlx::query_scalar::<_, Vec<u8>>(query)
+                    .fetch_one(&mut c)
+                    .await
+                    .expect("token")
+            }
+            false => {
+                let mut c = sqlx::PgConnection::connect(&url).await.expect("c");
+                sqlx::query_scalar::<_, Vec<u8>>(query)
+                    .fetch_one(&mut c)
+                    .await
+                    .expect("token")
+            }
+        }
+    };
+    assert_eq!(
+        token_of(sqlite.clone()).await,
+        token_of(pg.url.clone()).await
+    );
+
+    // A second move into the now full target is refused.
+    let out = migrate_store(&sqlite, &pg.url);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("the target database already holds Parley data")
+            && stderr.contains("--replace"),
+        "{stderr}"
+    );
+
+    // --replace empties the target first: the same rows again, sequences set past them.
+    let out = Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args([
+            "migrate-store",
+            "--from",
+            &sqlite,
+            "--to",
+            &pg.url,
+            "--replace",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("parley migrate-store --replace");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("webhook_events.id: sequence set past the copied rows"),
+        "{stdout}"
+    );
+    for table in ["messages", "campaigns", "webhook_events"] {
+        assert_eq!(
+            sqlite_count(&sqlite, table).await,
+            pg_count(&pg.url, table).await,
+            "{table} after --replace"
+        );
+    }
+
+    // Served from PostgreSQL, the paused campaign resumes and completes, each recipient once.
+    let node = site.serve_on(&pg.url, site.port, RECIPIENTS, &[]);
+    let stats = site
+        .until(
+            &site.parley,
+            &format!("/campaigns/{id}/stats"),
+            "moved",
+            |_| true,
+        )
+        .await;
+    assert_eq!(stats["state"], "paused", "{stats}");
+    let (status, body) = site
+        .api(
+            reqwest::Method::POST,
+            &format!("/campaigns/{id}/resume"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let stats = site
+        .until(
+            &site.parley,
+            &format!("/campaigns/{id}/stats"),
+            "completed",
+            |s| s["state"] == "completed",
+        )
+        .await;
+    assert_eq!(stats["failed"], 0, "{stats}");
+    let sent = site.sandbox_sent().await;
+    let doubled: Vec<_> = sent.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(doubled.is_empty(), "sent twice: {doubled:?}");
+    assert_eq!(sent.len(), RECIPIENTS, "{stats}");
+    drop(node);
+    pg.finish().await;
+}
+
+#[tokio::test]
+async fn an_api_node_runs_no_workers_and_a_worker_node_sends_what_it_queued() {
+    let site = Site::new();
+    let pg = match postgres() {
+        true => Some(crate::pg::TestDb::create().await),
+        false => None,
+    };
+    let db = pg
+        .as_ref()
+        .map_or_else(|| site.sqlite_url(), |p| p.url.clone());
+    let api = site.serve_on(&db, site.port, 10, &["--role", "api"]);
+    let ready = site.readyz(&site.parley).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["role"], "api", "{ready}");
+    assert_eq!(ready["workers"], json!([]), "{ready}");
+
+    let (status, queued) = site
+        .api(
+            reqwest::Method::POST,
+            "/messages",
+            Some(
+                &json!({"to": "+4915110007919", "template": {"name": "welcome", "language": "en",
+                         "variables": {"first_name": "there"}}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 202, "{queued}");
+    let id = queued["id"].as_str().expect("id").to_owned();
+    // No sender runs here: the message is queued and Meta has had no send.
+    let (_, m) = site
+        .api(reqwest::Method::GET, &format!("/messages/{id}"), None)
+        .await;
+    assert_eq!(m["state"], "queued", "{m}");
+    let requests = site
+        .sandbox(
+            reqwest::Method::GET,
+            "/sandbox/requests?sends=true",
+            &json!({}),
+        )
+        .await;
+    assert_eq!(requests["data"], json!([]), "{requests}");
+
+    // A worker node: health, readiness and metrics only; it runs the workers.
+    let worker_port = free_port();
+    let worker_url = format!("http://127.0.0.1:{worker_port}");
+    let worker = site.serve_on(&db, worker_port, 10, &["--role", "worker"]);
+    let ready = site.readyz(&worker_url).await;
+    assert_eq!(ready["role"], "worker", "{ready}");
+    assert_eq!(
+        ready["workers"],
+        json!([
+            "sender",
+            "campaign_planner",
+            "webhook_processor",
+            "template_sync",
+            "audit_retention"
+        ]),
+        "{ready}"
+    );
+    let (status, body) = site
+        .api_at(&worker_url, reqwest::Method::GET, "/messages", None)
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "route_not_found", "{body}");
+
+    // The worker sends it; Meta's statuses reach the api node and the worker applies them.
+    let m = site
+        .until(
+            &site.parley,
+            &format!("/messages/{id}"),
+            "not delivered",
+            |m| m["state"] == "delivered" || m["state"] == "read",
+        )
+        .await;
+    assert!(m["wamid"].is_string(), "{m}");
+    assert_eq!(site.sandbox_sent().await.len(), 1);
+    stop(worker);
+    stop(api);
+    if let Some(pg) = pg {
+        pg.finish().await;
+    }
+}
+
+/// Runs a documented command (DEPLOY.md, "Backups and restores").
+fn run(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_documented_backups_restore_and_parley_serves_the_restored_data() {
+    let site = Site::new();
+    let deploy = include_str!("../../../../docs/DEPLOY.md");
+    for command in [
+        "sqlite3 /var/lib/parley/parley.db \".backup '/var/backups/parley/parley.db'\"",
+        "pg_dump --format=custom --file=/var/backups/parley/parley.dump \"$DATABASE_URL\"",
+        "pg_restore --no-owner --dbname=\"$NEW_DATABASE_URL\" /var/backups/parley/parley.dump",
+    ] {
+        assert!(
+            deploy.contains(command),
+            "DEPLOY.md no longer says {command}"
+        );
+    }
+
+    // SQLite: an online backup while the node serves, restored over the live file.
+    let sqlite = site.sqlite_url();
+    let db = site.dir.path().join("parley.db");
+    let backup = site.dir.path().join("backup.db");
+    let node = site.serve_on(&sqlite, site.port, 10, &[]);
+    let id = delivered_message(&site).await;
+    run(
+        "sqlite3",
+        &[
+            db.to_str().expect("path"),
+            &format!(".backup '{}'", backup.display()),
+        ],
+    );
+    let later = delivered_message(&site).await;
+    stop(node);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    std::fs::copy(&backup, &db).expect("restore");
+    let node = site.serve_on(&sqlite, site.port, 10, &[]);
+    let (status, m) = site
+        .api(reqwest::Method::GET, &format!("/messages/{id}"), None)
+        .await;
+    assert_eq!(status, 200, "{m}");
+    assert!(m["state"] == "delivered" || m["state"] == "read", "{m}");
+    let (status, _) = site
+        .api(reqwest::Method::GET, &format!("/messages/{later}"), None)
+        .await;
+    assert_eq!(
+        status, 404,
+        "the message sent after the backup is not in it"
+    );
+    stop(node);
+
+    // PostgreSQL: pg_dump of a served database, pg_restore into a new one, served from there.
+    let pg = crate::pg::TestDb::create().await;
+    let restored = crate::pg::TestDb::create().await;
+    std::fs::remove_file(site.dir.path().join("demo-credentials.json")).expect("fresh seed");
+    let node = site.serve_on(&pg.url, site.port, 10, &[]);
+    let id = delivered_message(&site).await;
+    let dump = site.dir.path().join("parley.dump");
+    run(
+        "pg_dump",
+        &[
+            "--format=custom",
+            &format!("--file={}", dump.display()),
+            &pg.url,
+        ],
+    );
+    stop(node);
+    run(
+        "pg_restore",
+        &[
+            "--no-owner",
+            &format!("--dbname={}", restored.url),
+            dump.to_str().expect("path"),
+        ],
+    );
+    let node = site.serve_on(&restored.url, site.port, 10, &[]);
+    let (status, m) = site
+        .api(reqwest::Method::GET, &format!("/messages/{id}"), None)
+        .await;
+    assert_eq!(status, 200, "{m}");
+    assert!(m["state"] == "delivered" || m["state"] == "read", "{m}");
+    stop(node);
+    pg.finish().await;
+    restored.finish().await;
+}
+
+/// Sends a template message and waits until it is delivered; answers its id.
+async fn delivered_message(site: &Site) -> String {
+    let (status, m) = site
+        .api(
+            reqwest::Method::POST,
+            "/messages",
+            Some(
+                &json!({"to": "+4915110007919", "template": {"name": "welcome", "language": "en",
+                         "variables": {"first_name": "there"}}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 202, "{m}");
+    let id = m["id"].as_str().expect("id").to_owned();
+    site.until(&site.parley, &format!("/messages/{id}"), "delivered", |m| {
+        m["state"] == "delivered" || m["state"] == "read"
+    })
+    .await;
+    id
+}
