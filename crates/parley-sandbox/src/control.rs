@@ -281,6 +281,9 @@ struct BehaviourPatch {
     webhook_batch_ms: Option<u64>,
     webhook_attempts: Option<u32>,
     review_delay_ms: Option<u64>,
+    contact_book: Option<bool>,
+    parent_bsuids: Option<bool>,
+    parent_field: Option<String>,
 }
 
 pub(crate) async fn get_behaviour(State(sandbox): State<Sandbox>) -> Answer {
@@ -296,6 +299,16 @@ pub(crate) async fn set_behaviour(State(sandbox): State<Sandbox>, body: Body) ->
     if let Some(r) = patch.failure_ratio {
         check_ratio("failure_ratio", r)?;
     }
+    if let Some(f) = &patch.parent_field
+        && !matches!(
+            f.as_str(),
+            "recipient_parent_user_id" | "parent_recipient_user_id" | "parent_user_id"
+        )
+    {
+        return Err(GraphError::invalid_param(format!(
+            "parent_field must be recipient_parent_user_id, parent_recipient_user_id or parent_user_id - got {f:?}."
+        )));
+    }
     let mut state = sandbox.inner.lock();
     let b: &mut Behaviour = &mut state.config.behaviour;
     macro_rules! apply {
@@ -310,7 +323,10 @@ pub(crate) async fn set_behaviour(State(sandbox): State<Sandbox>, body: Body) ->
         undeliverable,
         enforce_service_window,
         pair_rate_burst,
-        review_delay_ms
+        review_delay_ms,
+        contact_book,
+        parent_bsuids,
+        parent_field
     );
     if let Some(ms) = patch.webhook_batch_ms {
         b.webhook_batch_ms = ms.max(1);
