@@ -290,6 +290,9 @@ struct BehaviourPatch {
     webhook_attempts: Option<u32>,
     review_delay_ms: Option<u64>,
     no_number_event: Option<String>,
+    contact_book: Option<bool>,
+    parent_bsuids: Option<bool>,
+    parent_field: Option<String>,
 }
 
 pub(crate) async fn get_behaviour(State(sandbox): State<Sandbox>) -> Answer {
@@ -312,6 +315,16 @@ pub(crate) async fn set_behaviour(State(sandbox): State<Sandbox>, body: Body) ->
             "no_number_event must be FINISH or FINISH_ONLY_WABA - got {e:?}."
         )));
     }
+    if let Some(f) = &patch.parent_field
+        && !matches!(
+            f.as_str(),
+            "recipient_parent_user_id" | "parent_recipient_user_id" | "parent_user_id"
+        )
+    {
+        return Err(GraphError::invalid_param(format!(
+            "parent_field must be recipient_parent_user_id, parent_recipient_user_id or parent_user_id - got {f:?}."
+        )));
+    }
     let mut state = sandbox.inner.lock();
     let b: &mut Behaviour = &mut state.config.behaviour;
     macro_rules! apply {
@@ -328,7 +341,10 @@ pub(crate) async fn set_behaviour(State(sandbox): State<Sandbox>, body: Body) ->
         legacy_limit_webhooks,
         pair_rate_burst,
         review_delay_ms,
-        no_number_event
+        no_number_event,
+        contact_book,
+        parent_bsuids,
+        parent_field
     );
     if let Some(ms) = patch.webhook_batch_ms {
         b.webhook_batch_ms = ms.max(1);

@@ -121,7 +121,8 @@ fn record_request(
         method: method.to_owned(),
         path,
         phone_number_id: send.map(|r| r.segments[0].clone()),
-        to: field("to"),
+        // The recipient as addressed: `to`, else the BSUID in `recipient` (META_2026 §3.3).
+        to: field("to").or_else(|| field("recipient")),
         kind: send.map(|r| {
             r.body
                 .get("type")

@@ -18,7 +18,9 @@ use crate::error::{ApiError, ApiJson, ErrorBody};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessageBody {
-    /// Recipient in E.164, e.g. `+4915112345678`.
+    /// Recipient in E.164, e.g. `+4915112345678`, or a business-scoped user id (BSUID), e.g.
+    /// `US.13491208655302741918`. A contact whose phone is known is sent by phone; one known
+    /// only by BSUID goes by Meta's `recipient`.
     pub to: String,
     pub template: Option<TemplateSpec>,
     /// Free-form text; may hold dynamic content such as `{{first_name|CapitalizeFirst|there}}`.
@@ -60,6 +62,8 @@ pub struct MessageView {
     pub id: String,
     /// queued, sending, accepted, sent, delivered, read, failed or skipped.
     pub state: String,
+    /// The address it went to: E.164, or the business-scoped user id (BSUID) when Parley knew
+    /// no phone for the contact.
     pub to: String,
     pub phone_number_id: String,
     /// `template` or `text`.

@@ -410,3 +410,50 @@ async fn a_request_contact_info_template_brings_the_phone_onto_the_contact() {
     assert_eq!(c["bsuid"], bsuid.as_str());
     assert_eq!(app.contacts_where("exists(bsuid)").await.len(), 1);
 }
+
+#[tokio::test]
+async fn the_console_contact_page_shows_every_identity() {
+    use fantoccini::Locator;
+    let app = spawn_app().await;
+    app.sandbox_post("/sandbox/behaviour", &json!({"parent_bsuids": true}))
+        .await;
+    app.sandbox_post(
+        &format!("/sandbox/users/{CUSTOMER}"),
+        &json!({"username": "zoe"}),
+    )
+    .await;
+    let bsuid = app.sandbox_bsuid(CUSTOMER).await;
+    app.sandbox_post(
+        "/sandbox/inbound",
+        &json!({"from": CUSTOMER, "text": "hi", "name": "Zoë"}),
+    )
+    .await;
+    let c = app
+        .wait_contact(&bsuid, "the inbound", |c| c["parent_bsuid"].is_string())
+        .await;
+    let parent = c["parent_bsuid"].as_str().expect("parent").to_owned();
+    assert!(parent.contains(".ENT."), "{parent}");
+
+    let browser = crate::browser::Browser::start().await;
+    browser.sign_in(&app).await;
+    let page = &browser.client;
+    page.goto(&format!("{}/contacts/{bsuid}", app.url))
+        .await
+        .expect("goto");
+    browser.wait_css("#identity-bsuid").await;
+    let text = |css: &'static str| async move {
+        page.find(Locator::Css(css))
+            .await
+            .expect(css)
+            .text()
+            .await
+            .expect("text")
+    };
+    assert_eq!(text("#identity-bsuid").await, bsuid);
+    assert_eq!(text("#identity-parent-bsuid").await, parent);
+    assert_eq!(text("#identity-username").await, "zoe");
+    assert!(
+        text("#identity-phone").await.contains("not shared"),
+        "the phone is withheld"
+    );
+}
