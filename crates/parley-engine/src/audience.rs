@@ -1660,7 +1660,8 @@ impl RowReader {
         }
         match (phone, &row.bsuid) {
             (Some(phone), _) => {
-                let phone = E164::parse_in(&phone, self.options.country).map_err(|e| format!("bad phone number: {e}"))?;
+                let phone = E164::parse_in(&phone, self.options.country)
+                    .map_err(|e| format!("bad phone number: {e}"))?;
                 row.phone = phone.as_str().to_owned();
                 row.wa_id = Some(phone.wa_id());
             }
@@ -1690,7 +1691,8 @@ fn ndjson_row(text: &str, country: Option<Region>) -> Result<ContactUpsert, Stri
     });
     let (address, wa_id) = match (phone, &bsuid) {
         (Some(phone), _) => {
-            let phone = E164::parse_in(&phone, country).map_err(|e| format!("bad phone number: {e}"))?;
+            let phone =
+                E164::parse_in(&phone, country).map_err(|e| format!("bad phone number: {e}"))?;
             (phone.as_str().to_owned(), Some(phone.wa_id()))
         }
         (None, Some(b)) => (b.clone(), None),
