@@ -411,33 +411,6 @@ fn subscription_of(s: &str) -> Option<Subscription> {
     }
 }
 
-/// An inbound message that changes the marketing subscription: `STOP`/`UNSUBSCRIBE` (any case,
-/// trimmed) opt out, `START` opts back in; a button reply (`button` type, or an interactive
-/// button) whose payload or title is one of these or "Stop promotions" counts as `button`.
-pub fn opt_keyword(
-    kind: &str,
-    text: Option<&str>,
-    payload: Option<&str>,
-) -> Option<(Subscription, &'static str)> {
-    let word = |s: &str| -> Option<Subscription> {
-        match s.trim().to_ascii_uppercase().as_str() {
-            "STOP" | "UNSUBSCRIBE" | "STOP PROMOTIONS" | "OPT_OUT" | "OPT-OUT" => {
-                Some(Subscription::OptedOut)
-            }
-            "START" => Some(Subscription::OptedIn),
-            _ => None,
-        }
-    };
-    match kind {
-        "text" => text.and_then(word).map(|s| (s, "keyword")),
-        "button" | "interactive" => payload
-            .and_then(word)
-            .or_else(|| text.and_then(word))
-            .map(|s| (s, "button")),
-        _ => None,
-    }
-}
-
 impl Engine {
     /// Parses a filter; errors carry the character position.
     pub fn parse_segment(&self, filter: &str) -> Result<Segment, EngineError> {
@@ -805,33 +778,6 @@ impl Engine {
                 "give either `text`, or `template` with `variables`",
             )),
         }
-    }
-
-    /// Applies an opt-out/opt-in keyword or button from an inbound message.
-    pub async fn apply_opt_keyword(
-        &self,
-        app: &ApplicationId,
-        phone: &str,
-        state: Subscription,
-        source: &'static str,
-        note: Option<String>,
-    ) -> parley_store::Result<()> {
-        self.store
-            .upsert_audience(
-                app,
-                &[ContactUpsert {
-                    phone: phone.to_owned(),
-                    subscription: Some(SubscriptionChange {
-                        state,
-                        source: source.to_owned(),
-                        note,
-                    }),
-                    ..ContactUpsert::default()
-                }],
-                self.now(),
-            )
-            .await?;
-        Ok(())
     }
 
     // --- imports ------------------------------------------------------------------------------
@@ -1788,27 +1734,6 @@ fn excerpt(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keywords() {
-        assert_eq!(
-            opt_keyword("text", Some("  stop "), None),
-            Some((Subscription::OptedOut, "keyword"))
-        );
-        assert_eq!(
-            opt_keyword("text", Some("Unsubscribe"), None),
-            Some((Subscription::OptedOut, "keyword"))
-        );
-        assert_eq!(
-            opt_keyword("text", Some("START"), None),
-            Some((Subscription::OptedIn, "keyword"))
-        );
-        assert_eq!(opt_keyword("text", Some("stop it"), None), None);
-        assert_eq!(
-            opt_keyword("button", Some("Stop promotions"), Some("x")),
-            Some((Subscription::OptedOut, "button"))
-        );
-    }
 
     #[test]
     fn csv_cells() {

@@ -301,14 +301,15 @@ pub(crate) async fn record_pricing(
     Ok(())
 }
 
-/// After statuses were merged: a `failed` whose code is one of Meta's consent or pacing
-/// stops is applied to the contact or the campaign.
+/// After statuses were merged: a `failed` with Meta's per-user cap (131049) is rescheduled,
+/// one with "stopped marketing" (131050) opts the contact out. What pauses campaigns is
+/// applied before the merge ([`before_statuses`]).
 pub(crate) async fn after_statuses(
     engine: &Engine,
     statuses: &[StatusChange],
 ) -> parley_store::Result<()> {
     for s in statuses {
-        let Some((code, text)) = &s.error else {
+        let Some((code, _)) = &s.error else {
             continue;
         };
         if s.state != MessageState::Failed {
@@ -317,10 +318,7 @@ pub(crate) async fn after_statuses(
         let class = classify(*code);
         if !matches!(
             class,
-            ErrorClass::RetryAfter(_)
-                | ErrorClass::MarketingOptOut
-                | ErrorClass::MarketingDisabled
-                | ErrorClass::PermanentTemplate
+            ErrorClass::RetryAfter(_) | ErrorClass::MarketingOptOut
         ) {
             continue;
         }
@@ -331,7 +329,6 @@ pub(crate) async fn after_statuses(
         else {
             continue;
         };
-        let now = engine.now();
         match class {
             ErrorClass::RetryAfter(delay)
                 if m.state == MessageState::Failed
@@ -371,19 +368,52 @@ pub(crate) async fn after_statuses(
                     )
                     .await?;
             }
-            ErrorClass::MarketingDisabled => {
-                marketing_disabled(engine, &m.phone_number_id, *code, text, now).await?;
-            }
-            ErrorClass::PermanentTemplate if matches!(code, 132015 | 135000) => {
-                if let Some(campaign) = &m.campaign_id
-                    && engine
-                        .pause(campaign, &pause_reason(*code, text), now)
-                        .await?
-                {
-                    tracing::warn!(campaign_id = %campaign, code, "campaign paused: Meta dropped a held send");
-                }
-            }
             _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// What a failed status stops, applied before the statuses are written: 132015 and 135000
+/// pause the message's campaign, 131063 every marketing campaign of its WABA. Before, so the
+/// planner never sees the campaign's last sends failed (and completes it) while it is still
+/// running.
+pub(crate) async fn before_statuses(
+    engine: &Engine,
+    statuses: &[StatusChange],
+) -> parley_store::Result<()> {
+    for s in statuses {
+        let Some((code, text)) = &s.error else {
+            continue;
+        };
+        if s.state != MessageState::Failed {
+            continue;
+        }
+        let class = classify(*code);
+        let pauses = match class {
+            ErrorClass::MarketingDisabled => true,
+            ErrorClass::PermanentTemplate => matches!(code, 132015 | 135000),
+            _ => false,
+        };
+        if !pauses {
+            continue;
+        }
+        let Some(m) = engine
+            .store
+            .message_ref(&s.wamid, s.message_id.as_ref())
+            .await?
+        else {
+            continue;
+        };
+        let now = engine.now();
+        if class == ErrorClass::MarketingDisabled {
+            marketing_disabled(engine, &m.phone_number_id, *code, text, now).await?;
+        } else if let Some(campaign) = &m.campaign_id
+            && engine
+                .pause(campaign, &pause_reason(*code, text), now)
+                .await?
+        {
+            tracing::warn!(campaign_id = %campaign, code, "campaign paused: Meta dropped a held send");
         }
     }
     Ok(())

@@ -48,6 +48,7 @@ pub async fn process_pending(engine: &Engine) -> parley_store::Result<usize> {
         let note = apply_event(engine, event, &mut statuses).await?;
         done.push((event.id, note));
     }
+    crate::consent::before_statuses(engine, &statuses).await?;
     for chunk in statuses.chunks(STATUS_CHUNK) {
         let matched = engine.store.apply_statuses(chunk).await?;
         let applied = matched.iter().filter(|m| m.is_some()).count();
