@@ -588,12 +588,19 @@ async fn open_dialog(b: &crate::browser::Browser, button: &str) -> fantoccini::w
     panic!("FB.login opened no popup");
 }
 
+/// Clicks `css` once it is there and clickable: a page that is still re-rendering (a busy
+/// machine) can replace the element or cover it for a moment, so a refused click is tried
+/// again on the element found afresh.
 async fn click(b: &crate::browser::Browser, css: &str) {
-    b.wait_css(css)
-        .await
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    let mut last = String::new();
+    for _ in 0..50 {
+        match b.wait_css(css).await.click().await {
+            Ok(()) => return,
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("click {css}: {last}");
 }
 
 async fn fill(b: &crate::browser::Browser, css: &str, text: &str) {
