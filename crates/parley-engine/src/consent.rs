@@ -171,19 +171,9 @@ pub(crate) async fn apply_user_preferences(
             notes.push(format!("user_preferences category `{c}` not acted on"));
             continue;
         }
-        let Some(wa_id) = pref.wa_id.as_deref() else {
-            notes.push(format!(
-                "user_preferences for {} without wa_id: not applied (no phone)",
-                pref.user_id.as_deref().unwrap_or("an unnamed user")
-            ));
+        let Some(address) = preference_address(engine, &number.application_id, pref, notes).await?
+        else {
             continue;
-        };
-        let phone = match E164::from_wa_id(wa_id) {
-            Ok(p) => p,
-            Err(e) => {
-                notes.push(format!("user_preferences for `{wa_id}`: {e}"));
-                continue;
-            }
         };
         let note = pref.detail.clone().or_else(|| {
             Some(format!(
@@ -192,17 +182,61 @@ pub(crate) async fn apply_user_preferences(
             ))
         });
         engine
-            .set_marketing_consent(
-                &number.application_id,
-                phone.as_str(),
-                state,
-                SOURCE_META,
-                note,
-            )
+            .set_marketing_consent(&number.application_id, &address, state, SOURCE_META, note)
             .await?;
         metrics::counter!("parley_marketing_preferences_total", "value" => if state == Subscription::OptedOut { "stop" } else { "resume" }).increment(1);
     }
     Ok(())
+}
+
+/// The address of the contact a `user_preferences` entry names: its phone (`wa_id`), or,
+/// for a customer whose number Meta withholds, the contact its BSUID (`user_id`) names,
+/// created when Parley has not met that BSUID yet, so the stop holds when they are imported
+/// or write in later. `None` (with a note) when it names no one Parley can address.
+async fn preference_address(
+    engine: &Engine,
+    app: &parley_domain::ApplicationId,
+    pref: &parley_meta::webhook::UserPreference,
+    notes: &mut Vec<String>,
+) -> parley_store::Result<Option<String>> {
+    if let Some(wa_id) = pref.wa_id.as_deref() {
+        return Ok(match E164::from_wa_id(wa_id) {
+            Ok(phone) => Some(phone.as_str().to_owned()),
+            Err(e) => {
+                notes.push(format!("user_preferences for `{wa_id}`: {e}"));
+                None
+            }
+        });
+    }
+    let Some(user_id) = pref.user_id.as_deref() else {
+        notes.push("user_preferences without wa_id or user_id: not applied".into());
+        return Ok(None);
+    };
+    let bsuid = match parley_domain::Bsuid::parse(user_id) {
+        Ok(b) if !b.is_parent() => b,
+        Ok(_) => {
+            notes.push(format!(
+                "user_preferences for the parent BSUID `{user_id}` alone: it names no one contact"
+            ));
+            return Ok(None);
+        }
+        Err(e) => {
+            notes.push(format!("user_preferences for `{user_id}`: {e}"));
+            return Ok(None);
+        }
+    };
+    if let Some(c) = engine.store.contact_by_bsuid(app, bsuid.as_str()).await? {
+        return Ok(Some(c.phone));
+    }
+    let ident = parley_store::ContactIdentity {
+        bsuid: Some(bsuid.as_str().to_owned()),
+        ..parley_store::ContactIdentity::default()
+    };
+    engine
+        .store
+        .resolve_contact(app, &ident, true, engine.now())
+        .await?;
+    Ok(Some(bsuid.as_str().to_owned()))
 }
 
 /// An inbound message seen for the first time: an opt-out keyword of the application (the

@@ -725,3 +725,42 @@ fn form_body(fields: &[(&str, &str)]) -> String {
         .collect::<Vec<_>>()
         .join("&")
 }
+
+/// A `user_preferences` stop for a customer whose number Meta withholds carries only the
+/// BSUID: it opts out the contact that BSUID names (also one Parley knows by phone), and a
+/// BSUID Parley has never met becomes a contact that is opted out from the start.
+#[tokio::test]
+async fn a_stop_naming_only_a_bsuid_opts_out_the_contact_it_names() {
+    let app = spawn_app().await;
+    let phone = "+4915112345670";
+    let linked = "DE.71823645091827364501";
+    api(
+        &app,
+        Method::PUT,
+        &format!("/api/v1/contacts/{}", phone.replace('+', "%2B")),
+        Some(&json!({"name": "Lena", "bsuid": linked, "subscription": "opted_in"})),
+    )
+    .await;
+    let stop = |user_id: &str| {
+        envelope(
+            "user_preferences",
+            json!({"messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": "15550100100", "phone_number_id": demo_ids::PHONE_NUMBER_ID},
+                "contacts": [{"profile": {"username": "lena"}, "user_id": user_id}],
+                "user_preferences": [{"user_id": user_id, "detail": "User requested to stop marketing messages",
+                    "category": "marketing_messages", "value": "stop", "timestamp": 1731705721}]}),
+        )
+    };
+    feed(&app, &stop(linked)).await;
+    let c = contact(&app, phone).await;
+    assert_eq!(c["subscription"], "opted_out", "{c}");
+    assert_eq!(c["subscription_source"], "meta", "{c}");
+
+    let unknown = "US.55501928374650192837";
+    feed(&app, &stop(unknown)).await;
+    let c = contact(&app, unknown).await;
+    assert_eq!(c["bsuid"], unknown, "{c}");
+    assert!(c["phone"].is_null(), "{c}");
+    assert_eq!(c["subscription"], "opted_out", "{c}");
+    assert_eq!(c["subscription_source"], "meta", "{c}");
+}
