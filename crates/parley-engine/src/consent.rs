@@ -307,32 +307,22 @@ pub(crate) async fn apply_inbound_keyword(
     Ok(())
 }
 
-/// Stores the `pricing` object of every status of the value on its message.
-pub(crate) async fn record_pricing(
-    engine: &Engine,
-    value: &MessagesValue,
-) -> parley_store::Result<()> {
-    let updates: Vec<PricingUpdate> = value
-        .statuses
-        .iter()
-        .filter_map(|s| {
-            let raw: serde_json::Value = serde_json::from_str(s.pricing.as_ref()?.get()).ok()?;
-            let category = s.pricing_object().and_then(|p| p.category_key());
-            Some(PricingUpdate {
-                wamid: parley_domain::Wamid::parse(&s.id).ok()?,
-                message_id: s
-                    .biz_opaque_callback_data
-                    .as_deref()
-                    .and_then(|d| parley_domain::MessageId::parse(d).ok()),
-                pricing: raw,
-                category,
-            })
+/// The `pricing` object of every status of the value, for its message; the webhook processor
+/// stores a whole batch's at once (`Store::record_pricing`).
+pub(crate) fn collect_pricing(value: &MessagesValue, updates: &mut Vec<PricingUpdate>) {
+    updates.extend(value.statuses.iter().filter_map(|s| {
+        let raw: serde_json::Value = serde_json::from_str(s.pricing.as_ref()?.get()).ok()?;
+        let category = s.pricing_object().and_then(|p| p.category_key());
+        Some(PricingUpdate {
+            wamid: parley_domain::Wamid::parse(&s.id).ok()?,
+            message_id: s
+                .biz_opaque_callback_data
+                .as_deref()
+                .and_then(|d| parley_domain::MessageId::parse(d).ok()),
+            pricing: raw,
+            category,
         })
-        .collect();
-    if !updates.is_empty() {
-        engine.store.record_pricing(&updates).await?;
-    }
-    Ok(())
+    }));
 }
 
 /// After statuses were merged: a `failed` with Meta's per-user cap (131049) is rescheduled,

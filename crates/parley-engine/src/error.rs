@@ -21,6 +21,8 @@ pub enum ErrorKind {
     Upstream,
     /// Storage or another internal fault (500/503).
     Internal,
+    /// Too busy to take this now; try again after `retry_after_secs` (503).
+    Unavailable,
 }
 
 #[derive(Debug, Clone)]

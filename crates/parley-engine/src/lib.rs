@@ -13,6 +13,7 @@ pub mod demo;
 pub mod error;
 pub mod identity;
 pub mod import_file;
+mod intake;
 pub mod messages;
 pub mod nodes;
 pub mod onboarding;
@@ -62,6 +63,11 @@ pub struct EngineConfig {
     /// The longest a segment count or preview may run in the database before it is stopped
     /// (422 `filter_too_expensive`).
     pub filter_timeout: Duration,
+    /// Webhook deliveries that may wait for the intake's writer at once; more are refused
+    /// with 503 `intake_busy` (Meta delivers them again).
+    pub webhook_queue: usize,
+    /// The bytes of bodies that may wait for the intake's writer at once (same refusal).
+    pub webhook_queue_bytes: usize,
 }
 
 /// How long a segment count or preview may run by default.
@@ -85,6 +91,8 @@ impl Default for EngineConfig {
             meta_app: MetaApp::default(),
             audit_retention: Duration::from_secs(365 * 24 * 3600),
             filter_timeout: DEFAULT_FILTER_TIMEOUT,
+            webhook_queue: 8_192,
+            webhook_queue_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -114,6 +122,8 @@ pub struct Engine {
         Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     /// This process's role and workers (`nodes.rs`), set when its workers start.
     pub(crate) node: Arc<std::sync::RwLock<nodes::NodeInfo>>,
+    /// The webhook intake's queue into its group-commit writer, started on first use.
+    pub(crate) intake: Arc<std::sync::OnceLock<intake::Intake>>,
 }
 
 /// Passes the background workers completed, per engine. A test that must show that nothing
@@ -168,6 +178,7 @@ impl Engine {
             token_touches: Arc::default(),
             onboarding_locks: Arc::default(),
             node: Arc::new(std::sync::RwLock::new(nodes::NodeInfo::new())),
+            intake: Arc::default(),
         }
     }
 

@@ -19,14 +19,6 @@ impl Engine {
         self.store.applications().await.map(|_| ())
     }
 
-    /// Keeps a webhook delivery (its signature already checked) for the webhook processor and
-    /// wakes it. An error means it was not kept: Meta must deliver it again.
-    pub async fn accept_webhook(&self, body: &[u8]) -> Result<(), EngineError> {
-        self.store.insert_webhook_event(body, self.now()).await?;
-        self.webhook_wake.notify_waiters();
-        Ok(())
-    }
-
     /// Every application, oldest first.
     pub async fn applications(&self) -> Result<Vec<ApplicationRecord>, EngineError> {
         Ok(self.store.applications().await?)

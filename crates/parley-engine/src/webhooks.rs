@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use parley_domain::{MessageId, PhoneNumberId, WabaId, Wamid};
 use parley_meta::{InboundMessage, MessagesValue, WebhookChange, WebhookPayload};
+use parley_store::consent::PricingUpdate;
 use parley_store::{InboundRecord, StatusChange, WebhookEventRecord};
 use tokio_util::sync::CancellationToken;
 
 use crate::Engine;
 
-const BATCH: u32 = 100;
+/// Events read per round (fewer when their bodies pass `PENDING_BODY_BUDGET`): under load each
+/// round's statuses, pricing and finish are one write each, however many events it holds.
+const BATCH: u32 = 1_000;
 
 /// Runs until `shutdown`, woken by the intake after each stored event.
 pub async fn run(engine: Engine, shutdown: CancellationToken) {
@@ -43,10 +46,14 @@ pub async fn process_pending(engine: &Engine) -> parley_store::Result<usize> {
     let events = engine.store.pending_webhook_events(BATCH).await?;
     let n = events.len();
     let mut statuses = Vec::new();
+    let mut pricing = Vec::new();
     let mut done = Vec::with_capacity(n);
     for event in &events {
-        let note = apply_event(engine, event, &mut statuses).await?;
+        let note = apply_event(engine, event, &mut statuses, &mut pricing).await?;
         done.push((event.id, note));
+    }
+    for chunk in pricing.chunks(STATUS_CHUNK) {
+        engine.store.record_pricing(chunk).await?;
     }
     crate::consent::before_statuses(engine, &statuses).await?;
     for chunk in statuses.chunks(STATUS_CHUNK) {
@@ -69,6 +76,7 @@ async fn apply_event(
     engine: &Engine,
     event: &WebhookEventRecord,
     statuses: &mut Vec<StatusChange>,
+    pricing: &mut Vec<PricingUpdate>,
 ) -> parley_store::Result<Option<String>> {
     let payload: WebhookPayload = match serde_json::from_slice(&event.body) {
         Ok(p) => p,
@@ -77,7 +85,15 @@ async fn apply_event(
     let mut notes = Vec::new();
     for entry in &payload.entry {
         for change in &entry.changes {
-            apply_change(engine, &entry.id, change.parse(), statuses, &mut notes).await?;
+            apply_change(
+                engine,
+                &entry.id,
+                change.parse(),
+                statuses,
+                pricing,
+                &mut notes,
+            )
+            .await?;
         }
     }
     Ok((!notes.is_empty()).then(|| notes.join("; ")))
@@ -90,11 +106,12 @@ async fn apply_change(
     entry_id: &str,
     change: WebhookChange,
     statuses: &mut Vec<StatusChange>,
+    pricing: &mut Vec<PricingUpdate>,
     notes: &mut Vec<String>,
 ) -> parley_store::Result<()> {
     use crate::{onboarding as platform, templates};
     match change {
-        WebhookChange::Messages(v) => apply_messages(engine, &v, statuses, notes).await,
+        WebhookChange::Messages(v) => apply_messages(engine, &v, statuses, pricing, notes).await,
         WebhookChange::TemplateStatus(v) => {
             templates::apply_status_webhook(engine, entry_id, &v, notes).await
         }
@@ -152,19 +169,20 @@ async fn apply_change(
     }
 }
 
-/// `messages`: statuses go to `statuses` for the caller to merge; inbound messages are
-/// recorded here.
+/// `messages`: statuses (and their pricing) go to `statuses` and `pricing` for the caller to
+/// write with the whole batch's; inbound messages are recorded here.
 async fn apply_messages(
     engine: &Engine,
     value: &MessagesValue,
     statuses: &mut Vec<StatusChange>,
+    pricing: &mut Vec<PricingUpdate>,
     notes: &mut Vec<String>,
 ) -> parley_store::Result<()> {
     collect_statuses(engine, value, statuses, notes);
     if !value.statuses.is_empty() {
         crate::contact_identity::learn_from_statuses(engine, value, notes).await?;
     }
-    crate::consent::record_pricing(engine, value).await?;
+    crate::consent::collect_pricing(value, pricing);
     if value.messages.is_empty() {
         return Ok(());
     }

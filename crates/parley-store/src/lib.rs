@@ -290,7 +290,15 @@ pub trait Store:
     async fn next_due_at(&self, phone_number_id: &PhoneNumberId) -> Result<Option<Millis>>;
 
     // --- webhooks ------------------------------------------------------------------------
-    async fn insert_webhook_event(&self, body: &[u8], now: Millis) -> Result<i64>;
+    async fn insert_webhook_event(&self, body: &[u8], now: Millis) -> Result<i64> {
+        let ids = self.insert_webhook_events(&[body], now).await?;
+        ids.first()
+            .copied()
+            .ok_or_else(|| crate::corrupt("webhook_events", "no id returned"))
+    }
+    /// Keeps many deliveries in one transaction (the intake's group commit): all of them or,
+    /// on an error, none. Returns their ids in the order given.
+    async fn insert_webhook_events(&self, bodies: &[&[u8]], now: Millis) -> Result<Vec<i64>>;
     /// The oldest unprocessed events, up to `limit` and fewer when their bodies together
     /// pass `PENDING_BODY_BUDGET` (always at least one): Meta puts up to 1,000 statuses in
     /// one body, and a hundred of those parsed at once is hundreds of megabytes.

@@ -1,10 +1,11 @@
-//! Meta's webhook endpoint. The POST checks `X-Hub-Signature-256` over the raw bytes, stores the
-//! body in one write and answers 200 at once; the engine's processor applies it later. A wrong
-//! signature gets 401 and nothing is stored.
+//! Meta's webhook endpoint. The POST checks `X-Hub-Signature-256` over the raw bytes, hands the
+//! body to the engine's intake (group commit: many deliveries share one transaction) and
+//! answers 200 once it is committed; the engine's processor applies it later. A wrong
+//! signature gets 401 and nothing is stored; a full intake queue gets 503 with `Retry-After`.
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use parley_meta::{SIGNATURE_HEADER, verify_signature};
 use serde::Deserialize;
@@ -63,6 +64,7 @@ pub async fn verify(State(state): State<AppState>, Query(q): Query<VerifyQuery>)
         (status = 401, body = ErrorBody),
         (status = 413, body = ErrorBody),
         (status = 500, body = ErrorBody),
+        (status = 503, description = "`intake_busy`: too many deliveries waiting to be stored; `Retry-After` says when to deliver again", body = ErrorBody),
     )
 )]
 pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -80,12 +82,17 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
         )
         .into_response();
     }
-    match state.engine.accept_webhook(&body).await {
-        Ok(()) => {
-            metrics::counter!("parley_webhooks_received_total").increment(1);
-            StatusCode::OK.into_response()
-        }
+    match state.engine.accept_webhook(body).await {
+        Ok(()) => StatusCode::OK.into_response(),
         // Not stored: a non-200 makes Meta deliver it again.
-        Err(e) => ApiError::from(e).into_response(),
+        Err(e) => {
+            let retry_after = e.retry_after_secs;
+            let mut resp = ApiError::from(e).into_response();
+            if let Some(secs) = retry_after {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            resp
+        }
     }
 }

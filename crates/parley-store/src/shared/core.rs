@@ -698,22 +698,29 @@ impl Store for Backend {
         Ok(v)
     }
 
-    async fn insert_webhook_event(&self, body: &[u8], now: Millis) -> Result<i64> {
+    async fn insert_webhook_events(&self, bodies: &[&[u8]], now: Millis) -> Result<Vec<i64>> {
+        let mut ids = Vec::with_capacity(bodies.len());
+        if bodies.is_empty() {
+            return Ok(ids);
+        }
         let mut tx = self.tx().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO webhook_events (received_at, size) VALUES ($1, $2) RETURNING id",
-        )
-        .bind(now)
-        .bind(i64::try_from(body.len()).unwrap_or(i64::MAX))
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO webhook_bodies (id, body) VALUES ($1, $2)")
-            .bind(id)
-            .bind(body)
-            .execute(&mut *tx)
+        for body in bodies {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO webhook_events (received_at, size) VALUES ($1, $2) RETURNING id",
+            )
+            .bind(now)
+            .bind(i64::try_from(body.len()).unwrap_or(i64::MAX))
+            .fetch_one(&mut *tx)
             .await?;
+            sqlx::query("INSERT INTO webhook_bodies (id, body) VALUES ($1, $2)")
+                .bind(id)
+                .bind(*body)
+                .execute(&mut *tx)
+                .await?;
+            ids.push(id);
+        }
         tx.commit().await?;
-        Ok(id)
+        Ok(ids)
     }
 
     async fn pending_webhook_events(&self, limit: u32) -> Result<Vec<WebhookEventRecord>> {
