@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_campaign;
+mod bench_webhooks;
 mod config;
 mod contacts;
 mod demo;
@@ -136,6 +137,50 @@ enum BenchWhat {
         #[arg(long, hide = true)]
         sandbox_only: Option<String>,
     },
+    /// Meta's signed status webhooks into Parley's intake (a child process on a temporary
+    /// SQLite file) from a load generator in its own process, against a minimal reference
+    /// receiver in the same run: requests/s, statuses/s, p50/p99, CPU per request, RSS, time
+    /// until every status is applied, statuses lost.
+    Webhooks {
+        /// Requests per run at 1 status per request.
+        #[arg(long, default_value_t = 300_000)]
+        requests: u64,
+        /// Requests per run at 100 statuses per request.
+        #[arg(long, default_value_t = 5_000)]
+        bulk_requests: u64,
+        /// The fixed-rate check's requests per second (0: skipped).
+        #[arg(long, default_value_t = 3_000)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        rate_seconds: u64,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Runs of each receiver per load, alternating which goes first.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+    },
+    /// Internal: a receiver for `bench webhooks` (`parley` or `reference`) on this SQLite file.
+    #[command(hide = true)]
+    WebhookTarget {
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Internal: the load generator of `bench webhooks`.
+    #[command(hide = true)]
+    LoadGen {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long)]
+        requests: u64,
+        #[arg(long, default_value_t = 1)]
+        per_request: usize,
+        #[arg(long)]
+        rate: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -247,6 +292,49 @@ async fn main() -> std::process::ExitCode {
                 recipients,
                 mps,
                 sandbox_only,
+            })
+            .await
+        }
+        Command::Bench {
+            what:
+                BenchWhat::Webhooks {
+                    requests,
+                    bulk_requests,
+                    rate,
+                    rate_seconds,
+                    connections,
+                    rounds,
+                },
+        } => {
+            bench_webhooks::webhooks(bench_webhooks::Args {
+                requests,
+                bulk_requests,
+                rate,
+                rate_seconds,
+                connections,
+                rounds: rounds.max(1),
+            })
+            .await
+        }
+        Command::Bench {
+            what: BenchWhat::WebhookTarget { kind, db },
+        } => bench_webhooks::target(&kind, &db).await,
+        Command::Bench {
+            what:
+                BenchWhat::LoadGen {
+                    url,
+                    connections,
+                    requests,
+                    per_request,
+                    rate,
+                },
+        } => {
+            bench_webhooks::load_gen(bench_webhooks::LoadArgs {
+                url,
+                connections,
+                requests,
+                per_request,
+                rate,
             })
             .await
         }

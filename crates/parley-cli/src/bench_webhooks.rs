@@ -1,0 +1,774 @@
+//! `parley bench webhooks`: Meta's status webhooks at full speed into Parley's intake, against
+//! a minimal receiver built here, in the same run.
+//!
+//! Three processes per run, all this binary: the receiver under test (`webhook-target`:
+//! Parley's production server, engine and webhook processor on a temporary SQLite file, or the
+//! minimal reference receiver), the load generator (`load-gen`: HTTP/1.1 keep-alive over
+//! plain sockets, signed bodies) and this one, which seeds, starts both, reads the receiver's
+//! CPU and memory from `/proc/<pid>/`, waits until every stored status is applied and counts
+//! them. Each status names its own seeded message, so the count of messages `delivered` is
+//! the count of statuses applied: it must equal the statuses the load generator saw
+//! acknowledged with a 200.
+
+use std::io::BufRead as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use parley_domain::{AccountId, ApplicationId, UserId};
+use parley_engine::{Engine, EngineConfig, SystemClock};
+use parley_meta::{GraphClient, SIGNATURE_HEADER, sign, verify_signature};
+use parley_store::{IdentityStore as _, SecretCipher, SqliteStore, Store};
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Connection as _, SqliteConnection};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// The app secret both receivers check and the load generator signs with.
+const SECRET: &str = "bench-app-secret";
+const PHONE_NUMBER_ID: &str = "106540352242922";
+const WABA_ID: &str = "102290129340398";
+
+/// What `parley bench webhooks` runs.
+pub struct Args {
+    /// Requests per run at one status per request.
+    pub requests: u64,
+    /// Requests per run at 100 statuses per request.
+    pub bulk_requests: u64,
+    /// The fixed-rate check: requests per second (0: skipped) for `rate_seconds`.
+    pub rate: u64,
+    pub rate_seconds: u64,
+    pub connections: usize,
+    /// Runs of each receiver per load, alternating which goes first.
+    pub rounds: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Target {
+    Parley,
+    Reference,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Parley => "parley",
+            Target::Reference => "reference",
+        }
+    }
+}
+
+/// The load generator's summary, one JSON line on its stdout.
+#[derive(Serialize, Deserialize, Debug, Default)]
+struct LoadReport {
+    requests: u64,
+    ok: u64,
+    statuses_ok: u64,
+    /// Answers other than 200, by status code (0: connection error).
+    errors: Vec<(u16, u64)>,
+    elapsed_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+/// One run's figures.
+struct RunResult {
+    target: Target,
+    per_request: usize,
+    rate: Option<u64>,
+    load: LoadReport,
+    /// Receiver CPU seconds while the load ran, and until every status was applied.
+    cpu_load: f64,
+    cpu_total: f64,
+    peak_rss_mib: f64,
+    /// Events still waiting to be applied when the load ended.
+    backlog: u64,
+    /// From the load's end to the last status applied (Parley; the reference applies none).
+    applied_after_s: f64,
+    /// Statuses found applied (Parley: messages `delivered`; the reference: statuses stored).
+    applied: u64,
+}
+
+impl RunResult {
+    fn rps(&self) -> f64 {
+        self.load.ok as f64 / self.load.elapsed_s.max(1e-9)
+    }
+    fn sps(&self) -> f64 {
+        self.load.statuses_ok as f64 / self.load.elapsed_s.max(1e-9)
+    }
+    fn lost(&self) -> i64 {
+        self.load.statuses_ok as i64 - self.applied as i64
+    }
+}
+
+// --- the orchestrator ---------------------------------------------------------------------
+
+pub async fn webhooks(args: Args) -> anyhow::Result<()> {
+    println!(
+        "parley bench webhooks: {} connections; {} requests at 1 status/request, {} at 100; fixed rate {} req/s for {} s; {} round(s); {} CPUs",
+        args.connections,
+        args.requests,
+        args.bulk_requests,
+        args.rate,
+        args.rate_seconds,
+        args.rounds,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    let mut results = Vec::new();
+    for (per_request, requests) in [(1usize, args.requests), (100, args.bulk_requests)] {
+        if requests == 0 {
+            continue;
+        }
+        for round in 0..args.rounds {
+            let order = if round % 2 == 0 {
+                [Target::Reference, Target::Parley]
+            } else {
+                [Target::Parley, Target::Reference]
+            };
+            for target in order {
+                let r = run(target, per_request, requests, None, args.connections).await?;
+                print_run(&r);
+                results.push(r);
+            }
+        }
+    }
+    if args.rate > 0 {
+        for target in [Target::Parley, Target::Reference] {
+            let r = run(
+                target,
+                1,
+                args.rate * args.rate_seconds,
+                Some(args.rate),
+                args.connections,
+            )
+            .await?;
+            print_run(&r);
+            results.push(r);
+        }
+    }
+    summary(&results);
+    Ok(())
+}
+
+fn print_run(r: &RunResult) {
+    let rate = r
+        .rate
+        .map_or(String::new(), |x| format!(" at fixed {x} req/s"));
+    println!(
+        "{:<9} {:>3}/req{rate}: {:>8.0} req/s {:>9.0} statuses/s  p50 {:.2} ms p99 {:.2} ms max {:.1} ms  CPU {:.1} µs/req under load ({:.1} until applied)  peak RSS {:.1} MiB  backlog {} events, all applied {:.2} s after the load  acknowledged {} statuses, applied {}, lost {}{}",
+        r.target.name(),
+        r.per_request,
+        r.rps(),
+        r.sps(),
+        r.load.p50_ms,
+        r.load.p99_ms,
+        r.load.max_ms,
+        r.cpu_load * 1e6 / r.load.ok.max(1) as f64,
+        r.cpu_total * 1e6 / r.load.ok.max(1) as f64,
+        r.peak_rss_mib,
+        r.backlog,
+        r.applied_after_s,
+        r.load.statuses_ok,
+        r.applied,
+        r.lost(),
+        if r.load.errors.is_empty() {
+            String::new()
+        } else {
+            format!("  non-200: {:?}", r.load.errors)
+        },
+    );
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn summary(results: &[RunResult]) {
+    println!("\nsummary (medians over the rounds):");
+    for per in [1usize, 100] {
+        let of = |t: Target| {
+            results
+                .iter()
+                .filter(move |r| r.target == t && r.per_request == per && r.rate.is_none())
+        };
+        if of(Target::Parley).next().is_none() {
+            continue;
+        }
+        let p_rps = median(of(Target::Parley).map(RunResult::rps).collect());
+        let r_rps = median(of(Target::Reference).map(RunResult::rps).collect());
+        let p_sps = median(of(Target::Parley).map(RunResult::sps).collect());
+        let r_sps = median(of(Target::Reference).map(RunResult::sps).collect());
+        let p_cpu = median(
+            of(Target::Parley)
+                .map(|r| r.cpu_load * 1e6 / r.load.ok.max(1) as f64)
+                .collect(),
+        );
+        let r_cpu = median(
+            of(Target::Reference)
+                .map(|r| r.cpu_load * 1e6 / r.load.ok.max(1) as f64)
+                .collect(),
+        );
+        let applied = of(Target::Parley)
+            .map(|r| r.applied_after_s)
+            .fold(0.0, f64::max);
+        let lost: i64 = of(Target::Parley)
+            .chain(of(Target::Reference))
+            .map(RunResult::lost)
+            .sum();
+        println!(
+            "  {per:>3} status/req: Parley {p_rps:.0} req/s ({p_sps:.0} statuses/s, {p_cpu:.1} µs CPU/req), reference {r_rps:.0} req/s ({r_sps:.0} statuses/s, {r_cpu:.1} µs CPU/req): ratio {:.2} (req/s), {:.2} (statuses/s); Parley's slowest catch-up {applied:.2} s; lost {lost}",
+            p_rps / r_rps.max(1e-9),
+            p_sps / r_sps.max(1e-9),
+        );
+    }
+    for r in results.iter().filter(|r| r.rate.is_some()) {
+        println!(
+            "  fixed {} req/s, {}: achieved {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, lost {}",
+            r.rate.unwrap_or(0),
+            r.target.name(),
+            r.rps(),
+            r.load.p50_ms,
+            r.load.p99_ms,
+            r.lost()
+        );
+    }
+}
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// User + system CPU seconds of a process (`/proc/<pid>/stat`, USER_HZ = 100).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn sqlite_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+}
+
+/// A fresh Parley database with `n` messages accepted by Meta, `wamid.BENCH<i>` for i < n.
+async fn seed(path: &Path, n: u64) -> anyhow::Result<()> {
+    let store = SqliteStore::open(path, SecretCipher::from_key(&[7; 32])).await?;
+    let app = ApplicationId::new();
+    store
+        .create_owner(
+            &parley_store::identity::NewOwner {
+                account_id: AccountId::new(),
+                account_name: "Bench".into(),
+                application_id: app.clone(),
+                application_name: "Bench".into(),
+                user_id: UserId::new(),
+                email: "bench@example.com".into(),
+                password_hash: "-".into(),
+                now: 0,
+            },
+            None,
+        )
+        .await?;
+    drop(store);
+    let mut conn = SqliteConnection::connect_with(&sqlite_options(path)).await?;
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $1)
+         INSERT INTO messages (id, application_id, phone_number_id, to_phone, kind, content, state,
+                               wamid, attempts, next_attempt_at, queued_at, sending_at, accepted_at, updated_at)
+         SELECT printf('msg_%032x', i), $2, $3, printf('1555%07d', i), 'text', '{\"text\":\"bench\"}',
+                'accepted', printf('wamid.BENCH%012d', i), 1, 0, 0, 0, 0, 0
+         FROM n",
+    )
+    .bind(i64::try_from(n)?)
+    .bind(app.as_str())
+    .bind(PHONE_NUMBER_ID)
+    .execute(&mut conn)
+    .await?;
+    conn.close().await?;
+    Ok(())
+}
+
+fn spawn_self(args: &[&str]) -> anyhow::Result<Child> {
+    Ok(Child(
+        std::process::Command::new(std::env::current_exe()?)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("cannot start a bench process")?,
+    ))
+}
+
+fn first_line(child: &mut Child) -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::BufReader::new(child.0.stdout.take().context("stdout")?).read_line(&mut line)?;
+    Ok(line.trim().to_owned())
+}
+
+async fn run(
+    target: Target,
+    per_request: usize,
+    requests: u64,
+    rate: Option<u64>,
+    connections: usize,
+) -> anyhow::Result<RunResult> {
+    let dir = std::env::temp_dir().join(format!(
+        "parley-bench-webhooks-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let db = dir.join("bench.db");
+    let statuses = requests * per_request as u64;
+    if target == Target::Parley {
+        seed(&db, statuses).await?;
+    }
+    let db_arg = db.to_string_lossy().into_owned();
+    let mut receiver = spawn_self(&[
+        "bench",
+        "webhook-target",
+        "--kind",
+        target.name(),
+        "--db",
+        &db_arg,
+    ])?;
+    let url = first_line(&mut receiver)?;
+    anyhow::ensure!(url.starts_with("http://"), "the receiver did not start");
+    let pid = receiver.0.id();
+    let cpu0 = cpu_seconds(pid);
+    let mut load_args = vec![
+        "bench".to_owned(),
+        "load-gen".to_owned(),
+        "--url".to_owned(),
+        url,
+        "--connections".to_owned(),
+        connections.to_string(),
+        "--requests".to_owned(),
+        requests.to_string(),
+        "--per-request".to_owned(),
+        per_request.to_string(),
+    ];
+    if let Some(r) = rate {
+        load_args.extend(["--rate".to_owned(), r.to_string()]);
+    }
+    let mut load = spawn_self(&load_args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let line = tokio::task::spawn_blocking(move || first_line(&mut load)).await??;
+    let load_end = Instant::now();
+    let cpu_load = cpu_seconds(pid) - cpu0;
+    let report: LoadReport =
+        serde_json::from_str(&line).with_context(|| format!("load generator said: {line}"))?;
+
+    let mut conn = SqliteConnection::connect_with(&sqlite_options(&db).read_only(true)).await?;
+    let (backlog, applied_after_s, applied) = match target {
+        Target::Parley => {
+            const PENDING: &str = "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NULL";
+            let backlog: i64 = sqlx::query_scalar(PENDING).fetch_one(&mut conn).await?;
+            loop {
+                let left: i64 = sqlx::query_scalar(PENDING).fetch_one(&mut conn).await?;
+                if left == 0 {
+                    break;
+                }
+                anyhow::ensure!(
+                    load_end.elapsed() < Duration::from_secs(600),
+                    "statuses still pending 10 minutes after the load"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let after = load_end.elapsed().as_secs_f64();
+            let applied: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE state = 'delivered'")
+                    .fetch_one(&mut conn)
+                    .await?;
+            (backlog, after, applied)
+        }
+        Target::Reference => {
+            let applied: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(statuses), 0) FROM events")
+                .fetch_one(&mut conn)
+                .await?;
+            (0, 0.0, applied)
+        }
+    };
+    conn.close().await?;
+    let cpu_total = cpu_seconds(pid) - cpu0;
+    let peak_rss_mib = peak_rss_mib(pid);
+    drop(receiver);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(RunResult {
+        target,
+        per_request,
+        rate,
+        load: report,
+        cpu_load,
+        cpu_total,
+        peak_rss_mib,
+        backlog: u64::try_from(backlog).unwrap_or(0),
+        applied_after_s,
+        applied: u64::try_from(applied).unwrap_or(0),
+    })
+}
+
+// --- the receivers ----------------------------------------------------------------------------
+
+/// The child: a receiver on `db`, printing its address on the first line of stdout.
+pub async fn target(kind: &str, db: &Path) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let shutdown = CancellationToken::new();
+    match kind {
+        "parley" => {
+            let store: Arc<dyn Store> =
+                Arc::new(SqliteStore::open(db, SecretCipher::from_key(&[7; 32])).await?);
+            // No number is connected: nothing is sent, the Graph API is never called.
+            let engine = Engine::new(
+                store,
+                GraphClient::new("http://127.0.0.1:9", "v24.0"),
+                Arc::new(SystemClock),
+                EngineConfig::default(),
+            );
+            let server = parley_server::Server::new(
+                listener,
+                engine.clone(),
+                parley_server::ServerConfig {
+                    app_secret: SECRET.into(),
+                    verify_token: "bench".into(),
+                    session_key: parley_server::session::SessionKey::new(rand::random()),
+                    secure_cookies: false,
+                    metrics_token: None,
+                    rate_limit: Default::default(),
+                },
+            );
+            let _workers = engine.spawn_workers(shutdown.clone());
+            println!("{url}");
+            server.run(shutdown).await?;
+        }
+        "reference" => {
+            println!("{url}");
+            reference_receiver(listener, db).await?;
+        }
+        other => anyhow::bail!("unknown receiver `{other}`"),
+    }
+    Ok(())
+}
+
+/// The parts of Meta's envelope the reference receiver reads.
+#[derive(Deserialize)]
+struct RefEnvelope {
+    entry: Vec<RefEntry>,
+}
+#[derive(Deserialize)]
+struct RefEntry {
+    changes: Vec<RefChange>,
+}
+#[derive(Deserialize)]
+struct RefChange {
+    value: RefValue,
+}
+#[derive(Deserialize)]
+struct RefValue {
+    #[serde(default)]
+    statuses: Vec<RefStatus>,
+}
+#[derive(Deserialize)]
+struct RefStatus {
+    #[allow(dead_code)]
+    id: String,
+    #[allow(dead_code)]
+    status: String,
+}
+
+type RefJob = (Bytes, i64, oneshot::Sender<bool>);
+
+/// A minimal receiver: axum, the HMAC check, a typed parse, and an append to SQLite with group
+/// commit (one writer task, one transaction per round of what is queued), answering 200 after
+/// the commit.
+async fn reference_receiver(listener: tokio::net::TcpListener, db: &Path) -> anyhow::Result<()> {
+    let mut conn = SqliteConnection::connect_with(&sqlite_options(db)).await?;
+    sqlx::query(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, statuses INTEGER NOT NULL, body BLOB NOT NULL)",
+    )
+    .execute(&mut conn)
+    .await?;
+    let (tx, mut rx) = mpsc::channel::<RefJob>(8_192);
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(1_024);
+        while rx.recv_many(&mut batch, 1_024).await > 0 {
+            let ok = async {
+                let mut t = conn.begin().await?;
+                for (body, n, _) in &batch {
+                    sqlx::query("INSERT INTO events (statuses, body) VALUES ($1, $2)")
+                        .bind(n)
+                        .bind(body.as_ref())
+                        .execute(&mut *t)
+                        .await?;
+                }
+                t.commit().await
+            }
+            .await
+            .is_ok();
+            for (_, _, done) in batch.drain(..) {
+                let _ = done.send(ok);
+            }
+        }
+    });
+    async fn receive(
+        State(tx): State<mpsc::Sender<RefJob>>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> StatusCode {
+        let sig = headers
+            .get(SIGNATURE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !verify_signature(SECRET.as_bytes(), &body, sig) {
+            return StatusCode::UNAUTHORIZED;
+        }
+        let Ok(env) = serde_json::from_slice::<RefEnvelope>(&body) else {
+            return StatusCode::BAD_REQUEST;
+        };
+        let n: usize = env
+            .entry
+            .iter()
+            .flat_map(|e| &e.changes)
+            .map(|c| c.value.statuses.len())
+            .sum();
+        let (done, committed) = oneshot::channel();
+        if tx.try_send((body, n as i64, done)).is_err() {
+            return StatusCode::SERVICE_UNAVAILABLE;
+        }
+        match committed.await {
+            Ok(true) => StatusCode::OK,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+    let app = axum::Router::new()
+        .route("/webhooks/whatsapp", axum::routing::post(receive))
+        .layer(axum::extract::DefaultBodyLimit::max(3 * 1024 * 1024))
+        .with_state(tx);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+// --- the load generator -------------------------------------------------------------------------
+
+/// The body of request `j`: `per` delivered statuses for messages `j·per … j·per + per − 1`, in
+/// Meta's 2026 shape.
+fn status_body(j: u64, per: usize) -> Vec<u8> {
+    let mut statuses = String::with_capacity(per * 420);
+    let mut contacts = String::with_capacity(per * 120);
+    for k in 0..per as u64 {
+        let i = j * per as u64 + k;
+        if k > 0 {
+            statuses.push(',');
+            contacts.push(',');
+        }
+        statuses.push_str(&format!(
+            r#"{{"id":"wamid.BENCH{i:012}","status":"delivered","timestamp":"1765000000","recipient_id":"1555{i:07}","recipient_user_id":"US.{i:019}","pricing":{{"billable":true,"pricing_model":"PMP","type":"regular","category":"marketing"}}}}"#
+        ));
+        contacts.push_str(&format!(
+            r#"{{"wa_id":"1555{i:07}","user_id":"US.{i:019}"}}"#
+        ));
+    }
+    format!(
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"{WABA_ID}","changes":[{{"field":"messages","value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550001111","phone_number_id":"{PHONE_NUMBER_ID}"}},"contacts":[{contacts}],"statuses":[{statuses}]}}}}]}}]}}"#
+    )
+    .into_bytes()
+}
+
+/// The load generator's arguments.
+pub struct LoadArgs {
+    pub url: String,
+    pub connections: usize,
+    pub requests: u64,
+    pub per_request: usize,
+    /// Fixed rate (requests/s, over all connections); latency then counts from each request's
+    /// scheduled time, so a stall is not hidden by the requests it delayed.
+    pub rate: Option<u64>,
+}
+
+struct Conn {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    /// One request and its answer's status code.
+    async fn call(&mut self, host: &str, body: &[u8], sig: &str) -> std::io::Result<u16> {
+        let mut req = format!(
+            "POST /webhooks/whatsapp HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{SIGNATURE_HEADER}: {sig}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        self.stream.write_all(&req).await?;
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = std::str::from_utf8(&self.buf[..end]).unwrap_or("");
+                let status = head
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse::<u16>().ok())
+                    .unwrap_or(0);
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                let total = end + 4 + len;
+                while self.buf.len() < total {
+                    self.read_more().await?;
+                }
+                self.buf.drain(..total);
+                return Ok(status);
+            }
+            self.read_more().await?;
+        }
+    }
+
+    async fn read_more(&mut self) -> std::io::Result<()> {
+        let mut chunk = [0u8; 4096];
+        let n = self.stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+}
+
+pub async fn load_gen(args: LoadArgs) -> anyhow::Result<()> {
+    let host = args
+        .url
+        .strip_prefix("http://")
+        .context("the URL must be http://host:port")?
+        .trim_end_matches('/')
+        .to_owned();
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..args.connections {
+        let next = next.clone();
+        let host = host.clone();
+        let (requests, per, rate) = (args.requests, args.per_request, args.rate);
+        tasks.spawn(async move {
+            let mut latencies: Vec<u32> = Vec::new();
+            let mut codes: Vec<u16> = Vec::new();
+            let mut conn: Option<Conn> = None;
+            loop {
+                let j = next.fetch_add(1, Ordering::Relaxed);
+                if j >= requests {
+                    break;
+                }
+                let body = status_body(j, per);
+                let sig = sign(SECRET.as_bytes(), &body);
+                let t0 = match rate {
+                    Some(r) => {
+                        let at = started + Duration::from_secs_f64(j as f64 / r as f64);
+                        tokio::time::sleep_until(at.into()).await;
+                        at
+                    }
+                    None => Instant::now(),
+                };
+                if conn.is_none() {
+                    match tokio::net::TcpStream::connect(&host).await {
+                        Ok(s) => {
+                            let _ = s.set_nodelay(true);
+                            conn = Some(Conn {
+                                stream: s,
+                                buf: Vec::with_capacity(8192),
+                            });
+                        }
+                        Err(_) => {
+                            codes.push(0);
+                            continue;
+                        }
+                    }
+                }
+                let Some(c) = conn.as_mut() else { continue };
+                let code = match c.call(&host, &body, &sig).await {
+                    Ok(code) => code,
+                    Err(_) => {
+                        conn = None;
+                        0
+                    }
+                };
+                latencies.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+                codes.push(code);
+            }
+            (latencies, codes)
+        });
+    }
+    let mut latencies = Vec::with_capacity(args.requests as usize);
+    let mut codes = std::collections::BTreeMap::<u16, u64>::new();
+    while let Some(r) = tasks.join_next().await {
+        let (l, c) = r?;
+        latencies.extend(l);
+        for code in c {
+            *codes.entry(code).or_default() += 1;
+        }
+    }
+    let elapsed_s = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(latencies[i.min(latencies.len() - 1)]) / 1000.0
+    };
+    let ok = codes.remove(&200).unwrap_or(0);
+    let report = LoadReport {
+        requests: args.requests,
+        ok,
+        statuses_ok: ok * args.per_request as u64,
+        errors: codes.into_iter().collect(),
+        elapsed_s,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        max_ms: pct(1.0),
+    };
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
