@@ -651,3 +651,90 @@ async fn parley_contacts_import_resumes_an_interrupted_import_from_the_command_l
     );
     rig.finish().await;
 }
+
+/// A delivery Parley stores and does not act on, told apart by `n`.
+fn intake_marker(n: usize) -> Vec<u8> {
+    serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": "1",
+        "changes": [{"field": "intake_marker", "value": {"n": n}}]}]}))
+    .expect("json")
+}
+
+/// The markers (`intake_marker`) stored in the database.
+async fn stored_markers(rig: &Rig) -> std::collections::HashSet<u64> {
+    use sqlx::Connection as _;
+    let bodies: Vec<Vec<u8>> = if postgres() {
+        let mut c = sqlx::PgConnection::connect(&rig.db_url)
+            .await
+            .expect("postgres");
+        sqlx::query_scalar("SELECT body FROM webhook_bodies")
+            .fetch_all(&mut c)
+            .await
+            .expect("bodies")
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(&rig.db_url)
+            .await
+            .expect("sqlite");
+        sqlx::query_scalar("SELECT body FROM webhook_bodies")
+            .fetch_all(&mut c)
+            .await
+            .expect("bodies")
+    };
+    bodies
+        .iter()
+        .filter_map(|b| serde_json::from_slice::<Value>(b).ok())
+        .filter_map(|v| v["entry"][0]["changes"][0]["value"]["n"].as_u64())
+        .collect()
+}
+
+/// Every webhook delivery answered 200 is in the database after a SIGKILL that came while
+/// hundreds more were in flight: the intake acknowledges only after its group's commit.
+#[tokio::test]
+async fn acknowledged_webhooks_survive_a_sigkill_of_serve() {
+    const SENT: usize = 600;
+    const KILL_AFTER: usize = 100;
+    let rig = Rig::new(3, 60_000, 3_600_000).await;
+    let serve = rig.serve();
+    let secret = parley_sandbox::SandboxConfig::demo().app_secret;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for n in 0..SENT {
+        let body = intake_marker(n);
+        let req = rig
+            .http
+            .post(format!("{}/webhooks/whatsapp", rig.parley))
+            .header("content-type", "application/json")
+            .header(
+                "x-hub-signature-256",
+                parley_meta::sign(secret.as_bytes(), &body),
+            )
+            .body(body);
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let ok = matches!(req.send().await, Ok(r) if r.status() == 200);
+            let _ = tx.send((n as u64, ok));
+        });
+    }
+    drop(tx);
+    let mut acknowledged = std::collections::HashSet::new();
+    while acknowledged.len() < KILL_AFTER {
+        let (n, ok) = rx.recv().await.expect("an answer");
+        if ok {
+            acknowledged.insert(n);
+        }
+    }
+    drop(serve); // SIGKILL, with deliveries still in flight
+    let mut unanswered = 0;
+    while let Some((n, ok)) = rx.recv().await {
+        if ok {
+            acknowledged.insert(n);
+        } else {
+            unanswered += 1;
+        }
+    }
+    println!(
+        "{} acknowledged, {unanswered} cut off by the kill",
+        acknowledged.len()
+    );
+    let stored = stored_markers(&rig).await;
+    let lost: Vec<_> = acknowledged.difference(&stored).collect();
+    assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
+}
