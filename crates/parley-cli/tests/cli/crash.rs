@@ -654,8 +654,10 @@ async fn parley_contacts_import_resumes_an_interrupted_import_from_the_command_l
 
 /// A delivery Parley stores and does not act on, told apart by `n`.
 fn intake_marker(n: usize) -> Vec<u8> {
-    serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": "1",
-        "changes": [{"field": "intake_marker", "value": {"n": n}}]}]}))
+    serde_json::to_vec(
+        &json!({"object": "whatsapp_business_account", "entry": [{"id": "1",
+        "changes": [{"field": "intake_marker", "value": {"n": n}}]}]}),
+    )
     .expect("json")
 }
 

@@ -699,25 +699,46 @@ impl Store for Backend {
     }
 
     async fn insert_webhook_events(&self, bodies: &[&[u8]], now: Millis) -> Result<Vec<i64>> {
+        // Rows per statement: the intake's batches hold up to a thousand deliveries, and a
+        // statement per row is a round trip to the database (sqlx's SQLite thread) each.
+        const ROWS: usize = 256;
         let mut ids = Vec::with_capacity(bodies.len());
         if bodies.is_empty() {
             return Ok(ids);
         }
         let mut tx = self.tx().await?;
-        for body in bodies {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO webhook_events (received_at, size) VALUES ($1, $2) RETURNING id",
-            )
-            .bind(now)
-            .bind(i64::try_from(body.len()).unwrap_or(i64::MAX))
-            .fetch_one(&mut *tx)
-            .await?;
-            sqlx::query("INSERT INTO webhook_bodies (id, body) VALUES ($1, $2)")
-                .bind(id)
-                .bind(*body)
-                .execute(&mut *tx)
-                .await?;
-            ids.push(id);
+        for chunk in bodies.chunks(ROWS) {
+            let sql = format!(
+                "INSERT INTO webhook_events (received_at, size) VALUES {} RETURNING id",
+                (0..chunk.len())
+                    .map(|i| format!("($1, ${})", i + 2))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).bind(now);
+            for body in chunk {
+                q = q.bind(i64::try_from(body.len()).unwrap_or(i64::MAX));
+            }
+            // One multi-row VALUES list takes its ids in order on both backends (a sequence
+            // or SQLite's rowid, under the write lock of this transaction).
+            let mut chunk_ids = q.fetch_all(&mut *tx).await?;
+            chunk_ids.sort_unstable();
+            if chunk_ids.len() != chunk.len() {
+                return Err(crate::corrupt("webhook_events", "ids not returned"));
+            }
+            let sql = format!(
+                "INSERT INTO webhook_bodies (id, body) VALUES {}",
+                (0..chunk.len())
+                    .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (id, body) in chunk_ids.iter().zip(chunk) {
+                q = q.bind(*id).bind(*body);
+            }
+            q.execute(&mut *tx).await?;
+            ids.extend(chunk_ids);
         }
         tx.commit().await?;
         Ok(ids)

@@ -3,7 +3,10 @@
 use crate::backend::Backend;
 use crate::fixtures::T0;
 
-crate::contract!(webhook_events_are_kept_until_processed);
+crate::contract!(
+    webhook_events_are_kept_until_processed,
+    a_batch_of_deliveries_is_stored_in_order_with_its_sizes
+);
 
 async fn webhook_events_are_kept_until_processed(b: &Backend) {
     assert_eq!(b.count_webhook_events().await.expect("count"), 0);
@@ -48,4 +51,45 @@ async fn webhook_events_are_kept_until_processed(b: &Backend) {
         3,
         "kept, not deleted"
     );
+}
+
+/// The intake's group commit: 600 deliveries of different sizes in one call (more than one
+/// multi-row statement) come back in order, each body with its own id and size budget.
+async fn a_batch_of_deliveries_is_stored_in_order_with_its_sizes(b: &Backend) {
+    b.insert_webhook_event(b"first", T0).await.expect("insert");
+    let owned: Vec<Vec<u8>> = (0..600)
+        .map(|i| format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(i % 37)).into_bytes())
+        .collect();
+    let bodies: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+    let ids = b
+        .insert_webhook_events(&bodies, T0 + 1)
+        .await
+        .expect("insert batch");
+    assert_eq!(ids.len(), 600);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids grow: {ids:?}");
+    assert!(
+        b.insert_webhook_events(&[], T0)
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+    let mut seen = Vec::new();
+    loop {
+        let pending = b.pending_webhook_events(1_000).await.expect("pending");
+        if pending.is_empty() {
+            break;
+        }
+        let done: Vec<(i64, Option<String>)> = pending.iter().map(|e| (e.id, None)).collect();
+        seen.extend(pending);
+        b.finish_webhook_events(&done, T0 + 2).await.expect("done");
+    }
+    assert_eq!(seen.len(), 601);
+    assert_eq!(seen[0].body, b"first");
+    for ((event, body), id) in seen[1..].iter().zip(&owned).zip(&ids) {
+        assert_eq!(
+            (event.id, &event.body, event.received_at),
+            (*id, body, T0 + 1)
+        );
+    }
+    assert_eq!(b.count_webhook_events().await.expect("count"), 601);
 }
