@@ -13,6 +13,7 @@ pub mod demo;
 pub mod error;
 pub mod identity;
 pub mod import_file;
+pub mod marketing;
 pub mod messages;
 pub mod nodes;
 pub mod onboarding;
