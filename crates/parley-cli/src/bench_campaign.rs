@@ -226,6 +226,7 @@ pub async fn campaign(args: Args) -> anyhow::Result<()> {
                 kind: CampaignKind::Marketing,
                 scheduled_at: None,
                 send_window: None,
+                marketing_ttl_seconds: None,
             },
         )
         .await

@@ -102,7 +102,9 @@ pub fn classify(code: i64) -> ErrorClass {
         // fails the same way, so stop the campaign rather than burn through the audience.
         // 132015: the template was paused (also: held sends dropped by template pacing);
         // 135000: portfolio pacing dropped the send (META_2026 §6.3): stop the campaign too.
-        132000 | 132001 | 132005 | 132007 | 132012 | 132015 | 132016 | 132068 | 135000 => {
+        // 131061: a template with a max price (`optimization_spec`) sent through the Cloud API
+        // `/messages`: it goes only through the Marketing Messages API (META_2026 §7).
+        131061 | 132000 | 132001 | 132005 | 132007 | 132012 | 132015 | 132016 | 132068 | 135000 => {
             ErrorClass::PermanentTemplate
         }
         // The user stopped marketing messages (META_2026 §6.2).
@@ -146,6 +148,8 @@ mod tests {
         assert_eq!(classify(131064), ErrorClass::MessagingLimit);
         assert_eq!(classify(131050), ErrorClass::MarketingOptOut);
         assert_eq!(classify(131063), ErrorClass::MarketingDisabled);
+        // A max-price template through `/messages`: every send with it fails (META_2026 §7).
+        assert_eq!(classify(131061), ErrorClass::PermanentTemplate);
         assert_eq!(
             classify(131049),
             ErrorClass::RetryAfter(Duration::from_secs(86_400))

@@ -43,6 +43,9 @@ pub struct NewCampaign {
     pub kind: CampaignKind,
     pub scheduled_at: Option<i64>,
     pub send_window: Option<SendWindow>,
+    /// Time-to-live of the sends that go through the Marketing Messages API (seconds,
+    /// checked by `marketing::marketing_ttl`).
+    pub marketing_ttl_seconds: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -420,6 +423,7 @@ impl Engine {
         app: &ApplicationId,
         input: NewCampaign,
     ) -> Result<CampaignRecord, EngineError> {
+        let marketing_ttl_seconds = crate::marketing::marketing_ttl(input.marketing_ttl_seconds)?;
         let name = input.name.trim();
         if name.is_empty() || name.chars().count() > 200 {
             return Err(EngineError::bad_request(
@@ -510,6 +514,7 @@ impl Engine {
             kind: input.kind,
             scheduled_at: input.scheduled_at,
             send_window: input.send_window.as_ref().map(SendWindow::to_json),
+            marketing_ttl_seconds,
             state: CampaignState::Draft,
             state_reason: None,
             planner_cursor: None,

@@ -14,6 +14,7 @@ pub mod error;
 pub mod identity;
 pub mod import_file;
 mod intake;
+pub mod marketing;
 pub mod messages;
 pub mod nodes;
 pub mod onboarding;

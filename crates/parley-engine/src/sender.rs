@@ -420,6 +420,7 @@ async fn send_round(
         }
         go.push((m, reach));
     }
+    let routes = marketing_routes(state, &go).await;
     // One pass of the limiter per send, taken in order by this stream and only when a send
     // slot is free: a single waiter on the limiter, instead of every idle slot waking at each
     // tick to find that only a few may go.
@@ -442,7 +443,8 @@ async fn send_round(
         .for_each_concurrent(engine.config.concurrency, |(m, reach)| {
             let state = state.clone();
             let token = token.clone();
-            async move { send_one(&state, &token, m, reach, accepted).await }
+            let route = routes.get(&m.id).copied();
+            async move { send_one(&state, &token, m, reach, route, accepted).await }
         })
         .await;
 }
@@ -607,19 +609,67 @@ async fn gate(
     out
 }
 
+/// The round's sends that go through the Marketing Messages API (META_2026 §7): on a platform
+/// set to use it, the template messages whose template is of category MARKETING, each with its
+/// campaign's time-to-live. Everything else keeps `/messages`. A failed read sends the round
+/// through `/messages` (as a platform without the setting would).
+async fn marketing_routes(
+    state: &NumberState,
+    go: &[(MessageRecord, Option<(String, Reach)>)],
+) -> std::collections::BTreeMap<parley_domain::MessageId, Option<i64>> {
+    let store = &state.engine.store;
+    let templates: Vec<parley_domain::MessageId> = go
+        .iter()
+        .filter(|(m, _)| matches!(m.content, MessageContent::Template { .. }))
+        .map(|(m, _)| m.id.clone())
+        .collect();
+    if templates.is_empty() {
+        return Default::default();
+    }
+    match store
+        .platform_marketing_messages(&state.number.platform_id)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return Default::default(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the platform's Marketing Messages API setting; sending through /messages");
+            return Default::default();
+        }
+    }
+    store.marketing_routes(&templates).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "could not read which sends are marketing; sending through /messages");
+        Default::default()
+    })
+}
+
+/// What Parley adds to a 131063 answered by `/marketing_messages`: Meta would have sent it
+/// through the Cloud API (`CLOUD_API_FALLBACK`), and refused because marketing is off there
+/// while the WABA's Marketing Messages API onboarding is not complete. Parley never sends it
+/// to `/messages` itself: Meta would refuse it there too.
+const MARKETING_FALLBACK_REFUSED: &str = "sent through the Marketing Messages API: Meta refused to fall back to the Cloud API because the WABA's Marketing Messages API onboarding is not complete (terms of service unsigned) and marketing is off on the Cloud API. Finish the onboarding in WhatsApp Manager, or turn marketing back on for the Cloud API, then resume";
+
 async fn send_one(
     state: &NumberState,
     token: &str,
     m: MessageRecord,
     reach: Option<(String, Reach)>,
+    marketing_route: Option<Option<i64>>,
     accepted: &tokio::sync::mpsc::UnboundedSender<Acceptance>,
 ) {
     let engine = &state.engine;
     let body = request_body(&m);
-    let result = engine
-        .graph
-        .send_message(token, state.number.phone_number_id.as_str(), &body)
-        .await;
+    let phone = state.number.phone_number_id.as_str();
+    let result = match marketing_route {
+        Some(ttl) => {
+            let body = parley_meta::marketing_message_body(&body, ttl);
+            engine
+                .graph
+                .send_marketing_message(token, phone, &body)
+                .await
+        }
+        None => engine.graph.send_message(token, phone, &body).await,
+    };
     let now = engine.now();
     let outcome = match result {
         // A wamid Meta sent that does not parse (empty, oversized) counts as none.
@@ -638,6 +688,16 @@ async fn send_one(
                     if let Err(e) = engine.store.mark_meta_status(&m.id, status).await {
                         tracing::error!(message_id = %m.id, error = %e, "could not note Meta's message status");
                     }
+                }
+                // Which API sent it, kept per wamid as Meta advises (§7); written before the
+                // acceptance so a status that finds the message finds it too.
+                if marketing_route.is_some()
+                    && let Err(e) = engine
+                        .store
+                        .mark_sent_via(&m.id, parley_store::marketing::SENT_VIA_MARKETING_MESSAGES)
+                        .await
+                {
+                    tracing::error!(message_id = %m.id, error = %e, "could not note that a send went through the Marketing Messages API");
                 }
                 state.pair_sent(&m.to_phone, now);
                 let quota = reach.and_then(|(key, r)| {
@@ -670,7 +730,10 @@ async fn send_one(
         },
         Err(GraphError::Api { error, .. }) => {
             let code = error.code;
-            let text = error.description();
+            let mut text = error.description();
+            if marketing_route.is_some() && code == 131063 {
+                text = format!("{text} ({MARKETING_FALLBACK_REFUSED})");
+            }
             metrics::counter!("parley_meta_errors_total", "code" => code.to_string()).increment(1);
             tracing::info!(message_id = %m.id, code, error = %text, "Meta refused a send");
             // Meta refused it: no conversation was opened, the slot is free again.

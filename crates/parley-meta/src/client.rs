@@ -148,6 +148,24 @@ pub struct WabaInfo {
     pub business_verification_status: Option<String>,
 }
 
+/// A WABA's Marketing Messages API state (META_2026 §7).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct WabaMarketingStatus {
+    /// `ELIGIBLE`, `ONBOARDED`, … (absent: Meta did not say).
+    #[serde(default)]
+    pub marketing_messages_onboarding_status: Option<String>,
+    /// Marketing templates are refused on the Cloud API `/messages` (131063).
+    #[serde(default)]
+    pub disable_marketing_messages_on_cloud_api: Option<bool>,
+}
+
+impl WabaMarketingStatus {
+    /// Onboarded: the terms of service are signed, marketing sends may use the API.
+    pub fn onboarded(&self) -> bool {
+        self.marketing_messages_onboarding_status.as_deref() == Some("ONBOARDED")
+    }
+}
+
 pub const WABA_FIELDS: &str = "id,name,currency,timezone_id,message_template_namespace,account_review_status,business_verification_status";
 
 impl GraphClient {
@@ -293,6 +311,41 @@ impl GraphClient {
             .get(self.url(phone_number_id))
             .bearer_auth(token)
             .query(&[("fields", PHONE_NUMBER_FIELDS)]);
+        self.execute(req).await
+    }
+
+    /// `POST /{phone-number-id}/marketing_messages` (the Marketing Messages API, META_2026
+    /// §7): marketing templates only; the body as for `/messages` plus `product_policy` and
+    /// the template's `message_send_ttl_seconds` (see `outbound::marketing_message_body`).
+    pub async fn send_marketing_message(
+        &self,
+        token: &str,
+        phone_number_id: &str,
+        body: &impl Serialize,
+    ) -> Result<SendResponse, GraphError> {
+        let req = self
+            .http
+            .post(self.url(&format!("{phone_number_id}/marketing_messages")))
+            .bearer_auth(token)
+            .json(body);
+        self.execute(req).await
+    }
+
+    /// `GET /{waba-id}?fields=marketing_messages_onboarding_status,disable_marketing_messages_on_cloud_api`
+    /// (META_2026 §7): whether the WABA may send through the Marketing Messages API.
+    pub async fn waba_marketing_status(
+        &self,
+        token: &str,
+        waba_id: &str,
+    ) -> Result<WabaMarketingStatus, GraphError> {
+        let req = self
+            .http
+            .get(self.url(waba_id))
+            .bearer_auth(token)
+            .query(&[(
+                "fields",
+                "id,marketing_messages_onboarding_status,disable_marketing_messages_on_cloud_api",
+            )]);
         self.execute(req).await
     }
 

@@ -11,11 +11,11 @@ pub mod signature;
 pub mod templates;
 pub mod webhook;
 
-pub use client::{GraphClient, Page, PhoneNumberInfo, SendResponse, WabaInfo};
+pub use client::{GraphClient, Page, PhoneNumberInfo, SendResponse, WabaInfo, WabaMarketingStatus};
 pub use error::{ApiError, GraphError};
 pub use outbound::{
-    Outbound, mark_read_body, template_message, template_message_body, text_message,
-    text_message_body,
+    MARKETING_TTL_SECONDS, Outbound, mark_read_body, marketing_message_body, template_message,
+    template_message_body, text_message, text_message_body,
 };
 pub use signature::{SIGNATURE_HEADER, sign, verify_signature};
 pub use webhook::{

@@ -141,6 +141,27 @@ pub fn template_message<'a>(
     }
 }
 
+/// The smallest and largest time-to-live of a marketing template on the Marketing Messages
+/// API: 12 h to 30 days (META_2026 §7).
+pub const MARKETING_TTL_SECONDS: std::ops::RangeInclusive<i64> = 43_200..=2_592_000;
+
+/// A `POST /{phone-number-id}/marketing_messages` body (META_2026 §7): the `/messages` body
+/// (`to` or `recipient`, §3.3) with `product_policy` `CLOUD_API_FALLBACK` (Meta sends it
+/// through the Cloud API while the WABA's onboarding is not complete; refused with 131063
+/// when marketing is off there) and, when given, the template's `message_send_ttl_seconds`.
+pub fn marketing_message_body(outbound: &Outbound<'_>, ttl_seconds: Option<i64>) -> Value {
+    let mut v = serde_json::to_value(outbound).unwrap_or(Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("product_policy".into(), json!("CLOUD_API_FALLBACK"));
+    }
+    if let Some(ttl) = ttl_seconds
+        && let Some(t) = v.get_mut("template").and_then(Value::as_object_mut)
+    {
+        t.insert("message_send_ttl_seconds".into(), json!(ttl));
+    }
+    v
+}
+
 /// Marks an inbound message as read (blue ticks).
 pub fn mark_read_body(wamid: &str) -> Value {
     json!({"messaging_product": "whatsapp", "status": "read", "message_id": wamid})
@@ -323,6 +344,31 @@ mod tests {
         let by_phone = text_message_body("+4915112345678", "hi", false, None, None);
         assert_eq!(by_phone["to"], "+4915112345678");
         assert!(by_phone.get("recipient").is_none());
+    }
+
+    #[test]
+    fn a_marketing_messages_body_adds_the_policy_and_the_template_ttl() {
+        let t = RenderedTemplate {
+            name: "spring_sale".into(),
+            language: "en".into(),
+            header: None,
+            body: vec![],
+            buttons: vec![],
+        };
+        let by_bsuid = template_message("US.13491208655302741918", &t, None, Some("msg_1"));
+        let v = marketing_message_body(&by_bsuid, Some(86_400));
+        assert_eq!(
+            v,
+            json!({"messaging_product":"whatsapp","recipient_type":"individual",
+                "recipient":"US.13491208655302741918","type":"template",
+                "biz_opaque_callback_data":"msg_1",
+                "template":{"name":"spring_sale","language":{"code":"en"},"message_send_ttl_seconds":86400},
+                "product_policy":"CLOUD_API_FALLBACK"})
+        );
+        let by_phone = template_message("+4915112345678", &t, None, None);
+        let v = marketing_message_body(&by_phone, None);
+        assert_eq!(v["to"], "+4915112345678");
+        assert!(v["template"].get("message_send_ttl_seconds").is_none());
     }
 
     #[test]

@@ -605,6 +605,18 @@ pub(crate) fn post_marketing_messages(
             "Only marketing template messages can be sent through the Marketing Messages API.",
         ));
     }
+    // §7: 12 h to 30 days, in seconds, on the template object.
+    match body.pointer("/template/message_send_ttl_seconds") {
+        None | Some(Value::Null) => {}
+        Some(v)
+            if v.as_i64()
+                .is_some_and(|t| (43_200..=2_592_000).contains(&t)) => {}
+        Some(other) => {
+            return Err(GraphError::invalid_param(format!(
+                "Param template['message_send_ttl_seconds'] must be an integer between 43200 and 2592000 - got {other}."
+            )));
+        }
+    }
     let Some(phone) = state.phone(phone_id) else {
         return Err(GraphError::unsupported("post", phone_id));
     };

@@ -16,7 +16,7 @@
 //! | `POST` | `/sandbox/behaviour` | partial [`Behaviour`], e.g. `{"read_ratio": 1.0}` | the updated behaviour |
 //! | `GET` | `/sandbox/messages` | `?to=<digits or E.164>&phone_number_id=&limit=N` (last N) | `{"data": [{"wamid", "phone_number_id", "to", "input", "type", "request", "received_at", "status", "statuses", "template"?, "biz_opaque_callback_data"?}]}` in acceptance order |
 //! | `GET` | `/sandbox/messages/{wamid}` | | one recorded message |
-//! | `GET` | `/sandbox/requests` | `?sends=true&outcome=accepted\|refused&to=&phone_number_id=&limit=N` (last N) | `{"data": [{"seq", "at_ms", "method", "path", "phone_number_id"?, "to"?, "type"?, "template"?, "outcome", "http_status", "code"?, "wamid"?}], "rate_refusals": {"<phone id>": {"throughput", "pair_rate"}}}`: every Graph call received, refused ones with their code |
+//! | `GET` | `/sandbox/requests` | `?sends=true&outcome=accepted\|refused&to=&phone_number_id=&limit=N` (last N) | `{"data": [{"seq", "at_ms", "method", "path", "phone_number_id"?, "to"?, "type"?, "template"?, "message_send_ttl_seconds"?, "product_policy"?, "outcome", "http_status", "code"?, "wamid"?}], "rate_refusals": {"<phone id>": {"throughput", "pair_rate"}}}`: every Graph call received, refused ones with their code |
 //! | `GET` | `/sandbox/webhooks` | `?limit=N` (last N) | `{"data": [{"id", "at", "url", "phone_number_id", "kind", "statuses", "messages", "attempts", "response_code", "outcome", "error"?, "duplicate", "payload"}]}` |
 //! | `POST` | `/sandbox/webhook_url` | `{"url": "http://…" \| null}` | `{"url"}` |
 //! | `GET` | `/sandbox/state` | | businesses, WABAs, numbers, templates, clock (no secrets) |

@@ -134,6 +134,10 @@ fn record_request(
             .and_then(|r| r.body.pointer("/template/name"))
             .and_then(Value::as_str)
             .map(str::to_owned),
+        message_send_ttl_seconds: send
+            .and_then(|r| r.body.pointer("/template/message_send_ttl_seconds"))
+            .and_then(Value::as_i64),
+        product_policy: field("product_policy"),
         outcome: if outcome.is_ok() {
             "accepted"
         } else {

@@ -53,6 +53,12 @@ pub(crate) fn post_messages(
     phone_id: &str,
     body: &Value,
 ) -> Result<SendOutcome, GraphError> {
+    // A marketing template's time-to-live exists only on the Marketing Messages API (§7).
+    if body.pointer("/template/message_send_ttl_seconds").is_some() {
+        return Err(GraphError::invalid_param(
+            "Param template['message_send_ttl_seconds'] is not supported on /messages: a marketing template's time-to-live is set through the Marketing Messages API (/marketing_messages).",
+        ));
+    }
     post_via(
         state,
         now_ms,

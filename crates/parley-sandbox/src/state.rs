@@ -155,6 +155,12 @@ pub struct RequestRecord {
     pub kind: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
+    /// `/marketing_messages` sends: `template.message_send_ttl_seconds` and `product_policy`
+    /// as sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_send_ttl_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product_policy: Option<String>,
     /// `accepted` or `refused`.
     pub outcome: String,
     pub http_status: u16,

@@ -24,6 +24,8 @@ mod completions;
 mod fields;
 #[path = "sandbox/limits.rs"]
 mod limits;
+#[path = "sandbox/marketing.rs"]
+mod marketing;
 #[path = "sandbox/signup.rs"]
 mod signup;
 #[path = "sandbox/users.rs"]
@@ -267,6 +269,23 @@ fn welcome(to: &str) -> Value {
             "language": {"code": "en"},
             "components": [{"type": "body", "parameters": [
                 {"type": "text", "parameter_name": "first_name", "text": "Ana"}
+            ]}]
+        }
+    })
+}
+
+/// The demo's utility template.
+fn order_update(to: &str) -> Value {
+    json!({
+        "messaging_product": "whatsapp",
+        "to": to,
+        "type": "template",
+        "template": {
+            "name": "order_update",
+            "language": {"code": "en"},
+            "components": [{"type": "body", "parameters": [
+                {"type": "text", "parameter_name": "first_name", "text": "Ana"},
+                {"type": "text", "parameter_name": "order_id", "text": "A-1"}
             ]}]
         }
     })

@@ -196,7 +196,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/api/v1/platforms/{id}",
-            get(routes::platforms::get_platform).delete(routes::platforms::disconnect_platform),
+            get(routes::platforms::get_platform)
+                .delete(routes::platforms::disconnect_platform)
+                .patch(routes::platforms::update_platform),
         )
         .route(
             "/api/v1/platforms/{id}/refresh",

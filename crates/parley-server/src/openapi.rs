@@ -35,6 +35,7 @@ use crate::routes::{
         platforms::signup,
         platforms::list_platforms,
         platforms::get_platform,
+        platforms::update_platform,
         platforms::refresh_platform,
         platforms::retry_platform,
         platforms::request_code,

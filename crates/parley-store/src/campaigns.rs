@@ -36,6 +36,9 @@ pub struct CampaignRecord {
     pub kind: CampaignKind,
     pub scheduled_at: Option<Millis>,
     pub send_window: Option<serde_json::Value>,
+    /// Time-to-live of its sends through the Marketing Messages API (seconds, 43200..=2592000;
+    /// `None`: Meta's default of 30 days). Migration 0021.
+    pub marketing_ttl_seconds: Option<i64>,
     pub state: CampaignState,
     pub state_reason: Option<String>,
     /// The last contact phone the planner expanded.

@@ -16,6 +16,7 @@ mod dialect;
 pub mod files;
 pub mod identity;
 mod lattice;
+pub mod marketing;
 pub mod nodes;
 pub mod platforms;
 pub mod postgres;
@@ -37,6 +38,7 @@ pub use coexistence::CoexistenceStore;
 pub use consent::ConsentStore;
 pub use crypto::{DecryptError, KeyError, SecretCipher};
 pub use identity::IdentityStore;
+pub use marketing::MarketingStore;
 pub use nodes::{NodeRecord, NodeStore};
 pub use platforms::PlatformStore;
 pub use postgres::PostgresStore;
@@ -116,6 +118,7 @@ pub trait Store:
     + AccessStore
     + CoexistenceStore
     + NodeStore
+    + MarketingStore
     + Send
     + Sync
     + 'static

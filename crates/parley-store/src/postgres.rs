@@ -254,6 +254,8 @@ mod consent;
 mod contact_identity;
 #[path = "shared/identity.rs"]
 mod identity;
+#[path = "shared/marketing.rs"]
+mod marketing;
 #[path = "shared/nodes.rs"]
 mod nodes;
 #[path = "shared/platforms.rs"]

@@ -168,7 +168,8 @@
         phones: form.elements["phones"].value,
         window_start: form.elements["window_start"].value,
         window_end: form.elements["window_end"].value,
-        window_timezone: form.elements["window_timezone"].value
+        window_timezone: form.elements["window_timezone"].value,
+        marketing_ttl_hours: form.elements["marketing_ttl_hours"].value
       }).then(function (res) {
         button.disabled = false;
         if (res.ok) {

@@ -234,6 +234,8 @@ pub struct CreateForm {
     window_start: Option<String>,
     window_end: Option<String>,
     window_timezone: Option<String>,
+    /// Time-to-live on the Marketing Messages API, in hours (12–720).
+    marketing_ttl_hours: Option<String>,
 }
 
 fn field_error(code: &'static str, message: &str, field: &str) -> ApiError {
@@ -318,6 +320,21 @@ fn api_body(form: CreateForm) -> Result<CreateCampaignBody, ApiError> {
             "template.name",
         ));
     }
+    let marketing_ttl_seconds = match nonempty(form.marketing_ttl_hours) {
+        None => None,
+        Some(h) => Some(
+            h.parse::<i64>()
+                .ok()
+                .and_then(|h| h.checked_mul(3600))
+                .ok_or_else(|| {
+                    field_error(
+                        "marketing_ttl_invalid",
+                        "give the time-to-live in whole hours, 12 to 720",
+                        "marketing_ttl_seconds",
+                    )
+                })?,
+        ),
+    };
     Ok(CreateCampaignBody {
         name: form.name,
         template: CampaignTemplate {
@@ -330,6 +347,7 @@ fn api_body(form: CreateForm) -> Result<CreateCampaignBody, ApiError> {
         phone_number_id: nonempty(form.phone_number_id),
         scheduled_at: nonempty(form.scheduled_at),
         send_window,
+        marketing_ttl_seconds,
     })
 }
 

@@ -97,7 +97,9 @@
   function runAction(id, action, body) {
     var verbs = {
       refresh: 'Refreshing from Meta…', retry: 'Retrying the failed step…', disconnect: 'Disconnecting…',
-      request_code: 'Asking Meta to send the code…', verify_code: 'Verifying the number…', add_number: 'Adding the number…'
+      request_code: 'Asking Meta to send the code…', verify_code: 'Verifying the number…', add_number: 'Adding the number…',
+      marketing_messages_on: 'Asking Meta whether the account is onboarded to the Marketing Messages API…',
+      marketing_messages_off: 'Sending marketing through the Cloud API…'
     };
     say(verbs[action] || '…', false);
     return post('/settings/platforms/' + encodeURIComponent(id) + '/' + action, body).then(function (r) {

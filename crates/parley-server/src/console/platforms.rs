@@ -73,6 +73,8 @@ struct PlatformCard {
     connected_at: String,
     disconnected: bool,
     failed_step: String,
+    /// Marketing templates go through the Marketing Messages API.
+    marketing_messages: bool,
     /// `add_number` or `verify_number` while the sign-up waits for the person; empty else.
     next_action: String,
     next_message: String,
@@ -266,6 +268,10 @@ async fn cards(state: &AppState, app: &ApplicationRecord) -> Vec<PlatformCard> {
             connected_at: s.connected_at.map(rfc3339).unwrap_or_default(),
             disconnected: p.status == "disconnected",
             failed_step: failed_step.clone(),
+            marketing_messages: engine
+                .platform_marketing_messages(&p.id)
+                .await
+                .unwrap_or(false),
             numbers: numbers
                 .into_iter()
                 .map(|n| NumberRow {
@@ -510,6 +516,9 @@ pub async fn action(
         "disconnect" => {
             engine.disconnect_platform(&app.id, &id, deregister).await?;
         }
+        // The API's `PATCH /api/v1/platforms/{id}` `{"marketing_messages": …}`.
+        "marketing_messages_on" => engine.set_marketing_messages(&app.id, &id, true).await?,
+        "marketing_messages_off" => engine.set_marketing_messages(&app.id, &id, false).await?,
         _ => return Err(ApiError::not_found("this action")),
     }
     Ok(axum::Json(owned_view(&state, &app.id, &id).await?).into_response())

@@ -39,6 +39,12 @@ pub struct CreateCampaignBody {
     /// names are refused (422, field `send_window.timezone`).
     #[schema(value_type = Object, example = json!({"start": "09:00", "end": "20:00", "timezone": "Europe/Berlin"}))]
     pub send_window: Option<serde_json::Value>,
+    /// Time-to-live, in seconds, of the sends that go through the Marketing Messages API
+    /// (a marketing template on a platform with `marketing_messages` on): Meta tries to
+    /// deliver for this long. 43200 (12 h) to 2592000 (30 days), Meta's range; absent: Meta's
+    /// default (30 days). Sends through `/messages` ignore it.
+    #[schema(minimum = 43200, maximum = 2592000)]
+    pub marketing_ttl_seconds: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -87,6 +93,13 @@ pub struct CampaignView {
     pub scheduled_at: Option<String>,
     #[schema(value_type = Object)]
     pub send_window: Option<serde_json::Value>,
+    /// Time-to-live of its sends through the Marketing Messages API (seconds).
+    pub marketing_ttl_seconds: Option<i64>,
+    /// Its sends through the Marketing Messages API (`via_marketing_messages`) and those Meta
+    /// delivered through the Cloud API instead (`fell_back_to_cloud_api`); on
+    /// `GET /api/v1/campaigns/{id}` only.
+    #[schema(value_type = Option<Object>)]
+    pub marketing_messages: Option<parley_store::marketing::CampaignRoutes>,
     /// Messages planned so far; `planned` once the whole audience is expanded.
     pub recipients: u64,
     pub planned: bool,
@@ -110,6 +123,8 @@ impl From<CampaignRecord> for CampaignView {
             audience: c.audience,
             scheduled_at: c.scheduled_at.map(rfc3339),
             send_window: c.send_window,
+            marketing_ttl_seconds: c.marketing_ttl_seconds,
+            marketing_messages: None,
             recipients: c.recipients,
             planned: c.planned,
             created_at: rfc3339(c.created_at),
@@ -226,6 +241,7 @@ pub fn new_campaign(body: CreateCampaignBody) -> Result<NewCampaign, ApiError> {
         kind,
         scheduled_at,
         send_window,
+        marketing_ttl_seconds: body.marketing_ttl_seconds,
     })
 }
 
@@ -281,13 +297,11 @@ pub async fn get_campaign(
     AppAuth(app, _): AppAuth<Reads>,
     Path(id): Path<String>,
 ) -> Result<ApiJson<CampaignView>, ApiError> {
-    Ok(ApiJson(
-        state
-            .engine
-            .campaign(&app, &campaign_id(&id)?)
-            .await?
-            .into(),
-    ))
+    let c = state.engine.campaign(&app, &campaign_id(&id)?).await?;
+    let routes = state.engine.campaign_routes(&c.id).await?;
+    let mut view = CampaignView::from(c);
+    view.marketing_messages = Some(routes);
+    Ok(ApiJson(view))
 }
 
 /// The plan: recipients, skipped by reason, the quota now (used / limit in the rolling 24 h

@@ -88,6 +88,13 @@ pub struct MessageView {
     /// `type`, `category`), as received.
     #[schema(value_type = Option<Object>)]
     pub pricing: Option<serde_json::Value>,
+    /// `marketing_messages` when it was sent through the Marketing Messages API
+    /// (`POST /{phone}/marketing_messages`); absent for the Cloud API `/messages`.
+    pub sent_via: Option<String>,
+    /// Sent through the Marketing Messages API, but Meta delivered it through the Cloud API
+    /// (`CLOUD_API_FALLBACK`: the WABA's onboarding was not complete); Meta charged it as
+    /// `marketing`, not `marketing_lite`.
+    pub fell_back_to_cloud_api: bool,
 }
 
 impl MessageView {
@@ -105,6 +112,14 @@ impl MessageView {
                     == Some(parley_domain::consent::HELD_FOR_QUALITY_ASSESSMENT);
             self.capped_by_meta = meta.capped_times;
             self.pricing = meta.pricing.clone();
+        }
+    }
+
+    /// Adds which API sent it.
+    pub fn apply_route(&mut self, route: Option<&parley_store::marketing::MessageRoute>) {
+        if let Some(r) = route {
+            self.sent_via = r.sent_via.clone();
+            self.fell_back_to_cloud_api = r.fell_back;
         }
     }
 }
@@ -192,6 +207,8 @@ impl From<MessageRecord> for MessageView {
             held_by_meta: false,
             capped_by_meta: 0,
             pricing: None,
+            sent_via: None,
+            fell_back_to_cloud_api: false,
         }
     }
 }
@@ -354,7 +371,12 @@ pub async fn get_message(
         .engine
         .message_meta(&app, std::slice::from_ref(&m.id))
         .await?;
-    let view = MessageView::from(m).with_meta(meta.values().next());
+    let routes = state
+        .engine
+        .message_routes(&app, std::slice::from_ref(&m.id))
+        .await?;
+    let mut view = MessageView::from(m).with_meta(meta.values().next());
+    view.apply_route(routes.values().next());
     Ok(ApiJson(view))
 }
 
@@ -398,12 +420,15 @@ pub async fn list_messages(
         .flatten();
     let ids: Vec<MessageId> = rows.iter().map(|m| m.id.clone()).collect();
     let meta = state.engine.message_meta(&app, &ids).await?;
+    let routes = state.engine.message_routes(&app, &ids).await?;
     Ok(ApiJson(MessageList {
         data: rows
             .into_iter()
             .map(|m| {
                 let id = m.id.clone();
-                MessageView::from(m).with_meta(meta.get(&id))
+                let mut view = MessageView::from(m).with_meta(meta.get(&id));
+                view.apply_route(routes.get(&id));
+                view
             })
             .collect(),
         next_cursor,

@@ -161,6 +161,20 @@ pub struct PlatformView {
     /// without a number: `POST /api/v1/platforms/{id}/phone_numbers`) or `verify_number`
     /// (`POST …/request_code`, then `POST …/verify_code`). Absent when nothing waits.
     pub next_step: Option<NextStepView>,
+    /// Marketing templates go through Meta's Marketing Messages API
+    /// (`POST /{phone}/marketing_messages`); utility, authentication and free-form messages
+    /// keep the Cloud API. Set with `PATCH /api/v1/platforms/{id}`.
+    pub marketing_messages: bool,
+}
+
+/// What `PATCH /api/v1/platforms/{id}` changes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformSettingsBody {
+    /// Send marketing templates through the Marketing Messages API. Turning it on asks Meta
+    /// for the WABA's `marketing_messages_onboarding_status`: refused with
+    /// `marketing_messages_not_onboarded` (409) unless it is `ONBOARDED`.
+    pub marketing_messages: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -303,6 +317,7 @@ pub async fn platform_view(
         .and_then(parley_engine::onboarding::next_step)
         .map(NextStepView::from);
     let onboarding = session.map(onboarding_view);
+    let marketing_messages = state.engine.platform_marketing_messages(&p.id).await?;
     Ok(PlatformView {
         id: p.id.to_string(),
         kind: "whatsapp",
@@ -323,6 +338,7 @@ pub async fn platform_view(
         updated_at: rfc3339(p.updated_at),
         onboarding,
         next_step,
+        marketing_messages,
     })
 }
 
@@ -461,6 +477,28 @@ pub async fn get_platform(
     Path(id): Path<String>,
 ) -> Result<ApiJson<PlatformView>, ApiError> {
     let id = parse_platform_id(&id)?;
+    Ok(ApiJson(owned_view(&state, &app, &id).await?))
+}
+
+/// Changes the platform's settings: `marketing_messages` sends marketing templates through
+/// Meta's Marketing Messages API, allowed only while Meta says the WABA is `ONBOARDED`.
+#[utoipa::path(
+    patch, path = "/api/v1/platforms/{id}", tag = "platforms",
+    params(("id" = String, Path, description = "Platform id, `plt_…`")),
+    request_body = PlatformSettingsBody,
+    responses((status = 200, body = PlatformView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "The WABA is not onboarded to the Marketing Messages API (`marketing_messages_not_onboarded`), or the platform is disconnected", body = ErrorBody), (status = 502, description = "Meta did not answer", body = ErrorBody)),
+    security(("bearer" = ["manage"]))
+)]
+pub async fn update_platform(
+    State(state): State<AppState>,
+    AppAuth(app, _): AppAuth<Manages>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PlatformSettingsBody>,
+) -> Result<ApiJson<PlatformView>, ApiError> {
+    let id = parse_platform_id(&id)?;
+    if let Some(on) = body.marketing_messages {
+        state.engine.set_marketing_messages(&app, &id, on).await?;
+    }
     Ok(ApiJson(owned_view(&state, &app, &id).await?))
 }
 

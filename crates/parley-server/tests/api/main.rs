@@ -16,6 +16,7 @@ mod helpers;
 mod identity_bsuid;
 mod imports;
 mod intake;
+mod marketing_messages;
 mod operations;
 mod people;
 // The store suite's PostgreSQL harness (throwaway cluster or PARLEY_TEST_POSTGRES_URL).

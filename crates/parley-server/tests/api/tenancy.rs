@@ -167,6 +167,7 @@ fn body_for(method: &str, path: &str, a: &Owned) -> Option<Value> {
             Some(json!({"code_method": "SMS", "language": "en_US"}))
         }
         ("post", "/api/v1/platforms/{id}/verify_code") => Some(json!({"code": "123456"})),
+        ("patch", "/api/v1/platforms/{id}") => Some(json!({"marketing_messages": false})),
         ("post", "/api/v1/platforms/{id}/phone_numbers") => Some(json!({
             "cc": "1", "phone_number": "4195551518", "verified_name": "B's number"
         })),

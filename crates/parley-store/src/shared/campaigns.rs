@@ -55,6 +55,7 @@ fn campaign_from_row(row: &DbRow) -> Result<CampaignRecord> {
         send_window: window
             .map(|w| serde_json::from_str(&w).map_err(|e| corrupt("send_window", e)))
             .transpose()?,
+        marketing_ttl_seconds: row.try_get("marketing_ttl_seconds")?,
         state: CampaignState::parse(&state).ok_or_else(|| corrupt("campaign state", &state))?,
         state_reason: row.try_get("state_reason")?,
         planner_cursor: row.try_get("planner_cursor")?,
@@ -139,8 +140,9 @@ impl CampaignStore for Backend {
         sqlx::query(
             "INSERT INTO campaigns (id, application_id, name, phone_number_id, template_name, template_language,
                variables, audience, audience_filter, kind, scheduled_at, send_window, state, state_reason,
-               planner_cursor, planned, recipients, created_at, updated_at, started_at, finished_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
+               planner_cursor, planned, recipients, created_at, updated_at, started_at, finished_at,
+               marketing_ttl_seconds)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
         )
         .bind(c.id.as_str())
         .bind(c.application_id.as_str())
@@ -163,6 +165,7 @@ impl CampaignStore for Backend {
         .bind(c.updated_at)
         .bind(c.started_at)
         .bind(c.finished_at)
+        .bind(c.marketing_ttl_seconds)
         .execute(self.writer())
         .await?;
         Ok(())

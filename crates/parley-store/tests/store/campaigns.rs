@@ -32,6 +32,7 @@ fn campaign(t: &crate::fixtures::Tenant) -> CampaignRecord {
         kind: CampaignKind::Marketing,
         scheduled_at: None,
         send_window: None,
+        marketing_ttl_seconds: None,
         state: CampaignState::Draft,
         state_reason: None,
         planner_cursor: None,
