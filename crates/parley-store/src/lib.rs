@@ -25,6 +25,8 @@ mod segment_sql;
 pub mod sqlite;
 mod sqlite_audience;
 mod sqlite_campaigns;
+pub mod stats;
+mod stats_sql;
 pub mod tag_index;
 pub mod templates;
 pub mod transfer;
@@ -41,6 +43,7 @@ pub use nodes::{NodeRecord, NodeStore};
 pub use platforms::PlatformStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use stats::StatsStore;
 pub use templates::TemplateStore;
 pub use types::*;
 
@@ -116,6 +119,7 @@ pub trait Store:
     + AccessStore
     + CoexistenceStore
     + NodeStore
+    + StatsStore
     + Send
     + Sync
     + 'static
