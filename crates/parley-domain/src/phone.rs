@@ -274,8 +274,33 @@ impl<'de> Deserialize<'de> for E164 {
     }
 }
 
+/// The country (ISO 3166 alpha-2, like "DE") of a message's address, for statistics: an E.164
+/// number's region, a BSUID's country prefix (`US.1349…`); `None` when neither tells.
+pub fn country_of(address: &str) -> Option<String> {
+    if let Some((prefix, _)) = address.split_once('.') {
+        return (prefix.len() == 2 && prefix.bytes().all(|b| b.is_ascii_uppercase()))
+            .then(|| prefix.to_owned());
+    }
+    let digits = address.strip_prefix('+').unwrap_or(address);
+    if digits.len() < 4 || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let number = phonenumber::parse(None, format!("+{digits}")).ok()?;
+    let id = number.country().id()?;
+    Some(format!("{id:?}"))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn countries_of_addresses() {
+        assert_eq!(country_of("+4915112345678").as_deref(), Some("DE"));
+        assert_eq!(country_of("14155550132").as_deref(), Some("US"));
+        assert_eq!(country_of("US.13491208655302741918").as_deref(), Some("US"));
+        assert_eq!(country_of("not a number"), None);
+        assert_eq!(country_of(""), None);
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -26,6 +26,8 @@ mod segment_sql;
 pub mod sqlite;
 mod sqlite_audience;
 mod sqlite_campaigns;
+pub mod stats;
+mod stats_sql;
 pub mod tag_index;
 pub mod templates;
 pub mod transfer;
@@ -43,6 +45,7 @@ pub use nodes::{NodeRecord, NodeStore};
 pub use platforms::PlatformStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use stats::StatsStore;
 pub use templates::TemplateStore;
 pub use types::*;
 
@@ -119,6 +122,7 @@ pub trait Store:
     + CoexistenceStore
     + NodeStore
     + MarketingStore
+    + StatsStore
     + Send
     + Sync
     + 'static

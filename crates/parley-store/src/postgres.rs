@@ -260,6 +260,8 @@ mod marketing;
 mod nodes;
 #[path = "shared/platforms.rs"]
 mod platforms;
+#[path = "shared/stats.rs"]
+mod stats;
 #[path = "shared/templates.rs"]
 mod templates;
 // `Store` itself; named so as not to shadow `::core`.
@@ -505,5 +507,42 @@ mod tests {
             clean,
             serde_json::json!({"k\u{FFFD}": ["x\u{FFFD}", {"y": "z\u{FFFD}"}], "n": 1})
         );
+    }
+}
+
+/// Moves the statistics triggers' deltas into the counters, summed, in key order (two folds
+/// running at once then lock counter rows in the same order and wait, never deadlock).
+const FOLD_STAT_DELTAS: &str = "WITH moved AS (DELETE FROM stat_deltas RETURNING *)
+    INSERT INTO stat_counters (application_id, span, bucket, metric, campaign_id, template,
+        phone_number_id, category, country, origin, detail, n)
+    SELECT application_id, span, bucket, metric, campaign_id, template, phone_number_id,
+        category, country, origin, detail, CAST(SUM(n) AS BIGINT)
+    FROM moved
+    GROUP BY application_id, span, bucket, metric, campaign_id, template, phone_number_id,
+        category, country, origin, detail
+    ORDER BY application_id, span, bucket, metric, campaign_id, template, phone_number_id,
+        category, country, origin, detail
+    ON CONFLICT (application_id, span, bucket, metric, campaign_id, template, phone_number_id,
+        category, country, origin, detail) DO UPDATE SET n = stat_counters.n + excluded.n";
+
+impl PostgresStore {
+    /// The statistics triggers append deltas (no shared counter row is updated by the
+    /// transactions that change messages); a read folds them first.
+    pub(crate) async fn fold_stat_deltas(&self) -> Result<()> {
+        sqlx::query(FOLD_STAT_DELTAS).execute(self.writer()).await?;
+        Ok(())
+    }
+    pub(crate) async fn fold_stat_deltas_in(tx: &mut Tx) -> Result<()> {
+        sqlx::query(FOLD_STAT_DELTAS).execute(&mut **tx).await?;
+        Ok(())
+    }
+    /// Writers of the rows the counters come from wait until the recount commits.
+    pub(crate) async fn lock_stat_sources(tx: &mut Tx) -> Result<()> {
+        sqlx::query(
+            "LOCK TABLE messages, inbound_messages, contact_subscription_events IN SHARE MODE",
+        )
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 }

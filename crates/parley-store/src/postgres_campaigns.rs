@@ -60,8 +60,8 @@ impl PostgresStore {
             sqlx::query(
                 "INSERT INTO messages (id, application_id, phone_number_id, contact_id, to_phone, kind, template_name,
                    template_language, content, reply_to, idempotency_key, state, next_attempt_at, queued_at, updated_at,
-                   campaign_id, hold_reason, error_message, send_window)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, $10, $11, $12, $13, $14, $15, $16, $17)",
+                   campaign_id, hold_reason, error_message, send_window, country)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
             )
             .bind(m.id.as_str())
             .bind(m.application_id.as_str())
@@ -85,6 +85,7 @@ impl PostgresStore {
             )
             .bind(p.skip.as_ref().map(|s| s.1.as_str()))
             .bind(p.send_window.as_deref())
+            .bind(parley_domain::phone::country_of(&m.to_phone))
             .execute(&mut *tx)
             .await?;
         }

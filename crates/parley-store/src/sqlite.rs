@@ -241,6 +241,8 @@ mod marketing;
 mod nodes;
 #[path = "shared/platforms.rs"]
 mod platforms;
+#[path = "shared/stats.rs"]
+mod stats;
 #[path = "shared/templates.rs"]
 mod templates;
 // `Store` itself; named so as not to shadow `::core`.
@@ -519,6 +521,25 @@ impl SqliteStore {
         .bind(json)
         .execute(&self.writer)
         .await?;
+        Ok(())
+    }
+}
+
+impl SqliteStore {
+    /// PostgreSQL folds its triggers' deltas into the counters; SQLite's triggers update the
+    /// counters directly (one writer), so there is nothing to fold.
+    pub(crate) async fn fold_stat_deltas(&self) -> Result<()> {
+        Ok(())
+    }
+    pub(crate) async fn fold_stat_deltas_in(_tx: &mut Tx) -> Result<()> {
+        Ok(())
+    }
+    /// SQLite's write transaction already keeps other writers out.
+    pub(crate) async fn lock_stat_sources(tx: &mut Tx) -> Result<()> {
+        // Take the write lock now (a deferred transaction would take it at the first write).
+        sqlx::query("DELETE FROM stat_deltas WHERE 0")
+            .execute(&mut **tx)
+            .await?;
         Ok(())
     }
 }

@@ -47,7 +47,7 @@ impl SqliteStore {
             let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO messages (id, application_id, phone_number_id, contact_id, to_phone, kind, template_name,
                    template_language, content, reply_to, idempotency_key, state, next_attempt_at, queued_at, updated_at,
-                   campaign_id, hold_reason, error_message, send_window) ",
+                   campaign_id, hold_reason, error_message, send_window, country) ",
             );
             let mut rows = Vec::with_capacity(chunk.len());
             for p in chunk {
@@ -90,7 +90,8 @@ impl SqliteStore {
                             .or(window_hold.map(|_| "window".to_owned())),
                     )
                     .push_bind(p.skip.as_ref().map(|s| s.1.clone()))
-                    .push_bind(p.send_window.clone());
+                    .push_bind(p.send_window.clone())
+                    .push_bind(parley_domain::phone::country_of(&m.to_phone));
             });
             qb.build().execute(&mut *tx).await?;
         }

@@ -80,6 +80,14 @@ pub const NOT_COPIED: &[(&str, &str)] = &[
         "SQLite's campaign counters kept by triggers; PostgreSQL counts from messages",
     ),
     (
+        "stat_counters",
+        "statistics counters: the target's triggers count the copied messages, inbound messages and opt-outs again",
+    ),
+    (
+        "stat_deltas",
+        "statistics deltas: the target's triggers count the copied rows again",
+    ),
+    (
         "nodes",
         "the heartbeats of the source's own processes, not data",
     ),

@@ -470,8 +470,8 @@ impl Store for Backend {
         // One statement: a concurrent insert with the same key waits for the first to commit
         // and then inserts nothing, instead of failing on the unique index.
         let inserted = sqlx::query(
-            "INSERT INTO messages (id, application_id, phone_number_id, contact_id, to_phone, kind, template_name, template_language, content, reply_to, idempotency_key, state, next_attempt_at, queued_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', $12, $13, $14)
+            "INSERT INTO messages (id, application_id, phone_number_id, contact_id, to_phone, kind, template_name, template_language, content, reply_to, idempotency_key, state, next_attempt_at, queued_at, updated_at, country)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', $12, $13, $14, $15)
              ON CONFLICT (application_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
         )
         .bind(m.id.as_str())
@@ -488,6 +488,7 @@ impl Store for Backend {
         .bind(m.now)
         .bind(m.now)
         .bind(m.now)
+        .bind(parley_domain::phone::country_of(&m.to_phone))
         .execute(self.writer())
         .await?
         .rows_affected();

@@ -137,6 +137,30 @@ impl Backend {
         }
     }
 
+    /// Runs one statement outside the store (a test that damages what the store keeps).
+    pub async fn raw_execute(&self, sql: &'static str) {
+        match self.kind {
+            Kind::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                sqlx::query(sql)
+                    .execute(&mut c)
+                    .await
+                    .expect("raw statement");
+            }
+            Kind::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                sqlx::query(sql)
+                    .execute(&mut c)
+                    .await
+                    .expect("raw statement");
+            }
+        }
+    }
+
     pub async fn finish(self) {
         drop(self.store);
         if let Some(db) = self.db {

@@ -20,6 +20,7 @@ mod nodes;
 mod pg;
 mod platforms;
 mod schema;
+mod stats;
 mod statuses;
 mod tenancy;
 mod webhooks;

@@ -1,0 +1,308 @@
+#!/usr/bin/env python3
+"""Writes migration 0026 (both backends) and src/stats_sql.rs from one definition of what a
+row contributes to the statistics counters (#16). Run from crates/parley-store:
+    python3 gen/stats_sql.py
+The counters are a function of each row's current state: a trigger subtracts what the row
+contributed before a change and adds what it contributes after, so a duplicated or reordered
+webhook, which leaves the row as it was or merges to the same state, cannot count twice, and
+the recount (the same SELECTs over the raw rows) must give the same numbers."""
+
+KEY = ["application_id", "span", "bucket", "metric", "campaign_id", "template",
+       "phone_number_id", "category", "country", "origin", "detail"]
+DIMS = ["application_id", "campaign_id", "template", "phone_number_id", "category",
+        "country", "origin"]
+DAY = 86400000
+HOUR = 3600000
+
+
+def message_dims(r):
+    return {
+        "application_id": f"{r}.application_id",
+        "campaign_id": f"COALESCE({r}.campaign_id, '')",
+        "template": f"COALESCE({r}.template_name, '')",
+        "phone_number_id": f"{r}.phone_number_id",
+        "category": f"COALESCE({r}.pricing_category, CASE WHEN {r}.kind = 'template' THEN '' ELSE 'service' END)",
+        "country": f"COALESCE({r}.country, '')",
+        "origin": f"CASE WHEN {r}.pricing LIKE '%\"free_entry_point\"%' THEN 'free_entry_point' "
+                  f"WHEN {r}.kind = 'template' THEN 'business' ELSE 'customer' END",
+    }
+
+
+# (metric, detail, time, condition) of a message row `r`.
+def message_metrics(r):
+    return [
+        ("queued", "''", f"{r}.queued_at", None),
+        ("sent", "''", f"COALESCE({r}.sent_at, {r}.delivered_at, {r}.read_at)", None),
+        ("delivered", "''", f"COALESCE({r}.delivered_at, {r}.read_at)", None),
+        ("read", "''", f"{r}.read_at", None),
+        ("failed", f"COALESCE(CAST({r}.error_code AS TEXT), 'unknown')",
+         f"COALESCE({r}.failed_at, {r}.updated_at)", f"{r}.state = 'failed'"),
+        ("skipped", f"COALESCE({r}.hold_reason, 'unknown')", f"{r}.updated_at",
+         f"{r}.state = 'skipped'"),
+        ("held", "''", f"COALESCE({r}.accepted_at, {r}.sending_at, {r}.queued_at)",
+         f"{r}.meta_status = 'held_for_quality_assessment'"),
+        ("capped", "''", f"{r}.queued_at", f"{r}.capped_times > 0"),
+        ("charged", f"COALESCE({r}.pricing_category, 'unknown')",
+         f"COALESCE({r}.delivered_at, {r}.read_at, {r}.sent_at, {r}.updated_at)",
+         f"{r}.pricing LIKE '%\"type\":\"regular\"%'"),
+        ("replied", "''", f"{r}.replied_at", None),
+    ]
+
+
+def inbound_dims(r):
+    return {
+        "application_id": f"{r}.application_id",
+        "campaign_id": "''",
+        "template": "''",
+        "phone_number_id": f"{r}.phone_number_id",
+        "category": "''",
+        "country": "''",
+        "origin": "'customer'",
+    }
+
+
+def opener(r, exclude=None):
+    """No inbound message from the same sender in the 24 h before `r`'s."""
+    ex = f" AND i.wamid <> {exclude}.wamid" if exclude else ""
+    return (f"NOT EXISTS (SELECT 1 FROM inbound_messages i WHERE i.application_id = {r}.application_id"
+            f" AND i.from_phone = {r}.from_phone AND i.received_at < {r}.received_at"
+            f" AND i.received_at >= {r}.received_at - {DAY}{ex})")
+
+
+def inbound_metrics(r):
+    return [
+        ("inbound", f"{r}.kind", f"{r}.received_at", None),
+        ("reaction", "''", f"{r}.received_at", f"{r}.kind = 'reaction'"),
+        ("button", "''", f"{r}.received_at", f"{r}.kind IN ('button', 'interactive')"),
+        ("conversation_customer", "''", f"{r}.received_at", opener(r)),
+    ]
+
+
+def optout_dims(r):
+    return {
+        "application_id": f"{r}.application_id", "campaign_id": "''", "template": "''",
+        "phone_number_id": "''", "category": "''", "country": "''", "origin": "''",
+    }
+
+
+def optout_metrics(r):
+    return [("opt_out", f"{r}.source", f"{r}.at", f"{r}.state = 'opted_out'")]
+
+
+def selects(dims, metrics, sign, from_=None):
+    """One SELECT per metric, each giving DIMS, metric, detail, t, n."""
+    out = []
+    for metric, detail, t, cond in metrics:
+        cols = ", ".join(f"{dims[d]} AS {d}" for d in DIMS)
+        where = [f"{t} IS NOT NULL"] + ([cond] if cond else [])
+        frm = f" FROM {from_}" if from_ else ""
+        out.append(f"SELECT {cols}, '{metric}' AS metric, {detail} AS detail, {t} AS t, {sign} AS n"
+                   f"{frm} WHERE " + " AND ".join(where))
+    return out
+
+
+def flip(r):
+    """Inserting `r` ends the 'opened a conversation' of the sender's next messages within 24 h
+    that had no other message before them."""
+    b = "b"
+    d = inbound_dims(b)
+    cols = ", ".join(f"{d[k]} AS {k}" for k in DIMS)
+    return (f"SELECT {cols}, 'conversation_customer' AS metric, '' AS detail, b.received_at AS t, -1 AS n"
+            f" FROM inbound_messages b WHERE b.application_id = {r}.application_id"
+            f" AND b.from_phone = {r}.from_phone AND b.received_at > {r}.received_at"
+            f" AND b.received_at < {r}.received_at + {DAY} AND b.wamid <> {r}.wamid"
+            f" AND {opener('b', exclude=r)}")
+
+
+SPANS = f"(SELECT 'h' AS span, {HOUR} AS len UNION ALL SELECT 'd', {DAY}) s"
+
+
+def fold(parts, target, upsert):
+    """Sums the contribution rows into `target`, per span."""
+    union = "\n        UNION ALL ".join(parts)
+    cols = ", ".join(KEY)
+    keys = ", ".join(k for k in KEY)
+    sel = ", ".join(
+        "s.span" if k == "span" else "c.t - c.t % s.len" if k == "bucket" else f"c.{k}"
+        for k in KEY)
+    grp = ", ".join(
+        "s.span" if k == "span" else "c.t - c.t % s.len" if k == "bucket" else f"c.{k}"
+        for k in KEY)
+    sql = (f"INSERT INTO {target} ({cols}, n)\n    SELECT {sel}, SUM(c.n)\n    FROM (\n        {union}\n    ) c CROSS JOIN {SPANS}\n"
+           f"    WHERE true GROUP BY {grp} HAVING SUM(c.n) <> 0")
+    if upsert:
+        sql += f"\n    ON CONFLICT ({keys}) DO UPDATE SET n = {target}.n + excluded.n"
+    return sql
+
+
+HEAD = """-- Statistics counters (#16; generated by gen/stats_sql.py: edit that, not this).
+--
+-- `stat_counters` holds, per application, span ('h' = the hour, 'd' = the UTC day; week and
+-- month are summed from days), bucket start (ms), metric and the dimensions a query groups by
+-- (campaign, template name, phone number, category, country, conversation origin, and a
+-- detail: Meta's error code for `failed`, the reason for `skipped`, the kind for `inbound`, the
+-- pricing category for `charged`, the source for `opt_out`), how many. '' = none or unknown.
+-- Triggers keep them as rows change: what a row contributed before a change is taken off and
+-- what it contributes after is added, so the counters are a function of the rows (a
+-- duplicated or reordered webhook that leaves the row's merged state as it was adds nothing),
+-- and `parley stats recount` compares them with the same SELECTs over the raw rows.
+"""
+
+TABLES = """
+ALTER TABLE messages ADD COLUMN country TEXT;
+ALTER TABLE messages ADD COLUMN replied_at {int};
+
+CREATE TABLE stat_counters (
+    application_id TEXT NOT NULL,
+    span TEXT NOT NULL,
+    bucket {int} NOT NULL,
+    metric TEXT NOT NULL,
+    campaign_id TEXT NOT NULL,
+    template TEXT NOT NULL,
+    phone_number_id TEXT NOT NULL,
+    category TEXT NOT NULL,
+    country TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    n {int} NOT NULL,
+    PRIMARY KEY ({key})
+){without};
+
+-- PostgreSQL's triggers append here instead of updating shared counter rows (which would
+-- serialize concurrent transactions and invite deadlocks between nodes); a read folds the
+-- rows into `stat_counters` first. SQLite (one writer) updates the counters directly and
+-- leaves this empty.
+CREATE TABLE stat_deltas (
+    application_id TEXT NOT NULL,
+    span TEXT NOT NULL,
+    bucket {int} NOT NULL,
+    metric TEXT NOT NULL,
+    campaign_id TEXT NOT NULL,
+    template TEXT NOT NULL,
+    phone_number_id TEXT NOT NULL,
+    category TEXT NOT NULL,
+    country TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    n {int} NOT NULL
+);
+"""
+
+REPLY = """UPDATE messages SET replied_at = {r}.received_at
+    WHERE id = (SELECT m.id FROM messages m WHERE m.application_id = {r}.application_id
+                  AND m.to_phone = {r}.from_phone
+                  AND COALESCE(m.delivered_at, m.read_at) <= {r}.received_at
+                  AND COALESCE(m.delivered_at, m.read_at) > {r}.received_at - {day}
+                ORDER BY COALESCE(m.delivered_at, m.read_at) DESC, m.id DESC LIMIT 1)
+      AND replied_at IS NULL"""
+
+UPDATE_COLS = ("state, error_code, hold_reason, queued_at, sending_at, accepted_at, sent_at, delivered_at, "
+               "read_at, failed_at, updated_at, meta_status, pricing, pricing_category, capped_times, "
+               "replied_at, country, campaign_id, template_name, kind, phone_number_id")
+
+
+def recount_parts():
+    return (selects(message_dims("m"), message_metrics("m"), 1, "messages m")
+            + selects(inbound_dims("m"), inbound_metrics("m"), 1, "inbound_messages m")
+            + selects(optout_dims("m"), optout_metrics("m"), 1, "contact_subscription_events m"))
+
+
+def sqlite():
+    out = [HEAD, TABLES.format(int="INTEGER", key=", ".join(KEY), without=" WITHOUT ROWID")]
+    t = "stat_counters"
+    md, mm = message_dims, message_metrics
+    out.append(f"""
+CREATE TRIGGER stat_messages_insert AFTER INSERT ON messages BEGIN
+    {fold(selects(md('new'), mm('new'), 1), t, True)};
+END;
+
+CREATE TRIGGER stat_messages_update AFTER UPDATE OF {UPDATE_COLS} ON messages BEGIN
+    {fold(selects(md('old'), mm('old'), -1) + selects(md('new'), mm('new'), 1), t, True)};
+END;
+
+CREATE TRIGGER stat_messages_delete AFTER DELETE ON messages BEGIN
+    {fold(selects(md('old'), mm('old'), -1), t, True)};
+END;
+
+CREATE TRIGGER stat_inbound_insert AFTER INSERT ON inbound_messages BEGIN
+    {fold(selects(inbound_dims('new'), inbound_metrics('new'), 1) + [flip('new')], t, True)};
+    {REPLY.format(r='new', day=DAY)};
+END;
+
+CREATE TRIGGER stat_opt_out_insert AFTER INSERT ON contact_subscription_events BEGIN
+    {fold(selects(optout_dims('new'), optout_metrics('new'), 1), t, True)};
+END;
+
+-- What the rows already there contribute.
+{fold(recount_parts(), t, True)};
+""")
+    return "".join(out)
+
+
+def postgres():
+    out = [HEAD, TABLES.format(int="BIGINT", key=", ".join(KEY), without="")]
+    t = "stat_deltas"
+    md, mm = message_dims, message_metrics
+    out.append(f"""
+CREATE FUNCTION stat_messages_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        {fold(selects(md('NEW'), mm('NEW'), 1), t, False)};
+    ELSIF TG_OP = 'UPDATE' THEN
+        {fold(selects(md('OLD'), mm('OLD'), -1) + selects(md('NEW'), mm('NEW'), 1), t, False)};
+    ELSE
+        {fold(selects(md('OLD'), mm('OLD'), -1), t, False)};
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER stat_messages_insert AFTER INSERT OR DELETE ON messages
+    FOR EACH ROW EXECUTE FUNCTION stat_messages_change();
+CREATE TRIGGER stat_messages_update AFTER UPDATE OF {UPDATE_COLS} ON messages
+    FOR EACH ROW EXECUTE FUNCTION stat_messages_change();
+
+CREATE FUNCTION stat_inbound_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    {fold(selects(inbound_dims('NEW'), inbound_metrics('NEW'), 1) + [flip('NEW')], t, False)};
+    {REPLY.format(r='NEW', day=DAY)};
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER stat_inbound_insert AFTER INSERT ON inbound_messages
+    FOR EACH ROW EXECUTE FUNCTION stat_inbound_insert();
+
+CREATE FUNCTION stat_opt_out_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    {fold(selects(optout_dims('NEW'), optout_metrics('NEW'), 1), t, False)};
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER stat_opt_out_insert AFTER INSERT ON contact_subscription_events
+    FOR EACH ROW EXECUTE FUNCTION stat_opt_out_insert();
+
+-- What the rows already there contribute.
+{fold(recount_parts(), 'stat_counters', True)};
+""")
+    return "".join(out)
+
+
+def rust():
+    union = "\n    UNION ALL ".join(recount_parts())
+    key = ", ".join(KEY)
+    grp = ", ".join(
+        "s.span" if k == "span" else "c.t - c.t % s.len" if k == "bucket" else f"c.{k}"
+        for k in KEY)
+    sel = ", ".join(
+        "s.span AS span" if k == "span" else "c.t - c.t % s.len AS bucket" if k == "bucket" else f"c.{k} AS {k}"
+        for k in KEY)
+    return (f"//! Generated by gen/stats_sql.py: edit that, not this.\n\n"
+            f"/// The counters recomputed from the raw rows: `{key}, n`, for every application.\n"
+            f"pub(crate) const RECOUNT: &str = r#\"SELECT {sel}, SUM(c.n) AS n\nFROM (\n    {union}\n) c CROSS JOIN {SPANS}\n"
+            f"WHERE true GROUP BY {grp} HAVING SUM(c.n) <> 0\"#;\n")
+
+
+if __name__ == "__main__":
+    open("migrations/sqlite/0026_stats.sql", "w").write(sqlite())
+    open("migrations/postgres/0026_stats.sql", "w").write(postgres())
+    r = rust()
+    open("src/stats_sql.rs", "w").write(r)

@@ -1,0 +1,140 @@
+//! Statistics counters (#16; migration 0026): per application, hour and day, metric and the
+//! dimensions a query groups by, kept by triggers as messages, inbound messages and opt-outs
+//! change. What a row counts for is written once in `gen/stats_sql.py`, which generates the
+//! triggers of both backends and the recount (`stats_sql.rs`).
+
+use async_trait::async_trait;
+use parley_domain::ApplicationId;
+use serde::Serialize;
+
+use crate::{Millis, Result};
+
+/// The bucket size counters are kept in. Weeks and months are summed from days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatSpan {
+    Hour,
+    Day,
+}
+
+impl StatSpan {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatSpan::Hour => "h",
+            StatSpan::Day => "d",
+        }
+    }
+    pub fn millis(self) -> Millis {
+        match self {
+            StatSpan::Hour => 3_600_000,
+            StatSpan::Day => 86_400_000,
+        }
+    }
+}
+
+/// A dimension statistics can be grouped or filtered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatDimension {
+    Campaign,
+    Template,
+    PhoneNumber,
+    Category,
+    Country,
+    ConversationOrigin,
+}
+
+impl StatDimension {
+    pub const ALL: [StatDimension; 6] = [
+        StatDimension::Campaign,
+        StatDimension::Template,
+        StatDimension::PhoneNumber,
+        StatDimension::Category,
+        StatDimension::Country,
+        StatDimension::ConversationOrigin,
+    ];
+
+    /// The API's name (`group_by=phone_number`).
+    pub fn name(self) -> &'static str {
+        match self {
+            StatDimension::Campaign => "campaign",
+            StatDimension::Template => "template",
+            StatDimension::PhoneNumber => "phone_number",
+            StatDimension::Category => "category",
+            StatDimension::Country => "country",
+            StatDimension::ConversationOrigin => "conversation_origin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StatDimension> {
+        StatDimension::ALL.into_iter().find(|d| d.name() == s)
+    }
+
+    /// The counter column (a fixed name, never user text).
+    pub(crate) fn column(self) -> &'static str {
+        match self {
+            StatDimension::Campaign => "campaign_id",
+            StatDimension::Template => "template",
+            StatDimension::PhoneNumber => "phone_number_id",
+            StatDimension::Category => "category",
+            StatDimension::Country => "country",
+            StatDimension::ConversationOrigin => "origin",
+        }
+    }
+}
+
+/// What to read: buckets of `span` starting in `[from, to)`, summed per bucket, group value,
+/// metric and detail, keeping only counters whose dimensions equal every filter.
+#[derive(Debug, Clone)]
+pub struct StatQuery {
+    pub application: ApplicationId,
+    pub span: StatSpan,
+    pub from: Millis,
+    pub to: Millis,
+    pub group_by: Option<StatDimension>,
+    pub filters: Vec<(StatDimension, String)>,
+}
+
+/// One summed counter. `group` is '' without a grouping; '' in a dimension means none or
+/// unknown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatRow {
+    pub bucket: Millis,
+    pub group: String,
+    pub metric: String,
+    pub detail: String,
+    pub n: i64,
+}
+
+/// The full key of a counter.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct StatKey {
+    pub application_id: String,
+    pub span: String,
+    pub bucket: Millis,
+    pub metric: String,
+    pub campaign_id: String,
+    pub template: String,
+    pub phone_number_id: String,
+    pub category: String,
+    pub country: String,
+    pub origin: String,
+    pub detail: String,
+}
+
+/// A counter that differs from the recount of the raw rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatDifference {
+    pub key: StatKey,
+    pub counted: i64,
+    pub recounted: i64,
+}
+
+#[async_trait]
+pub trait StatsStore {
+    /// The counters a query asks for, summed (see [`StatQuery`]).
+    async fn stat_rows(&self, q: &StatQuery) -> Result<Vec<StatRow>>;
+    /// Recomputes every counter from the raw rows and returns those that differ from the
+    /// kept ones (zero counters are equal to missing ones). With `fix`, the kept counters are
+    /// replaced by the recount in the same transaction.
+    async fn stat_recount(&self, fix: bool) -> Result<Vec<StatDifference>>;
+}

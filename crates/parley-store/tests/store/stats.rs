@@ -1,0 +1,194 @@
+//! Statistics counters (migration 0026): kept by triggers as rows change, equal to a recount
+//! of the raw rows whatever the order and duplicates of the statuses, and read per hour or day.
+
+use parley_domain::{MessageState, Subscription, Wamid};
+use parley_store::audience::{ContactUpsert, SubscriptionChange};
+use parley_store::consent::PricingUpdate;
+use parley_store::stats::{StatDimension, StatQuery, StatSpan};
+use parley_store::{ContactIdentity, InboundRecord, StatusChange};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+use crate::backend::Backend;
+use crate::fixtures::{T0, Tenant, accepted, tenant, wm};
+
+crate::contract!(
+    counters_equal_the_recount_after_chaos,
+    recount_finds_and_fixes_a_drift
+);
+
+const HOUR: i64 = 3_600_000;
+
+fn inbound(t: &Tenant, wamid: &str, kind: &str, at: i64) -> InboundRecord {
+    InboundRecord {
+        wamid: Wamid::parse(wamid).unwrap(),
+        application_id: t.app.clone(),
+        phone_number_id: t.number.clone(),
+        from_phone: "+4915100000001".into(),
+        from: ContactIdentity {
+            phone: Some("+4915100000001".into()),
+            ..Default::default()
+        },
+        kind: kind.into(),
+        text: None,
+        raw: json!({}),
+        received_at: at,
+    }
+}
+
+async fn totals(b: &Backend, t: &Tenant) -> BTreeMap<(String, String), i64> {
+    let rows = b
+        .stat_rows(&StatQuery {
+            application: t.app.clone(),
+            span: StatSpan::Day,
+            from: 0,
+            to: T0 * 2,
+            group_by: None,
+            filters: vec![],
+        })
+        .await
+        .expect("stats");
+    let mut out = BTreeMap::new();
+    for r in rows {
+        *out.entry((r.metric, r.detail)).or_insert(0) += r.n;
+    }
+    out
+}
+
+async fn counters_equal_the_recount_after_chaos(b: &Backend) {
+    use MessageState::*;
+    let t = tenant(&**b, 1).await;
+    let sets: [&[(MessageState, i64)]; 4] = [
+        &[(Sent, 10), (Delivered, 20), (Read, 30)],
+        &[(Sent, 10), (Failed, 15)],
+        &[(Sent, 10), (Failed, 15), (Delivered, HOUR + 20)],
+        &[(Read, 2 * HOUR), (Sent, 12), (Delivered, 3 * HOUR)],
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+    let mut n = 0;
+    for set in sets {
+        for _ in 0..3 {
+            let mut order: Vec<(MessageState, i64)> = set.to_vec();
+            order.extend_from_slice(set);
+            order.shuffle(&mut rng);
+            n += 1;
+            let wamid = format!("wamid.stats.{n}");
+            let id = accepted(&**b, &t, &wamid, T0).await;
+            for (state, at) in &order {
+                let change = StatusChange {
+                    wamid: wm(&wamid),
+                    message_id: Some(id.clone()),
+                    state: *state,
+                    at: T0 + at,
+                    error: (*state == Failed).then(|| (131026, "undeliverable".to_owned())),
+                };
+                b.apply_statuses(&[change]).await.expect("status");
+            }
+            // The pricing object comes twice (with sent and with delivered).
+            for _ in 0..2 {
+                b.record_pricing(&[PricingUpdate {
+                    wamid: wm(&wamid),
+                    message_id: None,
+                    pricing: json!({"billable": true, "pricing_model": "PMP", "type": "regular", "category": "utility"}),
+                    category: Some("utility".into()),
+                }])
+                .await
+                .expect("pricing");
+            }
+        }
+    }
+    // Inbound: the later message stored first, a duplicate, a reaction, a button.
+    for (w, kind, at) in [
+        ("wamid.in.2", "text", T0 + 5 * HOUR),
+        ("wamid.in.1", "text", T0 + 4 * HOUR),
+        ("wamid.in.1", "text", T0 + 4 * HOUR),
+        ("wamid.in.3", "reaction", T0 + 6 * HOUR),
+        ("wamid.in.4", "button", T0 + 40 * HOUR),
+    ] {
+        b.record_inbound(&inbound(&t, w, kind, at))
+            .await
+            .expect("inbound");
+    }
+    b.upsert_audience(
+        &t.app,
+        &[ContactUpsert {
+            phone: "+4915100000001".into(),
+            subscription: Some(SubscriptionChange {
+                state: Subscription::OptedOut,
+                source: "keyword".into(),
+                note: None,
+            }),
+            ..Default::default()
+        }],
+        T0 + 7 * HOUR,
+    )
+    .await
+    .expect("opt out");
+
+    let diff = b.stat_recount(false).await.expect("recount");
+    assert!(
+        diff.is_empty(),
+        "counters differ from the recount: {diff:#?}"
+    );
+
+    let got = totals(b, &t).await;
+    let get = |m: &str, d: &str| got.get(&(m.into(), d.into())).copied().unwrap_or(0);
+    assert_eq!(get("queued", ""), 12);
+    assert_eq!(get("sent", ""), 12);
+    // Delivered once per message, even when read came first.
+    assert_eq!(get("delivered", ""), 9);
+    assert_eq!(get("read", ""), 6);
+    assert_eq!(get("failed", "131026"), 3, "{got:?}");
+    assert_eq!(get("charged", "utility"), 12);
+    assert_eq!(get("inbound", "text"), 2);
+    assert_eq!(get("inbound", "reaction"), 1);
+    assert_eq!(get("reaction", ""), 1);
+    assert_eq!(get("button", ""), 1);
+    // wamid.in.1 opened a conversation, wamid.in.2 (stored first) no longer does; in.4 does.
+    assert_eq!(get("conversation_customer", ""), 2, "{got:?}");
+    assert_eq!(get("opt_out", "keyword"), 1);
+    // The first inbound answered the latest message delivered in the 24 h before it.
+    assert_eq!(get("replied", ""), 1, "{got:?}");
+
+    // Hours sum to the days.
+    let hours = b
+        .stat_rows(&StatQuery {
+            application: t.app.clone(),
+            span: StatSpan::Hour,
+            from: 0,
+            to: T0 * 2,
+            group_by: Some(StatDimension::Country),
+            filters: vec![(StatDimension::Template, "order_update".into())],
+        })
+        .await
+        .expect("hours");
+    let delivered: i64 = hours
+        .iter()
+        .filter(|r| r.metric == "delivered")
+        .map(|r| r.n)
+        .sum();
+    assert_eq!(delivered, 9);
+    assert!(
+        hours
+            .iter()
+            .filter(|r| r.metric == "queued")
+            .all(|r| r.group == "DE"),
+        "{hours:?}"
+    );
+    // The inbound rows have no template: the filter leaves them out.
+    assert!(hours.iter().all(|r| r.metric != "inbound"));
+}
+
+async fn recount_finds_and_fixes_a_drift(b: &Backend) {
+    let t = tenant(&**b, 2).await;
+    accepted(&**b, &t, "wamid.drift.1", T0).await;
+    assert!(b.stat_recount(false).await.expect("recount").is_empty());
+    b.raw_execute("UPDATE stat_counters SET n = n + 5 WHERE metric = 'queued'")
+        .await;
+    let diff = b.stat_recount(true).await.expect("recount");
+    assert_eq!(diff.len(), 2, "the hour and the day: {diff:?}");
+    assert!(diff.iter().all(|d| d.counted == d.recounted + 5));
+    assert!(b.stat_recount(false).await.expect("recount").is_empty());
+}
