@@ -16,6 +16,7 @@ mod dialect;
 pub mod files;
 pub mod identity;
 mod lattice;
+pub mod leases;
 pub mod nodes;
 pub mod platforms;
 pub mod postgres;
@@ -37,6 +38,7 @@ pub use coexistence::CoexistenceStore;
 pub use consent::ConsentStore;
 pub use crypto::{DecryptError, KeyError, SecretCipher};
 pub use identity::IdentityStore;
+pub use leases::{Fence, LeaseRecord, LeaseStore};
 pub use nodes::{NodeRecord, NodeStore};
 pub use platforms::PlatformStore;
 pub use postgres::PostgresStore;
@@ -104,6 +106,16 @@ pub struct StaleSending {
     pub requeued: u64,
 }
 
+/// Claimed messages in the order they go: due first, then by id.
+pub(crate) fn sort_claimed(mut out: Vec<MessageRecord>) -> Vec<MessageRecord> {
+    out.sort_by(|a, b| {
+        a.next_attempt_at
+            .cmp(&b.next_attempt_at)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    out
+}
+
 /// Everything Parley keeps. Implementations must make each method atomic.
 #[async_trait]
 pub trait Store:
@@ -116,6 +128,7 @@ pub trait Store:
     + AccessStore
     + CoexistenceStore
     + NodeStore
+    + LeaseStore
     + Send
     + Sync
     + 'static
