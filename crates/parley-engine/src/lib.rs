@@ -13,6 +13,7 @@ pub mod demo;
 pub mod error;
 pub mod identity;
 pub mod import_file;
+pub mod leases;
 pub mod messages;
 pub mod nodes;
 pub mod onboarding;
@@ -62,7 +63,14 @@ pub struct EngineConfig {
     /// The longest a segment count or preview may run in the database before it is stopped
     /// (422 `filter_too_expensive`).
     pub filter_timeout: Duration,
+    /// How long a node's lease on a sender loop, the planner or a periodic job lasts without
+    /// renewal (`leases.rs`): a dead node's work is taken over this long after its last
+    /// renewal; renewals come every third of it.
+    pub node_lease: Duration,
 }
+
+/// How long a node's leases last by default.
+pub const DEFAULT_NODE_LEASE: Duration = Duration::from_secs(10);
 
 /// How long a segment count or preview may run by default.
 pub const DEFAULT_FILTER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -85,6 +93,7 @@ impl Default for EngineConfig {
             meta_app: MetaApp::default(),
             audit_retention: Duration::from_secs(365 * 24 * 3600),
             filter_timeout: DEFAULT_FILTER_TIMEOUT,
+            node_lease: DEFAULT_NODE_LEASE,
         }
     }
 }
@@ -114,6 +123,8 @@ pub struct Engine {
         Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     /// This process's role and workers (`nodes.rs`), set when its workers start.
     pub(crate) node: Arc<std::sync::RwLock<nodes::NodeInfo>>,
+    /// The leases this node holds (`leases.rs`).
+    pub(crate) leases: Arc<leases::LeaseBook>,
 }
 
 /// Passes the background workers completed, per engine. A test that must show that nothing
@@ -168,6 +179,7 @@ impl Engine {
             token_touches: Arc::default(),
             onboarding_locks: Arc::default(),
             node: Arc::new(std::sync::RwLock::new(nodes::NodeInfo::new())),
+            leases: Arc::default(),
         }
     }
 
@@ -204,6 +216,7 @@ impl Engine {
         if !role.runs_workers() {
             return set;
         }
+        set.spawn(leases::run(self.clone(), shutdown.clone()));
         set.spawn(sender::supervise(self.clone(), shutdown.clone()));
         set.spawn(templates::run_periodic_sync(
             self.clone(),
