@@ -18,6 +18,10 @@ pub struct Config {
     /// What this node does: `api` (HTTP and webhook intake, no workers), `worker` (the
     /// workers; only health, readiness and metrics over HTTP) or `all`.
     pub role: String,
+    /// How long a worker node's leases (a number's sender loop, the planner, each periodic
+    /// job) last without renewal, in milliseconds: a stopped node's work is taken over about
+    /// this long after its last renewal.
+    pub node_lease_ms: u64,
     pub database: DatabaseConfig,
     pub meta: MetaConfig,
     pub metrics: MetricsConfig,
@@ -107,6 +111,8 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             public_url: String::new(),
             role: "all".into(),
+            node_lease_ms: u64::try_from(parley_engine::DEFAULT_NODE_LEASE.as_millis())
+                .unwrap_or(10_000),
             database: DatabaseConfig::default(),
             meta: MetaConfig::default(),
             metrics: MetricsConfig::default(),
@@ -139,6 +145,7 @@ impl std::fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("listen", &self.listen)
             .field("role", &self.role)
+            .field("node_lease_ms", &self.node_lease_ms)
             .field("database.url", &redact_url(&self.database.url))
             .field("meta.graph_url", &self.meta.graph_url)
             .field("meta.app_id", &self.meta.app_id)
@@ -207,6 +214,9 @@ impl Config {
         set(&mut self.listen, "PARLEY_LISTEN");
         set(&mut self.public_url, "PARLEY_PUBLIC_URL");
         set(&mut self.role, "PARLEY_ROLE");
+        if let Some(v) = get("PARLEY_NODE_LEASE_MS").and_then(|v| v.trim().parse().ok()) {
+            self.node_lease_ms = v;
+        }
         set(&mut self.database.url, "PARLEY_DATABASE_URL");
         set(&mut self.meta.graph_url, "PARLEY_META_GRAPH_URL");
         set(&mut self.meta.graph_version, "PARLEY_META_GRAPH_VERSION");
@@ -255,6 +265,9 @@ impl Config {
             bail!("meta.graph_version (or PARLEY_META_GRAPH_VERSION): {problem}");
         }
         self.node_role()?;
+        if self.node_lease_ms < 300 {
+            bail!("node_lease_ms (or PARLEY_NODE_LEASE_MS) must be at least 300");
+        }
         if self.audit.retention_days == 0 {
             bail!("audit.retention_days must be at least 1");
         }

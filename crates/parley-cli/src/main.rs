@@ -456,6 +456,7 @@ async fn serve(
             audit_retention: config.audit_retention(),
             lease: test.lease_ms.map_or(defaults.lease, ms),
             crash_grace: test.crash_grace_ms.map_or(defaults.crash_grace, ms),
+            node_lease: ms(config.node_lease_ms),
             filter_timeout: config
                 .database
                 .filter_timeout_secs

@@ -199,6 +199,14 @@ impl Engine {
 pub async fn run_audit_retention(engine: Engine, shutdown: CancellationToken) {
     let retention = i64::try_from(engine.config.audit_retention.as_millis()).unwrap_or(i64::MAX);
     loop {
+        // One node prunes: the one holding the job's lease; the others look again a lease
+        // round later.
+        if !engine.leases.holds(crate::leases::JOB_AUDIT_RETENTION) {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(engine.config.node_lease / 3) => continue,
+            }
+        }
         let before = engine.now().saturating_sub(retention);
         match engine.store.prune_audit(before).await {
             Ok(0) => {}

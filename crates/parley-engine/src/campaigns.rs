@@ -1050,10 +1050,13 @@ impl Engine {
 pub async fn run(engine: Engine, shutdown: CancellationToken) {
     loop {
         let notified = engine.campaign_wake.notified();
-        if let Err(e) = engine.work_campaigns().await {
-            tracing::warn!(error = %e, "campaign worker pass failed");
+        // One planner for the installation: the node holding its lease.
+        if engine.leases.holds(crate::leases::PLANNER) {
+            if let Err(e) = engine.work_campaigns().await {
+                tracing::warn!(error = %e, "campaign worker pass failed");
+            }
+            engine.progress.campaign_pass_done();
         }
-        engine.progress.campaign_pass_done();
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = notified => {}

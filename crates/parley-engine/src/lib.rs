@@ -15,6 +15,7 @@ pub mod identity;
 pub mod import_file;
 mod intake;
 pub mod marketing;
+pub mod leases;
 pub mod messages;
 pub mod nodes;
 pub mod onboarding;
@@ -69,7 +70,14 @@ pub struct EngineConfig {
     pub webhook_queue: usize,
     /// The bytes of bodies that may wait for the intake's writer at once (same refusal).
     pub webhook_queue_bytes: usize,
+    /// How long a node's lease on a sender loop, the planner or a periodic job lasts without
+    /// renewal (`leases.rs`): a dead node's work is taken over this long after its last
+    /// renewal; renewals come every third of it.
+    pub node_lease: Duration,
 }
+
+/// How long a node's leases last by default.
+pub const DEFAULT_NODE_LEASE: Duration = Duration::from_secs(10);
 
 /// How long a segment count or preview may run by default.
 pub const DEFAULT_FILTER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -94,6 +102,7 @@ impl Default for EngineConfig {
             filter_timeout: DEFAULT_FILTER_TIMEOUT,
             webhook_queue: 8_192,
             webhook_queue_bytes: 64 * 1024 * 1024,
+            node_lease: DEFAULT_NODE_LEASE,
         }
     }
 }
@@ -125,6 +134,8 @@ pub struct Engine {
     pub(crate) node: Arc<std::sync::RwLock<nodes::NodeInfo>>,
     /// The webhook intake's queue into its group-commit writer, started on first use.
     pub(crate) intake: Arc<std::sync::OnceLock<intake::Intake>>,
+    /// The leases this node holds (`leases.rs`).
+    pub(crate) leases: Arc<leases::LeaseBook>,
 }
 
 /// Passes the background workers completed, per engine. A test that must show that nothing
@@ -180,6 +191,7 @@ impl Engine {
             onboarding_locks: Arc::default(),
             node: Arc::new(std::sync::RwLock::new(nodes::NodeInfo::new())),
             intake: Arc::default(),
+            leases: Arc::default(),
         }
     }
 
@@ -216,6 +228,7 @@ impl Engine {
         if !role.runs_workers() {
             return set;
         }
+        set.spawn(leases::run(self.clone(), shutdown.clone()));
         set.spawn(sender::supervise(self.clone(), shutdown.clone()));
         set.spawn(templates::run_periodic_sync(
             self.clone(),

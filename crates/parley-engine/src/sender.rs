@@ -24,16 +24,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Engine;
 
-/// Starts a loop for every known number, picks up numbers added later, and returns stale
-/// `sending` rows to the queue after the crash grace period.
+/// Starts a loop for every number whose sender lease this node holds (`leases.rs`), picks up
+/// numbers added later, and returns stale `sending` rows to the queue after the crash grace
+/// period.
 pub async fn supervise(engine: Engine, shutdown: CancellationToken) {
-    let mut loops: HashMap<PhoneNumberId, tokio::task::JoinHandle<()>> = HashMap::new();
+    // Per number: the fencing token its loop runs under, and the loop.
+    let mut loops: HashMap<PhoneNumberId, (i64, tokio::task::JoinHandle<()>)> = HashMap::new();
+    let mut known: std::collections::HashSet<PhoneNumberId> = Default::default();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {}
             _ = engine.send_wake.notified() => {}
+            _ = engine.leases.changed.notified() => {}
         }
         // Numbers their business disconnected in the WhatsApp Business app send nothing
         // until Meta reports them reconnected; their queued messages wait.
@@ -44,14 +48,28 @@ pub async fn supervise(engine: Engine, shutdown: CancellationToken) {
                     if offboarded.contains(&number.phone_number_id) {
                         continue;
                     }
+                    let resource = crate::leases::sender_resource(&number.phone_number_id);
+                    let lease = engine.leases.get(&resource);
+                    if known.insert(number.phone_number_id.clone()) && lease.is_none() {
+                        // A number this node has not seen: a lease round soon, not in a while.
+                        engine.leases.round_soon.notify_one();
+                    }
+                    // Only the node holding the number's lease runs its loop.
+                    let Some(lease) = lease else { continue };
                     let running = loops
                         .get(&number.phone_number_id)
-                        .is_some_and(|h| !h.is_finished());
+                        .is_some_and(|(token, h)| *token == lease.fence.token && !h.is_finished());
                     if !running {
                         let id = number.phone_number_id.clone();
-                        let handle =
-                            tokio::spawn(number_loop(engine.clone(), number, shutdown.clone()));
-                        loops.insert(id, handle);
+                        let token = lease.fence.token;
+                        let guard = lease.running();
+                        let engine = engine.clone();
+                        let handle = tokio::spawn(async move {
+                            let _running = guard;
+                            let stop = lease.stop.clone();
+                            number_loop(engine, number, lease, stop).await
+                        });
+                        loops.insert(id, (token, handle));
                     }
                 }
             }
@@ -59,7 +77,7 @@ pub async fn supervise(engine: Engine, shutdown: CancellationToken) {
         }
         recover_stale_sending(&engine).await;
     }
-    for (_, h) in loops {
+    for (_, (_, h)) in loops {
         let _ = h.await;
     }
 }
@@ -98,6 +116,9 @@ pub async fn recover_stale_sending(engine: &Engine) {
 struct NumberState {
     engine: Engine,
     number: PhoneNumberRecord,
+    /// The lease this loop runs under: every claim carries its token, every send first looks
+    /// that the lease is still this node's.
+    lease: crate::leases::Lease,
     limiter: crate::pacer::Pacer,
     /// While now < this, the loop waits (Meta throttled the number, or its auth broke).
     paused_until: AtomicI64,
@@ -201,7 +222,12 @@ enum LoopFate {
     Stop(&'static str),
 }
 
-async fn number_loop(engine: Engine, number: PhoneNumberRecord, shutdown: CancellationToken) {
+async fn number_loop(
+    engine: Engine,
+    number: PhoneNumberRecord,
+    lease: crate::leases::Lease,
+    shutdown: CancellationToken,
+) {
     let mut mps = number.throughput_mps.max(1);
     // Meta fixes WhatsApp Business app numbers at 20 mps, whatever their throughput field.
     if let Ok(Some(_)) = engine
@@ -220,6 +246,7 @@ async fn number_loop(engine: Engine, number: PhoneNumberRecord, shutdown: Cancel
             String::new(),
         )),
         number,
+        lease,
         paused_until: AtomicI64::new(0),
         pair_last: Mutex::new(foldhash::HashMap::default()),
     });
@@ -245,10 +272,15 @@ async fn number_loop(engine: Engine, number: PhoneNumberRecord, shutdown: Cancel
             tracing::info!(phone_number_id = %pn, reason = why, "sender loop ends");
             break;
         }
+        if !state.lease.live() {
+            tracing::warn!(phone_number_id = %pn, "the number's lease lapsed; its loop stops");
+            break;
+        }
         let lease = i64::try_from(engine.config.lease.as_millis()).unwrap_or(60_000);
         let claimed = match engine
             .store
-            .claim_due_messages(
+            .claim_due_messages_fenced(
+                &state.lease.fence,
                 &pn,
                 now,
                 now + lease,
@@ -256,7 +288,12 @@ async fn number_loop(engine: Engine, number: PhoneNumberRecord, shutdown: Cancel
             )
             .await
         {
-            Ok(c) => c,
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                metrics::counter!("parley_lease_refused_claims_total").increment(1);
+                tracing::warn!(phone_number_id = %pn, token = state.lease.fence.token, "the database refused a claim under a lease this node no longer holds; the loop stops");
+                break;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, phone_number_id = %pn, "claim failed");
                 tokio::select! {
@@ -431,7 +468,15 @@ async fn send_round(
     let hold_limit = now + lease / 4;
     futures::stream::iter(go)
         .filter_map(|(m, reach)| async move {
+            // The lease lapsed or was lost (the node may have been paused): nothing more goes
+            // under it; the crash-recovery pass settles what stays `sending`.
+            if !state.lease.live() {
+                return None;
+            }
             limiter.until_ready().await;
+            if !state.lease.live() {
+                return None;
+            }
             // Looked at after the pass: a refusal may have come back while this send waited.
             if let Err(until) = wait_out_pause(state, hold_limit, shutdown).await {
                 let now = state.engine.now();
@@ -670,6 +715,20 @@ async fn send_one(
         }
         None => engine.graph.send_message(token, phone, &body).await,
     };
+    // Looked at right before the call: after a pause past the lease, nothing goes.
+    if !state.lease.live() {
+        metrics::counter!("parley_sends_stopped_by_lease_total").increment(1);
+        return;
+    }
+    let result = engine
+        .graph
+        .send_message_fenced(
+            token,
+            state.number.phone_number_id.as_str(),
+            &body,
+            state.lease.fence.token,
+        )
+        .await;
     let now = engine.now();
     let outcome = match result {
         // A wamid Meta sent that does not parse (empty, oversized) counts as none.

@@ -724,7 +724,12 @@ pub async fn run_periodic_sync(engine: Engine, interval: Duration, shutdown: Can
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(interval) => engine.sync_all_templates().await,
+            // One node syncs: the one holding the job's lease.
+            _ = tokio::time::sleep(interval) => {
+                if engine.leases.holds(crate::leases::JOB_TEMPLATE_SYNC) {
+                    engine.sync_all_templates().await;
+                }
+            }
         }
     }
 }

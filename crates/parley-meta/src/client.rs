@@ -168,6 +168,9 @@ impl WabaMarketingStatus {
 
 pub const WABA_FIELDS: &str = "id,name,currency,timezone_id,message_template_namespace,account_review_status,business_verification_status";
 
+/// The header carrying a send's fencing token (see `GraphClient::send_message_fenced`).
+pub const FENCE_HEADER: &str = "X-Parley-Fence";
+
 impl GraphClient {
     /// `base_url` without trailing slash, e.g. `https://graph.facebook.com`.
     pub fn new(base_url: impl Into<String>, version: impl Into<String>) -> Self {
@@ -207,6 +210,27 @@ impl GraphClient {
                     GraphError::Transport(format!("invalid Graph API address: {e}"))
                 })?)
                 .bearer_auth(token)
+                .json(body);
+        self.execute(req).await
+    }
+
+    /// `send_message` with the sender's fencing token in `X-Parley-Fence`: Meta ignores the
+    /// header; the sandbox records it, so a test can show that no send went under a token
+    /// older than one already seen for the number.
+    pub async fn send_message_fenced(
+        &self,
+        token: &str,
+        phone_number_id: &str,
+        body: &impl Serialize,
+        fence: i64,
+    ) -> Result<SendResponse, GraphError> {
+        let req =
+            self.http
+                .post(self.send_url(phone_number_id).map_err(|e| {
+                    GraphError::Transport(format!("invalid Graph API address: {e}"))
+                })?)
+                .bearer_auth(token)
+                .header(FENCE_HEADER, fence.to_string())
                 .json(body);
         self.execute(req).await
     }

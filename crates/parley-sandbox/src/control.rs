@@ -440,6 +440,60 @@ pub(crate) async fn requests(State(sandbox): State<Sandbox>, uri: Uri) -> Answer
     ok(json!({ "data": data, "rate_refusals": rate_refusals }))
 }
 
+/// `GET /sandbox/throughput`: per number, the sends received (accepted or refused), the most
+/// received in any one-second window (`[t, t + 1000)` ms) against the number's messages per
+/// second, and the fencing tokens they carried (`X-Parley-Fence`): `stale_fence_sends` counts
+/// sends whose token is lower than one an earlier send to that number carried.
+pub(crate) async fn throughput(State(sandbox): State<Sandbox>) -> Answer {
+    let state = sandbox.inner.lock();
+    let mut by: std::collections::BTreeMap<&str, Vec<&crate::state::RequestRecord>> =
+        std::collections::BTreeMap::new();
+    for r in &state.requests.entries {
+        if let Some(pn) = r.phone_number_id.as_deref() {
+            by.entry(pn).or_default().push(r);
+        }
+    }
+    let mut data = serde_json::Map::new();
+    for (pn, sends) in by {
+        let mut at: Vec<i64> = sends.iter().map(|r| r.at_ms).collect();
+        at.sort_unstable();
+        let (mut most, mut from_ms, mut first) = (0usize, None, 0usize);
+        for (last, t) in at.iter().enumerate() {
+            while *t - at[first] >= 1_000 {
+                first += 1;
+            }
+            if last - first + 1 > most {
+                most = last - first + 1;
+                from_ms = Some(at[first]);
+            }
+        }
+        let (mut highest, mut stale, mut tokens) = (None::<i64>, 0u64, Vec::new());
+        for f in sends.iter().filter_map(|r| r.fence) {
+            if highest.is_some_and(|h| f < h) {
+                stale += 1;
+            }
+            if highest.is_none_or(|h| f > h) {
+                highest = Some(f);
+                tokens.push(f);
+            }
+        }
+        let mps = state.phone(pn).map(|p| p.phone.throughput_mps);
+        data.insert(
+            pn.to_owned(),
+            json!({
+                "throughput_mps": mps,
+                "sends": sends.len(),
+                "accepted": sends.iter().filter(|r| r.outcome == "accepted").count(),
+                "max_in_one_second": most,
+                "busiest_second_from_ms": from_ms,
+                "fence_tokens": tokens,
+                "stale_fence_sends": stale,
+            }),
+        );
+    }
+    ok(json!({ "data": data }))
+}
+
 pub(crate) async fn message(State(sandbox): State<Sandbox>, Path(wamid): Path<String>) -> Answer {
     let state = sandbox.inner.lock();
     match state.messages.get(&wamid) {

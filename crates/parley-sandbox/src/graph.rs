@@ -70,17 +70,22 @@ pub(crate) async fn handle(
         Ok(request) => request,
         Err(error) => {
             let path = uri.path().trim_start_matches('/').to_owned();
-            record_request(&sandbox, method.as_str(), path, None, Err(&error));
+            record_request(&sandbox, method.as_str(), path, None, None, Err(&error));
             return error.into_response();
         }
     };
     let answer = answer(&sandbox, &request, &headers);
     let path = request.segments.join("/");
+    let fence = headers
+        .get("x-parley-fence")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
     record_request(
         &sandbox,
         request.method.as_str(),
         path,
         Some(&request),
+        fence,
         answer.as_ref().map(|a| match a {
             Answer::Json(v) | Answer::Held(v, _) => v,
         }),
@@ -102,6 +107,7 @@ fn record_request(
     method: &str,
     path: String,
     request: Option<&GraphRequest>,
+    fence: Option<i64>,
     outcome: Result<&Value, &GraphError>,
 ) {
     let at_ms = sandbox.inner.clock.now_ms();
@@ -154,6 +160,7 @@ fn record_request(
             .and_then(|v| v.pointer("/messages/0/id"))
             .and_then(Value::as_str)
             .map(str::to_owned),
+        fence: send.and(fence),
     };
     sandbox.inner.lock().requests.push(record);
 }

@@ -142,6 +142,7 @@ impl Sandbox {
             .route("/sandbox/messages", get(control::messages))
             .route("/sandbox/messages/{wamid}", get(control::message))
             .route("/sandbox/requests", get(control::requests))
+            .route("/sandbox/throughput", get(control::throughput))
             .route("/sandbox/webhooks", get(control::webhooks))
             .route("/sandbox/webhook_url", post(control::set_webhook_url))
             .route("/sandbox/state", get(control::state))

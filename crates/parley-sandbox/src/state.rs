@@ -170,6 +170,11 @@ pub struct RequestRecord {
     /// The wamid of an accepted send.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wamid: Option<String>,
+    /// Sends only: the fencing token Parley sent in `X-Parley-Fence` (Meta ignores the
+    /// header; the sandbox keeps it so `/sandbox/throughput` can show that no send came under
+    /// a token older than one already seen for its number).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fence: Option<i64>,
 }
 
 /// Sends refused by the sandbox's own rate rules, per number (injected faults not counted).

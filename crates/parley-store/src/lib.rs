@@ -17,6 +17,7 @@ pub mod files;
 pub mod identity;
 mod lattice;
 pub mod marketing;
+pub mod leases;
 pub mod nodes;
 pub mod platforms;
 pub mod postgres;
@@ -41,6 +42,7 @@ pub use consent::ConsentStore;
 pub use crypto::{DecryptError, KeyError, SecretCipher};
 pub use identity::IdentityStore;
 pub use marketing::MarketingStore;
+pub use leases::{Fence, LeaseRecord, LeaseStore};
 pub use nodes::{NodeRecord, NodeStore};
 pub use platforms::PlatformStore;
 pub use postgres::PostgresStore;
@@ -109,6 +111,16 @@ pub struct StaleSending {
     pub requeued: u64,
 }
 
+/// Claimed messages in the order they go: due first, then by id.
+pub(crate) fn sort_claimed(mut out: Vec<MessageRecord>) -> Vec<MessageRecord> {
+    out.sort_by(|a, b| {
+        a.next_attempt_at
+            .cmp(&b.next_attempt_at)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    out
+}
+
 /// Everything Parley keeps. Implementations must make each method atomic.
 #[async_trait]
 pub trait Store:
@@ -123,6 +135,7 @@ pub trait Store:
     + NodeStore
     + MarketingStore
     + StatsStore
+    + LeaseStore
     + Send
     + Sync
     + 'static

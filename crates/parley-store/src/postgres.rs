@@ -258,6 +258,20 @@ mod identity;
 mod marketing;
 #[path = "shared/nodes.rs"]
 mod nodes;
+/// The database's clock in Unix milliseconds: leases never read a node's clock.
+macro_rules! db_now_ms {
+    () => {
+        "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT"
+    };
+}
+/// Holds a lease row while the claim made under it commits: a takeover waits for it.
+macro_rules! share_lock {
+    () => {
+        " FOR SHARE"
+    };
+}
+#[path = "shared/leases.rs"]
+mod leases;
 #[path = "shared/platforms.rs"]
 mod platforms;
 #[path = "shared/stats.rs"]
@@ -445,11 +459,19 @@ impl PostgresStore {
     /// `state = 'queued'` and is left out.
     async fn claim_due(
         &self,
+        fence: Option<&crate::Fence>,
         phone_number_id: &PhoneNumberId,
         now: Millis,
         lease_until: Millis,
         limit: u32,
-    ) -> Result<Vec<MessageRecord>> {
+    ) -> Result<Option<Vec<MessageRecord>>> {
+        let mut tx = self.tx().await?;
+        if let Some(fence) = fence
+            && !leases::fence_holds(&mut tx, fence).await?
+        {
+            tx.commit().await?;
+            return Ok(None);
+        }
         let rows = sqlx::query(
             "WITH due AS (
                SELECT id FROM messages
@@ -468,9 +490,13 @@ impl PostgresStore {
         .bind(now)
         .bind(i64::from(limit))
         .bind(lease_until)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
-        rows.iter().map(message_from_row).collect()
+        tx.commit().await?;
+        rows.iter()
+            .map(message_from_row)
+            .collect::<Result<_>>()
+            .map(Some)
     }
 
     /// `Store::finish_webhook_events`: one `UPDATE` over the ids and notes as two arrays.

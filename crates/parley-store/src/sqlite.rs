@@ -239,6 +239,20 @@ mod identity;
 mod marketing;
 #[path = "shared/nodes.rs"]
 mod nodes;
+/// The database's clock in Unix milliseconds: leases never read a node's clock.
+macro_rules! db_now_ms {
+    () => {
+        "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+    };
+}
+/// SQLite's one writer already keeps a takeover from passing a claim's transaction.
+macro_rules! share_lock {
+    () => {
+        ""
+    };
+}
+#[path = "shared/leases.rs"]
+mod leases;
 #[path = "shared/platforms.rs"]
 mod platforms;
 #[path = "shared/stats.rs"]
@@ -453,12 +467,19 @@ impl SqliteStore {
     /// `load_status_rows`), then moved to `sending`; the one writer keeps two claims apart.
     async fn claim_due(
         &self,
+        fence: Option<&crate::Fence>,
         phone_number_id: &PhoneNumberId,
         now: Millis,
         lease_until: Millis,
         limit: u32,
-    ) -> Result<Vec<MessageRecord>> {
+    ) -> Result<Option<Vec<MessageRecord>>> {
         let mut tx = self.tx().await?;
+        if let Some(fence) = fence
+            && !leases::fence_holds(&mut tx, fence).await?
+        {
+            tx.commit().await?;
+            return Ok(None);
+        }
         let json: String = sqlx::query_scalar(
             "SELECT json_group_array(json_object('id', id, 'application_id', application_id,
                'phone_number_id', phone_number_id, 'contact_id', contact_id, 'to_phone', to_phone,
@@ -483,7 +504,7 @@ impl SqliteStore {
             serde_json::from_str(&json).map_err(|e| corrupt("claimed messages", e))?;
         if out.is_empty() {
             tx.rollback().await?;
-            return Ok(out);
+            return Ok(Some(out));
         }
         sqlx::query(
             "UPDATE messages SET state = 'sending', lease_until = $1, stale_since = NULL, attempts = attempts + 1,
@@ -502,7 +523,7 @@ impl SqliteStore {
             m.sending_at = Some(m.sending_at.unwrap_or(now));
             m.updated_at = now;
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// `Store::finish_webhook_events`: one `UPDATE` over the events as a JSON array.

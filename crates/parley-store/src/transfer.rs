@@ -92,6 +92,10 @@ pub const NOT_COPIED: &[(&str, &str)] = &[
         "the heartbeats of the source's own processes, not data",
     ),
     (
+        "leases",
+        "which of the source's processes owned which loop: the target's nodes take their own",
+    ),
+    (
         "_sqlx_migrations",
         "each database's own migration history (the target is migrated first)",
     ),

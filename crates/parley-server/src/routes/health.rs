@@ -14,7 +14,8 @@ pub async fn healthz() -> &'static str {
 
 /// The process can serve: its database answers. The JSON body says what this node does:
 /// `{"status": "ready", "node": "node_…", "role": "api" | "worker" | "all", "workers": [...],
-/// "host": "…", "started_at": …}` (503 with `"status": "unavailable"` when the database does
+/// "leases": [{"resource": "sender:<phone number id>" | "planner" | "job:…" | "node:…",
+/// "token", "releasing"}], "host": "…", "started_at": …}` (503 with `"status": "unavailable"` when the database does
 /// not answer).
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Object), (status = 503, body = Object)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
@@ -25,6 +26,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             "node": node.id,
             "role": node.role,
             "workers": node.workers,
+            "leases": state.engine.leases(),
             "host": node.host,
             "started_at": node.started_at,
         }))

@@ -546,15 +546,10 @@ impl Store for Backend {
         lease_until: Millis,
         limit: u32,
     ) -> Result<Vec<MessageRecord>> {
-        let mut out = self
-            .claim_due(phone_number_id, now, lease_until, limit)
+        let out = self
+            .claim_due(None, phone_number_id, now, lease_until, limit)
             .await?;
-        out.sort_by(|a, b| {
-            a.next_attempt_at
-                .cmp(&b.next_attempt_at)
-                .then_with(|| a.id.cmp(&b.id))
-        });
-        Ok(out)
+        Ok(crate::sort_claimed(out.unwrap_or_default()))
     }
 
     async fn record_acceptances(&self, accepted: &[Acceptance]) -> Result<Vec<MessageId>> {
