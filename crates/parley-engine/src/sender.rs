@@ -704,31 +704,28 @@ async fn send_one(
 ) {
     let engine = &state.engine;
     let body = request_body(&m);
-    let phone = state.number.phone_number_id.as_str();
-    let result = match marketing_route {
-        Some(ttl) => {
-            let body = parley_meta::marketing_message_body(&body, ttl);
-            engine
-                .graph
-                .send_marketing_message(token, phone, &body)
-                .await
-        }
-        None => engine.graph.send_message(token, phone, &body).await,
-    };
     // Looked at right before the call: after a pause past the lease, nothing goes.
     if !state.lease.live() {
         metrics::counter!("parley_sends_stopped_by_lease_total").increment(1);
         return;
     }
-    let result = engine
-        .graph
-        .send_message_fenced(
-            token,
-            state.number.phone_number_id.as_str(),
-            &body,
-            state.lease.fence.token,
-        )
-        .await;
+    let phone = state.number.phone_number_id.as_str();
+    let fence = state.lease.fence.token;
+    let result = match marketing_route {
+        Some(ttl) => {
+            let body = parley_meta::marketing_message_body(&body, ttl);
+            engine
+                .graph
+                .send_marketing_message(token, phone, &body, Some(fence))
+                .await
+        }
+        None => {
+            engine
+                .graph
+                .send_message_fenced(token, phone, &body, fence)
+                .await
+        }
+    };
     let now = engine.now();
     let outcome = match result {
         // A wamid Meta sent that does not parse (empty, oversized) counts as none.

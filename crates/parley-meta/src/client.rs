@@ -346,12 +346,16 @@ impl GraphClient {
         token: &str,
         phone_number_id: &str,
         body: &impl Serialize,
+        fence: Option<i64>,
     ) -> Result<SendResponse, GraphError> {
-        let req = self
+        let mut req = self
             .http
             .post(self.url(&format!("{phone_number_id}/marketing_messages")))
             .bearer_auth(token)
             .json(body);
+        if let Some(fence) = fence {
+            req = req.header(FENCE_HEADER, fence.to_string());
+        }
         self.execute(req).await
     }
 
