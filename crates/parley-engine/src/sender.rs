@@ -607,7 +607,7 @@ async fn gate(
     let items: Vec<QuotaItem<'_>> = idx
         .iter()
         .map(|&i| QuotaItem {
-            contact: &round[i].to_phone,
+            contact: quota_key(&round[i]),
             message_id: &round[i].id,
         })
         .collect();
@@ -759,7 +759,7 @@ async fn send_one(
                 let quota = reach.and_then(|(key, r)| {
                     (r != Reach::InServiceWindow).then(|| QuotaConfirm {
                         scope_key: key,
-                        contact: m.to_phone.clone(),
+                        contact: quota_key(&m).to_owned(),
                     })
                 });
                 let record = Acceptance {
@@ -990,13 +990,22 @@ fn backoff(engine: &Engine, attempts: i64) -> i64 {
     ((raw as f64) * jitter) as i64
 }
 
+/// Who the messaging-limit ledger counts for a message: the person (its contact's id), so
+/// one customer known first by BSUID and later by phone takes one slot in 24 h, not two;
+/// the address for a message without a contact.
+fn quota_key(m: &MessageRecord) -> &str {
+    m.contact_id
+        .as_ref()
+        .map_or(m.to_phone.as_str(), |c| c.as_str())
+}
+
 /// Frees the quota slot a message reserved, when its send did not go.
 async fn release(state: &NumberState, m: &MessageRecord, reach: Option<&(String, Reach)>) {
     if let Some((key, Reach::NewContact)) = reach
         && let Err(e) = state
             .engine
             .store
-            .release_quota(key, &m.to_phone, &m.id)
+            .release_quota(key, quota_key(m), &m.id)
             .await
     {
         tracing::warn!(message_id = %m.id, error = %e, "could not release a quota slot");

@@ -120,7 +120,9 @@ pub struct QuotaRequest<'a> {
 /// One send asking the gate, in a `QuotaBatch`.
 #[derive(Debug, Clone)]
 pub struct QuotaItem<'a> {
-    /// The recipient, E.164.
+    /// Who the ledger counts: the contact's id (one person, whatever address it is reached
+    /// by), else the recipient's address (E.164 or BSUID). Inside the service window when
+    /// the contact with that id or phone wrote in the last 24 h.
     pub contact: &'a str,
     pub message_id: &'a MessageId,
 }

@@ -219,8 +219,12 @@ impl PostgresStore {
     ) -> Result<QuotaFacts> {
         let contacts: Vec<&str> = req.items.iter().map(|i| i.contact).collect();
         let mut facts = QuotaFacts::default();
+        // A key is a contact id or an address (phone): both looked up by their index.
         let in_window: Vec<String> = sqlx::query_scalar(
-            "SELECT phone FROM contacts WHERE application_id = $1 AND last_inbound_at > $2
+            "SELECT id FROM contacts WHERE application_id = $1 AND last_inbound_at > $2
+               AND id = ANY($3)
+             UNION ALL
+             SELECT phone FROM contacts WHERE application_id = $1 AND last_inbound_at > $2
                AND phone = ANY($3)",
         )
         .bind(req.application_id.as_str())

@@ -204,12 +204,20 @@ impl SqliteStore {
     ) -> Result<QuotaFacts> {
         let contacts = json_strings(req.items.iter().map(|i| i.contact));
         let mut facts = QuotaFacts::default();
+        // A key is a contact id or an address (phone): both looked up by their index.
+        let since = req.now - SERVICE_WINDOW.whole_milliseconds() as i64;
         let in_window: Vec<String> = sqlx::query_scalar(
-            "SELECT phone FROM contacts WHERE application_id = ? AND last_inbound_at > ?
+            "SELECT id FROM contacts WHERE application_id = ? AND last_inbound_at > ?
+               AND id IN (SELECT value FROM json_each(?))
+             UNION ALL
+             SELECT phone FROM contacts WHERE application_id = ? AND last_inbound_at > ?
                AND phone IN (SELECT value FROM json_each(?))",
         )
         .bind(req.application_id.as_str())
-        .bind(req.now - SERVICE_WINDOW.whole_milliseconds() as i64)
+        .bind(since)
+        .bind(&contacts)
+        .bind(req.application_id.as_str())
+        .bind(since)
         .bind(&contacts)
         .fetch_all(&mut **tx)
         .await?;
