@@ -22,6 +22,7 @@ pub mod onboarding;
 pub mod pacer;
 pub mod reads;
 pub mod sender;
+pub mod stats;
 pub mod templates;
 pub mod webhooks;
 

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod console;
+pub mod csv;
 pub mod error;
 pub mod openapi;
 pub mod routes;
@@ -229,6 +230,8 @@ pub fn router(state: AppState) -> Router {
             post(routes::tokens::revoke_token),
         )
         .route("/api/v1/audit", get(routes::audit::list_audit))
+        .route("/api/v1/stats", get(routes::stats::get_stats))
+        .route("/api/v1/stats/export", get(routes::stats::export_stats))
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     let webhooks = Router::new()
         .route(

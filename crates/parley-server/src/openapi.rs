@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes::{
     applications, audit, campaigns, consent, contacts, health, messages, personalize,
-    phone_numbers, platforms, segments, templates, tokens, webhooks,
+    phone_numbers, platforms, segments, stats, templates, tokens, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -72,6 +72,8 @@ use crate::routes::{
         tokens::create_token,
         tokens::revoke_token,
         audit::list_audit,
+        stats::get_stats,
+        stats::export_stats,
         health::healthz,
         health::readyz,
         health::metrics,
@@ -87,6 +89,7 @@ use crate::routes::{
         (name = "phone numbers", description = "The application's WhatsApp numbers"),
         (name = "platforms", description = "WhatsApp Business Accounts connected with Embedded Signup"),
         (name = "tokens", description = "The application's API tokens: scopes `send`, `read`, `manage`, expiry, revocation"),
+        (name = "statistics", description = "Counts per hour, day, week or month from counters kept as events are applied; CSV exports"),
         (name = "audit", description = "Who changed what, when and from where"),
         (name = "webhooks", description = "Meta's webhook endpoint"),
         (name = "operations", description = "Health and metrics"),

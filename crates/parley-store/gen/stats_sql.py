@@ -62,11 +62,13 @@ def inbound_dims(r):
 
 
 def opener(r, exclude=None):
-    """No inbound message from the same sender in the 24 h before `r`'s."""
+    """No inbound message from the same sender in the 24 h before `r`'s (at the same
+    millisecond, the smaller wamid is the earlier)."""
     ex = f" AND i.wamid <> {exclude}.wamid" if exclude else ""
     return (f"NOT EXISTS (SELECT 1 FROM inbound_messages i WHERE i.application_id = {r}.application_id"
-            f" AND i.from_phone = {r}.from_phone AND i.received_at < {r}.received_at"
-            f" AND i.received_at >= {r}.received_at - {DAY}{ex})")
+            f" AND i.from_phone = {r}.from_phone AND i.received_at >= {r}.received_at - {DAY}"
+            f" AND (i.received_at < {r}.received_at OR (i.received_at = {r}.received_at AND i.wamid < {r}.wamid))"
+            f"{ex})")
 
 
 def inbound_metrics(r):
@@ -109,8 +111,9 @@ def flip(r):
     cols = ", ".join(f"{d[k]} AS {k}" for k in DIMS)
     return (f"SELECT {cols}, 'conversation_customer' AS metric, '' AS detail, b.received_at AS t, -1 AS n"
             f" FROM inbound_messages b WHERE b.application_id = {r}.application_id"
-            f" AND b.from_phone = {r}.from_phone AND b.received_at > {r}.received_at"
-            f" AND b.received_at < {r}.received_at + {DAY} AND b.wamid <> {r}.wamid"
+            f" AND b.from_phone = {r}.from_phone AND b.received_at >= {r}.received_at"
+            f" AND b.received_at <= {r}.received_at + {DAY}"
+            f" AND (b.received_at > {r}.received_at OR b.wamid > {r}.wamid)"
             f" AND {opener('b', exclude=r)}")
 
 

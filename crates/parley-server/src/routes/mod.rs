@@ -9,6 +9,7 @@ pub mod personalize;
 pub mod phone_numbers;
 pub mod platforms;
 pub mod segments;
+pub mod stats;
 pub mod templates;
 pub mod tokens;
 pub mod webhooks;

@@ -28,6 +28,7 @@ mod platforms;
 mod safe_defaults;
 mod sending;
 mod signup_states;
+mod stats;
 mod templates;
 mod tenancy;
 mod webhooks;

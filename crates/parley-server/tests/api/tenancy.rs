@@ -118,6 +118,7 @@ async fn snapshot(app: &TestApp, a: &Owned) -> BTreeMap<String, Value> {
         "/api/v1/phone-numbers".to_owned(),
         "/api/v1/contacts?limit=100".to_owned(),
         "/api/v1/settings/opt-out".to_owned(),
+        "/api/v1/stats?group_by=campaign&interval=month".to_owned(),
     ] {
         let v = a_get(app, &path).await;
         seen.insert(path, v);

@@ -1,0 +1,255 @@
+//! `/api/v1/stats`: the application's statistics from the counters (#16), per hour, day, week
+//! or month, optionally grouped and filtered, as JSON or CSV. Bounded, not paginated: a
+//! request covers at most 400 days, 1,000 buckets and 20,000 rows (400 with a stable code
+//! otherwise).
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use parley_engine::stats::{
+    BREAKDOWNS, METRICS, StatCounts, StatsParams, StatsReport, StatsRequest,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::auth::{AppAuth, Reads};
+use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::routes::messages::rfc3339;
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct StatsQuery {
+    /// Start, RFC 3339 or a date (UTC); rounded down to the interval. Default: 30 days before `to`.
+    pub from: Option<String>,
+    /// End (exclusive), RFC 3339 or a date (UTC); rounded up to the interval. Default: now.
+    pub to: Option<String>,
+    /// `hour`, `day` (default), `week` (ISO, from Monday) or `month`, in UTC.
+    pub interval: Option<String>,
+    /// `campaign`, `template`, `phone_number`, `category`, `country` or `conversation_origin`.
+    pub group_by: Option<String>,
+    /// Only this campaign (`cmp_…`).
+    pub campaign: Option<String>,
+    /// Only this template name.
+    pub template: Option<String>,
+    /// Only this phone number id.
+    pub phone_number: Option<String>,
+    /// Only this category (the pricing category Meta reported, `service` for a non-template
+    /// message, '' for a template not priced yet).
+    pub category: Option<String>,
+    /// Only this country (ISO 3166 alpha-2 of the recipient).
+    pub country: Option<String>,
+    /// Only this conversation origin: `business` (a template), `customer` (a reply inside the
+    /// window, or an inbound message), `free_entry_point`.
+    pub conversation_origin: Option<String>,
+    /// CSV only: begin with a UTF-8 byte-order mark (`true`), for spreadsheet programs.
+    pub bom: Option<bool>,
+}
+
+impl StatsQuery {
+    fn params(&self) -> StatsParams {
+        let mut filters = Vec::new();
+        for (k, v) in [
+            ("campaign", &self.campaign),
+            ("template", &self.template),
+            ("phone_number", &self.phone_number),
+            ("category", &self.category),
+            ("country", &self.country),
+            ("conversation_origin", &self.conversation_origin),
+        ] {
+            if let Some(v) = v {
+                filters.push((k.to_owned(), v.clone()));
+            }
+        }
+        StatsParams {
+            from: self.from.clone(),
+            to: self.to.clone(),
+            interval: self.interval.clone(),
+            group_by: self.group_by.clone(),
+            filters,
+        }
+    }
+}
+
+/// The counts of a bucket.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CountsView {
+    /// Every metric, zero included: `queued`, `sent`, `delivered` (once per message, even
+    /// when `read` came first), `read`, `failed`, `skipped`, `held_by_meta`,
+    /// `capped_by_meta`, `replied`, `reactions`, `button_clicks`, `opt_outs`, `inbound`,
+    /// `conversations_by_customer` (inbound messages with none from the sender in the 24 h
+    /// before), `charged` (messages Meta reported as billable: `pricing.type` `regular`).
+    #[schema(value_type = Object)]
+    pub metrics: BTreeMap<&'static str, i64>,
+    /// `failed_by_code` (Meta's error code), `skipped_by_reason`, `charged_by_category`,
+    /// `inbound_by_kind`, `opt_outs_by_source`: detail → count.
+    #[schema(value_type = Object)]
+    pub breakdown: BTreeMap<&'static str, BTreeMap<String, i64>>,
+}
+
+impl From<StatCounts> for CountsView {
+    fn from(c: StatCounts) -> Self {
+        CountsView {
+            metrics: c.metrics,
+            breakdown: c.breakdown,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BucketView {
+    /// The bucket's start (UTC).
+    pub start: String,
+    /// The group's value when grouped ('' = none or unknown, e.g. no campaign).
+    pub group: Option<String>,
+    #[serde(flatten)]
+    pub counts: CountsView,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatsView {
+    pub from: String,
+    pub to: String,
+    pub interval: String,
+    pub group_by: Option<String>,
+    /// Every bucket of the period, one row per group that has counts in it (a bucket with
+    /// none has one row of zeros).
+    pub data: Vec<BucketView>,
+    pub totals: CountsView,
+}
+
+impl From<StatsReport> for StatsView {
+    fn from(r: StatsReport) -> Self {
+        StatsView {
+            from: rfc3339(r.from),
+            to: rfc3339(r.to),
+            interval: r.interval.as_str().to_owned(),
+            group_by: r.group_by.map(|d| d.name().to_owned()),
+            data: r
+                .data
+                .into_iter()
+                .map(|b| BucketView {
+                    start: rfc3339(b.start),
+                    group: b.group,
+                    counts: b.counts.into(),
+                })
+                .collect(),
+            totals: r.totals.into(),
+        }
+    }
+}
+
+async fn report(
+    state: &AppState,
+    app: &parley_domain::ApplicationId,
+    q: &StatsQuery,
+) -> Result<StatsReport, ApiError> {
+    let req = StatsRequest::parse(&q.params(), state.engine.now())?;
+    Ok(state.engine.stats(app, &req).await?)
+}
+
+/// The application's statistics for a period, from counters kept as events are applied
+/// (duplicated or reordered webhooks never count twice).
+#[utoipa::path(
+    get, path = "/api/v1/stats", tag = "statistics", params(StatsQuery),
+    responses(
+        (status = 200, body = StatsView),
+        (status = 400, description = "`invalid_time`, `invalid_range`, `range_too_large`, `invalid_interval`, `too_many_buckets`, `invalid_group_by`, `invalid_filter`, `too_many_rows`", body = ErrorBody),
+        (status = 403, description = "The token lacks the `read` scope", body = ErrorBody),
+    ),
+    security(("bearer" = ["read"]))
+)]
+pub async fn get_stats(
+    State(state): State<AppState>,
+    AppAuth(app, _): AppAuth<Reads>,
+    Query(q): Query<StatsQuery>,
+) -> Result<ApiJson<StatsView>, ApiError> {
+    Ok(ApiJson(report(&state, &app, &q).await?.into()))
+}
+
+/// The same view as CSV: one line per bucket (and group) with every metric as a column, then
+/// the breakdowns as `<breakdown>:<detail>` columns.
+#[utoipa::path(
+    get, path = "/api/v1/stats/export", tag = "statistics", params(StatsQuery),
+    responses(
+        (status = 200, content_type = "text/csv", body = String),
+        (status = 400, body = ErrorBody),
+        (status = 403, description = "The token lacks the `read` scope", body = ErrorBody),
+    ),
+    security(("bearer" = ["read"]))
+)]
+pub async fn export_stats(
+    State(state): State<AppState>,
+    AppAuth(app, _): AppAuth<Reads>,
+    Query(q): Query<StatsQuery>,
+) -> Result<Response, ApiError> {
+    let r = report(&state, &app, &q).await?;
+    Ok(csv_response(
+        stats_csv(&r, q.bom.unwrap_or(false)),
+        "parley-stats.csv",
+    ))
+}
+
+/// The CSV of a statistics view.
+pub fn stats_csv(r: &StatsReport, bom: bool) -> String {
+    let mut details: Vec<(&'static str, String)> = Vec::new();
+    for (name, _) in BREAKDOWNS {
+        let mut seen: std::collections::BTreeSet<&String> = Default::default();
+        for b in &r.data {
+            if let Some(m) = b.counts.breakdown.get(name) {
+                seen.extend(m.keys());
+            }
+        }
+        details.extend(seen.into_iter().map(|d| (*name, d.clone())));
+    }
+    let mut out = String::new();
+    if bom {
+        out.push_str(crate::csv::BOM);
+    }
+    let mut header = vec!["start".to_owned()];
+    if let Some(g) = r.group_by {
+        header.push(g.name().to_owned());
+    }
+    header.extend(METRICS.iter().map(|(n, _)| (*n).to_owned()));
+    header.extend(details.iter().map(|(n, d)| format!("{n}:{d}")));
+    crate::csv::row(&mut out, header.iter().map(String::as_str));
+    for b in &r.data {
+        crate::csv::text(&mut out, &rfc3339(b.start));
+        if r.group_by.is_some() {
+            out.push(',');
+            crate::csv::text(&mut out, b.group.as_deref().unwrap_or(""));
+        }
+        for (n, _) in METRICS {
+            out.push(',');
+            crate::csv::number(&mut out, b.counts.metrics.get(n).copied().unwrap_or(0));
+        }
+        for (n, d) in &details {
+            out.push(',');
+            let v = b
+                .counts
+                .breakdown
+                .get(n)
+                .and_then(|m| m.get(d))
+                .copied()
+                .unwrap_or(0);
+            crate::csv::number(&mut out, v);
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
+pub fn csv_response(body: impl Into<axum::body::Body>, filename: &str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+        ],
+        body.into(),
+    )
+        .into_response()
+}
