@@ -20,6 +20,7 @@ pub mod pacer;
 pub mod reads;
 pub mod sender;
 pub mod templates;
+pub mod wake;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -50,7 +51,8 @@ pub struct EngineConfig {
     /// seconds of the number's throughput (a pause or a cancel waits for the round in flight).
     pub batch_size: u32,
     pub concurrency: usize,
-    /// How often idle loops look for work they were not woken for.
+    /// How often idle loops look for work they were not woken for: the fallback poll behind
+    /// the wake-ups (`wake.rs`), which reach every node on PostgreSQL too.
     pub poll_interval: Duration,
     /// How often every platform's templates are synced in full (webhooks keep them current
     /// in between).
@@ -97,7 +99,7 @@ pub struct Engine {
     pub graph: GraphClient,
     pub clock: Arc<dyn Clock>,
     pub config: EngineConfig,
-    /// Wakes the sender loops when new messages are queued.
+    /// Wakes the sender supervisor when new messages are queued (`wake.rs` relays the bus).
     pub send_wake: Arc<Notify>,
     /// Wakes the webhook processor when an event is stored.
     pub webhook_wake: Arc<Notify>,
@@ -114,6 +116,8 @@ pub struct Engine {
         Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     /// This process's role and workers (`nodes.rs`), set when its workers start.
     pub(crate) node: Arc<std::sync::RwLock<nodes::NodeInfo>>,
+    /// Campaigns whose progress changed since the last announcement (`wake.rs`).
+    pub(crate) live_dirty: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
 /// Passes the background workers completed, per engine. A test that must show that nothing
@@ -168,6 +172,7 @@ impl Engine {
             token_touches: Arc::default(),
             onboarding_locks: Arc::default(),
             node: Arc::new(std::sync::RwLock::new(nodes::NodeInfo::new())),
+            live_dirty: Arc::default(),
         }
     }
 
@@ -201,9 +206,11 @@ impl Engine {
         };
         self.set_node(role, workers);
         set.spawn(nodes::heartbeat(self.clone(), shutdown.clone()));
+        set.spawn(wake::announce_progress(self.clone(), shutdown.clone()));
         if !role.runs_workers() {
             return set;
         }
+        set.spawn(wake::relay(self.clone(), shutdown.clone()));
         set.spawn(sender::supervise(self.clone(), shutdown.clone()));
         set.spawn(templates::run_periodic_sync(
             self.clone(),

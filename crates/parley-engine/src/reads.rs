@@ -23,7 +23,7 @@ impl Engine {
     /// wakes it. An error means it was not kept: Meta must deliver it again.
     pub async fn accept_webhook(&self, body: &[u8]) -> Result<(), EngineError> {
         self.store.insert_webhook_event(body, self.now()).await?;
-        self.webhook_wake.notify_waiters();
+        self.wake_webhooks();
         Ok(())
     }
 

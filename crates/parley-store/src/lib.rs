@@ -29,6 +29,7 @@ pub mod tag_index;
 pub mod templates;
 pub mod transfer;
 mod types;
+pub mod wakeups;
 
 pub use access::AccessStore;
 pub use audience::AudienceStore;
@@ -43,6 +44,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use templates::TemplateStore;
 pub use types::*;
+pub use wakeups::{Wakeup, Wakeups};
 
 use async_trait::async_trait;
 use parley_domain::{AccountId, ApplicationId, ContactId, MessageId, PhoneNumberId, UserId, Wamid};
@@ -120,6 +122,9 @@ pub trait Store:
     + Sync
     + 'static
 {
+    /// The wake-up bus (`wakeups.rs`): in-process on SQLite, `LISTEN/NOTIFY` on PostgreSQL.
+    fn wakeups(&self) -> Wakeups;
+
     // --- tenancy -------------------------------------------------------------------------
     async fn create_account(&self, id: &AccountId, name: &str, now: Millis) -> Result<()>;
     async fn create_application(
