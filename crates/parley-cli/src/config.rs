@@ -27,6 +27,24 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub api: ApiConfig,
     pub audit: AuditConfig,
+    pub workers: WorkersConfig,
+}
+
+#[derive(Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkersConfig {
+    /// How often an idle worker (sender loop, webhook processor, campaign planner) looks for
+    /// work no wake-up announced, in milliseconds. Wake-ups (in process on SQLite,
+    /// `LISTEN/NOTIFY` between nodes on PostgreSQL) normally come first; this is the fallback.
+    pub fallback_poll_ms: u64,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        WorkersConfig {
+            fallback_poll_ms: 1_000,
+        }
+    }
 }
 
 #[derive(Deserialize, Serialize, Clone)]
@@ -118,6 +136,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             api: ApiConfig::default(),
             audit: AuditConfig::default(),
+            workers: WorkersConfig::default(),
         }
     }
 }
@@ -257,6 +276,10 @@ impl Config {
             &mut self.audit.retention_days,
             "PARLEY_AUDIT_RETENTION_DAYS",
         );
+        if let Some(v) = get("PARLEY_WORKERS_FALLBACK_POLL_MS").and_then(|v| v.trim().parse().ok())
+        {
+            self.workers.fallback_poll_ms = v;
+        }
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -267,6 +290,9 @@ impl Config {
         self.node_role()?;
         if self.node_lease_ms < 300 {
             bail!("node_lease_ms (or PARLEY_NODE_LEASE_MS) must be at least 300");
+        }
+        if self.workers.fallback_poll_ms < 50 {
+            bail!("workers.fallback_poll_ms must be at least 50");
         }
         if self.audit.retention_days == 0 {
             bail!("audit.retention_days must be at least 1");
@@ -323,6 +349,11 @@ impl Config {
             }
             _ => bail!("api.rate_limit_per_second and api.rate_limit_burst must be at least 1"),
         }
+    }
+
+    /// The fallback poll of idle workers.
+    pub fn fallback_poll(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.workers.fallback_poll_ms.max(50))
     }
 
     /// How long audit log entries are kept.

@@ -718,7 +718,8 @@ impl Engine {
             .transition_campaign(&c.id, from, to, None, now)
             .await?
         {
-            self.campaign_wake.notify_waiters();
+            self.wake_campaigns();
+            self.progress_changed(Some(&c.id));
         }
         self.campaign(app, id).await
     }
@@ -760,6 +761,7 @@ impl Engine {
             .await?;
         if changed {
             self.store.hold_campaign_messages(id, HELD).await?;
+            self.progress_changed(Some(id));
         }
         Ok(changed)
     }
@@ -782,8 +784,9 @@ impl Engine {
             .await?
         {
             self.store.release_campaign_messages(&c.id, now).await?;
-            self.send_wake.notify_waiters();
-            self.campaign_wake.notify_waiters();
+            self.wake_senders(Some(&c.phone_number_id));
+            self.wake_campaigns();
+            self.progress_changed(Some(&c.id));
         } else if c.state != CampaignState::Running {
             return Err(EngineError::new(
                 ErrorKind::Conflict,
@@ -816,6 +819,7 @@ impl Engine {
                 now,
             )
             .await?;
+        self.progress_changed(Some(&c.id));
         if changed {
             self.store.cancel_campaign_messages(&c.id, now).await?;
         } else if c.state == CampaignState::Completed {
@@ -985,8 +989,9 @@ impl Engine {
             )
             .await?;
         if !planned.is_empty() {
-            self.send_wake.notify_waiters();
+            self.wake_senders(Some(&c.phone_number_id));
         }
+        self.progress_changed(Some(&c.id));
         Ok(!done)
     }
 
@@ -1006,6 +1011,7 @@ impl Engine {
                             now,
                         )
                         .await?;
+                    self.progress_changed(Some(&c.id));
                 }
                 CampaignState::Running => {
                     let mut current = c;
@@ -1040,6 +1046,7 @@ impl Engine {
                         self.now(),
                     )
                     .await?;
+                self.progress_changed(Some(&c.id));
             }
         }
         Ok(())

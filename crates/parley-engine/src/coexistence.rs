@@ -641,6 +641,6 @@ pub(crate) async fn apply_offboarding(
         }
         return Ok(false);
     }
-    engine.send_wake.notify_waiters();
+    engine.wake_senders(None);
     Ok(true)
 }

@@ -175,7 +175,7 @@ impl Engine {
                 .await?;
         }
         self.sync_templates(app, &platform_id).await?;
-        self.send_wake.notify_waiters();
+        self.wake_senders(None);
         Ok(platform_id)
     }
 }

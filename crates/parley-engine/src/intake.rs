@@ -116,6 +116,8 @@ async fn write_loop(
             metrics::counter!("parley_webhooks_received_total").increment(batch.len() as u64);
             metrics::histogram!("parley_webhook_intake_batch").record(batch.len() as f64);
             wake.notify_waiters();
+            // Worker nodes elsewhere (PostgreSQL) hear it through the wake-up bus.
+            store.wakeups().publish(parley_store::Wakeup::Webhooks);
         }
         for p in batch.drain(..) {
             let _ = p.done.send(result.clone());

@@ -24,6 +24,7 @@ pub mod reads;
 pub mod sender;
 pub mod stats;
 pub mod templates;
+pub mod wake;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -54,7 +55,8 @@ pub struct EngineConfig {
     /// seconds of the number's throughput (a pause or a cancel waits for the round in flight).
     pub batch_size: u32,
     pub concurrency: usize,
-    /// How often idle loops look for work they were not woken for.
+    /// How often idle loops look for work they were not woken for: the fallback poll behind
+    /// the wake-ups (`wake.rs`), which reach every node on PostgreSQL too.
     pub poll_interval: Duration,
     /// How often every platform's templates are synced in full (webhooks keep them current
     /// in between).
@@ -116,7 +118,7 @@ pub struct Engine {
     pub graph: GraphClient,
     pub clock: Arc<dyn Clock>,
     pub config: EngineConfig,
-    /// Wakes the sender loops when new messages are queued.
+    /// Wakes the sender supervisor when new messages are queued (`wake.rs` relays the bus).
     pub send_wake: Arc<Notify>,
     /// Wakes the webhook processor when an event is stored.
     pub webhook_wake: Arc<Notify>,
@@ -137,6 +139,8 @@ pub struct Engine {
     pub(crate) intake: Arc<std::sync::OnceLock<intake::Intake>>,
     /// The leases this node holds (`leases.rs`).
     pub(crate) leases: Arc<leases::LeaseBook>,
+    /// Campaigns whose progress changed since the last announcement (`wake.rs`).
+    pub(crate) live_dirty: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
 /// Passes the background workers completed, per engine. A test that must show that nothing
@@ -193,6 +197,7 @@ impl Engine {
             node: Arc::new(std::sync::RwLock::new(nodes::NodeInfo::new())),
             intake: Arc::default(),
             leases: Arc::default(),
+            live_dirty: Arc::default(),
         }
     }
 
@@ -226,10 +231,12 @@ impl Engine {
         };
         self.set_node(role, workers);
         set.spawn(nodes::heartbeat(self.clone(), shutdown.clone()));
+        set.spawn(wake::announce_progress(self.clone(), shutdown.clone()));
         if !role.runs_workers() {
             return set;
         }
         set.spawn(leases::run(self.clone(), shutdown.clone()));
+        set.spawn(wake::relay(self.clone(), shutdown.clone()));
         set.spawn(sender::supervise(self.clone(), shutdown.clone()));
         set.spawn(templates::run_periodic_sync(
             self.clone(),

@@ -121,7 +121,7 @@ impl Engine {
             .insert_message(&NewMessage {
                 id: id.clone(),
                 application_id: app.clone(),
-                phone_number_id,
+                phone_number_id: phone_number_id.clone(),
                 contact_id: contact.as_ref().map(|c| c.id.clone()),
                 to_phone: to.clone(),
                 content,
@@ -132,7 +132,7 @@ impl Engine {
             .await?;
         match outcome {
             InsertOutcome::Created => {
-                self.send_wake.notify_waiters();
+                self.wake_senders(Some(&phone_number_id));
                 Ok(Accepted {
                     id,
                     state: MessageState::Queued,

@@ -1000,7 +1000,7 @@ impl Engine {
         {
             tracing::warn!(platform = %platform_id, error = %e, "template sync after sign-up failed");
         }
-        self.send_wake.notify_waiters();
+        self.wake_senders(None);
         tracing::info!(session = %session.id, platform = %platform_id, "embedded signup finished");
         Ok(SignupOutcome {
             session,
@@ -1237,7 +1237,7 @@ impl Engine {
                 .await?;
         }
         self.sync_templates(app, platform).await?;
-        self.send_wake.notify_waiters();
+        self.wake_senders(None);
         Ok(())
     }
 
@@ -1867,7 +1867,7 @@ pub(crate) async fn apply_account_review(
             .set_platform_status(&p.id, st, reason, now)
             .await?;
     }
-    engine.send_wake.notify_waiters();
+    engine.wake_senders(None);
     Ok(())
 }
 

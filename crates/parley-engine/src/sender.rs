@@ -106,7 +106,7 @@ pub async fn recover_stale_sending(engine: &Engine) {
                     count = pass.requeued,
                     "no status named messages left in `sending`; returned them to the queue"
                 );
-                engine.send_wake.notify_waiters();
+                engine.wake_senders(None);
             }
         }
         Err(e) => tracing::warn!(error = %e, "could not requeue stale messages"),
@@ -255,6 +255,8 @@ async fn number_loop(
     let (accepted_tx, accepted_rx) = tokio::sync::mpsc::unbounded_channel();
     let recorder = tokio::spawn(record_acceptances(engine.clone(), accepted_rx));
     let poll = i64::try_from(engine.config.poll_interval.as_millis()).unwrap_or(1000);
+    // Messages queued for this number, on this node or another (`wake.rs`).
+    let mut queued = engine.subscribe_wakeups();
     loop {
         if shutdown.is_cancelled() {
             break;
@@ -276,6 +278,8 @@ async fn number_loop(
             tracing::warn!(phone_number_id = %pn, "the number's lease lapsed; its loop stops");
             break;
         }
+        // This claim finds whatever was queued before it: earlier wake-ups are spent.
+        parley_store::wakeups::drain(&mut queued);
         let lease = i64::try_from(engine.config.lease.as_millis()).unwrap_or(60_000);
         let claimed = match engine
             .store
@@ -306,10 +310,13 @@ async fn number_loop(
             engine.progress.sender_pass_done();
             let next = engine.store.next_due_at(&pn).await.ok().flatten();
             let wait = next.map_or(poll, |t| (t - now).clamp(1, poll));
-            let notified = engine.send_wake.notified();
+            let woken = parley_store::wakeups::wait_for(
+                &mut queued,
+                |w| matches!(w, parley_store::Wakeup::Queued(n) if n.is_empty() || n == pn.as_str()),
+            );
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = notified => {}
+                _ = woken => {}
                 _ = tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(1000))) => {}
             }
             continue;
@@ -330,6 +337,7 @@ async fn number_loop(
         };
         send_round(&state, &token, claimed, &accepted_tx, &shutdown).await;
         engine.progress.sender_pass_done();
+        engine.progress_changed(None);
     }
     // Every acceptance of this loop is written before it reports stopped.
     drop(accepted_tx);
@@ -394,6 +402,7 @@ async fn record_acceptances(
                     for id in missing {
                         tracing::error!(message_id = %id, "Meta accepted a send whose message is gone");
                     }
+                    engine.progress_changed(None);
                     break;
                 }
                 Err(e) => {

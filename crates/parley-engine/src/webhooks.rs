@@ -29,7 +29,7 @@ pub async fn run(engine: Engine, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = notified => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(engine.config.poll_interval.max(Duration::from_secs(1))) => {}
         }
     }
 }
@@ -63,6 +63,9 @@ pub async fn process_pending(engine: &Engine) -> parley_store::Result<usize> {
         tracing::debug!(statuses = chunk.len(), applied, "statuses applied");
     }
     crate::consent::after_statuses(engine, &statuses).await?;
+    if n > 0 {
+        engine.progress_changed(None);
+    }
     engine
         .store
         .finish_webhook_events(&done, engine.now())

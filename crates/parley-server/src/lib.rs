@@ -75,6 +75,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Per-token API rate limits.
     pub limiter: Arc<auth::TokenLimiter>,
+    /// The console's open live-progress streams (`console::campaigns::events`).
+    pub live: console::campaigns::LiveStreams,
 }
 
 /// The process-wide Prometheus recorder (a process has one; tests start many servers).
@@ -334,6 +336,7 @@ pub fn router(state: AppState) -> Router {
             .route("/campaigns/whatsapp/preview", post(campaigns::preview))
             .route("/campaigns/whatsapp/{id}", get(campaigns::detail))
             .route("/campaigns/whatsapp/{id}/stats", get(campaigns::stats))
+            .route("/campaigns/whatsapp/{id}/events", get(campaigns::events))
             .route("/campaigns/whatsapp/{id}/{action}", post(campaigns::action))
             .route(
                 "/settings/tokens",
@@ -538,30 +541,37 @@ async fn track_requests(req: Request, next: Next) -> Response {
 pub struct Server {
     listener: TcpListener,
     router: Router,
+    /// Ended at shutdown: open event streams must not hold the graceful stop.
+    live: console::campaigns::LiveStreams,
 }
 
 impl Server {
     pub fn new(listener: TcpListener, engine: Engine, config: ServerConfig) -> Self {
+        let live = console::campaigns::LiveStreams::new();
         let state = AppState {
             engine,
             limiter: Arc::new(auth::TokenLimiter::new(config.rate_limit)),
             config: Arc::new(config),
             metrics: metrics_handle(),
+            live: live.clone(),
         };
         Server {
             listener,
             router: router(state),
+            live,
         }
     }
 
     /// A worker node's server (`parley serve --role worker`): `/healthz`, `/readyz` and
     /// `/metrics` only; everything else is 404 `route_not_found`.
     pub fn health_only(listener: TcpListener, engine: Engine, config: ServerConfig) -> Self {
+        let live = console::campaigns::LiveStreams::new();
         let state = AppState {
             engine,
             limiter: Arc::new(auth::TokenLimiter::new(config.rate_limit)),
             config: Arc::new(config),
             metrics: metrics_handle(),
+            live: live.clone(),
         };
         let router = Router::new()
             .route("/healthz", get(routes::health::healthz))
@@ -575,7 +585,11 @@ impl Server {
                 security_headers,
             ))
             .with_state(state);
-        Server { listener, router }
+        Server {
+            listener,
+            router,
+            live,
+        }
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
@@ -585,6 +599,12 @@ impl Server {
     /// Serves until `shutdown`, then lets in-flight requests finish (up to 10 s).
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let grace = shutdown.clone();
+        let live = self.live.clone();
+        let closing = shutdown.clone();
+        tokio::spawn(async move {
+            closing.cancelled().await;
+            live.close();
+        });
         // The peer address reaches handlers (the sign-in throttle counts per address).
         let app = self
             .router

@@ -33,6 +33,7 @@ pub mod tag_index;
 pub mod templates;
 pub mod transfer;
 mod types;
+pub mod wakeups;
 
 pub use access::AccessStore;
 pub use audience::AudienceStore;
@@ -50,6 +51,7 @@ pub use sqlite::SqliteStore;
 pub use stats::StatsStore;
 pub use templates::TemplateStore;
 pub use types::*;
+pub use wakeups::{Wakeup, Wakeups};
 
 use async_trait::async_trait;
 use parley_domain::{AccountId, ApplicationId, ContactId, MessageId, PhoneNumberId, UserId, Wamid};
@@ -140,6 +142,9 @@ pub trait Store:
     + Sync
     + 'static
 {
+    /// The wake-up bus (`wakeups.rs`): in-process on SQLite, `LISTEN/NOTIFY` on PostgreSQL.
+    fn wakeups(&self) -> Wakeups;
+
     // --- tenancy -------------------------------------------------------------------------
     async fn create_account(&self, id: &AccountId, name: &str, now: Millis) -> Result<()>;
     async fn create_application(

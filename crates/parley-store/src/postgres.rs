@@ -50,6 +50,8 @@ pub struct PostgresStore {
     /// Filter statements cancelled because their request was dropped.
     pub(crate) filter_abandoned: Arc<AtomicU64>,
     pub(crate) cipher: SecretCipher,
+    /// Wake-ups to and from every node on this database (`LISTEN/NOTIFY`).
+    pub(crate) wakeups: crate::Wakeups,
 }
 
 impl PostgresStore {
@@ -68,6 +70,7 @@ impl PostgresStore {
             .connect(url)
             .await?;
         Ok(PostgresStore {
+            wakeups: crate::Wakeups::postgres(pool.clone(), url),
             pool,
             filter,
             filter_running: Arc::default(),

@@ -34,6 +34,8 @@ pub struct SqliteStore {
     /// Filter statements interrupted because their request was dropped.
     pub(crate) filter_abandoned: Arc<AtomicU64>,
     pub(crate) cipher: SecretCipher,
+    /// Wake-ups inside this process (one process per SQLite file).
+    pub(crate) wakeups: crate::Wakeups,
 }
 
 impl SqliteStore {
@@ -84,6 +86,7 @@ impl SqliteStore {
             filter_running: Arc::default(),
             filter_abandoned: Arc::default(),
             cipher,
+            wakeups: crate::Wakeups::local(),
         })
     }
 

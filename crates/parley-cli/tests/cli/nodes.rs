@@ -607,6 +607,50 @@ async fn an_api_node_runs_no_workers_and_a_worker_node_sends_what_it_queued() {
     }
 }
 
+/// An api node and a worker node on one PostgreSQL, both with an hour-long fallback poll: a
+/// message queued on the api node after the worker went idle is sent and its statuses
+/// applied only because the api node's `NOTIFY` (`parley_queued`, then `parley_work` for
+/// the webhooks it stored) woke the worker. Without the wake-ups the worker would look again
+/// in an hour and the wait below would fail.
+#[tokio::test]
+async fn a_message_queued_on_an_api_node_wakes_the_worker_node_before_its_fallback_poll() {
+    let site = Site::new();
+    let pg = crate::pg::TestDb::create().await;
+    let node = |port: u16, role: &str| {
+        let mut args: Vec<String> = vec!["serve".into(), "--seed-demo".into(), "10".into()];
+        args.extend(["--role".into(), role.to_owned()]);
+        let mut envs = site.envs(&pg.url, port);
+        envs.push(("PARLEY_WORKERS_FALLBACK_POLL_MS", "3600000".to_owned()));
+        start(&args, &envs, "Parley listens on")
+    };
+    let api = node(site.port, "api");
+    let worker_port = free_port();
+    let worker = node(worker_port, "worker");
+    let worker_url = format!("http://127.0.0.1:{worker_port}");
+    assert_eq!(site.readyz(&worker_url).await["role"], "worker");
+
+    // The first message may be found by the worker's first claim; once it is delivered the
+    // worker has claimed, found nothing more and waits: from here only a wake-up moves it.
+    let first = delivered_message_to(&site, "+4915110007919").await;
+    let second = delivered_message_to(&site, "+4915110007920").await;
+    assert_ne!(first, second);
+    let requests = site
+        .sandbox(
+            reqwest::Method::GET,
+            "/sandbox/requests?sends=true",
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        requests["data"].as_array().map(Vec::len),
+        Some(2),
+        "{requests}"
+    );
+    stop(worker);
+    stop(api);
+    pg.finish().await;
+}
+
 /// Runs a documented command (DEPLOY.md, "Backups and restores").
 fn run(program: &str, args: &[&str]) {
     let out = Command::new(program)
@@ -707,12 +751,16 @@ async fn the_documented_backups_restore_and_parley_serves_the_restored_data() {
 
 /// Sends a template message and waits until it is delivered; answers its id.
 async fn delivered_message(site: &Site) -> String {
+    delivered_message_to(site, "+4915110007919").await
+}
+
+async fn delivered_message_to(site: &Site, to: &str) -> String {
     let (status, m) = site
         .api(
             reqwest::Method::POST,
             "/messages",
             Some(
-                &json!({"to": "+4915110007919", "template": {"name": "welcome", "language": "en",
+                &json!({"to": to, "template": {"name": "welcome", "language": "en",
                          "variables": {"first_name": "there"}}}),
             ),
         )

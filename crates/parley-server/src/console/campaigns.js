@@ -1,6 +1,7 @@
 // Campaigns › WhatsApp messages: the New campaign form (variable inputs from the chosen
 // template, live per-variable preview and audience count, field errors next to the fields)
-// and the campaign page (live progress polled every 1.5 s, Start / Pause / Resume / Cancel).
+// and the campaign page (live progress pushed as server-sent events, polled only when the
+// stream is refused; Start / Pause / Resume / Cancel).
 // Plain DOM, no dependencies; the server checks everything again.
 (function () {
   "use strict";
@@ -216,28 +217,48 @@
       return label + ": " + keys.map(function (k) { return obj[k] + " " + k.replace(/_/g, " "); }).join(", ");
     }
 
+    function show(s) {
+      var pct = s.progress_percent || 0;
+      document.getElementById("progress-fill").style.width = pct + "%";
+      document.querySelector("#progress .bar").setAttribute("aria-valuenow", String(pct));
+      document.getElementById("progress-percent").textContent = pct + " %";
+      document.querySelectorAll("[data-count]").forEach(function (el) {
+        var v = s[el.dataset.count];
+        el.textContent = v === undefined ? "—" : String(v);
+      });
+      document.getElementById("next-slot").textContent = s.waiting_for_quota && s.next_slot_at
+        ? "Next messaging-limit slot frees at " + s.next_slot_at : (s.planned ? "" : "Planning the audience…");
+      document.getElementById("breakdowns").textContent = [s.held_by_meta ? s.held_by_meta + " held by Meta (pacing)" : "", s.capped_by_meta ? s.capped_by_meta + " capped by Meta (per-user marketing limit)" : "", breakdown(s.failed_by_code, "Failed by error code"), breakdown(s.skipped_by_reason, "Skipped")]
+        .filter(Boolean).join(" · ");
+      setState(s.state, s.state_reason);
+      stopped = (s.state === "completed" || s.state === "cancelled") && s.queued + s.sending + s.accepted === 0;
+    }
+
+    // Live progress: server-sent events (`/events`, pushed when any Parley node changes the
+    // campaign). The browser reconnects a stream that drops; a stream the server refuses
+    // (too many open, or no EventSource) falls back to polling every 1.5 s.
     var stopped = false;
+    var polling = false;
     function poll() {
+      polling = true;
       fetch("/campaigns/whatsapp/" + encodeURIComponent(id) + "/stats", { credentials: "same-origin", cache: "no-store" })
         .then(function (r) { return r.ok ? r.json() : null; })
-        .then(function (s) {
-          if (!s) return;
-          var pct = s.progress_percent || 0;
-          document.getElementById("progress-fill").style.width = pct + "%";
-          document.querySelector("#progress .bar").setAttribute("aria-valuenow", String(pct));
-          document.getElementById("progress-percent").textContent = pct + " %";
-          document.querySelectorAll("[data-count]").forEach(function (el) {
-            var v = s[el.dataset.count];
-            el.textContent = v === undefined ? "—" : String(v);
-          });
-          document.getElementById("next-slot").textContent = s.waiting_for_quota && s.next_slot_at
-            ? "Next messaging-limit slot frees at " + s.next_slot_at : (s.planned ? "" : "Planning the audience…");
-          document.getElementById("breakdowns").textContent = [s.held_by_meta ? s.held_by_meta + " held by Meta (pacing)" : "", s.capped_by_meta ? s.capped_by_meta + " capped by Meta (per-user marketing limit)" : "", breakdown(s.failed_by_code, "Failed by error code"), breakdown(s.skipped_by_reason, "Skipped")]
-            .filter(Boolean).join(" · ");
-          setState(s.state, s.state_reason);
-          stopped = (s.state === "completed" || s.state === "cancelled") && s.queued + s.sending + s.accepted === 0;
-        })
-        .finally(function () { if (!stopped) setTimeout(poll, 1500); });
+        .then(function (s) { if (s) show(s); })
+        .finally(function () { if (!stopped) setTimeout(poll, 1500); else polling = false; });
+    }
+    function live() {
+      if (!window.EventSource) { campaign.dataset.live = "poll"; poll(); return; }
+      var events = new EventSource("/campaigns/whatsapp/" + encodeURIComponent(id) + "/events");
+      events.addEventListener("open", function () { campaign.dataset.live = "stream"; });
+      events.addEventListener("progress", function (e) {
+        try { show(JSON.parse(e.data)); } catch (err) { /* a torn event: the next one repairs it */ }
+      });
+      events.addEventListener("error", function () {
+        if (events.readyState === EventSource.CLOSED) {
+          campaign.dataset.live = "poll";
+          if (!polling) poll();
+        }
+      });
     }
 
     document.querySelectorAll("#campaign-actions button").forEach(function (b) {
@@ -250,7 +271,7 @@
           b.disabled = false;
           if (res.ok) {
             setState(res.body.state, res.body.state_reason);
-            if (stopped) { stopped = false; poll(); }
+            if (stopped && polling === false && campaign.dataset.live === "poll") { stopped = false; poll(); }
           } else {
             actionError.textContent = (res.body.error && res.body.error.message) || "That did not work (" + res.status + ").";
             actionError.hidden = false;
@@ -259,6 +280,6 @@
       });
     });
     setState(campaign.dataset.state, document.getElementById("state-reason").textContent);
-    poll();
+    live();
   }
 })();

@@ -2,22 +2,29 @@
 //! shown by `platforms::campaigns_page` once a platform exists), the New campaign form
 //! (one dynamic-content expression per template variable, with a live preview for a sample
 //! contact and the audience's live count), the campaign page with the plan and Start for a
-//! draft, and live progress (the page polls the statistics) with Pause / Resume / Cancel.
+//! draft, and live progress (server-sent events fed by the wake-up bus, so a change on any
+//! node reaches the page; polling when the stream is refused) with Pause / Resume / Cancel.
 //! Everything goes through the same engine calls as `/api/v1/campaigns`; field errors come
 //! back with the engine's field names and the page shows them next to the fields.
 
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use parley_domain::{ApplicationId, CampaignId, CampaignState, SlotKind, SlotLocation};
 use parley_engine::audience::segment_id;
 use parley_engine::audience::{PreviewContact, PreviewOutcome};
 use parley_engine::campaigns::CampaignPlan;
 use parley_engine::campaigns::campaign_id;
+use parley_store::Wakeup;
 use parley_store::campaigns::CampaignRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use super::{PageError, PageResult, SignedIn, SignedInJson, render};
 use crate::AppState;
@@ -609,6 +616,131 @@ pub async fn stats(
         .campaign_stats(&app.id, &campaign_id(&id)?)
         .await?;
     Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(s)).into_response())
+}
+
+/// Live-progress streams one node serves at once; beyond, the page falls back to polling.
+pub const MAX_LIVE_STREAMS: usize = 256;
+/// A stream ends after this long; the browser's `EventSource` opens a new one at once.
+const LIVE_STREAM_LIFETIME: Duration = Duration::from_secs(10 * 60);
+/// The least time between two recomputations of one page's statistics.
+const LIVE_MIN_INTERVAL: Duration = Duration::from_millis(300);
+/// Statistics are recomputed at least this often even with no wake-up (one may be lost), or
+/// at the node's fallback poll when that is longer.
+const LIVE_FALLBACK: Duration = Duration::from_secs(15);
+
+/// The open live-progress streams of this server: at most `MAX_LIVE_STREAMS`, all ended at
+/// shutdown so they do not hold up the graceful stop.
+#[derive(Clone)]
+pub struct LiveStreams {
+    slots: Arc<tokio::sync::Semaphore>,
+    closing: CancellationToken,
+}
+
+impl LiveStreams {
+    pub fn new() -> LiveStreams {
+        LiveStreams {
+            slots: Arc::new(tokio::sync::Semaphore::new(MAX_LIVE_STREAMS)),
+            closing: CancellationToken::new(),
+        }
+    }
+
+    /// Ends every open stream (the server is stopping).
+    pub fn close(&self) {
+        self.closing.cancel();
+    }
+}
+
+impl Default for LiveStreams {
+    fn default() -> Self {
+        LiveStreams::new()
+    }
+}
+
+/// One open stream's state between events.
+struct LiveStream {
+    engine: parley_engine::Engine,
+    app: ApplicationId,
+    id: CampaignId,
+    bus: tokio::sync::broadcast::Receiver<Wakeup>,
+    last: Option<String>,
+    first: Option<String>,
+    ends: tokio::time::Instant,
+    closing: CancellationToken,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl LiveStream {
+    /// The next `progress` event: the statistics, whenever they differ from the last sent.
+    async fn next(mut self) -> Option<(Result<Event, Infallible>, LiveStream)> {
+        if let Some(first) = self.first.take() {
+            self.last = Some(first.clone());
+            return Some((Ok(Event::default().event("progress").data(first)), self));
+        }
+        loop {
+            let id = self.id.as_str().to_owned();
+            let woken = parley_store::wakeups::wait_for(
+                &mut self.bus,
+                |w| matches!(w, Wakeup::Live(c) if c == "*" || *c == id),
+            );
+            tokio::select! {
+                _ = self.closing.cancelled() => return None,
+                _ = tokio::time::sleep_until(self.ends) => return None,
+                _ = woken => {}
+                _ = tokio::time::sleep(self.engine.config.poll_interval.max(LIVE_FALLBACK)) => {}
+            }
+            // Changes keep coming while a campaign sends: look at most every 300 ms.
+            tokio::time::sleep(LIVE_MIN_INTERVAL).await;
+            parley_store::wakeups::drain(&mut self.bus);
+            let stats = self.engine.campaign_stats(&self.app, &self.id).await.ok()?;
+            let json = serde_json::to_string(&stats).ok()?;
+            if self.last.as_deref() != Some(json.as_str()) {
+                self.last = Some(json.clone());
+                return Some((Ok(Event::default().event("progress").data(json)), self));
+            }
+        }
+    }
+}
+
+/// `GET /campaigns/whatsapp/{id}/events`: the campaign's statistics as server-sent events
+/// (`event: progress`, the same JSON as `/stats`), first at once, then whenever a wake-up
+/// says its progress changed, on this node or another (`parley_engine::wake`). One stream
+/// per open page; 429 `too_many_live_streams` when the node serves `MAX_LIVE_STREAMS`
+/// already (the page then polls).
+pub async fn events(
+    State(state): State<AppState>,
+    SignedInJson(app): SignedInJson,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = campaign_id(&id)?;
+    // Subscribed before the first read, so no change between the two is missed.
+    let bus = state.engine.subscribe_wakeups();
+    let first = state.engine.campaign_stats(&app.id, &id).await?;
+    let slot = state.live.slots.clone().try_acquire_owned().map_err(|_| {
+        parley_engine::EngineError::new(
+            parley_engine::ErrorKind::TooManyRequests,
+            "too_many_live_streams",
+            format!(
+                "this node already serves {MAX_LIVE_STREAMS} live progress streams; the page polls instead"
+            ),
+        )
+    })?;
+    let stream = LiveStream {
+        engine: state.engine.clone(),
+        app: app.id.clone(),
+        id,
+        bus,
+        last: None,
+        first: Some(serde_json::to_string(&first).unwrap_or_default()),
+        ends: tokio::time::Instant::now() + LIVE_STREAM_LIFETIME,
+        closing: state.live.closing.clone(),
+        _slot: slot,
+    };
+    let events = futures::stream::unfold(stream, LiveStream::next);
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Sse::new(events).keep_alive(KeepAlive::default()),
+    )
+        .into_response())
 }
 
 /// `POST /campaigns/whatsapp/{id}/{start|pause|resume|cancel}`: answers `{"state"}` or the

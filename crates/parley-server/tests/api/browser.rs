@@ -164,14 +164,20 @@ impl Browser {
 
     /// Signs in to the console with the app's printed login and waits for a signed-in page.
     pub async fn sign_in(&self, app: &crate::helpers::TestApp) {
+        self.sign_in_at(&app.url, &app.console_email, &app.console_password)
+            .await;
+    }
+
+    /// Signs in to the console served at `url` (another node of the same database).
+    pub async fn sign_in_at(&self, url: &str, email: &str, password: &str) {
         let c = &self.client;
-        c.goto(&format!("{}/login", app.url)).await.expect("goto");
-        let email = self.wait_css("input[name=email]").await;
-        email.send_keys(&app.console_email).await.expect("type");
+        c.goto(&format!("{url}/login")).await.expect("goto");
+        let field = self.wait_css("input[name=email]").await;
+        field.send_keys(email).await.expect("type");
         c.find(Locator::Css("input[name=password]"))
             .await
             .expect("pw")
-            .send_keys(&app.console_password)
+            .send_keys(password)
             .await
             .expect("type");
         c.find(Locator::Css("button[type=submit]"))

@@ -319,3 +319,141 @@ async fn the_console_form_takes_a_list_and_a_send_window() {
     assert_eq!(c["audience"]["list"]["numbers"], 3, "{c}");
     assert_eq!(c["audience"]["list"]["invalid_number"], 1, "{c}");
 }
+
+/// A second node on the app's PostgreSQL database: its own store, engine and server, role
+/// `api` (no workers). Stops with the app.
+async fn api_node(app: &TestApp, db_url: &str) -> (String, tokio::task::JoinSet<()>) {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cipher = parley_store::SecretCipher::load_or_create(dir.path()).expect("key");
+    let store = parley_store::PostgresStore::connect(db_url, cipher)
+        .await
+        .expect("postgres");
+    let demo = parley_sandbox::SandboxConfig::demo();
+    let engine = parley_engine::Engine::new(
+        Arc::new(store),
+        parley_meta::GraphClient::new(&app.sandbox_url, demo.graph_version.clone()),
+        Arc::new(app.clock.clone()),
+        parley_engine::EngineConfig {
+            poll_interval: Duration::from_secs(3600),
+            ..Default::default()
+        },
+    );
+    let shutdown = app.shutdown.child_token();
+    let node = engine.spawn_node(parley_engine::nodes::NodeRole::Api, shutdown.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = parley_server::Server::new(
+        listener,
+        engine,
+        parley_server::ServerConfig {
+            app_secret: app.app_secret.clone(),
+            verify_token: demo.verify_token.clone(),
+            session_key: parley_server::session::SessionKey::new(crate::helpers::rand_key()),
+            secure_cookies: false,
+            metrics_token: None,
+            rate_limit: Default::default(),
+        },
+    );
+    tokio::spawn(server.run(shutdown));
+    (url, node)
+}
+
+/// Live progress: the campaign page opens a server-sent event stream and its progress moves
+/// from 0 % to 100 % as the campaign sends, with no reload and no polling (`data-live` says
+/// the stream is what the page listens to). On PostgreSQL the page is served by a second
+/// node with no workers (its own engine, store and bus): every change it shows was made by
+/// the app's node and reached it through `NOTIFY parley_live`.
+#[tokio::test]
+async fn campaign_progress_is_pushed_to_the_page_from_any_node_without_a_reload() {
+    let app = spawn_app().await;
+    let (page_url, _node) = match &app.pg {
+        Some(pg) => {
+            let (url, node) = api_node(&app, &pg.url).await;
+            (url, Some(node))
+        }
+        None => (app.url.clone(), None),
+    };
+    let (status, v) = app
+        .api_call(
+            Method::POST,
+            "/api/v1/campaigns",
+            Some(&json!({
+                "name": "Live", "type": "marketing",
+                "template": {"name": "welcome", "language": "en",
+                    "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}"}},
+                "audience": {"filter": "all"},
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let id = v["id"].as_str().expect("id").to_owned();
+
+    let browser = Browser::start().await;
+    browser
+        .sign_in_at(&page_url, &app.console_email, &app.console_password)
+        .await;
+    browser
+        .client
+        .goto(&format!("{page_url}/campaigns/whatsapp/{id}"))
+        .await
+        .expect("goto");
+    browser.wait_css("#campaign[data-live=stream]").await;
+    let percent = || async {
+        browser
+            .wait_css("#progress-percent")
+            .await
+            .text()
+            .await
+            .unwrap_or_default()
+    };
+    let mut before = percent().await;
+    for _ in 0..100 {
+        if before != "—" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        before = percent().await;
+    }
+    assert_eq!(
+        before, "0 %",
+        "a draft shows 0 % from the stream's first event"
+    );
+    browser
+        .client
+        .execute("window.notReloaded = true;", vec![])
+        .await
+        .expect("mark");
+
+    // Started on the app's node; the page's node runs no worker.
+    let (status, v) = app
+        .api_call(Method::POST, &format!("/api/v1/campaigns/{id}/start"), None)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let mut last = String::new();
+    for _ in 0..300 {
+        last = percent().await;
+        if last == "100 %" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last, "100 %", "progress never reached 100 % on the page");
+    browser.wait_text("Completed").await;
+    let page = browser
+        .client
+        .execute(
+            "return [window.notReloaded === true, document.getElementById('campaign').dataset.live];",
+            vec![],
+        )
+        .await
+        .expect("script");
+    assert_eq!(
+        page,
+        json!([true, "stream"]),
+        "reloaded, or fell back to polling"
+    );
+    assert!(browser.csp_violations().await.is_empty());
+}

@@ -603,7 +603,7 @@ pub fn status_webhook(statuses: &[(&str, &str, Option<&str>)]) -> Value {
     }}]}]})
 }
 
-fn rand_key() -> [u8; 32] {
+pub fn rand_key() -> [u8; 32] {
     let mut key = [0u8; 32];
     for (i, b) in uuid::Uuid::new_v4()
         .as_bytes()

@@ -76,6 +76,10 @@ async fn write_statuses(tx: &mut Tx, batch: &mut Batch) -> Result<()> {
 
 #[async_trait]
 impl Store for Backend {
+    fn wakeups(&self) -> crate::Wakeups {
+        self.wakeups.clone()
+    }
+
     async fn create_account(&self, id: &AccountId, name: &str, now: Millis) -> Result<()> {
         sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(id.as_str())
