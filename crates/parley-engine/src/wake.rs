@@ -39,11 +39,6 @@ impl Engine {
         ));
     }
 
-    /// Webhook events were stored: wakes the processor of every worker node.
-    pub(crate) fn wake_webhooks(&self) {
-        self.store.wakeups().publish(Wakeup::Webhooks);
-    }
-
     /// A campaign started, resumed or was scheduled: wakes every node's campaign worker.
     pub(crate) fn wake_campaigns(&self) {
         self.store.wakeups().publish(Wakeup::Campaigns);
