@@ -435,3 +435,77 @@ async fn a_fallback_meta_refuses_pauses_the_campaign_and_nothing_goes_to_message
         .collect();
     assert_eq!(accepted.len(), 3, "{accepted:?}");
 }
+
+/// The console: the platform's card turns the setting on (refused with Meta's status until the
+/// WABA is onboarded) and off; the New campaign form takes the time-to-live in hours.
+#[tokio::test]
+async fn the_console_sets_the_platform_and_the_campaign_ttl() {
+    let app = spawn_app().await;
+    let cookie = app.console_cookie().await;
+    let id = platform_id(&app).await;
+    let on = format!("/settings/platforms/{id}/marketing_messages_on");
+    let (status, v) = app.console_post(&cookie, &on, &json!({})).await;
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(
+        v["error"]["code"], "marketing_messages_not_onboarded",
+        "{v}"
+    );
+    let (_, html) = app.console_get(&cookie, "/settings/platforms/list").await;
+    assert!(html.contains("Use the Marketing Messages API"), "{html}");
+
+    meta_marketing(
+        &app,
+        json!({"marketing_messages_onboarding_status": "ONBOARDED"}),
+    )
+    .await;
+    let (status, v) = app.console_post(&cookie, &on, &json!({})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["marketing_messages"], true, "{v}");
+    let (_, html) = app.console_get(&cookie, "/settings/platforms/list").await;
+    assert!(
+        html.contains("Send marketing through the Cloud API"),
+        "{html}"
+    );
+    let (status, v) = app
+        .console_post(
+            &cookie,
+            &format!("/settings/platforms/{id}/marketing_messages_off"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["marketing_messages"], false, "{v}");
+
+    let form = |hours: &str| {
+        json!({
+            "name": "TTL", "phone_number_id": "", "type": "marketing",
+            "template_name": "welcome", "template_language": "en",
+            "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}"},
+            "segment_id": "", "filter": "all", "scheduled_at": null,
+            "marketing_ttl_hours": hours,
+        })
+    };
+    for bad in ["2", "721", "a day"] {
+        let (status, v) = app
+            .console_post(&cookie, "/campaigns/whatsapp/new", &form(bad))
+            .await;
+        assert_eq!(status, 400, "{bad}: {v}");
+        assert_eq!(v["error"]["field"], "marketing_ttl_seconds", "{v}");
+    }
+    let (status, v) = app
+        .console_post(&cookie, "/campaigns/whatsapp/new", &form("48"))
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let c = api(
+        &app,
+        Method::GET,
+        &format!("/api/v1/campaigns/{}", v["id"].as_str().unwrap_or_default()),
+        None,
+    )
+    .await;
+    assert_eq!(c["marketing_ttl_seconds"], 48 * 3600, "{c}");
+    let (status, v) = app
+        .console_post(&cookie, "/campaigns/whatsapp/new", &form(""))
+        .await;
+    assert_eq!(status, 201, "{v}");
+}
