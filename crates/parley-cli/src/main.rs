@@ -5,6 +5,7 @@
 mod bench;
 mod bench_campaign;
 mod bench_webhooks;
+mod bench_stats;
 mod config;
 mod contacts;
 mod demo;
@@ -95,6 +96,11 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Statistics counters: recount them from the raw rows.
+    Stats {
+        #[command(subcommand)]
+        action: StatsAction,
+    },
     /// Benchmarks (run them with --release).
     Bench {
         #[command(subcommand)]
@@ -119,7 +125,27 @@ struct ServeTestArgs {
 }
 
 #[derive(Subcommand)]
+enum StatsAction {
+    /// Recompute every statistics counter from the raw rows (messages, inbound messages,
+    /// opt-outs) and print the counters that differ; exits 1 when some do. Writers wait
+    /// while it reads.
+    Recount {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Replace the kept counters by the recount (in the same transaction).
+        #[arg(long)]
+        fix: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum BenchWhat {
+    /// A year of synthetic statistics counters in a temporary SQLite file, then timed
+    /// statistics queries (the `GET /api/v1/stats` path).
+    Stats {
+        #[arg(long, default_value_t = 10_000_000)]
+        messages: u64,
+    },
     /// Import, count a segment and personalize over N contacts in a temporary SQLite file.
     Audience {
         #[arg(long, default_value_t = 1_000_000)]
@@ -277,6 +303,16 @@ async fn main() -> std::process::ExitCode {
             Ok(code) => return std::process::ExitCode::from(code),
             Err(e) => Err(e),
         },
+        Command::Stats {
+            action: StatsAction::Recount { config, fix },
+        } => match stats_recount(config, fix).await {
+            Ok(true) => return std::process::ExitCode::from(1),
+            Ok(false) => Ok(()),
+            Err(e) => Err(e),
+        },
+        Command::Bench {
+            what: BenchWhat::Stats { messages },
+        } => bench_stats::stats(messages).await,
         Command::Bench {
             what: BenchWhat::Audience { contacts },
         } => bench::audience(contacts).await,
@@ -520,6 +556,48 @@ async fn print_setup_link(
         println!("  (valid for 24 hours, once; or run `parley admin create-owner --email …`)");
     }
     Ok(())
+}
+
+/// `parley stats recount [--fix]`; `Ok(true)` when counters differed and were left as they
+/// were.
+async fn stats_recount(config: Option<PathBuf>, fix: bool) -> anyhow::Result<bool> {
+    let cfg = config::Config::load_unchecked(config.as_deref())?;
+    let engine = engine_for_cli(&cfg).await?;
+    let diff = engine
+        .recount_stats(fix)
+        .await
+        .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))?;
+    for d in &diff {
+        let k = &d.key;
+        println!(
+            "{} {} {} {} campaign={:?} template={:?} number={:?} category={:?} country={:?} origin={:?} detail={:?}: counted {}, recounted {}",
+            k.application_id,
+            k.span,
+            k.bucket,
+            k.metric,
+            k.campaign_id,
+            k.template,
+            k.phone_number_id,
+            k.category,
+            k.country,
+            k.origin,
+            k.detail,
+            d.counted,
+            d.recounted
+        );
+    }
+    match (diff.is_empty(), fix) {
+        (true, _) => println!("The statistics counters equal the recount."),
+        (false, true) => println!("{} counters differed; replaced by the recount.", diff.len()),
+        (false, false) => {
+            println!(
+                "{} counters differ; run again with --fix to replace them.",
+                diff.len()
+            );
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 async fn engine_for_cli(cfg: &config::Config) -> anyhow::Result<Engine> {
