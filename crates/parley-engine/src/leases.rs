@@ -32,8 +32,14 @@ pub const PLANNER: &str = "planner";
 /// The periodic jobs, each run by the node holding `job:<name>`.
 pub const JOB_TEMPLATE_SYNC: &str = "job:template_sync";
 pub const JOB_AUDIT_RETENTION: &str = "job:audit_retention";
+pub const JOB_WEBHOOKS: &str = "job:webhook_processor";
 /// Every singleton lease a worker node competes for (first come).
-pub const SINGLETONS: &[&str] = &[PLANNER, JOB_TEMPLATE_SYNC, JOB_AUDIT_RETENTION];
+pub const SINGLETONS: &[&str] = &[
+    PLANNER,
+    JOB_TEMPLATE_SYNC,
+    JOB_AUDIT_RETENTION,
+    JOB_WEBHOOKS,
+];
 
 /// The lease of one number's sender loop.
 pub fn sender_resource(pn: &PhoneNumberId) -> String {
@@ -366,10 +372,11 @@ impl Engine {
             while lease.running.load(Ordering::SeqCst) && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            if !lease.running.load(Ordering::SeqCst) && lease.live() {
-                if let Err(e) = self.store.release_lease(&lease.fence).await {
-                    tracing::warn!(resource = %lease.fence.resource, error = %e, "cannot release a lease; it lapses");
-                }
+            if !lease.running.load(Ordering::SeqCst)
+                && lease.live()
+                && let Err(e) = self.store.release_lease(&lease.fence).await
+            {
+                tracing::warn!(resource = %lease.fence.resource, error = %e, "cannot release a lease; it lapses");
             }
             self.leases.remove(&lease.fence.resource);
         }

@@ -21,10 +21,16 @@ const BATCH: u32 = 1_000;
 pub async fn run(engine: Engine, shutdown: CancellationToken) {
     loop {
         let notified = engine.webhook_wake.notified();
-        match process_pending(&engine).await {
-            Ok(n) if n > 0 => continue,
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "webhook processing paused by a storage error"),
+        // One node applies the stored events: the one holding the job's lease (applying is
+        // idempotent, so a paused holder that wakes up does no harm, only work twice).
+        if engine.leases.holds(crate::leases::JOB_WEBHOOKS) {
+            match process_pending(&engine).await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook processing paused by a storage error")
+                }
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,

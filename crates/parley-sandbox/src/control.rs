@@ -16,7 +16,8 @@
 //! | `POST` | `/sandbox/behaviour` | partial [`Behaviour`], e.g. `{"read_ratio": 1.0}` | the updated behaviour |
 //! | `GET` | `/sandbox/messages` | `?to=<digits or E.164>&phone_number_id=&limit=N` (last N) | `{"data": [{"wamid", "phone_number_id", "to", "input", "type", "request", "received_at", "status", "statuses", "template"?, "biz_opaque_callback_data"?}]}` in acceptance order |
 //! | `GET` | `/sandbox/messages/{wamid}` | | one recorded message |
-//! | `GET` | `/sandbox/requests` | `?sends=true&outcome=accepted\|refused&to=&phone_number_id=&limit=N` (last N) | `{"data": [{"seq", "at_ms", "method", "path", "phone_number_id"?, "to"?, "type"?, "template"?, "message_send_ttl_seconds"?, "product_policy"?, "outcome", "http_status", "code"?, "wamid"?}], "rate_refusals": {"<phone id>": {"throughput", "pair_rate"}}}`: every Graph call received, refused ones with their code |
+//! | `GET` | `/sandbox/requests` | `?sends=true&outcome=accepted\|refused&to=&phone_number_id=&limit=N` (last N) | `{"data": [{"seq", "at_ms", "received_ms", "method", "path", "phone_number_id"?, "to"?, "type"?, "template"?, "message_send_ttl_seconds"?, "product_policy"?, "outcome", "http_status", "code"?, "wamid"?, "fence"?}], "rate_refusals": {"<phone id>": {"throughput", "pair_rate"}}}`: every Graph call received, refused ones with their code |
+//! | `GET` | `/sandbox/throughput` | | per number: sends received, the most in any one-second window by arrival, the fencing tokens seen (`X-Parley-Fence`) and sends under a stale one |
 //! | `GET` | `/sandbox/webhooks` | `?limit=N` (last N) | `{"data": [{"id", "at", "url", "phone_number_id", "kind", "statuses", "messages", "attempts", "response_code", "outcome", "error"?, "duplicate", "payload"}]}` |
 //! | `POST` | `/sandbox/webhook_url` | `{"url": "http://…" \| null}` | `{"url"}` |
 //! | `GET` | `/sandbox/state` | | businesses, WABAs, numbers, templates, clock (no secrets) |
@@ -441,7 +442,7 @@ pub(crate) async fn requests(State(sandbox): State<Sandbox>, uri: Uri) -> Answer
 }
 
 /// `GET /sandbox/throughput`: per number, the sends received (accepted or refused), the most
-/// received in any one-second window (`[t, t + 1000)` ms) against the number's messages per
+/// that arrived in any one-second window (`[t, t + 1000)` ms, by arrival) against the number's messages per
 /// second, and the fencing tokens they carried (`X-Parley-Fence`): `stale_fence_sends` counts
 /// sends whose token is lower than one an earlier send to that number carried.
 pub(crate) async fn throughput(State(sandbox): State<Sandbox>) -> Answer {
@@ -455,7 +456,7 @@ pub(crate) async fn throughput(State(sandbox): State<Sandbox>) -> Answer {
     }
     let mut data = serde_json::Map::new();
     for (pn, sends) in by {
-        let mut at: Vec<i64> = sends.iter().map(|r| r.at_ms).collect();
+        let mut at: Vec<i64> = sends.iter().map(|r| r.received_ms).collect();
         at.sort_unstable();
         let (mut most, mut from_ms, mut first) = (0usize, None, 0usize);
         for (last, t) in at.iter().enumerate() {
@@ -488,6 +489,7 @@ pub(crate) async fn throughput(State(sandbox): State<Sandbox>) -> Answer {
                 "busiest_second_from_ms": from_ms,
                 "fence_tokens": tokens,
                 "stale_fence_sends": stale,
+                "refused_for_throughput": state.requests.rate_refusals.get(pn).map_or(0, |r| r.throughput),
             }),
         );
     }

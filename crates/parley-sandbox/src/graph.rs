@@ -62,6 +62,7 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let received_ms = sandbox.inner.clock.now_ms();
     let latency = sandbox.inner.lock().faults.latency_ms;
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -70,7 +71,14 @@ pub(crate) async fn handle(
         Ok(request) => request,
         Err(error) => {
             let path = uri.path().trim_start_matches('/').to_owned();
-            record_request(&sandbox, method.as_str(), path, None, None, Err(&error));
+            record_request(
+                &sandbox,
+                method.as_str(),
+                path,
+                None,
+                (received_ms, None),
+                Err(&error),
+            );
             return error.into_response();
         }
     };
@@ -85,7 +93,7 @@ pub(crate) async fn handle(
         request.method.as_str(),
         path,
         Some(&request),
-        fence,
+        (received_ms, fence),
         answer.as_ref().map(|a| match a {
             Answer::Json(v) | Answer::Held(v, _) => v,
         }),
@@ -107,7 +115,7 @@ fn record_request(
     method: &str,
     path: String,
     request: Option<&GraphRequest>,
-    fence: Option<i64>,
+    (received_ms, fence): (i64, Option<i64>),
     outcome: Result<&Value, &GraphError>,
 ) {
     let at_ms = sandbox.inner.clock.now_ms();
@@ -124,6 +132,7 @@ fn record_request(
     let record = RequestRecord {
         seq: 0,
         at_ms,
+        received_ms,
         method: method.to_owned(),
         path,
         phone_number_id: send.map(|r| r.segments[0].clone()),

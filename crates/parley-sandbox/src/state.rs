@@ -142,6 +142,8 @@ pub struct RequestRecord {
     pub seq: u64,
     /// Virtual Unix milliseconds when the call was answered.
     pub at_ms: i64,
+    /// Virtual Unix milliseconds when the call arrived (before its body was read).
+    pub received_ms: i64,
     pub method: String,
     /// The path without its `vNN.N` segment, e.g. `106540352242922/messages`.
     pub path: String,

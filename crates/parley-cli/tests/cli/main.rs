@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 mod crash;
+mod leases;
 mod nodes;
 mod people;
 // The store suite's PostgreSQL harness (throwaway cluster or PARLEY_TEST_POSTGRES_URL).
