@@ -502,6 +502,33 @@ impl PostgresStore {
             .map(Some)
     }
 
+    /// `ConsentStore::record_pricing`: two `UPDATE`s over the updates as a JSON array
+    /// (`w` wamid, `id` message id, `p` pricing, `c` category): by wamid, then by id where no
+    /// message has the wamid.
+    pub(crate) async fn record_pricing_json(&self, json: &str) -> Result<u64> {
+        let mut tx = self.tx().await?;
+        let by_wamid = sqlx::query(
+            "UPDATE messages SET pricing = j ->> 'p', pricing_category = j ->> 'c'
+             FROM jsonb_array_elements($1::jsonb) AS j WHERE messages.wamid = j ->> 'w'",
+        )
+        .bind(json)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let by_id = sqlx::query(
+            "UPDATE messages SET pricing = j ->> 'p', pricing_category = j ->> 'c'
+             FROM jsonb_array_elements($1::jsonb) AS j
+             WHERE j ->> 'id' IS NOT NULL AND messages.id = j ->> 'id'
+               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.wamid = j ->> 'w')",
+        )
+        .bind(json)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(by_wamid + by_id)
+    }
+
     /// `Store::finish_webhook_events`: one `UPDATE` over the ids and notes as two arrays.
     async fn finish_events(&self, done: &[(i64, Option<String>)], now: Millis) -> Result<()> {
         let ids: Vec<i64> = done.iter().map(|d| d.0).collect();

@@ -529,6 +529,33 @@ impl SqliteStore {
         Ok(Some(out))
     }
 
+    /// `ConsentStore::record_pricing`: two `UPDATE`s over the updates as a JSON array
+    /// (`w` wamid, `id` message id, `p` pricing, `c` category): by wamid, then by id where no
+    /// message has the wamid.
+    pub(crate) async fn record_pricing_json(&self, json: &str) -> Result<u64> {
+        let mut tx = self.tx().await?;
+        let by_wamid = sqlx::query(
+            "UPDATE messages SET pricing = j.value ->> 'p', pricing_category = j.value ->> 'c'
+             FROM json_each($1) AS j WHERE messages.wamid = j.value ->> 'w'",
+        )
+        .bind(json)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let by_id = sqlx::query(
+            "UPDATE messages SET pricing = j.value ->> 'p', pricing_category = j.value ->> 'c'
+             FROM json_each($1) AS j
+             WHERE j.value ->> 'id' IS NOT NULL AND messages.id = j.value ->> 'id'
+               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.wamid = j.value ->> 'w')",
+        )
+        .bind(json)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(by_wamid + by_id)
+    }
+
     /// `Store::finish_webhook_events`: one `UPDATE` over the events as a JSON array.
     async fn finish_events(&self, done: &[(i64, Option<String>)], now: Millis) -> Result<()> {
         let json = serde_json::Value::Array(

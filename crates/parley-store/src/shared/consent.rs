@@ -62,34 +62,31 @@ impl ConsentStore for Backend {
     }
 
     async fn record_pricing(&self, updates: &[PricingUpdate]) -> Result<u64> {
-        let mut n = 0;
-        for u in updates {
-            let pricing = serde_json::to_string(&u.pricing).map_err(|e| corrupt("pricing", e))?;
-            let mut done = sqlx::query(
-                "UPDATE messages SET pricing = $1, pricing_category = $2 WHERE wamid = $3",
-            )
-            .bind(text(&pricing))
-            .bind(u.category.as_deref().map(text))
-            .bind(u.wamid.as_str())
-            .execute(self.writer())
-            .await?
-            .rows_affected();
-            if done == 0
-                && let Some(id) = &u.message_id
-            {
-                done = sqlx::query(
-                    "UPDATE messages SET pricing = $1, pricing_category = $2 WHERE id = $3",
-                )
-                .bind(text(&pricing))
-                .bind(u.category.as_deref().map(text))
-                .bind(id.as_str())
-                .execute(self.writer())
-                .await?
-                .rows_affected();
-            }
-            n += done;
+        if updates.is_empty() {
+            return Ok(0);
         }
-        Ok(n)
+        // One statement for the batch (the webhook processor passes a whole round's): each
+        // message by its wamid, else by its id when no message has the wamid; the last update
+        // of a wamid wins, as when they were written one by one.
+        let mut last = std::collections::HashMap::new();
+        for (i, u) in updates.iter().enumerate() {
+            last.insert(u.wamid.as_str(), i);
+        }
+        let mut rows = Vec::with_capacity(last.len());
+        for (i, u) in updates.iter().enumerate() {
+            if last.get(u.wamid.as_str()) != Some(&i) {
+                continue;
+            }
+            let pricing = serde_json::to_string(&u.pricing).map_err(|e| corrupt("pricing", e))?;
+            rows.push(serde_json::json!({
+                "w": u.wamid.as_str(),
+                "id": u.message_id.as_ref().map(MessageId::as_str),
+                "p": text(&pricing),
+                "c": u.category.as_deref().map(text),
+            }));
+        }
+        let json = serde_json::Value::Array(rows).to_string();
+        self.record_pricing_json(&json).await
     }
 
     async fn message_ref(

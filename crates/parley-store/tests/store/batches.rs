@@ -18,6 +18,7 @@ crate::contract!(
     a_quota_batch_answers_as_one_request_at_a_time,
     webhook_events_finish_in_one_batch,
     pending_events_stop_at_the_body_budget,
+    a_round_of_pricing_ends_as_one_at_a_time,
 );
 
 fn status(wamid: &str, id: Option<&MessageId>, state: MessageState, at: i64) -> StatusChange {
@@ -405,4 +406,47 @@ async fn pending_events_stop_at_the_body_budget(b: &Backend) {
         vec![alone],
         "one event over the budget still goes, alone"
     );
+}
+
+/// `record_pricing` over a webhook round: by wamid, else by our id when no message has the
+/// wamid; the last pricing of a wamid wins; a status naming nothing changes nothing.
+async fn a_round_of_pricing_ends_as_one_at_a_time(b: &Backend) {
+    use parley_store::consent::PricingUpdate;
+    let t = tenant(&**b, 1).await;
+    let by_wamid = accepted(&**b, &t, "wamid.p1", T0).await;
+    let by_id = queued(&**b, &t, T0).await;
+    let untouched = accepted(&**b, &t, "wamid.p3", T0).await;
+    let pricing = |category: &str| json!({"billable": true, "pricing_model": "PMP", "type": "regular", "category": category});
+    let update = |wamid: &str, id: Option<&MessageId>, category: &str| PricingUpdate {
+        wamid: crate::fixtures::wm(wamid),
+        message_id: id.cloned(),
+        pricing: pricing(category),
+        category: Some(category.to_owned()),
+    };
+    let n = b
+        .record_pricing(&[
+            update("wamid.p1", None, "utility"),
+            // The wamid is known: the id it names is not used.
+            update("wamid.p1", Some(&untouched), "marketing"),
+            update("wamid.not-yet-recorded", Some(&by_id), "service"),
+            update("wamid.nobody", None, "authentication"),
+        ])
+        .await
+        .expect("pricing");
+    assert_eq!(n, 2);
+    let meta = b
+        .message_meta(
+            &t.app,
+            &[by_wamid.clone(), by_id.clone(), untouched.clone()],
+        )
+        .await
+        .expect("meta");
+    assert_eq!(meta[&by_wamid].pricing, Some(pricing("marketing")));
+    assert_eq!(
+        meta[&by_wamid].pricing_category.as_deref(),
+        Some("marketing")
+    );
+    assert_eq!(meta[&by_id].pricing, Some(pricing("service")));
+    assert_eq!(meta[&untouched].pricing, None);
+    assert_eq!(b.record_pricing(&[]).await.expect("nothing"), 0);
 }
