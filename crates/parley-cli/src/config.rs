@@ -23,6 +23,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub api: ApiConfig,
     pub audit: AuditConfig,
+    pub media: MediaConfig,
 }
 
 #[derive(Deserialize, Serialize, Clone)]
@@ -54,6 +55,26 @@ impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
             retention_days: 365,
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// The largest inbound media kept, in megabytes (larger ones are refused, with the
+    /// reason shown on the message).
+    pub max_mb: u64,
+    /// Inbound media files older than this many days are removed (the message stays); 0
+    /// keeps them.
+    pub retention_days: u32,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            max_mb: 100,
+            retention_days: 0,
         }
     }
 }
@@ -112,6 +133,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             api: ApiConfig::default(),
             audit: AuditConfig::default(),
+            media: MediaConfig::default(),
         }
     }
 }
@@ -247,6 +269,13 @@ impl Config {
             &mut self.audit.retention_days,
             "PARLEY_AUDIT_RETENTION_DAYS",
         );
+        number(
+            &mut self.media.retention_days,
+            "PARLEY_MEDIA_RETENTION_DAYS",
+        );
+        if let Some(v) = get("PARLEY_MEDIA_MAX_MB").and_then(|v| v.trim().parse().ok()) {
+            self.media.max_mb = v;
+        }
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -309,6 +338,18 @@ impl Config {
                 Ok(parley_server::auth::RateLimit { per_second, burst })
             }
             _ => bail!("api.rate_limit_per_second and api.rate_limit_burst must be at least 1"),
+        }
+    }
+
+    /// Inbound media: kept under `<data_dir>/media`, with the size cap and retention set.
+    pub fn media(&self) -> parley_engine::MediaConfig {
+        parley_engine::MediaConfig {
+            dir: Some(self.data_dir.join("media")),
+            max_bytes: self.media.max_mb.max(1).saturating_mul(1024 * 1024),
+            retention: (self.media.retention_days > 0).then(|| {
+                std::time::Duration::from_secs(u64::from(self.media.retention_days) * 86_400)
+            }),
+            ..parley_engine::MediaConfig::default()
         }
     }
 

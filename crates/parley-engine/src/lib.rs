@@ -13,6 +13,7 @@ pub mod demo;
 pub mod error;
 pub mod identity;
 pub mod import_file;
+pub mod inbound;
 pub mod messages;
 pub mod nodes;
 pub mod onboarding;
@@ -62,6 +63,34 @@ pub struct EngineConfig {
     /// The longest a segment count or preview may run in the database before it is stopped
     /// (422 `filter_too_expensive`).
     pub filter_timeout: Duration,
+    /// Inbound media: where they are kept, how large they may be, how long they stay.
+    pub media: MediaConfig,
+}
+
+/// Inbound media downloads (`inbound.rs`).
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// The directory media files go to (`<data dir>/media`); `None`: media are not fetched
+    /// (their messages are kept, their media stay `pending`).
+    pub dir: Option<std::path::PathBuf>,
+    /// The largest media kept, in bytes (Meta's own limit for inbound media is 100 MB).
+    pub max_bytes: u64,
+    /// Media files older than this are removed (the message stays, its media `expired`);
+    /// `None` keeps them.
+    pub retention: Option<Duration>,
+    /// Fetch attempts before a media is given up (`failed`).
+    pub max_attempts: i64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            dir: None,
+            max_bytes: 100 * 1024 * 1024,
+            retention: None,
+            max_attempts: 8,
+        }
+    }
 }
 
 /// How long a segment count or preview may run by default.
@@ -85,6 +114,7 @@ impl Default for EngineConfig {
             meta_app: MetaApp::default(),
             audit_retention: Duration::from_secs(365 * 24 * 3600),
             filter_timeout: DEFAULT_FILTER_TIMEOUT,
+            media: MediaConfig::default(),
         }
     }
 }
@@ -103,6 +133,8 @@ pub struct Engine {
     pub webhook_wake: Arc<Notify>,
     /// Wakes the campaign worker when a campaign starts or resumes.
     pub campaign_wake: Arc<Notify>,
+    /// Wakes the media fetcher when an inbound media is recorded.
+    pub media_wake: Arc<Notify>,
     /// How far the workers got: counts a test waits on to know that a pass ran.
     pub progress: Arc<Progress>,
     /// When each token's last use was last written (or is being written): one entry per
@@ -164,6 +196,7 @@ impl Engine {
             send_wake: Arc::new(Notify::new()),
             webhook_wake: Arc::new(Notify::new()),
             campaign_wake: Arc::new(Notify::new()),
+            media_wake: Arc::new(Notify::new()),
             progress: Arc::new(Progress::default()),
             token_touches: Arc::default(),
             onboarding_locks: Arc::default(),
@@ -212,6 +245,7 @@ impl Engine {
         ));
         set.spawn(campaigns::run(self.clone(), shutdown.clone()));
         set.spawn(access::run_audit_retention(self.clone(), shutdown.clone()));
+        set.spawn(inbound::run_media(self.clone(), shutdown.clone()));
         set.spawn(webhooks::run(self.clone(), shutdown));
         set
     }

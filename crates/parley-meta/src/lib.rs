@@ -11,7 +11,7 @@ pub mod signature;
 pub mod templates;
 pub mod webhook;
 
-pub use client::{GraphClient, Page, PhoneNumberInfo, SendResponse, WabaInfo};
+pub use client::{Download, GraphClient, MediaInfo, Page, PhoneNumberInfo, SendResponse, WabaInfo};
 pub use error::{ApiError, GraphError};
 pub use outbound::{
     Outbound, mark_read_body, template_message, template_message_body, text_message,

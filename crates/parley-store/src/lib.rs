@@ -15,6 +15,7 @@ pub mod crypto;
 mod dialect;
 pub mod files;
 pub mod identity;
+pub mod inbound;
 mod lattice;
 pub mod nodes;
 pub mod platforms;
@@ -37,6 +38,9 @@ pub use coexistence::CoexistenceStore;
 pub use consent::ConsentStore;
 pub use crypto::{DecryptError, KeyError, SecretCipher};
 pub use identity::IdentityStore;
+pub use inbound::{
+    InboundMediaRecord, InboundMessageRecord, InboundStore, MediaOutcome, NewInboundMedia,
+};
 pub use nodes::{NodeRecord, NodeStore};
 pub use platforms::PlatformStore;
 pub use postgres::PostgresStore;
@@ -116,6 +120,7 @@ pub trait Store:
     + AccessStore
     + CoexistenceStore
     + NodeStore
+    + InboundStore
     + Send
     + Sync
     + 'static

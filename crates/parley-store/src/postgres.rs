@@ -119,6 +119,11 @@ pub(crate) fn json_col<T: serde::de::DeserializeOwned>(row: &PgRow, col: &str) -
     serde_json::from_value(v).map_err(|e| corrupt(col, e))
 }
 
+/// A nullable JSONB column: `NULL` is `None`.
+pub(crate) fn opt_json_col(row: &PgRow, col: &str) -> Result<Option<Value>> {
+    Ok(row.try_get::<Option<Value>, _>(col)?)
+}
+
 // The vocabulary the shared modules (`shared/*.rs`) are written in; `sqlite.rs` defines the
 // same names for SQLite.
 pub(crate) type DbRow = PgRow;
@@ -254,6 +259,8 @@ mod consent;
 mod contact_identity;
 #[path = "shared/identity.rs"]
 mod identity;
+#[path = "shared/inbound.rs"]
+mod inbound;
 #[path = "shared/nodes.rs"]
 mod nodes;
 #[path = "shared/platforms.rs"]

@@ -15,6 +15,7 @@ mod graph_versions;
 mod helpers;
 mod identity_bsuid;
 mod imports;
+mod inbound_kinds;
 mod operations;
 mod people;
 // The store suite's PostgreSQL harness (throwaway cluster or PARLEY_TEST_POSTGRES_URL).
