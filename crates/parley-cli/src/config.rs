@@ -28,6 +28,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub audit: AuditConfig,
     pub workers: WorkersConfig,
+    pub media: MediaConfig,
 }
 
 #[derive(Deserialize, Serialize, Clone)]
@@ -76,6 +77,26 @@ impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
             retention_days: 365,
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// The largest inbound media kept, in megabytes (larger ones are refused, with the
+    /// reason shown on the message).
+    pub max_mb: u64,
+    /// Inbound media files older than this many days are removed (the message stays); 0
+    /// keeps them.
+    pub retention_days: u32,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            max_mb: 100,
+            retention_days: 0,
         }
     }
 }
@@ -137,6 +158,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             audit: AuditConfig::default(),
             workers: WorkersConfig::default(),
+            media: MediaConfig::default(),
         }
     }
 }
@@ -280,6 +302,13 @@ impl Config {
         {
             self.workers.fallback_poll_ms = v;
         }
+        number(
+            &mut self.media.retention_days,
+            "PARLEY_MEDIA_RETENTION_DAYS",
+        );
+        if let Some(v) = get("PARLEY_MEDIA_MAX_MB").and_then(|v| v.trim().parse().ok()) {
+            self.media.max_mb = v;
+        }
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -354,6 +383,18 @@ impl Config {
     /// The fallback poll of idle workers.
     pub fn fallback_poll(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.workers.fallback_poll_ms.max(50))
+    }
+
+    /// Inbound media: kept under `<data_dir>/media`, with the size cap and retention set.
+    pub fn media(&self) -> parley_engine::MediaConfig {
+        parley_engine::MediaConfig {
+            dir: Some(self.data_dir.join("media")),
+            max_bytes: self.media.max_mb.max(1).saturating_mul(1024 * 1024),
+            retention: (self.media.retention_days > 0).then(|| {
+                std::time::Duration::from_secs(u64::from(self.media.retention_days) * 86_400)
+            }),
+            ..parley_engine::MediaConfig::default()
+        }
     }
 
     /// How long audit log entries are kept.

@@ -101,6 +101,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 system_user_token: Some(demo_ids::ACCESS_TOKEN.to_owned()),
                 ..Default::default()
             },
+            media: parley_engine::MediaConfig {
+                dir: Some(args.data_dir.join("media")),
+                ..Default::default()
+            },
             ..EngineConfig::default()
         },
     );

@@ -491,6 +491,7 @@ async fn serve(
             meta_app: config.meta_app(),
             audit_retention: config.audit_retention(),
             poll_interval: config.fallback_poll(),
+            media: config.media(),
             lease: test.lease_ms.map_or(defaults.lease, ms),
             crash_grace: test.crash_grace_ms.map_or(defaults.crash_grace, ms),
             node_lease: ms(config.node_lease_ms),

@@ -1335,7 +1335,7 @@ pub fn csv_cell(s: &str) -> String {
     }
 }
 
-fn contact_not_found(key: &str) -> EngineError {
+pub(crate) fn contact_not_found(key: &str) -> EngineError {
     EngineError::new(
         ErrorKind::NotFound,
         "contact_not_found",

@@ -10,7 +10,8 @@ use parley_domain::consent::{
     MARKETING_CAP_RESCHEDULES, MAX_REPLY_CHARS, default_keywords, keyword_match, parse_keywords,
 };
 use parley_domain::{
-    ApplicationId, E164, ErrorClass, MessageState, PhoneNumberId, Subscription, classify,
+    ApplicationId, E164, ErrorClass, InboundKind, MessageState, PhoneNumberId, Subscription,
+    classify,
 };
 use parley_meta::{MessagesValue, UserPreferencesValue};
 use parley_store::audience::{ContactUpsert, SubscriptionChange};
@@ -247,9 +248,11 @@ pub(crate) async fn apply_inbound_keyword(
     record: &InboundRecord,
     payload: Option<&str>,
 ) -> parley_store::Result<()> {
-    let candidates: Vec<&str> = match record.kind.as_str() {
-        "text" => record.text.as_deref().into_iter().collect(),
-        "button" | "interactive" => payload.into_iter().chain(record.text.as_deref()).collect(),
+    let candidates: Vec<&str> = match record.kind {
+        InboundKind::Text => record.text.as_deref().into_iter().collect(),
+        InboundKind::Button | InboundKind::Interactive => {
+            payload.into_iter().chain(record.text.as_deref()).collect()
+        }
         _ => return Ok(()),
     };
     if candidates.is_empty() {
@@ -263,7 +266,7 @@ pub(crate) async fn apply_inbound_keyword(
     let Some(opt_in) = candidates.iter().find_map(|c| keyword_match(&keywords, c)) else {
         return Ok(());
     };
-    let source = if record.kind == "text" {
+    let source = if record.kind == InboundKind::Text {
         "keyword"
     } else {
         "button"

@@ -212,7 +212,7 @@ pub(crate) async fn apply_identity_change(
     msg: &InboundMessage,
     change: &SystemChange,
     notes: &mut Vec<String>,
-) -> parley_store::Result<()> {
+) -> parley_store::Result<Option<ContactIdentity>> {
     let previous = ContactIdentity {
         phone: phone(msg.from.as_deref(), notes),
         bsuid: bsuid(
@@ -236,7 +236,7 @@ pub(crate) async fn apply_identity_change(
             "system message {} names no new number or BSUID",
             msg.id
         ));
-        return Ok(());
+        return Ok(None);
     }
     let contact = engine
         .store
@@ -247,7 +247,7 @@ pub(crate) async fn apply_identity_change(
         contact_id = ?contact.as_ref().map(|c| c.as_str().to_owned()),
         "a customer's WhatsApp identity changed; contact re-pointed"
     );
-    Ok(())
+    Ok(Some(current))
 }
 
 /// A `contacts` message answering a `REQUEST_CONTACT_INFO` button (`origin:

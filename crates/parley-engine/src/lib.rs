@@ -16,6 +16,7 @@ pub mod import_file;
 mod intake;
 pub mod marketing;
 pub mod leases;
+pub mod inbound;
 pub mod messages;
 pub mod nodes;
 pub mod onboarding;
@@ -77,6 +78,34 @@ pub struct EngineConfig {
     /// renewal (`leases.rs`): a dead node's work is taken over this long after its last
     /// renewal; renewals come every third of it.
     pub node_lease: Duration,
+    /// Inbound media: where they are kept, how large they may be, how long they stay.
+    pub media: MediaConfig,
+}
+
+/// Inbound media downloads (`inbound.rs`).
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// The directory media files go to (`<data dir>/media`); `None`: media are not fetched
+    /// (their messages are kept, their media stay `pending`).
+    pub dir: Option<std::path::PathBuf>,
+    /// The largest media kept, in bytes (Meta's own limit for inbound media is 100 MB).
+    pub max_bytes: u64,
+    /// Media files older than this are removed (the message stays, its media `expired`);
+    /// `None` keeps them.
+    pub retention: Option<Duration>,
+    /// Fetch attempts before a media is given up (`failed`).
+    pub max_attempts: i64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            dir: None,
+            max_bytes: 100 * 1024 * 1024,
+            retention: None,
+            max_attempts: 8,
+        }
+    }
 }
 
 /// How long a node's leases last by default.
@@ -106,6 +135,7 @@ impl Default for EngineConfig {
             webhook_queue: 8_192,
             webhook_queue_bytes: 64 * 1024 * 1024,
             node_lease: DEFAULT_NODE_LEASE,
+            media: MediaConfig::default(),
         }
     }
 }
@@ -124,6 +154,8 @@ pub struct Engine {
     pub webhook_wake: Arc<Notify>,
     /// Wakes the campaign worker when a campaign starts or resumes.
     pub campaign_wake: Arc<Notify>,
+    /// Wakes the media fetcher when an inbound media is recorded.
+    pub media_wake: Arc<Notify>,
     /// How far the workers got: counts a test waits on to know that a pass ran.
     pub progress: Arc<Progress>,
     /// When each token's last use was last written (or is being written): one entry per
@@ -191,6 +223,7 @@ impl Engine {
             send_wake: Arc::new(Notify::new()),
             webhook_wake: Arc::new(Notify::new()),
             campaign_wake: Arc::new(Notify::new()),
+            media_wake: Arc::new(Notify::new()),
             progress: Arc::new(Progress::default()),
             token_touches: Arc::default(),
             onboarding_locks: Arc::default(),
@@ -245,6 +278,7 @@ impl Engine {
         ));
         set.spawn(campaigns::run(self.clone(), shutdown.clone()));
         set.spawn(access::run_audit_retention(self.clone(), shutdown.clone()));
+        set.spawn(inbound::run_media(self.clone(), shutdown.clone()));
         set.spawn(webhooks::run(self.clone(), shutdown));
         set
     }

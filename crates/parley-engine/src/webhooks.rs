@@ -192,6 +192,14 @@ async fn apply_messages(
         crate::contact_identity::learn_from_statuses(engine, value, notes).await?;
     }
     crate::consent::collect_pricing(value, pricing);
+    // Value-level errors (no message to hang them on) stay visible on the event.
+    for e in &value.errors {
+        notes.push(format!(
+            "Meta reported error {}: {}",
+            e.code,
+            e.description()
+        ));
+    }
     if value.messages.is_empty() {
         return Ok(());
     }
@@ -261,12 +269,26 @@ async fn apply_inbound(
         return Ok(());
     };
     for msg in &value.messages {
-        if let Some(change) = msg.system().filter(|c| c.is_identity_change()) {
-            crate::contact_identity::apply_identity_change(engine, &number, msg, &change, notes)
-                .await?;
-            continue;
-        }
-        let Some(from) = crate::contact_identity::sender_identity(value, msg, notes) else {
+        // An identity change re-points the contact first; the notice is then kept under the
+        // identity it names now (the old one would make a new contact).
+        let changed_to = match msg.system().filter(|c| c.is_identity_change()) {
+            Some(change) => {
+                match crate::contact_identity::apply_identity_change(
+                    engine, &number, msg, &change, notes,
+                )
+                .await?
+                {
+                    Some(current) => Some(current),
+                    None => continue,
+                }
+            }
+            None => None,
+        };
+        let from = match changed_to {
+            Some(current) => Some(current),
+            None => crate::contact_identity::sender_identity(value, msg, notes),
+        };
+        let Some(from) = from else {
             notes.push(format!(
                 "inbound {} has no sender (no `from`, no `from_user_id`)",
                 msg.id
@@ -289,18 +311,24 @@ async fn apply_inbound(
             .as_deref()
             .and_then(|t| t.parse::<i64>().ok())
             .map_or_else(|| engine.now(), |s| s.saturating_mul(1000));
+        let body = msg.body();
         let record = InboundRecord {
             wamid,
             application_id: number.application_id.clone(),
             phone_number_id: number.phone_number_id.clone(),
             from_phone: address,
             from,
-            kind: msg.kind.clone().unwrap_or_else(|| "unknown".into()),
-            text: msg.text(),
+            kind: body.kind(),
+            text: body.text(),
+            body: serde_json::to_value(&body).unwrap_or_default(),
+            refers_to: body.refers_to().map(str::to_owned),
             raw: serde_json::to_value(msg).unwrap_or_default(),
             received_at,
+            media: crate::inbound::media_to_fetch(&body),
         };
-        record_inbound(engine, &record, msg).await?;
+        if record_inbound(engine, &record, msg).await? {
+            crate::inbound::after_recorded(engine, &record, &body, notes).await?;
+        }
         crate::contact_identity::apply_shared_phone(engine, &record, msg, notes).await?;
     }
     Ok(())
@@ -312,9 +340,9 @@ async fn record_inbound(
     engine: &Engine,
     record: &InboundRecord,
     msg: &InboundMessage,
-) -> parley_store::Result<()> {
+) -> parley_store::Result<bool> {
     if !engine.store.record_inbound(record).await? {
-        return Ok(());
+        return Ok(false);
     }
     metrics::counter!("parley_inbound_messages_total").increment(1);
     let payload = msg
@@ -322,7 +350,8 @@ async fn record_inbound(
         .get("button")
         .and_then(|b| b.get("payload"))
         .and_then(|p| p.as_str());
-    crate::consent::apply_inbound_keyword(engine, record, payload).await
+    crate::consent::apply_inbound_keyword(engine, record, payload).await?;
+    Ok(true)
 }
 
 pub(crate) async fn platform_by_waba(

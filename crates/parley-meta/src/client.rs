@@ -166,6 +166,32 @@ impl WabaMarketingStatus {
     }
 }
 
+/// `GET /{media-id}`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct MediaInfo {
+    pub url: String,
+    #[serde(default)]
+    pub mime_type: Option<String>,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// A string in Meta's examples; a number is taken too.
+    #[serde(default, deserialize_with = "crate::webhook::string_or_number")]
+    pub file_size: Option<String>,
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// A downloaded media.
+#[derive(Debug, Clone)]
+pub enum Download {
+    Bytes {
+        bytes: Vec<u8>,
+        content_type: Option<String>,
+    },
+    /// Larger than the limit (declared or read): not read further.
+    TooLarge,
+}
+
 pub const WABA_FIELDS: &str = "id,name,currency,timezone_id,message_template_namespace,account_review_status,business_verification_status";
 
 /// The header carrying a send's fencing token (see `GraphClient::send_message_fenced`).
@@ -385,6 +411,75 @@ impl GraphClient {
             .bearer_auth(token)
             .query(&[("fields", WABA_FIELDS)]);
         self.execute(req).await
+    }
+
+    /// `GET /{media-id}?phone_number_id=`: where to download an inbound media (the URL lives
+    /// five minutes and needs the same token).
+    pub async fn get_media(
+        &self,
+        token: &str,
+        media_id: &str,
+        phone_number_id: &str,
+    ) -> Result<MediaInfo, GraphError> {
+        let req = self
+            .http
+            .get(self.url(media_id))
+            .bearer_auth(token)
+            .query(&[("phone_number_id", phone_number_id)]);
+        self.execute(req).await
+    }
+
+    /// Downloads a media URL with the token, reading at most `max_bytes`.
+    pub async fn download_media(
+        &self,
+        token: &str,
+        url: &str,
+        max_bytes: u64,
+    ) -> Result<Download, GraphError> {
+        let mut resp = self
+            .http
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| GraphError::Transport(redact(e)))?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let bytes = resp.bytes().await.unwrap_or_default();
+            return match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
+                Ok(env) => Err(GraphError::Api {
+                    http_status: status,
+                    error: env.error,
+                }),
+                Err(_) => Err(GraphError::Decode {
+                    http_status: status,
+                    detail: snippet(&bytes),
+                }),
+            };
+        }
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if resp.content_length().is_some_and(|n| n > max_bytes) {
+            return Ok(Download::TooLarge);
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| GraphError::Transport(redact(e)))?
+        {
+            if (bytes.len() + chunk.len()) as u64 > max_bytes {
+                return Ok(Download::TooLarge);
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Download::Bytes {
+            bytes,
+            content_type,
+        })
     }
 
     async fn page<T: DeserializeOwned>(

@@ -11,7 +11,10 @@ pub mod signature;
 pub mod templates;
 pub mod webhook;
 
-pub use client::{GraphClient, Page, PhoneNumberInfo, SendResponse, WabaInfo, WabaMarketingStatus};
+pub use client::{
+    Download, GraphClient, MediaInfo, Page, PhoneNumberInfo, SendResponse, WabaInfo,
+    WabaMarketingStatus,
+};
 pub use error::{ApiError, GraphError};
 pub use outbound::{
     MARKETING_TTL_SECONDS, Outbound, mark_read_body, marketing_message_body, template_message,

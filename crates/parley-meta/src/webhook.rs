@@ -328,6 +328,244 @@ impl InboundMessage {
     pub fn text(&self) -> Option<String> {
         message_text(self.kind.as_deref(), &self.rest)
     }
+
+    /// Parley's normalized body of the message: its kind, content, reply context, referral
+    /// and errors. Never fails: what does not read is left to the raw message.
+    pub fn body(&self) -> parley_domain::InboundBody {
+        normalize::body(self.kind.as_deref(), self.context.as_ref(), &self.rest)
+    }
+}
+
+/// Reading an inbound message into Parley's normalized body (`parley_domain::InboundBody`).
+/// Lenient by design: a field of the wrong JSON type is left out of the body (the raw
+/// message keeps it), never an error.
+mod normalize {
+    use parley_domain::{
+        InboundBody, InboundContent, InboundContext, InboundError, InteractiveReply, MediaRef,
+        Referral, ReferredProduct,
+    };
+    use serde_json::{Map, Value};
+
+    fn s(v: Option<&Value>) -> Option<String> {
+        match v? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    fn f(v: Option<&Value>) -> Option<f64> {
+        match v? {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    fn b(v: Option<&Value>) -> bool {
+        matches!(v, Some(Value::Bool(true)))
+    }
+
+    fn field<'a>(obj: Option<&'a Value>, name: &str) -> Option<&'a Value> {
+        obj?.get(name)
+    }
+
+    fn media(obj: Option<&Value>) -> MediaRef {
+        MediaRef {
+            id: s(field(obj, "id")).unwrap_or_default(),
+            mime_type: s(field(obj, "mime_type")),
+            sha256: s(field(obj, "sha256")),
+            caption: s(field(obj, "caption")),
+            filename: s(field(obj, "filename")),
+            voice: b(field(obj, "voice")),
+            animated: b(field(obj, "animated")),
+        }
+    }
+
+    /// The content of a message object of Meta type `kind` whose other fields are `rest`.
+    pub(super) fn content(kind: Option<&str>, rest: &Map<String, Value>) -> InboundContent {
+        let Some(kind) = kind else {
+            return InboundContent::Unknown {
+                original_type: None,
+            };
+        };
+        let obj = rest.get(kind);
+        match kind {
+            "text" => match s(field(obj, "body")) {
+                Some(body) => InboundContent::Text { body },
+                None => unknown(kind),
+            },
+            "image" => InboundContent::Image(media(obj)),
+            "video" => InboundContent::Video(media(obj)),
+            "audio" => InboundContent::Audio(media(obj)),
+            "voice" => InboundContent::Audio(MediaRef {
+                voice: true,
+                ..media(obj)
+            }),
+            "document" => InboundContent::Document(media(obj)),
+            "sticker" => InboundContent::Sticker(media(obj)),
+            "location" => InboundContent::Location {
+                latitude: f(field(obj, "latitude")),
+                longitude: f(field(obj, "longitude")),
+                name: s(field(obj, "name")),
+                address: s(field(obj, "address")),
+                url: s(field(obj, "url")),
+            },
+            "contacts" => InboundContent::Contacts {
+                contacts: rest
+                    .get("contacts")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+            },
+            "reaction" => InboundContent::Reaction {
+                message_id: s(field(obj, "message_id")).unwrap_or_default(),
+                emoji: s(field(obj, "emoji")).filter(|e| !e.is_empty()),
+            },
+            "button" => InboundContent::Button {
+                payload: s(field(obj, "payload")),
+                text: s(field(obj, "text")),
+            },
+            "interactive" => InboundContent::Interactive(interactive(obj)),
+            "order" => InboundContent::Order {
+                catalog_id: s(field(obj, "catalog_id")),
+                text: s(field(obj, "text")),
+                product_items: field(obj, "product_items")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+            },
+            "system" => InboundContent::System {
+                system_type: s(field(obj, "type")),
+                body: s(field(obj, "body")),
+                wa_id: s(field(obj, "wa_id")).or_else(|| s(field(obj, "new_wa_id"))),
+                user_id: s(field(obj, "user_id")),
+                previous_user_id: s(field(obj, "previous_user_id")),
+            },
+            "edit" => {
+                let message = field(obj, "message").and_then(Value::as_object);
+                InboundContent::Edit {
+                    original_message_id: s(field(obj, "original_message_id")).unwrap_or_default(),
+                    message: Box::new(match message {
+                        Some(m) => {
+                            let kind = m.get("type").and_then(Value::as_str);
+                            content(kind, m)
+                        }
+                        None => unknown("edit"),
+                    }),
+                }
+            }
+            "revoke" => InboundContent::Revoke {
+                original_message_id: s(field(obj, "original_message_id")).unwrap_or_default(),
+            },
+            "unsupported" | "unknown" => InboundContent::Unsupported {
+                unsupported_type: s(field(obj, "type")),
+            },
+            "request_welcome" => InboundContent::RequestWelcome,
+            other => unknown(other),
+        }
+    }
+
+    fn unknown(kind: &str) -> InboundContent {
+        InboundContent::Unknown {
+            original_type: Some(kind.to_owned()),
+        }
+    }
+
+    fn interactive(obj: Option<&Value>) -> InteractiveReply {
+        let kind = s(field(obj, "type"));
+        let reply = kind.as_deref().and_then(|k| field(obj, k));
+        match kind.as_deref() {
+            Some("button_reply") => InteractiveReply::ButtonReply {
+                id: s(field(reply, "id")).unwrap_or_default(),
+                title: s(field(reply, "title")),
+            },
+            Some("list_reply") => InteractiveReply::ListReply {
+                id: s(field(reply, "id")).unwrap_or_default(),
+                title: s(field(reply, "title")),
+                description: s(field(reply, "description")),
+            },
+            Some("nfm_reply") => {
+                let response = match field(reply, "response_json") {
+                    Some(Value::String(text)) => {
+                        serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone()))
+                    }
+                    Some(other) => other.clone(),
+                    None => Value::Null,
+                };
+                InteractiveReply::NfmReply {
+                    name: s(field(reply, "name")),
+                    body: s(field(reply, "body")),
+                    response,
+                }
+            }
+            _ => InteractiveReply::Other {
+                interactive_type: kind,
+            },
+        }
+    }
+
+    pub(super) fn context(v: Option<&Value>) -> Option<InboundContext> {
+        let v = v.filter(|v| v.is_object())?;
+        let product = v.get("referred_product").filter(|p| p.is_object());
+        Some(InboundContext {
+            message_id: s(v.get("id")),
+            from: s(v.get("from")),
+            forwarded: b(v.get("forwarded")),
+            frequently_forwarded: b(v.get("frequently_forwarded")),
+            referred_product: product.map(|p| ReferredProduct {
+                catalog_id: s(p.get("catalog_id")),
+                product_retailer_id: s(p.get("product_retailer_id")),
+            }),
+        })
+    }
+
+    pub(super) fn referral(v: Option<&Value>) -> Option<Referral> {
+        let v = v.filter(|v| v.is_object())?;
+        Some(Referral {
+            source_url: s(v.get("source_url")),
+            source_id: s(v.get("source_id")),
+            source_type: s(v.get("source_type")),
+            headline: s(v.get("headline")),
+            body: s(v.get("body")),
+            media_type: s(v.get("media_type")),
+            image_url: s(v.get("image_url")),
+            video_url: s(v.get("video_url")),
+            thumbnail_url: s(v.get("thumbnail_url")),
+            ctwa_clid: s(v.get("ctwa_clid")),
+            welcome_message: s(field(v.get("welcome_message"), "text")),
+        })
+    }
+
+    pub(super) fn errors(v: Option<&Value>) -> Vec<InboundError> {
+        v.and_then(Value::as_array)
+            .map(|errors| {
+                errors
+                    .iter()
+                    .map(|e| InboundError {
+                        code: e.get("code").and_then(Value::as_i64).unwrap_or(0),
+                        title: s(e.get("title")),
+                        message: s(e.get("message")),
+                        details: s(field(e.get("error_data"), "details")),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub(super) fn body(
+        kind: Option<&str>,
+        context: Option<&Value>,
+        rest: &Map<String, Value>,
+    ) -> InboundBody {
+        InboundBody {
+            content: content(kind, rest),
+            context: self::context(context),
+            referral: referral(rest.get("referral")),
+            errors: errors(rest.get("errors")),
+            group_id: s(rest.get("group_id")),
+        }
+    }
 }
 
 /// The human-readable text of a message object of type `kind` (its type object in `rest`).
@@ -968,7 +1206,9 @@ fn int_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, 
     })
 }
 
-fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+pub(crate) fn string_or_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
     Ok(match Option::<Value>::deserialize(d)? {
         Some(Value::String(s)) => Some(s),
         Some(Value::Number(n)) => Some(n.to_string()),

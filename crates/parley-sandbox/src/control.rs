@@ -8,7 +8,8 @@
 //! | `GET` | `/sandbox/clock` | | `{"now", "now_ms", "offset_ms", "frozen"}` |
 //! | `POST` | `/sandbox/clock/freeze` | | stops virtual time (only advances move it); the clock |
 //! | `POST` | `/sandbox/clock/unfreeze` | | lets virtual time run again from where it stood |
-//! | `POST` | `/sandbox/inbound` | `{"from": "+4915112345678", "text": "hi", "phone_number_id"?, "name"?}` or `{"from", "message": {…raw Meta message object…}}` | `{"wamid"}`; sends the signed `messages` webhook and opens the 24 h window |
+//! | `POST` | `/sandbox/inbound` | `{"from": "+4915112345678", "text": "hi", "phone_number_id"?, "name"?}`, `{"from", "message": {…raw Meta message object…}}` or `{"from", "media": {"type": "image", "mime_type", "content_base64", "caption"?, "filename"?, "voice"?, "animated"?}}` | `{"wamid"}`; sends the signed `messages` webhook and opens the 24 h window |
+//! | `POST` | `/sandbox/media` | `{"mime_type", "content_base64", "phone_number_id"?}` | `{"id", "sha256", "file_size", "mime_type"}`: a customer's file, served by `GET /{media-id}` (the `media` module) |
 //! | `GET` | `/sandbox/faults` | | current fault settings |
 //! | `POST` | `/sandbox/faults` | `{"error_rates": {"131000": 0.5}, "fail_next": [131000], "fail_next_calls": [{"path": "subscribed_apps", "code": 2, "method"?: "POST"}], "latency_ms": 0, "timeout_rate": 0.0, "timeout_ms": 30000, "duplicate_webhooks": 0.0, "reorder_webhooks": false, "drop_webhooks": 0.0}` (all optional) | replaces the fault settings, returns them |
 //! | `DELETE` | `/sandbox/faults` | | clears all faults |
@@ -156,8 +157,26 @@ struct Inbound {
     from: String,
     text: Option<String>,
     message: Option<Value>,
+    /// A media message in one call: the file is stored as `POST /sandbox/media` would.
+    media: Option<InboundMedia>,
     phone_number_id: Option<String>,
     name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InboundMedia {
+    /// `image`, `video`, `audio`, `document` or `sticker`.
+    #[serde(rename = "type")]
+    kind: String,
+    mime_type: String,
+    content_base64: String,
+    caption: Option<String>,
+    filename: Option<String>,
+    #[serde(default)]
+    voice: bool,
+    #[serde(default)]
+    animated: bool,
 }
 
 pub(crate) async fn inbound(State(sandbox): State<Sandbox>, body: Body) -> Answer {
@@ -184,17 +203,50 @@ pub(crate) async fn inbound(State(sandbox): State<Sandbox>, body: Body) -> Answe
                 "Unknown phone_number_id {phone_id}."
             )));
         }
-        let mut message = match (inbound.text, inbound.message) {
-            (Some(text), None) => json!({"type": "text", "text": {"body": text}}),
-            (None, Some(Value::Object(message))) => Value::Object(message),
-            (None, Some(_)) => {
+        let mut message = match (inbound.text, inbound.message, inbound.media) {
+            (Some(text), None, None) => json!({"type": "text", "text": {"body": text}}),
+            (None, Some(Value::Object(message)), None) => Value::Object(message),
+            (None, Some(_), None) => {
                 return Err(GraphError::invalid_param(
                     "\"message\" must be a JSON object.",
                 ));
             }
+            (None, None, Some(media)) => {
+                if !["image", "video", "audio", "document", "sticker"]
+                    .contains(&media.kind.as_str())
+                {
+                    return Err(GraphError::invalid_param(
+                        "\"media.type\" is one of image, video, audio, document, sticker.",
+                    ));
+                }
+                let new = crate::media::NewMedia {
+                    mime_type: media.mime_type.clone(),
+                    content_base64: media.content_base64.clone(),
+                    phone_number_id: None,
+                };
+                let (id, stored) = crate::media::store(&mut state, &phone_id, &new)?;
+                let mut object =
+                    json!({"mime_type": stored.mime_type, "sha256": stored.sha256, "id": id});
+                if let Some(caption) = media.caption {
+                    object["caption"] = json!(caption);
+                }
+                if let Some(filename) = media.filename {
+                    object["filename"] = json!(filename);
+                }
+                if media.voice {
+                    object["voice"] = json!(true);
+                }
+                if media.kind == "sticker" {
+                    object["animated"] = json!(media.animated);
+                }
+                let mut message = serde_json::Map::new();
+                message.insert("type".into(), json!(media.kind));
+                message.insert(media.kind.clone(), object);
+                Value::Object(message)
+            }
             _ => {
                 return Err(GraphError::invalid_param(
-                    "Give exactly one of \"text\" and \"message\".",
+                    "Give exactly one of \"text\", \"message\" and \"media\".",
                 ));
             }
         };
@@ -595,6 +647,8 @@ pub(crate) async fn reset(State(sandbox): State<Sandbox>) -> Answer {
     state.messages.clear();
     state.requests.clear();
     state.inbound.clear();
+    state.media.clear();
+    state.media_urls.clear();
     state.windows.clear();
     state.throughput.clear();
     state.pair_buckets.clear();

@@ -385,6 +385,14 @@ fn route(sandbox: &Sandbox, request: &GraphRequest) -> Result<Answer, GraphError
             now_ms.div_euclid(1000),
         )
         .map(json),
+        (&Method::GET, [id]) if state.media.contains_key(*id) => crate::media::info(
+            &mut state,
+            id,
+            request.param("phone_number_id"),
+            &request.host,
+            now_ms,
+        )
+        .map(json),
         (&Method::GET, [id]) => get_object(&state, request, id).map(json),
         (&Method::POST, [id]) if state.phone(id).is_some() => {
             crate::onboarding::set_pin(&mut state, id, &request.body).map(json)

@@ -31,6 +31,7 @@ mod errors;
 mod fields;
 mod graph;
 mod limits;
+mod media;
 mod onboarding;
 mod sdk;
 mod send;
@@ -117,6 +118,8 @@ impl Sandbox {
             .route("/sandbox/clock/freeze", post(control::freeze_clock))
             .route("/sandbox/clock/unfreeze", post(control::unfreeze_clock))
             .route("/sandbox/inbound", post(control::inbound))
+            .route("/sandbox/media", post(media::upload))
+            .route("/whatsapp_business/attachments/", get(media::download))
             .route(
                 "/sandbox/users/{phone}",
                 get(users::get_user).post(users::set_user),

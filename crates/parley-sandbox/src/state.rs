@@ -381,6 +381,10 @@ pub(crate) struct State {
     pub requests: RequestLog,
     /// Inbound wamid → phone number id it was sent to (mark-as-read targets).
     pub inbound: HashMap<String, String>,
+    /// Media customers sent, by media id (`media.rs`).
+    pub media: HashMap<String, crate::media::StoredMedia>,
+    /// Download URL hash → (media id, virtual ms it expires).
+    pub media_urls: HashMap<String, (String, i64)>,
     /// (phone number id, wa_id) → virtual ms of the last inbound message.
     pub windows: HashMap<(String, String), i64>,
     /// phone number id → virtual ms of accepted sends in the last second.
@@ -431,6 +435,8 @@ impl State {
             messages: MessageLog::default(),
             requests: RequestLog::default(),
             inbound: HashMap::new(),
+            media: HashMap::new(),
+            media_urls: HashMap::new(),
             windows: HashMap::new(),
             throughput: HashMap::new(),
             pair_buckets: HashMap::new(),

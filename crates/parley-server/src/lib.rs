@@ -143,6 +143,10 @@ pub fn router(state: AppState) -> Router {
                 .delete(routes::contacts::delete_contact),
         )
         .route(
+            "/api/v1/contacts/{phone}/messages",
+            get(routes::contacts::contact_messages),
+        )
+        .route(
             "/api/v1/contacts/import/{job}",
             get(routes::contacts::get_import),
         )
@@ -289,6 +293,7 @@ pub fn router(state: AppState) -> Router {
             .route("/contacts", get(audience::contacts_page))
             .route("/contacts/count", post(audience::count))
             .route("/contacts/{phone}", get(audience::contact_page))
+            .route("/media/inbound/{wamid}", get(console::inbound_media))
             .route(
                 "/segments",
                 get(audience::segments_page).post(audience::create_segment),

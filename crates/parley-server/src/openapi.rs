@@ -54,6 +54,7 @@ use crate::routes::{
         webhooks::receive,
         contacts::put_contact,
         contacts::get_contact,
+        contacts::contact_messages,
         contacts::delete_contact,
         contacts::list_contacts,
         contacts::start_import,

@@ -15,6 +15,7 @@ pub mod crypto;
 mod dialect;
 pub mod files;
 pub mod identity;
+pub mod inbound;
 mod lattice;
 pub mod marketing;
 pub mod leases;
@@ -44,6 +45,9 @@ pub use crypto::{DecryptError, KeyError, SecretCipher};
 pub use identity::IdentityStore;
 pub use marketing::MarketingStore;
 pub use leases::{Fence, LeaseRecord, LeaseStore};
+pub use inbound::{
+    InboundMediaRecord, InboundMessageRecord, InboundStore, MediaOutcome, NewInboundMedia,
+};
 pub use nodes::{NodeRecord, NodeStore};
 pub use platforms::PlatformStore;
 pub use postgres::PostgresStore;
@@ -138,6 +142,7 @@ pub trait Store:
     + MarketingStore
     + StatsStore
     + LeaseStore
+    + InboundStore
     + Send
     + Sync
     + 'static

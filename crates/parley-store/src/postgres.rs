@@ -122,6 +122,11 @@ pub(crate) fn json_col<T: serde::de::DeserializeOwned>(row: &PgRow, col: &str) -
     serde_json::from_value(v).map_err(|e| corrupt(col, e))
 }
 
+/// A nullable JSONB column: `NULL` is `None`.
+pub(crate) fn opt_json_col(row: &PgRow, col: &str) -> Result<Option<Value>> {
+    Ok(row.try_get::<Option<Value>, _>(col)?)
+}
+
 // The vocabulary the shared modules (`shared/*.rs`) are written in; `sqlite.rs` defines the
 // same names for SQLite.
 pub(crate) type DbRow = PgRow;
@@ -259,6 +264,8 @@ mod contact_identity;
 mod identity;
 #[path = "shared/marketing.rs"]
 mod marketing;
+#[path = "shared/inbound.rs"]
+mod inbound;
 #[path = "shared/nodes.rs"]
 mod nodes;
 /// The database's clock in Unix milliseconds: leases never read a node's clock.

@@ -101,6 +101,13 @@ pub(crate) fn json_col<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &st
     serde_json::from_str(&s).map_err(|e| corrupt(col, e))
 }
 
+/// A nullable JSON column: `NULL` is `None`.
+pub(crate) fn opt_json_col(row: &SqliteRow, col: &str) -> Result<Option<serde_json::Value>> {
+    let s: Option<String> = row.try_get(col)?;
+    s.map(|s| serde_json::from_str(&s).map_err(|e| corrupt(col, e)))
+        .transpose()
+}
+
 pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| corrupt("serialize", e))
 }
@@ -240,6 +247,8 @@ mod contact_identity;
 mod identity;
 #[path = "shared/marketing.rs"]
 mod marketing;
+#[path = "shared/inbound.rs"]
+mod inbound;
 #[path = "shared/nodes.rs"]
 mod nodes;
 /// The database's clock in Unix milliseconds: leases never read a node's clock.

@@ -51,6 +51,7 @@ pub const COPIED_TABLES: &[&str] = &[
     "webhook_events",
     "webhook_bodies",
     "inbound_messages",
+    "inbound_media",
     "onboarding_sessions",
     "onboarding_steps",
     "contact_subscription_events",

@@ -167,10 +167,16 @@ pub struct InboundRecord {
     pub from_phone: String,
     /// Everything the webhook said about the sender.
     pub from: ContactIdentity,
-    pub kind: String,
+    pub kind: parley_domain::InboundKind,
     pub text: Option<String>,
+    /// The normalized body (`parley_domain::InboundBody` as JSON).
+    pub body: serde_json::Value,
+    /// The wamid a reply, reaction, edit or revoke refers to.
+    pub refers_to: Option<String>,
     pub raw: serde_json::Value,
     pub received_at: Millis,
+    /// The media object to fetch, for media kinds.
+    pub media: Option<crate::inbound::NewInboundMedia>,
 }
 
 #[derive(Debug, Clone)]

@@ -579,7 +579,8 @@ async fn an_api_node_runs_no_workers_and_a_worker_node_sends_what_it_queued() {
             "campaign_planner",
             "webhook_processor",
             "template_sync",
-            "audit_retention"
+            "audit_retention",
+            "media_fetcher"
         ]),
         "{ready}"
     );

@@ -654,3 +654,145 @@ pub async fn rejected_csv_response(
     )
         .into_response())
 }
+
+/// One inbound message: what the contact sent, by kind, with its normalized body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InboundMessageView {
+    pub wamid: String,
+    pub phone_number_id: String,
+    /// The sender's address (E.164, or the BSUID when Meta withheld the phone).
+    pub from: String,
+    /// `text`, `image`, `video`, `audio`, `document`, `sticker`, `location`, `contacts`,
+    /// `reaction`, `button`, `interactive`, `order`, `system`, `edit`, `revoke`,
+    /// `unsupported`, `request_welcome` or `unknown` (a type Parley does not know: see `raw`).
+    pub kind: String,
+    /// The text a person reads (body, caption, button title, emoji); the latest edit's.
+    pub text: Option<String>,
+    /// The normalized body: `kind` and the kind's fields (`body`; `id`, `mime_type`,
+    /// `sha256`, `caption`, `filename`, `voice`, `animated`; `latitude`, `longitude`, `name`,
+    /// `address`; `contacts`; `message_id` and `emoji` (none: the reaction was removed);
+    /// `payload`; `reply_type` with `id`, `title`, `description` or a Flow's `response`; …),
+    /// and `context` (`message_id` replied to, `forwarded`, `frequently_forwarded`,
+    /// `referred_product`), `referral` (click-to-WhatsApp ad) and `errors` when present.
+    #[schema(value_type = Object)]
+    pub body: serde_json::Value,
+    /// The wamid a reply, reaction, edit or revoke refers to.
+    pub refers_to: Option<String>,
+    /// Earlier versions of an edited message, oldest first (`text`, `body`, `edited_at` in
+    /// Unix milliseconds).
+    #[schema(value_type = Vec<Object>)]
+    pub edits: Vec<serde_json::Value>,
+    pub edited_at: Option<String>,
+    /// Set once the user deleted the message for everyone.
+    pub revoked_at: Option<String>,
+    pub received_at: String,
+    /// The media of image, video, audio, document and sticker messages.
+    pub media: Option<InboundMediaView>,
+    /// Meta's message object as received: every field, also those `body` does not name.
+    #[schema(value_type = Object)]
+    pub raw: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InboundMediaView {
+    /// `pending`, `stored`, `refused`, `failed` or `expired`.
+    pub state: String,
+    pub media_id: String,
+    /// The type Meta declared.
+    pub mime_type: Option<String>,
+    pub size_bytes: Option<i64>,
+    /// Hex SHA-256 of the stored bytes.
+    pub sha256: Option<String>,
+    /// Why it was refused or failed (`media_too_large`, `media_type_mismatch`,
+    /// `media_hash_mismatch`, `media_unavailable`, `number_disconnected`).
+    pub error_code: Option<String>,
+    pub error: Option<String>,
+    /// Where a signed-in console user of this application sees it (stored media only).
+    pub console_url: Option<String>,
+}
+
+impl From<parley_store::InboundMessageRecord> for InboundMessageView {
+    fn from(m: parley_store::InboundMessageRecord) -> Self {
+        let body = serde_json::to_value(parley_engine::inbound::body_of(&m)).unwrap_or_default();
+        let media = m.media.map(|media| {
+            let (error_code, error) = match media.error.as_deref() {
+                Some(e) => match e.split_once(": ") {
+                    Some((code, _)) if !code.contains(' ') => {
+                        (Some(code.to_owned()), Some(e.to_owned()))
+                    }
+                    _ => (None, Some(e.to_owned())),
+                },
+                None => (None, None),
+            };
+            let stored = media.state == parley_domain::MediaState::Stored;
+            InboundMediaView {
+                state: media.state.as_str().to_owned(),
+                media_id: media.media_id,
+                mime_type: media.mime_type.or(media.declared_mime),
+                size_bytes: media.size_bytes,
+                sha256: media.sha256,
+                error_code: if stored { None } else { error_code },
+                error: if stored { None } else { error },
+                console_url: stored.then(|| format!("/media/inbound/{}", m.wamid)),
+            }
+        });
+        InboundMessageView {
+            wamid: m.wamid.to_string(),
+            phone_number_id: m.phone_number_id.to_string(),
+            from: m.from,
+            kind: m.kind.as_str().to_owned(),
+            text: m.text,
+            body,
+            refers_to: m.refers_to,
+            edits: m.edits,
+            edited_at: m.edited_at.map(rfc3339),
+            revoked_at: m.revoked_at.map(rfc3339),
+            received_at: rfc3339(m.received_at),
+            media,
+            raw: m.raw,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InboundMessageList {
+    pub data: Vec<InboundMessageView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct InboundListQuery {
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u32>,
+    /// Cursor from the previous page's `next_cursor`.
+    pub after: Option<String>,
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/contacts/{phone}/messages", tag = "contacts",
+    params(
+        ("phone" = String, Path, description = "E.164, or any business-scoped user id (BSUID) or parent BSUID of the contact"),
+        InboundListQuery,
+    ),
+    responses(
+        (status = 200, description = "The messages the contact sent, newest first", body = InboundMessageList),
+        (status = 400, description = "A malformed phone, BSUID or cursor", body = ErrorBody),
+        (status = 404, description = "No such contact", body = ErrorBody),
+    ),
+    security(("bearer" = ["read"]))
+)]
+pub async fn contact_messages(
+    State(state): State<AppState>,
+    AppAuth(app, _): AppAuth<Reads>,
+    Path(phone): Path<String>,
+    Query(q): Query<InboundListQuery>,
+) -> Result<ApiJson<InboundMessageList>, ApiError> {
+    let page = state
+        .engine
+        .contact_inbound_messages(&app, &phone, q.after.as_deref(), q.limit.unwrap_or(50))
+        .await?;
+    Ok(ApiJson(InboundMessageList {
+        data: page.messages.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}

@@ -163,6 +163,7 @@ pub async fn spawn_app_configured(
         meta_app,
         ..EngineConfig::default()
     };
+    engine_config.media.dir = Some(dir.path().join("media"));
     tune(&mut engine_config);
     let engine = Engine::new(
         store.clone(),

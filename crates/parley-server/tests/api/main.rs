@@ -17,6 +17,7 @@ mod identity_bsuid;
 mod imports;
 mod intake;
 mod marketing_messages;
+mod inbound_kinds;
 mod operations;
 mod people;
 mod quota_person;

@@ -111,6 +111,7 @@ async fn snapshot(app: &TestApp, a: &Owned) -> BTreeMap<String, Value> {
         format!("/api/v1/segments/{}", a.segment),
         format!("/api/v1/contacts/import/{}", a.import),
         format!("/api/v1/contacts/{}", a.contact),
+        format!("/api/v1/contacts/{}/messages", a.contact),
         "/api/v1/campaigns".to_owned(),
         "/api/v1/templates?limit=100".to_owned(),
         "/api/v1/segments".to_owned(),

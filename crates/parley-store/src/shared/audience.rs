@@ -523,8 +523,22 @@ impl AudienceStore for Backend {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        // Their media go too (the files, once no message names them, at the next sweep).
+        sqlx::query(
+            "DELETE FROM inbound_media WHERE wamid IN (SELECT wamid FROM inbound_messages
+               WHERE application_id = $1 AND (from_phone IN ($2, $4, $5) OR contact_id = $3
+                 OR (from_user_id IS NOT NULL AND from_user_id = $5)))",
+        )
+        .bind(app.as_str())
+        .bind(phone)
+        .bind(&id)
+        .bind(&address)
+        .bind(&bsuid)
+        .execute(&mut *tx)
+        .await?;
         let inbound = sqlx::query(
-            "UPDATE inbound_messages SET from_phone = 'erased', from_user_id = NULL, contact_id = NULL, text = NULL, raw = '{}'
+            "UPDATE inbound_messages SET from_phone = 'erased', from_user_id = NULL, contact_id = NULL, text = NULL, raw = '{}',
+               body = NULL, edits = NULL
              WHERE application_id = $1 AND (from_phone IN ($2, $4, $5) OR contact_id = $3
                OR (from_user_id IS NOT NULL AND from_user_id = $5))",
         )

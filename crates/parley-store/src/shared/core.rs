@@ -373,24 +373,43 @@ impl Store for Backend {
         // A concurrent insert of the same wamid waits here for the first to commit, then
         // inserts nothing: exactly one caller sees `true`.
         let inserted = sqlx::query(
-            "INSERT INTO inbound_messages (wamid, application_id, phone_number_id, from_phone, kind, text, raw, received_at, from_user_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (wamid) DO NOTHING",
+            "INSERT INTO inbound_messages (wamid, application_id, phone_number_id, from_phone, kind, text, raw, received_at, from_user_id, body, refers_to)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (wamid) DO NOTHING",
         )
         .bind(text(m.wamid.as_str()))
         .bind(m.application_id.as_str())
         .bind(m.phone_number_id.as_str())
         .bind(text(&m.from_phone))
-        .bind(text(&m.kind))
+        .bind(m.kind.as_str())
         .bind(opt_text(m.text.as_deref()))
         .bind(json(&m.raw)?)
         .bind(m.received_at)
         .bind(opt_text(m.from.bsuid.as_deref()))
+        .bind(json(&m.body)?)
+        .bind(opt_text(m.refers_to.as_deref()))
         .execute(&mut *tx)
         .await?
         .rows_affected();
         if inserted == 0 {
             tx.rollback().await?;
             return Ok(false);
+        }
+        if let Some(media) = &m.media {
+            sqlx::query(
+                "INSERT INTO inbound_media (wamid, application_id, phone_number_id, media_id,
+                   declared_mime, declared_sha256, state, attempts, next_attempt_at, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7)
+                 ON CONFLICT (wamid) DO NOTHING",
+            )
+            .bind(text(m.wamid.as_str()))
+            .bind(m.application_id.as_str())
+            .bind(m.phone_number_id.as_str())
+            .bind(text(&media.media_id))
+            .bind(opt_text(media.declared_mime.as_deref()))
+            .bind(opt_text(media.declared_sha256.as_deref()))
+            .bind(m.received_at)
+            .execute(&mut *tx)
+            .await?;
         }
         let Some(contact_id) =
             resolve_in(&mut tx, &m.application_id, &m.from, true, m.received_at).await?
@@ -399,18 +418,21 @@ impl Store for Backend {
             return Ok(true);
         };
         // The window only moves forward: a late inbound (older than the last) leaves it. CASE
-        // rather than MAX/GREATEST, which the two dialects spell differently.
-        sqlx::query(
-            "UPDATE contacts SET
+        // rather than MAX/GREATEST, which the two dialects spell differently. A system notice
+        // is not the user writing: it leaves the window as it was.
+        if m.kind.opens_window() {
+            sqlx::query(
+                "UPDATE contacts SET
                last_inbound_at = CASE WHEN COALESCE(last_inbound_at, 0) > $1
                  THEN COALESCE(last_inbound_at, 0) ELSE $1 END,
                updated_at = $1
              WHERE id = $2",
-        )
-        .bind(m.received_at)
-        .bind(contact_id.as_str())
-        .execute(&mut *tx)
-        .await?;
+            )
+            .bind(m.received_at)
+            .bind(contact_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
         let contact_id = contact_id.as_str().to_owned();
         sqlx::query("UPDATE inbound_messages SET contact_id = $1 WHERE wamid = $2")
             .bind(contact_id)

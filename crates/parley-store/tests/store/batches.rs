@@ -263,7 +263,10 @@ async fn a_quota_batch_answers_as_one_request_at_a_time(b: &Backend) {
             name: None,
             ..Default::default()
         },
-        kind: "text".into(),
+        kind: parley_domain::InboundKind::Text,
+        body: serde_json::json!({"kind": "text"}),
+        refers_to: None,
+        media: None,
         text: Some("hi".into()),
         raw: json!({}),
         received_at: T0,

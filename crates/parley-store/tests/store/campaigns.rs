@@ -227,7 +227,10 @@ async fn quota_gate_counts_unique_contacts_outside_the_window(b: &Backend) {
             name: None,
             ..Default::default()
         },
-        kind: "text".into(),
+        kind: parley_domain::InboundKind::Text,
+        body: serde_json::json!({"kind": "text"}),
+        refers_to: None,
+        media: None,
         text: Some("hi".into()),
         raw: json!({}),
         received_at: T0,
@@ -438,7 +441,10 @@ async fn campaign_counts_follow_every_transition(b: &Backend) {
             name: None,
             ..Default::default()
         },
-        kind: "text".into(),
+        kind: parley_domain::InboundKind::Text,
+        body: serde_json::json!({"kind": "text"}),
+        refers_to: None,
+        media: None,
         text: Some("thanks".into()),
         raw: json!({}),
         received_at: T0 + 60,

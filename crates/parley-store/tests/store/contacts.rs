@@ -127,7 +127,10 @@ fn inbound(t: &Tenant, wamid: &str, at: i64, name: Option<&str>, text: &str) -> 
             name: name.map(str::to_owned),
             ..Default::default()
         },
-        kind: "text".into(),
+        kind: parley_domain::InboundKind::Text,
+        body: serde_json::json!({"kind": "text"}),
+        refers_to: None,
+        media: None,
         text: Some(text.into()),
         raw: json!({"from": "4915100000009", "id": wamid, "text": {"body": text}}),
         received_at: at,
