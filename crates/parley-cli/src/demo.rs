@@ -101,6 +101,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 system_user_token: Some(demo_ids::ACCESS_TOKEN.to_owned()),
                 ..Default::default()
             },
+            // A demo's event receiver runs on this machine (`http://localhost:…`).
+            events: parley_engine::events::EventConfig {
+                allow_loopback: true,
+                ..Default::default()
+            },
             ..EngineConfig::default()
         },
     );

@@ -366,6 +366,7 @@ async fn serve(
         EngineConfig {
             meta_app: config.meta_app(),
             audit_retention: config.audit_retention(),
+            events: config.events(),
             lease: test.lease_ms.map_or(defaults.lease, ms),
             crash_grace: test.crash_grace_ms.map_or(defaults.crash_grace, ms),
             filter_timeout: config

@@ -11,6 +11,7 @@ pub mod consent;
 mod contact_identity;
 pub mod demo;
 pub mod error;
+pub mod events;
 pub mod identity;
 pub mod import_file;
 pub mod messages;
@@ -62,6 +63,8 @@ pub struct EngineConfig {
     /// The longest a segment count or preview may run in the database before it is stopped
     /// (422 `filter_too_expensive`).
     pub filter_timeout: Duration,
+    /// Event webhooks out: retries, timeouts, which targets are allowed (`events.rs`).
+    pub events: events::EventConfig,
 }
 
 /// How long a segment count or preview may run by default.
@@ -85,6 +88,7 @@ impl Default for EngineConfig {
             meta_app: MetaApp::default(),
             audit_retention: Duration::from_secs(365 * 24 * 3600),
             filter_timeout: DEFAULT_FILTER_TIMEOUT,
+            events: events::EventConfig::default(),
         }
     }
 }
@@ -103,6 +107,8 @@ pub struct Engine {
     pub webhook_wake: Arc<Notify>,
     /// Wakes the campaign worker when a campaign starts or resumes.
     pub campaign_wake: Arc<Notify>,
+    /// Wakes the event delivery worker when an event is written or a delivery is replayed.
+    pub event_wake: Arc<Notify>,
     /// How far the workers got: counts a test waits on to know that a pass ran.
     pub progress: Arc<Progress>,
     /// When each token's last use was last written (or is being written): one entry per
@@ -114,6 +120,8 @@ pub struct Engine {
         Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     /// This process's role and workers (`nodes.rs`), set when its workers start.
     pub(crate) node: Arc<std::sync::RwLock<nodes::NodeInfo>>,
+    /// Which applications want which events (`events.rs`).
+    pub(crate) event_subscriptions: Arc<std::sync::Mutex<events::Subscriptions>>,
 }
 
 /// Passes the background workers completed, per engine. A test that must show that nothing
@@ -123,6 +131,7 @@ pub struct Engine {
 pub struct Progress {
     sender_passes: std::sync::atomic::AtomicU64,
     campaign_passes: std::sync::atomic::AtomicU64,
+    event_passes: std::sync::atomic::AtomicU64,
 }
 
 impl Progress {
@@ -136,6 +145,16 @@ impl Progress {
     pub fn campaign_passes(&self) -> u64 {
         self.campaign_passes
             .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Passes finished by the event delivery worker (fan-out and claim).
+    pub fn event_passes(&self) -> u64 {
+        self.event_passes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(crate) fn event_pass_done(&self) {
+        self.event_passes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub(crate) fn sender_pass_done(&self) {
@@ -164,10 +183,12 @@ impl Engine {
             send_wake: Arc::new(Notify::new()),
             webhook_wake: Arc::new(Notify::new()),
             campaign_wake: Arc::new(Notify::new()),
+            event_wake: Arc::new(Notify::new()),
             progress: Arc::new(Progress::default()),
             token_touches: Arc::default(),
             onboarding_locks: Arc::default(),
             node: Arc::new(std::sync::RwLock::new(nodes::NodeInfo::new())),
+            event_subscriptions: Arc::default(),
         }
     }
 
@@ -212,6 +233,7 @@ impl Engine {
         ));
         set.spawn(campaigns::run(self.clone(), shutdown.clone()));
         set.spawn(access::run_audit_retention(self.clone(), shutdown.clone()));
+        set.spawn(events::run(self.clone(), shutdown.clone()));
         set.spawn(webhooks::run(self.clone(), shutdown));
         set
     }

@@ -63,6 +63,7 @@ pub const WORKERS: &[&str] = &[
     "webhook_processor",
     "template_sync",
     "audit_retention",
+    "event_delivery",
 ];
 
 /// This process as `/readyz` shows it.

@@ -13,6 +13,7 @@ pub mod coexistence;
 pub mod consent;
 pub mod crypto;
 mod dialect;
+pub mod events;
 pub mod files;
 pub mod identity;
 mod lattice;
@@ -36,6 +37,7 @@ pub use campaigns::CampaignStore;
 pub use coexistence::CoexistenceStore;
 pub use consent::ConsentStore;
 pub use crypto::{DecryptError, KeyError, SecretCipher};
+pub use events::EventStore;
 pub use identity::IdentityStore;
 pub use nodes::{NodeRecord, NodeStore};
 pub use platforms::PlatformStore;
@@ -116,6 +118,7 @@ pub trait Store:
     + AccessStore
     + CoexistenceStore
     + NodeStore
+    + EventStore
     + Send
     + Sync
     + 'static

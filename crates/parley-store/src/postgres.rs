@@ -256,6 +256,9 @@ mod contact_identity;
 mod identity;
 #[path = "shared/nodes.rs"]
 mod nodes;
+#[path = "shared/events.rs"]
+mod events;
+pub(crate) use events::insert_events_tx;
 #[path = "shared/platforms.rs"]
 mod platforms;
 #[path = "shared/templates.rs"]
