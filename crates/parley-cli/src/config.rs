@@ -29,6 +29,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub workers: WorkersConfig,
     pub media: MediaConfig,
+    pub events: EventsConfig,
 }
 
 #[derive(Deserialize, Serialize, Clone)]
@@ -44,6 +45,37 @@ impl Default for WorkersConfig {
     fn default() -> Self {
         WorkersConfig {
             fallback_poll_ms: 1_000,
+        }
+    }
+}
+
+/// Event webhooks to the business's systems (`parley_engine::events`).
+#[derive(Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// How long a delivery is retried before it is given up.
+    pub retry_period_hours: u32,
+    /// An endpoint whose deliveries all failed for this long is disabled with a notice.
+    pub disable_after_hours: u32,
+    /// Deliveries in flight at once (per worker node).
+    pub concurrency: u32,
+    /// Per delivery request: connect, send, answer.
+    pub timeout_secs: u32,
+    /// Endpoints may be `http://` and on this machine (development only).
+    pub allow_loopback: bool,
+    /// Endpoints may be in private networks (10/8, 192.168/16, link-local, …).
+    pub allow_private_targets: bool,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            retry_period_hours: 72,
+            disable_after_hours: 120,
+            concurrency: 16,
+            timeout_secs: 15,
+            allow_loopback: false,
+            allow_private_targets: false,
         }
     }
 }
@@ -159,6 +191,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             workers: WorkersConfig::default(),
             media: MediaConfig::default(),
+            events: EventsConfig::default(),
         }
     }
 }
@@ -309,6 +342,30 @@ impl Config {
         if let Some(v) = get("PARLEY_MEDIA_MAX_MB").and_then(|v| v.trim().parse().ok()) {
             self.media.max_mb = v;
         }
+        number(
+            &mut self.events.retry_period_hours,
+            "PARLEY_EVENTS_RETRY_PERIOD_HOURS",
+        );
+        number(
+            &mut self.events.disable_after_hours,
+            "PARLEY_EVENTS_DISABLE_AFTER_HOURS",
+        );
+        number(&mut self.events.concurrency, "PARLEY_EVENTS_CONCURRENCY");
+        number(&mut self.events.timeout_secs, "PARLEY_EVENTS_TIMEOUT_SECS");
+        // Any value but empty, `0`, `false`, `no` or `off` turns a switch on.
+        let switch = |target: &mut bool, key: &str| {
+            if let Some(v) = get(key) {
+                *target = !matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "" | "0" | "false" | "no" | "off"
+                );
+            }
+        };
+        switch(&mut self.events.allow_loopback, "PARLEY_EVENTS_ALLOW_LOOPBACK");
+        switch(
+            &mut self.events.allow_private_targets,
+            "PARLEY_EVENTS_ALLOW_PRIVATE_TARGETS",
+        );
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -325,6 +382,15 @@ impl Config {
         }
         if self.audit.retention_days == 0 {
             bail!("audit.retention_days must be at least 1");
+        }
+        if self.events.retry_period_hours == 0
+            || self.events.disable_after_hours == 0
+            || self.events.concurrency == 0
+            || self.events.timeout_secs == 0
+        {
+            bail!(
+                "events.retry_period_hours, events.disable_after_hours, events.concurrency and events.timeout_secs must be at least 1"
+            );
         }
         if self.meta.app_secret.is_empty() {
             bail!(
@@ -400,6 +466,20 @@ impl Config {
     /// How long audit log entries are kept.
     pub fn audit_retention(&self) -> std::time::Duration {
         std::time::Duration::from_secs(u64::from(self.audit.retention_days.max(1)) * 86_400)
+    }
+
+    /// Event delivery as configured (`events.*`).
+    pub fn events(&self) -> parley_engine::events::EventConfig {
+        let hours = |h: u32| std::time::Duration::from_secs(u64::from(h.max(1)) * 3_600);
+        parley_engine::events::EventConfig {
+            retry_period: hours(self.events.retry_period_hours),
+            disable_after: hours(self.events.disable_after_hours),
+            concurrency: self.events.concurrency.max(1) as usize,
+            timeout: std::time::Duration::from_secs(u64::from(self.events.timeout_secs.max(1))),
+            allow_loopback: self.events.allow_loopback,
+            allow_private_targets: self.events.allow_private_targets,
+            ..parley_engine::events::EventConfig::default()
+        }
     }
 
     /// The bearer token `/metrics` asks for, if any.

@@ -105,6 +105,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 dir: Some(args.data_dir.join("media")),
                 ..Default::default()
             },
+            // A demo's event receiver runs on this machine (`http://localhost:…`).
+            events: parley_engine::events::EventConfig {
+                allow_loopback: true,
+                ..Default::default()
+            },
             ..EngineConfig::default()
         },
     );

@@ -492,6 +492,7 @@ async fn serve(
             audit_retention: config.audit_retention(),
             poll_interval: config.fallback_poll(),
             media: config.media(),
+            events: config.events(),
             lease: test.lease_ms.map_or(defaults.lease, ms),
             crash_grace: test.crash_grace_ms.map_or(defaults.crash_grace, ms),
             node_lease: ms(config.node_lease_ms),

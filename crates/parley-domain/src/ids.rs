@@ -217,6 +217,19 @@ prefixed_id!(
     /// One entry of an application's audit log (`aud_…`).
     AuditEntryId, "aud_", "audit entry id"
 );
+prefixed_id!(
+    /// An endpoint an application registered for event webhooks (`ep_…`).
+    EventEndpointId, "ep_", "event endpoint id"
+);
+prefixed_id!(
+    /// One event for the business's systems (`ev_…`): the `webhook-id` every delivery of it
+    /// carries, so a receiver can drop a repeat.
+    EventId, "ev_", "event id"
+);
+prefixed_id!(
+    /// One event's delivery to one endpoint, with its attempts (`dlv_…`).
+    DeliveryId, "dlv_", "delivery id"
+);
 
 macro_rules! digit_id {
     ($(#[$meta:meta])* $name:ident, $what:literal) => {

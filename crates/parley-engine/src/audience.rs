@@ -464,6 +464,7 @@ impl Engine {
                 self.now(),
             )
             .await?;
+        crate::events::contact_updated(self, app, &address, input.source, &input.tags).await?;
         let mut address = address;
         if let Some(bsuid) = input.bsuid.as_deref().filter(|b| !b.trim().is_empty()) {
             let bsuid = Bsuid::parse(bsuid).map_err(|e| {

@@ -114,13 +114,16 @@ impl Engine {
                     subscription: Some(SubscriptionChange {
                         state,
                         source: source.to_owned(),
-                        note,
+                        note: note.clone(),
                     }),
                     ..ContactUpsert::default()
                 }],
                 self.now(),
             )
             .await?;
+        if state == Subscription::OptedOut {
+            crate::events::contact_opted_out(self, app, phone, source, note.as_deref()).await?;
+        }
         Ok(())
     }
 }

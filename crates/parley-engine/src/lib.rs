@@ -11,6 +11,7 @@ pub mod consent;
 mod contact_identity;
 pub mod demo;
 pub mod error;
+pub mod events;
 pub mod identity;
 pub mod import_file;
 mod intake;
@@ -80,6 +81,8 @@ pub struct EngineConfig {
     pub node_lease: Duration,
     /// Inbound media: where they are kept, how large they may be, how long they stay.
     pub media: MediaConfig,
+    /// Event webhooks out: retries, timeouts, which targets are allowed (`events.rs`).
+    pub events: events::EventConfig,
 }
 
 /// Inbound media downloads (`inbound.rs`).
@@ -136,6 +139,7 @@ impl Default for EngineConfig {
             webhook_queue_bytes: 64 * 1024 * 1024,
             node_lease: DEFAULT_NODE_LEASE,
             media: MediaConfig::default(),
+            events: events::EventConfig::default(),
         }
     }
 }
@@ -156,6 +160,8 @@ pub struct Engine {
     pub campaign_wake: Arc<Notify>,
     /// Wakes the media fetcher when an inbound media is recorded.
     pub media_wake: Arc<Notify>,
+    /// Wakes the event delivery worker when an event is written or a delivery is replayed.
+    pub event_wake: Arc<Notify>,
     /// How far the workers got: counts a test waits on to know that a pass ran.
     pub progress: Arc<Progress>,
     /// When each token's last use was last written (or is being written): one entry per
@@ -173,6 +179,8 @@ pub struct Engine {
     pub(crate) leases: Arc<leases::LeaseBook>,
     /// Campaigns whose progress changed since the last announcement (`wake.rs`).
     pub(crate) live_dirty: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    /// Which applications want which events (`events.rs`).
+    pub(crate) event_subscriptions: Arc<std::sync::Mutex<events::Subscriptions>>,
 }
 
 /// Passes the background workers completed, per engine. A test that must show that nothing
@@ -182,6 +190,7 @@ pub struct Engine {
 pub struct Progress {
     sender_passes: std::sync::atomic::AtomicU64,
     campaign_passes: std::sync::atomic::AtomicU64,
+    event_passes: std::sync::atomic::AtomicU64,
 }
 
 impl Progress {
@@ -195,6 +204,16 @@ impl Progress {
     pub fn campaign_passes(&self) -> u64 {
         self.campaign_passes
             .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Passes finished by the event delivery worker (fan-out and claim).
+    pub fn event_passes(&self) -> u64 {
+        self.event_passes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(crate) fn event_pass_done(&self) {
+        self.event_passes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub(crate) fn sender_pass_done(&self) {
@@ -224,6 +243,7 @@ impl Engine {
             webhook_wake: Arc::new(Notify::new()),
             campaign_wake: Arc::new(Notify::new()),
             media_wake: Arc::new(Notify::new()),
+            event_wake: Arc::new(Notify::new()),
             progress: Arc::new(Progress::default()),
             token_touches: Arc::default(),
             onboarding_locks: Arc::default(),
@@ -231,6 +251,7 @@ impl Engine {
             intake: Arc::default(),
             leases: Arc::default(),
             live_dirty: Arc::default(),
+            event_subscriptions: Arc::default(),
         }
     }
 
@@ -279,6 +300,7 @@ impl Engine {
         set.spawn(campaigns::run(self.clone(), shutdown.clone()));
         set.spawn(access::run_audit_retention(self.clone(), shutdown.clone()));
         set.spawn(inbound::run_media(self.clone(), shutdown.clone()));
+        set.spawn(events::run(self.clone(), shutdown.clone()));
         set.spawn(webhooks::run(self.clone(), shutdown));
         set
     }

@@ -64,6 +64,7 @@ pub const WORKERS: &[&str] = &[
     "template_sync",
     "audit_retention",
     "media_fetcher",
+    "event_delivery",
 ];
 
 /// This process as `/readyz` shows it.

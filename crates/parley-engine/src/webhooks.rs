@@ -64,6 +64,7 @@ pub async fn process_pending(engine: &Engine) -> parley_store::Result<usize> {
     crate::consent::before_statuses(engine, &statuses).await?;
     for chunk in statuses.chunks(STATUS_CHUNK) {
         let matched = engine.store.apply_statuses(chunk).await?;
+        crate::events::statuses_applied(engine, chunk, &matched).await?;
         let applied = matched.iter().filter(|m| m.is_some()).count();
         metrics::counter!("parley_statuses_applied_total").increment(applied as u64);
         tracing::debug!(statuses = chunk.len(), applied, "statuses applied");
@@ -341,7 +342,9 @@ async fn record_inbound(
     record: &InboundRecord,
     msg: &InboundMessage,
 ) -> parley_store::Result<bool> {
-    if !engine.store.record_inbound(record).await? {
+    let fresh = engine.store.record_inbound(record).await?;
+    crate::events::message_received(engine, record).await?;
+    if !fresh {
         return Ok(false);
     }
     metrics::counter!("parley_inbound_messages_total").increment(1);

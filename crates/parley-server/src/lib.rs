@@ -238,6 +238,33 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/audit", get(routes::audit::list_audit))
         .route("/api/v1/stats", get(routes::stats::get_stats))
         .route("/api/v1/stats/export", get(routes::stats::export_stats))
+        .route(
+            "/api/v1/event-endpoints",
+            get(routes::event_endpoints::list_endpoints)
+                .post(routes::event_endpoints::create_endpoint),
+        )
+        .route(
+            "/api/v1/event-endpoints/{id}",
+            get(routes::event_endpoints::get_endpoint)
+                .patch(routes::event_endpoints::update_endpoint)
+                .delete(routes::event_endpoints::delete_endpoint),
+        )
+        .route(
+            "/api/v1/event-endpoints/{id}/rotate-secret",
+            post(routes::event_endpoints::rotate_secret),
+        )
+        .route(
+            "/api/v1/event-endpoints/{id}/deliveries",
+            get(routes::event_endpoints::list_deliveries),
+        )
+        .route(
+            "/api/v1/event-endpoints/{id}/deliveries/{delivery}/replay",
+            post(routes::event_endpoints::replay_delivery),
+        )
+        .route(
+            "/api/v1/event-endpoints/{id}/replay",
+            post(routes::event_endpoints::replay_range),
+        )
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     let webhooks = Router::new()
         .route(
@@ -353,6 +380,16 @@ pub fn router(state: AppState) -> Router {
                 "/settings/opt-out",
                 get(console::consent::opt_out_page).post(console::consent::save_opt_out),
             )
+            .route(
+                "/settings/events",
+                get(console::events::list).post(console::events::create),
+            )
+            .route("/settings/events/{id}", get(console::events::detail))
+            .route(
+                "/settings/events/{id}/deliveries/{delivery}/replay",
+                post(console::events::replay_delivery),
+            )
+            .route("/settings/events/{id}/{action}", post(console::events::action))
             .route("/console.css", get(console::stylesheet))
             .route("/console/templates.css", get(console::templates_stylesheet))
             .route("/console/templates.js", get(console::templates_script))

@@ -5,8 +5,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes::{
-    applications, audit, campaigns, consent, contacts, health, messages, personalize,
-    phone_numbers, platforms, segments, stats, templates, tokens, webhooks,
+    applications, audit, campaigns, consent, contacts, event_endpoints, health, messages,
+    personalize, phone_numbers, platforms, segments, stats, templates, tokens, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -75,11 +75,20 @@ use crate::routes::{
         audit::list_audit,
         stats::get_stats,
         stats::export_stats,
+        event_endpoints::list_endpoints,
+        event_endpoints::create_endpoint,
+        event_endpoints::get_endpoint,
+        event_endpoints::update_endpoint,
+        event_endpoints::delete_endpoint,
+        event_endpoints::rotate_secret,
+        event_endpoints::list_deliveries,
+        event_endpoints::replay_delivery,
+        event_endpoints::replay_range,
         health::healthz,
         health::readyz,
         health::metrics,
     ),
-    components(schemas(ErrorBody, ErrorDetail)),
+    components(schemas(ErrorBody, ErrorDetail, event_endpoints::EventPayload)),
     modifiers(&BearerAuth),
     tags(
         (name = "messages", description = "Single sends and their delivery states"),
@@ -91,6 +100,7 @@ use crate::routes::{
         (name = "platforms", description = "WhatsApp Business Accounts connected with Embedded Signup"),
         (name = "tokens", description = "The application's API tokens: scopes `send`, `read`, `manage`, expiry, revocation"),
         (name = "statistics", description = "Counts per hour, day, week or month from counters kept as events are applied; CSV exports"),
+        (name = "events", description = "Event webhooks to your systems (Standard Webhooks): endpoints, deliveries with every attempt, replays"),
         (name = "audit", description = "Who changed what, when and from where"),
         (name = "webhooks", description = "Meta's webhook endpoint"),
         (name = "operations", description = "Health and metrics"),

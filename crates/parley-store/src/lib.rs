@@ -13,6 +13,7 @@ pub mod coexistence;
 pub mod consent;
 pub mod crypto;
 mod dialect;
+pub mod events;
 pub mod files;
 pub mod identity;
 pub mod inbound;
@@ -42,6 +43,7 @@ pub use campaigns::CampaignStore;
 pub use coexistence::CoexistenceStore;
 pub use consent::ConsentStore;
 pub use crypto::{DecryptError, KeyError, SecretCipher};
+pub use events::EventStore;
 pub use identity::IdentityStore;
 pub use marketing::MarketingStore;
 pub use leases::{Fence, LeaseRecord, LeaseStore};
@@ -143,6 +145,7 @@ pub trait Store:
     + StatsStore
     + LeaseStore
     + InboundStore
+    + EventStore
     + Send
     + Sync
     + 'static

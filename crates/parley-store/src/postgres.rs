@@ -282,6 +282,9 @@ macro_rules! share_lock {
 }
 #[path = "shared/leases.rs"]
 mod leases;
+#[path = "shared/events.rs"]
+mod events;
+pub(crate) use events::insert_events_tx;
 #[path = "shared/platforms.rs"]
 mod platforms;
 #[path = "shared/stats.rs"]

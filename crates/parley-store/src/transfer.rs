@@ -68,6 +68,10 @@ pub const COPIED_TABLES: &[&str] = &[
     "audit_log",
     "coexistence_numbers",
     "app_messages",
+    "event_endpoints",
+    "events",
+    "event_deliveries",
+    "event_attempts",
 ];
 
 /// Tables left out on purpose, with why.

@@ -12,6 +12,7 @@ pub mod access;
 pub mod audience;
 pub mod campaigns;
 pub mod consent;
+pub mod events;
 pub mod people;
 pub mod platforms;
 pub mod roles;

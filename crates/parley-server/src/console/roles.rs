@@ -12,6 +12,7 @@ const ADMIN_PAGES: &[&str] = &[
     "/settings/applications",
     "/settings/tokens",
     "/settings/audit",
+    "/settings/events",
     "/templates/new",
     "/campaigns/whatsapp/new",
 ];
@@ -71,6 +72,15 @@ mod tests {
         assert_eq!(required_role(&Method::GET, "/messages"), Role::Viewer);
         assert_eq!(required_role(&Method::GET, "/settings/users"), Role::Admin);
         assert_eq!(required_role(&Method::GET, "/settings/tokens"), Role::Admin);
+        assert_eq!(required_role(&Method::GET, "/settings/events"), Role::Admin);
+        assert_eq!(
+            required_role(&Method::GET, "/settings/events/{id}"),
+            Role::Admin
+        );
+        assert_eq!(
+            required_role(&Method::POST, "/settings/events/{id}/{action}"),
+            Role::Admin
+        );
         assert_eq!(
             required_role(&Method::POST, "/settings/users/invite"),
             Role::Admin

@@ -161,6 +161,14 @@ pub async fn spawn_app_configured(
         max_backoff: Duration::from_millis(500),
         poll_interval: Duration::from_millis(100),
         meta_app,
+        // Event receivers in tests listen on 127.0.0.1 over http.
+        events: parley_engine::events::EventConfig {
+            allow_loopback: true,
+            base_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(400),
+            timeout: Duration::from_secs(5),
+            ..Default::default()
+        },
         ..EngineConfig::default()
     };
     engine_config.media.dir = Some(dir.path().join("media"));

@@ -25,6 +25,9 @@ struct Owned {
     phone_number_id: String,
     /// A's API token's id (`tok_…`), not the token.
     token: String,
+    /// A's event endpoint (`ep_…`) and one of its deliveries (`dlv_…`).
+    event_endpoint: String,
+    delivery: String,
 }
 
 impl Owned {
@@ -41,6 +44,8 @@ impl Owned {
             ("contacts", "job") => &self.import,
             ("contacts", "phone") => &self.contact,
             ("tokens", "id") => &self.token,
+            ("event-endpoints", "id") => &self.event_endpoint,
+            ("event-endpoints", "delivery") => &self.delivery,
             _ => panic!(
                 "{path}: a route with {{{param}}} this isolation test does not know: add which of A's ids to try"
             ),
@@ -120,6 +125,7 @@ async fn snapshot(app: &TestApp, a: &Owned) -> BTreeMap<String, Value> {
         "/api/v1/contacts?limit=100".to_owned(),
         "/api/v1/settings/opt-out".to_owned(),
         "/api/v1/stats?group_by=campaign&interval=month".to_owned(),
+        format!("/api/v1/event-endpoints/{}", a.event_endpoint),
     ] {
         let v = a_get(app, &path).await;
         seen.insert(path, v);
@@ -165,6 +171,13 @@ fn body_for(method: &str, path: &str, a: &Owned) -> Option<Value> {
         ("post", "/api/v1/applications") => Some(json!({"name": "B's second"})),
         ("post", "/api/v1/tokens") => Some(json!({"label": "B's", "scopes": ["read"]})),
         ("put", "/api/v1/settings/opt-out") => Some(json!({"keywords": ["halt"]})),
+        ("post", "/api/v1/event-endpoints") => Some(json!({
+            "url": "https://example.com/b", "event_types": ["contact.updated"]
+        })),
+        ("patch", "/api/v1/event-endpoints/{id}") => Some(json!({"enabled": false})),
+        ("post", "/api/v1/event-endpoints/{id}/replay") => {
+            Some(json!({"since": "2020-01-01T00:00:00Z"}))
+        }
         ("post", "/api/v1/platforms/{id}/request_code") => {
             Some(json!({"code_method": "SMS", "language": "en_US"}))
         }
@@ -255,7 +268,48 @@ async fn another_applications_ids_are_404_on_every_route_and_change_nothing() {
         .as_str()
         .expect("token id")
         .to_owned();
+    // A's event endpoint (a public address nobody answers at here) and a delivery to it.
+    let (status, v) = app
+        .api_call(
+            Method::POST,
+            "/api/v1/event-endpoints",
+            Some(&json!({"url": "https://example.com/a", "event_types": ["contact.updated"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let event_endpoint = v["id"].as_str().expect("endpoint").to_owned();
+    let (status, v) = app
+        .api_call(
+            Method::PUT,
+            &format!("/api/v1/contacts/{}", phone.replace('+', "%2B")),
+            Some(&json!({"tags": {"city": "Here"}})),
+        )
+        .await;
+    assert!(status < 300, "{v}");
+    let mut delivery = String::new();
+    for _ in 0..300 {
+        let v = a_get(&app, &format!("/api/v1/event-endpoints/{event_endpoint}/deliveries")).await;
+        if let Some(id) = v["data"][0]["id"].as_str()
+            && v["data"][0]["attempts"].as_i64() >= Some(1)
+        {
+            delivery = id.to_owned();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!delivery.is_empty(), "A's delivery was made and tried");
+    // Disabled, so that nothing moves it while B tries: A's snapshot must stay still.
+    let (status, v) = app
+        .api_call(
+            Method::PATCH,
+            &format!("/api/v1/event-endpoints/{event_endpoint}"),
+            Some(&json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
     let a = Owned {
+        event_endpoint,
+        delivery,
         message,
         campaign,
         platform,
@@ -279,6 +333,8 @@ async fn another_applications_ids_are_404_on_every_route_and_change_nothing() {
         phone.trim_start_matches('+').to_owned(),
         a.phone_number_id.clone(),
         a.token.clone(),
+        a.event_endpoint.clone(),
+        a.delivery.clone(),
         format!("\"{first_name}\""),
     ];
 
@@ -412,7 +468,9 @@ async fn another_applications_ids_are_404_on_every_route_and_change_nothing() {
                 | ("post", "/api/v1/applications")
                 | ("post", "/api/v1/tokens")
                 // B's own opt-out keywords (A's are in the snapshot, unchanged).
-                | ("put", "/api/v1/settings/opt-out") => assert!(status < 300, "{what}"),
+                | ("put", "/api/v1/settings/opt-out")
+                // B's own event endpoint.
+                | ("post", "/api/v1/event-endpoints") => assert!(status < 300, "{what}"),
                 // Another application's WABA: refused (its ownership is another test's),
                 // never taken.
                 ("post", "/api/v1/platforms/whatsapp/signup") => {

@@ -215,10 +215,12 @@ impl CampaignStore for Backend {
             "UPDATE campaigns SET state = $1, state_reason = $2, updated_at = $3,
                started_at = CASE WHEN $4 = 'running' THEN COALESCE(started_at, $5) ELSE started_at END,
                finished_at = CASE WHEN $6 IN ('completed', 'cancelled') THEN $7 ELSE finished_at END
-             WHERE id = $8 AND state IN ({})",
+             WHERE id = $8 AND state IN ({})
+             RETURNING application_id, name",
             states_list(from)
         );
-        let r = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let mut tx = self.tx().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(to.as_str())
             .bind(reason)
             .bind(now)
@@ -227,9 +229,17 @@ impl CampaignStore for Backend {
             .bind(to.as_str())
             .bind(now)
             .bind(id.as_str())
-            .execute(self.writer())
+            .fetch_optional(&mut *tx)
             .await?;
-        Ok(r.rows_affected() == 1)
+        // `campaign.completed` for the business's systems, committed with the change.
+        if let (Some(row), CampaignState::Completed) = (&row, to) {
+            let app = parse_id(row, "application_id", ApplicationId::parse)?;
+            let name: String = row.try_get("name")?;
+            let events = crate::events::campaign_completed_event(&app, id, &name, now);
+            super::insert_events_tx(&mut tx, &events).await?;
+        }
+        tx.commit().await?;
+        Ok(row.is_some())
     }
 
     async fn campaigns_to_work(&self, now: Millis) -> Result<Vec<CampaignRecord>> {

@@ -204,6 +204,11 @@ impl PlatformStore for Backend {
         reason: Option<&str>,
         now: Millis,
     ) -> Result<()> {
+        let mut tx = self.tx().await?;
+        let before = sqlx::query("SELECT application_id, status FROM platforms WHERE id = $1")
+            .bind(platform.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
         sqlx::query(
             "UPDATE platforms SET status = $1, status_reason = $2, updated_at = $3,
                disconnected_at = CASE WHEN $4 = 'disconnected' THEN COALESCE(disconnected_at, $5) ELSE NULL END
@@ -215,9 +220,17 @@ impl PlatformStore for Backend {
         .bind(status)
         .bind(now)
         .bind(platform.as_str())
-        .execute(self.writer())
+        .execute(&mut *tx)
         .await
         .map_err(|e| crate::waba_taken(e, platform.as_str()))?;
+        // `platform.status` for the business's systems, committed with the change.
+        if let Some(row) = before {
+            let app = parse_id(&row, "application_id", ApplicationId::parse)?;
+            let old: String = row.try_get("status")?;
+            let events = crate::events::platform_status_event(&app, platform, &old, status, reason, now);
+            super::insert_events_tx(&mut tx, &events).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -31,10 +31,13 @@ fn inbound(t: &Tenant, wamid: &str, kind: &str, at: i64) -> InboundRecord {
             phone: Some("+4915100000001".into()),
             ..Default::default()
         },
-        kind: kind.into(),
+        kind: parley_domain::InboundKind::from_meta(kind),
         text: None,
+        body: json!({}),
+        refers_to: None,
         raw: json!({}),
         received_at: at,
+        media: None,
     }
 }
 
