@@ -14,6 +14,16 @@ use parley_store::{SecretCipher, SqliteStore, Store};
 /// 2026-01-01T00:00:00Z.
 const YEAR_START: i64 = 1_767_225_600_000;
 
+/// A benchmark query: name, from, to, interval, group_by, one filter.
+type BenchQuery<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<(&'a str, &'a str)>,
+);
+
 pub async fn stats(messages: u64) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("parley-bench-stats-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -39,7 +49,7 @@ pub async fn stats(messages: u64) -> anyhow::Result<()> {
         Arc::new(SystemClock),
         EngineConfig::default(),
     );
-    let queries: [(&str, &str, &str, &str, Option<&str>, Option<(&str, &str)>); 6] = [
+    let queries: [BenchQuery; 6] = [
         (
             "year by month",
             "2026-01-01",

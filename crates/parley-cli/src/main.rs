@@ -4,8 +4,8 @@
 
 mod bench;
 mod bench_campaign;
-mod bench_webhooks;
 mod bench_stats;
+mod bench_webhooks;
 mod config;
 mod contacts;
 mod demo;

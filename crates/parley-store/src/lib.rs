@@ -18,8 +18,8 @@ pub mod files;
 pub mod identity;
 pub mod inbound;
 mod lattice;
-pub mod marketing;
 pub mod leases;
+pub mod marketing;
 pub mod nodes;
 pub mod platforms;
 pub mod postgres;
@@ -45,11 +45,11 @@ pub use consent::ConsentStore;
 pub use crypto::{DecryptError, KeyError, SecretCipher};
 pub use events::EventStore;
 pub use identity::IdentityStore;
-pub use marketing::MarketingStore;
-pub use leases::{Fence, LeaseRecord, LeaseStore};
 pub use inbound::{
     InboundMediaRecord, InboundMessageRecord, InboundStore, MediaOutcome, NewInboundMedia,
 };
+pub use leases::{Fence, LeaseRecord, LeaseStore};
+pub use marketing::MarketingStore;
 pub use nodes::{NodeRecord, NodeStore};
 pub use platforms::PlatformStore;
 pub use postgres::PostgresStore;

@@ -245,10 +245,10 @@ mod consent;
 mod contact_identity;
 #[path = "shared/identity.rs"]
 mod identity;
-#[path = "shared/marketing.rs"]
-mod marketing;
 #[path = "shared/inbound.rs"]
 mod inbound;
+#[path = "shared/marketing.rs"]
+mod marketing;
 #[path = "shared/nodes.rs"]
 mod nodes;
 /// The database's clock in Unix milliseconds: leases never read a node's clock.
@@ -263,10 +263,10 @@ macro_rules! share_lock {
         ""
     };
 }
-#[path = "shared/leases.rs"]
-mod leases;
 #[path = "shared/events.rs"]
 mod events;
+#[path = "shared/leases.rs"]
+mod leases;
 pub(crate) use events::insert_events_tx;
 #[path = "shared/platforms.rs"]
 mod platforms;
