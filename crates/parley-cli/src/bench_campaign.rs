@@ -1,5 +1,8 @@
 //! `parley bench campaign`: a personalized campaign end to end against the sandbox, on a
-//! temporary SQLite file. The sandbox runs in a child process (this binary with
+//! temporary SQLite file or (`--database-url postgres://…`) a throwaway database on that
+//! PostgreSQL server, with one or several Parley nodes (`--nodes`: engines in this process,
+//! each with its own pools, wake-up listener and workers, as separate `parley serve`
+//! processes would have). The sandbox runs in a child process (this binary with
 //! `--sandbox-only`), so the CPU time and peak memory measured here are Parley's alone.
 //!
 //! Parley here is the production wiring: the HTTP server receiving the sandbox's signed status
@@ -19,7 +22,7 @@ use parley_engine::{Engine, EngineConfig, SystemClock};
 use parley_meta::GraphClient;
 use parley_sandbox::{Sandbox, SandboxConfig, demo_ids};
 use parley_store::platforms::NumberPatch;
-use parley_store::{SecretCipher, SqliteStore, Store};
+use parley_store::{PostgresStore, SecretCipher, SqliteStore, Store};
 use tokio_util::sync::CancellationToken;
 
 /// What one run measures.
@@ -29,6 +32,50 @@ pub struct Args {
     pub mps: u32,
     /// Run only the sandbox (the child process), posting webhooks to this URL.
     pub sandbox_only: Option<String>,
+    /// A PostgreSQL server (`postgres://user@host:port/db`, a user that may create
+    /// databases): the bench creates a database of its own there and drops it at the end.
+    pub database_url: Option<String>,
+    /// Parley nodes on that database (PostgreSQL only).
+    pub nodes: usize,
+}
+
+/// The bench's own database on the server `url` names: created empty, dropped by `drop`.
+struct BenchDatabase {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl BenchDatabase {
+    async fn create(url: &str) -> anyhow::Result<BenchDatabase> {
+        use sqlx::Connection as _;
+        let name = format!("parley_bench_{}", std::process::id());
+        let (base, _) = url
+            .rsplit_once('/')
+            .context("the database URL names no database: postgres://user@host:port/db")?;
+        let mut c = sqlx::PgConnection::connect(url)
+            .await
+            .context("cannot connect to the PostgreSQL server")?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut c)
+            .await
+            .context("cannot create the bench's database (the user needs CREATEDB)")?;
+        let _ = c.close().await;
+        Ok(BenchDatabase {
+            admin: url.to_owned(),
+            url: format!("{base}/{name}"),
+            name,
+        })
+    }
+
+    async fn drop(self) {
+        use sqlx::Connection as _;
+        if let Ok(mut c) = sqlx::PgConnection::connect(&self.admin).await {
+            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+            let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
+            let _ = c.close().await;
+        }
+    }
 }
 
 fn sandbox_config(mps: u32, webhook_url: String) -> SandboxConfig {
@@ -106,11 +153,23 @@ pub async fn campaign(args: Args) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("parley-bench-campaign-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("bench.db");
+    let nodes = args.nodes.max(1);
+    anyhow::ensure!(
+        nodes == 1 || args.database_url.is_some(),
+        "--nodes above 1 needs --database-url postgres://… (one SQLite file serves one node)"
+    );
+    let pg = match &args.database_url {
+        Some(url) => Some(BenchDatabase::create(url).await?),
+        None => None,
+    };
     println!(
-        "parley bench campaign: {} recipients at {} msg/s, SQLite at {}",
+        "parley bench campaign: {} recipients at {} msg/s, {}",
         args.recipients,
         args.mps,
-        path.display()
+        match &pg {
+            Some(db) => format!("PostgreSQL database {} with {nodes} node(s)", db.name),
+            None => format!("SQLite at {}", path.display()),
+        }
     );
     parley_domain::warm_up();
 
@@ -141,18 +200,31 @@ pub async fn campaign(args: Args) -> anyhow::Result<()> {
         "the sandbox did not start"
     );
 
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&path, SecretCipher::from_key(&[7; 32])).await?);
+    let mut stores: Vec<Arc<dyn Store>> = Vec::with_capacity(nodes);
+    for _ in 0..nodes {
+        let cipher = SecretCipher::from_key(&[7; 32]);
+        stores.push(match &pg {
+            Some(db) => Arc::new(PostgresStore::connect(&db.url, cipher).await?),
+            None => Arc::new(SqliteStore::open(&path, cipher).await?),
+        });
+    }
+    let store = stores[0].clone();
     let config = SandboxConfig::demo();
-    let engine = Engine::new(
-        store.clone(),
-        GraphClient::new(&sandbox_url, &config.graph_version),
-        Arc::new(SystemClock),
-        EngineConfig {
-            poll_interval: Duration::from_millis(100),
-            ..EngineConfig::default()
-        },
-    );
+    let engines: Vec<Engine> = stores
+        .iter()
+        .map(|store| {
+            Engine::new(
+                store.clone(),
+                GraphClient::new(&sandbox_url, &config.graph_version),
+                Arc::new(SystemClock),
+                EngineConfig {
+                    poll_interval: Duration::from_millis(100),
+                    ..EngineConfig::default()
+                },
+            )
+        })
+        .collect();
+    let engine = engines[0].clone();
     let started = Instant::now();
     let seed = engine
         .seed_demo(
@@ -203,7 +275,12 @@ pub async fn campaign(args: Args) -> anyhow::Result<()> {
         },
     );
     let server_task = tokio::spawn(server.run(shutdown.clone()));
+    // Node 0 receives Meta's webhooks (the sandbox has one URL); every node runs the workers.
     let mut workers = engine.spawn_workers(shutdown.clone());
+    for other in &engines[1..] {
+        let mut set = other.spawn_node(parley_engine::nodes::NodeRole::Worker, shutdown.clone());
+        workers.spawn(async move { while set.join_next().await.is_some() {} });
+    }
 
     let cpu0 = cpu_seconds();
     let t0 = Instant::now();
@@ -339,7 +416,24 @@ pub async fn campaign(args: Args) -> anyhow::Result<()> {
         percentile(&latencies, 0.99)
     );
     println!("peak RSS:    {peak_rss:8.1} MiB (VmHWM, seeding included)");
+    // What Meta refused for going too fast (Parley retries those): the pacer's honesty.
+    let refusals: serde_json::Value = reqwest::Client::new()
+        .get(format!("{sandbox_url}/sandbox/requests?limit=1"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    println!(
+        "rate refusals by Meta: {} (throughput and pair rate per number)",
+        refusals["rate_refusals"]
+    );
     drop(child);
+    drop(engines);
+    drop(stores);
+    drop(store);
+    if let Some(db) = pg {
+        db.drop().await;
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

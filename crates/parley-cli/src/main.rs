@@ -162,6 +162,13 @@ enum BenchWhat {
         /// Internal: run only the bench's sandbox, posting webhooks to this URL.
         #[arg(long, hide = true)]
         sandbox_only: Option<String>,
+        /// Run on this PostgreSQL server instead of a temporary SQLite file
+        /// (`postgres://user@host:port/db`; the bench creates and drops a database of its own).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Parley nodes on that database (each with its own pools and workers).
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
     },
     /// Meta's signed status webhooks into Parley's intake (a child process on a temporary
     /// SQLite file) from a load generator in its own process, against a minimal reference
@@ -322,12 +329,16 @@ async fn main() -> std::process::ExitCode {
                     recipients,
                     mps,
                     sandbox_only,
+                    database_url,
+                    nodes,
                 },
         } => {
             bench_campaign::campaign(bench_campaign::Args {
                 recipients,
                 mps,
                 sandbox_only,
+                database_url,
+                nodes,
             })
             .await
         }

@@ -1,7 +1,8 @@
 //! What this `parley serve` process does (`--role`) and its heartbeat row in `nodes`.
 //!
 //! - `api`: serves the API, the console and Meta's webhook intake; runs no background worker
-//!   (a queued message waits for a worker node; its sender polls every second).
+//!   (a queued message waits for a worker node, whose sender the wake-up bus wakes:
+//!   `LISTEN/NOTIFY` on PostgreSQL, `wake.rs`).
 //! - `worker`: runs the workers (sender loops, campaign planner, webhook processor, template
 //!   sync, audit retention) and serves only health, readiness and metrics.
 //! - `all` (the default): both, as one node always did.

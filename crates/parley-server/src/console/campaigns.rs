@@ -737,7 +737,11 @@ pub async fn events(
     };
     let events = futures::stream::unfold(stream, LiveStream::next);
     Ok((
-        [(header::CACHE_CONTROL, "no-store")],
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            // nginx buffers proxied responses unless told not to.
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
         Sse::new(events).keep_alive(KeepAlive::default()),
     )
         .into_response())
