@@ -360,6 +360,7 @@ mod normalize {
             Value::String(s) => s.trim().parse().ok(),
             _ => None,
         }
+        .filter(|x: &f64| x.is_finite())
     }
 
     fn b(v: Option<&Value>) -> bool {
@@ -1302,6 +1303,48 @@ mod tests {
         let info = u.disconnection_info.expect("disconnection_info");
         assert_eq!(info.reason.as_deref(), Some("PRIMARY_INACTIVITY"));
         assert_eq!(info.initiated_by.as_deref(), Some("SYSTEM"));
+    }
+
+    #[test]
+    fn inbound_bodies_read_leniently_and_keep_flow_answers_as_json() {
+        let read = |m: serde_json::Value| -> parley_domain::InboundBody {
+            serde_json::from_value::<InboundMessage>(m)
+                .expect("message")
+                .body()
+        };
+        // Wrong JSON types leave fields out; nothing fails.
+        let image = read(json!({"id": "w1", "type": "image", "image": "not an object"}));
+        assert_eq!(image.kind(), parley_domain::InboundKind::Image);
+        let location = read(json!({"id": "w2", "type": "location",
+            "location": {"latitude": "1e999", "longitude": "13.4"}}));
+        assert_eq!(
+            serde_json::to_value(&location).expect("json")["latitude"],
+            serde_json::Value::Null
+        );
+        let flow = read(
+            json!({"id": "w3", "type": "interactive", "interactive": {"type": "nfm_reply",
+            "nfm_reply": {"name": "flow", "response_json": "{\"a\":1}"}}}),
+        );
+        assert_eq!(
+            serde_json::to_value(&flow).expect("json")["response"],
+            json!({"a": 1})
+        );
+        let not_json = read(
+            json!({"id": "w4", "type": "interactive", "interactive": {"type": "nfm_reply",
+            "nfm_reply": {"response_json": "not json"}}}),
+        );
+        assert_eq!(
+            serde_json::to_value(&not_json).expect("json")["response"],
+            "not json"
+        );
+        let removed =
+            read(json!({"id": "w5", "type": "reaction", "reaction": {"message_id": "w1"}}));
+        assert_eq!(removed.refers_to(), Some("w1"));
+        assert_eq!(removed.text(), None);
+        let unknown = read(json!({"id": "w6", "type": "poll", "poll": {}}));
+        assert_eq!(unknown.kind(), parley_domain::InboundKind::Unknown);
+        let none = read(json!({"id": "w7"}));
+        assert_eq!(none.kind(), parley_domain::InboundKind::Unknown);
     }
 
     #[test]

@@ -233,6 +233,8 @@ fn edge_ids(change: &WebhookChange) {
                 let _ = WaId::parse(from);
             }
             let _ = msg.text();
+            // The normalized body the engine stores: built and serialized without a panic.
+            let _ = serde_json::to_value(msg.body());
         }
         for s in &m.statuses {
             let _ = Wamid::parse(&s.id);
