@@ -299,7 +299,10 @@ impl Config {
                 );
             }
         };
-        switch(&mut self.events.allow_loopback, "PARLEY_EVENTS_ALLOW_LOOPBACK");
+        switch(
+            &mut self.events.allow_loopback,
+            "PARLEY_EVENTS_ALLOW_LOOPBACK",
+        );
         switch(
             &mut self.events.allow_private_targets,
             "PARLEY_EVENTS_ALLOW_PRIVATE_TARGETS",

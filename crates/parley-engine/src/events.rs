@@ -461,11 +461,7 @@ impl Engine {
             .as_deref()
             .map(|u| check_url(u, &self.config.events).map(|u| u.to_string()))
             .transpose()?;
-        let event_types = update
-            .event_types
-            .as_deref()
-            .map(check_types)
-            .transpose()?;
+        let event_types = update.event_types.as_deref().map(check_types).transpose()?;
         let change = EndpointChange {
             url,
             description: check_description(update.description)?,
@@ -886,7 +882,9 @@ async fn attempt(engine: &Engine, http: &reqwest::Client, job: DeliveryJob) {
     let (status_code, response, error) = send(http, config, &job).await;
     let delivered = status_code.is_some_and(|c| (200..300).contains(&c));
     let number = job.attempts + 1;
-    let next_attempt_at = (!delivered).then(|| next_attempt(config, &job, number, at)).flatten();
+    let next_attempt_at = (!delivered)
+        .then(|| next_attempt(config, &job, number, at))
+        .flatten();
     let outcome = AttemptOutcome {
         delivery_id: job.id.clone(),
         endpoint_id: job.endpoint_id.clone(),

@@ -826,7 +826,8 @@ pub(crate) async fn apply_status_webhook(
         ));
         return Ok(());
     }
-    crate::events::template_status(engine, &record, status.as_str(), value.reason.as_deref()).await?;
+    crate::events::template_status(engine, &record, status.as_str(), value.reason.as_deref())
+        .await?;
     record.template.status = status;
     if let Some(raw) = record.raw.as_object_mut() {
         raw.insert("status".into(), json!(event));

@@ -376,7 +376,10 @@ pub fn router(state: AppState) -> Router {
                 "/settings/events/{id}/deliveries/{delivery}/replay",
                 post(console::events::replay_delivery),
             )
-            .route("/settings/events/{id}/{action}", post(console::events::action))
+            .route(
+                "/settings/events/{id}/{action}",
+                post(console::events::action),
+            )
             .route("/console.css", get(console::stylesheet))
             .route("/console/templates.css", get(console::templates_stylesheet))
             .route("/console/templates.js", get(console::templates_script))

@@ -5,8 +5,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes::{
-    applications, audit, campaigns, consent, contacts, event_endpoints, health, messages, personalize,
-    phone_numbers, platforms, segments, templates, tokens, webhooks,
+    applications, audit, campaigns, consent, contacts, event_endpoints, health, messages,
+    personalize, phone_numbers, platforms, segments, templates, tokens, webhooks,
 };
 
 #[derive(OpenApi)]

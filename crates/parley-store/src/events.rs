@@ -219,8 +219,11 @@ pub trait EventStore {
         now: Millis,
     ) -> Result<Option<EndpointRecord>>;
     /// Deletes it with its deliveries; false when there was none.
-    async fn delete_event_endpoint(&self, app: &ApplicationId, id: &EventEndpointId)
-    -> Result<bool>;
+    async fn delete_event_endpoint(
+        &self,
+        app: &ApplicationId,
+        id: &EventEndpointId,
+    ) -> Result<bool>;
     /// Replaces the secret; false when the application has no such endpoint.
     async fn set_event_endpoint_secret(
         &self,

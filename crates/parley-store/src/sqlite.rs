@@ -233,12 +233,12 @@ mod coexistence;
 mod consent;
 #[path = "shared/contact_identity.rs"]
 mod contact_identity;
+#[path = "shared/events.rs"]
+mod events;
 #[path = "shared/identity.rs"]
 mod identity;
 #[path = "shared/nodes.rs"]
 mod nodes;
-#[path = "shared/events.rs"]
-mod events;
 pub(crate) use events::insert_events_tx;
 #[path = "shared/platforms.rs"]
 mod platforms;

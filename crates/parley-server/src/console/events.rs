@@ -120,11 +120,7 @@ pub async fn create(
     signed: SignedIn,
     Form(form): Form<Vec<(String, String)>>,
 ) -> PageResult {
-    let field = |name: &str| {
-        form.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let request = EndpointRequest {
         url: field("url").unwrap_or_default(),
         description: field("description").filter(|d| !d.trim().is_empty()),
@@ -208,7 +204,14 @@ pub async fn action(
                 .replay_event_range(&app, &id, since, engine.now().saturating_add(1))
                 .await
                 .map_err(page_error)?;
-            return endpoint_page(&state, signed, &id, None, Some(format!("{n} deliveries queued again."))).await;
+            return endpoint_page(
+                &state,
+                signed,
+                &id,
+                None,
+                Some(format!("{n} deliveries queued again.")),
+            )
+            .await;
         }
         _ => {
             return Err(PageError::Text(
@@ -327,7 +330,11 @@ pub async fn replay_delivery(
     let id = endpoint_id(&id).map_err(page_error)?;
     state
         .engine
-        .replay_event_delivery(&signed.app.id, &id, &delivery_id(&delivery).map_err(page_error)?)
+        .replay_event_delivery(
+            &signed.app.id,
+            &id,
+            &delivery_id(&delivery).map_err(page_error)?,
+        )
         .await
         .map_err(page_error)?;
     endpoint_page(&state, signed, &id, None, Some("Queued again.".into())).await

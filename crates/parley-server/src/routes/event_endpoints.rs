@@ -205,7 +205,10 @@ pub struct ListQuery {
     pub after: Option<String>,
 }
 
-fn cursor<T>(raw: Option<&str>, parse: impl Fn(&str) -> Result<T, parley_domain::IdError>) -> Result<Option<T>, ApiError> {
+fn cursor<T>(
+    raw: Option<&str>,
+    parse: impl Fn(&str) -> Result<T, parley_domain::IdError>,
+) -> Result<Option<T>, ApiError> {
     raw.map(|a| {
         parse(a).map_err(|e| {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_cursor", e.to_string()).field("after")

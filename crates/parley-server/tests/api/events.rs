@@ -84,7 +84,9 @@ impl Receiver {
                         answered,
                     });
                     match fail {
-                        true => (StatusCode::INTERNAL_SERVER_ERROR, "receiver down").into_response(),
+                        true => {
+                            (StatusCode::INTERNAL_SERVER_ERROR, "receiver down").into_response()
+                        }
                         false => StatusCode::NO_CONTENT.into_response(),
                     }
                 }
@@ -104,7 +106,10 @@ impl Receiver {
     }
 
     fn delivered(&self) -> Vec<Got> {
-        self.got().into_iter().filter(|g| g.answered < 300).collect()
+        self.got()
+            .into_iter()
+            .filter(|g| g.answered < 300)
+            .collect()
     }
 }
 
@@ -260,7 +265,10 @@ async fn a_receiver_that_fails_then_recovers_gets_every_event_once_in_order_and_
     );
     // The failures were retried and are visible with every attempt.
     assert!(got.iter().filter(|g| g.answered == 500).count() == 7);
-    let retried: Vec<&Value> = all.iter().filter(|d| d["attempts"].as_i64() > Some(1)).collect();
+    let retried: Vec<&Value> = all
+        .iter()
+        .filter(|d| d["attempts"].as_i64() > Some(1))
+        .collect();
     assert!(!retried.is_empty(), "some delivery needed a retry");
     for d in &retried {
         let log = d["attempt_log"].as_array().expect("log");
@@ -297,7 +305,11 @@ async fn a_receiver_that_fails_then_recovers_gets_every_event_once_in_order_and_
         .filter(|(t, _)| t == "message.status")
         .map(|(_, s)| s.as_str())
         .collect();
-    let rank = |s: &str| ["accepted", "sent", "delivered", "read"].iter().position(|x| *x == s);
+    let rank = |s: &str| {
+        ["accepted", "sent", "delivered", "read"]
+            .iter()
+            .position(|x| *x == s)
+    };
     assert!(
         statuses.windows(2).all(|w| rank(w[0]) < rank(w[1])),
         "statuses out of order: {statuses:?}"
@@ -467,7 +479,11 @@ async fn an_endpoint_failing_for_its_period_is_disabled_with_a_notice_and_resume
     let mut v = Value::Null;
     for _ in 0..600 {
         v = app
-            .api_call(Method::GET, &format!("/api/v1/event-endpoints/{endpoint}"), None)
+            .api_call(
+                Method::GET,
+                &format!("/api/v1/event-endpoints/{endpoint}"),
+                None,
+            )
             .await
             .1;
         if v["state"] == "disabled" {
@@ -532,7 +548,10 @@ async fn private_and_plain_http_targets_are_refused() {
         ("https://localhost/hook", "url_private_target"),
         ("https://10.0.0.7/hook", "url_private_target"),
         ("https://192.168.1.20/hook", "url_private_target"),
-        ("https://169.254.169.254/latest/meta-data", "url_private_target"),
+        (
+            "https://169.254.169.254/latest/meta-data",
+            "url_private_target",
+        ),
         ("https://[::1]/hook", "url_private_target"),
         ("https://[fd12::1]/hook", "url_private_target"),
         ("ftp://example.com/", "invalid_url"),
@@ -564,7 +583,8 @@ async fn private_and_plain_http_targets_are_refused() {
         .api_call(Method::GET, "/api/v1/event-endpoints", None)
         .await;
     assert_eq!(list["data"], json!([]), "{list}");
-    let (endpoint, _) = create_endpoint(&app, "https://example.com/hook", &["message.received"]).await;
+    let (endpoint, _) =
+        create_endpoint(&app, "https://example.com/hook", &["message.received"]).await;
     // And cannot be moved into the network afterwards.
     let (status, v) = app
         .api_call(
@@ -585,7 +605,11 @@ async fn the_secret_is_shown_once_rotates_and_is_not_stored_in_clear() {
     let receiver = Receiver::start(0).await;
     let (endpoint, old) = create_endpoint(&app, &receiver.url, &["contact.updated"]).await;
     let (_, v) = app
-        .api_call(Method::GET, &format!("/api/v1/event-endpoints/{endpoint}"), None)
+        .api_call(
+            Method::GET,
+            &format!("/api/v1/event-endpoints/{endpoint}"),
+            None,
+        )
         .await;
     assert!(v.get("secret").is_none(), "{v}");
     let (status, v) = app
@@ -612,12 +636,20 @@ async fn the_secret_is_shown_once_rotates_and_is_not_stored_in_clear() {
         for file in [app.db_path.clone(), app.db_path.with_extension("db-wal")] {
             if let Ok(bytes) = std::fs::read(&file) {
                 let text = String::from_utf8_lossy(&bytes);
-                assert!(!text.contains(&new[6..]), "{} holds the secret", file.display());
+                assert!(
+                    !text.contains(&new[6..]),
+                    "{} holds the secret",
+                    file.display()
+                );
             }
         }
     } else {
         let (status, _) = app
-            .api_call(Method::DELETE, &format!("/api/v1/event-endpoints/{endpoint}"), None)
+            .api_call(
+                Method::DELETE,
+                &format!("/api/v1/event-endpoints/{endpoint}"),
+                None,
+            )
             .await;
         assert_eq!(status, 204);
     }

@@ -285,7 +285,11 @@ async fn another_applications_ids_are_404_on_every_route_and_change_nothing() {
     assert!(status < 300, "{v}");
     let mut delivery = String::new();
     for _ in 0..300 {
-        let v = a_get(&app, &format!("/api/v1/event-endpoints/{event_endpoint}/deliveries")).await;
+        let v = a_get(
+            &app,
+            &format!("/api/v1/event-endpoints/{event_endpoint}/deliveries"),
+        )
+        .await;
         if let Some(id) = v["data"][0]["id"].as_str()
             && v["data"][0]["attempts"].as_i64() >= Some(1)
         {

@@ -119,8 +119,16 @@ impl EventStore for Backend {
                     id: parse_id(&r, "id", parley_domain::MessageId::parse)?,
                     application_id: parse_id(&r, "application_id", ApplicationId::parse)?,
                     to_phone: r.try_get("to_phone")?,
-                    contact_id: super::parse_opt_id(&r, "contact_id", parley_domain::ContactId::parse)?,
-                    campaign_id: super::parse_opt_id(&r, "campaign_id", parley_domain::CampaignId::parse)?,
+                    contact_id: super::parse_opt_id(
+                        &r,
+                        "contact_id",
+                        parley_domain::ContactId::parse,
+                    )?,
+                    campaign_id: super::parse_opt_id(
+                        &r,
+                        "campaign_id",
+                        parley_domain::CampaignId::parse,
+                    )?,
                     wamid: r.try_get("wamid")?,
                     error_code: r.try_get("error_code")?,
                     error_message: r.try_get("error_message")?,

@@ -227,7 +227,8 @@ impl PlatformStore for Backend {
         if let Some(row) = before {
             let app = parse_id(&row, "application_id", ApplicationId::parse)?;
             let old: String = row.try_get("status")?;
-            let events = crate::events::platform_status_event(&app, platform, &old, status, reason, now);
+            let events =
+                crate::events::platform_status_event(&app, platform, &old, status, reason, now);
             super::insert_events_tx(&mut tx, &events).await?;
         }
         tx.commit().await?;
