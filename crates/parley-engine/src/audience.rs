@@ -465,6 +465,9 @@ impl Engine {
             )
             .await?;
         crate::events::contact_updated(self, app, &address, input.source, &input.tags).await?;
+        if input.subscription.as_deref() == Some("opted_out") {
+            crate::events::contact_opted_out(self, app, &address, input.source, None).await?;
+        }
         let mut address = address;
         if let Some(bsuid) = input.bsuid.as_deref().filter(|b| !b.trim().is_empty()) {
             let bsuid = Bsuid::parse(bsuid).map_err(|e| {

@@ -260,6 +260,8 @@ mod coexistence;
 mod consent;
 #[path = "shared/contact_identity.rs"]
 mod contact_identity;
+#[path = "shared/events.rs"]
+mod events;
 #[path = "shared/identity.rs"]
 mod identity;
 #[path = "shared/inbound.rs"]
@@ -280,8 +282,6 @@ macro_rules! share_lock {
         " FOR SHARE"
     };
 }
-#[path = "shared/events.rs"]
-mod events;
 #[path = "shared/leases.rs"]
 mod leases;
 pub(crate) use events::insert_events_tx;

@@ -243,6 +243,8 @@ mod coexistence;
 mod consent;
 #[path = "shared/contact_identity.rs"]
 mod contact_identity;
+#[path = "shared/events.rs"]
+mod events;
 #[path = "shared/identity.rs"]
 mod identity;
 #[path = "shared/inbound.rs"]
@@ -263,8 +265,6 @@ macro_rules! share_lock {
         ""
     };
 }
-#[path = "shared/events.rs"]
-mod events;
 #[path = "shared/leases.rs"]
 mod leases;
 pub(crate) use events::insert_events_tx;
