@@ -11,6 +11,16 @@ use parley_engine::stats::{StatsParams, StatsRequest};
 use parley_engine::{Engine, EngineConfig, SystemClock};
 use parley_store::{SecretCipher, SqliteStore, Store};
 
+/// A timed query: name, from, to, interval, grouping, filter.
+type BenchQuery = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Option<(&'static str, &'static str)>,
+);
+
 /// 2026-01-01T00:00:00Z.
 const YEAR_START: i64 = 1_767_225_600_000;
 
@@ -39,7 +49,7 @@ pub async fn stats(messages: u64) -> anyhow::Result<()> {
         Arc::new(SystemClock),
         EngineConfig::default(),
     );
-    let queries: [(&str, &str, &str, &str, Option<&str>, Option<(&str, &str)>); 6] = [
+    let queries: [BenchQuery; 6] = [
         (
             "year by month",
             "2026-01-01",

@@ -491,23 +491,6 @@ impl PostgresStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nul_is_replaced_in_text_and_json() {
-        assert_eq!(text("a\0b"), "a\u{FFFD}b");
-        assert!(matches!(text("plain"), Cow::Borrowed(_)));
-        let v = serde_json::json!({"k\0": ["x\0", {"y": "z\0"}], "n": 1});
-        let Json(clean) = json(&v).expect("serializes");
-        assert_eq!(
-            clean,
-            serde_json::json!({"k\u{FFFD}": ["x\u{FFFD}", {"y": "z\u{FFFD}"}], "n": 1})
-        );
-    }
-}
-
 /// Moves the statistics triggers' deltas into the counters, summed, in key order (two folds
 /// running at once then lock counter rows in the same order and wait, never deadlock).
 const FOLD_STAT_DELTAS: &str = "WITH moved AS (DELETE FROM stat_deltas RETURNING *)
@@ -542,5 +525,22 @@ impl PostgresStore {
         .execute(&mut **tx)
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_is_replaced_in_text_and_json() {
+        assert_eq!(text("a\0b"), "a\u{FFFD}b");
+        assert!(matches!(text("plain"), Cow::Borrowed(_)));
+        let v = serde_json::json!({"k\0": ["x\0", {"y": "z\0"}], "n": 1});
+        let Json(clean) = json(&v).expect("serializes");
+        assert_eq!(
+            clean,
+            serde_json::json!({"k\u{FFFD}": ["x\u{FFFD}", {"y": "z\u{FFFD}"}], "n": 1})
+        );
     }
 }
