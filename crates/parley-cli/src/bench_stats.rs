@@ -11,18 +11,18 @@ use parley_engine::stats::{StatsParams, StatsRequest};
 use parley_engine::{Engine, EngineConfig, SystemClock};
 use parley_store::{SecretCipher, SqliteStore, Store};
 
+/// A timed query: name, from, to, interval, grouping, filter.
+type BenchQuery = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Option<(&'static str, &'static str)>,
+);
+
 /// 2026-01-01T00:00:00Z.
 const YEAR_START: i64 = 1_767_225_600_000;
-
-/// A benchmark query: name, from, to, interval, group_by, one filter.
-type BenchQuery<'a> = (
-    &'a str,
-    &'a str,
-    &'a str,
-    &'a str,
-    Option<&'a str>,
-    Option<(&'a str, &'a str)>,
-);
 
 pub async fn stats(messages: u64) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("parley-bench-stats-{}", std::process::id()));
