@@ -580,7 +580,8 @@ async fn an_api_node_runs_no_workers_and_a_worker_node_sends_what_it_queued() {
             "webhook_processor",
             "template_sync",
             "audit_retention",
-            "media_fetcher"
+            "media_fetcher",
+            "event_delivery"
         ]),
         "{ready}"
     );
