@@ -399,8 +399,11 @@ async fn held_sends_count_as_held_by_meta_and_a_template_pause_stops_the_campaig
         .await;
     seed(&app, "paced", 40_000_000, 3).await;
     let id = marketing_campaign(&app, "paced", json!({})).await;
-    let s = wait_stats(&app, &id, "3 held by Meta", |s| s["held_by_meta"] == 3).await;
-    assert_eq!(s["accepted"], 3, "{s}");
+    // A held send is marked held before its acceptance is recorded: wait for both.
+    let s = wait_stats(&app, &id, "3 held by Meta and accepted", |s| {
+        s["held_by_meta"] == 3 && s["accepted"] == 3
+    })
+    .await;
     assert_eq!(s["state"], "running", "{s}");
     // Template pacing's bad signal: the template is paused, each held send fails with 132015.
     app.sandbox_post("/sandbox/pacing/release", &json!({"outcome": "132015"}))
