@@ -133,6 +133,11 @@ impl Rig {
             ("PARLEY_META_APP_ID", config.app_id.clone()),
             ("PARLEY_META_APP_SECRET", config.app_secret.clone()),
             ("PARLEY_META_VERIFY_TOKEN", config.verify_token.clone()),
+            // A restarted node takes its dead predecessor's leases (sender, webhook processor)
+            // only once they lapse: the lapse must be well inside the short crash grace these
+            // tests use, or a resend can outrun the statuses that would have recorded the wamid
+            // (in production the grace is 65 min and the lease 10 s).
+            ("PARLEY_NODE_LEASE_MS", "1000".into()),
         ];
         let serve_args = vec![
             "serve".into(),
