@@ -230,14 +230,7 @@ impl GraphClient {
         phone_number_id: &str,
         body: &impl Serialize,
     ) -> Result<SendResponse, GraphError> {
-        let req =
-            self.http
-                .post(self.send_url(phone_number_id).map_err(|e| {
-                    GraphError::Transport(format!("invalid Graph API address: {e}"))
-                })?)
-                .bearer_auth(token)
-                .json(body);
-        self.execute(req).await
+        self.post_message(token, phone_number_id, body, None).await
     }
 
     /// `send_message` with the sender's fencing token in `X-Parley-Fence`: Meta ignores the
@@ -250,14 +243,27 @@ impl GraphClient {
         body: &impl Serialize,
         fence: i64,
     ) -> Result<SendResponse, GraphError> {
-        let req =
+        self.post_message(token, phone_number_id, body, Some(fence))
+            .await
+    }
+
+    async fn post_message(
+        &self,
+        token: &str,
+        phone_number_id: &str,
+        body: &impl Serialize,
+        fence: Option<i64>,
+    ) -> Result<SendResponse, GraphError> {
+        let mut req =
             self.http
                 .post(self.send_url(phone_number_id).map_err(|e| {
                     GraphError::Transport(format!("invalid Graph API address: {e}"))
                 })?)
                 .bearer_auth(token)
-                .header(FENCE_HEADER, fence.to_string())
                 .json(body);
+        if let Some(fence) = fence {
+            req = req.header(FENCE_HEADER, fence.to_string());
+        }
         self.execute(req).await
     }
 
