@@ -474,9 +474,14 @@ impl Store for Backend {
         app: &ApplicationId,
         bsuid: &str,
     ) -> Result<Option<ContactRecord>> {
+        // Two index lookups (`contacts_app_bsuid`, then `contacts_app_parent_bsuid`): an `OR`
+        // of the two columns made SQLite read every contact of the application, once per
+        // status webhook that names a BSUID.
         let row = sqlx::query(
-            "SELECT * FROM contacts WHERE application_id = $1 AND (bsuid = $2 OR parent_bsuid = $2)
-             ORDER BY CASE WHEN bsuid = $2 THEN 0 ELSE 1 END, created_at LIMIT 1",
+            "SELECT * FROM contacts WHERE id = COALESCE(
+               (SELECT id FROM contacts WHERE application_id = $1 AND bsuid = $2),
+               (SELECT id FROM contacts WHERE application_id = $1 AND parent_bsuid = $2
+                ORDER BY created_at LIMIT 1))",
         )
         .bind(app.as_str())
         .bind(text(bsuid))
