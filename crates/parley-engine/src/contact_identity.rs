@@ -146,10 +146,11 @@ async fn number_of(
 pub(crate) async fn learn_from_statuses(
     engine: &Engine,
     value: &MessagesValue,
+    learning: &mut Learning,
     notes: &mut Vec<String>,
 ) -> parley_store::Result<()> {
     let mut seen = HashSet::new();
-    let mut number = None;
+    let mut app = None;
     for status in &value.statuses {
         // `recipient_id` of a group is the group's id, not a phone.
         let recipient_phone = status
@@ -180,28 +181,81 @@ pub(crate) async fn learn_from_statuses(
             username: entry.and_then(WebhookContact::username).map(str::to_owned),
             name: None,
         };
-        if number.is_none() {
-            number = Some(number_of(engine, value).await?);
+        if app.is_none() {
+            app = Some(learning.application_of(engine, value).await?);
         }
-        let Some(Some(n)) = &number else {
+        let Some(Some(app)) = &app else {
             return Ok(());
         };
-        // Nothing new: the contact already has every identifier the status names.
-        if let Some(b) = &ident.bsuid
-            && let Some(c) = engine.store.contact_by_bsuid(&n.application_id, b).await?
-            && c.bsuid.as_ref() == Some(b)
-            && (ident.phone.is_none() || ident.phone.as_deref() == c.phone_number())
-            && (ident.parent_bsuid.is_none() || ident.parent_bsuid == c.parent_bsuid)
-            && (ident.username.is_none() || ident.username == c.username)
-        {
-            continue;
-        }
-        engine
-            .store
-            .resolve_contact(&n.application_id, &ident, false, engine.now())
-            .await?;
+        learning.pending.push((app.clone(), ident));
     }
     Ok(())
+}
+
+/// The identities a round of status webhooks names, written together by [`Learning::flush`]
+/// (one read and one transaction per application instead of a read and a transaction per
+/// status), and each number's application looked up once per round.
+#[derive(Default)]
+pub(crate) struct Learning {
+    numbers: std::collections::HashMap<String, Option<ApplicationId>>,
+    pending: Vec<(ApplicationId, ContactIdentity)>,
+}
+
+impl Learning {
+    async fn application_of(
+        &mut self,
+        engine: &Engine,
+        value: &MessagesValue,
+    ) -> parley_store::Result<Option<ApplicationId>> {
+        let Some(pnid) = value
+            .metadata
+            .as_ref()
+            .and_then(|m| m.phone_number_id.as_deref())
+        else {
+            return Ok(None);
+        };
+        if let Some(app) = self.numbers.get(pnid) {
+            return Ok(app.clone());
+        }
+        let app = number_of(engine, value).await?.map(|n| n.application_id);
+        self.numbers.insert(pnid.to_owned(), app.clone());
+        Ok(app)
+    }
+
+    /// Writes what was collected; called before anything that may read a contact (inbound
+    /// messages, other webhook fields) and before the round's statuses are applied, so the
+    /// order of a round's effects is the order of its events.
+    pub(crate) async fn flush(&mut self, engine: &Engine) -> parley_store::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let mut by_app: Vec<(ApplicationId, Vec<ContactIdentity>)> = Vec::new();
+        let mut seen = HashSet::new();
+        for (app, ident) in pending {
+            let key = (
+                app.clone(),
+                ident.phone.clone(),
+                ident.bsuid.clone(),
+                ident.parent_bsuid.clone(),
+                ident.username.clone(),
+            );
+            if !seen.insert(key) {
+                continue;
+            }
+            match by_app.iter_mut().find(|(a, _)| *a == app) {
+                Some((_, idents)) => idents.push(ident),
+                None => by_app.push((app, vec![ident])),
+            }
+        }
+        for (app, idents) in by_app {
+            engine
+                .store
+                .learn_contacts(&app, &idents, engine.now())
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 /// `user_changed_number` / `user_changed_user_id` (§3.5): the contact known by the previous

@@ -12,6 +12,7 @@ use parley_store::{InboundRecord, StatusChange, WebhookEventRecord};
 use tokio_util::sync::CancellationToken;
 
 use crate::Engine;
+use crate::contact_identity::Learning;
 
 /// Events read per round (fewer when their bodies pass `PENDING_BODY_BUDGET`): under load each
 /// round's statuses, pricing and finish are one write each, however many events it holds.
@@ -53,11 +54,13 @@ pub async fn process_pending(engine: &Engine) -> parley_store::Result<usize> {
     let n = events.len();
     let mut statuses = Vec::new();
     let mut pricing = Vec::new();
+    let mut learning = Learning::default();
     let mut done = Vec::with_capacity(n);
     for event in &events {
-        let note = apply_event(engine, event, &mut statuses, &mut pricing).await?;
+        let note = apply_event(engine, event, &mut statuses, &mut pricing, &mut learning).await?;
         done.push((event.id, note));
     }
+    learning.flush(engine).await?;
     for chunk in pricing.chunks(STATUS_CHUNK) {
         engine.store.record_pricing(chunk).await?;
     }
@@ -87,6 +90,7 @@ async fn apply_event(
     event: &WebhookEventRecord,
     statuses: &mut Vec<StatusChange>,
     pricing: &mut Vec<PricingUpdate>,
+    learning: &mut Learning,
 ) -> parley_store::Result<Option<String>> {
     let payload: WebhookPayload = match serde_json::from_slice(&event.body) {
         Ok(p) => p,
@@ -101,6 +105,7 @@ async fn apply_event(
                 change.parse(),
                 statuses,
                 pricing,
+                learning,
                 &mut notes,
             )
             .await?;
@@ -117,11 +122,17 @@ async fn apply_change(
     change: WebhookChange,
     statuses: &mut Vec<StatusChange>,
     pricing: &mut Vec<PricingUpdate>,
+    learning: &mut Learning,
     notes: &mut Vec<String>,
 ) -> parley_store::Result<()> {
     use crate::{onboarding as platform, templates};
+    if !matches!(change, WebhookChange::Messages(_)) {
+        learning.flush(engine).await?;
+    }
     match change {
-        WebhookChange::Messages(v) => apply_messages(engine, &v, statuses, pricing, notes).await,
+        WebhookChange::Messages(v) => {
+            apply_messages(engine, &v, statuses, pricing, learning, notes).await
+        }
         WebhookChange::TemplateStatus(v) => {
             templates::apply_status_webhook(engine, entry_id, &v, notes).await
         }
@@ -186,11 +197,12 @@ async fn apply_messages(
     value: &MessagesValue,
     statuses: &mut Vec<StatusChange>,
     pricing: &mut Vec<PricingUpdate>,
+    learning: &mut Learning,
     notes: &mut Vec<String>,
 ) -> parley_store::Result<()> {
     collect_statuses(engine, value, statuses, notes);
     if !value.statuses.is_empty() {
-        crate::contact_identity::learn_from_statuses(engine, value, notes).await?;
+        crate::contact_identity::learn_from_statuses(engine, value, learning, notes).await?;
     }
     crate::consent::collect_pricing(value, pricing);
     // Value-level errors (no message to hang them on) stay visible on the event.
@@ -204,6 +216,7 @@ async fn apply_messages(
     if value.messages.is_empty() {
         return Ok(());
     }
+    learning.flush(engine).await?;
     apply_inbound(engine, value, notes).await
 }
 

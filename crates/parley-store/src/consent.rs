@@ -76,7 +76,8 @@ pub trait ConsentStore: Send + Sync {
         app: &ApplicationId,
         ids: &[MessageId],
     ) -> Result<BTreeMap<MessageId, MessageMeta>>;
-    /// Stores each status's `pricing` on its message (by wamid, else by our id).
+    /// Stores each status's `pricing` on its message (by wamid, else by our id); returns how
+    /// many messages changed (one already holding that pricing is not written again).
     async fn record_pricing(&self, updates: &[PricingUpdate]) -> Result<u64>;
     /// The message a status names: by wamid, else by our id from the callback data.
     async fn message_ref(

@@ -241,6 +241,15 @@ pub trait Store:
         create: bool,
         now: Millis,
     ) -> Result<Option<ContactId>>;
+    /// What a round of status webhooks names together (phone, BSUID, parent, username), in
+    /// one transaction: each identity is linked as `resolve_contact` does without `create`;
+    /// one whose contact already has all of it writes nothing.
+    async fn learn_contacts(
+        &self,
+        app: &ApplicationId,
+        idents: &[ContactIdentity],
+        now: Millis,
+    ) -> Result<()>;
     /// Meta's `user_changed_number` / `user_changed_user_id`: the contact known by
     /// `previous` now answers to `current`, keeping its history.
     async fn repoint_contact(

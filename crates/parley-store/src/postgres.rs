@@ -298,7 +298,7 @@ mod store_impl;
 // The campaign list page reads its contacts as the audience area maps them, and
 // `Store::upsert_contacts` goes through the audience upsert, which keeps the tag index.
 pub(crate) use audience::{audience_from_row, upsert_in};
-pub(crate) use contact_identity::{repoint_in, resolve_in};
+pub(crate) use contact_identity::{learn_in, repoint_in, resolve_in};
 
 /// Serializes every status and acceptance of these wamids until the transaction ends, taken
 /// in one order (sorted) so two batches cannot wait on each other.
@@ -514,12 +514,15 @@ impl PostgresStore {
 
     /// `ConsentStore::record_pricing`: two `UPDATE`s over the updates as a JSON array
     /// (`w` wamid, `id` message id, `p` pricing, `c` category): by wamid, then by id where no
-    /// message has the wamid.
+    /// message has the wamid. A message whose pricing is already the one named is not written
+    /// (`delivered` repeats the pricing of `sent`; every write of a message runs the
+    /// statistics trigger).
     pub(crate) async fn record_pricing_json(&self, json: &str) -> Result<u64> {
         let mut tx = self.tx().await?;
         let by_wamid = sqlx::query(
             "UPDATE messages SET pricing = j ->> 'p', pricing_category = j ->> 'c'
-             FROM jsonb_array_elements($1::jsonb) AS j WHERE messages.wamid = j ->> 'w'",
+             FROM jsonb_array_elements($1::jsonb) AS j WHERE messages.wamid = j ->> 'w'
+               AND (messages.pricing IS DISTINCT FROM (j ->> 'p') OR messages.pricing_category IS DISTINCT FROM (j ->> 'c'))",
         )
         .bind(json)
         .execute(&mut *tx)
@@ -529,7 +532,8 @@ impl PostgresStore {
             "UPDATE messages SET pricing = j ->> 'p', pricing_category = j ->> 'c'
              FROM jsonb_array_elements($1::jsonb) AS j
              WHERE j ->> 'id' IS NOT NULL AND messages.id = j ->> 'id'
-               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.wamid = j ->> 'w')",
+               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.wamid = j ->> 'w')
+               AND (messages.pricing IS DISTINCT FROM (j ->> 'p') OR messages.pricing_category IS DISTINCT FROM (j ->> 'c'))",
         )
         .bind(json)
         .execute(&mut *tx)

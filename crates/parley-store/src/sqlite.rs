@@ -281,7 +281,7 @@ mod store_impl;
 // The campaign list page reads its contacts as the audience area maps them, and
 // `Store::upsert_contacts` goes through the audience upsert, which keeps the tag index.
 pub(crate) use audience::{audience_from_row, upsert_in};
-pub(crate) use contact_identity::{repoint_in, resolve_in};
+pub(crate) use contact_identity::{learn_in, repoint_in, resolve_in};
 
 /// A JSON array of strings, for `… IN (SELECT value FROM json_each(?))`.
 pub(crate) fn json_strings<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
@@ -543,12 +543,15 @@ impl SqliteStore {
 
     /// `ConsentStore::record_pricing`: two `UPDATE`s over the updates as a JSON array
     /// (`w` wamid, `id` message id, `p` pricing, `c` category): by wamid, then by id where no
-    /// message has the wamid.
+    /// message has the wamid. A message whose pricing is already the one named is not written
+    /// (`delivered` repeats the pricing of `sent`; every write of a message runs the
+    /// statistics trigger).
     pub(crate) async fn record_pricing_json(&self, json: &str) -> Result<u64> {
         let mut tx = self.tx().await?;
         let by_wamid = sqlx::query(
             "UPDATE messages SET pricing = j.value ->> 'p', pricing_category = j.value ->> 'c'
-             FROM json_each($1) AS j WHERE messages.wamid = j.value ->> 'w'",
+             FROM json_each($1) AS j WHERE messages.wamid = j.value ->> 'w'
+               AND (messages.pricing IS NOT (j.value ->> 'p') OR messages.pricing_category IS NOT (j.value ->> 'c'))",
         )
         .bind(json)
         .execute(&mut *tx)
@@ -558,7 +561,8 @@ impl SqliteStore {
             "UPDATE messages SET pricing = j.value ->> 'p', pricing_category = j.value ->> 'c'
              FROM json_each($1) AS j
              WHERE j.value ->> 'id' IS NOT NULL AND messages.id = j.value ->> 'id'
-               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.wamid = j.value ->> 'w')",
+               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.wamid = j.value ->> 'w')
+               AND (messages.pricing IS NOT (j.value ->> 'p') OR messages.pricing_category IS NOT (j.value ->> 'c'))",
         )
         .bind(json)
         .execute(&mut *tx)

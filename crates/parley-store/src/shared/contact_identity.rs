@@ -190,6 +190,49 @@ pub(crate) async fn resolve_in(
     Ok(Some(parse_id_str(&survivor.id)?))
 }
 
+/// What a round of status webhooks reveals (`Store::learn_contacts`): each identity is linked
+/// as `resolve_in` would without creating, skipping those whose contact (found by BSUID, in
+/// one read per 500) already has every identifier they name.
+pub(crate) async fn learn_in(
+    conn: &mut Connection,
+    app: &ApplicationId,
+    idents: &[ContactIdentity],
+    now: Millis,
+) -> Result<()> {
+    let bsuids: Vec<&str> = idents.iter().filter_map(|i| i.bsuid.as_deref()).collect();
+    let mut known: std::collections::HashMap<String, Person> = std::collections::HashMap::new();
+    for chunk in bsuids.chunks(500) {
+        let marks: Vec<String> = (2..=chunk.len() + 1).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {PERSON_COLUMNS} FROM contacts WHERE application_id = $1 AND bsuid IN ({})",
+            marks.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app.as_str());
+        for b in chunk {
+            query = query.bind(text(b));
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let p = person_from_row(&row)?;
+            if let Some(b) = p.bsuid.clone() {
+                known.insert(b, p);
+            }
+        }
+    }
+    for ident in idents {
+        // Nothing new: the contact already has every identifier the status names.
+        if let Some(p) = ident.bsuid.as_ref().and_then(|b| known.get(b))
+            && (ident.phone.is_none()
+                || (is_phone(&p.phone) && ident.phone.as_deref() == Some(p.phone.as_str())))
+            && (ident.parent_bsuid.is_none() || ident.parent_bsuid == p.parent_bsuid)
+            && (ident.username.is_none() || ident.username == p.username)
+        {
+            continue;
+        }
+        resolve_in(conn, app, ident, false, now).await?;
+    }
+    Ok(())
+}
+
 /// Meta said a person's number or BSUID changed (`user_changed_number`,
 /// `user_changed_user_id`): the contact known by `previous` (its old BSUID, or its old
 /// phone) now answers to `current`, with its whole history. A contact already known by

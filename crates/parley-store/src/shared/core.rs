@@ -19,7 +19,7 @@ use sqlx::Row;
 use super::{
     Backend, DbRow, Tx, confirm_quota_rows, contact_from_row, insert_orphans, json,
     load_status_rows, lock_wamids, message_from_row, opt_text, parse_id, phone_from_row,
-    platform_from_row, repoint_in, resolve_in, take_orphans, template_from_row, text, upsert_in,
+    learn_in, platform_from_row, repoint_in, resolve_in, take_orphans, template_from_row, text, upsert_in,
     write_status_rows,
 };
 use crate::lattice::Batch;
@@ -454,6 +454,21 @@ impl Store for Backend {
         let id = resolve_in(&mut tx, app, ident, create, now).await?;
         tx.commit().await?;
         Ok(id)
+    }
+
+    async fn learn_contacts(
+        &self,
+        app: &ApplicationId,
+        idents: &[ContactIdentity],
+        now: Millis,
+    ) -> Result<()> {
+        if idents.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.tx().await?;
+        learn_in(&mut tx, app, idents, now).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn repoint_contact(
