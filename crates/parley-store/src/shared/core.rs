@@ -17,9 +17,9 @@ use parley_domain::{
 use sqlx::Row;
 
 use super::{
-    Backend, DbRow, Tx, confirm_quota_rows, contact_from_row, insert_orphans, json,
+    Backend, DbRow, Tx, confirm_quota_rows, contact_from_row, insert_orphans, json, learn_in,
     load_status_rows, lock_wamids, message_from_row, opt_text, parse_id, phone_from_row,
-    learn_in, platform_from_row, repoint_in, resolve_in, take_orphans, template_from_row, text, upsert_in,
+    platform_from_row, repoint_in, resolve_in, take_orphans, template_from_row, text, upsert_in,
     write_status_rows,
 };
 use crate::lattice::Batch;

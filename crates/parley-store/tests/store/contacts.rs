@@ -10,6 +10,7 @@ use crate::fixtures::{T0, Tenant, tenant};
 crate::contract!(
     contacts_upsert_merges_tags,
     record_inbound_is_idempotent_and_refreshes_the_window,
+    a_read_after_a_commit_sees_it,
 );
 
 fn tags(pairs: &[(&str, TagValue)]) -> Tags {
@@ -235,4 +236,37 @@ async fn record_inbound_is_idempotent_and_refreshes_the_window(b: &Backend) {
     assert_eq!(c.last_inbound_at, Some(T0 + 7));
     assert_eq!(c.tags.get("plan"), Some(&TagValue::String("pro".into())));
     assert_eq!(b.count_contacts(&t.app).await.expect("count"), 2);
+}
+
+/// Every read after a write's commit sees it (docs/TESTING.md, "Stale reads"): on SQLite the
+/// write goes through the writer connection and the reads through the read-only pool, whose
+/// connections must not keep an older snapshot from a statement left unreset (sqlx#2543).
+/// The reads interleave single-row reads (`fetch_optional`) and an aggregate (`fetch_one`)
+/// over every pooled reader connection.
+async fn a_read_after_a_commit_sees_it(b: &Backend) {
+    let t = tenant(&**b, 1).await;
+    let phone = "+4915100000077";
+    for i in 0..300_i64 {
+        let contact = NewContact {
+            phone: phone.into(),
+            name: None,
+            tags: tags(&[("round", TagValue::Integer(i))]),
+        };
+        b.upsert_contacts(&t.app, &[contact], T0 + i)
+            .await
+            .expect("upsert");
+        for _ in 0..4 {
+            let c = b
+                .contact_by_phone(&t.app, phone)
+                .await
+                .expect("read")
+                .expect("the contact");
+            assert_eq!(
+                c.tags.get("round"),
+                Some(&TagValue::Integer(i)),
+                "round {i}: a read after the commit saw an older snapshot"
+            );
+            assert_eq!(b.count_contacts(&t.app).await.expect("count"), 1);
+        }
+    }
 }
