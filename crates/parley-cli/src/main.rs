@@ -479,6 +479,24 @@ async fn open_store(config: &config::Config) -> anyhow::Result<Arc<dyn parley_st
         .context("cannot open the database")
 }
 
+/// A message left in `sending` by a node that stopped answering goes back to the queue once
+/// its claim and then the crash grace have passed. A grace shorter than the node lease could
+/// requeue (and another node send again) what a node paused under a lease it still holds is
+/// about to send, or has sent with its statuses not yet in: refused at start.
+fn check_crash_grace(
+    crash_grace: std::time::Duration,
+    node_lease: std::time::Duration,
+) -> anyhow::Result<()> {
+    if crash_grace < node_lease {
+        anyhow::bail!(
+            "the crash grace ({} ms, --crash-grace-ms) is shorter than the node lease ({} ms, node_lease_ms or PARLEY_NODE_LEASE_MS): a message left in `sending` by a paused node could be sent again before that node's lease lapsed; lengthen the grace or shorten the lease",
+            crash_grace.as_millis(),
+            node_lease.as_millis()
+        );
+    }
+    Ok(())
+}
+
 async fn serve(
     path: Option<PathBuf>,
     role: Option<String>,
@@ -489,11 +507,13 @@ async fn serve(
         config.role = role;
     }
     let role = config.node_role()?;
+    let defaults = EngineConfig::default();
+    let ms = std::time::Duration::from_millis;
+    let crash_grace = test.crash_grace_ms.map_or(defaults.crash_grace, ms);
+    check_crash_grace(crash_grace, ms(config.node_lease_ms))?;
     tracing::info!(?config, "starting");
     parley_domain::warm_up();
     let store = open_store(&config).await?;
-    let defaults = EngineConfig::default();
-    let ms = std::time::Duration::from_millis;
     let engine = Engine::new(
         store,
         GraphClient::new(&config.meta.graph_url, &config.meta.graph_version),
@@ -505,7 +525,7 @@ async fn serve(
             media: config.media(),
             events: config.events(),
             lease: test.lease_ms.map_or(defaults.lease, ms),
-            crash_grace: test.crash_grace_ms.map_or(defaults.crash_grace, ms),
+            crash_grace,
             node_lease: ms(config.node_lease_ms),
             filter_timeout: config
                 .database

@@ -201,11 +201,11 @@ pub async fn run_audit_retention(engine: Engine, shutdown: CancellationToken) {
     loop {
         // One node prunes: the one holding the job's lease; the others look again a lease
         // round later.
-        if !engine.leases.holds(crate::leases::JOB_AUDIT_RETENTION) {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(engine.config.node_lease / 3) => continue,
-            }
+        if !engine
+            .until_held(crate::leases::JOB_AUDIT_RETENTION, &shutdown)
+            .await
+        {
+            return;
         }
         let before = engine.now().saturating_sub(retention);
         match engine.store.prune_audit(before).await {

@@ -831,6 +831,15 @@ pub async fn run(engine: Engine, shutdown: CancellationToken) {
         .saturating_mul(2)
         .saturating_add(30_000);
     loop {
+        // One node fans events out and delivers them: the one holding the job's lease (the
+        // claims are leased rows, so a paused holder that wakes up sends nothing twice; one
+        // owner keeps the installation's delivery order and concurrency those of one node).
+        if !engine
+            .until_held(crate::leases::JOB_EVENT_DELIVERIES, &shutdown)
+            .await
+        {
+            break;
+        }
         let notified = engine.event_wake.notified();
         let mut busy = false;
         match engine.store.fan_out_events(500, engine.now()).await {

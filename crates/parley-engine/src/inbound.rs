@@ -276,7 +276,11 @@ pub async fn run_media(engine: Engine, shutdown: CancellationToken) {
             Err(e) => tracing::warn!(error = %e, "media fetching paused by a storage error"),
         }
         let now = engine.now();
-        if now.saturating_sub(last_sweep) > 3_600_000 {
+        // Fetching is shared (claims are leased rows); the sweep is one node's: the one
+        // holding the job's lease.
+        if now.saturating_sub(last_sweep) > 3_600_000
+            && engine.leases.holds(crate::leases::JOB_MEDIA_CLEANUP)
+        {
             last_sweep = now;
             if let Err(e) = sweep(&engine, &dir).await {
                 tracing::warn!(error = %e, "media retention sweep failed");

@@ -33,12 +33,18 @@ pub const PLANNER: &str = "planner";
 pub const JOB_TEMPLATE_SYNC: &str = "job:template_sync";
 pub const JOB_AUDIT_RETENTION: &str = "job:audit_retention";
 pub const JOB_WEBHOOKS: &str = "job:webhook_processor";
+/// The hourly sweep of inbound media past their retention (`inbound.rs`).
+pub const JOB_MEDIA_CLEANUP: &str = "job:media_cleanup";
+/// The event webhooks' fan-out and deliveries (`events.rs`).
+pub const JOB_EVENT_DELIVERIES: &str = "job:event_deliveries";
 /// Every singleton lease a worker node competes for (first come).
 pub const SINGLETONS: &[&str] = &[
     PLANNER,
     JOB_TEMPLATE_SYNC,
     JOB_AUDIT_RETENTION,
     JOB_WEBHOOKS,
+    JOB_MEDIA_CLEANUP,
+    JOB_EVENT_DELIVERIES,
 ];
 
 /// The lease of one number's sender loop.
@@ -65,6 +71,10 @@ pub struct Lease {
     running: Arc<AtomicBool>,
     /// Given up: the work finishes its round, then the lease is released.
     releasing: Arc<AtomicBool>,
+    /// A sender's: before this instant a send under the lease could share a one-second window
+    /// with one of the previous holder's (another node, or an earlier loop of this one), so
+    /// the number's limiter starts closed until then (`pacer.rs`).
+    quiet_until: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Lease {
@@ -79,6 +89,23 @@ impl Lease {
     pub(crate) fn running(&self) -> RunningGuard {
         self.running.store(true, Ordering::SeqCst);
         RunningGuard(self.running.clone())
+    }
+
+    /// See `quiet_until`.
+    pub(crate) fn quiet_until(&self) -> Option<Instant> {
+        *self
+            .quiet_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A loop under the lease ended; its last sends are out of every window at `at`.
+    pub(crate) fn quiet_from(&self, at: Instant) {
+        let mut q = self
+            .quiet_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *q = Some(q.map_or(at, |q| q.max(at)));
     }
 
     fn extend(&self, until: Instant) {
@@ -110,6 +137,8 @@ pub struct LeaseBook {
     pub(crate) changed: Notify,
     /// Asks for a lease round soon (the supervisor saw a number it did not know).
     pub(crate) round_soon: Notify,
+    /// Wakes every job waiting for its lease (`Engine::until_held`) when a lease was taken.
+    taken: Notify,
 }
 
 /// A lease as `/readyz` shows it.
@@ -127,6 +156,7 @@ impl Default for LeaseBook {
             base: Instant::now(),
             changed: Notify::new(),
             round_soon: Notify::new(),
+            taken: Notify::new(),
         }
     }
 }
@@ -191,7 +221,14 @@ impl Engine {
         start + lease - lease / 10
     }
 
-    fn take(&self, resource: &str, token: i64, start: Instant, shutdown: &CancellationToken) {
+    fn take(
+        &self,
+        resource: &str,
+        token: i64,
+        start: Instant,
+        quiet_until: Option<Instant>,
+        shutdown: &CancellationToken,
+    ) {
         let lease = Lease {
             fence: Fence {
                 resource: resource.to_owned(),
@@ -203,11 +240,33 @@ impl Engine {
             base: self.leases.base,
             running: Arc::new(AtomicBool::new(false)),
             releasing: Arc::new(AtomicBool::new(false)),
+            quiet_until: Arc::new(Mutex::new(quiet_until)),
         };
         lease.extend(self.deadline(start));
         tracing::info!(resource, token, "lease taken");
         metrics::counter!("parley_leases_taken_total").increment(1);
         self.leases.lock().insert(resource.to_owned(), lease);
+        self.leases.taken.notify_waiters();
+    }
+
+    /// Waits until this node holds `resource` (a periodic job runs only under its lease);
+    /// `false` when the node stops first. Woken when a lease is taken, and every lease round
+    /// in any case.
+    pub(crate) async fn until_held(&self, resource: &str, shutdown: &CancellationToken) -> bool {
+        loop {
+            let taken = self.leases.taken.notified();
+            tokio::pin!(taken);
+            // Registered before looking, so a lease taken in between is not missed.
+            taken.as_mut().enable();
+            if self.leases.holds(resource) {
+                return true;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = taken => {}
+                _ = tokio::time::sleep(self.config.node_lease / 3) => {}
+            }
+        }
     }
 
     fn lost(&self, lease: &Lease, why: &str) {
@@ -254,7 +313,7 @@ impl Engine {
             if !self.leases.lock().contains_key(&r) {
                 let start = Instant::now();
                 if let Some(token) = self.store.acquire_lease(&r, &me, ms).await? {
-                    self.take(&r, token, start, shutdown);
+                    self.take(&r, token, start, None, shutdown);
                 }
             }
         }
@@ -352,8 +411,22 @@ impl Engine {
                 break;
             }
             let start = Instant::now();
+            // The previous holder sent nothing after the row's expiry (its local deadline is
+            // earlier), and a released row's holder sent nothing after the release, which came
+            // before `start`: one `HOLD` later, nothing of its can share a window with ours.
+            let hold = crate::pacer::HOLD;
+            let quiet =
+                rows.iter()
+                    .find(|row| &row.resource == r)
+                    .map(|row| match row.expires_at {
+                        0 => start + hold,
+                        at => {
+                            let ahead = u64::try_from((at - row.now).max(0)).unwrap_or(0);
+                            start + Duration::from_millis(ahead) + hold
+                        }
+                    });
             if let Some(token) = self.store.acquire_lease(r, &me, ms).await? {
-                self.take(r, token, start, shutdown);
+                self.take(r, token, start, quiet, shutdown);
                 mine_count += 1;
                 took = true;
             }

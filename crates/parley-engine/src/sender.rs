@@ -240,7 +240,12 @@ async fn number_loop(
     let mps = NonZeroU32::new(mps).unwrap_or(NonZeroU32::MIN);
     let state = Arc::new(NumberState {
         engine: engine.clone(),
-        limiter: crate::pacer::Pacer::new(mps.get()),
+        limiter: crate::pacer::Pacer::starting_at(
+            mps.get(),
+            lease
+                .quiet_until()
+                .map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std),
+        ),
         quota: Mutex::new((
             MessagingLimit::from_stored(number.messaging_limit.as_deref()),
             String::new(),
@@ -338,6 +343,11 @@ async fn number_loop(
         send_round(&state, &token, claimed, &accepted_tx, &shutdown).await;
         engine.progress.sender_pass_done();
         engine.progress_changed(None);
+    }
+    // A later loop under this lease (the number's throughput changed) waits until this one's
+    // sends are out of every window (every round's sends have ended by now).
+    if let Some(at) = state.limiter.quiet_at() {
+        state.lease.quiet_from(at.into_std());
     }
     // Every acceptance of this loop is written before it reports stopped.
     drop(accepted_tx);
@@ -482,23 +492,25 @@ async fn send_round(
             if !state.lease.live() {
                 return None;
             }
-            limiter.until_ready().await;
+            let slot = limiter.until_ready().await;
             if !state.lease.live() {
+                slot.unused();
                 return None;
             }
             // Looked at after the pass: a refusal may have come back while this send waited.
             if let Err(until) = wait_out_pause(state, hold_limit, shutdown).await {
+                slot.unused();
                 let now = state.engine.now();
                 put_back(state, &m, reach.as_ref(), until.max(now), now).await;
                 return None;
             }
-            Some((m, reach))
+            Some((m, reach, slot))
         })
-        .for_each_concurrent(engine.config.concurrency, |(m, reach)| {
+        .for_each_concurrent(engine.config.concurrency, |(m, reach, slot)| {
             let state = state.clone();
             let token = token.clone();
             let route = routes.get(&m.id).copied();
-            async move { send_one(&state, &token, m, reach, route, accepted).await }
+            async move { send_one(&state, &token, m, reach, route, accepted, slot).await }
         })
         .await;
 }
@@ -710,11 +722,13 @@ async fn send_one(
     reach: Option<(String, Reach)>,
     marketing_route: Option<Option<i64>>,
     accepted: &tokio::sync::mpsc::UnboundedSender<Acceptance>,
+    slot: crate::pacer::Slot<'_>,
 ) {
     let engine = &state.engine;
     let body = request_body(&m);
     // Looked at right before the call: after a pause past the lease, nothing goes.
     if !state.lease.live() {
+        slot.unused();
         metrics::counter!("parley_sends_stopped_by_lease_total").increment(1);
         return;
     }
@@ -735,6 +749,8 @@ async fn send_one(
                 .await
         }
     };
+    // The answer is back: the send's slot starts its hold (`pacer.rs`).
+    drop(slot);
     let now = engine.now();
     let outcome = match result {
         // A wamid Meta sent that does not parse (empty, oversized) counts as none.

@@ -78,7 +78,8 @@ impl Cluster {
         }
     }
 
-    fn serve(&self, port: u16, seed: bool) -> Node {
+    /// `parley serve` on `port`, seeding `seed` contacts on an empty database (0: none).
+    fn serve(&self, port: u16, seed: usize) -> Node {
         let config = parley_sandbox::SandboxConfig::demo();
         let envs = vec![
             ("PARLEY_DATA_DIR", self.dir.path().display().to_string()),
@@ -99,8 +100,8 @@ impl Cluster {
             "--crash-grace-ms".into(),
             "10000".into(),
         ];
-        if seed {
-            args.extend(["--seed-demo".into(), RECIPIENTS.to_string()]);
+        if seed > 0 {
+            args.extend(["--seed-demo".into(), seed.to_string()]);
         }
         Node {
             proc: Some(start(&args, &envs, "Parley listens on")),
@@ -194,6 +195,12 @@ impl Cluster {
 
     /// The sender leases a node holds: resource → token.
     async fn senders(&self, node: &Node) -> BTreeMap<String, i64> {
+        self.held(node, "sender:").await
+    }
+
+    /// The leases a node holds (not being given up) whose resource starts with `prefix`:
+    /// resource → token.
+    async fn held(&self, node: &Node, prefix: &str) -> BTreeMap<String, i64> {
         let v: Value = self
             .http
             .get(format!("{}/readyz", node.url))
@@ -210,7 +217,7 @@ impl Cluster {
             .filter(|l| {
                 l["resource"]
                     .as_str()
-                    .is_some_and(|r| r.starts_with("sender:"))
+                    .is_some_and(|r| r.starts_with(prefix))
             })
             .filter(|l| l["releasing"] == false)
             .map(|l| {
@@ -293,11 +300,11 @@ async fn three_nodes_send_each_recipient_once_through_a_kill_and_a_stop_past_the
         )
         .await;
 
-    let first = cluster.serve(ports[0], true);
+    let first = cluster.serve(ports[0], RECIPIENTS);
     let mut nodes = vec![
         first,
-        cluster.serve(ports[1], false),
-        cluster.serve(ports[2], false),
+        cluster.serve(ports[1], 0),
+        cluster.serve(ports[2], 0),
     ];
     // The numbers spread over the three nodes: 2, 1, 1.
     cluster
@@ -497,13 +504,17 @@ async fn three_nodes_send_each_recipient_once_through_a_kill_and_a_stop_past_the
         let t = &v["data"][pn.as_str()];
         let most = t["max_in_one_second"].as_u64().expect("max");
         let mps = t["throughput_mps"].as_u64().expect("mps");
-        // Counted by arrival: on a loaded two-core machine (three debug nodes, PostgreSQL and
-        // the sandbox) requests paced at 0.985·mps arrive bunched by a few, on numbers that
-        // never changed hands as much as on those that did (81–83 of 80 seen). Two nodes
-        // driving one number, the failure leases prevent, arrive at twice the rate.
+        // Counted by arrival, as Meta counts: each send holds its slot until a second after
+        // its answer, and a number's new holder waits out its predecessor's last second
+        // (`pacer.rs`), so bunching on a loaded machine cannot push a window over the limit.
+        // Two nodes driving one number, the failure leases prevent, arrive at twice the rate.
         assert!(
-            most <= mps + mps / 10,
+            most <= mps,
             "{pn} got {most} sends in one second (limit {mps}): {t}"
+        );
+        assert_eq!(
+            t["refused_for_throughput"], 0,
+            "{pn}: sends Meta refused for throughput (130429): {t}"
         );
         assert_eq!(
             t["stale_fence_sends"], 0,
@@ -513,6 +524,71 @@ async fn three_nodes_send_each_recipient_once_through_a_kill_and_a_stop_past_the
     let refused: i64 = cluster.lease_rows().await.values().map(|r| r.3).sum();
     println!("claims the database refused under a stale token: {refused}");
 
+    drop(nodes);
+    let Cluster { db, .. } = cluster;
+    db.finish().await;
+}
+
+/// The periodic jobs (`job:*`: template sync, audit retention, webhook processing, media
+/// cleanup, event deliveries) each have one owner among the worker nodes, and when the owner
+/// dies (SIGKILL) the other node takes each over, under a higher token, within the lease time
+/// of its lapsing.
+#[tokio::test]
+async fn each_periodic_job_has_one_owner_and_a_dead_owners_jobs_are_taken_over() {
+    const JOBS: [&str; 5] = [
+        "job:template_sync",
+        "job:audit_retention",
+        "job:webhook_processor",
+        "job:media_cleanup",
+        "job:event_deliveries",
+    ];
+    let ports = [free_port(), free_port()];
+    let cluster = Cluster::new(ports[0]).await;
+    let mut nodes = vec![cluster.serve(ports[0], 10), cluster.serve(ports[1], 0)];
+    cluster
+        .until(
+            "the jobs have no single owner",
+            Duration::from_secs(60),
+            || async {
+                let a = cluster.held(&nodes[0], "job:").await;
+                let b = cluster.held(&nodes[1], "job:").await;
+                JOBS.iter()
+                    .all(|j| a.contains_key(*j) != b.contains_key(*j))
+            },
+        )
+        .await;
+    let (a, b) = (
+        cluster.held(&nodes[0], "job:").await,
+        cluster.held(&nodes[1], "job:").await,
+    );
+    assert!(
+        a.keys().all(|j| !b.contains_key(j)),
+        "a job held by both nodes: {a:?} {b:?}"
+    );
+    // The node holding the event deliveries dies, with every job it holds.
+    let owner = usize::from(!a.contains_key("job:event_deliveries"));
+    let gone = if owner == 0 { a } else { b };
+    drop(nodes[owner].proc.take()); // SIGKILL
+    let other = &nodes[1 - owner];
+    cluster
+        .until(
+            "the other node did not take over the dead node's jobs",
+            Duration::from_secs(30),
+            || async {
+                let held = cluster.held(other, "job:").await;
+                JOBS.iter().all(|j| held.contains_key(*j)) && gone.iter().all(|(r, t)| held[r] > *t)
+            },
+        )
+        .await;
+    let rows = cluster.lease_rows().await;
+    for r in gone.keys() {
+        let (_, _, taken_after, _) = &rows[r];
+        println!("{r}: taken over {taken_after} ms after it lapsed");
+        assert!(
+            (0..NODE_LEASE_MS as i64).contains(taken_after),
+            "{r} was taken over {taken_after} ms after it lapsed"
+        );
+    }
     drop(nodes);
     let Cluster { db, .. } = cluster;
     db.finish().await;

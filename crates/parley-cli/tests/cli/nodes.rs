@@ -789,3 +789,33 @@ async fn delivered_message_to(site: &Site, to: &str) -> String {
     .await;
     id
 }
+
+/// A crash grace shorter than the node lease is refused at start with a clear error: a row a
+/// paused node left `sending` could otherwise be sent again while that node still held its
+/// lease.
+#[test]
+fn serve_refuses_a_crash_grace_shorter_than_the_node_lease() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = parley_sandbox::SandboxConfig::demo();
+    let serve = |grace: &str| {
+        Command::new(env!("CARGO_BIN_EXE_parley"))
+            .args(["serve", "--crash-grace-ms", grace])
+            .env("PARLEY_DATA_DIR", dir.path())
+            .env("PARLEY_LISTEN", "127.0.0.1:0")
+            .env("PARLEY_NODE_LEASE_MS", "5000")
+            .env("PARLEY_META_APP_ID", &config.app_id)
+            .env("PARLEY_META_APP_SECRET", &config.app_secret)
+            .env("PARLEY_META_VERIFY_TOKEN", &config.verify_token)
+            .output()
+            .expect("run")
+    };
+    let out = serve("4999");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the crash grace (4999 ms, --crash-grace-ms) is shorter than the node lease (5000 ms, node_lease_ms or PARLEY_NODE_LEASE_MS)"),
+        "{err}"
+    );
+    // Nothing was opened: the refusal comes before the database.
+    assert!(!dir.path().join("parley.db").exists());
+}

@@ -362,7 +362,8 @@ async fn a_restart_mid_retry_loses_nothing() {
         Arc::new(app.clock.clone()),
         app.engine.config.clone(),
     );
-    let worker = tokio::spawn(parley_engine::events::run(second.clone(), shutdown.clone()));
+    // Its workers (the deliveries run under the job's lease, which the first one released).
+    let mut workers = second.spawn_workers(shutdown.clone());
     receiver.failing.store(false, Ordering::SeqCst);
     let app_id = app.store.applications().await.expect("apps")[0].id.clone();
     let ep = parley_engine::events::endpoint_id(&endpoint).expect("id");
@@ -385,7 +386,9 @@ async fn a_restart_mid_retry_loses_nothing() {
         "not all delivered after the restart: {d:?}"
     );
     shutdown.cancel();
-    worker.await.expect("worker");
+    while let Some(w) = workers.join_next().await {
+        w.expect("worker");
+    }
     verify_all(&secret, &receiver.got());
     let delivered = receiver.delivered();
     assert_eq!(delivered.len(), 12, "each of the 12 events once");

@@ -715,10 +715,16 @@ impl Store for Backend {
         // A send Meta answered "held for quality assessment" (`meta_status`, noted before the
         // acceptance is written) is never sent again from here: Meta has it and releases or
         // fails it later, with statuses that name it by our id (META_2026 §6.3).
+        // The grace is measured in applied webhooks, not only in time: a row goes again only
+        // once every webhook received before its grace ended has been applied, so a status
+        // naming it that is stored but still waiting (the webhook processor's node died and its
+        // lease has not lapsed yet, or the processor is behind under load) settles it first.
         let requeued = sqlx::query(
             "UPDATE messages SET state = 'queued', lease_until = NULL, stale_since = NULL, next_attempt_at = $1, updated_at = $1
              WHERE state = 'sending' AND wamid IS NULL AND stale_since IS NOT NULL AND stale_since + $2 <= $1
-               AND meta_status IS NULL",
+               AND meta_status IS NULL
+               AND NOT EXISTS (SELECT 1 FROM webhook_events e
+                               WHERE e.processed_at IS NULL AND e.received_at < messages.stale_since + $2)",
         )
         .bind(now)
         .bind(grace_ms)

@@ -18,6 +18,7 @@ crate::contract!(
     reschedule_and_fail,
     requeue_stale_sending_after_lease_and_grace,
     a_send_meta_holds_is_never_requeued_by_crash_recovery,
+    a_stale_send_waits_for_the_webhooks_received_in_its_grace,
 );
 
 async fn insert_message_is_idempotent_per_application(b: &Backend) {
@@ -478,4 +479,72 @@ async fn a_send_meta_holds_is_never_requeued_by_crash_recovery(b: &Backend) {
         meta[&held].meta_status.as_deref(),
         Some("held_for_quality_assessment")
     );
+}
+
+/// Before an ambiguous resend, the webhooks received while the grace ran are applied: a row
+/// whose grace passed stays `sending` while a webhook received before the grace ended is still
+/// waiting to be processed (it may be the status naming it), and goes back to the queue once
+/// that webhook is processed. A webhook received after the grace ended does not hold it.
+async fn a_stale_send_waits_for_the_webhooks_received_in_its_grace(b: &Backend) {
+    use parley_store::StaleSending;
+    let t = tenant(&**b, 1).await;
+    let stale = queued(&**b, &t, T0).await;
+    let lease = T0 + 30_000;
+    assert_eq!(
+        b.claim_due_messages(&t.number, T0, lease, 1)
+            .await
+            .expect("claim")
+            .len(),
+        1
+    );
+    let grace = 300_000;
+    let noticed = lease + 1;
+    assert_eq!(
+        b.requeue_stale_sending(noticed, grace)
+            .await
+            .expect("pass")
+            .noticed,
+        1
+    );
+    let end = noticed + grace;
+    // One webhook stored during the grace, one after it; neither processed yet.
+    let during = b
+        .insert_webhook_events(
+            &[b"{\"object\":\"whatsapp_business_account\",\"entry\":[]}"],
+            end - 1,
+        )
+        .await
+        .expect("store")[0];
+    let after = b
+        .insert_webhook_events(
+            &[b"{\"object\":\"whatsapp_business_account\",\"entry\":[]}"],
+            end,
+        )
+        .await
+        .expect("store")[0];
+    assert_eq!(
+        b.requeue_stale_sending(end + 10, grace)
+            .await
+            .expect("pass"),
+        StaleSending::default(),
+        "a webhook received in the grace is not applied yet"
+    );
+    assert_eq!(get(&**b, &t, &stale).await.state, MessageState::Sending);
+    b.finish_webhook_events(&[(during, None)], end + 20)
+        .await
+        .expect("finish");
+    assert_eq!(
+        b.requeue_stale_sending(end + 30, grace)
+            .await
+            .expect("pass"),
+        StaleSending {
+            noticed: 0,
+            requeued: 1
+        },
+        "the one received after the grace does not hold it"
+    );
+    assert_eq!(get(&**b, &t, &stale).await.state, MessageState::Queued);
+    b.finish_webhook_events(&[(after, None)], end + 40)
+        .await
+        .expect("finish");
 }
