@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use parley_domain::ApplicationId;
-use parley_store::stats::{StatDifference, StatDimension, StatQuery, StatSpan};
+use parley_domain::CampaignId;
+use parley_store::stats::{CampaignOutcome, StatDifference, StatDimension, StatQuery, StatSpan};
 use serde::Serialize;
 
 use crate::Engine;
@@ -21,6 +22,9 @@ pub const MAX_RANGE_DAYS: i64 = 400;
 pub const MAX_BUCKETS: i64 = 1000;
 /// The most bucket × group rows one answer may have.
 pub const MAX_ROWS: usize = 20_000;
+
+/// Rows per page of a per-recipient export.
+pub const EXPORT_PAGE: u32 = 2000;
 
 /// The counters' metrics, in the API's names and order, with the counter metric each reads.
 pub const METRICS: &[(&str, &str)] = &[
@@ -420,6 +424,26 @@ impl Engine {
             data,
             totals,
         })
+    }
+
+    /// A page of a campaign's per-recipient outcomes (`EXPORT_PAGE` rows at most) after the
+    /// message id `after`, in message id order: the export reads the campaign page by page so
+    /// that a million rows stream with flat memory. `campaign_not_found` for another
+    /// application's campaign.
+    pub async fn campaign_outcomes_page(
+        &self,
+        app: &ApplicationId,
+        id: &CampaignId,
+        after: Option<&str>,
+    ) -> Result<Vec<CampaignOutcome>, EngineError> {
+        if after.is_none() {
+            // Ownership is checked once, on the first page; later pages are keyed by it.
+            self.campaign(app, id).await?;
+        }
+        Ok(self
+            .store
+            .campaign_outcomes(app, id.as_str(), after, EXPORT_PAGE)
+            .await?)
     }
 
     /// Recomputes the counters from the raw rows and returns what differs; with `fix`,
