@@ -374,6 +374,10 @@ impl Engine {
                 to: req.to,
                 group_by: req.group_by,
                 filters: req.filters.clone(),
+                starts: match req.interval {
+                    Interval::Week | Interval::Month => req.buckets(),
+                    Interval::Hour | Interval::Day => Vec::new(),
+                },
             })
             .await?;
         let mut cells: BTreeMap<(i64, String), StatCounts> = BTreeMap::new();
@@ -386,25 +390,27 @@ impl Engine {
                 .add(&r.metric, &r.detail, r.n);
             totals.add(&r.metric, &r.detail, r.n);
         }
+        // Every bucket in order, each with its groups (moved, not cloned) or one empty row.
         let mut data = Vec::new();
+        let mut cells = cells.into_iter().peekable();
         for start in req.buckets() {
-            let groups: Vec<_> = cells
-                .range((start, String::new())..)
-                .take_while(|((s, _), _)| *s == start)
-                .map(|((_, g), c)| (g.clone(), c.clone()))
-                .collect();
-            if groups.is_empty() {
-                data.push(StatBucket {
-                    start,
-                    group: None,
-                    counts: StatCounts::empty(),
-                });
-            }
-            for (g, counts) in groups {
+            let mut any = false;
+            while let Some(((s, g), counts)) = cells.next_if(|((s, _), _)| *s <= start) {
+                if s < start {
+                    continue;
+                }
+                any = true;
                 data.push(StatBucket {
                     start,
                     group: req.group_by.map(|_| g),
                     counts,
+                });
+            }
+            if !any {
+                data.push(StatBucket {
+                    start,
+                    group: None,
+                    counts: StatCounts::empty(),
                 });
             }
             if data.len() > MAX_ROWS {

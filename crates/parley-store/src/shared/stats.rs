@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use parley_domain::ApplicationId;
 use sqlx::Row;
 
-use super::{Backend, DbRow, text};
+use super::{Backend, DbRow, STAT_ROWS_JSON, text};
+use crate::Millis;
 use crate::Result;
 use crate::stats::*;
 use crate::stats_sql::RECOUNT;
@@ -99,20 +100,35 @@ impl StatsStore for Backend {
     async fn stat_rows(&self, q: &StatQuery) -> Result<Vec<StatRow>> {
         self.fold_stat_deltas().await?;
         let group = q.group_by.map_or("''", |d| d.column());
-        let mut sql = format!(
-            "SELECT bucket, {group} AS g, metric, detail, CAST(SUM(n) AS BIGINT) AS n FROM stat_counters \
+        // Weeks and months: each day into its bucket's start, by a CASE of numbers Parley
+        // computed (never user text).
+        let b = if q.starts.is_empty() {
+            "bucket".to_owned()
+        } else {
+            let mut e = String::from("CASE");
+            for s in q.starts.iter().rev() {
+                e.push_str(&format!(" WHEN bucket >= {s} THEN {s}"));
+            }
+            e.push_str(" ELSE bucket END");
+            e
+        };
+        let mut inner = format!(
+            "SELECT {b} AS b, {group} AS g, metric, detail, CAST(SUM(n) AS BIGINT) AS n FROM stat_counters \
              WHERE application_id = $1 AND span = $2 AND bucket >= $3 AND bucket < $4"
         );
         for (i, (d, _)) in q.filters.iter().enumerate() {
-            sql.push_str(&format!(" AND {} = ${}", d.column(), i + 5));
+            inner.push_str(&format!(" AND {} = ${}", d.column(), i + 5));
         }
         // A constant is no grouping key on PostgreSQL: without a grouping, `g` is left out.
         let g = q
             .group_by
             .map_or(String::new(), |d| format!("{}, ", d.column()));
-        sql.push_str(&format!(
-            " GROUP BY bucket, {g}metric, detail HAVING SUM(n) <> 0 ORDER BY bucket, {g}metric, detail"
+        inner.push_str(&format!(
+            " GROUP BY {b}, {g}metric, detail HAVING SUM(n) <> 0"
         ));
+        // The rows come back as one JSON array (`STAT_ROWS_JSON`, per backend): tens of
+        // thousands of rows handed over one by one cost more than the query.
+        let sql = format!("SELECT {STAT_ROWS_JSON} AS rows FROM ({inner}) t");
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(q.application.as_str())
             .bind(q.span.as_str())
@@ -121,18 +137,28 @@ impl StatsStore for Backend {
         for (_, v) in &q.filters {
             query = query.bind(text(v));
         }
-        let rows = query.fetch_all(self.reader()).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StatRow {
-                    bucket: r.try_get("bucket")?,
-                    group: r.try_get("g")?,
-                    metric: r.try_get("metric")?,
-                    detail: r.try_get("detail")?,
-                    n: r.try_get("n")?,
-                })
+        let row = query.fetch_one(self.reader()).await?;
+        let json: Option<String> = row.try_get("rows")?;
+        let Some(json) = json else {
+            return Ok(Vec::new());
+        };
+        let rows: Vec<(Millis, String, String, String, i64)> = serde_json::from_str(&json)
+            .map_err(|e| crate::StoreError::Corrupt(format!("statistics rows: {e}")))?;
+        let mut out: Vec<StatRow> = rows
+            .into_iter()
+            .map(|(bucket, group, metric, detail, n)| StatRow {
+                bucket,
+                group,
+                metric,
+                detail,
+                n,
             })
-            .collect()
+            .collect();
+        out.sort_unstable_by(|a, b| {
+            (a.bucket, &a.group, &a.metric, &a.detail)
+                .cmp(&(b.bucket, &b.group, &b.metric, &b.detail))
+        });
+        Ok(out)
     }
 
     async fn stat_recount(&self, fix: bool) -> Result<Vec<StatDifference>> {
