@@ -145,6 +145,9 @@ enum BenchWhat {
     Stats {
         #[arg(long, default_value_t = 10_000_000)]
         messages: u64,
+        /// Recipients of the campaign whose per-recipient CSV is exported (0: no export).
+        #[arg(long, default_value_t = 1_000_000)]
+        recipients: u64,
     },
     /// Import, count a segment and personalize over N contacts in a temporary SQLite file.
     Audience {
@@ -318,8 +321,12 @@ async fn main() -> std::process::ExitCode {
             Err(e) => Err(e),
         },
         Command::Bench {
-            what: BenchWhat::Stats { messages },
-        } => bench_stats::stats(messages).await,
+            what:
+                BenchWhat::Stats {
+                    messages,
+                    recipients,
+                },
+        } => bench_stats::stats(messages, recipients).await,
         Command::Bench {
             what: BenchWhat::Audience { contacts },
         } => bench::audience(contacts).await,

@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use parley_domain::ApplicationId;
-use parley_store::stats::{StatDifference, StatDimension, StatQuery, StatSpan};
+use parley_domain::CampaignId;
+use parley_store::stats::{CampaignOutcome, StatDifference, StatDimension, StatQuery, StatSpan};
 use serde::Serialize;
 
 use crate::Engine;
@@ -21,6 +22,9 @@ pub const MAX_RANGE_DAYS: i64 = 400;
 pub const MAX_BUCKETS: i64 = 1000;
 /// The most bucket × group rows one answer may have.
 pub const MAX_ROWS: usize = 20_000;
+
+/// Rows per page of a per-recipient export.
+pub const EXPORT_PAGE: u32 = 2000;
 
 /// The counters' metrics, in the API's names and order, with the counter metric each reads.
 pub const METRICS: &[(&str, &str)] = &[
@@ -370,6 +374,10 @@ impl Engine {
                 to: req.to,
                 group_by: req.group_by,
                 filters: req.filters.clone(),
+                starts: match req.interval {
+                    Interval::Week | Interval::Month => req.buckets(),
+                    Interval::Hour | Interval::Day => Vec::new(),
+                },
             })
             .await?;
         let mut cells: BTreeMap<(i64, String), StatCounts> = BTreeMap::new();
@@ -382,25 +390,27 @@ impl Engine {
                 .add(&r.metric, &r.detail, r.n);
             totals.add(&r.metric, &r.detail, r.n);
         }
+        // Every bucket in order, each with its groups (moved, not cloned) or one empty row.
         let mut data = Vec::new();
+        let mut cells = cells.into_iter().peekable();
         for start in req.buckets() {
-            let groups: Vec<_> = cells
-                .range((start, String::new())..)
-                .take_while(|((s, _), _)| *s == start)
-                .map(|((_, g), c)| (g.clone(), c.clone()))
-                .collect();
-            if groups.is_empty() {
-                data.push(StatBucket {
-                    start,
-                    group: None,
-                    counts: StatCounts::empty(),
-                });
-            }
-            for (g, counts) in groups {
+            let mut any = false;
+            while let Some(((s, g), counts)) = cells.next_if(|((s, _), _)| *s <= start) {
+                if s < start {
+                    continue;
+                }
+                any = true;
                 data.push(StatBucket {
                     start,
                     group: req.group_by.map(|_| g),
                     counts,
+                });
+            }
+            if !any {
+                data.push(StatBucket {
+                    start,
+                    group: None,
+                    counts: StatCounts::empty(),
                 });
             }
             if data.len() > MAX_ROWS {
@@ -420,6 +430,26 @@ impl Engine {
             data,
             totals,
         })
+    }
+
+    /// A page of a campaign's per-recipient outcomes (`EXPORT_PAGE` rows at most) after the
+    /// message id `after`, in message id order: the export reads the campaign page by page so
+    /// that a million rows stream with flat memory. `campaign_not_found` for another
+    /// application's campaign.
+    pub async fn campaign_outcomes_page(
+        &self,
+        app: &ApplicationId,
+        id: &CampaignId,
+        after: Option<&str>,
+    ) -> Result<Vec<CampaignOutcome>, EngineError> {
+        if after.is_none() {
+            // Ownership is checked once, on the first page; later pages are keyed by it.
+            self.campaign(app, id).await?;
+        }
+        Ok(self
+            .store
+            .campaign_outcomes(app, id.as_str(), after, EXPORT_PAGE)
+            .await?)
     }
 
     /// Recomputes the counters from the raw rows and returns what differs; with `fix`,

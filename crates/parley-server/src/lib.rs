@@ -239,6 +239,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/stats", get(routes::stats::get_stats))
         .route("/api/v1/stats/export", get(routes::stats::export_stats))
         .route(
+            "/api/v1/campaigns/{id}/export",
+            get(routes::stats::export_campaign),
+        )
+        .route(
             "/api/v1/event-endpoints",
             get(routes::event_endpoints::list_endpoints)
                 .post(routes::event_endpoints::create_endpoint),
@@ -368,6 +372,10 @@ pub fn router(state: AppState) -> Router {
             .route("/campaigns/whatsapp/preview", post(campaigns::preview))
             .route("/campaigns/whatsapp/{id}", get(campaigns::detail))
             .route("/campaigns/whatsapp/{id}/stats", get(campaigns::stats))
+            .route(
+                "/campaigns/whatsapp/{id}/export.csv",
+                get(campaigns::export),
+            )
             .route("/campaigns/whatsapp/{id}/events", get(campaigns::events))
             .route("/campaigns/whatsapp/{id}/{action}", post(campaigns::action))
             .route(

@@ -75,6 +75,7 @@ use crate::routes::{
         audit::list_audit,
         stats::get_stats,
         stats::export_stats,
+        stats::export_campaign,
         event_endpoints::list_endpoints,
         event_endpoints::create_endpoint,
         event_endpoints::get_endpoint,

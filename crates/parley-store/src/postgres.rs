@@ -133,6 +133,11 @@ pub(crate) type DbRow = PgRow;
 pub(crate) type Backend = PostgresStore;
 pub(crate) type Tx = Transaction<'static, Postgres>;
 
+/// The statistics rows (`b, g, metric, detail, n`) as one JSON array of arrays, as text
+/// (NULL when there are none).
+pub(crate) const STAT_ROWS_JSON: &str =
+    "CAST(json_agg(json_build_array(b, g, metric, detail, n)) AS TEXT)";
+
 /// Text as bound: PostgreSQL's, with U+0000 replaced.
 pub(crate) fn text(s: &str) -> Cow<'_, str> {
     pg_text(s)

@@ -118,6 +118,9 @@ pub(crate) type DbRow = SqliteRow;
 pub(crate) type Backend = SqliteStore;
 pub(crate) type Tx = Transaction<'static, Sqlite>;
 
+/// The statistics rows (`b, g, metric, detail, n`) as one JSON array of arrays, as text.
+pub(crate) const STAT_ROWS_JSON: &str = "json_group_array(json_array(b, g, metric, detail, n))";
+
 /// Text as bound: SQLite stores any text as it is.
 pub(crate) fn text(s: &str) -> Cow<'_, str> {
     Cow::Borrowed(s)
@@ -616,6 +619,84 @@ impl SqliteStore {
     /// (hour rows, then the day rows summed from them), as if `messages` messages had been
     /// sent over 10 dimension combinations an hour (50 campaigns, 8 templates, 2 numbers,
     /// 4 categories, 10 countries). Returns the counter rows written.
+    /// `parley bench stats`: a campaign of `n` recipients (contacts and settled messages, most
+    /// read, some failed), written by bulk SQL into a benchmark's own database. The insert
+    /// triggers of the counters are dropped first: the benchmark measures the export, and
+    /// a million trigger runs would only slow the seeding.
+    pub async fn bench_campaign_messages(
+        &self,
+        app: &parley_domain::ApplicationId,
+        campaign: &str,
+        start: Millis,
+        n: u64,
+    ) -> Result<()> {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let mut tx = self.tx().await?;
+        for t in ["stat_messages_insert", "campaign_counts_insert"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER IF EXISTS {t}")))
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO campaigns (id, application_id, name, phone_number_id, template_name,
+                 template_language, variables, audience, audience_filter, kind, state, planned,
+                 recipients, created_at, updated_at)
+             VALUES ($1, $2, 'Bench', '100001', 'welcome', 'en', '{}', '{\"filter\":\"all\"}',
+                 'all', 'marketing', 'completed', 1, $3, $4, $4)",
+        )
+        .bind(campaign)
+        .bind(app.as_str())
+        .bind(n)
+        .bind(start)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "WITH RECURSIVE i(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM i WHERE i < $3)
+             INSERT INTO contacts (id, application_id, phone, wa_id, name, created_at, updated_at)
+             SELECT printf('ctc_bench%023d', i), $1, printf('+49151%08d', i), printf('49151%08d', i),
+                    CASE WHEN i % 1000 = 0 THEN '=cmd|'' /C calc''!A0' ELSE 'Contact, \"' || i || '\"' END,
+                    $2, $2
+             FROM i WHERE true",
+        )
+        .bind(app.as_str())
+        .bind(start)
+        .bind(n)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "WITH RECURSIVE i(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM i WHERE i < $4)
+             INSERT INTO messages (id, application_id, phone_number_id, contact_id, to_phone, kind,
+                 template_name, template_language, content, state, wamid, error_code,
+                 error_message, attempts, next_attempt_at, queued_at, sending_at, accepted_at,
+                 sent_at, delivered_at, read_at, failed_at, updated_at, campaign_id, pricing,
+                 pricing_category, country)
+             SELECT printf('msg_bench%023d', i), $1, '100001', printf('ctc_bench%023d', i),
+                    printf('+49151%08d', i), 'template', 'welcome', 'en',
+                    '{\"type\":\"template\",\"template\":{\"name\":\"welcome\",\"language\":\"en\",\"header\":null,\"body\":[{\"parameter_name\":\"first_name\",\"text\":\"Contact ' || i || '\"}],\"buttons\":[]}}',
+                    CASE WHEN i % 50 = 0 THEN 'failed' WHEN i % 4 = 0 THEN 'delivered' ELSE 'read' END,
+                    CASE WHEN i % 50 = 0 THEN NULL ELSE printf('wamid.bench%020d', i) END,
+                    CASE WHEN i % 50 = 0 THEN 131026 END,
+                    CASE WHEN i % 50 = 0 THEN 'Message undeliverable' END,
+                    1, $2, $2 + i, $2 + i + 5, $2 + i + 40,
+                    CASE WHEN i % 50 = 0 THEN NULL ELSE $2 + i + 1000 END,
+                    CASE WHEN i % 50 = 0 THEN NULL ELSE $2 + i + 2000 END,
+                    CASE WHEN i % 50 = 0 OR i % 4 = 0 THEN NULL ELSE $2 + i + 60000 END,
+                    CASE WHEN i % 50 = 0 THEN $2 + i + 1000 END,
+                    $2 + i + 60000, $3,
+                    CASE WHEN i % 50 = 0 THEN NULL ELSE '{\"billable\":true,\"pricing_model\":\"PMP\",\"type\":\"regular\",\"category\":\"marketing\"}' END,
+                    CASE WHEN i % 50 = 0 THEN NULL ELSE 'marketing' END, 'DE'
+             FROM i WHERE true",
+        )
+        .bind(app.as_str())
+        .bind(start)
+        .bind(campaign)
+        .bind(n)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn bench_stat_counters(
         &self,
         app: &parley_domain::ApplicationId,

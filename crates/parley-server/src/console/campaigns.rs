@@ -618,6 +618,20 @@ pub async fn stats(
     Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(s)).into_response())
 }
 
+/// `GET /campaigns/whatsapp/{id}/export.csv`: the per-recipient outcomes, as the API's
+/// `GET /api/v1/campaigns/{id}/export?bom=true` streams them (with a byte-order mark: a
+/// download from the console is most often opened in a spreadsheet program).
+pub async fn export(
+    State(state): State<AppState>,
+    SignedIn { app, .. }: SignedIn,
+    Path(id): Path<String>,
+) -> PageResult {
+    let id = campaign_id(&id).map_err(|f| PageError::not_found(f.message))?;
+    crate::routes::stats::campaign_csv_response(state.engine.clone(), app.id, id, true)
+        .await
+        .map_err(|f| PageError::not_found(f.message))
+}
+
 /// Live-progress streams one node serves at once; beyond, the page falls back to polling.
 pub const MAX_LIVE_STREAMS: usize = 256;
 /// A stream ends after this long; the browser's `EventSource` opens a new one at once.

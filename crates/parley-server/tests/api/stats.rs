@@ -311,3 +311,162 @@ async fn hostile_stats_parameters_get_400_with_stable_codes() {
     let v = get(&app, "/api/v1/stats?campaign=%27%20OR%201%3D1").await;
     assert_eq!(v["totals"]["metrics"]["queued"], 0, "{v}");
 }
+
+/// RFC 4180 records (quoted cells with doubled quotes, CRLF line ends): an independent reader.
+fn csv_records(body: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let mut row = Vec::new();
+    let mut cell = String::new();
+    let mut quoted = false;
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                cell.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => cell.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => row.push(std::mem::take(&mut cell)),
+            (false, '\r') if chars.peek() == Some(&'\n') => {
+                chars.next();
+                row.push(std::mem::take(&mut cell));
+                out.push(std::mem::take(&mut row));
+            }
+            (false, c) => cell.push(c),
+        }
+    }
+    assert!(
+        cell.is_empty() && row.is_empty(),
+        "a last line without CRLF"
+    );
+    out
+}
+
+#[tokio::test]
+async fn campaign_export_has_every_recipients_outcome_quoted_and_formula_safe() {
+    let app = spawn_app().await;
+    // A name a spreadsheet would run as a formula, with a quote and a comma in it.
+    let application = app.store.applications().await.expect("apps")[0].id.clone();
+    let now = {
+        use parley_engine::Clock;
+        app.clock.now_millis()
+    };
+    app.store
+        .upsert_audience(
+            &application,
+            &[ContactUpsert {
+                phone: "+4915270000000".into(),
+                name: Some("=HYPERLINK(\"http://evil\",\"Ana, Bö\")".into()),
+                ..ContactUpsert::default()
+            }],
+            now,
+        )
+        .await
+        .expect("name");
+    let (id, phones) = run_chaotic_campaign(&app).await;
+    let stats = get(&app, &format!("/api/v1/campaigns/{id}/stats")).await;
+
+    let resp = app
+        .http
+        .get(format!("{}/api/v1/campaigns/{id}/export?bom=true", app.url))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "text/csv; charset=utf-8"
+    );
+    let body = resp.text().await.expect("body");
+    let body = body.strip_prefix('\u{feff}').expect("a byte-order mark");
+    let records = csv_records(body);
+    let header = &records[0];
+    let col = |name: &str| header.iter().position(|h| h == name).expect(name);
+    let rows = &records[1..];
+    assert_eq!(rows.len() as u64, N, "one line per recipient: {body}");
+    assert!(rows.iter().all(|r| r.len() == header.len()), "{body}");
+    // Every recipient once, in message id order.
+    let mut seen: Vec<String> = rows.iter().map(|r| r[col("phone")].clone()).collect();
+    seen.sort();
+    let mut expected: Vec<String> = phones.iter().map(|p| format!("'{p}")).collect();
+    expected.sort();
+    assert_eq!(seen, expected, "phones (guarded: they begin with +)");
+    let ids: Vec<&String> = rows.iter().map(|r| &r[col("message_id")]).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in message id order");
+    // The states, errors and times agree with the campaign's statistics.
+    let count = |state: &str| rows.iter().filter(|r| r[col("state")] == state).count() as u64;
+    assert_eq!(count("read"), stats["read"].as_u64().unwrap(), "{stats}");
+    assert_eq!(
+        count("failed"),
+        stats["failed"].as_u64().unwrap(),
+        "{stats}"
+    );
+    for r in rows {
+        if r[col("state")] == "failed" {
+            assert!(
+                !r[col("error_code")].is_empty(),
+                "a failure has its code: {r:?}"
+            );
+        }
+        if r[col("state")] == "read" {
+            for t in [
+                "queued_at",
+                "accepted_at",
+                "sent_at",
+                "delivered_at",
+                "read_at",
+            ] {
+                assert!(r[col(t)].ends_with('Z'), "{t} of a read message: {r:?}");
+            }
+        }
+        assert_eq!(r[col("template")], "welcome");
+        let vars: Value = serde_json::from_str(&r[col("variables")]).expect("variables JSON");
+        assert!(
+            vars.as_object()
+                .expect("an object")
+                .values()
+                .any(|v| v == "there"),
+            "the rendered variable: {r:?}"
+        );
+    }
+    let ana = rows
+        .iter()
+        .find(|r| r[col("phone")] == "'+4915270000000")
+        .expect("the named contact");
+    assert_eq!(
+        ana[col("name")],
+        "'=HYPERLINK(\"http://evil\",\"Ana, Bö\")",
+        "a formula is shown as text"
+    );
+    let replied = rows
+        .iter()
+        .filter(|r| !r[col("replied_at")].is_empty())
+        .count() as u64;
+    assert_eq!(replied, stats["replied"].as_u64().unwrap(), "{stats}");
+    assert!(
+        rows.iter().any(|r| r[col("pricing_category")] == "utility"
+            || r[col("pricing_category")] == "marketing"),
+        "Meta's pricing shows: {body}"
+    );
+
+    // Without a BOM; an unknown campaign is 404 with a stable code.
+    let resp = app
+        .http
+        .get(format!("{}/api/v1/campaigns/{id}/export", app.url))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .expect("export");
+    assert!(resp.text().await.expect("body").starts_with("message_id,"));
+    let (status, v) = app
+        .api_call(
+            reqwest::Method::GET,
+            "/api/v1/campaigns/cmp_00000000000000000000000000/export",
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "{v}");
+}

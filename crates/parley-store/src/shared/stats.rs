@@ -5,9 +5,11 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use parley_domain::ApplicationId;
 use sqlx::Row;
 
-use super::{Backend, DbRow, text};
+use super::{Backend, DbRow, STAT_ROWS_JSON, text};
+use crate::Millis;
 use crate::Result;
 use crate::stats::*;
 use crate::stats_sql::RECOUNT;
@@ -33,23 +35,100 @@ fn key_of(r: &DbRow) -> Result<StatKey> {
 
 #[async_trait]
 impl StatsStore for Backend {
+    async fn campaign_outcomes(
+        &self,
+        app: &ApplicationId,
+        campaign: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<CampaignOutcome>> {
+        // `messages_campaign_id` (migration 0030) serves the keyset: campaign, then id.
+        let rows = sqlx::query(
+            "SELECT m.id, m.contact_id, m.to_phone, c.phone AS contact_phone, c.wa_id, c.bsuid,
+                    c.parent_bsuid, c.username, c.name, m.state, m.template_name,
+                    m.template_language, CAST(m.content AS TEXT) AS content, m.wamid, m.queued_at, m.sending_at,
+                    m.accepted_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at,
+                    m.replied_at, CAST(m.error_code AS BIGINT) AS error_code, m.error_message,
+                    m.hold_reason, m.meta_status, m.pricing, m.pricing_category, m.country
+             FROM messages m LEFT JOIN contacts c ON c.id = m.contact_id
+             WHERE m.campaign_id = $1 AND m.application_id = $2 AND m.id > $3
+             ORDER BY m.id LIMIT $4",
+        )
+        .bind(campaign)
+        .bind(app.as_str())
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CampaignOutcome {
+                    message_id: r.try_get("id")?,
+                    contact_id: r.try_get("contact_id")?,
+                    to_phone: r.try_get("to_phone")?,
+                    contact_phone: r.try_get("contact_phone")?,
+                    wa_id: r.try_get("wa_id")?,
+                    bsuid: r.try_get("bsuid")?,
+                    parent_bsuid: r.try_get("parent_bsuid")?,
+                    username: r.try_get("username")?,
+                    name: r.try_get("name")?,
+                    state: r.try_get("state")?,
+                    template_name: r.try_get("template_name")?,
+                    template_language: r.try_get("template_language")?,
+                    content: r.try_get("content")?,
+                    wamid: r.try_get("wamid")?,
+                    queued_at: r.try_get("queued_at")?,
+                    sending_at: r.try_get("sending_at")?,
+                    accepted_at: r.try_get("accepted_at")?,
+                    sent_at: r.try_get("sent_at")?,
+                    delivered_at: r.try_get("delivered_at")?,
+                    read_at: r.try_get("read_at")?,
+                    failed_at: r.try_get("failed_at")?,
+                    replied_at: r.try_get("replied_at")?,
+                    error_code: r.try_get("error_code")?,
+                    error_message: r.try_get("error_message")?,
+                    hold_reason: r.try_get("hold_reason")?,
+                    meta_status: r.try_get("meta_status")?,
+                    pricing: r.try_get("pricing")?,
+                    pricing_category: r.try_get("pricing_category")?,
+                    country: r.try_get("country")?,
+                })
+            })
+            .collect()
+    }
+
     async fn stat_rows(&self, q: &StatQuery) -> Result<Vec<StatRow>> {
         self.fold_stat_deltas().await?;
         let group = q.group_by.map_or("''", |d| d.column());
-        let mut sql = format!(
-            "SELECT bucket, {group} AS g, metric, detail, CAST(SUM(n) AS BIGINT) AS n FROM stat_counters \
+        // Weeks and months: each day into its bucket's start, by a CASE of numbers Parley
+        // computed (never user text).
+        let b = if q.starts.is_empty() {
+            "bucket".to_owned()
+        } else {
+            let mut e = String::from("CASE");
+            for s in q.starts.iter().rev() {
+                e.push_str(&format!(" WHEN bucket >= {s} THEN {s}"));
+            }
+            e.push_str(" ELSE bucket END");
+            e
+        };
+        let mut inner = format!(
+            "SELECT {b} AS b, {group} AS g, metric, detail, CAST(SUM(n) AS BIGINT) AS n FROM stat_counters \
              WHERE application_id = $1 AND span = $2 AND bucket >= $3 AND bucket < $4"
         );
         for (i, (d, _)) in q.filters.iter().enumerate() {
-            sql.push_str(&format!(" AND {} = ${}", d.column(), i + 5));
+            inner.push_str(&format!(" AND {} = ${}", d.column(), i + 5));
         }
         // A constant is no grouping key on PostgreSQL: without a grouping, `g` is left out.
         let g = q
             .group_by
             .map_or(String::new(), |d| format!("{}, ", d.column()));
-        sql.push_str(&format!(
-            " GROUP BY bucket, {g}metric, detail HAVING SUM(n) <> 0 ORDER BY bucket, {g}metric, detail"
+        inner.push_str(&format!(
+            " GROUP BY {b}, {g}metric, detail HAVING SUM(n) <> 0"
         ));
+        // The rows come back as one JSON array (`STAT_ROWS_JSON`, per backend): tens of
+        // thousands of rows handed over one by one cost more than the query.
+        let sql = format!("SELECT {STAT_ROWS_JSON} AS rows FROM ({inner}) t");
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(q.application.as_str())
             .bind(q.span.as_str())
@@ -58,18 +137,28 @@ impl StatsStore for Backend {
         for (_, v) in &q.filters {
             query = query.bind(text(v));
         }
-        let rows = query.fetch_all(self.reader()).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StatRow {
-                    bucket: r.try_get("bucket")?,
-                    group: r.try_get("g")?,
-                    metric: r.try_get("metric")?,
-                    detail: r.try_get("detail")?,
-                    n: r.try_get("n")?,
-                })
+        let row = query.fetch_one(self.reader()).await?;
+        let json: Option<String> = row.try_get("rows")?;
+        let Some(json) = json else {
+            return Ok(Vec::new());
+        };
+        let rows: Vec<(Millis, String, String, String, i64)> = serde_json::from_str(&json)
+            .map_err(|e| crate::StoreError::Corrupt(format!("statistics rows: {e}")))?;
+        let mut out: Vec<StatRow> = rows
+            .into_iter()
+            .map(|(bucket, group, metric, detail, n)| StatRow {
+                bucket,
+                group,
+                metric,
+                detail,
+                n,
             })
-            .collect()
+            .collect();
+        out.sort_unstable_by(|a, b| {
+            (a.bucket, &a.group, &a.metric, &a.detail)
+                .cmp(&(b.bucket, &b.group, &b.metric, &b.detail))
+        });
+        Ok(out)
     }
 
     async fn stat_recount(&self, fix: bool) -> Result<Vec<StatDifference>> {

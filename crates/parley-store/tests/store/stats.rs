@@ -50,6 +50,7 @@ async fn totals(b: &Backend, t: &Tenant) -> BTreeMap<(String, String), i64> {
             to: T0 * 2,
             group_by: None,
             filters: vec![],
+            starts: vec![],
         })
         .await
         .expect("stats");
@@ -166,6 +167,7 @@ async fn counters_equal_the_recount_after_chaos(b: &Backend) {
             to: T0 * 2,
             group_by: Some(StatDimension::Country),
             filters: vec![(StatDimension::Template, "order_update".into())],
+            starts: vec![],
         })
         .await
         .expect("hours");
