@@ -60,3 +60,23 @@ impl Engine {
         Ok(out)
     }
 }
+
+/// The most quality/tier changes one dashboard lists.
+pub const MAX_NUMBER_CHANGES: u32 = 500;
+
+impl Engine {
+    /// The number's quality, tier and throughput changes in `[from, to)` (and the last one
+    /// before, the state the period starts in), oldest first; at most `MAX_NUMBER_CHANGES`.
+    pub async fn number_history(
+        &self,
+        app: &ApplicationId,
+        phone_number_id: &parley_domain::PhoneNumberId,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<parley_store::platforms::NumberChange>, EngineError> {
+        Ok(self
+            .store
+            .number_history(app, phone_number_id, from, to, MAX_NUMBER_CHANGES)
+            .await?)
+    }
+}

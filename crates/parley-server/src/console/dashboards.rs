@@ -281,6 +281,27 @@ pub struct DashboardView {
     pub templates: Vec<Choice>,
     pub numbers: Vec<Choice>,
     pub hidden: Vec<(String, String)>,
+    /// A number's quality, tier and throughput changes (number dashboards only).
+    pub history: Option<Vec<HistoryRow>>,
+}
+
+/// One change of a number's quality, tier or throughput.
+pub struct HistoryRow {
+    pub at: String,
+    pub quality: String,
+    pub tier: String,
+    pub throughput: String,
+    /// Before the period (the state it starts in).
+    pub before: bool,
+}
+
+fn change(was: &Option<String>, now: &Option<String>) -> String {
+    let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
+    if was == now {
+        show(now)
+    } else {
+        format!("{} → {}", show(was), show(now))
+    }
 }
 
 fn date_of(millis: i64) -> String {
@@ -497,6 +518,26 @@ pub async fn dashboard(
         }
     }
     if let Some(n) = number {
+        let changes = engine
+            .number_history(app, &n.phone_number_id, req.from, req.to)
+            .await
+            .unwrap_or_default();
+        v.history = Some(
+            changes
+                .iter()
+                .map(|c| HistoryRow {
+                    at: rfc3339(c.at),
+                    quality: change(&c.was_quality_rating, &c.quality_rating),
+                    tier: change(&c.was_messaging_limit, &c.messaging_limit),
+                    throughput: if c.was_throughput_mps == c.throughput_mps {
+                        format!("{} msg/s", c.throughput_mps)
+                    } else {
+                        format!("{} → {} msg/s", c.was_throughput_mps, c.throughput_mps)
+                    },
+                    before: c.at < req.from,
+                })
+                .collect(),
+        );
         v.figures.push(Figure {
             key: "quality",
             label: "Quality now",

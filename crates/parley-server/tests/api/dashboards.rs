@@ -263,6 +263,54 @@ async fn dashboards_after_a_demo_campaign_draw_the_apis_numbers() {
     assert_eq!(now_used, &plan["quota"]["used"], "{limit} vs {plan}");
     assert!(now_used.as_u64().unwrap() > 0, "{plan}");
 
+    // Meta raises the tier (webhook): the number's dashboard lists the change, and its
+    // messaging-limit chart draws the new limit.
+    let pn = parley_sandbox::demo_ids::PHONE_NUMBER_ID;
+    app.sandbox_post(
+        &format!("/sandbox/phone_numbers/{pn}/limit"),
+        &json!({"limit": "TIER_2K"}),
+    )
+    .await;
+    for _ in 0..400 {
+        let plan = get(&app, &format!("/api/v1/campaigns/{id}/plan")).await;
+        if plan["quota"]["limit"] == 2000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (page, _) = open_and_compare(
+        &browser,
+        &app,
+        &format!("/dashboards?range=24h&phone_number={pn}"),
+    )
+    .await;
+    assert!(
+        page["subject"].as_str().unwrap().starts_with("Number "),
+        "{page}"
+    );
+    let tiers: Vec<String> = browser
+        .client
+        .execute(
+            "return [...document.querySelectorAll('#number-history [data-tier]')].map(t => t.textContent);",
+            vec![],
+        )
+        .await
+        .map(|v| serde_json::from_value(v).expect("strings"))
+        .expect("script");
+    assert!(
+        tiers.iter().any(|t| t.ends_with("→ TIER_2K")),
+        "the tier change is listed: {tiers:?}"
+    );
+    let threshold: Value = browser
+        .client
+        .execute(
+            "return Number(document.querySelector('[id^=chart-limit-] .threshold').dataset.value);",
+            vec![],
+        )
+        .await
+        .expect("script");
+    assert_eq!(threshold, 2000);
+
     // A picked date range: 30 days per day, the last day included.
     let (page, _) = open_and_compare(
         &browser,
