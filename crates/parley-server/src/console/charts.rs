@@ -45,7 +45,7 @@ pub fn group_digits(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -251,17 +251,19 @@ pub fn time_chart(chart: &TimeChart) -> String {
     );
     let label_every = n.div_ceil(8).max(1);
     for (i, (_, short)) in x.iter().enumerate() {
-        if i % label_every != 0 && i != n - 1 {
+        if !i.is_multiple_of(label_every) && i != n - 1 {
             continue;
         }
-        if i == n - 1 && i % label_every != 0 && (i % label_every) * 2 < label_every {
+        if i == n - 1 && !i.is_multiple_of(label_every) && (i % label_every) * 2 < label_every {
             // Too close to the previous label.
             continue;
         }
         let px = xs.at(i as f64);
+        // The last label ends at its tick, inside the drawing.
+        let anchor = if i == n - 1 && n > 1 { "end" } else { "middle" };
         let _ = write!(
             out,
-            r#"<line x1="{px:.1}" x2="{px:.1}" y1="{plot_bottom}" y2="{y2}"/><text x="{px:.1}" y="{ty}" text-anchor="middle">{label}</text>"#,
+            r#"<line x1="{px:.1}" x2="{px:.1}" y1="{plot_bottom}" y2="{y2}"/><text x="{px:.1}" y="{ty}" text-anchor="{anchor}">{label}</text>"#,
             y2 = plot_bottom + 4.0,
             ty = plot_bottom + 16.0,
             label = escape(short),

@@ -478,6 +478,7 @@ pub async fn templates_script() -> Response {
 // --- Overview ---------------------------------------------------------------------------------
 
 struct PlatformRow {
+    id: String,
     waba: String,
     number: String,
     verified_name: String,
@@ -529,6 +530,7 @@ pub async fn overview(
         .map(|n| {
             let platform = platforms.iter().find(|p| p.id == n.platform_id);
             PlatformRow {
+                id: n.phone_number_id.to_string(),
                 waba: platform
                     .map(|p| p.waba_name.clone().unwrap_or_else(|| p.waba_id.to_string()))
                     .unwrap_or_default(),
