@@ -17,6 +17,7 @@ pub mod import_file;
 pub mod inbound;
 mod intake;
 pub mod leases;
+pub mod limit_use;
 pub mod marketing;
 pub mod messages;
 pub mod nodes;

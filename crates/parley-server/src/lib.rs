@@ -320,6 +320,7 @@ pub fn router(state: AppState) -> Router {
             .route("/account/totp/confirm", post(people::totp_confirm))
             .route("/account/totp/disable", post(people::totp_disable))
             .route("/account/sessions/{id}/end", post(people::end_session))
+            .route("/dashboards", get(console::dashboards::page))
             .route("/messages", get(console::messages))
             .route("/contacts", get(audience::contacts_page))
             .route("/contacts/count", post(audience::count))

@@ -107,6 +107,19 @@ pub struct NumberPatch {
     pub throughput_mps: Option<u32>,
 }
 
+/// A change of a number's quality rating, messaging-limit tier or throughput, with the
+/// values before and after (`None`: not known).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NumberChange {
+    pub at: Millis,
+    pub quality_rating: Option<String>,
+    pub messaging_limit: Option<String>,
+    pub throughput_mps: i64,
+    pub was_quality_rating: Option<String>,
+    pub was_messaging_limit: Option<String>,
+    pub was_throughput_mps: i64,
+}
+
 #[async_trait]
 pub trait PlatformStore: Send + Sync + 'static {
     /// Writes the session's own fields (not its steps, not its secrets), inserting it if new.
@@ -159,6 +172,17 @@ pub trait PlatformStore: Send + Sync + 'static {
         patch: &NumberPatch,
         now: Millis,
     ) -> Result<bool>;
+    /// The number's quality, tier and throughput changes (migration 0029, recorded by a
+    /// trigger on every change of `phone_numbers`) in `[from, to)`, oldest first, preceded
+    /// by the last change before `from` (the state the period starts in); at most `limit`.
+    async fn number_history(
+        &self,
+        app: &ApplicationId,
+        phone_number_id: &PhoneNumberId,
+        from: Millis,
+        to: Millis,
+        limit: u32,
+    ) -> Result<Vec<NumberChange>>;
     /// Marks the platform disconnected, forgets its business token and removes its numbers
     /// from the sending set (they are read again when the platform is connected again).
     async fn disconnect_platform(

@@ -44,6 +44,7 @@ pub const COPIED_TABLES: &[&str] = &[
     "api_tokens",
     "platforms",
     "phone_numbers",
+    "phone_number_history",
     "templates",
     "contacts",
     "messages",

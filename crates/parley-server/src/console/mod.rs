@@ -11,7 +11,9 @@
 pub mod access;
 pub mod audience;
 pub mod campaigns;
+pub mod charts;
 pub mod consent;
+pub mod dashboards;
 pub mod events;
 pub mod people;
 pub mod platforms;
@@ -390,7 +392,7 @@ pub(crate) fn render_with(status: StatusCode, t: &impl Template) -> Response {
 }
 
 /// Percent-encodes a query value.
-fn query_value(s: &str) -> String {
+pub(crate) fn query_value(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
@@ -476,6 +478,7 @@ pub async fn templates_script() -> Response {
 // --- Overview ---------------------------------------------------------------------------------
 
 struct PlatformRow {
+    id: String,
     waba: String,
     number: String,
     verified_name: String,
@@ -497,6 +500,7 @@ struct TemplateRow {
 #[template(path = "overview.html")]
 struct OverviewPage {
     active: &'static str,
+    d: dashboards::DashboardView,
     email: String,
     app_name: String,
     platforms: Vec<PlatformRow>,
@@ -507,8 +511,18 @@ struct OverviewPage {
 pub async fn overview(
     State(state): State<AppState>,
     SignedIn { email, app, .. }: SignedIn,
+    Query(q): Query<dashboards::DashQuery>,
 ) -> Response {
     let engine = &state.engine;
+    // The overview is the dashboard of all messages (no subject pickers: `/dashboards` has
+    // them).
+    let q = dashboards::DashQuery {
+        campaign: None,
+        template: None,
+        phone_number: None,
+        ..q
+    };
+    let d = dashboards::dashboard(&state, &app.id, &q, "/", false).await;
     let platforms = engine.platforms(&app.id).await.unwrap_or_default();
     let numbers = engine.phone_numbers(&app.id).await.unwrap_or_default();
     let rows = numbers
@@ -516,6 +530,7 @@ pub async fn overview(
         .map(|n| {
             let platform = platforms.iter().find(|p| p.id == n.platform_id);
             PlatformRow {
+                id: n.phone_number_id.to_string(),
                 waba: platform
                     .map(|p| p.waba_name.clone().unwrap_or_else(|| p.waba_id.to_string()))
                     .unwrap_or_default(),
@@ -551,6 +566,7 @@ pub async fn overview(
     let contacts = engine.count_contacts(&app.id).await.unwrap_or(0);
     render(&OverviewPage {
         active: "overview",
+        d,
         email,
         app_name: app.name,
         platforms: rows,

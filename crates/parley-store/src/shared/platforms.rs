@@ -335,6 +335,47 @@ impl PlatformStore for Backend {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn number_history(
+        &self,
+        app: &ApplicationId,
+        phone_number_id: &PhoneNumberId,
+        from: Millis,
+        to: Millis,
+        limit: u32,
+    ) -> Result<Vec<NumberChange>> {
+        // The last change before the period, then the period's (both by the primary key).
+        let rows = sqlx::query(
+            "SELECT * FROM (SELECT at, quality_rating, messaging_limit, throughput_mps, was_quality_rating, was_messaging_limit, was_throughput_mps
+                 FROM phone_number_history WHERE phone_number_id = $1 AND application_id = $2 AND at < $3
+                 ORDER BY at DESC LIMIT 1) AS before
+             UNION ALL
+             SELECT * FROM (SELECT at, quality_rating, messaging_limit, throughput_mps, was_quality_rating, was_messaging_limit, was_throughput_mps
+                 FROM phone_number_history WHERE phone_number_id = $1 AND application_id = $2 AND at >= $3 AND at < $4
+                 ORDER BY at LIMIT $5) AS period
+             ORDER BY at",
+        )
+        .bind(phone_number_id.as_str())
+        .bind(app.as_str())
+        .bind(from)
+        .bind(to)
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(NumberChange {
+                    at: r.try_get("at")?,
+                    quality_rating: r.try_get("quality_rating")?,
+                    messaging_limit: r.try_get("messaging_limit")?,
+                    throughput_mps: r.try_get("throughput_mps")?,
+                    was_quality_rating: r.try_get("was_quality_rating")?,
+                    was_messaging_limit: r.try_get("was_messaging_limit")?,
+                    was_throughput_mps: r.try_get("was_throughput_mps")?,
+                })
+            })
+            .collect()
+    }
+
     async fn disconnect_platform(
         &self,
         platform: &PlatformId,

@@ -10,6 +10,7 @@ use crate::fixtures::{T0, tenant};
 crate::contract!(
     onboarding_steps_and_secrets_round_trip,
     platform_status_numbers_and_disconnect,
+    number_history_records_each_change_with_its_before,
 );
 
 fn step(name: &str, state: &str, at: i64) -> OnboardingStep {
@@ -204,4 +205,126 @@ async fn platform_status_numbers_and_disconnect(b: &Backend) {
         .expect("setup")
         .expect("kept");
     assert_eq!(back.disconnected_at, None);
+}
+
+/// Migration 0029: every change of a number's quality, tier or throughput is recorded with the
+/// values before it, whatever writes it; a write that changes none of them records nothing;
+/// the read gives the state before the period, then the period's changes, for the number's
+/// application only.
+async fn number_history_records_each_change_with_its_before(b: &Backend) {
+    let t = tenant(&**b, 4).await;
+    let patch = |quality: Option<&str>, tier: Option<&str>, mps: Option<u32>| NumberPatch {
+        quality_rating: quality.map(str::to_owned),
+        messaging_limit: tier.map(str::to_owned),
+        throughput_mps: mps,
+        ..NumberPatch::default()
+    };
+    for (p, at) in [
+        (patch(Some("YELLOW"), None, None), T0 + 10),
+        // Nothing changes: no row.
+        (patch(Some("YELLOW"), Some("TIER_1K"), Some(80)), T0 + 20),
+        (patch(None, Some("TIER_2K"), None), T0 + 30),
+        (patch(Some("GREEN"), None, Some(1000)), T0 + 40),
+    ] {
+        assert!(
+            b.patch_phone_number(&t.number, &p, at)
+                .await
+                .expect("patch")
+        );
+    }
+    // The whole-record upsert (a sync) is recorded too.
+    let mut record = b
+        .phone_numbers(&t.app)
+        .await
+        .expect("numbers")
+        .into_iter()
+        .find(|n| n.phone_number_id == t.number)
+        .expect("number");
+    record.messaging_limit = Some("TIER_10K".into());
+    record.updated_at = T0 + 50;
+    b.upsert_phone_number(&record).await.expect("upsert");
+
+    let all = b
+        .number_history(&t.app, &t.number, T0, T0 + 100, 100)
+        .await
+        .expect("history");
+    let seen: Vec<_> = all
+        .iter()
+        .map(|c| {
+            (
+                c.at,
+                c.was_quality_rating.as_deref(),
+                c.quality_rating.as_deref(),
+                c.was_messaging_limit.as_deref(),
+                c.messaging_limit.as_deref(),
+                c.was_throughput_mps,
+                c.throughput_mps,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (
+                T0 + 10,
+                Some("GREEN"),
+                Some("YELLOW"),
+                Some("TIER_1K"),
+                Some("TIER_1K"),
+                80,
+                80
+            ),
+            (
+                T0 + 30,
+                Some("YELLOW"),
+                Some("YELLOW"),
+                Some("TIER_1K"),
+                Some("TIER_2K"),
+                80,
+                80
+            ),
+            (
+                T0 + 40,
+                Some("YELLOW"),
+                Some("GREEN"),
+                Some("TIER_2K"),
+                Some("TIER_2K"),
+                80,
+                1000
+            ),
+            (
+                T0 + 50,
+                Some("GREEN"),
+                Some("GREEN"),
+                Some("TIER_2K"),
+                Some("TIER_10K"),
+                1000,
+                1000
+            ),
+        ]
+    );
+    // A later period starts with the last change before it.
+    let later = b
+        .number_history(&t.app, &t.number, T0 + 35, T0 + 45, 100)
+        .await
+        .expect("period");
+    assert_eq!(
+        later.iter().map(|c| c.at).collect::<Vec<_>>(),
+        vec![T0 + 30, T0 + 40]
+    );
+    // Bounded, and scoped by application.
+    assert_eq!(
+        b.number_history(&t.app, &t.number, T0, T0 + 100, 2)
+            .await
+            .expect("bounded")
+            .len(),
+        2
+    );
+    let other = tenant(&**b, 5).await;
+    assert!(
+        b.number_history(&other.app, &t.number, T0, T0 + 100, 100)
+            .await
+            .expect("other")
+            .is_empty()
+    );
 }
