@@ -22,6 +22,7 @@ pub mod leases;
 pub mod marketing;
 pub mod nodes;
 pub mod platforms;
+pub mod pricing;
 pub mod postgres;
 mod postgres_audience;
 mod postgres_campaigns;
@@ -146,6 +147,7 @@ pub trait Store:
     + LeaseStore
     + InboundStore
     + EventStore
+    + pricing::PricingStore
     + Send
     + Sync
     + 'static

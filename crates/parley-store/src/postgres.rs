@@ -289,6 +289,8 @@ pub(crate) use events::insert_events_tx;
 mod platforms;
 #[path = "shared/stats.rs"]
 mod stats;
+#[path = "shared/pricing.rs"]
+mod pricing;
 #[path = "shared/templates.rs"]
 mod templates;
 // `Store` itself; named so as not to shadow `::core`.
