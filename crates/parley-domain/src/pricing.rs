@@ -187,6 +187,17 @@ impl Market {
         }
     }
 
+    /// The tiers of a category (empty without).
+    pub fn tiers(&self, c: PriceCategory) -> &[Tier] {
+        match c {
+            PriceCategory::Utility => &self.utility_tiers,
+            PriceCategory::Authentication | PriceCategory::AuthenticationInternational => {
+                &self.authentication_tiers
+            }
+            _ => &[],
+        }
+    }
+
     /// The rate of the `n`-th charged message of the month (1-based) in a category, and the
     /// tier it falls in (`from`, 1 for the list rate).
     pub fn rate_at(&self, c: PriceCategory, n: u64) -> (Micros, u64) {
@@ -608,6 +619,32 @@ impl TierCounter {
             .unwrap_or(0)
     }
 
+    /// Prices `n` charged messages in a row (crossing tiers as they come) and counts them.
+    pub fn charge_many(&mut self, market: &Market, category: PriceCategory, n: u64) -> Micros {
+        let mut sum = Micros(0);
+        if !category.tiered() {
+            let n = i64::try_from(n).unwrap_or(i64::MAX);
+            return Micros(market.rate(category).0.saturating_mul(n));
+        }
+        let v = self
+            .volume
+            .entry((market.id.clone(), tier_key(category)))
+            .or_insert(0);
+        let mut left = n;
+        while left > 0 {
+            let next = *v + 1;
+            let (rate, _) = market.rate_at(category, next);
+            let take = match market.tiers(category).iter().find(|t| t.from > next) {
+                Some(t) => left.min(t.from - next),
+                None => left,
+            };
+            sum += Micros(rate.0.saturating_mul(i64::try_from(take).unwrap_or(i64::MAX)));
+            *v += take;
+            left -= take;
+        }
+        sum
+    }
+
     /// Prices one charged message and counts it toward its tier.
     pub fn charge(&mut self, market: &Market, category: PriceCategory) -> Priced {
         if !category.tiered() {
@@ -759,6 +796,15 @@ mod tests {
             .map(|_| c.charge(&m, PriceCategory::Utility).price.0)
             .collect();
         assert_eq!(prices, vec![55_000, 50_000, 50_000, 40_000, 40_000]);
+        // The same run priced at once.
+        let mut c2 = TierCounter::new(BTreeMap::from([(
+            ("germany".to_owned(), PriceCategory::Utility),
+            1,
+        )]));
+        assert_eq!(
+            c2.charge_many(&m, PriceCategory::Utility, 5).0,
+            prices.iter().sum::<i64>()
+        );
         // Marketing has no tiers.
         assert_eq!(c.charge(&m, PriceCategory::Marketing).tier_from, None);
     }
