@@ -43,7 +43,11 @@ impl Micros {
             return None;
         }
         let i: i64 = if int.is_empty() { 0 } else { int.parse().ok()? };
-        let mut f: i64 = if frac.is_empty() { 0 } else { frac.parse().ok()? };
+        let mut f: i64 = if frac.is_empty() {
+            0
+        } else {
+            frac.parse().ok()?
+        };
         for _ in frac.len()..6 {
             f *= 10;
         }
@@ -255,7 +259,11 @@ pub struct PriceTableError {
     pub message: String,
 }
 
-fn err(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> PriceTableError {
+fn err(
+    code: &'static str,
+    field: impl Into<String>,
+    message: impl Into<String>,
+) -> PriceTableError {
     PriceTableError {
         code,
         field: field.into(),
@@ -465,7 +473,9 @@ impl PriceTable {
                     return Err(err(
                         "country_duplicate",
                         format!("{f}.countries[{j}]"),
-                        format!("{c} is in market `{other}` and in `{id}`: a country is in one market"),
+                        format!(
+                            "{c} is in market `{other}` and in `{id}`: a country is in one market"
+                        ),
                     ));
                 }
             }
@@ -520,7 +530,11 @@ impl PriceTable {
     /// The market of a recipient's country (ISO alpha-2; `None`: the default market).
     pub fn market_of(&self, country: Option<&str>) -> &Market {
         country
-            .and_then(|c| self.markets.iter().find(|m| m.countries.iter().any(|x| x == c)))
+            .and_then(|c| {
+                self.markets
+                    .iter()
+                    .find(|m| m.countries.iter().any(|x| x == c))
+            })
             .or_else(|| self.markets.iter().find(|m| m.id == self.default_market))
             .unwrap_or(&self.markets[0])
     }
@@ -638,7 +652,10 @@ impl TierCounter {
                 Some(t) => left.min(t.from - next),
                 None => left,
             };
-            sum += Micros(rate.0.saturating_mul(i64::try_from(take).unwrap_or(i64::MAX)));
+            sum += Micros(
+                rate.0
+                    .saturating_mul(i64::try_from(take).unwrap_or(i64::MAX)),
+            );
             *v += take;
             left -= take;
         }
@@ -817,7 +834,10 @@ mod tests {
             f(&mut v);
             PriceTable::parse(&v.to_string()).unwrap_err().code
         };
-        assert_eq!(code(&|v| v["currency"] = "dollars".into()), "currency_invalid");
+        assert_eq!(
+            code(&|v| v["currency"] = "dollars".into()),
+            "currency_invalid"
+        );
         assert_eq!(
             code(&|v| v["effective_date"] = "soon".into()),
             "effective_date_invalid"

@@ -117,9 +117,11 @@ impl Estimator {
             rates_effective_date: self.table.effective_date.clone(),
             ..Default::default()
         };
-        for ((category, market, in_window, fep, charged, tier_from, rate), messages) in self.lines
-        {
-            let cost = Micros(rate.0.saturating_mul(i64::try_from(messages).unwrap_or(i64::MAX)));
+        for ((category, market, in_window, fep, charged, tier_from, rate), messages) in self.lines {
+            let cost = Micros(
+                rate.0
+                    .saturating_mul(i64::try_from(messages).unwrap_or(i64::MAX)),
+            );
             out.total += cost;
             if charged {
                 out.charged += messages;

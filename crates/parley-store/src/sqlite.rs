@@ -270,10 +270,10 @@ mod leases;
 pub(crate) use events::insert_events_tx;
 #[path = "shared/platforms.rs"]
 mod platforms;
-#[path = "shared/stats.rs"]
-mod stats;
 #[path = "shared/pricing.rs"]
 mod pricing;
+#[path = "shared/stats.rs"]
+mod stats;
 #[path = "shared/templates.rs"]
 mod templates;
 // `Store` itself; named so as not to shadow `::core`.
