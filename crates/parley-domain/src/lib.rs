@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod meta_error;
 pub mod personalize;
 pub mod phone;
+pub mod pricing;
 pub mod quota;
 pub mod role;
 pub mod segment;

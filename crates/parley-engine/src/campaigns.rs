@@ -129,6 +129,9 @@ pub struct CampaignPlan {
     /// When the first message may go given the window (RFC 3339): now when some recipient is
     /// inside it, else the earliest opening; `null` without recipients.
     pub first_send_at: Option<String>,
+    /// The estimated cost if every recipient is delivered (#16): per recipient its category,
+    /// market, window, free entry point and volume tier, summed into lines.
+    pub cost: crate::pricing::CostEstimate,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -617,7 +620,22 @@ impl Engine {
             seconds_to_send: 0.0,
             waiting_for_window: 0,
             first_send_at: None,
+            cost: Default::default(),
         };
+        let price_kind = match self
+            .store
+            .template(app, &c.template_name, &c.template_language)
+            .await?
+        {
+            Some(t) => parley_domain::pricing::MessageKind::Template(t.template.category),
+            None => parley_domain::pricing::MessageKind::Template(
+                parley_domain::TemplateCategory::Marketing,
+            ),
+        };
+        let mut estimator = self.estimator(app).await?;
+        let entry_points = self
+            .free_entry_points(app, number.phone_number_id.as_str())
+            .await?;
         let window = window_of(&c);
         let mut first_send: Option<i64> = None;
         let mut after: Option<String> = None;
@@ -639,7 +657,8 @@ impl Engine {
                         continue;
                     }
                 };
-                match plan_contact(&bound, c.kind, needs_phone, contact).0 {
+                let (planned, address) = plan_contact(&bound, c.kind, needs_phone, contact);
+                match planned {
                     Planned::Send(_) => {
                         plan.recipients += 1;
                         let opens = window.as_ref().and_then(|w| {
@@ -659,6 +678,9 @@ impl Engine {
                         } else {
                             new_contacts += 1;
                         }
+                        let address = address.unwrap_or_default();
+                        let fep = entry_points.contains(address.trim_start_matches('+'));
+                        estimator.add(&address, price_kind, inside, fep);
                     }
                     Planned::Skip(code, _) => {
                         plan.skipped += 1;
@@ -684,6 +706,7 @@ impl Engine {
         plan.last_wave_at = sched.last_at.map(rfc3339);
         plan.seconds_to_send = plan.recipients as f64 / f64::from(plan.throughput_mps);
         plan.first_send_at = first_send.map(rfc3339);
+        plan.cost = estimator.finish();
         Ok(plan)
     }
 

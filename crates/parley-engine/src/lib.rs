@@ -23,6 +23,7 @@ pub mod messages;
 pub mod nodes;
 pub mod onboarding;
 pub mod pacer;
+pub mod pricing;
 pub mod reads;
 pub mod sender;
 pub mod stats;

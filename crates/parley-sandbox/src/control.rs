@@ -654,6 +654,7 @@ pub(crate) async fn reset(State(sandbox): State<Sandbox>) -> Answer {
     state.pair_buckets.clear();
     state.queue.clear();
     state.deliveries.clear();
+    state.billing.clear();
     state.faults = Faults::default();
     state.limits.clear();
     state.users = crate::users::Users::default();

@@ -21,6 +21,7 @@
 //! `control` module docs; Embedded Signup (JS SDK stand-in at `/sdk.js`, the dialog, codes,
 //! `/sandbox/signup`, reviews and limits) in the `sdk`, `dialog` and `signup` module docs.
 
+mod billing;
 mod clock;
 mod coexist;
 mod config;
@@ -160,6 +161,11 @@ impl Sandbox {
                 post(consent::waba_marketing),
             )
             .route("/sandbox/pricing", post(consent::set_pricing))
+            .route("/sandbox/billing", get(billing::get_billing))
+            .route(
+                "/sandbox/rates",
+                get(billing::get_rates).post(billing::set_rates),
+            )
             .route("/sandbox/consent", get(consent::get_consent))
             .route(
                 "/sandbox/templates/{id}/status",

@@ -845,6 +845,21 @@ fn schedule_statuses(state: &mut State, sent: &Accepted<'_>) {
         json["pricing"] = pricing.clone();
         state.schedule(due, sent.phone_id, event("delivered", json));
     }
+    // Charged when delivered (§5.1): what Meta bills for it, at the delivery's time.
+    let delivered_at = if skip_delivered {
+        at(behaviour.read_delay_ms.max(behaviour.sent_delay_ms))
+    } else {
+        at(behaviour.delivered_delay_ms)
+    };
+    crate::billing::bill(
+        state,
+        delivered_at,
+        sent.phone_id,
+        sent.wamid,
+        sent.wa_id,
+        &pricing,
+        sent.biz_opaque,
+    );
     if reads {
         let due = at(behaviour.read_delay_ms.max(behaviour.sent_delay_ms));
         let mut json = base("read", due);

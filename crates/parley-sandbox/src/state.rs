@@ -415,6 +415,8 @@ pub(crate) struct State {
     pub users: crate::users::Users,
     /// Marketing consent, caps, pacing, pricing cut-over, marketing flags (`consent.rs`).
     pub consent: crate::consent::Consent,
+    /// What Meta billed, and the rate card (`billing.rs`).
+    pub billing: crate::billing::Billing,
     /// Coexistence numbers (WhatsApp Business app numbers on the Cloud API), by phone id.
     pub coexistence: HashMap<String, crate::coexist::AppNumber>,
     /// The app's `whatsapp_business_account` webhook fields (`/{app-id}/subscriptions`).
@@ -454,6 +456,7 @@ impl State {
             limits: crate::limits::Limits::default(),
             users: crate::users::Users::default(),
             consent: crate::consent::Consent::default(),
+            billing: crate::billing::Billing::default(),
             coexistence: HashMap::new(),
             app_fields: crate::coexist::default_app_fields(),
             verifications: HashMap::new(),

@@ -165,6 +165,10 @@ pub fn action_of(method: &Method, route: &str, params: &[(String, String)]) -> O
         ("POST" | "PUT", "/settings/opt-out" | "/api/v1/settings/opt-out") => {
             Some("opt_out_keywords.update")
         }
+        ("POST" | "PUT", "/settings/pricing" | "/api/v1/pricing/rates") => {
+            Some("price_table.update")
+        }
+        ("DELETE", "/settings/pricing" | "/api/v1/pricing/rates") => Some("price_table.reset"),
         _ => None,
     };
     if let Some(s) = special {

@@ -237,6 +237,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/audit", get(routes::audit::list_audit))
         .route("/api/v1/stats", get(routes::stats::get_stats))
+        .route(
+            "/api/v1/pricing/rates",
+            get(routes::pricing::get_rates)
+                .put(routes::pricing::put_rates)
+                .delete(routes::pricing::reset_rates),
+        )
         .route("/api/v1/stats/export", get(routes::stats::export_stats))
         .route(
             "/api/v1/campaigns/{id}/export",

@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes::{
     applications, audit, campaigns, consent, contacts, event_endpoints, health, messages,
-    personalize, phone_numbers, platforms, segments, stats, templates, tokens, webhooks,
+    personalize, phone_numbers, platforms, pricing, segments, stats, templates, tokens, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -76,6 +76,9 @@ use crate::routes::{
         stats::get_stats,
         stats::export_stats,
         stats::export_campaign,
+        pricing::get_rates,
+        pricing::put_rates,
+        pricing::reset_rates,
         event_endpoints::list_endpoints,
         event_endpoints::create_endpoint,
         event_endpoints::get_endpoint,

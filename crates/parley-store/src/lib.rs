@@ -25,6 +25,7 @@ pub mod platforms;
 pub mod postgres;
 mod postgres_audience;
 mod postgres_campaigns;
+pub mod pricing;
 mod segment_sql;
 pub mod sqlite;
 mod sqlite_audience;
@@ -146,6 +147,7 @@ pub trait Store:
     + LeaseStore
     + InboundStore
     + EventStore
+    + pricing::PricingStore
     + Send
     + Sync
     + 'static

@@ -292,6 +292,8 @@ mod leases;
 pub(crate) use events::insert_events_tx;
 #[path = "shared/platforms.rs"]
 mod platforms;
+#[path = "shared/pricing.rs"]
+mod pricing;
 #[path = "shared/stats.rs"]
 mod stats;
 #[path = "shared/templates.rs"]

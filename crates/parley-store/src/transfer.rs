@@ -73,6 +73,7 @@ pub const COPIED_TABLES: &[&str] = &[
     "events",
     "event_deliveries",
     "event_attempts",
+    "price_tables",
 ];
 
 /// Tables left out on purpose, with why.

@@ -9,6 +9,7 @@ pub mod messages;
 pub mod personalize;
 pub mod phone_numbers;
 pub mod platforms;
+pub mod pricing;
 pub mod segments;
 pub mod stats;
 pub mod templates;

@@ -120,6 +120,14 @@ pub struct StatsView {
     /// none has one row of zeros).
     pub data: Vec<BucketView>,
     pub totals: CountsView,
+    /// Spend in the period (summed by UTC day, with the filters): `reported` prices what Meta
+    /// reported as charged in the statuses' `pricing` objects (`marketing_lite` as
+    /// marketing), `estimated` what Parley expects under the 2026-10-01 rules (every
+    /// delivered message charged, except in a free entry point), both with the application's
+    /// price table (`GET /api/v1/pricing/rates`) and its volume tiers; amounts are decimal
+    /// strings in `currency`; `by_category`; `unpriced_messages`.
+    #[schema(value_type = Object)]
+    pub cost: Option<parley_engine::pricing::SpendView>,
 }
 
 impl From<StatsReport> for StatsView {
@@ -139,6 +147,7 @@ impl From<StatsReport> for StatsView {
                 })
                 .collect(),
             totals: r.totals.into(),
+            cost: None,
         }
     }
 }
@@ -168,7 +177,15 @@ pub async fn get_stats(
     AppAuth(app, _): AppAuth<Reads>,
     Query(q): Query<StatsQuery>,
 ) -> Result<ApiJson<StatsView>, ApiError> {
-    Ok(ApiJson(report(&state, &app, &q).await?.into()))
+    let req = StatsRequest::parse(&q.params(), state.engine.now())?;
+    let mut view: StatsView = state.engine.stats(&app, &req).await?.into();
+    view.cost = Some(
+        state
+            .engine
+            .spend(&app, req.from, req.to, &req.filters)
+            .await?,
+    );
+    Ok(ApiJson(view))
 }
 
 /// The same view as CSV: one line per bucket (and group) with every metric as a column, then

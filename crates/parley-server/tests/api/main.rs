@@ -12,6 +12,7 @@ mod coexistence;
 mod consent;
 mod console;
 mod dashboards;
+mod cost;
 mod events;
 mod graph_versions;
 mod helpers;

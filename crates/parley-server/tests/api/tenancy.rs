@@ -124,6 +124,7 @@ async fn snapshot(app: &TestApp, a: &Owned) -> BTreeMap<String, Value> {
         "/api/v1/phone-numbers".to_owned(),
         "/api/v1/contacts?limit=100".to_owned(),
         "/api/v1/settings/opt-out".to_owned(),
+        "/api/v1/pricing/rates".to_owned(),
         "/api/v1/stats?group_by=campaign&interval=month".to_owned(),
         format!("/api/v1/event-endpoints/{}", a.event_endpoint),
     ] {
@@ -171,6 +172,11 @@ fn body_for(method: &str, path: &str, a: &Owned) -> Option<Value> {
         ("post", "/api/v1/applications") => Some(json!({"name": "B's second"})),
         ("post", "/api/v1/tokens") => Some(json!({"label": "B's", "scopes": ["read"]})),
         ("put", "/api/v1/settings/opt-out") => Some(json!({"keywords": ["halt"]})),
+        ("put", "/api/v1/pricing/rates") => Some(json!({
+            "currency": "EUR", "effective_date": "2026-10-01", "default_market": "all",
+            "markets": [{"id": "all", "marketing": "0.05", "utility": "0.01",
+                         "authentication": "0.01", "service": "0.01"}]
+        })),
         ("post", "/api/v1/event-endpoints") => Some(json!({
             "url": "https://example.com/b", "event_types": ["contact.updated"]
         })),
@@ -473,6 +479,9 @@ async fn another_applications_ids_are_404_on_every_route_and_change_nothing() {
                 | ("post", "/api/v1/tokens")
                 // B's own opt-out keywords (A's are in the snapshot, unchanged).
                 | ("put", "/api/v1/settings/opt-out")
+                // B's own price table (A's is in the snapshot, unchanged).
+                | ("put", "/api/v1/pricing/rates")
+                | ("delete", "/api/v1/pricing/rates")
                 // B's own event endpoint.
                 | ("post", "/api/v1/event-endpoints") => assert!(status < 300, "{what}"),
                 // Another application's WABA: refused (its ownership is another test's),

@@ -1,0 +1,360 @@
+//! Cost (#16): the application's price table (`GET/PUT /api/v1/pricing/rates`), the estimate a
+//! campaign plan shows before Start, and the spend the statistics show: what Meta reported in
+//! the status `pricing` objects beside what Parley expects under the 2026-10-01 rules, both
+//! priced with the table (rules in `parley_domain::pricing`, META_2026.md §5).
+
+use std::collections::BTreeMap;
+
+use parley_domain::pricing::{
+    MessageKind, Micros, PriceCategory, PriceTable, Priced, PricingType, TierCounter, classify,
+    month_start,
+};
+use parley_domain::{ApplicationId, phone::country_of};
+use parley_store::stats::StatDimension;
+use serde::Serialize;
+
+use crate::Engine;
+use crate::error::EngineError;
+
+const DAY: i64 = 86_400_000;
+
+/// The table an application prices with, and whether it is Parley's default.
+#[derive(Debug, Clone, Serialize)]
+pub struct RatesView {
+    /// `true` while the application has not set its own table.
+    pub default: bool,
+    #[serde(flatten)]
+    pub table: PriceTable,
+}
+
+/// One line of an estimate: recipients priced alike.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct EstimateLine {
+    /// `marketing`, `utility`, `authentication`, `authentication-international`, `service`.
+    pub category: PriceCategory,
+    /// The market id of the table.
+    pub market: String,
+    /// Inside the recipient's 24 h customer-service window now.
+    pub in_window: bool,
+    /// Inside a 72 h free entry point (free).
+    pub free_entry_point: bool,
+    /// Charged (`false`: free, inside a free entry point, or a utility or service message
+    /// inside the window before 2026-10-01).
+    pub charged: bool,
+    /// The volume tier's first monthly message (1 = the list rate); `null` without tiers.
+    pub tier_from: Option<u64>,
+    /// The price of one message of this line.
+    pub rate: Micros,
+    pub messages: u64,
+    pub cost: Micros,
+}
+
+/// A campaign's estimated cost: every recipient assumed delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CostEstimate {
+    pub currency: String,
+    /// The table's effective date.
+    pub rates_effective_date: String,
+    pub total: Micros,
+    /// Recipients charged and free.
+    pub charged: u64,
+    pub free: u64,
+    pub lines: Vec<EstimateLine>,
+}
+
+/// A run of estimates (one campaign): prices recipients one by one, counting tiers on.
+pub(crate) struct Estimator {
+    table: PriceTable,
+    tiers: TierCounter,
+    now: i64,
+    lines: BTreeMap<(PriceCategory, String, bool, bool, bool, Option<u64>, Micros), u64>,
+}
+
+impl Estimator {
+    /// One recipient: its address (E.164 or BSUID), the message kind, window and entry point.
+    pub(crate) fn add(
+        &mut self,
+        address: &str,
+        kind: MessageKind,
+        in_window: bool,
+        free_entry_point: bool,
+    ) {
+        let country = country_of(address);
+        let (category, ty) = classify(
+            &self.table,
+            kind,
+            country.as_deref(),
+            in_window,
+            free_entry_point,
+            self.now,
+        );
+        let market = self.table.market_of(country.as_deref()).clone();
+        let (rate, tier) = if ty == PricingType::Regular {
+            let Priced {
+                price, tier_from, ..
+            } = self.tiers.charge(&market, category);
+            (price, tier_from)
+        } else {
+            (Micros(0), None)
+        };
+        *self
+            .lines
+            .entry((
+                category,
+                market.id.clone(),
+                in_window,
+                ty == PricingType::FreeEntryPoint,
+                ty == PricingType::Regular,
+                tier,
+                rate,
+            ))
+            .or_insert(0) += 1;
+    }
+
+    pub(crate) fn finish(self) -> CostEstimate {
+        let mut out = CostEstimate {
+            currency: self.table.currency.clone(),
+            rates_effective_date: self.table.effective_date.clone(),
+            ..Default::default()
+        };
+        for ((category, market, in_window, fep, charged, tier_from, rate), messages) in self.lines {
+            let cost = Micros(
+                rate.0
+                    .saturating_mul(i64::try_from(messages).unwrap_or(i64::MAX)),
+            );
+            out.total += cost;
+            if charged {
+                out.charged += messages;
+            } else {
+                out.free += messages;
+            }
+            out.lines.push(EstimateLine {
+                category,
+                market,
+                in_window,
+                free_entry_point: fep,
+                charged,
+                tier_from,
+                rate,
+                messages,
+                cost,
+            });
+        }
+        out
+    }
+}
+
+/// Spend in a statistics period: Meta's reported charges and Parley's estimate, priced.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SpendView {
+    pub currency: String,
+    pub rates_effective_date: String,
+    /// Messages Meta reported as charged (`pricing.type` `regular`), priced by the table
+    /// (`marketing_lite` as marketing), tiers counted over each calendar month.
+    pub reported: Micros,
+    /// What Parley expects under the 2026-10-01 rules: every delivered message charged in its
+    /// category, except inside a free entry point.
+    pub estimated: Micros,
+    /// Per category: `{reported, estimated, reported_messages, estimated_messages}`.
+    pub by_category: BTreeMap<String, CategorySpend>,
+    /// Delivered messages whose category is not known yet (no `pricing` seen): not estimated.
+    pub unpriced_messages: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CategorySpend {
+    pub reported: Micros,
+    pub estimated: Micros,
+    pub reported_messages: i64,
+    pub estimated_messages: i64,
+}
+
+/// `n` messages charged in a run from the counter's current volume on.
+fn charge_run(
+    tiers: &mut TierCounter,
+    market: &parley_domain::pricing::Market,
+    c: PriceCategory,
+    n: i64,
+) -> Micros {
+    tiers.charge_many(market, c, u64::try_from(n).unwrap_or(0))
+}
+
+impl Engine {
+    /// The application's price table (its own, or the default).
+    pub async fn price_table(&self, app: &ApplicationId) -> Result<RatesView, EngineError> {
+        Ok(match self.store.price_table(app).await? {
+            Some(body) => RatesView {
+                default: false,
+                // A stored table was checked when it was written.
+                table: PriceTable::parse(&body).unwrap_or_else(|_| PriceTable::default_table()),
+            },
+            None => RatesView {
+                default: true,
+                table: PriceTable::default_table(),
+            },
+        })
+    }
+
+    /// Replaces the application's price table after checking it (stable codes: see
+    /// `parley_domain::pricing::PriceTable::parse`).
+    pub async fn set_price_table(
+        &self,
+        app: &ApplicationId,
+        json: &str,
+    ) -> Result<RatesView, EngineError> {
+        if json.len() > 512 * 1024 {
+            return Err(EngineError::bad_request(
+                "price_table_invalid",
+                "a price table is at most 512 KiB",
+            ));
+        }
+        let table = PriceTable::parse(json)
+            .map_err(|e| EngineError::bad_request(e.code, e.message).field(e.field))?;
+        self.store
+            .put_price_table(app, Some(&table.to_json()), self.now())
+            .await?;
+        Ok(RatesView {
+            default: false,
+            table,
+        })
+    }
+
+    /// Back to the default table.
+    pub async fn reset_price_table(&self, app: &ApplicationId) -> Result<RatesView, EngineError> {
+        self.store.put_price_table(app, None, self.now()).await?;
+        self.price_table(app).await
+    }
+
+    /// An estimator for a campaign run now: the table, and the month's charged volume so far
+    /// (Meta's reports) per market and category for the tiers.
+    pub(crate) async fn estimator(&self, app: &ApplicationId) -> Result<Estimator, EngineError> {
+        let table = self.price_table(app).await?.table;
+        let now = self.now();
+        let rows = self
+            .store
+            .cost_rows(app, month_start(now), now + DAY, &[])
+            .await?;
+        let mut volume: BTreeMap<(String, PriceCategory), u64> = BTreeMap::new();
+        for r in rows.iter().filter(|r| r.metric == "charged") {
+            let Some(c) = PriceCategory::from_meta(&r.category) else {
+                continue;
+            };
+            let c = if c == PriceCategory::AuthenticationInternational {
+                PriceCategory::Authentication
+            } else {
+                c
+            };
+            let market = table.market_of(Some(r.country.as_str()).filter(|c| !c.is_empty()));
+            *volume.entry((market.id.clone(), c)).or_insert(0) += u64::try_from(r.n).unwrap_or(0);
+        }
+        Ok(Estimator {
+            table,
+            tiers: TierCounter::new(volume),
+            now,
+            lines: BTreeMap::new(),
+        })
+    }
+
+    /// The senders on a number whose free entry point is open now (a message with a
+    /// click-to-WhatsApp or Page `referral` in the last 72 h), as digits.
+    pub(crate) async fn free_entry_points(
+        &self,
+        app: &ApplicationId,
+        phone_number_id: &str,
+    ) -> Result<std::collections::BTreeSet<String>, EngineError> {
+        let since = self.now() - parley_domain::pricing::FREE_ENTRY_POINT_MS;
+        Ok(self
+            .store
+            .free_entry_point_senders(app, phone_number_id, since)
+            .await?
+            .into_iter()
+            .map(|p| p.trim_start_matches('+').to_owned())
+            .collect())
+    }
+
+    /// The spend of a statistics period (summed by UTC day): Meta's reported charges and
+    /// Parley's estimate, priced with the application's table; tiers count every message of
+    /// the application from each month's start, the filters choose which are summed.
+    pub async fn spend(
+        &self,
+        app: &ApplicationId,
+        from: i64,
+        to: i64,
+        filters: &[(StatDimension, String)],
+    ) -> Result<SpendView, EngineError> {
+        let table = self.price_table(app).await?.table;
+        let from_day = from.div_euclid(DAY) * DAY;
+        let start = month_start(from_day);
+        let all = self.store.cost_rows(app, start, to, &[]).await?;
+        let chosen = if filters.is_empty() {
+            all.clone()
+        } else {
+            self.store.cost_rows(app, start, to, filters).await?
+        };
+        let mut out = SpendView {
+            currency: table.currency.clone(),
+            rates_effective_date: table.effective_date.clone(),
+            ..Default::default()
+        };
+        // Per day in order: the chosen messages are priced as a run from the month's volume
+        // before that day, then every message of the day is counted.
+        let mut reported = TierCounter::default();
+        let mut estimated = TierCounter::default();
+        let mut month = i64::MIN;
+        let mut days: Vec<i64> = all.iter().map(|r| r.day).collect();
+        days.dedup();
+        for day in days {
+            if month_start(day) != month {
+                month = month_start(day);
+                reported = TierCounter::default();
+                estimated = TierCounter::default();
+            }
+            let counted = day >= from_day;
+            for (rows, count_only) in [(&chosen, false), (&all, true)] {
+                if count_only && filters.is_empty() {
+                    // The chosen run already counted them.
+                    continue;
+                }
+                let mut r_snap = reported.clone();
+                let mut e_snap = estimated.clone();
+                for r in rows.iter().filter(|r| r.day == day) {
+                    let country = Some(r.country.as_str()).filter(|c| !c.is_empty());
+                    let market = table.market_of(country);
+                    let cat = PriceCategory::from_meta(&r.category);
+                    if r.metric == "charged" {
+                        let Some(c) = cat else { continue };
+                        let cost = charge_run(&mut r_snap, market, c, r.n);
+                        if !count_only && counted {
+                            out.reported += cost;
+                            let e = out.by_category.entry(c.as_str().to_owned()).or_default();
+                            e.reported += cost;
+                            e.reported_messages += r.n;
+                        }
+                    } else {
+                        if r.origin == "free_entry_point" || r.category == "referral_conversion" {
+                            continue;
+                        }
+                        let Some(c) = cat else {
+                            if !count_only && counted {
+                                out.unpriced_messages += r.n;
+                            }
+                            continue;
+                        };
+                        let cost = charge_run(&mut e_snap, market, c, r.n);
+                        if !count_only && counted {
+                            out.estimated += cost;
+                            let e = out.by_category.entry(c.as_str().to_owned()).or_default();
+                            e.estimated += cost;
+                            e.estimated_messages += r.n;
+                        }
+                    }
+                }
+                if count_only || filters.is_empty() {
+                    reported = r_snap;
+                    estimated = e_snap;
+                }
+            }
+        }
+        Ok(out)
+    }
+}

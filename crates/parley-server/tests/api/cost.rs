@@ -1,0 +1,324 @@
+//! Cost (#16 item 4): a campaign's estimated cost (the plan before Start) equals the sum of
+//! what the sandbox billed for it, with recipients in several markets, some inside an open
+//! service window (charged since 2026-10-01) and volume tiers crossed within the campaign; the
+//! statistics' reported and estimated spend agree with it; editing the rates changes the
+//! estimate; bad rate input is refused with stable codes.
+
+use std::time::Duration;
+
+use parley_domain::{TagValue, Tags};
+use parley_store::audience::ContactUpsert;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app};
+
+async fn seed(app: &TestApp, cohort: &str, phones: &[String]) {
+    let application = app.store.applications().await.expect("apps")[0].id.clone();
+    let batch: Vec<ContactUpsert> = phones
+        .iter()
+        .map(|phone| {
+            let mut tags = Tags::new();
+            tags.insert("cohort".into(), TagValue::String(cohort.into()));
+            ContactUpsert {
+                phone: phone.clone(),
+                tags: tags.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+                ..ContactUpsert::default()
+            }
+        })
+        .collect();
+    let now = {
+        use parley_engine::Clock;
+        app.clock.now_millis()
+    };
+    app.store
+        .upsert_audience(&application, &batch, now)
+        .await
+        .expect("seed contacts");
+}
+
+async fn call(app: &TestApp, method: reqwest::Method, path: &str, body: Option<&Value>) -> Value {
+    let (status, v) = app.api_call(method.clone(), path, body).await;
+    assert!(status < 300, "{method} {path}: {status} {v}");
+    v
+}
+
+async fn create_campaign(app: &TestApp, cohort: &str) -> String {
+    let v = call(
+        app,
+        reqwest::Method::POST,
+        "/api/v1/campaigns",
+        Some(&json!({
+            "name": format!("Cost {cohort}"),
+            "template": {"name": "order_update", "language": "en",
+                         "variables": {"first_name": "there", "order_id": "A-1"}},
+            "audience": {"filter": format!("cohort = \"{cohort}\"")},
+            "type": "transactional"
+        })),
+    )
+    .await;
+    v["id"].as_str().expect("id").to_owned()
+}
+
+async fn sandbox_get(app: &TestApp, path: &str) -> Value {
+    app.http
+        .get(format!("{}{path}", app.sandbox_url))
+        .send()
+        .await
+        .expect("sandbox")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// The default table with utility tiers low enough to be crossed by a small campaign.
+fn tiered(mut table: Value) -> Value {
+    let obj = table.as_object_mut().expect("table");
+    obj.remove("default");
+    for m in table["markets"].as_array_mut().expect("markets") {
+        match m["id"].as_str() {
+            Some("germany") => {
+                m["utility_tiers"] =
+                    json!([{"from": 4, "rate": "0.05"}, {"from": 7, "rate": "0.045"}])
+            }
+            Some("north_america") => m["utility_tiers"] = json!([{"from": 3, "rate": "0.003"}]),
+            _ => {}
+        }
+    }
+    table
+}
+
+#[tokio::test]
+async fn a_campaigns_estimated_cost_equals_what_the_sandbox_billed() {
+    let app = spawn_app().await;
+    // Recipients in five markets: Germany (8: crosses two utility tiers), North America (4:
+    // crosses one), India, Brazil and France.
+    let mut phones: Vec<String> = (0..8).map(|i| format!("+4915230000{i:03}")).collect();
+    phones.extend((0..4).map(|i| format!("+1415555{:04}", 100 + i)));
+    phones.extend((0..3).map(|i| format!("+91981234{:04}", i)));
+    phones.extend((0..2).map(|i| format!("+55119876{:05}", i)));
+    phones.push("+33612345678".to_owned());
+    seed(&app, "cost", &phones).await;
+
+    // The same tiered table on both sides: Parley's (the API) and Meta's (the sandbox's card).
+    let table = tiered(call(&app, reqwest::Method::GET, "/api/v1/pricing/rates", None).await);
+    let put = call(
+        &app,
+        reqwest::Method::PUT,
+        "/api/v1/pricing/rates",
+        Some(&table),
+    )
+    .await;
+    assert_eq!(put["default"], false);
+    app.sandbox_post("/sandbox/rates", &table).await;
+
+    // Three recipients write in first: their window is open, and since 2026-10-01 a utility
+    // template inside it is charged all the same (META_2026 §5.3).
+    let inside = [&phones[0], &phones[9], &phones[12]];
+    for p in inside {
+        app.sandbox_post("/sandbox/inbound", &json!({"from": p, "text": "hi"}))
+            .await;
+    }
+    let application = app.store.applications().await.expect("apps")[0].id.clone();
+    for p in inside {
+        let mut known = false;
+        for _ in 0..400 {
+            let c = app
+                .store
+                .contact_by_phone(&application, p)
+                .await
+                .expect("contact");
+            if c.and_then(|c| c.last_inbound_at).is_some() {
+                known = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(known, "Parley never processed {p}'s message");
+    }
+
+    let id = create_campaign(&app, "cost").await;
+    let plan = call(
+        &app,
+        reqwest::Method::GET,
+        &format!("/api/v1/campaigns/{id}/plan"),
+        None,
+    )
+    .await;
+    let cost = &plan["cost"];
+    assert_eq!(plan["recipients"], phones.len());
+    assert_eq!(cost["currency"], "USD");
+    assert_eq!(cost["charged"], phones.len(), "{cost}");
+    let lines = cost["lines"].as_array().expect("lines");
+    let line = |market: &str, tier: u64| {
+        lines
+            .iter()
+            .filter(|l| l["market"] == market && l["tier_from"] == tier)
+            .map(|l| l["messages"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    // Germany: 3 at the list rate, 3 from the 4th, 2 from the 7th; North America: 2 + 2.
+    assert_eq!(
+        (line("germany", 1), line("germany", 4), line("germany", 7)),
+        (3, 3, 2),
+        "{cost}"
+    );
+    assert_eq!(
+        (line("north_america", 1), line("north_america", 3)),
+        (2, 2),
+        "{cost}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l["in_window"] == true)
+            .map(|l| l["messages"].as_u64().unwrap_or(0))
+            .sum::<u64>(),
+        3,
+        "{cost}"
+    );
+    assert!(lines.iter().all(|l| l["category"] == "utility"), "{cost}");
+    // 3×0.055 + 3×0.05 + 2×0.045 + 2×0.0034 + 2×0.003 + 3×0.0014 + 2×0.0068 + 0.03
+    assert_eq!(cost["total"], "0.4656", "{cost}");
+
+    call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/campaigns/{id}/start"),
+        None,
+    )
+    .await;
+    let mut billed = Value::Null;
+    for _ in 0..900 {
+        billed = sandbox_get(&app, "/sandbox/billing").await;
+        if billed["data"].as_array().map_or(0, Vec::len) == phones.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bills = billed["data"].as_array().expect("bills");
+    assert_eq!(bills.len(), phones.len(), "{billed}");
+    // Every message was charged as `regular` utility, those inside the window included.
+    assert!(
+        bills
+            .iter()
+            .all(|b| b["pricing_type"] == "regular" && b["category"] == "utility"),
+        "{billed}"
+    );
+    assert_eq!(billed["currency"], "USD");
+    assert_eq!(billed["totals"]["cost"], cost["total"], "{billed}");
+
+    // The statistics: Meta's reported charges priced, and Parley's estimate, equal the bill.
+    let mut stats = Value::Null;
+    for _ in 0..900 {
+        stats = call(
+            &app,
+            reqwest::Method::GET,
+            &format!("/api/v1/stats?campaign={id}&interval=day"),
+            None,
+        )
+        .await;
+        if stats["totals"]["metrics"]["charged"] == phones.len()
+            && stats["totals"]["metrics"]["delivered"] == phones.len()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stats["cost"]["reported"], cost["total"], "{stats}");
+    assert_eq!(stats["cost"]["estimated"], cost["total"], "{stats}");
+    assert_eq!(stats["cost"]["currency"], "USD");
+}
+
+#[tokio::test]
+async fn editing_rates_changes_the_estimate_and_bad_rates_are_refused() {
+    let app = spawn_app().await;
+    let phones: Vec<String> = (0..5).map(|i| format!("+1415555{:04}", 200 + i)).collect();
+    seed(&app, "rates", &phones).await;
+    let id = create_campaign(&app, "rates").await;
+    let plan_path = format!("/api/v1/campaigns/{id}/plan");
+
+    let rates = call(&app, reqwest::Method::GET, "/api/v1/pricing/rates", None).await;
+    assert_eq!(rates["default"], true);
+    assert_eq!(rates["effective_date"], "2026-10-01");
+    let before = call(&app, reqwest::Method::GET, &plan_path, None).await;
+    // 5 × North America's utility rate.
+    assert_eq!(before["cost"]["total"], "0.017", "{}", before["cost"]);
+
+    let mut table = rates.clone();
+    for m in table["markets"].as_array_mut().expect("markets") {
+        if m["id"] == "north_america" {
+            m["utility"] = json!(0.01);
+        }
+    }
+    call(
+        &app,
+        reqwest::Method::PUT,
+        "/api/v1/pricing/rates",
+        Some(&table),
+    )
+    .await;
+    let after = call(&app, reqwest::Method::GET, &plan_path, None).await;
+    assert_eq!(after["cost"]["total"], "0.05", "{}", after["cost"]);
+
+    // Bad input: refused with a stable code and the field; the table in force is unchanged.
+    let bad = |f: &dyn Fn(&mut Value)| {
+        let mut v = table.clone();
+        f(&mut v);
+        v
+    };
+    for (body, code, field) in [
+        (
+            bad(&|v| v["markets"][0]["marketing"] = json!("-1")),
+            "rate_invalid",
+            "markets[0].marketing",
+        ),
+        (
+            bad(&|v| v["markets"][0]["utility"] = json!("0.1234567")),
+            "rate_invalid",
+            "markets[0].utility",
+        ),
+        (
+            bad(&|v| v["currency"] = json!("usd")),
+            "currency_invalid",
+            "currency",
+        ),
+        (
+            bad(&|v| v["effective_date"] = json!("next quarter")),
+            "effective_date_invalid",
+            "effective_date",
+        ),
+        (
+            bad(&|v| v["markets"][1]["countries"] = json!(["AR"])),
+            "country_duplicate",
+            "markets[1].countries[0]",
+        ),
+        (
+            bad(&|v| v["markets"][0]["utility_tiers"] = json!([{"from": 1, "rate": "0.01"}])),
+            "tier_invalid",
+            "markets[0].utility_tiers[0].from",
+        ),
+        (
+            bad(&|v| v["default_market"] = json!("atlantis")),
+            "default_market_unknown",
+            "default_market",
+        ),
+        (json!("a table"), "price_table_invalid", ""),
+    ] {
+        let (status, v) = app
+            .api_call(reqwest::Method::PUT, "/api/v1/pricing/rates", Some(&body))
+            .await;
+        assert_eq!(status, 400, "{v}");
+        assert_eq!(v["error"]["code"], code, "{v}");
+        if !field.is_empty() {
+            assert_eq!(v["error"]["field"], field, "{v}");
+        }
+    }
+    let still = call(&app, reqwest::Method::GET, &plan_path, None).await;
+    assert_eq!(still["cost"]["total"], "0.05");
+
+    // Back to the default.
+    let reset = call(&app, reqwest::Method::DELETE, "/api/v1/pricing/rates", None).await;
+    assert_eq!(reset["default"], true);
+    let again = call(&app, reqwest::Method::GET, &plan_path, None).await;
+    assert_eq!(again["cost"]["total"], "0.017");
+}
