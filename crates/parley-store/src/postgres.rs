@@ -135,6 +135,12 @@ pub(crate) type Tx = Transaction<'static, Postgres>;
 
 /// The statistics rows (`b, g, metric, detail, n`) as one JSON array of arrays, as text
 /// (NULL when there are none).
+/// Rows of `cols` as one JSON array of arrays, as text (NULL or `[]` when there are none):
+/// a page read in one hand-over.
+pub(crate) fn json_rows(cols: &str) -> String {
+    format!("CAST(json_agg(json_build_array({cols})) AS TEXT)")
+}
+
 pub(crate) const STAT_ROWS_JSON: &str =
     "CAST(json_agg(json_build_array(b, g, metric, detail, n)) AS TEXT)";
 

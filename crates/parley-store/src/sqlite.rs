@@ -119,6 +119,12 @@ pub(crate) type Backend = SqliteStore;
 pub(crate) type Tx = Transaction<'static, Sqlite>;
 
 /// The statistics rows (`b, g, metric, detail, n`) as one JSON array of arrays, as text.
+/// Rows of `cols` as one JSON array of arrays, as text (NULL or `[]` when there are none):
+/// a page read in one hand-over.
+pub(crate) fn json_rows(cols: &str) -> String {
+    format!("json_group_array(json_array({cols}))")
+}
+
 pub(crate) const STAT_ROWS_JSON: &str = "json_group_array(json_array(b, g, metric, detail, n))";
 
 /// Text as bound: SQLite stores any text as it is.

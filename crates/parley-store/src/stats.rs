@@ -136,7 +136,8 @@ pub struct StatDifference {
 
 /// One recipient's outcome in a campaign (a message row and its contact), for the
 /// per-recipient export. Times are ms; `content` is the rendered message as stored (JSON).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Read from a JSON array of the columns in this order (`campaign_outcomes`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct CampaignOutcome {
     pub message_id: String,
     pub contact_id: Option<String>,
