@@ -15,6 +15,7 @@ pub mod consent;
 pub mod events;
 pub mod people;
 pub mod platforms;
+pub mod pricing;
 pub mod roles;
 pub mod templates;
 
