@@ -373,4 +373,16 @@ async fn the_console_shows_and_edits_the_prices() {
     assert_eq!(resp.status(), 200);
     let v = call(&app, reqwest::Method::GET, "/api/v1/pricing/rates", None).await;
     assert_eq!(v["default"], true);
+
+    // The campaign page's plan shows the estimate before Start.
+    seed(&app, "page", &["+14155550300".to_owned()]).await;
+    let id = create_campaign(&app, "page").await;
+    let (status, html) = app
+        .console_get(&cookie, &format!("/campaigns/whatsapp/{id}"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("id=\"plan-cost\"") && html.contains("0.0034 USD"),
+        "{html}"
+    );
 }
