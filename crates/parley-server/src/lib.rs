@@ -396,6 +396,10 @@ pub fn router(state: AppState) -> Router {
                 get(console::consent::opt_out_page).post(console::consent::save_opt_out),
             )
             .route(
+                "/settings/pricing",
+                get(console::pricing::pricing_page).post(console::pricing::save_pricing),
+            )
+            .route(
                 "/settings/events",
                 get(console::events::list).post(console::events::create),
             )

@@ -466,6 +466,9 @@ struct PlanView {
     last_wave_at: String,
     throughput: u32,
     duration: String,
+    /// The estimated cost (#16): total with currency and date, and its lines.
+    cost_total: String,
+    cost_lines: Vec<String>,
 }
 
 fn skip_label(code: &str) -> String {
@@ -516,6 +519,36 @@ fn plan_view(p: CampaignPlan) -> PlanView {
         last_wave_at: p.last_wave_at.unwrap_or_default(),
         throughput: p.throughput_mps,
         duration: duration_label(p.seconds_to_send),
+        cost_total: format!(
+            "{} {} for {} charged and {} free messages (rates of {})",
+            p.cost.total, p.cost.currency, p.cost.charged, p.cost.free, p.cost.rates_effective_date
+        ),
+        cost_lines: p
+            .cost
+            .lines
+            .iter()
+            .map(|l| {
+                let mut s = format!(
+                    "{} × {} in {}{}",
+                    l.messages,
+                    l.category.as_str(),
+                    l.market,
+                    if l.in_window {
+                        ", inside the window"
+                    } else {
+                        ""
+                    }
+                );
+                if l.free_entry_point {
+                    s.push_str(", free entry point");
+                }
+                if let Some(t) = l.tier_from.filter(|t| *t > 1) {
+                    s.push_str(&format!(", tier from message {t}"));
+                }
+                s.push_str(&format!(" at {} = {}", l.rate, l.cost));
+                s
+            })
+            .collect(),
     }
 }
 

@@ -17,6 +17,7 @@ pub mod dashboards;
 pub mod events;
 pub mod people;
 pub mod platforms;
+pub mod pricing;
 pub mod roles;
 pub mod templates;
 

@@ -710,7 +710,7 @@ async fn the_console_edits_the_opt_out_keywords_and_the_reply() {
 }
 
 /// `application/x-www-form-urlencoded`, as a browser posts a form.
-fn form_body(fields: &[(&str, &str)]) -> String {
+pub(crate) fn form_body(fields: &[(&str, &str)]) -> String {
     let enc = |s: &str| -> String {
         s.bytes()
             .map(|b| match b {

@@ -322,3 +322,67 @@ async fn editing_rates_changes_the_estimate_and_bad_rates_are_refused() {
     let again = call(&app, reqwest::Method::GET, &plan_path, None).await;
     assert_eq!(again["cost"]["total"], "0.017");
 }
+
+#[tokio::test]
+async fn the_console_shows_and_edits_the_prices() {
+    let app = spawn_app().await;
+    let cookie = app.console_cookie().await;
+    let (status, html) = app.console_get(&cookie, "/settings/pricing").await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("North America") && html.contains("0.0034") && html.contains("2026-10-01"),
+        "the default table is shown"
+    );
+    let post = |fields: Vec<(&'static str, String)>| {
+        let f: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        app.http
+            .post(format!("{}/settings/pricing", app.url))
+            .header("cookie", cookie.as_str())
+            .header("origin", app.url.as_str())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(crate::consent::form_body(&f))
+            .send()
+    };
+    let table = json!({"currency": "EUR", "effective_date": "2027-01-01", "default_market": "all",
+        "markets": [{"id": "all", "name": "Everywhere", "marketing": "0.05", "utility": "0.01",
+                     "authentication": "0.01", "service": "0.01"}]});
+    let resp = post(vec![("table", table.to_string())])
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 200);
+    let v = call(&app, reqwest::Method::GET, "/api/v1/pricing/rates", None).await;
+    assert_eq!(
+        (v["currency"].clone(), v["default"].clone()),
+        (json!("EUR"), json!(false))
+    );
+    // A bad rate is refused with its code and place; nothing changes.
+    let mut bad = table.clone();
+    bad["markets"][0]["service"] = json!("free");
+    let resp = post(vec![("table", bad.to_string())]).await.expect("post");
+    assert_eq!(resp.status(), 422);
+    let text = resp.text().await.unwrap_or_default();
+    assert!(
+        text.contains("rate_invalid") && text.contains("markets[0].service"),
+        "{text}"
+    );
+    let v = call(&app, reqwest::Method::GET, "/api/v1/pricing/rates", None).await;
+    assert_eq!(v["markets"][0]["service"], "0.01");
+    let resp = post(vec![("table", String::new()), ("defaults", "1".into())])
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 200);
+    let v = call(&app, reqwest::Method::GET, "/api/v1/pricing/rates", None).await;
+    assert_eq!(v["default"], true);
+
+    // The campaign page's plan shows the estimate before Start.
+    seed(&app, "page", &["+14155550300".to_owned()]).await;
+    let id = create_campaign(&app, "page").await;
+    let (status, html) = app
+        .console_get(&cookie, &format!("/campaigns/whatsapp/{id}"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("id=\"plan-cost\"") && html.contains("0.0034 USD"),
+        "{html}"
+    );
+}
