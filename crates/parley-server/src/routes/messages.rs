@@ -175,6 +175,7 @@ impl From<MessageRecord> for MessageView {
             MessageContent::Text { body, preview_url } => {
                 serde_json::json!({"body": body, "preview_url": preview_url})
             }
+            other => serde_json::to_value(other).unwrap_or_default(),
         };
         let error = match (m.error_code, m.error_message) {
             (Some(code), message) => Some(MessageErrorView {
