@@ -261,19 +261,7 @@ pub async fn send_message(
     };
     let send_body = match (body.template, body.text) {
         (Some(t), None) => {
-            let variables = match t.variables {
-                None | Some(serde_json::Value::Null) => VariableInput::Named(Default::default()),
-                Some(v) => serde_json::from_value::<VariableInput>(v).map_err(|e| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_variables",
-                        format!(
-                            "`variables` must be an object of strings (by name, position, `header` or `button.N`) or an array of strings: {e}"
-                        ),
-                    )
-                    .field("template.variables")
-                })?,
-            };
+            let variables = parse_variables(t.variables)?;
             SendBody::Template {
                 name: t.name,
                 language: t.language,
@@ -434,4 +422,21 @@ pub async fn list_messages(
             .collect(),
         next_cursor,
     }))
+}
+
+/// A template's `variables` as the API takes them (also `POST /api/v1/conversations/{contact}/messages`).
+pub fn parse_variables(variables: Option<serde_json::Value>) -> Result<VariableInput, ApiError> {
+    match variables {
+        None | Some(serde_json::Value::Null) => Ok(VariableInput::Named(Default::default())),
+        Some(v) => serde_json::from_value::<VariableInput>(v).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_variables",
+                format!(
+                    "`variables` must be an object of strings (by name, position, `header` or `button.N`) or an array of strings: {e}"
+                ),
+            )
+            .field("template.variables")
+        }),
+    }
 }

@@ -11,6 +11,7 @@ mod campaigns_console;
 mod coexistence;
 mod consent;
 mod console;
+mod conversations;
 mod events;
 mod graph_versions;
 mod helpers;
