@@ -470,7 +470,7 @@ async fn assignment_filters_search_and_pages() {
 }
 
 #[tokio::test]
-async fn the_feed_announces_an_inbound_message_and_an_assignment() {
+async fn the_feed_announces_an_inbound_message() {
     let app = spawn_app().await;
     let mut feed = app.engine.conversation_feed();
     let (phone, _) = app.contact(6).await;
