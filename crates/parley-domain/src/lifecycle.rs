@@ -136,8 +136,34 @@ impl ImportState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum MessageContent {
-    Template { template: RenderedTemplate },
-    Text { body: String, preview_url: bool },
+    Template {
+        template: RenderedTemplate,
+    },
+    Text {
+        body: String,
+        preview_url: bool,
+    },
+    /// An image, video, audio, document or sticker (inbox replies): by Meta's media id (an
+    /// upload to `POST /{phone-number-id}/media`) or by a public link.
+    Media {
+        /// `image`, `video`, `audio`, `document` or `sticker`.
+        media_type: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        link: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caption: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filename: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mime_type: Option<String>,
+    },
+    /// A reaction to a message (`emoji` empty: the reaction is removed).
+    Reaction {
+        message_id: String,
+        emoji: String,
+    },
 }
 
 impl MessageContent {
@@ -145,6 +171,27 @@ impl MessageContent {
         match self {
             MessageContent::Template { .. } => "template",
             MessageContent::Text { .. } => "text",
+            MessageContent::Media { .. } => "media",
+            MessageContent::Reaction { .. } => "reaction",
+        }
+    }
+
+    /// True for everything but a template: only allowed inside the 24 h window.
+    pub fn is_free_form(&self) -> bool {
+        !matches!(self, MessageContent::Template { .. })
+    }
+
+    /// A short text for lists: the text, the caption, the emoji, or the template's name.
+    pub fn summary(&self) -> Option<String> {
+        match self {
+            MessageContent::Template { template } => Some(format!("[template {}]", template.name)),
+            MessageContent::Text { body, .. } => Some(body.clone()),
+            MessageContent::Media {
+                media_type,
+                caption,
+                ..
+            } => Some(caption.clone().unwrap_or_else(|| format!("[{media_type}]"))),
+            MessageContent::Reaction { emoji, .. } => Some(emoji.clone()),
         }
     }
 }

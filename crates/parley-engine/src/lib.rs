@@ -9,6 +9,7 @@ pub mod clock;
 pub mod coexistence;
 pub mod consent;
 mod contact_identity;
+pub mod conversations;
 pub mod demo;
 pub mod error;
 pub mod events;
@@ -181,6 +182,8 @@ pub struct Engine {
     pub(crate) leases: Arc<leases::LeaseBook>,
     /// Campaigns whose progress changed since the last announcement (`wake.rs`).
     pub(crate) live_dirty: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    /// Conversations changed by webhooks since the last announcement (`conversations.rs`).
+    pub(crate) inbox_dirty: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
     /// Which applications want which events (`events.rs`).
     pub(crate) event_subscriptions: Arc<std::sync::Mutex<events::Subscriptions>>,
 }
@@ -253,6 +256,7 @@ impl Engine {
             intake: Arc::default(),
             leases: Arc::default(),
             live_dirty: Arc::default(),
+            inbox_dirty: Arc::default(),
             event_subscriptions: Arc::default(),
         }
     }

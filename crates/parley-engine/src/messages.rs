@@ -39,7 +39,27 @@ pub enum SendBody {
         text: String,
         preview_url: bool,
     },
+    /// Inside the window: an image, video, audio, document or sticker by Meta's media id (see
+    /// `Engine::reply`, which uploads) or by a public `https` link.
+    Media {
+        media_type: String,
+        id: Option<String>,
+        link: Option<String>,
+        caption: Option<String>,
+        filename: Option<String>,
+        mime_type: Option<String>,
+    },
+    /// Inside the window: a reaction to a message of the thread (empty emoji: removed).
+    Reaction {
+        message_id: String,
+        emoji: String,
+    },
 }
+
+/// Meta's longest media caption.
+pub const MAX_CAPTION_CHARS: usize = 1024;
+/// The media types a send can carry.
+pub const MEDIA_TYPES: [&str; 5] = ["image", "video", "audio", "document", "sticker"];
 
 /// The result of `accept_message`.
 #[derive(Debug, Clone)]
@@ -94,19 +114,51 @@ impl Engine {
                 self.render_template(app, name, language, variables, &to, contact.as_ref())
                     .await?
             }
+            SendBody::Media {
+                media_type,
+                id,
+                link,
+                caption,
+                filename,
+                mime_type,
+            } => {
+                check_media(
+                    media_type,
+                    id.as_deref(),
+                    link.as_deref(),
+                    caption.as_deref(),
+                )?;
+                check_window(contact.as_ref(), &to, now, "media")?;
+                MessageContent::Media {
+                    media_type: media_type.clone(),
+                    id: id.clone(),
+                    link: link.clone(),
+                    caption: caption.clone().filter(|c| !c.is_empty()),
+                    filename: filename.clone(),
+                    mime_type: mime_type.clone(),
+                }
+            }
+            SendBody::Reaction { message_id, emoji } => {
+                Wamid::parse(message_id).map_err(|e| {
+                    EngineError::bad_request("invalid_message_id", e.to_string())
+                        .field("reaction.message_id")
+                })?;
+                if emoji.chars().count() > 16 {
+                    return Err(EngineError::bad_request(
+                        "invalid_emoji",
+                        "a reaction is one emoji (empty to remove the reaction)",
+                    )
+                    .field("reaction.emoji"));
+                }
+                check_window(contact.as_ref(), &to, now, "reaction")?;
+                MessageContent::Reaction {
+                    message_id: message_id.clone(),
+                    emoji: emoji.clone(),
+                }
+            }
             SendBody::Text { text, preview_url } => {
                 check_text(text)?;
-                let last_inbound = contact.as_ref().and_then(|c| c.last_inbound_at);
-                if !in_service_window(last_inbound.map(to_datetime), to_datetime(now)) {
-                    return Err(EngineError::unprocessable(
-                        "outside_service_window",
-                        format!(
-                            "{} has not written to you in the last 24 hours, so WhatsApp only allows a template message now. Send a template, or wait until the customer writes.",
-                            to
-                        ),
-                    )
-                    .field("text"));
-                }
+                check_window(contact.as_ref(), &to, now, "text")?;
                 // Free-form text may personalize too; a missing tag refuses the send.
                 let rendered = render_text(text, &to, contact.as_ref())?;
                 MessageContent::Text {
@@ -286,6 +338,86 @@ pub(crate) fn too_long(reason: &SkipReason, prefix: &str) -> Option<EngineError>
         EngineError::unprocessable(VARIABLE_TOO_LONG, format!("{reason}; nothing was stored"))
             .field(format!("{prefix}.{variable}"))
     })
+}
+
+/// Free-form content (text, media, reactions) only inside the 24 h window.
+fn check_window(
+    contact: Option<&ContactRecord>,
+    to: &str,
+    now: i64,
+    field: &str,
+) -> Result<(), EngineError> {
+    let last_inbound = contact.and_then(|c| c.last_inbound_at);
+    if in_service_window(last_inbound.map(to_datetime), to_datetime(now)) {
+        return Ok(());
+    }
+    Err(EngineError::unprocessable(
+        "outside_service_window",
+        format!(
+            "{to} has not written to you in the last 24 hours, so WhatsApp only allows a template message now. Send a template, or wait until the customer writes."
+        ),
+    )
+    .field(field))
+}
+
+fn check_media(
+    media_type: &str,
+    id: Option<&str>,
+    link: Option<&str>,
+    caption: Option<&str>,
+) -> Result<(), EngineError> {
+    if !MEDIA_TYPES.contains(&media_type) {
+        return Err(EngineError::bad_request(
+            "invalid_media_type",
+            format!("`media.type` is one of {}", MEDIA_TYPES.join(", ")),
+        )
+        .field("media.type"));
+    }
+    match (id, link) {
+        (Some(_), None) => {}
+        (None, Some(link)) => {
+            let rest = link
+                .strip_prefix("https://")
+                .or_else(|| link.strip_prefix("http://"));
+            let ok = rest.is_some_and(|r| {
+                !r.is_empty() && !r.starts_with('/') && !r.chars().any(char::is_whitespace)
+            });
+            if !ok || link.len() > 2048 {
+                return Err(EngineError::bad_request(
+                    "invalid_media_link",
+                    "`media.link` is a public http(s) address of at most 2048 characters",
+                )
+                .field("media.link"));
+            }
+        }
+        _ => {
+            return Err(EngineError::bad_request(
+                "media_source_required",
+                "give the media as an upload or as a `link`, exactly one of them",
+            )
+            .field("media"));
+        }
+    }
+    if let Some(caption) = caption {
+        if matches!(media_type, "audio" | "sticker") && !caption.is_empty() {
+            return Err(EngineError::bad_request(
+                "caption_not_allowed",
+                format!("WhatsApp shows no caption on {media_type} messages"),
+            )
+            .field("media.caption"));
+        }
+        let chars = caption.chars().count();
+        if chars > MAX_CAPTION_CHARS {
+            return Err(EngineError::bad_request(
+                "caption_too_long",
+                format!(
+                    "the caption has {chars} characters; WhatsApp allows at most {MAX_CAPTION_CHARS}"
+                ),
+            )
+            .field("media.caption"));
+        }
+    }
+    Ok(())
 }
 
 fn check_text(text: &str) -> Result<(), EngineError> {

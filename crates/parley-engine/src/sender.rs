@@ -16,7 +16,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use parley_domain::quota::{Gate, MessagingLimit, Reach};
 use parley_domain::{ErrorClass, MessageContent, PhoneNumberId, Wamid, classify};
-use parley_meta::{GraphError, Outbound, template_message, text_message};
+use parley_meta::{
+    GraphError, Outbound, media_message, reaction_message, template_message, text_message,
+};
 use parley_store::campaigns::{QuotaBatch, QuotaItem};
 use parley_store::{Acceptance, MessageRecord, PhoneNumberRecord, QuotaConfirm};
 use rand::Rng;
@@ -371,6 +373,26 @@ fn request_body(m: &MessageRecord) -> Outbound<'_> {
             m.reply_to.as_ref().map(Wamid::as_str),
             callback,
         ),
+        MessageContent::Media {
+            media_type,
+            id,
+            link,
+            caption,
+            filename,
+            ..
+        } => media_message(
+            &m.to_phone,
+            media_type,
+            id.as_deref(),
+            link.as_deref(),
+            caption.as_deref(),
+            filename.as_deref(),
+            m.reply_to.as_ref().map(Wamid::as_str),
+            callback,
+        ),
+        MessageContent::Reaction { message_id, emoji } => {
+            reaction_message(&m.to_phone, message_id, emoji, callback)
+        }
     }
 }
 
@@ -463,12 +485,13 @@ async fn send_round(
     let mut go = Vec::with_capacity(ready.len());
     for (m, reach) in ready.into_iter().zip(reaches) {
         let reach = match (&m.content, reach) {
-            (MessageContent::Text { .. }, _) => None,
             (MessageContent::Template { .. }, Some(r)) => Some(r),
             (MessageContent::Template { .. }, None) => {
                 skip_if_cancelled(state, &m, now).await;
                 continue;
             }
+            // Free-form (text, media, reaction): no quota.
+            _ => None,
         };
         if let Err(at) = state.pair_slot(&m.to_phone, now) {
             put_back(state, &m, reach.as_ref(), at, now).await;

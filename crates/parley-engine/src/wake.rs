@@ -61,6 +61,7 @@ pub(crate) async fn announce_progress(engine: Engine, shutdown: CancellationToke
         }
         let dirty: BTreeSet<String> =
             std::mem::take(&mut *engine.live_dirty.lock().unwrap_or_else(|e| e.into_inner()));
+        crate::conversations::announce_gathered(&engine);
         let bus = engine.store.wakeups();
         if dirty.len() > LIVE_MAX_IDS || dirty.contains("*") {
             bus.publish(Wakeup::Live("*".to_owned()));
@@ -85,7 +86,7 @@ pub(crate) async fn relay(engine: Engine, shutdown: CancellationToken) {
             Ok(Wakeup::Queued(_)) => engine.send_wake.notify_waiters(),
             Ok(Wakeup::Webhooks) => engine.webhook_wake.notify_waiters(),
             Ok(Wakeup::Campaigns) => engine.campaign_wake.notify_waiters(),
-            Ok(Wakeup::Live(_)) => {}
+            Ok(Wakeup::Live(_) | Wakeup::Inbox(_)) => {}
             Err(broadcast::error::RecvError::Lagged(_)) => {
                 engine.send_wake.notify_waiters();
                 engine.webhook_wake.notify_waiters();

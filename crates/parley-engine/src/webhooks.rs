@@ -68,6 +68,7 @@ pub async fn process_pending(engine: &Engine) -> parley_store::Result<usize> {
     for chunk in statuses.chunks(STATUS_CHUNK) {
         let matched = engine.store.apply_statuses(chunk).await?;
         crate::events::statuses_applied(engine, chunk, &matched).await?;
+        statuses_touch_conversations(engine, &matched).await?;
         let applied = matched.iter().filter(|m| m.is_some()).count();
         metrics::counter!("parley_statuses_applied_total").increment(applied as u64);
         tracing::debug!(statuses = chunk.len(), applied, "statuses applied");
@@ -360,6 +361,14 @@ async fn record_inbound(
     if !fresh {
         return Ok(false);
     }
+    if let Some(contact) = engine
+        .store
+        .inbound_message(&record.application_id, record.wamid.as_str())
+        .await?
+        .and_then(|m| m.contact_id)
+    {
+        engine.conversation_touched(&record.application_id, &contact);
+    }
     metrics::counter!("parley_inbound_messages_total").increment(1);
     let payload = msg
         .rest
@@ -386,4 +395,27 @@ pub(crate) async fn platform_by_waba(
         }
     }
     Ok(None)
+}
+
+/// The conversations whose outbound messages got a status: announced to the inbox.
+async fn statuses_touch_conversations(
+    engine: &Engine,
+    matched: &[Option<parley_domain::MessageId>],
+) -> parley_store::Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    let ids: Vec<_> = matched
+        .iter()
+        .flatten()
+        .filter(|id| seen.insert((*id).clone()))
+        .cloned()
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    for facts in engine.store.message_event_facts(&ids).await? {
+        if let Some(contact) = &facts.contact_id {
+            engine.conversation_touched(&facts.application_id, contact);
+        }
+    }
+    Ok(())
 }

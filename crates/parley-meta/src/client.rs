@@ -284,6 +284,53 @@ impl GraphClient {
         Ok(url)
     }
 
+    /// `POST /{phone-number-id}/messages` with a read receipt (and typing indicator) body
+    /// (`outbound::mark_read_body`, `outbound::typing_indicator_body`): `{"success": true}`.
+    pub async fn mark_read(
+        &self,
+        token: &str,
+        phone_number_id: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), GraphError> {
+        let req = self
+            .http
+            .post(self.url(&format!("{phone_number_id}/messages")))
+            .bearer_auth(token)
+            .json(body);
+        let _: serde_json::Value = self.execute(req).await?;
+        Ok(())
+    }
+
+    /// `POST /{phone-number-id}/media` (multipart: `messaging_product=whatsapp`, `type`, and
+    /// the `file` with its type) → Meta's media id, for sending by `id`.
+    pub async fn upload_media(
+        &self,
+        token: &str,
+        phone_number_id: &str,
+        bytes: &[u8],
+        mime_type: &str,
+        filename: &str,
+    ) -> Result<String, GraphError> {
+        #[derive(serde::Deserialize)]
+        struct Uploaded {
+            id: String,
+        }
+        // The file's own hash: a boundary that cannot be a prefix of its bytes by chance.
+        let boundary = {
+            use sha2::Digest;
+            format!("parley-{}", hex::encode(&sha2::Sha256::digest(bytes)[..12]))
+        };
+        let (content_type, body) = multipart_body(&boundary, bytes, mime_type, filename);
+        let req = self
+            .http
+            .post(self.url(&format!("{phone_number_id}/media")))
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        let uploaded: Uploaded = self.execute(req).await?;
+        Ok(uploaded.id)
+    }
+
     /// `GET /{waba-id}/message_templates`, one page; templates stay raw Meta JSON.
     pub async fn list_templates(
         &self,
@@ -547,4 +594,43 @@ fn redact(e: reqwest::Error) -> String {
 fn snippet(bytes: &[u8]) -> String {
     let s = String::from_utf8_lossy(bytes);
     s.chars().take(300).collect()
+}
+
+/// A `multipart/form-data` body for `POST /{phone-number-id}/media`: its content type and bytes.
+/// Quotes and line breaks in the file name are replaced (they would end the header).
+pub fn multipart_body(
+    boundary: &str,
+    bytes: &[u8],
+    mime_type: &str,
+    filename: &str,
+) -> (String, Vec<u8>) {
+    let safe: String = filename
+        .chars()
+        .map(|c| {
+            if matches!(c, '"' | '\r' | '\n' | '\\') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let mime: String = mime_type.chars().filter(|c| !c.is_control()).collect();
+    let mut body = Vec::with_capacity(bytes.len() + 512);
+    for (name, value) in [("messaging_product", "whatsapp"), ("type", mime.as_str())] {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{safe}\"\r\nContent-Type: {mime}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }

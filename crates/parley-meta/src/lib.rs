@@ -17,8 +17,9 @@ pub use client::{
 };
 pub use error::{ApiError, GraphError};
 pub use outbound::{
-    MARKETING_TTL_SECONDS, Outbound, mark_read_body, marketing_message_body, template_message,
-    template_message_body, text_message, text_message_body,
+    MARKETING_TTL_SECONDS, Outbound, mark_read_body, marketing_message_body, media_message,
+    reaction_message, template_message, template_message_body, text_message, text_message_body,
+    typing_indicator_body,
 };
 pub use signature::{SIGNATURE_HEADER, sign, verify_signature};
 pub use webhook::{

@@ -167,6 +167,13 @@ pub fn mark_read_body(wamid: &str) -> Value {
     json!({"messaging_product": "whatsapp", "status": "read", "message_id": wamid})
 }
 
+/// Marks an inbound message as read and shows the typing indicator (META_2026 §8.1: one call;
+/// the indicator goes when the business replies, or after 25 s).
+pub fn typing_indicator_body(wamid: &str) -> Value {
+    json!({"messaging_product": "whatsapp", "status": "read", "message_id": wamid,
+           "typing_indicator": {"type": "text"}})
+}
+
 /// A `POST /{phone-number-id}/messages` body.
 #[derive(Debug, Serialize)]
 pub struct Outbound<'a> {
@@ -188,6 +195,88 @@ pub struct Outbound<'a> {
     text: Option<TextBody<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     template: Option<TemplateBody<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<MediaBody<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    video: Option<MediaBody<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audio: Option<MediaBody<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    document: Option<MediaBody<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sticker: Option<MediaBody<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reaction: Option<ReactionBody<'a>>,
+}
+
+/// A media object of a send: `id` (uploaded to `POST /{phone-number-id}/media`) or `link`,
+/// with a caption (not for audio and stickers) and a file name (documents).
+#[derive(Debug, Serialize)]
+struct MediaBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    caption: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    filename: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+struct ReactionBody<'a> {
+    message_id: &'a str,
+    emoji: &'a str,
+}
+
+/// An image, video, audio, document or sticker message (`kind`; anything else goes as a
+/// document). `caption` is dropped for audio and stickers, `filename` kept for documents only.
+#[allow(clippy::too_many_arguments)]
+pub fn media_message<'a>(
+    to: &'a str,
+    kind: &str,
+    id: Option<&'a str>,
+    link: Option<&'a str>,
+    caption: Option<&'a str>,
+    filename: Option<&'a str>,
+    reply_to: Option<&'a str>,
+    callback_data: Option<&'a str>,
+) -> Outbound<'a> {
+    let kind: &'static str = match kind {
+        "image" => "image",
+        "video" => "video",
+        "audio" => "audio",
+        "sticker" => "sticker",
+        _ => "document",
+    };
+    let body = MediaBody {
+        id,
+        link,
+        caption: caption.filter(|_| !matches!(kind, "audio" | "sticker")),
+        filename: filename.filter(|_| kind == "document"),
+    };
+    let mut out = envelope(to, kind, reply_to, callback_data);
+    match kind {
+        "image" => out.image = Some(body),
+        "video" => out.video = Some(body),
+        "audio" => out.audio = Some(body),
+        "sticker" => out.sticker = Some(body),
+        _ => out.document = Some(body),
+    }
+    out
+}
+
+/// A reaction to `message_id` (an empty emoji removes the reaction). No reply context.
+pub fn reaction_message<'a>(
+    to: &'a str,
+    message_id: &'a str,
+    emoji: &'a str,
+    callback_data: Option<&'a str>,
+) -> Outbound<'a> {
+    Outbound {
+        reaction: Some(ReactionBody { message_id, emoji }),
+        ..envelope(to, "reaction", None, callback_data)
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -325,6 +414,12 @@ fn envelope<'a>(
         biz_opaque_callback_data: callback_data,
         text: None,
         template: None,
+        image: None,
+        video: None,
+        audio: None,
+        document: None,
+        sticker: None,
+        reaction: None,
     }
 }
 

@@ -713,3 +713,10 @@ pub(crate) async fn set_template_status(
     sandbox.inner.wake.notify_one();
     ok(json!({ "id": id, "status": status }))
 }
+
+/// `GET /sandbox/reads`: the read receipts and typing indicators received, oldest first:
+/// `{"data": [{"phone_number_id", "message_id", "typing", "at_ms"}]}`.
+pub(crate) async fn reads(State(sandbox): State<Sandbox>) -> Answer {
+    let state = sandbox.inner.lock();
+    ok(json!({ "data": state.reads }))
+}

@@ -226,17 +226,30 @@ async fn parse_request(
     let query = Query::<Vec<(String, String)>>::try_from_uri(uri)
         .map(|q| q.0)
         .map_err(|e| GraphError::invalid_param(format!("Invalid query string: {e}")))?;
-    let bytes = to_bytes(body, BODY_LIMIT).await.map_err(|_| {
-        GraphError::invalid_param(format!(
-            "The request body is too large (limit {BODY_LIMIT} bytes) or could not be read."
-        ))
-    })?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
-        .to_ascii_lowercase();
-    let body = parse_body(&bytes, &content_type)?;
+        .to_owned();
+    // Media uploads (`POST /{phone}/media`) are multipart and up to Meta's 100 MB.
+    let multipart = content_type
+        .to_ascii_lowercase()
+        .starts_with("multipart/form-data");
+    let limit = if multipart {
+        crate::media::UPLOAD_BODY_LIMIT
+    } else {
+        BODY_LIMIT
+    };
+    let bytes = to_bytes(body, limit).await.map_err(|_| {
+        GraphError::invalid_param(format!(
+            "The request body is too large (limit {limit} bytes) or could not be read."
+        ))
+    })?;
+    let body = if multipart {
+        crate::media::parse_multipart(&bytes, &content_type)?
+    } else {
+        parse_body(&bytes, &content_type.to_ascii_lowercase())?
+    };
 
     let mut segments: Vec<String> = uri
         .path()
@@ -459,6 +472,9 @@ fn route(sandbox: &Sandbox, request: &GraphRequest) -> Result<Answer, GraphError
         }
         (&Method::POST, [id, "whatsapp_business_profile"]) if state.phone(id).is_some() => {
             crate::onboarding::business_profile(&mut state, method, id, &request.body).map(json)
+        }
+        (&Method::POST, [id, "media"]) if state.phone(id).is_some() => {
+            crate::media::upload_graph(&mut state, id, &request.body).map(json)
         }
         (&Method::POST, [id, "messages"]) if state.phone(id).is_some() => {
             let outcome =

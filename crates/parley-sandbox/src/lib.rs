@@ -144,6 +144,7 @@ impl Sandbox {
                 get(control::get_behaviour).post(control::set_behaviour),
             )
             .route("/sandbox/messages", get(control::messages))
+            .route("/sandbox/reads", get(control::reads))
             .route("/sandbox/messages/{wamid}", get(control::message))
             .route("/sandbox/requests", get(control::requests))
             .route("/sandbox/throughput", get(control::throughput))

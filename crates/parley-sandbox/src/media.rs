@@ -5,6 +5,11 @@
 //!   `{"id", "sha256", "file_size"}` (files up to about 3 MB: the control API's body limit): the customer's file, received on that number (default:
 //!   the first). `/sandbox/inbound` takes `"media": {"type", "mime_type", "content_base64",
 //!   "caption"?, "filename"?, "voice"?}` to upload and send in one call.
+//! * `POST /{phone-number-id}/media` (multipart/form-data: `messaging_product=whatsapp`, `type`,
+//!   and the `file` part with its `Content-Type`) → `{"id"}`: the business's upload, sent by
+//!   id. Meta's types and sizes per kind (META_API.md §2.6): image jpeg/png 5 MB, video
+//!   mp4/3gpp 16 MB, audio aac/amr/mpeg/mp4/ogg 16 MB, sticker webp 500 KB, documents 100 MB;
+//!   a wrong type or size is error 131053 (media upload error), a missing part 100.
 //! * `GET /{media-id}[?phone_number_id=]` (a valid token) →
 //!   `{"messaging_product":"whatsapp","url","mime_type","sha256","file_size","id"}`; a
 //!   `phone_number_id` other than the receiving number's is error 100, an unknown id 100.
@@ -201,4 +206,149 @@ pub(crate) async fn download(
         media.bytes.clone(),
     )
         .into_response()
+}
+
+/// The largest multipart body the Graph handler reads (Meta's 100 MB document limit).
+pub(crate) const UPLOAD_BODY_LIMIT: usize = 100 * 1024 * 1024 + 64 * 1024;
+
+/// The types and the size Meta takes for an uploaded file of this MIME type.
+fn upload_limit(mime: &str) -> Option<usize> {
+    const MB: usize = 1024 * 1024;
+    Some(match mime {
+        "image/jpeg" | "image/png" => 5 * MB,
+        "video/mp4" | "video/3gpp" => 16 * MB,
+        "audio/aac" | "audio/amr" | "audio/mpeg" | "audio/mp4" | "audio/ogg" => 16 * MB,
+        "image/webp" => 500 * 1024,
+        "text/plain"
+        | "application/pdf"
+        | "application/msword"
+        | "application/vnd.ms-excel"
+        | "application/vnd.ms-powerpoint"
+        | "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+        | "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        | "application/vnd.openxmlformats-officedocument.presentationml.presentation" => 100 * MB,
+        _ => return None,
+    })
+}
+
+/// A `multipart/form-data` body as a JSON object: text fields as strings, a file part as
+/// `{"filename", "content_type", "content_base64"}`.
+pub(crate) fn parse_multipart(bytes: &[u8], content_type: &str) -> Result<Value, GraphError> {
+    let boundary = content_type
+        .split(';')
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix("boundary="))
+        .map(|b| b.trim_matches('"'))
+        .filter(|b| !b.is_empty() && b.len() <= 200)
+        .ok_or_else(|| GraphError::invalid_param("The multipart body has no boundary."))?;
+    let delimiter = format!("--{boundary}");
+    let delimiter = delimiter.as_bytes();
+    let find = |hay: &[u8], needle: &[u8], from: usize| -> Option<usize> {
+        hay.get(from..)?
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|p| p + from)
+    };
+    let malformed = || GraphError::invalid_param("The multipart body could not be parsed.");
+    let mut map = serde_json::Map::new();
+    let mut at = find(bytes, delimiter, 0).ok_or_else(malformed)? + delimiter.len();
+    loop {
+        if bytes.get(at..at + 2) == Some(b"--") {
+            break;
+        }
+        at += 2; // CRLF after the delimiter
+        let head_end = find(bytes, b"\r\n\r\n", at).ok_or_else(malformed)?;
+        let head = std::str::from_utf8(&bytes[at..head_end]).map_err(|_| malformed())?;
+        let content_start = head_end + 4;
+        let mut close = Vec::with_capacity(delimiter.len() + 2);
+        close.extend_from_slice(b"\r\n");
+        close.extend_from_slice(delimiter);
+        let content_end = find(bytes, &close, content_start).ok_or_else(malformed)?;
+        let content = &bytes[content_start..content_end];
+        let mut name = None;
+        let mut filename = None;
+        let mut part_type = None;
+        for line in head.split("\r\n") {
+            let (key, value) = line.split_once(':').unwrap_or((line, ""));
+            match key.trim().to_ascii_lowercase().as_str() {
+                "content-disposition" => {
+                    for p in value.split(';').map(str::trim) {
+                        if let Some(v) = p.strip_prefix("name=") {
+                            name = Some(v.trim_matches('"').to_owned());
+                        } else if let Some(v) = p.strip_prefix("filename=") {
+                            filename = Some(v.trim_matches('"').to_owned());
+                        }
+                    }
+                }
+                "content-type" => part_type = Some(value.trim().to_owned()),
+                _ => {}
+            }
+        }
+        let name = name.ok_or_else(malformed)?;
+        let value = match filename {
+            Some(filename) => json!({
+                "filename": filename,
+                "content_type": part_type,
+                "content_base64": base64::engine::general_purpose::STANDARD.encode(content),
+            }),
+            None => Value::String(String::from_utf8_lossy(content).into_owned()),
+        };
+        map.insert(name, value);
+        at = content_end + close.len();
+    }
+    Ok(Value::Object(map))
+}
+
+/// `POST /{phone-number-id}/media`: stores the business's file; its id can be sent.
+pub(crate) fn upload_graph(
+    state: &mut World,
+    phone_id: &str,
+    body: &Value,
+) -> Result<Value, GraphError> {
+    if body.get("messaging_product").and_then(Value::as_str) != Some("whatsapp") {
+        return Err(GraphError::invalid_param(
+            "The parameter messaging_product is required and must be whatsapp.",
+        ));
+    }
+    let Some(file) = body.get("file").filter(|f| f.is_object()) else {
+        return Err(GraphError::invalid_param("The parameter file is required."));
+    };
+    let mime = file
+        .get("content_type")
+        .and_then(Value::as_str)
+        .or_else(|| body.get("type").and_then(Value::as_str))
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let Some(limit) = upload_limit(&mime) else {
+        return Err(GraphError::new(
+            131053,
+            format!("Unsupported file type {mime}."),
+        ));
+    };
+    let content = file
+        .get("content_base64")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(content)
+        .unwrap_or_default();
+    if bytes.is_empty() || bytes.len() > limit {
+        return Err(GraphError::new(
+            131053,
+            format!(
+                "The file has {} bytes; {mime} files have 1 to {limit} bytes.",
+                bytes.len()
+            ),
+        ));
+    }
+    let (id, _) = store(
+        state,
+        phone_id,
+        &NewMedia {
+            mime_type: mime,
+            content_base64: content.to_owned(),
+            phone_number_id: None,
+        },
+    )?;
+    Ok(json!({ "id": id }))
 }

@@ -97,7 +97,7 @@ pub(crate) fn post_via(
         }
     }
     if body.get("status").is_some() {
-        return mark_as_read(state, phone_id, body);
+        return mark_as_read(state, now_ms, phone_id, body);
     }
 
     match body.get("recipient_type") {
@@ -385,7 +385,12 @@ fn string_param(body: &Value, name: &str) -> Result<Option<String>, GraphError> 
     }
 }
 
-fn mark_as_read(state: &State, phone_id: &str, body: &Value) -> Result<SendOutcome, GraphError> {
+fn mark_as_read(
+    state: &mut State,
+    now_ms: i64,
+    phone_id: &str,
+    body: &Value,
+) -> Result<SendOutcome, GraphError> {
     if body.get("status").and_then(Value::as_str) != Some("read") {
         return Err(GraphError::invalid_param(
             "Param status must be one of {READ}.",
@@ -396,11 +401,45 @@ fn mark_as_read(state: &State, phone_id: &str, body: &Value) -> Result<SendOutco
             "The parameter message_id is required.",
         ));
     };
-    if state.inbound.get(message_id).map(String::as_str) != Some(phone_id) {
+    // META_2026 §8.1: `typing_indicator` is `{"type": "text"}` exactly; anything else is 100.
+    let typing = match body.get("typing_indicator") {
+        None => false,
+        Some(Value::Object(t))
+            if t.len() == 1 && t.get("type").and_then(Value::as_str) == Some("text") =>
+        {
+            true
+        }
+        Some(_) => {
+            return Err(GraphError::invalid_param(
+                "Param typing_indicator must be {\"type\": \"text\"}.",
+            ));
+        }
+    };
+    if let Some(key) = body.as_object().and_then(|o| {
+        o.keys().find(|k| {
+            !matches!(
+                k.as_str(),
+                "messaging_product" | "status" | "message_id" | "typing_indicator"
+            )
+        })
+    }) {
         return Err(GraphError::invalid_param(format!(
-            "Invalid parameter: message with id {message_id} was not received by this phone number."
+            "Param {key} is not allowed with status read."
         )));
     }
+    // An unknown wamid is 131009 (META_2026 §8.1).
+    if state.inbound.get(message_id).map(String::as_str) != Some(phone_id) {
+        return Err(GraphError::new(
+            131009,
+            format!("message with id {message_id} was not received by this phone number."),
+        ));
+    }
+    state.reads.push(json!({
+        "phone_number_id": phone_id,
+        "message_id": message_id,
+        "typing": typing,
+        "at_ms": now_ms,
+    }));
     Ok(SendOutcome {
         body: json!({ "success": true }),
         hold: None,

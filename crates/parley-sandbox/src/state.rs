@@ -383,6 +383,9 @@ pub(crate) struct State {
     pub inbound: HashMap<String, String>,
     /// Media customers sent, by media id (`media.rs`).
     pub media: HashMap<String, crate::media::StoredMedia>,
+    /// Read receipts and typing indicators Parley sent (`POST /{phone}/messages` with
+    /// `status: read`), oldest first: `{"phone_number_id","message_id","typing","at_ms"}`.
+    pub reads: Vec<serde_json::Value>,
     /// Download URL hash → (media id, virtual ms it expires).
     pub media_urls: HashMap<String, (String, i64)>,
     /// (phone number id, wa_id) → virtual ms of the last inbound message.
@@ -438,6 +441,7 @@ impl State {
             requests: RequestLog::default(),
             inbound: HashMap::new(),
             media: HashMap::new(),
+            reads: Vec::new(),
             media_urls: HashMap::new(),
             windows: HashMap::new(),
             throughput: HashMap::new(),

@@ -728,6 +728,26 @@ async fn inbound_messages_reach_the_webhook_and_can_be_marked_read() {
     let unknown =
         json!({"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.nope"});
     let (status, body) = sb.send(&unknown).await;
+    // META_2026 §8.1: an unknown message id is 131009.
+    assert_meta_error(status, &body, 400, 131009);
+    // The typing indicator rides on the read receipt (one call), exactly as Meta takes it.
+    let typing = json!({"messaging_product": "whatsapp", "status": "read", "message_id": wamid,
+                        "typing_indicator": {"type": "text"}});
+    let (status, body) = sb.send(&typing).await;
+    assert_eq!((status, body), (200, json!({"success": true})));
+    for wrong in [
+        json!({"type": "audio"}),
+        json!("text"),
+        json!({"type": "text", "duration": 5}),
+    ] {
+        let bad = json!({"messaging_product": "whatsapp", "status": "read", "message_id": wamid,
+                         "typing_indicator": wrong});
+        let (status, body) = sb.send(&bad).await;
+        assert_meta_error(status, &body, 400, 100);
+    }
+    let stray = json!({"messaging_product": "whatsapp", "status": "read", "message_id": wamid,
+                       "to": CUSTOMER});
+    let (status, body) = sb.send(&stray).await;
     assert_meta_error(status, &body, 400, 100);
 
     let button = sb

@@ -135,6 +135,34 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/campaigns/{id}/cancel",
             axum::routing::post(routes::campaigns::cancel_campaign),
         )
+        .route(
+            "/api/v1/conversations",
+            get(routes::conversations::list_conversations),
+        )
+        .route(
+            "/api/v1/conversations/{contact}",
+            get(routes::conversations::get_conversation),
+        )
+        .route(
+            "/api/v1/conversations/{contact}/messages",
+            get(routes::conversations::thread)
+                .post(routes::conversations::reply)
+                .layer(DefaultBodyLimit::max(
+                    routes::conversations::REPLY_BODY_LIMIT,
+                )),
+        )
+        .route(
+            "/api/v1/conversations/{contact}/read",
+            post(routes::conversations::mark_read),
+        )
+        .route(
+            "/api/v1/conversations/{contact}/typing",
+            post(routes::conversations::typing),
+        )
+        .route(
+            "/api/v1/conversations/{contact}/assignee",
+            axum::routing::put(routes::conversations::put_assignee),
+        )
         .route("/api/v1/contacts", get(routes::contacts::list_contacts))
         .route(
             "/api/v1/contacts/{phone}",

@@ -5,8 +5,9 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes::{
-    applications, audit, campaigns, consent, contacts, event_endpoints, health, messages,
-    personalize, phone_numbers, platforms, pricing, segments, stats, templates, tokens, webhooks,
+    applications, audit, campaigns, consent, contacts, conversations, event_endpoints, health,
+    messages, personalize, phone_numbers, platforms, pricing, segments, stats, templates, tokens,
+    webhooks,
 };
 
 #[derive(OpenApi)]
@@ -17,6 +18,13 @@ use crate::routes::{
         license(name = "Apache-2.0")
     ),
     paths(
+        conversations::list_conversations,
+        conversations::get_conversation,
+        conversations::thread,
+        conversations::reply,
+        conversations::mark_read,
+        conversations::typing,
+        conversations::put_assignee,
         messages::send_message,
         messages::get_message,
         messages::list_messages,
@@ -96,6 +104,7 @@ use crate::routes::{
     modifiers(&BearerAuth),
     tags(
         (name = "messages", description = "Single sends and their delivery states"),
+        (name = "conversations", description = "The inbox: conversations per contact, threads, replies, read receipts, typing, assignment"),
         (name = "contacts", description = "Contacts with typed tags, imports, erasure and personalization previews"),
         (name = "segments", description = "Filters over contact tags, saved with live counts"),
         (name = "campaigns", description = "One template to an audience, planned against Meta's messaging limit, with live statistics"),

@@ -11,6 +11,7 @@ pub mod audience;
 pub mod campaigns;
 pub mod coexistence;
 pub mod consent;
+pub mod conversations;
 pub mod crypto;
 mod dialect;
 pub mod events;
@@ -43,6 +44,7 @@ pub use audience::AudienceStore;
 pub use campaigns::CampaignStore;
 pub use coexistence::CoexistenceStore;
 pub use consent::ConsentStore;
+pub use conversations::ConversationStore;
 pub use crypto::{DecryptError, KeyError, SecretCipher};
 pub use events::EventStore;
 pub use identity::IdentityStore;
@@ -146,6 +148,7 @@ pub trait Store:
     + StatsStore
     + LeaseStore
     + InboundStore
+    + ConversationStore
     + EventStore
     + pricing::PricingStore
     + Send

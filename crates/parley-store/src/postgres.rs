@@ -269,6 +269,9 @@ mod campaigns;
 mod coexistence;
 #[path = "shared/consent.rs"]
 mod consent;
+#[path = "shared/conversations.rs"]
+mod conversations;
+pub(crate) use conversations::upsert_conversation_in;
 #[path = "shared/contact_identity.rs"]
 mod contact_identity;
 #[path = "shared/events.rs"]

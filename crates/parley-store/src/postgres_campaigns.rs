@@ -49,7 +49,7 @@ impl PostgresStore {
                     Some(template.name.as_str()),
                     Some(template.language.as_str()),
                 ),
-                MessageContent::Text { .. } => (None, None),
+                _ => (None, None),
             };
             let state = if p.skip.is_some() {
                 "skipped"

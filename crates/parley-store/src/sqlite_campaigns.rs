@@ -59,7 +59,7 @@ impl SqliteStore {
                     MessageContent::Template { template } => {
                         (Some(template.name.clone()), Some(template.language.clone()))
                     }
-                    MessageContent::Text { .. } => (None, None),
+                    _ => (None, None),
                 };
                 let state = if p.skip.is_some() {
                     "skipped"

@@ -53,6 +53,7 @@ pub const COPIED_TABLES: &[&str] = &[
     "webhook_bodies",
     "inbound_messages",
     "inbound_media",
+    "conversations",
     "onboarding_sessions",
     "onboarding_steps",
     "contact_subscription_events",

@@ -22,6 +22,9 @@ pub const QUEUED_CHANNEL: &str = "parley_queued";
 pub const LIVE_CHANNEL: &str = "parley_live";
 /// `NOTIFY` channel: work for the other workers (`webhooks`, `campaigns`).
 pub const WORK_CHANNEL: &str = "parley_work";
+/// `NOTIFY` channel: a conversation of the inbox changed; the payload is
+/// `<application id> <contact id>` (`*`: some conversations).
+pub const INBOX_CHANNEL: &str = "parley_inbox";
 
 /// Wake-ups kept per subscriber before it counts as lagged (and wakes for everything).
 const CAPACITY: usize = 1024;
@@ -37,6 +40,8 @@ pub enum Wakeup {
     Campaigns,
     /// A campaign's progress changed: its id, or `*` for any campaign.
     Live(String),
+    /// A conversation changed: `<application id> <contact id>`, or `*` for any.
+    Inbox(String),
 }
 
 impl Wakeup {
@@ -46,6 +51,7 @@ impl Wakeup {
             Wakeup::Webhooks => (WORK_CHANNEL, "webhooks"),
             Wakeup::Campaigns => (WORK_CHANNEL, "campaigns"),
             Wakeup::Live(campaign) => (LIVE_CHANNEL, campaign),
+            Wakeup::Inbox(conversation) => (INBOX_CHANNEL, conversation),
         }
     }
 
@@ -55,17 +61,19 @@ impl Wakeup {
             (WORK_CHANNEL, "webhooks") => Some(Wakeup::Webhooks),
             (WORK_CHANNEL, "campaigns") => Some(Wakeup::Campaigns),
             (LIVE_CHANNEL, campaign) => Some(Wakeup::Live(campaign.to_owned())),
+            (INBOX_CHANNEL, conversation) => Some(Wakeup::Inbox(conversation.to_owned())),
             _ => None,
         }
     }
 
     /// What a receiver that lost track (lagged, or the listener reconnected) must assume.
-    pub fn everything() -> [Wakeup; 4] {
+    pub fn everything() -> [Wakeup; 5] {
         [
             Wakeup::Queued(String::new()),
             Wakeup::Webhooks,
             Wakeup::Campaigns,
             Wakeup::Live("*".to_owned()),
+            Wakeup::Inbox("*".to_owned()),
         ]
     }
 }
@@ -191,7 +199,7 @@ async fn listen(
         let connected = async {
             let mut listener = PgListener::connect(&url).await?;
             listener
-                .listen_all([QUEUED_CHANNEL, LIVE_CHANNEL, WORK_CHANNEL])
+                .listen_all([QUEUED_CHANNEL, LIVE_CHANNEL, WORK_CHANNEL, INBOX_CHANNEL])
                 .await?;
             Ok::<_, sqlx::Error>(listener)
         };
@@ -284,10 +292,11 @@ mod tests {
 
     #[test]
     fn wakeups_round_trip_through_their_channel_and_payload() {
-        for w in Wakeup::everything()
-            .into_iter()
-            .chain([Wakeup::Queued("1234".into()), Wakeup::Live("cmp_x".into())])
-        {
+        for w in Wakeup::everything().into_iter().chain([
+            Wakeup::Queued("1234".into()),
+            Wakeup::Live("cmp_x".into()),
+            Wakeup::Inbox("app_x ctc_y".into()),
+        ]) {
             let (channel, payload) = w.channel_and_payload();
             assert_eq!(Wakeup::parse(channel, payload), Some(w.clone()));
         }

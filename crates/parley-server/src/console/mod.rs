@@ -426,6 +426,12 @@ fn message_summary(content: &MessageContent, chars: usize) -> String {
                 .join(" · ")
         ),
         MessageContent::Text { body, .. } => body.chars().take(chars).collect(),
+        other => other
+            .summary()
+            .unwrap_or_default()
+            .chars()
+            .take(chars)
+            .collect(),
     }
 }
 

@@ -175,6 +175,7 @@ impl From<MessageRecord> for MessageView {
             MessageContent::Text { body, preview_url } => {
                 serde_json::json!({"body": body, "preview_url": preview_url})
             }
+            other => serde_json::to_value(other).unwrap_or_default(),
         };
         let error = match (m.error_code, m.error_message) {
             (Some(code), message) => Some(MessageErrorView {
@@ -260,19 +261,7 @@ pub async fn send_message(
     };
     let send_body = match (body.template, body.text) {
         (Some(t), None) => {
-            let variables = match t.variables {
-                None | Some(serde_json::Value::Null) => VariableInput::Named(Default::default()),
-                Some(v) => serde_json::from_value::<VariableInput>(v).map_err(|e| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_variables",
-                        format!(
-                            "`variables` must be an object of strings (by name, position, `header` or `button.N`) or an array of strings: {e}"
-                        ),
-                    )
-                    .field("template.variables")
-                })?,
-            };
+            let variables = parse_variables(t.variables)?;
             SendBody::Template {
                 name: t.name,
                 language: t.language,
@@ -433,4 +422,21 @@ pub async fn list_messages(
             .collect(),
         next_cursor,
     }))
+}
+
+/// A template's `variables` as the API takes them (also `POST /api/v1/conversations/{contact}/messages`).
+pub fn parse_variables(variables: Option<serde_json::Value>) -> Result<VariableInput, ApiError> {
+    match variables {
+        None | Some(serde_json::Value::Null) => Ok(VariableInput::Named(Default::default())),
+        Some(v) => serde_json::from_value::<VariableInput>(v).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_variables",
+                format!(
+                    "`variables` must be an object of strings (by name, position, `header` or `button.N`) or an array of strings: {e}"
+                ),
+            )
+            .field("template.variables")
+        }),
+    }
 }

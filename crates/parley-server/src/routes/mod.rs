@@ -3,6 +3,7 @@ pub mod audit;
 pub mod campaigns;
 pub mod consent;
 pub mod contacts;
+pub mod conversations;
 pub mod event_endpoints;
 pub mod health;
 pub mod messages;

@@ -75,6 +75,86 @@ async fn inbound_of(app: &TestApp, phone: &str) -> std::collections::HashMap<Str
     }
 }
 
+/// Every stored inbound message of `phone` is in its conversation's thread (paged, newest
+/// first), except reactions, edits and revokes, which are attached to or applied on the
+/// message they name; and the conversation is in the list.
+async fn assert_in_conversation(
+    app: &TestApp,
+    phone: &str,
+    stored: &std::collections::HashMap<String, Value>,
+) {
+    let encoded = phone.replace('+', "%2B");
+    let (status, conversation) = app
+        .api_call(
+            reqwest::Method::GET,
+            &format!("/api/v1/conversations/{encoded}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{conversation}");
+    let contact_id = conversation["contact"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(conversation["contact"]["phone"], phone);
+    let mut thread = std::collections::HashMap::new();
+    let mut after = String::new();
+    let mut last_at = String::from("9999");
+    loop {
+        let (status, page) = app
+            .api_call(
+                reqwest::Method::GET,
+                &format!("/api/v1/conversations/{contact_id}/messages?limit=5{after}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        for item in page["data"].as_array().expect("data") {
+            let at = item["at"].as_str().expect("at").to_owned();
+            assert!(at <= last_at, "newest first: {at} after {last_at}");
+            last_at = at;
+            assert_eq!(item["direction"], "inbound", "{item}");
+            let id = item["id"].as_str().expect("id").to_owned();
+            assert!(thread.insert(id, item.clone()).is_none(), "repeated {item}");
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => after = format!("&after={c}"),
+            None => break,
+        }
+    }
+    for (wamid, m) in stored {
+        let kind = m["kind"].as_str().expect("kind");
+        if matches!(kind, "reaction" | "edit" | "revoke") {
+            assert!(
+                !thread.contains_key(wamid),
+                "{kind} is not an item: {wamid}"
+            );
+            continue;
+        }
+        let item = thread
+            .get(wamid)
+            .unwrap_or_else(|| panic!("{wamid} ({kind}) missing from the conversation"));
+        assert_eq!(item["type"], kind, "{item}");
+        assert_eq!(item["text"], m["text"], "{item}");
+    }
+    let (status, list) = app
+        .api_call(
+            reqwest::Method::GET,
+            "/api/v1/conversations?limit=100",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{list}");
+    assert!(
+        list["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .any(|c| c["contact"]["id"] == contact_id.as_str()),
+        "{list}"
+    );
+}
+
 #[tokio::test]
 async fn every_inbound_example_and_kind_is_stored_with_its_kind_and_body() {
     let app = spawn_app().await;
@@ -240,6 +320,8 @@ async fn every_inbound_example_and_kind_is_stored_with_its_kind_and_body() {
     app.webhooks_processed().await;
 
     let all = inbound_of(&app, "+12195555358").await;
+    // #15's "done when": each one appears in the right conversation of the inbox API.
+    assert_in_conversation(&app, "+12195555358", &all).await;
     let get = |w: &str| {
         all.get(w)
             .unwrap_or_else(|| panic!("{w} not stored: {all:?}"))

@@ -43,6 +43,7 @@ impl Owned {
             ("segments", "id") => &self.segment,
             ("contacts", "job") => &self.import,
             ("contacts", "phone") => &self.contact,
+            ("conversations", "contact") => &self.contact,
             ("tokens", "id") => &self.token,
             ("event-endpoints", "id") => &self.event_endpoint,
             ("event-endpoints", "delivery") => &self.delivery,
@@ -117,6 +118,9 @@ async fn snapshot(app: &TestApp, a: &Owned) -> BTreeMap<String, Value> {
         format!("/api/v1/contacts/import/{}", a.import),
         format!("/api/v1/contacts/{}", a.contact),
         format!("/api/v1/contacts/{}/messages", a.contact),
+        format!("/api/v1/conversations/{}", a.contact),
+        format!("/api/v1/conversations/{}/messages", a.contact),
+        "/api/v1/conversations".to_owned(),
         "/api/v1/campaigns".to_owned(),
         "/api/v1/templates?limit=100".to_owned(),
         "/api/v1/segments".to_owned(),
@@ -151,6 +155,10 @@ fn body_for(method: &str, path: &str, a: &Owned) -> Option<Value> {
     match (method, path) {
         ("patch", "/api/v1/templates/{id}") => Some(json!({"category": "MARKETING"})),
         ("put", "/api/v1/contacts/{phone}") => Some(json!({"tags": {"city": "Elsewhere"}})),
+        ("post", "/api/v1/conversations/{contact}/messages") => Some(json!({
+            "template": {"name": "welcome", "language": "en", "variables": {"first_name": "B"}}
+        })),
+        ("put", "/api/v1/conversations/{contact}/assignee") => Some(json!({"user_id": null})),
         ("post", "/api/v1/messages") => Some(json!({
             "to": "+4915199990000", "phone_number_id": a.phone_number_id,
             "template": {"name": "welcome", "language": "en", "variables": {"first_name": "B"}}

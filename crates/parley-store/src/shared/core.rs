@@ -19,8 +19,8 @@ use sqlx::Row;
 use super::{
     Backend, DbRow, Tx, confirm_quota_rows, contact_from_row, insert_orphans, json, learn_in,
     load_status_rows, lock_wamids, message_from_row, opt_text, parse_id, phone_from_row,
-    platform_from_row, repoint_in, resolve_in, take_orphans, template_from_row, text, upsert_in,
-    write_status_rows,
+    platform_from_row, repoint_in, resolve_in, take_orphans, template_from_row, text,
+    upsert_conversation_in, upsert_in, write_status_rows,
 };
 use crate::lattice::Batch;
 use crate::types::*;
@@ -433,6 +433,23 @@ impl Store for Backend {
             .execute(&mut *tx)
             .await?;
         }
+        // Edits and revokes change an earlier message: they are not activity of their own.
+        if !matches!(
+            m.kind,
+            parley_domain::InboundKind::Edit | parley_domain::InboundKind::Revoke
+        ) {
+            upsert_conversation_in(
+                &mut tx,
+                &m.application_id,
+                contact_id.as_str(),
+                m.received_at,
+                "inbound",
+                m.kind.as_str(),
+                m.text.as_deref(),
+                Some(m.wamid.as_str()),
+            )
+            .await?;
+        }
         let contact_id = contact_id.as_str().to_owned();
         sqlx::query("UPDATE inbound_messages SET contact_id = $1 WHERE wamid = $2")
             .bind(contact_id)
@@ -511,10 +528,11 @@ impl Store for Backend {
                 Some(template.name.as_str()),
                 Some(template.language.as_str()),
             ),
-            MessageContent::Text { .. } => (None, None),
+            _ => (None, None),
         };
         // One statement: a concurrent insert with the same key waits for the first to commit
         // and then inserts nothing, instead of failing on the unique index.
+        let mut tx = self.tx().await?;
         let inserted = sqlx::query(
             "INSERT INTO messages (id, application_id, phone_number_id, contact_id, to_phone, kind, template_name, template_language, content, reply_to, idempotency_key, state, next_attempt_at, queued_at, updated_at, country)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', $12, $13, $14, $15)
@@ -535,12 +553,27 @@ impl Store for Backend {
         .bind(m.now)
         .bind(m.now)
         .bind(parley_domain::phone::country_of(&m.to_phone))
-        .execute(self.writer())
+        .execute(&mut *tx)
         .await?
         .rows_affected();
         if inserted == 1 {
+            if let Some(contact) = &m.contact_id {
+                upsert_conversation_in(
+                    &mut tx,
+                    &m.application_id,
+                    contact.as_str(),
+                    m.now,
+                    "outbound",
+                    m.content.kind(),
+                    m.content.summary().as_deref(),
+                    None,
+                )
+                .await?;
+            }
+            tx.commit().await?;
             return Ok(InsertOutcome::Created);
         }
+        tx.rollback().await?;
         let key = m.idempotency_key.as_deref().unwrap_or_default();
         let row = sqlx::query(
             "SELECT * FROM messages WHERE application_id = $1 AND idempotency_key = $2",

@@ -11,7 +11,7 @@ use super::{Backend, DbRow, json, json_col, opt_json_col, text};
 use crate::inbound::{InboundMediaRecord, InboundMessageRecord, InboundStore, MediaOutcome};
 use crate::{Millis, Result, corrupt};
 
-const MESSAGE_COLUMNS: &str = "i.wamid, i.phone_number_id, i.contact_id, i.from_phone, i.kind, \
+pub(crate) const MESSAGE_COLUMNS: &str = "i.wamid, i.phone_number_id, i.contact_id, i.from_phone, i.kind, \
      i.text, i.body, i.raw, i.refers_to, i.edits, i.edited_at, i.revoked_at, i.received_at, \
      m.wamid AS m_wamid, m.application_id AS m_application_id, m.media_id AS m_media_id, \
      m.declared_mime AS m_declared_mime, m.declared_sha256 AS m_declared_sha256, \
@@ -47,7 +47,7 @@ fn media_from_row(row: &DbRow) -> Result<InboundMediaRecord> {
     })
 }
 
-fn message_from_row(row: &DbRow) -> Result<InboundMessageRecord> {
+pub(crate) fn message_from_row(row: &DbRow) -> Result<InboundMessageRecord> {
     let kind: String = row.try_get("kind")?;
     let media_wamid: Option<String> = row.try_get("m_wamid")?;
     let edits = match opt_json_col(row, "edits")? {
