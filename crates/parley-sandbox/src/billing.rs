@@ -330,7 +330,7 @@ pub(crate) async fn set_rates(
     body: Body,
 ) -> Result<Response, GraphError> {
     let card: Card = json_body(body).await?;
-    card.check().map_err(|m| GraphError::invalid_param(m))?;
+    card.check().map_err(GraphError::invalid_param)?;
     let v = serde_json::to_value(&card).unwrap_or_default();
     sandbox.inner.lock().billing.card = card;
     Ok(axum::Json(v).into_response())
