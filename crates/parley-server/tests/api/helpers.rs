@@ -640,12 +640,15 @@ fn the_test_backends_are_named() {
 }
 
 /// A second node on the app's PostgreSQL database: its own store, engine and server, role
-/// `api` (no workers), sharing the app's media directory (as DEPLOY.md asks of nodes). Stops
+/// `api` (no workers), sharing the app's master key and media directory (as nodes must). Stops
 /// with the app.
 pub async fn api_node(app: &TestApp, db_url: &str) -> (String, tokio::task::JoinSet<()>) {
     use std::sync::Arc;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cipher = parley_store::SecretCipher::load_or_create(dir.path()).expect("key");
+    // The same master key (nodes share it, or they cannot read the business tokens).
+    let cipher = parley_store::SecretCipher::load_or_create(
+        app.db_path.parent().expect("the app's data directory"),
+    )
+    .expect("key");
     let store = parley_store::PostgresStore::connect(db_url, cipher)
         .await
         .expect("postgres");
