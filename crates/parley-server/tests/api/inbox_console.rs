@@ -72,15 +72,18 @@ async fn accept(app: &TestApp, link: &str, password: &str) -> String {
         .await
         .expect("accept");
     assert_eq!(resp.status(), 303, "accepting {link} failed");
-    let cookie = resp
-        .headers()
+    session_cookie(&resp)
+}
+
+/// The `parley_session=…` pair a sign-in set.
+fn session_cookie(resp: &reqwest::Response) -> String {
+    resp.headers()
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or_default().to_owned())
         .find(|p| p.starts_with("parley_session=") && p.len() > "parley_session=".len())
-        .expect("session cookie");
-    cookie
+        .expect("session cookie")
 }
 
 /// Waits until the element's attribute has `value` (the page changed it without a reload).
@@ -209,7 +212,7 @@ async fn an_inbound_image_shows_live_an_invited_agent_replies_and_sees_read_and_
             )
             .await
             .expect("script");
-        if width == Value::from(1) {
+        if width == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -328,6 +331,46 @@ async fn an_inbound_image_shows_live_an_invited_agent_replies_and_sees_read_and_
         .await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "outside_service_window");
+
+    // The picker sends a template with the variables typed for it; the thread shows it.
+    mark_page(&b).await;
+    b.wait_css("#template-select")
+        .await
+        .select_by_label("order_update (en)")
+        .await
+        .expect("template");
+    let inputs = c
+        .find_all(Locator::Css("#template-variables input[data-key]"))
+        .await
+        .expect("inputs");
+    assert!(
+        !inputs.is_empty(),
+        "the template's variables are not asked for"
+    );
+    for input in &inputs {
+        input.send_keys("Ana").await.expect("type");
+    }
+    b.wait_css("#send-template")
+        .await
+        .click()
+        .await
+        .expect("send");
+    let mut template = None;
+    for _ in 0..150 {
+        template = app
+            .sandbox_messages()
+            .await
+            .into_iter()
+            .find(|m| m["type"] == "template" && m["to"] == CUSTOMER[1..]);
+        if template.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let template = template.expect("the sandbox never received the template");
+    assert_eq!(template["request"]["template"]["name"], "order_update");
+    b.wait_css("li.msg.out[data-kind=template]").await;
+    assert_not_reloaded(&b).await;
 }
 
 /// The agent's session over HTTP (a second sign-in).
@@ -344,13 +387,7 @@ async fn accept_cookie(app: &TestApp) -> String {
         .await
         .expect("login");
     assert_eq!(resp.status(), 303, "agent sign-in failed");
-    resp.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
-        .find(|p| p.starts_with("parley_session=") && p.len() > "parley_session=".len())
-        .expect("session cookie")
+    session_cookie(&resp)
 }
 
 /// Viewers read the inbox and may not reply, read, type or assign; agents assign themselves
