@@ -75,6 +75,9 @@ const NOT_AUDITED: &[&str] = &[
     "/contacts/count",
     "/import/preview",
     "/campaigns/whatsapp/preview",
+    // A read receipt and the typing indicator: customer-facing niceties, many per reply.
+    "/inbox/{contact}/read",
+    "/inbox/{contact}/typing",
     "/login",
     "/logout",
     "/webhooks/whatsapp",

@@ -319,6 +319,10 @@ pub fn router(state: AppState) -> Router {
             "/templates/uploads",
             axum::routing::post(console::templates::upload),
         )
+        .route(
+            "/inbox/{contact}/media",
+            axum::routing::post(console::inbox::reply_media),
+        )
         .layer(DefaultBodyLimit::max(MEDIA_BODY_LIMIT));
     let console = {
         use console::{access, audience, campaigns, people, platforms, templates};
@@ -356,6 +360,15 @@ pub fn router(state: AppState) -> Router {
             .route("/account/sessions/{id}/end", post(people::end_session))
             .route("/dashboards", get(console::dashboards::page))
             .route("/messages", get(console::messages))
+            .route("/inbox", get(console::inbox::inbox_page))
+            .route("/inbox/list", get(console::inbox::list_fragment))
+            .route("/inbox/events", get(console::inbox::events))
+            .route("/inbox/{contact}", get(console::inbox::thread_page))
+            .route("/inbox/{contact}/live", get(console::inbox::live_fragment))
+            .route("/inbox/{contact}/reply", post(console::inbox::reply))
+            .route("/inbox/{contact}/read", post(console::inbox::read))
+            .route("/inbox/{contact}/typing", post(console::inbox::typing))
+            .route("/inbox/{contact}/assign", post(console::inbox::assign))
             .route("/contacts", get(audience::contacts_page))
             .route("/contacts/count", post(audience::count))
             .route("/contacts/{phone}", get(audience::contact_page))
@@ -446,6 +459,7 @@ pub fn router(state: AppState) -> Router {
             .route("/console/campaigns.js", get(console::campaigns_script))
             .route("/console/platforms.js", get(console::platforms_script))
             .route("/console/audience.js", get(console::audience_script))
+            .route("/console/inbox.js", get(console::inbox_script))
             .layer(DefaultBodyLimit::max(CONSOLE_BODY_LIMIT))
     };
     Router::new()

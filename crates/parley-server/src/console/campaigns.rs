@@ -133,7 +133,7 @@ struct NewPage {
     has_templates: bool,
 }
 
-fn slot_where(l: SlotLocation) -> String {
+pub(crate) fn slot_where(l: SlotLocation) -> String {
     match l {
         SlotLocation::Header => "header".into(),
         SlotLocation::Body => "body".into(),
@@ -141,7 +141,7 @@ fn slot_where(l: SlotLocation) -> String {
     }
 }
 
-fn slot_kind(k: SlotKind) -> &'static str {
+pub(crate) fn slot_kind(k: SlotKind) -> &'static str {
     match k {
         SlotKind::Text => "text",
         SlotKind::Image => "image URL",
@@ -679,8 +679,8 @@ const LIVE_FALLBACK: Duration = Duration::from_secs(15);
 /// shutdown so they do not hold up the graceful stop.
 #[derive(Clone)]
 pub struct LiveStreams {
-    slots: Arc<tokio::sync::Semaphore>,
-    closing: CancellationToken,
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
+    pub(crate) closing: CancellationToken,
 }
 
 impl LiveStreams {

@@ -15,6 +15,7 @@ pub mod charts;
 pub mod consent;
 pub mod dashboards;
 pub mod events;
+pub mod inbox;
 pub mod people;
 pub mod platforms;
 pub mod pricing;
@@ -221,32 +222,50 @@ impl FromRequestParts<AppState> for SignedInJson {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if !same_origin(state, &parts.headers) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "cross_site",
-                "This request came from another site and was refused.",
-            ));
-        }
-        match signed_in(parts, state).await {
-            Ok(s) => Ok(SignedInJson(s.app)),
-            Err(Refusal::SignedOut) => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "signed_out",
-                "Your session ended; sign in again.",
-            )),
-            Err(Refusal::NoApplication) => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "no_application",
-                "You have no role in any application any more: ask an admin to invite you.",
-            )),
-            Err(Refusal::Role { needed, have }) => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                INSUFFICIENT_ROLE,
-                role_message(needed, have),
-            )),
-        }
+        signed_in_json(parts, state)
+            .await
+            .map(|s| SignedInJson(s.app))
     }
+}
+
+/// Like [`SignedInJson`], with the whole signed-in person (their id and role): for script
+/// calls whose meaning depends on who makes them (assign a conversation to myself).
+pub struct SignedInJsonAs(pub SignedIn);
+
+impl FromRequestParts<AppState> for SignedInJsonAs {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        signed_in_json(parts, state).await.map(SignedInJsonAs)
+    }
+}
+
+/// The checks of [`SignedInJson`]: same site, a session, the route's role.
+async fn signed_in_json(parts: &Parts, state: &AppState) -> Result<SignedIn, ApiError> {
+    if !same_origin(state, &parts.headers) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_site",
+            "This request came from another site and was refused.",
+        ));
+    }
+    signed_in(parts, state).await.map_err(|r| match r {
+        Refusal::SignedOut => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "signed_out",
+            "Your session ended; sign in again.",
+        ),
+        Refusal::NoApplication => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "no_application",
+            "You have no role in any application any more: ask an admin to invite you.",
+        ),
+        Refusal::Role { needed, have } => ApiError::new(
+            StatusCode::FORBIDDEN,
+            INSUFFICIENT_ROLE,
+            role_message(needed, have),
+        ),
+    })
 }
 
 // --- The navigation every page shows ----------------------------------------------------------
@@ -480,6 +499,10 @@ pub async fn platforms_script() -> Response {
 
 pub async fn templates_script() -> Response {
     asset(JS, include_str!("templates.js"))
+}
+
+pub async fn inbox_script() -> Response {
+    asset(JS, include_str!("inbox.js"))
 }
 
 // --- Overview ---------------------------------------------------------------------------------

@@ -32,6 +32,11 @@ const VIEWER_POSTS: &[&str] = &[
 /// What agents may do beyond reading: work the audience (imports, segments) and the
 /// conversations (sends and replies go through the API and the conversation pages).
 const AGENT_POSTS: &[&str] = &[
+    "/inbox/{contact}/reply",
+    "/inbox/{contact}/media",
+    "/inbox/{contact}/read",
+    "/inbox/{contact}/typing",
+    "/inbox/{contact}/assign",
     "/import/preview",
     "/import/preview/workbook",
     "/import/upload",
@@ -86,6 +91,18 @@ mod tests {
             Role::Admin
         );
         assert_eq!(required_role(&Method::POST, "/segments"), Role::Agent);
+        assert_eq!(required_role(&Method::GET, "/inbox"), Role::Viewer);
+        assert_eq!(
+            required_role(&Method::GET, "/inbox/{contact}"),
+            Role::Viewer
+        );
+        assert_eq!(required_role(&Method::GET, "/inbox/events"), Role::Viewer);
+        for action in ["reply", "media", "read", "typing", "assign"] {
+            assert_eq!(
+                required_role(&Method::POST, &format!("/inbox/{{contact}}/{action}")),
+                Role::Agent
+            );
+        }
         assert_eq!(required_role(&Method::POST, "/templates/sync"), Role::Admin);
         assert_eq!(
             required_role(&Method::POST, "/a/route/nobody/listed"),

@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::browser::Browser;
-use crate::helpers::{CONTACTS, TestApp, spawn_app};
+use crate::helpers::{CONTACTS, TestApp, api_node, spawn_app};
 
 async fn set(browser: &Browser, css: &str, text: &str) {
     let el = browser.wait_css(css).await;
@@ -318,47 +318,6 @@ async fn the_console_form_takes_a_list_and_a_send_window() {
     assert_eq!(c["send_window"]["timezone"], "Europe/Berlin", "{c}");
     assert_eq!(c["audience"]["list"]["numbers"], 3, "{c}");
     assert_eq!(c["audience"]["list"]["invalid_number"], 1, "{c}");
-}
-
-/// A second node on the app's PostgreSQL database: its own store, engine and server, role
-/// `api` (no workers). Stops with the app.
-async fn api_node(app: &TestApp, db_url: &str) -> (String, tokio::task::JoinSet<()>) {
-    use std::sync::Arc;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cipher = parley_store::SecretCipher::load_or_create(dir.path()).expect("key");
-    let store = parley_store::PostgresStore::connect(db_url, cipher)
-        .await
-        .expect("postgres");
-    let demo = parley_sandbox::SandboxConfig::demo();
-    let engine = parley_engine::Engine::new(
-        Arc::new(store),
-        parley_meta::GraphClient::new(&app.sandbox_url, demo.graph_version.clone()),
-        Arc::new(app.clock.clone()),
-        parley_engine::EngineConfig {
-            poll_interval: Duration::from_secs(3600),
-            ..Default::default()
-        },
-    );
-    let shutdown = app.shutdown.child_token();
-    let node = engine.spawn_node(parley_engine::nodes::NodeRole::Api, shutdown.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let server = parley_server::Server::new(
-        listener,
-        engine,
-        parley_server::ServerConfig {
-            app_secret: app.app_secret.clone(),
-            verify_token: demo.verify_token.clone(),
-            session_key: parley_server::session::SessionKey::new(crate::helpers::rand_key()),
-            secure_cookies: false,
-            metrics_token: None,
-            rate_limit: Default::default(),
-        },
-    );
-    tokio::spawn(server.run(shutdown));
-    (url, node)
 }
 
 /// Live progress: the campaign page opens a server-sent event stream and its progress moves

@@ -638,3 +638,52 @@ fn the_test_backends_are_named() {
     assert_eq!(backend_named(Some("sqlite")), Backend::Sqlite);
     assert_eq!(backend_named(Some("postgres")), Backend::Postgres);
 }
+
+/// A second node on the app's PostgreSQL database: its own store, engine and server, role
+/// `api` (no workers), sharing the app's master key and media directory (as nodes must). Stops
+/// with the app.
+pub async fn api_node(app: &TestApp, db_url: &str) -> (String, tokio::task::JoinSet<()>) {
+    use std::sync::Arc;
+    // The same master key (nodes share it, or they cannot read the business tokens).
+    let cipher = parley_store::SecretCipher::load_or_create(
+        app.db_path.parent().expect("the app's data directory"),
+    )
+    .expect("key");
+    let store = parley_store::PostgresStore::connect(db_url, cipher)
+        .await
+        .expect("postgres");
+    let demo = parley_sandbox::SandboxConfig::demo();
+    let engine = parley_engine::Engine::new(
+        Arc::new(store),
+        parley_meta::GraphClient::new(&app.sandbox_url, demo.graph_version.clone()),
+        Arc::new(app.clock.clone()),
+        {
+            let mut config = parley_engine::EngineConfig {
+                poll_interval: Duration::from_secs(3600),
+                ..Default::default()
+            };
+            config.media.dir = app.db_path.parent().map(|d| d.join("media"));
+            config
+        },
+    );
+    let shutdown = app.shutdown.child_token();
+    let node = engine.spawn_node(parley_engine::nodes::NodeRole::Api, shutdown.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = parley_server::Server::new(
+        listener,
+        engine,
+        parley_server::ServerConfig {
+            app_secret: app.app_secret.clone(),
+            verify_token: demo.verify_token.clone(),
+            session_key: parley_server::session::SessionKey::new(rand_key()),
+            secure_cookies: false,
+            metrics_token: None,
+            rate_limit: Default::default(),
+        },
+    );
+    tokio::spawn(server.run(shutdown));
+    (url, node)
+}

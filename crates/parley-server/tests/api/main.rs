@@ -20,6 +20,7 @@ mod helpers;
 mod identity_bsuid;
 mod imports;
 mod inbound_kinds;
+mod inbox_console;
 mod intake;
 mod marketing_messages;
 mod operations;
