@@ -62,12 +62,16 @@ pub struct CostEstimate {
     pub lines: Vec<EstimateLine>,
 }
 
+/// One estimate line's key: category, market, inside the window, free entry point, charged,
+/// the tier's lower bound and the rate.
+type LineKey = (PriceCategory, String, bool, bool, bool, Option<u64>, Micros);
+
 /// A run of estimates (one campaign): prices recipients one by one, counting tiers on.
 pub(crate) struct Estimator {
     table: PriceTable,
     tiers: TierCounter,
     now: i64,
-    lines: BTreeMap<(PriceCategory, String, bool, bool, bool, Option<u64>, Micros), u64>,
+    lines: BTreeMap<LineKey, u64>,
 }
 
 impl Estimator {

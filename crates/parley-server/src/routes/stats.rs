@@ -343,6 +343,23 @@ fn rendered_variables(content: &str) -> String {
                 out.insert(format!("button_{}", b.index), b.text.into());
             }
         }
+        Ok(MessageContent::Media {
+            media_type,
+            link,
+            caption,
+            ..
+        }) => {
+            out.insert("media_type".into(), media_type.into());
+            if let Some(link) = link {
+                out.insert("link".into(), link.into());
+            }
+            if let Some(caption) = caption {
+                out.insert("caption".into(), caption.into());
+            }
+        }
+        Ok(MessageContent::Reaction { emoji, .. }) => {
+            out.insert("emoji".into(), emoji.into());
+        }
         Err(_) => return String::new(),
     }
     serde_json::Value::Object(out).to_string()
