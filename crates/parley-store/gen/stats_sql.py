@@ -337,9 +337,20 @@ def metric_columns(metric):
 
 
 def metric_delta(metric, target, upsert):
+    """Takes off OLD's contribution to `metric` and adds NEW's, per span. No `GROUP BY` (unlike
+    `fold`): for two rows its sorter cost more than the whole update (SQLite, ~100 µs); a move
+    within one bucket writes -1 and +1 to the same counter instead."""
     one = lambda r: [m for m in message_metrics(r) if m[0] == metric]
-    return fold(selects(message_dims("OLD"), one("OLD"), -1) + selects(message_dims("NEW"), one("NEW"), 1),
-                target, upsert)
+    parts = "\n        UNION ALL ".join(
+        selects(message_dims("OLD"), one("OLD"), -1) + selects(message_dims("NEW"), one("NEW"), 1))
+    cols = ", ".join(KEY)
+    sel = ", ".join("s.span" if k == "span" else "c.t - c.t % s.len" if k == "bucket" else f"c.{k}"
+                    for k in KEY)
+    sql = (f"INSERT INTO {target} ({cols}, n)\n    SELECT {sel}, c.n\n    FROM (\n        {parts}\n"
+           f"    ) c CROSS JOIN {SPANS}\n    WHERE true")
+    if upsert:
+        sql += f"\n    ON CONFLICT ({cols}) DO UPDATE SET n = {target}.n + excluded.n"
+    return sql
 
 
 def sqlite_0034():
@@ -383,8 +394,8 @@ HEAD_0034 = """-- Statistics triggers that run only when a counter changes (gene
 -- counter moved (a claim, an acceptance, a repeated status). Here each metric is kept on its
 -- own: its time (NULL when the metric does not count the row), detail and dimensions are
 -- compared between OLD and NEW, and only a metric whose contribution differs takes off what
--- the row contributed and adds what it contributes now, per span (a move within one bucket
--- nets to nothing and writes nothing). The counters stay a function of the rows.
+-- the row contributed and adds what it contributes now, per span, without a `GROUP BY` (a move
+-- within one bucket writes -1 and +1 to one counter). The counters stay a function of the rows.
 """
 
 
