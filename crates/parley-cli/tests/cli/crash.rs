@@ -30,31 +30,66 @@ impl Drop for Proc {
 }
 
 /// Starts `parley <args>` and waits until it prints a line containing `ready`.
+///
+/// A port freed by a SIGKILL can be held for a moment by another test's `free_port()` probe
+/// (the kernel hands a freed port out again), and `serve` restarted on it then exits with
+/// "Address already in use" (a clean-clone CI run failed so): that start is tried again, for
+/// at most the same 60 s. Any other early exit fails the test at once.
 pub(crate) fn start(args: &[String], envs: &[(&str, String)], ready: &str) -> Proc {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match try_start(args, envs, ready, deadline) {
+            Some(proc) => return proc,
+            None => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+enum Out {
+    Line(String),
+    AddressInUse,
+}
+
+/// One start: the process once ready, or `None` when it could not bind its port.
+fn try_start(
+    args: &[String],
+    envs: &[(&str, String)],
+    ready: &str,
+    deadline: Instant,
+) -> Option<Proc> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_parley"));
     cmd.args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(Stdio::piped());
     for (k, v) in envs {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("spawn parley");
     let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
+    let out = tx.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
+            let _ = out.send(Out::Line(line));
+        }
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            if line.contains("Address already in use") {
+                let _ = tx.send(Out::AddressInUse);
+            }
         }
     });
     let proc = Proc(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("parley {args:?} did not print {ready:?} in time"));
-        if line.contains(ready) {
-            return proc;
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(Out::Line(line)) if line.contains(ready) => return Some(proc),
+            Ok(Out::Line(_)) => {}
+            Ok(Out::AddressInUse) if Instant::now() < deadline => return None,
+            _ => panic!("parley {args:?} did not print {ready:?} in time"),
         }
     }
 }
