@@ -113,6 +113,25 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no element `{css}`: {e}"))
     }
 
+    /// Runs `f` on the element `css` finds, finding it again while `f` fails: a page that
+    /// updates itself live (the inbox's SSE) may replace the element between the find and the
+    /// use, and WebDriver then answers "stale element reference".
+    pub async fn fresh<T, F, Fut>(&self, css: &str, f: F) -> T
+    where
+        F: Fn(fantoccini::elements::Element) -> Fut,
+        Fut: std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+    {
+        let mut last = None;
+        for _ in 0..50 {
+            match f(self.wait_css(css).await).await {
+                Ok(v) => return v,
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("`{css}` kept failing: {last:?}");
+    }
+
     /// Waits until the page's URL contains `part` (a submitted form has navigated).
     pub async fn wait_url(&self, part: &str) {
         for _ in 0..150 {

@@ -169,40 +169,37 @@ async fn an_inbound_image_shows_live_an_invited_agent_replies_and_sees_read_and_
     let wamid = sent["wamid"].as_str().expect("wamid").to_owned();
     b.wait_text("Is this the broken part?").await;
     b.wait_text("Ana Lima").await;
-    let row = b.wait_css("li.conversation.unread").await;
-    let unread = row
-        .find(Locator::Css("[data-unread]"))
-        .await
-        .expect("unread badge");
-    assert_eq!(
-        unread.attr("data-unread").await.expect("attr").as_deref(),
-        Some("1")
-    );
-    let window = row
-        .find(Locator::Css("[data-role=window]"))
-        .await
-        .expect("window")
-        .text()
-        .await
-        .expect("text");
+    // The list re-renders live (SSE), so every read finds its element again (`fresh`).
+    wait_attr(
+        &b,
+        "li.conversation.unread [data-unread]",
+        "data-unread",
+        "1",
+    )
+    .await;
+    let window = b
+        .fresh(
+            "li.conversation.unread [data-role=window]",
+            |el| async move { el.text().await },
+        )
+        .await;
     assert!(window.contains("h") && window.contains("left"), "{window}");
     assert_not_reloaded(&b).await;
 
     // The thread: the image previewed (served by /media/inbound/{wamid}) with its caption.
-    row.find(Locator::Css("a"))
-        .await
-        .expect("link")
-        .click()
-        .await
-        .expect("open");
+    b.fresh(
+        "li.conversation.unread a",
+        |el| async move { el.click().await },
+    )
+    .await;
     b.wait_url("/inbox/ctc_").await;
-    let img = b
-        .wait_css(&format!("li.msg.in[data-wamid='{wamid}'] img.preview-img"))
-        .await;
-    assert_eq!(
-        img.attr("src").await.expect("src").as_deref(),
-        Some(format!("/media/inbound/{wamid}").as_str())
-    );
+    wait_attr(
+        &b,
+        &format!("li.msg.in[data-wamid='{wamid}'] img.preview-img"),
+        "src",
+        &format!("/media/inbound/{wamid}"),
+    )
+    .await;
     let mut width = Value::Null;
     for _ in 0..100 {
         width = c
@@ -232,7 +229,9 @@ async fn an_inbound_image_shows_live_an_invited_agent_replies_and_sees_read_and_
         .expect("assign");
     b.wait_css("#conversation-facts[data-assignee^='usr_']")
         .await;
-    let assignee = b.wait_css("#assignee").await.text().await.expect("text");
+    let assignee = b
+        .fresh("#assignee", |el| async move { el.text().await })
+        .await;
     assert_eq!(assignee, AGENT);
 
     // Inside the window the reply box takes text; the reply reaches Meta (the sandbox) and
