@@ -267,6 +267,11 @@ pub async fn run_media(engine: Engine, shutdown: CancellationToken) {
         tracing::info!("no media directory configured: inbound media are not fetched");
         return;
     };
+    // Claims name this node while it holds its node lease (`fetch_due`): take it first.
+    let me = crate::leases::node_resource(&engine.node().id);
+    if !engine.until_held(&me, &shutdown).await {
+        return;
+    }
     let mut last_sweep = i64::MIN;
     loop {
         let notified = engine.media_wake.notified();
@@ -298,9 +303,16 @@ pub async fn run_media(engine: Engine, shutdown: CancellationToken) {
 pub async fn fetch_due(engine: &Engine, dir: &Path) -> parley_store::Result<usize> {
     let now = engine.now();
     let lease = now + i64::try_from(MEDIA_LEASE.as_millis()).unwrap_or(i64::MAX);
+    // The claims name this node while it holds its node lease: killed mid-fetch, its claims
+    // are taken again once that lease lapses (seconds), not after `MEDIA_LEASE`.
+    let me = engine.node().id;
+    let node = engine
+        .leases
+        .holds(&crate::leases::node_resource(&me))
+        .then_some(me.as_str());
     let claimed = engine
         .store
-        .claim_inbound_media(now, lease, MEDIA_BATCH)
+        .claim_inbound_media(now, lease, MEDIA_BATCH, node)
         .await?;
     let n = claimed.len();
     for media in claimed {
@@ -511,20 +523,46 @@ fn check_type(declared: Option<&str>, served: Option<&str>, bytes: &[u8]) -> Res
     }
 }
 
+/// Writes the file under its hash: into a temporary file beside it (`.<sha>.<random>`),
+/// synced, then renamed, and the directory synced, so the name only ever shows complete bytes
+/// (a kill, or a power cut, mid-write leaves at most the temporary file, which `sweep`
+/// removes).
 async fn write_file(dir: &Path, sha: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
     let path = media_path(dir, sha);
     if tokio::fs::try_exists(&path).await.unwrap_or(false) {
         return Ok(());
     }
     let parent = path.parent().unwrap_or(dir);
     tokio::fs::create_dir_all(parent).await?;
-    let tmp = parent.join(format!(".{sha}.{}", rand::random::<u64>()));
-    tokio::fs::write(&tmp, bytes).await?;
-    tokio::fs::rename(&tmp, &path).await
+    let tmp = parent.join(format!("{TEMP_PREFIX}{sha}.{}", rand::random::<u64>()));
+    let written = async {
+        let mut file = tokio::fs::File::create(&tmp).await?;
+        file.write_all(bytes).await?;
+        file.sync_all().await?;
+        drop(file);
+        tokio::fs::rename(&tmp, &path).await
+    }
+    .await;
+    if let Err(e) = written {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(e);
+    }
+    if let Ok(d) = tokio::fs::File::open(parent).await {
+        let _ = d.sync_all().await;
+    }
+    Ok(())
 }
 
-/// Removes media past the retention setting, and files no stored media names any more
-/// (an erased contact's).
+/// The start of a media file being written (`write_file`).
+const TEMP_PREFIX: &str = ".";
+
+/// A temporary media file this old was left by a write that will never finish (the node was
+/// killed between writing and renaming it): a write takes far less than a claim's lease.
+const TEMP_STALE: Duration = MEDIA_LEASE;
+
+/// Removes media past the retention setting, files no stored media names any more (an
+/// erased contact's), and temporary files a killed fetch left (older than `TEMP_STALE`).
 pub async fn sweep(engine: &Engine, dir: &Path) -> parley_store::Result<()> {
     if let Some(retention) = engine.config.media.retention {
         let before = engine.now() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
@@ -541,7 +579,22 @@ pub async fn sweep(engine: &Engine, dir: &Path) -> parley_store::Result<()> {
         };
         while let Ok(Some(file)) = files.next_entry().await {
             let name = file.file_name().to_string_lossy().into_owned();
-            if name.len() == 64
+            // Young files are left alone: another node may be writing one, or about to
+            // record the media it just stored.
+            let old = file
+                .metadata()
+                .await
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > TEMP_STALE);
+            if !old {
+                continue;
+            }
+            if name.starts_with(TEMP_PREFIX) {
+                tracing::info!(file = %file.path().display(), "removing a media file a killed fetch left half-written");
+                let _ = tokio::fs::remove_file(file.path()).await;
+            } else if name.len() == 64
                 && name.bytes().all(|b| b.is_ascii_hexdigit())
                 && !engine.store.media_hash_in_use(&name).await?
             {

@@ -52,7 +52,8 @@ pub fn sender_resource(pn: &PhoneNumberId) -> String {
     format!("sender:{}", pn.as_str())
 }
 
-fn node_resource(id: &str) -> String {
+/// The lease a worker node holds while it is alive.
+pub(crate) fn node_resource(id: &str) -> String {
     format!("node:{id}")
 }
 

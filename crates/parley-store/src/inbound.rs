@@ -129,12 +129,15 @@ pub trait InboundStore {
     ) -> Result<bool>;
 
     /// Claims up to `limit` media due for a fetch: each is leased until `lease_until` (another
-    /// node skips it) and its attempt counted.
+    /// node skips it) and its attempt counted. `node`, when given, is the claiming node's id
+    /// while it holds its `node:<id>` lease: a claim whose node's lease has lapsed (the node
+    /// was killed mid-fetch) is due again at once, whatever its `lease_until`.
     async fn claim_inbound_media(
         &self,
         now: Millis,
         lease_until: Millis,
         limit: u32,
+        node: Option<&str>,
     ) -> Result<Vec<InboundMediaRecord>>;
 
     /// Records how a fetch ended.

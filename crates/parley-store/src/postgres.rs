@@ -256,6 +256,13 @@ impl Drop for FilterLease {
     }
 }
 
+/// The database's clock in Unix milliseconds: leases never read a node's clock.
+macro_rules! db_now_ms {
+    () => {
+        "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT"
+    };
+}
+
 #[path = "shared/rows.rs"]
 mod rows;
 pub(crate) use rows::*;
@@ -284,12 +291,6 @@ mod inbound;
 mod marketing;
 #[path = "shared/nodes.rs"]
 mod nodes;
-/// The database's clock in Unix milliseconds: leases never read a node's clock.
-macro_rules! db_now_ms {
-    () => {
-        "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT"
-    };
-}
 /// Holds a lease row while the claim made under it commits: a takeover waits for it.
 macro_rules! share_lock {
     () => {

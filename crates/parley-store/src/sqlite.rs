@@ -237,6 +237,13 @@ impl Drop for FilterLease {
     }
 }
 
+/// The database's clock in Unix milliseconds: leases never read a node's clock.
+macro_rules! db_now_ms {
+    () => {
+        "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+    };
+}
+
 #[path = "shared/rows.rs"]
 mod rows;
 pub(crate) use rows::*;
@@ -265,12 +272,6 @@ mod inbound;
 mod marketing;
 #[path = "shared/nodes.rs"]
 mod nodes;
-/// The database's clock in Unix milliseconds: leases never read a node's clock.
-macro_rules! db_now_ms {
-    () => {
-        "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
-    };
-}
 /// SQLite's one writer already keeps a takeover from passing a claim's transaction.
 macro_rules! share_lock {
     () => {

@@ -780,3 +780,364 @@ async fn acknowledged_webhooks_survive_a_sigkill_of_serve() {
     let lost: Vec<_> = acknowledged.difference(&stored).collect();
     assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
 }
+
+/// Waits until `/readyz` lists a `node:` lease: this node is a live worker other nodes see.
+async fn node_lease_held(rig: &Rig) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready: Value = match rig.http.get(format!("{}/readyz", rig.parley)).send().await {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        let held = ready["leases"].as_array().is_some_and(|ls| {
+            ls.iter().any(|l| {
+                l["resource"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("node:"))
+            })
+        });
+        if held {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no node lease: {ready}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The body of a chunked HTTP/1.1 response as far as it came, and whether its last chunk (the
+/// one of length 0) arrived: without it the answer was cut off.
+fn dechunk(mut raw: &[u8]) -> (Vec<u8>, bool) {
+    let mut body = Vec::new();
+    loop {
+        let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else {
+            return (body, false);
+        };
+        let size = std::str::from_utf8(&raw[..eol])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok())
+            .unwrap_or_else(|| panic!("a bad chunk size line: {:?}", &raw[..eol.min(40)]));
+        raw = &raw[eol + 2..];
+        if size == 0 {
+            return (body, true);
+        }
+        if raw.len() < size {
+            body.extend_from_slice(raw);
+            return (body, false);
+        }
+        body.extend_from_slice(&raw[..size]);
+        raw = raw.get(size + 2..).unwrap_or(&[]);
+    }
+}
+
+/// Every file under `dir`, relative, sorted.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)
+            .expect("read_dir")
+            .map_while(Result::ok)
+        {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).expect("under").display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The message ids of an export's complete lines (the header and a cut-off last line left out).
+fn exported_ids(csv: &str) -> Vec<String> {
+    let mut lines: Vec<&str> = csv.split("\r\n").collect();
+    lines.pop(); // after the last CRLF: empty, or a line cut off
+    assert!(
+        lines.first().is_some_and(|h| h.starts_with("message_id,")),
+        "no header: {:?}",
+        &csv[..csv.len().min(200)]
+    );
+    lines[1..]
+        .iter()
+        .map(|l| l.split(',').next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// A per-recipient export being streamed when Parley is killed: the client can tell it was cut
+/// off (no last chunk), nothing is left on disk, and after the restart a new export is whole,
+/// each recipient once, and begins with the rows the cut one had.
+#[tokio::test]
+async fn a_campaign_export_cut_by_sigkill_is_never_complete_and_a_new_one_is() {
+    const RECIPIENTS: usize = 20_000;
+    let rig = Rig::new(RECIPIENTS, 60_000, 300_000).await;
+    let serve = rig.serve();
+    let (id, plan) = rig.campaign().await;
+    assert_eq!(plan["recipients"], RECIPIENTS, "{plan}");
+    let (status, body) = rig
+        .api(
+            reqwest::Method::POST,
+            &format!("/campaigns/{id}/start"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rig.stats(&id).await["planned"] != true {
+        assert!(
+            Instant::now() < deadline,
+            "not planned: {}",
+            rig.stats(&id).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = rig
+        .api(
+            reqwest::Method::POST,
+            &format!("/campaigns/{id}/pause"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let files_before = files_under(rig.dir.path());
+
+    // A client that reads slowly (a 4 KiB receive buffer): Parley's answer waits on it, so
+    // the kill falls mid-stream, whatever the machine's speed.
+    let addr: std::net::SocketAddr = rig
+        .parley
+        .trim_start_matches("http://")
+        .parse()
+        .expect("addr");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let mut conn = socket.connect(addr).await.expect("connect");
+    conn.write_all(
+        format!(
+            "GET /api/v1/campaigns/{id}/export HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            rig.token()
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("request");
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        use tokio::io::AsyncReadExt;
+        let n = conn.read(&mut buf).await.expect("read");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n")
+            && raw.len() > at + 4 + 8_192
+        {
+            break at + 4;
+        }
+    };
+    drop(serve); // SIGKILL, mid-stream
+    {
+        use tokio::io::AsyncReadExt;
+        // What the kernel still had for us, then the end (or a reset).
+        while let Ok(n) = conn.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(&buf[..n]);
+        }
+    }
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
+    let (body, complete) = dechunk(&raw[head_end..]);
+    assert!(
+        !complete,
+        "the cut export ended like a whole one ({} bytes)",
+        body.len()
+    );
+    let cut = exported_ids(&String::from_utf8_lossy(&body));
+    println!(
+        "killed with {} bytes of the export received, {} whole rows",
+        body.len(),
+        cut.len()
+    );
+    assert!(cut.len() < RECIPIENTS, "{} rows before the kill", cut.len());
+    assert_eq!(
+        files_under(rig.dir.path()),
+        files_before,
+        "the export left files behind"
+    );
+
+    let _serve = rig.serve();
+    let resp = rig
+        .http
+        .get(format!("{}/api/v1/campaigns/{id}/export", rig.parley))
+        .bearer_auth(rig.token())
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(resp.status(), 200);
+    let full = resp.text().await.expect("a whole export");
+    assert!(
+        full.ends_with("\r\n"),
+        "{}",
+        &full[full.len().saturating_sub(200)..]
+    );
+    let ids = exported_ids(&full);
+    assert_eq!(ids.len(), RECIPIENTS, "rows in the new export");
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), RECIPIENTS, "a recipient twice in the export");
+    assert_eq!(
+        &ids[..cut.len()],
+        &cut[..],
+        "the cut export's rows are the new one's first"
+    );
+    assert!(full.len() > body.len(), "the kill did not fall mid-stream");
+    drop(_serve);
+    rig.finish().await;
+}
+
+/// `(state, attempts, claimed_by, sha256, error)` of an inbound media, read from the database.
+async fn media_row(
+    rig: &Rig,
+    wamid: &str,
+) -> Option<(String, i64, Option<String>, Option<String>, Option<String>)> {
+    use sqlx::Connection as _;
+    let sql = "SELECT state, CAST(attempts AS BIGINT), claimed_by, sha256, error FROM inbound_media WHERE wamid = $1";
+    if postgres() {
+        let mut c = sqlx::PgConnection::connect(&rig.db_url)
+            .await
+            .expect("postgres");
+        let row = sqlx::query_as(sql)
+            .bind(wamid)
+            .fetch_optional(&mut c)
+            .await
+            .expect("media");
+        let _ = c.close().await;
+        row
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(&rig.db_url)
+            .await
+            .expect("sqlite");
+        let row = sqlx::query_as(sql)
+            .bind(wamid)
+            .fetch_optional(&mut c)
+            .await
+            .expect("media");
+        let _ = c.close().await;
+        row
+    }
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            match i <= chunk.len() {
+                true => out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char),
+                false => out.push('='),
+            }
+        }
+    }
+    out
+}
+
+/// Parley killed while it fetches a customer's image from Meta: the media is fetched after the
+/// restart within seconds (the claim names the dead node, whose lease lapses, instead of
+/// waiting out the claim's five minutes), stored whole under its hash, and a temporary file a
+/// write cut by a kill would leave is removed.
+#[tokio::test]
+async fn an_inbound_media_fetch_cut_by_sigkill_is_fetched_after_the_restart_and_nothing_partial_is_kept()
+ {
+    let rig = Rig::new(3, 60_000, 300_000).await;
+    let serve = rig.serve();
+    node_lease_held(&rig).await;
+    // Meta answers the media lookup after a minute: the kill falls inside the fetch.
+    rig.sandbox_post("/sandbox/faults", &json!({"latency_ms": 60_000}))
+        .await;
+    let mut image = b"\x89PNG\r\n\x1a\n".to_vec();
+    image.extend((0..20_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+    let sent = rig
+        .sandbox_post(
+            "/sandbox/inbound",
+            &json!({"from": "+4915112340001", "media": {"type": "image", "mime_type": "image/png",
+                    "content_base64": base64(&image), "caption": "killed mid-fetch"}}),
+        )
+        .await;
+    let wamid = sent["wamid"].as_str().expect("wamid").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let claimed = loop {
+        if let Some(row) = media_row(&rig, &wamid).await
+            && row.1 >= 1
+        {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "the media was never claimed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(claimed.0, "pending", "{claimed:?}");
+    assert!(claimed.2.is_some(), "the claim names no node: {claimed:?}");
+    drop(serve); // SIGKILL, mid-fetch
+
+    let media_dir = rig.dir.path().join("media");
+    let on_disk = || match media_dir.is_dir() {
+        true => files_under(&media_dir),
+        false => Vec::new(),
+    };
+    assert_eq!(
+        on_disk(),
+        Vec::<String>::new(),
+        "a file before the fetch ended"
+    );
+    // A write killed between its bytes and its rename leaves a temporary file beside the
+    // name (`.<sha>.<random>`): one, an hour old, half-written.
+    let leftover = media_dir.join("ab").join(format!(".{}.7", "ab".repeat(32)));
+    std::fs::create_dir_all(leftover.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&leftover, &image[..1_000]).expect("leftover");
+    std::fs::File::options()
+        .write(true)
+        .open(&leftover)
+        .expect("open")
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3_600))
+        .expect("mtime");
+    rig.sandbox_call(reqwest::Method::DELETE, "/sandbox/faults", &json!({}))
+        .await;
+
+    let _serve = rig.serve();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stored = loop {
+        let row = media_row(&rig, &wamid).await.expect("the media row");
+        if row.0 != "pending" {
+            break row;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not fetched within 30 s of the restart: {row:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(stored.0, "stored", "{stored:?}");
+    assert_eq!(
+        stored.2, None,
+        "a finished fetch keeps no claim: {stored:?}"
+    );
+    let sha = stored.3.clone().expect("sha256");
+    let path = media_dir.join(&sha[..2]).join(&sha);
+    assert_eq!(std::fs::read(&path).expect("the stored file"), image);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while leftover.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the leftover temporary file stays"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(on_disk(), vec![format!("{}/{sha}", &sha[..2])]);
+    drop(_serve);
+    rig.finish().await;
+}

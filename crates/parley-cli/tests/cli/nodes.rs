@@ -819,3 +819,142 @@ fn serve_refuses_a_crash_grace_shorter_than_the_node_lease() {
     // Nothing was opened: the refusal comes before the database.
     assert!(!dir.path().join("parley.db").exists());
 }
+
+/// The per-table lines of a `migrate-store` run (`<table>: <n> rows copied; count and checksum
+/// <digest> match`), by table.
+fn move_reports(stdout: &str) -> std::collections::BTreeMap<String, String> {
+    stdout
+        .lines()
+        .filter(|l| l.contains(" rows copied; count and checksum "))
+        .filter_map(|l| {
+            let (table, rest) = l.trim().split_once(": ")?;
+            Some((table.to_owned(), rest.to_owned()))
+        })
+        .collect()
+}
+
+/// `parley migrate-store` killed (SIGKILL) in the middle of the copy: the target holds none of
+/// it (one transaction), the source is intact (SQLite's integrity check, every count), and the
+/// same command run again completes with the very counts and checksums of an uninterrupted
+/// move into another database.
+#[tokio::test]
+async fn migrate_store_killed_mid_copy_leaves_the_source_intact_and_a_rerun_makes_an_exact_copy() {
+    use std::io::{BufRead, BufReader};
+    let site = Site::new();
+    let sqlite = site.sqlite_url();
+    let node = site.serve_on(&sqlite, site.port, 3_000, &[]);
+    site.sandbox(
+        reqwest::Method::POST,
+        "/sandbox/inbound",
+        &json!({"from": "+4917099900002", "text": "Hallo"}),
+    )
+    .await;
+    site.until(
+        &site.parley,
+        "/conversations?limit=1",
+        "the inbound message",
+        |v| v["data"].as_array().is_some_and(|d| !d.is_empty()),
+    )
+    .await;
+    stop(node);
+
+    // The reference: an uninterrupted move.
+    let reference = crate::pg::TestDb::create().await;
+    let out = migrate_store(&sqlite, &reference.url);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = move_reports(&stdout);
+    assert_eq!(
+        expected.len(),
+        parley_store::transfer::COPIED_TABLES.len(),
+        "{stdout}"
+    );
+    let mut counts = HashMap::new();
+    for table in parley_store::transfer::COPIED_TABLES {
+        counts.insert(*table, sqlite_count(&sqlite, table).await);
+    }
+    assert!(counts["contacts"] >= 3_000, "{counts:?}");
+
+    // Killed while it copies the contacts (small batches: 3,000 rows take many round trips).
+    let target = crate::pg::TestDb::create().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args([
+            "migrate-store",
+            "--from",
+            &sqlite,
+            "--to",
+            &target.url,
+            "--batch",
+            "16",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("parley migrate-store");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut seen = Vec::new();
+    loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("migrate-store ended before the contacts: {seen:?}"))
+            .expect("line");
+        let last_before_contacts = line.trim_start().starts_with("templates: ");
+        seen.push(line);
+        if last_before_contacts {
+            break;
+        }
+    }
+    child.kill().expect("SIGKILL");
+    let status = child.wait().expect("wait");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(!status.success(), "it finished before the kill: {rest:?}");
+    assert!(
+        !rest.iter().any(|l| l.starts_with("Done")),
+        "it finished before the kill: {rest:?}"
+    );
+    for table in parley_store::transfer::COPIED_TABLES {
+        assert_eq!(
+            pg_count(&target.url, table).await,
+            0,
+            "{table}: rows of the killed move were committed"
+        );
+    }
+
+    // The source is whole.
+    let mut c = sqlx::SqliteConnection::connect(&sqlite)
+        .await
+        .expect("SQLite");
+    let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut c)
+        .await
+        .expect("integrity check");
+    let _ = c.close().await;
+    assert_eq!(check, "ok");
+    for table in parley_store::transfer::COPIED_TABLES {
+        assert_eq!(
+            sqlite_count(&sqlite, table).await,
+            counts[table],
+            "{table} changed in the source"
+        );
+    }
+
+    // Run again: complete, and the same rows as the uninterrupted move, table for table.
+    let out = migrate_store(&sqlite, &target.url);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(move_reports(&stdout), expected, "{stdout}");
+    for table in parley_store::transfer::COPIED_TABLES {
+        assert_eq!(pg_count(&target.url, table).await, counts[table], "{table}");
+    }
+    reference.finish().await;
+    target.finish().await;
+}

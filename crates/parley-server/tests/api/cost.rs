@@ -386,3 +386,106 @@ async fn the_console_shows_and_edits_the_prices() {
         "{html}"
     );
 }
+
+/// Price-table writes racing plans and a start: every plan's estimate is priced with one
+/// table, whole (its total and its `rates_effective_date` are those of the same table, never
+/// a mix of the old rates and the new), and nothing fails or hangs, on either backend.
+#[tokio::test]
+async fn plans_racing_price_table_writes_each_use_one_whole_table() {
+    let app = spawn_app().await;
+    let na: Vec<String> = (0..3).map(|i| format!("+1415555{:04}", 300 + i)).collect();
+    let de: Vec<String> = (0..3)
+        .map(|i| format!("+49151{:08}", 40_000_300 + i))
+        .collect();
+    seed(&app, "race", &[na, de].concat()).await;
+    let id = create_campaign(&app, "race").await;
+    let plan_path = format!("/api/v1/campaigns/{id}/plan");
+    let other = create_campaign(&app, "race").await;
+
+    // Two tables that differ in every market, each with its own date.
+    let base = call(&app, reqwest::Method::GET, "/api/v1/pricing/rates", None).await;
+    let table = |date: &str, north_america: &str, elsewhere: &str| {
+        let mut t = base.clone();
+        t["effective_date"] = json!(date);
+        for m in t["markets"].as_array_mut().expect("markets") {
+            m["utility"] = json!(match m["id"] == "north_america" {
+                true => north_america,
+                false => elsewhere,
+            });
+            m["utility_tiers"] = json!([]);
+        }
+        t
+    };
+    let tables = [
+        table("2026-11-01", "0.0100", "0.0300"),
+        table("2026-12-01", "0.0200", "0.0500"),
+    ];
+    let mut expected = Vec::new();
+    for t in &tables {
+        call(&app, reqwest::Method::PUT, "/api/v1/pricing/rates", Some(t)).await;
+        let plan = call(&app, reqwest::Method::GET, &plan_path, None).await;
+        let cost = &plan["cost"];
+        expected.push((cost["rates_effective_date"].clone(), cost["total"].clone()));
+    }
+    assert_ne!(expected[0].1, expected[1].1, "{expected:?}");
+
+    let app = std::sync::Arc::new(app);
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..3 {
+        let (app, tables) = (app.clone(), tables.clone());
+        tasks.spawn(async move {
+            for i in 0..20 {
+                let (status, v) = app
+                    .api_call(
+                        reqwest::Method::PUT,
+                        "/api/v1/pricing/rates",
+                        Some(&tables[(w + i) % 2]),
+                    )
+                    .await;
+                assert_eq!(status, 200, "PUT: {v}");
+            }
+            Vec::new()
+        });
+    }
+    for _ in 0..3 {
+        let (app, plan_path) = (app.clone(), plan_path.clone());
+        tasks.spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..20 {
+                let (status, plan) = app.api_call(reqwest::Method::GET, &plan_path, None).await;
+                assert_eq!(status, 200, "plan: {plan}");
+                let cost = &plan["cost"];
+                seen.push((cost["rates_effective_date"].clone(), cost["total"].clone()));
+            }
+            seen
+        });
+    }
+    {
+        let app = app.clone();
+        tasks.spawn(async move {
+            let (status, v) = app
+                .api_call(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/campaigns/{other}/start"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "start: {v}");
+            Vec::new()
+        });
+    }
+    let mut plans = 0;
+    while let Some(done) = tokio::time::timeout(Duration::from_secs(120), tasks.join_next())
+        .await
+        .expect("the race did not end in 120 s (a deadlock?)")
+    {
+        for pair in done.expect("a racing request failed") {
+            assert!(
+                expected.contains(&pair),
+                "a plan priced with neither table whole: {pair:?}, expected one of {expected:?}"
+            );
+            plans += 1;
+        }
+    }
+    assert_eq!(plans, 60);
+}

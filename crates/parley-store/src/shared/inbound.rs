@@ -237,11 +237,18 @@ impl InboundStore for Backend {
         now: Millis,
         lease_until: Millis,
         limit: u32,
+        node: Option<&str>,
     ) -> Result<Vec<InboundMediaRecord>> {
+        // Due: its time has come, or the node that claimed it is gone (its `node:` lease
+        // lapsed or was released), so the fetch it began will never finish.
         let sql = format!(
             "SELECT {MEDIA_COLUMNS} FROM inbound_media
-             WHERE state = 'pending' AND next_attempt_at <= $1
-             ORDER BY next_attempt_at LIMIT $2"
+             WHERE state = 'pending' AND (next_attempt_at <= $1
+               OR (claimed_by IS NOT NULL AND NOT EXISTS (SELECT 1 FROM leases
+                     WHERE leases.resource = 'node:' || inbound_media.claimed_by
+                       AND leases.expires_at > {now})))
+             ORDER BY next_attempt_at LIMIT $2",
+            now = db_now_ms!()
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now)
@@ -253,12 +260,13 @@ impl InboundStore for Backend {
             let mut media = media_from_row(row)?;
             // Compare and set: another node that claimed it first moved `next_attempt_at`.
             let n = sqlx::query(
-                "UPDATE inbound_media SET next_attempt_at = $1, attempts = attempts + 1
+                "UPDATE inbound_media SET next_attempt_at = $1, attempts = attempts + 1, claimed_by = $4
                  WHERE wamid = $2 AND state = 'pending' AND next_attempt_at = $3",
             )
             .bind(lease_until)
             .bind(text(media.wamid.as_str()))
             .bind(media.next_attempt_at)
+            .bind(node.map(text))
             .execute(self.writer())
             .await?
             .rows_affected();
@@ -308,7 +316,7 @@ impl InboundStore for Backend {
         };
         sqlx::query(
             "UPDATE inbound_media SET state = $1, sha256 = $2, size_bytes = $3, mime_type = $4,
-               error = $5, next_attempt_at = $6, stored_at = $7
+               error = $5, next_attempt_at = $6, stored_at = $7, claimed_by = NULL
              WHERE wamid = $8",
         )
         .bind(state.as_str())
