@@ -1,7 +1,7 @@
 //! The API's one error shape: `{"error": {"code", "message", "field"}}` with the right status.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use parley_engine::{EngineError, ErrorKind};
@@ -147,6 +147,39 @@ impl From<JsonRejection> for ApiError {
         }
     }
 }
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        // serde's message names the parameter first (`limit: invalid digit found in string`).
+        let text = r.body_text();
+        let detail = text
+            .strip_prefix("Failed to deserialize query string: ")
+            .unwrap_or(&text)
+            .to_owned();
+        let field = detail
+            .split_once(": ")
+            .map(|(f, _)| f)
+            .filter(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+            .map(str::to_owned);
+        let err = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("the query string does not have the expected shape: {detail}"),
+        );
+        match field {
+            Some(f) => err.field(f),
+            None => err,
+        }
+    }
+}
+
+/// axum's `Query<T>` whose rejections use the API's error shape (400 `invalid_query`, the
+/// parameter as `field` when serde names it), not axum's plain text. Named `Query` on purpose:
+/// utoipa tells query parameters from path ones by the extractor's name, so the OpenAPI
+/// document keeps `"in": "query"`.
+#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
 
 /// `Json<T>` whose rejections use the API's error shape.
 #[derive(Debug, Clone, Copy, Default, axum::extract::FromRequest)]

@@ -1,7 +1,8 @@
 //! `/api/v1/audit`: who changed what in the application, newest first. Needs `manage`: the
 //! log names people (emails) and addresses.
 
-use axum::extract::{Query, State};
+use crate::error::Query;
+use axum::extract::State;
 use axum::http::StatusCode;
 use parley_domain::AuditEntryId;
 use parley_store::access::AuditEntry;

@@ -1,6 +1,7 @@
 //! `/api/v1/campaigns`: create, list, get, plan, start, pause, resume, cancel, stats.
 
-use axum::extract::{Path, Query, State};
+use crate::error::Query;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use parley_domain::{CampaignId, CampaignKind, PhoneNumberId, SendWindow};

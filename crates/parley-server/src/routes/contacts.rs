@@ -2,8 +2,9 @@
 //! segment expression, cursor pagination) and imports (`POST /api/v1/contacts/import`,
 //! progress and rejected rows).
 
+use crate::error::Query;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use parley_engine::audience::import_id;

@@ -4,7 +4,8 @@
 //! `PUT /api/v1/conversations/{contact}/assignee`. `{contact}` is the contact id (`ctc_…`), an
 //! E.164 phone (`%2B…`) or a BSUID.
 
-use axum::extract::{Path, Query, State};
+use crate::error::Query;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;

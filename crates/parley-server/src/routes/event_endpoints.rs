@@ -3,7 +3,8 @@
 //! change, delete, rotate the secret, every delivery with its attempts, and replays. Reads
 //! need the `read` scope, changes `manage`.
 
-use axum::extract::{Path, Query, State};
+use crate::error::Query;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use parley_domain::{DeliveryId, EventEndpointId};

@@ -1,6 +1,7 @@
 //! `POST /api/v1/messages`, `GET /api/v1/messages/{id}`, `GET /api/v1/messages`.
 
-use axum::extract::{Path, Query, State};
+use crate::error::Query;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use parley_domain::{MessageContent, MessageId, PhoneNumberId, VariableInput, Wamid};

@@ -2,7 +2,8 @@
 //! dialog's code, the list and one platform with its numbers and set-up steps, refresh from
 //! Meta, retry of a failed step, disconnect.
 
-use axum::extract::{Path, Query, State};
+use crate::error::Query;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use parley_domain::{ApplicationId, PlatformId};

@@ -2,8 +2,9 @@
 //! and their management (create, edit, delete, sync) through Meta. `POST /api/v1/media/uploads`
 //! turns a file into the handle a media header's example needs.
 
+use crate::error::Query;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use parley_domain::ApplicationId;

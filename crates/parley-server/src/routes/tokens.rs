@@ -1,7 +1,8 @@
 //! `/api/v1/tokens`: the application's API tokens: list, create (the secret is shown once),
 //! revoke. All need the `manage` scope.
 
-use axum::extract::{Path, Query, State};
+use crate::error::Query;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use parley_domain::{Scope, Scopes, TokenId};

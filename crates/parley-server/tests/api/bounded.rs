@@ -641,3 +641,90 @@ async fn wait_import(app: &TestApp, id: &str) -> Value {
     }
     panic!("import {id} never finished");
 }
+
+/// Every paginated list of the API (each `GET /api/v1/…` route with a `limit` parameter in the
+/// OpenAPI document) given a hostile `?limit` or `?after`: a number that is no number or does
+/// not fit, zero, far too many, a 4 KiB cursor, a cursor past any id. Each answer comes (no
+/// unbounded work), is never a 5xx, and is either a page of at most 1,000 rows or a JSON
+/// error with a stable code (axum's plain-text query rejections used to answer these).
+#[tokio::test]
+async fn every_list_bounds_a_hostile_limit_and_cursor_with_a_stable_code() {
+    let app = crate::helpers::spawn_app_with_server(|c| {
+        c.rate_limit = parley_server::auth::RateLimit {
+            per_second: std::num::NonZeroU32::new(10_000).expect("non-zero"),
+            burst: std::num::NonZeroU32::new(10_000).expect("non-zero"),
+        };
+    })
+    .await;
+    let doc: Value = app
+        .http
+        .get(format!("{}/api/openapi.json", app.url))
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("json");
+    let mut lists = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let Some(get) = item.get("get") else { continue };
+        let paged = get["parameters"].as_array().is_some_and(|ps| {
+            ps.iter()
+                .any(|p| p["name"] == "limit" && p["in"] == "query")
+        });
+        if paged && path.starts_with("/api/v1/") && !path.contains('{') {
+            lists.push(path.clone());
+        }
+    }
+    assert!(lists.len() >= 8, "too few lists found: {lists:?}");
+    let long = "z".repeat(4_096);
+    let hostile = [
+        "limit=abc".to_owned(),
+        "limit=-1".to_owned(),
+        "limit=99999999999999999999".to_owned(),
+        "limit=4294967295".to_owned(),
+        "limit=0".to_owned(),
+        "limit=1000000".to_owned(),
+        format!("after={long}"),
+        "after=9223372036854775807".to_owned(),
+        "after=zzzzzzzzzzzzzzzz&limit=200".to_owned(),
+    ];
+    let mut refusals = 0;
+    for path in &lists {
+        for q in &hostile {
+            let resp = app
+                .http
+                .get(format!("{}{path}?{q}", app.url))
+                .bearer_auth(&app.token)
+                .timeout(Duration::from_secs(30))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{path}?{q:.40}: no answer: {e}"));
+            let status = resp.status().as_u16();
+            let text = resp.text().await.expect("body");
+            let v: Value = serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("{path}?{q:.40}: {status} and not JSON: {text:.200}"));
+            match status {
+                200 => {
+                    let rows = v["data"].as_array().map_or(0, Vec::len);
+                    assert!(rows <= 1_000, "{path}?{q:.40}: {rows} rows");
+                }
+                400 | 422 => {
+                    let code = v["error"]["code"].as_str().unwrap_or_default();
+                    assert!(
+                        !code.is_empty()
+                            && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                        "{path}?{q:.40}: {status} without a stable code: {v}"
+                    );
+                    refusals += 1;
+                }
+                _ => panic!("{path}?{q:.40}: {status} {text:.300}"),
+            }
+        }
+    }
+    // Each list refuses at least the non-numbers.
+    assert!(
+        refusals >= 3 * lists.len(),
+        "{refusals} refusals over {lists:?}"
+    );
+}
