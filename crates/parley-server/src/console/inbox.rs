@@ -60,6 +60,14 @@ fn window_label(open: bool, seconds_left: i64) -> String {
     }
 }
 
+/// The reply's billing rule as a sentence, with the end of a free entry point.
+fn billing_note(reply: &parley_engine::conversations::ReplyTerms) -> String {
+    match reply.free_until {
+        Some(until) => format!("{} Free until {}.", reply.note, rfc3339(until)),
+        None => reply.note.clone(),
+    }
+}
+
 fn billing_label(billing: &str) -> &'static str {
     match billing {
         "free" => "free",
@@ -162,7 +170,7 @@ fn row(c: Conversation) -> Row {
         window: window_label(c.window.open, c.window.seconds_left),
         billing_label: billing_label(&billing),
         billing,
-        billing_note: c.reply.note.clone(),
+        billing_note: billing_note(&c.reply),
         assignee: c.assignee.map(|a| a.email).unwrap_or_default(),
     }
 }
@@ -513,7 +521,7 @@ async fn live_html(
         closes_at: c.window.closes_at.map(rfc3339).unwrap_or_default(),
         billing_label: billing_label(&billing),
         billing,
-        billing_note: c.reply.note.clone(),
+        billing_note: billing_note(&c.reply),
         unread: c.unread,
         assignee_id: c
             .assignee

@@ -78,9 +78,14 @@ pub struct WindowView {
 pub struct ReplyView {
     /// Text, media and reactions are allowed (the window is open); otherwise templates only.
     pub free_form: bool,
-    /// `free` or `billed` (service replies are charged since 2026-10-01, META_2026 §5.3).
+    /// `free`, `billed` (service replies are charged since 2026-10-01, META_2026 §5.3) or
+    /// `free_entry_point` (the customer came from a click-to-WhatsApp ad or a Facebook Page
+    /// button less than 72 h ago: everything the number sends them is free, templates
+    /// included, META_2026 §5.1).
     pub billing: String,
     pub note: String,
+    /// With `free_entry_point`: when the free entry point ends.
+    pub free_until: Option<String>,
 }
 
 impl From<Conversation> for ConversationView {
@@ -115,6 +120,7 @@ impl From<Conversation> for ConversationView {
                 free_form: c.reply.free_form,
                 billing: c.reply.billing.as_str().to_owned(),
                 note: c.reply.note,
+                free_until: c.reply.free_until.map(rfc3339),
             },
         }
     }
