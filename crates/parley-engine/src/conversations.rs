@@ -101,8 +101,12 @@ pub struct WindowView {
 /// What a reply now costs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplyBilling {
+    /// Inside the window before 2026-10-01.
     Free,
     Billed,
+    /// Inside a 72 h free entry point: the customer came from a click-to-WhatsApp ad or a
+    /// Facebook Page button (an inbound `referral`); everything is free, templates included.
+    FreeEntryPoint,
 }
 
 impl ReplyBilling {
@@ -110,6 +114,7 @@ impl ReplyBilling {
         match self {
             ReplyBilling::Free => "free",
             ReplyBilling::Billed => "billed",
+            ReplyBilling::FreeEntryPoint => "free_entry_point",
         }
     }
 }
@@ -120,6 +125,8 @@ pub struct ReplyTerms {
     pub free_form: bool,
     pub billing: ReplyBilling,
     pub note: String,
+    /// The end of the free entry point the reply falls in (`FreeEntryPoint` only).
+    pub free_until: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -308,8 +315,14 @@ pub fn media_limits(media_type: &str) -> Option<(usize, &'static [&'static str])
     })
 }
 
-/// The terms of a reply now: free-form inside the window; billed or free by the date.
-pub fn reply_terms(last_inbound: Option<i64>, now: i64) -> (WindowView, ReplyTerms) {
+/// The terms of a reply now: free-form inside the window; free inside a free entry point
+/// (`entry_point_at`: the customer's latest message with a `referral` on the number the reply
+/// goes from), else billed or free by the date.
+pub fn reply_terms(
+    last_inbound: Option<i64>,
+    entry_point_at: Option<i64>,
+    now: i64,
+) -> (WindowView, ReplyTerms) {
     let open = in_service_window(last_inbound.map(to_datetime), to_datetime(now));
     let closes_at = service_window_closes_at(last_inbound.map(to_datetime))
         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64);
@@ -318,7 +331,19 @@ pub fn reply_terms(last_inbound: Option<i64>, now: i64) -> (WindowView, ReplyTer
     } else {
         0
     };
-    let (billing, note) = if !open {
+    let free_until = entry_point_at
+        .map(|at| at.saturating_add(parley_domain::pricing::FREE_ENTRY_POINT_MS))
+        .filter(|until| now < *until);
+    let (billing, note) = if free_until.is_some() {
+        (
+            ReplyBilling::FreeEntryPoint,
+            if open {
+                "Free: the customer came from a click-to-WhatsApp ad or a Facebook Page button, so for 72 h Meta charges nothing this number sends them (free entry point)."
+            } else {
+                "The 24-hour window is closed: only a template can be sent. It is free: the customer came from a click-to-WhatsApp ad or a Facebook Page button less than 72 h ago (free entry point)."
+            },
+        )
+    } else if !open {
         (
             ReplyBilling::Billed,
             "The 24-hour window is closed: only a template can be sent, charged by its category.",
@@ -344,6 +369,7 @@ pub fn reply_terms(last_inbound: Option<i64>, now: i64) -> (WindowView, ReplyTer
             free_form: open,
             billing,
             note: note.to_owned(),
+            free_until,
         },
     )
 }
@@ -847,7 +873,19 @@ pub(crate) fn announce_gathered(engine: &Engine) {
 }
 
 fn conversation_view(r: ConversationRecord, now: i64) -> Conversation {
-    let (window, reply) = reply_terms(r.contact.last_inbound_at, now);
+    // A free entry point is per business number: it covers a reply only when the reply goes
+    // from the number the referral came to (the number the customer last wrote to).
+    let entry_point_at = r.entry_point_at.filter(|_| {
+        match (
+            &r.entry_point_phone_number_id,
+            &r.last_inbound_phone_number_id,
+        ) {
+            (Some(entry), Some(last)) => entry == last,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    });
+    let (window, reply) = reply_terms(r.contact.last_inbound_at, entry_point_at, now);
     let c = &r.contact;
     let last_message = match (&r.last_direction, r.last_activity_at, &r.last_kind) {
         (Some(dir), Some(at), Some(kind)) if kind != "none" => Some(LastMessage {
@@ -1002,19 +1040,44 @@ mod tests {
         let hour = 3_600_000;
         let (w, t) = reply_terms(
             Some(SERVICE_CHARGED_FROM - 2 * hour),
+            None,
             SERVICE_CHARGED_FROM - hour,
         );
         assert!(w.open && t.free_form);
         assert_eq!(t.billing, ReplyBilling::Free);
         assert_eq!(w.seconds_left, 23 * 3600);
-        let (w, t) = reply_terms(Some(SERVICE_CHARGED_FROM), SERVICE_CHARGED_FROM + hour);
+        let (w, t) = reply_terms(
+            Some(SERVICE_CHARGED_FROM),
+            None,
+            SERVICE_CHARGED_FROM + hour,
+        );
         assert!(w.open);
         assert_eq!(t.billing, ReplyBilling::Billed);
-        let (w, t) = reply_terms(Some(0), SERVICE_CHARGED_FROM);
+        let (w, t) = reply_terms(Some(0), None, SERVICE_CHARGED_FROM);
         assert!(!w.open && !t.free_form);
         assert_eq!(w.seconds_left, 0);
-        let (w, _) = reply_terms(None, SERVICE_CHARGED_FROM);
+        let (w, _) = reply_terms(None, None, SERVICE_CHARGED_FROM);
         assert_eq!(w.closes_at, None);
+    }
+
+    #[test]
+    fn a_referral_makes_every_reply_free_for_72_hours_templates_included() {
+        let hour = 3_600_000;
+        let t0 = SERVICE_CHARGED_FROM + 10 * hour;
+        // Inside the window: free entry point, free-form allowed.
+        let (w, t) = reply_terms(Some(t0), Some(t0), t0 + hour);
+        assert!(w.open && t.free_form);
+        assert_eq!(t.billing, ReplyBilling::FreeEntryPoint);
+        assert_eq!(t.billing.as_str(), "free_entry_point");
+        assert_eq!(t.free_until, Some(t0 + 72 * hour));
+        // Window closed (30 h later), entry point still open: templates only, and free.
+        let (w, t) = reply_terms(Some(t0), Some(t0), t0 + 30 * hour);
+        assert!(!w.open && !t.free_form);
+        assert_eq!(t.billing, ReplyBilling::FreeEntryPoint);
+        // 72 h after the referral it is billed again.
+        let (_, t) = reply_terms(Some(t0), Some(t0), t0 + 72 * hour);
+        assert_eq!(t.billing, ReplyBilling::Billed);
+        assert_eq!(t.free_until, None);
     }
 
     #[test]

@@ -77,6 +77,66 @@ pub struct AppState {
     pub limiter: Arc<auth::TokenLimiter>,
     /// The console's open live-progress streams (`console::campaigns::events`).
     pub live: console::campaigns::LiveStreams,
+    /// Media uploads this node is reading or passing on to Meta at once (`upload_gate`).
+    pub uploads: Arc<tokio::sync::Semaphore>,
+}
+
+/// Media uploads (inbox files, API replies with `upload_base64`) one node handles at once: each
+/// holds its whole file in memory (up to `REPLY_BODY_LIMIT` while it is read, then the file
+/// and its multipart copy for Meta), so this bounds the memory a burst of uploads can take to
+/// about `MAX_UPLOADS` × 64 MiB. Beyond it: 429 `too_many_uploads` with `Retry-After`, before
+/// any of the body is read. Nothing is written to disk on the way.
+pub const MAX_UPLOADS: usize = 4;
+/// Bodies up to this size (a text reply, a reaction) never wait for an upload slot.
+pub const SMALL_BODY: u64 = 64 * 1024;
+
+/// Bounds the uploads of a route: a body declared over `MAX` bytes is refused with 413
+/// `body_too_large` before it is read; a body over `SMALL_BODY` (or of unknown length) needs
+/// one of the node's `MAX_UPLOADS` slots for the whole request, else 429 `too_many_uploads`.
+async fn upload_gate<const MAX: usize>(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    use axum::http::{StatusCode, header};
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX as u64) {
+        return error::ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "this upload takes at most {} MiB; send larger documents by link",
+                MAX / (1024 * 1024)
+            ),
+        )
+        .into_response();
+    }
+    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+    let small = match declared {
+        Some(n) => n <= SMALL_BODY,
+        None => !chunked,
+    };
+    if small {
+        return next.run(req).await;
+    }
+    let Ok(slot) = state.uploads.clone().try_acquire_owned() else {
+        let mut resp = error::ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_uploads",
+            format!("this node is handling {MAX_UPLOADS} uploads already; try again in a moment"),
+        )
+        .into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return resp;
+    };
+    let resp = next.run(req).await;
+    drop(slot);
+    resp
 }
 
 /// The process-wide Prometheus recorder (a process has one; tests start many servers).
@@ -149,6 +209,10 @@ pub fn router(state: AppState) -> Router {
                 .post(routes::conversations::reply)
                 .layer(DefaultBodyLimit::max(
                     routes::conversations::REPLY_BODY_LIMIT,
+                ))
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    upload_gate::<{ routes::conversations::REPLY_BODY_LIMIT }>,
                 )),
         )
         .route(
@@ -319,11 +383,19 @@ pub fn router(state: AppState) -> Router {
             "/templates/uploads",
             axum::routing::post(console::templates::upload),
         )
+        .layer(DefaultBodyLimit::max(MEDIA_BODY_LIMIT))
+        // An inbox file is at most Meta's largest upload for a reply (16 MiB).
         .route(
             "/inbox/{contact}/media",
-            axum::routing::post(console::inbox::reply_media),
-        )
-        .layer(DefaultBodyLimit::max(MEDIA_BODY_LIMIT));
+            axum::routing::post(console::inbox::reply_media)
+                .layer(DefaultBodyLimit::max(
+                    parley_engine::conversations::MAX_UPLOAD_BYTES,
+                ))
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    upload_gate::<{ parley_engine::conversations::MAX_UPLOAD_BYTES }>,
+                )),
+        );
     let console = {
         use console::{access, audience, campaigns, people, platforms, templates};
         Router::new()
@@ -660,6 +732,7 @@ impl Server {
             config: Arc::new(config),
             metrics: metrics_handle(),
             live: live.clone(),
+            uploads: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS)),
         };
         Server {
             listener,
@@ -678,6 +751,7 @@ impl Server {
             config: Arc::new(config),
             metrics: metrics_handle(),
             live: live.clone(),
+            uploads: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS)),
         };
         let router = Router::new()
             .route("/healthz", get(routes::health::healthz))

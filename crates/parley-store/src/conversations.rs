@@ -25,6 +25,12 @@ pub struct ConversationRecord {
     pub assignee: Option<(UserId, String)>,
     /// Inbound messages (not reactions, edits, revokes or system notices) after `read_until`.
     pub unread: i64,
+    /// When the customer last wrote with a click-to-WhatsApp or Page `referral` (a free entry
+    /// point opens), and to which number (migration 0038).
+    pub entry_point_at: Option<Millis>,
+    pub entry_point_phone_number_id: Option<String>,
+    /// The number the latest inbound message came to (where a reply goes from).
+    pub last_inbound_phone_number_id: Option<String>,
 }
 
 /// What the list is narrowed to.

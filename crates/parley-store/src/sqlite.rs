@@ -259,7 +259,7 @@ mod coexistence;
 mod consent;
 #[path = "shared/conversations.rs"]
 mod conversations;
-pub(crate) use conversations::upsert_conversation_in;
+pub(crate) use conversations::{note_entry_point_in, upsert_conversation_in};
 #[path = "shared/contact_identity.rs"]
 mod contact_identity;
 #[path = "shared/events.rs"]

@@ -179,6 +179,16 @@ pub struct InboundRecord {
     pub media: Option<crate::inbound::NewInboundMedia>,
 }
 
+impl InboundRecord {
+    /// The customer came from a click-to-WhatsApp ad or a Facebook Page button: the message
+    /// carries a `referral` object, and a 72 h free entry point opens (META_2026 §5.1).
+    pub fn opens_entry_point(&self) -> bool {
+        self.body
+            .get("referral")
+            .is_some_and(serde_json::Value::is_object)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     pub id: MessageId,

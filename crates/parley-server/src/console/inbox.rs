@@ -60,6 +60,14 @@ fn window_label(open: bool, seconds_left: i64) -> String {
     }
 }
 
+/// The reply's billing rule as a sentence, with the end of a free entry point.
+fn billing_note(reply: &parley_engine::conversations::ReplyTerms) -> String {
+    match reply.free_until {
+        Some(until) => format!("{} Free until {}.", reply.note, rfc3339(until)),
+        None => reply.note.clone(),
+    }
+}
+
 fn billing_label(billing: &str) -> &'static str {
     match billing {
         "free" => "free",
@@ -162,7 +170,7 @@ fn row(c: Conversation) -> Row {
         window: window_label(c.window.open, c.window.seconds_left),
         billing_label: billing_label(&billing),
         billing,
-        billing_note: c.reply.note.clone(),
+        billing_note: billing_note(&c.reply),
         assignee: c.assignee.map(|a| a.email).unwrap_or_default(),
     }
 }
@@ -513,7 +521,7 @@ async fn live_html(
         closes_at: c.window.closes_at.map(rfc3339).unwrap_or_default(),
         billing_label: billing_label(&billing),
         billing,
-        billing_note: c.reply.note.clone(),
+        billing_note: billing_note(&c.reply),
         unread: c.unread,
         assignee_id: c
             .assignee
@@ -727,15 +735,49 @@ pub async fn reply_media(
     SignedInJson(app): SignedInJson,
     Path(contact): Path<String>,
     Query(q): Query<MediaQuery>,
-    body: Bytes,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
+    // Meta's limit for the kind, checked on the declared length before the body is read, and
+    // while it is read (a body of unknown length stops one byte past it).
+    let Some((limit, _)) = parley_engine::conversations::media_limits(&q.kind) else {
+        return Err(EngineError::bad_request(
+            "invalid_media_type",
+            "`type` is one of image, video, audio, document, sticker",
+        )
+        .field("type")
+        .into());
+    };
+    let too_large = |size: String| -> ApiError {
+        EngineError::unprocessable(
+            "media_too_large",
+            format!(
+                "a {} has at most {limit} bytes on WhatsApp; this one has {size}",
+                q.kind
+            ),
+        )
+        .field("media")
+        .into()
+    };
+    if let Some(n) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|n| *n > limit as u64)
+    {
+        return Err(too_large(n.to_string()));
+    }
+    let body: Bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large("more".to_owned()))?;
     if body.is_empty() {
         return Err(EngineError::bad_request("media_empty", "the file is empty").into());
     }
     let reply = Reply::Media {
         media_type: q.kind,
         source: MediaSource::Upload {
-            bytes: body.to_vec(),
+            // Takes the buffer over rather than copying it (it is not shared).
+            bytes: Vec::from(body),
             mime_type: q.mime_type,
         },
         caption: q.caption.filter(|c| !c.is_empty()),

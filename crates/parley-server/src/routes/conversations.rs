@@ -79,9 +79,14 @@ pub struct WindowView {
 pub struct ReplyView {
     /// Text, media and reactions are allowed (the window is open); otherwise templates only.
     pub free_form: bool,
-    /// `free` or `billed` (service replies are charged since 2026-10-01, META_2026 §5.3).
+    /// `free`, `billed` (service replies are charged since 2026-10-01, META_2026 §5.3) or
+    /// `free_entry_point` (the customer came from a click-to-WhatsApp ad or a Facebook Page
+    /// button less than 72 h ago: everything the number sends them is free, templates
+    /// included, META_2026 §5.1).
     pub billing: String,
     pub note: String,
+    /// With `free_entry_point`: when the free entry point ends.
+    pub free_until: Option<String>,
 }
 
 impl From<Conversation> for ConversationView {
@@ -116,6 +121,7 @@ impl From<Conversation> for ConversationView {
                 free_form: c.reply.free_form,
                 billing: c.reply.billing.as_str().to_owned(),
                 note: c.reply.note,
+                free_until: c.reply.free_until.map(rfc3339),
             },
         }
     }
@@ -424,7 +430,8 @@ pub struct ReplyReaction {
         (status = 400, description = "A malformed reply (`text_too_long`, `ambiguous_message`, …)", body = ErrorBody),
         (status = 404, description = "No such contact in this application", body = ErrorBody),
         (status = 409, description = "`outside_service_window`: free-form outside the 24 h window; send a template", body = ErrorBody),
-        (status = 413, description = "The request is over 24 MiB", body = ErrorBody),
+        (status = 413, description = "`body_too_large`: the request is over 24 MiB (refused before it is read)", body = ErrorBody),
+        (status = 429, description = "`too_many_uploads`: the node handles its most uploads at once (a body over 64 KiB waits for none; retry after `Retry-After`)", body = ErrorBody),
         (status = 422, description = "`media_too_large`, `unsupported_media_type`, template errors", body = ErrorBody),
         (status = 502, description = "Meta refused the media upload", body = ErrorBody),
     ),

@@ -5,6 +5,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
+use crate::console::campaigns::MAX_LIVE_STREAMS;
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = String)))]
@@ -15,7 +16,8 @@ pub async fn healthz() -> &'static str {
 /// The process can serve: its database answers. The JSON body says what this node does:
 /// `{"status": "ready", "node": "node_…", "role": "api" | "worker" | "all", "workers": [...],
 /// "leases": [{"resource": "sender:<phone number id>" | "planner" | "job:…" | "node:…",
-/// "token", "releasing"}], "host": "…", "started_at": …}` (503 with `"status": "unavailable"` when the database does
+/// "token", "releasing"}], "host": "…", "started_at": …, "live_streams": {"open", "max"},
+/// "uploads": {"in_flight", "max"}}` (503 with `"status": "unavailable"` when the database does
 /// not answer).
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Object), (status = 503, body = Object)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
@@ -29,6 +31,16 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             "leases": state.engine.leases(),
             "host": node.host,
             "started_at": node.started_at,
+            // What this node holds for the console's pages and uploads (bounded; see
+            // `MAX_LIVE_STREAMS` and `MAX_UPLOADS`).
+            "live_streams": {
+                "open": MAX_LIVE_STREAMS.saturating_sub(state.live.slots.available_permits()),
+                "max": MAX_LIVE_STREAMS,
+            },
+            "uploads": {
+                "in_flight": crate::MAX_UPLOADS.saturating_sub(state.uploads.available_permits()),
+                "max": crate::MAX_UPLOADS,
+            },
         }))
     };
     match state.engine.ready().await {

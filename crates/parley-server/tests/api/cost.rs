@@ -496,3 +496,190 @@ async fn plans_racing_price_table_writes_each_use_one_whole_table() {
     }
     assert_eq!(plans, 60);
 }
+
+/// The `referral` of Meta's documented click-to-WhatsApp inbound example (the "Click to
+/// WhatsApp ad" message in Meta's OpenAPI spec, `crates/parley-sandbox/tests/meta`).
+fn ad_referral() -> Value {
+    json!({
+        "source_url": "https://fb.me/3cr4Wqqkv",
+        "source_id": "120226305854810726",
+        "source_type": "ad",
+        "body": "Summer Succulents are here!",
+        "headline": "Chat with us",
+        "media_type": "image",
+        "image_url": "https://scontent.xx.fbcdn.net/v/t45.1...",
+        "ctwa_clid": "Aff-n8ZTODiE79d22KtAwQKj9e_mIEOOj27vDVwFjN80dp4_0NiNhEgpGo0AHemvuSoifXaytfTzcchptiErTKCqTrJ5nW1h7IHYeYymGb5K5J5iTROpBhWAGaIAeUzHL50",
+        "welcome_message": {"text": "Hi there! Let us know how we can help!"}
+    })
+}
+
+async fn conversation(app: &TestApp, phone: &str) -> Value {
+    call(
+        app,
+        reqwest::Method::GET,
+        &format!("/api/v1/conversations/{}", phone.replace('+', "%2B")),
+        None,
+    )
+    .await
+}
+
+/// The bill the sandbox (Meta) made for the send to `to`, once delivered.
+async fn bill_to(app: &TestApp, to: &str) -> Value {
+    let digits = to.trim_start_matches('+');
+    for _ in 0..400 {
+        let billed = sandbox_get(app, "/sandbox/billing").await;
+        if let Some(b) = billed["data"].as_array().and_then(|d| {
+            d.iter()
+                .find(|b| b["to"].as_str().map(|t| t.trim_start_matches('+')) == Some(digits))
+        }) {
+            return b.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the sandbox never billed a send to {to}");
+}
+
+/// A customer who came from a click-to-WhatsApp ad (an inbound with Meta's example `referral`)
+/// is in a 72 h free entry point: the conversations API, the inbox list and thread say
+/// `free_entry_point`, the campaign estimate prices them free, and Meta bills the reply free;
+/// a customer who wrote without a referral is billed everywhere. The window closing leaves the
+/// entry point (templates only, free); 72 h after the referral replies are billed again.
+#[tokio::test]
+async fn a_customer_from_a_click_to_whatsapp_ad_is_free_in_the_inbox_the_api_the_estimate_and_the_bill()
+ {
+    let app = spawn_app().await;
+    let (ad, plain) = ("+4915230009001".to_owned(), "+4915230009002".to_owned());
+    seed(&app, "fep", &[ad.clone(), plain.clone()]).await;
+    app.sandbox_post(
+        "/sandbox/inbound",
+        &json!({"from": ad, "name": "Sheena Nelson", "message": {
+            "type": "text", "text": {"body": "Hello! Can I get more info on this?"},
+            "referral": ad_referral(),
+        }}),
+    )
+    .await;
+    app.sandbox_post("/sandbox/inbound", &json!({"from": plain, "text": "hi"}))
+        .await;
+    for p in [&ad, &plain] {
+        let mut seen = Value::Null;
+        for _ in 0..400 {
+            seen = conversation(&app, p).await;
+            if seen["last_message"]["direction"] == "inbound" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(seen["last_message"]["direction"], "inbound", "{seen}");
+    }
+
+    // The API.
+    let c = conversation(&app, &ad).await;
+    assert_eq!(c["reply"]["billing"], "free_entry_point", "{c}");
+    assert_eq!(c["reply"]["free_form"], true, "{c}");
+    let until = c["reply"]["free_until"].as_str().expect("free_until");
+    let closes = c["window"]["closes_at"].as_str().expect("closes_at");
+    assert!(until > closes, "the entry point outlasts the window: {c}");
+    let p = conversation(&app, &plain).await;
+    assert_eq!(p["reply"]["billing"], "billed", "{p}");
+    assert_eq!(p["reply"]["free_until"], Value::Null, "{p}");
+    let list = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/conversations?limit=100",
+        None,
+    )
+    .await;
+    let listed = |id: &Value| {
+        list["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .find(|r| r["contact"]["id"] == *id)
+            .map(|r| r["reply"]["billing"].clone())
+    };
+    assert_eq!(listed(&c["contact"]["id"]), Some(json!("free_entry_point")));
+    assert_eq!(listed(&p["contact"]["id"]), Some(json!("billed")));
+
+    // The inbox: the list row and the thread.
+    let owner = app.console_cookie().await;
+    let ad_id = c["contact"]["id"].as_str().expect("id").to_owned();
+    let (status, page) = app.console_get(&owner, "/inbox/list").await;
+    assert_eq!(status, 200);
+    let row = &page[page
+        .find(&format!("data-contact=\"{ad_id}\""))
+        .expect("row")..];
+    let row = &row[..row.find("</li>").expect("end of row")];
+    assert!(
+        row.contains("b-free_entry_point") && row.contains("reply free (entry point)"),
+        "{row}"
+    );
+    let (status, live) = app
+        .console_get(&owner, &format!("/inbox/{ad_id}/live"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        live.contains("b-free_entry_point\" id=\"billing\">free (entry point)"),
+        "{live}"
+    );
+
+    // The campaign estimate agrees: the ad's customer costs nothing, the other is charged.
+    let id = create_campaign(&app, "fep").await;
+    let plan = call(
+        &app,
+        reqwest::Method::GET,
+        &format!("/api/v1/campaigns/{id}/plan"),
+        None,
+    )
+    .await;
+    let lines = plan["cost"]["lines"].as_array().expect("lines");
+    let free: u64 = lines
+        .iter()
+        .filter(|l| l["free_entry_point"] == true && l["charged"] == false)
+        .map(|l| l["messages"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        (free, plan["cost"]["charged"].as_u64()),
+        (1, Some(1)),
+        "{plan}"
+    );
+
+    // And Meta bills as the inbox said: the reply to the ad's customer free, the other regular.
+    for (to, contact) in [(&ad, &c), (&plain, &p)] {
+        let (status, v) = app
+            .api_call(
+                reqwest::Method::POST,
+                &format!(
+                    "/api/v1/conversations/{}/messages",
+                    contact["contact"]["id"].as_str().expect("id")
+                ),
+                Some(&json!({"text": "Thanks for writing!"})),
+            )
+            .await;
+        assert_eq!(status, 202, "{v}");
+        let bill = bill_to(&app, to).await;
+        let expected = if to == &ad {
+            "free_entry_point"
+        } else {
+            "regular"
+        };
+        assert_eq!(bill["pricing_type"], expected, "{bill}");
+    }
+
+    // 30 h later: the window is closed, the entry point open (templates only, free).
+    app.advance(Duration::from_secs(30 * 3600)).await;
+    let c = conversation(&app, &ad).await;
+    assert_eq!(
+        (
+            &c["window"]["open"],
+            &c["reply"]["free_form"],
+            &c["reply"]["billing"]
+        ),
+        (&json!(false), &json!(false), &json!("free_entry_point")),
+        "{c}"
+    );
+    // 73 h after the referral: billed again.
+    app.advance(Duration::from_secs(43 * 3600)).await;
+    let c = conversation(&app, &ad).await;
+    assert_eq!(c["reply"]["billing"], "billed", "{c}");
+    assert_eq!(c["reply"]["free_until"], Value::Null, "{c}");
+}

@@ -6,8 +6,10 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
 use fantoccini::Locator;
 use serde_json::{Value, json};
+use sha2::Digest as _;
 
 use crate::browser::Browser;
 use crate::helpers::{TestApp, api_node, spawn_app};
@@ -276,6 +278,109 @@ async fn an_inbound_image_shows_live_an_invited_agent_replies_and_sees_read_and_
     b.wait_text("Yes, we will send a new one today.").await;
     wait_attr(&b, out, "data-status", "read").await;
     assert_not_reloaded(&b).await;
+    // Typing those 34 characters (one input event each) showed the customer Meta's typing
+    // indicator with exactly one call (§8.1: the read receipt with `typing_indicator`, which
+    // the sandbox records only when the shape is Meta's), naming the message being answered.
+    // The reply was typed after the last keystroke and has reached `read` since: a typing call
+    // per keystroke would have reached the sandbox before it.
+    let typing: Vec<Value> = sandbox_reads(&app)
+        .await
+        .into_iter()
+        .filter(|r| r["typing"] == true)
+        .collect();
+    assert_eq!(
+        typing.len(),
+        1,
+        "one typing call, not one per keystroke: {typing:?}"
+    );
+    assert_eq!(typing[0]["message_id"], wamid.as_str(), "{typing:?}");
+    assert_nothing_refused(&app).await;
+
+    // A reaction from the thread: ☺ on the customer's image, then 👍 in the picker. The
+    // sandbox receives Meta's reaction shape, and the thread shows it as ours.
+    b.fresh(
+        &format!("li.msg.in[data-wamid='{wamid}'] [data-react]"),
+        |el| async move { el.click().await },
+    )
+    .await;
+    b.wait_css("#reaction-picker [data-emoji='👍']")
+        .await
+        .click()
+        .await
+        .expect("react");
+    let reaction = sandbox_send(&app, "the reaction", |m| m["type"] == "reaction").await;
+    assert_eq!(
+        reaction["request"]["reaction"],
+        json!({"message_id": wamid, "emoji": "👍"}),
+        "{reaction}"
+    );
+    assert_eq!(
+        reaction["to"].as_str().map(|t| t.trim_start_matches('+')),
+        Some(&CUSTOMER[1..])
+    );
+    b.wait_css(&format!(
+        "li.msg.in[data-wamid='{wamid}'] [data-role=reaction].mine"
+    ))
+    .await;
+    let shown = b
+        .fresh(
+            &format!("li.msg.in[data-wamid='{wamid}'] [data-role=reaction].mine"),
+            |el| async move { el.text().await },
+        )
+        .await;
+    assert_eq!(shown, "👍");
+
+    // A file through the reply box: uploaded to Meta (`POST /{phone}/media`, multipart), then
+    // sent by id as an image with the caption; Meta holds the very bytes chosen.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("new-part.png");
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(PNG_1X1)
+        .expect("png");
+    std::fs::write(&file, &png).expect("write");
+    b.wait_css("#reply-file")
+        .await
+        .send_keys(&file.display().to_string())
+        .await
+        .expect("choose file");
+    b.wait_css("#reply-caption")
+        .await
+        .send_keys("The new part")
+        .await
+        .expect("type");
+    b.wait_css("#send-reply").await.click().await.expect("send");
+    let image = sandbox_send(&app, "the image", |m| m["type"] == "image").await;
+    let media_id = image["request"]["image"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the image was not sent by id: {image}"))
+        .to_owned();
+    assert_eq!(
+        image["request"]["image"]["caption"], "The new part",
+        "{image}"
+    );
+    assert!(image["request"]["image"].get("link").is_none(), "{image}");
+    let upload = app.sandbox_requests("").await;
+    assert!(
+        upload["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .any(|r| r["method"] == "POST"
+                && r["path"].as_str().is_some_and(|p| p.ends_with("/media"))
+                && r["outcome"] == "accepted"),
+        "{upload}"
+    );
+    let held = meta_media(&app, &media_id).await;
+    assert_eq!(held["mime_type"], "image/png", "{held}");
+    assert_eq!(
+        held["sha256"],
+        hex::encode(sha2::Sha256::digest(&png)),
+        "Meta holds other bytes than the file chosen: {held}"
+    );
+    b.wait_css("li.msg.out[data-kind=image]").await;
+    wait_attr(&b, "li.msg.out[data-kind=image]", "data-status", "read").await;
+    assert_not_reloaded(&b).await;
+    assert_nothing_refused(&app).await;
     let csp = b.csp_violations().await;
     assert!(csp.is_empty(), "CSP violations: {csp:?}");
 
@@ -370,6 +475,53 @@ async fn an_inbound_image_shows_live_an_invited_agent_replies_and_sees_read_and_
     assert_eq!(template["request"]["template"]["name"], "order_update");
     b.wait_css("li.msg.out[data-kind=template]").await;
     assert_not_reloaded(&b).await;
+}
+
+/// The sandbox's record of read receipts and typing indicators, oldest first.
+async fn sandbox_reads(app: &TestApp) -> Vec<Value> {
+    let v: Value = app
+        .http
+        .get(format!("{}/sandbox/reads", app.sandbox_url))
+        .send()
+        .await
+        .expect("reads")
+        .json()
+        .await
+        .expect("json");
+    v["data"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits for the first send the sandbox accepted that `check` picks.
+async fn sandbox_send(app: &TestApp, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..150 {
+        if let Some(m) = app.sandbox_messages().await.into_iter().find(&check) {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the sandbox never received {what}: {:?}",
+        app.sandbox_messages().await
+    );
+}
+
+/// Every Graph call the sandbox received was accepted (none refused for its shape).
+async fn assert_nothing_refused(app: &TestApp) {
+    let refused = app.sandbox_requests("outcome=refused").await;
+    assert_eq!(refused["data"], json!([]), "{refused}");
+}
+
+/// What Meta (the sandbox) holds under a media id: `{mime_type, sha256, file_size, …}`.
+async fn meta_media(app: &TestApp, id: &str) -> Value {
+    let resp = app
+        .http
+        .get(format!("{}/v27.0/{id}", app.sandbox_url))
+        .bearer_auth(parley_sandbox::demo_ids::ACCESS_TOKEN)
+        .send()
+        .await
+        .expect("media");
+    assert_eq!(resp.status(), 200, "GET /{id}");
+    resp.json().await.expect("json")
 }
 
 /// The agent's session over HTTP (a second sign-in).

@@ -21,6 +21,7 @@ mod identity_bsuid;
 mod imports;
 mod inbound_kinds;
 mod inbox_console;
+mod inbox_load;
 mod intake;
 mod marketing_messages;
 mod operations;

@@ -22,6 +22,9 @@ const CONVERSATION_COLUMNS: &str = "k.*, v.last_activity_at AS v_last_activity_a
      v.last_direction AS v_last_direction, v.last_kind AS v_last_kind, v.last_text AS v_last_text, \
      v.last_inbound_wamid AS v_last_inbound_wamid, v.last_inbound_at AS v_last_inbound_at, \
      COALESCE(v.read_until, 0) AS v_read_until, v.assignee_id AS v_assignee_id, u.email AS v_assignee_email, \
+     v.entry_point_at AS v_entry_point_at, v.entry_point_phone_number_id AS v_entry_point_number, \
+     (SELECT l.phone_number_id FROM inbound_messages l WHERE l.wamid = v.last_inbound_wamid) \
+        AS v_last_inbound_number, \
      (SELECT COUNT(*) FROM inbound_messages i WHERE i.contact_id = k.id \
         AND i.application_id = k.application_id AND i.received_at > COALESCE(v.read_until, 0) \
         AND i.kind NOT IN ('reaction', 'edit', 'revoke', 'system')) AS v_unread";
@@ -40,6 +43,9 @@ fn conversation_from_row(row: &DbRow) -> Result<ConversationRecord> {
         read_until: row.try_get("v_read_until")?,
         assignee: assignee.map(|a| (a, email.unwrap_or_default())),
         unread: row.try_get("v_unread")?,
+        entry_point_at: row.try_get("v_entry_point_at")?,
+        entry_point_phone_number_id: row.try_get("v_entry_point_number")?,
+        last_inbound_phone_number_id: row.try_get("v_last_inbound_number")?,
     })
 }
 
@@ -84,6 +90,33 @@ pub(crate) async fn upsert_conversation_in(
     .bind(kind)
     .bind(opt_text(text_shown))
     .bind(opt_text(inbound_wamid))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Notes a free entry point (an inbound message with a click-to-WhatsApp or Page `referral`)
+/// on the conversation the caller just recorded the message in; a late message does not move
+/// a later entry point back.
+pub(crate) async fn note_entry_point_in(
+    tx: &mut Tx,
+    app: &ApplicationId,
+    contact: &str,
+    at: Millis,
+    phone_number_id: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE conversations SET
+           entry_point_phone_number_id = CASE WHEN COALESCE(entry_point_at, 0) > $3
+             THEN entry_point_phone_number_id ELSE $4 END,
+           entry_point_at = CASE WHEN COALESCE(entry_point_at, 0) > $3
+             THEN entry_point_at ELSE $3 END
+         WHERE application_id = $1 AND contact_id = $2",
+    )
+    .bind(app.as_str())
+    .bind(contact)
+    .bind(at)
+    .bind(text(phone_number_id))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -18,9 +18,9 @@ use sqlx::Row;
 
 use super::{
     Backend, DbRow, Tx, confirm_quota_rows, contact_from_row, insert_orphans, json, learn_in,
-    load_status_rows, lock_wamids, message_from_row, opt_text, parse_id, phone_from_row,
-    platform_from_row, repoint_in, resolve_in, take_orphans, template_from_row, text,
-    upsert_conversation_in, upsert_in, write_status_rows,
+    load_status_rows, lock_wamids, message_from_row, note_entry_point_in, opt_text, parse_id,
+    phone_from_row, platform_from_row, repoint_in, resolve_in, take_orphans, template_from_row,
+    text, upsert_conversation_in, upsert_in, write_status_rows,
 };
 use crate::lattice::Batch;
 use crate::types::*;
@@ -449,6 +449,16 @@ impl Store for Backend {
                 Some(m.wamid.as_str()),
             )
             .await?;
+            if m.opens_entry_point() {
+                note_entry_point_in(
+                    &mut tx,
+                    &m.application_id,
+                    contact_id.as_str(),
+                    m.received_at,
+                    m.phone_number_id.as_str(),
+                )
+                .await?;
+            }
         }
         let contact_id = contact_id.as_str().to_owned();
         sqlx::query("UPDATE inbound_messages SET contact_id = $1 WHERE wamid = $2")

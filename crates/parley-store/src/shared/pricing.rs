@@ -56,10 +56,12 @@ impl PricingStore for Backend {
         phone_number_id: &str,
         since: Millis,
     ) -> Result<Vec<String>> {
+        // Kept at intake on the conversation (migration 0038), which the inbox reads too.
         let rows = sqlx::query(
-            "SELECT DISTINCT from_phone FROM inbound_messages
-             WHERE application_id = $1 AND phone_number_id = $2 AND received_at >= $3
-               AND CAST(raw AS TEXT) LIKE '%\"referral\"%'",
+            "SELECT k.phone AS from_phone FROM conversations v
+               JOIN contacts k ON k.id = v.contact_id AND k.application_id = v.application_id
+             WHERE v.application_id = $1 AND v.entry_point_phone_number_id = $2
+               AND v.entry_point_at >= $3",
         )
         .bind(app.as_str())
         .bind(text(phone_number_id))
