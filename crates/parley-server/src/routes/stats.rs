@@ -81,12 +81,18 @@ pub struct CountsView {
     /// Every metric, zero included: `queued`, `sent`, `delivered` (once per message, even
     /// when `read` came first), `read`, `failed`, `skipped`, `held_by_meta`,
     /// `capped_by_meta`, `replied`, `reactions`, `button_clicks`, `opt_outs`, `inbound`,
-    /// `conversations_by_customer` (inbound messages with none from the sender in the 24 h
-    /// before), `charged` (messages Meta reported as billable: `pricing.type` `regular`).
+    /// `conversations_by_customer` (inbound messages that open a closed service window: none
+    /// from the sender in the 24 h before), `conversations_by_business` (templates Meta
+    /// accepted for a contact outside its service window: what counts against the messaging
+    /// limit), `unique_contacts_outside_window` (contacts that start counting against the
+    /// messaging limit: reached outside their window with no such reach in the 24 h before, as
+    /// Meta counts unique users in a moving 24 h; per scope in the breakdown), `charged`
+    /// (messages Meta reported as billable: `pricing.type` `regular`).
     #[schema(value_type = Object)]
     pub metrics: BTreeMap<&'static str, i64>,
     /// `failed_by_code` (Meta's error code), `skipped_by_reason`, `charged_by_category`,
-    /// `inbound_by_kind`, `opt_outs_by_source`: detail → count.
+    /// `inbound_by_kind`, `opt_outs_by_source`, `unique_contacts_outside_window_by_scope`
+    /// (the limit scope: `bp:<business portfolio>` or `pn:<phone number id>`): detail → count.
     #[schema(value_type = Object)]
     pub breakdown: BTreeMap<&'static str, BTreeMap<String, i64>>,
 }
@@ -128,6 +134,19 @@ pub struct StatsView {
     /// strings in `currency`; `by_category`; `unpriced_messages`.
     #[schema(value_type = Object)]
     pub cost: Option<parley_engine::pricing::SpendView>,
+    /// Messaging-limit use per limit scope (`bp:<business portfolio>` or `pn:<phone number
+    /// id>`): `used`, the unique contacts counted in the moving 24 h at the end of each bucket
+    /// (one per bucket, in order; after now, those still counted then if nothing else is
+    /// sent). Empty when a filter is given: a scope's count is not split by campaign, template,
+    /// number, ….
+    pub messaging_limit: Vec<LimitUseView>,
+}
+
+/// One limit scope's use over the period.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LimitUseView {
+    pub scope: String,
+    pub used: Vec<i64>,
 }
 
 impl From<StatsReport> for StatsView {
@@ -148,6 +167,14 @@ impl From<StatsReport> for StatsView {
                 .collect(),
             totals: r.totals.into(),
             cost: None,
+            messaging_limit: r
+                .messaging_limit
+                .into_iter()
+                .map(|s| LimitUseView {
+                    scope: s.scope,
+                    used: s.used,
+                })
+                .collect(),
         }
     }
 }
@@ -233,7 +260,19 @@ pub fn stats_csv(r: &StatsReport, bom: bool) -> String {
     }
     header.extend(METRICS.iter().map(|(n, _)| (*n).to_owned()));
     header.extend(details.iter().map(|(n, d)| format!("{n}:{d}")));
+    // Each limit scope's use at the end of the bucket (the same value on every group's row).
+    header.extend(
+        r.messaging_limit
+            .iter()
+            .map(|s| format!("messaging_limit_use:{}", s.scope)),
+    );
     crate::csv::row(&mut out, header.iter().map(String::as_str));
+    let buckets = r.data.iter().fold(Vec::new(), |mut v: Vec<i64>, b| {
+        if v.last() != Some(&b.start) {
+            v.push(b.start);
+        }
+        v
+    });
     for b in &r.data {
         crate::csv::text(&mut out, &rfc3339(b.start));
         if r.group_by.is_some() {
@@ -254,6 +293,11 @@ pub fn stats_csv(r: &StatsReport, bom: bool) -> String {
                 .copied()
                 .unwrap_or(0);
             crate::csv::number(&mut out, v);
+        }
+        let i = buckets.binary_search(&b.start).unwrap_or(0);
+        for s in &r.messaging_limit {
+            out.push(',');
+            crate::csv::number(&mut out, s.used.get(i).copied().unwrap_or(0));
         }
         out.push_str("\r\n");
     }
