@@ -354,6 +354,8 @@ pub const OUTCOME_COLUMNS: &[&str] = &[
     "reason",
     "pricing_type",
     "pricing_category",
+    "price",
+    "currency",
 ];
 
 /// The header line of the per-recipient export (after the optional BOM).
@@ -409,8 +411,34 @@ fn rendered_variables(content: &str) -> String {
     serde_json::Value::Object(out).to_string()
 }
 
-/// Appends one CSV line per outcome.
-pub fn outcomes_csv_rows(out: &mut String, rows: &[CampaignOutcome]) {
+/// The price of one message as Meta reported it, in the application's price table: `0` when
+/// Meta reported it free (`pricing.type` other than `regular`), the list rate of its market
+/// (the recipient's country) and Meta's category when `regular`; `None` before Meta priced
+/// it (not delivered yet, or a status without `pricing`). Volume tiers are not applied per
+/// row (the list rate is the most a message costs): `GET /api/v1/stats`'s `cost` applies
+/// them over the month.
+pub fn outcome_price(
+    table: &parley_domain::pricing::PriceTable,
+    pricing_type: Option<&str>,
+    category: Option<&str>,
+    country: Option<&str>,
+) -> Option<parley_domain::pricing::Micros> {
+    use parley_domain::pricing::{Micros, PriceCategory};
+    match pricing_type? {
+        "regular" => {
+            let c = PriceCategory::from_meta(category?)?;
+            Some(table.market_of(country.filter(|c| !c.is_empty())).rate(c))
+        }
+        _ => Some(Micros(0)),
+    }
+}
+
+/// Appends one CSV line per outcome (prices from `table`, see [`outcome_price`]).
+pub fn outcomes_csv_rows(
+    out: &mut String,
+    rows: &[CampaignOutcome],
+    table: &parley_domain::pricing::PriceTable,
+) {
     let time = |out: &mut String, t: Option<i64>| {
         out.push(',');
         if let Some(t) = t {
@@ -462,13 +490,18 @@ pub fn outcomes_csv_rows(out: &mut String, rows: &[CampaignOutcome]) {
                 .and_then(|v| v.as_str())
                 .map(str::to_owned)
         };
-        opt(out, field("type").as_deref());
-        opt(
-            out,
-            field("category")
-                .as_deref()
-                .or(r.pricing_category.as_deref()),
+        let pricing_type = field("type");
+        let category = field("category").or_else(|| r.pricing_category.clone());
+        opt(out, pricing_type.as_deref());
+        opt(out, category.as_deref());
+        let price = outcome_price(
+            table,
+            pricing_type.as_deref(),
+            category.as_deref(),
+            r.country.as_deref(),
         );
+        opt(out, price.map(|p| p.to_string()).as_deref());
+        opt(out, price.map(|_| table.currency.as_str()));
         out.push_str("\r\n");
     }
 }
@@ -507,6 +540,7 @@ pub async fn campaign_csv_response(
     bom: bool,
 ) -> Result<Response, parley_engine::error::EngineError> {
     let first = engine.campaign_outcomes_page(&app, &id, None).await?;
+    let table = std::sync::Arc::new(engine.price_table(&app).await?.table);
     let mut head = String::new();
     outcomes_csv_header(&mut head, bom);
     let filename = format!("{}.csv", id.as_str());
@@ -516,6 +550,7 @@ pub async fn campaign_csv_response(
         move |(page, after, head)| {
             let engine = engine.clone();
             let app = app.clone();
+            let table = table.clone();
             let id = id.clone();
             async move {
                 let rows = match page {
@@ -538,7 +573,7 @@ pub async fn campaign_csv_response(
                 if rows.is_empty() && out.is_empty() {
                     return None;
                 }
-                outcomes_csv_rows(&mut out, &rows);
+                outcomes_csv_rows(&mut out, &rows, &table);
                 let next = if rows.len() < parley_engine::stats::EXPORT_PAGE as usize {
                     None
                 } else {
