@@ -214,21 +214,34 @@ async fn record_chunk(tx: &mut Tx, confirms: &[QuotaConfirmation<'_>]) -> Result
         e.1 = e.1.max(r.at);
     }
     let new_ids: BTreeSet<&str> = added.iter().map(|r| r.message_id.as_str()).collect();
+    // One read per scope (a round's sends share one): the contacts' reaches within 48 h of
+    // the round's (a superset of each contact's own window, which is all `contribute` needs).
+    let mut scopes: BTreeMap<&str, (Vec<&str>, Millis, Millis)> = BTreeMap::new();
     for (&(scope, contact), &(tmin, tmax)) in &groups {
-        let near = sqlx::query(
+        let e = scopes.entry(scope).or_insert((Vec::new(), tmin, tmax));
+        e.0.push(contact);
+        e.1 = e.1.min(tmin);
+        e.2 = e.2.max(tmax);
+    }
+    let mut near: BTreeMap<(String, String), Vec<Reach>> = BTreeMap::new();
+    for (scope, (contacts, tmin, tmax)) in &scopes {
+        let list: Vec<String> = (0..contacts.len()).map(|i| format!("${}", i + 4)).collect();
+        let sql = format!(
             "SELECT message_id, application_id, scope_key, contact, at, phone_number_id, campaign_id,
                  template, country
-             FROM limit_reaches WHERE scope_key = $1 AND contact = $2 AND at >= $3 AND at <= $4",
-        )
-        .bind(scope)
-        .bind(contact)
-        .bind(tmin - 2 * W)
-        .bind(tmax + 2 * W)
-        .fetch_all(&mut **tx)
-        .await?;
-        let mut all = Vec::with_capacity(near.len());
-        for r in &near {
-            all.push(Reach {
+             FROM limit_reaches WHERE scope_key = $1 AND at >= $2 AND at <= $3
+               AND contact IN ({})",
+            list.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(*scope)
+            .bind(tmin - 2 * W)
+            .bind(tmax + 2 * W);
+        for c in contacts {
+            q = q.bind(*c);
+        }
+        for r in &q.fetch_all(&mut **tx).await? {
+            let reach = Reach {
                 message_id: r.try_get("message_id")?,
                 application_id: r.try_get("application_id")?,
                 scope_key: r.try_get("scope_key")?,
@@ -238,8 +251,16 @@ async fn record_chunk(tx: &mut Tx, confirms: &[QuotaConfirmation<'_>]) -> Result
                 campaign_id: r.try_get("campaign_id")?,
                 template: r.try_get("template")?,
                 country: r.try_get("country")?,
-            });
+            };
+            near.entry((reach.scope_key.clone(), reach.contact.clone()))
+                .or_default()
+                .push(reach);
         }
+    }
+    for (&(scope, contact), &(tmin, tmax)) in &groups {
+        let Some(all) = near.get_mut(&(scope.to_owned(), contact.to_owned())) else {
+            continue;
+        };
         all.sort_by(|a, b| (a.at, &a.message_id).cmp(&(b.at, &b.message_id)));
         let after: Vec<&Reach> = all.iter().collect();
         let before: Vec<&Reach> = all
@@ -321,5 +342,62 @@ mod tests {
         let stops = sum("limit_release");
         assert_eq!(stops.len(), 2);
         assert_eq!(stops[1], 4 * W);
+    }
+
+    fn near<'a>(set: &[&'a Reach], at: Millis) -> Vec<&'a Reach> {
+        let mut v: Vec<&Reach> = set
+            .iter()
+            .copied()
+            .filter(|r| r.at >= at - 2 * W && r.at <= at + 2 * W)
+            .collect();
+        v.sort_by(|a, b| (a.at, &a.message_id).cmp(&(b.at, &b.message_id)));
+        v
+    }
+
+    /// Inserting reaches one by one in any order, each writing the difference over the window
+    /// `record_chunk` reads, gives the counters of the whole set computed at once.
+    #[test]
+    fn incremental_deltas_equal_the_whole_set_in_any_order() {
+        let times = [
+            0,
+            5,
+            W - 1,
+            W + 3,
+            2 * W + 10,
+            2 * W + 10,
+            4 * W,
+            4 * W + W / 2,
+        ];
+        let rs: Vec<Reach> = times
+            .iter()
+            .enumerate()
+            .map(|(i, t)| reach(&format!("m{i}"), *t))
+            .collect();
+        let whole = {
+            let mut sorted: Vec<&Reach> = rs.iter().collect();
+            sorted.sort_by(|a, b| (a.at, &a.message_id).cmp(&(b.at, &b.message_id)));
+            let mut out = BTreeMap::new();
+            contribute(&sorted, Millis::MIN / 2, Millis::MAX / 2, 1, &mut out);
+            out.retain(|_, n| *n != 0);
+            out
+        };
+        for order in [
+            vec![0, 1, 2, 3, 4, 5, 6, 7],
+            vec![7, 6, 5, 4, 3, 2, 1, 0],
+            vec![3, 0, 6, 1, 5, 7, 2, 4],
+        ] {
+            let mut have: Vec<&Reach> = Vec::new();
+            let mut out = BTreeMap::new();
+            for i in order {
+                let new = &rs[i];
+                let before = near(&have, new.at);
+                have.push(new);
+                let after = near(&have, new.at);
+                contribute(&before, new.at - W, new.at + W, -1, &mut out);
+                contribute(&after, new.at - W, new.at + W, 1, &mut out);
+            }
+            out.retain(|_, n| *n != 0);
+            assert_eq!(out, whole);
+        }
     }
 }
