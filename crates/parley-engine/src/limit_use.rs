@@ -21,6 +21,9 @@ pub struct LimitUse {
     pub limit: Option<u64>,
     /// `business_portfolio` or `phone_number`: numbers of one portfolio share one count.
     pub scope: &'static str,
+    /// The ledger's key of the scope (`bp:<portfolio>`, `pn:<number>`): the `scope` of the
+    /// statistics' `messaging_limit` series.
+    pub scope_key: String,
     /// Unique contacts counted in the scope now.
     pub used: u64,
     /// When each counted contact stops counting (its last reach + 24 h), oldest first.
@@ -46,12 +49,14 @@ impl Engine {
         for n in self.store.phone_numbers(app).await? {
             let (limit, scope, key) = self.quota_context(&n).await?;
             let active = self.store.quota_active(&key, now).await?;
+            let scope_key = key.clone();
             out.push(LimitUse {
                 phone_number_id: n.phone_number_id.to_string(),
                 display_phone_number: n.display_phone_number.clone(),
                 tier: n.messaging_limit.clone().unwrap_or_default(),
                 limit: limit.per_day(),
                 scope: scope.as_str(),
+                scope_key,
                 used: active.len() as u64,
                 frees_at: active.into_iter().map(|t| t + QUOTA_WINDOW_MS).collect(),
                 now,

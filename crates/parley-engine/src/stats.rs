@@ -42,6 +42,8 @@ pub const METRICS: &[(&str, &str)] = &[
     ("opt_outs", "opt_out"),
     ("inbound", "inbound"),
     ("conversations_by_customer", "conversation_customer"),
+    ("conversations_by_business", "conversation_business"),
+    ("unique_contacts_outside_window", "limit_reach"),
     ("charged", "charged"),
 ];
 
@@ -53,6 +55,7 @@ pub const BREAKDOWNS: &[(&str, &str)] = &[
     ("charged_by_category", "charged"),
     ("inbound_by_kind", "inbound"),
     ("opt_outs_by_source", "opt_out"),
+    ("unique_contacts_outside_window_by_scope", "limit_reach"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -351,6 +354,20 @@ pub struct StatsReport {
     /// Per bucket (every bucket of the period) and group (those with counts), in order.
     pub data: Vec<StatBucket>,
     pub totals: StatCounts,
+    /// Messaging-limit use per limit scope (empty with a filter: a scope's count is not
+    /// split by campaign, template, …): the unique contacts counted in the moving 24 h at
+    /// the end of each bucket.
+    pub messaging_limit: Vec<LimitUseSeries>,
+}
+
+/// One limit scope's use over the period (see [`StatsReport::messaging_limit`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LimitUseSeries {
+    /// The quota ledger's scope: `bp:<business portfolio id>` or `pn:<phone number id>`.
+    pub scope: String,
+    /// Contacts counted at the end of each bucket (one per bucket of `data`'s period, in
+    /// order); after now, those still counted then if nothing else is sent.
+    pub used: Vec<i64>,
 }
 
 impl Engine {
@@ -382,6 +399,20 @@ impl Engine {
             .await?;
         let mut cells: BTreeMap<(i64, String), StatCounts> = BTreeMap::new();
         let mut totals = StatCounts::empty();
+        // Starts minus stops of each scope's count, per bucket (every group).
+        let mut limit_moves: BTreeMap<String, BTreeMap<i64, i64>> = BTreeMap::new();
+        for r in &rows {
+            let sign = match r.metric.as_str() {
+                "limit_reach" => 1,
+                "limit_release" => -1,
+                _ => continue,
+            };
+            *limit_moves
+                .entry(r.detail.clone())
+                .or_default()
+                .entry(req.interval.floor(r.bucket))
+                .or_insert(0) += sign * r.n;
+        }
         for r in rows {
             let start = req.interval.floor(r.bucket);
             cells
@@ -422,6 +453,11 @@ impl Engine {
                 ));
             }
         }
+        let messaging_limit = if req.filters.is_empty() {
+            self.limit_use_series(app, req, limit_moves).await?
+        } else {
+            Vec::new()
+        };
         Ok(StatsReport {
             from: req.from,
             to: req.to,
@@ -429,7 +465,46 @@ impl Engine {
             group_by: req.group_by,
             data,
             totals,
+            messaging_limit,
         })
+    }
+
+    /// Each scope's count at the end of each bucket: the contacts counted just before `from`
+    /// (read from `limit_reaches`: a reach in the 24 h before), then the bucket's starts minus
+    /// its stops (`limit_reach` − `limit_release`, both kept as the reaches are recorded).
+    async fn limit_use_series(
+        &self,
+        app: &ApplicationId,
+        req: &StatsRequest,
+        moves: BTreeMap<String, BTreeMap<i64, i64>>,
+    ) -> Result<Vec<LimitUseSeries>, EngineError> {
+        let mut base: BTreeMap<String, i64> = self
+            .store
+            .limit_counted_before(app, req.from)
+            .await?
+            .into_iter()
+            .collect();
+        for scope in moves.keys() {
+            base.entry(scope.clone()).or_insert(0);
+        }
+        let buckets = req.buckets();
+        Ok(base
+            .into_iter()
+            .map(|(scope, mut used)| {
+                let m = moves.get(&scope);
+                let series = buckets
+                    .iter()
+                    .map(|b| {
+                        used += m.and_then(|m| m.get(b)).copied().unwrap_or(0);
+                        used
+                    })
+                    .collect();
+                LimitUseSeries {
+                    scope,
+                    used: series,
+                }
+            })
+            .collect())
     }
 
     /// A page of a campaign's per-recipient outcomes (`EXPORT_PAGE` rows at most) after the

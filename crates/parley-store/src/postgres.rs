@@ -141,6 +141,10 @@ pub(crate) fn json_rows(cols: &str) -> String {
     format!("CAST(json_agg(json_build_array({cols})) AS TEXT)")
 }
 
+/// Where Rust-kept statistics counters go (`shared/reaches.rs`), and how.
+pub(crate) const STAT_ADD_TABLE: &str = "stat_deltas";
+pub(crate) const STAT_ADD_SUFFIX: &str = "";
+
 pub(crate) const STAT_ROWS_JSON: &str =
     "CAST(json_agg(json_build_array(b, g, metric, detail, n)) AS TEXT)";
 
@@ -304,8 +308,11 @@ pub(crate) use events::insert_events_tx;
 mod platforms;
 #[path = "shared/pricing.rs"]
 mod pricing;
+#[path = "shared/reaches.rs"]
+mod reaches;
 #[path = "shared/stats.rs"]
 mod stats;
+pub(crate) use reaches::{RECOUNT_REACHES, record_reaches_in};
 #[path = "shared/templates.rs"]
 mod templates;
 // `Store` itself; named so as not to shadow `::core`.
@@ -609,7 +616,7 @@ impl PostgresStore {
     /// Writers of the rows the counters come from wait until the recount commits.
     pub(crate) async fn lock_stat_sources(tx: &mut Tx) -> Result<()> {
         sqlx::query(
-            "LOCK TABLE messages, inbound_messages, contact_subscription_events IN SHARE MODE",
+            "LOCK TABLE messages, inbound_messages, contact_subscription_events, limit_reaches IN SHARE MODE",
         )
         .execute(&mut **tx)
         .await?;

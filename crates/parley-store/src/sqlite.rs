@@ -125,6 +125,10 @@ pub(crate) fn json_rows(cols: &str) -> String {
     format!("json_group_array(json_array({cols}))")
 }
 
+/// Where Rust-kept statistics counters go (`shared/reaches.rs`), and how.
+pub(crate) const STAT_ADD_TABLE: &str = "stat_counters";
+pub(crate) const STAT_ADD_SUFFIX: &str = " ON CONFLICT (application_id, span, bucket, metric, campaign_id, template, phone_number_id, category, country, origin, detail) DO UPDATE SET n = stat_counters.n + excluded.n";
+
 pub(crate) const STAT_ROWS_JSON: &str = "json_group_array(json_array(b, g, metric, detail, n))";
 
 /// Text as bound: SQLite stores any text as it is.
@@ -285,8 +289,11 @@ pub(crate) use events::insert_events_tx;
 mod platforms;
 #[path = "shared/pricing.rs"]
 mod pricing;
+#[path = "shared/reaches.rs"]
+mod reaches;
 #[path = "shared/stats.rs"]
 mod stats;
+pub(crate) use reaches::{RECOUNT_REACHES, record_reaches_in};
 #[path = "shared/templates.rs"]
 mod templates;
 // `Store` itself; named so as not to shadow `::core`.

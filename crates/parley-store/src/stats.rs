@@ -187,4 +187,11 @@ pub trait StatsStore {
     /// kept ones (zero counters are equal to missing ones). With `fix`, the kept counters are
     /// replaced by the recount in the same transaction.
     async fn stat_recount(&self, fix: bool) -> Result<Vec<StatDifference>>;
+    /// Per messaging-limit scope, the unique contacts counted just before `t`: reached
+    /// business-initiated (`limit_reaches`, migration 0036) in `[t - 24 h, t)`.
+    async fn limit_counted_before(
+        &self,
+        app: &ApplicationId,
+        t: Millis,
+    ) -> Result<Vec<(String, i64)>>;
 }

@@ -75,6 +75,7 @@ pub const COPIED_TABLES: &[&str] = &[
     "event_deliveries",
     "event_attempts",
     "price_tables",
+    "limit_reaches",
 ];
 
 /// Tables left out on purpose, with why.
@@ -89,7 +90,7 @@ pub const NOT_COPIED: &[(&str, &str)] = &[
     ),
     (
         "stat_counters",
-        "statistics counters: the target's triggers count the copied messages, inbound messages and opt-outs again",
+        "statistics counters: the target's triggers count the copied messages, inbound messages and opt-outs again, and the reach metrics are recounted from the copied limit_reaches",
     ),
     (
         "stat_deltas",
@@ -426,6 +427,20 @@ pub async fn sqlite_to_postgres(
         reports.push(report);
     }
     src.rollback().await?;
+
+    // The counters kept from `limit_reaches` (no trigger counts them on the target): from the
+    // copied rows, as `parley stats recount --fix` would.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO stat_counters (application_id, span, bucket, metric, campaign_id, template,
+             phone_number_id, category, country, origin, detail, n)
+         SELECT application_id, span, bucket, metric, campaign_id, template, phone_number_id,
+             category, country, origin, detail, n FROM ({}) r
+         ON CONFLICT (application_id, span, bucket, metric, campaign_id, template, phone_number_id,
+             category, country, origin, detail) DO UPDATE SET n = stat_counters.n + excluded.n",
+        crate::postgres::RECOUNT_REACHES
+    )))
+    .execute(&mut *tx)
+    .await?;
 
     // Serial and identity columns continue after the copied values.
     let serials: Vec<(String, String)> = sqlx::query_as(

@@ -501,9 +501,60 @@ pub async fn dashboard(
         "Spend: billable messages Meta reported, by pricing category",
         &breakdown(t, "charged_by_category", ""),
     ));
+    // Spend in money, Meta's reported beside Parley's estimate, for the same filters (a
+    // campaign's dashboard shows the campaign's cost).
+    if let Ok(spend) = engine.spend(app, req.from, req.to, &req.filters).await {
+        for (key, label, amount) in [
+            ("spend_reported", "Spend reported by Meta", spend.reported),
+            ("spend_estimated", "Spend estimated", spend.estimated),
+        ] {
+            v.figures.push(Figure {
+                key,
+                label,
+                value: format!("{} {amount}", spend.currency),
+                raw: amount.0,
+            });
+        }
+    }
     // Messaging-limit use: the numbers the view covers (all, or the one asked for).
     if nonempty(&q.campaign).is_none() && nonempty(&q.template).is_none() {
         let uses = engine.messaging_limit_use(app).await.unwrap_or_default();
+        // Over the period, against the limit in force then: a scope's count is not split by
+        // number, so a number's view reads the unfiltered series of its scope.
+        let history = if req.filters.is_empty() {
+            Some(report.messaging_limit.clone())
+        } else {
+            let all = StatsRequest {
+                filters: Vec::new(),
+                ..req.clone()
+            };
+            engine
+                .stats(app, &all)
+                .await
+                .ok()
+                .map(|r| r.messaging_limit)
+        };
+        let mut drawn = std::collections::BTreeSet::new();
+        for u in uses
+            .iter()
+            .filter(|u| nonempty(&q.phone_number).is_none_or(|p| p == u.phone_number_id))
+        {
+            let Some(series) = history.iter().flatten().find(|s| s.scope == u.scope_key) else {
+                continue;
+            };
+            if !drawn.insert(u.scope_key.clone()) {
+                continue;
+            }
+            let changes = match parley_domain::PhoneNumberId::parse(&u.phone_number_id) {
+                Ok(pn) => engine
+                    .number_history(app, &pn, req.from, req.to)
+                    .await
+                    .unwrap_or_default(),
+                Err(_) => Vec::new(),
+            };
+            v.charts
+                .push(limit_history_chart(u, series, &report, &changes));
+        }
         let mut seen_scopes = std::collections::BTreeSet::new();
         for u in uses
             .iter()
@@ -621,6 +672,80 @@ fn limit_chart(u: &LimitUse) -> String {
         }],
         area: true,
         threshold: u.limit.map(|l| (l as i64, limit_label.clone())),
+    })
+}
+
+/// The messaging limit in force at `t`: the tier of the number's last change before `t`,
+/// else the tier before its first change, else its tier now. `None`: unlimited.
+fn limit_at(
+    u: &LimitUse,
+    changes: &[parley_store::platforms::NumberChange],
+    t: i64,
+) -> Option<u64> {
+    let tier = match changes.iter().rev().find(|c| c.at < t) {
+        Some(c) => c.messaging_limit.clone(),
+        None => match changes.first() {
+            Some(c) => c.was_messaging_limit.clone(),
+            None => Some(u.tier.clone()).filter(|t| !t.is_empty()),
+        },
+    };
+    parley_domain::quota::MessagingLimit::from_stored(tier.as_deref()).per_day()
+}
+
+/// The unique contacts counted in the moving 24 h at the end of each bucket of the period
+/// (the API's `messaging_limit` series of the scope), against the limit in force then (from
+/// the number's tier history).
+fn limit_history_chart(
+    u: &LimitUse,
+    series: &parley_engine::stats::LimitUseSeries,
+    report: &StatsReport,
+    changes: &[parley_store::platforms::NumberChange],
+) -> String {
+    let x = report
+        .data
+        .iter()
+        .map(|b| b.start)
+        .fold(Vec::new(), |mut v: Vec<i64>, s| {
+            if v.last() != Some(&s) {
+                v.push(s);
+            }
+            v
+        });
+    let limits: Vec<Option<u64>> = x
+        .iter()
+        .map(|s| limit_at(u, changes, report.interval.next(*s)))
+        .collect();
+    let mut lines = vec![Series {
+        label: "Contacts counted".into(),
+        key: "limit_use".into(),
+        values: series.used.clone(),
+    }];
+    if limits.iter().all(Option::is_some) {
+        lines.push(Series {
+            label: "Limit (tier)".into(),
+            key: "limit".into(),
+            values: limits.iter().map(|l| l.unwrap_or(0) as i64).collect(),
+        });
+    }
+    let id: String = u
+        .scope_key
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    charts::time_chart(&TimeChart {
+        id: format!("chart-limituse-{id}"),
+        title: format!(
+            "Messaging-limit use, {} ({}): unique contacts counted in the moving 24 h at the end of each {}, against the limit then",
+            u.display_phone_number,
+            u.scope.replace('_', " "),
+            report.interval.as_str()
+        ),
+        x: x.iter()
+            .map(|s| (rfc3339(*s), short_label(*s, report.interval)))
+            .collect(),
+        series: lines,
+        area: false,
+        threshold: None,
     })
 }
 

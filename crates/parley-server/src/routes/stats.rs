@@ -82,12 +82,18 @@ pub struct CountsView {
     /// Every metric, zero included: `queued`, `sent`, `delivered` (once per message, even
     /// when `read` came first), `read`, `failed`, `skipped`, `held_by_meta`,
     /// `capped_by_meta`, `replied`, `reactions`, `button_clicks`, `opt_outs`, `inbound`,
-    /// `conversations_by_customer` (inbound messages with none from the sender in the 24 h
-    /// before), `charged` (messages Meta reported as billable: `pricing.type` `regular`).
+    /// `conversations_by_customer` (inbound messages that open a closed service window: none
+    /// from the sender in the 24 h before), `conversations_by_business` (templates Meta
+    /// accepted for a contact outside its service window: what counts against the messaging
+    /// limit), `unique_contacts_outside_window` (contacts that start counting against the
+    /// messaging limit: reached outside their window with no such reach in the 24 h before, as
+    /// Meta counts unique users in a moving 24 h; per scope in the breakdown), `charged`
+    /// (messages Meta reported as billable: `pricing.type` `regular`).
     #[schema(value_type = Object)]
     pub metrics: BTreeMap<&'static str, i64>,
     /// `failed_by_code` (Meta's error code), `skipped_by_reason`, `charged_by_category`,
-    /// `inbound_by_kind`, `opt_outs_by_source`: detail → count.
+    /// `inbound_by_kind`, `opt_outs_by_source`, `unique_contacts_outside_window_by_scope`
+    /// (the limit scope: `bp:<business portfolio>` or `pn:<phone number id>`): detail → count.
     #[schema(value_type = Object)]
     pub breakdown: BTreeMap<&'static str, BTreeMap<String, i64>>,
 }
@@ -129,6 +135,19 @@ pub struct StatsView {
     /// strings in `currency`; `by_category`; `unpriced_messages`.
     #[schema(value_type = Object)]
     pub cost: Option<parley_engine::pricing::SpendView>,
+    /// Messaging-limit use per limit scope (`bp:<business portfolio>` or `pn:<phone number
+    /// id>`): `used`, the unique contacts counted in the moving 24 h at the end of each bucket
+    /// (one per bucket, in order; after now, those still counted then if nothing else is
+    /// sent). Empty when a filter is given: a scope's count is not split by campaign, template,
+    /// number, ….
+    pub messaging_limit: Vec<LimitUseView>,
+}
+
+/// One limit scope's use over the period.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LimitUseView {
+    pub scope: String,
+    pub used: Vec<i64>,
 }
 
 impl From<StatsReport> for StatsView {
@@ -149,6 +168,14 @@ impl From<StatsReport> for StatsView {
                 .collect(),
             totals: r.totals.into(),
             cost: None,
+            messaging_limit: r
+                .messaging_limit
+                .into_iter()
+                .map(|s| LimitUseView {
+                    scope: s.scope,
+                    used: s.used,
+                })
+                .collect(),
         }
     }
 }
@@ -234,7 +261,19 @@ pub fn stats_csv(r: &StatsReport, bom: bool) -> String {
     }
     header.extend(METRICS.iter().map(|(n, _)| (*n).to_owned()));
     header.extend(details.iter().map(|(n, d)| format!("{n}:{d}")));
+    // Each limit scope's use at the end of the bucket (the same value on every group's row).
+    header.extend(
+        r.messaging_limit
+            .iter()
+            .map(|s| format!("messaging_limit_use:{}", s.scope)),
+    );
     crate::csv::row(&mut out, header.iter().map(String::as_str));
+    let buckets = r.data.iter().fold(Vec::new(), |mut v: Vec<i64>, b| {
+        if v.last() != Some(&b.start) {
+            v.push(b.start);
+        }
+        v
+    });
     for b in &r.data {
         crate::csv::text(&mut out, &rfc3339(b.start));
         if r.group_by.is_some() {
@@ -255,6 +294,11 @@ pub fn stats_csv(r: &StatsReport, bom: bool) -> String {
                 .copied()
                 .unwrap_or(0);
             crate::csv::number(&mut out, v);
+        }
+        let i = buckets.binary_search(&b.start).unwrap_or(0);
+        for s in &r.messaging_limit {
+            out.push(',');
+            crate::csv::number(&mut out, s.used.get(i).copied().unwrap_or(0));
         }
         out.push_str("\r\n");
     }
@@ -311,6 +355,8 @@ pub const OUTCOME_COLUMNS: &[&str] = &[
     "reason",
     "pricing_type",
     "pricing_category",
+    "price",
+    "currency",
 ];
 
 /// The header line of the per-recipient export (after the optional BOM).
@@ -366,8 +412,34 @@ fn rendered_variables(content: &str) -> String {
     serde_json::Value::Object(out).to_string()
 }
 
-/// Appends one CSV line per outcome.
-pub fn outcomes_csv_rows(out: &mut String, rows: &[CampaignOutcome]) {
+/// The price of one message as Meta reported it, in the application's price table: `0` when
+/// Meta reported it free (`pricing.type` other than `regular`), the list rate of its market
+/// (the recipient's country) and Meta's category when `regular`; `None` before Meta priced
+/// it (not delivered yet, or a status without `pricing`). Volume tiers are not applied per
+/// row (the list rate is the most a message costs): `GET /api/v1/stats`'s `cost` applies
+/// them over the month.
+pub fn outcome_price(
+    table: &parley_domain::pricing::PriceTable,
+    pricing_type: Option<&str>,
+    category: Option<&str>,
+    country: Option<&str>,
+) -> Option<parley_domain::pricing::Micros> {
+    use parley_domain::pricing::{Micros, PriceCategory};
+    match pricing_type? {
+        "regular" => {
+            let c = PriceCategory::from_meta(category?)?;
+            Some(table.market_of(country.filter(|c| !c.is_empty())).rate(c))
+        }
+        _ => Some(Micros(0)),
+    }
+}
+
+/// Appends one CSV line per outcome (prices from `table`, see [`outcome_price`]).
+pub fn outcomes_csv_rows(
+    out: &mut String,
+    rows: &[CampaignOutcome],
+    table: &parley_domain::pricing::PriceTable,
+) {
     let time = |out: &mut String, t: Option<i64>| {
         out.push(',');
         if let Some(t) = t {
@@ -419,13 +491,18 @@ pub fn outcomes_csv_rows(out: &mut String, rows: &[CampaignOutcome]) {
                 .and_then(|v| v.as_str())
                 .map(str::to_owned)
         };
-        opt(out, field("type").as_deref());
-        opt(
-            out,
-            field("category")
-                .as_deref()
-                .or(r.pricing_category.as_deref()),
+        let pricing_type = field("type");
+        let category = field("category").or_else(|| r.pricing_category.clone());
+        opt(out, pricing_type.as_deref());
+        opt(out, category.as_deref());
+        let price = outcome_price(
+            table,
+            pricing_type.as_deref(),
+            category.as_deref(),
+            r.country.as_deref(),
         );
+        opt(out, price.map(|p| p.to_string()).as_deref());
+        opt(out, price.map(|_| table.currency.as_str()));
         out.push_str("\r\n");
     }
 }
@@ -464,6 +541,7 @@ pub async fn campaign_csv_response(
     bom: bool,
 ) -> Result<Response, parley_engine::error::EngineError> {
     let first = engine.campaign_outcomes_page(&app, &id, None).await?;
+    let table = std::sync::Arc::new(engine.price_table(&app).await?.table);
     let mut head = String::new();
     outcomes_csv_header(&mut head, bom);
     let filename = format!("{}.csv", id.as_str());
@@ -473,6 +551,7 @@ pub async fn campaign_csv_response(
         move |(page, after, head)| {
             let engine = engine.clone();
             let app = app.clone();
+            let table = table.clone();
             let id = id.clone();
             async move {
                 let rows = match page {
@@ -495,7 +574,7 @@ pub async fn campaign_csv_response(
                 if rows.is_empty() && out.is_empty() {
                     return None;
                 }
-                outcomes_csv_rows(&mut out, &rows);
+                outcomes_csv_rows(&mut out, &rows, &table);
                 let next = if rows.len() < parley_engine::stats::EXPORT_PAGE as usize {
                     None
                 } else {

@@ -168,6 +168,49 @@ fn assert_same_numbers(page: &Value, api: &Value) {
         spend.insert(format!("charged_by_category:{d}"), n.clone());
     }
     assert_eq!(page["spend"], Value::Object(spend), "{page} vs {api}");
+    // Spend in money: Meta's reported and the estimate, in millionths, as the API's cost.
+    let micros = |k: &str| {
+        parley_domain::pricing::Micros::parse(api["cost"][k].as_str().expect(k))
+            .expect("an amount")
+            .0
+    };
+    assert_eq!(
+        page["figures"]["spend_reported"],
+        micros("reported"),
+        "{page} vs {api}"
+    );
+    assert_eq!(
+        page["figures"]["spend_estimated"],
+        micros("estimated"),
+        "{page} vs {api}"
+    );
+}
+
+/// The messaging-limit use over the period drawn for the API's only scope, and the limit
+/// drawn beside it.
+fn limit_history(page: &Value, api: &Value) -> Vec<Value> {
+    let (_, chart) = page["times"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.starts_with("chart-limituse-"))
+        .expect("a messaging-limit history chart");
+    let series = api["messaging_limit"].as_array().expect("messaging_limit");
+    assert_eq!(series.len(), 1, "{api}");
+    let expected: Vec<Value> = api["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(series[0]["used"].as_array().unwrap())
+        .map(|(b, u)| json!([b["start"], u]))
+        .collect();
+    assert_eq!(chart["limit_use"].as_array().unwrap(), &expected, "{chart}");
+    chart["limit"]
+        .as_array()
+        .expect("the limit series")
+        .iter()
+        .map(|p| p[1].clone())
+        .collect()
 }
 
 /// Opens `path` and reads its dashboard until it equals the API's answer for the page's own
@@ -262,6 +305,21 @@ async fn dashboards_after_a_demo_campaign_draw_the_apis_numbers() {
     let now_used = &limit["limit_use"][0][1];
     assert_eq!(now_used, &plan["quota"]["used"], "{limit} vs {plan}");
     assert!(now_used.as_u64().unwrap() > 0, "{plan}");
+    // Over the period: the API's series, against the default tier's 250; it ends at the
+    // count now.
+    let limits = limit_history(&page, &api);
+    assert!(limits.iter().all(|l| l == 250), "{limits:?}");
+    let last = api["messaging_limit"][0]["used"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(&last, now_used, "{api}");
+    assert!(
+        page["figures"]["spend_reported"].as_i64().unwrap() > 0,
+        "{page}"
+    );
 
     // Meta raises the tier (webhook): the number's dashboard lists the change, and its
     // messaging-limit chart draws the new limit.
@@ -284,6 +342,20 @@ async fn dashboards_after_a_demo_campaign_draw_the_apis_numbers() {
         &format!("/dashboards?range=24h&phone_number={pn}"),
     )
     .await;
+    // The number's view draws its scope's use (the unfiltered series) and the tier's rise.
+    let all = get(
+        &app,
+        &format!(
+            "/api/v1/stats?{}",
+            page["query"]
+                .as_str()
+                .unwrap()
+                .replace(&format!("&phone_number={pn}"), "")
+        ),
+    )
+    .await;
+    let limits = limit_history(&page, &all);
+    assert_eq!(limits.last(), Some(&json!(2000)), "{limits:?}");
     assert!(
         page["subject"].as_str().unwrap().starts_with("Number "),
         "{page}"

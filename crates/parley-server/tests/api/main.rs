@@ -27,6 +27,7 @@ mod marketing_messages;
 mod operations;
 mod people;
 mod quota_person;
+mod reach_metrics;
 // The store suite's PostgreSQL harness (throwaway cluster or PARLEY_TEST_POSTGRES_URL).
 #[allow(dead_code)]
 #[path = "../../../parley-store/tests/store/pg.rs"]

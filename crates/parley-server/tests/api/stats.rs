@@ -451,6 +451,38 @@ async fn campaign_export_has_every_recipients_outcome_quoted_and_formula_safe() 
             || r[col("pricing_category")] == "marketing"),
         "Meta's pricing shows: {body}"
     );
+    // The price column: each message Meta reported as charged at the default table's rate
+    // for Germany and its category (no tiers in the default), free ones at 0, unpriced empty;
+    // the column sums to the spend Meta reported in the statistics for this campaign.
+    let table = parley_domain::pricing::PriceTable::default_table();
+    let de = table.market_of(Some("DE"));
+    let micros = |s: &str| {
+        parley_domain::pricing::Micros::parse(s)
+            .unwrap_or_else(|| panic!("a price: {s:?}"))
+            .0
+    };
+    let mut total = 0;
+    for r in rows {
+        match r[col("pricing_type")].as_str() {
+            "" => assert_eq!(r[col("price")], "", "unpriced: {r:?}"),
+            "regular" => {
+                let c =
+                    parley_domain::pricing::PriceCategory::from_meta(&r[col("pricing_category")])
+                        .expect("a category");
+                assert_eq!(micros(&r[col("price")]), de.rate(c).0, "{r:?}");
+                assert_eq!(r[col("currency")], "USD");
+                total += micros(&r[col("price")]);
+            }
+            _ => assert_eq!(micros(&r[col("price")]), 0, "{r:?}"),
+        }
+    }
+    assert!(total > 0, "{body}");
+    let spend = get(&app, &format!("/api/v1/stats?campaign={id}")).await;
+    assert_eq!(
+        micros(spend["cost"]["reported"].as_str().expect("reported")),
+        total,
+        "{spend}"
+    );
 
     // Without a BOM; an unknown campaign is 404 with a stable code.
     let resp = app

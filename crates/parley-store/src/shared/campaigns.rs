@@ -13,7 +13,9 @@ use parley_domain::{
 };
 use sqlx::Row;
 
-use super::{Backend, DbRow, audience_from_row, confirm_quota_rows, parse_id, text};
+use super::{
+    Backend, DbRow, audience_from_row, confirm_quota_rows, parse_id, record_reaches_in, text,
+};
 use crate::campaigns::*;
 use crate::{Millis, Result, corrupt};
 
@@ -406,7 +408,9 @@ impl CampaignStore for Backend {
             return Ok(());
         }
         let mut tx = self.tx().await?;
-        confirm_quota_rows(&mut tx, &[(scope_key, contact, message_id.as_str(), now)]).await?;
+        let row = [(scope_key, contact, message_id.as_str(), now)];
+        confirm_quota_rows(&mut tx, &row).await?;
+        record_reaches_in(&mut tx, &row).await?;
         tx.commit().await?;
         Ok(())
     }

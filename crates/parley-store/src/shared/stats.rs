@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use parley_domain::ApplicationId;
 use sqlx::Row;
 
-use super::{Backend, DbRow, STAT_ROWS_JSON, json_rows, text};
+use super::{Backend, DbRow, RECOUNT_REACHES, STAT_ROWS_JSON, json_rows, text};
 use crate::Millis;
 use crate::Result;
 use crate::stats::*;
@@ -172,6 +172,23 @@ impl StatsStore for Backend {
         Ok(out)
     }
 
+    async fn limit_counted_before(
+        &self,
+        app: &ApplicationId,
+        t: Millis,
+    ) -> Result<Vec<(String, i64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT scope_key, CAST(COUNT(DISTINCT contact) AS BIGINT) FROM limit_reaches
+             WHERE application_id = $1 AND at >= $2 AND at < $3 GROUP BY scope_key",
+        )
+        .bind(app.as_str())
+        .bind(t - parley_domain::quota::QUOTA_WINDOW_MS)
+        .bind(t)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(rows)
+    }
+
     async fn stat_recount(&self, fix: bool) -> Result<Vec<StatDifference>> {
         let mut tx = self.tx().await?;
         // Writers wait while the rows are recounted, so counters and recount see the same rows.
@@ -187,9 +204,12 @@ impl StatsStore for Backend {
             kept.insert(key_of(r)?, r.try_get::<i64, _>("n")?);
         }
         let mut recounted = BTreeMap::new();
-        let rows = sqlx::query(RECOUNT).fetch_all(&mut *tx).await?;
-        for r in &rows {
-            recounted.insert(key_of(r)?, r.try_get::<i64, _>("n")?);
+        // The trigger-kept metrics, then those kept from `limit_reaches` (disjoint metrics).
+        for sql in [RECOUNT, RECOUNT_REACHES] {
+            let rows = sqlx::query(sql).fetch_all(&mut *tx).await?;
+            for r in &rows {
+                *recounted.entry(key_of(r)?).or_insert(0) += r.try_get::<i64, _>("n")?;
+            }
         }
         let mut out = Vec::new();
         for (key, &n) in &kept {
@@ -216,11 +236,13 @@ impl StatsStore for Backend {
             sqlx::query("DELETE FROM stat_counters")
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO stat_counters ({KEY_COLUMNS}, n) SELECT {KEY_COLUMNS}, n FROM ({RECOUNT}) r"
-            )))
-            .execute(&mut *tx)
-            .await?;
+            for sql in [RECOUNT, RECOUNT_REACHES] {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO stat_counters ({KEY_COLUMNS}, n) SELECT {KEY_COLUMNS}, n FROM ({sql}) r"
+                )))
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(out)
