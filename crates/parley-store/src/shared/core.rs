@@ -20,8 +20,7 @@ use super::{
     Backend, DbRow, Tx, confirm_quota_rows, contact_from_row, insert_orphans, json, learn_in,
     load_status_rows, lock_wamids, message_from_row, note_entry_point_in, opt_text, parse_id,
     phone_from_row, platform_from_row, record_reaches_in, repoint_in, resolve_in, take_orphans,
-    template_from_row,
-    text, upsert_conversation_in, upsert_in, write_status_rows,
+    template_from_row, text, upsert_conversation_in, upsert_in, write_status_rows,
 };
 use crate::lattice::Batch;
 use crate::types::*;
