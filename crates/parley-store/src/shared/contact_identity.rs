@@ -190,8 +190,14 @@ pub(crate) async fn resolve_in(
     Ok(Some(parse_id_str(&survivor.id)?))
 }
 
+/// The columns `learn_in` reads in bulk: what its check and `set_identity` use (the rest of a
+/// `Person`, tags above all, cost more to read and decode than the lookup).
+const LEARN_COLUMNS: &str = "id, phone, wa_id, name, created_at, bsuid, parent_bsuid, username";
+
 /// The contacts whose `column` (`phone` or `bsuid`, this file's constants) is one of
 /// `values`, in one read per 500, by that value (the first created when several share it).
+/// Only `LEARN_COLUMNS` are read: the other fields are empty, so these are for `learn_in`'s
+/// check and `set_identity` only, never for a merge.
 async fn people_by(
     conn: &mut Connection,
     app: &ApplicationId,
@@ -202,7 +208,7 @@ async fn people_by(
     for chunk in values.chunks(500) {
         let marks: Vec<String> = (2..=chunk.len() + 1).map(|i| format!("${i}")).collect();
         let sql = format!(
-            "SELECT {PERSON_COLUMNS} FROM contacts WHERE application_id = $1 AND {column} IN ({})
+            "SELECT {LEARN_COLUMNS} FROM contacts WHERE application_id = $1 AND {column} IN ({})
              ORDER BY created_at, id",
             marks.join(", ")
         );
@@ -211,7 +217,23 @@ async fn people_by(
             query = query.bind(text(v));
         }
         for row in query.fetch_all(&mut *conn).await? {
-            let p = person_from_row(&row)?;
+            let p = Person {
+                id: row.try_get("id")?,
+                phone: row.try_get("phone")?,
+                wa_id: row.try_get("wa_id")?,
+                name: row.try_get("name")?,
+                locale: None,
+                timezone: None,
+                tags: Tags::default(),
+                last_inbound_at: None,
+                created_at: row.try_get("created_at")?,
+                subscription: String::new(),
+                subscription_source: None,
+                subscription_at: None,
+                bsuid: row.try_get("bsuid")?,
+                parent_bsuid: row.try_get("parent_bsuid")?,
+                username: row.try_get("username")?,
+            };
             let key = if column == "phone" {
                 Some(p.phone.clone())
             } else {
