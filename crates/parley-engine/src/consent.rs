@@ -13,7 +13,7 @@ use parley_domain::{
     ApplicationId, E164, ErrorClass, InboundKind, MessageState, PhoneNumberId, Subscription,
     classify,
 };
-use parley_meta::{MessagesValue, UserPreferencesValue};
+use parley_meta::UserPreferencesValue;
 use parley_store::audience::{ContactUpsert, SubscriptionChange};
 use parley_store::consent::{OptOutSettings, PricingUpdate};
 use parley_store::{InboundRecord, StatusChange};
@@ -313,22 +313,38 @@ pub(crate) async fn apply_inbound_keyword(
     Ok(())
 }
 
-/// The `pricing` object of every status of the value, for its message; the webhook processor
-/// stores a whole batch's at once (`Store::record_pricing`).
-pub(crate) fn collect_pricing(value: &MessagesValue, updates: &mut Vec<PricingUpdate>) {
-    updates.extend(value.statuses.iter().filter_map(|s| {
-        let raw: serde_json::Value = serde_json::from_str(s.pricing.as_ref()?.get()).ok()?;
-        let category = s.pricing_object().and_then(|p| p.category_key());
-        Some(PricingUpdate {
-            wamid: parley_domain::Wamid::parse(&s.id).ok()?,
-            message_id: s
-                .biz_opaque_callback_data
-                .as_deref()
-                .and_then(|d| parley_domain::MessageId::parse(d).ok()),
-            pricing: raw,
-            category,
-        })
-    }));
+/// A status's `pricing` object as stored, written with the status it came with
+/// (`StatusChange::pricing`).
+pub(crate) fn status_pricing(s: &parley_meta::StatusUpdate) -> Option<parley_store::StatusPricing> {
+    let raw: serde_json::Value = serde_json::from_str(s.pricing.as_ref()?.get()).ok()?;
+    Some(parley_store::StatusPricing {
+        pricing: serde_json::to_string(&raw).ok()?,
+        category: s.pricing_object().and_then(|p| p.category_key()),
+    })
+}
+
+/// The `pricing` object of a status that is not merged (its `status` is not understood), for
+/// its message; the webhook processor stores a whole batch's at once (`Store::record_pricing`).
+pub(crate) fn collect_pricing(s: &parley_meta::StatusUpdate, updates: &mut Vec<PricingUpdate>) {
+    let Some(raw) = s
+        .pricing
+        .as_ref()
+        .and_then(|p| serde_json::from_str(p.get()).ok())
+    else {
+        return;
+    };
+    let Ok(wamid) = parley_domain::Wamid::parse(&s.id) else {
+        return;
+    };
+    updates.push(PricingUpdate {
+        wamid,
+        message_id: s
+            .biz_opaque_callback_data
+            .as_deref()
+            .and_then(|d| parley_domain::MessageId::parse(d).ok()),
+        pricing: raw,
+        category: s.pricing_object().and_then(|p| p.category_key()),
+    });
 }
 
 /// After statuses were merged: a `failed` with Meta's per-user cap (131049) is rescheduled,

@@ -201,11 +201,10 @@ async fn apply_messages(
     learning: &mut Learning,
     notes: &mut Vec<String>,
 ) -> parley_store::Result<()> {
-    collect_statuses(engine, value, statuses, notes);
+    collect_statuses(engine, value, statuses, pricing, notes);
     if !value.statuses.is_empty() {
         crate::contact_identity::learn_from_statuses(engine, value, learning, notes).await?;
     }
-    crate::consent::collect_pricing(value, pricing);
     // Value-level errors (no message to hang them on) stay visible on the event.
     for e in &value.errors {
         notes.push(format!(
@@ -225,10 +224,13 @@ fn collect_statuses(
     engine: &Engine,
     value: &MessagesValue,
     statuses: &mut Vec<StatusChange>,
+    pricing: &mut Vec<PricingUpdate>,
     notes: &mut Vec<String>,
 ) {
     for status in &value.statuses {
         let Some(state) = status.status.message_state() else {
+            // Its pricing is still the message's.
+            crate::consent::collect_pricing(status, pricing);
             notes.push(format!(
                 "status `{}` for {} not understood",
                 status.status.as_str(),
@@ -256,6 +258,7 @@ fn collect_statuses(
             state,
             at,
             error,
+            pricing: crate::consent::status_pricing(status),
         });
     }
 }

@@ -32,6 +32,12 @@ pub(crate) struct StatusRow {
     pub delivered_at: Option<Millis>,
     pub read_at: Option<Millis>,
     pub failed_at: Option<Millis>,
+    /// A status's pricing to write with the merge (`p` the object as JSON text, `c` its
+    /// category); absent, the row's pricing is left as it is. Not read back.
+    #[serde(rename = "p", skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<String>,
+    #[serde(rename = "c", skip_serializing_if = "Option::is_none")]
+    pub pricing_category: Option<String>,
 }
 
 /// The columns `StatusRow` is read from, for `SELECT {STATUS_COLUMNS} FROM messages …`.
@@ -62,6 +68,10 @@ impl StatusRow {
             self.wamid = Some(change.wamid.as_str().to_owned());
         }
         self.updated_at = self.updated_at.max(change.at);
+        if let Some(p) = &change.pricing {
+            self.pricing = Some(p.pricing.clone());
+            self.pricing_category = p.category.clone();
+        }
         let slot = match change.state {
             MessageState::Sending => &mut self.sending_at,
             MessageState::Accepted => &mut self.accepted_at,
@@ -83,6 +93,7 @@ impl StatusRow {
             state: MessageState::Accepted,
             at,
             error: None,
+            pricing: None,
         });
         if self.state != MessageState::Failed {
             self.error_code = None;
@@ -194,6 +205,7 @@ impl Batch {
                 state,
                 at,
                 error: error_code.map(|c| (c, error_message.unwrap_or_default())),
+                pricing: None,
             };
             self.update(i, |r| r.merge(&change));
         }
@@ -329,6 +341,8 @@ mod tests {
             delivered_at: None,
             read_at: None,
             failed_at: None,
+            pricing: None,
+            pricing_category: None,
         }
     }
 
@@ -339,6 +353,7 @@ mod tests {
             state,
             at,
             error: error.map(|(c, m)| (c, m.to_owned())),
+            pricing: None,
         }
     }
 

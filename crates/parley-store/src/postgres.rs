@@ -355,6 +355,8 @@ fn status_row(row: &PgRow) -> Result<StatusRow> {
         delivered_at: row.try_get("delivered_at")?,
         read_at: row.try_get("read_at")?,
         failed_at: row.try_get("failed_at")?,
+        pricing: None,
+        pricing_category: None,
     })
 }
 
@@ -399,6 +401,11 @@ async fn write_status_rows(tx: &mut Tx, batch: &mut Batch) -> Result<()> {
     for r in &mut batch.rows {
         r.wamid = r.wamid.as_deref().map(|w| pg_text(w).into_owned());
         r.error_message = r.error_message.as_deref().map(|m| pg_text(m).into_owned());
+        r.pricing = r.pricing.as_deref().map(|p| pg_text(p).into_owned());
+        r.pricing_category = r
+            .pricing_category
+            .as_deref()
+            .map(|c| pg_text(c).into_owned());
     }
     let rows: Vec<String> = [true, false]
         .into_iter()
@@ -409,10 +416,12 @@ async fn write_status_rows(tx: &mut Tx, batch: &mut Batch) -> Result<()> {
         "UPDATE messages AS m SET state = v.state, wamid = v.wamid, error_code = v.error_code,
            error_message = v.error_message, lease_until = NULL, updated_at = v.updated_at,
            sending_at = v.sending_at, accepted_at = v.accepted_at, sent_at = v.sent_at,
-           delivered_at = v.delivered_at, read_at = v.read_at, failed_at = v.failed_at
+           delivered_at = v.delivered_at, read_at = v.read_at, failed_at = v.failed_at,
+           pricing = COALESCE(v.p, m.pricing),
+           pricing_category = CASE WHEN v.p IS NULL THEN m.pricing_category ELSE v.c END
          FROM jsonb_to_recordset($1::jsonb) AS v(id text, state text, wamid text, error_code bigint,
            error_message text, updated_at bigint, sending_at bigint, accepted_at bigint, sent_at bigint,
-           delivered_at bigint, read_at bigint, failed_at bigint)
+           delivered_at bigint, read_at bigint, failed_at bigint, p text, c text)
          WHERE m.id = v.id",
     )
     .bind(rows)

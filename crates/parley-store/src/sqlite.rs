@@ -368,6 +368,8 @@ async fn load_status_rows(
             delivered_at: r.9,
             read_at: r.10,
             failed_at: r.11,
+            pricing: None,
+            pricing_category: None,
         });
     }
     Ok(())
@@ -400,7 +402,10 @@ async fn write_status_rows(tx: &mut Tx, batch: &mut Batch) -> Result<()> {
                        lease_until = NULL, updated_at = j.value ->> 'updated_at',
                        sending_at = j.value ->> 'sending_at', accepted_at = j.value ->> 'accepted_at',
                        sent_at = j.value ->> 'sent_at', delivered_at = j.value ->> 'delivered_at',
-                       read_at = j.value ->> 'read_at', failed_at = j.value ->> 'failed_at'
+                       read_at = j.value ->> 'read_at', failed_at = j.value ->> 'failed_at',
+                       pricing = COALESCE(j.value ->> 'p', messages.pricing),
+                       pricing_category = CASE WHEN j.value ->> 'p' IS NULL
+                         THEN messages.pricing_category ELSE j.value ->> 'c' END
                      FROM jsonb_each($1) AS j WHERE messages.id = j.value ->> 'id'"
                 )
             };

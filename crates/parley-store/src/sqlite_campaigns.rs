@@ -204,18 +204,18 @@ impl SqliteStore {
     ) -> Result<QuotaFacts> {
         let contacts = json_strings(req.items.iter().map(|i| i.contact));
         let mut facts = QuotaFacts::default();
-        // A key is a contact id or an address (phone): both looked up by their index.
+        // A key is a contact id or an address (phone): both looked up by their index. The ids
+        // are joined from the list (`CROSS JOIN` keeps that order): with `id IN (…)` SQLite
+        // chose the `(application_id, phone)` index and read every contact of the application
+        // for each batch (~10 µs a message at 100,000 contacts).
         let since = req.now - SERVICE_WINDOW.whole_milliseconds() as i64;
         let in_window: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM contacts WHERE application_id = ? AND last_inbound_at > ?
-               AND id IN (SELECT value FROM json_each(?))
+            "SELECT c.id FROM json_each(?3) AS j CROSS JOIN contacts AS c ON c.id = j.value
+             WHERE c.application_id = ?1 AND c.last_inbound_at > ?2
              UNION ALL
-             SELECT phone FROM contacts WHERE application_id = ? AND last_inbound_at > ?
-               AND phone IN (SELECT value FROM json_each(?))",
+             SELECT phone FROM contacts WHERE application_id = ?1 AND last_inbound_at > ?2
+               AND phone IN (SELECT value FROM json_each(?3))",
         )
-        .bind(req.application_id.as_str())
-        .bind(since)
-        .bind(&contacts)
         .bind(req.application_id.as_str())
         .bind(since)
         .bind(&contacts)

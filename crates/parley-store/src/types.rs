@@ -245,6 +245,18 @@ pub struct StatusChange {
     pub state: MessageState,
     pub at: Millis,
     pub error: Option<(i64, String)>,
+    /// Meta's `pricing` object of the status, written in the same `UPDATE` as the status
+    /// (a second write of the row ran the statistics triggers a second time).
+    pub pricing: Option<StatusPricing>,
+}
+
+/// A status's `pricing` object as stored (`messages.pricing`) and its category key
+/// (`messages.pricing_category`); the last one of a batch for a message wins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusPricing {
+    /// The object as JSON text.
+    pub pricing: String,
+    pub category: Option<String>,
 }
 
 /// A send Meta accepted, recorded in a batch with the others of its round.

@@ -190,34 +190,91 @@ pub(crate) async fn resolve_in(
     Ok(Some(parse_id_str(&survivor.id)?))
 }
 
+/// The columns `learn_in` reads in bulk: what its check and `set_identity` use (the rest of a
+/// `Person`, tags above all, cost more to read and decode than the lookup).
+const LEARN_COLUMNS: &str = "id, phone, wa_id, name, created_at, bsuid, parent_bsuid, username";
+
+/// The contacts whose `column` (`phone` or `bsuid`, this file's constants) is one of
+/// `values`, in one read per 500, by that value (the first created when several share it).
+/// Only `LEARN_COLUMNS` are read: the other fields are empty, so these are for `learn_in`'s
+/// check and `set_identity` only, never for a merge.
+async fn people_by(
+    conn: &mut Connection,
+    app: &ApplicationId,
+    column: &str,
+    values: &[&str],
+) -> Result<std::collections::HashMap<String, Person>> {
+    let mut out = std::collections::HashMap::new();
+    for chunk in values.chunks(500) {
+        let marks: Vec<String> = (2..=chunk.len() + 1).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {LEARN_COLUMNS} FROM contacts WHERE application_id = $1 AND {column} IN ({})
+             ORDER BY created_at, id",
+            marks.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app.as_str());
+        for v in chunk {
+            query = query.bind(text(v));
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let p = Person {
+                id: row.try_get("id")?,
+                phone: row.try_get("phone")?,
+                wa_id: row.try_get("wa_id")?,
+                name: row.try_get("name")?,
+                locale: None,
+                timezone: None,
+                tags: Tags::default(),
+                last_inbound_at: None,
+                created_at: row.try_get("created_at")?,
+                subscription: String::new(),
+                subscription_source: None,
+                subscription_at: None,
+                bsuid: row.try_get("bsuid")?,
+                parent_bsuid: row.try_get("parent_bsuid")?,
+                username: row.try_get("username")?,
+            };
+            let key = if column == "phone" {
+                Some(p.phone.clone())
+            } else {
+                p.bsuid.clone()
+            };
+            if let Some(key) = key {
+                out.entry(key).or_insert(p);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// What a round of status webhooks reveals (`Store::learn_contacts`): each identity is linked
-/// as `resolve_in` would without creating, skipping those whose contact (found by BSUID, in
-/// one read per 500) already has every identifier they name.
+/// as `resolve_in` would without creating. Every key is locked first (one sorted lock), then
+/// the contacts the identities name are read in one read per 500 by BSUID and one by phone:
+/// an identity whose contact (by BSUID) already has every identifier it names is skipped, and
+/// the common case, a phone and a BSUID nobody has yet, links the BSUID to the phone's contact
+/// (or does nothing when no contact has the phone) without reading again: two reads per
+/// status cost more than the rest of its application. Anything else (two contacts to merge, a
+/// contact this round already changed) goes through `resolve_in`, and after it every later
+/// identity too, since it may have changed contacts read here.
 pub(crate) async fn learn_in(
     conn: &mut Connection,
     app: &ApplicationId,
     idents: &[ContactIdentity],
     now: Millis,
 ) -> Result<()> {
+    let all: Vec<&ContactIdentity> = idents.iter().collect();
+    lock(conn, app, &all).await?;
     let bsuids: Vec<&str> = idents.iter().filter_map(|i| i.bsuid.as_deref()).collect();
-    let mut known: std::collections::HashMap<String, Person> = std::collections::HashMap::new();
-    for chunk in bsuids.chunks(500) {
-        let marks: Vec<String> = (2..=chunk.len() + 1).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT {PERSON_COLUMNS} FROM contacts WHERE application_id = $1 AND bsuid IN ({})",
-            marks.join(", ")
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app.as_str());
-        for b in chunk {
-            query = query.bind(text(b));
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            let p = person_from_row(&row)?;
-            if let Some(b) = p.bsuid.clone() {
-                known.insert(b, p);
-            }
-        }
-    }
+    let known = people_by(conn, app, "bsuid", &bsuids).await?;
+    let phones: Vec<&str> = idents
+        .iter()
+        .filter(|i| i.bsuid.as_ref().is_some_and(|b| !known.contains_key(b)))
+        .filter_map(|i| i.phone.as_deref())
+        .collect();
+    let by_phone = people_by(conn, app, "phone", &phones).await?;
+    // Contacts and keys this call wrote: an identity naming one of them reads afresh.
+    let mut written: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut fresh = true;
     for ident in idents {
         // Nothing new: the contact already has every identifier the status names.
         if let Some(p) = ident.bsuid.as_ref().and_then(|b| known.get(b))
@@ -228,6 +285,24 @@ pub(crate) async fn learn_in(
         {
             continue;
         }
+        // A phone and a BSUID no contact had: `named` finds the phone's contact alone.
+        if fresh
+            && let (Some(b), Some(phone)) = (&ident.bsuid, &ident.phone)
+            && !known.contains_key(b)
+            && !written.contains(b)
+            && !written.contains(phone)
+        {
+            match by_phone.get(phone) {
+                None => continue,
+                Some(p) if !written.contains(&p.id) => {
+                    set_identity(conn, p, ident, false, now).await?;
+                    written.extend([p.id.clone(), p.phone.clone(), b.clone(), phone.clone()]);
+                    continue;
+                }
+                Some(_) => {}
+            }
+        }
+        fresh = false;
         resolve_in(conn, app, ident, false, now).await?;
     }
     Ok(())

@@ -28,6 +28,7 @@ fn status(wamid: &str, id: Option<&MessageId>, state: MessageState, at: i64) -> 
         state,
         at,
         error: (state == MessageState::Failed).then(|| (131026, "undeliverable".to_owned())),
+        pricing: None,
     }
 }
 

@@ -417,6 +417,7 @@ async fn campaign_counts_follow_every_transition(b: &Backend) {
         state,
         at,
         error: error.map(|c| (c, "undeliverable".to_owned())),
+        pricing: None,
     };
     // `sent` reported two hours late first, then its real (earlier) time: one hour counted.
     b.apply_statuses(&[

@@ -15,6 +15,7 @@ crate::contract!(
     a_status_can_link_but_never_creates,
     erasure_by_bsuid_removes_every_identity,
     segments_see_phone_and_bsuid_identities,
+    a_round_of_learning_ends_as_resolving_each_identity_alone,
 );
 
 const BSUID: &str = "US.13491208655302741918";
@@ -393,4 +394,87 @@ async fn segments_see_phone_and_bsuid_identities(b: &Backend) {
             "{filter}"
         );
     }
+}
+
+/// `learn_contacts` (a round of status webhooks) takes shortcuts (bulk reads, a new BSUID
+/// linked to its phone's contact without reading again); its result must be what resolving
+/// each identity alone, in order, without creating, gives: a link, nobody, a BSUID that a
+/// later identity shows to be a second contact's (a merge), a BSUID-only contact and a phone
+/// contact named together (a merge), a repeated identity.
+async fn a_round_of_learning_ends_as_resolving_each_identity_alone(b: &Backend) {
+    use parley_store::audience::ContactUpsert;
+    let phones = [
+        "+4915100000101",
+        "+4915100000103",
+        "+4915100000104",
+        "+4915100000105",
+    ];
+    let bsuid = |n: u32| format!("US.1349120865530274{n:04}");
+    let full = |phone: &str, b: &str, parent: Option<&str>| ContactIdentity {
+        phone: Some(phone.into()),
+        bsuid: Some(b.into()),
+        parent_bsuid: parent.map(str::to_owned),
+        username: Some(format!("@{}", &phone[10..])),
+        ..ContactIdentity::default()
+    };
+    let round = vec![
+        full("+4915100000101", &bsuid(1), Some(PARENT)),
+        full("+4915100000102", &bsuid(2), None),
+        full("+4915100000103", &bsuid(3), None),
+        full("+4915100000104", &bsuid(3), None),
+        full("+4915100000105", &bsuid(5), None),
+        full("+4915100000101", &bsuid(1), Some(PARENT)),
+    ];
+    let mut seen = Vec::new();
+    for (n, learn) in [(1, true), (2, false)] {
+        let t = tenant(&**b, n).await;
+        let upserts: Vec<ContactUpsert> = phones
+            .iter()
+            .map(|p| ContactUpsert {
+                phone: (*p).into(),
+                ..ContactUpsert::default()
+            })
+            .collect();
+        b.upsert_audience(&t.app, &upserts, T0)
+            .await
+            .expect("contacts");
+        b.record_inbound(&inbound(
+            &t,
+            &format!("wamid.l{n}"),
+            T0 + 1,
+            ident(None, Some(&bsuid(5))),
+        ))
+        .await
+        .expect("a bsuid-only contact");
+        if learn {
+            b.learn_contacts(&t.app, &round, T0 + 2)
+                .await
+                .expect("learn");
+        } else {
+            for i in &round {
+                b.resolve_contact(&t.app, i, false, T0 + 2)
+                    .await
+                    .expect("resolve");
+            }
+        }
+        let mut state = vec![b.count_contacts(&t.app).await.expect("count") as i64];
+        let mut rows = Vec::new();
+        for p in phones.iter().copied().chain(["+4915100000102"]) {
+            let c = b.contact_by_phone(&t.app, p).await.expect("read");
+            rows.push(c.map(|c| (c.phone, c.bsuid, c.parent_bsuid, c.username, c.created_at)));
+        }
+        state.push(rows.iter().flatten().count() as i64);
+        seen.push((state, rows));
+    }
+    assert_eq!(seen[0], seen[1], "learned in a round, then one by one");
+    // The link and the two merges happened, and 102 (nobody) was not created.
+    let rows = &seen[0].1;
+    assert_eq!(rows[0].as_ref().and_then(|r| r.1.clone()), Some(bsuid(1)));
+    assert_eq!(
+        rows[0].as_ref().and_then(|r| r.2.clone()).as_deref(),
+        Some(PARENT)
+    );
+    assert!(rows[4].is_none(), "a status never creates: {rows:?}");
+    // Five contacts before (four phones, one BSUID): 103 and 104 merged, 105 and its BSUID.
+    assert_eq!(seen[0].0[0], 3, "two merges: {:?}", seen[0]);
 }

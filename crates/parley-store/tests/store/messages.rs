@@ -388,6 +388,7 @@ async fn requeue_stale_sending_after_lease_and_grace(b: &Backend) {
         state: MessageState::Sent,
         at: back + 10,
         error: None,
+        pricing: None,
     })
     .await
     .expect("status")
@@ -466,6 +467,7 @@ async fn a_send_meta_holds_is_never_requeued_by_crash_recovery(b: &Backend) {
         state: MessageState::Sent,
         at: lease + 20 * grace,
         error: None,
+        pricing: None,
     })
     .await
     .expect("status")

@@ -5,9 +5,9 @@ use parley_domain::{MessageState, Subscription, Wamid};
 use parley_store::audience::{ContactUpsert, SubscriptionChange};
 use parley_store::consent::PricingUpdate;
 use parley_store::stats::{StatDimension, StatQuery, StatSpan};
-use parley_store::{ContactIdentity, InboundRecord, StatusChange};
-use rand::SeedableRng;
+use parley_store::{ContactIdentity, InboundRecord, StatusChange, StatusPricing};
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -80,26 +80,45 @@ async fn counters_equal_the_recount_after_chaos(b: &Backend) {
             n += 1;
             let wamid = format!("wamid.stats.{n}");
             let id = accepted(&**b, &t, &wamid, T0).await;
-            for (state, at) in &order {
-                let change = StatusChange {
+            // Half the messages get their pricing with the statuses that carry it (`sent`
+            // and `delivered`, written in the status's own `UPDATE`), in batches of one to
+            // three statuses; the other half through `record_pricing`, after them.
+            let with_status = n % 2 == 1;
+            let pricing = json!({"billable": true, "pricing_model": "PMP", "type": "regular", "category": "utility"});
+            let changes: Vec<StatusChange> = order
+                .iter()
+                .map(|(state, at)| StatusChange {
                     wamid: wm(&wamid),
                     message_id: Some(id.clone()),
                     state: *state,
                     at: T0 + at,
                     error: (*state == Failed).then(|| (131026, "undeliverable".to_owned())),
-                };
-                b.apply_statuses(&[change]).await.expect("status");
+                    pricing: (with_status && matches!(state, Sent | Delivered)).then(|| {
+                        StatusPricing {
+                            pricing: pricing.to_string(),
+                            category: Some("utility".into()),
+                        }
+                    }),
+                })
+                .collect();
+            let mut rest = &changes[..];
+            while !rest.is_empty() {
+                let k = rng.random_range(1..=3).min(rest.len());
+                b.apply_statuses(&rest[..k]).await.expect("status");
+                rest = &rest[k..];
             }
-            // The pricing object comes twice (with sent and with delivered).
-            for _ in 0..2 {
-                b.record_pricing(&[PricingUpdate {
-                    wamid: wm(&wamid),
-                    message_id: None,
-                    pricing: json!({"billable": true, "pricing_model": "PMP", "type": "regular", "category": "utility"}),
-                    category: Some("utility".into()),
-                }])
-                .await
-                .expect("pricing");
+            if !with_status {
+                // The pricing object comes twice (with sent and with delivered).
+                for _ in 0..2 {
+                    b.record_pricing(&[PricingUpdate {
+                        wamid: wm(&wamid),
+                        message_id: None,
+                        pricing: pricing.clone(),
+                        category: Some("utility".into()),
+                    }])
+                    .await
+                    .expect("pricing");
+                }
             }
         }
     }

@@ -24,6 +24,7 @@ fn status(wamid: &str, id: Option<&MessageId>, state: MessageState, at: i64) -> 
         at,
         error: (state == MessageState::Failed)
             .then(|| (131026, "Message undeliverable".to_owned())),
+        pricing: None,
     }
 }
 
