@@ -48,11 +48,16 @@ pub struct Args {
     pub connections: usize,
     /// Runs of each receiver per load, alternating which goes first.
     pub rounds: usize,
+    /// Also runs Parley as an API node (intake only, no webhook processor) at each load: what
+    /// the intake alone takes, apart from the processing that shares the machine with it.
+    pub intake_only: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Target {
     Parley,
+    /// Parley's server and engine as an API node: the intake, no webhook processor.
+    Intake,
     Reference,
 }
 
@@ -60,6 +65,7 @@ impl Target {
     fn name(self) -> &'static str {
         match self {
             Target::Parley => "parley",
+            Target::Intake => "intake",
             Target::Reference => "reference",
         }
     }
@@ -128,11 +134,14 @@ pub async fn webhooks(args: Args) -> anyhow::Result<()> {
             continue;
         }
         for round in 0..args.rounds {
-            let order = if round % 2 == 0 {
-                [Target::Reference, Target::Parley]
+            let mut order = if round % 2 == 0 {
+                vec![Target::Reference, Target::Parley]
             } else {
-                [Target::Parley, Target::Reference]
+                vec![Target::Parley, Target::Reference]
             };
+            if args.intake_only {
+                order.push(Target::Intake);
+            }
             for target in order {
                 let r = run(target, per_request, requests, None, args.connections).await?;
                 print_run(&r);
@@ -141,7 +150,11 @@ pub async fn webhooks(args: Args) -> anyhow::Result<()> {
         }
     }
     if args.rate > 0 {
-        for target in [Target::Parley, Target::Reference] {
+        let mut targets = vec![Target::Parley, Target::Reference];
+        if args.intake_only {
+            targets.push(Target::Intake);
+        }
+        for target in targets {
             let r = run(
                 target,
                 1,
@@ -232,6 +245,18 @@ fn summary(results: &[RunResult]) {
             .chain(of(Target::Reference))
             .map(RunResult::lost)
             .sum();
+        if of(Target::Intake).next().is_some() {
+            let i_rps = median(of(Target::Intake).map(RunResult::rps).collect());
+            let i_cpu = median(
+                of(Target::Intake)
+                    .map(|r| r.cpu_load * 1e6 / r.load.ok.max(1) as f64)
+                    .collect(),
+            );
+            println!(
+                "  {per:>3} status/req: Parley's intake alone (no processor) {i_rps:.0} req/s, {i_cpu:.1} µs CPU/req: ratio {:.2}",
+                i_rps / r_rps.max(1e-9)
+            );
+        }
         println!(
             "  {per:>3} status/req: Parley {p_rps:.0} req/s ({p_sps:.0} statuses/s, {p_cpu:.1} µs CPU/req), reference {r_rps:.0} req/s ({r_sps:.0} statuses/s, {r_cpu:.1} µs CPU/req): ratio {:.2} (req/s), {:.2} (statuses/s); Parley's slowest catch-up {applied:.2} s; lost {lost}",
             p_rps / r_rps.max(1e-9),
@@ -332,16 +357,34 @@ fn spawn_self(args: &[&str]) -> anyhow::Result<Child> {
     Ok(Child(
         std::process::Command::new(std::env::current_exe()?)
             .args(args)
-            .env("RUST_LOG", "warn")
+            // `PARLEY_BENCH_LOG` sets the receivers' log filter (e.g. `sqlx::query=debug` to
+            // time every statement); warnings only by default.
+            .env(
+                "RUST_LOG",
+                std::env::var("PARLEY_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(std::process::Stdio::piped())
             .spawn()
             .context("cannot start a bench process")?,
     ))
 }
 
-fn first_line(child: &mut Child) -> anyhow::Result<String> {
+/// The child's first line on stdout that `wanted` accepts (its address, its report). Lines
+/// before it (logs, when `PARLEY_BENCH_LOG` asks for them) and everything after it go on to
+/// this process's stderr, so a chatty child never blocks on a full pipe.
+fn first_line(child: &mut Child, wanted: fn(&str) -> bool) -> anyhow::Result<String> {
+    let mut out = std::io::BufReader::new(child.0.stdout.take().context("stdout")?);
     let mut line = String::new();
-    std::io::BufReader::new(child.0.stdout.take().context("stdout")?).read_line(&mut line)?;
+    loop {
+        line.clear();
+        if out.read_line(&mut line)? == 0 || wanted(line.trim()) {
+            break;
+        }
+        eprint!("{line}");
+    }
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut out, &mut std::io::stderr());
+    });
     Ok(line.trim().to_owned())
 }
 
@@ -360,7 +403,7 @@ async fn run(
     std::fs::create_dir_all(&dir)?;
     let db = dir.join("bench.db");
     let statuses = requests * per_request as u64;
-    if target == Target::Parley {
+    if target != Target::Reference {
         seed(&db, statuses).await?;
     }
     let db_arg = db.to_string_lossy().into_owned();
@@ -372,7 +415,7 @@ async fn run(
         "--db",
         &db_arg,
     ])?;
-    let url = first_line(&mut receiver)?;
+    let url = first_line(&mut receiver, |l| l.starts_with("http://"))?;
     anyhow::ensure!(url.starts_with("http://"), "the receiver did not start");
     let pid = receiver.0.id();
     let cpu0 = cpu_seconds(pid);
@@ -392,7 +435,8 @@ async fn run(
         load_args.extend(["--rate".to_owned(), r.to_string()]);
     }
     let mut load = spawn_self(&load_args.iter().map(String::as_str).collect::<Vec<_>>())?;
-    let line = tokio::task::spawn_blocking(move || first_line(&mut load)).await??;
+    let line = tokio::task::spawn_blocking(move || first_line(&mut load, |l| l.starts_with('{')))
+        .await??;
     let load_end = Instant::now();
     let cpu_load = cpu_seconds(pid) - cpu0;
     let report: LoadReport =
@@ -420,6 +464,13 @@ async fn run(
                     .fetch_one(&mut conn)
                     .await?;
             (backlog, after, applied)
+        }
+        Target::Intake => {
+            // Nothing applies them: the deliveries stored are what is counted.
+            let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events")
+                .fetch_one(&mut conn)
+                .await?;
+            (stored, 0.0, stored * per_request as i64)
         }
         Target::Reference => {
             let applied: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(statuses), 0) FROM events")
@@ -455,7 +506,7 @@ pub async fn target(kind: &str, db: &Path) -> anyhow::Result<()> {
     let url = format!("http://{}", listener.local_addr()?);
     let shutdown = CancellationToken::new();
     match kind {
-        "parley" => {
+        "parley" | "intake" => {
             let store: Arc<dyn Store> =
                 Arc::new(SqliteStore::open(db, SecretCipher::from_key(&[7; 32])).await?);
             // No number is connected: nothing is sent, the Graph API is never called.
@@ -477,7 +528,11 @@ pub async fn target(kind: &str, db: &Path) -> anyhow::Result<()> {
                     rate_limit: Default::default(),
                 },
             );
-            let _workers = engine.spawn_workers(shutdown.clone());
+            let role = match kind {
+                "intake" => parley_engine::nodes::NodeRole::Api,
+                _ => parley_engine::nodes::NodeRole::All,
+            };
+            let _workers = engine.spawn_node(role, shutdown.clone());
             println!("{url}");
             server.run(shutdown).await?;
         }
@@ -694,6 +749,8 @@ pub async fn load_gen(args: LoadArgs) -> anyhow::Result<()> {
         let (requests, per, rate) = (args.requests, args.per_request, args.rate);
         tasks.spawn(async move {
             let mut latencies: Vec<u32> = Vec::new();
+            let trace = std::env::var_os("PARLEY_BENCH_TRACE").is_some();
+            let mut timeline: Vec<(u32, u32)> = Vec::new();
             let mut codes: Vec<u16> = Vec::new();
             let mut conn: Option<Conn> = None;
             loop {
@@ -735,21 +792,39 @@ pub async fn load_gen(args: LoadArgs) -> anyhow::Result<()> {
                     }
                 };
                 latencies.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+                if trace {
+                    timeline.push((
+                        u32::try_from(t0.duration_since(started).as_micros()).unwrap_or(0),
+                        *latencies.last().unwrap_or(&0),
+                    ));
+                }
                 codes.push(code);
             }
-            (latencies, codes)
+            (latencies, codes, timeline)
         });
     }
     let mut latencies = Vec::with_capacity(args.requests as usize);
     let mut codes = std::collections::BTreeMap::<u16, u64>::new();
+    let mut all_timeline = Vec::new();
     while let Some(r) = tasks.join_next().await {
-        let (l, c) = r?;
+        let (l, c, t) = r?;
         latencies.extend(l);
+        all_timeline.extend(t);
         for code in c {
             *codes.entry(code).or_default() += 1;
         }
     }
     let elapsed_s = started.elapsed().as_secs_f64();
+    if let Some(path) = std::env::var_os("PARLEY_BENCH_TRACE") {
+        all_timeline.sort_unstable();
+        let text: String = all_timeline
+            .iter()
+            .map(|(at, l)| format!("{at} {l}\n"))
+            .collect();
+        let mut path = path;
+        path.push(format!(".{}", std::process::id()));
+        let _ = std::fs::write(path, text);
+    }
     latencies.sort_unstable();
     let pct = |p: f64| {
         if latencies.is_empty() {

@@ -194,6 +194,9 @@ enum BenchWhat {
         /// Runs of each receiver per load, alternating which goes first.
         #[arg(long, default_value_t = 1)]
         rounds: usize,
+        /// Also run Parley without its webhook processor (the intake alone) at each load.
+        #[arg(long)]
+        intake_only: bool,
     },
     /// Internal: a receiver for `bench webhooks` (`parley` or `reference`) on this SQLite file.
     #[command(hide = true)]
@@ -358,6 +361,7 @@ async fn main() -> std::process::ExitCode {
                     rate_seconds,
                     connections,
                     rounds,
+                    intake_only,
                 },
         } => {
             bench_webhooks::webhooks(bench_webhooks::Args {
@@ -367,6 +371,7 @@ async fn main() -> std::process::ExitCode {
                 rate_seconds,
                 connections,
                 rounds: rounds.max(1),
+                intake_only,
             })
             .await
         }

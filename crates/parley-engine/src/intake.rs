@@ -6,6 +6,8 @@
 //! with `intake_busy` (503 + `Retry-After`), so memory stays bounded and Meta retries.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parley_store::Store;
@@ -28,6 +30,62 @@ struct Pending {
 pub(crate) struct Intake {
     tx: mpsc::Sender<Pending>,
     bytes: Arc<Semaphore>,
+    /// Until when (milliseconds since `Pressure::epoch`) the intake counts as busy.
+    pressure: Arc<Pressure>,
+}
+
+/// A commit that gathered this many deliveries means callers are queueing behind the writer
+/// (one at a time would commit alone): the intake is the bottleneck of the moment.
+const BUSY_BATCH: usize = 16;
+
+/// How long one busy commit keeps the intake counted as busy.
+const BUSY_FOR: Duration = Duration::from_millis(50);
+
+/// How long one commit keeps the intake counted as receiving.
+const ACTIVE_FOR: Duration = Duration::from_millis(500);
+
+/// Whether the intake has been queueing lately, for the webhook processor to give way
+/// (`webhooks::run`): acknowledging Meta's deliveries comes before applying them.
+pub(crate) struct Pressure {
+    epoch: Instant,
+    busy_until_ms: AtomicU64,
+    /// When the last commit ended.
+    last_commit_ms: AtomicU64,
+}
+
+impl Pressure {
+    fn new() -> Pressure {
+        Pressure {
+            epoch: Instant::now(),
+            busy_until_ms: AtomicU64::new(0),
+            last_commit_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn committed(&self, batch: usize) {
+        let now = self.now_ms();
+        self.last_commit_ms.store(now, Ordering::Relaxed);
+        if batch >= BUSY_BATCH {
+            let until = now.saturating_add(BUSY_FOR.as_millis() as u64);
+            self.busy_until_ms.store(until, Ordering::Relaxed);
+        }
+    }
+
+    fn active(&self) -> bool {
+        self.now_ms()
+            < self
+                .last_commit_ms
+                .load(Ordering::Relaxed)
+                .saturating_add(ACTIVE_FOR.as_millis() as u64)
+    }
+
+    fn busy(&self) -> bool {
+        self.now_ms() < self.busy_until_ms.load(Ordering::Relaxed)
+    }
 }
 
 impl Intake {
@@ -37,15 +95,18 @@ impl Intake {
             .config
             .webhook_queue_bytes
             .clamp(1, Semaphore::MAX_PERMITS);
+        let pressure = Arc::new(Pressure::new());
         tokio::spawn(write_loop(
             engine.store.clone(),
             engine.clock.clone(),
             engine.webhook_wake.clone(),
+            pressure.clone(),
             rx,
         ));
         Intake {
             tx,
             bytes: Arc::new(Semaphore::new(budget)),
+            pressure,
         }
     }
 }
@@ -94,6 +155,18 @@ impl Engine {
             Err(_) => Err(EngineError::internal("the webhook intake writer stopped")),
         }
     }
+
+    /// Whether this node's intake has been gathering many deliveries per commit lately
+    /// (callers queueing behind its writer).
+    pub(crate) fn intake_busy(&self) -> bool {
+        self.intake.get().is_some_and(|i| i.pressure.busy())
+    }
+
+    /// Whether this node's intake committed deliveries lately: the processor then holds
+    /// SQLite's one writer in short slices, so a commit never waits long behind it.
+    pub(crate) fn intake_active(&self) -> bool {
+        self.intake.get().is_some_and(|i| i.pressure.active())
+    }
 }
 
 /// The writer: one transaction per round, holding everything queued at its start. It ends
@@ -102,6 +175,7 @@ async fn write_loop(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     wake: Arc<Notify>,
+    pressure: Arc<Pressure>,
     mut rx: mpsc::Receiver<Pending>,
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
@@ -119,6 +193,7 @@ async fn write_loop(
             // Worker nodes elsewhere (PostgreSQL) hear it through the wake-up bus.
             store.wakeups().publish(parley_store::Wakeup::Webhooks);
         }
+        pressure.committed(batch.len());
         for p in batch.drain(..) {
             let _ = p.done.send(result.clone());
         }

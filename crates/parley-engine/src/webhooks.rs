@@ -18,6 +18,19 @@ use crate::contact_identity::Learning;
 /// round's statuses, pricing and finish are one write each, however many events it holds.
 const BATCH: u32 = 1_000;
 
+/// A round starts at most this long after the previous one started: under a steady trickle
+/// (3,000 deliveries a second) each round gathers what arrived meanwhile instead of paying a
+/// round's fixed writes for a handful of events. A lone event after a quiet spell is applied
+/// at once.
+const ROUND_SPACING: Duration = Duration::from_millis(20);
+
+/// The longest the processor gives way before a round: under a sustained flood it still
+/// applies a round at least this often, and catches up once the flood ends.
+const MAX_GIVE_WAY: Duration = Duration::from_millis(500);
+
+/// How often the processor looks again at a busy intake.
+const GIVE_WAY_STEP: Duration = Duration::from_millis(5);
+
 /// Runs until `shutdown`, woken by the intake after each stored event.
 pub async fn run(engine: Engine, shutdown: CancellationToken) {
     loop {
@@ -25,8 +38,19 @@ pub async fn run(engine: Engine, shutdown: CancellationToken) {
         // One node applies the stored events: the one holding the job's lease (applying is
         // idempotent, so a paused holder that wakes up does no harm, only work twice).
         if engine.leases.holds(crate::leases::JOB_WEBHOOKS) {
+            if give_way_to_intake(&engine, &shutdown).await {
+                break;
+            }
+            let started = tokio::time::Instant::now();
             match process_pending(&engine).await {
-                Ok(n) if n > 0 => continue,
+                Ok(n) if n > 0 => {
+                    // More may have arrived meanwhile: the next round gathers it.
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep_until(started + ROUND_SPACING) => {}
+                    }
+                    continue;
+                }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "webhook processing paused by a storage error")
@@ -41,8 +65,32 @@ pub async fn run(engine: Engine, shutdown: CancellationToken) {
     }
 }
 
-/// Statuses merged per transaction.
+/// Waits (at most [`MAX_GIVE_WAY`]) while this node's intake is busy (its commits gather many
+/// deliveries: callers queue behind it), so a round's parsing and writes on SQLite's one
+/// writer do not slow the acknowledgements; true when `shutdown` came meanwhile.
+async fn give_way_to_intake(engine: &Engine, shutdown: &CancellationToken) -> bool {
+    let deadline = tokio::time::Instant::now() + MAX_GIVE_WAY;
+    while engine.intake_busy() && tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            _ = shutdown.cancelled() => return true,
+            _ = tokio::time::sleep(GIVE_WAY_STEP) => {}
+        }
+    }
+    false
+}
+
+/// Statuses merged per transaction (and events marked processed per statement) while the
+/// intake is quiet: catching up, large transactions are the cheapest per status.
 const STATUS_CHUNK: usize = 1_000;
+
+/// The same while the intake receives: each statement holds SQLite's one writer for a few
+/// milliseconds at most, so the intake's group commit (which waits for the writer) keeps
+/// its latency.
+const SHARED_CHUNK: usize = 100;
+
+/// Events parsed between two yields to the runtime: a round's parsing never holds a worker
+/// thread (and the requests queued on it) for long.
+const PARSE_SLICE: usize = 16;
 
 /// Applies up to one batch of pending events; returns how many were handled. The events'
 /// statuses are merged together in a few transactions (the lattice makes their order
@@ -50,22 +98,35 @@ const STATUS_CHUNK: usize = 1_000;
 /// statement. A storage error leaves every event of the batch pending, to be applied again
 /// (each part is idempotent).
 pub async fn process_pending(engine: &Engine) -> parley_store::Result<usize> {
+    let t0 = std::time::Instant::now();
     let events = engine.store.pending_webhook_events(BATCH).await?;
     let n = events.len();
+    let t_read = t0.elapsed();
     let mut statuses = Vec::new();
     let mut pricing = Vec::new();
     let mut learning = Learning::default();
     let mut done = Vec::with_capacity(n);
-    for event in &events {
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 && i % PARSE_SLICE == 0 {
+            tokio::task::yield_now().await;
+        }
         let note = apply_event(engine, event, &mut statuses, &mut pricing, &mut learning).await?;
         done.push((event.id, note));
     }
+    let chunk_size = if engine.intake_active() {
+        SHARED_CHUNK
+    } else {
+        STATUS_CHUNK
+    };
+    let t_parse = t0.elapsed();
     learning.flush(engine).await?;
-    for chunk in pricing.chunks(STATUS_CHUNK) {
+    let t_learn = t0.elapsed();
+    for chunk in pricing.chunks(chunk_size) {
         engine.store.record_pricing(chunk).await?;
     }
+    let t_pricing = t0.elapsed();
     crate::consent::before_statuses(engine, &statuses).await?;
-    for chunk in statuses.chunks(STATUS_CHUNK) {
+    for chunk in statuses.chunks(chunk_size) {
         let matched = engine.store.apply_statuses(chunk).await?;
         crate::events::statuses_applied(engine, chunk, &matched).await?;
         statuses_touch_conversations(engine, &matched).await?;
@@ -74,13 +135,25 @@ pub async fn process_pending(engine: &Engine) -> parley_store::Result<usize> {
         tracing::debug!(statuses = chunk.len(), applied, "statuses applied");
     }
     crate::consent::after_statuses(engine, &statuses).await?;
+    let t_statuses = t0.elapsed();
     if n > 0 {
         engine.progress_changed(None);
     }
-    engine
-        .store
-        .finish_webhook_events(&done, engine.now())
-        .await?;
+    let now = engine.now();
+    for chunk in done.chunks(chunk_size) {
+        engine.store.finish_webhook_events(chunk, now).await?;
+    }
+    tracing::debug!(
+        events = n,
+        statuses = statuses.len(),
+        read_us = t_read.as_micros() as u64,
+        parse_us = (t_parse - t_read).as_micros() as u64,
+        learn_us = (t_learn - t_parse).as_micros() as u64,
+        pricing_us = (t_pricing - t_learn).as_micros() as u64,
+        statuses_us = (t_statuses - t_pricing).as_micros() as u64,
+        finish_us = (t0.elapsed() - t_statuses).as_micros() as u64,
+        "webhook round"
+    );
     Ok(n)
 }
 

@@ -68,8 +68,19 @@ impl std::fmt::Debug for ServerConfig {
     }
 }
 
+/// What every handler reaches through `State`: cloned for each request by each layer that
+/// holds it, so it is one shared allocation (a clone is one reference count).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+pub struct AppStateInner {
     pub engine: Engine,
     pub config: Arc<ServerConfig>,
     pub metrics: PrometheusHandle,
@@ -726,14 +737,14 @@ pub struct Server {
 impl Server {
     pub fn new(listener: TcpListener, engine: Engine, config: ServerConfig) -> Self {
         let live = console::campaigns::LiveStreams::new();
-        let state = AppState {
+        let state = AppState(Arc::new(AppStateInner {
             engine,
             limiter: Arc::new(auth::TokenLimiter::new(config.rate_limit)),
             config: Arc::new(config),
             metrics: metrics_handle(),
             live: live.clone(),
             uploads: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS)),
-        };
+        }));
         Server {
             listener,
             router: router(state),
@@ -745,14 +756,14 @@ impl Server {
     /// `/metrics` only; everything else is 404 `route_not_found`.
     pub fn health_only(listener: TcpListener, engine: Engine, config: ServerConfig) -> Self {
         let live = console::campaigns::LiveStreams::new();
-        let state = AppState {
+        let state = AppState(Arc::new(AppStateInner {
             engine,
             limiter: Arc::new(auth::TokenLimiter::new(config.rate_limit)),
             config: Arc::new(config),
             metrics: metrics_handle(),
             live: live.clone(),
             uploads: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS)),
-        };
+        }));
         let router = Router::new()
             .route("/healthz", get(routes::health::healthz))
             .route("/readyz", get(routes::health::readyz))

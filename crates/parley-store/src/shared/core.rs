@@ -837,12 +837,14 @@ impl Store for Backend {
     }
 
     async fn pending_webhook_events(&self, limit: u32) -> Result<Vec<WebhookEventRecord>> {
+        // A read connection: on SQLite the one writer stays free for the intake's commits (a
+        // read that starts after the processor's last commit sees it, in WAL).
         // Sizes first: the batch stops where the bodies pass the budget (at least one).
         let sizes: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT id, size FROM webhook_events WHERE processed_at IS NULL ORDER BY id LIMIT $1",
         )
         .bind(i64::from(limit))
-        .fetch_all(self.writer())
+        .fetch_all(self.reader())
         .await?;
         let Some(last) = crate::within_budget(&sizes) else {
             return Ok(Vec::new());
@@ -854,7 +856,7 @@ impl Store for Backend {
         )
         .bind(last)
         .bind(i64::from(limit))
-        .fetch_all(self.writer())
+        .fetch_all(self.reader())
         .await?;
         rows.iter().map(webhook_event_from_row).collect()
     }

@@ -114,7 +114,9 @@ impl EventStore for Backend {
             for id in chunk {
                 query = query.bind(id.as_str());
             }
-            for r in query.fetch_all(self.writer()).await? {
+            // A read connection: the webhook processor calls this after each status merge,
+            // and SQLite's one writer is the intake's too.
+            for r in query.fetch_all(self.reader()).await? {
                 out.push(MessageFacts {
                     id: parse_id(&r, "id", parley_domain::MessageId::parse)?,
                     application_id: parse_id(&r, "application_id", ApplicationId::parse)?,
