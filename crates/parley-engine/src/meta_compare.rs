@@ -236,11 +236,12 @@ impl Engine {
         let wanted = match p.platform.as_deref() {
             None | Some("") => None,
             Some(raw) => Some(PlatformId::parse(raw).map_err(|_| {
-                bad(
+                EngineError::new(
+                    ErrorKind::NotFound,
                     "platform_not_found",
-                    "platform",
-                    format!("`{}` is not a platform of this application; list them with GET /api/v1/platforms", raw.chars().take(40).collect::<String>()),
+                    "this application has no such platform; list them with GET /api/v1/platforms",
                 )
+                .field("platform")
             })?),
         };
         let platforms: Vec<_> = self

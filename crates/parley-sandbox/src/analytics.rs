@@ -5,7 +5,8 @@
 //!   [.phone_numbers([…])][.country_codes([…])][.product_types([0,2,100])]` →
 //!   `{"analytics": {"phone_numbers": […], "country_codes"?: […], "granularity": "DAY",
 //!   "data_points": [{"start", "end", "sent", "delivered"}]}, "id"}`: messages whose `sent`
-//!   (and `delivered`) status was dispatched in each bucket, counted once each.
+//!   (and `delivered`, or `read` when that came first) status was dispatched in each bucket,
+//!   counted once each.
 //! - `GET /{waba}?fields=pricing_analytics.start().end().granularity(DAILY|HALF_HOUR|MONTHLY)
 //!   [.phone_numbers()][.country_codes()][.metric_types([COST,VOLUME])][.pricing_types()]
 //!   [.pricing_categories()][.dimensions([COUNTRY,PHONE,PRICING_CATEGORY,PRICING_TYPE,TIER])]`
@@ -372,11 +373,16 @@ fn messaging(
                 continue;
             }
         }
-        for (status, slot) in [("sent", 0usize), ("delivered", 1)] {
+        // A later status implies the earlier ones (`delivered` is skipped when `read` comes
+        // first, as on Meta, and the message was delivered all the same).
+        for (reached, slot) in [
+            (&["sent", "delivered", "read"][..], 0usize),
+            (&["delivered", "read"][..], 1),
+        ] {
             let Some(t) = m
                 .statuses
                 .iter()
-                .filter(|s| s.status == status)
+                .filter(|s| reached.contains(&s.status.as_str()))
                 .map(|s| s.timestamp)
                 .min()
             else {

@@ -273,6 +273,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/stats/export", get(routes::stats::export_stats))
         .route(
+            "/api/v1/stats/meta",
+            get(routes::meta_stats::get_meta_stats),
+        )
+        .route(
             "/api/v1/campaigns/{id}/export",
             get(routes::stats::export_campaign),
         )

@@ -23,6 +23,7 @@ mod inbound_kinds;
 mod inbox_console;
 mod intake;
 mod marketing_messages;
+mod meta_stats;
 mod operations;
 mod people;
 mod quota_person;
