@@ -363,6 +363,7 @@ pub fn router(state: AppState) -> Router {
             .route("/account/totp/disable", post(people::totp_disable))
             .route("/account/sessions/{id}/end", post(people::end_session))
             .route("/dashboards", get(console::dashboards::page))
+            .route("/dashboards/meta", get(console::meta_compare::page))
             .route("/messages", get(console::messages))
             .route("/inbox", get(console::inbox::inbox_page))
             .route("/inbox/list", get(console::inbox::list_fragment))

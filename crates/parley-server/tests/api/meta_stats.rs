@@ -157,6 +157,22 @@ async fn metas_numbers_match_parleys_after_a_campaign_and_a_message_parley_never
         "{v}"
     );
 
+    // The console's comparison table shows the same rows, none flagged.
+    let cookie = app.console_cookie().await;
+    let (status, html) = app.console_get(&cookie, "/dashboards/meta").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("id=\"meta-compare-summary\" data-flagged=\"0\""),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(
+            "data-metric=\"sent\" data-dimension=\"total\" data-key=\"\" data-flagged=\"false\">"
+        )),
+        "{html}"
+    );
+    assert!(!html.contains("class=\"flagged\""), "{html}");
+
     // Another app on the same WABA sends a template: Meta bills it, Parley never saw it.
     let resp = app
         .http
@@ -196,6 +212,20 @@ async fn metas_numbers_match_parleys_after_a_campaign_and_a_message_parley_never
     assert_eq!(row(&v, "charged", "country", "US")["flagged"], false, "{v}");
     assert_eq!(row(&v, "cost", "total", "")["flagged"], true, "{v}");
     assert!(v["flagged"].as_u64().unwrap_or(0) >= 5, "{v}");
+    // The console flags the same rows as the API.
+    let (_, html) = app.console_get(&cookie, "/dashboards/meta").await;
+    assert!(
+        html.contains(&format!("data-flagged=\"{}\"", v["flagged"])),
+        "{html}"
+    );
+    assert!(
+        html.contains("data-metric=\"sent\" data-dimension=\"total\" data-key=\"\" data-flagged=\"true\" class=\"flagged\">"),
+        "{html}"
+    );
+    let (_, html) = app
+        .console_get(&cookie, "/dashboards/meta?from=2020-01-01&to=2020-01-05")
+        .await;
+    assert!(html.contains("data-code=\"range_too_old\""), "{html}");
     // A tolerance of 50 % lets one message in six pass.
     let loose = call(
         &app,
