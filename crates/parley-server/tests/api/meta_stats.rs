@@ -166,9 +166,9 @@ async fn metas_numbers_match_parleys_after_a_campaign_and_a_message_parley_never
         "{html}"
     );
     assert!(
-        html.contains(&format!(
+        html.contains(
             "data-metric=\"sent\" data-dimension=\"total\" data-key=\"\" data-flagged=\"false\">"
-        )),
+        ),
         "{html}"
     );
     assert!(!html.contains("class=\"flagged\""), "{html}");
