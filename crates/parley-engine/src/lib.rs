@@ -21,6 +21,7 @@ pub mod leases;
 pub mod limit_use;
 pub mod marketing;
 pub mod messages;
+pub mod meta_compare;
 pub mod nodes;
 pub mod onboarding;
 pub mod pacer;
@@ -186,6 +187,8 @@ pub struct Engine {
     pub(crate) inbox_dirty: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
     /// Which applications want which events (`events.rs`).
     pub(crate) event_subscriptions: Arc<std::sync::Mutex<events::Subscriptions>>,
+    /// Meta's analytics, reused for a minute (`meta_compare.rs`).
+    pub(crate) meta_cache: Arc<std::sync::Mutex<meta_compare::MetaCache>>,
 }
 
 /// Passes the background workers completed, per engine. A test that must show that nothing
@@ -258,6 +261,7 @@ impl Engine {
             live_dirty: Arc::default(),
             inbox_dirty: Arc::default(),
             event_subscriptions: Arc::default(),
+            meta_cache: Arc::default(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Meta Graph API client for the WhatsApp Cloud API: wire types, the HTTP client, the webhook
 //! envelope and its signature check. The same client talks to Meta and to `parley-sandbox`.
 
+pub mod analytics;
 pub mod client;
 pub mod coexistence;
 pub mod error;

@@ -75,7 +75,7 @@ fn micros(v: &Value) -> Option<i64> {
     Some(i * 1_000_000 + f)
 }
 
-fn money(m: i64) -> String {
+pub(crate) fn money(m: i64) -> String {
     let mut frac = format!("{:06}", m % 1_000_000);
     while frac.len() > 2 && frac.ends_with('0') {
         frac.pop();
@@ -158,7 +158,7 @@ impl Billing {
 }
 
 /// The recipient's country (ISO alpha-2) from its wa_id digits; '' unknown.
-fn country(wa_id: &str) -> String {
+pub(crate) fn country(wa_id: &str) -> String {
     phonenumber::parse(None, format!("+{wa_id}"))
         .ok()
         .and_then(|n| n.country().id())

@@ -130,6 +130,10 @@ impl Kind {
                 "schedules",
                 "audiences",
                 "dcc_config",
+                // Meta docs "Analytics" (META_API §2.7, META_2026 §5.4): `analytics.rs`.
+                "analytics",
+                "pricing_analytics",
+                "conversation_analytics",
             ],
             Kind::Business => &[
                 "id",
@@ -309,6 +313,9 @@ pub(crate) struct FieldSpec {
     pub limit: Option<usize>,
     pub summary: Option<Summary>,
     pub sub: Option<Vec<FieldSpec>>,
+    /// The analytics fields' parameters (`start(…)`, `granularity(…)`, `dimensions([…])`, …:
+    /// [`crate::analytics::PARAMS`]), name → raw argument, in request order.
+    pub params: Vec<(String, String)>,
 }
 
 impl std::fmt::Display for FieldSpec {
@@ -321,6 +328,9 @@ impl std::fmt::Display for FieldSpec {
             Some(Summary::All) => f.write_str(".summary(true)")?,
             Some(Summary::TotalCount) => f.write_str(".summary(total_count)")?,
             None => {}
+        }
+        for (name, arg) in &self.params {
+            write!(f, ".{name}({arg})")?;
         }
         if let Some(sub) = &self.sub {
             write!(f, "{{{}}}", join(sub))?;
@@ -431,6 +441,7 @@ impl Parser<'_> {
             limit: None,
             summary: None,
             sub: None,
+            params: Vec::new(),
         };
         loop {
             self.skip_space();
@@ -482,6 +493,10 @@ impl Parser<'_> {
                 }
             },
             "summary" => spec.summary = Summary::parse(&arg)?,
+            p if crate::analytics::PARAMS.contains(&p) => {
+                spec.params.retain(|(n, _)| n != p);
+                spec.params.push((p.to_owned(), arg));
+            }
             other => {
                 return Err(GraphError::invalid_param(format!(
                     "Unsupported field modifier ({other}) on field ({}): the sandbox supports limit and summary.",
@@ -500,6 +515,8 @@ impl Parser<'_> {
 pub(crate) struct Ctx<'a> {
     pub host: &'a str,
     pub version: &'a str,
+    /// The virtual clock: analytics count only what happened by then.
+    pub now_ms: i64,
 }
 
 /// How a list edge is asked for: page, cursors, summary, and extra query to keep in links.
@@ -535,6 +552,17 @@ pub(crate) fn node(
             for spec in fields {
                 if !kind.fields().contains(&spec.name.as_str()) {
                     return Err(GraphError::nonexisting_field(&spec.name, kind.type_name()));
+                }
+                if kind == Kind::Waba && crate::analytics::FIELDS.contains(&spec.name.as_str()) {
+                    let value = crate::analytics::field(state, id, spec, ctx.now_ms)?;
+                    out.insert(spec.name.clone(), value);
+                    continue;
+                }
+                if !spec.params.is_empty() {
+                    return Err(GraphError::invalid_param(format!(
+                        "Unsupported field modifier ({}) on field ({}): only the analytics fields take it.",
+                        spec.params[0].0, spec.name
+                    )));
                 }
                 if let Some(edge) = kind.edge(&spec.name) {
                     let page = PageRequest {

@@ -406,7 +406,7 @@ fn route(sandbox: &Sandbox, request: &GraphRequest) -> Result<Answer, GraphError
             now_ms,
         )
         .map(json),
-        (&Method::GET, [id]) => get_object(&state, request, id).map(json),
+        (&Method::GET, [id]) => get_object(&state, request, id, now_ms).map(json),
         (&Method::POST, [id]) if state.phone(id).is_some() => {
             crate::onboarding::set_pin(&mut state, id, &request.body).map(json)
         }
@@ -498,23 +498,24 @@ fn route(sandbox: &Sandbox, request: &GraphRequest) -> Result<Answer, GraphError
             })
         }
         (&Method::GET, [id, "message_templates"]) if state.waba(id).is_some() => {
-            list_templates(&state, request, id).map(Answer::Json)
+            list_templates(&state, request, id, now_ms).map(Answer::Json)
         }
         (&Method::GET, [id, edge])
             if Kind::of(&state, id).is_some_and(|k| fields::is_edge(k, edge)) =>
         {
             let kind = Kind::of(&state, id).unwrap_or(Kind::Waba);
-            get_edge(&state, request, kind, id, edge).map(json)
+            get_edge(&state, request, kind, id, edge, now_ms).map(json)
         }
         (_, [id, ..]) => Err(GraphError::unsupported(method, id)),
         (_, []) => Err(GraphError::unsupported(method, "")),
     }
 }
 
-fn ctx(request: &GraphRequest) -> Ctx<'_> {
+fn ctx(request: &GraphRequest, now_ms: i64) -> Ctx<'_> {
     Ctx {
         host: &request.host,
         version: &request.version,
+        now_ms,
     }
 }
 
@@ -563,12 +564,17 @@ fn page_request<'a>(
     })
 }
 
-fn get_object(state: &World, request: &GraphRequest, id: &str) -> Result<Value, GraphError> {
+fn get_object(
+    state: &World,
+    request: &GraphRequest,
+    id: &str,
+    now_ms: i64,
+) -> Result<Value, GraphError> {
     let Some(kind) = Kind::of(state, id) else {
         return Err(GraphError::unsupported("get", id));
     };
     let fields = requested_fields(request)?;
-    fields::node(state, kind, id, fields.as_deref(), &ctx(request))
+    fields::node(state, kind, id, fields.as_deref(), &ctx(request, now_ms))
 }
 
 /// `GET /{parent}/{edge}` for the list edges served through field selection.
@@ -578,6 +584,7 @@ fn get_edge(
     kind: Kind,
     id: &str,
     edge: &str,
+    now_ms: i64,
 ) -> Result<Value, GraphError> {
     let fields = requested_fields(request)?;
     let page = page_request(request, &[])?;
@@ -588,7 +595,7 @@ fn get_edge(
         edge,
         fields.as_deref(),
         &page,
-        &ctx(request),
+        &ctx(request, now_ms),
     )
 }
 
@@ -596,6 +603,7 @@ fn list_templates(
     state: &World,
     request: &GraphRequest,
     waba_id: &str,
+    now_ms: i64,
 ) -> Result<Value, GraphError> {
     let Some(waba) = state.waba(waba_id) else {
         return Err(GraphError::unsupported("get", waba_id));
@@ -630,7 +638,7 @@ fn list_templates(
         ids,
         fields.as_deref(),
         &page,
-        &ctx(request),
+        &ctx(request, now_ms),
     )
 }
 

@@ -21,6 +21,7 @@
 //! `control` module docs; Embedded Signup (JS SDK stand-in at `/sdk.js`, the dialog, codes,
 //! `/sandbox/signup`, reviews and limits) in the `sdk`, `dialog` and `signup` module docs.
 
+mod analytics;
 mod billing;
 mod clock;
 mod coexist;

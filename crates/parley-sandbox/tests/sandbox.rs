@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
+#[path = "sandbox/analytics.rs"]
+mod analytics;
 #[path = "sandbox/calls.rs"]
 mod calls;
 #[path = "sandbox/coexistence.rs"]

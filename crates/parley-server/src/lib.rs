@@ -348,6 +348,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/stats/export", get(routes::stats::export_stats))
         .route(
+            "/api/v1/stats/meta",
+            get(routes::meta_stats::get_meta_stats),
+        )
+        .route(
             "/api/v1/campaigns/{id}/export",
             get(routes::stats::export_campaign),
         )
@@ -442,6 +446,7 @@ pub fn router(state: AppState) -> Router {
             .route("/account/totp/disable", post(people::totp_disable))
             .route("/account/sessions/{id}/end", post(people::end_session))
             .route("/dashboards", get(console::dashboards::page))
+            .route("/dashboards/meta", get(console::meta_compare::page))
             .route("/messages", get(console::messages))
             .route("/inbox", get(console::inbox::inbox_page))
             .route("/inbox/list", get(console::inbox::list_fragment))

@@ -6,8 +6,8 @@ use utoipa::{Modify, OpenApi};
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes::{
     applications, audit, campaigns, consent, contacts, conversations, event_endpoints, health,
-    messages, personalize, phone_numbers, platforms, pricing, segments, stats, templates, tokens,
-    webhooks,
+    messages, meta_stats, personalize, phone_numbers, platforms, pricing, segments, stats,
+    templates, tokens, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -84,6 +84,7 @@ use crate::routes::{
         stats::get_stats,
         stats::export_stats,
         stats::export_campaign,
+        meta_stats::get_meta_stats,
         pricing::get_rates,
         pricing::put_rates,
         pricing::reset_rates,

@@ -16,6 +16,7 @@ pub mod consent;
 pub mod dashboards;
 pub mod events;
 pub mod inbox;
+pub mod meta_compare;
 pub mod people;
 pub mod platforms;
 pub mod pricing;

@@ -75,6 +75,10 @@ mod tests {
     #[test]
     fn reads_are_for_viewers_and_changes_for_admins_unless_listed() {
         assert_eq!(required_role(&Method::GET, "/messages"), Role::Viewer);
+        assert_eq!(
+            required_role(&Method::GET, "/dashboards/meta"),
+            Role::Viewer
+        );
         assert_eq!(required_role(&Method::GET, "/settings/users"), Role::Admin);
         assert_eq!(required_role(&Method::GET, "/settings/tokens"), Role::Admin);
         assert_eq!(required_role(&Method::GET, "/settings/events"), Role::Admin);

@@ -7,6 +7,7 @@ pub mod conversations;
 pub mod event_endpoints;
 pub mod health;
 pub mod messages;
+pub mod meta_stats;
 pub mod personalize;
 pub mod phone_numbers;
 pub mod platforms;

@@ -24,6 +24,7 @@ mod inbox_console;
 mod inbox_load;
 mod intake;
 mod marketing_messages;
+mod meta_stats;
 mod operations;
 mod people;
 mod quota_person;

@@ -736,6 +736,7 @@ async fn every_console_route_checks_the_role() {
     let routes: &[(&str, &str, &str, &str)] = &[
         ("GET", "/", "", "viewer"),
         ("GET", "/messages", "", "viewer"),
+        ("GET", "/dashboards/meta", "", "viewer"),
         ("GET", "/contacts", "", "viewer"),
         ("GET", "/templates", "", "viewer"),
         ("GET", "/campaigns/whatsapp", "", "viewer"),

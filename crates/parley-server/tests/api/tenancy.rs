@@ -465,6 +465,11 @@ async fn another_applications_ids_are_404_on_every_route_and_change_nothing() {
                 continue;
             }
             match (method, path.as_str()) {
+                // Meta's numbers for B's own platforms: none, so none of A's WABA is asked.
+                ("get", "/api/v1/stats/meta") => {
+                    assert_eq!(status, 200, "{what}");
+                    assert_eq!(v["platforms"], json!([]), "{what}");
+                }
                 // B's own lists: nothing of A's (checked above), and they answer.
                 ("get", _) => assert_eq!(status, 200, "{what}"),
                 // Writes naming A's number, platform, template or contact: not found for B.

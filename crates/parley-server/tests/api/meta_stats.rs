@@ -1,0 +1,291 @@
+//! Meta's own numbers beside Parley's (#16 item 5), against the sandbox over HTTP: after a
+//! campaign they agree and nothing is flagged; a message Meta billed that Parley never sent
+//! (another app on the same WABA) is flagged once Meta's cached answer expires; bad ranges
+//! and Meta's refusals get stable codes.
+
+use std::time::Duration;
+
+use parley_domain::{TagValue, Tags};
+use parley_store::audience::ContactUpsert;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app};
+
+async fn seed(app: &TestApp, cohort: &str, phones: &[&str]) {
+    let application = app.store.applications().await.expect("apps")[0].id.clone();
+    let batch: Vec<ContactUpsert> = phones
+        .iter()
+        .map(|phone| {
+            let mut tags = Tags::new();
+            tags.insert("cohort".into(), TagValue::String(cohort.into()));
+            ContactUpsert {
+                phone: (*phone).to_owned(),
+                tags: tags.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+                ..ContactUpsert::default()
+            }
+        })
+        .collect();
+    let now = {
+        use parley_engine::Clock;
+        app.clock.now_millis()
+    };
+    app.store
+        .upsert_audience(&application, &batch, now)
+        .await
+        .expect("seed contacts");
+}
+
+async fn call(app: &TestApp, path: &str, body: Option<&Value>, method: Method) -> Value {
+    let (status, v) = app.api_call(method.clone(), path, body).await;
+    assert!(status < 300, "{method} {path}: {status} {v}");
+    v
+}
+
+async fn sandbox_get(app: &TestApp, path: &str) -> Value {
+    app.http
+        .get(format!("{}{path}", app.sandbox_url))
+        .send()
+        .await
+        .expect("sandbox")
+        .json()
+        .await
+        .expect("json")
+}
+
+fn row<'a>(v: &'a Value, metric: &str, dimension: &str, key: &str) -> &'a Value {
+    v["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["metric"] == metric && r["dimension"] == dimension && r["key"] == key)
+        .unwrap_or_else(|| panic!("no row {metric}/{dimension}/{key} in {v}"))
+}
+
+/// Waits until the sandbox billed `n` messages and Parley counted them delivered and charged.
+async fn settle(app: &TestApp, n: usize) {
+    let mut billed = 0;
+    for _ in 0..900 {
+        billed = sandbox_get(app, "/sandbox/billing").await["data"]
+            .as_array()
+            .map_or(0, Vec::len);
+        if billed >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(billed, n, "the sandbox billed every message");
+}
+
+#[tokio::test]
+async fn metas_numbers_match_parleys_after_a_campaign_and_a_message_parley_never_sent_is_flagged() {
+    let app = spawn_app().await;
+    let phones = [
+        "+4915230000001",
+        "+4915230000002",
+        "+4915230000003",
+        "+14155550101",
+        "+919812340001",
+    ];
+    seed(&app, "meta", &phones).await;
+    let v = call(
+        &app,
+        "/api/v1/campaigns",
+        Some(&json!({
+            "name": "Meta's numbers",
+            "template": {"name": "order_update", "language": "en",
+                         "variables": {"first_name": "there", "order_id": "A-1"}},
+            "audience": {"filter": "cohort = \"meta\""},
+            "type": "transactional"
+        })),
+        Method::POST,
+    )
+    .await;
+    let id = v["id"].as_str().expect("id").to_owned();
+    call(
+        &app,
+        &format!("/api/v1/campaigns/{id}/start"),
+        None,
+        Method::POST,
+    )
+    .await;
+    settle(&app, phones.len()).await;
+    let n = phones.len().to_string();
+    // Parley's counters catch up with the webhooks.
+    let mut v = Value::Null;
+    for _ in 0..900 {
+        let stats = call(&app, "/api/v1/stats", None, Method::GET).await;
+        if stats["totals"]["metrics"]["charged"] == phones.len()
+            && stats["totals"]["metrics"]["delivered"] == phones.len()
+        {
+            v = call(&app, "/api/v1/stats/meta", None, Method::GET).await;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !v.is_null(),
+        "Parley counted every message delivered and charged"
+    );
+    assert_eq!(v["flagged"], 0, "{v}");
+    assert_eq!(v["cached"], false, "{v}");
+    assert_eq!(v["currency"], "USD");
+    assert_eq!(v["platforms"].as_array().map(Vec::len), Some(1), "{v}");
+    for metric in ["sent", "delivered", "charged"] {
+        let r = row(&v, metric, "total", "");
+        assert_eq!((&r["meta"], &r["parley"]), (&json!(n), &json!(n)), "{r}");
+    }
+    let phone = v["platforms"][0]["phone_numbers"][0]
+        .as_str()
+        .expect("a number")
+        .to_owned();
+    assert_eq!(row(&v, "sent", "phone_number", &phone)["meta"], n, "{v}");
+    assert_eq!(row(&v, "charged", "category", "utility")["meta"], n, "{v}");
+    assert_eq!(row(&v, "charged", "country", "DE")["meta"], "3", "{v}");
+    assert_eq!(row(&v, "charged", "country", "DE")["parley"], "3", "{v}");
+    assert_eq!(row(&v, "charged", "country", "IN")["parley"], "1", "{v}");
+    let billed = sandbox_get(&app, "/sandbox/billing").await;
+    let cost = row(&v, "cost", "total", "");
+    assert_eq!(cost["meta"], billed["totals"]["cost"], "{v}");
+    assert_eq!(cost["parley"], billed["totals"]["cost"], "{v}");
+    assert!(
+        v["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .all(|r| r["flagged"] == false),
+        "{v}"
+    );
+
+    // The console's comparison table shows the same rows, none flagged.
+    let cookie = app.console_cookie().await;
+    let (status, html) = app.console_get(&cookie, "/dashboards/meta").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("id=\"meta-compare-summary\" data-flagged=\"0\""),
+        "{html}"
+    );
+    assert!(
+        html.contains(
+            "data-metric=\"sent\" data-dimension=\"total\" data-key=\"\" data-flagged=\"false\">"
+        ),
+        "{html}"
+    );
+    assert!(!html.contains("class=\"flagged\""), "{html}");
+
+    // Another app on the same WABA sends a template: Meta bills it, Parley never saw it.
+    let resp = app
+        .http
+        .post(format!("{}/v27.0/{phone}/messages", app.sandbox_url))
+        .bearer_auth(parley_sandbox::demo_ids::ACCESS_TOKEN)
+        .json(&json!({
+            "messaging_product": "whatsapp", "to": "+4915230000009", "type": "template",
+            "template": {"name": "order_update", "language": {"code": "en"},
+                "components": [{"type": "body", "parameters": [
+                    {"type": "text", "parameter_name": "first_name", "text": "X"},
+                    {"type": "text", "parameter_name": "order_id", "text": "B-2"}]}]}
+        }))
+        .send()
+        .await
+        .expect("direct send");
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    settle(&app, phones.len() + 1).await;
+
+    // Meta's answer is reused for a minute: still the old numbers.
+    let cached = call(&app, "/api/v1/stats/meta", None, Method::GET).await;
+    assert_eq!(cached["cached"], true, "{cached}");
+    assert_eq!(cached["fetched_at"], v["fetched_at"], "{cached}");
+    assert_eq!(row(&cached, "sent", "total", "")["meta"], n, "{cached}");
+
+    // A minute later Meta is asked again, and the extra message is flagged.
+    app.advance(Duration::from_secs(61)).await;
+    let v = call(&app, "/api/v1/stats/meta", None, Method::GET).await;
+    assert_eq!(v["cached"], false, "{v}");
+    let more = (phones.len() + 1).to_string();
+    for metric in ["sent", "delivered", "charged"] {
+        let r = row(&v, metric, "total", "");
+        assert_eq!((&r["meta"], &r["parley"]), (&json!(more), &json!(n)), "{r}");
+        assert_eq!(r["difference"], "1", "{r}");
+        assert_eq!(r["flagged"], true, "{r}");
+    }
+    assert_eq!(row(&v, "charged", "country", "DE")["flagged"], true, "{v}");
+    assert_eq!(row(&v, "charged", "country", "US")["flagged"], false, "{v}");
+    assert_eq!(row(&v, "cost", "total", "")["flagged"], true, "{v}");
+    assert!(v["flagged"].as_u64().unwrap_or(0) >= 5, "{v}");
+    // The console flags the same rows as the API.
+    let (_, html) = app.console_get(&cookie, "/dashboards/meta").await;
+    assert!(
+        html.contains(&format!("data-flagged=\"{}\"", v["flagged"])),
+        "{html}"
+    );
+    assert!(
+        html.contains("data-metric=\"sent\" data-dimension=\"total\" data-key=\"\" data-flagged=\"true\" class=\"flagged\">"),
+        "{html}"
+    );
+    let (_, html) = app
+        .console_get(&cookie, "/dashboards/meta?from=2020-01-01&to=2020-01-05")
+        .await;
+    assert!(html.contains("data-code=\"range_too_old\""), "{html}");
+    // A tolerance of 50 % lets one message in six pass.
+    let loose = call(
+        &app,
+        "/api/v1/stats/meta?tolerance_pct=50",
+        None,
+        Method::GET,
+    )
+    .await;
+    assert_eq!(
+        row(&loose, "sent", "total", "")["flagged"],
+        false,
+        "{loose}"
+    );
+}
+
+#[tokio::test]
+async fn bad_ranges_and_metas_refusals_have_stable_codes() {
+    let app = spawn_app().await;
+    for (query, status, code) in [
+        ("from=2026-01-01&to=2026-06-01", 400, "range_too_large"),
+        ("from=2020-01-01&to=2020-02-01", 400, "range_too_old"),
+        ("from=2099-01-01&to=2099-01-05", 400, "range_in_future"),
+        ("from=2026-12-05&to=2026-12-01", 400, "invalid_range"),
+        ("from=yesterday", 400, "invalid_time"),
+        ("tolerance_pct=lots", 400, "invalid_tolerance"),
+        ("tolerance_pct=-5", 400, "invalid_tolerance"),
+        ("platform=plt_nope", 404, "platform_not_found"),
+        ("platform=%27%3B--", 404, "platform_not_found"),
+    ] {
+        let (s, v) = app
+            .api_call(Method::GET, &format!("/api/v1/stats/meta?{query}"), None)
+            .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{query}: {v}"
+        );
+    }
+    // Meta refuses the token: 409 meta_token_invalid; Meta fails otherwise: 502 meta_refused.
+    // (A background GET of the WABA's templates may take the injected fault first: then
+    // Meta's good answer is cached, so the clock moves past the cache and it is tried again.)
+    for (code, status, expected) in [(190, 409, "meta_token_invalid"), (2, 502, "meta_refused")] {
+        let mut answer = (0, Value::Null);
+        for _ in 0..5 {
+            app.sandbox_post(
+                "/sandbox/faults",
+                &json!({"fail_next_calls": [{"path": parley_sandbox::demo_ids::WABA_ID, "code": code, "method": "GET"}]}),
+            )
+            .await;
+            answer = app.api_call(Method::GET, "/api/v1/stats/meta", None).await;
+            if answer.0 != 200 {
+                break;
+            }
+            app.advance(Duration::from_secs(61)).await;
+        }
+        let (s, v) = answer;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (status, Some(expected)),
+            "{v}"
+        );
+    }
+}
