@@ -157,7 +157,52 @@ async fn assert_in_conversation(
 
 #[tokio::test]
 async fn every_inbound_example_and_kind_is_stored_with_its_kind_and_body() {
+    every_inbound_example(false).await;
+}
+
+/// The same webhooks stored in one commit, so the processor applies them in ONE round: the
+/// number change, last, still wins over the earlier messages of the round that name the old
+/// number (the round's effects keep the order of its events).
+#[tokio::test]
+async fn every_inbound_example_applied_in_one_round_ends_on_the_new_number() {
+    every_inbound_example(true).await;
+}
+
+/// Webhooks posted one by one, or gathered and stored in one commit (`one_round`).
+struct Sink {
+    one_round: bool,
+    bodies: Vec<Vec<u8>>,
+}
+
+impl Sink {
+    async fn post(&mut self, app: &TestApp, body: &Value) {
+        if self.one_round {
+            self.bodies.push(serde_json::to_vec(body).expect("json"));
+        } else {
+            post(app, body).await;
+        }
+    }
+
+    async fn flush(&mut self, app: &TestApp) {
+        if self.bodies.is_empty() {
+            return;
+        }
+        let bodies: Vec<&[u8]> = self.bodies.iter().map(Vec::as_slice).collect();
+        app.store
+            .insert_webhook_events(&bodies, app.engine.now())
+            .await
+            .expect("stored");
+        app.engine.webhook_wake.notify_waiters();
+        self.bodies.clear();
+    }
+}
+
+async fn every_inbound_example(one_round: bool) {
     let app = spawn_app().await;
+    let mut sink = Sink {
+        one_round,
+        bodies: Vec::new(),
+    };
     let examples = vec![
         // META_API §3.3, verbatim.
         msg(
@@ -270,9 +315,9 @@ async fn every_inbound_example_and_kind_is_stored_with_its_kind_and_body() {
         ),
     ];
     for m in &examples {
-        post(&app, &envelope(sheena(), vec![m.clone()])).await;
+        sink.post(&app, &envelope(sheena(), vec![m.clone()])).await;
     }
-    post(
+    sink.post(
         &app,
         &envelope(
             sheena(),
@@ -284,10 +329,11 @@ async fn every_inbound_example_and_kind_is_stored_with_its_kind_and_body() {
     )
     .await;
     // The same webhook twice is one message.
-    post(&app, &envelope(sheena(), vec![examples[0].clone()])).await;
+    sink.post(&app, &envelope(sheena(), vec![examples[0].clone()]))
+        .await;
     // META_2026 §3.1: BSUID, username and group; §3.4: a contact card answering
     // REQUEST_CONTACT_INFO from a user known only by BSUID.
-    post(
+    sink.post(
         &app,
         &envelope(
             json!([{"profile": {"name": "Sheena Nelson", "username": "@realsheenanelson"}, "wa_id": SHEENA, "user_id": SHEENA_BSUID}]),
@@ -295,7 +341,7 @@ async fn every_inbound_example_and_kind_is_stored_with_its_kind_and_body() {
         ),
     )
     .await;
-    post(
+    sink.post(
         &app,
         &envelope(
             json!([{"profile": {"name": "Sheena Nelson"}, "user_id": SHEENA_BSUID}]),
@@ -306,10 +352,10 @@ async fn every_inbound_example_and_kind_is_stored_with_its_kind_and_body() {
     // Value-level errors carry no message: nothing is stored, the event keeps the note.
     let mut errors = envelope(Value::Null, vec![]);
     errors["entry"][0]["changes"][0]["value"]["errors"] = json!([{"code": 130429, "title": "Rate limit hit", "message": "Rate limit hit", "error_data": {"details": "Message failed to send because there were too many messages sent from this phone number in a short period of time"}}]);
-    post(&app, &errors).await;
+    sink.post(&app, &errors).await;
     // META_2026 §3.5 (META_API §3.3): the number change comes last; the contact and its
     // messages follow it to the new number.
-    post(
+    sink.post(
         &app,
         &envelope(
             Value::Null,
@@ -317,6 +363,7 @@ async fn every_inbound_example_and_kind_is_stored_with_its_kind_and_body() {
         ),
     )
     .await;
+    sink.flush(&app).await;
     app.webhooks_processed().await;
 
     let all = inbound_of(&app, "+12195555358").await;
