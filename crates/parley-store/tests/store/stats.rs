@@ -16,7 +16,8 @@ use crate::fixtures::{T0, Tenant, accepted, tenant, wm};
 
 crate::contract!(
     counters_equal_the_recount_after_chaos,
-    recount_finds_and_fixes_a_drift
+    recount_finds_and_fixes_a_drift,
+    stat_rows_sum_into_buckets_and_groups
 );
 
 const HOUR: i64 = 3_600_000;
@@ -217,4 +218,70 @@ async fn recount_finds_and_fixes_a_drift(b: &Backend) {
     assert_eq!(diff.len(), 2, "the hour and the day: {diff:?}");
     assert!(diff.iter().all(|d| d.counted == d.recounted + 5));
     assert!(b.stat_recount(false).await.expect("recount").is_empty());
+}
+
+/// `stat_rows` sums the counters per bucket (a week's days into the week's start), group,
+/// metric and detail, leaves out what sums to zero, keeps text with JSON escapes as it is and
+/// answers in order.
+async fn stat_rows_sum_into_buckets_and_groups(b: &Backend) {
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    const DAY: i64 = 86_400_000;
+    let t = tenant(&**b, 3).await;
+    let app = t.app.as_str();
+    // (day, template, metric, detail, n); two weeks starting at day 0 and day 7.
+    let odd = "tpl \"quoted\" \\ ü\n";
+    let counters: [(i64, &str, &str, &str, i64); 7] = [
+        (0, "a", "sent", "", 2),
+        (3, "a", "sent", "", 5),
+        (3, "a", "failed", "131026", 1),
+        (8, odd, "sent", "", 4),
+        (9, odd, "sent", "", 1),
+        (9, "b", "sent", "", 0),
+        (10, "a", "read", "", 3),
+    ];
+    for (i, (day, template, metric, detail, n)) in counters.iter().enumerate() {
+        b.raw_execute(leak(format!(
+            "INSERT INTO stat_counters (application_id, span, bucket, metric, campaign_id, template, \
+             phone_number_id, category, country, origin, detail, n) VALUES ('{app}', 'd', {}, '{metric}', \
+             'c{i}', '{}', 'pn', '', '', 'business', '{detail}', {n})",
+            T0 + day * DAY,
+            template.replace('\'', "''"),
+        )))
+        .await;
+    }
+    // A counter that cancels out within its week.
+    b.raw_execute(leak(format!(
+        "INSERT INTO stat_counters (application_id, span, bucket, metric, campaign_id, template, \
+         phone_number_id, category, country, origin, detail, n) VALUES ('{app}', 'd', {}, 'read', \
+         'c9', 'a', 'pn', '', '', 'business', '', -3)",
+        T0 + 12 * DAY
+    )))
+    .await;
+    let rows = b
+        .stat_rows(&StatQuery {
+            application: t.app.clone(),
+            span: StatSpan::Day,
+            from: T0,
+            to: T0 + 14 * DAY,
+            group_by: Some(StatDimension::Template),
+            filters: vec![],
+            starts: vec![T0, T0 + 7 * DAY],
+        })
+        .await
+        .expect("stats");
+    let got: Vec<(i64, String, String, String, i64)> = rows
+        .into_iter()
+        .map(|r| ((r.bucket - T0) / DAY, r.group, r.metric, r.detail, r.n))
+        .collect();
+    let row = |d: i64, g: &str, m: &str, det: &str, n: i64| {
+        (d, g.to_owned(), m.to_owned(), det.to_owned(), n)
+    };
+    assert_eq!(
+        got,
+        vec![
+            row(0, "a", "failed", "131026", 1),
+            row(0, "a", "sent", "", 7),
+            row(7, odd, "sent", "", 5),
+        ]
+    );
 }
