@@ -6,35 +6,9 @@
 
 use std::time::Duration;
 
-use parley_domain::{TagValue, Tags};
-use parley_store::audience::ContactUpsert;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app};
-
-async fn seed(app: &TestApp, cohort: &str, phones: &[String]) {
-    let application = app.store.applications().await.expect("apps")[0].id.clone();
-    let batch: Vec<ContactUpsert> = phones
-        .iter()
-        .map(|phone| {
-            let mut tags = Tags::new();
-            tags.insert("cohort".into(), TagValue::String(cohort.into()));
-            ContactUpsert {
-                phone: phone.clone(),
-                tags: tags.into_iter().map(|(k, v)| (k, Some(v))).collect(),
-                ..ContactUpsert::default()
-            }
-        })
-        .collect();
-    let now = {
-        use parley_engine::Clock;
-        app.clock.now_millis()
-    };
-    app.store
-        .upsert_audience(&application, &batch, now)
-        .await
-        .expect("seed contacts");
-}
+use crate::helpers::{TestApp, seed_cohort as seed, spawn_app};
 
 async fn call(app: &TestApp, method: reqwest::Method, path: &str, body: Option<&Value>) -> Value {
     let (status, v) = app.api_call(method.clone(), path, body).await;

@@ -687,3 +687,30 @@ pub async fn api_node(app: &TestApp, db_url: &str) -> (String, tokio::task::Join
     tokio::spawn(server.run(shutdown));
     (url, node)
 }
+
+/// Seeds `phones` as contacts of the first application, each tagged `cohort = <cohort>` (the
+/// campaign tests' audience filter).
+pub async fn seed_cohort(app: &TestApp, cohort: &str, phones: &[impl AsRef<str>]) {
+    use parley_domain::{TagValue, Tags};
+    let application = app.store.applications().await.expect("apps")[0].id.clone();
+    let batch: Vec<parley_store::audience::ContactUpsert> = phones
+        .iter()
+        .map(|phone| {
+            let mut tags = Tags::new();
+            tags.insert("cohort".into(), TagValue::String(cohort.into()));
+            parley_store::audience::ContactUpsert {
+                phone: phone.as_ref().to_owned(),
+                tags: tags.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let now = {
+        use parley_engine::Clock;
+        app.clock.now_millis()
+    };
+    app.store
+        .upsert_audience(&application, &batch, now)
+        .await
+        .expect("seed contacts");
+}
