@@ -1,6 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations so it cannot drift.
 
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
@@ -102,7 +104,7 @@ use crate::routes::{
         health::metrics,
     ),
     components(schemas(ErrorBody, ErrorDetail, event_endpoints::EventPayload)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &QueryErrors),
     tags(
         (name = "messages", description = "Single sends and their delivery states"),
         (name = "conversations", description = "The inbox: conversations per contact, threads, replies, read receipts, typing, assignment"),
@@ -131,5 +133,73 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// Every operation that reads a query string answers 400 `invalid_query` when the string does
+/// not parse (`crate::error::Query`): a number that is no number, a repeated parameter. Added
+/// here for every operation with a query parameter, so a new route cannot leave it out; a
+/// route's own 400 keeps its description with this one appended.
+struct QueryErrors;
+
+/// What the added or extended 400 says.
+pub const INVALID_QUERY: &str = "`invalid_query`: the query string does not parse (a parameter of the wrong type, a repeated parameter); `field` names the parameter when it can";
+
+impl Modify for QueryErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in operations.into_iter().flatten() {
+                document_invalid_query(op);
+            }
+        }
+    }
+}
+
+fn document_invalid_query(op: &mut Operation) {
+    let reads_query = op.parameters.iter().flatten().any(|p| match p {
+        RefOr::T(p) => matches!(
+            p.parameter_in,
+            ParameterIn::Query | ParameterIn::QueryString
+        ),
+        RefOr::Ref(_) => false,
+    });
+    if !reads_query {
+        return;
+    }
+    let error_body = || {
+        RefOr::T(Content::new(Some(
+            RefOr::<utoipa::openapi::schema::Schema>::Ref(Ref::from_schema_name("ErrorBody")),
+        )))
+    };
+    match op.responses.responses.get_mut("400") {
+        Some(RefOr::T(r)) => {
+            if !r.description.contains("invalid_query") {
+                r.description = if r.description.trim().is_empty() {
+                    INVALID_QUERY.to_owned()
+                } else {
+                    format!(
+                        "{}; or {INVALID_QUERY}",
+                        r.description.trim_end_matches('.')
+                    )
+                };
+            }
+            r.content
+                .entry("application/json".to_owned())
+                .or_insert_with(error_body);
+        }
+        Some(RefOr::Ref(_)) => {}
+        None => {
+            let mut r = Response::new(INVALID_QUERY);
+            r.content
+                .insert("application/json".to_owned(), error_body());
+            op.responses.responses.insert("400".to_owned(), RefOr::T(r));
+        }
     }
 }

@@ -2,14 +2,14 @@
 //! application's WABAs) beside Parley's counters for the same days, each difference above the
 //! tolerance flagged (#16 item 5; `parley_engine::meta_compare`).
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use parley_engine::meta_compare::{ComparisonRow, MetaCompareParams, MetaComparison};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::auth::{AppAuth, Reads};
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ApiJson, ErrorBody, Query};
 use crate::routes::messages::rfc3339;
 
 #[derive(Debug, Deserialize, IntoParams)]

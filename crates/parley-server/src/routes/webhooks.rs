@@ -4,7 +4,7 @@
 //! signature gets 401 and nothing is stored; a full intake queue gets 503 with `Retry-After`.
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use parley_meta::{SIGNATURE_HEADER, verify_signature};
@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 use utoipa::IntoParams;
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, Query};
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct VerifyQuery {

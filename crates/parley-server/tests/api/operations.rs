@@ -1,4 +1,4 @@
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app};
 
@@ -279,4 +279,88 @@ async fn a_late_reinstated_does_not_take_an_approval_back() {
         let r = app.post_message(&body).await;
         assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
     }
+}
+
+/// Every operation that reads a query string documents its 400 `invalid_query` (with the error
+/// body) in the OpenAPI document, and answers it: each is called with a query that cannot
+/// parse (a number that is no number, or a parameter given twice) and must say
+/// `invalid_query` in the API's error shape, not axum's plain text.
+#[tokio::test]
+async fn every_route_with_a_query_documents_and_answers_invalid_query() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .http
+        .get(format!("{}/api/openapi.json", app.url))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    // Reads its query as repeatable pairs (`map` repeats), so no query fails to parse there.
+    let pairs_only = [("post", "/api/v1/contacts/import")];
+    let mut tried = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in ["get", "put", "post", "delete", "patch"] {
+            let Some(op) = item.get(method) else { continue };
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let query: Vec<&Value> = params.iter().filter(|p| p["in"] == "query").collect();
+            if query.is_empty() {
+                continue;
+            }
+            let bad = &op["responses"]["400"];
+            assert!(
+                bad["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("invalid_query")),
+                "{method} {path} reads a query but does not document 400 `invalid_query`: {bad}"
+            );
+            assert_eq!(
+                bad["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/ErrorBody",
+                "{method} {path}: the 400 has the error body"
+            );
+            if pairs_only.contains(&(method, path.as_str())) {
+                continue;
+            }
+            let typed = |p: &&&Value| {
+                let t = &p["schema"]["type"];
+                ["integer", "number", "boolean"].iter().any(|want| {
+                    t == want || t.as_array().is_some_and(|ts| ts.contains(&json!(want)))
+                })
+            };
+            let malformed = match query.iter().find(typed) {
+                Some(p) => format!("{}=not-a-number", p["name"].as_str().expect("name")),
+                None => {
+                    let name = query[0]["name"].as_str().expect("name");
+                    format!("{name}=a&{name}=b")
+                }
+            };
+            let mut url = path.clone();
+            for p in params.iter().filter(|p| p["in"] == "path") {
+                let name = p["name"].as_str().expect("name");
+                url = url.replace(&format!("{{{name}}}"), "x");
+            }
+            let resp = app
+                .http
+                .request(
+                    method.to_uppercase().parse().expect("method"),
+                    format!("{}{url}?{malformed}", app.url),
+                )
+                .bearer_auth(&app.token)
+                .send()
+                .await
+                .expect("request");
+            let status = resp.status().as_u16();
+            let text = resp.text().await.expect("body");
+            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            assert_eq!(
+                (status, v["error"]["code"].as_str()),
+                (400, Some("invalid_query")),
+                "{method} {url}?{malformed}: {text:.300}"
+            );
+            tried.push(format!("{method} {path}"));
+        }
+    }
+    assert!(tried.len() >= 15, "too few routes with a query: {tried:?}");
 }
