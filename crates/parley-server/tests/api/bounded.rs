@@ -643,10 +643,13 @@ async fn wait_import(app: &TestApp, id: &str) -> Value {
 }
 
 /// Every paginated list of the API (each `GET /api/v1/…` route with a `limit` parameter in the
-/// OpenAPI document) given a hostile `?limit` or `?after`: a number that is no number or does
-/// not fit, zero, far too many, a 4 KiB cursor, a cursor past any id. Each answer comes (no
-/// unbounded work), is never a 5xx, and is either a page of at most 1,000 rows or a JSON
-/// error with a stable code (axum's plain-text query rejections used to answer these).
+/// OpenAPI document, those under a path parameter too, filled with a seeded parent's id)
+/// given a hostile `?limit` or `?after`: a number that is no number or does not fit, zero, far
+/// too many, a 4 KiB cursor, a cursor past any id. Each answer comes (no unbounded work), is
+/// never a 5xx, and is either a page of at most 1,000 rows or a JSON error with a stable code
+/// (axum's plain-text query rejections used to answer these). Each list under a path
+/// parameter is then walked one row a page: every row once, by `next_cursor`, the same rows as
+/// one large page.
 #[tokio::test]
 async fn every_list_bounds_a_hostile_limit_and_cursor_with_a_stable_code() {
     let app = crate::helpers::spawn_app_with_server(|c| {
@@ -672,11 +675,22 @@ async fn every_list_bounds_a_hostile_limit_and_cursor_with_a_stable_code() {
             ps.iter()
                 .any(|p| p["name"] == "limit" && p["in"] == "query")
         });
-        if paged && path.starts_with("/api/v1/") && !path.contains('{') {
+        if paged && path.starts_with("/api/v1/") {
             lists.push(path.clone());
         }
     }
     assert!(lists.len() >= 8, "too few lists found: {lists:?}");
+    let parents = Parents::seed(&app).await;
+    let nested: Vec<String> = lists
+        .iter()
+        .filter(|p| p.contains('{'))
+        .map(|p| parents.fill(p))
+        .collect();
+    assert!(
+        nested.len() >= 3,
+        "too few lists under a path parameter: {lists:?}"
+    );
+    let lists: Vec<String> = lists.iter().map(|p| parents.fill(p)).collect();
     let long = "z".repeat(4_096);
     let hostile = [
         "limit=abc".to_owned(),
@@ -727,4 +741,123 @@ async fn every_list_bounds_a_hostile_limit_and_cursor_with_a_stable_code() {
         refusals >= 3 * lists.len(),
         "{refusals} refusals over {lists:?}"
     );
+    for path in &nested {
+        let (status, all) = app
+            .api_call(Method::GET, &format!("{path}?limit=200"), None)
+            .await;
+        assert_eq!(status, 200, "{path}: {all}");
+        let all = row_keys(&all);
+        assert!(
+            all.len() >= 3,
+            "{path}: the seed left too few rows: {all:?}"
+        );
+        let mut walked = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..=all.len() {
+            let url = match &after {
+                None => format!("{path}?limit=1"),
+                Some(c) => format!("{path}?limit=1&after={c}"),
+            };
+            let (status, page) = app.api_call(Method::GET, &url, None).await;
+            assert_eq!(status, 200, "{url}: {page}");
+            let rows = row_keys(&page);
+            assert!(rows.len() <= 1, "{url}: {} rows", rows.len());
+            walked.extend(rows);
+            match page["next_cursor"].as_str() {
+                Some(c) => after = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(walked, all, "{path}: one row a page, by next_cursor");
+    }
+}
+
+/// Each row of a page by its id or wamid (the row itself when it has neither).
+fn row_keys(page: &Value) -> Vec<String> {
+    page["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|r| {
+            r["id"]
+                .as_str()
+                .or(r["wamid"].as_str())
+                .map_or_else(|| r.to_string(), str::to_owned)
+        })
+        .collect()
+}
+
+/// Parents of the lists under a path parameter, each with at least three rows, settled.
+struct Parents {
+    /// A contact with three inbound messages (`%2B49…`).
+    contact: String,
+    /// An event endpoint with three deliveries (`ep_…`), disabled.
+    event_endpoint: String,
+}
+
+impl Parents {
+    async fn seed(app: &TestApp) -> Parents {
+        let (phone, _) = app.contact(0).await;
+        let contact = phone.replace('+', "%2B");
+        let (status, v) = app
+            .api_call(
+                Method::POST,
+                "/api/v1/event-endpoints",
+                Some(&json!({"url": "https://example.com/bounded", "event_types": ["contact.updated"]})),
+            )
+            .await;
+        assert_eq!(status, 201, "{v}");
+        let event_endpoint = v["id"].as_str().expect("endpoint").to_owned();
+        for (i, text) in ["one", "two", "three"].into_iter().enumerate() {
+            app.sandbox_post("/sandbox/inbound", &json!({"from": phone, "text": text}))
+                .await;
+            let (status, v) = app
+                .api_call(
+                    Method::PUT,
+                    &format!("/api/v1/contacts/{contact}"),
+                    Some(&json!({"tags": {"city": format!("City {i}")}})),
+                )
+                .await;
+            assert!(status < 300, "{v}");
+        }
+        let deliveries = format!("/api/v1/event-endpoints/{event_endpoint}/deliveries?limit=200");
+        let inbound = format!("/api/v1/contacts/{contact}/messages?limit=200");
+        for _ in 0..400 {
+            let (_, d) = app.api_call(Method::GET, &deliveries, None).await;
+            let (_, m) = app.api_call(Method::GET, &inbound, None).await;
+            if row_keys(&d).len() >= 3 && row_keys(&m).len() >= 3 {
+                // Disabled, so that no new attempt moves a row while the lists are walked.
+                let (status, v) = app
+                    .api_call(
+                        Method::PATCH,
+                        &format!("/api/v1/event-endpoints/{event_endpoint}"),
+                        Some(&json!({"enabled": false})),
+                    )
+                    .await;
+                assert_eq!(status, 200, "{v}");
+                return Parents {
+                    contact,
+                    event_endpoint,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the seed's three deliveries and inbound messages never all arrived");
+    }
+
+    /// `path` with each `{param}` filled; panics for a list this test does not know yet, so
+    /// a new one cannot slip through untried.
+    fn fill(&self, path: &str) -> String {
+        match path {
+            "/api/v1/conversations/{contact}/messages" | "/api/v1/contacts/{phone}/messages" => {
+                path.replace("{contact}", &self.contact)
+                    .replace("{phone}", &self.contact)
+            }
+            "/api/v1/event-endpoints/{id}/deliveries" => path.replace("{id}", &self.event_endpoint),
+            p if !p.contains('{') => p.to_owned(),
+            p => panic!(
+                "{p}: a list under a path parameter this test does not know: seed a parent with three rows"
+            ),
+        }
+    }
 }
