@@ -51,19 +51,12 @@ async fn settle(app: &TestApp, n: usize) {
     assert_eq!(billed, n, "the sandbox billed every message");
 }
 
-#[tokio::test]
-async fn metas_numbers_match_parleys_after_a_campaign_and_a_message_parley_never_sent_is_flagged() {
-    let app = spawn_app().await;
-    let phones = [
-        "+4915230000001",
-        "+4915230000002",
-        "+4915230000003",
-        "+14155550101",
-        "+919812340001",
-    ];
-    seed(&app, "meta", &phones).await;
+/// A transactional campaign to `phones` (seeded in the cohort `meta`), run until the sandbox
+/// billed every message and Parley counted each delivered and charged.
+async fn campaign_counted(app: &TestApp, phones: &[&str]) {
+    seed(app, "meta", phones).await;
     let v = call(
-        &app,
+        app,
         "/api/v1/campaigns",
         Some(&json!({
             "name": "Meta's numbers",
@@ -77,30 +70,59 @@ async fn metas_numbers_match_parleys_after_a_campaign_and_a_message_parley_never
     .await;
     let id = v["id"].as_str().expect("id").to_owned();
     call(
-        &app,
+        app,
         &format!("/api/v1/campaigns/{id}/start"),
         None,
         Method::POST,
     )
     .await;
-    settle(&app, phones.len()).await;
-    let n = phones.len().to_string();
+    settle(app, phones.len()).await;
     // Parley's counters catch up with the webhooks.
-    let mut v = Value::Null;
     for _ in 0..900 {
-        let stats = call(&app, "/api/v1/stats", None, Method::GET).await;
+        let stats = call(app, "/api/v1/stats", None, Method::GET).await;
         if stats["totals"]["metrics"]["charged"] == phones.len()
             && stats["totals"]["metrics"]["delivered"] == phones.len()
         {
-            v = call(&app, "/api/v1/stats/meta", None, Method::GET).await;
-            break;
+            return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(
-        !v.is_null(),
-        "Parley counted every message delivered and charged"
-    );
+    panic!("Parley never counted every message delivered and charged");
+}
+
+/// Another app on the same WABA sends a template from `phone` (the number's id) straight to
+/// the sandbox: Meta bills it, Parley never sees it.
+async fn another_app_sends(app: &TestApp, phone: &str) {
+    let resp = app
+        .http
+        .post(format!("{}/v27.0/{phone}/messages", app.sandbox_url))
+        .bearer_auth(parley_sandbox::demo_ids::ACCESS_TOKEN)
+        .json(&json!({
+            "messaging_product": "whatsapp", "to": "+4915230000009", "type": "template",
+            "template": {"name": "order_update", "language": {"code": "en"},
+                "components": [{"type": "body", "parameters": [
+                    {"type": "text", "parameter_name": "first_name", "text": "X"},
+                    {"type": "text", "parameter_name": "order_id", "text": "B-2"}]}]}
+        }))
+        .send()
+        .await
+        .expect("direct send");
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+}
+
+#[tokio::test]
+async fn metas_numbers_match_parleys_after_a_campaign_and_a_message_parley_never_sent_is_flagged() {
+    let app = spawn_app().await;
+    let phones = [
+        "+4915230000001",
+        "+4915230000002",
+        "+4915230000003",
+        "+14155550101",
+        "+919812340001",
+    ];
+    campaign_counted(&app, &phones).await;
+    let n = phones.len().to_string();
+    let v = call(&app, "/api/v1/stats/meta", None, Method::GET).await;
     assert_eq!(v["flagged"], 0, "{v}");
     assert_eq!(v["cached"], false, "{v}");
     assert_eq!(v["currency"], "USD");
@@ -148,21 +170,7 @@ async fn metas_numbers_match_parleys_after_a_campaign_and_a_message_parley_never
     assert!(!html.contains("class=\"flagged\""), "{html}");
 
     // Another app on the same WABA sends a template: Meta bills it, Parley never saw it.
-    let resp = app
-        .http
-        .post(format!("{}/v27.0/{phone}/messages", app.sandbox_url))
-        .bearer_auth(parley_sandbox::demo_ids::ACCESS_TOKEN)
-        .json(&json!({
-            "messaging_product": "whatsapp", "to": "+4915230000009", "type": "template",
-            "template": {"name": "order_update", "language": {"code": "en"},
-                "components": [{"type": "body", "parameters": [
-                    {"type": "text", "parameter_name": "first_name", "text": "X"},
-                    {"type": "text", "parameter_name": "order_id", "text": "B-2"}]}]}
-        }))
-        .send()
-        .await
-        .expect("direct send");
-    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    another_app_sends(&app, &phone).await;
     settle(&app, phones.len() + 1).await;
 
     // Meta's answer is reused for a minute: still the old numbers.
@@ -262,4 +270,159 @@ async fn bad_ranges_and_metas_refusals_have_stable_codes() {
             "{v}"
         );
     }
+}
+
+/// The page's table as the browser shows it: the summary's count of flags, the API query the
+/// page names, and each row's numbers from its cells (not its attributes alone).
+async fn read_meta_page(browser: &crate::browser::Browser) -> Value {
+    browser.wait_css("#meta-compare-table tbody tr").await;
+    browser
+        .client
+        .execute(
+            r#"
+            const text = (tr, css) => tr.querySelector(css).textContent.trim();
+            return {
+                query: document.getElementById('meta-compare').dataset.apiQuery,
+                flagged: Number(document.getElementById('meta-compare-summary').dataset.flagged),
+                summary: document.getElementById('meta-compare-summary').textContent,
+                rows: [...document.querySelectorAll('#meta-compare-table tbody tr')].map(tr => ({
+                    metric: tr.dataset.metric,
+                    dimension: tr.dataset.dimension,
+                    key: tr.dataset.key,
+                    meta: text(tr, 'td.meta'),
+                    parley: text(tr, 'td.parley'),
+                    difference: tr.children[5].textContent.trim(),
+                    flagged: tr.dataset.flagged === 'true',
+                    marked: tr.classList.contains('flagged') && tr.textContent.includes('differs'),
+                })),
+            };
+            "#,
+            vec![],
+        )
+        .await
+        .expect("script")
+}
+
+/// The page's rows equal the API's answer for the page's own query, row by row.
+fn assert_page_is_the_api(page: &Value, api: &Value) {
+    assert_eq!(page["flagged"], api["flagged"], "{page} vs {api}");
+    let api_rows: Vec<Value> = api["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            json!({
+                "metric": r["metric"], "dimension": r["dimension"], "key": r["key"],
+                "meta": r["meta"], "parley": r["parley"], "difference": r["difference"],
+                "flagged": r["flagged"],
+            })
+        })
+        .collect();
+    let page_rows: Vec<Value> = page["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            assert_eq!(r["marked"], r["flagged"], "a flagged row is marked: {r}");
+            let mut r = r.clone();
+            r.as_object_mut().expect("row").remove("marked");
+            r
+        })
+        .collect();
+    assert!(!api_rows.is_empty(), "{api}");
+    assert_eq!(page_rows, api_rows, "the page's rows are the API's");
+}
+
+/// `/dashboards/meta` in a real browser after a campaign: its table equals
+/// `GET /api/v1/stats/meta` for the page's query with nothing flagged; once Meta billed a
+/// message Parley never sent (another app on the same WABA) and its cached answer expired,
+/// the page flags the same rows as the API and says how many differ.
+#[tokio::test]
+async fn the_meta_dashboard_in_a_browser_shows_the_apis_numbers_and_flags_a_difference() {
+    let app = spawn_app().await;
+    let phones = ["+4915230000101", "+4915230000102", "+14155550111"];
+    campaign_counted(&app, &phones).await;
+    let browser = crate::browser::Browser::start().await;
+    browser.sign_in(&app).await;
+    let url = format!("{}/dashboards/meta", app.url);
+    browser.client.goto(&url).await.expect("goto");
+    let page = read_meta_page(&browser).await;
+    let query = page["query"].as_str().expect("query").to_owned();
+    let api = call(
+        &app,
+        &format!("/api/v1/stats/meta?{query}"),
+        None,
+        Method::GET,
+    )
+    .await;
+    assert_eq!(api["flagged"], 0, "{api}");
+    assert_page_is_the_api(&page, &api);
+    let sent = page["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["metric"] == "sent" && r["dimension"] == "total")
+        .expect("a sent total")
+        .clone();
+    let n = phones.len().to_string();
+    assert_eq!(
+        (&sent["meta"], &sent["parley"]),
+        (&json!(n), &json!(n)),
+        "{page}"
+    );
+    assert!(
+        page["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("agree"),
+        "{page}"
+    );
+
+    let phone = api["platforms"][0]["phone_numbers"][0]
+        .as_str()
+        .expect("a number")
+        .to_owned();
+    another_app_sends(&app, &phone).await;
+    settle(&app, phones.len() + 1).await;
+    app.advance(Duration::from_secs(61)).await;
+    browser.client.goto(&url).await.expect("goto");
+    let page = read_meta_page(&browser).await;
+    let query = page["query"].as_str().expect("query").to_owned();
+    let api = call(
+        &app,
+        &format!("/api/v1/stats/meta?{query}"),
+        None,
+        Method::GET,
+    )
+    .await;
+    // The page asked Meta again (the minute passed); the API's call reuses that answer.
+    assert_eq!(api["cached"], true, "{api}");
+    assert_page_is_the_api(&page, &api);
+    let more = (phones.len() + 1).to_string();
+    let sent = page["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["metric"] == "sent" && r["dimension"] == "total")
+        .expect("a sent total")
+        .clone();
+    assert_eq!(
+        (
+            &sent["meta"],
+            &sent["parley"],
+            &sent["flagged"],
+            &sent["marked"]
+        ),
+        (&json!(more), &json!(n), &json!(true), &json!(true)),
+        "{page}"
+    );
+    assert!(page["flagged"].as_u64().unwrap_or(0) >= 3, "{page}");
+    assert!(
+        page["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("{} difference(s) above", page["flagged"])),
+        "{page}"
+    );
+    assert_eq!(browser.csp_violations().await, Vec::<String>::new());
 }
