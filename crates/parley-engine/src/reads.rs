@@ -3,7 +3,7 @@
 //! is in `access.rs` for API tokens and `identity.rs` for console sessions). The store stays
 //! the engine's own.
 
-use parley_domain::{ApplicationId, CampaignId, MessageId, PlatformId};
+use parley_domain::{ApplicationId, CampaignId, MessageId, PlatformId, SegmentId};
 use parley_store::audience::SegmentRecord;
 use parley_store::campaigns::CampaignRecord;
 use parley_store::platforms::{NumberSetupRecord, OnboardingRecord, PlatformSetupRecord};
@@ -122,5 +122,36 @@ impl Engine {
     /// The application's saved segments by name.
     pub async fn segments(&self, app: &ApplicationId) -> Result<Vec<SegmentRecord>, EngineError> {
         Ok(self.store.segments(app).await?)
+    }
+
+    /// A page of the application's segments by name, after the segment `after` (its id: the
+    /// API's cursor), at most `limit`. A cursor naming no segment of the application (deleted,
+    /// or another's) is 400 `invalid_cursor`.
+    pub async fn segments_page(
+        &self,
+        app: &ApplicationId,
+        after: Option<&SegmentId>,
+        limit: u32,
+    ) -> Result<Vec<SegmentRecord>, EngineError> {
+        let after_name = match after {
+            None => None,
+            Some(id) => Some(
+                self.store
+                    .segment(app, id)
+                    .await?
+                    .ok_or_else(|| {
+                        EngineError::bad_request(
+                            "invalid_cursor",
+                            "`after` names no segment of this application; start again without it",
+                        )
+                        .field("after")
+                    })?
+                    .name,
+            ),
+        };
+        Ok(self
+            .store
+            .segments_after(app, after_name.as_deref(), limit)
+            .await?)
     }
 }

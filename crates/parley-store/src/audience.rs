@@ -236,6 +236,14 @@ pub trait AudienceStore: Send + Sync {
     // --- segments ---------------------------------------------------------------------------
     async fn create_segment(&self, segment: &SegmentRecord) -> Result<()>;
     async fn segments(&self, app: &ApplicationId) -> Result<Vec<SegmentRecord>>;
+    /// A page of the application's segments by name: those after `after_name`, at most
+    /// `limit` (names are unique in an application, so the name is the page's key).
+    async fn segments_after(
+        &self,
+        app: &ApplicationId,
+        after_name: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<SegmentRecord>>;
     async fn segment(&self, app: &ApplicationId, id: &SegmentId) -> Result<Option<SegmentRecord>>;
     async fn segment_by_name(
         &self,

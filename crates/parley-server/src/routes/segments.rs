@@ -4,6 +4,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use parley_domain::SegmentId;
 use parley_engine::audience::segment_id;
 use parley_store::audience::SegmentRecord;
 use serde::{Deserialize, Serialize};
@@ -11,9 +12,10 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::{AppAuth, Manages, Reads};
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ApiJson, ErrorBody, Query};
 use crate::routes::contacts::ContactView;
 use crate::routes::messages::rfc3339;
+use crate::routes::tokens::{ListQuery, page_limit};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +47,8 @@ pub struct SegmentView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SegmentList {
     pub data: Vec<SegmentView>,
+    /// The next page's `after` (the last segment's id), absent on the last page.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -64,17 +68,41 @@ fn view(s: &SegmentRecord, count: Option<u64>) -> SegmentView {
 }
 
 #[utoipa::path(
-    get, path = "/api/v1/segments", tag = "segments",
-    responses((status = 200, description = "Saved segments by name", body = SegmentList)),
+    get, path = "/api/v1/segments", tag = "segments", params(ListQuery),
+    responses(
+        (status = 200, description = "Saved segments by name", body = SegmentList),
+        (status = 400, description = "`invalid_limit` (1–200), `invalid_cursor` (`after` names no segment of this application)", body = ErrorBody),
+    ),
     security(("bearer" = ["read"]))
 )]
 pub async fn list_segments(
     State(state): State<AppState>,
     AppAuth(app, _): AppAuth<Reads>,
+    Query(q): Query<ListQuery>,
 ) -> Result<ApiJson<SegmentList>, ApiError> {
-    let all = state.engine.segments(&app).await?;
+    let limit = page_limit(q.limit)?;
+    let after = q
+        .after
+        .as_deref()
+        .map(|a| {
+            SegmentId::parse(a).map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_cursor", e.to_string())
+                    .field("after")
+            })
+        })
+        .transpose()?;
+    let mut page = state
+        .engine
+        .segments_page(&app, after.as_ref(), limit + 1)
+        .await?;
+    let more = page.len() > limit as usize;
+    page.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| page.last().map(|s| s.id.to_string()))
+        .flatten();
     Ok(ApiJson(SegmentList {
-        data: all.iter().map(|s| view(s, None)).collect(),
+        data: page.iter().map(|s| view(s, None)).collect(),
+        next_cursor,
     }))
 }
 

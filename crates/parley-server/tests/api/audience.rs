@@ -779,3 +779,76 @@ async fn an_upload_cut_off_is_interrupted_and_resumes_with_the_same_file_importi
     let (status, body) = resume(&app, "imp_00000000000000000000000000000000", &csv).await;
     assert_eq!(status, 404, "{body}");
 }
+
+/// `GET /api/v1/segments` is paginated like every list (it used to answer every segment of
+/// the application at once): by name, `?limit` 1–200, `next_cursor` the last segment's id;
+/// walked one a page it gives every segment once, in name order; a cursor naming no segment
+/// of the application is 400 `invalid_cursor`.
+#[tokio::test]
+async fn segments_are_listed_a_page_at_a_time_by_name() {
+    let app = spawn_app().await;
+    let names = ["Delta", "alpha", "Charlie", "bravo", "Echo"];
+    for name in names {
+        let (status, s) = app
+            .api_call(
+                Method::POST,
+                "/api/v1/segments",
+                Some(&json!({"name": name, "filter": "all"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{s}");
+    }
+    let (status, all) = app
+        .api_call(Method::GET, "/api/v1/segments?limit=200", None)
+        .await;
+    assert_eq!(status, 200, "{all}");
+    let all_names: Vec<&str> = all["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|s| s["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(all_names.len(), names.len(), "{all}");
+    assert!(all["next_cursor"].is_null(), "{all}");
+    let mut walked = Vec::new();
+    let mut url = "/api/v1/segments?limit=2".to_owned();
+    for _ in 0..names.len() {
+        let (status, page) = app.api_call(Method::GET, &url, None).await;
+        assert_eq!(status, 200, "{url}: {page}");
+        let rows = page["data"].as_array().expect("data");
+        assert!(rows.len() <= 2, "{page}");
+        for s in rows {
+            walked.push(s["name"].as_str().expect("name").to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => {
+                assert_eq!(
+                    Some(c),
+                    rows.last().and_then(|s| s["id"].as_str()),
+                    "the cursor is the last segment's id"
+                );
+                url = format!("/api/v1/segments?limit=2&after={c}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(walked, all_names, "every segment once, in the list's order");
+
+    // A well-formed id that names no segment of this application.
+    let unknown = format!("after={}", parley_domain::SegmentId::new());
+    for (query, code) in [
+        ("limit=0", "invalid_limit"),
+        ("limit=201", "invalid_limit"),
+        ("after=nonsense", "invalid_cursor"),
+        (unknown.as_str(), "invalid_cursor"),
+    ] {
+        let (status, e) = app
+            .api_call(Method::GET, &format!("/api/v1/segments?{query}"), None)
+            .await;
+        assert_eq!(
+            (status, e["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{query}: {e}"
+        );
+    }
+}

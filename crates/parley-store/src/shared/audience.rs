@@ -601,6 +601,25 @@ impl AudienceStore for Backend {
         rows.iter().map(segment_from_row).collect()
     }
 
+    async fn segments_after(
+        &self,
+        app: &ApplicationId,
+        after_name: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<SegmentRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM segments WHERE application_id = $1 AND ($2 IS NULL OR name > $3)
+             ORDER BY name LIMIT $4",
+        )
+        .bind(app.as_str())
+        .bind(after_name.map(text))
+        .bind(after_name.map(text))
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(segment_from_row).collect()
+    }
+
     async fn segment(&self, app: &ApplicationId, id: &SegmentId) -> Result<Option<SegmentRecord>> {
         let row = sqlx::query("SELECT * FROM segments WHERE application_id = $1 AND id = $2")
             .bind(app.as_str())
