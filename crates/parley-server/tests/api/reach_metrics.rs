@@ -93,8 +93,8 @@ fn inbound(from: &str, wamid: &str, at_secs: i64) -> Vec<u8> {
     serde_json::to_vec(&body).expect("json")
 }
 
-/// The totals once the webhooks are applied (bounded re-reads: a read right after the
-/// processor's last round can come from an older SQLite snapshot, docs/TESTING.md).
+/// The totals once `ok` holds (bounded re-reads): the sandbox may still have a campaign's
+/// status webhooks on their way after `webhooks_processed()` found none pending.
 async fn totals_when(app: &TestApp, path: &str, ok: impl Fn(&Value) -> bool) -> Value {
     let mut v = get(app, path).await;
     for _ in 0..100 {
