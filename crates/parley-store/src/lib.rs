@@ -366,20 +366,6 @@ pub trait Store:
 /// The bytes of webhook bodies `Store::pending_webhook_events` hands out at once.
 pub const PENDING_BODY_BUDGET: i64 = 2 * 1024 * 1024;
 
-/// The last id of `(id, body size)` pairs (in id order) that fits the budget, at least one.
-fn within_budget(sizes: &[(i64, i64)]) -> Option<i64> {
-    let mut total = 0;
-    let mut last = None;
-    for &(id, size) in sizes {
-        if last.is_some() && total + size > PENDING_BODY_BUDGET {
-            break;
-        }
-        total += size;
-        last = Some(id);
-    }
-    last
-}
-
 /// Opens the store a URL names: `sqlite://path` (file created if missing) or
 /// `postgres://…` / `postgresql://…` (the database must exist; migrations run on connect).
 pub async fn open(url: &str, cipher: SecretCipher) -> Result<std::sync::Arc<dyn Store>> {

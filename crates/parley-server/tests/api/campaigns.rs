@@ -5,105 +5,16 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use parley_domain::{Subscription, TagValue, Tags};
-use parley_store::audience::{ContactUpsert, SubscriptionChange};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{Cohort, TestApp, cohort_campaign, spawn_app, text_webhook, welcome_template};
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// Seeds `n` contacts tagged `cohort = <cohort>` (numbers `+49152<start+i>`), the last
-/// `opted_out` of them opted out of marketing. Returns their phones.
-async fn seed(app: &TestApp, cohort: &str, start: u64, n: u64, opted_out: u64) -> Vec<String> {
-    let application = app.store.applications().await.expect("apps")[0].id.clone();
-    let mut phones = Vec::new();
-    let mut batch = Vec::new();
-    for i in 0..n {
-        let phone = format!("+49152{:08}", start + i);
-        let mut tags = Tags::new();
-        tags.insert("cohort".into(), TagValue::String(cohort.into()));
-        tags.insert("first_name".into(), TagValue::String(format!("ana{i}")));
-        batch.push(ContactUpsert {
-            phone: phone.clone(),
-            tags: tags.into_iter().map(|(k, v)| (k, Some(v))).collect(),
-            subscription: (i >= n - opted_out).then(|| SubscriptionChange {
-                state: Subscription::OptedOut,
-                source: "api".into(),
-                note: None,
-            }),
-            ..ContactUpsert::default()
-        });
-        phones.push(phone);
-    }
-    for chunk in batch.chunks(500) {
-        app.store
-            .upsert_audience(&application, chunk, app.clock_now())
-            .await
-            .expect("seed contacts");
-    }
-    phones
-}
-
 impl TestApp {
-    fn clock_now(&self) -> i64 {
-        use parley_engine::Clock;
-        self.clock.now_millis()
-    }
-
-    async fn create_campaign(&self, body: &Value) -> String {
-        let (status, v) = self
-            .api_call(reqwest::Method::POST, "/api/v1/campaigns", Some(body))
-            .await;
-        assert_eq!(status, 201, "{v}");
-        v["id"].as_str().expect("id").to_owned()
-    }
-
-    async fn campaign_get(&self, id: &str, what: &str) -> Value {
-        let (status, v) = self
-            .api_call(
-                reqwest::Method::GET,
-                &format!("/api/v1/campaigns/{id}{what}"),
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "{v}");
-        v
-    }
-
-    async fn campaign_action(&self, id: &str, action: &str) -> (u16, Value) {
-        self.api_call(
-            reqwest::Method::POST,
-            &format!("/api/v1/campaigns/{id}/{action}"),
-            None,
-        )
-        .await
-    }
-
-    /// Polls the campaign's stats until `check` holds (fails after 60 s).
-    async fn wait_stats(&self, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let mut last = Value::Null;
-        for _ in 0..600 {
-            last = self.campaign_get(id, "/stats").await;
-            if check(&last) {
-                return last;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("campaign {id} never reached {what}: {last}");
-    }
-
     /// The sends the sandbox refused over the messaging limit (`GET /sandbox/violations`).
     async fn sandbox_violations(&self) -> Value {
-        let v: Value = self
-            .http
-            .get(format!("{}/sandbox/violations", self.sandbox_url))
-            .send()
-            .await
-            .expect("sandbox")
-            .json()
-            .await
-            .expect("json");
+        let v = self.sandbox_get("/sandbox/violations").await;
         assert!(v["data"].is_array(), "GET /sandbox/violations: {v}");
         v["data"].clone()
     }
@@ -128,7 +39,11 @@ fn digits(phone: &str) -> String {
 #[tokio::test]
 async fn a_thousand_on_a_250_limit_go_250_a_day_until_a_tier_raise_speeds_them_up() {
     let app = spawn_app().await;
-    let phones = seed(&app, "spring", 10_000_000, 1_050, 50).await;
+    let phones = Cohort::numbered("spring", "+49152", 10_000_000, 1_050)
+        .first_names()
+        .opted_out(50)
+        .seed(&app)
+        .await;
     let opted_out: HashSet<String> = phones[1_000..].iter().map(|p| digits(p)).collect();
 
     // The smallest call: name, template, audience filter, type.
@@ -207,7 +122,10 @@ async fn a_thousand_on_a_250_limit_go_250_a_day_until_a_tier_raise_speeds_them_u
 #[tokio::test]
 async fn contacts_who_wrote_in_the_last_day_take_no_quota() {
     let app = spawn_app().await;
-    let phones = seed(&app, "vip", 20_000_000, 300, 0).await;
+    let phones = Cohort::numbered("vip", "+49152", 20_000_000, 300)
+        .first_names()
+        .seed(&app)
+        .await;
     for p in &phones[..60] {
         app.sandbox_post("/sandbox/inbound", &json!({"from": p, "text": "hi"}))
             .await;
@@ -329,16 +247,7 @@ impl TestApp {
 
     /// A `welcome` campaign to everyone tagged `cohort`.
     async fn welcome_campaign(&self, name: &str, cohort: &str, extra: Value) -> String {
-        let mut body = json!({
-            "name": name,
-            "template": {"name": "welcome", "language": "en",
-                         "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}"}},
-            "audience": {"filter": format!("cohort = \"{cohort}\"")},
-            "type": "transactional"
-        });
-        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-            b.extend(e.clone());
-        }
+        let body = cohort_campaign(name, cohort, welcome_template(), "transactional", extra);
         self.create_campaign(&body).await
     }
 
@@ -358,7 +267,10 @@ impl TestApp {
 #[tokio::test]
 async fn transient_errors_throttling_and_messy_webhooks_end_with_one_message_each() {
     let app = spawn_app().await;
-    let phones = seed(&app, "storm", 30_000_000, 300, 0).await;
+    let phones = Cohort::numbered("storm", "+49152", 30_000_000, 300)
+        .first_names()
+        .seed(&app)
+        .await;
     let id = app.welcome_campaign("Storm", "storm", json!({})).await;
     app.raise_tier(&id, "TIER_2K", 2_000).await;
     app.sandbox_faults(json!({
@@ -392,7 +304,10 @@ async fn transient_errors_throttling_and_messy_webhooks_end_with_one_message_eac
 #[tokio::test]
 async fn pause_holds_the_rest_resume_continues_and_cancel_leaves_nothing_to_send() {
     let app = spawn_app().await;
-    let phones = seed(&app, "steady", 40_000_000, 300, 0).await;
+    let phones = Cohort::numbered("steady", "+49152", 40_000_000, 300)
+        .first_names()
+        .seed(&app)
+        .await;
     let id = app.welcome_campaign("Steady", "steady", json!({})).await;
     app.raise_tier(&id, "TIER_2K", 2_000).await;
     // Slow answers so the campaign is still going when it is paused.
@@ -436,7 +351,10 @@ async fn pause_holds_the_rest_resume_continues_and_cancel_leaves_nothing_to_send
     assert_eq!(status, 409, "a completed campaign cannot be cancelled");
 
     // A second campaign, cancelled while running: nothing is left to send.
-    let more = seed(&app, "cancelled", 41_000_000, 300, 0).await;
+    let more = Cohort::numbered("cancelled", "+49152", 41_000_000, 300)
+        .first_names()
+        .seed(&app)
+        .await;
     let id = app
         .welcome_campaign("Cancelled", "cancelled", json!({}))
         .await;
@@ -474,8 +392,11 @@ async fn pause_holds_the_rest_resume_continues_and_cancel_leaves_nothing_to_send
 #[tokio::test]
 async fn a_scheduled_campaign_starts_when_the_clock_passes_its_time() {
     let app = spawn_app().await;
-    let phones = seed(&app, "later", 50_000_000, 10, 0).await;
-    let at = app.clock_now() / 1000 + 3_600;
+    let phones = Cohort::numbered("later", "+49152", 50_000_000, 10)
+        .first_names()
+        .seed(&app)
+        .await;
+    let at = app.now_ms() / 1000 + 3_600;
     let at = time::OffsetDateTime::from_unix_timestamp(at)
         .expect("time")
         .format(&time::format_description::well_known::Rfc3339)
@@ -510,8 +431,11 @@ async fn a_scheduled_campaign_starts_when_the_clock_passes_its_time() {
 #[tokio::test]
 async fn a_scheduled_campaign_paused_and_resumed_still_waits_for_its_time() {
     let app = spawn_app().await;
-    let phones = seed(&app, "waits", 51_000_000, 5, 0).await;
-    let at = app.clock_now() / 1000 + 3_600;
+    let phones = Cohort::numbered("waits", "+49152", 51_000_000, 5)
+        .first_names()
+        .seed(&app)
+        .await;
+    let at = app.now_ms() / 1000 + 3_600;
     let at = time::OffsetDateTime::from_unix_timestamp(at)
         .expect("time")
         .format(&time::format_description::well_known::Rfc3339)
@@ -541,7 +465,10 @@ async fn a_scheduled_campaign_paused_and_resumed_still_waits_for_its_time() {
 #[tokio::test]
 async fn a_template_error_pauses_the_campaign_with_the_reason() {
     let app = spawn_app().await;
-    let phones = seed(&app, "broken", 60_000_000, 40, 0).await;
+    let phones = Cohort::numbered("broken", "+49152", 60_000_000, 40)
+        .first_names()
+        .seed(&app)
+        .await;
     let id = app.welcome_campaign("Broken", "broken", json!({})).await;
     app.sandbox_faults(json!({"fail_next": [132001]})).await;
     app.campaign_action(&id, "start").await;
@@ -570,41 +497,12 @@ async fn a_template_error_pauses_the_campaign_with_the_reason() {
     app.assert_no_rate_refusals().await;
 }
 
-/// Seeds contacts tagged `cohort = <cohort>` with the given timezones (numbers `+49152<start+i>`).
-async fn seed_zoned(
-    app: &TestApp,
-    cohort: &str,
-    start: u64,
-    zones: &[Option<&str>],
-) -> Vec<String> {
-    let application = app.store.applications().await.expect("apps")[0].id.clone();
-    let mut phones = Vec::new();
-    let mut batch = Vec::new();
-    for (i, zone) in zones.iter().enumerate() {
-        let phone = format!("+49152{:08}", start + i as u64);
-        let mut tags = Tags::new();
-        tags.insert("cohort".into(), TagValue::String(cohort.into()));
-        batch.push(ContactUpsert {
-            phone: phone.clone(),
-            timezone: zone.map(str::to_owned),
-            tags: tags.into_iter().map(|(k, v)| (k, Some(v))).collect(),
-            ..ContactUpsert::default()
-        });
-        phones.push(phone);
-    }
-    app.store
-        .upsert_audience(&application, &batch, app.clock_now())
-        .await
-        .expect("seed contacts");
-    phones
-}
-
 #[tokio::test]
 async fn a_send_window_holds_night_sends_until_it_opens_in_each_contacts_timezone() {
     let app = spawn_app().await;
     // 22:00 UTC (the campaign has no timezone of its own: UTC).
     const H: i64 = 60 * 60 * 1000;
-    let now = app.clock_now();
+    let now = app.now_ms();
     let mut at = now - now.rem_euclid(24 * H) + 22 * H;
     if at <= now {
         at += 24 * H;
@@ -617,7 +515,10 @@ async fn a_send_window_holds_night_sends_until_it_opens_in_each_contacts_timezon
     let mut zones = vec![None; 19];
     zones.push(Some("Not/AZone"));
     zones.push(Some("America/Los_Angeles"));
-    let phones = seed_zoned(&app, "night", 30_000_000, &zones).await;
+    let phones = Cohort::numbered("night", "+49152", 30_000_000, zones.len() as u64)
+        .zones(&zones)
+        .seed(&app)
+        .await;
     let la = digits(&phones[20]);
 
     let id = app
@@ -722,7 +623,10 @@ async fn send_windows_are_checked_at_creation() {
 async fn an_uploaded_list_skips_invalid_and_duplicate_numbers_and_sends_the_rest() {
     let app = spawn_app().await;
     // Two known contacts (tagged), three numbers Parley has never seen.
-    let known = seed(&app, "listed", 40_000_000, 2, 0).await;
+    let known = Cohort::numbered("listed", "+49152", 40_000_000, 2)
+        .first_names()
+        .seed(&app)
+        .await;
     let fresh: Vec<String> = (0..3)
         .map(|i| format!("+49152{:08}", 41_000_000 + i))
         .collect();
@@ -817,7 +721,10 @@ async fn an_uploaded_list_skips_invalid_and_duplicate_numbers_and_sends_the_rest
 #[tokio::test]
 async fn refused_credentials_stop_the_round_in_flight() {
     let app = spawn_app().await;
-    seed(&app, "locked", 62_000_000, 40, 0).await;
+    Cohort::numbered("locked", "+49152", 62_000_000, 40)
+        .first_names()
+        .seed(&app)
+        .await;
     let id = app.welcome_campaign("Locked", "locked", json!({})).await;
     app.sandbox_faults(json!({"fail_next": [190]})).await;
     app.campaign_action(&id, "start").await;
@@ -849,7 +756,10 @@ async fn refused_credentials_stop_the_round_in_flight() {
 #[tokio::test]
 async fn a_recipient_whose_message_would_be_too_long_is_skipped_with_the_reason() {
     let app = spawn_app().await;
-    let phones = seed(&app, "amp", 10_500_000, 3, 0).await;
+    let phones = Cohort::numbered("amp", "+49152", 10_500_000, 3)
+        .first_names()
+        .seed(&app)
+        .await;
     // One contact's name is long: twice over it is more than the body's 1,024 characters.
     let (status, v) = app
         .api_call(
@@ -893,7 +803,10 @@ async fn a_recipient_whose_message_would_be_too_long_is_skipped_with_the_reason(
 #[tokio::test]
 async fn metas_messaging_limit_keeps_the_message_queued_and_pauses_the_campaign() {
     let app = spawn_app().await;
-    let phones = seed(&app, "capped", 63_000_000, 20, 0).await;
+    let phones = Cohort::numbered("capped", "+49152", 63_000_000, 20)
+        .first_names()
+        .seed(&app)
+        .await;
     let id = app.welcome_campaign("Capped", "capped", json!({})).await;
     app.sandbox_faults(json!({"fail_next": [131064]})).await;
     app.campaign_action(&id, "start").await;
@@ -945,7 +858,10 @@ async fn metas_messaging_limit_keeps_the_message_queued_and_pauses_the_campaign(
 #[tokio::test]
 async fn identical_inbound_webhooks_count_once() {
     let app = spawn_app().await;
-    let phones = seed(&app, "twice", 64_000_000, 1, 0).await;
+    let phones = Cohort::numbered("twice", "+49152", 64_000_000, 1)
+        .first_names()
+        .seed(&app)
+        .await;
     let id = app.welcome_campaign("Twice", "twice", json!({})).await;
     app.campaign_action(&id, "start").await;
     // A reply counts for the campaign once its message was delivered (or read): wait for
@@ -956,16 +872,8 @@ async fn identical_inbound_webhooks_count_once() {
     })
     .await;
     let from = digits(&phones[0]);
-    let timestamp = (app.clock_now() / 1000 + 1).to_string();
-    let inbound = |wamid: &str, text: &str| {
-        let body = json!({"object": "whatsapp_business_account", "entry": [{"id": parley_sandbox::demo_ids::WABA_ID, "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550100100", "phone_number_id": parley_sandbox::demo_ids::PHONE_NUMBER_ID},
-            "contacts": [{"profile": {"name": "Ana"}, "wa_id": from}],
-            "messages": [{"from": from, "id": wamid, "timestamp": timestamp, "type": "text", "text": {"body": text}}]
-        }}]}]});
-        serde_json::to_vec(&body).expect("json")
-    };
+    let timestamp = app.now_ms() / 1000 + 1;
+    let inbound = |wamid: &str, text: &str| text_webhook(&from, wamid, timestamp, text);
     let reply = inbound(
         "wamid.HBgLNDkxNTIwNjQwMDAwMDAVAgASGBQzQUFBQUFBQUFBQUFBQUFBQUFBAA==",
         "thanks!",
@@ -980,28 +888,17 @@ async fn identical_inbound_webhooks_count_once() {
     app.webhooks_processed().await;
     let stats = app.campaign_get(&id, "/stats").await;
     assert_eq!(stats["replied"], 1, "{stats}");
-    // The opt-out is read back until it shows (bounded): once, rarely, the contact read right
-    // after the processor's last round still showed the old subscription while the history
-    // a moment later had the keyword's opt-out stamped before the read (open question in
-    // docs/TESTING.md). What this test is about is counted below: one opt-out, one reply.
-    let mut c = json!(null);
-    for _ in 0..100 {
-        let (status, body) = app
-            .api_call(
-                reqwest::Method::GET,
-                &format!("/api/v1/contacts/{}", phones[0].replace('+', "%2B")),
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        c = body;
-        if c["subscription"] == "opted_out" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    // Read at once: `webhooks_processed()` answers only once the keyword's opt-out is
+    // committed (it once answered early: docs/TESTING.md).
+    let (status, c) = app
+        .api_call(
+            reqwest::Method::GET,
+            &format!("/api/v1/contacts/{}", phones[0].replace('+', "%2B")),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{c}");
     assert_eq!(c["subscription"], "opted_out", "{c}");
-    app.webhooks_processed().await;
     let opt_outs = c["subscription_history"]
         .as_array()
         .expect("history")

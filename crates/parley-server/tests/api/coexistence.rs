@@ -92,17 +92,6 @@ impl TestApp {
         assert_eq!(status, 200, "{v}");
         v
     }
-
-    async fn sandbox_get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.sandbox_url))
-            .send()
-            .await
-            .expect("sandbox")
-            .json()
-            .await
-            .expect("json")
-    }
 }
 
 fn paths(requests: &Value, method: &str, suffix: &str) -> Vec<Value> {

@@ -5,44 +5,13 @@
 
 use std::time::Duration;
 
-use parley_domain::{TagValue, Tags};
 use parley_sandbox::demo_ids;
-use parley_store::audience::ContactUpsert;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{Cohort, TestApp, cohort_campaign, spawn_app, welcome_template};
 
 const HOUR: i64 = 60 * 60 * 1000;
-
-fn now(app: &TestApp) -> i64 {
-    use parley_engine::Clock;
-    app.clock.now_millis()
-}
-
-/// `n` contacts tagged `cohort`, numbers `+49152<start+i>`; their phones.
-async fn seed(app: &TestApp, cohort: &str, start: u64, n: u64) -> Vec<String> {
-    let application = app.store.applications().await.expect("apps")[0].id.clone();
-    let mut batch = Vec::new();
-    let mut phones = Vec::new();
-    for i in 0..n {
-        let phone = format!("+49152{:08}", start + i);
-        let mut tags = Tags::new();
-        tags.insert("cohort".into(), TagValue::String(cohort.into()));
-        tags.insert("first_name".into(), TagValue::String(format!("ana{i}")));
-        batch.push(ContactUpsert {
-            phone: phone.clone(),
-            tags: tags.into_iter().map(|(k, v)| (k, Some(v))).collect(),
-            ..ContactUpsert::default()
-        });
-        phones.push(phone);
-    }
-    app.store
-        .upsert_audience(&application, &batch, now(app))
-        .await
-        .expect("seed");
-    phones
-}
 
 fn digits(phone: &str) -> String {
     phone.trim_start_matches('+').to_owned()
@@ -56,48 +25,8 @@ async fn api(app: &TestApp, method: Method, path: &str, body: Option<&Value>) ->
 
 /// A started marketing `welcome` campaign to `cohort` (extra fields merged in).
 async fn marketing_campaign(app: &TestApp, cohort: &str, extra: Value) -> String {
-    let mut body = json!({
-        "name": cohort,
-        "template": {"name": "welcome", "language": "en",
-                     "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}"}},
-        "audience": {"filter": format!("cohort = \"{cohort}\"")},
-        "type": "marketing"
-    });
-    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-        b.extend(e.clone());
-    }
-    let v = api(app, Method::POST, "/api/v1/campaigns", Some(&body)).await;
-    let id = v["id"].as_str().expect("id").to_owned();
-    api(
-        app,
-        Method::POST,
-        &format!("/api/v1/campaigns/{id}/start"),
-        None,
-    )
-    .await;
-    id
-}
-
-async fn stats(app: &TestApp, id: &str) -> Value {
-    api(
-        app,
-        Method::GET,
-        &format!("/api/v1/campaigns/{id}/stats"),
-        None,
-    )
-    .await
-}
-
-async fn wait_stats(app: &TestApp, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..400 {
-        last = stats(app, id).await;
-        if check(&last) {
-            return last;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("campaign {id} never reached {what}: {last}");
+    let body = cohort_campaign(cohort, cohort, welcome_template(), "marketing", extra);
+    app.start_campaign(&body).await
 }
 
 async fn contact(app: &TestApp, phone: &str) -> Value {
@@ -146,7 +75,7 @@ async fn sends_to(app: &TestApp, phone: &str) -> usize {
 
 /// Moves both clocks to the next 22:00 UTC.
 async fn to_night(app: &TestApp) {
-    let n = now(app);
+    let n = app.now_ms();
     let mut at = n - n.rem_euclid(24 * HOUR) + 22 * HOUR;
     if at <= n {
         at += 24 * HOUR;
@@ -159,7 +88,10 @@ async fn to_night(app: &TestApp) {
 async fn a_running_marketing_campaign_skips_a_contact_from_the_moment_meta_says_stop() {
     let app = spawn_app().await;
     to_night(&app).await;
-    let phones = seed(&app, "stoppers", 10_000_000, 3).await;
+    let phones = Cohort::numbered("stoppers", "+49152", 10_000_000, 3)
+        .first_names()
+        .seed(&app)
+        .await;
     // Planned while everyone is subscribed; all wait for the window to open at 09:00.
     let id = marketing_campaign(
         &app,
@@ -167,7 +99,7 @@ async fn a_running_marketing_campaign_skips_a_contact_from_the_moment_meta_says_
         json!({"send_window": {"start": "09:00", "end": "20:00"}}),
     )
     .await;
-    wait_stats(&app, &id, "3 waiting for the window", |s| {
+    app.wait_stats(&id, "3 waiting for the window", |s| {
         s["waiting_for_window"] == 3 && s["planned"] == true
     })
     .await;
@@ -192,10 +124,11 @@ async fn a_running_marketing_campaign_skips_a_contact_from_the_moment_meta_says_
 
     // The window opens: the two others go, the one who stopped is skipped at send time.
     app.advance(Duration::from_secs(11 * 3600 + 15 * 60)).await;
-    let s = wait_stats(&app, &id, "completed", |s| {
-        s["state"] == "completed" && s["sent"] == 2
-    })
-    .await;
+    let s = app
+        .wait_stats(&id, "completed", |s| {
+            s["state"] == "completed" && s["sent"] == 2
+        })
+        .await;
     assert_eq!(s["skipped_by_reason"]["opted_out"], 1, "{s}");
     assert_eq!(sends_to(&app, &phones[1]).await, 0, "sent after the stop");
     assert_eq!(sends_to(&app, &phones[0]).await, 1);
@@ -217,7 +150,10 @@ async fn a_running_marketing_campaign_skips_a_contact_from_the_moment_meta_says_
 #[tokio::test]
 async fn russian_opt_out_keywords_opt_out_after_case_folding_and_custom_keywords_reply() {
     let app = spawn_app().await;
-    let phones = seed(&app, "ru", 20_000_000, 4).await;
+    let phones = Cohort::numbered("ru", "+49152", 20_000_000, 4)
+        .first_names()
+        .seed(&app)
+        .await;
     // The defaults cover Russian: whole message, any case, trimmed.
     let v = api(&app, Method::GET, "/api/v1/settings/opt-out", None).await;
     assert_eq!(v["defaults"], true, "{v}");
@@ -304,17 +240,21 @@ async fn russian_opt_out_keywords_opt_out_after_case_folding_and_custom_keywords
 #[tokio::test]
 async fn marketing_switched_off_for_the_waba_pauses_the_campaign_with_how_to_turn_it_back_on() {
     let app = spawn_app().await;
-    let phones = seed(&app, "off", 30_000_000, 3).await;
+    let phones = Cohort::numbered("off", "+49152", 30_000_000, 3)
+        .first_names()
+        .seed(&app)
+        .await;
     app.sandbox_post(
         &format!("/sandbox/wabas/{}/marketing", demo_ids::WABA_ID),
         &json!({"disable_marketing_messages_on_cloud_api": true}),
     )
     .await;
     let id = marketing_campaign(&app, "off", json!({})).await;
-    let s = wait_stats(&app, &id, "paused by 131063", |s| {
-        s["state"] == "paused" && s["sending"] == 0
-    })
-    .await;
+    let s = app
+        .wait_stats(&id, "paused by 131063", |s| {
+            s["state"] == "paused" && s["sending"] == 0
+        })
+        .await;
     let reason = s["state_reason"].as_str().unwrap_or_default();
     assert!(reason.contains("131063"), "{s}");
     assert!(
@@ -335,7 +275,7 @@ async fn marketing_switched_off_for_the_waba_pauses_the_campaign_with_how_to_tur
         None,
     )
     .await;
-    wait_stats(&app, &id, "completed", |s| {
+    app.wait_stats(&id, "completed", |s| {
         s["state"] == "completed" && s["sent"] == 3
     })
     .await;
@@ -397,21 +337,26 @@ async fn held_sends_count_as_held_by_meta_and_a_template_pause_stops_the_campaig
     let app = spawn_app().await;
     app.sandbox_post("/sandbox/pacing", &json!({"hold": true}))
         .await;
-    seed(&app, "paced", 40_000_000, 3).await;
+    Cohort::numbered("paced", "+49152", 40_000_000, 3)
+        .first_names()
+        .seed(&app)
+        .await;
     let id = marketing_campaign(&app, "paced", json!({})).await;
     // A held send is marked held before its acceptance is recorded: wait for both.
-    let s = wait_stats(&app, &id, "3 held by Meta and accepted", |s| {
-        s["held_by_meta"] == 3 && s["accepted"] == 3
-    })
-    .await;
+    let s = app
+        .wait_stats(&id, "3 held by Meta and accepted", |s| {
+            s["held_by_meta"] == 3 && s["accepted"] == 3
+        })
+        .await;
     assert_eq!(s["state"], "running", "{s}");
     // Template pacing's bad signal: the template is paused, each held send fails with 132015.
     app.sandbox_post("/sandbox/pacing/release", &json!({"outcome": "132015"}))
         .await;
-    let s = wait_stats(&app, &id, "paused by 132015", |s| {
-        s["state"] == "paused" && s["failed_by_code"]["132015"] == 3
-    })
-    .await;
+    let s = app
+        .wait_stats(&id, "paused by 132015", |s| {
+            s["state"] == "paused" && s["failed_by_code"]["132015"] == 3
+        })
+        .await;
     assert_eq!(s["held_by_meta"], 0, "{s}");
     assert!(
         s["state_reason"]
@@ -427,15 +372,20 @@ async fn portfolio_pacing_drops_pause_the_campaign_with_metas_reason() {
     let app = spawn_app().await;
     app.sandbox_post("/sandbox/pacing", &json!({"hold": true}))
         .await;
-    seed(&app, "portfolio", 50_000_000, 2).await;
+    Cohort::numbered("portfolio", "+49152", 50_000_000, 2)
+        .first_names()
+        .seed(&app)
+        .await;
     let id = marketing_campaign(&app, "portfolio", json!({})).await;
-    wait_stats(&app, &id, "2 held by Meta", |s| s["held_by_meta"] == 2).await;
+    app.wait_stats(&id, "2 held by Meta", |s| s["held_by_meta"] == 2)
+        .await;
     app.sandbox_post("/sandbox/pacing/release", &json!({"outcome": "135000"}))
         .await;
-    let s = wait_stats(&app, &id, "paused by 135000", |s| {
-        s["state"] == "paused" && s["failed_by_code"]["135000"] == 2
-    })
-    .await;
+    let s = app
+        .wait_stats(&id, "paused by 135000", |s| {
+            s["state"] == "paused" && s["failed_by_code"]["135000"] == 2
+        })
+        .await;
     let reason = s["state_reason"].as_str().unwrap_or_default();
     assert!(
         reason.contains("135000") && reason.contains("portfolio"),
@@ -447,14 +397,18 @@ async fn portfolio_pacing_drops_pause_the_campaign_with_metas_reason() {
 async fn the_per_user_marketing_cap_reschedules_a_day_later_then_gives_up_counted_as_capped_by_meta()
  {
     let app = spawn_app().await;
-    let phones = seed(&app, "capped", 60_000_000, 2).await;
+    let phones = Cohort::numbered("capped", "+49152", 60_000_000, 2)
+        .first_names()
+        .seed(&app)
+        .await;
     app.sandbox_post("/sandbox/marketing_cap", &json!({"to": phones[0]}))
         .await;
     let id = marketing_campaign(&app, "capped", json!({})).await;
-    let s = wait_stats(&app, &id, "one sent, one capped", |s| {
-        s["sent"] == 1 && s["capped_by_meta"] == 1 && s["queued"] == 1
-    })
-    .await;
+    let s = app
+        .wait_stats(&id, "one sent, one capped", |s| {
+            s["sent"] == 1 && s["capped_by_meta"] == 1 && s["queued"] == 1
+        })
+        .await;
     assert_eq!(s["failed"], 0, "{s}");
     // Each day it goes once more; after three reschedules it fails with Meta's code.
     for day in 1..=3 {
@@ -475,10 +429,11 @@ async fn the_per_user_marketing_cap_reschedules_a_day_later_then_gives_up_counte
         }
         assert_eq!(n, day as usize + 1, "not resent a day later (day {day})");
     }
-    let s = wait_stats(&app, &id, "given up", |s| {
-        s["state"] == "completed" && s["failed_by_code"]["131049"] == 1
-    })
-    .await;
+    let s = app
+        .wait_stats(&id, "given up", |s| {
+            s["state"] == "completed" && s["failed_by_code"]["131049"] == 1
+        })
+        .await;
     assert_eq!(s["capped_by_meta"], 1, "{s}");
     assert_eq!(
         sends_to(&app, &phones[0]).await,

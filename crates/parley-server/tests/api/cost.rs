@@ -33,17 +33,6 @@ async fn create_campaign(app: &TestApp, cohort: &str) -> String {
     v["id"].as_str().expect("id").to_owned()
 }
 
-async fn sandbox_get(app: &TestApp, path: &str) -> Value {
-    app.http
-        .get(format!("{}{path}", app.sandbox_url))
-        .send()
-        .await
-        .expect("sandbox")
-        .json()
-        .await
-        .expect("json")
-}
-
 /// The default table with utility tiers low enough to be crossed by a small campaign.
 fn tiered(mut table: Value) -> Value {
     let obj = table.as_object_mut().expect("table");
@@ -163,7 +152,7 @@ async fn a_campaigns_estimated_cost_equals_what_the_sandbox_billed() {
     .await;
     let mut billed = Value::Null;
     for _ in 0..900 {
-        billed = sandbox_get(&app, "/sandbox/billing").await;
+        billed = app.sandbox_get("/sandbox/billing").await;
         if billed["data"].as_array().map_or(0, Vec::len) == phones.len() {
             break;
         }
@@ -501,7 +490,7 @@ async fn conversation(app: &TestApp, phone: &str) -> Value {
 async fn bill_to(app: &TestApp, to: &str) -> Value {
     let digits = to.trim_start_matches('+');
     for _ in 0..400 {
-        let billed = sandbox_get(app, "/sandbox/billing").await;
+        let billed = app.sandbox_get("/sandbox/billing").await;
         if let Some(b) = billed["data"].as_array().and_then(|d| {
             d.iter()
                 .find(|b| b["to"].as_str().map(|t| t.trim_start_matches('+')) == Some(digits))

@@ -304,17 +304,23 @@ impl TestApp {
         resp.json().await.expect("json")
     }
 
-    pub async fn sandbox_messages(&self) -> Vec<Value> {
-        let v: Value = self
+    /// `GET {path}` on the sandbox (a success), its JSON.
+    pub async fn sandbox_get(&self, path: &str) -> Value {
+        let resp = self
             .http
-            .get(format!("{}/sandbox/messages", self.sandbox_url))
+            .get(format!("{}{path}", self.sandbox_url))
             .send()
             .await
-            .expect("sandbox")
-            .json()
-            .await
-            .expect("json");
-        v["data"].as_array().cloned().unwrap_or_default()
+            .expect("sandbox");
+        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
+        resp.json().await.expect("json")
+    }
+
+    pub async fn sandbox_messages(&self) -> Vec<Value> {
+        self.sandbox_get("/sandbox/messages").await["data"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The test's PostgreSQL database URL, when the suite runs on PostgreSQL.
@@ -333,18 +339,8 @@ impl TestApp {
 
     /// `GET /sandbox/requests?{query}`.
     pub async fn sandbox_requests(&self, query: &str) -> Value {
-        let resp = self
-            .http
-            .get(format!("{}/sandbox/requests?{query}", self.sandbox_url))
-            .send()
+        self.sandbox_get(&format!("/sandbox/requests?{query}"))
             .await
-            .expect("sandbox");
-        assert!(
-            resp.status().is_success(),
-            "GET /sandbox/requests: {}",
-            resp.status()
-        );
-        resp.json().await.expect("json")
     }
 
     /// Asserts that no send reached Meta at all, refused ones included.
@@ -691,26 +687,194 @@ pub async fn api_node(app: &TestApp, db_url: &str) -> (String, tokio::task::Join
 /// Seeds `phones` as contacts of the first application, each tagged `cohort = <cohort>` (the
 /// campaign tests' audience filter).
 pub async fn seed_cohort(app: &TestApp, cohort: &str, phones: &[impl AsRef<str>]) {
-    use parley_domain::{TagValue, Tags};
-    let application = app.store.applications().await.expect("apps")[0].id.clone();
-    let batch: Vec<parley_store::audience::ContactUpsert> = phones
-        .iter()
-        .map(|phone| {
-            let mut tags = Tags::new();
-            tags.insert("cohort".into(), TagValue::String(cohort.into()));
-            parley_store::audience::ContactUpsert {
-                phone: phone.as_ref().to_owned(),
-                tags: tags.into_iter().map(|(k, v)| (k, Some(v))).collect(),
-                ..Default::default()
-            }
-        })
-        .collect();
-    let now = {
+    Cohort::of(cohort, phones).seed(app).await;
+}
+
+/// Contacts of the first application that a test seeds, each tagged `cohort = <name>` (the
+/// campaign tests' audience filter): `Cohort::of` or `Cohort::numbered`, what else they carry,
+/// then `seed`.
+pub struct Cohort<'a> {
+    name: &'a str,
+    phones: Vec<String>,
+    first_names: bool,
+    opted_out: usize,
+    zones: Vec<Option<String>>,
+}
+
+impl<'a> Cohort<'a> {
+    /// `phones`, tagged `cohort = <name>`.
+    pub fn of(name: &'a str, phones: &[impl AsRef<str>]) -> Self {
+        Cohort {
+            name,
+            phones: phones.iter().map(|p| p.as_ref().to_owned()).collect(),
+            first_names: false,
+            opted_out: 0,
+            zones: Vec::new(),
+        }
+    }
+
+    /// `n` numbers `<prefix><start + i>` (eight digits after the prefix); each test gives its
+    /// cohorts their own `start`, so no two share a number.
+    pub fn numbered(name: &'a str, prefix: &str, start: u64, n: u64) -> Self {
+        let phones: Vec<String> = (0..n)
+            .map(|i| format!("{prefix}{:08}", start + i))
+            .collect();
+        Cohort::of(name, &phones)
+    }
+
+    /// Each also tagged `first_name = ana<i>`, `i` its place in the cohort.
+    pub fn first_names(mut self) -> Self {
+        self.first_names = true;
+        self
+    }
+
+    /// The last `n` opted out of marketing (source `api`).
+    pub fn opted_out(mut self, n: usize) -> Self {
+        self.opted_out = n;
+        self
+    }
+
+    /// The timezone of each contact, by place (`None`: none stored).
+    pub fn zones(mut self, zones: &[Option<&str>]) -> Self {
+        self.zones = zones.iter().map(|z| z.map(str::to_owned)).collect();
+        self
+    }
+
+    /// Writes the contacts (500 a statement); their phones, in order.
+    pub async fn seed(self, app: &TestApp) -> Vec<String> {
+        use parley_domain::{Subscription, TagValue, Tags};
+        use parley_store::audience::{ContactUpsert, SubscriptionChange};
+        let application = app.store.applications().await.expect("apps")[0].id.clone();
+        let n = self.phones.len();
+        let batch: Vec<ContactUpsert> = self
+            .phones
+            .iter()
+            .enumerate()
+            .map(|(i, phone)| {
+                let mut tags = Tags::new();
+                tags.insert("cohort".into(), TagValue::String(self.name.into()));
+                if self.first_names {
+                    tags.insert("first_name".into(), TagValue::String(format!("ana{i}")));
+                }
+                ContactUpsert {
+                    phone: phone.clone(),
+                    timezone: self.zones.get(i).cloned().flatten(),
+                    tags: tags.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+                    subscription: (i + self.opted_out >= n).then(|| SubscriptionChange {
+                        state: Subscription::OptedOut,
+                        source: "api".into(),
+                        note: None,
+                    }),
+                    ..ContactUpsert::default()
+                }
+            })
+            .collect();
+        for chunk in batch.chunks(500) {
+            app.store
+                .upsert_audience(&application, chunk, app.now_ms())
+                .await
+                .expect("seed contacts");
+        }
+        self.phones
+    }
+}
+
+/// A campaign named `name` of `template` to the contacts tagged `cohort = <cohort>`, of `kind`
+/// (`marketing` or `transactional`), with `extra` fields merged in.
+pub fn cohort_campaign(
+    name: &str,
+    cohort: &str,
+    template: Value,
+    kind: &str,
+    extra: Value,
+) -> Value {
+    let mut body = json!({
+        "name": name,
+        "template": template,
+        "audience": {"filter": format!("cohort = \"{cohort}\"")},
+        "type": kind,
+    });
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    body
+}
+
+/// The demo's `welcome` template, its `first_name` from the contact's tag.
+pub fn welcome_template() -> Value {
+    json!({"name": "welcome", "language": "en",
+           "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}"}})
+}
+
+/// A text message from `from` (Meta's digits) to the demo number, as Meta's webhook body.
+pub fn text_webhook(from: &str, wamid: &str, timestamp_secs: i64, text: &str) -> Vec<u8> {
+    let body = json!({"object": "whatsapp_business_account", "entry": [{"id": demo_ids::WABA_ID, "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550100100", "phone_number_id": demo_ids::PHONE_NUMBER_ID},
+        "contacts": [{"profile": {"name": "Ana"}, "wa_id": from}],
+        "messages": [{"from": from, "id": wamid, "timestamp": timestamp_secs.to_string(), "type": "text", "text": {"body": text}}]
+    }}]}]});
+    serde_json::to_vec(&body).expect("json")
+}
+
+/// Campaigns through the API.
+impl TestApp {
+    /// Parley's clock now, in milliseconds.
+    pub fn now_ms(&self) -> i64 {
         use parley_engine::Clock;
-        app.clock.now_millis()
-    };
-    app.store
-        .upsert_audience(&application, &batch, now)
+        self.clock.now_millis()
+    }
+
+    /// Creates a campaign (201); its id.
+    pub async fn create_campaign(&self, body: &Value) -> String {
+        let (status, v) = self
+            .api_call(reqwest::Method::POST, "/api/v1/campaigns", Some(body))
+            .await;
+        assert_eq!(status, 201, "{v}");
+        v["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Creates and starts a campaign; its id.
+    pub async fn start_campaign(&self, body: &Value) -> String {
+        let id = self.create_campaign(body).await;
+        let (status, v) = self.campaign_action(&id, "start").await;
+        assert!(status < 300, "start: {status} {v}");
+        id
+    }
+
+    /// `GET /api/v1/campaigns/{id}{what}` (200).
+    pub async fn campaign_get(&self, id: &str, what: &str) -> Value {
+        let (status, v) = self
+            .api_call(
+                reqwest::Method::GET,
+                &format!("/api/v1/campaigns/{id}{what}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
+    /// `POST /api/v1/campaigns/{id}/{action}`.
+    pub async fn campaign_action(&self, id: &str, action: &str) -> (u16, Value) {
+        self.api_call(
+            reqwest::Method::POST,
+            &format!("/api/v1/campaigns/{id}/{action}"),
+            None,
+        )
         .await
-        .expect("seed contacts");
+    }
+
+    /// Polls the campaign's stats until `check` holds (fails after 90 s, saying `what`).
+    pub async fn wait_stats(&self, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..1_800 {
+            last = self.campaign_get(id, "/stats").await;
+            if check(&last) {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("campaign {id} never reached {what}: {last}");
+    }
 }

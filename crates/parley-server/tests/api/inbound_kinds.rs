@@ -50,22 +50,6 @@ async fn post(app: &TestApp, body: &Value) {
     assert_eq!(status, 200);
 }
 
-/// Waits (at most 10 s) until `phone` names a contact; panics with the application's contacts.
-async fn contact_moved_to(app: &TestApp, phone: &str) {
-    let path = format!("/api/v1/contacts/{}", phone.replace('+', "%2B"));
-    for _ in 0..200 {
-        let (status, _) = app.api_call(reqwest::Method::GET, &path, None).await;
-        if status == 200 {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let (_, contacts) = app
-        .api_call(reqwest::Method::GET, "/api/v1/contacts?limit=100", None)
-        .await;
-    panic!("no contact at {phone} 10 s after every event was processed: {contacts}");
-}
-
 /// The contact's inbound messages, every page, by wamid.
 async fn inbound_of(app: &TestApp, phone: &str) -> std::collections::HashMap<String, Value> {
     let mut all = std::collections::HashMap::new();
@@ -380,12 +364,9 @@ async fn every_inbound_example(one_round: bool) {
     )
     .await;
     sink.flush(&app).await;
+    // Read at once: "nothing pending" is only said once every event's effects are committed
+    // (the flake of docs/TESTING.md was that read answering early).
     app.webhooks_processed().await;
-    // Under heavy load on PostgreSQL this once found no contact at the new number right after
-    // every event was processed (1 run in 12 with the machine saturated; cause not found yet,
-    // see docs/TESTING.md): wait a bounded time for it, and if it never comes, fail with what
-    // the contacts look like.
-    contact_moved_to(&app, "+12195555358").await;
 
     let all = inbound_of(&app, "+12195555358").await;
     // #15's "done when": each one appears in the right conversation of the inbox API.

@@ -7,38 +7,11 @@
 
 use std::time::Duration;
 
-use parley_domain::{TagValue, Tags};
 use parley_sandbox::demo_ids;
-use parley_store::audience::ContactUpsert;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app};
-
-/// `n` contacts tagged `cohort`, numbers `+49153<start+i>`; their phones.
-async fn seed(app: &TestApp, cohort: &str, start: u64, n: u64) -> Vec<String> {
-    use parley_engine::Clock;
-    let application = app.store.applications().await.expect("apps")[0].id.clone();
-    let mut batch = Vec::new();
-    let mut phones = Vec::new();
-    for i in 0..n {
-        let phone = format!("+49153{:08}", start + i);
-        let mut tags = Tags::new();
-        tags.insert("cohort".into(), TagValue::String(cohort.into()));
-        tags.insert("first_name".into(), TagValue::String(format!("ana{i}")));
-        batch.push(ContactUpsert {
-            phone: phone.clone(),
-            tags: tags.into_iter().map(|(k, v)| (k, Some(v))).collect(),
-            ..ContactUpsert::default()
-        });
-        phones.push(phone);
-    }
-    app.store
-        .upsert_audience(&application, &batch, app.clock.now_millis())
-        .await
-        .expect("seed");
-    phones
-}
+use crate::helpers::{Cohort, TestApp, cohort_campaign, spawn_app, welcome_template};
 
 async fn api(app: &TestApp, method: Method, path: &str, body: Option<&Value>) -> Value {
     let (status, v) = app.api_call(method.clone(), path, body).await;
@@ -87,53 +60,13 @@ async fn campaign(
     kind: &str,
     extra: Value,
 ) -> String {
-    let mut body = json!({
-        "name": cohort,
-        "template": template,
-        "audience": {"filter": format!("cohort = \"{cohort}\"")},
-        "type": kind,
-    });
-    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-        b.extend(e.clone());
-    }
-    let v = api(app, Method::POST, "/api/v1/campaigns", Some(&body)).await;
-    let id = v["id"].as_str().expect("id").to_owned();
-    api(
-        app,
-        Method::POST,
-        &format!("/api/v1/campaigns/{id}/start"),
-        None,
-    )
-    .await;
-    id
-}
-
-fn welcome() -> Value {
-    json!({"name": "welcome", "language": "en",
-           "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}"}})
+    app.start_campaign(&cohort_campaign(cohort, cohort, template, kind, extra))
+        .await
 }
 
 fn order_update() -> Value {
     json!({"name": "order_update", "language": "en",
            "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}", "order_id": "A-1"}})
-}
-
-async fn wait_stats(app: &TestApp, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..400 {
-        last = api(
-            app,
-            Method::GET,
-            &format!("/api/v1/campaigns/{id}/stats"),
-            None,
-        )
-        .await;
-        if check(&last) {
-            return last;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("campaign {id} never reached {what}: {last}");
 }
 
 /// The application's messages to `phone`, polled until `check` holds for all of them.
@@ -182,24 +115,30 @@ async fn sends_to(app: &TestApp, phones: &[String]) -> Vec<Value> {
 async fn marketing_templates_go_through_marketing_messages_with_the_campaign_ttl_and_utility_through_messages()
  {
     let app = spawn_app().await;
-    let marketing = seed(&app, "mm", 10_000_000, 3).await;
-    let utility = seed(&app, "mmu", 11_000_000, 2).await;
+    let marketing = Cohort::numbered("mm", "+49153", 10_000_000, 3)
+        .first_names()
+        .seed(&app)
+        .await;
+    let utility = Cohort::numbered("mmu", "+49153", 11_000_000, 2)
+        .first_names()
+        .seed(&app)
+        .await;
     enable_marketing_messages(&app).await;
 
     let m = campaign(
         &app,
         "mm",
-        welcome(),
+        welcome_template(),
         "marketing",
         json!({"marketing_ttl_seconds": 86_400}),
     )
     .await;
     let u = campaign(&app, "mmu", order_update(), "transactional", json!({})).await;
-    wait_stats(&app, &m, "completed", |s| {
+    app.wait_stats(&m, "completed", |s| {
         s["state"] == "completed" && s["sent"] == 3
     })
     .await;
-    wait_stats(&app, &u, "completed", |s| {
+    app.wait_stats(&u, "completed", |s| {
         s["state"] == "completed" && s["sent"] == 2
     })
     .await;
@@ -312,7 +251,7 @@ async fn the_setting_needs_a_waba_meta_says_is_onboarded_and_the_ttl_meta_range(
             .api_call(
                 Method::POST,
                 "/api/v1/campaigns",
-                Some(&json!({"name": "ttl", "template": welcome(),
+                Some(&json!({"name": "ttl", "template": welcome_template(),
                     "audience": {"filter": "all"}, "type": "marketing",
                     "marketing_ttl_seconds": bad})),
             )
@@ -326,7 +265,7 @@ async fn the_setting_needs_a_waba_meta_says_is_onboarded_and_the_ttl_meta_range(
             &app,
             Method::POST,
             "/api/v1/campaigns",
-            Some(&json!({"name": "ttl", "template": welcome(),
+            Some(&json!({"name": "ttl", "template": welcome_template(),
                 "audience": {"filter": "all"}, "type": "marketing",
                 "marketing_ttl_seconds": good})),
         )
@@ -345,7 +284,10 @@ async fn the_setting_needs_a_waba_meta_says_is_onboarded_and_the_ttl_meta_range(
 #[tokio::test]
 async fn a_send_meta_falls_back_to_the_cloud_api_is_recorded_on_the_message() {
     let app = spawn_app().await;
-    let phones = seed(&app, "fb", 12_000_000, 2).await;
+    let phones = Cohort::numbered("fb", "+49153", 12_000_000, 2)
+        .first_names()
+        .seed(&app)
+        .await;
     enable_marketing_messages(&app).await;
     // Onboarding no longer complete at Meta: `CLOUD_API_FALLBACK` sends through the Cloud API.
     meta_marketing(
@@ -353,8 +295,8 @@ async fn a_send_meta_falls_back_to_the_cloud_api_is_recorded_on_the_message() {
         json!({"marketing_messages_onboarding_status": "ELIGIBLE"}),
     )
     .await;
-    let id = campaign(&app, "fb", welcome(), "marketing", json!({})).await;
-    wait_stats(&app, &id, "completed", |s| {
+    let id = campaign(&app, "fb", welcome_template(), "marketing", json!({})).await;
+    app.wait_stats(&id, "completed", |s| {
         s["state"] == "completed" && s["sent"] == 2
     })
     .await;
@@ -382,7 +324,10 @@ async fn a_send_meta_falls_back_to_the_cloud_api_is_recorded_on_the_message() {
 #[tokio::test]
 async fn a_fallback_meta_refuses_pauses_the_campaign_and_nothing_goes_to_messages() {
     let app = spawn_app().await;
-    let phones = seed(&app, "nofb", 13_000_000, 3).await;
+    let phones = Cohort::numbered("nofb", "+49153", 13_000_000, 3)
+        .first_names()
+        .seed(&app)
+        .await;
     enable_marketing_messages(&app).await;
     // Terms no longer signed and marketing off on the Cloud API: no fallback (131063).
     meta_marketing(
@@ -391,11 +336,12 @@ async fn a_fallback_meta_refuses_pauses_the_campaign_and_nothing_goes_to_message
                "disable_marketing_messages_on_cloud_api": true}),
     )
     .await;
-    let id = campaign(&app, "nofb", welcome(), "marketing", json!({})).await;
-    let s = wait_stats(&app, &id, "paused by 131063", |s| {
-        s["state"] == "paused" && s["sending"] == 0
-    })
-    .await;
+    let id = campaign(&app, "nofb", welcome_template(), "marketing", json!({})).await;
+    let s = app
+        .wait_stats(&id, "paused by 131063", |s| {
+            s["state"] == "paused" && s["sending"] == 0
+        })
+        .await;
     let reason = s["state_reason"].as_str().unwrap_or_default();
     assert!(reason.contains("131063"), "{s}");
     assert!(reason.contains("Marketing Messages API"), "{s}");
@@ -424,7 +370,7 @@ async fn a_fallback_meta_refuses_pauses_the_campaign_and_nothing_goes_to_message
         None,
     )
     .await;
-    wait_stats(&app, &id, "completed", |s| {
+    app.wait_stats(&id, "completed", |s| {
         s["state"] == "completed" && s["sent"] == 3
     })
     .await;

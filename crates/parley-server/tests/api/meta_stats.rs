@@ -16,17 +16,6 @@ async fn call(app: &TestApp, path: &str, body: Option<&Value>, method: Method) -
     v
 }
 
-async fn sandbox_get(app: &TestApp, path: &str) -> Value {
-    app.http
-        .get(format!("{}{path}", app.sandbox_url))
-        .send()
-        .await
-        .expect("sandbox")
-        .json()
-        .await
-        .expect("json")
-}
-
 fn row<'a>(v: &'a Value, metric: &str, dimension: &str, key: &str) -> &'a Value {
     v["rows"]
         .as_array()
@@ -40,7 +29,7 @@ fn row<'a>(v: &'a Value, metric: &str, dimension: &str, key: &str) -> &'a Value 
 async fn settle(app: &TestApp, n: usize) {
     let mut billed = 0;
     for _ in 0..900 {
-        billed = sandbox_get(app, "/sandbox/billing").await["data"]
+        billed = app.sandbox_get("/sandbox/billing").await["data"]
             .as_array()
             .map_or(0, Vec::len);
         if billed >= n {
@@ -140,7 +129,7 @@ async fn metas_numbers_match_parleys_after_a_campaign_and_a_message_parley_never
     assert_eq!(row(&v, "charged", "country", "DE")["meta"], "3", "{v}");
     assert_eq!(row(&v, "charged", "country", "DE")["parley"], "3", "{v}");
     assert_eq!(row(&v, "charged", "country", "IN")["parley"], "1", "{v}");
-    let billed = sandbox_get(&app, "/sandbox/billing").await;
+    let billed = app.sandbox_get("/sandbox/billing").await;
     let cost = row(&v, "cost", "total", "");
     assert_eq!(cost["meta"], billed["totals"]["cost"], "{v}");
     assert_eq!(cost["parley"], billed["totals"]["cost"], "{v}");

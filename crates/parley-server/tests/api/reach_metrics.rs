@@ -5,12 +5,11 @@
 
 use std::time::Duration;
 
+use parley_domain::MessageId;
 use parley_domain::quota::Reach;
-use parley_domain::{MessageId, TagValue, Tags};
-use parley_store::audience::ContactUpsert;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{Cohort, TestApp, cohort_campaign, spawn_app, text_webhook};
 
 const HOUR: u64 = 3_600_000;
 
@@ -20,81 +19,22 @@ async fn get(app: &TestApp, path: &str) -> Value {
     v
 }
 
-fn now(app: &TestApp) -> i64 {
-    use parley_engine::Clock;
-    app.clock.now_millis()
-}
-
-async fn seed(app: &TestApp, n: u64) -> Vec<String> {
-    let application = app.store.applications().await.expect("apps")[0].id.clone();
-    let mut phones = Vec::new();
-    let mut batch = Vec::new();
-    for i in 0..n {
-        let phone = format!("+49152{:08}", 80_000_000 + i);
-        let mut tags = Tags::new();
-        tags.insert("cohort".into(), TagValue::String("reach".into()));
-        batch.push(ContactUpsert {
-            phone: phone.clone(),
-            tags: tags.into_iter().map(|(k, v)| (k, Some(v))).collect(),
-            ..ContactUpsert::default()
-        });
-        phones.push(phone);
-    }
-    app.store
-        .upsert_audience(&application, &batch, now(app))
-        .await
-        .expect("seed contacts");
-    phones
-}
-
 async fn run_campaign(app: &TestApp, name: &str) -> String {
-    let (status, v) = app
-        .api_call(
-            reqwest::Method::POST,
-            "/api/v1/campaigns",
-            Some(&json!({
-                "name": name,
-                "template": {"name": "welcome", "language": "en",
-                             "variables": {"first_name": "there"}},
-                "audience": {"filter": "cohort = \"reach\""},
-                "type": "transactional"
-            })),
-        )
+    let template =
+        json!({"name": "welcome", "language": "en", "variables": {"first_name": "there"}});
+    let body = cohort_campaign(name, "reach", template, "transactional", json!({}));
+    let id = app.start_campaign(&body).await;
+    app.wait_stats(&id, "completed", |s| s["state"] == "completed")
         .await;
-    assert_eq!(status, 201, "{v}");
-    let id = v["id"].as_str().expect("id").to_owned();
-    let (status, v) = app
-        .api_call(
-            reqwest::Method::POST,
-            &format!("/api/v1/campaigns/{id}/start"),
-            None,
-        )
-        .await;
-    assert!(status < 300, "{v}");
-    let mut last = Value::Null;
-    for _ in 0..600 {
-        last = get(app, &format!("/api/v1/campaigns/{id}/stats")).await;
-        if last["state"] == "completed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(last["state"], "completed", "{last}");
     id
 }
 
 fn inbound(from: &str, wamid: &str, at_secs: i64) -> Vec<u8> {
-    let body = json!({"object": "whatsapp_business_account", "entry": [{"id": parley_sandbox::demo_ids::WABA_ID, "changes": [{"field": "messages", "value": {
-        "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": "15550100100", "phone_number_id": parley_sandbox::demo_ids::PHONE_NUMBER_ID},
-        "contacts": [{"profile": {"name": "Ana"}, "wa_id": from}],
-        "messages": [{"from": from, "id": wamid, "timestamp": at_secs.to_string(), "type": "text", "text": {"body": "hello"}}]
-    }}]}]});
-    serde_json::to_vec(&body).expect("json")
+    text_webhook(from, wamid, at_secs, "hello")
 }
 
-/// The totals once the webhooks are applied (bounded re-reads: a read right after the
-/// processor's last round can come from an older SQLite snapshot, docs/TESTING.md).
+/// The totals once `ok` holds (bounded re-reads): the sandbox may still have a campaign's
+/// status webhooks on their way after `webhooks_processed()` found none pending.
 async fn totals_when(app: &TestApp, path: &str, ok: impl Fn(&Value) -> bool) -> Value {
     let mut v = get(app, path).await;
     for _ in 0..100 {
@@ -110,8 +50,10 @@ async fn totals_when(app: &TestApp, path: &str, ok: impl Fn(&Value) -> bool) -> 
 #[tokio::test]
 async fn conversations_and_unique_contacts_outside_the_window_are_exact_and_recounted() {
     let app = spawn_app().await;
-    let phones = seed(&app, 5).await;
-    let t0 = now(&app);
+    let phones = Cohort::numbered("reach", "+49152", 80_000_000, 5)
+        .seed(&app)
+        .await;
+    let t0 = app.now_ms();
 
     // The first contact writes (its window opens): the message posted twice, then an older
     // one from the same contact arriving late. One conversation opened by the customer.
@@ -188,7 +130,7 @@ async fn conversations_and_unique_contacts_outside_the_window_are_exact_and_reco
     let id: MessageId = m1.id.clone();
     for _ in 0..2 {
         app.store
-            .confirm_quota(scope, &contact, &id, Reach::AlreadyCounted, now(&app))
+            .confirm_quota(scope, &contact, &id, Reach::AlreadyCounted, app.now_ms())
             .await
             .expect("confirm again");
     }
@@ -205,7 +147,7 @@ async fn conversations_and_unique_contacts_outside_the_window_are_exact_and_reco
     app.advance(Duration::from_millis(26 * HOUR)).await;
     run_campaign(&app, "Reach 3").await;
     app.webhooks_processed().await;
-    let t1 = now(&app);
+    let t1 = app.now_ms();
     let hourly = format!(
         "/api/v1/stats?interval=hour&from={}&to={}",
         rfc3339(t0 - 2 * HOUR as i64),

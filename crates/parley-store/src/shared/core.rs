@@ -839,23 +839,25 @@ impl Store for Backend {
     async fn pending_webhook_events(&self, limit: u32) -> Result<Vec<WebhookEventRecord>> {
         // A read connection: on SQLite the one writer stays free for the intake's commits (a
         // read that starts after the processor's last commit sees it, in WAL).
-        // Sizes first: the batch stops where the bodies pass the budget (at least one).
-        let sizes: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT id, size FROM webhook_events WHERE processed_at IS NULL ORDER BY id LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(self.reader())
-        .await?;
-        let Some(last) = crate::within_budget(&sizes) else {
-            return Ok(Vec::new());
-        };
+        // One statement, so one snapshot: the batch stops where the bodies pass the budget
+        // (at least one event; sizes are never negative, so the events within it are a
+        // prefix), and only the bodies of those are read. It was two statements (the ids and
+        // sizes, then the events up to the last id that fit, `processed_at IS NULL` asked
+        // again): a round finished between them left nothing at or below that id, and the
+        // answer was "nothing pending" while later events waited (docs/TESTING.md).
         let rows = sqlx::query(
-            "SELECT e.id, e.received_at, b.body, e.attempts FROM webhook_events e
-             JOIN webhook_bodies b ON b.id = e.id
-             WHERE e.processed_at IS NULL AND e.id <= $1 ORDER BY e.id LIMIT $2",
+            "SELECT w.id, w.received_at, b.body, w.attempts
+             FROM (SELECT id, received_at, attempts,
+                          SUM(size) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS upto,
+                          ROW_NUMBER() OVER (ORDER BY id) AS n
+                   FROM (SELECT id, received_at, attempts, size FROM webhook_events
+                         WHERE processed_at IS NULL ORDER BY id LIMIT $1) p) w
+             JOIN webhook_bodies b ON b.id = w.id
+             WHERE w.n = 1 OR w.upto <= $2
+             ORDER BY w.id",
         )
-        .bind(last)
         .bind(i64::from(limit))
+        .bind(crate::PENDING_BODY_BUDGET)
         .fetch_all(self.reader())
         .await?;
         rows.iter().map(webhook_event_from_row).collect()
