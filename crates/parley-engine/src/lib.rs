@@ -189,6 +189,9 @@ pub struct Engine {
     pub(crate) event_subscriptions: Arc<std::sync::Mutex<events::Subscriptions>>,
     /// Meta's analytics, reused for a minute (`meta_compare.rs`).
     pub(crate) meta_cache: Arc<std::sync::Mutex<meta_compare::MetaCache>>,
+    /// Single sends to one contact are accepted one at a time on this node
+    /// (`messages::SendOrder`), so their ids and queue times sort as their lane places do.
+    pub(crate) send_order: Arc<messages::SendOrder>,
 }
 
 /// Passes the background workers completed, per engine. A test that must show that nothing
@@ -262,6 +265,7 @@ impl Engine {
             inbox_dirty: Arc::default(),
             event_subscriptions: Arc::default(),
             meta_cache: Arc::default(),
+            send_order: Arc::default(),
         }
     }
 

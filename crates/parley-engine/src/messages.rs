@@ -61,6 +61,32 @@ pub const MAX_CAPTION_CHARS: usize = 1024;
 /// The media types a send can carry.
 pub const MEDIA_TYPES: [&str; 5] = ["image", "video", "audio", "document", "sticker"];
 
+/// Per-node locks that make one contact's single sends go through `insert_message` one at a
+/// time: a fixed set of stripes, a lane (number, contact or address) hashed to one of them, so
+/// it needs no clean-up. Across nodes the store's lane row orders the commits.
+pub(crate) struct SendOrder {
+    stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl Default for SendOrder {
+    fn default() -> Self {
+        SendOrder {
+            stripes: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
+}
+
+impl SendOrder {
+    async fn lock(&self, number: &PhoneNumberId, lane: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = foldhash::fast::FixedState::default().build_hasher();
+        number.as_str().hash(&mut h);
+        lane.hash(&mut h);
+        let i = usize::try_from(h.finish() % self.stripes.len() as u64).unwrap_or(0);
+        self.stripes[i].lock().await
+    }
+}
+
 /// The result of `accept_message`.
 #[derive(Debug, Clone)]
 pub struct Accepted {
@@ -167,6 +193,12 @@ impl Engine {
                 }
             }
         };
+        // One contact's sends are committed one at a time on this node, their id and queue
+        // time drawn inside: the lane place the store gives (commit order, every node) and
+        // the thread's order (queue time, id) then agree for what one node accepts.
+        let lane = contact.as_ref().map_or(to.as_str(), |c| c.id.as_str());
+        let _in_order = self.send_order.lock(&phone_number_id, lane).await;
+        let now = self.now();
         let id = MessageId::new();
         let outcome = self
             .store

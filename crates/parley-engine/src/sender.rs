@@ -128,6 +128,9 @@ struct NumberState {
     quota: Mutex<(MessagingLimit, String)>,
     /// Recipient → when the last message to it went (pair-rate spacing).
     pair_last: Mutex<foldhash::HashMap<String, i64>>,
+    /// The recorder wrote the acceptance of a single send: the next message of its lane
+    /// (per-contact order) may be claimable now.
+    lane_freed: Arc<tokio::sync::Notify>,
 }
 
 /// Meta's pair rate: one message every 6 s to the same user.
@@ -256,11 +259,16 @@ async fn number_loop(
         lease,
         paused_until: AtomicI64::new(0),
         pair_last: Mutex::new(foldhash::HashMap::default()),
+        lane_freed: Arc::new(tokio::sync::Notify::new()),
     });
     let pn = state.number.phone_number_id.clone();
     tracing::info!(phone_number_id = %pn, mps = mps.get(), "sender loop started");
     let (accepted_tx, accepted_rx) = tokio::sync::mpsc::unbounded_channel();
-    let recorder = tokio::spawn(record_acceptances(engine.clone(), accepted_rx));
+    let recorder = tokio::spawn(record_acceptances(
+        engine.clone(),
+        accepted_rx,
+        state.lane_freed.clone(),
+    ));
     let poll = i64::try_from(engine.config.poll_interval.as_millis()).unwrap_or(1000);
     // Messages queued for this number, on this node or another (`wake.rs`).
     let mut queued = engine.subscribe_wakeups();
@@ -324,6 +332,7 @@ async fn number_loop(
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = woken => {}
+                _ = state.lane_freed.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(1000))) => {}
             }
             continue;
@@ -396,6 +405,13 @@ fn request_body(m: &MessageRecord) -> Outbound<'_> {
     }
 }
 
+/// A send Meta accepted, on its way to the recorder.
+struct Accepted {
+    record: Acceptance,
+    /// A single send: the next message of its lane waits for this acceptance to be written.
+    in_lane: bool,
+}
+
 /// The most acceptances written in one transaction.
 const RECORD_BATCH: usize = 1_000;
 /// How long the first acceptance of a batch waits for others (not the send: Meta has it).
@@ -412,21 +428,25 @@ const RECORD_GATHER: Duration = Duration::from_millis(200);
 /// status webhooks carry our message ids).
 async fn record_acceptances(
     engine: Engine,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<Acceptance>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Accepted>,
+    lane_freed: Arc<tokio::sync::Notify>,
 ) {
+    let mut got = Vec::with_capacity(RECORD_BATCH);
     let mut buf = Vec::with_capacity(RECORD_BATCH);
-    while rx.recv_many(&mut buf, RECORD_BATCH).await > 0 {
+    while rx.recv_many(&mut got, RECORD_BATCH).await > 0 {
         // Let a round's answers gather: one transaction for many sends costs about what one
         // costs for a single send.
-        if buf.len() < RECORD_BATCH {
+        if got.len() < RECORD_BATCH {
             tokio::time::sleep(RECORD_GATHER).await;
-            while buf.len() < RECORD_BATCH {
+            while got.len() < RECORD_BATCH {
                 match rx.try_recv() {
-                    Ok(a) => buf.push(a),
+                    Ok(a) => got.push(a),
                     Err(_) => break,
                 }
             }
         }
+        let frees_lane = got.iter().any(|a| a.in_lane);
+        buf.extend(got.drain(..).map(|a| a.record));
         let mut delay = Duration::from_millis(100);
         loop {
             match engine.store.record_acceptances(&buf).await {
@@ -435,6 +455,9 @@ async fn record_acceptances(
                         tracing::error!(message_id = %id, "Meta accepted a send whose message is gone");
                     }
                     engine.progress_changed(None);
+                    if frees_lane {
+                        lane_freed.notify_one();
+                    }
                     break;
                 }
                 Err(e) => {
@@ -457,7 +480,7 @@ async fn send_round(
     state: &Arc<NumberState>,
     token: &Arc<String>,
     claimed: Vec<MessageRecord>,
-    accepted: &tokio::sync::mpsc::UnboundedSender<Acceptance>,
+    accepted: &tokio::sync::mpsc::UnboundedSender<Accepted>,
     shutdown: &CancellationToken,
 ) {
     let engine = &state.engine;
@@ -744,7 +767,7 @@ async fn send_one(
     m: MessageRecord,
     reach: Option<(String, Reach)>,
     marketing_route: Option<Option<i64>>,
-    accepted: &tokio::sync::mpsc::UnboundedSender<Acceptance>,
+    accepted: &tokio::sync::mpsc::UnboundedSender<Accepted>,
     slot: crate::pacer::Slot<'_>,
 ) {
     let engine = &state.engine;
@@ -815,6 +838,10 @@ async fn send_one(
                     wamid,
                     at: now,
                     quota,
+                };
+                let record = Accepted {
+                    record,
+                    in_lane: m.lane_seq.is_some(),
                 };
                 if accepted.send(record).is_err() {
                     tracing::error!(message_id = %m.id, "the acceptance recorder stopped; the crash-recovery pass will settle this message");

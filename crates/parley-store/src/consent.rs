@@ -87,7 +87,8 @@ pub trait ConsentStore: Send + Sync {
     ) -> Result<Option<MessageRef>>;
     /// A message Meta failed with 131049 goes back to the queue, due at `until`, unless it was
     /// already capped `limit` times or its acceptance is not written yet (the recorder would
-    /// then move the requeued row to `accepted`); `false` when it stays failed.
+    /// then move the requeued row to `accepted`); `false` when it stays failed. A single send
+    /// leaves its lane (per-contact order): a day's wait must not hold up the contact's replies.
     async fn requeue_capped(
         &self,
         id: &MessageId,
@@ -96,7 +97,8 @@ pub trait ConsentStore: Send + Sync {
         now: Millis,
     ) -> Result<bool>;
     /// A send Meta refused with 131049: queued again, due at `until`, unless capped `limit`
-    /// times already; `false` when it was not (the caller fails it).
+    /// times already; `false` when it was not (the caller fails it). It leaves its lane, as
+    /// in `requeue_capped`.
     async fn reschedule_capped(
         &self,
         id: &MessageId,

@@ -6,6 +6,19 @@
 // `sqlite.rs` and `postgres.rs` each include it as a module of their own.
 #![allow(clippy::duplicate_mod)]
 
+/// The claim's condition on a single send (migration 0041, per-contact FIFO), over a row of
+/// `messages` named `messages`: a campaign message (no lane) passes; a lane message passes
+/// only as its lane's head, i.e. when no earlier message of its lane may still reach Meta
+/// (queued, or in flight and not known to be at Meta). A literal, for `concat!`.
+macro_rules! lane_head {
+    () => {
+        "(messages.lane_seq IS NULL OR NOT EXISTS (SELECT 1 FROM messages e
+           WHERE e.phone_number_id = messages.phone_number_id AND e.lane = messages.lane
+             AND e.lane_seq < messages.lane_seq AND e.state IN ('queued', 'sending')
+             AND e.meta_status IS NULL))"
+    };
+}
+
 pub mod access;
 pub mod audience;
 pub mod campaigns;

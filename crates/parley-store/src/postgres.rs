@@ -518,20 +518,23 @@ impl PostgresStore {
             tx.commit().await?;
             return Ok(None);
         }
-        let rows = sqlx::query(
+        let rows = sqlx::query(concat!(
             "WITH due AS (
                SELECT id FROM messages
                WHERE phone_number_id = $1 AND state = 'queued' AND next_attempt_at <= $2
                  AND (campaign_id IS NULL OR EXISTS (
                    SELECT 1 FROM campaigns c WHERE c.id = messages.campaign_id AND c.state = 'running'))
+                 AND ",
+            lane_head!(),
+            "
                ORDER BY next_attempt_at, id
                LIMIT $3
                FOR UPDATE SKIP LOCKED)
              UPDATE messages m SET state = 'sending', lease_until = $4, stale_since = NULL, attempts = m.attempts + 1,
                sending_at = COALESCE(m.sending_at, $2), updated_at = $2
              FROM due WHERE m.id = due.id
-             RETURNING m.*",
-        )
+             RETURNING m.*"
+        ))
         .bind(phone_number_id.as_str())
         .bind(now)
         .bind(i64::from(limit))

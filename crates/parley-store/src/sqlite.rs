@@ -522,7 +522,7 @@ impl SqliteStore {
             tx.commit().await?;
             return Ok(None);
         }
-        let json: String = sqlx::query_scalar(
+        let json: String = sqlx::query_scalar(concat!(
             "SELECT json_group_array(json_object('id', id, 'application_id', application_id,
                'phone_number_id', phone_number_id, 'contact_id', contact_id, 'to_phone', to_phone,
                'content', json(content), 'reply_to', reply_to, 'state', state, 'wamid', wamid,
@@ -530,12 +530,16 @@ impl SqliteStore {
                'next_attempt_at', next_attempt_at, 'queued_at', queued_at, 'sending_at', sending_at,
                'accepted_at', accepted_at, 'sent_at', sent_at, 'delivered_at', delivered_at,
                'read_at', read_at, 'failed_at', failed_at, 'updated_at', updated_at,
-               'send_window', send_window))
+               'send_window', send_window, 'lane_seq', lane_seq))
              FROM (SELECT * FROM messages
                WHERE phone_number_id = $1 AND state = 'queued' AND next_attempt_at <= $2
                  AND (campaign_id IS NULL OR EXISTS (
                    SELECT 1 FROM campaigns c WHERE c.id = messages.campaign_id AND c.state = 'running'))
-               ORDER BY next_attempt_at, id LIMIT $3)",
+                 AND ",
+            lane_head!(),
+            "
+               ORDER BY next_attempt_at, id LIMIT $3)"
+            ),
         )
         .bind(phone_number_id.as_str())
         .bind(now)

@@ -76,6 +76,7 @@ pub const COPIED_TABLES: &[&str] = &[
     "event_attempts",
     "price_tables",
     "limit_reaches",
+    "send_lanes",
 ];
 
 /// Tables left out on purpose, with why.

@@ -234,6 +234,11 @@ pub struct MessageRecord {
     pub updated_at: Millis,
     /// A campaign message's send window in its recipient's timezone (`09:00-20:00@Zone`).
     pub send_window: Option<String>,
+    /// A single send's place in its lane (its number and contact; migration 0041): the sender
+    /// sends a lane's messages one at a time, in this order. `None` for campaign messages and
+    /// for a send Meta capped (131049), which left its lane.
+    #[serde(default)]
+    pub lane_seq: Option<i64>,
 }
 
 /// A status Meta reported, to merge into a message.

@@ -35,6 +35,7 @@ mod reach_metrics;
 mod pg;
 mod platforms;
 mod safe_defaults;
+mod send_order;
 mod sending;
 mod signup_states;
 mod stats;

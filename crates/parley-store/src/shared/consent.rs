@@ -139,7 +139,8 @@ impl ConsentStore for Backend {
         let n = sqlx::query(
             "UPDATE messages SET state = 'queued', wamid = NULL, lease_until = NULL, stale_since = NULL,
                next_attempt_at = $1, hold_reason = $2, capped_times = capped_times + 1,
-               failed_at = NULL, accepted_at = NULL, meta_status = NULL, updated_at = $3
+               failed_at = NULL, accepted_at = NULL, meta_status = NULL, lane = NULL, lane_seq = NULL,
+               updated_at = $3
              WHERE id = $4 AND state = 'failed' AND error_code = 131049 AND capped_times < $5
                AND accepted_at IS NOT NULL",
         )
@@ -176,7 +177,8 @@ impl ConsentStore for Backend {
     ) -> Result<bool> {
         let n = sqlx::query(
             "UPDATE messages SET state = 'queued', lease_until = NULL, next_attempt_at = $1, hold_reason = $2,
-               capped_times = capped_times + 1, error_code = $3, error_message = $4, updated_at = $5
+               capped_times = capped_times + 1, error_code = $3, error_message = $4,
+               lane = NULL, lane_seq = NULL, updated_at = $5
              WHERE id = $6 AND state IN ('queued', 'sending') AND capped_times < $7",
         )
         .bind(until)

@@ -543,9 +543,25 @@ impl Store for Backend {
         // One statement: a concurrent insert with the same key waits for the first to commit
         // and then inserts nothing, instead of failing on the unique index.
         let mut tx = self.tx().await?;
+        // Its place in its lane (number, contact): the lane's row stays locked until the
+        // commit, so places follow the order the sends of one contact are committed in, on
+        // every node (migration 0041; the sender claims only a lane's head).
+        let lane = m
+            .contact_id
+            .as_ref()
+            .map_or(m.to_phone.as_str(), |c| c.as_str());
+        let lane_seq: i64 = sqlx::query_scalar(
+            "INSERT INTO send_lanes (phone_number_id, lane, last_seq) VALUES ($1, $2, 1)
+             ON CONFLICT (phone_number_id, lane) DO UPDATE SET last_seq = send_lanes.last_seq + 1
+             RETURNING last_seq",
+        )
+        .bind(m.phone_number_id.as_str())
+        .bind(text(lane))
+        .fetch_one(&mut *tx)
+        .await?;
         let inserted = sqlx::query(
-            "INSERT INTO messages (id, application_id, phone_number_id, contact_id, to_phone, kind, template_name, template_language, content, reply_to, idempotency_key, state, next_attempt_at, queued_at, updated_at, country)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', $12, $13, $14, $15)
+            "INSERT INTO messages (id, application_id, phone_number_id, contact_id, to_phone, kind, template_name, template_language, content, reply_to, idempotency_key, state, next_attempt_at, queued_at, updated_at, country, lane, lane_seq)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', $12, $13, $14, $15, $16, $17)
              ON CONFLICT (application_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
         )
         .bind(m.id.as_str())
@@ -563,6 +579,8 @@ impl Store for Backend {
         .bind(m.now)
         .bind(m.now)
         .bind(parley_domain::phone::country_of(&m.to_phone))
+        .bind(text(lane))
+        .bind(lane_seq)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -780,9 +798,13 @@ impl Store for Backend {
 
     async fn next_due_at(&self, phone_number_id: &PhoneNumberId) -> Result<Option<Millis>> {
         let v: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM messages WHERE phone_number_id = $1 AND state = 'queued'
+            concat!(
+                "SELECT MIN(next_attempt_at) FROM messages WHERE phone_number_id = $1 AND state = 'queued'
                AND (campaign_id IS NULL OR EXISTS (
-                 SELECT 1 FROM campaigns c WHERE c.id = messages.campaign_id AND c.state = 'running'))",
+                 SELECT 1 FROM campaigns c WHERE c.id = messages.campaign_id AND c.state = 'running'))
+               AND ",
+                lane_head!()
+            ),
         )
         .bind(phone_number_id.as_str())
         .fetch_one(self.reader())

@@ -59,6 +59,7 @@ pub(crate) fn message_from_row(row: &DbRow) -> Result<MessageRecord> {
         failed_at: row.try_get("failed_at")?,
         updated_at: row.try_get("updated_at")?,
         send_window: row.try_get("send_window")?,
+        lane_seq: row.try_get("lane_seq")?,
     })
 }
 

@@ -117,13 +117,18 @@ pub fn rendered(name: &str) -> MessageContent {
     }
 }
 
+/// A single send to a recipient of its own: one recipient's sends are one lane, sent one at a
+/// time in order (migration 0041), which `lanes.rs` tests; the other cases want independent
+/// messages.
 pub fn new_message(t: &Tenant, now: i64, key: Option<&str>) -> NewMessage {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     NewMessage {
         id: MessageId::new(),
         application_id: t.app.clone(),
         phone_number_id: t.number.clone(),
         contact_id: None,
-        to_phone: "+4915100000001".into(),
+        to_phone: format!("+49151{n:08}"),
         content: rendered("order_update"),
         reply_to: None,
         idempotency_key: key.map(str::to_owned),
@@ -139,8 +144,15 @@ pub async fn queued(store: &dyn Store, t: &Tenant, now: i64) -> MessageId {
 }
 
 /// Inserts, claims and accepts a message with `wamid`.
+/// All to one recipient (`+4915100000001`, whose inbound messages the statistics cases
+/// answer): one lane, each message accepted before the next is queued.
 pub async fn accepted(store: &dyn Store, t: &Tenant, wamid: &str, now: i64) -> MessageId {
-    let id = queued(store, t, now).await;
+    let m = NewMessage {
+        to_phone: "+4915100000001".into(),
+        ..new_message(t, now, None)
+    };
+    store.insert_message(&m).await.expect("insert message");
+    let id = m.id;
     let claimed = store
         .claim_due_messages(&t.number, now, now + 30_000, 1)
         .await

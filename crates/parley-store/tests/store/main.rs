@@ -14,6 +14,7 @@ mod contact_identity;
 mod contacts;
 mod fixtures;
 mod identity;
+mod lanes;
 mod leases;
 mod messages;
 mod migrations;
