@@ -9,6 +9,13 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Cohort, TestApp, cohort_campaign, spawn_app, text_webhook, welcome_template};
 
+/// `n` contacts tagged `cohort` and `first_name = ana<i>` (numbers `+49152<start+i>`), the
+/// last `opted_out` of them opted out of marketing; their phones.
+async fn seed(app: &TestApp, cohort: &str, start: u64, n: u64, opted_out: usize) -> Vec<String> {
+    let cohort = Cohort::numbered(cohort, "+49152", start, n).first_names();
+    cohort.opted_out(opted_out).seed(app).await
+}
+
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl TestApp {
@@ -39,11 +46,7 @@ fn digits(phone: &str) -> String {
 #[tokio::test]
 async fn a_thousand_on_a_250_limit_go_250_a_day_until_a_tier_raise_speeds_them_up() {
     let app = spawn_app().await;
-    let phones = Cohort::numbered("spring", "+49152", 10_000_000, 1_050)
-        .first_names()
-        .opted_out(50)
-        .seed(&app)
-        .await;
+    let phones = seed(&app, "spring", 10_000_000, 1_050, 50).await;
     let opted_out: HashSet<String> = phones[1_000..].iter().map(|p| digits(p)).collect();
 
     // The smallest call: name, template, audience filter, type.
@@ -122,10 +125,7 @@ async fn a_thousand_on_a_250_limit_go_250_a_day_until_a_tier_raise_speeds_them_u
 #[tokio::test]
 async fn contacts_who_wrote_in_the_last_day_take_no_quota() {
     let app = spawn_app().await;
-    let phones = Cohort::numbered("vip", "+49152", 20_000_000, 300)
-        .first_names()
-        .seed(&app)
-        .await;
+    let phones = seed(&app, "vip", 20_000_000, 300, 0).await;
     for p in &phones[..60] {
         app.sandbox_post("/sandbox/inbound", &json!({"from": p, "text": "hi"}))
             .await;
@@ -267,10 +267,7 @@ impl TestApp {
 #[tokio::test]
 async fn transient_errors_throttling_and_messy_webhooks_end_with_one_message_each() {
     let app = spawn_app().await;
-    let phones = Cohort::numbered("storm", "+49152", 30_000_000, 300)
-        .first_names()
-        .seed(&app)
-        .await;
+    let phones = seed(&app, "storm", 30_000_000, 300, 0).await;
     let id = app.welcome_campaign("Storm", "storm", json!({})).await;
     app.raise_tier(&id, "TIER_2K", 2_000).await;
     app.sandbox_faults(json!({
@@ -304,10 +301,7 @@ async fn transient_errors_throttling_and_messy_webhooks_end_with_one_message_eac
 #[tokio::test]
 async fn pause_holds_the_rest_resume_continues_and_cancel_leaves_nothing_to_send() {
     let app = spawn_app().await;
-    let phones = Cohort::numbered("steady", "+49152", 40_000_000, 300)
-        .first_names()
-        .seed(&app)
-        .await;
+    let phones = seed(&app, "steady", 40_000_000, 300, 0).await;
     let id = app.welcome_campaign("Steady", "steady", json!({})).await;
     app.raise_tier(&id, "TIER_2K", 2_000).await;
     // Slow answers so the campaign is still going when it is paused.
@@ -351,10 +345,7 @@ async fn pause_holds_the_rest_resume_continues_and_cancel_leaves_nothing_to_send
     assert_eq!(status, 409, "a completed campaign cannot be cancelled");
 
     // A second campaign, cancelled while running: nothing is left to send.
-    let more = Cohort::numbered("cancelled", "+49152", 41_000_000, 300)
-        .first_names()
-        .seed(&app)
-        .await;
+    let more = seed(&app, "cancelled", 41_000_000, 300, 0).await;
     let id = app
         .welcome_campaign("Cancelled", "cancelled", json!({}))
         .await;
@@ -392,10 +383,7 @@ async fn pause_holds_the_rest_resume_continues_and_cancel_leaves_nothing_to_send
 #[tokio::test]
 async fn a_scheduled_campaign_starts_when_the_clock_passes_its_time() {
     let app = spawn_app().await;
-    let phones = Cohort::numbered("later", "+49152", 50_000_000, 10)
-        .first_names()
-        .seed(&app)
-        .await;
+    let phones = seed(&app, "later", 50_000_000, 10, 0).await;
     let at = app.now_ms() / 1000 + 3_600;
     let at = time::OffsetDateTime::from_unix_timestamp(at)
         .expect("time")
@@ -431,10 +419,7 @@ async fn a_scheduled_campaign_starts_when_the_clock_passes_its_time() {
 #[tokio::test]
 async fn a_scheduled_campaign_paused_and_resumed_still_waits_for_its_time() {
     let app = spawn_app().await;
-    let phones = Cohort::numbered("waits", "+49152", 51_000_000, 5)
-        .first_names()
-        .seed(&app)
-        .await;
+    let phones = seed(&app, "waits", 51_000_000, 5, 0).await;
     let at = app.now_ms() / 1000 + 3_600;
     let at = time::OffsetDateTime::from_unix_timestamp(at)
         .expect("time")
@@ -465,10 +450,7 @@ async fn a_scheduled_campaign_paused_and_resumed_still_waits_for_its_time() {
 #[tokio::test]
 async fn a_template_error_pauses_the_campaign_with_the_reason() {
     let app = spawn_app().await;
-    let phones = Cohort::numbered("broken", "+49152", 60_000_000, 40)
-        .first_names()
-        .seed(&app)
-        .await;
+    let phones = seed(&app, "broken", 60_000_000, 40, 0).await;
     let id = app.welcome_campaign("Broken", "broken", json!({})).await;
     app.sandbox_faults(json!({"fail_next": [132001]})).await;
     app.campaign_action(&id, "start").await;
@@ -623,10 +605,7 @@ async fn send_windows_are_checked_at_creation() {
 async fn an_uploaded_list_skips_invalid_and_duplicate_numbers_and_sends_the_rest() {
     let app = spawn_app().await;
     // Two known contacts (tagged), three numbers Parley has never seen.
-    let known = Cohort::numbered("listed", "+49152", 40_000_000, 2)
-        .first_names()
-        .seed(&app)
-        .await;
+    let known = seed(&app, "listed", 40_000_000, 2, 0).await;
     let fresh: Vec<String> = (0..3)
         .map(|i| format!("+49152{:08}", 41_000_000 + i))
         .collect();
@@ -721,10 +700,7 @@ async fn an_uploaded_list_skips_invalid_and_duplicate_numbers_and_sends_the_rest
 #[tokio::test]
 async fn refused_credentials_stop_the_round_in_flight() {
     let app = spawn_app().await;
-    Cohort::numbered("locked", "+49152", 62_000_000, 40)
-        .first_names()
-        .seed(&app)
-        .await;
+    seed(&app, "locked", 62_000_000, 40, 0).await;
     let id = app.welcome_campaign("Locked", "locked", json!({})).await;
     app.sandbox_faults(json!({"fail_next": [190]})).await;
     app.campaign_action(&id, "start").await;
@@ -756,10 +732,7 @@ async fn refused_credentials_stop_the_round_in_flight() {
 #[tokio::test]
 async fn a_recipient_whose_message_would_be_too_long_is_skipped_with_the_reason() {
     let app = spawn_app().await;
-    let phones = Cohort::numbered("amp", "+49152", 10_500_000, 3)
-        .first_names()
-        .seed(&app)
-        .await;
+    let phones = seed(&app, "amp", 10_500_000, 3, 0).await;
     // One contact's name is long: twice over it is more than the body's 1,024 characters.
     let (status, v) = app
         .api_call(
@@ -803,10 +776,7 @@ async fn a_recipient_whose_message_would_be_too_long_is_skipped_with_the_reason(
 #[tokio::test]
 async fn metas_messaging_limit_keeps_the_message_queued_and_pauses_the_campaign() {
     let app = spawn_app().await;
-    let phones = Cohort::numbered("capped", "+49152", 63_000_000, 20)
-        .first_names()
-        .seed(&app)
-        .await;
+    let phones = seed(&app, "capped", 63_000_000, 20, 0).await;
     let id = app.welcome_campaign("Capped", "capped", json!({})).await;
     app.sandbox_faults(json!({"fail_next": [131064]})).await;
     app.campaign_action(&id, "start").await;
@@ -858,10 +828,7 @@ async fn metas_messaging_limit_keeps_the_message_queued_and_pauses_the_campaign(
 #[tokio::test]
 async fn identical_inbound_webhooks_count_once() {
     let app = spawn_app().await;
-    let phones = Cohort::numbered("twice", "+49152", 64_000_000, 1)
-        .first_names()
-        .seed(&app)
-        .await;
+    let phones = seed(&app, "twice", 64_000_000, 1, 0).await;
     let id = app.welcome_campaign("Twice", "twice", json!({})).await;
     app.campaign_action(&id, "start").await;
     // A reply counts for the campaign once its message was delivered (or read): wait for

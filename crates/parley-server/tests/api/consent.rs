@@ -11,6 +11,15 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Cohort, TestApp, cohort_campaign, spawn_app, welcome_template};
 
+/// `n` contacts tagged `cohort` and `first_name = ana<i>`, numbers `+49152<start+i>`; their
+/// phones.
+async fn seed(app: &TestApp, cohort: &str, start: u64, n: u64) -> Vec<String> {
+    Cohort::numbered(cohort, "+49152", start, n)
+        .first_names()
+        .seed(app)
+        .await
+}
+
 const HOUR: i64 = 60 * 60 * 1000;
 
 fn digits(phone: &str) -> String {
@@ -88,10 +97,7 @@ async fn to_night(app: &TestApp) {
 async fn a_running_marketing_campaign_skips_a_contact_from_the_moment_meta_says_stop() {
     let app = spawn_app().await;
     to_night(&app).await;
-    let phones = Cohort::numbered("stoppers", "+49152", 10_000_000, 3)
-        .first_names()
-        .seed(&app)
-        .await;
+    let phones = seed(&app, "stoppers", 10_000_000, 3).await;
     // Planned while everyone is subscribed; all wait for the window to open at 09:00.
     let id = marketing_campaign(
         &app,
@@ -150,10 +156,7 @@ async fn a_running_marketing_campaign_skips_a_contact_from_the_moment_meta_says_
 #[tokio::test]
 async fn russian_opt_out_keywords_opt_out_after_case_folding_and_custom_keywords_reply() {
     let app = spawn_app().await;
-    let phones = Cohort::numbered("ru", "+49152", 20_000_000, 4)
-        .first_names()
-        .seed(&app)
-        .await;
+    let phones = seed(&app, "ru", 20_000_000, 4).await;
     // The defaults cover Russian: whole message, any case, trimmed.
     let v = api(&app, Method::GET, "/api/v1/settings/opt-out", None).await;
     assert_eq!(v["defaults"], true, "{v}");
@@ -240,10 +243,7 @@ async fn russian_opt_out_keywords_opt_out_after_case_folding_and_custom_keywords
 #[tokio::test]
 async fn marketing_switched_off_for_the_waba_pauses_the_campaign_with_how_to_turn_it_back_on() {
     let app = spawn_app().await;
-    let phones = Cohort::numbered("off", "+49152", 30_000_000, 3)
-        .first_names()
-        .seed(&app)
-        .await;
+    let phones = seed(&app, "off", 30_000_000, 3).await;
     app.sandbox_post(
         &format!("/sandbox/wabas/{}/marketing", demo_ids::WABA_ID),
         &json!({"disable_marketing_messages_on_cloud_api": true}),
@@ -337,10 +337,7 @@ async fn held_sends_count_as_held_by_meta_and_a_template_pause_stops_the_campaig
     let app = spawn_app().await;
     app.sandbox_post("/sandbox/pacing", &json!({"hold": true}))
         .await;
-    Cohort::numbered("paced", "+49152", 40_000_000, 3)
-        .first_names()
-        .seed(&app)
-        .await;
+    seed(&app, "paced", 40_000_000, 3).await;
     let id = marketing_campaign(&app, "paced", json!({})).await;
     // A held send is marked held before its acceptance is recorded: wait for both.
     let s = app
@@ -372,10 +369,7 @@ async fn portfolio_pacing_drops_pause_the_campaign_with_metas_reason() {
     let app = spawn_app().await;
     app.sandbox_post("/sandbox/pacing", &json!({"hold": true}))
         .await;
-    Cohort::numbered("portfolio", "+49152", 50_000_000, 2)
-        .first_names()
-        .seed(&app)
-        .await;
+    seed(&app, "portfolio", 50_000_000, 2).await;
     let id = marketing_campaign(&app, "portfolio", json!({})).await;
     app.wait_stats(&id, "2 held by Meta", |s| s["held_by_meta"] == 2)
         .await;
@@ -397,10 +391,7 @@ async fn portfolio_pacing_drops_pause_the_campaign_with_metas_reason() {
 async fn the_per_user_marketing_cap_reschedules_a_day_later_then_gives_up_counted_as_capped_by_meta()
  {
     let app = spawn_app().await;
-    let phones = Cohort::numbered("capped", "+49152", 60_000_000, 2)
-        .first_names()
-        .seed(&app)
-        .await;
+    let phones = seed(&app, "capped", 60_000_000, 2).await;
     app.sandbox_post("/sandbox/marketing_cap", &json!({"to": phones[0]}))
         .await;
     let id = marketing_campaign(&app, "capped", json!({})).await;

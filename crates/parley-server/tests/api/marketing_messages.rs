@@ -13,6 +13,15 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Cohort, TestApp, cohort_campaign, spawn_app, welcome_template};
 
+/// `n` contacts tagged `cohort` and `first_name = ana<i>`, numbers `+49153<start+i>`; their
+/// phones.
+async fn seed(app: &TestApp, cohort: &str, start: u64, n: u64) -> Vec<String> {
+    Cohort::numbered(cohort, "+49153", start, n)
+        .first_names()
+        .seed(app)
+        .await
+}
+
 async fn api(app: &TestApp, method: Method, path: &str, body: Option<&Value>) -> Value {
     let (status, v) = app.api_call(method.clone(), path, body).await;
     assert!(status < 300, "{method} {path}: {status} {v}");
@@ -115,14 +124,8 @@ async fn sends_to(app: &TestApp, phones: &[String]) -> Vec<Value> {
 async fn marketing_templates_go_through_marketing_messages_with_the_campaign_ttl_and_utility_through_messages()
  {
     let app = spawn_app().await;
-    let marketing = Cohort::numbered("mm", "+49153", 10_000_000, 3)
-        .first_names()
-        .seed(&app)
-        .await;
-    let utility = Cohort::numbered("mmu", "+49153", 11_000_000, 2)
-        .first_names()
-        .seed(&app)
-        .await;
+    let marketing = seed(&app, "mm", 10_000_000, 3).await;
+    let utility = seed(&app, "mmu", 11_000_000, 2).await;
     enable_marketing_messages(&app).await;
 
     let m = campaign(
@@ -284,10 +287,7 @@ async fn the_setting_needs_a_waba_meta_says_is_onboarded_and_the_ttl_meta_range(
 #[tokio::test]
 async fn a_send_meta_falls_back_to_the_cloud_api_is_recorded_on_the_message() {
     let app = spawn_app().await;
-    let phones = Cohort::numbered("fb", "+49153", 12_000_000, 2)
-        .first_names()
-        .seed(&app)
-        .await;
+    let phones = seed(&app, "fb", 12_000_000, 2).await;
     enable_marketing_messages(&app).await;
     // Onboarding no longer complete at Meta: `CLOUD_API_FALLBACK` sends through the Cloud API.
     meta_marketing(
@@ -324,10 +324,7 @@ async fn a_send_meta_falls_back_to_the_cloud_api_is_recorded_on_the_message() {
 #[tokio::test]
 async fn a_fallback_meta_refuses_pauses_the_campaign_and_nothing_goes_to_messages() {
     let app = spawn_app().await;
-    let phones = Cohort::numbered("nofb", "+49153", 13_000_000, 3)
-        .first_names()
-        .seed(&app)
-        .await;
+    let phones = seed(&app, "nofb", 13_000_000, 3).await;
     enable_marketing_messages(&app).await;
     // Terms no longer signed and marketing off on the Cloud API: no fallback (131063).
     meta_marketing(
