@@ -6,6 +6,12 @@
 //! Before a template goes out it passes the quota gate (Meta's messaging limit on unique
 //! business-initiated contacts per rolling 24 h, read fresh from the number every round, so a
 //! tier change from a webhook applies at once) and the pair-rate spacing per recipient.
+//!
+//! Single sends (API messages, inbox replies) to one contact from one number go in the order
+//! Parley accepted them: the claim takes only the head of each such lane (`lane_head!` in
+//! `parley-store`), so one is in flight per contact and the next waits for its acceptance
+//! (written by the recorder, which then wakes the loop) or its failure. Campaign messages
+//! have no lane.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
