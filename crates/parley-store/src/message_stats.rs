@@ -134,7 +134,7 @@ fn metric<'a>(m: &MessageView<'a>, i: usize, ignore_case: bool) -> Option<(Milli
                 Cow::Borrowed(""),
             )
         }),
-        "capped" => (m.capped_times > 0).then(|| (m.queued_at, Cow::Borrowed(""))),
+        "capped" => (m.capped_times > 0).then_some((m.queued_at, Cow::Borrowed(""))),
         "charged" => m
             .pricing
             .is_some_and(|p| like_contains(p, "\"type\":\"regular\"", ignore_case))
