@@ -10,7 +10,8 @@ the recount (the same SELECTs over the raw rows) must give the same numbers.
 `stat_messages_update` trigger by one that runs per metric, and only when that metric's
 contribution (time, detail or dimensions) differs between OLD and NEW.
 0042 gives the message triggers a first condition that lets a writer counting its own change
-switch them off for its own transaction: the status merge computes the same contributions in
+switch them off for its own transaction: the status merge and the campaign planner's inserts
+compute the same contributions in
 Rust (`src/message_stats.rs`, a port of `message_dims`/`message_metrics` below: change one,
 change the other; the store test `rust_contributions_equal_the_sql_recount` compares them) and
 writes the summed deltas itself."""
@@ -414,9 +415,10 @@ HEAD_0042 = """-- Writers that count their own statistics switch the message tri
 -- acceptance merge, the same statement) knows each row before and after its change, computes
 -- what it contributed and contributes in Rust (`src/message_stats.rs`, a port of this
 -- generator's `message_dims`/`message_metrics`), sums the batch per counter and writes the sums
--- in the same transaction; the triggers must not count that `UPDATE` again. Each message
--- trigger gets a first condition: on SQLite no row in `stat_suspend` (the writer inserts one
--- at the start of its `UPDATE` and deletes it before committing: SQLite has one writer, so no
+-- in the same transaction; the triggers must not count that `UPDATE` again. The campaign
+-- planner does the same for the rows it inserts. Each message trigger gets a first condition:
+-- on SQLite no row in `stat_suspend` (the writer inserts one before its `UPDATE` or `INSERT`
+-- and deletes it after, before committing: SQLite has one writer, so no
 -- other transaction sees it, and a crash rolls it back); on PostgreSQL the transaction-local
 -- setting `parley.stat_writer` is not 'rust' (`set_config(..., true)`: other transactions
 -- and nodes keep their triggers). Every other write path keeps its triggers as before.

@@ -264,6 +264,70 @@ impl<'a> Deltas<'a> {
     }
 }
 
+/// What the planner's new rows of campaign `campaign` contribute (as `commit_planner_chunk`
+/// inserts them on both backends: queued, or skipped with its reason, or held for its
+/// window), summed per counter: the planner writes these with its `INSERT`s, whose trigger it
+/// switches off (migration 0042).
+pub(crate) fn planned_counters(
+    campaign: &str,
+    messages: &[crate::campaigns::PlannedMessage],
+) -> BTreeMap<StatKey, i64> {
+    let facts: Vec<(Option<String>, Option<&str>, Option<&str>)> = messages
+        .iter()
+        .map(|p| {
+            let m = &p.message;
+            let name = match &m.content {
+                parley_domain::MessageContent::Template { template } => {
+                    Some(template.name.as_str())
+                }
+                _ => None,
+            };
+            let window_hold = p.window_opens_at.filter(|_| p.skip.is_none());
+            let hold = p
+                .skip
+                .as_ref()
+                .map(|s| s.0.as_str())
+                .or(window_hold.map(|_| "window"));
+            (parley_domain::phone::country_of(&m.to_phone), name, hold)
+        })
+        .collect();
+    let mut deltas = Deltas::default();
+    for (p, (country, name, hold)) in messages.iter().zip(&facts) {
+        let m = &p.message;
+        let view = MessageView {
+            application_id: m.application_id.as_str(),
+            campaign_id: Some(campaign),
+            template_name: *name,
+            phone_number_id: m.phone_number_id.as_str(),
+            kind: m.content.kind(),
+            country: country.as_deref(),
+            pricing: None,
+            pricing_category: None,
+            state: if p.skip.is_some() {
+                MessageState::Skipped
+            } else {
+                MessageState::Queued
+            },
+            error_code: None,
+            hold_reason: *hold,
+            meta_status: None,
+            capped_times: 0,
+            queued_at: m.now,
+            sending_at: None,
+            accepted_at: None,
+            sent_at: None,
+            delivered_at: None,
+            read_at: None,
+            failed_at: None,
+            updated_at: m.now,
+            replied_at: None,
+        };
+        // No pricing: `LIKE` is not read.
+        deltas.contribute(&view, 1, false);
+    }
+    deltas.into_counters()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

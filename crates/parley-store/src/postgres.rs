@@ -358,7 +358,7 @@ fn normalize_status_rows(batch: &mut Batch) {
 /// Switches the message statistics triggers off (`on`) or back on for this transaction
 /// only (`parley.stat_writer`, transaction-local, read by the triggers' `WHEN`; migration
 /// 0042): other transactions and nodes keep their triggers.
-async fn suspend_stat_triggers(tx: &mut Tx, on: bool) -> Result<()> {
+pub(crate) async fn suspend_stat_triggers(tx: &mut Tx, on: bool) -> Result<()> {
     sqlx::query("SELECT set_config('parley.stat_writer', $1, true)")
         .bind(if on { "rust" } else { "" })
         .execute(&mut **tx)

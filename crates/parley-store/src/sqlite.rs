@@ -352,7 +352,7 @@ fn normalize_status_rows(_batch: &mut Batch) {}
 /// Switches the message statistics triggers off (`on`) or back on for this transaction: a
 /// row in `stat_suspend` (migration 0042), seen only by this transaction (the one writer)
 /// and deleted before it commits (a crash rolls it back).
-async fn suspend_stat_triggers(tx: &mut Tx, on: bool) -> Result<()> {
+pub(crate) async fn suspend_stat_triggers(tx: &mut Tx, on: bool) -> Result<()> {
     let sql = if on {
         "INSERT INTO stat_suspend (id) VALUES (1)"
     } else {

@@ -3,9 +3,10 @@
 -- acceptance merge, the same statement) knows each row before and after its change, computes
 -- what it contributed and contributes in Rust (`src/message_stats.rs`, a port of this
 -- generator's `message_dims`/`message_metrics`), sums the batch per counter and writes the sums
--- in the same transaction; the triggers must not count that `UPDATE` again. Each message
--- trigger gets a first condition: on SQLite no row in `stat_suspend` (the writer inserts one
--- at the start of its `UPDATE` and deletes it before committing: SQLite has one writer, so no
+-- in the same transaction; the triggers must not count that `UPDATE` again. The campaign
+-- planner does the same for the rows it inserts. Each message trigger gets a first condition:
+-- on SQLite no row in `stat_suspend` (the writer inserts one before its `UPDATE` or `INSERT`
+-- and deletes it after, before committing: SQLite has one writer, so no
 -- other transaction sees it, and a crash rolls it back); on PostgreSQL the transaction-local
 -- setting `parley.stat_writer` is not 'rust' (`set_config(..., true)`: other transactions
 -- and nodes keep their triggers). Every other write path keeps its triggers as before.
