@@ -483,6 +483,18 @@ async fn run(
     let cpu_total = cpu_seconds(pid) - cpu0;
     let peak_rss_mib = peak_rss_mib(pid);
     drop(receiver);
+    if target == Target::Parley {
+        // The statistics counters the merges kept (in Rust, migration 0042) must equal the
+        // recount of the rows, as `parley stats recount` checks them.
+        let store = SqliteStore::open(&db, SecretCipher::from_key(&[7; 32])).await?;
+        let diff = parley_store::StatsStore::stat_recount(&store, false).await?;
+        anyhow::ensure!(
+            diff.is_empty(),
+            "{} statistics counters differ from the recount after the run: {:?}",
+            diff.len(),
+            diff.iter().take(5).collect::<Vec<_>>()
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(RunResult {
         target,

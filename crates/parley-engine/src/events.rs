@@ -664,35 +664,16 @@ pub(crate) async fn message_received(
 pub(crate) async fn statuses_applied(
     engine: &Engine,
     changes: &[StatusChange],
-    matched: &[Option<parley_domain::MessageId>],
+    matched: &[Option<parley_store::events::MessageFacts>],
 ) -> parley_store::Result<()> {
     let kind = "message.status";
     if !engine.wants(None, kind).await? {
         return Ok(());
     }
-    let ids: Vec<_> = {
-        let mut seen = HashSet::new();
-        matched
-            .iter()
-            .flatten()
-            .filter(|id| seen.insert((*id).clone()))
-            .cloned()
-            .collect()
-    };
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let facts: HashMap<_, _> = engine
-        .store
-        .message_event_facts(&ids)
-        .await?
-        .into_iter()
-        .map(|f| (f.id.clone(), f))
-        .collect();
     let mut events = Vec::new();
     let now = engine.now();
-    for (change, id) in changes.iter().zip(matched) {
-        let Some(f) = id.as_ref().and_then(|id| facts.get(id)) else {
+    for (change, f) in changes.iter().zip(matched) {
+        let Some(f) = f else {
             continue;
         };
         if !engine.wants(Some(&f.application_id), kind).await? {

@@ -129,7 +129,7 @@ pub async fn process_pending(engine: &Engine) -> parley_store::Result<usize> {
     for chunk in statuses.chunks(chunk_size) {
         let matched = engine.store.apply_statuses(chunk).await?;
         crate::events::statuses_applied(engine, chunk, &matched).await?;
-        statuses_touch_conversations(engine, &matched).await?;
+        statuses_touch_conversations(engine, &matched);
         let applied = matched.iter().filter(|m| m.is_some()).count();
         metrics::counter!("parley_statuses_applied_total").increment(applied as u64);
         tracing::debug!(statuses = chunk.len(), applied, "statuses applied");
@@ -473,25 +473,18 @@ pub(crate) async fn platform_by_waba(
     Ok(None)
 }
 
-/// The conversations whose outbound messages got a status: announced to the inbox.
-async fn statuses_touch_conversations(
+/// The conversations whose outbound messages got a status: announced to the inbox (the
+/// merge read each message's application and contact: no second read).
+fn statuses_touch_conversations(
     engine: &Engine,
-    matched: &[Option<parley_domain::MessageId>],
-) -> parley_store::Result<()> {
+    matched: &[Option<parley_store::events::MessageFacts>],
+) {
     let mut seen = std::collections::HashSet::new();
-    let ids: Vec<_> = matched
-        .iter()
-        .flatten()
-        .filter(|id| seen.insert((*id).clone()))
-        .cloned()
-        .collect();
-    if ids.is_empty() {
-        return Ok(());
-    }
-    for facts in engine.store.message_event_facts(&ids).await? {
-        if let Some(contact) = &facts.contact_id {
+    for facts in matched.iter().flatten() {
+        if let Some(contact) = &facts.contact_id
+            && seen.insert(contact)
+        {
             engine.conversation_touched(&facts.application_id, contact);
         }
     }
-    Ok(())
 }

@@ -176,7 +176,8 @@ pub struct DeliveryRecord {
     pub attempt_log: Vec<AttemptRecord>,
 }
 
-/// What a `message.status` event says of its message.
+/// What a `message.status` event says of its message, as the status merge read it
+/// (`Store::apply_statuses`).
 #[derive(Debug, Clone)]
 pub struct MessageFacts {
     pub id: parley_domain::MessageId,
@@ -191,12 +192,6 @@ pub struct MessageFacts {
 
 #[async_trait]
 pub trait EventStore {
-    /// The messages `ids` name (any application: the caller got the ids from Meta's
-    /// statuses, matched to our messages).
-    async fn message_event_facts(
-        &self,
-        ids: &[parley_domain::MessageId],
-    ) -> Result<Vec<MessageFacts>>;
     async fn insert_event_endpoint(&self, endpoint: &NewEndpoint) -> Result<()>;
     /// The application's endpoints in id order, after `after`.
     async fn event_endpoints(

@@ -12,8 +12,10 @@
 
 use parley_domain::{MessageId, MessageState, Wamid};
 use serde_json::json;
+use std::collections::BTreeMap;
 
 use crate::Millis;
+use crate::message_stats::{Deltas, MessageView};
 use crate::types::{Acceptance, StatusChange};
 
 /// The columns of a message that a status merge reads and writes. Serialized (serde, field
@@ -38,11 +40,198 @@ pub(crate) struct StatusRow {
     pub pricing: Option<String>,
     #[serde(rename = "c", skip_serializing_if = "Option::is_none")]
     pub pricing_category: Option<String>,
+    /// The columns a merge does not write: what the caller learns of each matched message
+    /// and what the statistics read. Not written back.
+    #[serde(skip)]
+    pub facts: RowFacts,
 }
 
-/// The columns `StatusRow` is read from, for `SELECT {STATUS_COLUMNS} FROM messages …`.
+/// The columns of a message a status merge reads but does not write (`pricing` and
+/// `pricing_category` as stored before the merge).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct RowFacts {
+    pub application_id: String,
+    pub to_phone: String,
+    pub contact_id: Option<String>,
+    pub campaign_id: Option<String>,
+    pub template_name: Option<String>,
+    pub phone_number_id: String,
+    pub kind: String,
+    pub country: Option<String>,
+    pub queued_at: Millis,
+    pub hold_reason: Option<String>,
+    pub meta_status: Option<String>,
+    pub capped_times: i64,
+    pub replied_at: Option<Millis>,
+    pub pricing: Option<String>,
+    pub pricing_category: Option<String>,
+}
+
+/// The columns `StatusRow` is read from, for `SELECT {STATUS_COLUMNS} FROM messages …`
+/// (SQLite reads them as one JSON array per row, in this order: `LoadedRow`).
 pub(crate) const STATUS_COLUMNS: &str = "id, state, wamid, error_code, error_message, updated_at, \
-     sending_at, accepted_at, sent_at, delivered_at, read_at, failed_at";
+     sending_at, accepted_at, sent_at, delivered_at, read_at, failed_at, application_id, to_phone, \
+     contact_id, campaign_id, template_name, phone_number_id, kind, country, queued_at, hold_reason, \
+     meta_status, capped_times, replied_at, pricing, pricing_category";
+
+/// One row of `STATUS_COLUMNS` as a JSON array (the fields in the same order).
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct LoadedRow {
+    id: String,
+    state: String,
+    wamid: Option<String>,
+    error_code: Option<i64>,
+    error_message: Option<String>,
+    updated_at: Millis,
+    sending_at: Option<Millis>,
+    accepted_at: Option<Millis>,
+    sent_at: Option<Millis>,
+    delivered_at: Option<Millis>,
+    read_at: Option<Millis>,
+    failed_at: Option<Millis>,
+    application_id: String,
+    to_phone: String,
+    contact_id: Option<String>,
+    campaign_id: Option<String>,
+    template_name: Option<String>,
+    phone_number_id: String,
+    kind: String,
+    country: Option<String>,
+    queued_at: Millis,
+    hold_reason: Option<String>,
+    meta_status: Option<String>,
+    capped_times: i64,
+    replied_at: Option<Millis>,
+    pricing: Option<String>,
+    pricing_category: Option<String>,
+}
+
+impl LoadedRow {
+    pub fn into_row(self) -> crate::Result<StatusRow> {
+        Ok(StatusRow {
+            id: self.id,
+            state: self.state.parse().map_err(|e| crate::corrupt("state", e))?,
+            wamid: self.wamid,
+            error_code: self.error_code,
+            error_message: self.error_message,
+            updated_at: self.updated_at,
+            sending_at: self.sending_at,
+            accepted_at: self.accepted_at,
+            sent_at: self.sent_at,
+            delivered_at: self.delivered_at,
+            read_at: self.read_at,
+            failed_at: self.failed_at,
+            pricing: None,
+            pricing_category: None,
+            facts: RowFacts {
+                application_id: self.application_id,
+                to_phone: self.to_phone,
+                contact_id: self.contact_id,
+                campaign_id: self.campaign_id,
+                template_name: self.template_name,
+                phone_number_id: self.phone_number_id,
+                kind: self.kind,
+                country: self.country,
+                queued_at: self.queued_at,
+                hold_reason: self.hold_reason,
+                meta_status: self.meta_status,
+                capped_times: self.capped_times,
+                replied_at: self.replied_at,
+                pricing: self.pricing,
+                pricing_category: self.pricing_category,
+            },
+        })
+    }
+}
+
+/// The columns a merge moves, as loaded (what the row contributed to the statistics before).
+#[derive(Debug, Clone, Copy)]
+struct Moving {
+    state: MessageState,
+    error_code: Option<i64>,
+    updated_at: Millis,
+    sending_at: Option<Millis>,
+    accepted_at: Option<Millis>,
+    sent_at: Option<Millis>,
+    delivered_at: Option<Millis>,
+    read_at: Option<Millis>,
+    failed_at: Option<Millis>,
+}
+
+impl Moving {
+    fn of(r: &StatusRow) -> Moving {
+        Moving {
+            state: r.state,
+            error_code: r.error_code,
+            updated_at: r.updated_at,
+            sending_at: r.sending_at,
+            accepted_at: r.accepted_at,
+            sent_at: r.sent_at,
+            delivered_at: r.delivered_at,
+            read_at: r.read_at,
+            failed_at: r.failed_at,
+        }
+    }
+}
+
+impl StatusRow {
+    /// The row as the statistics see it: its facts with the moving columns of `m` and the
+    /// given pricing.
+    fn view<'a>(
+        &'a self,
+        m: Moving,
+        pricing: Option<&'a str>,
+        pricing_category: Option<&'a str>,
+    ) -> MessageView<'a> {
+        let f = &self.facts;
+        MessageView {
+            application_id: &f.application_id,
+            campaign_id: f.campaign_id.as_deref(),
+            template_name: f.template_name.as_deref(),
+            phone_number_id: &f.phone_number_id,
+            kind: &f.kind,
+            country: f.country.as_deref(),
+            pricing,
+            pricing_category,
+            state: m.state,
+            error_code: m.error_code,
+            hold_reason: f.hold_reason.as_deref(),
+            meta_status: f.meta_status.as_deref(),
+            capped_times: f.capped_times,
+            queued_at: f.queued_at,
+            sending_at: m.sending_at,
+            accepted_at: m.accepted_at,
+            sent_at: m.sent_at,
+            delivered_at: m.delivered_at,
+            read_at: m.read_at,
+            failed_at: m.failed_at,
+            updated_at: m.updated_at,
+            replied_at: f.replied_at,
+        }
+    }
+
+    /// The row as stored (its loaded columns, no merge).
+    pub fn stored_view(&self) -> MessageView<'_> {
+        self.view(
+            Moving::of(self),
+            self.facts.pricing.as_deref(),
+            self.facts.pricing_category.as_deref(),
+        )
+    }
+
+    /// The row as the merge writes it (a pricing the merge carries replaces the stored one,
+    /// as the `UPDATE` does).
+    fn merged_view(&self) -> MessageView<'_> {
+        let (p, c) = match &self.pricing {
+            Some(p) => (Some(p.as_str()), self.pricing_category.as_deref()),
+            None => (
+                self.facts.pricing.as_deref(),
+                self.facts.pricing_category.as_deref(),
+            ),
+        };
+        self.view(Moving::of(self), p, c)
+    }
+}
 
 fn earliest(slot: &mut Option<Millis>, at: Millis) {
     *slot = Some(slot.map_or(at, |t| t.min(at)));
@@ -129,6 +318,8 @@ pub(crate) type QuotaConfirmation<'a> = (&'a str, &'a str, &'a str, Millis);
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
     pub rows: Vec<StatusRow>,
+    /// Per row: its moving columns as loaded.
+    loaded: Vec<Moving>,
     by_id: foldhash::HashMap<String, usize>,
     by_wamid: foldhash::HashMap<String, usize>,
     /// Rows whose wamid became known in this batch (their orphans are folded in).
@@ -148,6 +339,7 @@ impl Batch {
         if let Some(w) = &row.wamid {
             self.by_wamid.insert(w.clone(), i);
         }
+        self.loaded.push(Moving::of(&row));
         self.rows.push(row);
         self.dirty.push(false);
         self.wamid_set.push(false);
@@ -291,21 +483,76 @@ impl Batch {
         (missing, confirms)
     }
 
-    /// The message ids of `merge_all`'s matches.
-    pub fn matched_ids(
+    /// What the caller learns of `merge_all`'s matches, per change.
+    pub fn matched_facts(
         &self,
         matched: Vec<Option<usize>>,
-    ) -> crate::Result<Vec<Option<MessageId>>> {
+    ) -> crate::Result<Vec<Option<crate::events::MessageFacts>>> {
+        let mut made: foldhash::HashMap<usize, crate::events::MessageFacts> =
+            foldhash::HashMap::default();
         matched
             .into_iter()
             .map(|m| {
-                m.map(|i| {
-                    MessageId::parse(&self.rows[i].id)
-                        .map_err(|e| crate::StoreError::Corrupt(format!("message id: {e}")))
-                })
-                .transpose()
+                let Some(i) = m else { return Ok(None) };
+                if let Some(f) = made.get(&i) {
+                    return Ok(Some(f.clone()));
+                }
+                let f = self.facts(i)?;
+                made.insert(i, f.clone());
+                Ok(Some(f))
             })
             .collect()
+    }
+
+    /// What the merged rows change in the statistics counters: per dirty row, what it
+    /// contributed as loaded taken off and what it contributes merged added, summed per
+    /// counter (`ignore_case`: the backend's `LIKE`).
+    pub fn stat_deltas(&self, ignore_case: bool) -> BTreeMap<crate::stats::StatKey, i64> {
+        let mut deltas = Deltas::default();
+        for (i, r) in self.rows.iter().enumerate() {
+            if !self.dirty[i] {
+                continue;
+            }
+            let old = r.view(
+                self.loaded[i],
+                r.facts.pricing.as_deref(),
+                r.facts.pricing_category.as_deref(),
+            );
+            deltas.change(&old, &r.merged_view(), ignore_case);
+        }
+        deltas.into_counters()
+    }
+
+    /// Whether any row is to be written.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty.iter().any(|d| *d)
+    }
+
+    /// What the caller learns of each matched message, after the merge.
+    pub fn facts(&self, i: usize) -> crate::Result<crate::events::MessageFacts> {
+        let r = &self.rows[i];
+        let f = &r.facts;
+        Ok(crate::events::MessageFacts {
+            id: MessageId::parse(&r.id).map_err(|e| crate::corrupt("message id", e))?,
+            application_id: parley_domain::ApplicationId::parse(&f.application_id)
+                .map_err(|e| crate::corrupt("application id", e))?,
+            to_phone: f.to_phone.clone(),
+            contact_id: f
+                .contact_id
+                .as_deref()
+                .map(parley_domain::ContactId::parse)
+                .transpose()
+                .map_err(|e| crate::corrupt("contact id", e))?,
+            campaign_id: f
+                .campaign_id
+                .as_deref()
+                .map(parley_domain::CampaignId::parse)
+                .transpose()
+                .map_err(|e| crate::corrupt("campaign id", e))?,
+            wamid: r.wamid.clone(),
+            error_code: r.error_code,
+            error_message: r.error_message.clone(),
+        })
     }
 
     /// The merged rows to write back, as a JSON array of `StatusRow`s: those whose wamid this
@@ -343,6 +590,7 @@ mod tests {
             failed_at: None,
             pricing: None,
             pricing_category: None,
+            facts: RowFacts::default(),
         }
     }
 

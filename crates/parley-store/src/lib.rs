@@ -34,6 +34,7 @@ pub mod inbound;
 mod lattice;
 pub mod leases;
 pub mod marketing;
+mod message_stats;
 pub mod nodes;
 pub mod platforms;
 pub mod postgres;
@@ -339,8 +340,12 @@ pub trait Store:
     /// keeps the status as an orphan to fold in when the wamid becomes known.
     async fn apply_status(&self, change: &StatusChange) -> Result<Option<MessageRecord>>;
     /// `apply_status` for many statuses in one transaction, merged in the order given.
-    /// Returns, per change, the id of the message it matched.
-    async fn apply_statuses(&self, changes: &[StatusChange]) -> Result<Vec<Option<MessageId>>>;
+    /// Returns, per change, what the merge read of the message it matched (its id,
+    /// application, contact, …, as merged): the caller needs no second read of `messages`.
+    async fn apply_statuses(
+        &self,
+        changes: &[StatusChange],
+    ) -> Result<Vec<Option<events::MessageFacts>>>;
     /// Crash recovery of `sending` rows (a crash between claim and answer): a row past its
     /// lease is noted stale (`stale_since`, once); a stale row still without a wamid and with
     /// no status naming it `grace_ms` after that goes back to `queued`, once (or is skipped

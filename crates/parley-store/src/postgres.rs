@@ -18,19 +18,18 @@
 //! Area modules (`postgres_<area>.rs`) use the `pub(crate)` pool and row helpers below.
 
 use std::borrow::Cow;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use parley_domain::{MessageState, PhoneNumberId};
+use parley_domain::PhoneNumberId;
 use serde_json::Value;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{Postgres, Row, Transaction};
 
-use crate::lattice::{Batch, STATUS_COLUMNS, StatusRow, orphan_json};
+use crate::lattice::{Batch, STATUS_COLUMNS, orphan_json};
 use crate::types::*;
 use crate::{Millis, Result, SecretCipher, corrupt};
 
@@ -312,7 +311,7 @@ mod pricing;
 mod reaches;
 #[path = "shared/stats.rs"]
 mod stats;
-pub(crate) use reaches::{RECOUNT_REACHES, record_reaches_in};
+pub(crate) use reaches::{RECOUNT_REACHES, add_counters, record_reaches_in};
 #[path = "shared/templates.rs"]
 mod templates;
 // `Store` itself; named so as not to shadow `::core`.
@@ -340,24 +339,31 @@ async fn lock_wamids<'a>(tx: &mut Tx, wamids: impl IntoIterator<Item = &'a str>)
     Ok(())
 }
 
-fn status_row(row: &PgRow) -> Result<StatusRow> {
-    let state: String = row.try_get("state")?;
-    Ok(StatusRow {
-        id: row.try_get("id")?,
-        state: MessageState::from_str(&state).map_err(|e| corrupt("state", e))?,
-        wamid: row.try_get("wamid")?,
-        error_code: row.try_get("error_code")?,
-        error_message: row.try_get("error_message")?,
-        updated_at: row.try_get("updated_at")?,
-        sending_at: row.try_get("sending_at")?,
-        accepted_at: row.try_get("accepted_at")?,
-        sent_at: row.try_get("sent_at")?,
-        delivered_at: row.try_get("delivered_at")?,
-        read_at: row.try_get("read_at")?,
-        failed_at: row.try_get("failed_at")?,
-        pricing: None,
-        pricing_category: None,
-    })
+/// PostgreSQL's `LIKE` tells case apart (the statistics' pricing patterns).
+pub(crate) const LIKE_IGNORES_CASE: bool = false;
+
+/// The merged rows' text as PostgreSQL will store it (before their statistics are counted).
+fn normalize_status_rows(batch: &mut Batch) {
+    for r in &mut batch.rows {
+        r.wamid = r.wamid.as_deref().map(|w| pg_text(w).into_owned());
+        r.error_message = r.error_message.as_deref().map(|m| pg_text(m).into_owned());
+        r.pricing = r.pricing.as_deref().map(|p| pg_text(p).into_owned());
+        r.pricing_category = r
+            .pricing_category
+            .as_deref()
+            .map(|c| pg_text(c).into_owned());
+    }
+}
+
+/// Switches the message statistics triggers off (`on`) or back on for this transaction
+/// only (`parley.stat_writer`, transaction-local, read by the triggers' `WHEN`; migration
+/// 0042): other transactions and nodes keep their triggers.
+pub(crate) async fn suspend_stat_triggers(tx: &mut Tx, on: bool) -> Result<()> {
+    sqlx::query("SELECT set_config('parley.stat_writer', $1, true)")
+        .bind(if on { "rust" } else { "" })
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Reads and locks the rows with these ids (`by = "id"`) or wamids (`by = "wamid"`).
@@ -397,16 +403,8 @@ async fn take_orphans(tx: &mut Tx, wamids: &[String]) -> Result<Vec<PgRow>> {
 }
 
 /// Writes the batch's merged rows back in one statement.
+/// Its text is already as PostgreSQL stores it (`normalize_status_rows`).
 async fn write_status_rows(tx: &mut Tx, batch: &mut Batch) -> Result<()> {
-    for r in &mut batch.rows {
-        r.wamid = r.wamid.as_deref().map(|w| pg_text(w).into_owned());
-        r.error_message = r.error_message.as_deref().map(|m| pg_text(m).into_owned());
-        r.pricing = r.pricing.as_deref().map(|p| pg_text(p).into_owned());
-        r.pricing_category = r
-            .pricing_category
-            .as_deref()
-            .map(|c| pg_text(c).into_owned());
-    }
     let rows: Vec<String> = [true, false]
         .into_iter()
         .filter_map(|new_wamid| batch.dirty_json(new_wamid))

@@ -42,6 +42,9 @@ impl PostgresStore {
             tx.rollback().await?;
             return Ok(false);
         }
+        // The new rows' statistics are counted here, with the insert trigger off (0042).
+        let counters = crate::message_stats::planned_counters(id.as_str(), messages);
+        crate::postgres::suspend_stat_triggers(&mut tx, true).await?;
         for p in messages {
             let m = &p.message;
             let (name, language) = match &m.content {
@@ -89,6 +92,8 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await?;
         }
+        crate::postgres::suspend_stat_triggers(&mut tx, false).await?;
+        crate::postgres::add_counters(&mut tx, &counters).await?;
         tx.commit().await?;
         Ok(true)
     }

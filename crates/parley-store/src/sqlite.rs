@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -16,7 +15,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
-use crate::lattice::{Batch, STATUS_COLUMNS, StatusRow, orphan_json};
+use crate::lattice::{Batch, LoadedRow, STATUS_COLUMNS, orphan_json};
 use crate::types::*;
 use crate::{Millis, Result, SecretCipher, StoreError, corrupt};
 
@@ -293,7 +292,7 @@ mod pricing;
 mod reaches;
 #[path = "shared/stats.rs"]
 mod stats;
-pub(crate) use reaches::{RECOUNT_REACHES, record_reaches_in};
+pub(crate) use reaches::{RECOUNT_REACHES, add_counters, record_reaches_in};
 #[path = "shared/templates.rs"]
 mod templates;
 // `Store` itself; named so as not to shadow `::core`.
@@ -316,22 +315,6 @@ pub(crate) fn json_strings<'a>(items: impl IntoIterator<Item = &'a str>) -> Stri
     .to_string()
 }
 
-/// One message's status columns as `json_array` gives them, in `STATUS_COLUMNS` order.
-type StatusTuple = (
-    String,
-    String,
-    Option<String>,
-    Option<i64>,
-    Option<String>,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-);
-
 /// Reads the rows with these ids (`by = "id"`) or wamids (`by = "wamid"`) into the batch.
 /// SQLite hands them over as one JSON array in one row: sqlx's driver moves every row to the
 /// async side on its own, which cost more than the lookups themselves.
@@ -352,26 +335,30 @@ async fn load_status_rows(
         .bind(json_strings(keys.iter().copied()))
         .fetch_one(&mut **tx)
         .await?;
-    let rows: Vec<StatusTuple> =
+    let rows: Vec<LoadedRow> =
         serde_json::from_str(&rows).map_err(|e| corrupt("status rows", e))?;
     for r in rows {
-        batch.add(StatusRow {
-            id: r.0,
-            state: MessageState::from_str(&r.1).map_err(|e| corrupt("state", e))?,
-            wamid: r.2,
-            error_code: r.3,
-            error_message: r.4,
-            updated_at: r.5,
-            sending_at: r.6,
-            accepted_at: r.7,
-            sent_at: r.8,
-            delivered_at: r.9,
-            read_at: r.10,
-            failed_at: r.11,
-            pricing: None,
-            pricing_category: None,
-        });
+        batch.add(r.into_row()?);
     }
+    Ok(())
+}
+
+/// SQLite's `LIKE` ignores the case of ASCII letters (the statistics' pricing patterns).
+pub(crate) const LIKE_IGNORES_CASE: bool = true;
+
+/// Nothing to adjust: SQLite stores any text as it is.
+fn normalize_status_rows(_batch: &mut Batch) {}
+
+/// Switches the message statistics triggers off (`on`) or back on for this transaction: a
+/// row in `stat_suspend` (migration 0042), seen only by this transaction (the one writer)
+/// and deleted before it commits (a crash rolls it back).
+pub(crate) async fn suspend_stat_triggers(tx: &mut Tx, on: bool) -> Result<()> {
+    let sql = if on {
+        "INSERT INTO stat_suspend (id) VALUES (1)"
+    } else {
+        "DELETE FROM stat_suspend"
+    };
+    sqlx::query(sql).execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -42,6 +42,9 @@ impl SqliteStore {
             tx.rollback().await?;
             return Ok(false);
         }
+        // The new rows' statistics are counted here, with the insert trigger off (0042).
+        let counters = crate::message_stats::planned_counters(id.as_str(), messages);
+        crate::sqlite::suspend_stat_triggers(&mut tx, true).await?;
         // Multi-row inserts: one statement per 500 messages, not one each.
         for chunk in messages.chunks(PLANNED_INSERT_CHUNK) {
             let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
@@ -95,6 +98,8 @@ impl SqliteStore {
             });
             qb.build().execute(&mut *tx).await?;
         }
+        crate::sqlite::suspend_stat_triggers(&mut tx, false).await?;
+        crate::sqlite::add_counters(&mut tx, &counters).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -187,6 +187,11 @@ pub trait StatsStore {
     /// kept ones (zero counters are equal to missing ones). With `fix`, the kept counters are
     /// replaced by the recount in the same transaction.
     async fn stat_recount(&self, fix: bool) -> Result<Vec<StatDifference>>;
+    /// Checks the two definitions of what a message row contributes: the SQL of the
+    /// triggers and the recount (`gen/stats_sql.py`) against the Rust the status merge counts
+    /// with (`message_stats.rs`), over every message row. Returns the counters where they
+    /// differ (`counted`: Rust, `recounted`: SQL); empty when they agree.
+    async fn stat_check_message_contributions(&self) -> Result<Vec<StatDifference>>;
     /// Per messaging-limit scope, the unique contacts counted just before `t`: reached
     /// business-initiated (`limit_reaches`, migration 0036) in `[t - 24 h, t)`.
     async fn limit_counted_before(

@@ -17,10 +17,11 @@ use parley_domain::{
 use sqlx::Row;
 
 use super::{
-    Backend, DbRow, Tx, confirm_quota_rows, contact_from_row, insert_orphans, json, learn_in,
-    load_status_rows, lock_wamids, message_from_row, note_entry_point_in, opt_text, parse_id,
-    phone_from_row, platform_from_row, record_reaches_in, repoint_in, resolve_in, take_orphans,
-    template_from_row, text, upsert_conversation_in, upsert_in, write_status_rows,
+    Backend, DbRow, LIKE_IGNORES_CASE, Tx, add_counters, confirm_quota_rows, contact_from_row,
+    insert_orphans, json, learn_in, load_status_rows, lock_wamids, message_from_row,
+    normalize_status_rows, note_entry_point_in, opt_text, parse_id, phone_from_row,
+    platform_from_row, record_reaches_in, repoint_in, resolve_in, suspend_stat_triggers,
+    take_orphans, template_from_row, text, upsert_conversation_in, upsert_in, write_status_rows,
 };
 use crate::lattice::Batch;
 use crate::types::*;
@@ -57,6 +58,10 @@ fn webhook_event_from_row(row: &DbRow) -> Result<WebhookEventRecord> {
 /// Folds in the statuses that arrived before their wamid was known, for every row whose
 /// wamid this batch recorded, then writes the merged rows back in one statement (the rules
 /// are in `lattice.rs`).
+///
+/// The merge counts its own statistics (`message_stats.rs`): the rows' contributions before
+/// and after are summed per counter in Rust and written with the merge, and the message
+/// triggers are switched off around the `UPDATE` (migration 0042, `suspend_stat_triggers`).
 async fn write_statuses(tx: &mut Tx, batch: &mut Batch) -> Result<()> {
     let fresh = batch.take_new_wamids();
     if !fresh.is_empty() {
@@ -71,7 +76,15 @@ async fn write_statuses(tx: &mut Tx, batch: &mut Batch) -> Result<()> {
             )?;
         }
     }
-    write_status_rows(tx, batch).await
+    if !batch.is_dirty() {
+        return Ok(());
+    }
+    normalize_status_rows(batch);
+    let deltas = batch.stat_deltas(LIKE_IGNORES_CASE);
+    suspend_stat_triggers(tx, true).await?;
+    write_status_rows(tx, batch).await?;
+    suspend_stat_triggers(tx, false).await?;
+    add_counters(tx, &deltas).await
 }
 
 #[async_trait]
@@ -721,17 +734,20 @@ impl Store for Backend {
 
     async fn apply_status(&self, change: &StatusChange) -> Result<Option<MessageRecord>> {
         let matched = self.apply_statuses(std::slice::from_ref(change)).await?;
-        let Some(Some(id)) = matched.into_iter().next() else {
+        let Some(Some(facts)) = matched.into_iter().next() else {
             return Ok(None);
         };
         let row = sqlx::query("SELECT * FROM messages WHERE id = $1")
-            .bind(id.as_str())
+            .bind(facts.id.as_str())
             .fetch_one(self.writer())
             .await?;
         Ok(Some(message_from_row(&row)?))
     }
 
-    async fn apply_statuses(&self, changes: &[StatusChange]) -> Result<Vec<Option<MessageId>>> {
+    async fn apply_statuses(
+        &self,
+        changes: &[StatusChange],
+    ) -> Result<Vec<Option<crate::events::MessageFacts>>> {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
@@ -747,7 +763,7 @@ impl Store for Backend {
             insert_orphans(&mut tx, &orphans).await?;
         }
         tx.commit().await?;
-        batch.matched_ids(matched)
+        batch.matched_facts(matched)
     }
 
     async fn requeue_stale_sending(&self, now: Millis, grace_ms: i64) -> Result<StaleSending> {

@@ -98,48 +98,6 @@ async fn pend_delivery(
 
 #[async_trait]
 impl EventStore for Backend {
-    async fn message_event_facts(
-        &self,
-        ids: &[parley_domain::MessageId],
-    ) -> Result<Vec<MessageFacts>> {
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(500) {
-            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let q = format!(
-                "SELECT id, application_id, to_phone, contact_id, campaign_id, wamid, error_code,
-                   error_message FROM messages WHERE id IN ({})",
-                marks.join(", ")
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(q));
-            for id in chunk {
-                query = query.bind(id.as_str());
-            }
-            // A read connection: the webhook processor calls this after each status merge,
-            // and SQLite's one writer is the intake's too.
-            for r in query.fetch_all(self.reader()).await? {
-                out.push(MessageFacts {
-                    id: parse_id(&r, "id", parley_domain::MessageId::parse)?,
-                    application_id: parse_id(&r, "application_id", ApplicationId::parse)?,
-                    to_phone: r.try_get("to_phone")?,
-                    contact_id: super::parse_opt_id(
-                        &r,
-                        "contact_id",
-                        parley_domain::ContactId::parse,
-                    )?,
-                    campaign_id: super::parse_opt_id(
-                        &r,
-                        "campaign_id",
-                        parley_domain::CampaignId::parse,
-                    )?,
-                    wamid: r.try_get("wamid")?,
-                    error_code: r.try_get("error_code")?,
-                    error_message: r.try_get("error_message")?,
-                });
-            }
-        }
-        Ok(out)
-    }
-
     async fn insert_event_endpoint(&self, e: &NewEndpoint) -> Result<()> {
         let secret = self.cipher.encrypt(e.secret.as_bytes());
         sqlx::query(

@@ -125,3 +125,41 @@ pub(crate) fn contact_from_row(row: &DbRow) -> Result<ContactRecord> {
         updated_at: row.try_get("updated_at")?,
     })
 }
+
+/// A message's `STATUS_COLUMNS` (`lattice.rs`) read by name.
+pub(crate) fn status_row(row: &DbRow) -> Result<crate::lattice::StatusRow> {
+    let state: String = row.try_get("state")?;
+    Ok(crate::lattice::StatusRow {
+        id: row.try_get("id")?,
+        state: MessageState::from_str(&state).map_err(|e| corrupt("state", e))?,
+        wamid: row.try_get("wamid")?,
+        error_code: row.try_get("error_code")?,
+        error_message: row.try_get("error_message")?,
+        updated_at: row.try_get("updated_at")?,
+        sending_at: row.try_get("sending_at")?,
+        accepted_at: row.try_get("accepted_at")?,
+        sent_at: row.try_get("sent_at")?,
+        delivered_at: row.try_get("delivered_at")?,
+        read_at: row.try_get("read_at")?,
+        failed_at: row.try_get("failed_at")?,
+        pricing: None,
+        pricing_category: None,
+        facts: crate::lattice::RowFacts {
+            application_id: row.try_get("application_id")?,
+            to_phone: row.try_get("to_phone")?,
+            contact_id: row.try_get("contact_id")?,
+            campaign_id: row.try_get("campaign_id")?,
+            template_name: row.try_get("template_name")?,
+            phone_number_id: row.try_get("phone_number_id")?,
+            kind: row.try_get("kind")?,
+            country: row.try_get("country")?,
+            queued_at: row.try_get("queued_at")?,
+            hold_reason: row.try_get("hold_reason")?,
+            meta_status: row.try_get("meta_status")?,
+            capped_times: row.try_get("capped_times")?,
+            replied_at: row.try_get("replied_at")?,
+            pricing: row.try_get("pricing")?,
+            pricing_category: row.try_get("pricing_category")?,
+        },
+    })
+}

@@ -9,11 +9,13 @@ use async_trait::async_trait;
 use parley_domain::ApplicationId;
 use sqlx::Row;
 
-use super::{Backend, DbRow, RECOUNT_REACHES, STAT_ROWS_JSON, json_rows, text};
+use super::{
+    Backend, DbRow, LIKE_IGNORES_CASE, RECOUNT_REACHES, STAT_ROWS_JSON, json_rows, status_row, text,
+};
 use crate::Millis;
 use crate::Result;
 use crate::stats::*;
-use crate::stats_sql::RECOUNT;
+use crate::stats_sql::{RECOUNT, RECOUNT_MESSAGES};
 
 const KEY_COLUMNS: &str = "application_id, span, bucket, metric, campaign_id, template, \
      phone_number_id, category, country, origin, detail";
@@ -204,6 +206,46 @@ impl StatsStore for Backend {
         .fetch_all(self.reader())
         .await?;
         Ok(rows)
+    }
+
+    async fn stat_check_message_contributions(&self) -> Result<Vec<StatDifference>> {
+        let mut tx = self.tx().await?;
+        let mut sql = BTreeMap::new();
+        for r in &sqlx::query(RECOUNT_MESSAGES).fetch_all(&mut *tx).await? {
+            *sql.entry(key_of(r)?).or_insert(0) += r.try_get::<i64, _>("n")?;
+        }
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM messages",
+            crate::lattice::STATUS_COLUMNS
+        )))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let rows = rows.iter().map(status_row).collect::<Result<Vec<_>>>()?;
+        let mut deltas = crate::message_stats::Deltas::default();
+        for r in &rows {
+            deltas.contribute(&r.stored_view(), 1, LIKE_IGNORES_CASE);
+        }
+        let rust = deltas.into_counters();
+        let mut out = Vec::new();
+        for key in rust
+            .keys()
+            .chain(sql.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            let (a, b) = (
+                rust.get(key).copied().unwrap_or(0),
+                sql.get(key).copied().unwrap_or(0),
+            );
+            if a != b {
+                out.push(StatDifference {
+                    key: key.clone(),
+                    counted: a,
+                    recounted: b,
+                });
+            }
+        }
+        Ok(out)
     }
 
     async fn stat_recount(&self, fix: bool) -> Result<Vec<StatDifference>> {

@@ -79,7 +79,20 @@ async fn a_batch_of_statuses_ends_as_one_at_a_time(b: &Backend) {
     for c in changes(0) {
         one_by_one.push(b.apply_status(&c).await.expect("apply").map(|m| m.id));
     }
-    let batched = b.apply_statuses(&changes(1)).await.expect("apply batch");
+    let facts = b.apply_statuses(&changes(1)).await.expect("apply batch");
+    // What the merge read of each matched message, as merged: no second read needed.
+    for f in facts.iter().flatten() {
+        let m = get(&**b, &t, &f.id).await;
+        assert_eq!(f.application_id, t.app);
+        assert_eq!(f.to_phone, m.to_phone);
+        assert_eq!(f.contact_id, m.contact_id);
+        assert_eq!(f.wamid.as_deref(), m.wamid.as_ref().map(|w| w.as_str()));
+        assert_eq!(
+            (f.error_code, f.error_message.as_deref()),
+            (m.error_code, m.error_message.as_deref())
+        );
+    }
+    let batched: Vec<Option<MessageId>> = facts.into_iter().map(|f| f.map(|f| f.id)).collect();
     let expect: Vec<Option<MessageId>> = changes(1).iter().map(|c| c.message_id.clone()).collect();
     assert_eq!(batched.len(), 8);
     for (n, got) in batched.iter().enumerate() {
@@ -123,13 +136,16 @@ async fn a_status_naming_only_a_wamid_recorded_in_the_same_batch_applies(b: &Bac
         .expect("claim");
     // `delivered` names only the wamid; the `sent` after it carries our id (callback data)
     // and records the wamid on the row: the batch applies both.
-    let matched = b
+    let matched: Vec<Option<MessageId>> = b
         .apply_statuses(&[
             status("wamid.x", None, MessageState::Delivered, T0 + 20),
             status("wamid.x", Some(&id), MessageState::Sent, T0 + 10),
         ])
         .await
-        .expect("apply");
+        .expect("apply")
+        .into_iter()
+        .map(|f| f.map(|f| f.id))
+        .collect();
     assert_eq!(matched, vec![Some(id.clone()), Some(id.clone())]);
     let m = get(&**b, &t, &id).await;
     assert_eq!(m.state, MessageState::Delivered);

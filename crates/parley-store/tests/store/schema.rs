@@ -18,7 +18,9 @@ use crate::backend::Backend;
 /// 0009, SQLite only), so that reading them, which the console and the API poll while a
 /// campaign runs, costs the same for ten messages or a million. PostgreSQL counts with a
 /// `GROUP BY` over `messages_campaign` instead.
-const SQLITE_ONLY_TABLES: &[&str] = &["campaign_counts", "campaign_hours"];
+/// `stat_suspend` (0042): the row a writer that counts its own statistics inserts to switch the
+/// message triggers off for its transaction (PostgreSQL uses a transaction-local setting).
+const SQLITE_ONLY_TABLES: &[&str] = &["campaign_counts", "campaign_hours", "stat_suspend"];
 
 /// Indexes only SQLite has: with the counters above, SQLite needs an index of a campaign's
 /// queued messages only (0008 replaced `messages_campaign` with it).

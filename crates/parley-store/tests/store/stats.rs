@@ -15,6 +15,8 @@ use crate::backend::Backend;
 use crate::fixtures::{T0, Tenant, accepted, tenant, wm};
 
 crate::contract!(
+    rust_contributions_equal_the_sql_recount,
+    two_nodes_merging_the_same_statuses_keep_the_counters,
     counters_equal_the_recount_after_chaos,
     recount_finds_and_fixes_a_drift,
     stat_rows_sum_into_buckets_and_groups
@@ -60,6 +62,154 @@ async fn totals(b: &Backend, t: &Tenant) -> BTreeMap<(String, String), i64> {
         *out.entry((r.metric, r.detail)).or_insert(0) += r.n;
     }
     out
+}
+
+/// Rows through every branch of what a message contributes (failed with and without an
+/// error code, skipped with and without a reason, held before and after its acceptance,
+/// capped, charged regular with and without a category, free entry point, a pricing `LIKE`
+/// only matches case-insensitively or through its `_` wildcards, template and text, priced
+/// and not, read without delivered, replied, with a campaign and a country): the Rust the
+/// status merge counts with (`message_stats.rs`) gives the SQL recount's counters, row by
+/// row; then statuses merged into every one of them (counted in Rust, triggers off) leave
+/// the counters equal to the recount.
+async fn rust_contributions_equal_the_sql_recount(b: &Backend) {
+    use MessageState::*;
+    let t = tenant(&**b, 1).await;
+    for i in 1..=16 {
+        accepted(&**b, &t, &format!("wamid.rc.{i}"), T0 + i * 1000).await;
+    }
+    // Written behind the store's back: the triggers count these changes.
+    for sql in [
+        "UPDATE messages SET state = 'failed', error_code = 131026, failed_at = queued_at + 50 WHERE wamid = 'wamid.rc.1'",
+        "UPDATE messages SET state = 'failed', error_code = NULL, failed_at = NULL, updated_at = queued_at + 7200000 WHERE wamid = 'wamid.rc.2'",
+        "UPDATE messages SET state = 'skipped', hold_reason = 'cancelled' WHERE wamid = 'wamid.rc.3'",
+        "UPDATE messages SET state = 'skipped', hold_reason = NULL WHERE wamid = 'wamid.rc.4'",
+        "UPDATE messages SET meta_status = 'held_for_quality_assessment', accepted_at = NULL WHERE wamid = 'wamid.rc.5'",
+        "UPDATE messages SET meta_status = 'held_for_quality_assessment', accepted_at = queued_at + 3600000 WHERE wamid = 'wamid.rc.6'",
+        "UPDATE messages SET capped_times = 2 WHERE wamid = 'wamid.rc.7'",
+        "UPDATE messages SET pricing = '{\"type\":\"regular\",\"category\":\"utility\"}', pricing_category = 'utility', sent_at = queued_at + 10 WHERE wamid = 'wamid.rc.8'",
+        "UPDATE messages SET pricing = '{\"type\":\"free_entry_point\",\"category\":\"service\"}', pricing_category = 'service' WHERE wamid = 'wamid.rc.9'",
+        "UPDATE messages SET pricing = '{\"type\":\"regular\"}', pricing_category = NULL WHERE wamid = 'wamid.rc.10'",
+        "UPDATE messages SET pricing = '{\"type\":\"REGULAR\",\"x\":\"free-entry-point\"}', pricing_category = 'marketing' WHERE wamid = 'wamid.rc.11'",
+        "UPDATE messages SET kind = 'text', template_name = NULL WHERE wamid = 'wamid.rc.12'",
+        "UPDATE messages SET kind = 'text', template_name = NULL, pricing = '{\"type\":\"regular\"}', pricing_category = 'service' WHERE wamid = 'wamid.rc.13'",
+        "UPDATE messages SET state = 'read', read_at = queued_at + 90000000 WHERE wamid = 'wamid.rc.14'",
+        "UPDATE messages SET state = 'delivered', delivered_at = queued_at + 20, replied_at = queued_at + 4000000 WHERE wamid = 'wamid.rc.15'",
+        "UPDATE messages SET campaign_id = 'cmp_0123456789abcdef0123456789abcdef', country = 'DE' WHERE wamid = 'wamid.rc.16'",
+    ] {
+        b.raw_execute(sql).await;
+    }
+    let diff = b.stat_check_message_contributions().await.expect("check");
+    assert!(diff.is_empty(), "Rust and SQL differ: {diff:#?}");
+    assert!(
+        b.stat_recount(false).await.expect("recount").is_empty(),
+        "the triggers kept the counters"
+    );
+
+    // Statuses into every row, in two batches (counted in Rust).
+    let status = |i: i64, state: MessageState, at: i64, priced: Option<&str>| StatusChange {
+        wamid: wm(&format!("wamid.rc.{i}")),
+        message_id: None,
+        state,
+        at: T0 + at,
+        error: (state == Failed).then(|| (131049, "capped".to_owned())),
+        pricing: priced.map(|c| StatusPricing {
+            pricing: json!({"type": "regular", "category": c}).to_string(),
+            category: Some(c.to_owned()),
+        }),
+    };
+    let mut changes = Vec::new();
+    for i in 1..=16 {
+        changes.push(status(
+            i,
+            Sent,
+            3 * HOUR + i,
+            (i % 3 == 0).then_some("marketing"),
+        ));
+        changes.push(status(
+            i,
+            [Delivered, Read, Failed][i as usize % 3],
+            26 * HOUR,
+            None,
+        ));
+    }
+    changes.push(status(2, Failed, 5 * HOUR, None));
+    changes.push(status(14, Delivered, 30 * HOUR, Some("authentication")));
+    b.apply_statuses(&changes[..17]).await.expect("statuses");
+    b.apply_statuses(&changes[17..]).await.expect("statuses");
+    let diff = b.stat_check_message_contributions().await.expect("check");
+    assert!(
+        diff.is_empty(),
+        "Rust and SQL differ after the merge: {diff:#?}"
+    );
+    let diff = b.stat_recount(false).await.expect("recount");
+    assert!(
+        diff.is_empty(),
+        "counters differ from the recount: {diff:#?}"
+    );
+    let got = totals(b, &t).await;
+    assert!(
+        got.get(&("charged".into(), "marketing".into()))
+            .copied()
+            .unwrap_or(0)
+            >= 5,
+        "{got:?}"
+    );
+}
+
+/// Two nodes merge the same statuses (duplicated, in different orders, in concurrent
+/// batches): each counts its own merges from the rows it locked, so the counters still equal
+/// the recount.
+async fn two_nodes_merging_the_same_statuses_keep_the_counters(b: &Backend) {
+    use MessageState::*;
+    let t = tenant(&**b, 1).await;
+    let other = b.another_node(None).await;
+    let mut changes = Vec::new();
+    for i in 0..40 {
+        let wamid = format!("wamid.two.{i}");
+        let id = accepted(&**b, &t, &wamid, T0 + i).await;
+        for (state, at) in [
+            (Sent, 10),
+            (Delivered, HOUR + i),
+            (Read, 2 * HOUR),
+            (Failed, 30),
+        ] {
+            changes.push(StatusChange {
+                wamid: wm(&wamid),
+                message_id: (i % 2 == 0).then(|| id.clone()),
+                state,
+                at: T0 + at,
+                error: (state == Failed).then(|| (131026, "undeliverable".to_owned())),
+                pricing: (state == Sent).then(|| StatusPricing {
+                    pricing: json!({"type": "regular", "category": "utility"}).to_string(),
+                    category: Some("utility".into()),
+                }),
+            });
+        }
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let (mut a, mut c) = (changes.clone(), changes);
+    a.shuffle(&mut rng);
+    c.shuffle(&mut rng);
+    let one = async {
+        for chunk in a.chunks(7) {
+            b.apply_statuses(chunk).await.expect("node one");
+        }
+    };
+    let two = async {
+        for chunk in c.chunks(5) {
+            other.apply_statuses(chunk).await.expect("node two");
+        }
+    };
+    tokio::join!(one, two);
+    let diff = b.stat_recount(false).await.expect("recount");
+    assert!(
+        diff.is_empty(),
+        "counters differ from the recount: {diff:#?}"
+    );
+    let got = totals(b, &t).await;
+    assert_eq!(got.get(&("delivered".into(), String::new())), Some(&40));
+    assert_eq!(got.get(&("charged".into(), "utility".into())), Some(&40));
 }
 
 async fn counters_equal_the_recount_after_chaos(b: &Backend) {
