@@ -2,14 +2,13 @@
 //! The counters are kept by triggers (migration 0026); PostgreSQL's triggers append deltas that
 //! `fold_stat_deltas` (per backend) moves into the counters before a read.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use parley_domain::ApplicationId;
 use sqlx::Row;
 
-use super::{Backend, DbRow, RECOUNT_REACHES, STAT_ROWS_JSON, json_rows, text};
+use super::{Backend, DbRow, RECOUNT_REACHES, STAT_ROWS_SELECT, json_rows, stat_rows_of, text};
 use crate::Millis;
 use crate::Result;
 use crate::stats::*;
@@ -17,17 +16,6 @@ use crate::stats_sql::RECOUNT;
 
 const KEY_COLUMNS: &str = "application_id, span, bucket, metric, campaign_id, template, \
      phone_number_id, category, country, origin, detail";
-
-/// A counter row as read (`b, g, metric, detail, n`), its text borrowed from the JSON where
-/// it has no escapes.
-#[derive(serde::Deserialize)]
-struct CounterRow<'a>(
-    Millis,
-    #[serde(borrow)] Cow<'a, str>,
-    #[serde(borrow)] Cow<'a, str>,
-    #[serde(borrow)] Cow<'a, str>,
-    i64,
-);
 
 /// The distinct strings of one column, each numbered in order of first sight.
 #[derive(Default)]
@@ -67,14 +55,15 @@ impl<'a> Interner<'a> {
     }
 }
 
-/// The counter rows of `json` summed per bucket, group, metric and detail, those summing to
-/// zero left out, in that order. With `starts` (weeks, months), each day goes into the bucket
-/// of the last start at or before it. The strings are numbered (one copy of each distinct
-/// value) and the rows sorted and summed as integers: no hash map of string keys, no three
-/// strings per row.
-fn sum_stat_rows(json: &str, starts: &[Millis]) -> Result<StatRows> {
-    let rows: Vec<CounterRow<'_>> = serde_json::from_str(json)
-        .map_err(|e| crate::StoreError::Corrupt(format!("statistics rows: {e}")))?;
+/// The counter rows `(bucket, group, metric, detail, n)` summed per bucket, group, metric and
+/// detail, those summing to zero left out, in that order. With `starts` (weeks, months), each
+/// day goes into the bucket of the last start at or before it. The strings are numbered (one
+/// copy of each distinct value) and the rows sorted and summed as integers: no hash map of
+/// string keys, no three strings per row. Each backend's `stat_rows_of` reads the rows.
+pub(super) fn sum_counters<'a>(
+    rows: impl ExactSizeIterator<Item = (Millis, &'a str, &'a str, &'a str, i64)>,
+    starts: &[Millis],
+) -> StatRows {
     let mut starts = starts.to_vec();
     starts.sort_unstable();
     let (mut groups, mut metrics, mut details) = (
@@ -83,9 +72,9 @@ fn sum_stat_rows(json: &str, starts: &[Millis]) -> Result<StatRows> {
         Interner::default(),
     );
     let mut cells: Vec<StatCell> = Vec::with_capacity(rows.len());
-    for CounterRow(bucket, group, metric, detail, n) in &rows {
-        let bucket = match starts.partition_point(|s| s <= bucket) {
-            0 => *bucket,
+    for (bucket, group, metric, detail, n) in rows {
+        let bucket = match starts.partition_point(|s| *s <= bucket) {
+            0 => bucket,
             i => starts[i - 1],
         };
         cells.push(StatCell {
@@ -93,7 +82,7 @@ fn sum_stat_rows(json: &str, starts: &[Millis]) -> Result<StatRows> {
             group: groups.id(group),
             metric: metrics.id(metric),
             detail: details.id(detail),
-            n: *n,
+            n,
         });
     }
     let (groups, group_rank) = groups.ranked();
@@ -122,12 +111,12 @@ fn sum_stat_rows(json: &str, starts: &[Millis]) -> Result<StatRows> {
         same
     });
     cells.retain(|c| c.n != 0);
-    Ok(StatRows {
+    StatRows {
         groups,
         metrics,
         details,
         rows: cells,
-    })
+    }
 }
 
 fn key_of(r: &DbRow) -> Result<StatKey> {
@@ -227,9 +216,9 @@ impl StatsStore for Backend {
         // The counters of the period are read as they are kept and summed here, not by a SQL
         // `GROUP BY`: on SQLite that sorts every row read (a temporary B-tree), which cost more
         // than reading the rows (issue #16: 41 days by hour of a year of 10 million messages,
-        // ~69,000 hour rows, took ~115 ms grouped in SQL). The rows come back as one JSON
-        // array (`STAT_ROWS_JSON`, per backend): tens of thousands of rows handed over one by
-        // one cost more than the query.
+        // ~69,000 hour rows, took ~115 ms grouped in SQL). The rows come back as one value
+        // (`STAT_ROWS_SELECT` and `stat_rows_of`, per backend): tens of thousands of rows
+        // handed over one by one cost more than the query.
         let mut inner = format!(
             "SELECT bucket AS b, {group} AS g, metric, detail, n FROM stat_counters \
              WHERE application_id = $1 AND span = $2 AND bucket >= $3 AND bucket < $4 AND n <> 0"
@@ -237,7 +226,7 @@ impl StatsStore for Backend {
         for (i, (d, _)) in q.filters.iter().enumerate() {
             inner.push_str(&format!(" AND {} = ${}", d.column(), i + 5));
         }
-        let sql = format!("SELECT {STAT_ROWS_JSON} AS rows FROM ({inner}) t");
+        let sql = format!("SELECT {STAT_ROWS_SELECT} FROM ({inner}) t");
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(q.application.as_str())
             .bind(q.span.as_str())
@@ -247,11 +236,7 @@ impl StatsStore for Backend {
             query = query.bind(text(v));
         }
         let row = query.fetch_one(self.reader()).await?;
-        let json: Option<String> = row.try_get("rows")?;
-        let Some(json) = json else {
-            return Ok(StatRows::default());
-        };
-        Ok(sum_stat_rows(&json, &q.starts)?)
+        stat_rows_of(&row, &q.starts)
     }
 
     async fn limit_counted_before(
