@@ -152,20 +152,11 @@ pub(crate) const STAT_ROWS_SELECT: &str = "array_agg(b) AS b, array_agg(g) AS g,
 /// column (`json_build_array` per row took longer than reading the rows: ~80 against ~30 ms
 /// for the ~69,000 counters of an hourly view of 41 days).
 pub(crate) fn stat_rows_of(row: &DbRow, starts: &[Millis]) -> Result<crate::stats::StatRows> {
-    type Column<T> = Option<Vec<T>>;
-    let (b, g, m, d, n): (
-        Column<i64>,
-        Column<String>,
-        Column<String>,
-        Column<String>,
-        Column<i64>,
-    ) = (
-        row.try_get("b")?,
-        row.try_get("g")?,
-        row.try_get("metric")?,
-        row.try_get("detail")?,
-        row.try_get("n")?,
-    );
+    let b: Option<Vec<i64>> = row.try_get("b")?;
+    let g: Option<Vec<String>> = row.try_get("g")?;
+    let m: Option<Vec<String>> = row.try_get("metric")?;
+    let d: Option<Vec<String>> = row.try_get("detail")?;
+    let n: Option<Vec<i64>> = row.try_get("n")?;
     let (Some(b), Some(g), Some(m), Some(d), Some(n)) = (b, g, m, d, n) else {
         return Ok(Default::default());
     };
