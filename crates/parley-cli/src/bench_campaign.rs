@@ -40,14 +40,14 @@ pub struct Args {
 }
 
 /// The bench's own database on the server `url` names: created empty, dropped by `drop`.
-struct BenchDatabase {
+pub(crate) struct BenchDatabase {
     admin: String,
-    name: String,
-    url: String,
+    pub(crate) name: String,
+    pub(crate) url: String,
 }
 
 impl BenchDatabase {
-    async fn create(url: &str) -> anyhow::Result<BenchDatabase> {
+    pub(crate) async fn create(url: &str) -> anyhow::Result<BenchDatabase> {
         use sqlx::Connection as _;
         let name = format!("parley_bench_{}", std::process::id());
         let (base, _) = url
@@ -68,7 +68,7 @@ impl BenchDatabase {
         })
     }
 
-    async fn drop(self) {
+    pub(crate) async fn drop(self) {
         use sqlx::Connection as _;
         if let Ok(mut c) = sqlx::PgConnection::connect(&self.admin).await {
             let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);

@@ -140,14 +140,19 @@ enum StatsAction {
 
 #[derive(Subcommand)]
 enum BenchWhat {
-    /// A year of synthetic statistics counters in a temporary SQLite file, then timed
-    /// statistics queries (the `GET /api/v1/stats` path).
+    /// A year of synthetic statistics counters in a temporary SQLite file (or a PostgreSQL
+    /// database), then timed statistics queries (the `GET /api/v1/stats` path).
     Stats {
         #[arg(long, default_value_t = 10_000_000)]
         messages: u64,
-        /// Recipients of the campaign whose per-recipient CSV is exported (0: no export).
+        /// Recipients of the campaign whose per-recipient CSV is exported (0: no export;
+        /// SQLite only).
         #[arg(long, default_value_t = 1_000_000)]
         recipients: u64,
+        /// Run on this PostgreSQL server instead of a temporary SQLite file
+        /// (`postgres://user@host:port/db`; the bench creates and drops a database of its own).
+        #[arg(long)]
+        database_url: Option<String>,
     },
     /// Import, count a segment and personalize over N contacts in a temporary SQLite file.
     Audience {
@@ -328,8 +333,9 @@ async fn main() -> std::process::ExitCode {
                 BenchWhat::Stats {
                     messages,
                     recipients,
+                    database_url,
                 },
-        } => bench_stats::stats(messages, recipients).await,
+        } => bench_stats::stats(messages, recipients, database_url).await,
         Command::Bench {
             what: BenchWhat::Audience { contacts },
         } => bench::audience(contacts).await,

@@ -5,10 +5,13 @@
 //! number of buckets and the number of rows the answer may have.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
 
 use parley_domain::ApplicationId;
 use parley_domain::CampaignId;
-use parley_store::stats::{CampaignOutcome, StatDifference, StatDimension, StatQuery, StatSpan};
+use parley_store::stats::{
+    CampaignOutcome, StatDifference, StatDimension, StatQuery, StatRows, StatSpan,
+};
 use serde::Serialize;
 
 use crate::Engine;
@@ -299,40 +302,153 @@ impl StatsRequest {
     }
 }
 
-/// The counts of one bucket (and group).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// The counts of one bucket (and group). Flat: every metric in an array, each breakdown a
+/// sorted list (an hourly view has up to 20,000 of these; a map per metric and breakdown cost
+/// more than the query). Serialized as the maps it replaced: `metrics` name → count (every
+/// metric, zero included), `breakdown` name → detail → count (every breakdown, only non-zero
+/// details), names and details in ascending order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StatCounts {
-    /// Every metric of [`METRICS`], by its API name, zero included.
-    pub metrics: BTreeMap<&'static str, i64>,
-    /// Every breakdown of [`BREAKDOWNS`]: detail → count (only non-zero).
-    pub breakdown: BTreeMap<&'static str, BTreeMap<String, i64>>,
+    pub metrics: Metrics,
+    pub breakdown: Breakdowns,
+}
+
+/// Every metric of [`METRICS`], in its order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metrics(pub [i64; METRICS.len()]);
+
+/// Every breakdown of [`BREAKDOWNS`], in its order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Breakdowns(pub [Breakdown; BREAKDOWNS.len()]);
+
+/// One breakdown: (detail, count), sorted by detail, none zero. The details are shared by
+/// the rows of an answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Breakdown(pub Vec<(Arc<str>, i64)>);
+
+impl Metrics {
+    /// A metric by its API name.
+    pub fn get(&self, name: &str) -> Option<&i64> {
+        METRICS
+            .iter()
+            .position(|(n, _)| *n == name)
+            .map(|i| &self.0[i])
+    }
+}
+
+impl std::ops::Index<&str> for Metrics {
+    type Output = i64;
+    fn index(&self, name: &str) -> &i64 {
+        self.get(name).expect("no such metric")
+    }
+}
+
+impl Breakdowns {
+    /// A breakdown by its API name.
+    pub fn get(&self, name: &str) -> Option<&Breakdown> {
+        BREAKDOWNS
+            .iter()
+            .position(|(n, _)| *n == name)
+            .map(|i| &self.0[i])
+    }
+}
+
+impl std::ops::Index<&str> for Breakdowns {
+    type Output = Breakdown;
+    fn index(&self, name: &str) -> &Breakdown {
+        self.get(name).expect("no such breakdown")
+    }
+}
+
+type DetailIter<'a> = std::iter::Map<
+    std::slice::Iter<'a, (Arc<str>, i64)>,
+    fn(&'a (Arc<str>, i64)) -> (&'a str, &'a i64),
+>;
+
+impl Breakdown {
+    /// A detail's count.
+    pub fn get(&self, detail: &str) -> Option<&i64> {
+        self.0
+            .binary_search_by(|(d, _)| (**d).cmp(detail))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(d, _)| &**d)
+    }
+
+    pub fn iter(&self) -> DetailIter<'_> {
+        self.into_iter()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'a> IntoIterator for &'a Breakdown {
+    type Item = (&'a str, &'a i64);
+    type IntoIter = DetailIter<'a>;
+    fn into_iter(self) -> DetailIter<'a> {
+        self.0.iter().map(|(d, n)| (&**d, n))
+    }
+}
+
+/// [`METRICS`]' and [`BREAKDOWNS`]' places in the order of their names (a map's order).
+static METRIC_ORDER: LazyLock<Vec<usize>> = LazyLock::new(|| by_name(METRICS));
+static BREAKDOWN_ORDER: LazyLock<Vec<usize>> = LazyLock::new(|| by_name(BREAKDOWNS));
+
+fn by_name(names: &[(&'static str, &'static str)]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..names.len()).collect();
+    order.sort_unstable_by_key(|&i| names[i].0);
+    order
+}
+
+impl Serialize for Metrics {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(METRICS.len()))?;
+        for &i in METRIC_ORDER.iter() {
+            m.serialize_entry(METRICS[i].0, &self.0[i])?;
+        }
+        m.end()
+    }
+}
+
+impl Serialize for Breakdowns {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(BREAKDOWNS.len()))?;
+        for &i in BREAKDOWN_ORDER.iter() {
+            m.serialize_entry(BREAKDOWNS[i].0, &self.0[i])?;
+        }
+        m.end()
+    }
+}
+
+impl Serialize for Breakdown {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (d, n) in &self.0 {
+            m.serialize_entry(&**d, n)?;
+        }
+        m.end()
+    }
+}
+
+impl Default for StatCounts {
+    fn default() -> StatCounts {
+        StatCounts::empty()
+    }
 }
 
 impl StatCounts {
     fn empty() -> StatCounts {
         StatCounts {
-            metrics: METRICS.iter().map(|(name, _)| (*name, 0)).collect(),
-            breakdown: BREAKDOWNS
-                .iter()
-                .map(|(name, _)| (*name, BTreeMap::new()))
-                .collect(),
-        }
-    }
-
-    fn add(&mut self, metric: &str, detail: &str, n: i64) {
-        for (name, m) in METRICS {
-            if *m == metric {
-                *self.metrics.entry(name).or_insert(0) += n;
-            }
-        }
-        for (name, m) in BREAKDOWNS {
-            if *m == metric {
-                let e = self.breakdown.entry(name).or_default();
-                *e.entry(detail.to_owned()).or_insert(0) += n;
-                if e.get(detail) == Some(&0) {
-                    e.remove(detail);
-                }
-            }
+            metrics: Metrics([0; METRICS.len()]),
+            breakdown: Breakdowns::default(),
         }
     }
 }
@@ -370,6 +486,181 @@ pub struct LimitUseSeries {
     pub used: Vec<i64>,
 }
 
+/// The answer's rows, its totals and each limit scope's moves per bucket (starts minus stops,
+/// every group), from the store's sums.
+struct Folded {
+    data: Vec<StatBucket>,
+    totals: StatCounts,
+    limit_moves: BTreeMap<String, BTreeMap<i64, i64>>,
+}
+
+/// What one counter metric adds to: its places in [`METRICS`] and [`BREAKDOWNS`], and the
+/// sign it moves a limit scope's count by (0: none).
+struct MetricUse {
+    metrics: Vec<usize>,
+    breakdowns: Vec<usize>,
+    limit: i64,
+}
+
+/// Sums the counters of one answer row (or of the totals) as arrays, then builds the
+/// answer's maps once.
+struct Acc {
+    metrics: [i64; METRICS.len()],
+    /// (breakdown, detail, n) as they come; sorted and summed by `counts`.
+    breakdown: Vec<(usize, u32, i64)>,
+}
+
+impl Acc {
+    fn new() -> Acc {
+        Acc {
+            metrics: [0; METRICS.len()],
+            breakdown: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, uses: &MetricUse, detail: u32, n: i64) {
+        for &i in &uses.metrics {
+            self.metrics[i] += n;
+        }
+        for &i in &uses.breakdowns {
+            self.breakdown.push((i, detail, n));
+        }
+    }
+
+    fn counts(mut self, details: &[Arc<str>]) -> StatCounts {
+        self.breakdown.sort_unstable_by_key(|&(i, d, _)| (i, d));
+        self.breakdown.dedup_by(|x, kept| {
+            let same = (x.0, x.1) == (kept.0, kept.1);
+            if same {
+                kept.2 += x.2;
+            }
+            same
+        });
+        let mut breakdown = Breakdowns::default();
+        // Details are ranks: in the strings' order, so each list comes out sorted.
+        for &(i, d, n) in &self.breakdown {
+            if n != 0 {
+                breakdown.0[i].0.push((details[d as usize].clone(), n));
+            }
+        }
+        StatCounts {
+            metrics: Metrics(self.metrics),
+            breakdown,
+        }
+    }
+}
+
+/// Folds the store's sums (in bucket, group, metric, detail order) into the answer: one row
+/// per bucket and group with counts, one row of zeros per bucket with none. The rows are
+/// counted before any is built, so an answer over [`MAX_ROWS`] is refused before it costs
+/// its maps. Each row's counts are summed in arrays and its maps built once (the counters of
+/// an hourly view of 41 days are ~69,000 rows: a map entry per counter cost more than the
+/// query).
+fn fold(req: &StatsRequest, rows: &StatRows) -> Result<Folded, EngineError> {
+    let uses: Vec<MetricUse> = rows
+        .metrics
+        .iter()
+        .map(|m| MetricUse {
+            metrics: (0..METRICS.len()).filter(|&i| METRICS[i].1 == m).collect(),
+            breakdowns: (0..BREAKDOWNS.len())
+                .filter(|&i| BREAKDOWNS[i].1 == m)
+                .collect(),
+            limit: match m.as_str() {
+                "limit_reach" => 1,
+                "limit_release" => -1,
+                _ => 0,
+            },
+        })
+        .collect();
+    let mut limit_moves: BTreeMap<String, BTreeMap<i64, i64>> = BTreeMap::new();
+    let mut totals = Acc::new();
+    // Each sum's bucket start (the store's buckets already are, for every interval).
+    let starts: Vec<i64> = rows
+        .rows
+        .iter()
+        .map(|c| req.interval.floor(c.bucket))
+        .collect();
+    for (c, &start) in rows.rows.iter().zip(&starts) {
+        let u = &uses[c.metric as usize];
+        totals.add(u, c.detail, c.n);
+        if u.limit != 0 {
+            *limit_moves
+                .entry(rows.details[c.detail as usize].clone())
+                .or_default()
+                .entry(start)
+                .or_insert(0) += u.limit * c.n;
+        }
+    }
+    // The sums of one answer row are consecutive: sorted by (bucket, group) already.
+    let mut order: Vec<usize> = (0..rows.rows.len()).collect();
+    let key = |i: usize| (starts[i], rows.rows[i].group);
+    if !order.is_sorted_by_key(|&i| key(i)) {
+        order.sort_by_key(|&i| key(i));
+    }
+    // (start, group, range of `order`) per answer row with counts.
+    let mut cells: Vec<(i64, u32, std::ops::Range<usize>)> = Vec::new();
+    for (k, &i) in order.iter().enumerate() {
+        match cells.last_mut() {
+            Some((s, g, r)) if (*s, *g) == key(i) => r.end = k + 1,
+            _ => cells.push((starts[i], rows.rows[i].group, k..k + 1)),
+        }
+    }
+    // Every bucket in order, each with its groups or one empty row (`None`).
+    let mut layout: Vec<(i64, Option<usize>)> = Vec::new();
+    let mut next = 0;
+    for start in req.buckets() {
+        let mut any = false;
+        while next < cells.len() && cells[next].0 <= start {
+            if cells[next].0 == start {
+                any = true;
+                layout.push((start, Some(next)));
+            }
+            next += 1;
+        }
+        if !any {
+            layout.push((start, None));
+        }
+        if layout.len() > MAX_ROWS {
+            return Err(EngineError::bad_request(
+                "too_many_rows",
+                format!(
+                    "the answer would have more than {MAX_ROWS} rows: use a longer interval, a shorter period or a filter"
+                ),
+            ));
+        }
+    }
+    let details: Vec<Arc<str>> = rows.details.iter().map(|d| Arc::from(d.as_str())).collect();
+    let empty = StatCounts::empty();
+    let data = layout
+        .into_iter()
+        .map(|(bucket, cell)| match cell {
+            None => StatBucket {
+                start: bucket,
+                group: None,
+                counts: empty.clone(),
+            },
+            Some(ci) => {
+                let (_, group, range) = &cells[ci];
+                let mut acc = Acc::new();
+                for &i in &order[range.clone()] {
+                    let c = &rows.rows[i];
+                    acc.add(&uses[c.metric as usize], c.detail, c.n);
+                }
+                StatBucket {
+                    start: bucket,
+                    group: req.group_by.map(|_| rows.groups[*group as usize].clone()),
+                    counts: acc.counts(&details),
+                }
+            }
+        })
+        .collect();
+    Ok(Folded {
+        data,
+        totals: totals.counts(&details),
+        limit_moves,
+    })
+}
+
 impl Engine {
     /// The statistics of the application for a parsed request, from the counters.
     pub async fn stats(
@@ -397,62 +688,11 @@ impl Engine {
                 },
             })
             .await?;
-        let mut cells: BTreeMap<(i64, String), StatCounts> = BTreeMap::new();
-        let mut totals = StatCounts::empty();
-        // Starts minus stops of each scope's count, per bucket (every group).
-        let mut limit_moves: BTreeMap<String, BTreeMap<i64, i64>> = BTreeMap::new();
-        for r in &rows {
-            let sign = match r.metric.as_str() {
-                "limit_reach" => 1,
-                "limit_release" => -1,
-                _ => continue,
-            };
-            *limit_moves
-                .entry(r.detail.clone())
-                .or_default()
-                .entry(req.interval.floor(r.bucket))
-                .or_insert(0) += sign * r.n;
-        }
-        for r in rows {
-            let start = req.interval.floor(r.bucket);
-            cells
-                .entry((start, r.group.clone()))
-                .or_insert_with(StatCounts::empty)
-                .add(&r.metric, &r.detail, r.n);
-            totals.add(&r.metric, &r.detail, r.n);
-        }
-        // Every bucket in order, each with its groups (moved, not cloned) or one empty row.
-        let mut data = Vec::new();
-        let mut cells = cells.into_iter().peekable();
-        for start in req.buckets() {
-            let mut any = false;
-            while let Some(((s, g), counts)) = cells.next_if(|((s, _), _)| *s <= start) {
-                if s < start {
-                    continue;
-                }
-                any = true;
-                data.push(StatBucket {
-                    start,
-                    group: req.group_by.map(|_| g),
-                    counts,
-                });
-            }
-            if !any {
-                data.push(StatBucket {
-                    start,
-                    group: None,
-                    counts: StatCounts::empty(),
-                });
-            }
-            if data.len() > MAX_ROWS {
-                return Err(EngineError::bad_request(
-                    "too_many_rows",
-                    format!(
-                        "the answer would have more than {MAX_ROWS} rows: use a longer interval, a shorter period or a filter"
-                    ),
-                ));
-            }
-        }
+        let Folded {
+            data,
+            totals,
+            limit_moves,
+        } = fold(req, &rows)?;
         let messaging_limit = if req.filters.is_empty() {
             self.limit_use_series(app, req, limit_moves).await?
         } else {
@@ -582,5 +822,252 @@ mod tests {
         let ok =
             StatsRequest::parse(&p("2026-01-01", "2026-12-31T23:00:00Z", "month"), now).unwrap();
         assert_eq!(ok.buckets().len(), 12);
+    }
+    fn json<T: Serialize>(v: &T) -> String {
+        serde_json::to_string(v).unwrap()
+    }
+
+    /// The counts of the old shape: a map per metric and breakdown.
+    #[derive(Serialize)]
+    struct OldCounts {
+        metrics: BTreeMap<&'static str, i64>,
+        breakdown: BTreeMap<&'static str, BTreeMap<String, i64>>,
+    }
+
+    impl OldCounts {
+        fn empty() -> OldCounts {
+            OldCounts {
+                metrics: METRICS.iter().map(|(name, _)| (*name, 0)).collect(),
+                breakdown: BREAKDOWNS
+                    .iter()
+                    .map(|(name, _)| (*name, BTreeMap::new()))
+                    .collect(),
+            }
+        }
+
+        fn add(&mut self, metric: &str, detail: &str, n: i64) {
+            for (name, m) in METRICS {
+                if *m == metric {
+                    *self.metrics.entry(name).or_insert(0) += n;
+                }
+            }
+            for (name, m) in BREAKDOWNS {
+                if *m == metric {
+                    let e = self.breakdown.entry(name).or_default();
+                    *e.entry(detail.to_owned()).or_insert(0) += n;
+                    if e.get(detail) == Some(&0) {
+                        e.remove(detail);
+                    }
+                }
+            }
+        }
+    }
+
+    #[derive(Serialize)]
+    struct OldBucket {
+        start: i64,
+        group: Option<String>,
+        counts: OldCounts,
+    }
+
+    type OldFolded = (
+        Vec<OldBucket>,
+        OldCounts,
+        BTreeMap<String, BTreeMap<i64, i64>>,
+    );
+
+    /// The fold of the old shape (a map per metric and breakdown, per bucket and group in a
+    /// map, one map entry per counter): what [`fold`] must answer, in the same JSON.
+    fn reference(req: &StatsRequest, rows: &StatRows) -> Result<OldFolded, EngineError> {
+        let rows = rows.to_rows();
+        let mut cells: BTreeMap<(i64, String), OldCounts> = BTreeMap::new();
+        let mut totals = OldCounts::empty();
+        let mut limit_moves: BTreeMap<String, BTreeMap<i64, i64>> = BTreeMap::new();
+        for r in &rows {
+            let sign = match r.metric.as_str() {
+                "limit_reach" => 1,
+                "limit_release" => -1,
+                _ => continue,
+            };
+            *limit_moves
+                .entry(r.detail.clone())
+                .or_default()
+                .entry(req.interval.floor(r.bucket))
+                .or_insert(0) += sign * r.n;
+        }
+        for r in rows {
+            let start = req.interval.floor(r.bucket);
+            cells
+                .entry((start, r.group.clone()))
+                .or_insert_with(OldCounts::empty)
+                .add(&r.metric, &r.detail, r.n);
+            totals.add(&r.metric, &r.detail, r.n);
+        }
+        let mut data = Vec::new();
+        let mut cells = cells.into_iter().peekable();
+        for start in req.buckets() {
+            let mut any = false;
+            while let Some(((s, g), counts)) = cells.next_if(|((s, _), _)| *s <= start) {
+                if s < start {
+                    continue;
+                }
+                any = true;
+                data.push(OldBucket {
+                    start,
+                    group: req.group_by.map(|_| g),
+                    counts,
+                });
+            }
+            if !any {
+                data.push(OldBucket {
+                    start,
+                    group: None,
+                    counts: OldCounts::empty(),
+                });
+            }
+            if data.len() > MAX_ROWS {
+                return Err(EngineError::bad_request("too_many_rows", "too many rows"));
+            }
+        }
+        Ok((data, totals, limit_moves))
+    }
+
+    /// Sums as the store hands them over: strings numbered in their order, rows sorted by
+    /// (bucket, group, metric, detail), none zero.
+    fn sums(mut rows: Vec<(i64, &str, &str, &str, i64)>) -> StatRows {
+        fn table(v: impl Iterator<Item = String>) -> Vec<String> {
+            let set: std::collections::BTreeSet<String> = v.collect();
+            set.into_iter().collect()
+        }
+        rows.sort();
+        rows.dedup_by(|x, kept| {
+            let same = (x.0, x.1, x.2, x.3) == (kept.0, kept.1, kept.2, kept.3);
+            if same {
+                kept.4 += x.4;
+            }
+            same
+        });
+        rows.retain(|r| r.4 != 0);
+        let groups = table(rows.iter().map(|r| r.1.to_owned()));
+        let metrics = table(rows.iter().map(|r| r.2.to_owned()));
+        let details = table(rows.iter().map(|r| r.3.to_owned()));
+        let at = |t: &[String], s: &str| t.iter().position(|x| x == s).unwrap() as u32;
+        let cells = rows
+            .iter()
+            .map(|r| parley_store::stats::StatCell {
+                bucket: r.0,
+                group: at(&groups, r.1),
+                metric: at(&metrics, r.2),
+                detail: at(&details, r.3),
+                n: r.4,
+            })
+            .collect();
+        StatRows {
+            groups,
+            metrics,
+            details,
+            rows: cells,
+        }
+    }
+
+    #[test]
+    fn the_fold_answers_as_a_map_per_counter_did() {
+        const T0: i64 = 1_767_225_600_000; // 2026-01-01, a Thursday.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        let groups = ["", "DE", "US", "cmp_a", "tpl \"q\" ü"];
+        let metrics = [
+            "queued",
+            "sent",
+            "failed",
+            "charged",
+            "inbound",
+            "limit_reach",
+            "limit_release",
+            "not_a_metric",
+        ];
+        let details = ["", "131026", "marketing", "bp:1", "pn:2"];
+        for (interval, span_ms, buckets) in [
+            (Interval::Hour, HOUR, 72),
+            (Interval::Day, DAY, 40),
+            (Interval::Week, DAY, 40),
+            (Interval::Month, DAY, 100),
+        ] {
+            for grouped in [false, true] {
+                let req = StatsRequest {
+                    from: interval.floor(T0),
+                    to: interval.next(interval.floor(T0 + buckets * span_ms - 1)),
+                    interval,
+                    group_by: grouped.then_some(StatDimension::Country),
+                    filters: vec![],
+                };
+                let starts = req.buckets();
+                let mut raw = Vec::new();
+                for _ in 0..2000 {
+                    // Counters in the span's buckets, summed into the answer's starts as the
+                    // store does; some cancel out, some leave the totals at zero.
+                    let b = T0 + next(buckets as u64) as i64 * span_ms;
+                    let b = starts[starts.partition_point(|s| *s <= b) - 1];
+                    let n = next(7) as i64 - 3;
+                    raw.push((
+                        b,
+                        if grouped {
+                            groups[next(5) as usize]
+                        } else {
+                            ""
+                        },
+                        metrics[next(8) as usize],
+                        details[next(5) as usize],
+                        n,
+                    ));
+                }
+                let rows = sums(raw);
+                let (got, want) = (fold(&req, &rows).unwrap(), reference(&req, &rows).unwrap());
+                assert_eq!(
+                    json(&got.data),
+                    json(&want.0),
+                    "{interval:?} grouped {grouped}"
+                );
+                assert_eq!(json(&got.totals), json(&want.1));
+                assert_eq!(got.limit_moves, want.2);
+                // The accessors read what the JSON says.
+                for (b, old) in got.data.iter().zip(&want.0) {
+                    for (name, _) in METRICS {
+                        assert_eq!(b.counts.metrics[name], old.counts.metrics[name]);
+                    }
+                    for (name, _) in BREAKDOWNS {
+                        let old = &old.counts.breakdown[name];
+                        let new = &b.counts.breakdown[name];
+                        assert!(new.keys().eq(old.keys().map(String::as_str)));
+                        assert!(old.iter().all(|(d, n)| new.get(d) == Some(n)));
+                    }
+                }
+                assert!(got.data.len() >= starts.len());
+            }
+        }
+        // Over the bound: refused, as before.
+        let req = StatsRequest {
+            from: T0,
+            to: T0 + 1000 * HOUR,
+            interval: Interval::Hour,
+            group_by: Some(StatDimension::Campaign),
+            filters: vec![],
+        };
+        let names: Vec<String> = (0..21).map(|i| format!("cmp_{i:02}")).collect();
+        let raw = (0..1000)
+            .flat_map(|h| {
+                names
+                    .iter()
+                    .map(move |g| (T0 + h * HOUR, g.as_str(), "sent", "", 1))
+            })
+            .collect();
+        let rows = sums(raw);
+        assert_eq!(fold(&req, &rows).err().unwrap().code, "too_many_rows");
+        assert_eq!(reference(&req, &rows).err().unwrap().code, "too_many_rows");
     }
 }

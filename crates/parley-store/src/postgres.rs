@@ -144,8 +144,34 @@ pub(crate) fn json_rows(cols: &str) -> String {
 pub(crate) const STAT_ADD_TABLE: &str = "stat_deltas";
 pub(crate) const STAT_ADD_SUFFIX: &str = "";
 
-pub(crate) const STAT_ROWS_JSON: &str =
-    "CAST(json_agg(json_build_array(b, g, metric, detail, n)) AS TEXT)";
+pub(crate) const STAT_ROWS_SELECT: &str = "array_agg(b) AS b, array_agg(g) AS g, \
+     array_agg(metric) AS metric, array_agg(detail) AS detail, array_agg(n) AS n";
+
+/// The statistics rows of `STAT_ROWS_SELECT` (`shared/stats.rs`), summed: one array per
+/// column (`json_build_array` per row took longer than reading the rows: ~80 against ~30 ms
+/// for the ~69,000 counters of an hourly view of 41 days).
+pub(crate) fn stat_rows_of(row: &DbRow, starts: &[Millis]) -> Result<crate::stats::StatRows> {
+    let b: Option<Vec<i64>> = row.try_get("b")?;
+    let g: Option<Vec<String>> = row.try_get("g")?;
+    let m: Option<Vec<String>> = row.try_get("metric")?;
+    let d: Option<Vec<String>> = row.try_get("detail")?;
+    let n: Option<Vec<i64>> = row.try_get("n")?;
+    let (Some(b), Some(g), Some(m), Some(d), Some(n)) = (b, g, m, d, n) else {
+        return Ok(Default::default());
+    };
+    if [g.len(), m.len(), d.len(), n.len()]
+        .iter()
+        .any(|l| *l != b.len())
+    {
+        return Err(crate::StoreError::Corrupt(
+            "statistics rows: columns of different lengths".into(),
+        ));
+    }
+    Ok(stats::sum_counters(
+        (0..b.len()).map(|i| (b[i], g[i].as_str(), m[i].as_str(), d[i].as_str(), n[i])),
+        starts,
+    ))
+}
 
 /// Text as bound: PostgreSQL's, with U+0000 replaced.
 pub(crate) fn text(s: &str) -> Cow<'_, str> {

@@ -128,7 +128,34 @@ pub(crate) fn json_rows(cols: &str) -> String {
 pub(crate) const STAT_ADD_TABLE: &str = "stat_counters";
 pub(crate) const STAT_ADD_SUFFIX: &str = " ON CONFLICT (application_id, span, bucket, metric, campaign_id, template, phone_number_id, category, country, origin, detail) DO UPDATE SET n = stat_counters.n + excluded.n";
 
-pub(crate) const STAT_ROWS_JSON: &str = "json_group_array(json_array(b, g, metric, detail, n))";
+pub(crate) const STAT_ROWS_SELECT: &str =
+    "json_group_array(json_array(b, g, metric, detail, n)) AS rows";
+
+/// A counter row as read (`b, g, metric, detail, n`), its text borrowed from the JSON where
+/// it has no escapes.
+#[derive(serde::Deserialize)]
+struct CounterRow<'a>(
+    Millis,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+    i64,
+);
+
+/// The statistics rows of `STAT_ROWS_SELECT` (`shared/stats.rs`), summed: one JSON array,
+/// since sqlx hands SQLite rows over one by one, which cost more than the query.
+pub(crate) fn stat_rows_of(row: &DbRow, starts: &[Millis]) -> Result<crate::stats::StatRows> {
+    let json: Option<String> = row.try_get("rows")?;
+    let Some(json) = json else {
+        return Ok(Default::default());
+    };
+    let rows: Vec<CounterRow<'_>> = serde_json::from_str(&json)
+        .map_err(|e| StoreError::Corrupt(format!("statistics rows: {e}")))?;
+    Ok(stats::sum_counters(
+        rows.iter().map(|r| (r.0, &*r.1, &*r.2, &*r.3, r.4)),
+        starts,
+    ))
+}
 
 /// Text as bound: SQLite stores any text as it is.
 pub(crate) fn text(s: &str) -> Cow<'_, str> {
@@ -630,10 +657,6 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// `parley bench stats`: a year of synthetic statistics counters for `app` from `start`
-    /// (hour rows, then the day rows summed from them), as if `messages` messages had been
-    /// sent over 10 dimension combinations an hour (50 campaigns, 8 templates, 2 numbers,
-    /// 4 categories, 10 countries). Returns the counter rows written.
     /// `parley bench stats`: a campaign of `n` recipients (contacts and settled messages, most
     /// read, some failed), written by bulk SQL into a benchmark's own database. The insert
     /// triggers of the counters are dropped first: the benchmark measures the export, and
@@ -710,56 +733,5 @@ impl SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    pub async fn bench_stat_counters(
-        &self,
-        app: &parley_domain::ApplicationId,
-        start: Millis,
-        messages: u64,
-    ) -> Result<u64> {
-        let per = i64::try_from(messages / (8760 * 10))
-            .unwrap_or(i64::MAX)
-            .max(1);
-        let mut tx = self.tx().await?;
-        let hours = sqlx::query(
-            "WITH RECURSIVE h(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM h WHERE i < 8759),
-                  combo(c) AS (SELECT 0 UNION ALL SELECT c + 1 FROM combo WHERE c < 9),
-                  m(metric, share) AS (VALUES ('queued', 100), ('sent', 98), ('delivered', 95),
-                      ('read', 70), ('failed', 2), ('charged', 95), ('replied', 5))
-             INSERT INTO stat_counters (application_id, span, bucket, metric, campaign_id, template,
-                 phone_number_id, category, country, origin, detail, n)
-             SELECT $1, 'h', $2 + h.i * 3600000, m.metric,
-                    'cmp_bench_' || ((h.i / 168 + combo.c) % 50), 'template_' || (combo.c % 8),
-                    '10000' || (combo.c % 2),
-                    CASE combo.c % 4 WHEN 0 THEN 'marketing' WHEN 1 THEN 'utility'
-                         WHEN 2 THEN 'authentication' ELSE 'service' END,
-                    substr('DEUSBRINIDMXGBFRESIT', 1 + 2 * combo.c, 2), 'business',
-                    CASE m.metric WHEN 'failed' THEN '131026' WHEN 'charged' THEN 'marketing' ELSE '' END,
-                    $3 * m.share / 100
-             FROM h, combo, m WHERE true",
-        )
-        .bind(app.as_str())
-        .bind(start)
-        .bind(per)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let days = sqlx::query(
-            "INSERT INTO stat_counters (application_id, span, bucket, metric, campaign_id, template,
-                 phone_number_id, category, country, origin, detail, n)
-             SELECT application_id, 'd', bucket - bucket % 86400000, metric, campaign_id, template,
-                 phone_number_id, category, country, origin, detail, SUM(n)
-             FROM stat_counters WHERE application_id = $1 AND span = 'h'
-             GROUP BY application_id, bucket - bucket % 86400000, metric, campaign_id, template,
-                 phone_number_id, category, country, origin, detail",
-        )
-        .bind(app.as_str())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        sqlx::query("ANALYZE").execute(self.writer()).await?;
-        Ok(hours + days)
     }
 }

@@ -3,8 +3,6 @@
 //! request covers at most 400 days, 1,000 buckets and 20,000 rows (400 with a stable code
 //! otherwise).
 
-use std::collections::BTreeMap;
-
 use crate::error::Query;
 use axum::extract::{Path, State};
 use axum::http::header;
@@ -12,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use parley_domain::{ApplicationId, CampaignId};
 use parley_engine::campaigns::campaign_id;
 use parley_engine::stats::{
-    BREAKDOWNS, METRICS, StatCounts, StatsParams, StatsReport, StatsRequest,
+    BREAKDOWNS, Breakdowns, METRICS, Metrics, StatCounts, StatsParams, StatsReport, StatsRequest,
 };
 use parley_store::stats::CampaignOutcome;
 use serde::{Deserialize, Serialize};
@@ -90,12 +88,12 @@ pub struct CountsView {
     /// Meta counts unique users in a moving 24 h; per scope in the breakdown), `charged`
     /// (messages Meta reported as billable: `pricing.type` `regular`).
     #[schema(value_type = Object)]
-    pub metrics: BTreeMap<&'static str, i64>,
+    pub metrics: Metrics,
     /// `failed_by_code` (Meta's error code), `skipped_by_reason`, `charged_by_category`,
     /// `inbound_by_kind`, `opt_outs_by_source`, `unique_contacts_outside_window_by_scope`
     /// (the limit scope: `bp:<business portfolio>` or `pn:<phone number id>`): detail → count.
     #[schema(value_type = Object)]
-    pub breakdown: BTreeMap<&'static str, BTreeMap<String, i64>>,
+    pub breakdown: Breakdowns,
 }
 
 impl From<StatCounts> for CountsView {
@@ -243,13 +241,13 @@ pub async fn export_stats(
 pub fn stats_csv(r: &StatsReport, bom: bool) -> String {
     let mut details: Vec<(&'static str, String)> = Vec::new();
     for (name, _) in BREAKDOWNS {
-        let mut seen: std::collections::BTreeSet<&String> = Default::default();
+        let mut seen: std::collections::BTreeSet<&str> = Default::default();
         for b in &r.data {
             if let Some(m) = b.counts.breakdown.get(name) {
                 seen.extend(m.keys());
             }
         }
-        details.extend(seen.into_iter().map(|d| (*name, d.clone())));
+        details.extend(seen.into_iter().map(|d| (*name, d.to_owned())));
     }
     let mut out = String::new();
     if bom {

@@ -2,15 +2,15 @@
 //! The counters are kept by triggers (migration 0026); PostgreSQL's triggers append deltas that
 //! `fold_stat_deltas` (per backend) moves into the counters before a read.
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use parley_domain::ApplicationId;
 use sqlx::Row;
 
 use super::{
-    Backend, DbRow, LIKE_IGNORES_CASE, RECOUNT_REACHES, STAT_ROWS_JSON, json_rows, status_row, text,
+    Backend, DbRow, LIKE_IGNORES_CASE, RECOUNT_REACHES, STAT_ROWS_SELECT, json_rows, stat_rows_of,
+    status_row, text,
 };
 use crate::Millis;
 use crate::Result;
@@ -20,51 +20,106 @@ use crate::stats_sql::{RECOUNT, RECOUNT_MESSAGES};
 const KEY_COLUMNS: &str = "application_id, span, bucket, metric, campaign_id, template, \
      phone_number_id, category, country, origin, detail";
 
-/// A counter row as read (`b, g, metric, detail, n`), its text borrowed from the JSON where
-/// it has no escapes.
-#[derive(serde::Deserialize)]
-struct CounterRow<'a>(
-    Millis,
-    #[serde(borrow)] Cow<'a, str>,
-    #[serde(borrow)] Cow<'a, str>,
-    #[serde(borrow)] Cow<'a, str>,
-    i64,
-);
+/// The distinct strings of one column, each numbered in order of first sight.
+#[derive(Default)]
+struct Interner<'a> {
+    ids: foldhash::HashMap<&'a str, u32>,
+    strings: Vec<&'a str>,
+    /// The last string seen: the rows come in key order, so a column often repeats.
+    last: Option<(&'a str, u32)>,
+}
 
-/// The counter rows of `json` summed per bucket, group, metric and detail, those summing to
-/// zero left out, in that order. With `starts` (weeks, months), each day goes into the bucket
-/// of the last start at or before it.
-fn sum_stat_rows(json: &str, starts: &[Millis]) -> Result<Vec<StatRow>> {
-    let rows: Vec<CounterRow<'_>> = serde_json::from_str(json)
-        .map_err(|e| crate::StoreError::Corrupt(format!("statistics rows: {e}")))?;
+impl<'a> Interner<'a> {
+    fn id(&mut self, s: &'a str) -> u32 {
+        if let Some((last, id)) = self.last
+            && last == s
+        {
+            return id;
+        }
+        let next = u32::try_from(self.strings.len()).unwrap_or(u32::MAX);
+        let id = *self.ids.entry(s).or_insert_with(|| {
+            self.strings.push(s);
+            next
+        });
+        self.last = Some((s, id));
+        id
+    }
+
+    /// The strings in ascending order, and the rank among them of each first-sight number.
+    fn ranked(self) -> (Vec<String>, Vec<u32>) {
+        let mut order: Vec<usize> = (0..self.strings.len()).collect();
+        order.sort_unstable_by(|a, b| self.strings[*a].cmp(self.strings[*b]));
+        let mut rank = vec![0u32; order.len()];
+        for (r, &i) in order.iter().enumerate() {
+            rank[i] = u32::try_from(r).unwrap_or(u32::MAX);
+        }
+        let strings = order.iter().map(|&i| self.strings[i].to_owned()).collect();
+        (strings, rank)
+    }
+}
+
+/// The counter rows `(bucket, group, metric, detail, n)` summed per bucket, group, metric and
+/// detail, those summing to zero left out, in that order. With `starts` (weeks, months), each
+/// day goes into the bucket of the last start at or before it. The strings are numbered (one
+/// copy of each distinct value) and the rows sorted and summed as integers: no hash map of
+/// string keys, no three strings per row. Each backend's `stat_rows_of` reads the rows.
+pub(super) fn sum_counters<'a>(
+    rows: impl ExactSizeIterator<Item = (Millis, &'a str, &'a str, &'a str, i64)>,
+    starts: &[Millis],
+) -> StatRows {
     let mut starts = starts.to_vec();
     starts.sort_unstable();
-    let mut sums: HashMap<(Millis, &str, &str, &str), i64> = HashMap::with_capacity(rows.len());
-    for CounterRow(bucket, group, metric, detail, n) in &rows {
-        let bucket = match starts.partition_point(|s| s <= bucket) {
-            0 => *bucket,
+    let (mut groups, mut metrics, mut details) = (
+        Interner::default(),
+        Interner::default(),
+        Interner::default(),
+    );
+    let mut cells: Vec<StatCell> = Vec::with_capacity(rows.len());
+    for (bucket, group, metric, detail, n) in rows {
+        let bucket = match starts.partition_point(|s| *s <= bucket) {
+            0 => bucket,
             i => starts[i - 1],
         };
-        let sum = sums
-            .entry((bucket, group.as_ref(), metric.as_ref(), detail.as_ref()))
-            .or_insert(0);
-        *sum = sum.saturating_add(*n);
-    }
-    let mut out: Vec<StatRow> = sums
-        .into_iter()
-        .filter(|(_, n)| *n != 0)
-        .map(|((bucket, group, metric, detail), n)| StatRow {
+        cells.push(StatCell {
             bucket,
-            group: group.to_owned(),
-            metric: metric.to_owned(),
-            detail: detail.to_owned(),
+            group: groups.id(group),
+            metric: metrics.id(metric),
+            detail: details.id(detail),
             n,
-        })
-        .collect();
-    out.sort_unstable_by(|a, b| {
-        (a.bucket, &a.group, &a.metric, &a.detail).cmp(&(b.bucket, &b.group, &b.metric, &b.detail))
+        });
+    }
+    let (groups, group_rank) = groups.ranked();
+    let (metrics, metric_rank) = metrics.ranked();
+    let (details, detail_rank) = details.ranked();
+    for c in &mut cells {
+        c.group = group_rank[c.group as usize];
+        c.metric = metric_rank[c.metric as usize];
+        c.detail = detail_rank[c.detail as usize];
+    }
+    // Read in key order, the rows come by bucket already (the key begins with it): then
+    // only each bucket's rows are sorted, a few dozen at a time.
+    if cells.is_sorted_by_key(|c| c.bucket) {
+        for run in cells.chunk_by_mut(|a, b| a.bucket == b.bucket) {
+            run.sort_unstable_by_key(|c| (c.group, c.metric, c.detail));
+        }
+    } else {
+        cells.sort_unstable_by_key(|c| (c.bucket, c.group, c.metric, c.detail));
+    }
+    cells.dedup_by(|c, kept| {
+        let same = (c.bucket, c.group, c.metric, c.detail)
+            == (kept.bucket, kept.group, kept.metric, kept.detail);
+        if same {
+            kept.n = kept.n.saturating_add(c.n);
+        }
+        same
     });
-    Ok(out)
+    cells.retain(|c| c.n != 0);
+    StatRows {
+        groups,
+        metrics,
+        details,
+        rows: cells,
+    }
 }
 
 fn key_of(r: &DbRow) -> Result<StatKey> {
@@ -158,15 +213,15 @@ impl StatsStore for Backend {
         Ok(out)
     }
 
-    async fn stat_rows(&self, q: &StatQuery) -> Result<Vec<StatRow>> {
+    async fn stat_rows(&self, q: &StatQuery) -> Result<StatRows> {
         self.fold_stat_deltas().await?;
         let group = q.group_by.map_or("''", |d| d.column());
         // The counters of the period are read as they are kept and summed here, not by a SQL
         // `GROUP BY`: on SQLite that sorts every row read (a temporary B-tree), which cost more
         // than reading the rows (issue #16: 41 days by hour of a year of 10 million messages,
-        // ~69,000 hour rows, took ~115 ms grouped in SQL). The rows come back as one JSON
-        // array (`STAT_ROWS_JSON`, per backend): tens of thousands of rows handed over one by
-        // one cost more than the query.
+        // ~69,000 hour rows, took ~115 ms grouped in SQL). The rows come back as one value
+        // (`STAT_ROWS_SELECT` and `stat_rows_of`, per backend): tens of thousands of rows
+        // handed over one by one cost more than the query.
         let mut inner = format!(
             "SELECT bucket AS b, {group} AS g, metric, detail, n FROM stat_counters \
              WHERE application_id = $1 AND span = $2 AND bucket >= $3 AND bucket < $4 AND n <> 0"
@@ -174,7 +229,7 @@ impl StatsStore for Backend {
         for (i, (d, _)) in q.filters.iter().enumerate() {
             inner.push_str(&format!(" AND {} = ${}", d.column(), i + 5));
         }
-        let sql = format!("SELECT {STAT_ROWS_JSON} AS rows FROM ({inner}) t");
+        let sql = format!("SELECT {STAT_ROWS_SELECT} FROM ({inner}) t");
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(q.application.as_str())
             .bind(q.span.as_str())
@@ -184,11 +239,7 @@ impl StatsStore for Backend {
             query = query.bind(text(v));
         }
         let row = query.fetch_one(self.reader()).await?;
-        let json: Option<String> = row.try_get("rows")?;
-        let Some(json) = json else {
-            return Ok(Vec::new());
-        };
-        Ok(sum_stat_rows(&json, &q.starts)?)
+        stat_rows_of(&row, &q.starts)
     }
 
     async fn limit_counted_before(
@@ -305,5 +356,64 @@ impl StatsStore for Backend {
         }
         tx.commit().await?;
         Ok(out)
+    }
+}
+
+impl Backend {
+    /// `parley bench stats`: a year of synthetic statistics counters for `app` from `start`
+    /// (hour rows, then the day rows summed from them), as if `messages` messages had been
+    /// sent over 10 dimension combinations an hour (50 campaigns, 8 templates, 2 numbers,
+    /// 4 categories, 10 countries). Returns the counter rows written. The same SQL on both
+    /// backends.
+    pub async fn bench_stat_counters(
+        &self,
+        app: &ApplicationId,
+        start: Millis,
+        messages: u64,
+    ) -> Result<u64> {
+        let per = i64::try_from(messages / (8760 * 10))
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let mut tx = self.tx().await?;
+        let hours = sqlx::query(
+            "WITH RECURSIVE h(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM h WHERE i < 8759),
+                  combo(c) AS (SELECT 0 UNION ALL SELECT c + 1 FROM combo WHERE c < 9),
+                  m(metric, share) AS (VALUES ('queued', 100), ('sent', 98), ('delivered', 95),
+                      ('read', 70), ('failed', 2), ('charged', 95), ('replied', 5))
+             INSERT INTO stat_counters (application_id, span, bucket, metric, campaign_id, template,
+                 phone_number_id, category, country, origin, detail, n)
+             SELECT $1, 'h', $2 + h.i * CAST(3600000 AS BIGINT), m.metric,
+                    'cmp_bench_' || CAST((h.i / 168 + combo.c) % 50 AS TEXT),
+                    'template_' || CAST(combo.c % 8 AS TEXT),
+                    '10000' || CAST(combo.c % 2 AS TEXT),
+                    CASE combo.c % 4 WHEN 0 THEN 'marketing' WHEN 1 THEN 'utility'
+                         WHEN 2 THEN 'authentication' ELSE 'service' END,
+                    substr('DEUSBRINIDMXGBFRESIT', 1 + 2 * combo.c, 2), 'business',
+                    CASE m.metric WHEN 'failed' THEN '131026' WHEN 'charged' THEN 'marketing' ELSE '' END,
+                    $3 * m.share / 100
+             FROM h, combo, m WHERE true",
+        )
+        .bind(app.as_str())
+        .bind(start)
+        .bind(per)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let days = sqlx::query(
+            "INSERT INTO stat_counters (application_id, span, bucket, metric, campaign_id, template,
+                 phone_number_id, category, country, origin, detail, n)
+             SELECT application_id, 'd', bucket - bucket % 86400000, metric, campaign_id, template,
+                 phone_number_id, category, country, origin, detail, SUM(n)
+             FROM stat_counters WHERE application_id = $1 AND span = 'h'
+             GROUP BY application_id, bucket - bucket % 86400000, metric, campaign_id, template,
+                 phone_number_id, category, country, origin, detail",
+        )
+        .bind(app.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        sqlx::query("ANALYZE").execute(self.writer()).await?;
+        Ok(hours + days)
     }
 }

@@ -56,7 +56,8 @@ async fn totals(b: &Backend, t: &Tenant) -> BTreeMap<(String, String), i64> {
             starts: vec![],
         })
         .await
-        .expect("stats");
+        .expect("stats")
+        .to_rows();
     let mut out = BTreeMap::new();
     for r in rows {
         *out.entry((r.metric, r.detail)).or_insert(0) += r.n;
@@ -340,7 +341,8 @@ async fn counters_equal_the_recount_after_chaos(b: &Backend) {
             starts: vec![],
         })
         .await
-        .expect("hours");
+        .expect("hours")
+        .to_rows();
     let delivered: i64 = hours
         .iter()
         .filter(|r| r.metric == "delivered")
@@ -418,7 +420,8 @@ async fn stat_rows_sum_into_buckets_and_groups(b: &Backend) {
             starts: vec![T0, T0 + 7 * DAY],
         })
         .await
-        .expect("stats");
+        .expect("stats")
+        .to_rows();
     let got: Vec<(i64, String, String, String, i64)> = rows
         .into_iter()
         .map(|r| ((r.bucket - T0) / DAY, r.group, r.metric, r.detail, r.n))
