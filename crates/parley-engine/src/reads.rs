@@ -46,11 +46,11 @@ impl Engine {
         limit: u32,
     ) -> Result<Vec<PhoneNumberRecord>, EngineError> {
         if let Some(id) = after
-            && !self
+            && self
                 .store
                 .phone_number(id)
                 .await?
-                .is_some_and(|n| &n.application_id == app)
+                .is_none_or(|n| &n.application_id != app)
         {
             return Err(EngineError::bad_request(
                 "invalid_cursor",
