@@ -772,21 +772,49 @@ impl Engine {
         })
     }
 
-    /// The applications of the account `app` belongs to (the API's view of its token).
-    pub async fn sibling_applications(
+    /// A page of the applications of the account `app` belongs to, oldest first, after the
+    /// application `after` (its id: the API's cursor), at most `limit`. A cursor naming no
+    /// application of that account is 400 `invalid_cursor`.
+    pub async fn sibling_applications_page(
         &self,
         app: &ApplicationId,
+        after: Option<&ApplicationId>,
+        limit: u32,
     ) -> Result<Vec<ApplicationRecord>, EngineError> {
         let account = self.account_of(app).await?;
-        Ok(self.store.account_applications(&account).await?)
+        let after_key = match after {
+            None => None,
+            Some(id) => {
+                let cursor = self
+                    .store
+                    .application(id)
+                    .await?
+                    .filter(|a| a.account_id == account)
+                    .ok_or_else(|| {
+                        EngineError::bad_request(
+                            "invalid_cursor",
+                            "`after` names no application of this account; start again without it",
+                        )
+                        .field("after")
+                    })?;
+                Some((cursor.created_at, cursor.id))
+            }
+        };
+        Ok(self
+            .store
+            .account_applications_after(
+                &account,
+                after_key.as_ref().map(|(at, id)| (*at, id)),
+                limit,
+            )
+            .await?)
     }
 
+    /// The account `app` belongs to: one lookup by the application's primary key.
     async fn account_of(&self, app: &ApplicationId) -> Result<AccountId, EngineError> {
         self.store
-            .applications()
+            .application(app)
             .await?
-            .into_iter()
-            .find(|a| &a.id == app)
             .map(|a| a.account_id)
             .ok_or_else(|| {
                 EngineError::new(
@@ -899,10 +927,8 @@ impl Engine {
         };
         let application = self
             .store
-            .applications()
+            .application(&app)
             .await?
-            .into_iter()
-            .find(|a| a.id == app)
             .map(|a| a.name)
             .unwrap_or_default();
         Ok(match self.store.user_by_email(&email).await? {
@@ -933,10 +959,8 @@ impl Engine {
         };
         let account = self
             .store
-            .applications()
+            .application(&app)
             .await?
-            .into_iter()
-            .find(|a| a.id == app)
             .map(|a| a.account_id)
             .ok_or_else(invite_gone)?;
         let now = self.now();

@@ -3,7 +3,7 @@
 //! is in `access.rs` for API tokens and `identity.rs` for console sessions). The store stays
 //! the engine's own.
 
-use parley_domain::{ApplicationId, CampaignId, MessageId, PlatformId, SegmentId};
+use parley_domain::{ApplicationId, CampaignId, MessageId, PhoneNumberId, PlatformId, SegmentId};
 use parley_store::audience::SegmentRecord;
 use parley_store::campaigns::CampaignRecord;
 use parley_store::platforms::{NumberSetupRecord, OnboardingRecord, PlatformSetupRecord};
@@ -35,6 +35,30 @@ impl Engine {
         app: &ApplicationId,
     ) -> Result<Vec<PhoneNumberRecord>, EngineError> {
         Ok(self.store.phone_numbers(app).await?)
+    }
+
+    /// A page of the application's numbers by id, after the number `after` (the API's cursor),
+    /// at most `limit`. A cursor naming no number of the application is 400 `invalid_cursor`.
+    pub async fn phone_numbers_page(
+        &self,
+        app: &ApplicationId,
+        after: Option<&PhoneNumberId>,
+        limit: u32,
+    ) -> Result<Vec<PhoneNumberRecord>, EngineError> {
+        if let Some(id) = after
+            && self
+                .store
+                .phone_number(id)
+                .await?
+                .is_none_or(|n| &n.application_id != app)
+        {
+            return Err(EngineError::bad_request(
+                "invalid_cursor",
+                "`after` names no phone number of this application; start again without it",
+            )
+            .field("after"));
+        }
+        Ok(self.store.phone_numbers_after(app, after, limit).await?)
     }
 
     /// The application's platforms (connected or not).

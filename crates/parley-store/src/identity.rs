@@ -140,6 +140,14 @@ pub trait IdentityStore: Send + Sync {
     /// unexpired and no user exists yet (else nothing is written and `false` comes back).
     async fn create_owner(&self, owner: &NewOwner, setup_token_hash: Option<&str>) -> Result<bool>;
     async fn account_applications(&self, account: &AccountId) -> Result<Vec<ApplicationRecord>>;
+    /// A page of the account's applications, oldest first: those after `after` (the
+    /// `created_at` and id of the previous page's last), at most `limit`.
+    async fn account_applications_after(
+        &self,
+        account: &AccountId,
+        after: Option<(Millis, &ApplicationId)>,
+        limit: u32,
+    ) -> Result<Vec<ApplicationRecord>>;
     /// The applications a user has a role in, oldest first.
     async fn memberships(&self, user: &UserId) -> Result<Vec<(ApplicationRecord, Role)>>;
     async fn role(&self, user: &UserId, app: &ApplicationId) -> Result<Option<Role>>;

@@ -182,6 +182,8 @@ pub trait Store:
         now: Millis,
     ) -> Result<()>;
     async fn applications(&self) -> Result<Vec<ApplicationRecord>>;
+    /// One application by id (its primary key), `None` when there is none.
+    async fn application(&self, id: &ApplicationId) -> Result<Option<ApplicationRecord>>;
     /// A token with every scope and no expiry (`AccessStore::insert_token` chooses).
     async fn add_api_token(
         &self,
@@ -217,6 +219,14 @@ pub trait Store:
     /// changes hands only after that application disconnects it (which deletes its row).
     async fn upsert_phone_number(&self, phone: &PhoneNumberRecord) -> Result<()>;
     async fn phone_numbers(&self, app: &ApplicationId) -> Result<Vec<PhoneNumberRecord>>;
+    /// A page of the application's numbers by `phone_number_id`: those after `after`, at most
+    /// `limit`.
+    async fn phone_numbers_after(
+        &self,
+        app: &ApplicationId,
+        after: Option<&PhoneNumberId>,
+        limit: u32,
+    ) -> Result<Vec<PhoneNumberRecord>>;
     async fn all_phone_numbers(&self) -> Result<Vec<PhoneNumberRecord>>;
     async fn phone_number(
         &self,

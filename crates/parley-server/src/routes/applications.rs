@@ -7,8 +7,10 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::{AppAuth, Manages, Reads};
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ApiJson, ErrorBody, Query};
 use crate::routes::messages::rfc3339;
+use crate::routes::tokens::{ListQuery, page_limit};
+use parley_domain::ApplicationId;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApplicationView {
@@ -23,7 +25,7 @@ pub struct ApplicationView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApplicationList {
     pub data: Vec<ApplicationView>,
-    /// Always absent: an account has few applications, all on one page.
+    /// The next page's `after` (the last application's id), absent on the last page.
     pub next_cursor: Option<String>,
 }
 
@@ -33,19 +35,44 @@ pub struct NewApplicationBody {
     pub name: String,
 }
 
-/// The applications of the account the token's application belongs to.
+/// The applications of the account the token's application belongs to, oldest first, a page
+/// at a time.
 #[utoipa::path(
-    get, path = "/api/v1/applications", tag = "applications",
-    responses((status = 200, body = ApplicationList), (status = 401, body = ErrorBody)),
+    get, path = "/api/v1/applications", tag = "applications", params(ListQuery),
+    responses(
+        (status = 200, body = ApplicationList),
+        (status = 400, description = "`invalid_limit` (1–200), `invalid_cursor` (`after` names no application of this account)", body = ErrorBody),
+        (status = 401, body = ErrorBody)
+    ),
     security(("bearer" = ["read"]))
 )]
 pub async fn list_applications(
     State(state): State<AppState>,
     AppAuth(app, _): AppAuth<Reads>,
+    Query(q): Query<ListQuery>,
 ) -> Result<ApiJson<ApplicationList>, ApiError> {
-    let apps = state.engine.sibling_applications(&app).await?;
+    let limit = page_limit(q.limit)?;
+    let after = q
+        .after
+        .as_deref()
+        .map(|a| {
+            ApplicationId::parse(a).map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_cursor", e.to_string())
+                    .field("after")
+            })
+        })
+        .transpose()?;
+    let mut page = state
+        .engine
+        .sibling_applications_page(&app, after.as_ref(), limit + 1)
+        .await?;
+    let more = page.len() > limit as usize;
+    page.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| page.last().map(|a| a.id.to_string()))
+        .flatten();
     Ok(ApiJson(ApplicationList {
-        data: apps
+        data: page
             .into_iter()
             .map(|a| ApplicationView {
                 current: a.id == app,
@@ -54,7 +81,7 @@ pub async fn list_applications(
                 created_at: rfc3339(a.created_at),
             })
             .collect(),
-        next_cursor: None,
+        next_cursor,
     }))
 }
 

@@ -1,12 +1,15 @@
 //! `GET /api/v1/phone-numbers`: the application's WhatsApp numbers.
 
 use axum::extract::State;
+use axum::http::StatusCode;
+use parley_domain::PhoneNumberId;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::{AppAuth, Reads};
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ApiJson, ErrorBody, Query};
+use crate::routes::tokens::{ListQuery, page_limit};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PhoneNumberView {
@@ -24,21 +27,46 @@ pub struct PhoneNumberView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PhoneNumberList {
     pub data: Vec<PhoneNumberView>,
-    /// Always absent: an application has few numbers, all on one page.
+    /// The next page's `after` (the last number's `phone_number_id`), absent on the last page.
     pub next_cursor: Option<String>,
 }
 
-/// The WhatsApp numbers this application can send from.
+/// The WhatsApp numbers this application can send from, by `phone_number_id`, a page at a
+/// time.
 #[utoipa::path(
-    get, path = "/api/v1/phone-numbers", tag = "phone numbers",
-    responses((status = 200, body = PhoneNumberList), (status = 401, body = ErrorBody)),
+    get, path = "/api/v1/phone-numbers", tag = "phone numbers", params(ListQuery),
+    responses(
+        (status = 200, body = PhoneNumberList),
+        (status = 400, description = "`invalid_limit` (1–200), `invalid_cursor` (`after` names no number of this application)", body = ErrorBody),
+        (status = 401, body = ErrorBody)
+    ),
     security(("bearer" = ["read"]))
 )]
 pub async fn list_phone_numbers(
     State(state): State<AppState>,
     AppAuth(app, _): AppAuth<Reads>,
+    Query(q): Query<ListQuery>,
 ) -> Result<ApiJson<PhoneNumberList>, ApiError> {
-    let numbers = state.engine.phone_numbers(&app).await?;
+    let limit = page_limit(q.limit)?;
+    let after = q
+        .after
+        .as_deref()
+        .map(|a| {
+            PhoneNumberId::parse(a).map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_cursor", e.to_string())
+                    .field("after")
+            })
+        })
+        .transpose()?;
+    let mut numbers = state
+        .engine
+        .phone_numbers_page(&app, after.as_ref(), limit + 1)
+        .await?;
+    let more = numbers.len() > limit as usize;
+    numbers.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| numbers.last().map(|n| n.phone_number_id.to_string()))
+        .flatten();
     Ok(ApiJson(PhoneNumberList {
         data: numbers
             .into_iter()
@@ -52,6 +80,6 @@ pub async fn list_phone_numbers(
                 status: n.status,
             })
             .collect(),
-        next_cursor: None,
+        next_cursor,
     }))
 }

@@ -364,3 +364,216 @@ async fn every_route_with_a_query_documents_and_answers_invalid_query() {
     }
     assert!(tried.len() >= 15, "too few routes with a query: {tried:?}");
 }
+
+/// Every list is paginated: each GET operation of the OpenAPI document whose 200 answer has a
+/// `data` array takes `limit` and `after` query parameters and answers `next_cursor`
+/// (`GET /api/v1/applications` and `GET /api/v1/phone-numbers` answered everything at once).
+/// `bounded::every_list_…` then tries each of them with a hostile `limit` and cursor.
+#[tokio::test]
+async fn every_list_in_the_document_takes_limit_and_after_and_answers_next_cursor() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .http
+        .get(format!("{}/api/openapi.json", app.url))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let resolve = |schema: &Value| -> Value {
+        match schema["$ref"].as_str() {
+            Some(r) => {
+                let name = r.rsplit('/').next().expect("ref name");
+                doc["components"]["schemas"][name].clone()
+            }
+            None => schema.clone(),
+        }
+    };
+    // A report, not a list: its `data` are the time buckets of the range asked for, bounded
+    // by the request itself (400 days, 1,000 buckets, 20,000 rows: 400 `too_many_buckets`,
+    // `too_many_rows`), so it has no pages; the exemption holds only while it says so.
+    let reports = ["/api/v1/stats"];
+    let mut lists = Vec::new();
+    let mut unpaged = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let Some(get) = item.get("get") else { continue };
+        if reports.contains(&path.as_str()) {
+            let bad = get["responses"]["400"]["description"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(
+                bad.contains("too_many_buckets") && bad.contains("too_many_rows"),
+                "GET {path} is exempt as a bounded report but no longer documents its bounds: {bad}"
+            );
+            continue;
+        }
+        let body = resolve(&get["responses"]["200"]["content"]["application/json"]["schema"]);
+        let data = resolve(&body["properties"]["data"]);
+        let is_array = data["type"] == "array"
+            || data["type"]
+                .as_array()
+                .is_some_and(|t| t.contains(&json!("array")));
+        if !is_array {
+            continue;
+        }
+        let params = get["parameters"].as_array().cloned().unwrap_or_default();
+        let takes = |name: &str| {
+            params
+                .iter()
+                .any(|p| p["name"] == name && p["in"] == "query")
+        };
+        let answers_cursor = body["properties"].get("next_cursor").is_some();
+        if !(takes("limit") && takes("after") && answers_cursor) {
+            unpaged.push(format!(
+                "GET {path} (limit: {}, after: {}, next_cursor: {answers_cursor})",
+                takes("limit"),
+                takes("after")
+            ));
+        }
+        lists.push(path.clone());
+    }
+    assert!(
+        unpaged.is_empty(),
+        "lists that are not paginated: {unpaged:#?}"
+    );
+    for p in [
+        "/api/v1/applications",
+        "/api/v1/phone-numbers",
+        "/api/v1/segments",
+    ] {
+        assert!(
+            lists.iter().any(|l| l == p),
+            "{p} not found among {lists:?}"
+        );
+    }
+    assert!(lists.len() >= 10, "too few lists found: {lists:?}");
+}
+
+/// Walks `path` `per_page` rows a page by `next_cursor` (which must be the page's last key)
+/// and checks it gives what one page of 200 gives, every row once; returns those keys.
+async fn walk_pages(app: &TestApp, path: &str, key: &str, per_page: u32) -> Vec<String> {
+    let keys = |page: &Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|r| r[key].as_str().expect("key").to_owned())
+            .collect()
+    };
+    let (status, all) = app
+        .api_call(reqwest::Method::GET, &format!("{path}?limit=200"), None)
+        .await;
+    assert_eq!(status, 200, "{all}");
+    assert!(all["next_cursor"].is_null(), "{all}");
+    let all = keys(&all);
+    let mut walked = Vec::new();
+    let mut url = format!("{path}?limit={per_page}");
+    for _ in 0..=all.len() {
+        let (status, page) = app.api_call(reqwest::Method::GET, &url, None).await;
+        assert_eq!(status, 200, "{url}: {page}");
+        let rows = keys(&page);
+        assert!(rows.len() <= per_page as usize, "{url}: {page}");
+        match page["next_cursor"].as_str() {
+            Some(c) => {
+                assert_eq!(Some(c), rows.last().map(String::as_str), "{url}: {page}");
+                url = format!("{path}?limit={per_page}&after={c}");
+            }
+            None => {
+                walked.extend(rows);
+                break;
+            }
+        }
+        walked.extend(rows);
+    }
+    assert_eq!(walked, all, "{path}: every row once, in the list's order");
+    all
+}
+
+/// `limit=0`, `limit=201`, a malformed cursor and `unknown` (well formed, naming no row the
+/// token may see) are each 400 with a stable code.
+async fn refuses_bad_pages(app: &TestApp, path: &str, unknown: &str) {
+    for (query, code) in [
+        ("limit=0".to_owned(), "invalid_limit"),
+        ("limit=201".to_owned(), "invalid_limit"),
+        ("after=nonsense".to_owned(), "invalid_cursor"),
+        (format!("after={unknown}"), "invalid_cursor"),
+    ] {
+        let (status, e) = app
+            .api_call(reqwest::Method::GET, &format!("{path}?{query}"), None)
+            .await;
+        assert_eq!(
+            (status, e["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{path}?{query}: {e}"
+        );
+    }
+}
+
+/// `GET /api/v1/applications` is paginated like every list (it answered every application of
+/// the account at once): oldest first, ties on the same millisecond by id, `next_cursor` the
+/// last application's id; another account's application is no cursor.
+#[tokio::test]
+async fn applications_are_listed_a_page_at_a_time_oldest_first() {
+    let app = spawn_app().await;
+    for i in 0..4 {
+        let (status, v) = app
+            .api_call(
+                reqwest::Method::POST,
+                "/api/v1/applications",
+                Some(&json!({"name": format!("Branch {i}")})),
+            )
+            .await;
+        assert_eq!(status, 201, "{v}");
+    }
+    let ids = walk_pages(&app, "/api/v1/applications", "id", 2).await;
+    assert_eq!(ids.len(), 5, "{ids:?}");
+    let (_, first) = app
+        .api_call(reqwest::Method::GET, "/api/v1/applications?limit=1", None)
+        .await;
+    assert_eq!(
+        first["data"][0]["current"], true,
+        "the oldest is the token's: {first}"
+    );
+    // Another account's application, and one that does not exist.
+    let account = parley_domain::AccountId::new();
+    let other = parley_domain::ApplicationId::new();
+    app.store
+        .create_account(&account, "Other", 0)
+        .await
+        .expect("account");
+    app.store
+        .create_application(&other, &account, "Other app", 0)
+        .await
+        .expect("application");
+    refuses_bad_pages(&app, "/api/v1/applications", other.as_str()).await;
+    let missing = parley_domain::ApplicationId::new();
+    refuses_bad_pages(&app, "/api/v1/applications", missing.as_str()).await;
+}
+
+/// `GET /api/v1/phone-numbers` is paginated like every list (it answered every number at
+/// once): by `phone_number_id`, `next_cursor` the last number's id.
+#[tokio::test]
+async fn phone_numbers_are_listed_a_page_at_a_time_by_id() {
+    let app = spawn_app().await;
+    let application = app.store.applications().await.expect("apps")[0].id.clone();
+    let connected = app
+        .store
+        .phone_numbers(&application)
+        .await
+        .expect("numbers")
+        .remove(0);
+    for i in 0..4 {
+        let mut n = connected.clone();
+        n.phone_number_id =
+            parley_domain::PhoneNumberId::parse(&format!("7700900{i}")).expect("id");
+        n.display_phone_number = format!("+44 7700 900{i}");
+        app.store.upsert_phone_number(&n).await.expect("number");
+    }
+    let ids = walk_pages(&app, "/api/v1/phone-numbers", "phone_number_id", 2).await;
+    assert_eq!(ids.len(), 5, "{ids:?}");
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "by phone_number_id");
+    refuses_bad_pages(&app, "/api/v1/phone-numbers", "999999999999").await;
+}

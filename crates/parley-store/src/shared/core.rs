@@ -129,6 +129,14 @@ impl Store for Backend {
         rows.iter().map(application_from_row).collect()
     }
 
+    async fn application(&self, id: &ApplicationId) -> Result<Option<ApplicationRecord>> {
+        let row = sqlx::query("SELECT * FROM applications WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(self.reader())
+            .await?;
+        row.as_ref().map(application_from_row).transpose()
+    }
+
     async fn add_api_token(
         &self,
         app: &ApplicationId,
@@ -267,6 +275,26 @@ impl Store for Backend {
             "SELECT * FROM phone_numbers WHERE application_id = $1 ORDER BY phone_number_id",
         )
         .bind(app.as_str())
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(phone_from_row).collect()
+    }
+
+    async fn phone_numbers_after(
+        &self,
+        app: &ApplicationId,
+        after: Option<&PhoneNumberId>,
+        limit: u32,
+    ) -> Result<Vec<PhoneNumberRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM phone_numbers WHERE application_id = $1
+               AND ($2 IS NULL OR phone_number_id > $3)
+             ORDER BY phone_number_id LIMIT $4",
+        )
+        .bind(app.as_str())
+        .bind(after.map(|a| a.as_str()))
+        .bind(after.map(|a| a.as_str()))
+        .bind(i64::from(limit))
         .fetch_all(self.reader())
         .await?;
         rows.iter().map(phone_from_row).collect()

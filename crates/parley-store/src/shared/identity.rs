@@ -167,6 +167,28 @@ impl IdentityStore for Backend {
         rows.iter().map(app_from_row).collect()
     }
 
+    async fn account_applications_after(
+        &self,
+        account: &AccountId,
+        after: Option<(Millis, &ApplicationId)>,
+        limit: u32,
+    ) -> Result<Vec<ApplicationRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {APP_COLUMNS} FROM applications a WHERE a.account_id = $1
+               AND ($2 IS NULL OR a.created_at > $3 OR (a.created_at = $4 AND a.id > $5))
+             ORDER BY a.created_at, a.id LIMIT $6"
+        )))
+        .bind(account.as_str())
+        .bind(after.map(|(at, _)| at))
+        .bind(after.map(|(at, _)| at))
+        .bind(after.map(|(at, _)| at))
+        .bind(after.map(|(_, id)| id.as_str()))
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(app_from_row).collect()
+    }
+
     async fn memberships(&self, user: &UserId) -> Result<Vec<(ApplicationRecord, Role)>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {APP_COLUMNS}, m.role FROM memberships m JOIN applications a ON a.id = m.application_id

@@ -12,7 +12,85 @@ crate::contract!(
     platform_token_is_encrypted_at_rest,
     phone_numbers_upsert_and_scope,
     templates_upsert_and_lookup,
+    applications_and_numbers_page_by_their_keys,
 );
+
+/// `application` is one application by id; `account_applications_after` pages an account's
+/// applications oldest first with ties on the same millisecond by id (another account's never
+/// in it); `phone_numbers_after` pages an application's numbers by id.
+async fn applications_and_numbers_page_by_their_keys(b: &Backend) {
+    let t = tenant(&**b, 1).await;
+    let other = tenant(&**b, 2).await;
+    let account = b
+        .application(&t.app)
+        .await
+        .expect("lookup")
+        .expect("application")
+        .account_id;
+    assert!(
+        b.application(&ApplicationId::new())
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    for i in 0..4 {
+        // Two share T0 with the tenant's first: their order is by id.
+        b.create_application(
+            &ApplicationId::new(),
+            &account,
+            &format!("More {i}"),
+            T0 + i / 2,
+        )
+        .await
+        .expect("app");
+    }
+    let all = b.account_applications(&account).await.expect("all");
+    assert_eq!(all.len(), 5);
+    assert!(all.iter().all(|a| a.id != other.app));
+    let mut walked = Vec::new();
+    let mut after: Option<(i64, ApplicationId)> = None;
+    loop {
+        let page = b
+            .account_applications_after(&account, after.as_ref().map(|(at, id)| (*at, id)), 2)
+            .await
+            .expect("page");
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some((last.created_at, last.id.clone()));
+        walked.extend(page.iter().map(|a| a.id.clone()));
+    }
+    let all_ids: Vec<ApplicationId> = all.iter().map(|a| a.id.clone()).collect();
+    assert_eq!(walked, all_ids, "every application once, oldest first");
+
+    for i in 0..3 {
+        let mut n = b.phone_numbers(&t.app).await.expect("numbers").remove(0);
+        n.phone_number_id = parley_domain::PhoneNumberId::parse(&format!("2000{i}")).expect("id");
+        b.upsert_phone_number(&n).await.expect("number");
+    }
+    let all: Vec<String> = b
+        .phone_numbers(&t.app)
+        .await
+        .expect("numbers")
+        .iter()
+        .map(|n| n.phone_number_id.to_string())
+        .collect();
+    assert_eq!(all.len(), 4);
+    let mut walked = Vec::new();
+    let mut after: Option<parley_domain::PhoneNumberId> = None;
+    loop {
+        let page = b
+            .phone_numbers_after(&t.app, after.as_ref(), 3)
+            .await
+            .expect("page");
+        let Some(last) = page.last() else { break };
+        after = Some(last.phone_number_id.clone());
+        walked.extend(page.iter().map(|n| n.phone_number_id.to_string()));
+    }
+    assert_eq!(
+        walked, all,
+        "every number once, by id; another application's never"
+    );
+}
 
 async fn accounts_applications_tokens_and_users(b: &Backend) {
     let account = AccountId::new();
