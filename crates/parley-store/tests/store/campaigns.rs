@@ -80,7 +80,8 @@ async fn planned_messages_count_their_own_statistics(b: &Backend) {
             starts: vec![],
         })
         .await
-        .expect("stats");
+        .expect("stats")
+        .to_rows();
     let sum = |metric: &str, detail: &str| -> i64 {
         rows.iter()
             .filter(|r| r.metric == metric && r.detail == detail)
