@@ -98,6 +98,10 @@ pub const NOT_COPIED: &[(&str, &str)] = &[
         "statistics deltas: the target's triggers count the copied rows again",
     ),
     (
+        "stat_suspend",
+        "SQLite's switch for the statistics triggers (migration 0042): a row lives only inside a transaction that counts its own rows, so it is empty between transactions; PostgreSQL switches them with a transaction-local setting",
+    ),
+    (
         "nodes",
         "the heartbeats of the source's own processes, not data",
     ),
