@@ -99,15 +99,7 @@ async fn a_token_without_send_gets_403_on_a_send() {
 #[tokio::test]
 async fn every_route_checks_the_scope_its_document_names() {
     let app = spawn_app().await;
-    let doc: Value = app
-        .http
-        .get(format!("{}/api/openapi.json", app.url))
-        .send()
-        .await
-        .expect("doc")
-        .json()
-        .await
-        .expect("json");
+    let doc = app.openapi().await;
     let mut operations = Vec::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("item") {

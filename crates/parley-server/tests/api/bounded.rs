@@ -659,15 +659,7 @@ async fn every_list_bounds_a_hostile_limit_and_cursor_with_a_stable_code() {
         };
     })
     .await;
-    let doc: Value = app
-        .http
-        .get(format!("{}/api/openapi.json", app.url))
-        .send()
-        .await
-        .expect("openapi")
-        .json()
-        .await
-        .expect("json");
+    let doc = app.openapi().await;
     let mut lists = Vec::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         let Some(get) = item.get("get") else { continue };

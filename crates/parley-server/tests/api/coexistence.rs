@@ -546,15 +546,7 @@ async fn a_refused_sync_is_shown_and_retried_once_and_not_after_24_hours() {
 #[tokio::test]
 async fn the_openapi_document_describes_app_messages_and_the_sync_status() {
     let app = spawn_app().await;
-    let doc: Value = app
-        .http
-        .get(format!("{}/api/openapi.json", app.url))
-        .send()
-        .await
-        .expect("openapi")
-        .json()
-        .await
-        .expect("json");
+    let doc = app.openapi().await;
     let schemas = &doc["components"]["schemas"];
     assert!(schemas["AppMessageView"]["properties"]["imported"].is_object());
     assert!(schemas["CoexistenceView"]["properties"]["sync_status"].is_object());

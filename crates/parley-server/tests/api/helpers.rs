@@ -819,6 +819,18 @@ pub fn text_webhook(from: &str, wamid: &str, timestamp_secs: i64, text: &str) ->
 
 /// Campaigns through the API.
 impl TestApp {
+    /// The served OpenAPI document.
+    pub async fn openapi(&self) -> Value {
+        self.http
+            .get(format!("{}/api/openapi.json", self.url))
+            .send()
+            .await
+            .expect("openapi")
+            .json()
+            .await
+            .expect("openapi json")
+    }
+
     /// Parley's clock now, in milliseconds.
     pub fn now_ms(&self) -> i64 {
         use parley_engine::Clock;

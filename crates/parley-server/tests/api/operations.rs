@@ -58,15 +58,7 @@ async fn health_readiness_and_metrics() {
 #[tokio::test]
 async fn openapi_describes_every_route() {
     let app = spawn_app().await;
-    let doc: Value = app
-        .http
-        .get(format!("{}/api/openapi.json", app.url))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let doc = app.openapi().await;
     let paths = doc["paths"].as_object().expect("paths");
     for p in [
         "/api/v1/messages",
@@ -288,15 +280,7 @@ async fn a_late_reinstated_does_not_take_an_approval_back() {
 #[tokio::test]
 async fn every_route_with_a_query_documents_and_answers_invalid_query() {
     let app = spawn_app().await;
-    let doc: Value = app
-        .http
-        .get(format!("{}/api/openapi.json", app.url))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let doc = app.openapi().await;
     // Reads its query as repeatable pairs (`map` repeats), so no query fails to parse there.
     let pairs_only = [("post", "/api/v1/contacts/import")];
     let mut tried = Vec::new();
@@ -372,15 +356,7 @@ async fn every_route_with_a_query_documents_and_answers_invalid_query() {
 #[tokio::test]
 async fn every_list_in_the_document_takes_limit_and_after_and_answers_next_cursor() {
     let app = spawn_app().await;
-    let doc: Value = app
-        .http
-        .get(format!("{}/api/openapi.json", app.url))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let doc = app.openapi().await;
     let resolve = |schema: &Value| -> Value {
         match schema["$ref"].as_str() {
             Some(r) => {

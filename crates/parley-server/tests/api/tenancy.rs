@@ -356,15 +356,7 @@ async fn another_applications_ids_are_404_on_every_route_and_change_nothing() {
         format!("\"{first_name}\""),
     ];
 
-    let doc: Value = app
-        .http
-        .get(format!("{}/api/openapi.json", app.url))
-        .send()
-        .await
-        .expect("openapi")
-        .json()
-        .await
-        .expect("json");
+    let doc = app.openapi().await;
     let mut tried = 0;
     let mut put_contact = None;
     for (path, item) in doc["paths"].as_object().expect("paths") {
