@@ -25,17 +25,7 @@ crate::contract!(
 async fn planned_messages_count_their_own_statistics(b: &Backend) {
     use parley_store::stats::{StatQuery, StatSpan};
     let t = tenant(&**b, 1).await;
-    let c = campaign(&t);
-    b.create_campaign(&c).await.expect("create");
-    b.transition_campaign(
-        &c.id,
-        &[CampaignState::Draft],
-        CampaignState::Running,
-        None,
-        T0,
-    )
-    .await
-    .expect("start");
+    let c = running_campaign(b, &t).await;
     let planned = |to: &str, skip: bool, window: bool| {
         let mut m = new_message(&t, T0, None);
         m.to_phone = to.into();
@@ -90,6 +80,22 @@ async fn planned_messages_count_their_own_statistics(b: &Backend) {
     };
     assert_eq!(sum("queued", ""), 4);
     assert_eq!(sum("skipped", "opted_out"), 1);
+}
+
+/// A campaign of the tenant, created and started at `T0`.
+async fn running_campaign(b: &Backend, t: &crate::fixtures::Tenant) -> CampaignRecord {
+    let c = campaign(t);
+    b.create_campaign(&c).await.expect("create");
+    b.transition_campaign(
+        &c.id,
+        &[CampaignState::Draft],
+        CampaignState::Running,
+        None,
+        T0,
+    )
+    .await
+    .expect("start");
+    c
 }
 
 fn campaign(t: &crate::fixtures::Tenant) -> CampaignRecord {
@@ -433,17 +439,7 @@ async fn campaign_counts_follow_every_transition(b: &Backend) {
     use parley_store::StatusChange;
     const HOUR: i64 = 3_600_000;
     let t = tenant(&**b, 1).await;
-    let c = campaign(&t);
-    b.create_campaign(&c).await.expect("create");
-    b.transition_campaign(
-        &c.id,
-        &[CampaignState::Draft],
-        CampaignState::Running,
-        None,
-        T0,
-    )
-    .await
-    .expect("start");
+    let c = running_campaign(b, &t).await;
     let planned: Vec<PlannedMessage> = (0..6)
         .map(|n| {
             let mut m = new_message(&t, T0, None);
