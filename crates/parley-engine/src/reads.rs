@@ -14,19 +14,33 @@ use parley_store::{
 use crate::{Engine, EngineError};
 
 impl Engine {
-    /// The engine can serve: its database answers.
+    /// The engine can serve: its database answers. One bounded read (at most one row),
+    /// whatever the number of tenants.
     pub async fn ready(&self) -> Result<(), StoreError> {
-        self.store.applications().await.map(|_| ())
+        self.store.applications_after(None, 1).await.map(|_| ())
     }
 
-    /// Every application, oldest first.
-    pub async fn applications(&self) -> Result<Vec<ApplicationRecord>, EngineError> {
-        Ok(self.store.applications().await?)
+    /// A page of every application by id (oldest first): those after `after`, at most
+    /// `limit`. For tools that choose an application (`--application`, or the only one).
+    pub async fn applications_page(
+        &self,
+        after: Option<&ApplicationId>,
+        limit: u32,
+    ) -> Result<Vec<ApplicationRecord>, EngineError> {
+        Ok(self.store.applications_after(after, limit).await?)
+    }
+
+    /// One application by id.
+    pub async fn application(
+        &self,
+        id: &ApplicationId,
+    ) -> Result<Option<ApplicationRecord>, EngineError> {
+        Ok(self.store.application(id).await?)
     }
 
     /// Whether any application exists yet (a fresh database).
     pub async fn has_applications(&self) -> Result<bool, EngineError> {
-        Ok(!self.store.applications().await?.is_empty())
+        Ok(!self.store.applications_after(None, 1).await?.is_empty())
     }
 
     /// The application's WhatsApp numbers.

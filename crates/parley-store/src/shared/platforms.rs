@@ -279,6 +279,22 @@ impl PlatformStore for Backend {
         rows.iter().map(setup_from_row).collect()
     }
 
+    async fn platforms_after(
+        &self,
+        after: Option<&PlatformId>,
+        limit: u32,
+    ) -> Result<Vec<PlatformRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM platforms WHERE ($1 IS NULL OR id > $2) ORDER BY id LIMIT $3",
+        )
+        .bind(after.map(PlatformId::as_str))
+        .bind(after.map(PlatformId::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(platform_from_row).collect()
+    }
+
     async fn platforms_by_waba(&self, waba_id: &WabaId) -> Result<Vec<PlatformRecord>> {
         let rows = sqlx::query("SELECT * FROM platforms WHERE waba_id = $1 ORDER BY id")
             .bind(waba_id.as_str())
