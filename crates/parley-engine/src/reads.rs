@@ -80,6 +80,11 @@ impl Engine {
         Ok(self.store.platforms(app).await?)
     }
 
+    /// Whether the application has a platform that is not disconnected (one row read).
+    pub async fn has_live_platform(&self, app: &ApplicationId) -> Result<bool, EngineError> {
+        Ok(self.store.has_live_platform(app).await?)
+    }
+
     /// One page of the application's platforms with their set-up, oldest first.
     pub async fn platform_setups(
         &self,

@@ -162,6 +162,8 @@ pub trait PlatformStore: Send + Sync + 'static {
         after: Option<&PlatformId>,
         limit: u32,
     ) -> Result<Vec<PlatformSetupRecord>>;
+    /// Whether the application has a platform that is not `disconnected`.
+    async fn has_live_platform(&self, app: &ApplicationId) -> Result<bool>;
     /// A page of every application's platforms by id: those after `after`, at most `limit`
     /// (a worker's walk over all tenants).
     async fn platforms_after(

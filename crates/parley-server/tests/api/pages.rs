@@ -1,4 +1,4 @@
-//! No request does unbounded work: the console's application and number lists come a page at
+//! No request does unbounded work: the console's application, platform and number lists come a page at
 //! a time, `/readyz` reads at most one row, and the periodic template sync walks every
 //! tenant's platforms in keyset pages.
 
@@ -24,6 +24,25 @@ async fn texts(browser: &crate::browser::Browser, css: &str) -> Vec<String> {
     out
 }
 
+/// The platform cards' ids on the current page.
+async fn platform_ids(browser: &crate::browser::Browser) -> Vec<String> {
+    let mut out = Vec::new();
+    for el in browser
+        .client
+        .find_all(Locator::Css("article.platform"))
+        .await
+        .expect("find")
+    {
+        out.push(
+            el.attr("data-platform")
+                .await
+                .expect("attr")
+                .expect("data-platform"),
+        );
+    }
+    out
+}
+
 /// The demo application (the console user's only one before the test adds more).
 async fn demo_application(app: &TestApp) -> ApplicationId {
     app.store
@@ -35,7 +54,7 @@ async fn demo_application(app: &TestApp) -> ApplicationId {
 }
 
 #[tokio::test]
-async fn the_consoles_application_and_number_lists_come_a_page_at_a_time_in_a_browser() {
+async fn the_consoles_application_platform_and_number_lists_come_a_page_at_a_time_in_a_browser() {
     let app = spawn_app().await;
     let user = app
         .store
@@ -75,6 +94,24 @@ async fn the_consoles_application_and_number_lists_come_a_page_at_a_time_in_a_br
             .expect("number");
     }
 
+    // 20 more platforms (21 in all: more than a page of 20 cards).
+    for i in 0..20 {
+        app.store
+            .upsert_platform(&NewPlatform {
+                id: PlatformId::new(),
+                application_id: demo.clone(),
+                business_id: None,
+                waba_id: WabaId::parse(&format!("7800000{i:04}")).expect("waba"),
+                waba_name: Some(format!("Extra {i:02}")),
+                status: "active".into(),
+                access_token: "EAA-not-at-meta".into(),
+                details: serde_json::json!({}),
+                now: app.now_ms(),
+            })
+            .await
+            .expect("platform");
+    }
+
     let browser = console_sign_in(&app).await;
     // The overview's numbers: a page of 20, then the other 5 behind "Next numbers".
     let page1 = texts(&browser, "#numbers tbody tr td:nth-child(2)").await;
@@ -102,6 +139,35 @@ async fn the_consoles_application_and_number_lists_come_a_page_at_a_time_in_a_br
     all.dedup();
     assert_eq!(all.len(), 25, "every number once: {all:?}");
     assert!(all.contains(&first.display_phone_number));
+
+    // Settings › Platforms: 20 cards, then the last one, which the page keeps polling.
+    browser
+        .client
+        .goto(&format!("{}/settings/platforms", app.url))
+        .await
+        .expect("goto");
+    browser.wait_css("article.platform").await;
+    let cards1 = platform_ids(&browser).await;
+    assert_eq!(cards1.len(), 20, "{cards1:?}");
+    browser
+        .wait_css("#platforms-next")
+        .await
+        .click()
+        .await
+        .expect("click");
+    browser.wait_url("/settings/platforms?after=").await;
+    browser.wait_css("article.platform").await;
+    let cards2 = platform_ids(&browser).await;
+    assert_eq!(cards2.len(), 1, "{cards2:?}");
+    assert!(!cards1.contains(&cards2[0]));
+    let list_url = browser
+        .wait_css("#platform-list")
+        .await
+        .attr("data-list-url")
+        .await
+        .expect("attr")
+        .expect("data-list-url");
+    assert!(list_url.contains("after=plt_"), "{list_url}");
 
     // The switcher lists 20 applications and links to the rest.
     let options = texts(&browser, "select[name=application] option").await;

@@ -279,6 +279,16 @@ impl PlatformStore for Backend {
         rows.iter().map(setup_from_row).collect()
     }
 
+    async fn has_live_platform(&self, app: &ApplicationId) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT id FROM platforms WHERE application_id = $1 AND status <> 'disconnected' LIMIT 1",
+        )
+        .bind(app.as_str())
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(row.is_some())
+    }
+
     async fn platforms_after(
         &self,
         after: Option<&PlatformId>,

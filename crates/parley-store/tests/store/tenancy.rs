@@ -63,6 +63,14 @@ async fn every_tenant_is_walked_in_id_pages(b: &Backend) {
         walked.extend(page.into_iter().map(|p| p.id));
     }
     assert_eq!(walked, platforms, "every platform once, by id");
+
+    // A live platform is found with one row; an application without one has none.
+    assert!(b.has_live_platform(&apps[0]).await.expect("live"));
+    assert!(
+        !b.has_live_platform(&ApplicationId::new())
+            .await
+            .expect("live")
+    );
 }
 
 /// `application` is one application by id; `account_applications_after` pages an account's
