@@ -1057,18 +1057,16 @@ impl Engine {
         for c in self.store.running_planned_campaigns().await? {
             // Sends Meta holds for quality assessment are not done: a drop (132015, 135000)
             // still pauses the campaign with Meta's reason.
+            // Read without a lock first (the common answer: messages are still open), then
+            // decided again under the campaign's lock: a capped message Meta failed (131049)
+            // may be going back to the queue right now (`requeue_capped`).
             if self.store.campaign_open_messages(&c.id).await? == 0
                 && self.store.campaign_meta_counts(&c.id).await?.held_by_meta == 0
+                && self
+                    .store
+                    .complete_campaign_if_done(&c.id, self.now())
+                    .await?
             {
-                self.store
-                    .transition_campaign(
-                        &c.id,
-                        &[CampaignState::Running],
-                        CampaignState::Completed,
-                        None,
-                        self.now(),
-                    )
-                    .await?;
                 self.progress_changed(Some(&c.id));
             }
         }

@@ -240,6 +240,13 @@ pub trait CampaignStore: Send + Sync {
         after: Option<&CampaignId>,
         limit: u32,
     ) -> Result<Vec<CampaignRecord>>;
+    /// Running → completed when none of its messages is open (`queued`, `sending`) or held by
+    /// Meta for quality assessment: decided under the campaign row's lock and written in the
+    /// same transaction (with `campaign.completed`). `requeue_capped` takes the same lock
+    /// before it puts a failed message back in the queue, so the two never interleave: a
+    /// completion read before a requeue and written after it would leave a completed campaign
+    /// with a queued message the sender never claims. Returns whether this call completed it.
+    async fn complete_campaign_if_done(&self, id: &CampaignId, now: Millis) -> Result<bool>;
     /// Moves the campaign to `to` only if it is in one of `from` (one conditional UPDATE).
     /// Sets `started_at` (first time `running`) and `finished_at` (final states). Returns
     /// whether this call changed it.

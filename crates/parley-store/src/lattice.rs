@@ -67,6 +67,11 @@ pub(crate) struct RowFacts {
     pub pricing_category: Option<String>,
 }
 
+/// A `failed` with Meta's per-user marketing cap (131049).
+fn is_cap_failure(c: &StatusChange) -> bool {
+    c.state == MessageState::Failed && matches!(c.error, Some((131049, _)))
+}
+
 /// The columns `StatusRow` is read from, for `SELECT {STATUS_COLUMNS} FROM messages …`
 /// (SQLite reads them as one JSON array per row, in this order: `LoadedRow`).
 pub(crate) const STATUS_COLUMNS: &str = "id, state, wamid, error_code, error_message, updated_at, \
@@ -239,6 +244,14 @@ fn earliest(slot: &mut Option<Millis>, at: Millis) {
 
 impl StatusRow {
     /// Merges one status into the row.
+    /// Queued after Meta's per-user cap (`requeue_capped`, `reschedule_capped`), with no
+    /// wamid.
+    fn waits_after_a_cap(&self) -> bool {
+        self.state == MessageState::Queued
+            && self.wamid.is_none()
+            && self.facts.hold_reason.as_deref() == Some(parley_domain::consent::CAPPED_BY_META)
+    }
+
     pub fn merge(&mut self, change: &StatusChange) {
         let merged = self.state.merge(change.state);
         match (merged, &change.error) {
@@ -436,6 +449,12 @@ impl Batch {
         let mut unmatched = Vec::new();
         for (n, c) in changes.iter().enumerate() {
             match self.find_change(c) {
+                // A message Meta capped (131049) and Parley queued again for its next day let
+                // its wamid go: a 131049 `failed` naming it now (Meta's webhook delivered
+                // again) is about the old send, and would fail the waiting message for good.
+                // Other statuses still apply: a capped resend requeued by crash recovery is
+                // settled by its late statuses, not sent twice.
+                Some(i) if self.rows[i].waits_after_a_cap() && is_cap_failure(c) => {}
                 Some(i) => {
                     self.update(i, |r| r.merge(c));
                     matched[n] = Some(i);

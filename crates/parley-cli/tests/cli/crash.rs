@@ -1141,3 +1141,265 @@ async fn an_inbound_media_fetch_cut_by_sigkill_is_fetched_after_the_restart_and_
     drop(_serve);
     rig.finish().await;
 }
+
+/// `(state, wamid)` of a message, read from the database (Parley up or down).
+async fn message_row(rig: &Rig, id: &str) -> (String, Option<String>) {
+    use sqlx::Connection as _;
+    let sql = "SELECT state, wamid FROM messages WHERE id = $1";
+    if postgres() {
+        let mut c = sqlx::PgConnection::connect(&rig.db_url)
+            .await
+            .expect("postgres");
+        let row = sqlx::query_as(sql)
+            .bind(id)
+            .fetch_one(&mut c)
+            .await
+            .expect("message");
+        let _ = c.close().await;
+        row
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(&rig.db_url)
+            .await
+            .expect("sqlite");
+        let row = sqlx::query_as(sql)
+            .bind(id)
+            .fetch_one(&mut c)
+            .await
+            .expect("message");
+        let _ = c.close().await;
+        row
+    }
+}
+
+/// One customer of the order test: the phone, the contact's id and the ids of the single
+/// sends Parley accepted (answered 202) for it, in the order of the answers.
+struct Customer {
+    phone: &'static str,
+    contact: String,
+    accepted: Vec<String>,
+}
+
+impl Customer {
+    /// The customer writes (the 24 h window opens at Meta and in Parley).
+    async fn writes(rig: &Rig, phone: &'static str) -> Customer {
+        rig.sandbox_post("/sandbox/inbound", &json!({"from": phone, "text": "hello"}))
+            .await;
+        let path = format!("/conversations/{}", phone.replace('+', "%2B"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, c) = rig.api(reqwest::Method::GET, &path, None).await;
+            if status == 200 && c["last_message"]["direction"] == "inbound" {
+                let contact = c["contact"]["id"].as_str().expect("id").to_owned();
+                return Customer {
+                    phone,
+                    contact,
+                    accepted: Vec::new(),
+                };
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{phone}'s message was never stored"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The next single send to this customer, by turns an inbox reply and `POST
+    /// /api/v1/messages`; waits for its 202 and notes its id.
+    async fn send(&mut self, rig: &Rig) {
+        let n = self.accepted.len() + 1;
+        let text = format!("{} #{n}", self.phone);
+        let (path, body) = match n % 2 {
+            1 => (
+                format!("/conversations/{}/messages", self.contact),
+                json!({"text": text}),
+            ),
+            _ => (
+                "/messages".to_owned(),
+                json!({"to": self.phone, "text": text}),
+            ),
+        };
+        let (status, v) = rig.api(reqwest::Method::POST, &path, Some(&body)).await;
+        assert_eq!(status, 202, "{path}: {v}");
+        self.accepted
+            .push(v["id"].as_str().expect("message id").to_owned());
+    }
+
+    /// Our ids of the sends Meta accepted for this customer, in Meta's order.
+    async fn at_meta(&self, rig: &Rig) -> Vec<String> {
+        let v: Value = rig
+            .http
+            .get(format!(
+                "{}/sandbox/messages?to={}",
+                rig.sandbox,
+                self.phone.trim_start_matches('+')
+            ))
+            .send()
+            .await
+            .expect("sandbox messages")
+            .json()
+            .await
+            .expect("json");
+        v["data"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .map(|m| {
+                m["biz_opaque_callback_data"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect()
+    }
+}
+
+/// Waits until `check` holds for both customers (at most `limit`).
+async fn until_both<F, Fut>(what: &str, limit: Duration, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Per-contact order of single sends (DECISIONS.md, "Per-contact order of single sends")
+/// across two SIGKILLs, with real processes: inbox replies and API sends to two customers,
+/// accepted by turns, reach Meta each once and, per customer, in the order Parley accepted
+/// them. The first kill falls while B's head is at Meta but its answer is held (Parley has
+/// no wamid; Meta's statuses, held back too, settle it after the restart, and B's later sends
+/// wait for them); the second while A's head is claimed and on its way but not at Meta (lost:
+/// A's lane waits for the crash grace to requeue it, and it goes first). More sends are
+/// accepted between the kills and after the last restart.
+///
+/// A number's sender finishes a round before it claims again, so a send Meta does not answer
+/// holds every lane of the number until Parley's 30 s timeout: each kill targets one lane
+/// while the other has nothing to send.
+#[tokio::test]
+async fn single_sends_to_a_contact_reach_meta_once_each_in_the_order_accepted_across_sigkills() {
+    // The grace covers the time from the first restart to Meta's statuses after the second,
+    // so B's held head is settled by its status, not sent again.
+    let rig = Rig::new(3, 3_000, 30_000).await;
+    let serve = rig.serve();
+    let mut a = Customer::writes(&rig, "+4915112350001").await;
+    let mut b = Customer::writes(&rig, "+4915112350002").await;
+    b.send(&rig).await;
+    a.send(&rig).await;
+    b.send(&rig).await;
+    // The first sends go at once; B's second waits for Meta's pair rate (6 s).
+    until_both(
+        "the first sends never reached Meta",
+        Duration::from_secs(30),
+        || async { a.at_meta(&rig).await.len() == 1 && b.at_meta(&rig).await.len() == 1 },
+    )
+    .await;
+    // Meta keeps its statuses back (its clock stands) and holds its answers for an hour.
+    rig.sandbox_post("/sandbox/clock/freeze", &json!({})).await;
+    rig.sandbox_post(
+        "/sandbox/faults",
+        &json!({"timeout_rate": 1.0, "timeout_ms": 3_600_000}),
+    )
+    .await;
+    until_both(
+        "B's second send never reached Meta",
+        Duration::from_secs(30),
+        || async { b.at_meta(&rig).await.len() == 2 },
+    )
+    .await;
+    drop(serve); // SIGKILL: B's head at Meta, its answer not yet back
+    assert_eq!(b.at_meta(&rig).await, b.accepted);
+    assert_eq!(
+        message_row(&rig, &b.accepted[1]).await,
+        ("sending".to_owned(), None),
+        "the kill did not fall between Meta's acceptance and Parley's record"
+    );
+    rig.sandbox_call(reqwest::Method::DELETE, "/sandbox/faults", &json!({}))
+        .await;
+
+    let serve = rig.serve();
+    a.send(&rig).await;
+    b.send(&rig).await;
+    until_both(
+        "A's second send never reached Meta",
+        Duration::from_secs(30),
+        || async { a.at_meta(&rig).await.len() == 2 },
+    )
+    .await;
+    // Meta now takes sends and never answers them (the requests wait an hour): A's third is
+    // on the wire when Parley dies, and never reaches Meta. B's lane waits for its head.
+    rig.sandbox_post("/sandbox/faults", &json!({"latency_ms": 3_600_000}))
+        .await;
+    a.send(&rig).await;
+    b.send(&rig).await;
+    let on_the_wire = || async { message_row(&rig, &a.accepted[2]).await.0 == "sending" };
+    loop {
+        until_both(
+            "A's third send was never claimed",
+            Duration::from_secs(30),
+            on_the_wire,
+        )
+        .await;
+        // Claimed right after the second was recorded, it goes back to the queue at once for
+        // the pair rate; claimed again 6 s later, it stays `sending` while its request waits.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if on_the_wire().await {
+            break;
+        }
+    }
+    drop(serve); // SIGKILL: A's head claimed, not at Meta
+    assert_eq!(a.at_meta(&rig).await, a.accepted[..2]);
+    assert_eq!(b.at_meta(&rig).await, b.accepted[..2]);
+    assert_eq!(
+        message_row(&rig, &a.accepted[2]).await,
+        ("sending".to_owned(), None)
+    );
+    assert_eq!(
+        message_row(&rig, &b.accepted[1]).await,
+        ("sending".to_owned(), None)
+    );
+    rig.sandbox_call(reqwest::Method::DELETE, "/sandbox/faults", &json!({}))
+        .await;
+
+    let serve = rig.serve();
+    rig.sandbox_post("/sandbox/clock/unfreeze", &json!({}))
+        .await;
+    for _ in 0..2 {
+        a.send(&rig).await;
+        b.send(&rig).await;
+    }
+    // Settled: every accepted message has its wamid.
+    let settled = || async {
+        for c in [&a, &b] {
+            for id in &c.accepted {
+                if message_row(&rig, id).await.1.is_none() {
+                    return false;
+                }
+            }
+        }
+        true
+    };
+    until_both(
+        "not every accepted message was settled",
+        Duration::from_secs(150),
+        settled,
+    )
+    .await;
+    for c in [&a, &b] {
+        for id in &c.accepted {
+            let (state, _) = message_row(&rig, id).await;
+            assert!(
+                ["accepted", "sent", "delivered", "read"].contains(&state.as_str()),
+                "{id}: {state}"
+            );
+        }
+        // Each once, in the order accepted: B's held head settled by its status, A's lost
+        // head sent first after the grace.
+        assert_eq!(c.at_meta(&rig).await, c.accepted, "{}", c.phone);
+    }
+    drop(serve);
+    rig.finish().await;
+}

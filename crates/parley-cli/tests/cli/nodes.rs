@@ -958,3 +958,118 @@ async fn migrate_store_killed_mid_copy_leaves_the_source_intact_and_a_rerun_make
     reference.finish().await;
     target.finish().await;
 }
+
+/// Per-contact order of single sends across nodes (DECISIONS.md, "Per-contact order of
+/// single sends": places follow the commits on every node): two `all` nodes on one
+/// PostgreSQL, sends to one customer accepted by turns through each (inbox replies and `POST
+/// /api/v1/messages`), each 202 before the next request. Meta defers the first (131056, the
+/// pair rate) so the others queue behind it: Meta receives them once each in the order the
+/// nodes accepted them, whichever node sends.
+#[tokio::test]
+async fn sends_accepted_by_turns_on_two_nodes_reach_meta_in_the_order_accepted() {
+    const SENDS: usize = 6;
+    let site = Site::new();
+    let pg = crate::pg::TestDb::create().await;
+    let first = site.serve_on(&pg.url, site.port, 3, &[]);
+    let second_port = free_port();
+    let second_url = format!("http://127.0.0.1:{second_port}");
+    let second = site.serve_on(&pg.url, second_port, 3, &[]);
+    let nodes = [site.parley.clone(), second_url];
+
+    let phone = "+4915112360001";
+    site.sandbox(
+        reqwest::Method::POST,
+        "/sandbox/inbound",
+        &json!({"from": phone, "text": "hello"}),
+    )
+    .await;
+    let conversation = site
+        .until(
+            &nodes[1],
+            &format!("/conversations/{}", phone.replace('+', "%2B")),
+            "the customer's message was never stored",
+            |c| c["last_message"]["direction"] == "inbound",
+        )
+        .await;
+    let contact = conversation["contact"]["id"]
+        .as_str()
+        .expect("contact")
+        .to_owned();
+    site.sandbox(
+        reqwest::Method::POST,
+        "/sandbox/faults",
+        &json!({"fail_next": [131056]}),
+    )
+    .await;
+    let mut accepted = Vec::new();
+    for n in 0..SENDS {
+        let text = format!("turn {n}");
+        let (path, body) = match n % 4 < 2 {
+            true => (
+                format!("/conversations/{contact}/messages"),
+                json!({"text": text}),
+            ),
+            false => ("/messages".to_owned(), json!({"to": phone, "text": text})),
+        };
+        let (status, v) = site
+            .api_at(&nodes[n % 2], reqwest::Method::POST, &path, Some(&body))
+            .await;
+        assert_eq!(status, 202, "{path} on node {}: {v}", n % 2 + 1);
+        accepted.push(v["id"].as_str().expect("id").to_owned());
+    }
+    for id in &accepted {
+        site.until(
+            &nodes[0],
+            &format!("/messages/{id}"),
+            "not every message was sent",
+            |m| m["wamid"].is_string(),
+        )
+        .await;
+    }
+    let at_meta: Vec<String> = site
+        .sandbox(
+            reqwest::Method::GET,
+            &format!("/sandbox/messages?to={}", phone.trim_start_matches('+')),
+            &json!({}),
+        )
+        .await["data"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            m["biz_opaque_callback_data"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(at_meta, accepted);
+    // The first was deferred once, then everything went through.
+    let sends = site
+        .sandbox(
+            reqwest::Method::GET,
+            &format!(
+                "/sandbox/requests?sends=true&to={}",
+                phone.trim_start_matches('+')
+            ),
+            &json!({}),
+        )
+        .await;
+    let outcomes: Vec<(String, Option<i64>)> = sends["data"]
+        .as_array()
+        .expect("sends")
+        .iter()
+        .map(|r| {
+            (
+                r["outcome"].as_str().unwrap_or("").to_owned(),
+                r["code"].as_i64(),
+            )
+        })
+        .collect();
+    let mut expected = vec![("refused".to_owned(), Some(131056))];
+    expected.extend((0..SENDS).map(|_| ("accepted".to_owned(), None)));
+    assert_eq!(outcomes, expected);
+    stop(second);
+    stop(first);
+    pg.finish().await;
+}

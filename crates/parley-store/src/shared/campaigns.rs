@@ -244,6 +244,50 @@ impl CampaignStore for Backend {
         Ok(row.is_some())
     }
 
+    async fn complete_campaign_if_done(&self, id: &CampaignId, now: Millis) -> Result<bool> {
+        let mut tx = self.tx().await?;
+        // The campaign row's lock first (a write: PostgreSQL's row lock, SQLite's write
+        // lock); the messages are read after it, each statement with a fresh snapshot.
+        let running = sqlx::query(
+            "UPDATE campaigns SET updated_at = updated_at WHERE id = $1 AND state = 'running'",
+        )
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if running == 0 {
+            return Ok(false);
+        }
+        let open: i64 = sqlx::query_scalar(
+            "SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM messages WHERE campaign_id = $1 AND state IN ('queued', 'sending'))
+                  OR EXISTS (SELECT 1 FROM messages WHERE campaign_id = $1 AND state = 'accepted' AND meta_status = $2)
+               THEN 1 ELSE 0 END AS BIGINT)",
+        )
+        .bind(id.as_str())
+        .bind(parley_domain::consent::HELD_FOR_QUALITY_ASSESSMENT)
+        .fetch_one(&mut *tx)
+        .await?;
+        if open > 0 {
+            return Ok(false);
+        }
+        let row = sqlx::query(
+            "UPDATE campaigns SET state = 'completed', state_reason = NULL, updated_at = $1, finished_at = $1
+             WHERE id = $2 AND state = 'running'
+             RETURNING application_id, name",
+        )
+        .bind(now)
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(false) };
+        let app = parse_id(&row, "application_id", ApplicationId::parse)?;
+        let name: String = row.try_get("name")?;
+        let events = crate::events::campaign_completed_event(&app, id, &name, now);
+        super::insert_events_tx(&mut tx, &events).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn campaigns_to_work(&self, now: Millis) -> Result<Vec<CampaignRecord>> {
         // FALSE/TRUE are 0/1 on SQLite: the same plan as `planned = 0` (index on state).
         let rows = sqlx::query(

@@ -134,6 +134,17 @@ impl ConsentStore for Backend {
         limit: i64,
         now: Millis,
     ) -> Result<bool> {
+        // The campaign row's lock first, as `complete_campaign_if_done` takes it: a completion
+        // decided on this message's `failed` then waits for the requeue and sees it, or has
+        // finished and is undone below.
+        let mut tx = self.tx().await?;
+        sqlx::query(
+            "UPDATE campaigns SET updated_at = updated_at
+             WHERE id = (SELECT campaign_id FROM messages WHERE id = $1)",
+        )
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
         // The wamid is let go: the next send gets a new one. `failed_at` too, so the state's
         // timestamps describe the send that counts.
         let n = sqlx::query(
@@ -149,7 +160,7 @@ impl ConsentStore for Backend {
         .bind(now)
         .bind(id.as_str())
         .bind(limit)
-        .execute(self.writer())
+        .execute(&mut *tx)
         .await?
         .rows_affected();
         if n > 0 {
@@ -161,9 +172,10 @@ impl ConsentStore for Backend {
             )
             .bind(now)
             .bind(id.as_str())
-            .execute(self.writer())
+            .execute(&mut *tx)
             .await?;
         }
+        tx.commit().await?;
         Ok(n > 0)
     }
 

@@ -17,7 +17,73 @@ crate::contract!(
     quota_reservations_at_once_agree_with_the_reference_ledger,
     campaign_counts_follow_every_transition,
     planned_messages_count_their_own_statistics,
+    a_capped_message_requeued_while_its_campaign_completes_keeps_the_campaign_running,
 );
+
+/// The campaign worker's completion (`Engine::work_campaigns`): a read without a lock, then
+/// the decision under the campaign's lock.
+async fn complete_if_done(b: &Backend, id: &CampaignId, now: i64) -> bool {
+    b.campaign_open_messages(id).await.expect("open") == 0
+        && b.campaign_meta_counts(id).await.expect("meta").held_by_meta == 0
+        && b.complete_campaign_if_done(id, now)
+            .await
+            .expect("complete")
+}
+
+/// Meta fails a campaign's last open message with its per-user marketing cap (131049): the
+/// failure lets the campaign worker find nothing open while the message goes back to the
+/// queue for its next day (`requeue_capped`). Run at once, many times: whatever the
+/// interleaving, the campaign stays running with the message queued (a completion that read
+/// the `failed` and wrote after the requeue left a completed campaign whose queued message the
+/// sender never claims: the per-user cap test's "not resent a day later").
+async fn a_capped_message_requeued_while_its_campaign_completes_keeps_the_campaign_running(
+    b: &Backend,
+) {
+    const DAY: i64 = 24 * 3_600_000;
+    let t = tenant(&**b, 1).await;
+    for round in 0..60 {
+        let c = running_campaign(b, &t).await;
+        let m = new_message(&t, T0, None);
+        let planned = PlannedMessage {
+            message: m.clone(),
+            skip: None,
+            send_window: None,
+            window_opens_at: None,
+        };
+        assert!(
+            b.add_planned_messages(&c.id, None, &[planned], Some(&m.to_phone), true, T0)
+                .await
+                .expect("chunk")
+        );
+        // Sent, accepted, then failed by Meta with its per-user cap.
+        let sql = format!(
+            "UPDATE messages SET state = 'failed', error_code = 131049, wamid = 'wamid.capped.{round}',
+               accepted_at = {t1}, failed_at = {t1} WHERE id = '{id}'",
+            t1 = T0 + 1,
+            id = m.id.as_str()
+        );
+        b.raw_execute(Box::leak(sql.into_boxed_str())).await;
+        // Either first to reach the database, by turns.
+        let requeue = b.requeue_capped(&m.id, T0 + DAY, 3, T0 + 10);
+        let complete = complete_if_done(b, &c.id, T0 + 10);
+        let requeued = match round % 2 {
+            0 => tokio::join!(requeue, complete).0,
+            _ => tokio::join!(complete, requeue).1,
+        };
+        assert!(requeued.expect("requeue"), "round {round}");
+        assert_eq!(get(&**b, &t, &m.id).await.state, MessageState::Queued);
+        let after = b
+            .campaign(&t.app, &c.id)
+            .await
+            .expect("campaign")
+            .expect("exists");
+        assert_eq!(
+            after.state,
+            CampaignState::Running,
+            "round {round}: a queued message under a completed campaign"
+        );
+    }
+}
 
 /// The planner counts the statistics of the rows it inserts (the insert trigger is off for
 /// its transaction, migration 0042): queued, skipped with a reason, held for a window, numbers

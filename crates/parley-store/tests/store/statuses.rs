@@ -14,7 +14,56 @@ crate::contract!(
     status_matched_by_callback_data_before_acceptance,
     orphan_statuses_are_folded_in_at_acceptance,
     concurrent_acceptance_and_status_lose_nothing,
+    a_redelivered_failed_for_a_capped_messages_old_send_leaves_it_queued,
 );
+
+/// Meta capped a message (131049) and Parley put it back in the queue for the next day,
+/// letting its wamid go. A copy of that `failed` delivered again (Meta retries a webhook it
+/// got no 2xx for) names the message by our id: it is about the old send and leaves the
+/// queued message as it is. Before, it failed the row again with the old wamid, and since the
+/// requeue had cleared its acceptance the cap's requeue never took it back: the message
+/// stayed failed after one day of three.
+async fn a_redelivered_failed_for_a_capped_messages_old_send_leaves_it_queued(b: &Backend) {
+    const DAY: i64 = 24 * 3_600_000;
+    let t = tenant(&**b, 1).await;
+    let id = accepted(&**b, &t, "wamid.capped.old", T0).await;
+    let capped = StatusChange {
+        error: Some((131049, "per-user marketing limit".to_owned())),
+        ..status("wamid.capped.old", Some(&id), MessageState::Failed, T0 + 5)
+    };
+    b.apply_statuses(std::slice::from_ref(&capped))
+        .await
+        .expect("failed");
+    assert_eq!(get(&**b, &t, &id).await.state, MessageState::Failed);
+    assert!(
+        b.requeue_capped(&id, T0 + DAY, 3, T0 + 10)
+            .await
+            .expect("requeue")
+    );
+    let waiting = get(&**b, &t, &id).await;
+    assert_eq!(waiting.state, MessageState::Queued);
+    assert_eq!(waiting.wamid, None);
+
+    let matched = b
+        .apply_statuses(std::slice::from_ref(&capped))
+        .await
+        .expect("redelivered");
+    assert_eq!(matched.len(), 1);
+    assert!(
+        matched[0].is_none(),
+        "the old send's status matched the row"
+    );
+    let after = get(&**b, &t, &id).await;
+    assert_eq!(after.state, MessageState::Queued, "{after:?}");
+    assert_eq!(after.wamid, None);
+    assert_eq!(after.failed_at, None);
+    let r = b
+        .message_ref(&crate::fixtures::wm("wamid.capped.old"), Some(&id))
+        .await
+        .expect("ref")
+        .expect("found by id");
+    assert_eq!((r.state, r.capped_times), (MessageState::Queued, 1));
+}
 
 fn status(wamid: &str, id: Option<&MessageId>, state: MessageState, at: i64) -> StatusChange {
     StatusChange {
