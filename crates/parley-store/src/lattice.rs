@@ -320,6 +320,8 @@ pub(crate) struct Batch {
     pub rows: Vec<StatusRow>,
     /// Per row: its moving columns as loaded.
     loaded: Vec<Moving>,
+    /// Per row: its error message as loaded (with `loaded`, what `changed_columns` compares).
+    loaded_error_message: Vec<Option<String>>,
     by_id: foldhash::HashMap<String, usize>,
     by_wamid: foldhash::HashMap<String, usize>,
     /// Rows whose wamid became known in this batch (their orphans are folded in).
@@ -340,6 +342,7 @@ impl Batch {
             self.by_wamid.insert(w.clone(), i);
         }
         self.loaded.push(Moving::of(&row));
+        self.loaded_error_message.push(row.error_message.clone());
         self.rows.push(row);
         self.dirty.push(false);
         self.wamid_set.push(false);
@@ -568,6 +571,85 @@ impl Batch {
         }
         serde_json::to_string(&rows).ok()
     }
+
+    /// The columns row `i`'s merge changed against the row as loaded (`Column` bits); a
+    /// status's pricing counts as changed whenever the status carries one (the `UPDATE` writes
+    /// it as given), the wamid when this batch recorded it.
+    pub fn changed_columns(&self, i: usize) -> u16 {
+        let (r, m) = (&self.rows[i], &self.loaded[i]);
+        let mut bits = 0;
+        let mut set = |c: Column, changed: bool| {
+            if changed {
+                bits |= 1 << c as u16;
+            }
+        };
+        set(Column::State, r.state != m.state);
+        set(
+            Column::Error,
+            r.error_code != m.error_code || r.error_message != self.loaded_error_message[i],
+        );
+        set(Column::UpdatedAt, r.updated_at != m.updated_at);
+        set(Column::SendingAt, r.sending_at != m.sending_at);
+        set(Column::AcceptedAt, r.accepted_at != m.accepted_at);
+        set(Column::SentAt, r.sent_at != m.sent_at);
+        set(Column::DeliveredAt, r.delivered_at != m.delivered_at);
+        set(Column::ReadAt, r.read_at != m.read_at);
+        set(Column::FailedAt, r.failed_at != m.failed_at);
+        set(Column::Pricing, r.pricing.is_some());
+        set(Column::Wamid, self.wamid_set[i]);
+        bits
+    }
+
+    /// The dirty rows grouped by the columns their merge changed (`changed_columns`), groups
+    /// in the order of their first row: a batch of statuses has a few such shapes (a
+    /// `delivered` changes its state, time and `updated_at`), and an `UPDATE` that writes
+    /// only those columns reads fewer values per row and leaves the other columns' indexes
+    /// alone.
+    pub fn dirty_by_columns(&self) -> Vec<(u16, Vec<usize>)> {
+        let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
+        for i in (0..self.rows.len()).filter(|&i| self.dirty[i]) {
+            let bits = self.changed_columns(i);
+            match groups.iter_mut().find(|(b, _)| *b == bits) {
+                Some((_, rows)) => rows.push(i),
+                None => groups.push((bits, vec![i])),
+            }
+        }
+        groups
+    }
+}
+
+/// The columns of a message a status merge may change, as bits of `Batch::changed_columns`
+/// (`Error` is `error_code` with `error_message`, `Pricing` is `pricing` with
+/// `pricing_category`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Column {
+    State,
+    Error,
+    UpdatedAt,
+    SendingAt,
+    AcceptedAt,
+    SentAt,
+    DeliveredAt,
+    ReadAt,
+    FailedAt,
+    Pricing,
+    Wamid,
+}
+
+impl Column {
+    pub const ALL: [Column; 11] = [
+        Column::State,
+        Column::Error,
+        Column::UpdatedAt,
+        Column::SendingAt,
+        Column::AcceptedAt,
+        Column::SentAt,
+        Column::DeliveredAt,
+        Column::ReadAt,
+        Column::FailedAt,
+        Column::Pricing,
+        Column::Wamid,
+    ];
 }
 
 #[cfg(test)]
