@@ -465,7 +465,7 @@ async fn take_orphans(tx: &mut Tx, wamids: &[String]) -> Result<Vec<SqliteRow>> 
 /// Every merged row loses its lease, as before. Writing all twelve columns for every row
 /// read each from a JSON object (`->> 'name'`) and cost ~7 µs a row in the webhook bench; a
 /// `delivered` writes four.
-async fn write_status_rows(tx: &mut Tx, batch: &mut Batch) -> Result<()> {
+async fn write_status_rows(tx: &mut Tx, batch: &Batch) -> Result<()> {
     use crate::lattice::Column;
     for (bits, rows) in batch.dirty_by_columns() {
         let mut set = String::from("lease_until = NULL");
