@@ -802,8 +802,17 @@ impl Store for Backend {
         if !orphans.is_empty() {
             insert_orphans(&mut tx, &orphans).await?;
         }
-        tx.commit().await?;
-        batch.matched_facts(matched)
+        // What the caller learns is made while the commit runs (on SQLite, on the
+        // connection's own thread); a failed commit drops it.
+        let mut commit = std::pin::pin!(tx.commit());
+        let started =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(commit.as_mut().poll(cx))).await;
+        let facts = batch.matched_facts(matched);
+        match started {
+            std::task::Poll::Ready(r) => r?,
+            std::task::Poll::Pending => commit.await?,
+        }
+        facts
     }
 
     async fn requeue_stale_sending(&self, now: Millis, grace_ms: i64) -> Result<StaleSending> {
