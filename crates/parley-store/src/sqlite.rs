@@ -41,9 +41,9 @@ pub struct SqliteStore {
 }
 
 /// The writer copies the WAL into the database file itself (SQLite's automatic checkpoint)
-/// only once the WAL holds this many pages (~40 MB); below that a background connection does
+/// only once the WAL holds this many pages (~8 MB); below that a background connection does
 /// it (`checkpoint_in_background`).
-const WRITER_CHECKPOINT_PAGES: u32 = 10_000;
+const WRITER_CHECKPOINT_PAGES: u32 = 2_000;
 
 /// How often the background connection copies the WAL into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
