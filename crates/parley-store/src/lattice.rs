@@ -699,6 +699,68 @@ mod tests {
         );
     }
 
+    /// The SQLite merge writes only the columns `changed_columns` names: each column a merge
+    /// can move must show up when it moved (the error message alone included), and a
+    /// repeated status changes nothing (the row is still written: it loses its lease).
+    #[test]
+    fn changed_columns_name_every_column_a_merge_moved() {
+        let bits = |cs: &[Column]| cs.iter().fold(0u16, |b, c| b | 1 << *c as u16);
+        let mut loaded = row();
+        loaded.wamid = Some("wamid.1".into());
+        loaded.state = MessageState::Failed;
+        loaded.failed_at = Some(7);
+        let mut b = Batch::default();
+        b.add(loaded);
+        let i = b.find_id("msg_1").expect("row");
+        // The same failure, again: nothing moves.
+        b.update(i, |r| {
+            r.merge(&change(
+                MessageState::Failed,
+                7,
+                Some((131000, "transient")),
+            ))
+        });
+        assert_eq!(b.changed_columns(i), 0);
+        assert_eq!(b.dirty_by_columns(), vec![(0, vec![i])]);
+        // The same code with another message: the error moves, nothing else.
+        b.update(i, |r| {
+            r.merge(&change(MessageState::Failed, 7, Some((131000, "other"))))
+        });
+        assert_eq!(b.changed_columns(i), bits(&[Column::Error]));
+        // Delivered later, with pricing: state, its time, updated_at, the error cleared.
+        let mut delivered = change(MessageState::Delivered, 20, None);
+        delivered.pricing = Some(crate::types::StatusPricing {
+            pricing: "{}".into(),
+            category: Some("marketing".into()),
+        });
+        b.update(i, |r| r.merge(&delivered));
+        assert_eq!(
+            b.changed_columns(i),
+            bits(&[
+                Column::State,
+                Column::Error,
+                Column::UpdatedAt,
+                Column::DeliveredAt,
+                Column::Pricing
+            ])
+        );
+        // A row without a wamid that a status names by id records it (`sent` keeps the
+        // retry's error: only delivery clears it).
+        let mut b = Batch::default();
+        b.add(row());
+        let i = b.find_id("msg_1").expect("row");
+        b.update(i, |r| r.merge(&change(MessageState::Sent, 30, None)));
+        assert_eq!(
+            b.changed_columns(i),
+            bits(&[
+                Column::State,
+                Column::UpdatedAt,
+                Column::SentAt,
+                Column::Wamid
+            ])
+        );
+    }
+
     #[test]
     fn any_order_of_the_same_statuses_ends_the_same() {
         use MessageState::*;
