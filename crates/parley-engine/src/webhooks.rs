@@ -300,6 +300,9 @@ fn collect_statuses(
     pricing: &mut Vec<PricingUpdate>,
     notes: &mut Vec<String>,
 ) {
+    // The statuses of one delivery mostly carry the same pricing object, word for word: it is
+    // parsed and written out once (~0.8 µs a status, `perf`, the webhook bench).
+    let mut last_pricing: Option<(&str, Option<parley_store::StatusPricing>)> = None;
     for status in &value.statuses {
         let Some(state) = status.status.message_state() else {
             // Its pricing is still the message's.
@@ -322,6 +325,17 @@ fn collect_statuses(
             }
         };
         let error = status.errors.first().map(|e| (e.code, e.description()));
+        let pricing = match status.pricing.as_deref().map(|p| p.get()) {
+            None => None,
+            Some(raw) => match &last_pricing {
+                Some((seen, parsed)) if *seen == raw => parsed.clone(),
+                _ => {
+                    let parsed = crate::consent::status_pricing(status);
+                    last_pricing = Some((raw, parsed.clone()));
+                    parsed
+                }
+            },
+        };
         statuses.push(StatusChange {
             wamid,
             message_id: status
@@ -331,7 +345,7 @@ fn collect_statuses(
             state,
             at,
             error,
-            pricing: crate::consent::status_pricing(status),
+            pricing,
         });
     }
 }

@@ -333,6 +333,8 @@ pub(crate) struct Batch {
     pub rows: Vec<StatusRow>,
     /// Per row: its moving columns as loaded.
     loaded: Vec<Moving>,
+    /// Per row: its error message as loaded (with `loaded`, what `changed_columns` compares).
+    loaded_error_message: Vec<Option<String>>,
     by_id: foldhash::HashMap<String, usize>,
     by_wamid: foldhash::HashMap<String, usize>,
     /// Rows whose wamid became known in this batch (their orphans are folded in).
@@ -353,6 +355,7 @@ impl Batch {
             self.by_wamid.insert(w.clone(), i);
         }
         self.loaded.push(Moving::of(&row));
+        self.loaded_error_message.push(row.error_message.clone());
         self.rows.push(row);
         self.dirty.push(false);
         self.wamid_set.push(false);
@@ -587,6 +590,85 @@ impl Batch {
         }
         serde_json::to_string(&rows).ok()
     }
+
+    /// The columns row `i`'s merge changed against the row as loaded (`Column` bits); a
+    /// status's pricing counts as changed whenever the status carries one (the `UPDATE` writes
+    /// it as given), the wamid when this batch recorded it.
+    pub fn changed_columns(&self, i: usize) -> u16 {
+        let (r, m) = (&self.rows[i], &self.loaded[i]);
+        let mut bits = 0;
+        let mut set = |c: Column, changed: bool| {
+            if changed {
+                bits |= 1 << c as u16;
+            }
+        };
+        set(Column::State, r.state != m.state);
+        set(
+            Column::Error,
+            r.error_code != m.error_code || r.error_message != self.loaded_error_message[i],
+        );
+        set(Column::UpdatedAt, r.updated_at != m.updated_at);
+        set(Column::SendingAt, r.sending_at != m.sending_at);
+        set(Column::AcceptedAt, r.accepted_at != m.accepted_at);
+        set(Column::SentAt, r.sent_at != m.sent_at);
+        set(Column::DeliveredAt, r.delivered_at != m.delivered_at);
+        set(Column::ReadAt, r.read_at != m.read_at);
+        set(Column::FailedAt, r.failed_at != m.failed_at);
+        set(Column::Pricing, r.pricing.is_some());
+        set(Column::Wamid, self.wamid_set[i]);
+        bits
+    }
+
+    /// The dirty rows grouped by the columns their merge changed (`changed_columns`), groups
+    /// in the order of their first row: a batch of statuses has a few such shapes (a
+    /// `delivered` changes its state, time and `updated_at`), and an `UPDATE` that writes
+    /// only those columns reads fewer values per row and leaves the other columns' indexes
+    /// alone.
+    pub fn dirty_by_columns(&self) -> Vec<(u16, Vec<usize>)> {
+        let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
+        for i in (0..self.rows.len()).filter(|&i| self.dirty[i]) {
+            let bits = self.changed_columns(i);
+            match groups.iter_mut().find(|(b, _)| *b == bits) {
+                Some((_, rows)) => rows.push(i),
+                None => groups.push((bits, vec![i])),
+            }
+        }
+        groups
+    }
+}
+
+/// The columns of a message a status merge may change, as bits of `Batch::changed_columns`
+/// (`Error` is `error_code` with `error_message`, `Pricing` is `pricing` with
+/// `pricing_category`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Column {
+    State,
+    Error,
+    UpdatedAt,
+    SendingAt,
+    AcceptedAt,
+    SentAt,
+    DeliveredAt,
+    ReadAt,
+    FailedAt,
+    Pricing,
+    Wamid,
+}
+
+impl Column {
+    pub const ALL: [Column; 11] = [
+        Column::State,
+        Column::Error,
+        Column::UpdatedAt,
+        Column::SendingAt,
+        Column::AcceptedAt,
+        Column::SentAt,
+        Column::DeliveredAt,
+        Column::ReadAt,
+        Column::FailedAt,
+        Column::Pricing,
+        Column::Wamid,
+    ];
 }
 
 #[cfg(test)]
@@ -633,6 +715,68 @@ mod tests {
         assert_eq!(
             (r.error_code, r.accepted_at, r.updated_at),
             (None, Some(20), 20)
+        );
+    }
+
+    /// The SQLite merge writes only the columns `changed_columns` names: each column a merge
+    /// can move must show up when it moved (the error message alone included), and a
+    /// repeated status changes nothing (the row is still written: it loses its lease).
+    #[test]
+    fn changed_columns_name_every_column_a_merge_moved() {
+        let bits = |cs: &[Column]| cs.iter().fold(0u16, |b, c| b | 1 << *c as u16);
+        let mut loaded = row();
+        loaded.wamid = Some("wamid.1".into());
+        loaded.state = MessageState::Failed;
+        loaded.failed_at = Some(7);
+        let mut b = Batch::default();
+        b.add(loaded);
+        let i = b.find_id("msg_1").expect("row");
+        // The same failure, again: nothing moves.
+        b.update(i, |r| {
+            r.merge(&change(
+                MessageState::Failed,
+                7,
+                Some((131000, "transient")),
+            ))
+        });
+        assert_eq!(b.changed_columns(i), 0);
+        assert_eq!(b.dirty_by_columns(), vec![(0, vec![i])]);
+        // The same code with another message: the error moves, nothing else.
+        b.update(i, |r| {
+            r.merge(&change(MessageState::Failed, 7, Some((131000, "other"))))
+        });
+        assert_eq!(b.changed_columns(i), bits(&[Column::Error]));
+        // Delivered later, with pricing: state, its time, updated_at, the error cleared.
+        let mut delivered = change(MessageState::Delivered, 20, None);
+        delivered.pricing = Some(crate::types::StatusPricing {
+            pricing: "{}".into(),
+            category: Some("marketing".into()),
+        });
+        b.update(i, |r| r.merge(&delivered));
+        assert_eq!(
+            b.changed_columns(i),
+            bits(&[
+                Column::State,
+                Column::Error,
+                Column::UpdatedAt,
+                Column::DeliveredAt,
+                Column::Pricing
+            ])
+        );
+        // A row without a wamid that a status names by id records it (`sent` keeps the
+        // retry's error: only delivery clears it).
+        let mut b = Batch::default();
+        b.add(row());
+        let i = b.find_id("msg_1").expect("row");
+        b.update(i, |r| r.merge(&change(MessageState::Sent, 30, None)));
+        assert_eq!(
+            b.changed_columns(i),
+            bits(&[
+                Column::State,
+                Column::UpdatedAt,
+                Column::SentAt,
+                Column::Wamid
+            ])
         );
     }
 

@@ -430,7 +430,7 @@ async fn take_orphans(tx: &mut Tx, wamids: &[String]) -> Result<Vec<PgRow>> {
 
 /// Writes the batch's merged rows back in one statement.
 /// Its text is already as PostgreSQL stores it (`normalize_status_rows`).
-async fn write_status_rows(tx: &mut Tx, batch: &mut Batch) -> Result<()> {
+async fn write_status_rows(tx: &mut Tx, batch: &Batch) -> Result<()> {
     let rows: Vec<String> = [true, false]
         .into_iter()
         .filter_map(|new_wamid| batch.dirty_json(new_wamid))

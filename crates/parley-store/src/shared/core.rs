@@ -80,9 +80,21 @@ async fn write_statuses(tx: &mut Tx, batch: &mut Batch) -> Result<()> {
         return Ok(());
     }
     normalize_status_rows(batch);
-    let deltas = batch.stat_deltas(LIKE_IGNORES_CASE);
     suspend_stat_triggers(tx, true).await?;
-    write_status_rows(tx, batch).await?;
+    let batch: &Batch = batch;
+    let deltas = {
+        // The write starts first (on SQLite its statement runs on the connection's own
+        // thread), the statistics are counted meanwhile, then the write is waited for.
+        let mut write = std::pin::pin!(write_status_rows(tx, batch));
+        let started =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx))).await;
+        let deltas = batch.stat_deltas(LIKE_IGNORES_CASE);
+        match started {
+            std::task::Poll::Ready(r) => r?,
+            std::task::Poll::Pending => write.await?,
+        }
+        deltas
+    };
     suspend_stat_triggers(tx, false).await?;
     add_counters(tx, &deltas).await
 }
@@ -806,8 +818,17 @@ impl Store for Backend {
         if !orphans.is_empty() {
             insert_orphans(&mut tx, &orphans).await?;
         }
-        tx.commit().await?;
-        batch.matched_facts(matched)
+        // What the caller learns is made while the commit runs (on SQLite, on the
+        // connection's own thread); a failed commit drops it.
+        let mut commit = std::pin::pin!(tx.commit());
+        let started =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(commit.as_mut().poll(cx))).await;
+        let facts = batch.matched_facts(matched);
+        match started {
+            std::task::Poll::Ready(r) => r?,
+            std::task::Poll::Pending => commit.await?,
+        }
+        facts
     }
 
     async fn requeue_stale_sending(&self, now: Millis, grace_ms: i64) -> Result<StaleSending> {
