@@ -7,16 +7,19 @@ use std::collections::BTreeMap;
 
 use parley_domain::pricing::{
     MessageKind, Micros, PriceCategory, PriceTable, Priced, PricingType, TierCounter, classify,
-    month_start,
 };
+use parley_domain::waba_zone::{WabaZone, Zone, month_start_in, next_month_start_in};
 use parley_domain::{ApplicationId, phone::country_of};
+use parley_store::pricing::CostRow;
 use parley_store::stats::StatDimension;
 use serde::Serialize;
 
 use crate::Engine;
 use crate::error::EngineError;
+use crate::onboarding::status;
 
 const DAY: i64 = 86_400_000;
+const HOUR: i64 = 3_600_000;
 
 /// The table an application prices with, and whether it is Parley's default.
 #[derive(Debug, Clone, Serialize)]
@@ -159,6 +162,8 @@ pub struct SpendView {
     /// What Parley expects under the 2026-10-01 rules: every delivered message charged in its
     /// category, except inside a free entry point.
     pub estimated: Micros,
+    /// The time zone whose calendar months the volume tiers count (the WABA's).
+    pub time_zone: WabaZone,
     /// Per category: `{reported, estimated, reported_messages, estimated_messages}`.
     pub by_category: BTreeMap<String, CategorySpend>,
     /// Delivered messages whose category is not known yet (no `pricing` seen): not estimated.
@@ -234,12 +239,18 @@ impl Engine {
     pub(crate) async fn estimator(&self, app: &ApplicationId) -> Result<Estimator, EngineError> {
         let table = self.price_table(app).await?.table;
         let now = self.now();
+        let tz = self.billing_zone(app).await?.tz();
+        let month = month_start_in(now, &tz);
         let rows = self
-            .store
-            .cost_rows(app, month_start(now), now + DAY, &[])
+            .cost_chunks(app, &tz, month, month, now + DAY, &[])
             .await?;
         let mut volume: BTreeMap<(String, PriceCategory), u64> = BTreeMap::new();
-        for r in rows.iter().filter(|r| r.metric == "charged") {
+        // An hour across the month's start (a zone half an hour off UTC) counts with the
+        // month it starts in, as in `spend`.
+        for r in rows
+            .iter()
+            .filter(|r| r.metric == "charged" && month_start_in(r.day, &tz) == month)
+        {
             let Some(c) = PriceCategory::from_meta(&r.category) else {
                 continue;
             };
@@ -276,9 +287,97 @@ impl Engine {
             .collect())
     }
 
-    /// The spend of a statistics period (summed by UTC day): Meta's reported charges and
-    /// Parley's estimate, priced with the application's table; tiers count every message of
-    /// the application from each month's start, the filters choose which are summed.
+    /// The time zone an application's volume tiers count their calendar months in: its
+    /// WABA's (META_2026 §5.2), read from Meta's `timezone_id` when Parley read the WABA.
+    /// With several WABAs, the first connected one's, and the view says so when they differ;
+    /// without one, or with an id Parley does not know, UTC, and the view says so.
+    pub async fn billing_zone(&self, app: &ApplicationId) -> Result<WabaZone, EngineError> {
+        let mut platforms: Vec<_> = self
+            .store
+            .platforms(app)
+            .await?
+            .into_iter()
+            .filter(|p| p.status != status::DISCONNECTED)
+            .collect();
+        platforms.sort_by(|a, b| (a.created_at, a.id.as_str()).cmp(&(b.created_at, b.id.as_str())));
+        let Some(first) = platforms.first() else {
+            return Ok(WabaZone::utc(
+                "no connected WhatsApp Business Account: volume tiers are counted per UTC month",
+            ));
+        };
+        let mut zone = WabaZone::from_details(&first.details);
+        if platforms
+            .iter()
+            .skip(1)
+            .any(|p| WabaZone::from_details(&p.details).name != zone.name)
+        {
+            let note = format!(
+                "the application's WABAs are in different time zones: months are counted in {}, the zone of WABA {} (the first connected)",
+                zone.name, first.waba_id
+            );
+            zone.note = Some(match zone.note.take() {
+                Some(n) => format!("{n}; {note}"),
+                None => note,
+            });
+        }
+        Ok(zone)
+    }
+
+    /// The `delivered` and `charged` counters in `[start, to)` as chunks that never straddle
+    /// a calendar month's start in `tz`, nor `start` or `to`: UTC days, and the hours of each
+    /// UTC day such an instant falls inside (a zone off UTC by a whole number of hours is
+    /// then exact; one off by a half or three quarters counts the hour across the month's
+    /// start with the month that hour starts in). Sorted by chunk start.
+    async fn cost_chunks(
+        &self,
+        app: &ApplicationId,
+        tz: &Zone,
+        start: i64,
+        from: i64,
+        to: i64,
+        filters: &[(StatDimension, String)],
+    ) -> Result<Vec<CostRow>, EngineError> {
+        let first_day = start.div_euclid(DAY) * DAY;
+        let day_of = |t: i64| t.div_euclid(DAY) * DAY;
+        let mut split = std::collections::BTreeSet::new();
+        let mut m = month_start_in(first_day, tz);
+        let mut cuts = vec![start, from, to];
+        while m < to {
+            cuts.push(m);
+            m = next_month_start_in(m, tz);
+        }
+        for t in cuts {
+            let d = day_of(t);
+            if t != d && d >= first_day && d < to {
+                split.insert(d);
+            }
+        }
+        let mut rows = self
+            .store
+            .cost_rows(app, first_day, to, filters, false)
+            .await?;
+        if split.is_empty() {
+            return Ok(rows);
+        }
+        rows.retain(|r| !split.contains(&r.day));
+        for d in &split {
+            rows.extend(
+                self.store
+                    .cost_rows(app, *d, *d + DAY, filters, true)
+                    .await?,
+            );
+        }
+        let first_hour = start.div_euclid(HOUR) * HOUR;
+        rows.retain(|r| r.day >= first_hour && r.day < to);
+        rows.sort_by_key(|r| r.day);
+        Ok(rows)
+    }
+
+    /// The spend of a statistics period (summed by UTC day, by hour where a day holds the
+    /// start of a month in the WABA's zone or an end of the period): Meta's reported charges
+    /// and Parley's estimate, priced with the application's table; tiers count every message
+    /// of the application from the start of each calendar month in the WABA's time zone,
+    /// the filters choose which are summed.
     pub async fn spend(
         &self,
         app: &ApplicationId,
@@ -287,17 +386,21 @@ impl Engine {
         filters: &[(StatDimension, String)],
     ) -> Result<SpendView, EngineError> {
         let table = self.price_table(app).await?.table;
-        let from_day = from.div_euclid(DAY) * DAY;
-        let start = month_start(from_day);
-        let all = self.store.cost_rows(app, start, to, &[]).await?;
+        let time_zone = self.billing_zone(app).await?;
+        let tz = time_zone.tz();
+        let from_day = from.div_euclid(HOUR) * HOUR;
+        let start = month_start_in(from_day, &tz);
+        let all = self.cost_chunks(app, &tz, start, from_day, to, &[]).await?;
         let chosen = if filters.is_empty() {
             all.clone()
         } else {
-            self.store.cost_rows(app, start, to, filters).await?
+            self.cost_chunks(app, &tz, start, from_day, to, filters)
+                .await?
         };
         let mut out = SpendView {
             currency: table.currency.clone(),
             rates_effective_date: table.effective_date.clone(),
+            time_zone,
             ..Default::default()
         };
         // Per day in order: the chosen messages are priced as a run from the month's volume
@@ -308,8 +411,8 @@ impl Engine {
         let mut days: Vec<i64> = all.iter().map(|r| r.day).collect();
         days.dedup();
         for day in days {
-            if month_start(day) != month {
-                month = month_start(day);
+            if month_start_in(day, &tz) != month {
+                month = month_start_in(day, &tz);
                 reported = TierCounter::default();
                 estimated = TierCounter::default();
             }

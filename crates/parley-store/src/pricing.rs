@@ -9,10 +9,11 @@ use serde::Serialize;
 use crate::stats::StatDimension;
 use crate::{Millis, Result};
 
-/// A day's counter of `delivered` or `charged` messages of one country and category.
+/// A day's (or an hour's) counter of `delivered` or `charged` messages of one country and
+/// category.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CostRow {
-    /// The UTC day (ms).
+    /// The UTC day (ms), or the hour for hourly rows.
     pub day: Millis,
     /// ISO alpha-2 of the recipient ('' unknown).
     pub country: String,
@@ -45,13 +46,14 @@ pub trait PricingStore {
         phone_number_id: &str,
         since: Millis,
     ) -> Result<Vec<String>>;
-    /// The daily `delivered` and `charged` counters in `[from, to)`, keeping only counters
-    /// whose dimensions equal every filter.
+    /// The daily (`hourly`: hourly) `delivered` and `charged` counters in `[from, to)`,
+    /// keeping only counters whose dimensions equal every filter.
     async fn cost_rows(
         &self,
         app: &ApplicationId,
         from: Millis,
         to: Millis,
         filters: &[(StatDimension, String)],
+        hourly: bool,
     ) -> Result<Vec<CostRow>>;
 }

@@ -79,16 +79,17 @@ impl PricingStore for Backend {
         from: Millis,
         to: Millis,
         filters: &[(StatDimension, String)],
+        hourly: bool,
     ) -> Result<Vec<CostRow>> {
         self.fold_stat_deltas().await?;
         let mut sql = String::from(
             "SELECT bucket, country, metric, CASE WHEN metric = 'charged' THEN detail ELSE category END AS cat, \
              origin, CAST(SUM(n) AS BIGINT) AS n FROM stat_counters \
-             WHERE application_id = $1 AND span = 'd' AND bucket >= $2 AND bucket < $3 \
+             WHERE application_id = $1 AND span = $4 AND bucket >= $2 AND bucket < $3 \
              AND metric IN ('delivered', 'charged')",
         );
         for (i, (d, _)) in filters.iter().enumerate() {
-            sql.push_str(&format!(" AND {} = ${}", d.column(), i + 4));
+            sql.push_str(&format!(" AND {} = ${}", d.column(), i + 5));
         }
         sql.push_str(
             " GROUP BY bucket, country, metric, CASE WHEN metric = 'charged' THEN detail ELSE category END, origin \
@@ -97,7 +98,8 @@ impl PricingStore for Backend {
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(app.as_str())
             .bind(from)
-            .bind(to);
+            .bind(to)
+            .bind(if hourly { "h" } else { "d" });
         for (_, v) in filters {
             q = q.bind(text(v));
         }
