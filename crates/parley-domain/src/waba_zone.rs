@@ -131,6 +131,14 @@ pub fn day_start_in(t: i64, tz: &TimeZone) -> i64 {
         .map_or(0, |z| z.timestamp().as_millisecond())
 }
 
+/// The start (Unix ms) in `tz` of the calendar date `t` has in UTC: a UTC midnight moved to
+/// the same date's midnight in the zone.
+pub fn same_date_in(t: i64, tz: &TimeZone) -> i64 {
+    zoned(t, &TimeZone::UTC)
+        .and_then(|z| z.date().to_zoned(tz.clone()).ok())
+        .map_or(t, |z| z.timestamp().as_millisecond())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +203,14 @@ mod tests {
             at("2026-12-01T08:00:00Z")
         );
         assert_eq!(day_start_in(t, &la), at("2026-10-31T07:00:00Z"));
+        assert_eq!(
+            same_date_in(at("2026-11-01T00:00:00Z"), &la),
+            at("2026-11-01T07:00:00Z")
+        );
+        assert_eq!(
+            same_date_in(at("2026-11-02T00:00:00Z"), &la),
+            at("2026-11-02T08:00:00Z")
+        );
         let kolkata = WabaZone::from_meta_id(Some("71")).tz();
         assert_eq!(
             month_start_in(at("2026-10-31T19:00:00Z"), &kolkata),

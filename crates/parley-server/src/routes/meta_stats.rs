@@ -69,8 +69,15 @@ pub struct ComparedPlatformView {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MetaStatsView {
+    /// The first compared instant: the first date's midnight in `time_zone`.
     pub from: String,
+    /// The end (exclusive): midnight after the last date in `time_zone`.
     pub to: String,
+    /// The zone whose days are compared: the WABAs' (Meta aligns its daily buckets on it),
+    /// `{"timezone_id", "name", "known", "note"?}`; UTC with a `note` when the WABAs differ,
+    /// the zone is unknown, or its midnight is not on a UTC hour.
+    #[schema(value_type = Object)]
+    pub time_zone: parley_domain::waba_zone::WabaZone,
     pub currency: String,
     pub tolerance_pct: f64,
     /// Costs closer than this never differ.
@@ -89,6 +96,7 @@ impl From<MetaComparison> for MetaStatsView {
         MetaStatsView {
             from: rfc3339(c.from),
             to: rfc3339(c.to),
+            time_zone: c.time_zone,
             currency: c.currency,
             tolerance_pct: c.tolerance_pct,
             cost_tolerance: c.cost_tolerance.to_string(),
