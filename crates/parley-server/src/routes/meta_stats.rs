@@ -130,8 +130,9 @@ impl MetaStatsQuery {
 
 /// Meta's own numbers beside Parley's: `pricing_analytics` (charged volume by category and
 /// country, cost by category) and the messaging `analytics` (sent and delivered per number)
-/// of each WABA, next to Parley's counters for the same UTC days. Bounded (at most 92 days,
-/// 25 numbers), not paginated; Meta's answer is reused for a minute.
+/// of each WABA, next to Parley's counters for the same days: the WABA's days, midnight to
+/// midnight in its time zone (`time_zone`), as Meta's daily buckets are. Bounded (at most 92
+/// days, 25 numbers), not paginated; Meta's answer is reused for a minute.
 #[utoipa::path(
     get, path = "/api/v1/stats/meta", tag = "statistics", params(MetaStatsQuery),
     responses(
