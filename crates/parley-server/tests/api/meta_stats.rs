@@ -506,4 +506,22 @@ async fn a_comparison_covers_the_wabas_days_not_utc_days() {
         "{on}"
     );
     assert_eq!(on["flagged"], 0, "{on}");
+
+    // The console's comparison names the zone its days are in.
+    let cookie = app.console_cookie().await;
+    let (status, html) = app
+        .console_get(
+            &cookie,
+            &format!(
+                "/dashboards/meta?from={}&to={}",
+                date(midnight - 24 * HOUR),
+                date(midnight)
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains(r#"id="meta-compare-zone" data-zone="America/Los_Angeles""#),
+        "{html}"
+    );
 }
