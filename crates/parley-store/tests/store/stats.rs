@@ -19,7 +19,8 @@ crate::contract!(
     two_nodes_merging_the_same_statuses_keep_the_counters,
     counters_equal_the_recount_after_chaos,
     recount_finds_and_fixes_a_drift,
-    stat_rows_sum_into_buckets_and_groups
+    stat_rows_sum_into_buckets_and_groups,
+    cost_rows_read_the_day_or_the_hour_of_a_charge
 );
 
 const HOUR: i64 = 3_600_000;
@@ -437,4 +438,67 @@ async fn stat_rows_sum_into_buckets_and_groups(b: &Backend) {
             row(7, odd, "sent", "", 5),
         ]
     );
+}
+
+/// The cost counters (`PricingStore::cost_rows`) per UTC day, or per hour for the days a
+/// month's start in the WABA's time zone cuts (docs/COST.md): a utility message delivered
+/// and charged three hours after `T0` is in its day's row and its hour's row, and in no
+/// other hour.
+async fn cost_rows_read_the_day_or_the_hour_of_a_charge(b: &Backend) {
+    use parley_store::pricing::PricingStore;
+    const DAY: i64 = 86_400_000;
+    let t = tenant(&**b, 4).await;
+    let id = accepted(&**b, &t, "wamid.cost.1", T0).await;
+    let at = T0 + 3 * HOUR;
+    let pricing =
+        json!({"billable": true, "pricing_model": "PMP", "type": "regular", "category": "utility"});
+    let changes: Vec<StatusChange> = [MessageState::Sent, MessageState::Delivered]
+        .into_iter()
+        .map(|state| StatusChange {
+            wamid: wm("wamid.cost.1"),
+            message_id: Some(id.clone()),
+            state,
+            at,
+            error: None,
+            pricing: Some(StatusPricing {
+                pricing: pricing.to_string(),
+                category: Some("utility".into()),
+            }),
+        })
+        .collect();
+    b.apply_statuses(&changes).await.expect("statuses");
+    let day = at.div_euclid(DAY) * DAY;
+    let hour = at.div_euclid(HOUR) * HOUR;
+    let app = &t.app;
+    let read = |hourly: bool, from: i64, to: i64| async move {
+        let rows = b
+            .cost_rows(app, from, to, &[], hourly)
+            .await
+            .expect("cost rows");
+        rows.into_iter()
+            .map(|r| (r.day, r.metric, r.category, r.country, r.n))
+            .collect::<Vec<_>>()
+    };
+    let expect = |bucket: i64| {
+        vec![
+            (
+                bucket,
+                "charged".to_owned(),
+                "utility".to_owned(),
+                "DE".to_owned(),
+                1,
+            ),
+            (
+                bucket,
+                "delivered".to_owned(),
+                "utility".to_owned(),
+                "DE".to_owned(),
+                1,
+            ),
+        ]
+    };
+    assert_eq!(read(false, day, day + DAY).await, expect(day));
+    assert_eq!(read(true, day, day + DAY).await, expect(hour));
+    assert_eq!(read(true, day, hour).await, vec![]);
+    assert_eq!(read(true, hour + HOUR, day + DAY).await, vec![]);
 }
