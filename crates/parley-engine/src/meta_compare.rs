@@ -705,6 +705,29 @@ mod tests {
     }
 
     #[test]
+    fn a_period_on_a_zones_midnights_reads_whole_utc_days_and_hours_at_both_ends() {
+        let d = 1_796_515_200_000; // 2026-12-06T00:00Z
+        // Los Angeles, PST: 08:00Z to 08:00Z two days later.
+        assert_eq!(
+            pieces(d + 8 * HOUR, d + 2 * DAY + 8 * HOUR),
+            vec![
+                (d + 8 * HOUR, d + DAY, Interval::Hour),
+                (d + DAY, d + 2 * DAY, Interval::Day),
+                (d + 2 * DAY, d + 2 * DAY + 8 * HOUR, Interval::Hour),
+            ]
+        );
+        // UTC days stay one piece; one day east of UTC holds no whole UTC day: its hours.
+        assert_eq!(
+            pieces(d, d + 7 * DAY),
+            vec![(d, d + 7 * DAY, Interval::Day)]
+        );
+        assert_eq!(
+            pieces(d - HOUR, d + DAY - HOUR),
+            vec![(d - HOUR, d + DAY - HOUR, Interval::Hour)]
+        );
+    }
+
+    #[test]
     fn periods_are_bounded() {
         let now = 1_796_558_400_000; // 2026-12-06T12:00Z
         let p = |from: &str, to: &str| MetaCompareParams {
