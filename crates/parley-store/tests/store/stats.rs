@@ -445,7 +445,6 @@ async fn stat_rows_sum_into_buckets_and_groups(b: &Backend) {
 /// and charged three hours after `T0` is in its day's row and its hour's row, and in no
 /// other hour.
 async fn cost_rows_read_the_day_or_the_hour_of_a_charge(b: &Backend) {
-    use parley_store::pricing::PricingStore;
     const DAY: i64 = 86_400_000;
     let t = tenant(&**b, 4).await;
     let id = accepted(&**b, &t, "wamid.cost.1", T0).await;
