@@ -160,15 +160,19 @@ async fn import(
 
     let cfg = config::Config::load_unchecked(config.as_deref())?;
     let store = crate::open_store(&cfg).await?;
-    let apps = store.applications().await?;
     let app = match application {
-        Some(id) => apps
-            .into_iter()
-            .find(|a| a.id.as_str() == id)
-            .with_context(|| format!("no application `{id}`"))?,
-        None => match apps.len() {
-            1 => apps.into_iter().next().context("no application")?,
-            0 => anyhow::bail!(
+        Some(id) => {
+            let parsed = parley_domain::ApplicationId::parse(&id)
+                .map_err(|_| anyhow::anyhow!("no application `{id}`"))?;
+            store
+                .application(&parsed)
+                .await?
+                .with_context(|| format!("no application `{id}`"))?
+        }
+        // Two are enough to know whether there is only one.
+        None => match store.applications_after(None, 2).await?.as_slice() {
+            [only] => only.clone(),
+            [] => anyhow::bail!(
                 "there is no application yet (run `parley demo` once, or connect a platform)"
             ),
             _ => anyhow::bail!("there are several applications: choose one with --application"),

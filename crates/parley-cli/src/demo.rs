@@ -114,7 +114,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         },
     );
     let path = credentials_path(&args.data_dir);
-    let mut creds = if store.applications().await?.is_empty() {
+    let mut creds = if store.applications_after(None, 1).await?.is_empty() {
         println!(
             "First run: seeding the demo account ({} contacts)…",
             args.contacts

@@ -740,15 +740,19 @@ async fn chosen_application(
     engine: &Engine,
     application: Option<String>,
 ) -> anyhow::Result<parley_domain::ApplicationId> {
-    let apps = engine.applications().await?;
     let app = match application {
-        Some(id) => apps
-            .into_iter()
-            .find(|a| a.id.as_str() == id)
-            .with_context(|| format!("no application `{id}`"))?,
-        None => match apps.len() {
-            1 => apps.into_iter().next().context("no application")?,
-            0 => anyhow::bail!(
+        Some(id) => {
+            let id = parley_domain::ApplicationId::parse(&id)
+                .map_err(|_| anyhow::anyhow!("no application `{id}`"))?;
+            engine
+                .application(&id)
+                .await?
+                .with_context(|| format!("no application `{id}`"))?
+        }
+        // Two are enough to know whether there is only one.
+        None => match engine.applications_page(None, 2).await?.as_slice() {
+            [only] => only.clone(),
+            [] => anyhow::bail!(
                 "there is no application yet (run `parley demo` once, or connect a platform)"
             ),
             _ => anyhow::bail!("there are several applications: choose one with --application"),

@@ -528,7 +528,7 @@ impl Engine {
             .await;
         let app = self
             .store
-            .memberships(&user.id)
+            .memberships(&user.id, None, 1)
             .await
             .ok()
             .and_then(|m| m.into_iter().next().map(|(a, _)| a.id));
@@ -679,12 +679,24 @@ impl Engine {
         }
     }
 
-    /// The applications a user has a role in, with the role.
+    /// A page of the applications a user has a role in, with the role, oldest first (by id):
+    /// those after `after`, at most `limit`.
     pub async fn user_applications(
         &self,
         user: &UserId,
+        after: Option<&ApplicationId>,
+        limit: u32,
     ) -> Result<Vec<(ApplicationRecord, Role)>, EngineError> {
-        Ok(self.store.memberships(user).await?)
+        Ok(self.store.memberships(user, after, limit).await?)
+    }
+
+    /// The application `app` with the user's role there; `None` when they have none.
+    pub async fn user_application(
+        &self,
+        user: &UserId,
+        app: &ApplicationId,
+    ) -> Result<Option<(ApplicationRecord, Role)>, EngineError> {
+        Ok(self.store.membership(user, app).await?)
     }
 
     /// Makes `app` the session's application, if the user has a role there.

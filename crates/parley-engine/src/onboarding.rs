@@ -1698,7 +1698,8 @@ impl Engine {
         let app = match meta.partner_signup_application.clone() {
             Some(app) => Some(app),
             None => {
-                let apps = self.store.applications().await?;
+                // Two are enough to know whether there is only one.
+                let apps = self.store.applications_after(None, 2).await?;
                 match apps.as_slice() {
                     [only] => Some(only.id.clone()),
                     _ => None,

@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 
 use parley_domain::pricing::{
-    MessageKind, Micros, PriceCategory, PriceTable, Priced, PricingType, TierCounter, classify,
+    Market, MessageKind, Micros, PriceCategory, PriceTable, Priced, PricingType, TierCounter,
+    classify,
 };
 use parley_domain::waba_zone::{WabaZone, Zone, month_start_in, next_month_start_in};
 use parley_domain::{ApplicationId, phone::country_of};
-use parley_store::pricing::CostRow;
+use parley_store::pricing::SpendCount;
 use parley_store::stats::StatDimension;
 use serde::Serialize;
 
@@ -242,7 +243,7 @@ impl Engine {
         let tz = self.billing_zone(app).await?.tz();
         let month = month_start_in(now, &tz);
         let rows = self
-            .cost_chunks(app, &tz, month, month, now + DAY, &[])
+            .spend_chunks(app, &tz, month, month, now + DAY, &[])
             .await?;
         let mut volume: BTreeMap<(String, PriceCategory), u64> = BTreeMap::new();
         // An hour across the month's start (a zone half an hour off UTC) counts with the
@@ -260,7 +261,7 @@ impl Engine {
                 c
             };
             let market = table.market_of(Some(r.country.as_str()).filter(|c| !c.is_empty()));
-            *volume.entry((market.id.clone(), c)).or_insert(0) += u64::try_from(r.n).unwrap_or(0);
+            *volume.entry((market.id.clone(), c)).or_insert(0) += u64::try_from(r.all).unwrap_or(0);
         }
         Ok(Estimator {
             table,
@@ -323,12 +324,13 @@ impl Engine {
         Ok(zone)
     }
 
-    /// The `delivered` and `charged` counters in `[start, to)` as chunks that never straddle
-    /// a calendar month's start in `tz`, nor `start` or `to`: UTC days, and the hours of each
-    /// UTC day such an instant falls inside (a zone off UTC by a whole number of hours is
-    /// then exact; one off by a half or three quarters counts the hour across the month's
-    /// start with the month that hour starts in). Sorted by chunk start.
-    async fn cost_chunks(
+    /// The `delivered` and `charged` counters in `[start, to)` (`spend_counts`: without and
+    /// with `filters`) as chunks that never straddle a calendar month's start in `tz`, nor
+    /// `start`, `from` or `to`: UTC days, and the hours of each UTC day such an instant falls
+    /// inside, in one read (a zone off UTC by a whole number of hours is then exact; one off
+    /// by a half or three quarters counts the hour across the month's start with the month
+    /// that hour starts in). Sorted by chunk start.
+    async fn spend_chunks(
         &self,
         app: &ApplicationId,
         tz: &Zone,
@@ -336,7 +338,7 @@ impl Engine {
         from: i64,
         to: i64,
         filters: &[(StatDimension, String)],
-    ) -> Result<Vec<CostRow>, EngineError> {
+    ) -> Result<Vec<SpendCount>, EngineError> {
         let first_day = start.div_euclid(DAY) * DAY;
         let day_of = |t: i64| t.div_euclid(DAY) * DAY;
         let mut split = std::collections::BTreeSet::new();
@@ -352,24 +354,15 @@ impl Engine {
                 split.insert(d);
             }
         }
+        let split: Vec<i64> = split.into_iter().collect();
         let mut rows = self
             .store
-            .cost_rows(app, first_day, to, filters, false)
+            .spend_counts(app, first_day, to, filters, &split)
             .await?;
-        if split.is_empty() {
-            return Ok(rows);
+        if !split.is_empty() {
+            let first_hour = start.div_euclid(HOUR) * HOUR;
+            rows.retain(|r| r.day >= first_hour && r.day < to);
         }
-        rows.retain(|r| !split.contains(&r.day));
-        for d in &split {
-            rows.extend(
-                self.store
-                    .cost_rows(app, *d, *d + DAY, filters, true)
-                    .await?,
-            );
-        }
-        let first_hour = start.div_euclid(HOUR) * HOUR;
-        rows.retain(|r| r.day >= first_hour && r.day < to);
-        rows.sort_by_key(|r| r.day);
         Ok(rows)
     }
 
@@ -377,7 +370,9 @@ impl Engine {
     /// start of a month in the WABA's zone or an end of the period): Meta's reported charges
     /// and Parley's estimate, priced with the application's table; tiers count every message
     /// of the application from the start of each calendar month in the WABA's time zone,
-    /// the filters choose which are summed.
+    /// the filters choose which are summed. One read of the counters from the month's start
+    /// (`spend_counts`: both sums at once, the hours of the days a month's start cuts in the
+    /// same read), priced in one pass ([`price_spend`]).
     pub async fn spend(
         &self,
         app: &ApplicationId,
@@ -388,38 +383,177 @@ impl Engine {
         let table = self.price_table(app).await?.table;
         let time_zone = self.billing_zone(app).await?;
         let tz = time_zone.tz();
-        let from_day = from.div_euclid(HOUR) * HOUR;
-        let start = month_start_in(from_day, &tz);
-        let all = self.cost_chunks(app, &tz, start, from_day, to, &[]).await?;
-        let chosen = if filters.is_empty() {
-            all.clone()
+        let from_hour = from.div_euclid(HOUR) * HOUR;
+        let start = month_start_in(from_hour, &tz);
+        let rows = self
+            .spend_chunks(app, &tz, start, from_hour, to, filters)
+            .await?;
+        Ok(SpendView {
+            time_zone,
+            ..price_spend(&table, &tz, from_hour, !filters.is_empty(), &rows)
+        })
+    }
+}
+
+/// Prices a period's counters (`rows`, by chunk start: UTC days and hours, from the start of
+/// `from_day`'s calendar month in `tz`): per chunk in order, the chosen messages (`chosen`;
+/// every message when not `filtered`) are priced as a run from the month's volume before that
+/// chunk, and summed from `from_day` on; then every message of the chunk (`all`) is counted
+/// toward the tiers of the month (in `tz`) the chunk starts in.
+fn price_spend(
+    table: &PriceTable,
+    tz: &Zone,
+    from_day: i64,
+    filtered: bool,
+    rows: &[SpendCount],
+) -> SpendView {
+    let mut out = SpendView {
+        currency: table.currency.clone(),
+        rates_effective_date: table.effective_date.clone(),
+        ..Default::default()
+    };
+    let mut markets: BTreeMap<&str, &Market> = BTreeMap::new();
+    let mut tiers = (TierCounter::default(), TierCounter::default());
+    let mut month = i64::MIN;
+    for day in rows.chunk_by(|a, b| a.day == b.day) {
+        if day.iter().all(|r| r.all == 0) {
+            continue;
+        }
+        let first = day[0].day;
+        if month_start_in(first, tz) != month {
+            month = month_start_in(first, tz);
+            tiers = (TierCounter::default(), TierCounter::default());
+        }
+        let counted = first >= from_day;
+        if filtered {
+            if counted {
+                let mut snap = tiers.clone();
+                for r in day.iter().filter(|r| r.chosen != 0) {
+                    price_count(
+                        &mut out,
+                        &mut snap,
+                        market_for(&mut markets, table, &r.country),
+                        r,
+                        r.chosen,
+                        true,
+                    );
+                }
+            }
+            for r in day.iter().filter(|r| r.all != 0) {
+                price_count(
+                    &mut out,
+                    &mut tiers,
+                    market_for(&mut markets, table, &r.country),
+                    r,
+                    r.all,
+                    false,
+                );
+            }
         } else {
-            self.cost_chunks(app, &tz, start, from_day, to, filters)
-                .await?
+            for r in day.iter().filter(|r| r.all != 0) {
+                price_count(
+                    &mut out,
+                    &mut tiers,
+                    market_for(&mut markets, table, &r.country),
+                    r,
+                    r.all,
+                    counted,
+                );
+            }
+        }
+    }
+    out
+}
+
+/// `country`'s market (`market_of` walks the table's markets and their countries: once per
+/// country).
+fn market_for<'t, 'r>(
+    markets: &mut BTreeMap<&'r str, &'t Market>,
+    table: &'t PriceTable,
+    country: &'r str,
+) -> &'t Market {
+    markets
+        .entry(country)
+        .or_insert_with(|| table.market_of(Some(country).filter(|c| !c.is_empty())))
+}
+
+/// `n` messages of a day counter, charged from `tiers` (Meta's reports, Parley's estimate)
+/// and, when `summed`, added to the spend.
+fn price_count(
+    out: &mut SpendView,
+    (reported, estimated): &mut (TierCounter, TierCounter),
+    market: &Market,
+    r: &SpendCount,
+    n: i64,
+    summed: bool,
+) {
+    let cat = PriceCategory::from_meta(&r.category);
+    if r.metric == "charged" {
+        let Some(c) = cat else { return };
+        let cost = charge_run(reported, market, c, n);
+        if summed {
+            out.reported += cost;
+            let e = out.by_category.entry(c.as_str().to_owned()).or_default();
+            e.reported += cost;
+            e.reported_messages += n;
+        }
+    } else {
+        if r.origin == "free_entry_point" || r.category == "referral_conversion" {
+            return;
+        }
+        let Some(c) = cat else {
+            if summed {
+                out.unpriced_messages += n;
+            }
+            return;
         };
+        let cost = charge_run(estimated, market, c, n);
+        if summed {
+            out.estimated += cost;
+            let e = out.by_category.entry(c.as_str().to_owned()).or_default();
+            e.estimated += cost;
+            e.estimated_messages += n;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parley_domain::pricing::Tier;
+    use parley_store::pricing::CostRow;
+    use rand::{Rng, SeedableRng};
+
+    /// The spend as it was computed before `spend_counts` (two reads, `cost_rows` unfiltered
+    /// and filtered, priced chunk by chunk by filtering the whole list per chunk, months in
+    /// the WABA's zone), kept verbatim as the reference the one-pass pricing must equal.
+    fn spend_before(
+        table: &PriceTable,
+        tz: &Zone,
+        from_day: i64,
+        all: &[CostRow],
+        chosen: &[CostRow],
+        filtered: bool,
+    ) -> SpendView {
         let mut out = SpendView {
             currency: table.currency.clone(),
             rates_effective_date: table.effective_date.clone(),
-            time_zone,
             ..Default::default()
         };
-        // Per day in order: the chosen messages are priced as a run from the month's volume
-        // before that day, then every message of the day is counted.
         let mut reported = TierCounter::default();
         let mut estimated = TierCounter::default();
         let mut month = i64::MIN;
         let mut days: Vec<i64> = all.iter().map(|r| r.day).collect();
         days.dedup();
         for day in days {
-            if month_start_in(day, &tz) != month {
-                month = month_start_in(day, &tz);
+            if month_start_in(day, tz) != month {
+                month = month_start_in(day, tz);
                 reported = TierCounter::default();
                 estimated = TierCounter::default();
             }
             let counted = day >= from_day;
-            for (rows, count_only) in [(&chosen, false), (&all, true)] {
-                if count_only && filters.is_empty() {
-                    // The chosen run already counted them.
+            for (rows, count_only) in [(chosen, false), (all, true)] {
+                if count_only && !filtered {
                     continue;
                 }
                 let mut r_snap = reported.clone();
@@ -456,12 +590,157 @@ impl Engine {
                         }
                     }
                 }
-                if count_only || filters.is_empty() {
+                if count_only || !filtered {
                     reported = r_snap;
                     estimated = e_snap;
                 }
             }
         }
-        Ok(out)
+        out
+    }
+
+    /// The default table with low utility and authentication tiers in every market, so that
+    /// a few hundred messages a month cross them.
+    fn tiered_table() -> PriceTable {
+        let mut t = PriceTable::default_table();
+        for m in &mut t.markets {
+            let (u, a) = (m.utility.0, m.authentication.0);
+            m.utility_tiers = vec![
+                Tier {
+                    from: 40,
+                    rate: Micros(u * 9 / 10),
+                },
+                Tier {
+                    from: 150,
+                    rate: Micros(u * 7 / 10),
+                },
+            ];
+            m.authentication_tiers = vec![Tier {
+                from: 25,
+                rate: Micros(a / 2),
+            }];
+        }
+        t
+    }
+
+    /// Day counters over three months: countries of several markets and none, every
+    /// category Meta reports and some it does not, origins with the free entry point, the
+    /// chosen part of each anything from none to all, and some counters summing to zero.
+    fn random_counts(rng: &mut rand::rngs::StdRng) -> Vec<SpendCount> {
+        const DAY0: i64 = 1_767_225_600_000; // 2026-01-01
+        let countries = ["", "DE", "IN", "BR", "US", "ZZ", "GB"];
+        let categories = [
+            "",
+            "marketing",
+            "marketing_lite",
+            "utility",
+            "authentication",
+            "authentication_international",
+            "service",
+            "referral_conversion",
+            "unknown",
+        ];
+        let origins = ["business", "customer", "free_entry_point"];
+        let mut keys = std::collections::BTreeSet::new();
+        for _ in 0..rng.random_range(0..120) {
+            keys.insert((
+                // Days, and the hours of some (the days a month's start cuts).
+                DAY0 + rng.random_range(0..95) * DAY
+                    + if rng.random_bool(0.3) {
+                        rng.random_range(0..24) * HOUR
+                    } else {
+                        0
+                    },
+                countries[rng.random_range(0..countries.len())],
+                if rng.random_bool(0.5) {
+                    "charged"
+                } else {
+                    "delivered"
+                },
+                categories[rng.random_range(0..categories.len())],
+                origins[rng.random_range(0..origins.len())],
+            ));
+        }
+        keys.into_iter()
+            .map(|(day, country, metric, category, origin)| {
+                let all = if rng.random_bool(0.05) {
+                    0
+                } else {
+                    rng.random_range(1..60)
+                };
+                let chosen = match rng.random_range(0..4) {
+                    0 => 0,
+                    1 => all,
+                    _ => rng.random_range(0..=all),
+                };
+                SpendCount {
+                    day,
+                    country: country.into(),
+                    metric: metric.into(),
+                    category: category.into(),
+                    origin: origin.into(),
+                    all,
+                    chosen,
+                }
+            })
+            .filter(|r| r.all != 0 || r.chosen != 0)
+            .collect()
+    }
+
+    /// What the two `cost_rows` reads returned for the same counters: each sum's non-zero
+    /// rows, in the same key order.
+    fn as_cost_rows(rows: &[SpendCount], chosen: bool) -> Vec<CostRow> {
+        rows.iter()
+            .map(|r| CostRow {
+                day: r.day,
+                country: r.country.clone(),
+                metric: r.metric.clone(),
+                category: r.category.clone(),
+                origin: r.origin.clone(),
+                n: if chosen { r.chosen } else { r.all },
+            })
+            .filter(|r| r.n != 0)
+            .collect()
+    }
+
+    #[test]
+    fn one_pass_pricing_equals_the_spend_as_it_was_computed() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+        let zones =
+            ["UTC", "America/Los_Angeles", "Asia/Kolkata"].map(|z| Zone::get(z).expect("zone"));
+        for table in [PriceTable::default_table(), tiered_table()] {
+            for case in 0..300 {
+                let tz = &zones[(case / 3) % zones.len()];
+                let rows = random_counts(&mut rng);
+                // The period starts on the first of a month, within one, or after the data,
+                // on a UTC day or an hour.
+                let from_day = 1_767_225_600_000
+                    + rng.random_range(0..100) * DAY
+                    + if rng.random_bool(0.5) {
+                        rng.random_range(0..24) * HOUR
+                    } else {
+                        0
+                    };
+                let filtered = case % 3 != 0;
+                let rows: Vec<SpendCount> = if filtered {
+                    rows
+                } else {
+                    rows.into_iter()
+                        .map(|r| SpendCount { chosen: r.all, ..r })
+                        .filter(|r| r.all != 0)
+                        .collect()
+                };
+                let before = spend_before(
+                    &table,
+                    tz,
+                    from_day,
+                    &as_cost_rows(&rows, false),
+                    &as_cost_rows(&rows, true),
+                    filtered,
+                );
+                let now = price_spend(&table, tz, from_day, filtered, &rows);
+                assert_eq!(now, before, "case {case}: {rows:?}");
+            }
+        }
     }
 }

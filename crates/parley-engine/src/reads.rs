@@ -14,19 +14,33 @@ use parley_store::{
 use crate::{Engine, EngineError};
 
 impl Engine {
-    /// The engine can serve: its database answers.
+    /// The engine can serve: its database answers. One bounded read (at most one row),
+    /// whatever the number of tenants.
     pub async fn ready(&self) -> Result<(), StoreError> {
-        self.store.applications().await.map(|_| ())
+        self.store.applications_after(None, 1).await.map(|_| ())
     }
 
-    /// Every application, oldest first.
-    pub async fn applications(&self) -> Result<Vec<ApplicationRecord>, EngineError> {
-        Ok(self.store.applications().await?)
+    /// A page of every application by id (oldest first): those after `after`, at most
+    /// `limit`. For tools that choose an application (`--application`, or the only one).
+    pub async fn applications_page(
+        &self,
+        after: Option<&ApplicationId>,
+        limit: u32,
+    ) -> Result<Vec<ApplicationRecord>, EngineError> {
+        Ok(self.store.applications_after(after, limit).await?)
+    }
+
+    /// One application by id.
+    pub async fn application(
+        &self,
+        id: &ApplicationId,
+    ) -> Result<Option<ApplicationRecord>, EngineError> {
+        Ok(self.store.application(id).await?)
     }
 
     /// Whether any application exists yet (a fresh database).
     pub async fn has_applications(&self) -> Result<bool, EngineError> {
-        Ok(!self.store.applications().await?.is_empty())
+        Ok(!self.store.applications_after(None, 1).await?.is_empty())
     }
 
     /// The application's WhatsApp numbers.
@@ -64,6 +78,11 @@ impl Engine {
     /// The application's platforms (connected or not).
     pub async fn platforms(&self, app: &ApplicationId) -> Result<Vec<PlatformRecord>, EngineError> {
         Ok(self.store.platforms(app).await?)
+    }
+
+    /// Whether the application has a platform that is not disconnected (one row read).
+    pub async fn has_live_platform(&self, app: &ApplicationId) -> Result<bool, EngineError> {
+        Ok(self.store.has_live_platform(app).await?)
     }
 
     /// One page of the application's platforms with their set-up, oldest first.

@@ -27,6 +27,9 @@ use crate::{Engine, EngineError, ErrorKind};
 
 /// Keys of Meta's template object that only webhooks bring (pause, rejection and category
 /// details); a sync that finds the status unchanged keeps them.
+/// Platforms read per page by the periodic sync's walk over every tenant.
+pub const PLATFORM_PAGE: u32 = 100;
+
 const WEBHOOK_KEYS: [&str; 7] = [
     "rejected_reason",
     "rejection_info",
@@ -329,23 +332,31 @@ impl Engine {
         Ok(report)
     }
 
-    /// Syncs every platform of every application; failures are logged, not fatal.
-    pub async fn sync_all_templates(&self) {
-        let apps = match self.store.applications().await {
-            Ok(apps) => apps,
-            Err(e) => {
-                tracing::warn!(error = %e, "template sync: cannot list applications");
-                return;
-            }
-        };
-        for app in apps {
-            let platforms = self.store.platforms(&app.id).await.unwrap_or_default();
-            for platform in platforms {
+    /// Syncs every platform of every application, walking them in pages by id (`PLATFORM_PAGE`
+    /// at a time: the round's memory does not grow with the tenants); failures are logged, not
+    /// fatal. Returns how many platforms were synced.
+    pub async fn sync_all_templates(&self) -> usize {
+        let mut after: Option<PlatformId> = None;
+        let mut synced = 0;
+        loop {
+            let page = match self
+                .store
+                .platforms_after(after.as_ref(), PLATFORM_PAGE)
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, "template sync: cannot list platforms");
+                    return synced;
+                }
+            };
+            for platform in &page {
                 match self
                     .sync_templates(&platform.application_id, &platform.id)
                     .await
                 {
                     Ok(r) => {
+                        synced += 1;
                         tracing::debug!(platform = %platform.id, synced = r.synced, deleted = r.deleted, "templates synced")
                     }
                     Err(e) => {
@@ -353,6 +364,10 @@ impl Engine {
                     }
                 }
             }
+            if page.len() < PLATFORM_PAGE as usize {
+                return synced;
+            }
+            after = page.last().map(|p| p.id.clone());
         }
     }
 

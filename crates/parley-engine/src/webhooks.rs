@@ -455,22 +455,21 @@ async fn record_inbound(
     Ok(true)
 }
 
+/// The platform holding a WABA: the live one (at most one: `platforms_live_waba`), else the
+/// most recently created of those that disconnected it. One indexed read, whatever the number
+/// of tenants.
 pub(crate) async fn platform_by_waba(
     engine: &Engine,
     waba_id: &WabaId,
 ) -> parley_store::Result<Option<parley_store::PlatformRecord>> {
-    for app in engine.store.applications().await? {
-        if let Some(p) = engine
-            .store
-            .platforms(&app.id)
-            .await?
-            .into_iter()
-            .find(|p| &p.waba_id == waba_id)
-        {
-            return Ok(Some(p));
-        }
-    }
-    Ok(None)
+    let mut platforms = engine.store.platforms_by_waba(waba_id).await?;
+    let live = platforms
+        .iter()
+        .position(|p| p.status != crate::onboarding::status::DISCONNECTED);
+    Ok(match live {
+        Some(i) => Some(platforms.swap_remove(i)),
+        None => platforms.pop(),
+    })
 }
 
 /// The conversations whose outbound messages got a status: announced to the inbox (the

@@ -148,8 +148,20 @@ pub trait IdentityStore: Send + Sync {
         after: Option<(Millis, &ApplicationId)>,
         limit: u32,
     ) -> Result<Vec<ApplicationRecord>>;
-    /// The applications a user has a role in, oldest first.
-    async fn memberships(&self, user: &UserId) -> Result<Vec<(ApplicationRecord, Role)>>;
+    /// A page of the applications a user has a role in, with the role, by application id
+    /// (ids grow with time, so oldest first): those after `after`, at most `limit`.
+    async fn memberships(
+        &self,
+        user: &UserId,
+        after: Option<&ApplicationId>,
+        limit: u32,
+    ) -> Result<Vec<(ApplicationRecord, Role)>>;
+    /// The application `app` with the user's role there; `None` when they have none.
+    async fn membership(
+        &self,
+        user: &UserId,
+        app: &ApplicationId,
+    ) -> Result<Option<(ApplicationRecord, Role)>>;
     async fn role(&self, user: &UserId, app: &ApplicationId) -> Result<Option<Role>>;
     /// The users with a role in the application, by email.
     async fn members(&self, app: &ApplicationId) -> Result<Vec<MemberRecord>>;

@@ -181,7 +181,16 @@ pub trait Store:
         name: &str,
         now: Millis,
     ) -> Result<()>;
+    /// Every application, oldest first. Unbounded: for tests and one-off tools only; a
+    /// request or a worker's round walks `applications_after` instead.
     async fn applications(&self) -> Result<Vec<ApplicationRecord>>;
+    /// A page of every application by id: those after `after`, at most `limit` (a walk over
+    /// all tenants in keyset pages).
+    async fn applications_after(
+        &self,
+        after: Option<&ApplicationId>,
+        limit: u32,
+    ) -> Result<Vec<ApplicationRecord>>;
     /// One application by id (its primary key), `None` when there is none.
     async fn application(&self, id: &ApplicationId) -> Result<Option<ApplicationRecord>>;
     /// A token with every scope and no expiry (`AccessStore::insert_token` chooses).

@@ -162,6 +162,15 @@ pub trait PlatformStore: Send + Sync + 'static {
         after: Option<&PlatformId>,
         limit: u32,
     ) -> Result<Vec<PlatformSetupRecord>>;
+    /// Whether the application has a platform that is not `disconnected`.
+    async fn has_live_platform(&self, app: &ApplicationId) -> Result<bool>;
+    /// A page of every application's platforms by id: those after `after`, at most `limit`
+    /// (a worker's walk over all tenants).
+    async fn platforms_after(
+        &self,
+        after: Option<&PlatformId>,
+        limit: u32,
+    ) -> Result<Vec<PlatformRecord>>;
     /// Every platform with this WABA (one per application that connected it).
     async fn platforms_by_waba(&self, waba_id: &WabaId) -> Result<Vec<PlatformRecord>>;
     async fn platform_numbers(&self, platform: &PlatformId) -> Result<Vec<NumberSetupRecord>>;

@@ -27,6 +27,21 @@ pub struct CostRow {
     pub n: i64,
 }
 
+/// A day's `delivered` or `charged` messages of one country, category and origin (the key of
+/// a [`CostRow`]), two sums in one read: `all` of the application's counters, `chosen` of
+/// those whose dimensions equal every filter (`all` again without filters).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SpendCount {
+    /// The UTC day (ms), or the hour for a day read by its hours.
+    pub day: Millis,
+    pub country: String,
+    pub metric: String,
+    pub category: String,
+    pub origin: String,
+    pub all: i64,
+    pub chosen: i64,
+}
+
 #[async_trait]
 pub trait PricingStore {
     /// The application's price table as stored (`None`: the default table).
@@ -56,4 +71,19 @@ pub trait PricingStore {
         filters: &[(StatDimension, String)],
         hourly: bool,
     ) -> Result<Vec<CostRow>>;
+    /// The daily `delivered` and `charged` counters in `[from, to)` summed per day, country,
+    /// metric, category and origin as [`cost_rows`](Self::cost_rows) sums them, with and
+    /// without the filters, from one read of the counters; in that key order, rows whose two
+    /// sums are zero left out. The UTC days in `hourly_days` are read by their hour rows
+    /// instead (the days a month's start in the WABA's time zone, or an end of the period,
+    /// falls inside), in the same read. What the statistics' spend and the campaign
+    /// estimate's month volume are priced from.
+    async fn spend_counts(
+        &self,
+        app: &ApplicationId,
+        from: Millis,
+        to: Millis,
+        filters: &[(StatDimension, String)],
+        hourly_days: &[Millis],
+    ) -> Result<Vec<SpendCount>>;
 }

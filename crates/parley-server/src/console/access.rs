@@ -80,11 +80,7 @@ async fn tokens_view(
         .tokens(&app.id, after.as_ref(), PAGE + 1)
         .await
         .map_err(|e| PageError::Text(crate::error::status_of(&e), e.message))?;
-    let more = rows.len() > PAGE as usize;
-    rows.truncate(PAGE as usize);
-    let next = more
-        .then(|| rows.last().map(|t| t.id.to_string()))
-        .flatten();
+    let next = super::next_page(&mut rows, PAGE, |t| t.id.to_string());
     Ok(TokensPage {
         active: "settings",
         email,
@@ -240,11 +236,7 @@ pub async fn audit_page(
         .audit_entries(&app.id, after.as_ref(), PAGE + 1)
         .await
         .map_err(|e| PageError::Text(crate::error::status_of(&e), e.message))?;
-    let more = rows.len() > PAGE as usize;
-    rows.truncate(PAGE as usize);
-    let next = more
-        .then(|| rows.last().map(|e| e.id.to_string()))
-        .flatten();
+    let next = super::next_page(&mut rows, PAGE, |e| e.id.to_string());
     let rows = rows
         .into_iter()
         .map(|e| AuditRow {

@@ -80,11 +80,7 @@ pub async fn list_section(state: &AppState, app: &ApplicationId, after: Option<&
         .campaigns(app, after.as_ref(), PAGE + 1)
         .await
         .unwrap_or_default();
-    let more = records.len() > PAGE as usize;
-    records.truncate(PAGE as usize);
-    let next = more
-        .then(|| records.last().map(|c| c.id.to_string()))
-        .flatten();
+    let next = super::next_page(&mut records, PAGE, |c| c.id.to_string());
     let mut rows = Vec::with_capacity(records.len());
     for c in records {
         let progress = match state.engine.campaign_stats(app, &c.id).await {

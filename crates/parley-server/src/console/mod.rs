@@ -28,9 +28,11 @@ use axum::extract::{FromRequestParts, MatchedPath, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use parley_domain::{AccountId, MessageContent, MessageId, Role, UserId, VariableSlot};
+use parley_domain::{
+    AccountId, MessageContent, MessageId, PhoneNumberId, Role, UserId, VariableSlot,
+};
 use parley_engine::identity::Actor;
-use parley_store::ApplicationRecord;
+use parley_store::{ApplicationRecord, PlatformRecord};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -100,6 +102,10 @@ impl SignedIn {
     }
 }
 
+/// Applications the navigation's switcher lists (every page reads them: bounded, the rest
+/// are on `/settings/applications`).
+pub const NAV_APPS: u32 = 20;
+
 /// Why a signed-in request is refused.
 enum Refusal {
     SignedOut,
@@ -118,18 +124,35 @@ async fn signed_in(parts: &Parts, state: &AppState) -> Result<SignedIn, Refusal>
         .await
         .filter(|v| !v.session.second_factor)
         .ok_or(Refusal::SignedOut)?;
-    let apps = state
+    // The switcher's first page (bounded), and the session's application looked up by its
+    // key when it is not on that page.
+    let user = &view.session.user_id;
+    let mut apps = state
         .engine
-        .user_applications(&view.session.user_id)
+        .user_applications(user, None, NAV_APPS + 1)
         .await
         .map_err(|_| Refusal::SignedOut)?;
-    let current = view
-        .session
-        .application_id
-        .as_ref()
-        .and_then(|id| apps.iter().find(|(a, _)| &a.id == id))
-        .or_else(|| apps.first())
-        .cloned()
+    let more = apps.len() > NAV_APPS as usize;
+    apps.truncate(NAV_APPS as usize);
+    let chosen = match &view.session.application_id {
+        Some(id) => match apps.iter().find(|(a, _)| &a.id == id) {
+            Some(found) => Some(found.clone()),
+            None => {
+                let found = state
+                    .engine
+                    .user_application(user, id)
+                    .await
+                    .map_err(|_| Refusal::SignedOut)?;
+                if let Some(found) = &found {
+                    apps.push(found.clone());
+                }
+                found
+            }
+        },
+        None => None,
+    };
+    let current = chosen
+        .or_else(|| apps.first().cloned())
         .ok_or(Refusal::NoApplication)?;
     if view.session.application_id.as_ref() != Some(&current.0.id) {
         // The user lost their role in the session's application: the session moves on to one
@@ -154,6 +177,7 @@ async fn signed_in(parts: &Parts, state: &AppState) -> Result<SignedIn, Refusal>
                 current: a.id == app.id,
             })
             .collect(),
+        more,
         role: role.as_str(),
         admin: role.allows(Role::Admin),
     });
@@ -284,7 +308,11 @@ pub struct NavApp {
 /// that `nav_scope` opens around every request), read by the template through [`nav`].
 #[derive(Clone, Debug, Default)]
 pub struct Nav {
+    /// The first `NAV_APPS` of the user's applications, and the current one.
     pub apps: Vec<NavApp>,
+    /// The user has more applications than the switcher shows (the rest are on
+    /// `/settings/applications`, a page at a time).
+    pub more: bool,
     pub role: &'static str,
     pub admin: bool,
 }
@@ -535,14 +563,27 @@ struct OverviewPage {
     email: String,
     app_name: String,
     platforms: Vec<PlatformRow>,
+    /// The numbers table's next page (a link keeping the dashboard's range).
+    numbers_next: Option<String>,
     templates: Vec<TemplateRow>,
     contacts: u64,
 }
 
+/// Numbers per page of the overview's table.
+const NUMBERS_PAGE: u32 = 20;
+
+/// `?numbers_after=…`: the overview's numbers table's next page (beside the dashboard's query).
+#[derive(Deserialize)]
+pub struct NumbersQuery {
+    numbers_after: Option<String>,
+}
+
+/// `GET /?numbers_after=…`: the overview, its numbers a page at a time.
 pub async fn overview(
     State(state): State<AppState>,
     SignedIn { email, app, .. }: SignedIn,
     Query(q): Query<dashboards::DashQuery>,
+    Query(nq): Query<NumbersQuery>,
 ) -> Response {
     let engine = &state.engine;
     // The overview is the dashboard of all messages (no subject pickers: `/dashboards` has
@@ -554,8 +595,42 @@ pub async fn overview(
         ..q
     };
     let d = dashboards::dashboard(&state, &app.id, &q, "/", false).await;
-    let platforms = engine.platforms(&app.id).await.unwrap_or_default();
-    let numbers = engine.phone_numbers(&app.id).await.unwrap_or_default();
+    let after = nq
+        .numbers_after
+        .as_deref()
+        .and_then(|a| PhoneNumberId::parse(a).ok());
+    let mut numbers = engine
+        .phone_numbers_page(&app.id, after.as_ref(), NUMBERS_PAGE + 1)
+        .await
+        .unwrap_or_default();
+    let numbers_next = next_page(&mut numbers, NUMBERS_PAGE, |n| {
+        n.phone_number_id.to_string()
+    })
+    .map(|n| {
+        // The dashboard's range stays as it is.
+        let mut href = String::from("/?");
+        for (key, value) in [
+            ("range", &q.range),
+            ("from", &q.from),
+            ("to", &q.to),
+            ("interval", &q.interval),
+        ] {
+            if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+                href.push_str(&format!("{key}={}&", query_value(v)));
+            }
+        }
+        href.push_str(&format!("numbers_after={}", query_value(&n)));
+        href
+    });
+    // The page's numbers' platforms, each read once (a page holds at most `NUMBERS_PAGE`).
+    let mut platforms: Vec<PlatformRecord> = Vec::new();
+    for n in &numbers {
+        if !platforms.iter().any(|p| p.id == n.platform_id)
+            && let Ok(Some(setup)) = engine.platform_setup(&app.id, &n.platform_id).await
+        {
+            platforms.push(setup.platform);
+        }
+    }
     let rows = numbers
         .into_iter()
         .map(|n| {
@@ -601,6 +676,7 @@ pub async fn overview(
         email,
         app_name: app.name,
         platforms: rows,
+        numbers_next,
         templates,
         contacts,
     })
@@ -625,9 +701,18 @@ struct MessagesPage {
     next: Option<String>,
 }
 
+/// `?after=…`: the cursor of a console list's next page (the last row's key).
 #[derive(Deserialize)]
 pub struct PageQuery {
-    after: Option<String>,
+    pub after: Option<String>,
+}
+
+/// Cuts a console list read with `page + 1` rows down to `page`, and returns the next page's
+/// `after` (the last shown row's key) when there was one more: how every console list pages.
+pub fn next_page<T>(rows: &mut Vec<T>, page: u32, key: impl Fn(&T) -> String) -> Option<String> {
+    let more = rows.len() > page as usize;
+    rows.truncate(page as usize);
+    if more { rows.last().map(key) } else { None }
 }
 
 const MESSAGES_PAGE: u32 = 50;
@@ -643,11 +728,7 @@ pub async fn messages(
         .messages(&app.id, after.as_ref(), MESSAGES_PAGE + 1)
         .await
         .unwrap_or_default();
-    let more = rows.len() > MESSAGES_PAGE as usize;
-    rows.truncate(MESSAGES_PAGE as usize);
-    let next = more
-        .then(|| rows.last().map(|m| m.id.to_string()))
-        .flatten();
+    let next = next_page(&mut rows, MESSAGES_PAGE, |m| m.id.to_string());
     let messages = rows
         .into_iter()
         .map(|m| MessageRow {

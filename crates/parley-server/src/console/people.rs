@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -450,19 +450,30 @@ struct ApplicationsPage {
     active: &'static str,
     email: String,
     apps: Vec<AppRow>,
+    /// The next page's `after` (the last application's id).
+    next: Option<String>,
+    /// Whether the form to create an application is shown.
+    admin: bool,
     error: Option<String>,
 }
+
+/// Applications per page of `/settings/applications`.
+const APPLICATIONS_PAGE: u32 = 50;
 
 async fn applications_view(
     state: &AppState,
     me: &SignedIn,
+    after: Option<&str>,
     error: Option<String>,
 ) -> ApplicationsPage {
-    let apps = state
+    let after = after.and_then(|a| ApplicationId::parse(a).ok());
+    let mut rows = state
         .engine
-        .user_applications(&me.user_id)
+        .user_applications(&me.user_id, after.as_ref(), APPLICATIONS_PAGE + 1)
         .await
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let next = super::next_page(&mut rows, APPLICATIONS_PAGE, |(a, _)| a.id.to_string());
+    let apps = rows
         .into_iter()
         .map(|(a, role)| AppRow {
             current: a.id == me.app.id,
@@ -475,12 +486,19 @@ async fn applications_view(
         active: "settings",
         email: me.email.clone(),
         apps,
+        next,
+        admin: me.role.allows(Role::Admin),
         error,
     }
 }
 
-pub async fn applications_page(State(state): State<AppState>, me: SignedIn) -> Response {
-    render(&applications_view(&state, &me, None).await)
+/// `GET /settings/applications?after=app_…`: the user's applications, a page at a time.
+pub async fn applications_page(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Query(q): Query<super::PageQuery>,
+) -> Response {
+    render(&applications_view(&state, &me, q.after.as_deref(), None).await)
 }
 
 #[derive(Deserialize)]
@@ -509,7 +527,7 @@ pub async fn create_application(
         }
         Err(e) => render_with(
             status_of(&e),
-            &applications_view(&state, &me, Some(e.message)).await,
+            &applications_view(&state, &me, None, Some(e.message)).await,
         ),
     }
 }

@@ -86,6 +86,8 @@ struct PlatformCard {
 #[template(path = "platforms_list.html")]
 struct PlatformListFragment {
     platforms: Vec<PlatformCard>,
+    /// The next page's `after` (the last card's platform id).
+    next: Option<String>,
 }
 
 #[derive(Template)]
@@ -94,8 +96,14 @@ struct PlatformsPage {
     active: &'static str,
     email: String,
     button: SignupButton,
+    /// Where the page polls its list: this page's platforms.
+    list_url: String,
     list: String,
 }
+
+/// Platform cards per page (each card reads its numbers, sign-up and coexistence rows, and
+/// the page polls the list every two seconds).
+const PLATFORMS_PAGE: u32 = 20;
 
 #[derive(Template)]
 #[template(path = "campaigns_whatsapp.html")]
@@ -225,12 +233,20 @@ pub fn cancel_message(event: &Value) -> String {
     }
 }
 
-async fn cards(state: &AppState, app: &ApplicationRecord) -> Vec<PlatformCard> {
+/// A page of the application's platform cards, after the platform `after`, and the next
+/// page's cursor.
+async fn cards(
+    state: &AppState,
+    app: &ApplicationRecord,
+    after: Option<&str>,
+) -> (Vec<PlatformCard>, Option<String>) {
     let engine = &state.engine;
-    let setups = engine
-        .platform_setups(&app.id, None, 1000)
+    let after = after.and_then(|a| PlatformId::parse(a).ok());
+    let mut setups = engine
+        .platform_setups(&app.id, after.as_ref(), PLATFORMS_PAGE + 1)
         .await
         .unwrap_or_default();
+    let next = super::next_page(&mut setups, PLATFORMS_PAGE, |s| s.platform.id.to_string());
     let mut out = Vec::with_capacity(setups.len());
     for s in setups {
         let p = &s.platform;
@@ -319,11 +335,11 @@ async fn cards(state: &AppState, app: &ApplicationRecord) -> Vec<PlatformCard> {
             },
         });
     }
-    out
+    (out, next)
 }
 
-fn list_html(platforms: Vec<PlatformCard>) -> String {
-    PlatformListFragment { platforms }
+fn list_html((platforms, next): (Vec<PlatformCard>, Option<String>)) -> String {
+    PlatformListFragment { platforms, next }
         .render()
         .unwrap_or_else(|e| {
             tracing::error!(error = %e, "platform list could not be rendered");
@@ -331,29 +347,36 @@ fn list_html(platforms: Vec<PlatformCard>) -> String {
         })
 }
 
-/// `GET /settings/platforms`.
+/// `GET /settings/platforms?after=plt_…`: a page of the platforms.
 pub async fn platforms_page(
     State(state): State<AppState>,
     SignedIn { email, app, .. }: SignedIn,
+    Query(q): Query<super::PageQuery>,
 ) -> Response {
+    let after = q.after.filter(|a| !a.is_empty());
+    let list_url = match &after {
+        Some(a) => format!("/settings/platforms/list?after={}", super::query_value(a)),
+        None => "/settings/platforms/list".to_owned(),
+    };
     let mut resp = render(&PlatformsPage {
         active: "settings",
         email,
         button: button(&state),
-        list: list_html(cards(&state, &app).await),
+        list: list_html(cards(&state, &app, after.as_deref()).await),
+        list_url,
     });
     resp.extensions_mut().insert(crate::LoadsMetaSdk);
     resp
 }
 
-/// `GET /settings/platforms/list`: the list alone, polled by the page.
+/// `GET /settings/platforms/list?after=plt_…`: the list alone, polled by the page.
 pub async fn platforms_list(
     State(state): State<AppState>,
     SignedIn { app, .. }: SignedIn,
+    Query(q): Query<super::PageQuery>,
 ) -> Response {
-    let mut resp = render(&PlatformListFragment {
-        platforms: cards(&state, &app).await,
-    });
+    let (platforms, next) = cards(&state, &app, q.after.as_deref()).await;
+    let mut resp = render(&PlatformListFragment { platforms, next });
     resp.headers_mut().insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),
@@ -362,14 +385,17 @@ pub async fn platforms_list(
 }
 
 /// `GET /campaigns/whatsapp`: the campaigns (paginated with `?after=`) once a platform
-/// exists, Log in with Facebook before.
+/// exists, Log in with Facebook before; the platforms' first page below.
 pub async fn campaigns_page(
     State(state): State<AppState>,
     SignedIn { email, app, .. }: SignedIn,
     Query(q): Query<super::campaigns::ListQuery>,
 ) -> Response {
-    let platforms = cards(&state, &app).await;
-    let has_platform = platforms.iter().any(|p| !p.disconnected);
+    let has_platform = state
+        .engine
+        .has_live_platform(&app.id)
+        .await
+        .unwrap_or(false);
     let campaigns = if has_platform {
         super::campaigns::list_section(&state, &app.id, q.after.as_deref()).await
     } else {
@@ -380,7 +406,7 @@ pub async fn campaigns_page(
         email,
         button: button(&state),
         has_platform,
-        list: list_html(platforms),
+        list: list_html(cards(&state, &app, None).await),
         campaigns,
     });
     if !has_platform {

@@ -9,7 +9,6 @@ use parley_domain::Role;
 /// Routes that need more than `viewer` to be read: management pages.
 const ADMIN_PAGES: &[&str] = &[
     "/settings/users",
-    "/settings/applications",
     "/settings/tokens",
     "/settings/audit",
     "/settings/events",

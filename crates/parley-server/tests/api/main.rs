@@ -26,6 +26,7 @@ mod intake;
 mod marketing_messages;
 mod meta_stats;
 mod operations;
+mod pages;
 mod people;
 mod quota_person;
 mod reach_metrics;

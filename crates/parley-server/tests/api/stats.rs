@@ -393,11 +393,12 @@ async fn campaign_export_has_every_recipients_outcome_quoted_and_formula_safe() 
             .unwrap_or_else(|| panic!("a price: {s:?}"))
             .0
     };
-    let mut total = 0;
+    let (mut total, mut charged) = (0, 0);
     for r in rows {
         match r[col("pricing_type")].as_str() {
             "" => assert_eq!(r[col("price")], "", "unpriced: {r:?}"),
             "regular" => {
+                charged += 1;
                 let c =
                     parley_domain::pricing::PriceCategory::from_meta(&r[col("pricing_category")])
                         .expect("a category");
@@ -415,6 +416,14 @@ async fn campaign_export_has_every_recipients_outcome_quoted_and_formula_safe() 
         total,
         "{spend}"
     );
+    // Each charged message once, though a third of the webhooks came twice and out of order.
+    let reported_messages: i64 = spend["cost"]["by_category"]
+        .as_object()
+        .expect("by category")
+        .values()
+        .map(|c| c["reported_messages"].as_i64().expect("messages"))
+        .sum();
+    assert_eq!(reported_messages, charged, "{spend}");
 
     // Without a BOM; an unknown campaign is 404 with a stable code.
     let resp = app

@@ -129,6 +129,22 @@ impl Store for Backend {
         rows.iter().map(application_from_row).collect()
     }
 
+    async fn applications_after(
+        &self,
+        after: Option<&ApplicationId>,
+        limit: u32,
+    ) -> Result<Vec<ApplicationRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM applications WHERE ($1 IS NULL OR id > $2) ORDER BY id LIMIT $3",
+        )
+        .bind(after.map(ApplicationId::as_str))
+        .bind(after.map(ApplicationId::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(application_from_row).collect()
+    }
+
     async fn application(&self, id: &ApplicationId) -> Result<Option<ApplicationRecord>> {
         let row = sqlx::query("SELECT * FROM applications WHERE id = $1")
             .bind(id.as_str())

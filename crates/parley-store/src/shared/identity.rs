@@ -189,17 +189,44 @@ impl IdentityStore for Backend {
         rows.iter().map(app_from_row).collect()
     }
 
-    async fn memberships(&self, user: &UserId) -> Result<Vec<(ApplicationRecord, Role)>> {
+    async fn memberships(
+        &self,
+        user: &UserId,
+        after: Option<&ApplicationId>,
+        limit: u32,
+    ) -> Result<Vec<(ApplicationRecord, Role)>> {
+        // Keyset on the membership's primary key (user, application).
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {APP_COLUMNS}, m.role FROM memberships m JOIN applications a ON a.id = m.application_id
-             WHERE m.user_id = $1 ORDER BY a.created_at, a.id"
+             WHERE m.user_id = $1 AND ($2 IS NULL OR m.application_id > $3)
+             ORDER BY m.application_id LIMIT $4"
         )))
         .bind(user.as_str())
+        .bind(after.map(ApplicationId::as_str))
+        .bind(after.map(ApplicationId::as_str))
+        .bind(i64::from(limit))
         .fetch_all(self.reader())
         .await?;
         rows.iter()
             .map(|r| Ok((app_from_row(r)?, role_of(r, "role")?)))
             .collect()
+    }
+
+    async fn membership(
+        &self,
+        user: &UserId,
+        app: &ApplicationId,
+    ) -> Result<Option<(ApplicationRecord, Role)>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {APP_COLUMNS}, m.role FROM memberships m JOIN applications a ON a.id = m.application_id
+             WHERE m.user_id = $1 AND m.application_id = $2"
+        )))
+        .bind(user.as_str())
+        .bind(app.as_str())
+        .fetch_optional(self.reader())
+        .await?;
+        row.map(|r| Ok((app_from_row(&r)?, role_of(&r, "role")?)))
+            .transpose()
     }
 
     async fn role(&self, user: &UserId, app: &ApplicationId) -> Result<Option<Role>> {

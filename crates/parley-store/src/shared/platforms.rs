@@ -279,6 +279,32 @@ impl PlatformStore for Backend {
         rows.iter().map(setup_from_row).collect()
     }
 
+    async fn has_live_platform(&self, app: &ApplicationId) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT id FROM platforms WHERE application_id = $1 AND status <> 'disconnected' LIMIT 1",
+        )
+        .bind(app.as_str())
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(row.is_some())
+    }
+
+    async fn platforms_after(
+        &self,
+        after: Option<&PlatformId>,
+        limit: u32,
+    ) -> Result<Vec<PlatformRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM platforms WHERE ($1 IS NULL OR id > $2) ORDER BY id LIMIT $3",
+        )
+        .bind(after.map(PlatformId::as_str))
+        .bind(after.map(PlatformId::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(platform_from_row).collect()
+    }
+
     async fn platforms_by_waba(&self, waba_id: &WabaId) -> Result<Vec<PlatformRecord>> {
         let rows = sqlx::query("SELECT * FROM platforms WHERE waba_id = $1 ORDER BY id")
             .bind(waba_id.as_str())

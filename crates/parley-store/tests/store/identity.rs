@@ -83,7 +83,10 @@ async fn a_setup_link_creates_one_owner_once(b: &Backend) {
             .expect("used")
     );
     assert_eq!(b.count_users().await.expect("count"), 1);
-    let apps = b.memberships(&first.user_id).await.expect("memberships");
+    let apps = b
+        .memberships(&first.user_id, None, 10)
+        .await
+        .expect("memberships");
     assert_eq!(apps.len(), 1);
     assert_eq!(apps[0].0.name, "Shop");
     assert_eq!(apps[0].1, Role::Owner);
@@ -338,7 +341,40 @@ async fn invites_are_accepted_once_before_they_expire(b: &Backend) {
             .len(),
         2
     );
-    assert_eq!(b.memberships(&o.user_id).await.expect("m").len(), 2);
+    // The user's applications a page at a time, by id; one membership by its key.
+    let all = b.memberships(&o.user_id, None, 10).await.expect("m");
+    assert_eq!(all.len(), 2);
+    assert!(all[0].0.id < all[1].0.id);
+    let first = b.memberships(&o.user_id, None, 1).await.expect("m");
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].0.id, all[0].0.id);
+    let rest = b
+        .memberships(&o.user_id, Some(&first[0].0.id), 1)
+        .await
+        .expect("m");
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].0.id, all[1].0.id);
+    assert!(
+        b.memberships(&o.user_id, Some(&rest[0].0.id), 1)
+            .await
+            .expect("m")
+            .is_empty()
+    );
+    let one = b
+        .membership(&o.user_id, &all[1].0.id)
+        .await
+        .expect("m")
+        .expect("a role there");
+    assert_eq!(
+        (one.0.name.as_str(), one.1),
+        (all[1].0.name.as_str(), all[1].1)
+    );
+    assert!(
+        b.membership(&o.user_id, &ApplicationId::new())
+            .await
+            .expect("m")
+            .is_none()
+    );
 }
 
 async fn the_throttle_swaps_only_what_it_read(b: &Backend) {

@@ -20,7 +20,8 @@ crate::contract!(
     counters_equal_the_recount_after_chaos,
     recount_finds_and_fixes_a_drift,
     stat_rows_sum_into_buckets_and_groups,
-    cost_rows_read_the_day_or_the_hour_of_a_charge
+    cost_rows_read_the_day_or_the_hour_of_a_charge,
+    spend_counts_equal_the_two_cost_row_reads
 );
 
 const HOUR: i64 = 3_600_000;
@@ -330,6 +331,32 @@ async fn counters_equal_the_recount_after_chaos(b: &Backend) {
     // The first inbound answered the latest message delivered in the 24 h before it.
     assert_eq!(get("replied", ""), 1, "{got:?}");
 
+    // What the spend is priced from counts each message once too: charged once per message
+    // although its pricing came with two statuses, twice over, or after them; delivered once.
+    for filters in [
+        vec![],
+        vec![(StatDimension::Template, "order_update".to_owned())],
+    ] {
+        let spend = b
+            .spend_counts(&t.app, 0, T0 * 2, &filters, &[])
+            .await
+            .expect("spend counts");
+        let sum = |metric: &str| -> (i64, i64) {
+            spend
+                .iter()
+                .filter(|r| r.metric == metric)
+                .fold((0, 0), |(a, c), r| (a + r.all, c + r.chosen))
+        };
+        assert_eq!(sum("charged"), (12, 12), "{spend:?}");
+        assert_eq!(sum("delivered"), (9, 9), "{spend:?}");
+        assert!(
+            spend
+                .iter()
+                .all(|r| r.metric != "charged" || r.category == "utility"),
+            "{spend:?}"
+        );
+    }
+
     // Hours sum to the days.
     let hours = b
         .stat_rows(&StatQuery {
@@ -500,4 +527,174 @@ async fn cost_rows_read_the_day_or_the_hour_of_a_charge(b: &Backend) {
     assert_eq!(read(true, day, day + DAY).await, expect(hour));
     assert_eq!(read(true, day, hour).await, vec![]);
     assert_eq!(read(true, hour + HOUR, day + DAY).await, vec![]);
+}
+
+/// A spend counter's key: day, country, metric, category, origin.
+type SpendKey = (i64, String, String, String, String);
+
+/// `spend_counts` (the spend's one read, both sums at once) equals what the spend read before
+/// it, `cost_rows` without and with the filters, on varied counters: days in and out of the
+/// period, every dimension filtered alone and together, other metrics, hour rows and another
+/// application's counters left out, counters cancelling out, text with quotes; and with days
+/// read by their hours (`hourly_days`), the other days' day rows and those days' hour rows
+/// in the period.
+async fn spend_counts_equal_the_two_cost_row_reads(b: &Backend) {
+    use parley_store::pricing::SpendCount;
+    const DAY: i64 = 86_400_000;
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let t = tenant(&**b, 4).await;
+    let other = tenant(&**b, 5).await;
+    let day0 = T0 - T0 % DAY;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(45);
+    let metrics = ["delivered", "charged", "sent", "read"];
+    let campaigns = ["", "cmp_a", "cmp_b"];
+    let templates = ["", "order_update", "it's \"odd\""];
+    let numbers = ["p1", "p2"];
+    let categories = [
+        "",
+        "marketing",
+        "utility",
+        "authentication",
+        "service",
+        "referral_conversion",
+    ];
+    let countries = ["", "DE", "IN", "BR"];
+    let origins = ["business", "customer", "free_entry_point"];
+    let pick =
+        |rng: &mut rand::rngs::StdRng, from: &[&'static str]| from[rng.random_range(0..from.len())];
+    let mut keys = std::collections::BTreeSet::new();
+    for _ in 0..1500 {
+        let metric = pick(&mut rng, &metrics);
+        let span = if rng.random_bool(0.8) { "d" } else { "h" };
+        let day = day0 + rng.random_range(0..16) * DAY;
+        keys.insert((
+            if rng.random_bool(0.9) {
+                t.app.as_str().to_owned()
+            } else {
+                other.app.as_str().to_owned()
+            },
+            span,
+            if span == "h" {
+                day + rng.random_range(0..24) * HOUR
+            } else {
+                day
+            },
+            metric,
+            pick(&mut rng, &campaigns),
+            pick(&mut rng, &templates),
+            pick(&mut rng, &numbers),
+            pick(&mut rng, &categories),
+            pick(&mut rng, &countries),
+            pick(&mut rng, &origins),
+            if metric == "charged" {
+                pick(&mut rng, &categories)
+            } else {
+                ""
+            },
+        ));
+    }
+    let values: Vec<String> = keys
+        .iter()
+        .map(|(app, span, bucket, metric, campaign, template, number, category, country, origin, detail)| {
+            format!(
+                "('{app}', '{span}', {bucket}, '{metric}', '{campaign}', '{}', '{number}', '{category}', \
+                 '{country}', '{origin}', '{detail}', {})",
+                template.replace('\'', "''"),
+                if rng.random_bool(0.1) { 0 } else { rng.random_range(-2..30) },
+            )
+        })
+        .collect();
+    b.raw_execute(leak(format!(
+        "INSERT INTO stat_counters (application_id, span, bucket, metric, campaign_id, template, \
+         phone_number_id, category, country, origin, detail, n) VALUES {}",
+        values.join(", ")
+    )))
+    .await;
+    let (from, to) = (day0 + 3 * DAY, day0 + 12 * DAY);
+    let filter_sets: Vec<Vec<(StatDimension, &str)>> = vec![
+        vec![],
+        vec![(StatDimension::Campaign, "cmp_a")],
+        vec![(StatDimension::Campaign, "")],
+        vec![(StatDimension::Template, "it's \"odd\"")],
+        vec![(StatDimension::PhoneNumber, "p2")],
+        vec![(StatDimension::Category, "utility")],
+        vec![(StatDimension::Country, "DE")],
+        vec![(StatDimension::ConversationOrigin, "free_entry_point")],
+        vec![
+            (StatDimension::Campaign, "cmp_b"),
+            (StatDimension::Country, "IN"),
+        ],
+        vec![(StatDimension::Campaign, "nobody")],
+    ];
+    // Days read by their hours (a month's start in the WABA's zone cuts them): inside the
+    // period, on its first day, and before it (left out like its day row).
+    let hourly_sets: [Vec<i64>; 2] = [
+        vec![],
+        vec![day0 + 2 * DAY, from, day0 + 7 * DAY, day0 + 11 * DAY],
+    ];
+    let (mut partial, mut chosen, mut hours) = (0, 0, 0);
+    for (filters, hourly_days) in filter_sets
+        .into_iter()
+        .flat_map(|f| hourly_sets.iter().map(move |h| (f.clone(), h)))
+    {
+        let filters: Vec<(StatDimension, String)> = filters
+            .into_iter()
+            .map(|(d, v)| (d, v.to_owned()))
+            .collect();
+        let got = b
+            .spend_counts(&t.app, from, to, &filters, hourly_days)
+            .await
+            .expect("spend counts");
+        let mut want: BTreeMap<SpendKey, (i64, i64)> = BTreeMap::new();
+        // The day rows of the other days, and the hour rows of those days in the period.
+        let mut reads = Vec::new();
+        for (f, chosen) in [(&[][..], false), (&filters[..], true)] {
+            let mut days = b.cost_rows(&t.app, from, to, f, false).await.expect("days");
+            days.retain(|r| !hourly_days.contains(&r.day));
+            reads.push((days, chosen));
+            for d in hourly_days {
+                let (f_, t_) = ((*d).max(from), (d + DAY).min(to));
+                reads.push((
+                    b.cost_rows(&t.app, f_, t_, f, true).await.expect("hours"),
+                    chosen,
+                ));
+            }
+        }
+        for (rows, chosen) in reads {
+            for r in rows {
+                let e = want
+                    .entry((r.day, r.country, r.metric, r.category, r.origin))
+                    .or_default();
+                if chosen {
+                    e.1 += r.n;
+                } else {
+                    e.0 += r.n;
+                }
+            }
+        }
+        let want: Vec<SpendCount> = want
+            .into_iter()
+            .map(
+                |((day, country, metric, category, origin), (all, chosen))| SpendCount {
+                    day,
+                    country,
+                    metric,
+                    category,
+                    origin,
+                    all,
+                    chosen,
+                },
+            )
+            .collect();
+        assert_eq!(got, want, "filters {filters:?}, hourly {hourly_days:?}");
+        hours += got.iter().filter(|r| r.day % DAY != 0).count();
+        partial += got
+            .iter()
+            .filter(|r| r.chosen != 0 && r.chosen != r.all)
+            .count();
+        chosen += got.iter().filter(|r| r.chosen != 0).count();
+    }
+    // The cases compared chose whole counters and parts of them, and read hours.
+    assert!(partial > 10 && chosen > partial, "{partial} of {chosen}");
+    assert!(hours > 10, "{hours} hour rows");
 }

@@ -13,7 +13,65 @@ crate::contract!(
     phone_numbers_upsert_and_scope,
     templates_upsert_and_lookup,
     applications_and_numbers_page_by_their_keys,
+    every_tenant_is_walked_in_id_pages,
 );
+
+/// `applications_after` and `platforms_after` walk every tenant's rows by id, a page at a
+/// time: each once, in id order, whatever the page size.
+async fn every_tenant_is_walked_in_id_pages(b: &Backend) {
+    for n in 1..=5 {
+        tenant(&**b, n).await;
+    }
+    let mut apps: Vec<ApplicationId> = b
+        .applications()
+        .await
+        .expect("all")
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    apps.sort();
+    let mut walked = Vec::new();
+    let mut after: Option<ApplicationId> = None;
+    loop {
+        let page = b.applications_after(after.as_ref(), 2).await.expect("page");
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        walked.extend(page.into_iter().map(|a| a.id));
+    }
+    assert_eq!(walked, apps, "every application once, by id");
+
+    let mut platforms: Vec<PlatformId> = Vec::new();
+    for app in &apps {
+        platforms.extend(
+            b.platforms(app)
+                .await
+                .expect("platforms")
+                .into_iter()
+                .map(|p| p.id),
+        );
+    }
+    platforms.sort();
+    assert_eq!(platforms.len(), 5);
+    let mut walked = Vec::new();
+    let mut after: Option<PlatformId> = None;
+    loop {
+        let page = b.platforms_after(after.as_ref(), 2).await.expect("page");
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        walked.extend(page.into_iter().map(|p| p.id));
+    }
+    assert_eq!(walked, platforms, "every platform once, by id");
+
+    // A live platform is found with one row; an application without one has none.
+    assert!(b.has_live_platform(&apps[0]).await.expect("live"));
+    assert!(
+        !b.has_live_platform(&ApplicationId::new())
+            .await
+            .expect("live")
+    );
+}
 
 /// `application` is one application by id; `account_applications_after` pages an account's
 /// applications oldest first with ties on the same millisecond by id (another account's never
