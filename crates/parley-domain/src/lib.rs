@@ -20,6 +20,7 @@ pub mod state;
 pub mod tags;
 pub mod template;
 pub mod template_rules;
+pub mod waba_zone;
 pub mod window;
 
 pub use access::*;

@@ -3,7 +3,14 @@
 //! cost by category) for the application's WABAs, next to Parley's counters and reported spend
 //! for the same period and numbers, each difference above the tolerance flagged.
 //!
-//! Bounded: whole UTC days, at most [`MAX_DAYS`], within Meta's one-year lookback; at most
+//! The days compared are the WABA's: Meta aligns its daily buckets on the WABA's time zone
+//! (`timezone_id`), so the period's dates are taken from its midnight to its midnight there,
+//! and Parley counts the same instants (UTC days inside, its hourly counters at both ends).
+//! UTC days when the compared WABAs are in different zones, in a zone Parley does not know,
+//! or in one whose midnight is not on a UTC hour (its counters cannot split those hours);
+//! the answer's `time_zone` says which, and why.
+//!
+//! Bounded: whole days, at most [`MAX_DAYS`], within Meta's one-year lookback; at most
 //! [`MAX_NUMBERS`] numbers asked for one by one. Meta's answer is cached per application,
 //! platforms and period for [`CACHE_MS`] of the engine's clock (Parley's side is always read
 //! fresh). A difference is flagged when it is larger than `tolerance_pct` percent of the larger
@@ -13,6 +20,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use parley_domain::pricing::{Micros, PriceCategory};
+use parley_domain::waba_zone::{WabaZone, same_date_in};
 use parley_domain::{ApplicationId, PlatformId};
 use parley_meta::analytics::{Granularity, MessagingQuery, PricingDimension, PricingQuery};
 use parley_store::stats::StatDimension;
@@ -24,6 +32,7 @@ use crate::onboarding::status;
 use crate::stats::{Interval, StatsRequest};
 
 const DAY: i64 = 86_400_000;
+const HOUR: i64 = 3_600_000;
 /// The longest period one comparison covers.
 pub const MAX_DAYS: i64 = 92;
 /// Meta keeps analytics for one year (since 2025-12-01).
@@ -73,8 +82,12 @@ pub struct ComparedPlatform {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct MetaComparison {
+    /// The first compared instant: the first date's midnight in `time_zone`.
     pub from: i64,
+    /// The end (exclusive): the day after the last date, at midnight in `time_zone`.
     pub to: i64,
+    /// The zone whose days are compared (the WABAs'; UTC with a `note` when not).
+    pub time_zone: WabaZone,
     pub currency: String,
     pub tolerance_pct: f64,
     pub cost_tolerance: Micros,
@@ -224,6 +237,84 @@ fn differs(a: i64, b: i64, pct: f64, floor: i64) -> bool {
     diff as f64 > larger * pct / 100.0
 }
 
+/// The zone whose days a comparison covers, and the period moved onto its midnights: the
+/// compared WABAs' zone when they share one Parley knows whose midnights fall on UTC hours;
+/// else UTC days, with a note saying why.
+fn compared_days(
+    platforms: &[parley_store::PlatformRecord],
+    from: i64,
+    to: i64,
+) -> (WabaZone, i64, i64) {
+    let zones: Vec<WabaZone> = platforms
+        .iter()
+        .map(|p| WabaZone::from_details(&p.details))
+        .collect();
+    let Some(first) = zones.first() else {
+        return (
+            WabaZone::utc("no connected WhatsApp Business Account: compared on UTC days"),
+            from,
+            to,
+        );
+    };
+    if zones.iter().any(|z| z.name != first.name) {
+        return (
+            WabaZone::utc(
+                "the compared WABAs are in different time zones: compared on UTC days (choose one platform to compare its own days)",
+            ),
+            from,
+            to,
+        );
+    }
+    if !first.known {
+        let mut z = first.clone();
+        z.note = Some(format!(
+            "{}; compared on UTC days, so Meta's daily buckets may not match them",
+            z.note.unwrap_or_default()
+        ));
+        return (z, from, to);
+    }
+    let tz = first.tz();
+    let (f, t) = (same_date_in(from, &tz), same_date_in(to, &tz));
+    if f.rem_euclid(HOUR) != 0 || t.rem_euclid(HOUR) != 0 {
+        return (
+            WabaZone {
+                note: Some(format!(
+                    "midnight in {} is not on a UTC hour, which Parley's hourly counters cannot split: compared on UTC days, so Meta's daily buckets may not match them",
+                    first.name
+                )),
+                ..WabaZone::utc("")
+            },
+            from,
+            to,
+        );
+    }
+    (first.clone(), f, t)
+}
+
+/// `[from, to)` (on UTC hours) as the statistics can read it: whole UTC days, and the hours
+/// before the first and after the last.
+fn pieces(from: i64, to: i64) -> Vec<(i64, i64, Interval)> {
+    let first_day = from.div_euclid(DAY) * DAY;
+    let first_day = if first_day < from {
+        first_day + DAY
+    } else {
+        first_day
+    };
+    let last_day = to.div_euclid(DAY) * DAY;
+    if first_day >= last_day {
+        return vec![(from, to, Interval::Hour)];
+    }
+    let mut out = Vec::new();
+    if from < first_day {
+        out.push((from, first_day, Interval::Hour));
+    }
+    out.push((first_day, last_day, Interval::Day));
+    if last_day < to {
+        out.push((last_day, to, Interval::Hour));
+    }
+    out
+}
+
 impl Engine {
     /// Meta's numbers beside Parley's for a period (see the module).
     pub async fn compare_with_meta(
@@ -262,6 +353,7 @@ impl Engine {
             )
             .field("platform"));
         }
+        let (time_zone, from, to) = compared_days(&platforms, from, to);
         let numbers = self.store.phone_numbers(app).await?;
         let mut compared = Vec::new();
         for pl in &platforms {
@@ -408,47 +500,49 @@ impl Engine {
         let mut cost_by_category: BTreeMap<String, i64> = BTreeMap::new();
         let mut currency = String::new();
         for filters in scopes {
-            let by_phone = self
-                .stats(
-                    app,
-                    &StatsRequest {
-                        from,
-                        to,
-                        interval: Interval::Day,
-                        group_by: Some(StatDimension::PhoneNumber),
-                        filters: filters.clone(),
-                    },
-                )
-                .await?;
-            for row in &by_phone.data {
-                let phone = row.group.clone().unwrap_or_default();
-                if phone.is_empty() {
-                    continue;
+            for (piece_from, piece_to, interval) in pieces(from, to) {
+                let by_phone = self
+                    .stats(
+                        app,
+                        &StatsRequest {
+                            from: piece_from,
+                            to: piece_to,
+                            interval,
+                            group_by: Some(StatDimension::PhoneNumber),
+                            filters: filters.clone(),
+                        },
+                    )
+                    .await?;
+                for row in &by_phone.data {
+                    let phone = row.group.clone().unwrap_or_default();
+                    if phone.is_empty() {
+                        continue;
+                    }
+                    *sent.entry(phone.clone()).or_insert(0) += row.counts.metrics["sent"];
+                    *delivered.entry(phone).or_insert(0) += row.counts.metrics["delivered"];
                 }
-                *sent.entry(phone.clone()).or_insert(0) += row.counts.metrics["sent"];
-                *delivered.entry(phone).or_insert(0) += row.counts.metrics["delivered"];
-            }
-            for (cat, n) in &by_phone.totals.breakdown["charged_by_category"] {
-                *charged_by_category.entry(category_key(cat)).or_insert(0) += n;
-            }
-            let by_country = self
-                .stats(
-                    app,
-                    &StatsRequest {
-                        from,
-                        to,
-                        interval: Interval::Day,
-                        group_by: Some(StatDimension::Country),
-                        filters: filters.clone(),
-                    },
-                )
-                .await?;
-            for row in &by_country.data {
-                let n = row.counts.metrics["charged"];
-                if n != 0 {
-                    *charged_by_country
-                        .entry(row.group.clone().unwrap_or_default())
-                        .or_insert(0) += n;
+                for (cat, n) in &by_phone.totals.breakdown["charged_by_category"] {
+                    *charged_by_category.entry(category_key(cat)).or_insert(0) += n;
+                }
+                let by_country = self
+                    .stats(
+                        app,
+                        &StatsRequest {
+                            from: piece_from,
+                            to: piece_to,
+                            interval,
+                            group_by: Some(StatDimension::Country),
+                            filters: filters.clone(),
+                        },
+                    )
+                    .await?;
+                for row in &by_country.data {
+                    let n = row.counts.metrics["charged"];
+                    if n != 0 {
+                        *charged_by_country
+                            .entry(row.group.clone().unwrap_or_default())
+                            .or_insert(0) += n;
+                    }
                 }
             }
             let spend = self.spend(app, from, to, &filters).await?;
@@ -583,6 +677,7 @@ impl Engine {
         Ok(MetaComparison {
             from,
             to,
+            time_zone,
             currency,
             tolerance_pct: tolerance,
             cost_tolerance: COST_TOLERANCE,
@@ -607,6 +702,29 @@ mod tests {
         assert!(differs(1, 0, 50.0, 0));
         assert!(!differs(10_000, 5_000, 2.0, 10_000));
         assert!(differs(30_000, 5_000, 2.0, 10_000));
+    }
+
+    #[test]
+    fn a_period_on_a_zones_midnights_reads_whole_utc_days_and_hours_at_both_ends() {
+        let d = 1_796_515_200_000; // 2026-12-06T00:00Z
+        // Los Angeles, PST: 08:00Z to 08:00Z two days later.
+        assert_eq!(
+            pieces(d + 8 * HOUR, d + 2 * DAY + 8 * HOUR),
+            vec![
+                (d + 8 * HOUR, d + DAY, Interval::Hour),
+                (d + DAY, d + 2 * DAY, Interval::Day),
+                (d + 2 * DAY, d + 2 * DAY + 8 * HOUR, Interval::Hour),
+            ]
+        );
+        // UTC days stay one piece; one day east of UTC holds no whole UTC day: its hours.
+        assert_eq!(
+            pieces(d, d + 7 * DAY),
+            vec![(d, d + 7 * DAY, Interval::Day)]
+        );
+        assert_eq!(
+            pieces(d - HOUR, d + DAY - HOUR),
+            vec![(d - HOUR, d + DAY - HOUR, Interval::Hour)]
+        );
     }
 
     #[test]

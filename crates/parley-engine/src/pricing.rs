@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use parley_domain::pricing::{
     Market, MessageKind, Micros, PriceCategory, PriceTable, Priced, PricingType, TierCounter,
-    classify, month_start,
+    classify,
 };
+use parley_domain::waba_zone::{WabaZone, Zone, month_start_in, next_month_start_in};
 use parley_domain::{ApplicationId, phone::country_of};
 use parley_store::pricing::SpendCount;
 use parley_store::stats::StatDimension;
@@ -16,8 +17,10 @@ use serde::Serialize;
 
 use crate::Engine;
 use crate::error::EngineError;
+use crate::onboarding::status;
 
 const DAY: i64 = 86_400_000;
+const HOUR: i64 = 3_600_000;
 
 /// The table an application prices with, and whether it is Parley's default.
 #[derive(Debug, Clone, Serialize)]
@@ -160,6 +163,8 @@ pub struct SpendView {
     /// What Parley expects under the 2026-10-01 rules: every delivered message charged in its
     /// category, except inside a free entry point.
     pub estimated: Micros,
+    /// The time zone whose calendar months the volume tiers count (the WABA's).
+    pub time_zone: WabaZone,
     /// Per category: `{reported, estimated, reported_messages, estimated_messages}`.
     pub by_category: BTreeMap<String, CategorySpend>,
     /// Delivered messages whose category is not known yet (no `pricing` seen): not estimated.
@@ -235,12 +240,18 @@ impl Engine {
     pub(crate) async fn estimator(&self, app: &ApplicationId) -> Result<Estimator, EngineError> {
         let table = self.price_table(app).await?.table;
         let now = self.now();
+        let tz = self.billing_zone(app).await?.tz();
+        let month = month_start_in(now, &tz);
         let rows = self
-            .store
-            .cost_rows(app, month_start(now), now + DAY, &[])
+            .spend_chunks(app, &tz, month, month, now + DAY, &[])
             .await?;
         let mut volume: BTreeMap<(String, PriceCategory), u64> = BTreeMap::new();
-        for r in rows.iter().filter(|r| r.metric == "charged") {
+        // An hour across the month's start (a zone half an hour off UTC) counts with the
+        // month it starts in, as in `spend`.
+        for r in rows
+            .iter()
+            .filter(|r| r.metric == "charged" && month_start_in(r.day, &tz) == month)
+        {
             let Some(c) = PriceCategory::from_meta(&r.category) else {
                 continue;
             };
@@ -250,7 +261,7 @@ impl Engine {
                 c
             };
             let market = table.market_of(Some(r.country.as_str()).filter(|c| !c.is_empty()));
-            *volume.entry((market.id.clone(), c)).or_insert(0) += u64::try_from(r.n).unwrap_or(0);
+            *volume.entry((market.id.clone(), c)).or_insert(0) += u64::try_from(r.all).unwrap_or(0);
         }
         Ok(Estimator {
             table,
@@ -277,11 +288,91 @@ impl Engine {
             .collect())
     }
 
-    /// The spend of a statistics period (summed by UTC day): Meta's reported charges and
-    /// Parley's estimate, priced with the application's table; tiers count every message of
-    /// the application from each month's start, the filters choose which are summed. One read
-    /// of the day counters from the month's start (`spend_counts`: both sums at once), priced
-    /// in one pass ([`price_spend`]).
+    /// The time zone an application's volume tiers count their calendar months in: its
+    /// WABA's (META_2026 §5.2), read from Meta's `timezone_id` when Parley read the WABA.
+    /// With several WABAs, the first connected one's, and the view says so when they differ;
+    /// without one, or with an id Parley does not know, UTC, and the view says so.
+    pub async fn billing_zone(&self, app: &ApplicationId) -> Result<WabaZone, EngineError> {
+        let mut platforms: Vec<_> = self
+            .store
+            .platforms(app)
+            .await?
+            .into_iter()
+            .filter(|p| p.status != status::DISCONNECTED)
+            .collect();
+        platforms.sort_by(|a, b| (a.created_at, a.id.as_str()).cmp(&(b.created_at, b.id.as_str())));
+        let Some(first) = platforms.first() else {
+            return Ok(WabaZone::utc(
+                "no connected WhatsApp Business Account: volume tiers are counted per UTC month",
+            ));
+        };
+        let mut zone = WabaZone::from_details(&first.details);
+        if platforms
+            .iter()
+            .skip(1)
+            .any(|p| WabaZone::from_details(&p.details).name != zone.name)
+        {
+            let note = format!(
+                "the application's WABAs are in different time zones: months are counted in {}, the zone of WABA {} (the first connected)",
+                zone.name, first.waba_id
+            );
+            zone.note = Some(match zone.note.take() {
+                Some(n) => format!("{n}; {note}"),
+                None => note,
+            });
+        }
+        Ok(zone)
+    }
+
+    /// The `delivered` and `charged` counters in `[start, to)` (`spend_counts`: without and
+    /// with `filters`) as chunks that never straddle a calendar month's start in `tz`, nor
+    /// `start`, `from` or `to`: UTC days, and the hours of each UTC day such an instant falls
+    /// inside, in one read (a zone off UTC by a whole number of hours is then exact; one off
+    /// by a half or three quarters counts the hour across the month's start with the month
+    /// that hour starts in). Sorted by chunk start.
+    async fn spend_chunks(
+        &self,
+        app: &ApplicationId,
+        tz: &Zone,
+        start: i64,
+        from: i64,
+        to: i64,
+        filters: &[(StatDimension, String)],
+    ) -> Result<Vec<SpendCount>, EngineError> {
+        let first_day = start.div_euclid(DAY) * DAY;
+        let day_of = |t: i64| t.div_euclid(DAY) * DAY;
+        let mut split = std::collections::BTreeSet::new();
+        let mut m = month_start_in(first_day, tz);
+        let mut cuts = vec![start, from, to];
+        while m < to {
+            cuts.push(m);
+            m = next_month_start_in(m, tz);
+        }
+        for t in cuts {
+            let d = day_of(t);
+            if t != d && d >= first_day && d < to {
+                split.insert(d);
+            }
+        }
+        let split: Vec<i64> = split.into_iter().collect();
+        let mut rows = self
+            .store
+            .spend_counts(app, first_day, to, filters, &split)
+            .await?;
+        if !split.is_empty() {
+            let first_hour = start.div_euclid(HOUR) * HOUR;
+            rows.retain(|r| r.day >= first_hour && r.day < to);
+        }
+        Ok(rows)
+    }
+
+    /// The spend of a statistics period (summed by UTC day, by hour where a day holds the
+    /// start of a month in the WABA's zone or an end of the period): Meta's reported charges
+    /// and Parley's estimate, priced with the application's table; tiers count every message
+    /// of the application from the start of each calendar month in the WABA's time zone,
+    /// the filters choose which are summed. One read of the counters from the month's start
+    /// (`spend_counts`: both sums at once, the hours of the days a month's start cuts in the
+    /// same read), priced in one pass ([`price_spend`]).
     pub async fn spend(
         &self,
         app: &ApplicationId,
@@ -290,21 +381,28 @@ impl Engine {
         filters: &[(StatDimension, String)],
     ) -> Result<SpendView, EngineError> {
         let table = self.price_table(app).await?.table;
-        let from_day = from.div_euclid(DAY) * DAY;
+        let time_zone = self.billing_zone(app).await?;
+        let tz = time_zone.tz();
+        let from_hour = from.div_euclid(HOUR) * HOUR;
+        let start = month_start_in(from_hour, &tz);
         let rows = self
-            .store
-            .spend_counts(app, month_start(from_day), to, filters)
+            .spend_chunks(app, &tz, start, from_hour, to, filters)
             .await?;
-        Ok(price_spend(&table, from_day, !filters.is_empty(), &rows))
+        Ok(SpendView {
+            time_zone,
+            ..price_spend(&table, &tz, from_hour, !filters.is_empty(), &rows)
+        })
     }
 }
 
-/// Prices a period's day counters (`rows`, by day, from the first day of `from_day`'s month):
-/// per day in order, the chosen messages (`chosen`; every message when not `filtered`) are
-/// priced as a run from the month's volume before that day, and summed from `from_day` on;
-/// then every message of the day (`all`) is counted toward the month's tiers.
+/// Prices a period's counters (`rows`, by chunk start: UTC days and hours, from the start of
+/// `from_day`'s calendar month in `tz`): per chunk in order, the chosen messages (`chosen`;
+/// every message when not `filtered`) are priced as a run from the month's volume before that
+/// chunk, and summed from `from_day` on; then every message of the chunk (`all`) is counted
+/// toward the tiers of the month (in `tz`) the chunk starts in.
 fn price_spend(
     table: &PriceTable,
+    tz: &Zone,
     from_day: i64,
     filtered: bool,
     rows: &[SpendCount],
@@ -322,8 +420,8 @@ fn price_spend(
             continue;
         }
         let first = day[0].day;
-        if month_start(first) != month {
-            month = month_start(first);
+        if month_start_in(first, tz) != month {
+            month = month_start_in(first, tz);
             tiers = (TierCounter::default(), TierCounter::default());
         }
         let counted = first >= from_day;
@@ -427,10 +525,11 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     /// The spend as it was computed before `spend_counts` (two reads, `cost_rows` unfiltered
-    /// and filtered, priced day by day by filtering the whole list per day), kept verbatim as
-    /// the reference the one-pass pricing must equal.
+    /// and filtered, priced chunk by chunk by filtering the whole list per chunk, months in
+    /// the WABA's zone), kept verbatim as the reference the one-pass pricing must equal.
     fn spend_before(
         table: &PriceTable,
+        tz: &Zone,
         from_day: i64,
         all: &[CostRow],
         chosen: &[CostRow],
@@ -447,8 +546,8 @@ mod tests {
         let mut days: Vec<i64> = all.iter().map(|r| r.day).collect();
         days.dedup();
         for day in days {
-            if month_start(day) != month {
-                month = month_start(day);
+            if month_start_in(day, tz) != month {
+                month = month_start_in(day, tz);
                 reported = TierCounter::default();
                 estimated = TierCounter::default();
             }
@@ -545,7 +644,13 @@ mod tests {
         let mut keys = std::collections::BTreeSet::new();
         for _ in 0..rng.random_range(0..120) {
             keys.insert((
-                DAY0 + rng.random_range(0..95) * DAY,
+                // Days, and the hours of some (the days a month's start cuts).
+                DAY0 + rng.random_range(0..95) * DAY
+                    + if rng.random_bool(0.3) {
+                        rng.random_range(0..24) * HOUR
+                    } else {
+                        0
+                    },
                 countries[rng.random_range(0..countries.len())],
                 if rng.random_bool(0.5) {
                     "charged"
@@ -601,11 +706,21 @@ mod tests {
     #[test]
     fn one_pass_pricing_equals_the_spend_as_it_was_computed() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+        let zones =
+            ["UTC", "America/Los_Angeles", "Asia/Kolkata"].map(|z| Zone::get(z).expect("zone"));
         for table in [PriceTable::default_table(), tiered_table()] {
             for case in 0..300 {
+                let tz = &zones[(case / 3) % zones.len()];
                 let rows = random_counts(&mut rng);
-                // The period starts on the first of a month, within one, or after the data.
-                let from_day = 1_767_225_600_000 + rng.random_range(0..100) * DAY;
+                // The period starts on the first of a month, within one, or after the data,
+                // on a UTC day or an hour.
+                let from_day = 1_767_225_600_000
+                    + rng.random_range(0..100) * DAY
+                    + if rng.random_bool(0.5) {
+                        rng.random_range(0..24) * HOUR
+                    } else {
+                        0
+                    };
                 let filtered = case % 3 != 0;
                 let rows: Vec<SpendCount> = if filtered {
                     rows
@@ -617,12 +732,13 @@ mod tests {
                 };
                 let before = spend_before(
                     &table,
+                    tz,
                     from_day,
                     &as_cost_rows(&rows, false),
                     &as_cost_rows(&rows, true),
                     filtered,
                 );
-                let now = price_spend(&table, from_day, filtered, &rows);
+                let now = price_spend(&table, tz, from_day, filtered, &rows);
                 assert_eq!(now, before, "case {case}: {rows:?}");
             }
         }

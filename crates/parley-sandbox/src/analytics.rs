@@ -19,8 +19,10 @@
 //!   are checked, and the answer has no data points, as no conversation is billed since
 //!   per-message pricing (2025-07-01).
 //!
-//! Buckets are aligned on UTC (Meta aligns them on the WABA's time zone); only buckets with
-//! something in them are listed. `phone_numbers` takes display numbers (digits, as Meta's
+//! Day and month buckets are the WABA's calendar days and months in its time zone (its
+//! `timezone_id`, `zones.rs`; UTC for an id outside Meta's table), as Meta aligns them;
+//! half-hour buckets are aligned on UTC (the same in every zone a whole or half number of
+//! hours off UTC). Only buckets with something in them are listed. `phone_numbers` takes display numbers (digits, as Meta's
 //! examples) or phone number ids; `phone_number` in a point is the display number's digits.
 //! Errors are Meta's 100 with a message naming the parameter: a missing or non-numeric
 //! `start`/`end`, `end` not after `start`, `start` older than the one-year lookback (since
@@ -83,37 +85,15 @@ enum Granularity {
 }
 
 impl Granularity {
-    /// The bucket `t` (Unix seconds) falls in: `(start, end)`.
-    fn bucket(self, t: i64) -> (i64, i64) {
+    /// The bucket `t` (Unix seconds) falls in, in the WABA's zone: `(start, end)`.
+    fn bucket(self, t: i64, tz: &jiff::tz::TimeZone) -> (i64, i64) {
         match self {
             Granularity::HalfHour => {
                 let s = t.div_euclid(1800) * 1800;
                 (s, s + 1800)
             }
-            Granularity::Day => {
-                let s = t.div_euclid(86_400) * 86_400;
-                (s, s + 86_400)
-            }
-            Granularity::Month => {
-                let Ok(at) = time::OffsetDateTime::from_unix_timestamp(t) else {
-                    return (t, t);
-                };
-                let first = at
-                    .date()
-                    .replace_day(1)
-                    .unwrap_or(at.date())
-                    .midnight()
-                    .assume_utc();
-                let (y, m) = (first.year(), u8::from(first.month()));
-                let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-                let next = time::Month::try_from(nm)
-                    .ok()
-                    .and_then(|nm| time::Date::from_calendar_date(ny, nm, 1).ok())
-                    .map_or(first.unix_timestamp(), |d| {
-                        d.midnight().assume_utc().unix_timestamp()
-                    });
-                (first.unix_timestamp(), next)
-            }
+            Granularity::Day => crate::zones::bucket(t, tz, false),
+            Granularity::Month => crate::zones::bucket(t, tz, true),
         }
     }
 }
@@ -254,6 +234,13 @@ fn excerpt(s: &str) -> String {
 }
 
 /// The WABA's numbers: (id, display digits).
+/// The WABA's time zone (UTC for an id outside Meta's table).
+fn waba_zone(state: &World, waba_id: &str) -> jiff::tz::TimeZone {
+    state.waba(waba_id).map_or(jiff::tz::TimeZone::UTC, |w| {
+        crate::zones::zone(&w.timezone_id)
+    })
+}
+
 fn numbers(state: &World, waba_id: &str) -> Vec<(String, String)> {
     state
         .waba(waba_id)
@@ -328,6 +315,7 @@ fn messaging(
         "product_types",
     ])?;
     let (start, end) = p.range(now_ms.div_euclid(1000))?;
+    let tz = waba_zone(state, waba_id);
     let granularity = p.granularity(&[
         ("HALF_HOUR", Granularity::HalfHour),
         ("DAY", Granularity::Day),
@@ -391,7 +379,7 @@ fn messaging(
             if t < start || t >= end || t > now_s {
                 continue;
             }
-            let (b, e) = granularity.bucket(t);
+            let (b, e) = granularity.bucket(t, &tz);
             let entry = buckets.entry(b).or_insert((e, 0, 0));
             if slot == 0 {
                 entry.1 += 1;
@@ -448,6 +436,7 @@ fn pricing(state: &World, waba_id: &str, p: &Params<'_>, now_ms: i64) -> Result<
         "dimensions",
     ])?;
     let (start, end) = p.range(now_ms.div_euclid(1000))?;
+    let tz = waba_zone(state, waba_id);
     let granularity = p.granularity(&[
         ("HALF_HOUR", Granularity::HalfHour),
         ("DAILY", Granularity::Day),
@@ -492,7 +481,7 @@ fn pricing(state: &World, waba_id: &str, p: &Params<'_>, now_ms: i64) -> Result<
         {
             continue;
         }
-        let (bs, be) = granularity.bucket(t);
+        let (bs, be) = granularity.bucket(t, &tz);
         let key = (
             bs,
             if has("COUNTRY") {
@@ -613,9 +602,13 @@ mod tests {
     #[test]
     fn months_are_calendar_months() {
         // 2026-12-06T12:00:00Z
-        let (s, e) = Granularity::Month.bucket(1_796_558_400);
+        let utc = jiff::tz::TimeZone::UTC;
+        let (s, e) = Granularity::Month.bucket(1_796_558_400, &utc);
         assert_eq!((s, e), (1_796_083_200, 1_798_761_600));
-        let (s, e) = Granularity::Day.bucket(1_796_558_400);
+        let (s, e) = Granularity::Day.bucket(1_796_558_400, &utc);
         assert_eq!(e - s, 86_400);
+        // In Los Angeles (PST) the day starts at 08:00Z.
+        let (s, _) = Granularity::Day.bucket(1_796_558_400, &crate::zones::zone("1"));
+        assert_eq!(s, 1_796_544_000);
     }
 }

@@ -1,7 +1,8 @@
 //! What Meta bills (META_2026.md §5): every delivered message whose `pricing.type` is
 //! `regular` is charged at its market's rate for its category (`marketing_lite` as marketing),
 //! utility and authentication with volume tiers counted per business portfolio, market and
-//! category per calendar month (UTC here; Meta uses the WABA's time zone). Service messages
+//! category per calendar month in the WABA's time zone (its `timezone_id`, `zones.rs`; UTC
+//! for an id outside Meta's table). Service messages
 //! have no tiers. Free messages (`free_customer_service`, `free_entry_point`) are recorded with
 //! a price of 0. The rate card is Meta's published one (`data/rates-2026-10-01.json`, the same
 //! figures Parley ships as its default), replaceable through the control API.
@@ -145,7 +146,7 @@ fn ser_money<S: serde::Serializer>(m: &i64, s: S) -> Result<S::Ok, S::Error> {
 pub(crate) struct Billing {
     pub card: Card,
     pub bills: Vec<Bill>,
-    /// (business, month "YYYY-MM", market, category) → charged messages.
+    /// (business, month "YYYY-MM" in the WABA's zone, market, category) → charged messages.
     volume: BTreeMap<(String, String, String, String), u64>,
 }
 
@@ -166,12 +167,6 @@ pub(crate) fn country(wa_id: &str) -> String {
         .unwrap_or_default()
 }
 
-fn month(at_ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(at_ms.div_euclid(1000))
-        .map(|t| format!("{:04}-{:02}", t.year(), u8::from(t.month())))
-        .unwrap_or_default()
-}
-
 /// Records what a message delivered at `at` with `pricing` costs.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn bill(
@@ -188,6 +183,12 @@ pub(crate) fn bill(
         .and_then(|p| state.business_of_waba(&p.waba.id))
         .map(|b| b.id.clone())
         .unwrap_or_default();
+    let month = crate::zones::month_key(
+        at,
+        &state.phone(phone_id).map_or(jiff::tz::TimeZone::UTC, |p| {
+            crate::zones::zone(&p.waba.timezone_id)
+        }),
+    );
     let category = pricing["category"].as_str().unwrap_or_default().to_owned();
     let pricing_type = pricing["type"].as_str().unwrap_or_default().to_owned();
     let country = country(wa_id);
@@ -220,7 +221,7 @@ pub(crate) fn bill(
                     .volume
                     .entry((
                         business_id.clone(),
-                        month(at),
+                        month.clone(),
                         market.id.clone(),
                         key.to_owned(),
                     ))
@@ -349,6 +350,5 @@ mod tests {
         assert_eq!(micros(&json!("0.0034")), Some(3400));
         assert_eq!(micros(&json!(0.025)), Some(25_000));
         assert_eq!(money(3400), "0.0034");
-        assert_eq!(month(1_796_562_660_000), "2026-12");
     }
 }

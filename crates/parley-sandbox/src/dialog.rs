@@ -67,6 +67,8 @@ pub(crate) struct DialogSession {
     person: String,
     business: Option<Pick<NewBusiness>>,
     waba: Option<Pick<String>>,
+    /// A new WABA's time zone (Meta's `timezone_id`), picked on the WABA screen.
+    waba_timezone: Option<String>,
     /// An existing number chosen on the phone screen.
     existing_phone: Option<String>,
     /// How the phone screen ended: `Verified` (a new number, verified), `Unverified` (verify
@@ -193,6 +195,7 @@ pub(crate) async fn open(State(sandbox): State<Sandbox>, uri: Uri) -> Response {
         person: DEFAULT_PERSON.to_owned(),
         business: None,
         waba: None,
+        waba_timezone: None,
         existing_phone: None,
         phone_kind: None,
         app_only: crate::signup::wants_app_only(&extras),
@@ -435,10 +438,26 @@ fn choose_waba(
 ) -> Result<&'static str, Vec<FieldError>> {
     let choice = field(form, "waba_choice");
     if choice == "new" {
-        session.waba = Some(Pick::New(crate::signup::validate_waba_name(field(
-            form,
-            "waba_name",
-        ))?));
+        let name = crate::signup::validate_waba_name(field(form, "waba_name"));
+        let zone =
+            crate::signup::validate_timezone_id(field(form, "waba_timezone")).and_then(|id| {
+                match crate::zones::iana(&id) {
+                    Some(_) => Ok(id),
+                    None => Err(vec![(
+                        "waba_timezone",
+                        "Choose a time zone from the list.".to_owned(),
+                    )]),
+                }
+            });
+        match (name, zone) {
+            (Ok(name), Ok(zone)) => {
+                session.waba = Some(Pick::New(name));
+                session.waba_timezone = Some(zone);
+            }
+            (name, zone) => {
+                return Err(name.err().into_iter().chain(zone.err()).flatten().collect());
+            }
+        }
     } else if wabas_offered(state, session)
         .iter()
         .any(|(id, _)| id == choice)
@@ -563,9 +582,14 @@ fn connect(
     } else {
         completion
     };
+    let waba_timezone = match &waba {
+        Pick::New(_) => session.waba_timezone.clone(),
+        Pick::Existing(_) => None,
+    };
     let choices = Choices {
         business,
         waba,
+        waba_timezone,
         phone,
         completion,
     };
@@ -974,8 +998,30 @@ fn waba_screen(state: &World, session: &DialogSession) -> Screen {
   <label for="es-waba-name">WhatsApp Business Account name</label>
   <input id="es-waba-name" name="waba_name" value="{name}">
   {error}
+  <label for="es-waba-timezone">Time zone</label>
+  <select id="es-waba-timezone" name="waba_timezone" required>{zones}</select>
+  {zone_error}
 </fieldset>"#,
         hidden = if current == "new" { "" } else { "hidden" },
+        zones = {
+            let chosen = session
+                .form
+                .get("waba_timezone")
+                .cloned()
+                .or_else(|| session.waba_timezone.clone())
+                .unwrap_or_else(|| "1".to_owned());
+            crate::zones::all()
+                .into_iter()
+                .map(|(id, zone)| {
+                    format!(
+                        r#"<option value="{id}"{sel}>{zone}</option>"#,
+                        sel = if id == chosen { " selected" } else { "" },
+                        zone = esc(zone)
+                    )
+                })
+                .collect::<String>()
+        },
+        zone_error = session.error("waba_timezone"),
         name = esc(&session
             .form
             .get("waba_name")

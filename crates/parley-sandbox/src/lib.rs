@@ -45,6 +45,7 @@ mod users;
 mod validate;
 mod verification;
 mod webhooks;
+mod zones;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 

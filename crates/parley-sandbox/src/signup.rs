@@ -289,6 +289,8 @@ pub(crate) struct NewPhone {
 pub(crate) struct Choices {
     pub business: Pick<NewBusiness>,
     pub waba: Pick<String>,
+    /// A new WABA's time zone (Meta's `timezone_id`; `None`: "1", America/Los_Angeles).
+    pub waba_timezone: Option<String>,
     /// `None`: finish without a number (`Completion::NoNumber`).
     pub phone: Option<Pick<NewPhone>>,
     pub completion: Completion,
@@ -338,6 +340,20 @@ pub(crate) fn validate_business(
     } else {
         Err(errors)
     }
+}
+
+/// A time zone id as Meta writes it: digits. One outside Meta's table (`zones.rs`) is kept
+/// as given and counted in UTC, as a zone Meta added after the table would be.
+pub(crate) fn validate_timezone_id(id: &str) -> Result<String, Vec<FieldError>> {
+    let id = id.trim();
+    if id.is_empty() || id.len() > 6 || !id.bytes().all(|b| b.is_ascii_digit()) || id == "0" {
+        return Err(vec![(
+            "waba_timezone",
+            "Choose a time zone (Meta's numeric timezone_id, like 1 for America/Los_Angeles)."
+                .to_owned(),
+        )]);
+    }
+    Ok(id.to_owned())
 }
 
 pub(crate) fn validate_waba_name(name: &str) -> Result<String, Vec<FieldError>> {
@@ -550,7 +566,10 @@ pub(crate) fn create(
                 id: id.clone(),
                 name: name.clone(),
                 currency: "USD".to_owned(),
-                timezone_id: "1".to_owned(),
+                timezone_id: choices
+                    .waba_timezone
+                    .clone()
+                    .unwrap_or_else(|| "1".to_owned()),
                 message_template_namespace: namespace,
                 account_review_status: "PENDING".to_owned(),
                 phone_numbers: Vec::new(),
@@ -1076,6 +1095,8 @@ struct BusinessIn {
 struct WabaIn {
     id: Option<String>,
     name: Option<String>,
+    /// A new WABA's time zone: Meta's numeric `timezone_id` (default "1").
+    timezone_id: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1167,10 +1188,21 @@ fn choices_from(state: &World, input: SignupIn) -> Result<Choices, GraphError> {
         },
         Pick::New(new) => new.name.clone(),
     };
-    let waba = match input.waba.unwrap_or_default() {
+    let waba_in = input.waba.unwrap_or_default();
+    let waba_timezone = match waba_in.timezone_id.as_deref() {
+        None => None,
+        Some(_) if waba_in.id.is_some() => {
+            return Err(GraphError::invalid_param(
+                "waba: an existing account keeps its time zone; give timezone_id only with a new one.",
+            ));
+        }
+        Some(id) => Some(validate_timezone_id(id).map_err(field_errors)?),
+    };
+    let waba = match waba_in {
         WabaIn {
             id: Some(id),
             name: None,
+            ..
         } => Pick::Existing(id),
         WabaIn { id: Some(_), .. } => {
             return Err(GraphError::invalid_param(
@@ -1200,6 +1232,7 @@ fn choices_from(state: &World, input: SignupIn) -> Result<Choices, GraphError> {
         return Ok(Choices {
             business,
             waba,
+            waba_timezone,
             phone: None,
             completion,
         });
@@ -1252,6 +1285,7 @@ fn choices_from(state: &World, input: SignupIn) -> Result<Choices, GraphError> {
     Ok(Choices {
         business,
         waba,
+        waba_timezone,
         phone: Some(phone),
         completion,
     })

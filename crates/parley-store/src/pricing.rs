@@ -9,10 +9,11 @@ use serde::Serialize;
 use crate::stats::StatDimension;
 use crate::{Millis, Result};
 
-/// A day's counter of `delivered` or `charged` messages of one country and category.
+/// A day's (or an hour's) counter of `delivered` or `charged` messages of one country and
+/// category.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CostRow {
-    /// The UTC day (ms).
+    /// The UTC day (ms), or the hour for hourly rows.
     pub day: Millis,
     /// ISO alpha-2 of the recipient ('' unknown).
     pub country: String,
@@ -31,7 +32,7 @@ pub struct CostRow {
 /// those whose dimensions equal every filter (`all` again without filters).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SpendCount {
-    /// The UTC day (ms).
+    /// The UTC day (ms), or the hour for a day read by its hours.
     pub day: Millis,
     pub country: String,
     pub metric: String,
@@ -60,24 +61,29 @@ pub trait PricingStore {
         phone_number_id: &str,
         since: Millis,
     ) -> Result<Vec<String>>;
-    /// The daily `delivered` and `charged` counters in `[from, to)`, keeping only counters
-    /// whose dimensions equal every filter.
+    /// The daily (`hourly`: hourly) `delivered` and `charged` counters in `[from, to)`,
+    /// keeping only counters whose dimensions equal every filter.
     async fn cost_rows(
         &self,
         app: &ApplicationId,
         from: Millis,
         to: Millis,
         filters: &[(StatDimension, String)],
+        hourly: bool,
     ) -> Result<Vec<CostRow>>;
     /// The daily `delivered` and `charged` counters in `[from, to)` summed per day, country,
     /// metric, category and origin as [`cost_rows`](Self::cost_rows) sums them, with and
     /// without the filters, from one read of the counters; in that key order, rows whose two
-    /// sums are zero left out. What the statistics' spend is priced from.
+    /// sums are zero left out. The UTC days in `hourly_days` are read by their hour rows
+    /// instead (the days a month's start in the WABA's time zone, or an end of the period,
+    /// falls inside), in the same read. What the statistics' spend and the campaign
+    /// estimate's month volume are priced from.
     async fn spend_counts(
         &self,
         app: &ApplicationId,
         from: Millis,
         to: Millis,
         filters: &[(StatDimension, String)],
+        hourly_days: &[Millis],
     ) -> Result<Vec<SpendCount>>;
 }

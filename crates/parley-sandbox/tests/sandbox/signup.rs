@@ -123,7 +123,7 @@ async fn json_signup_creates_everything_and_its_code_becomes_a_working_token() {
             "signup",
             json!({
                 "business": {"name": "Acme GmbH", "website": "https://acme.example", "country": "DE", "address": "Hauptstr. 1, Berlin"},
-                "waba": {"name": "Acme Support"},
+                "waba": {"name": "Acme Support", "timezone_id": "47"},
                 "profile": {"display_name": "Acme", "vertical": "RETAIL"},
                 "phone_number": {"display_phone_number": "+49 30 1234567"}
             }),
@@ -147,6 +147,8 @@ async fn json_signup_creates_everything_and_its_code_becomes_a_working_token() {
         .await;
     assert_eq!(status, 200, "{account}");
     assert_eq!(account["name"], "Acme Support");
+    // The time zone chosen at signup (Europe/Berlin), a string as Meta writes it, by default.
+    assert_eq!(account["timezone_id"], "47", "{account}");
     assert_eq!(account["account_review_status"], "PENDING");
     assert_eq!(account["business_verification_status"], "not_verified");
 
@@ -361,6 +363,7 @@ async fn json_signup_choices_are_checked_and_cancels_are_described() {
     let wabas = state["businesses"][0]["wabas"].as_array().expect("wabas");
     assert_eq!(wabas.len(), 2);
     assert_eq!(wabas[1]["account_review_status"], "PENDING");
+    assert_eq!(wabas[1]["timezone_id"], "1", "Los Angeles unless chosen");
     assert_eq!(wabas[1]["phone_numbers"][0]["verified_name"], "Second line");
     assert_eq!(
         wabas[1]["phone_numbers"][0]["name_status"],
@@ -377,6 +380,18 @@ async fn json_signup_choices_are_checked_and_cancels_are_described() {
             "business_name",
         ),
         (json!({"business": {"id": "999"}}), "999"),
+        (
+            json!({"waba": {"name": "Acme", "timezone_id": "Europe/Berlin"}}),
+            "timezone_id",
+        ),
+        (
+            json!({"waba": {"name": "Acme", "timezone_id": "0"}}),
+            "timezone_id",
+        ),
+        (
+            json!({"business": {"id": demo_ids::BUSINESS_ID}, "waba": {"id": demo_ids::WABA_ID, "timezone_id": "47"}}),
+            "time zone",
+        ),
         (
             json!({"business": {"id": demo_ids::BUSINESS_ID, "name": "x"}}),
             "either",
@@ -824,12 +839,31 @@ async fn dialog_forms_walk_every_screen_and_finish_with_a_code() {
         .await;
     assert_eq!(step_of(&page), "WABA_PHONE_PROFILE_PICKER");
 
+    // A new WABA needs a time zone from Meta's list (Los Angeles, "1", preselected).
+    assert!(
+        page.contains(r#"<option value="1" selected>America/Los_Angeles</option>"#),
+        "{page}"
+    );
+    assert!(page.contains(r#"<option value="25">America/Sao_Paulo</option>"#));
+    for zone in [None, Some("0"), Some("4999"), Some("x")] {
+        let mut form = vec![
+            ("step", "WABA_PHONE_PROFILE_PICKER"),
+            ("action", "next"),
+            ("waba_choice", "new"),
+            ("waba_name", "Loja Azul Atendimento"),
+        ];
+        form.extend(zone.map(|z| ("waba_timezone", z)));
+        let page = dialog.post(&form).await;
+        assert_eq!(step_of(&page), "WABA_PHONE_PROFILE_PICKER", "{zone:?}");
+        assert!(page.contains("id=\"es-error-waba_timezone\""), "{zone:?}");
+    }
     let page = dialog
         .post(&[
             ("step", "WABA_PHONE_PROFILE_PICKER"),
             ("action", "next"),
             ("waba_choice", "new"),
             ("waba_name", "Loja Azul Atendimento"),
+            ("waba_timezone", "25"),
         ])
         .await;
     assert_eq!(step_of(&page), "WHATSAPP_BUSINESS_PROFILE_SETUP");
@@ -916,6 +950,21 @@ async fn dialog_forms_walk_every_screen_and_finish_with_a_code() {
     assert_eq!(created["name"], "Loja Azul");
     assert_eq!(created["country"], "BR");
     assert_eq!(created["wabas"][0]["name"], "Loja Azul Atendimento");
+    // The picked time zone is the WABA's `timezone_id`, a string of digits as Meta writes it.
+    let access = str_of(&token, "access_token").to_owned();
+    let (status, waba) = sb
+        .graph_as(
+            &access,
+            reqwest::Method::GET,
+            &format!(
+                "/v23.0/{}?fields=id,timezone_id",
+                str_of(&result, "waba_id")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{waba}");
+    assert_eq!(waba["timezone_id"], "25", "{waba}");
     assert_eq!(
         created["wabas"][0]["phone_numbers"][0]["verified_name"],
         "Loja Azul"

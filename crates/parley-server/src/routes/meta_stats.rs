@@ -69,8 +69,15 @@ pub struct ComparedPlatformView {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MetaStatsView {
+    /// The first compared instant: the first date's midnight in `time_zone`.
     pub from: String,
+    /// The end (exclusive): midnight after the last date in `time_zone`.
     pub to: String,
+    /// The zone whose days are compared: the WABAs' (Meta aligns its daily buckets on it),
+    /// `{"timezone_id", "name", "known", "note"?}`; UTC with a `note` when the WABAs differ,
+    /// the zone is unknown, or its midnight is not on a UTC hour.
+    #[schema(value_type = Object)]
+    pub time_zone: parley_domain::waba_zone::WabaZone,
     pub currency: String,
     pub tolerance_pct: f64,
     /// Costs closer than this never differ.
@@ -89,6 +96,7 @@ impl From<MetaComparison> for MetaStatsView {
         MetaStatsView {
             from: rfc3339(c.from),
             to: rfc3339(c.to),
+            time_zone: c.time_zone,
             currency: c.currency,
             tolerance_pct: c.tolerance_pct,
             cost_tolerance: c.cost_tolerance.to_string(),
@@ -122,8 +130,9 @@ impl MetaStatsQuery {
 
 /// Meta's own numbers beside Parley's: `pricing_analytics` (charged volume by category and
 /// country, cost by category) and the messaging `analytics` (sent and delivered per number)
-/// of each WABA, next to Parley's counters for the same UTC days. Bounded (at most 92 days,
-/// 25 numbers), not paginated; Meta's answer is reused for a minute.
+/// of each WABA, next to Parley's counters for the same days: the WABA's days, midnight to
+/// midnight in its time zone (`time_zone`), as Meta's daily buckets are. Bounded (at most 92
+/// days, 25 numbers), not paginated; Meta's answer is reused for a minute.
 #[utoipa::path(
     get, path = "/api/v1/stats/meta", tag = "statistics", params(MetaStatsQuery),
     responses(

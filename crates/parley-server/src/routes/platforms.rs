@@ -151,6 +151,12 @@ pub struct PlatformView {
     /// verification status) with its business profile under `profile`.
     #[schema(value_type = Object)]
     pub details: serde_json::Value,
+    /// The WABA's time zone, from Meta's `timezone_id` in `details`: `{"timezone_id", "name"
+    /// (IANA), "known", "note"?}`. Volume tiers count calendar months in it, and the
+    /// comparison with Meta's analytics uses its days. `known: false` (Meta gave no id, or
+    /// one Parley does not know): Parley counts in UTC, and `note` says so.
+    #[schema(value_type = Object, example = json!({"timezone_id": "1", "name": "America/Los_Angeles", "known": true}))]
+    pub time_zone: parley_domain::waba_zone::WabaZone,
     pub phone_numbers: Vec<NumberView>,
     pub connected_at: Option<String>,
     pub disconnected_at: Option<String>,
@@ -328,6 +334,7 @@ pub async fn platform_view(
         business_id: p.business_id.map(String::from).unwrap_or_default(),
         waba_id: p.waba_id.into(),
         waba_name: p.waba_name,
+        time_zone: parley_domain::waba_zone::WabaZone::from_details(&p.details),
         details: p.details,
         phone_numbers: numbers
             .into_iter()

@@ -646,3 +646,157 @@ async fn a_customer_from_a_click_to_whatsapp_ad_is_free_in_the_inbox_the_api_the
     assert_eq!(c["reply"]["billing"], "billed", "{c}");
     assert_eq!(c["reply"]["free_until"], Value::Null, "{c}");
 }
+
+/// Meta counts volume tiers per calendar month in the WABA's time zone (META_2026 §5.2): the
+/// demo WABA's `timezone_id` is "1" (America/Los_Angeles), so a message three hours into a
+/// UTC month is still the last month's there and crosses the tier the two before it started,
+/// in the statistics' spend, the next plan's estimate, and the sandbox's bill alike. Counted
+/// per UTC month it would be the new month's first, at the list rate.
+#[tokio::test]
+async fn a_tier_crossed_three_hours_into_a_utc_month_is_still_last_months_in_los_angeles() {
+    let app = spawn_app().await;
+    let platforms = call(&app, reqwest::Method::GET, "/api/v1/platforms", None).await;
+    let platform = &platforms["data"][0];
+    assert_eq!(platform["details"]["timezone_id"], "1", "{platform}");
+    assert_eq!(
+        platform["time_zone"],
+        json!({"timezone_id": "1", "name": "America/Los_Angeles", "known": true}),
+        "{platform}"
+    );
+
+    let phones: Vec<String> = (0..4).map(|i| format!("+1415555{:04}", 300 + i)).collect();
+    seed(&app, "tz", &phones[..3]).await;
+    seed(&app, "tzplan", &phones[3..]).await;
+    // North America: utility at the list rate (0.0034) for the month's first two, 0.003 from
+    // the third; the same card on Meta's side.
+    let table = tiered(call(&app, reqwest::Method::GET, "/api/v1/pricing/rates", None).await);
+    call(
+        &app,
+        reqwest::Method::PUT,
+        "/api/v1/pricing/rates",
+        Some(&table),
+    )
+    .await;
+    app.sandbox_post("/sandbox/rates", &table).await;
+
+    // The next UTC month's start, M; two messages at M − 10 h, one at M + 3 h.
+    const HOUR: i64 = 3_600_000;
+    let now = app.now_ms();
+    let month = {
+        let at = time::OffsetDateTime::from_unix_timestamp(now / 1000).expect("now");
+        let (y, m) = (at.year(), u8::from(at.month()));
+        let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+        time::Date::from_calendar_date(y, time::Month::try_from(m).expect("month"), 1)
+            .expect("date")
+            .midnight()
+            .assume_utc()
+            .unix_timestamp()
+            * 1000
+    };
+    let send = |to: String| {
+        let app = &app;
+        async move {
+            let id = app
+                .send(
+                    &json!({"to": to, "template": {"name": "order_update", "language": "en",
+                    "variables": {"first_name": "there", "order_id": "A-1"}}}),
+                )
+                .await;
+            app.wait_for_state(&id, "read").await;
+        }
+    };
+    app.advance(Duration::from_millis(
+        u64::try_from(month - 10 * HOUR - now).expect("ahead"),
+    ))
+    .await;
+    send(phones[0].clone()).await;
+    send(phones[1].clone()).await;
+    let late = month + 3 * HOUR;
+    app.advance(Duration::from_millis(
+        u64::try_from(late - app.now_ms()).expect("ahead"),
+    ))
+    .await;
+    send(phones[2].clone()).await;
+
+    // Meta's bill: the third message is October's (the month's) third, at the tier rate.
+    let mut billed = Value::Null;
+    for _ in 0..300 {
+        billed = app.sandbox_get("/sandbox/billing").await;
+        if billed["data"].as_array().map_or(0, Vec::len) == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bills = billed["data"].as_array().expect("bills");
+    assert_eq!(bills.len(), 3, "{billed}");
+    let prices: Vec<&str> = bills
+        .iter()
+        .map(|b| b["price"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(prices, ["0.0034", "0.0034", "0.003"], "{billed}");
+    assert!(bills[2]["at"].as_i64().expect("at") >= month, "{billed}");
+
+    // Parley's spend over the two UTC days around M, tiers counted in Los Angeles.
+    let day = |t: i64| {
+        time::OffsetDateTime::from_unix_timestamp(t / 1000)
+            .expect("day")
+            .date()
+            .to_string()
+    };
+    let path = format!(
+        "/api/v1/stats?from={}&to={}&interval=day",
+        day(month - 24 * HOUR),
+        day(month + 24 * HOUR)
+    );
+    let mut stats = Value::Null;
+    for _ in 0..300 {
+        stats = call(&app, reqwest::Method::GET, &path, None).await;
+        if stats["totals"]["metrics"]["charged"] == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stats["totals"]["metrics"]["charged"], 3, "{stats}");
+    assert_eq!(stats["cost"]["time_zone"]["name"], "America/Los_Angeles");
+    // 2 × 0.0034 + 0.003; counted per UTC month it would be 3 × 0.0034 = 0.0102.
+    assert_eq!(stats["cost"]["reported"], "0.0098", "{stats}");
+    assert_eq!(stats["cost"]["estimated"], "0.0098", "{stats}");
+    assert_eq!(billed["totals"]["cost"], "0.0098", "{billed}");
+    // Only the new UTC day: the message at M + 3 h alone, still priced as the third.
+    let path = format!(
+        "/api/v1/stats?from={}&to={}&interval=day",
+        day(month),
+        day(month + 24 * HOUR)
+    );
+    let after = call(&app, reqwest::Method::GET, &path, None).await;
+    assert_eq!(after["cost"]["reported"], "0.003", "{after}");
+
+    // A plan made now (still the Los Angeles month) starts from its three charged messages.
+    let id = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/campaigns",
+        Some(&json!({
+            "name": "After the boundary",
+            "template": {"name": "order_update", "language": "en",
+                         "variables": {"first_name": "there", "order_id": "A-1"}},
+            "audience": {"filter": "cohort = \"tzplan\""},
+            "type": "transactional"
+        })),
+    )
+    .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let plan = call(
+        &app,
+        reqwest::Method::GET,
+        &format!("/api/v1/campaigns/{id}/plan"),
+        None,
+    )
+    .await;
+    let lines = plan["cost"]["lines"].as_array().expect("lines");
+    assert_eq!(lines.len(), 1, "{plan}");
+    assert_eq!(lines[0]["tier_from"], 3, "{plan}");
+    assert_eq!(plan["cost"]["total"], "0.003", "{plan}");
+}

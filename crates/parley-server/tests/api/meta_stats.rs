@@ -415,3 +415,113 @@ async fn the_meta_dashboard_in_a_browser_shows_the_apis_numbers_and_flags_a_diff
     );
     assert_eq!(browser.csp_violations().await, Vec::<String>::new());
 }
+
+/// Meta's daily buckets are the WABA's days (the demo WABA's `timezone_id` "1", Los
+/// Angeles), so a comparison of a date covers that date there, on both sides: a message
+/// three hours into a UTC day belongs to the day before on both sides, its cost included.
+#[tokio::test]
+async fn a_comparison_covers_the_wabas_days_not_utc_days() {
+    let app = spawn_app().await;
+    seed(&app, "days", &["+14155550177"]).await;
+    // The next UTC midnight, D; the message goes at D + 3 h (Los Angeles: the day before).
+    const HOUR: i64 = 3_600_000;
+    let now = app.now_ms();
+    let midnight = (now / (24 * HOUR) + 1) * 24 * HOUR;
+    let at = midnight + 3 * HOUR;
+    app.advance(Duration::from_millis(
+        u64::try_from(at - now).expect("ahead"),
+    ))
+    .await;
+    let id = app
+        .send(
+            &json!({"to": "+14155550177", "template": {"name": "order_update", "language": "en",
+            "variables": {"first_name": "there", "order_id": "A-1"}}}),
+        )
+        .await;
+    app.wait_for_state(&id, "read").await;
+    settle(&app, 1).await;
+    let date = |t: i64| {
+        time::OffsetDateTime::from_unix_timestamp(t / 1000)
+            .expect("date")
+            .date()
+            .to_string()
+    };
+    for _ in 0..900 {
+        let stats = call(&app, "/api/v1/stats", None, Method::GET).await;
+        if stats["totals"]["metrics"]["charged"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The day before D (UTC date), as Los Angeles has it: 07:00 or 08:00 UTC to the same on D.
+    let before = call(
+        &app,
+        &format!(
+            "/api/v1/stats/meta?from={}&to={}",
+            date(midnight - 24 * HOUR),
+            date(midnight)
+        ),
+        None,
+        Method::GET,
+    )
+    .await;
+    assert_eq!(
+        before["time_zone"]["name"], "America/Los_Angeles",
+        "{before}"
+    );
+    let from = before["from"].as_str().expect("from");
+    assert!(
+        from.ends_with("T07:00:00Z") || from.ends_with("T08:00:00Z"),
+        "{before}"
+    );
+    for metric in ["sent", "delivered", "charged"] {
+        let r = row(&before, metric, "total", "");
+        assert_eq!(
+            (&r["meta"], &r["parley"]),
+            (&json!("1"), &json!("1")),
+            "{r}"
+        );
+    }
+    let cost = row(&before, "cost", "total", "");
+    assert_eq!(cost["meta"], cost["parley"], "{before}");
+    assert_eq!(before["flagged"], 0, "{before}");
+
+    // D itself in Los Angeles starts after the message: nothing on either side.
+    let on = call(
+        &app,
+        &format!(
+            "/api/v1/stats/meta?from={}&to={}",
+            date(midnight),
+            date(midnight + 24 * HOUR)
+        ),
+        None,
+        Method::GET,
+    )
+    .await;
+    let r = row(&on, "sent", "total", "");
+    assert_eq!(
+        (&r["meta"], &r["parley"]),
+        (&json!("0"), &json!("0")),
+        "{on}"
+    );
+    assert_eq!(on["flagged"], 0, "{on}");
+
+    // The console's comparison names the zone its days are in.
+    let cookie = app.console_cookie().await;
+    let (status, html) = app
+        .console_get(
+            &cookie,
+            &format!(
+                "/dashboards/meta?from={}&to={}",
+                date(midnight - 24 * HOUR),
+                date(midnight)
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains(r#"id="meta-compare-zone" data-zone="America/Los_Angeles""#),
+        "{html}"
+    );
+}

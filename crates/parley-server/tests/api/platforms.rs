@@ -1082,3 +1082,50 @@ async fn a_waba_or_number_another_application_holds_cannot_be_taken_until_it_is_
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "waba_taken", "{body}");
 }
+
+/// Parley reads the WABA's time zone at signup from Meta's `timezone_id` (the sandbox serves
+/// the one chosen in the dialog): one Parley knows becomes its IANA zone; one it does not (a
+/// zone Meta added after Parley's table) is counted in UTC, and the platform says so. The
+/// statistics' spend names the zone its tiers count in, and says when WABAs differ.
+#[tokio::test]
+async fn the_wabas_time_zone_is_read_at_signup_and_an_unknown_one_falls_back_to_utc_visibly() {
+    let app = spawn_app().await;
+    for (zone, name, known) in [("47", "Europe/Berlin", true), ("4999", "UTC", false)] {
+        let signup = app
+            .sandbox_post(
+                "/sandbox/signup",
+                &json!({
+                    "business": {"name": format!("Zone {zone}"), "website": "https://example.com", "country": "DE"},
+                    "waba": {"name": format!("Zone {zone} WhatsApp"), "timezone_id": zone},
+                    "profile": {"display_name": format!("Zone {zone}"), "vertical": "RETAIL"},
+                    "phone_number": {}
+                }),
+            )
+            .await;
+        let (status, platform) = app.platform_signup(&signup).await;
+        assert_eq!(status, 201, "{platform}");
+        assert_eq!(platform["details"]["timezone_id"], zone, "{platform}");
+        let tz = &platform["time_zone"];
+        assert_eq!(tz["timezone_id"], zone, "{platform}");
+        assert_eq!(tz["name"], name, "{platform}");
+        assert_eq!(tz["known"], known, "{platform}");
+        if known {
+            assert!(tz.get("note").is_none(), "{platform}");
+        } else {
+            let note = tz["note"].as_str().expect("a note says why UTC");
+            assert!(note.contains("4999") && note.contains("UTC"), "{note}");
+        }
+    }
+    // The demo WABA (Los Angeles) was connected first: months count there, and the spend
+    // says the application's WABAs are in different zones.
+    let (status, stats) = app.api_call(Method::GET, "/api/v1/stats", None).await;
+    assert_eq!(status, 200, "{stats}");
+    let tz = &stats["cost"]["time_zone"];
+    assert_eq!(tz["name"], "America/Los_Angeles", "{stats}");
+    assert!(
+        tz["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("different time zones")),
+        "{stats}"
+    );
+}

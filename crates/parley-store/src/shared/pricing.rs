@@ -9,6 +9,9 @@ use crate::pricing::*;
 use crate::stats::StatDimension;
 use crate::{Millis, Result};
 
+/// A UTC day (ms).
+const DAY: Millis = 86_400_000;
+
 #[async_trait]
 impl PricingStore for Backend {
     async fn price_table(&self, app: &ApplicationId) -> Result<Option<String>> {
@@ -79,16 +82,17 @@ impl PricingStore for Backend {
         from: Millis,
         to: Millis,
         filters: &[(StatDimension, String)],
+        hourly: bool,
     ) -> Result<Vec<CostRow>> {
         self.fold_stat_deltas().await?;
         let mut sql = String::from(
             "SELECT bucket, country, metric, CASE WHEN metric = 'charged' THEN detail ELSE category END AS cat, \
              origin, CAST(SUM(n) AS BIGINT) AS n FROM stat_counters \
-             WHERE application_id = $1 AND span = 'd' AND bucket >= $2 AND bucket < $3 \
+             WHERE application_id = $1 AND span = $4 AND bucket >= $2 AND bucket < $3 \
              AND metric IN ('delivered', 'charged')",
         );
         for (i, (d, _)) in filters.iter().enumerate() {
-            sql.push_str(&format!(" AND {} = ${}", d.column(), i + 4));
+            sql.push_str(&format!(" AND {} = ${}", d.column(), i + 5));
         }
         sql.push_str(
             " GROUP BY bucket, country, metric, CASE WHEN metric = 'charged' THEN detail ELSE category END, origin \
@@ -97,7 +101,8 @@ impl PricingStore for Backend {
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(app.as_str())
             .bind(from)
-            .bind(to);
+            .bind(to)
+            .bind(if hourly { "h" } else { "d" });
         for (_, v) in filters {
             q = q.bind(text(v));
         }
@@ -122,6 +127,7 @@ impl PricingStore for Backend {
         from: Millis,
         to: Millis,
         filters: &[(StatDimension, String)],
+        hourly_days: &[Millis],
     ) -> Result<Vec<SpendCount>> {
         self.fold_stat_deltas().await?;
         // One read of the period's counters for both sums (the filtered one is a `CASE`), as
@@ -138,11 +144,29 @@ impl PricingStore for Backend {
                 .collect();
             format!("CASE WHEN {} THEN n ELSE 0 END", cond.join(" AND "))
         };
+        // The days read by the hour: every other day's day row, those days' hour rows (each
+        // day's start and end bound after the filters').
+        let spans = if hourly_days.is_empty() {
+            "span = 'd'".to_owned()
+        } else {
+            let first = filters.len() + 4;
+            let (mut not_these, mut these) = (Vec::new(), Vec::new());
+            for i in 0..hourly_days.len() {
+                let (d, e) = (first + 2 * i, first + 2 * i + 1);
+                not_these.push(format!("bucket <> ${d}"));
+                these.push(format!("(bucket >= ${d} AND bucket < ${e})"));
+            }
+            format!(
+                "((span = 'd' AND {}) OR (span = 'h' AND ({})))",
+                not_these.join(" AND "),
+                these.join(" OR ")
+            )
+        };
         let sql = format!(
             "SELECT {} AS rows FROM (SELECT bucket, country, metric, \
              CASE WHEN metric = 'charged' THEN detail ELSE category END AS cat, origin, n, \
              {chosen} AS chosen FROM stat_counters \
-             WHERE application_id = $1 AND span = 'd' AND bucket >= $2 AND bucket < $3 \
+             WHERE application_id = $1 AND {spans} AND bucket >= $2 AND bucket < $3 \
              AND metric IN ('delivered', 'charged') AND n <> 0) t",
             json_rows("bucket, country, metric, cat, origin, n, chosen")
         );
@@ -152,6 +176,9 @@ impl PricingStore for Backend {
             .bind(to);
         for (_, v) in filters {
             q = q.bind(text(v));
+        }
+        for d in hourly_days {
+            q = q.bind(*d).bind(d.saturating_add(DAY));
         }
         let row = q.fetch_one(self.reader()).await?;
         let json: Option<String> = row.try_get("rows")?;

@@ -20,6 +20,7 @@ crate::contract!(
     counters_equal_the_recount_after_chaos,
     recount_finds_and_fixes_a_drift,
     stat_rows_sum_into_buckets_and_groups,
+    cost_rows_read_the_day_or_the_hour_of_a_charge,
     spend_counts_equal_the_two_cost_row_reads
 );
 
@@ -337,7 +338,7 @@ async fn counters_equal_the_recount_after_chaos(b: &Backend) {
         vec![(StatDimension::Template, "order_update".to_owned())],
     ] {
         let spend = b
-            .spend_counts(&t.app, 0, T0 * 2, &filters)
+            .spend_counts(&t.app, 0, T0 * 2, &filters, &[])
             .await
             .expect("spend counts");
         let sum = |metric: &str| -> (i64, i64) {
@@ -466,13 +467,77 @@ async fn stat_rows_sum_into_buckets_and_groups(b: &Backend) {
     );
 }
 
+/// The cost counters (`PricingStore::cost_rows`) per UTC day, or per hour for the days a
+/// month's start in the WABA's time zone cuts (docs/COST.md): a utility message delivered
+/// and charged three hours after `T0` is in its day's row and its hour's row, and in no
+/// other hour.
+async fn cost_rows_read_the_day_or_the_hour_of_a_charge(b: &Backend) {
+    const DAY: i64 = 86_400_000;
+    let t = tenant(&**b, 4).await;
+    let id = accepted(&**b, &t, "wamid.cost.1", T0).await;
+    let at = T0 + 3 * HOUR;
+    let pricing =
+        json!({"billable": true, "pricing_model": "PMP", "type": "regular", "category": "utility"});
+    let changes: Vec<StatusChange> = [MessageState::Sent, MessageState::Delivered]
+        .into_iter()
+        .map(|state| StatusChange {
+            wamid: wm("wamid.cost.1"),
+            message_id: Some(id.clone()),
+            state,
+            at,
+            error: None,
+            pricing: Some(StatusPricing {
+                pricing: pricing.to_string(),
+                category: Some("utility".into()),
+            }),
+        })
+        .collect();
+    b.apply_statuses(&changes).await.expect("statuses");
+    let day = at.div_euclid(DAY) * DAY;
+    let hour = at.div_euclid(HOUR) * HOUR;
+    let app = &t.app;
+    let read = |hourly: bool, from: i64, to: i64| async move {
+        let rows = b
+            .cost_rows(app, from, to, &[], hourly)
+            .await
+            .expect("cost rows");
+        rows.into_iter()
+            .map(|r| (r.day, r.metric, r.category, r.country, r.n))
+            .collect::<Vec<_>>()
+    };
+    let expect = |bucket: i64| {
+        vec![
+            (
+                bucket,
+                "charged".to_owned(),
+                "utility".to_owned(),
+                "DE".to_owned(),
+                1,
+            ),
+            (
+                bucket,
+                "delivered".to_owned(),
+                "utility".to_owned(),
+                "DE".to_owned(),
+                1,
+            ),
+        ]
+    };
+    assert_eq!(read(false, day, day + DAY).await, expect(day));
+    assert_eq!(read(true, day, day + DAY).await, expect(hour));
+    assert_eq!(read(true, day, hour).await, vec![]);
+    assert_eq!(read(true, hour + HOUR, day + DAY).await, vec![]);
+}
+
 /// A spend counter's key: day, country, metric, category, origin.
 type SpendKey = (i64, String, String, String, String);
 
 /// `spend_counts` (the spend's one read, both sums at once) equals what the spend read before
 /// it, `cost_rows` without and with the filters, on varied counters: days in and out of the
 /// period, every dimension filtered alone and together, other metrics, hour rows and another
-/// application's counters left out, counters cancelling out, text with quotes.
+/// application's counters left out, counters cancelling out, text with quotes; and with days
+/// read by their hours (`hourly_days`), the other days' day rows and those days' hour rows
+/// in the period.
 async fn spend_counts_equal_the_two_cost_row_reads(b: &Backend) {
     use parley_store::pricing::SpendCount;
     const DAY: i64 = 86_400_000;
@@ -500,14 +565,20 @@ async fn spend_counts_equal_the_two_cost_row_reads(b: &Backend) {
     let mut keys = std::collections::BTreeSet::new();
     for _ in 0..1500 {
         let metric = pick(&mut rng, &metrics);
+        let span = if rng.random_bool(0.8) { "d" } else { "h" };
+        let day = day0 + rng.random_range(0..16) * DAY;
         keys.insert((
             if rng.random_bool(0.9) {
                 t.app.as_str().to_owned()
             } else {
                 other.app.as_str().to_owned()
             },
-            if rng.random_bool(0.9) { "d" } else { "h" },
-            day0 + rng.random_range(0..16) * DAY,
+            span,
+            if span == "h" {
+                day + rng.random_range(0..24) * HOUR
+            } else {
+                day
+            },
             metric,
             pick(&mut rng, &campaigns),
             pick(&mut rng, &templates),
@@ -555,29 +626,41 @@ async fn spend_counts_equal_the_two_cost_row_reads(b: &Backend) {
         ],
         vec![(StatDimension::Campaign, "nobody")],
     ];
-    let (mut partial, mut chosen) = (0, 0);
-    for filters in filter_sets {
+    // Days read by their hours (a month's start in the WABA's zone cuts them): inside the
+    // period, on its first day, and before it (left out like its day row).
+    let hourly_sets: [Vec<i64>; 2] = [
+        vec![],
+        vec![day0 + 2 * DAY, from, day0 + 7 * DAY, day0 + 11 * DAY],
+    ];
+    let (mut partial, mut chosen, mut hours) = (0, 0, 0);
+    for (filters, hourly_days) in filter_sets
+        .into_iter()
+        .flat_map(|f| hourly_sets.iter().map(move |h| (f.clone(), h)))
+    {
         let filters: Vec<(StatDimension, String)> = filters
             .into_iter()
             .map(|(d, v)| (d, v.to_owned()))
             .collect();
         let got = b
-            .spend_counts(&t.app, from, to, &filters)
+            .spend_counts(&t.app, from, to, &filters, hourly_days)
             .await
             .expect("spend counts");
         let mut want: BTreeMap<SpendKey, (i64, i64)> = BTreeMap::new();
-        for (rows, chosen) in [
-            (
-                b.cost_rows(&t.app, from, to, &[]).await.expect("all"),
-                false,
-            ),
-            (
-                b.cost_rows(&t.app, from, to, &filters)
-                    .await
-                    .expect("chosen"),
-                true,
-            ),
-        ] {
+        // The day rows of the other days, and the hour rows of those days in the period.
+        let mut reads = Vec::new();
+        for (f, chosen) in [(&[][..], false), (&filters[..], true)] {
+            let mut days = b.cost_rows(&t.app, from, to, f, false).await.expect("days");
+            days.retain(|r| !hourly_days.contains(&r.day));
+            reads.push((days, chosen));
+            for d in hourly_days {
+                let (f_, t_) = ((*d).max(from), (d + DAY).min(to));
+                reads.push((
+                    b.cost_rows(&t.app, f_, t_, f, true).await.expect("hours"),
+                    chosen,
+                ));
+            }
+        }
+        for (rows, chosen) in reads {
             for r in rows {
                 let e = want
                     .entry((r.day, r.country, r.metric, r.category, r.origin))
@@ -603,13 +686,15 @@ async fn spend_counts_equal_the_two_cost_row_reads(b: &Backend) {
                 },
             )
             .collect();
-        assert_eq!(got, want, "filters {filters:?}");
+        assert_eq!(got, want, "filters {filters:?}, hourly {hourly_days:?}");
+        hours += got.iter().filter(|r| r.day % DAY != 0).count();
         partial += got
             .iter()
             .filter(|r| r.chosen != 0 && r.chosen != r.all)
             .count();
         chosen += got.iter().filter(|r| r.chosen != 0).count();
     }
-    // The cases compared chose whole counters and parts of them.
+    // The cases compared chose whole counters and parts of them, and read hours.
     assert!(partial > 10 && chosen > partial, "{partial} of {chosen}");
+    assert!(hours > 10, "{hours} hour rows");
 }
