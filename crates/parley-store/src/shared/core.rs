@@ -82,21 +82,30 @@ async fn write_statuses(tx: &mut Tx, batch: &mut Batch) -> Result<()> {
     normalize_status_rows(batch);
     suspend_stat_triggers(tx, true).await?;
     let batch: &Batch = batch;
-    let deltas = {
-        // The write starts first (on SQLite its statement runs on the connection's own
-        // thread), the statistics are counted meanwhile, then the write is waited for.
-        let mut write = std::pin::pin!(write_status_rows(tx, batch));
-        let started =
-            std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx))).await;
-        let deltas = batch.stat_deltas(LIKE_IGNORES_CASE);
-        match started {
-            std::task::Poll::Ready(r) => r?,
-            std::task::Poll::Pending => write.await?,
-        }
-        deltas
-    };
+    // The statistics are counted while the write runs.
+    let ((), deltas) = while_running(write_status_rows(tx, batch), || {
+        batch.stat_deltas(LIKE_IGNORES_CASE)
+    })
+    .await?;
     suspend_stat_triggers(tx, false).await?;
     add_counters(tx, &deltas).await
+}
+
+/// Starts `io` (on SQLite its statement then runs on the connection's own thread), does `work`
+/// meanwhile, then waits for `io`: the two overlap instead of taking turns. An error of `io`
+/// drops what `work` made.
+async fn while_running<T, E, U>(
+    io: impl std::future::Future<Output = std::result::Result<T, E>>,
+    work: impl FnOnce() -> U,
+) -> std::result::Result<(T, U), E> {
+    let mut io = std::pin::pin!(io);
+    let started = std::future::poll_fn(|cx| std::task::Poll::Ready(io.as_mut().poll(cx))).await;
+    let made = work();
+    let done = match started {
+        std::task::Poll::Ready(r) => r,
+        std::task::Poll::Pending => io.await,
+    }?;
+    Ok((done, made))
 }
 
 #[async_trait]
@@ -818,16 +827,8 @@ impl Store for Backend {
         if !orphans.is_empty() {
             insert_orphans(&mut tx, &orphans).await?;
         }
-        // What the caller learns is made while the commit runs (on SQLite, on the
-        // connection's own thread); a failed commit drops it.
-        let mut commit = std::pin::pin!(tx.commit());
-        let started =
-            std::future::poll_fn(|cx| std::task::Poll::Ready(commit.as_mut().poll(cx))).await;
-        let facts = batch.matched_facts(matched);
-        match started {
-            std::task::Poll::Ready(r) => r?,
-            std::task::Poll::Pending => commit.await?,
-        }
+        // What the caller learns is made while the commit runs; a failed commit drops it.
+        let ((), facts) = while_running(tx.commit(), || batch.matched_facts(matched)).await?;
         facts
     }
 
