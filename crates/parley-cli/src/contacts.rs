@@ -160,24 +160,6 @@ async fn import(
 
     let cfg = config::Config::load_unchecked(config.as_deref())?;
     let store = crate::open_store(&cfg).await?;
-    let app = match application {
-        Some(id) => {
-            let parsed = parley_domain::ApplicationId::parse(&id)
-                .map_err(|_| anyhow::anyhow!("no application `{id}`"))?;
-            store
-                .application(&parsed)
-                .await?
-                .with_context(|| format!("no application `{id}`"))?
-        }
-        // Two are enough to know whether there is only one.
-        None => match store.applications_after(None, 2).await?.as_slice() {
-            [only] => only.clone(),
-            [] => anyhow::bail!(
-                "there is no application yet (run `parley demo` once, or connect a platform)"
-            ),
-            _ => anyhow::bail!("there are several applications: choose one with --application"),
-        },
-    };
     parley_domain::warm_up();
     let engine = Engine::new(
         store,
@@ -185,6 +167,7 @@ async fn import(
         Arc::new(SystemClock),
         EngineConfig::default(),
     );
+    let app = crate::chosen_application(&engine, application).await?;
 
     let bar = ProgressBar::new(size);
     bar.set_style(
@@ -218,13 +201,13 @@ async fn import(
         Some(id) => {
             let id = parley_engine::audience::import_id(&id).map_err(anyhow::Error::msg)?;
             engine
-                .resume_import(&app.id, &id)
+                .resume_import(&app, &id)
                 .await
                 .map_err(anyhow::Error::msg)?
         }
         None => {
             let job = engine
-                .create_import(&app.id, &options)
+                .create_import(&app, &options)
                 .await
                 .map_err(anyhow::Error::msg)?;
             (job, options)
@@ -253,7 +236,7 @@ async fn import(
     );
     if job.rejected > 0 {
         let csv = engine
-            .import_rejects_csv(&app.id, &job)
+            .import_rejects_csv(&app, &job)
             .await
             .map_err(anyhow::Error::msg)?;
         let mut name = file.file_name().unwrap_or_default().to_os_string();

@@ -736,7 +736,7 @@ async fn cli_engine(config: Option<&std::path::Path>) -> anyhow::Result<Engine> 
 }
 
 /// The application `--application` names, or the only one.
-async fn chosen_application(
+pub(crate) async fn chosen_application(
     engine: &Engine,
     application: Option<String>,
 ) -> anyhow::Result<parley_domain::ApplicationId> {
