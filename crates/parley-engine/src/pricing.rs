@@ -425,41 +425,21 @@ fn price_spend(
             tiers = (TierCounter::default(), TierCounter::default());
         }
         let counted = first >= from_day;
+        // Prices the chunk's rows counted by `n` against `tiers`, summed when `summed`.
+        let mut run =
+            |tiers: &mut (TierCounter, TierCounter), n: fn(&SpendCount) -> i64, summed: bool| {
+                for r in day.iter().filter(|r| n(r) != 0) {
+                    let market = market_for(&mut markets, table, &r.country);
+                    price_count(&mut out, tiers, market, r, n(r), summed);
+                }
+            };
         if filtered {
             if counted {
-                let mut snap = tiers.clone();
-                for r in day.iter().filter(|r| r.chosen != 0) {
-                    price_count(
-                        &mut out,
-                        &mut snap,
-                        market_for(&mut markets, table, &r.country),
-                        r,
-                        r.chosen,
-                        true,
-                    );
-                }
+                run(&mut tiers.clone(), |r| r.chosen, true);
             }
-            for r in day.iter().filter(|r| r.all != 0) {
-                price_count(
-                    &mut out,
-                    &mut tiers,
-                    market_for(&mut markets, table, &r.country),
-                    r,
-                    r.all,
-                    false,
-                );
-            }
+            run(&mut tiers, |r| r.all, false);
         } else {
-            for r in day.iter().filter(|r| r.all != 0) {
-                price_count(
-                    &mut out,
-                    &mut tiers,
-                    market_for(&mut markets, table, &r.country),
-                    r,
-                    r.all,
-                    counted,
-                );
-            }
+            run(&mut tiers, |r| r.all, counted);
         }
     }
     out
