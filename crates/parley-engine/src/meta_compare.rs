@@ -501,17 +501,15 @@ impl Engine {
         let mut currency = String::new();
         for filters in scopes {
             for (piece_from, piece_to, interval) in pieces(from, to) {
+                let grouped = |by| StatsRequest {
+                    from: piece_from,
+                    to: piece_to,
+                    interval,
+                    group_by: Some(by),
+                    filters: filters.clone(),
+                };
                 let by_phone = self
-                    .stats(
-                        app,
-                        &StatsRequest {
-                            from: piece_from,
-                            to: piece_to,
-                            interval,
-                            group_by: Some(StatDimension::PhoneNumber),
-                            filters: filters.clone(),
-                        },
-                    )
+                    .stats(app, &grouped(StatDimension::PhoneNumber))
                     .await?;
                 for row in &by_phone.data {
                     let phone = row.group.clone().unwrap_or_default();
@@ -524,18 +522,7 @@ impl Engine {
                 for (cat, n) in &by_phone.totals.breakdown["charged_by_category"] {
                     *charged_by_category.entry(category_key(cat)).or_insert(0) += n;
                 }
-                let by_country = self
-                    .stats(
-                        app,
-                        &StatsRequest {
-                            from: piece_from,
-                            to: piece_to,
-                            interval,
-                            group_by: Some(StatDimension::Country),
-                            filters: filters.clone(),
-                        },
-                    )
-                    .await?;
+                let by_country = self.stats(app, &grouped(StatDimension::Country)).await?;
                 for row in &by_country.data {
                     let n = row.counts.metrics["charged"];
                     if n != 0 {
