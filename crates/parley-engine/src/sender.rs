@@ -40,6 +40,11 @@ pub async fn supervise(engine: Engine, shutdown: CancellationToken) {
     let mut loops: HashMap<PhoneNumberId, (i64, tokio::task::JoinHandle<()>)> = HashMap::new();
     let mut known: std::collections::HashSet<PhoneNumberId> = Default::default();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
+    // The crash-recovery pass runs beside the loop, one at a time: on PostgreSQL its updates
+    // wait for rows another node's open transaction holds (a node stopped mid-transaction
+    // holds them until its session ends), and the loops of numbers this node takes over must
+    // start meanwhile.
+    let mut recovery: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -83,7 +88,18 @@ pub async fn supervise(engine: Engine, shutdown: CancellationToken) {
             }
             Err(e) => tracing::warn!(error = %e, "could not list phone numbers"),
         }
-        recover_stale_sending(&engine).await;
+        if recovery
+            .as_ref()
+            .is_none_or(tokio::task::JoinHandle::is_finished)
+        {
+            let engine = engine.clone();
+            recovery = Some(tokio::spawn(
+                async move { recover_stale_sending(&engine).await },
+            ));
+        }
+    }
+    if let Some(h) = recovery {
+        h.abort();
     }
     for (_, (_, h)) in loops {
         let _ = h.await;

@@ -25,7 +25,7 @@ use std::time::Duration;
 use parley_domain::PhoneNumberId;
 use serde_json::Value;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{Postgres, Row, Transaction};
 
@@ -38,6 +38,13 @@ pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 /// Connections per node. Each sender loop and request holds one only for a statement or a
 /// short transaction.
 const MAX_CONNECTIONS: u32 = 16;
+
+/// How long PostgreSQL lets one of this node's sessions sit in an open transaction waiting
+/// for the node's next statement before it ends the session. No transaction of Parley's waits
+/// on anything but its own statements, so only a node that stopped mid-transaction (frozen
+/// VM, SIGSTOP, a pause far past its leases) gets there; its row locks would otherwise block
+/// the other nodes' updates of those rows (crash recovery, statuses) until it woke up.
+const IDLE_IN_TRANSACTION: &str = "15s";
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
@@ -57,16 +64,19 @@ impl PostgresStore {
     /// Connects to `url` (`postgres://user:pass@host:port/db`) and runs pending migrations.
     /// Migrations take an advisory lock, so several nodes may start at once.
     pub async fn connect(url: &str, cipher: SecretCipher) -> Result<Self> {
+        let options = url
+            .parse::<PgConnectOptions>()?
+            .options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION)]);
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(30))
-            .connect(url)
+            .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&pool).await?;
         let filter = PgPoolOptions::new()
             .max_connections(crate::audience::FILTER_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(60))
-            .connect(url)
+            .connect_with(options)
             .await?;
         Ok(PostgresStore {
             wakeups: crate::Wakeups::postgres(pool.clone(), url),

@@ -90,6 +90,11 @@ impl Cluster {
             ("PARLEY_META_APP_SECRET", config.app_secret.clone()),
             ("PARLEY_META_VERIFY_TOKEN", config.verify_token.clone()),
             ("PARLEY_NODE_LEASE_MS", NODE_LEASE_MS.to_string()),
+            // The sender loops' and leases' own account (shown only when the test fails).
+            (
+                "RUST_LOG",
+                "warn,parley_engine::sender=info,parley_engine::leases=info".into(),
+            ),
         ];
         // Rows a dead node left `sending` go back to the queue 3 + 10 s after their claim,
         // unless a status webhook names them (a send Meta took).
@@ -193,6 +198,27 @@ impl Cluster {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// A transactional campaign from `pn` to the contacts `filter` selects; its id.
+    async fn campaign(&self, node: &Node, pn: &str, filter: &str) -> String {
+        let (status, created) = self
+            .api(
+                node,
+                reqwest::Method::POST,
+                "/campaigns",
+                Some(&json!({
+                    "name": format!("Nodes {pn} {filter}"),
+                    "phone_number_id": pn,
+                    "template": {"name": "welcome", "language": "en",
+                                 "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}"}},
+                    "audience": {"filter": filter},
+                    "type": "transactional"
+                })),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        created["id"].as_str().expect("id").to_owned()
+    }
+
     /// The sender leases a node holds: resource → token.
     async fn senders(&self, node: &Node) -> BTreeMap<String, i64> {
         self.held(node, "sender:").await
@@ -268,8 +294,57 @@ impl Cluster {
     {
         let deadline = Instant::now() + limit;
         while !check().await {
-            assert!(Instant::now() < deadline, "{what}");
+            if Instant::now() >= deadline {
+                self.explain().await;
+                panic!("{what}");
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// What a failing wait leaves behind to explain it: Meta's view per number, the lease
+    /// rows, and the messages per number and state with their due and claim times (ms before
+    /// or after the database's now), printed before the test fails.
+    async fn explain(&self) {
+        println!("Meta's throughput view: {}", self.throughput().await);
+        let mut rows: Vec<_> = self.lease_rows().await.into_iter().collect();
+        rows.sort();
+        for (r, (owner, token, after, refused)) in rows {
+            println!(
+                "lease {r}: {owner} token {token}, taken {after} ms after lapsing, {refused} refused"
+            );
+        }
+        let mut c = sqlx::PgConnection::connect(&self.db.url)
+            .await
+            .expect("PostgreSQL");
+        let states: Vec<(String, String, i64, Option<i64>, Option<i64>, Option<i64>)> =
+            sqlx::query_as(
+                "SELECT phone_number_id, state, count(*),
+                        min(next_attempt_at) - (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT,
+                        max(next_attempt_at) - (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT,
+                        max(lease_until) - (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT
+                 FROM messages GROUP BY 1, 2 ORDER BY 1, 2",
+            )
+            .fetch_all(&mut c)
+            .await
+            .expect("messages");
+        for (pn, state, n, due_min, due_max, lease_max) in states {
+            println!(
+                "messages {pn} {state}: {n}, due {due_min:?}..{due_max:?} ms, claims until {lease_max:?} ms"
+            );
+        }
+        let sessions: Vec<(String, Option<String>, Option<String>, Option<String>)> =
+            sqlx::query_as(
+                "SELECT coalesce(state, ''), wait_event_type, wait_event, left(query, 160)
+                 FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+                   AND state <> 'idle'",
+            )
+            .fetch_all(&mut c)
+            .await
+            .expect("pg_stat_activity");
+        let _ = c.close().await;
+        for s in sessions {
+            println!("session {s:?}");
         }
     }
 }
@@ -326,23 +401,11 @@ async fn three_nodes_send_each_recipient_once_through_a_kill_and_a_stop_past_the
     let bounds = [(0, 10), (10, 20), (20, 30), (30, 40)];
     let mut campaigns = Vec::new();
     for (pn, (lo, hi)) in numbers.iter().zip(bounds) {
-        let (status, created) = cluster
-            .api(
-                &nodes[0],
-                reqwest::Method::POST,
-                "/campaigns",
-                Some(&json!({
-                    "name": format!("Nodes {pn}"),
-                    "phone_number_id": pn,
-                    "template": {"name": "welcome", "language": "en",
-                                 "variables": {"first_name": "{{first_name|CapitalizeFirst|there}}"}},
-                    "audience": {"filter": format!("visits >= {lo} and visits < {hi}")},
-                    "type": "transactional"
-                })),
-            )
-            .await;
-        assert_eq!(status, 201, "{created}");
-        campaigns.push(created["id"].as_str().expect("id").to_owned());
+        campaigns.push(
+            cluster
+                .campaign(&nodes[0], pn, &format!("visits >= {lo} and visits < {hi}"))
+                .await,
+        );
     }
     let mut planned = 0;
     for id in &campaigns {
@@ -525,6 +588,133 @@ async fn three_nodes_send_each_recipient_once_through_a_kill_and_a_stop_past_the
     println!("claims the database refused under a stale token: {refused}");
 
     drop(nodes);
+    let Cluster { db, .. } = cluster;
+    db.finish().await;
+}
+
+/// A node stopped in the middle of a transaction holds its row locks until PostgreSQL ends
+/// its session, and the crash recovery's updates of those rows wait for them. The loops of the
+/// numbers a node takes over meanwhile must not wait with them: a three-node run once sent
+/// nothing for a minute under the leases it had taken over so, its supervisor stuck in the
+/// recovery pass. Here another session holds stale `sending` rows locked while the node loses
+/// its number's lease to a "ghost" holder and takes it back: the loop under the new token
+/// starts and sends all the same.
+#[tokio::test]
+async fn rows_another_session_holds_locked_do_not_stop_a_retaken_numbers_loop() {
+    let port = free_port();
+    let cluster = Cluster::new(port).await;
+    let node = cluster.serve(port, 40);
+    let pn = demo_ids::PHONE_NUMBER_ID;
+    let resource = format!("sender:{pn}");
+    cluster
+        .until(
+            "the node took no sender lease",
+            Duration::from_secs(60),
+            || async { cluster.senders(&node).await.contains_key(&resource) },
+        )
+        .await;
+    let start = |id: String| {
+        let (cluster, node) = (&cluster, &node);
+        async move {
+            let (status, body) = cluster
+                .api(
+                    node,
+                    reqwest::Method::POST,
+                    &format!("/campaigns/{id}/start"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    let first = cluster.campaign(&node, pn, "visits >= 0").await;
+    start(first.clone()).await;
+    cluster
+        .until(
+            "the first campaign did not complete",
+            Duration::from_secs(120),
+            || async {
+                let (status, s) = cluster
+                    .api(
+                        &node,
+                        reqwest::Method::GET,
+                        &format!("/campaigns/{first}/stats"),
+                        None,
+                    )
+                    .await;
+                status == 200 && s["state"] == "completed"
+            },
+        )
+        .await;
+
+    // Three of its messages left `sending` by a "dead" claim, and held locked by a session
+    // that, like a stopped node, neither commits nor goes away.
+    let mut locker = sqlx::PgConnection::connect(&cluster.db.url)
+        .await
+        .expect("PostgreSQL");
+    let stale = sqlx::query(
+        "UPDATE messages SET state = 'sending', lease_until = 1, stale_since = NULL, wamid = NULL
+         WHERE id IN (SELECT id FROM messages ORDER BY id LIMIT 3)",
+    )
+    .execute(&mut locker)
+    .await
+    .expect("stale rows")
+    .rows_affected();
+    assert_eq!(stale, 3);
+    let mut held = locker.begin().await.expect("begin");
+    let locked: Vec<(String,)> =
+        sqlx::query_as("SELECT id FROM messages WHERE state = 'sending' FOR UPDATE")
+            .fetch_all(&mut *held)
+            .await
+            .expect("lock");
+    assert_eq!(locked.len(), 3);
+    // A supervisor tick (every 5 s) runs into them.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    // The lease goes to a ghost for four seconds; the node loses it and takes it back.
+    let mut c = sqlx::PgConnection::connect(&cluster.db.url)
+        .await
+        .expect("PostgreSQL");
+    let ghost: i64 = sqlx::query_scalar(
+        "UPDATE leases SET owner = 'node_ghost', token = token + 1,
+                expires_at = (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT + 4000
+         WHERE resource = $1 RETURNING token",
+    )
+    .bind(&resource)
+    .fetch_one(&mut c)
+    .await
+    .expect("ghost lease");
+    let _ = c.close().await;
+    let second = cluster.campaign(&node, pn, "visits >= 0").await;
+    start(second).await;
+    cluster
+        .until(
+            "the node did not take the number back",
+            Duration::from_secs(60),
+            || async {
+                cluster
+                    .senders(&node)
+                    .await
+                    .get(&resource)
+                    .is_some_and(|t| *t > ghost)
+            },
+        )
+        .await;
+    cluster
+        .until(
+            "the retaken number's loop sent nothing while rows were held locked",
+            Duration::from_secs(30),
+            || async {
+                cluster.throughput().await["data"][pn]["fence_tokens"]
+                    .as_array()
+                    .is_some_and(|ts| ts.iter().any(|t| t.as_i64().is_some_and(|t| t > ghost)))
+            },
+        )
+        .await;
+
+    held.rollback().await.expect("rollback");
+    let _ = locker.close().await;
+    drop(node);
     let Cluster { db, .. } = cluster;
     db.finish().await;
 }
