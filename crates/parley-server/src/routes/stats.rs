@@ -368,47 +368,56 @@ pub fn outcomes_csv_header(out: &mut String, bom: bool) {
 
 /// The variables a message was rendered with, as one JSON object: body parameters by name
 /// (or position, from 1, for positional templates), `header`, and `button_<index>`; for a
-/// non-template message, `text`.
-fn rendered_variables(content: &str) -> String {
+/// non-template message, `text`. Keys in order, a repeated key's last value; written into
+/// `json` (emptied first; left empty when the content does not read).
+fn rendered_variables(content: &str, json: &mut Vec<u8>) {
     use parley_domain::MessageContent;
     use parley_domain::binding::RenderedHeader;
-    let mut out = serde_json::Map::new();
-    match serde_json::from_str::<MessageContent>(content) {
-        Ok(MessageContent::Text { body, .. }) => {
-            out.insert("text".into(), body.into());
+    use std::borrow::Cow;
+    json.clear();
+    let Ok(content) = serde_json::from_str::<MessageContent>(content) else {
+        return;
+    };
+    let mut out: std::collections::BTreeMap<Cow<'_, str>, &str> = Default::default();
+    match &content {
+        MessageContent::Text { body, .. } => {
+            out.insert("text".into(), body);
         }
-        Ok(MessageContent::Template { template }) => {
-            if let Some(RenderedHeader::Text { text, .. }) = template.header {
-                out.insert("header".into(), text.into());
+        MessageContent::Template { template } => {
+            if let Some(RenderedHeader::Text { text, .. }) = &template.header {
+                out.insert("header".into(), text);
             }
-            for (i, p) in template.body.into_iter().enumerate() {
-                let key = p.parameter_name.unwrap_or_else(|| (i + 1).to_string());
-                out.insert(key, p.text.into());
+            for (i, p) in template.body.iter().enumerate() {
+                let key = match &p.parameter_name {
+                    Some(name) => Cow::Borrowed(name.as_str()),
+                    None => Cow::Owned((i + 1).to_string()),
+                };
+                out.insert(key, &p.text);
             }
-            for b in template.buttons {
-                out.insert(format!("button_{}", b.index), b.text.into());
+            for b in &template.buttons {
+                out.insert(format!("button_{}", b.index).into(), &b.text);
             }
         }
-        Ok(MessageContent::Media {
+        MessageContent::Media {
             media_type,
             link,
             caption,
             ..
-        }) => {
-            out.insert("media_type".into(), media_type.into());
+        } => {
+            out.insert("media_type".into(), media_type);
             if let Some(link) = link {
-                out.insert("link".into(), link.into());
+                out.insert("link".into(), link);
             }
             if let Some(caption) = caption {
-                out.insert("caption".into(), caption.into());
+                out.insert("caption".into(), caption);
             }
         }
-        Ok(MessageContent::Reaction { emoji, .. }) => {
-            out.insert("emoji".into(), emoji.into());
+        MessageContent::Reaction { emoji, .. } => {
+            out.insert("emoji".into(), emoji);
         }
-        Err(_) => return String::new(),
     }
-    serde_json::Value::Object(out).to_string()
+    // A map of strings always serializes.
+    let _ = serde_json::to_writer(&mut *json, &out);
 }
 
 /// The price of one message as Meta reported it, in the application's price table: `0` when
@@ -433,76 +442,153 @@ pub fn outcome_price(
     }
 }
 
-/// Appends one CSV line per outcome (prices from `table`, see [`outcome_price`]).
-pub fn outcomes_csv_rows(
-    out: &mut String,
-    rows: &[CampaignOutcome],
-    table: &parley_domain::pricing::PriceTable,
-) {
-    let time = |out: &mut String, t: Option<i64>| {
-        out.push(',');
-        if let Some(t) = t {
-            crate::csv::text(out, &rfc3339(t));
-        }
+/// Meta's pricing type and category as a message's `pricing` JSON holds them (`None` where
+/// the JSON does not read, is not an object, or the value is not a string).
+type PricingFields = (Option<String>, Option<String>);
+
+fn pricing_fields(pricing: &str) -> PricingFields {
+    let pricing = serde_json::from_str::<serde_json::Value>(pricing).ok();
+    let field = |k: &str| {
+        pricing
+            .as_ref()
+            .and_then(|p| p.get(k))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
     };
-    let opt = |out: &mut String, s: Option<&str>| {
-        out.push(',');
-        crate::csv::text(out, s.unwrap_or(""));
-    };
-    for r in rows {
-        crate::csv::text(out, &r.message_id);
-        opt(out, r.contact_id.as_deref());
-        opt(out, Some(&r.to_phone));
-        opt(out, r.wa_id.as_deref());
-        opt(out, r.bsuid.as_deref());
-        opt(out, r.parent_bsuid.as_deref());
-        opt(out, r.username.as_deref());
-        opt(out, r.name.as_deref());
-        opt(out, r.country.as_deref());
-        opt(out, Some(&r.state));
-        opt(out, r.meta_status.as_deref());
-        opt(out, r.template_name.as_deref());
-        opt(out, r.template_language.as_deref());
-        opt(out, Some(&rendered_variables(&r.content)));
-        opt(out, r.wamid.as_deref());
-        time(out, Some(r.queued_at));
-        time(out, r.sending_at);
-        time(out, r.accepted_at);
-        time(out, r.sent_at);
-        time(out, r.delivered_at);
-        time(out, r.read_at);
-        time(out, r.failed_at);
-        time(out, r.replied_at);
-        out.push(',');
-        if let Some(c) = r.error_code {
-            crate::csv::number(out, c);
-        }
-        opt(out, r.error_message.as_deref());
-        opt(out, r.hold_reason.as_deref());
-        let pricing = r
-            .pricing
-            .as_deref()
-            .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok());
-        let field = |k: &str| {
-            pricing
-                .as_ref()
-                .and_then(|p| p.get(k))
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        };
-        let pricing_type = field("type");
-        let category = field("category").or_else(|| r.pricing_category.clone());
-        opt(out, pricing_type.as_deref());
-        opt(out, category.as_deref());
-        let price = outcome_price(
+    (field("type"), field("category"))
+}
+
+/// How many distinct pricings and prices the export remembers: a campaign's rows repeat a
+/// few (one per pricing type and category, one price per market and category).
+const REMEMBERED: usize = 16;
+
+/// The index in `list` of the entry whose key `matches`, made and added (the oldest dropped
+/// when `REMEMBERED` are held) if none does.
+fn remembered<K, V>(
+    list: &mut Vec<(K, V)>,
+    matches: impl Fn(&K) -> bool,
+    make: impl FnOnce() -> (K, V),
+) -> usize {
+    if let Some(at) = list.iter().position(|(k, _)| matches(k)) {
+        return at;
+    }
+    if list.len() == REMEMBERED {
+        list.remove(0);
+    }
+    list.push(make());
+    list.len() - 1
+}
+
+/// Writes the per-recipient export's lines (see [`OUTCOME_COLUMNS`]), page after page. It
+/// remembers the last distinct `pricing` values and prices, which repeat across a campaign,
+/// instead of reading the pricing's JSON and finding the market for every row.
+pub struct OutcomesCsv {
+    table: std::sync::Arc<parley_domain::pricing::PriceTable>,
+    /// `pricing` as stored → its type and category.
+    pricings: Vec<(String, PricingFields)>,
+    /// (pricing type, category, country) → the price as written (empty: unpriced).
+    prices: Vec<((Option<String>, Option<String>, Option<String>), String)>,
+    /// The row's rendered variables (one buffer for every row).
+    json: Vec<u8>,
+}
+
+impl OutcomesCsv {
+    pub fn new(table: std::sync::Arc<parley_domain::pricing::PriceTable>) -> Self {
+        OutcomesCsv {
             table,
-            pricing_type.as_deref(),
-            category.as_deref(),
-            r.country.as_deref(),
-        );
-        opt(out, price.map(|p| p.to_string()).as_deref());
-        opt(out, price.map(|_| table.currency.as_str()));
-        out.push_str("\r\n");
+            pricings: Vec::new(),
+            prices: Vec::new(),
+            json: Vec::new(),
+        }
+    }
+
+    /// Appends one CSV line per outcome (prices from the table, see [`outcome_price`]).
+    pub fn rows(&mut self, out: &mut String, rows: &[CampaignOutcome]) {
+        let time = |out: &mut String, t: Option<i64>| {
+            out.push(',');
+            if let Some(t) = t {
+                crate::csv::time(out, t);
+            }
+        };
+        let opt = |out: &mut String, s: Option<&str>| {
+            out.push(',');
+            crate::csv::text(out, s.unwrap_or(""));
+        };
+        for r in rows {
+            crate::csv::text(out, &r.message_id);
+            opt(out, r.contact_id.as_deref());
+            opt(out, Some(&*r.to_phone));
+            opt(out, r.wa_id.as_deref());
+            opt(out, r.bsuid.as_deref());
+            opt(out, r.parent_bsuid.as_deref());
+            opt(out, r.username.as_deref());
+            opt(out, r.name.as_deref());
+            opt(out, r.country.as_deref());
+            opt(out, Some(&*r.state));
+            opt(out, r.meta_status.as_deref());
+            opt(out, r.template_name.as_deref());
+            opt(out, r.template_language.as_deref());
+            rendered_variables(&r.content, &mut self.json);
+            opt(
+                out,
+                Some(std::str::from_utf8(&self.json).unwrap_or_default()),
+            );
+            opt(out, r.wamid.as_deref());
+            time(out, Some(r.queued_at));
+            time(out, r.sending_at);
+            time(out, r.accepted_at);
+            time(out, r.sent_at);
+            time(out, r.delivered_at);
+            time(out, r.read_at);
+            time(out, r.failed_at);
+            time(out, r.replied_at);
+            out.push(',');
+            if let Some(c) = r.error_code {
+                crate::csv::number(out, c);
+            }
+            opt(out, r.error_message.as_deref());
+            opt(out, r.hold_reason.as_deref());
+            let (pricing_type, category) = match r.pricing.as_deref() {
+                Some(p) => {
+                    let at = remembered(
+                        &mut self.pricings,
+                        |k| k == p,
+                        || (p.to_owned(), pricing_fields(p)),
+                    );
+                    let (t, c) = &self.pricings[at].1;
+                    (t.as_deref(), c.as_deref())
+                }
+                None => (None, None),
+            };
+            let category = category.or(r.pricing_category.as_deref());
+            opt(out, pricing_type);
+            opt(out, category);
+            let country = r.country.as_deref();
+            let table = &self.table;
+            let at = remembered(
+                &mut self.prices,
+                |(t, c, k)| {
+                    t.as_deref() == pricing_type
+                        && c.as_deref() == category
+                        && k.as_deref() == country
+                },
+                || {
+                    let price = outcome_price(table, pricing_type, category, country)
+                        .map(|p| p.to_string())
+                        .unwrap_or_default();
+                    let key = (
+                        pricing_type.map(str::to_owned),
+                        category.map(str::to_owned),
+                        country.map(str::to_owned),
+                    );
+                    (key, price)
+                },
+            );
+            let price = &self.prices[at].1;
+            opt(out, Some(price));
+            opt(out, (!price.is_empty()).then_some(table.currency.as_str()));
+            out.push_str("\r\n");
+        }
     }
 }
 
@@ -540,49 +626,57 @@ pub async fn campaign_csv_response(
     bom: bool,
 ) -> Result<Response, parley_engine::error::EngineError> {
     let first = engine.campaign_outcomes_page(&app, &id, None).await?;
+    // A page that does not read fails the request while it still can.
+    first.rows()?;
     let table = std::sync::Arc::new(engine.price_table(&app).await?.table);
     let mut head = String::new();
     outcomes_csv_header(&mut head, bom);
     let filename = format!("{}.csv", id.as_str());
-    // (the page to write, the id to continue after, whether the header went out)
+    let csv = OutcomesCsv::new(table);
+    // (the page to write, the id to continue after, the header if not out yet, the writer)
     let stream = futures::stream::unfold(
-        (Some(first), None::<String>, Some(head)),
-        move |(page, after, head)| {
+        Some((Some(first), None::<String>, Some(head), csv)),
+        move |state| {
             let engine = engine.clone();
             let app = app.clone();
-            let table = table.clone();
             let id = id.clone();
             async move {
-                let rows = match page {
-                    Some(rows) => rows,
+                let (page, after, head, mut csv) = state?;
+                let page = match page {
+                    Some(page) => Ok(page),
                     None => {
                         let after = after.as_deref()?;
-                        match engine.campaign_outcomes_page(&app, &id, Some(after)).await {
-                            Ok(rows) => rows,
-                            Err(e) => {
-                                tracing::warn!(campaign = %id.as_str(), error = %e.message, "campaign export ended early");
-                                return Some((
-                                    Err(std::io::Error::other("the export could not be read")),
-                                    (None, None, None),
-                                ));
-                            }
-                        }
+                        engine.campaign_outcomes_page(&app, &id, Some(after)).await
+                    }
+                };
+                let rows = page
+                    .as_ref()
+                    .map_err(|e| e.message.clone())
+                    .and_then(|page| page.rows().map_err(|e| e.to_string()));
+                let rows = match rows {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        tracing::warn!(campaign = %id.as_str(), error = %e, "campaign export ended early");
+                        return Some((
+                            Err(std::io::Error::other("the export could not be read")),
+                            None,
+                        ));
                     }
                 };
                 let mut out = head.unwrap_or_default();
                 if rows.is_empty() && out.is_empty() {
                     return None;
                 }
-                outcomes_csv_rows(&mut out, &rows, &table);
+                csv.rows(&mut out, &rows);
                 let next = if rows.len() < parley_engine::stats::EXPORT_PAGE as usize {
                     None
                 } else {
-                    rows.last().map(|r| r.message_id.clone())
+                    rows.last().map(|r| r.message_id.to_string())
                 };
                 // A short page is the last: `None` for `after` ends the stream next time.
                 Some((
                     Ok::<_, std::io::Error>(axum::body::Bytes::from(out)),
-                    (None, next, None),
+                    Some((None, next, None, csv)),
                 ))
             }
         },
