@@ -371,32 +371,57 @@ pub fn outcomes_csv_header(out: &mut String, bom: bool) {
 /// non-template message, `text`. Keys in order, a repeated key's last value; written into
 /// `json` (emptied first; left empty when the content does not read).
 fn rendered_variables(content: &str, json: &mut Vec<u8>) {
+    json.clear();
+    if !plain_template_variables(content, json) {
+        content_variables(content, json);
+    }
+}
+
+/// [`rendered_variables`] of a [`PlainTemplate`], most rows; `false` (nothing written) for
+/// any other content.
+fn plain_template_variables(content: &str, json: &mut Vec<u8>) -> bool {
+    let Ok(plain) = serde_json::from_str::<PlainTemplate<'_>>(content) else {
+        return false;
+    };
+    let t = plain.template;
+    let mut out = Default::default();
+    template_variables(
+        &mut out,
+        t.header.map(|h| h.text),
+        t.body.iter().map(|p| (p.parameter_name, p.text)),
+        t.buttons.iter().map(|b| (b.index, b.text)),
+    );
+    // A map of strings always serializes.
+    let _ = serde_json::to_writer(json, &out);
+    true
+}
+
+/// [`rendered_variables`] of any content, read as `MessageContent`.
+fn content_variables(content: &str, json: &mut Vec<u8>) {
     use parley_domain::MessageContent;
     use parley_domain::binding::RenderedHeader;
-    use std::borrow::Cow;
-    json.clear();
     let Ok(content) = serde_json::from_str::<MessageContent>(content) else {
         return;
     };
-    let mut out: std::collections::BTreeMap<Cow<'_, str>, &str> = Default::default();
+    let mut out: std::collections::BTreeMap<std::borrow::Cow<'_, str>, &str> = Default::default();
     match &content {
         MessageContent::Text { body, .. } => {
             out.insert("text".into(), body);
         }
         MessageContent::Template { template } => {
-            if let Some(RenderedHeader::Text { text, .. }) = &template.header {
-                out.insert("header".into(), text);
-            }
-            for (i, p) in template.body.iter().enumerate() {
-                let key = match &p.parameter_name {
-                    Some(name) => Cow::Borrowed(name.as_str()),
-                    None => Cow::Owned((i + 1).to_string()),
-                };
-                out.insert(key, &p.text);
-            }
-            for b in &template.buttons {
-                out.insert(format!("button_{}", b.index).into(), &b.text);
-            }
+            let header = match &template.header {
+                Some(RenderedHeader::Text { text, .. }) => Some(text.as_str()),
+                _ => None,
+            };
+            template_variables(
+                &mut out,
+                header,
+                template
+                    .body
+                    .iter()
+                    .map(|p| (p.parameter_name.as_deref(), p.text.as_str())),
+                template.buttons.iter().map(|b| (b.index, b.text.as_str())),
+            );
         }
         MessageContent::Media {
             media_type,
@@ -416,8 +441,96 @@ fn rendered_variables(content: &str, json: &mut Vec<u8>) {
             out.insert("emoji".into(), emoji);
         }
     }
-    // A map of strings always serializes.
-    let _ = serde_json::to_writer(&mut *json, &out);
+    let _ = serde_json::to_writer(json, &out);
+}
+
+/// A template's variables into `out`: the text header, the body parameters by name (or
+/// position, from 1), `button_<index>`; a repeated key keeps its last value.
+fn template_variables<'a>(
+    out: &mut std::collections::BTreeMap<std::borrow::Cow<'a, str>, &'a str>,
+    header: Option<&'a str>,
+    body: impl Iterator<Item = (Option<&'a str>, &'a str)>,
+    buttons: impl Iterator<Item = (usize, &'a str)>,
+) {
+    if let Some(text) = header {
+        out.insert("header".into(), text);
+    }
+    for (i, (name, text)) in body.enumerate() {
+        let key = match name {
+            Some(name) => name.into(),
+            None => (i + 1).to_string().into(),
+        };
+        out.insert(key, text);
+    }
+    for (index, text) in buttons {
+        out.insert(format!("button_{index}").into(), text);
+    }
+}
+
+/// A stored template message in its most common form, read without copying its text: every
+/// field `MessageContent` requires, no other and none twice, a text header or none, and no
+/// escapes in any string (a `&str` cannot hold an unescaped one). What this refuses is read
+/// as `MessageContent`; what it accepts, that read accepts with the same values.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainTemplate<'a> {
+    #[serde(rename = "type")]
+    _kind: PlainTag,
+    #[serde(borrow)]
+    template: PlainTemplateBody<'a>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PlainTag {
+    Template,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PlainHeaderTag {
+    Text,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainTemplateBody<'a> {
+    #[serde(rename = "name")]
+    _name: &'a str,
+    #[serde(rename = "language")]
+    _language: &'a str,
+    #[serde(borrow)]
+    header: Option<PlainHeader<'a>>,
+    #[serde(borrow)]
+    body: Vec<PlainParam<'a>>,
+    #[serde(borrow)]
+    buttons: Vec<PlainButton<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainHeader<'a> {
+    #[serde(rename = "type")]
+    _kind: PlainHeaderTag,
+    text: &'a str,
+    #[serde(rename = "parameter_name")]
+    _parameter_name: Option<&'a str>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainParam<'a> {
+    parameter_name: Option<&'a str>,
+    text: &'a str,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainButton<'a> {
+    index: usize,
+    #[serde(rename = "sub_type")]
+    _sub_type: parley_domain::template::ButtonSubType,
+    text: &'a str,
 }
 
 /// The price of one message as Meta reported it, in the application's price table: `0` when
@@ -445,6 +558,9 @@ pub fn outcome_price(
 /// Meta's pricing type and category as a message's `pricing` JSON holds them (`None` where
 /// the JSON does not read, is not an object, or the value is not a string).
 type PricingFields = (Option<String>, Option<String>);
+
+/// A message's pricing type, category and country, which its price depends on.
+type PriceKey = (Option<String>, Option<String>, Option<String>);
 
 fn pricing_fields(pricing: &str) -> PricingFields {
     let pricing = serde_json::from_str::<serde_json::Value>(pricing).ok();
@@ -487,7 +603,7 @@ pub struct OutcomesCsv {
     /// `pricing` as stored → its type and category.
     pricings: Vec<(String, PricingFields)>,
     /// (pricing type, category, country) → the price as written (empty: unpriced).
-    prices: Vec<((Option<String>, Option<String>, Option<String>), String)>,
+    prices: Vec<(PriceKey, String)>,
     /// The row's rendered variables (one buffer for every row).
     json: Vec<u8>,
 }
@@ -685,4 +801,58 @@ pub async fn campaign_csv_response(
         axum::body::Body::from_stream(stream),
         &filename,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_templates_have_the_variables_messagecontent_gives() {
+        let template = |rest: &str| format!(r#"{{"type":"template","template":{rest}}}"#);
+        // (content, whether the borrowed read takes it)
+        let cases = [
+            (template(r#"{"name":"welcome","language":"en","header":null,"body":[{"parameter_name":"first_name","text":"Contact 7"}],"buttons":[]}"#), true),
+            (template(r#"{"name":"w","language":"en","header":{"type":"text","text":"Hi","parameter_name":"h"},"body":[{"parameter_name":null,"text":"a"},{"text":"b"},{"parameter_name":null,"text":"c"},{"parameter_name":null,"text":"d"},{"parameter_name":null,"text":"e"},{"parameter_name":null,"text":"f"},{"parameter_name":null,"text":"g"},{"parameter_name":null,"text":"h"},{"parameter_name":null,"text":"i"},{"parameter_name":null,"text":"j"}],"buttons":[{"index":1,"sub_type":"url","text":"x/1"},{"index":0,"sub_type":"quick_reply","text":"ok"}]}"#), true),
+            (template(r#"{"name":"w","language":"en","body":[{"parameter_name":"header","text":"body"},{"parameter_name":"a","text":"1"},{"parameter_name":"a","text":"2"},{"parameter_name":"button_0","text":"p"}],"header":{"type":"text","text":"H","parameter_name":null},"buttons":[{"index":0,"sub_type":"copy_code","text":"b"}]}"#), true),
+            (r#"{"template":{"name":"w","language":"en","header":null,"body":[],"buttons":[]},"type":"template"}"#.to_owned(), true),
+            // Not taken: escapes, other headers, unknown or repeated fields, bad values.
+            (template(r#"{"name":"w","language":"en","header":null,"body":[{"parameter_name":"n","text":"say \"hi\""}],"buttons":[]}"#), false),
+            (template(r#"{"name":"w","language":"en","header":{"type":"media","kind":"image","link":"https://x.test/a.png","id":null},"body":[],"buttons":[]}"#), false),
+            (template(r#"{"name":"w","language":"en","header":null,"body":[],"buttons":[],"extra":1}"#), false),
+            (template(r#"{"name":"w","language":"en","header":null,"body":[{"parameter_name":"n","text":"1","text":"2"}],"buttons":[]}"#), false),
+            (template(r#"{"name":"w","language":"en","header":null,"body":[],"buttons":[{"index":0,"sub_type":"phone","text":"x"}]}"#), false),
+            (template(r#"{"name":"w","language":"en","header":null,"body":[],"buttons":[{"index":-1,"sub_type":"url","text":"x"}]}"#), false),
+            (template(r#"{"name":"w","language":"en","header":null,"buttons":[]}"#), false),
+            (r#"{"type":"template","type":"template","template":{"name":"w","language":"en","header":null,"body":[],"buttons":[]}}"#.to_owned(), false),
+            (r#"{"type":"text","body":"hello","preview_url":false}"#.to_owned(), false),
+            (r#"{"type":"reaction","message_id":"wamid.X","emoji":"x"}"#.to_owned(), false),
+            ("not json".to_owned(), false),
+        ];
+        for (content, plain) in cases {
+            let (mut fast, mut full) = (Vec::new(), Vec::new());
+            content_variables(&content, &mut full);
+            assert_eq!(
+                plain_template_variables(&content, &mut fast),
+                plain,
+                "{content}"
+            );
+            if plain {
+                assert_eq!(
+                    String::from_utf8(fast),
+                    String::from_utf8(full),
+                    "{content}"
+                );
+            } else {
+                assert!(fast.is_empty(), "{content}");
+            }
+            let mut either = Vec::new();
+            rendered_variables(&content, &mut either);
+            assert_eq!(either, {
+                let mut f = Vec::new();
+                content_variables(&content, &mut f);
+                f
+            });
+        }
+    }
 }
