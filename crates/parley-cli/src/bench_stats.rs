@@ -269,15 +269,20 @@ async fn run(
     // The per-recipient export of a campaign of `recipients`, through the API's streamed
     // response (`campaign_csv_response`), written to a file.
     if recipients > 0 {
-        let Some(sqlite) = sqlite else {
-            println!("export:      skipped (the export's seeding is SQLite only: --recipients 0)");
-            return Ok(());
-        };
         let campaign = parley_domain::CampaignId::new();
         let t = Instant::now();
-        sqlite
-            .bench_campaign_messages(&app, campaign.as_str(), YEAR_START, recipients)
-            .await?;
+        match (pg, sqlite) {
+            (Some(pg), _) => {
+                pg.bench_campaign_messages(&app, campaign.as_str(), YEAR_START, recipients)
+                    .await?
+            }
+            (None, Some(sqlite)) => {
+                sqlite
+                    .bench_campaign_messages(&app, campaign.as_str(), YEAR_START, recipients)
+                    .await?
+            }
+            (None, None) => anyhow::bail!("no store"),
+        }
         println!(
             "synthetic:   a campaign of {recipients} recipients in {:.1} s",
             t.elapsed().as_secs_f64()

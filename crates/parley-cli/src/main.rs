@@ -145,8 +145,7 @@ enum BenchWhat {
     Stats {
         #[arg(long, default_value_t = 10_000_000)]
         messages: u64,
-        /// Recipients of the campaign whose per-recipient CSV is exported (0: no export;
-        /// SQLite only).
+        /// Recipients of the campaign whose per-recipient CSV is exported (0: no export).
         #[arg(long, default_value_t = 1_000_000)]
         recipients: u64,
         /// Run on this PostgreSQL server instead of a temporary SQLite file

@@ -10,7 +10,7 @@ use std::sync::{Arc, LazyLock};
 use parley_domain::ApplicationId;
 use parley_domain::CampaignId;
 use parley_store::stats::{
-    CampaignOutcome, StatDifference, StatDimension, StatQuery, StatRows, StatSpan,
+    CampaignOutcomePage, StatDifference, StatDimension, StatQuery, StatRows, StatSpan,
 };
 use serde::Serialize;
 
@@ -756,7 +756,7 @@ impl Engine {
         app: &ApplicationId,
         id: &CampaignId,
         after: Option<&str>,
-    ) -> Result<Vec<CampaignOutcome>, EngineError> {
+    ) -> Result<CampaignOutcomePage, EngineError> {
         if after.is_none() {
             // Ownership is checked once, on the first page; later pages are keyed by it.
             self.campaign(app, id).await?;

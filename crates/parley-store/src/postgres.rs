@@ -150,6 +150,19 @@ pub(crate) fn json_rows(cols: &str) -> String {
     format!("CAST(json_agg(json_build_array({cols})) AS TEXT)")
 }
 
+/// `parley bench stats`' seeding (`shared/stats.rs`): `prefix` and `i` zero-padded to
+/// `width` digits, a JSON text as the `content` column takes it, and the insert triggers to
+/// drop before a million rows.
+pub(crate) fn bench_id(prefix: &str, width: usize) -> String {
+    format!("'{prefix}' || lpad(CAST(i AS TEXT), {width}, '0')")
+}
+pub(crate) fn bench_json(text: &str) -> String {
+    format!("CAST({text} AS JSONB)")
+}
+/// What the seeding runs after it (the planner would otherwise guess the fresh rows).
+pub(crate) const BENCH_ANALYZE: Option<&str> = Some("ANALYZE messages, contacts");
+pub(crate) const BENCH_INSERT_TRIGGERS: [&str; 1] = ["stat_messages_insert ON messages"];
+
 /// Where Rust-kept statistics counters go (`shared/reaches.rs`), and how.
 pub(crate) const STAT_ADD_TABLE: &str = "stat_deltas";
 pub(crate) const STAT_ADD_SUFFIX: &str = "";

@@ -184,6 +184,20 @@ pub(crate) fn json_rows(cols: &str) -> String {
     format!("json_group_array(json_array({cols}))")
 }
 
+/// `parley bench stats`' seeding (`shared/stats.rs`): `prefix` and `i` zero-padded to
+/// `width` digits, a JSON text as the `content` column takes it, and the insert triggers to
+/// drop before a million rows.
+pub(crate) fn bench_id(prefix: &str, width: usize) -> String {
+    format!("printf('{prefix}%0{width}d', i)")
+}
+pub(crate) fn bench_json(text: &str) -> String {
+    text.to_owned()
+}
+/// What the seeding runs after it (none on SQLite: the seeding stays as it was measured before).
+pub(crate) const BENCH_ANALYZE: Option<&str> = None;
+pub(crate) const BENCH_INSERT_TRIGGERS: [&str; 2] =
+    ["stat_messages_insert", "campaign_counts_insert"];
+
 /// Where Rust-kept statistics counters go (`shared/reaches.rs`), and how.
 pub(crate) const STAT_ADD_TABLE: &str = "stat_counters";
 pub(crate) const STAT_ADD_SUFFIX: &str = " ON CONFLICT (application_id, span, bucket, metric, campaign_id, template, phone_number_id, category, country, origin, detail) DO UPDATE SET n = stat_counters.n + excluded.n";
@@ -751,86 +765,6 @@ impl SqliteStore {
         sqlx::query("DELETE FROM stat_deltas WHERE 0")
             .execute(&mut **tx)
             .await?;
-        Ok(())
-    }
-}
-
-impl SqliteStore {
-    /// `parley bench stats`: a campaign of `n` recipients (contacts and settled messages, most
-    /// read, some failed), written by bulk SQL into a benchmark's own database. The insert
-    /// triggers of the counters are dropped first: the benchmark measures the export, and
-    /// a million trigger runs would only slow the seeding.
-    pub async fn bench_campaign_messages(
-        &self,
-        app: &parley_domain::ApplicationId,
-        campaign: &str,
-        start: Millis,
-        n: u64,
-    ) -> Result<()> {
-        let n = i64::try_from(n).unwrap_or(i64::MAX);
-        let mut tx = self.tx().await?;
-        for t in ["stat_messages_insert", "campaign_counts_insert"] {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER IF EXISTS {t}")))
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query(
-            "INSERT INTO campaigns (id, application_id, name, phone_number_id, template_name,
-                 template_language, variables, audience, audience_filter, kind, state, planned,
-                 recipients, created_at, updated_at)
-             VALUES ($1, $2, 'Bench', '100001', 'welcome', 'en', '{}', '{\"filter\":\"all\"}',
-                 'all', 'marketing', 'completed', 1, $3, $4, $4)",
-        )
-        .bind(campaign)
-        .bind(app.as_str())
-        .bind(n)
-        .bind(start)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "WITH RECURSIVE i(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM i WHERE i < $3)
-             INSERT INTO contacts (id, application_id, phone, wa_id, name, created_at, updated_at)
-             SELECT printf('ctc_bench%023d', i), $1, printf('+49151%08d', i), printf('49151%08d', i),
-                    CASE WHEN i % 1000 = 0 THEN '=cmd|'' /C calc''!A0' ELSE 'Contact, \"' || i || '\"' END,
-                    $2, $2
-             FROM i WHERE true",
-        )
-        .bind(app.as_str())
-        .bind(start)
-        .bind(n)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "WITH RECURSIVE i(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM i WHERE i < $4)
-             INSERT INTO messages (id, application_id, phone_number_id, contact_id, to_phone, kind,
-                 template_name, template_language, content, state, wamid, error_code,
-                 error_message, attempts, next_attempt_at, queued_at, sending_at, accepted_at,
-                 sent_at, delivered_at, read_at, failed_at, updated_at, campaign_id, pricing,
-                 pricing_category, country)
-             SELECT printf('msg_bench%023d', i), $1, '100001', printf('ctc_bench%023d', i),
-                    printf('+49151%08d', i), 'template', 'welcome', 'en',
-                    '{\"type\":\"template\",\"template\":{\"name\":\"welcome\",\"language\":\"en\",\"header\":null,\"body\":[{\"parameter_name\":\"first_name\",\"text\":\"Contact ' || i || '\"}],\"buttons\":[]}}',
-                    CASE WHEN i % 50 = 0 THEN 'failed' WHEN i % 4 = 0 THEN 'delivered' ELSE 'read' END,
-                    CASE WHEN i % 50 = 0 THEN NULL ELSE printf('wamid.bench%020d', i) END,
-                    CASE WHEN i % 50 = 0 THEN 131026 END,
-                    CASE WHEN i % 50 = 0 THEN 'Message undeliverable' END,
-                    1, $2, $2 + i, $2 + i + 5, $2 + i + 40,
-                    CASE WHEN i % 50 = 0 THEN NULL ELSE $2 + i + 1000 END,
-                    CASE WHEN i % 50 = 0 THEN NULL ELSE $2 + i + 2000 END,
-                    CASE WHEN i % 50 = 0 OR i % 4 = 0 THEN NULL ELSE $2 + i + 60000 END,
-                    CASE WHEN i % 50 = 0 THEN $2 + i + 1000 END,
-                    $2 + i + 60000, $3,
-                    CASE WHEN i % 50 = 0 THEN NULL ELSE '{\"billable\":true,\"pricing_model\":\"PMP\",\"type\":\"regular\",\"category\":\"marketing\"}' END,
-                    CASE WHEN i % 50 = 0 THEN NULL ELSE 'marketing' END, 'DE'
-             FROM i WHERE true",
-        )
-        .bind(app.as_str())
-        .bind(start)
-        .bind(campaign)
-        .bind(n)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
         Ok(())
     }
 }

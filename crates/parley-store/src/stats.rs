@@ -3,6 +3,8 @@
 //! change. What a row counts for is written once in `gen/stats_sql.py`, which generates the
 //! triggers of both backends and the recount (`stats_sql.rs`).
 
+use std::borrow::Cow;
+
 use async_trait::async_trait;
 use parley_domain::ApplicationId;
 use serde::Serialize;
@@ -173,25 +175,74 @@ pub struct StatDifference {
     pub recounted: i64,
 }
 
+/// A page of a campaign's per-recipient outcomes as read: one JSON array of arrays, the
+/// columns in [`CampaignOutcome`]'s field order. [`CampaignOutcomePage::rows`] reads it into
+/// outcomes whose text borrows from it where it has no escapes (an export of a million rows
+/// would otherwise make ~20 million strings).
+#[derive(Debug, Clone, Default)]
+pub struct CampaignOutcomePage {
+    json: Option<String>,
+}
+
+impl CampaignOutcomePage {
+    /// The page of `json` (`None`: no rows).
+    pub fn new(json: Option<String>) -> Self {
+        CampaignOutcomePage { json }
+    }
+
+    /// The page's outcomes in message id order.
+    pub fn rows(&self) -> Result<Vec<CampaignOutcome<'_>>> {
+        let Some(json) = &self.json else {
+            return Ok(Vec::new());
+        };
+        let mut out: Vec<CampaignOutcome<'_>> = serde_json::from_str(json)
+            .map_err(|e| crate::StoreError::Corrupt(format!("campaign outcomes: {e}")))?;
+        out.sort_unstable_by(|a, b| a.message_id.cmp(&b.message_id));
+        Ok(out)
+    }
+}
+
+/// An optional text, borrowed from the JSON when it has no escapes (serde borrows a `Cow`
+/// only when it is the field's whole type).
+fn opt_text<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Cow<'a, str>>, D::Error> {
+    #[derive(serde::Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(<Option<Text<'a>> as serde::Deserialize>::deserialize(d)?.map(|t| t.0))
+}
+
 /// One recipient's outcome in a campaign (a message row and its contact), for the
 /// per-recipient export. Times are ms; `content` is the rendered message as stored (JSON).
 /// Read from a JSON array of the columns in this order (`campaign_outcomes`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-pub struct CampaignOutcome {
-    pub message_id: String,
-    pub contact_id: Option<String>,
-    pub to_phone: String,
-    pub contact_phone: Option<String>,
-    pub wa_id: Option<String>,
-    pub bsuid: Option<String>,
-    pub parent_bsuid: Option<String>,
-    pub username: Option<String>,
-    pub name: Option<String>,
-    pub state: String,
-    pub template_name: Option<String>,
-    pub template_language: Option<String>,
-    pub content: String,
-    pub wamid: Option<String>,
+pub struct CampaignOutcome<'a> {
+    #[serde(borrow)]
+    pub message_id: Cow<'a, str>,
+    #[serde(borrow, deserialize_with = "opt_text")]
+    pub contact_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub to_phone: Cow<'a, str>,
+    #[serde(borrow, deserialize_with = "opt_text")]
+    pub wa_id: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_text")]
+    pub bsuid: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_text")]
+    pub parent_bsuid: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_text")]
+    pub username: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_text")]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub state: Cow<'a, str>,
+    #[serde(borrow, deserialize_with = "opt_text")]
+    pub template_name: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_text")]
+    pub template_language: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub content: Cow<'a, str>,
+    #[serde(borrow, deserialize_with = "opt_text")]
+    pub wamid: Option<Cow<'a, str>>,
     pub queued_at: Millis,
     pub sending_at: Option<Millis>,
     pub accepted_at: Option<Millis>,
@@ -201,12 +252,18 @@ pub struct CampaignOutcome {
     pub failed_at: Option<Millis>,
     pub replied_at: Option<Millis>,
     pub error_code: Option<i64>,
-    pub error_message: Option<String>,
-    pub hold_reason: Option<String>,
-    pub meta_status: Option<String>,
-    pub pricing: Option<String>,
-    pub pricing_category: Option<String>,
-    pub country: Option<String>,
+    #[serde(borrow, deserialize_with = "opt_text")]
+    pub error_message: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_text")]
+    pub hold_reason: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_text")]
+    pub meta_status: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_text")]
+    pub pricing: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_text")]
+    pub pricing_category: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_text")]
+    pub country: Option<Cow<'a, str>>,
 }
 
 #[async_trait]
@@ -219,7 +276,7 @@ pub trait StatsStore {
         campaign: &str,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<CampaignOutcome>>;
+    ) -> Result<CampaignOutcomePage>;
     /// The counters a query asks for, summed (see [`StatQuery`]).
     async fn stat_rows(&self, q: &StatQuery) -> Result<StatRows>;
     /// Recomputes every counter from the raw rows and returns those that differ from the

@@ -368,47 +368,169 @@ pub fn outcomes_csv_header(out: &mut String, bom: bool) {
 
 /// The variables a message was rendered with, as one JSON object: body parameters by name
 /// (or position, from 1, for positional templates), `header`, and `button_<index>`; for a
-/// non-template message, `text`.
-fn rendered_variables(content: &str) -> String {
+/// non-template message, `text`. Keys in order, a repeated key's last value; written into
+/// `json` (emptied first; left empty when the content does not read).
+fn rendered_variables(content: &str, json: &mut Vec<u8>) {
+    json.clear();
+    if !plain_template_variables(content, json) {
+        content_variables(content, json);
+    }
+}
+
+/// [`rendered_variables`] of a [`PlainTemplate`], most rows; `false` (nothing written) for
+/// any other content.
+fn plain_template_variables(content: &str, json: &mut Vec<u8>) -> bool {
+    let Ok(plain) = serde_json::from_str::<PlainTemplate<'_>>(content) else {
+        return false;
+    };
+    let t = plain.template;
+    let mut out = Default::default();
+    template_variables(
+        &mut out,
+        t.header.map(|h| h.text),
+        t.body.iter().map(|p| (p.parameter_name, p.text)),
+        t.buttons.iter().map(|b| (b.index, b.text)),
+    );
+    // A map of strings always serializes.
+    let _ = serde_json::to_writer(json, &out);
+    true
+}
+
+/// [`rendered_variables`] of any content, read as `MessageContent`.
+fn content_variables(content: &str, json: &mut Vec<u8>) {
     use parley_domain::MessageContent;
     use parley_domain::binding::RenderedHeader;
-    let mut out = serde_json::Map::new();
-    match serde_json::from_str::<MessageContent>(content) {
-        Ok(MessageContent::Text { body, .. }) => {
-            out.insert("text".into(), body.into());
+    let Ok(content) = serde_json::from_str::<MessageContent>(content) else {
+        return;
+    };
+    let mut out: std::collections::BTreeMap<std::borrow::Cow<'_, str>, &str> = Default::default();
+    match &content {
+        MessageContent::Text { body, .. } => {
+            out.insert("text".into(), body);
         }
-        Ok(MessageContent::Template { template }) => {
-            if let Some(RenderedHeader::Text { text, .. }) = template.header {
-                out.insert("header".into(), text.into());
-            }
-            for (i, p) in template.body.into_iter().enumerate() {
-                let key = p.parameter_name.unwrap_or_else(|| (i + 1).to_string());
-                out.insert(key, p.text.into());
-            }
-            for b in template.buttons {
-                out.insert(format!("button_{}", b.index), b.text.into());
-            }
+        MessageContent::Template { template } => {
+            let header = match &template.header {
+                Some(RenderedHeader::Text { text, .. }) => Some(text.as_str()),
+                _ => None,
+            };
+            template_variables(
+                &mut out,
+                header,
+                template
+                    .body
+                    .iter()
+                    .map(|p| (p.parameter_name.as_deref(), p.text.as_str())),
+                template.buttons.iter().map(|b| (b.index, b.text.as_str())),
+            );
         }
-        Ok(MessageContent::Media {
+        MessageContent::Media {
             media_type,
             link,
             caption,
             ..
-        }) => {
-            out.insert("media_type".into(), media_type.into());
+        } => {
+            out.insert("media_type".into(), media_type);
             if let Some(link) = link {
-                out.insert("link".into(), link.into());
+                out.insert("link".into(), link);
             }
             if let Some(caption) = caption {
-                out.insert("caption".into(), caption.into());
+                out.insert("caption".into(), caption);
             }
         }
-        Ok(MessageContent::Reaction { emoji, .. }) => {
-            out.insert("emoji".into(), emoji.into());
+        MessageContent::Reaction { emoji, .. } => {
+            out.insert("emoji".into(), emoji);
         }
-        Err(_) => return String::new(),
     }
-    serde_json::Value::Object(out).to_string()
+    let _ = serde_json::to_writer(json, &out);
+}
+
+/// A template's variables into `out`: the text header, the body parameters by name (or
+/// position, from 1), `button_<index>`; a repeated key keeps its last value.
+fn template_variables<'a>(
+    out: &mut std::collections::BTreeMap<std::borrow::Cow<'a, str>, &'a str>,
+    header: Option<&'a str>,
+    body: impl Iterator<Item = (Option<&'a str>, &'a str)>,
+    buttons: impl Iterator<Item = (usize, &'a str)>,
+) {
+    if let Some(text) = header {
+        out.insert("header".into(), text);
+    }
+    for (i, (name, text)) in body.enumerate() {
+        let key = match name {
+            Some(name) => name.into(),
+            None => (i + 1).to_string().into(),
+        };
+        out.insert(key, text);
+    }
+    for (index, text) in buttons {
+        out.insert(format!("button_{index}").into(), text);
+    }
+}
+
+/// A stored template message in its most common form, read without copying its text: every
+/// field `MessageContent` requires, no other and none twice, a text header or none, and no
+/// escapes in any string (a `&str` cannot hold an unescaped one). What this refuses is read
+/// as `MessageContent`; what it accepts, that read accepts with the same values.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainTemplate<'a> {
+    #[serde(rename = "type")]
+    _kind: PlainTag,
+    #[serde(borrow)]
+    template: PlainTemplateBody<'a>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PlainTag {
+    Template,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PlainHeaderTag {
+    Text,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainTemplateBody<'a> {
+    #[serde(rename = "name")]
+    _name: &'a str,
+    #[serde(rename = "language")]
+    _language: &'a str,
+    #[serde(borrow)]
+    header: Option<PlainHeader<'a>>,
+    #[serde(borrow)]
+    body: Vec<PlainParam<'a>>,
+    #[serde(borrow)]
+    buttons: Vec<PlainButton<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainHeader<'a> {
+    #[serde(rename = "type")]
+    _kind: PlainHeaderTag,
+    text: &'a str,
+    #[serde(rename = "parameter_name")]
+    _parameter_name: Option<&'a str>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainParam<'a> {
+    parameter_name: Option<&'a str>,
+    text: &'a str,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainButton<'a> {
+    index: usize,
+    #[serde(rename = "sub_type")]
+    _sub_type: parley_domain::template::ButtonSubType,
+    text: &'a str,
 }
 
 /// The price of one message as Meta reported it, in the application's price table: `0` when
@@ -433,76 +555,156 @@ pub fn outcome_price(
     }
 }
 
-/// Appends one CSV line per outcome (prices from `table`, see [`outcome_price`]).
-pub fn outcomes_csv_rows(
-    out: &mut String,
-    rows: &[CampaignOutcome],
-    table: &parley_domain::pricing::PriceTable,
-) {
-    let time = |out: &mut String, t: Option<i64>| {
-        out.push(',');
-        if let Some(t) = t {
-            crate::csv::text(out, &rfc3339(t));
-        }
+/// Meta's pricing type and category as a message's `pricing` JSON holds them (`None` where
+/// the JSON does not read, is not an object, or the value is not a string).
+type PricingFields = (Option<String>, Option<String>);
+
+/// A message's pricing type, category and country, which its price depends on.
+type PriceKey = (Option<String>, Option<String>, Option<String>);
+
+fn pricing_fields(pricing: &str) -> PricingFields {
+    let pricing = serde_json::from_str::<serde_json::Value>(pricing).ok();
+    let field = |k: &str| {
+        pricing
+            .as_ref()
+            .and_then(|p| p.get(k))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
     };
-    let opt = |out: &mut String, s: Option<&str>| {
-        out.push(',');
-        crate::csv::text(out, s.unwrap_or(""));
-    };
-    for r in rows {
-        crate::csv::text(out, &r.message_id);
-        opt(out, r.contact_id.as_deref());
-        opt(out, Some(&r.to_phone));
-        opt(out, r.wa_id.as_deref());
-        opt(out, r.bsuid.as_deref());
-        opt(out, r.parent_bsuid.as_deref());
-        opt(out, r.username.as_deref());
-        opt(out, r.name.as_deref());
-        opt(out, r.country.as_deref());
-        opt(out, Some(&r.state));
-        opt(out, r.meta_status.as_deref());
-        opt(out, r.template_name.as_deref());
-        opt(out, r.template_language.as_deref());
-        opt(out, Some(&rendered_variables(&r.content)));
-        opt(out, r.wamid.as_deref());
-        time(out, Some(r.queued_at));
-        time(out, r.sending_at);
-        time(out, r.accepted_at);
-        time(out, r.sent_at);
-        time(out, r.delivered_at);
-        time(out, r.read_at);
-        time(out, r.failed_at);
-        time(out, r.replied_at);
-        out.push(',');
-        if let Some(c) = r.error_code {
-            crate::csv::number(out, c);
-        }
-        opt(out, r.error_message.as_deref());
-        opt(out, r.hold_reason.as_deref());
-        let pricing = r
-            .pricing
-            .as_deref()
-            .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok());
-        let field = |k: &str| {
-            pricing
-                .as_ref()
-                .and_then(|p| p.get(k))
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        };
-        let pricing_type = field("type");
-        let category = field("category").or_else(|| r.pricing_category.clone());
-        opt(out, pricing_type.as_deref());
-        opt(out, category.as_deref());
-        let price = outcome_price(
+    (field("type"), field("category"))
+}
+
+/// How many distinct pricings and prices the export remembers: a campaign's rows repeat a
+/// few (one per pricing type and category, one price per market and category).
+const REMEMBERED: usize = 16;
+
+/// The index in `list` of the entry whose key `matches`, made and added (the oldest dropped
+/// when `REMEMBERED` are held) if none does.
+fn remembered<K, V>(
+    list: &mut Vec<(K, V)>,
+    matches: impl Fn(&K) -> bool,
+    make: impl FnOnce() -> (K, V),
+) -> usize {
+    if let Some(at) = list.iter().position(|(k, _)| matches(k)) {
+        return at;
+    }
+    if list.len() == REMEMBERED {
+        list.remove(0);
+    }
+    list.push(make());
+    list.len() - 1
+}
+
+/// Writes the per-recipient export's lines (see [`OUTCOME_COLUMNS`]), page after page. It
+/// remembers the last distinct `pricing` values and prices, which repeat across a campaign,
+/// instead of reading the pricing's JSON and finding the market for every row.
+pub struct OutcomesCsv {
+    table: std::sync::Arc<parley_domain::pricing::PriceTable>,
+    /// `pricing` as stored → its type and category.
+    pricings: Vec<(String, PricingFields)>,
+    /// (pricing type, category, country) → the price as written (empty: unpriced).
+    prices: Vec<(PriceKey, String)>,
+    /// The row's rendered variables (one buffer for every row).
+    json: Vec<u8>,
+}
+
+impl OutcomesCsv {
+    pub fn new(table: std::sync::Arc<parley_domain::pricing::PriceTable>) -> Self {
+        OutcomesCsv {
             table,
-            pricing_type.as_deref(),
-            category.as_deref(),
-            r.country.as_deref(),
-        );
-        opt(out, price.map(|p| p.to_string()).as_deref());
-        opt(out, price.map(|_| table.currency.as_str()));
-        out.push_str("\r\n");
+            pricings: Vec::new(),
+            prices: Vec::new(),
+            json: Vec::new(),
+        }
+    }
+
+    /// Appends one CSV line per outcome (prices from the table, see [`outcome_price`]).
+    pub fn rows(&mut self, out: &mut String, rows: &[CampaignOutcome]) {
+        let time = |out: &mut String, t: Option<i64>| {
+            out.push(',');
+            if let Some(t) = t {
+                crate::csv::time(out, t);
+            }
+        };
+        let opt = |out: &mut String, s: Option<&str>| {
+            out.push(',');
+            crate::csv::text(out, s.unwrap_or(""));
+        };
+        for r in rows {
+            crate::csv::text(out, &r.message_id);
+            opt(out, r.contact_id.as_deref());
+            opt(out, Some(&*r.to_phone));
+            opt(out, r.wa_id.as_deref());
+            opt(out, r.bsuid.as_deref());
+            opt(out, r.parent_bsuid.as_deref());
+            opt(out, r.username.as_deref());
+            opt(out, r.name.as_deref());
+            opt(out, r.country.as_deref());
+            opt(out, Some(&*r.state));
+            opt(out, r.meta_status.as_deref());
+            opt(out, r.template_name.as_deref());
+            opt(out, r.template_language.as_deref());
+            rendered_variables(&r.content, &mut self.json);
+            opt(
+                out,
+                Some(std::str::from_utf8(&self.json).unwrap_or_default()),
+            );
+            opt(out, r.wamid.as_deref());
+            time(out, Some(r.queued_at));
+            time(out, r.sending_at);
+            time(out, r.accepted_at);
+            time(out, r.sent_at);
+            time(out, r.delivered_at);
+            time(out, r.read_at);
+            time(out, r.failed_at);
+            time(out, r.replied_at);
+            out.push(',');
+            if let Some(c) = r.error_code {
+                crate::csv::number(out, c);
+            }
+            opt(out, r.error_message.as_deref());
+            opt(out, r.hold_reason.as_deref());
+            let (pricing_type, category) = match r.pricing.as_deref() {
+                Some(p) => {
+                    let at = remembered(
+                        &mut self.pricings,
+                        |k| k == p,
+                        || (p.to_owned(), pricing_fields(p)),
+                    );
+                    let (t, c) = &self.pricings[at].1;
+                    (t.as_deref(), c.as_deref())
+                }
+                None => (None, None),
+            };
+            let category = category.or(r.pricing_category.as_deref());
+            opt(out, pricing_type);
+            opt(out, category);
+            let country = r.country.as_deref();
+            let table = &self.table;
+            let at = remembered(
+                &mut self.prices,
+                |(t, c, k)| {
+                    t.as_deref() == pricing_type
+                        && c.as_deref() == category
+                        && k.as_deref() == country
+                },
+                || {
+                    let price = outcome_price(table, pricing_type, category, country)
+                        .map(|p| p.to_string())
+                        .unwrap_or_default();
+                    let key = (
+                        pricing_type.map(str::to_owned),
+                        category.map(str::to_owned),
+                        country.map(str::to_owned),
+                    );
+                    (key, price)
+                },
+            );
+            let price = &self.prices[at].1;
+            opt(out, Some(price));
+            opt(out, (!price.is_empty()).then_some(table.currency.as_str()));
+            out.push_str("\r\n");
+        }
     }
 }
 
@@ -540,49 +742,57 @@ pub async fn campaign_csv_response(
     bom: bool,
 ) -> Result<Response, parley_engine::error::EngineError> {
     let first = engine.campaign_outcomes_page(&app, &id, None).await?;
+    // A page that does not read fails the request while it still can.
+    first.rows()?;
     let table = std::sync::Arc::new(engine.price_table(&app).await?.table);
     let mut head = String::new();
     outcomes_csv_header(&mut head, bom);
     let filename = format!("{}.csv", id.as_str());
-    // (the page to write, the id to continue after, whether the header went out)
+    let csv = OutcomesCsv::new(table);
+    // (the page to write, the id to continue after, the header if not out yet, the writer)
     let stream = futures::stream::unfold(
-        (Some(first), None::<String>, Some(head)),
-        move |(page, after, head)| {
+        Some((Some(first), None::<String>, Some(head), csv)),
+        move |state| {
             let engine = engine.clone();
             let app = app.clone();
-            let table = table.clone();
             let id = id.clone();
             async move {
-                let rows = match page {
-                    Some(rows) => rows,
+                let (page, after, head, mut csv) = state?;
+                let page = match page {
+                    Some(page) => Ok(page),
                     None => {
                         let after = after.as_deref()?;
-                        match engine.campaign_outcomes_page(&app, &id, Some(after)).await {
-                            Ok(rows) => rows,
-                            Err(e) => {
-                                tracing::warn!(campaign = %id.as_str(), error = %e.message, "campaign export ended early");
-                                return Some((
-                                    Err(std::io::Error::other("the export could not be read")),
-                                    (None, None, None),
-                                ));
-                            }
-                        }
+                        engine.campaign_outcomes_page(&app, &id, Some(after)).await
+                    }
+                };
+                let rows = page
+                    .as_ref()
+                    .map_err(|e| e.message.clone())
+                    .and_then(|page| page.rows().map_err(|e| e.to_string()));
+                let rows = match rows {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        tracing::warn!(campaign = %id.as_str(), error = %e, "campaign export ended early");
+                        return Some((
+                            Err(std::io::Error::other("the export could not be read")),
+                            None,
+                        ));
                     }
                 };
                 let mut out = head.unwrap_or_default();
                 if rows.is_empty() && out.is_empty() {
                     return None;
                 }
-                outcomes_csv_rows(&mut out, &rows, &table);
+                csv.rows(&mut out, &rows);
                 let next = if rows.len() < parley_engine::stats::EXPORT_PAGE as usize {
                     None
                 } else {
-                    rows.last().map(|r| r.message_id.clone())
+                    rows.last().map(|r| r.message_id.to_string())
                 };
                 // A short page is the last: `None` for `after` ends the stream next time.
                 Some((
                     Ok::<_, std::io::Error>(axum::body::Bytes::from(out)),
-                    (None, next, None),
+                    Some((None, next, None, csv)),
                 ))
             }
         },
@@ -591,4 +801,58 @@ pub async fn campaign_csv_response(
         axum::body::Body::from_stream(stream),
         &filename,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_templates_have_the_variables_messagecontent_gives() {
+        let template = |rest: &str| format!(r#"{{"type":"template","template":{rest}}}"#);
+        // (content, whether the borrowed read takes it)
+        let cases = [
+            (template(r#"{"name":"welcome","language":"en","header":null,"body":[{"parameter_name":"first_name","text":"Contact 7"}],"buttons":[]}"#), true),
+            (template(r#"{"name":"w","language":"en","header":{"type":"text","text":"Hi","parameter_name":"h"},"body":[{"parameter_name":null,"text":"a"},{"text":"b"},{"parameter_name":null,"text":"c"},{"parameter_name":null,"text":"d"},{"parameter_name":null,"text":"e"},{"parameter_name":null,"text":"f"},{"parameter_name":null,"text":"g"},{"parameter_name":null,"text":"h"},{"parameter_name":null,"text":"i"},{"parameter_name":null,"text":"j"}],"buttons":[{"index":1,"sub_type":"url","text":"x/1"},{"index":0,"sub_type":"quick_reply","text":"ok"}]}"#), true),
+            (template(r#"{"name":"w","language":"en","body":[{"parameter_name":"header","text":"body"},{"parameter_name":"a","text":"1"},{"parameter_name":"a","text":"2"},{"parameter_name":"button_0","text":"p"}],"header":{"type":"text","text":"H","parameter_name":null},"buttons":[{"index":0,"sub_type":"copy_code","text":"b"}]}"#), true),
+            (r#"{"template":{"name":"w","language":"en","header":null,"body":[],"buttons":[]},"type":"template"}"#.to_owned(), true),
+            // Not taken: escapes, other headers, unknown or repeated fields, bad values.
+            (template(r#"{"name":"w","language":"en","header":null,"body":[{"parameter_name":"n","text":"say \"hi\""}],"buttons":[]}"#), false),
+            (template(r#"{"name":"w","language":"en","header":{"type":"media","kind":"image","link":"https://x.test/a.png","id":null},"body":[],"buttons":[]}"#), false),
+            (template(r#"{"name":"w","language":"en","header":null,"body":[],"buttons":[],"extra":1}"#), false),
+            (template(r#"{"name":"w","language":"en","header":null,"body":[{"parameter_name":"n","text":"1","text":"2"}],"buttons":[]}"#), false),
+            (template(r#"{"name":"w","language":"en","header":null,"body":[],"buttons":[{"index":0,"sub_type":"phone","text":"x"}]}"#), false),
+            (template(r#"{"name":"w","language":"en","header":null,"body":[],"buttons":[{"index":-1,"sub_type":"url","text":"x"}]}"#), false),
+            (template(r#"{"name":"w","language":"en","header":null,"buttons":[]}"#), false),
+            (r#"{"type":"template","type":"template","template":{"name":"w","language":"en","header":null,"body":[],"buttons":[]}}"#.to_owned(), false),
+            (r#"{"type":"text","body":"hello","preview_url":false}"#.to_owned(), false),
+            (r#"{"type":"reaction","message_id":"wamid.X","emoji":"x"}"#.to_owned(), false),
+            ("not json".to_owned(), false),
+        ];
+        for (content, plain) in cases {
+            let (mut fast, mut full) = (Vec::new(), Vec::new());
+            content_variables(&content, &mut full);
+            assert_eq!(
+                plain_template_variables(&content, &mut fast),
+                plain,
+                "{content}"
+            );
+            if plain {
+                assert_eq!(
+                    String::from_utf8(fast),
+                    String::from_utf8(full),
+                    "{content}"
+                );
+            } else {
+                assert!(fast.is_empty(), "{content}");
+            }
+            let mut either = Vec::new();
+            rendered_variables(&content, &mut either);
+            assert_eq!(either, {
+                let mut f = Vec::new();
+                content_variables(&content, &mut f);
+                f
+            });
+        }
+    }
 }

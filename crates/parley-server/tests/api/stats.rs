@@ -443,3 +443,373 @@ async fn campaign_export_has_every_recipients_outcome_quoted_and_formula_safe() 
         .await;
     assert_eq!(status, 404, "{v}");
 }
+
+/// Runs SQL on the test's database, whichever backend it is (for rows no API writes).
+async fn raw_sql(app: &TestApp, sql: &str) {
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    match app.pg_url() {
+        Some(url) => {
+            let pool = sqlx::PgPool::connect(url).await.expect("pg");
+            sqlx::raw_sql(sql).execute(&pool).await.expect("sql");
+        }
+        None => {
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&app.db_path)
+                .busy_timeout(std::time::Duration::from_secs(30));
+            let pool = sqlx::SqlitePool::connect_with(options)
+                .await
+                .expect("sqlite");
+            sqlx::raw_sql(sql).execute(&pool).await.expect("sql");
+        }
+    }
+}
+
+/// A SQL literal: text quoted (quotes doubled), `NULL` for none.
+fn lit(s: Option<&str>) -> String {
+    s.map_or("NULL".into(), |s| format!("'{}'", s.replace('\'', "''")))
+}
+
+/// A CSV cell the export must quote (it holds a quote): quoted, quotes doubled.
+fn quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+#[tokio::test]
+async fn campaign_export_over_several_pages_is_exactly_the_expected_csv() {
+    let app = spawn_app().await;
+    let application = app.store.applications().await.expect("apps")[0].id.clone();
+    let campaign = parley_domain::CampaignId::new();
+    let t0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+    // 4,321 recipients: two whole pages of 2,000 and a short one. Each column cycles through
+    // its own cases (lengths prime to each other, so rows mix them): the stored value and the
+    // cell the export must write for it.
+    const N: usize = 4_321;
+    let names: [(Option<&str>, &str); 9] = [
+        (Some("Ana"), "Ana"),
+        (Some("Zoë, \"Z\""), "\"Zoë, \"\"Z\"\"\""),
+        (Some("=1+1"), "'=1+1"),
+        (Some("two\r\nlines"), "\"two\r\nlines\""),
+        (Some(""), ""),
+        (None, ""),
+        (Some("-5,0"), "\"'-5,0\""),
+        (Some("@x"), "'@x"),
+        (Some("\ttab"), "'\ttab"),
+    ];
+    let contents: [(&str, String); 7] = [
+        (
+            r#"{"type":"template","template":{"name":"welcome","language":"en","header":null,"body":[{"parameter_name":"first_name","text":"Ana \"A\", é"}],"buttons":[]}}"#,
+            quoted(r#"{"first_name":"Ana \"A\", é"}"#),
+        ),
+        (
+            r#"{"type":"template","template":{"name":"promo","language":"de","header":{"type":"text","text":"Hi\nthere","parameter_name":null},"body":[{"parameter_name":null,"text":"p1"},{"parameter_name":null,"text":"p2"},{"parameter_name":null,"text":"p3"},{"parameter_name":null,"text":"p4"},{"parameter_name":null,"text":"p5"},{"parameter_name":null,"text":"p6"},{"parameter_name":null,"text":"p7"},{"parameter_name":null,"text":"p8"},{"parameter_name":null,"text":"p9"},{"parameter_name":null,"text":"p10"}],"buttons":[{"index":0,"sub_type":"url","text":"promo/1"},{"index":2,"sub_type":"copy_code","text":"CODE"}]}}"#,
+            quoted(
+                r#"{"1":"p1","10":"p10","2":"p2","3":"p3","4":"p4","5":"p5","6":"p6","7":"p7","8":"p8","9":"p9","button_0":"promo/1","button_2":"CODE","header":"Hi\nthere"}"#,
+            ),
+        ),
+        (
+            "{\"type\":\"text\",\"body\":\"Hello, <b>\\u2028 \\u0001\\t\",\"preview_url\":false}",
+            quoted("{\"text\":\"Hello, <b>\u{2028} \\u0001\\t\"}"),
+        ),
+        (
+            r#"{"type":"media","media_type":"image","link":"https://x.test/y.png","caption":"cap"}"#,
+            quoted(r#"{"caption":"cap","link":"https://x.test/y.png","media_type":"image"}"#),
+        ),
+        (
+            r#"{"type":"reaction","message_id":"wamid.X","emoji":"👍"}"#,
+            quoted(r#"{"emoji":"👍"}"#),
+        ),
+        (r#"{"type":"unknown"}"#, String::new()),
+        (
+            r#"{"type":"template","template":{"name":"welcome","language":"en","header":{"type":"text","text":"H","parameter_name":null},"body":[{"parameter_name":"header","text":"from body"},{"parameter_name":"a","text":"1"},{"parameter_name":"a","text":"2"}],"buttons":[]}}"#,
+            quoted(r#"{"a":"2","header":"from body"}"#),
+        ),
+    ];
+    // (pricing, pricing_category): the pricing type and category written, and the category
+    // priced (`None`: no price).
+    use parley_domain::pricing::PriceCategory;
+    type PricingCase = (
+        Option<&'static str>,
+        Option<&'static str>,
+        &'static str,
+        &'static str,
+        Option<PriceCategory>,
+    );
+    let pricings: [PricingCase; 9] = [
+        (
+            Some(
+                r#"{"billable":true,"pricing_model":"PMP","type":"regular","category":"marketing"}"#,
+            ),
+            Some("marketing"),
+            "regular",
+            "marketing",
+            Some(PriceCategory::Marketing),
+        ),
+        (
+            Some(r#"{"type":"free_customer_service","category":"service"}"#),
+            Some("service"),
+            "free_customer_service",
+            "service",
+            None, // free: 0
+        ),
+        (None, Some("utility"), "", "utility", None),
+        (
+            Some(r#"{"type":"regular"}"#),
+            Some("utility"),
+            "regular",
+            "utility",
+            Some(PriceCategory::Utility),
+        ),
+        (Some("not json"), None, "", "", None),
+        (
+            Some(r#"{"type":"regular","category":"authentication"}"#),
+            None,
+            "regular",
+            "authentication",
+            Some(PriceCategory::Authentication),
+        ),
+        (
+            Some(r#"{"type":"regular","category":"unknown_cat"}"#),
+            None,
+            "regular",
+            "unknown_cat",
+            None,
+        ),
+        (
+            Some(r#"{"type":7,"category":"utility"}"#),
+            None,
+            "",
+            "utility",
+            None,
+        ),
+        (Some("[1,2]"), Some("marketing"), "", "marketing", None),
+    ];
+    let countries: [Option<&str>; 6] = [
+        Some("DE"),
+        Some("US"),
+        Some(""),
+        None,
+        Some("BR"),
+        Some("IN"),
+    ];
+    let errors: [(Option<&str>, &str); 3] = [
+        (Some("Message undeliverable"), "Message undeliverable"),
+        (
+            Some("a \"quoted\", message"),
+            "\"a \"\"quoted\"\", message\"",
+        ),
+        (None, ""),
+    ];
+    let table = parley_domain::pricing::PriceTable::default_table();
+    let rfc3339 = |ms: Option<i64>| {
+        ms.map(|ms| {
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                .expect("a time")
+                .format(&time::format_description::well_known::Rfc3339)
+                .expect("RFC 3339")
+        })
+        .unwrap_or_default()
+    };
+
+    let mut expected = String::from(
+        "\u{feff}message_id,contact_id,phone,wa_id,bsuid,parent_bsuid,username,name,country,state,\
+         meta_status,template,language,variables,wamid,queued_at,sending_at,accepted_at,sent_at,\
+         delivered_at,read_at,failed_at,replied_at,error_code,error_message,reason,pricing_type,\
+         pricing_category,price,currency\r\n",
+    );
+    let mut contacts = Vec::new();
+    let mut messages = Vec::new();
+    for i in 0..N {
+        let message_id = format!("msg_export{i:016}");
+        let phone = format!("+49179{i:08}");
+        let has_contact = i % 5 != 4;
+        let contact_id = has_contact.then(|| format!("ctc_export{i:016}"));
+        let wa_id = (i % 2 == 0).then(|| format!("49179{i:08}"));
+        // (bsuid and username are unique per application)
+        let (bsuid, parent, username) = match i % 3 {
+            0 => (
+                Some(format!("US.{i}")),
+                Some("US.ENT.9"),
+                Some(format!("@ana{i}")),
+            ),
+            1 => (Some(format!("DE.{i}")), None, Some(format!("ana_{i}"))),
+            _ => (None, None, None),
+        };
+        let (bsuid, username) = (bsuid.as_deref(), username.as_deref());
+        let (name, name_cell) = names[i % names.len()];
+        if let Some(id) = &contact_id {
+            contacts.push(format!(
+                "({}, {}, {}, {}, {}, {}, {}, {}, {t0}, {t0})",
+                lit(Some(id)),
+                lit(Some(application.as_str())),
+                lit(Some(&phone)),
+                lit(wa_id.as_deref()),
+                lit(name),
+                lit(bsuid),
+                lit(parent),
+                lit(username),
+            ));
+        }
+        let (content, variables) = &contents[i % contents.len()];
+        let (pricing, pricing_category, pricing_type_cell, category_cell, priced) =
+            pricings[i % pricings.len()];
+        let country = countries[i % countries.len()];
+        let state = ["read", "delivered", "failed", "sent"][i % 4];
+        let meta_status = [Some("read"), None][i % 2];
+        let template = (i % 7 != 2).then_some(("welcome", "en"));
+        let wamid = (i % 4 != 2).then(|| format!("wamid.export{i}"));
+        let queued = t0 + i as i64 * 1001;
+        let times: [Option<i64>; 7] = [
+            (i % 3 != 0).then_some(queued + 10),
+            (i % 4 != 2).then_some(queued + 120),
+            (i % 4 != 2).then_some(queued + 1000),
+            (i % 2 == 0).then_some(queued + 86_400_000),
+            (i % 4 == 0).then_some(queued + 90_061_001),
+            (i % 4 == 2).then_some(queued + 5),
+            (i % 11 == 0).then_some(queued + 3_600_000),
+        ];
+        let error_code = (i % 4 == 2).then_some(131_026 + i as i64 % 3);
+        let (error_message, error_cell) = errors[i % errors.len()];
+        let hold_reason = (i % 13 == 0).then_some("opted_out");
+        let num = |n: Option<i64>| n.map_or("NULL".into(), |n| n.to_string());
+        messages.push(format!(
+            "({}, {}, '100001', {}, {}, 'template', {}, {}, {}, {}, {}, {}, {}, {}, 1, {queued}, {queued}, {}, {}, {}, {}, {}, {}, {}, {queued}, {}, {}, {}, {}, {})",
+            lit(Some(&message_id)),
+            lit(Some(application.as_str())),
+            lit(contact_id.as_deref()),
+            lit(Some(&phone)),
+            lit(template.map(|t| t.0)),
+            lit(template.map(|t| t.1)),
+            lit(Some(content)),
+            lit(Some(state)),
+            lit(wamid.as_deref()),
+            num(error_code),
+            lit(error_message),
+            lit(hold_reason),
+            num(times[0]),
+            num(times[1]),
+            num(times[2]),
+            num(times[3]),
+            num(times[4]),
+            num(times[5]),
+            num(times[6]),
+            lit(Some(campaign.as_str())),
+            lit(pricing),
+            lit(pricing_category),
+            lit(country),
+            lit(meta_status),
+        ));
+        let price = match (pricing_type_cell, priced) {
+            ("", _) => String::new(),
+            ("regular", Some(c)) => table
+                .market_of(country.filter(|c| !c.is_empty()))
+                .rate(c)
+                .to_string(),
+            ("regular", None) => String::new(),
+            _ => "0.00".into(),
+        };
+        let currency = if price.is_empty() { "" } else { "USD" };
+        let cells: Vec<String> = [
+            message_id.clone(),
+            contact_id.clone().unwrap_or_default(),
+            format!("'{phone}"),
+            if has_contact {
+                wa_id.clone().unwrap_or_default()
+            } else {
+                String::new()
+            },
+            if has_contact {
+                bsuid.unwrap_or_default().into()
+            } else {
+                String::new()
+            },
+            if has_contact {
+                parent.unwrap_or_default().into()
+            } else {
+                String::new()
+            },
+            match (has_contact, username) {
+                (true, Some(u)) if u.starts_with('@') => format!("'{u}"),
+                (true, Some(u)) => u.into(),
+                _ => String::new(),
+            },
+            if has_contact {
+                name_cell.into()
+            } else {
+                String::new()
+            },
+            country.unwrap_or_default().into(),
+            state.into(),
+            meta_status.unwrap_or_default().into(),
+            template.map_or("", |t| t.0).into(),
+            template.map_or("", |t| t.1).into(),
+            variables.clone(),
+            wamid.clone().unwrap_or_default(),
+            rfc3339(Some(queued)),
+        ]
+        .into_iter()
+        .chain(times.iter().map(|t| rfc3339(*t)))
+        .chain([
+            error_code.map(|c| c.to_string()).unwrap_or_default(),
+            error_cell.into(),
+            hold_reason.unwrap_or_default().into(),
+            pricing_type_cell.into(),
+            category_cell.into(),
+            price,
+            currency.into(),
+        ])
+        .collect();
+        expected.push_str(&cells.join(","));
+        expected.push_str("\r\n");
+    }
+    let mut sql = format!(
+        "INSERT INTO campaigns (id, application_id, name, phone_number_id, template_name,
+             template_language, variables, audience, audience_filter, kind, state, planned,
+             recipients, created_at, updated_at)
+         VALUES ({}, {}, 'Export', '100001', 'welcome', 'en', '{{}}', '{{\"filter\":\"all\"}}',
+             'all', 'marketing', 'completed', {}, {N}, {t0}, {t0});\n",
+        lit(Some(campaign.as_str())),
+        lit(Some(application.as_str())),
+        if app.pg_url().is_some() { "TRUE" } else { "1" },
+    );
+    for chunk in contacts.chunks(500) {
+        sql.push_str(&format!(
+            "INSERT INTO contacts (id, application_id, phone, wa_id, name, bsuid, parent_bsuid,
+                 username, created_at, updated_at) VALUES {};\n",
+            chunk.join(", ")
+        ));
+    }
+    for chunk in messages.chunks(500) {
+        sql.push_str(&format!(
+            "INSERT INTO messages (id, application_id, phone_number_id, contact_id, to_phone,
+                 kind, template_name, template_language, content, state, wamid, error_code,
+                 error_message, hold_reason, attempts, next_attempt_at, queued_at, sending_at,
+                 accepted_at, sent_at, delivered_at, read_at, failed_at, replied_at, updated_at,
+                 campaign_id, pricing, pricing_category, country, meta_status) VALUES {};\n",
+            chunk.join(", ")
+        ));
+    }
+    raw_sql(&app, &sql).await;
+
+    let export = |bom: bool| {
+        let url = format!(
+            "{}/api/v1/campaigns/{}/export{}",
+            app.url,
+            campaign.as_str(),
+            if bom { "?bom=true" } else { "" }
+        );
+        let request = app.http.get(url).bearer_auth(&app.token);
+        async move {
+            let resp = request.send().await.expect("export");
+            assert_eq!(resp.status(), 200);
+            resp.text().await.expect("body")
+        }
+    };
+    let body = export(true).await;
+    // Line by line first, so a difference names its line.
+    for (n, (got, want)) in body.split("\r\n").zip(expected.split("\r\n")).enumerate() {
+        assert_eq!(got, want, "line {n}");
+    }
+    assert_eq!(body, expected);
+    let plain = export(false).await;
+    assert_eq!(plain, expected.strip_prefix('\u{feff}').expect("BOM"));
+}

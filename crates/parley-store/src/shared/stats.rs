@@ -9,8 +9,8 @@ use parley_domain::ApplicationId;
 use sqlx::Row;
 
 use super::{
-    Backend, DbRow, LIKE_IGNORES_CASE, RECOUNT_REACHES, STAT_ROWS_SELECT, json_rows, stat_rows_of,
-    status_row, text,
+    BENCH_ANALYZE, BENCH_INSERT_TRIGGERS, Backend, DbRow, LIKE_IGNORES_CASE, RECOUNT_REACHES,
+    STAT_ROWS_SELECT, bench_id, bench_json, json_rows, stat_rows_of, status_row, text,
 };
 use crate::Millis;
 use crate::Result;
@@ -146,16 +146,15 @@ impl StatsStore for Backend {
         campaign: &str,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<CampaignOutcome>> {
+    ) -> Result<CampaignOutcomePage> {
         // `messages_campaign_id` (migration 0030) serves the keyset: campaign, then id. The
         // page comes back as one JSON array of arrays (`json_rows`, per backend), the columns
-        // in `CampaignOutcome`'s field order: 2,000 rows of 29 columns handed over one by one
+        // in `CampaignOutcome`'s field order: 2,000 rows of 28 columns handed over one by one
         // cost more than the query on SQLite.
-        const COLS: [&str; 29] = [
+        const COLS: [&str; 28] = [
             "m.id",
             "m.contact_id",
             "m.to_phone",
-            "c.phone",
             "c.wa_id",
             "c.bsuid",
             "c.parent_bsuid",
@@ -203,14 +202,7 @@ impl StatsStore for Backend {
             .bind(i64::from(limit))
             .fetch_one(self.reader())
             .await?;
-        let json: Option<String> = row.try_get("rows")?;
-        let Some(json) = json else {
-            return Ok(Vec::new());
-        };
-        let mut out: Vec<CampaignOutcome> = serde_json::from_str(&json)
-            .map_err(|e| crate::StoreError::Corrupt(format!("campaign outcomes: {e}")))?;
-        out.sort_unstable_by(|a, b| a.message_id.cmp(&b.message_id));
-        Ok(out)
+        Ok(CampaignOutcomePage::new(row.try_get("rows")?))
     }
 
     async fn stat_rows(&self, q: &StatQuery) -> Result<StatRows> {
@@ -415,5 +407,94 @@ impl Backend {
         tx.commit().await?;
         sqlx::query("ANALYZE").execute(self.writer()).await?;
         Ok(hours + days)
+    }
+
+    /// `parley bench stats`: a campaign of `n` recipients (contacts and settled messages, most
+    /// read, some failed), written by bulk SQL into a benchmark's own database. The insert
+    /// triggers of the counters are dropped first: the benchmark measures the export, and
+    /// a million trigger runs would only slow the seeding.
+    pub async fn bench_campaign_messages(
+        &self,
+        app: &ApplicationId,
+        campaign: &str,
+        start: Millis,
+        n: u64,
+    ) -> Result<()> {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let mut tx = self.tx().await?;
+        for t in BENCH_INSERT_TRIGGERS {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER IF EXISTS {t}")))
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO campaigns (id, application_id, name, phone_number_id, template_name,
+                 template_language, variables, audience, audience_filter, kind, state, planned,
+                 recipients, created_at, updated_at)
+             VALUES ($1, $2, 'Bench', '100001', 'welcome', 'en', '{}', '{\"filter\":\"all\"}',
+                 'all', 'marketing', 'completed', $5, $3, $4, $4)",
+        )
+        .bind(campaign)
+        .bind(app.as_str())
+        .bind(n)
+        .bind(start)
+        .bind(true)
+        .execute(&mut *tx)
+        .await?;
+        let (contact, phone) = (bench_id("ctc_bench", 23), bench_id("+49151", 8));
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH RECURSIVE i(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM i WHERE i < $3)
+             INSERT INTO contacts (id, application_id, phone, wa_id, name, created_at, updated_at)
+             SELECT {contact}, $1, {phone}, {wa_id},
+                    CASE WHEN i % 1000 = 0 THEN '=cmd|'' /C calc''!A0'
+                         ELSE 'Contact, \"' || CAST(i AS TEXT) || '\"' END,
+                    $2, $2
+             FROM i WHERE true",
+            wa_id = bench_id("49151", 8),
+        )))
+        .bind(app.as_str())
+        .bind(start)
+        .bind(n)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH RECURSIVE i(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM i WHERE i < $4)
+             INSERT INTO messages (id, application_id, phone_number_id, contact_id, to_phone, kind,
+                 template_name, template_language, content, state, wamid, error_code,
+                 error_message, attempts, next_attempt_at, queued_at, sending_at, accepted_at,
+                 sent_at, delivered_at, read_at, failed_at, updated_at, campaign_id, pricing,
+                 pricing_category, country)
+             SELECT {message}, $1, '100001', {contact}, {phone}, 'template', 'welcome', 'en',
+                    {content},
+                    CASE WHEN i % 50 = 0 THEN 'failed' WHEN i % 4 = 0 THEN 'delivered' ELSE 'read' END,
+                    CASE WHEN i % 50 = 0 THEN NULL ELSE {wamid} END,
+                    CASE WHEN i % 50 = 0 THEN 131026 END,
+                    CASE WHEN i % 50 = 0 THEN 'Message undeliverable' END,
+                    1, $2, $2 + i, $2 + i + 5, $2 + i + 40,
+                    CASE WHEN i % 50 = 0 THEN NULL ELSE $2 + i + 1000 END,
+                    CASE WHEN i % 50 = 0 THEN NULL ELSE $2 + i + 2000 END,
+                    CASE WHEN i % 50 = 0 OR i % 4 = 0 THEN NULL ELSE $2 + i + 60000 END,
+                    CASE WHEN i % 50 = 0 THEN $2 + i + 1000 END,
+                    $2 + i + 60000, $3,
+                    CASE WHEN i % 50 = 0 THEN NULL ELSE '{{\"billable\":true,\"pricing_model\":\"PMP\",\"type\":\"regular\",\"category\":\"marketing\"}}' END,
+                    CASE WHEN i % 50 = 0 THEN NULL ELSE 'marketing' END, 'DE'
+             FROM i WHERE true",
+            message = bench_id("msg_bench", 23),
+            wamid = bench_id("wamid.bench", 20),
+            content = bench_json(
+                "'{\"type\":\"template\",\"template\":{\"name\":\"welcome\",\"language\":\"en\",\"header\":null,\"body\":[{\"parameter_name\":\"first_name\",\"text\":\"Contact ' || CAST(i AS TEXT) || '\"}],\"buttons\":[]}}'"
+            ),
+        )))
+        .bind(app.as_str())
+        .bind(start)
+        .bind(campaign)
+        .bind(n)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        if let Some(analyze) = BENCH_ANALYZE {
+            sqlx::query(analyze).execute(self.writer()).await?;
+        }
+        Ok(())
     }
 }
