@@ -383,7 +383,7 @@ async fn seed(path: &Path, n: u64) -> anyhow::Result<()> {
     sqlx::query(
         "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $1)
          INSERT INTO contacts (id, application_id, phone, wa_id, bsuid, created_at, updated_at)
-         SELECT printf('ct_%032x', i), $2, printf('+49151%08d', i), printf('49151%08d', i),
+         SELECT printf('ctc_%032x', i), $2, printf('+49151%08d', i), printf('49151%08d', i),
                 printf('US.%019d', i), 0, 0
          FROM n",
     )
@@ -395,7 +395,7 @@ async fn seed(path: &Path, n: u64) -> anyhow::Result<()> {
         "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $1)
          INSERT INTO messages (id, application_id, phone_number_id, contact_id, to_phone, kind, content, state,
                                wamid, attempts, next_attempt_at, queued_at, sending_at, accepted_at, updated_at)
-         SELECT printf('msg_%032x', i), $2, $3, printf('ct_%032x', i), printf('+49151%08d', i), 'text',
+         SELECT printf('msg_%032x', i), $2, $3, printf('ctc_%032x', i), printf('+49151%08d', i), 'text',
                 '{\"text\":\"bench\"}', 'accepted', printf('wamid.BENCH%012d', i), 1, 0, 0, 0, 0, 0
          FROM n",
     )
