@@ -110,6 +110,7 @@ pub async fn process_pending(engine: &Engine) -> parley_store::Result<usize> {
         if i > 0 && i % PARSE_SLICE == 0 {
             tokio::task::yield_now().await;
         }
+        learning.event = i;
         let note = apply_event(engine, event, &mut statuses, &mut pricing, &mut learning).await?;
         done.push((event.id, note));
     }
@@ -120,6 +121,13 @@ pub async fn process_pending(engine: &Engine) -> parley_store::Result<usize> {
     };
     let t_parse = t0.elapsed();
     learning.flush(engine).await?;
+    for (i, note) in std::mem::take(&mut learning.notes) {
+        let kept = &mut done[i].1;
+        *kept = Some(match kept.take() {
+            Some(before) => format!("{before}; {note}"),
+            None => note,
+        });
+    }
     let t_learn = t0.elapsed();
     for chunk in pricing.chunks(chunk_size) {
         engine.store.record_pricing(chunk).await?;

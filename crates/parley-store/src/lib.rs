@@ -288,6 +288,13 @@ pub trait Store:
         idents: &[ContactIdentity],
         now: Millis,
     ) -> Result<()>;
+    /// The identifiers of the application's contacts that have one of these BSUIDs, by BSUID
+    /// (one read per 500): what `learn_contacts` would find already there.
+    async fn known_identities(
+        &self,
+        app: &ApplicationId,
+        bsuids: &[&str],
+    ) -> Result<std::collections::HashMap<String, KnownIdentity>>;
     /// Meta's `user_changed_number` / `user_changed_user_id`: the contact known by
     /// `previous` now answers to `current`, keeping its history.
     async fn repoint_contact(

@@ -576,6 +576,37 @@ impl Store for Backend {
         Ok(())
     }
 
+    async fn known_identities(
+        &self,
+        app: &ApplicationId,
+        bsuids: &[&str],
+    ) -> Result<std::collections::HashMap<String, KnownIdentity>> {
+        let mut out = std::collections::HashMap::with_capacity(bsuids.len());
+        for chunk in bsuids.chunks(500) {
+            let marks: Vec<String> = (2..=chunk.len() + 1).map(|i| format!("${i}")).collect();
+            // Only marks are formatted in; the values are bound.
+            let sql = format!(
+                "SELECT phone, bsuid, parent_bsuid, username FROM contacts
+                 WHERE application_id = $1 AND bsuid IN ({})",
+                marks.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app.as_str());
+            for b in chunk {
+                query = query.bind(text(b));
+            }
+            for row in query.fetch_all(self.reader()).await? {
+                let known = KnownIdentity {
+                    phone: row.try_get("phone")?,
+                    bsuid: row.try_get("bsuid")?,
+                    parent_bsuid: row.try_get("parent_bsuid")?,
+                    username: row.try_get("username")?,
+                };
+                out.insert(known.bsuid.clone(), known);
+            }
+        }
+        Ok(out)
+    }
+
     async fn repoint_contact(
         &self,
         app: &ApplicationId,
