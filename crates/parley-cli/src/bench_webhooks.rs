@@ -730,9 +730,7 @@ fn status_body(j: u64, per: usize) -> Vec<u8> {
         statuses.push_str(&format!(
             r#"{{"id":"wamid.BENCH{i:012}","status":"delivered","timestamp":"1765000000","recipient_id":"{wa_id}","recipient_user_id":"{bsuid}","pricing":{{"billable":true,"pricing_model":"PMP","type":"regular","category":"marketing"}}}}"#
         ));
-        contacts.push_str(&format!(
-            r#"{{"wa_id":"{wa_id}","user_id":"{bsuid}"}}"#
-        ));
+        contacts.push_str(&format!(r#"{{"wa_id":"{wa_id}","user_id":"{bsuid}"}}"#));
     }
     format!(
         r#"{{"object":"whatsapp_business_account","entry":[{{"id":"{WABA_ID}","changes":[{{"field":"messages","value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550001111","phone_number_id":"{PHONE_NUMBER_ID}"}},"contacts":[{contacts}],"statuses":[{statuses}]}}}}]}}]}}"#

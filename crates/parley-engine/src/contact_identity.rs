@@ -414,7 +414,11 @@ mod tests {
         }
     }
 
-    fn known(phone: &str, parent: Option<&str>, username: Option<&str>) -> HashMap<String, KnownIdentity> {
+    fn known(
+        phone: &str,
+        parent: Option<&str>,
+        username: Option<&str>,
+    ) -> HashMap<String, KnownIdentity> {
         HashMap::from([(
             "DE.1001".to_owned(),
             KnownIdentity {

@@ -530,9 +530,23 @@ async fn statuses_teach_a_contact_only_what_is_new_and_every_change() {
     assert_eq!(c["id"], created["id"]);
     assert_eq!(c["bsuid"], "DE.1002", "{c}");
     // A username, then its change.
-    let c = post(identity_status("wamid.ID4", digits, "DE.1002", None, Some("pablo"))).await;
+    let c = post(identity_status(
+        "wamid.ID4",
+        digits,
+        "DE.1002",
+        None,
+        Some("pablo"),
+    ))
+    .await;
     assert_eq!(c["username"], "pablo", "{c}");
-    let c = post(identity_status("wamid.ID5", digits, "DE.1002", None, Some("pablo.m"))).await;
+    let c = post(identity_status(
+        "wamid.ID5",
+        digits,
+        "DE.1002",
+        None,
+        Some("pablo.m"),
+    ))
+    .await;
     assert_eq!(c["username"], "pablo.m", "{c}");
     // A status without a username keeps the one known; a parent BSUID is learned.
     let c = post(identity_status(

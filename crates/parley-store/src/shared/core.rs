@@ -971,7 +971,11 @@ impl Store for Backend {
         Ok(ids)
     }
 
-    async fn pending_webhook_events(&self, limit: u32) -> Result<Vec<WebhookEventRecord>> {
+    async fn pending_webhook_events_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<WebhookEventRecord>> {
         // A read connection: on SQLite the one writer stays free for the intake's commits (a
         // read that starts after the processor's last commit sees it, in WAL).
         // One statement, so one snapshot: the batch stops where the bodies pass the budget
@@ -986,13 +990,14 @@ impl Store for Backend {
                           SUM(size) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS upto,
                           ROW_NUMBER() OVER (ORDER BY id) AS n
                    FROM (SELECT id, received_at, attempts, size FROM webhook_events
-                         WHERE processed_at IS NULL ORDER BY id LIMIT $1) p) w
+                         WHERE processed_at IS NULL AND id > $3 ORDER BY id LIMIT $1) p) w
              JOIN webhook_bodies b ON b.id = w.id
              WHERE w.n = 1 OR w.upto <= $2
              ORDER BY w.id",
         )
         .bind(i64::from(limit))
         .bind(crate::PENDING_BODY_BUDGET)
+        .bind(after)
         .fetch_all(self.reader())
         .await?;
         rows.iter().map(webhook_event_from_row).collect()
