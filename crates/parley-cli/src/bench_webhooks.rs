@@ -20,7 +20,7 @@ use anyhow::Context as _;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use parley_domain::{AccountId, ApplicationId, UserId};
+use parley_domain::{AccountId, ApplicationId, PhoneNumberId, PlatformId, UserId, WabaId};
 use parley_engine::{Engine, EngineConfig, SystemClock};
 use parley_meta::{GraphClient, SIGNATURE_HEADER, sign, verify_signature};
 use parley_store::{IdentityStore as _, SecretCipher, SqliteStore, Store};
@@ -315,7 +315,22 @@ fn sqlite_options(path: &Path) -> SqliteConnectOptions {
         .busy_timeout(Duration::from_secs(10))
 }
 
-/// A fresh Parley database with `n` messages accepted by Meta, `wamid.BENCH<i>` for i < n.
+/// The digits (Meta's `wa_id`) of bench recipient `i`: a valid German mobile number
+/// (libphonenumber accepts it, as it does a real recipient's), one per status.
+fn recipient_wa_id(i: u64) -> String {
+    format!("49151{i:08}")
+}
+
+/// The business-scoped user id of bench recipient `i`.
+fn recipient_bsuid(i: u64) -> String {
+    format!("US.{i:019}")
+}
+
+/// A fresh Parley database as a business has it: the bench's number connected to the
+/// application (so each status's contact-identity step runs in full: the number is looked
+/// up, the phone parsed, the identity checked against the contacts), one contact per
+/// recipient already known by its phone and BSUID (the steady state since Meta's 2026
+/// statuses name both), and `n` messages to them accepted by Meta, `wamid.BENCH<i>` for i < n.
 async fn seed(path: &Path, n: u64) -> anyhow::Result<()> {
     let store = SqliteStore::open(path, SecretCipher::from_key(&[7; 32])).await?;
     let app = ApplicationId::new();
@@ -334,21 +349,62 @@ async fn seed(path: &Path, n: u64) -> anyhow::Result<()> {
             None,
         )
         .await?;
+    let platform = store
+        .upsert_platform(&parley_store::NewPlatform {
+            id: PlatformId::new(),
+            application_id: app.clone(),
+            business_id: None,
+            waba_id: WabaId::parse(WABA_ID)?,
+            waba_name: Some("Bench".into()),
+            status: "active".into(),
+            access_token: "bench-token".into(),
+            details: serde_json::json!({}),
+            now: 0,
+        })
+        .await?;
+    store
+        .upsert_phone_number(&parley_store::PhoneNumberRecord {
+            phone_number_id: PhoneNumberId::parse(PHONE_NUMBER_ID)?,
+            platform_id: platform,
+            application_id: app.clone(),
+            display_phone_number: "15550001111".into(),
+            verified_name: Some("Bench".into()),
+            quality_rating: Some("GREEN".into()),
+            messaging_limit: Some("TIER_UNLIMITED".into()),
+            throughput_mps: 80,
+            status: Some("CONNECTED".into()),
+            updated_at: 0,
+        })
+        .await?;
     drop(store);
     let mut conn = SqliteConnection::connect_with(&sqlite_options(path)).await?;
+    let mut tx = conn.begin().await?;
+    // The same digits and BSUID as `recipient_wa_id` and `recipient_bsuid`.
     sqlx::query(
         "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $1)
-         INSERT INTO messages (id, application_id, phone_number_id, to_phone, kind, content, state,
+         INSERT INTO contacts (id, application_id, phone, wa_id, bsuid, created_at, updated_at)
+         SELECT printf('ctc_%032x', i), $2, printf('+49151%08d', i), printf('49151%08d', i),
+                printf('US.%019d', i), 0, 0
+         FROM n",
+    )
+    .bind(i64::try_from(n)?)
+    .bind(app.as_str())
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $1)
+         INSERT INTO messages (id, application_id, phone_number_id, contact_id, to_phone, kind, content, state,
                                wamid, attempts, next_attempt_at, queued_at, sending_at, accepted_at, updated_at)
-         SELECT printf('msg_%032x', i), $2, $3, printf('1555%07d', i), 'text', '{\"text\":\"bench\"}',
-                'accepted', printf('wamid.BENCH%012d', i), 1, 0, 0, 0, 0, 0
+         SELECT printf('msg_%032x', i), $2, $3, printf('ctc_%032x', i), printf('+49151%08d', i), 'text',
+                '{\"text\":\"bench\"}', 'accepted', printf('wamid.BENCH%012d', i), 1, 0, 0, 0, 0, 0
          FROM n",
     )
     .bind(i64::try_from(n)?)
     .bind(app.as_str())
     .bind(PHONE_NUMBER_ID)
-    .execute(&mut conn)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     conn.close().await?;
     Ok(())
 }
@@ -521,7 +577,9 @@ pub async fn target(kind: &str, db: &Path) -> anyhow::Result<()> {
         "parley" | "intake" => {
             let store: Arc<dyn Store> =
                 Arc::new(SqliteStore::open(db, SecretCipher::from_key(&[7; 32])).await?);
-            // No number is connected: nothing is sent, the Graph API is never called.
+            // The number is connected but nothing is queued: nothing is sent, and the Graph API
+            // (an address nobody listens on) would only be called by the template sync, whose
+            // first run comes 15 minutes after the start.
             let engine = Engine::new(
                 store,
                 GraphClient::new("http://127.0.0.1:9", "v24.0"),
@@ -664,16 +722,15 @@ fn status_body(j: u64, per: usize) -> Vec<u8> {
     let mut contacts = String::with_capacity(per * 120);
     for k in 0..per as u64 {
         let i = j * per as u64 + k;
+        let (wa_id, bsuid) = (recipient_wa_id(i), recipient_bsuid(i));
         if k > 0 {
             statuses.push(',');
             contacts.push(',');
         }
         statuses.push_str(&format!(
-            r#"{{"id":"wamid.BENCH{i:012}","status":"delivered","timestamp":"1765000000","recipient_id":"1555{i:07}","recipient_user_id":"US.{i:019}","pricing":{{"billable":true,"pricing_model":"PMP","type":"regular","category":"marketing"}}}}"#
+            r#"{{"id":"wamid.BENCH{i:012}","status":"delivered","timestamp":"1765000000","recipient_id":"{wa_id}","recipient_user_id":"{bsuid}","pricing":{{"billable":true,"pricing_model":"PMP","type":"regular","category":"marketing"}}}}"#
         ));
-        contacts.push_str(&format!(
-            r#"{{"wa_id":"1555{i:07}","user_id":"US.{i:019}"}}"#
-        ));
+        contacts.push_str(&format!(r#"{{"wa_id":"{wa_id}","user_id":"{bsuid}"}}"#));
     }
     format!(
         r#"{{"object":"whatsapp_business_account","entry":[{{"id":"{WABA_ID}","changes":[{{"field":"messages","value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550001111","phone_number_id":"{PHONE_NUMBER_ID}"}},"contacts":[{contacts}],"statuses":[{statuses}]}}}}]}}]}}"#

@@ -8,11 +8,11 @@
 //! BSUIDs are validated loosely (§3.6): an id that does not look like Meta's documented shape
 //! is logged and used as sent; only an id that could be confused with a phone is dropped.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use parley_domain::{ApplicationId, Bsuid, E164, PhoneNumberId};
 use parley_meta::{InboundMessage, MessagesValue, SystemChange, WebhookContact};
-use parley_store::{ContactIdentity, InboundRecord, PhoneNumberRecord};
+use parley_store::{ContactIdentity, InboundRecord, KnownIdentity, PhoneNumberRecord};
 
 use crate::Engine;
 
@@ -143,6 +143,8 @@ async fn number_of(
 /// BSUID and a parent BSUID named together are linked on the contact that has any of them.
 /// A status never creates a contact. Each person is looked at once per webhook value, and
 /// only when the status names them by more than one identifier (one alone links nothing).
+/// Nothing is parsed or written here: [`Learning::flush`] checks the round's identities
+/// against the contacts first, and parses and learns only what is new.
 pub(crate) async fn learn_from_statuses(
     engine: &Engine,
     value: &MessagesValue,
@@ -174,22 +176,51 @@ pub(crate) async fn learn_from_statuses(
         if named < 2 || !seen.insert((wa_id, user_id, parent)) {
             continue;
         }
-        let ident = ContactIdentity {
-            phone: phone(wa_id, notes),
-            bsuid: bsuid(user_id, notes),
-            parent_bsuid: bsuid(parent, notes),
-            username: entry.and_then(WebhookContact::username).map(str::to_owned),
-            name: None,
-        };
         if app.is_none() {
             app = Some(learning.application_of(engine, value).await?);
         }
         let Some(Some(app)) = &app else {
             return Ok(());
         };
-        learning.pending.push((app.clone(), ident));
+        learning.pending.push(Named {
+            app: app.clone(),
+            wa_id: wa_id.map(str::to_owned),
+            bsuid: bsuid(user_id, notes),
+            parent_bsuid: bsuid(parent, notes),
+            username: entry.and_then(WebhookContact::username).map(str::to_owned),
+            event: learning.event,
+        });
     }
     Ok(())
+}
+
+/// An identity a status names, as received: its phone (`wa_id`) not parsed yet.
+struct Named {
+    app: ApplicationId,
+    wa_id: Option<String>,
+    bsuid: Option<String>,
+    parent_bsuid: Option<String>,
+    username: Option<String>,
+    /// The event of the round that named it (for a note on a phone that does not parse).
+    event: usize,
+}
+
+impl Named {
+    /// True when the contact with its BSUID already has every identifier it names (what
+    /// `learn_contacts` skips): its phone compared as the digits of the contact's E.164, so
+    /// no phone is parsed for a person already known.
+    fn known_in(&self, known: &HashMap<String, KnownIdentity>) -> bool {
+        let Some(k) = self.bsuid.as_ref().and_then(|b| known.get(b)) else {
+            return false;
+        };
+        let phone_known = match &self.wa_id {
+            None => true,
+            Some(digits) => k.phone.strip_prefix('+') == Some(digits.as_str()),
+        };
+        phone_known
+            && (self.parent_bsuid.is_none() || self.parent_bsuid == k.parent_bsuid)
+            && (self.username.is_none() || self.username == k.username)
+    }
 }
 
 /// The identities a round of status webhooks names, written together by [`Learning::flush`]
@@ -197,8 +228,12 @@ pub(crate) async fn learn_from_statuses(
 /// status), and each number's application looked up once per round.
 #[derive(Default)]
 pub(crate) struct Learning {
-    numbers: std::collections::HashMap<String, Option<ApplicationId>>,
-    pending: Vec<(ApplicationId, ContactIdentity)>,
+    numbers: HashMap<String, Option<ApplicationId>>,
+    pending: Vec<Named>,
+    /// The round's event being applied (its index), set by the processor.
+    pub(crate) event: usize,
+    /// Notes for the round's events, by index: phones that did not parse.
+    pub(crate) notes: Vec<(usize, String)>,
 }
 
 impl Learning {
@@ -224,31 +259,51 @@ impl Learning {
 
     /// Writes what was collected; called before anything that may read a contact (inbound
     /// messages, other webhook fields) and before the round's statuses are applied, so the
-    /// order of a round's effects is the order of its events.
+    /// order of a round's effects is the order of its events. An identity whose contact (by
+    /// BSUID) already has all of it is dropped after one read per 500 BSUIDs: its phone is
+    /// not parsed (libphonenumber, ~20–30 µs a call) and nothing is written.
     pub(crate) async fn flush(&mut self, engine: &Engine) -> parley_store::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let pending = std::mem::take(&mut self.pending);
-        let mut by_app: Vec<(ApplicationId, Vec<ContactIdentity>)> = Vec::new();
+        let mut by_app: Vec<(ApplicationId, Vec<Named>)> = Vec::new();
         let mut seen = HashSet::new();
-        for (app, ident) in pending {
+        for named in pending {
             let key = (
-                app.clone(),
-                ident.phone.clone(),
-                ident.bsuid.clone(),
-                ident.parent_bsuid.clone(),
-                ident.username.clone(),
+                named.app.clone(),
+                named.wa_id.clone(),
+                named.bsuid.clone(),
+                named.parent_bsuid.clone(),
+                named.username.clone(),
             );
             if !seen.insert(key) {
                 continue;
             }
-            match by_app.iter_mut().find(|(a, _)| *a == app) {
-                Some((_, idents)) => idents.push(ident),
-                None => by_app.push((app, vec![ident])),
+            match by_app.iter_mut().find(|(a, _)| *a == named.app) {
+                Some((_, all)) => all.push(named),
+                None => by_app.push((named.app.clone(), vec![named])),
             }
         }
-        for (app, idents) in by_app {
+        for (app, all) in by_app {
+            let bsuids: Vec<&str> = all.iter().filter_map(|n| n.bsuid.as_deref()).collect();
+            let known = engine.store.known_identities(&app, &bsuids).await?;
+            let mut idents = Vec::new();
+            for named in all.iter().filter(|n| !n.known_in(&known)) {
+                let mut notes = Vec::new();
+                idents.push(ContactIdentity {
+                    phone: phone(named.wa_id.as_deref(), &mut notes),
+                    bsuid: named.bsuid.clone(),
+                    parent_bsuid: named.parent_bsuid.clone(),
+                    username: named.username.clone(),
+                    name: None,
+                });
+                self.notes
+                    .extend(notes.into_iter().map(|note| (named.event, note)));
+            }
+            if idents.is_empty() {
+                continue;
+            }
             engine
                 .store
                 .learn_contacts(&app, &idents, engine.now())
@@ -342,4 +397,58 @@ pub(crate) async fn apply_shared_phone(
         .resolve_contact(&record.application_id, &ident, false, engine.now())
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(wa_id: Option<&str>, parent: Option<&str>, username: Option<&str>) -> Named {
+        Named {
+            app: ApplicationId::new(),
+            wa_id: wa_id.map(str::to_owned),
+            bsuid: Some("DE.1001".into()),
+            parent_bsuid: parent.map(str::to_owned),
+            username: username.map(str::to_owned),
+            event: 0,
+        }
+    }
+
+    fn known(
+        phone: &str,
+        parent: Option<&str>,
+        username: Option<&str>,
+    ) -> HashMap<String, KnownIdentity> {
+        HashMap::from([(
+            "DE.1001".to_owned(),
+            KnownIdentity {
+                phone: phone.into(),
+                bsuid: "DE.1001".into(),
+                parent_bsuid: parent.map(str::to_owned),
+                username: username.map(str::to_owned),
+            },
+        )])
+    }
+
+    #[test]
+    fn an_identity_is_known_only_when_the_contact_has_all_of_it() {
+        let k = known("+4915112349901", Some("DE.ENT.1"), Some("pablo"));
+        // Everything it names is there (absent parts are no news).
+        assert!(named(Some("4915112349901"), None, None).known_in(&k));
+        assert!(named(Some("4915112349901"), Some("DE.ENT.1"), Some("pablo")).known_in(&k));
+        assert!(named(None, Some("DE.ENT.1"), None).known_in(&k));
+        // A phone, parent or username the contact does not have is new.
+        assert!(!named(Some("4915112349902"), None, None).known_in(&k));
+        assert!(!named(Some("4915112349901"), Some("DE.ENT.2"), None).known_in(&k));
+        assert!(!named(Some("4915112349901"), None, Some("pablo.m")).known_in(&k));
+        // A contact known by its BSUID alone (no phone yet) learns the phone.
+        let by_bsuid = known("DE.1001", None, None);
+        assert!(!named(Some("4915112349901"), None, None).known_in(&by_bsuid));
+        assert!(named(None, None, None).known_in(&by_bsuid));
+        // A BSUID nobody has (a new one for a known phone, or a new person) is new.
+        assert!(!named(Some("4915112349901"), None, None).known_in(&HashMap::new()));
+        let mut no_bsuid = named(Some("4915112349901"), Some("DE.ENT.1"), None);
+        no_bsuid.bsuid = None;
+        assert!(!no_bsuid.known_in(&k));
+    }
 }

@@ -31,8 +31,16 @@ const MAX_GIVE_WAY: Duration = Duration::from_millis(500);
 /// How often the processor looks again at a busy intake.
 const GIVE_WAY_STEP: Duration = Duration::from_millis(5);
 
+/// Rounds in a row that may take their events from the previous round's read-ahead; the one
+/// after reads afresh (`processed_at IS NULL` from the start), so an event committed late with
+/// an id below the read-ahead's cursor (PostgreSQL, several intake nodes) waits a few rounds
+/// at most.
+const MAX_READ_AHEAD_CHAIN: u32 = 8;
+
 /// Runs until `shutdown`, woken by the intake after each stored event.
 pub async fn run(engine: Engine, shutdown: CancellationToken) {
+    let mut ahead: Option<ReadAhead> = None;
+    let mut chained = 0;
     loop {
         let notified = engine.webhook_wake.notified();
         // One node applies the stored events: the one holding the job's lease (applying is
@@ -42,8 +50,11 @@ pub async fn run(engine: Engine, shutdown: CancellationToken) {
                 break;
             }
             let started = tokio::time::Instant::now();
-            match process_pending(&engine).await {
-                Ok(n) if n > 0 => {
+            let taken = ahead.take();
+            chained = if taken.is_some() { chained + 1 } else { 0 };
+            match round(&engine, taken, chained < MAX_READ_AHEAD_CHAIN).await {
+                Ok((n, next)) if n > 0 => {
+                    ahead = next;
                     // More may have arrived meanwhile: the next round gathers it.
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
@@ -56,6 +67,8 @@ pub async fn run(engine: Engine, shutdown: CancellationToken) {
                     tracing::warn!(error = %e, "webhook processing paused by a storage error")
                 }
             }
+        } else {
+            ahead = None;
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -92,27 +105,147 @@ const SHARED_CHUNK: usize = 100;
 /// thread (and the requests queued on it) for long.
 const PARSE_SLICE: usize = 16;
 
+/// An event read and parsed, ready to apply: the changes of its envelope, typed, each with
+/// its entry's id; or why its body is not an envelope. Parsing touches nothing stored, so the
+/// next round's events are read and parsed while this round writes ([`ReadAhead`]).
+struct Prepared {
+    id: i64,
+    changes: Result<Vec<(String, WebhookChange)>, String>,
+}
+
+fn prepare(event: &WebhookEventRecord) -> Prepared {
+    let changes = match serde_json::from_slice::<WebhookPayload>(&event.body) {
+        Ok(payload) => Ok(payload
+            .entry
+            .iter()
+            .flat_map(|entry| entry.changes.iter().map(|c| (entry.id.clone(), c.parse())))
+            .collect()),
+        Err(e) => Err(format!("not a webhook envelope: {e}")),
+    };
+    Prepared {
+        id: event.id,
+        changes,
+    }
+}
+
+/// A round's events, parsed; `full` when the read stopped at the batch's size or near the
+/// bodies' budget (more are likely waiting).
+struct Batch {
+    events: Vec<Prepared>,
+    full: bool,
+}
+
+/// Reads the oldest pending events (those after `after` when given) and parses them,
+/// yielding to the runtime every [`PARSE_SLICE`] events.
+async fn read_batch(engine: &Engine, after: Option<i64>) -> parley_store::Result<Batch> {
+    let events = match after {
+        None => engine.store.pending_webhook_events(BATCH).await?,
+        Some(id) => engine.store.pending_webhook_events_after(id, BATCH).await?,
+    };
+    let bytes: usize = events.iter().map(|e| e.body.len()).sum();
+    let full = events.len() >= BATCH as usize
+        || bytes.saturating_mul(2)
+            >= usize::try_from(parley_store::PENDING_BODY_BUDGET).unwrap_or(0);
+    let mut prepared = Vec::with_capacity(events.len());
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 && i % PARSE_SLICE == 0 {
+            tokio::task::yield_now().await;
+        }
+        prepared.push(prepare(event));
+    }
+    Ok(Batch {
+        events: prepared,
+        full,
+    })
+}
+
+/// The next round's events, read (on a read connection) and parsed on another task while
+/// this round's statuses are written: when catching up, SQLite's thread and the parsing then
+/// run side by side instead of in turn. Only reads: the events stay pending until their own
+/// round marks them processed, and a round applies them only after the previous round's
+/// writes (so per-message and per-contact order are the events' order, as without it).
+/// Dropped (a storage error, the lease lost, shutdown), the task is aborted and the events
+/// are read again.
+struct ReadAhead(tokio::task::JoinHandle<parley_store::Result<Batch>>);
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl ReadAhead {
+    fn start(engine: &Engine, after: i64) -> ReadAhead {
+        let engine = engine.clone();
+        ReadAhead(tokio::spawn(async move {
+            read_batch(&engine, Some(after)).await
+        }))
+    }
+
+    /// Its batch; `None` when the task failed (the round then reads afresh).
+    async fn take(mut self) -> Option<Batch> {
+        match (&mut self.0).await {
+            Ok(Ok(batch)) => Some(batch),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "read-ahead of webhook events failed; reading again");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+}
+
 /// Applies up to one batch of pending events; returns how many were handled. The events'
 /// statuses are merged together in a few transactions (the lattice makes their order
 /// irrelevant), the rest of each event in order; the events are then marked processed in one
 /// statement. A storage error leaves every event of the batch pending, to be applied again
 /// (each part is idempotent).
 pub async fn process_pending(engine: &Engine) -> parley_store::Result<usize> {
+    Ok(round(engine, None, false).await?.0)
+}
+
+/// One round: its events from `ahead` (the previous round's read-ahead) or read now; with
+/// `read_ahead` and a full batch, the next round's events are read and parsed while this
+/// round writes, and handed back.
+async fn round(
+    engine: &Engine,
+    ahead: Option<ReadAhead>,
+    read_ahead: bool,
+) -> parley_store::Result<(usize, Option<ReadAhead>)> {
     let t0 = std::time::Instant::now();
-    let events = engine.store.pending_webhook_events(BATCH).await?;
+    let batch = match ahead {
+        Some(a) => match a.take().await {
+            Some(batch) => batch,
+            None => read_batch(engine, None).await?,
+        },
+        None => read_batch(engine, None).await?,
+    };
+    let events = batch.events;
     let n = events.len();
     let t_read = t0.elapsed();
     let mut statuses = Vec::new();
     let mut pricing = Vec::new();
     let mut learning = Learning::default();
     let mut done = Vec::with_capacity(n);
-    for (i, event) in events.iter().enumerate() {
+    for (i, event) in events.into_iter().enumerate() {
         if i > 0 && i % PARSE_SLICE == 0 {
             tokio::task::yield_now().await;
         }
-        let note = apply_event(engine, event, &mut statuses, &mut pricing, &mut learning).await?;
+        learning.event = i;
+        let note = apply_event(
+            engine,
+            event.changes,
+            &mut statuses,
+            &mut pricing,
+            &mut learning,
+        )
+        .await?;
         done.push((event.id, note));
     }
+    let next = match done.last() {
+        Some((last, _)) if read_ahead && batch.full => Some(ReadAhead::start(engine, *last)),
+        _ => None,
+    };
     let chunk_size = if engine.intake_active() {
         SHARED_CHUNK
     } else {
@@ -120,6 +253,13 @@ pub async fn process_pending(engine: &Engine) -> parley_store::Result<usize> {
     };
     let t_parse = t0.elapsed();
     learning.flush(engine).await?;
+    for (i, note) in std::mem::take(&mut learning.notes) {
+        let kept = &mut done[i].1;
+        *kept = Some(match kept.take() {
+            Some(before) => format!("{before}; {note}"),
+            None => note,
+        });
+    }
     let t_learn = t0.elapsed();
     for chunk in pricing.chunks(chunk_size) {
         engine.store.record_pricing(chunk).await?;
@@ -154,36 +294,28 @@ pub async fn process_pending(engine: &Engine) -> parley_store::Result<usize> {
         finish_us = (t0.elapsed() - t_statuses).as_micros() as u64,
         "webhook round"
     );
-    Ok(n)
+    Ok((n, next))
 }
 
 /// Returns a note for events that were kept but not (fully) understood; the event's
 /// statuses are added to `statuses` for the caller to merge.
 async fn apply_event(
     engine: &Engine,
-    event: &WebhookEventRecord,
+    changes: Result<Vec<(String, WebhookChange)>, String>,
     statuses: &mut Vec<StatusChange>,
     pricing: &mut Vec<PricingUpdate>,
     learning: &mut Learning,
 ) -> parley_store::Result<Option<String>> {
-    let payload: WebhookPayload = match serde_json::from_slice(&event.body) {
-        Ok(p) => p,
-        Err(e) => return Ok(Some(format!("not a webhook envelope: {e}"))),
+    let changes = match changes {
+        Ok(changes) => changes,
+        Err(note) => return Ok(Some(note)),
     };
     let mut notes = Vec::new();
-    for entry in &payload.entry {
-        for change in &entry.changes {
-            apply_change(
-                engine,
-                &entry.id,
-                change.parse(),
-                statuses,
-                pricing,
-                learning,
-                &mut notes,
-            )
-            .await?;
-        }
+    for (entry_id, change) in changes {
+        apply_change(
+            engine, &entry_id, change, statuses, pricing, learning, &mut notes,
+        )
+        .await?;
     }
     Ok((!notes.is_empty()).then(|| notes.join("; ")))
 }

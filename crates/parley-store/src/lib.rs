@@ -288,6 +288,13 @@ pub trait Store:
         idents: &[ContactIdentity],
         now: Millis,
     ) -> Result<()>;
+    /// The identifiers of the application's contacts that have one of these BSUIDs, by BSUID
+    /// (one read per 500): what `learn_contacts` would find already there.
+    async fn known_identities(
+        &self,
+        app: &ApplicationId,
+        bsuids: &[&str],
+    ) -> Result<std::collections::HashMap<String, KnownIdentity>>;
     /// Meta's `user_changed_number` / `user_changed_user_id`: the contact known by
     /// `previous` now answers to `current`, keeping its history.
     async fn repoint_contact(
@@ -386,7 +393,16 @@ pub trait Store:
     /// The oldest unprocessed events, up to `limit` and fewer when their bodies together
     /// pass `PENDING_BODY_BUDGET` (always at least one): Meta puts up to 1,000 statuses in
     /// one body, and a hundred of those parsed at once is hundreds of megabytes.
-    async fn pending_webhook_events(&self, limit: u32) -> Result<Vec<WebhookEventRecord>>;
+    async fn pending_webhook_events(&self, limit: u32) -> Result<Vec<WebhookEventRecord>> {
+        self.pending_webhook_events_after(i64::MIN, limit).await
+    }
+    /// The same, of the events with an id above `after` only: the processor reads the next
+    /// round's events while the events up to `after` are still being applied.
+    async fn pending_webhook_events_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<WebhookEventRecord>>;
     async fn finish_webhook_event(&self, id: i64, now: Millis, error: Option<&str>) -> Result<()> {
         self.finish_webhook_events(&[(id, error.map(str::to_owned))], now)
             .await

@@ -131,6 +131,18 @@ impl ContactIdentity {
     }
 }
 
+/// The identifiers a contact already has, as a round of status webhooks checks them before
+/// learning (`Store::known_identities`): an identity they already hold is neither parsed nor
+/// written again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownIdentity {
+    /// The contact's address: its E.164 phone when known, else its BSUID.
+    pub phone: String,
+    pub bsuid: String,
+    pub parent_bsuid: Option<String>,
+    pub username: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ContactRecord {
     pub id: ContactId,

@@ -457,3 +457,108 @@ async fn the_console_contact_page_shows_every_identity() {
         "the phone is withheld"
     );
 }
+
+/// A status webhook naming `digits` and `bsuid` (and a parent and a username when given), for
+/// a message Parley never sent: only its contact-identity step has an effect.
+fn identity_status(
+    wamid: &str,
+    digits: &str,
+    bsuid: &str,
+    parent: Option<&str>,
+    username: Option<&str>,
+) -> Vec<u8> {
+    let mut status = json!({"id": wamid, "status": "delivered", "timestamp": "1750030073",
+        "recipient_id": digits, "recipient_user_id": bsuid});
+    let mut contact = json!({"wa_id": digits, "user_id": bsuid});
+    if let Some(p) = parent {
+        status["recipient_parent_user_id"] = json!(p);
+    }
+    if let Some(u) = username {
+        contact["profile"] = json!({"name": "Pablo", "username": u});
+    }
+    serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": demo_ids::WABA_ID, "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550100100", "phone_number_id": demo_ids::PHONE_NUMBER_ID},
+        "contacts": [contact],
+        "statuses": [status]
+    }}]}]}))
+    .expect("json")
+}
+
+/// Statuses naming an identity the contact already has change nothing (the processor checks
+/// them against the contact before parsing the phone), and whatever is new is still learned:
+/// a first BSUID for a phone, a new BSUID for the same phone, a username and its change, a
+/// parent BSUID.
+#[tokio::test]
+async fn statuses_teach_a_contact_only_what_is_new_and_every_change() {
+    let app = spawn_app().await;
+    let phone = "+4915112349901";
+    let digits = "4915112349901";
+    let (status, created) = app
+        .api_call(
+            Method::PUT,
+            &format!("/api/v1/contacts/{}", phone.replace('+', "%2B")),
+            Some(&json!({"name": "Pablo"})),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{status} {created}");
+    let post = |body: Vec<u8>| {
+        let app = &app;
+        async move {
+            assert_eq!(app.post_webhook(&body, Some(&app.sign(&body))).await, 200);
+            app.webhooks_processed().await;
+            let (status, c) = app
+                .api_call(
+                    Method::GET,
+                    &format!("/api/v1/contacts/{}", phone.replace('+', "%2B")),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{c}");
+            c
+        }
+    };
+    // The first BSUID a status names for the phone is linked.
+    let c = post(identity_status("wamid.ID1", digits, "DE.1001", None, None)).await;
+    assert_eq!(c["id"], created["id"]);
+    assert_eq!(c["bsuid"], "DE.1001", "{c}");
+    // The same identity again: known, nothing changes.
+    let again = post(identity_status("wamid.ID2", digits, "DE.1001", None, None)).await;
+    assert_eq!(again, c);
+    // A new BSUID for the same phone (the user's BSUID changed): Meta's newest word wins.
+    let c = post(identity_status("wamid.ID3", digits, "DE.1002", None, None)).await;
+    assert_eq!(c["id"], created["id"]);
+    assert_eq!(c["bsuid"], "DE.1002", "{c}");
+    // A username, then its change.
+    let c = post(identity_status(
+        "wamid.ID4",
+        digits,
+        "DE.1002",
+        None,
+        Some("pablo"),
+    ))
+    .await;
+    assert_eq!(c["username"], "pablo", "{c}");
+    let c = post(identity_status(
+        "wamid.ID5",
+        digits,
+        "DE.1002",
+        None,
+        Some("pablo.m"),
+    ))
+    .await;
+    assert_eq!(c["username"], "pablo.m", "{c}");
+    // A status without a username keeps the one known; a parent BSUID is learned.
+    let c = post(identity_status(
+        "wamid.ID6",
+        digits,
+        "DE.1002",
+        Some("DE.ENT.2001"),
+        None,
+    ))
+    .await;
+    assert_eq!(c["username"], "pablo.m", "{c}");
+    assert_eq!(c["parent_bsuid"], "DE.ENT.2001", "{c}");
+    assert_eq!(c["phone"], phone, "{c}");
+    assert_eq!(c["id"], created["id"]);
+}

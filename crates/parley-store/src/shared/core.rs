@@ -576,6 +576,37 @@ impl Store for Backend {
         Ok(())
     }
 
+    async fn known_identities(
+        &self,
+        app: &ApplicationId,
+        bsuids: &[&str],
+    ) -> Result<std::collections::HashMap<String, KnownIdentity>> {
+        let mut out = std::collections::HashMap::with_capacity(bsuids.len());
+        for chunk in bsuids.chunks(500) {
+            let marks: Vec<String> = (2..=chunk.len() + 1).map(|i| format!("${i}")).collect();
+            // Only marks are formatted in; the values are bound.
+            let sql = format!(
+                "SELECT phone, bsuid, parent_bsuid, username FROM contacts
+                 WHERE application_id = $1 AND bsuid IN ({})",
+                marks.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app.as_str());
+            for b in chunk {
+                query = query.bind(text(b));
+            }
+            for row in query.fetch_all(self.reader()).await? {
+                let known = KnownIdentity {
+                    phone: row.try_get("phone")?,
+                    bsuid: row.try_get("bsuid")?,
+                    parent_bsuid: row.try_get("parent_bsuid")?,
+                    username: row.try_get("username")?,
+                };
+                out.insert(known.bsuid.clone(), known);
+            }
+        }
+        Ok(out)
+    }
+
     async fn repoint_contact(
         &self,
         app: &ApplicationId,
@@ -940,7 +971,11 @@ impl Store for Backend {
         Ok(ids)
     }
 
-    async fn pending_webhook_events(&self, limit: u32) -> Result<Vec<WebhookEventRecord>> {
+    async fn pending_webhook_events_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<WebhookEventRecord>> {
         // A read connection: on SQLite the one writer stays free for the intake's commits (a
         // read that starts after the processor's last commit sees it, in WAL).
         // One statement, so one snapshot: the batch stops where the bodies pass the budget
@@ -955,13 +990,14 @@ impl Store for Backend {
                           SUM(size) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS upto,
                           ROW_NUMBER() OVER (ORDER BY id) AS n
                    FROM (SELECT id, received_at, attempts, size FROM webhook_events
-                         WHERE processed_at IS NULL ORDER BY id LIMIT $1) p) w
+                         WHERE processed_at IS NULL AND id > $3 ORDER BY id LIMIT $1) p) w
              JOIN webhook_bodies b ON b.id = w.id
              WHERE w.n = 1 OR w.upto <= $2
              ORDER BY w.id",
         )
         .bind(i64::from(limit))
         .bind(crate::PENDING_BODY_BUDGET)
+        .bind(after)
         .fetch_all(self.reader())
         .await?;
         rows.iter().map(webhook_event_from_row).collect()

@@ -38,6 +38,21 @@ async fn webhook_events_are_kept_until_processed(b: &Backend) {
         b.pending_webhook_events(1).await.expect("pending")[0].id,
         ids[0]
     );
+    // The processor's read-ahead: only the events after a given id, still oldest first.
+    let after = b
+        .pending_webhook_events_after(ids[0], 10)
+        .await
+        .expect("pending after");
+    assert_eq!(
+        after.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [ids[1], ids[2]]
+    );
+    assert!(
+        b.pending_webhook_events_after(ids[2], 10)
+            .await
+            .expect("pending after")
+            .is_empty()
+    );
 
     b.finish_webhook_event(ids[0], T0 + 10, None)
         .await
