@@ -246,16 +246,26 @@ pub(crate) fn stat_rows_of(
     Ok(stats::sum_counters(cells.into_iter(), &q.starts))
 }
 
-/// The counters as rows of the old `stat_counters` table (`$app` application, buckets in
-/// `[$from, $to)` among others: the caller bounds them again), for reads that group them in
-/// SQL: the blocks that hold a bucket of the period, unpacked.
-pub(crate) fn stat_counters_between(app: &str, from: &str, to: &str) -> String {
+/// The counters as rows of the old `stat_counters` table (`app` the application's parameter,
+/// `ranges` the spans and periods read, as parameters: the caller bounds the buckets again),
+/// for reads that group them in SQL: only the blocks that hold a bucket of a range, unpacked.
+pub(crate) fn stat_counters_between(app: &str, ranges: &[(&str, String, String)]) -> String {
+    let blocks: Vec<String> = ranges
+        .iter()
+        .map(|(span, from, to)| {
+            let (len, count) = stat_block_shape(span);
+            format!(
+                "(b.span = '{span}' AND b.bucket > {from} - {} AND b.bucket < {to})",
+                len * count as i64
+            )
+        })
+        .collect();
     format!(
         "(SELECT b.application_id, b.span, b.bucket + (u.i - 1) * stat_slot_len(b.span) AS bucket, \
          b.metric, b.campaign_id, b.template, b.phone_number_id, b.category, b.country, b.origin, \
          b.detail, u.n FROM stat_blocks b CROSS JOIN LATERAL unnest(b.n) WITH ORDINALITY AS u(n, i) \
-         WHERE b.application_id = {app} AND ((b.span = 'h' AND b.bucket > {from} - 86400000) \
-         OR (b.span = 'd' AND b.bucket > {from} - 2764800000)) AND b.bucket < {to}) c"
+         WHERE b.application_id = {app} AND ({})) c",
+        blocks.join(" OR ")
     )
 }
 

@@ -225,9 +225,10 @@ pub(crate) fn stat_rows_of(
     ))
 }
 
-/// The counters as rows (`$app` application, buckets in `[$from, $to)` among others: the
-/// caller bounds them again), for reads that group them in SQL: SQLite keeps them so.
-pub(crate) fn stat_counters_between(_app: &str, _from: &str, _to: &str) -> String {
+/// The counters as rows (`app` the application's parameter, `ranges` the spans and periods
+/// read: the caller bounds the buckets again), for reads that group them in SQL: SQLite keeps
+/// them so.
+pub(crate) fn stat_counters_between(_app: &str, _ranges: &[(&str, String, String)]) -> String {
     "stat_counters".to_owned()
 }
 
