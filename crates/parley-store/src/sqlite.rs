@@ -202,6 +202,11 @@ pub(crate) const BENCH_INSERT_TRIGGERS: [&str; 2] =
 pub(crate) const STAT_ADD_TABLE: &str = "stat_counters";
 pub(crate) const STAT_ADD_SUFFIX: &str = " ON CONFLICT (application_id, span, bucket, metric, campaign_id, template, phone_number_id, category, country, origin, detail) DO UPDATE SET n = stat_counters.n + excluded.n";
 
+/// Where `stat_rows` reads (`shared/stats.rs`, `$1` application, `$2` span, `$3` from, `$4`
+/// to): the counters of the period, one per bucket.
+pub(crate) const STAT_ROWS_FROM: &str = "stat_counters WHERE application_id = $1 AND span = $2 \
+     AND bucket >= $3 AND bucket < $4 AND n <> 0";
+
 pub(crate) const STAT_ROWS_SELECT: &str =
     "json_group_array(json_array(b, g, metric, detail, n)) AS rows";
 
@@ -218,7 +223,10 @@ struct CounterRow<'a>(
 
 /// The statistics rows of `STAT_ROWS_SELECT` (`shared/stats.rs`), summed: one JSON array,
 /// since sqlx hands SQLite rows over one by one, which cost more than the query.
-pub(crate) fn stat_rows_of(row: &DbRow, starts: &[Millis]) -> Result<crate::stats::StatRows> {
+pub(crate) fn stat_rows_of(
+    row: &DbRow,
+    q: &crate::stats::StatQuery,
+) -> Result<crate::stats::StatRows> {
     let json: Option<String> = row.try_get("rows")?;
     let Some(json) = json else {
         return Ok(Default::default());
@@ -227,9 +235,19 @@ pub(crate) fn stat_rows_of(row: &DbRow, starts: &[Millis]) -> Result<crate::stat
         .map_err(|e| StoreError::Corrupt(format!("statistics rows: {e}")))?;
     Ok(stats::sum_counters(
         rows.iter().map(|r| (r.0, &*r.1, &*r.2, &*r.3, r.4)),
-        starts,
+        &q.starts,
     ))
 }
+
+/// The counters as rows (`app` the application's parameter, `ranges` the spans and periods
+/// read: the caller bounds the buckets again), for reads that group them in SQL: SQLite keeps
+/// them so.
+pub(crate) fn stat_counters_between(_app: &str, _ranges: &[(&str, String, String)]) -> String {
+    "stat_counters".to_owned()
+}
+
+/// The table the counters are kept in (the recount's fix empties it).
+pub(crate) const STAT_COUNTERS_TABLE: &str = "stat_counters";
 
 /// Text as bound: SQLite stores any text as it is.
 pub(crate) fn text(s: &str) -> Cow<'_, str> {

@@ -98,6 +98,10 @@ pub const NOT_COPIED: &[(&str, &str)] = &[
         "statistics deltas: the target's triggers count the copied rows again",
     ),
     (
+        "stat_blocks",
+        "PostgreSQL's statistics counters (packed along time, migration 0045): the target's triggers count the copied rows again",
+    ),
+    (
         "stat_suspend",
         "SQLite's switch for the statistics triggers (migration 0042): a row lives only inside a transaction that counts its own rows, so it is empty between transactions; PostgreSQL switches them with a transaction-local setting",
     ),
@@ -434,14 +438,13 @@ pub async fn sqlite_to_postgres(
     src.rollback().await?;
 
     // The counters kept from `limit_reaches` (no trigger counts them on the target): from the
-    // copied rows, as `parley stats recount --fix` would.
+    // copied rows, as `parley stats recount --fix` would, added as the triggers add (deltas
+    // the next read folds into the counters' blocks).
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO stat_counters (application_id, span, bucket, metric, campaign_id, template,
+        "INSERT INTO stat_deltas (application_id, span, bucket, metric, campaign_id, template,
              phone_number_id, category, country, origin, detail, n)
          SELECT application_id, span, bucket, metric, campaign_id, template, phone_number_id,
-             category, country, origin, detail, n FROM ({}) r
-         ON CONFLICT (application_id, span, bucket, metric, campaign_id, template, phone_number_id,
-             category, country, origin, detail) DO UPDATE SET n = stat_counters.n + excluded.n",
+             category, country, origin, detail, n FROM ({}) r",
         crate::postgres::RECOUNT_REACHES
     )))
     .execute(&mut *tx)

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use parley_domain::ApplicationId;
 use sqlx::Row;
 
-use super::{Backend, json_rows, text};
+use super::{Backend, json_rows, stat_counters_between, text};
 use crate::pricing::*;
 use crate::stats::StatDimension;
 use crate::{Millis, Result};
@@ -85,11 +85,18 @@ impl PricingStore for Backend {
         hourly: bool,
     ) -> Result<Vec<CostRow>> {
         self.fold_stat_deltas().await?;
-        let mut sql = String::from(
+        let mut sql = format!(
             "SELECT bucket, country, metric, CASE WHEN metric = 'charged' THEN detail ELSE category END AS cat, \
-             origin, CAST(SUM(n) AS BIGINT) AS n FROM stat_counters \
+             origin, CAST(SUM(n) AS BIGINT) AS n FROM {} \
              WHERE application_id = $1 AND span = $4 AND bucket >= $2 AND bucket < $3 \
              AND metric IN ('delivered', 'charged')",
+            stat_counters_between(
+                "$1",
+                &[
+                    ("h", "$2".into(), "$3".into()),
+                    ("d", "$2".into(), "$3".into())
+                ]
+            )
         );
         for (i, (d, _)) in filters.iter().enumerate() {
             sql.push_str(&format!(" AND {} = ${}", d.column(), i + 5));
@@ -146,6 +153,7 @@ impl PricingStore for Backend {
         };
         // The days read by the hour: every other day's day row, those days' hour rows (each
         // day's start and end bound after the filters').
+        let mut read = vec![("d", "$2".to_owned(), "$3".to_owned())];
         let spans = if hourly_days.is_empty() {
             "span = 'd'".to_owned()
         } else {
@@ -155,6 +163,7 @@ impl PricingStore for Backend {
                 let (d, e) = (first + 2 * i, first + 2 * i + 1);
                 not_these.push(format!("bucket <> ${d}"));
                 these.push(format!("(bucket >= ${d} AND bucket < ${e})"));
+                read.push(("h", format!("${d}"), format!("${e}")));
             }
             format!(
                 "((span = 'd' AND {}) OR (span = 'h' AND ({})))",
@@ -165,10 +174,11 @@ impl PricingStore for Backend {
         let sql = format!(
             "SELECT {} AS rows FROM (SELECT bucket, country, metric, \
              CASE WHEN metric = 'charged' THEN detail ELSE category END AS cat, origin, n, \
-             {chosen} AS chosen FROM stat_counters \
+             {chosen} AS chosen FROM {} \
              WHERE application_id = $1 AND {spans} AND bucket >= $2 AND bucket < $3 \
              AND metric IN ('delivered', 'charged') AND n <> 0) t",
-            json_rows("bucket, country, metric, cat, origin, n, chosen")
+            json_rows("bucket, country, metric, cat, origin, n, chosen"),
+            stat_counters_between("$1", &read)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(app.as_str())

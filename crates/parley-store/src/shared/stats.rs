@@ -10,7 +10,8 @@ use sqlx::Row;
 
 use super::{
     BENCH_ANALYZE, BENCH_INSERT_TRIGGERS, Backend, DbRow, LIKE_IGNORES_CASE, RECOUNT_REACHES,
-    STAT_ROWS_SELECT, bench_id, bench_json, json_rows, stat_rows_of, status_row, text,
+    STAT_ADD_TABLE, STAT_COUNTERS_TABLE, STAT_ROWS_FROM, STAT_ROWS_SELECT, bench_id, bench_json,
+    json_rows, stat_rows_of, status_row, text,
 };
 use crate::Millis;
 use crate::Result;
@@ -213,11 +214,10 @@ impl StatsStore for Backend {
         // than reading the rows (issue #16: 41 days by hour of a year of 10 million messages,
         // ~69,000 hour rows, took ~115 ms grouped in SQL). The rows come back as one value
         // (`STAT_ROWS_SELECT` and `stat_rows_of`, per backend): tens of thousands of rows
-        // handed over one by one cost more than the query.
-        let mut inner = format!(
-            "SELECT bucket AS b, {group} AS g, metric, detail, n FROM stat_counters \
-             WHERE application_id = $1 AND span = $2 AND bucket >= $3 AND bucket < $4 AND n <> 0"
-        );
+        // handed over one by one cost more than the query. PostgreSQL keeps them packed
+        // along time (`STAT_ROWS_FROM`: a row per day of hours, per 32 days of days).
+        let mut inner =
+            format!("SELECT bucket AS b, {group} AS g, metric, detail, n FROM {STAT_ROWS_FROM}");
         for (i, (d, _)) in q.filters.iter().enumerate() {
             inner.push_str(&format!(" AND {} = ${}", d.column(), i + 5));
         }
@@ -231,7 +231,7 @@ impl StatsStore for Backend {
             query = query.bind(text(v));
         }
         let row = query.fetch_one(self.reader()).await?;
-        stat_rows_of(&row, &q.starts)
+        stat_rows_of(&row, q)
     }
 
     async fn limit_counted_before(
@@ -335,16 +335,21 @@ impl StatsStore for Backend {
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         if fix && !out.is_empty() {
-            sqlx::query("DELETE FROM stat_counters")
-                .execute(&mut *tx)
-                .await?;
+            // Emptied, then the recount added as the writers add (PostgreSQL: as deltas,
+            // folded into its blocks).
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {STAT_COUNTERS_TABLE}"
+            )))
+            .execute(&mut *tx)
+            .await?;
             for sql in [RECOUNT, RECOUNT_REACHES] {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO stat_counters ({KEY_COLUMNS}, n) SELECT {KEY_COLUMNS}, n FROM ({sql}) r"
+                    "INSERT INTO {STAT_ADD_TABLE} ({KEY_COLUMNS}, n) SELECT {KEY_COLUMNS}, n FROM ({sql}) r"
                 )))
                 .execute(&mut *tx)
                 .await?;
             }
+            Self::fold_stat_deltas_in(&mut tx).await?;
         }
         tx.commit().await?;
         Ok(out)
@@ -367,12 +372,13 @@ impl Backend {
             .unwrap_or(i64::MAX)
             .max(1);
         let mut tx = self.tx().await?;
-        let hours = sqlx::query(
+        // Written as the writers add (PostgreSQL: as deltas, folded into its blocks).
+        let hours = sqlx::query(sqlx::AssertSqlSafe(format!(
             "WITH RECURSIVE h(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM h WHERE i < 8759),
                   combo(c) AS (SELECT 0 UNION ALL SELECT c + 1 FROM combo WHERE c < 9),
                   m(metric, share) AS (VALUES ('queued', 100), ('sent', 98), ('delivered', 95),
                       ('read', 70), ('failed', 2), ('charged', 95), ('replied', 5))
-             INSERT INTO stat_counters (application_id, span, bucket, metric, campaign_id, template,
+             INSERT INTO {STAT_ADD_TABLE} (application_id, span, bucket, metric, campaign_id, template,
                  phone_number_id, category, country, origin, detail, n)
              SELECT $1, 'h', $2 + h.i * CAST(3600000 AS BIGINT), m.metric,
                     'cmp_bench_' || CAST((h.i / 168 + combo.c) % 50 AS TEXT),
@@ -383,27 +389,29 @@ impl Backend {
                     substr('DEUSBRINIDMXGBFRESIT', 1 + 2 * combo.c, 2), 'business',
                     CASE m.metric WHEN 'failed' THEN '131026' WHEN 'charged' THEN 'marketing' ELSE '' END,
                     $3 * m.share / 100
-             FROM h, combo, m WHERE true",
-        )
+             FROM h, combo, m WHERE true"
+        )))
         .bind(app.as_str())
         .bind(start)
         .bind(per)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let days = sqlx::query(
-            "INSERT INTO stat_counters (application_id, span, bucket, metric, campaign_id, template,
+        Self::fold_stat_deltas_in(&mut tx).await?;
+        let days = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {STAT_ADD_TABLE} (application_id, span, bucket, metric, campaign_id, template,
                  phone_number_id, category, country, origin, detail, n)
              SELECT application_id, 'd', bucket - bucket % 86400000, metric, campaign_id, template,
                  phone_number_id, category, country, origin, detail, SUM(n)
              FROM stat_counters WHERE application_id = $1 AND span = 'h'
              GROUP BY application_id, bucket - bucket % 86400000, metric, campaign_id, template,
-                 phone_number_id, category, country, origin, detail",
-        )
+                 phone_number_id, category, country, origin, detail"
+        )))
         .bind(app.as_str())
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        Self::fold_stat_deltas_in(&mut tx).await?;
         tx.commit().await?;
         sqlx::query("ANALYZE").execute(self.writer()).await?;
         Ok(hours + days)

@@ -408,6 +408,8 @@ async fn stat_rows_sum_into_buckets_and_groups(b: &Backend) {
     const DAY: i64 = 86_400_000;
     let t = tenant(&**b, 3).await;
     let app = t.app.as_str();
+    // Counters' buckets are starts of UTC days (PostgreSQL refuses others, migration 0045).
+    let day0 = T0 - T0 % DAY;
     // (day, template, metric, detail, n); two weeks starting at day 0 and day 7.
     let odd = "tpl \"quoted\" \\ ü\n";
     let counters: [(i64, &str, &str, &str, i64); 7] = [
@@ -424,7 +426,7 @@ async fn stat_rows_sum_into_buckets_and_groups(b: &Backend) {
             "INSERT INTO stat_counters (application_id, span, bucket, metric, campaign_id, template, \
              phone_number_id, category, country, origin, detail, n) VALUES ('{app}', 'd', {}, '{metric}', \
              'c{i}', '{}', 'pn', '', '', 'business', '{detail}', {n})",
-            T0 + day * DAY,
+            day0 + day * DAY,
             template.replace('\'', "''"),
         )))
         .await;
@@ -434,25 +436,25 @@ async fn stat_rows_sum_into_buckets_and_groups(b: &Backend) {
         "INSERT INTO stat_counters (application_id, span, bucket, metric, campaign_id, template, \
          phone_number_id, category, country, origin, detail, n) VALUES ('{app}', 'd', {}, 'read', \
          'c9', 'a', 'pn', '', '', 'business', '', -3)",
-        T0 + 12 * DAY
+        day0 + 12 * DAY
     )))
     .await;
     let rows = b
         .stat_rows(&StatQuery {
             application: t.app.clone(),
             span: StatSpan::Day,
-            from: T0,
-            to: T0 + 14 * DAY,
+            from: day0,
+            to: day0 + 14 * DAY,
             group_by: Some(StatDimension::Template),
             filters: vec![],
-            starts: vec![T0, T0 + 7 * DAY],
+            starts: vec![day0, day0 + 7 * DAY],
         })
         .await
         .expect("stats")
         .to_rows();
     let got: Vec<(i64, String, String, String, i64)> = rows
         .into_iter()
-        .map(|r| ((r.bucket - T0) / DAY, r.group, r.metric, r.detail, r.n))
+        .map(|r| ((r.bucket - day0) / DAY, r.group, r.metric, r.detail, r.n))
         .collect();
     let row = |d: i64, g: &str, m: &str, det: &str, n: i64| {
         (d, g.to_owned(), m.to_owned(), det.to_owned(), n)
