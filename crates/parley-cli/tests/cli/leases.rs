@@ -317,7 +317,9 @@ impl Cluster {
         let mut c = sqlx::PgConnection::connect(&self.db.url)
             .await
             .expect("PostgreSQL");
-        let states: Vec<(String, String, i64, Option<i64>, Option<i64>, Option<i64>)> =
+        // Number, state, count, due from and to, claims until.
+        type States = Vec<(String, String, i64, Option<i64>, Option<i64>, Option<i64>)>;
+        let states: States =
             sqlx::query_as(
                 "SELECT phone_number_id, state, count(*),
                         min(next_attempt_at) - (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT,
@@ -333,7 +335,9 @@ impl Cluster {
                 "messages {pn} {state}: {n}, due {due_min:?}..{due_max:?} ms, claims until {lease_max:?} ms"
             );
         }
-        let sessions: Vec<(String, Option<String>, Option<String>, Option<String>)> =
+        // State, what it waits for, its statement.
+        type Sessions = Vec<(String, Option<String>, Option<String>, Option<String>)>;
+        let sessions: Sessions =
             sqlx::query_as(
                 "SELECT coalesce(state, ''), wait_event_type, wait_event, left(query, 160)
                  FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
