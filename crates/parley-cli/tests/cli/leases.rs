@@ -219,6 +219,38 @@ impl Cluster {
         created["id"].as_str().expect("id").to_owned()
     }
 
+    /// Starts campaign `id`.
+    async fn start(&self, node: &Node, id: &str) {
+        let (status, body) = self
+            .api(
+                node,
+                reqwest::Method::POST,
+                &format!("/campaigns/{id}/start"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// Waits (at most `limit`) until campaign `id` completed; its statistics.
+    async fn completed(&self, node: &Node, id: &str, limit: Duration) -> Value {
+        let stats = || async {
+            self.api(
+                node,
+                reqwest::Method::GET,
+                &format!("/campaigns/{id}/stats"),
+                None,
+            )
+            .await
+        };
+        self.until("a campaign did not complete", limit, || async {
+            let (status, s) = stats().await;
+            status == 200 && s["state"] == "completed"
+        })
+        .await;
+        stats().await.1
+    }
+
     /// The sender leases a node holds: resource → token.
     async fn senders(&self, node: &Node) -> BTreeMap<String, i64> {
         self.held(node, "sender:").await
@@ -426,15 +458,7 @@ async fn three_nodes_send_each_recipient_once_through_a_kill_and_a_stop_past_the
     }
     assert_eq!(planned, RECIPIENTS);
     for id in &campaigns {
-        let (status, body) = cluster
-            .api(
-                &nodes[0],
-                reqwest::Method::POST,
-                &format!("/campaigns/{id}/start"),
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
+        cluster.start(&nodes[0], id).await;
     }
 
     // A fifth of the way: the second node dies (SIGKILL).
@@ -517,30 +541,8 @@ async fn three_nodes_send_each_recipient_once_through_a_kill_and_a_stop_past_the
 
     // Every campaign completes.
     for id in &campaigns {
-        cluster
-            .until(
-                "a campaign did not complete",
-                Duration::from_secs(240),
-                || async {
-                    let (status, s) = cluster
-                        .api(
-                            &nodes[0],
-                            reqwest::Method::GET,
-                            &format!("/campaigns/{id}/stats"),
-                            None,
-                        )
-                        .await;
-                    status == 200 && s["state"] == "completed"
-                },
-            )
-            .await;
-        let (_, s) = cluster
-            .api(
-                &nodes[0],
-                reqwest::Method::GET,
-                &format!("/campaigns/{id}/stats"),
-                None,
-            )
+        let s = cluster
+            .completed(&nodes[0], id, Duration::from_secs(240))
             .await;
         assert_eq!(s["failed"], 0, "{s}");
     }
@@ -617,38 +619,10 @@ async fn rows_another_session_holds_locked_do_not_stop_a_retaken_numbers_loop() 
             || async { cluster.senders(&node).await.contains_key(&resource) },
         )
         .await;
-    let start = |id: String| {
-        let (cluster, node) = (&cluster, &node);
-        async move {
-            let (status, body) = cluster
-                .api(
-                    node,
-                    reqwest::Method::POST,
-                    &format!("/campaigns/{id}/start"),
-                    None,
-                )
-                .await;
-            assert_eq!(status, 200, "{body}");
-        }
-    };
     let first = cluster.campaign(&node, pn, "visits >= 0").await;
-    start(first.clone()).await;
+    cluster.start(&node, &first).await;
     cluster
-        .until(
-            "the first campaign did not complete",
-            Duration::from_secs(120),
-            || async {
-                let (status, s) = cluster
-                    .api(
-                        &node,
-                        reqwest::Method::GET,
-                        &format!("/campaigns/{first}/stats"),
-                        None,
-                    )
-                    .await;
-                status == 200 && s["state"] == "completed"
-            },
-        )
+        .completed(&node, &first, Duration::from_secs(120))
         .await;
 
     // Three of its messages left `sending` by a "dead" claim, and held locked by a session
@@ -690,7 +664,7 @@ async fn rows_another_session_holds_locked_do_not_stop_a_retaken_numbers_loop() 
     .expect("ghost lease");
     let _ = c.close().await;
     let second = cluster.campaign(&node, pn, "visits >= 0").await;
-    start(second).await;
+    cluster.start(&node, &second).await;
     cluster
         .until(
             "the node did not take the number back",
