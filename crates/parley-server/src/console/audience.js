@@ -222,8 +222,12 @@
     detectedBox.hidden = parts.length === 0;
   }
 
+  // Answers can come back out of order (each control change asks again): only the latest
+  // request's rows are shown, so an older answer never overwrites a newer one.
+  var previewSeq = 0;
   function preview(first) {
     if (!head) return Promise.resolve();
+    var seq = ++previewSeq;
     var params = first === true ? reading() : mapping();
     if (complete) params.push("complete=1");
     var url = workbook() ? "/import/preview/workbook?" : "/import/preview?";
@@ -231,6 +235,8 @@
       method: "POST", credentials: "same-origin", body: head
     }).then(function (r) {
       return r.json().then(function (v) {
+        // A first reading still builds the columns; any other stale answer is dropped.
+        if (seq !== previewSeq && !(first === true && r.ok)) return;
         if (!r.ok) { showError((v.error && v.error.message) || "The preview failed."); return; }
         showError("");
         showReading(v.read_as);
@@ -241,7 +247,7 @@
         }
         renderPreview(v.rows || []);
       });
-    }).catch(function (e) { showError("The preview failed: " + e); });
+    }).catch(function (e) { if (seq === previewSeq) showError("The preview failed: " + e); });
   }
 
   function load() {
