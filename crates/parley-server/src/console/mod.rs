@@ -565,9 +565,14 @@ struct OverviewPage {
     platforms: Vec<PlatformRow>,
     /// The numbers table's next page (a link keeping the dashboard's range).
     numbers_next: Option<String>,
+    /// The first `OVERVIEW_TEMPLATES` templates (by name); the table links to all of them.
     templates: Vec<TemplateRow>,
+    templates_total: usize,
     contacts: u64,
 }
+
+/// Templates the overview's table shows; `/templates` pages through all of them.
+const OVERVIEW_TEMPLATES: usize = 20;
 
 /// Numbers per page of the overview's table.
 const NUMBERS_PAGE: u32 = 20;
@@ -649,12 +654,17 @@ pub async fn overview(
             }
         })
         .collect();
-    let templates = engine
+    let live: Vec<_> = engine
         .templates(&app.id)
         .await
         .unwrap_or_default()
         .into_iter()
         .filter(|t| t.deleted_at.is_none())
+        .collect();
+    let templates_total = live.len();
+    let templates = live
+        .into_iter()
+        .take(OVERVIEW_TEMPLATES)
         .map(|t| TemplateRow {
             variables: t
                 .template
@@ -678,6 +688,7 @@ pub async fn overview(
         platforms: rows,
         numbers_next,
         templates,
+        templates_total,
         contacts,
     })
 }

@@ -20,7 +20,9 @@ use super::{
 use crate::AppState;
 use crate::error::ApiError;
 use crate::routes::messages::rfc3339;
-use crate::routes::templates::{TemplateQuery, UploadQuery, matches, upload_template_media};
+use crate::routes::templates::{
+    TemplateQuery, UploadQuery, matches, page_after, upload_template_media,
+};
 
 /// What the bubble shows.
 pub struct Preview {
@@ -218,7 +220,12 @@ struct ListPage {
     language: String,
     name: String,
     notice: Option<String>,
+    /// The next page's link (keeping the filters), when there is one.
+    next: Option<String>,
 }
+
+/// Templates per page of the console's table.
+const LIST_PAGE: usize = 50;
 
 #[derive(Deserialize, Default)]
 pub struct ListQuery {
@@ -231,6 +238,8 @@ pub struct ListQuery {
     #[serde(default)]
     name: String,
     synced: Option<String>,
+    /// The last template of the previous page.
+    after: Option<String>,
 }
 
 pub async fn list(
@@ -245,13 +254,35 @@ pub async fn list(
         name: Some(q.name.clone()),
         ..TemplateQuery::default()
     };
-    let rows = state
+    let all: Vec<TemplateRecord> = state
         .engine
         .templates(&app.id)
         .await
         .unwrap_or_default()
         .into_iter()
         .filter(|t| matches(t, &filter))
+        .collect();
+    // A cursor that is no longer in the list (the template was deleted, the filter changed)
+    // starts again from the first page.
+    let after = (q.after.as_deref()).filter(|a| all.iter().any(|t| t.id.as_str() == *a));
+    let mut page = page_after(all, after, LIST_PAGE).unwrap_or_default();
+    let next = super::next_page(&mut page, LIST_PAGE as u32, |t| t.id.to_string()).map(|after| {
+        let mut href = String::from("/templates?");
+        for (key, value) in [
+            ("status", &q.status),
+            ("category", &q.category),
+            ("language", &q.language),
+            ("name", &q.name),
+        ] {
+            if !value.is_empty() {
+                href.push_str(&format!("{key}={}&", super::query_value(value)));
+            }
+        }
+        href.push_str(&format!("after={}", super::query_value(&after)));
+        href
+    });
+    let rows = page
+        .into_iter()
         .map(|t| Row {
             reason: reason(&t),
             quality: quality(&t),
@@ -272,6 +303,7 @@ pub async fn list(
         language: q.language,
         name: q.name,
         notice: q.synced.map(|s| format!("Synced from Meta: {s}.")),
+        next,
     })
 }
 

@@ -293,8 +293,6 @@ pub async fn list_templates(
         )
         .field("limit"));
     }
-    // An application holds hundreds of templates at most (Meta caps a WABA at 250–6,000), so
-    // the page is cut from the ordered list; the cursor is the last template's id.
     let all: Vec<TemplateRecord> = state
         .engine
         .templates(&app)
@@ -302,31 +300,36 @@ pub async fn list_templates(
         .into_iter()
         .filter(|t| matches(t, &q))
         .collect();
-    let start = match q.after.as_deref() {
-        None => 0,
-        Some(after) => {
-            all.iter()
-                .position(|t| t.id.as_str() == after)
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_cursor",
-                        "`after` is not a cursor from this list; start again without it",
-                    )
-                    .field("after")
-                })?
-                + 1
-        }
-    };
-    let page: Vec<TemplateRecord> = all
-        .into_iter()
-        .skip(start)
-        .take(limit as usize + 1)
-        .collect();
+    let page = page_after(all, q.after.as_deref(), limit as usize).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_cursor",
+            "`after` is not a cursor from this list; start again without it",
+        )
+        .field("after")
+    })?;
     let more = page.len() > limit as usize;
     let data: Vec<TemplateView> = page.into_iter().take(limit as usize).map(view).collect();
     let next_cursor = more.then(|| data.last().map(|t| t.id.clone())).flatten();
     Ok(ApiJson(TemplateList { data, next_cursor }))
+}
+
+/// The page after the template `after` (from the start without it): up to `limit + 1` templates,
+/// the extra one telling that a next page exists. `None` when `after` is not in the list.
+///
+/// An application holds hundreds of templates at most (Meta caps a WABA at 250–6,000), so the
+/// page is cut from the ordered, filtered list (the API and the console's table both page so);
+/// the cursor is the last template's id.
+pub fn page_after(
+    all: Vec<TemplateRecord>,
+    after: Option<&str>,
+    limit: usize,
+) -> Option<Vec<TemplateRecord>> {
+    let start = match after {
+        None => 0,
+        Some(after) => all.iter().position(|t| t.id.as_str() == after)? + 1,
+    };
+    Some(all.into_iter().skip(start).take(limit + 1).collect())
 }
 
 /// One template, deleted ones included (with `deleted_at`).

@@ -928,3 +928,109 @@ async fn a_location_header_template_is_created_and_sent() {
             "address": "Alexanderplatz 1, Berlin"}}]})
     );
 }
+
+/// The template names a console page's table links to, in order.
+fn listed_names(html: &str) -> Vec<String> {
+    html.split("<tr><td><a href=\"/templates/")
+        .skip(1)
+        .map(|row| {
+            let name = &row[row.find('>').expect("link") + 1..];
+            name[..name.find('<').expect("end")].to_owned()
+        })
+        .collect()
+}
+
+/// The href of the element with this id.
+fn link(html: &str, id: &str) -> Option<String> {
+    let at = html.find(&format!("id=\"{id}\""))?;
+    let start = html[..at].rfind("href=\"")? + "href=\"".len();
+    Some(
+        html[start..]
+            .split('"')
+            .next()?
+            .replace("&#38;", "&")
+            .replace("&amp;", "&"),
+    )
+}
+
+#[tokio::test]
+async fn the_console_pages_many_templates_keeping_the_filter_and_the_overview_links_to_them() {
+    use parley_domain::{TemplateId, TemplateName, TemplateStatus};
+    let app = spawn_app().await;
+    let application = app.store.applications().await.expect("apps")[0].id.clone();
+    let existing = app.store.templates(&application).await.expect("templates");
+    let demo = existing.len();
+    let model = existing[0].clone();
+    for i in 0..70 {
+        let mut t = model.clone();
+        t.id = TemplateId::new();
+        t.meta_id = None;
+        t.template.name = TemplateName::parse(&format!("bulk_{i:03}")).expect("name");
+        t.template.status = TemplateStatus::parse(if i % 2 == 0 { "APPROVED" } else { "PAUSED" });
+        app.store.upsert_template(&t).await.expect("upsert");
+    }
+    let cookie = console_cookie(&app).await;
+
+    // Unfiltered: 50, then the rest, each once, in name order.
+    let (status, first) = console_page(&app, &cookie, "/templates").await;
+    assert_eq!(status, 200);
+    let mut seen = listed_names(&first);
+    assert_eq!(seen.len(), 50, "{first}");
+    let next = link(&first, "templates-next").expect("a next page");
+    let (_, second) = console_page(&app, &cookie, &next).await;
+    seen.extend(listed_names(&second));
+    assert!(link(&second, "templates-next").is_none(), "{second}");
+    assert_eq!(seen.len(), 70 + demo, "{seen:?}");
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), seen.len(), "no template twice: {seen:?}");
+
+    // Filtered: the next link keeps the filter.
+    let (_, first) = console_page(&app, &cookie, "/templates?status=PAUSED&name=bulk").await;
+    let names = listed_names(&first);
+    assert_eq!(names.len(), 35, "{names:?}");
+    assert!(link(&first, "templates-next").is_none());
+    let (_, first) = console_page(&app, &cookie, "/templates?name=bulk").await;
+    let next = link(&first, "templates-next").expect("a next page");
+    assert!(next.contains("name=bulk"), "{next}");
+    let (_, second) = console_page(&app, &cookie, &next).await;
+    let rest = listed_names(&second);
+    assert_eq!(rest.len(), 20, "{rest:?}");
+    assert!(rest.iter().all(|n| n.starts_with("bulk_")), "{rest:?}");
+
+    // A cursor no longer in the list starts again from the first page.
+    let (status, page) = console_page(&app, &cookie, "/templates?after=tpl_gone").await;
+    assert_eq!(status, 200);
+    assert_eq!(listed_names(&page).len(), 50);
+
+    // The overview shows the first 20 and links to all of them.
+    let (_, overview) = console_page(&app, &cookie, "/").await;
+    let all = link(&overview, "templates-all").expect("a link to all templates");
+    assert_eq!(all, "/templates");
+    assert!(
+        overview.contains(&format!("All {} templates", 70 + demo)),
+        "{overview}"
+    );
+
+    // The API pages the same list.
+    let (status, page) = app
+        .api(
+            reqwest::Method::GET,
+            "/api/v1/templates?name=bulk&limit=60",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["data"].as_array().expect("data").len(), 60);
+    let cursor = page["next_cursor"].as_str().expect("cursor");
+    let (_, page) = app
+        .api(
+            reqwest::Method::GET,
+            &format!("/api/v1/templates?name=bulk&limit=60&after={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(page["data"].as_array().expect("data").len(), 10);
+    assert!(page["next_cursor"].is_null(), "{page}");
+}
