@@ -267,27 +267,28 @@ impl Learning {
             return Ok(());
         }
         let pending = std::mem::take(&mut self.pending);
-        let mut by_app: Vec<(ApplicationId, Vec<Named>)> = Vec::new();
-        let mut seen = HashSet::new();
-        for named in pending {
+        // Repeats dropped by reference (the keys are not copied: a round names thousands).
+        let mut by_app: Vec<(&ApplicationId, Vec<&Named>)> = Vec::new();
+        let mut seen = HashSet::with_capacity(pending.len());
+        for named in &pending {
             let key = (
-                named.app.clone(),
-                named.wa_id.clone(),
-                named.bsuid.clone(),
-                named.parent_bsuid.clone(),
-                named.username.clone(),
+                &named.app,
+                named.wa_id.as_deref(),
+                named.bsuid.as_deref(),
+                named.parent_bsuid.as_deref(),
+                named.username.as_deref(),
             );
             if !seen.insert(key) {
                 continue;
             }
-            match by_app.iter_mut().find(|(a, _)| *a == named.app) {
+            match by_app.iter_mut().find(|(a, _)| **a == named.app) {
                 Some((_, all)) => all.push(named),
-                None => by_app.push((named.app.clone(), vec![named])),
+                None => by_app.push((&named.app, vec![named])),
             }
         }
         for (app, all) in by_app {
             let bsuids: Vec<&str> = all.iter().filter_map(|n| n.bsuid.as_deref()).collect();
-            let known = engine.store.known_identities(&app, &bsuids).await?;
+            let known = engine.store.known_identities(app, &bsuids).await?;
             let mut idents = Vec::new();
             for named in all.iter().filter(|n| !n.known_in(&known)) {
                 let mut notes = Vec::new();
@@ -306,7 +307,7 @@ impl Learning {
             }
             engine
                 .store
-                .learn_contacts(&app, &idents, engine.now())
+                .learn_contacts(app, &idents, engine.now())
                 .await?;
         }
         Ok(())

@@ -853,8 +853,24 @@ impl Engine {
 
     /// Notes a change found by the webhook processor; announced within `LIVE_GATHER`.
     pub(crate) fn conversation_touched(&self, app: &ApplicationId, contact: &ContactId) {
+        self.conversations_touched(std::iter::once((app, contact)));
+    }
+
+    /// The same for many, under one lock. Past [`INBOX_MAX_IDS`] gathered the announce is
+    /// "every conversation" whatever else is added, so nothing more is formatted or kept: a
+    /// round of 1,000 statuses formatted and sorted a key per contact (`perf`, the webhook
+    /// bench) to announce `*`.
+    pub(crate) fn conversations_touched<'a>(
+        &self,
+        touched: impl IntoIterator<Item = (&'a ApplicationId, &'a ContactId)>,
+    ) {
         let mut dirty = self.inbox_dirty.lock().unwrap_or_else(|e| e.into_inner());
-        dirty.insert(format!("{} {}", app.as_str(), contact.as_str()));
+        for (app, contact) in touched {
+            if dirty.len() > INBOX_MAX_IDS {
+                return;
+            }
+            dirty.insert(format!("{} {}", app.as_str(), contact.as_str()));
+        }
     }
 }
 

@@ -624,12 +624,10 @@ fn statuses_touch_conversations(
     engine: &Engine,
     matched: &[Option<parley_store::events::MessageFacts>],
 ) {
-    let mut seen = std::collections::HashSet::new();
-    for facts in matched.iter().flatten() {
-        if let Some(contact) = &facts.contact_id
-            && seen.insert(contact)
-        {
-            engine.conversation_touched(&facts.application_id, contact);
-        }
-    }
+    engine.conversations_touched(
+        matched
+            .iter()
+            .flatten()
+            .filter_map(|f| Some((&f.application_id, f.contact_id.as_ref()?))),
+    );
 }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use parley_domain::PhoneNumberId;
+use parley_domain::{ApplicationId, PhoneNumberId};
 use serde_json::Value;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
@@ -512,6 +512,33 @@ pub(crate) async fn suspend_stat_triggers(tx: &mut Tx, on: bool) -> Result<()> {
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// The contacts of `app` holding these BSUIDs (`Store::known_identities`), in one statement.
+async fn read_known_identities(
+    pool: &PgPool,
+    app: &ApplicationId,
+    bsuids: &[&str],
+) -> Result<Vec<KnownIdentity>> {
+    let bsuids: Vec<String> = bsuids.iter().map(|b| pg_text(b).into_owned()).collect();
+    let rows = sqlx::query(
+        "SELECT phone, bsuid, parent_bsuid, username FROM contacts
+         WHERE application_id = $1 AND bsuid = ANY($2)",
+    )
+    .bind(app.as_str())
+    .bind(bsuids)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(KnownIdentity {
+                phone: row.try_get("phone")?,
+                bsuid: row.try_get("bsuid")?,
+                parent_bsuid: row.try_get("parent_bsuid")?,
+                username: row.try_get("username")?,
+            })
+        })
+        .collect()
 }
 
 /// Reads and locks the rows with these ids (`by = "id"`) or wamids (`by = "wamid"`).

@@ -582,27 +582,11 @@ impl Store for Backend {
         bsuids: &[&str],
     ) -> Result<std::collections::HashMap<String, KnownIdentity>> {
         let mut out = std::collections::HashMap::with_capacity(bsuids.len());
-        for chunk in bsuids.chunks(500) {
-            let marks: Vec<String> = (2..=chunk.len() + 1).map(|i| format!("${i}")).collect();
-            // Only marks are formatted in; the values are bound.
-            let sql = format!(
-                "SELECT phone, bsuid, parent_bsuid, username FROM contacts
-                 WHERE application_id = $1 AND bsuid IN ({})",
-                marks.join(", ")
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app.as_str());
-            for b in chunk {
-                query = query.bind(text(b));
-            }
-            for row in query.fetch_all(self.reader()).await? {
-                let known = KnownIdentity {
-                    phone: row.try_get("phone")?,
-                    bsuid: row.try_get("bsuid")?,
-                    parent_bsuid: row.try_get("parent_bsuid")?,
-                    username: row.try_get("username")?,
-                };
-                out.insert(known.bsuid.clone(), known);
-            }
+        if bsuids.is_empty() {
+            return Ok(out);
+        }
+        for known in super::read_known_identities(self.reader(), app, bsuids).await? {
+            out.insert(known.bsuid.clone(), known);
         }
         Ok(out)
     }

@@ -16,6 +16,7 @@ crate::contract!(
     erasure_by_bsuid_removes_every_identity,
     segments_see_phone_and_bsuid_identities,
     a_round_of_learning_ends_as_resolving_each_identity_alone,
+    known_identities_answer_exactly_the_application_s_contacts_holding_the_bsuids,
 );
 
 const BSUID: &str = "US.13491208655302741918";
@@ -477,4 +478,78 @@ async fn a_round_of_learning_ends_as_resolving_each_identity_alone(b: &Backend) 
     assert!(rows[4].is_none(), "a status never creates: {rows:?}");
     // Five contacts before (four phones, one BSUID): 103 and 104 merged, 105 and its BSUID.
     assert_eq!(seen[0].0[0], 3, "two merges: {:?}", seen[0]);
+}
+
+/// `known_identities` (the webhook processor's read of a round's BSUIDs): the contacts of
+/// this application holding any of the BSUIDs asked, with their phone, parent and username;
+/// nothing for a BSUID nobody holds or another application's; more than one statement's worth
+/// of values (the read was 500 bound values a statement) and repeated BSUIDs.
+async fn known_identities_answer_exactly_the_application_s_contacts_holding_the_bsuids(
+    b: &Backend,
+) {
+    let t = tenant(&**b, 1).await;
+    let other = tenant(&**b, 2).await;
+    let bsuid = |n: u32| format!("DE.1349120865530{n:05}");
+    let phone = |n: u32| format!("+49151{n:08}");
+    let round: Vec<ContactIdentity> = (0..1_200u32)
+        .map(|n| ContactIdentity {
+            phone: Some(phone(n)),
+            bsuid: Some(bsuid(n)),
+            parent_bsuid: (n % 3 == 0).then(|| PARENT.to_owned()),
+            username: (n % 5 == 0).then(|| format!("@u{n}")),
+            ..ContactIdentity::default()
+        })
+        .collect();
+    let upserts: Vec<parley_store::audience::ContactUpsert> = (0..1_200u32)
+        .map(|n| parley_store::audience::ContactUpsert {
+            phone: phone(n),
+            ..parley_store::audience::ContactUpsert::default()
+        })
+        .collect();
+    b.upsert_audience(&t.app, &upserts, T0)
+        .await
+        .expect("phone contacts");
+    b.learn_contacts(&t.app, &round, T0 + 10_000)
+        .await
+        .expect("learn");
+    // Another application's contact holds BSUID 1,300: not this application's.
+    b.record_inbound(&inbound(
+        &other,
+        "wamid.other",
+        T0,
+        ident(Some(&phone(1_300)), Some(&bsuid(1_300))),
+    ))
+    .await
+    .expect("another application's contact");
+
+    let mut asked: Vec<String> = (0..1_300u32).map(bsuid).collect();
+    asked.push(bsuid(7));
+    let asked_refs: Vec<&str> = asked.iter().map(String::as_str).collect();
+    let known = b
+        .known_identities(&t.app, &asked_refs)
+        .await
+        .expect("known identities");
+    assert_eq!(
+        known.len(),
+        1_200,
+        "the 1,200 held, not the 100 nobody holds"
+    );
+    for n in [0u32, 1, 2, 3, 5, 499, 500, 501, 999, 1_000, 1_199] {
+        let k = known.get(&bsuid(n)).expect("a held BSUID is known");
+        assert_eq!(k.bsuid, bsuid(n));
+        assert_eq!(k.phone, phone(n), "its contact's phone");
+        assert_eq!(k.parent_bsuid, (n % 3 == 0).then(|| PARENT.to_owned()));
+        assert_eq!(k.username, (n % 5 == 0).then(|| format!("@u{n}")));
+    }
+    assert!(!known.contains_key(&bsuid(1_250)), "nobody holds it");
+    assert!(
+        !known.contains_key(&bsuid(1_300)),
+        "another application's contact"
+    );
+    assert!(
+        b.known_identities(&t.app, &[])
+            .await
+            .expect("none asked")
+            .is_empty()
+    );
 }
