@@ -195,6 +195,8 @@ pub(crate) fn bench_json(text: &str) -> String {
 }
 /// What the seeding runs after it (none on SQLite: the seeding stays as it was measured before).
 pub(crate) const BENCH_ANALYZE: Option<&str> = None;
+/// What the statistics seeding runs after it: SQLite has no deltas to clear away.
+pub(crate) const BENCH_STATS_VACUUM: &str = "ANALYZE";
 pub(crate) const BENCH_INSERT_TRIGGERS: [&str; 2] =
     ["stat_messages_insert", "campaign_counts_insert"];
 
@@ -233,10 +235,12 @@ pub(crate) fn stat_rows_of(
     };
     let rows: Vec<CounterRow<'_>> = serde_json::from_str(&json)
         .map_err(|e| StoreError::Corrupt(format!("statistics rows: {e}")))?;
-    Ok(stats::sum_counters(
-        rows.iter().map(|r| (r.0, &*r.1, &*r.2, &*r.3, r.4)),
-        &q.starts,
-    ))
+    let mut sums = stats::CounterSums::new(&q.starts, rows.len());
+    for r in &rows {
+        let key = sums.key(&r.1, &r.2, &r.3);
+        sums.add(r.0, key, r.4);
+    }
+    Ok(sums.finish())
 }
 
 /// The counters as rows (`app` the application's parameter, `ranges` the spans and periods
@@ -248,6 +252,55 @@ pub(crate) fn stat_counters_between(_app: &str, _ranges: &[(&str, String, String
 
 /// The table the counters are kept in (the recount's fix empties it).
 pub(crate) const STAT_COUNTERS_TABLE: &str = "stat_counters";
+
+/// The spend's read (`shared/pricing.rs`, `$1` application, `$2` from, `$3` to, then the
+/// filters' values): the `delivered` and `charged` counters of the period, day rows except on
+/// `days` (each a day's start and end parameter), those days' hour rows; each with `n` and
+/// the `n` the filters choose (`chosen_if`, all of them without one), as one JSON array.
+pub(crate) fn spend_sql(chosen_if: Option<&str>, days: &[(String, String)]) -> String {
+    let chosen = chosen_if.map_or("n".to_owned(), |c| {
+        format!("CASE WHEN {c} THEN n ELSE 0 END")
+    });
+    let spans = if days.is_empty() {
+        "span = 'd'".to_owned()
+    } else {
+        let not_these: Vec<String> = days.iter().map(|(d, _)| format!("bucket <> {d}")).collect();
+        let these: Vec<String> = days
+            .iter()
+            .map(|(d, e)| format!("(bucket >= {d} AND bucket < {e})"))
+            .collect();
+        format!(
+            "((span = 'd' AND {}) OR (span = 'h' AND ({})))",
+            not_these.join(" AND "),
+            these.join(" OR ")
+        )
+    };
+    format!(
+        "SELECT {} AS rows FROM (SELECT bucket, country, metric, \
+         CASE WHEN metric = 'charged' THEN detail ELSE category END AS cat, origin, n, \
+         {chosen} AS chosen FROM stat_counters \
+         WHERE application_id = $1 AND {spans} AND bucket >= $2 AND bucket < $3 \
+         AND metric IN ('delivered', 'charged') AND n <> 0) t",
+        json_rows("bucket, country, metric, cat, origin, n, chosen"),
+    )
+}
+
+/// The spend's counters (`spend_sql`) summed per day (or hour), country, metric, category and
+/// origin.
+pub(crate) fn spend_rows_of(
+    row: &DbRow,
+    _from: Millis,
+    _to: Millis,
+    _hourly_days: &[Millis],
+) -> Result<Vec<crate::pricing::SpendCount>> {
+    let json: Option<String> = row.try_get("rows")?;
+    let Some(json) = json else {
+        return Ok(Vec::new());
+    };
+    let read: Vec<pricing::SpendRead<'_>> = serde_json::from_str(&json)
+        .map_err(|e| StoreError::Corrupt(format!("spend counters: {e}")))?;
+    Ok(pricing::sum_spend(read))
+}
 
 /// Text as bound: SQLite stores any text as it is.
 pub(crate) fn text(s: &str) -> Cow<'_, str> {

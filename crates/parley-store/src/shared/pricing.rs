@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use parley_domain::ApplicationId;
 use sqlx::Row;
 
-use super::{Backend, json_rows, stat_counters_between, text};
+use super::{Backend, spend_rows_of, spend_sql, stat_counters_between, text};
 use crate::pricing::*;
 use crate::stats::StatDimension;
 use crate::{Millis, Result};
@@ -137,50 +137,31 @@ impl PricingStore for Backend {
         hourly_days: &[Millis],
     ) -> Result<Vec<SpendCount>> {
         self.fold_stat_deltas().await?;
-        // One read of the period's counters for both sums (the filtered one is a `CASE`), as
-        // one value (`json_rows`: sqlx hands SQLite rows over one by one) and summed here, not
-        // by a SQL `GROUP BY` (its sorter on SQLite): a year of day counters, two reads and
-        // ~7,300 rows handed over one by one took ~30 ms (issue #16, `parley bench stats`).
-        let chosen = if filters.is_empty() {
-            "n".to_owned()
-        } else {
+        // One read of the period's counters for both sums (the filtered one chosen by
+        // `chosen_if`), as one value (`spend_sql` and `spend_rows_of`, per backend: sqlx hands
+        // SQLite rows over one by one; PostgreSQL's counters are read packed) and summed here,
+        // not by a SQL `GROUP BY` (its sorter on SQLite): a year of day counters, two reads
+        // and ~7,300 rows handed over one by one took ~30 ms (issue #16, `parley bench stats`).
+        let chosen_if = (!filters.is_empty()).then(|| {
             let cond: Vec<String> = filters
                 .iter()
                 .enumerate()
                 .map(|(i, (d, _))| format!("{} = ${}", d.column(), i + 4))
                 .collect();
-            format!("CASE WHEN {} THEN n ELSE 0 END", cond.join(" AND "))
-        };
+            cond.join(" AND ")
+        });
         // The days read by the hour: every other day's day row, those days' hour rows (each
         // day's start and end bound after the filters').
-        let mut read = vec![("d", "$2".to_owned(), "$3".to_owned())];
-        let spans = if hourly_days.is_empty() {
-            "span = 'd'".to_owned()
-        } else {
-            let first = filters.len() + 4;
-            let (mut not_these, mut these) = (Vec::new(), Vec::new());
-            for i in 0..hourly_days.len() {
-                let (d, e) = (first + 2 * i, first + 2 * i + 1);
-                not_these.push(format!("bucket <> ${d}"));
-                these.push(format!("(bucket >= ${d} AND bucket < ${e})"));
-                read.push(("h", format!("${d}"), format!("${e}")));
-            }
-            format!(
-                "((span = 'd' AND {}) OR (span = 'h' AND ({})))",
-                not_these.join(" AND "),
-                these.join(" OR ")
-            )
-        };
-        let sql = format!(
-            "SELECT {} AS rows FROM (SELECT bucket, country, metric, \
-             CASE WHEN metric = 'charged' THEN detail ELSE category END AS cat, origin, n, \
-             {chosen} AS chosen FROM {} \
-             WHERE application_id = $1 AND {spans} AND bucket >= $2 AND bucket < $3 \
-             AND metric IN ('delivered', 'charged') AND n <> 0) t",
-            json_rows("bucket, country, metric, cat, origin, n, chosen"),
-            stat_counters_between("$1", &read)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let first = filters.len() + 4;
+        let days: Vec<(String, String)> = (0..hourly_days.len())
+            .map(|i| {
+                (
+                    format!("${}", first + 2 * i),
+                    format!("${}", first + 2 * i + 1),
+                )
+            })
+            .collect();
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(spend_sql(chosen_if.as_deref(), &days)))
             .bind(app.as_str())
             .bind(from)
             .bind(to);
@@ -191,32 +172,26 @@ impl PricingStore for Backend {
             q = q.bind(*d).bind(d.saturating_add(DAY));
         }
         let row = q.fetch_one(self.reader()).await?;
-        let json: Option<String> = row.try_get("rows")?;
-        let Some(json) = json else {
-            return Ok(Vec::new());
-        };
-        let read: Vec<SpendRead<'_>> = serde_json::from_str(&json)
-            .map_err(|e| crate::StoreError::Corrupt(format!("spend counters: {e}")))?;
-        Ok(sum_spend(read))
+        spend_rows_of(&row, from, to, hourly_days)
     }
 }
 
 /// A counter as `spend_counts` reads it: day, country, metric, category, origin, n, chosen
-/// n; text borrowed from the JSON where it has no escapes.
+/// n; text borrowed from what was read where it can be.
 #[derive(serde::Deserialize)]
-struct SpendRead<'a>(
-    Millis,
-    #[serde(borrow)] std::borrow::Cow<'a, str>,
-    #[serde(borrow)] std::borrow::Cow<'a, str>,
-    #[serde(borrow)] std::borrow::Cow<'a, str>,
-    #[serde(borrow)] std::borrow::Cow<'a, str>,
-    i64,
-    i64,
+pub(super) struct SpendRead<'a>(
+    pub(super) Millis,
+    #[serde(borrow)] pub(super) std::borrow::Cow<'a, str>,
+    #[serde(borrow)] pub(super) std::borrow::Cow<'a, str>,
+    #[serde(borrow)] pub(super) std::borrow::Cow<'a, str>,
+    #[serde(borrow)] pub(super) std::borrow::Cow<'a, str>,
+    pub(super) i64,
+    pub(super) i64,
 );
 
 /// The counters summed per (day, country, metric, category, origin), in that order, rows
 /// whose two sums are zero left out.
-fn sum_spend(mut rows: Vec<SpendRead<'_>>) -> Vec<SpendCount> {
+pub(super) fn sum_spend(mut rows: Vec<SpendRead<'_>>) -> Vec<SpendCount> {
     rows.sort_unstable_by(|a, b| (a.0, &a.1, &a.2, &a.3, &a.4).cmp(&(b.0, &b.1, &b.2, &b.3, &b.4)));
     let mut out: Vec<SpendCount> = Vec::new();
     for r in rows.chunk_by(|a, b| (a.0, &a.1, &a.2, &a.3, &a.4) == (b.0, &b.1, &b.2, &b.3, &b.4)) {

@@ -9,9 +9,9 @@ use parley_domain::ApplicationId;
 use sqlx::Row;
 
 use super::{
-    BENCH_ANALYZE, BENCH_INSERT_TRIGGERS, Backend, DbRow, LIKE_IGNORES_CASE, RECOUNT_REACHES,
-    STAT_ADD_TABLE, STAT_COUNTERS_TABLE, STAT_ROWS_FROM, STAT_ROWS_SELECT, bench_id, bench_json,
-    json_rows, stat_rows_of, status_row, text,
+    BENCH_ANALYZE, BENCH_INSERT_TRIGGERS, BENCH_STATS_VACUUM, Backend, DbRow, LIKE_IGNORES_CASE,
+    RECOUNT_REACHES, STAT_ADD_TABLE, STAT_COUNTERS_TABLE, STAT_ROWS_FROM, STAT_ROWS_SELECT,
+    bench_id, bench_json, json_rows, stat_rows_of, status_row, text,
 };
 use crate::Millis;
 use crate::Result;
@@ -59,68 +59,144 @@ impl<'a> Interner<'a> {
     }
 }
 
-/// The counter rows `(bucket, group, metric, detail, n)` summed per bucket, group, metric and
-/// detail, those summing to zero left out, in that order. With `starts` (weeks, months), each
-/// day goes into the bucket of the last start at or before it. The strings are numbered (one
-/// copy of each distinct value) and the rows sorted and summed as integers: no hash map of
-/// string keys, no three strings per row. Each backend's `stat_rows_of` reads the rows.
-pub(super) fn sum_counters<'a>(
-    rows: impl ExactSizeIterator<Item = (Millis, &'a str, &'a str, &'a str, i64)>,
-    starts: &[Millis],
-) -> StatRows {
-    let mut starts = starts.to_vec();
-    starts.sort_unstable();
-    let (mut groups, mut metrics, mut details) = (
-        Interner::default(),
-        Interner::default(),
-        Interner::default(),
-    );
-    let mut cells: Vec<StatCell> = Vec::with_capacity(rows.len());
-    for (bucket, group, metric, detail, n) in rows {
-        let bucket = match starts.partition_point(|s| *s <= bucket) {
+/// The counters of the period summed per bucket, group, metric and detail, those summing to
+/// zero left out, in that order (`finish`). With `starts` (weeks, months), each day goes into
+/// the bucket of the last start at or before it. The strings are numbered (one copy of each
+/// distinct value: `key`, once per key read, so a reader whose row holds many buckets of one
+/// key, PostgreSQL's blocks, numbers them once per row) and the counts sorted and summed as
+/// integers (`add`): no hash map of string keys, no three strings per counter. Each backend's
+/// `stat_rows_of` reads the counters into it.
+pub(super) struct CounterSums<'a> {
+    starts: Vec<Millis>,
+    groups: Interner<'a>,
+    metrics: Interner<'a>,
+    details: Interner<'a>,
+    cells: Vec<StatCell>,
+}
+
+impl<'a> CounterSums<'a> {
+    pub(super) fn new(starts: &[Millis], capacity: usize) -> CounterSums<'a> {
+        let mut starts = starts.to_vec();
+        starts.sort_unstable();
+        CounterSums {
+            starts,
+            groups: Interner::default(),
+            metrics: Interner::default(),
+            details: Interner::default(),
+            cells: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// A key's strings, numbered (in order of first sight until [`CounterSums::finish`]).
+    pub(super) fn key(&mut self, group: &'a str, metric: &'a str, detail: &'a str) -> [u32; 3] {
+        [
+            self.groups.id(group),
+            self.metrics.id(metric),
+            self.details.id(detail),
+        ]
+    }
+
+    /// Adds `n` to the key's count at `bucket` (a week's or month's start with `starts`).
+    pub(super) fn add(&mut self, bucket: Millis, [group, metric, detail]: [u32; 3], n: i64) {
+        let bucket = match self.starts.partition_point(|s| *s <= bucket) {
             0 => bucket,
-            i => starts[i - 1],
+            i => self.starts[i - 1],
         };
-        cells.push(StatCell {
+        self.cells.push(StatCell {
             bucket,
-            group: groups.id(group),
-            metric: metrics.id(metric),
-            detail: details.id(detail),
+            group,
+            metric,
+            detail,
             n,
         });
     }
-    let (groups, group_rank) = groups.ranked();
-    let (metrics, metric_rank) = metrics.ranked();
-    let (details, detail_rank) = details.ranked();
-    for c in &mut cells {
-        c.group = group_rank[c.group as usize];
-        c.metric = metric_rank[c.metric as usize];
-        c.detail = detail_rank[c.detail as usize];
-    }
-    // Read in key order, the rows come by bucket already (the key begins with it): then
-    // only each bucket's rows are sorted, a few dozen at a time.
-    if cells.is_sorted_by_key(|c| c.bucket) {
+
+    pub(super) fn finish(self) -> StatRows {
+        let mut cells = self.cells;
+        let (groups, group_rank) = self.groups.ranked();
+        let (metrics, metric_rank) = self.metrics.ranked();
+        let (details, detail_rank) = self.details.ranked();
+        for c in &mut cells {
+            c.group = group_rank[c.group as usize];
+            c.metric = metric_rank[c.metric as usize];
+            c.detail = detail_rank[c.detail as usize];
+        }
+        let mut cells = by_bucket(cells);
+        // Then only each bucket's rows are sorted, a few dozen (hours) to a few thousand
+        // (months) at a time.
         for run in cells.chunk_by_mut(|a, b| a.bucket == b.bucket) {
             run.sort_unstable_by_key(|c| (c.group, c.metric, c.detail));
         }
-    } else {
-        cells.sort_unstable_by_key(|c| (c.bucket, c.group, c.metric, c.detail));
-    }
-    cells.dedup_by(|c, kept| {
-        let same = (c.bucket, c.group, c.metric, c.detail)
-            == (kept.bucket, kept.group, kept.metric, kept.detail);
-        if same {
-            kept.n = kept.n.saturating_add(c.n);
+        cells.dedup_by(|c, kept| {
+            let same = (c.bucket, c.group, c.metric, c.detail)
+                == (kept.bucket, kept.group, kept.metric, kept.detail);
+            if same {
+                kept.n = kept.n.saturating_add(c.n);
+            }
+            same
+        });
+        cells.retain(|c| c.n != 0);
+        StatRows {
+            groups,
+            metrics,
+            details,
+            rows: cells,
         }
-        same
-    });
-    cells.retain(|c| c.n != 0);
-    StatRows {
-        groups,
-        metrics,
-        details,
-        rows: cells,
     }
+}
+
+/// The cells in bucket order, each bucket's in the order they came. SQLite's come so already
+/// (read in key order, which begins with the bucket); PostgreSQL's come a block row at a
+/// time, so they are placed by a counting sort over the period's few hundred distinct buckets
+/// instead of a comparison sort of every cell.
+fn by_bucket(cells: Vec<StatCell>) -> Vec<StatCell> {
+    if cells.is_sorted_by_key(|c| c.bucket) {
+        return cells;
+    }
+    let mut buckets: Vec<Millis> = Vec::new();
+    let mut index: foldhash::HashMap<Millis, usize> = Default::default();
+    let mut slot: Vec<u32> = Vec::with_capacity(cells.len());
+    let mut last: Option<(Millis, usize)> = None;
+    for c in &cells {
+        let i = match last {
+            Some((b, i)) if b == c.bucket => i,
+            _ => *index.entry(c.bucket).or_insert_with(|| {
+                buckets.push(c.bucket);
+                buckets.len() - 1
+            }),
+        };
+        last = Some((c.bucket, i));
+        slot.push(u32::try_from(i).unwrap_or(u32::MAX));
+    }
+    // Each distinct bucket's rank, then where its cells begin.
+    let mut order: Vec<usize> = (0..buckets.len()).collect();
+    order.sort_unstable_by_key(|&i| buckets[i]);
+    let mut begin = vec![0usize; buckets.len()];
+    let mut counts = vec![0usize; buckets.len()];
+    for s in &slot {
+        counts[*s as usize] += 1;
+    }
+    let mut at = 0;
+    for &i in &order {
+        begin[i] = at;
+        at += counts[i];
+    }
+    let mut out = vec![
+        StatCell {
+            bucket: 0,
+            group: 0,
+            metric: 0,
+            detail: 0,
+            n: 0,
+        };
+        cells.len()
+    ];
+    for (c, s) in cells.into_iter().zip(slot) {
+        let b = &mut begin[s as usize];
+        out[*b] = c;
+        *b += 1;
+    }
+    out
 }
 
 fn key_of(r: &DbRow) -> Result<StatKey> {
@@ -413,7 +489,9 @@ impl Backend {
         .rows_affected();
         Self::fold_stat_deltas_in(&mut tx).await?;
         tx.commit().await?;
-        sqlx::query("ANALYZE").execute(self.writer()).await?;
+        sqlx::query(BENCH_STATS_VACUUM)
+            .execute(self.writer())
+            .await?;
         Ok(hours + days)
     }
 
@@ -504,5 +582,68 @@ impl Backend {
             sqlx::query(analyze).execute(self.writer()).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// Counters added in any order (as PostgreSQL's blocks come: a key's buckets, then the
+    /// next key's) sum as a map keyed by (bucket, group, metric, detail) does, in that order,
+    /// zeros left out, weeks' days in their week's start.
+    #[test]
+    fn counter_sums_in_any_order_equal_a_sorted_map() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+        let names = ["", "a", "b", "c\"q", "ü", "z"];
+        for case in 0..200 {
+            let starts: Vec<Millis> = if case % 3 == 0 {
+                vec![0, 70, 140]
+            } else {
+                vec![]
+            };
+            let n = rng.random_range(0..400);
+            let counters: Vec<(Millis, &str, &str, &str, i64)> = (0..n)
+                .map(|_| {
+                    (
+                        rng.random_range(0..30) * 7,
+                        names[rng.random_range(0..names.len())],
+                        names[rng.random_range(0..3)],
+                        names[rng.random_range(0..names.len())],
+                        rng.random_range(-3..5),
+                    )
+                })
+                .collect();
+            let mut sums = CounterSums::new(&starts, counters.len());
+            for &(bucket, g, m, d, n) in &counters {
+                let key = sums.key(g, m, d);
+                sums.add(bucket, key, n);
+            }
+            let got: Vec<(Millis, String, String, String, i64)> = sums
+                .finish()
+                .to_rows()
+                .into_iter()
+                .map(|r| (r.bucket, r.group, r.metric, r.detail, r.n))
+                .collect();
+            let mut want: BTreeMap<(Millis, String, String, String), i64> = BTreeMap::new();
+            for &(bucket, g, m, d, n) in &counters {
+                let bucket = starts
+                    .iter()
+                    .rev()
+                    .find(|s| **s <= bucket)
+                    .copied()
+                    .unwrap_or(bucket);
+                *want
+                    .entry((bucket, g.to_owned(), m.to_owned(), d.to_owned()))
+                    .or_insert(0) += n;
+            }
+            let want: Vec<(Millis, String, String, String, i64)> = want
+                .into_iter()
+                .filter(|(_, n)| *n != 0)
+                .map(|((b, g, m, d), n)| (b, g, m, d, n))
+                .collect();
+            assert_eq!(got, want, "case {case}");
+        }
     }
 }
