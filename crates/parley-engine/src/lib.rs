@@ -313,6 +313,7 @@ impl Engine {
         ));
         set.spawn(campaigns::run(self.clone(), shutdown.clone()));
         set.spawn(access::run_audit_retention(self.clone(), shutdown.clone()));
+        set.spawn(stats::run_fold(self.clone(), shutdown.clone()));
         set.spawn(inbound::run_media(self.clone(), shutdown.clone()));
         set.spawn(events::run(self.clone(), shutdown.clone()));
         set.spawn(webhooks::run(self.clone(), shutdown));

@@ -774,6 +774,25 @@ impl Engine {
     }
 }
 
+/// How often the worker folds the statistics deltas into the counters (PostgreSQL).
+pub const FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Folds the statistics deltas every [`FOLD_EVERY`], so what a read folds first is at most a
+/// few seconds of traffic, however long nobody looked (PostgreSQL; a no-op on SQLite). Every
+/// worker node folds: folds run side by side safely (each moves the deltas it deleted), as
+/// concurrent reads already do.
+pub async fn run_fold(engine: Engine, shutdown: tokio_util::sync::CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(FOLD_EVERY) => {}
+        }
+        if let Err(e) = engine.store.fold_statistics().await {
+            tracing::warn!(error = %e, "cannot fold the statistics deltas");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -279,6 +279,11 @@ pub trait StatsStore {
     ) -> Result<CampaignOutcomePage>;
     /// The counters a query asks for, summed (see [`StatQuery`]).
     async fn stat_rows(&self, q: &StatQuery) -> Result<StatRows>;
+    /// Moves the deltas the statistics triggers appended into the counters (PostgreSQL; on
+    /// SQLite the triggers update the counters in place and there is nothing to do). Every
+    /// read folds first; a worker also folds every few seconds, so a read after a long quiet
+    /// spell of the console does not fold days of traffic while the request waits.
+    async fn fold_statistics(&self) -> Result<()>;
     /// Recomputes every counter from the raw rows and returns those that differ from the
     /// kept ones (zero counters are equal to missing ones). With `fix`, the kept counters are
     /// replaced by the recount in the same transaction.

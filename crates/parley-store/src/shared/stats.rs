@@ -282,6 +282,10 @@ impl StatsStore for Backend {
         Ok(CampaignOutcomePage::new(row.try_get("rows")?))
     }
 
+    async fn fold_statistics(&self) -> Result<()> {
+        self.fold_stat_deltas().await
+    }
+
     async fn stat_rows(&self, q: &StatQuery) -> Result<StatRows> {
         self.fold_stat_deltas().await?;
         let group = q.group_by.map_or("''", |d| d.column());

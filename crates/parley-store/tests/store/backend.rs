@@ -161,6 +161,30 @@ impl Backend {
         }
     }
 
+    /// One `bigint` a statement answers (a count, a sum), read over its own connection.
+    pub async fn raw_i64(&self, sql: &'static str) -> i64 {
+        match self.kind {
+            Kind::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                sqlx::query_scalar(sql)
+                    .fetch_one(&mut c)
+                    .await
+                    .expect("raw scalar")
+            }
+            Kind::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                sqlx::query_scalar(sql)
+                    .fetch_one(&mut c)
+                    .await
+                    .expect("raw scalar")
+            }
+        }
+    }
+
     pub async fn finish(self) {
         drop(self.store);
         if let Some(db) = self.db {

@@ -19,6 +19,7 @@ crate::contract!(
     two_nodes_merging_the_same_statuses_keep_the_counters,
     counters_equal_the_recount_after_chaos,
     recount_finds_and_fixes_a_drift,
+    pending_deltas_fold_without_a_read,
     stat_rows_sum_into_buckets_and_groups,
     cost_rows_read_the_day_or_the_hour_of_a_charge,
     spend_counts_equal_the_two_cost_row_reads
@@ -397,6 +398,30 @@ async fn recount_finds_and_fixes_a_drift(b: &Backend) {
     let diff = b.stat_recount(true).await.expect("recount");
     assert_eq!(diff.len(), 2, "the hour and the day: {diff:?}");
     assert!(diff.iter().all(|d| d.counted == d.recounted + 5));
+    assert!(b.stat_recount(false).await.expect("recount").is_empty());
+}
+
+/// `fold_statistics` (the fold worker's call) moves what the triggers appended into the
+/// counters without a read: on PostgreSQL the deltas are gone and the counters hold them; on
+/// SQLite the counters were already kept in place.
+async fn pending_deltas_fold_without_a_read(b: &Backend) {
+    let t = tenant(&**b, 7).await;
+    accepted(&**b, &t, "wamid.fold.1", T0).await;
+    accepted(&**b, &t, "wamid.fold.2", T0 + HOUR).await;
+    const PENDING: &str = "SELECT CAST(COUNT(*) AS bigint) FROM stat_deltas";
+    const QUEUED: &str =
+        "SELECT CAST(COALESCE(SUM(n), 0) AS bigint) FROM stat_counters WHERE metric = 'queued'";
+    match b.kind {
+        crate::backend::Kind::Postgres => {
+            assert!(b.raw_i64(PENDING).await > 0, "the triggers appended deltas");
+            assert_eq!(b.raw_i64(QUEUED).await, 0, "nothing folded yet");
+        }
+        crate::backend::Kind::Sqlite => assert_eq!(b.raw_i64(QUEUED).await, 4),
+    }
+    b.fold_statistics().await.expect("fold");
+    assert_eq!(b.raw_i64(PENDING).await, 0);
+    // Two messages, each counted in its hour and its day.
+    assert_eq!(b.raw_i64(QUEUED).await, 4);
     assert!(b.stat_recount(false).await.expect("recount").is_empty());
 }
 
