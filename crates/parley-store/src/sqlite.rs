@@ -184,6 +184,19 @@ pub(crate) fn json_rows(cols: &str) -> String {
     format!("json_group_array(json_array({cols}))")
 }
 
+/// The SQL of a page of campaign outcomes (`shared/stats.rs`): `select`'s rows (columns
+/// `names`) as one JSON array of arrays, since sqlx hands SQLite rows over one by one.
+pub(crate) fn outcome_page_sql(select: &str, names: &str) -> String {
+    format!("SELECT {} AS rows FROM ({select}) p", json_rows(names))
+}
+/// The page of `outcome_page_sql`'s one row.
+pub(crate) fn outcome_page(rows: Vec<DbRow>) -> Result<crate::stats::CampaignOutcomePage> {
+    let json = match rows.first() {
+        Some(row) => row.try_get("rows")?,
+        None => None,
+    };
+    Ok(crate::stats::CampaignOutcomePage::new(json))
+}
 /// `parley bench stats`' seeding (`shared/stats.rs`): `prefix` and `i` zero-padded to
 /// `width` digits, a JSON text as the `content` column takes it, and the insert triggers to
 /// drop before a million rows.

@@ -175,30 +175,127 @@ pub struct StatDifference {
     pub recounted: i64,
 }
 
-/// A page of a campaign's per-recipient outcomes as read: one JSON array of arrays, the
-/// columns in [`CampaignOutcome`]'s field order. [`CampaignOutcomePage::rows`] reads it into
-/// outcomes whose text borrows from it where it has no escapes (an export of a million rows
-/// would otherwise make ~20 million strings).
-#[derive(Debug, Clone, Default)]
+/// A page of a campaign's per-recipient outcomes as read, in one of two shapes: on SQLite
+/// one JSON array of arrays, the columns in [`CampaignOutcome`]'s field order (sqlx hands
+/// SQLite rows over one by one, which cost more than the query); on PostgreSQL the rows as
+/// sent, the same columns in binary form (building the JSON cost PostgreSQL ~3× what Parley
+/// spends on the page). [`CampaignOutcomePage::rows`] reads either into outcomes whose text
+/// borrows from the page where it can (an export of a million rows would otherwise make ~20
+/// million strings).
+#[derive(Debug, Default)]
 pub struct CampaignOutcomePage {
-    json: Option<String>,
+    page: OutcomePage,
+}
+
+#[derive(Debug, Default)]
+enum OutcomePage {
+    #[default]
+    Empty,
+    Json(String),
+    Rows(Vec<sqlx::postgres::PgRow>),
 }
 
 impl CampaignOutcomePage {
     /// The page of `json` (`None`: no rows).
     pub fn new(json: Option<String>) -> Self {
-        CampaignOutcomePage { json }
+        CampaignOutcomePage {
+            page: json.map_or(OutcomePage::Empty, OutcomePage::Json),
+        }
+    }
+
+    /// The page of PostgreSQL rows of the columns in [`CampaignOutcome`]'s field order.
+    pub(crate) fn of_rows(rows: Vec<sqlx::postgres::PgRow>) -> Self {
+        CampaignOutcomePage {
+            page: OutcomePage::Rows(rows),
+        }
     }
 
     /// The page's outcomes in message id order.
     pub fn rows(&self) -> Result<Vec<CampaignOutcome<'_>>> {
-        let Some(json) = &self.json else {
-            return Ok(Vec::new());
+        let mut out: Vec<CampaignOutcome<'_>> = match &self.page {
+            OutcomePage::Empty => return Ok(Vec::new()),
+            OutcomePage::Json(json) => serde_json::from_str(json)
+                .map_err(|e| crate::StoreError::Corrupt(format!("campaign outcomes: {e}")))?,
+            OutcomePage::Rows(rows) => {
+                if let Some(first) = rows.first() {
+                    CampaignOutcome::check_columns(first)?;
+                }
+                rows.iter()
+                    .map(CampaignOutcome::of_row)
+                    .collect::<Result<_>>()?
+            }
         };
-        let mut out: Vec<CampaignOutcome<'_>> = serde_json::from_str(json)
-            .map_err(|e| crate::StoreError::Corrupt(format!("campaign outcomes: {e}")))?;
         out.sort_unstable_by(|a, b| a.message_id.cmp(&b.message_id));
         Ok(out)
+    }
+}
+
+/// The columns of a PostgreSQL page: texts, but times and the error code (13 to 21).
+const OUTCOME_INTEGERS: std::ops::RangeInclusive<usize> = 13..=21;
+
+impl<'a> CampaignOutcome<'a> {
+    /// Checks once per page that the columns are what [`CampaignOutcome::of_row`] reads them
+    /// as (the rows of a page share their columns), so it need not check every value.
+    fn check_columns(row: &sqlx::postgres::PgRow) -> Result<()> {
+        use sqlx::{Column, Postgres, Row, Type};
+        let columns = row.columns();
+        let fits = |i: usize, c: &sqlx::postgres::PgColumn| {
+            if OUTCOME_INTEGERS.contains(&i) {
+                <i64 as Type<Postgres>>::compatible(c.type_info())
+            } else {
+                <&str as Type<Postgres>>::compatible(c.type_info())
+            }
+        };
+        if columns.len() != 28 || !columns.iter().enumerate().all(|(i, c)| fits(i, c)) {
+            return Err(crate::StoreError::Corrupt(
+                "campaign outcomes: unexpected columns".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A PostgreSQL row of the columns in this type's field order, its text borrowed from it
+    /// (the types checked by [`CampaignOutcome::check_columns`]).
+    fn of_row(row: &'a sqlx::postgres::PgRow) -> Result<Self> {
+        use sqlx::Row;
+        let text =
+            |i: usize| -> Result<Cow<'a, str>> { Ok(Cow::Borrowed(row.try_get_unchecked(i)?)) };
+        let opt_text = |i: usize| -> Result<Option<Cow<'a, str>>> {
+            Ok(row
+                .try_get_unchecked::<Option<&str>, _>(i)?
+                .map(Cow::Borrowed))
+        };
+        let time = |i: usize| -> Result<Option<Millis>> { Ok(row.try_get_unchecked(i)?) };
+        Ok(CampaignOutcome {
+            message_id: text(0)?,
+            contact_id: opt_text(1)?,
+            to_phone: text(2)?,
+            wa_id: opt_text(3)?,
+            bsuid: opt_text(4)?,
+            parent_bsuid: opt_text(5)?,
+            username: opt_text(6)?,
+            name: opt_text(7)?,
+            state: text(8)?,
+            template_name: opt_text(9)?,
+            template_language: opt_text(10)?,
+            content: text(11)?,
+            wamid: opt_text(12)?,
+            queued_at: row.try_get_unchecked(13)?,
+            sending_at: time(14)?,
+            accepted_at: time(15)?,
+            sent_at: time(16)?,
+            delivered_at: time(17)?,
+            read_at: time(18)?,
+            failed_at: time(19)?,
+            replied_at: time(20)?,
+            error_code: time(21)?,
+            error_message: opt_text(22)?,
+            hold_reason: opt_text(23)?,
+            meta_status: opt_text(24)?,
+            pricing: opt_text(25)?,
+            pricing_category: opt_text(26)?,
+            country: opt_text(27)?,
+        })
     }
 }
 
@@ -214,7 +311,7 @@ fn opt_text<'de: 'a, 'a, D: serde::Deserializer<'de>>(
 
 /// One recipient's outcome in a campaign (a message row and its contact), for the
 /// per-recipient export. Times are ms; `content` is the rendered message as stored (JSON).
-/// Read from a JSON array of the columns in this order (`campaign_outcomes`).
+/// Read from a JSON array or a row of the columns in this order (`campaign_outcomes`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct CampaignOutcome<'a> {
     #[serde(borrow)]

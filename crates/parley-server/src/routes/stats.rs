@@ -733,8 +733,21 @@ pub async fn export_campaign(
     Ok(campaign_csv_response(state.engine.clone(), app, id, q.bom.unwrap_or(false)).await?)
 }
 
+/// A page of the export: read, or being read by a task of its own.
+enum ExportPage {
+    Read(parley_store::stats::CampaignOutcomePage),
+    Reading(
+        tokio_util::task::AbortOnDropHandle<
+            Result<parley_store::stats::CampaignOutcomePage, parley_engine::error::EngineError>,
+        >,
+    ),
+}
+
 /// The streamed per-recipient CSV of a campaign (the API's and the console's download). The
-/// first page is read before answering, so another application's campaign is a 404.
+/// first page is read before answering, so another application's campaign is a 404. Each
+/// next page is read by a task of its own while this one is written, so the database's work
+/// and Parley's overlap (on PostgreSQL, another process: the export took the sum of both
+/// before); at most two pages are in memory. A dropped download aborts the read ahead.
 pub async fn campaign_csv_response(
     engine: parley_engine::Engine,
     app: ApplicationId,
@@ -749,25 +762,26 @@ pub async fn campaign_csv_response(
     outcomes_csv_header(&mut head, bom);
     let filename = format!("{}.csv", id.as_str());
     let csv = OutcomesCsv::new(table);
-    // (the page to write, the id to continue after, the header if not out yet, the writer)
+    // (the page to write, the header if not out yet, the writer); `None` once the last page
+    // is out.
     let stream = futures::stream::unfold(
-        Some((Some(first), None::<String>, Some(head), csv)),
+        Some((ExportPage::Read(first), Some(head), csv)),
         move |state| {
             let engine = engine.clone();
             let app = app.clone();
             let id = id.clone();
             async move {
-                let (page, after, head, mut csv) = state?;
+                let (page, head, mut csv) = state?;
                 let page = match page {
-                    Some(page) => Ok(page),
-                    None => {
-                        let after = after.as_deref()?;
-                        engine.campaign_outcomes_page(&app, &id, Some(after)).await
-                    }
+                    ExportPage::Read(page) => Ok(page),
+                    ExportPage::Reading(task) => match task.await {
+                        Ok(read) => read.map_err(|e| e.message),
+                        Err(e) => Err(e.to_string()),
+                    },
                 };
                 let rows = page
                     .as_ref()
-                    .map_err(|e| e.message.clone())
+                    .map_err(Clone::clone)
                     .and_then(|page| page.rows().map_err(|e| e.to_string()));
                 let rows = match rows {
                     Ok(rows) => rows,
@@ -783,16 +797,23 @@ pub async fn campaign_csv_response(
                 if rows.is_empty() && out.is_empty() {
                     return None;
                 }
+                // A short page is the last; otherwise the next is read while this is written.
+                let next =
+                    (rows.len() >= parley_engine::stats::EXPORT_PAGE as usize)
+                        .then(|| rows.last())
+                        .flatten()
+                        .map(|last| {
+                            let after = last.message_id.to_string();
+                            ExportPage::Reading(tokio_util::task::AbortOnDropHandle::new(
+                                tokio::spawn(async move {
+                                    engine.campaign_outcomes_page(&app, &id, Some(&after)).await
+                                }),
+                            ))
+                        });
                 csv.rows(&mut out, &rows);
-                let next = if rows.len() < parley_engine::stats::EXPORT_PAGE as usize {
-                    None
-                } else {
-                    rows.last().map(|r| r.message_id.to_string())
-                };
-                // A short page is the last: `None` for `after` ends the stream next time.
                 Some((
                     Ok::<_, std::io::Error>(axum::body::Bytes::from(out)),
-                    Some((None, next, None, csv)),
+                    next.map(|next| (next, None, csv)),
                 ))
             }
         },
