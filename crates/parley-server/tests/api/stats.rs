@@ -480,10 +480,10 @@ async fn campaign_export_over_several_pages_is_exactly_the_expected_csv() {
     let application = app.store.applications().await.expect("apps")[0].id.clone();
     let campaign = parley_domain::CampaignId::new();
     let t0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
-    // 4,321 recipients: two whole pages of 2,000 and a short one. Each column cycles through
-    // its own cases (lengths prime to each other, so rows mix them): the stored value and the
-    // cell the export must write for it.
-    const N: usize = 4_321;
+    // Two whole pages and a short one (4,321 recipients for pages of 2,000). Each column
+    // cycles through its own cases (lengths prime to each other, so rows mix them): the stored
+    // value and the cell the export must write for it.
+    const N: usize = 2 * parley_engine::stats::EXPORT_PAGE as usize + 321;
     let names: [(Option<&str>, &str); 9] = [
         (Some("Ana"), "Ana"),
         (Some("Zoë, \"Z\""), "\"Zoë, \"\"Z\"\"\""),
