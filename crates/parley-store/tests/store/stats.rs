@@ -20,6 +20,7 @@ crate::contract!(
     counters_equal_the_recount_after_chaos,
     recount_finds_and_fixes_a_drift,
     pending_deltas_fold_without_a_read,
+    folds_side_by_side_move_every_delta_once,
     stat_rows_sum_into_buckets_and_groups,
     cost_rows_read_the_day_or_the_hour_of_a_charge,
     spend_counts_equal_the_two_cost_row_reads
@@ -422,6 +423,35 @@ async fn pending_deltas_fold_without_a_read(b: &Backend) {
     assert_eq!(b.raw_i64(PENDING).await, 0);
     // Two messages, each counted in its hour and its day.
     assert_eq!(b.raw_i64(QUEUED).await, 4);
+    assert!(b.stat_recount(false).await.expect("recount").is_empty());
+}
+
+/// Every worker node folds every few seconds, and every read folds first: folds running at the
+/// same moment over the same deltas neither deadlock nor count a delta twice or lose one.
+async fn folds_side_by_side_move_every_delta_once(b: &Backend) {
+    let t = tenant(&**b, 8).await;
+    for i in 0..60 {
+        accepted(&**b, &t, &format!("wamid.folds.{i}"), T0 + (i % 5) * HOUR).await;
+    }
+    let (x, y, z) = tokio::join!(
+        b.fold_statistics(),
+        b.fold_statistics(),
+        b.fold_statistics()
+    );
+    x.and(y).and(z).expect("three folds at once");
+    assert_eq!(
+        b.raw_i64("SELECT CAST(COUNT(*) AS bigint) FROM stat_deltas")
+            .await,
+        0
+    );
+    assert_eq!(
+        b.raw_i64(
+            "SELECT CAST(COALESCE(SUM(n), 0) AS bigint) FROM stat_counters WHERE metric = 'queued'"
+        )
+        .await,
+        120,
+        "60 messages, each in its hour and its day"
+    );
     assert!(b.stat_recount(false).await.expect("recount").is_empty());
 }
 
