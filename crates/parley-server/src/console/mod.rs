@@ -613,19 +613,13 @@ pub async fn overview(
     })
     .map(|n| {
         // The dashboard's range stays as it is.
-        let mut href = String::from("/?");
-        for (key, value) in [
-            ("range", &q.range),
-            ("from", &q.from),
-            ("to", &q.to),
-            ("interval", &q.interval),
-        ] {
-            if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
-                href.push_str(&format!("{key}={}&", query_value(v)));
-            }
-        }
-        href.push_str(&format!("numbers_after={}", query_value(&n)));
-        href
+        let kept = [
+            ("range", q.range.as_deref()),
+            ("from", q.from.as_deref()),
+            ("to", q.to.as_deref()),
+            ("interval", q.interval.as_deref()),
+        ];
+        next_href("/", &kept, "numbers_after", &n)
     });
     // The page's numbers' platforms, each read once (a page holds at most `NUMBERS_PAGE`).
     let mut platforms: Vec<PlatformRecord> = Vec::new();
@@ -716,6 +710,24 @@ struct MessagesPage {
 #[derive(Deserialize)]
 pub struct PageQuery {
     pub after: Option<String>,
+}
+
+/// The link to a list's next page: `path` with the query's `kept` parameters (empty or absent
+/// ones left out) and the cursor, every value encoded.
+pub fn next_href(
+    path: &str,
+    kept: &[(&str, Option<&str>)],
+    cursor_key: &str,
+    cursor: &str,
+) -> String {
+    let mut href = format!("{path}?");
+    for (key, value) in kept {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            href.push_str(&format!("{key}={}&", query_value(v)));
+        }
+    }
+    href.push_str(&format!("{cursor_key}={}", query_value(cursor)));
+    href
 }
 
 /// Cuts a console list read with `page + 1` rows down to `page`, and returns the next page's

@@ -267,19 +267,13 @@ pub async fn list(
     let after = (q.after.as_deref()).filter(|a| all.iter().any(|t| t.id.as_str() == *a));
     let mut page = page_after(all, after, LIST_PAGE).unwrap_or_default();
     let next = super::next_page(&mut page, LIST_PAGE as u32, |t| t.id.to_string()).map(|after| {
-        let mut href = String::from("/templates?");
-        for (key, value) in [
-            ("status", &q.status),
-            ("category", &q.category),
-            ("language", &q.language),
-            ("name", &q.name),
-        ] {
-            if !value.is_empty() {
-                href.push_str(&format!("{key}={}&", super::query_value(value)));
-            }
-        }
-        href.push_str(&format!("after={}", super::query_value(&after)));
-        href
+        let kept = [
+            ("status", Some(q.status.as_str())),
+            ("category", Some(q.category.as_str())),
+            ("language", Some(q.language.as_str())),
+            ("name", Some(q.name.as_str())),
+        ];
+        super::next_href("/templates", &kept, "after", &after)
     });
     let rows = page
         .into_iter()
