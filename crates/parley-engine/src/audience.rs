@@ -38,6 +38,10 @@ pub const MAX_TAG_VALUE_CHARS: usize = 1024;
 pub const MAX_TAG_LIST_ITEMS: usize = 100;
 /// Longest row an import takes (bytes); longer rows are rejected.
 pub const MAX_ROW_BYTES: usize = 64 * 1024;
+/// Saved segments an application keeps at most: the new-campaign form offers every one in a
+/// picker, and a business defines tens, not thousands (a filter covers any audience without
+/// being saved). A create past it is 409 `segment_limit_reached`.
+pub const MAX_SEGMENTS: u64 = 500;
 
 /// A contact write from the API or the console.
 #[derive(Debug, Clone, Default)]
@@ -675,6 +679,15 @@ impl Engine {
             .field("name"));
         }
         let segment = self.parse_segment(filter)?;
+        if self.store.count_segments(app).await? >= MAX_SEGMENTS {
+            return Err(EngineError::new(
+                ErrorKind::Conflict,
+                "segment_limit_reached",
+                format!(
+                    "an application keeps at most {MAX_SEGMENTS} segments; delete one you no longer use (DELETE /api/v1/segments/{{id}})"
+                ),
+            ));
+        }
         if self.store.segment_by_name(app, name).await?.is_some() {
             return Err(EngineError::new(
                 ErrorKind::Conflict,
@@ -694,6 +707,21 @@ impl Engine {
         };
         self.store.create_segment(&record).await?;
         Ok(record)
+    }
+
+    /// Deletes the application's segment `id` (404 `segment_not_found` when it has none by
+    /// that id: another application's is not found either). Campaigns that chose it keep the
+    /// filter they copied at their creation.
+    pub async fn delete_segment(
+        &self,
+        app: &ApplicationId,
+        id: &SegmentId,
+    ) -> Result<(), EngineError> {
+        if self.store.delete_segment(app, id).await? {
+            Ok(())
+        } else {
+            Err(segment_not_found(id.as_str()))
+        }
     }
 
     pub async fn segment_by_id(

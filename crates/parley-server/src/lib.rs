@@ -261,7 +261,10 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/segments",
             get(routes::segments::list_segments).post(routes::segments::create_segment),
         )
-        .route("/api/v1/segments/{id}", get(routes::segments::get_segment))
+        .route(
+            "/api/v1/segments/{id}",
+            get(routes::segments::get_segment).delete(routes::segments::delete_segment),
+        )
         .route(
             "/api/v1/segments/preview",
             axum::routing::post(routes::segments::preview_segment),
@@ -465,6 +468,7 @@ pub fn router(state: AppState) -> Router {
                 "/segments",
                 get(audience::segments_page).post(audience::create_segment),
             )
+            .route("/segments/{id}/delete", post(audience::delete_segment))
             .route("/import", get(audience::import_page))
             .route("/import/preview", post(audience::import_preview))
             // A workbook is previewed whole (its directory is at its end), as large as an

@@ -77,6 +77,7 @@ use crate::routes::{
         segments::list_segments,
         segments::create_segment,
         segments::get_segment,
+        segments::delete_segment,
         segments::preview_segment,
         personalize::preview,
         tokens::list_tokens,

@@ -250,6 +250,11 @@ pub trait AudienceStore: Send + Sync {
         app: &ApplicationId,
         name: &str,
     ) -> Result<Option<SegmentRecord>>;
+    /// How many segments the application keeps.
+    async fn count_segments(&self, app: &ApplicationId) -> Result<u64>;
+    /// Deletes the application's segment `id`; false when it has none by that id. Campaigns
+    /// that chose it keep the filter they copied when they were created.
+    async fn delete_segment(&self, app: &ApplicationId, id: &SegmentId) -> Result<bool>;
 
     // --- imports ----------------------------------------------------------------------------
     async fn create_import_job(&self, job: &ImportJobRecord) -> Result<()>;

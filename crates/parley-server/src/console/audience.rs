@@ -341,6 +341,7 @@ pub async fn contact_page(
 // --- Segments ---------------------------------------------------------------------------------
 
 struct SegmentRow {
+    id: String,
     link: String,
     name: String,
     filter: String,
@@ -354,16 +355,41 @@ struct SegmentsPage {
     active: &'static str,
     email: String,
     rows: Vec<SegmentRow>,
+    /// The next page's link, when there are more segments.
+    next: Option<String>,
     name: String,
     filter: String,
     error: Option<String>,
     notice: Option<String>,
 }
 
-async fn segments_view(state: &AppState, app: &ApplicationRecord, email: String) -> SegmentsPage {
+/// Segments a page shows, each with its live count (one bounded count per row).
+const SEGMENTS_PAGE: u32 = 20;
+
+async fn segments_view(
+    state: &AppState,
+    app: &ApplicationRecord,
+    email: String,
+    after: Option<&str>,
+) -> SegmentsPage {
     let engine = &state.engine;
+    // A cursor that is no longer in the list (deleted meanwhile) starts again from the top.
+    let after = after.and_then(|a| parley_domain::SegmentId::parse(a).ok());
+    let page = match engine
+        .segments_page(&app.id, after.as_ref(), SEGMENTS_PAGE + 1)
+        .await
+    {
+        Ok(page) => page,
+        Err(_) => engine
+            .segments_page(&app.id, None, SEGMENTS_PAGE + 1)
+            .await
+            .unwrap_or_default(),
+    };
+    let mut page = page;
+    let next = super::next_page(&mut page, SEGMENTS_PAGE, |s| s.id.to_string())
+        .map(|after| super::next_href("/segments", &[], "after", &after));
     let mut rows = Vec::new();
-    for s in engine.segments(&app.id).await.unwrap_or_default() {
+    for s in page {
         let count = match engine.parse_segment(&s.filter) {
             Ok(seg) => engine
                 .preview_segment(&app.id, &seg, 0)
@@ -373,6 +399,7 @@ async fn segments_view(state: &AppState, app: &ApplicationRecord, email: String)
             Err(f) => f.message,
         };
         rows.push(SegmentRow {
+            id: s.id.to_string(),
             link: format!("/contacts?filter={}", query_value(&s.filter)),
             name: s.name,
             filter: s.filter,
@@ -384,6 +411,7 @@ async fn segments_view(state: &AppState, app: &ApplicationRecord, email: String)
         active: "segments",
         email,
         rows,
+        next,
         name: String::new(),
         filter: String::new(),
         error: None,
@@ -394,17 +422,55 @@ async fn segments_view(state: &AppState, app: &ApplicationRecord, email: String)
 #[derive(Deserialize, Default)]
 pub struct SegmentsQuery {
     created: Option<String>,
+    deleted: Option<String>,
+    after: Option<String>,
 }
 
-/// `GET /segments`.
+/// `GET /segments`: a page of the saved segments by name, with their counts now.
 pub async fn segments_page(
     State(state): State<AppState>,
     SignedIn { email, app, .. }: SignedIn,
     Query(q): Query<SegmentsQuery>,
 ) -> Response {
-    let mut page = segments_view(&state, &app, email).await;
-    page.notice = q.created.map(|n| format!("Segment “{n}” saved."));
+    let mut page = segments_view(&state, &app, email, q.after.as_deref()).await;
+    page.notice = match (q.created, q.deleted) {
+        (Some(n), _) => Some(format!("Segment “{n}” saved.")),
+        (None, Some(n)) => Some(format!("Segment “{n}” deleted.")),
+        (None, None) => None,
+    };
     render(&page)
+}
+
+/// `POST /segments/{id}/delete`: delete a saved segment (campaigns that chose it keep their
+/// copy of its filter).
+pub async fn delete_segment(
+    _: SameOrigin,
+    State(state): State<AppState>,
+    SignedIn { email, app, .. }: SignedIn,
+    Path(id): Path<String>,
+) -> Response {
+    let deleted = match parley_engine::audience::segment_id(&id) {
+        Ok(id) => match state.engine.segment_by_id(&app.id, &id).await {
+            Ok(s) => state.engine.delete_segment(&app.id, &id).await.map(|()| s),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    match deleted {
+        Ok(s) => {
+            Redirect::to(&format!("/segments?deleted={}", query_value(&s.name))).into_response()
+        }
+        Err(f) => {
+            let status = if f.kind == parley_engine::ErrorKind::NotFound {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            let mut page = segments_view(&state, &app, email, None).await;
+            page.error = Some(f.message);
+            render_with(status, &page)
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -443,7 +509,7 @@ pub async fn create_segment(
             Redirect::to(&format!("/segments?created={}", query_value(&s.name))).into_response()
         }
         Err(f) => {
-            let mut page = segments_view(&state, &app, email).await;
+            let mut page = segments_view(&state, &app, email, None).await;
             page.name = form.name;
             page.filter = form.filter;
             page.error = Some(f.message);

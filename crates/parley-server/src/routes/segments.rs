@@ -1,5 +1,6 @@
 //! Saved segments and previews: `GET/POST /api/v1/segments`, `GET /api/v1/segments/{id}` (with
-//! a live count), `POST /api/v1/segments/preview` (count and sample of any filter).
+//! a live count), `DELETE /api/v1/segments/{id}`, `POST /api/v1/segments/preview` (count and
+//! sample of any filter).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -112,7 +113,7 @@ pub async fn list_segments(
     responses(
         (status = 201, description = "Saved, with its count now", body = SegmentView),
         (status = 400, description = "The filter does not parse (the message names the character)", body = ErrorBody),
-        (status = 409, description = "A segment with that name exists", body = ErrorBody),
+        (status = 409, description = "`segment_exists` (a segment with that name exists) or `segment_limit_reached` (the application keeps 500 segments already)", body = ErrorBody),
         (status = 422, description = "`filter_too_complex` (over 200 conditions or 64 levels) or `filter_too_expensive` (it ran out of its time budget and was stopped): nothing saved", body = ErrorBody),
     ),
     security(("bearer" = ["manage"]))
@@ -151,6 +152,25 @@ pub async fn get_segment(
     let seg = state.engine.parse_segment(&record.filter)?;
     let preview = state.engine.preview_segment(&app, &seg, 0).await?;
     Ok(ApiJson(view(&record, Some(preview.count))))
+}
+
+#[utoipa::path(
+    delete, path = "/api/v1/segments/{id}", tag = "segments",
+    params(("id" = String, Path, description = "Segment id, `seg_…`")),
+    responses(
+        (status = 204, description = "Deleted. Campaigns that chose it keep the filter they copied when they were created"),
+        (status = 403, description = "The token lacks the `manage` scope", body = ErrorBody),
+        (status = 404, description = "`segment_not_found`: no segment of this application has that id (or it is not a segment id)", body = ErrorBody),
+    ),
+    security(("bearer" = ["manage"]))
+)]
+pub async fn delete_segment(
+    State(state): State<AppState>,
+    AppAuth(app, _): AppAuth<Manages>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.engine.delete_segment(&app, &segment_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(

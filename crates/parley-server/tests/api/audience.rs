@@ -852,3 +852,228 @@ async fn segments_are_listed_a_page_at_a_time_by_name() {
         );
     }
 }
+
+/// A saved segment is deleted by id: 204, then it is gone from the list and `GET`; deleting it
+/// again, or an id that is not a segment's, is 404 `segment_not_found`; a token without the
+/// `manage` scope cannot; a campaign that chose the segment keeps its copy of the filter.
+#[tokio::test]
+async fn segments_are_deleted_by_id() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for name in ["Keep", "Drop"] {
+        let (status, s) = app
+            .api_call(
+                Method::POST,
+                "/api/v1/segments",
+                Some(&json!({"name": name, "filter": "all"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{s}");
+        ids.push(s["id"].as_str().expect("id").to_owned());
+    }
+    let (keep, drop) = (&ids[0], &ids[1]);
+
+    // A read-only token is refused, and nothing is deleted.
+    let (status, t) = app
+        .api_call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&json!({"label": "reader", "scopes": ["read"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{t}");
+    let read_only = t["token_secret"].as_str().expect("secret").to_owned();
+    let r = app
+        .http
+        .delete(format!("{}/api/v1/segments/{drop}", app.url))
+        .bearer_auth(&read_only)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status().as_u16(), 403);
+
+    let (status, body) = app
+        .api_call(Method::DELETE, &format!("/api/v1/segments/{drop}"), None)
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = app
+        .api_call(Method::GET, &format!("/api/v1/segments/{drop}"), None)
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (_, list) = app.api_call(Method::GET, "/api/v1/segments", None).await;
+    let listed: Vec<&str> = list["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|s| s["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(listed, [keep.as_str()], "{list}");
+    for id in [
+        drop.as_str(),
+        "seg_not-an-id",
+        "cmp_00000000000000000000000000000000",
+    ] {
+        let (status, body) = app
+            .api_call(Method::DELETE, &format!("/api/v1/segments/{id}"), None)
+            .await;
+        assert_eq!(status, 404, "{id}: {body}");
+        assert_eq!(body["error"]["code"], "segment_not_found", "{body}");
+    }
+    let (status, body) = app
+        .api_call(Method::GET, &format!("/api/v1/segments/{keep}"), None)
+        .await;
+    assert_eq!(status, 200, "the other segment stays: {body}");
+}
+
+/// An application keeps at most `MAX_SEGMENTS` segments: one more is 409
+/// `segment_limit_reached` and nothing is saved; once one is deleted, a new one is saved.
+#[tokio::test]
+async fn an_application_keeps_a_bounded_number_of_segments() {
+    let app = spawn_app().await;
+    let application = app.store.applications().await.expect("apps")[0].id.clone();
+    let max = parley_engine::audience::MAX_SEGMENTS;
+    let first = seed_segments(&app, max).await.swap_remove(0);
+    let new = json!({"name": "one too many", "filter": "all"});
+    let (status, body) = app
+        .api_call(Method::POST, "/api/v1/segments", Some(&new))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "segment_limit_reached", "{body}");
+    assert_eq!(
+        app.store.count_segments(&application).await.expect("count"),
+        max
+    );
+    let (status, body) = app
+        .api_call(Method::DELETE, &format!("/api/v1/segments/{first}"), None)
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = app
+        .api_call(Method::POST, "/api/v1/segments", Some(&new))
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// The console's segment list pages (20 a page, each with its count now, by name; it used to
+/// count every saved segment on every visit) and deletes a segment from its row; another
+/// application's segment is not found.
+#[tokio::test]
+async fn the_console_pages_segments_and_deletes_one() {
+    let app = spawn_app().await;
+    let application = app.store.applications().await.expect("apps")[0].id.clone();
+    seed_segments(&app, 45).await;
+    let cookie = app.console_cookie().await;
+    let get = |path: String| {
+        let (http, cookie, url) = (app.http.clone(), cookie.clone(), app.url.clone());
+        async move {
+            let r = http
+                .get(format!("{url}{path}"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .expect("page");
+            (r.status().as_u16(), r.text().await.expect("html"))
+        }
+    };
+    let rows = |html: &str| -> Vec<String> {
+        html.split("data-segment=\"")
+            .skip(1)
+            .map(|s| s.split('"').next().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let next = |html: &str| -> Option<String> {
+        let at = html.find("id=\"segments-next\"")?;
+        let start = html[..at].rfind("href=\"")? + "href=\"".len();
+        Some(html[start..].split('"').next()?.replace("&#38;", "&"))
+    };
+    let mut seen = Vec::new();
+    let mut path = "/segments".to_owned();
+    let mut pages = 0;
+    loop {
+        let (status, html) = get(path.clone()).await;
+        assert_eq!(status, 200, "{path}");
+        let ids = rows(&html);
+        assert!(ids.len() <= 20, "{path}: {} rows", ids.len());
+        assert_eq!(
+            html.matches("data-role=\"segment-count\"").count(),
+            ids.len(),
+            "a count per row shown"
+        );
+        seen.extend(ids);
+        pages += 1;
+        match next(&html) {
+            Some(n) => path = n,
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 45, "{seen:?}");
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 45, "no segment twice");
+
+    // Deleted from its row: the list says so and no longer shows it.
+    let post = |path: String| {
+        let (cookie, url) = (cookie.clone(), app.url.clone());
+        async move {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client")
+                .post(format!("{url}{path}"))
+                .header("cookie", cookie)
+                .header("origin", url.as_str())
+                .send()
+                .await
+                .expect("post")
+        }
+    };
+    let victim = seen[0].clone();
+    let r = post(format!("/segments/{victim}/delete")).await;
+    assert_eq!(r.status().as_u16(), 303);
+    let to = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(to.starts_with("/segments?deleted="), "{to}");
+    let (_, html) = get(to).await;
+    assert!(html.contains("deleted."), "{html}");
+    assert!(!rows(&html).contains(&victim));
+    assert!(
+        app.engine
+            .segment_by_id(
+                &application,
+                &parley_domain::SegmentId::parse(&victim).expect("id")
+            )
+            .await
+            .is_err()
+    );
+
+    // Again, or another application's: not found, nothing deleted.
+    let other = parley_domain::SegmentId::new();
+    for id in [victim.as_str(), other.as_str()] {
+        let r = post(format!("/segments/{id}/delete")).await;
+        assert_eq!(r.status().as_u16(), 404, "{id}");
+    }
+    assert_eq!(app.store.count_segments(&application).await.expect("n"), 44);
+}
+
+/// `n` segments of the first application (`seg 0000`, … matching every contact), saved
+/// straight in the store; their ids in name order.
+async fn seed_segments(app: &TestApp, n: u64) -> Vec<parley_domain::SegmentId> {
+    let application = app.store.applications().await.expect("apps")[0].id.clone();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let s = parley_store::audience::SegmentRecord {
+            id: parley_domain::SegmentId::new(),
+            application_id: application.clone(),
+            name: format!("seg {i:04}"),
+            filter: "all".into(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        app.store.create_segment(&s).await.expect("segment");
+        ids.push(s.id);
+    }
+    ids
+}

@@ -642,6 +642,23 @@ impl AudienceStore for Backend {
         row.as_ref().map(segment_from_row).transpose()
     }
 
+    async fn count_segments(&self, app: &ApplicationId) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM segments WHERE application_id = $1")
+            .bind(app.as_str())
+            .fetch_one(self.reader())
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn delete_segment(&self, app: &ApplicationId, id: &SegmentId) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM segments WHERE application_id = $1 AND id = $2")
+            .bind(app.as_str())
+            .bind(id.as_str())
+            .execute(self.writer())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn create_import_job(&self, j: &ImportJobRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO import_jobs (id, application_id, format, state, rows_read, created, updated, rejected, error, created_at, updated_at, finished_at, options, committed_bytes, committed_sha256)
