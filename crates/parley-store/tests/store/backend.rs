@@ -10,6 +10,27 @@ use sqlx::Connection;
 
 use crate::pg::TestDb;
 
+/// Runs `body` with `c` a fresh connection of the backend's own driver (outside the store):
+/// one body for both, its statement written with `$1` placeholders, which both take.
+macro_rules! on_own_connection {
+    ($backend:expr, |$c:ident| $body:expr) => {
+        match $backend.kind {
+            Kind::Sqlite => {
+                let mut $c = sqlx::SqliteConnection::connect(&$backend.url)
+                    .await
+                    .expect("connect");
+                $body
+            }
+            Kind::Postgres => {
+                let mut $c = sqlx::PgConnection::connect(&$backend.url)
+                    .await
+                    .expect("connect");
+                $body
+            }
+        }
+    };
+}
+
 pub enum Kind {
     Sqlite,
     Postgres,
@@ -87,102 +108,42 @@ impl Backend {
 
     /// The `platforms.access_token` column as stored.
     pub async fn raw_platform_token(&self, id: &PlatformId) -> Vec<u8> {
-        match self.kind {
-            Kind::Sqlite => {
-                let mut c = sqlx::SqliteConnection::connect(&self.url)
-                    .await
-                    .expect("connect");
-                sqlx::query_scalar("SELECT access_token FROM platforms WHERE id = ?")
-                    .bind(id.as_str())
-                    .fetch_one(&mut c)
-                    .await
-                    .expect("raw token")
-            }
-            Kind::Postgres => {
-                let mut c = sqlx::PgConnection::connect(&self.url)
-                    .await
-                    .expect("connect");
-                sqlx::query_scalar("SELECT access_token FROM platforms WHERE id = $1")
-                    .bind(id.as_str())
-                    .fetch_one(&mut c)
-                    .await
-                    .expect("raw token")
-            }
-        }
+        on_own_connection!(self, |c| sqlx::query_scalar(
+            "SELECT access_token FROM platforms WHERE id = $1"
+        )
+        .bind(id.as_str())
+        .fetch_one(&mut c)
+        .await
+        .expect("raw token"))
     }
 
     /// The `users.totp_secret` column as stored.
     pub async fn raw_totp_secret(&self, user: &parley_domain::UserId) -> Option<Vec<u8>> {
-        match self.kind {
-            Kind::Sqlite => {
-                let mut c = sqlx::SqliteConnection::connect(&self.url)
-                    .await
-                    .expect("connect");
-                sqlx::query_scalar("SELECT totp_secret FROM users WHERE id = ?")
-                    .bind(user.as_str())
-                    .fetch_one(&mut c)
-                    .await
-                    .expect("raw secret")
-            }
-            Kind::Postgres => {
-                let mut c = sqlx::PgConnection::connect(&self.url)
-                    .await
-                    .expect("connect");
-                sqlx::query_scalar("SELECT totp_secret FROM users WHERE id = $1")
-                    .bind(user.as_str())
-                    .fetch_one(&mut c)
-                    .await
-                    .expect("raw secret")
-            }
-        }
+        on_own_connection!(self, |c| sqlx::query_scalar(
+            "SELECT totp_secret FROM users WHERE id = $1"
+        )
+        .bind(user.as_str())
+        .fetch_one(&mut c)
+        .await
+        .expect("raw secret"))
     }
 
     /// Runs one statement outside the store (a test that damages what the store keeps).
     pub async fn raw_execute(&self, sql: &'static str) {
-        match self.kind {
-            Kind::Sqlite => {
-                let mut c = sqlx::SqliteConnection::connect(&self.url)
-                    .await
-                    .expect("connect");
-                sqlx::query(sql)
-                    .execute(&mut c)
-                    .await
-                    .expect("raw statement");
-            }
-            Kind::Postgres => {
-                let mut c = sqlx::PgConnection::connect(&self.url)
-                    .await
-                    .expect("connect");
-                sqlx::query(sql)
-                    .execute(&mut c)
-                    .await
-                    .expect("raw statement");
-            }
-        }
+        on_own_connection!(self, |c| {
+            sqlx::query(sql)
+                .execute(&mut c)
+                .await
+                .expect("raw statement");
+        })
     }
 
     /// One `bigint` a statement answers (a count, a sum), read over its own connection.
     pub async fn raw_i64(&self, sql: &'static str) -> i64 {
-        match self.kind {
-            Kind::Sqlite => {
-                let mut c = sqlx::SqliteConnection::connect(&self.url)
-                    .await
-                    .expect("connect");
-                sqlx::query_scalar(sql)
-                    .fetch_one(&mut c)
-                    .await
-                    .expect("raw scalar")
-            }
-            Kind::Postgres => {
-                let mut c = sqlx::PgConnection::connect(&self.url)
-                    .await
-                    .expect("connect");
-                sqlx::query_scalar(sql)
-                    .fetch_one(&mut c)
-                    .await
-                    .expect("raw scalar")
-            }
-        }
+        on_own_connection!(self, |c| sqlx::query_scalar(sql)
+            .fetch_one(&mut c)
+            .await
+            .expect("raw scalar"))
     }
 
     pub async fn finish(self) {
