@@ -256,29 +256,68 @@ pub(crate) fn stat_rows_of(
         return Ok(Default::default());
     };
     let (len, count) = stat_block_shape(q.span.as_str());
-    if [g.len(), m.len(), d.len(), n.len() / width.max(1)]
-        .iter()
-        .any(|l| *l != b.len())
-        || width != count
-    {
-        return Err(crate::StoreError::Corrupt(
-            "statistics rows: columns of different lengths".into(),
-        ));
-    }
+    check_block_columns(
+        "statistics rows",
+        &[g.len(), m.len(), d.len()],
+        &b,
+        &n,
+        (width, count),
+    )?;
     // A block row's strings are numbered once (when it has a count in the period), its
     // buckets' counts added as integers.
     let mut sums = stats::CounterSums::new(&q.starts, n.len());
-    for (i, block) in b.iter().enumerate() {
-        let mut key = None;
-        for (slot, v) in n[i * width..(i + 1) * width].iter().enumerate() {
-            let bucket = block + len * slot as i64;
-            if *v != 0 && bucket >= q.from && bucket < q.to {
-                let k = *key.get_or_insert_with(|| sums.key(&g[i], &m[i], &d[i]));
-                sums.add(bucket, k, *v);
-            }
+    let mut key = None;
+    for (i, bucket, v) in block_cells(&b, &n, width, |_| len) {
+        if bucket >= q.from && bucket < q.to {
+            let k = match key {
+                Some((row, k)) if row == i => k,
+                _ => sums.key(&g[i], &m[i], &d[i]),
+            };
+            key = Some((i, k));
+            sums.add(bucket, k, v);
         }
     }
     Ok(sums.finish())
+}
+
+/// Checks a block read's columns (`other` the lengths of the per-row columns besides `b`): one
+/// entry per block row `b`, and `n` `width` counts a row, `width` being the span's `expected`.
+fn check_block_columns(
+    what: &str,
+    other: &[usize],
+    b: &[i64],
+    n: &[i64],
+    (width, expected): (usize, usize),
+) -> Result<()> {
+    if other
+        .iter()
+        .chain(&[n.len() / width.max(1)])
+        .any(|l| *l != b.len())
+        || width != expected
+    {
+        return Err(crate::StoreError::Corrupt(format!(
+            "{what}: columns of different lengths"
+        )));
+    }
+    Ok(())
+}
+
+/// The non-zero counts of a block read, as `(row, bucket, count)`: row `i`'s slots start at
+/// its block `b[i]`, `len(i)` apart; `n` holds `width` counts a row.
+fn block_cells<'a>(
+    b: &'a [i64],
+    n: &'a [i64],
+    width: usize,
+    len: impl Fn(usize) -> Millis + 'a,
+) -> impl Iterator<Item = (usize, Millis, i64)> + 'a {
+    b.iter().enumerate().flat_map(move |(i, block)| {
+        let step = len(i);
+        n[i * width..(i + 1) * width]
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v != 0)
+            .map(move |(slot, v)| (i, block + step * slot as i64, *v))
+    })
 }
 
 /// The counters as rows of the old `stat_counters` table (`app` the application's parameter,
@@ -372,46 +411,35 @@ pub(crate) fn spend_rows_of(
     };
     let (day_len, day_count) = stat_block_shape("d");
     let (hour_len, _) = stat_block_shape("h");
-    if [
+    let other = [
         h.len(),
         country.len(),
         metric.len(),
         cat.len(),
         origin.len(),
         chosen.len(),
-        n.len() / width.max(1),
-    ]
-    .iter()
-    .any(|l| *l != b.len())
-        || width != day_count
-    {
-        return Err(crate::StoreError::Corrupt(
-            "spend counters: columns of different lengths".into(),
-        ));
-    }
+    ];
+    check_block_columns("spend counters", &other, &b, &n, (width, day_count))?;
     let mut cells = Vec::new();
-    for (i, block) in b.iter().enumerate() {
-        let len = if h[i] { hour_len } else { day_len };
-        for (slot, v) in n[i * width..(i + 1) * width].iter().enumerate() {
-            let bucket = block + len * slot as i64;
-            let wanted = if h[i] {
-                hourly_days
-                    .iter()
-                    .any(|d| bucket >= *d && bucket < d.saturating_add(day_len))
-            } else {
-                !hourly_days.contains(&bucket)
-            };
-            if *v != 0 && wanted && bucket >= from && bucket < to {
-                cells.push(pricing::SpendRead(
-                    bucket,
-                    Cow::Borrowed(&country[i]),
-                    Cow::Borrowed(&metric[i]),
-                    Cow::Borrowed(&cat[i]),
-                    Cow::Borrowed(&origin[i]),
-                    *v,
-                    if chosen[i] { *v } else { 0 },
-                ));
-            }
+    let len = |i: usize| if h[i] { hour_len } else { day_len };
+    for (i, bucket, v) in block_cells(&b, &n, width, len) {
+        let wanted = if h[i] {
+            hourly_days
+                .iter()
+                .any(|d| bucket >= *d && bucket < d.saturating_add(day_len))
+        } else {
+            !hourly_days.contains(&bucket)
+        };
+        if wanted && bucket >= from && bucket < to {
+            cells.push(pricing::SpendRead(
+                bucket,
+                Cow::Borrowed(&country[i]),
+                Cow::Borrowed(&metric[i]),
+                Cow::Borrowed(&cat[i]),
+                Cow::Borrowed(&origin[i]),
+                v,
+                if chosen[i] { v } else { 0 },
+            ));
         }
     }
     Ok(pricing::sum_spend(cells))
