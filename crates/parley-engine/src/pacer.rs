@@ -97,6 +97,37 @@ impl Drop for Slot<'_> {
     }
 }
 
+impl Slot<'_> {
+    /// The same pass, holding its pacer by `pacer` (the one it came from), so that its send
+    /// can run in a task of its own.
+    pub fn into_owned(self, pacer: std::sync::Arc<Pacer>) -> OwnedSlot {
+        debug_assert!(std::ptr::eq(self.pacer, &*pacer), "a pass of another pacer");
+        let used = self.used;
+        // Its end is now the owned slot's to report.
+        std::mem::forget(self);
+        OwnedSlot { pacer, used }
+    }
+}
+
+/// A pass that owns a handle on its pacer ([`Slot::into_owned`]).
+pub struct OwnedSlot {
+    pacer: std::sync::Arc<Pacer>,
+    used: bool,
+}
+
+impl OwnedSlot {
+    /// The send did not go: its slot is free again at once.
+    pub fn unused(mut self) {
+        self.used = false;
+    }
+}
+
+impl Drop for OwnedSlot {
+    fn drop(&mut self) {
+        self.pacer.end(Instant::now(), self.used);
+    }
+}
+
 impl Pacer {
     pub fn new(mps: u32) -> Pacer {
         Pacer::starting_at(mps, Instant::now())

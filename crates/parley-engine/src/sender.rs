@@ -143,7 +143,10 @@ struct NumberState {
     /// The lease this loop runs under: every claim carries its token, every send first looks
     /// that the lease is still this node's.
     lease: crate::leases::Lease,
-    limiter: crate::pacer::Pacer,
+    limiter: Arc<crate::pacer::Pacer>,
+    /// Sends in flight, across rounds: at most `concurrency` (a round's sends that outlast
+    /// [`STRAGGLER_WAIT`] keep theirs while the next round goes).
+    in_flight: Arc<tokio::sync::Semaphore>,
     /// While now < this, the loop waits (Meta throttled the number, or its auth broke).
     paused_until: AtomicI64,
     /// The messaging limit and the ledger key it counts under, refreshed every round.
@@ -267,12 +270,15 @@ async fn number_loop(
     let mps = NonZeroU32::new(mps).unwrap_or(NonZeroU32::MIN);
     let state = Arc::new(NumberState {
         engine: engine.clone(),
-        limiter: crate::pacer::Pacer::starting_at(
+        limiter: Arc::new(crate::pacer::Pacer::starting_at(
             mps.get(),
             lease
                 .quiet_until()
                 .map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std),
-        ),
+        )),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(
+            engine.config.concurrency.max(1),
+        )),
         quota: Mutex::new((
             MessagingLimit::from_stored(number.messaging_limit.as_deref()),
             String::new(),
@@ -294,7 +300,15 @@ async fn number_loop(
     let poll = i64::try_from(engine.config.poll_interval.as_millis()).unwrap_or(1000);
     // Messages queued for this number, on this node or another (`wake.rs`).
     let mut queued = engine.subscribe_wakeups();
+    // Rounds whose last sends outlasted `STRAGGLER_WAIT` (Meta slow to answer them).
+    let mut stragglers: Vec<tokio::task::JoinSet<()>> = Vec::new();
     loop {
+        stragglers.retain_mut(|set| {
+            while let Some(done) = set.try_join_next() {
+                report_send_task(done);
+            }
+            !set.is_empty()
+        });
         if shutdown.is_cancelled() {
             break;
         }
@@ -373,9 +387,17 @@ async fn number_loop(
                 continue;
             }
         };
-        send_round(&state, &token, claimed, &accepted_tx, &shutdown).await;
+        if let Some(left) = send_round(&state, &token, claimed, &accepted_tx, &shutdown).await {
+            stragglers.push(left);
+        }
         engine.progress.sender_pass_done();
         engine.progress_changed(None);
+    }
+    // Every send of this loop has ended before it hands its lease on or stops recording.
+    for mut set in stragglers {
+        while let Some(done) = set.join_next().await {
+            report_send_task(done);
+        }
     }
     // A later loop under this lease (the number's throughput changed) waits until this one's
     // sends are out of every window (every round's sends have ended by now).
@@ -493,18 +515,37 @@ async fn record_acceptances(
     }
 }
 
+/// How long a round waits for its last sends' answers before the next round is claimed: Meta
+/// answers a send in well under a second, and one it holds (up to the client's 30 s timeout)
+/// would otherwise hold every other message of the number back until it times out. The
+/// sends still out keep their message `sending` (so their lanes wait) and their share of
+/// `concurrency`; the loop collects them.
+const STRAGGLER_WAIT: Duration = Duration::from_secs(2);
+
+/// A send task's end: one that panicked is logged (its message stays `sending` under the
+/// lease and is settled by the crash-recovery pass).
+fn report_send_task(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done
+        && e.is_panic()
+    {
+        tracing::error!(error = %e, "a send task panicked");
+    }
+}
+
 /// One claimed round: each message outside its send window waits for the opening; the
 /// templates pass the quota gate together (one transaction); then the sends go out paced by
-/// the number's limiter, up to `concurrency` in flight. When Meta throttles the number (or
-/// refuses its credentials) during the round, the sends not yet gone wait out the pause, or go
-/// back to the queue if it outlasts a quarter of the lease or Parley is stopping.
+/// the number's limiter, up to `concurrency` in flight, each in a task of its own. When Meta
+/// throttles the number (or refuses its credentials) during the round, the sends not yet gone
+/// wait out the pause, or go back to the queue if it outlasts a quarter of the lease or Parley
+/// is stopping. Returns the sends still waiting for Meta's answer [`STRAGGLER_WAIT`] after the
+/// last one went, if any.
 async fn send_round(
     state: &Arc<NumberState>,
     token: &Arc<String>,
     claimed: Vec<MessageRecord>,
     accepted: &tokio::sync::mpsc::UnboundedSender<Accepted>,
     shutdown: &CancellationToken,
-) {
+) -> Option<tokio::task::JoinSet<()>> {
     let engine = &state.engine;
     let now = engine.now();
     let claimed = skip_opted_out(state, claimed, now).await;
@@ -553,34 +594,61 @@ async fn send_round(
     // while that is far from the lease's end (and the crash pass's requeue after it).
     let lease = i64::try_from(engine.config.lease.as_millis()).unwrap_or(60_000);
     let hold_limit = now + lease / 4;
-    futures::stream::iter(go)
-        .filter_map(|(m, reach)| async move {
-            // The lease lapsed or was lost (the node may have been paused): nothing more goes
-            // under it; the crash-recovery pass settles what stays `sending`.
-            if !state.lease.live() {
-                return None;
-            }
-            let slot = limiter.until_ready().await;
-            if !state.lease.live() {
-                slot.unused();
-                return None;
-            }
-            // Looked at after the pass: a refusal may have come back while this send waited.
-            if let Err(until) = wait_out_pause(state, hold_limit, shutdown).await {
-                slot.unused();
-                let now = state.engine.now();
-                put_back(state, &m, reach.as_ref(), until.max(now), now).await;
-                return None;
-            }
-            Some((m, reach, slot))
-        })
-        .for_each_concurrent(engine.config.concurrency, |(m, reach, slot)| {
-            let state = state.clone();
-            let token = token.clone();
-            let route = routes.get(&m.id).copied();
-            async move { send_one(&state, &token, m, reach, route, accepted, slot).await }
-        })
-        .await;
+    let passes = futures::stream::iter(go).filter_map(|(m, reach)| async move {
+        // The lease lapsed or was lost (the node may have been paused): nothing more goes
+        // under it; the crash-recovery pass settles what stays `sending`.
+        if !state.lease.live() {
+            return None;
+        }
+        let slot = limiter.until_ready().await;
+        if !state.lease.live() {
+            slot.unused();
+            return None;
+        }
+        // Looked at after the pass: a refusal may have come back while this send waited.
+        if let Err(until) = wait_out_pause(state, hold_limit, shutdown).await {
+            slot.unused();
+            let now = state.engine.now();
+            put_back(state, &m, reach.as_ref(), until.max(now), now).await;
+            return None;
+        }
+        Some((m, reach, slot.into_owned(state.limiter.clone())))
+    });
+    let mut passes = std::pin::pin!(passes);
+    let mut sends = tokio::task::JoinSet::new();
+    loop {
+        // A send slot first, then the limiter's pass: the stream waits on the limiter only
+        // when a send can go.
+        let Ok(permit) = state.in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        let Some((m, reach, slot)) = passes.next().await else {
+            break;
+        };
+        let (state, token, accepted) = (state.clone(), token.clone(), accepted.clone());
+        let route = routes.get(&m.id).copied();
+        sends.spawn(async move {
+            send_one(&state, &token, m, reach, route, &accepted, slot).await;
+            drop(permit);
+        });
+    }
+    let all_answered = tokio::time::timeout(STRAGGLER_WAIT, async {
+        while let Some(done) = sends.join_next().await {
+            report_send_task(done);
+        }
+    })
+    .await;
+    match all_answered {
+        Ok(()) => None,
+        Err(_) => {
+            tracing::warn!(
+                phone_number_id = %state.number.phone_number_id,
+                waiting = sends.len(),
+                "Meta has not answered sends of the last round yet; the next round goes meanwhile"
+            );
+            Some(sends)
+        }
+    }
 }
 
 /// The send-time consent check: a marketing campaign's message whose contact opted out
@@ -790,7 +858,7 @@ async fn send_one(
     reach: Option<(String, Reach)>,
     marketing_route: Option<Option<i64>>,
     accepted: &tokio::sync::mpsc::UnboundedSender<Accepted>,
-    slot: crate::pacer::Slot<'_>,
+    slot: crate::pacer::OwnedSlot,
 ) {
     let engine = &state.engine;
     let body = request_body(&m);

@@ -435,3 +435,52 @@ async fn an_idempotency_key_reused_with_another_body_returns_the_first_message()
     assert_eq!(sends.len(), 1, "{sends:?}");
     assert_eq!(sends[0]["wamid"], m["wamid"]);
 }
+
+/// A send Meta does not answer holds back only its own message (and its contact's lane), not
+/// the number: a message to someone else, sent after it, is accepted while the first one is
+/// still waiting for Meta's answer. (A round used to wait for every send it started, so one
+/// held answer stopped the number until the client's 30 s timeout.)
+#[tokio::test]
+async fn a_send_meta_holds_does_not_hold_back_the_numbers_other_messages() {
+    let app = spawn_app().await;
+    let (first, _) = app.contact(0).await;
+    let (second, _) = app.contact(1).await;
+    let welcome = |to: &str| json!({"to": to, "template": {"name": "welcome", "language": "en", "variables": {"first_name": "A"}}});
+    // Meta takes the first send and holds its answer for 20 s.
+    app.sandbox_post(
+        "/sandbox/faults",
+        &json!({"timeout_rate": 1.0, "timeout_ms": 20_000}),
+    )
+    .await;
+    let held = app.send(&welcome(&first)).await;
+    let mut reached = false;
+    for _ in 0..400 {
+        if !app.sandbox_messages().await.is_empty() {
+            reached = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(reached, "the first send reached Meta");
+    let r = app
+        .http
+        .delete(format!("{}/sandbox/faults", app.sandbox_url))
+        .send()
+        .await
+        .expect("clear faults");
+    assert!(r.status().is_success());
+
+    let other = app.send(&welcome(&second)).await;
+    // Accepted: Meta's answer written (its status webhooks may come first, naming our id).
+    let m = app
+        .wait_for_message(&other, "accepted", |m| {
+            m["timestamps"]["accepted"].is_string()
+        })
+        .await;
+    assert_eq!(m["to"], second.as_str(), "{m}");
+    let h = app.get_message(&held).await;
+    assert!(
+        h["timestamps"]["accepted"].is_null(),
+        "the first send's answer is still held when the second is accepted: {h}"
+    );
+}
