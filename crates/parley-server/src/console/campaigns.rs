@@ -380,14 +380,28 @@ pub struct PreviewBody {
     filter: Option<String>,
 }
 
+/// The most variables one preview renders: a template's are a handful (its header, body and
+/// buttons); each is rendered for the sample contact.
+const PREVIEW_VARIABLES: usize = 100;
+
 /// `POST /campaigns/whatsapp/preview` (JSON): the audience's live count, a sample contact
 /// from it, and each variable's expression rendered for that contact (or why it would be
-/// skipped, or what is wrong with the expression).
+/// skipped, or what is wrong with the expression). More than [`PREVIEW_VARIABLES`] is 422
+/// `too_many_variables`.
 pub async fn preview(
     State(state): State<AppState>,
     SignedInJson(app): SignedInJson,
     ApiJson(body): ApiJson<PreviewBody>,
 ) -> Response {
+    if body.variables.len() > PREVIEW_VARIABLES {
+        return ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_many_variables",
+            format!("a preview renders at most {PREVIEW_VARIABLES} variables"),
+        )
+        .field("variables")
+        .into_response();
+    }
     let engine = &state.engine;
     let filter = match (nonempty(body.segment_id), nonempty(body.filter)) {
         (Some(id), _) => {
@@ -400,7 +414,9 @@ pub async fn preview(
         (None, None) => Ok("all".to_owned()),
     };
     let mut audience = json!(null);
-    let mut sample_phone: Option<String> = None;
+    // The sample contact as read with the count: every variable renders for it, with no
+    // read of its own.
+    let mut sample_contact = None;
     match filter.and_then(|f| {
         engine
             .parse_segment(&f)
@@ -408,12 +424,12 @@ pub async fn preview(
     }) {
         Ok(segment) => match engine.preview_segment(&app.id, &segment, 1).await {
             Ok(p) => {
-                let sample = p.sample.first();
-                sample_phone = sample.map(|c| c.contact.phone.clone());
+                let sample = p.sample.into_iter().next();
                 audience = json!({
                     "count": p.count,
-                    "sample": sample.map(|c| json!({"phone": c.contact.phone, "name": c.contact.name})),
+                    "sample": sample.as_ref().map(|c| json!({"phone": c.contact.phone, "name": c.contact.name})),
                 });
+                sample_contact = sample.map(|c| c.contact);
             }
             Err(f) => {
                 audience = json!({"error": {"field": "audience.filter", "message": f.message}})
@@ -424,8 +440,12 @@ pub async fn preview(
     let mut values = serde_json::Map::new();
     for (key, expr) in &body.variables {
         let Some(expr) = expr.as_str() else { continue };
-        let contact = match &sample_phone {
-            Some(p) => PreviewContact::Phone(p.clone()),
+        let contact = match &sample_contact {
+            Some(c) => PreviewContact::Inline {
+                phone: Some(c.phone.clone()),
+                name: c.name.clone(),
+                tags: c.tags.clone(),
+            },
             None => PreviewContact::Inline {
                 phone: None,
                 name: None,

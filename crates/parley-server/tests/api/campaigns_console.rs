@@ -416,3 +416,56 @@ async fn campaign_progress_is_pushed_to_the_page_from_any_node_without_a_reload(
     );
     assert!(browser.csp_violations().await.is_empty());
 }
+
+/// The new-campaign form's live preview renders each variable for the audience's sample
+/// contact; a body with more variables than any template has (over 100) is 422
+/// `too_many_variables` instead of one render (and a contact read) per key.
+#[tokio::test]
+async fn the_campaign_preview_renders_for_the_sample_and_refuses_a_flood_of_variables() {
+    let app = spawn_app().await;
+    let cookie = app.console_cookie().await;
+    let preview = |body: serde_json::Value| {
+        let (http, cookie, url) = (app.http.clone(), cookie.clone(), app.url.clone());
+        async move {
+            let r = http
+                .post(format!("{url}/campaigns/whatsapp/preview"))
+                .header("cookie", cookie)
+                .header("origin", url.as_str())
+                .json(&body)
+                .send()
+                .await
+                .expect("preview");
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.expect("json"))
+        }
+    };
+    let (status, v) = preview(serde_json::json!({
+        "filter": "all",
+        "variables": {"first_name": "{{first_name|CapitalizeFirst|friend}}", "plain": "Hello"}
+    }))
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let sample = v["audience"]["sample"]["phone"].as_str().expect("a sample");
+    let first = app
+        .store
+        .audience_contact(&app.store.applications().await.expect("apps")[0].id, sample)
+        .await
+        .expect("read")
+        .expect("the sample is a contact");
+    let Some(parley_domain::TagValue::String(name)) = first.contact.tags.get("first_name") else {
+        panic!("the sample has a first name: {first:?}");
+    };
+    let mut expected = name.clone();
+    if let Some(c) = expected.get_mut(0..1) {
+        c.make_ascii_uppercase();
+    }
+    assert_eq!(v["values"]["first_name"]["text"], expected.as_str(), "{v}");
+    assert_eq!(v["values"]["plain"]["text"], "Hello", "{v}");
+
+    let many: serde_json::Map<String, serde_json::Value> = (0..101)
+        .map(|i| (format!("v{i}"), serde_json::json!("{{first_name}}")))
+        .collect();
+    let (status, v) = preview(serde_json::json!({"filter": "all", "variables": many})).await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["code"], "too_many_variables", "{v}");
+}
