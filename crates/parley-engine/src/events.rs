@@ -42,6 +42,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Engine, EngineError, ErrorKind};
 
+/// Event endpoints an application has at most (enabled or not): every event is written once
+/// per endpoint subscribed to it, so the fan-out of one event stays bounded. A business sends
+/// its events to a few systems (a CRM, a data warehouse, a helpdesk); one endpoint takes any
+/// number of event types. One more is 409 `endpoint_limit_reached`.
+pub const MAX_ENDPOINTS: usize = 20;
+
 /// Every event type Parley sends.
 pub const EVENT_TYPES: &[&str] = &[
     "message.received",
@@ -413,6 +419,16 @@ impl Engine {
         let url = check_url(&request.url, &self.config.events)?;
         let event_types = check_types(&request.event_types)?;
         let description = check_description(request.description)?.unwrap_or_default();
+        let limit = u32::try_from(MAX_ENDPOINTS).unwrap_or(u32::MAX);
+        if self.store.event_endpoints(app, None, limit).await?.len() >= MAX_ENDPOINTS {
+            return Err(EngineError::new(
+                ErrorKind::Conflict,
+                "endpoint_limit_reached",
+                format!(
+                    "an application has at most {MAX_ENDPOINTS} event endpoints; delete one it no longer uses (DELETE /api/v1/event-endpoints/{{id}}), or subscribe an existing one to more event types"
+                ),
+            ));
+        }
         let secret = generate_secret();
         let now = self.now();
         let new = NewEndpoint {

@@ -289,6 +289,7 @@ pub async fn list_endpoints(
         (status = 201, body = EndpointWithSecretView),
         (status = 400, body = ErrorBody),
         (status = 403, description = "The token lacks the `manage` scope", body = ErrorBody),
+        (status = 409, description = "`endpoint_limit_reached`: the application has 20 endpoints already", body = ErrorBody),
         (status = 422, description = "Not https (`url_not_https`), a private or loopback target (`url_private_target`), not a URL (`invalid_url`), an unknown event type (`invalid_event_types`)", body = ErrorBody),
     ),
     security(("bearer" = ["manage"]))

@@ -743,3 +743,44 @@ s.serve_forever()
     }
     child.kill().await.ok();
 }
+
+/// An application has at most `MAX_ENDPOINTS` event endpoints (each event is written once per
+/// subscribed endpoint): one more is 409 `endpoint_limit_reached` and nothing is registered;
+/// once one is deleted, a new one is.
+#[tokio::test]
+async fn an_application_has_a_bounded_number_of_event_endpoints() {
+    let app = spawn_app().await;
+    let max = parley_engine::events::MAX_ENDPOINTS;
+    let mut ids = Vec::new();
+    for i in 0..max {
+        let (id, _) = create_endpoint(
+            &app,
+            &format!("https://example.com/hook/{i}"),
+            &["message.received"],
+        )
+        .await;
+        ids.push(id);
+    }
+    let more = json!({"url": "https://example.com/one-more", "event_types": ["contact.updated"]});
+    let (status, v) = app
+        .api_call(Method::POST, "/api/v1/event-endpoints", Some(&more))
+        .await;
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["error"]["code"], "endpoint_limit_reached", "{v}");
+    let (_, list) = app
+        .api_call(Method::GET, "/api/v1/event-endpoints?limit=200", None)
+        .await;
+    assert_eq!(list["data"].as_array().expect("data").len(), max, "{list}");
+    let (status, v) = app
+        .api_call(
+            Method::DELETE,
+            &format!("/api/v1/event-endpoints/{}", ids[0]),
+            None,
+        )
+        .await;
+    assert!((200..300).contains(&status), "{status}: {v}");
+    let (status, v) = app
+        .api_call(Method::POST, "/api/v1/event-endpoints", Some(&more))
+        .await;
+    assert_eq!(status, 201, "{v}");
+}

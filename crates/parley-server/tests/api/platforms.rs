@@ -790,7 +790,12 @@ async fn a_person_connects_whatsapp_in_the_browser() {
         &json!({"waba_id": waba, "decision": "APPROVED"}),
     )
     .await;
-    let text = wait_card(c, "Café Lumen Lda", |s, _| s == "active").await;
+    // The review's webhooks (the account's, then the display name's) are separate events, which
+    // the processor may apply in separate rounds: the card is awaited until it shows both.
+    let text = wait_card(c, "Café Lumen Lda", |s, text| {
+        s == "active" && text.contains("Café Lumen Lda (APPROVED)")
+    })
+    .await;
     for needle in [
         "Active",
         "Café Lumen Lda Orders",
