@@ -375,7 +375,7 @@ async fn segments_view(
     let engine = &state.engine;
     // A cursor that is no longer in the list (deleted meanwhile) starts again from the top.
     let after = after.and_then(|a| parley_domain::SegmentId::parse(a).ok());
-    let page = match engine
+    let mut page = match engine
         .segments_page(&app.id, after.as_ref(), SEGMENTS_PAGE + 1)
         .await
     {
@@ -385,7 +385,6 @@ async fn segments_view(
             .await
             .unwrap_or_default(),
     };
-    let mut page = page;
     let next = super::next_page(&mut page, SEGMENTS_PAGE, |s| s.id.to_string())
         .map(|after| super::next_href("/segments", &[], "after", &after));
     let mut rows = Vec::new();

@@ -103,14 +103,21 @@ impl Browser {
         panic!("could not start a Chromium session: {last_err:?}");
     }
 
-    /// Waits for an element by CSS selector.
+    /// Waits for an element by CSS selector (15 s at most). Every failed look is tried again
+    /// until then, not only "no such element": a page that navigates meanwhile (the signup
+    /// dialog's steps) makes ChromeDriver answer a look with "aborted by navigation", which
+    /// fantoccini reports as a non-conforming response and its own wait gives up on.
     pub async fn wait_css(&self, css: &str) -> fantoccini::elements::Element {
-        self.client
-            .wait()
-            .at_most(Duration::from_secs(15))
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no element `{css}`: {e}"))
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            match self.client.find(Locator::Css(css)).await {
+                Ok(element) => return element,
+                Err(e) if std::time::Instant::now() >= deadline => {
+                    panic!("no element `{css}`: {e}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     /// Runs `f` on the element `css` finds, finding it again while `f` fails: a page that
