@@ -24,6 +24,10 @@ pub const SECOND_FACTOR_TTL_MS: i64 = 5 * 60 * 1000;
 pub const SETUP_TTL_MS: i64 = 24 * 3600 * 1000;
 /// An invite link is valid for 7 days.
 pub const INVITE_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
+/// Invites an application has open at most (not yet used nor expired): the users page lists
+/// them all, and each is a live link. One more is 409 `invite_limit_reached`; they expire
+/// after [`INVITE_TTL_MS`] or are withdrawn from the list.
+pub const MAX_PENDING_INVITES: usize = 100;
 /// Passwords: at least 10 characters, at most 1,024 bytes (Argon2 reads all of it).
 pub const MIN_PASSWORD_CHARS: usize = 10;
 pub const MAX_PASSWORD_BYTES: usize = 1024;
@@ -892,8 +896,17 @@ impl Engine {
                 .field("email"));
             }
         }
-        let token = random_token();
         let now = self.now();
+        if self.store.pending_invites(&actor.app, now).await?.len() >= MAX_PENDING_INVITES {
+            return Err(EngineError::new(
+                ErrorKind::Conflict,
+                "invite_limit_reached",
+                format!(
+                    "This application has {MAX_PENDING_INVITES} open invites: withdraw some, or wait until they expire, before inviting more."
+                ),
+            ));
+        }
+        let token = random_token();
         let invite = InviteRecord {
             id: new_invite_id(),
             kind: LinkKind::Invite,

@@ -995,3 +995,34 @@ async fn the_api_lists_and_creates_applications_of_the_tokens_account() {
     let (_, page) = app.console_get(&cookie, "/settings/applications").await;
     assert!(page.contains("Second"));
 }
+
+/// An application has at most `MAX_PENDING_INVITES` open invites: one more is refused with 409
+/// `invite_limit_reached` (the users page lists every open invite); once they expire, inviting
+/// works again.
+#[tokio::test]
+async fn open_invites_are_bounded_and_expired_ones_make_room() {
+    let app = spawn_fresh().await;
+    let owner = app.set_up_owner(OWNER, OWNER_PW).await;
+    let max = parley_engine::identity::MAX_PENDING_INVITES;
+    for i in 0..max {
+        app.invite(&owner, &format!("person{i}@acme.test"), "viewer")
+            .await;
+    }
+    let resp = app
+        .post(
+            "/settings/users/invite",
+            Some(&owner),
+            &form(&[("email", "one-more@acme.test"), ("role", "viewer")]),
+        )
+        .await;
+    assert_eq!(resp.status(), 409);
+    assert!(
+        resp.text().await.expect("page").contains("open invites"),
+        "the page says why"
+    );
+    app.clock
+        .advance(parley_engine::identity::INVITE_TTL_MS + 1);
+    // A week later the owner's session has ended too.
+    let owner = app.sign_in(OWNER, OWNER_PW).await;
+    app.invite(&owner, "one-more@acme.test", "viewer").await;
+}
