@@ -469,7 +469,8 @@ async fn a_filter_whose_client_hangs_up_stops_in_the_database() {
 /// Active statements over the contacts' tag index in PostgreSQL (the segment queries).
 async fn running_filters(pool: &sqlx::PgPool) -> usize {
     let n: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%tag_index%' AND pid <> pg_backend_pid()",
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%tag_index%' AND pid <> pg_backend_pid()
+           AND datname = current_database()",
     )
     .fetch_one(pool)
     .await
