@@ -79,50 +79,20 @@ pub enum Wait {
 /// A pass: its send holds a slot until `HOLD` after the guard is dropped (when the answer came
 /// back), or gives it back at once through `unused` when the send did not go.
 #[derive(Debug)]
-pub struct Slot<'a> {
-    pacer: &'a Pacer,
-    used: bool,
-}
-
-impl Slot<'_> {
-    /// The send did not go: its slot is free again at once.
-    pub fn unused(mut self) {
-        self.used = false;
-    }
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        self.pacer.end(Instant::now(), self.used);
-    }
-}
-
-impl Slot<'_> {
-    /// The same pass, holding its pacer by `pacer` (the one it came from), so that its send
-    /// can run in a task of its own.
-    pub fn into_owned(self, pacer: std::sync::Arc<Pacer>) -> OwnedSlot {
-        debug_assert!(std::ptr::eq(self.pacer, &*pacer), "a pass of another pacer");
-        let used = self.used;
-        // Its end is now the owned slot's to report.
-        std::mem::forget(self);
-        OwnedSlot { pacer, used }
-    }
-}
-
-/// A pass that owns a handle on its pacer ([`Slot::into_owned`]).
-pub struct OwnedSlot {
+pub struct Slot {
+    /// Owned, so that a send (and its slot) can run in a task of its own.
     pacer: std::sync::Arc<Pacer>,
     used: bool,
 }
 
-impl OwnedSlot {
+impl Slot {
     /// The send did not go: its slot is free again at once.
     pub fn unused(mut self) {
         self.used = false;
     }
 }
 
-impl Drop for OwnedSlot {
+impl Drop for Slot {
     fn drop(&mut self) {
         self.pacer.end(Instant::now(), self.used);
     }
@@ -220,14 +190,14 @@ impl Pacer {
     }
 
     /// Waits until a send may go, and takes its slot.
-    pub async fn until_ready(&self) -> Slot<'_> {
+    pub async fn until_ready(self: &std::sync::Arc<Self>) -> Slot {
         loop {
             // Registered before looking, so a send that ends in between is not missed.
             let ended = self.ended.notified();
             match self.check(Instant::now()) {
                 Ok(()) => {
                     return Slot {
-                        pacer: self,
+                        pacer: self.clone(),
                         used: true,
                     };
                 }
@@ -262,7 +232,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn waiting_keeps_the_rate_and_the_limit() {
         for mps in [1u32, 80, 250, 1000, 5000] {
-            let pacer = Pacer::new(mps);
+            let pacer = std::sync::Arc::new(Pacer::new(mps));
             let start = Instant::now();
             let secs = 5;
             let mut passes = Vec::new();
@@ -331,7 +301,7 @@ mod tests {
     #[test]
     fn no_second_holds_more_than_the_rate_and_little_is_lost() {
         for mps in [1u32, 20, 80, 250, 1000, 5000] {
-            let pacer = Pacer::new(mps);
+            let pacer = std::sync::Arc::new(Pacer::new(mps));
             let start = Instant::now();
             let mut passes = Vec::new();
             let step = Duration::from_micros(50);
@@ -360,7 +330,7 @@ mod tests {
     #[test]
     fn closed_until_its_start_and_unused_slots_come_back() {
         let now = Instant::now();
-        let pacer = Pacer::starting_at(1, now + Duration::from_millis(700));
+        let pacer = std::sync::Arc::new(Pacer::starting_at(1, now + Duration::from_millis(700)));
         assert_eq!(
             pacer.check(now),
             Err(Wait::Until(now + Duration::from_millis(700)))

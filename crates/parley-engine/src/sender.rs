@@ -612,7 +612,7 @@ async fn send_round(
             put_back(state, &m, reach.as_ref(), until.max(now), now).await;
             return None;
         }
-        Some((m, reach, slot.into_owned(state.limiter.clone())))
+        Some((m, reach, slot))
     });
     let mut passes = std::pin::pin!(passes);
     let mut sends = tokio::task::JoinSet::new();
@@ -858,7 +858,7 @@ async fn send_one(
     reach: Option<(String, Reach)>,
     marketing_route: Option<Option<i64>>,
     accepted: &tokio::sync::mpsc::UnboundedSender<Accepted>,
-    slot: crate::pacer::OwnedSlot,
+    slot: crate::pacer::Slot,
 ) {
     let engine = &state.engine;
     let body = request_body(&m);
