@@ -679,15 +679,6 @@ impl Engine {
             .field("name"));
         }
         let segment = self.parse_segment(filter)?;
-        if self.store.count_segments(app).await? >= MAX_SEGMENTS {
-            return Err(EngineError::new(
-                ErrorKind::Conflict,
-                "segment_limit_reached",
-                format!(
-                    "an application keeps at most {MAX_SEGMENTS} segments; delete one you no longer use (DELETE /api/v1/segments/{{id}})"
-                ),
-            ));
-        }
         if self.store.segment_by_name(app, name).await?.is_some() {
             return Err(EngineError::new(
                 ErrorKind::Conflict,
@@ -705,7 +696,15 @@ impl Engine {
             created_at: now,
             updated_at: now,
         };
-        self.store.create_segment(&record).await?;
+        if !self.store.create_segment(&record, MAX_SEGMENTS).await? {
+            return Err(EngineError::new(
+                ErrorKind::Conflict,
+                "segment_limit_reached",
+                format!(
+                    "an application keeps at most {MAX_SEGMENTS} segments; delete one you no longer use (DELETE /api/v1/segments/{{id}})"
+                ),
+            ));
+        }
         Ok(record)
     }
 

@@ -419,16 +419,6 @@ impl Engine {
         let url = check_url(&request.url, &self.config.events)?;
         let event_types = check_types(&request.event_types)?;
         let description = check_description(request.description)?.unwrap_or_default();
-        let limit = u32::try_from(MAX_ENDPOINTS).unwrap_or(u32::MAX);
-        if self.store.event_endpoints(app, None, limit).await?.len() >= MAX_ENDPOINTS {
-            return Err(EngineError::new(
-                ErrorKind::Conflict,
-                "endpoint_limit_reached",
-                format!(
-                    "an application has at most {MAX_ENDPOINTS} event endpoints; delete one it no longer uses (DELETE /api/v1/event-endpoints/{{id}}), or subscribe an existing one to more event types"
-                ),
-            ));
-        }
         let secret = generate_secret();
         let now = self.now();
         let new = NewEndpoint {
@@ -440,7 +430,19 @@ impl Engine {
             secret: secret.clone(),
             now,
         };
-        self.store.insert_event_endpoint(&new).await?;
+        if !self
+            .store
+            .insert_event_endpoint(&new, MAX_ENDPOINTS as u64)
+            .await?
+        {
+            return Err(EngineError::new(
+                ErrorKind::Conflict,
+                "endpoint_limit_reached",
+                format!(
+                    "an application has at most {MAX_ENDPOINTS} event endpoints; delete one it no longer uses (DELETE /api/v1/event-endpoints/{{id}}), or subscribe an existing one to more event types"
+                ),
+            ));
+        }
         self.forget_subscriptions();
         let endpoint = self.event_endpoint(app, &new.id).await?;
         Ok(EndpointWithSecret { endpoint, secret })

@@ -28,6 +28,11 @@ pub const INVITE_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
 /// them all, and each is a live link. One more is 409 `invite_limit_reached`; they expire
 /// after [`INVITE_TTL_MS`] or are withdrawn from the list.
 pub const MAX_PENDING_INVITES: usize = 100;
+
+/// Applications an account holds at most (one more is 409 `application_limit_reached`).
+/// Each is a business's own setup; Twilio's default cap on subaccounts is the same 1,000.
+pub const MAX_APPLICATIONS: usize = 1_000;
+
 /// Passwords: at least 10 characters, at most 1,024 bytes (Argon2 reads all of it).
 pub const MIN_PASSWORD_CHARS: usize = 10;
 pub const MAX_PASSWORD_BYTES: usize = 1024;
@@ -727,14 +732,6 @@ impl Engine {
 
     // --- applications and users -----------------------------------------------------------
 
-    /// The account's applications (all of them; each user sees those they have a role in).
-    pub async fn account_applications(
-        &self,
-        account: &AccountId,
-    ) -> Result<Vec<ApplicationRecord>, EngineError> {
-        Ok(self.store.account_applications(account).await?)
-    }
-
     /// A new application in the actor's account (admins and owners). Every owner of one of
     /// the account's applications owns the new one; an admin who creates it is its admin.
     pub async fn create_application(
@@ -762,14 +759,13 @@ impl Engine {
         creator: Option<(UserId, Role)>,
     ) -> Result<ApplicationRecord, EngineError> {
         let name = check_name(name, "name")?;
-        let mut members: Vec<(UserId, Role)> = Vec::new();
-        for app in self.store.account_applications(account).await? {
-            for m in self.store.members(&app.id).await? {
-                if m.role == Role::Owner && !members.iter().any(|(u, _)| u == &m.user_id) {
-                    members.push((m.user_id, Role::Owner));
-                }
-            }
-        }
+        let mut members: Vec<(UserId, Role)> = self
+            .store
+            .account_owners(account)
+            .await?
+            .into_iter()
+            .map(|u| (u, Role::Owner))
+            .collect();
         if let Some((user, role)) = creator
             && !members.iter().any(|(u, _)| u == &user)
         {
@@ -777,9 +773,26 @@ impl Engine {
         }
         let id = ApplicationId::new();
         let now = self.now();
-        self.store
-            .create_application_with_members(&id, account, &name, &members, now)
-            .await?;
+        if !self
+            .store
+            .create_application_with_members(
+                &id,
+                account,
+                &name,
+                &members,
+                MAX_APPLICATIONS as u64,
+                now,
+            )
+            .await?
+        {
+            return Err(EngineError::new(
+                ErrorKind::Conflict,
+                "application_limit_reached",
+                format!(
+                    "An account has at most {MAX_APPLICATIONS} applications; this one has them all already."
+                ),
+            ));
+        }
         Ok(ApplicationRecord {
             id,
             account_id: account.clone(),
@@ -897,15 +910,6 @@ impl Engine {
             }
         }
         let now = self.now();
-        if self.store.pending_invites(&actor.app, now).await?.len() >= MAX_PENDING_INVITES {
-            return Err(EngineError::new(
-                ErrorKind::Conflict,
-                "invite_limit_reached",
-                format!(
-                    "This application has {MAX_PENDING_INVITES} open invites: withdraw some, or wait until they expire, before inviting more."
-                ),
-            ));
-        }
         let token = random_token();
         let invite = InviteRecord {
             id: new_invite_id(),
@@ -918,7 +922,24 @@ impl Engine {
             expires_at: now + INVITE_TTL_MS,
             used_at: None,
         };
-        self.store.create_link(&invite, &hash_token(&token)).await?;
+        if !self
+            .store
+            .create_invite(
+                &invite,
+                &hash_token(&token),
+                MAX_PENDING_INVITES as u64,
+                now,
+            )
+            .await?
+        {
+            return Err(EngineError::new(
+                ErrorKind::Conflict,
+                "invite_limit_reached",
+                format!(
+                    "This application has {MAX_PENDING_INVITES} open invites: withdraw some, or wait until they expire, before inviting more."
+                ),
+            ));
+        }
         Ok(NewInvite { invite, token })
     }
 

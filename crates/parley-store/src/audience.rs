@@ -234,7 +234,9 @@ pub trait AudienceStore: Send + Sync {
     async fn erase_contact(&self, app: &ApplicationId, phone: &str) -> Result<EraseReport>;
 
     // --- segments ---------------------------------------------------------------------------
-    async fn create_segment(&self, segment: &SegmentRecord) -> Result<()>;
+    /// Creates the segment unless its application keeps `cap` segments already (false then);
+    /// concurrent creates stop exactly at the cap (`shared/caps.rs`).
+    async fn create_segment(&self, segment: &SegmentRecord, cap: u64) -> Result<bool>;
     async fn segments(&self, app: &ApplicationId) -> Result<Vec<SegmentRecord>>;
     /// A page of the application's segments by name: those after `after_name`, at most
     /// `limit` (names are unique in an application, so the name is the page's key).

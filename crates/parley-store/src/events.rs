@@ -192,7 +192,9 @@ pub struct MessageFacts {
 
 #[async_trait]
 pub trait EventStore {
-    async fn insert_event_endpoint(&self, endpoint: &NewEndpoint) -> Result<()>;
+    /// Registers the endpoint unless its application has `cap` endpoints already (false
+    /// then); concurrent creates stop exactly at the cap (`shared/caps.rs`).
+    async fn insert_event_endpoint(&self, endpoint: &NewEndpoint, cap: u64) -> Result<bool>;
     /// The application's endpoints in id order, after `after`.
     async fn event_endpoints(
         &self,

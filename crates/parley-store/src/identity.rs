@@ -165,15 +165,20 @@ pub trait IdentityStore: Send + Sync {
     async fn role(&self, user: &UserId, app: &ApplicationId) -> Result<Option<Role>>;
     /// The users with a role in the application, by email.
     async fn members(&self, app: &ApplicationId) -> Result<Vec<MemberRecord>>;
-    /// Creates an application of `account` and gives each of `members` their role in it.
+    /// Creates an application of `account` and gives each of `members` their role in it,
+    /// unless the account has `cap` applications already (false then); concurrent creates
+    /// stop exactly at the cap.
     async fn create_application_with_members(
         &self,
         app: &ApplicationId,
         account: &AccountId,
         name: &str,
         members: &[(UserId, Role)],
+        cap: u64,
         now: Millis,
-    ) -> Result<()>;
+    ) -> Result<bool>;
+    /// The users who own at least one of the account's applications, in one statement.
+    async fn account_owners(&self, account: &AccountId) -> Result<Vec<UserId>>;
     async fn set_role(
         &self,
         user: &UserId,
@@ -224,6 +229,15 @@ pub trait IdentityStore: Send + Sync {
 
     // --- setup and invite links ------------------------------------------------------------
     async fn create_link(&self, link: &InviteRecord, token_hash: &str) -> Result<()>;
+    /// Creates an invite link (its `application_id` set) unless the application has `cap`
+    /// open invites at `now` already (false then); concurrent invites stop exactly at the cap.
+    async fn create_invite(
+        &self,
+        link: &InviteRecord,
+        token_hash: &str,
+        cap: u64,
+        now: Millis,
+    ) -> Result<bool>;
     /// Drops setup links nobody used (a new one is printed at each start of a fresh database).
     async fn delete_unused_setup_links(&self) -> Result<()>;
     async fn link_by_token_hash(&self, token_hash: &str) -> Result<Option<InviteRecord>>;

@@ -573,6 +573,8 @@ mod access;
 mod audience;
 #[path = "shared/campaigns.rs"]
 mod campaigns;
+#[path = "shared/caps.rs"]
+mod caps;
 #[path = "shared/coexistence.rs"]
 mod coexistence;
 #[path = "shared/consent.rs"]
@@ -632,6 +634,18 @@ async fn lock_wamids<'a>(tx: &mut Tx, wamids: impl IntoIterator<Item = &'a str>)
     keys.dedup();
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended(w, 0)) FROM unnest($1::text[]) WITH ORDINALITY AS t(w, n) ORDER BY n")
         .bind(keys)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Serializes the capped creates of one kind for one owner (`shared/caps.rs`) until the
+/// transaction ends: under READ COMMITTED two creates would each count the rows committed
+/// before them and both insert past the cap. The count that follows the lock is a new
+/// statement, so it sees every create that held the lock before.
+async fn lock_cap(tx: &mut Tx, key: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("cap:{key}"))
         .execute(&mut **tx)
         .await?;
     Ok(())

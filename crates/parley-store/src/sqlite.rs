@@ -441,6 +441,8 @@ mod access;
 mod audience;
 #[path = "shared/campaigns.rs"]
 mod campaigns;
+#[path = "shared/caps.rs"]
+mod caps;
 #[path = "shared/coexistence.rs"]
 mod coexistence;
 #[path = "shared/consent.rs"]
@@ -684,6 +686,13 @@ async fn insert_orphans(tx: &mut Tx, orphans: &[&StatusChange]) -> Result<()> {
 /// Nothing to lock: the one writer connection already runs every status and acceptance batch
 /// one after the other (PostgreSQL takes advisory locks here).
 async fn lock_wamids<'a>(_tx: &mut Tx, _wamids: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    Ok(())
+}
+
+/// Nothing to lock before a capped create counts its kind (`shared/caps.rs`): the
+/// transaction began `IMMEDIATE`, so it holds SQLite's one write lock from its count to its
+/// commit, and no other create can count or insert in between.
+async fn lock_cap(_tx: &mut Tx, _key: &str) -> Result<()> {
     Ok(())
 }
 

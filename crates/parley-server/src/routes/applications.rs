@@ -95,6 +95,7 @@ pub async fn list_applications(
         (status = 201, body = ApplicationView),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
+        (status = 409, description = "`application_limit_reached`: the account has 1,000 applications already", body = ErrorBody),
         (status = 422, description = "The name is empty or longer than 100 characters", body = ErrorBody)
     ),
     security(("bearer" = ["manage"]))

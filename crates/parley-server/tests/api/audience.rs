@@ -926,13 +926,31 @@ async fn segments_are_deleted_by_id() {
 }
 
 /// An application keeps at most `MAX_SEGMENTS` segments: one more is 409
-/// `segment_limit_reached` and nothing is saved; once one is deleted, a new one is saved.
+/// `segment_limit_reached` and nothing is saved, even in a burst of concurrent creates (each
+/// counts and inserts in one transaction; before, N concurrent creates could pass the cap by
+/// up to N); once one is deleted, a new one is saved.
 #[tokio::test]
 async fn an_application_keeps_a_bounded_number_of_segments() {
     let app = spawn_app().await;
     let application = app.store.applications().await.expect("apps")[0].id.clone();
     let max = parley_engine::audience::MAX_SEGMENTS;
-    let first = seed_segments(&app, max).await.swap_remove(0);
+    let room = 3;
+    let first = seed_segments(&app, max - room).await.swap_remove(0);
+    let answers = futures::future::join_all((0..room + 9).map(|i| {
+        let body = json!({"name": format!("burst {i}"), "filter": "all"});
+        let app = &app;
+        async move {
+            app.api_call(Method::POST, "/api/v1/segments", Some(&body))
+                .await
+        }
+    }))
+    .await;
+    let created = answers.iter().filter(|(s, _)| *s == 201).count();
+    assert_eq!(created as u64, room, "{answers:?}");
+    for (status, v) in answers.iter().filter(|(s, _)| *s != 201) {
+        assert_eq!(*status, 409, "{v}");
+        assert_eq!(v["error"]["code"], "segment_limit_reached", "{v}");
+    }
     let new = json!({"name": "one too many", "filter": "all"});
     let (status, body) = app
         .api_call(Method::POST, "/api/v1/segments", Some(&new))
@@ -1072,7 +1090,12 @@ async fn seed_segments(app: &TestApp, n: u64) -> Vec<parley_domain::SegmentId> {
             created_at: 0,
             updated_at: 0,
         };
-        app.store.create_segment(&s).await.expect("segment");
+        assert!(
+            app.store
+                .create_segment(&s, u64::MAX)
+                .await
+                .expect("segment")
+        );
         ids.push(s.id);
     }
     ids

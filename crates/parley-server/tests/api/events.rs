@@ -784,3 +784,40 @@ async fn an_application_has_a_bounded_number_of_event_endpoints() {
         .await;
     assert_eq!(status, 201, "{v}");
 }
+
+/// A burst of concurrent creates stops exactly at the cap: each create counts and inserts in
+/// one transaction (on PostgreSQL behind a lock per application). Before, each request counted
+/// on its own and then inserted, so N concurrent creates could pass the cap by up to N.
+#[tokio::test]
+async fn a_burst_of_endpoint_creates_stops_exactly_at_the_cap() {
+    let app = spawn_app().await;
+    let max = parley_engine::events::MAX_ENDPOINTS;
+    let burst = max + 12;
+    let answers = futures::future::join_all((0..burst).map(|i| {
+        let body = json!({"url": format!("https://example.com/burst/{i}"), "event_types": ["contact.updated"]});
+        let app = &app;
+        async move {
+            app.api_call(Method::POST, "/api/v1/event-endpoints", Some(&body))
+                .await
+        }
+    }))
+    .await;
+    let created = answers.iter().filter(|(s, _)| *s == 201).count();
+    let refused: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == 409)
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(created, max, "{answers:?}");
+    assert_eq!(refused.len(), burst - max, "{answers:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|v| v["error"]["code"] == "endpoint_limit_reached"),
+        "{refused:?}"
+    );
+    let (_, list) = app
+        .api_call(Method::GET, "/api/v1/event-endpoints?limit=200", None)
+        .await;
+    assert_eq!(list["data"].as_array().expect("data").len(), max, "{list}");
+}

@@ -553,3 +553,66 @@ async fn phone_numbers_are_listed_a_page_at_a_time_by_id() {
     assert_eq!(ids, sorted, "by phone_number_id");
     refuses_bad_pages(&app, "/api/v1/phone-numbers", "999999999999").await;
 }
+
+/// An account holds at most `MAX_APPLICATIONS` applications, and a burst of concurrent creates
+/// stops exactly there (409 `application_limit_reached`, nothing written). Before, nothing
+/// bounded them, and each create read the members of every application of the account, one
+/// query each: work growing with every application a script had made.
+#[tokio::test]
+async fn an_account_holds_a_bounded_number_of_applications_even_under_a_burst() {
+    let app = spawn_app().await;
+    let max = parley_engine::identity::MAX_APPLICATIONS;
+    // The token's application is the account's oldest.
+    let (_, page) = app
+        .api_call(reqwest::Method::GET, "/api/v1/applications?limit=1", None)
+        .await;
+    let id = parley_domain::ApplicationId::parse(page["data"][0]["id"].as_str().expect("id"))
+        .expect("id");
+    let account = app
+        .store
+        .application(&id)
+        .await
+        .expect("read")
+        .expect("the token's application")
+        .account_id;
+    let have = app
+        .store
+        .account_applications(&account)
+        .await
+        .expect("apps")
+        .len();
+    let room = 5;
+    for i in have..max - room {
+        app.store
+            .create_application(
+                &parley_domain::ApplicationId::new(),
+                &account,
+                &format!("Seeded {i}"),
+                0,
+            )
+            .await
+            .expect("application");
+    }
+    let burst = room + 12;
+    let answers = futures::future::join_all((0..burst).map(|i| {
+        let body = json!({"name": format!("Burst {i}")});
+        let app = &app;
+        async move {
+            app.api_call(reqwest::Method::POST, "/api/v1/applications", Some(&body))
+                .await
+        }
+    }))
+    .await;
+    let created = answers.iter().filter(|(s, _)| *s == 201).count();
+    assert_eq!(created, room, "{answers:?}");
+    for (status, v) in answers.iter().filter(|(s, _)| *s != 201) {
+        assert_eq!(*status, 409, "{v}");
+        assert_eq!(v["error"]["code"], "application_limit_reached", "{v}");
+    }
+    let all = app
+        .store
+        .account_applications(&account)
+        .await
+        .expect("apps");
+    assert_eq!(all.len(), max);
+}

@@ -70,6 +70,7 @@ async fn the_consoles_application_platform_and_number_lists_come_a_page_at_a_tim
                 &user.account_id,
                 &format!("Shop {i:02}"),
                 &[(user.id.clone(), Role::Owner)],
+                u64::MAX,
                 app.now_ms(),
             )
             .await

@@ -578,7 +578,20 @@ impl AudienceStore for Backend {
         })
     }
 
-    async fn create_segment(&self, s: &SegmentRecord) -> Result<()> {
+    async fn create_segment(&self, s: &SegmentRecord, cap: u64) -> Result<bool> {
+        let mut tx = self.tx().await?;
+        if !super::caps::below_cap(
+            &mut tx,
+            "segments",
+            s.application_id.as_str(),
+            cap,
+            "SELECT COUNT(*) FROM segments WHERE application_id = $1",
+            None,
+        )
+        .await?
+        {
+            return Ok(false);
+        }
         sqlx::query(
             "INSERT INTO segments (id, application_id, name, filter, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -588,9 +601,10 @@ impl AudienceStore for Backend {
         .bind(text(&s.filter))
         .bind(s.created_at)
         .bind(s.updated_at)
-        .execute(self.writer())
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn segments(&self, app: &ApplicationId) -> Result<Vec<SegmentRecord>> {

@@ -98,8 +98,21 @@ async fn pend_delivery(
 
 #[async_trait]
 impl EventStore for Backend {
-    async fn insert_event_endpoint(&self, e: &NewEndpoint) -> Result<()> {
+    async fn insert_event_endpoint(&self, e: &NewEndpoint, cap: u64) -> Result<bool> {
         let secret = self.cipher.encrypt(e.secret.as_bytes());
+        let mut tx = self.tx().await?;
+        if !super::caps::below_cap(
+            &mut tx,
+            "event_endpoints",
+            e.application_id.as_str(),
+            cap,
+            "SELECT COUNT(*) FROM event_endpoints WHERE application_id = $1",
+            None,
+        )
+        .await?
+        {
+            return Ok(false);
+        }
         sqlx::query(
             "INSERT INTO event_endpoints (id, application_id, url, description, event_types, secret,
                created_at, updated_at)
@@ -112,9 +125,10 @@ impl EventStore for Backend {
         .bind(json(&e.event_types)?)
         .bind(secret)
         .bind(e.now)
-        .execute(self.writer())
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn event_endpoints(

@@ -267,9 +267,22 @@ impl IdentityStore for Backend {
         account: &AccountId,
         name: &str,
         members: &[(UserId, Role)],
+        cap: u64,
         now: Millis,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut tx = self.tx().await?;
+        if !super::caps::below_cap(
+            &mut tx,
+            "applications",
+            account.as_str(),
+            cap,
+            "SELECT COUNT(*) FROM applications WHERE account_id = $1",
+            None,
+        )
+        .await?
+        {
+            return Ok(false);
+        }
         sqlx::query(
             "INSERT INTO applications (id, account_id, name, created_at) VALUES ($1, $2, $3, $4)",
         )
@@ -291,7 +304,21 @@ impl IdentityStore for Backend {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
+    }
+
+    async fn account_owners(&self, account: &AccountId) -> Result<Vec<UserId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT m.user_id FROM memberships m
+             JOIN applications a ON a.id = m.application_id
+             WHERE a.account_id = $1 AND m.role = 'owner' ORDER BY m.user_id",
+        )
+        .bind(account.as_str())
+        .fetch_all(self.reader())
+        .await?;
+        ids.iter()
+            .map(|id| UserId::parse(id).map_err(|e| corrupt("memberships.user_id", e)))
+            .collect()
     }
 
     async fn set_role(
@@ -521,23 +548,39 @@ impl IdentityStore for Backend {
     }
 
     async fn create_link(&self, l: &InviteRecord, token_hash: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO invites (id, token_hash, kind, application_id, email, role, invited_by, created_at, expires_at, used_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        insert_link(self.writer(), l, token_hash).await
+    }
+
+    async fn create_invite(
+        &self,
+        l: &InviteRecord,
+        token_hash: &str,
+        cap: u64,
+        now: Millis,
+    ) -> Result<bool> {
+        let Some(app) = &l.application_id else {
+            return Err(corrupt(
+                "invites.application_id",
+                "an invite names its application",
+            ));
+        };
+        let mut tx = self.tx().await?;
+        if !super::caps::below_cap(
+            &mut tx,
+            "invites",
+            app.as_str(),
+            cap,
+            "SELECT COUNT(*) FROM invites WHERE application_id = $1 AND kind = 'invite'
+               AND used_at IS NULL AND expires_at > $2",
+            Some(now),
         )
-        .bind(text(&l.id))
-        .bind(text(token_hash))
-        .bind(l.kind.as_str())
-        .bind(l.application_id.as_ref().map(|a| a.as_str()))
-        .bind(opt_text(l.email.as_deref()))
-        .bind(l.role.map(Role::as_str))
-        .bind(l.invited_by.as_ref().map(|u| u.as_str()))
-        .bind(l.created_at)
-        .bind(l.expires_at)
-        .bind(l.used_at)
-        .execute(self.writer())
-        .await?;
-        Ok(())
+        .await?
+        {
+            return Ok(false);
+        }
+        insert_link(&mut *tx, l, token_hash).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn delete_unused_setup_links(&self) -> Result<()> {
@@ -711,4 +754,29 @@ impl IdentityStore for Backend {
             .await?;
         Ok(())
     }
+}
+
+/// Inserts a setup or invite link (`Store::create_link`, `Store::create_invite`).
+async fn insert_link<'c>(
+    db: impl sqlx::Executor<'c, Database = <DbRow as Row>::Database>,
+    l: &InviteRecord,
+    token_hash: &str,
+) -> Result<()> {
+    sqlx::query(
+            "INSERT INTO invites (id, token_hash, kind, application_id, email, role, invited_by, created_at, expires_at, used_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(text(&l.id))
+        .bind(text(token_hash))
+        .bind(l.kind.as_str())
+        .bind(l.application_id.as_ref().map(|a| a.as_str()))
+        .bind(opt_text(l.email.as_deref()))
+        .bind(l.role.map(Role::as_str))
+        .bind(l.invited_by.as_ref().map(|u| u.as_str()))
+        .bind(l.created_at)
+        .bind(l.expires_at)
+        .bind(l.used_at)
+        .execute(db)
+        .await?;
+    Ok(())
 }

@@ -357,15 +357,25 @@ async fn audience_segments_and_import_jobs(b: &Backend) {
         created_at: T0,
         updated_at: T0,
     };
-    b.create_segment(&seg).await.unwrap();
+    assert!(b.create_segment(&seg, 2).await.unwrap());
     assert!(
-        b.create_segment(&SegmentRecord {
-            id: SegmentId::new(),
-            ..seg.clone()
-        })
+        b.create_segment(
+            &SegmentRecord {
+                id: SegmentId::new(),
+                ..seg.clone()
+            },
+            2
+        )
         .await
         .is_err()
     );
+    // At the cap nothing is written.
+    let over = SegmentRecord {
+        id: SegmentId::new(),
+        name: "Over the cap".into(),
+        ..seg.clone()
+    };
+    assert!(!b.create_segment(&over, 1).await.unwrap());
     assert_eq!(b.segments(&t.app).await.unwrap(), vec![seg.clone()]);
     assert_eq!(b.segment(&t.app, &seg.id).await.unwrap(), Some(seg.clone()));
     assert_eq!(

@@ -264,12 +264,24 @@ async fn invites_are_accepted_once_before_they_expire(b: &Backend) {
         used_at: None,
     };
     let a = invite("agent@acme.test");
-    b.create_link(&a, "inv-a").await.expect("invite");
-    b.create_link(&invite("late@acme.test"), "inv-late")
-        .await
-        .expect("invite");
+    for (link, hash) in [(&a, "inv-a"), (&invite("late@acme.test"), "inv-late")] {
+        assert!(b.create_invite(link, hash, 3, T0).await.expect("invite"));
+    }
     let gone = invite("gone@acme.test");
-    b.create_link(&gone, "inv-gone").await.expect("invite");
+    assert!(
+        b.create_invite(&gone, "inv-gone", 3, T0)
+            .await
+            .expect("invite")
+    );
+    // Three open invites: a fourth is past a cap of 3 and is not written; once they have
+    // expired, they no longer count.
+    let fourth = invite("fourth@acme.test");
+    assert!(
+        !b.create_invite(&fourth, "inv-4", 3, T0)
+            .await
+            .expect("capped")
+    );
+    assert!(b.link_by_token_hash("inv-4").await.expect("read").is_none());
     assert_eq!(
         b.pending_invites(&o.application_id, T0)
             .await
@@ -309,6 +321,11 @@ async fn invites_are_accepted_once_before_they_expire(b: &Backend) {
             .expect("expired")
     );
     assert!(
+        b.create_invite(&fourth, "inv-4", 1, T0 + 1_000)
+            .await
+            .expect("expired invites do not count")
+    );
+    assert!(
         b.user_by_email("late@acme.test")
             .await
             .expect("read")
@@ -323,17 +340,37 @@ async fn invites_are_accepted_once_before_they_expire(b: &Backend) {
             ("agent@acme.test", Role::Agent)
         ]
     );
-    // A second application with the account's owner.
+    // A second application with the account's owner (its one owner, the agent is not); a
+    // third is past a cap of 2 and is not written.
+    assert_eq!(
+        b.account_owners(&o.account_id).await.expect("owners"),
+        std::slice::from_ref(&o.user_id)
+    );
     let second = ApplicationId::new();
-    b.create_application_with_members(
-        &second,
-        &o.account_id,
-        "Second",
-        &[(o.user_id.clone(), Role::Owner)],
-        T0,
-    )
-    .await
-    .expect("app");
+    assert!(
+        b.create_application_with_members(
+            &second,
+            &o.account_id,
+            "Second",
+            &[(o.user_id.clone(), Role::Owner)],
+            2,
+            T0,
+        )
+        .await
+        .expect("app")
+    );
+    assert!(
+        !b.create_application_with_members(
+            &ApplicationId::new(),
+            &o.account_id,
+            "Third",
+            &[(o.user_id.clone(), Role::Owner)],
+            2,
+            T0,
+        )
+        .await
+        .expect("capped")
+    );
     assert_eq!(
         b.account_applications(&o.account_id)
             .await
