@@ -33,7 +33,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use parley_domain::{ApplicationId, DeliveryId, EventEndpointId, EventId};
 use parley_store::events::{
     AttemptOutcome, DeliveryJob, DeliveryRecord, EndpointChange, EndpointRecord, NewEndpoint,
-    NewEvent, envelope,
+    NewEvent, ReplayPage, ReplayRange, envelope,
 };
 use parley_store::{InboundRecord, StatusChange};
 use rand::Rng;
@@ -47,6 +47,11 @@ use crate::{Engine, EngineError, ErrorKind};
 /// its events to a few systems (a CRM, a data warehouse, a helpdesk); one endpoint takes any
 /// number of event types. One more is 409 `endpoint_limit_reached`.
 pub const MAX_ENDPOINTS: usize = 20;
+
+/// Events a replay over a time range goes through per call (each of the endpoint's types is
+/// queued again): a longer range goes on from the answer's cursor. It read and queued the
+/// whole range in one transaction, holding SQLite's one writer for as long as it took.
+pub const MAX_REPLAY_EVENTS: u32 = 10_000;
 
 /// Every event type Parley sends.
 pub const EVENT_TYPES: &[&str] = &[
@@ -556,14 +561,17 @@ impl Engine {
         Ok(())
     }
 
-    /// Sends again every event of the endpoint's types written in `[since, until)`.
+    /// Sends again the events of the endpoint's types written in `[since, until)`: at most
+    /// [`MAX_REPLAY_EVENTS`] events gone through per call, after `after` (the previous
+    /// page's `next`) when given; the answer's `next` says where the range goes on.
     pub async fn replay_event_range(
         &self,
         app: &ApplicationId,
         id: &EventEndpointId,
         since: i64,
         until: i64,
-    ) -> Result<u64, EngineError> {
+        after: Option<(i64, i64)>,
+    ) -> Result<ReplayPage, EngineError> {
         if since >= until {
             return Err(EngineError::unprocessable(
                 "invalid_range",
@@ -572,12 +580,19 @@ impl Engine {
             .field("since"));
         }
         self.event_endpoint(app, id).await?;
-        let n = self
+        let range = ReplayRange {
+            since,
+            until,
+            after,
+            limit: MAX_REPLAY_EVENTS,
+        };
+        let page = self
             .store
-            .replay_event_range(app, id, since, until, self.now())
-            .await?;
+            .replay_event_range(app, id, range, self.now())
+            .await?
+            .ok_or_else(|| endpoint_not_found(id.as_str()))?;
         self.event_wake.notify_one();
-        Ok(n)
+        Ok(page)
     }
 
     fn forget_subscriptions(&self) {

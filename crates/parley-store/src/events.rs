@@ -267,16 +267,35 @@ pub trait EventStore {
         delivery: &DeliveryId,
         now: Millis,
     ) -> Result<bool>;
-    /// Sends again every event of the endpoint's types written in `[since, until)`: existing
-    /// deliveries go back to pending, missing ones are made. Returns how many.
+    /// Sends again the events of the endpoint's types written in `[since, until)`, at most
+    /// `limit` events gone through (by time, then `seq`), after `after` when given: existing
+    /// deliveries go back to pending, missing ones are made, a transaction per few hundred.
+    /// `None` when a transaction finds the endpoint gone (the caller checks it first).
     async fn replay_event_range(
         &self,
         app: &ApplicationId,
         endpoint: &EventEndpointId,
-        since: Millis,
-        until: Millis,
+        range: ReplayRange,
         now: Millis,
-    ) -> Result<u64>;
+    ) -> Result<Option<ReplayPage>>;
+}
+
+/// What a replay goes through: events written in `[since, until)`, after the event `after`
+/// names (`(created_at, seq)`, the previous page's last), at most `limit` of them.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayRange {
+    pub since: Millis,
+    pub until: Millis,
+    pub after: Option<(Millis, i64)>,
+    pub limit: u32,
+}
+
+/// One page of a replay: deliveries queued again, and where the next page starts (the last
+/// event gone through) when the range holds more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayPage {
+    pub replayed: u64,
+    pub next: Option<(Millis, i64)>,
 }
 
 /// `platform.status` when a platform's status changes (none when it stays the same).

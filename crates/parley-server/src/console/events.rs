@@ -200,18 +200,19 @@ pub async fn action(
                     "give the time to replay from".into(),
                 ));
             };
-            let n = engine
-                .replay_event_range(&app, &id, since, engine.now().saturating_add(1))
+            let page = engine
+                .replay_event_range(&app, &id, since, engine.now().saturating_add(1), None)
                 .await
                 .map_err(page_error)?;
-            return endpoint_page(
-                &state,
-                signed,
-                &id,
-                None,
-                Some(format!("{n} deliveries queued again.")),
-            )
-            .await;
+            let mut notice = format!("{} deliveries queued again.", page.replayed);
+            if let Some((at, _)) = page.next {
+                notice.push_str(&format!(
+                    " The range holds more than {} events: replay again from {} to go on.",
+                    parley_engine::events::MAX_REPLAY_EVENTS,
+                    crate::routes::messages::rfc3339(at)
+                ));
+            }
+            return endpoint_page(&state, signed, &id, None, Some(notice)).await;
         }
         _ => {
             return Err(PageError::Text(

@@ -191,12 +191,33 @@ pub struct ReplayBody {
     pub since: String,
     /// RFC 3339, exclusive; absent: now.
     pub until: Option<String>,
+    /// The previous answer's `next_cursor`: go on with the range after the events that
+    /// answer went through.
+    pub after: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReplayView {
     /// Deliveries put back in the queue.
     pub replayed: u64,
+    /// Present when the range holds more events than one call goes through (10,000): post
+    /// the same body again with `after` set to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// A replay's cursor: `<created_at ms>.<seq>` of the last event a page went through.
+fn replay_cursor(raw: &str) -> Result<(i64, i64), ApiError> {
+    raw.split_once('.')
+        .and_then(|(at, seq)| Some((at.parse().ok()?, seq.parse().ok()?)))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_cursor",
+                "`after` is not a cursor a replay answered (its `next_cursor`)",
+            )
+            .field("after")
+        })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -481,18 +502,26 @@ pub async fn replay_delivery(
         .engine
         .replay_event_delivery(&app, &id, &delivery_id(&delivery)?)
         .await?;
-    Ok((StatusCode::ACCEPTED, ApiJson(ReplayView { replayed: 1 })))
+    Ok((
+        StatusCode::ACCEPTED,
+        ApiJson(ReplayView {
+            replayed: 1,
+            next_cursor: None,
+        }),
+    ))
 }
 
 /// Send again every event of the endpoint's types written in `[since, until)`: delivered,
-/// given up, or never made (the endpoint was disabled, or subscribed to the type later).
+/// given up, or never made (the endpoint was disabled, or subscribed to the type later). One
+/// call goes through at most 10,000 events of the range; `next_cursor` then says where the
+/// next call (the same body with `after`) goes on.
 #[utoipa::path(
     post, path = "/api/v1/event-endpoints/{id}/replay", tag = "events",
     params(("id" = String, Path, description = "Endpoint id, `ep_…`")),
     request_body = ReplayBody,
     responses(
         (status = 202, body = ReplayView),
-        (status = 400, body = ErrorBody),
+        (status = 400, description = "`invalid_time` or `invalid_cursor`", body = ErrorBody),
         (status = 403, description = "The token lacks the `manage` scope", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody),
@@ -511,9 +540,16 @@ pub async fn replay_range(
         Some(u) => time_param(u, "until")?,
         None => state.engine.now().saturating_add(1),
     };
-    let replayed = state
+    let after = body.after.as_deref().map(replay_cursor).transpose()?;
+    let page = state
         .engine
-        .replay_event_range(&app, &id, since, until)
+        .replay_event_range(&app, &id, since, until, after)
         .await?;
-    Ok((StatusCode::ACCEPTED, ApiJson(ReplayView { replayed })))
+    Ok((
+        StatusCode::ACCEPTED,
+        ApiJson(ReplayView {
+            replayed: page.replayed,
+            next_cursor: page.next.map(|(at, seq)| format!("{at}.{seq}")),
+        }),
+    ))
 }

@@ -821,3 +821,89 @@ async fn a_burst_of_endpoint_creates_stops_exactly_at_the_cap() {
         .await;
     assert_eq!(list["data"].as_array().expect("data").len(), max, "{list}");
 }
+
+/// A replay over a time range goes through at most `MAX_REPLAY_EVENTS` events a call (it read
+/// and queued the whole range in one transaction, holding SQLite's one writer throughout);
+/// `next_cursor` goes on where it stopped, events sharing a millisecond included, until every
+/// event of the endpoint's types has its delivery once. A cursor no replay answered is 400.
+#[tokio::test]
+async fn a_long_replay_goes_a_bounded_page_at_a_time() {
+    let app = spawn_app().await;
+    let application = app.store.applications().await.expect("apps")[0].id.clone();
+    let (endpoint, _) =
+        create_endpoint(&app, "https://example.com/crm", &["contact.updated"]).await;
+    // Disabled: the replayed deliveries wait instead of going out.
+    let (status, v) = app
+        .api_call(
+            Method::PATCH,
+            &format!("/api/v1/event-endpoints/{endpoint}"),
+            Some(&json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let max = parley_engine::events::MAX_REPLAY_EVENTS as usize;
+    let total = max + 30;
+    let base = app.now_ms() - 60_000;
+    // 100 events a millisecond; every other one of the endpoint's type.
+    let events: Vec<parley_store::events::NewEvent> = (0..total)
+        .map(|i| {
+            let id = parley_domain::EventId::new();
+            let kind = if i % 2 == 0 {
+                "contact.updated"
+            } else {
+                "message.status"
+            };
+            parley_store::events::NewEvent {
+                payload: json!({"i": i}),
+                id,
+                application_id: application.clone(),
+                kind: kind.into(),
+                ordering_key: Some(format!("c{}", i % 7)),
+                dedup_key: format!("replay-{i}"),
+                created_at: base + (i / 100) as i64,
+            }
+        })
+        .collect();
+    for chunk in events.chunks(2_000) {
+        app.store.insert_events(chunk).await.expect("events");
+    }
+    let since = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(base) * 1_000_000)
+        .expect("time")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("time");
+    let path = format!("/api/v1/event-endpoints/{endpoint}/replay");
+    let (status, first) = app
+        .api_call(Method::POST, &path, Some(&json!({"since": since})))
+        .await;
+    assert_eq!(status, 202, "{first}");
+    assert_eq!(first["replayed"], max / 2, "{first}");
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("more to go")
+        .to_owned();
+    let (status, second) = app
+        .api_call(
+            Method::POST,
+            &path,
+            Some(&json!({"since": since, "after": cursor})),
+        )
+        .await;
+    assert_eq!(status, 202, "{second}");
+    assert_eq!(second["replayed"], 15, "{second}");
+    assert!(second.get("next_cursor").is_none(), "{second}");
+    let d = deliveries(&app, &endpoint).await;
+    let seqs: HashSet<&str> = d.iter().filter_map(|x| x["event_id"].as_str()).collect();
+    assert_eq!(seqs.len(), total / 2, "each event of the type once");
+    assert_eq!(d.len(), total / 2);
+    for bad in ["abc", "1.", ".5", "12.x"] {
+        let (status, v) = app
+            .api_call(
+                Method::POST,
+                &path,
+                Some(&json!({"since": since, "after": bad})),
+            )
+            .await;
+        assert_eq!(status, 400, "{bad}: {v}");
+        assert_eq!(v["error"]["code"], "invalid_cursor", "{v}");
+    }
+}

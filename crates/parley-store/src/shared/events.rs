@@ -69,6 +69,9 @@ async fn endpoint_in(
     row.as_ref().map(endpoint_from_row).transpose()
 }
 
+/// Deliveries a replay queues again per transaction.
+const REPLAY_CHUNK: usize = 500;
+
 /// Makes the endpoint's delivery of event `seq` once, or puts an existing one back to pending.
 async fn pend_delivery(
     tx: &mut Tx,
@@ -572,34 +575,49 @@ impl EventStore for Backend {
         &self,
         app: &ApplicationId,
         endpoint: &EventEndpointId,
-        since: Millis,
-        until: Millis,
+        r: ReplayRange,
         now: Millis,
-    ) -> Result<u64> {
-        let mut tx = self.tx().await?;
-        let Some(ep) = endpoint_in(&mut tx, app, endpoint).await? else {
-            return Ok(0);
-        };
+    ) -> Result<Option<ReplayPage>> {
+        let (after_at, after_seq) = r.after.unwrap_or((r.since, i64::MIN));
         let events = sqlx::query(
-            "SELECT seq, type, ordering_key FROM events
-             WHERE application_id = $1 AND created_at >= $2 AND created_at < $3 ORDER BY seq",
+            "SELECT seq, type, ordering_key, created_at FROM events
+             WHERE application_id = $1 AND created_at >= $2 AND created_at < $3
+               AND (created_at > $4 OR (created_at = $5 AND seq > $6))
+             ORDER BY created_at, seq LIMIT $7",
         )
         .bind(app.as_str())
-        .bind(since)
-        .bind(until)
-        .fetch_all(&mut *tx)
+        .bind(r.since)
+        .bind(r.until)
+        .bind(after_at)
+        .bind(after_at)
+        .bind(after_seq)
+        .bind(i64::from(r.limit) + 1)
+        .fetch_all(self.reader())
         .await?;
-        let mut n = 0;
-        for ev in &events {
-            let kind: String = ev.try_get("type")?;
-            if !ep.event_types.contains(&kind) {
-                continue;
+        let more = events.len() > r.limit as usize;
+        let events = &events[..events.len().min(r.limit as usize)];
+        let mut replayed = 0;
+        // A transaction per chunk: the writer (SQLite's one) is never held for a whole page.
+        for chunk in events.chunks(REPLAY_CHUNK) {
+            let mut tx = self.tx().await?;
+            let Some(ep) = endpoint_in(&mut tx, app, endpoint).await? else {
+                return Ok(None);
+            };
+            for ev in chunk {
+                let kind: String = ev.try_get("type")?;
+                if !ep.event_types.contains(&kind) {
+                    continue;
+                }
+                let key: Option<String> = ev.try_get("ordering_key")?;
+                pend_delivery(&mut tx, endpoint, ev.try_get("seq")?, key.as_deref(), now).await?;
+                replayed += 1;
             }
-            let key: Option<String> = ev.try_get("ordering_key")?;
-            pend_delivery(&mut tx, endpoint, ev.try_get("seq")?, key.as_deref(), now).await?;
-            n += 1;
+            tx.commit().await?;
         }
-        tx.commit().await?;
-        Ok(n)
+        let next = match events.last() {
+            Some(last) if more => Some((last.try_get("created_at")?, last.try_get("seq")?)),
+            _ => None,
+        };
+        Ok(Some(ReplayPage { replayed, next }))
     }
 }
