@@ -468,6 +468,16 @@ impl Engine {
                 self.now(),
             )
             .await?;
+        if counts.refused > 0 {
+            return Err(EngineError::unprocessable(
+                "too_many_tags",
+                format!(
+                    "a contact holds at most {MAX_CONTACT_TAGS} tags and {} KiB of them; with these the contact would hold more: remove tags it no longer needs (set them to null) first",
+                    MAX_CONTACT_TAG_BYTES / 1024
+                ),
+            )
+            .field("tags"));
+        }
         crate::events::contact_updated(self, app, &address, input.source, &input.tags).await?;
         if input.subscription.as_deref() == Some("opted_out") {
             crate::events::contact_opted_out(self, app, &address, input.source, None).await?;
@@ -1161,8 +1171,9 @@ impl Engine {
         let now = self.now();
         let counts = self
             .store
-            .commit_import_chunk(job, &batch.rows, &batch.rejects, now)
+            .commit_import_chunk(job, &batch.rows, &batch.lines, &batch.rejects, now)
             .await?;
+        job.rejected += counts.refused;
         job.created += counts.created;
         job.updated += counts.updated;
         job.updated_at = now;

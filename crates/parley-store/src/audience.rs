@@ -80,7 +80,34 @@ pub struct SubscriptionEvent {
 pub struct UpsertCounts {
     pub created: u64,
     pub updated: u64,
+    /// Contacts not written at all: their tags, merged, would pass [`MAX_CONTACT_TAGS`] or
+    /// [`MAX_CONTACT_TAG_BYTES`].
+    pub refused: u64,
 }
+
+/// Tags a contact holds at most. Each write merges its tags into the stored ones, so without a
+/// bound a client adding new names write after write grew one contact without end, and every
+/// later write, list page and campaign plan read and rewrote all of it.
+pub const MAX_CONTACT_TAGS: usize = 200;
+
+/// The most bytes a contact's tags take as stored (JSON), the longest row an import takes.
+pub const MAX_CONTACT_TAG_BYTES: usize = 64 * 1024;
+
+/// Whether a write taking a contact's tags from `before` to `after` is refused: `after` passes
+/// [`MAX_CONTACT_TAGS`] or [`MAX_CONTACT_TAG_BYTES`] and is larger than `before` (a contact
+/// stored past the caps before they existed can still lose tags).
+pub fn tags_grow_past_cap(before: &parley_domain::Tags, after: &parley_domain::Tags) -> bool {
+    let bytes = |t: &parley_domain::Tags| serde_json::to_vec(t).map_or(usize::MAX, |j| j.len());
+    let after_bytes = bytes(after);
+    if after.len() <= MAX_CONTACT_TAGS && after_bytes <= MAX_CONTACT_TAG_BYTES {
+        return false;
+    }
+    after.len() > before.len() || after_bytes > bytes(before)
+}
+
+/// Why an imported row was refused for its tags (`UpsertCounts::refused`).
+pub const TAGS_OVER_CAP: &str =
+    "with this row's tags the contact would hold more than 200 tags or 64 KiB of them";
 
 /// Which contacts a list returns.
 #[derive(Debug, Clone)]
@@ -263,7 +290,9 @@ pub trait AudienceStore: Send + Sync {
     /// Writes the job's state, counts, error, times, format and options (what an import detected).
     async fn update_import_job(&self, job: &ImportJobRecord) -> Result<()>;
     async fn add_import_rejects(&self, job: &ImportId, rows: &[RejectedRow]) -> Result<()>;
-    /// One chunk of an import in one transaction: the contacts upserted, the rejected rows,
+    /// One chunk of an import in one transaction: the contacts upserted (`lines[i]` the line
+    /// of `contacts[i]`; a contact refused for its tags becomes a rejected row of that line,
+    /// counted in the answer's `refused` and in the job's `rejected`), the rejected rows,
     /// and the job's progress (`job` holds the counts before this chunk's upserts, with
     /// `rows_read`, `rejected` and the committed bytes already advanced). A crash leaves the
     /// job's counts and committed bytes exactly at the rows the database holds.
@@ -271,6 +300,7 @@ pub trait AudienceStore: Send + Sync {
         &self,
         job: &ImportJobRecord,
         contacts: &[ContactUpsert],
+        lines: &[u64],
         rejects: &[RejectedRow],
         now: Millis,
     ) -> Result<UpsertCounts>;

@@ -201,7 +201,7 @@ pub struct ContactListQuery {
         (status = 200, description = "Updated", body = ContactView),
         (status = 201, description = "Created", body = ContactView),
         (status = 400, description = "Bad phone number or tag", body = ErrorBody),
-        (status = 422, description = "`tag_value_too_long`: a text tag (or a list item) over 1,024 characters, or a list over 100 items", body = ErrorBody),
+        (status = 422, description = "`tag_value_too_long`: a text tag (or a list item) over 1,024 characters, or a list over 100 items; `too_many_tags`: with these tags the contact would hold more than 200 tags or 64 KiB of them (nothing is changed; remove tags by setting them to null)", body = ErrorBody),
     ),
     security(("bearer" = ["manage"]))
 )]

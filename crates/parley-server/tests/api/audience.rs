@@ -1100,3 +1100,60 @@ async fn seed_segments(app: &TestApp, n: u64) -> Vec<parley_domain::SegmentId> {
     }
     ids
 }
+
+/// A contact holds at most `MAX_CONTACT_TAGS` tags: each PUT merges its names into the stored
+/// ones, so a client adding new names PUT after PUT grew one contact without end (every later
+/// write, list page and campaign plan reading all of it). A PUT that would pass the cap is
+/// 422 `too_many_tags` and changes nothing; new values and removals still go.
+#[tokio::test]
+async fn a_contact_holds_a_bounded_number_of_tags() {
+    let app = spawn_app().await;
+    let max = parley_store::audience::MAX_CONTACT_TAGS;
+    let path = "/api/v1/contacts/+4917000000077";
+    let tags = |from: usize, n: usize| -> Value {
+        Value::Object(
+            (from..from + n)
+                .map(|i| (format!("t{i:04}"), json!(i)))
+                .collect(),
+        )
+    };
+    // Over the cap in one write, and a contact filled in four.
+    let (status, e) = app
+        .api_call(Method::PUT, path, Some(&json!({"tags": tags(0, max + 1)})))
+        .await;
+    assert_eq!(status, 422, "{e}");
+    assert_eq!(e["error"]["code"], "too_many_tags", "{e}");
+    assert_eq!(e["error"]["field"], "tags", "{e}");
+    for k in 0..4 {
+        let (status, c) = app
+            .api_call(
+                Method::PUT,
+                path,
+                Some(&json!({"tags": tags(k * max / 4, max / 4)})),
+            )
+            .await;
+        assert!(status == 200 || status == 201, "{status}: {c}");
+    }
+    let (status, e) = app
+        .api_call(
+            Method::PUT,
+            path,
+            Some(&json!({"name": "Mallory", "tags": {"one_more": 1}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{e}");
+    assert_eq!(e["error"]["code"], "too_many_tags", "{e}");
+    let (_, c) = app.api_call(Method::GET, path, None).await;
+    assert_eq!(c["tags"].as_object().expect("tags").len(), max, "{c}");
+    assert_ne!(c["name"], "Mallory");
+    // Removing one makes room for another.
+    let (status, c) = app
+        .api_call(
+            Method::PUT,
+            path,
+            Some(&json!({"tags": {"t0000": null, "one_more": 1}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["tags"]["one_more"], 1, "{c}");
+}

@@ -181,7 +181,7 @@ pub(crate) async fn upsert_in(
     app: &ApplicationId,
     contacts: &[ContactUpsert],
     now: Millis,
-) -> Result<UpsertCounts> {
+) -> Result<(UpsertCounts, Vec<usize>)> {
     // A row known by its BSUID alone updates the contact that has it, whatever its address.
     let readdressed;
     let contacts = if contacts.iter().any(|c| c.bsuid.is_some()) {
@@ -209,7 +209,8 @@ pub(crate) async fn upsert_in(
     Backend::lock_phones(conn, app, &phones).await?;
     let mut existing = lookup_existing(conn, app, &phones).await?;
     let mut counts = UpsertCounts::default();
-    for c in contacts {
+    let mut refused = Vec::new();
+    for (i, c) in contacts.iter().enumerate() {
         let (id, mut tags, current, created) = match existing.remove(&c.phone) {
             Some(e) => (e.id, e.tags, e.subscription, false),
             None => (
@@ -219,7 +220,26 @@ pub(crate) async fn upsert_in(
                 true,
             ),
         };
-        merge_tags(&mut tags, &c.tags);
+        if !c.tags.is_empty() {
+            let before = tags.clone();
+            merge_tags(&mut tags, &c.tags);
+            if tags_grow_past_cap(&before, &tags) {
+                // Refused whole, as if not given: the contact stays as it was.
+                refused.push(i);
+                counts.refused += 1;
+                if !created {
+                    existing.insert(
+                        c.phone.clone(),
+                        Existing {
+                            id,
+                            tags: before,
+                            subscription: current,
+                        },
+                    );
+                }
+                continue;
+            }
+        }
         let change = c.subscription.as_ref().filter(|s| s.state != current);
         sqlx::query(UPSERT_CONTACT)
             .bind(&id)
@@ -270,7 +290,7 @@ pub(crate) async fn upsert_in(
             },
         );
     }
-    Ok(counts)
+    Ok((counts, refused))
 }
 
 /// Links an imported row's BSUID to the contact at `address` (merging a contact already
@@ -346,7 +366,7 @@ impl AudienceStore for Backend {
         now: Millis,
     ) -> Result<UpsertCounts> {
         let mut tx = self.tx().await?;
-        let counts = upsert_in(&mut tx, app, contacts, now).await?;
+        let (counts, _) = upsert_in(&mut tx, app, contacts, now).await?;
         tx.commit().await?;
         Ok(counts)
     }
@@ -734,12 +754,22 @@ impl AudienceStore for Backend {
         &self,
         j: &ImportJobRecord,
         contacts: &[ContactUpsert],
+        lines: &[u64],
         rejects: &[RejectedRow],
         now: Millis,
     ) -> Result<UpsertCounts> {
         let mut tx = self.tx().await?;
-        let counts = upsert_in(&mut tx, &j.application_id, contacts, now).await?;
+        let (counts, refused) = upsert_in(&mut tx, &j.application_id, contacts, now).await?;
         insert_rejects(&mut tx, &j.id, rejects).await?;
+        let over: Vec<RejectedRow> = refused
+            .into_iter()
+            .map(|i| RejectedRow {
+                line: lines.get(i).copied().unwrap_or_default(),
+                reason: TAGS_OVER_CAP.to_owned(),
+                raw: contacts[i].phone.clone(),
+            })
+            .collect();
+        insert_rejects(&mut tx, &j.id, &over).await?;
         sqlx::query(
             "UPDATE import_jobs SET rows_read = $1, created = $2, updated = $3, rejected = $4,
                committed_bytes = $5, committed_sha256 = $6, updated_at = $7
@@ -748,7 +778,7 @@ impl AudienceStore for Backend {
         .bind(j.rows_read as i64)
         .bind((j.created + counts.created) as i64)
         .bind((j.updated + counts.updated) as i64)
-        .bind(j.rejected as i64)
+        .bind((j.rejected + counts.refused) as i64)
         .bind(j.committed_bytes as i64)
         .bind(j.committed_sha256.as_deref())
         .bind(now)

@@ -420,7 +420,7 @@ impl Store for Backend {
             .map(crate::audience::ContactUpsert::from_new)
             .collect();
         let mut tx = self.tx().await?;
-        let counts = upsert_in(&mut tx, app, &upserts, now).await?;
+        let (counts, _) = upsert_in(&mut tx, app, &upserts, now).await?;
         tx.commit().await?;
         Ok(counts.created + counts.updated)
     }

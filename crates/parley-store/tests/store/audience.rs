@@ -28,6 +28,7 @@ crate::contract!(
     audience_sql_agrees_with_memory_on_random_contacts_and_filters,
     audience_long_chains_compile,
     audience_bounded_filters_stop_at_their_budget,
+    audience_a_contact_holds_a_bounded_number_of_tags,
 );
 
 const NOW: OffsetDateTime = datetime!(2025-06-15 12:00:00 UTC);
@@ -69,7 +70,8 @@ async fn audience_upsert_merges_and_removes_tags(b: &Backend) {
         counts,
         UpsertCounts {
             created: 1,
-            updated: 0
+            updated: 0,
+            refused: 0
         }
     );
     let second = upsert(
@@ -89,7 +91,8 @@ async fn audience_upsert_merges_and_removes_tags(b: &Backend) {
         counts,
         UpsertCounts {
             created: 1,
-            updated: 2
+            updated: 2,
+            refused: 0
         }
     );
     let c = b
@@ -779,7 +782,7 @@ async fn audience_import_chunks_commit_with_their_progress_and_interrupted_jobs_
         raw: "x".into(),
     };
     let counts = b
-        .commit_import_chunk(&job, &rows, &[reject], T0 + 1)
+        .commit_import_chunk(&job, &rows, &[2, 4, 5], &[reject], T0 + 1)
         .await
         .unwrap();
     assert_eq!((counts.created, counts.updated), (2, 1));
@@ -902,4 +905,98 @@ async fn audience_bounded_filters_stop_at_their_budget(b: &Backend) {
         phones(&page),
         phones(&b.list_audience(&t.app, &query).await.unwrap())
     );
+}
+
+/// A write that would take a contact past `MAX_CONTACT_TAGS` (or `MAX_CONTACT_TAG_BYTES`) is
+/// refused whole and counted: before, each write merged its new names in without a bound.
+/// Writes that do not grow a contact (new values, removals) still go; an imported row
+/// refused for its tags becomes a rejected row of its line.
+async fn audience_a_contact_holds_a_bounded_number_of_tags(b: &Backend) {
+    let t = tenant(&**b, 1).await;
+    let phone = "+4915100000042";
+    let full: TagPatch = (0..MAX_CONTACT_TAGS)
+        .map(|i| (format!("t{i:03}"), Some(TagValue::Integer(i as i64))))
+        .collect();
+    let counts = b
+        .upsert_audience(&t.app, &[upsert(phone, full)], T0)
+        .await
+        .unwrap();
+    assert_eq!((counts.created, counts.refused), (1, 0));
+    // One more name: refused, nothing of the write kept (not even its name).
+    let mut more = upsert(phone, patch(&[("one_more", Some("x".into()))]));
+    more.name = Some("Renamed".into());
+    let counts = b.upsert_audience(&t.app, &[more], T0 + 1).await.unwrap();
+    assert_eq!((counts.updated, counts.refused), (0, 1));
+    let c = b.audience_contact(&t.app, phone).await.unwrap().unwrap();
+    assert_eq!(c.contact.tags.len(), MAX_CONTACT_TAGS);
+    assert!(!c.contact.tags.contains_key("one_more"));
+    assert_ne!(c.contact.name.as_deref(), Some("Renamed"));
+    // A new value for a name it has, and a removal with an addition, go.
+    let counts = b
+        .upsert_audience(
+            &t.app,
+            &[upsert(
+                phone,
+                patch(&[
+                    ("t000", Some("changed".into())),
+                    ("t001", None),
+                    ("one_more", Some("x".into())),
+                ]),
+            )],
+            T0 + 2,
+        )
+        .await
+        .unwrap();
+    assert_eq!((counts.updated, counts.refused), (1, 0));
+    // Bytes count too: a few long values past 64 KiB are refused.
+    let long: TagPatch = (0..70)
+        .map(|i| {
+            (
+                format!("long{i}"),
+                Some(TagValue::String("é".repeat(1_000))),
+            )
+        })
+        .collect();
+    let other = "+4915100000043";
+    let counts = b
+        .upsert_audience(&t.app, &[upsert(other, long)], T0 + 3)
+        .await
+        .unwrap();
+    assert_eq!((counts.created, counts.refused), (0, 1));
+    assert!(b.audience_contact(&t.app, other).await.unwrap().is_none());
+    // In an import: the refused row is a rejected row of its line, counted in the job.
+    let mut job = ImportJobRecord {
+        id: ImportId::new(),
+        application_id: t.app.clone(),
+        format: "csv".into(),
+        state: ImportState::Running,
+        rows_read: 0,
+        created: 0,
+        updated: 0,
+        rejected: 0,
+        error: None,
+        created_at: T0,
+        updated_at: T0,
+        finished_at: None,
+        options: None,
+        committed_bytes: 0,
+        committed_sha256: None,
+    };
+    b.create_import_job(&job).await.unwrap();
+    job.rows_read = 2;
+    let rows = [
+        upsert(phone, patch(&[("again_more", Some("y".into()))])),
+        upsert("+4915100000044", patch(&[("city", Some("Berlin".into()))])),
+    ];
+    let counts = b
+        .commit_import_chunk(&job, &rows, &[7, 8], &[], T0 + 4)
+        .await
+        .unwrap();
+    assert_eq!((counts.created, counts.refused), (1, 1));
+    let stored = b.import_job(&t.app, &job.id).await.unwrap().unwrap();
+    assert_eq!((stored.created, stored.rejected), (1, 1));
+    let rejects = b.import_rejects(&t.app, &job.id, 0, 10).await.unwrap();
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    assert_eq!(rejects[0].line, 7);
+    assert_eq!(rejects[0].reason, TAGS_OVER_CAP);
 }
