@@ -40,6 +40,27 @@ fn patch(pairs: &[(&str, Option<TagValue>)]) -> TagPatch {
         .collect()
 }
 
+/// A CSV import just started, its counts at zero.
+fn running_job(app: &parley_domain::ApplicationId) -> ImportJobRecord {
+    ImportJobRecord {
+        id: ImportId::new(),
+        application_id: app.clone(),
+        format: "csv".into(),
+        state: ImportState::Running,
+        rows_read: 0,
+        created: 0,
+        updated: 0,
+        rejected: 0,
+        error: None,
+        created_at: T0,
+        updated_at: T0,
+        finished_at: None,
+        options: None,
+        committed_bytes: 0,
+        committed_sha256: None,
+    }
+}
+
 fn upsert(phone: &str, tags: TagPatch) -> ContactUpsert {
     ContactUpsert {
         phone: phone.into(),
@@ -389,21 +410,8 @@ async fn audience_segments_and_import_jobs(b: &Backend) {
     assert_eq!(b.segment(&other.app, &seg.id).await.unwrap(), None);
 
     let mut job = ImportJobRecord {
-        id: ImportId::new(),
-        application_id: t.app.clone(),
-        format: "csv".into(),
-        state: ImportState::Running,
-        rows_read: 0,
-        created: 0,
-        updated: 0,
-        rejected: 0,
-        error: None,
-        created_at: T0,
-        updated_at: T0,
-        finished_at: None,
         options: Some(r#"{"format":"csv"}"#.into()),
-        committed_bytes: 0,
-        committed_sha256: None,
+        ..running_job(&t.app)
     };
     b.create_import_job(&job).await.unwrap();
     let rejects: Vec<_> = (0..5)
@@ -747,23 +755,7 @@ async fn audience_import_chunks_commit_with_their_progress_and_interrupted_jobs_
 ) {
     let t = tenant(&**b, 1).await;
     let other = tenant(&**b, 2).await;
-    let mut job = ImportJobRecord {
-        id: ImportId::new(),
-        application_id: t.app.clone(),
-        format: "csv".into(),
-        state: ImportState::Running,
-        rows_read: 0,
-        created: 0,
-        updated: 0,
-        rejected: 0,
-        error: None,
-        created_at: T0,
-        updated_at: T0,
-        finished_at: None,
-        options: None,
-        committed_bytes: 0,
-        committed_sha256: None,
-    };
+    let mut job = running_job(&t.app);
     b.create_import_job(&job).await.unwrap();
     let rows: Vec<ContactUpsert> = ["+4915112340001", "+4915112340002", "+4915112340001"]
         .iter()
@@ -965,23 +957,7 @@ async fn audience_a_contact_holds_a_bounded_number_of_tags(b: &Backend) {
     assert_eq!((counts.created, counts.refused), (0, 1));
     assert!(b.audience_contact(&t.app, other).await.unwrap().is_none());
     // In an import: the refused row is a rejected row of its line, counted in the job.
-    let mut job = ImportJobRecord {
-        id: ImportId::new(),
-        application_id: t.app.clone(),
-        format: "csv".into(),
-        state: ImportState::Running,
-        rows_read: 0,
-        created: 0,
-        updated: 0,
-        rejected: 0,
-        error: None,
-        created_at: T0,
-        updated_at: T0,
-        finished_at: None,
-        options: None,
-        committed_bytes: 0,
-        committed_sha256: None,
-    };
+    let mut job = running_job(&t.app);
     b.create_import_job(&job).await.unwrap();
     job.rows_read = 2;
     let rows = [
