@@ -675,7 +675,7 @@ impl Engine {
         platform_id: Option<&str>,
         file_name: &str,
         mime_type: &str,
-        bytes: Vec<u8>,
+        bytes: bytes::Bytes,
     ) -> Result<UploadedMedia, EngineError> {
         let mime = mime_type
             .split(';')

@@ -152,7 +152,7 @@ impl GraphClient {
         app_id: &str,
         file_name: &str,
         mime_type: &str,
-        bytes: Vec<u8>,
+        bytes: bytes::Bytes,
     ) -> Result<String, GraphError> {
         let length = bytes.len().to_string();
         let req = self

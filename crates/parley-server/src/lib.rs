@@ -92,10 +92,11 @@ pub struct AppStateInner {
     pub uploads: Arc<tokio::sync::Semaphore>,
 }
 
-/// Media uploads (inbox files, API replies with `upload_base64`) one node handles at once: each
-/// holds its whole file in memory (up to `REPLY_BODY_LIMIT` while it is read, then the file
-/// and its multipart copy for Meta), so this bounds the memory a burst of uploads can take to
-/// about `MAX_UPLOADS` × 64 MiB. Beyond it: 429 `too_many_uploads` with `Retry-After`, before
+/// Media uploads (inbox files, API replies with `upload_base64`, template media examples) one
+/// node handles at once: each holds its whole file in memory (up to `REPLY_BODY_LIMIT` while
+/// it is read, then the file and its multipart copy for Meta; a template example, up to
+/// `MEDIA_BODY_LIMIT`, is passed on without a copy), so this bounds the memory a burst of
+/// uploads can take to about `MAX_UPLOADS` × 100 MiB. Beyond it: 429 `too_many_uploads` with `Retry-After`, before
 /// any of the body is read. Nothing is written to disk on the way.
 pub const MAX_UPLOADS: usize = 4;
 /// Bodies up to this size (a text reply, a reaction) never wait for an upload slot.
@@ -402,6 +403,12 @@ pub fn router(state: AppState) -> Router {
             axum::routing::post(console::templates::upload),
         )
         .layer(DefaultBodyLimit::max(MEDIA_BODY_LIMIT))
+        // A template's media example (a PDF up to 100 MiB) is held whole while it goes to
+        // Meta: these share the node's upload slots with the inbox's files.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            upload_gate::<MEDIA_BODY_LIMIT>,
+        ))
         // An inbox file is at most Meta's largest upload for a reply (16 MiB).
         .route(
             "/inbox/{contact}/media",

@@ -533,7 +533,7 @@ pub async fn upload_template_media(
     let name = q.file_name.unwrap_or_else(|| "upload".into());
     let uploaded = state
         .engine
-        .upload_template_media(app, q.platform_id.as_deref(), &name, &mime, body.to_vec())
+        .upload_template_media(app, q.platform_id.as_deref(), &name, &mime, body)
         .await?;
     Ok((StatusCode::CREATED, ApiJson(uploaded.into())))
 }

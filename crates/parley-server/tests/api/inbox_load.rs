@@ -201,6 +201,17 @@ async fn a_burst_of_large_uploads_is_bounded_per_node_and_refused_with_clear_cod
         )
         .await;
     assert_eq!(status, 202, "{v}");
+    // A template's media example shares the slots (it is held whole on its way to Meta, up
+    // to 100 MiB: nothing bounded how many at once); one declared over 100 MiB is 413.
+    for (len, code) in [
+        (200 * 1024, "too_many_uploads"),
+        (100 * MIB + 1, "body_too_large"),
+    ] {
+        let example =
+            RawRequest::start(&app, &owner, "/templates/uploads?file_name=a.pdf", len, &[]);
+        let (status, v) = example.await.finish(&[]).await;
+        assert_eq!(v["error"]["code"], code, "{status}: {v}");
+    }
 
     // Declared over the limits: refused before a byte of the body is sent.
     let over = RawRequest::start(
