@@ -173,6 +173,7 @@ pub struct DeliveryRecord {
     pub last_attempt_at: Option<Millis>,
     pub delivered_at: Option<Millis>,
     pub created_at: Millis,
+    /// The newest [`ATTEMPTS_SHOWN`] attempts, oldest first.
     pub attempt_log: Vec<AttemptRecord>,
 }
 
@@ -189,6 +190,13 @@ pub struct MessageFacts {
     pub error_code: Option<i64>,
     pub error_message: Option<String>,
 }
+
+/// Attempts a delivery keeps (the oldest are deleted as new ones are recorded): a delivery
+/// retried for 3 days and replayed again and again would otherwise keep every answer.
+pub const ATTEMPTS_KEPT: i64 = 50;
+
+/// Attempts of each delivery a list of deliveries shows (the newest; `attempts` counts all).
+pub const ATTEMPTS_SHOWN: i64 = 20;
 
 #[async_trait]
 pub trait EventStore {

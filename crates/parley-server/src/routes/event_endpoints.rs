@@ -141,6 +141,8 @@ pub struct DeliveryView {
     /// The body sent (see `EventPayload`).
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,
+    /// The newest 20 attempts, oldest first (`attempts` counts every one; a delivery keeps
+    /// its newest 50).
     pub attempt_log: Vec<AttemptView>,
 }
 

@@ -907,3 +907,73 @@ async fn a_long_replay_goes_a_bounded_page_at_a_time() {
         assert_eq!(v["error"]["code"], "invalid_cursor", "{v}");
     }
 }
+
+/// Attempt rows the database holds for a delivery (read on a connection of the test's own).
+async fn attempt_rows(app: &TestApp, delivery: &str) -> i64 {
+    use sqlx::Connection;
+    let sql = "SELECT COUNT(*) FROM event_attempts WHERE delivery_id = $1";
+    match app.pg_url() {
+        Some(url) => {
+            let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+            sqlx::query_scalar(sql)
+                .bind(delivery)
+                .fetch_one(&mut conn)
+                .await
+                .expect("count")
+        }
+        None => {
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&app.db_path)
+                .read_only(true);
+            let mut conn = sqlx::SqliteConnection::connect_with(&options)
+                .await
+                .expect("connect");
+            sqlx::query_scalar(sql)
+                .bind(delivery)
+                .fetch_one(&mut conn)
+                .await
+                .expect("count")
+        }
+    }
+}
+
+/// A delivery retried again and again keeps its newest `ATTEMPTS_KEPT` attempts, and the list
+/// shows the newest `ATTEMPTS_SHOWN` of each delivery, read in one statement for the page:
+/// every attempt was kept and the list read each delivery's attempts, all of them, with a
+/// query per delivery.
+#[tokio::test]
+async fn a_delivery_keeps_and_shows_a_bounded_number_of_attempts() {
+    let app = spawn_app_tuned(None, |c| {
+        c.events.base_backoff = Duration::from_millis(1);
+        c.events.max_backoff = Duration::from_millis(5);
+    })
+    .await;
+    let receiver = Receiver::start(0).await;
+    receiver.failing.store(true, Ordering::SeqCst);
+    let (endpoint, _) = create_endpoint(&app, &receiver.url, &["contact.updated"]).await;
+    let (phone, _) = app.contact(0).await;
+    put_tags(&app, &phone, json!({"n": 1})).await;
+    let kept = parley_store::events::ATTEMPTS_KEPT;
+    let shown = parley_store::events::ATTEMPTS_SHOWN as usize;
+    let d = wait_deliveries(&app, &endpoint, "retried past the attempts kept", |d| {
+        d.len() == 1 && d[0]["attempts"].as_i64().is_some_and(|n| n > kept + 5)
+    })
+    .await;
+    let attempts = d[0]["attempts"].as_i64().expect("attempts");
+    let log = d[0]["attempt_log"].as_array().expect("log");
+    assert_eq!(log.len(), shown, "{log:?}");
+    let numbers: Vec<i64> = log
+        .iter()
+        .map(|a| a["attempt"].as_i64().expect("attempt"))
+        .collect();
+    let newest = *numbers.last().expect("one");
+    assert!(newest >= attempts - 1, "{numbers:?} of {attempts}");
+    assert_eq!(
+        numbers,
+        ((newest - shown as i64 + 1)..=newest).collect::<Vec<_>>(),
+        "the newest, oldest first"
+    );
+    let rows = attempt_rows(&app, d[0]["id"].as_str().expect("id")).await;
+    assert!(rows <= kept, "{rows} attempt rows kept of {attempts}");
+    assert!(rows >= kept - 2, "{rows}");
+}

@@ -69,6 +69,44 @@ async fn endpoint_in(
     row.as_ref().map(endpoint_from_row).transpose()
 }
 
+/// The newest [`ATTEMPTS_SHOWN`] attempts of each of these deliveries, oldest first, in one
+/// statement: the list read them one query per delivery, every attempt of each.
+async fn attempt_logs(
+    store: &Backend,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, Vec<AttemptRecord>>> {
+    let mut logs: std::collections::HashMap<String, Vec<AttemptRecord>> =
+        std::collections::HashMap::new();
+    if ids.is_empty() {
+        return Ok(logs);
+    }
+    let mut q = sqlx::QueryBuilder::new(
+        "SELECT delivery_id, attempt, at, duration_ms, status_code, response, error FROM (
+           SELECT a.*, ROW_NUMBER() OVER (PARTITION BY delivery_id ORDER BY attempt DESC) AS newest
+           FROM event_attempts a WHERE delivery_id IN (",
+    );
+    let mut list = q.separated(", ");
+    for id in ids {
+        list.push_bind(id.as_str());
+    }
+    q.push(") ) t WHERE newest <= ")
+        .push_bind(ATTEMPTS_SHOWN)
+        .push(" ORDER BY delivery_id, attempt");
+    for a in q.build().fetch_all(store.reader()).await? {
+        logs.entry(a.try_get("delivery_id")?)
+            .or_default()
+            .push(AttemptRecord {
+                attempt: a.try_get("attempt")?,
+                at: a.try_get("at")?,
+                duration_ms: a.try_get("duration_ms")?,
+                status_code: a.try_get("status_code")?,
+                response: a.try_get("response")?,
+                error: a.try_get("error")?,
+            });
+    }
+    Ok(logs)
+}
+
 /// Deliveries a replay queues again per transaction.
 const REPLAY_CHUNK: usize = 500;
 
@@ -432,6 +470,12 @@ impl EventStore for Backend {
         .bind(opt_text(o.error.as_deref()))
         .execute(&mut *tx)
         .await?;
+        // A delivery keeps its newest attempts only: retries and replays add them without end.
+        sqlx::query("DELETE FROM event_attempts WHERE delivery_id = $1 AND attempt <= $2")
+            .bind(o.delivery_id.as_str())
+            .bind(o.attempt - ATTEMPTS_KEPT)
+            .execute(&mut *tx)
+            .await?;
         let (state, next, delivered_at) = match (o.delivered, o.next_attempt_at) {
             (true, _) => ("delivered", o.at, Some(o.at)),
             (false, Some(next)) => ("pending", next, None),
@@ -504,29 +548,15 @@ impl EventStore for Backend {
         .bind(i64::from(limit))
         .fetch_all(self.reader())
         .await?;
+        let ids: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut logs = attempt_logs(self, &ids).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let id = parse_id(r, "id", DeliveryId::parse)?;
-            let attempts = sqlx::query(
-                "SELECT attempt, at, duration_ms, status_code, response, error FROM event_attempts
-                 WHERE delivery_id = $1 ORDER BY attempt",
-            )
-            .bind(id.as_str())
-            .fetch_all(self.reader())
-            .await?;
-            let attempt_log = attempts
-                .iter()
-                .map(|a| {
-                    Ok(AttemptRecord {
-                        attempt: a.try_get("attempt")?,
-                        at: a.try_get("at")?,
-                        duration_ms: a.try_get("duration_ms")?,
-                        status_code: a.try_get("status_code")?,
-                        response: a.try_get("response")?,
-                        error: a.try_get("error")?,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let attempt_log = logs.remove(id.as_str()).unwrap_or_default();
             let state: String = r.try_get("state")?;
             let next: i64 = r.try_get("next_attempt_at")?;
             out.push(DeliveryRecord {
