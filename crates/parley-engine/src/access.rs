@@ -15,6 +15,13 @@ use crate::{Engine, EngineError, ErrorKind};
 pub const LAST_USED_GRANULARITY_MS: i64 = 60_000;
 /// Longest token label, in characters.
 pub const MAX_LABEL_CHARS: usize = 100;
+/// Past this many remembered last uses, those older than a minute are forgotten (one entry
+/// per token seen: revoked and expired ones stayed for the life of the process).
+const TOUCHES_KEPT: usize = 1_024;
+/// Live API tokens (not revoked, not expired) an application has at most: each has a rate
+/// limit of its own, so minting tokens without end multiplied the application's rate. One
+/// more is 409 `token_limit_reached`.
+pub const MAX_LIVE_TOKENS: u64 = 100;
 
 /// What a presented token is.
 #[derive(Debug, Clone)]
@@ -85,6 +92,10 @@ impl Engine {
                 let last = touches.get(&token.id).copied().or(token.last_used_at);
                 let due = last.is_none_or(|at| now - at >= LAST_USED_GRANULARITY_MS);
                 if due {
+                    if touches.len() >= TOUCHES_KEPT {
+                        // Entries older than the granularity no longer hold a write back.
+                        touches.retain(|_, at| now - *at < LAST_USED_GRANULARITY_MS);
+                    }
                     touches.insert(token.id.clone(), now);
                 }
                 due
@@ -137,7 +148,15 @@ impl Engine {
             expires_at: request.expires_at,
             now,
         };
-        self.store.insert_token(&new).await?;
+        if !self.store.insert_token(&new, MAX_LIVE_TOKENS).await? {
+            return Err(EngineError::new(
+                ErrorKind::Conflict,
+                "token_limit_reached",
+                format!(
+                    "an application has at most {MAX_LIVE_TOKENS} live API tokens; revoke one it no longer uses (POST /api/v1/tokens/{{id}}/revoke)"
+                ),
+            ));
+        }
         Ok(CreatedToken {
             record: TokenRecord {
                 id: new.id,

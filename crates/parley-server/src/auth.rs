@@ -70,7 +70,12 @@ impl Default for RateLimit {
 pub struct TokenLimiter {
     limiter: RateLimiter<TokenId, HashMapStateStore<TokenId>, DefaultClock>,
     clock: DefaultClock,
+    checks: std::sync::atomic::AtomicU64,
 }
+
+/// Every this many checks the limiter forgets the tokens whose state is back to full (a token
+/// created, used and revoked kept its entry for the life of the process).
+const PRUNE_EVERY: u64 = 4_096;
 
 impl TokenLimiter {
     pub fn new(limit: RateLimit) -> Self {
@@ -78,11 +83,19 @@ impl TokenLimiter {
         TokenLimiter {
             limiter: RateLimiter::hashmap(quota),
             clock: DefaultClock::default(),
+            checks: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     /// `Err(seconds)` to wait when the token is over its rate.
     fn check(&self, token: &TokenId) -> Result<(), u64> {
+        let n = self
+            .checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+        }
         self.limiter.check_key(token).map_err(|not_until| {
             let wait = not_until.wait_time_from(self.clock.now());
             wait.as_secs() + u64::from(wait.subsec_nanos() > 0)

@@ -76,7 +76,9 @@ pub struct AuditEntry {
 
 #[async_trait]
 pub trait AccessStore: Send + Sync {
-    async fn insert_token(&self, token: &NewToken) -> Result<()>;
+    /// Stores the token unless its application has `cap` live tokens (not revoked, not
+    /// expired at `token.now`) already (false then); concurrent creates stop exactly there.
+    async fn insert_token(&self, token: &NewToken, cap: u64) -> Result<bool>;
     /// The token with this hash, revoked or expired ones included (the caller says why not).
     async fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenRecord>>;
     /// The application's tokens, newest first, revoked ones included.

@@ -179,6 +179,7 @@ pub async fn list_tokens(
         (status = 201, body = CreatedTokenView),
         (status = 400, body = ErrorBody),
         (status = 403, description = "The token lacks the `manage` scope", body = ErrorBody),
+        (status = 409, description = "`token_limit_reached`: the application has 100 live tokens already", body = ErrorBody),
         (status = 422, description = "No label, an unknown scope, or an expiry in the past", body = ErrorBody),
     ),
     security(("bearer" = ["manage"]))

@@ -625,3 +625,75 @@ async fn the_console_tokens_page_creates_shows_once_and_revokes() {
     browser.wait_text("token.create").await;
     assert!(browser.csp_violations().await.is_empty());
 }
+
+/// An application has at most `MAX_LIVE_TOKENS` live API tokens, and a burst of creates stops
+/// exactly there (409 `token_limit_reached`): each token has a rate limit of its own, so
+/// minting tokens without end multiplied the application's rate. Revoking one makes room.
+#[tokio::test]
+async fn an_application_has_a_bounded_number_of_live_tokens_even_under_a_burst() {
+    let app = spawn_app().await;
+    let max = parley_engine::access::MAX_LIVE_TOKENS as usize;
+    let (_, list) = app
+        .api_call(Method::GET, "/api/v1/tokens?limit=200", None)
+        .await;
+    let have = list["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter(|t| t["revoked_at"].is_null())
+        .count();
+    // Filled up to five short of the cap from the store (the API's own rate would refuse a
+    // burst of a hundred from one token).
+    let application = app.store.applications().await.expect("apps")[0].id.clone();
+    for i in have..max - 5 {
+        let seeded = parley_store::access::NewToken {
+            id: parley_domain::TokenId::new(),
+            application_id: application.clone(),
+            token_hash: format!("seeded-{i}"),
+            label: format!("seeded {i}"),
+            scopes: parley_domain::Scopes::ALL,
+            expires_at: None,
+            now: app.now_ms(),
+        };
+        assert!(
+            app.store
+                .insert_token(&seeded, u64::MAX)
+                .await
+                .expect("token")
+        );
+    }
+    let room = 5;
+    let burst = room + 12;
+    let answers = futures::future::join_all((0..burst).map(|i| {
+        let body = json!({"label": format!("burst {i}"), "scopes": ["read"]});
+        let app = &app;
+        async move {
+            app.api_call(Method::POST, "/api/v1/tokens", Some(&body))
+                .await
+        }
+    }))
+    .await;
+    let created: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == 201)
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(created.len(), room, "{answers:?}");
+    for (status, v) in answers.iter().filter(|(s, _)| *s != 201) {
+        assert_eq!(*status, 409, "{v}");
+        assert_eq!(v["error"]["code"], "token_limit_reached", "{v}");
+    }
+    let id = created[0]["id"].as_str().expect("id");
+    let (status, v) = app
+        .api_call(Method::POST, &format!("/api/v1/tokens/{id}/revoke"), None)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = app
+        .api_call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&json!({"label": "after a revoke", "scopes": ["read"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+}

@@ -45,7 +45,21 @@ fn audit_from_row(row: &DbRow) -> Result<AuditEntry> {
 
 #[async_trait]
 impl AccessStore for Backend {
-    async fn insert_token(&self, t: &NewToken) -> Result<()> {
+    async fn insert_token(&self, t: &NewToken, cap: u64) -> Result<bool> {
+        let mut tx = self.tx().await?;
+        if !super::caps::below_cap(
+            &mut tx,
+            "api_tokens",
+            t.application_id.as_str(),
+            cap,
+            "SELECT COUNT(*) FROM api_tokens WHERE application_id = $1 AND revoked_at IS NULL
+               AND (expires_at IS NULL OR expires_at > $2)",
+            Some(t.now),
+        )
+        .await?
+        {
+            return Ok(false);
+        }
         sqlx::query(
             "INSERT INTO api_tokens (id, token_hash, application_id, label, scopes, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -57,9 +71,10 @@ impl AccessStore for Backend {
         .bind(t.scopes.to_string())
         .bind(t.now)
         .bind(t.expires_at)
-        .execute(self.writer())
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenRecord>> {

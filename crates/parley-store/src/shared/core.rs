@@ -182,16 +182,20 @@ impl Store for Backend {
         now: Millis,
     ) -> Result<()> {
         use crate::access::{AccessStore, NewToken};
-        self.insert_token(&NewToken {
-            id: parley_domain::TokenId::new(),
-            application_id: app.clone(),
-            token_hash: token_hash.to_owned(),
-            label: label.to_owned(),
-            scopes: parley_domain::Scopes::ALL,
-            expires_at: None,
-            now,
-        })
+        self.insert_token(
+            &NewToken {
+                id: parley_domain::TokenId::new(),
+                application_id: app.clone(),
+                token_hash: token_hash.to_owned(),
+                label: label.to_owned(),
+                scopes: parley_domain::Scopes::ALL,
+                expires_at: None,
+                now,
+            },
+            u64::MAX,
+        )
         .await
+        .map(|_| ())
     }
 
     async fn create_user(

@@ -30,12 +30,21 @@ async fn tokens_scopes_pages_last_use_and_revocation(b: &Backend) {
     let mut ids = Vec::new();
     for i in 0..3 {
         let t = new_token(&one.app, &format!("h{i}"), read, T0 + i);
-        b.insert_token(&t).await.expect("insert");
+        assert!(b.insert_token(&t, 4).await.expect("insert"));
         ids.push(t.id);
     }
-    b.insert_token(&new_token(&two.app, "other", Scopes::ALL, T0))
-        .await
-        .expect("insert");
+    assert!(
+        b.insert_token(&new_token(&two.app, "other", Scopes::ALL, T0), 4)
+            .await
+            .expect("insert")
+    );
+    // Three live tokens: a cap of 3 takes no fourth (the other application's does not count).
+    assert!(
+        !b.insert_token(&new_token(&one.app, "h-over", read, T0 + 5), 3)
+            .await
+            .expect("capped")
+    );
+    assert!(b.token_by_hash("h-over").await.expect("lookup").is_none());
 
     let found = b.token_by_hash("h1").await.expect("lookup").expect("token");
     assert_eq!(found.id, ids[1]);
