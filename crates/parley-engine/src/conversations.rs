@@ -819,8 +819,8 @@ impl Engine {
     ) -> Result<Conversation, EngineError> {
         let record = self.conversation_record(app, contact).await?;
         if let Some(user) = user {
-            let members = self.store.members(app).await?;
-            if !members.iter().any(|m| &m.user_id == user) {
+            // One lookup by key: the members list grows with the application's users.
+            if self.store.role(user, app).await?.is_none() {
                 return Err(EngineError::unprocessable(
                     "not_a_member",
                     format!("{user} is not a user of this application; invite them first"),

@@ -85,6 +85,10 @@ pub struct UpsertCounts {
     pub refused: u64,
 }
 
+/// Subscription changes a contact's page and `GET /api/v1/contacts/{phone}` show (the
+/// newest; every change is kept): each write that flips the subscription adds one.
+pub const HISTORY_SHOWN: i64 = 50;
+
 /// Tags a contact holds at most. Each write merges its tags into the stored ones, so without a
 /// bound a client adding new names write after write grew one contact without end, and every
 /// later write, list page and campaign plan read and rewrote all of it.
@@ -246,7 +250,7 @@ pub trait AudienceStore: Send + Sync {
     /// Bounded filter statements stopped in the database because their request was dropped
     /// (since the store was opened).
     fn filter_queries_abandoned(&self) -> u64;
-    /// Oldest first.
+    /// The newest [`HISTORY_SHOWN`] changes, oldest first.
     async fn subscription_history(&self, contact: &ContactId) -> Result<Vec<SubscriptionEvent>>;
     /// The newest messages sent to this phone number, newest first.
     async fn messages_to(

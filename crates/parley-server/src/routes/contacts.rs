@@ -109,6 +109,7 @@ impl From<&SubscriptionEvent> for SubscriptionEventView {
 pub struct ContactDetailView {
     #[serde(flatten)]
     pub contact: ContactView,
+    /// The newest 50 subscription changes, oldest first (every change is kept).
     pub subscription_history: Vec<SubscriptionEventView>,
     /// The newest messages sent to the contact (at most 20).
     pub messages: Vec<MessageView>,

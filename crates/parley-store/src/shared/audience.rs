@@ -471,9 +471,13 @@ impl AudienceStore for Backend {
 
     async fn subscription_history(&self, contact: &ContactId) -> Result<Vec<SubscriptionEvent>> {
         let rows = sqlx::query(
-            "SELECT state, source, note, at FROM contact_subscription_events WHERE contact_id = $1 ORDER BY id",
+            "SELECT state, source, note, at FROM (
+               SELECT id, state, source, note, at FROM contact_subscription_events
+               WHERE contact_id = $1 ORDER BY id DESC LIMIT $2) newest
+             ORDER BY id",
         )
         .bind(contact.as_str())
+        .bind(HISTORY_SHOWN)
         .fetch_all(self.reader())
         .await?;
         rows.iter()

@@ -211,6 +211,25 @@ async fn audience_subscription_changes_are_recorded_once(b: &Backend) {
         .unwrap()
         .unwrap();
     assert_eq!(c.subscription, Subscription::OptedOut);
+    // Flipped back and forth past what is shown: the newest `HISTORY_SHOWN`, oldest first.
+    let flips = HISTORY_SHOWN + 10;
+    for i in 0..flips {
+        let state = if i % 2 == 0 {
+            Subscription::OptedIn
+        } else {
+            Subscription::OptedOut
+        };
+        b.upsert_audience(&t.app, &[change(state, "api")], T0 + 10 + i)
+            .await
+            .unwrap();
+    }
+    let history = b.subscription_history(&c.contact.id).await.unwrap();
+    let times: Vec<i64> = history.iter().map(|e| e.at).collect();
+    let newest = T0 + 10 + flips - 1;
+    assert_eq!(
+        times,
+        ((newest - HISTORY_SHOWN + 1)..=newest).collect::<Vec<_>>()
+    );
 }
 
 async fn audience_lists_by_segment_with_keyset_pages(b: &Backend) {
