@@ -38,6 +38,8 @@ pub const MAX_TAG_VALUE_CHARS: usize = 1024;
 pub const MAX_TAG_LIST_ITEMS: usize = 100;
 /// Longest row an import takes (bytes); longer rows are rejected.
 pub const MAX_ROW_BYTES: usize = 64 * 1024;
+/// Longest contact search (`search`): part of a number or a name.
+pub const MAX_SEARCH_CHARS: usize = 100;
 /// Saved segments an application keeps at most: the new-campaign form offers every one in a
 /// picker, and a business defines tens, not thousands (a filter covers any audience without
 /// being saved). A create past it is 409 `segment_limit_reached`.
@@ -540,10 +542,19 @@ impl Engine {
         after: Option<&str>,
         limit: u32,
     ) -> Result<(Vec<AudienceContact>, Option<String>), EngineError> {
+        let filtered = filter.is_some_and(|f| !f.trim().is_empty());
         let segment = match filter.map(str::trim).filter(|f| !f.is_empty()) {
             Some(f) => self.parse_segment(f)?,
             None => Segment::all(),
         };
+        let search = search.map(str::trim).filter(|s| !s.is_empty());
+        if search.is_some_and(|s| s.chars().count() > MAX_SEARCH_CHARS) {
+            return Err(EngineError::bad_request(
+                "invalid_search",
+                format!("search for at most {MAX_SEARCH_CHARS} characters of a number or name"),
+            )
+            .field("search"));
+        }
         let limit = limit.clamp(1, 500);
         let query = ContactQuery {
             segment: &segment,
@@ -552,11 +563,24 @@ impl Engine {
             limit: limit + 1,
             now: to_datetime(self.now()),
         };
-        // A filter runs bounded, on the filter connections; a plain list does not need to.
-        let mut page = if filter.is_some_and(|f| !f.trim().is_empty()) {
-            self.store
+        // A filter or a search runs bounded, on the filter connections (a search matching
+        // nothing reads every contact); a plain list, a walk of the phone index, does not
+        // need to.
+        let mut page = if filtered || search.is_some() {
+            match self
+                .store
                 .list_audience_bounded(app, &query, self.config.filter_timeout)
-                .await?
+                .await
+            {
+                Err(parley_store::StoreError::TooExpensive) if !filtered => {
+                    return Err(EngineError::unprocessable(
+                        "search_too_expensive",
+                        "the search took too long over your contacts and was stopped: search for more of the number or the name",
+                    )
+                    .field("search"));
+                }
+                r => r?,
+            }
         } else {
             self.store.list_audience(app, &query).await?
         };

@@ -186,7 +186,7 @@ pub struct ContactList {
 pub struct ContactListQuery {
     /// A segment expression, e.g. `city = "Berlin" and visits >= 3` (default: all).
     pub filter: Option<String>,
-    /// Part of the phone number or name.
+    /// Part of the phone number or name (at most 100 characters).
     pub search: Option<String>,
     /// Page size, 1–500 (default 50).
     pub limit: Option<u32>,
@@ -288,8 +288,8 @@ pub async fn delete_contact(
     params(ContactListQuery),
     responses(
         (status = 200, description = "A page of contacts in phone order", body = ContactList),
-        (status = 400, description = "The filter does not parse (the message names the character)", body = ErrorBody),
-        (status = 422, description = "`filter_too_complex` or `filter_too_expensive`, as for `POST /api/v1/segments/preview`", body = ErrorBody),
+        (status = 400, description = "The filter does not parse (the message names the character), or `invalid_search` (over 100 characters)", body = ErrorBody),
+        (status = 422, description = "`filter_too_complex` or `filter_too_expensive`, as for `POST /api/v1/segments/preview`; `search_too_expensive` when a search alone ran out of the same time budget", body = ErrorBody),
     ),
     security(("bearer" = ["read"]))
 )]

@@ -1157,3 +1157,53 @@ async fn a_contact_holds_a_bounded_number_of_tags() {
     assert_eq!(status, 200, "{c}");
     assert_eq!(c["tags"]["one_more"], 1, "{c}");
 }
+
+/// `GET /api/v1/contacts?search=` finds contacts by part of the number or the name; it runs
+/// bounded like a filter (a search matching nothing reads every contact; it ran outside the
+/// filters' time budget), and a search over 100 characters is 400 `invalid_search`.
+#[tokio::test]
+async fn contacts_are_searched_by_number_or_name_within_bounds() {
+    let app = spawn_app().await;
+    for (phone, name) in [
+        ("+4917000000501", "Ana Lima"),
+        ("+4917000000502", "Bruno Costa"),
+        ("+4917000000603", "Carla Lima"),
+    ] {
+        let (status, v) = app
+            .api_call(
+                Method::PUT,
+                &format!("/api/v1/contacts/{phone}"),
+                Some(&json!({"name": name})),
+            )
+            .await;
+        assert!(status == 200 || status == 201, "{v}");
+    }
+    let found = |v: &Value| -> Vec<String> {
+        v["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|c| c["phone"].as_str().expect("phone").to_owned())
+            .collect()
+    };
+    let (status, v) = app
+        .api_call(Method::GET, "/api/v1/contacts?search=lima", None)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(found(&v), ["+4917000000501", "+4917000000603"], "{v}");
+    let (status, v) = app
+        .api_call(Method::GET, "/api/v1/contacts?search=70000005", None)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(found(&v), ["+4917000000501", "+4917000000502"], "{v}");
+    let (status, v) = app
+        .api_call(
+            Method::GET,
+            &format!("/api/v1/contacts?search={}", "x".repeat(101)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["code"], "invalid_search", "{v}");
+    assert_eq!(v["error"]["field"], "search", "{v}");
+}
