@@ -192,6 +192,9 @@ pub struct Engine {
     /// Single sends to one contact are accepted one at a time on this node
     /// (`messages::SendOrder`), so their ids and queue times sort as their lane places do.
     pub(crate) send_order: Arc<messages::SendOrder>,
+    /// Campaign plans: one walk of an audience at a time per application, and the plans
+    /// just made (`campaigns::Plans`).
+    pub(crate) plans: Arc<campaigns::Plans>,
 }
 
 /// Passes the background workers completed, per engine. A test that must show that nothing
@@ -266,6 +269,7 @@ impl Engine {
             event_subscriptions: Arc::default(),
             meta_cache: Arc::default(),
             send_order: Arc::default(),
+            plans: Arc::default(),
         }
     }
 

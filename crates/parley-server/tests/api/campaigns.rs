@@ -874,3 +874,41 @@ async fn identical_inbound_webhooks_count_once() {
         .count();
     assert_eq!(opt_outs, 1, "{c}");
 }
+
+/// A campaign's plan walks its whole audience: a burst of plan requests shares the walks (an
+/// application's plans run one at a time on a node, and a request that waited gets a plan
+/// made after it arrived) instead of walking once each at the same time. A plan asked after
+/// a change sees the change.
+#[tokio::test]
+async fn a_burst_of_plan_requests_shares_the_audience_walks() {
+    let app = spawn_app().await;
+    seed(&app, "burst", 40_000_000, 3_000, 0).await;
+    let id = app
+        .create_campaign(&cohort_campaign(
+            "Burst",
+            "burst",
+            welcome_template(),
+            "marketing",
+            json!({}),
+        ))
+        .await;
+    let before = app.engine.plans_walked();
+    let plans = futures::future::join_all((0..24).map(|_| app.campaign_get(&id, "/plan"))).await;
+    let walked = app.engine.plans_walked() - before;
+    assert!(walked <= 2, "{walked} walks for 24 requests at once");
+    for p in &plans {
+        assert_eq!(p["recipients"], 3_000, "{p}");
+    }
+    // A plan asked after a change walks again and sees it.
+    let (status, v) = app
+        .api_call(
+            reqwest::Method::PUT,
+            "/api/v1/contacts/+4915240000000",
+            Some(&json!({"subscription": "opted_out"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let plan = app.campaign_get(&id, "/plan").await;
+    assert_eq!(plan["recipients"], 2_999, "{plan}");
+    assert_eq!(app.engine.plans_walked() - before, walked + 1);
+}
