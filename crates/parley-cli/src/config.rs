@@ -6,6 +6,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
+/// A retention in days; 0 keeps.
+fn days(n: u32) -> Option<std::time::Duration> {
+    (n > 0).then(|| std::time::Duration::from_secs(u64::from(n) * 86_400))
+}
+
 #[derive(Deserialize, Serialize, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -30,6 +35,21 @@ pub struct Config {
     pub workers: WorkersConfig,
     pub media: MediaConfig,
     pub events: EventsConfig,
+    pub webhooks: WebhooksConfig,
+}
+
+#[derive(Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Webhooks received from Meta are deleted this many days after they were applied
+    /// (hourly; their content lives on in messages, contacts and the inbox); 0 keeps them.
+    pub retention_days: u32,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig { retention_days: 30 }
+    }
 }
 
 #[derive(Deserialize, Serialize, Clone)]
@@ -65,6 +85,9 @@ pub struct EventsConfig {
     pub allow_loopback: bool,
     /// Endpoints may be in private networks (10/8, 192.168/16, link-local, …).
     pub allow_private_targets: bool,
+    /// Events whose deliveries are all done are deleted (with their deliveries and
+    /// attempts) after this many days (hourly); 0 keeps them. A replay reaches this far back.
+    pub retention_days: u32,
 }
 
 impl Default for EventsConfig {
@@ -76,6 +99,7 @@ impl Default for EventsConfig {
             timeout_secs: 15,
             allow_loopback: false,
             allow_private_targets: false,
+            retention_days: 30,
         }
     }
 }
@@ -192,6 +216,7 @@ impl Default for Config {
             workers: WorkersConfig::default(),
             media: MediaConfig::default(),
             events: EventsConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -351,6 +376,14 @@ impl Config {
             "PARLEY_EVENTS_DISABLE_AFTER_HOURS",
         );
         number(&mut self.events.concurrency, "PARLEY_EVENTS_CONCURRENCY");
+        number(
+            &mut self.events.retention_days,
+            "PARLEY_EVENTS_RETENTION_DAYS",
+        );
+        number(
+            &mut self.webhooks.retention_days,
+            "PARLEY_WEBHOOKS_RETENTION_DAYS",
+        );
         number(&mut self.events.timeout_secs, "PARLEY_EVENTS_TIMEOUT_SECS");
         // Any value but empty, `0`, `false`, `no` or `off` turns a switch on.
         let switch = |target: &mut bool, key: &str| {
@@ -481,8 +514,14 @@ impl Config {
             timeout: std::time::Duration::from_secs(u64::from(self.events.timeout_secs.max(1))),
             allow_loopback: self.events.allow_loopback,
             allow_private_targets: self.events.allow_private_targets,
+            retention: days(self.events.retention_days),
             ..parley_engine::events::EventConfig::default()
         }
+    }
+
+    /// How long applied webhooks are kept (`webhooks.retention_days`, 0: kept).
+    pub fn webhook_retention(&self) -> Option<std::time::Duration> {
+        days(self.webhooks.retention_days)
     }
 
     /// The bearer token `/metrics` asks for, if any.
@@ -540,6 +579,19 @@ mod tests {
         assert_eq!(c.audit_retention().as_secs(), 30 * 86_400);
         c.apply_env(|k| (k == "PARLEY_API_RATE_LIMIT_BURST").then(|| "0".to_owned()));
         assert!(c.rate_limit().is_err(), "a burst of 0 is refused");
+        // Webhooks and events: 30 days unless told, 0 keeps them.
+        let day = |n: u64| Some(std::time::Duration::from_secs(n * 86_400));
+        assert_eq!(c.webhook_retention(), day(30));
+        assert_eq!(c.events().retention, day(30));
+        let mut c: Config =
+            toml::from_str("[webhooks]\nretention_days = 0\n[events]\nretention_days = 7\n")
+                .expect("parses");
+        assert_eq!(
+            (c.webhook_retention(), c.events().retention),
+            (None, day(7))
+        );
+        c.apply_env(|k| (k == "PARLEY_WEBHOOKS_RETENTION_DAYS").then(|| "2".to_owned()));
+        assert_eq!(c.webhook_retention(), day(2));
     }
 
     #[test]

@@ -538,6 +538,7 @@ async fn serve(
         EngineConfig {
             meta_app: config.meta_app(),
             audit_retention: config.audit_retention(),
+            webhook_retention: config.webhook_retention(),
             poll_interval: config.fallback_poll(),
             media: config.media(),
             events: config.events(),

@@ -214,7 +214,9 @@ impl Engine {
     }
 }
 
-/// Deletes audit entries older than the retention, at start and then hourly.
+/// Deletes audit entries older than the retention, processed webhook bodies older than
+/// `webhook_retention` and finished outgoing events older than `events.retention`, at start
+/// and then hourly (the webhook and event sweeps a step of `PRUNE_STEP` rows at a time).
 pub async fn run_audit_retention(engine: Engine, shutdown: CancellationToken) {
     let retention = i64::try_from(engine.config.audit_retention.as_millis()).unwrap_or(i64::MAX);
     loop {
@@ -232,9 +234,79 @@ pub async fn run_audit_retention(engine: Engine, shutdown: CancellationToken) {
             Ok(n) => tracing::info!(deleted = n, "audit entries past their retention deleted"),
             Err(e) => tracing::warn!(error = %e, "cannot prune the audit log"),
         }
+        if let Err(e) = prune_stored(&engine, &shutdown).await {
+            tracing::warn!(error = %e, "cannot prune old webhooks or events");
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
         }
+    }
+}
+
+/// Rows a retention step looks at.
+const PRUNE_STEP: u32 = 5_000;
+
+impl Engine {
+    /// One sweep of the webhook bodies and outgoing events past their retention (the hourly
+    /// job's; also for operators' tools and tests): how many webhooks and events it deleted.
+    pub async fn prune_retained(&self) -> Result<(u64, u64), EngineError> {
+        Ok(prune_stored(self, &CancellationToken::new()).await?)
+    }
+}
+
+/// One sweep of the webhook bodies and outgoing events past their retention.
+async fn prune_stored(
+    engine: &Engine,
+    shutdown: &CancellationToken,
+) -> Result<(u64, u64), parley_store::StoreError> {
+    let cutoff = |keep: Duration| {
+        engine
+            .now()
+            .saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX))
+    };
+    let mut counts = (0, 0);
+    if let Some(keep) = engine.config.webhook_retention {
+        let before = cutoff(keep);
+        counts.0 = sweep(shutdown, |after| {
+            engine.store.prune_webhook_events(before, after, PRUNE_STEP)
+        })
+        .await?;
+        if counts.0 > 0 {
+            tracing::info!(deleted = counts.0, "webhooks past their retention deleted");
+        }
+    }
+    if let Some(keep) = engine.config.events.retention {
+        let before = cutoff(keep);
+        counts.1 = sweep(shutdown, |after| {
+            engine.store.prune_events(before, after, PRUNE_STEP)
+        })
+        .await?;
+        if counts.1 > 0 {
+            tracing::info!(
+                deleted = counts.1,
+                "outgoing events past their retention deleted"
+            );
+        }
+    }
+    Ok(counts)
+}
+
+/// Runs a retention sweep's steps from the oldest row until one says nothing older is left
+/// (or shutdown comes); how many rows it deleted.
+async fn sweep<F, Fut>(shutdown: &CancellationToken, mut step: F) -> parley_store::Result<u64>
+where
+    F: FnMut(i64) -> Fut,
+    Fut: std::future::Future<Output = parley_store::Result<parley_store::Pruned>>,
+{
+    let (mut after, mut deleted) = (i64::MIN, 0);
+    loop {
+        let done = step(after).await?;
+        deleted += done.deleted;
+        match done.next {
+            Some(next) if !shutdown.is_cancelled() => after = next,
+            _ => return Ok(deleted),
+        }
+        tokio::task::yield_now().await;
     }
 }

@@ -89,6 +89,9 @@ pub struct EventConfig {
     pub allow_loopback: bool,
     /// Allows private, link-local and other non-public targets (an internal receiver).
     pub allow_private_targets: bool,
+    /// How long an event is kept once every delivery of it is done (delivered or given up),
+    /// with its deliveries and attempts; `None` keeps them. A replay reaches this far back.
+    pub retention: Option<Duration>,
 }
 
 impl Default for EventConfig {
@@ -102,6 +105,7 @@ impl Default for EventConfig {
             max_backoff: Duration::from_secs(3600),
             allow_loopback: false,
             allow_private_targets: false,
+            retention: Some(Duration::from_secs(30 * 24 * 3600)),
         }
     }
 }

@@ -71,6 +71,9 @@ pub struct EngineConfig {
     pub meta_app: MetaApp,
     /// How long audit log entries are kept.
     pub audit_retention: Duration,
+    /// How long received webhooks are kept once applied (their bodies as received); `None`
+    /// keeps them. What they said lives on in the messages, contacts and inbox.
+    pub webhook_retention: Option<Duration>,
     /// The longest a segment count or preview may run in the database before it is stopped
     /// (422 `filter_too_expensive`).
     pub filter_timeout: Duration,
@@ -138,6 +141,7 @@ impl Default for EngineConfig {
             template_sync_interval: Duration::from_secs(15 * 60),
             meta_app: MetaApp::default(),
             audit_retention: Duration::from_secs(365 * 24 * 3600),
+            webhook_retention: Some(Duration::from_secs(30 * 24 * 3600)),
             filter_timeout: DEFAULT_FILTER_TIMEOUT,
             webhook_queue: 8_192,
             webhook_queue_bytes: 64 * 1024 * 1024,

@@ -286,6 +286,11 @@ pub trait EventStore {
         range: ReplayRange,
         now: Millis,
     ) -> Result<Option<ReplayPage>>;
+    /// One step of the retention sweep: of the (at most `limit`) events after `seq` `after`,
+    /// oldest first, deletes those written before `before` with their deliveries and attempts,
+    /// unless not fanned out yet or a delivery of theirs is still pending (an endpoint
+    /// disabled, waiting to resume). Stops at the first one written since.
+    async fn prune_events(&self, before: Millis, after: i64, limit: u32) -> Result<crate::Pruned>;
 }
 
 /// What a replay goes through: events written in `[since, until)`, after the event `after`

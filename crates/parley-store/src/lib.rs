@@ -414,6 +414,19 @@ pub trait Store:
         now: Millis,
     ) -> Result<()>;
     async fn count_webhook_events(&self) -> Result<u64>;
+    /// One step of the retention sweep: of the (at most `limit`) webhook events after id
+    /// `after`, oldest first, deletes those processed and received before `before`, with their
+    /// bodies. Stops at the first one received since; [`Pruned::next`] is where the next step
+    /// starts, `None` once the sweep reached `before`.
+    async fn prune_webhook_events(&self, before: Millis, after: i64, limit: u32) -> Result<Pruned>;
+}
+
+/// One step of a retention sweep (`Store::prune_webhook_events`, `EventStore::prune_events`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub deleted: u64,
+    /// The cursor the next step starts after; `None`: nothing older is left to look at.
+    pub next: Option<i64>,
 }
 
 /// The bytes of webhook bodies `Store::pending_webhook_events` hands out at once.

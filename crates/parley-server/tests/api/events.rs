@@ -977,3 +977,41 @@ async fn a_delivery_keeps_and_shows_a_bounded_number_of_attempts() {
     assert!(rows <= kept, "{rows} attempt rows kept of {attempts}");
     assert!(rows >= kept - 2, "{rows}");
 }
+
+/// Applied webhooks from Meta and finished outgoing events are deleted once past their
+/// retention (30 days by default): both tables grew with every status and every event, for
+/// ever. What they said stays: the inbound message is still in the conversation.
+#[tokio::test]
+async fn applied_webhooks_and_finished_events_are_deleted_past_their_retention() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start(0).await;
+    let (endpoint, _) = create_endpoint(&app, &receiver.url, &["message.received"]).await;
+    let (phone, _) = app.contact(0).await;
+    let from = phone.trim_start_matches('+');
+    let body = crate::helpers::text_webhook(from, "wamid.RETAINED1", 1_765_000_000, "hello");
+    assert_eq!(app.post_webhook(&body, Some(&app.sign(&body))).await, 200);
+    app.webhooks_processed().await;
+    wait_deliveries(&app, &endpoint, "the message.received delivered", |d| {
+        d.len() == 1 && d[0]["state"] == "delivered"
+    })
+    .await;
+    let stored = app.store.count_webhook_events().await.expect("count");
+    assert!(stored >= 1);
+    // Not yet past 30 days: nothing goes.
+    assert_eq!(app.engine.prune_retained().await.expect("prune"), (0, 0));
+    app.advance(Duration::from_secs(31 * 24 * 3600)).await;
+    let (webhooks, events) = app.engine.prune_retained().await.expect("prune");
+    assert_eq!(webhooks, stored);
+    assert_eq!(events, 1);
+    assert_eq!(app.store.count_webhook_events().await.expect("count"), 0);
+    assert_eq!(deliveries(&app, &endpoint).await.len(), 0);
+    let (status, thread) = app
+        .api_call(
+            Method::GET,
+            &format!("/api/v1/conversations/{phone}/messages"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{thread}");
+    assert!(thread.to_string().contains("hello"), "{thread}");
+}

@@ -23,6 +23,7 @@ use super::{
     platform_from_row, record_reaches_in, repoint_in, resolve_in, suspend_stat_triggers,
     take_orphans, template_from_row, text, upsert_conversation_in, upsert_in, write_status_rows,
 };
+use super::{execute_in, old_rows};
 use crate::lattice::Batch;
 use crate::types::*;
 use crate::{Millis, Result, StaleSending, Store, StoreError, corrupt, serde_name};
@@ -107,6 +108,9 @@ async fn while_running<T, E, U>(
     }?;
     Ok((done, made))
 }
+
+/// Rows a retention sweep deletes per transaction (the writer is never held long).
+const PRUNE_CHUNK: usize = 500;
 
 #[async_trait]
 impl Store for Backend {
@@ -1000,6 +1004,37 @@ impl Store for Backend {
             return Ok(());
         }
         self.finish_events(done, now).await
+    }
+
+    async fn prune_webhook_events(
+        &self,
+        before: Millis,
+        after: i64,
+        limit: u32,
+    ) -> Result<crate::Pruned> {
+        let rows = sqlx::query(
+            "SELECT id, received_at, processed_at FROM webhook_events WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?;
+        let (old, next) = old_rows(&rows, ("id", "received_at"), before, (after, limit), |r| {
+            Ok(r.try_get::<Option<i64>, _>("processed_at")?.is_some())
+        })?;
+        let mut deleted = 0;
+        for chunk in old.chunks(PRUNE_CHUNK) {
+            let mut tx = self.tx().await?;
+            execute_in(&mut tx, "DELETE FROM webhook_bodies WHERE id IN (", chunk).await?;
+            deleted += execute_in(
+                &mut tx,
+                "DELETE FROM webhook_events WHERE processed_at IS NOT NULL AND id IN (",
+                chunk,
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(crate::Pruned { deleted, next })
     }
 
     async fn count_webhook_events(&self) -> Result<u64> {

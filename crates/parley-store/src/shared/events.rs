@@ -107,6 +107,9 @@ async fn attempt_logs(
     Ok(logs)
 }
 
+/// Events the retention sweep deletes per transaction.
+const PRUNE_EVENTS_CHUNK: usize = 500;
+
 /// Deliveries a replay queues again per transaction.
 const REPLAY_CHUNK: usize = 500;
 
@@ -649,5 +652,47 @@ impl EventStore for Backend {
             _ => None,
         };
         Ok(Some(ReplayPage { replayed, next }))
+    }
+
+    async fn prune_events(&self, before: Millis, after: i64, limit: u32) -> Result<crate::Pruned> {
+        let rows = sqlx::query(
+            "SELECT e.seq, e.created_at,
+               (e.fanned_out_at IS NOT NULL AND NOT EXISTS (
+                  SELECT 1 FROM event_deliveries d WHERE d.event_seq = e.seq AND d.state = 'pending'))
+                 AS done
+             FROM events e WHERE e.seq > $1 ORDER BY e.seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?;
+        let (old, next) =
+            super::old_rows(&rows, ("seq", "created_at"), before, (after, limit), |r| {
+                Ok(r.try_get::<bool, _>("done")?)
+            })?;
+        let mut deleted = 0;
+        for chunk in old.chunks(PRUNE_EVENTS_CHUNK) {
+            let mut tx = self.tx().await?;
+            // A delivery that went back to pending meanwhile (a replay) keeps its event.
+            super::execute_in(
+                &mut tx,
+                "DELETE FROM event_deliveries WHERE NOT EXISTS (
+                   SELECT 1 FROM event_deliveries p
+                   WHERE p.event_seq = event_deliveries.event_seq AND p.state = 'pending')
+                 AND event_seq IN (",
+                chunk,
+            )
+            .await?;
+            deleted += super::execute_in(
+                &mut tx,
+                "DELETE FROM events WHERE NOT EXISTS (
+                   SELECT 1 FROM event_deliveries d WHERE d.event_seq = events.seq)
+                 AND seq IN (",
+                chunk,
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(crate::Pruned { deleted, next })
     }
 }

@@ -163,3 +163,42 @@ pub(crate) fn status_row(row: &DbRow) -> Result<crate::lattice::StatusRow> {
         },
     })
 }
+
+/// One step of a retention sweep over `rows` (read oldest first by `key`, after `after`, at
+/// most `limit`): the keys of the rows written before `before` (by `at`) that `done` says
+/// may go, and the cursor of the next step (`None` once a row at or past `before` is met, or
+/// the rows ran out).
+pub(crate) fn old_rows(
+    rows: &[DbRow],
+    (key, at): (&str, &str),
+    before: crate::Millis,
+    (after, limit): (i64, u32),
+    done: impl Fn(&DbRow) -> Result<bool>,
+) -> Result<(Vec<i64>, Option<i64>)> {
+    let (mut reached, mut last, mut old) = (false, after, Vec::new());
+    for r in rows {
+        if r.try_get::<i64, _>(at)? >= before {
+            reached = true;
+            break;
+        }
+        last = r.try_get(key)?;
+        if done(r)? {
+            old.push(last);
+        }
+    }
+    Ok((
+        old,
+        (rows.len() >= limit as usize && !reached).then_some(last),
+    ))
+}
+
+/// Runs `prefix` followed by the bound `ids` and `)` in `tx`: `… IN (` a list `)`.
+pub(crate) async fn execute_in(tx: &mut super::Tx, prefix: &str, ids: &[i64]) -> Result<u64> {
+    let mut q = sqlx::QueryBuilder::new(prefix);
+    let mut list = q.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    q.push(")");
+    Ok(q.build().execute(&mut **tx).await?.rows_affected())
+}

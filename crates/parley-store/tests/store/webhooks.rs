@@ -6,7 +6,9 @@ use crate::fixtures::T0;
 crate::contract!(
     webhook_events_are_kept_until_processed,
     a_batch_of_deliveries_is_stored_in_order_with_its_sizes,
-    pending_events_are_never_missed_while_a_round_finishes
+    pending_events_are_never_missed_while_a_round_finishes,
+    applied_webhooks_past_their_retention_are_deleted_a_step_at_a_time,
+    finished_events_past_their_retention_are_deleted_with_their_deliveries
 );
 
 async fn webhook_events_are_kept_until_processed(b: &Backend) {
@@ -155,4 +157,151 @@ async fn pending_events_are_never_missed_while_a_round_finishes(b: &Backend) {
     let pending = b.pending_webhook_events(10).await.expect("pending");
     assert_eq!(pending.iter().map(|e| e.id).collect::<Vec<_>>(), [last]);
     assert!(reads > 10, "the reads ran alongside the finishes: {reads}");
+}
+
+/// The retention sweep deletes applied webhooks received before its cutoff, oldest first, a
+/// step of `limit` at a time with the cursor to go on; one not applied yet is kept whatever
+/// its age, and the sweep stops at the first one received since the cutoff.
+async fn applied_webhooks_past_their_retention_are_deleted_a_step_at_a_time(b: &Backend) {
+    let mut ids = Vec::new();
+    for at in [T0, T0 + 1, T0 + 2, T0 + 3, T0 + 100] {
+        ids.push(b.insert_webhook_event(b"{}", at).await.expect("insert"));
+    }
+    // All applied but the third (still pending).
+    for (i, id) in ids.iter().enumerate() {
+        if i != 2 {
+            b.finish_webhook_event(*id, T0 + 200, None)
+                .await
+                .expect("finish");
+        }
+    }
+    let first = b
+        .prune_webhook_events(T0 + 50, i64::MIN, 2)
+        .await
+        .expect("prune");
+    assert_eq!(
+        first,
+        parley_store::Pruned {
+            deleted: 2,
+            next: Some(ids[1])
+        }
+    );
+    let second = b
+        .prune_webhook_events(T0 + 50, ids[1], 2)
+        .await
+        .expect("prune");
+    assert_eq!(
+        second,
+        parley_store::Pruned {
+            deleted: 1,
+            next: Some(ids[3])
+        }
+    );
+    let last = b
+        .prune_webhook_events(T0 + 50, ids[3], 2)
+        .await
+        .expect("prune");
+    assert_eq!(
+        last,
+        parley_store::Pruned {
+            deleted: 0,
+            next: None
+        }
+    );
+    assert_eq!(b.count_webhook_events().await.expect("count"), 2);
+    // The pending one is still there, body and all.
+    let pending = b.pending_webhook_events(10).await.expect("pending");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, ids[2]);
+    assert_eq!(pending[0].body, b"{}");
+}
+
+/// The retention sweep deletes an event written before its cutoff with its deliveries and
+/// attempts once every delivery is done; an event with a pending delivery (its endpoint
+/// disabled, waiting) or not fanned out yet is kept.
+async fn finished_events_past_their_retention_are_deleted_with_their_deliveries(b: &Backend) {
+    use parley_domain::{EventEndpointId, EventId};
+    use parley_store::events::{AttemptOutcome, NewEndpoint, NewEvent};
+    let t = crate::fixtures::tenant(&**b, 1).await;
+    let endpoint = NewEndpoint {
+        id: EventEndpointId::new(),
+        application_id: t.app.clone(),
+        url: "https://example.com/hooks".into(),
+        description: String::new(),
+        event_types: vec!["contact.updated".into()],
+        secret: "whsec_test".into(),
+        now: T0,
+    };
+    assert!(
+        b.insert_event_endpoint(&endpoint, 20)
+            .await
+            .expect("endpoint")
+    );
+    let event = |i: i64| NewEvent {
+        id: EventId::new(),
+        application_id: t.app.clone(),
+        kind: "contact.updated".into(),
+        ordering_key: Some(format!("c{i}")),
+        dedup_key: format!("e{i}"),
+        payload: serde_json::json!({"i": i}),
+        created_at: T0 + i,
+    };
+    b.insert_events(&[event(1), event(2)])
+        .await
+        .expect("events");
+    assert_eq!(b.fan_out_events(10, T0 + 10).await.expect("fan out"), 2);
+    // A third, written later, not fanned out yet.
+    b.insert_events(&[event(3)]).await.expect("event");
+    // The first is delivered; the second stays pending.
+    let jobs = b
+        .claim_event_deliveries(T0 + 20, T0 + 80, 10)
+        .await
+        .expect("claim");
+    assert_eq!(jobs.len(), 2);
+    let first = jobs
+        .iter()
+        .find(|j| j.payload.contains("\"i\":1"))
+        .expect("the first event's delivery");
+    b.record_event_attempt(&AttemptOutcome {
+        delivery_id: first.id.clone(),
+        endpoint_id: endpoint.id.clone(),
+        attempt: 1,
+        at: T0 + 30,
+        duration_ms: 5,
+        status_code: Some(204),
+        response: None,
+        error: None,
+        delivered: true,
+        next_attempt_at: None,
+        disable_after_ms: i64::MAX,
+        disable_reason: String::new(),
+    })
+    .await
+    .expect("attempt");
+    let pruned = b
+        .prune_events(T0 + 1_000, i64::MIN, 100)
+        .await
+        .expect("prune");
+    assert_eq!(
+        pruned,
+        parley_store::Pruned {
+            deleted: 1,
+            next: None
+        }
+    );
+    let left = b
+        .event_deliveries(&t.app, &endpoint.id, None, 10)
+        .await
+        .expect("deliveries");
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].payload.to_string().contains("\"i\":2"), "{left:?}");
+    // A cutoff before them all deletes nothing.
+    let none = b.prune_events(T0, i64::MIN, 100).await.expect("prune");
+    assert_eq!(
+        none,
+        parley_store::Pruned {
+            deleted: 0,
+            next: None
+        }
+    );
 }
