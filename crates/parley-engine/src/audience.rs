@@ -417,6 +417,19 @@ fn subscription_of(s: &str) -> Option<Subscription> {
     }
 }
 
+/// 422 `too_many_tags`: the write would take a contact past `MAX_CONTACT_TAGS` or
+/// `MAX_CONTACT_TAG_BYTES`.
+fn too_many_tags() -> EngineError {
+    EngineError::unprocessable(
+        "too_many_tags",
+        format!(
+            "a contact holds at most {MAX_CONTACT_TAGS} tags and {} KiB of them; with these the contact would hold more: remove tags it no longer needs (set them to null) first",
+            MAX_CONTACT_TAG_BYTES / 1024
+        ),
+    )
+    .field("tags")
+}
+
 impl Engine {
     /// Parses a filter; errors carry the character position.
     pub fn parse_segment(&self, filter: &str) -> Result<Segment, EngineError> {
@@ -437,8 +450,17 @@ impl Engine {
         phone: &str,
         input: ContactInput,
     ) -> Result<(AudienceContact, bool), EngineError> {
-        let (address, made) = self.contact_address_or_new(app, phone).await?;
         let tags = tag_patch(&input.tags)?;
+        // The patch alone past the caps is refused before a new contact is made for it (the
+        // merge with the stored tags is checked where it is written).
+        let given: parley_domain::Tags = tags
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+            .collect();
+        if tags_grow_past_cap(&parley_domain::Tags::new(), &given) {
+            return Err(too_many_tags());
+        }
+        let (address, made) = self.contact_address_or_new(app, phone).await?;
         let subscription = match input.subscription.as_deref() {
             None => None,
             Some(s) => Some(SubscriptionChange {
@@ -471,14 +493,7 @@ impl Engine {
             )
             .await?;
         if counts.refused > 0 {
-            return Err(EngineError::unprocessable(
-                "too_many_tags",
-                format!(
-                    "a contact holds at most {MAX_CONTACT_TAGS} tags and {} KiB of them; with these the contact would hold more: remove tags it no longer needs (set them to null) first",
-                    MAX_CONTACT_TAG_BYTES / 1024
-                ),
-            )
-            .field("tags"));
+            return Err(too_many_tags());
         }
         crate::events::contact_updated(self, app, &address, input.source, &input.tags).await?;
         if input.subscription.as_deref() == Some("opted_out") {

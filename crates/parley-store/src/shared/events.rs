@@ -121,10 +121,12 @@ async fn pend_delivery(
     ordering_key: Option<&str>,
     now: Millis,
 ) -> Result<u64> {
+    // From the event's row: an event the retention sweep deleted meanwhile makes nothing
+    // (instead of breaking the foreign key).
     let made = sqlx::query(
         "INSERT INTO event_deliveries (id, endpoint_id, event_seq, ordering_key, state, attempts,
            next_attempt_at, retry_from, created_at)
-         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5)
+         SELECT $1, $2, seq, $4, 'pending', 0, $5, $5, $5 FROM events WHERE seq = $3
          ON CONFLICT (endpoint_id, event_seq) DO UPDATE SET state = 'pending',
            next_attempt_at = excluded.next_attempt_at, retry_from = excluded.retry_from,
            lease_until = NULL",
@@ -612,6 +614,9 @@ impl EventStore for Backend {
         now: Millis,
     ) -> Result<Option<ReplayPage>> {
         let (after_at, after_seq) = r.after.unwrap_or((r.since, i64::MIN));
+        // The index range starts at the cursor's time (not at `since`): a page does not read
+        // again the events the pages before it went through.
+        let from = after_at.max(r.since);
         let events = sqlx::query(
             "SELECT seq, type, ordering_key, created_at FROM events
              WHERE application_id = $1 AND created_at >= $2 AND created_at < $3
@@ -619,7 +624,7 @@ impl EventStore for Backend {
              ORDER BY created_at, seq LIMIT $7",
         )
         .bind(app.as_str())
-        .bind(r.since)
+        .bind(from)
         .bind(r.until)
         .bind(after_at)
         .bind(after_at)
@@ -642,8 +647,9 @@ impl EventStore for Backend {
                     continue;
                 }
                 let key: Option<String> = ev.try_get("ordering_key")?;
-                pend_delivery(&mut tx, endpoint, ev.try_get("seq")?, key.as_deref(), now).await?;
-                replayed += 1;
+                replayed +=
+                    pend_delivery(&mut tx, endpoint, ev.try_get("seq")?, key.as_deref(), now)
+                        .await?;
             }
             tx.commit().await?;
         }
@@ -676,7 +682,9 @@ impl EventStore for Backend {
             // A delivery that went back to pending meanwhile (a replay) keeps its event.
             super::execute_in(
                 &mut tx,
-                "DELETE FROM event_deliveries WHERE NOT EXISTS (
+                // `state <> 'pending'` on the row itself: PostgreSQL checks it again on a row a
+                // replay changed meanwhile (the subquery keeps the statement's snapshot).
+                "DELETE FROM event_deliveries WHERE state <> 'pending' AND NOT EXISTS (
                    SELECT 1 FROM event_deliveries p
                    WHERE p.event_seq = event_deliveries.event_seq AND p.state = 'pending')
                  AND event_seq IN (",

@@ -304,4 +304,23 @@ async fn finished_events_past_their_retention_are_deleted_with_their_deliveries(
             next: None
         }
     );
+    // A replay over the range queues the two events left (the deleted one is not there to
+    // replay), and the sweep then keeps both: their deliveries are pending.
+    let range = parley_store::events::ReplayRange {
+        since: T0,
+        until: T0 + 1_000,
+        after: None,
+        limit: 100,
+    };
+    let page = b
+        .replay_event_range(&t.app, &endpoint.id, range, T0 + 40)
+        .await
+        .expect("replay")
+        .expect("the endpoint");
+    assert_eq!(page.replayed, 2);
+    let kept = b
+        .prune_events(T0 + 1_000, i64::MIN, 100)
+        .await
+        .expect("prune");
+    assert_eq!(kept.deleted, 0);
 }
