@@ -227,7 +227,17 @@ impl QuotaAnswer {
 
 #[async_trait]
 pub trait CampaignStore: Send + Sync {
-    async fn create_campaign(&self, campaign: &CampaignRecord) -> Result<()>;
+    /// Stores a draft campaign, with its uploaded list (positions from 1) in the same
+    /// transaction, unless its application has `max_drafts` drafts already (false then;
+    /// concurrent creates stop exactly at the cap).
+    /// The application's draft campaigns.
+    async fn count_draft_campaigns(&self, app: &ApplicationId) -> Result<u64>;
+    async fn create_campaign(
+        &self,
+        campaign: &CampaignRecord,
+        list: &[ListEntry],
+        max_drafts: u64,
+    ) -> Result<bool>;
     async fn campaign(
         &self,
         app: &ApplicationId,
@@ -344,8 +354,6 @@ pub trait CampaignStore: Send + Sync {
     ) -> Result<u64>;
     /// Marks a queued message as waiting for a quota slot until `until`.
     async fn wait_for_quota(&self, id: &MessageId, until: Millis, now: Millis) -> Result<()>;
-    /// Stores an uploaded list for a campaign (before the campaign row), positions from 1.
-    async fn add_campaign_list(&self, id: &CampaignId, entries: &[ListEntry]) -> Result<()>;
     /// A page of the campaign's list after `after` (position), with each entry's contact.
     async fn campaign_list_page(
         &self,

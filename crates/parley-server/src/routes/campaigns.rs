@@ -162,7 +162,7 @@ fn bad(code: &'static str, message: impl Into<String>, field: &str) -> ApiError 
         (status = 201, body = CreatedBody),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 409, body = ErrorBody),
+        (status = 409, description = "`draft_limit_reached`: the application keeps 100 draft campaigns already (start, schedule or cancel one), or the number is not usable", body = ErrorBody),
         (status = 422, body = ErrorBody),
     ),
     security(("bearer" = ["manage"]))

@@ -912,3 +912,43 @@ async fn a_burst_of_plan_requests_shares_the_audience_walks() {
     assert_eq!(plan["recipients"], 2_999, "{plan}");
     assert_eq!(app.engine.plans_walked() - before, walked + 1);
 }
+
+/// An application keeps at most `MAX_DRAFTS` draft campaigns (each may hold an uploaded list
+/// of 100,000 numbers: drafts had no bound), and a burst of creates stops exactly there: 409
+/// `draft_limit_reached` (the draft and its list are written in one transaction with the
+/// count). Cancelling a draft makes room.
+#[tokio::test]
+async fn an_application_keeps_a_bounded_number_of_drafts_even_under_a_burst() {
+    let app = spawn_app().await;
+    let max = parley_engine::campaigns::MAX_DRAFTS as usize;
+    let draft = |i: usize| {
+        json!({
+            "name": format!("Draft {i}"),
+            "template": welcome_template(),
+            "audience": {"phones": ["+4915112345678", format!("+49151{i:08}")]},
+            "type": "marketing",
+        })
+    };
+    let mut ids = Vec::new();
+    for i in 0..max - 4 {
+        ids.push(app.create_campaign(&draft(i)).await);
+    }
+    let answers = futures::future::join_all((0..12).map(|i| {
+        let body = draft(1_000 + i);
+        let app = &app;
+        async move {
+            app.api_call(reqwest::Method::POST, "/api/v1/campaigns", Some(&body))
+                .await
+        }
+    }))
+    .await;
+    let created = answers.iter().filter(|(s, _)| *s == 201).count();
+    assert_eq!(created, 4, "{answers:?}");
+    for (status, v) in answers.iter().filter(|(s, _)| *s != 201) {
+        assert_eq!(*status, 409, "{v}");
+        assert_eq!(v["error"]["code"], "draft_limit_reached", "{v}");
+    }
+    let (status, v) = app.campaign_action(&ids[0], "cancel").await;
+    assert_eq!(status, 200, "{v}");
+    app.create_campaign(&draft(2_000)).await;
+}

@@ -14,7 +14,7 @@ use parley_domain::{
 use sqlx::Row;
 
 use super::{
-    Backend, DbRow, audience_from_row, confirm_quota_rows, parse_id, record_reaches_in, text,
+    Backend, DbRow, Tx, audience_from_row, confirm_quota_rows, parse_id, record_reaches_in, text,
 };
 use crate::campaigns::*;
 use crate::{Millis, Result, corrupt};
@@ -138,7 +138,35 @@ impl Backend {
 
 #[async_trait]
 impl CampaignStore for Backend {
-    async fn create_campaign(&self, c: &CampaignRecord) -> Result<()> {
+    async fn count_draft_campaigns(&self, app: &ApplicationId) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM campaigns WHERE application_id = $1 AND state = 'draft'",
+        )
+        .bind(app.as_str())
+        .fetch_one(self.reader())
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn create_campaign(
+        &self,
+        c: &CampaignRecord,
+        list: &[ListEntry],
+        max_drafts: u64,
+    ) -> Result<bool> {
+        let mut tx = self.tx().await?;
+        if !super::caps::below_cap(
+            &mut tx,
+            "draft_campaigns",
+            c.application_id.as_str(),
+            max_drafts,
+            "SELECT COUNT(*) FROM campaigns WHERE application_id = $1 AND state = 'draft'",
+            None,
+        )
+        .await?
+        {
+            return Ok(false);
+        }
         sqlx::query(
             "INSERT INTO campaigns (id, application_id, name, phone_number_id, template_name, template_language,
                variables, audience, audience_filter, kind, scheduled_at, send_window, state, state_reason,
@@ -168,9 +196,11 @@ impl CampaignStore for Backend {
         .bind(c.started_at)
         .bind(c.finished_at)
         .bind(c.marketing_ttl_seconds)
-        .execute(self.writer())
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        insert_list_entries(&mut tx, &c.id, list).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn campaign(
@@ -501,25 +531,6 @@ impl CampaignStore for Backend {
         self.hold_message(id, "quota", until, now).await
     }
 
-    async fn add_campaign_list(&self, id: &CampaignId, entries: &[ListEntry]) -> Result<()> {
-        let mut tx = self.tx().await?;
-        for (n, chunk) in entries.chunks(LIST_INSERT_CHUNK).enumerate() {
-            let first = (n * LIST_INSERT_CHUNK) as i64 + 1;
-            let mut qb = sqlx::QueryBuilder::<Db>::new(
-                "INSERT INTO campaign_list_entries (campaign_id, position, phone, skip) ",
-            );
-            qb.push_values(chunk.iter().enumerate(), |mut b, (i, e)| {
-                b.push_bind(id.as_str())
-                    .push_bind(first + i as i64)
-                    .push_bind(e.phone.as_str())
-                    .push_bind(e.skip.as_deref());
-            });
-            qb.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     async fn campaign_list_page(
         &self,
         app: &ApplicationId,
@@ -560,4 +571,22 @@ impl CampaignStore for Backend {
     async fn wait_for_window(&self, id: &MessageId, until: Millis, now: Millis) -> Result<()> {
         self.hold_message(id, "window", until, now).await
     }
+}
+
+/// Inserts an uploaded list's entries, positions from 1, a chunk a statement.
+async fn insert_list_entries(tx: &mut Tx, id: &CampaignId, entries: &[ListEntry]) -> Result<()> {
+    for (n, chunk) in entries.chunks(LIST_INSERT_CHUNK).enumerate() {
+        let first = (n * LIST_INSERT_CHUNK) as i64 + 1;
+        let mut qb = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO campaign_list_entries (campaign_id, position, phone, skip) ",
+        );
+        qb.push_values(chunk.iter().enumerate(), |mut b, (i, e)| {
+            b.push_bind(id.as_str())
+                .push_bind(first + i as i64)
+                .push_bind(e.phone.as_str())
+                .push_bind(e.skip.as_deref());
+        });
+        qb.build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }

@@ -151,7 +151,7 @@ async fn planned_messages_count_their_own_statistics(b: &Backend) {
 /// A campaign of the tenant, created and started at `T0`.
 async fn running_campaign(b: &Backend, t: &crate::fixtures::Tenant) -> CampaignRecord {
     let c = campaign(t);
-    b.create_campaign(&c).await.expect("create");
+    assert!(b.create_campaign(&c, &[], 1).await.expect("create"));
     b.transition_campaign(
         &c.id,
         &[CampaignState::Draft],
@@ -194,7 +194,16 @@ fn campaign(t: &crate::fixtures::Tenant) -> CampaignRecord {
 async fn campaign_states_change_once_and_chunks_follow_the_cursor(b: &Backend) {
     let t = tenant(&**b, 1).await;
     let c = campaign(&t);
-    b.create_campaign(&c).await.expect("create");
+    assert!(b.create_campaign(&c, &[], 1).await.expect("create"));
+    // A second draft is past a cap of 1 and is not written.
+    let second = campaign(&t);
+    assert!(!b.create_campaign(&second, &[], 1).await.expect("capped"));
+    assert!(
+        b.campaign(&t.app, &second.id)
+            .await
+            .expect("read")
+            .is_none()
+    );
     let from = [CampaignState::Draft, CampaignState::Scheduled];
     let other = b.another_node(None).await;
     let (a, z) = tokio::join!(
