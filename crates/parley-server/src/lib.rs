@@ -88,7 +88,7 @@ pub struct AppStateInner {
     pub limiter: Arc<auth::TokenLimiter>,
     /// The console's open live-progress streams (`console::campaigns::events`).
     pub live: console::campaigns::LiveStreams,
-    /// Media uploads this node is reading or passing on to Meta at once (`upload_gate`).
+    /// Media uploads this node is reading or passing on to Meta at once (`UploadSlot`).
     pub uploads: Arc<tokio::sync::Semaphore>,
 }
 
@@ -102,53 +102,67 @@ pub const MAX_UPLOADS: usize = 4;
 /// Bodies up to this size (a text reply, a reaction) never wait for an upload slot.
 pub const SMALL_BODY: u64 = 64 * 1024;
 
-/// Bounds the uploads of a route: a body declared over `MAX` bytes is refused with 413
-/// `body_too_large` before it is read; a body over `SMALL_BODY` (or of unknown length) needs
-/// one of the node's `MAX_UPLOADS` slots for the whole request, else 429 `too_many_uploads`.
-async fn upload_gate<const MAX: usize>(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    use axum::http::{StatusCode, header};
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX as u64) {
-        return error::ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!(
-                "this upload takes at most {} MiB; send larger documents by link",
-                MAX / (1024 * 1024)
-            ),
-        )
-        .into_response();
+/// One of the node's upload slots, held by a handler for its whole request: a body declared
+/// over `MAX` bytes is refused with 413 `body_too_large` before it is read; a body over
+/// `SMALL_BODY` (or of unknown length) needs one of the node's `MAX_UPLOADS` slots, else 429
+/// `too_many_uploads` with `Retry-After`. An extractor, placed after the handler's sign-in or
+/// token check: only an authenticated request can hold a slot (as a middleware it ran before
+/// them, and four slow uploads from anyone held a node's uploads).
+pub struct UploadSlot<const MAX: usize>(
+    #[allow(dead_code)] Option<tokio::sync::OwnedSemaphorePermit>,
+);
+
+impl<const MAX: usize> axum::extract::FromRequestParts<AppState> for UploadSlot<MAX> {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Response> {
+        use axum::http::{StatusCode, Version, header};
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX as u64) {
+            return Err(error::ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "this upload takes at most {} MiB; send larger documents by link",
+                    MAX / (1024 * 1024)
+                ),
+            )
+            .into_response());
+        }
+        // Without a length: on HTTP/1.1 (all `serve` speaks) no body unless chunked; on
+        // HTTP/2, were it enabled, any length.
+        let chunked = parts.headers.contains_key(header::TRANSFER_ENCODING);
+        let small = match declared {
+            Some(n) => n <= SMALL_BODY,
+            None => !chunked && parts.version < Version::HTTP_2,
+        };
+        if small {
+            return Ok(UploadSlot(None));
+        }
+        match state.uploads.clone().try_acquire_owned() {
+            Ok(slot) => Ok(UploadSlot(Some(slot))),
+            Err(_) => {
+                let mut resp = error::ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_uploads",
+                    format!(
+                        "this node is handling {MAX_UPLOADS} uploads already; try again in a moment"
+                    ),
+                )
+                .into_response();
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                Err(resp)
+            }
+        }
     }
-    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
-    let small = match declared {
-        Some(n) => n <= SMALL_BODY,
-        None => !chunked,
-    };
-    if small {
-        return next.run(req).await;
-    }
-    let Ok(slot) = state.uploads.clone().try_acquire_owned() else {
-        let mut resp = error::ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_uploads",
-            format!("this node is handling {MAX_UPLOADS} uploads already; try again in a moment"),
-        )
-        .into_response();
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-        return resp;
-    };
-    let resp = next.run(req).await;
-    drop(slot);
-    resp
 }
 
 /// The process-wide Prometheus recorder (a process has one; tests start many servers).
@@ -221,10 +235,6 @@ pub fn router(state: AppState) -> Router {
                 .post(routes::conversations::reply)
                 .layer(DefaultBodyLimit::max(
                     routes::conversations::REPLY_BODY_LIMIT,
-                ))
-                .layer(middleware::from_fn_with_state(
-                    state.clone(),
-                    upload_gate::<{ routes::conversations::REPLY_BODY_LIMIT }>,
                 )),
         )
         .route(
@@ -402,24 +412,15 @@ pub fn router(state: AppState) -> Router {
             "/templates/uploads",
             axum::routing::post(console::templates::upload),
         )
-        .layer(DefaultBodyLimit::max(MEDIA_BODY_LIMIT))
         // A template's media example (a PDF up to 100 MiB) is held whole while it goes to
-        // Meta: these share the node's upload slots with the inbox's files.
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            upload_gate::<MEDIA_BODY_LIMIT>,
-        ))
+        // Meta: these share the node's upload slots with the inbox's files (`UploadSlot`).
+        .layer(DefaultBodyLimit::max(MEDIA_BODY_LIMIT))
         // An inbox file is at most Meta's largest upload for a reply (16 MiB).
         .route(
             "/inbox/{contact}/media",
-            axum::routing::post(console::inbox::reply_media)
-                .layer(DefaultBodyLimit::max(
-                    parley_engine::conversations::MAX_UPLOAD_BYTES,
-                ))
-                .layer(middleware::from_fn_with_state(
-                    state.clone(),
-                    upload_gate::<{ parley_engine::conversations::MAX_UPLOAD_BYTES }>,
-                )),
+            axum::routing::post(console::inbox::reply_media).layer(DefaultBodyLimit::max(
+                parley_engine::conversations::MAX_UPLOAD_BYTES,
+            )),
         );
     let console = {
         use console::{access, audience, campaigns, people, platforms, templates};

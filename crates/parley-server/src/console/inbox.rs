@@ -735,6 +735,7 @@ pub async fn reply_media(
     SignedInJson(app): SignedInJson,
     Path(contact): Path<String>,
     Query(q): Query<MediaQuery>,
+    _slot: crate::UploadSlot<{ parley_engine::conversations::MAX_UPLOAD_BYTES }>,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {

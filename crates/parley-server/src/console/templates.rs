@@ -674,6 +674,7 @@ pub async fn upload(
     State(state): State<AppState>,
     SignedInJson(app): SignedInJson,
     Query(q): Query<UploadQuery>,
+    _slot: crate::UploadSlot<{ crate::MEDIA_BODY_LIMIT }>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {

@@ -441,6 +441,7 @@ pub async fn reply(
     State(state): State<AppState>,
     AppAuth(app, _): AppAuth<Sends>,
     Path(contact): Path<String>,
+    _slot: crate::UploadSlot<REPLY_BODY_LIMIT>,
     ApiJson(body): ApiJson<ReplyBody>,
 ) -> Result<Response, ApiError> {
     let given = [

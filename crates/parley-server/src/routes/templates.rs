@@ -511,6 +511,7 @@ pub async fn upload_media(
     State(state): State<AppState>,
     AppAuth(app, _): AppAuth<Manages>,
     Query(q): Query<UploadQuery>,
+    _slot: crate::UploadSlot<{ crate::MEDIA_BODY_LIMIT }>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, ApiJson<UploadView>), ApiError> {
