@@ -4,8 +4,7 @@
 //! (constant memory) into personalized `messages` rows, each chunk committed with its cursor.
 //! The quota gate itself runs in the sender (`sender.rs`), per message, just before the call.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use parley_domain::quota::{self, LimitScope, MessagingLimit, QuotaWave};
@@ -314,58 +313,6 @@ fn is_list(c: &CampaignRecord) -> bool {
     c.audience.get("list").is_some()
 }
 
-/// Plans recently made are kept this long, for the requests that waited on them.
-const PLAN_KEPT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Campaign plans on this node: a lock per application (plans of one application walk its
-/// audience one at a time, so a burst of plan requests costs one walk at a time, not one
-/// each at once), and the plans just made, with when each walk started.
-#[derive(Default)]
-pub(crate) struct Plans {
-    turns: std::sync::Mutex<HashMap<ApplicationId, Arc<tokio::sync::Mutex<()>>>>,
-    /// By application and campaign: a request names both, and only its application's plans
-    /// may answer it.
-    made:
-        std::sync::Mutex<HashMap<(ApplicationId, CampaignId), (std::time::Instant, CampaignPlan)>>,
-    walked: std::sync::atomic::AtomicU64,
-}
-
-impl Plans {
-    fn turn(&self, app: &ApplicationId) -> Arc<tokio::sync::Mutex<()>> {
-        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
-        if turns.len() > 1_024 {
-            // Locks nobody holds or waits for.
-            turns.retain(|_, t| Arc::strong_count(t) > 1);
-        }
-        turns.entry(app.clone()).or_default().clone()
-    }
-
-    /// The plan of `id` whose walk started after `arrived`, if one was made.
-    fn made_since(
-        &self,
-        app: &ApplicationId,
-        id: &CampaignId,
-        arrived: std::time::Instant,
-    ) -> Option<CampaignPlan> {
-        let made = self.made.lock().unwrap_or_else(|e| e.into_inner());
-        made.get(&(app.clone(), id.clone()))
-            .filter(|(started, _)| *started >= arrived)
-            .map(|(_, plan)| plan.clone())
-    }
-
-    fn made(
-        &self,
-        app: &ApplicationId,
-        id: &CampaignId,
-        started: std::time::Instant,
-        plan: &CampaignPlan,
-    ) {
-        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
-        made.retain(|_, (at, _)| at.elapsed() < PLAN_KEPT);
-        made.insert((app.clone(), id.clone()), (started, plan.clone()));
-    }
-}
-
 impl Engine {
     /// The segment to expand, or `None` for an uploaded list.
     fn segment_for(&self, c: &CampaignRecord) -> Result<Option<Segment>, EngineError> {
@@ -656,22 +603,22 @@ impl Engine {
         app: &ApplicationId,
         id: &CampaignId,
     ) -> Result<CampaignPlan, EngineError> {
-        let arrived = std::time::Instant::now();
-        let turn = self.plans.turn(app);
-        let _turn = turn.lock().await;
-        if let Some(plan) = self.plans.made_since(app, id, arrived) {
-            return Ok(plan);
-        }
-        let started = std::time::Instant::now();
-        let plan = self.walk_plan(app, id).await?;
-        self.plans.made(app, id, started, &plan);
-        Ok(plan)
+        self.plans
+            .get(app.as_str(), (app.clone(), id.clone()), || {
+                self.walk_plan(app, id)
+            })
+            .await
     }
 
     /// Plans walked on this node since it started (monitoring, and the tests' count of the
     /// walks that requests shared).
     pub fn plans_walked(&self) -> u64 {
-        self.plans.walked.load(std::sync::atomic::Ordering::Relaxed)
+        self.plans.makings()
+    }
+
+    /// Statistics counted on this node since it started (the same, for statistics).
+    pub fn stats_counted(&self) -> u64 {
+        self.campaign_stats_made.makings()
     }
 
     async fn walk_plan(
@@ -679,9 +626,6 @@ impl Engine {
         app: &ApplicationId,
         id: &CampaignId,
     ) -> Result<CampaignPlan, EngineError> {
-        self.plans
-            .walked
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let c = self.campaign(app, id).await?;
         let bound = self
             .bound_template(
@@ -963,7 +907,22 @@ impl Engine {
         self.campaign(app, id).await
     }
 
+    /// The campaign's statistics. They aggregate every message of the campaign, and each
+    /// open progress page asks for them on every change: requests for one campaign take
+    /// turns and share what was counted after they arrived (`flights.rs`).
     pub async fn campaign_stats(
+        &self,
+        app: &ApplicationId,
+        id: &CampaignId,
+    ) -> Result<CampaignStats, EngineError> {
+        self.campaign_stats_made
+            .get(&format!("{app}/{id}"), (app.clone(), id.clone()), || {
+                self.count_campaign_stats(app, id)
+            })
+            .await
+    }
+
+    async fn count_campaign_stats(
         &self,
         app: &ApplicationId,
         id: &CampaignId,

@@ -13,6 +13,7 @@ pub mod conversations;
 pub mod demo;
 pub mod error;
 pub mod events;
+mod flights;
 pub mod identity;
 pub mod import_file;
 pub mod inbound;
@@ -36,6 +37,7 @@ pub mod webhooks;
 use std::sync::Arc;
 use std::time::Duration;
 
+use parley_domain::{ApplicationId, CampaignId};
 use parley_meta::GraphClient;
 use parley_store::Store;
 use tokio::sync::Notify;
@@ -196,9 +198,12 @@ pub struct Engine {
     /// Single sends to one contact are accepted one at a time on this node
     /// (`messages::SendOrder`), so their ids and queue times sort as their lane places do.
     pub(crate) send_order: Arc<messages::SendOrder>,
-    /// Campaign plans: one walk of an audience at a time per application, and the plans
-    /// just made (`campaigns::Plans`).
-    pub(crate) plans: Arc<campaigns::Plans>,
+    /// Campaign plans: one walk of an audience at a time per application, shared by the
+    /// requests that waited (`flights.rs`).
+    pub(crate) plans: Arc<flights::Flights<(ApplicationId, CampaignId), campaigns::CampaignPlan>>,
+    /// Campaign statistics: one count at a time per campaign, shared the same way.
+    pub(crate) campaign_stats_made:
+        Arc<flights::Flights<(ApplicationId, CampaignId), campaigns::CampaignStats>>,
 }
 
 /// Passes the background workers completed, per engine. A test that must show that nothing
@@ -274,6 +279,7 @@ impl Engine {
             meta_cache: Arc::default(),
             send_order: Arc::default(),
             plans: Arc::default(),
+            campaign_stats_made: Arc::default(),
         }
     }
 

@@ -878,7 +878,7 @@ async fn identical_inbound_webhooks_count_once() {
 /// A campaign's plan walks its whole audience: a burst of plan requests shares the walks (an
 /// application's plans run one at a time on a node, and a request that waited gets a plan
 /// made after it arrived) instead of walking once each at the same time. A plan asked after
-/// a change sees the change.
+/// a change sees the change. Its statistics are shared the same way.
 #[tokio::test]
 async fn a_burst_of_plan_requests_shares_the_audience_walks() {
     let app = spawn_app().await;
@@ -911,6 +911,15 @@ async fn a_burst_of_plan_requests_shares_the_audience_walks() {
     let plan = app.campaign_get(&id, "/plan").await;
     assert_eq!(plan["recipients"], 2_999, "{plan}");
     assert_eq!(app.engine.plans_walked() - before, walked + 1);
+    // The statistics (every progress page asks on every change) share their counts the same
+    // way.
+    let before = app.engine.stats_counted();
+    let stats = futures::future::join_all((0..24).map(|_| app.campaign_get(&id, "/stats"))).await;
+    let counted = app.engine.stats_counted() - before;
+    assert!(counted <= 2, "{counted} counts for 24 requests at once");
+    for s in &stats {
+        assert_eq!(s["state"], "draft", "{s}");
+    }
 }
 
 /// An application keeps at most `MAX_DRAFTS` draft campaigns (each may hold an uploaded list
