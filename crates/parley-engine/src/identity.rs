@@ -7,8 +7,8 @@
 
 use parley_domain::{AccountId, ApplicationId, Role, UserId};
 use parley_store::identity::{
-    InviteRecord, Invitee, LinkKind, MemberRecord, NewOwner, NewSession, SessionRecord,
-    SessionView, ThrottleRecord, new_invite_id, new_session_id,
+    InviteCaps, InviteRecord, InviteRefused, Invitee, LinkKind, MemberRecord, NewOwner, NewSession,
+    SessionRecord, SessionView, ThrottleRecord, new_invite_id, new_session_id,
 };
 use parley_store::{ApplicationRecord, UserRecord};
 
@@ -28,6 +28,10 @@ pub const INVITE_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
 /// them all, and each is a live link. One more is 409 `invite_limit_reached`; they expire
 /// after [`INVITE_TTL_MS`] or are withdrawn from the list.
 pub const MAX_PENDING_INVITES: usize = 100;
+
+/// Users and open invites an application has at most together (one more invite is 409
+/// `member_limit_reached`): the users page lists them all.
+pub const MAX_PEOPLE: usize = 1_000;
 
 /// Applications an account holds at most (one more is 409 `application_limit_reached`).
 /// Each is a business's own setup; Twilio's default cap on subaccounts is the same 1,000.
@@ -922,23 +926,34 @@ impl Engine {
             expires_at: now + INVITE_TTL_MS,
             used_at: None,
         };
-        if !self
+        let caps = InviteCaps {
+            open: MAX_PENDING_INVITES as u64,
+            people: MAX_PEOPLE as u64,
+        };
+        match self
             .store
-            .create_invite(
-                &invite,
-                &hash_token(&token),
-                MAX_PENDING_INVITES as u64,
-                now,
-            )
+            .create_invite(&invite, &hash_token(&token), caps, now)
             .await?
         {
-            return Err(EngineError::new(
-                ErrorKind::Conflict,
-                "invite_limit_reached",
-                format!(
-                    "This application has {MAX_PENDING_INVITES} open invites: withdraw some, or wait until they expire, before inviting more."
-                ),
-            ));
+            None => {}
+            Some(InviteRefused::OpenInvites) => {
+                return Err(EngineError::new(
+                    ErrorKind::Conflict,
+                    "invite_limit_reached",
+                    format!(
+                        "This application has {MAX_PENDING_INVITES} open invites: withdraw some, or wait until they expire, before inviting more."
+                    ),
+                ));
+            }
+            Some(InviteRefused::People) => {
+                return Err(EngineError::new(
+                    ErrorKind::Conflict,
+                    "member_limit_reached",
+                    format!(
+                        "An application has at most {MAX_PEOPLE} users and open invites together: remove users or withdraw invites before inviting more."
+                    ),
+                ));
+            }
         }
         Ok(NewInvite { invite, token })
     }

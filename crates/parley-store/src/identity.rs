@@ -130,6 +130,22 @@ pub struct ThrottleRecord {
     pub updated_at: Millis,
 }
 
+/// The bounds an invite is made within (`IdentityStore::create_invite`).
+#[derive(Debug, Clone, Copy)]
+pub struct InviteCaps {
+    /// Open invites (not used, not expired) of the application.
+    pub open: u64,
+    /// The application's users and open invites together.
+    pub people: u64,
+}
+
+/// Why an invite was not made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InviteRefused {
+    OpenInvites,
+    People,
+}
+
 #[async_trait]
 pub trait IdentityStore: Send + Sync {
     // --- users and roles -------------------------------------------------------------------
@@ -229,15 +245,16 @@ pub trait IdentityStore: Send + Sync {
 
     // --- setup and invite links ------------------------------------------------------------
     async fn create_link(&self, link: &InviteRecord, token_hash: &str) -> Result<()>;
-    /// Creates an invite link (its `application_id` set) unless the application has `cap`
-    /// open invites at `now` already (false then); concurrent invites stop exactly at the cap.
+    /// Creates an invite link (its `application_id` set) unless the application has `caps.open`
+    /// open invites at `now` already, or `caps.people` users and open invites together (the
+    /// reason is answered then); concurrent invites stop exactly at the caps.
     async fn create_invite(
         &self,
         link: &InviteRecord,
         token_hash: &str,
-        cap: u64,
+        caps: InviteCaps,
         now: Millis,
-    ) -> Result<bool>;
+    ) -> Result<Option<InviteRefused>>;
     /// Drops setup links nobody used (a new one is printed at each start of a fresh database).
     async fn delete_unused_setup_links(&self) -> Result<()>;
     async fn link_by_token_hash(&self, token_hash: &str) -> Result<Option<InviteRecord>>;

@@ -555,9 +555,9 @@ impl IdentityStore for Backend {
         &self,
         l: &InviteRecord,
         token_hash: &str,
-        cap: u64,
+        caps: InviteCaps,
         now: Millis,
-    ) -> Result<bool> {
+    ) -> Result<Option<InviteRefused>> {
         let Some(app) = &l.application_id else {
             return Err(corrupt(
                 "invites.application_id",
@@ -569,18 +569,32 @@ impl IdentityStore for Backend {
             &mut tx,
             "invites",
             app.as_str(),
-            cap,
+            caps.open,
             "SELECT COUNT(*) FROM invites WHERE application_id = $1 AND kind = 'invite'
                AND used_at IS NULL AND expires_at > $2",
             Some(now),
         )
         .await?
         {
-            return Ok(false);
+            return Ok(Some(InviteRefused::OpenInvites));
+        }
+        if !super::caps::below_cap(
+            &mut tx,
+            "people",
+            app.as_str(),
+            caps.people,
+            "SELECT (SELECT COUNT(*) FROM memberships WHERE application_id = $1)
+               + (SELECT COUNT(*) FROM invites WHERE application_id = $1 AND kind = 'invite'
+                  AND used_at IS NULL AND expires_at > $2)",
+            Some(now),
+        )
+        .await?
+        {
+            return Ok(Some(InviteRefused::People));
         }
         insert_link(&mut *tx, l, token_hash).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(None)
     }
 
     async fn delete_unused_setup_links(&self) -> Result<()> {

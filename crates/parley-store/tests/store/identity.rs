@@ -4,8 +4,8 @@
 
 use parley_domain::{AccountId, ApplicationId, Role, UserId};
 use parley_store::identity::{
-    InviteRecord, Invitee, LinkKind, NewOwner, NewSession, SessionRecord, ThrottleRecord,
-    new_invite_id, new_session_id,
+    InviteCaps, InviteRecord, InviteRefused, Invitee, LinkKind, NewOwner, NewSession,
+    SessionRecord, ThrottleRecord, new_invite_id, new_session_id,
 };
 
 use crate::backend::Backend;
@@ -249,6 +249,14 @@ async fn sessions_carry_the_role_and_end_everywhere(b: &Backend) {
     assert_eq!(b.end_user_sessions(&o.user_id).await.expect("end"), 1);
 }
 
+/// Caps of `open` open invites, and no bound on the people.
+fn caps(open: u64) -> InviteCaps {
+    InviteCaps {
+        open,
+        people: u64::MAX,
+    }
+}
+
 async fn invites_are_accepted_once_before_they_expire(b: &Backend) {
     let o = owner("a@acme.test");
     b.create_owner(&o, None).await.expect("owner");
@@ -265,21 +273,39 @@ async fn invites_are_accepted_once_before_they_expire(b: &Backend) {
     };
     let a = invite("agent@acme.test");
     for (link, hash) in [(&a, "inv-a"), (&invite("late@acme.test"), "inv-late")] {
-        assert!(b.create_invite(link, hash, 3, T0).await.expect("invite"));
+        assert_eq!(
+            b.create_invite(link, hash, caps(3), T0)
+                .await
+                .expect("invite"),
+            None
+        );
     }
     let gone = invite("gone@acme.test");
-    assert!(
-        b.create_invite(&gone, "inv-gone", 3, T0)
+    assert_eq!(
+        b.create_invite(&gone, "inv-gone", caps(3), T0)
             .await
-            .expect("invite")
+            .expect("invite"),
+        None
     );
     // Three open invites: a fourth is past a cap of 3 and is not written; once they have
     // expired, they no longer count.
     let fourth = invite("fourth@acme.test");
-    assert!(
-        !b.create_invite(&fourth, "inv-4", 3, T0)
+    assert_eq!(
+        b.create_invite(&fourth, "inv-4", caps(3), T0)
             .await
-            .expect("capped")
+            .expect("capped"),
+        Some(InviteRefused::OpenInvites)
+    );
+    // The owner and three open invites are four people: a people cap of 4 takes no more.
+    let people = InviteCaps {
+        open: 100,
+        people: 4,
+    };
+    assert_eq!(
+        b.create_invite(&fourth, "inv-4", people, T0)
+            .await
+            .expect("capped"),
+        Some(InviteRefused::People)
     );
     assert!(b.link_by_token_hash("inv-4").await.expect("read").is_none());
     assert_eq!(
@@ -320,10 +346,23 @@ async fn invites_are_accepted_once_before_they_expire(b: &Backend) {
             .await
             .expect("expired")
     );
-    assert!(
-        b.create_invite(&fourth, "inv-4", 1, T0 + 1_000)
+    // Expired invites do not count; the owner and the agent who accepted do.
+    assert_eq!(
+        b.create_invite(&fourth, "inv-4", caps(1), T0 + 1_000)
             .await
-            .expect("expired invites do not count")
+            .expect("expired invites do not count"),
+        None
+    );
+    let fifth = invite("fifth@acme.test");
+    let people = InviteCaps {
+        open: 100,
+        people: 2,
+    };
+    assert_eq!(
+        b.create_invite(&fifth, "inv-5", people, T0 + 1_000)
+            .await
+            .expect("two users, no open invite"),
+        Some(InviteRefused::People)
     );
     assert!(
         b.user_by_email("late@acme.test")
