@@ -616,11 +616,6 @@ impl Engine {
         self.plans.makings()
     }
 
-    /// Statistics counted on this node since it started (the same, for statistics).
-    pub fn stats_counted(&self) -> u64 {
-        self.campaign_stats_made.makings()
-    }
-
     async fn walk_plan(
         &self,
         app: &ApplicationId,
