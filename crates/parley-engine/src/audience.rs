@@ -557,8 +557,9 @@ impl Engine {
         after: Option<&str>,
         limit: u32,
     ) -> Result<(Vec<AudienceContact>, Option<String>), EngineError> {
-        let filtered = filter.is_some_and(|f| !f.trim().is_empty());
-        let segment = match filter.map(str::trim).filter(|f| !f.is_empty()) {
+        let filter = filter.map(str::trim).filter(|f| !f.is_empty());
+        let filtered = filter.is_some();
+        let segment = match filter {
             Some(f) => self.parse_segment(f)?,
             None => Segment::all(),
         };

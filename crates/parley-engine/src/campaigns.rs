@@ -29,6 +29,9 @@ use crate::{Engine, EngineError, ErrorKind};
 /// the pages per row that 500 did (the WAL written per message fell from ~3.0 to ~1.4 KB).
 pub const PLAN_CHUNK: u32 = 2_000;
 
+/// `next_attempt_at` of the messages of a paused campaign (year 9999): never due.
+pub const HELD: i64 = 253_402_300_799_000;
+
 /// Draft campaigns an application keeps at most: each may hold an uploaded list of up to
 /// `MAX_LIST` numbers. One more is 409 `draft_limit_reached`; start, cancel or schedule one.
 pub const MAX_DRAFTS: u64 = 100;
@@ -42,8 +45,6 @@ fn drafts_full() -> EngineError {
         ),
     )
 }
-/// `next_attempt_at` of the messages of a paused campaign (year 9999): never due.
-pub const HELD: i64 = 253_402_300_799_000;
 
 /// What the API gives to create a campaign.
 #[derive(Debug, Clone)]

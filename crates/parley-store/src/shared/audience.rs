@@ -25,6 +25,9 @@ use crate::{MessageRecord, Millis, Result, StoreError, corrupt};
 type Db = <DbRow as Row>::Database;
 type Connection = <Db as sqlx::Database>::Connection;
 
+/// An application's saved segments, counted (its list's count and its cap's).
+const COUNT_SEGMENTS: &str = "SELECT COUNT(*) FROM segments WHERE application_id = $1";
+
 /// Phones looked up per `IN (…)` when merging a batch.
 const LOOKUP_CHUNK: usize = 500;
 
@@ -609,7 +612,7 @@ impl AudienceStore for Backend {
             "segments",
             s.application_id.as_str(),
             cap,
-            "SELECT COUNT(*) FROM segments WHERE application_id = $1",
+            COUNT_SEGMENTS,
             None,
         )
         .await?
@@ -681,7 +684,7 @@ impl AudienceStore for Backend {
     }
 
     async fn count_segments(&self, app: &ApplicationId) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM segments WHERE application_id = $1")
+        let n: i64 = sqlx::query_scalar(COUNT_SEGMENTS)
             .bind(app.as_str())
             .fetch_one(self.reader())
             .await?;

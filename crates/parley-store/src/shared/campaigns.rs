@@ -22,6 +22,10 @@ use crate::{Millis, Result, corrupt};
 /// This backend's `sqlx::Database`.
 type Db = <DbRow as Row>::Database;
 
+/// An application's draft campaigns, counted (the early check and the cap in the write).
+const COUNT_DRAFTS: &str =
+    "SELECT COUNT(*) FROM campaigns WHERE application_id = $1 AND state = 'draft'";
+
 /// List entries per multi-row INSERT (4 binds each).
 const LIST_INSERT_CHUNK: usize = 1_000;
 
@@ -139,12 +143,10 @@ impl Backend {
 #[async_trait]
 impl CampaignStore for Backend {
     async fn count_draft_campaigns(&self, app: &ApplicationId) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM campaigns WHERE application_id = $1 AND state = 'draft'",
-        )
-        .bind(app.as_str())
-        .fetch_one(self.reader())
-        .await?;
+        let n: i64 = sqlx::query_scalar(COUNT_DRAFTS)
+            .bind(app.as_str())
+            .fetch_one(self.reader())
+            .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -160,7 +162,7 @@ impl CampaignStore for Backend {
             "draft_campaigns",
             c.application_id.as_str(),
             max_drafts,
-            "SELECT COUNT(*) FROM campaigns WHERE application_id = $1 AND state = 'draft'",
+            COUNT_DRAFTS,
             None,
         )
         .await?

@@ -23,7 +23,7 @@ use super::{
     platform_from_row, record_reaches_in, repoint_in, resolve_in, suspend_stat_triggers,
     take_orphans, template_from_row, text, upsert_conversation_in, upsert_in, write_status_rows,
 };
-use super::{execute_in, old_rows};
+use super::{PRUNE_CHUNK, execute_in, old_rows};
 use crate::lattice::Batch;
 use crate::types::*;
 use crate::{Millis, Result, StaleSending, Store, StoreError, corrupt, serde_name};
@@ -108,9 +108,6 @@ async fn while_running<T, E, U>(
     }?;
     Ok((done, made))
 }
-
-/// Rows a retention sweep deletes per transaction (the writer is never held long).
-const PRUNE_CHUNK: usize = 500;
 
 #[async_trait]
 impl Store for Backend {

@@ -107,9 +107,6 @@ async fn attempt_logs(
     Ok(logs)
 }
 
-/// Events the retention sweep deletes per transaction.
-const PRUNE_EVENTS_CHUNK: usize = 500;
-
 /// Deliveries a replay queues again per transaction.
 const REPLAY_CHUNK: usize = 500;
 
@@ -677,7 +674,7 @@ impl EventStore for Backend {
                 Ok(r.try_get::<bool, _>("done")?)
             })?;
         let mut deleted = 0;
-        for chunk in old.chunks(PRUNE_EVENTS_CHUNK) {
+        for chunk in old.chunks(super::PRUNE_CHUNK) {
             let mut tx = self.tx().await?;
             // A delivery that went back to pending meanwhile (a replay) keeps its event.
             super::execute_in(

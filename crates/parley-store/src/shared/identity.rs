@@ -9,6 +9,14 @@ use super::{Backend, DbRow, opt_text, parse_id, parse_opt_id, text};
 use crate::identity::*;
 use crate::{ApplicationRecord, Millis, Result, UserRecord, corrupt};
 
+/// An application's open invites (`$1` the application, `$2` now): not used, not expired.
+/// The list, its cap and the people cap count the same ones. A literal, for `concat!`.
+macro_rules! open_invites {
+    () => {
+        "application_id = $1 AND kind = 'invite' AND used_at IS NULL AND expires_at > $2"
+    };
+}
+
 fn role_of(row: &DbRow, col: &str) -> Result<Role> {
     let s: String = row.try_get(col)?;
     Role::parse(&s).map_err(|e| corrupt(col, e))
@@ -570,8 +578,7 @@ impl IdentityStore for Backend {
             "invites",
             app.as_str(),
             caps.open,
-            "SELECT COUNT(*) FROM invites WHERE application_id = $1 AND kind = 'invite'
-               AND used_at IS NULL AND expires_at > $2",
+            concat!("SELECT COUNT(*) FROM invites WHERE ", open_invites!()),
             Some(now),
         )
         .await?
@@ -583,9 +590,12 @@ impl IdentityStore for Backend {
             "people",
             app.as_str(),
             caps.people,
-            "SELECT (SELECT COUNT(*) FROM memberships WHERE application_id = $1)
-               + (SELECT COUNT(*) FROM invites WHERE application_id = $1 AND kind = 'invite'
-                  AND used_at IS NULL AND expires_at > $2)",
+            concat!(
+                "SELECT (SELECT COUNT(*) FROM memberships WHERE application_id = $1)
+                   + (SELECT COUNT(*) FROM invites WHERE ",
+                open_invites!(),
+                ")"
+            ),
             Some(now),
         )
         .await?
@@ -669,10 +679,11 @@ impl IdentityStore for Backend {
     }
 
     async fn pending_invites(&self, app: &ApplicationId, now: Millis) -> Result<Vec<InviteRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM invites WHERE application_id = $1 AND kind = 'invite' AND used_at IS NULL AND expires_at > $2
-             ORDER BY created_at DESC, id LIMIT 200",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT * FROM invites WHERE ",
+            open_invites!(),
+            " ORDER BY created_at DESC, id LIMIT 200"
+        ))
         .bind(app.as_str())
         .bind(now)
         .fetch_all(self.reader())

@@ -164,6 +164,9 @@ pub(crate) fn status_row(row: &DbRow) -> Result<crate::lattice::StatusRow> {
     })
 }
 
+/// Rows a retention sweep deletes per transaction (the writer is never held long).
+pub(crate) const PRUNE_CHUNK: usize = 500;
+
 /// One step of a retention sweep over `rows` (read oldest first by `key`, after `after`, at
 /// most `limit`): the keys of the rows written before `before` (by `at`) that `done` says
 /// may go, and the cursor of the next step (`None` once a row at or past `before` is met, or
