@@ -356,13 +356,7 @@ async fn the_console_shows_and_edits_the_prices() {
 #[tokio::test]
 async fn plans_racing_price_table_writes_each_use_one_whole_table() {
     // The race, not the token's rate limit, is under test.
-    let app = crate::helpers::spawn_app_with_server(|c| {
-        c.rate_limit = parley_server::auth::RateLimit {
-            per_second: std::num::NonZeroU32::new(10_000).expect("non-zero"),
-            burst: std::num::NonZeroU32::new(10_000).expect("non-zero"),
-        };
-    })
-    .await;
+    let app = crate::helpers::spawn_app_unthrottled().await;
     let na: Vec<String> = (0..3).map(|i| format!("+1415555{:04}", 300 + i)).collect();
     let de: Vec<String> = (0..3)
         .map(|i| format!("+49151{:08}", 40_000_300 + i))

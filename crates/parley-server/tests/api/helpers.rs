@@ -84,6 +84,19 @@ pub async fn spawn_app_with_server(configure: impl FnOnce(&mut ServerConfig)) ->
     spawn_app_configured(configure, |_| {}).await
 }
 
+/// `spawn_app` whose token is never rate limited: for tests whose subject is a burst or a
+/// cap, not the token's rate (100 requests at once, 50 a second after), which a fast machine
+/// passes in a sequence of creates.
+pub async fn spawn_app_unthrottled() -> TestApp {
+    spawn_app_with_server(|c| {
+        c.rate_limit = parley_server::auth::RateLimit {
+            per_second: std::num::NonZeroU32::new(10_000).expect("non-zero"),
+            burst: std::num::NonZeroU32::new(10_000).expect("non-zero"),
+        };
+    })
+    .await
+}
+
 /// `spawn_app` with the engine's configuration changed by `tune`.
 pub async fn spawn_app_tuned(
     metrics_token: Option<String>,
