@@ -97,7 +97,14 @@ struct RunResult {
     peak_rss_mib: f64,
     /// Events still waiting to be applied when the load ended.
     backlog: u64,
-    /// From the load's end to the last status applied (Parley; the reference applies none).
+    /// From the load's end until every status was on its message for every reader (Parley:
+    /// each one merged or in `status_log`, read through the same lattice; the reference: 0).
+    visible_after_s: f64,
+    /// Statuses found on their messages at that moment (Parley: messages `delivered`, merged or
+    /// with a `delivered` still in `status_log`).
+    visible: u64,
+    /// From the load's end to the last status merged, with its counters, events and
+    /// conversation (Parley; the reference applies none).
     applied_after_s: f64,
     /// Statuses found applied (Parley: messages `delivered`; the reference: statuses stored).
     applied: u64,
@@ -176,7 +183,7 @@ fn print_run(r: &RunResult) {
         .rate
         .map_or(String::new(), |x| format!(" at fixed {x} req/s"));
     println!(
-        "{:<9} {:>3}/req{rate}: {:>8.0} req/s {:>9.0} statuses/s  p50 {:.2} ms p99 {:.2} ms max {:.1} ms  CPU {:.1} µs/req under load ({:.1} until applied)  peak RSS {:.1} MiB  backlog {} events, all applied {:.2} s after the load  acknowledged {} statuses, applied {}, lost {}{}",
+        "{:<9} {:>3}/req{rate}: {:>8.0} req/s {:>9.0} statuses/s  p50 {:.2} ms p99 {:.2} ms max {:.1} ms  CPU {:.1} µs/req under load ({:.1} until applied)  peak RSS {:.1} MiB  backlog {} events, every status on its message {:.2} s after the load ({} seen), all merged {:.2} s after  acknowledged {} statuses, merged {}, lost {}{}",
         r.target.name(),
         r.per_request,
         r.rps(),
@@ -188,6 +195,8 @@ fn print_run(r: &RunResult) {
         r.cpu_total * 1e6 / r.load.ok.max(1) as f64,
         r.peak_rss_mib,
         r.backlog,
+        r.visible_after_s,
+        r.visible,
         r.applied_after_s,
         r.load.statuses_ok,
         r.applied,
@@ -238,6 +247,9 @@ fn summary(results: &[RunResult]) {
                 .map(|r| r.cpu_load * 1e6 / r.load.ok.max(1) as f64)
                 .collect(),
         );
+        let visible = of(Target::Parley)
+            .map(|r| r.visible_after_s)
+            .fold(0.0, f64::max);
         let applied = of(Target::Parley)
             .map(|r| r.applied_after_s)
             .fold(0.0, f64::max);
@@ -258,7 +270,7 @@ fn summary(results: &[RunResult]) {
             );
         }
         println!(
-            "  {per:>3} status/req: Parley {p_rps:.0} req/s ({p_sps:.0} statuses/s, {p_cpu:.1} µs CPU/req), reference {r_rps:.0} req/s ({r_sps:.0} statuses/s, {r_cpu:.1} µs CPU/req): ratio {:.2} (req/s), {:.2} (statuses/s); Parley's slowest catch-up {applied:.2} s; lost {lost}",
+            "  {per:>3} status/req: Parley {p_rps:.0} req/s ({p_sps:.0} statuses/s, {p_cpu:.1} µs CPU/req), reference {r_rps:.0} req/s ({r_sps:.0} statuses/s, {r_cpu:.1} µs CPU/req): ratio {:.2} (req/s), {:.2} (statuses/s); Parley's slowest catch-up: on their messages {visible:.2} s, merged {applied:.2} s; lost {lost}",
             p_rps / r_rps.max(1e-9),
             p_sps / r_sps.max(1e-9),
         );
@@ -330,7 +342,9 @@ fn recipient_bsuid(i: u64) -> String {
 /// application (so each status's contact-identity step runs in full: the number is looked
 /// up, the phone parsed, the identity checked against the contacts), one contact per
 /// recipient already known by its phone and BSUID (the steady state since Meta's 2026
-/// statuses name both), and `n` messages to them accepted by Meta, `wamid.BENCH<i>` for i < n.
+/// statuses name both), and `n` messages to them accepted by Meta (`bench_wamid(i)` for
+/// `msg_<i>`, i < n; every status names both, as Meta's name the wamid and echo our id in
+/// `biz_opaque_callback_data`).
 async fn seed(path: &Path, n: u64) -> anyhow::Result<()> {
     let store = SqliteStore::open(path, SecretCipher::from_key(&[7; 32])).await?;
     let app = ApplicationId::new();
@@ -396,7 +410,7 @@ async fn seed(path: &Path, n: u64) -> anyhow::Result<()> {
          INSERT INTO messages (id, application_id, phone_number_id, contact_id, to_phone, kind, content, state,
                                wamid, attempts, next_attempt_at, queued_at, sending_at, accepted_at, updated_at)
          SELECT printf('msg_%032x', i), $2, $3, printf('ctc_%032x', i), printf('+49151%08d', i), 'text',
-                '{\"text\":\"bench\"}', 'accepted', printf('wamid.BENCH%012d', i), 1, 0, 0, 0, 0, 0
+                '{\"text\":\"bench\"}', 'accepted', printf('wamid.BENCH%08x%012d', (i * 2654435761) & 4294967295, i), 1, 0, 0, 0, 0, 0
          FROM n",
     )
     .bind(i64::try_from(n)?)
@@ -499,21 +513,26 @@ async fn run(
         serde_json::from_str(&line).with_context(|| format!("load generator said: {line}"))?;
 
     let mut conn = SqliteConnection::connect_with(&sqlite_options(&db).read_only(true)).await?;
+    let (mut visible_after_s, mut visible) = (0.0, 0);
     let (backlog, applied_after_s, applied) = match target {
         Target::Parley => {
             const PENDING: &str = "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NULL";
+            const UNPROJECTED: &str =
+                "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NULL AND projected = 0";
             let backlog: i64 = sqlx::query_scalar(PENDING).fetch_one(&mut conn).await?;
-            loop {
-                let left: i64 = sqlx::query_scalar(PENDING).fetch_one(&mut conn).await?;
-                if left == 0 {
-                    break;
-                }
-                anyhow::ensure!(
-                    load_end.elapsed() < Duration::from_secs(600),
-                    "statuses still pending 10 minutes after the load"
-                );
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            until_none(&mut conn, UNPROJECTED, load_end, "not projected").await?;
+            visible_after_s = load_end.elapsed().as_secs_f64();
+            // What a reader sees (`lattice::overlay`): the row merged, or a `delivered` still
+            // in the log naming its id and wamid. One statement, one snapshot.
+            let seen: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM messages m WHERE m.state = 'delivered'
+                   OR EXISTS (SELECT 1 FROM status_log l WHERE l.message_id = m.id
+                                AND l.wamid = m.wamid AND l.state = 'delivered')",
+            )
+            .fetch_one(&mut conn)
+            .await?;
+            visible = u64::try_from(seen).unwrap_or(0);
+            until_none(&mut conn, PENDING, load_end, "pending").await?;
             let after = load_end.elapsed().as_secs_f64();
             let applied: i64 =
                 sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE state = 'delivered'")
@@ -561,9 +580,32 @@ async fn run(
         cpu_total,
         peak_rss_mib,
         backlog: u64::try_from(backlog).unwrap_or(0),
+        visible_after_s,
+        visible,
         applied_after_s,
         applied: u64::try_from(applied).unwrap_or(0),
     })
+}
+
+/// Polls the count `sql` answers every 5 ms until it is 0; an error 10 minutes after the
+/// load's end (`what` the statuses still are).
+async fn until_none(
+    conn: &mut SqliteConnection,
+    sql: &'static str,
+    load_end: Instant,
+    what: &str,
+) -> anyhow::Result<()> {
+    loop {
+        let left: i64 = sqlx::query_scalar(sql).fetch_one(&mut *conn).await?;
+        if left == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            load_end.elapsed() < Duration::from_secs(600),
+            "statuses still {what} 10 minutes after the load"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 // --- the receivers ----------------------------------------------------------------------------
@@ -715,6 +757,15 @@ async fn reference_receiver(listener: tokio::net::TcpListener, db: &Path) -> any
 
 // --- the load generator -------------------------------------------------------------------------
 
+/// The wamid of seeded message `i`, as the seed writes it: scrambled in front, so wamids in
+/// send order land all over an index as Meta's do (they start with the recipient's number).
+fn bench_wamid(i: u64) -> String {
+    format!(
+        "wamid.BENCH{:08x}{i:012}",
+        i.wrapping_mul(2_654_435_761) & 0xffff_ffff
+    )
+}
+
 /// The body of request `j`: `per` delivered statuses for messages `j·per … j·per + per − 1`, in
 /// Meta's 2026 shape.
 fn status_body(j: u64, per: usize) -> Vec<u8> {
@@ -728,7 +779,8 @@ fn status_body(j: u64, per: usize) -> Vec<u8> {
             contacts.push(',');
         }
         statuses.push_str(&format!(
-            r#"{{"id":"wamid.BENCH{i:012}","status":"delivered","timestamp":"1765000000","recipient_id":"{wa_id}","recipient_user_id":"{bsuid}","pricing":{{"billable":true,"pricing_model":"PMP","type":"regular","category":"marketing"}}}}"#
+            r#"{{"id":"{wamid}","status":"delivered","timestamp":"1765000000","recipient_id":"{wa_id}","recipient_user_id":"{bsuid}","biz_opaque_callback_data":"msg_{i:032x}","pricing":{{"billable":true,"pricing_model":"PMP","type":"regular","category":"marketing"}}}}"#,
+            wamid = bench_wamid(i),
         ));
         contacts.push_str(&format!(r#"{{"wa_id":"{wa_id}","user_id":"{bsuid}"}}"#));
     }

@@ -856,6 +856,13 @@ impl Engine {
         self.conversations_touched(std::iter::once((app, contact)));
     }
 
+    /// Notes that any conversation may have changed (a burst of statuses projected): every
+    /// live page reloads, within `LIVE_GATHER`.
+    pub(crate) fn every_conversation_touched(&self) {
+        let mut dirty = self.inbox_dirty.lock().unwrap_or_else(|e| e.into_inner());
+        dirty.insert("*".to_owned());
+    }
+
     /// The same for many, under one lock. Past [`INBOX_MAX_IDS`] gathered the announce is
     /// "every conversation" whatever else is added, so nothing more is formatted or kept: a
     /// round of 1,000 statuses formatted and sorted a key per contact (`perf`, the webhook
@@ -879,7 +886,7 @@ pub(crate) fn announce_gathered(engine: &Engine) {
     let dirty: BTreeSet<String> =
         std::mem::take(&mut *engine.inbox_dirty.lock().unwrap_or_else(|e| e.into_inner()));
     let bus = engine.store.wakeups();
-    if dirty.len() > INBOX_MAX_IDS {
+    if dirty.len() > INBOX_MAX_IDS || dirty.contains("*") {
         bus.publish(Wakeup::Inbox("*".to_owned()));
     } else {
         for d in dirty {

@@ -76,6 +76,9 @@ pub struct EngineConfig {
     /// How long received webhooks are kept once applied (their bodies as received); `None`
     /// keeps them. What they said lives on in the messages, contacts and inbox.
     pub webhook_retention: Option<Duration>,
+    /// How long finished contact imports (and their rejected rows) are kept after they were
+    /// last written; an interrupted import not resumed by then goes too. `None` keeps them.
+    pub import_retention: Option<Duration>,
     /// The longest a segment count or preview may run in the database before it is stopped
     /// (422 `filter_too_expensive`).
     pub filter_timeout: Duration,
@@ -144,6 +147,7 @@ impl Default for EngineConfig {
             meta_app: MetaApp::default(),
             audit_retention: Duration::from_secs(365 * 24 * 3600),
             webhook_retention: Some(Duration::from_secs(30 * 24 * 3600)),
+            import_retention: Some(Duration::from_secs(30 * 24 * 3600)),
             filter_timeout: DEFAULT_FILTER_TIMEOUT,
             webhook_queue: 8_192,
             webhook_queue_bytes: 64 * 1024 * 1024,
@@ -166,6 +170,12 @@ pub struct Engine {
     pub send_wake: Arc<Notify>,
     /// Wakes the webhook processor when an event is stored.
     pub webhook_wake: Arc<Notify>,
+    /// The status projection's last read was full (`webhooks::run_projection`): the
+    /// processor's merge gives way until it has caught up.
+    projection_behind: Arc<std::sync::atomic::AtomicBool>,
+    /// The merge's last read of pending webhooks was full (`webhooks::run`): a burst is
+    /// waiting, and the status projection runs.
+    merge_behind: Arc<std::sync::atomic::AtomicBool>,
     /// Wakes the campaign worker when a campaign starts or resumes.
     pub campaign_wake: Arc<Notify>,
     /// Wakes the media fetcher when an inbound media is recorded.
@@ -264,6 +274,8 @@ impl Engine {
             config,
             send_wake: Arc::new(Notify::new()),
             webhook_wake: Arc::new(Notify::new()),
+            projection_behind: Arc::default(),
+            merge_behind: Arc::default(),
             campaign_wake: Arc::new(Notify::new()),
             media_wake: Arc::new(Notify::new()),
             event_wake: Arc::new(Notify::new()),
@@ -330,6 +342,7 @@ impl Engine {
         set.spawn(stats::run_fold(self.clone(), shutdown.clone()));
         set.spawn(inbound::run_media(self.clone(), shutdown.clone()));
         set.spawn(events::run(self.clone(), shutdown.clone()));
+        set.spawn(webhooks::run_projection(self.clone(), shutdown.clone()));
         set.spawn(webhooks::run(self.clone(), shutdown));
         set
     }

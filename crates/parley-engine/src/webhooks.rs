@@ -3,6 +3,7 @@
 //! inbound messages create or refresh the contact and its 24 h window. Fields Parley does not
 //! act on yet stay stored as received, never dropped.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use parley_domain::{MessageId, PhoneNumberId, WabaId, Wamid};
@@ -27,6 +28,11 @@ const ROUND_SPACING: Duration = Duration::from_millis(20);
 /// The longest the processor gives way before a round: under a sustained flood it still
 /// applies a round at least this often, and catches up once the flood ends.
 const MAX_GIVE_WAY: Duration = Duration::from_millis(500);
+
+/// The longest the merge gives way to the status projection catching up: the projection
+/// applies a burst first (~5 µs a status, the merge ~15), and the merge still runs a round at
+/// least this often (inbound messages, template and number updates wait in the same queue).
+const MAX_GIVE_WAY_TO_PROJECTION: Duration = Duration::from_secs(2);
 
 /// How often the processor looks again at a busy intake.
 const GIVE_WAY_STEP: Duration = Duration::from_millis(5);
@@ -78,12 +84,225 @@ pub async fn run(engine: Engine, shutdown: CancellationToken) {
     }
 }
 
+/// Runs until `shutdown`, while the merge is behind: copies the statuses of each stored
+/// delivery into `status_log` (`Store::project_statuses`), where every reader of their
+/// messages sees them, ahead of the processor's merge ([`run`]), which also writes their
+/// counters, events, conversations and consent rules and costs several times more a status.
+/// A status is thus on its message a few µs of work after it is stored, however far behind
+/// the merge is after a burst. On the node holding the processor's lease only.
+pub async fn run_projection(engine: Engine, shutdown: CancellationToken) {
+    let mut ahead: Option<Ahead<Option<Projection>>> = None;
+    let mut after = i64::MIN;
+    let mut chained = 0;
+    loop {
+        let notified = engine.webhook_wake.notified();
+        let mut failed = false;
+        // Only while the merge is behind (its last read was full: a burst): when it keeps
+        // up, a status is merged within a round or two, and projecting it too would only
+        // add writes beside the intake's commits.
+        if engine.merge_behind.load(Ordering::Relaxed)
+            && engine.leases.holds(crate::leases::JOB_WEBHOOKS)
+        {
+            // The intake first: acknowledging Meta's deliveries comes before reading them.
+            if give_way(&shutdown, MAX_GIVE_WAY, || engine.intake_busy()).await {
+                break;
+            }
+            let started = tokio::time::Instant::now();
+            let read = match ahead.take() {
+                Some(a) => match a.take().await {
+                    Some(read) => Ok(read),
+                    None => read_projection(&engine, after).await,
+                },
+                None => read_projection(&engine, after).await,
+            };
+            match project(&engine, read, chained < MAX_READ_AHEAD_CHAIN).await {
+                Ok(Some((last, next))) => {
+                    engine.projection_behind.store(true, Ordering::Relaxed);
+                    // Like the processor's read-ahead: a few reads in a row after the last
+                    // id, then one from the start (an event committed late below the cursor).
+                    chained += 1;
+                    (after, ahead) = match next {
+                        Some(next) => (last, Some(next)),
+                        None => {
+                            chained = 0;
+                            (i64::MIN, None)
+                        }
+                    };
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                // A round that was not full took what had arrived: the next gathers what
+                // arrives meanwhile (as the merge's rounds), so a steady trickle is not a
+                // write transaction per intake commit.
+                Ok(None) => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep_until(started + ROUND_SPACING) => {}
+                    }
+                }
+                Err(e) => {
+                    failed = true;
+                    tracing::warn!(error = %e, "status projection paused by a storage error")
+                }
+            }
+        }
+        engine.projection_behind.store(false, Ordering::Relaxed);
+        ahead = None;
+        after = i64::MIN;
+        chained = 0;
+        // The merge falls behind without an intake commit to wake this (its rounds read
+        // what is stored): look again each round's spacing; after a storage error, as
+        // seldom as the merge does (one warning a poll, not fifty a second).
+        let wait = match failed {
+            true => engine.config.poll_interval.max(Duration::from_secs(1)),
+            false => ROUND_SPACING,
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = notified, if !failed => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Events read and their statuses parsed, ready to append to `status_log`.
+struct Projection {
+    ids: Vec<i64>,
+    statuses: Vec<(i64, StatusChange)>,
+    /// The read was full: more are likely waiting.
+    full: bool,
+    read: Duration,
+    parse: Duration,
+}
+
+/// The oldest events not projected yet (after `after`), their statuses parsed; `None` when
+/// there are none.
+async fn read_projection(engine: &Engine, after: i64) -> parley_store::Result<Option<Projection>> {
+    let t0 = std::time::Instant::now();
+    let events = engine
+        .store
+        .unprojected_webhook_events_after(after, BATCH)
+        .await?;
+    if events.is_empty() {
+        return Ok(None);
+    }
+    let read = t0.elapsed();
+    let mut ids = Vec::with_capacity(events.len());
+    let mut statuses = Vec::new();
+    // What the merge keeps of a value besides its statuses is not the projection's.
+    let (mut pricing, mut notes) = (Vec::new(), Vec::new());
+    let mut collected = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 && i % PARSE_SLICE == 0 {
+            tokio::task::yield_now().await;
+        }
+        ids.push(event.id);
+        let Ok(changes) = prepare(event).changes else {
+            continue;
+        };
+        for (_, change) in changes {
+            if let WebhookChange::Messages(value) = change {
+                collect_statuses(engine, &value, &mut collected, &mut pricing, &mut notes);
+                statuses.extend(collected.drain(..).map(|c| (event.id, c)));
+                pricing.clear();
+                notes.clear();
+            }
+        }
+    }
+    Ok(Some(Projection {
+        ids,
+        statuses,
+        full: read_was_full(&events),
+        read,
+        parse: t0.elapsed() - read,
+    }))
+}
+
+/// Appends a read's statuses (one transaction). With `read_ahead` and a full read, the next
+/// events are read and parsed meanwhile, on another task (the parse and SQLite's writes then
+/// run side by side), and handed back with the last event's id; `None` when the read had
+/// nothing or was not full.
+async fn project(
+    engine: &Engine,
+    read: parley_store::Result<Option<Projection>>,
+    read_ahead: bool,
+) -> parley_store::Result<Option<(i64, Option<Ahead<Option<Projection>>>)>> {
+    let Some(p) = read? else {
+        return Ok(None);
+    };
+    let last = p.ids.last().copied().unwrap_or(i64::MIN);
+    let next = (p.full && read_ahead).then(|| {
+        let engine = engine.clone();
+        Ahead(tokio::spawn(
+            async move { read_projection(&engine, last).await },
+        ))
+    });
+    let t0 = std::time::Instant::now();
+    // While the intake receives, shorter transactions (a few milliseconds of SQLite's one
+    // writer, which the intake's group commit waits for).
+    let per_write = if engine.intake_active() {
+        SHARED_PROJECTION
+    } else {
+        usize::MAX
+    };
+    let (mut from, mut s) = (0, 0);
+    while from < p.ids.len() {
+        let mut to = from;
+        let mut e = s;
+        while to < p.ids.len() && (to == from || e - s < per_write) {
+            while e < p.statuses.len() && p.statuses[e].0 == p.ids[to] {
+                e += 1;
+            }
+            to += 1;
+        }
+        engine
+            .store
+            .project_statuses(&p.ids[from..to], &p.statuses[s..e])
+            .await?;
+        (from, s) = (to, e);
+    }
+    metrics::counter!("parley_statuses_projected_total").increment(p.statuses.len() as u64);
+    if !p.statuses.is_empty() {
+        // Open inbox threads reload (their reads merge the log in) now, not after the merge.
+        // A projection round is a burst's: the merge's own announce would be "every
+        // conversation" too.
+        engine.every_conversation_touched();
+    }
+    tracing::debug!(
+        events = p.ids.len(),
+        statuses = p.statuses.len(),
+        read_us = p.read.as_micros() as u64,
+        parse_us = p.parse.as_micros() as u64,
+        write_us = t0.elapsed().as_micros() as u64,
+        "status projection round"
+    );
+    Ok(p.full.then_some((last, next)))
+}
+
+impl Engine {
+    /// Whether the status projection's last read was full (it is catching up).
+    pub(crate) fn projection_behind(&self) -> bool {
+        self.projection_behind.load(Ordering::Relaxed)
+    }
+}
+
 /// Waits (at most [`MAX_GIVE_WAY`]) while this node's intake is busy (its commits gather many
 /// deliveries: callers queue behind it), so a round's parsing and writes on SQLite's one
-/// writer do not slow the acknowledgements; true when `shutdown` came meanwhile.
+/// writer do not slow the acknowledgements; then (at most [`MAX_GIVE_WAY_TO_PROJECTION`])
+/// while the status projection is behind: a status is on its message once projected, and
+/// merging it can come after. True when `shutdown` came meanwhile.
 async fn give_way_to_intake(engine: &Engine, shutdown: &CancellationToken) -> bool {
-    let deadline = tokio::time::Instant::now() + MAX_GIVE_WAY;
-    while engine.intake_busy() && tokio::time::Instant::now() < deadline {
+    give_way(shutdown, MAX_GIVE_WAY, || engine.intake_busy()).await
+        || give_way(shutdown, MAX_GIVE_WAY_TO_PROJECTION, || {
+            engine.projection_behind()
+        })
+        .await
+}
+
+/// Waits while `busy` holds, `most` at most; true when `shutdown` came meanwhile.
+async fn give_way(shutdown: &CancellationToken, most: Duration, busy: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + most;
+    while busy() && tokio::time::Instant::now() < deadline {
         tokio::select! {
             _ = shutdown.cancelled() => return true,
             _ = tokio::time::sleep(GIVE_WAY_STEP) => {}
@@ -100,6 +319,9 @@ const STATUS_CHUNK: usize = 1_000;
 /// milliseconds at most, so the intake's group commit (which waits for the writer) keeps
 /// its latency.
 const SHARED_CHUNK: usize = 100;
+
+/// Statuses projected per transaction while the intake receives (~5 ms of the writer).
+const SHARED_PROJECTION: usize = 1_000;
 
 /// Events parsed between two yields to the runtime: a round's parsing never holds a worker
 /// thread (and the requests queued on it) for long.
@@ -135,6 +357,15 @@ struct Batch {
     full: bool,
 }
 
+/// Whether a read of pending events stopped at the batch's size or near the bodies' budget
+/// (more are likely waiting).
+fn read_was_full(events: &[WebhookEventRecord]) -> bool {
+    let bytes: usize = events.iter().map(|e| e.body.len()).sum();
+    events.len() >= BATCH as usize
+        || bytes.saturating_mul(2)
+            >= usize::try_from(parley_store::PENDING_BODY_BUDGET).unwrap_or(0)
+}
+
 /// Reads the oldest pending events (those after `after` when given) and parses them,
 /// yielding to the runtime every [`PARSE_SLICE`] events.
 async fn read_batch(engine: &Engine, after: Option<i64>) -> parley_store::Result<Batch> {
@@ -142,10 +373,7 @@ async fn read_batch(engine: &Engine, after: Option<i64>) -> parley_store::Result
         None => engine.store.pending_webhook_events(BATCH).await?,
         Some(id) => engine.store.pending_webhook_events_after(id, BATCH).await?,
     };
-    let bytes: usize = events.iter().map(|e| e.body.len()).sum();
-    let full = events.len() >= BATCH as usize
-        || bytes.saturating_mul(2)
-            >= usize::try_from(parley_store::PENDING_BODY_BUDGET).unwrap_or(0);
+    let full = read_was_full(&events);
     let mut prepared = Vec::with_capacity(events.len());
     for (i, event) in events.iter().enumerate() {
         if i > 0 && i % PARSE_SLICE == 0 {
@@ -160,15 +388,18 @@ async fn read_batch(engine: &Engine, after: Option<i64>) -> parley_store::Result
 }
 
 /// The next round's events, read (on a read connection) and parsed on another task while
-/// this round's statuses are written: when catching up, SQLite's thread and the parsing then
-/// run side by side instead of in turn. Only reads: the events stay pending until their own
-/// round marks them processed, and a round applies them only after the previous round's
-/// writes (so per-message and per-contact order are the events' order, as without it).
-/// Dropped (a storage error, the lease lost, shutdown), the task is aborted and the events
-/// are read again.
-struct ReadAhead(tokio::task::JoinHandle<parley_store::Result<Batch>>);
+/// this round's statuses are written (the processor's [`ReadAhead`], the projection's
+/// [`Projection`]): when catching up, SQLite's thread and the parsing then run side by side
+/// instead of in turn. Only reads: the events stay pending until their own round marks them
+/// processed, and a round applies them only after the previous round's writes (so
+/// per-message and per-contact order are the events' order, as without it). Dropped (a
+/// storage error, the lease lost, shutdown), the task is aborted and the events are read
+/// again.
+struct Ahead<T: Send + 'static>(tokio::task::JoinHandle<parley_store::Result<T>>);
 
-impl Drop for ReadAhead {
+type ReadAhead = Ahead<Batch>;
+
+impl<T: Send + 'static> Drop for Ahead<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -177,13 +408,15 @@ impl Drop for ReadAhead {
 impl ReadAhead {
     fn start(engine: &Engine, after: i64) -> ReadAhead {
         let engine = engine.clone();
-        ReadAhead(tokio::spawn(async move {
+        Ahead(tokio::spawn(async move {
             read_batch(&engine, Some(after)).await
         }))
     }
+}
 
-    /// Its batch; `None` when the task failed (the round then reads afresh).
-    async fn take(mut self) -> Option<Batch> {
+impl<T: Send + 'static> Ahead<T> {
+    /// What it read; `None` when the task failed (the caller then reads afresh).
+    async fn take(mut self) -> Option<T> {
         match (&mut self.0).await {
             Ok(Ok(batch)) => Some(batch),
             Ok(Err(e)) => {
@@ -222,6 +455,7 @@ async fn round(
     };
     let events = batch.events;
     let n = events.len();
+    engine.merge_behind.store(batch.full, Ordering::Relaxed);
     let t_read = t0.elapsed();
     let mut statuses = Vec::new();
     let mut pricing = Vec::new();

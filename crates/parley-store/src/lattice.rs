@@ -304,6 +304,93 @@ impl StatusRow {
     }
 }
 
+/// Merges statuses still in `status_log` (not yet merged by the webhook processor) into a
+/// message as read, through the same lattice as the processor's merge: a reader sees what
+/// the merge will write. A status the row already holds changes nothing (the merge is
+/// idempotent), so a row merged meanwhile reads the same.
+pub(crate) fn overlay(m: &mut crate::types::MessageRecord, changes: &[StatusChange]) {
+    let mut row = StatusRow {
+        id: String::new(),
+        state: m.state,
+        wamid: m.wamid.as_ref().map(|w| w.as_str().to_owned()),
+        error_code: m.error_code,
+        error_message: m.error_message.take(),
+        updated_at: m.updated_at,
+        sending_at: m.sending_at,
+        accepted_at: m.accepted_at,
+        sent_at: m.sent_at,
+        delivered_at: m.delivered_at,
+        read_at: m.read_at,
+        failed_at: m.failed_at,
+        pricing: None,
+        pricing_category: None,
+        facts: RowFacts::default(),
+    };
+    for c in changes {
+        row.merge(c);
+    }
+    m.state = row.state;
+    m.error_code = row.error_code;
+    m.error_message = row.error_message;
+    m.updated_at = row.updated_at;
+    m.sending_at = row.sending_at;
+    m.accepted_at = row.accepted_at;
+    m.sent_at = row.sent_at;
+    m.delivered_at = row.delivered_at;
+    m.read_at = row.read_at;
+    m.failed_at = row.failed_at;
+}
+
+/// Statuses still in `status_log` (projected, not merged yet), by the message id they name.
+pub(crate) type PendingStatuses = std::collections::HashMap<String, Vec<StatusChange>>;
+
+/// The statuses of `all` (one message's, in the log) that name the wamid the message holds: a
+/// reader applies only those; a message without a wamid, or a status of an earlier send, is
+/// left to the merge, which decides what it does.
+pub(crate) fn naming(all: &[StatusChange], wamid: Option<&str>) -> Vec<StatusChange> {
+    all.iter()
+        .filter(|c| wamid == Some(c.wamid.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// [`overlay`] for a row of a campaign's per-recipient export: the statuses still in the log
+/// merged into its state, times and error, as the processor will merge them.
+pub(crate) fn overlay_outcome(o: &mut crate::stats::CampaignOutcome<'_>, changes: &[StatusChange]) {
+    let Ok(state) = o.state.parse::<MessageState>() else {
+        return;
+    };
+    let mut row = StatusRow {
+        id: String::new(),
+        state,
+        wamid: o.wamid.as_deref().map(str::to_owned),
+        error_code: o.error_code,
+        error_message: o.error_message.take().map(|m| m.into_owned()),
+        updated_at: 0,
+        sending_at: o.sending_at,
+        accepted_at: o.accepted_at,
+        sent_at: o.sent_at,
+        delivered_at: o.delivered_at,
+        read_at: o.read_at,
+        failed_at: o.failed_at,
+        pricing: None,
+        pricing_category: None,
+        facts: RowFacts::default(),
+    };
+    for c in changes {
+        row.merge(c);
+    }
+    o.state = std::borrow::Cow::Borrowed(row.state.as_str());
+    o.error_code = row.error_code;
+    o.error_message = row.error_message.map(std::borrow::Cow::Owned);
+    o.sending_at = row.sending_at;
+    o.accepted_at = row.accepted_at;
+    o.sent_at = row.sent_at;
+    o.delivered_at = row.delivered_at;
+    o.read_at = row.read_at;
+    o.failed_at = row.failed_at;
+}
+
 /// One quota confirmation, as an element of the JSON array the batch upsert reads.
 #[derive(Debug, serde::Serialize)]
 pub(crate) struct QuotaConfirmRow<'a> {

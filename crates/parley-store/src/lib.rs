@@ -403,11 +403,27 @@ pub trait Store:
         after: i64,
         limit: u32,
     ) -> Result<Vec<WebhookEventRecord>>;
+    /// The same, of the pending events whose statuses are not yet in `status_log`.
+    async fn unprojected_webhook_events_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<WebhookEventRecord>>;
+    /// Marks `events` projected and appends their statuses (each with the id of the event
+    /// that carried it, in the events' order) to `status_log`, in one transaction: from then
+    /// on every reader of those messages sees them, before the processor merges them. An
+    /// event already processed is left out (its statuses are merged).
+    async fn project_statuses(
+        &self,
+        events: &[i64],
+        statuses: &[(i64, StatusChange)],
+    ) -> Result<()>;
     async fn finish_webhook_event(&self, id: i64, now: Millis, error: Option<&str>) -> Result<()> {
         self.finish_webhook_events(&[(id, error.map(str::to_owned))], now)
             .await
     }
-    /// Marks many events processed in one statement, each with its note.
+    /// Marks many events processed in one statement, each with its note, and deletes their
+    /// rows of `status_log` (merged by then).
     async fn finish_webhook_events(
         &self,
         done: &[(i64, Option<String>)],

@@ -461,6 +461,14 @@ pub(crate) fn json<T: serde::Serialize>(v: &T) -> Result<Json<Value>> {
 
 impl PostgresStore {
     /// Reads and writes share the pool.
+    /// A read transaction whose statements share one snapshot.
+    pub(crate) async fn read_tx(&self) -> Result<Tx> {
+        Ok(self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?)
+    }
+
     pub(crate) fn reader(&self) -> &PgPool {
         &self.pool
     }
@@ -794,6 +802,47 @@ async fn insert_orphans(tx: &mut Tx, orphans: &[&StatusChange]) -> Result<()> {
     Ok(())
 }
 
+/// Appends statuses to `status_log` (`Store::project_statuses`): one statement over the
+/// columns as arrays.
+async fn insert_status_log(tx: &mut Tx, rows: &[(i64, i64, &StatusChange)]) -> Result<()> {
+    let mut events = Vec::with_capacity(rows.len());
+    let mut ns = Vec::with_capacity(rows.len());
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut wamids = Vec::with_capacity(rows.len());
+    let mut states = Vec::with_capacity(rows.len());
+    let mut ats = Vec::with_capacity(rows.len());
+    let mut codes = Vec::with_capacity(rows.len());
+    let mut messages = Vec::with_capacity(rows.len());
+    for (event, n, c) in rows {
+        events.push(*event);
+        ns.push(i32::try_from(*n).unwrap_or(i32::MAX));
+        ids.push(c.message_id.as_ref().map(|m| m.as_str()));
+        wamids.push(pg_text(c.wamid.as_str()).into_owned());
+        states.push(c.state.as_str());
+        ats.push(c.at);
+        codes.push(c.error.as_ref().map(|e| e.0));
+        messages.push(c.error.as_ref().map(|e| pg_text(&e.1).into_owned()));
+    }
+    sqlx::query(
+        "INSERT INTO status_log (event_id, n, message_id, wamid, state, at, error_code,
+           error_message)
+         SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[],
+           $6::bigint[], $7::bigint[], $8::text[])
+         ON CONFLICT (event_id, n) DO NOTHING",
+    )
+    .bind(events)
+    .bind(ns)
+    .bind(ids)
+    .bind(wamids)
+    .bind(states)
+    .bind(ats)
+    .bind(codes)
+    .bind(messages)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Confirms quota ledger entries (see `CampaignStore::confirm_quota`): each contact counts
 /// from its acceptance, and a slot its message reserved becomes a confirmed one.
 pub(crate) async fn confirm_quota_rows(
@@ -917,7 +966,7 @@ impl PostgresStore {
     }
 
     /// `Store::finish_webhook_events`: one `UPDATE` over the ids and notes as two arrays.
-    async fn finish_events(&self, done: &[(i64, Option<String>)], now: Millis) -> Result<()> {
+    async fn finish_events(tx: &mut Tx, done: &[(i64, Option<String>)], now: Millis) -> Result<()> {
         let ids: Vec<i64> = done.iter().map(|d| d.0).collect();
         let errors: Vec<Option<String>> = done
             .iter()
@@ -930,7 +979,7 @@ impl PostgresStore {
         .bind(now)
         .bind(ids)
         .bind(errors)
-        .execute(&self.pool)
+        .execute(&mut **tx)
         .await?;
         Ok(())
     }

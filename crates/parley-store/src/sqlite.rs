@@ -331,6 +331,11 @@ pub(crate) fn json<T: serde::Serialize>(v: &T) -> Result<String> {
 
 impl SqliteStore {
     /// Where reads go: the read-only pool.
+    /// A read transaction on a read connection: its statements share one snapshot (WAL).
+    pub(crate) async fn read_tx(&self) -> Result<Tx> {
+        Ok(self.reader.begin().await?)
+    }
+
     pub(crate) fn reader(&self) -> &SqlitePool {
         &self.reader
     }
@@ -683,6 +688,35 @@ async fn insert_orphans(tx: &mut Tx, orphans: &[&StatusChange]) -> Result<()> {
     Ok(())
 }
 
+/// Appends statuses to `status_log` (`Store::project_statuses`): multi-row `VALUES` of bound
+/// parameters, [`STATUS_LOG_ROWS`] rows a statement (one statement text for every full
+/// chunk, so it is prepared once). Extracting eight fields a row from a JSON array cost about
+/// as much as the insert itself.
+async fn insert_status_log(tx: &mut Tx, rows: &[(i64, i64, &StatusChange)]) -> Result<()> {
+    for chunk in rows.chunks(STATUS_LOG_ROWS) {
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO status_log (event_id, n, message_id, wamid, state, at, error_code,
+               error_message) ",
+        );
+        q.push_values(chunk, |mut b, (event, n, c)| {
+            b.push_bind(*event)
+                .push_bind(*n)
+                .push_bind(c.message_id.as_ref().map(|m| m.as_str().to_owned()))
+                .push_bind(c.wamid.as_str().to_owned())
+                .push_bind(c.state.as_str())
+                .push_bind(c.at)
+                .push_bind(c.error.as_ref().map(|e| e.0))
+                .push_bind(c.error.as_ref().map(|e| e.1.clone()));
+        });
+        q.push(" ON CONFLICT (event_id, n) DO NOTHING");
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Rows per `status_log` insert: 8 parameters each, within SQLite's 32,766.
+const STATUS_LOG_ROWS: usize = 500;
+
 /// Nothing to lock: the one writer connection already runs every status and acceptance batch
 /// one after the other (PostgreSQL takes advisory locks here).
 async fn lock_wamids<'a>(_tx: &mut Tx, _wamids: impl IntoIterator<Item = &'a str>) -> Result<()> {
@@ -858,7 +892,7 @@ impl SqliteStore {
     }
 
     /// `Store::finish_webhook_events`: one `UPDATE` over the events as a JSON array.
-    async fn finish_events(&self, done: &[(i64, Option<String>)], now: Millis) -> Result<()> {
+    async fn finish_events(tx: &mut Tx, done: &[(i64, Option<String>)], now: Millis) -> Result<()> {
         let json = serde_json::Value::Array(
             done.iter()
                 .map(|(id, error)| serde_json::json!({"id": id, "error": error}))
@@ -871,7 +905,7 @@ impl SqliteStore {
         )
         .bind(now)
         .bind(json)
-        .execute(&self.writer)
+        .execute(&mut **tx)
         .await?;
         Ok(())
     }

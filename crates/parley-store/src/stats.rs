@@ -185,6 +185,10 @@ pub struct StatDifference {
 #[derive(Debug, Default)]
 pub struct CampaignOutcomePage {
     page: OutcomePage,
+    /// The statuses still in `status_log` (projected, not merged yet) naming the page's
+    /// messages, read in the page's snapshot, by message id: [`CampaignOutcomePage::rows`]
+    /// merges them in as the processor will.
+    pending: crate::lattice::PendingStatuses,
 }
 
 #[derive(Debug, Default)]
@@ -200,6 +204,7 @@ impl CampaignOutcomePage {
     pub fn new(json: Option<String>) -> Self {
         CampaignOutcomePage {
             page: json.map_or(OutcomePage::Empty, OutcomePage::Json),
+            pending: Default::default(),
         }
     }
 
@@ -207,7 +212,14 @@ impl CampaignOutcomePage {
     pub(crate) fn of_rows(rows: Vec<sqlx::postgres::PgRow>) -> Self {
         CampaignOutcomePage {
             page: OutcomePage::Rows(rows),
+            pending: Default::default(),
         }
+    }
+
+    /// The page with the statuses still in the log that name its messages.
+    pub(crate) fn with_pending(mut self, pending: crate::lattice::PendingStatuses) -> Self {
+        self.pending = pending;
+        self
     }
 
     /// The page's outcomes in message id order.
@@ -226,6 +238,15 @@ impl CampaignOutcomePage {
             }
         };
         out.sort_unstable_by(|a, b| a.message_id.cmp(&b.message_id));
+        if !self.pending.is_empty() {
+            for o in &mut out {
+                let Some(all) = self.pending.get(o.message_id.as_ref()) else {
+                    continue;
+                };
+                let same = crate::lattice::naming(all, o.wamid.as_deref());
+                crate::lattice::overlay_outcome(o, &same);
+            }
+        }
         Ok(out)
     }
 }

@@ -106,6 +106,10 @@ pub const NOT_COPIED: &[(&str, &str)] = &[
         "SQLite's switch for the statistics triggers (migration 0042): a row lives only inside a transaction that counts its own rows, so it is empty between transactions; PostgreSQL switches them with a transaction-local setting",
     ),
     (
+        "status_log",
+        "statuses copied ahead of their merge (migration 0048): each one's webhook event is copied pending and merged on the target",
+    ),
+    (
         "nodes",
         "the heartbeats of the source's own processes, not data",
     ),

@@ -120,6 +120,29 @@ fn chaos_seed(test: &str) -> u64 {
     seed
 }
 
+/// `$body` run with `$c`, a connection of its own to the rig's database (PostgreSQL or
+/// SQLite, Parley up or down), closed after.
+macro_rules! on_db {
+    ($rig:expr, |$c:ident| $body:expr) => {{
+        use sqlx::Connection as _;
+        if postgres() {
+            let mut $c = sqlx::PgConnection::connect(&$rig.db_url)
+                .await
+                .expect("postgres");
+            let out = $body;
+            let _ = $c.close().await;
+            out
+        } else {
+            let mut $c = sqlx::SqliteConnection::connect(&$rig.db_url)
+                .await
+                .expect("sqlite");
+            let out = $body;
+            let _ = $c.close().await;
+            out
+        }
+    }};
+}
+
 /// `parley sandbox` as its own process, a database, and how to start `parley serve`.
 struct Rig {
     dir: tempfile::TempDir,
@@ -288,6 +311,21 @@ impl Rig {
             .await;
         assert_eq!(status, 200, "{plan}");
         (id, plan)
+    }
+
+    /// Creates the campaign to every contact (`recipients` of them), starts it, answers its id.
+    async fn started_campaign(&self, recipients: usize) -> String {
+        let (id, plan) = self.campaign().await;
+        assert_eq!(plan["recipients"], recipients, "{plan}");
+        let (status, body) = self
+            .api(
+                reqwest::Method::POST,
+                &format!("/campaigns/{id}/start"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        id
     }
 
     async fn stats(&self, id: &str) -> Value {
@@ -703,24 +741,12 @@ fn intake_marker(n: usize) -> Vec<u8> {
 
 /// The markers (`intake_marker`) stored in the database.
 async fn stored_markers(rig: &Rig) -> std::collections::HashSet<u64> {
-    use sqlx::Connection as _;
-    let bodies: Vec<Vec<u8>> = if postgres() {
-        let mut c = sqlx::PgConnection::connect(&rig.db_url)
-            .await
-            .expect("postgres");
-        sqlx::query_scalar("SELECT body FROM webhook_bodies")
-            .fetch_all(&mut c)
-            .await
-            .expect("bodies")
-    } else {
-        let mut c = sqlx::SqliteConnection::connect(&rig.db_url)
-            .await
-            .expect("sqlite");
-        sqlx::query_scalar("SELECT body FROM webhook_bodies")
-            .fetch_all(&mut c)
-            .await
-            .expect("bodies")
-    };
+    let bodies: Vec<Vec<u8>> = on_db!(rig, |c| sqlx::query_scalar(
+        "SELECT body FROM webhook_bodies"
+    )
+    .fetch_all(&mut c)
+    .await
+    .expect("bodies"));
     bodies
         .iter()
         .filter_map(|b| serde_json::from_slice::<Value>(b).ok())
@@ -873,16 +899,7 @@ async fn a_campaign_export_cut_by_sigkill_is_never_complete_and_a_new_one_is() {
     const RECIPIENTS: usize = 20_000;
     let rig = Rig::new(RECIPIENTS, 60_000, 300_000).await;
     let serve = rig.serve();
-    let (id, plan) = rig.campaign().await;
-    assert_eq!(plan["recipients"], RECIPIENTS, "{plan}");
-    let (status, body) = rig
-        .api(
-            reqwest::Method::POST,
-            &format!("/campaigns/{id}/start"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    let id = rig.started_campaign(RECIPIENTS).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while rig.stats(&id).await["planned"] != true {
         assert!(
@@ -1002,31 +1019,12 @@ async fn media_row(
     rig: &Rig,
     wamid: &str,
 ) -> Option<(String, i64, Option<String>, Option<String>, Option<String>)> {
-    use sqlx::Connection as _;
     let sql = "SELECT state, CAST(attempts AS BIGINT), claimed_by, sha256, error FROM inbound_media WHERE wamid = $1";
-    if postgres() {
-        let mut c = sqlx::PgConnection::connect(&rig.db_url)
-            .await
-            .expect("postgres");
-        let row = sqlx::query_as(sql)
-            .bind(wamid)
-            .fetch_optional(&mut c)
-            .await
-            .expect("media");
-        let _ = c.close().await;
-        row
-    } else {
-        let mut c = sqlx::SqliteConnection::connect(&rig.db_url)
-            .await
-            .expect("sqlite");
-        let row = sqlx::query_as(sql)
-            .bind(wamid)
-            .fetch_optional(&mut c)
-            .await
-            .expect("media");
-        let _ = c.close().await;
-        row
-    }
+    on_db!(rig, |c| sqlx::query_as(sql)
+        .bind(wamid)
+        .fetch_optional(&mut c)
+        .await
+        .expect("media"))
 }
 
 fn base64(bytes: &[u8]) -> String {
@@ -1144,31 +1142,13 @@ async fn an_inbound_media_fetch_cut_by_sigkill_is_fetched_after_the_restart_and_
 
 /// `(state, wamid)` of a message, read from the database (Parley up or down).
 async fn message_row(rig: &Rig, id: &str) -> (String, Option<String>) {
-    use sqlx::Connection as _;
-    let sql = "SELECT state, wamid FROM messages WHERE id = $1";
-    if postgres() {
-        let mut c = sqlx::PgConnection::connect(&rig.db_url)
-            .await
-            .expect("postgres");
-        let row = sqlx::query_as(sql)
-            .bind(id)
-            .fetch_one(&mut c)
-            .await
-            .expect("message");
-        let _ = c.close().await;
-        row
-    } else {
-        let mut c = sqlx::SqliteConnection::connect(&rig.db_url)
-            .await
-            .expect("sqlite");
-        let row = sqlx::query_as(sql)
-            .bind(id)
-            .fetch_one(&mut c)
-            .await
-            .expect("message");
-        let _ = c.close().await;
-        row
-    }
+    on_db!(rig, |c| sqlx::query_as(
+        "SELECT state, wamid FROM messages WHERE id = $1"
+    )
+    .bind(id)
+    .fetch_one(&mut c)
+    .await
+    .expect("message"))
 }
 
 /// One customer of the order test: the phone, the contact's id and the ids of the single
@@ -1401,5 +1381,241 @@ async fn single_sends_to_a_contact_reach_meta_once_each_in_the_order_accepted_ac
         assert_eq!(c.at_meta(&rig).await, c.accepted, "{}", c.phone);
     }
     drop(serve);
+    rig.finish().await;
+}
+
+/// The first column of `sql`'s rows as text, read from the database (Parley up or down).
+async fn db_strings(rig: &Rig, sql: &str) -> Vec<String> {
+    on_db!(rig, |c| sqlx::query_scalar(sqlx::AssertSqlSafe(
+        sql.to_owned()
+    ))
+    .fetch_all(&mut c)
+    .await
+    .expect(sql))
+}
+
+/// Every message of the application, through the API, a page at a time.
+async fn all_messages(rig: &Rig) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut path = "/messages?limit=200".to_owned();
+    loop {
+        let (status, page) = rig.api(reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, 200, "{page}");
+        all.extend(page["data"].as_array().expect("data").iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/messages?limit=200&after={c}"),
+            None => return all,
+        }
+    }
+}
+
+/// `SELECT count(*) FROM <from>`, read from the database.
+async fn db_count(rig: &Rig, from: &str) -> usize {
+    let sql = format!("SELECT CAST(count(*) AS TEXT) FROM {from}");
+    db_strings(rig, &sql).await[0].parse().expect("a count")
+}
+
+/// One signed delivery of the status flood: `PER` statuses, each `delivered` for a message of
+/// `msgs` named by wamid and by Parley's id (`biz_opaque_callback_data`, as Meta echoes it),
+/// except the one `read` each message gets, in delivery `read_in(i)`.
+fn flood_delivery(j: usize, msgs: &[FloodMessage], at: u64) -> Vec<u8> {
+    let statuses: Vec<Value> = (0..FLOOD_PER)
+        .map(|k| {
+            let i = (j * FLOOD_PER + k) % msgs.len();
+            let m = &msgs[i];
+            let state = if read_in(i, msgs.len()) == j {
+                "read"
+            } else {
+                "delivered"
+            };
+            json!({"id": m.wamid, "status": state, "timestamp": at.to_string(),
+                   "recipient_id": m.to, "biz_opaque_callback_data": m.id})
+        })
+        .collect();
+    serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{
+        "id": demo_ids::WABA_ID, "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550001111",
+                         "phone_number_id": demo_ids::PHONE_NUMBER_ID},
+            "statuses": statuses}}]}]}))
+    .expect("json")
+}
+
+/// A message of the flood test: Parley's id, Meta's wamid, the recipient's digits.
+struct FloodMessage {
+    id: String,
+    wamid: String,
+    to: String,
+}
+
+const FLOOD_DELIVERIES: usize = 2_500;
+const FLOOD_PER: usize = 20;
+
+/// The delivery of the flood that carries message `i`'s `read` (spread over the flood, and
+/// within the statuses that name `i`).
+fn read_in(i: usize, n: usize) -> usize {
+    let rounds = FLOOD_DELIVERIES * FLOOD_PER / n;
+    let round = (i * 7919) % rounds;
+    (round * n + i) / FLOOD_PER
+}
+
+/// Statuses projected to `status_log` and not merged yet when Parley is killed: readers of a
+/// message show them before the merge (the API here, while the kill has not come), and after
+/// the restart every status of every acknowledged delivery is merged onto its message once,
+/// the log is emptied, and the statistics count each `read` once.
+#[tokio::test]
+async fn statuses_projected_but_not_merged_survive_a_sigkill_and_are_merged_once() {
+    const RECIPIENTS: usize = 250;
+    let rig = Rig::new(RECIPIENTS, 60_000, 3_600_000).await;
+    // Meta's side never reads: every `read` comes from the flood.
+    rig.sandbox_post("/sandbox/behaviour", &json!({"read_ratio": 0.0}))
+        .await;
+    let serve = rig.serve();
+    let id = rig.started_campaign(RECIPIENTS).await;
+    let stats = rig.completed(&id, Duration::from_secs(90)).await;
+    assert_eq!(stats["read"], 0, "{stats}");
+    let text = |v: &Value| v.as_str().unwrap_or_else(|| panic!("{v}")).to_owned();
+    let msgs: Vec<FloodMessage> = all_messages(&rig)
+        .await
+        .iter()
+        .map(|m| FloodMessage {
+            id: text(&m["id"]),
+            wamid: text(&m["wamid"]),
+            to: text(&m["to"]).trim_start_matches('+').to_owned(),
+        })
+        .collect();
+    assert_eq!(msgs.len(), RECIPIENTS);
+
+    // The flood, 32 deliveries at a time; each answer recorded.
+    let secret = parley_sandbox::SandboxConfig::demo().app_secret;
+    let flood_http = reqwest::Client::new();
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(32));
+    for j in 0..FLOOD_DELIVERIES {
+        let body = flood_delivery(j, &msgs, at);
+        let req = flood_http
+            .post(format!("{}/webhooks/whatsapp", rig.parley))
+            .header("content-type", "application/json")
+            .header(
+                "x-hub-signature-256",
+                parley_meta::sign(secret.as_bytes(), &body),
+            )
+            .body(body);
+        let (tx, gate) = (tx.clone(), gate.clone());
+        tokio::spawn(async move {
+            let _slot = gate.acquire_owned().await;
+            let ok = matches!(req.send().await, Ok(r) if r.status() == 200);
+            let _ = tx.send((j, ok));
+        });
+    }
+    drop(tx);
+
+    // Wait for statuses in the log that their messages do not have yet.
+    let unmerged = "status_log l JOIN messages m ON m.id = l.message_id \
+                    WHERE l.state = 'read' AND m.state <> 'read'";
+    // Ten of them, or what there is half a second after the first.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut first = None;
+    let sample = loop {
+        let ids = db_strings(
+            &rig,
+            &format!("SELECT DISTINCT l.message_id FROM {unmerged} LIMIT 10"),
+        )
+        .await;
+        let since = *first.get_or_insert_with(Instant::now);
+        if ids.len() == 10 || (!ids.is_empty() && since.elapsed() > Duration::from_millis(500)) {
+            break ids;
+        }
+        if ids.is_empty() {
+            first = None;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the flood was merged without a projection"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // The API shows each as read, though its row does not say so yet (checked after the read,
+    // so a merge in between cannot make this pass without the log).
+    let mut shown_from_the_log = 0;
+    for m in &sample {
+        let (status, v) = rig
+            .api(reqwest::Method::GET, &format!("/messages/{m}"), None)
+            .await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["state"], "read", "a projected read not shown: {v}");
+        assert!(v["timestamps"]["read"].is_string(), "{v}");
+        if message_row(&rig, m).await.0 != "read" {
+            shown_from_the_log += 1;
+        }
+    }
+    println!(
+        "{} of {} sampled reads shown before their merge",
+        shown_from_the_log,
+        sample.len()
+    );
+    assert!(shown_from_the_log > 0, "every sample was merged meanwhile");
+
+    drop(serve); // SIGKILL, with statuses in the log
+    let in_log = db_count(&rig, "status_log").await;
+    let projected = db_count(
+        &rig,
+        "webhook_events WHERE projected = 1 AND processed_at IS NULL",
+    )
+    .await;
+    println!("killed with {in_log} statuses in the log ({projected} deliveries projected)");
+    assert!(in_log > 0 && projected > 0, "{in_log} {projected}");
+    let mut acknowledged = std::collections::HashSet::new();
+    while let Some((j, ok)) = rx.recv().await {
+        if ok {
+            acknowledged.insert(j);
+        }
+    }
+
+    let _serve = rig.serve();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while db_count(&rig, "webhook_events WHERE processed_at IS NULL").await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the webhooks were not all merged"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(db_count(&rig, "status_log").await, 0, "the log is emptied");
+    let mut read = 0;
+    for m in &all_messages(&rig).await {
+        let i = msgs.iter().position(|f| m["id"] == f.id.as_str());
+        let i = i.unwrap_or_else(|| panic!("a message the campaign did not send: {m}"));
+        if m["state"] == "read" {
+            read += 1;
+        } else {
+            assert!(
+                !acknowledged.contains(&read_in(i, RECIPIENTS)),
+                "an acknowledged read was lost: {m}"
+            );
+            assert_eq!(m["state"], "delivered", "{m}");
+        }
+    }
+    println!(
+        "{} of {FLOOD_DELIVERIES} deliveries acknowledged; {read} messages read",
+        acknowledged.len()
+    );
+    let stats = rig.stats(&id).await;
+    assert_eq!(stats["read"], read, "{stats}");
+    assert_eq!(stats["delivered"], RECIPIENTS, "{stats}");
+    let (status, totals) = rig
+        .api(reqwest::Method::GET, &format!("/stats?campaign={id}"), None)
+        .await;
+    assert_eq!(status, 200, "{totals}");
+    assert_eq!(totals["totals"]["metrics"]["read"], read, "{totals}");
+    assert_eq!(
+        totals["totals"]["metrics"]["delivered"], RECIPIENTS,
+        "{totals}"
+    );
+    drop(_serve);
     rig.finish().await;
 }

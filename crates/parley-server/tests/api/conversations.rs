@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use base64::Engine as _;
+use futures::StreamExt as _;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -490,4 +491,68 @@ async fn the_feed_announces_an_inbound_message() {
         changed.contact.as_str(),
         c["contact"]["id"].as_str().expect("id")
     );
+}
+
+/// A burst of statuses for one customer's reply puts the merge behind, and the statuses are
+/// projected to the log: the projection announces a reload of every conversation (`*` on the
+/// wake-up bus), so an open thread rereads (and merges the log in) within `LIVE_GATHER`, not
+/// once the merge reaches them. The merge alone announces this one conversation only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_statuses_waiting_for_the_merge_reloads_open_threads() {
+    const DELIVERIES: usize = 2_500;
+    const PER: usize = 20;
+    let app = crate::helpers::spawn_app_unthrottled().await;
+    let (phone, _) = app.contact(3).await;
+    customer_writes(&app, &phone, "Is it in stock?").await;
+    let c = get(&app, &format!("/api/v1/conversations/{}", enc(&phone))).await;
+    let contact = c["contact"]["id"].as_str().expect("id").to_owned();
+    let (status, v) = reply(&app, &contact, json!({"text": "It is."})).await;
+    assert_eq!(status, 202, "{v}");
+    let id = v["id"].as_str().expect("id").to_owned();
+    let m = app
+        .wait_for_message(&id, "a wamid", |m| m["wamid"].is_string())
+        .await;
+    let wamid = m["wamid"].as_str().expect("wamid").to_owned();
+    let mut body =
+        crate::helpers::status_webhook(&vec![
+            (wamid.as_str(), "delivered", Some(id.as_str()));
+            PER
+        ]);
+    for s in body["entry"][0]["changes"][0]["value"]["statuses"]
+        .as_array_mut()
+        .expect("statuses")
+    {
+        s["recipient_id"] = json!(phone.trim_start_matches('+'));
+    }
+    let body = serde_json::to_vec(&body).expect("json");
+
+    let mut bus = app.engine.subscribe_wakeups();
+    let reload = tokio::spawn(async move {
+        loop {
+            match bus.recv().await {
+                Ok(parley_store::Wakeup::Inbox(p)) if p == "*" => return true,
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    panic!("the test's reader fell {n} wake-ups behind")
+                }
+                Err(_) => return false,
+            }
+        }
+    });
+    let sig = app.sign(&body);
+    let answers: Vec<reqwest::StatusCode> = futures::stream::iter(0..DELIVERIES)
+        .map(|_| app.post_webhook(&body, Some(&sig)))
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert!(answers.iter().all(|s| *s == 200), "{answers:?}");
+    app.webhooks_processed().await;
+    // Only a projection announces `*` here: the merge touched this one conversation.
+    let announced = tokio::time::timeout(Duration::from_secs(5), reload)
+        .await
+        .expect("no reload of every conversation: was the burst merged without a projection?")
+        .expect("reader");
+    assert!(announced);
+    let m = app.get_message(&id).await;
+    assert!(m["timestamps"]["delivered"].is_string(), "{m}");
 }

@@ -7,7 +7,7 @@ use parley_domain::{ApplicationId, ContactId, UserId};
 use sqlx::Row;
 
 use super::inbound::{MESSAGE_COLUMNS, message_from_row as inbound_from_row};
-use super::rows::{contact_from_row, message_from_row, parse_opt_id};
+use super::rows::{contact_from_row, message_from_row, overlay_pending, parse_opt_id};
 use super::{Backend, DbRow, Tx, opt_text, text};
 use crate::conversations::{
     ConversationQuery, ConversationRecord, ConversationStore, ThreadCursor, ThreadOutbound,
@@ -242,6 +242,7 @@ impl ConversationStore for Backend {
             after_clause("queued_at", "id", ascending, 3, 4, 5),
             order("queued_at", "id", ascending),
         );
+        let mut tx = self.read_tx().await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(app.as_str())
             .bind(contact.as_str())
@@ -249,16 +250,19 @@ impl ConversationStore for Backend {
             .bind(text(id))
             .bind(after.is_none())
             .bind(i64::from(limit))
-            .fetch_all(self.reader())
+            .fetch_all(&mut *tx)
             .await?;
-        rows.iter()
+        let mut outbound = rows
+            .iter()
             .map(|row| {
                 Ok(ThreadOutbound {
                     message: message_from_row(row)?,
                     campaign_id: row.try_get("campaign_id")?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        overlay_pending(&mut tx, outbound.iter_mut().map(|o| &mut o.message)).await?;
+        Ok(outbound)
     }
 
     async fn thread_reactions(
@@ -275,12 +279,13 @@ impl ConversationStore for Backend {
                AND i.received_at >= $3
              ORDER BY i.received_at, i.wamid LIMIT $4"
         );
+        let mut tx = self.read_tx().await?;
         let inbound = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(app.as_str())
             .bind(contact.as_str())
             .bind(since)
             .bind(i64::from(limit))
-            .fetch_all(self.reader())
+            .fetch_all(&mut *tx)
             .await?;
         let outbound = sqlx::query(
             "SELECT * FROM messages
@@ -291,17 +296,19 @@ impl ConversationStore for Backend {
         .bind(contact.as_str())
         .bind(since)
         .bind(i64::from(limit))
-        .fetch_all(self.reader())
+        .fetch_all(&mut *tx)
         .await?;
+        let mut outbound = outbound
+            .iter()
+            .map(message_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        overlay_pending(&mut tx, &mut outbound).await?;
         Ok((
             inbound
                 .iter()
                 .map(inbound_from_row)
                 .collect::<Result<_>>()?,
-            outbound
-                .iter()
-                .map(message_from_row)
-                .collect::<Result<_>>()?,
+            outbound,
         ))
     }
 

@@ -18,10 +18,11 @@ use sqlx::Row;
 
 use super::{
     Backend, DbRow, LIKE_IGNORES_CASE, Tx, add_counters, confirm_quota_rows, contact_from_row,
-    insert_orphans, json, learn_in, load_status_rows, lock_wamids, message_from_row,
-    normalize_status_rows, note_entry_point_in, opt_text, parse_id, phone_from_row,
-    platform_from_row, record_reaches_in, repoint_in, resolve_in, suspend_stat_triggers,
-    take_orphans, template_from_row, text, upsert_conversation_in, upsert_in, write_status_rows,
+    insert_orphans, insert_status_log, json, learn_in, load_status_rows, lock_wamids,
+    message_from_row, normalize_status_rows, note_entry_point_in, opt_text, overlay_pending,
+    parse_id, phone_from_row, platform_from_row, record_reaches_in, repoint_in, resolve_in,
+    suspend_stat_triggers, take_orphans, template_from_row, text, upsert_conversation_in,
+    upsert_in, write_status_rows,
 };
 use super::{PRUNE_CHUNK, execute_in, old_rows};
 use crate::lattice::Batch;
@@ -46,6 +47,53 @@ fn user_from_row(row: &DbRow) -> Result<UserRecord> {
         totp_enabled: row.try_get::<Option<Vec<u8>>, _>("totp_secret")?.is_some(),
     })
 }
+
+/// The oldest unprocessed webhook events after `$3` (`$1` at most, as long as their bodies
+/// stay within `$2` bytes, always at least one), with `$extra` added to the condition.
+/// One statement, so one snapshot: the batch stops where the bodies pass the budget (sizes
+/// are never negative, so the events within it are a prefix), and only the bodies of those
+/// are read. It was two statements (the ids and sizes, then the events up to the last id that
+/// fit, `processed_at IS NULL` asked again): a round finished between them left nothing at or
+/// below that id, and the answer was "nothing pending" while later events waited
+/// (docs/TESTING.md).
+macro_rules! pending_events {
+    ($extra:literal) => {
+        concat!(
+            "SELECT w.id, w.received_at, b.body, w.attempts
+             FROM (SELECT id, received_at, attempts,
+                          SUM(size) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS upto,
+                          ROW_NUMBER() OVER (ORDER BY id) AS n
+                   FROM (SELECT id, received_at, attempts, size FROM webhook_events
+                         WHERE processed_at IS NULL ",
+            $extra,
+            " AND id > $3 ORDER BY id LIMIT $1) p) w
+             JOIN webhook_bodies b ON b.id = w.id
+             WHERE w.n = 1 OR w.upto <= $2
+             ORDER BY w.id"
+        )
+    };
+}
+
+/// Runs one of the `pending_events!` reads. On a read connection: on SQLite the one writer
+/// stays free for the intake's commits (a read that starts after the processor's last commit
+/// sees it, in WAL).
+async fn read_pending(
+    store: &Backend,
+    sql: &'static str,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<WebhookEventRecord>> {
+    let rows = sqlx::query(sql)
+        .bind(i64::from(limit))
+        .bind(crate::PENDING_BODY_BUDGET)
+        .bind(after)
+        .fetch_all(store.reader())
+        .await?;
+    rows.iter().map(webhook_event_from_row).collect()
+}
+
+/// Statuses written to `status_log` per statement.
+const STATUS_LOG_CHUNK: usize = 2_000;
 
 fn webhook_event_from_row(row: &DbRow) -> Result<WebhookEventRecord> {
     Ok(WebhookEventRecord {
@@ -718,12 +766,15 @@ impl Store for Backend {
     }
 
     async fn message(&self, app: &ApplicationId, id: &MessageId) -> Result<Option<MessageRecord>> {
+        let mut tx = self.read_tx().await?;
         let row = sqlx::query("SELECT * FROM messages WHERE application_id = $1 AND id = $2")
             .bind(app.as_str())
             .bind(id.as_str())
-            .fetch_optional(self.reader())
+            .fetch_optional(&mut *tx)
             .await?;
-        row.as_ref().map(message_from_row).transpose()
+        let mut message = row.as_ref().map(message_from_row).transpose()?;
+        overlay_pending(&mut tx, message.as_mut()).await?;
+        Ok(message)
     }
 
     async fn messages(
@@ -732,6 +783,7 @@ impl Store for Backend {
         after: Option<&MessageId>,
         limit: u32,
     ) -> Result<Vec<MessageRecord>> {
+        let mut tx = self.read_tx().await?;
         let rows = sqlx::query(
             "SELECT * FROM messages WHERE application_id = $1 AND ($2 IS NULL OR id < $2)
              ORDER BY id DESC LIMIT $3",
@@ -739,9 +791,14 @@ impl Store for Backend {
         .bind(app.as_str())
         .bind(after.map(|a| a.as_str()))
         .bind(i64::from(limit))
-        .fetch_all(self.reader())
+        .fetch_all(&mut *tx)
         .await?;
-        rows.iter().map(message_from_row).collect()
+        let mut messages = rows
+            .iter()
+            .map(message_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        overlay_pending(&mut tx, &mut messages).await?;
+        Ok(messages)
     }
 
     async fn claim_due_messages(
@@ -965,31 +1022,62 @@ impl Store for Backend {
         after: i64,
         limit: u32,
     ) -> Result<Vec<WebhookEventRecord>> {
-        // A read connection: on SQLite the one writer stays free for the intake's commits (a
-        // read that starts after the processor's last commit sees it, in WAL).
-        // One statement, so one snapshot: the batch stops where the bodies pass the budget
-        // (at least one event; sizes are never negative, so the events within it are a
-        // prefix), and only the bodies of those are read. It was two statements (the ids and
-        // sizes, then the events up to the last id that fit, `processed_at IS NULL` asked
-        // again): a round finished between them left nothing at or below that id, and the
-        // answer was "nothing pending" while later events waited (docs/TESTING.md).
-        let rows = sqlx::query(
-            "SELECT w.id, w.received_at, b.body, w.attempts
-             FROM (SELECT id, received_at, attempts,
-                          SUM(size) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS upto,
-                          ROW_NUMBER() OVER (ORDER BY id) AS n
-                   FROM (SELECT id, received_at, attempts, size FROM webhook_events
-                         WHERE processed_at IS NULL AND id > $3 ORDER BY id LIMIT $1) p) w
-             JOIN webhook_bodies b ON b.id = w.id
-             WHERE w.n = 1 OR w.upto <= $2
-             ORDER BY w.id",
-        )
-        .bind(i64::from(limit))
-        .bind(crate::PENDING_BODY_BUDGET)
-        .bind(after)
-        .fetch_all(self.reader())
-        .await?;
-        rows.iter().map(webhook_event_from_row).collect()
+        read_pending(self, pending_events!(""), after, limit).await
+    }
+
+    async fn unprojected_webhook_events_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<WebhookEventRecord>> {
+        read_pending(self, pending_events!("AND projected = 0"), after, limit).await
+    }
+
+    async fn project_statuses(
+        &self,
+        events: &[i64],
+        statuses: &[(i64, StatusChange)],
+    ) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.tx().await?;
+        // Only the events still pending: one the processor finished meanwhile has its statuses
+        // merged already (its rows here would change nothing, but nothing would delete them).
+        let mut q = sqlx::QueryBuilder::new(
+            "UPDATE webhook_events SET projected = 1 WHERE processed_at IS NULL AND id IN (",
+        );
+        let mut list = q.separated(", ");
+        for id in events {
+            list.push_bind(*id);
+        }
+        q.push(") RETURNING id");
+        let kept: std::collections::HashSet<i64> = q
+            .build_query_scalar::<i64>()
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+        // Each status's place in its delivery (the key with the event's id).
+        let mut rows: Vec<(i64, i64, &StatusChange)> = Vec::with_capacity(statuses.len());
+        let mut n = 0;
+        for (i, (event, change)) in statuses.iter().enumerate() {
+            n = match i {
+                0 => 0,
+                _ if statuses[i - 1].0 == *event => n + 1,
+                _ => 0,
+            };
+            // Readers find a status by the message id it names (every send of Parley's
+            // carries it); one without is for the merge alone.
+            if kept.contains(event) && change.message_id.is_some() {
+                rows.push((*event, n, change));
+            }
+        }
+        for chunk in rows.chunks(STATUS_LOG_CHUNK) {
+            insert_status_log(&mut tx, chunk).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn finish_webhook_events(
@@ -1000,7 +1088,16 @@ impl Store for Backend {
         if done.is_empty() {
             return Ok(());
         }
-        self.finish_events(done, now).await
+        // The events' statuses still in `status_log` go with them: the processor merged them
+        // before it finished the events, so the messages hold them now.
+        let mut tx = self.tx().await?;
+        Self::finish_events(&mut tx, done, now).await?;
+        let ids: Vec<i64> = done.iter().map(|d| d.0).collect();
+        for chunk in ids.chunks(PRUNE_CHUNK) {
+            execute_in(&mut tx, "DELETE FROM status_log WHERE event_id IN (", chunk).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn prune_webhook_events(
@@ -1023,6 +1120,9 @@ impl Store for Backend {
         for chunk in old.chunks(PRUNE_CHUNK) {
             let mut tx = self.tx().await?;
             execute_in(&mut tx, "DELETE FROM webhook_bodies WHERE id IN (", chunk).await?;
+            // A projection that raced the processor's finish (several nodes) may have left
+            // rows of a finished event; they change nothing, and go with it.
+            execute_in(&mut tx, "DELETE FROM status_log WHERE event_id IN (", chunk).await?;
             deleted += execute_in(
                 &mut tx,
                 "DELETE FROM webhook_events WHERE processed_at IS NOT NULL AND id IN (",

@@ -205,3 +205,70 @@ pub(crate) async fn execute_in(tx: &mut super::Tx, prefix: &str, ids: &[i64]) ->
     q.push(")");
     Ok(q.build().execute(&mut **tx).await?.rows_affected())
 }
+
+/// Merges into messages as read the statuses still in `status_log` that name them
+/// (`lattice::overlay`): by our message id, and only those that also name the wamid the
+/// message holds (a message without one, not accepted yet or released by a 131049 requeue,
+/// is left to the merge, which decides what a status of an earlier send does to it). Read in
+/// the transaction that read the messages, so in one snapshot: a status the processor merges
+/// and deletes meanwhile is in the row or in the log, never in neither.
+pub(crate) async fn overlay_pending<'a>(
+    tx: &mut super::Tx,
+    records: impl IntoIterator<Item = &'a mut MessageRecord>,
+) -> Result<()> {
+    let mut named: Vec<&'a mut MessageRecord> =
+        records.into_iter().filter(|m| m.wamid.is_some()).collect();
+    if named.is_empty() {
+        return Ok(());
+    }
+    let mut pending = crate::lattice::PendingStatuses::new();
+    for chunk in named.chunks(1_000) {
+        let mut q = sqlx::QueryBuilder::new(format!(
+            "SELECT {PENDING_COLUMNS} FROM status_log WHERE message_id IN ("
+        ));
+        let mut list = q.separated(", ");
+        for m in chunk {
+            list.push_bind(m.id.as_str().to_owned());
+        }
+        q.push(") ORDER BY event_id, n");
+        collect_pending(&mut pending, q.build().fetch_all(&mut **tx).await?)?;
+    }
+    if pending.is_empty() {
+        return Ok(());
+    }
+    for m in named.iter_mut() {
+        let Some(all) = pending.get(m.id.as_str()) else {
+            continue;
+        };
+        let same = crate::lattice::naming(all, m.wamid.as_ref().map(|w| w.as_str()));
+        crate::lattice::overlay(m, &same);
+    }
+    Ok(())
+}
+
+/// The columns of `status_log` a reader merges in ([`collect_pending`] reads them).
+pub(crate) const PENDING_COLUMNS: &str = "message_id, wamid, state, at, error_code, error_message";
+
+/// Adds rows of [`PENDING_COLUMNS`] (in log order) to `pending`, by message id.
+pub(crate) fn collect_pending(
+    pending: &mut crate::lattice::PendingStatuses,
+    rows: Vec<DbRow>,
+) -> Result<()> {
+    for row in rows {
+        let id: String = row.try_get("message_id")?;
+        let wamid: String = row.try_get("wamid")?;
+        let state: String = row.try_get("state")?;
+        let code: Option<i64> = row.try_get("error_code")?;
+        let message: Option<String> = row.try_get("error_message")?;
+        let change = crate::StatusChange {
+            wamid: Wamid::parse(&wamid).map_err(|e| corrupt("status_log.wamid", e))?,
+            message_id: None,
+            state: MessageState::from_str(&state).map_err(|e| corrupt("status_log.state", e))?,
+            at: row.try_get("at")?,
+            error: code.map(|c| (c, message.unwrap_or_default())),
+            pricing: None,
+        };
+        pending.entry(id).or_default().push(change);
+    }
+    Ok(())
+}

@@ -10,8 +10,9 @@ use sqlx::Row;
 
 use super::{
     BENCH_ANALYZE, BENCH_INSERT_TRIGGERS, BENCH_STATS_VACUUM, Backend, DbRow, LIKE_IGNORES_CASE,
-    RECOUNT_REACHES, STAT_ADD_TABLE, STAT_COUNTERS_TABLE, STAT_ROWS_FROM, STAT_ROWS_SELECT,
-    bench_id, bench_json, outcome_page, outcome_page_sql, stat_rows_of, status_row, text,
+    PENDING_COLUMNS, RECOUNT_REACHES, STAT_ADD_TABLE, STAT_COUNTERS_TABLE, STAT_ROWS_FROM,
+    STAT_ROWS_SELECT, bench_id, bench_json, collect_pending, outcome_page, outcome_page_sql,
+    stat_rows_of, status_row, text,
 };
 use crate::Millis;
 use crate::Result;
@@ -215,6 +216,12 @@ fn key_of(r: &DbRow) -> Result<StatKey> {
     })
 }
 
+/// The messages of one page of a campaign's per-recipient export (`messages m`; binds: the
+/// campaign, the application, the last id of the previous page, the page's size): the page's
+/// rows and their statuses still in the log are read by the same keyset.
+const OUTCOME_PAGE: &str =
+    "m.campaign_id = $1 AND m.application_id = $2 AND m.id > $3 ORDER BY m.id LIMIT $4";
+
 #[async_trait]
 impl StatsStore for Backend {
     async fn campaign_outcomes(
@@ -268,10 +275,12 @@ impl StatsStore for Backend {
         let select = format!(
             "SELECT {} FROM messages m
                  LEFT JOIN contacts c ON c.id = m.contact_id
-                 WHERE m.campaign_id = $1 AND m.application_id = $2 AND m.id > $3
-                 ORDER BY m.id LIMIT $4",
+                 WHERE {OUTCOME_PAGE}",
             inner.join(", ")
         );
+        // The page and the statuses still in the log for it, in one snapshot: a status the
+        // processor merges and deletes meanwhile is in the row or in the log, never in neither.
+        let mut tx = self.read_tx().await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(outcome_page_sql(
             &select,
             &names.join(", "),
@@ -280,9 +289,31 @@ impl StatsStore for Backend {
         .bind(app.as_str())
         .bind(after.unwrap_or(""))
         .bind(i64::from(limit))
-        .fetch_all(self.reader())
+        .fetch_all(&mut *tx)
         .await?;
-        outcome_page(rows)
+        // Statuses projected and not merged yet (a burst; the log is empty otherwise, and
+        // one probe says so) for the page's messages, in the page's snapshot.
+        let mut pending = crate::lattice::PendingStatuses::new();
+        if sqlx::query("SELECT 1 FROM status_log LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some()
+        {
+            let log = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {PENDING_COLUMNS} FROM status_log WHERE message_id IN (
+                   SELECT m.id FROM messages m WHERE {OUTCOME_PAGE})
+                 ORDER BY event_id, n"
+            )))
+            .bind(campaign)
+            .bind(app.as_str())
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+            collect_pending(&mut pending, log)?;
+        }
+        tx.commit().await?;
+        Ok(outcome_page(rows)?.with_pending(pending))
     }
 
     async fn fold_statistics(&self) -> Result<()> {

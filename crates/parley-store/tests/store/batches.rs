@@ -4,11 +4,11 @@
 use parley_domain::quota::{Gate, MessagingLimit, QUOTA_WINDOW_MS, Reach};
 use parley_domain::{MessageId, MessageState};
 use parley_store::campaigns::{QuotaBatch, QuotaItem, QuotaRequest};
-use parley_store::{Acceptance, InboundRecord, MessageRecord, QuotaConfirm, StatusChange};
+use parley_store::{Acceptance, InboundRecord, MessageRecord, QuotaConfirm};
 use serde_json::json;
 
 use crate::backend::Backend;
-use crate::fixtures::{T0, accepted, get, queued, tenant};
+use crate::fixtures::{T0, accepted, get, queued, status, tenant};
 
 crate::contract!(
     a_batch_of_statuses_ends_as_one_at_a_time,
@@ -20,17 +20,6 @@ crate::contract!(
     pending_events_stop_at_the_body_budget,
     a_round_of_pricing_ends_as_one_at_a_time,
 );
-
-fn status(wamid: &str, id: Option<&MessageId>, state: MessageState, at: i64) -> StatusChange {
-    StatusChange {
-        wamid: crate::fixtures::wm(wamid),
-        message_id: id.cloned(),
-        state,
-        at,
-        error: (state == MessageState::Failed).then(|| (131026, "undeliverable".to_owned())),
-        pricing: None,
-    }
-}
 
 fn outcome(m: &MessageRecord) -> impl PartialEq + std::fmt::Debug + use<> {
     (

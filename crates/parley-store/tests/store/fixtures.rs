@@ -1,11 +1,11 @@
 //! A tenant with a platform and a number, and messages built from real domain types.
 
 use parley_domain::{
-    AccountId, ApplicationId, BusinessId, MessageContent, MessageId, PhoneNumberId, PlatformId,
-    RenderedParam, RenderedTemplate, Template, TemplateId, WabaId, Wamid,
+    AccountId, ApplicationId, BusinessId, MessageContent, MessageId, MessageState, PhoneNumberId,
+    PlatformId, RenderedParam, RenderedTemplate, Template, TemplateId, WabaId, Wamid,
 };
 use parley_store::{
-    MessageRecord, NewMessage, NewPlatform, PhoneNumberRecord, Store, TemplateRecord,
+    MessageRecord, NewMessage, NewPlatform, PhoneNumberRecord, StatusChange, Store, TemplateRecord,
 };
 use serde_json::json;
 
@@ -171,6 +171,19 @@ pub async fn get(store: &dyn Store, t: &Tenant, id: &MessageId) -> MessageRecord
         .await
         .expect("read message")
         .expect("message exists")
+}
+
+/// A status Meta reports for `wamid` (naming our `id` when given); a `failed` one carries
+/// 131026.
+pub fn status(wamid: &str, id: Option<&MessageId>, state: MessageState, at: i64) -> StatusChange {
+    StatusChange {
+        wamid: wm(wamid),
+        message_id: id.cloned(),
+        state,
+        at,
+        error: (state == MessageState::Failed).then(|| (131026, "undeliverable".to_owned())),
+        pricing: None,
+    }
 }
 
 /// Test ids: Meta's id types from literals the tests know are valid.

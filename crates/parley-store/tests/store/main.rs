@@ -23,6 +23,7 @@ mod pg;
 mod platforms;
 mod schema;
 mod stats;
+mod status_log;
 mod statuses;
 mod tenancy;
 mod webhooks;
