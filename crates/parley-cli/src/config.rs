@@ -36,6 +36,22 @@ pub struct Config {
     pub media: MediaConfig,
     pub events: EventsConfig,
     pub webhooks: WebhooksConfig,
+    pub imports: ImportsConfig,
+}
+
+#[derive(Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImportsConfig {
+    /// Finished contact imports (their reports and rejected rows) are deleted this many days
+    /// after they were last written (hourly; the contacts they wrote stay); an interrupted
+    /// import not resumed by then goes too. 0 keeps them.
+    pub retention_days: u32,
+}
+
+impl Default for ImportsConfig {
+    fn default() -> Self {
+        ImportsConfig { retention_days: 30 }
+    }
 }
 
 #[derive(Deserialize, Serialize, Clone)]
@@ -217,6 +233,7 @@ impl Default for Config {
             media: MediaConfig::default(),
             events: EventsConfig::default(),
             webhooks: WebhooksConfig::default(),
+            imports: ImportsConfig::default(),
         }
     }
 }
@@ -384,6 +401,10 @@ impl Config {
             &mut self.webhooks.retention_days,
             "PARLEY_WEBHOOKS_RETENTION_DAYS",
         );
+        number(
+            &mut self.imports.retention_days,
+            "PARLEY_IMPORTS_RETENTION_DAYS",
+        );
         number(&mut self.events.timeout_secs, "PARLEY_EVENTS_TIMEOUT_SECS");
         // Any value but empty, `0`, `false`, `no` or `off` turns a switch on.
         let switch = |target: &mut bool, key: &str| {
@@ -524,6 +545,11 @@ impl Config {
         days(self.webhooks.retention_days)
     }
 
+    /// How long finished imports are kept (`imports.retention_days`, 0: kept).
+    pub fn import_retention(&self) -> Option<std::time::Duration> {
+        days(self.imports.retention_days)
+    }
+
     /// The bearer token `/metrics` asks for, if any.
     pub fn metrics_token(&self) -> Option<String> {
         Some(self.metrics.token.trim().to_owned()).filter(|t| !t.is_empty())
@@ -592,6 +618,10 @@ mod tests {
         );
         c.apply_env(|k| (k == "PARLEY_WEBHOOKS_RETENTION_DAYS").then(|| "2".to_owned()));
         assert_eq!(c.webhook_retention(), day(2));
+        // Imports: 30 days unless told, 0 keeps them.
+        assert_eq!(c.import_retention(), day(30));
+        c.apply_env(|k| (k == "PARLEY_IMPORTS_RETENTION_DAYS").then(|| "0".to_owned()));
+        assert_eq!(c.import_retention(), None);
     }
 
     #[test]

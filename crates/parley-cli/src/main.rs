@@ -539,6 +539,7 @@ async fn serve(
             meta_app: config.meta_app(),
             audit_retention: config.audit_retention(),
             webhook_retention: config.webhook_retention(),
+            import_retention: config.import_retention(),
             poll_interval: config.fallback_poll(),
             media: config.media(),
             events: config.events(),

@@ -215,8 +215,9 @@ impl Engine {
 }
 
 /// Deletes audit entries older than the retention, processed webhook bodies older than
-/// `webhook_retention` and finished outgoing events older than `events.retention`, at start
-/// and then hourly (the webhook and event sweeps a step of `PRUNE_STEP` rows at a time).
+/// `webhook_retention`, finished outgoing events older than `events.retention` and finished
+/// imports older than `import_retention`, at start and then hourly (the webhook and event
+/// sweeps a step of `PRUNE_STEP` rows at a time, the imports `PRUNE_IMPORTS` at a time).
 pub async fn run_audit_retention(engine: Engine, shutdown: CancellationToken) {
     let retention = i64::try_from(engine.config.audit_retention.as_millis()).unwrap_or(i64::MAX);
     loop {
@@ -235,7 +236,7 @@ pub async fn run_audit_retention(engine: Engine, shutdown: CancellationToken) {
             Err(e) => tracing::warn!(error = %e, "cannot prune the audit log"),
         }
         if let Err(e) = prune_stored(&engine, &shutdown).await {
-            tracing::warn!(error = %e, "cannot prune old webhooks or events");
+            tracing::warn!(error = %e, "cannot prune old webhooks, events or imports");
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -246,46 +247,79 @@ pub async fn run_audit_retention(engine: Engine, shutdown: CancellationToken) {
 
 /// Rows a retention step looks at.
 const PRUNE_STEP: u32 = 5_000;
+/// Imports a retention step deletes (each with its rejected rows).
+const PRUNE_IMPORTS: u32 = 100;
+
+/// What one retention sweep deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub webhooks: u64,
+    pub events: u64,
+    pub imports: u64,
+}
 
 impl Engine {
-    /// One sweep of the webhook bodies and outgoing events past their retention (the hourly
-    /// job's; also for operators' tools and tests): how many webhooks and events it deleted.
-    pub async fn prune_retained(&self) -> Result<(u64, u64), EngineError> {
+    /// One sweep of the webhook bodies, outgoing events and imports past their retention
+    /// (the hourly job's; also for operators' tools and tests): what it deleted.
+    pub async fn prune_retained(&self) -> Result<Pruned, EngineError> {
         Ok(prune_stored(self, &CancellationToken::new()).await?)
     }
 }
 
-/// One sweep of the webhook bodies and outgoing events past their retention.
+/// One sweep of the webhook bodies, outgoing events and imports past their retention.
 async fn prune_stored(
     engine: &Engine,
     shutdown: &CancellationToken,
-) -> Result<(u64, u64), parley_store::StoreError> {
+) -> Result<Pruned, parley_store::StoreError> {
     let cutoff = |keep: Duration| {
         engine
             .now()
             .saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX))
     };
-    let mut counts = (0, 0);
+    let mut counts = Pruned::default();
     if let Some(keep) = engine.config.webhook_retention {
         let before = cutoff(keep);
-        counts.0 = sweep(shutdown, |after| {
+        counts.webhooks = sweep(shutdown, |after| {
             engine.store.prune_webhook_events(before, after, PRUNE_STEP)
         })
         .await?;
-        if counts.0 > 0 {
-            tracing::info!(deleted = counts.0, "webhooks past their retention deleted");
+        if counts.webhooks > 0 {
+            tracing::info!(
+                deleted = counts.webhooks,
+                "webhooks past their retention deleted"
+            );
         }
     }
     if let Some(keep) = engine.config.events.retention {
         let before = cutoff(keep);
-        counts.1 = sweep(shutdown, |after| {
+        counts.events = sweep(shutdown, |after| {
             engine.store.prune_events(before, after, PRUNE_STEP)
         })
         .await?;
-        if counts.1 > 0 {
+        if counts.events > 0 {
             tracing::info!(
-                deleted = counts.1,
+                deleted = counts.events,
                 "outgoing events past their retention deleted"
+            );
+        }
+    }
+    if let Some(keep) = engine.config.import_retention {
+        let before = cutoff(keep);
+        loop {
+            let n = engine
+                .store
+                .prune_import_jobs(before, PRUNE_IMPORTS)
+                .await?;
+            counts.imports += n;
+            if n < u64::from(PRUNE_IMPORTS) || shutdown.is_cancelled() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        if counts.imports > 0 {
+            tracing::info!(
+                deleted = counts.imports,
+                "contact imports past their retention deleted"
             );
         }
     }

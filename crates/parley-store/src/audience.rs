@@ -331,6 +331,11 @@ pub trait AudienceStore: Send + Sync {
         before: Option<&ImportId>,
         limit: u32,
     ) -> Result<Vec<ImportJobRecord>>;
+    /// Deletes at most `limit` imports last written before `before` that are not running
+    /// (done, failed, or interrupted and never resumed), each with its rejected rows (those a
+    /// chunk at a time, in short transactions). An import a resume took back meanwhile is
+    /// kept. Returns how many imports were deleted.
+    async fn prune_import_jobs(&self, before: Millis, limit: u32) -> Result<u64>;
     /// Rejected rows in line order, after `after_line`.
     async fn import_rejects(
         &self,

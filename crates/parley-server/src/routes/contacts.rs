@@ -609,7 +609,7 @@ pub async fn list_imports(
 #[utoipa::path(
     get, path = "/api/v1/contacts/import/{job}", tag = "contacts",
     params(("job" = String, Path, description = "Import id, `imp_…`")),
-    responses((status = 200, description = "Progress", body = ImportView), (status = 404, description = "No such import", body = ErrorBody)),
+    responses((status = 200, description = "Progress", body = ImportView), (status = 404, description = "`import_not_found`: no such import, or it finished more than `imports.retention_days` (30 by default) ago and was deleted with its rejected rows", body = ErrorBody)),
     security(("bearer" = ["read"]))
 )]
 pub async fn get_import(

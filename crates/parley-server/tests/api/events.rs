@@ -998,11 +998,12 @@ async fn applied_webhooks_and_finished_events_are_deleted_past_their_retention()
     let stored = app.store.count_webhook_events().await.expect("count");
     assert!(stored >= 1);
     // Not yet past 30 days: nothing goes.
-    assert_eq!(app.engine.prune_retained().await.expect("prune"), (0, 0));
+    let pruned = app.engine.prune_retained().await.expect("prune");
+    assert_eq!((pruned.webhooks, pruned.events), (0, 0));
     app.advance(Duration::from_secs(31 * 24 * 3600)).await;
-    let (webhooks, events) = app.engine.prune_retained().await.expect("prune");
-    assert_eq!(webhooks, stored);
-    assert_eq!(events, 1);
+    let pruned = app.engine.prune_retained().await.expect("prune");
+    assert_eq!(pruned.webhooks, stored);
+    assert_eq!(pruned.events, 1);
     assert_eq!(app.store.count_webhook_events().await.expect("count"), 0);
     assert_eq!(deliveries(&app, &endpoint).await.len(), 0);
     let (status, thread) = app

@@ -748,3 +748,37 @@ async fn a_workbook_cut_off_commits_nothing_and_resumes_with_the_same_file() {
         "{done}"
     );
 }
+
+/// A finished import (its report and its rejected rows) is deleted 30 days after it finished
+/// (`imports.retention_days`): each import kept every rejected line for ever. The contacts it
+/// wrote stay.
+#[tokio::test]
+async fn a_finished_import_and_its_rejected_rows_are_deleted_past_their_retention() {
+    let app = spawn_app().await;
+    let job = import(
+        &app,
+        &[("country", "US")],
+        b"phone,name\n(415) 555-0141,Ana\nnot a phone,Bo\n".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (job["created"].as_u64(), job["rejected"].as_u64()),
+        (Some(1), Some(1)),
+        "{job}"
+    );
+    let id = job["id"].as_str().expect("id").to_owned();
+    let report = format!("/api/v1/contacts/import/{id}");
+    let rejects = format!("{report}/rejected");
+    let (status, _) = app.api_call(Method::GET, &rejects, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(app.engine.prune_retained().await.expect("prune").imports, 0);
+    app.advance(std::time::Duration::from_secs(31 * 24 * 3600))
+        .await;
+    assert_eq!(app.engine.prune_retained().await.expect("prune").imports, 1);
+    for path in [&report, &rejects] {
+        let (status, v) = app.api_call(Method::GET, path, None).await;
+        assert_eq!(status, 404, "{path}: {v}");
+        assert_eq!(v["error"]["code"], "import_not_found", "{v}");
+    }
+    contact(&app, "+14155550141").await;
+}

@@ -25,6 +25,10 @@ use crate::{MessageRecord, Millis, Result, StoreError, corrupt};
 type Db = <DbRow as Row>::Database;
 type Connection = <Db as sqlx::Database>::Connection;
 
+/// Rejected rows of an import past its retention deleted per statement (a few milliseconds of
+/// the writer each; an import may have kept a million).
+const PRUNE_REJECTS_CHUNK: i64 = 5_000;
+
 /// An application's saved segments, counted (its list's count and its cap's).
 const COUNT_SEGMENTS: &str = "SELECT COUNT(*) FROM segments WHERE application_id = $1";
 
@@ -504,6 +508,7 @@ impl AudienceStore for Backend {
     ) -> Result<Vec<MessageRecord>> {
         // By address or by contact: a contact's history follows it across the phone and the
         // BSUIDs it was addressed by (migration 0015).
+        let mut tx = self.read_tx().await?;
         let rows = sqlx::query(
             "SELECT * FROM messages WHERE application_id = $1 AND (to_phone = $2 OR contact_id =
                (SELECT id FROM contacts WHERE application_id = $1 AND phone = $2))
@@ -512,9 +517,14 @@ impl AudienceStore for Backend {
         .bind(app.as_str())
         .bind(phone)
         .bind(i64::from(limit))
-        .fetch_all(self.reader())
+        .fetch_all(&mut *tx)
         .await?;
-        rows.iter().map(message_from_row).collect()
+        let mut messages = rows
+            .iter()
+            .map(message_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        super::overlay_pending(&mut tx, &mut messages).await?;
+        Ok(messages)
     }
 
     async fn erase_contact(&self, app: &ApplicationId, phone: &str) -> Result<EraseReport> {
@@ -868,6 +878,47 @@ impl AudienceStore for Backend {
         .fetch_all(self.reader())
         .await?;
         rows.iter().map(import_from_row).collect()
+    }
+
+    async fn prune_import_jobs(&self, before: Millis, limit: u32) -> Result<u64> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM import_jobs WHERE updated_at < $1 AND state <> 'running'
+             ORDER BY updated_at LIMIT $2",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?;
+        let mut deleted = 0;
+        for id in ids {
+            // Checked on each chunk: a resume (state back to `running`) stops the deletes.
+            loop {
+                let n = sqlx::query(
+                    "DELETE FROM import_rejects WHERE job_id = $1 AND line IN (
+                       SELECT r.line FROM import_rejects r JOIN import_jobs j ON j.id = r.job_id
+                       WHERE r.job_id = $1 AND j.state <> 'running' AND j.updated_at < $2
+                       ORDER BY r.line LIMIT $3)",
+                )
+                .bind(&id)
+                .bind(before)
+                .bind(PRUNE_REJECTS_CHUNK)
+                .execute(self.writer())
+                .await?
+                .rows_affected();
+                if n < PRUNE_REJECTS_CHUNK as u64 {
+                    break;
+                }
+            }
+            deleted += sqlx::query(
+                "DELETE FROM import_jobs WHERE id = $1 AND state <> 'running' AND updated_at < $2",
+            )
+            .bind(&id)
+            .bind(before)
+            .execute(self.writer())
+            .await?
+            .rows_affected();
+        }
+        Ok(deleted)
     }
 
     async fn import_rejects(

@@ -29,6 +29,7 @@ crate::contract!(
     audience_long_chains_compile,
     audience_bounded_filters_stop_at_their_budget,
     audience_a_contact_holds_a_bounded_number_of_tags,
+    audience_imports_past_their_retention_go_with_their_rejected_rows,
 );
 
 const NOW: OffsetDateTime = datetime!(2025-06-15 12:00:00 UTC);
@@ -994,4 +995,83 @@ async fn audience_a_contact_holds_a_bounded_number_of_tags(b: &Backend) {
     assert_eq!(rejects.len(), 1, "{rejects:?}");
     assert_eq!(rejects[0].line, 7);
     assert_eq!(rejects[0].reason, TAGS_OVER_CAP);
+}
+
+/// The retention sweep deletes imports last written before its cutoff that are not running
+/// (done, failed, interrupted and never resumed), each with all its rejected rows (more than a
+/// delete chunk of them), a step of `limit` imports at a time; a running import, however old,
+/// and one written after the cutoff stay with their rows; another tenant's imports are swept
+/// by the same rule.
+async fn audience_imports_past_their_retention_go_with_their_rejected_rows(b: &Backend) {
+    let t = tenant(&**b, 1).await;
+    let other = tenant(&**b, 2).await;
+    let cutoff = T0 + 1_000;
+    let job = |app: &parley_domain::ApplicationId, state: ImportState, at: i64| ImportJobRecord {
+        state,
+        updated_at: at,
+        finished_at: (state != ImportState::Running).then_some(at),
+        ..running_job(app)
+    };
+    let old_done = job(&t.app, ImportState::Done, T0 + 10);
+    let old_failed = job(&other.app, ImportState::Failed, T0 + 20);
+    let old_interrupted = job(&t.app, ImportState::Interrupted, T0 + 30);
+    let old_running = job(&t.app, ImportState::Running, T0 + 40);
+    let recent_done = job(&t.app, ImportState::Done, cutoff + 1);
+    let rejects = |n: u64| -> Vec<RejectedRow> {
+        (0..n)
+            .map(|i| RejectedRow {
+                line: i + 2,
+                reason: "bad phone".into(),
+                raw: format!("row {i}"),
+            })
+            .collect()
+    };
+    for (j, n) in [
+        (&old_done, 12_000),
+        (&old_failed, 3),
+        (&old_interrupted, 0),
+        (&old_running, 4),
+        (&recent_done, 5),
+    ] {
+        b.create_import_job(j).await.unwrap();
+        b.update_import_job(j).await.unwrap();
+        b.add_import_rejects(&j.id, &rejects(n)).await.unwrap();
+    }
+    assert_eq!(rejected_rows(b, &old_done).await, 12_000);
+    // Two steps of two: the oldest first.
+    assert_eq!(b.prune_import_jobs(cutoff, 2).await.unwrap(), 2);
+    assert_eq!(b.import_job(&t.app, &old_done.id).await.unwrap(), None);
+    assert_eq!(rejected_rows(b, &old_done).await, 0);
+    assert_eq!(
+        b.import_job(&other.app, &old_failed.id).await.unwrap(),
+        None
+    );
+    assert!(
+        b.import_job(&t.app, &old_interrupted.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(b.prune_import_jobs(cutoff, 2).await.unwrap(), 1);
+    assert_eq!(
+        b.import_job(&t.app, &old_interrupted.id).await.unwrap(),
+        None
+    );
+    assert_eq!(b.prune_import_jobs(cutoff, 2).await.unwrap(), 0);
+    for kept in [&old_running, &recent_done] {
+        assert_eq!(
+            b.import_job(&t.app, &kept.id).await.unwrap().as_ref(),
+            Some(kept)
+        );
+    }
+    assert_eq!(rejected_rows(b, &old_running).await, 4);
+    assert_eq!(rejected_rows(b, &recent_done).await, 5);
+}
+
+/// How many rejected rows of `j` are kept.
+async fn rejected_rows(b: &Backend, j: &ImportJobRecord) -> usize {
+    b.import_rejects(&j.application_id, &j.id, 0, 20_000)
+        .await
+        .unwrap()
+        .len()
 }
