@@ -869,8 +869,19 @@ impl Engine {
         self.create_application_in(&account, name, None).await
     }
 
+    /// Every user with a role in the application (at most `MAX_PEOPLE`), by email.
     pub async fn members(&self, app: &ApplicationId) -> Result<Vec<MemberRecord>, EngineError> {
-        Ok(self.store.members(app).await?)
+        self.members_page(app, None, MAX_PEOPLE as u32).await
+    }
+
+    /// A page of the application's users by email: at most `limit`, after the email `after`.
+    pub async fn members_page(
+        &self,
+        app: &ApplicationId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<MemberRecord>, EngineError> {
+        Ok(self.store.members(app, after, limit).await?)
     }
 
     pub async fn pending_invites(
@@ -1073,7 +1084,6 @@ impl Engine {
         except: &UserId,
     ) -> Result<usize, EngineError> {
         Ok(self
-            .store
             .members(app)
             .await?
             .iter()

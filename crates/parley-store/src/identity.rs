@@ -179,8 +179,14 @@ pub trait IdentityStore: Send + Sync {
         app: &ApplicationId,
     ) -> Result<Option<(ApplicationRecord, Role)>>;
     async fn role(&self, user: &UserId, app: &ApplicationId) -> Result<Option<Role>>;
-    /// The users with a role in the application, by email.
-    async fn members(&self, app: &ApplicationId) -> Result<Vec<MemberRecord>>;
+    /// The users with a role in the application, by email: at most `limit`, after the email
+    /// `after` (a page's keyset).
+    async fn members(
+        &self,
+        app: &ApplicationId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<MemberRecord>>;
     /// Creates an application of `account` and gives each of `members` their role in it,
     /// unless the account has `cap` applications already (false then); concurrent creates
     /// stop exactly at the cap.

@@ -564,19 +564,30 @@ struct UsersPage {
     error: Option<String>,
     /// A new invite's link, shown once.
     link: Option<String>,
+    /// The next page of users (`/settings/users?after=<email>`), when there is one.
+    next: Option<String>,
+    /// Whether this is a later page (a link back to the first).
+    later: bool,
 }
+
+/// Users shown a page (an application has at most `MAX_PEOPLE`).
+const USERS_PAGE: u32 = 100;
 
 async fn users_view(
     state: &AppState,
     me: &SignedIn,
+    after: Option<&str>,
     error: Option<String>,
     link: Option<String>,
 ) -> UsersPage {
-    let members = state
+    let mut rows = state
         .engine
-        .members(&me.app.id)
+        .members_page(&me.app.id, after, USERS_PAGE + 1)
         .await
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let next = super::next_page(&mut rows, USERS_PAGE, |m| m.email.clone())
+        .map(|e| super::next_href("/settings/users", &[], "after", &e));
+    let members = rows
         .into_iter()
         .map(|m| MemberRow {
             choices: Role::ALL
@@ -617,11 +628,19 @@ async fn users_view(
             .collect(),
         error,
         link,
+        next,
+        later: after.is_some(),
     }
 }
 
-pub async fn users_page(State(state): State<AppState>, me: SignedIn) -> Response {
-    render(&users_view(&state, &me, None, None).await)
+/// `GET /settings/users?after=<email>`: the application's users by email, a page at a time,
+/// and its open invites.
+pub async fn users_page(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Query(q): Query<super::PageQuery>,
+) -> Response {
+    render(&users_view(&state, &me, q.after.as_deref(), None, None).await)
 }
 
 #[derive(Deserialize)]
@@ -649,11 +668,11 @@ pub async fn invite_user(
     match result {
         Ok(invite) => {
             let link = format!("{}/invite/{}", site_origin(&state, &headers), invite.token);
-            render(&users_view(&state, &me, None, Some(link)).await)
+            render(&users_view(&state, &me, None, None, Some(link)).await)
         }
         Err(e) => render_with(
             status_of(&e),
-            &users_view(&state, &me, Some(e.message), None).await,
+            &users_view(&state, &me, None, Some(e.message), None).await,
         ),
     }
 }
@@ -718,7 +737,7 @@ async fn users_after(state: &AppState, me: &SignedIn, result: Result<(), EngineE
         Ok(()) => Redirect::to("/settings/users").into_response(),
         Err(e) => render_with(
             status_of(&e),
-            &users_view(state, me, Some(e.message), None).await,
+            &users_view(state, me, None, Some(e.message), None).await,
         ),
     }
 }

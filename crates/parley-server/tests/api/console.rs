@@ -214,3 +214,86 @@ async fn a_person_signs_in_with_a_browser() {
     assert_eq!(browser.csp_violations().await, Vec::<String>::new());
     let _ = c.clone().close().await;
 }
+
+/// The users page shows 100 users a page, by email, with a link to the next page and one back
+/// to the first: walking the links shows every user of the application once (it may have
+/// 1,000; the page listed them all at once).
+#[tokio::test]
+async fn the_users_page_shows_a_hundred_a_page_and_links_the_next() {
+    use parley_store::identity::{InviteCaps, InviteRecord, Invitee, LinkKind};
+    let app = spawn_app().await;
+    let owner = app.console_cookie().await;
+    let application = app.store.applications().await.expect("apps")[0].id.clone();
+    let account = app
+        .store
+        .application(&application)
+        .await
+        .expect("read")
+        .expect("the application")
+        .account_id;
+    let now = app.now_ms();
+    let mut all = vec![app.console_email.clone()];
+    for i in 0..150 {
+        let email = format!("user{i:03}@shop.test");
+        let link = InviteRecord {
+            id: format!("inv_page{i}"),
+            kind: LinkKind::Invite,
+            application_id: Some(application.clone()),
+            email: Some(email.clone()),
+            role: Some(parley_domain::Role::Viewer),
+            invited_by: None,
+            created_at: now,
+            expires_at: now + 3_600_000,
+            used_at: None,
+        };
+        let caps = InviteCaps {
+            open: u64::MAX,
+            people: u64::MAX,
+        };
+        let hash = format!("page-{i}");
+        assert_eq!(
+            app.store
+                .create_invite(&link, &hash, caps, now)
+                .await
+                .expect("invite"),
+            None
+        );
+        let invitee = Invitee::New {
+            user_id: parley_domain::UserId::new(),
+            account_id: account.clone(),
+            email: email.clone(),
+            password_hash: "not used".into(),
+        };
+        assert!(
+            app.store
+                .accept_invite(&hash, &invitee, now)
+                .await
+                .expect("accept")
+        );
+        all.push(email);
+    }
+    all.sort();
+    let mut seen = Vec::new();
+    let mut path = "/settings/users".to_owned();
+    for page_no in 0.. {
+        let (status, page) = app.console_get(&owner, &path).await;
+        assert_eq!(status, 200, "{path}");
+        let marker = "class=\"member\" data-email=\"";
+        let rows: Vec<String> = page
+            .match_indices(marker)
+            .map(|(i, _)| {
+                let rest = &page[i + marker.len()..];
+                rest[..rest.find('"').expect("quote")].to_owned()
+            })
+            .collect();
+        assert_eq!(rows.len(), [100, 51][page_no], "{path}");
+        assert_eq!(page.contains("id=\"first-page\""), page_no > 0);
+        seen.extend(rows);
+        let Some(at) = page.find("\" id=\"next-page\"") else {
+            break;
+        };
+        let start = page[..at].rfind("href=\"").expect("href") + "href=\"".len();
+        path = page[start..at].replace("&amp;", "&");
+    }
+    assert_eq!(seen, all, "every user once, by email");
+}

@@ -247,13 +247,22 @@ impl IdentityStore for Backend {
         row.map(|r| role_of(&r, "role")).transpose()
     }
 
-    async fn members(&self, app: &ApplicationId) -> Result<Vec<MemberRecord>> {
+    async fn members(
+        &self,
+        app: &ApplicationId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<MemberRecord>> {
         let rows = sqlx::query(
             "SELECT u.id, u.email, CASE WHEN u.totp_secret IS NULL THEN 0 ELSE 1 END AS totp, m.role, m.created_at
              FROM memberships m JOIN users u ON u.id = m.user_id
-             WHERE m.application_id = $1 ORDER BY u.email",
+             WHERE m.application_id = $1 AND ($2 IS NULL OR u.email > $3)
+             ORDER BY u.email LIMIT $4",
         )
         .bind(app.as_str())
+        .bind(after)
+        .bind(after)
+        .bind(i64::from(limit))
         .fetch_all(self.reader())
         .await?;
         rows.iter()

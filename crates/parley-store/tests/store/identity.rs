@@ -370,7 +370,10 @@ async fn invites_are_accepted_once_before_they_expire(b: &Backend) {
             .expect("read")
             .is_none()
     );
-    let members = b.members(&o.application_id).await.expect("members");
+    let members = b
+        .members(&o.application_id, None, 10)
+        .await
+        .expect("members");
     let roles: Vec<(&str, Role)> = members.iter().map(|m| (m.email.as_str(), m.role)).collect();
     assert_eq!(
         roles,
@@ -378,6 +381,20 @@ async fn invites_are_accepted_once_before_they_expire(b: &Backend) {
             ("a@acme.test", Role::Owner),
             ("agent@acme.test", Role::Agent)
         ]
+    );
+    // A page at a time, by email.
+    let first = b.members(&o.application_id, None, 1).await.expect("page");
+    assert_eq!(first.len(), 1);
+    let next = b
+        .members(&o.application_id, Some(&first[0].email), 1)
+        .await
+        .expect("page");
+    assert_eq!(next[0].email, "agent@acme.test");
+    assert!(
+        b.members(&o.application_id, Some(&next[0].email), 1)
+            .await
+            .expect("page")
+            .is_empty()
     );
     // A second application with the account's owner (its one owner, the agent is not); a
     // third is past a cap of 2 and is not written.
