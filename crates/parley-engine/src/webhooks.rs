@@ -116,25 +116,27 @@ pub async fn run_projection(engine: Engine, shutdown: CancellationToken) {
                 None => read_projection(&engine, after).await,
             };
             match project(&engine, read, chained < MAX_READ_AHEAD_CHAIN).await {
-                Ok(Some((last, next))) => {
-                    engine.projection_behind.store(true, Ordering::Relaxed);
-                    // Like the processor's read-ahead: a few reads in a row after the last
-                    // id, then one from the start (an event committed late below the cursor).
+                Ok(Some(r)) if r.full => {
+                    // Like the processor's read-ahead, a few reads in a row after the last id.
                     chained += 1;
-                    (after, ahead) = match next {
-                        Some(next) => (last, Some(next)),
-                        None => {
-                            chained = 0;
-                            (i64::MIN, None)
-                        }
-                    };
+                    after = r.last;
+                    ahead = r.next;
+                    if ahead.is_none() {
+                        chained = 0;
+                    }
                     tokio::task::yield_now().await;
                     continue;
                 }
                 // A round that was not full took what had arrived: the next gathers what
                 // arrives meanwhile (as the merge's rounds), so a steady trickle is not a
-                // write transaction per intake commit.
-                Ok(None) => {
+                // write transaction per intake commit. It reads on from the last id: the
+                // deliveries below it are projected or merged, and walking them again at
+                // each round would cost as much as the merge's backlog (an event committed
+                // late below the cursor, on PostgreSQL, is left to the merge).
+                Ok(r) => {
+                    if let Some(r) = r {
+                        after = r.last;
+                    }
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep_until(started + ROUND_SPACING) => {}
@@ -148,8 +150,11 @@ pub async fn run_projection(engine: Engine, shutdown: CancellationToken) {
         }
         engine.projection_behind.store(false, Ordering::Relaxed);
         ahead = None;
-        after = i64::MIN;
         chained = 0;
+        if failed || !engine.merge_behind.load(Ordering::Relaxed) {
+            // The merge caught up (or a storage error): the next burst is read from the start.
+            after = i64::MIN;
+        }
         // The merge falls behind without an intake commit to wake this (its rounds read
         // what is stored): look again each round's spacing; after a storage error, as
         // seldom as the merge does (one warning a poll, not fifty a second).
@@ -222,11 +227,21 @@ async fn read_projection(engine: &Engine, after: i64) -> parley_store::Result<Op
 /// events are read and parsed meanwhile, on another task (the parse and SQLite's writes then
 /// run side by side), and handed back with the last event's id; `None` when the read had
 /// nothing or was not full.
+/// What a projection round did.
+struct Projected {
+    /// The last event read.
+    last: i64,
+    /// The read was full: more are likely waiting.
+    full: bool,
+    /// The next read, under way.
+    next: Option<Ahead<Option<Projection>>>,
+}
+
 async fn project(
     engine: &Engine,
     read: parley_store::Result<Option<Projection>>,
     read_ahead: bool,
-) -> parley_store::Result<Option<(i64, Option<Ahead<Option<Projection>>>)>> {
+) -> parley_store::Result<Option<Projected>> {
     let Some(p) = read? else {
         return Ok(None);
     };
@@ -276,7 +291,16 @@ async fn project(
         write_us = t0.elapsed().as_micros() as u64,
         "status projection round"
     );
-    Ok(p.full.then_some((last, next)))
+    // The merge gives way only to a projection that is catching up on statuses: a burst of
+    // inbound messages or account updates (nothing to project) is the merge's alone.
+    engine
+        .projection_behind
+        .store(p.full && !p.statuses.is_empty(), Ordering::Relaxed);
+    Ok(Some(Projected {
+        last,
+        full: p.full,
+        next,
+    }))
 }
 
 impl Engine {

@@ -346,12 +346,26 @@ pub(crate) type PendingStatuses = std::collections::HashMap<String, Vec<StatusCh
 
 /// The statuses of `all` (one message's, in the log) that name the wamid the message holds: a
 /// reader applies only those; a message without a wamid, or a status of an earlier send, is
-/// left to the merge, which decides what it does.
+/// left to the merge, which decides what it does. So is a failure Meta asks to retry later
+/// (131049, the per-user marketing cap): after its merge the message is requeued, not
+/// `failed` (`consent::after_statuses`), and a reader showing it `failed` for the backlog's
+/// seconds would show an end that never comes.
 pub(crate) fn naming(all: &[StatusChange], wamid: Option<&str>) -> Vec<StatusChange> {
     all.iter()
-        .filter(|c| wamid == Some(c.wamid.as_str()))
+        .filter(|c| wamid == Some(c.wamid.as_str()) && !retried_later(c))
         .cloned()
         .collect()
+}
+
+/// A `failed` whose error Meta says to retry after a delay: the merge reschedules it.
+fn retried_later(c: &StatusChange) -> bool {
+    c.state == MessageState::Failed
+        && c.error.as_ref().is_some_and(|(code, _)| {
+            matches!(
+                parley_domain::meta_error::classify(*code),
+                parley_domain::meta_error::ErrorClass::RetryAfter(_)
+            )
+        })
 }
 
 /// [`overlay`] for a row of a campaign's per-recipient export: the statuses still in the log

@@ -12,6 +12,7 @@ crate::contract!(
     projected_statuses_read_as_their_merge_will_write_them,
     a_finished_event_takes_its_projected_statuses_with_it,
     an_event_already_processed_is_not_projected,
+    a_failure_meta_retries_later_is_left_to_the_merge,
 );
 
 /// What a reader sees of a message's status.
@@ -263,4 +264,65 @@ async fn an_event_already_processed_is_not_projected(b: &Backend) {
         }
     }
     assert_eq!(b.raw_i64("SELECT COUNT(*) FROM status_log").await, 0);
+}
+
+/// A `failed` with Meta's per-user marketing cap (131049) is requeued by its merge, not left
+/// `failed`: readers do not show it from the log (they would show an end that never comes for
+/// the backlog's seconds); any other failure they show at once.
+async fn a_failure_meta_retries_later_is_left_to_the_merge(b: &Backend) {
+    let t = tenant(&**b, 1).await;
+    let capped = accepted(&**b, &t, "wamid.c0", T0).await;
+    let undeliverable = accepted(&**b, &t, "wamid.c1", T0).await;
+    let event = b.insert_webhook_event(b"{}", T0).await.expect("event");
+    let mut cap = status("wamid.c0", Some(&capped), MessageState::Failed, T0 + 20);
+    cap.error = Some((131049, "per-user marketing limit".to_owned()));
+    let rows = vec![
+        (
+            event,
+            status("wamid.c0", Some(&capped), MessageState::Sent, T0 + 10),
+        ),
+        (event, cap),
+        (
+            event,
+            status(
+                "wamid.c1",
+                Some(&undeliverable),
+                MessageState::Failed,
+                T0 + 20,
+            ),
+        ),
+    ];
+    b.project_statuses(&[event], &rows).await.expect("project");
+    assert_eq!(b.raw_i64("SELECT COUNT(*) FROM status_log").await, 3);
+    let m = get(&**b, &t, &capped).await;
+    assert_eq!(
+        m.state,
+        MessageState::Sent,
+        "the cap's failure is the merge's"
+    );
+    assert_eq!((m.failed_at, m.error_code), (None, None));
+    let m = get(&**b, &t, &undeliverable).await;
+    assert_eq!(m.state, MessageState::Failed);
+    assert_eq!(m.error_code, Some(131026));
+    // The export reads them the same way.
+    b.raw_execute("UPDATE messages SET campaign_id = 'cmp_cap' WHERE wamid LIKE 'wamid.c%'")
+        .await;
+    let page = b
+        .campaign_outcomes(&t.app, "cmp_cap", None, 100)
+        .await
+        .expect("export page");
+    let states: Vec<(String, String)> = page
+        .rows()
+        .expect("rows")
+        .iter()
+        .map(|o| (o.message_id.to_string(), o.state.to_string()))
+        .collect();
+    assert!(
+        states.contains(&(capped.as_str().to_owned(), "sent".to_owned())),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&(undeliverable.as_str().to_owned(), "failed".to_owned())),
+        "{states:?}"
+    );
 }
