@@ -749,12 +749,15 @@ impl Store for Backend {
         }
         tx.rollback().await?;
         let key = m.idempotency_key.as_deref().unwrap_or_default();
+        // The message that holds the key, as every reader sees it (its statuses still in
+        // `status_log` merged in): the row is committed (the conflict waited for it).
+        let mut tx = self.read_tx().await?;
         let row = sqlx::query(
             "SELECT * FROM messages WHERE application_id = $1 AND idempotency_key = $2",
         )
         .bind(m.application_id.as_str())
         .bind(text(key))
-        .fetch_optional(self.writer())
+        .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| {
             corrupt(
@@ -762,7 +765,9 @@ impl Store for Backend {
                 "the insert conflicted but no message holds the key",
             )
         })?;
-        Ok(InsertOutcome::Existing(message_from_row(&row)?))
+        let mut existing = message_from_row(&row)?;
+        overlay_pending(&mut tx, Some(&mut existing)).await?;
+        Ok(InsertOutcome::Existing(existing))
     }
 
     async fn message(&self, app: &ApplicationId, id: &MessageId) -> Result<Option<MessageRecord>> {

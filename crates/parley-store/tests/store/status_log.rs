@@ -3,16 +3,17 @@
 //! when the processor finishes their event.
 
 use parley_domain::{MessageId, MessageState};
-use parley_store::{MessageRecord, StatusChange};
+use parley_store::{InsertOutcome, MessageRecord, NewMessage, StatusChange};
 
 use crate::backend::Backend;
-use crate::fixtures::{T0, accepted, get, status, tenant};
+use crate::fixtures::{T0, accepted, get, new_message, status, tenant, wm};
 
 crate::contract!(
     projected_statuses_read_as_their_merge_will_write_them,
     a_finished_event_takes_its_projected_statuses_with_it,
     an_event_already_processed_is_not_projected,
     a_failure_meta_retries_later_is_left_to_the_merge,
+    an_idempotent_resend_answers_with_the_projected_status,
 );
 
 /// What a reader sees of a message's status.
@@ -325,4 +326,46 @@ async fn a_failure_meta_retries_later_is_left_to_the_merge(b: &Backend) {
         states.contains(&(undeliverable.as_str().to_owned(), "failed".to_owned())),
         "{states:?}"
     );
+}
+
+/// A send repeated with its idempotency key answers with the message as every reader sees
+/// it: a status still in the log included.
+async fn an_idempotent_resend_answers_with_the_projected_status(b: &Backend) {
+    let t = tenant(&**b, 1).await;
+    let first = new_message(&t, T0, Some("order-7"));
+    b.insert_message(&first).await.expect("insert");
+    let claimed = b
+        .claim_due_messages(&t.number, T0, T0 + 30_000, 1)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    b.mark_accepted(&first.id, &wm("wamid.k0"), T0 + 1)
+        .await
+        .expect("accept");
+    let event = b.insert_webhook_event(b"{}", T0).await.expect("event");
+    b.project_statuses(
+        &[event],
+        &[(
+            event,
+            status("wamid.k0", Some(&first.id), MessageState::Delivered, T0 + 5),
+        )],
+    )
+    .await
+    .expect("project");
+    let again = NewMessage {
+        id: MessageId::new(),
+        ..new_message(&t, T0 + 10, Some("order-7"))
+    };
+    match b.insert_message(&again).await.expect("resend") {
+        InsertOutcome::Existing(m) => {
+            assert_eq!(m.id, first.id, "the first message answers");
+            assert_eq!(
+                m.state,
+                MessageState::Delivered,
+                "with its projected status"
+            );
+            assert_eq!(m.delivered_at, Some(T0 + 5));
+        }
+        other => panic!("a resend with the same key made a message: {other:?}"),
+    }
 }
