@@ -304,17 +304,30 @@ impl StatusRow {
     }
 }
 
-/// Merges statuses still in `status_log` (not yet merged by the webhook processor) into a
-/// message as read, through the same lattice as the processor's merge: a reader sees what
-/// the merge will write. A status the row already holds changes nothing (the merge is
-/// idempotent), so a row merged meanwhile reads the same.
-pub(crate) fn overlay(m: &mut crate::types::MessageRecord, changes: &[StatusChange]) {
+/// Statuses still in `status_log` (projected, not merged yet), by the message id they name.
+pub(crate) type PendingStatuses = std::collections::HashMap<String, Vec<StatusChange>>;
+
+/// A message's statuses still in `status_log` (`pending`, in log order) merged into its moving
+/// columns `m` and error message through the same lattice as the processor's merge: a reader
+/// sees what the merge will write, and a status the row already holds changes nothing (the
+/// merge is idempotent). Only the statuses that name the wamid the message holds apply: a
+/// message without a wamid, or a status of an earlier send, is left to the merge, which
+/// decides what it does. So is a failure Meta asks to retry later (131049, the per-user
+/// marketing cap): after its merge the message is requeued, not `failed`
+/// (`consent::after_statuses`), and a reader showing it `failed` for the backlog's seconds
+/// would show an end that never comes.
+fn merge_pending(
+    m: Moving,
+    wamid: Option<&str>,
+    error_message: Option<String>,
+    pending: &[StatusChange],
+) -> (Moving, Option<String>) {
     let mut row = StatusRow {
         id: String::new(),
         state: m.state,
-        wamid: m.wamid.as_ref().map(|w| w.as_str().to_owned()),
+        wamid: wamid.map(str::to_owned),
         error_code: m.error_code,
-        error_message: m.error_message.take(),
+        error_message,
         updated_at: m.updated_at,
         sending_at: m.sending_at,
         accepted_at: m.accepted_at,
@@ -326,35 +339,13 @@ pub(crate) fn overlay(m: &mut crate::types::MessageRecord, changes: &[StatusChan
         pricing_category: None,
         facts: RowFacts::default(),
     };
-    for c in changes {
+    for c in pending
+        .iter()
+        .filter(|c| wamid == Some(c.wamid.as_str()) && !retried_later(c))
+    {
         row.merge(c);
     }
-    m.state = row.state;
-    m.error_code = row.error_code;
-    m.error_message = row.error_message;
-    m.updated_at = row.updated_at;
-    m.sending_at = row.sending_at;
-    m.accepted_at = row.accepted_at;
-    m.sent_at = row.sent_at;
-    m.delivered_at = row.delivered_at;
-    m.read_at = row.read_at;
-    m.failed_at = row.failed_at;
-}
-
-/// Statuses still in `status_log` (projected, not merged yet), by the message id they name.
-pub(crate) type PendingStatuses = std::collections::HashMap<String, Vec<StatusChange>>;
-
-/// The statuses of `all` (one message's, in the log) that name the wamid the message holds: a
-/// reader applies only those; a message without a wamid, or a status of an earlier send, is
-/// left to the merge, which decides what it does. So is a failure Meta asks to retry later
-/// (131049, the per-user marketing cap): after its merge the message is requeued, not
-/// `failed` (`consent::after_statuses`), and a reader showing it `failed` for the backlog's
-/// seconds would show an end that never comes.
-pub(crate) fn naming(all: &[StatusChange], wamid: Option<&str>) -> Vec<StatusChange> {
-    all.iter()
-        .filter(|c| wamid == Some(c.wamid.as_str()) && !retried_later(c))
-        .cloned()
-        .collect()
+    (Moving::of(&row), row.error_message)
 }
 
 /// A `failed` whose error Meta says to retry after a delay: the merge reschedules it.
@@ -368,41 +359,68 @@ fn retried_later(c: &StatusChange) -> bool {
         })
 }
 
-/// [`overlay`] for a row of a campaign's per-recipient export: the statuses still in the log
-/// merged into its state, times and error, as the processor will merge them.
-pub(crate) fn overlay_outcome(o: &mut crate::stats::CampaignOutcome<'_>, changes: &[StatusChange]) {
+/// A message as read, with its statuses still in `status_log` merged in ([`merge_pending`]).
+pub(crate) fn overlay(m: &mut crate::types::MessageRecord, pending: &[StatusChange]) {
+    let (moved, error_message) = merge_pending(
+        Moving {
+            state: m.state,
+            error_code: m.error_code,
+            updated_at: m.updated_at,
+            sending_at: m.sending_at,
+            accepted_at: m.accepted_at,
+            sent_at: m.sent_at,
+            delivered_at: m.delivered_at,
+            read_at: m.read_at,
+            failed_at: m.failed_at,
+        },
+        m.wamid.as_ref().map(|w| w.as_str()),
+        m.error_message.take(),
+        pending,
+    );
+    m.state = moved.state;
+    m.error_code = moved.error_code;
+    m.error_message = error_message;
+    m.updated_at = moved.updated_at;
+    m.sending_at = moved.sending_at;
+    m.accepted_at = moved.accepted_at;
+    m.sent_at = moved.sent_at;
+    m.delivered_at = moved.delivered_at;
+    m.read_at = moved.read_at;
+    m.failed_at = moved.failed_at;
+}
+
+/// A row of a campaign's per-recipient export, with its message's statuses still in
+/// `status_log` merged in ([`merge_pending`]).
+pub(crate) fn overlay_outcome(o: &mut crate::stats::CampaignOutcome<'_>, pending: &[StatusChange]) {
     let Ok(state) = o.state.parse::<MessageState>() else {
         return;
     };
-    let mut row = StatusRow {
-        id: String::new(),
-        state,
-        wamid: o.wamid.as_deref().map(str::to_owned),
-        error_code: o.error_code,
-        error_message: o.error_message.take().map(|m| m.into_owned()),
-        updated_at: 0,
-        sending_at: o.sending_at,
-        accepted_at: o.accepted_at,
-        sent_at: o.sent_at,
-        delivered_at: o.delivered_at,
-        read_at: o.read_at,
-        failed_at: o.failed_at,
-        pricing: None,
-        pricing_category: None,
-        facts: RowFacts::default(),
-    };
-    for c in changes {
-        row.merge(c);
-    }
-    o.state = std::borrow::Cow::Borrowed(row.state.as_str());
-    o.error_code = row.error_code;
-    o.error_message = row.error_message.map(std::borrow::Cow::Owned);
-    o.sending_at = row.sending_at;
-    o.accepted_at = row.accepted_at;
-    o.sent_at = row.sent_at;
-    o.delivered_at = row.delivered_at;
-    o.read_at = row.read_at;
-    o.failed_at = row.failed_at;
+    let (moved, error_message) = merge_pending(
+        Moving {
+            state,
+            error_code: o.error_code,
+            // Not a column of the export.
+            updated_at: 0,
+            sending_at: o.sending_at,
+            accepted_at: o.accepted_at,
+            sent_at: o.sent_at,
+            delivered_at: o.delivered_at,
+            read_at: o.read_at,
+            failed_at: o.failed_at,
+        },
+        o.wamid.as_deref(),
+        o.error_message.take().map(|m| m.into_owned()),
+        pending,
+    );
+    o.state = std::borrow::Cow::Borrowed(moved.state.as_str());
+    o.error_code = moved.error_code;
+    o.error_message = error_message.map(std::borrow::Cow::Owned);
+    o.sending_at = moved.sending_at;
+    o.accepted_at = moved.accepted_at;
+    o.sent_at = moved.sent_at;
+    o.delivered_at = moved.delivered_at;
+    o.read_at = moved.read_at;
+    o.failed_at = moved.failed_at;
 }
 
 /// One quota confirmation, as an element of the JSON array the batch upsert reads.

@@ -240,11 +240,9 @@ impl CampaignOutcomePage {
         out.sort_unstable_by(|a, b| a.message_id.cmp(&b.message_id));
         if !self.pending.is_empty() {
             for o in &mut out {
-                let Some(all) = self.pending.get(o.message_id.as_ref()) else {
-                    continue;
-                };
-                let same = crate::lattice::naming(all, o.wamid.as_deref());
-                crate::lattice::overlay_outcome(o, &same);
+                if let Some(all) = self.pending.get(o.message_id.as_ref()) {
+                    crate::lattice::overlay_outcome(o, all);
+                }
             }
         }
         Ok(out)

@@ -237,11 +237,9 @@ pub(crate) async fn overlay_pending<'a>(
         return Ok(());
     }
     for m in named.iter_mut() {
-        let Some(all) = pending.get(m.id.as_str()) else {
-            continue;
-        };
-        let same = crate::lattice::naming(all, m.wamid.as_ref().map(|w| w.as_str()));
-        crate::lattice::overlay(m, &same);
+        if let Some(all) = pending.get(m.id.as_str()) {
+            crate::lattice::overlay(m, all);
+        }
     }
     Ok(())
 }
