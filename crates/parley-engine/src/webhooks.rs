@@ -223,10 +223,6 @@ async fn read_projection(engine: &Engine, after: i64) -> parley_store::Result<Op
     }))
 }
 
-/// Appends a read's statuses (one transaction). With `read_ahead` and a full read, the next
-/// events are read and parsed meanwhile, on another task (the parse and SQLite's writes then
-/// run side by side), and handed back with the last event's id; `None` when the read had
-/// nothing or was not full.
 /// What a projection round did.
 struct Projected {
     /// The last event read.
@@ -237,6 +233,10 @@ struct Projected {
     next: Option<Ahead<Option<Projection>>>,
 }
 
+/// Appends a read's statuses (one transaction while the intake is idle, several short ones
+/// while it receives). With `read_ahead` and a full read, the next events are read and parsed
+/// meanwhile, on another task (the parse and SQLite's writes then run side by side), and
+/// handed back; `None` when the read had nothing.
 async fn project(
     engine: &Engine,
     read: parley_store::Result<Option<Projection>>,

@@ -460,7 +460,6 @@ pub(crate) fn json<T: serde::Serialize>(v: &T) -> Result<Json<Value>> {
 }
 
 impl PostgresStore {
-    /// Reads and writes share the pool.
     /// A read transaction whose statements share one snapshot.
     pub(crate) async fn read_tx(&self) -> Result<Tx> {
         Ok(self
@@ -469,6 +468,7 @@ impl PostgresStore {
             .await?)
     }
 
+    /// Reads and writes share the pool.
     pub(crate) fn reader(&self) -> &PgPool {
         &self.pool
     }

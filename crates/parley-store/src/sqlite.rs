@@ -330,12 +330,12 @@ pub(crate) fn json<T: serde::Serialize>(v: &T) -> Result<String> {
 }
 
 impl SqliteStore {
-    /// Where reads go: the read-only pool.
     /// A read transaction on a read connection: its statements share one snapshot (WAL).
     pub(crate) async fn read_tx(&self) -> Result<Tx> {
         Ok(self.reader.begin().await?)
     }
 
+    /// Where reads go: the read-only pool.
     pub(crate) fn reader(&self) -> &SqlitePool {
         &self.reader
     }
