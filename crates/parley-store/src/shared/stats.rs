@@ -281,16 +281,17 @@ impl StatsStore for Backend {
         // The page and the statuses still in the log for it, in one snapshot: a status the
         // processor merges and deletes meanwhile is in the row or in the log, never in neither.
         let mut tx = self.read_tx().await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(outcome_page_sql(
-            &select,
-            &names.join(", "),
-        )))
-        .bind(campaign)
-        .bind(app.as_str())
-        .bind(after.unwrap_or(""))
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
+        // A statement holding `OUTCOME_PAGE`, with its binds.
+        let page = |sql: String| {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(campaign)
+                .bind(app.as_str())
+                .bind(after.unwrap_or(""))
+                .bind(i64::from(limit))
+        };
+        let rows = page(outcome_page_sql(&select, &names.join(", ")))
+            .fetch_all(&mut *tx)
+            .await?;
         // Statuses projected and not merged yet (a burst; the log is empty otherwise, and
         // one probe says so) for the page's messages, in the page's snapshot.
         let mut pending = crate::lattice::PendingStatuses::new();
@@ -299,15 +300,11 @@ impl StatsStore for Backend {
             .await?
             .is_some()
         {
-            let log = sqlx::query(sqlx::AssertSqlSafe(format!(
+            let log = page(format!(
                 "SELECT {PENDING_COLUMNS} FROM status_log WHERE message_id IN (
                    SELECT m.id FROM messages m WHERE {OUTCOME_PAGE})
                  ORDER BY event_id, n"
-            )))
-            .bind(campaign)
-            .bind(app.as_str())
-            .bind(after.unwrap_or(""))
-            .bind(i64::from(limit))
+            ))
             .fetch_all(&mut *tx)
             .await?;
             collect_pending(&mut pending, log)?;
