@@ -317,6 +317,12 @@ impl Rig {
     async fn started_campaign(&self, recipients: usize) -> String {
         let (id, plan) = self.campaign().await;
         assert_eq!(plan["recipients"], recipients, "{plan}");
+        self.start(&id).await;
+        id
+    }
+
+    /// Starts campaign `id`.
+    async fn start(&self, id: &str) {
         let (status, body) = self
             .api(
                 reqwest::Method::POST,
@@ -325,7 +331,6 @@ impl Rig {
             )
             .await;
         assert_eq!(status, 200, "{body}");
-        id
     }
 
     async fn stats(&self, id: &str) -> Value {
@@ -425,14 +430,7 @@ async fn a_campaign_survives_sigkill_with_nothing_lost_or_doubled() {
         &json!({"timeout_rate": 0.3, "timeout_ms": 1500}),
     )
     .await;
-    let (status, body) = rig
-        .api(
-            reqwest::Method::POST,
-            &format!("/campaigns/{id}/start"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    rig.start(&id).await;
 
     let deadline = Instant::now() + Duration::from_secs(60);
     while rig.sandbox_sent().await.len() < 60 {
@@ -498,14 +496,7 @@ async fn a_5000_recipient_campaign_survives_five_sigkills_at_random_moments() {
         &json!({"timeout_rate": 0.1, "timeout_ms": 1000}),
     )
     .await;
-    let (status, body) = rig
-        .api(
-            reqwest::Method::POST,
-            &format!("/campaigns/{id}/start"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    rig.start(&id).await;
 
     // Five kills at random points of the campaign, by the messages Parley had settled.
     let mut marks: Vec<u64> = (0..5).map(|_| rng.random_range(100..4_600)).collect();

@@ -21,20 +21,9 @@ crate::contract!(
     a_round_of_pricing_ends_as_one_at_a_time,
 );
 
+/// What the lattice decides of a message, and its wamid.
 fn outcome(m: &MessageRecord) -> impl PartialEq + std::fmt::Debug + use<> {
-    (
-        m.state,
-        (
-            m.accepted_at,
-            m.sent_at,
-            m.delivered_at,
-            m.read_at,
-            m.failed_at,
-        ),
-        (m.error_code, m.error_message.clone()),
-        m.updated_at,
-        m.wamid.clone(),
-    )
+    (crate::fixtures::outcome(m), m.wamid.clone())
 }
 
 async fn a_batch_of_statuses_ends_as_one_at_a_time(b: &Backend) {

@@ -194,3 +194,19 @@ pub fn wm(s: &str) -> Wamid {
 pub fn pnid(s: &str) -> PhoneNumberId {
     PhoneNumberId::parse(s).expect("phone number id")
 }
+
+/// What the lattice decides of a message: everything but the row's identity (id, wamid).
+pub fn outcome(m: &MessageRecord) -> impl PartialEq + std::fmt::Debug + use<> {
+    (
+        m.state,
+        (
+            m.accepted_at,
+            m.sent_at,
+            m.delivered_at,
+            m.read_at,
+            m.failed_at,
+        ),
+        (m.error_code, m.error_message.clone()),
+        m.updated_at,
+    )
+}

@@ -3,10 +3,10 @@
 //! when the processor finishes their event.
 
 use parley_domain::{MessageId, MessageState};
-use parley_store::{InsertOutcome, MessageRecord, NewMessage, StatusChange};
+use parley_store::{InsertOutcome, NewMessage, StatusChange};
 
 use crate::backend::Backend;
-use crate::fixtures::{T0, accepted, get, new_message, status, tenant, wm};
+use crate::fixtures::{T0, accepted, get, new_message, outcome, status, tenant, wm};
 
 crate::contract!(
     projected_statuses_read_as_their_merge_will_write_them,
@@ -15,22 +15,6 @@ crate::contract!(
     a_failure_meta_retries_later_is_left_to_the_merge,
     an_idempotent_resend_answers_with_the_projected_status,
 );
-
-/// What a reader sees of a message's status.
-fn seen(m: &MessageRecord) -> impl PartialEq + std::fmt::Debug + use<> {
-    (
-        m.state,
-        (
-            m.accepted_at,
-            m.sent_at,
-            m.delivered_at,
-            m.read_at,
-            m.failed_at,
-        ),
-        (m.error_code, m.error_message.clone()),
-        m.updated_at,
-    )
-}
 
 /// The same statuses for set `set` of three accepted messages (`ids`), in an order that needs
 /// the lattice (a `failed` overruled by a later-arriving `delivered`, a `sent` after `read`).
@@ -78,8 +62,8 @@ async fn projected_statuses_read_as_their_merge_will_write_them(b: &Backend) {
         .await
         .expect("project again");
     for (p, m) in projected.iter().zip(&merged) {
-        let want = seen(&get(&**b, &t, m).await);
-        assert_eq!(seen(&get(&**b, &t, p).await), want, "one message");
+        let want = outcome(&get(&**b, &t, m).await);
+        assert_eq!(outcome(&get(&**b, &t, p).await), want, "one message");
         assert_ne!(get(&**b, &t, p).await.state, MessageState::Accepted);
     }
     // Every reader: the application's list and the recipient's history.
@@ -91,7 +75,7 @@ async fn projected_statuses_read_as_their_merge_will_write_them(b: &Backend) {
     for list in [&listed, &to] {
         for (p, m) in projected.iter().zip(&merged) {
             let find = |id: &MessageId| list.iter().find(|x| &x.id == id).expect("listed");
-            assert_eq!(seen(find(p)), seen(find(m)), "listed");
+            assert_eq!(outcome(find(p)), outcome(find(m)), "listed");
         }
     }
     // The campaign's per-recipient export reads them too.
@@ -105,7 +89,7 @@ async fn projected_statuses_read_as_their_merge_will_write_them(b: &Backend) {
         .expect("export page");
     let outcomes = page.rows().expect("rows");
     assert_eq!(outcomes.len(), 6);
-    let outcome = |id: &MessageId| {
+    let exported = |id: &MessageId| {
         let o = outcomes
             .iter()
             .find(|o| o.message_id == id.as_str())
@@ -123,8 +107,8 @@ async fn projected_statuses_read_as_their_merge_will_write_them(b: &Backend) {
         )
     };
     for (p, m) in projected.iter().zip(&merged) {
-        assert_eq!(outcome(p), outcome(m), "exported");
-        assert_ne!(outcome(p).0, "accepted");
+        assert_eq!(exported(p), exported(m), "exported");
+        assert_ne!(exported(p).0, "accepted");
     }
     // The projection is not the merge: the rows still hold what they held.
     assert_eq!(
@@ -163,7 +147,7 @@ async fn a_finished_event_takes_its_projected_statuses_with_it(b: &Backend) {
     let before: Vec<_> = {
         let mut v = Vec::new();
         for id in &ids {
-            v.push(seen(&get(&**b, &t, id).await));
+            v.push(outcome(&get(&**b, &t, id).await));
         }
         v
     };
@@ -186,7 +170,7 @@ async fn a_finished_event_takes_its_projected_statuses_with_it(b: &Backend) {
     );
     for (id, want) in ids.iter().zip(&before) {
         assert_eq!(
-            &seen(&get(&**b, &t, id).await),
+            &outcome(&get(&**b, &t, id).await),
             want,
             "unchanged by the merge"
         );
@@ -199,7 +183,11 @@ async fn a_finished_event_takes_its_projected_statuses_with_it(b: &Backend) {
         .expect("finish");
     assert_eq!(b.raw_i64("SELECT COUNT(*) FROM status_log").await, 0);
     for (id, want) in ids.iter().zip(&before) {
-        assert_eq!(&seen(&get(&**b, &t, id).await), want, "merged as projected");
+        assert_eq!(
+            &outcome(&get(&**b, &t, id).await),
+            want,
+            "merged as projected"
+        );
     }
 }
 

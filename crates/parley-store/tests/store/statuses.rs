@@ -2,12 +2,12 @@
 //! statuses that outrun the send are kept and folded in, and concurrent nodes lose nothing.
 
 use parley_domain::{MessageId, MessageState};
-use parley_store::{MessageRecord, StatusChange, Store};
+use parley_store::{StatusChange, Store};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
 use crate::backend::Backend;
-use crate::fixtures::{T0, accepted, get, queued, tenant};
+use crate::fixtures::{T0, accepted, get, outcome, queued, tenant};
 
 crate::contract!(
     statuses_in_any_order_end_the_same,
@@ -75,22 +75,6 @@ fn status(wamid: &str, id: Option<&MessageId>, state: MessageState, at: i64) -> 
             .then(|| (131026, "Message undeliverable".to_owned())),
         pricing: None,
     }
-}
-
-/// What the lattice decides: everything but the row's identity (id, wamid).
-fn outcome(m: &MessageRecord) -> impl PartialEq + std::fmt::Debug + use<> {
-    (
-        m.state,
-        (
-            m.accepted_at,
-            m.sent_at,
-            m.delivered_at,
-            m.read_at,
-            m.failed_at,
-        ),
-        (m.error_code, m.error_message.clone()),
-        m.updated_at,
-    )
 }
 
 async fn statuses_in_any_order_end_the_same(b: &Backend) {
