@@ -321,6 +321,19 @@ impl Rig {
         id
     }
 
+    /// A delivery of `body` to Parley's webhook, signed with the sandbox app's secret as Meta
+    /// signs it, on `http`.
+    fn signed_webhook(&self, http: &reqwest::Client, body: Vec<u8>) -> reqwest::RequestBuilder {
+        let secret = parley_sandbox::SandboxConfig::demo().app_secret;
+        http.post(format!("{}/webhooks/whatsapp", self.parley))
+            .header("content-type", "application/json")
+            .header(
+                "x-hub-signature-256",
+                parley_meta::sign(secret.as_bytes(), &body),
+            )
+            .body(body)
+    }
+
     /// Starts campaign `id`.
     async fn start(&self, id: &str) {
         let (status, body) = self
@@ -753,19 +766,10 @@ async fn acknowledged_webhooks_survive_a_sigkill_of_serve() {
     const KILL_AFTER: usize = 100;
     let rig = Rig::new(3, 60_000, 3_600_000).await;
     let serve = rig.serve();
-    let secret = parley_sandbox::SandboxConfig::demo().app_secret;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     for n in 0..SENT {
         let body = intake_marker(n);
-        let req = rig
-            .http
-            .post(format!("{}/webhooks/whatsapp", rig.parley))
-            .header("content-type", "application/json")
-            .header(
-                "x-hub-signature-256",
-                parley_meta::sign(secret.as_bytes(), &body),
-            )
-            .body(body);
+        let req = rig.signed_webhook(&rig.http, body);
         let tx = tx.clone();
         tokio::spawn(async move {
             let ok = matches!(req.send().await, Ok(r) if r.status() == 200);
@@ -1478,7 +1482,6 @@ async fn statuses_projected_but_not_merged_survive_a_sigkill_and_are_merged_once
     assert_eq!(msgs.len(), RECIPIENTS);
 
     // The flood, 32 deliveries at a time; each answer recorded.
-    let secret = parley_sandbox::SandboxConfig::demo().app_secret;
     let flood_http = reqwest::Client::new();
     let at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1488,14 +1491,7 @@ async fn statuses_projected_but_not_merged_survive_a_sigkill_and_are_merged_once
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(32));
     for j in 0..FLOOD_DELIVERIES {
         let body = flood_delivery(j, &msgs, at);
-        let req = flood_http
-            .post(format!("{}/webhooks/whatsapp", rig.parley))
-            .header("content-type", "application/json")
-            .header(
-                "x-hub-signature-256",
-                parley_meta::sign(secret.as_bytes(), &body),
-            )
-            .body(body);
+        let req = rig.signed_webhook(&flood_http, body);
         let (tx, gate) = (tx.clone(), gate.clone());
         tokio::spawn(async move {
             let _slot = gate.acquire_owned().await;
